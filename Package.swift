@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+
+import PackageDescription
+
+/// System C libraries from Debian, found through pkg-config. `cluster/install-deps.sh` installs them.
+func systemLibrary(_ name: String, pkgConfig: String, apt: [String]) -> Target {
+    .systemLibrary(name: name, pkgConfig: pkgConfig, providers: [.apt(apt)])
+}
+
+let package = Package(
+    name: "barge",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "barge", targets: ["barge"]),
+        .library(name: "BargeDigest", targets: ["BargeDigest"]),
+        .library(name: "BargeCodec", targets: ["BargeCodec"]),
+        .library(name: "BargeChunk", targets: ["BargeChunk"]),
+        .library(name: "BargeFlow", targets: ["BargeFlow"]),
+        .library(name: "BargeBench", targets: ["BargeBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+    ],
+    targets: [
+        systemLibrary("CBargeZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
+        systemLibrary("CBargeLZ4", pkgConfig: "liblz4", apt: ["liblz4-dev"]),
+        systemLibrary("CBargeXXHash", pkgConfig: "libxxhash", apt: ["libxxhash-dev"]),
+        systemLibrary("CBargeCrypto", pkgConfig: "libcrypto", apt: ["libssl-dev"]),
+
+        .target(name: "BargeDigest", dependencies: ["CBargeXXHash", "CBargeCrypto"]),
+        .target(name: "BargeCodec", dependencies: ["BargeDigest", "CBargeZstd", "CBargeLZ4"]),
+        .target(name: "BargeChunk", dependencies: ["BargeDigest"]),
+        .target(name: "BargeFlow"),
+        .target(name: "BargeBench", dependencies: ["BargeCodec", "BargeDigest", "BargeChunk"]),
+        .executableTarget(
+            name: "barge",
+            dependencies: [
+                "BargeBench", "BargeCodec", "BargeFlow",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "BargeDigestTests", dependencies: ["BargeDigest"]),
+        .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest"]),
+        .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest"]),
+        .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
+        .testTarget(name: "BargeCLITests", dependencies: ["barge", "BargeBench"]),
+    ]
+)

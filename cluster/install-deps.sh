@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Barge builds against and benchmarks with.
+# Idempotent: it runs `apt-get update` and `apt-get install` only when something is missing.
+set -euo pipefail
+
+# -dev packages for the C libraries Barge links (zstd, lz4, xxhash, libcrypto), pkg-config to find
+# them, and the reference CLIs the benchmarks compare against (zstd, lz4, xxhsum, openssl).
+packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev zstd lz4 xxhash openssl)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q >&2
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
