@@ -41,7 +41,7 @@ let package = Package(
         ),
 
         .testTarget(name: "BargeDigestTests", dependencies: ["BargeDigest"]),
-        .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest"]),
+        .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
         .testTarget(name: "BargeCLITests", dependencies: ["barge", "BargeBench"]),

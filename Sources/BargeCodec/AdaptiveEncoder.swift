@@ -1,0 +1,41 @@
+import BargeDigest
+
+/// `auto`: samples each chunk, lets the `CodecSelector` choose, encodes, and feeds the measured
+/// time and size back to the selector. One per worker thread, like `ChunkEncoder`.
+public final class AdaptiveEncoder {
+    /// The link's send rate in bytes per second, from the flow controller; nil when unlimited.
+    public var sendRate: Double?
+    public private(set) var selector: CodecSelector
+    public let encoder: ChunkEncoder
+    private var sampler = EntropySampler()
+    private let clock: () -> UInt64
+
+    public init(sendRate: Double? = nil, selector: CodecSelector = CodecSelector(),
+                encoder: ChunkEncoder = ChunkEncoder(), clock: @escaping () -> UInt64 = MonotonicClock.now) {
+        self.sendRate = sendRate
+        self.selector = selector
+        self.encoder = encoder
+        self.clock = clock
+    }
+
+    /// Chooses a codec for `raw` without encoding it.
+    public func choose(_ raw: UnsafeRawBufferPointer) -> CodecDecision {
+        selector.choose(sampler.profile(raw), sendRate: sendRate)
+    }
+
+    /// Encodes `raw` with the codec the selector picks; see `ChunkEncoder.encode` for `digest` and `out`.
+    public func encode(_ raw: UnsafeRawBufferPointer, digest: XXH128Digest? = nil,
+                       into out: UnsafeMutableRawBufferPointer) throws(CodecError) -> (header: ChunkHeader, decision: CodecDecision) {
+        let decision = choose(raw)
+        let start = clock()
+        let header = try encoder.encode(raw, as: decision.spec, digest: digest, into: out)
+        selector.record(decision, rawLength: raw.count, encodedLength: header.encodedLength,
+                        nanoseconds: clock() &- start)
+        return (header, decision)
+    }
+
+    /// Tells the selector how long decoding a chunk it chose took (benchmarks and tests decode in-process).
+    public func recordDecode(_ decision: CodecDecision, rawLength: Int, nanoseconds: UInt64) {
+        selector.recordDecode(decision, rawLength: rawLength, nanoseconds: nanoseconds)
+    }
+}

@@ -1,0 +1,125 @@
+import CBargeZstd
+
+/// The entropy coder of an encoded chunk.
+public enum Compressor: Hashable, Sendable {
+    case none
+    case lz4
+    /// zstd at `level`, from 1 to `Compressor.maxZstdLevel`.
+    case zstd(level: Int)
+
+    public static let maxZstdLevel = Int(ZSTD_maxCLevel())
+}
+
+/// A reversible transform applied before compression.
+public enum ByteFilter: Hashable, Sendable {
+    case none
+    /// Byte shuffle (Blosc's "shuffle"): with stride N, byte k of every N-byte element goes to plane k.
+    /// Typed arrays (float32 with N=4, float64 with N=8, int16 with N=2) compress far better shuffled.
+    case shuffle(stride: Int)
+
+    public static let strides = [2, 4, 8]
+
+    public var stride: Int {
+        switch self {
+        case .none: 1
+        case .shuffle(let s): s
+        }
+    }
+}
+
+/// A concrete way to encode a chunk: an optional filter in front of a compressor.
+/// Its name is `none`, `lz4`, `zstd-<level>`, with a filter as prefix: `shuffle4+zstd-1`.
+public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
+    public let filter: ByteFilter
+    public let compressor: Compressor
+
+    public static let none = CodecSpec(unchecked: .none, .none)
+    public static let lz4 = CodecSpec(unchecked: .none, .lz4)
+    public static func zstd(_ level: Int) -> CodecSpec { CodecSpec(unchecked: .none, .zstd(level: level)) }
+
+    private init(unchecked filter: ByteFilter, _ compressor: Compressor) {
+        self.filter = filter
+        self.compressor = compressor
+    }
+
+    /// Fails for combinations that make no sense: a filter with no compressor, a stride other than
+    /// 2, 4 or 8, or a zstd level out of range.
+    public init(filter: ByteFilter = .none, compressor: Compressor) throws(CodecNameError) {
+        if case .shuffle(let s) = filter, !ByteFilter.strides.contains(s) {
+            throw CodecNameError("shuffle stride must be 2, 4 or 8, not \(s)")
+        }
+        if filter != .none, compressor == .none {
+            throw CodecNameError("a shuffle filter needs a compressor after it (for example shuffle4+zstd-1)")
+        }
+        if case .zstd(let level) = compressor, !(1...Compressor.maxZstdLevel).contains(level) {
+            throw CodecNameError("zstd level must be 1 to \(Compressor.maxZstdLevel), not \(level)")
+        }
+        self.init(unchecked: filter, compressor)
+    }
+
+    /// Parses a codec name such as `zstd-3` or `shuffle8+lz4`.
+    public init(name: String) throws(CodecNameError) {
+        let parts = name.lowercased().split(separator: "+", omittingEmptySubsequences: false)
+        var filter = ByteFilter.none
+        let compressorName: Substring
+        switch parts.count {
+        case 1:
+            compressorName = parts[0]
+        case 2:
+            guard parts[0].hasPrefix("shuffle"), let s = Int(parts[0].dropFirst("shuffle".count)) else {
+                throw CodecNameError("unknown filter '\(parts[0])' in '\(name)' (filters: shuffle2, shuffle4, shuffle8)")
+            }
+            filter = .shuffle(stride: s)
+            compressorName = parts[1]
+        default:
+            throw CodecNameError("'\(name)' has more than one filter")
+        }
+        let compressor: Compressor
+        switch compressorName {
+        case "none": compressor = .none
+        case "lz4": compressor = .lz4
+        case "zstd": compressor = .zstd(level: 3)
+        default:
+            guard compressorName.hasPrefix("zstd-"), let level = Int(compressorName.dropFirst("zstd-".count)) else {
+                throw CodecNameError("unknown codec '\(name)' (codecs: none, lz4, zstd-<level>, with an optional shuffle2+/shuffle4+/shuffle8+ prefix, or auto)")
+            }
+            compressor = .zstd(level: level)
+        }
+        try self.init(filter: filter, compressor: compressor)
+    }
+
+    public var description: String {
+        let c: String
+        switch compressor {
+        case .none: c = "none"
+        case .lz4: c = "lz4"
+        case .zstd(let level): c = "zstd-\(level)"
+        }
+        switch filter {
+        case .none: return c
+        case .shuffle(let s): return "shuffle\(s)+\(c)"
+        }
+    }
+}
+
+/// What the user asked for: one fixed codec, or `auto`, the adaptive selector.
+public enum CodecChoice: Hashable, Sendable, CustomStringConvertible {
+    case auto
+    case fixed(CodecSpec)
+
+    public init(name: String) throws(CodecNameError) {
+        self = name.lowercased() == "auto" ? .auto : .fixed(try CodecSpec(name: name))
+    }
+
+    public var description: String {
+        switch self {
+        case .auto: "auto"
+        case .fixed(let spec): spec.description
+        }
+    }
+}
+
+public struct CodecNameError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,61 @@
+/// What the selector believes about one codec on one class of data: the ratio it reaches and the
+/// time it takes per raw byte to compress and to decompress.
+public struct CodecEstimate: Hashable, Sendable {
+    public var ratio: Double
+    public var compressNanosPerByte: Double
+    public var decompressNanosPerByte: Double
+    /// Chunks this estimate has learnt from; 0 for a prior.
+    public var observations: Int
+
+    public init(ratio: Double, compressNanosPerByte: Double, decompressNanosPerByte: Double, observations: Int = 0) {
+        self.ratio = ratio
+        self.compressNanosPerByte = compressNanosPerByte
+        self.decompressNanosPerByte = decompressNanosPerByte
+        self.observations = observations
+    }
+
+    /// Time per raw byte through a pipeline whose stages (compress at the sender, the link,
+    /// decompress at the receiver) overlap, so the slowest stage sets the pace. A small share of
+    /// the CPU time breaks ties towards less work. `wireNanosPerByte` is 0 on an unlimited link.
+    public func cost(wireNanosPerByte: Double) -> Double {
+        let cpu = compressNanosPerByte + decompressNanosPerByte
+        return max(compressNanosPerByte, wireNanosPerByte / ratio, decompressNanosPerByte) + 0.05 * cpu
+    }
+
+    /// Exponentially weighted moving average towards an observation (the first replaces the prior).
+    mutating func learn(ratio observedRatio: Double, compressNanosPerByte observedSpeed: Double, weight: Double) {
+        if observations == 0 {
+            ratio = observedRatio
+            compressNanosPerByte = observedSpeed
+        } else {
+            ratio += weight * (observedRatio - ratio)
+            compressNanosPerByte += weight * (observedSpeed - compressNanosPerByte)
+        }
+        observations += 1
+    }
+
+    mutating func learn(decompressNanosPerByte observed: Double, weight: Double) {
+        decompressNanosPerByte += (observations == 0 ? 1 : weight) * (observed - decompressNanosPerByte)
+    }
+}
+
+/// The starting point before any chunk of a class has been seen: ratios from the sample's entropy,
+/// speeds from typical figures for one x86-64 core. Calibration replaces them after one chunk.
+public enum CodecPriors {
+    public static func estimate(_ spec: CodecSpec, profile: EntropyProfile) -> CodecEstimate {
+        let h = profile.planeEntropy(stride: spec.filter.stride)
+        // What an order-0 entropy coder would reach; LZ matching adds to it on real data.
+        let order0 = min(16, 8 / max(h, 0.5))
+        let shuffle = spec.filter == .none ? 0.0 : 0.35
+        switch spec.compressor {
+        case .none:
+            return CodecEstimate(ratio: 1, compressNanosPerByte: 0.08, decompressNanosPerByte: 0.08)
+        case .lz4:
+            return CodecEstimate(ratio: 1 + (order0 - 1) * 0.5, compressNanosPerByte: 1.5 + shuffle, decompressNanosPerByte: 0.25 + shuffle)
+        case .zstd(let level):
+            let speed: Double = level <= 1 ? 2.5 : level <= 3 ? 4.5 : level <= 6 ? 11 : 4.0 * Double(level)
+            let gain = 1 + 0.025 * Double(min(level, 9))
+            return CodecEstimate(ratio: order0 * gain, compressNanosPerByte: speed + shuffle, decompressNanosPerByte: 1.0 + shuffle)
+        }
+    }
+}

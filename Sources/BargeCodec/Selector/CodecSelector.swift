@@ -1,0 +1,116 @@
+/// Chunks that look alike, for calibration: the shuffle stride that suits them and their entropy in
+/// half-bit steps.
+public struct DataClass: Hashable, Sendable, CustomStringConvertible {
+    public var stride: Int
+    public var entropyBucket: Int
+
+    init(_ profile: EntropyProfile) {
+        stride = profile.bestStride
+        entropyBucket = Int((profile.planeEntropy(stride: stride) * 2).rounded(.down))
+    }
+
+    public var description: String { "stride \(stride), ~\(Double(entropyBucket) / 2) bits/byte" }
+}
+
+/// What the selector chose for a chunk, and why.
+public struct CodecDecision: Hashable, Sendable {
+    public enum Reason: Hashable, Sendable {
+        /// The sample looked random: stored raw without consulting the model.
+        case incompressible
+        /// The cheapest candidate under the cost model.
+        case cheapest
+        /// A candidate tried to refresh its calibration.
+        case exploring
+    }
+
+    public var spec: CodecSpec
+    public var dataClass: DataClass
+    public var reason: Reason
+}
+
+/// The adaptive codec selector behind `auto`. Pure logic, no clock and no I/O: it turns a chunk's
+/// entropy profile and the current send rate into a codec, and learns from the outcomes it is told.
+///
+/// - Random-looking chunks are stored raw.
+/// - Otherwise each candidate's time per byte is estimated from per-class calibration (or a prior)
+///   and the cheapest wins. On a fast link, cheap codecs win; on a slow one, strong ones.
+/// - Every `explorationInterval`-th chunk of a class tries the least-observed candidate whose
+///   estimated cost is within `explorationSlack` of the best, so estimates stay current.
+public struct CodecSelector: Sendable {
+    public var explorationInterval = 16
+    public var explorationSlack = 3.0
+    /// Weight of a new observation in the moving averages.
+    public var learningRate = 0.3
+
+    private var estimates: [DataClass: [CodecSpec: CodecEstimate]] = [:]
+    private var decisions: [DataClass: Int] = [:]
+
+    public init() {}
+
+    /// The codecs considered for data of a given class. A shuffled class also keeps plain zstd-1
+    /// as a check on the shuffle.
+    public static func candidates(stride: Int) -> [CodecSpec] {
+        if stride == 1 {
+            return [.none, .lz4, .zstd(1), .zstd(3), .zstd(6)]
+        }
+        let f = ByteFilter.shuffle(stride: stride)
+        return [.none, .zstd(1)] + [Compressor.lz4, .zstd(level: 1), .zstd(level: 3), .zstd(level: 6)].map {
+            try! CodecSpec(filter: f, compressor: $0)
+        }
+    }
+
+    /// `sendRate` is the link's rate in bytes per second, or nil when it is unlimited.
+    public mutating func choose(_ profile: EntropyProfile, sendRate: Double?) -> CodecDecision {
+        let dataClass = DataClass(profile)
+        if profile.looksIncompressible {
+            return CodecDecision(spec: .none, dataClass: dataClass, reason: .incompressible)
+        }
+        let wire = sendRate.map { $0 > 0 ? 1e9 / $0 : .infinity } ?? 0
+        let scored = Self.candidates(stride: dataClass.stride).map { spec in
+            let e = estimate(spec, dataClass, profile)
+            return (spec: spec, estimate: e, cost: e.cost(wireNanosPerByte: wire))
+        }
+        let best = scored.min { $0.cost < $1.cost }!
+        let n = decisions[dataClass, default: 0]
+        decisions[dataClass] = n + 1
+        if n > 0, n % explorationInterval == 0 {
+            let near = scored.filter { $0.cost <= best.cost * explorationSlack && $0.spec != best.spec }
+            if let pick = near.min(by: { ($0.estimate.observations, $0.cost) < ($1.estimate.observations, $1.cost) }) {
+                return CodecDecision(spec: pick.spec, dataClass: dataClass, reason: .exploring)
+            }
+        }
+        return CodecDecision(spec: best.spec, dataClass: dataClass, reason: .cheapest)
+    }
+
+    /// Learns from an encoded chunk: `encodedLength` includes the header, `nanoseconds` is the
+    /// encoder's time. A chunk the chosen codec could not shrink was stored raw; its ratio of about
+    /// 1 and the time spent trying are exactly what the estimate should learn.
+    public mutating func record(_ decision: CodecDecision, rawLength: Int, encodedLength: Int, nanoseconds: UInt64) {
+        guard rawLength > 0, decision.reason != .incompressible else { return }
+        let ratio = Double(rawLength) / Double(max(1, encodedLength))
+        let speed = Double(nanoseconds) / Double(rawLength)
+        estimates[decision.dataClass, default: [:]][decision.spec, default: CodecPriors.estimate(decision.spec, profile: .neutral)]
+            .learn(ratio: ratio, compressNanosPerByte: speed, weight: learningRate)
+    }
+
+    /// Learns decompression speed, where the decoder runs in the same process (benchmarks, tests).
+    public mutating func recordDecode(_ decision: CodecDecision, rawLength: Int, nanoseconds: UInt64) {
+        guard rawLength > 0, decision.reason != .incompressible else { return }
+        estimates[decision.dataClass, default: [:]][decision.spec, default: CodecPriors.estimate(decision.spec, profile: .neutral)]
+            .learn(decompressNanosPerByte: Double(nanoseconds) / Double(rawLength), weight: learningRate)
+    }
+
+    /// The current belief about `spec` on data like `profile`.
+    public func estimate(_ spec: CodecSpec, for profile: EntropyProfile) -> CodecEstimate {
+        estimate(spec, DataClass(profile), profile)
+    }
+
+    private func estimate(_ spec: CodecSpec, _ dataClass: DataClass, _ profile: EntropyProfile) -> CodecEstimate {
+        estimates[dataClass]?[spec] ?? CodecPriors.estimate(spec, profile: profile)
+    }
+}
+
+extension EntropyProfile {
+    /// A mid-entropy profile: the prior used when an estimate is created by an observation alone.
+    static let neutral = EntropyProfile(entropy: 6, distinctBytes: 256, coreSet: 128, planeEntropy: [6, 6, 6], sampleLength: 0)
+}

@@ -1,0 +1,83 @@
+import BargeBench
+import BargeCodec
+import Testing
+
+struct SelectorTests {
+    static let gigabit = 125e6
+
+    func choose(_ kind: SampleData.Kind, sendRate: Double?) -> CodecDecision {
+        var sampler = EntropySampler()
+        var selector = CodecSelector()
+        return selector.choose(sampler.profile(SampleData.generate(kind, bytes: 1 << 20)), sendRate: sendRate)
+    }
+
+    @Test func randomIsStoredRaw() {
+        let d = choose(.random, sendRate: 1e6)
+        #expect(d.spec == .none)
+        #expect(d.reason == .incompressible)
+    }
+
+    @Test(arguments: [(SampleData.Kind.float32, 4), (.float64, 8), (.int16, 2)])
+    func floatArraysGetAShuffleFilter(_ kind: SampleData.Kind, _ stride: Int) {
+        let d = choose(kind, sendRate: Self.gigabit)
+        #expect(d.spec.filter == .shuffle(stride: stride), "\(kind) → \(d.spec)")
+        #expect(d.spec.compressor != .none)
+    }
+
+    @Test func textGetsZstdOnASlowLink() {
+        let d = choose(.text, sendRate: 10e6)
+        guard case .zstd = d.spec.compressor else {
+            Issue.record("text on a 10 MB/s link chose \(d.spec)")
+            return
+        }
+        #expect(d.spec.filter == .none)
+    }
+
+    @Test func anUnlimitedLinkStoresEverythingRaw() {
+        for kind in [SampleData.Kind.text, .float32] {
+            #expect(choose(kind, sendRate: nil).spec == .none)
+        }
+    }
+
+    /// Calibration overrides the priors: once zstd-1 is seen to be slow and useless on a class,
+    /// the selector stops choosing it.
+    @Test func calibrationChangesTheChoice() {
+        var sampler = EntropySampler()
+        var selector = CodecSelector()
+        selector.explorationInterval = .max
+        let profile = sampler.profile(SampleData.text(bytes: 1 << 20))
+        let first = selector.choose(profile, sendRate: 10e6)
+        for _ in 0..<3 {
+            selector.record(first, rawLength: 1 << 20, encodedLength: 1 << 20, nanoseconds: 50_000_000)
+        }
+        let second = selector.choose(profile, sendRate: 10e6)
+        #expect(second.spec != first.spec)
+        #expect(selector.estimate(first.spec, for: profile).observations == 3)
+        #expect(selector.estimate(first.spec, for: profile).ratio < 1.01)
+    }
+
+    @Test func explorationTriesAnotherCandidatePeriodically() {
+        var sampler = EntropySampler()
+        var selector = CodecSelector()
+        selector.explorationInterval = 4
+        let profile = sampler.profile(SampleData.float32Field(bytes: 1 << 20))
+        let reasons = (0..<9).map { _ in selector.choose(profile, sendRate: Self.gigabit).reason }
+        #expect(reasons.filter { $0 == .exploring }.count == 2)
+        #expect(reasons[4] == .exploring && reasons[8] == .exploring)
+    }
+
+    @Test func adaptiveEncoderRoundTripsAndLearns() throws {
+        var ticks: UInt64 = 0
+        let encoder = AdaptiveEncoder(sendRate: Self.gigabit, clock: { ticks += 1_000_000; return ticks })
+        let data = SampleData.float32Field(bytes: 1 << 20)
+        var out = [UInt8](repeating: 0, count: ChunkFormat.maxEncodedLength(rawLength: data.count))
+        let (header, decision) = try data.withUnsafeBytes { r in try out.withUnsafeMutableBytes { try encoder.encode(r, into: $0) } }
+        #expect(header.spec == decision.spec)
+        #expect(header.encodedLength < data.count * 3 / 4)
+        #expect(try ChunkDecoder().decode(Array(out[0..<header.encodedLength])) == data)
+        var sampler = EntropySampler()
+        let learnt = encoder.selector.estimate(decision.spec, for: sampler.profile(data))
+        #expect(learnt.observations == 1)
+        #expect(abs(learnt.compressNanosPerByte - 1e6 / Double(1 << 20)) < 1e-9)  // one mock tick per encode
+    }
+}
