@@ -42,7 +42,7 @@ let package = Package(
 
         .testTarget(name: "BargeDigestTests", dependencies: ["BargeDigest"]),
         .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest", "BargeBench"]),
-        .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest"]),
+        .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
         .testTarget(name: "BargeCLITests", dependencies: ["barge", "BargeBench"]),
     ]

@@ -1,0 +1,65 @@
+/// How a byte stream is cut into chunks.
+public enum ChunkingStrategy: Hashable, Sendable {
+    /// Every chunk is `size` bytes except the last.
+    case fixed(size: Int)
+    /// Content-defined cut points (FastCDC), so that an insertion moves only nearby boundaries.
+    case fastCDC(FastCDC)
+
+    /// The largest chunk this strategy produces.
+    public var maxChunkLength: Int {
+        switch self {
+        case .fixed(let size): size
+        case .fastCDC(let cdc): cdc.maxSize
+        }
+    }
+
+    /// The length of the next chunk at the start of `window`. `atEnd` says that no bytes follow the
+    /// window. Unless `atEnd`, the window must hold at least `maxChunkLength` bytes, so that the
+    /// answer does not depend on how the stream was read.
+    public func cut(_ window: UnsafeRawBufferPointer, atEnd: Bool) -> Int {
+        precondition(atEnd || window.count >= maxChunkLength, "window shorter than the longest chunk")
+        switch self {
+        case .fixed(let size): return min(size, window.count)
+        case .fastCDC(let cdc): return cdc.cut(window)
+        }
+    }
+
+    public func validated() throws(ChunkingError) -> ChunkingStrategy {
+        switch self {
+        case .fixed(let size):
+            guard size >= 1, size <= ChunkingStrategy.maxChunkLength else {
+                throw .invalidParameters("fixed chunk size must be 1 B to \(ChunkingStrategy.maxChunkLength) B, not \(size)")
+            }
+        case .fastCDC(let cdc):
+            try cdc.validate()
+        }
+        return self
+    }
+
+    /// No strategy may cut chunks longer than this (the chunk format's own limit is 16 MiB).
+    public static let maxChunkLength = 16 << 20
+
+    public static let defaultFixed = ChunkingStrategy.fixed(size: 1 << 20)
+}
+
+public enum ChunkingError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidParameters(String)
+    /// A system call failed; `errno` is its error number.
+    case io(path: String, operation: String, errno: Int32)
+    /// The file ended before the range asked for.
+    case shortFile(path: String, expected: UInt64, actual: UInt64)
+
+    public var description: String {
+        switch self {
+        case .invalidParameters(let why): "invalid chunking parameters: \(why)"
+        case .io(let path, let op, let e): "\(op) \(path): \(String(cString: strerror(e)))"
+        case .shortFile(let path, let expected, let actual): "\(path) ended at byte \(actual), expected \(expected)"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,82 @@
+/// FastCDC content-defined chunking (Xia et al., USENIX ATC 2016), with normalised chunking:
+///
+/// - a gear rolling hash, `fp = (fp << 1) + gear[byte]`, whose bit k depends on the last k+1 bytes;
+/// - no cut before `minSize` (cut-point skipping), and a forced cut at `maxSize`;
+/// - a stricter mask (more bits) before `avgSize` and a looser one after, which pulls chunk sizes
+///   towards the average.
+///
+/// The masks test the top bits of the hash, which depend on the last 64 bytes or so. The gear table
+/// is fixed forever (see `Gear`): changing it would move every boundary and defeat deduplication
+/// against chunks stored by earlier versions.
+public struct FastCDC: Hashable, Sendable {
+    public let minSize: Int
+    public let avgSize: Int
+    public let maxSize: Int
+    private let maskSmall: UInt64
+    private let maskLarge: UInt64
+
+    /// Barge's default: 256 KiB / 1 MiB / 4 MiB.
+    public static let standard = FastCDC(minSize: 256 << 10, avgSize: 1 << 20, maxSize: 4 << 20)
+
+    public init(minSize: Int, avgSize: Int, maxSize: Int) {
+        self.minSize = minSize
+        self.avgSize = avgSize
+        self.maxSize = maxSize
+        let bits = max(3, Int((log2(Double(max(avgSize, 8)))).rounded()))
+        maskSmall = Self.topBits(min(bits + 2, 63))
+        maskLarge = Self.topBits(bits - 2)
+    }
+
+    private static func topBits(_ n: Int) -> UInt64 { n <= 0 ? 0 : ~UInt64(0) << UInt64(64 - n) }
+
+    func validate() throws(ChunkingError) {
+        guard minSize >= 64, minSize < avgSize, avgSize < maxSize, maxSize <= ChunkingStrategy.maxChunkLength else {
+            throw .invalidParameters(
+                "FastCDC needs 64 B ≤ min < avg < max ≤ \(ChunkingStrategy.maxChunkLength) B; got \(minSize)/\(avgSize)/\(maxSize)")
+        }
+    }
+
+    /// The length of the first chunk of `window` (all of it when it is no longer than `minSize`).
+    public func cut(_ window: UnsafeRawBufferPointer) -> Int {
+        let n = min(window.count, maxSize)
+        if n <= minSize { return n }
+        let normal = min(avgSize, n)
+        guard let base = window.baseAddress else { return n }
+        return Gear.table.withUnsafeBufferPointer { gear in
+            var fp: UInt64 = 0
+            var i = minSize
+            while i < normal {
+                fp = (fp &<< 1) &+ gear[Int(base.load(fromByteOffset: i, as: UInt8.self))]
+                if fp & maskSmall == 0 { return i + 1 }
+                i += 1
+            }
+            while i < n {
+                fp = (fp &<< 1) &+ gear[Int(base.load(fromByteOffset: i, as: UInt8.self))]
+                if fp & maskLarge == 0 { return i + 1 }
+                i += 1
+            }
+            return n
+        }
+    }
+}
+
+/// The gear table: 256 values from SplitMix64 seeded with 0x6261726765 ("barge"). Part of the
+/// on-disk contract, like a hash function's constants.
+enum Gear {
+    static let table: [UInt64] = {
+        var state: UInt64 = 0x62_6172_6765
+        return (0..<256).map { _ in
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }()
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

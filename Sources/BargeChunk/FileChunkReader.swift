@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where a chunk lies in its file.
+public struct ChunkSpan: Hashable, Sendable {
+    public var offset: UInt64
+    public var length: Int
+
+    public init(offset: UInt64, length: Int) {
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// Streams a file, or a byte range of it, through a chunking strategy with `pread`. Memory is one
+/// buffer of `bufferCapacity` bytes (twice the longest chunk, at least 1 MiB), whatever the file's
+/// size; each chunk is lent to the caller's closure and is valid only during the call.
+public struct FileChunkReader {
+    public let path: String
+    public let strategy: ChunkingStrategy
+    public let bufferCapacity: Int
+
+    public init(path: String, strategy: ChunkingStrategy) throws(ChunkingError) {
+        self.path = path
+        self.strategy = try strategy.validated()
+        bufferCapacity = max(2 * strategy.maxChunkLength, 1 << 20)
+    }
+
+    /// Calls `body` with each chunk of the bytes from `start` for `length` bytes (to the end of the
+    /// file when nil), in order. Throws if the file is shorter than the range asked for.
+    public func forEachChunk(
+        from start: UInt64 = 0, length: UInt64? = nil,
+        _ body: (ChunkSpan, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ChunkingError.io(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        let end: UInt64
+        if let length {
+            end = start + length
+        } else {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw ChunkingError.io(path: path, operation: "fstat", errno: errno) }
+            end = max(start, UInt64(st.st_size))
+        }
+
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferCapacity, alignment: 4096)
+        defer { buffer.deallocate() }
+        var filled = 0      // bytes in buffer[0..<filled]
+        var consumed = 0    // bytes of them already given out
+        var fileOffset = start       // where the next read starts
+        var chunkOffset = start      // the file offset of buffer[consumed]
+        var atEnd = fileOffset >= end
+
+        while true {
+            // Refill whenever less than a longest chunk is left, so cut points never depend on reads.
+            if !atEnd, filled - consumed < strategy.maxChunkLength {
+                if consumed > 0 {
+                    buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + consumed, byteCount: filled - consumed)
+                    filled -= consumed
+                    consumed = 0
+                }
+                while filled < bufferCapacity, fileOffset < end {
+                    let want = Int(min(UInt64(bufferCapacity - filled), end - fileOffset))
+                    let n = pread(fd, buffer.baseAddress! + filled, want, off_t(fileOffset))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw ChunkingError.io(path: path, operation: "read", errno: errno)
+                    }
+                    if n == 0 { throw ChunkingError.shortFile(path: path, expected: end, actual: fileOffset) }
+                    filled += n
+                    fileOffset += UInt64(n)
+                }
+                atEnd = fileOffset >= end
+            }
+            let window = UnsafeRawBufferPointer(rebasing: buffer[consumed..<filled])
+            if window.isEmpty { return }
+            let length = strategy.cut(window, atEnd: atEnd)
+            try body(ChunkSpan(offset: chunkOffset, length: length), UnsafeRawBufferPointer(rebasing: window[0..<length]))
+            consumed += length
+            chunkOffset += UInt64(length)
+        }
+    }
+}

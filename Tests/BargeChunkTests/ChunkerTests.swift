@@ -1,0 +1,144 @@
+import BargeBench
+import BargeChunk
+import BargeDigest
+import Foundation
+import Testing
+
+struct ChunkerTests {
+    static let small = FastCDC(minSize: 4 << 10, avgSize: 16 << 10, maxSize: 64 << 10)
+
+    func chunks(_ bytes: [UInt8], _ strategy: ChunkingStrategy) throws -> [(ChunkSpan, [UInt8])] {
+        let file = try TemporaryFile(bytes)
+        var out: [(ChunkSpan, [UInt8])] = []
+        try FileChunkReader(path: file.path, strategy: strategy).forEachChunk { span, b in out.append((span, Array(b))) }
+        return out
+    }
+
+    @Test func fixedSizeCutsEvenlyWithAShortTail() throws {
+        let data = SampleData.random(bytes: 10_000)
+        let c = try chunks(data, .fixed(size: 4096))
+        #expect(c.map(\.0.length) == [4096, 4096, 1808])
+        #expect(c.map(\.0.offset) == [0, 4096, 8192])
+        #expect(c.flatMap(\.1) == data)
+    }
+
+    @Test func emptyFileHasNoChunks() throws {
+        #expect(try chunks([], .fixed(size: 4096)).isEmpty)
+        #expect(try chunks([], .fastCDC(Self.small)).isEmpty)
+        let empty = try TemporaryFile()
+        let manifest = try FileManifest.build(path: empty.path, strategy: .fastCDC(Self.small))
+        #expect(manifest.chunks.isEmpty)
+        #expect(manifest.root == SHA256.hash([UInt8]()))
+    }
+
+    @Test(arguments: [SampleData.Kind.random, .text, .float32, .zeros])
+    func fastCDCReassemblesWithinBounds(_ kind: SampleData.Kind) throws {
+        let data = SampleData.generate(kind, bytes: 3 << 20)
+        let c = try chunks(data, .fastCDC(Self.small))
+        #expect(c.flatMap(\.1) == data)
+        for (i, (span, _)) in c.enumerated() {
+            #expect(span.length <= Self.small.maxSize)
+            if i < c.count - 1 { #expect(span.length >= Self.small.minSize) }
+        }
+        if kind != .zeros {
+            // Normalised chunking keeps the mean near the target.
+            let mean = Double(data.count) / Double(c.count)
+            #expect(mean > Double(Self.small.avgSize) * 0.6 && mean < Double(Self.small.avgSize) * 1.6, "mean \(mean)")
+        }
+    }
+
+    /// The property deduplication depends on: inserting bytes near the start moves only the
+    /// boundaries close to it, so almost every later chunk keeps its id.
+    @Test(arguments: [1, 100, 5000])
+    func fastCDCBoundariesSurviveAPrefixInsertion(inserted: Int) throws {
+        let data = SampleData.random(bytes: 4 << 20, seed: 3)
+        let edited = SampleData.random(bytes: inserted, seed: 4) + data
+        let before = Set(try chunks(data, .fastCDC(Self.small)).map { SHA256.hash($0.1) })
+        let after = try chunks(edited, .fastCDC(Self.small)).map { SHA256.hash($0.1) }
+        let kept = after.filter(before.contains).count
+        #expect(Double(kept) / Double(after.count) > 0.95, "\(kept) of \(after.count) chunks unchanged")
+        // Fixed-size chunking, by contrast, loses every chunk to the shift.
+        let fixedBefore = Set(try chunks(data, .fixed(size: 16 << 10)).map { SHA256.hash($0.1) })
+        let fixedAfter = try chunks(edited, .fixed(size: 16 << 10)).map { SHA256.hash($0.1) }
+        #expect(fixedAfter.filter(fixedBefore.contains).count == 0)
+    }
+
+    @Test func cutPointsDoNotDependOnTheBuffer() throws {
+        // The same bytes as a whole file and as a range inside a larger file cut identically.
+        let data = SampleData.text(bytes: 1 << 20)
+        let padded = SampleData.random(bytes: 777) + data + SampleData.random(bytes: 999)
+        let file = try TemporaryFile(padded)
+        var ranged: [ChunkSpan] = []
+        try FileChunkReader(path: file.path, strategy: .fastCDC(Self.small))
+            .forEachChunk(from: 777, length: UInt64(data.count)) { span, _ in ranged.append(span) }
+        let whole = try chunks(data, .fastCDC(Self.small)).map(\.0)
+        #expect(ranged.map { ChunkSpan(offset: $0.offset - 777, length: $0.length) } == whole)
+    }
+
+    /// Offsets past 4 GiB, in a sparse file, with memory bounded by the reader's buffer.
+    @Test func rangesBeyondFourGiBInASparseFile() throws {
+        let file = try TemporaryFile()
+        let payload = SampleData.text(bytes: 300_000)
+        let at: UInt64 = (5 << 30) + 12345
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file.path))
+        try handle.seek(toOffset: at)
+        try handle.write(contentsOf: Data(payload))
+        try handle.close()
+        let reader = try FileChunkReader(path: file.path, strategy: .fastCDC(Self.small))
+        #expect(reader.bufferCapacity == 1 << 20)
+        var got: [UInt8] = []
+        var spans: [ChunkSpan] = []
+        try reader.forEachChunk(from: at) { span, b in spans.append(span); got += b }
+        #expect(got == payload)
+        #expect(spans.first?.offset == at)
+    }
+
+    @Test func aRangePastTheEndIsAnError() throws {
+        let file = try TemporaryFile(SampleData.random(bytes: 1000))
+        #expect(throws: ChunkingError.shortFile(path: file.path, expected: 2000, actual: 1000)) {
+            try FileChunkReader(path: file.path, strategy: .fixed(size: 256)).forEachChunk(from: 0, length: 2000) { _, _ in }
+        }
+    }
+
+    @Test func missingFileAndBadParametersAreErrors() throws {
+        #expect(throws: ChunkingError.io(path: "/nonexistent/barge", operation: "open", errno: ENOENT)) {
+            try FileChunkReader(path: "/nonexistent/barge", strategy: .fixed(size: 10)).forEachChunk { _, _ in }
+        }
+        #expect(throws: ChunkingError.self) { try FileChunkReader(path: "x", strategy: .fixed(size: 0)) }
+        #expect(throws: ChunkingError.self) { try FileChunkReader(path: "x", strategy: .fixed(size: 64 << 20)) }
+        #expect(throws: ChunkingError.self) {
+            try FileChunkReader(path: "x", strategy: .fastCDC(FastCDC(minSize: 1 << 20, avgSize: 1 << 19, maxSize: 1 << 21)))
+        }
+    }
+}
+
+struct ManifestTests {
+    @Test func merkleRootFollowsItsDefinition() {
+        let ids = (0..<3).map { SHA256.hash([UInt8($0)]) }
+        func h(_ parts: [UInt8]...) -> SHA256Digest { SHA256.hash(parts.flatMap { $0 }) }
+        let leaves = ids.map { h([0], $0.bytes) }
+        let left = h([1], leaves[0].bytes, leaves[1].bytes)
+        #expect(MerkleTree.root(ids) == h([1], left.bytes, leaves[2].bytes))
+        #expect(MerkleTree.root([ids[0]]) == leaves[0])
+        #expect(MerkleTree.root(ids) != MerkleTree.root([ids[1], ids[0], ids[2]]))
+    }
+
+    @Test func manifestHashesEachChunk() throws {
+        let data = SampleData.float32Field(bytes: 300_000)
+        let file = try TemporaryFile(data)
+        let m = try FileManifest.build(path: file.path, strategy: .fixed(size: 100_000))
+        #expect(m.chunks.count == 3)
+        #expect(m.length == 300_000)
+        for c in m.chunks {
+            let bytes = Array(data[Int(c.span.offset)..<Int(c.span.offset) + c.span.length])
+            #expect(c.id == SHA256.hash(bytes))
+            #expect(c.xxh128 == XXH3.hash128(bytes))
+        }
+        var edited = data
+        edited[150_000] ^= 1
+        let editedFile = try TemporaryFile(edited)
+        let m2 = try FileManifest.build(path: editedFile.path, strategy: .fixed(size: 100_000))
+        #expect(m2.root != m.root)
+        #expect(m2.chunks[0].id == m.chunks[0].id && m2.chunks[1].id != m.chunks[1].id)
+    }
+}
