@@ -1,0 +1,71 @@
+import BargeCodec
+import BargeDigest
+import Foundation
+
+/// A file's bytes in memory, seen as fixed-size chunks, with each chunk's XXH3-128.
+final class ChunkedData {
+    let data: [UInt8]
+    let chunkSize: Int
+    let count: Int
+    let digests: [XXH128Digest]
+    var totalBytes: Int { data.count }
+
+    init(_ data: [UInt8], chunkSize: Int) {
+        self.data = data
+        self.chunkSize = chunkSize
+        count = (data.count + chunkSize - 1) / chunkSize
+        digests = data.withUnsafeBytes { raw in
+            (0..<((data.count + chunkSize - 1) / chunkSize)).map { i in
+                XXH3.hash128(UnsafeRawBufferPointer(rebasing: raw[(i * chunkSize)..<min(data.count, (i + 1) * chunkSize)]))
+            }
+        }
+    }
+
+    /// Chunk `i`. The array is never mutated, so the pointer stays valid for this object's life.
+    subscript(i: Int) -> UnsafeRawBufferPointer {
+        data.withUnsafeBytes { raw in UnsafeRawBufferPointer(rebasing: raw[(i * chunkSize)..<min(data.count, (i + 1) * chunkSize)]) }
+    }
+}
+
+/// One output slot per chunk, each big enough for the chunk's worst case.
+final class EncodedChunks {
+    private let storage: UnsafeMutableRawBufferPointer
+    private let slotSize: Int
+    var lengths: [Int]
+
+    init(_ chunks: ChunkedData) {
+        slotSize = ChunkFormat.maxEncodedLength(rawLength: chunks.chunkSize)
+        storage = .allocate(byteCount: max(1, slotSize * chunks.count), alignment: 64)
+        lengths = Array(repeating: 0, count: chunks.count)
+    }
+
+    func deallocate() { storage.deallocate() }
+
+    func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: storage[(i * slotSize)..<((i + 1) * slotSize)])
+    }
+
+    func encoded(_ i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: storage[(i * slotSize)..<(i * slotSize + lengths[i])])
+    }
+}
+
+enum SampleFile {
+    /// Reads up to `limit` bytes from the start of `path`; says whether the file was longer.
+    static func read(_ path: String, limit: Int) throws(BenchError) -> ([UInt8], truncated: Bool) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .unreadable(path: path, reason: "no such file")
+        }
+        guard !isDirectory.boolValue else { throw .unreadable(path: path, reason: "is a directory") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw .unreadable(path: path, reason: "permission denied") }
+        defer { try? handle.close() }
+        do {
+            let data = try handle.read(upToCount: limit) ?? Data()
+            let more = try handle.read(upToCount: 1).map { !$0.isEmpty } ?? false
+            return ([UInt8](data), more)
+        } catch {
+            throw .unreadable(path: path, reason: "\(error.localizedDescription)")
+        }
+    }
+}

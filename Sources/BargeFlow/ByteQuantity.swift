@@ -1,0 +1,111 @@
+/// Parses and prints the sizes and rates people type: `64MiB`, `500MB`, `40MiB/s`, `1Gbit/s`.
+///
+/// - Byte units: `B`, decimal `kB` `MB` `GB` `TB` (10³ steps) and binary `KiB` `MiB` `GiB` `TiB`
+///   (2¹⁰ steps). Case does not matter for these.
+/// - Bit units, rates only: `bit`, `kbit`, `Mbit`, `Gbit`, `Tbit` (decimal), also spelled `bps`,
+///   `kbps`, `Mbps`, `Gbps`.
+/// - A rate may end in `/s`; a bare number is bytes (per second).
+public enum ByteQuantity {
+    public static func parseSize(_ text: String) throws(QuantityError) -> Int {
+        let (value, unit) = try split(text)
+        guard let scale = byteScale(unit) else {
+            throw QuantityError("'\(text)' is not a size; write it like 4096, 64KiB, 1MiB or 2GB")
+        }
+        let bytes = value * scale
+        guard bytes.rounded() == bytes, bytes >= 0, bytes < 9.2e18 else {
+            throw QuantityError("'\(text)' is not a whole number of bytes")
+        }
+        return Int(bytes)
+    }
+
+    /// Bytes per second.
+    public static func parseRate(_ text: String) throws(QuantityError) -> Double {
+        var body = Substring(text.trimmingSpaces)
+        if body.hasSuffix("/s") { body = body.dropLast(2) }
+        let (value, unit) = try split(String(body))
+        let scale: Double
+        if let s = byteScale(unit) {
+            scale = s
+        } else if let s = bitScale(unit) {
+            scale = s / 8
+        } else {
+            throw QuantityError("'\(text)' is not a rate; write it like 40MiB/s, 500MB/s or 1Gbit/s")
+        }
+        let rate = value * scale
+        guard rate > 0, rate.isFinite else { throw QuantityError("rate '\(text)' must be above zero") }
+        return rate
+    }
+
+    /// A size for people, in binary units: `1.5 MiB`.
+    public static func formatSize(_ bytes: Double) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+        var v = bytes, i = 0
+        while abs(v) >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(Int(v)) B" : "\(format(v, digits: v < 10 ? 2 : 1)) \(units[i])"
+    }
+
+    /// A rate for people, in decimal megabytes (10⁶ B/s), the unit compression benchmarks use.
+    public static func formatRate(_ bytesPerSecond: Double) -> String {
+        bytesPerSecond >= 1e9 ? "\(format(bytesPerSecond / 1e9, digits: 2)) GB/s" : "\(format(bytesPerSecond / 1e6, digits: 1)) MB/s"
+    }
+
+    /// Fixed-point formatting without Foundation.
+    public static func format(_ value: Double, digits: Int) -> String {
+        guard value.isFinite else { return value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf") }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = (abs(value) * scale).rounded()
+        let whole = Int(scaled / scale)
+        let frac = Int(scaled - Double(whole) * scale)
+        var fracText = String(frac)
+        while fracText.count < digits { fracText = "0" + fracText }
+        let sign = value < 0 && scaled != 0 ? "-" : ""
+        return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole).\(fracText)"
+    }
+
+    private static func split(_ text: String) throws(QuantityError) -> (Double, String) {
+        let t = text.trimmingSpaces
+        let numberEnd = t.firstIndex { !($0.isNumber || $0 == ".") } ?? t.endIndex
+        guard let value = Double(t[..<numberEnd]), value.isFinite else {
+            throw QuantityError("'\(text)' does not start with a number")
+        }
+        return (value, String(t[numberEnd...]).trimmingSpaces)
+    }
+
+    private static func byteScale(_ unit: String) -> Double? {
+        switch unit.lowercased() {
+        case "", "b": 1
+        case "k", "kb": 1e3
+        case "m", "mb": 1e6
+        case "g", "gb": 1e9
+        case "t", "tb": 1e12
+        case "kib": 1024
+        case "mib": 1_048_576
+        case "gib": 1_073_741_824
+        case "tib": 1_099_511_627_776
+        default: nil
+        }
+    }
+
+    private static func bitScale(_ unit: String) -> Double? {
+        switch unit.lowercased() {
+        case "bit", "bps": 1
+        case "kbit", "kbps": 1e3
+        case "mbit", "mbps": 1e6
+        case "gbit", "gbps": 1e9
+        case "tbit", "tbps": 1e12
+        default: nil
+        }
+    }
+}
+
+public struct QuantityError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}

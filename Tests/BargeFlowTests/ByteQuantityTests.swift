@@ -1,0 +1,37 @@
+import BargeFlow
+import Testing
+
+struct ByteQuantityTests {
+    @Test(arguments: [(String, Double)]([
+        ("40MiB/s", 40.0 * 1_048_576), ("500MB/s", 500e6), ("1Gbit/s", 125e6), ("100Mbps", 12.5e6),
+        ("2.5GB/s", 2.5e9), ("1000", 1000), ("64 KiB/s", 65536), ("1gbit", 125e6),
+    ]))
+    func rates(_ text: String, _ bytesPerSecond: Double) throws {
+        #expect(try ByteQuantity.parseRate(text) == bytesPerSecond)
+    }
+
+    @Test(arguments: [("4096", 4096), ("1MiB", 1 << 20), ("64KiB", 65536), ("2GB", 2_000_000_000), ("1.5KiB", 1536)])
+    func sizes(_ text: String, _ bytes: Int) throws {
+        #expect(try ByteQuantity.parseSize(text) == bytes)
+    }
+
+    @Test(arguments: ["", "fast", "10 parsecs", "0MB/s", "-5MB/s", "1e999", "MiB"])
+    func badRates(_ text: String) {
+        #expect(throws: QuantityError.self) { try ByteQuantity.parseRate(text) }
+    }
+
+    @Test(arguments: ["1Gbit", "0.3B", "x", "1MiB/s"])
+    func badSizes(_ text: String) {
+        #expect(throws: QuantityError.self) { try ByteQuantity.parseSize(text) }
+    }
+
+    @Test func formatting() {
+        #expect(ByteQuantity.formatSize(1536) == "1.50 KiB")
+        #expect(ByteQuantity.formatSize(64 * 1_048_576) == "64.0 MiB")
+        #expect(ByteQuantity.formatSize(12) == "12 B")
+        #expect(ByteQuantity.formatRate(2.345e9) == "2.35 GB/s")
+        #expect(ByteQuantity.formatRate(160.04e6) == "160.0 MB/s")
+        #expect(ByteQuantity.format(-0.004, digits: 2) == "0.00")
+        #expect(ByteQuantity.format(1.005, digits: 1) == "1.0")
+    }
+}
