@@ -39,6 +39,9 @@ public final class ChunkDecoder {
         if stride > 1 {
             ByteShuffle.unshuffle(UnsafeRawBufferPointer(target), into: dst, stride: stride)
         }
+        if case .delta = header.spec.filter {
+            XORDelta.decode(dst, stride: stride)
+        }
         if verify {
             let actual = XXH3.hash128(UnsafeRawBufferPointer(dst))
             guard actual == header.digest else { throw .digestMismatch(expected: header.digest, actual: actual) }

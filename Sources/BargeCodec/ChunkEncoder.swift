@@ -10,6 +10,7 @@ public final class ChunkEncoder {
     private let zstd = ZstdCompressor()
     private let lz4 = LZ4Compressor()
     private let scratch = ScratchBuffer()
+    private let deltaScratch = ScratchBuffer()
 
     public init(maxRawLength: Int = ChunkFormat.maxRawLength) {
         self.maxRawLength = maxRawLength
@@ -56,9 +57,14 @@ public final class ChunkEncoder {
     private func compress(_ raw: UnsafeRawBufferPointer, _ spec: CodecSpec, into payload: UnsafeMutableRawBufferPointer) throws(CodecError) -> Int? {
         guard raw.count > 0 else { return nil }
         var input = raw
-        if case .shuffle(let stride) = spec.filter {
+        if case .delta(let stride) = spec.filter {
+            let delta = deltaScratch.take(raw.count)
+            XORDelta.encode(raw, into: delta, stride: stride)
+            input = UnsafeRawBufferPointer(delta)
+        }
+        if spec.filter != .none {
             let shuffled = scratch.take(raw.count)
-            ByteShuffle.shuffle(raw, into: shuffled, stride: stride)
+            ByteShuffle.shuffle(input, into: shuffled, stride: spec.filter.stride)
             input = UnsafeRawBufferPointer(shuffled)
         }
         // One byte less than raw: a result that is not strictly smaller is not worth decoding.

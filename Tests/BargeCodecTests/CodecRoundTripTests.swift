@@ -8,6 +8,7 @@ struct CodecRoundTripTests {
         "none", "lz4", "zstd-1", "zstd-19",
         "shuffle2+lz4", "shuffle4+lz4", "shuffle8+lz4",
         "shuffle2+zstd-1", "shuffle4+zstd-3", "shuffle8+zstd-1",
+        "delta2+lz4", "delta4+zstd-1", "delta8+zstd-3",
     ].map { try! CodecSpec(name: $0) }
 
     struct Input: Sendable, CustomTestStringConvertible {
@@ -88,13 +89,30 @@ struct CodecRoundTripTests {
         #expect(out == [0, 10, 1, 11, 2, 12, 3, 13, 99])
     }
 
+    @Test func xorDeltaIsInvertibleAndZeroesRepeats() {
+        for stride in ByteFilter.strides {
+            for count in [0, 1, stride + 1, 999] {
+                let input = (0..<count).map { UInt8(truncatingIfNeeded: $0 / 5 &* 3) }
+                var delta = [UInt8](repeating: 0, count: count)
+                input.withUnsafeBytes { i in delta.withUnsafeMutableBytes { XORDelta.encode(i, into: $0, stride: stride) } }
+                delta.withUnsafeMutableBytes { XORDelta.decode($0, stride: stride) }
+                #expect(delta == input, "stride \(stride), \(count) bytes")
+            }
+        }
+        // Equal neighbours become zero; the first element and the tail stay.
+        let words: [UInt8] = [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 5, 9]
+        var out = [UInt8](repeating: 0, count: words.count)
+        words.withUnsafeBytes { i in out.withUnsafeMutableBytes { XORDelta.encode(i, into: $0, stride: 4) } }
+        #expect(out == [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 1, 9])
+    }
+
     @Test func codecNamesParseAndPrint() throws {
-        for name in ["none", "lz4", "zstd-1", "zstd-22", "shuffle2+lz4", "shuffle8+zstd-3"] {
+        for name in ["none", "lz4", "zstd-1", "zstd-22", "shuffle2+lz4", "shuffle8+zstd-3", "delta4+zstd-1"] {
             #expect(try CodecSpec(name: name).description == name)
         }
         #expect(try CodecSpec(name: "zstd").description == "zstd-3")
         #expect(try CodecChoice(name: "auto") == .auto)
-        for bad in ["zstd-0", "zstd-23", "zstd-x", "gzip", "shuffle3+lz4", "shuffle4+none", "shuffle4+shuffle2+lz4", "+lz4", ""] {
+        for bad in ["zstd-0", "zstd-23", "zstd-x", "gzip", "shuffle3+lz4", "shuffle4+none", "delta16+lz4", "delta4+none", "shuffle4+shuffle2+lz4", "+lz4", ""] {
             #expect(throws: CodecNameError.self, "\(bad)") { try CodecSpec(name: bad) }
         }
     }

@@ -38,6 +38,8 @@ struct HostileChunkTests {
         #expect(throws: CodecError.unknownCodec(7)) { try decode(chunk) }
         chunk = try encoded(); chunk[7] = 3
         #expect(throws: CodecError.unknownFilter(3)) { try decode(chunk) }
+        chunk = try encoded(); chunk[7] = 0x13
+        #expect(throws: CodecError.unknownFilter(0x13)) { try decode(chunk) }
         chunk = try encoded(); chunk[6] = 0x7F  // zstd level 127
         #expect(throws: CodecError.self) { try decode(chunk) }
     }
@@ -100,7 +102,7 @@ struct HostileChunkTests {
     @Test func seededMutationFuzz() throws {
         var rng = SplitMix64(seed: 0xB4_46E)
         let sources = [Self.text, SampleData.float32Field(bytes: 6000), SampleData.random(bytes: 3000)]
-        let specs = ["none", "lz4", "zstd-1", "shuffle4+zstd-1", "shuffle8+lz4"].map { try! CodecSpec(name: $0) }
+        let specs = ["none", "lz4", "zstd-1", "shuffle4+zstd-1", "shuffle8+lz4", "delta4+zstd-1"].map { try! CodecSpec(name: $0) }
         let decoder = ChunkDecoder(maxRawLength: 1 << 20)
         var rejected = 0
         for round in 0..<3000 {

@@ -14,8 +14,10 @@ public struct EntropySampler {
     public init() {}
 
     public mutating func profile(_ bytes: UnsafeRawBufferPointer) -> EntropyProfile {
-        for i in histograms.indices { histograms[i] = 0 }
-        let sampled = histograms.withUnsafeMutableBufferPointer { h in Self.fill(h, from: bytes) }
+        let sampled = histograms.withUnsafeMutableBufferPointer { h in
+            h.update(repeating: 0)
+            return Self.fill(h, from: bytes)
+        }
         return histograms.withUnsafeBufferPointer { h in Self.measure(h, sampled: sampled) }
     }
 
@@ -52,47 +54,52 @@ public struct EntropySampler {
         guard sampled > 0 else {
             return EntropyProfile(entropy: 0, distinctBytes: 0, coreSet: 0, planeEntropy: [0, 0, 0], sampleLength: 0)
         }
-        var whole = [UInt32](repeating: 0, count: 256)
-        var planes: [Double] = []
-        // Stride 8: the eight histograms as they are. Stride 4 and 2: sums of 2 and 4 of them.
-        var stride8 = 0.0, stride4 = 0.0, stride2 = 0.0
-        var h4 = [UInt32](repeating: 0, count: 4 * 256)
-        for p in 0..<8 {
-            var hp = [UInt32](repeating: 0, count: 256)
-            for b in 0..<256 {
-                let c = h[p << 8 | b]
-                hp[b] = c
-                h4[(p & 3) << 8 | b] &+= c
-                whole[b] &+= c
+        // Stride 8: the eight histograms as they are. Stride 4, 2 and 1: sums of 2, 4 and 8 of them,
+        // built in one stack buffer: 4 + 2 + 1 histograms of 256 counts.
+        return CLogC.table.withUnsafeBufferPointer { table in withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 7 * 256) { sums in
+            func entropy(_ counts: UnsafeBufferPointer<UInt32>) -> Double { EntropySampler.entropy(counts, table: table) }
+            sums.initialize(repeating: 0)
+            let h4 = UnsafeMutableBufferPointer(rebasing: sums[0..<1024])
+            let h2 = UnsafeMutableBufferPointer(rebasing: sums[1024..<1536])
+            let whole = UnsafeMutableBufferPointer(rebasing: sums[1536..<1792])
+            var stride8 = 0.0, stride4 = 0.0, stride2 = 0.0
+            for p in 0..<8 {
+                stride8 += entropy(UnsafeBufferPointer(rebasing: h[(p << 8)..<((p + 1) << 8)]))
+                for b in 0..<256 { h4[(p & 3) << 8 | b] &+= h[p << 8 | b] }
             }
-            stride8 += entropy(hp)
-        }
-        var h2 = [UInt32](repeating: 0, count: 2 * 256)
-        for p in 0..<4 {
-            stride4 += entropy(Array(h4[(p << 8)..<((p + 1) << 8)]))
-            for b in 0..<256 { h2[(p & 1) << 8 | b] &+= h4[p << 8 | b] }
-        }
-        for p in 0..<2 { stride2 += entropy(Array(h2[(p << 8)..<((p + 1) << 8)])) }
-        planes = [stride2 / 2, stride4 / 4, stride8 / 8]
-
-        let sorted = whole.sorted(by: >)
-        var covered: UInt32 = 0, core = 0
-        let target = UInt32((Double(sampled) * 0.9).rounded(.up))
-        while covered < target { covered &+= sorted[core]; core += 1 }
-        return EntropyProfile(
-            entropy: entropy(whole), distinctBytes: whole.lazy.filter { $0 > 0 }.count, coreSet: core,
-            planeEntropy: planes, sampleLength: sampled)
+            for p in 0..<4 {
+                stride4 += entropy(UnsafeBufferPointer(rebasing: h4[(p << 8)..<((p + 1) << 8)]))
+                for b in 0..<256 { h2[(p & 1) << 8 | b] &+= h4[p << 8 | b] }
+            }
+            for p in 0..<2 {
+                stride2 += entropy(UnsafeBufferPointer(rebasing: h2[(p << 8)..<((p + 1) << 8)]))
+                for b in 0..<256 { whole[b] &+= h2[p << 8 | b] }
+            }
+            // Core set: the most frequent values, in order, until 90% is covered. Sorting only the
+            // values that occur keeps text (a few dozen values) cheap.
+            let present = whole.filter { $0 > 0 }
+            let target = UInt32((Double(sampled) * 0.9).rounded(.up))
+            var covered: UInt32 = 0, core = 0
+            for c in present.sorted(by: >) where covered < target {
+                covered &+= c
+                core += 1
+            }
+            return EntropyProfile(
+                entropy: entropy(UnsafeBufferPointer(whole)), distinctBytes: present.count, coreSet: core,
+                planeEntropy: [stride2 / 2, stride4 / 4, stride8 / 8], sampleLength: sampled)
+        } }
     }
 
     /// Order-0 entropy in bits per symbol, Miller–Madow corrected, capped at 8:
     /// H = log2(N) − Σ c·log2(c) / N + (K − 1) / (2N ln 2), with K the distinct symbols.
-    static func entropy(_ counts: [UInt32]) -> Double {
+    /// `table` is `CLogC.table`, passed in so the hot loop does not touch a lazy global.
+    static func entropy(_ counts: UnsafeBufferPointer<UInt32>, table: UnsafeBufferPointer<Double>) -> Double {
         var n: UInt32 = 0, k = 0
         var sum = 0.0
         for c in counts where c > 0 {
             n &+= c
             k += 1
-            sum += CLogC.value(c)
+            sum += Int(c) < table.count ? table[Int(c)] : Double(c) * log2(Double(c))
         }
         guard n > 0 else { return 0 }
         let nd = Double(n)
@@ -104,11 +111,6 @@ public struct EntropySampler {
 /// c·log2(c) for every count a sample can hold, computed once.
 enum CLogC {
     static let table: [Double] = (0...EntropySampler.maxSampleLength).map { c in c == 0 ? 0 : Double(c) * log2(Double(c)) }
-
-    @inline(__always)
-    static func value(_ c: UInt32) -> Double {
-        Int(c) < table.count ? table[Int(c)] : Double(c) * log2(Double(c))
-    }
 }
 
 #if canImport(Glibc)

@@ -9,7 +9,7 @@ import BargeDigest
 /// | 4 | 1 | format version, 1 |
 /// | 5 | 1 | compressor: 0 none, 1 lz4, 2 zstd |
 /// | 6 | 1 | zstd level (informational; 0 for other compressors) |
-/// | 7 | 1 | filter: 0 none, or the shuffle stride 2, 4 or 8 |
+/// | 7 | 1 | filter: 0 none; 2, 4, 8 byte shuffle with that stride; 0x12, 0x14, 0x18 XOR delta then shuffle |
 /// | 8 | 8 | raw length, bytes before encoding |
 /// | 16 | 8 | payload length, bytes after this header |
 /// | 24 | 16 | XXH3-128 of the raw bytes, canonical (high 64 bits first) |
@@ -41,7 +41,11 @@ public struct ChunkHeader: Hashable, Sendable {
         case .lz4: out[5] = 1; out[6] = 0
         case .zstd(let level): out[5] = 2; out[6] = UInt8(truncatingIfNeeded: Int8(clamping: level))
         }
-        out[7] = UInt8(spec.filter.stride == 1 ? 0 : spec.filter.stride)
+        switch spec.filter {
+        case .none: out[7] = 0
+        case .shuffle(let s): out[7] = UInt8(s)
+        case .delta(let s): out[7] = 0x10 | UInt8(s)
+        }
         out.storeBytes(of: UInt64(rawLength).bigEndian, toByteOffset: 8, as: UInt64.self)
         out.storeBytes(of: UInt64(payloadLength).bigEndian, toByteOffset: 16, as: UInt64.self)
         digest.writeCanonical(to: UnsafeMutableRawBufferPointer(rebasing: out[24..<40]))
@@ -67,10 +71,11 @@ public struct ChunkHeader: Hashable, Sendable {
         switch encoded[7] {
         case 0: filter = .none
         case 2, 4, 8: filter = .shuffle(stride: Int(encoded[7]))
+        case 0x12, 0x14, 0x18: filter = .delta(stride: Int(encoded[7] & 0x0F))
         default: throw .unknownFilter(encoded[7])
         }
         if filter != .none, compressor == .none {
-            throw .invalidHeader("shuffle filter on an uncompressed chunk")
+            throw .invalidHeader("filter on an uncompressed chunk")
         }
         let raw = UInt64(bigEndian: encoded.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         guard raw <= UInt64(maxRawLength) else { throw .rawLengthTooLarge(claimed: raw, limit: maxRawLength) }

@@ -16,19 +16,31 @@ public enum ByteFilter: Hashable, Sendable {
     /// Byte shuffle (Blosc's "shuffle"): with stride N, byte k of every N-byte element goes to plane k.
     /// Typed arrays (float32 with N=4, float64 with N=8, int16 with N=2) compress far better shuffled.
     case shuffle(stride: Int)
+    /// XOR delta between neighbouring N-byte elements, then a byte shuffle with stride N. Better
+    /// than `shuffle` on smooth fields, whose neighbours share their high bytes.
+    case delta(stride: Int)
 
     public static let strides = [2, 4, 8]
 
     public var stride: Int {
         switch self {
         case .none: 1
-        case .shuffle(let s): s
+        case .shuffle(let s), .delta(let s): s
+        }
+    }
+
+    public var name: String? {
+        switch self {
+        case .none: nil
+        case .shuffle(let s): "shuffle\(s)"
+        case .delta(let s): "delta\(s)"
         }
     }
 }
 
 /// A concrete way to encode a chunk: an optional filter in front of a compressor.
-/// Its name is `none`, `lz4`, `zstd-<level>`, with a filter as prefix: `shuffle4+zstd-1`.
+/// Its name is `none`, `lz4`, `zstd-<level>`, with a filter as prefix: `shuffle4+zstd-1`,
+/// `delta8+lz4`.
 public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
     public let filter: ByteFilter
     public let compressor: Compressor
@@ -45,11 +57,11 @@ public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
     /// Fails for combinations that make no sense: a filter with no compressor, a stride other than
     /// 2, 4 or 8, or a zstd level out of range.
     public init(filter: ByteFilter = .none, compressor: Compressor) throws(CodecNameError) {
-        if case .shuffle(let s) = filter, !ByteFilter.strides.contains(s) {
-            throw CodecNameError("shuffle stride must be 2, 4 or 8, not \(s)")
+        if filter != .none, !ByteFilter.strides.contains(filter.stride) {
+            throw CodecNameError("filter stride must be 2, 4 or 8, not \(filter.stride)")
         }
         if filter != .none, compressor == .none {
-            throw CodecNameError("a shuffle filter needs a compressor after it (for example shuffle4+zstd-1)")
+            throw CodecNameError("a filter needs a compressor after it (for example shuffle4+zstd-1)")
         }
         if case .zstd(let level) = compressor, !(1...Compressor.maxZstdLevel).contains(level) {
             throw CodecNameError("zstd level must be 1 to \(Compressor.maxZstdLevel), not \(level)")
@@ -66,10 +78,13 @@ public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
         case 1:
             compressorName = parts[0]
         case 2:
-            guard parts[0].hasPrefix("shuffle"), let s = Int(parts[0].dropFirst("shuffle".count)) else {
-                throw CodecNameError("unknown filter '\(parts[0])' in '\(name)' (filters: shuffle2, shuffle4, shuffle8)")
+            if parts[0].hasPrefix("shuffle"), let s = Int(parts[0].dropFirst("shuffle".count)) {
+                filter = .shuffle(stride: s)
+            } else if parts[0].hasPrefix("delta"), let s = Int(parts[0].dropFirst("delta".count)) {
+                filter = .delta(stride: s)
+            } else {
+                throw CodecNameError("unknown filter '\(parts[0])' in '\(name)' (filters: shuffle2, shuffle4, shuffle8, delta2, delta4, delta8)")
             }
-            filter = .shuffle(stride: s)
             compressorName = parts[1]
         default:
             throw CodecNameError("'\(name)' has more than one filter")
@@ -81,7 +96,7 @@ public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
         case "zstd": compressor = .zstd(level: 3)
         default:
             guard compressorName.hasPrefix("zstd-"), let level = Int(compressorName.dropFirst("zstd-".count)) else {
-                throw CodecNameError("unknown codec '\(name)' (codecs: none, lz4, zstd-<level>, with an optional shuffle2+/shuffle4+/shuffle8+ prefix, or auto)")
+                throw CodecNameError("unknown codec '\(name)' (codecs: none, lz4, zstd-<level>, with an optional shuffleN+ or deltaN+ prefix for N = 2, 4, 8; or auto)")
             }
             compressor = .zstd(level: level)
         }
@@ -95,10 +110,7 @@ public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
         case .lz4: c = "lz4"
         case .zstd(let level): c = "zstd-\(level)"
         }
-        switch filter {
-        case .none: return c
-        case .shuffle(let s): return "shuffle\(s)+\(c)"
-        }
+        return filter.name.map { "\($0)+\(c)" } ?? c
     }
 }
 

@@ -15,11 +15,12 @@ public struct CodecEstimate: Hashable, Sendable {
     }
 
     /// Time per raw byte through a pipeline whose stages (compress at the sender, the link,
-    /// decompress at the receiver) overlap, so the slowest stage sets the pace. A small share of
-    /// the CPU time breaks ties towards less work. `wireNanosPerByte` is 0 on an unlimited link.
+    /// decompress at the receiver) overlap, so the slowest stage sets the pace. CPU time hidden
+    /// behind the link is still not free (parallel streams share the cores), so a tenth of it is
+    /// added. `wireNanosPerByte` is 0 on an unlimited link.
     public func cost(wireNanosPerByte: Double) -> Double {
         let cpu = compressNanosPerByte + decompressNanosPerByte
-        return max(compressNanosPerByte, wireNanosPerByte / ratio, decompressNanosPerByte) + 0.05 * cpu
+        return max(compressNanosPerByte, wireNanosPerByte / ratio, decompressNanosPerByte) + 0.1 * cpu
     }
 
     /// Exponentially weighted moving average towards an observation (the first replaces the prior).
@@ -46,16 +47,23 @@ public enum CodecPriors {
         let h = profile.planeEntropy(stride: spec.filter.stride)
         // What an order-0 entropy coder would reach; LZ matching adds to it on real data.
         let order0 = min(16, 8 / max(h, 0.5))
-        let shuffle = spec.filter == .none ? 0.0 : 0.35
+        // Filter passes cost time both ways. The sample's plane entropy cannot see what XOR delta
+        // adds on smooth data, so delta gets a small bonus and is tried early; calibration settles it.
+        let shuffle: Double, bonus: Double
+        switch spec.filter {
+        case .none: (shuffle, bonus) = (0, 1)
+        case .shuffle: (shuffle, bonus) = (0.35, 1)
+        case .delta: (shuffle, bonus) = (0.5, 1.04)
+        }
         switch spec.compressor {
         case .none:
             return CodecEstimate(ratio: 1, compressNanosPerByte: 0.08, decompressNanosPerByte: 0.08)
         case .lz4:
-            return CodecEstimate(ratio: 1 + (order0 - 1) * 0.5, compressNanosPerByte: 1.5 + shuffle, decompressNanosPerByte: 0.25 + shuffle)
+            return CodecEstimate(ratio: bonus * (1 + (order0 - 1) * 0.5), compressNanosPerByte: 1.5 + shuffle, decompressNanosPerByte: 0.25 + shuffle)
         case .zstd(let level):
             let speed: Double = level <= 1 ? 2.5 : level <= 3 ? 4.5 : level <= 6 ? 11 : 4.0 * Double(level)
             let gain = 1 + 0.025 * Double(min(level, 9))
-            return CodecEstimate(ratio: order0 * gain, compressNanosPerByte: speed + shuffle, decompressNanosPerByte: 1.0 + shuffle)
+            return CodecEstimate(ratio: bonus * order0 * gain, compressNanosPerByte: speed + shuffle, decompressNanosPerByte: 1.0 + shuffle)
         }
     }
 }

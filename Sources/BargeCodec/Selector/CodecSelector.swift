@@ -34,8 +34,8 @@ public struct CodecDecision: Hashable, Sendable {
 /// - Random-looking chunks are stored raw.
 /// - Otherwise each candidate's time per byte is estimated from per-class calibration (or a prior)
 ///   and the cheapest wins. On a fast link, cheap codecs win; on a slow one, strong ones.
-/// - Every `explorationInterval`-th chunk of a class tries the least-observed candidate whose
-///   estimated cost is within `explorationSlack` of the best, so estimates stay current.
+/// - Every `explorationInterval`-th chunk of a class tries, in turn, one of the other candidates
+///   whose estimated cost is within `explorationSlack` of the best, so estimates stay current.
 public struct CodecSelector: Sendable {
     public var explorationInterval = 16
     public var explorationSlack = 3.0
@@ -47,15 +47,15 @@ public struct CodecSelector: Sendable {
 
     public init() {}
 
-    /// The codecs considered for data of a given class. A shuffled class also keeps plain zstd-1
-    /// as a check on the shuffle.
+    /// The codecs considered for data of a given class. A typed class tries both filters with that
+    /// stride, and keeps plain zstd-1 as a check on them.
     public static func candidates(stride: Int) -> [CodecSpec] {
         if stride == 1 {
             return [.none, .lz4, .zstd(1), .zstd(3), .zstd(6)]
         }
-        let f = ByteFilter.shuffle(stride: stride)
-        return [.none, .zstd(1)] + [Compressor.lz4, .zstd(level: 1), .zstd(level: 3), .zstd(level: 6)].map {
-            try! CodecSpec(filter: f, compressor: $0)
+        let compressors: [Compressor] = [.lz4, .zstd(level: 1), .zstd(level: 3), .zstd(level: 6)]
+        return [.none, .zstd(1)] + [ByteFilter.shuffle(stride: stride), .delta(stride: stride)].flatMap { f in
+            compressors.map { try! CodecSpec(filter: f, compressor: $0) }
         }
     }
 
@@ -74,9 +74,15 @@ public struct CodecSelector: Sendable {
         let n = decisions[dataClass, default: 0]
         decisions[dataClass] = n + 1
         if n > 0, n % explorationInterval == 0 {
-            let near = scored.filter { $0.cost <= best.cost * explorationSlack && $0.spec != best.spec }
-            if let pick = near.min(by: { ($0.estimate.observations, $0.cost) < ($1.estimate.observations, $1.cost) }) {
-                return CodecDecision(spec: pick.spec, dataClass: dataClass, reason: .exploring)
+            // Take turns among the other candidates near the best, cheapest first, so that every
+            // one is re-measured now and then and one bad measurement cannot rule a codec out
+            // for good. `none` needs no measuring: its ratio is 1 and its cost a copy.
+            let near = scored
+                .filter { $0.cost <= best.cost * explorationSlack && $0.spec != best.spec && $0.spec != .none }
+                .sorted { $0.cost < $1.cost }
+            if !near.isEmpty {
+                let turn = n / explorationInterval - 1
+                return CodecDecision(spec: near[turn % near.count].spec, dataClass: dataClass, reason: .exploring)
             }
         }
         return CodecDecision(spec: best.spec, dataClass: dataClass, reason: .cheapest)
