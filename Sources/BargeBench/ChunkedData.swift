@@ -50,14 +50,20 @@ final class EncodedChunks {
     }
 }
 
-enum SampleFile {
-    /// Reads up to `limit` bytes from the start of `path`; says whether the file was longer.
-    static func read(_ path: String, limit: Int) throws(BenchError) -> ([UInt8], truncated: Bool) {
+public enum SampleFile {
+    /// Throws unless `path` is a regular file this process can read.
+    public static func checkReadable(_ path: String) throws(BenchError) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw .unreadable(path: path, reason: "no such file")
         }
         guard !isDirectory.boolValue else { throw .unreadable(path: path, reason: "is a directory") }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw .unreadable(path: path, reason: "permission denied") }
+    }
+
+    /// Reads up to `limit` bytes from the start of `path`; says whether the file was longer.
+    static func read(_ path: String, limit: Int) throws(BenchError) -> ([UInt8], truncated: Bool) {
+        try checkReadable(path)
         guard let handle = FileHandle(forReadingAtPath: path) else { throw .unreadable(path: path, reason: "permission denied") }
         defer { try? handle.close() }
         do {

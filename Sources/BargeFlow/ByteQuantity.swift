@@ -7,10 +7,8 @@
 /// - A rate may end in `/s`; a bare number is bytes (per second).
 public enum ByteQuantity {
     public static func parseSize(_ text: String) throws(QuantityError) -> Int {
-        let (value, unit) = try split(text)
-        guard let scale = byteScale(unit) else {
-            throw QuantityError("'\(text)' is not a size; write it like 4096, 64KiB, 1MiB or 2GB")
-        }
+        let notASize = QuantityError("'\(text)' is not a size; write it like 4096, 64KiB, 1MiB or 2GB")
+        guard let (value, unit) = split(text), let scale = byteScale(unit) else { throw notASize }
         let bytes = value * scale
         guard bytes.rounded() == bytes, bytes >= 0, bytes < 9.2e18 else {
             throw QuantityError("'\(text)' is not a whole number of bytes")
@@ -22,14 +20,15 @@ public enum ByteQuantity {
     public static func parseRate(_ text: String) throws(QuantityError) -> Double {
         var body = Substring(text.trimmingSpaces)
         if body.hasSuffix("/s") { body = body.dropLast(2) }
-        let (value, unit) = try split(String(body))
+        let notARate = QuantityError("'\(text)' is not a rate; write it like 40MiB/s, 500MB/s or 1Gbit/s")
+        guard let (value, unit) = split(String(body)) else { throw notARate }
         let scale: Double
         if let s = byteScale(unit) {
             scale = s
         } else if let s = bitScale(unit) {
             scale = s / 8
         } else {
-            throw QuantityError("'\(text)' is not a rate; write it like 40MiB/s, 500MB/s or 1Gbit/s")
+            throw notARate
         }
         let rate = value * scale
         guard rate > 0, rate.isFinite else { throw QuantityError("rate '\(text)' must be above zero") }
@@ -63,12 +62,11 @@ public enum ByteQuantity {
         return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole).\(fracText)"
     }
 
-    private static func split(_ text: String) throws(QuantityError) -> (Double, String) {
+    /// The leading number and the unit after it; nil when there is no finite number first.
+    private static func split(_ text: String) -> (Double, String)? {
         let t = text.trimmingSpaces
         let numberEnd = t.firstIndex { !($0.isNumber || $0 == ".") } ?? t.endIndex
-        guard let value = Double(t[..<numberEnd]), value.isFinite else {
-            throw QuantityError("'\(text)' does not start with a number")
-        }
+        guard let value = Double(t[..<numberEnd]), value.isFinite else { return nil }
         return (value, String(t[numberEnd...]).trimmingSpaces)
     }
 

@@ -75,6 +75,8 @@ struct BenchCompress: ParsableCommand {
 
     func run() throws {
         let options = try options()
+        // Check every file before printing anything, so a typo fails fast and alone.
+        for file in files { try SampleFile.checkReadable(file) }
         let bench = try CompressBench(options: options)
         let table = BenchTable(options: options)
         if !json { print(table.preamble()) }
