@@ -1,13 +1,33 @@
 import CBargeXXHash
 
+#if arch(x86_64) || arch(i386)
+// On x86, libxxhash's dispatching entry points use AVX2 or AVX-512 where the CPU has them.
+@inline(__always) private func xxh3_64(_ p: UnsafeRawPointer?, _ n: Int) -> UInt64 {
+    defer { barge_vzeroupper() }
+    return XXH3_64bits_dispatch(p, n)
+}
+@inline(__always) private func xxh3_128(_ p: UnsafeRawPointer?, _ n: Int) -> XXH128_hash_t {
+    defer { barge_vzeroupper() }
+    return XXH3_128bits_dispatch(p, n)
+}
+@inline(__always) private func xxh3_128_update(_ s: OpaquePointer, _ p: UnsafeRawPointer?, _ n: Int) -> XXH_errorcode {
+    defer { barge_vzeroupper() }
+    return XXH3_128bits_update_dispatch(s, p, n)
+}
+#else
+private let xxh3_64 = XXH3_64bits
+private let xxh3_128 = XXH3_128bits
+private let xxh3_128_update = XXH3_128bits_update
+#endif
+
 /// One-shot XXH3 hashes (xxHash 0.8, seed 0). XXH3-64 checksums frames; XXH3-128 checks chunks.
 public enum XXH3 {
     public static func hash64(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        XXH3_64bits(bytes.baseAddress, bytes.count)
+        xxh3_64(bytes.baseAddress, bytes.count)
     }
 
     public static func hash128(_ bytes: UnsafeRawBufferPointer) -> XXH128Digest {
-        let h = XXH3_128bits(bytes.baseAddress, bytes.count)
+        let h = xxh3_128(bytes.baseAddress, bytes.count)
         return XXH128Digest(high: h.high64, low: h.low64)
     }
 
@@ -41,7 +61,7 @@ public final class XXH3Hasher {
 
     public func update(_ bytes: UnsafeRawBufferPointer) {
         // Only a NULL pointer with a non-zero length can fail, which a buffer pointer never is.
-        _ = XXH3_128bits_update(state, bytes.baseAddress, bytes.count)
+        _ = xxh3_128_update(state, bytes.baseAddress, bytes.count)
     }
 
     public func update(_ bytes: [UInt8]) {
