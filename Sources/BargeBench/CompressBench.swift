@@ -106,6 +106,7 @@ public struct CompressBench {
             return CodecResult(
                 codec: codec,
                 ratio: encodedBytes == 0 ? 1 : (Double(rawBytes) / Double(encodedBytes) * 10_000).rounded() / 10_000,
+                encodedBytes: encodedBytes,
                 compressMbps: mbps(compressNs), decompressMbps: mbps(decompressNs),
                 mix: isAuto ? mix.map { CodecResult.MixEntry(codec: $0.key, chunks: $0.value.0, bytes: $0.value.1) }
                     .sorted { ($0.bytes, $0.codec) > ($1.bytes, $1.codec) } : nil)

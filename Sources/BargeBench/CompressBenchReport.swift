@@ -29,6 +29,8 @@ public struct CodecResult: Codable, Sendable {
     public var codec: String
     /// Raw bytes over encoded bytes, chunk headers included.
     public var ratio: Double
+    /// Encoded bytes, chunk headers included: the exact figure behind `ratio`.
+    public var encodedBytes: Int
     /// Millions of raw (uncompressed) bytes per second, best pass.
     public var compressMbps: Double
     public var decompressMbps: Double

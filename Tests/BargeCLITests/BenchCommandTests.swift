@@ -26,6 +26,7 @@ struct BenchCommandTests {
             #expect(results.map { $0["codec"] as? String } == ["none", "lz4", "zstd-1", "zstd-3", "auto"])
             for result in results {
                 #expect((result["ratio"] as? Double ?? 0) > 0.99)
+                #expect((result["encoded_bytes"] as? Int ?? 0) > 0)
                 #expect((result["compress_mbps"] as? Double ?? 0) > 0)
                 #expect((result["decompress_mbps"] as? Double ?? 0) > 0)
             }
@@ -48,6 +49,10 @@ struct BenchCommandTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("auto"))
         #expect(r.stdout.contains("none 100%"))
+        // Random data is stored raw: the chunk header is all it costs.
+        let json = try BargeProcess.run(["bench", "compress", "--json", "--seconds", "0.01", "--codecs", "auto", path])
+        let results = try #require((try self.json(json.stdout)["files"] as? [[String: Any]])?.first?["results"] as? [[String: Any]])
+        #expect(results.first?["encoded_bytes"] as? Int == 200_000 + 40)
         #expect(r.stdout.contains("selector"))
     }
 
