@@ -5,61 +5,46 @@
 public enum XORDelta {
     public static func encode(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer, stride: Int) {
         precondition(dst.count >= src.count, "delta output too small")
-        guard let s = src.baseAddress, let d = dst.baseAddress else { return }
-        let n = src.count / stride
         switch stride {
-        case 2:
-            var prev: UInt16 = 0
-            for i in 0..<n {
-                let x = s.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)
-                d.storeBytes(of: x ^ prev, toByteOffset: i &* 2, as: UInt16.self)
-                prev = x
-            }
-        case 4:
-            var prev: UInt32 = 0
-            for i in 0..<n {
-                let x = s.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self)
-                d.storeBytes(of: x ^ prev, toByteOffset: i &* 4, as: UInt32.self)
-                prev = x
-            }
-        case 8:
-            var prev: UInt64 = 0
-            for i in 0..<n {
-                let x = s.loadUnaligned(fromByteOffset: i &* 8, as: UInt64.self)
-                d.storeBytes(of: x ^ prev, toByteOffset: i &* 8, as: UInt64.self)
-                prev = x
-            }
-        default:
-            preconditionFailure("delta stride \(stride)")
+        case 2: encode(src, dst, UInt16.self)
+        case 4: encode(src, dst, UInt32.self)
+        case 8: encode(src, dst, UInt64.self)
+        default: preconditionFailure("delta stride \(stride)")
         }
-        if n * stride < src.count { (d + n * stride).copyMemory(from: s + n * stride, byteCount: src.count - n * stride) }
     }
 
     /// Undoes `encode` in place.
     public static func decode(_ buffer: UnsafeMutableRawBufferPointer, stride: Int) {
-        guard let b = buffer.baseAddress else { return }
-        let n = buffer.count / stride
         switch stride {
-        case 2:
-            var prev: UInt16 = 0
-            for i in 0..<n {
-                prev ^= b.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)
-                b.storeBytes(of: prev, toByteOffset: i &* 2, as: UInt16.self)
-            }
-        case 4:
-            var prev: UInt32 = 0
-            for i in 0..<n {
-                prev ^= b.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self)
-                b.storeBytes(of: prev, toByteOffset: i &* 4, as: UInt32.self)
-            }
-        case 8:
-            var prev: UInt64 = 0
-            for i in 0..<n {
-                prev ^= b.loadUnaligned(fromByteOffset: i &* 8, as: UInt64.self)
-                b.storeBytes(of: prev, toByteOffset: i &* 8, as: UInt64.self)
-            }
-        default:
-            preconditionFailure("delta stride \(stride)")
+        case 2: decode(buffer, UInt16.self)
+        case 4: decode(buffer, UInt32.self)
+        case 8: decode(buffer, UInt64.self)
+        default: preconditionFailure("delta stride \(stride)")
+        }
+    }
+
+    @inline(__always)
+    private static func encode<Word: FixedWidthInteger>(_ src: UnsafeRawBufferPointer, _ dst: UnsafeMutableRawBufferPointer, _: Word.Type) {
+        guard let s = src.baseAddress, let d = dst.baseAddress else { return }
+        let width = MemoryLayout<Word>.size
+        let n = src.count / width
+        var prev = Word.zero
+        for i in 0..<n {
+            let x = s.loadUnaligned(fromByteOffset: i &* width, as: Word.self)
+            d.storeBytes(of: x ^ prev, toByteOffset: i &* width, as: Word.self)
+            prev = x
+        }
+        if n * width < src.count { (d + n * width).copyMemory(from: s + n * width, byteCount: src.count - n * width) }
+    }
+
+    @inline(__always)
+    private static func decode<Word: FixedWidthInteger>(_ buffer: UnsafeMutableRawBufferPointer, _: Word.Type) {
+        guard let b = buffer.baseAddress else { return }
+        let width = MemoryLayout<Word>.size
+        var prev = Word.zero
+        for i in 0..<(buffer.count / width) {
+            prev ^= b.loadUnaligned(fromByteOffset: i &* width, as: Word.self)
+            b.storeBytes(of: prev, toByteOffset: i &* width, as: Word.self)
         }
     }
 }
