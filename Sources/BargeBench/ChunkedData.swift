@@ -36,6 +36,9 @@ final class EncodedChunks {
     init(_ chunks: ChunkedData) {
         slotSize = ChunkFormat.maxEncodedLength(rawLength: chunks.chunkSize)
         storage = .allocate(byteCount: max(1, slotSize * chunks.count), alignment: 64)
+        // Touch every page now: the first timed pass must not pay page faults that a pipeline
+        // reusing its buffers never sees (they made the selector's first measurements look slow).
+        storage.initializeMemory(as: UInt8.self, repeating: 0)
         lengths = Array(repeating: 0, count: chunks.count)
     }
 
