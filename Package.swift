@@ -17,9 +17,11 @@ let package = Package(
         .library(name: "BargeChunk", targets: ["BargeChunk"]),
         .library(name: "BargeFlow", targets: ["BargeFlow"]),
         .library(name: "BargeBench", targets: ["BargeBench"]),
+        .library(name: "BargeWire", targets: ["BargeWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         systemLibrary("CBargeZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
@@ -31,6 +33,10 @@ let package = Package(
         .target(name: "BargeCodec", dependencies: ["BargeDigest", "CBargeZstd", "CBargeLZ4"]),
         .target(name: "BargeChunk", dependencies: ["BargeDigest"]),
         .target(name: "BargeFlow"),
+        .target(
+            name: "BargeWire",
+            dependencies: ["BargeDigest", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .target(name: "BargeBench", dependencies: ["BargeCodec", "BargeDigest", "BargeChunk"]),
         .executableTarget(
             name: "barge",
@@ -44,6 +50,15 @@ let package = Package(
         .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
+        .testTarget(
+            name: "BargeWireTests",
+            dependencies: [
+                "BargeWire", "BargeDigest", "BargeBench",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "BargeCLITests", dependencies: ["barge", "BargeBench"]),
     ]
 )

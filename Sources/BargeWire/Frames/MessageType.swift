@@ -1,0 +1,19 @@
+/// The message type byte of a frame. A decoder refuses any other value with an error frame and a
+/// close. Further families (registration, tasks, scans, chunks) are added with their messages.
+public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case hello = 0x01
+    case challenge = 0x02
+    case auth = 0x03
+    case welcome = 0x04
+    case error = 0x7F
+
+    public var description: String {
+        switch self {
+        case .hello: "hello"
+        case .challenge: "challenge"
+        case .auth: "auth"
+        case .welcome: "welcome"
+        case .error: "error"
+        }
+    }
+}

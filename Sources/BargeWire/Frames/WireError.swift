@@ -1,0 +1,75 @@
+/// A protocol violation. Each maps to an `ErrorCode`, which the peer is sent in an error frame
+/// before the connection is closed.
+public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
+    case badMagic(UInt32)
+    case unsupportedFrameVersion(UInt8)
+    case unknownType(UInt8)
+    case unsupportedFlags(UInt16)
+    /// The header declares a payload over the negotiated maximum; the body was not buffered.
+    case frameTooLarge(length: UInt32, limit: Int)
+    case checksumMismatch(expected: UInt64, actual: UInt64)
+    /// A frame whose payload does not parse as its message type.
+    case malformed(MessageType, String)
+    /// A well-formed message that is not allowed in the connection's current state.
+    case unexpected(MessageType, state: String)
+
+    public var code: ErrorCode {
+        switch self {
+        case .badMagic: .badMagic
+        case .unsupportedFrameVersion: .unsupportedVersion
+        case .unknownType: .unknownType
+        case .unsupportedFlags: .malformedFrame
+        case .frameTooLarge: .frameTooLarge
+        case .checksumMismatch: .checksumMismatch
+        case .malformed: .malformedMessage
+        case .unexpected: .unexpectedMessage
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .badMagic(let m): "bad frame magic 0x\(String(m, radix: 16))"
+        case .unsupportedFrameVersion(let v): "unsupported frame version \(v)"
+        case .unknownType(let t): "unknown message type 0x\(String(t, radix: 16))"
+        case .unsupportedFlags(let f): "unsupported frame flags 0x\(String(f, radix: 16))"
+        case .frameTooLarge(let length, let limit): "frame payload of \(length) bytes is over the limit of \(limit)"
+        case .checksumMismatch(let expected, let actual):
+            "frame checksum mismatch: XXH3-64 0x\(String(actual, radix: 16)), header says 0x\(String(expected, radix: 16))"
+        case .malformed(let type, let why): "malformed \(type) message: \(why)"
+        case .unexpected(let type, let state): "unexpected \(type) message while \(state)"
+        }
+    }
+}
+
+/// Error codes carried by error frames (u16 on the wire).
+public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    public static let badMagic = ErrorCode(rawValue: 1)
+    public static let unsupportedVersion = ErrorCode(rawValue: 2)
+    public static let unknownType = ErrorCode(rawValue: 3)
+    public static let frameTooLarge = ErrorCode(rawValue: 4)
+    public static let checksumMismatch = ErrorCode(rawValue: 5)
+    public static let malformedFrame = ErrorCode(rawValue: 6)
+    public static let malformedMessage = ErrorCode(rawValue: 7)
+    public static let unexpectedMessage = ErrorCode(rawValue: 8)
+    public static let noCommonVersion = ErrorCode(rawValue: 9)
+    public static let authenticationFailed = ErrorCode(rawValue: 10)
+
+    public var description: String {
+        switch self {
+        case .badMagic: "bad magic"
+        case .unsupportedVersion: "unsupported version"
+        case .unknownType: "unknown message type"
+        case .frameTooLarge: "frame too large"
+        case .checksumMismatch: "checksum mismatch"
+        case .malformedFrame: "malformed frame"
+        case .malformedMessage: "malformed message"
+        case .unexpectedMessage: "unexpected message"
+        case .noCommonVersion: "no common protocol version"
+        case .authenticationFailed: "authentication failed"
+        default: "error \(rawValue)"
+        }
+    }
+}

@@ -1,0 +1,74 @@
+/// The client's side of the handshake: hello → (challenge) → auth → (welcome). Pure: it is fed
+/// messages and returns actions; the channel handler carries them out.
+public struct ClientHandshake: Sendable {
+    public enum State: Hashable, Sendable {
+        case idle
+        case awaitingChallenge
+        case awaitingWelcome(version: UInt8, maxPayloadLength: Int)
+        case established(Session)
+        case failed(ErrorMessage)
+    }
+
+    public private(set) var state = State.idle
+    private let token: [UInt8]
+    private let hello: Hello
+
+    /// `nonce` must be 32 fresh random bytes.
+    public init(token: [UInt8], name: String, role: PeerRole, versions: ClosedRange<UInt8> = WireVersion.supported, nonce: [UInt8]) {
+        precondition(nonce.count == Hello.nonceLength, "a handshake nonce is 32 bytes")
+        self.token = token
+        hello = Hello(minVersion: versions.lowerBound, maxVersion: versions.upperBound, role: role, name: name, nonce: nonce)
+    }
+
+    public mutating func start() -> HandshakeAction {
+        guard state == .idle else { return fail(.unexpected(.hello, state: "already started"), notify: false) }
+        state = .awaitingChallenge
+        return .send(.hello(hello))
+    }
+
+    public mutating func receive(_ message: Message) -> HandshakeAction {
+        switch (state, message) {
+        case (_, .error(let e)):
+            state = .failed(e)
+            return .fail(e, notifyPeer: false)
+
+        case (.awaitingChallenge, .challenge(let c)):
+            guard (hello.minVersion...hello.maxVersion).contains(c.version) else {
+                return fail(ErrorMessage(code: .noCommonVersion, reason: "server chose version \(c.version), outside \(hello.minVersion)...\(hello.maxVersion)"))
+            }
+            do {
+                let expected = try HandshakeProof.server(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
+                guard HandshakeProof.matches(c.proof, expected) else {
+                    return fail(ErrorMessage(code: .authenticationFailed, reason: "the server's proof does not match this cluster token: check --token-file on both sides"))
+                }
+                let proof = try HandshakeProof.client(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
+                state = .awaitingWelcome(version: c.version, maxPayloadLength: Int(c.maxPayloadLength))
+                return .send(.auth(Auth(proof: proof)))
+            } catch {
+                return fail(ErrorMessage(code: .authenticationFailed, reason: "\(error)"))
+            }
+
+        case (.awaitingWelcome(let version, let max), .welcome(let w)):
+            let session = Session(version: version, peerName: w.serverName, role: hello.role, maxPayloadLength: max)
+            state = .established(session)
+            return .establish(session)
+
+        default:
+            return fail(.unexpected(message.type, state: "\(state)"))
+        }
+    }
+
+    private mutating func fail(_ error: WireError, notify: Bool = true) -> HandshakeAction {
+        fail(ErrorMessage(error), notify: notify)
+    }
+
+    private mutating func fail(_ error: ErrorMessage, notify: Bool = true) -> HandshakeAction {
+        state = .failed(error)
+        return .fail(error, notifyPeer: notify)
+    }
+}
+
+/// Protocol versions this build speaks.
+public enum WireVersion {
+    public static let supported: ClosedRange<UInt8> = 1...1
+}

@@ -1,0 +1,81 @@
+import NIOCore
+
+/// Every message the protocol defines, with its payload encoding. One enum, so that a state
+/// machine can switch over what it receives.
+public enum Message: Hashable, Sendable {
+    case hello(Hello)
+    case challenge(Challenge)
+    case auth(Auth)
+    case welcome(Welcome)
+    case error(ErrorMessage)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: .hello
+        case .challenge: .challenge
+        case .auth: .auth
+        case .welcome: .welcome
+        case .error: .error
+        }
+    }
+
+    /// Parses a frame's payload as the message its type names.
+    public init(frame: Frame) throws(WireError) {
+        var r = PayloadReader(frame)
+        switch frame.type {
+        case .hello:
+            let minVersion = try r.integer(UInt8.self, "min version")
+            let maxVersion = try r.integer(UInt8.self, "max version")
+            guard minVersion <= maxVersion else { throw .malformed(.hello, "version range \(minVersion)...\(maxVersion) is empty") }
+            let rawRole = try r.integer(UInt8.self, "role")
+            guard let role = PeerRole(rawValue: rawRole) else { throw .malformed(.hello, "unknown role \(rawRole)") }
+            let nonce = try r.bytes(Hello.nonceLength, "nonce")
+            let name = try r.string("name", maxLength: Hello.maxNameLength)
+            self = .hello(Hello(minVersion: minVersion, maxVersion: maxVersion, role: role, name: name, nonce: nonce))
+        case .challenge:
+            let version = try r.integer(UInt8.self, "version")
+            let nonce = try r.bytes(Hello.nonceLength, "nonce")
+            let proof = try r.bytes(32, "proof")
+            let max = try r.integer(UInt32.self, "max payload length")
+            self = .challenge(Challenge(version: version, nonce: nonce, proof: proof, maxPayloadLength: max))
+        case .auth:
+            self = .auth(Auth(proof: try r.bytes(32, "proof")))
+        case .welcome:
+            self = .welcome(Welcome(serverName: try r.string("server name", maxLength: Hello.maxNameLength)))
+        case .error:
+            let code = ErrorCode(rawValue: try r.integer(UInt16.self, "code"))
+            self = .error(ErrorMessage(code: code, reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength)))
+        }
+        try r.finish()
+    }
+
+    /// The frame that carries this message.
+    public func frame(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> Frame {
+        var b = allocator.buffer(capacity: 64)
+        switch self {
+        case .hello(let m):
+            precondition(m.nonce.count == Hello.nonceLength && m.name.utf8.count <= Hello.maxNameLength)
+            b.writeInteger(m.minVersion)
+            b.writeInteger(m.maxVersion)
+            b.writeInteger(m.role.rawValue)
+            b.writeBytes(m.nonce)
+            b.writeWireString(m.name)
+        case .challenge(let m):
+            precondition(m.nonce.count == Hello.nonceLength && m.proof.count == 32)
+            b.writeInteger(m.version)
+            b.writeBytes(m.nonce)
+            b.writeBytes(m.proof)
+            b.writeInteger(m.maxPayloadLength)
+        case .auth(let m):
+            precondition(m.proof.count == 32)
+            b.writeBytes(m.proof)
+        case .welcome(let m):
+            precondition(m.serverName.utf8.count <= Hello.maxNameLength)
+            b.writeWireString(m.serverName)
+        case .error(let m):
+            b.writeInteger(m.code.rawValue)
+            b.writeWireString(m.reason)
+        }
+        return Frame(type: type, payload: b)
+    }
+}

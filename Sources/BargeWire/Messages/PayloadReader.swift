@@ -1,0 +1,46 @@
+import NIOCore
+
+/// Reads a message from a complete payload: any shortfall, bad UTF-8, over-long string or
+/// leftover byte is a `WireError.malformed` naming the message type.
+struct PayloadReader {
+    var buffer: ByteBuffer
+    let type: MessageType
+
+    init(_ frame: Frame) {
+        buffer = frame.payload
+        type = frame.type
+    }
+
+    mutating func integer<T: FixedWidthInteger>(_: T.Type = T.self, _ field: String) throws(WireError) -> T {
+        guard let v = buffer.readInteger(as: T.self) else { throw .malformed(type, "truncated at \(field)") }
+        return v
+    }
+
+    mutating func bytes(_ count: Int, _ field: String) throws(WireError) -> [UInt8] {
+        guard let v = buffer.readBytes(length: count) else { throw .malformed(type, "truncated at \(field)") }
+        return v
+    }
+
+    /// A u16 length, then that many bytes of UTF-8.
+    mutating func string(_ field: String, maxLength: Int) throws(WireError) -> String {
+        let length = Int(try integer(UInt16.self, field))
+        guard length <= maxLength else { throw .malformed(type, "\(field) of \(length) bytes is over \(maxLength)") }
+        let raw = try bytes(length, field)
+        guard let s = String(validating: raw, as: UTF8.self) else { throw .malformed(type, "\(field) is not UTF-8") }
+        return s
+    }
+
+    func finish() throws(WireError) {
+        guard buffer.readableBytes == 0 else { throw .malformed(type, "\(buffer.readableBytes) unexpected trailing bytes") }
+    }
+}
+
+extension ByteBuffer {
+    /// A u16 length, then the UTF-8 bytes. Callers keep strings under their message's limit.
+    @discardableResult
+    mutating func writeWireString(_ s: String) -> Int {
+        let utf8 = Array(s.utf8)
+        precondition(utf8.count <= Int(UInt16.max), "wire string too long")
+        return writeInteger(UInt16(utf8.count)) + writeBytes(utf8)
+    }
+}
