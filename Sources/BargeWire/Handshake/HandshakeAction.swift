@@ -7,6 +7,13 @@ public struct Session: Hashable, Sendable {
     public var role: PeerRole
     /// The largest frame payload the server accepts from now on.
     public var maxPayloadLength: Int
+
+    public init(version: UInt8, peerName: String, role: PeerRole, maxPayloadLength: Int) {
+        self.version = version
+        self.peerName = peerName
+        self.role = role
+        self.maxPayloadLength = maxPayloadLength
+    }
 }
 
 /// What a handshake state machine asks its channel handler to do.

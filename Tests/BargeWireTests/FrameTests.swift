@@ -1,0 +1,92 @@
+import BargeDigest
+import BargeWire
+import NIOCore
+import NIOTestUtils
+import Testing
+
+struct FrameTests {
+    @Test(arguments: Fixtures.messages)
+    func messagesRoundTrip(_ message: Message) throws {
+        var buffer = Fixtures.bytes(message)
+        let frame = try #require(try buffer.readFrame(maxPayloadLength: Frame.handshakeMaxPayload))
+        #expect(try Message(frame: frame) == message)
+        #expect(buffer.readableBytes == 0)
+    }
+
+    /// Byte by byte, in one piece, and several frames merged: the decoder yields the same frames.
+    @Test func decoderVerifier() throws {
+        let pairs = Fixtures.messages.map { m in (Fixtures.bytes(m), [m.frame()]) }
+        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) {
+            FrameDecoder(limit: FrameLimit(Frame.defaultMaxPayload))
+        }
+    }
+
+    @Test func headerFieldsAreBigEndianAndChecksummed() {
+        let bytes = Array(Fixtures.bytes(.auth(Auth(proof: [UInt8](repeating: 9, count: 32)))).readableBytesView)
+        #expect(Array(bytes[0..<4]) == [0x42, 0x41, 0x52, 0x47])
+        #expect(bytes[4] == 1 && bytes[5] == 0x03 && bytes[6] == 0 && bytes[7] == 0)
+        #expect(Array(bytes[8..<12]) == [0, 0, 0, 32])
+        let checksum = bytes[12..<20].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        #expect(checksum == XXH3.hash64(Array(bytes[20...])))
+    }
+
+    @Test func badMagicIsRefusedAfterFourBytes() {
+        var b = ByteBuffer(bytes: [0x47, 0x45, 0x54, 0x20])  // "GET "
+        #expect(throws: WireError.badMagic(0x4745_5420)) { try b.readFrame(maxPayloadLength: 100) }
+    }
+
+    @Test func oversizedFrameIsRefusedFromItsHeaderAlone() {
+        var b = Fixtures.bytes(.welcome(Welcome(serverName: "x")))
+        b.setInteger(UInt32(1 << 30), at: 8)
+        var header = b.getSlice(at: 0, length: Frame.headerSize)!
+        #expect(throws: WireError.frameTooLarge(length: 1 << 30, limit: 4096)) { try header.readFrame(maxPayloadLength: 4096) }
+    }
+
+    @Test func incompleteFramesWait() throws {
+        var b = Fixtures.bytes(.welcome(Welcome(serverName: "coordinator")))
+        var partial = b.readSlice(length: b.readableBytes - 1)!
+        #expect(try partial.readFrame(maxPayloadLength: 4096) == nil)
+        #expect(partial.readerIndex == 0)
+    }
+
+    @Test(arguments: [
+        (4, UInt8(9), WireError.unsupportedFrameVersion(9)),
+        (5, UInt8(0x55), WireError.unknownType(0x55)),
+        (7, UInt8(1), WireError.unsupportedFlags(1)),
+    ])
+    func badHeaderFields(_ offset: Int, _ value: UInt8, _ error: WireError) {
+        var b = Fixtures.bytes(.welcome(Welcome(serverName: "x")))
+        b.setInteger(value, at: offset)
+        #expect(throws: error) { try b.readFrame(maxPayloadLength: 4096) }
+    }
+
+    @Test func corruptPayloadFailsTheChecksum() {
+        var b = Fixtures.bytes(.welcome(Welcome(serverName: "coordinator")))
+        b.setInteger(UInt8(ascii: "K"), at: Frame.headerSize + 2)
+        #expect(throws: WireError.self) { try b.readFrame(maxPayloadLength: 4096) }
+    }
+
+    static func frame(_ type: MessageType, _ payload: [UInt8]) -> Frame {
+        Frame(type: type, payload: ByteBuffer(bytes: payload))
+    }
+
+    @Test(arguments: [
+        frame(.auth, [UInt8](repeating: 1, count: 31)),                     // truncated proof
+        frame(.auth, [UInt8](repeating: 1, count: 33)),                     // trailing byte
+        frame(.hello, [2, 1, 1] + [UInt8](repeating: 0, count: 32) + [0, 0]),  // empty version range
+        frame(.hello, [1, 1, 9] + [UInt8](repeating: 0, count: 32) + [0, 0]),  // unknown role
+        frame(.hello, [1, 1, 1] + [UInt8](repeating: 0, count: 32) + [1, 0]),  // name of 256 bytes
+        frame(.welcome, [0, 2, 0xC3, 0x28]),                                 // invalid UTF-8
+        frame(.error, [0, 1, 0, 5, 0x61]),                                   // reason truncated
+        frame(.challenge, []),
+    ])
+    func malformedPayloadsAreTypedErrors(_ frame: Frame) {
+        #expect(throws: WireError.self) { try Message(frame: frame) }
+    }
+
+    @Test func errorReasonsAreCutToTheirLimit() throws {
+        let long = ErrorMessage(code: .malformedMessage, reason: String(repeating: "é", count: 2000))
+        #expect(long.reason.utf8.count <= ErrorMessage.maxReasonLength)
+        #expect(try Message(frame: Message.error(long).frame()) == .error(long))
+    }
+}

@@ -1,0 +1,87 @@
+import BargeWire
+import Testing
+
+/// The handshake state machines on their own: no channel, fixed nonces.
+struct HandshakeStateMachineTests {
+    func pair(clientToken: [UInt8] = Fixtures.token, serverToken: [UInt8] = Fixtures.token,
+              clientVersions: ClosedRange<UInt8> = 1...1, serverVersions: ClosedRange<UInt8> = 1...1) -> (ClientHandshake, ServerHandshake) {
+        (ClientHandshake(token: clientToken, name: "agent-a1", role: .agent, versions: clientVersions, nonce: Fixtures.clientNonce),
+         ServerHandshake(token: serverToken, name: "coordinator", versions: serverVersions, maxPayloadLength: 1 << 20, nonce: Fixtures.serverNonce))
+    }
+
+    func sent(_ action: HandshakeAction) throws -> Message {
+        guard case .send(let m) = action else { throw Unexpected(action: action) }
+        return m
+    }
+
+    struct Unexpected: Error { let action: HandshakeAction }
+
+    @Test func matchingTokensEstablishOnBothSides() throws {
+        var (client, server) = pair()
+        let hello = try sent(client.start())
+        let challenge = try sent(server.receive(hello))
+        let auth = try sent(client.receive(challenge))
+        guard case .sendAndEstablish(let welcome, let serverSession) = server.receive(auth) else {
+            Issue.record("server did not establish"); return
+        }
+        #expect(serverSession == Session(version: 1, peerName: "agent-a1", role: .agent, maxPayloadLength: 1 << 20))
+        guard case .establish(let clientSession) = client.receive(welcome) else { Issue.record("client did not establish"); return }
+        #expect(clientSession == Session(version: 1, peerName: "coordinator", role: .agent, maxPayloadLength: 1 << 20))
+    }
+
+    @Test func theHighestCommonVersionIsChosen() throws {
+        var (client, server) = pair(clientVersions: 1...3, serverVersions: 1...2)
+        guard case .challenge(let c) = try sent(server.receive(try sent(client.start()))) else { Issue.record("no challenge"); return }
+        #expect(c.version == 2)
+    }
+
+    @Test func noCommonVersionIsRefusedWithAReason() throws {
+        var (client, server) = pair(clientVersions: 2...3, serverVersions: 1...1)
+        guard case .fail(let e, true) = server.receive(try sent(client.start())) else { Issue.record("server accepted"); return }
+        #expect(e.code == .noCommonVersion)
+        #expect(e.reason.contains("2...3"))
+    }
+
+    /// The client checks the server's proof first, so it never proves itself to a server that
+    /// does not know the token; the server hears why.
+    @Test func aServerWithAnotherTokenIsRefusedByTheClient() throws {
+        var (client, server) = pair(serverToken: Array("another token entirely 00000000".utf8))
+        let challenge = try sent(server.receive(try sent(client.start())))
+        guard case .fail(let e, true) = client.receive(challenge) else { Issue.record("client went on"); return }
+        #expect(e.code == .authenticationFailed)
+        guard case .fail(let heard, false) = server.receive(.error(e)) else { Issue.record("server did not stop"); return }
+        #expect(heard == e)
+    }
+
+    @Test func aForgedAuthIsRefusedByTheServer() throws {
+        var (client, server) = pair()
+        _ = try sent(server.receive(try sent(client.start())))
+        guard case .fail(let e, true) = server.receive(.auth(Auth(proof: [UInt8](repeating: 0, count: 32)))) else {
+            Issue.record("server accepted a forged proof"); return
+        }
+        #expect(e.code == .authenticationFailed)
+        #expect(e.reason.contains("agent-a1"))
+        #expect(server.state == .failed(e))
+    }
+
+    /// A replayed client proof from another connection (another server nonce) is worthless.
+    @Test func aReplayedProofIsRefused() throws {
+        var (client, server) = pair()
+        _ = try sent(server.receive(try sent(client.start())))
+        let proofForOtherNonce = try HandshakeProof.client(token: Fixtures.token, clientNonce: Fixtures.clientNonce,
+                                                           serverNonce: [UInt8](repeating: 1, count: 32), version: 1, clientName: "agent-a1")
+        guard case .fail(let e, true) = server.receive(.auth(Auth(proof: proofForOtherNonce))) else { Issue.record("replay accepted"); return }
+        #expect(e.code == .authenticationFailed)
+    }
+
+    @Test func messagesOutOfOrderAreRefused() throws {
+        var (client, server) = pair()
+        guard case .fail(let e, true) = server.receive(.auth(Auth(proof: [UInt8](repeating: 0, count: 32)))) else {
+            Issue.record("auth before hello accepted"); return
+        }
+        #expect(e.code == .unexpectedMessage)
+        _ = client.start()
+        guard case .fail(let e2, true) = client.receive(.welcome(Welcome(serverName: "x"))) else { Issue.record("welcome before challenge accepted"); return }
+        #expect(e2.code == .unexpectedMessage)
+    }
+}
