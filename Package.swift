@@ -18,10 +18,12 @@ let package = Package(
         .library(name: "BargeFlow", targets: ["BargeFlow"]),
         .library(name: "BargeBench", targets: ["BargeBench"]),
         .library(name: "BargeWire", targets: ["BargeWire"]),
+        .library(name: "BargeCoordinator", targets: ["BargeCoordinator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         systemLibrary("CBargeZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
@@ -37,6 +39,10 @@ let package = Package(
             name: "BargeWire",
             dependencies: ["BargeDigest", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .target(
+            name: "BargeCoordinator",
+            dependencies: ["BargeWire", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .target(name: "BargeBench", dependencies: ["BargeCodec", "BargeDigest", "BargeChunk"]),
         .executableTarget(
             name: "barge",
@@ -50,6 +56,7 @@ let package = Package(
         .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
+        .testTarget(name: "BargeCoordinatorTests", dependencies: ["BargeCoordinator", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "BargeWireTests",
             dependencies: [

@@ -3,9 +3,9 @@
 # Idempotent: it runs `apt-get update` and `apt-get install` only when something is missing.
 set -euo pipefail
 
-# -dev packages for the C libraries Barge links (zstd, lz4, xxhash, libcrypto), pkg-config to find
+# -dev packages for the C libraries Barge links (zstd, lz4, xxhash, libcrypto, sqlite3 for the journal), pkg-config to find
 # them, and the reference CLIs the benchmarks compare against (zstd, lz4, xxhsum, openssl).
-packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev zstd lz4 xxhash openssl)
+packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl)
 
 missing=()
 for p in "${packages[@]}"; do

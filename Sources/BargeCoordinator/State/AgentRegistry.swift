@@ -1,0 +1,105 @@
+/// Whether an agent can take work.
+public enum AgentState: String, Codable, Hashable, Sendable {
+    case up, draining, down
+}
+
+/// What the coordinator knows of one agent.
+public struct AgentInfo: Hashable, Sendable {
+    public var name: String
+    public var site: String
+    /// Where other agents reach its data-plane listener (host:port).
+    public var address: String
+    public var state: AgentState
+    /// Monotonic nanoseconds of the last registration or heartbeat.
+    public var lastSeen: UInt64
+
+    public init(name: String, site: String, address: String, state: AgentState = .up, lastSeen: UInt64) {
+        self.name = name
+        self.site = site
+        self.address = address
+        self.state = state
+        self.lastSeen = lastSeen
+    }
+}
+
+/// The agents the coordinator knows, as a pure state machine over injected monotonic time. It
+/// decides; the listener and scheduler act. In particular `expire` returns the agents that have
+/// just gone down, whose units the scheduler returns to pending.
+public struct AgentRegistry: Sendable {
+    public enum Registration: Hashable, Sendable {
+        /// First time this name is seen.
+        case new
+        /// A known agent that was down (or restarted before its timeout) is back.
+        case rejoined
+    }
+
+    public let heartbeatTimeout: UInt64
+    public private(set) var agents: [String: AgentInfo] = [:]
+
+    /// `heartbeatTimeout` in nanoseconds: an agent silent for longer is down.
+    public init(heartbeatTimeout: UInt64) {
+        self.heartbeatTimeout = heartbeatTimeout
+    }
+
+    /// Registers or re-registers an agent. An agent may not move to another site under the same
+    /// name while it is up: two live processes with one name would steal each other's work.
+    public mutating func register(name: String, site: String, address: String, now: UInt64) throws(RegistryError) -> Registration {
+        if let known = agents[name] {
+            if known.state != .down, known.site != site {
+                throw .nameInUse(name: name, site: known.site)
+            }
+            agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now)
+            return .rejoined
+        }
+        agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now)
+        return .new
+    }
+
+    /// Records a heartbeat. A heartbeat from an agent marked down does not revive it: it must
+    /// register again, so that the coordinator re-learns what it holds.
+    public mutating func heartbeat(name: String, now: UInt64) throws(RegistryError) {
+        guard var agent = agents[name] else { throw .unknownAgent(name) }
+        guard agent.state != .down else { throw .mustRegisterAgain(name) }
+        agent.lastSeen = max(agent.lastSeen, now)
+        agents[name] = agent
+    }
+
+    /// Stops handing new work to an agent; its current work finishes.
+    public mutating func drain(name: String) throws(RegistryError) {
+        guard var agent = agents[name] else { throw .unknownAgent(name) }
+        guard agent.state == .up else { return }
+        agent.state = .draining
+        agents[name] = agent
+    }
+
+    /// Marks every agent silent for longer than the timeout as down; returns their names, sorted.
+    public mutating func expire(now: UInt64) -> [String] {
+        var expired: [String] = []
+        for (name, agent) in agents where agent.state != .down && now > agent.lastSeen && now - agent.lastSeen > heartbeatTimeout {
+            agents[name]?.state = .down
+            expired.append(name)
+        }
+        return expired.sorted()
+    }
+
+    /// Agents of `site` that can take new work, by name.
+    public func available(site: String) -> [AgentInfo] {
+        agents.values.filter { $0.site == site && $0.state == .up }.sorted { $0.name < $1.name }
+    }
+
+    public var all: [AgentInfo] { agents.values.sorted { $0.name < $1.name } }
+}
+
+public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
+    case unknownAgent(String)
+    case mustRegisterAgain(String)
+    case nameInUse(name: String, site: String)
+
+    public var description: String {
+        switch self {
+        case .unknownAgent(let n): "no agent named '\(n)' is registered"
+        case .mustRegisterAgain(let n): "agent '\(n)' was marked down after missing heartbeats; it must register again"
+        case .nameInUse(let n, let site): "an agent named '\(n)' is already up at site '\(site)'; give each agent its own --name"
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import BargeCoordinator
+import Testing
+
+struct JobLifecycleTests {
+    static let events: [JobEvent] = [.start, .succeed, .fail("disk full"), .cancel]
+
+    /// Every (state, event) pair: the allowed ones give the documented state, all others throw.
+    @Test(arguments: JobState.allCases)
+    func transitions(_ state: JobState) {
+        let allowed: [JobState: [JobEvent: JobState]] = [
+            .queued: [.start: .running, .fail("disk full"): .failed, .cancel: .cancelled],
+            .running: [.succeed: .succeeded, .fail("disk full"): .failed, .cancel: .cancelled],
+            .cancelled: [.cancel: .cancelled],
+        ]
+        for event in Self.events {
+            if let expected = allowed[state]?[event] {
+                #expect((try? JobLifecycle.next(state, event)) == expected, "\(state) + \(event)")
+            } else {
+                #expect(throws: JobTransitionError(from: state, event: event)) { try JobLifecycle.next(state, event) }
+            }
+        }
+    }
+
+    @Test func terminalStatesStayTerminal() {
+        for state in JobState.allCases where state.isTerminal {
+            #expect(throws: JobTransitionError.self) { try JobLifecycle.next(state, .start) }
+            #expect(throws: JobTransitionError.self) { try JobLifecycle.next(state, .succeed) }
+        }
+        #expect(JobTransitionError(from: .cancelled, event: .succeed).description == "a cancelled job cannot succeed")
+    }
+}
+
+struct AgentRegistryTests {
+    static let second: UInt64 = 1_000_000_000
+
+    @Test func silentAgentsGoDownAfterTheTimeoutAndMustRegisterAgain() throws {
+        var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
+        #expect(try r.register(name: "a1", site: "a", address: "10.0.0.1:7500", now: 0) == .new)
+        #expect(try r.register(name: "b1", site: "b", address: "10.0.1.1:7500", now: 0) == .new)
+        try r.heartbeat(name: "a1", now: 10 * Self.second)
+        #expect(r.expire(now: 15 * Self.second).isEmpty)
+        #expect(r.expire(now: 16 * Self.second) == ["b1"])
+        #expect(r.expire(now: 17 * Self.second).isEmpty, "an agent goes down once")
+        #expect(r.all.map(\.state) == [.up, .down])
+        #expect(throws: RegistryError.mustRegisterAgain("b1")) { try r.heartbeat(name: "b1", now: 18 * Self.second) }
+        #expect(try r.register(name: "b1", site: "b", address: "10.0.1.1:7501", now: 19 * Self.second) == .rejoined)
+        #expect(r.available(site: "b").map(\.address) == ["10.0.1.1:7501"])
+    }
+
+    @Test func drainingAgentsTakeNoNewWorkAndUnknownOnesAreErrors() throws {
+        var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
+        _ = try r.register(name: "a1", site: "a", address: "h:1", now: 0)
+        _ = try r.register(name: "a2", site: "a", address: "h:2", now: 0)
+        try r.drain(name: "a1")
+        #expect(r.available(site: "a").map(\.name) == ["a2"])
+        #expect(r.available(site: "nowhere").isEmpty)
+        #expect(throws: RegistryError.unknownAgent("zz")) { try r.heartbeat(name: "zz", now: 1) }
+        #expect(throws: RegistryError.unknownAgent("zz")) { try r.drain(name: "zz") }
+    }
+
+    @Test func aLiveNameCannotMoveToAnotherSite() throws {
+        var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
+        _ = try r.register(name: "dtn1", site: "a", address: "h:1", now: 0)
+        #expect(throws: RegistryError.nameInUse(name: "dtn1", site: "a")) {
+            try r.register(name: "dtn1", site: "b", address: "h:2", now: 1)
+        }
+        _ = r.expire(now: 20 * Self.second)
+        #expect(try r.register(name: "dtn1", site: "b", address: "h:2", now: 21 * Self.second) == .rejoined)
+    }
+}

@@ -1,0 +1,78 @@
+import BargeCoordinator
+import Foundation
+import Testing
+
+/// The journal on a real SQLite file in a temporary directory.
+struct JournalTests {
+    final class StateDirectory {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("barge-journal-\(UUID().uuidString)")
+        var path: String { url.appendingPathComponent(Journal.fileName).path }
+        init() throws { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+        deinit { try? FileManager.default.removeItem(at: url) }
+    }
+
+    func job(_ id: String) -> JobRecord {
+        JobRecord(id: id, sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "in/ds", createdAt: 1_700_000_000)
+    }
+
+    @Test func walFileWithFullSynchronousCommits() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        #expect(try journal.pragma("synchronous") == 2)  // FULL
+        try journal.insert(job("j1"))
+        #expect(FileManager.default.fileExists(atPath: dir.path + "-wal"))
+    }
+
+    @Test func stateSurvivesReopening() throws {
+        let dir = try StateDirectory()
+        do {
+            let journal = try Journal(path: dir.path)
+            try journal.insert(job("j1"))
+            try journal.plan("j1", units: [UnitRecord(jobId: "j1", unitId: 0, path: "x.bin", offset: 0, length: 4096)], filesTotal: 1)
+            try journal.apply(.start, to: "j1")
+        }
+        let reopened = try Journal(path: dir.path)  // migrations run again and change nothing
+        let j = try #require(try reopened.job("j1"))
+        #expect(j.state == .running)
+        #expect(j.bytesTotal == 4096 && j.filesTotal == 1)
+        #expect(try reopened.units(job: "j1", state: .pending).count == 1)
+    }
+
+    @Test func illegalTransitionsAreRefusedAndChangeNothing() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        try journal.apply(.cancel, to: "j1")
+        #expect(throws: JobTransitionError(from: .cancelled, event: .start)) { try journal.apply(.start, to: "j1") }
+        #expect(try journal.job("j1")?.state == .cancelled)
+        #expect(throws: JournalError.unknownJob("nope")) { try journal.apply(.start, to: "nope") }
+        try journal.insert(job("j2"))
+        try journal.apply(.fail("source agent a1 refused path ../etc: outside its root"), to: "j2")
+        #expect(try journal.job("j2")?.error == "source agent a1 refused path ../etc: outside its root")
+        #expect(try journal.jobs().map(\.id) == ["j1", "j2"])
+    }
+
+    @Test func unitsMoveThroughTheirStatesAndReturnWhenAnAgentDies() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let units = (0..<4).map { UnitRecord(jobId: "j1", unitId: Int64($0), path: "f\($0)", offset: 0, length: 1000) }
+        try journal.plan("j1", units: units, filesTotal: 4)
+        try journal.apply(.start, to: "j1")
+        try journal.assign(job: "j1", unit: 0, source: "a1", destination: "b1")
+        try journal.assign(job: "j1", unit: 1, source: "a2", destination: "b1")
+        try journal.assign(job: "j1", unit: 2, source: "a2", destination: "b2")
+        #expect(throws: JournalError.unitNotPending("j1", 0, .assigned)) { try journal.assign(job: "j1", unit: 0, source: "a2", destination: "b2") }
+        try journal.complete(job: "j1", unit: 0, wireBytes: 600)
+        try journal.complete(job: "j1", unit: 0, wireBytes: 600)  // a duplicate report counts once
+        #expect(try journal.job("j1")?.bytesDone == 1000)
+        #expect(try journal.job("j1")?.wireBytes == 600)
+        // b1 dies: unit 1 (held by b1) goes back; unit 2 (a2 → b2) and done unit 0 stay.
+        #expect(try journal.releaseUnits(heldBy: ["b1"]) == 1)
+        #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [1, 3])
+        #expect(try journal.units(job: "j1", state: .assigned).map(\.unitId) == [2])
+        #expect(try journal.units(job: "j1", state: .done).map(\.unitId) == [0])
+        try journal.assign(job: "j1", unit: 1, source: "a1", destination: "b2")
+        #expect(try journal.units(job: "j1").first { $0.unitId == 1 }?.attempts == 2)
+    }
+}
