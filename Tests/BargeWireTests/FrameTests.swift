@@ -79,6 +79,8 @@ struct FrameTests {
         frame(.welcome, [0, 2, 0xC3, 0x28]),                                 // invalid UTF-8
         frame(.error, [0, 1, 0, 5, 0x61]),                                   // reason truncated
         frame(.challenge, []),
+        frame(.register, [0, 0, 0, 1, 0x61, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]),  // empty name
+        frame(.heartbeat, [0, 0, 0, 0, 0, 0, 0, 1]),                          // no in-flight count
     ])
     func malformedPayloadsAreTypedErrors(_ frame: Frame) {
         #expect(throws: WireError.self) { try Message(frame: frame) }

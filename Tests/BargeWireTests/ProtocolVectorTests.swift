@@ -15,12 +15,19 @@ struct ProtocolVectorTests {
          "4241524701030000" + "00000020" + "fe35fde7697827c5" + String(repeating: "44", count: 32)),
         (.welcome(Welcome(serverName: "coord")),
          "4241524701040000" + "00000007" + "1023ed5dfb1ab722" + "0005" + "636f6f7264"),
+        (.register(Register(name: "a1", site: "a", root: "/data/brg", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8)),
+         "4241524701100000" + "00000023" + "46d8d1a02d384efe" + "0002" + "6131" + "0001" + "61" + "0009" + "2f646174612f627267"
+            + "0009" + "3132372e302e302e31" + "1d4d" + "00000008"),
+        (.registered(Registered(heartbeatIntervalMillis: 1000, agentTimeoutMillis: 15000)),
+         "4241524701110000" + "00000008" + "468676611262ca04" + "000003e8" + "00003a98"),
+        (.heartbeat(Heartbeat(sequence: 7, inFlight: 2)),
+         "4241524701120000" + "0000000c" + "e7612a834547671e" + "0000000000000007" + "00000002"),
         (.error(ErrorMessage(code: .authenticationFailed, reason: "bad token")),
          "42415247017f0000" + "0000000d" + "ad0e2d850b253b28" + "000a" + "0009" + "62616420746f6b656e"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.
-    @Test(arguments: 0..<5)
+    @Test(arguments: 0..<8)
     func frameBytes(_ i: Int) throws {
         let (message, hex) = Self.vectors[i]
         let expected = try #require(Hex.decode(hex))

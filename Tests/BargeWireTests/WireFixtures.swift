@@ -11,6 +11,9 @@ enum Fixtures {
         .challenge(Challenge(version: 1, nonce: serverNonce, proof: [UInt8](repeating: 7, count: 32), maxPayloadLength: 1 << 24)),
         .auth(Auth(proof: [UInt8](repeating: 9, count: 32))),
         .welcome(Welcome(serverName: "coordinator")),
+        .register(Register(name: "dtn01", site: "site-a", root: "/data/archive", dataHost: "dtn01.example", dataPort: 7500, maxInFlight: 16)),
+        .registered(Registered(heartbeatIntervalMillis: 1000, agentTimeoutMillis: 15000)),
+        .heartbeat(Heartbeat(sequence: 42, inFlight: 3)),
         .error(ErrorMessage(code: .authenticationFailed, reason: "wrong token")),
     ]
 

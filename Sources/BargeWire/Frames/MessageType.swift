@@ -1,10 +1,13 @@
 /// The message type byte of a frame. A decoder refuses any other value with an error frame and a
-/// close. Further families (registration, tasks, scans, chunks) are added with their messages.
+/// close. Further families (tasks, scans, chunks) are added with their messages.
 public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     case hello = 0x01
     case challenge = 0x02
     case auth = 0x03
     case welcome = 0x04
+    case register = 0x10
+    case registered = 0x11
+    case heartbeat = 0x12
     case error = 0x7F
 
     public var description: String {
@@ -13,6 +16,9 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .challenge: "challenge"
         case .auth: "auth"
         case .welcome: "welcome"
+        case .register: "register"
+        case .registered: "registered"
+        case .heartbeat: "heartbeat"
         case .error: "error"
         }
     }

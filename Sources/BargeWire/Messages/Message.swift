@@ -7,6 +7,9 @@ public enum Message: Hashable, Sendable {
     case challenge(Challenge)
     case auth(Auth)
     case welcome(Welcome)
+    case register(Register)
+    case registered(Registered)
+    case heartbeat(Heartbeat)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -15,6 +18,9 @@ public enum Message: Hashable, Sendable {
         case .challenge: .challenge
         case .auth: .auth
         case .welcome: .welcome
+        case .register: .register
+        case .registered: .registered
+        case .heartbeat: .heartbeat
         case .error: .error
         }
     }
@@ -42,6 +48,22 @@ public enum Message: Hashable, Sendable {
             self = .auth(Auth(proof: try r.bytes(32, "proof")))
         case .welcome:
             self = .welcome(Welcome(serverName: try r.string("server name", maxLength: Hello.maxNameLength)))
+        case .register:
+            let name = try r.string("name", maxLength: Register.maxNameLength)
+            let site = try r.string("site", maxLength: Register.maxNameLength)
+            let root = try r.string("root", maxLength: Register.maxRootLength)
+            let host = try r.string("data host", maxLength: Register.maxNameLength)
+            let port = try r.integer(UInt16.self, "data port")
+            let maxInFlight = try r.integer(UInt32.self, "max in flight")
+            guard !name.isEmpty, !site.isEmpty else { throw .malformed(.register, "empty name or site") }
+            self = .register(Register(name: name, site: site, root: root, dataHost: host, dataPort: port, maxInFlight: maxInFlight))
+        case .registered:
+            let interval = try r.integer(UInt32.self, "heartbeat interval")
+            let timeout = try r.integer(UInt32.self, "agent timeout")
+            self = .registered(Registered(heartbeatIntervalMillis: interval, agentTimeoutMillis: timeout))
+        case .heartbeat:
+            let sequence = try r.integer(UInt64.self, "sequence")
+            self = .heartbeat(Heartbeat(sequence: sequence, inFlight: try r.integer(UInt32.self, "in flight")))
         case .error:
             let code = ErrorCode(rawValue: try r.integer(UInt16.self, "code"))
             self = .error(ErrorMessage(code: code, reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength)))
@@ -72,6 +94,21 @@ public enum Message: Hashable, Sendable {
         case .welcome(let m):
             precondition(m.serverName.utf8.count <= Hello.maxNameLength)
             b.writeWireString(m.serverName)
+        case .register(let m):
+            precondition(m.name.utf8.count <= Register.maxNameLength && m.site.utf8.count <= Register.maxNameLength
+                && m.root.utf8.count <= Register.maxRootLength && m.dataHost.utf8.count <= Register.maxNameLength)
+            b.writeWireString(m.name)
+            b.writeWireString(m.site)
+            b.writeWireString(m.root)
+            b.writeWireString(m.dataHost)
+            b.writeInteger(m.dataPort)
+            b.writeInteger(m.maxInFlight)
+        case .registered(let m):
+            b.writeInteger(m.heartbeatIntervalMillis)
+            b.writeInteger(m.agentTimeoutMillis)
+        case .heartbeat(let m):
+            b.writeInteger(m.sequence)
+            b.writeInteger(m.inFlight)
         case .error(let m):
             b.writeInteger(m.code.rawValue)
             b.writeWireString(m.reason)
