@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "BargeBench", targets: ["BargeBench"]),
         .library(name: "BargeWire", targets: ["BargeWire"]),
         .library(name: "BargeCoordinator", targets: ["BargeCoordinator"]),
+        .library(name: "BargeAgent", targets: ["BargeAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -41,7 +42,20 @@ let package = Package(
         ),
         .target(
             name: "BargeCoordinator",
-            dependencies: ["BargeWire", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "BargeWire",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "BargeAgent",
+            dependencies: [
+                "BargeWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .target(name: "BargeBench", dependencies: ["BargeCodec", "BargeDigest", "BargeChunk"]),
         .executableTarget(
@@ -56,7 +70,14 @@ let package = Package(
         .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
-        .testTarget(name: "BargeCoordinatorTests", dependencies: ["BargeCoordinator", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(
+            name: "BargeCoordinatorTests",
+            dependencies: [
+                "BargeCoordinator", "BargeAgent", "BargeWire",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "BargeWireTests",
             dependencies: [

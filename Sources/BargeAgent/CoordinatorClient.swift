@@ -1,0 +1,119 @@
+import BargeWire
+import NIOCore
+import NIOPosix
+
+/// What an agent tells the coordinator about itself.
+public struct AgentIdentity: Sendable {
+    public var name: String
+    public var site: String
+    public var root: String
+    public var dataHost: String
+    public var dataPort: UInt16
+    public var maxInFlight: UInt32
+
+    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8) {
+        self.name = name
+        self.site = site
+        self.root = root
+        self.dataHost = dataHost
+        self.dataPort = dataPort
+        self.maxInFlight = maxInFlight
+    }
+}
+
+/// Why an agent's connection to the coordinator ended.
+public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The coordinator refused the registration or sent an error later.
+    case refused(ErrorMessage)
+    /// The coordinator closed the connection.
+    case closed
+    /// The coordinator sent something this agent does not expect.
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .refused(let e): return "coordinator refused: \(e.reason)"
+        case .closed: return "coordinator closed the connection"
+        case .protocolViolation(let why): return "coordinator protocol violation: \(why)"
+        }
+    }
+}
+
+/// One connection from an agent to the coordinator: connect, authenticate, register, heartbeat.
+/// Reconnecting with backoff is the caller's loop around `run`.
+public struct CoordinatorClient: Sendable {
+    public var host: String
+    public var port: Int
+    public var token: ClusterToken
+    public var identity: AgentIdentity
+    public var group: EventLoopGroup
+
+    public init(host: String, port: Int, token: ClusterToken, identity: AgentIdentity,
+                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.host = host
+        self.port = port
+        self.token = token
+        self.identity = identity
+        self.group = group
+    }
+
+    /// Runs until cancelled (returns) or until the connection fails (throws `HandshakeFailure`,
+    /// `CoordinatorConnectionError` or a connect error). `onRegistered` runs once, after the
+    /// coordinator accepts the registration; `onHeartbeatEcho` after each echoed heartbeat.
+    public func run(onRegistered: @escaping @Sendable (Registered) async -> Void = { _ in },
+                    onHeartbeatEcho: @escaping @Sendable (UInt64) async -> Void = { _ in }) async throws {
+        let token = token.bytes, name = identity.name
+        let (channel, sessionFuture) = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let session = channel.eventLoop.makePromise(of: Session.self)
+                    try channel.pipeline.syncOperations.addBargeHandlers(
+                        .client(ClientHandshake(token: token, name: name, role: .agent, nonce: freshNonce())))
+                    try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
+                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session.futureResult)
+                }
+            }
+        let i = identity
+        // The handshake is awaited inside executeThenClose, so the connection is closed and its
+        // writer finished on every path, failures included.
+        try await channel.executeThenClose { inbound, outbound in
+            _ = try await sessionFuture.get()
+            var frames = inbound.makeAsyncIterator()
+            try await outbound.write(Message.register(Register(
+                name: i.name, site: i.site, root: i.root, dataHost: i.dataHost, dataPort: i.dataPort, maxInFlight: i.maxInFlight)).frame())
+            guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }
+            let registered: Registered
+            switch try Message(frame: reply) {
+            case .registered(let r): registered = r
+            case .error(let e): throw CoordinatorConnectionError.refused(e)
+            default: throw CoordinatorConnectionError.protocolViolation("expected registered, got \(reply.type)")
+            }
+            await onRegistered(registered)
+
+            let interval = Duration.milliseconds(max(50, Int(registered.heartbeatIntervalMillis)))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                // Heartbeats go out from a child task; replies are read here, so the inbound
+                // iterator never leaves this task.
+                tasks.addTask {
+                    var sequence: UInt64 = 0
+                    while !Task.isCancelled {
+                        sequence += 1
+                        try await outbound.write(Message.heartbeat(Heartbeat(sequence: sequence, inFlight: 0)).frame())
+                        try await Task.sleep(for: interval)
+                    }
+                }
+                defer { tasks.cancelAll() }
+                while let frame = try await frames.next() {
+                    switch try Message(frame: frame) {
+                    case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
+                    case .error(let e): throw CoordinatorConnectionError.refused(e)
+                    default: throw CoordinatorConnectionError.protocolViolation("unexpected \(frame.type)")
+                    }
+                }
+                if !Task.isCancelled { throw CoordinatorConnectionError.closed }
+            }
+        }
+    }
+}

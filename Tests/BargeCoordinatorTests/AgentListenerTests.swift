@@ -1,0 +1,114 @@
+import BargeAgent
+import BargeCoordinator
+import BargeWire
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A settable monotonic clock for the directory.
+final class ManualClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: UInt64 = 1_000_000_000
+    var now: UInt64 { lock.withLock { value } }
+    func advance(seconds: UInt64) { lock.withLock { value += seconds * 1_000_000_000 } }
+}
+
+/// Counts events from the client's callbacks.
+actor Counter {
+    var count = 0
+    func increment() { count += 1 }
+}
+
+/// The agent listener on real loopback sockets, with a real agent client.
+struct AgentListenerTests {
+    static let token = try! ClusterToken(bytes: Array("listener-test-token-0123456789".utf8))
+
+    func listener(clock: ManualClock) async throws -> AgentListener {
+        let directory = AgentDirectory(heartbeatTimeout: .seconds(15), clock: { clock.now })
+        var config = AgentListenerConfiguration(host: "127.0.0.1", port: 0, token: Self.token)
+        config.heartbeatInterval = .milliseconds(50)
+        return try await AgentListener.bind(config, directory: directory)
+    }
+
+    func client(_ listener: AgentListener, token: ClusterToken = token, name: String = "a1") -> CoordinatorClient {
+        CoordinatorClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: token,
+                          identity: AgentIdentity(name: name, site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501))
+    }
+
+    /// Polls `condition` for up to five seconds.
+    func eventually(_ condition: () async -> Bool) async throws -> Bool {
+        for _ in 0..<100 {
+            if await condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    @Test func anAgentRegistersHeartbeatsAndGoesDownWhenSilent() async throws {
+        let clock = ManualClock()
+        let listener = try await listener(clock: clock)
+        let serving = Task { try await listener.run() }
+        let echoes = Counter()
+        let agent = Task { try await client(listener).run(onHeartbeatEcho: { _ in await echoes.increment() }) }
+
+        #expect(try await eventually { await listener.directory.agents.map(\.name) == ["a1"] })
+        #expect(try await eventually { await echoes.count >= 3 })
+        let info = try #require(await listener.directory.agents.first)
+        #expect(info.site == "site-a" && info.address == "127.0.0.1:7501" && info.state == .up)
+
+        agent.cancel()
+        _ = await agent.result
+        clock.advance(seconds: 16)
+        #expect(await listener.directory.expire() == ["a1"])
+        #expect(await listener.directory.agents.first?.state == .down)
+
+        await listener.close()
+        serving.cancel()
+        _ = await serving.result
+    }
+
+    @Test func aWrongTokenIsRefusedAndTheListenerServesTheNextAgent() async throws {
+        let listener = try await listener(clock: ManualClock())
+        let serving = Task { try await listener.run() }
+
+        let wrong = try ClusterToken(bytes: Array("some-other-clusters-token-999".utf8))
+        do {
+            try await client(listener, token: wrong, name: "intruder").run()
+            Issue.record("a wrong token was accepted")
+        } catch let failure as HandshakeFailure {
+            #expect(failure.error.code == .authenticationFailed)
+            #expect(failure.error.reason.contains("--token-file"))
+        }
+        #expect(await listener.directory.agents.isEmpty)
+
+        let agent = Task { try await client(listener, name: "a2").run() }
+        #expect(try await eventually { await listener.directory.agents.map(\.name) == ["a2"] })
+        agent.cancel()
+        _ = await agent.result
+        await listener.close()
+        serving.cancel()
+        _ = await serving.result
+    }
+
+    /// Raw bytes that are not Barge: the peer gets an error frame, then the connection closes.
+    @Test func garbageOnTheSocketGetsAnErrorFrameAndAClose() async throws {
+        let listener = try await listener(clock: ManualClock())
+        let serving = Task { try await listener.run() }
+        let raw = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: listener.localAddress!.port!) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        var received = ByteBuffer()
+        try await raw.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: coordinator\r\n\r\n"))
+            for try await chunk in inbound { received.writeImmutableBuffer(chunk) }  // ends when the server closes
+        }
+        let frame = try #require(try received.readFrame(maxPayloadLength: 4096))
+        guard case .error(let e) = try Message(frame: frame) else { Issue.record("no error frame"); return }
+        #expect(e.code == .badMagic)
+        await listener.close()
+        serving.cancel()
+        _ = await serving.result
+    }
+}
