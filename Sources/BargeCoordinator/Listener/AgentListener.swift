@@ -67,12 +67,13 @@ public final class AgentListener: Sendable {
         return AgentListener(configuration: configuration, directory: directory, server: server)
     }
 
-    /// Serves until the task is cancelled or the listening socket closes.
-    public func run() async throws {
+    /// Serves until the task is cancelled or the listening socket closes. `run()` (the `Service`
+    /// conformance) wraps it with graceful shutdown.
+    func serve() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
-                    group.addTask { await self.serve(connection) }
+                    group.addTask { await self.handle(connection) }
                 }
             }
         }
@@ -83,7 +84,7 @@ public final class AgentListener: Sendable {
         try? await server.channel.close()
     }
 
-    private func serve(_ connection: Connection) async {
+    private func handle(_ connection: Connection) async {
         // Everything happens inside executeThenClose, which closes the connection and finishes its
         // writer on every path (an NIOAsyncChannel left without it traps when released).
         try? await connection.channel.executeThenClose { inbound, outbound in

@@ -1,0 +1,87 @@
+import BargeCoordinator
+import BargeWire
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// The HTTP API through the router, with a real journal file and directory.
+struct RouterTests {
+    final class Fixture {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-api-\(UUID().uuidString)")
+        let journal: Journal
+        let directory = AgentDirectory(heartbeatTimeout: .seconds(15), clock: { 1 })
+        init() throws {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            journal = try Journal(path: dir.appendingPathComponent(Journal.fileName).path)
+        }
+        deinit { try? FileManager.default.removeItem(at: dir) }
+        var app: some ApplicationProtocol { Application(router: buildRouter(directory: directory, journal: journal)) }
+    }
+
+    func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
+    }
+
+    @Test func agentsListShowsNameSiteStateAndAddress() async throws {
+        let f = try Fixture()
+        _ = try await f.directory.register(Register(name: "a1", site: "site-a", root: "/d", dataHost: "10.1.0.5", dataPort: 7501, maxInFlight: 8))
+        try await f.app.test(.router) { client in
+            try await client.execute(uri: "/v1/agents", method: .get) { response in
+                #expect(response.status == .ok)
+                let agents = try #require(try json(response.body)["agents"] as? [[String: Any]])
+                #expect(agents.count == 1)
+                #expect(agents[0]["name"] as? String == "a1")
+                #expect(agents[0]["site"] as? String == "site-a")
+                #expect(agents[0]["state"] as? String == "up")
+                #expect(agents[0]["address"] as? String == "10.1.0.5:7501")
+            }
+        }
+    }
+
+    @Test func jobStatusHasTheContractFields() async throws {
+        let f = try Fixture()
+        try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
+        try await f.app.test(.router) { client in
+            try await client.execute(uri: "/v1/jobs/j-1", method: .get) { response in
+                #expect(response.status == .ok)
+                let job = try json(response.body)
+                #expect(Set(job.keys) == ["id", "state", "bytes_total", "bytes_done", "wire_bytes", "files_total", "files_done",
+                                          "chunks_total", "chunks_done", "chunks_refetched", "dedup_bytes", "error"])
+                #expect(job["state"] as? String == "queued")
+                #expect(job["error"] is NSNull)
+            }
+            try await client.execute(uri: "/v1/jobs", method: .get) { response in
+                let jobs = try json(response.body)["jobs"] as? [[String: Any]]
+                #expect(jobs?.count == 1)
+            }
+        }
+    }
+
+    @Test func unknownJobsAre404AndCancelIsIdempotentButFinal() async throws {
+        let f = try Fixture()
+        try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
+        try f.journal.insert(JobRecord(id: "j-2", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 2))
+        try f.journal.apply(.fail("disk full"), to: "j-2")
+        try await f.app.test(.router) { client in
+            try await client.execute(uri: "/v1/jobs/nope", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(String(buffer: response.body).contains("no job nope"))
+            }
+            for _ in 0..<2 {
+                try await client.execute(uri: "/v1/jobs/j-1/cancel", method: .post) { response in
+                    #expect(response.status == .ok)
+                    let state = try json(response.body)["state"] as? String
+                    #expect(state == "cancelled")
+                }
+            }
+            try await client.execute(uri: "/v1/jobs/j-2/cancel", method: .post) { response in
+                #expect(response.status == .conflict)
+                #expect(String(buffer: response.body).contains("a failed job cannot cancel"))
+            }
+            try await client.execute(uri: "/v1/jobs/nope/cancel", method: .post) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+    }
+}
