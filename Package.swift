@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
     ],
     targets: [
         systemLibrary("CBargeZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
@@ -51,12 +52,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "BargeAgent",
             dependencies: [
-                "BargeWire",
+                "BargeWire", "BargeFlow",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -65,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "barge",
             dependencies: [
-                "BargeBench", "BargeCodec", "BargeFlow",
+                "BargeBench", "BargeCodec", "BargeFlow", "BargeWire", "BargeCoordinator", "BargeAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

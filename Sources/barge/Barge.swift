@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct Barge: ParsableCommand {
+struct Barge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "barge",
         abstract: "Move very large datasets between clusters, in verified, adaptively compressed chunks.",
@@ -10,8 +10,10 @@ struct Barge: ParsableCommand {
             its entropy and the link's speed, and verifies every chunk with XXH3-128 and SHA-256.
 
             Start with `barge bench compress FILE...` to see how your own data compresses.
+            A cluster is one `barge coordinator` and a `barge agent` on each data-transfer node.
             """,
-        subcommands: [Bench.self]
+        subcommands: [CoordinatorCommand.self, AgentCommand.self, AgentsCommand.self, JobsCommand.self,
+                      StatusCommand.self, CancelCommand.self, Bench.self]
     )
 }
 

@@ -1,4 +1,5 @@
 import BargeWire
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -33,19 +34,22 @@ public final class AgentListener: Sendable {
 
     public let configuration: AgentListenerConfiguration
     public let directory: AgentDirectory
+    let logger: Logger
     private let server: NIOAsyncChannel<Connection, Never>
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.channel.localAddress }
 
-    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, server: NIOAsyncChannel<Connection, Never>) {
+    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, logger: Logger, server: NIOAsyncChannel<Connection, Never>) {
         self.configuration = configuration
         self.directory = directory
+        self.logger = logger
         self.server = server
     }
 
     /// Binds the listening socket. Call `run()` to serve.
     public static func bind(_ configuration: AgentListenerConfiguration, directory: AgentDirectory,
+                            logger: Logger = Logger(label: "barge.coordinator"),
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> AgentListener {
         let token = configuration.token.bytes
         let name = configuration.name
@@ -64,7 +68,7 @@ public final class AgentListener: Sendable {
                     return (channel: async, session: session.futureResult)
                 }
             }
-        return AgentListener(configuration: configuration, directory: directory, server: server)
+        return AgentListener(configuration: configuration, directory: directory, logger: logger, server: server)
     }
 
     /// Serves until the task is cancelled or the listening socket closes. `run()` (the `Service`
@@ -87,11 +91,22 @@ public final class AgentListener: Sendable {
     private func handle(_ connection: Connection) async {
         // Everything happens inside executeThenClose, which closes the connection and finishes its
         // writer on every path (an NIOAsyncChannel left without it traps when released).
+        let peer = connection.channel.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
         try? await connection.channel.executeThenClose { inbound, outbound in
-            // A failed handshake has already told the peer and closed the connection.
-            guard let session = try? await connection.session.get() else { return }
-            try await AgentSession(session: session, directory: directory, configuration: configuration)
-                .run(inbound: inbound, outbound: outbound)
+            let session: Session
+            do {
+                session = try await connection.session.get()
+            } catch {
+                // The handshake handler has already told the peer and closed the connection.
+                logger.warning("refused connection from \(peer): \(error)")
+                return
+            }
+            do {
+                try await AgentSession(session: session, directory: directory, configuration: configuration, logger: logger)
+                    .run(inbound: inbound, outbound: outbound)
+            } catch {
+                logger.warning("connection from \(session.role) '\(session.peerName)' at \(peer) ended: \(error)")
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import BargeWire
+import Logging
 import NIOCore
 
 /// One agent's connection after the handshake: `register`, then `heartbeat`s, each echoed.
@@ -7,6 +8,7 @@ struct AgentSession {
     let session: Session
     let directory: AgentDirectory
     let configuration: AgentListenerConfiguration
+    let logger: Logger
 
     func run(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         var frames = inbound.makeAsyncIterator()
@@ -22,8 +24,10 @@ struct AgentSession {
                                                  reason: "registered as '\(registration.name)' after the handshake named '\(session.peerName)'"), outbound)
         }
         do {
-            _ = try await directory.register(registration)
+            let outcome = try await directory.register(registration)
+            logger.notice("agent '\(registration.name)' of site '\(registration.site)' \(outcome == .new ? "registered" : "registered again"), root \(registration.root)")
         } catch {
+            logger.warning("refused registration of '\(registration.name)': \(error)")
             return try await refuse(ErrorMessage(code: .unexpectedMessage, reason: error.description), outbound)
         }
         try await outbound.write(Message.registered(Registered(
@@ -49,7 +53,7 @@ struct AgentSession {
         }
     }
 
-    private func refuse(_ error: ErrorMessage, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+    fileprivate func refuse(_ error: ErrorMessage, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         try await outbound.write(Message.error(error).frame())
     }
 }

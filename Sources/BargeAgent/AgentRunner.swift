@@ -1,0 +1,58 @@
+import BargeFlow
+import BargeWire
+import Logging
+
+/// Keeps an agent registered: runs `CoordinatorClient` and, when the connection drops or the
+/// coordinator is not there yet, tries again with exponential backoff and jitter. Errors that
+/// retrying cannot fix (a wrong token, a refused registration) end the run.
+public struct AgentRunner: Sendable {
+    public let client: CoordinatorClient
+    public let logger: Logger
+
+    public init(client: CoordinatorClient, logger: Logger = Logger(label: "barge.agent")) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Whether retrying could help.
+    public static func isFatal(_ error: Error) -> Bool {
+        switch error {
+        case let failure as HandshakeFailure:
+            return failure.error.code == .authenticationFailed || failure.error.code == .noCommonVersion
+        case CoordinatorConnectionError.refused, CoordinatorConnectionError.protocolViolation:
+            return true
+        default:
+            return false
+        }
+    }
+
+    public func run() async throws {
+        var backoff = ExponentialBackoff()
+        let where_ = "\(client.host):\(client.port)"
+        while !Task.isCancelled {
+            let registered = RegisteredFlag()
+            do {
+                try await client.run(onRegistered: { [logger, identity = client.identity] r in
+                    await registered.set()
+                    logger.notice("registered with the coordinator at \(where_) as \(identity.name) (site \(identity.site)); heartbeat every \(r.heartbeatIntervalMillis) ms")
+                })
+                return  // cancelled
+            } catch where Self.isFatal(error) {
+                throw error
+            } catch {
+                if Task.isCancelled { return }
+                // A connection that got as far as registering starts the backoff afresh.
+                if await registered.value { backoff.reset() }
+                let delay = backoff.next(fraction: Double.random(in: 0...1))
+                logger.warning("coordinator at \(where_) unreachable (\(error)); retrying in \(delay)")
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+}
+
+/// Whether the current connection got as far as registering.
+actor RegisteredFlag {
+    var value = false
+    func set() { value = true }
+}

@@ -1,0 +1,125 @@
+import ArgumentParser
+import BargeCoordinator
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A small client for the coordinator's HTTP API.
+struct CoordinatorAPI {
+    let base: String
+
+    func get(_ path: String) async throws -> Data { try await send("GET", path) }
+    func post(_ path: String) async throws -> Data { try await send("POST", path) }
+
+    private func send(_ method: String, _ path: String) async throws -> Data {
+        guard let url = URL(string: base + path) else { throw Failure("invalid coordinator URL \(base)") }
+        var request = URLRequest(url: url, timeoutInterval: 30)
+        request.httpMethod = method
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            throw Failure("cannot reach the coordinator at \(base): \(error.localizedDescription)")
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard (200..<300).contains(status) else {
+            let message = (try? JSONDecoder().decode(APIError.self, from: data))?.error.message
+                ?? String(decoding: data, as: UTF8.self)
+            throw Failure(message.isEmpty ? "coordinator answered HTTP \(status)" : message)
+        }
+        return data
+    }
+
+    struct APIError: Decodable {
+        struct Body: Decodable { let message: String }
+        let error: Body
+    }
+}
+
+struct AgentsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "agents", abstract: "List the agents the coordinator knows.")
+
+    @Flag(help: "Print JSON: a list of objects with name, site, state and address.") var json = false
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func run() async throws {
+        let list = try JSONDecoder().decode(AgentList.self, from: try await CoordinatorAPI(base: coordinator.url).get("/v1/agents"))
+        if json {
+            print(try JSONOutput.encode(list.agents))
+        } else if list.agents.isEmpty {
+            print("No agents have registered.")
+        } else {
+            let rows = [["NAME", "SITE", "STATE", "ADDRESS"]] + list.agents.map { [$0.name, $0.site, $0.state.rawValue, $0.address] }
+            print(Table.render(rows))
+        }
+    }
+}
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "jobs", abstract: "List jobs, oldest first.")
+
+    @Flag(help: "Print JSON: a list of status objects.") var json = false
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func run() async throws {
+        let list = try JSONDecoder().decode(JobList.self, from: try await CoordinatorAPI(base: coordinator.url).get("/v1/jobs"))
+        if json {
+            print(try JSONOutput.encode(list.jobs))
+        } else if list.jobs.isEmpty {
+            print("No jobs.")
+        } else {
+            let rows = [["ID", "STATE", "DONE", "TOTAL", "FILES"]] + list.jobs.map {
+                [$0.id, $0.state.rawValue, "\($0.bytesDone)", "\($0.bytesTotal)", "\($0.filesDone)/\($0.filesTotal)"]
+            }
+            print(Table.render(rows))
+        }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one job's progress.")
+
+    @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
+    @Flag(help: "Print the status object as JSON.") var json = false
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func run() async throws {
+        let data = try await CoordinatorAPI(base: coordinator.url).get("/v1/jobs/\(pathComponent(job))")
+        if json {
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            let s = try JSONDecoder().decode(JobStatus.self, from: data)
+            print("\(s.id): \(s.state.rawValue), \(s.bytesDone) of \(s.bytesTotal) bytes, \(s.filesDone) of \(s.filesTotal) files" +
+                  (s.error.map { "\nerror: \($0)" } ?? ""))
+        }
+    }
+}
+
+struct CancelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a queued or running job.")
+
+    @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func run() async throws {
+        let data = try await CoordinatorAPI(base: coordinator.url).post("/v1/jobs/\(pathComponent(job))/cancel")
+        let s = try JSONDecoder().decode(JobStatus.self, from: data)
+        print("\(s.id): \(s.state.rawValue)")
+    }
+}
+
+/// A job id as one URL path segment.
+func pathComponent(_ s: String) -> String {
+    s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s
+}
+
+/// Left-aligned columns separated by two spaces.
+enum Table {
+    static func render(_ rows: [[String]]) -> String {
+        let widths = (0..<(rows.first?.count ?? 0)).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        return rows.map { row in
+            zip(row, widths).enumerated().map { i, cell in i == row.count - 1 ? cell.0 : cell.0.padding(cell.1) }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

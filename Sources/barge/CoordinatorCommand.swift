@@ -1,0 +1,44 @@
+import ArgumentParser
+import BargeCoordinator
+import Foundation
+
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the coordinator: the agent listener, the job journal and the HTTP API.",
+        discussion: """
+            Agents connect to --listen and authenticate with the cluster token; the CLI and \
+            dashboards use the HTTP API on --http. Jobs are journalled in DIR/journal.sqlite, so a \
+            restarted coordinator picks up where it stopped. SIGTERM or Ctrl-C shuts down cleanly.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Directory for the journal; created if missing.", valueName: "dir"))
+    var state = "./barge-state"
+
+    @Option(help: ArgumentHelp("Address for agents.", valueName: "host:port"))
+    var listen = "127.0.0.1:7470"
+
+    @Option(help: ArgumentHelp("Address for the HTTP API.", valueName: "host:port"))
+    var http = "127.0.0.1:7480"
+
+    @Option(help: ArgumentHelp("Seconds without a heartbeat before an agent is marked down.", valueName: "seconds"))
+    var agentTimeout = 15.0
+
+    @OptionGroup var tokenOptions: TokenOptions
+
+    func run() async throws {
+        guard agentTimeout >= 0.5, agentTimeout <= 3600 else { throw ValidationError("--agent-timeout must be 0.5 to 3600 seconds") }
+        var config = CoordinatorServer.Configuration(
+            stateDirectory: state, agents: try parseHostPort(listen, option: "--listen"),
+            http: try parseHostPort(http, option: "--http"), token: try tokenOptions.token())
+        config.agentTimeout = .milliseconds(Int(agentTimeout * 1000))
+        config.heartbeatInterval = .milliseconds(max(100, Int(agentTimeout * 1000) / 10))
+        do {
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        } catch {
+            throw Failure("cannot create state directory \(state): \(error.localizedDescription)")
+        }
+        try await CoordinatorServer(configuration: config).run()
+    }
+}

@@ -1,0 +1,13 @@
+import BargeFlow
+import Testing
+
+struct ExponentialBackoffTests {
+    @Test func doublesUpToTheMaximumWithJitterAndResets() {
+        var b = ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1))
+        #expect((0..<6).map { _ in b.next(fraction: 1) } ==
+                [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)])
+        #expect(b.next(fraction: 0) == .milliseconds(500))  // jitter: between half and all of the step
+        b.reset()
+        #expect(b.next(fraction: 0.5) == .milliseconds(75))
+    }
+}
