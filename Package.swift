@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "BargeWire", targets: ["BargeWire"]),
         .library(name: "BargeCoordinator", targets: ["BargeCoordinator"]),
         .library(name: "BargeAgent", targets: ["BargeAgent"]),
+        .library(name: "BargeStore", targets: ["BargeStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -39,6 +40,7 @@ let package = Package(
         .target(name: "BargeCodec", dependencies: ["BargeDigest", "CBargeZstd", "CBargeLZ4"]),
         .target(name: "BargeChunk", dependencies: ["BargeDigest"]),
         .target(name: "BargeFlow"),
+        .target(name: "BargeStore"),
         .target(
             name: "BargeWire",
             dependencies: ["BargeDigest", .product(name: "NIOCore", package: "swift-nio")]
@@ -77,6 +79,7 @@ let package = Package(
         .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
+        .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore"]),
         .testTarget(
             name: "BargeCoordinatorTests",
             dependencies: [

@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes one destination file the safe way: chunks land by `pwrite` in `<name>.barge-partial`, in
+/// any order. `finish` then runs `fsync`, sets the mode and mtime, renames the file atomically to its
+/// final name, and syncs the directory. A partial file never appears under its final name, and a
+/// failure names its errno (ENOSPC, EACCES, …).
+public final class PartialFileWriter {
+    public static let suffix = ".barge-partial"
+
+    public let final: RootedPath
+    public var partialPath: String { final.absolute + Self.suffix }
+    private var fd: Int32
+
+    /// Creates any missing parent directories (0755), then the partial file (0600) at its full size
+    /// (sparse). An existing partial file is reopened, so a restarted transfer keeps what arrived.
+    public init(_ final: RootedPath, size: UInt64) throws(StoreError) {
+        guard !final.components.isEmpty else { throw .invalidPath(path: final.relative, reason: "the root itself is not a file") }
+        self.final = final
+        var dir = final.root
+        for component in final.components.dropLast() {
+            dir += "/" + component
+            if mkdir(dir, 0o755) != 0, errno != EEXIST { throw .system(operation: "create directory", path: dir, errno: errno) }
+        }
+        // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
+        fd = open(final.absolute + Self.suffix, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .system(operation: "create", path: final.relative + Self.suffix, errno: errno) }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let e = errno
+            close(fd)
+            throw .system(operation: "size", path: final.relative + Self.suffix, errno: e)
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Writes `bytes` at `offset`, all of them.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system(operation: "write", path: final.relative + Self.suffix, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    /// Makes the file durable and gives it its final name, mode and mtime.
+    public func finish(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
+        let name = final.relative
+        guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name + Self.suffix, errno: errno) }
+        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: name + Self.suffix, errno: errno) }
+        // Access time untouched (UTIME_OMIT, a macro Swift cannot import: (1 << 30) - 2 on Linux).
+        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: name + Self.suffix, errno: errno) }
+        close(fd)
+        fd = -1
+        guard rename(partialPath, final.absolute) == 0 else { throw .system(operation: "rename", path: name, errno: errno) }
+        // The rename is durable once the directory is synced.
+        let parent = final.components.count > 1 ? final.root + "/" + final.components.dropLast().joined(separator: "/") : final.root
+        let dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            defer { close(dfd) }
+            guard fsync(dfd) == 0 else { throw .system(operation: "fsync directory", path: parent, errno: errno) }
+        }
+    }
+
+    /// Removes the partial file (a cancelled job, a file that changed at the source).
+    public func abandon() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(partialPath)
+    }
+}

@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What went wrong with a path or a file, in words an operator can act on. System errors keep their
+/// errno and name it (ENOSPC, EACCES, …) so that logs and job errors say exactly what happened.
+public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The path, after removing `.` and `..`, would leave the root.
+    case escapesRoot(path: String)
+    /// A symbolic link on the way leads outside the root.
+    case symlinkEscape(path: String, resolved: String)
+    case invalidPath(path: String, reason: String)
+    case rootUnusable(root: String, reason: String)
+    /// A file name that is not valid UTF-8, shown with its bytes escaped; it was not transferred.
+    case invalidName(directory: String, escaped: String)
+    case system(operation: String, path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .escapesRoot(let p): "path '\(p)' leads outside the agent's root"
+        case .symlinkEscape(let p, let r): "path '\(p)' goes through a symbolic link to \(r), outside the agent's root"
+        case .invalidPath(let p, let why): "invalid path '\(p)': \(why)"
+        case .rootUnusable(let r, let why): "root \(r) is unusable: \(why)"
+        case .invalidName(let d, let e): "a file name in '\(d)' is not valid UTF-8 (\(e)); it cannot be transferred"
+        case .system(let op, let p, let e): "\(op) \(p): \(Self.errnoName(e)) (\(String(cString: strerror(e))))"
+        }
+    }
+
+    public var errno: Int32? {
+        if case .system(_, _, let e) = self { return e }
+        return nil
+    }
+
+    static func errnoName(_ e: Int32) -> String {
+        switch e {
+        case ENOSPC: "ENOSPC"
+        case EACCES: "EACCES"
+        case EPERM: "EPERM"
+        case ENOENT: "ENOENT"
+        case EEXIST: "EEXIST"
+        case EROFS: "EROFS"
+        case EDQUOT: "EDQUOT"
+        case EIO: "EIO"
+        case ENOTDIR: "ENOTDIR"
+        case EISDIR: "EISDIR"
+        case ELOOP: "ELOOP"
+        case ENAMETOOLONG: "ENAMETOOLONG"
+        default: "errno \(e)"
+        }
+    }
+}

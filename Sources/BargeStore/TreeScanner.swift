@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One entry of a scanned tree.
+public struct TreeEntry: Hashable, Sendable {
+    public enum Kind: String, Hashable, Sendable, Codable {
+        case file, directory, symlink
+    }
+
+    /// Relative to the scanned directory, `/`-separated; never empty.
+    public var path: String
+    public var kind: Kind
+    public var size: UInt64
+    /// Permission bits (and setuid/setgid/sticky), as `chmod` takes them.
+    public var mode: UInt32
+    public var mtimeSeconds: Int64
+    public var mtimeNanoseconds: Int32
+    /// For symbolic links: the target, exactly as stored (not followed, not checked).
+    public var linkTarget: String?
+}
+
+/// Lists a tree the way a transfer needs it: regular files, directories (empty ones too) and
+/// symbolic links, without following any link. Sockets, devices and FIFOs are not transferable and
+/// are reported as skipped rather than silently dropped. Entries come sorted by path.
+public enum TreeScanner {
+    public struct Result: Sendable {
+        public var entries: [TreeEntry]
+        /// Entries that cannot be transferred, with the reason.
+        public var skipped: [StoreError]
+    }
+
+    /// Scans `start` (a directory, a file or a link). Paths in the result are relative to
+    /// `start`'s parent when `start` is not a directory, so a single file scans as its own name.
+    public static func scan(_ start: RootedPath) throws(StoreError) -> Result {
+        var result = Result(entries: [], skipped: [])
+        var st = stat()
+        guard lstat(start.absolute, &st) == 0 else { throw .system(operation: "scan", path: start.absolute, errno: errno) }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            try walk(start.absolute, prefix: "", into: &result)
+        } else {
+            let name = start.components.last ?? ""
+            if let entry = entry(start.absolute, relative: name, st) { result.entries.append(entry) }
+            else { result.skipped.append(.invalidPath(path: start.relative, reason: "not a regular file, directory or symbolic link")) }
+        }
+        result.entries.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        return result
+    }
+
+    private static func walk(_ directory: String, prefix: String, into result: inout Result) throws(StoreError) {
+        guard let dir = opendir(directory) else { throw .system(operation: "open directory", path: directory, errno: errno) }
+        defer { closedir(dir) }
+        var children: [(name: String, path: String)] = []
+        while let ent = readdir(dir) {
+            let raw = withUnsafeBytes(of: ent.pointee.d_name) { bytes in Array(bytes.prefix { $0 != 0 }) }
+            if raw == [0x2E] || raw == [0x2E, 0x2E] { continue }
+            guard let name = String(validating: raw, as: UTF8.self) else {
+                result.skipped.append(.invalidName(directory: prefix.isEmpty ? "." : prefix, escaped: escape(raw)))
+                continue
+            }
+            children.append((name, directory + "/" + name))
+        }
+        for child in children {
+            let relative = prefix.isEmpty ? child.name : prefix + "/" + child.name
+            var st = stat()
+            guard lstat(child.path, &st) == 0 else {
+                result.skipped.append(.system(operation: "stat", path: relative, errno: errno))
+                continue
+            }
+            guard let e = entry(child.path, relative: relative, st) else {
+                result.skipped.append(.invalidPath(path: relative, reason: "not a regular file, directory or symbolic link"))
+                continue
+            }
+            result.entries.append(e)
+            if e.kind == .directory { try walk(child.path, prefix: relative, into: &result) }
+        }
+    }
+
+    private static func entry(_ absolute: String, relative: String, _ st: stat) -> TreeEntry? {
+        let kind: TreeEntry.Kind
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: kind = .file
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symlink
+        default: return nil
+        }
+        return TreeEntry(
+            path: relative, kind: kind, size: kind == .file ? UInt64(st.st_size) : 0, mode: UInt32(st.st_mode & 0o7777),
+            mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec),
+            linkTarget: kind == .symlink ? RootedPath.linkTarget(absolute) : nil)
+    }
+
+    /// Printable ASCII as is, everything else as \xNN.
+    static func escape(_ bytes: [UInt8]) -> String {
+        bytes.map { $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16).leftPadded(2) }.joined()
+    }
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+}

@@ -1,0 +1,76 @@
+import BargeStore
+import Foundation
+import Testing
+
+struct PartialFileWriterTests {
+    @Test func chunksInAnyOrderThenAnAtomicFinish() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("out/dir/file.bin", under: s.root)
+        let writer = try PartialFileWriter(target, size: 12)
+        try Array("world!".utf8).withUnsafeBytes { try writer.write($0, at: 6) }
+        try Array("hello ".utf8).withUnsafeBytes { try writer.write($0, at: 0) }
+        #expect(!FileManager.default.fileExists(atPath: target.absolute), "never under its final name before finish")
+        #expect(FileManager.default.fileExists(atPath: target.absolute + ".barge-partial"))
+        try writer.finish(mode: 0o640, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 123_456_789)
+        #expect(try String(contentsOfFile: target.absolute, encoding: .utf8) == "hello world!")
+        #expect(!FileManager.default.fileExists(atPath: target.absolute + ".barge-partial"))
+        var st = stat()
+        #expect(stat(target.absolute, &st) == 0)
+        #expect(st.st_mode & 0o7777 == 0o640)
+        #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789)
+    }
+
+    @Test func aLinkPlantedUnderThePartialNameIsNotFollowed() throws {
+        let s = try Sandbox()
+        let victim = s.url.appendingPathComponent("victim").path
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: victim))
+        try s.link("f.bin.barge-partial", to: victim)
+        let target = try RootedPath.resolve("f.bin", under: s.root)
+        #expect(throws: StoreError.system(operation: "create", path: "f.bin.barge-partial", errno: ELOOP)) {
+            try PartialFileWriter(target, size: 4)
+        }
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "keep")
+    }
+
+    @Test func abandonLeavesNothing() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("gone.bin", under: s.root)
+        let writer = try PartialFileWriter(target, size: 100)
+        writer.abandon()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).isEmpty)
+    }
+
+    /// A full disk: a 1 MiB tmpfs as the root. The error names ENOSPC and no final file appears.
+    @Test(.enabled(if: Tmpfs.available, "needs root with CAP_SYS_ADMIN to mount a 1 MiB tmpfs"))
+    func aFullDiskIsNamedAndLeavesNoFinalFile() throws {
+        let s = try Sandbox()
+        #expect(Tmpfs.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", s.root]))
+        defer { Tmpfs.run("/bin/umount", [s.root]) }
+        let target = try RootedPath.resolve("big.bin", under: s.root)
+        let writer = try PartialFileWriter(target, size: 4 << 20)
+        let chunk = [UInt8](repeating: 0xAB, count: 1 << 20)
+        var failure: StoreError?
+        do {
+            for i in 0..<4 { try chunk.withUnsafeBytes { try writer.write($0, at: UInt64(i) << 20) } }
+            try writer.finish(mode: 0o644, mtimeSeconds: 0, mtimeNanoseconds: 0)
+        } catch {
+            failure = error as? StoreError
+        }
+        let error = try #require(failure)
+        #expect(error.errno == ENOSPC)
+        #expect(error.description.contains("ENOSPC"))
+        #expect(!FileManager.default.fileExists(atPath: target.absolute))
+        writer.abandon()
+    }
+
+    @Test(.enabled(if: geteuid() != 0, "root ignores directory permissions, so EACCES cannot be provoked"))
+    func anUnwritableDirectoryIsNamed() throws {
+        let s = try Sandbox()
+        try FileManager.default.createDirectory(atPath: s.root + "/ro", withIntermediateDirectories: true)
+        chmod(s.root + "/ro", 0o555)
+        defer { chmod(s.root + "/ro", 0o755) }
+        #expect(throws: StoreError.system(operation: "create", path: "ro/f.barge-partial", errno: EACCES)) {
+            try PartialFileWriter(try RootedPath.resolve("ro/f", under: s.root), size: 1)
+        }
+    }
+}

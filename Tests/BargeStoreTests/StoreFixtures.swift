@@ -1,0 +1,45 @@
+import Foundation
+
+/// A fresh directory to use as an agent root, removed afterwards.
+final class Sandbox {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("barge-store-\(UUID().uuidString)")
+    var root: String { url.appendingPathComponent("root").path }
+
+    init() throws { try FileManager.default.createDirectory(atPath: url.appendingPathComponent("root").path, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func file(_ relative: String, _ contents: String = "", mode: Int = 0o644) throws {
+        let path = root + "/" + relative
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(contents.utf8).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+    }
+
+    func link(_ relative: String, to target: String) throws {
+        try FileManager.default.createSymbolicLink(atPath: root + "/" + relative, withDestinationPath: target)
+    }
+}
+
+/// Whether this process can mount a small tmpfs (root with CAP_SYS_ADMIN), for full-disk tests.
+enum Tmpfs {
+    static let available: Bool = {
+        guard geteuid() == 0 else { return false }
+        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("barge-tmpfs-probe-\(getpid())").path
+        try? FileManager.default.createDirectory(atPath: probe, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        guard run("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", probe]) else { return false }
+        _ = run("/bin/umount", [probe])
+        return true
+    }()
+
+    @discardableResult
+    static func run(_ tool: String, _ arguments: [String]) -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = arguments
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+}
