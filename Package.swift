@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "BargeAgent",
             dependencies: [
-                "BargeWire", "BargeFlow",
+                "BargeWire", "BargeFlow", "BargeCodec", "BargeStore", "BargeDigest",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -80,6 +80,7 @@ let package = Package(
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
         .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore"]),
+        .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeStore", "BargeBench", "BargeDigest"]),
         .testTarget(
             name: "BargeCoordinatorTests",
             dependencies: [

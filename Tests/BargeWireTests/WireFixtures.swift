@@ -14,6 +14,10 @@ enum Fixtures {
         .register(Register(name: "dtn01", site: "site-a", root: "/data/archive", dataHost: "dtn01.example", dataPort: 7500, maxInFlight: 16)),
         .registered(Registered(heartbeatIntervalMillis: 1000, agentTimeoutMillis: 15000)),
         .heartbeat(Heartbeat(sequence: 42, inFlight: 3)),
+        .chunkData(ChunkData(place: ChunkPlace(job: "j-1", path: "ds/field.f32", offset: 1 << 20), fileSize: 3 << 20,
+                             id: [UInt8](repeating: 0xAB, count: 32), encoded: ByteBuffer(bytes: [1, 2, 3, 4, 5]))),
+        .chunkAck(ChunkAck(place: ChunkPlace(job: "j-1", path: "ds/field.f32", offset: 0))),
+        .chunkNack(ChunkNack(place: ChunkPlace(job: "j-1", path: "ds/x", offset: 7), reason: .corrupt, detail: "checksum mismatch")),
         .error(ErrorMessage(code: .authenticationFailed, reason: "wrong token")),
     ]
 

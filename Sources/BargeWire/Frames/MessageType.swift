@@ -8,6 +8,9 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case register = 0x10
     case registered = 0x11
     case heartbeat = 0x12
+    case chunkData = 0x42
+    case chunkAck = 0x43
+    case chunkNack = 0x44
     case error = 0x7F
 
     public var description: String {
@@ -19,6 +22,9 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .register: "register"
         case .registered: "registered"
         case .heartbeat: "heartbeat"
+        case .chunkData: "chunk data"
+        case .chunkAck: "chunk ack"
+        case .chunkNack: "chunk nack"
         case .error: "error"
         }
     }

@@ -10,6 +10,9 @@ public enum Message: Hashable, Sendable {
     case register(Register)
     case registered(Registered)
     case heartbeat(Heartbeat)
+    case chunkData(ChunkData)
+    case chunkAck(ChunkAck)
+    case chunkNack(ChunkNack)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -21,6 +24,9 @@ public enum Message: Hashable, Sendable {
         case .register: .register
         case .registered: .registered
         case .heartbeat: .heartbeat
+        case .chunkData: .chunkData
+        case .chunkAck: .chunkAck
+        case .chunkNack: .chunkNack
         case .error: .error
         }
     }
@@ -64,6 +70,19 @@ public enum Message: Hashable, Sendable {
         case .heartbeat:
             let sequence = try r.integer(UInt64.self, "sequence")
             self = .heartbeat(Heartbeat(sequence: sequence, inFlight: try r.integer(UInt32.self, "in flight")))
+        case .chunkData:
+            let place = try r.place()
+            let size = try r.integer(UInt64.self, "file size")
+            let id = try r.bytes(32, "chunk id")
+            let encoded = r.buffer.readSlice(length: r.buffer.readableBytes)!
+            self = .chunkData(ChunkData(place: place, fileSize: size, id: id, encoded: encoded))
+        case .chunkAck:
+            self = .chunkAck(ChunkAck(place: try r.place()))
+        case .chunkNack:
+            let place = try r.place()
+            let raw = try r.integer(UInt8.self, "reason")
+            guard let reason = ChunkNack.Reason(rawValue: raw) else { throw .malformed(.chunkNack, "unknown reason \(raw)") }
+            self = .chunkNack(ChunkNack(place: place, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength)))
         case .error:
             let code = ErrorCode(rawValue: try r.integer(UInt16.self, "code"))
             self = .error(ErrorMessage(code: code, reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength)))
@@ -109,6 +128,19 @@ public enum Message: Hashable, Sendable {
         case .heartbeat(let m):
             b.writeInteger(m.sequence)
             b.writeInteger(m.inFlight)
+        case .chunkData(let m):
+            precondition(m.id.count == 32)
+            b.writePlace(m.place)
+            b.writeInteger(m.fileSize)
+            b.writeBytes(m.id)
+            var encoded = m.encoded
+            b.writeBuffer(&encoded)
+        case .chunkAck(let m):
+            b.writePlace(m.place)
+        case .chunkNack(let m):
+            b.writePlace(m.place)
+            b.writeInteger(m.reason.rawValue)
+            b.writeWireString(m.detail)
         case .error(let m):
             b.writeInteger(m.code.rawValue)
             b.writeWireString(m.reason)

@@ -1,0 +1,81 @@
+import NIOCore
+
+/// Where a chunk belongs: which job, which file (relative to the destination agent's job
+/// directory), and where in it.
+public struct ChunkPlace: Hashable, Sendable {
+    public static let maxJobLength = 64
+    public static let maxPathLength = 4096
+
+    public var job: String
+    public var path: String
+    public var offset: UInt64
+
+    public init(job: String, path: String, offset: UInt64) {
+        self.job = job
+        self.path = path
+        self.offset = offset
+    }
+}
+
+/// One chunk on the data plane: its place, the file's full size (so the receiver can create the
+/// partial file at once), its SHA-256 id, and the encoded chunk (docs/chunk-format.md), which
+/// fills the rest of the frame.
+public struct ChunkData: Hashable, Sendable {
+    public var place: ChunkPlace
+    public var fileSize: UInt64
+    public var id: [UInt8]
+    public var encoded: ByteBuffer
+
+    public init(place: ChunkPlace, fileSize: UInt64, id: [UInt8], encoded: ByteBuffer) {
+        self.place = place
+        self.fileSize = fileSize
+        self.id = id
+        self.encoded = encoded
+    }
+}
+
+/// The chunk arrived, decoded to its checksum and was written.
+public struct ChunkAck: Hashable, Sendable {
+    public var place: ChunkPlace
+    public init(place: ChunkPlace) { self.place = place }
+}
+
+/// The chunk was not stored, and why. `corrupt` asks the sender to read and send it again; the
+/// others are not cured by resending.
+public struct ChunkNack: Hashable, Sendable {
+    public enum Reason: UInt8, Hashable, Sendable {
+        case corrupt = 1
+        case writeFailed = 2
+        case refusedPath = 3
+        case malformed = 4
+    }
+
+    public var place: ChunkPlace
+    public var reason: Reason
+    public var detail: String
+
+    public init(place: ChunkPlace, reason: Reason, detail: String) {
+        self.place = place
+        self.reason = reason
+        var d = detail
+        while d.utf8.count > ErrorMessage.maxReasonLength { d.removeLast() }
+        self.detail = d
+    }
+}
+
+extension PayloadReader {
+    mutating func place() throws(WireError) -> ChunkPlace {
+        let job = try string("job", maxLength: ChunkPlace.maxJobLength)
+        let path = try string("path", maxLength: ChunkPlace.maxPathLength)
+        return ChunkPlace(job: job, path: path, offset: try integer(UInt64.self, "offset"))
+    }
+}
+
+extension ByteBuffer {
+    mutating func writePlace(_ p: ChunkPlace) {
+        precondition(p.job.utf8.count <= ChunkPlace.maxJobLength && p.path.utf8.count <= ChunkPlace.maxPathLength)
+        writeWireString(p.job)
+        writeWireString(p.path)
+        writeInteger(p.offset)
+    }
+}

@@ -1,0 +1,108 @@
+import BargeAgent
+import BargeBench
+import BargeDigest
+import BargeStore
+import BargeWire
+import Foundation
+import NIOCore
+import Testing
+
+/// The send and receive ends of the data plane, joined through real wire frames but no sockets.
+struct DataPlaneTests {
+    final class Roots {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("barge-dp-\(UUID().uuidString)")
+        var source: String { url.appendingPathComponent("src").path }
+        var destination: String { url.appendingPathComponent("dst").path }
+        init() throws {
+            for d in [source, destination] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        }
+        deinit { try? FileManager.default.removeItem(at: url) }
+    }
+
+    /// Through the frame codec and back, as the socket would carry it.
+    func overTheWire(_ message: Message) throws -> Message {
+        var buffer = ByteBuffer()
+        buffer.writeFrame(message.frame())
+        return try Message(frame: try #require(try buffer.readFrame(maxPayloadLength: Frame.defaultMaxPayload)))
+    }
+
+    @Test func filesArriveIdenticalAndOnlyCorruptChunksAreSentAgain() throws {
+        let roots = try Roots()
+        let files: [(String, [UInt8])] = [("ds/field.f32", SampleData.float32Field(bytes: (3 << 20) + 12345)),
+                                           ("ds/notes.txt", SampleData.text(bytes: 700_000))]
+        for (path, bytes) in files {
+            try FileManager.default.createDirectory(atPath: roots.source + "/ds", withIntermediateDirectories: true)
+            try Data(bytes).write(to: URL(fileURLWithPath: roots.source + "/" + path))
+        }
+        var rng = SplitMix64(seed: 77)
+        let source = ChunkSource(root: roots.source, corruptFraction: 0.3, random: { rng.next() })
+        let receiver = ChunkReceiver(root: roots.destination)
+        var sent = 0, refetched = 0
+        for (path, bytes) in files {
+            var offset = 0
+            while offset < bytes.count {
+                let length = min(1 << 20, bytes.count - offset)
+                let place = ChunkPlace(job: "j-1", path: "in/" + path, offset: UInt64(offset))
+                var attempts = 0
+                while true {
+                    attempts += 1
+                    let chunk = try source.chunk(sourcePath: path, offset: UInt64(offset), length: length, fileSize: UInt64(bytes.count), destination: place)
+                    sent += 1
+                    let reply = try overTheWire(receiver.receive(try #require({ if case .chunkData(let d) = try overTheWire(.chunkData(chunk)) { d } else { nil } }())))
+                    if case .chunkAck(let ack) = reply { #expect(ack.place == place); break }
+                    guard case .chunkNack(let nack) = reply, nack.reason == .corrupt, attempts < 20 else {
+                        Issue.record("unexpected reply \(reply)"); return
+                    }
+                    #expect(!FileManager.default.fileExists(atPath: roots.destination + "/in/" + path), "nothing under the final name")
+                    refetched += 1
+                }
+                offset += length
+            }
+            try receiver.finishFile(job: "j-1", path: "in/" + path, mode: 0o640, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5)
+            #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: roots.destination + "/in/" + path))) == bytes)
+        }
+        #expect(refetched > 0, "the fault injection corrupted chunks")
+        #expect(sent == 5 + refetched, "only corrupt chunks were sent again")
+    }
+
+    @Test func hostileChunksAreNackedAndWriteNothing() throws {
+        let roots = try Roots()
+        try Data(SampleData.text(bytes: 5000)).write(to: URL(fileURLWithPath: roots.source + "/a.txt"))
+        let source = ChunkSource(root: roots.source)
+        let receiver = ChunkReceiver(root: roots.destination)
+        func reply(_ chunk: ChunkData) -> ChunkNack.Reason? {
+            if case .chunkNack(let n) = receiver.receive(chunk) { return n.reason }
+            return nil
+        }
+        let good = try source.chunk(sourcePath: "a.txt", offset: 0, length: 5000, fileSize: 5000,
+                                    destination: ChunkPlace(job: "j", path: "a.txt", offset: 0))
+        var escape = good
+        escape.place.path = "../outside.txt"
+        #expect(reply(escape) == .refusedPath)
+        var truncated = good
+        truncated.encoded = good.encoded.getSlice(at: 0, length: good.encoded.readableBytes - 1)!
+        #expect(reply(truncated) == .corrupt)
+        var overrun = good
+        overrun.place.offset = 4000
+        #expect(reply(overrun) == .malformed)
+        var wrongID = good
+        wrongID.id = [UInt8](repeating: 0, count: 32)
+        #expect(reply(wrongID) == .corrupt)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: roots.destination).isEmpty, "nothing written")
+        #expect(!FileManager.default.fileExists(atPath: roots.url.appendingPathComponent("outside.txt").path))
+        #expect(reply(good) == nil)
+    }
+
+    @Test func aSourceFileThatShrankIsReported() throws {
+        let roots = try Roots()
+        try Data(SampleData.text(bytes: 100)).write(to: URL(fileURLWithPath: roots.source + "/a.txt"))
+        #expect(throws: StoreError.self) {
+            try ChunkSource(root: roots.source).chunk(sourcePath: "a.txt", offset: 0, length: 200, fileSize: 200,
+                                                     destination: ChunkPlace(job: "j", path: "a.txt", offset: 0))
+        }
+        #expect(throws: StoreError.self) {
+            try ChunkSource(root: roots.source).chunk(sourcePath: "../etc/passwd", offset: 0, length: 10, fileSize: 10,
+                                                     destination: ChunkPlace(job: "j", path: "x", offset: 0))
+        }
+    }
+}
