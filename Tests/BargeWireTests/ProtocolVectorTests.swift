@@ -22,12 +22,17 @@ struct ProtocolVectorTests {
          "4241524701110000" + "00000008" + "468676611262ca04" + "000003e8" + "00003a98"),
         (.heartbeat(Heartbeat(sequence: 7, inFlight: 2)),
          "4241524701120000" + "0000000c" + "e7612a834547671e" + "0000000000000007" + "00000002"),
+        (.chunkAck(ChunkAck(place: ChunkPlace(job: "j1", path: "d/f", offset: 1 << 20))),
+         "4241524701430000" + "00000011" + "20a27e573f5d62bf" + "0002" + "6a31" + "0003" + "642f66" + "0000000000100000"),
+        (.chunkNack(ChunkNack(place: ChunkPlace(job: "j1", path: "d/f", offset: 1 << 20), reason: .corrupt, detail: "bad.")),
+         "4241524701440000" + "00000018" + "aff5e47696eb3bac" + "0002" + "6a31" + "0003" + "642f66" + "0000000000100000"
+            + "01" + "0004" + "6261642e"),
         (.error(ErrorMessage(code: .authenticationFailed, reason: "bad token")),
          "42415247017f0000" + "0000000d" + "ad0e2d850b253b28" + "000a" + "0009" + "62616420746f6b656e"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.
-    @Test(arguments: 0..<8)
+    @Test(arguments: 0..<10)
     func frameBytes(_ i: Int) throws {
         let (message, hex) = Self.vectors[i]
         let expected = try #require(Hex.decode(hex))
