@@ -27,12 +27,15 @@ struct ProtocolVectorTests {
         (.chunkNack(ChunkNack(place: ChunkPlace(job: "j1", path: "d/f", offset: 1 << 20), reason: .corrupt, detail: "bad.")),
          "4241524701440000" + "00000018" + "aff5e47696eb3bac" + "0002" + "6a31" + "0003" + "642f66" + "0000000000100000"
             + "01" + "0004" + "6261642e"),
+        (.fileDone(FileDone(place: ChunkPlace(job: "j1", path: "d/f", offset: 0), mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)),
+         "4241524701450000" + "00000021" + "fba153ed2a85acb3" + "0002" + "6a31" + "0003" + "642f66" + "0000000000000000"
+            + "000001a4" + "000000005f5e1000" + "00000007"),
         (.error(ErrorMessage(code: .authenticationFailed, reason: "bad token")),
          "42415247017f0000" + "0000000d" + "ad0e2d850b253b28" + "000a" + "0009" + "62616420746f6b656e"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.
-    @Test(arguments: 0..<10)
+    @Test(arguments: 0..<11)
     func frameBytes(_ i: Int) throws {
         let (message, hex) = Self.vectors[i]
         let expected = try #require(Hex.decode(hex))

@@ -11,6 +11,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case chunkData = 0x42
     case chunkAck = 0x43
     case chunkNack = 0x44
+    case fileDone = 0x45
     case error = 0x7F
 
     public var description: String {
@@ -25,6 +26,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .chunkData: "chunk data"
         case .chunkAck: "chunk ack"
         case .chunkNack: "chunk nack"
+        case .fileDone: "file done"
         case .error: "error"
         }
     }

@@ -79,3 +79,19 @@ extension ByteBuffer {
         writeInteger(p.offset)
     }
 }
+
+/// Every chunk of a file has been acked: the receiver makes it durable and gives it its final name,
+/// mode and mtime, then answers `chunk ack` for the same place (offset 0) or `chunk nack`.
+public struct FileDone: Hashable, Sendable {
+    public var place: ChunkPlace
+    public var mode: UInt32
+    public var mtimeSeconds: Int64
+    public var mtimeNanoseconds: Int32
+
+    public init(place: ChunkPlace, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
+        self.place = place
+        self.mode = mode
+        self.mtimeSeconds = mtimeSeconds
+        self.mtimeNanoseconds = mtimeNanoseconds
+    }
+}

@@ -13,6 +13,7 @@ public enum Message: Hashable, Sendable {
     case chunkData(ChunkData)
     case chunkAck(ChunkAck)
     case chunkNack(ChunkNack)
+    case fileDone(FileDone)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -27,6 +28,7 @@ public enum Message: Hashable, Sendable {
         case .chunkData: .chunkData
         case .chunkAck: .chunkAck
         case .chunkNack: .chunkNack
+        case .fileDone: .fileDone
         case .error: .error
         }
     }
@@ -83,6 +85,13 @@ public enum Message: Hashable, Sendable {
             let raw = try r.integer(UInt8.self, "reason")
             guard let reason = ChunkNack.Reason(rawValue: raw) else { throw .malformed(.chunkNack, "unknown reason \(raw)") }
             self = .chunkNack(ChunkNack(place: place, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength)))
+        case .fileDone:
+            let place = try r.place()
+            let mode = try r.integer(UInt32.self, "mode")
+            let seconds = try r.integer(Int64.self, "mtime seconds")
+            let nanos = try r.integer(Int32.self, "mtime nanoseconds")
+            guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(.fileDone, "mode or mtime out of range") }
+            self = .fileDone(FileDone(place: place, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos))
         case .error:
             let code = ErrorCode(rawValue: try r.integer(UInt16.self, "code"))
             self = .error(ErrorMessage(code: code, reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength)))
@@ -141,6 +150,11 @@ public enum Message: Hashable, Sendable {
             b.writePlace(m.place)
             b.writeInteger(m.reason.rawValue)
             b.writeWireString(m.detail)
+        case .fileDone(let m):
+            b.writePlace(m.place)
+            b.writeInteger(m.mode)
+            b.writeInteger(m.mtimeSeconds)
+            b.writeInteger(m.mtimeNanoseconds)
         case .error(let m):
             b.writeInteger(m.code.rawValue)
             b.writeWireString(m.reason)
