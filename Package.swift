@@ -43,7 +43,11 @@ let package = Package(
         .target(name: "BargeStore"),
         .target(
             name: "BargeWire",
-            dependencies: ["BargeDigest", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "BargeDigest",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .target(
             name: "BargeCoordinator",
@@ -80,7 +84,7 @@ let package = Package(
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
         .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore"]),
-        .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeStore", "BargeBench", "BargeDigest"]),
+        .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeStore", "BargeBench", "BargeDigest", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "BargeCoordinatorTests",
             dependencies: [

@@ -62,24 +62,8 @@ public struct CoordinatorClient: Sendable {
     /// coordinator accepts the registration; `onHeartbeatEcho` after each echoed heartbeat.
     public func run(onRegistered: @escaping @Sendable (Registered) async -> Void = { _ in },
                     onHeartbeatEcho: @escaping @Sendable (UInt64) async -> Void = { _ in }) async throws {
-        let token = token.bytes, name = identity.name
-        let (channel, sessionFuture) = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(10))
-            .connect(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let session = channel.eventLoop.makePromise(of: Session.self)
-                    try channel.pipeline.syncOperations.addBargeHandlers(
-                        .client(ClientHandshake(token: token, name: name, role: .agent, nonce: freshNonce())))
-                    try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
-                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session.futureResult)
-                }
-            }
         let i = identity
-        // The handshake is awaited inside executeThenClose, so the connection is closed and its
-        // writer finished on every path, failures included.
-        try await channel.executeThenClose { inbound, outbound in
-            _ = try await sessionFuture.get()
+        try await BargeConnection.withConnection(host: host, port: port, token: token, name: i.name, role: .agent, group: group) { _, inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             try await outbound.write(Message.register(Register(
                 name: i.name, site: i.site, root: i.root, dataHost: i.dataHost, dataPort: i.dataPort, maxInFlight: i.maxInFlight)).frame())

@@ -26,21 +26,18 @@ public struct AgentListenerConfiguration: Sendable {
     }
 }
 
-/// Accepts agent connections on real TCP: framing and the authenticated handshake in the channel
-/// pipeline, then registration and heartbeats in plain async code, one child task per connection.
-/// Each connection catches its own errors, so one bad peer never takes the listener down.
+/// Accepts agent connections: a `BargeServer` whose sessions are `AgentSession`s (register, then
+/// echoed heartbeats). Refused handshakes and failed sessions are logged with the peer's address.
 public final class AgentListener: Sendable {
-    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>)
-
     public let configuration: AgentListenerConfiguration
     public let directory: AgentDirectory
     let logger: Logger
-    private let server: NIOAsyncChannel<Connection, Never>
+    private let server: BargeServer
 
     /// The address actually bound (port 0 binds a free port).
-    public var localAddress: SocketAddress? { server.channel.localAddress }
+    public var localAddress: SocketAddress? { server.localAddress }
 
-    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, logger: Logger, server: NIOAsyncChannel<Connection, Never>) {
+    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, logger: Logger, server: BargeServer) {
         self.configuration = configuration
         self.directory = directory
         self.logger = logger
@@ -51,62 +48,27 @@ public final class AgentListener: Sendable {
     public static func bind(_ configuration: AgentListenerConfiguration, directory: AgentDirectory,
                             logger: Logger = Logger(label: "barge.coordinator"),
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> AgentListener {
-        let token = configuration.token.bytes
-        let name = configuration.name
-        let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.handshakeTimeout.components.seconds) * 1_000_000_000
-                                                      + configuration.handshakeTimeout.components.attoseconds / 1_000_000_000)
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let session = channel.eventLoop.makePromise(of: Session.self)
-                    let handshake = ServerHandshake(token: token, name: name, nonce: freshNonce())
-                    try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout)
-                    try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
-                    let async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
-                    return (channel: async, session: session.futureResult)
-                }
-            }
+        let timeout = configuration.handshakeTimeout.components
+        let server = try await BargeServer.bind(
+            host: configuration.host, port: configuration.port, token: configuration.token, name: configuration.name,
+            handshakeTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000), group: group)
         return AgentListener(configuration: configuration, directory: directory, logger: logger, server: server)
     }
 
     /// Serves until the task is cancelled or the listening socket closes. `run()` (the `Service`
     /// conformance) wraps it with graceful shutdown.
     func serve() async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            try await server.executeThenClose { inbound in
-                for try await connection in inbound {
-                    group.addTask { await self.handle(connection) }
-                }
-            }
-        }
+        let directory = directory, configuration = configuration, logger = logger
+        try await server.serve(session: { peer, inbound, outbound in
+            try await AgentSession(session: peer.session, directory: directory, configuration: configuration, logger: logger)
+                .run(inbound: inbound, outbound: outbound)
+        }, onError: { address, error in
+            logger.warning(error is HandshakeFailure ? "refused connection from \(address): \(error)" : "connection from \(address) ended: \(error)")
+        })
     }
 
     /// Closes the listening socket; `run()` then returns once open connections end.
     public func close() async {
-        try? await server.channel.close()
-    }
-
-    private func handle(_ connection: Connection) async {
-        // Everything happens inside executeThenClose, which closes the connection and finishes its
-        // writer on every path (an NIOAsyncChannel left without it traps when released).
-        let peer = connection.channel.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
-        try? await connection.channel.executeThenClose { inbound, outbound in
-            let session: Session
-            do {
-                session = try await connection.session.get()
-            } catch {
-                // The handshake handler has already told the peer and closed the connection.
-                logger.warning("refused connection from \(peer): \(error)")
-                return
-            }
-            do {
-                try await AgentSession(session: session, directory: directory, configuration: configuration, logger: logger)
-                    .run(inbound: inbound, outbound: outbound)
-            } catch {
-                logger.warning("connection from \(session.role) '\(session.peerName)' at \(peer) ended: \(error)")
-            }
-        }
+        await server.close()
     }
 }

@@ -1,0 +1,45 @@
+import BargeWire
+import NIOCore
+import NIOPosix
+
+/// A stream to another agent's data-plane listener: each message sent gets one reply.
+public final class ChunkStream {
+    private var frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<Frame>
+
+    init(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>) {
+        frames = inbound.makeAsyncIterator()
+        self.outbound = outbound
+    }
+
+    /// Sends `message` (chunk data or file done) and returns the peer's ack or nack.
+    public func send(_ message: Message) async throws -> Message {
+        try await outbound.write(message.frame())
+        guard let frame = try await frames.next() else { throw CoordinatorConnectionError.closed }
+        let reply = try Message(frame: frame)
+        if case .error(let e) = reply { throw CoordinatorConnectionError.refused(e) }
+        return reply
+    }
+}
+
+/// Opens data-plane streams to another agent.
+public struct DataPlaneClient: Sendable {
+    public var host: String
+    public var port: Int
+    public var token: ClusterToken
+    /// This agent's name, for the peer's logs.
+    public var name: String
+
+    public init(host: String, port: Int, token: ClusterToken, name: String) {
+        self.host = host
+        self.port = port
+        self.token = token
+        self.name = name
+    }
+
+    public func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
+        try await BargeConnection.withConnection(host: host, port: port, token: token, name: name, role: .peer) { _, inbound, outbound in
+            try await body(ChunkStream(inbound: inbound, outbound: outbound))
+        }
+    }
+}

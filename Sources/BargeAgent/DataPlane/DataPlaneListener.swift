@@ -1,0 +1,67 @@
+import BargeWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// An agent's data-plane listener: other agents open `peer` connections and send chunks for this
+/// agent's root. Each connection gets its own `ChunkReceiver`; every chunk and every `file done`
+/// is answered with an ack or a nack. The chunk work runs in the connection's task (Swift's
+/// cooperative pool), never on an event loop.
+public final class DataPlaneListener: Sendable {
+    public let root: String
+    private let server: BargeServer
+    private let logger: Logger
+
+    /// The address actually bound (port 0 binds a free port).
+    public var localAddress: SocketAddress? { server.localAddress }
+
+    private init(root: String, server: BargeServer, logger: Logger) {
+        self.root = root
+        self.server = server
+        self.logger = logger
+    }
+
+    public static func bind(host: String, port: Int, root: String, token: ClusterToken, name: String,
+                            logger: Logger = Logger(label: "barge.agent")) async throws -> DataPlaneListener {
+        DataPlaneListener(root: root, server: try await BargeServer.bind(host: host, port: port, token: token, name: name), logger: logger)
+    }
+
+    public func run() async throws {
+        let root = root, logger = logger
+        try await server.serve(session: { peer, inbound, outbound in
+            guard peer.session.role == .peer else {
+                try await outbound.write(Message.error(ErrorMessage(code: .unexpectedMessage,
+                    reason: "this is a data-plane listener; \(peer.session.role) connections go to the coordinator")).frame())
+                return
+            }
+            let receiver = ChunkReceiver(root: root)
+            for try await frame in inbound {
+                let reply: Message
+                switch try Message(frame: frame) {
+                case .chunkData(let chunk):
+                    reply = receiver.receive(chunk)
+                case .fileDone(let done):
+                    do {
+                        try receiver.finishFile(job: done.place.job, path: done.place.path, mode: done.mode,
+                                                mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds)
+                        reply = .chunkAck(ChunkAck(place: done.place))
+                    } catch {
+                        reply = .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: "\(error)"))
+                    }
+                case .error:
+                    return
+                default:
+                    try await outbound.write(Message.error(ErrorMessage(.unexpected(frame.type, state: "receiving chunks"))).frame())
+                    return
+                }
+                try await outbound.write(reply.frame())
+            }
+        }, onError: { address, error in
+            logger.warning("data-plane connection from \(address): \(error)")
+        })
+    }
+
+    public func close() async {
+        await server.close()
+    }
+}

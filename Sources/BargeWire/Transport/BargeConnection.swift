@@ -1,0 +1,33 @@
+import NIOCore
+import NIOPosix
+
+/// Opens an authenticated Barge connection as a client and runs `body` on it once the handshake
+/// has succeeded. The connection is closed when `body` returns or throws. A failed handshake
+/// throws `HandshakeFailure` with the reason.
+public enum BargeConnection {
+    public static func withConnection<Result: Sendable>(
+        host: String, port: Int, token: ClusterToken, name: String, role: PeerRole,
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        _ body: (Session, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Result
+    ) async throws -> Result {
+        let token = token.bytes
+        let (channel, sessionFuture) = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let session = channel.eventLoop.makePromise(of: Session.self)
+                    try channel.pipeline.syncOperations.addBargeHandlers(
+                        .client(ClientHandshake(token: token, name: name, role: role, nonce: freshNonce())))
+                    try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
+                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session.futureResult)
+                }
+            }
+        // The handshake is awaited inside executeThenClose, so the connection is closed and its
+        // writer finished on every path, failures included.
+        return try await channel.executeThenClose { inbound, outbound in
+            let session = try await sessionFuture.get()
+            return try await body(session, inbound, outbound)
+        }
+    }
+}

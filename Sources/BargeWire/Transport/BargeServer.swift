@@ -1,0 +1,91 @@
+import NIOCore
+import NIOPosix
+
+/// A TCP listener speaking the Barge protocol: framing and the authenticated handshake in each
+/// connection's pipeline, then the caller's session code in plain async code, one child task per
+/// connection. Each connection catches its own errors, so one bad peer never takes the listener
+/// down. The coordinator's agent listener and the agents' data-plane listeners are both one of these.
+public final class BargeServer: Sendable {
+    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>)
+
+    /// A connection after its handshake.
+    public struct Peer: Sendable {
+        public let session: Session
+        /// "ip:port" of the other end, for logs.
+        public let address: String
+    }
+
+    private let server: NIOAsyncChannel<Connection, Never>
+
+    /// The address actually bound (port 0 binds a free port).
+    public var localAddress: SocketAddress? { server.channel.localAddress }
+
+    private init(server: NIOAsyncChannel<Connection, Never>) {
+        self.server = server
+    }
+
+    public static func bind(host: String, port: Int, token: ClusterToken, name: String, maxPayloadLength: Int = Frame.defaultMaxPayload,
+                            handshakeTimeout: TimeAmount = .seconds(10),
+                            group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BargeServer {
+        let token = token.bytes
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let session = channel.eventLoop.makePromise(of: Session.self)
+                    let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
+                    try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout)
+                    try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
+                    let async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
+                    return (channel: async, session: session.futureResult)
+                }
+            }
+        return BargeServer(server: server)
+    }
+
+    /// Serves until the task is cancelled or `close()` is called. `session` runs for each
+    /// authenticated connection; `onRefused` hears of each connection whose handshake failed and of
+    /// each session that ended with an error.
+    public func serve(
+        session: @escaping @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
+        onError: @escaping @Sendable (String, Error) -> Void
+    ) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    group.addTask { await Self.handle(connection, session: session, onError: onError) }
+                }
+            }
+        }
+    }
+
+    public func close() async {
+        try? await server.channel.close()
+    }
+
+    private static func handle(
+        _ connection: Connection,
+        session run: @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
+        onError: @Sendable (String, Error) -> Void
+    ) async {
+        let address = connection.channel.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
+        // Everything happens inside executeThenClose, which closes the connection and finishes its
+        // writer on every path (an NIOAsyncChannel left without it traps when released).
+        try? await connection.channel.executeThenClose { inbound, outbound in
+            let session: Session
+            do {
+                session = try await connection.session.get()
+            } catch {
+                // The handshake handler has already told the peer and closed the connection.
+                onError(address, error)
+                return
+            }
+            do {
+                try await run(Peer(session: session, address: address), inbound, outbound)
+            } catch {
+                onError(address, error)
+            }
+        }
+    }
+}
