@@ -75,6 +75,7 @@ let package = Package(
             name: "barge",
             dependencies: [
                 "BargeBench", "BargeCodec", "BargeFlow", "BargeWire", "BargeCoordinator", "BargeAgent",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -2,6 +2,7 @@ import ArgumentParser
 import BargeAgent
 import BargeWire
 import Foundation
+import Logging
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,8 +28,11 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The directory this agent reads from and writes to.", valueName: "dir"))
     var root: String
 
-    @Option(help: ArgumentHelp("Host other agents use to reach this one (default: 127.0.0.1).", valueName: "host"))
-    var advertise = "127.0.0.1"
+    @Option(help: ArgumentHelp("Address of this agent's data-plane listener; port 0 picks a free port.", valueName: "host:port"))
+    var listen = "127.0.0.1:0"
+
+    @Option(help: ArgumentHelp("Host other agents use to reach this one (default: the --listen host).", valueName: "host"))
+    var advertise: String?
 
     @OptionGroup var tokenOptions: TokenOptions
 
@@ -43,15 +47,34 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         let target = try parseHostPort(coordinator, option: "--coordinator")
+        let data = try parseHostPort(listen, option: "--listen")
+        let token = try tokenOptions.token()
         let rootPath = URL(fileURLWithPath: root).standardizedFileURL.path
-        // The data-plane listener comes with chunk transfer; until then port 0 is advertised.
-        let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: advertise, dataPort: 0)
-        let client = CoordinatorClient(host: target.host, port: target.port, token: try tokenOptions.token(), identity: identity)
-        let runner = Task { try await AgentRunner(client: client).run() }
-        let signals = SignalWatcher.start { runner.cancel() }
+        let logger = Logger(label: "barge.agent")
+        let listener: DataPlaneListener
+        do {
+            listener = try await DataPlaneListener.bind(host: data.host, port: data.port, root: rootPath, token: token, name: name, logger: logger)
+        } catch {
+            throw Failure("agent \(name): cannot listen on \(data): \(error)")
+        }
+        let port = listener.localAddress?.port ?? data.port
+        let host = advertise ?? (data.host == "0.0.0.0" || data.host == "::" ? "127.0.0.1" : data.host)
+        logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath)")
+        let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port))
+        let client = CoordinatorClient(host: target.host, port: target.port, token: token, identity: identity)
+        let work = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await listener.run() }
+                group.addTask { try await AgentRunner(client: client, logger: logger).run() }
+                // The registration loop ends on cancellation or a fatal error; the listener goes with it.
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        }
+        let signals = SignalWatcher.start { work.cancel() }
         defer { signals.forEach { $0.cancel() } }
         do {
-            try await runner.value
+            try await work.value
         } catch {
             throw Failure("agent \(name): \(error)")
         }

@@ -87,7 +87,13 @@ struct ClusterProcessTests {
         let listed = try agents(http)
         #expect(listed.map { $0["name"] as? String } == ["a1", "b1"])
         #expect(listed.map { $0["site"] as? String } == ["site-a", "site-b"])
-        #expect(listed.allSatisfy { $0["state"] as? String == "up" && $0["address"] is String })
+        #expect(listed.allSatisfy { $0["state"] as? String == "up" })
+        // Each agent bound a free port for its data plane and registered it.
+        for agent in listed {
+            let address = try #require(agent["address"] as? String)
+            #expect(address.hasPrefix("127.0.0.1:") && address != "127.0.0.1:0", "\(address)")
+        }
+        #expect(a1.output.contains("data plane listening on 127.0.0.1:"))
 
         a1.kill(SIGKILL)
         #expect(try await eventually { try agents(http).first { $0["name"] as? String == "a1" }?["state"] as? String == "down" })
