@@ -2,24 +2,8 @@ import BargeWire
 import NIOCore
 import NIOPosix
 
-/// What an agent tells the coordinator about itself.
-public struct AgentIdentity: Sendable {
-    public var name: String
-    public var site: String
-    public var root: String
-    public var dataHost: String
-    public var dataPort: UInt16
-    public var maxInFlight: UInt32
-
-    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8) {
-        self.name = name
-        self.site = site
-        self.root = root
-        self.dataHost = dataHost
-        self.dataPort = dataPort
-        self.maxInFlight = maxInFlight
-    }
-}
+/// What an agent tells the coordinator about itself: exactly its `register` message.
+public typealias AgentIdentity = Register
 
 /// Why an agent's connection to the coordinator ended.
 public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -65,8 +49,7 @@ public struct CoordinatorClient: Sendable {
         let i = identity
         try await BargeConnection.withConnection(host: host, port: port, token: token, name: i.name, role: .agent, group: group) { _, inbound, outbound in
             var frames = inbound.makeAsyncIterator()
-            try await outbound.write(Message.register(Register(
-                name: i.name, site: i.site, root: i.root, dataHost: i.dataHost, dataPort: i.dataPort, maxInFlight: i.maxInFlight)).frame())
+            try await outbound.write(Message.register(i).frame())
             guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }
             let registered: Registered
             switch try Message(frame: reply) {

@@ -48,7 +48,7 @@ struct HandshakeChannelTests {
         var moved = false
         while let bytes = try from.channel.readOutbound(as: ByteBuffer.self) {
             moved = true
-            if to.channel.isActive { try? to.channel.writeInbound(bytes) }
+            if to.channel.isActive { _ = try? to.channel.writeInbound(bytes) }
         }
         return moved
     }

@@ -13,7 +13,7 @@ public struct Register: Hashable, Sendable {
     /// How many units it holds at once.
     public var maxInFlight: UInt32
 
-    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32) {
+    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8) {
         self.name = name
         self.site = site
         self.root = root
