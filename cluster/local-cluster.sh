@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Starts a coordinator and N agents on this machine, for trying Barge by hand:
+#
+#   cluster/local-cluster.sh            # 2 sites × 1 agent, in ./local-cluster
+#   AGENTS_PER_SITE=2 cluster/local-cluster.sh
+#
+# Each agent gets its own root under the cluster directory. Logs go to DIR/logs/. The script prints
+# the environment to use the CLI against it, and stops everything on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=${CLUSTER_DIR:-$PWD/local-cluster}
+per_site=${AGENTS_PER_SITE:-1}
+agent_port=${AGENT_PORT:-7470}
+http_port=${HTTP_PORT:-7480}
+
+./cluster/install-deps.sh
+swift build -c release --product barge >&2
+barge=$PWD/.build/release/barge
+
+mkdir -p "$dir/logs"
+token="$dir/token"
+if [[ ! -s $token ]]; then
+  head -c 32 /dev/urandom | base64 > "$token"
+  chmod 600 "$token"
+fi
+export BARGE_TOKEN_FILE=$token
+
+pids=()
+stop() {
+  echo "stopping…" >&2
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop EXIT
+trap "exit 130" INT TERM
+
+"$barge" coordinator --state "$dir/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" \
+  > "$dir/logs/coordinator.log" 2>&1 &
+pids+=($!)
+
+for site in a b; do
+  for i in $(seq 1 "$per_site"); do
+    name="$site$i"
+    mkdir -p "$dir/roots/$name"
+    "$barge" agent --coordinator "127.0.0.1:$agent_port" --name "$name" --site "site-$site" \
+      --root "$dir/roots/$name" --listen 127.0.0.1:0 > "$dir/logs/$name.log" 2>&1 &
+    pids+=($!)
+  done
+done
+
+export BARGE_COORDINATOR=http://127.0.0.1:$http_port
+for _ in $(seq 1 50); do
+  count=$("$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l || true)
+  [[ $count -ge $((2 * per_site)) ]] && break
+  sleep 0.2
+done
+"$barge" agents
+cat <<MSG
+
+Cluster running in $dir (logs in $dir/logs). In another shell:
+  export BARGE_TOKEN_FILE=$token BARGE_COORDINATOR=$BARGE_COORDINATOR
+  $barge agents
+Ctrl-C stops it.
+MSG
+wait
