@@ -6,10 +6,11 @@ public actor AgentDirectory {
     private var registry: AgentRegistry
     private let clock: @Sendable () -> UInt64
 
-    public init(heartbeatTimeout: Duration, clock: @escaping @Sendable () -> UInt64 = { DispatchClock.nanoseconds() }) {
-        registry = AgentRegistry(heartbeatTimeout: UInt64(heartbeatTimeout.components.seconds) * 1_000_000_000
-                                     + UInt64(heartbeatTimeout.components.attoseconds / 1_000_000_000))
-        self.clock = clock
+    /// `clock` gives monotonic nanoseconds; by default, time since the directory was made.
+    public init(heartbeatTimeout: Duration, clock: (@Sendable () -> UInt64)? = nil) {
+        registry = AgentRegistry(heartbeatTimeout: UInt64(heartbeatTimeout.wholeNanoseconds))
+        let start = ContinuousClock.now
+        self.clock = clock ?? { UInt64((ContinuousClock.now - start).wholeNanoseconds) }
     }
 
     public func register(_ r: Register) throws(RegistryError) -> AgentRegistry.Registration {
@@ -27,18 +28,3 @@ public actor AgentDirectory {
 
     public var agents: [AgentInfo] { registry.all }
 }
-
-/// Monotonic nanoseconds (CLOCK_MONOTONIC).
-public enum DispatchClock {
-    public static func nanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

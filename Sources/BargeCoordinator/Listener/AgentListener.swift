@@ -48,10 +48,9 @@ public final class AgentListener: Sendable {
     public static func bind(_ configuration: AgentListenerConfiguration, directory: AgentDirectory,
                             logger: Logger = Logger(label: "barge.coordinator"),
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> AgentListener {
-        let timeout = configuration.handshakeTimeout.components
         let server = try await BargeServer.bind(
             host: configuration.host, port: configuration.port, token: configuration.token, name: configuration.name,
-            handshakeTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000), group: group)
+            handshakeTimeout: configuration.handshakeTimeout.timeAmount, group: group)
         return AgentListener(configuration: configuration, directory: directory, logger: logger, server: server)
     }
 

@@ -31,10 +31,8 @@ struct AgentSession {
             return try await refuse(ErrorMessage(code: .unexpectedMessage, reason: error.description), outbound)
         }
         try await outbound.write(Message.registered(Registered(
-            heartbeatIntervalMillis: UInt32(configuration.heartbeatInterval.components.seconds * 1000
-                                            + configuration.heartbeatInterval.components.attoseconds / 1_000_000_000_000_000),
-            agentTimeoutMillis: UInt32(configuration.agentTimeout.components.seconds * 1000
-                                       + configuration.agentTimeout.components.attoseconds / 1_000_000_000_000_000))).frame())
+            heartbeatIntervalMillis: UInt32(clamping: configuration.heartbeatInterval.wholeMilliseconds),
+            agentTimeoutMillis: UInt32(clamping: configuration.agentTimeout.wholeMilliseconds))).frame())
 
         while let frame = try await frames.next() {
             switch try Message(frame: frame) {
