@@ -28,13 +28,13 @@ public struct AgentRunner: Sendable {
 
     public func run() async throws {
         var backoff = ExponentialBackoff()
-        let where_ = "\(client.host):\(client.port)"
+        let coordinatorAddress = "\(client.host):\(client.port)"
         while !Task.isCancelled {
             let registered = RegisteredFlag()
             do {
                 try await client.run(onRegistered: { [logger, identity = client.identity] r in
                     await registered.set()
-                    logger.notice("registered with the coordinator at \(where_) as \(identity.name) (site \(identity.site)); heartbeat every \(r.heartbeatIntervalMillis) ms")
+                    logger.notice("registered with the coordinator at \(coordinatorAddress) as \(identity.name) (site \(identity.site)); heartbeat every \(r.heartbeatIntervalMillis) ms")
                 })
                 return  // cancelled
             } catch where Self.isFatal(error) {
@@ -44,7 +44,7 @@ public struct AgentRunner: Sendable {
                 // A connection that got as far as registering starts the backoff afresh.
                 if await registered.value { backoff.reset() }
                 let delay = backoff.next(fraction: Double.random(in: 0...1))
-                logger.warning("coordinator at \(where_) unreachable (\(error)); retrying in \(delay)")
+                logger.warning("coordinator at \(coordinatorAddress) unreachable (\(error)); retrying in \(delay)")
                 try? await Task.sleep(for: delay)
             }
         }
