@@ -2,28 +2,35 @@ import BargeCodec
 import BargeDigest
 import Foundation
 
-/// A file's bytes in memory, seen as fixed-size chunks, with each chunk's XXH3-128.
+/// A file's bytes in memory, seen as fixed-size chunks, with each chunk's XXH3-128. It owns its
+/// bytes in one allocation, so the chunk pointers it hands out stay valid for its whole life.
 final class ChunkedData {
-    let data: [UInt8]
+    private let storage: UnsafeMutableRawBufferPointer
     let chunkSize: Int
     let count: Int
     let digests: [XXH128Digest]
-    var totalBytes: Int { data.count }
+    var totalBytes: Int { storage.count }
 
     init(_ data: [UInt8], chunkSize: Int) {
-        self.data = data
-        self.chunkSize = chunkSize
-        count = (data.count + chunkSize - 1) / chunkSize
-        digests = data.withUnsafeBytes { raw in
-            (0..<((data.count + chunkSize - 1) / chunkSize)).map { i in
-                XXH3.hash128(UnsafeRawBufferPointer(rebasing: raw[(i * chunkSize)..<min(data.count, (i + 1) * chunkSize)]))
-            }
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 64)
+        data.withUnsafeBytes { bytes.copyMemory(from: $0) }
+        let chunks = (data.count + chunkSize - 1) / chunkSize
+        var digests: [XXH128Digest] = []
+        digests.reserveCapacity(chunks)
+        for i in 0..<chunks {
+            digests.append(XXH3.hash128(UnsafeRawBufferPointer(rebasing: bytes[(i * chunkSize)..<min(bytes.count, (i + 1) * chunkSize)])))
         }
+        storage = bytes
+        self.chunkSize = chunkSize
+        count = chunks
+        self.digests = digests
     }
 
-    /// Chunk `i`. The array is never mutated, so the pointer stays valid for this object's life.
+    deinit { storage.deallocate() }
+
+    /// Chunk `i`, valid while this object lives.
     subscript(i: Int) -> UnsafeRawBufferPointer {
-        data.withUnsafeBytes { raw in UnsafeRawBufferPointer(rebasing: raw[(i * chunkSize)..<min(data.count, (i + 1) * chunkSize)]) }
+        UnsafeRawBufferPointer(rebasing: storage[(i * chunkSize)..<min(storage.count, (i + 1) * chunkSize)])
     }
 }
 

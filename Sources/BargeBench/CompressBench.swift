@@ -53,7 +53,7 @@ public struct CompressBench {
 
     public func run(paths: [String], onFile: (FileResult) -> Void = { _ in }) throws -> CompressBenchReport {
         var files: [FileResult] = []
-        var totals: [String: (raw: Int, encoded: Int, compressNs: UInt64, decompressNs: UInt64, mix: [String: (Int, Int)])] = [:]
+        var totals: [String: Measurement] = [:]
         var selectorNs: UInt64 = 0, zstd1Ns: UInt64 = 0, selectorChunks = 0
         for path in paths {
             let (data, truncated) = try SampleFile.read(path, limit: options.maxBytesPerFile)
@@ -62,13 +62,7 @@ public struct CompressBench {
             for codec in options.codecs {
                 let m = try measure(codec, chunks, path: path)
                 results.append(m.result(codec.description))
-                var t = totals[codec.description] ?? (0, 0, 0, 0, [:])
-                t.raw += data.count
-                t.encoded += m.encodedBytes
-                t.compressNs += m.compressNs
-                t.decompressNs += m.decompressNs
-                for (k, v) in m.mix { t.mix[k, default: (0, 0)].0 += v.0; t.mix[k, default: (0, 0)].1 += v.1 }
-                totals[codec.description] = t
+                totals[codec.description, default: Measurement(isAuto: codec == .auto)].add(m)
             }
             if options.codecs.contains(.auto) {
                 let o = selectorOverhead(chunks)
@@ -80,10 +74,8 @@ public struct CompressBench {
             onFile(file)
             files.append(file)
         }
-        let totalResults = options.codecs.map { codec -> CodecResult in
-            let t = totals[codec.description] ?? (0, 0, 0, 0, [:])
-            return Measurement(encodedBytes: t.encoded, rawBytes: t.raw, compressNs: t.compressNs,
-                               decompressNs: t.decompressNs, mix: t.mix, isAuto: codec == .auto).result(codec.description)
+        let totalResults = options.codecs.map { codec in
+            (totals[codec.description] ?? Measurement(isAuto: codec == .auto)).result(codec.description)
         }
         let selector = selectorChunks == 0 ? nil : SelectorOverhead(
             microsPerChunk: Double(selectorNs) / 1e3 / Double(selectorChunks),
@@ -93,13 +85,26 @@ public struct CompressBench {
             chunkSize: options.chunkSize, linkRateBytesPerSecond: options.linkRate)
     }
 
+    /// One codec's figures on one file, or summed over files (speeds from the summed best times).
     struct Measurement {
-        var encodedBytes: Int
-        var rawBytes: Int
-        var compressNs: UInt64
-        var decompressNs: UInt64
-        var mix: [String: (Int, Int)]
+        var encodedBytes = 0
+        var rawBytes = 0
+        var compressNs: UInt64 = 0
+        var decompressNs: UInt64 = 0
+        /// Codec written → (chunks, raw bytes).
+        var mix: [String: (Int, Int)] = [:]
         var isAuto: Bool
+
+        mutating func add(_ other: Measurement) {
+            encodedBytes += other.encodedBytes
+            rawBytes += other.rawBytes
+            compressNs += other.compressNs
+            decompressNs += other.decompressNs
+            for (codec, (chunks, bytes)) in other.mix {
+                mix[codec, default: (0, 0)].0 += chunks
+                mix[codec, default: (0, 0)].1 += bytes
+            }
+        }
 
         func result(_ codec: String) -> CodecResult {
             func mbps(_ ns: UInt64) -> Double { ns == 0 ? 0 : (Double(rawBytes) / (Double(ns) / 1e9) / 1e6 * 10).rounded() / 10 }

@@ -8,16 +8,6 @@ import Testing
 struct DataPlaneSocketTests {
     static let token = try! ClusterToken(bytes: Array("data-plane-test-token-0123456".utf8))
 
-    final class Roots {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("barge-dps-\(UUID().uuidString)")
-        var source: String { url.appendingPathComponent("src").path }
-        var destination: String { url.appendingPathComponent("dst").path }
-        init() throws {
-            for d in [source, destination] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
-        }
-        deinit { try? FileManager.default.removeItem(at: url) }
-    }
-
     @Test func aFileCrossesTheWireIntactDespiteCorruption() async throws {
         let roots = try Roots()
         let bytes = SampleData.float64Field(bytes: (5 << 20) + 77)

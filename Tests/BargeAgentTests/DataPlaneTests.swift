@@ -9,16 +9,6 @@ import Testing
 
 /// The send and receive ends of the data plane, joined through real wire frames but no sockets.
 struct DataPlaneTests {
-    final class Roots {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("barge-dp-\(UUID().uuidString)")
-        var source: String { url.appendingPathComponent("src").path }
-        var destination: String { url.appendingPathComponent("dst").path }
-        init() throws {
-            for d in [source, destination] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
-        }
-        deinit { try? FileManager.default.removeItem(at: url) }
-    }
-
     /// Through the frame codec and back, as the socket would carry it.
     func overTheWire(_ message: Message) throws -> Message {
         var buffer = ByteBuffer()

@@ -22,7 +22,6 @@ public final class ChunkSource {
     private let random: () -> UInt64
     private let sha = SHA256Hasher()
     private var raw: [UInt8] = []
-    private var out: [UInt8] = []
 
     public init(root: String, encoder: AdaptiveEncoder = AdaptiveEncoder(), corruptFraction: Double = 0,
                 random: @escaping () -> UInt64 = { UInt64.random(in: .min ... .max) }) {
@@ -53,16 +52,19 @@ public final class ChunkSource {
                 done += n
             }
         }
-        let needed = ChunkFormat.maxEncodedLength(rawLength: length)
-        if out.count < needed { out = [UInt8](repeating: 0, count: needed) }
-        let (id, encodedLength) = try raw.withUnsafeBytes { r in
+        // Encode straight into the buffer the frame will carry: no copy of the encoded chunk.
+        var encoded = ByteBuffer()
+        let id = try raw.withUnsafeBytes { r in
             let bytes = UnsafeRawBufferPointer(rebasing: r[0..<length])
             sha.update(bytes)
             let id = sha.finalize()
-            let header = try out.withUnsafeMutableBytes { try encoder.encode(bytes, digest: XXH3.hash128(bytes), into: $0).header }
-            return (id, header.encodedLength)
+            let digest = XXH3.hash128(bytes)
+            try encoded.writeWithUnsafeMutableBytes(minimumWritableBytes: ChunkFormat.maxEncodedLength(rawLength: length)) { out in
+                try encoder.encode(bytes, digest: digest, into: out).header.encodedLength
+            }
+            return id
         }
-        var encoded = ByteBuffer(bytes: out[0..<encodedLength])
+        let encodedLength = encoded.readableBytes
         if corruptFraction > 0, encodedLength > ChunkHeader.size, Double(random() >> 11) / Double(1 << 53) < corruptFraction {
             // After hashing, as a bad NIC or link would: the receiver must catch it.
             let at = ChunkHeader.size + Int(random() % UInt64(encodedLength - ChunkHeader.size))
