@@ -65,6 +65,7 @@ let package = Package(
             name: "BargeAgent",
             dependencies: [
                 "BargeWire", "BargeFlow", "BargeCodec", "BargeStore", "BargeDigest",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

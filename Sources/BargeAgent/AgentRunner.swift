@@ -7,10 +7,12 @@ import Logging
 /// retrying cannot fix (a wrong token, a refused registration) end the run.
 public struct AgentRunner: Sendable {
     public let client: CoordinatorClient
+    public let work: AgentWork?
     public let logger: Logger
 
-    public init(client: CoordinatorClient, logger: Logger = Logger(label: "barge.agent")) {
+    public init(client: CoordinatorClient, work: AgentWork? = nil, logger: Logger = Logger(label: "barge.agent")) {
         self.client = client
+        self.work = work
         self.logger = logger
     }
 
@@ -32,7 +34,7 @@ public struct AgentRunner: Sendable {
         while !Task.isCancelled {
             let registered = RegisteredFlag()
             do {
-                try await client.run(onRegistered: { [logger, identity = client.identity] r in
+                try await client.run(work: work, onRegistered: { [logger, identity = client.identity] r in
                     await registered.set()
                     logger.notice("registered with the coordinator at \(coordinatorAddress) as \(identity.name) (site \(identity.site)); heartbeat every \(r.heartbeatIntervalMillis) ms")
                 })

@@ -43,8 +43,11 @@ public struct CoordinatorClient: Sendable {
 
     /// Runs until cancelled (returns) or until the connection fails (throws `HandshakeFailure`,
     /// `CoordinatorConnectionError` or a connect error). `onRegistered` runs once, after the
-    /// coordinator accepts the registration; `onHeartbeatEcho` after each echoed heartbeat.
-    public func run(onRegistered: @escaping @Sendable (Registered) async -> Void = { _ in },
+    /// coordinator accepts the registration; `onHeartbeatEcho` after each echoed heartbeat. The
+    /// coordinator's requests go to `work`, whose reports go out through its outbox; everything
+    /// this connection writes (heartbeats included) goes through that one outbox.
+    public func run(work: AgentWork? = nil,
+                    onRegistered: @escaping @Sendable (Registered) async -> Void = { _ in },
                     onHeartbeatEcho: @escaping @Sendable (UInt64) async -> Void = { _ in }) async throws {
         let i = identity
         try await BargeConnection.withConnection(host: host, port: port, token: token, name: i.name, role: .agent, group: group) { _, inbound, outbound in
@@ -59,24 +62,39 @@ public struct CoordinatorClient: Sendable {
             }
             await onRegistered(registered)
 
+            let outbox = work?.outbox ?? Outbox()
+            let (messages, sink) = AsyncStream.makeStream(of: Message.self)
+            outbox.attach(sink)
+            defer {
+                outbox.detach()
+                sink.finish()
+            }
             let interval = Duration.milliseconds(max(50, Int(registered.heartbeatIntervalMillis)))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
-                // Heartbeats go out from a child task; replies are read here, so the inbound
-                // iterator never leaves this task.
+                // One writer; heartbeats and reports reach it through the outbox. Replies are read
+                // here, so the inbound iterator never leaves this task.
+                tasks.addTask {
+                    for await message in messages { try await outbound.write(message.frame()) }
+                }
                 tasks.addTask {
                     var sequence: UInt64 = 0
                     while !Task.isCancelled {
                         sequence += 1
-                        try await outbound.write(Message.heartbeat(Heartbeat(sequence: sequence, inFlight: 0)).frame())
+                        outbox.send(.heartbeat(Heartbeat(sequence: sequence, inFlight: UInt32(work?.inFlight ?? 0))))
                         try await Task.sleep(for: interval)
                     }
                 }
+                if let work { tasks.addTask { await work.reportProgress() } }
                 defer { tasks.cancelAll() }
                 while let frame = try await frames.next() {
-                    switch try Message(frame: frame) {
+                    let message = try Message(frame: frame)
+                    switch message {
                     case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
                     case .error(let e): throw CoordinatorConnectionError.refused(e)
-                    default: throw CoordinatorConnectionError.protocolViolation("unexpected \(frame.type)")
+                    default:
+                        guard work?.handle(message) == true else {
+                            throw CoordinatorConnectionError.protocolViolation("unexpected \(frame.type)")
+                        }
                     }
                 }
                 if !Task.isCancelled { throw CoordinatorConnectionError.closed }

@@ -7,8 +7,10 @@ import Darwin
 /// Writes one destination file the safe way: chunks land by `pwrite` in `<name>.barge-partial`, in
 /// any order. `finish` then runs `fsync`, sets the mode and mtime, renames the file atomically to its
 /// final name, and syncs the directory. A partial file never appears under its final name, and a
-/// failure names its errno (ENOSPC, EACCES, …).
-public final class PartialFileWriter {
+/// failure names its errno (ENOSPC, EACCES, …). Sendable so that several data-plane connections
+/// can share one file; callers serialise `write`, `finish` and `abandon` per writer (a write
+/// racing `finish` could land on a reused descriptor).
+public final class PartialFileWriter: @unchecked Sendable {
     public static let suffix = ".barge-partial"
 
     public let final: RootedPath
@@ -20,11 +22,7 @@ public final class PartialFileWriter {
     public init(_ final: RootedPath, size: UInt64) throws(StoreError) {
         guard !final.components.isEmpty else { throw .invalidPath(path: final.relative, reason: "the root itself is not a file") }
         self.final = final
-        var dir = final.root
-        for component in final.components.dropLast() {
-            dir += "/" + component
-            if mkdir(dir, 0o755) != 0, errno != EEXIST { throw .system(operation: "create directory", path: dir, errno: errno) }
-        }
+        try DestinationEntries.createParents(of: final)
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
         fd = open(final.absolute + Self.suffix, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .system(operation: "create", path: final.relative + Self.suffix, errno: errno) }
@@ -55,8 +53,7 @@ public final class PartialFileWriter {
         let name = final.relative
         guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name + Self.suffix, errno: errno) }
         guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: name + Self.suffix, errno: errno) }
-        // Access time untouched (UTIME_OMIT, a macro Swift cannot import: (1 << 30) - 2 on Linux).
-        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+        var times = [DestinationEntries.omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
         guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: name + Self.suffix, errno: errno) }
         close(fd)
         fd = -1

@@ -34,11 +34,19 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Host other agents use to reach this one (default: the --listen host).", valueName: "host"))
     var advertise: String?
 
+    @Option(help: ArgumentHelp("Parallel TCP streams per unit to a destination agent.", valueName: "n"))
+    var streams = 4
+
+    @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))
+    var maxUnits = 4
+
     @OptionGroup var tokenOptions: TokenOptions
 
     func validate() throws {
         guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
         guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
+        guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
+        guard (1...256).contains(maxUnits) else { throw ValidationError("--max-units must be 1 to 256") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("--root \(root) is not a directory")
@@ -60,25 +68,39 @@ struct AgentCommand: AsyncParsableCommand {
         let port = listener.localAddress?.port ?? data.port
         let host = advertise ?? (data.host == "0.0.0.0" || data.host == "::" ? "127.0.0.1" : data.host)
         logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath)")
-        let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port))
+        let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port), maxInFlight: UInt32(maxUnits))
         let client = CoordinatorClient(host: target.host, port: target.port, token: token, identity: identity)
-        let work = Task {
+        let corrupt = try faultCorruptFraction()
+        if corrupt > 0 {
+            logger.warning("agent \(name): fault injection on: BARGE_FAULT_CORRUPT=\(corrupt), so about \(Int((corrupt * 100).rounded()))% of the chunks this agent sends are corrupted after hashing (tests only)")
+        }
+        let work = AgentWork(
+            settings: AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams)),
+            sources: SourcePool { ChunkSource(root: rootPath, corruptFraction: corrupt) }, logger: logger)
+        let running = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await listener.run() }
-                group.addTask { try await AgentRunner(client: client, logger: logger).run() }
+                group.addTask { try await AgentRunner(client: client, work: work, logger: logger).run() }
                 // The registration loop ends on cancellation or a fatal error; the listener goes with it.
                 defer { group.cancelAll() }
                 try await group.next()
             }
         }
-        let signals = SignalWatcher.start { work.cancel() }
+        let signals = SignalWatcher.start { running.cancel() }
         defer { signals.forEach { $0.cancel() } }
         do {
-            try await work.value
+            try await running.value
         } catch {
             throw Failure("agent \(name): \(error)")
         }
     }
+}
+
+/// `BARGE_FAULT_CORRUPT=P`: the fraction of sent chunks to corrupt after hashing (tests only).
+func faultCorruptFraction() throws -> Double {
+    guard let raw = ProcessInfo.processInfo.environment["BARGE_FAULT_CORRUPT"], !raw.isEmpty else { return 0 }
+    guard let p = Double(raw), (0...1).contains(p) else { throw ValidationError("BARGE_FAULT_CORRUPT must be a fraction from 0 to 1, not '\(raw)'") }
+    return p
 }
 
 /// Cancels the agent on SIGINT or SIGTERM, so it closes its connection cleanly.

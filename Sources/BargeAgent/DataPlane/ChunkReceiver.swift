@@ -4,22 +4,35 @@ import BargeStore
 import BargeWire
 import NIOCore
 
-/// The receive side of the data plane for one destination root: decodes each chunk, checks its
-/// XXH3-128 and its SHA-256 id, and writes it into the file's partial copy. Every chunk gets an
-/// ack or a nack with the reason; nothing unverified is ever written. Synchronous and CPU-heavy:
-/// run it off the event loop.
+/// The receive side of the data plane, one per connection (its decoder and hasher are not
+/// shared): decodes each chunk, checks its XXH3-128 and its SHA-256 id, and writes it into the
+/// file's partial copy through the agent's shared `DestinationFiles`. Every chunk gets an ack or a
+/// nack with the reason; nothing unverified is ever written. Synchronous and CPU-heavy: run it off
+/// the event loop.
 public final class ChunkReceiver {
     public let root: String
+    public let files: DestinationFiles
     private let decoder = ChunkDecoder()
     private let sha = SHA256Hasher()
-    private var writers: [String: PartialFileWriter] = [:]
     private var raw: [UInt8] = []
 
-    public init(root: String) {
+    public init(root: String, files: DestinationFiles = DestinationFiles()) {
         self.root = root
+        self.files = files
     }
 
-    public func receive(_ chunk: ChunkData) -> Message {
+    /// Answers one data-plane message with an ack or a nack.
+    public func handle(_ message: Message) -> Message? {
+        switch message {
+        case .chunkData(let chunk): return receive(chunk, repair: false)
+        case .chunkRepair(let chunk): return receive(chunk, repair: true)
+        case .fileDone(let done): return finish(done)
+        case .makeEntry(let make): return makeEntry(make)
+        default: return nil
+        }
+    }
+
+    public func receive(_ chunk: ChunkData, repair: Bool = false) -> Message {
         let place = chunk.place
         func nack(_ reason: ChunkNack.Reason, _ detail: String) -> Message {
             .chunkNack(ChunkNack(place: place, reason: reason, detail: detail))
@@ -53,8 +66,11 @@ public final class ChunkReceiver {
                     return nack(.corrupt, "chunk decodes to its XXH3-128 but not to its SHA-256 id")
                 }
                 do {
-                    try writer(for: target, key: place.job + "\u{0}" + place.path, size: chunk.fileSize)
-                        .write(UnsafeRawBufferPointer(out), at: place.offset)
+                    if repair {
+                        try DestinationEntries.repair(target, size: chunk.fileSize, bytes: UnsafeRawBufferPointer(out), at: place.offset)
+                    } else {
+                        try files.write(job: place.job, target: target, size: chunk.fileSize, bytes: UnsafeRawBufferPointer(out), at: place.offset)
+                    }
                 } catch {
                     return nack(.writeFailed, "\(error)")
                 }
@@ -64,17 +80,46 @@ public final class ChunkReceiver {
     }
 
     /// Gives a fully received file its final name, mode and mtime.
-    public func finishFile(job: String, path: String, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
-        guard let writer = writers.removeValue(forKey: job + "\u{0}" + path) else {
-            throw .invalidPath(path: path, reason: "no chunks of it were received")
+    public func finish(_ done: FileDone) -> Message {
+        do {
+            let target = try RootedPath.resolve(done.place.path, under: root)
+            try files.finish(job: done.place.job, target: target, size: done.size, mode: done.mode,
+                             mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds)
+            return .chunkAck(ChunkAck(place: done.place))
+        } catch let error as DestinationFiles.Incomplete {
+            return .chunkNack(ChunkNack(place: done.place, reason: .incomplete, detail: error.description))
+        } catch let error as StoreError {
+            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
+        } catch {
+            return .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: "\(error)"))
         }
-        try writer.finish(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
     }
 
-    private func writer(for target: RootedPath, key: String, size: UInt64) throws(StoreError) -> PartialFileWriter {
-        if let w = writers[key] { return w }
-        let w = try PartialFileWriter(target, size: size)
-        writers[key] = w
-        return w
+    /// Creates a directory (with its mode and mtime) or a symbolic link.
+    public func makeEntry(_ make: MakeEntry) -> Message {
+        let e = make.entry
+        let place = ChunkPlace(job: make.job, path: e.path, offset: 0)
+        do {
+            switch e.kind {
+            case .directory:
+                try DestinationEntries.makeDirectory(try RootedPath.resolve(e.path, under: root), mode: e.mode,
+                                                     mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
+            case .symlink:
+                var parts = e.path.split(separator: "/").map(String.init)
+                guard let name = parts.popLast() else { throw StoreError.invalidPath(path: e.path, reason: "empty link path") }
+                let parent = try RootedPath.resolve(parts.joined(separator: "/"), under: root)
+                try DestinationEntries.makeSymlink(in: parent, name: name, target: e.linkTarget,
+                                                   mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
+            case .file:
+                return .chunkNack(ChunkNack(place: place, reason: .malformed, detail: "regular files arrive as chunks"))
+            }
+            return .chunkAck(ChunkAck(place: place))
+        } catch let error as StoreError {
+            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            return .chunkNack(ChunkNack(place: place, reason: reason, detail: error.description))
+        } catch {
+            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
+        }
     }
 }

@@ -3,12 +3,14 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// An agent's data-plane listener: other agents open `peer` connections and send chunks for this
-/// agent's root. Each connection gets its own `ChunkReceiver`; every chunk and every `file done`
-/// is answered with an ack or a nack. The chunk work runs in the connection's task (Swift's
+/// An agent's data-plane listener: other agents open `peer` connections and send chunks, entries
+/// and `file done`s for this agent's root. Each connection gets its own `ChunkReceiver` over the
+/// agent's shared `DestinationFiles`; every message is answered with an ack or a nack. The chunk work runs in the connection's task (Swift's
 /// cooperative pool), never on an event loop.
 public final class DataPlaneListener: Sendable {
     public let root: String
+    /// Files being received, shared by every connection.
+    public let files = DestinationFiles()
     private let server: BargeServer
     private let logger: Logger
 
@@ -27,30 +29,18 @@ public final class DataPlaneListener: Sendable {
     }
 
     public func run() async throws {
-        let root = root, logger = logger
+        let root = root, logger = logger, files = files
         try await server.serve(session: { peer, inbound, outbound in
             guard peer.session.role == .peer else {
                 try await outbound.write(Message.error(ErrorMessage(code: .unexpectedMessage,
                     reason: "this is a data-plane listener; \(peer.session.role) connections go to the coordinator")).frame())
                 return
             }
-            let receiver = ChunkReceiver(root: root)
+            let receiver = ChunkReceiver(root: root, files: files)
             for try await frame in inbound {
-                let reply: Message
-                switch try Message(frame: frame) {
-                case .chunkData(let chunk):
-                    reply = receiver.receive(chunk)
-                case .fileDone(let done):
-                    do {
-                        try receiver.finishFile(job: done.place.job, path: done.place.path, mode: done.mode,
-                                                mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds)
-                        reply = .chunkAck(ChunkAck(place: done.place))
-                    } catch {
-                        reply = .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: "\(error)"))
-                    }
-                case .error:
-                    return
-                default:
+                let message = try Message(frame: frame)
+                if case .error = message { return }
+                guard let reply = receiver.handle(message) else {
                     try await outbound.write(Message.error(ErrorMessage(.unexpected(frame.type, state: "receiving chunks"))).frame())
                     return
                 }

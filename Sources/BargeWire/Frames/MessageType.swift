@@ -1,5 +1,5 @@
 /// The message type byte of a frame. A decoder refuses any other value with an error frame and a
-/// close. Further families (tasks, scans, chunks) are added with their messages.
+/// close. docs/protocol.md lists them by family.
 public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     case hello = 0x01
     case challenge = 0x02
@@ -8,10 +8,21 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case register = 0x10
     case registered = 0x11
     case heartbeat = 0x12
+    case scanRequest = 0x20
+    case scanReply = 0x21
+    case taskAssign = 0x30
+    case taskProgress = 0x31
+    case taskDone = 0x32
+    case taskFailed = 0x33
+    case cancelJob = 0x34
+    case verifyRequest = 0x38
+    case verifyReply = 0x39
     case chunkData = 0x42
     case chunkAck = 0x43
     case chunkNack = 0x44
     case fileDone = 0x45
+    case makeEntry = 0x46
+    case chunkRepair = 0x47
     case error = 0x7F
 
     public var description: String {
@@ -23,10 +34,21 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .register: "register"
         case .registered: "registered"
         case .heartbeat: "heartbeat"
+        case .scanRequest: "scan request"
+        case .scanReply: "scan reply"
+        case .taskAssign: "task assign"
+        case .taskProgress: "task progress"
+        case .taskDone: "task done"
+        case .taskFailed: "task failed"
+        case .cancelJob: "cancel job"
+        case .verifyRequest: "verify request"
+        case .verifyReply: "verify reply"
         case .chunkData: "chunk data"
         case .chunkAck: "chunk ack"
         case .chunkNack: "chunk nack"
         case .fileDone: "file done"
+        case .makeEntry: "make entry"
+        case .chunkRepair: "chunk repair"
         case .error: "error"
         }
     }

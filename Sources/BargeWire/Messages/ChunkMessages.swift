@@ -48,6 +48,8 @@ public struct ChunkNack: Hashable, Sendable {
         case writeFailed = 2
         case refusedPath = 3
         case malformed = 4
+        /// `file done` came before every byte of the file had arrived: send the file again.
+        case incomplete = 5
     }
 
     public var place: ChunkPlace
@@ -71,6 +73,17 @@ extension PayloadReader {
     }
 }
 
+extension PayloadReader {
+    /// `chunk data` and `chunk repair`: the place, file size, id, then the encoded chunk to the end.
+    mutating func chunkData() throws(WireError) -> ChunkData {
+        let place = try place()
+        let size = try integer(UInt64.self, "file size")
+        let id = try bytes(32, "chunk id")
+        let encoded = buffer.readSlice(length: buffer.readableBytes)!
+        return ChunkData(place: place, fileSize: size, id: id, encoded: encoded)
+    }
+}
+
 extension ByteBuffer {
     mutating func writePlace(_ p: ChunkPlace) {
         precondition(p.job.utf8.count <= ChunkPlace.maxJobLength && p.path.utf8.count <= ChunkPlace.maxPathLength)
@@ -80,16 +93,19 @@ extension ByteBuffer {
     }
 }
 
-/// Every chunk of a file has been acked: the receiver makes it durable and gives it its final name,
-/// mode and mtime, then answers `chunk ack` for the same place (offset 0) or `chunk nack`.
+/// Every chunk of a file has been acked: the receiver checks that all `size` bytes arrived, makes
+/// the file durable and gives it its final name, mode and mtime, then answers `chunk ack` for the
+/// same place (offset 0) or `chunk nack`. A file of size 0 needs no chunk before it.
 public struct FileDone: Hashable, Sendable {
     public var place: ChunkPlace
+    public var size: UInt64
     public var mode: UInt32
     public var mtimeSeconds: Int64
     public var mtimeNanoseconds: Int32
 
-    public init(place: ChunkPlace, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
+    public init(place: ChunkPlace, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
         self.place = place
+        self.size = size
         self.mode = mode
         self.mtimeSeconds = mtimeSeconds
         self.mtimeNanoseconds = mtimeNanoseconds

@@ -10,10 +10,22 @@ public enum Message: Hashable, Sendable {
     case register(Register)
     case registered(Registered)
     case heartbeat(Heartbeat)
+    case scanRequest(ScanRequest)
+    case scanReply(ScanReply)
+    case taskAssign(TaskAssign)
+    case taskProgress(TaskProgress)
+    case taskDone(TaskDone)
+    case taskFailed(TaskFailed)
+    case cancelJob(CancelJob)
+    case verifyRequest(VerifyRequest)
+    case verifyReply(VerifyReply)
     case chunkData(ChunkData)
     case chunkAck(ChunkAck)
     case chunkNack(ChunkNack)
     case fileDone(FileDone)
+    case makeEntry(MakeEntry)
+    /// A verified chunk written in place into a finished file (`verify --repair`); same payload as `chunk data`.
+    case chunkRepair(ChunkData)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -25,10 +37,21 @@ public enum Message: Hashable, Sendable {
         case .register: .register
         case .registered: .registered
         case .heartbeat: .heartbeat
+        case .scanRequest: .scanRequest
+        case .scanReply: .scanReply
+        case .taskAssign: .taskAssign
+        case .taskProgress: .taskProgress
+        case .taskDone: .taskDone
+        case .taskFailed: .taskFailed
+        case .cancelJob: .cancelJob
+        case .verifyRequest: .verifyRequest
+        case .verifyReply: .verifyReply
         case .chunkData: .chunkData
         case .chunkAck: .chunkAck
         case .chunkNack: .chunkNack
         case .fileDone: .fileDone
+        case .makeEntry: .makeEntry
+        case .chunkRepair: .chunkRepair
         case .error: .error
         }
     }
@@ -73,11 +96,29 @@ public enum Message: Hashable, Sendable {
             let sequence = try r.integer(UInt64.self, "sequence")
             self = .heartbeat(Heartbeat(sequence: sequence, inFlight: try r.integer(UInt32.self, "in flight")))
         case .chunkData:
-            let place = try r.place()
-            let size = try r.integer(UInt64.self, "file size")
-            let id = try r.bytes(32, "chunk id")
-            let encoded = r.buffer.readSlice(length: r.buffer.readableBytes)!
-            self = .chunkData(ChunkData(place: place, fileSize: size, id: id, encoded: encoded))
+            self = .chunkData(try r.chunkData())
+        case .chunkRepair:
+            self = .chunkRepair(try r.chunkData())
+        case .scanRequest:
+            self = .scanRequest(try ScanRequest(from: &r))
+        case .scanReply:
+            self = .scanReply(try ScanReply(from: &r))
+        case .taskAssign:
+            self = .taskAssign(try TaskAssign(from: &r))
+        case .taskProgress:
+            self = .taskProgress(try TaskProgress(from: &r))
+        case .taskDone:
+            self = .taskDone(try TaskDone(from: &r))
+        case .taskFailed:
+            self = .taskFailed(try TaskFailed(from: &r))
+        case .cancelJob:
+            self = .cancelJob(try CancelJob(from: &r))
+        case .verifyRequest:
+            self = .verifyRequest(try VerifyRequest(from: &r))
+        case .verifyReply:
+            self = .verifyReply(try VerifyReply(from: &r))
+        case .makeEntry:
+            self = .makeEntry(try MakeEntry(from: &r))
         case .chunkAck:
             self = .chunkAck(ChunkAck(place: try r.place()))
         case .chunkNack:
@@ -87,11 +128,12 @@ public enum Message: Hashable, Sendable {
             self = .chunkNack(ChunkNack(place: place, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength)))
         case .fileDone:
             let place = try r.place()
+            let size = try r.integer(UInt64.self, "file size")
             let mode = try r.integer(UInt32.self, "mode")
             let seconds = try r.integer(Int64.self, "mtime seconds")
             let nanos = try r.integer(Int32.self, "mtime nanoseconds")
             guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(.fileDone, "mode or mtime out of range") }
-            self = .fileDone(FileDone(place: place, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos))
+            self = .fileDone(FileDone(place: place, size: size, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos))
         case .error:
             let code = ErrorCode(rawValue: try r.integer(UInt16.self, "code"))
             self = .error(ErrorMessage(code: code, reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength)))
@@ -137,13 +179,33 @@ public enum Message: Hashable, Sendable {
         case .heartbeat(let m):
             b.writeInteger(m.sequence)
             b.writeInteger(m.inFlight)
-        case .chunkData(let m):
+        case .chunkData(let m), .chunkRepair(let m):
             precondition(m.id.count == 32)
             b.writePlace(m.place)
             b.writeInteger(m.fileSize)
             b.writeBytes(m.id)
             var encoded = m.encoded
             b.writeBuffer(&encoded)
+        case .scanRequest(let m):
+            m.write(to: &b)
+        case .scanReply(let m):
+            m.write(to: &b)
+        case .taskAssign(let m):
+            m.write(to: &b)
+        case .taskProgress(let m):
+            m.write(to: &b)
+        case .taskDone(let m):
+            m.write(to: &b)
+        case .taskFailed(let m):
+            m.write(to: &b)
+        case .cancelJob(let m):
+            m.write(to: &b)
+        case .verifyRequest(let m):
+            m.write(to: &b)
+        case .verifyReply(let m):
+            m.write(to: &b)
+        case .makeEntry(let m):
+            m.write(to: &b)
         case .chunkAck(let m):
             b.writePlace(m.place)
         case .chunkNack(let m):
@@ -152,6 +214,7 @@ public enum Message: Hashable, Sendable {
             b.writeWireString(m.detail)
         case .fileDone(let m):
             b.writePlace(m.place)
+            b.writeInteger(m.size)
             b.writeInteger(m.mode)
             b.writeInteger(m.mtimeSeconds)
             b.writeInteger(m.mtimeNanoseconds)

@@ -1,0 +1,106 @@
+import BargeWire
+import Logging
+import NIOConcurrencyHelpers
+
+/// Everything an agent does for the coordinator: scans, units and verifications, each in its
+/// own task off the event loop, with their reports going out through the `Outbox`. It outlives
+/// any one coordinator connection, so units keep running while the coordinator is away.
+public final class AgentWork: Sendable {
+    public struct Settings: Sendable {
+        public var root: String
+        public var name: String
+        public var token: ClusterToken
+        public var sender: UnitSender.Settings
+        public var progressInterval: Duration
+
+        public init(root: String, name: String, token: ClusterToken, sender: UnitSender.Settings = .init(),
+                    progressInterval: Duration = .milliseconds(500)) {
+            self.root = root
+            self.name = name
+            self.token = token
+            self.sender = sender
+            self.progressInterval = progressInterval
+        }
+    }
+
+    private struct Running {
+        let task: Task<Void, Never>
+        let progress: UnitProgress
+    }
+
+    public let settings: Settings
+    public let outbox = Outbox()
+    public let sources: SourcePool
+    private let logger: Logger
+    private let running = NIOLockedValueBox<[String: Running]>([:])
+
+    /// `sources` makes each worker's chunk source (with the fault injection, if any).
+    public init(settings: Settings, sources: SourcePool, logger: Logger = Logger(label: "barge.agent")) {
+        self.settings = settings
+        self.sources = sources
+        self.logger = logger
+    }
+
+    /// Units in progress.
+    public var inFlight: Int { running.withLockedValue { $0.count } }
+
+    private static func key(_ job: String, _ unit: UInt64) -> String { "\(job)/\(unit)" }
+
+    /// Handles one message from the coordinator; false if it is not one an agent takes.
+    public func handle(_ message: Message) -> Bool {
+        let outbox = outbox, root = settings.root
+        switch message {
+        case .scanRequest(let request):
+            Task.detached {
+                for page in TreeListing.replies(to: request, root: root) { outbox.send(.scanReply(page)) }
+            }
+        case .verifyRequest(let request):
+            Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root))) }
+        case .taskAssign(let task):
+            start(task)
+        case .cancelJob(let cancel):
+            let prefix = cancel.job + "/"
+            let cancelled = running.withLockedValue { r in r.filter { $0.key.hasPrefix(prefix) }.map(\.value.task) }
+            cancelled.forEach { $0.cancel() }
+            if !cancelled.isEmpty { logger.notice("job \(cancel.job) cancelled: stopping \(cancelled.count) units") }
+        default:
+            return false
+        }
+        return true
+    }
+
+    private func start(_ task: TaskAssign) {
+        let key = Self.key(task.job, task.unit)
+        let progress = UnitProgress()
+        let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name)
+        let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress)
+        let outbox = outbox, logger = logger, running = running
+        running.withLockedValue { r in
+            guard r[key] == nil else { return }  // the same unit assigned twice (a report crossed a reconnect)
+            let work = Task.detached {
+                let report: Message
+                do throws(UnitFailure) {
+                    report = .taskDone(try await sender.run())
+                } catch {
+                    logger.warning("unit \(task.unit) of job \(task.job) failed: \(error.description)")
+                    report = .taskFailed(TaskFailed(job: task.job, unit: task.unit, retryable: error.retryable, reason: error.description))
+                }
+                running.withLockedValue { _ = $0.removeValue(forKey: key) }
+                outbox.send(report)
+            }
+            r[key] = Running(task: work, progress: progress)
+        }
+    }
+
+    /// Sends each running unit's progress, every `progressInterval`, until cancelled.
+    func reportProgress() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: settings.progressInterval)
+            let snapshot = running.withLockedValue { r in r.map { ($0.key, $0.value.progress.snapshot) } }
+            for (key, p) in snapshot {
+                guard let slash = key.lastIndex(of: "/"), let unit = UInt64(key[key.index(after: slash)...]) else { continue }
+                outbox.send(.taskProgress(TaskProgress(job: String(key[..<slash]), unit: unit, bytesDone: p.bytesDone, wireBytes: p.wireBytes)))
+            }
+        }
+    }
+}

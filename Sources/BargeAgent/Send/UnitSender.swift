@@ -1,0 +1,207 @@
+import BargeCodec
+import BargeStore
+import BargeWire
+import NIOConcurrencyHelpers
+
+/// Why a unit stopped. `retryable` failures (a corrupt chunk past its attempts, a dropped
+/// connection, a write error at the destination) go back to the coordinator for another lane;
+/// the others (a path outside a root, a source file that changed) fail the job.
+public struct UnitFailure: Error, CustomStringConvertible {
+    public let retryable: Bool
+    public let description: String
+}
+
+/// Runs one unit at the source agent: its steps shared out over several parallel streams to the
+/// destination agent, each stream sending one message at a time and waiting for its ack. A chunk
+/// nacked as corrupt is read and sent again, up to `maxAttempts` times. A file is finished (`file
+/// done`) on the stream that got its last chunk's ack, so it is only renamed once every byte is in.
+public struct UnitSender: Sendable {
+    public struct Settings: Sendable {
+        public var streams: Int
+        public var maxAttempts: Int
+
+        public init(streams: Int = 4, maxAttempts: Int = 4) {
+            self.streams = streams
+            self.maxAttempts = maxAttempts
+        }
+    }
+
+    public let task: TaskAssign
+    public let client: DataPlaneClient
+    public let sources: SourcePool
+    public let settings: Settings
+    public let progress: UnitProgress
+
+    public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress) {
+        self.task = task
+        self.client = client
+        self.sources = sources
+        self.settings = settings
+        self.progress = progress
+    }
+
+    /// Runs the unit to `task done`, or throws `UnitFailure`.
+    public func run() async throws(UnitFailure) -> TaskDone {
+        let plan = UnitPlan(task)
+        let queue = StepQueue(plan)
+        let streams = max(1, min(settings.streams, plan.steps.count))
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<streams {
+                    group.addTask { try await client.withStream { stream in try await work(stream, queue) } }
+                }
+                try await group.waitForAll()
+            }
+        } catch let failure as UnitFailure {
+            throw failure
+        } catch let changed as SourceChanged {
+            throw UnitFailure(retryable: false, description: changed.description)
+        } catch let store as StoreError {
+            throw UnitFailure(retryable: false, description: "source: \(store)")
+        } catch {
+            throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : "data plane to \(task.destination.name) at \(task.destination.host):\(task.destination.port): \(error)")
+        }
+        return progress.done(task)
+    }
+
+    private func work(_ stream: ChunkStream, _ queue: StepQueue) async throws {
+        let source = sources.take()
+        defer { sources.give(source) }
+        source.codec = (try? CodecChoice(name: task.codec)) ?? .auto
+        while !Task.isCancelled, let step = queue.next() {
+            switch step {
+            case .entry(let i):
+                try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry))), task.files[i])
+            case .finish(let i):
+                try await finish(i, stream)
+            case .chunk(let i, let offset, let length):
+                let file = task.files[i]
+                var attempt = 0
+                while true {
+                    attempt += 1
+                    let data = try source.chunk(
+                        sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
+                        mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
+                        destination: ChunkPlace(job: task.job, path: file.entry.path, offset: offset))
+                    let wire = UInt64(data.encoded.readableBytes)
+                    let reply = try await stream.send(file.repair ? .chunkRepair(data) : .chunkData(data))
+                    progress.sent(wire)
+                    if case .chunkNack(let nack) = reply, nack.reason == .corrupt, attempt < settings.maxAttempts {
+                        progress.refetched()
+                        continue
+                    }
+                    try expectAck(reply, file)
+                    let last = queue.acked(file: i)
+                    progress.acked(ChunkReport(file: UInt32(i), offset: offset, length: UInt32(length), id: data.id),
+                                   codec: source.lastCodec.description, raw: UInt64(length), encoded: wire)
+                    if last && file.finish && !file.repair { try await finish(i, stream) }
+                    break
+                }
+            }
+        }
+    }
+
+    private func finish(_ i: Int, _ stream: ChunkStream) async throws {
+        let e = task.files[i].entry
+        let done = FileDone(place: ChunkPlace(job: task.job, path: e.path, offset: 0), size: e.size, mode: e.mode,
+                            mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
+        try expectAck(try await stream.send(.fileDone(done)), task.files[i])
+    }
+
+    private func expectAck(_ reply: Message, _ file: TaskFile) throws(UnitFailure) {
+        switch reply {
+        case .chunkAck:
+            return
+        case .chunkNack(let nack):
+            let retryable = nack.reason == .corrupt || nack.reason == .writeFailed || nack.reason == .incomplete
+            throw UnitFailure(retryable: retryable, description: "\(task.destination.name) refused \(file.entry.path): \(nack.detail)")
+        default:
+            throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of an ack")
+        }
+    }
+}
+
+/// The steps of a unit, handed out to its streams, and the count of chunks still to be acked per file.
+final class StepQueue: Sendable {
+    private struct State {
+        var next = 0
+        var remaining: [Int]
+    }
+    private let steps: [UnitPlan.Step]
+    private let state: NIOLockedValueBox<State>
+
+    init(_ plan: UnitPlan) {
+        steps = plan.steps
+        state = NIOLockedValueBox(State(remaining: plan.chunksPerFile))
+    }
+
+    func next() -> UnitPlan.Step? {
+        state.withLockedValue { s in
+            guard s.next < steps.count else { return nil }
+            defer { s.next += 1 }
+            return steps[s.next]
+        }
+    }
+
+    /// Records an acked chunk of `file`; true when it was the file's last.
+    func acked(file: Int) -> Bool {
+        state.withLockedValue { s in
+            s.remaining[file] -= 1
+            return s.remaining[file] == 0
+        }
+    }
+}
+
+/// A unit's running totals: read by the progress ticker while the unit runs, and turned into
+/// `task done` at the end.
+public final class UnitProgress: Sendable {
+    private struct State {
+        var bytesDone: UInt64 = 0
+        var wireBytes: UInt64 = 0
+        var refetched: UInt32 = 0
+        var codecs: [String: CodecUsage] = [:]
+        var chunks: [ChunkReport] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    public init() {}
+
+    func sent(_ wire: UInt64) { state.withLockedValue { $0.wireBytes += wire } }
+    func refetched() { state.withLockedValue { $0.refetched += 1 } }
+
+    func acked(_ report: ChunkReport, codec: String, raw: UInt64, encoded: UInt64) {
+        state.withLockedValue { s in
+            s.bytesDone += raw
+            s.chunks.append(report)
+            var usage = s.codecs[codec] ?? CodecUsage(codec: codec, chunks: 0, rawBytes: 0, encodedBytes: 0)
+            usage.chunks += 1
+            usage.rawBytes += raw
+            usage.encodedBytes += encoded
+            s.codecs[codec] = usage
+        }
+    }
+
+    public var snapshot: (bytesDone: UInt64, wireBytes: UInt64) {
+        state.withLockedValue { ($0.bytesDone, $0.wireBytes) }
+    }
+
+    func done(_ task: TaskAssign) -> TaskDone {
+        state.withLockedValue { s in
+            TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
+                     codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) })
+        }
+    }
+}
+
+/// Chunk sources reused across units, so each keeps its buffers and its selector's calibration.
+public final class SourcePool: Sendable {
+    private let make: @Sendable () -> ChunkSource
+    private let idle = NIOLockedValueBox<[ChunkSource]>([])
+
+    public init(make: @escaping @Sendable () -> ChunkSource) {
+        self.make = make
+    }
+
+    func take() -> ChunkSource { idle.withLockedValue { $0.popLast() } ?? make() }
+    func give(_ source: ChunkSource) { idle.withLockedValue { $0.append(source) } }
+}

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Creates what a transfer produces besides regular files: directories (empty ones too) and
+/// symbolic links, plus the parent directories every destination path needs. Links are created
+/// under a temporary name and renamed into place, so a half-made link never shows.
+public enum DestinationEntries {
+    /// Access time left alone: UTIME_OMIT, a macro Swift cannot import ((1 << 30) - 2 on Linux).
+    static let omitTime = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)
+
+    /// Creates each missing directory above `path` (mode 0755); existing ones are left as they are.
+    public static func createParents(of path: RootedPath) throws(StoreError) {
+        var dir = path.root
+        for component in path.components.dropLast() {
+            dir += "/" + component
+            if mkdir(dir, 0o755) != 0, errno != EEXIST { throw .system(operation: "create directory", path: dir, errno: errno) }
+        }
+    }
+
+    /// Creates the directory if missing, then gives it `mode` and `mtime`. An existing
+    /// non-directory under that name is an error, never replaced.
+    public static func makeDirectory(_ path: RootedPath, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
+        guard !path.components.isEmpty else { return }
+        try createParents(of: path)
+        if mkdir(path.absolute, 0o700) != 0, errno != EEXIST { throw .system(operation: "create directory", path: path.relative, errno: errno) }
+        var st = stat()
+        guard lstat(path.absolute, &st) == 0 else { throw .system(operation: "stat", path: path.relative, errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw .invalidPath(path: path.relative, reason: "exists and is not a directory") }
+        guard chmod(path.absolute, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
+        var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+        guard utimensat(AT_FDCWD, path.absolute, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
+            throw .system(operation: "set mtime of", path: path.relative, errno: errno)
+        }
+    }
+
+    /// Creates the link `name` in `parent` pointing at `target` (stored as is, never followed),
+    /// replacing an existing link or file of that name but never a directory.
+    public static func makeSymlink(in parent: RootedPath, name: String, target: String, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else { throw .invalidPath(path: name, reason: "not a file name") }
+        let display = parent.components.isEmpty ? name : parent.relative + "/" + name
+        let dirPath = RootedPath(root: parent.root, components: parent.components + [name])
+        try createParents(of: dirPath)
+        let dirfd = open(parent.absolute, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dirfd >= 0 else { throw .system(operation: "open directory", path: parent.relative, errno: errno) }
+        defer { close(dirfd) }
+        var st = stat()
+        if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {
+            throw .invalidPath(path: display, reason: "a directory is in the way of the symbolic link")
+        }
+        let temporary = ".\(name).barge-link-\(getpid())"
+        unlinkat(dirfd, temporary, 0)
+        guard symlinkat(target, dirfd, temporary) == 0 else { throw .system(operation: "create symbolic link", path: display, errno: errno) }
+        var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+        guard utimensat(dirfd, temporary, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
+            let e = errno
+            unlinkat(dirfd, temporary, 0)
+            throw .system(operation: "set mtime of", path: display, errno: e)
+        }
+        guard renameat(dirfd, temporary, dirfd, name) == 0 else {
+            let e = errno
+            unlinkat(dirfd, temporary, 0)
+            throw .system(operation: "rename", path: display, errno: e)
+        }
+    }
+
+    /// Writes verified bytes in place into a finished file (`verify --repair`), then syncs it and
+    /// puts its mtime back. The file must exist with exactly `size` bytes; it is never created.
+    public static func repair(_ path: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
+        let fd = open(path.absolute, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw .system(operation: "open for repair", path: path.relative, errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .system(operation: "stat", path: path.relative, errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else {
+            throw .invalidPath(path: path.relative, reason: "is not a regular file of \(size) bytes; it cannot be repaired in place")
+        }
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system(operation: "write", path: path.relative, errno: errno)
+            }
+            done += n
+        }
+        guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: path.relative, errno: errno) }
+        var times = [omitTime, st.st_mtim]
+        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
+    }
+}

@@ -1,0 +1,60 @@
+import NIOCore
+
+/// The coordinator asks a source agent to list the tree at `path` (under the agent's root).
+public struct ScanRequest: Hashable, Sendable, PayloadCodable {
+    public var request: UInt64
+    public var path: String
+
+    public init(request: UInt64, path: String) {
+        self.request = request
+        self.path = path
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        request = try r.integer(UInt64.self, "request")
+        path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeInteger(request)
+        b.writeWireString(path)
+    }
+}
+
+/// One page of a scan's answer; the last page has `final` set. A scan that failed answers one
+/// final page with `error` set and no entries. `skipped` names entries that cannot be
+/// transferred (devices, sockets, FIFOs, names that are not UTF-8), with the reason.
+public struct ScanReply: Hashable, Sendable, PayloadCodable {
+    /// Entries per page, so that a page stays far below the frame limit.
+    public static let pageSize = 1024
+
+    public var request: UInt64
+    public var final: Bool
+    public var error: String
+    public var entries: [FileEntry]
+    public var skipped: [String]
+
+    public init(request: UInt64, final: Bool, error: String = "", entries: [FileEntry] = [], skipped: [String] = []) {
+        self.request = request
+        self.final = final
+        self.error = error.truncatedUTF8(ErrorMessage.maxReasonLength)
+        self.entries = entries
+        self.skipped = skipped.map { $0.truncatedUTF8(ErrorMessage.maxReasonLength) }
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        request = try r.integer(UInt64.self, "request")
+        final = try r.flag("final")
+        error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
+        entries = try r.list("entries", minimumSize: FileEntry.minimumSize) { (r: inout PayloadReader) throws(WireError) in try FileEntry(from: &r) }
+        skipped = try r.list("skipped", minimumSize: 2) { (r: inout PayloadReader) throws(WireError) in try r.string("skipped", maxLength: ErrorMessage.maxReasonLength) }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeInteger(request)
+        b.writeFlag(final)
+        b.writeWireString(error)
+        b.writeList(entries) { b, e in e.write(to: &b) }
+        b.writeList(skipped) { b, s in b.writeWireString(s) }
+    }
+}

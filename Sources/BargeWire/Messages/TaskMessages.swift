@@ -1,0 +1,268 @@
+import NIOCore
+
+/// Where a source agent sends a unit's chunks: the destination agent's name and data-plane address.
+public struct DataPeer: Hashable, Sendable {
+    public var name: String
+    public var host: String
+    public var port: UInt16
+
+    public init(name: String, host: String, port: UInt16) {
+        self.name = name
+        self.host = host
+        self.port = port
+    }
+}
+
+/// One file (or directory, or link) of a unit: where to read it, the entry to produce at the
+/// destination, and the byte range this unit covers. `finish` asks the sender to send `file done`
+/// once every chunk of the range is acked (the unit holds the whole file, or is the file's last
+/// step); `repair` sends the range as `chunk repair`, into the finished file.
+public struct TaskFile: Hashable, Sendable, Codable {
+    public var sourcePath: String
+    /// `path` is the destination path, relative to the destination agent's root; size, mode and
+    /// mtime are those the scan saw, and the sender checks them again on every read.
+    public var entry: FileEntry
+    public var offset: UInt64
+    public var length: UInt64
+    public var finish: Bool
+    public var repair: Bool
+
+    public init(sourcePath: String, entry: FileEntry, offset: UInt64 = 0, length: UInt64, finish: Bool, repair: Bool = false) {
+        self.sourcePath = sourcePath
+        self.entry = entry
+        self.offset = offset
+        self.length = length
+        self.finish = finish
+        self.repair = repair
+    }
+}
+
+/// The coordinator hands one unit of a job to a source agent.
+public struct TaskAssign: Hashable, Sendable, PayloadCodable {
+    public var job: String
+    public var unit: UInt64
+    public var destination: DataPeer
+    /// `auto`, `none`, `lz4`, `zstd-N` or a filter form, as `CodecChoice` parses.
+    public var codec: String
+    /// Chunk size in bytes for the ranges of this unit.
+    public var chunkSize: UInt32
+    public var files: [TaskFile]
+
+    public init(job: String, unit: UInt64, destination: DataPeer, codec: String, chunkSize: UInt32, files: [TaskFile]) {
+        self.job = job
+        self.unit = unit
+        self.destination = destination
+        self.codec = codec
+        self.chunkSize = chunkSize
+        self.files = files
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
+        unit = try r.integer(UInt64.self, "unit")
+        let name = try r.string("destination name", maxLength: Register.maxNameLength)
+        let host = try r.string("destination host", maxLength: Register.maxNameLength)
+        destination = DataPeer(name: name, host: host, port: try r.integer(UInt16.self, "destination port"))
+        codec = try r.string("codec", maxLength: 64)
+        chunkSize = try r.integer(UInt32.self, "chunk size")
+        guard chunkSize > 0 else { throw .malformed(r.type, "chunk size is 0") }
+        files = try r.list("files", minimumSize: 2 + FileEntry.minimumSize + 17) { (r: inout PayloadReader) throws(WireError) in
+            let source = try r.string("source path", maxLength: ChunkPlace.maxPathLength)
+            let entry = try FileEntry(from: &r)
+            let offset = try r.integer(UInt64.self, "offset")
+            let length = try r.integer(UInt64.self, "length")
+            let flags = try r.integer(UInt8.self, "file flags")
+            guard flags & ~3 == 0 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
+            guard offset <= entry.size, length <= entry.size - offset else {
+                throw .malformed(r.type, "range \(offset)+\(length) overruns \(entry.size) bytes of \(entry.path)")
+            }
+            return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0)
+        }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(job)
+        b.writeInteger(unit)
+        b.writeWireString(destination.name)
+        b.writeWireString(destination.host)
+        b.writeInteger(destination.port)
+        b.writeWireString(codec)
+        b.writeInteger(chunkSize)
+        b.writeList(files) { b, f in
+            b.writeWireString(f.sourcePath)
+            f.entry.write(to: &b)
+            b.writeInteger(f.offset)
+            b.writeInteger(f.length)
+            b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0)))
+        }
+    }
+}
+
+/// Sent by the source agent while a unit runs: cumulative raw bytes acked and payload bytes sent.
+public struct TaskProgress: Hashable, Sendable, PayloadCodable {
+    public var job: String
+    public var unit: UInt64
+    public var bytesDone: UInt64
+    public var wireBytes: UInt64
+
+    public init(job: String, unit: UInt64, bytesDone: UInt64, wireBytes: UInt64) {
+        self.job = job
+        self.unit = unit
+        self.bytesDone = bytesDone
+        self.wireBytes = wireBytes
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
+        unit = try r.integer(UInt64.self, "unit")
+        bytesDone = try r.integer(UInt64.self, "bytes done")
+        wireBytes = try r.integer(UInt64.self, "wire bytes")
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(job)
+        b.writeInteger(unit)
+        b.writeInteger(bytesDone)
+        b.writeInteger(wireBytes)
+    }
+}
+
+/// Raw and encoded bytes that one codec handled in a unit.
+public struct CodecUsage: Hashable, Sendable, Codable {
+    public var codec: String
+    public var chunks: UInt32
+    public var rawBytes: UInt64
+    public var encodedBytes: UInt64
+
+    public init(codec: String, chunks: UInt32, rawBytes: UInt64, encodedBytes: UInt64) {
+        self.codec = codec
+        self.chunks = chunks
+        self.rawBytes = rawBytes
+        self.encodedBytes = encodedBytes
+    }
+}
+
+/// A verified chunk: which file of the unit (index into its files), where, and its SHA-256 id.
+public struct ChunkReport: Hashable, Sendable {
+    public var file: UInt32
+    public var offset: UInt64
+    public var length: UInt32
+    public var id: [UInt8]
+
+    public init(file: UInt32, offset: UInt64, length: UInt32, id: [UInt8]) {
+        self.file = file
+        self.offset = offset
+        self.length = length
+        self.id = id
+    }
+
+    static let size = 4 + 8 + 4 + 32
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        file = try r.integer(UInt32.self, "chunk file")
+        offset = try r.integer(UInt64.self, "chunk offset")
+        length = try r.integer(UInt32.self, "chunk length")
+        id = try r.bytes(32, "chunk id")
+    }
+
+    func write(to b: inout ByteBuffer) {
+        precondition(id.count == 32)
+        b.writeInteger(file)
+        b.writeInteger(offset)
+        b.writeInteger(length)
+        b.writeBytes(id)
+    }
+}
+
+/// A unit finished: every chunk acked and every `finish` file renamed into place.
+public struct TaskDone: Hashable, Sendable, PayloadCodable {
+    public var job: String
+    public var unit: UInt64
+    public var bytes: UInt64
+    public var wireBytes: UInt64
+    /// Chunks sent again after a `corrupt` nack.
+    public var refetched: UInt32
+    public var codecs: [CodecUsage]
+    public var chunks: [ChunkReport]
+
+    public init(job: String, unit: UInt64, bytes: UInt64, wireBytes: UInt64, refetched: UInt32, codecs: [CodecUsage], chunks: [ChunkReport]) {
+        self.job = job
+        self.unit = unit
+        self.bytes = bytes
+        self.wireBytes = wireBytes
+        self.refetched = refetched
+        self.codecs = codecs
+        self.chunks = chunks
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
+        unit = try r.integer(UInt64.self, "unit")
+        bytes = try r.integer(UInt64.self, "bytes")
+        wireBytes = try r.integer(UInt64.self, "wire bytes")
+        refetched = try r.integer(UInt32.self, "refetched")
+        codecs = try r.list("codecs", minimumSize: 22) { (r: inout PayloadReader) throws(WireError) in
+            CodecUsage(codec: try r.string("codec", maxLength: 64), chunks: try r.integer(UInt32.self, "codec chunks"),
+                       rawBytes: try r.integer(UInt64.self, "raw bytes"), encodedBytes: try r.integer(UInt64.self, "encoded bytes"))
+        }
+        chunks = try r.list("chunks", minimumSize: ChunkReport.size) { (r: inout PayloadReader) throws(WireError) in try ChunkReport(from: &r) }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(job)
+        b.writeInteger(unit)
+        b.writeInteger(bytes)
+        b.writeInteger(wireBytes)
+        b.writeInteger(refetched)
+        b.writeList(codecs) { b, c in
+            b.writeWireString(c.codec)
+            b.writeInteger(c.chunks)
+            b.writeInteger(c.rawBytes)
+            b.writeInteger(c.encodedBytes)
+        }
+        b.writeList(chunks) { b, c in c.write(to: &b) }
+    }
+}
+
+/// A unit could not finish. `retryable` units go back to pending (another lane, or later);
+/// the others fail the job with `reason` (a source file that changed, a path outside the root).
+public struct TaskFailed: Hashable, Sendable, PayloadCodable {
+    public var job: String
+    public var unit: UInt64
+    public var retryable: Bool
+    public var reason: String
+
+    public init(job: String, unit: UInt64, retryable: Bool, reason: String) {
+        self.job = job
+        self.unit = unit
+        self.retryable = retryable
+        self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength)
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
+        unit = try r.integer(UInt64.self, "unit")
+        retryable = try r.flag("retryable")
+        reason = try r.string("reason", maxLength: ErrorMessage.maxReasonLength)
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(job)
+        b.writeInteger(unit)
+        b.writeFlag(retryable)
+        b.writeWireString(reason)
+    }
+}
+
+/// The coordinator tells agents to stop a job's units.
+public struct CancelJob: Hashable, Sendable, PayloadCodable {
+    public var job: String
+
+    public init(job: String) { self.job = job }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
+    }
+
+    func write(to b: inout ByteBuffer) { b.writeWireString(job) }
+}

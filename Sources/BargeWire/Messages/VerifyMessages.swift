@@ -1,0 +1,98 @@
+import NIOCore
+
+/// The coordinator asks a destination agent to re-hash finished files against the journal's
+/// manifest: each file's expected size, and each chunk's range and SHA-256 id (`file` indexes
+/// `files`).
+public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
+    public struct File: Hashable, Sendable {
+        public var path: String
+        public var size: UInt64
+        public init(path: String, size: UInt64) {
+            self.path = path
+            self.size = size
+        }
+    }
+
+    public var request: UInt64
+    public var files: [File]
+    public var chunks: [ChunkReport]
+
+    public init(request: UInt64, files: [File], chunks: [ChunkReport]) {
+        self.request = request
+        self.files = files
+        self.chunks = chunks
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        request = try r.integer(UInt64.self, "request")
+        files = try r.list("files", minimumSize: 10) { (r: inout PayloadReader) throws(WireError) in
+            File(path: try r.string("path", maxLength: ChunkPlace.maxPathLength), size: try r.integer(UInt64.self, "size"))
+        }
+        let fileCount = files.count
+        chunks = try r.list("chunks", minimumSize: ChunkReport.size) { (r: inout PayloadReader) throws(WireError) in
+            let c = try ChunkReport(from: &r)
+            guard Int(c.file) < fileCount else { throw .malformed(r.type, "chunk names file \(c.file) of \(fileCount)") }
+            return c
+        }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeInteger(request)
+        b.writeList(files) { b, f in
+            b.writeWireString(f.path)
+            b.writeInteger(f.size)
+        }
+        b.writeList(chunks) { b, c in c.write(to: &b) }
+    }
+}
+
+/// What a verification found: bytes re-hashed, and each range that does not match (a chunk whose
+/// hash differs, or a whole file that is missing or of the wrong size, as offset 0 and its size).
+public struct VerifyReply: Hashable, Sendable, PayloadCodable {
+    public struct Mismatch: Hashable, Sendable {
+        public var file: UInt32
+        public var offset: UInt64
+        public var length: UInt64
+        public var reason: String
+        public init(file: UInt32, offset: UInt64, length: UInt64, reason: String) {
+            self.file = file
+            self.offset = offset
+            self.length = length
+            self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength)
+        }
+    }
+
+    public var request: UInt64
+    public var error: String
+    public var bytesChecked: UInt64
+    public var mismatches: [Mismatch]
+
+    public init(request: UInt64, error: String = "", bytesChecked: UInt64, mismatches: [Mismatch]) {
+        self.request = request
+        self.error = error.truncatedUTF8(ErrorMessage.maxReasonLength)
+        self.bytesChecked = bytesChecked
+        self.mismatches = mismatches
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        request = try r.integer(UInt64.self, "request")
+        error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
+        bytesChecked = try r.integer(UInt64.self, "bytes checked")
+        mismatches = try r.list("mismatches", minimumSize: 22) { (r: inout PayloadReader) throws(WireError) in
+            Mismatch(file: try r.integer(UInt32.self, "file"), offset: try r.integer(UInt64.self, "offset"),
+                     length: try r.integer(UInt64.self, "length"), reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength))
+        }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeInteger(request)
+        b.writeWireString(error)
+        b.writeInteger(bytesChecked)
+        b.writeList(mismatches) { b, m in
+            b.writeInteger(m.file)
+            b.writeInteger(m.offset)
+            b.writeInteger(m.length)
+            b.writeWireString(m.reason)
+        }
+    }
+}
