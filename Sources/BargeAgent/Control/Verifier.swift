@@ -50,7 +50,7 @@ enum Verifier {
                     return sha.finalize().bytes == c.id
                 }
                 checked += UInt64(length)
-                if !ok { mismatches.append(.init(file: index, offset: c.offset, length: UInt64(length), reason: "SHA-256 differs")) }
+                if !ok { mismatches.append(.init(file: index, offset: c.offset, length: UInt64(length), reason: VerifyReply.chunkDiffers)) }
             }
         }
         return VerifyReply(request: request.request, bytesChecked: checked, mismatches: mismatches)

@@ -1,3 +1,4 @@
+import BargeWire
 import Hummingbird
 
 /// One agent as `GET /v1/agents` and `barge agents --json` show it.
@@ -29,9 +30,30 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var chunksRefetched: Int64
     public var dedupBytes: Int64
     public var error: String?
+    /// Beyond the fields DESIGN.md fixes: where from and to, the codec asked for, the codec mix
+    /// so far, and when the job started and ended (Unix seconds).
+    public var source: String
+    public var destination: String
+    public var codec: String
+    public var codecs: [CodecMix]
+    public var startedAt: Double?
+    public var finishedAt: Double?
+
+    public struct CodecMix: Codable, Hashable, Sendable {
+        public var codec: String
+        public var chunks: UInt32
+        public var rawBytes: UInt64
+        public var encodedBytes: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case codec, chunks
+            case rawBytes = "raw_bytes", encodedBytes = "encoded_bytes"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error
+        case id, state, error, source, destination, codec, codecs
+        case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
         case chunksTotal = "chunks_total", chunksDone = "chunks_done", chunksRefetched = "chunks_refetched"
@@ -51,6 +73,12 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         chunksRefetched = r.chunksRefetched
         dedupBytes = r.dedupBytes
         error = r.error
+        source = "\(r.sourceSite):/\(r.sourcePath)"
+        destination = "\(r.destinationSite):/\(r.destinationPath)"
+        codec = r.codec
+        codecs = r.codecStats.map { CodecMix(codec: $0.codec, chunks: $0.chunks, rawBytes: $0.rawBytes, encodedBytes: $0.encodedBytes) }
+        startedAt = r.startedAt
+        finishedAt = r.finishedAt
     }
 
     /// `error` is always present in the JSON, null when there is none.
@@ -68,6 +96,12 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(chunksRefetched, forKey: .chunksRefetched)
         try c.encode(dedupBytes, forKey: .dedupBytes)
         try c.encode(error, forKey: .error)
+        try c.encode(source, forKey: .source)
+        try c.encode(destination, forKey: .destination)
+        try c.encode(codec, forKey: .codec)
+        try c.encode(codecs, forKey: .codecs)
+        try c.encodeIfPresent(startedAt, forKey: .startedAt)
+        try c.encodeIfPresent(finishedAt, forKey: .finishedAt)
     }
 }
 
@@ -78,3 +112,5 @@ public struct AgentList: Codable, Sendable, ResponseEncodable {
 public struct JobList: Codable, Sendable, ResponseEncodable {
     public var jobs: [JobStatus]
 }
+
+extension VerifyOutcome: ResponseEncodable {}

@@ -1,29 +1,74 @@
 import Hummingbird
 
 /// The coordinator's HTTP API (docs/openapi.yaml). Handlers only translate between HTTP and the
-/// directory and journal; decisions live there.
-public func buildRouter(directory: AgentDirectory, journal: Journal) -> Router<BasicRequestContext> {
+/// directory and scheduler; decisions live there.
+public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Router<BasicRequestContext> {
     let router = Router()
     router.get("/v1/agents") { _, _ -> AgentList in
         AgentList(agents: await directory.agents.map(AgentStatus.init))
     }
     router.get("/v1/jobs") { _, _ -> JobList in
-        JobList(jobs: try journal.jobs().map(JobStatus.init))
+        JobList(jobs: try await scheduler.statuses().map(JobStatus.init))
+    }
+    router.post("/v1/jobs") { request, context -> EditedResponse<JobStatus> in
+        let submit: SubmitRequest
+        do {
+            submit = try await request.decode(as: SubmitRequest.self, context: context)
+        } catch {
+            throw HTTPError(.badRequest, message: "the body must be JSON: {\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\"}")
+        }
+        let job = try await httpErrors { try await scheduler.submit(submit, id: JobID.make()) }
+        return EditedResponse(status: .created, response: JobStatus(job))
     }
     router.get("/v1/jobs/{id}") { _, context -> JobStatus in
         let id = try context.parameters.require("id")
-        guard let job = try journal.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+        guard let job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
         return JobStatus(job)
     }
     router.post("/v1/jobs/{id}/cancel") { _, context -> JobStatus in
         let id = try context.parameters.require("id")
-        do {
-            return JobStatus(try journal.apply(.cancel, to: id))
-        } catch JournalError.unknownJob {
-            throw HTTPError(.notFound, message: "no job \(id)")
-        } catch let error as JobTransitionError {
-            throw HTTPError(.conflict, message: error.description)
-        }
+        return JobStatus(try await httpErrors { try await scheduler.cancel(id) })
+    }
+    router.post("/v1/jobs/{id}/verify") { request, context -> VerifyOutcome in
+        let id = try context.parameters.require("id")
+        let repair = request.uri.queryParameters["repair"].map { $0 == "true" || $0 == "1" } ?? false
+        return try await httpErrors { try await scheduler.verify(id, repair: repair) }
+    }
+    router.get("/metrics") { _, _ -> Response in
+        let text = await scheduler.metrics.render()
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
     return router
+}
+
+/// Scheduler and journal errors as HTTP statuses, with the error's own message.
+private func httpErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as SchedulerError {
+        switch error {
+        case .unknownJob: throw HTTPError(.notFound, message: error.description)
+        case .unknownSite, .noAgentsUp, .invalid: throw HTTPError(.badRequest, message: error.description)
+        case .notVerifiable: throw HTTPError(.conflict, message: error.description)
+        case .agentUnavailable: throw HTTPError(.serviceUnavailable, message: error.description)
+        case .timedOut: throw HTTPError(.gatewayTimeout, message: error.description)
+        }
+    } catch let error as JournalError {
+        if case .unknownJob = error { throw HTTPError(.notFound, message: error.description) }
+        throw HTTPError(.internalServerError, message: error.description)
+    } catch let error as JobTransitionError {
+        throw HTTPError(.conflict, message: error.description)
+    }
+}
+
+/// Job ids: "j-" and 10 random hex digits, short enough to type.
+enum JobID {
+    static func make() -> String {
+        "j-" + String(UInt64.random(in: 0..<(1 << 40)), radix: 16).leftPadded(10)
+    }
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }

@@ -1,3 +1,5 @@
+import BargeWire
+import Foundation
 import GRDB
 
 /// The coordinator's durable record of jobs and their work units: `journal.sqlite` under
@@ -50,6 +52,28 @@ public final class Journal: Sendable {
             }
             try db.create(index: "units_by_state", on: "units", columns: ["jobId", "state"])
         }
+        m.registerMigration("v2: plans, codecs and chunk manifests") { db in
+            try db.alter(table: "jobs") { t in
+                t.add(column: "codec", .text).notNull().defaults(to: "auto")
+                t.add(column: "chunkSize", .integer).notNull().defaults(to: 1 << 20)
+                t.add(column: "codecStats", .text).notNull().defaults(to: "[]")
+                t.add(column: "startedAt", .double)
+                t.add(column: "finishedAt", .double)
+            }
+            try db.alter(table: "units") { t in
+                t.add(column: "kind", .text).notNull().defaults(to: UnitKind.range.rawValue)
+                t.add(column: "files", .text).notNull().defaults(to: "[]")
+                t.add(column: "dependsOn", .text)
+            }
+            try db.create(table: "chunks") { t in
+                t.column("jobId", .text).notNull().references("jobs", onDelete: .cascade)
+                t.column("path", .text).notNull()
+                t.column("offset", .integer).notNull()
+                t.column("length", .integer).notNull()
+                t.column("id", .blob).notNull()
+                t.primaryKey(["jobId", "path", "offset"])
+            }
+        }
         return m
     }
 
@@ -82,13 +106,20 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Records a planned job's units and totals together.
-    public func plan(_ id: String, units: [UnitRecord], filesTotal: Int64) throws {
+    /// Records a planned job's units and totals, and starts it, in one transaction.
+    public func plan(_ id: String, units: [UnitRecord], totals: PlanTotals, now: Double) throws {
         try pool.write { db in
             guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
+            job.state = try JobLifecycle.next(job.state, .start)
             for unit in units { try unit.insert(db) }
-            job.filesTotal = filesTotal
-            job.bytesTotal = units.reduce(0) { $0 + $1.length }
+            job.filesTotal = totals.files
+            job.bytesTotal = totals.bytes
+            job.chunksTotal = totals.chunks
+            job.startedAt = now
+            if units.isEmpty {
+                job.state = try JobLifecycle.next(job.state, .succeed)
+                job.finishedAt = now
+            }
             try job.update(db)
         }
     }
@@ -106,15 +137,87 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Marks a unit done and adds its bytes to the job, in one transaction.
-    public func complete(job id: String, unit: Int64, wireBytes: Int64) throws {
+    /// Marks a unit done with what its source agent reported, adds it to the job's counters and
+    /// chunk manifest, and finishes the job when it was the last unit, all in one transaction.
+    /// Returns the job, or nil when the report changes nothing (a duplicate after a retry, or a job
+    /// already cancelled or failed).
+    @discardableResult
+    public func complete(_ report: TaskDone, now: Double) throws -> JobRecord? {
         try pool.write { db in
-            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": id, "unitId": unit]) else { throw JournalError.unknownUnit(id, unit) }
-            guard u.state == .assigned else { return }  // a duplicate report after a retry changes nothing
+            let unitId = Int64(report.unit)
+            guard var job = try JobRecord.fetchOne(db, key: report.job), job.state == .running else { return nil }
+            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": report.job, "unitId": unitId]), u.state == .assigned else { return nil }
             u.state = .done
             try u.update(db)
-            try db.execute(sql: "UPDATE jobs SET bytesDone = bytesDone + ?, wireBytes = wireBytes + ? WHERE id = ?",
-                           arguments: [u.length, wireBytes, id])
+            for c in report.chunks where Int(c.file) < u.files.count {
+                try ChunkRecordRow(jobId: report.job, path: u.files[Int(c.file)].entry.path, offset: Int64(c.offset),
+                                   length: Int64(c.length), id: Data(c.id)).upsert(db)
+            }
+            job.bytesDone += Int64(report.bytes)
+            job.wireBytes += Int64(report.wireBytes)
+            job.chunksDone += Int64(report.chunks.count)
+            job.chunksRefetched += Int64(report.refetched)
+            job.filesDone += Int64(u.files.filter { $0.finish && $0.entry.kind != .directory }.count)
+            job.codecStats = CodecUsage.merge(job.codecStats, report.codecs)
+            let left = try UnitRecord.filter(Column("jobId") == report.job && Column("state") != UnitState.done.rawValue).fetchCount(db)
+            if left == 0 {
+                job.state = try JobLifecycle.next(job.state, .succeed)
+                job.finishedAt = now
+            }
+            try job.update(db)
+            return job
+        }
+    }
+
+    /// Puts an assigned unit back to pending (its lane failed); returns its attempts so far.
+    public func release(job id: String, unit: Int64) throws -> Int64 {
+        try pool.write { db in
+            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": id, "unitId": unit]) else { throw JournalError.unknownUnit(id, unit) }
+            if u.state == .assigned {
+                u.state = .pending
+                u.sourceAgent = nil
+                u.destinationAgent = nil
+                try u.update(db)
+            }
+            return u.attempts
+        }
+    }
+
+    /// Applies a terminal event (fail or cancel) and stamps the time.
+    @discardableResult
+    public func end(_ id: String, _ event: JobEvent, now: Double) throws -> JobRecord {
+        try pool.write { db in
+            guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
+            job.state = try JobLifecycle.next(job.state, event)
+            if case .fail(let reason) = event { job.error = reason }
+            job.finishedAt = job.finishedAt ?? now
+            try job.update(db)
+            return job
+        }
+    }
+
+    /// Every assigned unit back to pending: run when the coordinator starts, since no agent holds
+    /// work for a coordinator that was not running.
+    @discardableResult
+    public func releaseAllAssigned() throws -> Int {
+        try pool.write { db in
+            try UnitRecord.filter(Column("state") == UnitState.assigned.rawValue)
+                .updateAll(db, [Column("state").set(to: UnitState.pending.rawValue),
+                                Column("sourceAgent").set(to: nil), Column("destinationAgent").set(to: nil)])
+        }
+    }
+
+    /// Adds chunks sent again by `verify --repair` to the job's count.
+    public func addRefetched(_ id: String, _ count: Int) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE jobs SET chunksRefetched = chunksRefetched + ? WHERE id = ?", arguments: [count, id])
+        }
+    }
+
+    /// A job's chunk manifest, by path and offset.
+    public func chunks(job id: String) throws -> [ChunkRecordRow] {
+        try pool.read { db in
+            try ChunkRecordRow.filter(Column("jobId") == id).order(Column("path"), Column("offset")).fetchAll(db)
         }
     }
 

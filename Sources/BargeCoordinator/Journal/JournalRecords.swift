@@ -1,3 +1,5 @@
+import BargeWire
+import Foundation
 import GRDB
 
 /// A job as the journal stores it. The counters are those of `status --json`.
@@ -22,6 +24,14 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var error: String?
     /// Unix seconds.
     public var createdAt: Int64
+    /// `auto` or a fixed codec name.
+    public var codec: String = "auto"
+    public var chunkSize: Int64 = 1 << 20
+    /// Raw and encoded bytes per codec, summed over finished units.
+    public var codecStats: [CodecUsage] = []
+    /// Unix seconds, fractional: when planning ended, and when the job reached a terminal state.
+    public var startedAt: Double?
+    public var finishedAt: Double?
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id
@@ -41,6 +51,13 @@ public enum UnitState: String, Codable, Hashable, Sendable, DatabaseValueConvert
     case pending, assigned, done, failed
 }
 
+/// What a unit does. `files`: a batch of whole files and links; `range`: part of a large file;
+/// `finish`: `file done` for a large file once all its ranges are in; `directories`: every
+/// directory's mode and mtime, once everything else is done.
+public enum UnitKind: String, Codable, Hashable, Sendable, DatabaseValueConvertible {
+    case files, range, finish, directories
+}
+
 /// One unit of work and where it is.
 public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "units"
@@ -55,6 +72,12 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     public var sourceAgent: String?
     public var destinationAgent: String?
     public var attempts: Int64 = 0
+    public var kind: UnitKind = .range
+    /// What the source agent is told to send (`task assign`).
+    public var files: [TaskFile] = []
+    /// The unit waits until every other unit of the job with this destination path is done;
+    /// `*` waits for every other unit.
+    public var dependsOn: String?
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId
@@ -62,5 +85,62 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
         self.path = path
         self.offset = offset
         self.length = length
+    }
+
+    public init(jobId: String, unitId: Int64, kind: UnitKind, files: [TaskFile], dependsOn: String? = nil) {
+        self.init(jobId: jobId, unitId: unitId, path: files.first?.entry.path ?? "", offset: Int64(files.first?.offset ?? 0),
+                  length: Int64(files.reduce(0) { $0 + $1.length }))
+        self.kind = kind
+        self.files = files
+        self.dependsOn = dependsOn
+    }
+}
+
+/// A verified chunk of a finished file, as the manifest `verify` checks against.
+public struct ChunkRecordRow: Codable, Hashable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "chunks"
+
+    public var jobId: String
+    /// Destination path, relative to the destination agent's root.
+    public var path: String
+    public var offset: Int64
+    public var length: Int64
+    /// SHA-256 of the raw bytes.
+    public var id: Data
+
+    public init(jobId: String, path: String, offset: Int64, length: Int64, id: Data) {
+        self.jobId = jobId
+        self.path = path
+        self.offset = offset
+        self.length = length
+        self.id = id
+    }
+}
+
+/// Totals of a plan, as the job's counters start.
+public struct PlanTotals: Hashable, Sendable {
+    public var bytes: Int64
+    public var files: Int64
+    public var chunks: Int64
+
+    public init(bytes: Int64, files: Int64, chunks: Int64) {
+        self.bytes = bytes
+        self.files = files
+        self.chunks = chunks
+    }
+}
+
+extension CodecUsage {
+    /// Sums usage per codec name, sorted by name.
+    public static func merge(_ a: [CodecUsage], _ b: [CodecUsage]) -> [CodecUsage] {
+        var byName: [String: CodecUsage] = [:]
+        for u in a + b {
+            var sum = byName[u.codec] ?? CodecUsage(codec: u.codec, chunks: 0, rawBytes: 0, encodedBytes: 0)
+            sum.chunks += u.chunks
+            sum.rawBytes += u.rawBytes
+            sum.encodedBytes += u.encodedBytes
+            byName[u.codec] = sum
+        }
+        return byName.values.sorted { $0.codec < $1.codec }
     }
 }

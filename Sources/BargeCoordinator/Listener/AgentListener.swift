@@ -27,39 +27,41 @@ public struct AgentListenerConfiguration: Sendable {
 }
 
 /// Accepts agent connections: a `BargeServer` whose sessions are `AgentSession`s (register, then
-/// echoed heartbeats). Refused handshakes and failed sessions are logged with the peer's address.
+/// heartbeats and the agent's reports to the scheduler). Refused handshakes and failed sessions are logged with the peer's address.
 public final class AgentListener: Sendable {
     public let configuration: AgentListenerConfiguration
     public let directory: AgentDirectory
+    public let scheduler: Scheduler
     let logger: Logger
     private let server: BargeServer
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.localAddress }
 
-    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, logger: Logger, server: BargeServer) {
+    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, scheduler: Scheduler, logger: Logger, server: BargeServer) {
         self.configuration = configuration
         self.directory = directory
+        self.scheduler = scheduler
         self.logger = logger
         self.server = server
     }
 
     /// Binds the listening socket. Call `run()` to serve.
-    public static func bind(_ configuration: AgentListenerConfiguration, directory: AgentDirectory,
+    public static func bind(_ configuration: AgentListenerConfiguration, directory: AgentDirectory, scheduler: Scheduler,
                             logger: Logger = Logger(label: "barge.coordinator"),
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> AgentListener {
         let server = try await BargeServer.bind(
             host: configuration.host, port: configuration.port, token: configuration.token, name: configuration.name,
             handshakeTimeout: configuration.handshakeTimeout.timeAmount, group: group)
-        return AgentListener(configuration: configuration, directory: directory, logger: logger, server: server)
+        return AgentListener(configuration: configuration, directory: directory, scheduler: scheduler, logger: logger, server: server)
     }
 
     /// Serves until the task is cancelled or the listening socket closes. `run()` (the `Service`
     /// conformance) wraps it with graceful shutdown.
     func serve() async throws {
-        let directory = directory, configuration = configuration, logger = logger
+        let directory = directory, scheduler = scheduler, configuration = configuration, logger = logger
         try await server.serve(session: { peer, inbound, outbound in
-            try await AgentSession(session: peer.session, directory: directory, configuration: configuration, logger: logger)
+            try await AgentSession(session: peer.session, directory: directory, scheduler: scheduler, configuration: configuration, logger: logger)
                 .run(inbound: inbound, outbound: outbound)
         }, onError: { address, error in
             logger.warning(error is HandshakeFailure ? "refused connection from \(address): \(error)" : "connection from \(address) ended: \(error)")

@@ -2,11 +2,14 @@ import BargeWire
 import Logging
 import NIOCore
 
-/// One agent's connection after the handshake: `register`, then `heartbeat`s, each echoed.
-/// Anything else, or a refused registration, is answered with an error and ends the connection.
+/// One agent's connection after the handshake: `register`, then heartbeats (each echoed) and the
+/// agent's reports, which go to the scheduler; the scheduler's requests to the agent go out
+/// through this connection's one writer. Anything unexpected, or a refused registration, is
+/// answered with an error and ends the connection.
 struct AgentSession {
     let session: Session
     let directory: AgentDirectory
+    let scheduler: Scheduler
     let configuration: AgentListenerConfiguration
     let logger: Logger
 
@@ -25,7 +28,7 @@ struct AgentSession {
         }
         do {
             let outcome = try await directory.register(registration)
-            logger.notice("agent '\(registration.name)' of site '\(registration.site)' \(outcome == .new ? "registered" : "registered again"), root \(registration.root)")
+            logger.notice("agent '\(registration.name)' of site '\(registration.site)' \(outcome == .new ? "registered" : "registered again"), root \(registration.root), data plane \(registration.dataHost):\(registration.dataPort)")
         } catch {
             logger.warning("refused registration of '\(registration.name)': \(error)")
             return try await refuse(ErrorMessage(code: .unexpectedMessage, reason: error.description), outbound)
@@ -34,19 +37,34 @@ struct AgentSession {
             heartbeatIntervalMillis: UInt32(clamping: configuration.heartbeatInterval.wholeMilliseconds),
             agentTimeoutMillis: UInt32(clamping: configuration.agentTimeout.wholeMilliseconds))).frame())
 
-        while let frame = try await frames.next() {
-            switch try Message(frame: frame) {
-            case .heartbeat(let beat):
-                do {
-                    try await directory.heartbeat(name: registration.name)
-                } catch {
-                    return try await refuse(ErrorMessage(code: .unexpectedMessage, reason: error.description), outbound)
+        let (messages, sink) = AsyncStream.makeStream(of: Message.self)
+        let connection = await scheduler.attach(registration, sink: sink)
+        defer { Task { [scheduler] in await scheduler.detach(registration.name, connection: connection) } }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                for await message in messages { try await outbound.write(message.frame()) }
+            }
+            // The writer drains what is queued (a last error included), then ends with the stream.
+            defer { sink.finish() }
+            while let frame = try await frames.next() {
+                let message = try Message(frame: frame)
+                switch message {
+                case .heartbeat(let beat):
+                    do {
+                        try await directory.heartbeat(name: registration.name)
+                    } catch {
+                        sink.yield(.error(ErrorMessage(code: .unexpectedMessage, reason: "\(error)")))
+                        return
+                    }
+                    sink.yield(.heartbeat(beat))
+                case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply:
+                    await scheduler.received(message, from: registration.name)
+                case .error:
+                    return
+                default:
+                    sink.yield(.error(ErrorMessage(.unexpected(frame.type, state: "serving agent '\(registration.name)'"))))
+                    return
                 }
-                try await outbound.write(Message.heartbeat(beat).frame())
-            case .error:
-                return
-            default:
-                return try await refuse(ErrorMessage(.unexpected(frame.type, state: "serving agent '\(registration.name)'")), outbound)
             }
         }
     }

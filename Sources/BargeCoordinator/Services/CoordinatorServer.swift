@@ -38,13 +38,15 @@ public struct CoordinatorServer {
         listenerConfig.agentTimeout = c.agentTimeout
         listenerConfig.heartbeatInterval = c.heartbeatInterval
         let logger = self.logger
-        let listener = try await AgentListener.bind(listenerConfig, directory: directory, logger: logger)
-        let expiry = AgentExpiryService(directory: directory, journal: journal) { names, released in
+        let scheduler = Scheduler(journal: journal, logger: logger)
+        try await scheduler.resume()
+        let listener = try await AgentListener.bind(listenerConfig, directory: directory, scheduler: scheduler, logger: logger)
+        let expiry = AgentExpiryService(directory: directory, scheduler: scheduler) { names, released in
             logger.warning("agents down after \(c.agentTimeout) without a heartbeat: \(names.joined(separator: ", ")); \(released) units back to pending")
         }
         let agentAddress = listener.localAddress.map { "\($0.ipAddress ?? c.agents.host):\($0.port ?? c.agents.port)" } ?? "\(c.agents)"
         let app = Application(
-            router: buildRouter(directory: directory, journal: journal),
+            router: buildRouter(directory: directory, scheduler: scheduler),
             configuration: .init(address: .hostname(c.http.host, port: c.http.port), serverName: "barge-coordinator"),
             services: [listener, expiry],
             onServerRunning: { channel in

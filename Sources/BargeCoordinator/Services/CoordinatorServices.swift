@@ -11,17 +11,18 @@ extension AgentListener: Service {
     }
 }
 
-/// Every `interval`, marks silent agents down and returns their units to pending.
+/// Every `interval`, marks silent agents down and returns their units to pending, and updates the
+/// scheduler's gauges.
 public struct AgentExpiryService: Service {
     public let directory: AgentDirectory
-    public let journal: Journal
+    public let scheduler: Scheduler
     public let interval: Duration
     public let onExpired: @Sendable ([String], Int) -> Void
 
-    public init(directory: AgentDirectory, journal: Journal, interval: Duration = .seconds(1),
+    public init(directory: AgentDirectory, scheduler: Scheduler, interval: Duration = .seconds(1),
                 onExpired: @escaping @Sendable ([String], Int) -> Void = { _, _ in }) {
         self.directory = directory
-        self.journal = journal
+        self.scheduler = scheduler
         self.interval = interval
         self.onExpired = onExpired
     }
@@ -30,8 +31,9 @@ public struct AgentExpiryService: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let expired = await directory.expire()
             if !expired.isEmpty {
-                onExpired(expired, try journal.releaseUnits(heldBy: expired))
+                onExpired(expired, try await scheduler.agentsDown(expired))
             }
+            await scheduler.tick()
             try? await Task.sleep(for: interval)
         }
     }

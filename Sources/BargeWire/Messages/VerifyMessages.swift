@@ -49,6 +49,9 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
 /// What a verification found: bytes re-hashed, and each range that does not match (a chunk whose
 /// hash differs, or a whole file that is missing or of the wrong size, as offset 0 and its size).
 public struct VerifyReply: Hashable, Sendable, PayloadCodable {
+    /// The reason of a mismatch that concerns one chunk; any other reason concerns the whole file.
+    public static let chunkDiffers = "SHA-256 differs"
+
     public struct Mismatch: Hashable, Sendable {
         public var file: UInt32
         public var offset: UInt64

@@ -1,0 +1,50 @@
+import BargeWire
+import CoreMetrics
+import Prometheus
+
+/// The coordinator's counters for `GET /metrics`, in Prometheus text through swift-metrics and
+/// swift-prometheus. Each coordinator has its own registry (no global bootstrap), so several can
+/// run in one process, as in tests.
+public final class CoordinatorMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    private let bytesSent: CoreMetrics.Counter
+    private let bytesReceived: CoreMetrics.Counter
+    private let chunksDone: CoreMetrics.Counter
+    private let chunksRefetched: CoreMetrics.Counter
+    private let throughput: CoreMetrics.Gauge
+    private let unitsInFlight: CoreMetrics.Gauge
+
+    public init() {
+        factory = PrometheusMetricsFactory(registry: registry)
+        bytesSent = CoreMetrics.Counter(label: "barge_wire_bytes_sent_total", factory: factory)
+        bytesReceived = CoreMetrics.Counter(label: "barge_bytes_received_total", factory: factory)
+        chunksDone = CoreMetrics.Counter(label: "barge_chunks_done_total", factory: factory)
+        chunksRefetched = CoreMetrics.Counter(label: "barge_chunks_refetched_total", factory: factory)
+        throughput = CoreMetrics.Gauge(label: "barge_throughput_bytes_per_second", factory: factory)
+        unitsInFlight = CoreMetrics.Gauge(label: "barge_units_in_flight", factory: factory)
+    }
+
+    func record(_ done: TaskDone) {
+        bytesSent.increment(by: Int64(done.wireBytes))
+        bytesReceived.increment(by: Int64(done.bytes))
+        chunksDone.increment(by: Int64(done.chunks.count))
+        chunksRefetched.increment(by: Int64(done.refetched))
+        for c in done.codecs {
+            CoreMetrics.Counter(label: "barge_codec_raw_bytes_total", dimensions: [("codec", c.codec)], factory: factory).increment(by: Int64(c.rawBytes))
+            CoreMetrics.Counter(label: "barge_codec_encoded_bytes_total", dimensions: [("codec", c.codec)], factory: factory).increment(by: Int64(c.encodedBytes))
+        }
+    }
+
+    func update(throughput bytesPerSecond: Double, unitsInFlight units: Int) {
+        throughput.record(bytesPerSecond)
+        unitsInFlight.record(units)
+    }
+
+    /// The exposition text.
+    public func render() -> String {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}

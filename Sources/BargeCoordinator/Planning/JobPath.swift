@@ -1,0 +1,36 @@
+/// A `SITE:PATH` path as the coordinator keeps it: relative to the agents' root, `/`-separated,
+/// without `.` or empty components. `a:/ds` and `a:ds` are the same path; `..` that would climb
+/// out of the root is refused here, before any agent is asked (agents check again).
+public enum JobPath {
+    public static func normalize(_ path: String) throws(PlanError) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            switch part {
+            case ".": continue
+            case "..":
+                guard !parts.isEmpty else { throw .outsideRoot(path) }
+                parts.removeLast()
+            default: parts.append(part)
+            }
+        }
+        guard !path.utf8.contains(0) else { throw .invalid(path, "contains a NUL byte") }
+        return parts.joined(separator: "/")
+    }
+
+    public static func join(_ base: String, _ relative: String) -> String {
+        if relative.isEmpty { return base }
+        return base.isEmpty ? relative : base + "/" + relative
+    }
+}
+
+public enum PlanError: Error, Hashable, Sendable, CustomStringConvertible {
+    case outsideRoot(String)
+    case invalid(String, String)
+
+    public var description: String {
+        switch self {
+        case .outsideRoot(let p): "path '\(p)' leads outside the agent's root"
+        case .invalid(let p, let why): "invalid path '\(p)': \(why)"
+        }
+    }
+}

@@ -1,0 +1,341 @@
+import BargeWire
+import Foundation
+import Logging
+
+/// The coordinator's moving parts: which agents are connected, which units they hold, scans and
+/// verifications in flight. Decisions are made by the pure parts (`Planner`, `LanePicker`,
+/// `JobLifecycle`); every state change is journalled before it is acted on, and this actor
+/// sends the resulting messages to the agents' connections.
+public actor Scheduler {
+    struct Link {
+        let agent: Register
+        let sink: AsyncStream<Message>.Continuation
+        let connection: UInt64
+    }
+
+    struct PendingScan {
+        let job: String
+        var entries: [FileEntry] = []
+        var skipped: [String] = []
+    }
+
+    public let journal: Journal
+    public let metrics: CoordinatorMetrics
+    public let planner: Planner
+    /// A unit whose lanes failed this many times fails its job.
+    public let maxAttempts: Int64
+    let logger: Logger
+    let now: @Sendable () -> Double
+
+    var links: [String: Link] = [:]
+    var load: [String: Int] = [:]
+    var held: [UnitKey: (source: String, destination: String)] = [:]
+    /// job, destination path → the agent holding that file's partial copy.
+    private var pins: [String: String] = [:]
+    private var scans: [UInt64: PendingScan] = [:]
+    private var live: [UnitKey: TaskProgress] = [:]
+    var replies: [UInt64: CheckedContinuation<VerifyReply, Error>] = [:]
+    var repairs: [UnitKey: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>] = [:]
+    var nextRequest: UInt64 = 1
+    private var nextConnection: UInt64 = 1
+    private var lastRate: (time: Double, bytes: Int64)?
+    /// Raw bytes of units finished since start, for the throughput gauge.
+    private var completedBytes: Int64 = 0
+
+    public init(journal: Journal, metrics: CoordinatorMetrics = CoordinatorMetrics(), planner: Planner = Planner(),
+                maxAttempts: Int64 = 3, logger: Logger = Logger(label: "barge.coordinator"),
+                now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.journal = journal
+        self.metrics = metrics
+        self.planner = planner
+        self.maxAttempts = maxAttempts
+        self.logger = logger
+        self.now = now
+    }
+
+    // MARK: Agents
+
+    /// An agent's connection has registered; returns the connection's id for `detach`.
+    public func attach(_ agent: Register, sink: AsyncStream<Message>.Continuation) -> UInt64 {
+        let id = nextConnection
+        nextConnection += 1
+        links[agent.name]?.sink.finish()
+        links[agent.name] = Link(agent: agent, sink: sink, connection: id)
+        knownSites.insert(agent.site)
+        startQueuedJobs()
+        pump()
+        return id
+    }
+
+    /// The connection ended. The agent's units stay with it until it misses its heartbeats
+    /// (`agentsDown`): a quick reconnect keeps its work.
+    public func detach(_ name: String, connection: UInt64) {
+        guard links[name]?.connection == connection else { return }
+        links.removeValue(forKey: name)
+    }
+
+    /// Agents that missed their heartbeats: their units go back to pending for other lanes.
+    @discardableResult
+    public func agentsDown(_ names: [String]) throws -> Int {
+        guard !names.isEmpty else { return 0 }
+        for name in names { links.removeValue(forKey: name)?.sink.finish() }
+        let released = try journal.releaseUnits(heldBy: names)
+        for (key, lane) in held where names.contains(lane.source) || names.contains(lane.destination) {
+            release(key)
+        }
+        pins = pins.filter { !names.contains($0.value) }
+        pump()
+        return released
+    }
+
+    // MARK: Jobs
+
+    public func submit(_ request: SubmitRequest, id: String) throws -> JobRecord {
+        let source = try Self.path(request.source.path), destination = try Self.path(request.destination.path)
+        try requireAgents(at: request.source.site)
+        try requireAgents(at: request.destination.site)
+        let codec = request.codec ?? "auto"
+        guard codec.utf8.count <= 64, !codec.isEmpty else { throw SchedulerError.invalid("codec name is empty or too long") }
+        var job = JobRecord(id: id, sourceSite: request.source.site, sourcePath: source,
+                            destinationSite: request.destination.site, destinationPath: destination, createdAt: Int64(now()))
+        job.codec = codec
+        job.chunkSize = Int64(planner.chunkSize)
+        try journal.insert(job)
+        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec)")
+        startScan(job)
+        return job
+    }
+
+    public func cancel(_ id: String) throws -> JobRecord {
+        let job = try journal.end(id, .cancel, now: now())
+        stopUnits(of: id)
+        return job
+    }
+
+    /// The job as stored, with the bytes of units still running added.
+    public func status(_ id: String) throws -> JobRecord? {
+        guard var job = try journal.job(id) else { return nil }
+        addLive(&job)
+        return job
+    }
+
+    public func statuses() throws -> [JobRecord] {
+        try journal.jobs().map { job in
+            var j = job
+            addLive(&j)
+            return j
+        }
+    }
+
+    private func addLive(_ job: inout JobRecord) {
+        guard job.state == .running else { return }
+        for (key, p) in live where key.job == job.id {
+            job.bytesDone += Int64(p.bytesDone)
+            job.wireBytes += Int64(p.wireBytes)
+        }
+    }
+
+    /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
+    public func resume() throws {
+        let released = try journal.releaseAllAssigned()
+        if released > 0 { logger.notice("\(released) units of interrupted jobs are pending again") }
+        startQueuedJobs()
+        pump()
+    }
+
+    // MARK: Messages from agents
+
+    public func received(_ message: Message, from agent: String) {
+        do {
+            switch message {
+            case .scanReply(let reply): try scanned(reply)
+            case .taskProgress(let p):
+                let key = UnitKey(job: p.job, unit: p.unit)
+                if held[key] != nil { live[key] = p }
+            case .taskDone(let done): try finished(done)
+            case .taskFailed(let failure): try failed(failure, agent: agent)
+            case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.resume(returning: reply)
+            default: logger.warning("agent \(agent) sent an unexpected \(message.type)")
+            }
+        } catch {
+            logger.error("handling \(message.type) from \(agent): \(error)")
+        }
+    }
+
+    private func scanned(_ reply: ScanReply) throws {
+        guard var scan = scans[reply.request] else { return }
+        scan.entries += reply.entries
+        scan.skipped += reply.skipped
+        guard reply.final else {
+            scans[reply.request] = scan
+            return
+        }
+        scans.removeValue(forKey: reply.request)
+        guard let job = try journal.job(scan.job), job.state == .queued else { return }
+        if !reply.error.isEmpty {
+            try journal.end(job.id, .fail("scan of \(job.sourceSite):/\(job.sourcePath) failed: \(reply.error)"), now: now())
+            logger.warning("job \(job.id): scan failed: \(reply.error)")
+            return
+        }
+        if !scan.skipped.isEmpty {
+            logger.warning("job \(job.id): \(scan.skipped.count) entries cannot be transferred and are skipped, e.g. \(scan.skipped[0])")
+        }
+        let plan = planner.plan(entries: scan.entries, sourcePath: job.sourcePath, destinationPath: job.destinationPath)
+        let units = plan.units.enumerated().map { i, u in
+            UnitRecord(jobId: job.id, unitId: Int64(i), kind: u.kind, files: u.files, dependsOn: u.dependsOn)
+        }
+        try journal.plan(job.id, units: units, totals: plan.totals, now: now())
+        logger.notice("job \(job.id): \(plan.totals.files) files, \(plan.totals.bytes) bytes in \(units.count) units")
+        pump()
+    }
+
+    private func finished(_ done: TaskDone) throws {
+        let key = UnitKey(job: done.job, unit: done.unit)
+        if let waiter = repairs.removeValue(forKey: key) {
+            release(key)
+            waiter.resume(returning: .success(done))
+            return
+        }
+        release(key)
+        if let job = try journal.complete(done, now: now()) {
+            metrics.record(done)
+            completedBytes += Int64(done.bytes)
+            if job.state == .succeeded {
+                logger.notice("job \(job.id) succeeded: \(job.bytesDone) bytes, \(job.filesDone) files, \(job.chunksRefetched) chunks refetched")
+            }
+        }
+        pump()
+    }
+
+    private func failed(_ failure: TaskFailed, agent: String) throws {
+        let key = UnitKey(job: failure.job, unit: failure.unit)
+        if let waiter = repairs.removeValue(forKey: key) {
+            release(key)
+            waiter.resume(returning: .failure(.agentUnavailable(failure.reason)))
+            return
+        }
+        guard held[key] != nil else { return }
+        release(key)
+        guard let job = try journal.job(failure.job), job.state == .running else { return }
+        let attempts = try journal.release(job: failure.job, unit: Int64(failure.unit))
+        if failure.retryable && attempts < maxAttempts {
+            logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)): \(failure.reason)")
+        } else {
+            let reason = failure.retryable ? "unit \(failure.unit) failed \(attempts) times; last: \(failure.reason)" : failure.reason
+            try journal.end(failure.job, .fail(reason), now: now())
+            logger.error("job \(failure.job) failed: \(reason)")
+            stopUnits(of: failure.job)
+        }
+        pump()
+    }
+
+    // MARK: Assignment
+
+    /// Hands out every pending unit that is ready and has a lane with room.
+    private func pump() {
+        do {
+            for job in try journal.jobs() where job.state == .running {
+                try assignReady(job)
+            }
+        } catch {
+            logger.error("scheduling failed: \(error)")
+        }
+    }
+
+    /// Called every second: updates the throughput and in-flight gauges.
+    public func tick() {
+        let moved = completedBytes + live.values.reduce(Int64(0)) { $0 + Int64($1.bytesDone) }
+        metrics.update(throughput: rate(moved), unitsInFlight: held.count)
+    }
+
+    private func assignReady(_ job: JobRecord) throws {
+        let units = try journal.units(job: job.id)
+        var openByPath: [String: Int] = [:]
+        var open = 0
+        for u in units where u.state != .done {
+            open += 1
+            if u.kind == .range || u.kind == .finish { openByPath[u.path, default: 0] += 1 }
+        }
+        for u in units where u.state == .pending {
+            if let after = u.dependsOn {
+                let others = after == "*" ? open - 1 : (openByPath[after] ?? 1) - 1
+                if others > 0 { continue }
+            }
+            let pinKey = job.id + "\u{0}" + u.path
+            let pinned = u.kind == .range || u.kind == .finish ? pins[pinKey] : nil
+            guard let lane = LanePicker.pick(sources: candidates(at: job.sourceSite), destinations: candidates(at: job.destinationSite),
+                                             pinned: pinned),
+                  let source = links[lane.source], let destination = links[lane.destination] else { continue }
+            try journal.assign(job: job.id, unit: u.unitId, source: lane.source, destination: lane.destination)
+            hold(UnitKey(job: job.id, unit: UInt64(u.unitId)), lane)
+            if u.kind == .range || u.kind == .finish { pins[pinKey] = lane.destination }
+            source.sink.yield(.taskAssign(TaskAssign(
+                job: job.id, unit: UInt64(u.unitId),
+                destination: DataPeer(name: destination.agent.name, host: destination.agent.dataHost, port: destination.agent.dataPort),
+                codec: job.codec, chunkSize: UInt32(job.chunkSize), files: u.files)))
+        }
+    }
+
+    func candidates(at site: String) -> [LanePicker.Candidate] {
+        links.values.filter { $0.agent.site == site }.map {
+            LanePicker.Candidate(name: $0.agent.name, load: load[$0.agent.name] ?? 0, bound: Int(max(1, $0.agent.maxInFlight)))
+        }
+    }
+
+    func hold(_ key: UnitKey, _ lane: (source: String, destination: String)) {
+        held[key] = lane
+        load[lane.source, default: 0] += 1
+        if lane.destination != lane.source { load[lane.destination, default: 0] += 1 }
+    }
+
+    /// Forgets a unit's lane (it ended, or its job stopped).
+    func release(_ key: UnitKey) {
+        guard let lane = held.removeValue(forKey: key) else { return }
+        live.removeValue(forKey: key)
+        load[lane.source, default: 1] -= 1
+        if lane.destination != lane.source { load[lane.destination, default: 1] -= 1 }
+    }
+
+    private func stopUnits(of job: String) {
+        for key in held.keys where key.job == job { release(key) }
+        for link in links.values { link.sink.yield(.cancelJob(CancelJob(job: job))) }
+        pins = pins.filter { !$0.key.hasPrefix(job + "\u{0}") }
+    }
+
+    private func startQueuedJobs() {
+        guard let queued = try? journal.jobs().filter({ $0.state == .queued }) else { return }
+        let scanning = Set(scans.values.map(\.job))
+        for job in queued where !scanning.contains(job.id) { startScan(job) }
+    }
+
+    private func startScan(_ job: JobRecord) {
+        guard let agent = candidates(at: job.sourceSite).min(by: { ($0.load, $0.name) < ($1.load, $1.name) }),
+              let link = links[agent.name] else {
+            logger.notice("job \(job.id) waits for an agent of site '\(job.sourceSite)' to scan its source")
+            return
+        }
+        let request = nextRequest
+        nextRequest += 1
+        scans[request] = PendingScan(job: job.id)
+        link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
+    }
+
+    private func requireAgents(at site: String) throws {
+        guard !links.values.contains(where: { $0.agent.site == site }) else { return }
+        throw knownSites.contains(site) ? SchedulerError.noAgentsUp(site) : SchedulerError.unknownSite(site, known: knownSites.sorted())
+    }
+
+    /// Sites seen since start, up or not, for error messages.
+    private var knownSites: Set<String> = []
+
+    private static func path(_ p: String) throws -> String {
+        do { return try JobPath.normalize(p) } catch { throw SchedulerError.invalid(error.description) }
+    }
+
+    private func rate(_ bytes: Int64) -> Double {
+        let t = now()
+        defer { lastRate = (t, bytes) }
+        guard let last = lastRate, t > last.time + 0.001, bytes >= last.bytes else { return 0 }  // a failed unit's progress went away
+        return Double(bytes - last.bytes) / (t - last.time)
+    }
+}

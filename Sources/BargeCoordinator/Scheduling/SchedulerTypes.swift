@@ -1,0 +1,81 @@
+import BargeWire
+
+/// A job's unit, as a dictionary key.
+struct UnitKey: Hashable, Sendable {
+    let job: String
+    let unit: UInt64
+}
+
+/// What `POST /v1/jobs` asks for.
+public struct SubmitRequest: Codable, Hashable, Sendable {
+    public struct Endpoint: Codable, Hashable, Sendable {
+        public var site: String
+        public var path: String
+        public init(site: String, path: String) {
+            self.site = site
+            self.path = path
+        }
+    }
+
+    public var source: Endpoint
+    public var destination: Endpoint
+    /// `auto` (the default), `none`, `lz4`, `zstd-N` or a filter form such as `shuffle4+zstd-1`.
+    public var codec: String?
+
+    public init(source: Endpoint, destination: Endpoint, codec: String? = nil) {
+        self.source = source
+        self.destination = destination
+        self.codec = codec
+    }
+}
+
+/// Why a request to the scheduler was refused; the HTTP layer maps each to a status.
+public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
+    case unknownJob(String)
+    case unknownSite(String, known: [String])
+    case noAgentsUp(String)
+    case invalid(String)
+    case notVerifiable(String, JobState)
+    case agentUnavailable(String)
+    case timedOut(String)
+
+    public var description: String {
+        switch self {
+        case .unknownJob(let id): "no job \(id)"
+        case .unknownSite(let s, let known):
+            "unknown site '\(s)': no agent has registered from it" + (known.isEmpty ? " (no agents have registered yet)" : " (known sites: \(known.joined(separator: ", ")))")
+        case .noAgentsUp(let s): "site '\(s)' has no agent up; start one with: barge agent --site \(s) …"
+        case .invalid(let why): why
+        case .notVerifiable(let id, let state): "job \(id) is \(state.rawValue); only a succeeded job can be verified"
+        case .agentUnavailable(let why): why
+        case .timedOut(let what): "timed out waiting for \(what)"
+        }
+    }
+}
+
+/// The result of `verify`: what was checked, what did not match, and what was repaired.
+public struct VerifyOutcome: Codable, Hashable, Sendable {
+    public struct Mismatch: Codable, Hashable, Sendable {
+        public var path: String
+        public var offset: UInt64
+        public var length: UInt64
+        public var reason: String
+    }
+
+    public var id: String
+    public var filesChecked: Int
+    public var chunksChecked: Int
+    public var bytesChecked: UInt64
+    /// What the first pass found.
+    public var mismatches: [Mismatch]
+    /// Chunks (or whole files) sent again by `--repair`.
+    public var repaired: Int
+    /// What a second pass, after repair, still found (empty when repaired or not repairing).
+    public var remaining: [Mismatch]
+    public var ok: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, mismatches, repaired, remaining, ok
+        case filesChecked = "files_checked", chunksChecked = "chunks_checked", bytesChecked = "bytes_checked"
+    }
+}
