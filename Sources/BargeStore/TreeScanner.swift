@@ -49,6 +49,16 @@ public enum TreeScanner {
         return result
     }
 
+    /// The entry for `path` itself (not followed if it is a link), named by its last component.
+    public static func entry(at path: RootedPath) throws(StoreError) -> TreeEntry {
+        var st = stat()
+        guard lstat(path.absolute, &st) == 0 else { throw .system(operation: "scan", path: path.relative.isEmpty ? "." : path.relative, errno: errno) }
+        guard let e = entry(path.absolute, relative: path.components.last ?? "", st) else {
+            throw .invalidPath(path: path.relative, reason: "not a regular file, directory or symbolic link")
+        }
+        return e
+    }
+
     private static func walk(_ directory: String, prefix: String, into result: inout Result) throws(StoreError) {
         guard let dir = opendir(directory) else { throw .system(operation: "open directory", path: directory, errno: errno) }
         defer { closedir(dir) }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import BargeAgent
+import BargeCodec
+import BargeFlow
 import BargeWire
 import Foundation
 import Logging
@@ -40,11 +42,15 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))
     var maxUnits = 4
 
+    @Option(help: ArgumentHelp("The link rate the adaptive codec plans for, until flow control measures it: a slower link makes it compress harder.", valueName: "rate"))
+    var linkRate = "1Gbit/s"
+
     @OptionGroup var tokenOptions: TokenOptions
 
     func validate() throws {
         guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
         guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
+        do { _ = try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
         guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
         guard (1...256).contains(maxUnits) else { throw ValidationError("--max-units must be 1 to 256") }
         var isDirectory: ObjCBool = false
@@ -76,7 +82,9 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let work = AgentWork(
             settings: AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams)),
-            sources: SourcePool { ChunkSource(root: rootPath, corruptFraction: corrupt) }, logger: logger)
+            sources: SourcePool { [rate = try? ByteQuantity.parseRate(linkRate)] in
+                ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate), corruptFraction: corrupt)
+            }, logger: logger)
         let running = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await listener.run() }

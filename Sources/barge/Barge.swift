@@ -12,8 +12,8 @@ struct Barge: AsyncParsableCommand {
             Start with `barge bench compress FILE...` to see how your own data compresses.
             A cluster is one `barge coordinator` and a `barge agent` on each data-transfer node.
             """,
-        subcommands: [CoordinatorCommand.self, AgentCommand.self, AgentsCommand.self, JobsCommand.self,
-                      StatusCommand.self, CancelCommand.self, Bench.self]
+        subcommands: [DemoCommand.self, CoordinatorCommand.self, AgentCommand.self, SubmitCommand.self, StatusCommand.self, JobsCommand.self,
+                      AgentsCommand.self, CancelCommand.self, VerifyCommand.self, Bench.self]
     )
 }
 

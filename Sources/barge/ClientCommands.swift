@@ -10,12 +10,18 @@ struct CoordinatorAPI {
     let base: String
 
     func get(_ path: String) async throws -> Data { try await send("GET", path) }
-    func post(_ path: String) async throws -> Data { try await send("POST", path) }
+    func post(_ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
+        try await send("POST", path, body: body, timeout: timeout)
+    }
 
-    private func send(_ method: String, _ path: String) async throws -> Data {
+    private func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
         guard let url = URL(string: base + path) else { throw Failure("invalid coordinator URL \(base)") }
-        var request = URLRequest(url: url, timeoutInterval: 30)
+        var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = method
+        if let body {
+            request.httpBody = body
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
         let (data, response): (Data, URLResponse)
         do {
             (data, response) = try await URLSession.shared.data(for: request)
@@ -78,20 +84,32 @@ struct JobsCommand: AsyncParsableCommand {
 }
 
 struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one job's progress.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show one job's progress.",
+        discussion: "With --watch, redraws one line every half second until the job ends: bytes done and total, rate, ETA, files and the codec mix.")
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Print the status object as JSON.") var json = false
+    @Flag(help: "Follow the job with a live progress line until it ends.") var watch = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
+    func validate() throws {
+        if json && watch { throw ValidationError("--json and --watch do not go together; poll with --json instead") }
+    }
+
     func run() async throws {
-        let data = try await CoordinatorAPI(base: coordinator.url).get("/v1/jobs/\(pathComponent(job))")
+        let api = CoordinatorAPI(base: coordinator.url)
+        if watch {
+            let final = try await JobWatcher(api: api, job: job).follow()
+            print(JobSummary.text(final))
+            if final.state != .succeeded { throw ExitCode(1) }
+            return
+        }
+        let data = try await api.get("/v1/jobs/\(pathComponent(job))")
         if json {
             print(String(decoding: data, as: UTF8.self))
         } else {
-            let s = try JSONDecoder().decode(JobStatus.self, from: data)
-            print("\(s.id): \(s.state.rawValue), \(s.bytesDone) of \(s.bytesTotal) bytes, \(s.filesDone) of \(s.filesTotal) files" +
-                  (s.error.map { "\nerror: \($0)" } ?? ""))
+            print(JobSummary.text(try JSONDecoder().decode(JobStatus.self, from: data)))
         }
     }
 }

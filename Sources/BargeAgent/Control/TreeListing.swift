@@ -5,15 +5,18 @@ import BargeWire
 enum TreeListing {
     static func replies(to request: ScanRequest, root: String) -> [ScanReply] {
         let result: TreeScanner.Result
+        let top: TreeEntry
         do {
-            result = try TreeScanner.scan(try RootedPath.resolve(request.path, under: root))
+            let path = try RootedPath.resolve(request.path, under: root)
+            top = try TreeScanner.entry(at: path)
+            result = try TreeScanner.scan(path)
         } catch {
             return [ScanReply(request: request.request, final: true, error: error.description)]
         }
-        let entries = result.entries.map { e in
-            FileEntry(path: e.path, kind: kind(e.kind), size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds,
-                      mtimeNanoseconds: e.mtimeNanoseconds, linkTarget: e.linkTarget ?? "")
-        }
+        // The scanned path itself is the entry with the empty path: a directory (its mode and
+        // mtime go to the destination directory) or the single file being sent.
+        var entries = [entry(top, path: "")]
+        if top.kind == .directory { entries += result.entries.map { entry($0, path: $0.path) } }
         let skipped = result.skipped.map(\.description)
         var pages: [ScanReply] = []
         var start = 0
@@ -25,6 +28,11 @@ enum TreeListing {
             start = end
         } while start < entries.count
         return pages
+    }
+
+    private static func entry(_ e: TreeEntry, path: String) -> FileEntry {
+        FileEntry(path: path, kind: kind(e.kind), size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds,
+                  mtimeNanoseconds: e.mtimeNanoseconds, linkTarget: e.linkTarget ?? "")
     }
 
     private static func kind(_ k: TreeEntry.Kind) -> FileEntry.Kind {

@@ -1,0 +1,100 @@
+import BargeCoordinator
+import BargeFlow
+import Foundation
+
+/// Follows a job, redrawing one progress line on stderr (a terminal) or printing one line every
+/// few seconds (a pipe or a log), until the job reaches a terminal state.
+struct JobWatcher {
+    let api: CoordinatorAPI
+    let job: String
+    var interval: Duration = .milliseconds(500)
+
+    func follow() async throws -> JobStatus {
+        let live = isatty(STDERR_FILENO) == 1
+        var rate = RateMeter()
+        var lastPrinted = Date.distantPast
+        while true {
+            let status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))"))
+            rate.add(bytes: status.bytesDone, at: Date())
+            let line = ProgressLine.render(status, rate: rate.perSecond)
+            if live {
+                FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8))
+            } else if Date().timeIntervalSince(lastPrinted) >= 5 || status.state.isTerminal {
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+                lastPrinted = Date()
+            }
+            if status.state.isTerminal {
+                if live { FileHandle.standardError.write(Data("\n".utf8)) }
+                return status
+            }
+            try await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// Bytes per second over the last few seconds of samples.
+struct RateMeter {
+    private var samples: [(time: Date, bytes: Int64)] = []
+
+    mutating func add(bytes: Int64, at time: Date) {
+        samples.append((time, bytes))
+        samples.removeAll { time.timeIntervalSince($0.time) > 5 }
+    }
+
+    var perSecond: Double {
+        guard let first = samples.first, let last = samples.last else { return 0 }
+        let dt = last.time.timeIntervalSince(first.time)
+        return dt > 0.2 ? Double(last.bytes - first.bytes) / dt : 0
+    }
+}
+
+/// `running  1.20 GiB / 4.00 GiB  30%  512.0 MB/s  ETA 0:06  files 120/400  zstd-1 60% none 40%`
+enum ProgressLine {
+    static func render(_ s: JobStatus, rate: Double) -> String {
+        let done = Double(s.bytesDone), total = Double(max(s.bytesTotal, 0))
+        let percent = total > 0 ? Int(done / total * 100) : (s.state == .succeeded ? 100 : 0)
+        var parts = [s.state.rawValue.padding(9),
+                     "\(ByteQuantity.formatSize(done)) / \(ByteQuantity.formatSize(total))", "\(percent)%",
+                     ByteQuantity.formatRate(rate)]
+        if rate > 0, total > done { parts.append("ETA \(clock(Int((total - done) / rate)))") }
+        parts.append("files \(s.filesDone)/\(s.filesTotal)")
+        if !s.codecs.isEmpty { parts.append(mix(s.codecs)) }
+        if s.chunksRefetched > 0 { parts.append("refetched \(s.chunksRefetched)") }
+        return parts.joined(separator: "  ")
+    }
+
+    /// The codec mix by raw bytes, largest first, the tail summed: `zstd-1 60% none 30% other 10%`.
+    static func mix(_ codecs: [JobStatus.CodecMix], top: Int = 4) -> String {
+        let total = codecs.reduce(0) { $0 + $1.rawBytes }
+        guard total > 0 else { return "" }
+        func percent(_ bytes: UInt64) -> String { "\(Int((Double(bytes) / Double(total) * 100).rounded()))%" }
+        let sorted = codecs.sorted { $0.rawBytes > $1.rawBytes }
+        var parts = sorted.prefix(top).map { "\($0.codec) \(percent($0.rawBytes))" }
+        let rest = sorted.dropFirst(top).reduce(0) { $0 + $1.rawBytes }
+        if rest > 0 { parts.append("other \(percent(rest))") }
+        return parts.joined(separator: " ")
+    }
+
+    static func clock(_ seconds: Int) -> String {
+        seconds >= 3600 ? "\(seconds / 3600):\(String(format: "%02d:%02d", seconds / 60 % 60, seconds % 60))"
+            : "\(seconds / 60):\(String(format: "%02d", seconds % 60))"
+    }
+}
+
+/// A finished or current job in a few human lines.
+enum JobSummary {
+    static func text(_ s: JobStatus) -> String {
+        var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)",
+                     "  \(ByteQuantity.formatSize(Double(s.bytesDone))) of \(ByteQuantity.formatSize(Double(s.bytesTotal))), \(s.filesDone) of \(s.filesTotal) files, \(s.chunksDone) of \(s.chunksTotal) chunks"]
+        if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
+            let seconds = end - start
+            let ratio = s.wireBytes > 0 ? Double(s.bytesDone) / Double(s.wireBytes) : 1
+            lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds)), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
+        }
+        if !s.codecs.isEmpty { lines.append("  codecs: \(ProgressLine.mix(s.codecs))") }
+        lines.append("  chunks refetched: \(s.chunksRefetched)")
+        if let e = s.error { lines.append("  error: \(e)") }
+        return lines.joined(separator: "\n")
+    }
+}
+

@@ -1,0 +1,93 @@
+import ArgumentParser
+import BargeCodec
+import BargeCoordinator
+import Foundation
+
+/// `SITE:PATH` as the CLI takes it.
+struct SitePath: ExpressibleByArgument, CustomStringConvertible {
+    let site: String
+    let path: String
+
+    init?(argument: String) {
+        guard let colon = argument.firstIndex(of: ":"), colon != argument.startIndex else { return nil }
+        site = String(argument[..<colon])
+        path = String(argument[argument.index(after: colon)...])
+    }
+
+    var description: String { "\(site):\(path)" }
+    var endpoint: SubmitRequest.Endpoint { .init(site: site, path: path) }
+}
+
+struct SubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Submit a transfer from one site to another.",
+        discussion: """
+            SRC and DST are SITE:PATH, with PATH under the root of that site's agents: `a:/ds` and \
+            `a:ds` both mean <root>/ds. A directory's contents land under DST (like `rsync -a SRC/ DST/`); \
+            a single file lands at DST. Every chunk is verified (XXH3-128 and SHA-256) and files appear \
+            under their final names only once complete. Prints the job id; with --wait, follows the job \
+            and exits non-zero unless it succeeds.
+            """)
+
+    @Argument(help: ArgumentHelp("Source, as SITE:PATH.", valueName: "src")) var source: SitePath
+    @Argument(help: ArgumentHelp("Destination, as SITE:PATH.", valueName: "dst")) var destination: SitePath
+    @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds.") var wait = false
+    @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
+    @Option(help: ArgumentHelp("auto (choose per chunk), none, lz4, zstd-N, or a filter form such as shuffle4+zstd-1.", valueName: "codec"))
+    var codec = "auto"
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func validate() throws {
+        do { _ = try CodecChoice(name: codec) } catch { throw ValidationError("--codec: \(error)") }
+    }
+
+    func run() async throws {
+        let api = CoordinatorAPI(base: coordinator.url)
+        let body = try JSONEncoder().encode(SubmitRequest(source: source.endpoint, destination: destination.endpoint, codec: codec))
+        let submitted = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: body))
+        guard wait else {
+            print(json ? try JSONOutput.encode(submitted) : submitted.id)
+            return
+        }
+        if !json { FileHandle.standardError.write(Data("job \(submitted.id): \(source) → \(destination)\n".utf8)) }
+        let final = try await JobWatcher(api: api, job: submitted.id).follow()
+        print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
+        if final.state != .succeeded { throw ExitCode(1) }
+    }
+}
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Re-hash a finished job's destination against the journal's manifest.",
+        discussion: """
+            The destination agents re-read every file and compare each chunk's SHA-256 with the one \
+            recorded when it arrived. Exits 1 when anything differs. With --repair, only the chunks \
+            that differ (or files that are missing or resized) are fetched again from the source, \
+            then everything is checked again; exits 0 once all is repaired.
+            """)
+
+    @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
+    @Flag(help: "Fetch the mismatching chunks again from the source.") var repair = false
+    @Flag(help: "Print the result as JSON.") var json = false
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func run() async throws {
+        let path = "/v1/jobs/\(pathComponent(job))/verify" + (repair ? "?repair=true" : "")
+        let data = try await CoordinatorAPI(base: coordinator.url).post(path, timeout: 3600)
+        let outcome = try JSONDecoder().decode(VerifyOutcome.self, from: data)
+        if json {
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("\(outcome.id): checked \(outcome.filesChecked) files, \(outcome.chunksChecked) chunks, \(outcome.bytesChecked) bytes")
+            for m in outcome.mismatches { print("  mismatch: \(m.path) at \(m.offset), \(m.length) bytes: \(m.reason)") }
+            if repair && !outcome.mismatches.isEmpty {
+                print("  repaired \(outcome.repaired); \(outcome.remaining.count) still differ")
+                for m in outcome.remaining { print("  still differs: \(m.path) at \(m.offset): \(m.reason)") }
+            }
+            print(outcome.ok ? "OK" : "MISMATCH")
+        }
+        if !outcome.ok { throw ExitCode(1) }
+    }
+}
