@@ -36,7 +36,7 @@ struct DataPlaneSocketTests {
                 offset += length
             }
             let done = try await stream.send(.fileDone(FileDone(place: ChunkPlace(job: "j", path: "in/field.f64", offset: 0),
-                                                                  mode: 0o600, mtimeSeconds: 1_500_000_000, mtimeNanoseconds: 42)))
+                                                                  size: UInt64(bytes.count), mode: 0o600, mtimeSeconds: 1_500_000_000, mtimeNanoseconds: 42)))
             guard case .chunkAck = done else { throw CocoaError(.coderInvalidValue) }
             return (sent, resent)
         }

@@ -48,7 +48,9 @@ struct DataPlaneTests {
                 }
                 offset += length
             }
-            try receiver.finishFile(job: "j-1", path: "in/" + path, mode: 0o640, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5)
+            let finished = receiver.finish(FileDone(place: ChunkPlace(job: "j-1", path: "in/" + path, offset: 0), size: UInt64(bytes.count),
+                                                    mode: 0o640, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5))
+            #expect(finished == .chunkAck(ChunkAck(place: ChunkPlace(job: "j-1", path: "in/" + path, offset: 0))))
             #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: roots.destination + "/in/" + path))) == bytes)
         }
         #expect(refetched > 0, "the fault injection corrupted chunks")
@@ -83,13 +85,26 @@ struct DataPlaneTests {
         #expect(reply(good) == nil)
     }
 
-    @Test func aSourceFileThatShrankIsReported() throws {
+    @Test func aSourceFileThatChangedIsReported() throws {
         let roots = try Roots()
-        try Data(SampleData.text(bytes: 100)).write(to: URL(fileURLWithPath: roots.source + "/a.txt"))
-        #expect(throws: StoreError.self) {
+        let url = URL(fileURLWithPath: roots.source + "/a.txt")
+        try Data(SampleData.text(bytes: 100)).write(to: url)
+        let shrank = #expect(throws: SourceChanged.self) {
             try ChunkSource(root: roots.source).chunk(sourcePath: "a.txt", offset: 0, length: 200, fileSize: 200,
                                                      destination: ChunkPlace(job: "j", path: "a.txt", offset: 0))
         }
+        #expect(shrank?.description.contains("the scan saw 200") == true)
+        // Same size, new mtime: rewritten in place since the scan.
+        #expect(throws: SourceChanged.self) {
+            try ChunkSource(root: roots.source).chunk(sourcePath: "a.txt", offset: 0, length: 100, fileSize: 100, mtime: (1, 0),
+                                                     destination: ChunkPlace(job: "j", path: "a.txt", offset: 0))
+        }
+        // Unchanged: fine.
+        var st = stat()
+        #expect(stat(url.path, &st) == 0)
+        _ = try ChunkSource(root: roots.source).chunk(sourcePath: "a.txt", offset: 0, length: 100, fileSize: 100,
+                                                      mtime: (Int64(st.st_mtim.tv_sec), Int32(st.st_mtim.tv_nsec)),
+                                                      destination: ChunkPlace(job: "j", path: "a.txt", offset: 0))
         #expect(throws: StoreError.self) {
             try ChunkSource(root: roots.source).chunk(sourcePath: "../etc/passwd", offset: 0, length: 10, fileSize: 10,
                                                      destination: ChunkPlace(job: "j", path: "x", offset: 0))

@@ -28,7 +28,8 @@ struct AgentListenerTests {
         let directory = AgentDirectory(heartbeatTimeout: .seconds(15), clock: { clock.now })
         var config = AgentListenerConfiguration(host: "127.0.0.1", port: 0, token: Self.token)
         config.heartbeatInterval = .milliseconds(50)
-        return try await AgentListener.bind(config, directory: directory)
+        let journal = try Journal(path: FileManager.default.temporaryDirectory.appendingPathComponent("barge-listener-\(UUID().uuidString).sqlite").path)
+        return try await AgentListener.bind(config, directory: directory, scheduler: Scheduler(journal: journal))
     }
 
     func client(_ listener: AgentListener, token: ClusterToken = token, name: String = "a1") -> CoordinatorClient {

@@ -1,4 +1,5 @@
 import BargeCoordinator
+import BargeWire
 import Foundation
 import Testing
 
@@ -28,8 +29,8 @@ struct JournalTests {
         do {
             let journal = try Journal(path: dir.path)
             try journal.insert(job("j1"))
-            try journal.plan("j1", units: [UnitRecord(jobId: "j1", unitId: 0, path: "x.bin", offset: 0, length: 4096)], filesTotal: 1)
-            try journal.apply(.start, to: "j1")
+            try journal.plan("j1", units: [UnitRecord(jobId: "j1", unitId: 0, path: "x.bin", offset: 0, length: 4096)],
+                             totals: PlanTotals(bytes: 4096, files: 1, chunks: 1), now: 5)
         }
         let reopened = try Journal(path: dir.path)  // migrations run again and change nothing
         let j = try #require(try reopened.job("j1"))
@@ -57,16 +58,20 @@ struct JournalTests {
         let journal = try Journal(path: dir.path)
         try journal.insert(job("j1"))
         let units = (0..<4).map { UnitRecord(jobId: "j1", unitId: Int64($0), path: "f\($0)", offset: 0, length: 1000) }
-        try journal.plan("j1", units: units, filesTotal: 4)
-        try journal.apply(.start, to: "j1")
+        try journal.plan("j1", units: units, totals: PlanTotals(bytes: 4000, files: 4, chunks: 4), now: 5)
         try journal.assign(job: "j1", unit: 0, source: "a1", destination: "b1")
         try journal.assign(job: "j1", unit: 1, source: "a2", destination: "b1")
         try journal.assign(job: "j1", unit: 2, source: "a2", destination: "b2")
         #expect(throws: JournalError.unitNotPending("j1", 0, .assigned)) { try journal.assign(job: "j1", unit: 0, source: "a2", destination: "b2") }
-        try journal.complete(job: "j1", unit: 0, wireBytes: 600)
-        try journal.complete(job: "j1", unit: 0, wireBytes: 600)  // a duplicate report counts once
-        #expect(try journal.job("j1")?.bytesDone == 1000)
-        #expect(try journal.job("j1")?.wireBytes == 600)
+        let report = TaskDone(job: "j1", unit: 0, bytes: 1000, wireBytes: 600, refetched: 2,
+                              codecs: [CodecUsage(codec: "lz4", chunks: 1, rawBytes: 1000, encodedBytes: 600)],
+                              chunks: [ChunkReport(file: 0, offset: 0, length: 1000, id: [UInt8](repeating: 7, count: 32))])
+        #expect(try journal.complete(report, now: 6) != nil)
+        #expect(try journal.complete(report, now: 6) == nil)  // a duplicate report counts once
+        let j = try #require(try journal.job("j1"))
+        #expect(j.bytesDone == 1000 && j.wireBytes == 600 && j.chunksDone == 1 && j.chunksRefetched == 2)
+        #expect(j.codecStats == [CodecUsage(codec: "lz4", chunks: 1, rawBytes: 1000, encodedBytes: 600)])
+        #expect(j.state == .running)
         // b1 dies: unit 1 (held by b1) goes back; unit 2 (a2 → b2) and done unit 0 stay.
         #expect(try journal.releaseUnits(heldBy: ["b1"]) == 1)
         #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [1, 3])
@@ -74,5 +79,28 @@ struct JournalTests {
         #expect(try journal.units(job: "j1", state: .done).map(\.unitId) == [0])
         try journal.assign(job: "j1", unit: 1, source: "a1", destination: "b2")
         #expect(try journal.units(job: "j1").first { $0.unitId == 1 }?.attempts == 2)
+    }
+
+    @Test func theLastUnitFinishesTheJobAndRecordsTheManifest() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let entry = FileEntry(path: "in/ds/f", kind: .file, size: 10, mode: 0o600, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        try journal.plan("j1", units: [UnitRecord(jobId: "j1", unitId: 0, kind: .files, files: [TaskFile(sourcePath: "ds/f", entry: entry, length: 10, finish: true)])],
+                         totals: PlanTotals(bytes: 10, files: 1, chunks: 1), now: 5)
+        #expect(try journal.units(job: "j1")[0].files[0].entry == entry)  // the unit's files survive the JSON column
+        try journal.assign(job: "j1", unit: 0, source: "a1", destination: "b1")
+        let done = try #require(try journal.complete(TaskDone(job: "j1", unit: 0, bytes: 10, wireBytes: 10, refetched: 0, codecs: [],
+                                                              chunks: [ChunkReport(file: 0, offset: 0, length: 10, id: [UInt8](repeating: 1, count: 32))]), now: 9))
+        #expect(done.state == .succeeded && done.filesDone == 1 && done.finishedAt == 9)
+        #expect(try journal.chunks(job: "j1").map(\.path) == ["in/ds/f"])
+    }
+
+    @Test func anEmptyPlanSucceedsAtOnce() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        try journal.plan("j1", units: [], totals: PlanTotals(bytes: 0, files: 0, chunks: 0), now: 5)
+        #expect(try journal.job("j1")?.state == .succeeded)
     }
 }

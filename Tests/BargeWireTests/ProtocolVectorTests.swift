@@ -6,6 +6,10 @@ import Testing
 /// The test vectors of docs/protocol.md: each message's full frame, and the handshake proofs.
 /// If this fails, the document and the code disagree about a byte.
 struct ProtocolVectorTests {
+    static let id = [UInt8](repeating: 0xAB, count: 32)
+    static let file = FileEntry(path: "d/f", kind: .file, size: 4096, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)
+    static let link = FileEntry(path: "d/l", kind: .symlink, mode: 0o777, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0, linkTarget: "f")
+
     static let vectors: [(Message, String)] = [
         (.hello(Hello(minVersion: 1, maxVersion: 1, role: .agent, name: "a1", nonce: [UInt8](repeating: 0x11, count: 32))),
          "4241524701010000" + "00000027" + "bcc87ae0d501bb7a" + "010101" + String(repeating: "11", count: 32) + "0002" + "6131"),
@@ -27,15 +31,38 @@ struct ProtocolVectorTests {
         (.chunkNack(ChunkNack(place: ChunkPlace(job: "j1", path: "d/f", offset: 1 << 20), reason: .corrupt, detail: "bad.")),
          "4241524701440000" + "00000018" + "aff5e47696eb3bac" + "0002" + "6a31" + "0003" + "642f66" + "0000000000100000"
             + "01" + "0004" + "6261642e"),
-        (.fileDone(FileDone(place: ChunkPlace(job: "j1", path: "d/f", offset: 0), mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)),
-         "4241524701450000" + "00000021" + "fba153ed2a85acb3" + "0002" + "6a31" + "0003" + "642f66" + "0000000000000000"
-            + "000001a4" + "000000005f5e1000" + "00000007"),
+        (.fileDone(FileDone(place: ChunkPlace(job: "j1", path: "d/f", offset: 0), size: 1024, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)),
+         "4241524701450000" + "00000029" + "7e70845d2015179d" + "00026a310003642f6600000000000000000000000000000400000001a4000000005f5e100000000007"),
         (.error(ErrorMessage(code: .authenticationFailed, reason: "bad token")),
          "42415247017f0000" + "0000000d" + "ad0e2d850b253b28" + "000a" + "0009" + "62616420746f6b656e"),
+        (.chunkData(ChunkData(place: ChunkPlace(job: "j1", path: "d/f", offset: 0), fileSize: 4096, id: id, encoded: ByteBuffer(bytes: [1, 2, 3]))),
+         "4241524701420000" + "0000003c" + "c2ec8fc94790b05d" + "00026a310003642f6600000000000000000000000000001000abababababababababababababababababababababababababababababababab010203"),
+        (.chunkRepair(ChunkData(place: ChunkPlace(job: "j1", path: "d/f", offset: 0), fileSize: 4096, id: id, encoded: ByteBuffer(bytes: [1, 2, 3]))),
+         "4241524701470000" + "0000003c" + "c2ec8fc94790b05d" + "00026a310003642f6600000000000000000000000000001000abababababababababababababababababababababababababababababababab010203"),
+        (.scanRequest(ScanRequest(request: 9, path: "ds")),
+         "4241524701200000" + "0000000c" + "90dd98a2af4890bb" + "000000000000000900026473"),
+        (.scanReply(ScanReply(request: 9, final: true, entries: [file, link], skipped: ["fifo skipped"])),
+         "4241524701210000" + "00000062" + "8dae01f2d1fd4afa" + "000000000000000901000000000002010003642f660000000000001000000001a4000000005f5e1000000000070000030003642f6c0000000000000000000001ff000000005f5e10000000000000016600000001000c6669666f20736b6970706564"),
+        (.taskAssign(TaskAssign(job: "j1", unit: 3, destination: DataPeer(name: "b1", host: "127.0.0.1", port: 7501), codec: "auto", chunkSize: 1 << 20, files: [TaskFile(sourcePath: "ds/f", entry: file, length: 4096, finish: true)])),
+         "4241524701300000" + "00000062" + "776799a9ed48f5f8" + "00026a3100000000000000030002623100093132372e302e302e311d4d00046175746f0010000000000001000464732f66010003642f660000000000001000000001a4000000005f5e10000000000700000000000000000000000000000000100001"),
+        (.taskProgress(TaskProgress(job: "j1", unit: 3, bytesDone: 2048, wireBytes: 1024)),
+         "4241524701310000" + "0000001c" + "09b5a0b983f3822d" + "00026a31000000000000000300000000000008000000000000000400"),
+        (.taskDone(TaskDone(job: "j1", unit: 3, bytes: 4096, wireBytes: 2100, refetched: 1, codecs: [CodecUsage(codec: "zstd-1", chunks: 1, rawBytes: 4096, encodedBytes: 2100)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)])),
+         "4241524701320000" + "00000074" + "771b9b7295cf43d1" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab"),
+        (.taskFailed(TaskFailed(job: "j1", unit: 3, retryable: false, reason: "changed")),
+         "4241524701330000" + "00000016" + "a4df5c46baf5ef78" + "00026a3100000000000000030000076368616e676564"),
+        (.cancelJob(CancelJob(job: "j1")),
+         "4241524701340000" + "00000004" + "04e0416db3920671" + "00026a31"),
+        (.verifyRequest(VerifyRequest(request: 5, files: [.init(path: "d/f", size: 4096)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)])),
+         "4241524701380000" + "0000004d" + "401ccac564600016" + "0000000000000005000000010003642f6600000000000010000000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab"),
+        (.verifyReply(VerifyReply(request: 5, bytesChecked: 4096, mismatches: [.init(file: 0, offset: 0, length: 4096, reason: VerifyReply.chunkDiffers)])),
+         "4241524701390000" + "0000003b" + "85a985ea8b452118" + "000000000000000500000000000000001000000000010000000000000000000000000000000000001000000f5348412d3235362064696666657273"),
+        (.makeEntry(MakeEntry(job: "j1", entry: link)),
+         "4241524701460000" + "00000025" + "a0c3aef00cf9c2ed" + "00026a31030003642f6c0000000000000000000001ff000000005f5e100000000000000166"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.
-    @Test(arguments: 0..<11)
+    @Test(arguments: 0..<vectors.count)
     func frameBytes(_ i: Int) throws {
         let (message, hex) = Self.vectors[i]
         let expected = try #require(Hex.decode(hex))

@@ -18,7 +18,7 @@ enum Fixtures {
                              id: [UInt8](repeating: 0xAB, count: 32), encoded: ByteBuffer(bytes: [1, 2, 3, 4, 5]))),
         .chunkAck(ChunkAck(place: ChunkPlace(job: "j-1", path: "ds/field.f32", offset: 0))),
         .chunkNack(ChunkNack(place: ChunkPlace(job: "j-1", path: "ds/x", offset: 7), reason: .corrupt, detail: "checksum mismatch")),
-        .fileDone(FileDone(place: ChunkPlace(job: "j-1", path: "ds/x", offset: 0), mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 999)),
+        .fileDone(FileDone(place: ChunkPlace(job: "j-1", path: "ds/x", offset: 0), size: 77, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 999)),
         .error(ErrorMessage(code: .authenticationFailed, reason: "wrong token")),
     ]
 
