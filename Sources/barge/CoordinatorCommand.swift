@@ -1,5 +1,6 @@
 import ArgumentParser
 import BargeCoordinator
+import BargeFlow
 import Foundation
 
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -25,6 +26,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds without a heartbeat before an agent is marked down.", valueName: "seconds"))
     var agentTimeout = 15.0
 
+    @Option(help: ArgumentHelp("Largest work unit: files above it are cut into ranges of this size, smaller ones batched up to it.", valueName: "size"))
+    var unitSize = "64MiB"
+
+    @Option(help: ArgumentHelp("Chunk size: the unit of hashing, compression, verification and re-sending (64KiB to 16MiB).", valueName: "size"))
+    var chunkSize = "1MiB"
+
     @OptionGroup var tokenOptions: TokenOptions
 
     func run() async throws {
@@ -32,6 +39,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var config = CoordinatorServer.Configuration(
             stateDirectory: state, agents: try parseHostPort(listen, option: "--listen"),
             http: try parseHostPort(http, option: "--http"), token: try tokenOptions.token())
+        let unit: Int, chunk: Int
+        do {
+            unit = try ByteQuantity.parseSize(unitSize)
+            chunk = try ByteQuantity.parseSize(chunkSize)
+        } catch { throw ValidationError("--unit-size/--chunk-size: \(error)") }
+        guard (64 << 10)...(16 << 20) ~= chunk else { throw ValidationError("--chunk-size must be from 64KiB to 16MiB") }
+        guard unit >= chunk, unit % chunk == 0 else { throw ValidationError("--unit-size must be a multiple of --chunk-size") }
+        config.planner = Planner(unitBytes: UInt64(unit), chunkSize: UInt64(chunk))
         config.agentTimeout = .milliseconds(Int(agentTimeout * 1000))
         config.heartbeatInterval = .milliseconds(max(100, Int(agentTimeout * 1000) / 10))
         do {

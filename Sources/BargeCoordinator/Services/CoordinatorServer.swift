@@ -13,6 +13,8 @@ public struct CoordinatorServer {
         public var token: ClusterToken
         public var agentTimeout: Duration = .seconds(15)
         public var heartbeatInterval: Duration = .seconds(1)
+        /// How jobs are cut into units and chunks.
+        public var planner = Planner()
 
         public init(stateDirectory: String, agents: HostPort, http: HostPort, token: ClusterToken) {
             self.stateDirectory = stateDirectory
@@ -38,7 +40,7 @@ public struct CoordinatorServer {
         listenerConfig.agentTimeout = c.agentTimeout
         listenerConfig.heartbeatInterval = c.heartbeatInterval
         let logger = self.logger
-        let scheduler = Scheduler(journal: journal, logger: logger)
+        let scheduler = Scheduler(journal: journal, planner: c.planner, logger: logger)
         try await scheduler.resume()
         let listener = try await AgentListener.bind(listenerConfig, directory: directory, scheduler: scheduler, logger: logger)
         let expiry = AgentExpiryService(directory: directory, scheduler: scheduler) { names, released in

@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+
+/// A long-running `barge` process whose output goes to a log file.
+final class RunningBarge {
+    let process = Process()
+    let log: URL
+
+    init(_ arguments: [String], environment: [String: String], log: URL) throws {
+        self.log = log
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.executableURL = BargeProcess.executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    func kill(_ signal: Int32) { Foundation.kill(process.processIdentifier, signal) }
+
+    deinit {
+        if process.isRunning { kill(SIGKILL); process.waitUntilExit() }
+    }
+}
+
+/// A temporary cluster directory (token, roots, logs) and helpers to start real `barge`
+/// processes in it: the fixture the process tests share.
+final class TestCluster: @unchecked Sendable {
+    let dir: TemporaryDirectory
+    let environment: [String: String]
+
+    init(roots: [String] = ["root-a", "root-b"]) throws {
+        dir = try TemporaryDirectory()
+        let token = dir.url.appendingPathComponent("token")
+        try Data("test-cluster-token-\(UUID().uuidString)\n".utf8).write(to: token)
+        environment = ["BARGE_TOKEN_FILE": token.path]
+        for root in roots {
+            try FileManager.default.createDirectory(at: dir.url.appendingPathComponent(root), withIntermediateDirectories: true)
+        }
+    }
+
+    /// Polls for up to `seconds`.
+    func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
+    /// Starts a coordinator on free ports; returns it with its agent and HTTP addresses.
+    func startCoordinator(extra: [String] = []) async throws -> (RunningBarge, agents: String, http: String) {
+        let c = try RunningBarge(["coordinator", "--state", dir.path + "/state", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                                  "--agent-timeout", "2"] + extra, environment: environment, log: dir.url.appendingPathComponent("coordinator.log"))
+        var agents = "", http = ""
+        let ready = try await eventually {
+            guard let line = c.output.split(separator: "\n").first(where: { $0.contains("coordinator ready") }) else { return false }
+            let words = line.split(separator: " ")
+            agents = String(words[words.firstIndex(of: "on")! + 1].dropLast())
+            http = String(words.last { $0.hasPrefix("http://") }!.dropLast())
+            return true
+        }
+        try #require(ready, "coordinator did not start: \(c.output)")
+        return (c, agents, http)
+    }
+
+    func agents(_ http: String) throws -> [[String: Any]] {
+        let r = try BargeProcess.run(["agents", "--json", "--coordinator-url", http])
+        guard r.status == 0 else { return [] }
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] ?? []
+    }
+
+    /// Starts an agent on a free data port.
+    func startAgent(_ name: String, site: String, root: String, coordinator: String, environment extra: [String: String] = [:],
+                    arguments: [String] = []) throws -> RunningBarge {
+        try RunningBarge(["agent", "--coordinator", coordinator, "--name", name, "--site", site, "--root", dir.path + "/" + root] + arguments,
+                         environment: environment.merging(extra) { $1 }, log: dir.url.appendingPathComponent("\(name).log"))
+    }
+
+    /// Runs the CLI against this cluster's coordinator.
+    func cli(_ arguments: [String], http: String) throws -> BargeProcess.Result {
+        try BargeProcess.run(arguments + ["--coordinator-url", http], environment: environment)
+    }
+}

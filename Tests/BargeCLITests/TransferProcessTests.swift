@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+
+/// Whole transfers through real `barge` processes on loopback: a coordinator, one source agent and
+/// two destination agents sharing a root (as nodes share a parallel filesystem), with small units
+/// so that large files are cut into ranges.
+@Suite(.serialized)
+struct TransferProcessTests {
+    let cluster: TestCluster
+
+    init() throws {
+        cluster = try TestCluster(roots: ["root-a", "root-b"])
+    }
+
+    struct Running {
+        let processes: [RunningBarge]
+        let http: String
+        var coordinator: RunningBarge { processes[0] }
+    }
+
+    func start(sourceEnvironment: [String: String] = [:]) async throws -> Running {
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "4MiB"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: sourceEnvironment)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)")
+        return Running(processes: [coordinator, a1, b1, b2], http: http)
+    }
+
+    func status(_ result: BargeProcess.Result) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)\n\(result.stderr)")
+    }
+
+    var source: URL { cluster.dir.url.appendingPathComponent("root-a/ds") }
+    var destination: URL { cluster.dir.url.appendingPathComponent("root-b/copy") }
+
+    @Test func anEdgeCaseTreeArrivesIdentical() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source)
+        let c = try await start()
+        let r = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http)
+        #expect(r.status == 0, "\(r.stderr)\n\(c.coordinator.output)")
+        let s = try status(r)
+        #expect(s["state"] as? String == "succeeded")
+        #expect(s["bytes_done"] as? Int == s["bytes_total"] as? Int)
+        #expect(s["files_done"] as? Int == s["files_total"] as? Int)
+        #expect(s["chunks_done"] as? Int == s["chunks_total"] as? Int)
+        #expect((s["wire_bytes"] as? Int ?? 0) > 0)
+        #expect(s["chunks_refetched"] as? Int == 0)
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+        // Both destination agents took units (lanes), and the verify pass finds nothing wrong.
+        #expect(c.processes[0].output.contains("succeeded"))
+        let verify = try cluster.cli(["verify", try #require(s["id"] as? String)], http: c.http)
+        #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
+    }
+
+    @Test func corruptChunksAreRefetchedAndTheResultIsStillIdentical() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 300)  // about 350 chunks: P(no fault at 5%) < 1e-7
+        let c = try await start(sourceEnvironment: ["BARGE_FAULT_CORRUPT": "0.05"])
+        #expect(c.processes[1].output.contains("fault injection on: BARGE_FAULT_CORRUPT=0.05"))
+        let r = try cluster.cli(["submit", "a:ds", "b:/copy", "--wait", "--json"], http: c.http)
+        #expect(r.status == 0, "\(r.stderr)")
+        let s = try status(r)
+        #expect((s["chunks_refetched"] as? Int ?? 0) > 0, "\(s)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+    }
+
+    @Test func verifyFindsAFlippedByteAndRepairFetchesOnlyThatChunk() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 5)
+        let c = try await start()
+        let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: c.http)
+        let job = try #require(try status(submitted)["id"] as? String)
+        let before = try TreeSupport.snapshot(destination)
+
+        // Flip one byte in the middle of the multi-unit file, at rest, keeping size and mtime.
+        let victim = destination.appendingPathComponent("big/field.f32").path
+        var st = stat()
+        #expect(stat(victim, &st) == 0)
+        let handle = try #require(FileHandle(forUpdatingAtPath: victim))
+        try handle.seek(toOffset: 6 << 20)
+        let byte = try #require(try handle.read(upToCount: 1)).first!
+        try handle.seek(toOffset: 6 << 20)
+        try handle.write(contentsOf: Data([byte ^ 0xFF]))
+        try handle.close()
+        TreeSupport.setMtime(victim, seconds: st.st_mtim.tv_sec, nanoseconds: st.st_mtim.tv_nsec)
+
+        let found = try cluster.cli(["verify", job, "--json"], http: c.http)
+        #expect(found.status != 0)
+        let report = try status(found)
+        let mismatches = try #require(report["mismatches"] as? [[String: Any]])
+        #expect(mismatches.count == 1)
+        #expect(mismatches.first?["path"] as? String == "copy/big/field.f32")
+        #expect(mismatches.first?["offset"] as? Int == 6 << 20)
+
+        let repaired = try cluster.cli(["verify", job, "--repair", "--json"], http: c.http)
+        #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)")
+        #expect(try status(repaired)["repaired"] as? Int == 1)
+        #expect(try TreeSupport.snapshot(destination) == before)
+        let again = try cluster.cli(["verify", job], http: c.http)
+        #expect(again.status == 0)
+        let final = try status(try cluster.cli(["status", job, "--json"], http: c.http))
+        #expect(final["chunks_refetched"] as? Int == 1)
+    }
+
+    @Test func badSubmissionsGetClearErrorsAndWriteNothing() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 1)
+        let c = try await start()
+        let unknownSite = try cluster.cli(["submit", "a:ds", "mars:/ds"], http: c.http)
+        #expect(unknownSite.status != 0 && unknownSite.stderr.contains("unknown site 'mars'"), "\(unknownSite.stderr)")
+        let escape = try cluster.cli(["submit", "a:../../etc", "b:/x"], http: c.http)
+        #expect(escape.status != 0 && escape.stderr.contains("leads outside the agent's root"), "\(escape.stderr)")
+        let notSitePath = try cluster.cli(["submit", "ds", "b:/x"], http: c.http)
+        #expect(notSitePath.status != 0)
+        // A source that does not exist: the job fails with the agent's reason and --wait exits 1.
+        let missing = try cluster.cli(["submit", "a:/nope", "b:/x", "--wait", "--json"], http: c.http)
+        #expect(missing.status != 0)
+        #expect((try status(missing)["error"] as? String)?.contains("nope") == true)
+        // A symbolic link leading out of the source root is refused by the agent.
+        try FileManager.default.createSymbolicLink(atPath: cluster.dir.path + "/root-a/out", withDestinationPath: "/etc")
+        let outside = try cluster.cli(["submit", "a:/out/hostname", "b:/x", "--wait", "--json"], http: c.http)
+        #expect(outside.status != 0)
+        #expect((try status(outside)["error"] as? String)?.contains("outside the agent's root") == true)
+        #expect(!FileManager.default.fileExists(atPath: cluster.dir.path + "/root-b/x"))
+        // Sites that exist but have no agent up.
+        c.processes[1].kill(SIGKILL)
+        #expect(try await cluster.eventually { try cluster.agents(c.http).first { $0["name"] as? String == "a1" }?["state"] as? String == "down" })
+        let noAgents = try cluster.cli(["submit", "a:ds", "b:/y"], http: c.http)
+        #expect(noAgents.status != 0 && noAgents.stderr.contains("site 'a' has no agent up"), "\(noAgents.stderr)")
+        let unknownJob = try cluster.cli(["verify", "j-none"], http: c.http)
+        #expect(unknownJob.status != 0 && unknownJob.stderr.contains("no job j-none"))
+    }
+}
