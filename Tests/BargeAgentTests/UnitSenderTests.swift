@@ -1,0 +1,104 @@
+import BargeAgent
+import BargeBench
+import BargeStore
+import BargeWire
+import Foundation
+import Testing
+
+/// Units sent over real loopback streams to a data-plane listener.
+struct UnitSenderTests {
+    static let token = try! ClusterToken(bytes: Array("unit-sender-test-token-012345".utf8))
+
+    func entry(_ path: String, of url: URL) throws -> FileEntry {
+        var st = stat()
+        #expect(lstat(url.path, &st) == 0)
+        return FileEntry(path: path, kind: .file, size: UInt64(st.st_size), mode: UInt32(st.st_mode & 0o7777),
+                         mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec))
+    }
+
+    func send(_ files: [TaskFile], roots: Roots, listener: DataPlaneListener, streams: Int = 3) async throws(UnitFailure) -> TaskDone {
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(listener.localAddress!.port!)),
+                              codec: "zstd-1", chunkSize: 1 << 20, files: files)
+        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
+        let sources = SourcePool { [root = roots.source] in ChunkSource(root: root) }
+        return try await UnitSender(task: task, client: client, sources: sources, settings: .init(streams: streams), progress: UnitProgress()).run()
+    }
+
+    @Test func aUnitOverSeveralStreamsFinishesEachFileOnceComplete() async throws {
+        let roots = try Roots()
+        let big = URL(fileURLWithPath: roots.source + "/big.f32"), empty = URL(fileURLWithPath: roots.source + "/empty")
+        let bytes = SampleData.float32Field(bytes: (4 << 20) + 99)
+        try Data(bytes).write(to: big)
+        try Data().write(to: empty)
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let done = try await send([TaskFile(sourcePath: "big.f32", entry: try entry("out/big.f32", of: big), length: UInt64(bytes.count), finish: true),
+                                   TaskFile(sourcePath: "empty", entry: try entry("out/empty", of: empty), length: 0, finish: true)],
+                                  roots: roots, listener: listener)
+        #expect(done.bytes == UInt64(bytes.count))
+        #expect(done.chunks.count == 5 && done.chunks.map(\.offset) == [0, 1 << 20, 2 << 20, 3 << 20, 4 << 20])
+        #expect(done.codecs.first { $0.codec == "zstd-1" }?.chunks == 4)  // the 99-byte tail does not shrink and goes raw
+        #expect(done.wireBytes < UInt64(bytes.count))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/out/big.f32")) == Data(bytes))
+        #expect(FileManager.default.fileExists(atPath: roots.destination + "/out/empty"))
+        #expect(listener.files.openCount == 0)
+    }
+
+    @Test func aSourceFileChangedSinceTheScanFailsTheUnitAndIsNeverFinished() async throws {
+        let roots = try Roots()
+        let url = URL(fileURLWithPath: roots.source + "/log.txt")
+        try Data(SampleData.text(bytes: 3 << 20)).write(to: url)
+        let scanned = try entry("out/log.txt", of: url)
+        // Appended to after the scan.
+        let handle = try FileHandle(forWritingTo: url)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("one more line\n".utf8))
+        try handle.close()
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let failure = await #expect(throws: UnitFailure.self) {
+            _ = try await send([TaskFile(sourcePath: "log.txt", entry: scanned, length: scanned.size, finish: true)], roots: roots, listener: listener)
+        }
+        #expect(failure?.retryable == false)
+        #expect(failure?.description.contains("changed during the transfer") == true)
+        #expect(!FileManager.default.fileExists(atPath: roots.destination + "/out/log.txt"), "never under its final name")
+    }
+
+    @Test func finishingAFileWithMissingBytesIsRefused() throws {
+        let roots = try Roots()
+        let files = DestinationFiles()
+        let target = try RootedPath.resolve("f", under: roots.destination)
+        try [UInt8](repeating: 7, count: 100).withUnsafeBytes { try files.write(job: "j", target: target, size: 300, bytes: $0, at: 0) }
+        try [UInt8](repeating: 7, count: 100).withUnsafeBytes { try files.write(job: "j", target: target, size: 300, bytes: $0, at: 0) }  // resent: counts once
+        #expect(throws: DestinationFiles.Incomplete.self) {
+            try files.finish(job: "j", target: target, size: 300, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        }
+        #expect(!FileManager.default.fileExists(atPath: target.absolute))
+        try [UInt8](repeating: 8, count: 200).withUnsafeBytes { try files.write(job: "j", target: target, size: 300, bytes: $0, at: 100) }
+        try files.finish(job: "j", target: target, size: 300, mode: 0o640, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)).count == 300)
+    }
+
+    @Test func entriesAreMadeAndReportsWaitForTheNextConnection() throws {
+        let roots = try Roots()
+        let receiver = ChunkReceiver(root: roots.destination)
+        let link = FileEntry(path: "a/b/link", kind: .symlink, mode: 0o777, mtimeSeconds: 1_000_000, mtimeNanoseconds: 5, linkTarget: "../../outside/x")
+        #expect(receiver.makeEntry(MakeEntry(job: "j", entry: link)) == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "a/b/link", offset: 0))))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: roots.destination + "/a/b/link") == "../../outside/x")
+        // A file may not be written through that link afterwards: it leads outside the root.
+        let through = receiver.makeEntry(MakeEntry(job: "j", entry: FileEntry(path: "a/b/link/d", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)))
+        guard case .chunkNack(let nack) = through else { Issue.record("\(through)"); return }
+        #expect(nack.reason == .refusedPath)
+        let dir = FileEntry(path: "a", kind: .directory, mode: 0o700, mtimeSeconds: 1_200_000_000, mtimeNanoseconds: 9)
+        #expect(receiver.makeEntry(MakeEntry(job: "j", entry: dir)) == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "a", offset: 0))))
+        var st = stat()
+        #expect(stat(roots.destination + "/a", &st) == 0 && st.st_mode & 0o7777 == 0o700 && st.st_mtim.tv_sec == 1_200_000_000 && st.st_mtim.tv_nsec == 9)
+
+        let outbox = Outbox()
+        outbox.send(.taskProgress(TaskProgress(job: "j", unit: 1, bytesDone: 1, wireBytes: 1)))  // stale by the next connection: dropped
+        outbox.send(.taskFailed(TaskFailed(job: "j", unit: 1, retryable: true, reason: "x")))
+        #expect(outbox.waitingCount == 1)
+    }
+}
