@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
         .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore"]),
-        .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeStore", "BargeBench", "BargeDigest", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeCodec", "BargeStore", "BargeBench", "BargeDigest", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "BargeCoordinatorTests",
             dependencies: [

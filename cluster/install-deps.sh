@@ -4,8 +4,8 @@
 set -euo pipefail
 
 # -dev packages for the C libraries Barge links (zstd, lz4, xxhash, libcrypto, sqlite3 for the journal), pkg-config to find
-# them, and the reference CLIs the benchmarks compare against (zstd, lz4, xxhsum, openssl).
-packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl)
+# them, and the reference tools the benchmarks compare against (zstd, lz4, xxhsum, openssl, an rsync daemon).
+packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync)
 
 missing=()
 for p in "${packages[@]}"; do

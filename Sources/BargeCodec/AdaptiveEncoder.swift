@@ -27,11 +27,22 @@ public final class AdaptiveEncoder {
     public func encode(_ raw: UnsafeRawBufferPointer, digest: XXH128Digest? = nil,
                        into out: UnsafeMutableRawBufferPointer) throws(CodecError) -> (header: ChunkHeader, decision: CodecDecision) {
         let decision = choose(raw)
+        return (try encode(raw, as: decision, digest: digest, into: out), decision)
+    }
+
+    /// Encodes `raw` as `decision` (from `choose`) says and feeds the measurement back.
+    public func encode(_ raw: UnsafeRawBufferPointer, as decision: CodecDecision, digest: XXH128Digest? = nil,
+                       into out: UnsafeMutableRawBufferPointer) throws(CodecError) -> ChunkHeader {
         let start = clock()
         let header = try encoder.encode(raw, as: decision.spec, digest: digest, into: out)
         selector.record(decision, rawLength: raw.count, encodedLength: header.encodedLength,
                         nanoseconds: clock() &- start)
-        return (header, decision)
+        return header
+    }
+
+    /// Tells the selector that a chunk it chose to store raw was stored in place, at no cost.
+    public func recordStored(_ decision: CodecDecision, rawLength: Int) {
+        selector.record(decision, rawLength: rawLength, encodedLength: rawLength + ChunkHeader.size, nanoseconds: 0)
     }
 
     /// Tells the selector how long decoding a chunk it chose took (benchmarks and tests decode in-process).

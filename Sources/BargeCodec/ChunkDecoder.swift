@@ -17,6 +17,17 @@ public final class ChunkDecoder {
         try ChunkHeader.parse(encoded, maxRawLength: maxRawLength)
     }
 
+    /// For a chunk stored raw (no codec, no filter): checks its XXH3-128 and returns its bytes in
+    /// place, so the caller needs no copy. Nil for any other chunk: decode it.
+    public func storedBytes(of encoded: UnsafeRawBufferPointer) throws(CodecError) -> UnsafeRawBufferPointer? {
+        let header = try header(of: encoded)
+        guard header.spec == .none else { return nil }
+        let payload = UnsafeRawBufferPointer(rebasing: encoded[ChunkHeader.size..<(ChunkHeader.size + header.rawLength)])
+        let actual = XXH3.hash128(payload)
+        guard actual == header.digest else { throw .digestMismatch(expected: header.digest, actual: actual) }
+        return payload
+    }
+
     /// Decodes the whole chunk `encoded` into the start of `out`, which must hold at least the
     /// header's `rawLength`. With `verify` (the default) the XXH3-128 of the result must match.
     @discardableResult

@@ -1,3 +1,4 @@
+import BargeCodec
 import BargeAgent
 import BargeBench
 import BargeDigest
@@ -77,9 +78,10 @@ struct DataPlaneTests {
         var overrun = good
         overrun.place.offset = 4000
         #expect(reply(overrun) == .malformed)
-        var wrongID = good
-        wrongID.id = [UInt8](repeating: 0, count: 32)
-        #expect(reply(wrongID) == .corrupt)
+        var flipped = good
+        let at = flipped.encoded.readerIndex + ChunkHeader.size + 100
+        flipped.encoded.setInteger(flipped.encoded.getInteger(at: at, as: UInt8.self)! ^ 1, at: at)
+        #expect(reply(flipped) == .corrupt)  // a stored chunk is checked in place, before anything is written
         #expect(try FileManager.default.contentsOfDirectory(atPath: roots.destination).isEmpty, "nothing written")
         #expect(!FileManager.default.fileExists(atPath: roots.url.appendingPathComponent("outside.txt").path))
         #expect(reply(good) == nil)

@@ -63,10 +63,11 @@ struct HandshakeChannelTests {
 
     /// Every frame `peer` wrote, decoded.
     func sentMessages(_ peer: Peer) throws -> [Message] {
+        // A frame goes out as two writes (header, then payload): gather them before parsing.
         var out: [Message] = []
-        while var bytes = try peer.channel.readOutbound(as: ByteBuffer.self) {
-            while let frame = try bytes.readFrame(maxPayloadLength: Frame.defaultMaxPayload) { out.append(try Message(frame: frame)) }
-        }
+        var bytes = ByteBuffer()
+        while var piece = try peer.channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&piece) }
+        while let frame = try bytes.readFrame(maxPayloadLength: Frame.defaultMaxPayload) { out.append(try Message(frame: frame)) }
         return out
     }
 

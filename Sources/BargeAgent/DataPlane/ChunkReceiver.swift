@@ -4,16 +4,16 @@ import BargeStore
 import BargeWire
 import NIOCore
 
-/// The receive side of the data plane, one per connection (its decoder and hasher are not
-/// shared): decodes each chunk, checks its XXH3-128 and its SHA-256 id, and writes it into the
-/// file's partial copy through the agent's shared `DestinationFiles`. Every chunk gets an ack or a
+/// The receive side of the data plane, one per connection (its decoder is not shared): decodes
+/// each chunk, checks the XXH3-128 of its bytes, and writes it into the file's partial copy
+/// through the agent's shared `DestinationFiles`. The SHA-256 id is the sender's: it hashed the
+/// same bytes the XXH3-128 covers, and `verify` re-hashes at rest with SHA-256. Every chunk gets an ack or a
 /// nack with the reason; nothing unverified is ever written. Synchronous and CPU-heavy: run it off
 /// the event loop.
 public final class ChunkReceiver {
     public let root: String
     public let files: DestinationFiles
     private let decoder = ChunkDecoder()
-    private let sha = SHA256Hasher()
     private var raw: [UInt8] = []
 
     public init(root: String, files: DestinationFiles = DestinationFiles()) {
@@ -53,6 +53,24 @@ public final class ChunkReceiver {
             guard place.offset <= chunk.fileSize, UInt64(header.rawLength) <= chunk.fileSize - place.offset else {
                 return nack(.malformed, "chunk of \(header.rawLength) bytes at \(place.offset) overruns a file of \(chunk.fileSize) bytes")
             }
+            func store(_ bytes: UnsafeRawBufferPointer) -> Message {
+                do {
+                    if repair {
+                        try DestinationEntries.repair(target, size: chunk.fileSize, bytes: bytes, at: place.offset)
+                    } else {
+                        try files.write(job: place.job, target: target, size: chunk.fileSize, bytes: bytes, at: place.offset)
+                    }
+                } catch {
+                    return nack(.writeFailed, "\(error)")
+                }
+                return .chunkAck(ChunkAck(place: place))
+            }
+            // A chunk stored raw is checked and written straight from the frame.
+            do {
+                if let stored = try decoder.storedBytes(of: encoded) { return store(stored) }
+            } catch {
+                return nack(.corrupt, "\(error)")
+            }
             if raw.count < header.rawLength { raw = [UInt8](repeating: 0, count: header.rawLength) }
             return raw.withUnsafeMutableBytes { buffer -> Message in
                 let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<header.rawLength])
@@ -61,20 +79,7 @@ public final class ChunkReceiver {
                 } catch {
                     return nack(.corrupt, "\(error)")
                 }
-                sha.update(UnsafeRawBufferPointer(out))
-                guard sha.finalize().bytes == chunk.id else {
-                    return nack(.corrupt, "chunk decodes to its XXH3-128 but not to its SHA-256 id")
-                }
-                do {
-                    if repair {
-                        try DestinationEntries.repair(target, size: chunk.fileSize, bytes: UnsafeRawBufferPointer(out), at: place.offset)
-                    } else {
-                        try files.write(job: place.job, target: target, size: chunk.fileSize, bytes: UnsafeRawBufferPointer(out), at: place.offset)
-                    }
-                } catch {
-                    return nack(.writeFailed, "\(error)")
-                }
-                return .chunkAck(ChunkAck(place: place))
+                return store(UnsafeRawBufferPointer(out))
             }
         }
     }

@@ -35,7 +35,7 @@ public final class ChunkSource: @unchecked Sendable {
     /// Uniform random 64-bit values, injectable so tests are repeatable.
     private let random: () -> UInt64
     private let sha = SHA256Hasher()
-    private var raw: [UInt8] = []
+    private var scratch: [UInt8] = []
 
     public init(root: String, codec: CodecChoice = .auto, encoder: AdaptiveEncoder = AdaptiveEncoder(), corruptFraction: Double = 0,
                 random: @escaping () -> UInt64 = { UInt64.random(in: .min ... .max) }) {
@@ -52,53 +52,102 @@ public final class ChunkSource: @unchecked Sendable {
     /// over the format's limit.
     public func chunk(sourcePath: String, offset: UInt64, length: Int, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
                       destination: ChunkPlace) throws -> ChunkData {
+        let p = try prepare(sourcePath: sourcePath, offset: offset, length: length, fileSize: fileSize, mtime: mtime, destination: destination)
+        return ChunkData(place: destination, fileSize: fileSize, id: p.id, encoded: p.encoded)
+    }
+
+    /// A chunk ready to send: the whole `chunk data` payload in one buffer (prefix, then the
+    /// encoded chunk), so nothing is copied between the read and the socket when it is stored raw.
+    public struct Prepared {
+        public var payload: ByteBuffer
+        public var id: [UInt8]
+        /// The encoded chunk inside `payload` (shares its storage).
+        public var encoded: ByteBuffer
+    }
+
+    /// As `chunk`, but as the frame payload itself.
+    public func prepare(sourcePath: String, offset: UInt64, length: Int, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
+                        destination: ChunkPlace) throws -> Prepared {
         let path = try RootedPath.resolve(sourcePath, under: root)
         let fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.system(operation: "open", path: sourcePath, errno: errno) }
         defer { close(fd) }
-        if raw.count < length { raw = [UInt8](repeating: 0, count: length) }
-        var done = 0
-        try raw.withUnsafeMutableBytes { buffer in
-            while done < length {
-                let n = pread(fd, buffer.baseAddress! + done, length - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw StoreError.system(operation: "read", path: sourcePath, errno: errno)
-                }
-                if n == 0 { throw SourceChanged(path: sourcePath, what: "it ended at \(offset + UInt64(done)) bytes, the scan saw \(fileSize)") }
-                done += n
+        let prefix = ChunkData.prefixLength(destination)
+        let capacity = ChunkFormat.maxEncodedLength(rawLength: length)
+        var payload = ByteBuffer()
+        payload.reserveCapacity(prefix + capacity)
+        payload.writeRepeatingByte(0, count: prefix)
+        var id: [UInt8] = []
+        // The raw bytes are read to where a stored chunk's payload goes, after its header. A
+        // compressed chunk is encoded into scratch and copied over them (it is the smaller one).
+        try payload.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
+            let region = UnsafeMutableRawBufferPointer(rebasing: out[ChunkHeader.size..<(ChunkHeader.size + length)])
+            try readFully(fd, into: region, at: offset, sourcePath: sourcePath, fileSize: fileSize)
+            try checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime)
+            let bytes = UnsafeRawBufferPointer(region)
+            sha.update(bytes)
+            id = sha.finalize().bytes
+            let digest = XXH3.hash128(bytes)
+            let decision: CodecDecision?
+            let spec: CodecSpec
+            switch codec {
+            case .auto:
+                let d = encoder.choose(bytes)
+                decision = d
+                spec = d.spec
+            case .fixed(let s):
+                decision = nil
+                spec = s
             }
+            if spec == .none {
+                ChunkHeader(spec: .none, rawLength: length, payloadLength: length, digest: digest).write(to: out)
+                if let decision { encoder.recordStored(decision, rawLength: length) }
+                lastCodec = .none
+                return ChunkHeader.size + length
+            }
+            if scratch.count < capacity { scratch = [UInt8](repeating: 0, count: capacity) }
+            let header = try scratch.withUnsafeMutableBytes { s in
+                let h = if let decision {
+                    try encoder.encode(bytes, as: decision, digest: digest, into: s)
+                } else {
+                    try encoder.encoder.encode(bytes, as: spec, digest: digest, into: s)
+                }
+                out.baseAddress!.copyMemory(from: s.baseAddress!, byteCount: h.encodedLength)
+                return h
+            }
+            lastCodec = header.spec
+            return header.encodedLength
         }
-        // Checked after the read: any write before or during it has moved the mtime.
+        let encodedLength = payload.readableBytes - prefix
+        if corruptFraction > 0, encodedLength > ChunkHeader.size, Double(random() >> 11) / Double(1 << 53) < corruptFraction {
+            // After hashing, as a bad NIC or link would: the receiver must catch it.
+            let at = prefix + ChunkHeader.size + Int(random() % UInt64(encodedLength - ChunkHeader.size))
+            payload.setInteger(payload.getInteger(at: at, as: UInt8.self)! ^ 0x5A, at: at)
+        }
+        ChunkData.setPrefix(in: &payload, place: destination, fileSize: fileSize, id: id)
+        return Prepared(payload: payload, id: id, encoded: payload.getSlice(at: payload.readerIndex + prefix, length: encodedLength)!)
+    }
+
+    private func readFully(_ fd: Int32, into region: UnsafeMutableRawBufferPointer, at offset: UInt64, sourcePath: String, fileSize: UInt64) throws {
+        var done = 0
+        while done < region.count {
+            let n = pread(fd, region.baseAddress! + done, region.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.system(operation: "read", path: sourcePath, errno: errno)
+            }
+            if n == 0 { throw SourceChanged(path: sourcePath, what: "it ended at \(offset + UInt64(done)) bytes, the scan saw \(fileSize)") }
+            done += n
+        }
+    }
+
+    /// Checked after the read: any write before or during it has moved the mtime.
+    private func checkUnchanged(_ fd: Int32, sourcePath: String, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)?) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: sourcePath, errno: errno) }
         if UInt64(st.st_size) != fileSize { throw SourceChanged(path: sourcePath, what: "size \(st.st_size), the scan saw \(fileSize)") }
         if let mtime, Int64(st.st_mtim.tv_sec) != mtime.seconds || Int32(st.st_mtim.tv_nsec) != mtime.nanoseconds {
             throw SourceChanged(path: sourcePath, what: "its mtime moved")
         }
-        // Encode straight into the buffer the frame will carry: no copy of the encoded chunk.
-        var encoded = ByteBuffer()
-        let id = try raw.withUnsafeBytes { r in
-            let bytes = UnsafeRawBufferPointer(rebasing: r[0..<length])
-            sha.update(bytes)
-            let id = sha.finalize()
-            let digest = XXH3.hash128(bytes)
-            try encoded.writeWithUnsafeMutableBytes(minimumWritableBytes: ChunkFormat.maxEncodedLength(rawLength: length)) { out in
-                let header = switch codec {
-                case .auto: try encoder.encode(bytes, digest: digest, into: out).header
-                case .fixed(let spec): try encoder.encoder.encode(bytes, as: spec, digest: digest, into: out)
-                }
-                lastCodec = header.spec
-                return header.encodedLength
-            }
-            return id
-        }
-        let encodedLength = encoded.readableBytes
-        if corruptFraction > 0, encodedLength > ChunkHeader.size, Double(random() >> 11) / Double(1 << 53) < corruptFraction {
-            // After hashing, as a bad NIC or link would: the receiver must catch it.
-            let at = ChunkHeader.size + Int(random() % UInt64(encodedLength - ChunkHeader.size))
-            encoded.setInteger(encoded.getInteger(at: at, as: UInt8.self)! ^ 0x5A, at: at)
-        }
-        return ChunkData(place: destination, fileSize: fileSize, id: id.bytes, encoded: encoded)
     }
 }

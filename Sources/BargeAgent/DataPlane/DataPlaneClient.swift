@@ -14,7 +14,12 @@ public final class ChunkStream {
 
     /// Sends `message` (chunk data or file done) and returns the peer's ack or nack.
     public func send(_ message: Message) async throws -> Message {
-        try await outbound.write(message.frame())
+        try await send(message.frame())
+    }
+
+    /// Sends a frame built by the caller (a prepared chunk) and returns the peer's ack or nack.
+    public func send(_ frame: Frame) async throws -> Message {
+        try await outbound.write(frame)
         guard let frame = try await frames.next() else { throw CoordinatorConnectionError.closed }
         let reply = try Message(frame: frame)
         if case .error(let e) = reply { throw CoordinatorConnectionError.refused(e) }

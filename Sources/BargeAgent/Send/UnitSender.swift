@@ -79,12 +79,12 @@ public struct UnitSender: Sendable {
                 var attempt = 0
                 while true {
                     attempt += 1
-                    let data = try source.chunk(
+                    let data = try source.prepare(
                         sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
                         mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
                         destination: ChunkPlace(job: task.job, path: file.entry.path, offset: offset))
                     let wire = UInt64(data.encoded.readableBytes)
-                    let reply = try await stream.send(file.repair ? .chunkRepair(data) : .chunkData(data))
+                    let reply = try await stream.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload))
                     progress.sent(wire)
                     if case .chunkNack(let nack) = reply, nack.reason == .corrupt, attempt < settings.maxAttempts {
                         progress.refetched()

@@ -39,6 +39,15 @@ extension ByteBuffer {
     /// Writes `frame` (header and payload); returns the bytes written.
     @discardableResult
     public mutating func writeFrame(_ frame: Frame) -> Int {
+        var n = writeFrameHeader(frame)
+        var payload = frame.payload
+        n += writeBuffer(&payload)
+        return n
+    }
+
+    /// Writes the 20-byte header of `frame`, whose checksum covers its payload.
+    @discardableResult
+    public mutating func writeFrameHeader(_ frame: Frame) -> Int {
         let checksum = frame.payload.withUnsafeReadableBytes { XXH3.hash64($0) }
         var n = writeInteger(Frame.magic)
         n += writeInteger(Frame.version)
@@ -46,8 +55,6 @@ extension ByteBuffer {
         n += writeInteger(frame.flags)
         n += writeInteger(UInt32(frame.payload.readableBytes))
         n += writeInteger(checksum)
-        var payload = frame.payload
-        n += writeBuffer(&payload)
         return n
     }
 }

@@ -26,7 +26,29 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     }
 }
 
-/// Writes outbound frames.
+/// Writes outbound frames without copying their payloads: the 20-byte header goes out as its own
+/// small buffer and the payload buffer follows as is (the socket gathers both in one `writev`).
+/// For 1 MiB chunks this saves a copy per frame over `FrameEncoder`.
+public final class FrameWriter: ChannelOutboundHandler, Sendable {
+    public typealias OutboundIn = Frame
+    public typealias OutboundOut = ByteBuffer
+
+    public init() {}
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let frame = unwrapOutboundIn(data)
+        var header = context.channel.allocator.buffer(capacity: Frame.headerSize)
+        header.writeFrameHeader(frame)
+        if frame.payload.readableBytes == 0 {
+            context.write(wrapOutboundOut(header), promise: promise)
+        } else {
+            context.write(wrapOutboundOut(header), promise: nil)
+            context.write(wrapOutboundOut(frame.payload), promise: promise)
+        }
+    }
+}
+
+/// Writes outbound frames into one buffer (tests and tools).
 public struct FrameEncoder: MessageToByteEncoder, Sendable {
     public typealias OutboundIn = Frame
 

@@ -114,7 +114,7 @@ extension ChannelPipeline.SynchronousOperations {
     public func addBargeHandlers(_ side: HandshakeHandler.Side, handshakeTimeout: TimeAmount = .seconds(10)) throws {
         let limit = FrameLimit()
         try addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
-        try addHandler(MessageToByteHandler(FrameEncoder()))
+        try addHandler(FrameWriter())
         try addHandler(HandshakeHandler(side, limit: limit, timeout: handshakeTimeout))
         try addHandler(ProtocolErrorHandler())
     }

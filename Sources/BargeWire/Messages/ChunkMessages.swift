@@ -34,6 +34,25 @@ public struct ChunkData: Hashable, Sendable {
     }
 }
 
+extension ChunkData {
+    /// The bytes before the encoded chunk in a `chunk data` payload: place, file size and id.
+    public static func prefixLength(_ place: ChunkPlace) -> Int {
+        2 + place.job.utf8.count + 2 + place.path.utf8.count + 8 + 8 + 32
+    }
+
+    /// Fills the `prefixLength` bytes at the start of `payload`'s readable bytes, so a sender can
+    /// build a whole `chunk data` payload in one buffer, encoded chunk included, without a copy.
+    public static func setPrefix(in payload: inout ByteBuffer, place: ChunkPlace, fileSize: UInt64, id: [UInt8]) {
+        precondition(id.count == 32)
+        var prefix = ByteBuffer()
+        prefix.reserveCapacity(prefixLength(place))
+        prefix.writePlace(place)
+        prefix.writeInteger(fileSize)
+        prefix.writeBytes(id)
+        payload.setBuffer(prefix, at: payload.readerIndex)
+    }
+}
+
 /// The chunk arrived, decoded to its checksum and was written.
 public struct ChunkAck: Hashable, Sendable {
     public var place: ChunkPlace

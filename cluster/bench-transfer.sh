@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Transfer throughput against an rsync daemon, both on loopback, in one run, plus the peak RSS of
+# every Barge process. The dataset is incompressible (random bytes), so neither side can win by
+# compressing.
+#
+#   cluster/bench-transfer.sh                    # 1 GiB in 16 files (the cluster issue's target)
+#   SIZE_MIB=10240 FILES=40 SKIP_RSYNC=1 cluster/bench-transfer.sh   # the 10 GiB memory run
+#
+# One source agent and one destination agent, each with the default 4 streams per unit. Both
+# tools read warm files from the page cache and write into a fresh directory. Output goes to
+# bench-out/transfer.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+size_mib=${SIZE_MIB:-1024}
+files=${FILES:-16}
+runs=${RUNS:-3}
+out=bench-out
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-transfer.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+./cluster/install-deps.sh
+swift build -c release --product barge >&2
+barge=$PWD/.build/release/barge
+
+# A port that is free now; the listeners bind it a moment later.
+free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { print ($1) }"; }
+# Peak resident memory in KiB, and CPU seconds (user + system), of a process.
+rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+mib_per_file=$((size_mib / files))
+
+echo "generating $files files of $mib_per_file MiB (random) …" >&2
+mkdir -p "$work/a/ds" "$work/b"
+for i in $(seq 1 "$files"); do
+  openssl rand -out "$work/a/ds/part-$i.bin" $((mib_per_file << 20))
+done
+bytes=$(du -sb "$work/a/ds" | cut -f1)
+cat "$work"/a/ds/* > /dev/null   # warm the page cache for both tools
+# Writing into memory the kernel has never handed out costs several times more (first touch on
+# this VM) than writing into recycled page cache. One throwaway copy first, and the two tools take
+# turns, so neither pays that for the other.
+cp -r "$work/a/ds" "$work/warm" && sync && rm -rf "$work/warm"
+
+# --- Barge: coordinator, a1 (site a), b1 (site b) ---
+head -c 32 /dev/urandom | base64 > "$work/token"
+export BARGE_TOKEN_FILE=$work/token
+agent_port=$(free_port); http_port=$(free_port)
+export BARGE_COORDINATOR=http://127.0.0.1:$http_port
+"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" > "$work/coordinator.log" 2>&1 &
+pids+=($!); coordinator=$!
+sleep 0.5
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" > "$work/a1.log" 2>&1 &
+pids+=($!); a1=$!
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" > "$work/b1.log" 2>&1 &
+pids+=($!); b1=$!
+for _ in $(seq 1 100); do
+  [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break
+  sleep 0.2
+done
+
+barge_best=""
+rsync_best=""
+cpu_a1=0; cpu_b1=0
+if [[ ${SKIP_RSYNC:-0} != 1 ]]; then
+  rsync_port=$(free_port)
+  mkdir -p "$work/r"
+  cat > "$work/rsyncd.conf" <<CONF
+pid file = $work/rsyncd.pid
+use chroot = false
+[dst]
+  path = $work/r
+  read only = false
+  uid = $(id -u)
+  gid = $(id -g)
+CONF
+  rsync --daemon --no-detach --config "$work/rsyncd.conf" --port "$rsync_port" --address 127.0.0.1 &
+  pids+=($!)
+  sleep 0.5
+fi
+
+for run in $(seq 1 "$runs"); do
+  rm -rf "$work/b/copy-$run"
+  sync
+  c0_a1=$(cpu "$a1"); c0_b1=$(cpu "$b1")
+  t0=$(now)
+  "$barge" submit a:/ds "b:/copy-$run" --wait --json > "$work/barge-$run.json"
+  # The job's own end time: the CLI polls twice a second, which would add up to half a second.
+  t1=$(grep -o '"finished_at":[0-9.]*' "$work/barge-$run.json" | cut -d: -f2)
+  cpu_a1=$(calc "$cpu_a1 + $(cpu "$a1") - $c0_a1"); cpu_b1=$(calc "$cpu_b1 + $(cpu "$b1") - $c0_b1")
+  cmp -s "$work/a/ds/part-1.bin" "$work/b/copy-$run/part-1.bin" || { echo "barge copy differs" >&2; exit 1; }
+  secs=$(calc "$t1 - $t0")
+  echo "barge run $run: $secs s" >&2
+  if [[ -z $barge_best ]] || [[ $(calc "$secs < $barge_best") == 1 ]]; then barge_best=$secs; fi
+  rm -rf "$work/b/copy-$run"
+
+  if [[ ${SKIP_RSYNC:-0} != 1 ]]; then
+    rm -rf "$work/r/copy"
+    sync
+    t0=$(now)
+    rsync -a "$work/a/ds/" "rsync://127.0.0.1:$rsync_port/dst/copy/"
+    t1=$(now)
+    secs=$(calc "$t1 - $t0")
+    echo "rsync run $run: $secs s" >&2
+    if [[ -z $rsync_best ]] || [[ $(calc "$secs < $rsync_best") == 1 ]]; then rsync_best=$secs; fi
+    rm -rf "$work/r/copy"
+  fi
+done
+cpu_a1=$(calc "$cpu_a1 / $runs"); cpu_b1=$(calc "$cpu_b1 / $runs")
+rss_coordinator=$(rss "$coordinator"); rss_a1=$(rss "$a1"); rss_b1=$(rss "$b1")
+
+{
+  echo "transfer benchmark, $(date -u +%F), $(nproc) cores, $files files, $bytes bytes of random data, best of $runs"
+  printf "barge (1 source agent, 1 destination agent, loopback): %.2f s = %.0f MB/s\n" "$barge_best" "$(calc "$bytes / $barge_best / 1000000")"
+  if [[ -n $rsync_best ]]; then
+    printf "rsync daemon (rsync -a to rsync://, loopback):          %.2f s = %.0f MB/s\n" "$rsync_best" "$(calc "$bytes / $rsync_best / 1000000")"
+    printf "barge / rsync throughput: %.2f (target >= 0.8)\n" "$(calc "$rsync_best / $barge_best")"
+  fi
+  echo "CPU seconds per run: source agent $cpu_a1, destination agent $cpu_b1"
+  echo "peak RSS (VmHWM): coordinator $((rss_coordinator / 1024)) MiB, source agent $((rss_a1 / 1024)) MiB, destination agent $((rss_b1 / 1024)) MiB"
+} | tee "$out/transfer.txt"
