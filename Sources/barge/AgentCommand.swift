@@ -84,7 +84,7 @@ struct AgentCommand: AsyncParsableCommand {
             settings: AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams)),
             sources: SourcePool { [rate = try? ByteQuantity.parseRate(linkRate)] in
                 ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate), corruptFraction: corrupt)
-            }, logger: logger)
+            }, receiving: listener.files, logger: logger)
         let running = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await listener.run() }

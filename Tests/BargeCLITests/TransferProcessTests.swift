@@ -1,3 +1,4 @@
+import BargeBench
 import Foundation
 import Testing
 
@@ -128,5 +129,32 @@ struct TransferProcessTests {
         #expect(noAgents.status != 0 && noAgents.stderr.contains("site 'a' has no agent up"), "\(noAgents.stderr)")
         let unknownJob = try cluster.cli(["verify", "j-none"], http: c.http)
         #expect(unknownJob.status != 0 && unknownJob.stderr.contains("no job j-none"))
+    }
+
+    @Test func cancellingARunningJobStopsItsUnitsAndFinishesNothing() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<4 {  // zstd-19 on these takes seconds: the job is still running when cancelled
+            try Data(SampleData.float64Field(bytes: 6 << 20, seed: UInt64(i))).write(to: source.appendingPathComponent("f\(i).f64"))
+        }
+        let c = try await start()
+        let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: c.http)
+        let job = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(submitted.status == 0 && job.hasPrefix("j-"), "\(submitted.stderr)")
+        #expect(try await cluster.eventually {
+            (try status(try cluster.cli(["status", job, "--json"], http: c.http))["state"] as? String) == "running"
+        })
+        try await Task.sleep(for: .milliseconds(500))
+        let cancelled = try cluster.cli(["cancel", job], http: c.http)
+        #expect(cancelled.status == 0 && cancelled.stdout.contains("cancelled"), "\(cancelled.stdout)\(cancelled.stderr)")
+        #expect(try await cluster.eventually(10) { c.processes[1].output.contains("job \(job) cancelled: stopping") }, "\(c.processes[1].output)")
+        try await Task.sleep(for: .milliseconds(500))
+        let final = try status(try cluster.cli(["status", job, "--json"], http: c.http))
+        #expect(final["state"] as? String == "cancelled")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
+        #expect(names.allSatisfy { $0.hasSuffix(".barge-partial") }, "nothing under a final name: \(names)")
+        // A second cancel changes nothing; a cancelled job cannot be verified.
+        #expect(try cluster.cli(["cancel", job], http: c.http).status == 0)
+        let verify = try cluster.cli(["verify", job], http: c.http)
+        #expect(verify.status != 0 && verify.stderr.contains("only a succeeded job can be verified"))
     }
 }

@@ -31,13 +31,16 @@ public final class AgentWork: Sendable {
     public let settings: Settings
     public let outbox = Outbox()
     public let sources: SourcePool
+    /// The files this agent's data-plane listener is receiving, closed when their job is cancelled.
+    public let receiving: DestinationFiles?
     private let logger: Logger
     private let running = NIOLockedValueBox<[String: Running]>([:])
 
     /// `sources` makes each worker's chunk source (with the fault injection, if any).
-    public init(settings: Settings, sources: SourcePool, logger: Logger = Logger(label: "barge.agent")) {
+    public init(settings: Settings, sources: SourcePool, receiving: DestinationFiles? = nil, logger: Logger = Logger(label: "barge.agent")) {
         self.settings = settings
         self.sources = sources
+        self.receiving = receiving
         self.logger = logger
     }
 
@@ -62,6 +65,8 @@ public final class AgentWork: Sendable {
             let prefix = cancel.job + "/"
             let cancelled = running.withLockedValue { r in r.filter { $0.key.hasPrefix(prefix) }.map(\.value.task) }
             cancelled.forEach { $0.cancel() }
+            // Partial files stay on disk; only their descriptors are closed.
+            receiving?.close(job: cancel.job)
             if !cancelled.isEmpty { logger.notice("job \(cancel.job) cancelled: stopping \(cancelled.count) units") }
         default:
             return false
@@ -82,7 +87,11 @@ public final class AgentWork: Sendable {
                 do throws(UnitFailure) {
                     report = .taskDone(try await sender.run())
                 } catch {
-                    logger.warning("unit \(task.unit) of job \(task.job) failed: \(error.description)")
+                    if Task.isCancelled {
+                        logger.notice("unit \(task.unit) of job \(task.job) stopped")
+                    } else {
+                        logger.warning("unit \(task.unit) of job \(task.job) failed: \(error.description)")
+                    }
                     report = .taskFailed(TaskFailed(job: task.job, unit: task.unit, retryable: error.retryable, reason: error.description))
                 }
                 running.withLockedValue { _ = $0.removeValue(forKey: key) }

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 
 /// The coordinator's HTTP API (docs/openapi.yaml). Handlers only translate between HTTP and the
@@ -65,10 +66,6 @@ private func httpErrors<T>(_ body: () async throws -> T) async throws -> T {
 /// Job ids: "j-" and 10 random hex digits, short enough to type.
 enum JobID {
     static func make() -> String {
-        "j-" + String(UInt64.random(in: 0..<(1 << 40)), radix: 16).leftPadded(10)
+        String(format: "j-%010llx", UInt64.random(in: 0..<(1 << 40)))
     }
-}
-
-extension String {
-    func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }
