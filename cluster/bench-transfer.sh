@@ -59,9 +59,9 @@ export BARGE_COORDINATOR=http://127.0.0.1:$http_port
 "$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" > "$work/coordinator.log" 2>&1 &
 pids+=($!); coordinator=$!
 sleep 0.5
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" > "$work/a1.log" 2>&1 &
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" ${AGENT_ARGS:-} > "$work/a1.log" 2>&1 &
 pids+=($!); a1=$!
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" > "$work/b1.log" 2>&1 &
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" ${AGENT_ARGS:-} > "$work/b1.log" 2>&1 &
 pids+=($!); b1=$!
 for _ in $(seq 1 100); do
   [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break

@@ -60,6 +60,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        MemoryTuning.keepLargeBuffers()
         let target = try parseHostPort(coordinator, option: "--coordinator")
         let data = try parseHostPort(listen, option: "--listen")
         let token = try tokenOptions.token()
@@ -123,3 +124,21 @@ enum SignalWatcher {
         }
     }
 }
+
+/// The data plane allocates and frees a buffer of about a chunk for every chunk. glibc's defaults
+/// serve those with fresh mappings (or trim them back to the kernel) and the next allocation pays a
+/// page fault per 4 KiB: a profile of a 1 GiB transfer showed 15% of the receiving agent's CPU in
+/// those faults. Raising the thresholds keeps such buffers in the heap for reuse.
+enum MemoryTuning {
+    static func keepLargeBuffers() {
+        #if os(Linux)
+        _ = glibcMallopt(-3, 64 << 20)   // M_MMAP_THRESHOLD (malloc.h, which Glibc does not import)
+        _ = glibcMallopt(-1, 256 << 20)  // M_TRIM_THRESHOLD
+        #endif
+    }
+}
+
+#if os(Linux)
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
