@@ -38,47 +38,53 @@ struct DemoCommand: AsyncParsableCommand {
         defer {
             signals.forEach { $0.cancel() }
             cluster.stop()
-            if keep { print("kept \(dir.path) (dataset, logs, journal)") } else { try? FileManager.default.removeItem(at: dir) }
+            if keep { say("kept \(dir.path) (dataset, logs, journal)") } else { try? FileManager.default.removeItem(at: dir) }
         }
         do {
             try await work.value
         } catch is CancellationError {
-            print("\ninterrupted; stopping the cluster")
+            say("\ninterrupted; stopping the cluster")
             throw ExitCode(130)
         }
     }
 
     private func demo(_ cluster: LocalCluster, bytes: Int) async throws {
         let siteA = cluster.directory.appendingPathComponent("site-a"), siteB = cluster.directory.appendingPathComponent("site-b")
-        print("barge demo in \(cluster.directory.path)")
-        print("generating \(ByteQuantity.formatSize(Double(bytes))) at site a …")
+        say("barge demo in \(cluster.directory.path)")
+        say("generating \(ByteQuantity.formatSize(Double(bytes))) at site a …")
         let data = try DemoDataset.write(to: siteA.appendingPathComponent("dataset"), bytes: bytes)
-        print("  \(data.files) files, \(ByteQuantity.formatSize(Double(data.bytes)))")
+        say("  \(data.files) files, \(ByteQuantity.formatSize(Double(data.bytes)))")
 
         try cluster.startCoordinator()
         let fault = faultCorrupt > 0 ? ["BARGE_FAULT_CORRUPT": String(faultCorrupt)] : [:]
         for name in ["a1", "a2"] { try cluster.startAgent(name: name, site: "a", root: siteA, environment: fault) }
         for name in ["b1", "b2"] { try cluster.startAgent(name: name, site: "b", root: siteB) }
         try await cluster.waitForAgents(4)
-        print("coordinator on \(cluster.coordinatorURL), agents a1 a2 (site a) and b1 b2 (site b) are up")
+        say("coordinator on \(cluster.coordinatorURL), agents a1 a2 (site a) and b1 b2 (site b) are up")
 
         let api = CoordinatorAPI(base: cluster.coordinatorURL)
         let request = SubmitRequest(source: .init(site: "a", path: "/dataset"), destination: .init(site: "b", path: "/dataset"))
         let job = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: try JSONEncoder().encode(request)))
-        print("submitted \(job.id): a:/dataset → b:/dataset")
+        say("submitted \(job.id): a:/dataset → b:/dataset")
         let final = try await JobWatcher(api: api, job: job.id).follow()
         guard final.state == .succeeded else {
-            print(JobSummary.text(final))
+            say(JobSummary.text(final))
             throw Failure("the demo job \(final.state.rawValue); logs are in \(cluster.logs.path) (run with --keep to read them)")
         }
-        print("verifying at the destination …")
+        say("verifying at the destination …")
         let outcome = try JSONDecoder().decode(VerifyOutcome.self, from: try await api.post("/v1/jobs/\(job.id)/verify", timeout: 600))
-        print(JobSummary.text(final))
-        print("  verified: \(outcome.filesChecked) files, \(outcome.chunksChecked) chunks re-hashed at site b: \(outcome.ok ? "all match" : "\(outcome.mismatches.count) MISMATCHES")")
+        say(JobSummary.text(final))
+        say("  verified: \(outcome.filesChecked) files, \(outcome.chunksChecked) chunks re-hashed at site b: \(outcome.ok ? "all match" : "\(outcome.mismatches.count) MISMATCHES")")
         let metrics = String(decoding: try await api.get("/metrics"), as: UTF8.self)
         let counters = metrics.split(separator: "\n").filter { $0.hasPrefix("barge_") && !$0.contains("{") }
-        print("  metrics: \(cluster.coordinatorURL)/metrics (Prometheus text) said, at the end:")
-        for line in counters { print("    \(line)") }
+        say("  metrics: \(cluster.coordinatorURL)/metrics (Prometheus text) said, at the end:")
+        for line in counters { say("    \(line)") }
         if !outcome.ok { throw ExitCode(1) }
     }
+}
+
+/// A line on stdout, written at once (not buffered), so it reads in order with the progress line
+/// on stderr even when both go to one file.
+private func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

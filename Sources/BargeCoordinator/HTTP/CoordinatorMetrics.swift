@@ -36,8 +36,11 @@ public final class CoordinatorMetrics: Sendable {
         }
     }
 
-    func update(throughput bytesPerSecond: Double, unitsInFlight units: Int) {
+    func update(throughput bytesPerSecond: Double) {
         throughput.record(bytesPerSecond)
+    }
+
+    func update(unitsInFlight units: Int) {
         unitsInFlight.record(units)
     }
 

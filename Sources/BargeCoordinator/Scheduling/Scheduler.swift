@@ -245,7 +245,7 @@ public actor Scheduler {
     /// Called every second: updates the throughput and in-flight gauges.
     public func tick() {
         let moved = completedBytes + live.values.reduce(Int64(0)) { $0 + Int64($1.bytesDone) }
-        metrics.update(throughput: rate(moved), unitsInFlight: held.count)
+        metrics.update(throughput: rate(moved))
     }
 
     private func assignReady(_ job: JobRecord) throws {
@@ -284,6 +284,7 @@ public actor Scheduler {
 
     func hold(_ key: UnitKey, _ lane: (source: String, destination: String)) {
         held[key] = lane
+        metrics.update(unitsInFlight: held.count)
         load[lane.source, default: 0] += 1
         if lane.destination != lane.source { load[lane.destination, default: 0] += 1 }
     }
@@ -291,6 +292,7 @@ public actor Scheduler {
     /// Forgets a unit's lane (it ended, or its job stopped).
     func release(_ key: UnitKey) {
         guard let lane = held.removeValue(forKey: key) else { return }
+        metrics.update(unitsInFlight: held.count)
         live.removeValue(forKey: key)
         load[lane.source, default: 1] -= 1
         if lane.destination != lane.source { load[lane.destination, default: 1] -= 1 }
