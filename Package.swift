@@ -54,7 +54,7 @@ let package = Package(
         .target(
             name: "BargeCoordinator",
             dependencies: [
-                "BargeWire",
+                "BargeWire", "BargeChunk", "BargeDigest",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -86,6 +86,7 @@ struct VerifyCommand: AsyncParsableCommand {
                 print("  repaired \(outcome.repaired); \(outcome.remaining.count) still differ")
                 for m in outcome.remaining { print("  still differs: \(m.path) at \(m.offset): \(m.reason)") }
             }
+            print("  Merkle root of the job: \(outcome.merkleRoot)")
             print(outcome.ok ? "OK" : "MISMATCH")
         }
         if !outcome.ok { throw ExitCode(1) }

@@ -88,6 +88,7 @@ struct TransferProcessTests {
         let found = try cluster.cli(["verify", job, "--json"], http: c.http)
         #expect(found.status != 0)
         let report = try status(found)
+        #expect((report["merkle_root"] as? String)?.count == 64)
         let mismatches = try #require(report["mismatches"] as? [[String: Any]])
         #expect(mismatches.count == 1)
         #expect(mismatches.first?["path"] as? String == "copy/big/field.f32")

@@ -1,3 +1,5 @@
+import BargeChunk
+import BargeDigest
 import BargeWire
 import Foundation
 
@@ -11,7 +13,7 @@ extension Scheduler {
         guard job.state == .succeeded else { throw SchedulerError.notVerifiable(id, job.state) }
         let manifest = Manifest(job: job, units: try journal.units(job: id), chunks: try journal.chunks(job: id))
         var outcome = VerifyOutcome(id: id, filesChecked: manifest.fileCount, chunksChecked: manifest.chunkCount, bytesChecked: 0,
-                                    mismatches: [], repaired: 0, remaining: [], ok: false)
+                                    mismatches: [], repaired: 0, remaining: [], ok: false, merkleRoot: manifest.merkleRoot)
         var found = try await check(manifest, timeout: timeout)
         outcome.bytesChecked = found.bytes
         outcome.mismatches = found.mismatches.map(\.report)
@@ -138,6 +140,15 @@ struct Manifest {
         }
         for row in rows { chunks[row.path, default: []].append(row) }
         chunkCount = rows.count
+    }
+
+    /// Hex of the job's root over its files' roots (path order), each over its chunk ids (offset
+    /// order; the journal returns them sorted so).
+    var merkleRoot: String {
+        let files = chunks.keys.sorted().map { path in
+            MerkleTree.root(chunks[path]!.compactMap { SHA256Digest(bytes: [UInt8]($0.id)) })
+        }
+        return MerkleTree.root(files).description
     }
 }
 

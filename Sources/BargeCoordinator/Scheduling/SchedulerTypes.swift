@@ -73,9 +73,13 @@ public struct VerifyOutcome: Codable, Hashable, Sendable {
     /// What a second pass, after repair, still found (empty when repaired or not repairing).
     public var remaining: [Mismatch]
     public var ok: Bool
+    /// The job's Merkle root (hex) over its files' roots in path order, each over the file's chunk
+    /// ids in offset order, from the journal's manifest: a fingerprint of the whole dataset.
+    public var merkleRoot: String
 
     enum CodingKeys: String, CodingKey {
         case id, mismatches, repaired, remaining, ok
+        case merkleRoot = "merkle_root"
         case filesChecked = "files_checked", chunksChecked = "chunks_checked", bytesChecked = "bytes_checked"
     }
 }
