@@ -37,6 +37,8 @@ calc() { awk "BEGIN { print ($1) }"; }
 # Peak resident memory in KiB, and CPU seconds (user + system), of a process.
 rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# CPU seconds of a process's reaped children (the rsync daemon forks one per connection).
+children_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($16 + $17) / hz }' "/proc/$1/stat"; }
 mib_per_file=$((size_mib / files))
 
 echo "generating $files files of $mib_per_file MiB (random) …" >&2
@@ -84,9 +86,10 @@ use chroot = false
   gid = $(id -g)
 CONF
   rsync --daemon --no-detach --config "$work/rsyncd.conf" --port "$rsync_port" --address 127.0.0.1 &
-  pids+=($!)
+  pids+=($!); rsyncd=$!
   sleep 0.5
 fi
+cpu_rsync=0
 
 for run in $(seq 1 "$runs"); do
   rm -rf "$work/b/copy-$run"
@@ -106,9 +109,13 @@ for run in $(seq 1 "$runs"); do
   if [[ ${SKIP_RSYNC:-0} != 1 ]]; then
     rm -rf "$work/r/copy"
     sync
+    c0=$(children_cpu "$rsyncd")
     t0=$(now)
-    rsync -a "$work/a/ds/" "rsync://127.0.0.1:$rsync_port/dst/copy/"
+    TIMEFORMAT="%U %S"
+    { time rsync -a "$work/a/ds/" "rsync://127.0.0.1:$rsync_port/dst/copy/"; } 2> "$work/rsync-time"
     t1=$(now)
+    sleep 0.2   # the daemon reaps its child
+    cpu_rsync=$(calc "$cpu_rsync + $(awk '{print $1 + $2}' "$work/rsync-time") + $(children_cpu "$rsyncd") - $c0")
     secs=$(calc "$t1 - $t0")
     echo "rsync run $run: $secs s" >&2
     if [[ -z $rsync_best ]] || [[ $(calc "$secs < $rsync_best") == 1 ]]; then rsync_best=$secs; fi
@@ -124,6 +131,7 @@ rss_coordinator=$(rss "$coordinator"); rss_a1=$(rss "$a1"); rss_b1=$(rss "$b1")
   if [[ -n $rsync_best ]]; then
     printf "rsync daemon (rsync -a to rsync://, loopback):          %.2f s = %.0f MB/s\n" "$rsync_best" "$(calc "$bytes / $rsync_best / 1000000")"
     printf "barge / rsync throughput: %.2f (target >= 0.8)\n" "$(calc "$rsync_best / $barge_best")"
+    echo "CPU seconds per run: rsync client and daemon together $(calc "$cpu_rsync / $runs")"
   fi
   echo "CPU seconds per run: source agent $cpu_a1, destination agent $cpu_b1"
   echo "peak RSS (VmHWM): coordinator $((rss_coordinator / 1024)) MiB, source agent $((rss_a1 / 1024)) MiB, destination agent $((rss_b1 / 1024)) MiB"

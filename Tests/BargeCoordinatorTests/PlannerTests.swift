@@ -32,6 +32,16 @@ struct PlannerTests {
         #expect(plan.totals == PlanTotals(bytes: Int64((9 << 20) + 1 + 60), files: 6, chunks: 10 + 3))
     }
 
+    @Test func manyDirectoriesAreSplitIntoOrderedUnits() {
+        let planner = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20, maxFilesPerUnit: 1)  // 16 directories per unit
+        let dirs = (0..<40).map { dir("d\($0)") } + [dir("d0/deep/er")]
+        let plan = planner.plan(entries: dirs, sourcePath: "", destinationPath: "x")
+        #expect(plan.units.map(\.kind) == [.directories, .directories, .directories])
+        #expect(plan.units.map(\.files.count) == [16, 16, 9])
+        #expect(plan.units[0].files[0].entry.path == "x/d0/deep/er")
+        #expect(plan.units.allSatisfy { $0.dependsOn == "*" })
+    }
+
     @Test func aSingleFileLandsAtTheDestinationPath() {
         let plan = Planner().plan(entries: [file("", 5)], sourcePath: "data/x.bin", destinationPath: "in/y.bin")
         #expect(plan.units.count == 1)

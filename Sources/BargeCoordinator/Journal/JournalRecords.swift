@@ -76,7 +76,7 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     /// What the source agent is told to send (`task assign`).
     public var files: [TaskFile] = []
     /// The unit waits until every other unit of the job with this destination path is done;
-    /// `*` waits for every other unit.
+    /// `*` waits for every unit planned before it.
     public var dependsOn: String?
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {

@@ -6,8 +6,9 @@ import BargeWire
 ///   `finish` unit that waits for them (so the file is renamed only once every range is in).
 /// - Smaller files and symbolic links are batched in scan order into `files` units of at most
 ///   `unitBytes` and `maxFilesPerUnit` entries; each file is finished within its unit.
-/// - Directories, empty ones included, go last into a `directories` unit, deepest first, so their
-///   modes and mtimes are set after everything inside them is written.
+/// - Directories, empty ones included, go last into `directories` units of at most
+///   `maxFilesPerUnit × 16` entries, deepest first, each waiting for every unit before it (`*`), so
+///   their modes and mtimes are set after everything inside them is written.
 ///
 /// The scanned entry with the empty path is the source itself: a directory (whose contents land
 /// under the destination path) or a single file (which lands at the destination path).
@@ -68,10 +69,14 @@ public struct Planner: Sendable {
             }
         }
         flush()
-        if !directories.isEmpty {
-            // Deepest first: a child's entry is created before its parent's mtime is set.
-            directories.sort { $0.entry.path.utf8.count != $1.entry.path.utf8.count ? $0.entry.path.utf8.count > $1.entry.path.utf8.count : $0.entry.path < $1.entry.path }
-            units.append((.directories, directories, "*"))
+        // Deepest first: a child's entry is created before its parent's mtime is set.
+        directories.sort { $0.entry.path.utf8.count != $1.entry.path.utf8.count ? $0.entry.path.utf8.count > $1.entry.path.utf8.count : $0.entry.path < $1.entry.path }
+        let perUnit = maxFilesPerUnit * 16  // keeps a task well under the frame limit
+        var start = 0
+        while start < directories.count {
+            let end = min(start + perUnit, directories.count)
+            units.append((.directories, Array(directories[start..<end]), "*"))
+            start = end
         }
         return Plan(units: units, totals: totals)
     }

@@ -251,15 +251,16 @@ public actor Scheduler {
     private func assignReady(_ job: JobRecord) throws {
         let units = try journal.units(job: job.id)
         var openByPath: [String: Int] = [:]
-        var open = 0
+        var firstOpen = Int64.max  // units come ordered by id
         for u in units where u.state != .done {
-            open += 1
+            firstOpen = min(firstOpen, u.unitId)
             if u.kind == .range || u.kind == .finish { openByPath[u.path, default: 0] += 1 }
         }
         for u in units where u.state == .pending {
             if let after = u.dependsOn {
-                let others = after == "*" ? open - 1 : (openByPath[after] ?? 1) - 1
-                if others > 0 { continue }
+                // `*`: every earlier unit is done; a path: every other unit of that file is done.
+                let ready = after == "*" ? firstOpen == u.unitId : (openByPath[after] ?? 1) == 1
+                if !ready { continue }
             }
             let pinKey = job.id + "\u{0}" + u.path
             let pinned = u.kind == .range || u.kind == .finish ? pins[pinKey] : nil
