@@ -58,7 +58,7 @@ head -c 32 /dev/urandom | base64 > "$work/token"
 export BARGE_TOKEN_FILE=$work/token
 agent_port=$(free_port); http_port=$(free_port)
 export BARGE_COORDINATOR=http://127.0.0.1:$http_port
-"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" > "$work/coordinator.log" 2>&1 &
+"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" ${COORDINATOR_ARGS:-} > "$work/coordinator.log" 2>&1 &
 pids+=($!); coordinator=$!
 sleep 0.5
 "$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" ${AGENT_ARGS:-} > "$work/a1.log" 2>&1 &

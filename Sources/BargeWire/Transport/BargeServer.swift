@@ -31,9 +31,6 @@ public final class BargeServer: Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            // Reads grow up to 1 MiB (NIO's default stops at 64 KiB), so a 1 MiB chunk arrives in
-            // a few reads instead of sixteen appends to the decoder's buffer.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 1 << 20))
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let session = channel.eventLoop.makePromise(of: Session.self)
