@@ -14,11 +14,22 @@ public final class ChunkReceiver {
     public let root: String
     public let files: DestinationFiles
     private let decoder = ChunkDecoder()
-    private var raw: [UInt8] = []
+    /// Decoded chunks land here; aligned, so a whole-block chunk can be written with O_DIRECT.
+    private var raw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     public init(root: String, files: DestinationFiles = DestinationFiles()) {
         self.root = root
         self.files = files
+    }
+
+    deinit { raw.deallocate() }
+
+    private func staging(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        if raw.count < count {
+            raw.deallocate()
+            raw = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: PartialFileWriter.directAlignment)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: raw[0..<count])
     }
 
     /// Answers one data-plane message with an ack or a nack.
@@ -65,22 +76,22 @@ public final class ChunkReceiver {
                 }
                 return .chunkAck(ChunkAck(place: place))
             }
-            // A chunk stored raw is checked and written straight from the frame.
+            // A chunk stored raw is checked in the frame, then staged in aligned memory: a copy in
+            // the CPU cache that spares the page-cache copy when the write can go direct.
+            let out = staging(header.rawLength)
             do {
-                if let stored = try decoder.storedBytes(of: encoded) { return store(stored) }
+                if let stored = try decoder.storedBytes(of: encoded) {
+                    if !repair, header.rawLength % PartialFileWriter.directAlignment == 0, let base = stored.baseAddress {
+                        out.baseAddress!.copyMemory(from: base, byteCount: stored.count)
+                        return store(UnsafeRawBufferPointer(out))
+                    }
+                    return store(stored)
+                }
+                try decoder.decode(encoded, into: out, verify: true)
             } catch {
                 return nack(.corrupt, "\(error)")
             }
-            if raw.count < header.rawLength { raw = [UInt8](repeating: 0, count: header.rawLength) }
-            return raw.withUnsafeMutableBytes { buffer -> Message in
-                let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<header.rawLength])
-                do {
-                    try decoder.decode(encoded, into: out, verify: true)
-                } catch {
-                    return nack(.corrupt, "\(error)")
-                }
-                return store(UnsafeRawBufferPointer(out))
-            }
+            return store(UnsafeRawBufferPointer(out))
         }
     }
 
