@@ -104,6 +104,16 @@ rsync_run() {
   calc "$t1 - $t0"
 }
 
+# Resident memory of the three processes, once a second, to show whether it grows with the data.
+sampler() {
+  while kill -0 "$coordinator" 2>/dev/null; do
+    echo "$(awk '/VmRSS/ {print $2}' "/proc/$coordinator/status") $(awk '/VmRSS/ {print $2}' "/proc/$a1/status") $(awk '/VmRSS/ {print $2}' "/proc/$b1/status")"
+    sleep 1
+  done
+}
+sampler > "$work/rss.txt" &
+pids+=($!)
+
 for run in $(seq 1 "$runs"); do
   rm -rf "$work/b/copy-$run"
   sync
@@ -152,5 +162,9 @@ rss_coordinator=$(rss "$coordinator"); rss_a1=$(rss "$a1"); rss_b1=$(rss "$b1")
     printf "barge / rsync --fsync throughput: %.2f\n" "$(calc "$rsync_fsync_best / $barge_best")"
   fi
   echo "CPU seconds per run: source agent $cpu_a1, destination agent $cpu_b1"
+  awk '{ n++; c[n]=$1; a[n]=$2; b[n]=$3 } END {
+    h = int(n / 2); for (i = 1; i <= n; i++) { k = (i <= h) ? 1 : 2; if (c[i] > mc[k]) mc[k] = c[i]; if (a[i] > ma[k]) ma[k] = a[i]; if (b[i] > mb[k]) mb[k] = b[i] }
+    printf "RSS sampled each second, max in the first and second half of the runs: coordinator %d / %d MiB, source agent %d / %d MiB, destination agent %d / %d MiB\n", mc[1]/1024, mc[2]/1024, ma[1]/1024, ma[2]/1024, mb[1]/1024, mb[2]/1024
+  }' "$work/rss.txt"
   echo "peak RSS (VmHWM): coordinator $((rss_coordinator / 1024)) MiB, source agent $((rss_a1 / 1024)) MiB, destination agent $((rss_b1 / 1024)) MiB"
 } | tee "$out/transfer.txt"
