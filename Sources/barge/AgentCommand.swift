@@ -128,12 +128,14 @@ enum SignalWatcher {
 /// The data plane allocates and frees a buffer of about a chunk for every chunk. glibc's defaults
 /// serve those with fresh mappings (or trim them back to the kernel) and the next allocation pays a
 /// page fault per 4 KiB: a profile of a 1 GiB transfer showed 15% of the receiving agent's CPU in
-/// those faults. Raising the thresholds keeps such buffers in the heap for reuse.
+/// those faults. Raising the thresholds keeps such buffers in the heap for reuse; capping the number
+/// of arenas bounds how much the heap keeps in all.
 enum MemoryTuning {
     static func keepLargeBuffers() {
         #if os(Linux)
         _ = glibcMallopt(-3, 64 << 20)   // M_MMAP_THRESHOLD (malloc.h, which Glibc does not import)
         _ = glibcMallopt(-1, 256 << 20)  // M_TRIM_THRESHOLD
+        _ = glibcMallopt(-8, 4)          // M_ARENA_MAX: what each arena keeps is bounded, so few arenas
         #endif
     }
 }

@@ -234,6 +234,13 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Units not done yet, by id: what the scheduler looks at.
+    public func openUnits(job id: String) throws -> [UnitRecord] {
+        try pool.read { db in
+            try UnitRecord.filter(Column("jobId") == id && Column("state") != UnitState.done.rawValue).order(Column("unitId")).fetchAll(db)
+        }
+    }
+
     public func units(job id: String, state: UnitState? = nil) throws -> [UnitRecord] {
         try pool.read { db in
             var q = UnitRecord.filter(Column("jobId") == id)

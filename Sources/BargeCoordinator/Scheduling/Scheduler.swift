@@ -249,10 +249,10 @@ public actor Scheduler {
     }
 
     private func assignReady(_ job: JobRecord) throws {
-        let units = try journal.units(job: job.id)
+        let units = try journal.openUnits(job: job.id)
         var openByPath: [String: Int] = [:]
-        var firstOpen = Int64.max  // units come ordered by id
-        for u in units where u.state != .done {
+        var firstOpen = Int64.max
+        for u in units {
             firstOpen = min(firstOpen, u.unitId)
             if u.kind == .range || u.kind == .finish { openByPath[u.path, default: 0] += 1 }
         }
