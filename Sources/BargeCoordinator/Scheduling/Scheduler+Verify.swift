@@ -59,7 +59,7 @@ extension Scheduler {
                 }
             }
             let message = Message.verifyRequest(VerifyRequest(request: request, files: files.map { .init(path: $0.entry.path, size: $0.entry.size) }, chunks: chunks))
-            let reply = try await awaitReply(request, timeout: timeout) { link.sink.yield(message) }
+            let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
             guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
             found.bytes += reply.bytesChecked
             for m in reply.mismatches where Int(m.file) < files.count {
@@ -69,20 +69,20 @@ extension Scheduler {
         return found
     }
 
-    private func awaitReply(_ request: UInt64, timeout: Duration, send: () -> Void) async throws -> VerifyReply {
+    private func awaitReply(_ request: UInt64, from agent: String, timeout: Duration, send: () -> Void) async throws -> VerifyReply {
         let timer = Task { [weak self] in
             try await Task.sleep(for: timeout)
             await self?.expireReply(request)
         }
         defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { continuation in
-            replies[request] = continuation
+            replies[request] = (agent, continuation)
             send()
         }
     }
 
     private func expireReply(_ request: UInt64) {
-        replies.removeValue(forKey: request)?.resume(throwing: SchedulerError.timedOut("a verification reply"))
+        replies.removeValue(forKey: request)?.continuation.resume(throwing: SchedulerError.timedOut("a verification reply"))
     }
 
     /// Sends the mismatching ranges again, one repair unit per destination agent; returns how many

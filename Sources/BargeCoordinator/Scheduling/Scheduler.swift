@@ -15,6 +15,7 @@ public actor Scheduler {
 
     struct PendingScan {
         let job: String
+        let agent: String
         var entries: [FileEntry] = []
         var skipped: [String] = []
     }
@@ -34,7 +35,7 @@ public actor Scheduler {
     private var pins: [String: String] = [:]
     private var scans: [UInt64: PendingScan] = [:]
     private var live: [UnitKey: TaskProgress] = [:]
-    var replies: [UInt64: CheckedContinuation<VerifyReply, Error>] = [:]
+    var replies: [UInt64: (agent: String, continuation: CheckedContinuation<VerifyReply, Error>)] = [:]
     var repairs: [UnitKey: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>] = [:]
     var nextRequest: UInt64 = 1
     private var nextConnection: UInt64 = 1
@@ -82,8 +83,16 @@ public actor Scheduler {
         let released = try journal.releaseUnits(heldBy: names)
         for (key, lane) in held where names.contains(lane.source) || names.contains(lane.destination) {
             release(key)
+            repairs.removeValue(forKey: key)?.resume(returning: .failure(.agentUnavailable("agent \(lane.source) or \(lane.destination) went down during the repair")))
         }
         pins = pins.filter { !names.contains($0.value) }
+        for (request, waiting) in replies where names.contains(waiting.agent) {
+            replies.removeValue(forKey: request)
+            waiting.continuation.resume(throwing: SchedulerError.agentUnavailable("agent '\(waiting.agent)' went down during the verification"))
+        }
+        // A scan whose agent went down is asked of another agent of the site.
+        scans = scans.filter { !names.contains($0.value.agent) }
+        startQueuedJobs()
         pump()
         return released
     }
@@ -154,7 +163,7 @@ public actor Scheduler {
                 if held[key] != nil { live[key] = p }
             case .taskDone(let done): try finished(done)
             case .taskFailed(let failure): try failed(failure, agent: agent)
-            case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.resume(returning: reply)
+            case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.continuation.resume(returning: reply)
             default: logger.warning("agent \(agent) sent an unexpected \(message.type)")
             }
         } catch {
@@ -319,7 +328,7 @@ public actor Scheduler {
         }
         let request = nextRequest
         nextRequest += 1
-        scans[request] = PendingScan(job: job.id)
+        scans[request] = PendingScan(job: job.id, agent: agent.name)
         link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
     }
 
