@@ -1,0 +1,68 @@
+import BargeCoordinator
+import BargeWire
+import Foundation
+import Testing
+
+/// The scheduler with a real journal and agents stood in for by the message streams it writes to.
+struct SchedulerTests {
+    final class Fixture {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
+        let scheduler: Scheduler
+        init() throws {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path))
+        }
+        deinit { try? FileManager.default.removeItem(at: dir) }
+
+        func agent(_ name: String, site: String) async -> AsyncStream<Message>.AsyncIterator {
+            let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+            _ = await scheduler.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: sink)
+            return stream.makeAsyncIterator()
+        }
+    }
+
+    @Test func aScanWhoseAgentDiesIsAskedOfAnother() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a")
+        var a2 = await f.agent("a2", site: "a")
+        _ = await f.agent("b1", site: "b")
+        let job = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-1")
+        guard case .scanRequest = await a1.next() else { Issue.record("a1 was not asked to scan"); return }
+        try await f.scheduler.agentsDown(["a1"])
+        guard case .scanRequest(let again) = await a2.next() else { Issue.record("a2 was not asked to scan"); return }
+        #expect(again.path == "ds")
+        // a2 answers: a file of 3 bytes; the job is planned and its unit assigned to a2 → b1.
+        let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        await f.scheduler.received(.scanReply(ScanReply(request: again.request, final: true, entries: [file])), from: "a2")
+        guard case .taskAssign(let task) = await a2.next() else { Issue.record("no task"); return }
+        #expect(task.destination.name == "b1")
+        #expect(task.files.map(\.entry.path) == ["ds"])
+        #expect(try await f.scheduler.status(job.id)?.state == .running)
+        // A retryable failure puts the unit back; the same lane gets it again.
+        await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "stream dropped")), from: "a2")
+        guard case .taskAssign(let retry) = await a2.next() else { Issue.record("no retry"); return }
+        #expect(retry.unit == task.unit)
+        await f.scheduler.received(.taskDone(TaskDone(job: job.id, unit: task.unit, bytes: 3, wireBytes: 43, refetched: 0, codecs: [],
+                                                      chunks: [ChunkReport(file: 0, offset: 0, length: 3, id: [UInt8](repeating: 1, count: 32))])), from: "a2")
+        let done = try #require(try await f.scheduler.status(job.id))
+        #expect(done.state == .succeeded && done.bytesDone == 3 && done.filesDone == 1)
+    }
+
+    @Test func aUnitThatKeepsFailingFailsTheJobWithItsReason() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a")
+        _ = await f.agent("b1", site: "b")
+        let job = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "f"), destination: .init(site: "b", path: "f")), id: "j-2")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: [file])), from: "a1")
+        for _ in 0..<3 {
+            guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
+            await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "ENOSPC at b1")), from: "a1")
+        }
+        let failed = try #require(try await f.scheduler.status(job.id))
+        #expect(failed.state == .failed)
+        #expect(failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true)
+        guard case .cancelJob = await a1.next() else { Issue.record("agents were not told to stop the job"); return }
+    }
+}
