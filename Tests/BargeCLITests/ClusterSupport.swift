@@ -55,9 +55,10 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// Starts a coordinator on free ports; returns it with its agent and HTTP addresses.
-    func startCoordinator(extra: [String] = []) async throws -> (RunningBarge, agents: String, http: String) {
-        let c = try RunningBarge(["coordinator", "--state", dir.path + "/state", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-                                  "--agent-timeout", "2"] + extra, environment: environment, log: dir.url.appendingPathComponent("coordinator.log"))
+    func startCoordinator(extra: [String] = [], listen: String = "127.0.0.1:0", http: String = "127.0.0.1:0",
+                          log: String = "coordinator.log") async throws -> (RunningBarge, agents: String, http: String) {
+        let c = try RunningBarge(["coordinator", "--state", dir.path + "/state", "--listen", listen, "--http", http,
+                                  "--agent-timeout", "2"] + extra, environment: environment, log: dir.url.appendingPathComponent(log))
         var agents = "", http = ""
         let ready = try await eventually {
             guard let line = c.output.split(separator: "\n").first(where: { $0.contains("coordinator ready") }) else { return false }
@@ -81,6 +82,21 @@ final class TestCluster: @unchecked Sendable {
                     arguments: [String] = []) throws -> RunningBarge {
         try RunningBarge(["agent", "--coordinator", coordinator, "--name", name, "--site", site, "--root", dir.path + "/" + root] + arguments,
                          environment: environment.merging(extra) { $1 }, log: dir.url.appendingPathComponent("\(name).log"))
+    }
+
+    /// A loopback port that was free a moment ago, for a process that must come back on the same one.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw CocoaError(.fileWriteUnknown) }
+        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     /// Runs the CLI against this cluster's coordinator.

@@ -67,9 +67,10 @@ struct JournalTests {
                               codecs: [CodecUsage(codec: "lz4", chunks: 1, rawBytes: 1000, encodedBytes: 600)],
                               chunks: [ChunkReport(file: 0, offset: 0, length: 1000, id: [UInt8](repeating: 7, count: 32))])
         #expect(try journal.complete(report, now: 6) != nil)
-        #expect(try journal.complete(report, now: 6) == nil)  // a duplicate report counts once
+        #expect(try journal.complete(report, now: 6) == nil)  // a duplicate report counts once…
         let j = try #require(try journal.job("j1"))
-        #expect(j.bytesDone == 1000 && j.wireBytes == 600 && j.chunksDone == 1 && j.chunksRefetched == 2)
+        #expect(j.bytesDone == 1000 && j.chunksDone == 1 && j.chunksRefetched == 2)
+        #expect(j.wireBytes == 1200)  // …but both sendings crossed the wire
         #expect(j.codecStats == [CodecUsage(codec: "lz4", chunks: 1, rawBytes: 1000, encodedBytes: 600)])
         #expect(j.state == .running)
         // b1 dies: unit 1 (held by b1) goes back; unit 2 (a2 → b2) and done unit 0 stay.
@@ -79,6 +80,10 @@ struct JournalTests {
         #expect(try journal.units(job: "j1", state: .done).map(\.unitId) == [0])
         try journal.assign(job: "j1", unit: 1, source: "a1", destination: "b2")
         #expect(try journal.units(job: "j1").first { $0.unitId == 1 }?.attempts == 2)
+        // A report for a unit put back to pending (its agent kept working while it was away) counts.
+        try journal.releaseAllAssigned()
+        #expect(try journal.complete(TaskDone(job: "j1", unit: 2, bytes: 1000, wireBytes: 1000, refetched: 0, codecs: [], chunks: []), now: 7) != nil)
+        #expect(try journal.units(job: "j1", state: .done).map(\.unitId) == [0, 2])
     }
 
     @Test func theLastUnitFinishesTheJobAndRecordsTheManifest() throws {

@@ -139,14 +139,23 @@ public final class Journal: Sendable {
 
     /// Marks a unit done with what its source agent reported, adds it to the job's counters and
     /// chunk manifest, and finishes the job when it was the last unit, all in one transaction.
-    /// Returns the job, or nil when the report changes nothing (a duplicate after a retry, or a job
-    /// already cancelled or failed).
+    /// Returns the job, or nil when the report changes nothing but the wire bytes (a duplicate), or
+    /// nothing at all (a job already cancelled or failed).
     @discardableResult
     public func complete(_ report: TaskDone, now: Double) throws -> JobRecord? {
         try pool.write { db in
             let unitId = Int64(report.unit)
             guard var job = try JobRecord.fetchOne(db, key: report.job), job.state == .running else { return nil }
-            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": report.job, "unitId": unitId]), u.state == .assigned else { return nil }
+            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": report.job, "unitId": unitId]) else { return nil }
+            guard u.state != .done else {
+                // Sent twice (a unit handed out again after a restart, while its first lane finished
+                // it): counted once, but its bytes did cross the wire.
+                job.wireBytes += Int64(report.wireBytes)
+                try job.update(db)
+                return nil
+            }
+            // A report may also arrive for a unit put back to pending (the coordinator restarted
+            // while the agent kept working): the work is done whoever holds it now.
             u.state = .done
             try u.update(db)
             for c in report.chunks where Int(c.file) < u.files.count {
