@@ -61,4 +61,34 @@ struct ResilienceProcessTests {
         print("coordinator restart: wire bytes \(wire) against \(cleanWire) for a clean run (\(String(format: "%.2f", Double(wire) / Double(cleanWire)))x)")
         #expect(Double(wire) <= 1.35 * Double(cleanWire))
     }
+
+    /// kill -9 one agent of a site in the middle of a transfer; its units go back to pending after
+    /// the heartbeat timeout (2 s here) and finish on the other agent of that site.
+    func killOneAgentMidTransfer(site: String) async throws {
+        try makeSlowDataset()
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, a2, b1, b2)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 4 })
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 0 })
+        let victim = site == "a" ? a1 : b1
+        victim.kill(SIGKILL)
+        #expect(try await cluster.eventually(90) { try status(job, http)["state"] as? String == "succeeded" },
+                "\(coordinator.output)")
+        #expect(coordinator.output.contains("agents down after"))
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
+
+    @Test func aDestinationAgentKilledMidTransferIsReplaced() async throws {
+        try await killOneAgentMidTransfer(site: "b")
+    }
+
+    @Test func aSourceAgentKilledMidTransferIsReplaced() async throws {
+        try await killOneAgentMidTransfer(site: "a")
+    }
 }

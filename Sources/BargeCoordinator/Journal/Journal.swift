@@ -205,6 +205,27 @@ public final class Journal: Sendable {
         }
     }
 
+    /// A large file's ranges must all be sent again (the agent that held its partial copy is gone):
+    /// its done `range` units go back to pending, their bytes and chunks come off the job's counts,
+    /// and their manifest rows are dropped. Returns how many units were reset.
+    @discardableResult
+    public func resetRanges(job id: String, path: String) throws -> Int {
+        try pool.write { db in
+            guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
+            let done = try UnitRecord.filter(Column("jobId") == id && Column("path") == path
+                && Column("kind") == UnitKind.range.rawValue && Column("state") == UnitState.done.rawValue).fetchAll(db)
+            for var u in done {
+                u.state = .pending
+                try u.update(db)
+                job.bytesDone -= u.length
+            }
+            let rows = try ChunkRecordRow.filter(Column("jobId") == id && Column("path") == path).deleteAll(db)
+            job.chunksDone -= Int64(rows)
+            try job.update(db)
+            return done.count
+        }
+    }
+
     /// Every assigned unit back to pending: run when the coordinator starts, since no agent holds
     /// work for a coordinator that was not running.
     @discardableResult

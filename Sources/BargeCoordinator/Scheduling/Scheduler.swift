@@ -229,6 +229,13 @@ public actor Scheduler {
         let attempts = try journal.release(job: failure.job, unit: Int64(failure.unit))
         if failure.retryable && attempts < maxAttempts {
             logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)): \(failure.reason)")
+            // A large file that cannot be finished where it now goes (its partial copy was at an
+            // agent that went down) is sent again from its first range.
+            if let unit = try journal.units(job: failure.job).first(where: { $0.unitId == Int64(failure.unit) }), unit.kind == .finish {
+                let reset = try journal.resetRanges(job: failure.job, path: unit.path)
+                pins.removeValue(forKey: failure.job + "\u{0}" + unit.path)
+                if reset > 0 { logger.warning("job \(failure.job): \(unit.path) will be sent again in full (\(reset) ranges)") }
+            }
         } else {
             let reason = failure.retryable ? "unit \(failure.unit) failed \(attempts) times; last: \(failure.reason)" : failure.reason
             try journal.end(failure.job, .fail(reason), now: now())
