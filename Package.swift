@@ -47,6 +47,7 @@ let package = Package(
             name: "BargeWire",
             dependencies: [
                 "BargeDigest",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -50,7 +50,9 @@ public struct CoordinatorClient: Sendable {
                     onRegistered: @escaping @Sendable (Registered) async -> Void = { _ in },
                     onHeartbeatEcho: @escaping @Sendable (UInt64) async -> Void = { _ in }) async throws {
         let i = identity
-        try await BargeConnection.withConnection(host: host, port: port, token: token, name: i.name, role: .agent, group: group) { _, inbound, outbound in
+        // Echoes come every heartbeat interval (up to six minutes with the longest agent timeout).
+        try await BargeConnection.withConnection(host: host, port: port, token: token, name: i.name, role: .agent,
+                                                 idleTimeout: .seconds(1200), group: group) { _, inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             try await outbound.write(Message.register(i).frame())
             guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }

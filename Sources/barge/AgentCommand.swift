@@ -45,12 +45,16 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The link rate the adaptive codec plans for, until flow control measures it: a slower link makes it compress harder.", valueName: "rate"))
     var linkRate = "1Gbit/s"
 
+    @Option(help: ArgumentHelp("Seconds without an answer after which a data-plane stream is dropped and its unit retried.", valueName: "seconds"))
+    var stallTimeout = 60.0
+
     @OptionGroup var tokenOptions: TokenOptions
 
     func validate() throws {
         guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
         guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
         do { _ = try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
+        guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
         guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
         guard (1...256).contains(maxUnits) else { throw ValidationError("--max-units must be 1 to 256") }
         var isDirectory: ObjCBool = false
@@ -81,8 +85,10 @@ struct AgentCommand: AsyncParsableCommand {
         if corrupt > 0 {
             logger.warning("agent \(name): fault injection on: BARGE_FAULT_CORRUPT=\(corrupt), so about \(Int((corrupt * 100).rounded()))% of the chunks this agent sends are corrupted after hashing (tests only)")
         }
+        var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams))
+        settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
         let work = AgentWork(
-            settings: AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams)),
+            settings: settings,
             sources: SourcePool { [rate = try? ByteQuantity.parseRate(linkRate)] in
                 ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate), corruptFraction: corrupt)
             }, receiving: listener.files, logger: logger)

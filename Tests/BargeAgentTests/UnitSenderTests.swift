@@ -66,6 +66,30 @@ struct UnitSenderTests {
         #expect(!FileManager.default.fileExists(atPath: roots.destination + "/out/log.txt"), "never under its final name")
     }
 
+    @Test func aStalledStreamFailsTheUnitSoThatItIsRetried() async throws {
+        let roots = try Roots()
+        let url = URL(fileURLWithPath: roots.source + "/f.bin")
+        try Data(SampleData.random(bytes: 100_000)).write(to: url)
+        // A peer that completes the handshake, reads everything and never answers.
+        let silent = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "b1")
+        let serving = Task {
+            try await silent.serve(session: { _, inbound, _ in for try await _ in inbound {} }, onError: { _, _ in })
+        }
+        defer { serving.cancel() }
+        let port = silent.localAddress!.port!
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)),
+                              codec: "none", chunkSize: 1 << 20,
+                              files: [TaskFile(sourcePath: "f.bin", entry: try entry("f.bin", of: url), length: 100_000, finish: true)])
+        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1", stallTimeout: .seconds(1))
+        let started = ContinuousClock.now
+        let failure = await #expect(throws: UnitFailure.self) {
+            _ = try await UnitSender(task: task, client: client, sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
+                                     settings: .init(streams: 1), progress: UnitProgress()).run()
+        }
+        #expect(failure?.retryable == true)
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+
     @Test func finishingAFileWithMissingBytesIsRefused() throws {
         let roots = try Roots()
         let files = DestinationFiles()

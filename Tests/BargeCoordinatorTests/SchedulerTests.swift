@@ -42,6 +42,8 @@ struct SchedulerTests {
         await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "stream dropped")), from: "a2")
         guard case .taskAssign(let retry) = await a2.next() else { Issue.record("no retry"); return }
         #expect(retry.unit == task.unit)
+        #expect(try await f.scheduler.status(job.id)?.unitRetries == 1)
+        #expect(await f.scheduler.metrics.render().contains("barge_unit_retries_total 1"))
         await f.scheduler.received(.taskDone(TaskDone(job: job.id, unit: task.unit, bytes: 3, wireBytes: 43, refetched: 0, codecs: [],
                                                       chunks: [ChunkReport(file: 0, offset: 0, length: 3, id: [UInt8](repeating: 1, count: 32))])), from: "a2")
         let done = try #require(try await f.scheduler.status(job.id))

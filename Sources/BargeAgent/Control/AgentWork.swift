@@ -12,6 +12,8 @@ public final class AgentWork: Sendable {
         public var token: ClusterToken
         public var sender: UnitSender.Settings
         public var progressInterval: Duration
+        /// A data-plane stream that answers nothing for this long is dropped and its unit retried.
+        public var stallTimeout: Duration = .seconds(60)
 
         public init(root: String, name: String, token: ClusterToken, sender: UnitSender.Settings = .init(),
                     progressInterval: Duration = .milliseconds(500)) {
@@ -77,7 +79,8 @@ public final class AgentWork: Sendable {
     private func start(_ task: TaskAssign) {
         let key = Self.key(task.job, task.unit)
         let progress = UnitProgress()
-        let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name)
+        let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name,
+                                     stallTimeout: settings.stallTimeout)
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress)
         let outbox = outbox, logger = logger, running = running
         running.withLockedValue { r in

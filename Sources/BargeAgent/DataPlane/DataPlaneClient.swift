@@ -34,16 +34,20 @@ public struct DataPlaneClient: Sendable {
     public var token: ClusterToken
     /// This agent's name, for the peer's logs.
     public var name: String
+    /// A stream with no answer for this long is closed, and its unit fails so that it is retried.
+    public var stallTimeout: Duration
 
-    public init(host: String, port: Int, token: ClusterToken, name: String) {
+    public init(host: String, port: Int, token: ClusterToken, name: String, stallTimeout: Duration = .seconds(60)) {
         self.host = host
         self.port = port
         self.token = token
         self.name = name
+        self.stallTimeout = stallTimeout
     }
 
     public func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
-        try await BargeConnection.withConnection(host: host, port: port, token: token, name: name, role: .peer) { _, inbound, outbound in
+        try await BargeConnection.withConnection(host: host, port: port, token: token, name: name, role: .peer,
+                                                 idleTimeout: stallTimeout.timeAmount) { _, inbound, outbound in
             try await body(ChunkStream(inbound: inbound, outbound: outbound))
         }
     }

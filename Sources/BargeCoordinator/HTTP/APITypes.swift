@@ -38,6 +38,9 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var codecs: [CodecMix]
     public var startedAt: Double?
     public var finishedAt: Double?
+    /// Units handed out again after their lane failed (a dropped or stalled stream, a write error,
+    /// repeated corruption) or their agent went down.
+    public var retries: Int64
 
     public struct CodecMix: Codable, Hashable, Sendable {
         public var codec: String
@@ -52,7 +55,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error, source, destination, codec, codecs
+        case id, state, error, source, destination, codec, codecs, retries
         case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
@@ -79,6 +82,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         codecs = r.codecStats.map { CodecMix(codec: $0.codec, chunks: $0.chunks, rawBytes: $0.rawBytes, encodedBytes: $0.encodedBytes) }
         startedAt = r.startedAt
         finishedAt = r.finishedAt
+        retries = r.unitRetries
     }
 
     /// `error` is always present in the JSON, null when there is none.
@@ -102,6 +106,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(codecs, forKey: .codecs)
         try c.encodeIfPresent(startedAt, forKey: .startedAt)
         try c.encodeIfPresent(finishedAt, forKey: .finishedAt)
+        try c.encode(retries, forKey: .retries)
     }
 }
 

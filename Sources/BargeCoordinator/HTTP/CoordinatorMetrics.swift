@@ -14,6 +14,7 @@ public final class CoordinatorMetrics: Sendable {
     private let chunksRefetched: CoreMetrics.Counter
     private let throughput: CoreMetrics.Gauge
     private let unitsInFlight: CoreMetrics.Gauge
+    private let unitRetries: CoreMetrics.Counter
 
     public init() {
         factory = PrometheusMetricsFactory(registry: registry)
@@ -23,6 +24,7 @@ public final class CoordinatorMetrics: Sendable {
         chunksRefetched = CoreMetrics.Counter(label: "barge_chunks_refetched_total", factory: factory)
         throughput = CoreMetrics.Gauge(label: "barge_throughput_bytes_per_second", factory: factory)
         unitsInFlight = CoreMetrics.Gauge(label: "barge_units_in_flight", factory: factory)
+        unitRetries = CoreMetrics.Counter(label: "barge_unit_retries_total", factory: factory)
     }
 
     func record(_ done: TaskDone) {
@@ -38,6 +40,10 @@ public final class CoordinatorMetrics: Sendable {
 
     func update(throughput bytesPerSecond: Double) {
         throughput.record(bytesPerSecond)
+    }
+
+    func retried(_ units: Int) {
+        unitRetries.increment(by: Int64(units))
     }
 
     func update(unitsInFlight units: Int) {

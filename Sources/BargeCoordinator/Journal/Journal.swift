@@ -74,6 +74,9 @@ public final class Journal: Sendable {
                 t.primaryKey(["jobId", "path", "offset"])
             }
         }
+        m.registerMigration("v3: unit retries") { db in
+            try db.alter(table: "jobs") { t in t.add(column: "unitRetries", .integer).notNull().defaults(to: 0) }
+        }
         return m
     }
 
@@ -187,6 +190,7 @@ public final class Journal: Sendable {
                 u.sourceAgent = nil
                 u.destinationAgent = nil
                 try u.update(db)
+                try db.execute(sql: "UPDATE jobs SET unitRetries = unitRetries + 1 WHERE id = ?", arguments: [id])
             }
             return u.attempts
         }
@@ -259,6 +263,9 @@ public final class Journal: Sendable {
         return try pool.write { db in
             let held = UnitRecord.filter(Column("state") == UnitState.assigned.rawValue)
                 .filter(agents.contains(Column("sourceAgent")) || agents.contains(Column("destinationAgent")))
+            for (job, count) in Dictionary(grouping: try held.fetchAll(db), by: \.jobId).mapValues(\.count) {
+                try db.execute(sql: "UPDATE jobs SET unitRetries = unitRetries + ? WHERE id = ?", arguments: [count, job])
+            }
             return try held.updateAll(db, [Column("state").set(to: UnitState.pending.rawValue),
                                            Column("sourceAgent").set(to: nil), Column("destinationAgent").set(to: nil)])
         }

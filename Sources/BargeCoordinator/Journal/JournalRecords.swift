@@ -32,6 +32,8 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     /// Unix seconds, fractional: when planning ended, and when the job reached a terminal state.
     public var startedAt: Double?
     public var finishedAt: Double?
+    /// Units handed out again after their lane failed or their agent went down.
+    public var unitRetries: Int64 = 0
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id

@@ -52,7 +52,9 @@ public final class AgentListener: Sendable {
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> AgentListener {
         let server = try await BargeServer.bind(
             host: configuration.host, port: configuration.port, token: configuration.token, name: configuration.name,
-            handshakeTimeout: configuration.handshakeTimeout.timeAmount, group: group)
+            handshakeTimeout: configuration.handshakeTimeout.timeAmount,
+            // Heartbeats come every interval; twice the agent timeout of silence is a dead connection.
+            idleTimeout: (configuration.agentTimeout * 2).timeAmount, group: group)
         return AgentListener(configuration: configuration, directory: directory, scheduler: scheduler, logger: logger, server: server)
     }
 

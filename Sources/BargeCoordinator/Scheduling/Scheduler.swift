@@ -81,6 +81,7 @@ public actor Scheduler {
         guard !names.isEmpty else { return 0 }
         for name in names { links.removeValue(forKey: name)?.sink.finish() }
         let released = try journal.releaseUnits(heldBy: names)
+        metrics.retried(released)
         for (key, lane) in held where names.contains(lane.source) || names.contains(lane.destination) {
             release(key)
             repairs.removeValue(forKey: key)?.resume(returning: .failure(.agentUnavailable("agent \(lane.source) or \(lane.destination) went down during the repair")))
@@ -227,6 +228,7 @@ public actor Scheduler {
         release(key)
         guard let job = try journal.job(failure.job), job.state == .running else { return }
         let attempts = try journal.release(job: failure.job, unit: Int64(failure.unit))
+        metrics.retried(1)
         if failure.retryable && attempts < maxAttempts {
             logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)): \(failure.reason)")
             // A large file that cannot be finished where it now goes (its partial copy was at an

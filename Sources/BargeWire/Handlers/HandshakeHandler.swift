@@ -109,10 +109,13 @@ public final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHand
 }
 
 extension ChannelPipeline.SynchronousOperations {
-    /// Adds Barge's framing, one side of the handshake and the protocol error handler. Session
+    /// Adds the idle timer, Barge's framing, one side of the handshake and the protocol error handler. Session
     /// handlers go after these; they receive `Frame`s once `ProtocolEvent.established` has fired.
-    public func addBargeHandlers(_ side: HandshakeHandler.Side, handshakeTimeout: TimeAmount = .seconds(10)) throws {
+    /// `idleTimeout`: a connection that receives nothing for this long is closed with an error frame.
+    public func addBargeHandlers(_ side: HandshakeHandler.Side, handshakeTimeout: TimeAmount = .seconds(10),
+                                 idleTimeout: TimeAmount = .seconds(120)) throws {
         let limit = FrameLimit()
+        try addHandler(IdleStateHandler(readTimeout: idleTimeout))
         try addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
         try addHandler(FrameWriter())
         try addHandler(HandshakeHandler(side, limit: limit, timeout: handshakeTimeout))

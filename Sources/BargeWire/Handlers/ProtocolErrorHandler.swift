@@ -1,7 +1,8 @@
 import NIOCore
 
 /// The last inbound handler of every Barge connection. A protocol error from anywhere before it
-/// (a bad frame, a malformed message) is answered with an error frame, then the connection is
+/// (a bad frame, a malformed message), or a peer that sends nothing for the idle timeout (a stalled
+/// stream, a half frame sent slowly), is answered with an error frame, then the connection is
 /// closed. One bad peer costs one connection and nothing else.
 public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = Frame
@@ -15,14 +16,24 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
         context.fireChannelRead(data)
     }
 
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            fail(context, ErrorMessage(code: .unexpectedMessage, reason: "nothing received for too long; closing the connection"))
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        switch error {
+        case let wire as WireError: fail(context, ErrorMessage(wire))
+        default: fail(context, ErrorMessage(code: .malformedFrame, reason: "\(error)"))
+        }
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ message: ErrorMessage) {
         guard !closing else { return }
         closing = true
-        let message: ErrorMessage
-        switch error {
-        case let wire as WireError: message = ErrorMessage(wire)
-        default: message = ErrorMessage(code: .malformedFrame, reason: "\(error)")
-        }
         context.fireUserInboundEventTriggered(ProtocolEvent.protocolError(message))
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(Message.error(message).frame(allocator: context.channel.allocator)))

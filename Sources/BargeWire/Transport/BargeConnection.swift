@@ -7,6 +7,7 @@ import NIOPosix
 public enum BargeConnection {
     public static func withConnection<Result: Sendable>(
         host: String, port: Int, token: ClusterToken, name: String, role: PeerRole,
+        idleTimeout: TimeAmount = .seconds(120),
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ body: (Session, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Result
     ) async throws -> Result {
@@ -18,7 +19,7 @@ public enum BargeConnection {
                 channel.eventLoop.makeCompletedFuture {
                     let session = channel.eventLoop.makePromise(of: Session.self)
                     try channel.pipeline.syncOperations.addBargeHandlers(
-                        .client(ClientHandshake(token: token, name: name, role: role, nonce: freshNonce())))
+                        .client(ClientHandshake(token: token, name: name, role: role, nonce: freshNonce())), idleTimeout: idleTimeout)
                     try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
                     return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session.futureResult)
                 }

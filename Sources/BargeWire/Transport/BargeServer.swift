@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -16,16 +17,24 @@ public final class BargeServer: Sendable {
     }
 
     private let server: NIOAsyncChannel<Connection, Never>
+    /// Connections served at once; more are closed as soon as they are accepted.
+    public let maxConnections: Int
+    private let active = NIOLockedValueBox(0)
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.channel.localAddress }
 
-    private init(server: NIOAsyncChannel<Connection, Never>) {
+    private init(server: NIOAsyncChannel<Connection, Never>, maxConnections: Int) {
         self.server = server
+        self.maxConnections = maxConnections
     }
 
+    /// Connections being served now.
+    public var activeConnections: Int { active.withLockedValue { $0 } }
+
     public static func bind(host: String, port: Int, token: ClusterToken, name: String, maxPayloadLength: Int = Frame.defaultMaxPayload,
-                            handshakeTimeout: TimeAmount = .seconds(10),
+                            handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .seconds(120),
+                            maxConnections: Int = 1024,
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BargeServer {
         let token = token.bytes
         let server = try await ServerBootstrap(group: group)
@@ -35,13 +44,13 @@ public final class BargeServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let session = channel.eventLoop.makePromise(of: Session.self)
                     let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
-                    try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout)
+                    try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout)
                     try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
                     let async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
                     return (channel: async, session: session.futureResult)
                 }
             }
-        return BargeServer(server: server)
+        return BargeServer(server: server, maxConnections: maxConnections)
     }
 
     /// Serves until the task is cancelled or `close()` is called. `session` runs for each
@@ -54,10 +63,31 @@ public final class BargeServer: Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
-                    group.addTask { await Self.handle(connection, session: session, onError: onError) }
+                    let admitted = active.withLockedValue { n in
+                        guard n < maxConnections else { return false }
+                        n += 1
+                        return true
+                    }
+                    guard admitted else {
+                        // A flood: refuse at once rather than hold a handshake timer for each.
+                        onError(connection.channel.channel.remoteAddress.map { "\($0)" } ?? "unknown peer",
+                                ServerFull(limit: maxConnections))
+                        try? await connection.channel.executeThenClose { _, _ in }
+                        continue
+                    }
+                    group.addTask { [active] in
+                        await Self.handle(connection, session: session, onError: onError)
+                        active.withLockedValue { $0 -= 1 }
+                    }
                 }
             }
         }
+    }
+
+    /// Why a connection was closed on arrival.
+    public struct ServerFull: Error, CustomStringConvertible {
+        public let limit: Int
+        public var description: String { "refused: already serving \(limit) connections" }
     }
 
     public func close() async {

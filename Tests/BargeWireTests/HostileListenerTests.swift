@@ -1,0 +1,125 @@
+import BargeWire
+import Foundation
+import NIOCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `BargeServer` on loopback against raw sockets that misbehave. Each bad peer costs only
+/// its own connection, and an honest client is served afterwards.
+struct HostileListenerTests {
+    static let token = try! ClusterToken(bytes: Array("hostile-listener-test-token-01".utf8))
+
+    /// A raw TCP socket to the listener.
+    final class RawPeer {
+        let fd: Int32
+        init(port: Int) throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = UInt16(port).bigEndian
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            guard ok else { throw CocoaError(.fileReadUnknown) }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        deinit { close(fd) }
+
+        func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+
+        /// Everything the server sends until it closes the connection (or 10 s pass).
+        func readToClose() -> [UInt8] {
+            var out: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return out }
+                out += buffer[0..<n]
+            }
+        }
+    }
+
+    func honestClientIsServed(_ port: Int) async throws {
+        let reply = try await BargeConnection.withConnection(host: "127.0.0.1", port: port, token: Self.token, name: "honest", role: .peer) { _, inbound, outbound in
+            try await outbound.write(Message.heartbeat(Heartbeat(sequence: 1, inFlight: 0)).frame())
+            var frames = inbound.makeAsyncIterator()
+            return try await frames.next().map { try Message(frame: $0) }
+        }
+        #expect(reply == .heartbeat(Heartbeat(sequence: 1, inFlight: 0)))
+    }
+
+    @Test func garbageTruncatedAbsurdSlowAndFloodingPeersCostOnlyThemselves() async throws {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
+                                                handshakeTimeout: .seconds(2), idleTimeout: .seconds(1), maxConnections: 8)
+        let errors = ErrorLog()
+        let serving = Task {
+            try await server.serve(session: { _, inbound, outbound in
+                for try await frame in inbound { try await outbound.write(frame) }  // echo
+            }, onError: { _, error in errors.add("\(error)") })
+        }
+        defer { serving.cancel() }
+        let port = server.localAddress!.port!
+
+        // Garbage: an error frame (bad magic), then a close.
+        let garbage = try RawPeer(port: port)
+        garbage.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        var reply = ByteBuffer(bytes: garbage.readToClose())
+        let first = try #require(try reply.readFrame(maxPayloadLength: 4096))
+        guard case .error(let e) = try Message(frame: first) else { Issue.record("no error frame"); return }
+        #expect(e.code == .badMagic)
+
+        // An absurd length: refused from the header alone.
+        let absurd = try RawPeer(port: port)
+        absurd.send([0x42, 0x41, 0x52, 0x47, 1, 0x01, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF] + [UInt8](repeating: 0, count: 8))
+        var absurdReply = ByteBuffer(bytes: absurd.readToClose())
+        guard case .error(let tooLarge) = try Message(frame: try #require(try absurdReply.readFrame(maxPayloadLength: 4096))) else {
+            Issue.record("no error frame"); return
+        }
+        #expect(tooLarge.code == .frameTooLarge)
+
+        // A truncated frame, and a half frame sent one byte at a time, then silence: closed by the timers.
+        let truncated = try RawPeer(port: port)
+        truncated.send([0x42, 0x41, 0x52, 0x47, 1, 0x01, 0, 0, 0, 0, 0, 40])
+        let slow = try RawPeer(port: port)
+        for byte: UInt8 in [0x42, 0x41, 0x52, 0x47, 1] {
+            slow.send([byte])
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let started = Date()
+        _ = truncated.readToClose()
+        _ = slow.readToClose()
+        #expect(Date().timeIntervalSince(started) < 8, "timers closed the stalled peers")
+
+        // A flood: connections over the limit are closed at once, and the listener stays up.
+        var flood: [RawPeer]? = try (0..<20).map { _ in try RawPeer(port: port) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(server.activeConnections <= server.maxConnections)
+        #expect(errors.contains("already serving 8 connections"))
+        #expect(flood?.count == 20)
+        flood = nil  // the flood ends; its connections close
+        #expect(try await eventually { server.activeConnections == 0 })
+
+        try await honestClientIsServed(port)
+    }
+
+    func eventually(_ condition: () -> Bool) async throws -> Bool {
+        for _ in 0..<100 {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+}
+
+/// Errors the listener reported, for assertions.
+final class ErrorLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func add(_ line: String) { lock.withLock { lines.append(line) } }
+    func contains(_ text: String) -> Bool { lock.withLock { lines.contains { $0.contains(text) } } }
+}
