@@ -127,6 +127,32 @@ struct CancelCommand: AsyncParsableCommand {
     }
 }
 
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Run a failed or cancelled job again from where it stopped.",
+        discussion: """
+            Units already done stay done; the rest are handed out again with fresh attempts. Use it \
+            after fixing what stopped the job (a full or unwritable destination, an agent that was \
+            down). With --wait, follows the job and exits non-zero unless it succeeds.
+            """)
+
+    @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
+    @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds.") var wait = false
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func run() async throws {
+        let api = CoordinatorAPI(base: coordinator.url)
+        let s = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs/\(pathComponent(job))/resume"))
+        guard wait else {
+            print("\(s.id): \(s.state.rawValue)")
+            return
+        }
+        let final = try await JobWatcher(api: api, job: s.id).follow()
+        print(JobSummary.text(final))
+        if final.state != .succeeded { throw ExitCode(1) }
+    }
+}
+
 /// A job id as one URL path segment.
 func pathComponent(_ s: String) -> String {
     s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s

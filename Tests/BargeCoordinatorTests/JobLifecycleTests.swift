@@ -2,7 +2,7 @@ import BargeCoordinator
 import Testing
 
 struct JobLifecycleTests {
-    static let events: [JobEvent] = [.start, .succeed, .fail("disk full"), .cancel]
+    static let events: [JobEvent] = [.start, .succeed, .fail("disk full"), .cancel, .resume(planned: true), .resume(planned: false)]
 
     /// Every (state, event) pair: the allowed ones give the documented state, all others throw.
     @Test(arguments: JobState.allCases)
@@ -10,7 +10,8 @@ struct JobLifecycleTests {
         let allowed: [JobState: [JobEvent: JobState]] = [
             .queued: [.start: .running, .fail("disk full"): .failed, .cancel: .cancelled],
             .running: [.succeed: .succeeded, .fail("disk full"): .failed, .cancel: .cancelled],
-            .cancelled: [.cancel: .cancelled],
+            .cancelled: [.cancel: .cancelled, .resume(planned: true): .running, .resume(planned: false): .queued],
+            .failed: [.resume(planned: true): .running, .resume(planned: false): .queued],
         ]
         for event in Self.events {
             if let expected = allowed[state]?[event] {
@@ -27,6 +28,8 @@ struct JobLifecycleTests {
             #expect(throws: JobTransitionError.self) { try JobLifecycle.next(state, .succeed) }
         }
         #expect(JobTransitionError(from: .cancelled, event: .succeed).description == "a cancelled job cannot succeed")
+        #expect(throws: JobTransitionError(from: .succeeded, event: .resume(planned: true))) { try JobLifecycle.next(.succeeded, .resume(planned: true)) }
+        #expect(JobTransitionError(from: .running, event: .resume(planned: true)).description == "a running job cannot resume")
     }
 }
 

@@ -108,4 +108,30 @@ struct JournalTests {
         try journal.plan("j1", units: [], totals: PlanTotals(bytes: 0, files: 0, chunks: 0), now: 5)
         #expect(try journal.job("j1")?.state == .succeeded)
     }
+
+    @Test func resumeTakesAFailedJobBackWithoutRedoingDoneUnits() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let units = (0..<3).map { UnitRecord(jobId: "j1", unitId: Int64($0), path: "f\($0)", offset: 0, length: 1000) }
+        try journal.plan("j1", units: units, totals: PlanTotals(bytes: 3000, files: 3, chunks: 3), now: 5)
+        for u in 0..<3 { try journal.assign(job: "j1", unit: Int64(u), source: "a1", destination: "b1") }
+        #expect(try journal.complete(TaskDone(job: "j1", unit: 0, bytes: 1000, wireBytes: 1000, refetched: 0, codecs: [], chunks: []), now: 6) != nil)
+        try journal.end("j1", .fail("unit 1 failed 3 times; last: write in/f1: ENOSPC (No space left on device)"), now: 7)
+        #expect(throws: JobTransitionError(from: .running, event: .resume(planned: true))) {
+            try journal.insert(job("j2")); try journal.plan("j2", units: units.map { UnitRecord(jobId: "j2", unitId: $0.unitId, path: $0.path, offset: 0, length: 1000) },
+                                                              totals: PlanTotals(bytes: 3000, files: 3, chunks: 3), now: 5)
+            try journal.resume("j2")
+        }
+        let resumed = try journal.resume("j1")
+        #expect(resumed.state == .running && resumed.error == nil && resumed.finishedAt == nil && resumed.bytesDone == 1000)
+        #expect(try journal.units(job: "j1", state: .done).map(\.unitId) == [0])
+        let pending = try journal.units(job: "j1", state: .pending)
+        #expect(pending.map(\.unitId) == [1, 2])
+        #expect(pending.allSatisfy { $0.attempts == 0 && $0.sourceAgent == nil && $0.destinationAgent == nil })
+        // A job that failed at its scan was never planned: it is queued, to be scanned again.
+        try journal.insert(job("j3"))
+        try journal.end("j3", .fail("scan failed"), now: 8)
+        #expect(try journal.resume("j3").state == .queued)
+    }
 }

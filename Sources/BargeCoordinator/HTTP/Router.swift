@@ -30,6 +30,10 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         let id = try context.parameters.require("id")
         return JobStatus(try await httpErrors { try await scheduler.cancel(id) })
     }
+    router.post("/v1/jobs/{id}/resume") { _, context -> JobStatus in
+        let id = try context.parameters.require("id")
+        return JobStatus(try await httpErrors { try await scheduler.resume(id) })
+    }
     router.post("/v1/jobs/{id}/verify") { request, context -> VerifyOutcome in
         let id = try context.parameters.require("id")
         let repair = request.uri.queryParameters["repair"].map { $0 == "true" || $0 == "1" } ?? false

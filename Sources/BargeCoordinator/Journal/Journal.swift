@@ -181,6 +181,25 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Takes a failed or cancelled job back (`barge resume`): every unit not done is pending again
+    /// with a fresh count of attempts, and the error and end time are cleared. A job that failed
+    /// before it was planned goes back to queued, to be scanned again.
+    @discardableResult
+    public func resume(_ id: String) throws -> JobRecord {
+        try pool.write { db in
+            guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
+            let planned = job.startedAt != nil
+            job.state = try JobLifecycle.next(job.state, .resume(planned: planned))
+            job.error = nil
+            job.finishedAt = nil
+            try job.update(db)
+            try UnitRecord.filter(Column("jobId") == id && Column("state") != UnitState.done.rawValue)
+                .updateAll(db, [Column("state").set(to: UnitState.pending.rawValue), Column("attempts").set(to: 0),
+                                Column("sourceAgent").set(to: nil), Column("destinationAgent").set(to: nil)])
+            return job
+        }
+    }
+
     /// Puts an assigned unit back to pending (its lane failed); returns its attempts so far.
     public func release(job id: String, unit: Int64) throws -> Int64 {
         try pool.write { db in

@@ -122,6 +122,20 @@ public actor Scheduler {
         return job
     }
 
+    /// Runs a failed or cancelled job again from where it stopped: units already done stay done.
+    public func resume(_ id: String) throws -> JobRecord {
+        guard let before = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
+        if before.state == .failed || before.state == .cancelled {
+            try requireAgents(at: before.sourceSite)
+            try requireAgents(at: before.destinationSite)
+        }
+        let job = try journal.resume(id)
+        logger.notice("job \(id) resumed (\(job.state.rawValue))")
+        if job.state == .queued { startScan(job) }
+        pump()
+        return job
+    }
+
     /// The job as stored, with the bytes of units still running added.
     public func status(_ id: String) throws -> JobRecord? {
         guard var job = try journal.job(id) else { return nil }
@@ -146,7 +160,7 @@ public actor Scheduler {
     }
 
     /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
-    public func resume() throws {
+    public func recoverAfterRestart() throws {
         let released = try journal.releaseAllAssigned()
         if released > 0 { logger.notice("\(released) units of interrupted jobs are pending again") }
         startQueuedJobs()

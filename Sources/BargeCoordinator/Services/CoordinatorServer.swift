@@ -41,7 +41,7 @@ public struct CoordinatorServer {
         listenerConfig.heartbeatInterval = c.heartbeatInterval
         let logger = self.logger
         let scheduler = Scheduler(journal: journal, planner: c.planner, logger: logger)
-        try await scheduler.resume()
+        try await scheduler.recoverAfterRestart()
         let listener = try await AgentListener.bind(listenerConfig, directory: directory, scheduler: scheduler, logger: logger)
         let expiry = AgentExpiryService(directory: directory, scheduler: scheduler) { names, released in
             logger.warning("agents down after \(c.agentTimeout) without a heartbeat: \(names.joined(separator: ", ")); \(released) units back to pending")

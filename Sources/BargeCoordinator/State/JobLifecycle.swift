@@ -13,6 +13,9 @@ public enum JobEvent: Hashable, Sendable {
     case succeed
     case fail(String)
     case cancel
+    /// `barge resume`: a failed or cancelled job runs again, or is scanned again when it never got
+    /// as far as a plan.
+    case resume(planned: Bool)
 }
 
 /// The job lifecycle as a pure transition function:
@@ -22,10 +25,12 @@ public enum JobEvent: Hashable, Sendable {
 ///   │                  │
 ///   ├─cancel─► cancelled ◄─cancel─┤
 ///   └─fail───► failed ◄──fail─────┘
+///
+/// failed, cancelled ──resume──► running (queued when the job was never planned)
 /// ```
 ///
-/// Terminal states stay terminal: a late `succeed` after a `cancel` is an error, never a silent
-/// resurrection. Cancelling a job that is already cancelled is allowed and changes nothing, so the
+/// A late `succeed` after a `cancel` is an error, never a silent resurrection: only an explicit
+/// `resume` takes a failed or cancelled job back. A succeeded job stays succeeded. Cancelling a job that is already cancelled is allowed and changes nothing, so the
 /// CLI's `cancel` is idempotent.
 public enum JobLifecycle {
     public static func next(_ state: JobState, _ event: JobEvent) throws(JobTransitionError) -> JobState {
@@ -34,6 +39,7 @@ public enum JobLifecycle {
         case (.running, .succeed): return .succeeded
         case (.queued, .fail), (.running, .fail): return .failed
         case (.queued, .cancel), (.running, .cancel), (.cancelled, .cancel): return .cancelled
+        case (.failed, .resume(let planned)), (.cancelled, .resume(let planned)): return planned ? .running : .queued
         default: throw JobTransitionError(from: state, event: event)
         }
     }
@@ -55,6 +61,7 @@ public struct JobTransitionError: Error, Hashable, Sendable, CustomStringConvert
         case .succeed: what = "succeed"
         case .fail: what = "fail"
         case .cancel: what = "cancel"
+        case .resume: what = "resume"
         }
         return "a \(from.rawValue) job cannot \(what)"
     }
