@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "BargeCodec", dependencies: ["BargeDigest", "CBargeZstd", "CBargeLZ4"]),
         .target(name: "BargeChunk", dependencies: ["BargeDigest"]),
         .target(name: "BargeFlow"),
-        .target(name: "BargeStore"),
+        .target(name: "BargeStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "BargeWire",
             dependencies: [

@@ -52,7 +52,7 @@ public struct CoordinatorClient: Sendable {
         let i = identity
         // Echoes come every heartbeat interval (up to six minutes with the longest agent timeout).
         try await BargeConnection.withConnection(host: host, port: port, token: token, name: i.name, role: .agent,
-                                                 idleTimeout: .seconds(1200), group: group) { _, inbound, outbound in
+                                                 idleTimeout: .seconds(1200), group: group) { session, inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             try await outbound.write(Message.register(i).frame())
             guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }
@@ -76,7 +76,7 @@ public struct CoordinatorClient: Sendable {
                 // One writer; heartbeats and reports reach it through the outbox. Replies are read
                 // here, so the inbound iterator never leaves this task.
                 tasks.addTask {
-                    for await message in messages { try await outbound.write(message.frame()) }
+                    for await message in messages { try await outbound.write(Self.downgrade(message, to: session.version).frame()) }
                 }
                 tasks.addTask {
                     var sequence: UInt64 = 0
@@ -93,6 +93,7 @@ public struct CoordinatorClient: Sendable {
                     switch message {
                     case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
                     case .error(let e): throw CoordinatorConnectionError.refused(e)
+                    case .drain(let d): work?.drain(d)
                     default:
                         guard work?.handle(message) == true else {
                             throw CoordinatorConnectionError.protocolViolation("unexpected \(frame.type)")
@@ -102,5 +103,13 @@ public struct CoordinatorClient: Sendable {
                 if !Task.isCancelled { throw CoordinatorConnectionError.closed }
             }
         }
+    }
+
+    /// A report as a coordinator of an older protocol version reads it: version 1 has no dedup
+    /// bytes in `task done`.
+    static func downgrade(_ message: Message, to version: UInt8) -> Message {
+        guard version < WireVersion.dedup, case .taskDone(var done) = message, done.dedupBytes > 0 else { return message }
+        done.dedupBytes = 0
+        return .taskDone(done)
     }
 }

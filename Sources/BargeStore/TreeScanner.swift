@@ -39,7 +39,7 @@ public enum TreeScanner {
         var st = stat()
         guard lstat(start.absolute, &st) == 0 else { throw .system(operation: "scan", path: start.absolute, errno: errno) }
         if st.st_mode & S_IFMT == S_IFDIR {
-            try walk(start.absolute, prefix: "", into: &result)
+            try walk(start.absolute, prefix: "", skipState: start.components.isEmpty, into: &result)
         } else {
             let name = start.components.last ?? ""
             if let entry = entry(start.absolute, relative: name, st) { result.entries.append(entry) }
@@ -59,13 +59,18 @@ public enum TreeScanner {
         return e
     }
 
-    private static func walk(_ directory: String, prefix: String, into result: inout Result) throws(StoreError) {
+    /// An agent keeps its own state (the chunk index) in `<root>/.barge`; a scan of the whole root
+    /// leaves it out.
+    public static let stateDirectory = ".barge"
+
+    private static func walk(_ directory: String, prefix: String, skipState: Bool = false, into result: inout Result) throws(StoreError) {
         guard let dir = opendir(directory) else { throw .system(operation: "open directory", path: directory, errno: errno) }
         defer { closedir(dir) }
         var children: [(name: String, path: String)] = []
         while let ent = readdir(dir) {
             let raw = withUnsafeBytes(of: ent.pointee.d_name) { bytes in Array(bytes.prefix { $0 != 0 }) }
             if raw == [0x2E] || raw == [0x2E, 0x2E] { continue }
+            if skipState && raw == Array(stateDirectory.utf8) { continue }
             guard let name = String(validating: raw, as: UTF8.self) else {
                 result.skipped.append(.invalidName(directory: prefix.isEmpty ? "." : prefix, escaped: escape(raw)))
                 continue

@@ -2,6 +2,7 @@ import ArgumentParser
 import BargeAgent
 import BargeCodec
 import BargeFlow
+import BargeStore
 import BargeWire
 import Foundation
 import Logging
@@ -48,6 +49,12 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds without an answer after which a data-plane stream is dropped and its unit retried.", valueName: "seconds"))
     var stallTimeout = 60.0
 
+    @Option(help: ArgumentHelp("Where this agent keeps its chunk index (the chunks it has verified, for restarts and dedup). Default: <root>/.barge/<name>, which scans of the whole root leave out.", valueName: "dir"))
+    var state: String?
+
+    @Flag(help: "Send every chunk's bytes, even those a destination already holds.")
+    var noDedup = false
+
     @OptionGroup var tokenOptions: TokenOptions
 
     func validate() throws {
@@ -70,22 +77,31 @@ struct AgentCommand: AsyncParsableCommand {
         let token = try tokenOptions.token()
         let rootPath = URL(fileURLWithPath: root).standardizedFileURL.path
         let logger = Logger(label: "barge.agent")
+        let stateDirectory = state ?? rootPath + "/" + TreeScanner.stateDirectory + "/" + name
+        let index: ChunkIndex
+        do {
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+            index = try ChunkIndex(path: stateDirectory + "/" + ChunkIndex.fileName, root: rootPath)
+        } catch {
+            throw Failure("agent \(name): cannot open its chunk index in \(stateDirectory): \(error)")
+        }
         let listener: DataPlaneListener
         do {
-            listener = try await DataPlaneListener.bind(host: data.host, port: data.port, root: rootPath, token: token, name: name, logger: logger)
+            listener = try await DataPlaneListener.bind(host: data.host, port: data.port, root: rootPath, token: token, name: name,
+                                                        index: index, logger: logger)
         } catch {
             throw Failure("agent \(name): cannot listen on \(data): \(error)")
         }
         let port = listener.localAddress?.port ?? data.port
         let host = advertise ?? (data.host == "0.0.0.0" || data.host == "::" ? "127.0.0.1" : data.host)
-        logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath)")
+        logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath), chunk index \(stateDirectory), protocol versions \(WireVersion.supported.lowerBound)...\(WireVersion.supported.upperBound)")
         let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port), maxInFlight: UInt32(maxUnits))
         let client = CoordinatorClient(host: target.host, port: target.port, token: token, identity: identity)
         let corrupt = try faultCorruptFraction()
         if corrupt > 0 {
             logger.warning("agent \(name): fault injection on: BARGE_FAULT_CORRUPT=\(corrupt), so about \(Int((corrupt * 100).rounded()))% of the chunks this agent sends are corrupted after hashing (tests only)")
         }
-        var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams))
+        var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
         let work = AgentWork(
             settings: settings,

@@ -153,6 +153,25 @@ struct ResumeCommand: AsyncParsableCommand {
     }
 }
 
+struct DrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain", abstract: "Let an agent finish its units and give it no new ones, so it can be stopped.",
+        discussion: """
+            For rolling updates: drain an agent, wait until `barge agents` shows it holds no units \
+            (the agent also logs "drained"), stop it, upgrade it and start it again. An agent that \
+            registers again takes work again.
+            """)
+
+    @Argument(help: ArgumentHelp("The agent's name.", valueName: "agent")) var agent: String
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func run() async throws {
+        let data = try await CoordinatorAPI(base: coordinator.url).post("/v1/agents/\(pathComponent(agent))/drain")
+        let outcome = try JSONDecoder().decode(DrainOutcome.self, from: data)
+        print("\(outcome.agent): draining, finishing \(outcome.unitsHeld) units")
+    }
+}
+
 /// A job id as one URL path segment.
 func pathComponent(_ s: String) -> String {
     s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s

@@ -35,6 +35,20 @@ struct HandshakeStateMachineTests {
         #expect(c.version == 2)
     }
 
+    /// Rolling updates: this build and a build one minor version older (1...1) or newer (2...3)
+    /// agree on a version in both roles.
+    @Test func peersOneVersionApartAgree() throws {
+        #expect(WireVersion.supported == 1...2)
+        for (old, expected): (ClosedRange<UInt8>, UInt8) in [(1...1, 1), (2...3, 2)] {
+            for (c, s) in [(old, WireVersion.supported), (WireVersion.supported, old)] {
+                var (client, server) = pair(clientVersions: c, serverVersions: s)
+                guard case .challenge(let ch) = try sent(server.receive(try sent(client.start()))) else { Issue.record("no challenge for \(c) and \(s)"); continue }
+                #expect(ch.version == expected)
+                #expect(throws: Never.self) { _ = try sent(client.receive(.challenge(ch))) }
+            }
+        }
+    }
+
     @Test func noCommonVersionIsRefusedWithAReason() throws {
         var (client, server) = pair(clientVersions: 2...3, serverVersions: 1...1)
         guard case .fail(let e, true) = server.receive(try sent(client.start())) else { Issue.record("server accepted"); return }

@@ -59,6 +59,19 @@ struct ProtocolVectorTests {
          "4241524701390000" + "0000003b" + "85a985ea8b452118" + "000000000000000500000000000000001000000000010000000000000000000000000000000000001000000f5348412d3235362064696666657273"),
         (.makeEntry(MakeEntry(job: "j1", entry: link)),
          "4241524701460000" + "00000025" + "a0c3aef00cf9c2ed" + "00026a31030003642f6c0000000000000000000001ff000000005f5e100000000000000166"),
+        // Version 2.
+        (.haveQuery(HaveQuery(job: "j1", paths: ["d/f", "d/g"])),
+         "4241524701480000" + "00000012" + "b37fc265e5322c68" + "00026a31000000020003642f660003642f67"),
+        (.haveList(HaveList(ids: [id])),
+         "4241524701490000" + "00000024" + "0827d9429ba6761a" + "00000001abababababababababababababababababababababababababababababababab"),
+        (.chunkRef(ChunkRef(place: ChunkPlace(job: "j1", path: "d/f", offset: 1 << 20), fileSize: 4 << 20, length: 1 << 20, id: id, xxh: [UInt8](repeating: 0xCD, count: 16))),
+         "42415247014a0000" + "0000004d" + "b8c0aed96f6c5868" + "00026a310003642f660000000000100000000000000040000000100000ababababababababababababababababababababababababababababababababcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"),
+        (.drain(Drain(reason: "upgrade")),
+         "4241524701350000" + "00000009" + "74a039c326628f80" + "000775706772616465"),
+        (.taskDone(TaskDone(job: "j1", unit: 3, bytes: 4096, wireBytes: 2100, refetched: 1, codecs: [CodecUsage(codec: "zstd-1", chunks: 1, rawBytes: 4096, encodedBytes: 2100)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)], dedupBytes: 4096)),
+         "4241524701320000" + "0000007c" + "93f1176eb0554034" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab0000000000001000"),
+        (.chunkNack(ChunkNack(place: ChunkPlace(job: "j1", path: "d/f", offset: 1 << 20), reason: .need, detail: "gone")),
+         "4241524701440000" + "00000018" + "083e50fd843d511d" + "00026a310003642f660000000000100000060004676f6e65"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

@@ -37,6 +37,7 @@ public final class AgentWork: Sendable {
     public let receiving: DestinationFiles?
     private let logger: Logger
     private let running = NIOLockedValueBox<[String: Running]>([:])
+    private let draining = NIOLockedValueBox(false)
 
     /// `sources` makes each worker's chunk source (with the fault injection, if any).
     public init(settings: Settings, sources: SourcePool, receiving: DestinationFiles? = nil, logger: Logger = Logger(label: "barge.agent")) {
@@ -69,11 +70,20 @@ public final class AgentWork: Sendable {
             cancelled.forEach { $0.cancel() }
             // Partial files stay on disk; only their descriptors are closed.
             receiving?.close(job: cancel.job)
+            sources.sent.forget(job: cancel.job)
             if !cancelled.isEmpty { logger.notice("job \(cancel.job) cancelled: stopping \(cancelled.count) units") }
         default:
             return false
         }
         return true
+    }
+
+    /// The coordinator gives this agent no new units; it says when the last one it holds ends.
+    public func drain(_ drain: Drain) {
+        let held = inFlight
+        logger.notice("draining (\(drain.reason)): finishing \(held) units, taking no new ones")
+        draining.withLockedValue { $0 = true }
+        if held == 0 { logger.notice("drained: no units left; this agent can be stopped") }
     }
 
     private func start(_ task: TaskAssign) {
@@ -82,7 +92,7 @@ public final class AgentWork: Sendable {
         let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name,
                                      stallTimeout: settings.stallTimeout)
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress)
-        let outbox = outbox, logger = logger, running = running
+        let outbox = outbox, logger = logger, running = running, draining = draining
         running.withLockedValue { r in
             guard r[key] == nil else { return }  // the same unit assigned twice (a report crossed a reconnect)
             let work = Task.detached {
@@ -97,8 +107,12 @@ public final class AgentWork: Sendable {
                     }
                     report = .taskFailed(TaskFailed(job: task.job, unit: task.unit, retryable: error.retryable, reason: error.description))
                 }
-                running.withLockedValue { _ = $0.removeValue(forKey: key) }
+                let left = running.withLockedValue { r in
+                    r.removeValue(forKey: key)
+                    return r.count
+                }
                 outbox.send(report)
+                if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
             r[key] = Running(task: work, progress: progress)
         }

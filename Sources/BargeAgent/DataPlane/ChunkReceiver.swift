@@ -39,6 +39,8 @@ public final class ChunkReceiver {
         case .chunkRepair(let chunk): return receive(chunk, repair: true)
         case .fileDone(let done): return finish(done)
         case .makeEntry(let make): return makeEntry(make)
+        case .haveQuery(let query): return have(query)
+        case .chunkRef(let ref): return copy(ref)
         default: return nil
         }
     }
@@ -69,7 +71,8 @@ public final class ChunkReceiver {
                     if repair {
                         try DestinationEntries.repair(target, size: chunk.fileSize, bytes: bytes, at: place.offset)
                     } else {
-                        try files.write(job: place.job, target: target, size: chunk.fileSize, bytes: bytes, at: place.offset)
+                        try files.write(job: place.job, target: target, size: chunk.fileSize, bytes: bytes, at: place.offset,
+                                        id: chunk.id, xxh: header.digest.canonicalBytes)
                     }
                 } catch {
                     return nack(.writeFailed, "\(error)")
@@ -92,6 +95,33 @@ public final class ChunkReceiver {
                 return nack(.corrupt, "\(error)")
             }
             return store(UnsafeRawBufferPointer(out))
+        }
+    }
+
+    /// The ids of chunks held for the paths a unit is about to write (paths outside the root are
+    /// left out: their chunks will be refused anyway).
+    public func have(_ query: HaveQuery) -> Message {
+        let paths = query.paths.compactMap { try? RootedPath.resolve($0, under: root).relative }
+        let ids = (try? files.heldIds(paths: paths)) ?? []
+        return .haveList(HaveList(ids: Array(ids)))
+    }
+
+    /// A chunk sent by reference: copied from where this agent holds it, or nacked `need`.
+    public func copy(_ ref: ChunkRef) -> Message {
+        let place = ref.place
+        do {
+            let target = try RootedPath.resolve(place.path, under: root)
+            let length = Int(ref.length)
+            if try files.copyLocal(job: place.job, target: target, size: ref.fileSize, offset: place.offset, length: length,
+                                   id: ref.id, xxh: ref.xxh, buffer: staging(length)) {
+                return .chunkAck(ChunkAck(place: place))
+            }
+            return .chunkNack(ChunkNack(place: place, reason: .need, detail: "no verified copy of chunk \(Hex.encode(Array(ref.id.prefix(8)))) here"))
+        } catch let error as StoreError {
+            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            return .chunkNack(ChunkNack(place: place, reason: reason, detail: error.description))
+        } catch {
+            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
         }
     }
 

@@ -61,13 +61,18 @@ public final class ChunkSource: @unchecked Sendable {
     public struct Prepared {
         public var payload: ByteBuffer
         public var id: [UInt8]
-        /// The encoded chunk inside `payload` (shares its storage).
+        /// XXH3-128 of the raw bytes, canonical form.
+        public var xxh: [UInt8]
+        /// The encoded chunk inside `payload` (shares its storage); empty when `byReference`.
         public var encoded: ByteBuffer
+        /// `byReference` said yes to the id: nothing was encoded, send a `chunk ref`.
+        public var byReference: Bool
     }
 
-    /// As `chunk`, but as the frame payload itself.
+    /// As `chunk`, but as the frame payload itself. `byReference` is asked once the chunk is hashed:
+    /// when it says the destination holds this id, the chunk is not encoded.
     public func prepare(sourcePath: String, offset: UInt64, length: Int, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
-                        destination: ChunkPlace) throws -> Prepared {
+                        destination: ChunkPlace, byReference: ([UInt8]) -> Bool = { _ in false }) throws -> Prepared {
         let path = try RootedPath.resolve(sourcePath, under: root)
         let fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.system(operation: "open", path: sourcePath, errno: errno) }
@@ -78,6 +83,8 @@ public final class ChunkSource: @unchecked Sendable {
         payload.reserveCapacity(prefix + capacity)
         payload.writeRepeatingByte(0, count: prefix)
         var id: [UInt8] = []
+        var xxh: [UInt8] = []
+        var skipped = false
         // The raw bytes are read to where a stored chunk's payload goes, after its header. A
         // compressed chunk is encoded into scratch and copied over them (it is the smaller one).
         try payload.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
@@ -88,6 +95,11 @@ public final class ChunkSource: @unchecked Sendable {
             sha.update(bytes)
             id = sha.finalize().bytes
             let digest = XXH3.hash128(bytes)
+            xxh = digest.canonicalBytes
+            if byReference(id) {
+                skipped = true
+                return 0
+            }
             let decision: CodecDecision?
             let spec: CodecSpec
             switch codec {
@@ -118,6 +130,9 @@ public final class ChunkSource: @unchecked Sendable {
             lastCodec = header.spec
             return header.encodedLength
         }
+        if skipped {
+            return Prepared(payload: ByteBuffer(), id: id, xxh: xxh, encoded: ByteBuffer(), byReference: true)
+        }
         let encodedLength = payload.readableBytes - prefix
         if corruptFraction > 0, encodedLength > ChunkHeader.size, Double(random() >> 11) / Double(1 << 53) < corruptFraction {
             // After hashing, as a bad NIC or link would: the receiver must catch it.
@@ -125,7 +140,8 @@ public final class ChunkSource: @unchecked Sendable {
             payload.setInteger(payload.getInteger(at: at, as: UInt8.self)! ^ 0x5A, at: at)
         }
         ChunkData.setPrefix(in: &payload, place: destination, fileSize: fileSize, id: id)
-        return Prepared(payload: payload, id: id, encoded: payload.getSlice(at: payload.readerIndex + prefix, length: encodedLength)!)
+        return Prepared(payload: payload, id: id, xxh: xxh, encoded: payload.getSlice(at: payload.readerIndex + prefix, length: encodedLength)!,
+                        byReference: false)
     }
 
     private func readFully(_ fd: Int32, into region: UnsafeMutableRawBufferPointer, at offset: UInt64, sourcePath: String, fileSize: UInt64) throws {

@@ -6,10 +6,13 @@ import NIOPosix
 public final class ChunkStream {
     private var frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<Frame>
+    /// The protocol version negotiated with the peer: what it understands.
+    public let version: UInt8
 
-    init(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>) {
+    init(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>, version: UInt8) {
         frames = inbound.makeAsyncIterator()
         self.outbound = outbound
+        self.version = version
     }
 
     /// Sends `message` (chunk data or file done) and returns the peer's ack or nack.
@@ -47,8 +50,8 @@ public struct DataPlaneClient: Sendable {
 
     public func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
         try await BargeConnection.withConnection(host: host, port: port, token: token, name: name, role: .peer,
-                                                 idleTimeout: stallTimeout.timeAmount) { _, inbound, outbound in
-            try await body(ChunkStream(inbound: inbound, outbound: outbound))
+                                                 idleTimeout: stallTimeout.timeAmount) { session, inbound, outbound in
+            try await body(ChunkStream(inbound: inbound, outbound: outbound, version: session.version))
         }
     }
 }

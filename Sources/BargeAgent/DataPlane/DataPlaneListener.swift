@@ -1,3 +1,4 @@
+import BargeStore
 import BargeWire
 import Logging
 import NIOCore
@@ -10,22 +11,26 @@ import NIOPosix
 public final class DataPlaneListener: Sendable {
     public let root: String
     /// Files being received, shared by every connection.
-    public let files = DestinationFiles()
+    public let files: DestinationFiles
     private let server: BargeServer
     private let logger: Logger
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.localAddress }
 
-    private init(root: String, server: BargeServer, logger: Logger) {
+    private init(root: String, server: BargeServer, files: DestinationFiles, logger: Logger) {
         self.root = root
         self.server = server
+        self.files = files
         self.logger = logger
     }
 
-    public static func bind(host: String, port: Int, root: String, token: ClusterToken, name: String,
+    /// With `index`, received chunks are recorded there: partial copies survive a restart, and
+    /// chunks already held are copied locally when sent by reference.
+    public static func bind(host: String, port: Int, root: String, token: ClusterToken, name: String, index: ChunkIndex? = nil,
                             logger: Logger = Logger(label: "barge.agent")) async throws -> DataPlaneListener {
-        DataPlaneListener(root: root, server: try await BargeServer.bind(host: host, port: port, token: token, name: name), logger: logger)
+        DataPlaneListener(root: root, server: try await BargeServer.bind(host: host, port: port, token: token, name: name),
+                          files: DestinationFiles(index: index, logger: logger), logger: logger)
     }
 
     public func run() async throws {

@@ -1,10 +1,24 @@
+import BargeDigest
 import BargeStore
+import Logging
 import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The files this agent is receiving, shared by all its data-plane connections: one partial
 /// writer per (job, path), and which chunks of it have been written. Chunks of one file may come
 /// over several streams; `finish` refuses a file until every byte of it has arrived, so a file with
 /// a hole never gets its final name.
+///
+/// With a `ChunkIndex`, every chunk written is recorded there too, so that:
+/// - a partial copy outlives the agent: reopened after a restart, it keeps every recorded chunk
+///   whose bytes still check out (XXH3-128), and only the rest must be sent again;
+/// - a chunk the index knows by id is copied from where it already is (`copyLocal`) instead of
+///   crossing the network.
 public final class DestinationFiles: Sendable {
     final class OpenFile: @unchecked Sendable {
         let lock = NIOLock()
@@ -18,11 +32,25 @@ public final class DestinationFiles: Sendable {
             self.writer = writer
             self.size = size
         }
+
+        func cover(_ offset: UInt64, _ length: UInt64) {
+            if let old = chunks.updateValue(length, forKey: offset) { covered -= old }
+            covered += length
+        }
     }
 
+    public let index: ChunkIndex?
+    private let logger: Logger
     private let open = NIOLockedValueBox<[String: OpenFile]>([:])
+    /// Index rows not yet written: recorded in batches, so the index costs one transaction per
+    /// batch rather than per chunk. Lookups see them too.
+    private let pending = NIOLockedValueBox<[ChunkIndex.Entry]>([])
+    private static let batch = 32
 
-    public init() {}
+    public init(index: ChunkIndex? = nil, logger: Logger = Logger(label: "barge.agent")) {
+        self.index = index
+        self.logger = logger
+    }
 
     /// Files currently open (for tests and metrics).
     public var openCount: Int { open.withLockedValue { $0.count } }
@@ -39,20 +67,102 @@ public final class DestinationFiles: Sendable {
                 return f
             }
             let f = OpenFile(writer: try PartialFileWriter(target, size: size), size: size)
+            try restore(f, target)
             files[key] = f
             return f
         }
     }
 
-    /// Writes verified bytes of a file at `offset`; throws `StoreError`.
-    public func write(job: String, target: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    /// Takes back what an earlier run (of this agent or of a job) left in the partial copy: each
+    /// recorded chunk whose bytes still hash to what was recorded.
+    private func restore(_ f: OpenFile, _ target: RootedPath) throws {
+        guard let index else { return }
+        flush()
+        let recorded = try index.partialChunks(path: target.relative, fileSize: f.size)
+        guard !recorded.isEmpty else { return }
+        var bad: [UInt64] = []
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: recorded.map(\.length).max() ?? 0, alignment: 16)
+        defer { buffer.deallocate() }
+        for e in recorded {
+            let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<e.length])
+            if LocalChunk.read(f.writer.partialPath, at: e.offset, into: region), XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == e.xxh {
+                f.cover(e.offset, UInt64(e.length))
+            } else {
+                bad.append(e.offset)
+            }
+        }
+        if !bad.isEmpty { try index.forgetPartial(path: target.relative, offsets: bad) }
+        logger.notice("\(target.relative): kept \(f.covered) of \(f.size) bytes already in its partial copy (\(recorded.count - bad.count) chunks)")
+    }
+
+    /// Writes verified bytes of a file at `offset`; throws `StoreError`. `id` and `xxh` (the
+    /// chunk's SHA-256 and XXH3-128) go to the chunk index.
+    public func write(job: String, target: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64,
+                      id: [UInt8] = [], xxh: [UInt8] = []) throws {
         let f = try file(job: job, target: target, size: size)
         try f.lock.withLock {
             try f.writer.write(bytes, at: offset)
-            let length = UInt64(bytes.count)
-            if let old = f.chunks.updateValue(length, forKey: offset) { f.covered -= old }
-            f.covered += length
+            f.cover(offset, UInt64(bytes.count))
         }
+        guard index != nil, !id.isEmpty else { return }
+        let entry = ChunkIndex.Entry(path: target.relative, offset: offset, length: bytes.count, fileSize: size, id: id, xxh: xxh)
+        let full = pending.withLockedValue { p in
+            p.append(entry)
+            return p.count >= Self.batch
+        }
+        if full { flush() }
+    }
+
+    /// Writes the index rows held back so far.
+    public func flush() {
+        guard let index else { return }
+        let rows = pending.withLockedValue { p in
+            defer { p.removeAll(keepingCapacity: true) }
+            return p
+        }
+        do {
+            try index.record(rows)
+        } catch {
+            logger.warning("chunk index: \(rows.count) rows not recorded: \(error)")
+        }
+    }
+
+    /// Ids of chunks this agent holds for `paths` (relative to the root): a source sends those by
+    /// reference. Empty without an index.
+    public func heldIds(paths: [String]) throws -> Set<[UInt8]> {
+        guard let index else { return [] }
+        flush()
+        return try index.ids(paths: paths)
+    }
+
+    /// Writes the chunk with this id and XXH3-128 at `offset` of the file, copying it from a place
+    /// this agent already holds it (checked by re-hashing). Returns false when no such place
+    /// checks out: then its bytes must be sent. `buffer` must hold `length` bytes.
+    public func copyLocal(job: String, target: RootedPath, size: UInt64, offset: UInt64, length: Int, id: [UInt8], xxh: [UInt8],
+                          buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+        guard let index else { return false }
+        let waiting = pending.withLockedValue { p in p.filter { $0.id == id } }
+        var candidates = waiting + (try index.locations(id: id))
+        // The same place in this file's own partial copy, restored after a restart: already there.
+        let f = try file(job: job, target: target, size: size)
+        if f.lock.withLock({ f.chunks[offset] == UInt64(length) }),
+           candidates.contains(where: { !$0.final && $0.path == target.relative && $0.offset == offset && $0.xxh == xxh }) {
+            return true
+        }
+        candidates.removeAll { $0.length != length || $0.xxh != xxh }
+        let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+        for c in candidates {
+            let path = index.root + "/" + c.path + (c.final ? "" : PartialFileWriter.suffix)
+            guard LocalChunk.read(path, at: c.offset, into: region),
+                  XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh else {
+                // A final file changed since it was finished; a partial copy lost the chunk.
+                if c.final { try index.forgetFinal(path: c.path) } else { try index.forgetPartial(path: c.path, offsets: [c.offset]) }
+                continue
+            }
+            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
+            return true
+        }
+        return false
     }
 
     /// Bytes of a file are missing at `finish`: they must be sent (again).
@@ -64,30 +174,55 @@ public final class DestinationFiles: Sendable {
     /// size 0 needs no chunk. A file missing bytes is refused (`Incomplete`) and stays partial;
     /// other failures are `StoreError`s.
     public func finish(job: String, target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
-        let f: OpenFile
-        if size == 0 {
-            f = try file(job: job, target: target, size: 0)
-        } else {
-            guard let existing = open.withLockedValue({ $0[Self.key(job, target.relative)] }) else {
-                throw Incomplete(description: "\(target.relative): none of its \(size) bytes arrived at this agent")
-            }
-            f = existing
+        let isOpen = open.withLockedValue { $0[Self.key(job, target.relative)] != nil }
+        // A partial copy left by an earlier run may be complete: with an index, it is reopened.
+        let leftOver = index != nil && access(target.absolute + PartialFileWriter.suffix, F_OK) == 0
+        guard size == 0 || isOpen || leftOver else {
+            throw Incomplete(description: "\(target.relative): none of its \(size) bytes arrived at this agent")
         }
+        let f = try file(job: job, target: target, size: size)
         try f.lock.withLock {
             guard f.size == size else { throw StoreError.invalidPath(path: target.relative, reason: "its chunks said \(f.size) bytes, the finish \(size)") }
             guard f.covered == size else {
-                throw Incomplete(description: "\(target.relative): only \(f.covered) of its \(size) bytes arrived; it stays partial")
+                throw Incomplete(description: "\(target.relative): only \(f.covered) of its \(size) bytes arrived at this agent; it stays partial")
             }
             try f.writer.finish(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
         }
         open.withLockedValue { _ = $0.removeValue(forKey: Self.key(job, target.relative)) }
+        if let index {
+            flush()
+            do {
+                try index.finalize(path: target.relative, size: size, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
+            } catch {
+                logger.warning("chunk index: \(target.relative) finished but not recorded: \(error)")
+            }
+        }
     }
 
-    /// Forgets a job's open files, closing them; their partial files stay for a later run.
+    /// Forgets a job's open files, closing them; their partial files (and their index rows) stay
+    /// for a later run.
     public func close(job: String) {
+        flush()
         let prefix = job + "\u{0}"
         open.withLockedValue { files in
             for key in files.keys where key.hasPrefix(prefix) { files.removeValue(forKey: key) }
         }
+    }
+}
+
+/// Reads a chunk back from a file this agent holds.
+enum LocalChunk {
+    static func read(_ path: String, at offset: UInt64, into region: UnsafeMutableRawBufferPointer) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var done = 0
+        while done < region.count {
+            let n = pread(fd, region.baseAddress! + done, region.count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
     }
 }

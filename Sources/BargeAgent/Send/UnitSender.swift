@@ -19,10 +19,13 @@ public struct UnitSender: Sendable {
     public struct Settings: Sendable {
         public var streams: Int
         public var maxAttempts: Int
+        /// Send chunks the destination already holds by reference (when it speaks version 2).
+        public var dedup: Bool
 
-        public init(streams: Int = 4, maxAttempts: Int = 4) {
+        public init(streams: Int = 4, maxAttempts: Int = 4, dedup: Bool = true) {
             self.streams = streams
             self.maxAttempts = maxAttempts
+            self.dedup = dedup
         }
     }
 
@@ -47,8 +50,13 @@ public struct UnitSender: Sendable {
         let streams = max(1, min(settings.streams, plan.steps.count))
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<streams {
-                    group.addTask { try await client.withStream { stream in try await work(stream, queue) } }
+                // The first stream asks what the destination already holds, then the others start.
+                try await client.withStream { first in
+                    let refs = try await references(first)
+                    for _ in 1..<streams {
+                        group.addTask { try await client.withStream { stream in try await work(stream, queue, refs) } }
+                    }
+                    try await work(first, queue, refs)
                 }
                 try await group.waitForAll()
             }
@@ -64,7 +72,18 @@ public struct UnitSender: Sendable {
         return progress.done(task)
     }
 
-    private func work(_ stream: ChunkStream, _ queue: StepQueue) async throws {
+    /// Which chunks to send by reference: those the destination holds for this unit's paths, and
+    /// those this agent already sent it in this job.
+    private func references(_ stream: ChunkStream) async throws -> References {
+        let paths = task.files.filter { $0.entry.kind == .file && !$0.repair }.map(\.entry.path)
+        guard settings.dedup, stream.version >= WireVersion.dedup, !paths.isEmpty else { return References(enabled: false) }
+        guard case .haveList(let list) = try await stream.send(.haveQuery(HaveQuery(job: task.job, paths: paths))) else {
+            throw UnitFailure(retryable: true, description: "\(task.destination.name) did not answer the have query with a have list")
+        }
+        return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
+    }
+
+    private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References) async throws {
         let source = sources.take()
         defer { sources.give(source) }
         source.codec = (try? CodecChoice(name: task.codec)) ?? .auto
@@ -76,13 +95,30 @@ public struct UnitSender: Sendable {
                 try await finish(i, stream)
             case .chunk(let i, let offset, let length):
                 let file = task.files[i]
+                let place = ChunkPlace(job: task.job, path: file.entry.path, offset: offset)
                 var attempt = 0
+                var byReference = refs.enabled && !file.repair
                 while true {
                     attempt += 1
                     let data = try source.prepare(
                         sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
                         mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
-                        destination: ChunkPlace(job: task.job, path: file.entry.path, offset: offset))
+                        destination: place, byReference: { byReference && refs.holds($0) })
+                    let report = ChunkReport(file: UInt32(i), offset: offset, length: UInt32(length), id: data.id)
+                    if data.byReference {
+                        let ref = Message.chunkRef(ChunkRef(place: place, fileSize: file.entry.size, length: UInt32(length), id: data.id, xxh: data.xxh)).frame()
+                        progress.sent(UInt64(ref.payload.readableBytes))
+                        let reply = try await stream.send(ref)
+                        if case .chunkNack(let nack) = reply, nack.reason == .need {
+                            byReference = false  // not there after all: read it again and send its bytes
+                            attempt -= 1
+                            continue
+                        }
+                        try expectAck(reply, file)
+                        progress.referenced(report)
+                        if queue.acked(file: i) && file.finish { try await finish(i, stream) }
+                        break
+                    }
                     let wire = UInt64(data.encoded.readableBytes)
                     let reply = try await stream.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload))
                     progress.sent(wire)
@@ -91,9 +127,9 @@ public struct UnitSender: Sendable {
                         continue
                     }
                     try expectAck(reply, file)
+                    if refs.enabled { refs.remember(data.id) }
                     let last = queue.acked(file: i)
-                    progress.acked(ChunkReport(file: UInt32(i), offset: offset, length: UInt32(length), id: data.id),
-                                   codec: source.lastCodec.description, raw: UInt64(length), encoded: wire)
+                    progress.acked(report, codec: source.lastCodec.description, raw: UInt64(length), encoded: wire)
                     if last && file.finish && !file.repair { try await finish(i, stream) }
                     break
                 }
@@ -159,6 +195,7 @@ public final class UnitProgress: Sendable {
         var bytesDone: UInt64 = 0
         var wireBytes: UInt64 = 0
         var refetched: UInt32 = 0
+        var dedupBytes: UInt64 = 0
         var codecs: [String: CodecUsage] = [:]
         var chunks: [ChunkReport] = []
     }
@@ -181,6 +218,15 @@ public final class UnitProgress: Sendable {
         }
     }
 
+    /// A chunk the destination copied from what it held.
+    func referenced(_ report: ChunkReport) {
+        state.withLockedValue { s in
+            s.bytesDone += UInt64(report.length)
+            s.dedupBytes += UInt64(report.length)
+            s.chunks.append(report)
+        }
+    }
+
     public var snapshot: (bytesDone: UInt64, wireBytes: UInt64) {
         state.withLockedValue { ($0.bytesDone, $0.wireBytes) }
     }
@@ -188,7 +234,8 @@ public final class UnitProgress: Sendable {
     func done(_ task: TaskAssign) -> TaskDone {
         state.withLockedValue { s in
             TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
-                     codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) })
+                     codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) },
+                     dedupBytes: s.dedupBytes)
         }
     }
 }
@@ -197,6 +244,8 @@ public final class UnitProgress: Sendable {
 public final class SourcePool: Sendable {
     private let make: @Sendable () -> ChunkSource
     private let idle = NIOLockedValueBox<[ChunkSource]>([])
+    /// Chunk ids sent per (job, destination agent), for dedup within a job.
+    public let sent = SentChunks()
 
     public init(make: @escaping @Sendable () -> ChunkSource) {
         self.make = make
@@ -204,4 +253,56 @@ public final class SourcePool: Sendable {
 
     func take() -> ChunkSource { idle.withLockedValue { $0.popLast() } ?? make() }
     func give(_ source: ChunkSource) { idle.withLockedValue { $0.append(source) } }
+}
+
+/// Chunk ids this agent has sent to a destination agent within a job: a later chunk with the same
+/// id goes by reference. Bounded: per job and destination at most `limit` ids (32 MiB of ids), and
+/// only the most recent `keys` pairs are kept.
+public final class SentChunks: Sendable {
+    private struct State {
+        var sets: [String: Set<[UInt8]>] = [:]
+        var order: [String] = []
+    }
+    private let state = NIOLockedValueBox(State())
+    let limit: Int
+    let keys: Int
+
+    public init(limit: Int = 1 << 20, keys: Int = 16) {
+        self.limit = limit
+        self.keys = keys
+    }
+
+    func contains(_ key: String, _ id: [UInt8]) -> Bool {
+        state.withLockedValue { $0.sets[key]?.contains(id) ?? false }
+    }
+
+    func insert(_ key: String, _ id: [UInt8]) {
+        state.withLockedValue { s in
+            if s.sets[key] == nil {
+                s.order.append(key)
+                if s.order.count > keys { s.sets.removeValue(forKey: s.order.removeFirst()) }
+            }
+            if s.sets[key, default: []].count < limit { s.sets[key, default: []].insert(id) }
+        }
+    }
+
+    /// Drops what was sent for a job (it was cancelled or ended).
+    public func forget(job: String) {
+        state.withLockedValue { s in
+            let prefix = job + "\u{0}"
+            s.order.removeAll { $0.hasPrefix(prefix) }
+            for k in s.sets.keys where k.hasPrefix(prefix) { s.sets.removeValue(forKey: k) }
+        }
+    }
+}
+
+/// A unit's view of what may be sent by reference.
+struct References: Sendable {
+    var enabled: Bool
+    var held: Set<[UInt8]> = []
+    var sent: SentChunks? = nil
+    var key = ""
+
+    func holds(_ id: [UInt8]) -> Bool { held.contains(id) || (sent?.contains(key, id) ?? false) }
+    func remember(_ id: [UInt8]) { sent?.insert(key, id) }
 }

@@ -119,3 +119,15 @@ public struct JobList: Codable, Sendable, ResponseEncodable {
 }
 
 extension VerifyOutcome: ResponseEncodable {}
+
+/// The answer to `POST /v1/agents/{name}/drain`.
+public struct DrainOutcome: Codable, Sendable, ResponseEncodable {
+    public var agent: String
+    public var state: String
+    public var unitsHeld: Int
+
+    enum CodingKeys: String, CodingKey {
+        case agent, state
+        case unitsHeld = "units_held"
+    }
+}

@@ -15,6 +15,7 @@ public final class CoordinatorMetrics: Sendable {
     private let throughput: CoreMetrics.Gauge
     private let unitsInFlight: CoreMetrics.Gauge
     private let unitRetries: CoreMetrics.Counter
+    private let dedupBytes: CoreMetrics.Counter
 
     public init() {
         factory = PrometheusMetricsFactory(registry: registry)
@@ -25,6 +26,7 @@ public final class CoordinatorMetrics: Sendable {
         throughput = CoreMetrics.Gauge(label: "barge_throughput_bytes_per_second", factory: factory)
         unitsInFlight = CoreMetrics.Gauge(label: "barge_units_in_flight", factory: factory)
         unitRetries = CoreMetrics.Counter(label: "barge_unit_retries_total", factory: factory)
+        dedupBytes = CoreMetrics.Counter(label: "barge_dedup_bytes_total", factory: factory)
     }
 
     func record(_ done: TaskDone) {
@@ -32,6 +34,7 @@ public final class CoordinatorMetrics: Sendable {
         bytesReceived.increment(by: Int64(done.bytes))
         chunksDone.increment(by: Int64(done.chunks.count))
         chunksRefetched.increment(by: Int64(done.refetched))
+        dedupBytes.increment(by: Int64(done.dedupBytes))
         for c in done.codecs {
             CoreMetrics.Counter(label: "barge_codec_raw_bytes_total", dimensions: [("codec", c.codec)], factory: factory).increment(by: Int64(c.rawBytes))
             CoreMetrics.Counter(label: "barge_codec_encoded_bytes_total", dimensions: [("codec", c.codec)], factory: factory).increment(by: Int64(c.encodedBytes))

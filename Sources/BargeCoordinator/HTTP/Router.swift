@@ -8,6 +8,16 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
     router.get("/v1/agents") { _, _ -> AgentList in
         AgentList(agents: await directory.agents.map(AgentStatus.init))
     }
+    router.post("/v1/agents/{name}/drain") { _, context -> DrainOutcome in
+        let name = try context.parameters.require("name")
+        do throws(RegistryError) {
+            try await directory.drain(name: name)
+        } catch {
+            throw HTTPError(.notFound, message: error.description)
+        }
+        let holding = try await httpErrors { try await scheduler.drain(name) }
+        return DrainOutcome(agent: name, state: "draining", unitsHeld: holding)
+    }
     router.get("/v1/jobs") { _, _ -> JobList in
         JobList(jobs: try await scheduler.statuses().map(JobStatus.init))
     }

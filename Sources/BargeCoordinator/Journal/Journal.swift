@@ -169,12 +169,15 @@ public final class Journal: Sendable {
             job.wireBytes += Int64(report.wireBytes)
             job.chunksDone += Int64(report.chunks.count)
             job.chunksRefetched += Int64(report.refetched)
+            job.dedupBytes += Int64(report.dedupBytes)
             job.filesDone += Int64(u.files.filter { $0.finish && $0.entry.kind != .directory }.count)
             job.codecStats = CodecUsage.merge(job.codecStats, report.codecs)
             let left = try UnitRecord.filter(Column("jobId") == report.job && Column("state") != UnitState.done.rawValue).fetchCount(db)
             if left == 0 {
                 job.state = try JobLifecycle.next(job.state, .succeed)
                 job.finishedAt = now
+                // The plan estimated the chunk count; content-defined chunks make it what it was.
+                job.chunksTotal = job.chunksDone
             }
             try job.update(db)
             return job

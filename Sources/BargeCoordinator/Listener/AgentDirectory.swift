@@ -21,6 +21,11 @@ public actor AgentDirectory {
         try registry.heartbeat(name: name, now: clock())
     }
 
+    /// Marks an agent draining (shown by `barge agents`); registering again makes it up.
+    public func drain(name: String) throws(RegistryError) {
+        try registry.drain(name: name)
+    }
+
     /// Marks silent agents down; returns their names.
     public func expire() -> [String] {
         registry.expire(now: clock())

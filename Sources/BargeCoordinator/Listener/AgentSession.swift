@@ -38,7 +38,7 @@ struct AgentSession {
             agentTimeoutMillis: UInt32(clamping: configuration.agentTimeout.wholeMilliseconds))).frame())
 
         let (messages, sink) = AsyncStream.makeStream(of: Message.self)
-        let connection = await scheduler.attach(registration, sink: sink)
+        let connection = await scheduler.attach(registration, sink: sink, version: session.version)
         defer { Task { [scheduler] in await scheduler.detach(registration.name, connection: connection) } }
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {

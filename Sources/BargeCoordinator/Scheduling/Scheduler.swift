@@ -11,6 +11,8 @@ public actor Scheduler {
         let agent: Register
         let sink: AsyncStream<Message>.Continuation
         let connection: UInt64
+        /// The protocol version of its connection.
+        var version: UInt8 = 1
     }
 
     struct PendingScan {
@@ -29,6 +31,8 @@ public actor Scheduler {
     let now: @Sendable () -> Double
 
     var links: [String: Link] = [:]
+    /// Agents being drained: connected, but given no new work.
+    var draining: Set<String> = []
     var load: [String: Int] = [:]
     var held: [UnitKey: (source: String, destination: String)] = [:]
     /// job, destination path → the agent holding that file's partial copy.
@@ -57,11 +61,13 @@ public actor Scheduler {
     // MARK: Agents
 
     /// An agent's connection has registered; returns the connection's id for `detach`.
-    public func attach(_ agent: Register, sink: AsyncStream<Message>.Continuation) -> UInt64 {
+    public func attach(_ agent: Register, sink: AsyncStream<Message>.Continuation, version: UInt8 = 1) -> UInt64 {
         let id = nextConnection
         nextConnection += 1
         links[agent.name]?.sink.finish()
-        links[agent.name] = Link(agent: agent, sink: sink, connection: id)
+        links[agent.name] = Link(agent: agent, sink: sink, connection: id, version: version)
+        // An agent that registers again (restarted after an upgrade) takes work again.
+        if draining.remove(agent.name) != nil { logger.notice("agent \(agent.name) registered again: no longer draining") }
         knownSites.insert(agent.site)
         startQueuedJobs()
         pump()
@@ -73,6 +79,17 @@ public actor Scheduler {
     public func detach(_ name: String, connection: UInt64) {
         guard links[name]?.connection == connection else { return }
         links.removeValue(forKey: name)
+    }
+
+    /// `barge drain`: the agent keeps the units it holds and gets no new ones (nor scans or
+    /// verifications), so it can be stopped once they end. Returns how many it still holds.
+    public func drain(_ name: String) throws -> Int {
+        guard let link = links[name] else { throw SchedulerError.invalid("agent \(name) is not connected") }
+        draining.insert(name)
+        let holding = load[name] ?? 0
+        logger.notice("agent \(name) draining: it finishes its \(holding) units and takes no new ones")
+        if link.version >= WireVersion.drain { link.sink.yield(.drain(Drain(reason: "barge drain \(name)"))) }
+        return holding
     }
 
     /// Agents that missed their heartbeats: their units go back to pending for other lanes.
@@ -310,7 +327,7 @@ public actor Scheduler {
     }
 
     func candidates(at site: String) -> [LanePicker.Candidate] {
-        links.values.filter { $0.agent.site == site }.map {
+        links.values.filter { $0.agent.site == site && !draining.contains($0.agent.name) }.map {
             LanePicker.Candidate(name: $0.agent.name, load: load[$0.agent.name] ?? 0, bound: Int(max(1, $0.agent.maxInFlight)))
         }
     }

@@ -15,6 +15,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case taskDone = 0x32
     case taskFailed = 0x33
     case cancelJob = 0x34
+    case drain = 0x35
     case verifyRequest = 0x38
     case verifyReply = 0x39
     case chunkData = 0x42
@@ -23,6 +24,9 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case fileDone = 0x45
     case makeEntry = 0x46
     case chunkRepair = 0x47
+    case haveQuery = 0x48
+    case haveList = 0x49
+    case chunkRef = 0x4A
     case error = 0x7F
 
     public var description: String {
@@ -41,6 +45,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .taskDone: "task done"
         case .taskFailed: "task failed"
         case .cancelJob: "cancel job"
+        case .drain: "drain"
         case .verifyRequest: "verify request"
         case .verifyReply: "verify reply"
         case .chunkData: "chunk data"
@@ -49,6 +54,9 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .fileDone: "file done"
         case .makeEntry: "make entry"
         case .chunkRepair: "chunk repair"
+        case .haveQuery: "have query"
+        case .haveList: "have list"
+        case .chunkRef: "chunk ref"
         case .error: "error"
         }
     }

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The client's side of the handshake: hello → (challenge) → auth → (welcome). Pure: it is fed
 /// messages and returns actions; the channel handler carries them out.
 public struct ClientHandshake: Sendable {
@@ -68,7 +74,21 @@ public struct ClientHandshake: Sendable {
     }
 }
 
-/// Protocol versions this build speaks.
+/// Protocol versions this build speaks: minor versions of protocol 1 (the frame format stays 1).
+/// Version 2 adds dedup (`have query`, `have list`, `chunk ref`, nack `need`, `task done`'s dedup
+/// bytes) and `drain`; a peer that only speaks 1 still joins, and neither side sends it those.
 public enum WireVersion {
-    public static let supported: ClosedRange<UInt8> = 1...1
+    /// What features need.
+    public static let dedup: UInt8 = 2
+    public static let drain: UInt8 = 2
+
+    /// `BARGE_WIRE_MAX_VERSION` lowers the top of the range, to run this build as an older one
+    /// (for testing a cluster in the middle of a rolling update).
+    public static let supported: ClosedRange<UInt8> = {
+        let top: UInt8 = 2
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1...top).contains(v) {
+            return 1...v
+        }
+        return 1...top
+    }()
 }

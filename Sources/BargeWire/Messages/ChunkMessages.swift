@@ -69,6 +69,8 @@ public struct ChunkNack: Hashable, Sendable {
         case malformed = 4
         /// `file done` came before every byte of the file had arrived: send the file again.
         case incomplete = 5
+        /// A `chunk ref` the destination cannot copy locally: send the bytes.
+        case need = 6
     }
 
     public var place: ChunkPlace

@@ -26,6 +26,10 @@ public enum Message: Hashable, Sendable {
     case makeEntry(MakeEntry)
     /// A verified chunk written in place into a finished file (`verify --repair`); same payload as `chunk data`.
     case chunkRepair(ChunkData)
+    case haveQuery(HaveQuery)
+    case haveList(HaveList)
+    case chunkRef(ChunkRef)
+    case drain(Drain)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -52,6 +56,10 @@ public enum Message: Hashable, Sendable {
         case .fileDone: .fileDone
         case .makeEntry: .makeEntry
         case .chunkRepair: .chunkRepair
+        case .haveQuery: .haveQuery
+        case .haveList: .haveList
+        case .chunkRef: .chunkRef
+        case .drain: .drain
         case .error: .error
         }
     }
@@ -119,6 +127,14 @@ public enum Message: Hashable, Sendable {
             self = .verifyReply(try VerifyReply(from: &r))
         case .makeEntry:
             self = .makeEntry(try MakeEntry(from: &r))
+        case .haveQuery:
+            self = .haveQuery(try HaveQuery(from: &r))
+        case .haveList:
+            self = .haveList(try HaveList(from: &r))
+        case .chunkRef:
+            self = .chunkRef(try ChunkRef(from: &r))
+        case .drain:
+            self = .drain(try Drain(from: &r))
         case .chunkAck:
             self = .chunkAck(ChunkAck(place: try r.place()))
         case .chunkNack:
@@ -205,6 +221,14 @@ public enum Message: Hashable, Sendable {
         case .verifyReply(let m):
             m.write(to: &b)
         case .makeEntry(let m):
+            m.write(to: &b)
+        case .haveQuery(let m):
+            m.write(to: &b)
+        case .haveList(let m):
+            m.write(to: &b)
+        case .chunkRef(let m):
+            m.write(to: &b)
+        case .drain(let m):
             m.write(to: &b)
         case .chunkAck(let m):
             b.writePlace(m.place)

@@ -184,8 +184,13 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
     public var refetched: UInt32
     public var codecs: [CodecUsage]
     public var chunks: [ChunkReport]
+    /// Bytes of `bytes` that were copied at the destination from chunks it already held (sent by
+    /// reference). On the wire only when non-zero (protocol version 2), as a trailing u64.
+    public var dedupBytes: UInt64
 
-    public init(job: String, unit: UInt64, bytes: UInt64, wireBytes: UInt64, refetched: UInt32, codecs: [CodecUsage], chunks: [ChunkReport]) {
+    public init(job: String, unit: UInt64, bytes: UInt64, wireBytes: UInt64, refetched: UInt32, codecs: [CodecUsage], chunks: [ChunkReport],
+                dedupBytes: UInt64 = 0) {
+        self.dedupBytes = dedupBytes
         self.job = job
         self.unit = unit
         self.bytes = bytes
@@ -206,6 +211,7 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
                        rawBytes: try r.integer(UInt64.self, "raw bytes"), encodedBytes: try r.integer(UInt64.self, "encoded bytes"))
         }
         chunks = try r.list("chunks", minimumSize: ChunkReport.size) { (r: inout PayloadReader) throws(WireError) in try ChunkReport(from: &r) }
+        dedupBytes = r.buffer.readableBytes > 0 ? try r.integer(UInt64.self, "dedup bytes") : 0
     }
 
     func write(to b: inout ByteBuffer) {
@@ -221,6 +227,7 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
             b.writeInteger(c.encodedBytes)
         }
         b.writeList(chunks) { b, c in c.write(to: &b) }
+        if dedupBytes > 0 { b.writeInteger(dedupBytes) }
     }
 }
 

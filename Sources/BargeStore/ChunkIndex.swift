@@ -1,0 +1,177 @@
+import Foundation
+import GRDB
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A destination agent's record of the chunks it has verified and written, in a SQLite file
+/// (`<state>/chunk-index.sqlite`). Each row says: the bytes at `offset` of `path` (relative to the
+/// root) have SHA-256 `id` and XXH3-128 `xxh`, in the file's partial copy or, once the file was
+/// finished, in the file under its final name.
+///
+/// It serves two purposes:
+/// - **partial files survive a restart**: the rows of a partial copy tell a restarted agent which
+///   of its ranges already arrived;
+/// - **dedup**: a chunk whose id is here is copied locally instead of crossing the network.
+///
+/// A row is a hint, never trusted blindly: whoever uses it re-reads the bytes and checks `xxh`
+/// first. A final file whose size or mtime no longer matches what was recorded at its finish has
+/// been changed since, and its rows are dropped.
+public final class ChunkIndex: Sendable {
+    public static let fileName = "chunk-index.sqlite"
+
+    public struct Entry: Hashable, Sendable {
+        public var path: String
+        public var offset: UInt64
+        public var length: Int
+        /// The size of the whole file the chunk belongs to.
+        public var fileSize: UInt64
+        public var id: [UInt8]
+        public var xxh: [UInt8]
+        /// In the file under its final name (true), or in its `.barge-partial` copy.
+        public var final: Bool
+
+        public init(path: String, offset: UInt64, length: Int, fileSize: UInt64, id: [UInt8], xxh: [UInt8], final: Bool = false) {
+            self.path = path
+            self.offset = offset
+            self.length = length
+            self.fileSize = fileSize
+            self.id = id
+            self.xxh = xxh
+            self.final = final
+        }
+    }
+
+    public let root: String
+    private let pool: DatabasePool
+
+    /// Opens (creating if needed) the index at `path` for files under `root`.
+    public init(path: String, root: String) throws {
+        self.root = root
+        pool = try DatabasePool(path: path)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: chunks and finished files") { db in
+            try db.create(table: "chunks") { t in
+                t.column("path", .text).notNull()
+                t.column("final", .boolean).notNull()
+                t.column("offset", .integer).notNull()
+                t.column("length", .integer).notNull()
+                t.column("fileSize", .integer).notNull()
+                t.column("id", .blob).notNull()
+                t.column("xxh", .blob).notNull()
+                t.primaryKey(["path", "final", "offset"])
+            }
+            try db.create(index: "chunks_by_id", on: "chunks", columns: ["id"])
+            try db.create(table: "files") { t in
+                t.primaryKey("path", .text)
+                t.column("size", .integer).notNull()
+                t.column("mtimeSeconds", .integer).notNull()
+                t.column("mtimeNanoseconds", .integer).notNull()
+            }
+        }
+        return m
+    }
+
+    /// Records chunks written into partial copies (one transaction for the batch).
+    public func record(_ entries: [Entry]) throws {
+        guard !entries.isEmpty else { return }
+        try pool.write { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO chunks (path, final, offset, length, fileSize, id, xxh) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            for e in entries {
+                try statement.execute(arguments: [e.path, e.final, Int64(e.offset), e.length, Int64(e.fileSize), Data(e.id), Data(e.xxh)])
+            }
+        }
+    }
+
+    /// The chunks recorded for the partial copy of `path` at `fileSize` bytes. Rows for another
+    /// size (an older partial copy) are dropped.
+    public func partialChunks(path: String, fileSize: UInt64) throws -> [Entry] {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM chunks WHERE path = ? AND final = 0 AND fileSize != ?", arguments: [path, Int64(fileSize)])
+            return try Self.entries(db, "SELECT * FROM chunks WHERE path = ? AND final = 0 ORDER BY offset", [path])
+        }
+    }
+
+    /// Forgets chunks of a partial copy (their bytes did not check out, or the copy is gone).
+    public func forgetPartial(path: String, offsets: [UInt64]? = nil) throws {
+        try pool.write { db in
+            if let offsets {
+                for o in offsets { try db.execute(sql: "DELETE FROM chunks WHERE path = ? AND final = 0 AND offset = ?", arguments: [path, Int64(o)]) }
+            } else {
+                try db.execute(sql: "DELETE FROM chunks WHERE path = ? AND final = 0", arguments: [path])
+            }
+        }
+    }
+
+    /// The partial copy of `path` now has its final name, size and mtime: its rows replace those
+    /// of whatever file had that name before.
+    public func finalize(path: String, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM chunks WHERE path = ? AND final = 1", arguments: [path])
+            try db.execute(sql: "UPDATE chunks SET final = 1 WHERE path = ? AND final = 0", arguments: [path])
+            try db.execute(sql: "INSERT OR REPLACE INTO files (path, size, mtimeSeconds, mtimeNanoseconds) VALUES (?, ?, ?, ?)",
+                           arguments: [path, Int64(size), mtimeSeconds, mtimeNanoseconds])
+        }
+    }
+
+    /// The ids of chunks held for `paths` (final files that are unchanged since their finish, and
+    /// partial copies): what a source may send by reference.
+    public func ids(paths: [String]) throws -> Set<[UInt8]> {
+        var result = Set<[UInt8]>()
+        try pool.write { db in
+            for path in paths {
+                if let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]), !current(path, row) {
+                    try Self.dropFinal(db, path)
+                }
+                for id in try Data.fetchAll(db, sql: "SELECT id FROM chunks WHERE path = ?", arguments: [path]) { result.insert([UInt8](id)) }
+            }
+        }
+        return result
+    }
+
+    /// Where a chunk with this id may be found (at most `limit` places, final files first).
+    public func locations(id: [UInt8], limit: Int = 4) throws -> [Entry] {
+        try pool.read { db in
+            try Self.entries(db, "SELECT * FROM chunks WHERE id = ? ORDER BY final DESC LIMIT ?", [Data(id), limit])
+        }
+    }
+
+    /// A final file whose bytes did not match its rows: it changed after its finish.
+    public func forgetFinal(path: String) throws {
+        try pool.write { db in try Self.dropFinal(db, path) }
+    }
+
+    /// Rows in the index (for tests and logs).
+    public func count() throws -> Int {
+        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM chunks") ?? 0 }
+    }
+
+    private static func dropFinal(_ db: Database, _ path: String) throws {
+        try db.execute(sql: "DELETE FROM chunks WHERE path = ? AND final = 1", arguments: [path])
+        try db.execute(sql: "DELETE FROM files WHERE path = ?", arguments: [path])
+    }
+
+    /// Whether the file under its final name still has the size and mtime recorded at its finish.
+    private func current(_ path: String, _ row: Row) -> Bool {
+        var st = stat()
+        guard lstat(root + "/" + path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return false }
+        return Int64(st.st_size) == row["size"] && Int64(st.st_mtim.tv_sec) == row["mtimeSeconds"]
+            && Int64(st.st_mtim.tv_nsec) == row["mtimeNanoseconds"]
+    }
+
+    private static func entries(_ db: Database, _ sql: String, _ arguments: StatementArguments) throws -> [Entry] {
+        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            Entry(path: row["path"], offset: UInt64(row["offset"] as Int64), length: row["length"], fileSize: UInt64(row["fileSize"] as Int64),
+                  id: [UInt8](row["id"] as Data), xxh: [UInt8](row["xxh"] as Data), final: row["final"])
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import NIOCore
+
+/// Source → destination, at the start of a unit (protocol version 2): the paths the unit will
+/// write. The destination answers `have list` with the ids of the chunks it already holds for
+/// them, which the source then sends by reference (`chunk ref`) instead of sending their bytes.
+public struct HaveQuery: Hashable, Sendable, PayloadCodable {
+    public var job: String
+    public var paths: [String]
+
+    public init(job: String, paths: [String]) {
+        self.job = job
+        self.paths = paths
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
+        paths = try r.list("paths", minimumSize: 2) { (r: inout PayloadReader) throws(WireError) in
+            try r.string("path", maxLength: ChunkPlace.maxPathLength)
+        }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(job)
+        b.writeList(paths) { b, p in b.writeWireString(p) }
+    }
+}
+
+/// The answer to `have query`: SHA-256 chunk ids, 32 bytes each.
+public struct HaveList: Hashable, Sendable, PayloadCodable {
+    public var ids: [[UInt8]]
+
+    public init(ids: [[UInt8]]) { self.ids = ids }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        ids = try r.list("ids", minimumSize: 32) { (r: inout PayloadReader) throws(WireError) in try r.bytes(32, "id") }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeList(ids) { b, id in b.writeBytes(id) }
+    }
+}
+
+/// A chunk sent by reference (protocol version 2): "the bytes with this SHA-256 and XXH3-128 go
+/// at this place". The destination copies them from where it holds them, after checking their
+/// XXH3-128, and acks; or it nacks `need`, and the source sends the bytes.
+public struct ChunkRef: Hashable, Sendable, PayloadCodable {
+    public var place: ChunkPlace
+    public var fileSize: UInt64
+    public var length: UInt32
+    public var id: [UInt8]
+    /// XXH3-128 of the raw bytes, canonical (big-endian) form.
+    public var xxh: [UInt8]
+
+    public init(place: ChunkPlace, fileSize: UInt64, length: UInt32, id: [UInt8], xxh: [UInt8]) {
+        precondition(id.count == 32 && xxh.count == 16)
+        self.place = place
+        self.fileSize = fileSize
+        self.length = length
+        self.id = id
+        self.xxh = xxh
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        place = try r.place()
+        fileSize = try r.integer(UInt64.self, "file size")
+        length = try r.integer(UInt32.self, "length")
+        id = try r.bytes(32, "id")
+        xxh = try r.bytes(16, "xxh3-128")
+        guard place.offset <= fileSize, UInt64(length) <= fileSize - place.offset else {
+            throw .malformed(.chunkRef, "\(length) bytes at \(place.offset) overrun a file of \(fileSize) bytes")
+        }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writePlace(place)
+        b.writeInteger(fileSize)
+        b.writeInteger(length)
+        b.writeBytes(id)
+        b.writeBytes(xxh)
+    }
+}
+
+/// Coordinator → agent (protocol version 2): this agent is draining. It finishes the units it
+/// holds and gets no new ones; it logs when it holds none, so that it can be stopped.
+public struct Drain: Hashable, Sendable, PayloadCodable {
+    public var reason: String
+
+    public init(reason: String) { self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength) }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        reason = try r.string("reason", maxLength: ErrorMessage.maxReasonLength)
+    }
+
+    func write(to b: inout ByteBuffer) { b.writeWireString(reason) }
+}

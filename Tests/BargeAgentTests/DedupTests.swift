@@ -1,0 +1,131 @@
+import BargeAgent
+import BargeBench
+import BargeDigest
+import BargeStore
+import BargeWire
+import Foundation
+import Testing
+
+/// The destination's chunk index at work: partial copies that outlive their agent, and chunks
+/// sent by reference instead of by value.
+struct DedupTests {
+    static let token = try! ClusterToken(bytes: Array("dedup-test-token-0123456789abc".utf8))
+
+    func index(_ roots: Roots) throws -> ChunkIndex {
+        try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
+    }
+
+    func chunk(_ bytes: [UInt8]) -> (id: [UInt8], xxh: [UInt8]) {
+        bytes.withUnsafeBytes { b in
+            let sha = SHA256Hasher()
+            sha.update(b)
+            return (sha.finalize().bytes, XXH3.hash128(b).canonicalBytes)
+        }
+    }
+
+    func write(_ files: DestinationFiles, _ target: RootedPath, _ bytes: [UInt8], at offset: UInt64, size: UInt64) throws {
+        let (id, xxh) = chunk(bytes)
+        try bytes.withUnsafeBytes { try files.write(job: "j", target: target, size: size, bytes: $0, at: offset, id: id, xxh: xxh) }
+    }
+
+    @Test func aPartialCopyOutlivesItsAgentAndOnlyGoodChunksAreKept() throws {
+        let roots = try Roots()
+        let target = try RootedPath.resolve("d/f", under: roots.destination)
+        let a = [UInt8](repeating: 1, count: 100), b = [UInt8](repeating: 2, count: 100), c = [UInt8](repeating: 3, count: 100)
+        do {
+            let files = DestinationFiles(index: try index(roots))
+            try write(files, target, a, at: 0, size: 300)
+            try write(files, target, b, at: 100, size: 300)
+            files.flush()  // what a killed agent had recorded; the process then dies without finishing
+        }
+        // Chunk b's bytes are damaged on disk while the agent is down.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: target.absolute + PartialFileWriter.suffix))
+        try handle.seek(toOffset: 150)
+        try handle.write(contentsOf: Data([0xFF]))
+        try handle.close()
+
+        let restarted = DestinationFiles(index: try index(roots))
+        try write(restarted, target, c, at: 200, size: 300)
+        // a was kept; b was not, so the file is incomplete until b comes again.
+        #expect(throws: DestinationFiles.Incomplete.self) {
+            try restarted.finish(job: "j", target: target, size: 300, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        }
+        try write(restarted, target, b, at: 100, size: 300)
+        try restarted.finish(job: "j", target: target, size: 300, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: target.absolute))) == a + b + c)
+        // Finished: its chunks are now known under the final name.
+        #expect(try index(roots).ids(paths: ["d/f"]) == Set([chunk(a).id, chunk(b).id, chunk(c).id]))
+    }
+
+    @Test func aFinishedFileThatChangedIsNoLongerOffered() throws {
+        let roots = try Roots()
+        let files = DestinationFiles(index: try index(roots))
+        let target = try RootedPath.resolve("f", under: roots.destination)
+        let bytes = [UInt8](repeating: 9, count: 4096)
+        try write(files, target, bytes, at: 0, size: 4096)
+        try files.finish(job: "j", target: target, size: 4096, mode: 0o644, mtimeSeconds: 1_000, mtimeNanoseconds: 0)
+        #expect(try files.heldIds(paths: ["f"]) == [chunk(bytes).id])
+        try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: target.absolute))  // someone edits it (mtime moves)
+        #expect(try files.heldIds(paths: ["f"]).isEmpty)
+    }
+
+    @Test func aReferenceToBytesThatNoLongerCheckOutIsNeeded() throws {
+        let roots = try Roots()
+        let files = DestinationFiles(index: try index(roots))
+        let receiver = ChunkReceiver(root: roots.destination, files: files)
+        let bytes = [UInt8](repeating: 5, count: 1000)
+        let (id, xxh) = chunk(bytes)
+        try write(files, try RootedPath.resolve("src", under: roots.destination), bytes, at: 0, size: 1000)
+        let ref = ChunkRef(place: ChunkPlace(job: "j", path: "copy", offset: 0), fileSize: 1000, length: 1000, id: id, xxh: xxh)
+        #expect(receiver.copy(ref) == .chunkAck(ChunkAck(place: ref.place)))
+        // The same id with the wrong XXH3-128 is not taken on trust.
+        let wrong = ChunkRef(place: ChunkPlace(job: "j", path: "copy2", offset: 0), fileSize: 1000, length: 1000, id: id, xxh: [UInt8](repeating: 0, count: 16))
+        guard case .chunkNack(let nack) = receiver.copy(wrong) else { Issue.record("copied unverified bytes"); return }
+        #expect(nack.reason == .need)
+        // An id it never saw, and a path outside the root.
+        let unknown = ChunkRef(place: ChunkPlace(job: "j", path: "copy3", offset: 0), fileSize: 1000, length: 1000, id: [UInt8](repeating: 7, count: 32), xxh: xxh)
+        guard case .chunkNack(let n2) = receiver.copy(unknown), n2.reason == .need else { Issue.record("unknown id not needed"); return }
+        let outside = ChunkRef(place: ChunkPlace(job: "j", path: "../x", offset: 0), fileSize: 1000, length: 1000, id: id, xxh: xxh)
+        guard case .chunkNack(let n3) = receiver.copy(outside), n3.reason == .refusedPath else { Issue.record("escaped the root"); return }
+    }
+
+    /// Over real streams: a file sent twice to another path in the same job, then to the first
+    /// path again in a new job, goes by reference; a file with a repeated block sends it once.
+    @Test func chunksTheDestinationHoldsAreSentByReference() async throws {
+        let roots = try Roots()
+        let block = SampleData.random(bytes: 1 << 20, seed: 3)
+        let file = block + SampleData.random(bytes: 1 << 20, seed: 4) + block + [1, 2, 3]
+        let url = URL(fileURLWithPath: roots.source + "/data.bin")
+        try Data(file).write(to: url)
+        var st = stat()
+        #expect(lstat(url.path, &st) == 0)
+        func entry(_ path: String) -> TaskFile {
+            TaskFile(sourcePath: "data.bin", entry: FileEntry(path: path, kind: .file, size: UInt64(file.count), mode: 0o644,
+                                                             mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec)),
+                     length: UInt64(file.count), finish: true)
+        }
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1",
+                                                        index: try index(roots))
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let sources = SourcePool { [root = roots.source] in ChunkSource(root: root) }
+        func send(_ job: String, _ path: String) async throws -> TaskDone {
+            let port = listener.localAddress!.port!
+            let task = TaskAssign(job: job, unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)),
+                                  codec: "none", chunkSize: 1 << 20, files: [entry(path)])
+            let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
+            return try await UnitSender(task: task, client: client, sources: sources, settings: .init(streams: 1), progress: UnitProgress()).run()
+        }
+        let first = try await send("j1", "one/data.bin")
+        #expect(first.dedupBytes == 1 << 20, "the repeated block goes once")
+        #expect(first.wireBytes < UInt64(file.count) - (1 << 20) + 4096)
+        let second = try await send("j1", "two/data.bin")
+        #expect(second.dedupBytes == UInt64(file.count), "every chunk was sent to this agent earlier in the job")
+        let resync = try await send("j2", "one/data.bin")
+        #expect(resync.dedupBytes == UInt64(file.count), "everything is at the destination already")
+        #expect(resync.wireBytes < 1000)
+        for path in ["one/data.bin", "two/data.bin"] {
+            #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: roots.destination + "/" + path))) == file)
+        }
+    }
+}
