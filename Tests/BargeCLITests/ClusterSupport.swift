@@ -79,9 +79,9 @@ final class TestCluster: @unchecked Sendable {
 
     /// Starts an agent on a free data port.
     func startAgent(_ name: String, site: String, root: String, coordinator: String, environment extra: [String: String] = [:],
-                    arguments: [String] = []) throws -> RunningBarge {
+                    arguments: [String] = [], log: String? = nil) throws -> RunningBarge {
         try RunningBarge(["agent", "--coordinator", coordinator, "--name", name, "--site", site, "--root", dir.path + "/" + root] + arguments,
-                         environment: environment.merging(extra) { $1 }, log: dir.url.appendingPathComponent("\(name).log"))
+                         environment: environment.merging(extra) { $1 }, log: dir.url.appendingPathComponent(log ?? "\(name).log"))
     }
 
     /// A loopback port that was free a moment ago, for a process that must come back on the same one.

@@ -263,6 +263,13 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Adds wire bytes of a unit that will not report them (it failed or its agent died).
+    public func addWireBytes(_ id: String, _ bytes: Int64) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE jobs SET wireBytes = wireBytes + ? WHERE id = ?", arguments: [bytes, id])
+        }
+    }
+
     /// Adds chunks sent again by `verify --repair` to the job's count.
     public func addRefetched(_ id: String, _ count: Int) throws {
         try pool.write { db in

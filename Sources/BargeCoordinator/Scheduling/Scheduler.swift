@@ -100,7 +100,7 @@ public actor Scheduler {
         let released = try journal.releaseUnits(heldBy: names)
         metrics.retried(released)
         for (key, lane) in held where names.contains(lane.source) || names.contains(lane.destination) {
-            release(key)
+            release(key, abandoned: true)
             repairs.removeValue(forKey: key)?.resume(returning: .failure(.agentUnavailable("agent \(lane.source) or \(lane.destination) went down during the repair")))
         }
         pins = pins.filter { !names.contains($0.value) }
@@ -256,7 +256,7 @@ public actor Scheduler {
             return
         }
         guard held[key] != nil else { return }
-        release(key)
+        release(key, abandoned: true)
         guard let job = try journal.job(failure.job), job.state == .running else { return }
         let attempts = try journal.release(job: failure.job, unit: Int64(failure.unit))
         metrics.retried(1)
@@ -340,10 +340,15 @@ public actor Scheduler {
     }
 
     /// Forgets a unit's lane (it ended, or its job stopped).
-    func release(_ key: UnitKey) {
+    /// Forgets that a unit is held. An `abandoned` unit (failed, or its agent went down) will not
+    /// report its wire bytes: those it last reported in progress are counted now, so that
+    /// `wire_bytes` includes what crashes cost.
+    func release(_ key: UnitKey, abandoned: Bool = false) {
         guard let lane = held.removeValue(forKey: key) else { return }
         metrics.update(unitsInFlight: held.count)
-        live.removeValue(forKey: key)
+        if let progress = live.removeValue(forKey: key), abandoned, progress.wireBytes > 0 {
+            do { try journal.addWireBytes(key.job, Int64(progress.wireBytes)) } catch { logger.error("journal: \(error)") }
+        }
         load[lane.source, default: 1] -= 1
         if lane.destination != lane.source { load[lane.destination, default: 1] -= 1 }
     }

@@ -1,0 +1,104 @@
+import BargeBench
+import Foundation
+import Testing
+
+/// Incremental transfers between real processes: what the destination already holds is not sent
+/// again, whether it arrived in an earlier job, earlier in the same job, or before its agent died.
+@Suite(.serialized)
+struct DedupProcessTests {
+    let cluster: TestCluster
+
+    init() throws {
+        cluster = try TestCluster(roots: ["root-a", "root-b"])
+    }
+
+    var source: URL { cluster.dir.url.appendingPathComponent("root-a/ds") }
+    var destination: URL { cluster.dir.url.appendingPathComponent("root-b/copy") }
+
+    func submit(_ http: String, extra: [String] = []) throws -> [String: Any] {
+        let r = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"] + extra, http: http)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)\(r.stderr)")
+    }
+
+    static func ratio(_ status: [String: Any]) -> Double {
+        Double(status["wire_bytes"] as? Int ?? -1) / Double(status["bytes_total"] as? Int ?? 1)
+    }
+
+    /// 150 MB in 30 files, one of them a copy of another. Sent once; sent again unchanged; sent
+    /// again after 1 MiB was appended to one file.
+    @Test func aResyncSendsOnlyWhatChanged() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<29 {
+            try Data(SampleData.random(bytes: 5_000_000 + i * 1013, seed: UInt64(100 + i))).write(to: source.appendingPathComponent(String(format: "part-%02d.bin", i)))
+        }
+        // The first file sent, and a copy of it that is sent last: units run at once, and a
+        // chunk goes by reference once its first copy has been acked.
+        let original = try Data(contentsOf: source.appendingPathComponent("part-00.bin"))
+        try original.write(to: source.appendingPathComponent("zz-copy-of-part-00.bin"))
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+
+        let first = try submit(http, extra: ["--codec", "none"])
+        let total = try #require(first["bytes_total"] as? Int)
+        let firstDedup = first["dedup_bytes"] as? Int ?? 0
+        print("dedup: first run \(total) bytes, wire \(first["wire_bytes"] ?? "?") (\(String(format: "%.3f", Self.ratio(first)))), dedup_bytes \(firstDedup)")
+        #expect(firstDedup >= original.count / 2, "the duplicate file's chunks go by reference")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+
+        let unchanged = try submit(http, extra: ["--codec", "none"])
+        print("dedup: unchanged re-sync: wire \(unchanged["wire_bytes"] ?? "?") of \(total) bytes (\(String(format: "%.4f", Self.ratio(unchanged)))), dedup_bytes \(unchanged["dedup_bytes"] ?? "?")")
+        #expect(Self.ratio(unchanged) < 0.01)
+        #expect(unchanged["dedup_bytes"] as? Int == total)
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+
+        let handle = try FileHandle(forWritingTo: source.appendingPathComponent("part-17.bin"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(SampleData.random(bytes: 1 << 20, seed: 999)))
+        try handle.close()
+        let appended = try submit(http, extra: ["--codec", "none"])
+        print("dedup: 1 MiB appended to one file: wire \(appended["wire_bytes"] ?? "?") of \(appended["bytes_total"] ?? "?") bytes (\(String(format: "%.4f", Self.ratio(appended))))")
+        #expect(Self.ratio(appended) < 0.10)
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+        let metrics = try String(contentsOf: URL(string: http + "/metrics")!, encoding: .utf8)
+        #expect(metrics.contains("barge_dedup_bytes_total"))
+    }
+
+    /// kill -9 the only destination agent in the middle of a large file, start it again: it
+    /// registers by itself, keeps the chunks already in the partial copy, and only the rest is sent.
+    @Test func aRestartedDestinationAgentKeepsItsPartialCopy() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data(SampleData.float64Field(bytes: 24 << 20, seed: 5)).write(to: source.appendingPathComponent("field.f64"))
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "4MiB"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        // A clean run first, for the wire bytes.
+        let clean = try cluster.cli(["submit", "a:ds", "b:clean", "--codec", "zstd-19", "--wait", "--json"], http: http)
+        let cleanWire = try #require((try? JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any])?["wire_bytes"] as? Int)
+
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func status() throws -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", job, "--json"], http: http).stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        #expect(try await cluster.eventually(60) { (try status()["bytes_done"] as? Int ?? 0) > 8 << 20 })
+        b1.kill(SIGKILL)
+        b1.process.waitUntilExit()
+        b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, log: "b1-restarted.log")
+        defer { withExtendedLifetime(b1) {} }
+        #expect(try await cluster.eventually(90) { try status()["state"] as? String == "succeeded" }, "\(coordinator.output)\n\(b1.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+        #expect(b1.output.contains("registered with the coordinator"))
+        #expect(b1.output.contains("already in its partial copy"), "\(b1.output)")
+        let final = try status()
+        let wire = try #require(final["wire_bytes"] as? Int)
+        print("agent restart: wire bytes \(wire) against \(cleanWire) for a clean run (\(String(format: "%.2f", Double(wire) / Double(cleanWire)))x), dedup_bytes \(final["dedup_bytes"] ?? "?")")
+        #expect(Double(wire) <= 1.35 * Double(cleanWire))
+    }
+}
