@@ -1,0 +1,46 @@
+import BargeBench
+import Foundation
+import Testing
+
+/// A rolling update: an agent of the previous protocol version works alongside current ones, and
+/// an agent drained mid-job finishes its units, takes no new ones, and is stopped without a retry.
+@Suite(.serialized)
+struct RollingUpdateProcessTests {
+    @Test func anOlderAgentJoinsAndADrainedAgentIsStoppedWithoutLosingWork() async throws {
+        let cluster = try TestCluster(roots: ["root-a", "root-b"])
+        let source = cluster.dir.url.appendingPathComponent("root-a/ds")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<6 {
+            try Data(SampleData.float64Field(bytes: (3 << 20) + i, seed: UInt64(i))).write(to: source.appendingPathComponent("f\(i).f64"))
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "1MiB"])
+        // a1 runs as the previous minor version of the protocol.
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_WIRE_MAX_VERSION": "1"],
+                                        arguments: ["--max-units", "1"])
+        let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents, arguments: ["--max-units", "1"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 3 })
+        #expect(a1.output.contains("protocol versions 1...1"), "\(a1.output)")
+
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func status() throws -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", job, "--json"], http: http).stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        #expect(try await cluster.eventually(30) { (try status()["bytes_done"] as? Int ?? 0) > 0 })
+        let drain = try cluster.cli(["drain", "a2"], http: http)
+        #expect(drain.status == 0 && drain.stdout.contains("a2: draining"), "\(drain.stdout)\(drain.stderr)")
+        #expect(try cluster.agents(http).first { $0["name"] as? String == "a2" }?["state"] as? String == "draining")
+        #expect(try await cluster.eventually(60) { a2.output.contains("drained: no units left") }, "\(a2.output)")
+        a2.kill(SIGTERM)
+        a2.process.waitUntilExit()
+
+        #expect(try await cluster.eventually(120) { try status()["state"] as? String == "succeeded" }, "\(coordinator.output)")
+        let final = try status()
+        #expect(final["retries"] as? Int == 0, "a drained agent's units are finished, not retried: \(final)")
+        #expect(try TreeSupport.snapshot(cluster.dir.url.appendingPathComponent("root-b/copy")) == TreeSupport.snapshot(source))
+
+        let unknown = try cluster.cli(["drain", "zz"], http: http)
+        #expect(unknown.status != 0 && unknown.stderr.contains("zz"), "\(unknown.stderr)")
+    }
+}
