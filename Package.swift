@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "BargeAgent",
             dependencies: [
-                "BargeWire", "BargeFlow", "BargeCodec", "BargeStore", "BargeDigest",
+                "BargeWire", "BargeFlow", "BargeCodec", "BargeStore", "BargeDigest", "BargeChunk",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

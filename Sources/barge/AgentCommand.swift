@@ -55,12 +55,22 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(help: "Send every chunk's bytes, even those a destination already holds.")
     var noDedup = false
 
+    @Option(help: ArgumentHelp("Files at least this large are cut into content-defined chunks (FastCDC, 256 KiB to 4 MiB, 1 MiB on average), so an insertion changes only nearby chunks; smaller files use fixed chunks. 'off' always uses fixed chunks.", valueName: "size"))
+    var cdcAbove = "8MiB"
+
+    /// `--cdc-above` as bytes, nil for off.
+    func contentDefinedAbove() throws -> UInt64? {
+        if cdcAbove == "off" { return nil }
+        do { return UInt64(try ByteQuantity.parseSize(cdcAbove)) } catch { throw ValidationError("--cdc-above: \(error)") }
+    }
+
     @OptionGroup var tokenOptions: TokenOptions
 
     func validate() throws {
         guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
         guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
         do { _ = try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
+        _ = try contentDefinedAbove()
         guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
         guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
         guard (1...256).contains(maxUnits) else { throw ValidationError("--max-units must be 1 to 256") }
@@ -101,7 +111,7 @@ struct AgentCommand: AsyncParsableCommand {
         if corrupt > 0 {
             logger.warning("agent \(name): fault injection on: BARGE_FAULT_CORRUPT=\(corrupt), so about \(Int((corrupt * 100).rounded()))% of the chunks this agent sends are corrupted after hashing (tests only)")
         }
-        var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup))
+        var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
         let work = AgentWork(
             settings: settings,

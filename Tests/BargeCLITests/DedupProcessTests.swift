@@ -101,4 +101,29 @@ struct DedupProcessTests {
         print("agent restart: wire bytes \(wire) against \(cleanWire) for a clean run (\(String(format: "%.2f", Double(wire) / Double(cleanWire)))x), dedup_bytes \(final["dedup_bytes"] ?? "?")")
         #expect(Double(wire) <= 1.35 * Double(cleanWire))
     }
+
+    /// Content-defined chunking is the default above 8 MiB: bytes inserted in the middle of a
+    /// large file move only the chunk boundaries near them, so a re-sync sends little.
+    @Test func anInsertionInALargeFileSendsOnlyNearbyChunks() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        let url = source.appendingPathComponent("big.bin")
+        var bytes = SampleData.random(bytes: 32 << 20, seed: 77)
+        try Data(bytes).write(to: url)
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let first = try submit(http, extra: ["--codec", "none"])
+        #expect((first["chunks_done"] as? Int ?? 0) != 32, "content-defined chunks, not 32 fixed ones: \(first)")
+
+        bytes.insert(contentsOf: SampleData.random(bytes: 1000, seed: 78), at: 11_111_111)
+        try Data(bytes).write(to: url)
+        let second = try submit(http, extra: ["--codec", "none"])
+        print("cdc: 1000 bytes inserted at 11.1 MB of a 32 MiB file: wire \(second["wire_bytes"] ?? "?") of \(second["bytes_total"] ?? "?") (\(String(format: "%.4f", Self.ratio(second)))), \(second["chunks_done"] ?? "?") chunks")
+        #expect(Self.ratio(second) < 0.15, "fixed 1 MiB chunks would send the 21 MiB after the insertion again")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        let verify = try cluster.cli(["verify", try #require(second["id"] as? String)], http: http)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
 }

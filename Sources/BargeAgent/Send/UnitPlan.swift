@@ -1,3 +1,4 @@
+import BargeChunk
 import BargeWire
 
 /// What a source agent does for one unit, in order: the steps, and per file how many chunks must
@@ -16,7 +17,9 @@ public struct UnitPlan: Sendable {
     /// Chunks per file index.
     public let chunksPerFile: [Int]
 
-    public init(_ task: TaskAssign) {
+    /// `spans` gives a file's chunks when they are not fixed-size (content-defined chunking reads
+    /// the file to find them); nil means fixed chunks of the task's chunk size.
+    public init(_ task: TaskAssign, spans: (Int) throws -> [ChunkSpan]? = { _ in nil }) rethrows {
         var steps: [Step] = []
         var counts = [Int](repeating: 0, count: task.files.count)
         let size = UInt64(task.chunkSize)
@@ -25,6 +28,12 @@ public struct UnitPlan: Sendable {
             case .directory, .symlink:
                 steps.append(.entry(file: i))
             case .file:
+                if let spans = try spans(i) {
+                    steps += spans.map { .chunk(file: i, offset: $0.offset, length: $0.length) }
+                    counts[i] = spans.count
+                    if counts[i] == 0, f.finish { steps.append(.finish(file: i)) }
+                    continue
+                }
                 var offset = f.offset
                 let end = f.offset + f.length
                 while offset < end {

@@ -1,3 +1,4 @@
+import BargeChunk
 import BargeCodec
 import BargeStore
 import BargeWire
@@ -21,11 +22,17 @@ public struct UnitSender: Sendable {
         public var maxAttempts: Int
         /// Send chunks the destination already holds by reference (when it speaks version 2).
         public var dedup: Bool
+        /// Files of at least this many bytes are cut by content (FastCDC, 256 KiB / 1 MiB / 4 MiB),
+        /// so that an insertion moves only nearby chunk boundaries; nil: always fixed-size.
+        public var contentDefinedAbove: UInt64?
 
-        public init(streams: Int = 4, maxAttempts: Int = 4, dedup: Bool = true) {
+        public static let defaultContentDefinedAbove: UInt64 = 8 << 20
+
+        public init(streams: Int = 4, maxAttempts: Int = 4, dedup: Bool = true, contentDefinedAbove: UInt64? = Self.defaultContentDefinedAbove) {
             self.streams = streams
             self.maxAttempts = maxAttempts
             self.dedup = dedup
+            self.contentDefinedAbove = contentDefinedAbove
         }
     }
 
@@ -45,7 +52,12 @@ public struct UnitSender: Sendable {
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.
     public func run() async throws(UnitFailure) -> TaskDone {
-        let plan = UnitPlan(task)
+        let plan: UnitPlan
+        do {
+            plan = try UnitPlan(task, spans: contentSpans)
+        } catch {
+            throw UnitFailure(retryable: false, description: "source: \(error)")
+        }
         let queue = StepQueue(plan)
         let streams = max(1, min(settings.streams, plan.steps.count))
         do {
@@ -70,6 +82,18 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : "data plane to \(task.destination.name) at \(task.destination.host):\(task.destination.port): \(error)")
         }
         return progress.done(task)
+    }
+
+    /// A file's content-defined chunks within the unit's range, when it is large enough.
+    private func contentSpans(_ i: Int) throws -> [ChunkSpan]? {
+        let f = task.files[i]
+        guard let above = settings.contentDefinedAbove, f.entry.kind == .file, f.entry.size >= above, f.length > 0, !f.repair else { return nil }
+        let path = try RootedPath.resolve(f.sourcePath, under: sources.root)
+        var spans: [ChunkSpan] = []
+        try FileChunkReader(path: path.absolute, strategy: .fastCDC(.standard)).forEachChunk(from: f.offset, length: f.length) { span, _ in
+            spans.append(span)
+        }
+        return spans
     }
 
     /// Which chunks to send by reference: those the destination holds for this unit's paths, and
@@ -242,6 +266,8 @@ public final class UnitProgress: Sendable {
 
 /// Chunk sources reused across units, so each keeps its buffers and its selector's calibration.
 public final class SourcePool: Sendable {
+    /// The root the sources read under.
+    public let root: String
     private let make: @Sendable () -> ChunkSource
     private let idle = NIOLockedValueBox<[ChunkSource]>([])
     /// Chunk ids sent per (job, destination agent), for dedup within a job.
@@ -249,6 +275,9 @@ public final class SourcePool: Sendable {
 
     public init(make: @escaping @Sendable () -> ChunkSource) {
         self.make = make
+        let first = make()
+        root = first.root
+        idle.withLockedValue { $0.append(first) }
     }
 
     func take() -> ChunkSource { idle.withLockedValue { $0.popLast() } ?? make() }
