@@ -7,8 +7,11 @@ public typealias AgentIdentity = Register
 
 /// Why an agent's connection to the coordinator ended.
 public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The coordinator refused the registration or sent an error later.
+    /// The coordinator refused the registration.
     case refused(ErrorMessage)
+    /// The coordinator closed a registered connection with an error (it heard nothing for too
+    /// long, say): worth connecting again.
+    case dropped(ErrorMessage)
     /// The coordinator closed the connection.
     case closed
     /// The coordinator sent something this agent does not expect.
@@ -17,6 +20,7 @@ public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringC
     public var description: String {
         switch self {
         case .refused(let e): return "coordinator refused: \(e.reason)"
+        case .dropped(let e): return "coordinator closed the connection: \(e.reason)"
         case .closed: return "coordinator closed the connection"
         case .protocolViolation(let why): return "coordinator protocol violation: \(why)"
         }
@@ -92,7 +96,7 @@ public struct CoordinatorClient: Sendable {
                     let message = try Message(frame: frame)
                     switch message {
                     case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
-                    case .error(let e): throw CoordinatorConnectionError.refused(e)
+                    case .error(let e): throw CoordinatorConnectionError.dropped(e)
                     case .drain(let d): work?.drain(d)
                     default:
                         guard work?.handle(message) == true else {

@@ -129,3 +129,14 @@ struct DedupTests {
         }
     }
 }
+
+/// Which coordinator errors end an agent and which it rides out by connecting again.
+struct AgentRunnerTests {
+    @Test func onlyErrorsRetryingCannotFixAreFatal() {
+        let idle = ErrorMessage(code: .unexpectedMessage, reason: "nothing received for too long; closing the connection")
+        #expect(!AgentRunner.isFatal(CoordinatorConnectionError.dropped(idle)), "a registered connection closed by the coordinator is retried")
+        #expect(!AgentRunner.isFatal(CoordinatorConnectionError.closed))
+        #expect(AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: .unexpectedMessage, reason: "name in use"))))
+        #expect(AgentRunner.isFatal(HandshakeFailure(error: ErrorMessage(code: .authenticationFailed, reason: "wrong token"))))
+    }
+}

@@ -87,7 +87,9 @@ struct UnitSenderTests {
                                      settings: .init(streams: 1), progress: UnitProgress()).run()
         }
         #expect(failure?.retryable == true)
-        #expect(ContinuousClock.now - started < .seconds(10))
+        // 1 s alone; the bound only tells the stall timer from a hang (the default timeout is 120 s),
+        // with room for a machine busy with the rest of the suite.
+        #expect(ContinuousClock.now - started < .seconds(60))
     }
 
     @Test func finishingAFileWithMissingBytesIsRefused() throws {

@@ -25,9 +25,15 @@ public final class ChunkStream {
         try await outbound.write(frame)
         guard let frame = try await frames.next() else { throw CoordinatorConnectionError.closed }
         let reply = try Message(frame: frame)
-        if case .error(let e) = reply { throw CoordinatorConnectionError.refused(e) }
+        if case .error(let e) = reply { throw PeerRefused(error: e) }
         return reply
     }
+}
+
+/// The other agent answered with an error frame and closed the stream.
+public struct PeerRefused: Error, CustomStringConvertible {
+    public let error: ErrorMessage
+    public var description: String { "the peer closed the stream: \(error.reason)" }
 }
 
 /// Opens data-plane streams to another agent.

@@ -28,6 +28,12 @@ public struct UnitPlan: Sendable {
             case .directory, .symlink:
                 steps.append(.entry(file: i))
             case .file:
+                if f.repair {
+                    // `verify --repair`: the range is exactly one chunk of the manifest, whatever its length.
+                    steps.append(.chunk(file: i, offset: f.offset, length: Int(f.length)))
+                    counts[i] = 1
+                    continue
+                }
                 if let spans = try spans(i) {
                     steps += spans.map { .chunk(file: i, offset: $0.offset, length: $0.length) }
                     counts[i] = spans.count

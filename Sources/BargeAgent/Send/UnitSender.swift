@@ -1,3 +1,4 @@
+import Dispatch
 import BargeChunk
 import BargeCodec
 import BargeStore
@@ -54,7 +55,12 @@ public struct UnitSender: Sendable {
     public func run() async throws(UnitFailure) -> TaskDone {
         let plan: UnitPlan
         do {
-            plan = try UnitPlan(task, spans: contentSpans)
+            // Finding content-defined cut points reads the files: on a thread of its own, so the
+            // cooperative pool stays free for heartbeats and the other units' streams.
+            let spans = try await BlockingWork.run { [self] in
+                try Dictionary(uniqueKeysWithValues: task.files.indices.compactMap { i in try contentSpans(i).map { (i, $0) } })
+            }
+            plan = UnitPlan(task) { spans[$0] }
         } catch {
             throw UnitFailure(retryable: false, description: "source: \(error)")
         }
@@ -334,4 +340,14 @@ struct References: Sendable {
 
     func holds(_ id: [UInt8]) -> Bool { held.contains(id) || (sent?.contains(key, id) ?? false) }
     func remember(_ id: [UInt8]) { sent?.insert(key, id) }
+}
+
+/// Runs blocking or long CPU-bound work on a Dispatch thread rather than on Swift's cooperative
+/// pool, whose few threads also carry the agent's heartbeats and streams.
+enum BlockingWork {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try body() }) }
+        }
+    }
 }
