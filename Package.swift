@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "BargeCoordinator",
             dependencies: [
-                "BargeWire", "BargeChunk", "BargeDigest",
+                "BargeWire", "BargeChunk", "BargeDigest", "BargeFlow",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

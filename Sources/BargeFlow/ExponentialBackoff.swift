@@ -14,10 +14,15 @@ public struct ExponentialBackoff: Sendable {
 
     /// The next delay; `fraction` is a uniform random number in 0...1.
     public mutating func next(fraction: Double) -> Duration {
+        defer { attempt += 1 }
+        return delay(attempt: attempt, fraction: fraction)
+    }
+
+    /// The delay before retry number `attempt` (from 0), as `next` gives it.
+    public func delay(attempt: Int, fraction: Double) -> Duration {
         var step = initial
-        for _ in 0..<min(attempt, 62) where step < maximum { step *= 2 }
+        for _ in 0..<min(max(0, attempt), 62) where step < maximum { step *= 2 }
         step = min(step, maximum)
-        attempt += 1
         return step * (0.5 + 0.5 * min(1, max(0, fraction)))
     }
 

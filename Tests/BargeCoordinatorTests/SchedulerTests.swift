@@ -5,12 +5,30 @@ import Testing
 
 /// The scheduler with a real journal and agents stood in for by the message streams it writes to.
 struct SchedulerTests {
+    /// Wall-clock seconds the test moves by hand.
+    final class TestClock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var t = 1_700_000_000.0
+        var now: Double { lock.withLock { t } }
+        func advance(_ seconds: Double) { lock.withLock { t += seconds } }
+    }
+
     final class Fixture {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
+        let clock = TestClock()
         let scheduler: Scheduler
         init() throws {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path))
+            scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path), now: { [clock] in clock.now })
+        }
+
+        /// A failed unit waits out its backoff (at most 30 s) before it is handed out again.
+        func afterBackoff(_ job: String) async throws {
+            await scheduler.tick()
+            let journal = await scheduler.journal
+            #expect(try journal.units(job: job, state: .assigned).isEmpty, "handed out again before its backoff")
+            clock.advance(31)
+            await scheduler.tick()
         }
         deinit { try? FileManager.default.removeItem(at: dir) }
 
@@ -40,6 +58,7 @@ struct SchedulerTests {
         #expect(try await f.scheduler.status(job.id)?.state == .running)
         // A retryable failure puts the unit back; the same lane gets it again.
         await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "stream dropped")), from: "a2")
+        try await f.afterBackoff(job.id)
         guard case .taskAssign(let retry) = await a2.next() else { Issue.record("no retry"); return }
         #expect(retry.unit == task.unit)
         #expect(try await f.scheduler.status(job.id)?.unitRetries == 1)
@@ -61,6 +80,7 @@ struct SchedulerTests {
         for _ in 0..<3 {
             guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
             await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "ENOSPC at b1")), from: "a1")
+            try await f.afterBackoff(job.id)
         }
         let failed = try #require(try await f.scheduler.status(job.id))
         #expect(failed.state == .failed)

@@ -10,4 +10,13 @@ struct ExponentialBackoffTests {
         b.reset()
         #expect(b.next(fraction: 0.5) == .milliseconds(75))
     }
+
+    @Test func theDelayOfARetryDependsOnlyOnItsNumber() {
+        let b = ExponentialBackoff(initial: .milliseconds(500), maximum: .seconds(30))
+        #expect(b.delay(attempt: 0, fraction: 1) == .milliseconds(500))
+        #expect(b.delay(attempt: 2, fraction: 1) == .seconds(2))
+        #expect(b.delay(attempt: 2, fraction: 0) == .seconds(1))
+        #expect(b.delay(attempt: 40, fraction: 1) == .seconds(30))
+        #expect(b.delay(attempt: -3, fraction: 1) == .milliseconds(500))
+    }
 }

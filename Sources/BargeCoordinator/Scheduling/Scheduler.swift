@@ -1,3 +1,4 @@
+import BargeFlow
 import BargeWire
 import Foundation
 import Logging
@@ -33,6 +34,10 @@ public actor Scheduler {
     var links: [String: Link] = [:]
     /// Agents being drained: connected, but given no new work.
     var draining: Set<String> = []
+    /// Units whose lane failed wait this long before another try (doubling per attempt, with jitter).
+    let retryBackoff = ExponentialBackoff(initial: .milliseconds(500), maximum: .seconds(30))
+    /// When each unit waiting out its backoff may be handed out again.
+    private var notBefore: [UnitKey: Double] = [:]
     var load: [String: Int] = [:]
     var held: [UnitKey: (source: String, destination: String)] = [:]
     /// job, destination path → the agent holding that file's partial copy.
@@ -147,6 +152,7 @@ public actor Scheduler {
             try requireAgents(at: before.destinationSite)
         }
         let job = try journal.resume(id)
+        notBefore = notBefore.filter { $0.key.job != id }
         logger.notice("job \(id) resumed (\(job.state.rawValue))")
         if job.state == .queued { startScan(job) }
         pump()
@@ -261,7 +267,9 @@ public actor Scheduler {
         let attempts = try journal.release(job: failure.job, unit: Int64(failure.unit))
         metrics.retried(1)
         if failure.retryable && attempts < maxAttempts {
-            logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)): \(failure.reason)")
+            let wait = retryBackoff.delay(attempt: Int(attempts) - 1, fraction: Double.random(in: 0...1))
+            notBefore[key] = now() + Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+            logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)), retrying in \(wait): \(failure.reason)")
             // A large file that cannot be finished where it now goes (its partial copy was at an
             // agent that went down) is sent again from its first range.
             if let unit = try journal.units(job: failure.job).first(where: { $0.unitId == Int64(failure.unit) }), unit.kind == .finish {
@@ -293,6 +301,7 @@ public actor Scheduler {
 
     /// Called every second: updates the throughput and in-flight gauges.
     public func tick() {
+        if !notBefore.isEmpty { pump() }  // units whose backoff has run out
         let moved = completedBytes + live.values.reduce(Int64(0)) { $0 + Int64($1.bytesDone) }
         metrics.update(throughput: rate(moved))
     }
@@ -305,7 +314,13 @@ public actor Scheduler {
             firstOpen = min(firstOpen, u.unitId)
             if u.kind == .range || u.kind == .finish { openByPath[u.path, default: 0] += 1 }
         }
+        let time = now()
         for u in units where u.state == .pending {
+            let key = UnitKey(job: job.id, unit: UInt64(u.unitId))
+            if let at = notBefore[key] {
+                if at > time { continue }
+                notBefore.removeValue(forKey: key)
+            }
             if let after = u.dependsOn {
                 // `*`: every earlier unit is done; a path: every other unit of that file is done.
                 let ready = after == "*" ? firstOpen == u.unitId : (openByPath[after] ?? 1) == 1
@@ -317,7 +332,7 @@ public actor Scheduler {
                                              pinned: pinned),
                   let source = links[lane.source], let destination = links[lane.destination] else { continue }
             try journal.assign(job: job.id, unit: u.unitId, source: lane.source, destination: lane.destination)
-            hold(UnitKey(job: job.id, unit: UInt64(u.unitId)), lane)
+            hold(key, lane)
             if u.kind == .range || u.kind == .finish { pins[pinKey] = lane.destination }
             source.sink.yield(.taskAssign(TaskAssign(
                 job: job.id, unit: UInt64(u.unitId),
