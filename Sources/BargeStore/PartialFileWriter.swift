@@ -51,12 +51,24 @@ public final class PartialFileWriter: @unchecked Sendable {
         if directFD >= 0 { close(directFD) }
     }
 
-    /// Writes `bytes` at `offset`, all of them. Block-aligned writes from aligned memory bypass the
-    /// page cache when the file system allows it.
+    /// Writes `bytes` at `offset`, all of them. The whole blocks among them bypass the page cache
+    /// when the file system allows it and the memory is laid out like the file (the address of the
+    /// byte at a block boundary is block-aligned); the partial blocks at either end are buffered.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         let a = Self.directAlignment
-        let aligned = directFD >= 0 && Int(offset) % a == 0 && bytes.count % a == 0 && Int(bitPattern: bytes.baseAddress) % a == 0
-        let target = aligned ? directFD : fd
+        let head = (a - Int(offset % UInt64(a))) % a
+        guard directFD >= 0, bytes.count >= head + a, Int(bitPattern: bytes.baseAddress! + head) % a == 0 else {
+            return try write(fd, bytes, at: offset)
+        }
+        let blocks = (bytes.count - head) / a * a
+        if head > 0 { try write(fd, UnsafeRawBufferPointer(rebasing: bytes[0..<head]), at: offset) }
+        try write(directFD, UnsafeRawBufferPointer(rebasing: bytes[head..<(head + blocks)]), at: offset + UInt64(head))
+        if head + blocks < bytes.count {
+            try write(fd, UnsafeRawBufferPointer(rebasing: bytes[(head + blocks)...]), at: offset + UInt64(head + blocks))
+        }
+    }
+
+    private func write(_ target: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         var done = 0
         while done < bytes.count {
             let n = pwrite(target, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))

@@ -55,7 +55,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(help: "Send every chunk's bytes, even those a destination already holds.")
     var noDedup = false
 
-    @Option(help: ArgumentHelp("Files at least this large are cut into content-defined chunks (FastCDC, 256 KiB to 4 MiB, 1 MiB on average), so an insertion changes only nearby chunks; smaller files use fixed chunks. 'off' always uses fixed chunks.", valueName: "size"))
+    @Option(help: ArgumentHelp("Files at least this large are cut into content-defined chunks (FastCDC, 512 KiB to 4 MiB, 1 MiB on average), so an insertion changes only nearby chunks; smaller files use fixed chunks. 'off' always uses fixed chunks.", valueName: "size"))
     var cdcAbove = "8MiB"
 
     /// `--cdc-above` as bytes, nil for off.

@@ -39,6 +39,28 @@ struct PartialFileWriterTests {
         #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: box.root + "/mixed.bin"))) == expected)
     }
 
+    /// Content-defined chunks start and end anywhere: laid out in memory like the file, their
+    /// whole blocks go direct and the partial blocks at each end buffered, sharing blocks with
+    /// their neighbours.
+    @Test func chunksAtUnalignedOffsetsSplitAroundWholeBlocks() throws {
+        let box = try Sandbox()
+        let size = 200_003
+        var expected = [UInt8](repeating: 0, count: size)
+        for i in expected.indices { expected[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 9) }
+        let writer = try PartialFileWriter(try RootedPath.resolve("cdc.bin", under: box.root), size: UInt64(size))
+        let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: size + 4096, alignment: PartialFileWriter.directAlignment)
+        defer { staging.deallocate() }
+        let cuts = [0, 5_000, 70_001, 70_100, 140_000, 196_608, size]  // tiny, large, block-aligned start, odd tail
+        for (start, end) in zip(cuts, cuts.dropFirst()).reversed() {
+            let skew = start % PartialFileWriter.directAlignment
+            let region = UnsafeMutableRawBufferPointer(rebasing: staging[skew..<(skew + end - start)])
+            expected.withUnsafeBytes { region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+            try writer.write(UnsafeRawBufferPointer(region), at: UInt64(start))
+        }
+        try writer.finish(mode: 0o600, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: box.root + "/cdc.bin"))) == expected)
+    }
+
     @Test func aLinkPlantedUnderThePartialNameIsNotFollowed() throws {
         let s = try Sandbox()
         let victim = s.url.appendingPathComponent("victim").path

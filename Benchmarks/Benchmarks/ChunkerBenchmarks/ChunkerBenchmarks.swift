@@ -12,7 +12,7 @@ let benchmarks: @Sendable () -> Void = {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("barge-chunker-bench.bin").path
     try! Data(SampleData.random(bytes: 64 << 20)).write(to: URL(fileURLWithPath: path))
 
-    for (name, strategy) in [("fixed 1 MiB", ChunkingStrategy.fixed(size: 1 << 20)), ("FastCDC 256K/1M/4M", .fastCDC(.standard))] {
+    for (name, strategy) in [("fixed 1 MiB", ChunkingStrategy.fixed(size: 1 << 20)), ("FastCDC 512K/1M/4M", .fastCDC(.standard))] {
         let reader = try! FileChunkReader(path: path, strategy: strategy)
         Benchmark("\(name) 64 MiB file") { benchmark in
             for _ in benchmark.scaledIterations {

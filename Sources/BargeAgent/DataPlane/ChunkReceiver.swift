@@ -24,12 +24,15 @@ public final class ChunkReceiver {
 
     deinit { raw.deallocate() }
 
-    private func staging(_ count: Int) -> UnsafeMutableRawBufferPointer {
-        if raw.count < count {
+    private func staging(_ count: Int, at offset: UInt64 = 0) -> UnsafeMutableRawBufferPointer {
+        // Placed like the file: a byte at a block boundary of the file sits at an aligned address,
+        // so the chunk's whole blocks can be written with O_DIRECT.
+        let skew = Int(offset % UInt64(PartialFileWriter.directAlignment))
+        if raw.count < skew + count {
             raw.deallocate()
-            raw = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: PartialFileWriter.directAlignment)
+            raw = UnsafeMutableRawBufferPointer.allocate(byteCount: skew + count, alignment: PartialFileWriter.directAlignment)
         }
-        return UnsafeMutableRawBufferPointer(rebasing: raw[0..<count])
+        return UnsafeMutableRawBufferPointer(rebasing: raw[skew..<(skew + count)])
     }
 
     /// Answers one data-plane message with an ack or a nack.
@@ -81,10 +84,10 @@ public final class ChunkReceiver {
             }
             // A chunk stored raw is checked in the frame, then staged in aligned memory: a copy in
             // the CPU cache that spares the page-cache copy when the write can go direct.
-            let out = staging(header.rawLength)
+            let out = staging(header.rawLength, at: place.offset)
             do {
                 if let stored = try decoder.storedBytes(of: encoded) {
-                    if !repair, header.rawLength % PartialFileWriter.directAlignment == 0, let base = stored.baseAddress {
+                    if !repair, header.rawLength >= 2 * PartialFileWriter.directAlignment, let base = stored.baseAddress {
                         out.baseAddress!.copyMemory(from: base, byteCount: stored.count)
                         return store(UnsafeRawBufferPointer(out))
                     }
@@ -113,7 +116,7 @@ public final class ChunkReceiver {
             let target = try RootedPath.resolve(place.path, under: root)
             let length = Int(ref.length)
             if try files.copyLocal(job: place.job, target: target, size: ref.fileSize, offset: place.offset, length: length,
-                                   id: ref.id, xxh: ref.xxh, buffer: staging(length)) {
+                                   id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset)) {
                 return .chunkAck(ChunkAck(place: place))
             }
             return .chunkNack(ChunkNack(place: place, reason: .need, detail: "no verified copy of chunk \(Hex.encode(Array(ref.id.prefix(8)))) here"))

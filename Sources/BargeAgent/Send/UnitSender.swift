@@ -23,7 +23,7 @@ public struct UnitSender: Sendable {
         public var maxAttempts: Int
         /// Send chunks the destination already holds by reference (when it speaks version 2).
         public var dedup: Bool
-        /// Files of at least this many bytes are cut by content (FastCDC, 256 KiB / 1 MiB / 4 MiB),
+        /// Files of at least this many bytes are cut by content (FastCDC, 512 KiB / 1 MiB / 4 MiB),
         /// so that an insertion moves only nearby chunk boundaries; nil: always fixed-size.
         public var contentDefinedAbove: UInt64?
 
