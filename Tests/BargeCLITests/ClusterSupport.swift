@@ -44,8 +44,8 @@ final class TestCluster: @unchecked Sendable {
         }
     }
 
-    /// Polls for up to `seconds`.
-    func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
+    /// Polls for up to `seconds` (generous: the suite runs many processes at once on two cores).
+    func eventually(_ seconds: Double = 60, _ condition: () throws -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try condition() { return true }
@@ -82,6 +82,16 @@ final class TestCluster: @unchecked Sendable {
                     arguments: [String] = [], log: String? = nil) throws -> RunningBarge {
         try RunningBarge(["agent", "--coordinator", coordinator, "--name", name, "--site", site, "--root", dir.path + "/" + root] + arguments,
                          environment: environment.merging(extra) { $1 }, log: dir.url.appendingPathComponent(log ?? "\(name).log"))
+    }
+
+    /// A coordinator with one agent per site (a1 on `root-a` for site a, b1 on `root-b` for site
+    /// b), once both have registered.
+    func startPair(coordinatorArguments: [String] = []) async throws -> (coordinator: RunningBarge, a1: RunningBarge, b1: RunningBarge, agents: String, http: String) {
+        let (coordinator, agents, http) = try await startCoordinator(extra: coordinatorArguments)
+        let a1 = try startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        try #require(try await eventually { try self.agents(http).count == 2 }, "agents did not register: \(a1.output)\(b1.output)")
+        return (coordinator, a1, b1, agents, http)
     }
 
     /// A loopback port that was free a moment ago, for a process that must come back on the same one.

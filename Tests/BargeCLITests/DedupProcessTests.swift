@@ -36,11 +36,9 @@ struct DedupProcessTests {
         // chunk goes by reference once its first copy has been acked.
         let original = try Data(contentsOf: source.appendingPathComponent("part-00.bin"))
         try original.write(to: source.appendingPathComponent("zz-copy-of-part-00.bin"))
-        let (coordinator, agents, http) = try await cluster.startCoordinator()
-        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
-        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let running = try await cluster.startPair()
+        defer { withExtendedLifetime(running) {} }
+        let http = running.http
 
         let first = try submit(http, extra: ["--codec", "none"])
         let total = try #require(first["bytes_total"] as? Int)
@@ -109,11 +107,9 @@ struct DedupProcessTests {
         let url = source.appendingPathComponent("big.bin")
         var bytes = SampleData.random(bytes: 32 << 20, seed: 77)
         try Data(bytes).write(to: url)
-        let (coordinator, agents, http) = try await cluster.startCoordinator()
-        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
-        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let running = try await cluster.startPair()
+        defer { withExtendedLifetime(running) {} }
+        let http = running.http
         let first = try submit(http, extra: ["--codec", "none"])
         #expect((first["chunks_done"] as? Int ?? 0) != 32, "content-defined chunks, not 32 fixed ones: \(first)")
 

@@ -62,11 +62,9 @@ struct DiskFullProcessTests {
         try Data(SampleData.text(bytes: 5000)).write(to: source.appendingPathComponent("README.txt"))
         // 8 MiB for 18 MiB of incompressible data.
         let disk = try TmpfsMount(at: cluster.dir.path + "/root-b/small", megabytes: 8)
-        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"])
-        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
-        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let running = try await cluster.startPair(coordinatorArguments: ["--unit-size", "2MiB"])
+        defer { withExtendedLifetime(running) {} }
+        let (coordinator, http) = (running.coordinator, running.http)
 
         let failed = try cluster.cli(["submit", "a:ds", "b:small/copy", "--codec", "none", "--wait", "--json"], http: http)
         #expect(failed.status != 0)

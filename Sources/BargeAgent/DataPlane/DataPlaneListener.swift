@@ -33,8 +33,18 @@ public final class DataPlaneListener: Sendable {
                           files: DestinationFiles(index: index, logger: logger), logger: logger)
     }
 
-    public func run() async throws {
+    /// Serves connections until closed or cancelled. The chunk index's held-back rows are written
+    /// every `indexFlushInterval`, so an agent killed at any moment loses at most that much of its
+    /// record of what arrived (those chunks are sent again).
+    public func run(indexFlushInterval: Duration = .milliseconds(500)) async throws {
         let root = root, logger = logger, files = files
+        let flusher = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: indexFlushInterval)
+                files.flush()
+            }
+        }
+        defer { flusher.cancel() }
         try await server.serve(session: { peer, inbound, outbound in
             guard peer.session.role == .peer else {
                 try await outbound.write(Message.error(ErrorMessage(code: .unexpectedMessage,
