@@ -130,6 +130,34 @@ struct DedupTests {
     }
 }
 
+/// Streams of one unit racing on the same bytes: one sends them, the others wait for its ack and
+/// send a reference.
+struct ConcurrentDedupTests {
+    @Test func aBlockRepeatedAcrossParallelStreamsCrossesTheWireOnce() async throws {
+        let roots = try Roots()
+        let block = SampleData.random(bytes: 1 << 20, seed: 11)
+        let file = block + block + block + block + block + block
+        try Data(file).write(to: URL(fileURLWithPath: roots.source + "/rep.bin"))
+        var st = stat()
+        #expect(lstat(roots.source + "/rep.bin", &st) == 0)
+        let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: DedupTests.token, name: "b1", index: index)
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let port = listener.localAddress!.port!
+        let entry = FileEntry(path: "rep.bin", kind: .file, size: UInt64(file.count), mode: 0o644,
+                              mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec))
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)), codec: "none",
+                              chunkSize: 1 << 20, files: [TaskFile(sourcePath: "rep.bin", entry: entry, length: UInt64(file.count), finish: true)])
+        let done = try await UnitSender(task: task, client: DataPlaneClient(host: "127.0.0.1", port: port, token: DedupTests.token, name: "a1"),
+                                        sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
+                                        settings: .init(streams: 6, contentDefinedAbove: nil), progress: UnitProgress()).run()
+        #expect(done.dedupBytes == 5 << 20)
+        #expect(done.wireBytes < (1 << 20) + 4096)
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: roots.destination + "/rep.bin"))) == file)
+    }
+}
+
 /// Which coordinator errors end an agent and which it rides out by connecting again.
 struct AgentRunnerTests {
     @Test func onlyErrorsRetryingCannotFixAreFatal() {

@@ -124,46 +124,74 @@ public struct UnitSender: Sendable {
             case .finish(let i):
                 try await finish(i, stream)
             case .chunk(let i, let offset, let length):
-                let file = task.files[i]
-                let place = ChunkPlace(job: task.job, path: file.entry.path, offset: offset)
-                var attempt = 0
-                var byReference = refs.enabled && !file.repair
-                while true {
-                    attempt += 1
-                    let data = try source.prepare(
-                        sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
-                        mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
-                        destination: place, byReference: { byReference && refs.holds($0) })
-                    let report = ChunkReport(file: UInt32(i), offset: offset, length: UInt32(length), id: data.id)
-                    if data.byReference {
-                        let ref = Message.chunkRef(ChunkRef(place: place, fileSize: file.entry.size, length: UInt32(length), id: data.id, xxh: data.xxh)).frame()
+                try await send(chunk: i, offset: offset, length: length, stream, queue, source, refs)
+            }
+        }
+    }
+
+    /// One chunk, by reference when the destination holds it (or another stream is sending the
+    /// same bytes to it right now: then after that stream's ack), else by value, read and sent
+    /// again after a `corrupt` nack.
+    private func send(chunk i: Int, offset: UInt64, length: Int, _ stream: ChunkStream, _ queue: StepQueue, _ source: ChunkSource,
+                      _ refs: References) async throws {
+        let file = task.files[i]
+        let place = ChunkPlace(job: task.job, path: file.entry.path, offset: offset)
+        var attempt = 0
+        var byReference = refs.enabled && !file.repair
+        // This stream is the one sending these bytes by value: others with the same id wait for it.
+        var claimed: [UInt8]? = nil
+        do {
+            while true {
+                attempt += 1
+                var claimedNow = false
+                let data = try source.prepare(
+                    sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
+                    mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
+                    destination: place, byReference: { id in
+                        guard byReference, claimed == nil else { return false }
+                        if refs.claim(id) { return true }
+                        claimedNow = true
+                        return false
+                    })
+                if claimedNow { claimed = data.id }
+                let report = ChunkReport(file: UInt32(i), offset: offset, length: UInt32(length), id: data.id)
+                if data.byReference {
+                    let ref = Message.chunkRef(ChunkRef(place: place, fileSize: file.entry.size, length: UInt32(length), id: data.id, xxh: data.xxh)).frame()
+                    var reply: Message? = nil
+                    if await refs.settled(data.id) {
                         progress.sent(UInt64(ref.payload.readableBytes))
-                        let reply = try await stream.send(ref)
-                        if case .chunkNack(let nack) = reply, nack.reason == .need {
-                            byReference = false  // not there after all: read it again and send its bytes
-                            attempt -= 1
-                            continue
-                        }
-                        try expectAck(reply, file)
-                        progress.referenced(report)
-                        if queue.acked(file: i) && file.finish { try await finish(i, stream) }
-                        break
+                        reply = try await stream.send(ref)
                     }
-                    let wire = UInt64(data.encoded.readableBytes)
-                    let reply = try await stream.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload))
-                    progress.sent(wire)
-                    if case .chunkNack(let nack) = reply, nack.reason == .corrupt, attempt < settings.maxAttempts {
-                        progress.refetched()
+                    guard let reply, !(reply.isNack(.need)) else {
+                        byReference = false  // not there after all: read it again and send its bytes
+                        attempt -= 1
                         continue
                     }
                     try expectAck(reply, file)
-                    if refs.enabled { refs.remember(data.id) }
-                    let last = queue.acked(file: i)
-                    progress.acked(report, codec: source.lastCodec.description, raw: UInt64(length), encoded: wire)
-                    if last && file.finish && !file.repair { try await finish(i, stream) }
-                    break
+                    progress.referenced(report)
+                    if queue.acked(file: i) && file.finish { try await finish(i, stream) }
+                    return
                 }
+                let wire = UInt64(data.encoded.readableBytes)
+                let reply = try await stream.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload))
+                progress.sent(wire)
+                if reply.isNack(.corrupt), attempt < settings.maxAttempts {
+                    progress.refetched()
+                    continue
+                }
+                try expectAck(reply, file)
+                if let id = claimed {
+                    refs.settle(id, sent: true)
+                    claimed = nil
+                }
+                let last = queue.acked(file: i)
+                progress.acked(report, codec: source.lastCodec.description, raw: UInt64(length), encoded: wire)
+                if last && file.finish && !file.repair { try await finish(i, stream) }
+                return
             }
+        } catch {
+            if let id = claimed { refs.settle(id, sent: false) }  // whoever waits for it sends it
+            throw error
         }
     }
 
@@ -290,13 +318,16 @@ public final class SourcePool: Sendable {
     func give(_ source: ChunkSource) { idle.withLockedValue { $0.append(source) } }
 }
 
-/// Chunk ids this agent has sent to a destination agent within a job: a later chunk with the same
-/// id goes by reference. Bounded: per job and destination at most `limit` ids (32 MiB of ids), and
-/// only the most recent `keys` pairs are kept.
+/// Chunk ids this agent has sent to a destination agent within a job, and those it is sending
+/// right now: a later chunk with the same id goes by reference, once the first copy is acked.
+/// Bounded: per job and destination at most `limit` ids (32 MiB of ids), and only the most recent
+/// `keys` pairs are kept.
 public final class SentChunks: Sendable {
     private struct State {
         var sets: [String: Set<[UInt8]>] = [:]
         var order: [String] = []
+        /// Being sent by value; the continuations of streams waiting for the outcome.
+        var sending: [String: [[UInt8]: [CheckedContinuation<Bool, Never>]]] = [:]
     }
     private let state = NIOLockedValueBox(State())
     let limit: Int
@@ -307,18 +338,43 @@ public final class SentChunks: Sendable {
         self.keys = keys
     }
 
-    func contains(_ key: String, _ id: [UInt8]) -> Bool {
-        state.withLockedValue { $0.sets[key]?.contains(id) ?? false }
+    /// True when the id was sent or is being sent (send a reference, after `settled`); false when
+    /// the caller must send it, and now holds the claim until `settle`.
+    func claim(_ key: String, _ id: [UInt8]) -> Bool {
+        state.withLockedValue { s in
+            if s.sets[key]?.contains(id) == true || s.sending[key]?[id] != nil { return true }
+            s.sending[key, default: [:]][id] = []
+            return false
+        }
     }
 
-    func insert(_ key: String, _ id: [UInt8]) {
-        state.withLockedValue { s in
-            if s.sets[key] == nil {
-                s.order.append(key)
-                if s.order.count > keys { s.sets.removeValue(forKey: s.order.removeFirst()) }
+    /// Waits until a claimed id is settled; true when it was sent (or already was).
+    func settled(_ key: String, _ id: [UInt8]) async -> Bool {
+        await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let now: Bool? = state.withLockedValue { s in
+                if s.sets[key]?.contains(id) == true { return true }
+                guard s.sending[key]?[id] != nil else { return false }
+                s.sending[key]![id]!.append(c)
+                return nil
             }
-            if s.sets[key, default: []].count < limit { s.sets[key, default: []].insert(id) }
+            if let now { c.resume(returning: now) }
         }
+    }
+
+    /// Ends a claim: `sent` when the destination acked the bytes.
+    func settle(_ key: String, _ id: [UInt8], sent: Bool) {
+        let waiting = state.withLockedValue { s -> [CheckedContinuation<Bool, Never>] in
+            let waiting = s.sending[key]?.removeValue(forKey: id) ?? []
+            if sent {
+                if s.sets[key] == nil {
+                    s.order.append(key)
+                    if s.order.count > keys { s.sets.removeValue(forKey: s.order.removeFirst()) }
+                }
+                if s.sets[key, default: []].count < limit { s.sets[key, default: []].insert(id) }
+            }
+            return waiting
+        }
+        waiting.forEach { $0.resume(returning: sent) }
     }
 
     /// Drops what was sent for a job (it was cancelled or ended).
@@ -338,8 +394,25 @@ struct References: Sendable {
     var sent: SentChunks? = nil
     var key = ""
 
-    func holds(_ id: [UInt8]) -> Bool { held.contains(id) || (sent?.contains(key, id) ?? false) }
-    func remember(_ id: [UInt8]) { sent?.insert(key, id) }
+    /// True: send by reference (after `settled`). False: send by value, holding the claim.
+    func claim(_ id: [UInt8]) -> Bool {
+        if held.contains(id) { return true }
+        return sent?.claim(key, id) ?? false
+    }
+
+    func settled(_ id: [UInt8]) async -> Bool {
+        if held.contains(id) { return true }
+        return await sent?.settled(key, id) ?? false
+    }
+
+    func settle(_ id: [UInt8], sent ok: Bool) { sent?.settle(key, id, sent: ok) }
+}
+
+extension Message {
+    func isNack(_ reason: ChunkNack.Reason) -> Bool {
+        if case .chunkNack(let nack) = self { return nack.reason == reason }
+        return false
+    }
 }
 
 /// Runs blocking or long CPU-bound work on a Dispatch thread rather than on Swift's cooperative
