@@ -29,7 +29,9 @@ public struct AgentRunner: Sendable {
     }
 
     public func run() async throws {
-        var backoff = ExponentialBackoff()
+        // Capped at 4 s: a restarted coordinator gets its agents back (and its jobs moving) within
+        // seconds, while a coordinator that is down for long sees one connect per agent every 2–4 s.
+        var backoff = ExponentialBackoff(initial: .milliseconds(250), maximum: .seconds(4))
         let coordinatorAddress = "\(client.host):\(client.port)"
         while !Task.isCancelled {
             let registered = RegisteredFlag()
