@@ -11,4 +11,4 @@ if [[ ${BARGE_SKIP_BENCHMARKS:-0} != 1 ]]; then
 fi
 echo "== swift test" >&2
 # Tests last, so that their summary is the last thing printed.
-swift test
+swift test --no-parallel  # one test at a time: the process tests start many processes, and two cores are shared

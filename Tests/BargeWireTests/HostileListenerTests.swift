@@ -55,7 +55,7 @@ struct HostileListenerTests {
 
     @Test func garbageTruncatedAbsurdSlowAndFloodingPeersCostOnlyThemselves() async throws {
         let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
-                                                handshakeTimeout: .seconds(2), idleTimeout: .seconds(1), maxConnections: 8)
+                                                handshakeTimeout: .seconds(2), idleTimeout: .seconds(3), maxConnections: 8)
         let errors = ErrorLog()
         let serving = Task {
             try await server.serve(session: { _, inbound, outbound in
