@@ -60,6 +60,7 @@ enum ProgressLine {
         parts.append("files \(s.filesDone)/\(s.filesTotal)")
         if !s.codecs.isEmpty { parts.append(mix(s.codecs)) }
         if s.chunksRefetched > 0 { parts.append("refetched \(s.chunksRefetched)") }
+        if s.dedupBytes > 0 { parts.append("already there \(ByteQuantity.formatSize(Double(s.dedupBytes)))") }
         if s.retries > 0 { parts.append("retries \(s.retries)") }
         return parts.joined(separator: "  ")
     }
@@ -93,6 +94,9 @@ enum JobSummary {
             lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds)), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
         }
         if !s.codecs.isEmpty { lines.append("  codecs: \(ProgressLine.mix(s.codecs))") }
+        if s.dedupBytes > 0 {
+            lines.append("  already at the destination (copied there, not sent): \(ByteQuantity.formatSize(Double(s.dedupBytes)))")
+        }
         lines.append("  chunks refetched: \(s.chunksRefetched)" + (s.retries > 0 ? ", units retried: \(s.retries)" : ""))
         if let e = s.error { lines.append("  error: \(e)") }
         return lines.joined(separator: "\n")

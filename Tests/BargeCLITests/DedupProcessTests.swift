@@ -64,6 +64,9 @@ struct DedupProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
         let metrics = try String(contentsOf: URL(string: http + "/metrics")!, encoding: .utf8)
         #expect(metrics.contains("barge_dedup_bytes_total"))
+        // The human summary says what did not need sending.
+        let again = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        #expect(again.status == 0 && again.stdout.contains("already at the destination (copied there, not sent): 144.4 MiB"), "\(again.stdout)")
     }
 
     /// kill -9 the only destination agent in the middle of a large file, start it again: it
