@@ -106,7 +106,9 @@ public final class ChunkReceiver {
     public func have(_ query: HaveQuery) -> Message {
         let paths = query.paths.compactMap { try? RootedPath.resolve($0, under: root).relative }
         let ids = (try? files.heldIds(paths: paths)) ?? []
-        return .haveList(HaveList(ids: Array(ids)))
+        // At most 2 MiB of ids, well inside a frame; past that (a file of more than 64 GiB in
+        // 1 MiB chunks) the rest are sent by value.
+        return .haveList(HaveList(ids: Array(ids.prefix(HaveList.maxIds))))
     }
 
     /// A chunk sent by reference: copied from where this agent holds it, or nacked `need`.

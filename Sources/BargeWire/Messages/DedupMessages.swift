@@ -27,6 +27,9 @@ public struct HaveQuery: Hashable, Sendable, PayloadCodable {
 
 /// The answer to `have query`: SHA-256 chunk ids, 32 bytes each.
 public struct HaveList: Hashable, Sendable, PayloadCodable {
+    /// The most ids a destination sends in one list.
+    public static let maxIds = 1 << 16
+
     public var ids: [[UInt8]]
 
     public init(ids: [[UInt8]]) { self.ids = ids }
