@@ -52,6 +52,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where this agent keeps its chunk index (the chunks it has verified, for restarts and dedup). Default: <root>/.barge/<name>, which scans of the whole root leave out.", valueName: "dir"))
     var state: String?
 
+    @Option(help: ArgumentHelp("Cap on what this agent sends, all units together: a rate (40MiB/s, 1Gbit/s), 'off', or a weekly timetable in local time, like 'Mon-Fri 08:00-18:00 100MiB/s, 18:00 off'.", valueName: "rate"))
+    var bwlimit = "off"
+
     @Flag(help: "Send every chunk's bytes, even those a destination already holds.")
     var noDedup = false
 
@@ -71,6 +74,7 @@ struct AgentCommand: AsyncParsableCommand {
         guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
         do { _ = try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
         _ = try contentDefinedAbove()
+        do { _ = try RateLimiter(bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
         guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
         guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
         guard (1...256).contains(maxUnits) else { throw ValidationError("--max-units must be 1 to 256") }
@@ -113,6 +117,8 @@ struct AgentCommand: AsyncParsableCommand {
         }
         var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
+        settings.sender.limiter = try RateLimiter(bwlimit)
+        if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(
             settings: settings,
             sources: SourcePool { [rate = try? ByteQuantity.parseRate(linkRate)] in

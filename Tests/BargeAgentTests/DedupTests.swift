@@ -1,6 +1,7 @@
 import BargeAgent
 import BargeBench
 import BargeDigest
+import BargeFlow
 import BargeStore
 import BargeWire
 import Foundation
@@ -166,5 +167,27 @@ struct AgentRunnerTests {
         #expect(!AgentRunner.isFatal(CoordinatorConnectionError.closed))
         #expect(AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: .unexpectedMessage, reason: "name in use"))))
         #expect(AgentRunner.isFatal(HandshakeFailure(error: ErrorMessage(code: .authenticationFailed, reason: "wrong token"))))
+    }
+}
+
+/// The agent's `--bwlimit`: a timetable followed by the clock.
+struct RateLimiterTests {
+    final class Fake: @unchecked Sendable {
+        var now: UInt64 = 5_000_000_000
+        var day = 2, minute = 9 * 60
+    }
+
+    @Test func theCapFollowsTheTimetable() async throws {
+        let fake = Fake()
+        let limiter = try RateLimiter("Mon-Fri 08:00-18:00 1MB/s, 18:00 off", clock: { fake.now }, localTime: { (fake.day, fake.minute) })
+        await limiter.charge(1000)
+        #expect(limiter.currentRate == 1e6)
+        fake.minute = 19 * 60
+        await limiter.charge(1000)
+        #expect(limiter.currentRate == 1e6, "looked at again only after a second")
+        fake.now += 1_000_000_000
+        await limiter.charge(1000)
+        #expect(limiter.currentRate == nil)
+        #expect(throws: QuantityError.self) { try RateLimiter("Mon-Fri 8am 1MB/s") }
     }
 }

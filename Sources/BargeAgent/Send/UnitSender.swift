@@ -28,6 +28,8 @@ public struct UnitSender: Sendable {
         public var contentDefinedAbove: UInt64?
 
         public static let defaultContentDefinedAbove: UInt64 = 8 << 20
+        /// The agent's `--bwlimit`, charged for every frame's payload sent on the data plane.
+        public var limiter: RateLimiter?
 
         public init(streams: Int = 4, maxAttempts: Int = 4, dedup: Bool = true, contentDefinedAbove: UInt64? = Self.defaultContentDefinedAbove) {
             self.streams = streams
@@ -159,6 +161,7 @@ public struct UnitSender: Sendable {
                     let ref = Message.chunkRef(ChunkRef(place: place, fileSize: file.entry.size, length: UInt32(length), id: data.id, xxh: data.xxh)).frame()
                     var reply: Message? = nil
                     if await refs.settled(data.id) {
+                        await settings.limiter?.charge(ref.payload.readableBytes)
                         progress.sent(UInt64(ref.payload.readableBytes))
                         reply = try await stream.send(ref)
                     }
@@ -173,6 +176,7 @@ public struct UnitSender: Sendable {
                     return
                 }
                 let wire = UInt64(data.encoded.readableBytes)
+                await settings.limiter?.charge(data.payload.readableBytes)
                 let reply = try await stream.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload))
                 progress.sent(wire)
                 if reply.isNack(.corrupt), attempt < settings.maxAttempts {
