@@ -145,17 +145,15 @@ public struct UnitSender: Sendable {
         do {
             while true {
                 attempt += 1
-                var claimedNow = false
                 let data = try source.prepare(
                     sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
                     mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
                     destination: place, byReference: { id in
                         guard byReference, claimed == nil else { return false }
                         if refs.claim(id) { return true }
-                        claimedNow = true
+                        claimed = id  // held from here, so that an encoding error below still settles it
                         return false
                     })
-                if claimedNow { claimed = data.id }
                 let report = ChunkReport(file: UInt32(i), offset: offset, length: UInt32(length), id: data.id)
                 if data.byReference {
                     let ref = Message.chunkRef(ChunkRef(place: place, fileSize: file.entry.size, length: UInt32(length), id: data.id, xxh: data.xxh)).frame()
