@@ -1,0 +1,205 @@
+/// How a lane shares the network: `fair` competes like TCP but keeps the queue it builds near the
+/// target; `scavenger` gives way to other traffic (LEDBAT++); `off` sends as fast as TCP lets it.
+public enum CongestionMode: String, Sendable, CaseIterable, Codable {
+    case fair, scavenger, off
+
+    /// The wire code (`job settings`).
+    public var code: UInt8 {
+        switch self {
+        case .off: 0
+        case .fair: 1
+        case .scavenger: 2
+        }
+    }
+
+    public init?(code: UInt8) {
+        guard let mode = Self.allCases.first(where: { $0.code == code }) else { return nil }
+        self = mode
+    }
+}
+
+/// A delay-based congestion controller in the style of LEDBAT++ (draft-irtf-iccrg-ledbat-plus-plus)
+/// for one lane: the bytes a source agent may have in flight to one destination, across the
+/// lane's streams. Pure, over injected monotonic nanoseconds.
+///
+/// - Queueing delay is the lane's RTT now less its base delay, the least RTT seen over the last
+///   ten one-minute buckets.
+/// - Below the target the window grows, by `gain` segments per RTT (slow start: by `gain` times
+///   the bytes acked, until the delay reaches ¾ of the target). Above it, the window shrinks in
+///   proportion to the excess, at most by half, once per RTT. A loss halves it.
+/// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
+///   so a lane on a short path grows slowly.
+/// - Periodic slowdowns: two RTTs after slow start ends, and then nine times the length of the
+///   last slowdown after it, the window drops to its minimum for two RTTs (at least `slowdownHold`)
+///   so that the queue drains and the base delay is measured again; it then slow-starts back.
+/// - In `fair` mode the window never drops below what the kernel's own TCP would have in flight
+///   in its place (its congestion windows, from `TCP_INFO`), so against other TCP flows it
+///   competes like TCP; alone it keeps the queue near the target.
+public struct CongestionController: Sendable {
+    public struct Parameters: Sendable {
+        /// The queueing delay aimed at.
+        public var target: UInt64 = 15_000_000
+        /// The window's unit of growth.
+        public var segment: Double = 64 * 1024
+        public var minimumWindow: Double = 128 * 1024
+        public var initialWindow: Double = 1_048_576
+        public var maximumWindow: Double = Double(1 << 30)
+        public var bucketLength: UInt64 = 60_000_000_000
+        public var buckets = 10
+        /// The least time a slowdown holds the window at its minimum.
+        public var slowdownHold: UInt64 = 20_000_000
+        /// The next slowdown comes this many times the last one's length after it ends.
+        public var slowdownSpacing: UInt64 = 9
+
+        public init() {}
+    }
+
+    public enum Phase: Equatable, Sendable {
+        case slowStart
+        case avoidance
+        /// Holding the minimum window until `until`, then slow start back to `resume`.
+        case slowdown(until: UInt64)
+    }
+
+    public let mode: CongestionMode
+    public let parameters: Parameters
+    public private(set) var phase: Phase = .slowStart
+    public private(set) var window: Double
+    /// The window slow start stops at (after a slowdown: the window before it).
+    public private(set) var threshold: Double = .infinity
+    /// The lane's latest RTT, nanoseconds.
+    public private(set) var rtt: UInt64?
+    /// In `fair` mode, what the kernel's TCP would have in flight in the lane's place.
+    public private(set) var kernelWindow: Double = 0
+    private var history: [(start: UInt64, least: UInt64)] = []
+    private var lastCut: UInt64?
+    private var nextSlowdown: UInt64?
+    private var slowdownBegan: UInt64?
+
+    public init(mode: CongestionMode, parameters: Parameters = Parameters()) {
+        self.mode = mode
+        self.parameters = parameters
+        window = parameters.initialWindow
+    }
+
+    /// The least RTT over the kept buckets.
+    public var baseDelay: UInt64? { history.map(\.least).min() }
+
+    /// The RTT above the base delay, nanoseconds.
+    public var queueingDelay: UInt64 {
+        guard let rtt, let base = baseDelay else { return 0 }
+        return rtt > base ? rtt - base : 0
+    }
+
+    /// Bytes per second the window allows at the current RTT (nil: not known yet, or mode off).
+    public var rate: Double? {
+        guard mode != .off, let rtt else { return nil }
+        return window / (Double(max(rtt, 100_000)) / 1e9)
+    }
+
+    /// Growth per RTT, in segments.
+    public var gain: Double {
+        guard mode == .scavenger, let base = baseDelay, base > 0 else { return 1 }
+        let ratio = (2 * Double(parameters.target) / Double(base)).rounded(.up)
+        return 1 / min(16, max(1, ratio))
+    }
+
+    private var floor: Double {
+        mode == .fair ? max(parameters.minimumWindow, kernelWindow) : parameters.minimumWindow
+    }
+
+    /// An RTT sample: an acked chunk's round trip, or a socket's smoothed RTT (`tcpi_rtt`) with
+    /// its least RTT (`tcpi_min_rtt`), which feeds the base delay too.
+    public mutating func observe(rtt sample: UInt64, least: UInt64? = nil, now: UInt64) {
+        rtt = sample
+        let low = min(sample, least ?? sample)
+        if let last = history.last, now < last.start + parameters.bucketLength {
+            history[history.count - 1].least = min(last.least, low)
+        } else {
+            history.append((now, low))
+            if history.count > parameters.buckets { history.removeFirst(history.count - parameters.buckets) }
+        }
+    }
+
+    /// The kernel's congestion windows of the lane's sockets, in bytes (`fair` mode's floor).
+    public mutating func observe(kernelWindow bytes: Double) {
+        kernelWindow = bytes
+        clamp()
+    }
+
+    /// `bytes` were acked. `limited`: sends waited on the window or its pacing since the last ack
+    /// (a lane with less to send than its window does not grow it).
+    public mutating func acked(_ bytes: Int, limited: Bool, now: UInt64) {
+        guard mode != .off else { return }
+        let delay = Double(queueingDelay), target = Double(parameters.target)
+        switch phase {
+        case .slowdown(let until):
+            guard now >= until else { return }
+            phase = .slowStart  // back up to the window before the slowdown
+        case .slowStart where delay > 0.75 * target:
+            exitSlowStart(now)
+        default:
+            break
+        }
+        if delay > target {
+            guard lastCut.map({ now >= $0 + roundTrip }) ?? true else { return }
+            lastCut = now
+            window -= min(window * (delay / target - 1), window / 2)
+        } else if limited {
+            switch phase {
+            case .slowStart:
+                window += gain * Double(bytes)
+                if window >= threshold {
+                    window = threshold
+                    endRecovery(now)
+                }
+            case .avoidance:
+                window += gain * parameters.segment * Double(bytes) / window * (1 - delay / target)
+            case .slowdown:
+                break
+            }
+        }
+        clamp()
+        if phase == .avoidance, let next = nextSlowdown, now >= next { beginSlowdown(now) }
+    }
+
+    /// A loss (the lane's sockets retransmitted): the window halves, once per RTT.
+    public mutating func lost(now: UInt64) {
+        guard mode != .off, lastCut.map({ now >= $0 + roundTrip }) ?? true else { return }
+        lastCut = now
+        window /= 2
+        if phase == .slowStart { exitSlowStart(now) }
+        clamp()
+    }
+
+    private var roundTrip: UInt64 { max(rtt ?? 0, 1_000_000) }
+
+    private mutating func exitSlowStart(_ now: UInt64) {
+        threshold = .infinity
+        phase = .avoidance
+        if nextSlowdown == nil { nextSlowdown = now + 2 * roundTrip }
+    }
+
+    private mutating func beginSlowdown(_ now: UInt64) {
+        threshold = window
+        slowdownBegan = now
+        window = parameters.minimumWindow
+        phase = .slowdown(until: now + max(2 * roundTrip, parameters.slowdownHold))
+        nextSlowdown = nil
+    }
+
+    /// Slow start reached the window held before the slowdown: the next one is nine slowdowns away.
+    private mutating func endRecovery(_ now: UInt64) {
+        threshold = .infinity
+        phase = .avoidance
+        if let began = slowdownBegan {
+            nextSlowdown = now + parameters.slowdownSpacing * (now - began)
+            slowdownBegan = nil
+        }
+    }
+
+    private mutating func clamp() {
+        if case .slowdown = phase { return }
+        window = min(parameters.maximumWindow, max(floor, window))
+    }
+}

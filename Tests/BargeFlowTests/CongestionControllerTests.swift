@@ -1,0 +1,208 @@
+import BargeFlow
+import Testing
+
+/// The controller driven by a mock clock: milliseconds are written as `ms(…)`.
+struct CongestionControllerTests {
+    private func ms(_ v: Double) -> UInt64 { UInt64(v * 1_000_000) }
+    private let target: UInt64 = 15_000_000
+
+    /// A controller past slow start (at 25 ms RTT, so its first slowdown is due 50 ms later), with
+    /// a 10 ms base delay measured.
+    private func settled(_ mode: CongestionMode = .fair, at now: UInt64 = 1_000_000_000) -> CongestionController {
+        var c = CongestionController(mode: mode)
+        c.observe(rtt: ms(10), least: ms(10), now: now)
+        c.observe(rtt: ms(10 + 15), now: now)
+        c.acked(64 << 10, limited: true, now: now)  // ¾ target exceeded: slow start ends
+        c.observe(rtt: ms(10), now: now)
+        return c
+    }
+
+    @Test func slowStartDoublesPerWindowAckedUntilTheDelayNearsTheTarget() {
+        var c = CongestionController(mode: .fair)
+        c.observe(rtt: ms(20), least: ms(20), now: 0)
+        let start = c.window
+        c.acked(Int(start), limited: true, now: ms(20))
+        #expect(c.window == 2 * start)
+        #expect(c.phase == .slowStart)
+        // A lane with less to send than its window does not grow it.
+        c.acked(1 << 20, limited: false, now: ms(40))
+        #expect(c.window == 2 * start)
+        c.observe(rtt: ms(20 + 12), now: ms(60))  // 12 ms > ¾ of 15 ms
+        c.acked(1 << 20, limited: true, now: ms(60))
+        #expect(c.phase == .avoidance)
+    }
+
+    @Test func belowTheTargetTheWindowGrowsByAboutOneSegmentPerRoundTrip() {
+        var c = settled()
+        let before = c.window
+        var now: UInt64 = 1_001_000_000
+        // One window's worth of acks (one RTT) with no queueing delay.
+        var acked = 0.0
+        while acked < before {
+            c.acked(64 << 10, limited: true, now: now)
+            acked += 64 * 1024
+            now += ms(1)
+        }
+        let grown = c.window - before
+        #expect(grown > 0.9 * 64 * 1024 && grown < 1.1 * 64 * 1024, "\(grown)")
+    }
+
+    @Test func aboveTheTargetTheWindowShrinksOncePerRoundTripAndAtMostByHalf() {
+        var c = settled()
+        let before = c.window
+        // 20 ms of queueing against a 15 ms target: a cut of a third.
+        c.observe(rtt: ms(30), now: ms(1010))
+        c.acked(64 << 10, limited: true, now: ms(1010))
+        #expect(abs(c.window - before * (1 - (20.0 / 15 - 1))) < 1)
+        #expect(c.queueingDelay == ms(20))
+        // Again within the same RTT: no second cut.
+        let once = c.window
+        c.acked(64 << 10, limited: true, now: ms(1020))
+        #expect(c.window == once)
+        // A huge delay halves it, no more.
+        var d = settled()
+        let full = d.window
+        d.observe(rtt: ms(500), now: ms(1010))
+        d.acked(64 << 10, limited: true, now: ms(1010))
+        #expect(d.window == full / 2)
+    }
+
+    @Test func aLossHalvesTheWindowOncePerRoundTrip() {
+        var c = settled()
+        for _ in 0..<20 { c.acked(1 << 20, limited: true, now: ms(1001)) }
+        let before = c.window
+        c.lost(now: ms(1020))
+        #expect(c.window == before / 2)
+        c.lost(now: ms(1021))  // the same loss event
+        #expect(c.window == before / 2)
+        c.lost(now: ms(1020 + 11))
+        #expect(c.window == max(before / 4, c.parameters.minimumWindow))
+    }
+
+    @Test func theSlowdownDropsToTheMinimumThenSlowStartsBackAndTheNextComesNineLengthsLater() {
+        var c = settled(at: 0)  // the first slowdown is due at 50 ms
+        for _ in 0..<8 { c.acked(1 << 20, limited: true, now: ms(5)) }
+        c.acked(64 << 10, limited: true, now: ms(49))
+        #expect(c.phase == .avoidance)
+        c.acked(64 << 10, limited: true, now: ms(51))
+        #expect(c.window == c.parameters.minimumWindow)
+        #expect(c.phase == .slowdown(until: ms(51) + ms(20)))
+        let before = c.threshold
+        #expect(before > 1_400_000)
+        // Held for two RTTs (20 ms here), whatever is acked.
+        c.acked(1 << 20, limited: true, now: ms(60))
+        #expect(c.window == c.parameters.minimumWindow)
+        // The queue drained: a lower base delay is seen.
+        c.observe(rtt: ms(8), least: ms(8), now: ms(70))
+        #expect(c.baseDelay == ms(8))
+        // Then slow start back up to the window before it.
+        var now = ms(72)
+        while c.phase != .avoidance {
+            c.acked(Int(c.window), limited: true, now: now)
+            now += ms(8)
+        }
+        #expect(c.window == before)
+        let length = now - ms(8) - ms(51)
+        // No slowdown until nine lengths later.
+        c.acked(64 << 10, limited: true, now: now - ms(8) + 8 * length)
+        #expect(c.phase == .avoidance)
+        c.acked(64 << 10, limited: true, now: now - ms(8) + 9 * length + 1)
+        #expect(c.window == c.parameters.minimumWindow)
+    }
+
+    @Test func theBaseDelayIsTheLeastOverTenOneMinuteBuckets() {
+        var c = CongestionController(mode: .fair)
+        let minute: UInt64 = 60_000_000_000
+        c.observe(rtt: ms(30), least: ms(5), now: 0)
+        for m in 1...9 { c.observe(rtt: ms(30), least: ms(20), now: UInt64(m) * minute) }
+        #expect(c.baseDelay == ms(5))
+        c.observe(rtt: ms(30), least: ms(20), now: 10 * minute)  // the first bucket is now too old
+        #expect(c.baseDelay == ms(20))
+        #expect(c.queueingDelay == ms(10))
+    }
+
+    @Test func scavengerGainShrinksOnShortPathsAndFairKeepsTheKernelWindow() {
+        var s = CongestionController(mode: .scavenger)
+        s.observe(rtt: ms(1), least: ms(1), now: 0)
+        #expect(s.gain == 1.0 / 16)
+        var f = CongestionController(mode: .fair)
+        f.observe(rtt: ms(1), least: ms(1), now: 0)
+        #expect(f.gain == 1)
+        // Fair never drops below the kernel's own windows; scavenger does.
+        f.observe(kernelWindow: 3_000_000)
+        s.observe(kernelWindow: 3_000_000)
+        for i in 0..<40 {
+            f.observe(rtt: ms(61), now: ms(Double(10 + 100 * i)))
+            s.observe(rtt: ms(61), now: ms(Double(10 + 100 * i)))
+            f.acked(1 << 20, limited: true, now: ms(Double(10 + 100 * i)))
+            s.acked(1 << 20, limited: true, now: ms(Double(10 + 100 * i)))
+        }
+        #expect(f.window == 3_000_000)
+        #expect(s.window == s.parameters.minimumWindow)
+    }
+
+    /// A closed loop against a fluid model of a 400 Mbit/s bottleneck with a 1 ms path and a deep
+    /// queue: the controller fills the link and holds the queue near its target.
+    @Test(arguments: [CongestionMode.fair, .scavenger])
+    func aloneOnALinkItFillsItAndKeepsTheQueueNearTheTarget(mode: CongestionMode) {
+        let link = 50_000_000.0, base = ms(1)
+        var c = CongestionController(mode: mode)
+        var queue = 0.0, delivered = 0.0
+        var delays: [UInt64] = []
+        let step = ms(1)
+        var now: UInt64 = 0
+        c.observe(rtt: base, least: base, now: 0)
+        while now < 30_000_000_000 {
+            now += step
+            let rtt = base + UInt64(queue / link * 1e9)
+            c.observe(rtt: rtt, least: base, now: now)
+            let offered = (c.rate ?? link) * 1e-3
+            queue += offered
+            let out = min(queue, link * 1e-3)
+            queue -= out
+            if now > 10_000_000_000 {
+                delivered += out
+                delays.append(rtt - base)
+            }
+            c.acked(Int(out), limited: true, now: now)
+        }
+        let utilization = delivered / (link * 20)
+        delays.sort()
+        let median = delays[delays.count / 2]
+        #expect(utilization >= 0.9, "\(utilization)")
+        #expect(median <= ms(25), "\(Double(median) / 1e6) ms")
+    }
+
+    /// Against a TCP flow that keeps a 60 ms queue full, a scavenger lane shrinks to its minimum:
+    /// at that RTT it asks for under 5% of 400 Mbit/s.
+    @Test func aScavengerLaneYieldsToAQueueItDidNotBuild() {
+        var c = settled(.scavenger)
+        var now = ms(1001)
+        for _ in 0..<200 {
+            c.observe(rtt: ms(10 + 60), now: now)
+            c.acked(1 << 20, limited: true, now: now)
+            now += ms(70)
+        }
+        #expect(c.window == c.parameters.minimumWindow)
+        #expect((c.rate ?? .infinity) < 0.05 * 50_000_000, "\(c.rate ?? -1)")
+        // The flow ends and the queue drains: the lane grows back.
+        var t = now
+        while c.window < 8 * c.parameters.minimumWindow && t < now + 3_000_000_000 {
+            c.observe(rtt: ms(10), now: t)
+            c.acked(1 << 20, limited: true, now: t)
+            t += ms(10)
+        }
+        #expect(c.window >= 8 * c.parameters.minimumWindow)
+    }
+
+    @Test func offDoesNothing() {
+        var c = CongestionController(mode: .off)
+        c.observe(rtt: ms(100), least: ms(1), now: 0)
+        c.acked(1 << 20, limited: true, now: ms(10))
+        c.lost(now: ms(20))
+        #expect(c.window == c.parameters.initialWindow)
+        #expect(c.rate == nil)
+        #expect(CongestionMode(code: CongestionMode.scavenger.code) == .scavenger)
+        #expect(CongestionMode(code: 9) == nil)
+    }
+}
