@@ -37,6 +37,8 @@ let package = Package(
         systemLibrary("CBargeLZ4", pkgConfig: "liblz4", apt: ["liblz4-dev"]),
         systemLibrary("CBargeXXHash", pkgConfig: "libxxhash", apt: ["libxxhash-dev"]),
         systemLibrary("CBargeCrypto", pkgConfig: "libcrypto", apt: ["libssl-dev"]),
+        // The head of Linux's struct tcp_info, which glibc's header cuts short (no tcpi_min_rtt).
+        .target(name: "CBargeNet"),
 
         .target(name: "BargeDigest", dependencies: ["CBargeXXHash", "CBargeCrypto"]),
         .target(name: "BargeCodec", dependencies: ["BargeDigest", "CBargeZstd", "CBargeLZ4"]),
@@ -46,7 +48,7 @@ let package = Package(
         .target(
             name: "BargeWire",
             dependencies: [
-                "BargeDigest",
+                "BargeDigest", "CBargeNet",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -110,10 +110,17 @@ public struct CoordinatorClient: Sendable {
     }
 
     /// A report as a coordinator of an older protocol version reads it: version 1 has no dedup
-    /// bytes in `task done`.
+    /// bytes in `task done`, versions before 3 no lane figures in `task progress`.
     static func downgrade(_ message: Message, to version: UInt8) -> Message {
-        guard version < WireVersion.dedup, case .taskDone(var done) = message, done.dedupBytes > 0 else { return message }
-        done.dedupBytes = 0
-        return .taskDone(done)
+        switch message {
+        case .taskDone(var done) where version < WireVersion.dedup && done.dedupBytes > 0:
+            done.dedupBytes = 0
+            return .taskDone(done)
+        case .taskProgress(var progress) where version < WireVersion.flow && progress.lane != nil:
+            progress.lane = nil
+            return .taskProgress(progress)
+        default:
+            return message
+        }
     }
 }

@@ -34,6 +34,12 @@ public struct TokenBucket: Sendable {
         last = now
     }
 
+    /// Forgets what is owed (a sender that waited as long as it will and sent anyway).
+    public mutating func clearDebt(now: UInt64) {
+        if let rate { refill(now, rate) }
+        balance = max(balance, 0)
+    }
+
     private mutating func refill(_ now: UInt64, _ rate: Double) {
         if let last, now > last { balance = min(burst, balance + Double(now - last) / 1e9 * rate) }
         last = max(last ?? now, now)

@@ -43,8 +43,16 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))
     var maxUnits = 4
 
-    @Option(help: ArgumentHelp("The link rate the adaptive codec plans for, until flow control measures it: a slower link makes it compress harder.", valueName: "rate"))
-    var linkRate = "1Gbit/s"
+    @Option(help: ArgumentHelp("The link rate the adaptive codec plans for (a slower link makes it compress harder). 'auto': the bottleneck each lane measures, or a --bwlimit in force if lower.", valueName: "rate"))
+    var linkRate = "auto"
+
+    @Option(help: ArgumentHelp("Congestion mode for jobs whose coordinator sets none (an older version): fair, scavenger or off. Jobs set theirs with 'submit --cc'.", valueName: "mode"))
+    var cc = "fair"
+
+    func fixedLinkRate() throws -> Double? {
+        if linkRate == "auto" { return nil }
+        do { return try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
+    }
 
     @Option(help: ArgumentHelp("Seconds without an answer after which a data-plane stream is dropped and its unit retried.", valueName: "seconds"))
     var stallTimeout = 60.0
@@ -72,7 +80,8 @@ struct AgentCommand: AsyncParsableCommand {
     func validate() throws {
         guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
         guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
-        do { _ = try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
+        _ = try fixedLinkRate()
+        guard CongestionMode(rawValue: cc) != nil else { throw ValidationError("--cc must be fair, scavenger or off, not '\(cc)'") }
         _ = try contentDefinedAbove()
         do { _ = try RateLimiter(bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
         guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
@@ -118,10 +127,12 @@ struct AgentCommand: AsyncParsableCommand {
         var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
         settings.sender.limiter = try RateLimiter(bwlimit)
+        settings.congestion = CongestionMode(rawValue: cc) ?? .fair
+        settings.linkRate = try fixedLinkRate()
         if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(
             settings: settings,
-            sources: SourcePool { [rate = try? ByteQuantity.parseRate(linkRate)] in
+            sources: SourcePool { [rate = try? fixedLinkRate()] in
                 ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate), corruptFraction: corrupt)
             }, receiving: listener.files, logger: logger)
         let running = Task {

@@ -62,6 +62,9 @@ enum ProgressLine {
         if s.chunksRefetched > 0 { parts.append("refetched \(s.chunksRefetched)") }
         if s.dedupBytes > 0 { parts.append("already there \(ByteQuantity.formatSize(Double(s.dedupBytes)))") }
         if s.retries > 0 { parts.append("retries \(s.retries)") }
+        if let lane = s.lanes.max(by: { $0.queueingDelayMs < $1.queueingDelayMs }) {
+            parts.append("rtt \(ByteQuantity.format(lane.rttMs, digits: 1)) ms (queue \(ByteQuantity.format(lane.queueingDelayMs, digits: 1)))")
+        }
         return parts.joined(separator: "  ")
     }
 
@@ -98,6 +101,10 @@ enum JobSummary {
             lines.append("  already at the destination (copied there, not sent): \(ByteQuantity.formatSize(Double(s.dedupBytes)))")
         }
         lines.append("  chunks refetched: \(s.chunksRefetched)" + (s.retries > 0 ? ", units retried: \(s.retries)" : ""))
+        if s.bwlimit != nil || s.cc != "fair" { lines.append("  bwlimit \(s.bwlimit ?? "off"), cc \(s.cc)") }
+        for l in s.lanes {
+            lines.append("  lane \(l.source) → \(l.destination): rtt \(ByteQuantity.format(l.rttMs, digits: 2)) ms, queueing delay \(ByteQuantity.format(l.queueingDelayMs, digits: 2)) ms, window \(ByteQuantity.formatSize(Double(l.windowBytes))), sending \(ByteQuantity.formatRate(Double(l.sendRate)))")
+        }
         if let e = s.error { lines.append("  error: \(e)") }
         return lines.joined(separator: "\n")
     }

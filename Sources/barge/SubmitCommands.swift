@@ -1,6 +1,7 @@
 import ArgumentParser
 import BargeCodec
 import BargeCoordinator
+import BargeFlow
 import Foundation
 
 /// `SITE:PATH` as the CLI takes it.
@@ -36,15 +37,22 @@ struct SubmitCommand: AsyncParsableCommand {
     @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
     @Option(help: ArgumentHelp("auto (choose per chunk), none, lz4, zstd-N, or a filter form such as shuffle4+zstd-1.", valueName: "codec"))
     var codec = "auto"
+    @Option(help: ArgumentHelp("Cap on the job's wire bytes, all its agents together: a rate (100MiB/s, 1Gbit/s), 'off', or a weekly timetable in the agents' local time, like 'Mon-Fri 08:00-18:00 100MiB/s, 18:00 off'. 'barge set' changes it while the job runs.", valueName: "rate"))
+    var bwlimit = "off"
+    @Option(help: ArgumentHelp("Congestion control: fair (keep the queue short, compete like TCP), scavenger (give way to other traffic), or off.", valueName: "mode"))
+    var cc = "fair"
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func validate() throws {
         do { _ = try CodecChoice(name: codec) } catch { throw ValidationError("--codec: \(error)") }
+        do { _ = try Timetable(parsing: bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
+        guard CongestionMode(rawValue: cc) != nil else { throw ValidationError("--cc must be fair, scavenger or off, not '\(cc)'") }
     }
 
     func run() async throws {
         let api = CoordinatorAPI(base: coordinator.url)
-        let body = try JSONEncoder().encode(SubmitRequest(source: source.endpoint, destination: destination.endpoint, codec: codec))
+        let body = try JSONEncoder().encode(SubmitRequest(source: source.endpoint, destination: destination.endpoint, codec: codec,
+                                                          bwlimit: bwlimit, cc: cc))
         let submitted = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: body))
         guard wait else {
             print(json ? try JSONOutput.encode(submitted) : submitted.id)
@@ -90,5 +98,29 @@ struct VerifyCommand: AsyncParsableCommand {
             print(outcome.ok ? "OK" : "MISMATCH")
         }
         if !outcome.ok { throw ExitCode(1) }
+    }
+}
+
+struct SetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set", abstract: "Change a queued or running job's bandwidth cap.",
+        discussion: """
+            The new cap applies at once to every agent sending the job's units, each taking an equal \
+            share. --bwlimit takes a rate (50MiB/s, 400Mbit/s), 'off', or a weekly timetable like \
+            'Mon-Fri 08:00-18:00 100MiB/s, 18:00 off'.
+            """)
+
+    @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
+    @Option(help: ArgumentHelp("The new cap: a rate, 'off', or a timetable.", valueName: "rate")) var bwlimit: String
+    @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func validate() throws {
+        do { _ = try Timetable(parsing: bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
+    }
+
+    func run() async throws {
+        let body = try JSONEncoder().encode(LimitRequest(bwlimit: bwlimit))
+        let s = try JSONDecoder().decode(JobStatus.self, from: try await CoordinatorAPI(base: coordinator.url).post("/v1/jobs/\(pathComponent(job))/limit", body: body))
+        print("\(s.id): \(s.state.rawValue), bwlimit \(s.bwlimit ?? "off")")
     }
 }

@@ -1,3 +1,4 @@
+import BargeFlow
 import BargeWire
 import Logging
 import NIOConcurrencyHelpers
@@ -14,6 +15,10 @@ public final class AgentWork: Sendable {
         public var progressInterval: Duration
         /// A data-plane stream that answers nothing for this long is dropped and its unit retried.
         public var stallTimeout: Duration = .seconds(60)
+        /// The congestion mode of jobs whose coordinator sent none (it speaks an older version).
+        public var congestion: CongestionMode = .fair
+        /// `--link-rate`: `auto` compresses for this rate instead of the lane's measured bottleneck.
+        public var linkRate: Double?
 
         public init(root: String, name: String, token: ClusterToken, sender: UnitSender.Settings = .init(),
                     progressInterval: Duration = .milliseconds(500)) {
@@ -28,6 +33,7 @@ public final class AgentWork: Sendable {
     private struct Running {
         let task: Task<Void, Never>
         let progress: UnitProgress
+        let lane: LaneFlow
     }
 
     public let settings: Settings
@@ -35,6 +41,9 @@ public final class AgentWork: Sendable {
     public let sources: SourcePool
     /// The files this agent's data-plane listener is receiving, closed when their job is cancelled.
     public let receiving: DestinationFiles?
+    /// Congestion state per destination agent and mode, and each job's cap and mode.
+    public let lanes = Lanes()
+    public let jobs: JobFlows
     private let logger: Logger
     private let running = NIOLockedValueBox<[String: Running]>([:])
     private let draining = NIOLockedValueBox(false)
@@ -45,6 +54,7 @@ public final class AgentWork: Sendable {
         self.sources = sources
         self.receiving = receiving
         self.logger = logger
+        jobs = JobFlows(logger: logger)
     }
 
     /// Units in progress.
@@ -62,6 +72,8 @@ public final class AgentWork: Sendable {
             }
         case .verifyRequest(let request):
             Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root))) }
+        case .jobSettings(let job):
+            jobs.apply(job)
         case .taskAssign(let task):
             start(task)
         case .cancelJob(let cancel):
@@ -71,6 +83,7 @@ public final class AgentWork: Sendable {
             // Partial files stay on disk; only their descriptors are closed.
             receiving?.close(job: cancel.job)
             sources.sent.forget(job: cancel.job)
+            jobs.forget(cancel.job)
             if !cancelled.isEmpty { logger.notice("job \(cancel.job) cancelled: stopping \(cancelled.count) units") }
         default:
             return false
@@ -91,7 +104,10 @@ public final class AgentWork: Sendable {
         let progress = UnitProgress()
         let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name,
                                      stallTimeout: settings.stallTimeout)
-        let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress)
+        let jobs = jobs, job = task.job
+        let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
+        let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, fixedLinkRate: settings.linkRate)
+        let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow)
         let outbox = outbox, logger = logger, running = running, draining = draining
         running.withLockedValue { r in
             guard r[key] == nil else { return }  // the same unit assigned twice (a report crossed a reconnect)
@@ -114,7 +130,7 @@ public final class AgentWork: Sendable {
                 outbox.send(report)
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
-            r[key] = Running(task: work, progress: progress)
+            r[key] = Running(task: work, progress: progress, lane: lane)
         }
     }
 
@@ -122,10 +138,11 @@ public final class AgentWork: Sendable {
     func reportProgress() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: settings.progressInterval)
-            let snapshot = running.withLockedValue { r in r.map { ($0.key, $0.value.progress.snapshot) } }
-            for (key, p) in snapshot {
+            let snapshot = running.withLockedValue { r in r.map { ($0.key, $0.value.progress.snapshot, $0.value.lane) } }
+            for (key, p, lane) in snapshot {
                 guard let slash = key.lastIndex(of: "/"), let unit = UInt64(key[key.index(after: slash)...]) else { continue }
-                outbox.send(.taskProgress(TaskProgress(job: String(key[..<slash]), unit: unit, bytesDone: p.bytesDone, wireBytes: p.wireBytes)))
+                outbox.send(.taskProgress(TaskProgress(job: String(key[..<slash]), unit: unit, bytesDone: p.bytesDone, wireBytes: p.wireBytes,
+                                                       lane: lane.figures)))
             }
         }
     }

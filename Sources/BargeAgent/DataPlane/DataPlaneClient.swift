@@ -8,11 +8,14 @@ public final class ChunkStream {
     private let outbound: NIOAsyncChannelOutboundWriter<Frame>
     /// The protocol version negotiated with the peer: what it understands.
     public let version: UInt8
+    /// The socket's `TCP_INFO`.
+    let probe: TCPProbe?
 
-    init(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>, version: UInt8) {
+    init(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>, version: UInt8, probe: TCPProbe? = nil) {
         frames = inbound.makeAsyncIterator()
         self.outbound = outbound
         self.version = version
+        self.probe = probe
     }
 
     /// Sends `message` (chunk data or file done) and returns the peer's ack or nack.
@@ -54,10 +57,15 @@ public struct DataPlaneClient: Sendable {
         self.stallTimeout = stallTimeout
     }
 
+    /// At most this many bytes wait unsent in a stream's socket (`TCP_NOTSENT_LOWAT`), so that
+    /// the lane's window, not the socket buffer, holds what is not yet on the network.
+    public static let notSentLowat = 128 * 1024
+
     public func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
-        try await BargeConnection.withConnection(host: host, port: port, token: token, name: name, role: .peer,
-                                                 idleTimeout: stallTimeout.timeAmount) { session, inbound, outbound in
-            try await body(ChunkStream(inbound: inbound, outbound: outbound, version: session.version))
+        try await BargeConnection.withProbedConnection(host: host, port: port, token: token, name: name, role: .peer,
+                                                       idleTimeout: stallTimeout.timeAmount,
+                                                       notSentLowat: Self.notSentLowat) { session, probe, inbound, outbound in
+            try await body(ChunkStream(inbound: inbound, outbound: outbound, version: session.version, probe: probe))
         }
     }
 }

@@ -16,14 +16,18 @@ public final class RateLimiter: Sendable {
         var checked: UInt64?
     }
     public let timetable: Timetable
+    /// The part of the timetable's rate this limiter allows (a job's cap shared among the agents
+    /// sending its units).
+    public let share: Double
     private let state: NIOLockedValueBox<State>
     private let clock: @Sendable () -> UInt64
     private let localTime: @Sendable () -> (day: Int, minute: Int)
 
     /// `spec`: `40MiB/s`, `off`, or a timetable such as `Mon-Fri 08:00-18:00 100MiB/s, 18:00 off`.
-    public init(_ spec: String, clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow,
+    public init(_ spec: String, share: Double = 1, clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow,
                 localTime: @escaping @Sendable () -> (day: Int, minute: Int) = RateLimiter.localWeekMinute) throws(QuantityError) {
         timetable = try Timetable(parsing: spec)
+        self.share = share
         self.clock = clock
         self.localTime = localTime
         state = NIOLockedValueBox(State(bucket: TokenBucket(rate: nil)))
@@ -38,7 +42,7 @@ public final class RateLimiter: Sendable {
         let wait = state.withLockedValue { s -> UInt64 in
             if s.checked.map({ now >= $0 + 1_000_000_000 }) ?? true {
                 let (day, minute) = localTime()
-                let rate = timetable.rate(day: day, minute: minute)
+                let rate = timetable.rate(day: day, minute: minute).map { $0 * share }
                 if rate != s.bucket.rate { s.bucket.setRate(rate, now: now) }
                 s.checked = now
             }

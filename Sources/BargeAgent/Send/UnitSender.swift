@@ -28,7 +28,8 @@ public struct UnitSender: Sendable {
         public var contentDefinedAbove: UInt64?
 
         public static let defaultContentDefinedAbove: UInt64 = 8 << 20
-        /// The agent's `--bwlimit`, charged for every frame's payload sent on the data plane.
+        /// The agent's `--bwlimit`, charged for every chunk frame's payload sent on the data plane
+        /// (the default `UnitFlow`'s agent limit).
         public var limiter: RateLimiter?
 
         public init(streams: Int = 4, maxAttempts: Int = 4, dedup: Bool = true, contentDefinedAbove: UInt64? = Self.defaultContentDefinedAbove) {
@@ -44,13 +45,16 @@ public struct UnitSender: Sendable {
     public let sources: SourcePool
     public let settings: Settings
     public let progress: UnitProgress
+    public let flow: UnitFlow
 
-    public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress) {
+    public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress,
+                flow: UnitFlow? = nil) {
         self.task = task
         self.client = client
         self.sources = sources
         self.settings = settings
         self.progress = progress
+        self.flow = flow ?? UnitFlow(agentLimit: settings.limiter)
     }
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.
@@ -117,7 +121,10 @@ public struct UnitSender: Sendable {
 
     private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References) async throws {
         let source = sources.take()
-        defer { sources.give(source) }
+        defer {
+            sources.give(source)
+            flow.lane?.closed(ObjectIdentifier(stream))
+        }
         source.codec = (try? CodecChoice(name: task.codec)) ?? .auto
         while !Task.isCancelled, let step = queue.next() {
             switch step {
@@ -145,6 +152,7 @@ public struct UnitSender: Sendable {
         do {
             while true {
                 attempt += 1
+                if let rate = flow.compressionRate { source.encoder.sendRate = rate }
                 let data = try source.prepare(
                     sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
                     mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
@@ -159,9 +167,8 @@ public struct UnitSender: Sendable {
                     let ref = Message.chunkRef(ChunkRef(place: place, fileSize: file.entry.size, length: UInt32(length), id: data.id, xxh: data.xxh)).frame()
                     var reply: Message? = nil
                     if await refs.settled(data.id) {
-                        await settings.limiter?.charge(ref.payload.readableBytes)
                         progress.sent(UInt64(ref.payload.readableBytes))
-                        reply = try await stream.send(ref)
+                        reply = try await flow.send(ref, on: stream)
                     }
                     guard let reply, !(reply.isNack(.need)) else {
                         byReference = false  // not there after all: read it again and send its bytes
@@ -174,8 +181,7 @@ public struct UnitSender: Sendable {
                     return
                 }
                 let wire = UInt64(data.encoded.readableBytes)
-                await settings.limiter?.charge(data.payload.readableBytes)
-                let reply = try await stream.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload))
+                let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), on: stream)
                 progress.sent(wire)
                 if reply.isNack(.corrupt), attempt < settings.maxAttempts {
                     progress.refetched()

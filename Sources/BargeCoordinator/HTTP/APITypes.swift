@@ -41,6 +41,11 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     /// Units handed out again after their lane failed (a dropped or stalled stream, a write error,
     /// repeated corruption) or their agent went down.
     public var retries: Int64
+    /// The job's cap (nil: none) and congestion mode.
+    public var bwlimit: String?
+    public var cc: String
+    /// While it runs: each lane's RTT, queueing delay, window and send rate.
+    public var lanes: [LaneStatus] = []
 
     public struct CodecMix: Codable, Hashable, Sendable {
         public var codec: String
@@ -55,7 +60,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error, source, destination, codec, codecs, retries
+        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes
         case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
@@ -83,6 +88,13 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         startedAt = r.startedAt
         finishedAt = r.finishedAt
         retries = r.unitRetries
+        bwlimit = r.bwlimit
+        cc = r.congestion
+    }
+
+    public init(_ r: JobRecord, lanes: [LaneStatus]) {
+        self.init(r)
+        self.lanes = lanes
     }
 
     /// `error` is always present in the JSON, null when there is none.
@@ -107,6 +119,33 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encodeIfPresent(startedAt, forKey: .startedAt)
         try c.encodeIfPresent(finishedAt, forKey: .finishedAt)
         try c.encode(retries, forKey: .retries)
+        try c.encode(bwlimit, forKey: .bwlimit)
+        try c.encode(cc, forKey: .cc)
+        try c.encode(lanes, forKey: .lanes)
+    }
+}
+
+/// One lane of a running job, as `status` shows it.
+public struct LaneStatus: Codable, Hashable, Sendable {
+    public var source: String
+    public var destination: String
+    public var rttMs: Double
+    public var queueingDelayMs: Double
+    public var windowBytes: UInt64
+    public var sendRate: UInt64
+
+    public init(source: String, destination: String, figures f: LaneFigures) {
+        self.source = source
+        self.destination = destination
+        rttMs = Double(f.rttMicros) / 1000
+        queueingDelayMs = Double(f.queueMicros) / 1000
+        windowBytes = f.window
+        sendRate = f.rate
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case source, destination
+        case rttMs = "rtt_ms", queueingDelayMs = "queueing_delay_ms", windowBytes = "window_bytes", sendRate = "send_rate"
     }
 }
 

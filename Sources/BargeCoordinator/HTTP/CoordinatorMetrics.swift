@@ -53,6 +53,15 @@ public final class CoordinatorMetrics: Sendable {
         unitsInFlight.record(units)
     }
 
+    /// A lane's congestion figures, from its units' progress reports.
+    func update(lane source: String, _ destination: String, _ f: LaneFigures) {
+        let dims = [("source", source), ("destination", destination)]
+        CoreMetrics.Gauge(label: "barge_lane_rtt_seconds", dimensions: dims, factory: factory).record(Double(f.rttMicros) / 1e6)
+        CoreMetrics.Gauge(label: "barge_lane_queueing_delay_seconds", dimensions: dims, factory: factory).record(Double(f.queueMicros) / 1e6)
+        CoreMetrics.Gauge(label: "barge_lane_window_bytes", dimensions: dims, factory: factory).record(Double(f.window))
+        CoreMetrics.Gauge(label: "barge_lane_send_rate_bytes_per_second", dimensions: dims, factory: factory).record(Double(f.rate))
+    }
+
     /// The exposition text.
     public func render() -> String {
         var buffer: [UInt8] = []

@@ -26,7 +26,7 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         do {
             submit = try await request.decode(as: SubmitRequest.self, context: context)
         } catch {
-            throw HTTPError(.badRequest, message: "the body must be JSON: {\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\"}")
+            throw HTTPError(.badRequest, message: "the body must be JSON: {\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\",\"bwlimit\",\"cc\"}")
         }
         let job = try await httpErrors { try await scheduler.submit(submit, id: JobID.make()) }
         return EditedResponse(status: .created, response: JobStatus(job))
@@ -34,7 +34,17 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
     router.get("/v1/jobs/{id}") { _, context -> JobStatus in
         let id = try context.parameters.require("id")
         guard let job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
-        return JobStatus(job)
+        return JobStatus(job, lanes: await scheduler.lanes(of: id))
+    }
+    router.post("/v1/jobs/{id}/limit") { request, context -> JobStatus in
+        let id = try context.parameters.require("id")
+        let limit: LimitRequest
+        do {
+            limit = try await request.decode(as: LimitRequest.self, context: context)
+        } catch {
+            throw HTTPError(.badRequest, message: "the body must be JSON: {\"bwlimit\": \"100MiB/s\"} (or \"off\", or a timetable)")
+        }
+        return JobStatus(try await httpErrors { try await scheduler.setLimit(id, bwlimit: limit.bwlimit) })
     }
     router.post("/v1/jobs/{id}/cancel") { _, context -> JobStatus in
         let id = try context.parameters.require("id")

@@ -77,6 +77,12 @@ public final class Journal: Sendable {
         m.registerMigration("v3: unit retries") { db in
             try db.alter(table: "jobs") { t in t.add(column: "unitRetries", .integer).notNull().defaults(to: 0) }
         }
+        m.registerMigration("v4: job caps and congestion modes") { db in
+            try db.alter(table: "jobs") { t in
+                t.add(column: "bwlimit", .text)
+                t.add(column: "congestion", .text).notNull().defaults(to: "fair")
+            }
+        }
         return m
     }
 
@@ -264,6 +270,13 @@ public final class Journal: Sendable {
     }
 
     /// Adds wire bytes of a unit that will not report them (it failed or its agent died).
+    /// `barge set JOB --bwlimit`: the job's new cap (nil: none).
+    public func setLimit(_ id: String, _ bwlimit: String?) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE jobs SET bwlimit = ? WHERE id = ?", arguments: [bwlimit, id])
+        }
+    }
+
     public func addWireBytes(_ id: String, _ bytes: Int64) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE jobs SET wireBytes = wireBytes + ? WHERE id = ?", arguments: [bytes, id])

@@ -34,6 +34,10 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var finishedAt: Double?
     /// Units handed out again after their lane failed or their agent went down.
     public var unitRetries: Int64 = 0
+    /// The job's cap as submitted or last set (a rate or a timetable); nil for none.
+    public var bwlimit: String?
+    /// `fair`, `scavenger` or `off`.
+    public var congestion: String = "fair"
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id

@@ -43,7 +43,9 @@ public actor Scheduler {
     /// job, destination path → the agent holding that file's partial copy.
     private var pins: [String: String] = [:]
     private var scans: [UInt64: PendingScan] = [:]
-    private var live: [UnitKey: TaskProgress] = [:]
+    var live: [UnitKey: TaskProgress] = [:]
+    /// The `job settings` each source agent was last sent, per job.
+    var sentSettings: [String: [String: JobSettings]] = [:]
     var replies: [UInt64: (agent: String, continuation: CheckedContinuation<VerifyReply, Error>)] = [:]
     var repairs: [UnitKey: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>] = [:]
     var nextRequest: UInt64 = 1
@@ -128,12 +130,17 @@ public actor Scheduler {
         try requireAgents(at: request.destination.site)
         let codec = request.codec ?? "auto"
         guard codec.utf8.count <= 64, !codec.isEmpty else { throw SchedulerError.invalid("codec name is empty or too long") }
+        let bwlimit = try Self.limit(request.bwlimit)
+        let cc = request.cc ?? CongestionMode.fair.rawValue
+        guard CongestionMode(rawValue: cc) != nil else { throw SchedulerError.invalid("cc must be fair, scavenger or off, not '\(cc)'") }
         var job = JobRecord(id: id, sourceSite: request.source.site, sourcePath: source,
                             destinationSite: request.destination.site, destinationPath: destination, createdAt: Int64(now()))
         job.codec = codec
         job.chunkSize = Int64(planner.chunkSize)
+        job.bwlimit = bwlimit
+        job.congestion = cc
         try journal.insert(job)
-        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec)")
+        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")")
         startScan(job)
         return job
     }
@@ -198,7 +205,10 @@ public actor Scheduler {
             case .scanReply(let reply): try scanned(reply)
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
-                if held[key] != nil { live[key] = p }
+                if let lane = held[key] {
+                    live[key] = p
+                    if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f) }
+                }
             case .taskDone(let done): try finished(done)
             case .taskFailed(let failure): try failed(failure, agent: agent)
             case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.continuation.resume(returning: reply)
@@ -333,6 +343,7 @@ public actor Scheduler {
                   let source = links[lane.source], let destination = links[lane.destination] else { continue }
             try journal.assign(job: job.id, unit: u.unitId, source: lane.source, destination: lane.destination)
             hold(key, lane)
+            shareSettings(job)
             if u.kind == .range || u.kind == .finish { pins[pinKey] = lane.destination }
             source.sink.yield(.taskAssign(TaskAssign(
                 job: job.id, unit: UInt64(u.unitId),
@@ -366,6 +377,7 @@ public actor Scheduler {
         }
         load[lane.source, default: 1] -= 1
         if lane.destination != lane.source { load[lane.destination, default: 1] -= 1 }
+        if let job = try? journal.job(key.job) { shareSettings(job) }
     }
 
     private func stopUnits(of job: String) {

@@ -21,12 +21,27 @@ public struct SubmitRequest: Codable, Hashable, Sendable {
     public var destination: Endpoint
     /// `auto` (the default), `none`, `lz4`, `zstd-N` or a filter form such as `shuffle4+zstd-1`.
     public var codec: String?
+    /// A cap on the job's wire bytes, all its agents together: a rate (`100MiB/s`), `off`, or a
+    /// weekly timetable (`Mon-Fri 08:00-18:00 100MiB/s, 18:00 off`). Nil or `off`: none.
+    public var bwlimit: String?
+    /// Congestion mode: `fair` (the default), `scavenger` or `off`.
+    public var cc: String?
 
-    public init(source: Endpoint, destination: Endpoint, codec: String? = nil) {
+    public init(source: Endpoint, destination: Endpoint, codec: String? = nil, bwlimit: String? = nil, cc: String? = nil) {
         self.source = source
         self.destination = destination
         self.codec = codec
+        self.bwlimit = bwlimit
+        self.cc = cc
     }
+}
+
+/// The body of `POST /v1/jobs/{id}/limit` (`barge set`).
+public struct LimitRequest: Codable, Hashable, Sendable {
+    /// The new cap, in `SubmitRequest.bwlimit`'s forms; `off` removes it.
+    public var bwlimit: String
+
+    public init(bwlimit: String) { self.bwlimit = bwlimit }
 }
 
 /// Why a request to the scheduler was refused; the HTTP layer maps each to a status.

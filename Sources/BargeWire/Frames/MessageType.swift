@@ -16,6 +16,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case taskFailed = 0x33
     case cancelJob = 0x34
     case drain = 0x35
+    case jobSettings = 0x36
     case verifyRequest = 0x38
     case verifyReply = 0x39
     case chunkData = 0x42
@@ -46,6 +47,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .taskFailed: "task failed"
         case .cancelJob: "cancel job"
         case .drain: "drain"
+        case .jobSettings: "job settings"
         case .verifyRequest: "verify request"
         case .verifyReply: "verify reply"
         case .chunkData: "chunk data"

@@ -30,6 +30,7 @@ public enum Message: Hashable, Sendable {
     case haveList(HaveList)
     case chunkRef(ChunkRef)
     case drain(Drain)
+    case jobSettings(JobSettings)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -60,6 +61,7 @@ public enum Message: Hashable, Sendable {
         case .haveList: .haveList
         case .chunkRef: .chunkRef
         case .drain: .drain
+        case .jobSettings: .jobSettings
         case .error: .error
         }
     }
@@ -135,6 +137,8 @@ public enum Message: Hashable, Sendable {
             self = .chunkRef(try ChunkRef(from: &r))
         case .drain:
             self = .drain(try Drain(from: &r))
+        case .jobSettings:
+            self = .jobSettings(try JobSettings(from: &r))
         case .chunkAck:
             self = .chunkAck(ChunkAck(place: try r.place()))
         case .chunkNack:
@@ -229,6 +233,8 @@ public enum Message: Hashable, Sendable {
         case .chunkRef(let m):
             m.write(to: &b)
         case .drain(let m):
+            m.write(to: &b)
+        case .jobSettings(let m):
             m.write(to: &b)
         case .chunkAck(let m):
             b.writePlace(m.place)

@@ -38,6 +38,40 @@ public struct TaskFile: Hashable, Sendable, Codable {
 }
 
 /// The coordinator hands one unit of a job to a source agent.
+/// Coordinator → source agent (protocol version 3): how to send a job's units. Sent before the
+/// agent's first unit of the job, and again when the job's cap or the number of agents sharing it
+/// changes (`barge set`). `bwlimit` is the job's cap as submitted (a rate or a timetable; empty:
+/// none), of which this agent takes `share` millionths; `congestion` is the mode's code.
+public struct JobSettings: Hashable, Sendable, PayloadCodable {
+    public static let maxLimitLength = 512
+    public var job: String
+    public var bwlimit: String
+    public var share: UInt32
+    public var congestion: UInt8
+
+    public init(job: String, bwlimit: String, share: UInt32, congestion: UInt8) {
+        self.job = job
+        self.bwlimit = bwlimit
+        self.share = share
+        self.congestion = congestion
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
+        bwlimit = try r.string("bwlimit", maxLength: Self.maxLimitLength)
+        share = try r.integer(UInt32.self, "share")
+        guard (1...1_000_000).contains(share) else { throw .malformed(r.type, "share \(share) is not 1...1000000 millionths") }
+        congestion = try r.integer(UInt8.self, "congestion mode")
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(job)
+        b.writeWireString(bwlimit)
+        b.writeInteger(share)
+        b.writeInteger(congestion)
+    }
+}
+
 public struct TaskAssign: Hashable, Sendable, PayloadCodable {
     public var job: String
     public var unit: UInt64
@@ -104,12 +138,15 @@ public struct TaskProgress: Hashable, Sendable, PayloadCodable {
     public var unit: UInt64
     public var bytesDone: UInt64
     public var wireBytes: UInt64
+    /// The unit's lane as its congestion controller sees it (protocol version 3; nil before).
+    public var lane: LaneFigures?
 
-    public init(job: String, unit: UInt64, bytesDone: UInt64, wireBytes: UInt64) {
+    public init(job: String, unit: UInt64, bytesDone: UInt64, wireBytes: UInt64, lane: LaneFigures? = nil) {
         self.job = job
         self.unit = unit
         self.bytesDone = bytesDone
         self.wireBytes = wireBytes
+        self.lane = lane
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -117,6 +154,7 @@ public struct TaskProgress: Hashable, Sendable, PayloadCodable {
         unit = try r.integer(UInt64.self, "unit")
         bytesDone = try r.integer(UInt64.self, "bytes done")
         wireBytes = try r.integer(UInt64.self, "wire bytes")
+        lane = r.buffer.readableBytes > 0 ? try LaneFigures(from: &r) : nil
     }
 
     func write(to b: inout ByteBuffer) {
@@ -124,6 +162,37 @@ public struct TaskProgress: Hashable, Sendable, PayloadCodable {
         b.writeInteger(unit)
         b.writeInteger(bytesDone)
         b.writeInteger(wireBytes)
+        lane?.write(to: &b)
+    }
+}
+
+/// A lane's congestion figures: its RTT and queueing delay (microseconds), its window (bytes
+/// in flight allowed) and its send rate (bytes per second, acked over the last second).
+public struct LaneFigures: Hashable, Sendable, Codable {
+    public var rttMicros: UInt32
+    public var queueMicros: UInt32
+    public var window: UInt64
+    public var rate: UInt64
+
+    public init(rttMicros: UInt32, queueMicros: UInt32, window: UInt64, rate: UInt64) {
+        self.rttMicros = rttMicros
+        self.queueMicros = queueMicros
+        self.window = window
+        self.rate = rate
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        rttMicros = try r.integer(UInt32.self, "rtt")
+        queueMicros = try r.integer(UInt32.self, "queueing delay")
+        window = try r.integer(UInt64.self, "window")
+        rate = try r.integer(UInt64.self, "rate")
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeInteger(rttMicros)
+        b.writeInteger(queueMicros)
+        b.writeInteger(window)
+        b.writeInteger(rate)
     }
 }
 

@@ -11,9 +11,25 @@ public enum BargeConnection {
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ body: (Session, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Result
     ) async throws -> Result {
+        try await withProbedConnection(host: host, port: port, token: token, name: name, role: role, idleTimeout: idleTimeout,
+                                       group: group) { session, _, inbound, outbound in
+            try await body(session, inbound, outbound)
+        }
+    }
+
+    /// `withConnection`, with a probe of the socket's TCP state. `notSentLowat` sets
+    /// `TCP_NOTSENT_LOWAT`: the kernel holds at most that many unsent bytes beyond what is in
+    /// flight, so the sender's RTT and backlog are the network's, not a deep socket buffer's.
+    public static func withProbedConnection<Result: Sendable>(
+        host: String, port: Int, token: ClusterToken, name: String, role: PeerRole,
+        idleTimeout: TimeAmount = .seconds(120), notSentLowat: Int? = nil,
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        _ body: (Session, TCPProbe, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Result
+    ) async throws -> Result {
         let token = token.bytes
-        let (channel, sessionFuture) = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        var bootstrap = ClientBootstrap(group: group).channelOption(.socketOption(.tcp_nodelay), value: 1)
+        if let notSentLowat { bootstrap = bootstrap.channelOption(TCPProbe.notSentLowatOption, value: SocketOptionValue(notSentLowat)) }
+        let (channel, sessionFuture) = try await bootstrap
             .connectTimeout(.seconds(10))
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -24,11 +40,12 @@ public enum BargeConnection {
                     return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session.futureResult)
                 }
             }
+        let probe = TCPProbe(channel: channel.channel)
         // The handshake is awaited inside executeThenClose, so the connection is closed and its
         // writer finished on every path, failures included.
         return try await channel.executeThenClose { inbound, outbound in
             let session = try await sessionFuture.get()
-            return try await body(session, inbound, outbound)
+            return try await body(session, probe, inbound, outbound)
         }
     }
 }

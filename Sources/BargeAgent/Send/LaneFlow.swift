@@ -1,0 +1,162 @@
+import BargeFlow
+import BargeWire
+import NIOConcurrencyHelpers
+
+/// One lane's congestion state at the source agent: everything it sends to one destination agent
+/// in one mode, over all its units and streams. A chunk waits for room in the controller's window
+/// and for its pacing (window ÷ RTT) before it goes; its ack, and the socket's `TCP_INFO` read
+/// right after, feed the controller. Also estimates the bottleneck rate that `auto` compresses for.
+public final class LaneFlow: Sendable {
+    private struct State {
+        var controller: CongestionController
+        var inFlight = 0
+        var pacing = TokenBucket(rate: nil, burst: 256 * 1024)
+        var waiting: [CheckedContinuation<Void, Never>] = []
+        /// Sends waited on the window or pacing since the last ack.
+        var limited = false
+        var windows: [ObjectIdentifier: Double] = [:]
+        var retransmits: [ObjectIdentifier: UInt32] = [:]
+        /// Wire bytes acked since `since`, and the rate over the last such interval.
+        var since: UInt64 = 0
+        var acked = 0
+        var delivered: Double = 0
+        var bottleneck: Double?
+    }
+
+    public let mode: CongestionMode
+    /// The longest a chunk waits for its pacing: a lane at its least window still sends a chunk
+    /// this often, so that it sees the queue drain when the traffic it gave way to ends.
+    public let maximumPause: UInt64 = 1_000_000_000
+    private let state: NIOLockedValueBox<State>
+    private let clock: @Sendable () -> UInt64
+
+    public init(mode: CongestionMode, parameters: CongestionController.Parameters = .init(),
+                clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow) {
+        self.mode = mode
+        self.clock = clock
+        state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters), since: clock()))
+    }
+
+    /// Waits until `bytes` more may be in flight; returns when they went out (for `acked`).
+    public func acquire(_ bytes: Int) async -> UInt64 {
+        while true {
+            let now = clock()
+            let wait: UInt64? = state.withLockedValue { s in
+                let window = Int(s.controller.window)
+                guard mode == .off || s.inFlight == 0 || s.inFlight + bytes <= window else {
+                    s.limited = true
+                    return nil
+                }
+                s.inFlight += bytes
+                let pause = s.pacing.take(bytes, now: now)
+                if pause > 0 { s.limited = true }
+                if pause > maximumPause { s.pacing.clearDebt(now: now) }
+                return min(pause, maximumPause)
+            }
+            guard let wait else {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    let now = state.withLockedValue { s -> Bool in
+                        // Room may have been made since the check above.
+                        if s.inFlight == 0 || s.inFlight + bytes <= Int(s.controller.window) { return true }
+                        s.waiting.append(c)
+                        return false
+                    }
+                    if now { c.resume() }
+                }
+                continue
+            }
+            if wait > 0 { try? await Task.sleep(for: .nanoseconds(Int64(wait))) }
+            return clock()
+        }
+    }
+
+    /// The `bytes` sent at `sentAt` were answered (acked, nacked, or the stream failed: `answered`
+    /// false). `sample` is the stream's `TCP_INFO` read after the answer; `stream` tells the
+    /// lane's sockets apart.
+    public func release(_ bytes: Int, sentAt: UInt64, answered: Bool = true, sample: TCPSample? = nil, stream: ObjectIdentifier? = nil) {
+        let now = clock()
+        let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+            s.inFlight -= bytes
+            if answered {
+                if let sample {
+                    s.controller.observe(rtt: sample.rtt, least: sample.minRTT, now: now)
+                    if let stream {
+                        s.windows[stream] = sample.window
+                        if let before = s.retransmits.updateValue(sample.retransmits, forKey: stream), sample.retransmits > before {
+                            s.controller.lost(now: now)
+                        }
+                    }
+                    s.controller.observe(kernelWindow: s.windows.values.reduce(0, +))
+                } else {
+                    s.controller.observe(rtt: now - sentAt, now: now)
+                }
+                s.controller.acked(bytes, limited: s.limited, now: now)
+                s.limited = false
+                s.acked += bytes
+                estimateBottleneck(&s, now)
+            }
+            s.pacing.setRate(s.controller.rate, now: now)
+            defer { s.waiting = [] }
+            return s.waiting
+        }
+        waiting.forEach { $0.resume() }
+    }
+
+    /// A stream of the lane closed: its socket no longer counts.
+    public func closed(_ stream: ObjectIdentifier) {
+        state.withLockedValue { s in
+            s.windows.removeValue(forKey: stream)
+            s.retransmits.removeValue(forKey: stream)
+        }
+    }
+
+    /// Over each half second: when a queue is building, the lane is sending as fast as the
+    /// bottleneck drains, so what was delivered is the bottleneck's rate; otherwise the
+    /// bottleneck is at least what was delivered, and the estimate grows by a quarter per second
+    /// until a queue shows.
+    private func estimateBottleneck(_ s: inout State, _ now: UInt64) {
+        let elapsed = Double(now - s.since) / 1e9
+        guard elapsed >= 0.5 else { return }
+        s.delivered = Double(s.acked) / elapsed
+        s.acked = 0
+        s.since = now
+        let congested = s.controller.queueingDelay * 2 >= s.controller.parameters.target
+        if congested {
+            s.bottleneck = s.bottleneck.map { 0.5 * $0 + 0.5 * s.delivered } ?? s.delivered
+        } else if let b = s.bottleneck {
+            s.bottleneck = max(s.delivered, b * (1 + 0.25 * elapsed))
+        }
+    }
+
+    /// The rate `auto` should compress for: the bottleneck estimate (nil until a queue was seen).
+    public var bottleneck: Double? { state.withLockedValue { $0.bottleneck } }
+
+    public var figures: LaneFigures {
+        state.withLockedValue { s in
+            LaneFigures(rttMicros: UInt32(clamping: (s.controller.rtt ?? 0) / 1000),
+                        queueMicros: UInt32(clamping: s.controller.queueingDelay / 1000),
+                        window: UInt64(s.controller.window), rate: UInt64(s.delivered))
+        }
+    }
+
+    /// For tests.
+    var controller: CongestionController { state.withLockedValue { $0.controller } }
+}
+
+/// The lanes of a source agent, one per destination agent and mode, kept for the agent's life
+/// (their base delays and windows carry over from unit to unit).
+public final class Lanes: Sendable {
+    private let lanes = NIOLockedValueBox<[String: LaneFlow]>([:])
+
+    public init() {}
+
+    public func lane(to destination: String, mode: CongestionMode) -> LaneFlow {
+        lanes.withLockedValue { l in
+            let key = destination + "\u{0}" + mode.rawValue
+            if let lane = l[key] { return lane }
+            let lane = LaneFlow(mode: mode)
+            l[key] = lane
+            return lane
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import BargeFlow
+import BargeWire
+import Logging
+import NIOConcurrencyHelpers
+
+/// What paces a unit's chunks: the agent's cap, its job's share of the job's cap (looked up per
+/// chunk, so `barge set` applies at once), and its lane's congestion controller.
+public struct UnitFlow: Sendable {
+    public var agentLimit: RateLimiter?
+    public var jobLimit: @Sendable () -> RateLimiter?
+    public var lane: LaneFlow?
+    /// `--link-rate`: compress for this rate rather than for the lane's estimate.
+    public var fixedLinkRate: Double?
+
+    public init(agentLimit: RateLimiter? = nil, jobLimit: @escaping @Sendable () -> RateLimiter? = { nil }, lane: LaneFlow? = nil,
+                fixedLinkRate: Double? = nil) {
+        self.agentLimit = agentLimit
+        self.jobLimit = jobLimit
+        self.lane = lane
+        self.fixedLinkRate = fixedLinkRate
+    }
+
+    /// Sends a chunk's frame once the caps and the lane allow, and feeds the answer's round trip
+    /// and the socket's `TCP_INFO` back to the lane.
+    func send(_ frame: Frame, on stream: ChunkStream) async throws -> Message {
+        let bytes = frame.payload.readableBytes
+        await agentLimit?.charge(bytes)
+        await jobLimit()?.charge(bytes)
+        guard let lane else { return try await stream.send(frame) }
+        let sentAt = await lane.acquire(bytes)
+        let reply: Message
+        do {
+            reply = try await stream.send(frame)
+        } catch {
+            lane.release(bytes, sentAt: sentAt, answered: false)
+            throw error
+        }
+        lane.release(bytes, sentAt: sentAt, sample: await stream.probe?.sample(), stream: ObjectIdentifier(stream))
+        return reply
+    }
+
+    /// The rate `auto` compresses for: `--link-rate` if given, else the tightest of the caps in
+    /// force and the lane's bottleneck estimate (nil: no limit known, compress for speed).
+    var compressionRate: Double? {
+        if let fixedLinkRate { return fixedLinkRate }
+        return [agentLimit?.currentRate, jobLimit()?.currentRate, lane?.bottleneck].compactMap { $0 }.min()
+    }
+}
+
+/// The settings the coordinator sent for each job this agent sends units of (`job settings`):
+/// the job's cap, as this agent's share, and its congestion mode.
+public final class JobFlows: Sendable {
+    private struct Entry {
+        var settings: JobSettings
+        var limiter: RateLimiter?
+    }
+    private let jobs = NIOLockedValueBox<[String: Entry]>([:])
+    private let logger: Logger
+
+    public init(logger: Logger = Logger(label: "barge.agent")) { self.logger = logger }
+
+    public func apply(_ settings: JobSettings) {
+        let limiter: RateLimiter?
+        if settings.bwlimit.isEmpty {
+            limiter = nil
+        } else {
+            do {
+                limiter = try RateLimiter(settings.bwlimit, share: Double(settings.share) / 1e6)
+            } catch {
+                logger.warning("job \(settings.job): cannot use its bwlimit '\(settings.bwlimit)': \(error)")
+                limiter = nil
+            }
+        }
+        jobs.withLockedValue { j in
+            if let old = j[settings.job], old.settings.bwlimit == settings.bwlimit, old.settings.share == settings.share {
+                j[settings.job]!.settings = settings  // the same cap: keep its bucket
+            } else {
+                j[settings.job] = Entry(settings: settings, limiter: limiter)
+            }
+        }
+        if !settings.bwlimit.isEmpty {
+            logger.info("job \(settings.job): bwlimit \(settings.bwlimit), this agent's share \(Double(settings.share) / 1e4)%")
+        }
+    }
+
+    public func limiter(_ job: String) -> RateLimiter? { jobs.withLockedValue { $0[job]?.limiter } }
+
+    /// The job's congestion mode; `fallback` when the coordinator sent none (an older version).
+    public func mode(_ job: String, fallback: CongestionMode) -> CongestionMode {
+        jobs.withLockedValue { $0[job] }.map { CongestionMode(code: $0.settings.congestion) ?? fallback } ?? fallback
+    }
+
+    public func forget(_ job: String) { jobs.withLockedValue { _ = $0.removeValue(forKey: job) } }
+}

@@ -1,0 +1,63 @@
+import BargeFlow
+import BargeWire
+
+/// Job caps and congestion modes: each source agent holding units of a job gets the job's cap
+/// divided equally among those agents (`job settings`), again whenever that set or the cap changes.
+extension Scheduler {
+    /// `barge set JOB --bwlimit`: a running or queued job's new cap, in force at once.
+    public func setLimit(_ id: String, bwlimit: String) throws -> JobRecord {
+        guard let job = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
+        guard !job.state.isTerminal else { throw SchedulerError.invalid("job \(id) is \(job.state.rawValue): its cap cannot change") }
+        let limit = try Self.limit(bwlimit)
+        try journal.setLimit(id, limit)
+        logger.notice("job \(id): bwlimit \(limit ?? "off")")
+        let updated = try journal.job(id) ?? job
+        shareSettings(updated)
+        return updated
+    }
+
+    /// Sends each source agent of the job's running units its share, if it changed.
+    func shareSettings(_ job: JobRecord) {
+        guard job.state == .running else {
+            sentSettings.removeValue(forKey: job.id)
+            return
+        }
+        let sources = Set(held.filter { $0.key.job == job.id }.map(\.value.source))
+        var sent = (sentSettings[job.id] ?? [:]).filter { sources.contains($0.key) }
+        let congestion = (CongestionMode(rawValue: job.congestion) ?? .fair).code
+        for source in sources.sorted() {
+            guard let link = links[source] else { continue }
+            let settings = JobSettings(job: job.id, bwlimit: job.bwlimit ?? "", share: UInt32(1_000_000 / sources.count), congestion: congestion)
+            guard sent[source] != settings else { continue }
+            if link.version >= WireVersion.flow {
+                link.sink.yield(.jobSettings(settings))
+            } else if job.bwlimit != nil || congestion != CongestionMode.fair.code {
+                logger.warning("job \(job.id): agent \(source) speaks protocol version \(link.version): it cannot take the job's bwlimit or cc")
+            }
+            sent[source] = settings
+        }
+        sentSettings[job.id] = sent
+    }
+
+    /// The lanes of a running job as its units last reported them, one entry per lane.
+    public func lanes(of job: String) -> [LaneStatus] {
+        var byLane: [String: LaneStatus] = [:]
+        for (key, p) in live where key.job == job {
+            guard let lane = held[key], let f = p.lane else { continue }
+            byLane[lane.source + "\u{0}" + lane.destination] = LaneStatus(source: lane.source, destination: lane.destination, figures: f)
+        }
+        return byLane.values.sorted { ($0.source, $0.destination) < ($1.source, $1.destination) }
+    }
+
+    /// A cap as given: nil for none (`off` or empty); otherwise it must parse as a rate or a timetable.
+    static func limit(_ spec: String?) throws -> String? {
+        guard let spec = spec?.trimmingCharacters(in: .whitespaces), !spec.isEmpty, spec != "off" else { return nil }
+        guard spec.utf8.count <= JobSettings.maxLimitLength else { throw SchedulerError.invalid("bwlimit is longer than \(JobSettings.maxLimitLength) bytes") }
+        do {
+            _ = try Timetable(parsing: spec)
+        } catch {
+            throw SchedulerError.invalid("bwlimit: \(error)")
+        }
+        return spec
+    }
+}

@@ -1,0 +1,52 @@
+import CBargeNet
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the kernel knows of one TCP connection, from `TCP_INFO`.
+public struct TCPSample: Sendable, Equatable {
+    /// Smoothed RTT (`tcpi_rtt`), nanoseconds.
+    public var rtt: UInt64
+    /// The least RTT the connection has seen (`tcpi_min_rtt`), nanoseconds; nil when the kernel
+    /// does not say.
+    public var minRTT: UInt64?
+    /// The congestion window in bytes (`tcpi_snd_cwnd` × `tcpi_snd_mss`).
+    public var window: Double
+    /// Segments retransmitted since the connection opened (`tcpi_total_retrans`).
+    public var retransmits: UInt32
+
+    public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32) {
+        self.rtt = rtt
+        self.minRTT = minRTT
+        self.window = window
+        self.retransmits = retransmits
+    }
+}
+
+/// Reads `TCP_INFO` from a connection's socket (Linux; elsewhere there is no sample).
+public struct TCPProbe: Sendable {
+    let channel: any Channel
+
+    public func sample() async -> TCPSample? {
+        #if os(Linux)
+        guard let provider = channel as? SocketOptionProvider,
+              let info: barge_tcp_info = try? await provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(IPPROTO_TCP), name: SocketOptionName(TCP_INFO)).get(),
+              info.tcpi_rtt > 0 else { return nil }
+        return TCPSample(rtt: UInt64(info.tcpi_rtt) * 1000, minRTT: info.tcpi_min_rtt > 0 ? UInt64(info.tcpi_min_rtt) * 1000 : nil,
+                         window: Double(info.tcpi_snd_cwnd) * Double(info.tcpi_snd_mss), retransmits: info.tcpi_total_retrans)
+        #else
+        return nil
+        #endif
+    }
+
+    static var notSentLowatOption: ChannelOptions.Types.SocketOption {
+        #if os(Linux)
+        ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: CInt(TCP_NOTSENT_LOWAT)))
+        #else
+        ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: 0x201))
+        #endif
+    }
+}
