@@ -81,6 +81,9 @@ struct FrameTests {
         frame(.challenge, []),
         frame(.register, [0, 0, 0, 1, 0x61, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]),  // empty name
         frame(.heartbeat, [0, 0, 0, 0, 0, 0, 0, 1]),                          // no in-flight count
+        frame(.jobSettings, [0, 2, 0x6a, 0x31, 0, 0, 0, 0, 0, 0, 1]),          // a share of 0
+        frame(.jobSettings, [0, 2, 0x6a, 0x31, 0, 0, 0, 0x0f, 0x42, 0x41, 1]), // a share over 1,000,000
+        frame(.taskProgress, [0, 2, 0x6a, 0x31] + [UInt8](repeating: 0, count: 24) + [0, 0, 5]),  // lane figures cut short
     ])
     func malformedPayloadsAreTypedErrors(_ frame: Frame) {
         #expect(throws: WireError.self) { try Message(frame: frame) }

@@ -72,6 +72,12 @@ struct ProtocolVectorTests {
          "4241524701320000" + "0000007c" + "93f1176eb0554034" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab0000000000001000"),
         (.chunkNack(ChunkNack(place: ChunkPlace(job: "j1", path: "d/f", offset: 1 << 20), reason: .need, detail: "gone")),
          "4241524701440000" + "00000018" + "083e50fd843d511d" + "00026a310003642f660000000000100000060004676f6e65"),
+        // Version 3.
+        (.jobSettings(JobSettings(job: "j1", bwlimit: "100MiB/s", share: 500_000, congestion: 2)),
+         "4241524701360000" + "00000013" + "df348104ac07d2f3" + "00026a3100083130304d69422f730007a12002"),
+        (.taskProgress(TaskProgress(job: "j1", unit: 3, bytesDone: 2048, wireBytes: 1024,
+                                    lane: LaneFigures(rttMicros: 1500, queueMicros: 500, window: 1 << 20, rate: 50_000_000))),
+         "4241524701310000" + "00000034" + "1a34e17d087ea75e" + "00026a31000000000000000300000000000008000000000000000400000005dc000001f400000000001000000000000002faf080"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

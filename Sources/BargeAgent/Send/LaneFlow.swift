@@ -21,6 +21,8 @@ public final class LaneFlow: Sendable {
         var acked = 0
         var delivered: Double = 0
         var bottleneck: Double?
+        /// Acks that came with a `TCP_INFO` sample.
+        var tcpSamples = 0
     }
 
     public let mode: CongestionMode
@@ -79,6 +81,7 @@ public final class LaneFlow: Sendable {
             s.inFlight -= bytes
             if answered {
                 if let sample {
+                    s.tcpSamples += 1
                     s.controller.observe(rtt: sample.rtt, least: sample.minRTT, now: now)
                     if let stream {
                         s.windows[stream] = sample.window
@@ -107,6 +110,7 @@ public final class LaneFlow: Sendable {
         state.withLockedValue { s in
             s.windows.removeValue(forKey: stream)
             s.retransmits.removeValue(forKey: stream)
+            s.controller.observe(kernelWindow: s.windows.values.reduce(0, +))
         }
     }
 
@@ -141,6 +145,7 @@ public final class LaneFlow: Sendable {
 
     /// For tests.
     var controller: CongestionController { state.withLockedValue { $0.controller } }
+    var tcpSamples: Int { state.withLockedValue { $0.tcpSamples } }
 }
 
 /// The lanes of a source agent, one per destination agent and mode, kept for the agent's life

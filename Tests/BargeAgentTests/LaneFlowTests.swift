@@ -1,0 +1,77 @@
+@testable import BargeAgent
+import BargeBench
+import BargeFlow
+import BargeWire
+import Foundation
+import Testing
+
+struct LaneFlowTests {
+    final class Clock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var t: UInt64 = 1_000_000_000
+        var now: UInt64 { lock.withLock { t } }
+        func advance(_ ns: UInt64) { lock.withLock { t += ns } }
+    }
+
+    /// The window holds back a chunk that would overfill it (except the first), until an ack.
+    @Test func aChunkWaitsForRoomInTheWindow() async throws {
+        let clock = Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let window = Int(lane.controller.window)  // 1 MiB to start with
+        let first = await lane.acquire(window - 1000)
+        let waiting = Task { await lane.acquire(4000) }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(!waiting.isCancelled)
+        let sample = TCPSample(rtt: 2_000_000, minRTT: 1_000_000, window: 500_000, retransmits: 0)
+        clock.advance(2_000_000)
+        lane.release(window - 1000, sentAt: first, sample: sample, stream: ObjectIdentifier(self as AnyObject))
+        _ = await waiting.value
+        #expect(lane.figures.rttMicros == 2000 && lane.figures.queueMicros == 1000)
+        // A first chunk larger than the window still goes.
+        let other = LaneFlow(mode: .scavenger, clock: { clock.now })
+        _ = await other.acquire(8 << 20)
+    }
+
+    @Test func theSocketsRetransmissionsCountAsALoss() async {
+        let clock = Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let stream = ObjectIdentifier(NSObject())
+        for retransmits: UInt32 in [0, 0, 3] {
+            let at = await lane.acquire(1 << 16)
+            clock.advance(1_000_000)
+            lane.release(1 << 16, sentAt: at, sample: TCPSample(rtt: 1_000_000, minRTT: 1_000_000, window: 0, retransmits: retransmits), stream: stream)
+            clock.advance(10_000_000)
+        }
+        #expect(lane.controller.window < lane.controller.parameters.initialWindow)
+    }
+
+    /// Over real loopback sockets: the lane reads TCP_INFO after each ack (so it knows the RTT and
+    /// the kernel's window), and its figures are those of the transfer.
+    @Test func aUnitOverLoopbackFeedsTheLaneFromTCPInfo() async throws {
+        let roots = try Roots()
+        let bytes = SampleData.random(bytes: 6 << 20, seed: 3)
+        let url = URL(fileURLWithPath: roots.source + "/r.bin")
+        try Data(bytes).write(to: url)
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: UnitSenderTests.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let port = listener.localAddress!.port!
+        let entry = try UnitSenderTests().entry("r.bin", of: url)
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)), codec: "auto",
+                              chunkSize: 1 << 20, files: [TaskFile(sourcePath: "r.bin", entry: entry, length: UInt64(bytes.count), finish: true)])
+        let lane = LaneFlow(mode: .fair)
+        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: UnitSenderTests.token, name: "a1")
+        let done = try await UnitSender(task: task, client: client, sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
+                                        settings: .init(streams: 2, contentDefinedAbove: nil), progress: UnitProgress(),
+                                        flow: UnitFlow(lane: lane)).run()
+        #expect(done.bytes == UInt64(bytes.count))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/r.bin")) == Data(bytes))
+        #if os(Linux)
+        let c = lane.controller
+        #expect(c.rtt != nil && c.baseDelay != nil)
+        #expect(lane.tcpSamples >= 6, "one TCP_INFO sample per acked chunk")
+        #expect(c.kernelWindow == 0, "closed streams no longer count")
+        #expect(lane.figures.rttMicros > 0)
+        #endif
+    }
+}
