@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # -dev packages for the C libraries Barge links (zstd, lz4, xxhash, libcrypto, sqlite3 for the journal), pkg-config to find
-# them, and the reference tools the benchmarks compare against (zstd, lz4, xxhsum, openssl, an rsync daemon).
-packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync)
+# them, the reference tools the benchmarks compare against (zstd, lz4, xxhsum, openssl, an rsync daemon,
+# iperf3), and ping and ip for the WAN test bed (cluster/wan-testbed.sh).
+packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

