@@ -25,7 +25,9 @@ public enum CongestionMode: String, Sendable, CaseIterable, Codable {
 /// - Queueing delay is the lane's RTT now less its base delay, the least RTT seen over the last
 ///   ten one-minute buckets.
 /// - Below the target the window grows, by `gain` segments per RTT (slow start: by `gain` times
-///   the bytes acked, until the delay reaches ¾ of the target). Above it, the window shrinks in
+///   the bytes acked, until the delay reaches ¾ of the target). Below a quarter of the target the
+///   queue is empty, and it grows as in slow start: a lane's acks are per chunk, not per packet,
+///   so per-RTT growth alone would take many seconds to fill a link that other traffic has left. Above it, the window shrinks in
 ///   proportion to the excess, at most by half, once per RTT. A loss halves it.
 /// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
 ///   so a lane on a short path grows slowly.
@@ -40,7 +42,7 @@ public struct CongestionController: Sendable {
         /// The queueing delay aimed at.
         public var target: UInt64 = 15_000_000
         /// The window's unit of growth.
-        public var segment: Double = 64 * 1024
+        public var segment: Double = 1_048_576
         public var minimumWindow: Double = 128 * 1024
         public var initialWindow: Double = 1_048_576
         public var maximumWindow: Double = Double(1 << 30)
@@ -158,6 +160,9 @@ public struct CongestionController: Sendable {
                     window = threshold
                     endRecovery(now)
                 }
+            case .avoidance where delay < target / 4:
+                // The queue is empty (traffic given way to has ended): grow as slow start does.
+                window += gain * Double(bytes)
             case .avoidance:
                 window += gain * parameters.segment * Double(bytes) / window * (1 - delay / target)
             case .slowdown:

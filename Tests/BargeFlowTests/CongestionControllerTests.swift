@@ -38,7 +38,8 @@ struct CongestionControllerTests {
         var c = settled()
         let before = c.window
         var now: UInt64 = 1_001_000_000
-        // One window's worth of acks (one RTT) with no queueing delay.
+        c.observe(rtt: ms(10 + 5), now: ms(1000))  // 5 ms of queue: between ¼ and all of the target
+        // One window's worth of acks (one RTT).
         var acked = 0.0
         while acked < before {
             c.acked(64 << 10, limited: true, now: now)
@@ -46,7 +47,13 @@ struct CongestionControllerTests {
             now += ms(1)
         }
         let grown = c.window - before
-        #expect(grown > 0.9 * 64 * 1024 && grown < 1.1 * 64 * 1024, "\(grown)")
+        let expected = 64 * 1024 * (1 - 5.0 / 15)
+        #expect(grown > 0.9 * expected && grown < 1.1 * expected, "\(grown)")
+        // With the queue empty, it grows by the bytes acked (as in slow start).
+        c.observe(rtt: ms(10), now: now)
+        let at = c.window
+        c.acked(1 << 20, limited: true, now: now)
+        #expect(c.window == at + Double(1 << 20))
     }
 
     @Test func aboveTheTargetTheWindowShrinksOncePerRoundTripAndAtMostByHalf() {
