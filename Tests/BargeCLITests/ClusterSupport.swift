@@ -6,12 +6,18 @@ final class RunningBarge {
     let process = Process()
     let log: URL
 
-    init(_ arguments: [String], environment: [String: String], log: URL) throws {
+    /// `launcher`: a command that runs `barge` (as `ip netns exec NS`), or none.
+    init(_ arguments: [String], environment: [String: String], log: URL, launcher: [String] = []) throws {
         self.log = log
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
-        process.executableURL = BargeProcess.executable
-        process.arguments = arguments
+        if let tool = launcher.first {
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = Array(launcher.dropFirst()) + [BargeProcess.executable.path] + arguments
+        } else {
+            process.executableURL = BargeProcess.executable
+            process.arguments = arguments
+        }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = handle
         process.standardError = handle

@@ -127,12 +127,12 @@ public final class LaneFlow: Sendable {
         let congested = s.controller.queueingDelay * 2 >= s.controller.parameters.target
         if congested {
             s.bottleneck = s.bottleneck.map { 0.5 * $0 + 0.5 * s.delivered } ?? s.delivered
-        } else if let b = s.bottleneck {
-            s.bottleneck = max(s.delivered, b * (1 + 0.25 * elapsed))
+        } else {
+            s.bottleneck = max(s.delivered, (s.bottleneck ?? s.delivered) * (1 + 0.25 * elapsed))
         }
     }
 
-    /// The rate `auto` should compress for: the bottleneck estimate (nil until a queue was seen).
+    /// The rate `auto` should compress for: the bottleneck estimate (nil for the first half second).
     public var bottleneck: Double? { state.withLockedValue { $0.bottleneck } }
 
     public var figures: LaneFigures {

@@ -39,11 +39,15 @@ public struct UnitFlow: Sendable {
         return reply
     }
 
+    /// Until a lane has measured its bottleneck, `auto` plans for 1 Gbit/s.
+    public static let assumedLinkRate = 125e6
+
     /// The rate `auto` compresses for: `--link-rate` if given, else the tightest of the caps in
-    /// force and the lane's bottleneck estimate (nil: no limit known, compress for speed).
+    /// force and the lane's bottleneck estimate (or `assumedLinkRate` before it has one).
     var compressionRate: Double? {
         if let fixedLinkRate { return fixedLinkRate }
-        return [agentLimit?.currentRate, jobLimit()?.currentRate, lane?.bottleneck].compactMap { $0 }.min()
+        let measured = lane.map { $0.bottleneck ?? Self.assumedLinkRate }
+        return [agentLimit?.currentRate, jobLimit()?.currentRate, measured].compactMap { $0 }.min()
     }
 }
 

@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+
+/// Flow control on the WAN test bed (cluster/wan-testbed.sh): namespaces A, router and B, the
+/// router's egress towards B shaped by tbf at 100 Mbit/s with a 60 ms queue; the coordinator and a
+/// source agent in A, the destination agent in B. Needs root; otherwise it prints why and skips.
+/// The margins are generous (this is a debug build on a shared machine); the targets are
+/// measured by cluster/bench-link.sh.
+struct WANTestbedTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let linkBitsPerSecond = 100e6
+
+    /// The test bed, or the reason there is none.
+    final class Bed {
+        let prefix = "bt\(getpid() % 100_000)"
+        var environment: [String: String] { ["BARGE_NETNS_PREFIX": prefix] }
+
+        static func up() -> (Bed?, String?) {
+            guard getuid() == 0 else { return (nil, "not root: network namespaces need root (CI runs as root)") }
+            for tool in ["/usr/sbin/ip", "/usr/sbin/tc", "/usr/bin/iperf3", "/usr/bin/ping"] where !FileManager.default.isExecutableFile(atPath: tool) {
+                return (nil, "\(tool) is missing (cluster/install-deps.sh installs it)")
+            }
+            let bed = Bed()
+            guard let r = try? bed.script(["up", "100mbit", "60"]), r.status == 0 else {
+                return (nil, "cluster/wan-testbed.sh up failed: \((try? bed.script(["up", "100mbit", "60"]))?.stderr ?? "")")
+            }
+            return (bed, nil)
+        }
+
+        func script(_ arguments: [String]) throws -> BargeProcess.Result {
+            try BargeProcess.run(arguments, environment: environment, executable: WANTestbedTests.repo.appendingPathComponent("cluster/wan-testbed.sh"))
+        }
+
+        func namespace(_ side: String) -> String { "\(prefix)-\(side)" }
+        func launcher(_ side: String) -> [String] { ["/usr/sbin/ip", "netns", "exec", namespace(side)] }
+
+        func run(_ side: String, _ arguments: [String]) throws -> BargeProcess.Result {
+            try BargeProcess.run(["netns", "exec", namespace(side)] + arguments, executable: URL(fileURLWithPath: "/usr/sbin/ip"))
+        }
+
+        /// Bytes the router has sent towards B.
+        func txBytes() throws -> Double {
+            let r = try run("r", ["cat", "/sys/class/net/\(prefix)-rb/statistics/tx_bytes"])
+            return Double(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+
+        deinit { _ = try? script(["down"]) }
+    }
+
+    @Test func fairFillsTheLinkWithAShortQueueAndScavengerGivesWayToCubic() async throws {
+        let (maybeBed, reason) = Bed.up()
+        guard let bed = maybeBed else {
+            print("WANTestbedTests skipped: \(reason ?? "")")
+            return
+        }
+        let cluster = try TestCluster()
+        let random = cluster.dir.url.appendingPathComponent("root-a/rand")
+        try FileManager.default.createDirectory(at: random, withIntermediateDirectories: true)
+        var rng = SystemRandomNumberGenerator()
+        try Data((0..<(40 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: random.appendingPathComponent("r.bin"))
+        let coordinator = try RunningBarge(["coordinator", "--state", cluster.dir.path + "/state", "--listen", "10.77.1.1:7470", "--http", "10.77.1.1:7480"],
+                                           environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("coordinator.log"), launcher: bed.launcher("a"))
+        let a1 = try RunningBarge(["agent", "--coordinator", "10.77.1.1:7470", "--name", "a1", "--site", "a", "--root", cluster.dir.path + "/root-a",
+                                   "--listen", "10.77.1.1:0"], environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("a1.log"),
+                                  launcher: bed.launcher("a"))
+        let b1 = try RunningBarge(["agent", "--coordinator", "10.77.1.1:7470", "--name", "b1", "--site", "b", "--root", cluster.dir.path + "/root-b",
+                                   "--listen", "10.77.2.1:0"], environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("b1.log"),
+                                  launcher: bed.launcher("b"))
+        func cli(_ arguments: [String]) throws -> BargeProcess.Result {
+            try bed.run("a", ["env", "BARGE_TOKEN_FILE=\(cluster.environment["BARGE_TOKEN_FILE"]!)", BargeProcess.executable.path]
+                        + arguments + ["--coordinator-url", "http://10.77.1.1:7480"])
+        }
+        let registered = try await cluster.eventually { try cli(["agents", "--json"]).stdout.components(separatedBy: "\"up\"").count == 3 }
+        try #require(registered, "agents did not register: \(coordinator.output)\(a1.output)\(b1.output)")
+
+        // Fair, alone on the link: it fills it, and the queue it builds stays short.
+        let idle = try bed.run("a", ["ping", "-n", "-c", "10", "-i", "0.1", "10.77.2.1"])
+        let pinging = Task.detached { try bed.run("a", ["ping", "-n", "-c", "40", "-i", "0.1", "10.77.2.1"]) }
+        let start = Date(), before = try bed.txBytes()
+        let fair = try cli(["submit", "a:rand", "b:fair", "--codec", "none", "--wait", "--json"])
+        let seconds = Date().timeIntervalSince(start), sent = try bed.txBytes() - before
+        #expect(fair.status == 0, "\(fair.stdout)\(fair.stderr)")
+        let during = try await pinging.value
+        let utilization = sent * 8 / seconds / Self.linkBitsPerSecond
+        let added = Self.medianRTT(during.stdout) - Self.medianRTT(idle.stdout)
+        print("WAN fair: \(Int(sent)) bytes in \(String(format: "%.2f", seconds)) s = \(String(format: "%.0f", utilization * 100))% of 100 Mbit/s (job start and end included); median added RTT \(String(format: "%.1f", added)) ms")
+        #expect(utilization > 0.6)
+        #expect(added < 40, "a cubic flow adds about 60 ms on this bed")
+        #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/fair/r.bin")) == Data(contentsOf: random.appendingPathComponent("r.bin")))
+
+        // Scavenger: a cubic flow in the middle of the job gets most of the link; the job still finishes.
+        _ = try bed.run("b", ["iperf3", "-s", "-1", "-D", "-p", "5299"])
+        let job = try cli(["submit", "a:rand", "b:scavenger", "--codec", "none", "--cc", "scavenger"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let moving = try await cluster.eventually(30) { try cli(["status", job, "--json"]).stdout.contains("\"bytes_done\":0,") == false }
+        try #require(moving, "the scavenger job did not start")
+        let iperf = try bed.run("a", ["iperf3", "-c", "10.77.2.1", "-p", "5299", "-C", "cubic", "-t", "4", "-J"])
+        let report = try JSONSerialization.jsonObject(with: Data(iperf.stdout.utf8)) as? [String: Any]
+        let end = (report?["end"] as? [String: Any])?["sum_received"] as? [String: Any]
+        let share = ((end?["bits_per_second"] as? Double) ?? 0) / Self.linkBitsPerSecond
+        print("WAN scavenger: the cubic flow got \(String(format: "%.0f", share * 100))% of the link")
+        #expect(share > 0.6, "\(iperf.stdout.prefix(500))")
+        let finished = try await cluster.eventually(120) { try cli(["status", job, "--json"]).stdout.contains("\"state\":\"succeeded\"") }
+        #expect(finished, "\(try cli(["status", job]).stdout)")
+        #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/scavenger/r.bin")) == Data(contentsOf: random.appendingPathComponent("r.bin")))
+    }
+
+    /// The median of ping's `time=` values, in ms.
+    static func medianRTT(_ output: String) -> Double {
+        let times = output.components(separatedBy: "time=").dropFirst().compactMap { Double($0.prefix { $0 == "." || $0.isNumber }) }.sorted()
+        return times.isEmpty ? .nan : times[times.count / 2]
+    }
+}
