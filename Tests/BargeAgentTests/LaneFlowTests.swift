@@ -75,3 +75,34 @@ struct LaneFlowTests {
         #endif
     }
 }
+
+extension LaneFlowTests {
+    final class Log: @unchecked Sendable {
+        private let lock = NSLock()
+        private var entries: [UInt64] = []
+        func add(_ e: UInt64) { lock.withLock { entries.append(e) } }
+        var all: [UInt64] { lock.withLock { entries } }
+    }
+
+    /// A later unit's chunk waits behind an earlier unit's, whichever asked first.
+    @Test func roomGoesToTheOldestUnitFirst() async throws {
+        let clock = Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let window = Int(lane.controller.window)
+        let chunk = window * 3 / 4
+        let first = await lane.acquire(window, order: 1)
+        let log = Log()
+        let late = Task { _ = await lane.acquire(chunk, order: 9); log.add(9) }
+        try await Task.sleep(for: .milliseconds(50))
+        let early = Task { _ = await lane.acquire(chunk, order: 2); log.add(2) }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(log.all.isEmpty)
+        lane.release(window, sentAt: first, answered: false)  // room for one of them
+        await early.value
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(log.all == [2])
+        lane.release(chunk, sentAt: clock.now, answered: false)
+        await late.value
+        #expect(log.all == [2, 9])
+    }
+}

@@ -11,7 +11,7 @@ struct WANTestbedTests {
     static let linkBitsPerSecond = 100e6
 
     /// The test bed, or the reason there is none.
-    final class Bed {
+    final class Bed: Sendable {
         let prefix = "bt\(getpid() % 100_000)"
         var environment: [String: String] { ["BARGE_NETNS_PREFIX": prefix] }
 
@@ -100,7 +100,8 @@ struct WANTestbedTests {
         print("WAN scavenger: the cubic flow got \(String(format: "%.0f", share * 100))% of the link")
         #expect(share > 0.6, "\(iperf.stdout.prefix(500))")
         let finished = try await cluster.eventually(120) { try cli(["status", job, "--json"]).stdout.contains("\"state\":\"succeeded\"") }
-        #expect(finished, "\(try cli(["status", job]).stdout)")
+        let last = (try? cli(["status", job]).stdout) ?? ""
+        #expect(finished, "\(last)")
         #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/scavenger/r.bin")) == Data(contentsOf: random.appendingPathComponent("r.bin")))
     }
 

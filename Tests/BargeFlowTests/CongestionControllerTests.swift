@@ -8,9 +8,11 @@ struct CongestionControllerTests {
 
     /// A controller past slow start (at 25 ms RTT, so its first slowdown is due 50 ms later), with
     /// a 10 ms base delay measured.
-    private func settled(_ mode: CongestionMode = .fair, at now: UInt64 = 1_000_000_000, gap: UInt64? = nil) -> CongestionController {
+    private func settled(_ mode: CongestionMode = .fair, at now: UInt64 = 1_000_000_000, gap: UInt64? = nil,
+                         segment: Double? = nil) -> CongestionController {
         var p = CongestionController.Parameters()
         if let gap { p.minimumSlowdownGap = gap }
+        if let segment { p.segment = segment }
         var c = CongestionController(mode: mode, parameters: p)
         c.observe(rtt: ms(10), least: ms(10), now: now)
         c.observe(rtt: ms(10 + 15), now: now)
@@ -35,7 +37,7 @@ struct CongestionControllerTests {
     }
 
     @Test func belowTheTargetTheWindowGrowsByAboutOneSegmentPerRoundTrip() {
-        var c = settled()
+        var c = settled(segment: 64 * 1024)  // small against the window, so one RTT's growth is near linear
         let before = c.window
         var now: UInt64 = 1_001_000_000
         c.observe(rtt: ms(10 + 5), now: ms(1000))  // 5 ms of queue: between ¼ and all of the target

@@ -106,7 +106,8 @@ public final class AgentWork: Sendable {
                                      stallTimeout: settings.stallTimeout)
         let jobs = jobs, job = task.job
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
-        let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, fixedLinkRate: settings.linkRate)
+        let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
+                            fixedLinkRate: settings.linkRate)
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow)
         let outbox = outbox, logger = logger, running = running, draining = draining
         running.withLockedValue { r in

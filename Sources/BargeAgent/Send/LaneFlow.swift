@@ -6,12 +6,17 @@ import NIOConcurrencyHelpers
 /// in one mode, over all its units and streams. A chunk waits for room in the controller's window
 /// and for its pacing (window ÷ RTT) before it goes; its ack, and the socket's `TCP_INFO` read
 /// right after, feed the controller. Also estimates the bottleneck rate that `auto` compresses for.
+///
+/// Room in the window goes to the oldest unit first (the lowest `order`). Units sharing a lane
+/// equally would all end at once, and the lane would idle while their successors start (a scan of
+/// cut points, new connections, the have query); served oldest first, they end one by one and the
+/// others keep the window full meanwhile.
 public final class LaneFlow: Sendable {
     private struct State {
         var controller: CongestionController
         var inFlight = 0
         var pacing = TokenBucket(rate: nil, burst: 256 * 1024)
-        var waiting: [CheckedContinuation<Void, Never>] = []
+        var waiting: [Waiter] = []
         /// Sends waited on the window or pacing since the last ack.
         var limited = false
         var windows: [ObjectIdentifier: Double] = [:]
@@ -23,6 +28,12 @@ public final class LaneFlow: Sendable {
         var bottleneck: Double?
         /// Acks that came with a `TCP_INFO` sample.
         var tcpSamples = 0
+    }
+
+    private struct Waiter {
+        let order: UInt64
+        let bytes: Int
+        let continuation: CheckedContinuation<Void, Never>
     }
 
     public let mode: CongestionMode
@@ -39,37 +50,51 @@ public final class LaneFlow: Sendable {
         state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters), since: clock()))
     }
 
-    /// Waits until `bytes` more may be in flight; returns when they went out (for `acked`).
-    public func acquire(_ bytes: Int) async -> UInt64 {
-        while true {
-            let now = clock()
-            let wait: UInt64? = state.withLockedValue { s in
-                let window = Int(s.controller.window)
-                guard mode == .off || s.inFlight == 0 || s.inFlight + bytes <= window else {
-                    s.limited = true
-                    return nil
-                }
-                s.inFlight += bytes
-                let pause = s.pacing.take(bytes, now: now)
-                if pause > 0 { s.limited = true }
-                if pause > maximumPause { s.pacing.clearDebt(now: now) }
-                return min(pause, maximumPause)
+    /// Waits until `bytes` more may be in flight (after every waiting chunk of an older unit: a
+    /// lower `order`), then for the pacing; returns when they may go out (for `release`).
+    public func acquire(_ bytes: Int, order: UInt64 = 0) async -> UInt64 {
+        let admitted = state.withLockedValue { s -> Bool in
+            guard s.waiting.allSatisfy({ $0.order > order }), fits(s, bytes) else {
+                s.limited = true
+                return false
             }
-            guard let wait else {
-                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                    let now = state.withLockedValue { s -> Bool in
-                        // Room may have been made since the check above.
-                        if s.inFlight == 0 || s.inFlight + bytes <= Int(s.controller.window) { return true }
-                        s.waiting.append(c)
-                        return false
-                    }
-                    if now { c.resume() }
-                }
-                continue
-            }
-            if wait > 0 { try? await Task.sleep(for: .nanoseconds(Int64(wait))) }
-            return clock()
+            s.inFlight += bytes
+            return true
         }
+        if !admitted {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                // Room may have been made since the check above; `release` admits in order.
+                let resume = state.withLockedValue { s -> [Waiter] in
+                    s.waiting.append(Waiter(order: order, bytes: bytes, continuation: c))
+                    return admit(&s)
+                }
+                resume.forEach { $0.continuation.resume() }
+            }
+        }
+        let now = clock()
+        let wait = state.withLockedValue { s -> UInt64 in
+            let pause = s.pacing.take(bytes, now: now)
+            if pause > 0 { s.limited = true }
+            if pause > maximumPause { s.pacing.clearDebt(now: now) }
+            return min(pause, maximumPause)
+        }
+        if wait > 0 { try? await Task.sleep(for: .nanoseconds(Int64(wait))) }
+        return clock()
+    }
+
+    private func fits(_ s: State, _ bytes: Int) -> Bool {
+        mode == .off || s.inFlight == 0 || s.inFlight + bytes <= Int(s.controller.window)
+    }
+
+    /// Takes waiters into the window, oldest unit first, while they fit; the caller resumes them.
+    private func admit(_ s: inout State) -> [Waiter] {
+        var admitted: [Waiter] = []
+        while let i = s.waiting.indices.min(by: { s.waiting[$0].order < s.waiting[$1].order }), fits(s, s.waiting[i].bytes) {
+            let w = s.waiting.remove(at: i)
+            s.inFlight += w.bytes
+            admitted.append(w)
+        }
+        return admitted
     }
 
     /// The `bytes` sent at `sentAt` were answered (acked, nacked, or the stream failed: `answered`
@@ -77,7 +102,7 @@ public final class LaneFlow: Sendable {
     /// lane's sockets apart.
     public func release(_ bytes: Int, sentAt: UInt64, answered: Bool = true, sample: TCPSample? = nil, stream: ObjectIdentifier? = nil) {
         let now = clock()
-        let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+        let waiting = state.withLockedValue { s -> [Waiter] in
             s.inFlight -= bytes
             if answered {
                 if let sample {
@@ -99,10 +124,9 @@ public final class LaneFlow: Sendable {
                 estimateBottleneck(&s, now)
             }
             s.pacing.setRate(s.controller.rate, now: now)
-            defer { s.waiting = [] }
-            return s.waiting
+            return admit(&s)
         }
-        waiting.forEach { $0.resume() }
+        waiting.forEach { $0.continuation.resume() }
     }
 
     /// A stream of the lane closed: its socket no longer counts.
@@ -114,21 +138,21 @@ public final class LaneFlow: Sendable {
         }
     }
 
-    /// Over each half second: when a queue is building, the lane is sending as fast as the
-    /// bottleneck drains, so what was delivered is the bottleneck's rate; otherwise the
-    /// bottleneck is at least what was delivered, and the estimate grows by a quarter per second
-    /// until a queue shows.
+    /// Over each half second: when a queue is building (a quarter of the target or more), the lane
+    /// is sending as fast as the bottleneck drains, so what was delivered is the bottleneck's rate;
+    /// otherwise the bottleneck is at least what was delivered, and the estimate grows by half per
+    /// second until a queue shows (the sender was held back by something else, such as compression).
     private func estimateBottleneck(_ s: inout State, _ now: UInt64) {
         let elapsed = Double(now - s.since) / 1e9
         guard elapsed >= 0.5 else { return }
         s.delivered = Double(s.acked) / elapsed
         s.acked = 0
         s.since = now
-        let congested = s.controller.queueingDelay * 2 >= s.controller.parameters.target
+        let congested = s.controller.queueingDelay * 4 >= s.controller.parameters.target
         if congested {
             s.bottleneck = s.bottleneck.map { 0.5 * $0 + 0.5 * s.delivered } ?? s.delivered
         } else {
-            s.bottleneck = max(s.delivered, (s.bottleneck ?? s.delivered) * (1 + 0.25 * elapsed))
+            s.bottleneck = max(s.delivered, (s.bottleneck ?? s.delivered) * (1 + 0.5 * elapsed))
         }
     }
 
@@ -152,8 +176,17 @@ public final class LaneFlow: Sendable {
 /// (their base delays and windows carry over from unit to unit).
 public final class Lanes: Sendable {
     private let lanes = NIOLockedValueBox<[String: LaneFlow]>([:])
+    private let started = NIOLockedValueBox<UInt64>(0)
 
     public init() {}
+
+    /// The next unit's place in the queue for its lane's window: units started earlier go first.
+    public func nextOrder() -> UInt64 {
+        started.withLockedValue { n in
+            n += 1
+            return n
+        }
+    }
 
     public func lane(to destination: String, mode: CongestionMode) -> LaneFlow {
         lanes.withLockedValue { l in

@@ -9,14 +9,17 @@ public struct UnitFlow: Sendable {
     public var agentLimit: RateLimiter?
     public var jobLimit: @Sendable () -> RateLimiter?
     public var lane: LaneFlow?
+    /// The unit's place in its lane's queue (`Lanes.nextOrder`): older units get the window first.
+    public var order: UInt64
     /// `--link-rate`: compress for this rate rather than for the lane's estimate.
     public var fixedLinkRate: Double?
 
     public init(agentLimit: RateLimiter? = nil, jobLimit: @escaping @Sendable () -> RateLimiter? = { nil }, lane: LaneFlow? = nil,
-                fixedLinkRate: Double? = nil) {
+                order: UInt64 = 0, fixedLinkRate: Double? = nil) {
         self.agentLimit = agentLimit
         self.jobLimit = jobLimit
         self.lane = lane
+        self.order = order
         self.fixedLinkRate = fixedLinkRate
     }
 
@@ -27,7 +30,7 @@ public struct UnitFlow: Sendable {
         await agentLimit?.charge(bytes)
         await jobLimit()?.charge(bytes)
         guard let lane else { return try await stream.send(frame) }
-        let sentAt = await lane.acquire(bytes)
+        let sentAt = await lane.acquire(bytes, order: order)
         let reply: Message
         do {
             reply = try await stream.send(frame)
