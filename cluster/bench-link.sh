@@ -60,14 +60,15 @@ start_cluster() {
   local where=${1:-b}
   stop_cluster
   rm -rf "$work/state" "$work/dst"; mkdir -p "$work/src" "$work/dst"
-  in_a "$barge" coordinator --state "$work/state" --listen 10.77.1.1:7470 --http 10.77.1.1:7480 > "$work/logs/coordinator.log" 2>&1 &
+  # Started with `ip netns exec` itself, not through in_a: $! is then the process, so kill reaches it.
+  ip netns exec "$P-a" "$barge" coordinator --state "$work/state" --listen 10.77.1.1:7470 --http 10.77.1.1:7480 > "$work/logs/coordinator.log" 2>&1 &
   pids+=($!)
-  in_a "$barge" agent --coordinator 10.77.1.1:7470 --name a1 --site a --root "$work/src" --listen 10.77.1.1:0 > "$work/logs/a1.log" 2>&1 &
+  ip netns exec "$P-a" "$barge" agent --coordinator 10.77.1.1:7470 --name a1 --site a --root "$work/src" --listen 10.77.1.1:0 > "$work/logs/a1.log" 2>&1 &
   pids+=($!)
   if [[ $where == b ]]; then
-    in_b "$barge" agent --coordinator 10.77.1.1:7470 --name b1 --site b --root "$work/dst" --listen 10.77.2.1:0 > "$work/logs/b1.log" 2>&1 &
+    ip netns exec "$P-b" "$barge" agent --coordinator 10.77.1.1:7470 --name b1 --site b --root "$work/dst" --listen 10.77.2.1:0 > "$work/logs/b1.log" 2>&1 &
   else
-    in_a "$barge" agent --coordinator 10.77.1.1:7470 --name b1 --site b --root "$work/dst" --listen 10.77.1.1:0 > "$work/logs/b1.log" 2>&1 &
+    ip netns exec "$P-a" "$barge" agent --coordinator 10.77.1.1:7470 --name b1 --site b --root "$work/dst" --listen 10.77.1.1:0 > "$work/logs/b1.log" 2>&1 &
   fi
   pids+=($!)
   for _ in $(seq 1 100); do
@@ -97,7 +98,7 @@ print(j["finished_at"] - j["started_at"], j["bytes_done"], j["wire_bytes"], " ".
 }
 
 # Pings B from A every 0.1 s into FILE until stopped.
-ping_to() { in_a ping -n -i 0.1 10.77.2.1 > "$1" 2>&1 & echo $!; }
+ping_to() { ip netns exec "$P-a" ping -n -i 0.1 10.77.2.1 > "$1" 2>&1 & echo $!; }
 median_ms() { grep -o 'time=[0-9.]*' "$1" | cut -d= -f2 | sort -n | awk '{v[NR]=$1} END {if (NR == 0) print "nan"; else print v[int((NR+1)/2)]}'; }
 
 # Samples the router's bytes towards B every 0.1 s into FILE ("time bytes" lines) until stopped.

@@ -56,8 +56,8 @@ struct WANTestbedTests {
         let cluster = try TestCluster()
         let random = cluster.dir.url.appendingPathComponent("root-a/rand")
         try FileManager.default.createDirectory(at: random, withIntermediateDirectories: true)
-        var rng = SystemRandomNumberGenerator()
-        try Data((0..<(40 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: random.appendingPathComponent("r.bin"))
+        let urandom = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        try urandom.readData(ofLength: 40 << 20).write(to: random.appendingPathComponent("r.bin"))
         let coordinator = try RunningBarge(["coordinator", "--state", cluster.dir.path + "/state", "--listen", "10.77.1.1:7470", "--http", "10.77.1.1:7480"],
                                            environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("coordinator.log"), launcher: bed.launcher("a"))
         let a1 = try RunningBarge(["agent", "--coordinator", "10.77.1.1:7470", "--name", "a1", "--site", "a", "--root", cluster.dir.path + "/root-a",
@@ -89,7 +89,15 @@ struct WANTestbedTests {
         #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/fair/r.bin")) == Data(contentsOf: random.appendingPathComponent("r.bin")))
 
         // Scavenger: a cubic flow in the middle of the job gets most of the link; the job still finishes.
-        _ = try bed.run("b", ["iperf3", "-s", "-1", "-D", "-p", "5299"])
+        // Not through `run`: a server outlives the call, and would hold its output pipes open.
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        server.arguments = ["netns", "exec", bed.namespace("b"), "iperf3", "-s", "-1", "-p", "5299"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        try await Task.sleep(for: .milliseconds(300))
         let job = try cli(["submit", "a:rand", "b:scavenger", "--codec", "none", "--cc", "scavenger"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let moving = try await cluster.eventually(30) { try cli(["status", job, "--json"]).stdout.contains("\"bytes_done\":0,") == false }
         try #require(moving, "the scavenger job did not start")
