@@ -16,6 +16,17 @@ public enum CongestionMode: String, Sendable, CaseIterable, Codable {
         guard let mode = Self.allCases.first(where: { $0.code == code }) else { return nil }
         self = mode
     }
+
+    /// A mode as the CLI and the API take it (`--cc`), with the error they show.
+    public init(named name: String) throws(UnknownCongestionMode) {
+        guard let mode = Self(rawValue: name) else { throw UnknownCongestionMode(name: name) }
+        self = mode
+    }
+}
+
+public struct UnknownCongestionMode: Error, CustomStringConvertible {
+    public let name: String
+    public var description: String { "cc must be fair, scavenger or off, not '\(name)'" }
 }
 
 /// A delay-based congestion controller in the style of LEDBAT++ (draft-irtf-iccrg-ledbat-plus-plus)

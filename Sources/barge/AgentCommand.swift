@@ -81,7 +81,7 @@ struct AgentCommand: AsyncParsableCommand {
         guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
         guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
         _ = try fixedLinkRate()
-        guard CongestionMode(rawValue: cc) != nil else { throw ValidationError("--cc must be fair, scavenger or off, not '\(cc)'") }
+        do { _ = try CongestionMode(named: cc) } catch { throw ValidationError("--\(error)") }
         _ = try contentDefinedAbove()
         do { _ = try RateLimiter(bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
         guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
@@ -127,7 +127,7 @@ struct AgentCommand: AsyncParsableCommand {
         var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
         settings.sender.limiter = try RateLimiter(bwlimit)
-        settings.congestion = CongestionMode(rawValue: cc) ?? .fair
+        settings.congestion = try CongestionMode(named: cc)
         settings.linkRate = try fixedLinkRate()
         if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(

@@ -46,7 +46,7 @@ struct SubmitCommand: AsyncParsableCommand {
     func validate() throws {
         do { _ = try CodecChoice(name: codec) } catch { throw ValidationError("--codec: \(error)") }
         do { _ = try Timetable(parsing: bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
-        guard CongestionMode(rawValue: cc) != nil else { throw ValidationError("--cc must be fair, scavenger or off, not '\(cc)'") }
+        do { _ = try CongestionMode(named: cc) } catch { throw ValidationError("--\(error)") }
     }
 
     func run() async throws {

@@ -114,7 +114,7 @@ public final class LaneFlow: Sendable {
                             s.controller.lost(now: now)
                         }
                     }
-                    s.controller.observe(kernelWindow: s.windows.values.reduce(0, +))
+                    Self.observeKernelWindows(&s)
                 } else {
                     s.controller.observe(rtt: now - sentAt, now: now)
                 }
@@ -129,12 +129,17 @@ public final class LaneFlow: Sendable {
         waiting.forEach { $0.continuation.resume() }
     }
 
+    /// The kernel's windows of the lane's open sockets, together (`fair` mode's floor).
+    private static func observeKernelWindows(_ s: inout State) {
+        s.controller.observe(kernelWindow: s.windows.values.reduce(0, +))
+    }
+
     /// A stream of the lane closed: its socket no longer counts.
     public func closed(_ stream: ObjectIdentifier) {
         state.withLockedValue { s in
             s.windows.removeValue(forKey: stream)
             s.retransmits.removeValue(forKey: stream)
-            s.controller.observe(kernelWindow: s.windows.values.reduce(0, +))
+            Self.observeKernelWindows(&s)
         }
     }
 

@@ -132,7 +132,7 @@ public actor Scheduler {
         guard codec.utf8.count <= 64, !codec.isEmpty else { throw SchedulerError.invalid("codec name is empty or too long") }
         let bwlimit = try Self.limit(request.bwlimit)
         let cc = request.cc ?? CongestionMode.fair.rawValue
-        guard CongestionMode(rawValue: cc) != nil else { throw SchedulerError.invalid("cc must be fair, scavenger or off, not '\(cc)'") }
+        do { _ = try CongestionMode(named: cc) } catch { throw SchedulerError.invalid(error.description) }
         var job = JobRecord(id: id, sourceSite: request.source.site, sourcePath: source,
                             destinationSite: request.destination.site, destinationPath: destination, createdAt: Int64(now()))
         job.codec = codec
