@@ -43,7 +43,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))
     var maxUnits = 4
 
-    @Option(help: ArgumentHelp("The link rate the adaptive codec plans for (a slower link makes it compress harder). 'auto': the bottleneck each lane measures, or a --bwlimit in force if lower.", valueName: "rate"))
+    @Option(help: ArgumentHelp("The link rate the adaptive codec plans for (a slower link makes it compress harder). 'auto': the bottleneck each lane measures, or a --bwlimit in force if lower. 'unlimited': plan as if the network were never the bottleneck (store raw whenever that is cheapest in CPU).", valueName: "rate"))
     var linkRate = "auto"
 
     @Option(help: ArgumentHelp("Congestion mode for jobs whose coordinator sets none (an older version): fair, scavenger or off. Jobs set theirs with 'submit --cc'.", valueName: "mode"))
@@ -51,6 +51,7 @@ struct AgentCommand: AsyncParsableCommand {
 
     func fixedLinkRate() throws -> Double? {
         if linkRate == "auto" { return nil }
+        if linkRate == "unlimited" { return .infinity }
         do { return try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
     }
 

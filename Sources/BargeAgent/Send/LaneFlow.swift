@@ -21,9 +21,10 @@ public final class LaneFlow: Sendable {
         var limited = false
         var windows: [ObjectIdentifier: Double] = [:]
         var retransmits: [ObjectIdentifier: UInt32] = [:]
-        /// Wire bytes acked since `since`, and the rate over the last such interval.
+        /// Wire bytes and chunks acked since `since`, and the rate over the last such interval.
         var since: UInt64 = 0
         var acked = 0
+        var acks = 0
         var delivered: Double = 0
         var bottleneck: Double?
         /// Acks that came with a `TCP_INFO` sample.
@@ -71,8 +72,8 @@ public final class LaneFlow: Sendable {
                 resume.forEach { $0.continuation.resume() }
             }
         }
-        let now = clock()
         let wait = state.withLockedValue { s -> UInt64 in
+            let now = clock()
             let pause = s.pacing.take(bytes, now: now)
             if pause > 0 { s.limited = true }
             if pause > maximumPause { s.pacing.clearDebt(now: now) }
@@ -101,8 +102,9 @@ public final class LaneFlow: Sendable {
     /// false). `sample` is the stream's `TCP_INFO` read after the answer; `stream` tells the
     /// lane's sockets apart.
     public func release(_ bytes: Int, sentAt: UInt64, answered: Bool = true, sample: TCPSample? = nil, stream: ObjectIdentifier? = nil) {
-        let now = clock()
         let waiting = state.withLockedValue { s -> [Waiter] in
+            // Read under the lock, so that the controller sees time move forward only.
+            let now = clock()
             s.inFlight -= bytes
             if answered {
                 if let sample {
@@ -121,6 +123,7 @@ public final class LaneFlow: Sendable {
                 s.controller.acked(bytes, limited: s.limited, now: now)
                 s.limited = false
                 s.acked += bytes
+                s.acks += 1
                 estimateBottleneck(&s, now)
             }
             s.pacing.setRate(s.controller.rate, now: now)
@@ -143,25 +146,37 @@ public final class LaneFlow: Sendable {
         }
     }
 
-    /// Over each half second: when a queue is building (a quarter of the target or more), the lane
-    /// is sending as fast as the bottleneck drains, so what was delivered is the bottleneck's rate;
-    /// otherwise the bottleneck is at least what was delivered, and the estimate grows by half per
-    /// second until a queue shows (the sender was held back by something else, such as compression).
+    /// Every half second, or sooner once `estimateAcks` chunks are in (at least a tenth of a second):
+    /// - a queue is building (a quarter of the target or more): the lane sends as fast as the
+    ///   bottleneck drains, so what was delivered is the bottleneck's rate (averaged with the last
+    ///   estimate: a blip of queue, such as a busy CPU delaying acks, only halves the distance);
+    /// - no queue, and less than half of what the window and pacing allow (window ÷ RTT) was sent:
+    ///   the network is not what holds the lane back (compression is), so the estimate goes to
+    ///   four times what was delivered. Compressing for a faster link costs less CPU, and if the
+    ///   link cannot take it, a queue shows within an interval;
+    /// - no queue, and the lane sent about what its window allows (the window is still growing):
+    ///   the estimate grows by half per second.
     private func estimateBottleneck(_ s: inout State, _ now: UInt64) {
         let elapsed = Double(now - s.since) / 1e9
-        guard elapsed >= 0.5 else { return }
+        guard elapsed >= 0.5 || (elapsed >= 0.1 && s.acks >= Self.estimateAcks) else { return }
         s.delivered = Double(s.acked) / elapsed
-        s.acked = 0
-        s.since = now
         let congested = s.controller.queueingDelay * 4 >= s.controller.parameters.target
+        let windowBound = (s.controller.rate ?? .infinity) < 2 * s.delivered
+        let previous = s.bottleneck ?? UnitFlow.assumedLinkRate
         if congested {
             s.bottleneck = s.bottleneck.map { 0.5 * $0 + 0.5 * s.delivered } ?? s.delivered
+        } else if windowBound {
+            s.bottleneck = max(s.delivered, previous * (1 + 0.5 * elapsed))
         } else {
-            s.bottleneck = max(s.delivered, (s.bottleneck ?? s.delivered) * (1 + 0.5 * elapsed))
+            s.bottleneck = max(previous, 4 * s.delivered)
         }
+        (s.acked, s.acks, s.since) = (0, 0, now)
     }
 
-    /// The rate `auto` should compress for: the bottleneck estimate (nil for the first half second).
+    /// Chunks acked after which the bottleneck estimate may be refreshed before the half second.
+    static let estimateAcks = 16
+
+    /// The rate `auto` should compress for: the bottleneck estimate (nil before the first).
     public var bottleneck: Double? { state.withLockedValue { $0.bottleneck } }
 
     public var figures: LaneFigures {
