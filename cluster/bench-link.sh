@@ -202,8 +202,10 @@ part_slow() {
   local ratio
   ratio=$("$barge" bench compress --codecs auto --link-rate 400Mbit/s --seconds 0.3 --json "$work/src/sci"/* |
     python3 -c 'import json,sys; d=json.load(sys.stdin); r=[x for x in d["total"]["results"] if x["codec"]=="auto"][0]; print(r["ratio"])')
-  local out
+  local out s
+  s=$(sample_link "$work/link-slow.txt")
   out=$(transfer sci sci)
+  kill "$s"
   # rsync daemon in B; each variant into an empty directory, through the same link.
   mkdir -p "$work/rsync-dst"
   cat > "$work/rsyncd.conf" <<CONF

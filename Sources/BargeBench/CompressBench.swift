@@ -9,6 +9,9 @@ public struct CompressBenchOptions: Sendable {
     /// The send rate `auto` is modelled for (bytes per second); nil models an unlimited link, on
     /// which storing raw always wins.
     public var linkRate: Double? = 125e6
+    /// Chunks `auto` is modelled to compress at once on separate cores (an agent: its streams, up
+    /// to its cores). The measured speeds stay those of one core.
+    public var parallelism = 1
     /// Timed work per codec and file; passes repeat until it is spent (at least `minPasses`).
     public var secondsPerCodec = 1.0
     public var minPasses = 2
@@ -48,7 +51,7 @@ public struct CompressBench {
         }
         self.options = options
         // One selector for the whole run, as one agent keeps one for a whole transfer.
-        auto = AdaptiveEncoder(sendRate: options.linkRate)
+        auto = AdaptiveEncoder(sendRate: options.linkRate, parallelism: Double(options.parallelism))
     }
 
     public func run(paths: [String], onFile: (FileResult) -> Void = { _ in }) throws -> CompressBenchReport {
@@ -172,7 +175,7 @@ public struct CompressBench {
     /// the same chunks, in the send pipeline's order: each chunk is hashed (which brings it into
     /// cache), then sampled, then encoded. Best of five passes each.
     private func selectorOverhead(_ chunks: ChunkedData) -> (selector: UInt64, zstd1: UInt64) {
-        let probe = AdaptiveEncoder(sendRate: options.linkRate)
+        let probe = AdaptiveEncoder(sendRate: options.linkRate, parallelism: Double(options.parallelism))
         let out = EncodedChunks(chunks)
         defer { out.deallocate() }
         var bestSelector = UInt64.max, bestZstd = UInt64.max

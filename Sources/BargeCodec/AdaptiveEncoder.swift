@@ -1,26 +1,35 @@
 import BargeDigest
 
 /// `auto`: samples each chunk, lets the `CodecSelector` choose, encodes, and feeds the measured
-/// time and size back to the selector. One per worker thread, like `ChunkEncoder`.
+/// time and size back to the selector. One per worker thread, like `ChunkEncoder`. The time is
+/// the thread's CPU time: with more streams than cores, wall time would also count the waits for
+/// a core, and make every codec look slower the busier the agent is (the selector accounts for
+/// parallel streams with `parallelism`).
 public final class AdaptiveEncoder {
     /// The link's send rate in bytes per second, from the flow controller; nil when unlimited.
     public var sendRate: Double?
-    public private(set) var selector: CodecSelector
+    /// Chunks compressed at once on separate cores: the agent's streams, up to its cores.
+    public var parallelism: Double
+    /// The selector, possibly shared with other encoders (an agent's streams).
+    public let shared: SharedSelector
+    public var selector: CodecSelector { shared.snapshot }
     public let encoder: ChunkEncoder
     private var sampler = EntropySampler()
     private let clock: () -> UInt64
 
-    public init(sendRate: Double? = nil, selector: CodecSelector = CodecSelector(),
-                encoder: ChunkEncoder = ChunkEncoder(), clock: @escaping () -> UInt64 = MonotonicClock.now) {
+    public init(sendRate: Double? = nil, parallelism: Double = 1, selector: SharedSelector = SharedSelector(),
+                encoder: ChunkEncoder = ChunkEncoder(), clock: @escaping () -> UInt64 = MonotonicClock.threadCPU) {
         self.sendRate = sendRate
-        self.selector = selector
+        self.parallelism = parallelism
+        self.shared = selector
         self.encoder = encoder
         self.clock = clock
     }
 
     /// Chooses a codec for `raw` without encoding it.
     public func choose(_ raw: UnsafeRawBufferPointer) -> CodecDecision {
-        selector.choose(sampler.profile(raw), sendRate: sendRate)
+        let profile = sampler.profile(raw)
+        return shared.withSelector { $0.choose(profile, sendRate: sendRate, parallelism: parallelism) }
     }
 
     /// Encodes `raw` with the codec the selector picks; see `ChunkEncoder.encode` for `digest` and `out`.
@@ -35,18 +44,18 @@ public final class AdaptiveEncoder {
                        into out: UnsafeMutableRawBufferPointer) throws(CodecError) -> ChunkHeader {
         let start = clock()
         let header = try encoder.encode(raw, as: decision.spec, digest: digest, into: out)
-        selector.record(decision, rawLength: raw.count, encodedLength: header.encodedLength,
-                        nanoseconds: clock() &- start)
+        let nanoseconds = clock() &- start
+        shared.withSelector { $0.record(decision, rawLength: raw.count, encodedLength: header.encodedLength, nanoseconds: nanoseconds) }
         return header
     }
 
     /// Tells the selector that a chunk it chose to store raw was stored in place, at no cost.
     public func recordStored(_ decision: CodecDecision, rawLength: Int) {
-        selector.record(decision, rawLength: rawLength, encodedLength: rawLength + ChunkHeader.size, nanoseconds: 0)
+        shared.withSelector { $0.record(decision, rawLength: rawLength, encodedLength: rawLength + ChunkHeader.size, nanoseconds: 0) }
     }
 
     /// Tells the selector how long decoding a chunk it chose took (benchmarks and tests decode in-process).
     public func recordDecode(_ decision: CodecDecision, rawLength: Int, nanoseconds: UInt64) {
-        selector.recordDecode(decision, rawLength: rawLength, nanoseconds: nanoseconds)
+        shared.withSelector { $0.recordDecode(decision, rawLength: rawLength, nanoseconds: nanoseconds) }
     }
 }

@@ -133,8 +133,11 @@ struct AgentCommand: AsyncParsableCommand {
         if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(
             settings: settings,
-            sources: SourcePool { [rate = try? fixedLinkRate()] in
-                ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate), corruptFraction: corrupt)
+            // auto plans for as many chunks compressed at once as the agent has streams, up to its
+            // cores, and its streams share what they learn.
+            sources: SourcePool { [rate = try? fixedLinkRate(), parallelism = Double(min(ProcessInfo.processInfo.activeProcessorCount, streams * maxUnits)),
+                                   selector = SharedSelector()] in
+                ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate, parallelism: parallelism, selector: selector), corruptFraction: corrupt)
             }, receiving: listener.files, logger: logger)
         let running = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -38,6 +38,9 @@ struct BenchCompress: ParsableCommand {
     @Option(help: ArgumentHelp("The link rate auto chooses for, like 1Gbit/s or 200MB/s, or 'unlimited'.", valueName: "rate"))
     var linkRate = "1Gbit/s"
 
+    @Option(help: ArgumentHelp("Chunks auto plans to compress at once on separate cores. Default: this machine's cores, as an agent plans.", valueName: "n"))
+    var parallelism = ProcessInfo.processInfo.activeProcessorCount
+
     @Option(help: ArgumentHelp("Seconds of timed work per codec and file (at least two passes run).", valueName: "seconds"))
     var seconds = 1.0
 
@@ -65,6 +68,8 @@ struct BenchCompress: ParsableCommand {
         guard o.maxBytesPerFile >= 1 else { throw ValidationError("--max-bytes must be at least 1 B") }
         guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds must be above 0 and at most 3600") }
         o.secondsPerCodec = seconds
+        guard parallelism >= 1, parallelism <= 1024 else { throw ValidationError("--parallelism must be from 1 to 1024") }
+        o.parallelism = parallelism
         return o
     }
 

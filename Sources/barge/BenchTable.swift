@@ -8,7 +8,7 @@ struct BenchTable {
     func preamble() -> String {
         let link = options.linkRate.map { "a \(ByteQuantity.formatRate($0)) link" } ?? "an unlimited link"
         return """
-            Chunks of \(ByteQuantity.formatSize(Double(options.chunkSize))); auto chooses for \(link) (--link-rate).
+            Chunks of \(ByteQuantity.formatSize(Double(options.chunkSize))); auto chooses for \(link) (--link-rate) and \(options.parallelism) chunk(s) compressed at once (--parallelism).
             Speeds: best pass on one core, MB/s of uncompressed data. Ratios include chunk headers.
             """
     }

@@ -21,10 +21,14 @@ public final class LaneFlow: Sendable {
         var limited = false
         var windows: [ObjectIdentifier: Double] = [:]
         var retransmits: [ObjectIdentifier: UInt32] = [:]
-        /// Wire bytes and chunks acked since `since`, and the rate over the last such interval.
-        var since: UInt64 = 0
+        /// Since `since` (nil until the first ack): wire bytes and chunks acked, and sends, and
+        /// those that went at once with half the window or more to spare. `delivered` is the
+        /// rate over the last such interval.
+        var since: UInt64?
         var acked = 0
         var acks = 0
+        var sends = 0
+        var roomySends = 0
         var delivered: Double = 0
         var bottleneck: Double?
         /// Acks that came with a `TCP_INFO` sample.
@@ -48,18 +52,20 @@ public final class LaneFlow: Sendable {
                 clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow) {
         self.mode = mode
         self.clock = clock
-        state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters), since: clock()))
+        state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters)))
     }
 
     /// Waits until `bytes` more may be in flight (after every waiting chunk of an older unit: a
     /// lower `order`), then for the pacing; returns when they may go out (for `release`).
     public func acquire(_ bytes: Int, order: UInt64 = 0) async -> UInt64 {
         let admitted = state.withLockedValue { s -> Bool in
+            s.sends += 1
             guard s.waiting.allSatisfy({ $0.order > order }), fits(s, bytes) else {
                 s.limited = true
                 return false
             }
             s.inFlight += bytes
+            if Double(s.inFlight) * 2 <= s.controller.window { s.roomySends += 1 }
             return true
         }
         if !admitted {
@@ -146,35 +152,44 @@ public final class LaneFlow: Sendable {
         }
     }
 
-    /// Every half second, or sooner once `estimateAcks` chunks are in (at least a tenth of a second):
+    /// Every half second, or sooner once `estimateAcks` chunks are in (at least a tenth of a second),
+    /// counted from the lane's first ack:
     /// - a queue is building (a quarter of the target or more): the lane sends as fast as the
-    ///   bottleneck drains, so what was delivered is the bottleneck's rate (averaged with the last
-    ///   estimate: a blip of queue, such as a busy CPU delaying acks, only halves the distance);
-    /// - no queue, and less than half of what the window and pacing allow (window ÷ RTT) was sent:
-    ///   the network is not what holds the lane back (compression is), so the estimate goes to
-    ///   four times what was delivered. Compressing for a faster link costs less CPU, and if the
-    ///   link cannot take it, a queue shows within an interval;
-    /// - no queue, and the lane sent about what its window allows (the window is still growing):
-    ///   the estimate grows by half per second.
+    ///   bottleneck drains, so what was delivered is the bottleneck's rate. It is averaged over
+    ///   about `smoothing` (a half-second interval moves the estimate half way), so that a short
+    ///   interval's noise, or a blip of queue such as a busy CPU delaying acks, moves it little;
+    /// - no queue, and three sends in four went at once with half the window to spare: the network
+    ///   is not what holds the lane back (compression is), so the estimate goes to four times what
+    ///   was delivered. Compressing for a faster link costs less CPU, and if the link cannot take
+    ///   it, a queue shows within an interval;
+    /// - no queue, but the window held the sends back (it is growing, or recovering from a
+    ///   slowdown): the estimate grows by half per second.
     private func estimateBottleneck(_ s: inout State, _ now: UInt64) {
-        let elapsed = Double(now - s.since) / 1e9
+        guard let since = s.since else {
+            (s.acked, s.acks, s.sends, s.roomySends, s.since) = (0, 0, 0, 0, now)
+            return
+        }
+        let elapsed = Double(now - since) / 1e9
         guard elapsed >= 0.5 || (elapsed >= 0.1 && s.acks >= Self.estimateAcks) else { return }
         s.delivered = Double(s.acked) / elapsed
         let congested = s.controller.queueingDelay * 4 >= s.controller.parameters.target
-        let windowBound = (s.controller.rate ?? .infinity) < 2 * s.delivered
+        let appLimited = s.sends > 0 && s.roomySends * 4 >= s.sends * 3
         let previous = s.bottleneck ?? UnitFlow.assumedLinkRate
         if congested {
-            s.bottleneck = s.bottleneck.map { 0.5 * $0 + 0.5 * s.delivered } ?? s.delivered
-        } else if windowBound {
-            s.bottleneck = max(s.delivered, previous * (1 + 0.5 * elapsed))
-        } else {
+            let weight = elapsed / (elapsed + Self.smoothing)
+            s.bottleneck = s.bottleneck.map { $0 + weight * (s.delivered - $0) } ?? s.delivered
+        } else if appLimited {
             s.bottleneck = max(previous, 4 * s.delivered)
+        } else {
+            s.bottleneck = max(s.delivered, previous * (1 + 0.5 * min(elapsed, 0.5)))
         }
-        (s.acked, s.acks, s.since) = (0, 0, now)
+        (s.acked, s.acks, s.sends, s.roomySends, s.since) = (0, 0, 0, 0, now)
     }
 
     /// Chunks acked after which the bottleneck estimate may be refreshed before the half second.
     static let estimateAcks = 16
+    /// The time constant of the bottleneck estimate's average, seconds.
+    static let smoothing = 0.5
 
     /// The rate `auto` should compress for: the bottleneck estimate (nil before the first).
     public var bottleneck: Double? { state.withLockedValue { $0.bottleneck } }

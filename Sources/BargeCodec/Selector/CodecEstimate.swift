@@ -15,12 +15,15 @@ public struct CodecEstimate: Hashable, Sendable {
     }
 
     /// Time per raw byte through a pipeline whose stages (compress at the sender, the link,
-    /// decompress at the receiver) overlap, so the slowest stage sets the pace. CPU time hidden
-    /// behind the link is still not free (parallel streams share the cores), so a tenth of it is
-    /// added. `wireNanosPerByte` is 0 on an unlimited link.
-    public func cost(wireNanosPerByte: Double) -> Double {
+    /// decompress at the receiver) overlap, so the slowest stage sets the pace. `parallelism`
+    /// chunks are compressed (and decompressed) at once, on as many cores, so those stages go that
+    /// many times faster than one chunk's time says. CPU time hidden behind the link is still not
+    /// free (it is taken from the other streams and from the receiver), so a tenth of it is added.
+    /// `wireNanosPerByte` is 0 on an unlimited link.
+    public func cost(wireNanosPerByte: Double, parallelism: Double = 1) -> Double {
         let cpu = compressNanosPerByte + decompressNanosPerByte
-        return max(compressNanosPerByte, wireNanosPerByte / ratio, decompressNanosPerByte) + 0.1 * cpu
+        let p = max(1, parallelism)
+        return max(compressNanosPerByte / p, wireNanosPerByte / ratio, decompressNanosPerByte / p) + 0.1 * cpu
     }
 
     /// Exponentially weighted moving average towards an observation (the first replaces the prior).
