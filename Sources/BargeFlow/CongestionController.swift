@@ -65,8 +65,8 @@ public struct CongestionController: Sendable {
         public var slowdownSpacing: UInt64 = 9
         /// …and no sooner than this. A lane's sends are whole chunks, so a slowdown and the ramp
         /// after it last about 100 ms rather than a few RTTs; nine of those apart, slowdowns cost 10%
-        /// of the link (measured: 87% utilization against 94% without). The base delay is kept per
-        /// minute, so one measurement every few seconds is plenty.
+        /// of the link (measured: 87% utilization against 94% without), and 4 s apart still 3–4%.
+        /// The base delay is kept per minute, so one measurement every 8 s is plenty.
         public var minimumSlowdownGap: UInt64 = 8_000_000_000
 
         public init() {}

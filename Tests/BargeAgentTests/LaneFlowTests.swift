@@ -106,3 +106,55 @@ extension LaneFlowTests {
         #expect(log.all == [2, 9])
     }
 }
+
+/// The bottleneck estimate that `auto` compresses for, fed acks at a steady pace on a mock clock.
+struct BottleneckEstimateTests {
+    /// Sends `count` chunks of `bytes` one at a time, each acked `every` ns later with a socket RTT
+    /// of `rtt` over a least RTT of `least`; returns the delivered rate, bytes per second.
+    @discardableResult
+    func deliver(_ lane: LaneFlow, _ clock: LaneFlowTests.Clock, count: Int, bytes: Int, every: UInt64,
+                 rtt: UInt64, least: UInt64) async -> Double {
+        let stream = ObjectIdentifier(NSObject())
+        for _ in 0..<count {
+            let at = await lane.acquire(bytes)
+            clock.advance(every)
+            lane.release(bytes, sentAt: at, sample: TCPSample(rtt: rtt, minRTT: least, window: 0, retransmits: 0), stream: stream)
+        }
+        return Double(bytes) / (Double(every) / 1e9)
+    }
+
+    /// No queue, and the window mostly free: compression holds the lane back, not the network, so
+    /// the estimate jumps to four times what was delivered (and `auto` compresses less).
+    @Test func anAppLimitedLaneRaisesItsEstimateFourfold() async {
+        let clock = LaneFlowTests.Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        #expect(lane.bottleneck == nil)
+        let delivered = await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
+        let estimate = try! #require(lane.bottleneck)
+        #expect(estimate >= 3.9 * delivered && estimate <= 4.1 * delivered, "estimate \(estimate) for \(delivered) delivered")
+    }
+
+    /// A queue builds: what was delivered is the bottleneck, and later intervals move the estimate
+    /// towards theirs gradually.
+    @Test func aQueueMakesTheEstimateWhatWasDelivered() async {
+        let clock = LaneFlowTests.Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let first = await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 10_000_000, rtt: 10_000_000, least: 1_000_000)
+        let estimate = try! #require(lane.bottleneck)
+        #expect(abs(estimate - first) < 0.05 * first, "estimate \(estimate) for \(first) delivered")
+        // Twice as fast for one interval: the estimate moves part of the way only.
+        let faster = await deliver(lane, clock, count: 20, bytes: 256 << 10, every: 5_000_000, rtt: 10_000_000, least: 1_000_000)
+        let moved = try! #require(lane.bottleneck)
+        #expect(moved > estimate * 1.05 && moved < faster * 0.8, "moved to \(moved) between \(estimate) and \(faster)")
+    }
+
+    /// No queue, but the window is full (the sends cannot go at once with room to spare): the
+    /// window, not compression, holds the lane back, and the estimate only creeps up.
+    @Test func aWindowBoundLaneGrowsItsEstimateSlowly() async {
+        let clock = LaneFlowTests.Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let delivered = await deliver(lane, clock, count: 40, bytes: 768 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
+        let estimate = try! #require(lane.bottleneck)
+        #expect(estimate >= delivered && estimate < 1.5 * delivered, "estimate \(estimate) for \(delivered) delivered")
+    }
+}

@@ -80,4 +80,46 @@ struct SelectorTests {
         #expect(learnt.observations == 1)
         #expect(abs(learnt.compressNanosPerByte - 1e6 / Double(1 << 20)) < 1e-9)  // one mock tick per encode
     }
+
+    /// Priors come from order-0 entropy, which cannot see LZ matches: once one codec of a class is
+    /// measured at twice its prior's ratio, the untried ones are taken to be twice theirs too, so
+    /// that they are not ruled out against it.
+    @Test func untriedCodecsScaleWithWhatTheClassMeasured() {
+        var sampler = EntropySampler()
+        var selector = CodecSelector()
+        let profile = sampler.profile(SampleData.int16Signal(bytes: 1 << 20))
+        let tried = selector.choose(profile, sendRate: 50e6)
+        let untried = CodecSelector.candidates(stride: tried.dataClass.stride).first { $0 != tried.spec && $0.compressor != .none }!
+        let before = selector.estimate(untried, for: profile)
+        let prior = selector.estimate(tried.spec, for: profile)
+        let encoded = Int(Double(1 << 20) / (2 * prior.ratio))
+        selector.record(tried, rawLength: 1 << 20, encodedLength: encoded, nanoseconds: UInt64(prior.compressNanosPerByte * Double(1 << 20)))
+        let after = selector.estimate(untried, for: profile)
+        #expect(after.observations == 0)
+        #expect(abs(after.ratio / before.ratio - 2) < 0.01, "\(untried): \(before.ratio) → \(after.ratio)")
+        #expect(abs(after.compressNanosPerByte - before.compressNanosPerByte) < 1e-9 * before.compressNanosPerByte + 1e-9)
+        #expect(selector.estimate(.none, for: profile).ratio == 1)
+    }
+
+    /// With chunks compressed on several cores at once, the compression stage goes that many times
+    /// faster; the CPU it uses still counts a little.
+    @Test func parallelStreamsShortenTheCPUStages() {
+        let e = CodecEstimate(ratio: 2, compressNanosPerByte: 10, decompressNanosPerByte: 1)
+        #expect(abs(e.cost(wireNanosPerByte: 10) - 11.1) < 1e-9)                  // compression sets the pace
+        #expect(abs(e.cost(wireNanosPerByte: 10, parallelism: 2) - 6.1) < 1e-9)  // compression and link even
+        #expect(abs(e.cost(wireNanosPerByte: 10, parallelism: 8) - 6.1) < 1e-9)  // the link sets the pace
+    }
+
+    /// An agent's streams share one selector: what one encoder measures, the others know.
+    @Test func encodersSharingASelectorPoolWhatTheyLearn() throws {
+        let shared = SharedSelector()
+        let a = AdaptiveEncoder(sendRate: Self.gigabit, selector: shared)
+        let b = AdaptiveEncoder(sendRate: Self.gigabit, selector: shared)
+        let data = SampleData.float32Field(bytes: 1 << 20)
+        var out = [UInt8](repeating: 0, count: ChunkFormat.maxEncodedLength(rawLength: data.count))
+        let (_, decision) = try data.withUnsafeBytes { r in try out.withUnsafeMutableBytes { try a.encode(r, into: $0) } }
+        var sampler = EntropySampler()
+        #expect(b.selector.estimate(decision.spec, for: sampler.profile(data)).observations == 1)
+        #expect(AdaptiveEncoder(sendRate: Self.gigabit).selector.estimate(decision.spec, for: sampler.profile(data)).observations == 0)
+    }
 }

@@ -131,9 +131,11 @@ struct CongestionControllerTests {
             now += ms(8)
         }
         let ended = now - ms(8)
-        c.acked(64 << 10, limited: true, now: ended + ms(3999))
+        let gap = c.parameters.minimumSlowdownGap / 1_000_000
+        #expect(gap == 8000)
+        c.acked(64 << 10, limited: true, now: ended + ms(Double(gap - 1)))
         #expect(c.phase == .avoidance)
-        c.acked(64 << 10, limited: true, now: ended + ms(4001))
+        c.acked(64 << 10, limited: true, now: ended + ms(Double(gap + 1)))
         #expect(c.window == c.parameters.minimumWindow)
     }
 
