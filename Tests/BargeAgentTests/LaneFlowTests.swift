@@ -152,8 +152,11 @@ struct BottleneckEstimateTests {
     /// window, not compression, holds the lane back, and the estimate only creeps up.
     @Test func aWindowBoundLaneGrowsItsEstimateSlowly() async {
         let clock = LaneFlowTests.Clock()
-        let lane = LaneFlow(mode: .fair, clock: { clock.now })
-        let delivered = await deliver(lane, clock, count: 40, bytes: 768 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
+        var parameters = CongestionController.Parameters()
+        parameters.initialWindow = 384 * 1024  // a 256 KiB chunk fills more than half of it
+        let lane = LaneFlow(mode: .fair, parameters: parameters, clock: { clock.now })
+        let delivered = await deliver(lane, clock, count: 60, bytes: 256 << 10, every: 2_000_000, rtt: 100_000, least: 100_000)
+        #expect(lane.controller.window == Double(384 << 10))
         let estimate = try! #require(lane.bottleneck)
         #expect(estimate >= delivered && estimate < 1.5 * delivered, "estimate \(estimate) for \(delivered) delivered")
     }
