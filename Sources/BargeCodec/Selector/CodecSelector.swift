@@ -43,7 +43,7 @@ public struct CodecDecision: Hashable, Sendable {
 /// - Every `explorationInterval`-th chunk of a class tries, in turn, one of the other candidates
 ///   whose estimated cost is within `explorationSlack` of the best, so estimates stay current.
 public struct CodecSelector: Sendable {
-    public var explorationInterval = 16
+    public var explorationInterval = 32
     public var explorationSlack = 1.5
     /// Weight of a new observation in the moving averages.
     public var learningRate = 0.3
