@@ -41,7 +41,7 @@ public final class DataPlaneListener: Sendable {
         let flusher = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: indexFlushInterval)
-                files.flush()
+                _ = try? await BlockingWork.run { files.flush() }
             }
         }
         defer { flusher.cancel() }
@@ -51,11 +51,13 @@ public final class DataPlaneListener: Sendable {
                     reason: "this is a data-plane listener; \(peer.session.role) connections go to the coordinator")).frame())
                 return
             }
-            let receiver = ChunkReceiver(root: root, files: files)
+            // Writes, fsync, renames and the chunk index's SQLite block: each message is handled on
+            // a Dispatch thread, one at a time per connection, so the receiver is never shared.
+            let receiver = Unshared(ChunkReceiver(root: root, files: files))
             for try await frame in inbound {
                 let message = try Message(frame: frame)
                 if case .error = message { return }
-                guard let reply = receiver.handle(message) else {
+                guard let reply = try await BlockingWork.run({ receiver.value.handle(message) }) else {
                     try await outbound.write(Message.error(ErrorMessage(.unexpected(frame.type, state: "receiving chunks"))).frame())
                     return
                 }
@@ -69,4 +71,11 @@ public final class DataPlaneListener: Sendable {
     public func close() async {
         await server.close()
     }
+}
+
+/// A value handed from one thread to another while only one of them uses it at a time (the
+/// connection's loop waits for each message's answer before it reads the next).
+private struct Unshared<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -422,13 +422,3 @@ extension Message {
         return false
     }
 }
-
-/// Runs blocking or long CPU-bound work on a Dispatch thread rather than on Swift's cooperative
-/// pool, whose few threads also carry the agent's heartbeats and streams.
-enum BlockingWork {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try body() }) }
-        }
-    }
-}

@@ -1,0 +1,12 @@
+import Dispatch
+
+/// Runs blocking or long CPU-bound work on a Dispatch thread rather than on Swift's cooperative
+/// pool, whose few threads (one per core) also carry the agent's heartbeats and streams: an
+/// `fsync` there stalls every stream that waits for a thread meanwhile.
+enum BlockingWork {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
