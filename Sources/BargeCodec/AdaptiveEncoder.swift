@@ -2,9 +2,9 @@ import BargeDigest
 
 /// `auto`: samples each chunk, lets the `CodecSelector` choose, encodes, and feeds the measured
 /// time and size back to the selector. One per worker thread, like `ChunkEncoder`. The time is
-/// the thread's CPU time: with more streams than cores, wall time would also count the waits for
-/// a core, and make every codec look slower the busier the agent is (the selector accounts for
-/// parallel streams with `parallelism`).
+/// wall time: when the cores are busy (sender and receiver on one machine, or many streams), a
+/// codec's waits for a core are part of what it costs. (Thread CPU time was tried: it made
+/// compression look cheap on loopback, where storing raw wins, and did not help on a slow link.)
 public final class AdaptiveEncoder {
     /// The link's send rate in bytes per second, from the flow controller; nil when unlimited.
     public var sendRate: Double?
@@ -18,7 +18,7 @@ public final class AdaptiveEncoder {
     private let clock: () -> UInt64
 
     public init(sendRate: Double? = nil, parallelism: Double = 1, selector: SharedSelector = SharedSelector(),
-                encoder: ChunkEncoder = ChunkEncoder(), clock: @escaping () -> UInt64 = MonotonicClock.threadCPU) {
+                encoder: ChunkEncoder = ChunkEncoder(), clock: @escaping () -> UInt64 = MonotonicClock.now) {
         self.sendRate = sendRate
         self.parallelism = parallelism
         self.shared = selector

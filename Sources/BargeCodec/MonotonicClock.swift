@@ -12,13 +12,4 @@ public enum MonotonicClock {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
-
-    /// Nanoseconds of CPU the calling thread has used (CLOCK_THREAD_CPUTIME_ID): what a codec
-    /// costs, without the time its thread waited for a core while other streams ran.
-    @inline(__always)
-    public static func threadCPU() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
 }

@@ -158,9 +158,9 @@ public final class LaneFlow: Sendable {
     ///   bottleneck drains, so what was delivered is the bottleneck's rate. It is averaged over
     ///   about `smoothing` (a half-second interval moves the estimate half way), so that a short
     ///   interval's noise, or a blip of queue such as a busy CPU delaying acks, moves it little;
-    /// - no queue, and three sends in four went at once with half the window to spare: the network
-    ///   is not what holds the lane back (compression is), so the estimate goes to four times what
-    ///   was delivered. Compressing for a faster link costs less CPU, and if the link cannot take
+    /// - no queue, and three sends in four went at once with half the window to spare (or the lane
+    ///   is still in its first slow start): the network is not what holds the lane back
+    ///   (compression is), so the estimate goes to four times what was delivered. Compressing for a faster link costs less CPU, and if the link cannot take
     ///   it, a queue shows within an interval;
     /// - no queue, but the window held the sends back (it is growing, or recovering from a
     ///   slowdown): the estimate grows by half per second.
@@ -173,7 +173,10 @@ public final class LaneFlow: Sendable {
         guard elapsed >= 0.5 || (elapsed >= 0.1 && s.acks >= Self.estimateAcks) else { return }
         s.delivered = Double(s.acked) / elapsed
         let congested = s.controller.queueingDelay * 4 >= s.controller.parameters.target
-        let appLimited = s.sends > 0 && s.roomySends * 4 >= s.sends * 3
+        // In the first slow start the window is still doubling towards whatever the path takes, so
+        // it is not what holds the lane back either.
+        let firstSlowStart = s.controller.phase == .slowStart && s.controller.threshold == .infinity
+        let appLimited = firstSlowStart || (s.sends > 0 && s.roomySends * 4 >= s.sends * 3)
         let previous = s.bottleneck ?? UnitFlow.assumedLinkRate
         if congested {
             let weight = elapsed / (elapsed + Self.smoothing)
