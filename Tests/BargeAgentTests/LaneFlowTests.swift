@@ -155,8 +155,11 @@ struct BottleneckEstimateTests {
         var parameters = CongestionController.Parameters()
         parameters.initialWindow = 384 * 1024  // a 256 KiB chunk fills more than half of it
         let lane = LaneFlow(mode: .fair, parameters: parameters, clock: { clock.now })
+        // A delay of ¾ of the target ends the first slow start (below the target: no cut).
+        await deliver(lane, clock, count: 1, bytes: 256 << 10, every: 2_000_000, rtt: 12_100_000, least: 100_000)
+        #expect(lane.controller.phase == .avoidance)
         let delivered = await deliver(lane, clock, count: 60, bytes: 256 << 10, every: 2_000_000, rtt: 100_000, least: 100_000)
-        #expect(lane.controller.window == Double(384 << 10))
+        #expect(lane.controller.window <= Double(384 << 10))  // 384 KiB, or the minimum in a slowdown
         let estimate = try! #require(lane.bottleneck)
         #expect(estimate >= delivered && estimate < 1.5 * delivered, "estimate \(estimate) for \(delivered) delivered")
     }

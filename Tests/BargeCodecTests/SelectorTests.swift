@@ -93,11 +93,11 @@ struct SelectorTests {
         let before = selector.estimate(untried, for: profile)
         let prior = selector.estimate(tried.spec, for: profile)
         let encoded = Int(Double(1 << 20) / (2 * prior.ratio))
-        selector.record(tried, rawLength: 1 << 20, encodedLength: encoded, nanoseconds: UInt64(prior.compressNanosPerByte * Double(1 << 20)))
+        selector.record(tried, rawLength: 1 << 20, encodedLength: encoded, nanoseconds: UInt64(3 * prior.compressNanosPerByte * Double(1 << 20)))
         let after = selector.estimate(untried, for: profile)
         #expect(after.observations == 0)
         #expect(abs(after.ratio / before.ratio - 2) < 0.01, "\(untried): \(before.ratio) → \(after.ratio)")
-        #expect(abs(after.compressNanosPerByte - before.compressNanosPerByte) < 1e-9 * before.compressNanosPerByte + 1e-9)
+        #expect(after.compressNanosPerByte == before.compressNanosPerByte)  // one codec's speed says nothing of another's
         #expect(selector.estimate(.none, for: profile).ratio == 1)
     }
 

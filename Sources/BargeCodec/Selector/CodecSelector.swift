@@ -118,8 +118,8 @@ public struct CodecSelector: Sendable {
         estimate(spec, DataClass(profile), profile)
     }
 
-    /// A candidate's own calibration, or else its prior scaled by how far the class's calibrated
-    /// candidates turned out from theirs. The priors' ratios come from order-0 entropy, which
+    /// A candidate's own calibration, or else its prior with the ratio scaled by how far the class's
+    /// calibrated candidates' ratios turned out from theirs. The priors' ratios come from order-0 entropy, which
     /// cannot see what LZ matching finds (int16 deltas: a prior of 1.3 against 2.7 measured); an
     /// unscaled prior would make every untried codec look far worse than the one tried first, and
     /// with a selector per stream, each seeing a few chunks of a class, exploration alone comes
@@ -127,23 +127,21 @@ public struct CodecSelector: Sendable {
     private func estimate(_ spec: CodecSpec, _ dataClass: DataClass, _ profile: EntropyProfile) -> CodecEstimate {
         if let known = estimates[dataClass]?[spec] { return known }
         var prior = CodecPriors.estimate(spec, profile: profile)
-        guard spec.compressor != .none, let (ratio, speed) = calibration(dataClass, profile) else { return prior }
-        prior.ratio = max(1, prior.ratio * ratio)
-        prior.compressNanosPerByte *= speed
+        guard spec.compressor != .none, let scale = ratioCalibration(dataClass, profile) else { return prior }
+        prior.ratio = max(1, prior.ratio * scale)
         return prior
     }
 
-    /// The geometric means, over a class's calibrated compressing candidates, of measured ÷ prior
-    /// ratio and compression time; nil before any is calibrated.
-    private func calibration(_ dataClass: DataClass, _ profile: EntropyProfile) -> (ratio: Double, speed: Double)? {
-        var logRatio = 0.0, logSpeed = 0.0, n = 0.0
+    /// The geometric mean, over a class's calibrated compressing candidates, of measured ÷ prior
+    /// ratio; nil before any is calibrated. Speeds are not scaled: one codec's speed says little
+    /// about another's (a filter written in Swift against zstd in C, say).
+    private func ratioCalibration(_ dataClass: DataClass, _ profile: EntropyProfile) -> Double? {
+        var logRatio = 0.0, n = 0.0
         for (spec, e) in estimates[dataClass] ?? [:] where spec.compressor != .none && e.observations > 0 {
-            let prior = CodecPriors.estimate(spec, profile: profile)
-            logRatio += log(e.ratio / prior.ratio)
-            logSpeed += log(max(e.compressNanosPerByte, 1e-3) / prior.compressNanosPerByte)
+            logRatio += log(e.ratio / CodecPriors.estimate(spec, profile: profile).ratio)
             n += 1
         }
-        return n > 0 ? (exp(logRatio / n), exp(logSpeed / n)) : nil
+        return n > 0 ? exp(logRatio / n) : nil
     }
 }
 
