@@ -160,8 +160,9 @@ public final class LaneFlow: Sendable {
     ///   interval's noise, or a blip of queue such as a busy CPU delaying acks, moves it little;
     /// - no queue, and three sends in four went at once with half the window to spare (or the lane
     ///   is still in its first slow start): the network is not what holds the lane back
-    ///   (compression is), so the estimate goes to four times what was delivered. Compressing for a faster link costs less CPU, and if the link cannot take
-    ///   it, a queue shows within an interval;
+    ///   (compression is), so the estimate goes to four times what was delivered. Compressing for
+    ///   a faster link costs less CPU, and if the link cannot take it, a queue shows within an
+    ///   interval;
     /// - no queue, but the window held the sends back (it is growing, or recovering from a
     ///   slowdown): the estimate grows by half per second.
     private func estimateBottleneck(_ s: inout State, _ now: UInt64) {
