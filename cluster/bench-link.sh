@@ -20,7 +20,7 @@
 # times that at 1 Gbit/s and on loopback), RANDOM_MIB (the
 # delay/scavenger dataset, default 1024), CODECS (fixed codecs to compare, default
 # "none lz4 zstd-1 zstd-3 zstd-9"), LOOPBACK_ROUNDS (runs of each codec on loopback, whose
-# median counts; default 3), SETTINGS (the links of the codecs part, default
+# median counts; default 5), SETTINGS (the links of the codecs part, default
 # "100mbit 1gbit loopback"), SOURCE_ARGS (extra arguments for the source agent, for experiments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -260,7 +260,7 @@ part_codecs() {
     # Loopback runs last about 2 s with both agents on the same 2 cores, and vary by ±15% from
     # run to run: there each codec runs LOOPBACK_ROUNDS times (in turn) and the median counts.
     local rounds=1 line="$setting:"
-    [[ $setting == loopback ]] && rounds=${LOOPBACK_ROUNDS:-3}
+    [[ $setting == loopback ]] && rounds=${LOOPBACK_ROUNDS:-5}
     for _ in $(seq 1 "$rounds"); do
       for codec in auto $codecs; do
         rm -rf "$work/dst/m-$codec"
