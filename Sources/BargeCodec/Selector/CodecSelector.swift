@@ -119,11 +119,10 @@ public struct CodecSelector: Sendable {
     }
 
     /// A candidate's own calibration, or else its prior with the ratio scaled by how far the class's
-    /// calibrated candidates' ratios turned out from theirs. The priors' ratios come from order-0 entropy, which
-    /// cannot see what LZ matching finds (int16 deltas: a prior of 1.3 against 2.7 measured); an
-    /// unscaled prior would make every untried codec look far worse than the one tried first, and
-    /// with a selector per stream, each seeing a few chunks of a class, exploration alone comes
-    /// too late to correct it.
+    /// calibrated candidates' ratios turned out from theirs. The priors' ratios come from order-0
+    /// entropy, which cannot see what LZ matching finds (int16 deltas: a prior of 1.3 against 2.7
+    /// measured); an unscaled prior makes every untried codec look far worse than the one tried
+    /// first, and exploration (one chunk in `explorationInterval`) is slow to correct it.
     private func estimate(_ spec: CodecSpec, _ dataClass: DataClass, _ profile: EntropyProfile) -> CodecEstimate {
         if let known = estimates[dataClass]?[spec] { return known }
         var prior = CodecPriors.estimate(spec, profile: profile)

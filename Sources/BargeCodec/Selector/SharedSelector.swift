@@ -14,9 +14,7 @@ public final class SharedSelector: @unchecked Sendable {
     }
 
     public func withSelector<T>(_ body: (inout CodecSelector) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&selector)
+        lock.withLock { body(&selector) }
     }
 
     /// A copy of the selector as it is now.
