@@ -21,7 +21,8 @@
 # delay/scavenger dataset, default 1024), CODECS (fixed codecs to compare, default
 # "none lz4 zstd-1 zstd-3 zstd-9"), LOOPBACK_ROUNDS (runs of each codec on loopback, whose
 # median counts; default 5), SETTINGS (the links of the codecs part, default
-# "100mbit 1gbit loopback"), SOURCE_ARGS (extra arguments for the source agent, for experiments).
+# "100mbit 1gbit loopback"), SOURCE_ARGS (extra arguments for the source agent, for experiments),
+# RSYNC=0 (the slow part without rsync, for experiments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -90,6 +91,7 @@ stop_cluster() {
 transfer() {
   local src=$1 dst=$2; shift 2
   local json
+  date +%s.%N > "$work/submitted-at"
   json=$(cli submit "a:$src" "b:$dst" --wait --json "$@")
   python3 -c '
 import json, sys
@@ -206,6 +208,10 @@ part_slow() {
   s=$(sample_link "$work/link-slow.txt")
   out=$(transfer sci sci)
   kill "$s"
+  if [[ ${RSYNC:-1} == 0 ]]; then  # experiments: Barge alone
+    python3 -c 'import sys; secs, raw, wire = map(float, sys.argv[1].split()[:3]); r = float(sys.argv[2]); print(f"Barge: {secs:.2f} s, ratio {raw/wire:.3f}, {raw/secs/50e6/r:.1%} of link x auto ratio {r:.3f}; mix {sys.argv[1].split()[3:]}")' "$out" "$ratio" | tee -a "$work/report.txt"
+    return
+  fi
   # rsync daemon in B; each variant into an empty directory, through the same link.
   mkdir -p "$work/rsync-dst"
   cat > "$work/rsyncd.conf" <<CONF

@@ -4,9 +4,14 @@ import Dispatch
 /// pool, whose few threads (one per core) also carry the agent's heartbeats and streams: an
 /// `fsync` there stalls every stream that waits for a thread meanwhile.
 enum BlockingWork {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    static func run<T: Sendable>(on queue: DispatchQueue = .global(qos: .userInitiated),
+                                 _ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try body() }) }
+            queue.async { continuation.resume(with: Result { try body() }) }
         }
     }
+
+    /// Where source units find their content-defined cut points: one scan at a time, in the order
+    /// the units started.
+    static let cutPoints = DispatchQueue(label: "barge.cut-points", qos: .userInitiated)
 }

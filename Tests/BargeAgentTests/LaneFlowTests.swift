@@ -154,7 +154,8 @@ struct BottleneckEstimateTests {
         let clock = LaneFlowTests.Clock()
         var parameters = CongestionController.Parameters()
         parameters.initialWindow = 384 * 1024  // a 256 KiB chunk fills more than half of it
-        let lane = LaneFlow(mode: .fair, parameters: parameters, clock: { clock.now })
+        // Scavenger: its first slowdown comes two RTTs after slow start and holds the window down.
+        let lane = LaneFlow(mode: .scavenger, parameters: parameters, clock: { clock.now })
         // A delay of ¾ of the target ends the first slow start (below the target: no cut).
         await deliver(lane, clock, count: 1, bytes: 256 << 10, every: 2_000_000, rtt: 12_100_000, least: 100_000)
         #expect(lane.controller.phase == .avoidance)

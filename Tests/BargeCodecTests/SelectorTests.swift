@@ -56,6 +56,26 @@ struct SelectorTests {
         #expect(selector.estimate(first.spec, for: profile).ratio < 1.01)
     }
 
+    /// Wall-time outliers (a chunk that waited for a core) move a codec's speed estimate a little;
+    /// faster chunks move it back quickly; lasting slowness still gets through.
+    @Test func aSlowChunkMovesTheSpeedEstimateLessThanAFastOne() {
+        var sampler = EntropySampler()
+        var selector = CodecSelector()
+        let profile = sampler.profile(SampleData.text(bytes: 1 << 20))
+        var d = selector.choose(profile, sendRate: 10e6)
+        d.spec = .zstd(3)
+        let mib = 1 << 20
+        func speed() -> Double { selector.estimate(.zstd(3), for: profile).compressNanosPerByte }
+        selector.record(d, rawLength: mib, encodedLength: mib / 3, nanoseconds: UInt64(7 * Double(mib)))
+        #expect(abs(speed() - 7) < 1e-9)
+        selector.record(d, rawLength: mib, encodedLength: mib / 3, nanoseconds: UInt64(37 * Double(mib)))  // 30 ns/B slower
+        #expect(abs(speed() - 10) < 1e-6)  // a tenth of the way
+        selector.record(d, rawLength: mib, encodedLength: mib / 3, nanoseconds: UInt64(Double(mib)))  // 9 ns/B faster
+        #expect(abs(speed() - (10 - 0.3 * 9)) < 1e-6)  // the learning rate's share
+        for _ in 0..<40 { selector.record(d, rawLength: mib, encodedLength: mib / 3, nanoseconds: UInt64(20 * Double(mib))) }
+        #expect(speed() > 19)
+    }
+
     @Test func explorationTriesAnotherCandidatePeriodically() {
         var sampler = EntropySampler()
         var selector = CodecSelector()
@@ -102,12 +122,12 @@ struct SelectorTests {
     }
 
     /// With chunks compressed on several cores at once, the compression stage goes that many times
-    /// faster; the CPU it uses still counts a little.
+    /// faster; the CPU it uses still counts a little (a twentieth).
     @Test func parallelStreamsShortenTheCPUStages() {
         let e = CodecEstimate(ratio: 2, compressNanosPerByte: 10, decompressNanosPerByte: 1)
-        #expect(abs(e.cost(wireNanosPerByte: 10) - 11.1) < 1e-9)                  // compression sets the pace
-        #expect(abs(e.cost(wireNanosPerByte: 10, parallelism: 2) - 6.1) < 1e-9)  // compression and link even
-        #expect(abs(e.cost(wireNanosPerByte: 10, parallelism: 8) - 6.1) < 1e-9)  // the link sets the pace
+        #expect(abs(e.cost(wireNanosPerByte: 10) - 10.55) < 1e-9)                  // compression sets the pace
+        #expect(abs(e.cost(wireNanosPerByte: 10, parallelism: 2) - 5.55) < 1e-9)  // compression and link even
+        #expect(abs(e.cost(wireNanosPerByte: 10, parallelism: 8) - 5.55) < 1e-9)  // the link sets the pace
     }
 
     /// An agent's streams share one selector: what one encoder measures, the others know.

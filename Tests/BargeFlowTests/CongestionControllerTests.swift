@@ -121,8 +121,23 @@ struct CongestionControllerTests {
         #expect(c.window == c.parameters.minimumWindow)
     }
 
+    @Test func aFairLanesFirstSlowdownWaitsTheMinimumGapAScavengersComesTwoRoundTripsAfterSlowStart() {
+        var fair = settled(.fair, at: 0)
+        fair.acked(64 << 10, limited: true, now: ms(51))
+        #expect(fair.phase == .avoidance)
+        fair.acked(64 << 10, limited: true, now: ms(7999))
+        #expect(fair.phase == .avoidance)
+        fair.acked(64 << 10, limited: true, now: ms(8001))
+        #expect(fair.window == fair.parameters.minimumWindow)
+        var scavenger = settled(.scavenger, at: 0)
+        scavenger.acked(64 << 10, limited: true, now: ms(49))
+        #expect(scavenger.phase == .avoidance)
+        scavenger.acked(64 << 10, limited: true, now: ms(51))
+        #expect(scavenger.window == scavenger.parameters.minimumWindow)
+    }
+
     @Test func slowdownsAreAtLeastTheMinimumGapApart() {
-        var c = settled(at: 0)
+        var c = settled(.scavenger, at: 0)
         c.acked(64 << 10, limited: true, now: ms(51))
         guard case .slowdown = c.phase else { Issue.record("no slowdown"); return }
         var now = ms(72)

@@ -59,25 +59,16 @@ public struct UnitSender: Sendable {
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.
     public func run() async throws(UnitFailure) -> TaskDone {
-        let plan: UnitPlan
-        do {
-            // Finding content-defined cut points reads the files: on a thread of its own, so the
-            // cooperative pool stays free for heartbeats and the other units' streams.
-            let spans = try await BlockingWork.run { [self] in
-                try Dictionary(uniqueKeysWithValues: task.files.indices.compactMap { i in try contentSpans(i).map { (i, $0) } })
-            }
-            plan = UnitPlan(task) { spans[$0] }
-        } catch {
-            throw UnitFailure(retryable: false, description: "source: \(error)")
-        }
-        let queue = StepQueue(plan)
-        let streams = max(1, min(settings.streams, plan.steps.count))
+        // Cut points are found while the first stream connects and asks what the destination holds.
+        let planning = Task { await plan() }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The first stream asks what the destination already holds, then the others start.
                 try await client.withStream { first in
                     let refs = try await references(first)
-                    for _ in 1..<streams {
+                    let plan = try await planning.value.get()
+                    let queue = StepQueue(plan)
+                    for _ in 1..<max(1, min(settings.streams, plan.steps.count)) {
                         group.addTask { try await client.withStream { stream in try await work(stream, queue, refs) } }
                     }
                     try await work(first, queue, refs)
@@ -91,9 +82,27 @@ public struct UnitSender: Sendable {
         } catch let store as StoreError {
             throw UnitFailure(retryable: false, description: "source: \(store)")
         } catch {
+            // A source that cannot be read says more than a destination that could not be reached.
+            if case .failure(let failure) = await planning.value { throw failure }
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : "data plane to \(task.destination.name) at \(task.destination.host):\(task.destination.port): \(error)")
         }
         return progress.done(task)
+    }
+
+    /// The unit's steps, with content-defined cut points for its large files. Finding them reads
+    /// the files, so it runs off the cooperative pool (which carries the heartbeats and every
+    /// stream), and one unit at a time (`BlockingWork.cutPoints`): units that start together
+    /// (a job's first ones) then start sending one after another, the first after one unit's
+    /// scan rather than after all of theirs, and a scan never takes both cores from the streams.
+    private func plan() async -> Result<UnitPlan, UnitFailure> {
+        do {
+            let spans = try await BlockingWork.run(on: BlockingWork.cutPoints) { [self] in
+                try Dictionary(uniqueKeysWithValues: task.files.indices.compactMap { i in try contentSpans(i).map { (i, $0) } })
+            }
+            return .success(UnitPlan(task) { spans[$0] })
+        } catch {
+            return .failure(UnitFailure(retryable: false, description: "source: \(error)"))
+        }
     }
 
     /// A file's content-defined chunks within the unit's range, when it is large enough.

@@ -23,20 +23,35 @@ public struct CodecEstimate: Hashable, Sendable {
     public func cost(wireNanosPerByte: Double, parallelism: Double = 1) -> Double {
         let cpu = compressNanosPerByte + decompressNanosPerByte
         let p = max(1, parallelism)
-        return max(compressNanosPerByte / p, wireNanosPerByte / ratio, decompressNanosPerByte / p) + 0.1 * cpu
+        return max(compressNanosPerByte / p, wireNanosPerByte / ratio, decompressNanosPerByte / p) + Self.cpuWeight * cpu
     }
 
+    /// The share of a codec's CPU time added to its cost although the pipeline hides it.
+    static let cpuWeight = 0.05
+
     /// Exponentially weighted moving average towards an observation (the first replaces the prior).
+    ///
+    /// A chunk's compression time is wall time: its CPU time plus whatever it waited for a core.
+    /// Those waits come in bursts (every stream's next chunk is ready at once, the receiver
+    /// decompresses on the same cores) and inflate single chunks two or three times. A slower
+    /// observation therefore moves the estimate only `slowerWeight` of the way, a faster one the
+    /// full `weight`: a few unlucky chunks no longer rule a codec out for the rest of a job (seen:
+    /// text sent with lz4 at 2.1 for 70 MB, after zstd-1 and zstd-3 measured 2–3 times their usual
+    /// time for a moment), while lasting contention still raises the estimate within tens of chunks.
     mutating func learn(ratio observedRatio: Double, compressNanosPerByte observedSpeed: Double, weight: Double) {
         if observations == 0 {
             ratio = observedRatio
             compressNanosPerByte = observedSpeed
         } else {
             ratio += weight * (observedRatio - ratio)
-            compressNanosPerByte += weight * (observedSpeed - compressNanosPerByte)
+            let w = observedSpeed > compressNanosPerByte ? min(weight, Self.slowerWeight) : weight
+            compressNanosPerByte += w * (observedSpeed - compressNanosPerByte)
         }
         observations += 1
     }
+
+    /// The weight of a compression time slower than the estimate.
+    static let slowerWeight = 0.1
 
     mutating func learn(decompressNanosPerByte observed: Double, weight: Double) {
         decompressNanosPerByte += (observations == 0 ? 1 : weight) * (observed - decompressNanosPerByte)
