@@ -91,7 +91,6 @@ stop_cluster() {
 transfer() {
   local src=$1 dst=$2; shift 2
   local json
-  date +%s.%N > "$work/submitted-at"
   json=$(cli submit "a:$src" "b:$dst" --wait --json "$@")
   python3 -c '
 import json, sys
@@ -208,11 +207,28 @@ part_slow() {
   s=$(sample_link "$work/link-slow.txt")
   out=$(transfer sci sci)
   kill "$s"
-  if [[ ${RSYNC:-1} == 0 ]]; then  # experiments: Barge alone
-    python3 -c 'import sys; secs, raw, wire = map(float, sys.argv[1].split()[:3]); r = float(sys.argv[2]); print(f"Barge: {secs:.2f} s, ratio {raw/wire:.3f}, {raw/secs/50e6/r:.1%} of link x auto ratio {r:.3f}; mix {sys.argv[1].split()[3:]}")' "$out" "$ratio" | tee -a "$work/report.txt"
-    return
-  fi
-  # rsync daemon in B; each variant into an empty directory, through the same link.
+  local times="" results=()
+  [[ ${RSYNC:-1} == 0 ]] || times=$(rsync_times "$work/src/sci")  # fails the script if rsync does
+  [[ -z $times ]] || mapfile -t results <<< "$times"
+  python3 - "$out" "$ratio" "$LINK_BPS" "${results[@]}" <<'PY' | tee -a "$work/report.txt"
+import sys
+secs, raw, wire = map(float, sys.argv[1].split()[:3])
+mix = sys.argv[1].split()[3:]
+ratio, link = float(sys.argv[2]), float(sys.argv[3]) / 8
+rsync = dict(zip(["rsync", "rsync -z", "rsync -z lz4"], map(float, sys.argv[4:7])))
+eff = raw / secs
+print(f"dataset {raw/2**20:.0f} MiB; auto's ratio in barge bench compress (400Mbit/s): {ratio:.3f}; in the transfer: {raw/wire:.3f}; mix {' '.join(mix)}")
+print(f"Barge: {secs:.2f} s, effective {eff/1e6:.1f} MB/s = {eff/link:.2f}x the link = {eff/(link*ratio):.1%} of link x auto's ratio  (target >= 90%)")
+for name, t in rsync.items():
+    print(f"{name}: {t:.2f} s, {raw/t/1e6:.1f} MB/s = {raw/t/link:.2f}x the link")
+if rsync:
+    print(f"Barge against the best rsync: {min(rsync.values())/secs:.2f}x  (target >= 1.5x)")
+PY
+}
+
+# rsync_times DIR: seconds of rsync, rsync -z and rsync -z --compress-choice=lz4 copying DIR to an
+# rsync daemon in B, each into an empty directory, through the same link (one line each).
+rsync_times() {
   mkdir -p "$work/rsync-dst"
   cat > "$work/rsyncd.conf" <<CONF
 pid file = $work/rsyncd.pid
@@ -225,31 +241,17 @@ gid = root
 CONF
   in_b rsync --daemon --config "$work/rsyncd.conf" --address 10.77.2.1 --port 8730
   sleep 0.5
-  local variants=("" "-z" "-z --compress-choice=lz4") results=()
+  local variants=("" "-z" "-z --compress-choice=lz4")
   for v in "${variants[@]}"; do
     rm -rf "$work/rsync-dst"/*; sync
     local a b
     a=$(now)
     # shellcheck disable=SC2086
-    in_a rsync -a $v "$work/src/sci/" "rsync://10.77.2.1:8730/dst/"
+    in_a rsync -a $v "$1/" "rsync://10.77.2.1:8730/dst/" >&2
     b=$(now)
-    results+=("$(python3 -c "print($b - $a)")")
+    python3 -c "print($b - $a)"
   done
   kill "$(cat "$work/rsyncd.pid")" 2>/dev/null || true
-  python3 - "$out" "$ratio" "$LINK_BPS" "${results[@]}" <<'PY' | tee -a "$work/report.txt"
-import sys
-secs, raw, wire = map(float, sys.argv[1].split()[:3])
-mix = sys.argv[1].split()[3:]
-ratio, link = float(sys.argv[2]), float(sys.argv[3]) / 8
-rsync = dict(zip(["rsync", "rsync -z", "rsync -z lz4"], map(float, sys.argv[4:7])))
-eff = raw / secs
-print(f"dataset {raw/2**20:.0f} MiB; auto's ratio in barge bench compress (400Mbit/s): {ratio:.3f}; in the transfer: {raw/wire:.3f}; mix {' '.join(mix)}")
-print(f"Barge: {secs:.2f} s, effective {eff/1e6:.1f} MB/s = {eff/link:.2f}x the link = {eff/(link*ratio):.1%} of link x auto's ratio  (target >= 90%)")
-for name, t in rsync.items():
-    print(f"{name}: {t:.2f} s, {raw/t/1e6:.1f} MB/s = {raw/t/link:.2f}x the link")
-best = min(rsync.values())
-print(f"Barge against the best rsync: {best/secs:.2f}x  (target >= 1.5x)")
-PY
 }
 
 part_codecs() {

@@ -42,9 +42,10 @@ public struct UnknownCongestionMode: Error, CustomStringConvertible {
 ///   proportion to the excess, at most by half, once per RTT. A loss halves it.
 /// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
 ///   so a lane on a short path grows slowly.
-/// - Periodic slowdowns: two RTTs after slow start ends (`fair`: `minimumSlowdownGap` after it), and then nine times the length of the
-///   last slowdown after it (at least `minimumSlowdownGap`), the window drops to its minimum for two RTTs (at least `slowdownHold`)
-///   so that the queue drains and the base delay is measured again; it then slow-starts back.
+/// - Periodic slowdowns: two RTTs after slow start ends (`fair`: `minimumSlowdownGap` after it),
+///   and then nine times the length of the last slowdown after it (at least `minimumSlowdownGap`),
+///   the window drops to its minimum for two RTTs (at least `slowdownHold`) so that the queue
+///   drains and the base delay is measured again; it then slow-starts back.
 /// - In `fair` mode the window never drops below what the kernel's own TCP would have in flight
 ///   in its place (its congestion windows, from `TCP_INFO`), so against other TCP flows it
 ///   competes like TCP; alone it keeps the queue near the target.
