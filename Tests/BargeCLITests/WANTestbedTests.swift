@@ -66,7 +66,7 @@ struct WANTestbedTests {
         let b1 = try RunningBarge(["agent", "--coordinator", "10.77.1.1:7470", "--name", "b1", "--site", "b", "--root", cluster.dir.path + "/root-b",
                                    "--listen", "10.77.2.1:0"], environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("b1.log"),
                                   launcher: bed.launcher("b"))
-        func cli(_ arguments: [String]) throws -> BargeProcess.Result {
+        @Sendable func cli(_ arguments: [String]) throws -> BargeProcess.Result {
             try bed.run("a", ["env", "BARGE_TOKEN_FILE=\(cluster.environment["BARGE_TOKEN_FILE"]!)", BargeProcess.executable.path]
                         + arguments + ["--coordinator-url", "http://10.77.1.1:7480"])
         }
@@ -75,20 +75,12 @@ struct WANTestbedTests {
 
         // Fair, alone on the link: it fills it, and the queue it builds stays short.
         let idle = try bed.run("a", ["ping", "-n", "-c", "10", "-i", "0.1", "10.77.2.1"])
-        let pinging = Task.detached { try bed.run("a", ["ping", "-n", "-c", "40", "-i", "0.1", "10.77.2.1"]) }
+        let pinging = Task { try await Self.onThread { try bed.run("a", ["ping", "-n", "-c", "40", "-i", "0.1", "10.77.2.1"]) } }
         // The router's counter every 0.2 s while the job runs; utilization over the samples that
         // moved data (the scan and the final ack are not the link's).
-        let sampling = Task.detached { () -> [(Date, Double)] in
-            var samples: [(Date, Double)] = []
-            while !Task.isCancelled {
-                samples.append((Date(), (try? bed.txBytes()) ?? 0))
-                try? await Task.sleep(for: .milliseconds(200))
-            }
-            return samples
-        }
-        let fair = try cli(["submit", "a:rand", "b:fair", "--codec", "none", "--wait", "--json"])
-        sampling.cancel()
-        let samples = await sampling.value
+        let sampler = LinkSampler { (try? bed.txBytes()) ?? 0 }
+        let fair = try await Self.onThread { try cli(["submit", "a:rand", "b:fair", "--codec", "none", "--wait", "--json"]) }
+        let samples = sampler.stop()
         #expect(fair.status == 0, "\(fair.stdout)\(fair.stderr)")
         let during = try await pinging.value
         let rates = zip(samples, samples.dropFirst()).map { a, b in (b.1 - a.1) * 8 / b.0.timeIntervalSince(a.0) }.filter { $0 > 0.05 * Self.linkBitsPerSecond }
@@ -122,6 +114,41 @@ struct WANTestbedTests {
         let last = (try? cli(["status", job]).stdout) ?? ""
         #expect(finished, "\(last)")
         #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/scavenger/r.bin")) == Data(contentsOf: random.appendingPathComponent("r.bin")))
+    }
+
+    /// Runs `body` on a thread of its own. Blocking calls (ping, waiting for a process) must not
+    /// hold the cooperative pool's threads: on two cores there are two, and a sampler starved by
+    /// a ping and a `submit --wait` saw the job only after it had ended (CI: "over 2 intervals").
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    /// Reads a byte counter every 0.2 s on a thread of its own until stopped.
+    final class LinkSampler: @unchecked Sendable {
+        private let lock = NSLock()
+        private var samples: [(Date, Double)] = []
+        private var stopped = false
+
+        init(_ read: @escaping @Sendable () -> Double) {
+            Thread { [self] in
+                while !lock.withLock({ stopped }) {
+                    let bytes = read()
+                    let now = Date()
+                    lock.withLock { samples.append((now, bytes)) }
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+            }.start()
+        }
+
+        /// The samples so far; no more are taken.
+        func stop() -> [(Date, Double)] {
+            lock.withLock {
+                stopped = true
+                return samples
+            }
+        }
     }
 
     /// The median of ping's `time=` values, in ms.
