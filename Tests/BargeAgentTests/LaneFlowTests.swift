@@ -154,6 +154,7 @@ struct BottleneckEstimateTests {
         let clock = LaneFlowTests.Clock()
         var parameters = CongestionController.Parameters()
         parameters.initialWindow = 384 * 1024  // a 256 KiB chunk fills more than half of it
+        parameters.target = 15_000_000  // the delays below are written for it
         // Scavenger: its first slowdown comes two RTTs after slow start and holds the window down.
         let lane = LaneFlow(mode: .scavenger, parameters: parameters, clock: { clock.now })
         // A delay of ¾ of the target ends the first slow start (below the target: no cut).

@@ -4,16 +4,24 @@ import Testing
 /// The controller driven by a mock clock: milliseconds are written as `ms(…)`.
 struct CongestionControllerTests {
     private func ms(_ v: Double) -> UInt64 { UInt64(v * 1_000_000) }
+    /// The figures below are written for this target, whatever the default.
     private let target: UInt64 = 15_000_000
+
+    private func controller(_ mode: CongestionMode, _ change: (inout CongestionController.Parameters) -> Void = { _ in }) -> CongestionController {
+        var p = CongestionController.Parameters()
+        p.target = target
+        change(&p)
+        return CongestionController(mode: mode, parameters: p)
+    }
 
     /// A controller past slow start (at 25 ms RTT, so its first slowdown is due 50 ms later), with
     /// a 10 ms base delay measured.
     private func settled(_ mode: CongestionMode = .fair, at now: UInt64 = 1_000_000_000, gap: UInt64? = nil,
                          segment: Double? = nil) -> CongestionController {
-        var p = CongestionController.Parameters()
-        if let gap { p.minimumSlowdownGap = gap }
-        if let segment { p.segment = segment }
-        var c = CongestionController(mode: mode, parameters: p)
+        var c = controller(mode) { p in
+            if let gap { p.minimumSlowdownGap = gap }
+            if let segment { p.segment = segment }
+        }
         c.observe(rtt: ms(10), least: ms(10), now: now)
         c.observe(rtt: ms(10 + 15), now: now)
         c.acked(64 << 10, limited: true, now: now)  // ¾ target exceeded: slow start ends
@@ -22,7 +30,7 @@ struct CongestionControllerTests {
     }
 
     @Test func slowStartDoublesPerWindowAckedUntilTheDelayNearsTheTarget() {
-        var c = CongestionController(mode: .fair)
+        var c = controller(.fair)
         c.observe(rtt: ms(20), least: ms(20), now: 0)
         let start = c.window
         c.acked(Int(start), limited: true, now: ms(20))
@@ -76,6 +84,31 @@ struct CongestionControllerTests {
         d.observe(rtt: ms(500), now: ms(1010))
         d.acked(64 << 10, limited: true, now: ms(1010))
         #expect(d.window == full / 2)
+    }
+
+    @Test func aFairLaneThatKnowsItsDeliveryRateCutsTheBytesQueuedBeyondTheTarget() {
+        // 20 ms of queueing against 15 ms at 50 MB/s: 5 ms of it, 250 kB, is beyond the target.
+        var fair = settled()
+        fair.observe(deliveryRate: 50e6)
+        for _ in 0..<20 { fair.acked(1 << 20, limited: true, now: ms(1001)) }  // a window of several MB
+        let before = fair.window
+        fair.observe(rtt: ms(30), now: ms(1010))
+        fair.acked(64 << 10, limited: true, now: ms(1010))
+        #expect(abs(fair.window - (before - 250_000)) < 1, "\(before) → \(fair.window)")
+        // A scavenger keeps LEDBAT++'s cut: the fraction the delay is above the target, a third.
+        var scavenger = settled(.scavenger)
+        scavenger.observe(deliveryRate: 50e6)
+        let full = scavenger.window
+        scavenger.observe(rtt: ms(30), now: ms(1010))
+        scavenger.acked(64 << 10, limited: true, now: ms(1010))
+        #expect(abs(scavenger.window - full * 2 / 3) < 1)
+        // However large the excess, a cut takes at most half.
+        var huge = settled()
+        huge.observe(deliveryRate: 50e6)
+        let whole = huge.window
+        huge.observe(rtt: ms(500), now: ms(1010))
+        huge.acked(64 << 10, limited: true, now: ms(1010))
+        #expect(huge.window == whole / 2)
     }
 
     @Test func aLossHalvesTheWindowOncePerRoundTrip() {
@@ -155,7 +188,7 @@ struct CongestionControllerTests {
     }
 
     @Test func theBaseDelayIsTheLeastOverTenOneMinuteBuckets() {
-        var c = CongestionController(mode: .fair)
+        var c = controller(.fair)
         let minute: UInt64 = 60_000_000_000
         c.observe(rtt: ms(30), least: ms(5), now: 0)
         for m in 1...9 { c.observe(rtt: ms(30), least: ms(20), now: UInt64(m) * minute) }
@@ -166,10 +199,10 @@ struct CongestionControllerTests {
     }
 
     @Test func scavengerGainShrinksOnShortPathsAndFairKeepsTheKernelWindow() {
-        var s = CongestionController(mode: .scavenger)
+        var s = controller(.scavenger)
         s.observe(rtt: ms(1), least: ms(1), now: 0)
         #expect(s.gain == 1.0 / 16)
-        var f = CongestionController(mode: .fair)
+        var f = controller(.fair)
         f.observe(rtt: ms(1), least: ms(1), now: 0)
         #expect(f.gain == 1)
         // Fair never drops below the kernel's own windows; scavenger does.
@@ -190,7 +223,7 @@ struct CongestionControllerTests {
     @Test(arguments: [CongestionMode.fair, .scavenger])
     func aloneOnALinkItFillsItAndKeepsTheQueueNearTheTarget(mode: CongestionMode) {
         let link = 50_000_000.0, base = ms(1)
-        var c = CongestionController(mode: mode)
+        var c = controller(mode)
         var queue = 0.0, delivered = 0.0
         var delays: [UInt64] = []
         let step = ms(1)
@@ -240,7 +273,7 @@ struct CongestionControllerTests {
     }
 
     @Test func offDoesNothing() {
-        var c = CongestionController(mode: .off)
+        var c = controller(.off)
         c.observe(rtt: ms(100), least: ms(1), now: 0)
         c.acked(1 << 20, limited: true, now: ms(10))
         c.lost(now: ms(20))

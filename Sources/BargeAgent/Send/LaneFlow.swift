@@ -173,6 +173,7 @@ public final class LaneFlow: Sendable {
         let elapsed = Double(now - since) / 1e9
         guard elapsed >= 0.5 || (elapsed >= 0.1 && s.acks >= Self.estimateAcks) else { return }
         s.delivered = Double(s.acked) / elapsed
+        s.controller.observe(deliveryRate: s.delivered)
         let congested = s.controller.queueingDelay * 4 >= s.controller.parameters.target
         // In the first slow start the window is still doubling towards whatever the path takes, so
         // it is not what holds the lane back either.

@@ -1,8 +1,9 @@
-import BargeChunk
 import BargeWire
 
-/// What a source agent does for one unit, in order: the steps, and per file how many chunks must
-/// be acked before its `file done`. Pure, so it is tested without sockets.
+/// What a source agent does for one unit: its steps in order, handed out one at a time, and per
+/// file the chunks still to be acked before its `file done`. Steps are added as they become known,
+/// so that a file cut by content can send its first chunks while the rest is still being scanned.
+/// Pure, so it is tested without sockets.
 public struct UnitPlan: Sendable {
     public enum Step: Hashable, Sendable {
         /// A directory or symbolic link to create.
@@ -13,45 +14,84 @@ public struct UnitPlan: Sendable {
         case finish(file: Int)
     }
 
-    public let steps: [Step]
-    /// Chunks per file index.
-    public let chunksPerFile: [Int]
-
-    /// `spans` gives a file's chunks when they are not fixed-size (content-defined chunking reads
-    /// the file to find them); nil means fixed chunks of the task's chunk size.
-    public init(_ task: TaskAssign, spans: (Int) throws -> [ChunkSpan]? = { _ in nil }) rethrows {
-        var steps: [Step] = []
-        var counts = [Int](repeating: 0, count: task.files.count)
-        let size = UInt64(task.chunkSize)
-        for (i, f) in task.files.enumerated() {
-            switch f.entry.kind {
-            case .directory, .symlink:
-                steps.append(.entry(file: i))
-            case .file:
-                if f.repair {
-                    // `verify --repair`: the range is exactly one chunk of the manifest, whatever its length.
-                    steps.append(.chunk(file: i, offset: f.offset, length: Int(f.length)))
-                    counts[i] = 1
-                    continue
-                }
-                if let spans = try spans(i) {
-                    steps += spans.map { .chunk(file: i, offset: $0.offset, length: $0.length) }
-                    counts[i] = spans.count
-                    if counts[i] == 0, f.finish { steps.append(.finish(file: i)) }
-                    continue
-                }
-                var offset = f.offset
-                let end = f.offset + f.length
-                while offset < end {
-                    let length = min(size, end - offset)
-                    steps.append(.chunk(file: i, offset: offset, length: Int(length)))
-                    counts[i] += 1
-                    offset += length
-                }
-                if counts[i] == 0, f.finish { steps.append(.finish(file: i)) }
-            }
-        }
-        self.steps = steps
-        chunksPerFile = counts
+    /// What a stream is to do next.
+    public enum Next: Equatable, Sendable {
+        case step(Step)
+        /// Every step known so far is handed out, and more are to come.
+        case wait
+        /// Every step is handed out, and no more will come.
+        case end
     }
+
+    private let files: [TaskFile]
+    private let chunkSize: UInt64
+    public private(set) var steps: [Step] = []
+    private var handedOut = 0
+    /// Per file: chunks added and not yet acked.
+    private var unacked: [Int]
+    /// Per file: its last chunk is added (the one that reaches the end of its range).
+    private var whole: [Bool]
+    /// No step will be added.
+    public private(set) var complete = false
+
+    public init(_ task: TaskAssign) {
+        files = task.files
+        chunkSize = UInt64(task.chunkSize)
+        unacked = [Int](repeating: 0, count: task.files.count)
+        whole = [Bool](repeating: false, count: task.files.count)
+    }
+
+    /// Adds file `i`'s steps that need no scan: its entry (a directory or symbolic link), its one
+    /// chunk (`verify --repair`: exactly one chunk of the manifest, whatever its length), or its
+    /// fixed-size chunks.
+    public mutating func addSteps(file i: Int) {
+        let f = files[i]
+        switch f.entry.kind {
+        case .directory, .symlink:
+            steps.append(.entry(file: i))
+        case .file:
+            if f.repair {
+                addChunk(file: i, offset: f.offset, length: Int(f.length))
+                return
+            }
+            var offset = f.offset
+            while offset < end(of: i) {
+                let length = min(chunkSize, end(of: i) - offset)
+                addChunk(file: i, offset: offset, length: Int(length))
+                offset += length
+            }
+            endOfScan(file: i)
+        }
+    }
+
+    /// Adds a chunk of file `i`; the one that reaches the end of the file's range is its last.
+    public mutating func addChunk(file i: Int, offset: UInt64, length: Int) {
+        steps.append(.chunk(file: i, offset: offset, length: length))
+        unacked[i] += 1
+        if offset + UInt64(length) >= end(of: i) { whole[i] = true }
+    }
+
+    /// File `i` has no more chunks: one with none (an empty file) gets its `file done` step.
+    public mutating func endOfScan(file i: Int) {
+        guard !whole[i] else { return }
+        whole[i] = true
+        if unacked[i] == 0, files[i].finish { steps.append(.finish(file: i)) }
+    }
+
+    /// No more steps will be added.
+    public mutating func end() { complete = true }
+
+    public mutating func next() -> Next {
+        guard handedOut < steps.count else { return complete ? .end : .wait }
+        defer { handedOut += 1 }
+        return .step(steps[handedOut])
+    }
+
+    /// Records an acked chunk of `file`; true when it was the file's last.
+    public mutating func acked(file i: Int) -> Bool {
+        unacked[i] -= 1
+        return unacked[i] == 0 && whole[i]
+    }
+
+    private func end(of i: Int) -> UInt64 { files[i].offset + files[i].length }
 }

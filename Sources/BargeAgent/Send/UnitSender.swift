@@ -59,16 +59,18 @@ public struct UnitSender: Sendable {
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.
     public func run() async throws(UnitFailure) -> TaskDone {
-        // Cut points are found while the first stream connects and asks what the destination holds.
-        let planning = Task { await plan() }
+        // The plan is made while the first stream connects and asks what the destination holds,
+        // and while the streams send the steps found so far.
+        let queue = StepQueue(UnitPlan(task))
+        let planning = Task { await plan(queue) }
+        defer { queue.abandon() }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The first stream asks what the destination already holds, then the others start.
                 try await client.withStream { first in
                     let refs = try await references(first)
-                    let plan = try await planning.value.get()
-                    let queue = StepQueue(plan)
-                    for _ in 1..<max(1, min(settings.streams, plan.steps.count)) {
+                    let known = try await queue.known(atLeast: settings.streams)
+                    for _ in 1..<max(1, known) {
                         group.addTask { try await client.withStream { stream in try await work(stream, queue, refs) } }
                     }
                     try await work(first, queue, refs)
@@ -82,39 +84,52 @@ public struct UnitSender: Sendable {
         } catch let store as StoreError {
             throw UnitFailure(retryable: false, description: "source: \(store)")
         } catch {
-            // A source that cannot be read says more than a destination that could not be reached.
+            // A source that cannot be read says more than a destination that could not be reached
+            // (the plan is not abandoned before it has had its say).
             if case .failure(let failure) = await planning.value { throw failure }
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : "data plane to \(task.destination.name) at \(task.destination.host):\(task.destination.port): \(error)")
         }
         return progress.done(task)
     }
 
-    /// The unit's steps, with content-defined cut points for its large files. Finding them reads
-    /// the files, so it runs off the cooperative pool (which carries the heartbeats and every
-    /// stream), and one unit at a time (`BlockingWork.cutPoints`): units that start together
-    /// (a job's first ones) then start sending one after another, the first after one unit's
-    /// scan rather than after all of theirs, and a scan never takes both cores from the streams.
-    private func plan() async -> Result<UnitPlan, UnitFailure> {
+    /// Fills in the unit's plan, file by file: content-defined cut points for its large files
+    /// (each chunk as soon as the scan finds it, so that the streams start sending after the
+    /// first one rather than after the whole range), fixed-size chunks for the others. The scan
+    /// reads the files, so it runs off the cooperative pool (which carries the heartbeats and
+    /// every stream), and one unit at a time (`BlockingWork.cutPoints`): units that start
+    /// together (a job's first ones) then start one after another, and a scan never takes both
+    /// cores from the streams.
+    private func plan(_ queue: StepQueue) async -> Result<Void, UnitFailure> {
         do {
-            let spans = try await BlockingWork.run(on: BlockingWork.cutPoints) { [self] in
-                try Dictionary(uniqueKeysWithValues: task.files.indices.compactMap { i in try contentSpans(i).map { (i, $0) } })
+            try await BlockingWork.run(on: BlockingWork.cutPoints) { [self] in
+                for i in task.files.indices {
+                    if try !scanContent(i, into: queue) {
+                        try queue.update { $0.addSteps(file: i) }
+                    }
+                }
+                try queue.update { $0.end() }
             }
-            return .success(UnitPlan(task) { spans[$0] })
+            return .success(())
+        } catch is StepQueue.Abandoned {
+            return .success(())
         } catch {
-            return .failure(UnitFailure(retryable: false, description: "source: \(error)"))
+            let failure = UnitFailure(retryable: false, description: "source: \(error)")
+            queue.fail(failure)
+            return .failure(failure)
         }
     }
 
-    /// A file's content-defined chunks within the unit's range, when it is large enough.
-    private func contentSpans(_ i: Int) throws -> [ChunkSpan]? {
+    /// Adds file `i`'s content-defined chunks within the unit's range to the plan as the scan
+    /// finds them; false when the file is cut into fixed-size chunks instead (it is small).
+    private func scanContent(_ i: Int, into queue: StepQueue) throws -> Bool {
         let f = task.files[i]
-        guard let above = settings.contentDefinedAbove, f.entry.kind == .file, f.entry.size >= above, f.length > 0, !f.repair else { return nil }
+        guard let above = settings.contentDefinedAbove, f.entry.kind == .file, f.entry.size >= above, f.length > 0, !f.repair else { return false }
         let path = try RootedPath.resolve(f.sourcePath, under: sources.root)
-        var spans: [ChunkSpan] = []
         try FileChunkReader(path: path.absolute, strategy: .fastCDC(.standard)).forEachChunk(from: f.offset, length: f.length) { span, _ in
-            spans.append(span)
+            try queue.update { $0.addChunk(file: i, offset: span.offset, length: span.length) }
         }
-        return spans
+        try queue.update { $0.endOfScan(file: i) }
+        return true
     }
 
     /// Which chunks to send by reference: those the destination holds for this unit's paths, and
@@ -135,7 +150,7 @@ public struct UnitSender: Sendable {
             flow.lane?.closed(ObjectIdentifier(stream))
         }
         source.codec = (try? CodecChoice(name: task.codec)) ?? .auto
-        while !Task.isCancelled, let step = queue.next() {
+        while !Task.isCancelled, let step = try await queue.next() {
             switch step {
             case .entry(let i):
                 try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry))), task.files[i])
@@ -228,37 +243,6 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: retryable, description: "\(task.destination.name) refused \(file.entry.path): \(nack.detail)")
         default:
             throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of an ack")
-        }
-    }
-}
-
-/// The steps of a unit, handed out to its streams, and the count of chunks still to be acked per file.
-final class StepQueue: Sendable {
-    private struct State {
-        var next = 0
-        var remaining: [Int]
-    }
-    private let steps: [UnitPlan.Step]
-    private let state: NIOLockedValueBox<State>
-
-    init(_ plan: UnitPlan) {
-        steps = plan.steps
-        state = NIOLockedValueBox(State(remaining: plan.chunksPerFile))
-    }
-
-    func next() -> UnitPlan.Step? {
-        state.withLockedValue { s in
-            guard s.next < steps.count else { return nil }
-            defer { s.next += 1 }
-            return steps[s.next]
-        }
-    }
-
-    /// Records an acked chunk of `file`; true when it was the file's last.
-    func acked(file: Int) -> Bool {
-        state.withLockedValue { s in
-            s.remaining[file] -= 1
-            return s.remaining[file] == 0
         }
     }
 }
