@@ -56,6 +56,8 @@ in_a() { ip netns exec "$P-a" "$@"; }
 in_b() { ip netns exec "$P-b" "$@"; }
 cli() { in_a env BARGE_COORDINATOR=http://10.77.1.1:7480 "$barge" "$@"; }
 tx_bytes() { ip netns exec "$P-r" cat "/sys/class/net/$P-rb/statistics/tx_bytes"; }
+# Packets the router's tbf has dropped so far (its queue was full).
+tbf_drops() { ip netns exec "$P-r" tc -s qdisc show dev "$P-rb" | grep -o 'dropped [0-9]*' | head -1 | cut -d' ' -f2; }
 now() { date +%s.%N; }
 
 # A coordinator and a source agent in A; the destination agent in B (or in A: loopback).
@@ -203,22 +205,24 @@ part_slow() {
   local ratio
   ratio=$("$barge" bench compress --codecs auto --link-rate 400Mbit/s --seconds 0.3 --json "$work/src/sci"/* |
     python3 -c 'import json,sys; d=json.load(sys.stdin); r=[x for x in d["total"]["results"] if x["codec"]=="auto"][0]; print(r["ratio"])')
-  local out s
+  local out s drops
   s=$(sample_link "$work/link-slow.txt")
+  drops=$(tbf_drops)
   out=$(transfer sci sci)
+  drops=$(( $(tbf_drops) - drops ))
   kill "$s"
   local times="" results=()
   [[ ${RSYNC:-1} == 0 ]] || times=$(rsync_times "$work/src/sci")  # fails the script if rsync does
   [[ -z $times ]] || mapfile -t results <<< "$times"
-  python3 - "$out" "$ratio" "$LINK_BPS" "${results[@]}" <<'PY' | tee -a "$work/report.txt"
+  python3 - "$out" "$ratio" "$LINK_BPS" "$drops" "${results[@]}" <<'PY' | tee -a "$work/report.txt"
 import sys
 secs, raw, wire = map(float, sys.argv[1].split()[:3])
 mix = sys.argv[1].split()[3:]
-ratio, link = float(sys.argv[2]), float(sys.argv[3]) / 8
-rsync = dict(zip(["rsync", "rsync -z", "rsync -z lz4"], map(float, sys.argv[4:7])))
+ratio, link, drops = float(sys.argv[2]), float(sys.argv[3]) / 8, int(sys.argv[4])
+rsync = dict(zip(["rsync", "rsync -z", "rsync -z lz4"], map(float, sys.argv[5:8])))
 eff = raw / secs
 print(f"dataset {raw/2**20:.0f} MiB; auto's ratio in barge bench compress (400Mbit/s): {ratio:.3f}; in the transfer: {raw/wire:.3f}; mix {' '.join(mix)}")
-print(f"Barge: {secs:.2f} s, effective {eff/1e6:.1f} MB/s = {eff/link:.2f}x the link = {eff/(link*ratio):.1%} of link x auto's ratio  (target >= 90%)")
+print(f"Barge: {secs:.2f} s, effective {eff/1e6:.1f} MB/s = {eff/link:.2f}x the link = {eff/(link*ratio):.1%} of link x auto's ratio  (target >= 90%); tbf drops {drops}")
 for name, t in rsync.items():
     print(f"{name}: {t:.2f} s, {raw/t/1e6:.1f} MB/s = {raw/t/link:.2f}x the link")
 if rsync:
