@@ -271,10 +271,14 @@ part_codecs() {
     start_cluster "$where"
     # Loopback runs last about 2 s with both agents on the same 2 cores, and vary by ±15% from
     # run to run: there each codec runs LOOPBACK_ROUNDS times (in turn) and the median counts.
-    local rounds=1 line="$setting:"
+    # Each round starts one codec further along, so that no codec always runs first (the first
+    # job after the cluster starts has no measurements yet, and each later round's first one
+    # follows the previous round's slowest codec).
+    local rounds=1 line="$setting:" order=(auto $codecs)
     [[ $setting == loopback ]] && rounds=${LOOPBACK_ROUNDS:-5}
-    for _ in $(seq 1 "$rounds"); do
-      for codec in auto $codecs; do
+    for round in $(seq 0 $(( rounds - 1 ))); do
+      local shift=$(( round % ${#order[@]} ))
+      for codec in "${order[@]:shift}" "${order[@]:0:shift}"; do
         rm -rf "$work/dst/m-$codec"
         local out
         out=$(transfer "$dataset" "m-$codec" --codec "$codec")
