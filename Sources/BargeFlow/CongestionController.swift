@@ -38,8 +38,10 @@ public struct UnknownCongestionMode: Error, CustomStringConvertible {
 /// - Below the target the window grows, by `gain` segments per RTT (slow start: by `gain` times
 ///   the bytes acked, until the delay reaches ¾ of the target). Below a quarter of the target the
 ///   queue is empty, and it grows as in slow start: a lane's acks are per chunk, not per packet,
-///   so per-RTT growth alone would take many seconds to fill a link that other traffic has left. Above it, the window shrinks in
-///   proportion to the excess, at most by half, once per RTT. A loss halves it.
+///   so per-RTT growth alone would take many seconds to fill a link that other traffic has left.
+///   Above it, the window shrinks once per RTT, at most by half: in proportion to the excess
+///   (LEDBAT++), or in `fair` mode, once it knows its delivery rate, by the bytes queued beyond
+///   the target (`excess`). A loss halves it.
 /// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
 ///   so a lane on a short path grows slowly.
 /// - Periodic slowdowns: two RTTs after slow start ends (`fair`: `minimumSlowdownGap` after it),

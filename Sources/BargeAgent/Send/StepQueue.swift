@@ -23,30 +23,27 @@ final class StepQueue: Sendable {
 
     /// The planner adds steps (or ends the plan); waiting streams look again.
     func update(_ body: (inout UnitPlan) -> Void) throws(Abandoned) {
-        let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>]? in
-            guard !s.abandoned else { return nil }
-            body(&s.plan)
-            s.version += 1
-            defer { s.waiting = [] }
-            return s.waiting
+        var abandoned = false
+        change { s in
+            if s.abandoned { abandoned = true } else { body(&s.plan) }
         }
-        guard let waiting else { throw Abandoned() }
-        waiting.forEach { $0.resume() }
+        if abandoned { throw Abandoned() }
     }
 
     /// The planner failed: streams waiting for a step throw `failure`.
     func fail(_ failure: UnitFailure) {
-        wake { $0.failure = failure }
+        change { $0.failure = failure }
     }
 
     /// The unit ended: the planner stops, and streams still waiting get no step.
     func abandon() {
-        wake { $0.abandoned = true }
+        change { $0.abandoned = true }
     }
 
-    private func wake(_ change: (inout State) -> Void) {
+    /// Changes the state and wakes every waiting stream to look again.
+    private func change(_ body: (inout State) -> Void) {
         let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-            change(&s)
+            body(&s)
             s.version += 1
             defer { s.waiting = [] }
             return s.waiting
@@ -56,16 +53,12 @@ final class StepQueue: Sendable {
 
     /// The next step; nil when there is none left (or the unit was cancelled or abandoned).
     func next() async throws(UnitFailure) -> UnitPlan.Step? {
-        while true {
-            let (now, version) = state.withLockedValue { s -> (Result<UnitPlan.Next, UnitFailure>, Int) in
-                if let failure = s.failure { return (.failure(failure), s.version) }
-                return (.success(s.abandoned || Task.isCancelled ? .end : s.plan.next()), s.version)
-            }
-            switch now {
-            case .failure(let failure): throw failure
-            case .success(.step(let step)): return step
-            case .success(.end): return nil
-            case .success(.wait): await waitForChange(since: version)
+        // nil: wait for a change; .some(nil): no step is left.
+        try await wait { s -> UnitPlan.Step?? in
+            switch s.abandoned || Task.isCancelled ? .end : s.plan.next() {
+            case .step(let step): return .some(step)
+            case .end: return .some(nil)
+            case .wait: return nil
             }
         }
     }
@@ -73,15 +66,23 @@ final class StepQueue: Sendable {
     /// Waits until `count` steps are known or the plan is complete; returns how many are known
     /// (at most `count`).
     func known(atLeast count: Int) async throws(UnitFailure) -> Int {
+        try await wait { s in
+            let n = s.plan.steps.count
+            return n >= count || s.plan.complete || s.abandoned || Task.isCancelled ? min(n, count) : nil
+        }
+    }
+
+    /// Looks at the state until `look` has an answer, waiting for a change in between; throws the
+    /// planner's failure.
+    private func wait<T>(for look: (inout State) -> T?) async throws(UnitFailure) -> T {
         while true {
-            let (now, version) = state.withLockedValue { s -> (Result<Int?, UnitFailure>, Int) in
+            let (answer, version) = state.withLockedValue { s -> (Result<T?, UnitFailure>, Int) in
                 if let failure = s.failure { return (.failure(failure), s.version) }
-                let n = s.plan.steps.count
-                return (.success(n >= count || s.plan.complete || s.abandoned || Task.isCancelled ? min(n, count) : nil), s.version)
+                return (.success(look(&s)), s.version)
             }
-            switch now {
+            switch answer {
             case .failure(let failure): throw failure
-            case .success(let n?): return n
+            case .success(let value?): return value
             case .success(nil): await waitForChange(since: version)
             }
         }
@@ -100,7 +101,7 @@ final class StepQueue: Sendable {
                 if !parked { c.resume() }
             }
         } onCancel: {
-            wake { _ in }
+            change { _ in }
         }
     }
 
