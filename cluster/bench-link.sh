@@ -94,6 +94,7 @@ transfer() {
   local src=$1 dst=$2; shift 2
   local json
   json=$(cli submit "a:$src" "b:$dst" --wait --json "$@")
+  mkdir -p "$work/jobs"; echo "$json" > "$work/jobs/$dst.json"  # the last job to each destination, for a closer look
   python3 -c '
 import json, sys
 j = json.loads(sys.argv[1])

@@ -57,8 +57,12 @@ public struct CongestionController: Sendable {
         /// as bursts of half a megabyte or more (10 ms at 400 Mbit/s); the queue must hold more
         /// than a burst, or it empties between them. At 15 ms the tbf queue of the test bed was
         /// empty in a tenth of its samples; 20 ms moved the slow-link figure from 89.9% to 91.9%
-        /// (mean of six runs each) and the added RTT from 11.5 to 15 ms.
-        public var target: UInt64 = 20_000_000
+        /// (mean of six runs each) and the added RTT from 11.5 to 15 ms. At 20 ms the queue still
+        /// emptied now and then (the lane's queueing delay swung between 4 and 40 ms), and more
+        /// often while the cores were busy compressing; 25 ms moved the slow-link figure from 90.2%
+        /// (twelve runs, 88.2–92.9) to 91.9% (six runs, 91.3–92.6), for an added RTT of 15.5–18.4 ms
+        /// against LEDBAT++'s 60 ms target.
+        public var target: UInt64 = 25_000_000
         /// The window's unit of growth.
         public var segment: Double = 1_048_576
         public var minimumWindow: Double = 128 * 1024
