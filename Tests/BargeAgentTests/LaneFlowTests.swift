@@ -129,9 +129,30 @@ struct BottleneckEstimateTests {
         let clock = LaneFlowTests.Clock()
         let lane = LaneFlow(mode: .fair, clock: { clock.now })
         #expect(lane.bottleneck == nil)
+        // A delay of ¾ of the target ends the first slow start (below the target: no cut).
+        let target = lane.controller.parameters.target
+        await deliver(lane, clock, count: 1, bytes: 256 << 10, every: 5_000_000, rtt: target * 4 / 5, least: 100_000)
+        #expect(lane.controller.phase == .avoidance)
         let delivered = await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
         let estimate = try! #require(lane.bottleneck)
         #expect(estimate >= 3.9 * delivered && estimate <= 4.1 * delivered, "estimate \(estimate) for \(delivered) delivered")
+    }
+
+    /// In the first slow start, with no queue, the estimate at least doubles each interval, from
+    /// the assumed 1 Gbit/s, however little was delivered; the first queue replaces the guess.
+    @Test func inItsFirstSlowStartTheEstimateDoublesUntilAQueueShows() async {
+        let clock = LaneFlowTests.Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        // 11 MB/s delivered, four times that far below the assumed rate; an interval every 17
+        // acks (16 acks and a tenth of a second), counted from the first ack.
+        await deliver(lane, clock, count: 1 + 17 * 10, bytes: 64 << 10, every: 6_000_000, rtt: 100_000, least: 100_000)
+        #expect(lane.controller.phase == .slowStart)
+        let guessed = try! #require(lane.bottleneck)
+        #expect(abs(guessed - 1024 * UnitFlow.assumedLinkRate) < 1e6, "after ten intervals: \(guessed)")
+        // A queue: the estimate is what was delivered, not an average with the guess.
+        let delivered = await deliver(lane, clock, count: 20, bytes: 1 << 20, every: 25_000_000, rtt: 20_000_000, least: 100_000)
+        let measured = try! #require(lane.bottleneck)
+        #expect(abs(measured - delivered) < 0.05 * delivered, "estimate \(measured) for \(delivered) delivered")
     }
 
     /// A queue builds: what was delivered is the bottleneck, and later intervals move the estimate

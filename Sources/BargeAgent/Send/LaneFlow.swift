@@ -31,6 +31,8 @@ public final class LaneFlow: Sendable {
         var roomySends = 0
         var delivered: Double = 0
         var bottleneck: Double?
+        /// The estimate has been measured under a queue (not only guessed while app-limited).
+        var measured = false
         /// Acks that came with a `TCP_INFO` sample.
         var tcpSamples = 0
     }
@@ -162,7 +164,10 @@ public final class LaneFlow: Sendable {
     ///   is still in its first slow start): the network is not what holds the lane back
     ///   (compression is), so the estimate goes to four times what was delivered. Compressing for
     ///   a faster link costs less CPU, and if the link cannot take it, a queue shows within an
-    ///   interval;
+    ///   interval. In the first slow start the estimate also at least doubles each interval: a
+    ///   lane that compresses for too slow a link delivers little, and four times little took
+    ///   1.4 s to reach loopback's rate (the first job on loopback compressed for a second
+    ///   what it should have sent raw). The first queue replaces such guesses outright;
     /// - no queue, but the window held the sends back (it is growing, or recovering from a
     ///   slowdown): the estimate grows by half per second.
     private func estimateBottleneck(_ s: inout State, _ now: UInt64) {
@@ -182,9 +187,10 @@ public final class LaneFlow: Sendable {
         let previous = s.bottleneck ?? UnitFlow.assumedLinkRate
         if congested {
             let weight = elapsed / (elapsed + Self.smoothing)
-            s.bottleneck = s.bottleneck.map { $0 + weight * (s.delivered - $0) } ?? s.delivered
+            s.bottleneck = s.measured ? previous + weight * (s.delivered - previous) : s.delivered
+            s.measured = true
         } else if appLimited {
-            s.bottleneck = max(previous, 4 * s.delivered)
+            s.bottleneck = max(firstSlowStart ? 2 * previous : previous, 4 * s.delivered)
         } else {
             s.bottleneck = max(s.delivered, previous * (1 + 0.5 * min(elapsed, 0.5)))
         }
