@@ -20,7 +20,7 @@
 # times that at 1 Gbit/s and on loopback), RANDOM_MIB (the
 # delay/scavenger dataset, default 1024), CODECS (fixed codecs to compare, default
 # "none lz4 zstd-1 zstd-3 zstd-9"), LOOPBACK_ROUNDS (runs of each codec on loopback, whose
-# median counts; default 5), SETTINGS (the links of the codecs part, default
+# median counts; default 7), SETTINGS (the links of the codecs part, default
 # "100mbit 1gbit loopback"), SOURCE_ARGS (extra arguments for the source agent, for experiments),
 # RSYNC=0 (the slow part without rsync, for experiments).
 set -euo pipefail
@@ -271,12 +271,14 @@ part_codecs() {
     if [[ $setting == 100mbit ]]; then dataset=mixed; else dataset=mixed-big; fi
     start_cluster "$where"
     # Loopback runs last about 2 s with both agents on the same 2 cores, and vary by ±15% from
-    # run to run: there each codec runs LOOPBACK_ROUNDS times (in turn) and the median counts.
+    # run to run: there each codec runs LOOPBACK_ROUNDS times (in turn) and the median counts
+    # (seven: with five, the medians of auto and none, which send the same bytes after auto's
+    # first job, still differed by up to 5%).
     # Each round starts one codec further along, so that no codec always runs first (the first
     # job after the cluster starts has no measurements yet, and each later round's first one
     # follows the previous round's slowest codec).
     local rounds=1 line="$setting:" order=(auto $codecs)
-    [[ $setting == loopback ]] && rounds=${LOOPBACK_ROUNDS:-5}
+    [[ $setting == loopback ]] && rounds=${LOOPBACK_ROUNDS:-7}
     for round in $(seq 0 $(( rounds - 1 ))); do
       local shift=$(( round % ${#order[@]} ))
       for codec in "${order[@]:shift}" "${order[@]:0:shift}"; do
