@@ -113,7 +113,13 @@ sample_link() { ( while true; do echo "$(now) $(tx_bytes)"; sleep 0.1; done ) > 
 generate() {  # generate DIR MIB [keep-random]
   "$barge" bench generate --size "$2MiB" "$1" > /dev/null
   [[ ${3:-} == keep-random ]] || rm -f "$1/random.bin"
+  settle
 }
+# Writes the datasets just made to disk now. Left dirty, the kernel writes them back 30 s later
+# (dirty_expire_centisecs), in the middle of a timed job: the destination's O_DIRECT writes then
+# took up to 218 ms each, and every stream stalled behind them (the delay part's link idled for
+# 0.3–2 s about 12–14 s into its job, in every run).
+settle() { sync; }
 
 declare -A report
 say() { echo "$*" | tee -a "$work/report.txt"; }
@@ -123,6 +129,7 @@ part_delay() {
   start_cluster b
   mkdir -p "$work/src/rand"
   head -c $(( ${RANDOM_MIB:-1024} << 20 )) /dev/urandom > "$work/src/rand/r.bin"
+  settle
   local p idle cubic
   p=$(ping_to "$work/ping-idle.txt"); sleep 3; kill "$p"
   idle=$(median_ms "$work/ping-idle.txt")
@@ -158,6 +165,7 @@ part_scavenger() {
   start_cluster b
   mkdir -p "$work/src/rand2"
   head -c $(( ${RANDOM_MIB:-1024} << 20 )) /dev/urandom > "$work/src/rand2/r.bin"
+  settle
   in_b iperf3 -s -1 -D -p 5202; sleep 0.3
   local s job t_start t_end
   s=$(sample_link "$work/link-scavenger.txt")
