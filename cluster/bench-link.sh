@@ -47,7 +47,7 @@ cleanup() {
 trap cleanup EXIT
 trap "exit 130" INT TERM
 
-rm -rf "$work"; mkdir -p "$work/logs"
+rm -rf "$work"; mkdir -p "$work/logs" "$work/jobs"
 head -c 32 /dev/urandom | base64 > "$work/token"
 export BARGE_TOKEN_FILE=$work/token
 "$tb" up "$LINK" 60
@@ -94,7 +94,7 @@ transfer() {
   local src=$1 dst=$2; shift 2
   local json
   json=$(cli submit "a:$src" "b:$dst" --wait --json "$@")
-  mkdir -p "$work/jobs"; echo "$json" > "$work/jobs/$dst.json"  # the last job to each destination, for a closer look
+  echo "$json" > "$work/jobs/$dst.json"  # the last job to each destination, for a closer look
   python3 -c '
 import json, sys
 j = json.loads(sys.argv[1])
@@ -288,8 +288,8 @@ part_codecs() {
     local rounds=1 line="$setting:" order=(auto $codecs)
     [[ $setting == loopback ]] && rounds=${LOOPBACK_ROUNDS:-7}
     for round in $(seq 0 $(( rounds - 1 ))); do
-      local shift=$(( round % ${#order[@]} ))
-      for codec in "${order[@]:shift}" "${order[@]:0:shift}"; do
+      local first=$(( round % ${#order[@]} ))
+      for codec in "${order[@]:first}" "${order[@]:0:first}"; do
         rm -rf "$work/dst/m-$codec"
         local out
         out=$(transfer "$dataset" "m-$codec" --codec "$codec")
