@@ -80,7 +80,10 @@ public struct CoordinatorClient: Sendable {
                 // One writer; heartbeats and reports reach it through the outbox. Replies are read
                 // here, so the inbound iterator never leaves this task.
                 tasks.addTask {
-                    for await message in messages { try await outbound.write(Self.downgrade(message, to: session.version).frame()) }
+                    for await message in messages {
+                        try await outbound.write(Self.downgrade(message, to: session.version).frame())
+                        outbox.written(message)
+                    }
                 }
                 tasks.addTask {
                     var sequence: UInt64 = 0

@@ -24,7 +24,8 @@ public struct TreeEntry: Hashable, Sendable {
 
 /// Lists a tree the way a transfer needs it: regular files, directories (empty ones too) and
 /// symbolic links, without following any link. Sockets, devices and FIFOs are not transferable and
-/// are reported as skipped rather than silently dropped. Entries come sorted by path.
+/// are reported as skipped rather than silently dropped. Entries come in `TreeWalker`'s order:
+/// depth first, each directory's entries by the bytes of their names.
 public enum TreeScanner {
     public struct Result: Sendable {
         public var entries: [TreeEntry]
@@ -34,18 +35,20 @@ public enum TreeScanner {
 
     /// Scans `start` (a directory, a file or a link). Paths in the result are relative to
     /// `start`'s parent when `start` is not a directory, so a single file scans as its own name.
+    /// The whole tree in memory: for tests and small trees; agents page through `TreeWalker`.
     public static func scan(_ start: RootedPath) throws(StoreError) -> Result {
         var result = Result(entries: [], skipped: [])
         var st = stat()
         guard lstat(start.absolute, &st) == 0 else { throw .system(operation: "scan", path: start.absolute, errno: errno) }
         if st.st_mode & S_IFMT == S_IFDIR {
-            try walk(start.absolute, prefix: "", skipState: start.components.isEmpty, into: &result)
+            var walker = try TreeWalker(directory: start)
+            while let e = try walker.next() { result.entries.append(e) }
+            result.skipped = walker.takeSkipped()
         } else {
             let name = start.components.last ?? ""
             if let entry = entry(start.absolute, relative: name, st) { result.entries.append(entry) }
             else { result.skipped.append(.invalidPath(path: start.relative, reason: "not a regular file, directory or symbolic link")) }
         }
-        result.entries.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
         return result
     }
 
@@ -63,34 +66,37 @@ public enum TreeScanner {
     /// leaves it out.
     public static let stateDirectory = ".barge"
 
-    private static func walk(_ directory: String, prefix: String, skipState: Bool = false, into result: inout Result) throws(StoreError) {
-        guard let dir = opendir(directory) else { throw .system(operation: "open directory", path: directory, errno: errno) }
+    /// The names in a directory other than `.` and `..`, by their bytes; names that are not
+    /// UTF-8 are reported in `skipped`.
+    static func children(of directory: String, prefix: String, skipState: Bool, skipped: inout [StoreError]) throws(StoreError) -> [String] {
+        guard let dir = opendir(directory) else { throw .system(operation: "open directory", path: prefix.isEmpty ? "." : prefix, errno: errno) }
         defer { closedir(dir) }
-        var children: [(name: String, path: String)] = []
+        var names: [String] = []
         while let ent = readdir(dir) {
             let raw = withUnsafeBytes(of: ent.pointee.d_name) { bytes in Array(bytes.prefix { $0 != 0 }) }
             if raw == [0x2E] || raw == [0x2E, 0x2E] { continue }
             if skipState && raw == Array(stateDirectory.utf8) { continue }
             guard let name = String(validating: raw, as: UTF8.self) else {
-                result.skipped.append(.invalidName(directory: prefix.isEmpty ? "." : prefix, escaped: escape(raw)))
+                skipped.append(.invalidName(directory: prefix.isEmpty ? "." : prefix, escaped: escape(raw)))
                 continue
             }
-            children.append((name, directory + "/" + name))
+            names.append(name)
         }
-        for child in children {
-            let relative = prefix.isEmpty ? child.name : prefix + "/" + child.name
-            var st = stat()
-            guard lstat(child.path, &st) == 0 else {
-                result.skipped.append(.system(operation: "stat", path: relative, errno: errno))
-                continue
-            }
-            guard let e = entry(child.path, relative: relative, st) else {
-                result.skipped.append(.invalidPath(path: relative, reason: "not a regular file, directory or symbolic link"))
-                continue
-            }
-            result.entries.append(e)
-            if e.kind == .directory { try walk(child.path, prefix: relative, into: &result) }
+        names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        return names
+    }
+
+    static func entry(at absolute: String, relative: String, skipped: inout [StoreError]) -> TreeEntry? {
+        var st = stat()
+        guard lstat(absolute, &st) == 0 else {
+            skipped.append(.system(operation: "stat", path: relative, errno: errno))
+            return nil
         }
+        guard let e = entry(absolute, relative: relative, st) else {
+            skipped.append(.invalidPath(path: relative, reason: "not a regular file, directory or symbolic link"))
+            return nil
+        }
+        return e
     }
 
     private static func entry(_ absolute: String, relative: String, _ st: stat) -> TreeEntry? {

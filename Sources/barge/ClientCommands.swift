@@ -63,19 +63,69 @@ struct AgentsCommand: AsyncParsableCommand {
 }
 
 struct JobsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "jobs", abstract: "List jobs, oldest first.")
+    static let configuration = CommandConfiguration(
+        commandName: "jobs", abstract: "List jobs, oldest first; or delete old ones.",
+        discussion: """
+            The list is fetched a page at a time (GET /v1/jobs?limit=&after=), so a coordinator with \
+            millions of jobs answers each page as fast as the first.
+
+            --prune-before deletes every job that ended (succeeded, failed or cancelled) before a \
+            date, with its units and manifests: YYYY-MM-DD, an ISO 8601 time, or an age such as \
+            30d or 12h. Running and queued jobs are never pruned.
+            """)
 
     @Flag(help: "Print JSON: a list of status objects.") var json = false
+    @Option(help: ArgumentHelp("Jobs per request.", valueName: "n")) var pageSize = 500
+    @Option(help: ArgumentHelp("Delete jobs that ended before this date or age (2026-11-01, 30d).", valueName: "date"))
+    var pruneBefore: String?
     @OptionGroup var coordinator: CoordinatorURLOptions
 
+    func validate() throws {
+        guard (1...1000).contains(pageSize) else { throw ValidationError("--page-size must be from 1 to 1000") }
+        if let pruneBefore, Self.time(pruneBefore) == nil {
+            throw ValidationError("--prune-before: '\(pruneBefore)' is not a date (2026-11-01, 2026-11-01T12:00:00Z) or an age (30d, 12h)")
+        }
+    }
+
+    /// A date, an ISO 8601 time, or an age back from now, as Unix seconds.
+    static func time(_ text: String, now: Date = Date()) -> Double? {
+        if let unit = text.last, let n = Double(text.dropLast()), n >= 0 {
+            switch unit {
+            case "d": return now.timeIntervalSince1970 - n * 86_400
+            case "h": return now.timeIntervalSince1970 - n * 3_600
+            case "m": return now.timeIntervalSince1970 - n * 60
+            default: break
+            }
+        }
+        let full = ISO8601DateFormatter()
+        if let d = full.date(from: text) { return d.timeIntervalSince1970 }
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        return day.date(from: text)?.timeIntervalSince1970
+    }
+
     func run() async throws {
-        let list = try JSONDecoder().decode(JobList.self, from: try await CoordinatorAPI(base: coordinator.url).get("/v1/jobs"))
+        let api = CoordinatorAPI(base: coordinator.url)
+        if let pruneBefore, let before = Self.time(pruneBefore) {
+            let outcome = try JSONDecoder().decode(PruneOutcome.self, from: try await api.post("/v1/jobs/prune?before=\(before)", timeout: 600))
+            if json { print(try JSONOutput.encode(outcome)) } else { print("Pruned \(outcome.pruned.count) jobs that ended before \(pruneBefore).") }
+            return
+        }
+        var jobs: [JobStatus] = []
+        var after: String?
+        repeat {
+            var path = "/v1/jobs?limit=\(pageSize)"
+            if let after { path += "&after=\(after)" }
+            let page = try JSONDecoder().decode(JobList.self, from: try await api.get(path))
+            jobs += page.jobs
+            after = page.next
+        } while after != nil
         if json {
-            print(try JSONOutput.encode(list.jobs))
-        } else if list.jobs.isEmpty {
+            print(try JSONOutput.encode(jobs))
+        } else if jobs.isEmpty {
             print("No jobs.")
         } else {
-            let rows = [["ID", "STATE", "DONE", "TOTAL", "FILES"]] + list.jobs.map {
+            let rows = [["ID", "STATE", "DONE", "TOTAL", "FILES"]] + jobs.map {
                 [$0.id, $0.state.rawValue, "\($0.bytesDone)", "\($0.bytesTotal)", "\($0.filesDone)/\($0.filesTotal)"]
             }
             print(Table.render(rows))

@@ -12,8 +12,8 @@ struct JournalTests {
         deinit { try? FileManager.default.removeItem(at: url) }
     }
 
-    func job(_ id: String) -> JobRecord {
-        JobRecord(id: id, sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "in/ds", createdAt: 1_700_000_000)
+    func job(_ id: String, createdAt: Int64 = 1_700_000_000) -> JobRecord {
+        JobRecord(id: id, sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "in/ds", createdAt: createdAt)
     }
 
     @Test func walFileWithFullSynchronousCommits() throws {
@@ -53,7 +53,7 @@ struct JournalTests {
         #expect(try journal.jobs().map(\.id) == ["j1", "j2"])
     }
 
-    @Test func unitsMoveThroughTheirStatesAndReturnWhenAnAgentDies() throws {
+    @Test func unitsMoveThroughTheirStatesAndReportsCountOnce() throws {
         let dir = try StateDirectory()
         let journal = try Journal(path: dir.path)
         try journal.insert(job("j1"))
@@ -73,11 +73,12 @@ struct JournalTests {
         #expect(j.wireBytes == 1200)  // …but both sendings crossed the wire
         #expect(j.codecStats == [CodecUsage(codec: "lz4", chunks: 1, rawBytes: 1000, encodedBytes: 600)])
         #expect(j.state == .running)
-        // b1 dies: unit 1 (held by b1) goes back; unit 2 (a2 → b2) and done unit 0 stay.
-        #expect(try journal.releaseUnits(heldBy: ["b1"]) == 1)
+        // b1 dies: the scheduler releases unit 1 (held by b1); unit 2 (a2 → b2) and done unit 0 stay.
+        try journal.commitNow([.release(UnitKey(job: "j1", unit: 1), retry: true)])
         #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [1, 3])
         #expect(try journal.units(job: "j1", state: .assigned).map(\.unitId) == [2])
         #expect(try journal.units(job: "j1", state: .done).map(\.unitId) == [0])
+        #expect(try journal.units(job: "j1", state: .done)[0].destinationAgent == "b1")  // verify asks the agent that finished it
         try journal.assign(job: "j1", unit: 1, source: "a1", destination: "b2")
         #expect(try journal.units(job: "j1").first { $0.unitId == 1 }?.attempts == 2)
         // A report for a unit put back to pending (its agent kept working while it was away) counts.
@@ -98,7 +99,10 @@ struct JournalTests {
         let done = try #require(try journal.complete(TaskDone(job: "j1", unit: 0, bytes: 10, wireBytes: 10, refetched: 0, codecs: [],
                                                               chunks: [ChunkReport(file: 0, offset: 0, length: 10, id: [UInt8](repeating: 1, count: 32))]), now: 9))
         #expect(done.state == .succeeded && done.filesDone == 1 && done.finishedAt == 9)
-        #expect(try journal.chunks(job: "j1").map(\.path) == ["in/ds/f"])
+        // The manifest is one blob on the unit, not a row per chunk.
+        let unit = try #require(try journal.units(job: "j1").first)
+        #expect(UnitManifest.decode(try #require(unit.manifest)) == [ChunkReport(file: 0, offset: 0, length: 10, id: [UInt8](repeating: 1, count: 32))])
+        #expect(try journal.chunks(job: "j1").isEmpty)
     }
 
     @Test func anEmptyPlanSucceedsAtOnce() throws {
@@ -133,5 +137,120 @@ struct JournalTests {
         try journal.insert(job("j3"))
         try journal.end("j3", .fail("scan failed"), now: 8)
         #expect(try journal.resume("j3").state == .queued)
+    }
+}
+
+/// The single-change calls the tests above were written with, each one batch of its own.
+extension Journal {
+    func plan(_ id: String, units: [UnitRecord], totals: PlanTotals, final: Bool = true, now: Double) throws {
+        try commitNow([.plan(job: id, units: units, totals: totals, mark: units.last?.path, final: final, now: now)])
+    }
+
+    func assign(job id: String, unit: Int64, source: String, destination: String) throws {
+        let outcome = try commitNow([.assign(UnitKey(job: id, unit: UInt64(unit)), source: source, destination: destination)])
+        if !outcome.stale.isEmpty { throw JournalError.unitNotPending(id, unit, try units(job: id).first { $0.unitId == unit }?.state ?? .pending) }
+    }
+
+    /// The job, when this report counted for the first time.
+    func complete(_ report: TaskDone, now: Double) throws -> JobRecord? {
+        let outcome = try commitNow([.complete(report, now: now)])
+        return outcome.firstCompletions.isEmpty ? nil : try job(report.job)
+    }
+}
+
+extension JournalTests {
+    @Test func aBatchCommitsTogetherAndPagesSeeItsChanges() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let units = (0..<10).map { UnitRecord(jobId: "j1", unitId: Int64($0), path: "f\($0)", offset: 0, length: 100) }
+        let work = SchedulingPolicy.Refill(job: "j1", kind: .work(after: nil), limit: 4)
+        let first = try journal.commitNow([
+            .plan(job: "j1", units: units, totals: PlanTotals(bytes: 1000, files: 10, chunks: 10), mark: "f9", final: true, now: 5),
+            .assign(UnitKey(job: "j1", unit: 0), source: "a1", destination: "b1"),
+            .assign(UnitKey(job: "j1", unit: 1), source: "a1", destination: "b1"),
+        ], refills: [work])
+        // The page is read after the batch: the two assigned units are not pending any more.
+        #expect(first.pages.count == 1 && first.pages[0].units.map(\.unitId) == [2, 3, 4, 5])
+        #expect(first.stale.isEmpty)
+        let done = TaskDone(job: "j1", unit: 0, bytes: 100, wireBytes: 50, refetched: 0, codecs: [], chunks: [])
+        let second = try journal.commitNow([
+            .complete(done, now: 6), .complete(done, now: 6),  // a report that came twice counts once
+            .release(UnitKey(job: "j1", unit: 1), retry: true),
+            .assign(UnitKey(job: "j1", unit: 0), source: "a1", destination: "b1"),  // done meanwhile: refused
+        ], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: 5), limit: 100)])
+        #expect(second.firstCompletions.keys.map(\.unit) == [0])
+        #expect(second.stale == [UnitKey(job: "j1", unit: 0)])
+        #expect(second.pages[0].units.map(\.unitId) == [6, 7, 8, 9])
+        let j = try #require(try journal.job("j1"))
+        #expect(j.bytesDone == 100 && j.wireBytes == 100 && j.unitsDone == 1 && j.unitsTotal == 10 && j.unitRetries == 1 && j.filesDone == 0)
+        #expect(j.scanMark == "f9" && j.planned)
+        #expect(try journal.openWork(job: "j1") == 9)
+    }
+
+    @Test func aJobEndsWhenItsLastUnitIsDoneAfterItsScanEnded() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let done = { (u: Int64) in TaskDone(job: "j1", unit: UInt64(u), bytes: 1, wireBytes: 1, refetched: 0, codecs: [], chunks: []) }
+        try journal.plan("j1", units: [UnitRecord(jobId: "j1", unitId: 0, path: "a", offset: 0, length: 1)],
+                         totals: PlanTotals(bytes: 1, files: 1, chunks: 1), final: false, now: 5)
+        // Every unit so far is done, but the scan goes on: the job runs.
+        #expect(try journal.complete(done(0), now: 6)?.state == .running)
+        let last = try journal.commitNow([.plan(job: "j1", units: [UnitRecord(jobId: "j1", unitId: 1, path: "b", offset: 0, length: 1)],
+                                                totals: PlanTotals(bytes: 1, files: 1, chunks: 1), mark: "b", final: true, now: 7),
+                                          .complete(done(1), now: 8)])
+        #expect(last.ended.map(\.id) == ["j1"])
+        #expect(try journal.job("j1")?.state == .succeeded && journal.job("j1")?.bytesTotal == 2)
+        // A final page with no units for a job whose units are all done ends it too.
+        try journal.insert(job("j2"))
+        try journal.plan("j2", units: [], totals: PlanTotals(bytes: 0, files: 0, chunks: 0), final: false, now: 5)
+        #expect(try journal.job("j2")?.state == .running)
+        try journal.plan("j2", units: [], totals: PlanTotals(bytes: 0, files: 0, chunks: 0), final: true, now: 6)
+        #expect(try journal.job("j2")?.state == .succeeded)
+    }
+
+    @Test func resendingAFileTakesItsDoneRangesBack() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20).plan(
+            entries: [FileEntry(path: "big", kind: .file, size: 3 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)],
+            sourcePath: "ds", destinationPath: "in/ds", job: "j1")
+        try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        #expect(page.units.map(\.kind) == [.range, .range, .range, .finish])
+        #expect(page.units.prefix(3).allSatisfy { $0.finishUnit == 3 })
+        let chunk = ChunkReport(file: 0, offset: 0, length: 1 << 20, id: [UInt8](repeating: 3, count: 32))
+        for u in 0..<2 {
+            _ = try journal.complete(TaskDone(job: "j1", unit: UInt64(u), bytes: 1 << 20, wireBytes: 1 << 20, refetched: 0, codecs: [], chunks: [chunk]), now: 6)
+        }
+        let outcome = try journal.commitNow([.resend(job: "j1", finish: 3)])
+        #expect(outcome.resent[UnitKey(job: "j1", unit: 3)]?.map(\.unitId) == [0, 1])
+        let j = try #require(try journal.job("j1"))
+        #expect(j.bytesDone == 0 && j.chunksDone == 0 && j.unitsDone == 0)
+        #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [0, 1, 2, 3])
+    }
+
+    @Test func jobsComeInPagesAndOldOnesArePruned() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        for i in 0..<7 { try journal.insert(job("j\(i)", createdAt: 1_700_000_000 + Int64(i % 3))) }
+        var seen: [String] = []
+        var after: String?
+        repeat {
+            let page = try journal.jobs(limit: 3, after: after)
+            #expect(page.count <= 3)
+            seen += page.map(\.id)
+            after = page.count == 3 ? page.last?.id : nil
+        } while after != nil
+        #expect(seen == (try journal.jobs()).map(\.id) && Set(seen).count == 7)
+        #expect(throws: JournalError.unknownJob("nope")) { try journal.jobs(limit: 3, after: "nope") }
+        try journal.plan("j0", units: [UnitRecord(jobId: "j0", unitId: 0, path: "a", offset: 0, length: 1)],
+                         totals: PlanTotals(bytes: 1, files: 1, chunks: 1), now: 5)
+        try journal.end("j0", .cancel, now: 100)
+        try journal.end("j1", .cancel, now: 300)
+        #expect(try journal.prune(endedBefore: 200) == ["j0"])
+        #expect(try journal.job("j0") == nil && journal.units(job: "j0").isEmpty)
+        #expect(try journal.job("j1") != nil && journal.job("j2") != nil)  // ended later; never ended
     }
 }

@@ -2,7 +2,7 @@ import BargeCoordinator
 import BargeWire
 import Testing
 
-/// The planner and the lane picker: pure, so checked directly.
+/// The planner and the scan order: pure, so checked directly.
 struct PlannerTests {
     func file(_ path: String, _ size: UInt64) -> FileEntry {
         FileEntry(path: path, kind: .file, size: size, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
@@ -15,20 +15,24 @@ struct PlannerTests {
                        FileEntry(path: "l", kind: .symlink, mode: 0o777, mtimeSeconds: 3, mtimeNanoseconds: 0, linkTarget: "big")]
         let plan = planner.plan(entries: entries, sourcePath: "src", destinationPath: "dst")
         let kinds = plan.units.map(\.kind)
-        #expect(kinds == [.range, .range, .range, .finish, .files, .files, .directories])
+        #expect(kinds == [.range, .range, .range, .finish, .files, .files, .directories, .directories])
         // Ranges cover the file exactly, chunk-aligned, and do not finish it; the finish waits for them.
         #expect(plan.units[0..<3].map { $0.files[0].offset } == [0, 4 << 20, 8 << 20])
         #expect(plan.units[0..<3].reduce(0) { $0 + $1.files[0].length } == (9 << 20) + 1)
         #expect(!plan.units[0..<3].contains { $0.files[0].finish })
-        #expect(plan.units[3].files[0].finish && plan.units[3].files[0].length == 0 && plan.units[3].dependsOn == "dst/big")
+        #expect(plan.units[3].files[0].finish && plan.units[3].files[0].length == 0)
+        #expect(plan.units[0..<3].allSatisfy { $0.finishUnit == 3 })
         // Batches of at most three, each file finished in its unit; paths mapped to both roots.
         #expect(plan.units[4].files.map(\.entry.path) == ["dst/d/a", "dst/d/b", "dst/d/c"])
         #expect(plan.units[4].files.map(\.sourcePath) == ["src/d/a", "src/d/b", "src/d/c"])
         #expect(plan.units[5].files.map(\.entry.path) == ["dst/d/e", "dst/l"])
         #expect(plan.units[4].files.allSatisfy { $0.finish })
         // Directories last, deepest first, after everything else.
-        #expect(plan.units[6].files.map(\.entry.path) == ["dst/d", "dst"])
-        #expect(plan.units[6].dependsOn == "*")
+        // Directories go by depth, deepest first, one unit per depth.
+        #expect(plan.units[6].files.map(\.entry.path) == ["dst/d"] && plan.units[6].depth == 1)
+        #expect(plan.units[7].files.map(\.entry.path) == ["dst"] && plan.units[7].depth == 0)
+        #expect(plan.units.map(\.unitId) == Array(0..<8))
+        #expect(plan.units[4].finishedFiles == 3 && plan.units[7].finishedFiles == 0)
         #expect(plan.totals == PlanTotals(bytes: Int64((9 << 20) + 1 + 60), files: 6, chunks: 10 + 3))
     }
 
@@ -36,10 +40,29 @@ struct PlannerTests {
         let planner = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20, maxFilesPerUnit: 1)  // 16 directories per unit
         let dirs = (0..<40).map { dir("d\($0)") } + [dir("d0/deep/er")]
         let plan = planner.plan(entries: dirs, sourcePath: "", destinationPath: "x")
-        #expect(plan.units.map(\.kind) == [.directories, .directories, .directories])
-        #expect(plan.units.map(\.files.count) == [16, 16, 9])
+        #expect(plan.units.allSatisfy { $0.kind == .directories })
+        #expect(plan.units.map(\.files.count) == [1, 16, 16, 8])
         #expect(plan.units[0].files[0].entry.path == "x/d0/deep/er")
-        #expect(plan.units.allSatisfy { $0.dependsOn == "*" })
+        #expect(plan.units.map(\.depth) == [3, 1, 1, 1])
+    }
+
+    @Test func pagesContinueUnitIdsAndNeverShareABatch() {
+        var builder = Planner.Builder(planner: Planner(maxFilesPerUnit: 10), job: "j", sourcePath: "s", destinationPath: "d")
+        let first = builder.page([dir(""), file("a", 1), file("b", 1)])
+        let second = builder.page([file("c", 1), dir("e")])
+        #expect(first.units.map(\.unitId) == [0, 1] && first.units[0].files.count == 2)
+        #expect(second.units.map(\.unitId) == [2, 3] && second.units[0].files.map(\.entry.path) == ["d/c"])
+        #expect(first.workUnits == 1 && second.workUnits == 1)
+        #expect(builder.nextUnit == 4)
+    }
+
+    @Test func scanOrderIsDepthFirstByNameBytes() {
+        // '-' (0x2D) sorts before '/' (0x2F) as bytes of a whole path, but a directory's contents
+        // come right after it in a depth-first walk.
+        let walk = ["", "a", "a/b", "a/b/c", "a-c", "b"]
+        for (i, x) in walk.enumerated() {
+            for (j, y) in walk.enumerated() { #expect(ScanOrder.precedes(x, y) == (i < j), "\(x) vs \(y)") }
+        }
     }
 
     @Test func aSingleFileLandsAtTheDestinationPath() {
@@ -56,17 +79,5 @@ struct PlannerTests {
         #expect(try JobPath.normalize("/") == "")
         #expect(throws: PlanError.outsideRoot("../etc")) { try JobPath.normalize("../etc") }
         #expect(throws: PlanError.outsideRoot("a/../../b")) { try JobPath.normalize("a/../../b") }
-    }
-
-    @Test func lanesGoToTheLeastLoadedAgentsWithinTheirBounds() {
-        typealias C = LanePicker.Candidate
-        let sources = [C(name: "a1", load: 2, bound: 2), C(name: "a2", load: 1, bound: 2)]
-        let destinations = [C(name: "b1", load: 0, bound: 4), C(name: "b2", load: 0, bound: 4)]
-        #expect(LanePicker.pick(sources: sources, destinations: destinations)! == ("a2", "b1"))
-        #expect(LanePicker.pick(sources: sources, destinations: destinations, pinned: "b2")! == ("a2", "b2"))
-        // A pinned destination that is full waits rather than going elsewhere.
-        #expect(LanePicker.pick(sources: sources, destinations: [C(name: "b2", load: 4, bound: 4), C(name: "b1", load: 0, bound: 4)], pinned: "b2") == nil)
-        #expect(LanePicker.pick(sources: [C(name: "a1", load: 2, bound: 2)], destinations: destinations) == nil)
-        #expect(LanePicker.pick(sources: sources, destinations: []) == nil)
     }
 }

@@ -24,6 +24,7 @@ struct SchedulerTests {
 
         /// A failed unit waits out its backoff (at most 30 s) before it is handed out again.
         func afterBackoff(_ job: String) async throws {
+            await scheduler.flush()
             await scheduler.tick()
             let journal = await scheduler.journal
             #expect(try journal.units(job: job, state: .assigned).isEmpty, "handed out again before its backoff")
@@ -65,6 +66,7 @@ struct SchedulerTests {
         #expect(await f.scheduler.metrics.render().contains("barge_unit_retries_total 1"))
         await f.scheduler.received(.taskDone(TaskDone(job: job.id, unit: task.unit, bytes: 3, wireBytes: 43, refetched: 0, codecs: [],
                                                       chunks: [ChunkReport(file: 0, offset: 0, length: 3, id: [UInt8](repeating: 1, count: 32))])), from: "a2")
+        await f.scheduler.flush()
         let done = try #require(try await f.scheduler.status(job.id))
         #expect(done.state == .succeeded && done.bytesDone == 3 && done.filesDone == 1)
     }
@@ -82,6 +84,7 @@ struct SchedulerTests {
             await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "ENOSPC at b1")), from: "a1")
             try await f.afterBackoff(job.id)
         }
+        await f.scheduler.flush()
         let failed = try #require(try await f.scheduler.status(job.id))
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true)

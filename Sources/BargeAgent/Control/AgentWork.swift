@@ -67,9 +67,7 @@ public final class AgentWork: Sendable {
         let outbox = outbox, root = settings.root
         switch message {
         case .scanRequest(let request):
-            Task.detached {
-                for page in TreeListing.replies(to: request, root: root) { outbox.send(.scanReply(page)) }
-            }
+            Task.detached { await TreeListing.send(request, root: root, outbox: outbox) }
         case .verifyRequest(let request):
             Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root))) }
         case .jobSettings(let job):

@@ -1,33 +1,39 @@
 import BargeStore
 import BargeWire
 
-/// A source agent's answer to `scan request`: the tree under its root as pages of `scan reply`.
+/// A source agent's answer to `scan request`: the tree under its root as pages of `scan reply`,
+/// sent while the walk goes on. Pages go out through the outbox, which lets only a few wait for
+/// the connection at once, so a walk of ten million files holds a few pages, not the tree.
 enum TreeListing {
-    static func replies(to request: ScanRequest, root: String) -> [ScanReply] {
-        let result: TreeScanner.Result
+    static func send(_ request: ScanRequest, root: String, outbox: Outbox) async {
+        var walker: TreeWalker?
         let top: TreeEntry
         do {
             let path = try RootedPath.resolve(request.path, under: root)
             top = try TreeScanner.entry(at: path)
-            result = try TreeScanner.scan(path)
+            if top.kind == .directory { walker = try TreeWalker(directory: path) }
         } catch {
-            return [ScanReply(request: request.request, final: true, error: error.description)]
+            await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: true, error: error.description)))
+            return
         }
         // The scanned path itself is the entry with the empty path: a directory (its mode and
         // mtime go to the destination directory) or the single file being sent.
-        var entries = [entry(top, path: "")]
-        if top.kind == .directory { entries += result.entries.map { entry($0, path: $0.path) } }
-        let skipped = result.skipped.map(\.description)
-        var pages: [ScanReply] = []
-        var start = 0
-        repeat {
-            let end = min(start + ScanReply.pageSize, entries.count)
-            let last = end == entries.count
-            pages.append(ScanReply(request: request.request, final: last, entries: Array(entries[start..<end]),
-                                   skipped: last ? skipped : []))
-            start = end
-        } while start < entries.count
-        return pages
+        var page = [entry(top, path: "")]
+        do {
+            while let e = try walker?.next() {
+                page.append(entry(e, path: e.path))
+                if page.count == ScanReply.pageSize {
+                    let skipped = walker?.takeSkipped().map(\.description) ?? []
+                    await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: false, entries: page, skipped: skipped)))
+                    page = []
+                }
+            }
+        } catch {
+            await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: true, error: error.description)))
+            return
+        }
+        let skipped = walker?.takeSkipped().map(\.description) ?? []
+        await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: true, entries: page, skipped: skipped)))
     }
 
     private static func entry(_ e: TreeEntry, path: String) -> FileEntry {

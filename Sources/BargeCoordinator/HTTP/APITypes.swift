@@ -29,6 +29,9 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var chunksDone: Int64
     public var chunksRefetched: Int64
     public var dedupBytes: Int64
+    /// Files the quick check found unchanged at the destination and did not send, and their bytes.
+    public var skippedFiles: Int64
+    public var skippedBytes: Int64
     public var error: String?
     /// Beyond the fields DESIGN.md fixes: where from and to, the codec asked for, the codec mix
     /// so far, and when the job started and ended (Unix seconds).
@@ -65,7 +68,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
         case chunksTotal = "chunks_total", chunksDone = "chunks_done", chunksRefetched = "chunks_refetched"
-        case dedupBytes = "dedup_bytes"
+        case dedupBytes = "dedup_bytes", skippedFiles = "skipped_files", skippedBytes = "skipped_bytes"
     }
 
     public init(_ r: JobRecord) {
@@ -78,6 +81,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         filesDone = r.filesDone
         chunksTotal = r.chunksTotal
         chunksDone = r.chunksDone
+        skippedFiles = r.skippedFiles
+        skippedBytes = r.skippedBytes
         chunksRefetched = r.chunksRefetched
         dedupBytes = r.dedupBytes
         error = r.error
@@ -155,6 +160,13 @@ public struct AgentList: Codable, Sendable, ResponseEncodable {
 
 public struct JobList: Codable, Sendable, ResponseEncodable {
     public var jobs: [JobStatus]
+    /// The id to pass as `after` for the next page; absent on the last page.
+    public var next: String?
+}
+
+/// The answer to `POST /v1/jobs/prune`.
+public struct PruneOutcome: Codable, Sendable, ResponseEncodable {
+    public var pruned: [String]
 }
 
 extension VerifyOutcome: ResponseEncodable {}

@@ -18,8 +18,22 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         let holding = try await httpErrors { try await scheduler.drain(name) }
         return DrainOutcome(agent: name, state: "draining", unitsHeld: holding)
     }
-    router.get("/v1/jobs") { _, _ -> JobList in
-        JobList(jobs: try await scheduler.statuses().map(JobStatus.init))
+    router.get("/v1/jobs") { request, _ -> JobList in
+        let query = request.uri.queryParameters
+        var limit = 100
+        if let given = query["limit"] {
+            guard let n = Int(given), (1...1000).contains(n) else { throw HTTPError(.badRequest, message: "limit must be a whole number from 1 to 1000") }
+            limit = n
+        }
+        let after = query["after"].map(String.init)
+        let jobs = try await httpErrors { try await scheduler.statuses(limit: limit, after: after) }
+        return JobList(jobs: jobs.map(JobStatus.init), next: jobs.count == limit ? jobs.last?.id : nil)
+    }
+    router.post("/v1/jobs/prune") { request, _ -> PruneOutcome in
+        guard let given = request.uri.queryParameters["before"], let before = Double(given) else {
+            throw HTTPError(.badRequest, message: "before must be a time in Unix seconds: jobs that ended before it are deleted")
+        }
+        return PruneOutcome(pruned: try await scheduler.prune(endedBefore: before))
     }
     router.post("/v1/jobs") { request, context -> EditedResponse<JobStatus> in
         let submit: SubmitRequest

@@ -9,10 +9,12 @@ import GRDB
 public final class Journal: Sendable {
     public static let fileName = "journal.sqlite"
 
-    private let pool: DatabasePool
+    let pool: DatabasePool
+    public let path: String
 
     /// Opens (creating if needed) the journal at `path` and brings its schema up to date.
     public init(path: String) throws {
+        self.path = path
         pool = try DatabasePool(path: path)
         // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last transactions on
         // power loss. The writer connection is the only one that commits, so FULL is set there.
@@ -83,6 +85,41 @@ public final class Journal: Sendable {
                 t.add(column: "congestion", .text).notNull().defaults(to: "fair")
             }
         }
+        m.registerMigration("v5: counters, dependencies and manifests per unit") { db in
+            try db.alter(table: "jobs") { t in
+                t.add(column: "unitsTotal", .integer).notNull().defaults(to: 0)
+                t.add(column: "unitsDone", .integer).notNull().defaults(to: 0)
+                t.add(column: "planned", .boolean).notNull().defaults(to: false)
+                t.add(column: "skippedFiles", .integer).notNull().defaults(to: 0)
+                t.add(column: "skippedBytes", .integer).notNull().defaults(to: 0)
+                t.add(column: "scanMark", .text)
+            }
+            try db.alter(table: "units") { t in
+                t.add(column: "finishUnit", .integer)
+                t.add(column: "depth", .integer).notNull().defaults(to: 0)
+                t.add(column: "finishedFiles", .integer).notNull().defaults(to: 0)
+                t.add(column: "manifest", .blob)
+            }
+            // Units journaled before: their dependencies and counts from what v4 kept. Earlier
+            // directories units ran one after another; a falling depth keeps that order.
+            try db.execute(sql: """
+                UPDATE units SET finishUnit = (SELECT f.unitId FROM units f WHERE f.jobId = units.jobId AND f.path = units.path AND f.kind = 'finish')
+                  WHERE kind = 'range';
+                UPDATE units SET depth = -unitId WHERE kind = 'directories';
+                UPDATE units SET finishedFiles = (SELECT COUNT(*) FROM json_each(units.files)
+                  WHERE json_extract(value, '$.finish') = 1 AND json_extract(value, '$.entry.kind') != 2);
+                UPDATE jobs SET unitsTotal = (SELECT COUNT(*) FROM units WHERE jobId = jobs.id),
+                  unitsDone = (SELECT COUNT(*) FROM units WHERE jobId = jobs.id AND state = 'done'),
+                  planned = (startedAt IS NOT NULL);
+                DROP INDEX units_by_state;
+                CREATE INDEX units_queue ON units(jobId, state, unitId);
+                CREATE INDEX units_directories ON units(jobId, kind, state, depth, unitId);
+                CREATE INDEX units_of_file ON units(jobId, finishUnit) WHERE finishUnit IS NOT NULL;
+                CREATE INDEX units_assigned ON units(sourceAgent, destinationAgent) WHERE state = 'assigned';
+                CREATE INDEX jobs_by_creation ON jobs(createdAt, id);
+                CREATE INDEX jobs_by_end ON jobs(finishedAt) WHERE finishedAt IS NOT NULL;
+                """)
+        }
         return m
     }
 
@@ -103,6 +140,50 @@ public final class Journal: Sendable {
         try pool.read { db in try JobRecord.order(Column("createdAt"), Column("id")).fetchAll(db) }
     }
 
+    /// A page of jobs in submission order: at most `limit`, after the job `after` (by id).
+    public func jobs(limit: Int, after: String?) throws -> [JobRecord] {
+        try pool.read { db in
+            guard let after else {
+                return try JobRecord.order(Column("createdAt"), Column("id")).limit(limit).fetchAll(db)
+            }
+            guard let mark = try JobRecord.fetchOne(db, key: after) else { throw JournalError.unknownJob(after) }
+            return try JobRecord.fetchAll(db, sql: """
+                SELECT * FROM jobs WHERE (createdAt, id) > (?, ?) ORDER BY createdAt, id LIMIT ?
+                """, arguments: [mark.createdAt, mark.id, limit])
+        }
+    }
+
+    /// Jobs in a state, for picking up work after a restart.
+    public func jobs(in states: [JobState]) throws -> [JobRecord] {
+        try pool.read { db in
+            try JobRecord.filter(states.map(\.rawValue).contains(Column("state"))).order(Column("createdAt"), Column("id")).fetchAll(db)
+        }
+    }
+
+    /// Deletes jobs that ended before `before` (Unix seconds), with their units; returns their ids.
+    @discardableResult
+    public func prune(endedBefore before: Double) throws -> [String] {
+        try pool.write { db in
+            let ids = try String.fetchAll(db, sql: """
+                SELECT id FROM jobs WHERE finishedAt IS NOT NULL AND finishedAt < ? AND state IN ('succeeded', 'failed', 'cancelled')
+                """, arguments: [before])
+            for id in ids {
+                try db.execute(sql: "DELETE FROM units WHERE jobId = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM chunks WHERE jobId = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
+            }
+            return ids
+        }
+    }
+
+    /// The journal file's size in bytes, with its WAL.
+    public func sizeOnDisk() -> Int64 {
+        let fm = FileManager.default
+        return [path, path + "-wal"].reduce(0) { sum, p in
+            sum + ((try? fm.attributesOfItem(atPath: p)[.size] as? NSNumber)?.int64Value ?? 0)
+        }
+    }
+
     /// Applies a lifecycle event to a job, checked by `JobLifecycle`, in one transaction.
     @discardableResult
     public func apply(_ event: JobEvent, to id: String) throws -> JobRecord {
@@ -110,81 +191,6 @@ public final class Journal: Sendable {
             guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
             job.state = try JobLifecycle.next(job.state, event)
             if case .fail(let reason) = event { job.error = reason }
-            try job.update(db)
-            return job
-        }
-    }
-
-    /// Records a planned job's units and totals, and starts it, in one transaction.
-    public func plan(_ id: String, units: [UnitRecord], totals: PlanTotals, now: Double) throws {
-        try pool.write { db in
-            guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
-            job.state = try JobLifecycle.next(job.state, .start)
-            for unit in units { try unit.insert(db) }
-            job.filesTotal = totals.files
-            job.bytesTotal = totals.bytes
-            job.chunksTotal = totals.chunks
-            job.startedAt = now
-            if units.isEmpty {
-                job.state = try JobLifecycle.next(job.state, .succeed)
-                job.finishedAt = now
-            }
-            try job.update(db)
-        }
-    }
-
-    /// Hands a pending unit to a lane.
-    public func assign(job id: String, unit: Int64, source: String, destination: String) throws {
-        try pool.write { db in
-            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": id, "unitId": unit]) else { throw JournalError.unknownUnit(id, unit) }
-            guard u.state == .pending else { throw JournalError.unitNotPending(id, unit, u.state) }
-            u.state = .assigned
-            u.sourceAgent = source
-            u.destinationAgent = destination
-            u.attempts += 1
-            try u.update(db)
-        }
-    }
-
-    /// Marks a unit done with what its source agent reported, adds it to the job's counters and
-    /// chunk manifest, and finishes the job when it was the last unit, all in one transaction.
-    /// Returns the job, or nil when the report changes nothing but the wire bytes (a duplicate), or
-    /// nothing at all (a job already cancelled or failed).
-    @discardableResult
-    public func complete(_ report: TaskDone, now: Double) throws -> JobRecord? {
-        try pool.write { db in
-            let unitId = Int64(report.unit)
-            guard var job = try JobRecord.fetchOne(db, key: report.job), job.state == .running else { return nil }
-            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": report.job, "unitId": unitId]) else { return nil }
-            guard u.state != .done else {
-                // Sent twice (a unit handed out again after a restart, while its first lane finished
-                // it): counted once, but its bytes did cross the wire.
-                job.wireBytes += Int64(report.wireBytes)
-                try job.update(db)
-                return nil
-            }
-            // A report may also arrive for a unit put back to pending (the coordinator restarted
-            // while the agent kept working): the work is done whoever holds it now.
-            u.state = .done
-            try u.update(db)
-            for c in report.chunks where Int(c.file) < u.files.count {
-                try ChunkRecordRow(jobId: report.job, path: u.files[Int(c.file)].entry.path, offset: Int64(c.offset),
-                                   length: Int64(c.length), id: Data(c.id)).upsert(db)
-            }
-            job.bytesDone += Int64(report.bytes)
-            job.wireBytes += Int64(report.wireBytes)
-            job.chunksDone += Int64(report.chunks.count)
-            job.chunksRefetched += Int64(report.refetched)
-            job.dedupBytes += Int64(report.dedupBytes)
-            job.filesDone += Int64(u.files.filter { $0.finish && $0.entry.kind != .directory }.count)
-            job.codecStats = CodecUsage.merge(job.codecStats, report.codecs)
-            let left = try UnitRecord.filter(Column("jobId") == report.job && Column("state") != UnitState.done.rawValue).fetchCount(db)
-            if left == 0 {
-                job.state = try JobLifecycle.next(job.state, .succeed)
-                job.finishedAt = now
-                // The plan estimated the chunk count; content-defined chunks make it what it was.
-                job.chunksTotal = job.chunksDone
-            }
             try job.update(db)
             return job
         }
@@ -202,25 +208,11 @@ public final class Journal: Sendable {
             job.error = nil
             job.finishedAt = nil
             try job.update(db)
-            try UnitRecord.filter(Column("jobId") == id && Column("state") != UnitState.done.rawValue)
-                .updateAll(db, [Column("state").set(to: UnitState.pending.rawValue), Column("attempts").set(to: 0),
-                                Column("sourceAgent").set(to: nil), Column("destinationAgent").set(to: nil)])
+            try db.execute(sql: """
+                UPDATE units SET state = 'pending', attempts = 0, sourceAgent = NULL, destinationAgent = NULL
+                  WHERE jobId = ? AND state IN ('pending', 'assigned', 'failed')
+                """, arguments: [id])
             return job
-        }
-    }
-
-    /// Puts an assigned unit back to pending (its lane failed); returns its attempts so far.
-    public func release(job id: String, unit: Int64) throws -> Int64 {
-        try pool.write { db in
-            guard var u = try UnitRecord.fetchOne(db, key: ["jobId": id, "unitId": unit]) else { throw JournalError.unknownUnit(id, unit) }
-            if u.state == .assigned {
-                u.state = .pending
-                u.sourceAgent = nil
-                u.destinationAgent = nil
-                try u.update(db)
-                try db.execute(sql: "UPDATE jobs SET unitRetries = unitRetries + 1 WHERE id = ?", arguments: [id])
-            }
-            return u.attempts
         }
     }
 
@@ -234,38 +226,6 @@ public final class Journal: Sendable {
             job.finishedAt = job.finishedAt ?? now
             try job.update(db)
             return job
-        }
-    }
-
-    /// A large file's ranges must all be sent again (the agent that held its partial copy is gone):
-    /// its done `range` units go back to pending, their bytes and chunks come off the job's counts,
-    /// and their manifest rows are dropped. Returns how many units were reset.
-    @discardableResult
-    public func resetRanges(job id: String, path: String) throws -> Int {
-        try pool.write { db in
-            guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
-            let done = try UnitRecord.filter(Column("jobId") == id && Column("path") == path
-                && Column("kind") == UnitKind.range.rawValue && Column("state") == UnitState.done.rawValue).fetchAll(db)
-            for var u in done {
-                u.state = .pending
-                try u.update(db)
-                job.bytesDone -= u.length
-            }
-            let rows = try ChunkRecordRow.filter(Column("jobId") == id && Column("path") == path).deleteAll(db)
-            job.chunksDone -= Int64(rows)
-            try job.update(db)
-            return done.count
-        }
-    }
-
-    /// Every assigned unit back to pending: run when the coordinator starts, since no agent holds
-    /// work for a coordinator that was not running.
-    @discardableResult
-    public func releaseAllAssigned() throws -> Int {
-        try pool.write { db in
-            try UnitRecord.filter(Column("state") == UnitState.assigned.rawValue)
-                .updateAll(db, [Column("state").set(to: UnitState.pending.rawValue),
-                                Column("sourceAgent").set(to: nil), Column("destinationAgent").set(to: nil)])
         }
     }
 
@@ -294,29 +254,6 @@ public final class Journal: Sendable {
     public func chunks(job id: String) throws -> [ChunkRecordRow] {
         try pool.read { db in
             try ChunkRecordRow.filter(Column("jobId") == id).order(Column("path"), Column("offset")).fetchAll(db)
-        }
-    }
-
-    /// Returns every unit assigned to one of `agents` (as source or destination) to pending;
-    /// returns how many. Called when the registry reports agents down.
-    @discardableResult
-    public func releaseUnits(heldBy agents: [String]) throws -> Int {
-        guard !agents.isEmpty else { return 0 }
-        return try pool.write { db in
-            let held = UnitRecord.filter(Column("state") == UnitState.assigned.rawValue)
-                .filter(agents.contains(Column("sourceAgent")) || agents.contains(Column("destinationAgent")))
-            for (job, count) in Dictionary(grouping: try held.fetchAll(db), by: \.jobId).mapValues(\.count) {
-                try db.execute(sql: "UPDATE jobs SET unitRetries = unitRetries + ? WHERE id = ?", arguments: [count, job])
-            }
-            return try held.updateAll(db, [Column("state").set(to: UnitState.pending.rawValue),
-                                           Column("sourceAgent").set(to: nil), Column("destinationAgent").set(to: nil)])
-        }
-    }
-
-    /// Units not done yet, by id: what the scheduler looks at.
-    public func openUnits(job id: String) throws -> [UnitRecord] {
-        try pool.read { db in
-            try UnitRecord.filter(Column("jobId") == id && Column("state") != UnitState.done.rawValue).order(Column("unitId")).fetchAll(db)
         }
     }
 

@@ -38,6 +38,16 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var bwlimit: String?
     /// `fair`, `scavenger` or `off`.
     public var congestion: String = "fair"
+    /// Units journaled so far, and how many of them are done.
+    public var unitsTotal: Int64 = 0
+    public var unitsDone: Int64 = 0
+    /// The scan has ended and every unit is journaled: the job ends when its units are done.
+    public var planned: Bool = false
+    /// Files found unchanged at the destination and not sent (quick check), and their bytes.
+    public var skippedFiles: Int64 = 0
+    public var skippedBytes: Int64 = 0
+    /// The last scanned path planned, in scan order: a scan that starts again skips up to it.
+    public var scanMark: String?
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id
@@ -81,9 +91,16 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     public var kind: UnitKind = .range
     /// What the source agent is told to send (`task assign`).
     public var files: [TaskFile] = []
-    /// The unit waits until every other unit of the job with this destination path is done;
-    /// `*` waits for every unit planned before it.
+    /// Kept from journals before v5 (a path, or `*`); dependencies are now `finishUnit` and `depth`.
     public var dependsOn: String?
+    /// A `range` unit's file: the id of the `finish` unit that waits for it.
+    public var finishUnit: Int64?
+    /// A `directories` unit's depth: deeper ones go first, one depth at a time.
+    public var depth: Int64 = 0
+    /// Files (and links) this unit finishes, for the job's `files_done`.
+    public var finishedFiles: Int64 = 0
+    /// The chunks its source reported when it was done (`UnitManifest`).
+    public var manifest: Data?
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId
@@ -93,12 +110,19 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
         self.length = length
     }
 
-    public init(jobId: String, unitId: Int64, kind: UnitKind, files: [TaskFile], dependsOn: String? = nil) {
+    public init(jobId: String, unitId: Int64, kind: UnitKind, files: [TaskFile], finishUnit: Int64? = nil, depth: Int64 = 0) {
         self.init(jobId: jobId, unitId: unitId, path: files.first?.entry.path ?? "", offset: Int64(files.first?.offset ?? 0),
                   length: Int64(files.reduce(0) { $0 + $1.length }))
         self.kind = kind
         self.files = files
-        self.dependsOn = dependsOn
+        self.finishUnit = finishUnit
+        self.depth = depth
+        self.finishedFiles = Int64(files.filter { $0.finish && $0.entry.kind != .directory }.count)
+    }
+
+    /// What the scheduling policy needs of it.
+    public var planned: PlannedUnit {
+        PlannedUnit(id: UInt64(unitId), kind: kind, finish: finishUnit.map { UInt64($0) }, depth: Int(depth))
     }
 }
 

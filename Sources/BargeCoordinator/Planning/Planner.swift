@@ -1,14 +1,17 @@
 import BargeWire
 
-/// Cuts a scanned tree into work units. Pure: the same scan always gives the same plan.
+/// Cuts a scanned tree into work units, one scan page at a time. Pure: the same pages always give
+/// the same units.
 ///
 /// - A regular file larger than `unitBytes` becomes `range` units of `unitBytes` each, plus a
-///   `finish` unit that waits for them (so the file is renamed only once every range is in).
+///   `finish` unit right after them that waits for them (so the file is renamed only once every
+///   range is in).
 /// - Smaller files and symbolic links are batched in scan order into `files` units of at most
-///   `unitBytes` and `maxFilesPerUnit` entries; each file is finished within its unit.
-/// - Directories, empty ones included, go last into `directories` units of at most
-///   `maxFilesPerUnit × 16` entries, deepest first, each waiting for every unit before it (`*`), so
-///   their modes and mtimes are set after everything inside them is written.
+///   `unitBytes` and `maxFilesPerUnit` entries; each file is finished within its unit. A batch
+///   never spans two pages, so a page's units are complete once the page is journaled.
+/// - Directories, empty ones included, go into `directories` units of one depth each (at most
+///   `maxFilesPerUnit × 16` entries), which run after every other unit of the job, deepest first,
+///   so their modes and mtimes are set after everything inside them is written.
 ///
 /// The scanned entry with the empty path is the source itself: a directory (whose contents land
 /// under the destination path) or a single file (which lands at the destination path).
@@ -24,60 +27,95 @@ public struct Planner: Sendable {
         self.maxFilesPerUnit = maxFilesPerUnit
     }
 
-    public struct Plan: Sendable {
-        public var units: [(kind: UnitKind, files: [TaskFile], dependsOn: String?)]
+    public struct PlannedPage: Sendable {
+        public var units: [UnitRecord]
         public var totals: PlanTotals
+        /// Units other than directories, for the policy's count of open work.
+        public var workUnits: Int { units.count { $0.kind != .directories } }
     }
 
-    public func plan(entries: [FileEntry], sourcePath: String, destinationPath: String) -> Plan {
-        var units: [(kind: UnitKind, files: [TaskFile], dependsOn: String?)] = []
-        var batch: [TaskFile] = []
-        var batchBytes: UInt64 = 0
-        var directories: [TaskFile] = []
-        var totals = PlanTotals(bytes: 0, files: 0, chunks: 0)
+    /// A job's plan as its scan pages arrive: unit ids continue from page to page.
+    public struct Builder: Sendable {
+        public let planner: Planner
+        public let job: String
+        public let sourcePath: String
+        public let destinationPath: String
+        /// The id the next unit gets.
+        public private(set) var nextUnit: Int64
 
-        func flush() {
-            if !batch.isEmpty { units.append((.files, batch, nil)) }
-            batch = []
-            batchBytes = 0
+        public init(planner: Planner, job: String, sourcePath: String, destinationPath: String, nextUnit: Int64 = 0) {
+            self.planner = planner
+            self.job = job
+            self.sourcePath = sourcePath
+            self.destinationPath = destinationPath
+            self.nextUnit = nextUnit
         }
 
-        for e in entries {
-            var entry = e
-            entry.path = JobPath.join(destinationPath, e.path)
-            let source = JobPath.join(sourcePath, e.path)
-            switch e.kind {
-            case .directory:
-                directories.append(TaskFile(sourcePath: source, entry: entry, length: 0, finish: true))
-            case .symlink, .file:
-                totals.files += 1
-                totals.bytes += Int64(e.size)
-                totals.chunks += Int64((e.size + chunkSize - 1) / chunkSize)
-                if e.kind == .file, e.size > unitBytes {
-                    var offset: UInt64 = 0
-                    while offset < e.size {
-                        let length = min(unitBytes, e.size - offset)
-                        units.append((.range, [TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: false)], nil))
-                        offset += length
-                    }
-                    units.append((.finish, [TaskFile(sourcePath: source, entry: entry, offset: 0, length: 0, finish: true)], entry.path))
-                    continue
-                }
-                if batch.count == maxFilesPerUnit || batchBytes + e.size > unitBytes { flush() }
-                batch.append(TaskFile(sourcePath: source, entry: entry, length: e.size, finish: true))
-                batchBytes += e.size
+        public mutating func page(_ entries: [FileEntry]) -> PlannedPage {
+            let p = planner
+            var units: [UnitRecord] = []
+            var batch: [TaskFile] = []
+            var batchBytes: UInt64 = 0
+            var directories: [Int: [TaskFile]] = [:]
+            var totals = PlanTotals(bytes: 0, files: 0, chunks: 0)
+
+            func add(_ kind: UnitKind, _ files: [TaskFile], finishUnit: Int64? = nil, depth: Int64 = 0) {
+                units.append(UnitRecord(jobId: job, unitId: nextUnit, kind: kind, files: files, finishUnit: finishUnit, depth: depth))
+                nextUnit += 1
             }
+            func flush() {
+                if !batch.isEmpty { add(.files, batch) }
+                batch = []
+                batchBytes = 0
+            }
+
+            for e in entries {
+                var entry = e
+                entry.path = JobPath.join(destinationPath, e.path)
+                let source = JobPath.join(sourcePath, e.path)
+                switch e.kind {
+                case .directory:
+                    let depth = e.path.isEmpty ? 0 : e.path.utf8.count { $0 == UInt8(ascii: "/") } + 1
+                    directories[depth, default: []].append(TaskFile(sourcePath: source, entry: entry, length: 0, finish: true))
+                case .symlink, .file:
+                    totals.files += 1
+                    totals.bytes += Int64(e.size)
+                    totals.chunks += Int64((e.size + p.chunkSize - 1) / p.chunkSize)
+                    if e.kind == .file, e.size > p.unitBytes {
+                        let ranges = (e.size + p.unitBytes - 1) / p.unitBytes
+                        let finish = nextUnit + Int64(ranges)
+                        var offset: UInt64 = 0
+                        while offset < e.size {
+                            let length = min(p.unitBytes, e.size - offset)
+                            add(.range, [TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: false)], finishUnit: finish)
+                            offset += length
+                        }
+                        add(.finish, [TaskFile(sourcePath: source, entry: entry, offset: 0, length: 0, finish: true)])
+                        continue
+                    }
+                    if batch.count == p.maxFilesPerUnit || batchBytes + e.size > p.unitBytes { flush() }
+                    batch.append(TaskFile(sourcePath: source, entry: entry, length: e.size, finish: true))
+                    batchBytes += e.size
+                }
+            }
+            flush()
+            let perUnit = p.maxFilesPerUnit * 16  // keeps a task well under the frame limit
+            for depth in directories.keys.sorted(by: >) {
+                let list = directories[depth]!.sorted { $0.entry.path < $1.entry.path }
+                var start = 0
+                while start < list.count {
+                    let end = min(start + perUnit, list.count)
+                    add(.directories, Array(list[start..<end]), depth: Int64(depth))
+                    start = end
+                }
+            }
+            return PlannedPage(units: units, totals: totals)
         }
-        flush()
-        // Deepest first: a child's entry is created before its parent's mtime is set.
-        directories.sort { $0.entry.path.utf8.count != $1.entry.path.utf8.count ? $0.entry.path.utf8.count > $1.entry.path.utf8.count : $0.entry.path < $1.entry.path }
-        let perUnit = maxFilesPerUnit * 16  // keeps a task well under the frame limit
-        var start = 0
-        while start < directories.count {
-            let end = min(start + perUnit, directories.count)
-            units.append((.directories, Array(directories[start..<end]), "*"))
-            start = end
-        }
-        return Plan(units: units, totals: totals)
+    }
+
+    /// A whole scan planned as one page (for tests and small tools).
+    public func plan(entries: [FileEntry], sourcePath: String, destinationPath: String, job: String = "") -> PlannedPage {
+        var builder = Builder(planner: self, job: job, sourcePath: sourcePath, destinationPath: destinationPath)
+        return builder.page(entries)
     }
 }

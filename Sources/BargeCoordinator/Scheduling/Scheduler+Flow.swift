@@ -12,17 +12,21 @@ extension Scheduler {
         try journal.setLimit(id, limit)
         logger.notice("job \(id): bwlimit \(limit ?? "off")")
         let updated = try journal.job(id) ?? job
-        shareSettings(updated)
+        if running[id] != nil {
+            running[id]!.record.bwlimit = limit
+            shareSettings(id)
+        }
         return updated
     }
 
     /// Sends each source agent of the job's running units its share, if it changed.
-    func shareSettings(_ job: JobRecord) {
-        guard job.state == .running else {
-            sentSettings.removeValue(forKey: job.id)
+    func shareSettings(_ id: String) {
+        guard let run = running[id] else {
+            sentSettings.removeValue(forKey: id)
             return
         }
-        let sources = Set(held.filter { $0.key.job == job.id }.map(\.value.source))
+        let job = run.record
+        let sources = Set(run.sources.keys)
         var sent = (sentSettings[job.id] ?? [:]).filter { sources.contains($0.key) }
         let congestion = (CongestionMode(rawValue: job.congestion) ?? .fair).code
         for source in sources.sorted() {
@@ -43,7 +47,7 @@ extension Scheduler {
     public func lanes(of job: String) -> [LaneStatus] {
         var byLane: [String: LaneStatus] = [:]
         for (key, p) in live where key.job == job {
-            guard let lane = held[key], let f = p.lane else { continue }
+            guard let lane = policy.lane(of: key), let f = p.lane else { continue }
             byLane[lane.source + "\u{0}" + lane.destination] = LaneStatus(source: lane.source, destination: lane.destination, figures: f)
         }
         return byLane.values.sorted { ($0.source, $0.destination) < ($1.source, $1.destination) }

@@ -99,18 +99,16 @@ extension Scheduler {
                 }
             }
             guard let destination = links[agent] else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
-            guard let lane = LanePicker.pick(sources: candidates(at: job.sourceSite), destinations: candidates(at: job.destinationSite), pinned: agent),
-                  let source = links[lane.source] else {
+            guard let sourceName = policy.leastLoaded(at: job.sourceSite), let source = links[sourceName] else {
                 throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
             }
             let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)
             nextRequest += 1
-            hold(key, lane)
             let task = TaskAssign(job: job.id, unit: key.unit,
                                   destination: DataPeer(name: agent, host: destination.agent.dataHost, port: destination.agent.dataPort),
                                   codec: job.codec, chunkSize: UInt32(job.chunkSize), files: files)
             let result = await withCheckedContinuation { continuation in
-                repairs[key] = continuation
+                repairs[key] = ((sourceName, agent), continuation)
                 source.sink.yield(.taskAssign(task))
             }
             switch result {
@@ -130,16 +128,24 @@ struct Manifest {
     var fileCount = 0
     var chunkCount = 0
 
+    /// `rows`: chunk rows of journals before v5, which kept a row per chunk.
     init(job: JobRecord, units: [UnitRecord], chunks rows: [ChunkRecordRow]) {
+        // A done unit keeps its lane: its destination agent finished its files.
         for u in units where u.state == .done {
             for f in u.files where f.finish && f.entry.kind == .file {
                 guard let agent = u.destinationAgent else { continue }
                 filesByAgent[agent, default: []].append(f)
                 fileCount += 1
             }
+            for c in UnitManifest.decode(u.manifest ?? Data()) where Int(c.file) < u.files.count {
+                let path = u.files[Int(c.file)].entry.path
+                chunks[path, default: []].append(ChunkRecordRow(jobId: u.jobId, path: path, offset: Int64(c.offset), length: Int64(c.length), id: Data(c.id)))
+                chunkCount += 1
+            }
         }
         for row in rows { chunks[row.path, default: []].append(row) }
-        chunkCount = rows.count
+        chunkCount += rows.count
+        for path in chunks.keys { chunks[path]!.sort { $0.offset < $1.offset } }
     }
 
     /// Hex of the job's root over its files' roots (path order), each over its chunk ids (offset

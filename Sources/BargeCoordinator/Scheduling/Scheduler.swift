@@ -3,10 +3,15 @@ import BargeWire
 import Foundation
 import Logging
 
-/// The coordinator's moving parts: which agents are connected, which units they hold, scans and
-/// verifications in flight. Decisions are made by the pure parts (`Planner`, `LanePicker`,
-/// `JobLifecycle`); every state change is journalled before it is acted on, and this actor
-/// sends the resulting messages to the agents' connections.
+/// The coordinator's moving parts: which agents are connected, scans and verifications in
+/// flight, and the `SchedulingPolicy` that decides which unit goes to which lane. This actor
+/// carries out the policy's decisions and journals them.
+///
+/// **Group commit.** State changes collect in a batch; one commit task writes a batch in one
+/// transaction while the next one collects, so the journal's `fsync` is shared by every change
+/// that arrived meanwhile. Nothing that depends on a change is sent before its batch is durable:
+/// a `task assign` goes out after the assignment is journaled, and the job's end is announced
+/// after it is written. The in-memory state runs ahead of the journal by at most one batch.
 public actor Scheduler {
     struct Link {
         let agent: Register
@@ -19,8 +24,18 @@ public actor Scheduler {
     struct PendingScan {
         let job: String
         let agent: String
-        var entries: [FileEntry] = []
-        var skipped: [String] = []
+        var builder: Planner.Builder
+        /// Entries up to this path were planned before the scan started again.
+        var skipUpTo: String?
+        var skipped = 0
+        var firstSkipped: String?
+    }
+
+    /// A running job's fixed settings, kept while it runs.
+    struct RunningJob {
+        var record: JobRecord
+        /// Units held per source agent, for sharing the job's cap.
+        var sources: [String: Int] = [:]
     }
 
     public let journal: Journal
@@ -32,34 +47,42 @@ public actor Scheduler {
     let now: @Sendable () -> Double
 
     var links: [String: Link] = [:]
-    /// Agents being drained: connected, but given no new work.
-    var draining: Set<String> = []
+    var policy: SchedulingPolicy
+    /// Units read from the journal and not done: the policy's window, held and retrying units.
+    var records: [UnitKey: UnitRecord] = [:]
+    var running: [String: RunningJob] = [:]
+    /// Units running, as their agents last reported them.
+    var live: [UnitKey: TaskProgress] = [:]
     /// Units whose lane failed wait this long before another try (doubling per attempt, with jitter).
     let retryBackoff = ExponentialBackoff(initial: .milliseconds(500), maximum: .seconds(30))
-    /// When each unit waiting out its backoff may be handed out again.
-    private var notBefore: [UnitKey: Double] = [:]
-    var load: [String: Int] = [:]
-    var held: [UnitKey: (source: String, destination: String)] = [:]
-    /// job, destination path → the agent holding that file's partial copy.
-    private var pins: [String: String] = [:]
     private var scans: [UInt64: PendingScan] = [:]
-    var live: [UnitKey: TaskProgress] = [:]
     /// The `job settings` each source agent was last sent, per job.
     var sentSettings: [String: [String: JobSettings]] = [:]
     var replies: [UInt64: (agent: String, continuation: CheckedContinuation<VerifyReply, Error>)] = [:]
-    var repairs: [UnitKey: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>] = [:]
+    var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
     var nextRequest: UInt64 = 1
     private var nextConnection: UInt64 = 1
     private var lastRate: (time: Double, bytes: Int64)?
     /// Raw bytes of units finished since start, for the throughput gauge.
     private var completedBytes: Int64 = 0
 
+    // Group commit.
+    private var batch: [JournalChange] = []
+    private var batchRefills: [SchedulingPolicy.Refill] = []
+    private var batchSends: [(key: UnitKey?, agent: String, message: Message)] = []
+    /// Reports journaled in the batch, and whether their unit was held.
+    private var reported: [UnitKey: Bool] = [:]
+    private var plannedUnitsWaiting = 0
+    private var committing = false
+    private var committed: [CheckedContinuation<Void, Never>] = []
+
     public init(journal: Journal, metrics: CoordinatorMetrics = CoordinatorMetrics(), planner: Planner = Planner(),
-                maxAttempts: Int64 = 3, logger: Logger = Logger(label: "barge.coordinator"),
+                policy: SchedulingPolicy.Parameters = .init(), maxAttempts: Int64 = 3, logger: Logger = Logger(label: "barge.coordinator"),
                 now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
         self.journal = journal
         self.metrics = metrics
         self.planner = planner
+        self.policy = SchedulingPolicy(parameters: policy)
         self.maxAttempts = maxAttempts
         self.logger = logger
         self.now = now
@@ -74,26 +97,27 @@ public actor Scheduler {
         links[agent.name]?.sink.finish()
         links[agent.name] = Link(agent: agent, sink: sink, connection: id, version: version)
         // An agent that registers again (restarted after an upgrade) takes work again.
-        if draining.remove(agent.name) != nil { logger.notice("agent \(agent.name) registered again: no longer draining") }
+        policy.agentUp(agent.name, site: agent.site, bound: Int(max(1, agent.maxInFlight)))
         knownSites.insert(agent.site)
         startQueuedJobs()
-        pump()
+        schedule()
         return id
     }
 
     /// The connection ended. The agent's units stay with it until it misses its heartbeats
-    /// (`agentsDown`): a quick reconnect keeps its work.
+    /// (`agentsDown`): a quick reconnect keeps its work. It gets no new work meanwhile.
     public func detach(_ name: String, connection: UInt64) {
         guard links[name]?.connection == connection else { return }
         links.removeValue(forKey: name)
+        policy.disconnected(name)
     }
 
     /// `barge drain`: the agent keeps the units it holds and gets no new ones (nor scans or
     /// verifications), so it can be stopped once they end. Returns how many it still holds.
     public func drain(_ name: String) throws -> Int {
         guard let link = links[name] else { throw SchedulerError.invalid("agent \(name) is not connected") }
-        draining.insert(name)
-        let holding = load[name] ?? 0
+        policy.drain(name)
+        let holding = policy.load(of: name)
         logger.notice("agent \(name) draining: it finishes its \(holding) units and takes no new ones")
         if link.version >= WireVersion.drain { link.sink.yield(.drain(Drain(reason: "barge drain \(name)"))) }
         return holding
@@ -103,22 +127,34 @@ public actor Scheduler {
     @discardableResult
     public func agentsDown(_ names: [String]) throws -> Int {
         guard !names.isEmpty else { return 0 }
-        for name in names { links.removeValue(forKey: name)?.sink.finish() }
-        let released = try journal.releaseUnits(heldBy: names)
-        metrics.retried(released)
-        for (key, lane) in held where names.contains(lane.source) || names.contains(lane.destination) {
-            release(key, abandoned: true)
-            repairs.removeValue(forKey: key)?.resume(returning: .failure(.agentUnavailable("agent \(lane.source) or \(lane.destination) went down during the repair")))
+        var released = 0
+        for name in names {
+            links.removeValue(forKey: name)?.sink.finish()
+            for (key, source) in policy.agentDown(name) {
+                released += 1
+                batch.append(.release(key, retry: true))
+                if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
+                    batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
+                }
+                noteReleased(key, source: source)
+            }
         }
-        pins = pins.filter { !names.contains($0.value) }
+        metrics.retried(released)
+        for (key, repair) in repairs where names.contains(repair.lane.source) || names.contains(repair.lane.destination) {
+            repairs.removeValue(forKey: key)
+            repair.continuation.resume(returning: .failure(.agentUnavailable("agent \(repair.lane.source) or \(repair.lane.destination) went down during the repair")))
+        }
         for (request, waiting) in replies where names.contains(waiting.agent) {
             replies.removeValue(forKey: request)
             waiting.continuation.resume(throwing: SchedulerError.agentUnavailable("agent '\(waiting.agent)' went down during the verification"))
         }
-        // A scan whose agent went down is asked of another agent of the site.
-        scans = scans.filter { !names.contains($0.value.agent) }
+        // A scan whose agent went down is asked of another agent of the site, from where it stopped.
+        for (request, scan) in scans where names.contains(scan.agent) {
+            scans.removeValue(forKey: request)
+            restartScan(scan.job)
+        }
         startQueuedJobs()
-        pump()
+        schedule()
         return released
     }
 
@@ -145,24 +181,26 @@ public actor Scheduler {
         return job
     }
 
-    public func cancel(_ id: String) throws -> JobRecord {
+    public func cancel(_ id: String) async throws -> JobRecord {
+        await flush()
         let job = try journal.end(id, .cancel, now: now())
         stopUnits(of: id)
         return job
     }
 
     /// Runs a failed or cancelled job again from where it stopped: units already done stay done.
-    public func resume(_ id: String) throws -> JobRecord {
+    public func resume(_ id: String) async throws -> JobRecord {
+        await flush()
         guard let before = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
         if before.state == .failed || before.state == .cancelled {
             try requireAgents(at: before.sourceSite)
             try requireAgents(at: before.destinationSite)
         }
         let job = try journal.resume(id)
-        notBefore = notBefore.filter { $0.key.job != id }
         logger.notice("job \(id) resumed (\(job.state.rawValue))")
         if job.state == .queued { startScan(job) }
-        pump()
+        if job.state == .running { try run(job) }
+        schedule()
         return job
     }
 
@@ -173,12 +211,25 @@ public actor Scheduler {
         return job
     }
 
-    public func statuses() throws -> [JobRecord] {
-        try journal.jobs().map { job in
-            var j = job
-            addLive(&j)
-            return j
+    /// A page of jobs in submission order, after the job `after`.
+    public func statuses(limit: Int = 1000, after: String? = nil) throws -> [JobRecord] {
+        do {
+            return try journal.jobs(limit: limit, after: after).map { job in
+                var j = job
+                addLive(&j)
+                return j
+            }
+        } catch JournalError.unknownJob(let id) {
+            throw SchedulerError.invalid("after: no job \(id)")
         }
+    }
+
+    /// Deletes jobs that ended before `before` (Unix seconds); returns their ids.
+    public func prune(endedBefore before: Double) async throws -> [String] {
+        await flush()
+        let ids = try journal.prune(endedBefore: before)
+        if !ids.isEmpty { logger.notice("pruned \(ids.count) jobs that ended before \(Date(timeIntervalSince1970: before))") }
+        return ids
     }
 
     private func addLive(_ job: inout JobRecord) {
@@ -193,23 +244,39 @@ public actor Scheduler {
     public func recoverAfterRestart() throws {
         let released = try journal.releaseAllAssigned()
         if released > 0 { logger.notice("\(released) units of interrupted jobs are pending again") }
+        for job in try journal.jobs(in: [.running]) {
+            try run(job)
+            if !job.planned { restartScan(job.id) }
+        }
         startQueuedJobs()
-        pump()
+        schedule()
+    }
+
+    /// Hands a running job to the policy.
+    private func run(_ job: JobRecord) throws {
+        guard !policy.isRunning(job.id) else { return }
+        running[job.id] = RunningJob(record: job)
+        policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite,
+                     openWork: try journal.openWork(job: job.id), planned: job.planned)
     }
 
     // MARK: Messages from agents
 
-    public func received(_ message: Message, from agent: String) {
+    public func received(_ message: Message, from agent: String) async {
         do {
             switch message {
-            case .scanReply(let reply): try scanned(reply)
+            case .scanReply(let reply):
+                try scanned(reply)
+                // Planning faster than the journal commits: the agent's next page waits (and so,
+                // through TCP, does its scan).
+                if plannedUnitsWaiting > 50_000 { await flush() }
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
-                if let lane = held[key] {
+                if let lane = policy.lane(of: key) {
                     live[key] = p
                     if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f) }
                 }
-            case .taskDone(let done): try finished(done)
+            case .taskDone(let done): finished(done)
             case .taskFailed(let failure): try failed(failure, agent: agent)
             case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.continuation.resume(returning: reply)
             default: logger.warning("agent \(agent) sent an unexpected \(message.type)")
@@ -217,195 +284,268 @@ public actor Scheduler {
         } catch {
             logger.error("handling \(message.type) from \(agent): \(error)")
         }
+        schedule()
     }
 
     private func scanned(_ reply: ScanReply) throws {
         guard var scan = scans[reply.request] else { return }
-        scan.entries += reply.entries
-        scan.skipped += reply.skipped
-        guard reply.final else {
-            scans[reply.request] = scan
-            return
-        }
-        scans.removeValue(forKey: reply.request)
-        guard let job = try journal.job(scan.job), job.state == .queued else { return }
         if !reply.error.isEmpty {
-            try journal.end(job.id, .fail("scan of \(job.sourceSite):/\(job.sourcePath) failed: \(reply.error)"), now: now())
-            logger.warning("job \(job.id): scan failed: \(reply.error)")
+            scans.removeValue(forKey: reply.request)
+            batch.append(.end(job: scan.job, .fail("scan failed: \(reply.error)"), now: now()))
+            logger.warning("job \(scan.job): scan failed: \(reply.error)")
             return
         }
-        if !scan.skipped.isEmpty {
-            logger.warning("job \(job.id): \(scan.skipped.count) entries cannot be transferred and are skipped, e.g. \(scan.skipped[0])")
+        var entries = reply.entries
+        if let mark = scan.skipUpTo {
+            // A scan that started again: what was planned before is skipped.
+            entries.removeAll { !ScanOrder.precedes(mark, $0.path) }
+            if let last = reply.entries.last, ScanOrder.precedes(mark, last.path) { scan.skipUpTo = nil }
         }
-        let plan = planner.plan(entries: scan.entries, sourcePath: job.sourcePath, destinationPath: job.destinationPath)
-        let units = plan.units.enumerated().map { i, u in
-            UnitRecord(jobId: job.id, unitId: Int64(i), kind: u.kind, files: u.files, dependsOn: u.dependsOn)
+        scan.skipped += reply.skipped.count
+        if scan.firstSkipped == nil { scan.firstSkipped = reply.skipped.first }
+        let page = scan.builder.page(entries)
+        let mark = entries.last?.path
+        batch.append(.plan(job: scan.job, units: page.units, totals: page.totals, mark: mark, final: reply.final, now: now()))
+        plannedUnitsWaiting += page.units.count
+        if !policy.isRunning(scan.job), let job = try journal.job(scan.job) {
+            var record = job
+            record.state = .running
+            running[job.id] = RunningJob(record: record)
+            policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite, openWork: 0, planned: false)
         }
-        try journal.plan(job.id, units: units, totals: plan.totals, now: now())
-        logger.notice("job \(job.id): \(plan.totals.files) files, \(plan.totals.bytes) bytes in \(units.count) units")
-        pump()
+        policy.planned(job: scan.job, workUnits: page.workUnits, final: reply.final)
+        if reply.final {
+            scans.removeValue(forKey: reply.request)
+            if scan.skipped > 0 {
+                logger.warning("job \(scan.job): \(scan.skipped) entries cannot be transferred and are skipped, e.g. \(scan.firstSkipped ?? "")")
+            }
+            logger.notice("job \(scan.job): scan complete, \(scan.builder.nextUnit) units")
+        } else {
+            scans[reply.request] = scan
+        }
     }
 
-    private func finished(_ done: TaskDone) throws {
+    private func finished(_ done: TaskDone) {
         let key = UnitKey(job: done.job, unit: done.unit)
         if let waiter = repairs.removeValue(forKey: key) {
-            release(key)
-            waiter.resume(returning: .success(done))
+            waiter.continuation.resume(returning: .success(done))
             return
         }
-        release(key)
-        if let job = try journal.complete(done, now: now()) {
-            metrics.record(done)
-            completedBytes += Int64(done.bytes)
-            if job.state == .succeeded {
-                logger.notice("job \(job.id) succeeded: \(job.bytesDone) bytes, \(job.filesDone) files, \(job.chunksRefetched) chunks refetched")
-            }
-        }
-        pump()
+        let lane = policy.lane(of: key)
+        policy.ended(key)
+        noteReleased(key, source: lane?.source)
+        let held = lane != nil
+        live.removeValue(forKey: key)
+        reported[key] = held || (reported[key] ?? false)
+        batch.append(.complete(done, now: now()))
+        metrics.record(done)
+        completedBytes += Int64(done.bytes)
     }
 
     private func failed(_ failure: TaskFailed, agent: String) throws {
         let key = UnitKey(job: failure.job, unit: failure.unit)
         if let waiter = repairs.removeValue(forKey: key) {
-            release(key)
-            waiter.resume(returning: .failure(.agentUnavailable(failure.reason)))
+            waiter.continuation.resume(returning: .failure(.agentUnavailable(failure.reason)))
             return
         }
-        guard held[key] != nil else { return }
-        release(key, abandoned: true)
-        guard let job = try journal.job(failure.job), job.state == .running else { return }
-        let attempts = try journal.release(job: failure.job, unit: Int64(failure.unit))
+        guard let lane = policy.lane(of: key), let record = records[key] else { return }
+        if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
+            batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
+        }
         metrics.retried(1)
+        let attempts = record.attempts
         if failure.retryable && attempts < maxAttempts {
             let wait = retryBackoff.delay(attempt: Int(attempts) - 1, fraction: Double.random(in: 0...1))
-            notBefore[key] = now() + Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+            policy.failed(key, retryAt: now() + Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+            noteReleased(key, source: lane.source)
+            batch.append(.release(key, retry: true))
             logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)), retrying in \(wait): \(failure.reason)")
             // A large file that cannot be finished where it now goes (its partial copy was at an
             // agent that went down) is sent again from its first range.
-            if let unit = try journal.units(job: failure.job).first(where: { $0.unitId == Int64(failure.unit) }), unit.kind == .finish {
-                let reset = try journal.resetRanges(job: failure.job, path: unit.path)
-                pins.removeValue(forKey: failure.job + "\u{0}" + unit.path)
-                if reset > 0 { logger.warning("job \(failure.job): \(unit.path) will be sent again in full (\(reset) ranges)") }
-            }
+            if record.kind == .finish { batch.append(.resend(job: failure.job, finish: failure.unit)) }
         } else {
+            policy.failed(key, retryAt: nil)
+            noteReleased(key, source: lane.source)
+            batch.append(.release(key, retry: true))
             let reason = failure.retryable ? "unit \(failure.unit) failed \(attempts) times; last: \(failure.reason)" : failure.reason
-            try journal.end(failure.job, .fail(reason), now: now())
+            batch.append(.end(job: failure.job, .fail(reason), now: now()))
             logger.error("job \(failure.job) failed: \(reason)")
-            stopUnits(of: failure.job)
-        }
-        pump()
-    }
-
-    // MARK: Assignment
-
-    /// Hands out every pending unit that is ready and has a lane with room.
-    private func pump() {
-        do {
-            for job in try journal.jobs() where job.state == .running {
-                try assignReady(job)
-            }
-        } catch {
-            logger.error("scheduling failed: \(error)")
         }
     }
 
-    /// Called every second: updates the throughput and in-flight gauges.
+    // MARK: Assignment and group commit
+
+    /// Called every second: retries whose backoff ran out, and the gauges.
     public func tick() {
-        if !notBefore.isEmpty { pump() }  // units whose backoff has run out
+        if let due = policy.nextRetry, due <= now() { schedule() }
         let moved = completedBytes + live.values.reduce(Int64(0)) { $0 + Int64($1.bytesDone) }
         metrics.update(throughput: rate(moved))
     }
 
-    private func assignReady(_ job: JobRecord) throws {
-        let units = try journal.openUnits(job: job.id)
-        var openByPath: [String: Int] = [:]
-        var firstOpen = Int64.max
-        for u in units {
-            firstOpen = min(firstOpen, u.unitId)
-            if u.kind == .range || u.kind == .finish { openByPath[u.path, default: 0] += 1 }
-        }
-        let time = now()
-        for u in units where u.state == .pending {
-            let key = UnitKey(job: job.id, unit: UInt64(u.unitId))
-            if let at = notBefore[key] {
-                if at > time { continue }
-                notBefore.removeValue(forKey: key)
+    /// Asks the policy for assignments and pages, and makes sure a commit will carry them out.
+    func schedule() {
+        for a in policy.assign(now: now()) {
+            guard var record = records[a.key], let job = running[a.key.job], let destination = links[a.destination], links[a.source] != nil else {
+                // Known to the policy but not here: cannot happen; put it back rather than lose it.
+                logger.error("no record or link for \(a.key); returning it")
+                policy.failed(a.key, retryAt: now())
+                continue
             }
-            if let after = u.dependsOn {
-                // `*`: every earlier unit is done; a path: every other unit of that file is done.
-                let ready = after == "*" ? firstOpen == u.unitId : (openByPath[after] ?? 1) == 1
-                if !ready { continue }
-            }
-            let pinKey = job.id + "\u{0}" + u.path
-            let pinned = u.kind == .range || u.kind == .finish ? pins[pinKey] : nil
-            guard let lane = LanePicker.pick(sources: candidates(at: job.sourceSite), destinations: candidates(at: job.destinationSite),
-                                             pinned: pinned),
-                  let source = links[lane.source], let destination = links[lane.destination] else { continue }
-            try journal.assign(job: job.id, unit: u.unitId, source: lane.source, destination: lane.destination)
-            hold(key, lane)
-            shareSettings(job)
-            if u.kind == .range || u.kind == .finish { pins[pinKey] = lane.destination }
-            source.sink.yield(.taskAssign(TaskAssign(
-                job: job.id, unit: UInt64(u.unitId),
+            record.attempts += 1
+            records[a.key] = record
+            running[a.key.job]!.sources[a.source, default: 0] += 1
+            if running[a.key.job]!.sources[a.source] == 1 { shareSettings(a.key.job) }
+            batch.append(.assign(a.key, source: a.source, destination: a.destination))
+            batchSends.append((a.key, a.source, .taskAssign(TaskAssign(
+                job: a.key.job, unit: a.key.unit,
                 destination: DataPeer(name: destination.agent.name, host: destination.agent.dataHost, port: destination.agent.dataPort),
-                codec: job.codec, chunkSize: UInt32(job.chunkSize), files: u.files)))
+                codec: job.record.codec, chunkSize: UInt32(job.record.chunkSize), files: record.files))))
+        }
+        batchRefills += policy.refills()
+        metrics.update(unitsInFlight: policy.heldCount)
+        guard !committing, !(batch.isEmpty && batchRefills.isEmpty && batchSends.isEmpty) else { return }
+        committing = true
+        Task { await self.commitLoop() }
+    }
+
+    /// Waits until everything decided so far is journaled (and sent).
+    public func flush() async {
+        guard committing || !batch.isEmpty || !batchRefills.isEmpty else { return }
+        if !committing { schedule() }
+        await withCheckedContinuation { committed.append($0) }
+    }
+
+    private func commitLoop() async {
+        var failures = 0
+        while !(batch.isEmpty && batchRefills.isEmpty && batchSends.isEmpty) {
+            let changes = batch, refills = batchRefills, sends = batchSends
+            batch = []
+            batchRefills = []
+            batchSends = []
+            plannedUnitsWaiting = 0
+            do {
+                let outcome = try await journal.commit(changes, refills: refills)
+                failures = 0
+                carryOut(outcome, changes: changes, sends: sends)
+            } catch {
+                // Nothing of the batch was written; nothing of it was sent. Try it again.
+                failures += 1
+                logger.critical("journal commit of \(changes.count) changes failed (try \(failures)): \(error)")
+                batch = changes + batch
+                batchRefills = refills + batchRefills
+                batchSends = sends + batchSends
+                try? await Task.sleep(for: .milliseconds(min(5000, 50 << min(failures, 7))))
+            }
+            schedule()
+        }
+        committing = false
+        let waiting = committed
+        committed = []
+        for w in waiting { w.resume() }
+    }
+
+    private func carryOut(_ outcome: BatchOutcome, changes: [JournalChange], sends: [(key: UnitKey?, agent: String, message: Message)]) {
+        for key in outcome.stale {
+            // Done meanwhile (a report from before a restart): it is not sent.
+            guard let lane = policy.lane(of: key) else { continue }
+            policy.failed(key, retryAt: nil)
+            noteReleased(key, source: lane.source)
+            records.removeValue(forKey: key)
+        }
+        for change in changes {
+            guard case .complete(let done, _) = change else { continue }
+            let key = UnitKey(job: done.job, unit: done.unit)
+            let wasHeld = reported.removeValue(forKey: key) ?? false
+            if let unit = outcome.firstCompletions[key] { policy.done(key, unit: unit, wasHeld: wasHeld) }
+            if policy.lane(of: key) == nil, !policy.isRetrying(key) { records.removeValue(forKey: key) }
+        }
+        for (file, ranges) in outcome.resent {
+            for r in ranges { records[UnitKey(job: file.job, unit: UInt64(r.unitId))] = r }
+            policy.resend(job: file.job, finish: file.unit, ranges: ranges.map(\.planned))
+            logger.warning("job \(file.job): \(ranges.first?.path ?? "") will be sent again in full (\(ranges.count) ranges)")
+        }
+        for page in outcome.pages {
+            for u in page.units { records[UnitKey(job: u.jobId, unit: UInt64(u.unitId))] = u }
+            policy.loaded(page.refill, units: page.units.map(\.planned))
+        }
+        for (key, agent, message) in sends {
+            if let key, outcome.stale.contains(key) { continue }
+            links[agent]?.sink.yield(message)
+        }
+        for job in outcome.ended {
+            switch job.state {
+            case .succeeded:
+                logger.notice("job \(job.id) succeeded: \(job.bytesDone) bytes, \(job.filesDone) files, \(job.chunksRefetched) chunks refetched")
+                forget(job.id)
+            default:
+                stopUnits(of: job.id)
+            }
         }
     }
 
-    func candidates(at site: String) -> [LanePicker.Candidate] {
-        links.values.filter { $0.agent.site == site && !draining.contains($0.agent.name) }.map {
-            LanePicker.Candidate(name: $0.agent.name, load: load[$0.agent.name] ?? 0, bound: Int(max(1, $0.agent.maxInFlight)))
-        }
-    }
-
-    func hold(_ key: UnitKey, _ lane: (source: String, destination: String)) {
-        held[key] = lane
-        metrics.update(unitsInFlight: held.count)
-        load[lane.source, default: 0] += 1
-        if lane.destination != lane.source { load[lane.destination, default: 0] += 1 }
-    }
-
-    /// Forgets a unit's lane (it ended, or its job stopped).
-    /// Forgets that a unit is held. An `abandoned` unit (failed, or its agent went down) will not
-    /// report its wire bytes: those it last reported in progress are counted now, so that
-    /// `wire_bytes` includes what crashes cost.
-    func release(_ key: UnitKey, abandoned: Bool = false) {
-        guard let lane = held.removeValue(forKey: key) else { return }
-        metrics.update(unitsInFlight: held.count)
-        if let progress = live.removeValue(forKey: key), abandoned, progress.wireBytes > 0 {
-            do { try journal.addWireBytes(key.job, Int64(progress.wireBytes)) } catch { logger.error("journal: \(error)") }
-        }
-        load[lane.source, default: 1] -= 1
-        if lane.destination != lane.source { load[lane.destination, default: 1] -= 1 }
-        if let job = try? journal.job(key.job) { shareSettings(job) }
+    /// A unit no longer holds its lane on `source`: the job's count of units per source agent follows.
+    private func noteReleased(_ key: UnitKey, source: String?) {
+        guard let source, let count = running[key.job]?.sources[source] else { return }
+        running[key.job]!.sources[source] = count > 1 ? count - 1 : nil
+        if count <= 1 { shareSettings(key.job) }
     }
 
     private func stopUnits(of job: String) {
-        for key in held.keys where key.job == job { release(key) }
         for link in links.values { link.sink.yield(.cancelJob(CancelJob(job: job))) }
-        pins = pins.filter { !$0.key.hasPrefix(job + "\u{0}") }
+        forget(job)
     }
 
+    /// A job that ended: nothing of it stays in memory.
+    private func forget(_ job: String) {
+        for key in policy.end(job: job) { live.removeValue(forKey: key) }
+        records = records.filter { $0.key.job != job }
+        live = live.filter { $0.key.job != job }
+        running.removeValue(forKey: job)
+        sentSettings.removeValue(forKey: job)
+    }
+
+    // MARK: Scans
+
     private func startQueuedJobs() {
-        guard let queued = try? journal.jobs().filter({ $0.state == .queued }) else { return }
+        guard let queued = try? journal.jobs(in: [.queued]) else { return }
         let scanning = Set(scans.values.map(\.job))
         for job in queued where !scanning.contains(job.id) { startScan(job) }
     }
 
-    private func startScan(_ job: JobRecord) {
-        guard let agent = candidates(at: job.sourceSite).min(by: { ($0.load, $0.name) < ($1.load, $1.name) }),
-              let link = links[agent.name] else {
+    private func startScan(_ job: JobRecord, from mark: String? = nil, nextUnit: Int64 = 0) {
+        guard let agent = policy.leastLoaded(at: job.sourceSite), let link = links[agent] else {
             logger.notice("job \(job.id) waits for an agent of site '\(job.sourceSite)' to scan its source")
             return
         }
         let request = nextRequest
         nextRequest += 1
-        scans[request] = PendingScan(job: job.id, agent: agent.name)
+        scans[request] = PendingScan(job: job.id, agent: agent,
+                                     builder: Planner.Builder(planner: planner, job: job.id, sourcePath: job.sourcePath,
+                                                              destinationPath: job.destinationPath, nextUnit: nextUnit),
+                                     skipUpTo: mark)
         link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
     }
 
+    /// A scan that stopped midway (its agent or this coordinator died) starts again; what was
+    /// planned is kept, and entries up to the last one planned are skipped. It waits for the
+    /// changes not yet journaled, which move the mark and the unit ids.
+    private func restartScan(_ id: String) {
+        Task {
+            await self.flush()
+            await self.restartScanNow(id)
+        }
+    }
+
+    private func restartScanNow(_ id: String) {
+        guard !scans.values.contains(where: { $0.job == id }),
+              let job = try? journal.job(id), !job.state.isTerminal, !job.planned,
+              let next = try? journal.nextUnitId(job: id) else { return }
+        logger.notice("job \(id): scanning again\(job.scanMark.map { " after \($0)" } ?? "")")
+        startScan(job, from: job.scanMark, nextUnit: next)
+    }
+
     private func requireAgents(at site: String) throws {
-        guard !links.values.contains(where: { $0.agent.site == site }) else { return }
+        guard !policy.hasAgents(at: site) else { return }
         throw knownSites.contains(site) ? SchedulerError.noAgentsUp(site) : SchedulerError.unknownSite(site, known: knownSites.sorted())
     }
 

@@ -1,11 +1,5 @@
 import BargeWire
 
-/// A job's unit, as a dictionary key.
-struct UnitKey: Hashable, Sendable {
-    let job: String
-    let unit: UInt64
-}
-
 /// What `POST /v1/jobs` asks for.
 public struct SubmitRequest: Codable, Hashable, Sendable {
     public struct Endpoint: Codable, Hashable, Sendable {

@@ -1,0 +1,259 @@
+import BargeWire
+import Foundation
+import GRDB
+
+/// One state change of the scheduler's, journaled in a batch with others (group commit).
+public enum JournalChange: Sendable {
+    /// A scan page's units and totals. The first page starts the job; `final` marks it planned,
+    /// so it ends once its units are done.
+    case plan(job: String, units: [UnitRecord], totals: PlanTotals, mark: String?, final: Bool, now: Double)
+    /// Files the quick check found unchanged at the destination.
+    case skipped(job: String, files: Int64, bytes: Int64)
+    case assign(UnitKey, source: String, destination: String)
+    case complete(TaskDone, now: Double)
+    /// An assigned unit back to pending; `retry` counts it in the job's unit retries.
+    case release(UnitKey, retry: Bool)
+    /// A large file's done ranges go back to pending (its partial copy was lost).
+    case resend(job: String, finish: UInt64)
+    /// A lifecycle event (fail, cancel); one the job's state does not allow is dropped.
+    case end(job: String, JobEvent, now: Double)
+    case wireBytes(job: String, Int64)
+}
+
+/// What a committed batch changed that the scheduler must act on.
+public struct BatchOutcome: Sendable {
+    /// Jobs that reached a terminal state in this batch.
+    public var ended: [JobRecord] = []
+    /// Units done for the first time, as the policy knows them.
+    public var firstCompletions: [UnitKey: PlannedUnit] = [:]
+    /// Assignments the journal refused (the unit was done meanwhile): not to be sent.
+    public var stale: Set<UnitKey> = []
+    /// Ranges that go again, per file (job and finish unit).
+    public var resent: [UnitKey: [UnitRecord]] = [:]
+    /// Pages read for the policy's refills, after the batch's changes.
+    public var pages: [(refill: SchedulingPolicy.Refill, units: [UnitRecord])] = []
+}
+
+extension Journal {
+    /// Commits `changes` in one transaction (one `fsync` at `synchronous = FULL`), then reads
+    /// `refills` in the same transaction, so the pages agree with every change before them.
+    public func commit(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) async throws -> BatchOutcome {
+        try await pool.write { db in try Self.apply(changes, refills: refills, db) }
+    }
+
+    /// `commit`, blocking the caller: for tests and tools.
+    @discardableResult
+    public func commitNow(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) throws -> BatchOutcome {
+        try pool.write { db in try Self.apply(changes, refills: refills, db) }
+    }
+
+    /// Counter changes of one job within a batch, applied once at its end.
+    private struct JobDelta {
+        var bytesDone: Int64 = 0, wireBytes: Int64 = 0, chunksDone: Int64 = 0, chunksRefetched: Int64 = 0
+        var dedupBytes: Int64 = 0, filesDone: Int64 = 0, unitsDone: Int64 = 0, unitRetries: Int64 = 0
+        var codecs: [CodecUsage] = []
+    }
+
+    private static func apply(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill], _ db: Database) throws -> BatchOutcome {
+        var outcome = BatchOutcome()
+        var deltas: [String: JobDelta] = [:]
+        var running: [String: Bool] = [:]
+        func isRunning(_ job: String) throws -> Bool {
+            if let known = running[job] { return known }
+            let state = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM jobs WHERE id = ?"), arguments: [job])
+            running[job] = state == JobState.running.rawValue
+            return running[job]!
+        }
+
+        for change in changes {
+            switch change {
+            case .plan(let id, let units, let totals, let mark, let final, let now):
+                guard var job = try JobRecord.fetchOne(db, key: id), !job.state.isTerminal else { continue }
+                flush(&deltas, into: &job)
+                if job.state == .queued {
+                    job.state = try JobLifecycle.next(job.state, .start)
+                    job.startedAt = now
+                }
+                for unit in units { try unit.insert(db) }
+                job.unitsTotal += Int64(units.count)
+                job.filesTotal += totals.files
+                job.bytesTotal += totals.bytes
+                job.chunksTotal += totals.chunks
+                if final { job.planned = true }
+                if let mark { job.scanMark = mark }
+                try job.update(db)
+                running[id] = true
+
+            case .skipped(let id, let files, let bytes):
+                try db.cachedStatement(sql: "UPDATE jobs SET skippedFiles = skippedFiles + ?, skippedBytes = skippedBytes + ? WHERE id = ?")
+                    .execute(arguments: [files, bytes, id])
+
+            case .assign(let key, let source, let destination):
+                try db.cachedStatement(sql: """
+                    UPDATE units SET state = 'assigned', sourceAgent = ?, destinationAgent = ?, attempts = attempts + 1
+                      WHERE jobId = ? AND unitId = ? AND state = 'pending'
+                    """).execute(arguments: [source, destination, key.job, Int64(key.unit)])
+                if db.changesCount == 0 { outcome.stale.insert(key) }
+
+            case .complete(let report, _):
+                let key = UnitKey(job: report.job, unit: report.unit)
+                guard try isRunning(report.job) else { continue }
+                try db.cachedStatement(sql: """
+                    UPDATE units SET state = 'done', manifest = ?
+                      WHERE jobId = ? AND unitId = ? AND state != 'done'
+                    """).execute(arguments: [UnitManifest.encode(report.chunks), report.job, Int64(report.unit)])
+                var d = deltas[report.job] ?? JobDelta()
+                d.wireBytes += Int64(report.wireBytes)
+                if db.changesCount > 0, let row = try Row.fetchOne(db.cachedStatement(sql: """
+                    SELECT kind, finishUnit, depth, finishedFiles FROM units WHERE jobId = ? AND unitId = ?
+                    """), arguments: [report.job, Int64(report.unit)]) {
+                    let kind = UnitKind(rawValue: row["kind"]) ?? .files
+                    outcome.firstCompletions[key] = PlannedUnit(id: report.unit, kind: kind, finish: (row["finishUnit"] as Int64?).map { UInt64($0) },
+                                                                depth: Int(row["depth"] as Int64))
+                    d.bytesDone += Int64(report.bytes)
+                    d.chunksDone += Int64(report.chunks.count)
+                    d.chunksRefetched += Int64(report.refetched)
+                    d.dedupBytes += Int64(report.dedupBytes)
+                    d.filesDone += row["finishedFiles"] as Int64
+                    d.unitsDone += 1
+                    d.codecs = CodecUsage.merge(d.codecs, report.codecs)
+                }
+                deltas[report.job] = d
+
+            case .release(let key, let retry):
+                try db.cachedStatement(sql: """
+                    UPDATE units SET state = 'pending', sourceAgent = NULL, destinationAgent = NULL
+                      WHERE jobId = ? AND unitId = ? AND state = 'assigned'
+                    """).execute(arguments: [key.job, Int64(key.unit)])
+                if db.changesCount > 0 && retry { deltas[key.job, default: JobDelta()].unitRetries += 1 }
+
+            case .resend(let id, let finish):
+                let ranges = try UnitRecord.fetchAll(db, sql: """
+                    SELECT * FROM units WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done' ORDER BY unitId
+                    """, arguments: [id, Int64(finish)])
+                guard !ranges.isEmpty else { continue }
+                var d = deltas[id] ?? JobDelta()
+                for r in ranges {
+                    d.bytesDone -= r.length
+                    d.chunksDone -= Int64((r.manifest?.count ?? 0) / UnitManifest.entrySize)
+                    d.unitsDone -= 1
+                }
+                deltas[id] = d
+                try db.execute(sql: """
+                    UPDATE units SET state = 'pending', manifest = NULL WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done'
+                    """, arguments: [id, Int64(finish)])
+                if let path = ranges.first?.path {
+                    let legacy = try db.cachedStatement(sql: "DELETE FROM chunks WHERE jobId = ? AND path = ?")
+                    try legacy.execute(arguments: [id, path])
+                    deltas[id]!.chunksDone -= Int64(db.changesCount)
+                }
+                outcome.resent[UnitKey(job: id, unit: finish)] = ranges.map { var r = $0; r.state = .pending; r.manifest = nil; return r }
+
+            case .end(let id, let event, let now):
+                guard var job = try JobRecord.fetchOne(db, key: id), let next = try? JobLifecycle.next(job.state, event) else { continue }
+                flush(&deltas, into: &job)
+                job.state = next
+                if case .fail(let reason) = event { job.error = reason }
+                job.finishedAt = job.finishedAt ?? now
+                try job.update(db)
+                running[id] = false
+                outcome.ended.append(job)
+
+            case .wireBytes(let id, let bytes):
+                deltas[id, default: JobDelta()].wireBytes += bytes
+            }
+        }
+
+        let now = changes.lazy.compactMap { c -> Double? in if case .complete(_, let t) = c { t } else { nil } }.last
+        for id in deltas.keys.sorted() {
+            guard var job = try JobRecord.fetchOne(db, key: id) else { continue }
+            flush(&deltas, into: &job)
+            if job.state == .running && job.planned && job.unitsDone >= job.unitsTotal {
+                job.state = try JobLifecycle.next(job.state, .succeed)
+                job.finishedAt = now ?? Date().timeIntervalSince1970
+                // The plan estimated the chunk count; content-defined chunks make it what it was.
+                job.chunksTotal = job.chunksDone
+                outcome.ended.append(job)
+            }
+            try job.update(db)
+        }
+        // A job planned whole with nothing to do (or whose last page came after its last unit).
+        for change in changes {
+            guard case .plan(let id, _, _, _, true, let t) = change, var job = try JobRecord.fetchOne(db, key: id),
+                  job.state == .running, job.unitsDone >= job.unitsTotal else { continue }
+            job.state = try JobLifecycle.next(job.state, .succeed)
+            job.finishedAt = t
+            job.chunksTotal = job.chunksDone
+            try job.update(db)
+            outcome.ended.append(job)
+        }
+
+        for refill in refills {
+            outcome.pages.append((refill, try page(refill, db)))
+        }
+        return outcome
+    }
+
+    private static func flush(_ deltas: inout [String: JobDelta], into job: inout JobRecord) {
+        guard let d = deltas.removeValue(forKey: job.id) else { return }
+        job.bytesDone += d.bytesDone
+        job.wireBytes += d.wireBytes
+        job.chunksDone += d.chunksDone
+        job.chunksRefetched += d.chunksRefetched
+        job.dedupBytes += d.dedupBytes
+        job.filesDone += d.filesDone
+        job.unitsDone += d.unitsDone
+        job.unitRetries += d.unitRetries
+        if !d.codecs.isEmpty { job.codecStats = CodecUsage.merge(job.codecStats, d.codecs) }
+    }
+
+    private static func page(_ refill: SchedulingPolicy.Refill, _ db: Database) throws -> [UnitRecord] {
+        switch refill.kind {
+        case .work(let after):
+            return try UnitRecord.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM units WHERE jobId = ? AND state = 'pending' AND unitId > ? AND kind != 'directories' ORDER BY unitId LIMIT ?
+                """), arguments: [refill.job, after.map { Int64($0) } ?? -1, refill.limit])
+        case .directories(let after):
+            // Deepest first; within a depth, any order will do (descending ids use the index as is).
+            if let after {
+                return try UnitRecord.fetchAll(db.cachedStatement(sql: """
+                    SELECT * FROM units WHERE jobId = ? AND kind = 'directories' AND state = 'pending'
+                      AND (depth < ? OR (depth = ? AND unitId < ?)) ORDER BY depth DESC, unitId DESC LIMIT ?
+                    """), arguments: [refill.job, after.depth, after.depth, Int64(after.id), refill.limit])
+            }
+            return try UnitRecord.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM units WHERE jobId = ? AND kind = 'directories' AND state = 'pending' ORDER BY depth DESC, unitId DESC LIMIT ?
+                """), arguments: [refill.job, refill.limit])
+        }
+    }
+
+    /// Every assigned unit back to pending: run when the coordinator starts, since no agent holds
+    /// work for a coordinator that was not running.
+    @discardableResult
+    public func releaseAllAssigned() throws -> Int {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE units SET state = 'pending', sourceAgent = NULL, destinationAgent = NULL WHERE state = 'assigned'")
+            return db.changesCount
+        }
+    }
+
+    /// A running job's units other than directories that are not done (for the policy's counters
+    /// after a restart).
+    public func openWork(job id: String) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db, sql: """
+                SELECT COUNT(*) FROM units WHERE jobId = ? AND state IN ('pending', 'assigned', 'failed') AND kind != 'directories'
+                """, arguments: [id]) ?? 0
+        }
+    }
+
+    /// The id the next planned unit of a job gets.
+    public func nextUnitId(job id: String) throws -> Int64 {
+        try pool.read { db in (try Int64.fetchOne(db, sql: "SELECT MAX(unitId) FROM units WHERE jobId = ?", arguments: [id]) ?? -1) + 1 }
+    }
+
+    /// One unit, as journaled.
+    public func unit(job id: String, unit: UInt64) throws -> UnitRecord? {
+        try pool.read { db in try UnitRecord.fetchOne(db, key: ["jobId": id, "unitId": Int64(unit)]) }
+    }
+}

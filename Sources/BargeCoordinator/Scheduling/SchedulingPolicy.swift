@@ -1,0 +1,446 @@
+import BargeWire
+import DequeModule
+import HeapModule
+
+/// A job's unit as a key.
+public struct UnitKey: Hashable, Sendable, CustomStringConvertible {
+    public let job: String
+    public let unit: UInt64
+
+    public init(job: String, unit: UInt64) {
+        self.job = job
+        self.unit = unit
+    }
+
+    public var description: String { "unit \(unit) of job \(job)" }
+}
+
+/// What the policy needs to know of a unit: its id, kind and what it waits for.
+public struct PlannedUnit: Hashable, Sendable {
+    public var id: UInt64
+    public var kind: UnitKind
+    /// A `range` unit's file: the id of the `finish` unit that waits for it.
+    public var finish: UInt64?
+    /// A `directories` unit's depth (path components); deeper ones go first.
+    public var depth: Int
+
+    public init(id: UInt64, kind: UnitKind, finish: UInt64? = nil, depth: Int = 0) {
+        self.id = id
+        self.kind = kind
+        self.finish = finish
+        self.depth = depth
+    }
+}
+
+/// The scheduler's decisions, as a pure value: which pending unit goes to which lane, when, and
+/// what waits for what. The `Scheduler` actor feeds it events (units read from the journal,
+/// agents coming and going, units done or failed) and carries out what it returns. No SQL, no
+/// clock but the time it is given, no I/O.
+///
+/// Bounded memory and constant work per event:
+/// - Each running job keeps a **window** of ready units read from the journal in pages
+///   (`refills`); the journal holds the rest.
+/// - **Dependencies are counters.** A `finish` unit waits until its file's open ranges reach
+///   zero; ranges come before their finish in id order, so when the finish is read every open
+///   range of its file has been read too. A job's `directories` units wait for its count of open
+///   other units to reach zero after planning ended; they then go deepest first, one depth at a
+///   time (a directory's mtime is set once everything below it is in place).
+/// - **Lanes** come from `LaneTable` in O(log agents); a unit whose file is pinned to a full
+///   destination waits in that agent's list until it has room, without blocking the job.
+/// - **Fairness:** running jobs take turns, one unit each per round, and assignment stops as soon
+///   as no job can place a unit.
+/// - **Retries** wait out their backoff in a heap ordered by time.
+public struct SchedulingPolicy: Sendable {
+    public struct Assignment: Hashable, Sendable {
+        public var key: UnitKey
+        public var unit: PlannedUnit
+        public var source: String
+        public var destination: String
+    }
+
+    /// A page the policy wants read from the journal.
+    public struct Refill: Hashable, Sendable {
+        public enum Kind: Hashable, Sendable {
+            /// Pending units other than directories, with ids above `after`.
+            case work(after: UInt64?)
+            /// Pending directories units after (depth, id) in deepest-first order.
+            case directories(after: DirectoryCursor?)
+        }
+        public var job: String
+        public var kind: Kind
+        public var limit: Int
+
+        public init(job: String, kind: Kind, limit: Int) {
+            self.job = job
+            self.kind = kind
+            self.limit = limit
+        }
+    }
+
+    public struct DirectoryCursor: Hashable, Sendable {
+        public var depth: Int
+        public var id: UInt64
+
+        public init(depth: Int, id: UInt64) {
+            self.depth = depth
+            self.id = id
+        }
+    }
+
+    public struct Parameters: Sendable {
+        /// Units read per page.
+        public var page: Int = 512
+        /// A window shorter than this asks for the next page.
+        public var lowWater: Int = 128
+        public init() {}
+    }
+
+    struct JobQueue: Sendable {
+        let source: String
+        let destination: String
+        var ready: Deque<PlannedUnit> = []
+        var cursor: UInt64?
+        var exhausted = false
+        var loading = false
+        /// The scan has ended and every unit is in the journal.
+        var planned: Bool
+        /// Units other than directories that are not done.
+        var openWork: Int
+        var openRanges: [UInt64: Int] = [:]
+        var waitingFinish: [UInt64: PlannedUnit] = [:]
+        /// finish id → the destination agent holding that file's partial copy.
+        var pins: [UInt64: String] = [:]
+        var pinWait: [String: Deque<PlannedUnit>] = [:]
+        var directories: Deque<PlannedUnit> = []
+        var directoryCursor: DirectoryCursor?
+        var directoriesExhausted = false
+        var directoriesLoading = false
+        /// Directories units held, by depth.
+        var directoriesHeld: [Int: Int] = [:]
+        /// Units done (a report for a unit not held) that may still sit in the window.
+        var doneLately: Set<UInt64> = []
+
+        var inDirectoryPhase: Bool { planned && openWork == 0 }
+    }
+
+    private struct Retry: Comparable, Sendable {
+        var at: Double
+        var key: UnitKey
+        static func < (a: Retry, b: Retry) -> Bool { (a.at, a.key.job, a.key.unit) < (b.at, b.key.job, b.key.unit) }
+    }
+
+    public var parameters: Parameters
+    private(set) var lanes = LaneTable()
+    private(set) var jobs: [String: JobQueue] = [:]
+    private var order: [String] = []
+    private var turn = 0
+    private(set) var held: [UnitKey: (unit: PlannedUnit, source: String, destination: String)] = [:]
+    private var retries = Heap<Retry>()
+    private var retrying: [UnitKey: PlannedUnit] = [:]
+
+    public init(parameters: Parameters = Parameters()) {
+        self.parameters = parameters
+    }
+
+    // MARK: Agents
+
+    public mutating func agentUp(_ name: String, site: String, bound: Int) { lanes.up(name, site: site, bound: bound) }
+    public mutating func drain(_ name: String) { lanes.drain(name) }
+    /// Its connection dropped: no new work until it registers again; it keeps what it holds.
+    public mutating func disconnected(_ name: String) { lanes.down(name) }
+    public func hasAgents(at site: String) -> Bool { lanes.hasAgents(at: site) }
+    public func load(of name: String) -> Int { lanes.load(of: name) }
+    /// The least-loaded agent of a site that takes work, without charging it.
+    public mutating func leastLoaded(at site: String) -> String? { lanes.least(at: site) }
+
+    /// An agent went down: the units it held are ready again at once (the work is not the unit's
+    /// fault), and files pinned to it may go elsewhere. Returns those units with their sources.
+    public mutating func agentDown(_ name: String) -> [(key: UnitKey, source: String)] {
+        lanes.down(name)
+        let lost = held.filter { $0.value.source == name || $0.value.destination == name }
+        for (key, h) in lost.sorted(by: { ($0.key.job, $0.key.unit) > ($1.key.job, $1.key.unit) }) {
+            release(key)
+            jobs[key.job]?.requeue(h.unit)
+        }
+        for job in jobs.keys {
+            jobs[job]!.pins = jobs[job]!.pins.filter { $0.value != name }
+            if let waiting = jobs[job]!.pinWait.removeValue(forKey: name) {
+                for u in waiting.reversed() { jobs[job]!.ready.prepend(u) }
+            }
+        }
+        return lost.map { ($0.key, $0.value.source) }.sorted { ($0.key.job, $0.key.unit) < ($1.key.job, $1.key.unit) }
+    }
+
+    // MARK: Jobs
+
+    /// A job starts running (planning has begun, or the coordinator restarted with it running).
+    /// `openWork`: its units other than directories that are not done.
+    public mutating func start(job: String, source: String, destination: String, openWork: Int, planned: Bool) {
+        guard jobs[job] == nil else { return }
+        jobs[job] = JobQueue(source: source, destination: destination, planned: planned, openWork: openWork)
+        order.append(job)
+    }
+
+    /// More units are in the journal (a scan page was planned); `final` when the scan has ended.
+    public mutating func planned(job: String, workUnits: Int, final: Bool) {
+        guard jobs[job] != nil else { return }
+        jobs[job]!.openWork += workUnits
+        if workUnits > 0 { jobs[job]!.exhausted = false }
+        if final { jobs[job]!.planned = true }
+    }
+
+    /// The job ended (succeeded, failed, cancelled): its held units are forgotten. Returns them.
+    @discardableResult
+    public mutating func end(job: String) -> [UnitKey] {
+        guard jobs.removeValue(forKey: job) != nil else { return [] }
+        order.removeAll { $0 == job }
+        let keys = held.keys.filter { $0.job == job }
+        for key in keys { release(key) }
+        for key in retrying.keys where key.job == job { retrying.removeValue(forKey: key) }
+        return keys.sorted { $0.unit < $1.unit }
+    }
+
+    public var runningJobs: [String] { order }
+    public func isRunning(_ job: String) -> Bool { jobs[job] != nil }
+
+    // MARK: Pages from the journal
+
+    /// The pages to read now. Each is asked for once, until `loaded` answers it.
+    public mutating func refills() -> [Refill] {
+        var out: [Refill] = []
+        for job in order {
+            guard var q = jobs[job] else { continue }
+            if !q.loading && !q.exhausted && q.ready.count < parameters.lowWater {
+                q.loading = true
+                out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page))
+            }
+            if q.inDirectoryPhase && !q.directoriesLoading && !q.directoriesExhausted && q.directories.count < parameters.lowWater {
+                q.directoriesLoading = true
+                out.append(Refill(job: job, kind: .directories(after: q.directoryCursor), limit: parameters.page))
+            }
+            jobs[job] = q
+        }
+        return out
+    }
+
+    /// A page read for `refill`: pending units in its order. Fewer than asked means the end.
+    public mutating func loaded(_ refill: Refill, units: [PlannedUnit]) {
+        guard var q = jobs[refill.job] else { return }
+        switch refill.kind {
+        case .work:
+            q.loading = false
+            for u in units where held[UnitKey(job: refill.job, unit: u.id)] == nil && retrying[UnitKey(job: refill.job, unit: u.id)] == nil {
+                if q.doneLately.remove(u.id) != nil { continue }
+                if u.kind == .range, let f = u.finish { q.openRanges[f, default: 0] += 1 }
+                q.enqueue(u)
+            }
+            if let last = units.last { q.cursor = max(q.cursor ?? 0, last.id) }
+            if units.count < refill.limit { q.exhausted = true }
+        case .directories:
+            q.directoriesLoading = false
+            for u in units where held[UnitKey(job: refill.job, unit: u.id)] == nil && retrying[UnitKey(job: refill.job, unit: u.id)] == nil {
+                if q.doneLately.remove(u.id) != nil { continue }
+                q.directories.append(u)
+            }
+            if let last = units.last { q.directoryCursor = DirectoryCursor(depth: last.depth, id: last.id) }
+            if units.count < refill.limit { q.directoriesExhausted = true }
+        }
+        jobs[refill.job] = q
+    }
+
+    // MARK: Units
+
+    /// A unit's report came (done, whether first or again): it no longer holds its lane.
+    public mutating func ended(_ key: UnitKey) {
+        release(key)
+        retrying.removeValue(forKey: key)
+    }
+
+    /// A unit is done for the first time (its report is journaled): what waited for it may go.
+    /// `wasHeld` false: it was done by a lane the policy no longer tracked (a report from before
+    /// a restart), and may still sit in the window.
+    public mutating func done(_ key: UnitKey, unit: PlannedUnit, wasHeld: Bool) {
+        guard var q = jobs[key.job] else { return }
+        if !wasHeld, let cursor = q.cursor, unit.id <= cursor { q.doneLately.insert(unit.id) }
+        if !wasHeld, unit.kind == .directories, let c = q.directoryCursor, (unit.depth, unit.id) >= (c.depth, c.id) {
+            q.doneLately.insert(unit.id)
+        }
+        switch unit.kind {
+        case .directories:
+            break
+        case .range:
+            q.openWork -= 1
+            // Only ranges read into the window were counted in their file's open ranges.
+            let wasRead = wasHeld || (q.cursor.map { unit.id <= $0 } ?? false)
+            if wasRead, let f = unit.finish, let left = q.openRanges[f] {
+                if left <= 1 {
+                    q.openRanges.removeValue(forKey: f)
+                    if let finish = q.waitingFinish.removeValue(forKey: f) { q.ready.prepend(finish) }
+                } else {
+                    q.openRanges[f] = left - 1
+                }
+            }
+        case .finish:
+            q.openWork -= 1
+            q.pins.removeValue(forKey: unit.id)
+        case .files:
+            q.openWork -= 1
+        }
+        jobs[key.job] = q
+    }
+
+    public func isRetrying(_ key: UnitKey) -> Bool { retrying[key] != nil }
+
+    /// A held unit's lane failed. With `retryAt` it is handed out again from then on; without,
+    /// it is only forgotten (its job is failing).
+    public mutating func failed(_ key: UnitKey, retryAt: Double?) {
+        guard let h = held[key] else { return }
+        release(key)
+        if let retryAt, jobs[key.job] != nil {
+            retrying[key] = h.unit
+            retries.insert(Retry(at: retryAt, key: key))
+        }
+    }
+
+    /// A file's ranges go again (its partial copy was lost with its agent): they are ready now, and
+    /// its finish waits for them once more.
+    public mutating func resend(job: String, finish: UInt64, ranges: [PlannedUnit]) {
+        guard var q = jobs[job], !ranges.isEmpty else { return }
+        q.pins.removeValue(forKey: finish)
+        q.openWork += ranges.count
+        q.openRanges[finish, default: 0] += ranges.count
+        if q.ready.contains(where: { $0.id == finish }) {
+            q.ready.removeAll { $0.id == finish }
+            q.waitingFinish[finish] = PlannedUnit(id: finish, kind: .finish)
+        }
+        for r in ranges.reversed() { q.ready.prepend(r) }
+        jobs[job] = q
+    }
+
+    /// Which held units belong to `agent`: for reconciling and for tests.
+    public func held(by agent: String) -> [UnitKey] {
+        held.filter { $0.value.source == agent || $0.value.destination == agent }.map(\.key)
+    }
+
+    public func lane(of key: UnitKey) -> (source: String, destination: String)? {
+        held[key].map { ($0.source, $0.destination) }
+    }
+
+    public var heldCount: Int { held.count }
+
+    /// The next time a retry becomes due, if any waits.
+    public var nextRetry: Double? { retries.min?.at }
+
+    // MARK: Assignment
+
+    /// Hands out ready units to lanes with room, the running jobs taking turns, until none can
+    /// place one.
+    public mutating func assign(now: Double) -> [Assignment] {
+        while let top = retries.min, top.at <= now {
+            retries.removeMin()
+            guard let unit = retrying.removeValue(forKey: top.key), jobs[top.key.job] != nil else { continue }
+            jobs[top.key.job]!.requeue(unit)
+        }
+        var out: [Assignment] = []
+        guard !order.isEmpty else { return out }
+        turn = (turn + 1) % order.count
+        var round = Array(order[turn...] + order[..<turn])
+        while !round.isEmpty {
+            var again: [String] = []
+            for job in round {
+                if let a = assignOne(job) {
+                    out.append(a)
+                    again.append(job)
+                }
+            }
+            round = again
+        }
+        return out
+    }
+
+    private mutating func assignOne(_ job: String) -> Assignment? {
+        guard var q = jobs[job] else { return nil }
+        defer { jobs[job] = q }
+        guard lanes.least(at: q.source) != nil else { return nil }
+        if q.inDirectoryPhase, let front = q.directories.first {
+            // One depth at a time: a shallower unit waits until every deeper one is done.
+            if let deepest = q.directoriesHeld.keys.max(), deepest > front.depth { return nil }
+            guard let lane = pickLane(q.source, q.destination, pinned: nil) else { return nil }
+            q.directories.removeFirst()
+            q.directoriesHeld[front.depth, default: 0] += 1
+            return hold(job, front, lane)
+        }
+        while let u = q.ready.first {
+            if q.doneLately.remove(u.id) != nil {
+                q.ready.removeFirst()
+                continue
+            }
+            let file = u.kind == .range ? u.finish : (u.kind == .finish ? u.id : nil)
+            let pinned = file.flatMap { q.pins[$0] }
+            if let pinned, !lanes.hasRoom(pinned) {
+                q.ready.removeFirst()
+                q.pinWait[pinned, default: []].append(u)
+                continue
+            }
+            guard let lane = pickLane(q.source, q.destination, pinned: pinned) else { return nil }
+            q.ready.removeFirst()
+            if let file { q.pins[file] = lane.destination }
+            return hold(job, u, lane)
+        }
+        return nil
+    }
+
+    private mutating func pickLane(_ sourceSite: String, _ destinationSite: String, pinned: String?) -> (source: String, destination: String)? {
+        guard let destination = pinned ?? lanes.least(at: destinationSite) else { return nil }
+        lanes.charge(destination)
+        defer { lanes.release(destination) }
+        guard let source = lanes.least(at: sourceSite) else { return nil }
+        return (source, destination)
+    }
+
+    private mutating func hold(_ job: String, _ unit: PlannedUnit, _ lane: (source: String, destination: String)) -> Assignment {
+        let key = UnitKey(job: job, unit: unit.id)
+        held[key] = (unit, lane.source, lane.destination)
+        lanes.charge(lane.source)
+        if lane.destination != lane.source { lanes.charge(lane.destination) }
+        return Assignment(key: key, unit: unit, source: lane.source, destination: lane.destination)
+    }
+
+    private mutating func release(_ key: UnitKey) {
+        guard let h = held.removeValue(forKey: key) else { return }
+        lanes.release(h.source)
+        if h.destination != h.source { lanes.release(h.destination) }
+        if h.unit.kind == .directories, var q = jobs[key.job] {
+            let left = (q.directoriesHeld[h.unit.depth] ?? 1) - 1
+            q.directoriesHeld[h.unit.depth] = left > 0 ? left : nil
+            jobs[key.job] = q
+        }
+        // Units that waited for this destination to have room may go now.
+        if lanes.hasRoom(h.destination) {
+            for job in order where jobs[job]?.pinWait[h.destination] != nil {
+                let waiting = jobs[job]!.pinWait.removeValue(forKey: h.destination)!
+                for u in waiting.reversed() { jobs[job]!.ready.prepend(u) }
+            }
+        }
+    }
+}
+
+extension SchedulingPolicy.JobQueue {
+    /// A unit read or returned: ready, or (a finish whose ranges are open) waiting.
+    mutating func enqueue(_ u: PlannedUnit) {
+        if u.kind == .finish, (openRanges[u.id] ?? 0) > 0 {
+            waitingFinish[u.id] = u
+        } else {
+            ready.append(u)
+        }
+    }
+
+    /// A unit back from a failed lane or a lost agent goes first.
+    mutating func requeue(_ u: PlannedUnit) {
+        switch u.kind {
+        case .directories: directories.prepend(u)
+        case .finish where (openRanges[u.id] ?? 0) > 0: waitingFinish[u.id] = u
+        default: ready.prepend(u)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import BargeCoordinator
+import BargeWire
+import Testing
+
+/// The scheduling policy on its own: no journal, no actors, no clock but the times given.
+struct SchedulingPolicyTests {
+    /// Answers every refill the policy asks for from `units` (a stand-in journal): pending work
+    /// units after the cursor in id order, directories deepest first.
+    struct Journal {
+        var units: [PlannedUnit]
+        var done: Set<UInt64> = []
+
+        func page(_ r: SchedulingPolicy.Refill) -> [PlannedUnit] {
+            switch r.kind {
+            case .work(let after):
+                return Array(units.filter { $0.kind != .directories && !done.contains($0.id) && $0.id > (after ?? 0) || ($0.id == 0 && after == nil && $0.kind != .directories) }
+                    .sorted { $0.id < $1.id }.prefix(r.limit))
+            case .directories(let after):
+                let dirs = units.filter { $0.kind == .directories && !done.contains($0.id) }.sorted { ($0.depth, $0.id) > ($1.depth, $1.id) }
+                let rest = after.map { c in dirs.filter { ($0.depth, $0.id) < (c.depth, c.id) } } ?? dirs
+                return Array(rest.prefix(r.limit))
+            }
+        }
+    }
+
+    static func fill(_ p: inout SchedulingPolicy, _ journal: Journal) {
+        for refill in p.refills() { p.loaded(refill, units: journal.page(refill)) }
+    }
+
+    static func finish(_ p: inout SchedulingPolicy, _ journal: inout Journal, _ a: SchedulingPolicy.Assignment) {
+        p.ended(a.key)
+        journal.done.insert(a.unit.id)
+        p.done(a.key, unit: a.unit, wasHeld: true)
+    }
+
+    @Test func rangesThenTheirFinishThenDirectoriesDeepestFirst() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 10)
+        p.agentUp("b1", site: "b", bound: 10)
+        p.agentUp("b2", site: "b", bound: 10)
+        var j = Journal(units: [
+            PlannedUnit(id: 0, kind: .range, finish: 3), PlannedUnit(id: 1, kind: .range, finish: 3), PlannedUnit(id: 2, kind: .range, finish: 3),
+            PlannedUnit(id: 3, kind: .finish), PlannedUnit(id: 4, kind: .files),
+            PlannedUnit(id: 5, kind: .directories, depth: 1), PlannedUnit(id: 6, kind: .directories, depth: 2),
+        ])
+        p.start(job: "j", source: "a", destination: "b", openWork: 0, planned: false)
+        p.planned(job: "j", workUnits: 5, final: true)
+        Self.fill(&p, j)
+        let first = p.assign(now: 0)
+        // The finish waits for its ranges; every range of the file goes to one destination.
+        #expect(first.map(\.unit.id) == [0, 1, 2, 4])
+        #expect(Set(first.prefix(3).map(\.destination)).count == 1)
+        Self.finish(&p, &j, first[0])
+        Self.finish(&p, &j, first[1])
+        #expect(p.assign(now: 0).isEmpty)
+        Self.finish(&p, &j, first[2])
+        let finish = p.assign(now: 0)
+        #expect(finish.map(\.unit.id) == [3] && finish[0].destination == first[0].destination)
+        // Directories only once every other unit is done.
+        Self.fill(&p, j)
+        #expect(p.assign(now: 0).isEmpty)
+        Self.finish(&p, &j, finish[0])
+        Self.finish(&p, &j, first[3])
+        Self.fill(&p, j)
+        let deep = p.assign(now: 0)
+        #expect(deep.map(\.unit.id) == [6])  // depth 2 first; depth 1 waits for it
+        Self.finish(&p, &j, deep[0])
+        #expect(p.assign(now: 0).map(\.unit.id) == [5])
+    }
+
+    @Test func aPinnedRangeWaitsForItsAgentWithoutBlockingOtherUnits() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 10)
+        p.agentUp("b1", site: "b", bound: 1)
+        p.agentUp("b2", site: "b", bound: 1)
+        var j = Journal(units: [PlannedUnit(id: 0, kind: .range, finish: 2), PlannedUnit(id: 1, kind: .range, finish: 2),
+                                PlannedUnit(id: 2, kind: .finish), PlannedUnit(id: 3, kind: .files)])
+        p.start(job: "j", source: "a", destination: "b", openWork: 4, planned: true)
+        Self.fill(&p, j)
+        let first = p.assign(now: 0)
+        // Range 0 took b1 and pins the file there; range 1 waits for b1, and unit 3 goes to b2.
+        #expect(first.map { "\($0.unit.id)→\($0.destination)" } == ["0→b1", "3→b2"])
+        Self.finish(&p, &j, first[0])
+        #expect(p.assign(now: 0).map { "\($0.unit.id)→\($0.destination)" } == ["1→b1"])
+    }
+
+    @Test func aFailedUnitWaitsOutItsBackoff() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 4)
+        p.agentUp("b1", site: "b", bound: 4)
+        let j = Journal(units: [PlannedUnit(id: 0, kind: .files)])
+        p.start(job: "j", source: "a", destination: "b", openWork: 1, planned: true)
+        Self.fill(&p, j)
+        let a = p.assign(now: 0)
+        #expect(a.count == 1)
+        p.failed(a[0].key, retryAt: 10)
+        #expect(p.load(of: "a1") == 0 && p.nextRetry == 10)
+        #expect(p.assign(now: 9.9).isEmpty)
+        #expect(p.assign(now: 10).map(\.unit.id) == [0])
+    }
+
+    @Test func runningJobsShareTheLanesAndNoneStarves() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 4)
+        p.agentUp("b1", site: "b", bound: 4)
+        var journals = ["x": Journal(units: (0..<20).map { PlannedUnit(id: UInt64($0), kind: .files) }),
+                        "y": Journal(units: (0..<20).map { PlannedUnit(id: UInt64($0), kind: .files) })]
+        for job in ["x", "y"] { p.start(job: job, source: "a", destination: "b", openWork: 20, planned: true) }
+        for refill in p.refills() { p.loaded(refill, units: journals[refill.job]!.page(refill)) }
+        var got = ["x": 0, "y": 0]
+        var held = p.assign(now: 0)
+        #expect(held.count == 4)  // the lanes are full: assignment stops
+        while !held.isEmpty {
+            let a = held.removeFirst()
+            got[a.key.job]! += 1
+            Self.finish(&p, &journals[a.key.job]!, a)
+            held += p.assign(now: 0)
+            // Neither job gets more than one unit ahead of the other.
+            #expect(abs(got["x"]! - got["y"]!) <= 2)
+        }
+        #expect(got == ["x": 20, "y": 20])
+    }
+
+    @Test func aDrainingAgentGetsNothingNewAndADeadOnesUnitsGoElsewhere() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 2)
+        p.agentUp("b1", site: "b", bound: 2)
+        p.agentUp("b2", site: "b", bound: 2)
+        let j = Journal(units: (0..<6).map { PlannedUnit(id: UInt64($0), kind: .files) })
+        p.start(job: "j", source: "a", destination: "b", openWork: 6, planned: true)
+        Self.fill(&p, j)
+        p.drain("b1")
+        let first = p.assign(now: 0)
+        #expect(first.allSatisfy { $0.destination == "b2" } && first.count == 2)
+        // b2 dies: its units are ready again at once, and with b1 draining they wait.
+        let lost = p.agentDown("b2")
+        #expect(lost.map(\.key.unit) == [0, 1])
+        #expect(p.assign(now: 0).isEmpty)
+        p.agentUp("b3", site: "b", bound: 2)
+        #expect(p.assign(now: 0).map { "\($0.unit.id)→\($0.destination)" } == ["0→b3", "1→b3"])
+    }
+
+    @Test func refillsComeInPagesAndStopAtTheEnd() {
+        var params = SchedulingPolicy.Parameters()
+        params.page = 4
+        params.lowWater = 2
+        var p = SchedulingPolicy(parameters: params)
+        p.agentUp("a1", site: "a", bound: 100)
+        p.agentUp("b1", site: "b", bound: 100)
+        let j = Journal(units: (0..<10).map { PlannedUnit(id: UInt64($0), kind: .files) })
+        p.start(job: "j", source: "a", destination: "b", openWork: 10, planned: true)
+        var assigned: [UInt64] = []
+        for _ in 0..<5 {
+            let refills = p.refills()
+            #expect(refills.count <= 1 && refills.allSatisfy { $0.limit == 4 })
+            #expect(p.refills().isEmpty)  // asked once until answered
+            for r in refills { p.loaded(r, units: j.page(r)) }
+            assigned += p.assign(now: 0).map(\.unit.id)
+        }
+        #expect(assigned == Array(0..<10))
+    }
+}
