@@ -116,6 +116,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(chunksDone, forKey: .chunksDone)
         try c.encode(chunksRefetched, forKey: .chunksRefetched)
         try c.encode(dedupBytes, forKey: .dedupBytes)
+        try c.encode(skippedFiles, forKey: .skippedFiles)
+        try c.encode(skippedBytes, forKey: .skippedBytes)
         try c.encode(error, forKey: .error)
         try c.encode(source, forKey: .source)
         try c.encode(destination, forKey: .destination)
