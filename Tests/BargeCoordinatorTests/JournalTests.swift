@@ -218,17 +218,27 @@ extension JournalTests {
             entries: [FileEntry(path: "big", kind: .file, size: 3 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)],
             sourcePath: "ds", destinationPath: "in/ds", job: "j1")
         try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
-        #expect(page.units.map(\.kind) == [.range, .range, .range, .finish])
-        #expect(page.units.prefix(3).allSatisfy { $0.finishUnit == 3 })
+        #expect(page.units.map(\.kind) == [.finish])
+        #expect(try journal.job("j1")?.unitsTotal == 4)
+        // Ranges are made as pages reach them: two now, the third later.
+        let made = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: nil), limit: 3)])
+        #expect(made.pages[0].units.map(\.kind) == [.finish, .range, .range])
+        #expect(made.pages[0].units.map(\.unitId) == [0, 1, 2])
+        #expect(made.pages[0].units[0].planned.waitsFor == 3)
+        let rest = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: 2), limit: 3)])
+        #expect(rest.pages[0].units.map(\.unitId) == [3] && rest.pages[0].units[0].files[0].offset == 2 << 20)
+        #expect(try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: 3), limit: 3)]).pages[0].units.isEmpty)
         let chunk = ChunkReport(file: 0, offset: 0, length: 1 << 20, id: [UInt8](repeating: 3, count: 32))
-        for u in 0..<2 {
+        for u in 1...2 {
             _ = try journal.complete(TaskDone(job: "j1", unit: UInt64(u), bytes: 1 << 20, wireBytes: 1 << 20, refetched: 0, codecs: [], chunks: [chunk]), now: 6)
         }
-        let outcome = try journal.commitNow([.resend(job: "j1", finish: 3)])
-        #expect(outcome.resent[UnitKey(job: "j1", unit: 3)]?.map(\.unitId) == [0, 1])
+        #expect(try journal.units(job: "j1").first?.planned.waitsFor == 1)
+        let outcome = try journal.commitNow([.resend(job: "j1", finish: 0)])
+        #expect(outcome.resent[UnitKey(job: "j1", unit: 0)]?.map(\.unitId) == [1, 2])
         let j = try #require(try journal.job("j1"))
         #expect(j.bytesDone == 0 && j.chunksDone == 0 && j.unitsDone == 0)
         #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [0, 1, 2, 3])
+        #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
     }
 
     @Test func jobsComeInPagesAndOldOnesArePruned() throws {

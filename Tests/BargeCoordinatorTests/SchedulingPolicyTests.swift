@@ -40,7 +40,7 @@ struct SchedulingPolicyTests {
         p.agentUp("b2", site: "b", bound: 10)
         var j = Journal(units: [
             PlannedUnit(id: 0, kind: .range, finish: 3), PlannedUnit(id: 1, kind: .range, finish: 3), PlannedUnit(id: 2, kind: .range, finish: 3),
-            PlannedUnit(id: 3, kind: .finish), PlannedUnit(id: 4, kind: .files),
+            PlannedUnit(id: 3, kind: .finish, waitsFor: 3), PlannedUnit(id: 4, kind: .files),
             PlannedUnit(id: 5, kind: .directories, depth: 1), PlannedUnit(id: 6, kind: .directories, depth: 2),
         ])
         p.start(job: "j", source: "a", destination: "b", openWork: 0, planned: false)
@@ -74,7 +74,7 @@ struct SchedulingPolicyTests {
         p.agentUp("b1", site: "b", bound: 1)
         p.agentUp("b2", site: "b", bound: 1)
         var j = Journal(units: [PlannedUnit(id: 0, kind: .range, finish: 2), PlannedUnit(id: 1, kind: .range, finish: 2),
-                                PlannedUnit(id: 2, kind: .finish), PlannedUnit(id: 3, kind: .files)])
+                                PlannedUnit(id: 2, kind: .finish, waitsFor: 2), PlannedUnit(id: 3, kind: .files)])
         p.start(job: "j", source: "a", destination: "b", openWork: 4, planned: true)
         Self.fill(&p, j)
         let first = p.assign(now: 0)

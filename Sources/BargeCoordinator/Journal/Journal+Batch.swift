@@ -74,8 +74,13 @@ extension Journal {
                     job.state = try JobLifecycle.next(job.state, .start)
                     job.startedAt = now
                 }
-                for unit in units { try unit.insert(db) }
-                job.unitsTotal += Int64(units.count)
+                for (i, planned) in units.enumerated() {
+                    var unit = planned
+                    unit.unitId = job.nextUnit + Int64(i)
+                    try unit.insert(db)
+                    job.unitsTotal += 1 + unit.rangesTotal
+                }
+                job.nextUnit += Int64(units.count)
                 job.filesTotal += totals.files
                 job.bytesTotal += totals.bytes
                 job.chunksTotal += totals.chunks
@@ -108,6 +113,10 @@ extension Journal {
                     SELECT kind, finishUnit, depth, finishedFiles FROM units WHERE jobId = ? AND unitId = ?
                     """), arguments: [report.job, Int64(report.unit)]) {
                     let kind = UnitKind(rawValue: row["kind"]) ?? .files
+                    if kind == .range, let finish = row["finishUnit"] as Int64? {
+                        try db.cachedStatement(sql: "UPDATE units SET rangesDone = rangesDone + 1 WHERE jobId = ? AND unitId = ?")
+                            .execute(arguments: [report.job, finish])
+                    }
                     outcome.firstCompletions[key] = PlannedUnit(id: report.unit, kind: kind, finish: (row["finishUnit"] as Int64?).map { UInt64($0) },
                                                                 depth: Int(row["depth"] as Int64))
                     d.bytesDone += Int64(report.bytes)
@@ -142,6 +151,8 @@ extension Journal {
                 try db.execute(sql: """
                     UPDATE units SET state = 'pending', manifest = NULL WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done'
                     """, arguments: [id, Int64(finish)])
+                try db.execute(sql: "UPDATE units SET rangesDone = MAX(0, rangesDone - ?) WHERE jobId = ? AND unitId = ?",
+                               arguments: [ranges.count, id, Int64(finish)])
                 if let path = ranges.first?.path {
                     let legacy = try db.cachedStatement(sql: "DELETE FROM chunks WHERE jobId = ? AND path = ?")
                     try legacy.execute(arguments: [id, path])
@@ -210,9 +221,12 @@ extension Journal {
     private static func page(_ refill: SchedulingPolicy.Refill, _ db: Database) throws -> [UnitRecord] {
         switch refill.kind {
         case .work(let after):
-            return try UnitRecord.fetchAll(db.cachedStatement(sql: """
+            var units = try UnitRecord.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM units WHERE jobId = ? AND state = 'pending' AND unitId > ? AND kind != 'directories' ORDER BY unitId LIMIT ?
                 """), arguments: [refill.job, after.map { Int64($0) } ?? -1, refill.limit])
+            if units.count < refill.limit { units += try makeRanges(job: refill.job, count: refill.limit - units.count, db) }
+            return units
+
         case .directories(let after):
             // Deepest first; within a depth, any order will do (descending ids use the index as is).
             if let after {
@@ -225,6 +239,41 @@ extension Journal {
                 SELECT * FROM units WHERE jobId = ? AND kind = 'directories' AND state = 'pending' ORDER BY depth DESC, unitId DESC LIMIT ?
                 """), arguments: [refill.job, refill.limit])
         }
+    }
+
+    /// Files whose ranges are made at once: the pages alternate between them, so that more than
+    /// one destination agent has work while each file stays with one.
+    static let filesMadeAtOnce = 4
+
+    /// Journals up to `count` more ranges of the job's large files, oldest files first.
+    private static func makeRanges(job id: String, count: Int, _ db: Database) throws -> [UnitRecord] {
+        var spans = try UnitRecord.fetchAll(db.cachedStatement(sql: """
+            SELECT * FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
+            """), arguments: [id, filesMadeAtOnce])
+        guard !spans.isEmpty, var next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT nextUnit FROM jobs WHERE id = ?"), arguments: [id]) else {
+            return []
+        }
+        var made: [UnitRecord] = []
+        var i = 0
+        while made.count < count, !spans.isEmpty {
+            let s = i % spans.count
+            let range = spans[s].range(spans[s].rangesMade, id: next)
+            try range.insert(db)
+            made.append(range)
+            next += 1
+            spans[s].rangesMade += 1
+            if spans[s].rangesMade == spans[s].rangesTotal {
+                try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [spans[s].rangesMade, id, spans[s].unitId])
+                spans.remove(at: s)
+            } else {
+                i += 1
+            }
+        }
+        for span in spans {
+            try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [span.rangesMade, id, span.unitId])
+        }
+        try db.cachedStatement(sql: "UPDATE jobs SET nextUnit = ? WHERE id = ?").execute(arguments: [next, id])
+        return made
     }
 
     /// Every assigned unit back to pending: run when the coordinator starts, since no agent holds

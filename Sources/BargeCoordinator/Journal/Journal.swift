@@ -93,12 +93,17 @@ public final class Journal: Sendable {
                 t.add(column: "skippedFiles", .integer).notNull().defaults(to: 0)
                 t.add(column: "skippedBytes", .integer).notNull().defaults(to: 0)
                 t.add(column: "scanMark", .text)
+                t.add(column: "nextUnit", .integer).notNull().defaults(to: 0)
             }
             try db.alter(table: "units") { t in
                 t.add(column: "finishUnit", .integer)
                 t.add(column: "depth", .integer).notNull().defaults(to: 0)
                 t.add(column: "finishedFiles", .integer).notNull().defaults(to: 0)
                 t.add(column: "manifest", .blob)
+                t.add(column: "rangesTotal", .integer).notNull().defaults(to: 0)
+                t.add(column: "rangesMade", .integer).notNull().defaults(to: 0)
+                t.add(column: "rangesDone", .integer).notNull().defaults(to: 0)
+                t.add(column: "rangeBytes", .integer).notNull().defaults(to: 0)
             }
             // Units journaled before: their dependencies and counts from what v4 kept. Earlier
             // directories units ran one after another; a falling depth keeps that order.
@@ -106,15 +111,22 @@ public final class Journal: Sendable {
                 UPDATE units SET finishUnit = (SELECT f.unitId FROM units f WHERE f.jobId = units.jobId AND f.path = units.path AND f.kind = 'finish')
                   WHERE kind = 'range';
                 UPDATE units SET depth = -unitId WHERE kind = 'directories';
+                UPDATE units SET
+                  rangesTotal = (SELECT COUNT(*) FROM units r WHERE r.jobId = units.jobId AND r.kind = 'range' AND r.path = units.path),
+                  rangesDone = (SELECT COUNT(*) FROM units r WHERE r.jobId = units.jobId AND r.kind = 'range' AND r.path = units.path AND r.state = 'done')
+                  WHERE kind = 'finish';
+                UPDATE units SET rangesMade = rangesTotal WHERE kind = 'finish';
                 UPDATE units SET finishedFiles = (SELECT COUNT(*) FROM json_each(units.files)
                   WHERE json_extract(value, '$.finish') = 1 AND json_extract(value, '$.entry.kind') != 2);
                 UPDATE jobs SET unitsTotal = (SELECT COUNT(*) FROM units WHERE jobId = jobs.id),
                   unitsDone = (SELECT COUNT(*) FROM units WHERE jobId = jobs.id AND state = 'done'),
-                  planned = (startedAt IS NOT NULL);
+                  planned = (startedAt IS NOT NULL),
+                  nextUnit = (SELECT COALESCE(MAX(unitId), -1) + 1 FROM units WHERE jobId = jobs.id);
                 DROP INDEX units_by_state;
                 CREATE INDEX units_queue ON units(jobId, state, unitId);
                 CREATE INDEX units_directories ON units(jobId, kind, state, depth, unitId);
                 CREATE INDEX units_of_file ON units(jobId, finishUnit) WHERE finishUnit IS NOT NULL;
+                CREATE INDEX units_unmade_ranges ON units(jobId, unitId) WHERE kind = 'finish' AND rangesMade < rangesTotal;
                 CREATE INDEX units_assigned ON units(sourceAgent, destinationAgent) WHERE state = 'assigned';
                 CREATE INDEX jobs_by_creation ON jobs(createdAt, id);
                 CREATE INDEX jobs_by_end ON jobs(finishedAt) WHERE finishedAt IS NOT NULL;

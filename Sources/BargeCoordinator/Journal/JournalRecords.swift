@@ -48,6 +48,8 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var skippedBytes: Int64 = 0
     /// The last scanned path planned, in scan order: a scan that starts again skips up to it.
     public var scanMark: String?
+    /// The id the next journaled unit gets (planned, or a range made from its file's finish).
+    public var nextUnit: Int64 = 0
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id
@@ -101,6 +103,13 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     public var finishedFiles: Int64 = 0
     /// The chunks its source reported when it was done (`UnitManifest`).
     public var manifest: Data?
+    /// A `finish` unit's file is sent as this many `range` units of `rangeBytes` each. They are
+    /// made (journaled as units) only as the scheduler reaches them, so a petabyte of large files
+    /// is planned as one row per file; `rangesDone` of them are done.
+    public var rangesTotal: Int64 = 0
+    public var rangesMade: Int64 = 0
+    public var rangesDone: Int64 = 0
+    public var rangeBytes: Int64 = 0
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId
@@ -122,7 +131,18 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
 
     /// What the scheduling policy needs of it.
     public var planned: PlannedUnit {
-        PlannedUnit(id: UInt64(unitId), kind: kind, finish: finishUnit.map { UInt64($0) }, depth: Int(depth))
+        PlannedUnit(id: UInt64(unitId), kind: kind, finish: finishUnit.map { UInt64($0) }, depth: Int(depth),
+                    waitsFor: kind == .finish ? Int(rangesTotal - rangesDone) : 0)
+    }
+
+    /// The `index`th range of this finish unit's file, as a unit with id `id`.
+    public func range(_ index: Int64, id: Int64) -> UnitRecord {
+        let file = files[0]
+        let offset = UInt64(index * rangeBytes)
+        let length = min(UInt64(rangeBytes), file.entry.size - offset)
+        return UnitRecord(jobId: jobId, unitId: id, kind: .range,
+                          files: [TaskFile(sourcePath: file.sourcePath, entry: file.entry, offset: offset, length: length, finish: false)],
+                          finishUnit: unitId)
     }
 }
 

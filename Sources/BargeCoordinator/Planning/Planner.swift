@@ -3,9 +3,10 @@ import BargeWire
 /// Cuts a scanned tree into work units, one scan page at a time. Pure: the same pages always give
 /// the same units.
 ///
-/// - A regular file larger than `unitBytes` becomes `range` units of `unitBytes` each, plus a
-///   `finish` unit right after them that waits for them (so the file is renamed only once every
-///   range is in).
+/// - A regular file larger than `unitBytes` becomes one `finish` unit that stands for its
+///   `range` units of `unitBytes` each and waits for them (so the file is renamed only once every
+///   range is in). The journal makes the ranges as the scheduler reaches them: a petabyte in
+///   1,024 files is planned as 1,024 rows.
 /// - Smaller files and symbolic links are batched in scan order into `files` units of at most
 ///   `unitBytes` and `maxFilesPerUnit` entries; each file is finished within its unit. A batch
 ///   never spans two pages, so a page's units are complete once the page is journaled.
@@ -30,8 +31,9 @@ public struct Planner: Sendable {
     public struct PlannedPage: Sendable {
         public var units: [UnitRecord]
         public var totals: PlanTotals
-        /// Units other than directories, for the policy's count of open work.
-        public var workUnits: Int { units.count { $0.kind != .directories } }
+        /// Units other than directories, ranges still to be made included, for the policy's count
+        /// of open work.
+        public var workUnits: Int { units.reduce(0) { $0 + ($1.kind == .directories ? 0 : 1 + Int($1.rangesTotal)) } }
     }
 
     /// A job's plan as its scan pages arrive: unit ids continue from page to page.
@@ -40,7 +42,7 @@ public struct Planner: Sendable {
         public let job: String
         public let sourcePath: String
         public let destinationPath: String
-        /// The id the next unit gets.
+        /// Units planned so far; the next one's id within the plan (the journal numbers them).
         public private(set) var nextUnit: Int64
 
         public init(planner: Planner, job: String, sourcePath: String, destinationPath: String, nextUnit: Int64 = 0) {
@@ -59,8 +61,11 @@ public struct Planner: Sendable {
             var directories: [Int: [TaskFile]] = [:]
             var totals = PlanTotals(bytes: 0, files: 0, chunks: 0)
 
-            func add(_ kind: UnitKind, _ files: [TaskFile], finishUnit: Int64? = nil, depth: Int64 = 0) {
-                units.append(UnitRecord(jobId: job, unitId: nextUnit, kind: kind, files: files, finishUnit: finishUnit, depth: depth))
+            func add(_ kind: UnitKind, _ files: [TaskFile], depth: Int64 = 0, ranges: UInt64 = 0) {
+                var unit = UnitRecord(jobId: job, unitId: nextUnit, kind: kind, files: files, depth: depth)
+                unit.rangesTotal = Int64(ranges)
+                unit.rangeBytes = ranges > 0 ? Int64(p.unitBytes) : 0
+                units.append(unit)
                 nextUnit += 1
             }
             func flush() {
@@ -82,15 +87,8 @@ public struct Planner: Sendable {
                     totals.bytes += Int64(e.size)
                     totals.chunks += Int64((e.size + p.chunkSize - 1) / p.chunkSize)
                     if e.kind == .file, e.size > p.unitBytes {
-                        let ranges = (e.size + p.unitBytes - 1) / p.unitBytes
-                        let finish = nextUnit + Int64(ranges)
-                        var offset: UInt64 = 0
-                        while offset < e.size {
-                            let length = min(p.unitBytes, e.size - offset)
-                            add(.range, [TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: false)], finishUnit: finish)
-                            offset += length
-                        }
-                        add(.finish, [TaskFile(sourcePath: source, entry: entry, offset: 0, length: 0, finish: true)])
+                        add(.finish, [TaskFile(sourcePath: source, entry: entry, offset: 0, length: 0, finish: true)],
+                            ranges: (e.size + p.unitBytes - 1) / p.unitBytes)
                         continue
                     }
                     if batch.count == p.maxFilesPerUnit || batchBytes + e.size > p.unitBytes { flush() }

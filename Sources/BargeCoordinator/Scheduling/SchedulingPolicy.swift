@@ -23,12 +23,15 @@ public struct PlannedUnit: Hashable, Sendable {
     public var finish: UInt64?
     /// A `directories` unit's depth (path components); deeper ones go first.
     public var depth: Int
+    /// A `finish` unit's ranges not done when it was read.
+    public var waitsFor: Int
 
-    public init(id: UInt64, kind: UnitKind, finish: UInt64? = nil, depth: Int = 0) {
+    public init(id: UInt64, kind: UnitKind, finish: UInt64? = nil, depth: Int = 0, waitsFor: Int = 0) {
         self.id = id
         self.kind = kind
         self.finish = finish
         self.depth = depth
+        self.waitsFor = waitsFor
     }
 }
 
@@ -41,8 +44,8 @@ public struct PlannedUnit: Hashable, Sendable {
 /// - Each running job keeps a **window** of ready units read from the journal in pages
 ///   (`refills`); the journal holds the rest.
 /// - **Dependencies are counters.** A `finish` unit waits until its file's open ranges reach
-///   zero; ranges come before their finish in id order, so when the finish is read every open
-///   range of its file has been read too. A job's `directories` units wait for its count of open
+///   zero: it is read with the count the journal holds, and each range done after that takes one
+///   off. A job's `directories` units wait for its count of open
 ///   other units to reach zero after planning ended; they then go deepest first, one depth at a
 ///   time (a directory's mtime is set once everything below it is in place).
 /// - **Lanes** come from `LaneTable` in O(log agents); a unit whose file is pinned to a full
@@ -210,7 +213,8 @@ public struct SchedulingPolicy: Sendable {
         var out: [Refill] = []
         for job in order {
             guard var q = jobs[job] else { continue }
-            if !q.loading && !q.exhausted && q.ready.count < parameters.lowWater {
+            let parked = q.pinWait.values.reduce(0) { $0 + $1.count }
+            if !q.loading && !q.exhausted && q.ready.count < parameters.lowWater && parked < parameters.page {
                 q.loading = true
                 out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page))
             }
@@ -231,7 +235,7 @@ public struct SchedulingPolicy: Sendable {
             q.loading = false
             for u in units where held[UnitKey(job: refill.job, unit: u.id)] == nil && retrying[UnitKey(job: refill.job, unit: u.id)] == nil {
                 if q.doneLately.remove(u.id) != nil { continue }
-                if u.kind == .range, let f = u.finish { q.openRanges[f, default: 0] += 1 }
+                if u.kind == .finish && u.waitsFor > 0 { q.openRanges[u.id] = u.waitsFor }
                 q.enqueue(u)
             }
             if let last = units.last { q.cursor = max(q.cursor ?? 0, last.id) }
@@ -270,9 +274,8 @@ public struct SchedulingPolicy: Sendable {
             break
         case .range:
             q.openWork -= 1
-            // Only ranges read into the window were counted in their file's open ranges.
-            let wasRead = wasHeld || (q.cursor.map { unit.id <= $0 } ?? false)
-            if wasRead, let f = unit.finish, let left = q.openRanges[f] {
+            // A finish not read yet will read its count from the journal.
+            if let f = unit.finish, let left = q.openRanges[f] {
                 if left <= 1 {
                     q.openRanges.removeValue(forKey: f)
                     if let finish = q.waitingFinish.removeValue(forKey: f) { q.ready.prepend(finish) }
