@@ -116,9 +116,13 @@ public struct CoordinatorClient: Sendable {
     /// bytes in `task done`, versions before 3 no lane figures in `task progress`.
     static func downgrade(_ message: Message, to version: UInt8) -> Message {
         switch message {
-        case .taskDone(var done) where version < WireVersion.dedup && done.dedupBytes > 0:
-            done.dedupBytes = 0
+        case .taskDone(var done) where version < WireVersion.assignments && (done.assignment != 0 || (version < WireVersion.dedup && done.dedupBytes > 0)):
+            done.assignment = 0
+            if version < WireVersion.dedup { done.dedupBytes = 0 }
             return .taskDone(done)
+        case .taskFailed(var failed) where version < WireVersion.assignments && failed.assignment != 0:
+            failed.assignment = 0
+            return .taskFailed(failed)
         case .taskProgress(var progress) where version < WireVersion.flow && progress.lane != nil:
             progress.lane = nil
             return .taskProgress(progress)

@@ -86,7 +86,8 @@ struct DiskFullProcessTests {
         #expect(disk.resize(megabytes: 64))
         let resumed = try cluster.cli(["resume", job, "--wait"], http: http)
         #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)\n\(coordinator.output)")
-        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        let got = try TreeSupport.snapshot(destination), want = try TreeSupport.snapshot(source)
+        #expect(got == want, "\(got)\n\(want)\n\(coordinator.output)")
         #expect(TreeSupport.partials(destination).isEmpty)
         #expect(coordinator.output.contains("job \(job) resumed"))
 

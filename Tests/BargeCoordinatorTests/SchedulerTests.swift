@@ -33,9 +33,9 @@ struct SchedulerTests {
         }
         deinit { try? FileManager.default.removeItem(at: dir) }
 
-        func agent(_ name: String, site: String) async -> AsyncStream<Message>.AsyncIterator {
+        func agent(_ name: String, site: String, version: UInt8 = 1) async -> AsyncStream<Message>.AsyncIterator {
             let (stream, sink) = AsyncStream.makeStream(of: Message.self)
-            _ = await scheduler.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: sink)
+            _ = await scheduler.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: sink, version: version)
             return stream.makeAsyncIterator()
         }
     }
@@ -89,5 +89,78 @@ struct SchedulerTests {
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true)
         guard case .cancelJob = await a1.next() else { Issue.record("agents were not told to stop the job"); return }
+    }
+}
+
+extension SchedulerTests {
+    /// A job that failed and is resumed finishes its files, then its directories.
+    @Test func aResumedJobFinishesItsDirectories() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a")
+        _ = await f.agent("b1", site: "b")
+        let job = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-3")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
+                       FileEntry(path: "f", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        for _ in 0..<3 {
+            guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
+            await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "ENOSPC")), from: "a1")
+            try await f.afterBackoff(job.id)
+        }
+        await f.scheduler.flush()
+        #expect(try await f.scheduler.status(job.id)?.state == .failed)
+        guard case .cancelJob = await a1.next() else { Issue.record("no cancel"); return }
+        #expect(try await f.scheduler.resume(job.id).state == .running)
+        var kinds: [Int] = []
+        for _ in 0..<2 {
+            guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task after resume"); return }
+            kinds.append(task.files.count)
+            await f.scheduler.received(.taskDone(TaskDone(job: job.id, unit: task.unit, bytes: task.files[0].length, wireBytes: 3, refetched: 0,
+                                                          codecs: [], chunks: [])), from: "a1")
+        }
+        await f.scheduler.flush()
+        #expect(try await f.scheduler.status(job.id)?.state == .succeeded)
+    }
+}
+
+extension SchedulerTests {
+    /// A report from an earlier assignment of a unit counts its work but does not end the current
+    /// assignment: directories wait until the current one answers too.
+    @Test func aStaleReportDoesNotFreeTheCurrentAssignment() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a", version: WireVersion.assignments)
+        _ = await f.agent("b1", site: "b")
+        let job = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-4")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
+                       FileEntry(path: "f", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        guard case .taskAssign(let first) = await Self.task(&a1) else { Issue.record("no task"); return }
+        #expect(first.assignment == 1)
+        await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: first.unit, retryable: true, reason: "stalled", assignment: 1)), from: "a1")
+        try await f.afterBackoff(job.id)
+        guard case .taskAssign(let second) = await Self.task(&a1) else { Issue.record("no retry"); return }
+        #expect(second.unit == first.unit && second.assignment == 2)
+        // The first assignment finished after all: its report counts, and a stale failure is ignored.
+        let done = TaskDone(job: job.id, unit: first.unit, bytes: 3, wireBytes: 3, refetched: 0, codecs: [], chunks: [], assignment: 1)
+        await f.scheduler.received(.taskDone(done), from: "a1")
+        await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: first.unit, retryable: true, reason: "old", assignment: 1)), from: "a1")
+        await f.scheduler.flush()
+        #expect(try await f.scheduler.status(job.id)?.filesDone == 1)
+        #expect(await f.scheduler.unitsHeld == 1)  // the second assignment still runs: no directories yet
+        var second2 = done
+        second2.assignment = 2
+        await f.scheduler.received(.taskDone(second2), from: "a1")
+        await f.scheduler.flush()
+        guard case .taskAssign(let dirs) = await Self.task(&a1) else { Issue.record("no directories"); return }
+        #expect(dirs.files.map(\.entry.kind) == [.directory])
+    }
+
+    /// The next message other than `job settings`.
+    static func task(_ agent: inout AsyncStream<Message>.AsyncIterator) async -> Message? {
+        var next = await agent.next()
+        while case .jobSettings = next { next = await agent.next() }
+        return next
     }
 }

@@ -78,6 +78,13 @@ struct ProtocolVectorTests {
         (.taskProgress(TaskProgress(job: "j1", unit: 3, bytesDone: 2048, wireBytes: 1024,
                                     lane: LaneFigures(rttMicros: 1500, queueMicros: 500, window: 1 << 20, rate: 50_000_000))),
          "4241524701310000" + "00000034" + "1a34e17d087ea75e" + "00026a31000000000000000300000000000008000000000000000400000005dc000001f400000000001000000000000002faf080"),
+        // Version 4: the assignment number, trailing.
+        (.taskAssign(TaskAssign(job: "j1", unit: 3, destination: DataPeer(name: "b1", host: "127.0.0.1", port: 7501), codec: "auto", chunkSize: 1 << 20, files: [TaskFile(sourcePath: "ds/f", entry: file, length: 4096, finish: true)], assignment: 2)),
+         "4241524701300000" + "00000066" + "84a6b88aea820580" + "00026a3100000000000000030002623100093132372e302e302e311d4d00046175746f0010000000000001000464732f66010003642f660000000000001000000001a4000000005f5e1000000000070000000000000000000000000000000010000100000002"),
+        (.taskDone(TaskDone(job: "j1", unit: 3, bytes: 4096, wireBytes: 2100, refetched: 1, codecs: [CodecUsage(codec: "zstd-1", chunks: 1, rawBytes: 4096, encodedBytes: 2100)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)], assignment: 2)),
+         "4241524701320000" + "00000080" + "c4e0466290ad4270" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab000000000000000000000002"),
+        (.taskFailed(TaskFailed(job: "j1", unit: 3, retryable: false, reason: "changed", assignment: 2)),
+         "4241524701330000" + "0000001a" + "aea4a0d665c27414" + "00026a3100000000000000030000076368616e67656400000002"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

@@ -34,6 +34,8 @@ public final class AgentWork: Sendable {
         let task: Task<Void, Never>
         let progress: UnitProgress
         let lane: LaneFlow
+        /// The coordinator's latest assignment of this unit: what the report answers.
+        var assignment: UInt32
     }
 
     public let settings: Settings
@@ -109,9 +111,14 @@ public final class AgentWork: Sendable {
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow)
         let outbox = outbox, logger = logger, running = running, draining = draining
         running.withLockedValue { r in
-            guard r[key] == nil else { return }  // the same unit assigned twice (a report crossed a reconnect)
+            // The same unit assigned again while it runs (a report crossed a reconnect, or a
+            // retry): the running one answers the newest assignment.
+            if r[key] != nil {
+                r[key]!.assignment = max(r[key]!.assignment, task.assignment)
+                return
+            }
             let work = Task.detached {
-                let report: Message
+                var report: Message
                 do throws(UnitFailure) {
                     report = .taskDone(try await sender.run())
                 } catch {
@@ -122,14 +129,23 @@ public final class AgentWork: Sendable {
                     }
                     report = .taskFailed(TaskFailed(job: task.job, unit: task.unit, retryable: error.retryable, reason: error.description))
                 }
-                let left = running.withLockedValue { r in
-                    r.removeValue(forKey: key)
-                    return r.count
+                let (left, assignment) = running.withLockedValue { r in
+                    let assignment = r.removeValue(forKey: key)?.assignment ?? task.assignment
+                    return (r.count, assignment)
+                }
+                switch report {
+                case .taskDone(var done):
+                    done.assignment = assignment
+                    report = .taskDone(done)
+                case .taskFailed(var failed):
+                    failed.assignment = assignment
+                    report = .taskFailed(failed)
+                default: break
                 }
                 outbox.send(report)
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
-            r[key] = Running(task: work, progress: progress, lane: lane)
+            r[key] = Running(task: work, progress: progress, lane: lane, assignment: task.assignment)
         }
     }
 

@@ -95,7 +95,7 @@ extension Journal {
 
             case .assign(let key, let source, let destination):
                 try db.cachedStatement(sql: """
-                    UPDATE units SET state = 'assigned', sourceAgent = ?, destinationAgent = ?, attempts = attempts + 1
+                    UPDATE units SET state = 'assigned', sourceAgent = ?, destinationAgent = ?, attempts = attempts + 1, assignments = assignments + 1
                       WHERE jobId = ? AND unitId = ? AND state = 'pending'
                     """).execute(arguments: [source, destination, key.job, Int64(key.unit)])
                 if db.changesCount == 0 { outcome.stale.insert(key) }

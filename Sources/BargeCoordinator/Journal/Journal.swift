@@ -104,6 +104,7 @@ public final class Journal: Sendable {
                 t.add(column: "rangesMade", .integer).notNull().defaults(to: 0)
                 t.add(column: "rangesDone", .integer).notNull().defaults(to: 0)
                 t.add(column: "rangeBytes", .integer).notNull().defaults(to: 0)
+                t.add(column: "assignments", .integer).notNull().defaults(to: 0)
             }
             // Units journaled before: their dependencies and counts from what v4 kept. Earlier
             // directories units ran one after another; a falling depth keeps that order.
@@ -116,6 +117,7 @@ public final class Journal: Sendable {
                   rangesDone = (SELECT COUNT(*) FROM units r WHERE r.jobId = units.jobId AND r.kind = 'range' AND r.path = units.path AND r.state = 'done')
                   WHERE kind = 'finish';
                 UPDATE units SET rangesMade = rangesTotal WHERE kind = 'finish';
+                UPDATE units SET assignments = attempts;
                 UPDATE units SET finishedFiles = (SELECT COUNT(*) FROM json_each(units.files)
                   WHERE json_extract(value, '$.finish') = 1 AND json_extract(value, '$.entry.kind') != 2);
                 UPDATE jobs SET unitsTotal = (SELECT COUNT(*) FROM units WHERE jobId = jobs.id),

@@ -110,6 +110,9 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     public var rangesMade: Int64 = 0
     public var rangesDone: Int64 = 0
     public var rangeBytes: Int64 = 0
+    /// Times it was handed to a lane, never reset (`attempts` is, by `resume`): its agent's
+    /// reports name the assignment they answer, and one from an earlier assignment is stale.
+    public var assignments: Int64 = 0
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId

@@ -252,6 +252,9 @@ public actor Scheduler {
         schedule()
     }
 
+    /// Units held by lanes now.
+    public var unitsHeld: Int { policy.heldCount }
+
     /// Hands a running job to the policy.
     private func run(_ job: JobRecord) throws {
         guard !policy.isRunning(job.id) else { return }
@@ -331,6 +334,13 @@ public actor Scheduler {
             waiter.continuation.resume(returning: .success(done))
             return
         }
+        if isStale(done.assignment, key) {
+            // An earlier assignment's report: the work is done and counts, but the current
+            // assignment still runs and holds its lane until it answers.
+            reported[key] = reported[key] ?? false
+            batch.append(.complete(done, now: now()))
+            return
+        }
         let lane = policy.lane(of: key)
         policy.ended(key)
         noteReleased(key, source: lane?.source)
@@ -349,6 +359,10 @@ public actor Scheduler {
             return
         }
         guard let lane = policy.lane(of: key), let record = records[key] else { return }
+        if isStale(failure.assignment, key) {
+            logger.info("job \(failure.job) unit \(failure.unit): ignoring a failure of assignment \(failure.assignment) (now \(record.assignments)): \(failure.reason)")
+            return
+        }
         if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
@@ -373,6 +387,13 @@ public actor Scheduler {
         }
     }
 
+    /// A report names an assignment other than the unit's current one (agents before protocol
+    /// version 4 name none).
+    private func isStale(_ assignment: UInt32, _ key: UnitKey) -> Bool {
+        guard assignment != 0, policy.lane(of: key) != nil, let current = records[key]?.assignments else { return false }
+        return assignment != UInt32(truncatingIfNeeded: current)
+    }
+
     // MARK: Assignment and group commit
 
     /// Called every second: retries whose backoff ran out, and the gauges.
@@ -392,6 +413,7 @@ public actor Scheduler {
                 continue
             }
             record.attempts += 1
+            record.assignments += 1
             records[a.key] = record
             running[a.key.job]!.sources[a.source, default: 0] += 1
             if running[a.key.job]!.sources[a.source] == 1 { shareSettings(a.key.job) }
@@ -399,7 +421,8 @@ public actor Scheduler {
             batchSends.append((a.key, a.source, .taskAssign(TaskAssign(
                 job: a.key.job, unit: a.key.unit,
                 destination: DataPeer(name: destination.agent.name, host: destination.agent.dataHost, port: destination.agent.dataPort),
-                codec: job.record.codec, chunkSize: UInt32(job.record.chunkSize), files: record.files))))
+                codec: job.record.codec, chunkSize: UInt32(job.record.chunkSize), files: record.files,
+                assignment: links[a.source]!.version >= WireVersion.assignments ? UInt32(truncatingIfNeeded: record.assignments) : 0))))
         }
         batchRefills += policy.refills()
         metrics.update(unitsInFlight: policy.heldCount)

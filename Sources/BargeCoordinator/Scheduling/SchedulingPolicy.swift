@@ -122,8 +122,11 @@ public struct SchedulingPolicy: Sendable {
         var directoriesHeld: [Int: Int] = [:]
         /// Units done (a report for a unit not held) that may still sit in the window.
         var doneLately: Set<UInt64> = []
+        /// Units other than directories held by lanes: directories wait until none runs (a unit
+        /// done by an earlier assignment's report may still run again under its current one).
+        var heldWork = 0
 
-        var inDirectoryPhase: Bool { planned && openWork == 0 }
+        var inDirectoryPhase: Bool { planned && openWork == 0 && heldWork == 0 }
     }
 
     private struct Retry: Comparable, Sendable {
@@ -265,8 +268,9 @@ public struct SchedulingPolicy: Sendable {
     /// a restart), and may still sit in the window.
     public mutating func done(_ key: UnitKey, unit: PlannedUnit, wasHeld: Bool) {
         guard var q = jobs[key.job] else { return }
-        if !wasHeld, let cursor = q.cursor, unit.id <= cursor { q.doneLately.insert(unit.id) }
-        if !wasHeld, unit.kind == .directories, let c = q.directoryCursor, (unit.depth, unit.id) >= (c.depth, c.id) {
+        let stillHeld = held[key] != nil || retrying[key] != nil
+        if !wasHeld, !stillHeld, let cursor = q.cursor, unit.id <= cursor { q.doneLately.insert(unit.id) }
+        if !wasHeld, !stillHeld, unit.kind == .directories, let c = q.directoryCursor, (unit.depth, unit.id) >= (c.depth, c.id) {
             q.doneLately.insert(unit.id)
         }
         switch unit.kind {
@@ -388,6 +392,7 @@ public struct SchedulingPolicy: Sendable {
             guard let lane = pickLane(q.source, q.destination, pinned: pinned) else { return nil }
             q.ready.removeFirst()
             if let file { q.pins[file] = lane.destination }
+            q.heldWork += 1
             return hold(job, u, lane)
         }
         return nil
@@ -413,9 +418,13 @@ public struct SchedulingPolicy: Sendable {
         guard let h = held.removeValue(forKey: key) else { return }
         lanes.release(h.source)
         if h.destination != h.source { lanes.release(h.destination) }
-        if h.unit.kind == .directories, var q = jobs[key.job] {
-            let left = (q.directoriesHeld[h.unit.depth] ?? 1) - 1
-            q.directoriesHeld[h.unit.depth] = left > 0 ? left : nil
+        if var q = jobs[key.job] {
+            if h.unit.kind == .directories {
+                let left = (q.directoriesHeld[h.unit.depth] ?? 1) - 1
+                q.directoriesHeld[h.unit.depth] = left > 0 ? left : nil
+            } else {
+                q.heldWork -= 1
+            }
             jobs[key.job] = q
         }
         // Units that waited for this destination to have room may go now.

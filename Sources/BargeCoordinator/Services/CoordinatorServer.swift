@@ -60,3 +60,18 @@ public struct CoordinatorServer {
         try await app.runService()
     }
 }
+
+/// The HTTP API alone over a scheduler, on `host:port` (0: a free port, passed to `onRunning`),
+/// until the task is cancelled: for benchmarks that drive the scheduler in process.
+public enum CoordinatorAPIServer {
+    public static func run(scheduler: Scheduler, directory: AgentDirectory, host: String = "127.0.0.1", port: Int = 0,
+                           logger: Logger = Logger(label: "barge.coordinator"),
+                           onRunning: @escaping @Sendable (Int) async -> Void) async throws {
+        let app = Application(
+            router: buildRouter(directory: directory, scheduler: scheduler),
+            configuration: .init(address: .hostname(host, port: port), serverName: "barge-coordinator"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+        try await app.run()
+    }
+}

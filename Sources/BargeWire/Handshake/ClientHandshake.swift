@@ -77,18 +77,20 @@ public struct ClientHandshake: Sendable {
 /// Protocol versions this build speaks: minor versions of protocol 1 (the frame format stays 1).
 /// Version 2 adds dedup (`have query`, `have list`, `chunk ref`, nack `need`, `task done`'s dedup
 /// bytes) and `drain`; version 3 adds `job settings` (per-job caps and congestion mode) and the
-/// lane figures at the end of `task progress`. A peer of an older version still joins, and
+/// lane figures at the end of `task progress`; version 4 adds the assignment number that `task
+/// assign` carries and `task done` and `task failed` echo. A peer of an older version still joins, and
 /// neither side sends it what it does not know.
 public enum WireVersion {
     /// What features need.
     public static let dedup: UInt8 = 2
     public static let drain: UInt8 = 2
     public static let flow: UInt8 = 3
+    public static let assignments: UInt8 = 4
 
     /// `BARGE_WIRE_MAX_VERSION` lowers the top of the range, to run this build as an older one
     /// (for testing a cluster in the middle of a rolling update).
     public static let supported: ClosedRange<UInt8> = {
-        let top: UInt8 = 3
+        let top: UInt8 = 4
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1...top).contains(v) {
             return 1...v
         }

@@ -81,14 +81,19 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
     /// Chunk size in bytes for the ranges of this unit.
     public var chunkSize: UInt32
     public var files: [TaskFile]
+    /// Which assignment of the unit this is (protocol version 4; 0 before): the agent's reports
+    /// echo it, so a report from an earlier assignment is told from the current one's. On the
+    /// wire only when non-zero, as a trailing u32.
+    public var assignment: UInt32
 
-    public init(job: String, unit: UInt64, destination: DataPeer, codec: String, chunkSize: UInt32, files: [TaskFile]) {
+    public init(job: String, unit: UInt64, destination: DataPeer, codec: String, chunkSize: UInt32, files: [TaskFile], assignment: UInt32 = 0) {
         self.job = job
         self.unit = unit
         self.destination = destination
         self.codec = codec
         self.chunkSize = chunkSize
         self.files = files
+        self.assignment = assignment
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -112,6 +117,7 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
             }
             return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0)
         }
+        assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
     }
 
     func write(to b: inout ByteBuffer) {
@@ -129,6 +135,7 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
             b.writeInteger(f.length)
             b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0)))
         }
+        if assignment != 0 { b.writeInteger(assignment) }
     }
 }
 
@@ -256,10 +263,14 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
     /// Bytes of `bytes` that were copied at the destination from chunks it already held (sent by
     /// reference). On the wire only when non-zero (protocol version 2), as a trailing u64.
     public var dedupBytes: UInt64
+    /// The `task assign`'s assignment this answers (protocol version 4; 0 before). When non-zero
+    /// it trails the dedup bytes, which are then always written.
+    public var assignment: UInt32
 
     public init(job: String, unit: UInt64, bytes: UInt64, wireBytes: UInt64, refetched: UInt32, codecs: [CodecUsage], chunks: [ChunkReport],
-                dedupBytes: UInt64 = 0) {
+                dedupBytes: UInt64 = 0, assignment: UInt32 = 0) {
         self.dedupBytes = dedupBytes
+        self.assignment = assignment
         self.job = job
         self.unit = unit
         self.bytes = bytes
@@ -281,6 +292,7 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
         }
         chunks = try r.list("chunks", minimumSize: ChunkReport.size) { (r: inout PayloadReader) throws(WireError) in try ChunkReport(from: &r) }
         dedupBytes = r.buffer.readableBytes > 0 ? try r.integer(UInt64.self, "dedup bytes") : 0
+        assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
     }
 
     func write(to b: inout ByteBuffer) {
@@ -296,7 +308,8 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
             b.writeInteger(c.encodedBytes)
         }
         b.writeList(chunks) { b, c in c.write(to: &b) }
-        if dedupBytes > 0 { b.writeInteger(dedupBytes) }
+        if dedupBytes > 0 || assignment != 0 { b.writeInteger(dedupBytes) }
+        if assignment != 0 { b.writeInteger(assignment) }
     }
 }
 
@@ -307,12 +320,15 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
     public var unit: UInt64
     public var retryable: Bool
     public var reason: String
+    /// As in `task done` (protocol version 4; 0 before): a trailing u32 when non-zero.
+    public var assignment: UInt32
 
-    public init(job: String, unit: UInt64, retryable: Bool, reason: String) {
+    public init(job: String, unit: UInt64, retryable: Bool, reason: String, assignment: UInt32 = 0) {
         self.job = job
         self.unit = unit
         self.retryable = retryable
         self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength)
+        self.assignment = assignment
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -320,6 +336,7 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
         unit = try r.integer(UInt64.self, "unit")
         retryable = try r.flag("retryable")
         reason = try r.string("reason", maxLength: ErrorMessage.maxReasonLength)
+        assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
     }
 
     func write(to b: inout ByteBuffer) {
@@ -327,6 +344,7 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
         b.writeInteger(unit)
         b.writeFlag(retryable)
         b.writeWireString(reason)
+        if assignment != 0 { b.writeInteger(assignment) }
     }
 }
 
