@@ -241,6 +241,25 @@ extension JournalTests {
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
     }
 
+    @Test func rangesOfManyLargeFilesAreAllMade() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        // Nine files of three ranges each: more files than are made at once.
+        let entries = (0..<9).map { FileEntry(path: "f\($0)", kind: .file, size: 3 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20).plan(entries: entries, sourcePath: "ds", destinationPath: "in/ds", job: "j1")
+        try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        var after: UInt64?
+        var ranges = 0
+        while true {
+            let got = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: after), limit: 5)]).pages[0].units
+            ranges += got.count { $0.kind == .range }
+            if got.count < 5 { break }
+            after = UInt64(got.last!.unitId)
+        }
+        #expect(ranges == 27)
+    }
+
     @Test func jobsComeInPagesAndOldOnesArePruned() throws {
         let dir = try StateDirectory()
         let journal = try Journal(path: dir.path)

@@ -164,3 +164,62 @@ extension SchedulerTests {
         return next
     }
 }
+
+extension SchedulerTests {
+    /// Large files whose ranges fail the job; resumed, every range, finish and directory goes.
+    @Test func aResumedJobOfLargeFilesFinishes() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let clock = TestClock()
+        let scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path),
+                                  planner: Planner(unitBytes: 1 << 20, chunkSize: 1 << 20), now: { clock.now })
+        let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+        _ = await scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: sink, version: 4)
+        let (_, bsink) = AsyncStream.makeStream(of: Message.self)
+        _ = await scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: bsink, version: 4)
+        var a1 = stream.makeAsyncIterator()
+        let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-5")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            + (0..<4).map { FileEntry(path: "f\($0)", kind: .file, size: 2 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        // Every range fails until the job fails.
+        var failedJob = false
+        while !failedJob {
+            guard let m = await Self.task(&a1) else { break }
+            switch m {
+            case .taskAssign(let t):
+                await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: t.unit, retryable: true, reason: "ENOSPC", assignment: t.assignment)), from: "a1")
+                await scheduler.flush()
+                clock.advance(31)
+                await scheduler.tick()
+            case .cancelJob: failedJob = true
+            default: break
+            }
+        }
+        #expect(try await scheduler.status(job.id)?.state == .failed)
+        _ = try await scheduler.resume(job.id)
+        var kinds: [FileEntry.Kind] = []
+        var open = 0
+        repeat {
+            guard case .taskAssign(let t) = await Self.task(&a1) else { Issue.record("no task after resume"); return }
+            kinds.append(t.files[0].entry.kind)
+            // Late reports of the first run's assignments change nothing.
+            if t.assignment > 1 {
+                // Both a late failure and a late success of the earlier assignment, in the same batch
+                // as the current one's report: the unit is done once.
+                await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: t.unit, retryable: true, reason: "cancelled", assignment: t.assignment - 1)), from: "a1")
+                await scheduler.received(.taskDone(TaskDone(job: job.id, unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
+                                                            chunks: [], assignment: t.assignment - 1)), from: "a1")
+            }
+            await scheduler.received(.taskDone(TaskDone(job: job.id, unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
+                                                        chunks: [], assignment: t.assignment)), from: "a1")
+            await scheduler.flush()
+            open = await scheduler.unitsHeld
+        } while kinds.last != .directory && kinds.count < 20
+        let state = await scheduler.describe(job.id)
+        #expect(kinds.filter { $0 == .directory }.count == 1 && kinds.count == 4 * 2 + 4 + 1, "\(kinds) \(open) \(state)")
+        #expect(try await scheduler.status(job.id)?.state == .succeeded)
+    }
+}

@@ -159,4 +159,23 @@ struct SchedulingPolicyTests {
         }
         #expect(assigned == Array(0..<10))
     }
+
+    @Test func aPageReadForAnEarlierRunOfTheJobIsDropped() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 10)
+        p.agentUp("b1", site: "b", bound: 10)
+        let j = Journal(units: [PlannedUnit(id: 0, kind: .files), PlannedUnit(id: 1, kind: .files)])
+        p.start(job: "j", source: "a", destination: "b", openWork: 2, planned: true)
+        let old = p.refills()
+        // The job fails and is resumed before the page comes back.
+        p.end(job: "j")
+        p.start(job: "j", source: "a", destination: "b", openWork: 2, planned: true)
+        let new = p.refills()
+        for r in old + new { p.loaded(r, units: j.page(r)) }
+        // Each unit once, though both pages held them.
+        let a = p.assign(now: 0)
+        #expect(a.map(\.unit.id) == [0, 1])
+        for x in a { p.ended(x.key) }
+        #expect(p.load(of: "a1") == 0 && p.load(of: "b1") == 0)
+    }
 }

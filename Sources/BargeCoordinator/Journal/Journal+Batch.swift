@@ -245,32 +245,34 @@ extension Journal {
     /// one destination agent has work while each file stays with one.
     static let filesMadeAtOnce = 4
 
-    /// Journals up to `count` more ranges of the job's large files, oldest files first.
+    /// Journals up to `count` more ranges of the job's large files, oldest files first, a few
+    /// files at a time. Fewer than `count` means every range of the job is made.
     private static func makeRanges(job id: String, count: Int, _ db: Database) throws -> [UnitRecord] {
-        var spans = try UnitRecord.fetchAll(db.cachedStatement(sql: """
-            SELECT * FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
-            """), arguments: [id, filesMadeAtOnce])
-        guard !spans.isEmpty, var next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT nextUnit FROM jobs WHERE id = ?"), arguments: [id]) else {
-            return []
-        }
+        guard var next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT nextUnit FROM jobs WHERE id = ?"), arguments: [id]) else { return [] }
         var made: [UnitRecord] = []
-        var i = 0
-        while made.count < count, !spans.isEmpty {
-            let s = i % spans.count
-            let range = spans[s].range(spans[s].rangesMade, id: next)
-            try range.insert(db)
-            made.append(range)
-            next += 1
-            spans[s].rangesMade += 1
-            if spans[s].rangesMade == spans[s].rangesTotal {
-                try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [spans[s].rangesMade, id, spans[s].unitId])
-                spans.remove(at: s)
-            } else {
-                i += 1
+        while made.count < count {
+            var spans = try UnitRecord.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
+                """), arguments: [id, filesMadeAtOnce])
+            guard !spans.isEmpty else { break }
+            var i = 0
+            while made.count < count, !spans.isEmpty {
+                let s = i % spans.count
+                let range = spans[s].range(spans[s].rangesMade, id: next)
+                try range.insert(db)
+                made.append(range)
+                next += 1
+                spans[s].rangesMade += 1
+                if spans[s].rangesMade == spans[s].rangesTotal {
+                    try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [spans[s].rangesMade, id, spans[s].unitId])
+                    spans.remove(at: s)
+                } else {
+                    i += 1
+                }
             }
-        }
-        for span in spans {
-            try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [span.rangesMade, id, span.unitId])
+            for span in spans {
+                try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [span.rangesMade, id, span.unitId])
+            }
         }
         try db.cachedStatement(sql: "UPDATE jobs SET nextUnit = ? WHERE id = ?").execute(arguments: [next, id])
         return made

@@ -252,6 +252,9 @@ public actor Scheduler {
         schedule()
     }
 
+    /// The policy's view of a job, in one line.
+    public func describe(_ job: String) -> String { policy.describe(job) }
+
     /// Units held by lanes now.
     public var unitsHeld: Int { policy.heldCount }
 
@@ -475,9 +478,14 @@ public actor Scheduler {
             noteReleased(key, source: lane.source)
             records.removeValue(forKey: key)
         }
+        // A unit reported twice in one batch (an earlier assignment's report, then the current
+        // one's) is done once.
+        var reportedNow: Set<UnitKey> = []
         for change in changes {
             guard case .complete(let done, _) = change else { continue }
-            let key = UnitKey(job: done.job, unit: done.unit)
+            reportedNow.insert(UnitKey(job: done.job, unit: done.unit))
+        }
+        for key in reportedNow {
             let wasHeld = reported.removeValue(forKey: key) ?? false
             if let unit = outcome.firstCompletions[key] { policy.done(key, unit: unit, wasHeld: wasHeld) }
             if policy.lane(of: key) == nil, !policy.isRetrying(key) { records.removeValue(forKey: key) }

@@ -72,11 +72,15 @@ public struct SchedulingPolicy: Sendable {
         public var job: String
         public var kind: Kind
         public var limit: Int
+        /// Which run of the job asked (a job that ends and is resumed starts a new one): a page
+        /// read for an earlier run is dropped.
+        public var run: Int
 
-        public init(job: String, kind: Kind, limit: Int) {
+        public init(job: String, kind: Kind, limit: Int, run: Int = 0) {
             self.job = job
             self.kind = kind
             self.limit = limit
+            self.run = run
         }
     }
 
@@ -101,6 +105,7 @@ public struct SchedulingPolicy: Sendable {
     struct JobQueue: Sendable {
         let source: String
         let destination: String
+        let run: Int
         var ready: Deque<PlannedUnit> = []
         var cursor: UInt64?
         var exhausted = false
@@ -140,6 +145,7 @@ public struct SchedulingPolicy: Sendable {
     private(set) var jobs: [String: JobQueue] = [:]
     private var order: [String] = []
     private var turn = 0
+    private var runs = 0
     private(set) var held: [UnitKey: (unit: PlannedUnit, source: String, destination: String)] = [:]
     private var retries = Heap<Retry>()
     private var retrying: [UnitKey: PlannedUnit] = [:]
@@ -183,7 +189,8 @@ public struct SchedulingPolicy: Sendable {
     /// `openWork`: its units other than directories that are not done.
     public mutating func start(job: String, source: String, destination: String, openWork: Int, planned: Bool) {
         guard jobs[job] == nil else { return }
-        jobs[job] = JobQueue(source: source, destination: destination, planned: planned, openWork: openWork)
+        runs += 1
+        jobs[job] = JobQueue(source: source, destination: destination, run: runs, planned: planned, openWork: openWork)
         order.append(job)
     }
 
@@ -219,11 +226,11 @@ public struct SchedulingPolicy: Sendable {
             let parked = q.pinWait.values.reduce(0) { $0 + $1.count }
             if !q.loading && !q.exhausted && q.ready.count < parameters.lowWater && parked < parameters.page {
                 q.loading = true
-                out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page))
+                out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page, run: q.run))
             }
             if q.inDirectoryPhase && !q.directoriesLoading && !q.directoriesExhausted && q.directories.count < parameters.lowWater {
                 q.directoriesLoading = true
-                out.append(Refill(job: job, kind: .directories(after: q.directoryCursor), limit: parameters.page))
+                out.append(Refill(job: job, kind: .directories(after: q.directoryCursor), limit: parameters.page, run: q.run))
             }
             jobs[job] = q
         }
@@ -232,7 +239,7 @@ public struct SchedulingPolicy: Sendable {
 
     /// A page read for `refill`: pending units in its order. Fewer than asked means the end.
     public mutating func loaded(_ refill: Refill, units: [PlannedUnit]) {
-        guard var q = jobs[refill.job] else { return }
+        guard var q = jobs[refill.job], q.run == refill.run else { return }
         switch refill.kind {
         case .work:
             q.loading = false
@@ -335,6 +342,15 @@ public struct SchedulingPolicy: Sendable {
 
     public var heldCount: Int { held.count }
 
+    /// A job's queue in one line, for logs and tests.
+    public func describe(_ job: String) -> String {
+        guard let q = jobs[job] else { return "\(job): not running" }
+        return "\(job) run \(q.run): ready \(q.ready.map(\.id)), waiting \(q.waitingFinish.keys.sorted()), open ranges \(q.openRanges), "
+            + "open work \(q.openWork), held work \(q.heldWork), planned \(q.planned), cursor \(q.cursor.map(String.init) ?? "-"), "
+            + "exhausted \(q.exhausted), loading \(q.loading), directories \(q.directories.map(\.id)) loading \(q.directoriesLoading), "
+            + "retrying \(retrying.keys.filter { $0.job == job }.map(\.unit).sorted()), held \(held.keys.filter { $0.job == job }.map(\.unit).sorted())"
+    }
+
     /// The next time a retry becomes due, if any waits.
     public var nextRetry: Double? { retries.min?.at }
 
@@ -369,6 +385,7 @@ public struct SchedulingPolicy: Sendable {
         guard var q = jobs[job] else { return nil }
         defer { jobs[job] = q }
         guard lanes.least(at: q.source) != nil else { return nil }
+        while let front = q.directories.first, held[UnitKey(job: job, unit: front.id)] != nil { q.directories.removeFirst() }
         if q.inDirectoryPhase, let front = q.directories.first {
             // One depth at a time: a shallower unit waits until every deeper one is done.
             if let deepest = q.directoriesHeld.keys.max(), deepest > front.depth { return nil }
@@ -378,7 +395,7 @@ public struct SchedulingPolicy: Sendable {
             return hold(job, front, lane)
         }
         while let u = q.ready.first {
-            if q.doneLately.remove(u.id) != nil {
+            if q.doneLately.remove(u.id) != nil || held[UnitKey(job: job, unit: u.id)] != nil {
                 q.ready.removeFirst()
                 continue
             }
