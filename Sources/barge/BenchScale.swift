@@ -255,9 +255,11 @@ struct ScaleRun {
         // Decisions, measured from here.
         let before = counter.total
         let t0 = Self.time()
+        // Until enough decisions, or the job ends (a small job has fewer), or ten minutes.
         while counter.total - before < decisions {
             try await Task.sleep(for: .milliseconds(10))
             if Self.time() - t0 > 600 { break }
+            if try await scheduler.status(job.id)?.state.isTerminal == true { break }
         }
         let elapsed = Self.time() - t0
         let made = counter.total - before

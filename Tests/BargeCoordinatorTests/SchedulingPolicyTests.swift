@@ -178,4 +178,20 @@ struct SchedulingPolicyTests {
         for x in a { p.ended(x.key) }
         #expect(p.load(of: "a1") == 0 && p.load(of: "b1") == 0)
     }
+
+    @Test func unitsPlannedWhileAPageIsReadAreReadNext() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 10)
+        p.agentUp("b1", site: "b", bound: 10)
+        var j = Journal(units: [PlannedUnit(id: 0, kind: .files)])
+        p.start(job: "j", source: "a", destination: "b", openWork: 0, planned: false)
+        p.planned(job: "j", workUnits: 1, final: false)
+        let first = p.refills()
+        // The scan's next page is planned before the first page read comes back short.
+        j.units.append(PlannedUnit(id: 1, kind: .files))
+        p.planned(job: "j", workUnits: 1, final: true)
+        for r in first { p.loaded(r, units: [PlannedUnit(id: 0, kind: .files)]) }
+        Self.fill(&p, j)
+        #expect(p.assign(now: 0).map(\.unit.id) == [0, 1])
+    }
 }

@@ -110,6 +110,8 @@ public struct SchedulingPolicy: Sendable {
         var cursor: UInt64?
         var exhausted = false
         var loading = false
+        /// Units were planned after the page being read was asked for: a short page is not the end.
+        var plannedSinceAsked = false
         /// The scan has ended and every unit is in the journal.
         var planned: Bool
         /// Units other than directories that are not done.
@@ -198,7 +200,10 @@ public struct SchedulingPolicy: Sendable {
     public mutating func planned(job: String, workUnits: Int, final: Bool) {
         guard jobs[job] != nil else { return }
         jobs[job]!.openWork += workUnits
-        if workUnits > 0 { jobs[job]!.exhausted = false }
+        if workUnits > 0 {
+            jobs[job]!.exhausted = false
+            jobs[job]!.plannedSinceAsked = true
+        }
         if final { jobs[job]!.planned = true }
     }
 
@@ -226,6 +231,7 @@ public struct SchedulingPolicy: Sendable {
             let parked = q.pinWait.values.reduce(0) { $0 + $1.count }
             if !q.loading && !q.exhausted && q.ready.count < parameters.lowWater && parked < parameters.page {
                 q.loading = true
+                q.plannedSinceAsked = false
                 out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page, run: q.run))
             }
             if q.inDirectoryPhase && !q.directoriesLoading && !q.directoriesExhausted && q.directories.count < parameters.lowWater {
@@ -249,7 +255,7 @@ public struct SchedulingPolicy: Sendable {
                 q.enqueue(u)
             }
             if let last = units.last { q.cursor = max(q.cursor ?? 0, last.id) }
-            if units.count < refill.limit { q.exhausted = true }
+            if units.count < refill.limit && !q.plannedSinceAsked { q.exhausted = true }
         case .directories:
             q.directoriesLoading = false
             for u in units where held[UnitKey(job: refill.job, unit: u.id)] == nil && retrying[UnitKey(job: refill.job, unit: u.id)] == nil {
