@@ -72,7 +72,9 @@ public actor Scheduler {
     private var batchSends: [(key: UnitKey?, agent: String, message: Message)] = []
     /// Reports journaled in the batch, and whether their unit was held.
     private var reported: [UnitKey: Bool] = [:]
-    private var plannedUnitsWaiting = 0
+    /// Scanned entries planned into the batch not yet committed: past 20,000 the next scan page
+    /// waits, so a fast scan never piles up in memory.
+    private var plannedEntriesWaiting = 0
     private var committing = false
     private var committed: [CheckedContinuation<Void, Never>] = []
 
@@ -275,7 +277,7 @@ public actor Scheduler {
                 try scanned(reply)
                 // Planning faster than the journal commits: the agent's next page waits (and so,
                 // through TCP, does its scan).
-                if plannedUnitsWaiting > 50_000 { await flush() }
+                if plannedEntriesWaiting > 20_000 { await flush() }
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
                 if let lane = policy.lane(of: key) {
@@ -312,7 +314,7 @@ public actor Scheduler {
         let page = scan.builder.page(entries)
         let mark = entries.last?.path
         batch.append(.plan(job: scan.job, units: page.units, totals: page.totals, mark: mark, final: reply.final, now: now()))
-        plannedUnitsWaiting += page.units.count
+        plannedEntriesWaiting += entries.count
         if !policy.isRunning(scan.job), let job = try journal.job(scan.job) {
             var record = job
             record.state = .running
@@ -448,7 +450,7 @@ public actor Scheduler {
             batch = []
             batchRefills = []
             batchSends = []
-            plannedUnitsWaiting = 0
+            plannedEntriesWaiting = 0
             do {
                 let outcome = try await journal.commit(changes, refills: refills)
                 failures = 0
