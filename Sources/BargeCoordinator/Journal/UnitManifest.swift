@@ -8,14 +8,15 @@ public enum UnitManifest {
     static let entrySize = 48
 
     public static func encode(_ chunks: [ChunkReport]) -> Data {
-        var data = Data(capacity: chunks.count * entrySize)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(chunks.count * entrySize)
         for c in chunks where c.id.count == 32 {
-            append(&data, c.file)
-            append(&data, c.offset)
-            append(&data, c.length)
-            data.append(contentsOf: c.id)
+            append(&bytes, c.file)
+            append(&bytes, c.offset)
+            append(&bytes, c.length)
+            bytes += c.id
         }
-        return data
+        return Data(bytes)
     }
 
     /// The chunks of a blob; a truncated tail (never written so) is ignored.
@@ -36,7 +37,7 @@ public enum UnitManifest {
         return out
     }
 
-    private static func append<T: FixedWidthInteger>(_ data: inout Data, _ value: T) {
-        withUnsafeBytes(of: value.bigEndian) { data.append(contentsOf: $0) }
+    private static func append<T: FixedWidthInteger>(_ bytes: inout [UInt8], _ value: T) {
+        withUnsafeBytes(of: value.bigEndian) { bytes += $0 }
     }
 }
