@@ -242,7 +242,7 @@ struct ScaleRun {
         }
         var requests = scanRequests.makeAsyncIterator()
         guard let scan = await requests.next() else { throw Failure("no scan was asked for") }
-        var pageIterator = pages.makeIterator()
+        let pageIterator = pages.makeIterator()
         var page = pageIterator.next()
         while let entries = page {
             page = pageIterator.next()

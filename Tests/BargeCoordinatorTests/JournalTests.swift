@@ -249,6 +249,8 @@ extension JournalTests {
         let entries = (0..<9).map { FileEntry(path: "f\($0)", kind: .file, size: 3 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
         let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20).plan(entries: entries, sourcePath: "ds", destinationPath: "in/ds", job: "j1")
         try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        // A restarted coordinator counts the ranges not made yet as open work.
+        #expect(try journal.openWork(job: "j1") == 9 + 27)
         var after: UInt64?
         var ranges = 0
         while true {

@@ -255,20 +255,15 @@ extension Journal {
                 SELECT * FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
                 """), arguments: [id, filesMadeAtOnce])
             guard !spans.isEmpty else { break }
+            // Round robin over the spans that still have ranges to make.
             var i = 0
-            while made.count < count, !spans.isEmpty {
-                let s = i % spans.count
+            while made.count < count, let s = (0..<spans.count).lazy.map({ (i + $0) % spans.count }).first(where: { spans[$0].rangesMade < spans[$0].rangesTotal }) {
                 let range = spans[s].range(spans[s].rangesMade, id: next)
                 try range.insert(db)
                 made.append(range)
                 next += 1
                 spans[s].rangesMade += 1
-                if spans[s].rangesMade == spans[s].rangesTotal {
-                    try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [spans[s].rangesMade, id, spans[s].unitId])
-                    spans.remove(at: s)
-                } else {
-                    i += 1
-                }
+                i = s + 1
             }
             for span in spans {
                 try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [span.rangesMade, id, span.unitId])
@@ -288,23 +283,18 @@ extension Journal {
         }
     }
 
-    /// A running job's units other than directories that are not done (for the policy's counters
-    /// after a restart).
+    /// A running job's units other than directories that are not done, ranges not yet made
+    /// included (for the policy's counters after a restart or a resume).
     public func openWork(job id: String) throws -> Int {
         try pool.read { db in
-            try Int.fetchOne(db, sql: """
+            let rows = try Int.fetchOne(db, sql: """
                 SELECT COUNT(*) FROM units WHERE jobId = ? AND state IN ('pending', 'assigned', 'failed') AND kind != 'directories'
                 """, arguments: [id]) ?? 0
+            let unmade = try Int.fetchOne(db, sql: """
+                SELECT COALESCE(SUM(rangesTotal - rangesMade), 0) FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal
+                """, arguments: [id]) ?? 0
+            return rows + unmade
         }
     }
 
-    /// The id the next planned unit of a job gets.
-    public func nextUnitId(job id: String) throws -> Int64 {
-        try pool.read { db in (try Int64.fetchOne(db, sql: "SELECT MAX(unitId) FROM units WHERE jobId = ?", arguments: [id]) ?? -1) + 1 }
-    }
-
-    /// One unit, as journaled.
-    public func unit(job id: String, unit: UInt64) throws -> UnitRecord? {
-        try pool.read { db in try UnitRecord.fetchOne(db, key: ["jobId": id, "unitId": Int64(unit)]) }
-    }
 }

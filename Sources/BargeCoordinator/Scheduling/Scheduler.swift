@@ -530,7 +530,7 @@ public actor Scheduler {
 
     /// A job that ended: nothing of it stays in memory.
     private func forget(_ job: String) {
-        for key in policy.end(job: job) { live.removeValue(forKey: key) }
+        policy.end(job: job)
         records = records.filter { $0.key.job != job }
         live = live.filter { $0.key.job != job }
         running.removeValue(forKey: job)
@@ -545,7 +545,7 @@ public actor Scheduler {
         for job in queued where !scanning.contains(job.id) { startScan(job) }
     }
 
-    private func startScan(_ job: JobRecord, from mark: String? = nil, nextUnit: Int64 = 0) {
+    private func startScan(_ job: JobRecord, from mark: String? = nil) {
         guard let agent = policy.leastLoaded(at: job.sourceSite), let link = links[agent] else {
             logger.notice("job \(job.id) waits for an agent of site '\(job.sourceSite)' to scan its source")
             return
@@ -554,7 +554,7 @@ public actor Scheduler {
         nextRequest += 1
         scans[request] = PendingScan(job: job.id, agent: agent,
                                      builder: Planner.Builder(planner: planner, job: job.id, sourcePath: job.sourcePath,
-                                                              destinationPath: job.destinationPath, nextUnit: nextUnit),
+                                                              destinationPath: job.destinationPath),
                                      skipUpTo: mark)
         link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
     }
@@ -571,10 +571,9 @@ public actor Scheduler {
 
     private func restartScanNow(_ id: String) {
         guard !scans.values.contains(where: { $0.job == id }),
-              let job = try? journal.job(id), !job.state.isTerminal, !job.planned,
-              let next = try? journal.nextUnitId(job: id) else { return }
+              let job = try? journal.job(id), !job.state.isTerminal, !job.planned else { return }
         logger.notice("job \(id): scanning again\(job.scanMark.map { " after \($0)" } ?? "")")
-        startScan(job, from: job.scanMark, nextUnit: next)
+        startScan(job, from: job.scanMark)
     }
 
     private func requireAgents(at site: String) throws {

@@ -337,11 +337,6 @@ public struct SchedulingPolicy: Sendable {
         jobs[job] = q
     }
 
-    /// Which held units belong to `agent`: for reconciling and for tests.
-    public func held(by agent: String) -> [UnitKey] {
-        held.filter { $0.value.source == agent || $0.value.destination == agent }.map(\.key)
-    }
-
     public func lane(of key: UnitKey) -> (source: String, destination: String)? {
         held[key].map { ($0.source, $0.destination) }
     }
