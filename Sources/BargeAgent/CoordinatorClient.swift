@@ -1,4 +1,5 @@
 import BargeWire
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -16,6 +17,8 @@ public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringC
     case closed
     /// The coordinator sent something this agent does not expect.
     case protocolViolation(String)
+    /// `BARGE_FAULT_DROP_REPORTS` closed the connection after a report (tests only).
+    case faultInjected
 
     public var description: String {
         switch self {
@@ -23,6 +26,7 @@ public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringC
         case .dropped(let e): return "coordinator closed the connection: \(e.reason)"
         case .closed: return "coordinator closed the connection"
         case .protocolViolation(let why): return "coordinator protocol violation: \(why)"
+        case .faultInjected: return "dropped the connection after a report (BARGE_FAULT_DROP_REPORTS)"
         }
     }
 }
@@ -35,14 +39,19 @@ public struct CoordinatorClient: Sendable {
     public var token: ClusterToken
     public var identity: AgentIdentity
     public var group: EventLoopGroup
+    /// `BARGE_FAULT_DROP_REPORTS=P` (tests only): after this fraction of its `task done` and
+    /// `task failed` reports the connection is dropped, half the time before the report is
+    /// written and half the time just after.
+    public var faultDropReports: Double
 
     public init(host: String, port: Int, token: ClusterToken, identity: AgentIdentity,
-                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, faultDropReports: Double = 0) {
         self.host = host
         self.port = port
         self.token = token
         self.identity = identity
         self.group = group
+        self.faultDropReports = faultDropReports
     }
 
     /// Runs until cancelled (returns) or until the connection fails (throws `HandshakeFailure`,
@@ -55,8 +64,8 @@ public struct CoordinatorClient: Sendable {
                     onHeartbeatEcho: @escaping @Sendable (UInt64) async -> Void = { _ in }) async throws {
         let i = identity
         // Echoes come every heartbeat interval (up to six minutes with the longest agent timeout).
-        try await BargeConnection.withConnection(host: host, port: port, token: token, name: i.name, role: .agent,
-                                                 idleTimeout: .seconds(1200), group: group) { session, inbound, outbound in
+        try await BargeConnection.withProbedConnection(host: host, port: port, token: token, name: i.name, role: .agent,
+                                                       idleTimeout: .seconds(1200), group: group) { session, connection, inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             try await outbound.write(Message.register(i).frame())
             guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }
@@ -70,19 +79,33 @@ public struct CoordinatorClient: Sendable {
 
             let outbox = work?.outbox ?? Outbox()
             let (messages, sink) = AsyncStream.makeStream(of: Message.self)
-            outbox.attach(sink)
+            // Version 5: unacknowledged reports again, then what this agent runs.
+            let acks = session.version >= WireVersion.acks
+            outbox.attach(sink, acknowledged: acks, holding: acks ? { .holding(work?.holding ?? Holding(units: [])) } : nil)
             defer {
                 outbox.detach()
                 sink.finish()
             }
+            let writerStopped = NIOLockedValueBox<Error?>(nil)
             let interval = Duration.milliseconds(max(50, Int(registered.heartbeatIntervalMillis)))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 // One writer; heartbeats and reports reach it through the outbox. Replies are read
                 // here, so the inbound iterator never leaves this task.
+                // A writer that stops (a failed write, or the fault injection) closes its side of
+                // the connection; the reader below then ends and throws what stopped it.
+                let fault = faultDropReports
                 tasks.addTask {
-                    for await message in messages {
-                        try await outbound.write(Self.downgrade(message, to: session.version).frame())
-                        outbox.written(message)
+                    do {
+                        for await message in messages {
+                            let drop = fault > 0 && Outbox.reportKey(message) != nil && Double.random(in: 0..<1) < fault
+                            if drop && Bool.random() { throw CoordinatorConnectionError.faultInjected }
+                            try await outbound.write(Self.downgrade(message, to: session.version).frame())
+                            outbox.written(message)
+                            if drop { throw CoordinatorConnectionError.faultInjected }
+                        }
+                    } catch {
+                        writerStopped.withLockedValue { $0 = error }
+                        connection.close()
                     }
                 }
                 tasks.addTask {
@@ -95,7 +118,7 @@ public struct CoordinatorClient: Sendable {
                 }
                 if let work { tasks.addTask { await work.reportProgress() } }
                 defer { tasks.cancelAll() }
-                while let frame = try await frames.next() {
+                while let frame = try await nextFrame(&frames, writerStopped) {
                     let message = try Message(frame: frame)
                     switch message {
                     case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
@@ -107,8 +130,21 @@ public struct CoordinatorClient: Sendable {
                         }
                     }
                 }
+                if let error = writerStopped.withLockedValue({ $0 }) { throw error }
                 if !Task.isCancelled { throw CoordinatorConnectionError.closed }
             }
+        }
+    }
+
+    /// The next frame; once the writer has stopped, what stopped it rather than the read error
+    /// of the connection it closed.
+    private func nextFrame(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+                           _ writerStopped: NIOLockedValueBox<Error?>) async throws -> Frame? {
+        do {
+            return try await frames.next()
+        } catch {
+            if let stopped = writerStopped.withLockedValue({ $0 }) { throw stopped }
+            throw error
         }
     }
 

@@ -120,11 +120,15 @@ struct AgentCommand: AsyncParsableCommand {
         let host = advertise ?? (data.host == "0.0.0.0" || data.host == "::" ? "127.0.0.1" : data.host)
         logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath), chunk index \(stateDirectory), protocol versions \(WireVersion.supported.lowerBound)...\(WireVersion.supported.upperBound)")
         let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port), maxInFlight: UInt32(maxUnits))
-        let client = CoordinatorClient(host: target.host, port: target.port, token: token, identity: identity)
-        let corrupt = try faultCorruptFraction()
+        let corrupt = try faultFraction("BARGE_FAULT_CORRUPT")
         if corrupt > 0 {
             logger.warning("agent \(name): fault injection on: BARGE_FAULT_CORRUPT=\(corrupt), so about \(Int((corrupt * 100).rounded()))% of the chunks this agent sends are corrupted after hashing (tests only)")
         }
+        let dropReports = try faultFraction("BARGE_FAULT_DROP_REPORTS")
+        if dropReports > 0 {
+            logger.warning("agent \(name): fault injection on: BARGE_FAULT_DROP_REPORTS=\(dropReports), so this agent drops its coordinator connection after about \(Int((dropReports * 100).rounded()))% of its reports (tests only)")
+        }
+        let client = CoordinatorClient(host: target.host, port: target.port, token: token, identity: identity, faultDropReports: dropReports)
         var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
         settings.sender.limiter = try RateLimiter(bwlimit)
@@ -158,10 +162,12 @@ struct AgentCommand: AsyncParsableCommand {
     }
 }
 
-/// `BARGE_FAULT_CORRUPT=P`: the fraction of sent chunks to corrupt after hashing (tests only).
-func faultCorruptFraction() throws -> Double {
-    guard let raw = ProcessInfo.processInfo.environment["BARGE_FAULT_CORRUPT"], !raw.isEmpty else { return 0 }
-    guard let p = Double(raw), (0...1).contains(p) else { throw ValidationError("BARGE_FAULT_CORRUPT must be a fraction from 0 to 1, not '\(raw)'") }
+/// A fault-injection fraction from the environment (tests only): `BARGE_FAULT_CORRUPT=P`, the
+/// fraction of sent chunks to corrupt after hashing; `BARGE_FAULT_DROP_REPORTS=P`, the fraction
+/// of reports after which the coordinator connection is dropped.
+func faultFraction(_ variable: String) throws -> Double {
+    guard let raw = ProcessInfo.processInfo.environment[variable], !raw.isEmpty else { return 0 }
+    guard let p = Double(raw), (0...1).contains(p) else { throw ValidationError("\(variable) must be a fraction from 0 to 1, not '\(raw)'") }
     return p
 }
 

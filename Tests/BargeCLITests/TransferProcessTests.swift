@@ -19,8 +19,8 @@ struct TransferProcessTests {
         var coordinator: RunningBarge { processes[0] }
     }
 
-    func start(sourceEnvironment: [String: String] = [:]) async throws -> Running {
-        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "4MiB"])
+    func start(sourceEnvironment: [String: String] = [:], unitSize: String = "4MiB") async throws -> Running {
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", unitSize])
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: sourceEnvironment)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
@@ -64,6 +64,29 @@ struct TransferProcessTests {
         let s = try status(r)
         #expect((s["chunks_refetched"] as? Int ?? 0) > 0, "\(s)")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+    }
+
+    /// The source agent drops its coordinator connection after about a third of its reports, half
+    /// the time before the report is written: every report still arrives (it is sent again until
+    /// acknowledged), the job ends byte-identical, and no unit is left assigned.
+    @Test func droppedReportsAreSentAgainAndTheJobStillEndsIdentical() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 300)  // about 30 units of 1 MiB: P(no fault at 30%) < 1e-4
+        let c = try await start(sourceEnvironment: ["BARGE_FAULT_DROP_REPORTS": "0.3"], unitSize: "1MiB")
+        #expect(c.processes[1].output.contains("fault injection on: BARGE_FAULT_DROP_REPORTS=0.3"))
+        let r = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: c.http)
+        #expect(r.status == 0, "\(r.stderr)\n\(c.coordinator.output)")
+        let s = try status(r)
+        #expect(s["state"] as? String == "succeeded")
+        #expect(s["files_done"] as? Int == s["files_total"] as? Int)
+        #expect(s["bytes_done"] as? Int == s["bytes_total"] as? Int)
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+        #expect(c.processes[1].output.contains("dropped the connection after a report"), "the fault never fired")
+        let metrics = try String(contentsOf: URL(string: c.http + "/metrics")!, encoding: .utf8)
+        #expect(metrics.split(separator: "\n").contains("barge_units_in_flight 0.0"), "\(metrics)")
+        let job = try #require(s["id"] as? String)
+        let verify = try cluster.cli(["verify", job], http: c.http)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
 
     @Test func verifyFindsAFlippedByteAndRepairFetchesOnlyThatChunk() async throws {

@@ -85,6 +85,13 @@ struct ProtocolVectorTests {
          "4241524701320000" + "00000080" + "c4e0466290ad4270" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab000000000000000000000002"),
         (.taskFailed(TaskFailed(job: "j1", unit: 3, retryable: false, reason: "changed", assignment: 2)),
          "4241524701330000" + "0000001a" + "aea4a0d665c27414" + "00026a3100000000000000030000076368616e67656400000002"),
+        // Version 5: acknowledged reports, what an agent holds, and dropping an assignment.
+        (.reportAck(AssignmentKey(job: "j1", unit: 3, assignment: 2)),
+         "4241524701370000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
+        (.taskDrop(AssignmentKey(job: "j1", unit: 3, assignment: 2)),
+         "42415247013a0000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
+        (.holding(Holding(units: [AssignmentKey(job: "j1", unit: 3, assignment: 2)])),
+         "4241524701130000" + "00000014" + "766ee74c0aa445b4" + "0000000100026a31000000000000000300000002"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

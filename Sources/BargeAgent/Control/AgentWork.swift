@@ -30,7 +30,15 @@ public final class AgentWork: Sendable {
         }
     }
 
+    /// A unit this agent runs.
+    private struct UnitRef: Hashable {
+        let job: String
+        let unit: UInt64
+    }
+
     private struct Running {
+        /// Tells this run from a later one of the same unit.
+        let run: UInt64
         let task: Task<Void, Never>
         let progress: UnitProgress
         let lane: LaneFlow
@@ -47,7 +55,7 @@ public final class AgentWork: Sendable {
     public let lanes = Lanes()
     public let jobs: JobFlows
     private let logger: Logger
-    private let running = NIOLockedValueBox<[String: Running]>([:])
+    private let running = NIOLockedValueBox<(units: [UnitRef: Running], runs: UInt64)>(([:], 0))
     private let draining = NIOLockedValueBox(false)
 
     /// `sources` makes each worker's chunk source (with the fault injection, if any).
@@ -60,9 +68,14 @@ public final class AgentWork: Sendable {
     }
 
     /// Units in progress.
-    public var inFlight: Int { running.withLockedValue { $0.count } }
+    public var inFlight: Int { running.withLockedValue { $0.units.count } }
 
-    private static func key(_ job: String, _ unit: UInt64) -> String { "\(job)/\(unit)" }
+    /// The units running and the assignments they answer: the `holding` message.
+    public var holding: Holding {
+        Holding(units: running.withLockedValue { r in
+            r.units.map { AssignmentKey(job: $0.key.job, unit: $0.key.unit, assignment: $0.value.assignment) }
+        }.sorted { ($0.job, $0.unit) < ($1.job, $1.unit) })
+    }
 
     /// Handles one message from the coordinator; false if it is not one an agent takes.
     public func handle(_ message: Message) -> Bool {
@@ -76,9 +89,28 @@ public final class AgentWork: Sendable {
             jobs.apply(job)
         case .taskAssign(let task):
             start(task)
+        case .reportAck(let key):
+            outbox.acknowledge(key)
+        case .taskDrop(let key):
+            // No longer this agent's (the coordinator gave it to another lane while this one was
+            // away): it stops and reports nothing.
+            let dropped = running.withLockedValue { r -> Task<Void, Never>? in
+                let ref = UnitRef(job: key.job, unit: key.unit)
+                guard let run = r.units[ref], run.assignment == key.assignment else { return nil }
+                r.units.removeValue(forKey: ref)
+                return run.task
+            }
+            if let dropped {
+                dropped.cancel()
+                logger.notice("\(key) is no longer this agent's: stopped")
+            }
         case .cancelJob(let cancel):
-            let prefix = cancel.job + "/"
-            let cancelled = running.withLockedValue { r in r.filter { $0.key.hasPrefix(prefix) }.map(\.value.task) }
+            // Its units stop and report nothing: the job has ended.
+            let cancelled = running.withLockedValue { r in
+                let stopping = r.units.filter { $0.key.job == cancel.job }
+                for ref in stopping.keys { r.units.removeValue(forKey: ref) }
+                return stopping.values.map(\.task)
+            }
             cancelled.forEach { $0.cancel() }
             // Partial files stay on disk; only their descriptors are closed.
             receiving?.close(job: cancel.job)
@@ -100,7 +132,7 @@ public final class AgentWork: Sendable {
     }
 
     private func start(_ task: TaskAssign) {
-        let key = Self.key(task.job, task.unit)
+        let key = UnitRef(job: task.job, unit: task.unit)
         let progress = UnitProgress()
         let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name,
                                      stallTimeout: settings.stallTimeout)
@@ -113,10 +145,12 @@ public final class AgentWork: Sendable {
         running.withLockedValue { r in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a
             // retry): the running one answers the newest assignment.
-            if r[key] != nil {
-                r[key]!.assignment = max(r[key]!.assignment, task.assignment)
+            if r.units[key] != nil {
+                r.units[key]!.assignment = max(r.units[key]!.assignment, task.assignment)
                 return
             }
+            r.runs += 1
+            let run = r.runs
             let work = Task.detached {
                 var report: Message
                 do throws(UnitFailure) {
@@ -129,10 +163,10 @@ public final class AgentWork: Sendable {
                     }
                     report = .taskFailed(TaskFailed(job: task.job, unit: task.unit, retryable: error.retryable, reason: error.description))
                 }
-                let (left, assignment) = running.withLockedValue { r in
-                    let assignment = r.removeValue(forKey: key)?.assignment ?? task.assignment
-                    return (r.count, assignment)
-                }
+                // A dropped or cancelled run reports nothing. The report is queued before the
+                // unit leaves `running`, so a new connection lists it as held or sends its report
+                // first, never neither.
+                guard let assignment = running.withLockedValue({ r in r.units[key].flatMap { $0.run == run ? $0.assignment : nil } }) else { return }
                 switch report {
                 case .taskDone(var done):
                     done.assignment = assignment
@@ -143,9 +177,13 @@ public final class AgentWork: Sendable {
                 default: break
                 }
                 outbox.send(report)
+                let left = running.withLockedValue { r in
+                    if r.units[key]?.run == run { r.units.removeValue(forKey: key) }
+                    return r.units.count
+                }
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
-            r[key] = Running(task: work, progress: progress, lane: lane, assignment: task.assignment)
+            r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment)
         }
     }
 
@@ -153,10 +191,9 @@ public final class AgentWork: Sendable {
     func reportProgress() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: settings.progressInterval)
-            let snapshot = running.withLockedValue { r in r.map { ($0.key, $0.value.progress.snapshot, $0.value.lane) } }
+            let snapshot = running.withLockedValue { r in r.units.map { ($0.key, $0.value.progress.snapshot, $0.value.lane) } }
             for (key, p, lane) in snapshot {
-                guard let slash = key.lastIndex(of: "/"), let unit = UInt64(key[key.index(after: slash)...]) else { continue }
-                outbox.send(.taskProgress(TaskProgress(job: String(key[..<slash]), unit: unit, bytesDone: p.bytesDone, wireBytes: p.wireBytes,
+                outbox.send(.taskProgress(TaskProgress(job: key.job, unit: key.unit, bytesDone: p.bytesDone, wireBytes: p.wireBytes,
                                                        lane: lane.figures)))
             }
         }

@@ -1,19 +1,29 @@
 import BargeWire
 import NIOConcurrencyHelpers
 
-/// Messages from the agent's work to the coordinator. While connected they go straight to the
-/// connection's writer; while the coordinator is away, reports (`task done`, `task failed`, scan
-/// and verify replies) wait here and go out on the next connection. Progress is only news while
-/// it is fresh, so it is dropped rather than kept.
+/// Messages from the agent's work to the coordinator, through whichever connection is up.
 ///
-/// Scan pages are paced (`sendPaced`): at most `pacedLimit` wait for the writer at once, and
-/// none while no connection is up, so a scan runs as fast as the coordinator takes its pages.
+/// **Reports are delivered at least once.** A `task done` or `task failed` stays here until the
+/// coordinator acknowledges it (`report ack`, protocol version 5), and every new connection
+/// sends the unacknowledged ones again, oldest first, before anything else. The coordinator
+/// takes a repeat as a no-op. With an older coordinator, which acknowledges nothing, a report
+/// is kept only while no connection is up, as before.
+///
+/// Scan and verify replies wait for a connection too. Progress is only news while it is fresh,
+/// so it is dropped rather than kept. Scan pages are paced (`sendPaced`): at most `pacedLimit`
+/// wait for the writer at once, and none while no connection is up, so a scan runs as fast as
+/// the coordinator takes its pages.
 public final class Outbox: Sendable {
     public static let pacedLimit = 4
 
     private struct State {
         var sink: AsyncStream<Message>.Continuation?
+        /// Whether the connection acknowledges reports.
+        var acknowledged = false
         var waiting: [Message] = []
+        /// Reports not acknowledged yet, in the order they were made.
+        var unacked: [AssignmentKey: (order: UInt64, message: Message)] = [:]
+        var nextOrder: UInt64 = 0
         /// Paced messages handed to the writer and not yet written.
         var pacedQueued = 0
         var pacedWaiting: [(message: Message, resume: CheckedContinuation<Void, Never>)] = []
@@ -22,14 +32,32 @@ public final class Outbox: Sendable {
 
     public init() {}
 
+    /// The key of a report the coordinator acknowledges (one with an assignment).
+    static func reportKey(_ message: Message) -> AssignmentKey? {
+        switch message {
+        case .taskDone(let d) where d.assignment != 0: d.key
+        case .taskFailed(let f) where f.assignment != 0: f.key
+        default: nil
+        }
+    }
+
     public func send(_ message: Message) {
         state.withLockedValue { s in
+            if let key = Self.reportKey(message), s.sink == nil || s.acknowledged {
+                s.unacked[key] = (s.nextOrder, message)
+                s.nextOrder += 1
+            }
             if let sink = s.sink {
                 sink.yield(message)
-            } else if message.type != .taskProgress && message.type != .heartbeat {
+            } else if Self.reportKey(message) == nil && message.type != .taskProgress && message.type != .heartbeat {
                 s.waiting.append(message)
             }
         }
+    }
+
+    /// The coordinator journaled the report of this assignment: it is not sent again.
+    public func acknowledge(_ key: AssignmentKey) {
+        _ = state.withLockedValue { $0.unacked.removeValue(forKey: key) }
     }
 
     /// Sends a scan page once fewer than `pacedLimit` wait for a connected writer.
@@ -70,12 +98,18 @@ public final class Outbox: Sendable {
         return ready
     }
 
-    /// A new connection: what waited goes out first.
-    func attach(_ sink: AsyncStream<Message>.Continuation) {
+    /// A new connection. Unacknowledged reports go out first, then `holding` (what the agent
+    /// runs, made under the lock so that no report slips between the two), then what waited.
+    /// `acknowledged`: the coordinator acknowledges reports (protocol version 5).
+    func attach(_ sink: AsyncStream<Message>.Continuation, acknowledged: Bool, holding: (() -> Message)? = nil) {
         let ready = state.withLockedValue { s in
+            for (_, report) in s.unacked.sorted(by: { $0.value.order < $1.value.order }) { sink.yield(report.message) }
+            if !acknowledged { s.unacked.removeAll() }
+            if let holding { sink.yield(holding()) }
             for m in s.waiting { sink.yield(m) }
             s.waiting.removeAll()
             s.sink = sink
+            s.acknowledged = acknowledged
             s.pacedQueued = 0
             return Self.release(&s)
         }
@@ -86,6 +120,6 @@ public final class Outbox: Sendable {
         state.withLockedValue { $0.sink = nil }
     }
 
-    /// Reports waiting for a connection (for tests).
-    public var waitingCount: Int { state.withLockedValue { $0.waiting.count } }
+    /// Reports and replies waiting for a connection or an acknowledgement (for tests).
+    public var waitingCount: Int { state.withLockedValue { $0.waiting.count + $0.unacked.count } }
 }

@@ -104,12 +104,20 @@ extension Journal {
                 let key = UnitKey(job: report.job, unit: report.unit)
                 guard try isRunning(report.job) else { continue }
                 try db.cachedStatement(sql: """
-                    UPDATE units SET state = 'done', manifest = ?
+                    UPDATE units SET state = 'done', manifest = ?, lastReport = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
-                    """).execute(arguments: [UnitManifest.encode(report.chunks), report.job, Int64(report.unit)])
+                    """).execute(arguments: [UnitManifest.encode(report.chunks), Int64(report.assignment), report.job, Int64(report.unit)])
+                let first = db.changesCount > 0
+                if !first && report.assignment != 0 {
+                    // Done already: another assignment's work still counts on the wire, the same
+                    // report again (its acknowledgement was lost) does not.
+                    try db.cachedStatement(sql: "UPDATE units SET lastReport = ? WHERE jobId = ? AND unitId = ? AND lastReport != ?")
+                        .execute(arguments: [Int64(report.assignment), report.job, Int64(report.unit), Int64(report.assignment)])
+                    if db.changesCount == 0 { continue }
+                }
                 var d = deltas[report.job] ?? JobDelta()
                 d.wireBytes += Int64(report.wireBytes)
-                if db.changesCount > 0, let row = try Row.fetchOne(db.cachedStatement(sql: """
+                if first, let row = try Row.fetchOne(db.cachedStatement(sql: """
                     SELECT kind, finishUnit, depth, finishedFiles FROM units WHERE jobId = ? AND unitId = ?
                     """), arguments: [report.job, Int64(report.unit)]) {
                     let kind = UnitKind(rawValue: row["kind"]) ?? .files

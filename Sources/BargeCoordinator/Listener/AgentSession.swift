@@ -57,7 +57,7 @@ struct AgentSession {
                         return
                     }
                     sink.yield(.heartbeat(beat))
-                case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply:
+                case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding:
                     await scheduler.received(message, from: registration.name)
                 case .error:
                     return

@@ -47,6 +47,9 @@ public actor Scheduler {
     let now: @Sendable () -> Double
 
     var links: [String: Link] = [:]
+    /// The units each agent held when its connection (protocol version 5) attached: its
+    /// `holding` is checked against them.
+    var heldAtAttach: [String: [UnitKey: UInt32]] = [:]
     var policy: SchedulingPolicy
     /// Units read from the journal and not done: the policy's window, held and retrying units.
     var records: [UnitKey: UnitRecord] = [:]
@@ -67,9 +70,9 @@ public actor Scheduler {
     private var completedBytes: Int64 = 0
 
     // Group commit.
-    private var batch: [JournalChange] = []
+    var batch: [JournalChange] = []
     private var batchRefills: [SchedulingPolicy.Refill] = []
-    private var batchSends: [(key: UnitKey?, agent: String, message: Message)] = []
+    var batchSends: [(key: UnitKey?, agent: String, message: Message)] = []
     /// Reports journaled in the batch, and whether their unit was held.
     private var reported: [UnitKey: Bool] = [:]
     /// Scanned entries planned into the batch not yet committed: past 20,000 the next scan page
@@ -98,6 +101,8 @@ public actor Scheduler {
         nextConnection += 1
         links[agent.name]?.sink.finish()
         links[agent.name] = Link(agent: agent, sink: sink, connection: id, version: version)
+        // Its `holding` comes first on the new connection and is checked against these.
+        if version >= WireVersion.acks { heldAtAttach[agent.name] = assignments(heldBy: agent.name) }
         // An agent that registers again (restarted after an upgrade) takes work again.
         policy.agentUp(agent.name, site: agent.site, bound: Int(max(1, agent.maxInFlight)))
         knownSites.insert(agent.site)
@@ -111,6 +116,7 @@ public actor Scheduler {
     public func detach(_ name: String, connection: UInt64) {
         guard links[name]?.connection == connection else { return }
         links.removeValue(forKey: name)
+        heldAtAttach.removeValue(forKey: name)
         policy.disconnected(name)
     }
 
@@ -132,13 +138,10 @@ public actor Scheduler {
         var released = 0
         for name in names {
             links.removeValue(forKey: name)?.sink.finish()
+            heldAtAttach.removeValue(forKey: name)
             for (key, source) in policy.agentDown(name) {
                 released += 1
-                batch.append(.release(key, retry: true))
-                if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
-                    batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
-                }
-                noteReleased(key, source: source)
+                journalRelease(key, source: source)
             }
         }
         metrics.retried(released)
@@ -284,8 +287,13 @@ public actor Scheduler {
                     live[key] = p
                     if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f) }
                 }
-            case .taskDone(let done): finished(done)
-            case .taskFailed(let failure): try failed(failure, agent: agent)
+            case .taskDone(let done):
+                finished(done)
+                acknowledge(done.key, to: agent)
+            case .taskFailed(let failure):
+                acknowledge(failure.key, to: agent)
+                try failed(failure, agent: agent)
+            case .holding(let holding): reconcile(holding, from: agent)
             case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.continuation.resume(returning: reply)
             default: logger.warning("agent \(agent) sent an unexpected \(message.type)")
             }
@@ -517,7 +525,7 @@ public actor Scheduler {
     }
 
     /// A unit no longer holds its lane on `source`: the job's count of units per source agent follows.
-    private func noteReleased(_ key: UnitKey, source: String?) {
+    func noteReleased(_ key: UnitKey, source: String?) {
         guard let source, let count = running[key.job]?.sources[source] else { return }
         running[key.job]!.sources[source] = count > 1 ? count - 1 : nil
         if count <= 1 { shareSettings(key.job) }

@@ -185,6 +185,21 @@ public struct SchedulingPolicy: Sendable {
         return lost.map { ($0.key, $0.value.source) }.sorted { ($0.key.job, $0.key.unit) < ($1.key.job, $1.key.unit) }
     }
 
+    /// The units held with `name` as their source agent.
+    public func units(heldBy name: String) -> [UnitKey] {
+        held.filter { $0.value.source == name }.map(\.key)
+    }
+
+    /// A held unit's assignment is lost (its agent came back without it): it is ready again at
+    /// once, as if its agent had gone down. Returns its source agent.
+    @discardableResult
+    public mutating func lost(_ key: UnitKey) -> String? {
+        guard let h = held[key] else { return nil }
+        release(key)
+        jobs[key.job]?.requeue(h.unit)
+        return h.source
+    }
+
     // MARK: Jobs
 
     /// A job starts running (planning has begun, or the coordinator restarted with it running).

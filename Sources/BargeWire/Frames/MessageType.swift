@@ -8,6 +8,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case register = 0x10
     case registered = 0x11
     case heartbeat = 0x12
+    case holding = 0x13
     case scanRequest = 0x20
     case scanReply = 0x21
     case taskAssign = 0x30
@@ -17,8 +18,10 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case cancelJob = 0x34
     case drain = 0x35
     case jobSettings = 0x36
+    case reportAck = 0x37
     case verifyRequest = 0x38
     case verifyReply = 0x39
+    case taskDrop = 0x3A
     case chunkData = 0x42
     case chunkAck = 0x43
     case chunkNack = 0x44
@@ -39,6 +42,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .register: "register"
         case .registered: "registered"
         case .heartbeat: "heartbeat"
+        case .holding: "holding"
         case .scanRequest: "scan request"
         case .scanReply: "scan reply"
         case .taskAssign: "task assign"
@@ -48,6 +52,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .cancelJob: "cancel job"
         case .drain: "drain"
         case .jobSettings: "job settings"
+        case .reportAck: "report ack"
+        case .taskDrop: "task drop"
         case .verifyRequest: "verify request"
         case .verifyReply: "verify reply"
         case .chunkData: "chunk data"

@@ -86,11 +86,13 @@ public enum WireVersion {
     public static let drain: UInt8 = 2
     public static let flow: UInt8 = 3
     public static let assignments: UInt8 = 4
+    /// Acknowledged reports, `holding` and `task drop`.
+    public static let acks: UInt8 = 5
 
     /// `BARGE_WIRE_MAX_VERSION` lowers the top of the range, to run this build as an older one
     /// (for testing a cluster in the middle of a rolling update).
     public static let supported: ClosedRange<UInt8> = {
-        let top: UInt8 = 4
+        let top: UInt8 = 5
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1...top).contains(v) {
             return 1...v
         }

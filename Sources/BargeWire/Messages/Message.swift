@@ -31,6 +31,12 @@ public enum Message: Hashable, Sendable {
     case chunkRef(ChunkRef)
     case drain(Drain)
     case jobSettings(JobSettings)
+    /// Version 5: what the agent runs, sent first on each connection.
+    case holding(Holding)
+    /// Version 5: the coordinator journaled the `task done` or `task failed` of this assignment.
+    case reportAck(AssignmentKey)
+    /// Version 5: stop this assignment and report nothing; the unit is no longer the agent's.
+    case taskDrop(AssignmentKey)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -62,6 +68,9 @@ public enum Message: Hashable, Sendable {
         case .chunkRef: .chunkRef
         case .drain: .drain
         case .jobSettings: .jobSettings
+        case .holding: .holding
+        case .reportAck: .reportAck
+        case .taskDrop: .taskDrop
         case .error: .error
         }
     }
@@ -139,6 +148,12 @@ public enum Message: Hashable, Sendable {
             self = .drain(try Drain(from: &r))
         case .jobSettings:
             self = .jobSettings(try JobSettings(from: &r))
+        case .holding:
+            self = .holding(try Holding(from: &r))
+        case .reportAck:
+            self = .reportAck(try AssignmentKey(from: &r))
+        case .taskDrop:
+            self = .taskDrop(try AssignmentKey(from: &r))
         case .chunkAck:
             self = .chunkAck(ChunkAck(place: try r.place()))
         case .chunkNack:
@@ -235,6 +250,10 @@ public enum Message: Hashable, Sendable {
         case .drain(let m):
             m.write(to: &b)
         case .jobSettings(let m):
+            m.write(to: &b)
+        case .holding(let m):
+            m.write(to: &b)
+        case .reportAck(let m), .taskDrop(let m):
             m.write(to: &b)
         case .chunkAck(let m):
             b.writePlace(m.place)

@@ -29,6 +29,11 @@ public struct TCPSample: Sendable, Equatable {
 public struct TCPProbe: Sendable {
     let channel: any Channel
 
+    /// Closes the connection from any task: its reader then ends, as if the peer had closed it.
+    public func close() {
+        channel.close(promise: nil)
+    }
+
     public func sample() async -> TCPSample? {
         #if os(Linux)
         guard let provider = channel as? SocketOptionProvider,

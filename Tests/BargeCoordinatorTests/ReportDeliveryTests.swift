@@ -1,0 +1,97 @@
+import BargeCoordinator
+import BargeWire
+import Foundation
+import Testing
+
+/// Reports delivered at least once (protocol version 5): acknowledgements after the journal,
+/// repeats that change nothing, and the `holding` check when an agent connects again.
+struct ReportDeliveryTests {
+    typealias Fixture = SchedulerTests.Fixture
+
+    /// Submits a job of `files` small files and answers its scan; returns the job's id.
+    func plan(_ f: Fixture, _ a1: inout AsyncStream<Message>.AsyncIterator, id: String, files: Int) async throws -> String {
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: id)
+        guard case .scanRequest(let scan) = await a1.next() else { throw Failure("no scan") }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            + (0..<files).map { FileEntry(path: "d\($0)/f", kind: .file, size: 100 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        return id
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+
+    /// The next `task assign`, `report ack` or `task drop`.
+    static func next(_ agent: inout AsyncStream<Message>.AsyncIterator) async -> Message? {
+        var m = await agent.next()
+        while let x = m, x.type == .jobSettings || x.type == .cancelJob { m = await agent.next() }
+        return m
+    }
+
+    @Test func aReportIsAcknowledgedOnceJournaledAndARepeatCountsNothing() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
+        _ = await f.agent("b1", site: "b", version: WireVersion.acks)
+        let job = try await plan(f, &a1, id: "j-ack", files: 1)
+        // 100 MiB at 64 MiB units: two ranges, then the finish.
+        guard case .taskAssign(let t) = await Self.next(&a1) else { Issue.record("no task"); return }
+        let done = TaskDone(job: job, unit: t.unit, bytes: t.files[0].length, wireBytes: 1000, refetched: 0, codecs: [], chunks: [], assignment: t.assignment)
+        await f.scheduler.received(.taskDone(done), from: "a1")
+        var acked: AssignmentKey?
+        while acked == nil, let m = await Self.next(&a1) {
+            if case .reportAck(let k) = m { acked = k }
+        }
+        #expect(acked == done.key)
+        // By the time the ack is out, the report is in the journal.
+        let afterFirst = try #require(try await f.scheduler.journal.job(job))
+        #expect(afterFirst.wireBytes == 1000 && afterFirst.unitsDone == 1)
+        // The same report again (its ack was lost): acknowledged again, counted once.
+        await f.scheduler.received(.taskDone(done), from: "a1")
+        await f.scheduler.flush()
+        var ackedAgain = false
+        while !ackedAgain, let m = await Self.next(&a1) {
+            if case .reportAck(let k) = m, k == done.key { ackedAgain = true }
+        }
+        #expect(ackedAgain)
+        let afterRepeat = try #require(try await f.scheduler.journal.job(job))
+        #expect(afterRepeat.wireBytes == 1000 && afterRepeat.unitsDone == 1 && afterRepeat.bytesDone == afterFirst.bytesDone)
+    }
+
+    @Test func anAgentBackWithoutAUnitGetsItAgainAndDropsOneNoLongerItsOwn() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
+        _ = await f.agent("b1", site: "b", version: WireVersion.acks)
+        let job = try await plan(f, &a1, id: "j-hold", files: 2)
+        // maxInFlight 2: two ranges go to a1.
+        var assigned: [TaskAssign] = []
+        while assigned.count < 2, let m = await Self.next(&a1) {
+            if case .taskAssign(let t) = m { assigned.append(t) }
+        }
+        #expect(await f.scheduler.unitsHeld == 2)
+        // a1 reconnects; it kept the first unit, never got the second, and runs one it no longer owns.
+        let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+        _ = await f.scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: sink, version: WireVersion.acks)
+        var again = stream.makeAsyncIterator()
+        let kept = AssignmentKey(job: job, unit: assigned[0].unit, assignment: assigned[0].assignment)
+        let foreign = AssignmentKey(job: job, unit: 999, assignment: 1)
+        await f.scheduler.received(.holding(Holding(units: [kept, foreign])), from: "a1")
+        await f.scheduler.flush()
+        var dropped: [AssignmentKey] = []
+        var reassigned: TaskAssign?
+        while reassigned == nil || dropped.isEmpty, let m = await Self.next(&again) {
+            switch m {
+            case .taskDrop(let k): dropped.append(k)
+            case .taskAssign(let t): reassigned = t
+            default: break
+            }
+        }
+        #expect(dropped == [foreign])
+        // The lost unit is handed out again at once, under a new assignment; the kept one stays.
+        #expect(reassigned?.unit == assigned[1].unit && reassigned?.assignment == assigned[1].assignment + 1)
+        #expect(await f.scheduler.unitsHeld == 2)
+        let status = try #require(try await f.scheduler.journal.job(job))
+        #expect(status.unitRetries == 1)
+    }
+}
