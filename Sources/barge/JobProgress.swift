@@ -61,6 +61,7 @@ enum ProgressLine {
         if !s.codecs.isEmpty { parts.append(mix(s.codecs)) }
         if s.chunksRefetched > 0 { parts.append("refetched \(s.chunksRefetched)") }
         if s.dedupBytes > 0 { parts.append("already there \(ByteQuantity.formatSize(Double(s.dedupBytes)))") }
+        if s.skippedFiles > 0 { parts.append("unchanged \(s.skippedFiles) files") }
         if s.retries > 0 { parts.append("retries \(s.retries)") }
         if let lane = s.lanes.max(by: { $0.queueingDelayMs < $1.queueingDelayMs }) {
             parts.append("rtt \(ByteQuantity.format(lane.rttMs, digits: 1)) ms (queue \(ByteQuantity.format(lane.queueingDelayMs, digits: 1)))")
@@ -97,6 +98,9 @@ enum JobSummary {
             lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds)), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
         }
         if !s.codecs.isEmpty { lines.append("  codecs: \(ProgressLine.mix(s.codecs))") }
+        if s.skippedFiles > 0 {
+            lines.append("  unchanged at the destination (skipped unread): \(s.skippedFiles) files, \(ByteQuantity.formatSize(Double(s.skippedBytes)))")
+        }
         if s.dedupBytes > 0 {
             lines.append("  already at the destination (copied there, not sent): \(ByteQuantity.formatSize(Double(s.dedupBytes)))")
         }

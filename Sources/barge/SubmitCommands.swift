@@ -26,7 +26,8 @@ struct SubmitCommand: AsyncParsableCommand {
         discussion: """
             SRC and DST are SITE:PATH, with PATH under the root of that site's agents: `a:/ds` and \
             `a:ds` both mean <root>/ds. A directory's contents land under DST (like `rsync -a SRC/ DST/`); \
-            a single file lands at DST. Every chunk is verified (XXH3-128 and SHA-256) and files appear \
+            a single file lands at DST. A file already at DST with the same size, mtime and mode is skipped \
+            unread (--checksum compares content instead). Every chunk is verified (XXH3-128 and SHA-256) and files appear \
             under their final names only once complete. Prints the job id; with --wait, follows the job \
             and exits non-zero unless it succeeds.
             """)
@@ -41,6 +42,8 @@ struct SubmitCommand: AsyncParsableCommand {
     var bwlimit = "off"
     @Option(help: ArgumentHelp("Congestion control: fair (keep the queue short, compete like TCP), scavenger (give way to other traffic), or off.", valueName: "mode"))
     var cc = "fair"
+    @Flag(help: "Compare files by content: read every source file and send only the chunks whose SHA-256 the destination lacks. Without it, files whose size, mtime and mode match at the destination are skipped without reading either side (rsync's quick check).")
+    var checksum = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func validate() throws {
@@ -52,7 +55,7 @@ struct SubmitCommand: AsyncParsableCommand {
     func run() async throws {
         let api = CoordinatorAPI(base: coordinator.url)
         let body = try JSONEncoder().encode(SubmitRequest(source: source.endpoint, destination: destination.endpoint, codec: codec,
-                                                          bwlimit: bwlimit, cc: cc))
+                                                          bwlimit: bwlimit, cc: cc, checksum: checksum))
         let submitted = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: body))
         guard wait else {
             print(json ? try JSONOutput.encode(submitted) : submitted.id)

@@ -47,26 +47,39 @@ struct DedupProcessTests {
         #expect(firstDedup == original.count, "the duplicate file's chunks go by reference")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
 
+        // Unchanged: the quick check skips every file, read at neither side.
         let unchanged = try submit(http, extra: ["--codec", "none"])
-        print("dedup: unchanged re-sync: wire \(unchanged["wire_bytes"] ?? "?") of \(total) bytes (\(String(format: "%.4f", Self.ratio(unchanged)))), dedup_bytes \(unchanged["dedup_bytes"] ?? "?")")
-        #expect(Self.ratio(unchanged) < 0.01)
-        #expect(unchanged["dedup_bytes"] as? Int == total)
+        print("dedup: unchanged re-sync: wire \(unchanged["wire_bytes"] ?? "?") of \(total) bytes, skipped \(unchanged["skipped_files"] ?? "?") files")
+        #expect(unchanged["skipped_files"] as? Int == 30 && unchanged["skipped_bytes"] as? Int == total, "\(unchanged)")
+        #expect(unchanged["bytes_total"] as? Int == 0 && unchanged["wire_bytes"] as? Int ?? -1 < total / 1000)
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        // --checksum reads every file and compares content: every chunk goes by reference.
+        let checksummed = try submit(http, extra: ["--codec", "none", "--checksum"])
+        print("dedup: unchanged re-sync with --checksum: wire \(checksummed["wire_bytes"] ?? "?") of \(total) bytes (\(String(format: "%.4f", Self.ratio(checksummed)))), dedup_bytes \(checksummed["dedup_bytes"] ?? "?")")
+        #expect(checksummed["checksum"] as? Bool == true && checksummed["skipped_files"] as? Int == 0)
+        #expect(Self.ratio(checksummed) < 0.01)
+        #expect(checksummed["dedup_bytes"] as? Int == total)
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
 
         let handle = try FileHandle(forWritingTo: source.appendingPathComponent("part-17.bin"))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(SampleData.random(bytes: 1 << 20, seed: 999)))
         try handle.close()
+        // One file changed: only it is planned, and only its new MiB (and the chunk that held its
+        // old tail) crosses the wire.
         let appended = try submit(http, extra: ["--codec", "none"])
         print("dedup: 1 MiB appended to one file: wire \(appended["wire_bytes"] ?? "?") of \(appended["bytes_total"] ?? "?") bytes (\(String(format: "%.4f", Self.ratio(appended))))")
-        #expect(Self.ratio(appended) < 0.10)
+        #expect(appended["files_total"] as? Int == 1 && appended["skipped_files"] as? Int == 29, "\(appended)")
+        #expect(appended["wire_bytes"] as? Int ?? .max < (2 << 20) + 65536)
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(destination).isEmpty)
         let metrics = try String(contentsOf: URL(string: http + "/metrics")!, encoding: .utf8)
         #expect(metrics.contains("barge_dedup_bytes_total"))
         // The human summary says what did not need sending.
-        let again = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        let again = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--checksum"], http: http)
         #expect(again.status == 0 && again.stdout.contains("already at the destination (copied there, not sent): 144.4 MiB"), "\(again.stdout)")
+        let quick = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        #expect(quick.status == 0 && quick.stdout.contains("unchanged at the destination (skipped unread): 30 files, 144.4 MiB"), "\(quick.stdout)")
     }
 
     /// kill -9 the only destination agent in the middle of a large file, start it again: it

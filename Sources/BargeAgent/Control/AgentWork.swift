@@ -85,6 +85,11 @@ public final class AgentWork: Sendable {
             Task.detached { await TreeListing.send(request, root: root, outbox: outbox) }
         case .verifyRequest(let request):
             Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root))) }
+        case .compareRequest(let request):
+            Task.detached {
+                // Thousands of lstat calls: on a blocking thread, not the cooperative pool.
+                if let reply = try? await BlockingWork.run({ QuickCheck.reply(to: request, root: root) }) { outbox.send(.compareReply(reply)) }
+            }
         case .jobSettings(let job):
             jobs.apply(job)
         case .taskAssign(let task):

@@ -47,6 +47,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     /// The job's cap (nil: none) and congestion mode.
     public var bwlimit: String?
     public var cc: String
+    /// `submit --checksum`: files compared by content rather than by size and mtime.
+    public var checksum: Bool
     /// While it runs: each lane's RTT, queueing delay, window and send rate.
     public var lanes: [LaneStatus] = []
 
@@ -63,7 +65,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes
+        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum
         case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
@@ -95,6 +97,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         retries = r.unitRetries
         bwlimit = r.bwlimit
         cc = r.congestion
+        checksum = r.checksum
     }
 
     public init(_ r: JobRecord, lanes: [LaneStatus]) {
@@ -128,6 +131,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(retries, forKey: .retries)
         try c.encode(bwlimit, forKey: .bwlimit)
         try c.encode(cc, forKey: .cc)
+        try c.encode(checksum, forKey: .checksum)
         try c.encode(lanes, forKey: .lanes)
     }
 }

@@ -134,10 +134,12 @@ public final class Journal: Sendable {
                 CREATE INDEX jobs_by_end ON jobs(finishedAt) WHERE finishedAt IS NOT NULL;
                 """)
         }
-        m.registerMigration("v6: repeated reports") { db in
+        m.registerMigration("v6: repeated reports and checksum jobs") { db in
             // The assignment whose `task done` was counted last: the same report again (its
             // acknowledgement was lost) counts nothing.
             try db.alter(table: "units") { t in t.add(column: "lastReport", .integer).notNull().defaults(to: 0) }
+            // `submit --checksum`: compare content, not size and mtime.
+            try db.alter(table: "jobs") { t in t.add(column: "checksum", .boolean).notNull().defaults(to: false) }
         }
         return m
     }

@@ -50,6 +50,8 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var scanMark: String?
     /// The id the next journaled unit gets (planned, or a range made from its file's finish).
     public var nextUnit: Int64 = 0
+    /// `submit --checksum`: no quick check; every file is read and compared by content.
+    public var checksum: Bool = false
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id

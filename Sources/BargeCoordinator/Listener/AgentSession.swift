@@ -57,7 +57,7 @@ struct AgentSession {
                         return
                     }
                     sink.yield(.heartbeat(beat))
-                case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding:
+                case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding, .compareReply:
                     await scheduler.received(message, from: registration.name)
                 case .error:
                     return

@@ -58,10 +58,12 @@ public actor Scheduler {
     var live: [UnitKey: TaskProgress] = [:]
     /// Units whose lane failed wait this long before another try (doubling per attempt, with jitter).
     let retryBackoff = ExponentialBackoff(initial: .milliseconds(500), maximum: .seconds(30))
-    private var scans: [UInt64: PendingScan] = [:]
+    var scans: [UInt64: PendingScan] = [:]
     /// The `job settings` each source agent was last sent, per job.
     var sentSettings: [String: [String: JobSettings]] = [:]
     var replies: [UInt64: (agent: String, continuation: CheckedContinuation<VerifyReply, Error>)] = [:]
+    /// Quick checks waiting for their destination agent.
+    var compares: [UInt64: (agent: String, continuation: CheckedContinuation<[Bool]?, Never>)] = [:]
     var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
     var nextRequest: UInt64 = 1
     private var nextConnection: UInt64 = 1
@@ -149,6 +151,7 @@ public actor Scheduler {
             repairs.removeValue(forKey: key)
             repair.continuation.resume(returning: .failure(.agentUnavailable("agent \(repair.lane.source) or \(repair.lane.destination) went down during the repair")))
         }
+        comparesLost(to: names)
         for (request, waiting) in replies where names.contains(waiting.agent) {
             replies.removeValue(forKey: request)
             waiting.continuation.resume(throwing: SchedulerError.agentUnavailable("agent '\(waiting.agent)' went down during the verification"))
@@ -180,6 +183,7 @@ public actor Scheduler {
         job.chunkSize = Int64(planner.chunkSize)
         job.bwlimit = bwlimit
         job.congestion = cc
+        job.checksum = request.checksum ?? false
         try journal.insert(job)
         logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")")
         startScan(job)
@@ -277,7 +281,8 @@ public actor Scheduler {
         do {
             switch message {
             case .scanReply(let reply):
-                try scanned(reply)
+                let unchanged = await quickCheck(reply)
+                try scanned(reply, unchanged: unchanged)
                 // Planning faster than the journal commits: the agent's next page waits (and so,
                 // through TCP, does its scan).
                 if plannedEntriesWaiting > 20_000 { await flush() }
@@ -295,6 +300,7 @@ public actor Scheduler {
                 try failed(failure, agent: agent)
             case .holding(let holding): reconcile(holding, from: agent)
             case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.continuation.resume(returning: reply)
+            case .compareReply(let reply): compared(reply.request, reply.unchanged)
             default: logger.warning("agent \(agent) sent an unexpected \(message.type)")
             }
         } catch {
@@ -303,7 +309,8 @@ public actor Scheduler {
         schedule()
     }
 
-    private func scanned(_ reply: ScanReply) throws {
+    /// A scan page: planned, but for the entries the quick check found `unchanged`.
+    private func scanned(_ reply: ScanReply, unchanged: [Bool]?) throws {
         guard var scan = scans[reply.request] else { return }
         if !reply.error.isEmpty {
             scans.removeValue(forKey: reply.request)
@@ -311,17 +318,26 @@ public actor Scheduler {
             logger.warning("job \(scan.job): scan failed: \(reply.error)")
             return
         }
-        var entries = reply.entries
-        if let mark = scan.skipUpTo {
+        var entries: [FileEntry] = []
+        var mark: String?
+        var skipped = (files: Int64(0), bytes: Int64(0))
+        for (i, e) in reply.entries.enumerated() {
             // A scan that started again: what was planned before is skipped.
-            entries.removeAll { !ScanOrder.precedes(mark, $0.path) }
-            if let last = reply.entries.last, ScanOrder.precedes(mark, last.path) { scan.skipUpTo = nil }
+            if let m = scan.skipUpTo, !ScanOrder.precedes(m, e.path) { continue }
+            mark = e.path
+            if let unchanged, unchanged[i], e.kind != .directory {
+                skipped.files += 1
+                skipped.bytes += Int64(e.size)
+                continue
+            }
+            entries.append(e)
         }
+        if let m = scan.skipUpTo, let last = reply.entries.last, ScanOrder.precedes(m, last.path) { scan.skipUpTo = nil }
         scan.skipped += reply.skipped.count
         if scan.firstSkipped == nil { scan.firstSkipped = reply.skipped.first }
         let page = scan.builder.page(entries)
-        let mark = entries.last?.path
         batch.append(.plan(job: scan.job, units: page.units, totals: page.totals, mark: mark, final: reply.final, now: now()))
+        if skipped.files > 0 { batch.append(.skipped(job: scan.job, files: skipped.files, bytes: skipped.bytes)) }
         plannedEntriesWaiting += entries.count
         if !policy.isRunning(scan.job), let job = try journal.job(scan.job) {
             var record = job

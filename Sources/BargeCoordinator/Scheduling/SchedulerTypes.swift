@@ -20,8 +20,12 @@ public struct SubmitRequest: Codable, Hashable, Sendable {
     public var bwlimit: String?
     /// Congestion mode: `fair` (the default), `scavenger` or `off`.
     public var cc: String?
+    /// Compare every file by content (its chunks' SHA-256 against the destination's), instead of
+    /// skipping those whose size, mtime and mode match at the destination (the default).
+    public var checksum: Bool?
 
-    public init(source: Endpoint, destination: Endpoint, codec: String? = nil, bwlimit: String? = nil, cc: String? = nil) {
+    public init(source: Endpoint, destination: Endpoint, codec: String? = nil, bwlimit: String? = nil, cc: String? = nil, checksum: Bool? = nil) {
+        self.checksum = checksum
         self.source = source
         self.destination = destination
         self.codec = codec

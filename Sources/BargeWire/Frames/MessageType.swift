@@ -11,6 +11,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case holding = 0x13
     case scanRequest = 0x20
     case scanReply = 0x21
+    case compareRequest = 0x22
+    case compareReply = 0x23
     case taskAssign = 0x30
     case taskProgress = 0x31
     case taskDone = 0x32
@@ -45,6 +47,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .holding: "holding"
         case .scanRequest: "scan request"
         case .scanReply: "scan reply"
+        case .compareRequest: "compare request"
+        case .compareReply: "compare reply"
         case .taskAssign: "task assign"
         case .taskProgress: "task progress"
         case .taskDone: "task done"

@@ -12,6 +12,9 @@ public enum Message: Hashable, Sendable {
     case heartbeat(Heartbeat)
     case scanRequest(ScanRequest)
     case scanReply(ScanReply)
+    /// Version 5: the quick check of a scan page at the destination.
+    case compareRequest(CompareRequest)
+    case compareReply(CompareReply)
     case taskAssign(TaskAssign)
     case taskProgress(TaskProgress)
     case taskDone(TaskDone)
@@ -50,6 +53,8 @@ public enum Message: Hashable, Sendable {
         case .heartbeat: .heartbeat
         case .scanRequest: .scanRequest
         case .scanReply: .scanReply
+        case .compareRequest: .compareRequest
+        case .compareReply: .compareReply
         case .taskAssign: .taskAssign
         case .taskProgress: .taskProgress
         case .taskDone: .taskDone
@@ -122,6 +127,10 @@ public enum Message: Hashable, Sendable {
             self = .scanRequest(try ScanRequest(from: &r))
         case .scanReply:
             self = .scanReply(try ScanReply(from: &r))
+        case .compareRequest:
+            self = .compareRequest(try CompareRequest(from: &r))
+        case .compareReply:
+            self = .compareReply(try CompareReply(from: &r))
         case .taskAssign:
             self = .taskAssign(try TaskAssign(from: &r))
         case .taskProgress:
@@ -224,6 +233,10 @@ public enum Message: Hashable, Sendable {
         case .scanRequest(let m):
             m.write(to: &b)
         case .scanReply(let m):
+            m.write(to: &b)
+        case .compareRequest(let m):
+            m.write(to: &b)
+        case .compareReply(let m):
             m.write(to: &b)
         case .taskAssign(let m):
             m.write(to: &b)

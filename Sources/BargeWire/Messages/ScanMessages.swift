@@ -58,3 +58,54 @@ public struct ScanReply: Hashable, Sendable, PayloadCodable {
         b.writeList(skipped) { b, s in b.writeWireString(s) }
     }
 }
+
+/// Coordinator → destination agent (protocol version 5): the quick check of a scan page, as
+/// rsync does by default. `entries` are the source's, with paths under the destination agent's
+/// root; the agent says which of them it already holds unchanged.
+public struct CompareRequest: Hashable, Sendable, PayloadCodable {
+    public var request: UInt64
+    public var entries: [FileEntry]
+
+    public init(request: UInt64, entries: [FileEntry]) {
+        self.request = request
+        self.entries = entries
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        request = try r.integer(UInt64.self, "request")
+        entries = try r.list("entries", minimumSize: FileEntry.minimumSize) { (r: inout PayloadReader) throws(WireError) in try FileEntry(from: &r) }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeInteger(request)
+        b.writeList(entries) { b, e in e.write(to: &b) }
+    }
+}
+
+/// The answer to `compare request`: one bit per entry, in order (bit i of byte i/8, least
+/// significant first), set when the entry is unchanged at the destination and need not be sent.
+public struct CompareReply: Hashable, Sendable, PayloadCodable {
+    public var request: UInt64
+    public var unchanged: [Bool]
+
+    public init(request: UInt64, unchanged: [Bool]) {
+        self.request = request
+        self.unchanged = unchanged
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        request = try r.integer(UInt64.self, "request")
+        let count = Int(try r.integer(UInt32.self, "entry count"))
+        guard (count + 7) / 8 <= r.buffer.readableBytes else { throw .malformed(r.type, "\(count) entries do not fit in \(r.buffer.readableBytes) bytes") }
+        let bits = try r.bytes((count + 7) / 8, "unchanged bits")
+        unchanged = (0..<count).map { bits[$0 / 8] & (1 << UInt8($0 % 8)) != 0 }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeInteger(request)
+        b.writeInteger(UInt32(unchanged.count))
+        var bits = [UInt8](repeating: 0, count: (unchanged.count + 7) / 8)
+        for (i, u) in unchanged.enumerated() where u { bits[i / 8] |= 1 << UInt8(i % 8) }
+        b.writeBytes(bits)
+    }
+}

@@ -1,0 +1,57 @@
+import BargeStore
+import BargeWire
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A destination agent's answer to `compare request`: which of the source's entries it already
+/// holds unchanged, by `lstat` alone (rsync's quick check). A regular file is unchanged when its
+/// size, mtime (to the nanosecond) and permission bits match; a symbolic link when its target
+/// does. Directories are never skipped: their modes and mtimes are set again after whatever
+/// inside them changed. Nothing is read. Synchronous: run it off the event loop.
+enum QuickCheck {
+    static func reply(to request: CompareRequest, root: String) -> CompareReply {
+        var directories: [Substring: String?] = [:]
+        let unchanged = request.entries.map { entry -> Bool in
+            guard entry.kind != .directory else { return false }
+            let path = entry.path
+            let slash = path.lastIndex(of: "/")
+            let parent = slash.map { path[..<$0] } ?? ""
+            let name = slash.map { path[path.index(after: $0)...] } ?? Substring(path)
+            guard !name.isEmpty, name != ".", name != ".." else { return false }
+            // Each directory is resolved once per page: it must lie inside the root.
+            let resolved: String?
+            if let known = directories[parent] {
+                resolved = known
+            } else {
+                resolved = try? RootedPath.resolve(String(parent), under: root).absolute
+                directories[parent] = resolved
+            }
+            guard let directory = resolved else { return false }
+            return matches(entry, at: directory + "/" + name)
+        }
+        return CompareReply(request: request.request, unchanged: unchanged)
+    }
+
+    static func matches(_ entry: FileEntry, at path: String) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return false }
+        switch entry.kind {
+        case .file:
+            return st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == entry.size
+                && Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds
+                && UInt32(st.st_mode & 0o7777) == entry.mode
+        case .symlink:
+            guard st.st_mode & S_IFMT == S_IFLNK else { return false }
+            var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(path, &buffer, buffer.count)
+            guard n >= 0 else { return false }
+            return String(decoding: buffer[0..<n], as: UTF8.self) == entry.linkTarget
+        case .directory:
+            return false
+        }
+    }
+}
