@@ -48,11 +48,28 @@ public final class ChunkIndex: Sendable {
     public let root: String
     private let pool: DatabasePool
 
+    public let path: String
+    /// Opened by another agent's `SiblingIndexes`: only read.
+    public let readOnly: Bool
+
     /// Opens (creating if needed) the index at `path` for files under `root`.
     public init(path: String, root: String) throws {
         self.root = root
+        self.path = path
+        readOnly = false
         pool = try DatabasePool(path: path)
         try Self.migrator.migrate(pool)
+    }
+
+    /// Opens another agent's index, to read only: it must exist and be migrated.
+    public init(readingOnly path: String, root: String) throws {
+        self.root = root
+        self.path = path
+        readOnly = true
+        var configuration = Configuration()
+        configuration.readonly = true
+        pool = try DatabasePool(path: path, configuration: configuration)
+        guard try pool.read({ db in try db.tableExists("chunks") }) else { throw DatabaseError(message: "\(path) is not a chunk index") }
     }
 
     static var migrator: DatabaseMigrator {
@@ -127,6 +144,18 @@ public final class ChunkIndex: Sendable {
     /// partial copies): what a source may send by reference.
     public func ids(paths: [String]) throws -> Set<[UInt8]> {
         var result = Set<[UInt8]>()
+        if readOnly {
+            // Another agent's: stale rows are left for it to drop.
+            try pool.read { db in
+                for path in paths {
+                    let stale = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]).map { !current(path, $0) } ?? false
+                    for id in try Data.fetchAll(db, sql: "SELECT id FROM chunks WHERE path = ? AND (final = 0 OR ?)", arguments: [path, !stale]) {
+                        result.insert([UInt8](id))
+                    }
+                }
+            }
+            return result
+        }
         try pool.write { db in
             for path in paths {
                 if let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]), !current(path, row) {

@@ -82,6 +82,40 @@ struct DedupProcessTests {
         #expect(quick.status == 0 && quick.stdout.contains("unchanged at the destination (skipped unread): 30 files, 144.4 MiB"), "\(quick.stdout)")
     }
 
+    /// Two source and two destination agents per site, each pair sharing its site's root as in
+    /// `barge demo`, and a mixed tree. An unchanged re-sync skips every file unread; with
+    /// --checksum, every chunk goes by reference whichever destination agent gets its unit (the
+    /// agents read each other's chunk index).
+    @Test func anUnchangedResyncWithTwoAgentsPerSiteSendsAlmostNothing() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 400)
+        for i in 0..<6 {
+            try Data(SampleData.random(bytes: 3_000_000 + i * 7919, seed: UInt64(500 + i))).write(to: source.appendingPathComponent("mid-\(i).bin"))
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"])
+        let processes = [coordinator,
+                         try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents),
+                         try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents),
+                         try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents),
+                         try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)]
+        defer { withExtendedLifetime(processes) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 4 })
+
+        let first = try submit(http)
+        let files = try #require(first["files_total"] as? Int), bytes = try #require(first["bytes_total"] as? Int)
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+
+        let unchanged = try submit(http)
+        print("two agents per site: unchanged re-sync of \(files) files, \(bytes) bytes: skipped \(unchanged["skipped_files"] ?? "?") files, wire \(unchanged["wire_bytes"] ?? "?") bytes")
+        #expect(unchanged["skipped_files"] as? Int == files && unchanged["skipped_bytes"] as? Int == bytes, "\(unchanged)")
+        #expect(unchanged["wire_bytes"] as? Int ?? .max < bytes / 1000)
+
+        let checksummed = try submit(http, extra: ["--checksum"])
+        print("two agents per site: --checksum re-sync: wire \(checksummed["wire_bytes"] ?? "?") of \(bytes) bytes (\(String(format: "%.4f", Self.ratio(checksummed)))), dedup \(checksummed["dedup_bytes"] ?? "?")")
+        #expect(Self.ratio(checksummed) < 0.01, "\(checksummed)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
+
     /// kill -9 the only destination agent in the middle of a large file, start it again: it
     /// registers by itself, keeps the chunks already in the partial copy, and only the rest is sent.
     @Test func aRestartedDestinationAgentKeepsItsPartialCopy() async throws {

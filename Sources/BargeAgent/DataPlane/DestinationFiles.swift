@@ -40,6 +40,8 @@ public final class DestinationFiles: Sendable {
     }
 
     public let index: ChunkIndex?
+    /// The indexes of the other agents sharing this root, looked up after this one's.
+    public let siblings: SiblingIndexes?
     private let logger: Logger
     private let open = NIOLockedValueBox<[String: OpenFile]>([:])
     /// Index rows not yet written: recorded in batches, so the index costs one transaction per
@@ -47,8 +49,9 @@ public final class DestinationFiles: Sendable {
     private let pending = NIOLockedValueBox<[ChunkIndex.Entry]>([])
     private static let batch = 32
 
-    public init(index: ChunkIndex? = nil, logger: Logger = Logger(label: "barge.agent")) {
+    public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, logger: Logger = Logger(label: "barge.agent")) {
         self.index = index
+        self.siblings = siblings
         self.logger = logger
     }
 
@@ -132,7 +135,12 @@ public final class DestinationFiles: Sendable {
     public func heldIds(paths: [String]) throws -> Set<[UInt8]> {
         guard let index else { return [] }
         flush()
-        return try index.ids(paths: paths)
+        var ids = try index.ids(paths: paths)
+        for sibling in siblings?.indexes() ?? [] {
+            // Another agent's index that cannot be read (being created, say) only costs dedup.
+            if let theirs = try? sibling.ids(paths: paths) { ids.formUnion(theirs) }
+        }
+        return ids
     }
 
     /// Writes the chunk with this id and XXH3-128 at `offset` of the file, copying it from a place
@@ -143,6 +151,7 @@ public final class DestinationFiles: Sendable {
         guard let index else { return false }
         let waiting = pending.withLockedValue { p in p.filter { $0.id == id } }
         var candidates = waiting + (try index.locations(id: id))
+        let sibling = (siblings?.indexes() ?? []).flatMap { (try? $0.locations(id: id)) ?? [] }
         // The same place in this file's own partial copy, restored after a restart: already there.
         let f = try file(job: job, target: target, size: size)
         if f.lock.withLock({ f.chunks[offset] == UInt64(length) }),
@@ -150,12 +159,16 @@ public final class DestinationFiles: Sendable {
             return true
         }
         candidates.removeAll { $0.length != length || $0.xxh != xxh }
+        let owned = candidates.count
+        candidates += sibling.filter { $0.length == length && $0.xxh == xxh }
         let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
-        for c in candidates {
+        for (n, c) in candidates.enumerated() {
             let path = index.root + "/" + c.path + (c.final ? "" : PartialFileWriter.suffix)
             guard LocalChunk.read(path, at: c.offset, into: region),
                   XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh else {
                 // A final file changed since it was finished; a partial copy lost the chunk.
+                // (Another agent's rows are its own to drop.)
+                if n >= owned { continue }
                 if c.final { try index.forgetFinal(path: c.path) } else { try index.forgetPartial(path: c.path, offsets: [c.offset]) }
                 continue
             }
