@@ -68,6 +68,8 @@ public final class ChunkIndex: Sendable {
         readOnly = true
         var configuration = Configuration()
         configuration.readonly = true
+        // Its owner writes meanwhile: wait for a lock rather than give up the lookup.
+        configuration.busyMode = .timeout(2)
         pool = try DatabasePool(path: path, configuration: configuration)
         guard try pool.read({ db in try db.tableExists("chunks") }) else { throw DatabaseError(message: "\(path) is not a chunk index") }
     }

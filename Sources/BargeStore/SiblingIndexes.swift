@@ -1,17 +1,28 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The chunk indexes of the other agents that share this agent's root, as nodes of a site share
 /// a parallel filesystem: `<root>/.barge/<agent>/chunk-index.sqlite`, opened to read only. A
 /// destination agent looks there when its own index does not know a chunk, so dedup works
 /// whichever agent of the site receives a unit. Each place found is checked by re-hashing before
-/// it is used, like one from its own index. The list is read again at most every `refresh`.
+/// it is used, like one from its own index.
+///
+/// The directory is listed again when its mtime changes (an agent's state directory appeared)
+/// and at least every `refresh`; an index that could not be opened yet (its agent is still
+/// creating it) is tried again at the next lookup.
 public final class SiblingIndexes: @unchecked Sendable {
     public let root: String
     private let own: String
     private let refresh: TimeInterval
     private let lock = NSLock()
     private var opened: [String: ChunkIndex] = [:]
-    private var listedAt: Date?
+    private var unopened: Set<String> = []
+    private var listed: (at: Date, mtime: timespec)?
 
     /// `own`: this agent's index file, left out.
     public init(root: String, own: String, refresh: TimeInterval = 5) {
@@ -24,18 +35,28 @@ public final class SiblingIndexes: @unchecked Sendable {
     public func indexes() -> [ChunkIndex] {
         lock.lock()
         defer { lock.unlock() }
-        if listedAt.map({ Date().timeIntervalSince($0) >= refresh }) ?? true {
-            listedAt = Date()
-            let state = root + "/" + TreeScanner.stateDirectory
+        let state = root + "/" + TreeScanner.stateDirectory
+        var st = stat()
+        let mtime = stat(state, &st) == 0 ? st.st_mtim : timespec()
+        if let l = listed, Date().timeIntervalSince(l.at) < refresh, l.mtime.tv_sec == mtime.tv_sec, l.mtime.tv_nsec == mtime.tv_nsec {
+            for path in unopened { open(path) }
+        } else {
+            listed = (Date(), mtime)
             let names = (try? FileManager.default.contentsOfDirectory(atPath: state)) ?? []
-            var found: [String: ChunkIndex] = [:]
-            for name in names.sorted() {
-                let path = URL(fileURLWithPath: state + "/" + name + "/" + ChunkIndex.fileName).standardizedFileURL.path
-                guard path != own, FileManager.default.fileExists(atPath: path) else { continue }
-                found[path] = opened[path] ?? (try? ChunkIndex(readingOnly: path, root: root))
-            }
-            opened = found
+            let paths = Set(names.map { URL(fileURLWithPath: state + "/" + $0 + "/" + ChunkIndex.fileName).standardizedFileURL.path }).subtracting([own])
+            opened = opened.filter { paths.contains($0.key) }
+            unopened = []
+            for path in paths where opened[path] == nil { open(path) }
         }
         return opened.keys.sorted().compactMap { opened[$0] }
+    }
+
+    private func open(_ path: String) {
+        if FileManager.default.fileExists(atPath: path), let index = try? ChunkIndex(readingOnly: path, root: root) {
+            opened[path] = index
+            unopened.remove(path)
+        } else {
+            unopened.insert(path)
+        }
     }
 }

@@ -31,7 +31,7 @@ struct BenchScale: AsyncParsableCommand {
             """)
 
     @Flag(help: "Print JSON for tools instead of a table.") var json = false
-    @Option(help: ArgumentHelp("Comma-separated: range, files, agents.", valueName: "list")) var scenarios = "range,files,agents"
+    @Option(help: ArgumentHelp("Comma-separated: range, files, agents, resync (files already at the destination).", valueName: "list")) var scenarios = "range,files,agents"
     @Option(help: ArgumentHelp("Files in the range scenario.", valueName: "n")) var rangeFiles = 1024
     @Option(help: ArgumentHelp("Size of each of them.", valueName: "size")) var rangeFileSize = "1TiB"
     @Option(help: ArgumentHelp("Files in the files scenario.", valueName: "n")) var smallFiles = 10_000_000
@@ -44,8 +44,8 @@ struct BenchScale: AsyncParsableCommand {
         guard rangeFiles >= 1, smallFiles >= 1, agents >= 2, decisions >= 100, (0...4096).contains(chunksPerUnit) else {
             throw ValidationError("--range-files, --small-files ≥ 1, --agents ≥ 2, --decisions ≥ 100, --chunks-per-unit 0 to 4096")
         }
-        for s in scenarios.split(separator: ",") where !["range", "files", "agents"].contains(s) {
-            throw ValidationError("--scenarios: unknown scenario '\(s)' (range, files, agents)")
+        for s in scenarios.split(separator: ",") where !["range", "files", "agents", "resync"].contains(s) {
+            throw ValidationError("--scenarios: unknown scenario '\(s)' (range, files, agents, resync)")
         }
         do { _ = try ByteQuantity.parseSize(rangeFileSize) } catch { throw ValidationError("--range-file-size: \(error)") }
     }
@@ -63,6 +63,7 @@ struct BenchScale: AsyncParsableCommand {
             switch s {
             case "range": results.append(try await run.range(files: rangeFiles, size: size, agentsPerSite: 1))
             case "files": results.append(try await run.smallFiles(smallFiles))
+            case "resync": results.append(try await run.smallFiles(smallFiles, unchanged: true))
             default: results.append(try await run.range(files: rangeFiles, size: size, agentsPerSite: agents / 2, name: "agents"))
             }
             if !json { print(results.last!.line) }
@@ -91,11 +92,14 @@ struct ScaleResult: Encodable {
     var statusP50Ms: Double
     var statusP99Ms: Double
     var statusSamples: Int
+    /// Submit to the job's end, when it ended within the run.
+    var secondsToEnd: Double?
 
     var line: String {
         "\(scenario): \(units) units, \(files) files, \(agents) agents: first assignment \(f(secondsToFirstAssignment)) s, planned \(f(secondsToPlanned)) s "
             + "(\(Int(filesPlannedPerSecond)) files/s), \(Int(decisionsPerSecond)) decisions/s, RSS \(peakRssBytes >> 20) MiB, "
             + "journal \(journalBytes >> 20) MiB, status p50 \(f(statusP50Ms)) ms p99 \(f(statusP99Ms)) ms"
+            + (secondsToEnd.map { ", job ended after \(f($0)) s" } ?? "")
     }
 
     private func f(_ x: Double) -> String { String(format: "%.2f", x) }
@@ -152,7 +156,8 @@ struct ScaleRun {
                                      Array(entries[$0..<min($0 + ScanReply.pageSize, entries.count)]) }))
     }
 
-    func smallFiles(_ count: Int) async throws -> ScaleResult {
+    /// `unchanged`: the destination already holds every file (the quick check skips them all).
+    func smallFiles(_ count: Int, unchanged: Bool = false) async throws -> ScaleResult {
         // Directories of 1,000 files, 1 to 32 KiB each, in the order a scan lists them.
         let pages = AnySequence<[FileEntry]> { () -> AnyIterator<[FileEntry]> in
             var next = -1
@@ -174,10 +179,12 @@ struct ScaleRun {
                 return page
             }
         }
-        return try await measure(name: "files", units: Int64((count + 255) / 256), files: Int64(count), agentsPerSite: 1, pages: pages)
+        return try await measure(name: unchanged ? "resync" : "files", units: Int64((count + 255) / 256), files: Int64(count), agentsPerSite: 1,
+                                 pages: pages, unchanged: unchanged)
     }
 
-    private func measure(name: String, units: Int64, files: Int64, agentsPerSite: Int, pages: AnySequence<[FileEntry]>) async throws -> ScaleResult {
+    private func measure(name: String, units: Int64, files: Int64, agentsPerSite: Int, pages: AnySequence<[FileEntry]>,
+                         unchanged: Bool = false) async throws -> ScaleResult {
         var logger = Logger(label: "barge.bench")
         logger.logLevel = .error
         let journal = try Journal(path: directory + "/" + Journal.fileName)
@@ -195,13 +202,16 @@ struct ScaleRun {
                 streams.append((register.name, stream))
             }
         }
-        // The simulated agents: a scan request is noted; each unit is reported done at once.
+        // The simulated agents: a scan request is noted; each unit is reported done at once; the
+        // quick check finds every file changed (an empty destination) or, with `unchanged`, none.
         let (scanRequests, scanSink) = AsyncStream.makeStream(of: ScanRequest.self)
         let agentTasks = streams.map { agent in
             Task {
                 for await message in agent.stream {
                     switch message {
                     case .scanRequest(let r): scanSink.yield(r)
+                    case .compareRequest(let r):
+                        await scheduler.received(.compareReply(CompareReply(request: r.request, unchanged: r.entries.map { _ in unchanged })), from: agent.name)
                     case .taskAssign(let t):
                         counter.assign(at: Self.time())
                         let reports = t.files.enumerated().flatMap { i, f -> [ChunkReport] in
@@ -262,6 +272,7 @@ struct ScaleRun {
             if try await scheduler.status(job.id)?.state.isTerminal == true { break }
         }
         let elapsed = Self.time() - t0
+        let ended = try await scheduler.status(job.id)?.state.isTerminal == true ? Self.time() - start : nil
         let made = counter.total - before
         poller.cancel()
         _ = try? await scheduler.cancel(job.id)
@@ -272,7 +283,7 @@ struct ScaleRun {
         return ScaleResult(scenario: name, units: units, files: files, agents: agentsPerSite * 2,
                            secondsToFirstAssignment: firstAssignment, secondsToPlanned: planned, filesPlannedPerSecond: Double(files) / planned,
                            decisions: made, decisionsPerSecond: Double(made) / elapsed, peakRssBytes: Self.peakRSS(),
-                           journalBytes: journal.sizeOnDisk(), statusP50Ms: p50, statusP99Ms: p99, statusSamples: n)
+                           journalBytes: journal.sizeOnDisk(), statusP50Ms: p50, statusP99Ms: p99, statusSamples: n, secondsToEnd: ended)
     }
 
     /// This process's peak resident set (VmHWM), in bytes.

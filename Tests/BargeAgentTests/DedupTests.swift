@@ -191,3 +191,29 @@ struct RateLimiterTests {
         #expect(throws: QuantityError.self) { try RateLimiter("Mon-Fri 8am 1MB/s") }
     }
 }
+
+extension DedupTests {
+    /// Two agents sharing a root: a chunk that one of them wrote is copied locally by the other,
+    /// which finds it in the first one's index (read-only).
+    @Test func anAgentFindsChunksInTheIndexOfAnotherAgentSharingItsRoot() throws {
+        let roots = try Roots()
+        let state = roots.destination + "/.barge"
+        for name in ["b1", "b2"] { try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true) }
+        let b1Index = try ChunkIndex(path: state + "/b1/" + ChunkIndex.fileName, root: roots.destination)
+        let b2Index = try ChunkIndex(path: state + "/b2/" + ChunkIndex.fileName, root: roots.destination)
+        let b1 = DestinationFiles(index: b1Index, siblings: SiblingIndexes(root: roots.destination, own: b1Index.path))
+        let b2 = DestinationFiles(index: b2Index, siblings: SiblingIndexes(root: roots.destination, own: b2Index.path))
+        let bytes = [UInt8](repeating: 7, count: 4096)
+        let target = try RootedPath.resolve("d/f", under: roots.destination)
+        try write(b1, target, bytes, at: 0, size: 4096)
+        try b1.finish(job: "j", target: target, size: 4096, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+        let (id, xxh) = chunk(bytes)
+        #expect(try b2.heldIds(paths: ["d/f"]) == [id])
+        let copy = try RootedPath.resolve("e/g", under: roots.destination)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { buffer.deallocate() }
+        #expect(try b2.copyLocal(job: "j2", target: copy, size: 4096, offset: 0, length: 4096, id: id, xxh: xxh, buffer: buffer))
+        try b2.finish(job: "j2", target: copy, size: 4096, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+        #expect(FileManager.default.contents(atPath: copy.absolute) == Data(bytes))
+    }
+}

@@ -26,11 +26,13 @@ public final class DataPlaneListener: Sendable {
     }
 
     /// With `index`, received chunks are recorded there: partial copies survive a restart, and
-    /// chunks already held are copied locally when sent by reference.
+    /// chunks already held are copied locally when sent by reference, this agent's or those the
+    /// other agents sharing the root hold (their indexes under `<root>/.barge`).
     public static func bind(host: String, port: Int, root: String, token: ClusterToken, name: String, index: ChunkIndex? = nil,
                             logger: Logger = Logger(label: "barge.agent")) async throws -> DataPlaneListener {
         DataPlaneListener(root: root, server: try await BargeServer.bind(host: host, port: port, token: token, name: name),
-                          files: DestinationFiles(index: index, logger: logger), logger: logger)
+                          files: DestinationFiles(index: index, siblings: index.map { SiblingIndexes(root: $0.root, own: $0.path) }, logger: logger),
+                          logger: logger)
     }
 
     /// Serves connections until closed or cancelled. The chunk index's held-back rows are written

@@ -137,8 +137,12 @@ public final class DestinationFiles: Sendable {
         flush()
         var ids = try index.ids(paths: paths)
         for sibling in siblings?.indexes() ?? [] {
-            // Another agent's index that cannot be read (being created, say) only costs dedup.
-            if let theirs = try? sibling.ids(paths: paths) { ids.formUnion(theirs) }
+            // Another agent's index that cannot be read only costs dedup.
+            do {
+                ids.formUnion(try sibling.ids(paths: paths))
+            } catch {
+                logger.warning("chunk index of another agent at \(sibling.path) not read: \(error)")
+            }
         }
         return ids
     }
