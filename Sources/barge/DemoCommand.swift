@@ -72,7 +72,7 @@ struct DemoCommand: AsyncParsableCommand {
             throw Failure("the demo job \(final.state.rawValue); logs are in \(cluster.logs.path) (run with --keep to read them)")
         }
         say("verifying at the destination …")
-        let outcome = try JSONDecoder().decode(VerifyOutcome.self, from: try await api.post("/v1/jobs/\(job.id)/verify", timeout: 600))
+        let (outcome, _) = try await VerifyWatcher.run(api: api, job: job.id, repair: false)
         say(JobSummary.text(final))
         say("  verified: \(outcome.filesChecked) files, \(outcome.chunksChecked) chunks re-hashed at site b: \(outcome.ok ? "all match" : "\(outcome.mismatches.count) MISMATCHES")")
         let metrics = String(decoding: try await api.get("/metrics"), as: UTF8.self)

@@ -106,6 +106,10 @@ enum JobSummary {
         }
         lines.append("  chunks refetched: \(s.chunksRefetched)" + (s.retries > 0 ? ", units retried: \(s.retries)" : ""))
         if s.bwlimit != nil || s.cc != "fair" { lines.append("  bwlimit \(s.bwlimit ?? "off"), cc \(s.cc)") }
+        if let v = s.verification {
+            lines.append("  verification \(v.state)\(v.repair ? " with repair" : ""): \(v.chunksChecked) of \(v.chunksTotal) chunks checked, \(v.mismatches) mismatches"
+                         + (v.repair ? ", \(v.repaired) repaired, \(v.remaining) still differ" : ""))
+        }
         for l in s.lanes {
             lines.append("  lane \(l.source) → \(l.destination): rtt \(ByteQuantity.format(l.rttMs, digits: 2)) ms, queueing delay \(ByteQuantity.format(l.queueingDelayMs, digits: 2)) ms, window \(ByteQuantity.formatSize(Double(l.windowBytes))), sending \(ByteQuantity.formatRate(Double(l.sendRate)))")
         }

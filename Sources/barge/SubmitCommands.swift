@@ -76,31 +76,60 @@ struct VerifyCommand: AsyncParsableCommand {
             The destination agents re-read every file and compare each chunk's SHA-256 with the one \
             recorded when it arrived. Exits 1 when anything differs. With --repair, only the chunks \
             that differ (or files that are missing or resized) are fetched again from the source, \
-            then everything is checked again; exits 0 once all is repaired.
+            then checked again; exits 0 once all is repaired. The verification runs in the \
+            coordinator, page by page, and survives its restart; this command follows it (--no-wait \
+            only starts it; 'barge status JOB' shows its progress, and 'barge verify JOB' again \
+            follows it or resumes one that failed).
             """)
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Fetch the mismatching chunks again from the source.") var repair = false
     @Flag(help: "Print the result as JSON.") var json = false
+    @Flag(help: "Start the verification and return; do not follow it.") var noWait = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
-        let path = "/v1/jobs/\(pathComponent(job))/verify" + (repair ? "?repair=true" : "")
-        let data = try await CoordinatorAPI(base: coordinator.url).post(path, timeout: 3600)
-        let outcome = try JSONDecoder().decode(VerifyOutcome.self, from: data)
+        let api = CoordinatorAPI(base: coordinator.url)
+        let (outcome, data) = try await VerifyWatcher.run(api: api, job: job, repair: repair, wait: !noWait,
+                                                          progress: json ? nil : { o in
+            FileHandle.standardError.write(Data("\r  verifying: \(o.chunksChecked) of \(o.chunksTotal) chunks, \(o.mismatchCount) mismatches   ".utf8))
+        })
+        if !json && !noWait { FileHandle.standardError.write(Data("\n".utf8)) }
         if json {
             print(String(decoding: data, as: UTF8.self))
+        } else if outcome.state == "running" {
+            print("\(outcome.id): verification started; 'barge status \(outcome.id)' shows its progress")
+            return
         } else {
+            if let error = outcome.error { print("\(outcome.id): verification stopped: \(error)") }
             print("\(outcome.id): checked \(outcome.filesChecked) files, \(outcome.chunksChecked) chunks, \(outcome.bytesChecked) bytes")
             for m in outcome.mismatches { print("  mismatch: \(m.path) at \(m.offset), \(m.length) bytes: \(m.reason)") }
+            if outcome.mismatchCount > outcome.mismatches.count { print("  … \(outcome.mismatchCount) mismatches in all") }
             if repair && !outcome.mismatches.isEmpty {
-                print("  repaired \(outcome.repaired); \(outcome.remaining.count) still differ")
+                print("  repaired \(outcome.repaired); \(outcome.remainingCount) still differ")
                 for m in outcome.remaining { print("  still differs: \(m.path) at \(m.offset): \(m.reason)") }
             }
             print("  Merkle root of the job: \(outcome.merkleRoot)")
             print(outcome.ok ? "OK" : "MISMATCH")
         }
-        if !outcome.ok { throw ExitCode(1) }
+        if !outcome.ok && !(noWait && outcome.state == "running") { throw ExitCode(1) }
+    }
+}
+
+/// Starts a verification and follows it to its end.
+enum VerifyWatcher {
+    static func run(api: CoordinatorAPI, job: String, repair: Bool, wait: Bool = true,
+                    progress: ((VerifyOutcome) -> Void)? = nil) async throws -> (VerifyOutcome, Data) {
+        let path = "/v1/jobs/\(pathComponent(job))/verify"
+        var data = try await api.post(path + (repair ? "?repair=true" : ""))
+        var outcome = try JSONDecoder().decode(VerifyOutcome.self, from: data)
+        while wait && outcome.state == "running" {
+            progress?(outcome)
+            try await Task.sleep(for: .milliseconds(200))
+            data = try await api.get(path)
+            outcome = try JSONDecoder().decode(VerifyOutcome.self, from: data)
+        }
+        return (outcome, data)
     }
 }
 

@@ -123,6 +123,20 @@ struct ManifestTests {
         #expect(MerkleTree.root(ids) != MerkleTree.root([ids[1], ids[0], ids[2]]))
     }
 
+    /// The streaming form gives the same root at every size, and resumes from its saved state.
+    @Test func theAccumulatorMatchesTheTreeAtEverySize() throws {
+        let ids = (0..<130).map { SHA256.hash([UInt8($0), 7]) }
+        var acc = MerkleAccumulator()
+        #expect(acc.root == MerkleTree.root([]))
+        for n in 1...ids.count {
+            acc.add(ids[n - 1])
+            #expect(acc.root == MerkleTree.root(Array(ids[0..<n])), "\(n) ids")
+            if n % 17 == 0 { acc = try #require(MerkleAccumulator(encoded: acc.encoded)) }
+        }
+        #expect(acc.count == 130)
+        #expect(MerkleAccumulator(encoded: [1, 2, 3]) == nil)
+    }
+
     @Test func manifestHashesEachChunk() throws {
         let data = SampleData.float32Field(bytes: 300_000)
         let file = try TemporaryFile(data)

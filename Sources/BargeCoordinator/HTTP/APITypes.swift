@@ -51,6 +51,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var checksum: Bool
     /// While it runs: each lane's RTT, queueing delay, window and send rate.
     public var lanes: [LaneStatus] = []
+    /// Its latest verification, in `GET /v1/jobs/{id}` only.
+    public var verification: VerifyProgress?
 
     public struct CodecMix: Codable, Hashable, Sendable {
         public var codec: String
@@ -65,7 +67,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum
+        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification
         case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
@@ -133,6 +135,33 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(cc, forKey: .cc)
         try c.encode(checksum, forKey: .checksum)
         try c.encode(lanes, forKey: .lanes)
+        try c.encodeIfPresent(verification, forKey: .verification)
+    }
+}
+
+/// A verification's progress, as `status` shows it.
+public struct VerifyProgress: Codable, Hashable, Sendable {
+    public var state: String
+    public var repair: Bool
+    public var chunksChecked: Int
+    public var chunksTotal: Int
+    public var mismatches: Int
+    public var repaired: Int
+    public var remaining: Int
+
+    enum CodingKeys: String, CodingKey {
+        case state, repair, mismatches, repaired, remaining
+        case chunksChecked = "chunks_checked", chunksTotal = "chunks_total"
+    }
+
+    public init(_ v: VerifyOutcome) {
+        state = v.state
+        repair = v.repair
+        chunksChecked = v.chunksChecked
+        chunksTotal = v.chunksTotal
+        mismatches = v.mismatchCount
+        repaired = v.repaired
+        remaining = v.remainingCount
     }
 }
 

@@ -48,7 +48,9 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
     router.get("/v1/jobs/{id}") { _, context -> JobStatus in
         let id = try context.parameters.require("id")
         guard let job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
-        return JobStatus(job, lanes: await scheduler.lanes(of: id))
+        var status = JobStatus(job, lanes: await scheduler.lanes(of: id))
+        status.verification = try await httpErrors { try await scheduler.verification(id) }.map(VerifyProgress.init)
+        return status
     }
     router.post("/v1/jobs/{id}/limit") { request, context -> JobStatus in
         let id = try context.parameters.require("id")
@@ -68,10 +70,17 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         let id = try context.parameters.require("id")
         return JobStatus(try await httpErrors { try await scheduler.resume(id) })
     }
-    router.post("/v1/jobs/{id}/verify") { request, context -> VerifyOutcome in
+    router.post("/v1/jobs/{id}/verify") { request, context -> EditedResponse<VerifyOutcome> in
         let id = try context.parameters.require("id")
         let repair = request.uri.queryParameters["repair"].map { $0 == "true" || $0 == "1" } ?? false
-        return try await httpErrors { try await scheduler.verify(id, repair: repair) }
+        return EditedResponse(status: .accepted, response: try await httpErrors { try await scheduler.startVerify(id, repair: repair) })
+    }
+    router.get("/v1/jobs/{id}/verify") { _, context -> VerifyOutcome in
+        let id = try context.parameters.require("id")
+        guard let outcome = try await httpErrors({ try await scheduler.verification(id) }) else {
+            throw HTTPError(.notFound, message: "job \(id) has not been verified")
+        }
+        return outcome
     }
     router.get("/metrics") { _, _ -> Response in
         let text = await scheduler.metrics.render()

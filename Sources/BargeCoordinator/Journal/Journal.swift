@@ -141,6 +141,27 @@ public final class Journal: Sendable {
             // `submit --checksum`: compare content, not size and mtime.
             try db.alter(table: "jobs") { t in t.add(column: "checksum", .boolean).notNull().defaults(to: false) }
         }
+        m.registerMigration("v7: verifications") { db in
+            try db.create(table: "verifications") { t in
+                t.primaryKey("jobId", .text)
+                t.column("state", .text).notNull()
+                t.column("repair", .boolean).notNull()
+                t.column("cursor", .integer).notNull()
+                t.column("filesChecked", .integer).notNull()
+                t.column("chunksChecked", .integer).notNull()
+                t.column("chunksTotal", .integer).notNull()
+                t.column("bytesChecked", .integer).notNull()
+                t.column("mismatchCount", .integer).notNull()
+                t.column("mismatches", .text).notNull()
+                t.column("repaired", .integer).notNull()
+                t.column("remainingCount", .integer).notNull()
+                t.column("remaining", .text).notNull()
+                t.column("merkle", .blob).notNull()
+                t.column("error", .text)
+                t.column("startedAt", .double).notNull()
+                t.column("finishedAt", .double)
+            }
+        }
         return m
     }
 
@@ -191,6 +212,7 @@ public final class Journal: Sendable {
             for id in ids {
                 try db.execute(sql: "DELETE FROM units WHERE jobId = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM chunks WHERE jobId = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM verifications WHERE jobId = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
             }
             return ids
@@ -276,6 +298,33 @@ public final class Journal: Sendable {
         try pool.read { db in
             try ChunkRecordRow.filter(Column("jobId") == id).order(Column("path"), Column("offset")).fetchAll(db)
         }
+    }
+
+    /// Done units of a job from unit `from` on, in id order: a page of a verification.
+    public func doneUnits(job id: String, from: Int64, limit: Int) throws -> [UnitRecord] {
+        try pool.read { db in
+            try UnitRecord.fetchAll(db.cachedStatement(sql: "SELECT * FROM units WHERE jobId = ? AND state = 'done' AND unitId >= ? ORDER BY unitId LIMIT ?"),
+                                    arguments: [id, from, limit])
+        }
+    }
+
+    /// Chunk rows of journals before v5 (which kept one per chunk), for these paths.
+    public func chunks(job id: String, paths: [String]) throws -> [ChunkRecordRow] {
+        try pool.read { db in
+            try ChunkRecordRow.filter(Column("jobId") == id && paths.contains(Column("path"))).order(Column("path"), Column("offset")).fetchAll(db)
+        }
+    }
+
+    public func verification(_ job: String) throws -> VerificationRecord? {
+        try pool.read { db in try VerificationRecord.fetchOne(db, key: job) }
+    }
+
+    public func verifications(in state: VerificationRecord.State) throws -> [VerificationRecord] {
+        try pool.read { db in try VerificationRecord.filter(Column("state") == state.rawValue).fetchAll(db) }
+    }
+
+    public func save(_ verification: VerificationRecord) throws {
+        try pool.write { db in try verification.save(db) }
     }
 
     public func units(job id: String, state: UnitState? = nil) throws -> [UnitRecord] {

@@ -199,3 +199,46 @@ extension CodecUsage {
         return byName.values.sorted { $0.codec < $1.codec }
     }
 }
+
+/// A job's verification (`barge verify`), journaled page by page so that it survives a restart:
+/// the next unit to check, what was found so far, and the Merkle state over the chunk ids read.
+public struct VerificationRecord: Codable, Hashable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "verifications"
+    public static let listed = 1000
+
+    public enum State: String, Codable, Sendable {
+        case running, succeeded, failed
+    }
+
+    public var jobId: String
+    public var state: State
+    public var repair: Bool
+    /// Units before this id have been checked.
+    public var cursor: Int64 = 0
+    public var filesChecked: Int64 = 0
+    public var chunksChecked: Int64 = 0
+    /// The job's chunks, to check in all.
+    public var chunksTotal: Int64
+    public var bytesChecked: Int64 = 0
+    /// Mismatches found by the first pass, and the first `listed` of them.
+    public var mismatchCount: Int64 = 0
+    public var mismatches: [VerifyOutcome.Mismatch] = []
+    /// Chunks (or whole files) sent again.
+    public var repaired: Int64 = 0
+    /// Mismatches still there after their repair, and the first `listed` of them.
+    public var remainingCount: Int64 = 0
+    public var remaining: [VerifyOutcome.Mismatch] = []
+    /// `MerkleAccumulator.encoded` over the chunk ids so far.
+    public var merkle: Data = Data()
+    public var error: String?
+    public var startedAt: Double
+    public var finishedAt: Double?
+
+    public init(jobId: String, repair: Bool, chunksTotal: Int64, startedAt: Double) {
+        self.jobId = jobId
+        self.state = .running
+        self.repair = repair
+        self.chunksTotal = chunksTotal
+        self.startedAt = startedAt
+    }
+}

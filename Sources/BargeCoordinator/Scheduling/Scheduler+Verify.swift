@@ -3,31 +3,179 @@ import BargeDigest
 import BargeWire
 import Foundation
 
+/// `barge verify`: a background operation over a succeeded job, one page of units at a time.
+///
+/// Each page's done units are read from the journal with their manifests; each destination agent
+/// (the one that received the unit, or any up agent of the site, which shares the root) is sent
+/// one `verify request` for the page's files it holds and re-hashes them. With `repair`, the
+/// chunks that differ (whole files when missing or resized) are sent again from the source and
+/// the page is checked a second time. After each page the journal gets the cursor, the counts
+/// and the Merkle state, so a verification survives a coordinator restart and resumes where it
+/// was. Memory is one page; no request holds more than a page's chunks.
 extension Scheduler {
-    /// Verifies a succeeded job: each destination agent re-hashes the files it finished against the
-    /// journal's chunk manifest. With `repair`, every mismatching chunk is sent again from the
-    /// source (written in place, verified), a missing or resized file is sent again whole, and a
-    /// second pass checks the result.
-    public func verify(_ id: String, repair: Bool, timeout: Duration = .seconds(600)) async throws -> VerifyOutcome {
+    /// Units per page: at most 128 × 1,024 chunks of 48 bytes in a request, far below the frame limit.
+    static let verifyPage = 128
+    /// How long a page waits for an agent of the destination site to be up before the
+    /// verification fails.
+    static let verifyAgentWait: Duration = .seconds(60)
+
+    /// Starts verifying a succeeded job (or returns the verification running). A failed one
+    /// resumes where it stopped; an ended one starts again.
+    public func startVerify(_ id: String, repair: Bool) throws -> VerifyOutcome {
         guard let job = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
         guard job.state == .succeeded else { throw SchedulerError.notVerifiable(id, job.state) }
-        let manifest = Manifest(job: job, units: try journal.units(job: id), chunks: try journal.chunks(job: id))
-        var outcome = VerifyOutcome(id: id, filesChecked: manifest.fileCount, chunksChecked: manifest.chunkCount, bytesChecked: 0,
-                                    mismatches: [], repaired: 0, remaining: [], ok: false, merkleRoot: manifest.merkleRoot)
-        var found = try await check(manifest, timeout: timeout)
-        outcome.bytesChecked = found.bytes
-        outcome.mismatches = found.mismatches.map(\.report)
-        if repair && !found.mismatches.isEmpty {
-            outcome.repaired = try await self.repair(found.mismatches, job: job, timeout: timeout)
-            try journal.addRefetched(id, outcome.repaired)
-            found = try await check(manifest, timeout: timeout)
-            outcome.remaining = found.mismatches.map(\.report)
-            outcome.ok = found.mismatches.isEmpty
-        } else {
-            outcome.ok = found.mismatches.isEmpty
+        if let running = try journal.verification(id), running.state == .running || (running.state == .failed && running.repair == repair) {
+            var v = running
+            if v.state == .failed {
+                v.state = .running
+                v.error = nil
+                v.finishedAt = nil
+                try journal.save(v)
+            }
+            launchVerification(id)
+            return VerifyOutcome(v)
         }
-        logger.notice("job \(id) verified: \(outcome.mismatches.count) mismatches, \(outcome.repaired) repaired, \(outcome.remaining.count) remaining")
+        let v = VerificationRecord(jobId: id, repair: repair, chunksTotal: job.chunksDone, startedAt: now())
+        try journal.save(v)
+        logger.notice("job \(id): verifying \(job.chunksDone) chunks\(repair ? ", repairing what differs" : "")")
+        launchVerification(id)
+        return VerifyOutcome(v)
+    }
+
+    /// The job's latest verification, running or ended.
+    public func verification(_ id: String) throws -> VerifyOutcome? {
+        guard try journal.job(id) != nil else { throw SchedulerError.unknownJob(id) }
+        return try journal.verification(id).map(VerifyOutcome.init)
+    }
+
+    /// Verifies and waits for the end (tests and tools; the API starts it and returns).
+    public func verify(_ id: String, repair: Bool) async throws -> VerifyOutcome {
+        var outcome = try startVerify(id, repair: repair)
+        while outcome.state == VerificationRecord.State.running.rawValue {
+            try await Task.sleep(for: .milliseconds(50))
+            outcome = try verification(id) ?? outcome
+        }
         return outcome
+    }
+
+    /// Verifications that were running when the coordinator stopped go on.
+    func resumeVerifications() {
+        for v in (try? journal.verifications(in: .running)) ?? [] {
+            logger.notice("job \(v.jobId): verification resumes at unit \(v.cursor) (\(v.chunksChecked) of \(v.chunksTotal) chunks checked)")
+            launchVerification(v.jobId)
+        }
+    }
+
+    private func launchVerification(_ id: String) {
+        guard !verifying.contains(id) else { return }
+        verifying.insert(id)
+        Task { await self.runVerification(id) }
+    }
+
+    private func runVerification(_ id: String) async {
+        defer { verifying.remove(id) }
+        guard var v = try? journal.verification(id), v.state == .running, let job = try? journal.job(id) else { return }
+        var merkle = MerkleAccumulator(encoded: [UInt8](v.merkle)) ?? MerkleAccumulator()
+        var wholeFiles: Set<String> = []
+        do {
+            while true {
+                let units = try journal.doneUnits(job: id, from: v.cursor, limit: Self.verifyPage)
+                guard let last = units.last else { break }
+                let page = try await verifyPage(units, job: job)
+                for c in page.ids { merkle.add(c) }
+                var found = try await check(page.requests)
+                // A missing or resized file is one mismatch, whichever of its units found it.
+                found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert($0.file.entry.path).inserted }
+                v.filesChecked += Int64(page.files)
+                v.chunksChecked += Int64(page.ids.count)
+                v.bytesChecked += Int64(found.bytes)
+                v.mismatchCount += Int64(found.mismatches.count)
+                v.mismatches += found.mismatches.prefix(VerificationRecord.listed - v.mismatches.count).map(\.report)
+                if v.repair && !found.mismatches.isEmpty {
+                    let repaired = try await repair(found.mismatches, job: job)
+                    v.repaired += Int64(repaired)
+                    try journal.addRefetched(id, repaired)
+                    let again = try await check(page.requests).mismatches
+                    v.remainingCount += Int64(again.count)
+                    v.remaining += again.prefix(VerificationRecord.listed - v.remaining.count).map(\.report)
+                }
+                v.cursor = last.unitId + 1
+                v.merkle = Data(merkle.encoded)
+                try journal.save(v)
+            }
+            v.state = .succeeded
+        } catch {
+            v.state = .failed
+            v.error = "\(error)"
+            logger.error("job \(id): verification stopped at unit \(v.cursor): \(error)")
+        }
+        v.finishedAt = now()
+        v.merkle = Data(merkle.encoded)
+        try? journal.save(v)
+        if v.state == .succeeded {
+            logger.notice("job \(id) verified: \(v.chunksChecked) chunks, \(v.mismatchCount) mismatches, \(v.repaired) repaired, \(v.remainingCount) remaining")
+        }
+    }
+
+    /// One agent's share of a page: the files it checks and their chunks.
+    struct VerifyBatch {
+        var files: [TaskFile] = []
+        var chunks: [ChunkReport] = []
+    }
+
+    struct VerifyPage {
+        var requests: [String: VerifyBatch] = [:]
+        /// Chunk ids in journal order, for the Merkle root.
+        var ids: [ChunkID] = []
+        /// Files finished by these units.
+        var files = 0
+    }
+
+    /// Sorts a page's units by the agent that checks them.
+    private func verifyPage(_ units: [UnitRecord], job: JobRecord) async throws -> VerifyPage {
+        var page = VerifyPage()
+        // Journals before v5 kept a row per chunk instead of a manifest per unit.
+        let legacyPaths = units.filter { $0.manifest == nil }.flatMap { $0.files.map(\.entry.path) }
+        let legacy = legacyPaths.isEmpty ? [:] : Dictionary(grouping: try journal.chunks(job: job.id, paths: legacyPaths), by: \.path)
+        for u in units {
+            let files = u.files.enumerated().filter { $0.element.entry.kind == .file }
+            guard !files.isEmpty else { continue }
+            let agent = try await checker(for: u, site: job.destinationSite)
+            var batch = page.requests[agent] ?? VerifyBatch()
+            let manifest = UnitManifest.decode(u.manifest ?? Data())
+            for (i, f) in files {
+                let index = UInt32(batch.files.count)
+                batch.files.append(f)
+                if f.finish { page.files += 1 }
+                if u.manifest != nil {
+                    for c in manifest where Int(c.file) == i {
+                        batch.chunks.append(ChunkReport(file: index, offset: c.offset, length: c.length, id: c.id))
+                        if let id = SHA256Digest(bytes: c.id) { page.ids.append(id) }
+                    }
+                } else {
+                    for row in legacy[f.entry.path] ?? [] where f.finish || (UInt64(row.offset) >= f.offset && UInt64(row.offset) < f.offset + f.length) {
+                        batch.chunks.append(ChunkReport(file: index, offset: UInt64(row.offset), length: UInt32(row.length), id: [UInt8](row.id)))
+                        if let id = SHA256Digest(bytes: [UInt8](row.id)) { page.ids.append(id) }
+                    }
+                }
+            }
+            page.requests[agent] = batch
+        }
+        return page
+    }
+
+    /// The agent that received the unit if it is up, else the least loaded of the site (which
+    /// shares its root); waits a while for one to come up.
+    private func checker(for unit: UnitRecord, site: String) async throws -> String {
+        let deadline = ContinuousClock.now + Self.verifyAgentWait
+        while true {
+            if let agent = unit.destinationAgent, links[agent] != nil { return agent }
+            if let agent = policy.leastLoaded(at: site), links[agent] != nil { return agent }
+            guard ContinuousClock.now < deadline else {
+                throw SchedulerError.agentUnavailable("no agent of site '\(site)' is up to check the files")
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
     }
 
     struct Found {
@@ -44,26 +192,19 @@ extension Scheduler {
         var mismatches: [Mismatch] = []
     }
 
-    private func check(_ manifest: Manifest, timeout: Duration) async throws -> Found {
+    private func check(_ requests: [String: VerifyBatch], timeout: Duration = .seconds(600)) async throws -> Found {
         var found = Found()
-        for (agent, files) in manifest.filesByAgent {
-            guard let link = links[agent] else {
-                throw SchedulerError.agentUnavailable("agent '\(agent)' holds \(files.count) files of this job and is not connected")
-            }
+        for (agent, batch) in requests.sorted(by: { $0.key < $1.key }) {
+            guard let link = links[agent] else { throw SchedulerError.agentUnavailable("agent '\(agent)' went down during the verification") }
             let request = nextRequest
             nextRequest += 1
-            var chunks: [ChunkReport] = []
-            for (i, f) in files.enumerated() {
-                for c in manifest.chunks[f.entry.path] ?? [] {
-                    chunks.append(ChunkReport(file: UInt32(i), offset: UInt64(c.offset), length: UInt32(c.length), id: [UInt8](c.id)))
-                }
-            }
-            let message = Message.verifyRequest(VerifyRequest(request: request, files: files.map { .init(path: $0.entry.path, size: $0.entry.size) }, chunks: chunks))
+            let message = Message.verifyRequest(VerifyRequest(request: request, files: batch.files.map { .init(path: $0.entry.path, size: $0.entry.size) },
+                                                              chunks: batch.chunks))
             let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
             guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
             found.bytes += reply.bytesChecked
-            for m in reply.mismatches where Int(m.file) < files.count {
-                found.mismatches.append(.init(agent: agent, file: files[Int(m.file)], offset: m.offset, length: m.length, reason: m.reason))
+            for m in reply.mismatches where Int(m.file) < batch.files.count {
+                found.mismatches.append(.init(agent: agent, file: batch.files[Int(m.file)], offset: m.offset, length: m.length, reason: m.reason))
             }
         }
         return found
@@ -87,9 +228,9 @@ extension Scheduler {
 
     /// Sends the mismatching ranges again, one repair unit per destination agent; returns how many
     /// chunks (or whole files) were sent.
-    private func repair(_ mismatches: [Found.Mismatch], job: JobRecord, timeout: Duration) async throws -> Int {
+    private func repair(_ mismatches: [Found.Mismatch], job: JobRecord) async throws -> Int {
         var count = 0
-        for (agent, list) in Dictionary(grouping: mismatches, by: \.agent) {
+        for (agent, list) in Dictionary(grouping: mismatches, by: \.agent).sorted(by: { $0.key < $1.key }) {
             var files: [TaskFile] = []
             for m in list {
                 if m.wholeFile {
@@ -119,42 +260,3 @@ extension Scheduler {
         return count
     }
 }
-
-/// The journal's record of a job's finished files, by the agent that finished them, with each
-/// file's chunks.
-struct Manifest {
-    var filesByAgent: [String: [TaskFile]] = [:]
-    var chunks: [String: [ChunkRecordRow]] = [:]
-    var fileCount = 0
-    var chunkCount = 0
-
-    /// `rows`: chunk rows of journals before v5, which kept a row per chunk.
-    init(job: JobRecord, units: [UnitRecord], chunks rows: [ChunkRecordRow]) {
-        // A done unit keeps its lane: its destination agent finished its files.
-        for u in units where u.state == .done {
-            for f in u.files where f.finish && f.entry.kind == .file {
-                guard let agent = u.destinationAgent else { continue }
-                filesByAgent[agent, default: []].append(f)
-                fileCount += 1
-            }
-            for c in UnitManifest.decode(u.manifest ?? Data()) where Int(c.file) < u.files.count {
-                let path = u.files[Int(c.file)].entry.path
-                chunks[path, default: []].append(ChunkRecordRow(jobId: u.jobId, path: path, offset: Int64(c.offset), length: Int64(c.length), id: Data(c.id)))
-                chunkCount += 1
-            }
-        }
-        for row in rows { chunks[row.path, default: []].append(row) }
-        chunkCount += rows.count
-        for path in chunks.keys { chunks[path]!.sort { $0.offset < $1.offset } }
-    }
-
-    /// Hex of the job's root over its files' roots (path order), each over its chunk ids (offset
-    /// order; the journal returns them sorted so).
-    var merkleRoot: String {
-        let files = chunks.keys.sorted().map { path in
-            MerkleTree.root(chunks[path]!.compactMap { SHA256Digest(bytes: [UInt8]($0.id)) })
-        }
-        return MerkleTree.root(files).description
-    }
-}
-

@@ -62,6 +62,8 @@ public actor Scheduler {
     /// The `job settings` each source agent was last sent, per job.
     var sentSettings: [String: [String: JobSettings]] = [:]
     var replies: [UInt64: (agent: String, continuation: CheckedContinuation<VerifyReply, Error>)] = [:]
+    /// Jobs whose verification runs now.
+    var verifying: Set<String> = []
     /// Quick checks waiting for their destination agent.
     var compares: [UInt64: (agent: String, continuation: CheckedContinuation<[Bool]?, Never>)] = [:]
     var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
@@ -259,6 +261,7 @@ public actor Scheduler {
         }
         startQueuedJobs()
         schedule()
+        resumeVerifications()
     }
 
     /// The policy's view of a job, in one line.

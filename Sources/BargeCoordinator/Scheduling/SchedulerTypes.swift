@@ -1,3 +1,4 @@
+import BargeChunk
 import BargeWire
 
 /// What `POST /v1/jobs` asks for.
@@ -66,7 +67,8 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The result of `verify`: what was checked, what did not match, and what was repaired.
+/// A verification (`barge verify`), running or ended: what was checked, what did not match,
+/// and what was repaired.
 public struct VerifyOutcome: Codable, Hashable, Sendable {
     public struct Mismatch: Codable, Hashable, Sendable {
         public var path: String
@@ -76,23 +78,49 @@ public struct VerifyOutcome: Codable, Hashable, Sendable {
     }
 
     public var id: String
+    /// `running`, `succeeded` (every chunk was checked) or `failed` (see `error`).
+    public var state: String
+    public var repair: Bool
     public var filesChecked: Int
     public var chunksChecked: Int
+    public var chunksTotal: Int
     public var bytesChecked: UInt64
-    /// What the first pass found.
+    /// What the first pass found (the first 1,000; `mismatch_count` has them all).
     public var mismatches: [Mismatch]
+    public var mismatchCount: Int
     /// Chunks (or whole files) sent again by `--repair`.
     public var repaired: Int
-    /// What a second pass, after repair, still found (empty when repaired or not repairing).
+    /// What a second pass over the repaired ones still found (the first 1,000).
     public var remaining: [Mismatch]
+    public var remainingCount: Int
+    /// Ended and found everything right (or repaired it).
     public var ok: Bool
-    /// The job's Merkle root (hex) over its files' roots in path order, each over the file's chunk
-    /// ids in offset order, from the journal's manifest: a fingerprint of the whole dataset.
+    /// The Merkle root (hex) over the job's chunk ids in the journal's order (unit by unit, each
+    /// unit's in its manifest's order), so far: a fingerprint of the job's manifest.
     public var merkleRoot: String
+    public var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, mismatches, repaired, remaining, ok
-        case merkleRoot = "merkle_root"
-        case filesChecked = "files_checked", chunksChecked = "chunks_checked", bytesChecked = "bytes_checked"
+        case id, state, repair, mismatches, repaired, remaining, ok, error
+        case merkleRoot = "merkle_root", mismatchCount = "mismatch_count", remainingCount = "remaining_count"
+        case filesChecked = "files_checked", chunksChecked = "chunks_checked", chunksTotal = "chunks_total", bytesChecked = "bytes_checked"
+    }
+
+    public init(_ v: VerificationRecord) {
+        id = v.jobId
+        state = v.state.rawValue
+        repair = v.repair
+        filesChecked = Int(v.filesChecked)
+        chunksChecked = Int(v.chunksChecked)
+        chunksTotal = Int(v.chunksTotal)
+        bytesChecked = UInt64(v.bytesChecked)
+        mismatches = v.mismatches
+        mismatchCount = Int(v.mismatchCount)
+        repaired = Int(v.repaired)
+        remaining = v.remaining
+        remainingCount = Int(v.remainingCount)
+        ok = v.state == .succeeded && (v.repair ? v.remainingCount == 0 : v.mismatchCount == 0)
+        merkleRoot = (MerkleAccumulator(encoded: [UInt8](v.merkle)) ?? MerkleAccumulator()).root.description
+        error = v.error
     }
 }
