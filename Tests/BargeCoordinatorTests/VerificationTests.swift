@@ -1,0 +1,77 @@
+import BargeChunk
+import BargeCoordinator
+import BargeDigest
+import BargeWire
+import Foundation
+import Testing
+
+/// `verify` as a background, paged operation whose progress is journaled: a coordinator that dies
+/// in the middle resumes at the page it was on.
+struct VerificationTests {
+    static func id(_ unit: UInt64) -> [UInt8] { SHA256.hash(Array("chunk \(unit)".utf8)).bytes }
+
+    @Test func aVerificationGoesPageByPageAndResumesAfterARestart() async throws {
+        let f = try SchedulerTests.Fixture()
+        var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
+        _ = await f.agent("b1", site: "b", version: WireVersion.assignments)  // no quick check: nothing answers it here
+        let files = 300  // 40 MiB each: a unit each, so three pages of 128 units
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-v")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            + (0..<files).map { FileEntry(path: String(format: "f%03d", $0), kind: .file, size: 40 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        var ids: [UInt64: [UInt8]] = [:]
+        while try await f.scheduler.status("j-v")?.state.isTerminal == false, let m = await a1.next() {
+            guard case .taskAssign(let t) = m else { continue }
+            let chunks = t.files.first?.entry.kind == .file ? [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(t.unit))] : []
+            if !chunks.isEmpty { ids[t.unit] = Self.id(t.unit) }
+            await f.scheduler.received(.taskDone(TaskDone(job: "j-v", unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
+                                                          chunks: chunks, assignment: t.assignment)), from: "a1")
+            await f.scheduler.flush()
+        }
+        #expect(try await f.scheduler.status("j-v")?.state == .succeeded)
+
+        // b1 answers the first page, then the coordinator dies while it waits for the second.
+        let (bStream, bSink) = AsyncStream.makeStream(of: Message.self)
+        _ = await f.scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: bSink, version: WireVersion.acks)
+        var b1 = bStream.makeAsyncIterator()
+        let started = try await f.scheduler.startVerify("j-v", repair: false)
+        #expect(started.state == "running" && started.chunksTotal == files)
+        guard case .verifyRequest(let first) = await Self.nextVerify(&b1) else { Issue.record("no verify request"); return }
+        #expect(first.files.count == 128 && first.chunks.count == 128)
+        await f.scheduler.received(.verifyReply(VerifyReply(request: first.request, bytesChecked: 128 << 20, mismatches: [])), from: "b1")
+        guard case .verifyRequest = await Self.nextVerify(&b1) else { Issue.record("no second page"); return }
+        let midway = try #require(try await f.scheduler.verification("j-v"))
+        #expect(midway.state == "running" && midway.chunksChecked == 128)
+
+        // The restarted coordinator, on the same journal, goes on from the second page.
+        let restarted = Scheduler(journal: try Journal(path: f.dir.appendingPathComponent(Journal.fileName).path), now: { [clock = f.clock] in clock.now })
+        let (b2Stream, b2Sink) = AsyncStream.makeStream(of: Message.self)
+        _ = await restarted.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: b2Sink, version: WireVersion.acks)
+        try await restarted.recoverAfterRestart()
+        var again = b2Stream.makeAsyncIterator()
+        var checked = 128
+        while checked < files {
+            guard case .verifyRequest(let r) = await Self.nextVerify(&again) else { Issue.record("no page after the restart"); return }
+            #expect(r.chunks.allSatisfy { !first.chunks.map(\.id).contains($0.id) }, "a page checked twice")
+            checked += r.chunks.count
+            await restarted.received(.verifyReply(VerifyReply(request: r.request, bytesChecked: UInt64(r.chunks.count) << 20, mismatches: [])), from: "b1")
+        }
+        var outcome = try #require(try await restarted.verification("j-v"))
+        for _ in 0..<100 where outcome.state == "running" {
+            try await Task.sleep(for: .milliseconds(20))
+            outcome = try #require(try await restarted.verification("j-v"))
+        }
+        #expect(outcome.state == "succeeded" && outcome.ok)
+        #expect(outcome.chunksChecked == files && outcome.filesChecked == files && outcome.bytesChecked == UInt64(files) << 20)
+        // The Merkle root is the whole manifest's, in unit order, though it was computed in two runs.
+        let all = ids.keys.sorted().compactMap { SHA256Digest(bytes: ids[$0]!) }
+        #expect(outcome.merkleRoot == MerkleTree.root(all).description)
+    }
+
+    static func nextVerify(_ agent: inout AsyncStream<Message>.AsyncIterator) async -> Message? {
+        var m = await agent.next()
+        while let x = m, x.type != .verifyRequest { m = await agent.next() }
+        return m
+    }
+}
