@@ -28,6 +28,59 @@ struct ResilienceProcessTests {
         return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
     }
 
+    /// A source agent killed with SIGKILL in the middle of its scan, then started again: the scan
+    /// starts again from the last path planned, nothing is planned twice, and the tree arrives
+    /// identical. Most of the 30,000 files are already at the destination (the quick check skips
+    /// them), so the test spends its time scanning rather than sending.
+    @Test func aSourceAgentKilledMidScanComesBackAndTheTreeArrivesIdentical() async throws {
+        let fm = FileManager.default
+        let files = 30_000
+        for d in 0..<60 {
+            let dir = source.appendingPathComponent(String(format: "d%02d", d))
+            try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+            for i in 0..<(files / 60) {
+                fm.createFile(atPath: dir.appendingPathComponent(String(format: "f%04d", i)).path, contents: i % 250 == 7 ? Data("changed \(d) \(i)\n".utf8) : nil)
+            }
+        }
+        // The destination holds the same tree, but for the files written above (one in 250).
+        let copy = Process()
+        copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+        copy.arguments = ["-a", source.path, destination.path]
+        try copy.run()
+        copy.waitUntilExit()
+        for d in 0..<60 {
+            for i in stride(from: 7, to: files / 60, by: 250) {
+                try Data().write(to: destination.appendingPathComponent(String(format: "d%02d/f%04d", d, i)))
+            }
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"])
+        var a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, b1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let job = try cluster.cli(["submit", "a:ds", "b:copy"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func seen() -> Int {
+            guard let data = try? Data(contentsOf: URL(string: http + "/v1/jobs/" + job)!),
+                  let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return 0 }
+            return (s["files_total"] as? Int ?? 0) + (s["skipped_files"] as? Int ?? 0)
+        }
+        #expect(try await cluster.eventually(60) { seen() > 2000 }, "\(coordinator.output)")
+        let atKill = seen()
+        a1.kill(SIGKILL)
+        a1.process.waitUntilExit()
+        print("scan killed after \(atKill) of \(files) files")
+        #expect(atKill < files, "the scan ended before the kill; the test proves nothing")
+        a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, log: "a1-again.log")
+        defer { withExtendedLifetime(a1) {} }
+        #expect(try await cluster.eventually(120) { ["succeeded", "failed", "cancelled"].contains(try status(job, http)["state"] as? String ?? "") })
+        let s = try status(job, http)
+        #expect(s["state"] as? String == "succeeded", "\(s)\n\(coordinator.output)")
+        // Every file counted once: planned (the changed ones) or skipped (the rest).
+        #expect(s["files_total"] as? Int == files / 250 && s["skipped_files"] as? Int == files - files / 250, "\(s)")
+        #expect(coordinator.output.contains("scanning again after"), "\(coordinator.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+    }
+
     @Test func aCoordinatorKilledMidTransferIsRestartedAndTheJobFinishes() async throws {
         try makeSlowDataset()
         let agentPort = try TestCluster.freePort(), httpPort = try TestCluster.freePort()

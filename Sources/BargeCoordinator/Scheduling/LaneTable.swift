@@ -67,6 +67,14 @@ struct LaneTable: Sendable {
         return nil
     }
 
+    /// An agent of `site` that is up and not draining, full or not (for scans, quick checks and
+    /// verifications, which are not units): the least loaded if one has room, else the first by
+    /// name (a walk over the agents, only when every one of the site is full).
+    mutating func any(at site: String) -> String? {
+        if let name = least(at: site) { return name }
+        return agents.filter { $0.value.site == site && $0.value.up && !$0.value.draining }.keys.min()
+    }
+
     mutating func charge(_ name: String) {
         agents[name]?.load += 1
         offer(name)

@@ -41,7 +41,7 @@ extension Scheduler {
 
     /// A destination agent that answers compare requests, least loaded first.
     private func comparer(at site: String) -> String? {
-        if let a = policy.leastLoaded(at: site), let link = links[a], link.version >= WireVersion.acks { return a }
+        if let a = policy.anyAgent(at: site), let link = links[a], link.version >= WireVersion.acks { return a }
         return links.values.first { $0.agent.site == site && $0.version >= WireVersion.acks }?.agent.name
     }
 

@@ -170,7 +170,7 @@ extension Scheduler {
         let deadline = ContinuousClock.now + Self.verifyAgentWait
         while true {
             if let agent = unit.destinationAgent, links[agent] != nil { return agent }
-            if let agent = policy.leastLoaded(at: site), links[agent] != nil { return agent }
+            if let agent = policy.anyAgent(at: site), links[agent] != nil { return agent }
             guard ContinuousClock.now < deadline else {
                 throw SchedulerError.agentUnavailable("no agent of site '\(site)' is up to check the files")
             }
@@ -240,7 +240,7 @@ extension Scheduler {
                 }
             }
             guard let destination = links[agent] else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
-            guard let sourceName = policy.leastLoaded(at: job.sourceSite), let source = links[sourceName] else {
+            guard let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] else {
                 throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
             }
             let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)

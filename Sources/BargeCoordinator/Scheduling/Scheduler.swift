@@ -110,6 +110,17 @@ public actor Scheduler {
         // An agent that registers again (restarted after an upgrade) takes work again.
         policy.agentUp(agent.name, site: agent.site, bound: Int(max(1, agent.maxInFlight)))
         knownSites.insert(agent.site)
+        // A scan it was running is asked again from its mark: an agent that registers again may
+        // have restarted and lost it (pages of the old request are then ignored).
+        for (request, scan) in scans where scan.agent == agent.name {
+            scans.removeValue(forKey: request)
+            restartScan(scan.job)
+        }
+        // Scans that waited for an agent of this site.
+        for job in scansWaiting {
+            scansWaiting.remove(job)
+            restartScan(job)
+        }
         startQueuedJobs()
         schedule()
         return id
@@ -573,8 +584,9 @@ public actor Scheduler {
     }
 
     private func startScan(_ job: JobRecord, from mark: String? = nil) {
-        guard let agent = policy.leastLoaded(at: job.sourceSite), let link = links[agent] else {
+        guard let agent = policy.anyAgent(at: job.sourceSite), let link = links[agent] else {
             logger.notice("job \(job.id) waits for an agent of site '\(job.sourceSite)' to scan its source")
+            if job.state == .running { scansWaiting.insert(job.id) }
             return
         }
         let request = nextRequest
@@ -607,6 +619,9 @@ public actor Scheduler {
         guard !policy.hasAgents(at: site) else { return }
         throw knownSites.contains(site) ? SchedulerError.noAgentsUp(site) : SchedulerError.unknownSite(site, known: knownSites.sorted())
     }
+
+    /// Running jobs whose scan stopped and waits for an agent of their source site.
+    var scansWaiting: Set<String> = []
 
     /// Sites seen since start, up or not, for error messages.
     private var knownSites: Set<String> = []

@@ -166,6 +166,8 @@ public struct SchedulingPolicy: Sendable {
     public func load(of name: String) -> Int { lanes.load(of: name) }
     /// The least-loaded agent of a site that takes work, without charging it.
     public mutating func leastLoaded(at site: String) -> String? { lanes.least(at: site) }
+    /// An agent of the site that is up and not draining, even if it has no room for units.
+    public mutating func anyAgent(at site: String) -> String? { lanes.any(at: site) }
 
     /// An agent went down: the units it held are ready again at once (the work is not the unit's
     /// fault), and files pinned to it may go elsewhere. Returns those units with their sources.
