@@ -29,8 +29,7 @@ repo=$PWD
 
 if [[ $(id -u) -ne 0 ]]; then echo "bench-link: needs root for network namespaces; skipped" >&2; exit 77; fi
 ./cluster/install-deps.sh
-swift build -c release --product barge >&2
-barge=$repo/.build/release/barge
+if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else swift build -c release --product barge >&2; barge=$repo/.build/release/barge; fi
 tb=$repo/cluster/wan-testbed.sh
 P=${BARGE_NETNS_PREFIX:-bwan}
 work=${WORK_DIR:-/tmp/barge-bench-link}

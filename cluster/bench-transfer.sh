@@ -27,8 +27,7 @@ cleanup() {
 trap cleanup EXIT
 
 ./cluster/install-deps.sh
-swift build -c release --product barge >&2
-barge=$PWD/.build/release/barge
+if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else swift build -c release --product barge >&2; barge=$PWD/.build/release/barge; fi
 
 # A port that is free now; the listeners bind it a moment later.
 free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Many files, side by side with an rsync daemon on loopback, in one run:
+#
+# 1. small files: SMALL files of 1-32 KiB (random bytes), sent RUNS times into fresh
+#    directories on one coordinator (does the tenth job take as long as the first?), each run
+#    followed by the same copy with rsync -a to an rsync daemon;
+# 2. unchanged re-sync: RESYNC empty files in directories of 1,000, already at the destination
+#    (cp -a), re-synced by Barge (quick check) and by rsync (its quick check).
+#
+#   cluster/bench-files.sh                              # 20,000 small files x 10, 1,000,000 unchanged
+#   SMALL=2000 RUNS=2 RESYNC=20000 cluster/bench-files.sh   # a quick look
+#
+# BARGE_BIN: a release barge already built (else this builds one). Output: bench-out/files.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+small=${SMALL:-20000}
+runs=${RUNS:-10}
+resync=${RESYNC:-1000000}
+out=bench-out
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-files.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+./cluster/install-deps.sh
+if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else swift build -c release --product barge >&2; barge=$PWD/.build/release/barge; fi
+free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { print ($1) }"; }
+field() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
+
+echo "generating $small small files and $resync empty ones …" >&2
+mkdir -p "$work/a/small" "$work/a/many" "$work/b" "$work/r"
+python3 - "$work/a/small" "$small" "$work/a/many" "$resync" <<'PY'
+import os, random, sys
+small, n, many, m = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+r = random.Random(7)
+for i in range(n):
+    d = f"{small}/d{i // 1000:03d}"
+    if i % 1000 == 0: os.makedirs(d, exist_ok=True)
+    with open(f"{d}/f{i:06d}", "wb") as f: f.write(r.randbytes(r.randint(1024, 32768)))
+for i in range(m):
+    d = f"{many}/d{i // 1000:04d}"
+    if i % 1000 == 0: os.makedirs(d, exist_ok=True)
+    open(f"{d}/f{i:07d}", "wb").close()
+PY
+bytes=$(du -sb --apparent-size "$work/a/small" | cut -f1)
+cp -a "$work/a/many" "$work/b/many"
+cp -a "$work/a/many" "$work/r/many"
+cat "$work"/a/small/*/* > /dev/null
+
+head -c 32 /dev/urandom | base64 > "$work/token"
+export BARGE_TOKEN_FILE=$work/token
+agent_port=$(free_port); http_port=$(free_port); rsync_port=$(free_port)
+export BARGE_COORDINATOR=http://127.0.0.1:$http_port
+"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" > "$work/coordinator.log" 2>&1 &
+pids+=($!)
+sleep 0.5
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" > "$work/a1.log" 2>&1 &
+pids+=($!)
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" > "$work/b1.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break
+  sleep 0.2
+done
+cat > "$work/rsyncd.conf" <<CONF
+pid file = $work/rsyncd.pid
+use chroot = false
+[dst]
+  path = $work/r
+  read only = false
+  uid = $(id -u)
+  gid = $(id -g)
+CONF
+rsync --daemon --no-detach --config "$work/rsyncd.conf" --port "$rsync_port" --address 127.0.0.1 &
+pids+=($!)
+sleep 0.5
+
+: > "$work/small.txt"
+for run in $(seq 1 "$runs"); do
+  sync
+  t0=$(now)
+  "$barge" submit a:/small "b:/small-$run" --wait --json > "$work/barge-$run.json"
+  # The job's own end: the CLI polls twice a second, which would add up to half a second.
+  t1=$(field finished_at "$work/barge-$run.json")
+  barge_secs=$(calc "$t1 - $t0")
+  rm -rf "$work/b/small-$run"
+  sync
+  t0=$(now)
+  rsync -a "$work/a/small/" "rsync://127.0.0.1:$rsync_port/dst/small/"
+  t1=$(now)
+  rsync_secs=$(calc "$t1 - $t0")
+  rm -rf "$work/r/small"
+  [[ $(field files_done "$work/barge-$run.json") == "$small" ]] || { echo "barge run $run did not move every file" >&2; exit 1; }
+  echo "$run $barge_secs $rsync_secs" | tee -a "$work/small.txt" >&2
+done
+
+sync
+t0=$(now)
+"$barge" submit a:/many b:/many --wait --json > "$work/resync.json"
+t1=$(field finished_at "$work/resync.json")
+barge_resync=$(calc "$t1 - $t0")
+t0=$(now)
+rsync -a "$work/a/many/" "rsync://127.0.0.1:$rsync_port/dst/many/"
+t1=$(now)
+rsync_resync=$(calc "$t1 - $t0")
+
+{
+  echo "files benchmark, $(date -u +%F), $(nproc) cores, loopback, one source and one destination agent"
+  echo "small files: $small files of 1-32 KiB, $bytes bytes, $runs runs on one coordinator (each: barge s, rsync daemon s)"
+  awk -v b="$bytes" '{ printf "  run %2d: barge %.2f s (%.1f MB/s), rsync %.2f s (%.1f MB/s), barge/rsync throughput %.2f\n", $1, $2, b / $2 / 1e6, $3, b / $3 / 1e6, $3 / $2 }' "$work/small.txt"
+  awk '{ n++; b[n] = $2; r += $3 / $2 } END { printf "  median ratio %.2f; first run %.2f s, last %.2f s (last/first %.2f)\n", r / n, b[1], b[n], b[n] / b[1] }' "$work/small.txt"
+  echo "unchanged re-sync of $resync empty files in directories of 1,000:"
+  printf "  barge %.2f s (skipped %s files, %s bytes on the wire); rsync daemon %.2f s; barge/rsync time %.2f\n" \
+    "$barge_resync" "$(field skipped_files "$work/resync.json")" "$(field wire_bytes "$work/resync.json")" "$rsync_resync" "$(calc "$barge_resync / $rsync_resync")"
+} | tee "$out/files.txt"
