@@ -115,6 +115,6 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "BargeCLITests", dependencies: ["barge", "BargeBench"]),
+        .testTarget(name: "BargeCLITests", dependencies: ["barge", "BargeBench", "BargeWire", "BargeCoordinator"]),
     ]
 )

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# A 1 PiB tree through real agents: 1,024 sparse files of 1 TiB (FILES, SIZE), one source and one
+# destination agent on loopback. Measures submit → first bytes acknowledged at the destination,
+# the coordinator's RSS meanwhile, and `GET /v1/jobs/{id}` latency; then cancels the job. The
+# files are sparse, so the tree costs no disk; what is sent (zeros, compressed) is written into
+# partial files that are removed at the end.
+#
+#   cluster/bench-petabyte.sh            # BARGE_BIN: a release barge already built
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+files=${FILES:-1024}
+size=${SIZE:-1T}
+out=bench-out
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-pib.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else ./cluster/install-deps.sh; swift build -c release --product barge >&2; barge=$PWD/.build/release/barge; fi
+free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { print ($1) }"; }
+
+mkdir -p "$work/a/pib" "$work/b"
+for i in $(seq -w 1 "$files"); do truncate -s "$size" "$work/a/pib/f$i"; done
+head -c 32 /dev/urandom | base64 > "$work/token"
+export BARGE_TOKEN_FILE=$work/token
+agent_port=$(free_port); http_port=$(free_port)
+url=http://127.0.0.1:$http_port
+export BARGE_COORDINATOR=$url
+"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" > "$work/coordinator.log" 2>&1 &
+pids+=($!); coordinator=$!
+sleep 0.5
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" > "$work/a1.log" 2>&1 &
+pids+=($!)
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" > "$work/b1.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break
+  sleep 0.2
+done
+
+t0=$(now)
+job=$("$barge" submit a:/pib b:/pib)
+first=""; samples=()
+while :; do
+  s0=$(now)
+  body=$(curl -sf "$url/v1/jobs/$job")
+  s1=$(now)
+  samples+=("$(calc "($s1 - $s0) * 1000")")
+  done_bytes=$(grep -o '"bytes_done":[0-9]*' <<< "$body" | cut -d: -f2)
+  if [[ -z $first && ${done_bytes:-0} -gt 0 ]]; then first=$(calc "$s1 - $t0"); fi
+  [[ -n $first && $(calc "$s1 - $t0 > $first + 10") == 1 ]] && break
+  [[ $(calc "$s1 - $t0 > 120") == 1 ]] && break
+  sleep 0.1
+done
+total=$(grep -o '"bytes_total":[0-9]*' <<< "$body" | cut -d: -f2)
+units=$(sqlite3 "$work/state/journal.sqlite" "SELECT unitsTotal FROM jobs" 2>/dev/null || echo "?")
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$coordinator/status")
+"$barge" cancel "$job" > /dev/null
+p50=$(printf "%s\n" "${samples[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int(NR * 0.5) + 1] }')
+p99=$(printf "%s\n" "${samples[@]}" | sort -g | awk '{ v[NR] = $1 } END { i = int(NR * 0.99) + 1; if (i > NR) i = NR; print v[i] }')
+{
+  echo "petabyte benchmark, $(date -u +%F), $(nproc) cores: $files sparse files of $size ($total bytes), 1 source + 1 destination agent, loopback"
+  echo "  submit to first bytes acknowledged: ${first:-never} s"
+  echo "  bytes done 10 s later: $done_bytes; units journaled: $units"
+  echo "  coordinator peak RSS: $((rss / 1024)) MiB; GET /v1/jobs/{id}: p50 $p50 ms, p99 $p99 ms over ${#samples[@]} polls (curl, process start included)"
+} | tee "$out/petabyte.txt"
