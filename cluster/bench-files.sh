@@ -17,23 +17,8 @@ cd "$(dirname "$0")/.."
 small=${SMALL:-20000}
 runs=${RUNS:-10}
 resync=${RESYNC:-1000000}
-out=bench-out
-mkdir -p "$out"
-work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-files.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-./cluster/install-deps.sh
-if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else swift build -c release --product barge >&2; barge=$PWD/.build/release/barge; fi
-free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print ($1) }"; }
-field() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
+source cluster/bench-lib.sh
+bench_init files
 
 echo "generating $small small files and $resync empty ones …" >&2
 mkdir -p "$work/a/small" "$work/a/many" "$work/b" "$work/r"
@@ -55,21 +40,8 @@ cp -a "$work/a/many" "$work/b/many"
 cp -a "$work/a/many" "$work/r/many"
 cat "$work"/a/small/*/* > /dev/null
 
-head -c 32 /dev/urandom | base64 > "$work/token"
-export BARGE_TOKEN_FILE=$work/token
-agent_port=$(free_port); http_port=$(free_port); rsync_port=$(free_port)
-export BARGE_COORDINATOR=http://127.0.0.1:$http_port
-"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" > "$work/coordinator.log" 2>&1 &
-pids+=($!)
-sleep 0.5
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" > "$work/a1.log" 2>&1 &
-pids+=($!)
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" > "$work/b1.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break
-  sleep 0.2
-done
+bench_cluster
+rsync_port=$(free_port)
 cat > "$work/rsyncd.conf" <<CONF
 pid file = $work/rsyncd.pid
 use chroot = false

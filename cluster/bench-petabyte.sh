@@ -11,40 +11,12 @@ cd "$(dirname "$0")/.."
 
 files=${FILES:-1024}
 size=${SIZE:-1T}
-out=bench-out
-mkdir -p "$out"
-work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-pib.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else ./cluster/install-deps.sh; swift build -c release --product barge >&2; barge=$PWD/.build/release/barge; fi
-free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print ($1) }"; }
+source cluster/bench-lib.sh
+bench_init pib
 
 mkdir -p "$work/a/pib" "$work/b"
 for i in $(seq -w 1 "$files"); do truncate -s "$size" "$work/a/pib/f$i"; done
-head -c 32 /dev/urandom | base64 > "$work/token"
-export BARGE_TOKEN_FILE=$work/token
-agent_port=$(free_port); http_port=$(free_port)
-url=http://127.0.0.1:$http_port
-export BARGE_COORDINATOR=$url
-"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" > "$work/coordinator.log" 2>&1 &
-pids+=($!); coordinator=$!
-sleep 0.5
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" > "$work/a1.log" 2>&1 &
-pids+=($!)
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" > "$work/b1.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break
-  sleep 0.2
-done
+bench_cluster
 
 t0=$(now)
 job=$("$barge" submit a:/pib b:/pib)

@@ -15,24 +15,8 @@ cd "$(dirname "$0")/.."
 size_mib=${SIZE_MIB:-1024}
 files=${FILES:-16}
 runs=${RUNS:-3}
-out=bench-out
-mkdir -p "$out"
-work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-transfer.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-./cluster/install-deps.sh
-if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else swift build -c release --product barge >&2; barge=$PWD/.build/release/barge; fi
-
-# A port that is free now; the listeners bind it a moment later.
-free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print ($1) }"; }
+source cluster/bench-lib.sh
+bench_init transfer
 # Peak resident memory in KiB, and CPU seconds (user + system), of a process.
 rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -53,21 +37,7 @@ cat "$work"/a/ds/* > /dev/null   # warm the page cache for both tools
 cp -r "$work/a/ds" "$work/warm" && sync && rm -rf "$work/warm"
 
 # --- Barge: coordinator, a1 (site a), b1 (site b) ---
-head -c 32 /dev/urandom | base64 > "$work/token"
-export BARGE_TOKEN_FILE=$work/token
-agent_port=$(free_port); http_port=$(free_port)
-export BARGE_COORDINATOR=http://127.0.0.1:$http_port
-"$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" ${COORDINATOR_ARGS:-} > "$work/coordinator.log" 2>&1 &
-pids+=($!); coordinator=$!
-sleep 0.5
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" ${AGENT_ARGS:-} > "$work/a1.log" 2>&1 &
-pids+=($!); a1=$!
-"$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" ${AGENT_ARGS:-} > "$work/b1.log" 2>&1 &
-pids+=($!); b1=$!
-for _ in $(seq 1 100); do
-  [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break
-  sleep 0.2
-done
+bench_cluster
 
 barge_best=""
 rsync_best=""

@@ -1,0 +1,52 @@
+# Shared by the bench scripts (sourced): a work directory removed on exit with every process
+# started, the barge binary (BARGE_BIN, or a release build), small helpers, and a local cluster.
+
+# bench_init NAME: sets out, work, pids, barge.
+bench_init() {
+  out=bench-out
+  mkdir -p "$out"
+  work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-$1.XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+  ./cluster/install-deps.sh
+  if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else swift build -c release --product barge >&2; barge=$PWD/.build/release/barge; fi
+}
+
+bench_cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+# A port that is free now; the listeners bind it a moment later.
+free_port() { while :; do p=$((20000 + RANDOM % 40000)); (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { print ($1) }"; }
+# A number field of a JSON object in a file.
+field() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
+
+# bench_cluster: a coordinator, a1 (site a, root $work/a) and b1 (site b, root $work/b), once both
+# agents are up. Sets coordinator, a1, b1 (pids), url; exports BARGE_TOKEN_FILE and
+# BARGE_COORDINATOR. COORDINATOR_ARGS and AGENT_ARGS are passed on.
+bench_cluster() {
+  mkdir -p "$work/a" "$work/b"
+  head -c 32 /dev/urandom | base64 > "$work/token"
+  export BARGE_TOKEN_FILE=$work/token
+  local agent_port http_port
+  agent_port=$(free_port); http_port=$(free_port)
+  url=http://127.0.0.1:$http_port
+  export BARGE_COORDINATOR=$url
+  "$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" ${COORDINATOR_ARGS:-} > "$work/coordinator.log" 2>&1 &
+  pids+=($!); coordinator=$!
+  sleep 0.5
+  "$barge" agent --coordinator "127.0.0.1:$agent_port" --name a1 --site a --root "$work/a" ${AGENT_ARGS:-} > "$work/a1.log" 2>&1 &
+  pids+=($!); a1=$!
+  "$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" ${AGENT_ARGS:-} > "$work/b1.log" 2>&1 &
+  pids+=($!); b1=$!
+  for _ in $(seq 1 100); do
+    [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && return
+    sleep 0.2
+  done
+  echo "the agents did not register; see $work/*.log" >&2
+  exit 1
+}
