@@ -10,7 +10,8 @@
 #   cluster/bench-files.sh                              # 20,000 small files x 10, 1,000,000 unchanged
 #   SMALL=2000 RUNS=2 RESYNC=20000 cluster/bench-files.sh   # a quick look
 #
-# BARGE_BIN: a release barge already built (else this builds one). Output: bench-out/files.txt.
+# BARGE_BIN: a release barge already built (else this builds one); SUBMIT_ARGS: extra arguments
+# for the small-file jobs (--cc off, say). Output: bench-out/files.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,7 +60,7 @@ sleep 0.5
 for run in $(seq 1 "$runs"); do
   sync
   t0=$(now)
-  "$barge" submit a:/small "b:/small-$run" --wait --json > "$work/barge-$run.json"
+  "$barge" submit a:/small "b:/small-$run" --wait --json ${SUBMIT_ARGS:-} > "$work/barge-$run.json"
   # The job's own end: the CLI polls twice a second, which would add up to half a second.
   t1=$(field finished_at "$work/barge-$run.json")
   barge_secs=$(calc "$t1 - $t0")
