@@ -15,7 +15,10 @@ public final class Journal: Sendable {
     /// Opens (creating if needed) the journal at `path` and brings its schema up to date.
     public init(path: String) throws {
         self.path = path
-        pool = try DatabasePool(path: path)
+        var configuration = Configuration()
+        // A truncating checkpoint waits this long for readers (`truncateWAL`).
+        configuration.busyMode = .timeout(0.2)
+        pool = try DatabasePool(path: path, configuration: configuration)
         // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last transactions on
         // power loss. The writer connection is the only one that commits, so FULL is set there.
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }

@@ -26,12 +26,18 @@ extension Scheduler {
             d.path = JobPath.join(job.destinationPath, e.path)
             return d
         }
-        links[agent]?.sink.yield(.compareRequest(CompareRequest(request: request, entries: entries)))
-        Task { [weak self] in
+        let timer = Task { [weak self] in
             try? await Task.sleep(for: Self.compareTimeout)
             await self?.compared(request, nil)
         }
-        let unchanged = await withCheckedContinuation { compares[request] = (agent, $0) }
+        defer { timer.cancel() }
+        // The request goes out once its answer has somewhere to go: an answer that came first
+        // would be dropped, and the page would wait for the timeout.
+        let sink = links[agent]?.sink
+        let unchanged = await withCheckedContinuation { continuation in
+            compares[request] = (agent, continuation)
+            sink?.yield(.compareRequest(CompareRequest(request: request, entries: entries)))
+        }
         guard let unchanged, unchanged.count == entries.count else {
             logger.warning("job \(job.id): no quick check from \(agent) for \(entries.count) entries; they are planned whole")
             return nil
