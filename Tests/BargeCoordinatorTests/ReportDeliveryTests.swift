@@ -93,5 +93,8 @@ struct ReportDeliveryTests {
         #expect(await f.scheduler.unitsHeld == 2)
         let status = try #require(try await f.scheduler.journal.job(job))
         #expect(status.unitRetries == 1)
+        // The lost assignment does not count against the unit's attempts.
+        let unit = try #require(try await f.scheduler.journal.units(job: job).first { UInt64($0.unitId) == assigned[1].unit })
+        #expect(unit.attempts == 1 && unit.assignments == 2)
     }
 }

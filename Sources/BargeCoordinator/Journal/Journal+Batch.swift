@@ -13,6 +13,8 @@ public enum JournalChange: Sendable {
     case complete(TaskDone, now: Double)
     /// An assigned unit back to pending; `retry` counts it in the job's unit retries.
     case release(UnitKey, retry: Bool)
+    /// Pending again because its `task assign` never reached the agent: the attempt does not count.
+    case lost(UnitKey)
     /// A large file's done ranges go back to pending (its partial copy was lost).
     case resend(job: String, finish: UInt64)
     /// A lifecycle event (fail, cancel); one the job's state does not allow is dropped.
@@ -158,6 +160,13 @@ extension Journal {
                       WHERE jobId = ? AND unitId = ? AND state = 'assigned'
                     """).execute(arguments: [key.job, Int64(key.unit)])
                 if db.changesCount > 0 && retry { deltas[key.job, default: JobDelta()].unitRetries += 1 }
+
+            case .lost(let key):
+                try db.cachedStatement(sql: """
+                    UPDATE units SET state = 'pending', sourceAgent = NULL, destinationAgent = NULL, attempts = MAX(0, attempts - 1)
+                      WHERE jobId = ? AND unitId = ? AND state = 'assigned'
+                    """).execute(arguments: [key.job, Int64(key.unit)])
+                if db.changesCount > 0 { deltas[key.job, default: JobDelta()].unitRetries += 1 }
 
             case .resend(let id, let finish):
                 let ranges = try UnitRecord.fetchAll(db, sql: """

@@ -33,8 +33,8 @@ extension Scheduler {
 
     /// A unit no longer held by its lane goes back to pending; the wire bytes its run reported
     /// so far still count.
-    func journalRelease(_ key: UnitKey, source: String?) {
-        batch.append(.release(key, retry: true))
+    func journalRelease(_ key: UnitKey, source: String?, lost: Bool = false) {
+        batch.append(lost ? .lost(key) : .release(key, retry: true))
         if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
@@ -51,7 +51,12 @@ extension Scheduler {
             // Reported meanwhile, or given elsewhere: nothing to do.
             guard policy.lane(of: key)?.source == agent, currentAssignment(key) == assignment else { continue }
             policy.lost(key)
-            journalRelease(key, source: agent)
+            // The agent never had it: the attempt was the connection's, not the unit's.
+            if var record = records[key] {
+                record.attempts = max(0, record.attempts - 1)
+                records[key] = record
+            }
+            journalRelease(key, source: agent, lost: true)
             requeued += 1
         }
         var dropped = 0
