@@ -205,6 +205,9 @@ struct ScaleRun {
         // The simulated agents: a scan request is noted; each unit is reported done at once; the
         // quick check finds every file changed (an empty destination) or, with `unchanged`, none.
         let (scanRequests, scanSink) = AsyncStream.makeStream(of: ScanRequest.self)
+        // The chunk ids, made once and shared (copy on write): on two cores the simulated agents
+        // compete with the coordinator, and should cost it as little as they can.
+        let ids = (0..<max(1, chunks)).map { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 32) }
         let agentTasks = streams.map { agent in
             Task {
                 for await message in agent.stream {
@@ -217,8 +220,7 @@ struct ScaleRun {
                         let reports = t.files.enumerated().flatMap { i, f -> [ChunkReport] in
                             let n = f.length == 0 ? 0 : (t.files.count == 1 ? chunks : 1)
                             return (0..<n).map { c in
-                                ChunkReport(file: UInt32(i), offset: f.offset + UInt64(c) << 20, length: UInt32(min(1 << 20, f.length)),
-                                            id: [UInt8](repeating: UInt8(truncatingIfNeeded: c), count: 32))
+                                ChunkReport(file: UInt32(i), offset: f.offset + UInt64(c) << 20, length: UInt32(min(1 << 20, f.length)), id: ids[c])
                             }
                         }
                         let bytes = t.files.reduce(0) { $0 + $1.length }
