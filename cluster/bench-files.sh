@@ -42,19 +42,7 @@ cp -a "$work/a/many" "$work/r/many"
 cat "$work"/a/small/*/* > /dev/null
 
 bench_cluster
-rsync_port=$(free_port)
-cat > "$work/rsyncd.conf" <<CONF
-pid file = $work/rsyncd.pid
-use chroot = false
-[dst]
-  path = $work/r
-  read only = false
-  uid = $(id -u)
-  gid = $(id -g)
-CONF
-rsync --daemon --no-detach --config "$work/rsyncd.conf" --port "$rsync_port" --address 127.0.0.1 &
-pids+=($!)
-sleep 0.5
+bench_rsyncd
 
 : > "$work/small.txt"
 for run in $(seq 1 "$runs"); do

@@ -50,3 +50,22 @@ bench_cluster() {
   echo "the agents did not register; see $work/*.log" >&2
   exit 1
 }
+
+# bench_rsyncd: an rsync daemon on loopback whose module `dst` is $work/r. Sets rsync_port and
+# rsyncd (its pid).
+bench_rsyncd() {
+  rsync_port=$(free_port)
+  mkdir -p "$work/r"
+  cat > "$work/rsyncd.conf" <<CONF
+pid file = $work/rsyncd.pid
+use chroot = false
+[dst]
+  path = $work/r
+  read only = false
+  uid = $(id -u)
+  gid = $(id -g)
+CONF
+  rsync --daemon --no-detach --config "$work/rsyncd.conf" --port "$rsync_port" --address 127.0.0.1 &
+  pids+=($!); rsyncd=$!
+  sleep 0.5
+}

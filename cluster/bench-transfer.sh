@@ -43,20 +43,7 @@ barge_best=""
 rsync_best=""
 cpu_a1=0; cpu_b1=0
 if [[ ${SKIP_RSYNC:-0} != 1 ]]; then
-  rsync_port=$(free_port)
-  mkdir -p "$work/r"
-  cat > "$work/rsyncd.conf" <<CONF
-pid file = $work/rsyncd.pid
-use chroot = false
-[dst]
-  path = $work/r
-  read only = false
-  uid = $(id -u)
-  gid = $(id -g)
-CONF
-  rsync --daemon --no-detach --config "$work/rsyncd.conf" --port "$rsync_port" --address 127.0.0.1 &
-  pids+=($!); rsyncd=$!
-  sleep 0.5
+  bench_rsyncd
 fi
 cpu_rsync=0
 rsync_fsync_best=""
