@@ -32,7 +32,25 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Chunk size: the unit of hashing, compression, verification and re-sending (64KiB to 16MiB).", valueName: "size"))
     var chunkSize = "1MiB"
 
+    @Option(help: ArgumentHelp("Prune jobs that ended longer ago than this (30d, 12h), at start and hourly, with their units; 'off' keeps them. Running and queued jobs are never pruned.", valueName: "age"))
+    var retain = "off"
+
     @OptionGroup var tokenOptions: TokenOptions
+
+    /// `--retain`: an age in days, hours or minutes, or nil for off.
+    static func age(_ text: String) -> Duration? {
+        guard let unit = text.last, let n = Double(text.dropLast()), n > 0 else { return nil }
+        switch unit {
+        case "d": return .seconds(n * 86_400)
+        case "h": return .seconds(n * 3_600)
+        case "m": return .seconds(n * 60)
+        default: return nil
+        }
+    }
+
+    func validate() throws {
+        if retain != "off" && Self.age(retain) == nil { throw ValidationError("--retain: '\(retain)' is not an age (30d, 12h, 90m) or 'off'") }
+    }
 
     func run() async throws {
         guard agentTimeout >= 0.5, agentTimeout <= 3600 else { throw ValidationError("--agent-timeout must be 0.5 to 3600 seconds") }
@@ -47,6 +65,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard (64 << 10)...(16 << 20) ~= chunk else { throw ValidationError("--chunk-size must be from 64KiB to 16MiB") }
         guard unit >= chunk, unit % chunk == 0 else { throw ValidationError("--unit-size must be a multiple of --chunk-size") }
         config.planner = Planner(unitBytes: UInt64(unit), chunkSize: UInt64(chunk))
+        config.retention = Self.age(retain)
         config.agentTimeout = .milliseconds(Int(agentTimeout * 1000))
         config.heartbeatInterval = .milliseconds(max(100, Int(agentTimeout * 1000) / 10))
         do {

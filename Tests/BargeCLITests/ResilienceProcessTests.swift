@@ -81,6 +81,37 @@ struct ResilienceProcessTests {
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
     }
 
+    /// `coordinator --retain`: a job that ended longer ago than the retention is pruned when the
+    /// coordinator starts (and hourly), and a bad age is refused. The first coordinator is stopped
+    /// with SIGTERM while its agents are connected.
+    @Test func aCoordinatorWithRetentionPrunesOldJobs() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data("x\n".utf8).write(to: source.appendingPathComponent("f.txt"))
+        let bad = try BargeProcess.run(["coordinator", "--retain", "soon"], environment: cluster.environment)
+        #expect(bad.status != 0 && bad.stderr.contains("--retain: 'soon' is not an age"), "\(bad.stderr)")
+        let listen = "127.0.0.1:\(try TestCluster.freePort())", httpAddress = "127.0.0.1:\(try TestCluster.freePort())"
+        let (first, agents, http) = try await cluster.startCoordinator(listen: listen, http: httpAddress)
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((a1, b1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        #expect(job.status == 0, "\(job.stderr)")
+        let id = String(job.stderr.split(separator: " ")[1].dropLast())  // "job j-…: a:ds → b:copy"
+        #expect(try status(id, http)["state"] as? String == "succeeded")
+        // SIGTERM with agents connected: the coordinator stops (it used to wait for them forever).
+        first.kill(SIGTERM)
+        #expect(try await cluster.eventually(10) { !first.process.isRunning }, "the coordinator did not stop on SIGTERM")
+        if first.process.isRunning { first.kill(SIGKILL) }
+        first.process.waitUntilExit()
+        try await Task.sleep(for: .milliseconds(700))
+        let (second, _, _) = try await cluster.startCoordinator(extra: ["--retain", "0.01m"], listen: listen, http: httpAddress, log: "coordinator-2.log")
+        defer { withExtendedLifetime(second) {} }
+        #expect(try await cluster.eventually(10) { second.output.contains("pruned 1 jobs") }, "\(second.output)")
+        let gone = try cluster.cli(["status", id], http: http)
+        #expect(gone.status != 0 && gone.stderr.contains("no job \(id)"), "\(gone.stdout)\(gone.stderr)")
+    }
+
     @Test func aCoordinatorKilledMidTransferIsRestartedAndTheJobFinishes() async throws {
         try makeSlowDataset()
         let agentPort = try TestCluster.freePort(), httpPort = try TestCluster.freePort()

@@ -15,6 +15,8 @@ public struct CoordinatorServer {
         public var heartbeatInterval: Duration = .seconds(1)
         /// How jobs are cut into units and chunks.
         public var planner = Planner()
+        /// Jobs that ended longer ago are pruned (`--retain`); nil keeps them.
+        public var retention: Duration?
 
         public init(stateDirectory: String, agents: HostPort, http: HostPort, token: ClusterToken) {
             self.stateDirectory = stateDirectory
@@ -50,7 +52,7 @@ public struct CoordinatorServer {
         let app = Application(
             router: buildRouter(directory: directory, scheduler: scheduler),
             configuration: .init(address: .hostname(c.http.host, port: c.http.port), serverName: "barge-coordinator"),
-            services: [listener, expiry],
+            services: [listener, expiry] + (c.retention.map { [RetentionService(scheduler: scheduler, retention: $0)] as [any Service] } ?? []),
             onServerRunning: { channel in
                 let http = channel.localAddress.map { "\($0.ipAddress ?? c.http.host):\($0.port ?? c.http.port)" } ?? "\(c.http)"
                 logger.notice("barge coordinator ready: agents on \(agentAddress), HTTP on http://\(http), state in \(c.stateDirectory)")

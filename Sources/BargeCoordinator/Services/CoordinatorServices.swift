@@ -1,3 +1,4 @@
+import Foundation
 import ServiceLifecycle
 
 /// The agent listener as a service: it serves until graceful shutdown, then closes its socket.
@@ -34,6 +35,28 @@ public struct AgentExpiryService: Service {
                 onExpired(expired, try await scheduler.agentsDown(expired))
             }
             await scheduler.tick()
+            try? await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// `coordinator --retain AGE`: jobs that ended longer ago than `retention` are pruned (with their
+/// units and verification), at start and then every `interval`. Running and queued jobs never are.
+public struct RetentionService: Service {
+    public let scheduler: Scheduler
+    public let retention: Duration
+    public let interval: Duration
+
+    public init(scheduler: Scheduler, retention: Duration, interval: Duration = .seconds(3600)) {
+        self.scheduler = scheduler
+        self.retention = retention
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let seconds = Double(retention.components.seconds) + Double(retention.components.attoseconds) / 1e18
+            _ = try? await scheduler.prune(endedBefore: Date().timeIntervalSince1970 - seconds)
             try? await Task.sleep(for: interval)
         }
     }

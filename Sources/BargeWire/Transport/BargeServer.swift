@@ -53,7 +53,8 @@ public final class BargeServer: Sendable {
         return BargeServer(server: server, maxConnections: maxConnections)
     }
 
-    /// Serves until the task is cancelled or `close()` is called. `session` runs for each
+    /// Serves until the task is cancelled or `close()` is called, which ends the open sessions
+    /// too. `session` runs for each
     /// authenticated connection; `onRefused` hears of each connection whose handshake failed and of
     /// each session that ended with an error.
     public func serve(
@@ -81,6 +82,9 @@ public final class BargeServer: Sendable {
                     }
                 }
             }
+            // The listening socket is closed (`close()`, a graceful shutdown): the open sessions
+            // end too, or a coordinator with agents connected would never stop.
+            group.cancelAll()
         }
     }
 
