@@ -142,13 +142,15 @@ extension Scheduler {
             guard !files.isEmpty else { continue }
             let agent = try await checker(for: u, site: job.destinationSite)
             var batch = page.requests[agent] ?? VerifyBatch()
-            let manifest = UnitManifest.decode(u.manifest ?? Data())
+            // Each file's chunks, in manifest order: one pass over the manifest, not one per file
+            // (a unit of 256 small files would otherwise scan it 256 times).
+            let manifest = Dictionary(grouping: UnitManifest.decode(u.manifest ?? Data()), by: \.file)
             for (i, f) in files {
                 let index = UInt32(batch.files.count)
                 batch.files.append(f)
                 if f.finish { page.files += 1 }
                 if u.manifest != nil {
-                    for c in manifest where Int(c.file) == i {
+                    for c in manifest[UInt32(i)] ?? [] {
                         batch.chunks.append(ChunkReport(file: index, offset: c.offset, length: c.length, id: c.id))
                         if let id = SHA256Digest(bytes: c.id) { page.ids.append(id) }
                     }
