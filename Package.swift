@@ -40,12 +40,13 @@ let package = Package(
         systemLibrary("CBargeCrypto", pkgConfig: "libcrypto", apt: ["libssl-dev"]),
         // The head of Linux's struct tcp_info, which glibc's header cuts short (no tcpi_min_rtt).
         .target(name: "CBargeNet"),
+        .target(name: "CBargeFS"),
 
         .target(name: "BargeDigest", dependencies: ["CBargeXXHash", "CBargeCrypto"]),
         .target(name: "BargeCodec", dependencies: ["BargeDigest", "CBargeZstd", "CBargeLZ4"]),
         .target(name: "BargeChunk", dependencies: ["BargeDigest"]),
         .target(name: "BargeFlow"),
-        .target(name: "BargeStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "BargeStore", dependencies: ["CBargeFS", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "BargeWire",
             dependencies: [

@@ -47,11 +47,13 @@ bench_rsyncd
 : > "$work/small.txt"
 for run in $(seq 1 "$runs"); do
   sync
+  c0=("$(cpu_secs "$coordinator")" "$(cpu_secs "$a1")" "$(cpu_secs "$b1")")
   t0=$(now)
   "$barge" submit a:/small "b:/small-$run" --wait --json ${SUBMIT_ARGS:-} > "$work/barge-$run.json"
   # The job's own end: the CLI polls twice a second, which would add up to half a second.
   t1=$(field finished_at "$work/barge-$run.json")
   barge_secs=$(calc "$t1 - $t0")
+  cpu="$(calc "$(cpu_secs "$coordinator") - ${c0[0]}") $(calc "$(cpu_secs "$a1") - ${c0[1]}") $(calc "$(cpu_secs "$b1") - ${c0[2]}")"
   rm -rf "$work/b/small-$run"
   sync
   t0=$(now)
@@ -60,7 +62,7 @@ for run in $(seq 1 "$runs"); do
   rsync_secs=$(calc "$t1 - $t0")
   rm -rf "$work/r/small"
   [[ $(field files_done "$work/barge-$run.json") == "$small" ]] || { echo "barge run $run did not move every file" >&2; exit 1; }
-  echo "$run $barge_secs $rsync_secs" | tee -a "$work/small.txt" >&2
+  echo "$run $barge_secs $rsync_secs $cpu" | tee -a "$work/small.txt" >&2
 done
 
 sync
@@ -76,7 +78,7 @@ rsync_resync=$(calc "$t1 - $t0")
 {
   echo "files benchmark, $(date -u +%F), $(nproc) cores, loopback, one source and one destination agent"
   echo "small files: $small files of 1-32 KiB, $bytes bytes, $runs runs on one coordinator (each: barge s, rsync daemon s)"
-  awk -v b="$bytes" '{ printf "  run %2d: barge %.2f s (%.1f MB/s), rsync %.2f s (%.1f MB/s), barge/rsync throughput %.2f\n", $1, $2, b / $2 / 1e6, $3, b / $3 / 1e6, $3 / $2 }' "$work/small.txt"
+  awk -v b="$bytes" '{ printf "  run %2d: barge %.2f s (%.1f MB/s), rsync %.2f s (%.1f MB/s), barge/rsync throughput %.2f; CPU s coordinator %.2f, source %.2f, destination %.2f\n", $1, $2, b / $2 / 1e6, $3, b / $3 / 1e6, $3 / $2, $4, $5, $6 }' "$work/small.txt"
   awk '{ n++; b[n] = $2; r += $3 / $2 } END { printf "  median ratio %.2f; first run %.2f s, last %.2f s (last/first %.2f)\n", r / n, b[1], b[n], b[n] / b[1] }' "$work/small.txt"
   echo "unchanged re-sync of $resync empty files in directories of 1,000:"
   printf "  barge %.2f s (skipped %s files, %s bytes on the wire); rsync daemon %.2f s; barge/rsync time %.2f\n" \

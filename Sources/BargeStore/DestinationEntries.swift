@@ -12,28 +12,27 @@ public enum DestinationEntries {
     static let omitTime = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)
 
     /// Creates each missing directory above `path` (mode 0755); existing ones are left as they are.
+    /// Each open is confined to the root by the kernel.
     public static func createParents(of path: RootedPath) throws(StoreError) {
-        var dir = path.root
-        for component in path.components.dropLast() {
-            dir += "/" + component
-            if mkdir(dir, 0o755) != 0, errno != EEXIST { throw .system(operation: "create directory", path: dir, errno: errno) }
-        }
+        guard path.components.count > 1 else { return }
+        close(try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: true, display: path.relative))
     }
 
     /// Creates the directory if missing, then gives it `mode` and `mtime`. An existing
     /// non-directory under that name is an error, never replaced.
     public static func makeDirectory(_ path: RootedPath, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
         guard !path.components.isEmpty else { return }
-        try createParents(of: path)
-        if mkdir(path.absolute, 0o700) != 0, errno != EEXIST { throw .system(operation: "create directory", path: path.relative, errno: errno) }
-        var st = stat()
-        guard lstat(path.absolute, &st) == 0 else { throw .system(operation: "stat", path: path.relative, errno: errno) }
-        guard st.st_mode & S_IFMT == S_IFDIR else { throw .invalidPath(path: path.relative, reason: "exists and is not a directory") }
-        guard chmod(path.absolute, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
-        var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
-        guard utimensat(AT_FDCWD, path.absolute, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
-            throw .system(operation: "set mtime of", path: path.relative, errno: errno)
+        // Opened (and made, if missing) beneath the root: an existing non-directory fails ENOTDIR.
+        let fd: Int32
+        do {
+            fd = try RootDirectory.open(path.root).openDirectory(path.components[...], create: true, display: path.relative)
+        } catch .system(_, _, ENOTDIR) {
+            throw .invalidPath(path: path.relative, reason: "exists and is not a directory")
         }
+        defer { close(fd) }
+        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
+        var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
     }
 
     /// Creates the link `name` in `parent` pointing at `target` (stored as is, never followed),
@@ -41,10 +40,7 @@ public enum DestinationEntries {
     public static func makeSymlink(in parent: RootedPath, name: String, target: String, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
         guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else { throw .invalidPath(path: name, reason: "not a file name") }
         let display = parent.components.isEmpty ? name : parent.relative + "/" + name
-        let dirPath = RootedPath(root: parent.root, components: parent.components + [name])
-        try createParents(of: dirPath)
-        let dirfd = open(parent.absolute, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard dirfd >= 0 else { throw .system(operation: "open directory", path: parent.relative, errno: errno) }
+        let dirfd = try RootDirectory.open(parent.root).openDirectory(parent.components[...], create: true, display: display)
         defer { close(dirfd) }
         var st = stat()
         if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {

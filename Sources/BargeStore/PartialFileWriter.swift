@@ -1,3 +1,4 @@
+import CBargeFS
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,37 +15,63 @@ public final class PartialFileWriter: @unchecked Sendable {
     public static let suffix = ".barge-partial"
 
     public let final: RootedPath
-    public var partialPath: String { final.absolute + Self.suffix }
+    private let directory: RootDirectory
+    /// The partial copy's name beside the final one: `<name>.barge-partial`, or, where that would
+    /// pass NAME_MAX (255 bytes), `.<128-bit hash of the name>.barge-partial`.
+    public let partialName: String
+    public var partialPath: String { Self.partialPath(of: final) }
     private var fd: Int32
-    /// The same file opened with O_DIRECT, where the file system allows it (not tmpfs): block-aligned
-    /// writes from aligned memory go to the device without a copy into the page cache, and leave
-    /// nothing for `fsync` to write back. -1 when unavailable.
+    /// The same file opened with O_DIRECT, where the file system allows it (not tmpfs), for large
+    /// writes: block-aligned writes from aligned memory go to the device without a copy into the
+    /// page cache, and leave nothing for `fsync` to write back. Opened at the first write that can
+    /// use it; -1 until then or when unavailable. Small files never use it: their writes are
+    /// buffered and made durable in batches.
     private var directFD: Int32 = -1
+    private var directTried = false
     /// Alignment O_DIRECT needs here: offset, length and memory address.
     public static let directAlignment = 4096
+    /// Writes shorter than this are buffered.
+    public static let directMinimum = 256 * 1024
+
+    /// The partial copy's name for a final file name.
+    public static func partialName(of name: String) -> String {
+        if name.utf8.count + suffix.utf8.count <= 255 { return name + suffix }
+        return "." + NameHash.hex128(name) + suffix
+    }
+
+    /// Where the partial copy of `final` is, as an absolute path.
+    public static func partialPath(of final: RootedPath) -> String {
+        partialPath(root: final.root, relative: final.relative)
+    }
+
+    /// Where the partial copy of the file at `relative` (below `root`) is, as an absolute path.
+    public static func partialPath(root: String, relative: String) -> String {
+        let slash = relative.lastIndex(of: "/")
+        let name = slash.map { String(relative[relative.index(after: $0)...]) } ?? relative
+        let parent = slash.map { String(relative[...$0]) } ?? ""
+        return root + "/" + parent + partialName(of: name)
+    }
 
     /// Creates any missing parent directories (0755), then the partial file (0600) at its full size
     /// (sparse). An existing partial file is reopened, so a restarted transfer keeps what arrived.
+    /// Every open is confined to the root by the kernel.
     public init(_ final: RootedPath, size: UInt64) throws(StoreError) {
-        guard !final.components.isEmpty else { throw .invalidPath(path: final.relative, reason: "the root itself is not a file") }
+        guard let name = final.components.last else { throw .invalidPath(path: final.relative, reason: "the root itself is not a file") }
         self.final = final
-        try DestinationEntries.createParents(of: final)
+        directory = try RootDirectory.open(final.root)
+        partialName = Self.partialName(of: name)
+        let display = final.relative + Self.suffix
+        let parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative)
+        defer { close(parent) }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
-        fd = open(final.absolute + Self.suffix, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .system(operation: "create", path: final.relative + Self.suffix, errno: errno) }
+        fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let e = errno
             close(fd)
-            throw .system(operation: "size", path: final.relative + Self.suffix, errno: e)
+            throw .system(operation: "size", path: display, errno: e)
         }
-        #if os(Linux)
-        directFD = open(final.absolute + Self.suffix, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | Self.oDirect)
-        #endif
     }
-
-    #if os(Linux)
-    static let oDirect: Int32 = 0o40000  // O_DIRECT on x86-64 and arm64 (Glibc does not export it to Swift)
-    #endif
 
     deinit {
         if fd >= 0 { close(fd) }
@@ -52,12 +79,13 @@ public final class PartialFileWriter: @unchecked Sendable {
     }
 
     /// Writes `bytes` at `offset`, all of them. The whole blocks among them bypass the page cache
-    /// when the file system allows it and the memory is laid out like the file (the address of the
-    /// byte at a block boundary is block-aligned); the partial blocks at either end are buffered.
+    /// when the write is large, the file system allows it and the memory is laid out like the file
+    /// (the address of the byte at a block boundary is block-aligned); the partial blocks at
+    /// either end are buffered.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         let a = Self.directAlignment
         let head = (a - Int(offset % UInt64(a))) % a
-        guard directFD >= 0, bytes.count >= head + a, Int(bitPattern: bytes.baseAddress! + head) % a == 0 else {
+        guard bytes.count >= Self.directMinimum, Int(bitPattern: bytes.baseAddress! + head) % a == 0, openDirect() else {
             return try write(fd, bytes, at: offset)
         }
         let blocks = (bytes.count - head) / a * a
@@ -66,6 +94,22 @@ public final class PartialFileWriter: @unchecked Sendable {
         if head + blocks < bytes.count {
             try write(fd, UnsafeRawBufferPointer(rebasing: bytes[(head + blocks)...]), at: offset + UInt64(head + blocks))
         }
+    }
+
+    #if os(Linux)
+    static let oDirect = barge_o_direct()
+    #endif
+
+    private func openDirect() -> Bool {
+        #if os(Linux)
+        if !directTried {
+            directTried = true
+            // The descriptor already open, reopened through /proc: the same file, whatever
+            // happened to its name since.
+            directFD = open("/proc/self/fd/\(fd)", O_WRONLY | O_CLOEXEC | Self.oDirect)
+        }
+        #endif
+        return directFD >= 0
     }
 
     private func write(_ target: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
@@ -82,21 +126,36 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Makes the file durable and gives it its final name, mode and mtime.
     public func finish(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
-        let name = final.relative
-        guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name + Self.suffix, errno: errno) }
-        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: name + Self.suffix, errno: errno) }
+        try seal(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds, sync: true)
+        let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: final.relative)
+        defer { close(parent) }
+        try rename(in: parent)
+        guard fsync(parent) == 0 else { throw .system(operation: "fsync directory of", path: final.relative, errno: errno) }
+    }
+
+    /// The first half of `finish`: with `sync`, `fsync`s the bytes (a batch that made them durable
+    /// some other way passes false), then sets the mode and mtime and closes the file.
+    public func seal(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, sync: Bool) throws(StoreError) {
+        let name = final.relative + Self.suffix
+        guard fd >= 0 else { throw .invalidPath(path: final.relative, reason: "its partial copy is already closed") }
+        if sync { guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name, errno: errno) } }
+        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: name, errno: errno) }
         var times = [DestinationEntries.omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
-        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: name + Self.suffix, errno: errno) }
+        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: name, errno: errno) }
         close(fd)
         fd = -1
         if directFD >= 0 { close(directFD); directFD = -1 }
-        guard rename(partialPath, final.absolute) == 0 else { throw .system(operation: "rename", path: name, errno: errno) }
-        // The rename is durable once the directory is synced.
-        let parent = final.components.count > 1 ? final.root + "/" + final.components.dropLast().joined(separator: "/") : final.root
-        let dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            defer { close(dfd) }
-            guard fsync(dfd) == 0 else { throw .system(operation: "fsync directory", path: parent, errno: errno) }
+    }
+
+    /// The descriptor, for a batch's `syncfs`; -1 once sealed.
+    public var descriptor: Int32 { fd }
+
+    /// The second half: renames the sealed partial copy to its final name inside `parent` (a
+    /// descriptor of its directory, opened beneath the root). The rename is durable once the
+    /// directory is synced.
+    public func rename(in parent: Int32) throws(StoreError) {
+        guard renameat(parent, partialName, parent, final.components.last!) == 0 else {
+            throw .system(operation: "rename", path: final.relative, errno: errno)
         }
     }
 
@@ -105,5 +164,18 @@ public final class PartialFileWriter: @unchecked Sendable {
         if fd >= 0 { close(fd); fd = -1 }
         if directFD >= 0 { close(directFD); directFD = -1 }
         unlink(partialPath)
+    }
+}
+
+/// A 128-bit FNV-1a of a name, in hex: short names for partial copies of long ones.
+enum NameHash {
+    static func hex128(_ name: String) -> String {
+        var a: UInt64 = 0xcbf2_9ce4_8422_2325
+        var b: UInt64 = 0x8422_2325_cbf2_9ce4
+        for byte in name.utf8 {
+            a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 &+ 0x9e37_79b9_7f4a_7c15
+        }
+        return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
     }
 }

@@ -1,3 +1,4 @@
+import CBargeFS
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -19,9 +20,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
 
     public static func resolve(_ path: String, under root: String) throws(StoreError) -> RootedPath {
         guard !path.utf8.contains(0) else { throw .invalidPath(path: path, reason: "contains a NUL byte") }
-        guard let realRoot = realPath(root) else {
-            throw .rootUnusable(root: root, reason: String(cString: strerror(errno)))
-        }
+        let directory = try RootDirectory.open(root)
         var components: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
             switch part {
@@ -34,30 +33,48 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
                 components.append(String(part))
             }
         }
-        let rooted = RootedPath(root: realRoot, components: components)
-        // The deepest part of the path that exists must resolve inside the root; what does not exist
-        // yet will be created inside it.
-        var existing = components
-        while true {
-            let candidate = existing.isEmpty ? realRoot : realRoot + "/" + existing.joined(separator: "/")
-            if let real = realPath(candidate) {
-                guard real == realRoot || real.hasPrefix(realRoot == "/" ? "/" : realRoot + "/") else {
-                    throw .symlinkEscape(path: path, resolved: real)
-                }
-                break
-            }
-            guard errno == ENOENT, !existing.isEmpty else {
-                throw .system(operation: "resolve", path: candidate, errno: errno)
-            }
-            // ENOENT from something that exists is a dangling symbolic link: creating through it
-            // would follow it wherever it points.
-            var st = stat()
-            if lstat(candidate, &st) == 0 {
-                throw .symlinkEscape(path: path, resolved: linkTarget(candidate) ?? "a missing target")
-            }
-            existing.removeLast()
-        }
+        let rooted = RootedPath(root: directory.real, components: components)
+        try confine(rooted, path, directory)
         return rooted
+    }
+
+    /// Checks, through the kernel (`openat2` beneath the root's descriptor), that the deepest part
+    /// of the path that exists resolves inside the root; what does not exist yet will be created
+    /// inside it (by opens that are themselves confined). A name that appears while this looks
+    /// (its own rename, another stream) is looked at again, never taken for a symbolic link; only
+    /// a link that leads outside the root, or whose target is missing, is refused.
+    private static func confine(_ rooted: RootedPath, _ path: String, _ directory: RootDirectory) throws(StoreError) {
+        var existing = rooted.components[...]
+        var retries = 0
+        while true {
+            let relative = existing.joined(separator: "/")
+            let fd = directory.openBeneath(relative, RootDirectory.oPath)
+            if fd >= 0 {
+                close(fd)
+                return
+            }
+            let e = errno
+            switch e {
+            case EXDEV, ELOOP:
+                let full = directory.real + "/" + relative
+                throw .symlinkEscape(path: path, resolved: realPath(full) ?? linkTarget(full) ?? "a place outside the root")
+            case ENOENT where !existing.isEmpty:
+                // Not there yet, or a symbolic link whose target is missing: creating through the
+                // link would follow it wherever it points.
+                var st = stat()
+                if fstatat(directory.fd, relative, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+                    if st.st_mode & S_IFMT == S_IFLNK {
+                        throw .symlinkEscape(path: path, resolved: linkTarget(directory.real + "/" + relative) ?? "a missing target")
+                    }
+                    retries += 1  // it appeared in between: look again
+                    guard retries < 64 else { throw .system(operation: "resolve", path: path, errno: e) }
+                    continue
+                }
+                existing = existing.dropLast()
+            default:
+                throw .system(operation: "resolve", path: directory.real + (relative.isEmpty ? "" : "/" + relative), errno: e)
+            }
+        }
     }
 
     static func linkTarget(_ path: String) -> String? {

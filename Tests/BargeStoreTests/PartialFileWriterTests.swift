@@ -24,17 +24,18 @@ struct PartialFileWriterTests {
     /// it), the odd tail the buffered one; the file must read back exactly either way.
     @Test func alignedAndUnalignedWritesMixInOneFile() throws {
         let box = try Sandbox()
-        let size = 3 * 65536 + 123
+        let block = PartialFileWriter.directMinimum
+        let size = 3 * block + 123
         var expected = [UInt8](repeating: 0, count: size)
         for i in expected.indices { expected[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
         let writer = try PartialFileWriter(try RootedPath.resolve("mixed.bin", under: box.root), size: UInt64(size))
-        let aligned = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: PartialFileWriter.directAlignment)
+        let aligned = UnsafeMutableRawBufferPointer.allocate(byteCount: block, alignment: PartialFileWriter.directAlignment)
         defer { aligned.deallocate() }
-        for block in [2, 0, 1] {  // out of order
-            expected.withUnsafeBytes { aligned.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[(block * 65536)..<((block + 1) * 65536)])) }
-            try writer.write(UnsafeRawBufferPointer(aligned), at: UInt64(block * 65536))
+        for n in [2, 0, 1] {  // out of order
+            expected.withUnsafeBytes { aligned.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[(n * block)..<((n + 1) * block)])) }
+            try writer.write(UnsafeRawBufferPointer(aligned), at: UInt64(n * block))
         }
-        try expected.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[(3 * 65536)...]), at: UInt64(3 * 65536)) }
+        try expected.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[(3 * block)...]), at: UInt64(3 * block)) }
         try writer.finish(mode: 0o600, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
         #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: box.root + "/mixed.bin"))) == expected)
     }

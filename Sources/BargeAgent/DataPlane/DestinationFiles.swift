@@ -167,7 +167,7 @@ public final class DestinationFiles: Sendable {
         candidates += sibling.filter { $0.length == length && $0.xxh == xxh }
         let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
         for (n, c) in candidates.enumerated() {
-            let path = index.root + "/" + c.path + (c.final ? "" : PartialFileWriter.suffix)
+            let path = c.final ? index.root + "/" + c.path : PartialFileWriter.partialPath(root: index.root, relative: c.path)
             guard LocalChunk.read(path, at: c.offset, into: region),
                   XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh else {
                 // A final file changed since it was finished; a partial copy lost the chunk.
@@ -193,7 +193,7 @@ public final class DestinationFiles: Sendable {
     public func finish(job: String, target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
         let isOpen = open.withLockedValue { $0[Self.key(job, target.relative)] != nil }
         // A partial copy left by an earlier run may be complete: with an index, it is reopened.
-        let leftOver = index != nil && access(target.absolute + PartialFileWriter.suffix, F_OK) == 0
+        let leftOver = index != nil && access(PartialFileWriter.partialPath(of: target), F_OK) == 0
         guard size == 0 || isOpen || leftOver else {
             throw Incomplete(description: "\(target.relative): none of its \(size) bytes arrived at this agent")
         }

@@ -1,0 +1,91 @@
+import CBargeFS
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An agent's root, held open: its real path (no symbolic links) and a descriptor from which every
+/// path below it is opened with `barge_open_beneath`, so that the kernel, not a check made a
+/// moment earlier, keeps each open inside the root. One per root, shared and cached; a root that
+/// was removed (and maybe made again) is opened anew.
+public final class RootDirectory: Sendable {
+    public let path: String
+    /// The root, fully resolved.
+    public let real: String
+    /// O_PATH | O_DIRECTORY descriptor of the root.
+    public let fd: Int32
+
+    private init(path: String, real: String, fd: Int32) {
+        self.path = path
+        self.real = real
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    static let oPath = barge_o_path()
+
+    private static let cache = Mutex<[String: RootDirectory]>([:])
+
+    /// The root `path`, opened (cached).
+    public static func open(_ path: String) throws(StoreError) -> RootDirectory {
+        if let cached = cache.withLock({ $0[path] }) {
+            var st = stat()
+            if fstat(cached.fd, &st) == 0, st.st_nlink > 0 { return cached }
+        }
+        guard let p = realpath(path, nil) else { throw .rootUnusable(root: path, reason: String(cString: strerror(errno))) }
+        let real = String(cString: p)
+        free(p)
+        let fd = Glibc.open(real, Self.oPath | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .rootUnusable(root: path, reason: String(cString: strerror(errno))) }
+        let root = RootDirectory(path: path, real: real, fd: fd)
+        cache.withLock { c in
+            if c.count >= 256 { c.removeAll() }
+            c[path] = root
+        }
+        return root
+    }
+
+    /// Opens `relative` (components joined by `/`, empty for the root) beneath the root; -1 with
+    /// errno set on failure (EXDEV: it leads outside).
+    public func openBeneath(_ relative: String, _ flags: Int32, mode: mode_t = 0) -> Int32 {
+        barge_open_beneath(fd, relative, flags, UInt32(mode))
+    }
+
+    /// Opens the directory `relative` (for `*at` calls, `fsync` and `renameat`), creating it and
+    /// any missing directory above it (mode 0755) when `create` is set.
+    public func openDirectory(_ components: ArraySlice<String>, create: Bool, display: String) throws(StoreError) -> Int32 {
+        let relative = components.joined(separator: "/")
+        let fd = openBeneath(relative, O_RDONLY | O_DIRECTORY)
+        if fd >= 0 { return fd }
+        guard errno == ENOENT, create else { throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display) }
+        // Walk down from the root, making each missing directory.
+        var current = Glibc.open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard current >= 0 else { throw .rootUnusable(root: path, reason: String(cString: strerror(errno))) }
+        var done: [String] = []
+        for component in components {
+            done.append(component)
+            if mkdirat(current, component, 0o755) != 0, errno != EEXIST {
+                let e = errno
+                close(current)
+                throw .system(operation: "create directory", path: done.joined(separator: "/"), errno: e)
+            }
+            // Beneath the root again from the top: the walk never trusts a name it did not check.
+            let next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY)
+            let e = errno
+            close(current)
+            guard next >= 0 else { throw Self.failure(e, "open directory", done.joined(separator: "/"), display: display) }
+            current = next
+        }
+        return current
+    }
+
+    /// The error for a failed open beneath the root.
+    static func failure(_ e: Int32, _ operation: String, _ relative: String, display: String) -> StoreError {
+        if e == EXDEV { return .symlinkEscape(path: display, resolved: "a place outside the root") }
+        return .system(operation: operation, path: relative, errno: e)
+    }
+}

@@ -1,0 +1,20 @@
+#ifndef CBARGE_FS_H
+#define CBARGE_FS_H
+
+/// Opens `path` relative to the directory `dirfd` so that the kernel keeps the whole resolution
+/// beneath that directory: `..` and symbolic links may be followed only while they stay inside it
+/// (Linux `openat2` with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS). An escape fails with EXDEV.
+/// Where `openat2` does not exist (ENOSYS: Linux before 5.6, or a seccomp filter), each component is
+/// opened in turn with O_NOFOLLOW, which refuses every symbolic link on the way (ELOOP), inside the
+/// root or not. Returns a descriptor, or -1 with errno set.
+int barge_open_beneath(int dirfd, const char *path, int flags, unsigned int mode);
+
+/// O_PATH and O_DIRECT, which glibc exports only with _GNU_SOURCE (and whose values differ
+/// between architectures).
+int barge_o_path(void);
+int barge_o_direct(void);
+
+/// syncfs(2): flushes the file system holding `fd` (one call makes a whole batch of files durable).
+int barge_syncfs(int fd);
+
+#endif

@@ -1,0 +1,66 @@
+#define _GNU_SOURCE
+#include "CBargeFS.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/openat2.h>
+#endif
+
+static int open_walk(int dirfd, const char *path, int flags, unsigned int mode) {
+    char buffer[PATH_MAX];
+    size_t length = strlen(path);
+    if (length >= sizeof buffer) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buffer, path, length + 1);
+    int current = dirfd;
+    char *part = buffer;
+    for (;;) {
+        while (*part == '/') part++;
+        char *slash = strchr(part, '/');
+        while (slash && slash[1] == '/') slash++;
+        int last = slash == NULL || slash[1] == '\0';
+        if (slash) *slash = '\0';
+        if (strcmp(part, "..") == 0) {
+            if (current != dirfd) close(current);
+            errno = EXDEV;
+            return -1;
+        }
+        int fd;
+        if (last) {
+            fd = openat(current, *part ? part : ".", flags | O_NOFOLLOW | O_CLOEXEC, mode);
+        } else {
+            fd = openat(current, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        int saved = errno;
+        if (current != dirfd) close(current);
+        if (fd < 0) { errno = saved; return -1; }
+        if (last) return fd;
+        current = fd;
+        part = slash + 1;
+    }
+}
+
+int barge_open_beneath(int dirfd, const char *path, int flags, unsigned int mode) {
+#if defined(__linux__) && defined(SYS_openat2)
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    long fd;
+    do {
+        fd = syscall(SYS_openat2, dirfd, *path ? path : ".", &how, sizeof how);
+    } while (fd < 0 && errno == EAGAIN);
+    if (fd >= 0 || errno != ENOSYS) return (int)fd;
+#endif
+    return open_walk(dirfd, path, flags, mode);
+}
+
+int barge_o_path(void) { return O_PATH; }
+int barge_o_direct(void) { return O_DIRECT; }
+int barge_syncfs(int fd) { return syncfs(fd); }

@@ -1,0 +1,100 @@
+import BargeStore
+import Foundation
+import Testing
+
+/// Paths are confined by the kernel (`openat2` beneath the root's descriptor), so that neither a
+/// race with ordinary creation and renames is taken for an escape, nor a symbolic link swapped in
+/// between a check and an open lets a write out of the root.
+struct PathConfinementTests {
+    /// One thread creates, renames and removes files the way a receiving agent does; another
+    /// resolves the same names all the while. Not one resolve may call that a symbolic link.
+    @Test func aNameThatAppearsWhileItIsResolvedIsNeverTakenForASymlink() throws {
+        let s = try Sandbox()
+        try s.file("d/seed")
+        let root = s.root
+        let stop = Atomic(false)
+        let churn = Thread {
+            var i = 0
+            while !stop.load() {
+                let name = root + "/d/f\(i % 50)"
+                let fd = open(name + ".barge-partial", O_WRONLY | O_CREAT, 0o600)
+                if fd >= 0 { close(fd) }
+                rename(name + ".barge-partial", name)
+                if i % 3 == 0 { unlink(name) }
+                if i % 7 == 0 { mkdir(root + "/d/sub\(i % 5)", 0o755); rmdir(root + "/d/sub\(i % 5)") }
+                i += 1
+            }
+        }
+        churn.start()
+        defer { stop.store(true) }
+        var escapes: [String] = []
+        for i in 0..<20_000 {
+            for path in ["d/f\(i % 50)", "d/f\(i % 50).barge-partial", "d/sub\(i % 5)/x"] {
+                do {
+                    _ = try RootedPath.resolve(path, under: root)
+                } catch let error as StoreError {
+                    if case .symlinkEscape = error { escapes.append(error.description) }
+                }
+            }
+        }
+        stop.store(true)
+        #expect(escapes.isEmpty, "races taken for escapes: \(escapes.prefix(3))")
+    }
+
+    /// A directory of the path is swapped for a symbolic link to a directory outside the root, over
+    /// and over, while partial files are created under it. Whatever wins each race, nothing may
+    /// ever be created outside.
+    @Test func aSymlinkSwappedInBetweenNeverLetsAWriteOut() throws {
+        let s = try Sandbox()
+        let outside = s.url.appendingPathComponent("outside").path
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        let root = s.root
+        try FileManager.default.createDirectory(atPath: root + "/swap", withIntermediateDirectories: true)
+        let stop = Atomic(false)
+        let swapper = Thread {
+            while !stop.load() {
+                rename(root + "/swap", root + "/swap.dir")
+                symlink(outside, root + "/swap")
+                unlink(root + "/swap")
+                rename(root + "/swap.dir", root + "/swap")
+            }
+        }
+        swapper.start()
+        defer { stop.store(true) }
+        var created = 0
+        for i in 0..<5_000 {
+            if let target = try? RootedPath.resolve("swap/f\(i)", under: root), (try? PartialFileWriter(target, size: 1)) != nil {
+                created += 1
+            }
+        }
+        stop.store(true)
+        Thread.sleep(forTimeInterval: 0.05)
+        let leaked = try FileManager.default.contentsOfDirectory(atPath: outside)
+        #expect(leaked.isEmpty, "written outside the root: \(leaked.prefix(5))")
+        #expect(created > 0, "no create ever won its race, so the test proved nothing")
+    }
+
+    /// A file whose name is 255 bytes long (NAME_MAX) arrives: its partial copy has a short name.
+    @Test func aNameOf255BytesArrivesThroughAShortPartialName() throws {
+        let s = try Sandbox()
+        let name = String(repeating: "n", count: 250) + ".data"
+        #expect(name.utf8.count == 255)
+        let target = try RootedPath.resolve("long/" + name, under: s.root)
+        let writer = try PartialFileWriter(target, size: 5)
+        #expect(writer.partialName.utf8.count <= 255 && writer.partialName.hasSuffix(".barge-partial"))
+        #expect(FileManager.default.fileExists(atPath: writer.partialPath))
+        try Array("hello".utf8).withUnsafeBytes { try writer.write($0, at: 0) }
+        try writer.finish(mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+        #expect(try String(contentsOfFile: s.root + "/long/" + name, encoding: .utf8) == "hello")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/long") == [name])
+    }
+}
+
+/// A flag shared with a thread.
+final class Atomic: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Bool
+    init(_ value: Bool) { self.value = value }
+    func load() -> Bool { lock.withLock { value } }
+    func store(_ v: Bool) { lock.withLock { value = v } }
+}
