@@ -131,14 +131,46 @@ public final class ChunkIndex: Sendable {
         }
     }
 
+    /// A file that now has its final name, size and mtime.
+    public struct Finalized: Sendable {
+        public var path: String
+        public var size: UInt64
+        public var mtimeSeconds: Int64
+        public var mtimeNanoseconds: Int32
+
+        public init(path: String, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
+            self.path = path
+            self.size = size
+            self.mtimeSeconds = mtimeSeconds
+            self.mtimeNanoseconds = mtimeNanoseconds
+        }
+    }
+
     /// The partial copy of `path` now has its final name, size and mtime: its rows replace those
     /// of whatever file had that name before.
     public func finalize(path: String, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
+        try finalize([Finalized(path: path, size: size, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)])
+    }
+
+    /// `record(entries)`, then each file's finish, in one transaction (a batch of files).
+    public func finalize(_ files: [Finalized], recording entries: [Entry] = []) throws {
+        guard !files.isEmpty || !entries.isEmpty else { return }
         try pool.write { db in
-            try db.execute(sql: "DELETE FROM chunks WHERE path = ? AND final = 1", arguments: [path])
-            try db.execute(sql: "UPDATE chunks SET final = 1 WHERE path = ? AND final = 0", arguments: [path])
-            try db.execute(sql: "INSERT OR REPLACE INTO files (path, size, mtimeSeconds, mtimeNanoseconds) VALUES (?, ?, ?, ?)",
-                           arguments: [path, Int64(size), mtimeSeconds, mtimeNanoseconds])
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO chunks (path, final, offset, length, fileSize, id, xxh) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            for e in entries {
+                try insert.execute(arguments: [e.path, e.final, Int64(e.offset), e.length, Int64(e.fileSize), Data(e.id), Data(e.xxh)])
+            }
+            let dropOld = try db.cachedStatement(sql: "DELETE FROM chunks WHERE path = ? AND (final = 1 OR fileSize != ?)")
+            let promote = try db.cachedStatement(sql: "UPDATE chunks SET final = 1 WHERE path = ? AND final = 0")
+            let file = try db.cachedStatement(sql: "INSERT OR REPLACE INTO files (path, size, mtimeSeconds, mtimeNanoseconds) VALUES (?, ?, ?, ?)")
+            for f in files {
+                // Rows of an older partial copy of another size went with it.
+                try dropOld.execute(arguments: [f.path, Int64(f.size)])
+                try promote.execute(arguments: [f.path])
+                try file.execute(arguments: [f.path, Int64(f.size), f.mtimeSeconds, f.mtimeNanoseconds])
+            }
         }
     }
 

@@ -21,6 +21,8 @@ public final class PartialFileWriter: @unchecked Sendable {
     public let partialName: String
     public var partialPath: String { Self.partialPath(of: final) }
     private var fd: Int32
+    /// The partial copy was there before (an earlier run left it): what it holds may be kept.
+    public let existed: Bool
     /// The same file opened with O_DIRECT, where the file system allows it (not tmpfs), for large
     /// writes: block-aligned writes from aligned memory go to the device without a copy into the
     /// page cache, and leave nothing for `fsync` to write back. Opened at the first write that can
@@ -64,8 +66,11 @@ public final class PartialFileWriter: @unchecked Sendable {
         let parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative)
         defer { close(parent) }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
-        fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        existed = fd < 0 && errno == EEXIST
+        if existed { fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
+        self.fd = fd
         guard ftruncate(fd, off_t(size)) == 0 else {
             let e = errno
             close(fd)

@@ -83,6 +83,9 @@ public final class RootDirectory: Sendable {
         return current
     }
 
+    /// `syncfs(2)` on the file system holding `fd`: 0, or -1 with errno set.
+    public static func syncFileSystem(of fd: Int32) -> Int32 { barge_syncfs(fd) }
+
     /// The error for a failed open beneath the root.
     static func failure(_ e: Int32, _ operation: String, _ relative: String, display: String) -> StoreError {
         if e == EXDEV { return .symlinkEscape(path: display, resolved: "a place outside the root") }

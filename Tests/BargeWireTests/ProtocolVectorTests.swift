@@ -92,6 +92,11 @@ struct ProtocolVectorTests {
          "42415247013a0000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
         (.holding(Holding(units: [AssignmentKey(job: "j1", unit: 3, assignment: 2)])),
          "4241524701130000" + "00000014" + "766ee74c0aa445b4" + "0000000100026a31000000000000000300000002"),
+        // Version 6: a batch of files finished together.
+        (.filesDone(FilesDone(job: "j1", files: [FilesDone.File(path: "d/f", size: 4096, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)])),
+         "42415247014b0000" + "00000025" + "89a318ab031a49be" + "00026a31000000010003642f660000000000001000000001a4000000005f5e100000000007"),
+        (.filesDoneReply(FilesDoneReply(refused: [FilesDoneReply.Refusal(index: 0, reason: .incomplete, detail: "short")])),
+         "42415247014c0000" + "00000010" + "5c15f0e4ea4a2a69" + "000000010000000005000573686f7274"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

@@ -41,6 +41,7 @@ public final class ChunkReceiver {
         case .chunkData(let chunk): return receive(chunk, repair: false)
         case .chunkRepair(let chunk): return receive(chunk, repair: true)
         case .fileDone(let done): return finish(done)
+        case .filesDone(let batch): return finish(batch)
         case .makeEntry(let make): return makeEntry(make)
         case .haveQuery(let query): return have(query)
         case .chunkRef(let ref): return copy(ref)
@@ -145,6 +146,34 @@ public final class ChunkReceiver {
         } catch {
             return .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: "\(error)"))
         }
+    }
+
+    /// Finishes a batch of files together (grouped durability, one index transaction), naming the
+    /// ones refused.
+    public func finish(_ batch: FilesDone) -> Message {
+        var refused: [FilesDoneReply.Refusal] = []
+        var items: [DestinationFiles.Finish] = []
+        var positions: [Int] = []
+        for (i, f) in batch.files.enumerated() {
+            do {
+                let target = try RootedPath.resolve(f.path, under: root)
+                items.append(DestinationFiles.Finish(target: target, size: f.size, mode: f.mode, mtimeSeconds: f.mtimeSeconds,
+                                                     mtimeNanoseconds: f.mtimeNanoseconds))
+                positions.append(i)
+            } catch {
+                refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: .refusedPath, detail: error.description))
+            }
+        }
+        for (n, error) in files.finish(job: batch.job, batch: items) {
+            let reason: ChunkNack.Reason = switch error {
+            case is DestinationFiles.Incomplete: .incomplete
+            case StoreError.system: .writeFailed
+            case is StoreError: .refusedPath
+            default: .writeFailed
+            }
+            refused.append(FilesDoneReply.Refusal(index: UInt32(positions[n]), reason: reason, detail: "\(error)"))
+        }
+        return .filesDoneReply(FilesDoneReply(refused: refused.sorted { $0.index < $1.index }))
     }
 
     /// Creates a directory (with its mode and mtime) or a symbolic link.

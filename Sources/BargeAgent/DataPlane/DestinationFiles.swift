@@ -70,7 +70,7 @@ public final class DestinationFiles: Sendable {
                 return f
             }
             let f = OpenFile(writer: try PartialFileWriter(target, size: size), size: size)
-            try restore(f, target)
+            if f.writer.existed { try restore(f, target) }
             files[key] = f
             return f
         }
@@ -187,10 +187,125 @@ public final class DestinationFiles: Sendable {
         public let description: String
     }
 
+    /// A file to finish: its place, and the size, mode and mtime it must end with.
+    public struct Finish: Sendable {
+        public var target: RootedPath
+        public var size: UInt64
+        public var mode: UInt32
+        public var mtimeSeconds: Int64
+        public var mtimeNanoseconds: Int32
+
+        public init(target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
+            self.target = target
+            self.size = size
+            self.mode = mode
+            self.mtimeSeconds = mtimeSeconds
+            self.mtimeNanoseconds = mtimeNanoseconds
+        }
+    }
+
+    /// From this many files up, a batch is made durable with one `syncfs` per file system rather
+    /// than an `fsync` per file.
+    public static let syncfsBatch = 8
+
     /// Makes a fully received file durable under its final name with its mode and mtime. A file of
     /// size 0 needs no chunk. A file missing bytes is refused (`Incomplete`) and stays partial;
     /// other failures are `StoreError`s.
     public func finish(job: String, target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
+        let failures = finish(job: job, batch: [Finish(target: target, size: size, mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)])
+        if let failure = failures[0] { throw failure }
+    }
+
+    /// Finishes a batch of files with grouped durability: every file is checked complete, then the
+    /// batch's bytes are made durable at once (`syncfs` per file system, or `fsync` per file for
+    /// a batch under `syncfsBatch`), then each file gets its mode and mtime and is renamed to its
+    /// final name, each directory is synced once, and the chunk index records the batch in one
+    /// transaction. No file gets its final name before its bytes are durable. Returns the files
+    /// that failed, by index in `batch`, with `Incomplete` or `StoreError`; the others are done.
+    public func finish(job: String, batch: [Finish]) -> [Int: Error] {
+        var failures: [Int: Error] = [:]
+        var ready: [(Int, OpenFile)] = []
+        for (i, item) in batch.enumerated() {
+            do {
+                ready.append((i, try complete(job: job, item)))
+            } catch {
+                failures[i] = error
+            }
+        }
+        // Durable, all at once.
+        let sync = ready.count >= Self.syncfsBatch
+        if sync {
+            var devices: [UInt64: Int32] = [:]
+            for (_, f) in ready {
+                var st = stat()
+                let fd = f.writer.descriptor
+                if fd >= 0, fstat(fd, &st) == 0, devices[UInt64(st.st_dev)] == nil { devices[UInt64(st.st_dev)] = fd }
+            }
+            for fd in devices.values where RootDirectory.syncFileSystem(of: fd) != 0 {
+                let e = errno
+                for (i, f) in ready { failures[i] = StoreError.system(operation: "syncfs", path: f.writer.final.relative, errno: e) }
+                ready = []
+            }
+        }
+        ready = ready.filter { i, f in
+            do {
+                let item = batch[i]
+                try f.lock.withLock {
+                    try f.writer.seal(mode: item.mode, mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !sync)
+                }
+                return true
+            } catch {
+                failures[i] = error
+                return false
+            }
+        }
+        // Final names, then one fsync per directory.
+        var byParent: [ArraySlice<String>: [(Int, OpenFile)]] = [:]
+        for (i, f) in ready { byParent[f.writer.final.components.dropLast(), default: []].append((i, f)) }
+        var finished: [Int] = []
+        for (parent, files) in byParent {
+            do {
+                let dfd = try RootDirectory.open(files[0].1.writer.final.root).openDirectory(parent, create: false, display: files[0].1.writer.final.relative)
+                defer { Glibc.close(dfd) }
+                var renamed: [Int] = []
+                for (i, f) in files {
+                    do {
+                        try f.writer.rename(in: dfd)
+                        renamed.append(i)
+                    } catch {
+                        failures[i] = error
+                    }
+                }
+                guard fsync(dfd) == 0 else { throw StoreError.system(operation: "fsync directory", path: parent.joined(separator: "/"), errno: errno) }
+                finished += renamed
+            } catch {
+                for (i, _) in files where failures[i] == nil { failures[i] = error }
+            }
+        }
+        open.withLockedValue { files in
+            for i in batch.indices where failures[i] == nil { files.removeValue(forKey: Self.key(job, batch[i].target.relative)) }
+        }
+        if let index, !finished.isEmpty {
+            let rows = pending.withLockedValue { p in
+                defer { p.removeAll(keepingCapacity: true) }
+                return p
+            }
+            let done = finished.sorted().map {
+                ChunkIndex.Finalized(path: batch[$0].target.relative, size: batch[$0].size, mtimeSeconds: batch[$0].mtimeSeconds,
+                                     mtimeNanoseconds: batch[$0].mtimeNanoseconds)
+            }
+            do {
+                try index.finalize(done, recording: rows)
+            } catch {
+                logger.warning("chunk index: \(done.count) files finished but not recorded: \(error)")
+            }
+        }
+        return failures
+    }
+
+    /// The open file for `item`, checked complete: every one of its bytes arrived.
+    private func complete(job: String, _ item: Finish) throws -> OpenFile {
+        let target = item.target, size = item.size
         let isOpen = open.withLockedValue { $0[Self.key(job, target.relative)] != nil }
         // A partial copy left by an earlier run may be complete: with an index, it is reopened.
         let leftOver = index != nil && access(PartialFileWriter.partialPath(of: target), F_OK) == 0
@@ -203,17 +318,8 @@ public final class DestinationFiles: Sendable {
             guard f.covered == size else {
                 throw Incomplete(description: "\(target.relative): only \(f.covered) of its \(size) bytes arrived at this agent; it stays partial")
             }
-            try f.writer.finish(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
         }
-        open.withLockedValue { _ = $0.removeValue(forKey: Self.key(job, target.relative)) }
-        if let index {
-            flush()
-            do {
-                try index.finalize(path: target.relative, size: size, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
-            } catch {
-                logger.warning("chunk index: \(target.relative) finished but not recorded: \(error)")
-            }
-        }
+        return f
     }
 
     /// Forgets a job's open files, closing them; their partial files (and their index rows) stay

@@ -69,11 +69,14 @@ public struct UnitSender: Sendable {
                 // The first stream asks what the destination already holds, then the others start.
                 try await client.withStream { first in
                     let refs = try await references(first)
+                    // A peer of version 6 finishes files in batches, each stream sending those
+                    // whose last chunk it saw acked when it runs out of steps.
+                    let ready = first.version >= WireVersion.batches ? ReadyFiles() : nil
                     let known = try await queue.known(atLeast: settings.streams)
                     for _ in 1..<max(1, known) {
-                        group.addTask { try await client.withStream { stream in try await work(stream, queue, refs) } }
+                        group.addTask { try await client.withStream { stream in try await work(stream, queue, refs, ready) } }
                     }
-                    try await work(first, queue, refs)
+                    try await work(first, queue, refs, ready)
                 }
                 try await group.waitForAll()
             }
@@ -143,7 +146,7 @@ public struct UnitSender: Sendable {
         return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
     }
 
-    private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References) async throws {
+    private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
         let source = sources.take()
         defer {
             sources.give(source)
@@ -155,18 +158,24 @@ public struct UnitSender: Sendable {
             case .entry(let i):
                 try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry))), task.files[i])
             case .finish(let i):
-                try await finish(i, stream)
+                try await finished(i, stream, ready)
             case .chunk(let i, let offset, let length):
-                try await send(chunk: i, offset: offset, length: length, stream, queue, source, refs)
+                try await send(chunk: i, offset: offset, length: length, stream, queue, source, refs, ready)
             }
         }
+        if let ready { try await finish(ready.take(), stream) }
+    }
+
+    /// Every chunk of file `i` is acked: finish it now, or with the stream's batch.
+    private func finished(_ i: Int, _ stream: ChunkStream, _ ready: ReadyFiles?) async throws {
+        if let ready { ready.add(i) } else { try await finish(i, stream) }
     }
 
     /// One chunk, by reference when the destination holds it (or another stream is sending the
     /// same bytes to it right now: then after that stream's ack), else by value, read and sent
     /// again after a `corrupt` nack.
     private func send(chunk i: Int, offset: UInt64, length: Int, _ stream: ChunkStream, _ queue: StepQueue, _ source: ChunkSource,
-                      _ refs: References) async throws {
+                      _ refs: References, _ ready: ReadyFiles?) async throws {
         let file = task.files[i]
         let place = ChunkPlace(job: task.job, path: file.entry.path, offset: offset)
         var attempt = 0
@@ -201,7 +210,7 @@ public struct UnitSender: Sendable {
                     }
                     try expectAck(reply, file)
                     progress.referenced(report)
-                    if queue.acked(file: i) && file.finish { try await finish(i, stream) }
+                    if queue.acked(file: i) && file.finish { try await finished(i, stream, ready) }
                     return
                 }
                 let wire = UInt64(data.encoded.readableBytes)
@@ -218,7 +227,7 @@ public struct UnitSender: Sendable {
                 }
                 let last = queue.acked(file: i)
                 progress.acked(report, codec: source.lastCodec.description, raw: UInt64(length), encoded: wire)
-                if last && file.finish && !file.repair { try await finish(i, stream) }
+                if last && file.finish && !file.repair { try await finished(i, stream, ready) }
                 return
             }
         } catch {
@@ -234,6 +243,28 @@ public struct UnitSender: Sendable {
         try expectAck(try await stream.send(.fileDone(done)), task.files[i])
     }
 
+    /// Finishes files in batches of at most `FilesDone.maxFiles` (protocol version 6).
+    private func finish(_ files: [Int], _ stream: ChunkStream) async throws {
+        var start = 0
+        while start < files.count {
+            let part = Array(files[start..<min(start + FilesDone.maxFiles, files.count)])
+            start += part.count
+            let batch = FilesDone(job: task.job, files: part.map {
+                let e = task.files[$0].entry
+                return FilesDone.File(path: e.path, size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
+            })
+            let reply = try await stream.send(.filesDone(batch))
+            guard case .filesDoneReply(let answer) = reply else {
+                throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of a files done reply")
+            }
+            if let first = answer.refused.first {
+                let file = Int(first.index) < part.count ? task.files[part[Int(first.index)]] : task.files[part[0]]
+                try expectAck(.chunkNack(ChunkNack(place: ChunkPlace(job: task.job, path: file.entry.path, offset: 0), reason: first.reason,
+                                                   detail: first.detail)), file)
+            }
+        }
+    }
+
     private func expectAck(_ reply: Message, _ file: TaskFile) throws(UnitFailure) {
         switch reply {
         case .chunkAck:
@@ -243,6 +274,21 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: retryable, description: "\(task.destination.name) refused \(file.entry.path): \(nack.detail)")
         default:
             throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of an ack")
+        }
+    }
+}
+
+/// Files of a unit whose every chunk is acked, waiting to be finished in a batch.
+final class ReadyFiles: Sendable {
+    private let files = NIOLockedValueBox<[Int]>([])
+
+    func add(_ i: Int) { files.withLockedValue { $0.append(i) } }
+
+    /// The files added so far, removed.
+    func take() -> [Int] {
+        files.withLockedValue { f in
+            defer { f.removeAll() }
+            return f
         }
     }
 }

@@ -33,6 +33,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case haveQuery = 0x48
     case haveList = 0x49
     case chunkRef = 0x4A
+    case filesDone = 0x4B
+    case filesDoneReply = 0x4C
     case error = 0x7F
 
     public var description: String {
@@ -69,6 +71,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .haveQuery: "have query"
         case .haveList: "have list"
         case .chunkRef: "chunk ref"
+        case .filesDone: "files done"
+        case .filesDoneReply: "files done reply"
         case .error: "error"
         }
     }

@@ -78,7 +78,8 @@ public struct ClientHandshake: Sendable {
 /// Version 2 adds dedup (`have query`, `have list`, `chunk ref`, nack `need`, `task done`'s dedup
 /// bytes) and `drain`; version 3 adds `job settings` (per-job caps and congestion mode) and the
 /// lane figures at the end of `task progress`; version 4 adds the assignment number that `task
-/// assign` carries and `task done` and `task failed` echo. A peer of an older version still joins, and
+/// assign` carries and `task done` and `task failed` echo; version 5 acknowledged reports, `holding`,
+/// `task drop` and `compare`; version 6 `files done` (a batch of files finished together). A peer of an older version still joins, and
 /// neither side sends it what it does not know.
 public enum WireVersion {
     /// What features need.
@@ -88,11 +89,13 @@ public enum WireVersion {
     public static let assignments: UInt8 = 4
     /// Acknowledged reports, `holding` and `task drop`.
     public static let acks: UInt8 = 5
+    /// `files done` and its reply.
+    public static let batches: UInt8 = 6
 
     /// `BARGE_WIRE_MAX_VERSION` lowers the top of the range, to run this build as an older one
     /// (for testing a cluster in the middle of a rolling update).
     public static let supported: ClosedRange<UInt8> = {
-        let top: UInt8 = 5
+        let top: UInt8 = 6
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1...top).contains(v) {
             return 1...v
         }

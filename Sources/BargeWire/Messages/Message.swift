@@ -36,6 +36,9 @@ public enum Message: Hashable, Sendable {
     case jobSettings(JobSettings)
     /// Version 5: what the agent runs, sent first on each connection.
     case holding(Holding)
+    /// Version 6: finish a batch of files together, and the answer.
+    case filesDone(FilesDone)
+    case filesDoneReply(FilesDoneReply)
     /// Version 5: the coordinator journaled the `task done` or `task failed` of this assignment.
     case reportAck(AssignmentKey)
     /// Version 5: stop this assignment and report nothing; the unit is no longer the agent's.
@@ -70,6 +73,8 @@ public enum Message: Hashable, Sendable {
         case .chunkRepair: .chunkRepair
         case .haveQuery: .haveQuery
         case .haveList: .haveList
+        case .filesDone: .filesDone
+        case .filesDoneReply: .filesDoneReply
         case .chunkRef: .chunkRef
         case .drain: .drain
         case .jobSettings: .jobSettings
@@ -151,6 +156,10 @@ public enum Message: Hashable, Sendable {
             self = .haveQuery(try HaveQuery(from: &r))
         case .haveList:
             self = .haveList(try HaveList(from: &r))
+        case .filesDone:
+            self = .filesDone(try FilesDone(from: &r))
+        case .filesDoneReply:
+            self = .filesDoneReply(try FilesDoneReply(from: &r))
         case .chunkRef:
             self = .chunkRef(try ChunkRef(from: &r))
         case .drain:
@@ -257,6 +266,10 @@ public enum Message: Hashable, Sendable {
         case .haveQuery(let m):
             m.write(to: &b)
         case .haveList(let m):
+            m.write(to: &b)
+        case .filesDone(let m):
+            m.write(to: &b)
+        case .filesDoneReply(let m):
             m.write(to: &b)
         case .chunkRef(let m):
             m.write(to: &b)
