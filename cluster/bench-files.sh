@@ -22,7 +22,12 @@ source cluster/bench-lib.sh
 bench_init files
 
 echo "generating $small small files and $resync empty ones …" >&2
-mkdir -p "$work/a/small" "$work/a/many" "$work/b" "$work/r"
+# The destinations of both tools share a fresh file system (as root).
+bench_fresh_fs "$work/dst" "${DST_FS_SIZE:-16G}"
+mkdir -p "$work/dst/b" "$work/dst/r"
+ln -s "$work/dst/b" "$work/b"
+ln -s "$work/dst/r" "$work/r"
+mkdir -p "$work/a/small" "$work/a/many"
 python3 - "$work/a/small" "$small" "$work/a/many" "$resync" <<'PY'
 import os, random, sys
 small, n, many, m = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -54,13 +59,12 @@ for run in $(seq 1 "$runs"); do
   t1=$(field finished_at "$work/barge-$run.json")
   barge_secs=$(calc "$t1 - $t0")
   cpu="$(calc "$(cpu_secs "$coordinator") - ${c0[0]}") $(calc "$(cpu_secs "$a1") - ${c0[1]}") $(calc "$(cpu_secs "$b1") - ${c0[2]}")"
-  rm -rf "$work/b/small-$run"
+  # Nothing is removed between runs: one tool's rm would charge the next run (see bench_fresh_fs).
   sync
   t0=$(now)
-  rsync -a "$work/a/small/" "rsync://127.0.0.1:$rsync_port/dst/small/"
+  rsync -a "$work/a/small/" "rsync://127.0.0.1:$rsync_port/dst/small-$run/"
   t1=$(now)
   rsync_secs=$(calc "$t1 - $t0")
-  rm -rf "$work/r/small"
   [[ $(field files_done "$work/barge-$run.json") == "$small" ]] || { echo "barge run $run did not move every file" >&2; exit 1; }
   echo "$run $barge_secs $rsync_secs $cpu" | tee -a "$work/small.txt" >&2
 done
