@@ -76,6 +76,7 @@ let package = Package(
             name: "BargeAgent",
             dependencies: [
                 "BargeWire", "BargeFlow", "BargeCodec", "BargeStore", "BargeDigest", "BargeChunk",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

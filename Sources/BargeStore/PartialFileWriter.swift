@@ -71,7 +71,9 @@ public final class PartialFileWriter: @unchecked Sendable {
         if existed { fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
         self.fd = fd
-        guard ftruncate(fd, off_t(size)) == 0 else {
+        // A new file reaches its size with its chunks (every byte must arrive before `finish`);
+        // one left by an earlier run may be longer.
+        guard !existed || ftruncate(fd, off_t(size)) == 0 else {
             let e = errno
             close(fd)
             throw .system(operation: "size", path: display, errno: e)

@@ -19,8 +19,22 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
     public var description: String { absolute }
 
     public static func resolve(_ path: String, under root: String) throws(StoreError) -> RootedPath {
-        guard !path.utf8.contains(0) else { throw .invalidPath(path: path, reason: "contains a NUL byte") }
         let directory = try RootDirectory.open(root)
+        let rooted = try lexical(path, in: directory)
+        try confine(rooted, path, directory)
+        return rooted
+    }
+
+    /// The path under the root by its words alone: `.` and `..` taken out, a climb above the root
+    /// refused, nothing on disk looked at. For callers whose every open goes through the root's
+    /// descriptor beneath it (the receiving data plane: `PartialFileWriter`, `renameat` in a
+    /// directory opened beneath), where the kernel refuses a symbolic link that leads out.
+    public static func lexical(_ path: String, under root: String) throws(StoreError) -> RootedPath {
+        try lexical(path, in: try RootDirectory.open(root))
+    }
+
+    private static func lexical(_ path: String, in directory: RootDirectory) throws(StoreError) -> RootedPath {
+        guard !path.utf8.contains(0) else { throw .invalidPath(path: path, reason: "contains a NUL byte") }
         var components: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
             switch part {
@@ -33,9 +47,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
                 components.append(String(part))
             }
         }
-        let rooted = RootedPath(root: directory.real, components: components)
-        try confine(rooted, path, directory)
-        return rooted
+        return RootedPath(root: directory.real, components: components)
     }
 
     /// Checks, through the kernel (`openat2` beneath the root's descriptor), that the deepest part

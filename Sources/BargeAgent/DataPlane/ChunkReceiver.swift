@@ -56,7 +56,9 @@ public final class ChunkReceiver {
         }
         let target: RootedPath
         do {
-            target = try RootedPath.resolve(place.path, under: root)
+            // Every open below is confined beneath the root by the kernel; a repair opens the
+            // finished file by name, so it is checked on disk first.
+            target = repair ? try RootedPath.resolve(place.path, under: root) : try RootedPath.lexical(place.path, under: root)
         } catch {
             return nack(.refusedPath, error.description)
         }
@@ -116,7 +118,7 @@ public final class ChunkReceiver {
     public func copy(_ ref: ChunkRef) -> Message {
         let place = ref.place
         do {
-            let target = try RootedPath.resolve(place.path, under: root)
+            let target = try RootedPath.lexical(place.path, under: root)
             let length = Int(ref.length)
             if try files.copyLocal(job: place.job, target: target, size: ref.fileSize, offset: place.offset, length: length,
                                    id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset)) {
@@ -134,7 +136,7 @@ public final class ChunkReceiver {
     /// Gives a fully received file its final name, mode and mtime.
     public func finish(_ done: FileDone) -> Message {
         do {
-            let target = try RootedPath.resolve(done.place.path, under: root)
+            let target = try RootedPath.lexical(done.place.path, under: root)
             try files.finish(job: done.place.job, target: target, size: done.size, mode: done.mode,
                              mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds)
             return .chunkAck(ChunkAck(place: done.place))
@@ -156,7 +158,7 @@ public final class ChunkReceiver {
         var positions: [Int] = []
         for (i, f) in batch.files.enumerated() {
             do {
-                let target = try RootedPath.resolve(f.path, under: root)
+                let target = try RootedPath.lexical(f.path, under: root)
                 items.append(DestinationFiles.Finish(target: target, size: f.size, mode: f.mode, mtimeSeconds: f.mtimeSeconds,
                                                      mtimeNanoseconds: f.mtimeNanoseconds))
                 positions.append(i)

@@ -308,7 +308,7 @@ public final class DestinationFiles: Sendable {
         let target = item.target, size = item.size
         let isOpen = open.withLockedValue { $0[Self.key(job, target.relative)] != nil }
         // A partial copy left by an earlier run may be complete: with an index, it is reopened.
-        let leftOver = index != nil && access(PartialFileWriter.partialPath(of: target), F_OK) == 0
+        let leftOver = !isOpen && index != nil && access(PartialFileWriter.partialPath(of: target), F_OK) == 0
         guard size == 0 || isOpen || leftOver else {
             throw Incomplete(description: "\(target.relative): none of its \(size) bytes arrived at this agent")
         }

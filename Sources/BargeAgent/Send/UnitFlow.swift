@@ -25,15 +25,15 @@ public struct UnitFlow: Sendable {
 
     /// Sends a chunk's frame once the caps and the lane allow, and feeds the answer's round trip
     /// and the socket's `TCP_INFO` back to the lane.
-    func send(_ frame: Frame, on stream: ChunkStream) async throws -> Message {
+    func send(_ frame: Frame, expecting place: ChunkPlace? = nil, on stream: ChunkStream) async throws -> Message {
         let bytes = frame.payload.readableBytes
         await agentLimit?.charge(bytes)
         await jobLimit()?.charge(bytes)
-        guard let lane else { return try await stream.send(frame) }
+        guard let lane else { return try await stream.send(frame, expecting: place) }
         let sentAt = await lane.acquire(bytes, order: order)
         let reply: Message
         do {
-            reply = try await stream.send(frame)
+            reply = try await stream.send(frame, expecting: place)
         } catch {
             lane.release(bytes, sentAt: sentAt, answered: false)
             throw error

@@ -26,6 +26,9 @@ public struct UnitSender: Sendable {
         /// Files of at least this many bytes are cut by content (FastCDC, 512 KiB / 1 MiB / 4 MiB),
         /// so that an insertion moves only nearby chunk boundaries; nil: always fixed-size.
         public var contentDefinedAbove: UInt64?
+        /// Messages outstanding on each stream at once (pipelining): each stream runs this many
+        /// workers. The lane's window bounds the bytes in flight whatever the depth.
+        public var depth: Int = 8
 
         public static let defaultContentDefinedAbove: UInt64 = 8 << 20
         /// The agent's `--bwlimit`, charged for every chunk frame's payload sent on the data plane
@@ -146,12 +149,23 @@ public struct UnitSender: Sendable {
         return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
     }
 
+    /// One stream's share of the unit: `settings.depth` workers take steps and send them on it at
+    /// once (so up to that many messages are outstanding on the stream, within the lane's window),
+    /// then the stream finishes the files whose last chunk it saw acked.
     private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
-        let source = sources.take()
-        defer {
-            sources.give(source)
-            flow.lane?.closed(ObjectIdentifier(stream))
+        defer { flow.lane?.closed(ObjectIdentifier(stream)) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(1, settings.depth) {
+                group.addTask { try await worker(stream, queue, refs, ready) }
+            }
+            try await group.waitForAll()
         }
+        if let ready { try await finish(ready.take(), stream) }
+    }
+
+    private func worker(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
+        let source = sources.take()
+        defer { sources.give(source) }
         source.codec = (try? CodecChoice(name: task.codec)) ?? .auto
         while !Task.isCancelled, let step = try await queue.next() {
             switch step {
@@ -163,7 +177,6 @@ public struct UnitSender: Sendable {
                 try await send(chunk: i, offset: offset, length: length, stream, queue, source, refs, ready)
             }
         }
-        if let ready { try await finish(ready.take(), stream) }
     }
 
     /// Every chunk of file `i` is acked: finish it now, or with the stream's batch.
@@ -201,7 +214,7 @@ public struct UnitSender: Sendable {
                     var reply: Message? = nil
                     if await refs.settled(data.id) {
                         progress.sent(UInt64(ref.payload.readableBytes))
-                        reply = try await flow.send(ref, on: stream)
+                        reply = try await flow.send(ref, expecting: place, on: stream)
                     }
                     guard let reply, !(reply.isNack(.need)) else {
                         byReference = false  // not there after all: read it again and send its bytes
@@ -214,7 +227,7 @@ public struct UnitSender: Sendable {
                     return
                 }
                 let wire = UInt64(data.encoded.readableBytes)
-                let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), on: stream)
+                let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), expecting: place, on: stream)
                 progress.sent(wire)
                 if reply.isNack(.corrupt), attempt < settings.maxAttempts {
                     progress.refetched()
