@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Barge side by side with the other transfer tools, taking turns, in one run:
+#
+#   loopback  three datasets (incompressible files, typed arrays plus text, 20,000 small files),
+#             each moved by Barge, the rsync daemon, `rsync --fsync` (to the daemon), GridFTP
+#             (`globus-url-copy -p 4 -fast`, `-cc 4 -pp` for small files) and XRootD
+#             (`xrdcp -r --parallel 4`), all on 127.0.0.1
+#   lfn       the delay test bed (../shared/tools/delayline) at RATE with each RTT of RTTS: 1 GiB of
+#             incompressible files by Barge and by GridFTP, against `iperf3 -P 4 -C cubic` on the
+#             same path (the link's practical ceiling)
+#
+#   sudo cluster/bench-peers.sh                          # everything (about 15 minutes)
+#   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
+#
+# Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
+# ROUNDS (2: the median counts), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
+# SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
+# DL_BIN (where the delay line is built; ../shared is read-only in CI).
+#
+# Every tool writes into a fresh ext4 file system, and every copy is removed after it is timed.
+# GridFTP and XRootD run as `nobody` in anonymous mode, and neither syncs nor verifies; the rsync
+# daemon verifies its whole-file checksum but does not sync; `rsync --fsync` syncs; Barge syncs and
+# verifies every chunk. Needs root (namespaces, mounts, servers as nobody); exits 77 otherwise.
+# Output: bench-out/peers.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+if [[ $(id -u) -ne 0 ]]; then echo "bench-peers: needs root (namespaces, a scratch file system, servers as nobody); skipped" >&2; exit 77; fi
+parts=${PARTS:-loopback lfn}
+datasets=${DATASETS:-random typed small}
+rtts=${RTTS:-20 50 100}
+rate=${RATE:-1gbit}
+rounds=${ROUNDS:-2}
+source cluster/bench-lib.sh
+bench_init peers
+chmod 755 "$work"  # the servers run as nobody
+./cluster/install-deps.sh --peers
+export DL_PREFIX=${DL_PREFIX:-bpeer} DL_NET=${DL_NET:-10.234}
+export DL_BIN=${DL_BIN:-$repo/.build/delayline/delayline}
+mkdir -p "$(dirname "$DL_BIN")"
+testbed=$repo/../shared/tools/delayline/testbed.sh
+A=$DL_PREFIX-a B=$DL_PREFIX-b
+report=$out/peers.txt
+: > "$work/results.txt"
+say() { echo "$*" | tee -a "$work/report.txt" >&2; }
+
+peers_cleanup() {
+  bench_cleanup
+  [[ -n ${bed_up:-} ]] && "$testbed" down > /dev/null 2>&1 || true
+  rm -rf "/etc/netns/$A" "/etc/netns/$B"
+}
+trap peers_cleanup EXIT
+
+# --- datasets -------------------------------------------------------------------------------
+mkdir -p "$work/src"
+echo "generating datasets …" >&2
+for d in $datasets; do
+  case $d in
+    random)
+      mkdir -p "$work/src/random"
+      for i in $(seq 1 16); do openssl rand -out "$work/src/random/part-$i.bin" $(( ${RANDOM_MIB:-1024} / 16 << 20 )); done ;;
+    typed)
+      "$barge" bench generate --size "${TYPED_MIB:-128}MiB" "$work/src/typed" > /dev/null
+      rm -f "$work/src/typed/random.bin" ;;
+    small)
+      python3 - "$work/src/small" "${SMALL:-20000}" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+r = random.Random(7)
+for i in range(n):
+    d = f"{root}/d{i // 100:03d}"
+    if i % 100 == 0: os.makedirs(d, exist_ok=True)
+    with open(f"{d}/f{i:06d}", "wb") as f: f.write(r.randbytes(r.randint(1024, 32768)))
+PY
+      ;;
+  esac
+done
+# The lfn part always moves the incompressible files.
+[[ -d $work/src/random ]] || { mkdir -p "$work/src/random"; for i in $(seq 1 16); do openssl rand -out "$work/src/random/part-$i.bin" 67108864; done; }
+chmod -R a+rX "$work/src"
+sync
+# The bytes of a tree's regular files.
+tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+bytes_of() { tree_bytes "$work/src/$1"; }
+
+# Every copy lands on one fresh file system, writable by the servers that run as nobody.
+bench_fresh_fs "$work/dst" "${DST_FS_SIZE:-12G}"
+chmod 1777 "$work/dst"
+
+# --- the tools ------------------------------------------------------------------------------
+# Each function: DATASET NAME (a fresh destination name); runs in $ns_client / against $ip_server;
+# prints the seconds from start to the last byte on disk.
+run_in_client() { if [[ -n $ns_client ]]; then ip netns exec "$ns_client" "$@"; else "$@"; fi; }
+run_in_server() { if [[ -n $ns_server ]]; then ip netns exec "$ns_server" "$@"; else "$@"; fi; }
+
+start_servers() {
+  stop_servers
+  # The rsync daemon (module dst), GridFTP and XRootD, all serving $work/dst.
+  cat > "$work/rsyncd.conf" <<CONF
+pid file = $work/rsyncd.pid
+use chroot = false
+[dst]
+  path = $work/dst
+  read only = false
+  uid = 0
+  gid = 0
+CONF
+  rm -f "$work/rsyncd.pid"
+  "${ns_prefix[@]}" rsync --daemon --no-detach --config "$work/rsyncd.conf" --port 28873 --address "$ip_server" &
+  server_pids+=($!)
+  "${ns_prefix[@]}" globus-gridftp-server -aa -anonymous-user nobody -p 22811 -control-interface "$ip_server" -data-interface "$ip_server" -d error > "$work/gridftp.log" 2>&1 &
+  server_pids+=($!)
+  printf 'all.export %s\nxrd.port 21094\n' "$work/dst" > "$work/xrootd.cfg"
+  mkdir -p "$work/xrd"; chown nobody "$work/xrd"
+  (cd "$work/xrd" && exec "${ns_prefix[@]}" setpriv --reuid=nobody --regid=nogroup --clear-groups xrootd -c "$work/xrootd.cfg" -l "$work/xrd/xrootd.log") &
+  server_pids+=($!)
+  sleep 1
+}
+server_pids=()
+stop_servers() {
+  for p in "${server_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "xrootd -c $work/xrootd.cfg" 2>/dev/null || true
+  pkill -f "globus-gridftp-server .* -p 22811" 2>/dev/null || true
+  server_pids=()
+  sleep 0.3
+}
+
+tool_rsyncd() { local t0; t0=$(now); run_in_client rsync -a "$work/src/$1/" "rsync://$ip_server:28873/dst/$2/"; calc "$(now) - $t0"; }
+tool_rsync_fsync() { local t0; t0=$(now); run_in_client rsync -a --fsync "$work/src/$1/" "rsync://$ip_server:28873/dst/$2/"; calc "$(now) - $t0"; }
+tool_gridftp() {
+  local extra=(-p 4 -fast) t0
+  [[ $1 == small ]] && extra=(-cc 4 -pp -fast)
+  t0=$(now)
+  run_in_client globus-url-copy "${extra[@]}" -r -cd "file://$work/src/$1/" "ftp://$ip_server:22811$work/dst/$2/" > /dev/null
+  calc "$(now) - $t0"
+}
+tool_xrootd() {
+  local t0
+  mkdir -m 1777 "$work/dst/$2"  # xrdcp -r copies into an existing directory
+  t0=$(now)
+  run_in_client xrdcp -r --parallel 4 --silent "$work/src/$1/" "root://$ip_server:21094/$work/dst/$2/"
+  calc "$(now) - $t0"
+}
+tool_barge() {
+  local t0 json
+  t0=$(now)
+  json=$(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" submit "a:/$1" "b:/$2" --wait --json)
+  echo "$json" > "$work/barge-$2.json"
+  # The job's own end: the CLI's poll adds up to half a second after it.
+  calc "$(field finished_at "$work/barge-$2.json") - $t0"
+}
+
+start_barge() {
+  stop_barge
+  rm -rf "$work/state"
+  head -c 32 /dev/urandom | base64 > "$work/token"
+  export BARGE_TOKEN_FILE=$work/token
+  barge_url=http://$ip_client:27480
+  "${client_prefix[@]}" "$barge" coordinator --state "$work/state" --listen "$ip_client:27470" --http "$ip_client:27480" > "$work/coordinator.log" 2>&1 &
+  barge_pids+=($!)
+  sleep 0.5
+  "${client_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name a1 --site a --root "$work/src" --listen "$ip_client:0" > "$work/a1.log" 2>&1 &
+  barge_pids+=($!)
+  "${ns_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name b1 --site b --root "$work/dst" --listen "$ip_server:0" > "$work/b1.log" 2>&1 &
+  barge_pids+=($!)
+  for _ in $(seq 1 100); do
+    [[ $(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l) -ge 2 ]] && return
+    sleep 0.2
+  done
+  echo "bench-peers: the agents did not register; see $work/*.log" >&2
+  exit 1
+}
+barge_pids=()
+stop_barge() {
+  for p in "${barge_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${barge_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  barge_pids=()
+}
+
+# measure SETTING DATASET TOOL…: ROUNDS rounds, the tools taking turns; appends
+# "setting dataset tool seconds" lines to results.txt.
+measure() {
+  local setting=$1 dataset=$2; shift 2
+  local round tool secs name
+  for round in $(seq 1 "$rounds"); do
+    for tool in "$@"; do
+      name="$tool-$dataset-$round"
+      sync
+      # A copy counts only when every byte arrived.
+      if secs=$("tool_${tool//-/_}" "$dataset" "$name") && [[ $(tree_bytes "$work/dst/$name") == $(bytes_of "$dataset") ]]; then
+        echo "$setting $dataset $tool $secs" >> "$work/results.txt"
+        say "  $setting $dataset round $round: $tool $(printf '%.2f' "$secs") s"
+      else
+        say "  $setting $dataset round $round: $tool FAILED"
+      fi
+      rm -rf "${work:?}/dst/$name"
+    done
+  done
+}
+
+# --- parts ----------------------------------------------------------------------------------
+if [[ " $parts " == *" loopback "* ]]; then
+  say "== loopback"
+  ns_client="" ns_server="" ip_client=127.0.0.1 ip_server=127.0.0.1 ns_prefix=() client_prefix=()
+  start_servers
+  start_barge
+  for d in $datasets; do measure loopback "$d" barge rsyncd rsync-fsync gridftp xrootd; done
+  stop_barge
+  stop_servers
+fi
+
+if [[ " $parts " == *" lfn "* ]]; then
+  for rtt in $rtts; do
+    say "== lfn: $rate, RTT $rtt ms"
+    "$testbed" up "$rate" $((rtt / 2)) > "$work/testbed.log" 2>&1
+    bed_up=1
+    ns_client=$A ns_server=$B ip_client=$DL_NET.1.1 ip_server=$DL_NET.2.1
+    ns_prefix=(ip netns exec "$B") client_prefix=(ip netns exec "$A")
+    # Servers that look up their clients' names stall for seconds inside namespaces without this.
+    for ns in "$A" "$B"; do mkdir -p "/etc/netns/$ns"; printf '127.0.0.1 localhost\n%s a\n%s b\n' "$ip_client" "$ip_server" > "/etc/netns/$ns/hosts"; done
+    start_servers
+    start_barge
+    for round in $(seq 1 "$rounds"); do
+      ip netns exec "$B" iperf3 -s -1 -D -p 25201; sleep 0.3
+      ip netns exec "$A" iperf3 -c "$ip_server" -p 25201 -P 4 -C cubic -t 10 -J > "$work/iperf.json"
+      bps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$work/iperf.json")
+      echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps")" >> "$work/results.txt"
+      say "  lfn-$rtt round $round: iperf3 -P 4 cubic $(calc "$bps / 1e6") Mbit/s"
+      ROUNDS=1 rounds=1 measure "lfn-$rtt" random barge gridftp
+    done
+    stop_barge
+    stop_servers
+    "$testbed" down > /dev/null 2>&1; bed_up=""
+  done
+fi
+
+# --- report ---------------------------------------------------------------------------------
+{
+  echo "peers benchmark, $(date -u +%F), $(nproc) cores, median of $rounds rounds; MB/s of raw data (MB = 10^6 bytes)"
+  echo "syncs / verifies: barge yes/yes (per chunk XXH3-128 + SHA-256), rsyncd no/whole-file, rsync-fsync yes/whole-file, gridftp no/no, xrootd no/no; iperf3 moves no files"
+  python3 - "$work/results.txt" "$work/src" <<'PY'
+import collections, os, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    setting, dataset, tool, secs = line.split()
+    rows[(setting, dataset, tool)].append(float(secs))
+def size(d):
+    total = 0
+    for dirpath, _, files in os.walk(os.path.join(sys.argv[2], d)):
+        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+    return total
+sizes = {}
+for (setting, dataset) in sorted({(s, d) for s, d, _ in rows}):
+    n = sizes.setdefault(dataset, size(dataset))
+    rates = {t: n / statistics.median(v) / 1e6 for (s, d, t), v in rows.items() if s == setting and d == dataset}
+    peers = {t: r for t, r in rates.items() if t != "barge"}
+    best = max(peers, key=peers.get) if peers else None
+    print(f"{setting} / {dataset} ({n / 1e6:.0f} MB):")
+    for t, r in sorted(rates.items(), key=lambda x: -x[1]):
+        ratio = f", barge/{t} {rates['barge'] / r:.2f}" if "barge" in rates and t != "barge" else ""
+        print(f"  {t:12s} {r:8.1f} MB/s{ratio}")
+    if best and "barge" in rates:
+        print(f"  barge / best peer ({best}): {rates['barge'] / peers[best]:.2f}")
+PY
+  echo "runs:"
+  sed 's/^/  /' "$work/report.txt"
+} | tee "$report"
