@@ -13,7 +13,7 @@
 #   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
-# ROUNDS (2: the median counts), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
+# ROUNDS (2: the median counts), SUBMIT_ARGS (extra `barge submit` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
 # SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI).
 #
@@ -144,7 +144,7 @@ tool_xrootd() {
 tool_barge() {
   local t0 json
   t0=$(now)
-  json=$(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" submit "a:/$1" "b:/$2" --wait --json)
+  json=$(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" submit "a:/$1" "b:/$2" --wait --json ${SUBMIT_ARGS:-})
   echo "$json" > "$work/barge-$2.json"
   # The job's own end: the CLI's poll adds up to half a second after it.
   calc "$(field finished_at "$work/barge-$2.json") - $t0"
@@ -217,7 +217,7 @@ if [[ " $parts " == *" lfn "* ]]; then
     ns_client=$A ns_server=$B ip_client=$DL_NET.1.1 ip_server=$DL_NET.2.1
     ns_prefix=(ip netns exec "$B") client_prefix=(ip netns exec "$A")
     # Servers that look up their clients' names stall for seconds inside namespaces without this.
-    for ns in "$A" "$B"; do mkdir -p "/etc/netns/$ns"; printf '127.0.0.1 localhost\n%s a\n%s b\n' "$ip_client" "$ip_server" > "/etc/netns/$ns/hosts"; done
+    for ns in "$A" "$B"; do mkdir -p "/etc/netns/$ns"; printf '127.0.0.1 localhost\n%s a %s\n%s b\n' "$ip_client" "$(hostname)" "$ip_server" > "/etc/netns/$ns/hosts"; done
     start_servers
     start_barge
     for round in $(seq 1 "$rounds"); do

@@ -53,6 +53,8 @@ public final class AgentWork: Sendable {
     public let receiving: DestinationFiles?
     /// Congestion state per destination agent and mode, and each job's cap and mode.
     public let lanes = Lanes()
+    /// Data-plane connections reused across units and jobs.
+    public let pool = StreamPool()
     public let jobs: JobFlows
     private let logger: Logger
     private let running = NIOLockedValueBox<(units: [UnitRef: Running], runs: UInt64)>(([:], 0))
@@ -145,7 +147,7 @@ public final class AgentWork: Sendable {
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
                             fixedLinkRate: settings.linkRate)
-        let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow)
+        let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
         let outbox = outbox, logger = logger, running = running, draining = draining
         running.withLockedValue { r in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a

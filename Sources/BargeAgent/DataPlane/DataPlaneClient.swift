@@ -67,6 +67,9 @@ public final class ChunkStream: Sendable {
         }
     }
 
+    /// The stream has failed (its connection closed or broke): nothing more can be sent on it.
+    public var isFailed: Bool { state.withLockedValue { $0.failure != nil } }
+
     /// Sends `message` and returns the peer's reply (ack, nack, have list, files done reply).
     public func send(_ message: Message) async throws -> Message {
         let place: ChunkPlace? = switch message {

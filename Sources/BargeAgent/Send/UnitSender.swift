@@ -49,11 +49,14 @@ public struct UnitSender: Sendable {
     public let settings: Settings
     public let progress: UnitProgress
     public let flow: UnitFlow
+    /// Connections kept open between units; nil: each unit opens its own.
+    public let pool: StreamPool?
 
     public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress,
-                flow: UnitFlow? = nil) {
+                flow: UnitFlow? = nil, pool: StreamPool? = nil) {
         self.task = task
         self.client = client
+        self.pool = pool
         self.sources = sources
         self.settings = settings
         self.progress = progress
@@ -70,14 +73,14 @@ public struct UnitSender: Sendable {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The first stream asks what the destination already holds, then the others start.
-                try await client.withStream { first in
+                try await withStream { first in
                     let refs = try await references(first)
                     // A peer of version 6 finishes files in batches, each stream sending those
                     // whose last chunk it saw acked when it runs out of steps.
                     let ready = first.version >= WireVersion.batches ? ReadyFiles() : nil
                     let known = try await queue.known(atLeast: settings.streams)
                     for _ in 1..<max(1, known) {
-                        group.addTask { try await client.withStream { stream in try await work(stream, queue, refs, ready) } }
+                        group.addTask { try await withStream { stream in try await work(stream, queue, refs, ready) } }
                     }
                     try await work(first, queue, refs, ready)
                 }
@@ -96,6 +99,12 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : "data plane to \(task.destination.name) at \(task.destination.host):\(task.destination.port): \(error)")
         }
         return progress.done(task)
+    }
+
+    /// A stream to the destination: from the pool when there is one.
+    private func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
+        if let pool { return try await pool.withStream(client, body) }
+        return try await client.withStream(body)
     }
 
     /// Fills in the unit's plan, file by file: content-defined cut points for its large files

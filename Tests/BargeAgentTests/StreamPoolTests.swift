@@ -1,0 +1,102 @@
+import BargeAgent
+import BargeWire
+import Foundation
+import NIOCore
+import Testing
+
+/// Pipelined streams and the pool of data-plane connections, over real loopback TCP.
+struct StreamPoolTests {
+    static let token = DataPlaneSocketTests.token
+
+    func entry(_ i: Int) -> Message {
+        .makeEntry(MakeEntry(job: "j", entry: FileEntry(path: "dirs/d\(i)", kind: .directory, mode: 0o755, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)))
+    }
+
+    @Test func aStreamIsReusedClosedWhenIdleAndReplacedAfterAFailure() async throws {
+        let roots = try Roots()
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
+        let pool = StreamPool(idleTimeout: .milliseconds(300))
+        for i in 0..<3 {
+            let reply = try await pool.withStream(client) { try await $0.send(entry(i)) }
+            #expect(reply == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d\(i)", offset: 0))))
+        }
+        #expect(pool.opened == 1 && pool.reused == 2, "one connection for three units")
+        // Idle past the timeout: closed, and the next unit opens a new one.
+        try await Task.sleep(for: .milliseconds(500))
+        _ = try await pool.withStream(client) { try await $0.send(entry(3)) }
+        #expect(pool.opened == 2)
+        // A message the listener refuses: it answers an error and closes the connection. The unit
+        // fails, its stream is not put back, and the next unit gets a new, working one.
+        await #expect(throws: PeerRefused.self) {
+            try await pool.withStream(client) { try await $0.send(.heartbeat(Heartbeat(sequence: 1, inFlight: 0))) }
+        }
+        #expect(pool.idleCount == 0)
+        let reply = try await pool.withStream(client) { try await $0.send(entry(4)) }
+        #expect(reply == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d4", offset: 0))))
+        #expect(pool.opened == 3)
+        #expect(FileManager.default.fileExists(atPath: roots.destination + "/dirs/d4"))
+        pool.closeAll()
+        await listener.close()
+    }
+
+    /// Many requests outstanding on one stream at once: each gets its own reply.
+    @Test func manyRequestsInFlightOnOneStreamEachGetTheirOwnReply() async throws {
+        let roots = try Roots()
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
+        let replies = try await client.withStream { stream in
+            try await withThrowingTaskGroup(of: (Int, Message).self) { group in
+                for i in 0..<64 { group.addTask { (i, try await stream.send(entry(i))) } }
+                var all: [Int: Message] = [:]
+                for try await (i, reply) in group { all[i] = reply }
+                return all
+            }
+        }
+        #expect(replies.count == 64)
+        for (i, reply) in replies {
+            #expect(reply == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d\(i)", offset: 0))))
+        }
+        await listener.close()
+    }
+
+    /// A peer that answers pipelined chunks out of order breaks the protocol: the stream ends with
+    /// an error naming the mismatch, and no chunk is taken as acked by another's reply.
+    @Test func aReplyForAnotherChunkEndsTheStream() async throws {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "scripted")
+        let serving = Task {
+            try await server.serve(session: { _, inbound, outbound in
+                var received: [ChunkPlace] = []
+                for try await frame in inbound {
+                    guard case .chunkRef(let ref) = try Message(frame: frame) else { continue }
+                    received.append(ref.place)
+                    if received.count == 3 {
+                        for place in received.reversed() { try await outbound.write(Message.chunkAck(ChunkAck(place: place)).frame()) }
+                    }
+                }
+            }, onError: { _, _ in })
+        }
+        defer { serving.cancel() }
+        let client = DataPlaneClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token, name: "a1")
+        let outcomes = try await client.withStream { stream in
+            await withTaskGroup(of: Result<Message, Error>.self) { group in
+                for i in 0..<3 {
+                    let ref = ChunkRef(place: ChunkPlace(job: "j", path: "f", offset: UInt64(i) << 20), fileSize: 3 << 20, length: 1 << 20,
+                                       id: [UInt8](repeating: 1, count: 32), xxh: [UInt8](repeating: 2, count: 16))
+                    group.addTask { do { return .success(try await stream.send(.chunkRef(ref))) } catch { return .failure(error) } }
+                    try? await Task.sleep(for: .milliseconds(20))  // sent in order
+                }
+                var all: [Result<Message, Error>] = []
+                for await r in group { all.append(r) }
+                return all
+            }
+        }
+        let acked = outcomes.filter { if case .success = $0 { true } else { false } }
+        #expect(acked.isEmpty, "no chunk was acked by another chunk's reply: \(outcomes)")
+        await server.close()
+    }
+}
