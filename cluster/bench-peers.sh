@@ -13,7 +13,7 @@
 #   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
-# ROUNDS (2: the median counts), SUBMIT_ARGS (extra `barge submit` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
+# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job), SUBMIT_ARGS (extra `barge submit` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
 # SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI).
 #
@@ -142,11 +142,21 @@ tool_xrootd() {
   calc "$(now) - $t0"
 }
 tool_barge() {
-  local t0 json
+  local t0 json sampler=""
+  if [[ -n ${TRACE:-} && -n $ns_server ]]; then
+    # TRACE=1: the bytes the router sends towards B, every 0.25 s, as MB/s per interval.
+    ( while true; do echo "$(now) $(ip netns exec "$DL_PREFIX-r" cat "/sys/class/net/$DL_PREFIX-rb/statistics/tx_bytes")"; sleep 0.25; done ) > "$work/trace-$2.txt" &
+    sampler=$!
+  fi
   t0=$(now)
   json=$(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" submit "a:/$1" "b:/$2" --wait --json ${SUBMIT_ARGS:-})
   echo "$json" > "$work/barge-$2.json"
   # The job's own end: the CLI's poll adds up to half a second after it.
+  if [[ -n $sampler ]]; then
+    kill "$sampler"
+    echo "    link MB/s every 0.25 s from submit: $(awk -v t0="$t0" 'NR > 1 && $1 > t0 { printf "%.0f ", ($2 - b) / ($1 - t) / 1e6 } { t = $1; b = $2 }' "$work/trace-$2.txt")" >> "$work/report.txt"
+  fi
+  echo "    barge job: $(calc "$(field finished_at "$work/barge-$2.json") - $(field started_at "$work/barge-$2.json")") s from start to end, submitted $(calc "$(field started_at "$work/barge-$2.json") - $t0") s before it started" >> "$work/report.txt"
   calc "$(field finished_at "$work/barge-$2.json") - $t0"
 }
 
