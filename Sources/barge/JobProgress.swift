@@ -13,8 +13,11 @@ struct JobWatcher {
         let live = isatty(STDERR_FILENO) == 1
         var rate = RateMeter()
         var lastPrinted = Date.distantPast
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         while true {
-            let status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))"))
+            // A long poll: the coordinator answers at once when the job ends, else after the interval.
+            let asked = ContinuousClock.now
+            let status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(seconds)"))
             rate.add(bytes: status.bytesDone, at: Date())
             let line = ProgressLine.render(status, rate: rate.perSecond)
             if live {
@@ -27,7 +30,9 @@ struct JobWatcher {
                 if live { FileHandle.standardError.write(Data("\n".utf8)) }
                 return status
             }
-            try await Task.sleep(for: interval)
+            // A coordinator without long polls answers at once: wait out the rest of the interval.
+            let elapsed = ContinuousClock.now - asked
+            if elapsed < interval { try await Task.sleep(for: interval - elapsed) }
         }
     }
 }

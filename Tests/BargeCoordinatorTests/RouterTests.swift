@@ -87,6 +87,42 @@ struct RouterTests {
         }
     }
 
+    /// `?wait=S`: a long poll that answers as soon as the job ends, and no later than S seconds.
+    @Test func aLongPollAnswersWhenTheJobEnds() async throws {
+        let f = try Fixture()
+        let scheduler = f.scheduler
+        try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
+        try await f.app.test(.router) { client in
+            try await client.execute(uri: "/v1/jobs/j-1?wait=abc", method: .get) { response in
+                #expect(response.status == .badRequest)
+            }
+            // Nothing happens: the answer comes after the wait, the job still queued.
+            let quiet = ContinuousClock.now
+            try await client.execute(uri: "/v1/jobs/j-1?wait=0.3", method: .get) { response in
+                let state = try json(response.body)["state"] as? String
+                #expect(state == "queued")
+            }
+            #expect(ContinuousClock.now - quiet >= .milliseconds(250))
+            // Cancelled while a poll of 30 s waits: it answers at once, with the new state.
+            let canceller = Task {
+                while scheduler.endings.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                _ = try await scheduler.cancel("j-1")
+            }
+            let start = ContinuousClock.now
+            try await client.execute(uri: "/v1/jobs/j-1?wait=30", method: .get) { response in
+                let state = try json(response.body)["state"] as? String
+                #expect(state == "cancelled")
+            }
+            #expect(ContinuousClock.now - start < .seconds(5))
+            try await canceller.value
+            #expect(scheduler.endings.waiting == 0)
+            // An ended job answers at once, whatever the wait.
+            let ended = ContinuousClock.now
+            try await client.execute(uri: "/v1/jobs/j-1?wait=30", method: .get) { _ in }
+            #expect(ContinuousClock.now - ended < .seconds(1))
+        }
+    }
+
     func submitBody(_ src: String, _ srcPath: String, _ dst: String, _ dstPath: String) -> ByteBuffer {
         ByteBuffer(string: #"{"source":{"site":"\#(src)","path":"\#(srcPath)"},"destination":{"site":"\#(dst)","path":"\#(dstPath)"}}"#)
     }

@@ -45,9 +45,19 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         let job = try await httpErrors { try await scheduler.submit(submit, id: JobID.make()) }
         return EditedResponse(status: .created, response: JobStatus(job))
     }
-    router.get("/v1/jobs/{id}") { _, context -> JobStatus in
+    router.get("/v1/jobs/{id}") { request, context -> JobStatus in
         let id = try context.parameters.require("id")
-        guard let job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+        guard var job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+        // A long poll: `wait=S` answers when the job ends, or after S seconds (at most 60).
+        if let raw = request.uri.queryParameters["wait"] {
+            guard let seconds = Double(String(raw)), seconds >= 0, seconds <= 60 else {
+                throw HTTPError(.badRequest, message: "wait must be a number of seconds from 0 to 60, not '\(raw)'")
+            }
+            if !job.state.isTerminal, seconds > 0 {
+                await scheduler.endings.wait(for: id, upTo: .milliseconds(Int64(seconds * 1000)))
+                job = try await scheduler.status(id) ?? job
+            }
+        }
         var status = JobStatus(job, lanes: await scheduler.lanes(of: id))
         status.verification = try await httpErrors { try await scheduler.verification(id) }.map(VerifyProgress.init)
         return status

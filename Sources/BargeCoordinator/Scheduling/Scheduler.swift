@@ -43,6 +43,8 @@ public actor Scheduler {
     public let planner: Planner
     /// A unit whose lanes failed this many times fails its job.
     public let maxAttempts: Int64
+    /// Long polls waiting for jobs to end.
+    public nonisolated let endings = JobEndSignals()
     let logger: Logger
     let now: @Sendable () -> Double
 
@@ -568,6 +570,7 @@ public actor Scheduler {
 
     /// A job that ended: nothing of it stays in memory.
     private func forget(_ job: String) {
+        endings.ended(job)
         policy.end(job: job)
         records = records.filter { $0.key.job != job }
         live = live.filter { $0.key.job != job }
