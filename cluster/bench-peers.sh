@@ -187,12 +187,12 @@ stop_barge() {
   barge_pids=()
 }
 
-# measure SETTING DATASET TOOL…: ROUNDS rounds, the tools taking turns; appends
-# "setting dataset tool seconds" lines to results.txt.
+# measure SETTING DATASET TOOL…: ROUNDS rounds (or only round FIRST_ROUND when set), the tools
+# taking turns; appends "setting dataset tool seconds" lines to results.txt.
 measure() {
   local setting=$1 dataset=$2; shift 2
   local round tool secs name
-  for round in $(seq 1 "$rounds"); do
+  for round in $(if [[ -n ${only_round:-} ]]; then echo "$only_round"; else seq 1 "$rounds"; fi); do
     for tool in "$@"; do
       name="$tool-$dataset-$round"
       sync
@@ -236,7 +236,7 @@ if [[ " $parts " == *" lfn "* ]]; then
       bps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$work/iperf.json")
       echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps")" >> "$work/results.txt"
       say "  lfn-$rtt round $round: iperf3 -P 4 cubic $(calc "$bps / 1e6") Mbit/s"
-      ROUNDS=1 rounds=1 measure "lfn-$rtt" random barge gridftp
+      only_round=$round measure "lfn-$rtt" random barge gridftp
     done
     stop_barge
     stop_servers

@@ -5,12 +5,13 @@ set -euo pipefail
 
 # -dev packages for the C libraries Barge links (zstd, lz4, xxhash, libcrypto, sqlite3 for the journal), pkg-config to find
 # them, the reference tools the benchmarks compare against (zstd, lz4, xxhsum, openssl, an rsync daemon,
-# iperf3), and ping and ip for the WAN test bed (cluster/wan-testbed.sh).
-packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2)
-# --peers: also the transfer tools cluster/bench-peers.sh runs side by side (GridFTP, XRootD) and
-# gcc for the delay line of the long-RTT test bed.
+# iperf3), ping and ip for the WAN test bed (cluster/wan-testbed.sh), and gcc for the delay line of
+# the long-RTT test bed (../shared/tools/delayline).
+packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2
+          gcc libc6-dev)
+# --peers: also the transfer tools cluster/bench-peers.sh runs side by side (GridFTP, XRootD).
 if [[ ${1:-} == --peers ]]; then
-  packages+=(globus-gridftp-server-progs globus-gass-copy-progs xrootd-server xrootd-client gcc libc6-dev)
+  packages+=(globus-gridftp-server-progs globus-gass-copy-progs xrootd-server xrootd-client)
 fi
 
 missing=()

@@ -47,12 +47,23 @@ struct WANTestbedTests {
         deinit { _ = try? script(["down"]) }
     }
 
-    @Test func fairFillsTheLinkWithAShortQueueAndScavengerGivesWayToCubic() async throws {
-        let (maybeBed, reason) = Bed.up()
-        guard let bed = maybeBed else {
-            print("WANTestbedTests skipped: \(reason ?? "")")
-            return
+    /// Root and the tools the bed needs; otherwise the test is skipped, and says why.
+    static func available() -> Bool {
+        guard getuid() == 0 else {
+            print("WANTestbedTests skipped: not root: network namespaces need root (CI runs as root)")
+            return false
         }
+        for tool in ["/usr/sbin/ip", "/usr/sbin/tc", "/usr/bin/iperf3", "/usr/bin/ping"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            print("WANTestbedTests skipped: \(tool) is missing (cluster/install-deps.sh installs it)")
+            return false
+        }
+        return true
+    }
+
+    @Test(.enabled("needs root, ip, tc, iperf3 and ping for the WAN test bed") { WANTestbedTests.available() })
+    func fairFillsTheLinkWithAShortQueueAndScavengerGivesWayToCubic() async throws {
+        let (maybeBed, reason) = Bed.up()
+        let bed = try #require(maybeBed, "the WAN test bed did not come up: \(reason ?? "")")
         let cluster = try TestCluster()
         let random = cluster.dir.url.appendingPathComponent("root-a/rand")
         try FileManager.default.createDirectory(at: random, withIntermediateDirectories: true)
