@@ -73,9 +73,14 @@ public final class ChunkSource: @unchecked Sendable {
     /// when it says the destination holds this id, the chunk is not encoded.
     public func prepare(sourcePath: String, offset: UInt64, length: Int, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
                         destination: ChunkPlace, byReference: ([UInt8]) -> Bool = { _ in false }) throws -> Prepared {
-        let path = try RootedPath.resolve(sourcePath, under: root)
-        let fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw StoreError.system(operation: "open", path: sourcePath, errno: errno) }
+        // Opened beneath the root by the kernel: a directory swapped for a symbolic link after the
+        // scan cannot lead the read outside it (EXDEV).
+        let path = try RootedPath.lexical(sourcePath, under: root)
+        let fd = try RootDirectory.open(root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "a place outside the root") }
+            throw StoreError.system(operation: "open", path: sourcePath, errno: errno)
+        }
         defer { close(fd) }
         let prefix = ChunkData.prefixLength(destination)
         let capacity = ChunkFormat.maxEncodedLength(rawLength: length)
