@@ -68,4 +68,32 @@ struct SmallFilesProcessTests {
         #expect(try TreeSupport.snapshot(last) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(last).isEmpty)
     }
+
+    /// The only destination agent is killed while many chunks are in flight on its pipelined
+    /// streams, and started again: the job finishes, and the tree is identical, with no partial
+    /// copy left behind.
+    @Test func aDestinationAgentKilledWithChunksInFlightComesBackAndTheTreeIsIdentical() async throws {
+        let source = try makeTree("inflight", count: 3_000, perDirectory: 100, sizes: 1_000...64_000)
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        // Capped, so that the kill lands mid-transfer.
+        let submitted = try cluster.cli(["submit", "a:/inflight", "b:copy", "--bwlimit", "20MiB/s"], http: http)
+        let job = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func status() throws -> [String: Any] {
+            let r = try cluster.cli(["status", job, "--json"], http: http)
+            return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+        #expect(try await cluster.eventually(30) { (try status()["bytes_done"] as? Int ?? 0) > 5_000_000 }, "\(submitted.stderr)")
+        b1.kill(SIGKILL)
+        try await Task.sleep(for: .milliseconds(500))
+        b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, log: "b1-again.log")
+        let finished = try await cluster.eventually(120) { try status()["state"] as? String == "succeeded" }
+        let last = (try? status()) ?? [:]
+        #expect(finished, "\(last)\n\(coordinator.output.suffix(3000))\n\(a1.output.suffix(2000))\n\(b1.output.suffix(2000))")
+        let destination = cluster.dir.url.appendingPathComponent("root-b/copy")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty, "left behind: \(TreeSupport.partials(destination).prefix(5))")
+    }
 }
