@@ -1,5 +1,5 @@
 import BargeBench
-import BargeCodec
+@testable import BargeCodec
 import Testing
 
 struct EntropyTests {
@@ -62,5 +62,32 @@ struct EntropyTests {
         let p = profile(SampleData.text(bytes: 1 << 20))
         #expect(p.entropy > 3.5 && p.entropy < 5)
         #expect(p.coreSet < 40)
+    }
+}
+
+/// The core set without sorting gives what the greedy count over sorted counts gives.
+struct CoreSetTests {
+    @Test func bisectionAgreesWithTakingTheLargestCountsFirst() {
+        var rng = SplitMix64(seed: 42)
+        for round in 0..<2_000 {
+            var counts = [UInt32](repeating: 0, count: 256)
+            let distinct = 1 + Int(rng.next() % 256)
+            let skew = 1 + rng.next() % 6
+            for _ in 0..<(1 + Int(rng.next() % 8_000)) {
+                // Skewed towards low values in some rounds, uniform in others.
+                let v = Int(rng.next() % UInt64(distinct)) / Int(round % 3 == 0 ? 1 : skew)
+                counts[v] += 1
+            }
+            let total = counts.reduce(0, +)
+            let target = UInt32((Double(total) * 0.9).rounded(.up))
+            var covered: UInt32 = 0, greedy = 0
+            for c in counts.filter({ $0 > 0 }).sorted(by: >) where covered < target {
+                covered += c
+                greedy += 1
+            }
+            let fast = counts.withUnsafeBufferPointer { EntropySampler.coreSet($0, covering: target) }
+            #expect(fast == greedy, "round \(round): \(counts.filter { $0 > 0 })")
+            if fast != greedy { return }
+        }
     }
 }

@@ -75,19 +75,35 @@ public struct EntropySampler {
                 stride2 += entropy(UnsafeBufferPointer(rebasing: h2[(p << 8)..<((p + 1) << 8)]))
                 for b in 0..<256 { whole[b] &+= h2[p << 8 | b] }
             }
-            // Core set: the most frequent values, in order, until 90% is covered. Sorting only the
-            // values that occur keeps text (a few dozen values) cheap.
-            let present = whole.filter { $0 > 0 }
+            // Core set: how many of the most frequent values it takes to cover 90% of the sample.
             let target = UInt32((Double(sampled) * 0.9).rounded(.up))
-            var covered: UInt32 = 0, core = 0
-            for c in present.sorted(by: >) where covered < target {
-                covered &+= c
-                core += 1
-            }
             return EntropyProfile(
-                entropy: entropy(UnsafeBufferPointer(whole)), distinctBytes: present.count, coreSet: core,
+                entropy: entropy(UnsafeBufferPointer(whole)), distinctBytes: whole.reduce(0) { $0 + ($1 > 0 ? 1 : 0) },
+                coreSet: coreSet(UnsafeBufferPointer(whole), covering: target),
                 planeEntropy: [stride2 / 2, stride4 / 4, stride8 / 8], sampleLength: sampled)
         } }
+    }
+
+    /// The fewest values whose counts add up to at least `target`: what taking the counts largest
+    /// first until `target` is covered gives, without sorting (this runs for every chunk). The
+    /// largest count `t` whose values of count ≥ t cover the target is found by bisection; every
+    /// value above `t` is taken, then as many of count `t` as the rest needs.
+    static func coreSet(_ counts: UnsafeBufferPointer<UInt32>, covering target: UInt32) -> Int {
+        guard target > 0, let top = counts.max(), top > 0 else { return 0 }
+        let present = counts.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        func covered(atLeast t: UInt32) -> UInt64 { counts.reduce(0) { $0 + ($1 >= t ? UInt64($1) : 0) } }
+        var lo: UInt32 = 1, hi = top
+        while lo < hi {
+            let mid = lo + (hi - lo + 1) / 2
+            if covered(atLeast: mid) >= UInt64(target) { lo = mid } else { hi = mid - 1 }
+        }
+        var above: UInt64 = 0, taken = 0
+        for c in counts where c > lo {
+            above += UInt64(c)
+            taken += 1
+        }
+        guard above < UInt64(target) else { return taken }
+        return min(present, taken + Int((UInt64(target) - above + UInt64(lo) - 1) / UInt64(lo)))
     }
 
     /// Order-0 entropy in bits per symbol, Miller–Madow corrected, capped at 8:
