@@ -9,8 +9,9 @@ import Darwin
 /// any order. `finish` then runs `fsync`, sets the mode and mtime, renames the file atomically to its
 /// final name, and syncs the directory. A partial file never appears under its final name, and a
 /// failure names its errno (ENOSPC, EACCES, …). Sendable so that several data-plane connections
-/// can share one file; callers serialise `write`, `finish` and `abandon` per writer (a write
-/// racing `finish` could land on a reused descriptor).
+/// can share one file: writes to different offsets may run at once, but callers serialise
+/// `prepare`, `finish`, `seal` and `abandon` against every write (a write racing `finish` could
+/// land on a reused descriptor).
 public final class PartialFileWriter: @unchecked Sendable {
     public static let suffix = ".barge-partial"
 
@@ -92,7 +93,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         let a = Self.directAlignment
         let head = (a - Int(offset % UInt64(a))) % a
-        guard bytes.count >= Self.directMinimum, Int(bitPattern: bytes.baseAddress! + head) % a == 0, openDirect() else {
+        guard bytes.count >= Self.directMinimum, directFD >= 0, Int(bitPattern: bytes.baseAddress! + head) % a == 0 else {
             return try write(fd, bytes, at: offset)
         }
         let blocks = (bytes.count - head) / a * a
@@ -106,6 +107,13 @@ public final class PartialFileWriter: @unchecked Sendable {
     #if os(Linux)
     static let oDirect = barge_o_direct()
     #endif
+
+    /// Readies the file for a write of `count` bytes: opens the O_DIRECT descriptor at the first
+    /// write large enough to use it. Writes to different offsets may then run side by side, as long
+    /// as the caller serialises `prepare`, `seal` and `abandon` against them.
+    public func prepare(forWriteOf count: Int) {
+        if count >= Self.directMinimum { _ = openDirect() }
+    }
 
     private func openDirect() -> Bool {
         #if os(Linux)

@@ -29,6 +29,7 @@ struct PartialFileWriterTests {
         var expected = [UInt8](repeating: 0, count: size)
         for i in expected.indices { expected[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
         let writer = try PartialFileWriter(try RootedPath.resolve("mixed.bin", under: box.root), size: UInt64(size))
+        writer.prepare(forWriteOf: block)
         let aligned = UnsafeMutableRawBufferPointer.allocate(byteCount: block, alignment: PartialFileWriter.directAlignment)
         defer { aligned.deallocate() }
         for n in [2, 0, 1] {  // out of order

@@ -27,6 +27,10 @@ public final class DestinationFiles: Sendable {
         /// offset → length of each chunk written (a chunk resent after a reconnect counts once).
         var chunks: [UInt64: UInt64] = [:]
         var covered: UInt64 = 0
+        /// Writes running now, outside the lock: chunks of one file land side by side.
+        var writers = 0
+        /// Sealed for its finish: no write may start.
+        var sealed = false
 
         init(writer: PartialFileWriter, size: UInt64) {
             self.writer = writer
@@ -103,8 +107,20 @@ public final class DestinationFiles: Sendable {
     public func write(job: String, target: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64,
                       id: [UInt8] = [], xxh: [UInt8] = []) throws {
         let f = try file(job: job, target: target, size: size)
+        // The lock covers the bookkeeping only; the `pwrite` itself runs beside other chunks'.
         try f.lock.withLock {
+            guard !f.sealed else { throw StoreError.system(operation: "write", path: target.relative, errno: EBADF) }
+            f.writers += 1
+            f.writer.prepare(forWriteOf: bytes.count)
+        }
+        do {
             try f.writer.write(bytes, at: offset)
+        } catch {
+            f.lock.withLock { f.writers -= 1 }
+            throw error
+        }
+        f.lock.withLock {
+            f.writers -= 1
             f.cover(offset, UInt64(bytes.count))
         }
         guard index != nil, !id.isEmpty else { return }
@@ -251,6 +267,11 @@ public final class DestinationFiles: Sendable {
             do {
                 let item = batch[i]
                 try f.lock.withLock {
+                    // A chunk written again (a resend) may still be landing: the file waits.
+                    guard f.writers == 0 else {
+                        throw Incomplete(description: "\(f.writer.final.relative): a write to it is still running; send its finish again")
+                    }
+                    f.sealed = true
                     try f.writer.seal(mode: item.mode, mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !sync)
                 }
                 return true
