@@ -98,19 +98,6 @@ public final class ChunkIndex: Sendable {
         return m
     }
 
-    /// Records chunks written into partial copies (one transaction for the batch).
-    public func record(_ entries: [Entry]) throws {
-        guard !entries.isEmpty else { return }
-        try pool.write { db in
-            let statement = try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO chunks (path, final, offset, length, fileSize, id, xxh) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """)
-            for e in entries {
-                try statement.execute(arguments: [e.path, e.final, Int64(e.offset), e.length, Int64(e.fileSize), Data(e.id), Data(e.xxh)])
-            }
-        }
-    }
-
     /// The chunks recorded for the partial copy of `path` at `fileSize` bytes. Rows for another
     /// size (an older partial copy) are dropped.
     public func partialChunks(path: String, fileSize: UInt64) throws -> [Entry] {
@@ -152,7 +139,8 @@ public final class ChunkIndex: Sendable {
         try finalize([Finalized(path: path, size: size, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)])
     }
 
-    /// `record(entries)`, then each file's finish, in one transaction (a batch of files).
+    /// Records chunks written into partial copies (`entries`), then each file's finish, in one
+    /// transaction.
     public func finalize(_ files: [Finalized], recording entries: [Entry] = []) throws {
         guard !files.isEmpty || !entries.isEmpty else { return }
         try pool.write { db in

@@ -112,19 +112,13 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// write large enough to use it. Writes to different offsets may then run side by side, as long
     /// as the caller serialises `prepare`, `seal` and `abandon` against them.
     public func prepare(forWriteOf count: Int) {
-        if count >= Self.directMinimum { _ = openDirect() }
-    }
-
-    private func openDirect() -> Bool {
         #if os(Linux)
-        if !directTried {
-            directTried = true
-            // The descriptor already open, reopened through /proc: the same file, whatever
-            // happened to its name since.
-            directFD = open("/proc/self/fd/\(fd)", O_WRONLY | O_CLOEXEC | Self.oDirect)
-        }
+        guard count >= Self.directMinimum, !directTried, fd >= 0 else { return }
+        directTried = true
+        // The descriptor already open, reopened through /proc: the same file, whatever happened
+        // to its name since.
+        directFD = open("/proc/self/fd/\(fd)", O_WRONLY | O_CLOEXEC | Self.oDirect)
         #endif
-        return directFD >= 0
     }
 
     private func write(_ target: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {

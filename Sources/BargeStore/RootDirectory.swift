@@ -63,7 +63,7 @@ public final class RootDirectory: Sendable {
         if fd >= 0 { return fd }
         guard errno == ENOENT, create else { throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display) }
         // Walk down from the root, making each missing directory.
-        var current = Glibc.open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var current = openBeneath("", O_RDONLY | O_DIRECTORY)
         guard current >= 0 else { throw .rootUnusable(root: path, reason: String(cString: strerror(errno))) }
         var done: [String] = []
         for component in components {

@@ -8,6 +8,9 @@ extension Duration {
 
     public var wholeMilliseconds: Int64 { wholeNanoseconds / 1_000_000 }
 
+    /// The duration in seconds, fractions included.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
     /// The same span as NIO's `TimeAmount`.
     public var timeAmount: TimeAmount { .nanoseconds(wholeNanoseconds) }
 }

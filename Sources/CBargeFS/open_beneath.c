@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,10 +22,12 @@ static int open_walk(int dirfd, const char *path, int flags, unsigned int mode) 
     char *part = buffer;
     for (;;) {
         while (*part == '/') part++;
-        char *slash = strchr(part, '/');
-        while (slash && slash[1] == '/') slash++;
-        int last = slash == NULL || slash[1] == '\0';
-        if (slash) *slash = '\0';
+        char *next = strchr(part, '/');
+        if (next) {
+            *next++ = '\0';
+            while (*next == '/') next++;
+        }
+        int last = next == NULL || *next == '\0';
         if (strcmp(part, "..") == 0) {
             if (current != dirfd) close(current);
             errno = EXDEV;
@@ -39,9 +42,19 @@ static int open_walk(int dirfd, const char *path, int flags, unsigned int mode) 
         int saved = errno;
         if (current != dirfd) close(current);
         if (fd < 0) { errno = saved; return -1; }
-        if (last) return fd;
+        if (last) {
+            // O_PATH with O_NOFOLLOW opens a final symbolic link itself: refuse it, as every
+            // other link on the way is.
+            struct stat st;
+            if ((flags & O_PATH) && fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+                close(fd);
+                errno = ELOOP;
+                return -1;
+            }
+            return fd;
+        }
         current = fd;
-        part = slash + 1;
+        part = next;
     }
 }
 

@@ -1,5 +1,6 @@
 import BargeCoordinator
 import BargeFlow
+import BargeWire
 import Foundation
 
 /// Follows a job, redrawing one progress line on stderr (a terminal) or printing one line every
@@ -13,11 +14,10 @@ struct JobWatcher {
         let live = isatty(STDERR_FILENO) == 1
         var rate = RateMeter()
         var lastPrinted = Date.distantPast
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         while true {
             // A long poll: the coordinator answers at once when the job ends, else after the interval.
             let asked = ContinuousClock.now
-            let status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(seconds)"))
+            let status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(interval.seconds)"))
             rate.add(bytes: status.bytesDone, at: Date())
             let line = ProgressLine.render(status, rate: rate.perSecond)
             if live {

@@ -12,7 +12,7 @@ struct PathConfinementTests {
         let s = try Sandbox()
         try s.file("d/seed")
         let root = s.root
-        let stop = Atomic(false)
+        let stop = Flag(false)
         let churn = Thread {
             var i = 0
             while !stop.load() {
@@ -50,7 +50,7 @@ struct PathConfinementTests {
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
         let root = s.root
         try FileManager.default.createDirectory(atPath: root + "/swap", withIntermediateDirectories: true)
-        let stop = Atomic(false)
+        let stop = Flag(false)
         let swapper = Thread {
             while !stop.load() {
                 rename(root + "/swap", root + "/swap.dir")
@@ -91,7 +91,7 @@ struct PathConfinementTests {
 }
 
 /// A flag shared with a thread.
-final class Atomic: @unchecked Sendable {
+final class Flag: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Bool
     init(_ value: Bool) { self.value = value }

@@ -159,8 +159,7 @@ public final class ChunkReceiver {
         for (i, f) in batch.files.enumerated() {
             do {
                 let target = try RootedPath.lexical(f.path, under: root)
-                items.append(DestinationFiles.Finish(target: target, size: f.size, mode: f.mode, mtimeSeconds: f.mtimeSeconds,
-                                                     mtimeNanoseconds: f.mtimeNanoseconds))
+                items.append(DestinationFiles.Finish(target: target, file: f))
                 positions.append(i)
             } catch {
                 refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: .refusedPath, detail: error.description))

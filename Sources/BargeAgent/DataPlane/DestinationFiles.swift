@@ -1,5 +1,6 @@
 import BargeDigest
 import BargeStore
+import BargeWire
 import Logging
 import NIOConcurrencyHelpers
 
@@ -51,6 +52,7 @@ public final class DestinationFiles: Sendable {
     /// Index rows not yet written: recorded in batches, so the index costs one transaction per
     /// batch rather than per chunk. Lookups see them too.
     private let pending = NIOLockedValueBox<[ChunkIndex.Entry]>([])
+    private let recording = NIOLock()
     private static let batch = 32
 
     public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, logger: Logger = Logger(label: "barge.agent")) {
@@ -133,16 +135,23 @@ public final class DestinationFiles: Sendable {
     }
 
     /// Writes the index rows held back so far.
-    public func flush() {
+    public func flush() { record(finalizing: []) }
+
+    /// Writes the held-back rows, and marks `files` finished, in one transaction. Rows leave
+    /// `pending` only once they are committed (writes are serialised by `recording`), so a lookup
+    /// meanwhile (a chunk sent by reference, `copyLocal`) still finds them.
+    private func record(finalizing files: [ChunkIndex.Finalized]) {
         guard let index else { return }
-        let rows = pending.withLockedValue { p in
-            defer { p.removeAll(keepingCapacity: true) }
-            return p
-        }
-        do {
-            try index.record(rows)
-        } catch {
-            logger.warning("chunk index: \(rows.count) rows not recorded: \(error)")
+        recording.withLock {
+            let rows = pending.withLockedValue { $0 }
+            guard !rows.isEmpty || !files.isEmpty else { return }
+            do {
+                try index.finalize(files, recording: rows)
+            } catch {
+                logger.warning("chunk index: \(rows.count) rows and \(files.count) finished files not recorded: \(error)")
+            }
+            // Rows appended meanwhile stay for the next write.
+            pending.withLockedValue { $0.removeFirst(min(rows.count, $0.count)) }
         }
     }
 
@@ -203,20 +212,15 @@ public final class DestinationFiles: Sendable {
         public let description: String
     }
 
-    /// A file to finish: its place, and the size, mode and mtime it must end with.
+    /// A file to finish: where it is under the root, and the size, mode and mtime it must end
+    /// with, as `files done` names them.
     public struct Finish: Sendable {
         public var target: RootedPath
-        public var size: UInt64
-        public var mode: UInt32
-        public var mtimeSeconds: Int64
-        public var mtimeNanoseconds: Int32
+        public var file: FilesDone.File
 
-        public init(target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
+        public init(target: RootedPath, file: FilesDone.File) {
             self.target = target
-            self.size = size
-            self.mode = mode
-            self.mtimeSeconds = mtimeSeconds
-            self.mtimeNanoseconds = mtimeNanoseconds
+            self.file = file
         }
     }
 
@@ -228,7 +232,8 @@ public final class DestinationFiles: Sendable {
     /// size 0 needs no chunk. A file missing bytes is refused (`Incomplete`) and stays partial;
     /// other failures are `StoreError`s.
     public func finish(job: String, target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
-        let failures = finish(job: job, batch: [Finish(target: target, size: size, mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)])
+        let failures = finish(job: job, batch: [Finish(target: target, file: FilesDone.File(path: target.relative, size: size, mode: mode, mtimeSeconds: mtimeSeconds,
+                                                                                mtimeNanoseconds: mtimeNanoseconds))])
         if let failure = failures[0] { throw failure }
     }
 
@@ -265,7 +270,7 @@ public final class DestinationFiles: Sendable {
         }
         ready = ready.filter { i, f in
             do {
-                let item = batch[i]
+                let item = batch[i].file
                 try f.lock.withLock {
                     // A chunk written again (a resend) may still be landing: the file waits.
                     guard f.writers == 0 else {
@@ -303,30 +308,26 @@ public final class DestinationFiles: Sendable {
                 for (i, _) in files where failures[i] == nil { failures[i] = error }
             }
         }
+        // Finished, or sealed and then refused by the disk: either way its writer is closed, and a
+        // later chunk of the same name opens the partial copy again.
         open.withLockedValue { files in
-            for i in batch.indices where failures[i] == nil { files.removeValue(forKey: Self.key(job, batch[i].target.relative)) }
+            for i in batch.indices {
+                let key = Self.key(job, batch[i].target.relative)
+                if failures[i] == nil || files[key].map({ f in f.lock.withLock { f.sealed } }) == true { files.removeValue(forKey: key) }
+            }
         }
-        if let index, !finished.isEmpty {
-            let rows = pending.withLockedValue { p in
-                defer { p.removeAll(keepingCapacity: true) }
-                return p
-            }
-            let done = finished.sorted().map {
-                ChunkIndex.Finalized(path: batch[$0].target.relative, size: batch[$0].size, mtimeSeconds: batch[$0].mtimeSeconds,
-                                     mtimeNanoseconds: batch[$0].mtimeNanoseconds)
-            }
-            do {
-                try index.finalize(done, recording: rows)
-            } catch {
-                logger.warning("chunk index: \(done.count) files finished but not recorded: \(error)")
-            }
+        if !finished.isEmpty {
+            record(finalizing: finished.sorted().map {
+                let f = batch[$0].file
+                return ChunkIndex.Finalized(path: batch[$0].target.relative, size: f.size, mtimeSeconds: f.mtimeSeconds, mtimeNanoseconds: f.mtimeNanoseconds)
+            })
         }
         return failures
     }
 
     /// The open file for `item`, checked complete: every one of its bytes arrived.
     private func complete(job: String, _ item: Finish) throws -> OpenFile {
-        let target = item.target, size = item.size
+        let target = item.target, size = item.file.size
         let isOpen = open.withLockedValue { $0[Self.key(job, target.relative)] != nil }
         // A partial copy left by an earlier run may be complete: with an index, it is reopened.
         let leftOver = !isOpen && index != nil && access(PartialFileWriter.partialPath(of: target), F_OK) == 0

@@ -281,8 +281,7 @@ public struct UnitSender: Sendable {
             }
             if let first = answer.refused.first {
                 let file = Int(first.index) < part.count ? task.files[part[Int(first.index)]] : task.files[part[0]]
-                try expectAck(.chunkNack(ChunkNack(place: ChunkPlace(job: task.job, path: file.entry.path, offset: 0), reason: first.reason,
-                                                   detail: first.detail)), file)
+                throw refused(file, first.reason, first.detail)
             }
         }
     }
@@ -292,11 +291,17 @@ public struct UnitSender: Sendable {
         case .chunkAck:
             return
         case .chunkNack(let nack):
-            let retryable = nack.reason == .corrupt || nack.reason == .writeFailed || nack.reason == .incomplete
-            throw UnitFailure(retryable: retryable, description: "\(task.destination.name) refused \(file.entry.path): \(nack.detail)")
+            throw refused(file, nack.reason, nack.detail)
         default:
             throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of an ack")
         }
+    }
+
+    /// The destination refused `file` (a nack, or a refusal in a `files done reply`); only what
+    /// sending again may cure is retryable.
+    private func refused(_ file: TaskFile, _ reason: ChunkNack.Reason, _ detail: String) -> UnitFailure {
+        let retryable = reason == .corrupt || reason == .writeFailed || reason == .incomplete
+        return UnitFailure(retryable: retryable, description: "\(task.destination.name) refused \(file.entry.path): \(detail)")
     }
 }
 

@@ -221,6 +221,7 @@ public actor Scheduler {
             try requireAgents(at: before.destinationSite)
         }
         let job = try journal.resume(id)
+        endings.resumed(id)
         logger.notice("job \(id) resumed (\(job.state.rawValue))")
         if job.state == .queued { startScan(job) }
         if job.state == .running { try run(job) }
@@ -415,7 +416,7 @@ public actor Scheduler {
         let attempts = record.attempts
         if failure.retryable && attempts < maxAttempts {
             let wait = retryBackoff.delay(attempt: Int(attempts) - 1, fraction: Double.random(in: 0...1))
-            policy.failed(key, retryAt: now() + Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+            policy.failed(key, retryAt: now() + wait.seconds)
             noteReleased(key, source: lane.source)
             batch.append(.release(key, retry: true))
             logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)), retrying in \(wait): \(failure.reason)")

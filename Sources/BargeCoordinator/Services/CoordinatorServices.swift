@@ -1,3 +1,4 @@
+import BargeWire
 import Foundation
 import ServiceLifecycle
 
@@ -55,8 +56,7 @@ public struct RetentionService: Service {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let seconds = Double(retention.components.seconds) + Double(retention.components.attoseconds) / 1e18
-            _ = try? await scheduler.prune(endedBefore: Date().timeIntervalSince1970 - seconds)
+            _ = try? await scheduler.prune(endedBefore: Date().timeIntervalSince1970 - retention.seconds)
             try? await Task.sleep(for: interval)
         }
     }

@@ -37,6 +37,14 @@ public final class JobEndSignals: Sendable {
         woken.forEach { $0.continuation.resume() }
     }
 
+    /// The job runs again (`resume`): a wait on it lasts until its next end.
+    public func resumed(_ job: String) {
+        state.withLockedValue { s in
+            guard s.recent.remove(job) != nil else { return }
+            s.order.removeAll { $0 == job }
+        }
+    }
+
     /// Returns when the job ends or `limit` has passed, whichever is first. The caller checks the
     /// job's state before (an ended job never signals again) and after.
     public func wait(for job: String, upTo limit: Duration) async {
