@@ -64,9 +64,11 @@ struct StreamPoolTests {
         await listener.close()
     }
 
-    /// A peer that answers pipelined chunks out of order breaks the protocol: the stream ends with
-    /// an error naming the mismatch, and no chunk is taken as acked by another's reply.
-    @Test func aReplyForAnotherChunkEndsTheStream() async throws {
+    /// Three chunks in flight, answered last first: each reply reaches its own request (they are
+    /// matched by place, not by order). Then a reply for a chunk never sent: the stream ends with
+    /// an error naming it, and the chunk still in flight is not taken as acked.
+    @Test func repliesOutOfOrderReachTheirOwnRequestsAndAStrayReplyEndsTheStream() async throws {
+        let stray = ChunkPlace(job: "j", path: "never-sent", offset: 0)
         let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "scripted")
         let serving = Task {
             try await server.serve(session: { _, inbound, outbound in
@@ -75,28 +77,34 @@ struct StreamPoolTests {
                     guard case .chunkRef(let ref) = try Message(frame: frame) else { continue }
                     received.append(ref.place)
                     if received.count == 3 {
-                        for place in received.reversed() { try await outbound.write(Message.chunkAck(ChunkAck(place: place)).frame()) }
+                        for place in received.reversed() {
+                            try await outbound.write(Message.chunkNack(ChunkNack(place: place, reason: .need, detail: "\(place.offset)")).frame())
+                        }
+                    } else if received.count == 4 {
+                        try await outbound.write(Message.chunkAck(ChunkAck(place: stray)).frame())
                     }
                 }
             }, onError: { _, _ in })
         }
         defer { serving.cancel() }
         let client = DataPlaneClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token, name: "a1")
-        let outcomes = try await client.withStream { stream in
-            await withTaskGroup(of: Result<Message, Error>.self) { group in
-                for i in 0..<3 {
-                    let ref = ChunkRef(place: ChunkPlace(job: "j", path: "f", offset: UInt64(i) << 20), fileSize: 3 << 20, length: 1 << 20,
-                                       id: [UInt8](repeating: 1, count: 32), xxh: [UInt8](repeating: 2, count: 16))
-                    group.addTask { do { return .success(try await stream.send(.chunkRef(ref))) } catch { return .failure(error) } }
-                    try? await Task.sleep(for: .milliseconds(20))  // sent in order
-                }
-                var all: [Result<Message, Error>] = []
-                for await r in group { all.append(r) }
+        func ref(_ i: Int) -> ChunkRef {
+            ChunkRef(place: ChunkPlace(job: "j", path: "f", offset: UInt64(i) << 20), fileSize: 4 << 20, length: 1 << 20,
+                     id: [UInt8](repeating: 1, count: 32), xxh: [UInt8](repeating: 2, count: 16))
+        }
+        try await client.withStream { stream in
+            let replies = try await withThrowingTaskGroup(of: (Int, Message).self) { group in
+                for i in 0..<3 { group.addTask { (i, try await stream.send(.chunkRef(ref(i)))) } }
+                var all: [Int: Message] = [:]
+                for try await (i, reply) in group { all[i] = reply }
                 return all
             }
+            for i in 0..<3 {
+                #expect(replies[i] == .chunkNack(ChunkNack(place: ref(i).place, reason: .need, detail: "\(UInt64(i) << 20)")))
+            }
+            await #expect(throws: WireError.self) { try await stream.send(.chunkRef(ref(3))) }
+            #expect(stream.isFailed)
         }
-        let acked = outcomes.filter { if case .success = $0 { true } else { false } }
-        #expect(acked.isEmpty, "no chunk was acked by another chunk's reply: \(outcomes)")
         await server.close()
     }
 }

@@ -5,26 +5,39 @@ import NIOCore
 import NIOPosix
 
 /// A stream to another agent's data-plane listener, pipelined: any number of tasks send on it at
-/// once, and each message gets its own reply. The listener answers a connection's messages one at
-/// a time, in order, so replies are matched to requests first in, first out; each reply is checked
-/// against its request's place (`Pending.expects`), and a mismatch ends the stream. Frames go out in
-/// the order their replies are expected: a request is queued for the writer under the same lock
-/// that records it.
+/// once, and each message gets its own reply. Replies are matched to requests by the place they
+/// name (a chunk's job, path and offset), so nothing waits for the reply to the chunk before it:
+/// an ack or nack goes to the oldest request outstanding for its place, and a reply that names no
+/// place (a have list, a files done reply) to the oldest request that expects none. A reply for a
+/// place with nothing outstanding breaks the protocol and ends the stream; so does an error frame,
+/// which fails every request still waiting. Today's listener answers a connection's messages in
+/// order, but a sender that relied on that would stall behind any peer that does not.
 public final class ChunkStream: Sendable {
     /// The protocol version negotiated with the peer: what it understands.
     public let version: UInt8
     /// The socket's `TCP_INFO`.
     let probe: TCPProbe?
 
-    private struct Pending {
-        let continuation: CheckedContinuation<Message, Error>
-        /// The place the reply must name (chunk ack or nack), when the request has one.
-        let expects: ChunkPlace?
-    }
+    private typealias Waiter = CheckedContinuation<Message, Error>
 
     private struct State {
-        var pending: Deque<Pending> = []
+        /// Requests that expect a reply naming their place, oldest first per place.
+        var placed: [ChunkPlace: Deque<Waiter>] = [:]
+        /// Requests whose reply names no place, oldest first.
+        var unplaced: Deque<Waiter> = []
         var failure: Error?
+
+        mutating func take(_ place: ChunkPlace?) -> Waiter? {
+            guard let place else { return unplaced.popFirst() }
+            guard var waiters = placed.removeValue(forKey: place), let first = waiters.popFirst() else { return nil }
+            if !waiters.isEmpty { placed[place] = waiters }
+            return first
+        }
+
+        mutating func takeAll() -> [Waiter] {
+            defer { placed.removeAll(); unplaced.removeAll() }
+            return Array(unplaced) + placed.values.flatMap { $0 }
+        }
     }
 
     private let state = NIOLockedValueBox(State())
@@ -70,24 +83,38 @@ public final class ChunkStream: Sendable {
     /// The stream has failed (its connection closed or broke): nothing more can be sent on it.
     public var isFailed: Bool { state.withLockedValue { $0.failure != nil } }
 
-    /// Sends `message` and returns the peer's reply (ack, nack, have list, files done reply).
-    public func send(_ message: Message) async throws -> Message {
-        let place: ChunkPlace? = switch message {
+    /// The place a request's reply must name, if any.
+    static func place(of message: Message) -> ChunkPlace? {
+        switch message {
         case .chunkData(let d), .chunkRepair(let d): d.place
         case .chunkRef(let r): r.place
         case .fileDone(let f): f.place
+        case .makeEntry(let m): ChunkPlace(job: m.job, path: m.entry.path, offset: 0)
         default: nil
         }
-        return try await send(message.frame(), expecting: place)
+    }
+
+    /// The place a reply names, if any.
+    static func place(ofReply message: Message) -> ChunkPlace? {
+        switch message {
+        case .chunkAck(let a): a.place
+        case .chunkNack(let n): n.place
+        default: nil
+        }
+    }
+
+    /// Sends `message` and returns the peer's reply (ack, nack, have list, files done reply).
+    public func send(_ message: Message) async throws -> Message {
+        try await send(message.frame(), expecting: Self.place(of: message))
     }
 
     /// Sends a frame built by the caller (a prepared chunk for `place`) and returns the peer's
     /// ack or nack.
     public func send(_ frame: Frame, expecting place: ChunkPlace? = nil) async throws -> Message {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Message, Error>) in
+        try await withCheckedThrowingContinuation { (c: Waiter) in
             let failed = state.withLockedValue { s -> Error? in
                 if let failure = s.failure { return failure }
-                s.pending.append(Pending(continuation: c, expects: place))
+                if let place { s.placed[place, default: []].append(c) } else { s.unplaced.append(c) }
                 writes.yield(frame)
                 return nil
             }
@@ -97,37 +124,23 @@ public final class ChunkStream: Sendable {
 
     private func deliver(_ frame: Frame) throws {
         let reply = try Message(frame: frame)
-        guard let head = state.withLockedValue({ $0.pending.popFirst() }) else {
-            throw WireError.malformed(frame.type, "a reply with no request outstanding")
+        if case .error(let e) = reply { throw PeerRefused(error: e) }
+        let named = Self.place(ofReply: reply)
+        guard let waiter = state.withLockedValue({ $0.take(named) }) else {
+            let what = named.map { "\($0.path) at \($0.offset)" } ?? "a request with no place"
+            throw WireError.malformed(frame.type, "a reply for \(what), which has no request outstanding")
         }
-        if case .error(let e) = reply {
-            head.continuation.resume(throwing: PeerRefused(error: e))
-            return
-        }
-        if let expected = head.expects {
-            let named: ChunkPlace? = switch reply {
-            case .chunkAck(let a): a.place
-            case .chunkNack(let n): n.place
-            default: nil
-            }
-            guard named == expected else {
-                let error = WireError.malformed(frame.type, "a reply for \(named.map { "\($0.path) at \($0.offset)" } ?? "nothing") where \(expected.path) at \(expected.offset) was due")
-                head.continuation.resume(throwing: error)
-                throw error
-            }
-        }
-        head.continuation.resume(returning: reply)
+        waiter.resume(returning: reply)
     }
 
     /// Ends the stream: every request still waiting fails with `error`, and later ones at once.
     private func fail(_ error: Error) {
-        let waiting = state.withLockedValue { s -> Deque<Pending> in
+        let waiting = state.withLockedValue { s -> [Waiter] in
             if s.failure == nil { s.failure = error }
-            defer { s.pending.removeAll() }
-            return s.pending
+            return s.takeAll()
         }
         writes.finish()
-        for p in waiting { p.continuation.resume(throwing: error) }
+        for w in waiting { w.resume(throwing: error) }
     }
 }
 
