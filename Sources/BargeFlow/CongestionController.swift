@@ -81,6 +81,17 @@ public struct CongestionController: Sendable {
         public var minimumSlowdownGap: UInt64 = 8_000_000_000
 
         public init() {}
+
+        /// The window a new lane starts at on a path known to carry `rate` bytes per second over a
+        /// base delay of `baseDelay` ns: their product, no less than `initialWindow` and no more
+        /// than 64 MiB (a 100 ms path at 5 Gbit/s; the window grows from there as usual). Slow
+        /// start still follows, in case the path is faster now; if it is slower, the first queue
+        /// or loss cuts the window within a round trip.
+        public func startingWindow(rate: Double, baseDelay: UInt64) -> Double {
+            let product = rate * Double(baseDelay) / 1e9
+            guard product.isFinite, product > 0 else { return initialWindow }
+            return min(max(product, initialWindow), min(maximumWindow, Double(64 << 20)))
+        }
     }
 
     public enum Phase: Equatable, Sendable {

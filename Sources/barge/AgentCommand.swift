@@ -58,7 +58,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds without an answer after which a data-plane stream is dropped and its unit retried.", valueName: "seconds"))
     var stallTimeout = 60.0
 
-    @Option(help: ArgumentHelp("Where this agent keeps its chunk index (the chunks it has verified, for restarts and dedup). Default: <root>/.barge/<name>, which scans of the whole root leave out.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Where this agent keeps its chunk index (the chunks it has verified, for restarts and dedup) and what each path it sends on is known to carry (paths.json, the starting window of its lanes after a restart). Default: <root>/.barge/<name>, which scans of the whole root leave out.", valueName: "dir"))
     var state: String?
 
     @Option(help: ArgumentHelp("Cap on what this agent sends, all units together: a rate (40MiB/s, 1Gbit/s), 'off', or a weekly timetable in local time, like 'Mon-Fri 08:00-18:00 100MiB/s, 18:00 off'.", valueName: "rate"))
@@ -131,6 +131,7 @@ struct AgentCommand: AsyncParsableCommand {
         let client = CoordinatorClient(host: target.host, port: target.port, token: token, identity: identity, faultDropReports: dropReports)
         var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
+        settings.pathMemoryFile = stateDirectory + "/" + PathMemory.fileName
         settings.sender.limiter = try RateLimiter(bwlimit)
         settings.congestion = try CongestionMode(named: cc)
         settings.linkRate = try fixedLinkRate()

@@ -19,6 +19,9 @@ public final class AgentWork: Sendable {
         public var congestion: CongestionMode = .fair
         /// `--link-rate`: `auto` compresses for this rate instead of the lane's measured bottleneck.
         public var linkRate: Double?
+        /// Where what each path is known to carry is kept across restarts (`PathMemory`); nil:
+        /// in memory only.
+        public var pathMemoryFile: String?
 
         public init(root: String, name: String, token: ClusterToken, sender: UnitSender.Settings = .init(),
                     progressInterval: Duration = .milliseconds(500)) {
@@ -52,7 +55,7 @@ public final class AgentWork: Sendable {
     /// The files this agent's data-plane listener is receiving, closed when their job is cancelled.
     public let receiving: DestinationFiles?
     /// Congestion state per destination agent and mode, and each job's cap and mode.
-    public let lanes = Lanes()
+    public let lanes: Lanes
     /// Data-plane connections reused across units and jobs.
     public let pool = StreamPool()
     public let jobs: JobFlows
@@ -67,6 +70,7 @@ public final class AgentWork: Sendable {
         self.receiving = receiving
         self.logger = logger
         jobs = JobFlows(logger: logger)
+        lanes = Lanes(memory: PathMemory(file: settings.pathMemoryFile))
     }
 
     /// Units in progress.
@@ -148,7 +152,7 @@ public final class AgentWork: Sendable {
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
                             fixedLinkRate: settings.linkRate)
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
-        let outbox = outbox, logger = logger, running = running, draining = draining
+        let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes
         running.withLockedValue { r in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a
             // retry): the running one answers the newest assignment.
@@ -184,6 +188,7 @@ public final class AgentWork: Sendable {
                 default: break
                 }
                 outbox.send(report)
+                lanes.remember()
                 let left = running.withLockedValue { r in
                     if r.units[key]?.run == run { r.units.removeValue(forKey: key) }
                     return r.units.count

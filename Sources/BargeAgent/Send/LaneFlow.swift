@@ -1,4 +1,5 @@
 import BargeFlow
+import Foundation
 import BargeWire
 import NIOConcurrencyHelpers
 
@@ -202,6 +203,15 @@ public final class LaneFlow: Sendable {
     /// The time constant of the bottleneck estimate's average, seconds.
     static let smoothing = 0.5
 
+    /// What this lane's path carries, once measured under a queue: the bottleneck rate and the
+    /// base delay (for `PathMemory`).
+    public var known: (rate: Double, baseDelay: UInt64)? {
+        state.withLockedValue { s in
+            guard s.measured, let rate = s.bottleneck, let base = s.controller.baseDelay, base > 0 else { return nil }
+            return (rate, base)
+        }
+    }
+
     /// The rate `auto` should compress for: the bottleneck estimate (nil before the first).
     public var bottleneck: Double? { state.withLockedValue { $0.bottleneck } }
 
@@ -219,12 +229,22 @@ public final class LaneFlow: Sendable {
 }
 
 /// The lanes of a source agent, one per destination agent and mode, kept for the agent's life
-/// (their base delays and windows carry over from unit to unit).
+/// (their base delays and windows carry over from unit to unit). A new lane to a destination that
+/// `memory` knows starts from what that path carries.
 public final class Lanes: Sendable {
-    private let lanes = NIOLockedValueBox<[String: LaneFlow]>([:])
+    private struct Key: Hashable {
+        let destination: String
+        let mode: CongestionMode
+    }
+    private let lanes = NIOLockedValueBox<[Key: LaneFlow]>([:])
     private let started = NIOLockedValueBox<UInt64>(0)
+    public let memory: PathMemory
+    private let clock: @Sendable () -> UInt64
 
-    public init() {}
+    public init(memory: PathMemory = PathMemory(file: nil), clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow) {
+        self.memory = memory
+        self.clock = clock
+    }
 
     /// The next unit's place in the queue for its lane's window: units started earlier go first.
     public func nextOrder() -> UInt64 {
@@ -235,12 +255,26 @@ public final class Lanes: Sendable {
     }
 
     public func lane(to destination: String, mode: CongestionMode) -> LaneFlow {
-        lanes.withLockedValue { l in
-            let key = destination + "\u{0}" + mode.rawValue
+        let known = memory.known(destination)
+        return lanes.withLockedValue { l in
+            let key = Key(destination: destination, mode: mode)
             if let lane = l[key] { return lane }
-            let lane = LaneFlow(mode: mode)
+            var parameters = CongestionController.Parameters()
+            if let known, mode != .off {
+                parameters.initialWindow = parameters.startingWindow(rate: known.rate, baseDelay: known.baseDelay)
+            }
+            let lane = LaneFlow(mode: mode, parameters: parameters, clock: clock)
             l[key] = lane
             return lane
         }
+    }
+
+    /// Records what each lane has measured of its path, and saves it when due (a unit ended).
+    public func remember(now: Double = Date().timeIntervalSince1970) {
+        let measured = lanes.withLockedValue { l in l.compactMap { key, lane in lane.known.map { (key.destination, $0) } } }
+        for (destination, k) in measured {
+            memory.remember(destination, PathMemory.Known(rate: k.rate, baseDelay: k.baseDelay, measuredAt: now))
+        }
+        memory.save(now: now)
     }
 }
