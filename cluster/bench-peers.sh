@@ -13,7 +13,7 @@
 #   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
-# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job), SUBMIT_ARGS (extra `barge submit` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
+# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS (extra `barge submit` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
 # SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI).
 #
@@ -45,6 +45,7 @@ report=$out/peers.txt
 say() { echo "$*" | tee -a "$work/report.txt" >&2; }
 
 peers_cleanup() {
+  [[ -n ${TRACE:-} ]] && cp "$work"/*.log "$out/" 2>/dev/null || true
   bench_cleanup
   [[ -n ${bed_up:-} ]] && "$testbed" down > /dev/null 2>&1 || true
   rm -rf "/etc/netns/$A" "/etc/netns/$B"
@@ -166,6 +167,7 @@ start_barge() {
   head -c 32 /dev/urandom | base64 > "$work/token"
   export BARGE_TOKEN_FILE=$work/token
   barge_url=http://$ip_client:27480
+  [[ -n ${TRACE:-} ]] && export BARGE_TRACE_LANES=1
   "${client_prefix[@]}" "$barge" coordinator --state "$work/state" --listen "$ip_client:27470" --http "$ip_client:27480" > "$work/coordinator.log" 2>&1 &
   barge_pids+=($!)
   sleep 0.5

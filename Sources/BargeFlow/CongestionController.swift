@@ -44,10 +44,13 @@ public struct UnknownCongestionMode: Error, CustomStringConvertible {
 ///   the target (`excess`). A loss halves it.
 /// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
 ///   so a lane on a short path grows slowly.
-/// - Periodic slowdowns: two RTTs after slow start ends (`fair`: `minimumSlowdownGap` after it),
+/// - Periodic slowdowns (not for a `fair` lane whose sockets give their least RTT, `tcpi_min_rtt`:
+///   the kernel measures the base delay for it, and each slowdown left a long path nearly idle
+///   for a second): two RTTs after slow start ends (`fair`: `minimumSlowdownGap` after it),
 ///   and then nine times the length of the last slowdown after it (at least `minimumSlowdownGap`),
 ///   the window drops to its minimum for two RTTs (at least `slowdownHold`) so that the queue
-///   drains and the base delay is measured again; it then slow-starts back.
+///   drains and the base delay is measured again; it then slow-starts back (LEDBAT++), or in
+///   `fair` mode returns at once to the window it held, so the link idles for two RTTs at most.
 /// - In `fair` mode the window never drops below what the kernel's own TCP would have in flight
 ///   in its place (its congestion windows, from `TCP_INFO`), so against other TCP flows it
 ///   competes like TCP; alone it keeps the queue near the target.
@@ -67,6 +70,11 @@ public struct CongestionController: Sendable {
         public var segment: Double = 1_048_576
         public var minimumWindow: Double = 128 * 1024
         public var initialWindow: Double = 1_048_576
+        /// A `fair` lane's first window. Each of its sockets slow-starts on its own, so TCP already
+        /// limits what goes on the wire; a first window of one chunk only kept the lane's other
+        /// streams idle while one socket ramped up (the first ack came 1.1 s after the start at
+        /// 100 ms RTT). Eight chunks: two per stream of a unit.
+        public var initialFairWindow: Double = 8 * 1_048_576
         public var maximumWindow: Double = Double(1 << 30)
         public var bucketLength: UInt64 = 60_000_000_000
         public var buckets = 10
@@ -87,10 +95,15 @@ public struct CongestionController: Sendable {
         /// than 64 MiB (a 100 ms path at 5 Gbit/s; the window grows from there as usual). Slow
         /// start still follows, in case the path is faster now; if it is slower, the first queue
         /// or loss cuts the window within a round trip.
-        public func startingWindow(rate: Double, baseDelay: UInt64) -> Double {
+        public func startingWindow(rate: Double, baseDelay: UInt64, mode: CongestionMode = .scavenger) -> Double {
             let product = rate * Double(baseDelay) / 1e9
-            guard product.isFinite, product > 0 else { return initialWindow }
-            return min(max(product, initialWindow), min(maximumWindow, Double(64 << 20)))
+            guard product.isFinite, product > 0 else { return initialWindow(mode) }
+            return min(max(product, initialWindow(mode)), min(maximumWindow, Double(64 << 20)))
+        }
+
+        /// The first window of a lane in `mode` on a path it knows nothing of.
+        public func initialWindow(_ mode: CongestionMode) -> Double {
+            mode == .fair ? max(initialWindow, initialFairWindow) : initialWindow
         }
     }
 
@@ -117,11 +130,14 @@ public struct CongestionController: Sendable {
     private var lastCut: UInt64?
     private var nextSlowdown: UInt64?
     private var slowdownBegan: UInt64?
+    /// The base delay comes from the kernel's least RTT of the lane's sockets (`tcpi_min_rtt`,
+    /// from the handshake on, before any queue): a `fair` lane then needs no slowdowns.
+    private var kernelBase = false
 
     public init(mode: CongestionMode, parameters: Parameters = Parameters()) {
         self.mode = mode
         self.parameters = parameters
-        window = parameters.initialWindow
+        window = parameters.initialWindow(mode)
     }
 
     /// The least RTT over the kept buckets.
@@ -154,6 +170,7 @@ public struct CongestionController: Sendable {
     /// its least RTT (`tcpi_min_rtt`), which feeds the base delay too.
     public mutating func observe(rtt sample: UInt64, least: UInt64? = nil, now: UInt64) {
         rtt = sample
+        if least != nil { kernelBase = true }
         let low = min(sample, least ?? sample)
         if let last = history.last, now < last.start + parameters.bucketLength {
             history[history.count - 1].least = min(last.least, low)
@@ -193,6 +210,15 @@ public struct CongestionController: Sendable {
         switch phase {
         case .slowdown(let until):
             guard now >= until else { return }
+            if mode == .fair {
+                // The queue has drained and the base delay is measured: back to the window held
+                // before, at once (paced over the RTT). Slow-starting back from the minimum took
+                // about seven RTTs at 1 Gbit/s and 100 ms, with the link nearly idle.
+                window = threshold
+                endRecovery(now)
+                clamp()
+                return
+            }
             phase = .slowStart  // back up to the window before the slowdown
         case .slowStart where delay > 0.75 * target:
             exitSlowStart(now)
@@ -238,7 +264,7 @@ public struct CongestionController: Sendable {
     private mutating func exitSlowStart(_ now: UInt64) {
         threshold = .infinity
         phase = .avoidance
-        if nextSlowdown == nil { nextSlowdown = now + firstSlowdownDelay }
+        if nextSlowdown == nil, !(mode == .fair && kernelBase) { nextSlowdown = now + firstSlowdownDelay }
     }
 
     /// How long after the first slow start the first slowdown comes. LEDBAT++ slows down two RTTs

@@ -42,7 +42,7 @@ struct LaneFlowTests {
             lane.release(1 << 16, sentAt: at, sample: TCPSample(rtt: 1_000_000, minRTT: 1_000_000, window: 0, retransmits: retransmits), stream: stream)
             clock.advance(10_000_000)
         }
-        #expect(lane.controller.window < lane.controller.parameters.initialWindow)
+        #expect(lane.controller.window < lane.controller.parameters.initialWindow(.fair))
     }
 
     /// Over real loopback sockets: the lane reads TCP_INFO after each ack (so it knows the RTT and

@@ -123,8 +123,36 @@ struct CongestionControllerTests {
         #expect(c.window == max(before / 4, c.parameters.minimumWindow))
     }
 
-    @Test func theSlowdownDropsToTheMinimumThenSlowStartsBackAndTheNextComesNineLengthsLater() {
-        var c = settled(at: 0, gap: 0)  // the first slowdown is due at 50 ms
+    /// A fair lane whose sockets give their least RTT never slows down: the kernel measures its
+    /// base delay. Without it (ack RTTs only), it slows down `minimumSlowdownGap` after slow
+    /// start, holds the minimum for two RTTs, then returns to its window at once rather than
+    /// slow-starting back from the minimum (which left a long path nearly idle for seven RTTs).
+    @Test func aFairLaneSlowsDownOnlyWithoutTheKernelsLeastRTTAndThenReturnsAtOnce() {
+        var kernel = settled(.fair, at: 0, gap: 0)
+        for t in stride(from: 51.0, to: 20_000, by: 500) {
+            kernel.acked(64 << 10, limited: true, now: ms(t))
+            #expect(kernel.phase == .avoidance)
+        }
+        var c = controller(.fair) { $0.minimumSlowdownGap = 0 }
+        c.observe(rtt: ms(10), now: 0)
+        c.observe(rtt: ms(10 + 15), now: 0)
+        c.acked(64 << 10, limited: true, now: 0)  // ¾ target exceeded: slow start ends
+        c.observe(rtt: ms(10), now: 0)
+        for _ in 0..<8 { c.acked(1 << 20, limited: true, now: ms(5)) }
+        c.acked(64 << 10, limited: true, now: ms(49))
+        #expect(c.phase == .avoidance)
+        c.acked(64 << 10, limited: true, now: ms(51))  // two RTTs (25 ms when slow start ended) after it
+        #expect(c.phase == .slowdown(until: ms(51) + ms(20)))
+        let before = c.threshold
+        c.acked(1 << 20, limited: true, now: ms(60))
+        #expect(c.window == c.parameters.minimumWindow)
+        c.acked(64 << 10, limited: true, now: ms(72))
+        #expect(c.phase == .avoidance)
+        #expect(c.window == before)
+    }
+
+    @Test func aScavengersSlowdownDropsToTheMinimumThenSlowStartsBackAndTheNextComesNineLengthsLater() {
+        var c = settled(.scavenger, at: 0, gap: 0)  // the first slowdown is due at 50 ms
         for _ in 0..<8 { c.acked(1 << 20, limited: true, now: ms(5)) }
         c.acked(64 << 10, limited: true, now: ms(49))
         #expect(c.phase == .avoidance)
@@ -155,7 +183,11 @@ struct CongestionControllerTests {
     }
 
     @Test func aFairLanesFirstSlowdownWaitsTheMinimumGapAScavengersComesTwoRoundTripsAfterSlowStart() {
-        var fair = settled(.fair, at: 0)
+        var fair = controller(.fair)  // ack RTTs only: no kernel least RTT
+        fair.observe(rtt: ms(10), now: 0)
+        fair.observe(rtt: ms(10 + 15), now: 0)
+        fair.acked(64 << 10, limited: true, now: 0)
+        fair.observe(rtt: ms(10), now: 0)
         fair.acked(64 << 10, limited: true, now: ms(51))
         #expect(fair.phase == .avoidance)
         fair.acked(64 << 10, limited: true, now: ms(7999))

@@ -136,9 +136,24 @@ public final class LaneFlow: Sendable {
                 estimateBottleneck(&s, now)
             }
             s.pacing.setRate(s.controller.rate, now: now)
+            if Self.tracing { trace(s, now, bytes, answered, sample) }
             return admit(&s)
         }
         waiting.forEach { $0.continuation.resume() }
+    }
+
+    /// `BARGE_TRACE_LANES=1`: each answer's effect on the lane, one line on standard error (for
+    /// finding where a transfer loses time; not for production).
+    static let tracing = ProcessInfo.processInfo.environment["BARGE_TRACE_LANES"] == "1"
+    private let born = RateLimiter.monotonicNow()
+
+    private func trace(_ s: State, _ now: UInt64, _ bytes: Int, _ answered: Bool, _ sample: TCPSample?) {
+        let c = s.controller
+        func f(_ x: Double) -> String { String(format: "%.1f", x) }
+        let line = "lane \(mode.rawValue) t=\(String(format: "%.3f", Double(now &- born) / 1e9)) \(answered ? "ack" : "drop") \(bytes)"
+            + " inflight=\(s.inFlight) window=\(Int(c.window)) phase=\(c.phase) rtt=\(f(Double(c.rtt ?? 0) / 1e6)) base=\(f(Double(c.baseDelay ?? 0) / 1e6))"
+            + " kwin=\(Int(sample?.window ?? 0)) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)\n"
+        FileHandle.standardError.write(Data(line.utf8))
     }
 
     /// The kernel's windows of the lane's open sockets, together (`fair` mode's floor).
@@ -261,7 +276,7 @@ public final class Lanes: Sendable {
             if let lane = l[key] { return lane }
             var parameters = CongestionController.Parameters()
             if let known, mode != .off {
-                parameters.initialWindow = parameters.startingWindow(rate: known.rate, baseDelay: known.baseDelay)
+                parameters.initialWindow = parameters.startingWindow(rate: known.rate, baseDelay: known.baseDelay, mode: mode)
             }
             let lane = LaneFlow(mode: mode, parameters: parameters, clock: clock)
             l[key] = lane
