@@ -14,7 +14,7 @@
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
 # ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS (extra `barge submit` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
-# SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
+# LFN_TOOLS (barge gridftp: the tools moving files through the delay line), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI).
 #
 # Every tool writes into a fresh ext4 file system, and every copy is removed after it is timed.
@@ -146,7 +146,8 @@ tool_barge() {
   local t0 json sampler=""
   if [[ -n ${TRACE:-} && -n $ns_server ]]; then
     # TRACE=1: the bytes the router sends towards B, every 0.25 s, as MB/s per interval.
-    ( while true; do echo "$(now) $(ip netns exec "$DL_PREFIX-r" cat "/sys/class/net/$DL_PREFIX-rb/statistics/tx_bytes")"; sleep 0.25; done ) > "$work/trace-$2.txt" &
+    # Also each agent's resident memory (kB): source, then destination.
+    ( while true; do echo "$(now) $(ip netns exec "$DL_PREFIX-r" cat "/sys/class/net/$DL_PREFIX-rb/statistics/tx_bytes") $(awk '/VmRSS/ { print $2 }' "/proc/${barge_pids[1]}/status") $(awk '/VmRSS/ { print $2 }' "/proc/${barge_pids[2]}/status")"; sleep 0.25; done ) > "$work/trace-$2.txt" &
     sampler=$!
   fi
   t0=$(now)
@@ -156,6 +157,7 @@ tool_barge() {
   if [[ -n $sampler ]]; then
     kill "$sampler"
     echo "    link MB/s every 0.25 s from submit: $(awk -v t0="$t0" 'NR > 1 && $1 > t0 { printf "%.0f ", ($2 - b) / ($1 - t) / 1e6 } { t = $1; b = $2 }' "$work/trace-$2.txt")" >> "$work/report.txt"
+    echo "    agent RSS, most during the job: source $(awk '$3 > m { m = $3 } END { printf "%.0f", m / 1024 }' "$work/trace-$2.txt") MiB, destination $(awk '$4 > m { m = $4 } END { printf "%.0f", m / 1024 }' "$work/trace-$2.txt") MiB" >> "$work/report.txt"
   fi
   echo "    barge job: $(calc "$(field finished_at "$work/barge-$2.json") - $(field started_at "$work/barge-$2.json")") s from start to end, submitted $(calc "$(field started_at "$work/barge-$2.json") - $t0") s before it started" >> "$work/report.txt"
   calc "$(field finished_at "$work/barge-$2.json") - $t0"
@@ -238,7 +240,7 @@ if [[ " $parts " == *" lfn "* ]]; then
       bps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$work/iperf.json")
       echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps")" >> "$work/results.txt"
       say "  lfn-$rtt round $round: iperf3 -P 4 cubic $(calc "$bps / 1e6") Mbit/s"
-      only_round=$round measure "lfn-$rtt" random barge gridftp
+      only_round=$round measure "lfn-$rtt" random ${LFN_TOOLS:-barge gridftp}
     done
     stop_barge
     stop_servers

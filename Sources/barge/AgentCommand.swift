@@ -37,7 +37,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Host other agents use to reach this one (default: the --listen host).", valueName: "host"))
     var advertise: String?
 
-    @Option(help: ArgumentHelp("Parallel TCP streams per unit to a destination agent.", valueName: "n"))
+    @Option(help: ArgumentHelp("TCP connections to each destination agent, shared by all the units sent there at once and kept between jobs (as GridFTP's -p). Each unit sends on up to this many at once.", valueName: "n"))
     var streams = 4
 
     @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))

@@ -42,6 +42,37 @@ struct StreamPoolTests {
         await listener.close()
     }
 
+    /// Six units at once to one destination share its two connections: none opens a third, each
+    /// gets its own replies, and a seventh unit later reuses an idle one.
+    @Test func unitsAtOnceShareAtMostPerDestinationConnections() async throws {
+        let roots = try Roots()
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
+        let pool = StreamPool(perDestination: 2)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for unit in 0..<6 {
+                group.addTask {
+                    try await pool.withStream(client) { stream in
+                        for k in 0..<5 {
+                            let i = unit * 10 + k
+                            #expect(try await stream.send(entry(i)) == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d\(i)", offset: 0))))
+                            try await Task.sleep(for: .milliseconds(10))
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(pool.opened == 2, "six units, two connections: \(pool.opened)")
+        #expect(pool.openCount == 2 && pool.idleCount == 2)
+        _ = try await pool.withStream(client) { try await $0.send(entry(99)) }
+        #expect(pool.opened == 2)
+        pool.closeAll()
+        await listener.close()
+    }
+
     /// Many requests outstanding on one stream at once: each gets its own reply.
     @Test func manyRequestsInFlightOnOneStreamEachGetTheirOwnReply() async throws {
         let roots = try Roots()

@@ -57,7 +57,7 @@ public final class AgentWork: Sendable {
     /// Congestion state per destination agent and mode, and each job's cap and mode.
     public let lanes: Lanes
     /// Data-plane connections reused across units and jobs.
-    public let pool = StreamPool()
+    public let pool: StreamPool
     public let jobs: JobFlows
     private let logger: Logger
     private let running = NIOLockedValueBox<(units: [UnitRef: Running], runs: UInt64)>(([:], 0))
@@ -71,6 +71,7 @@ public final class AgentWork: Sendable {
         self.logger = logger
         jobs = JobFlows(logger: logger)
         lanes = Lanes(memory: PathMemory(file: settings.pathMemoryFile))
+        pool = StreamPool(perDestination: settings.sender.streams)
     }
 
     /// Units in progress.

@@ -1,13 +1,22 @@
 import BargeWire
 import NIOConcurrencyHelpers
 
-/// Data-plane connections kept open between units, per destination agent (host and port). A unit
-/// takes one (authenticated already, with the TCP window it grew on the last unit) or opens one,
-/// and gives it back when it ends well; a stream that failed, or that a unit left in a failure, is
-/// closed rather than reused. Connections idle for `idleTimeout` are closed, well before either
-/// side's read timeout would close them.
+/// Data-plane connections to each destination agent (host and port), shared by every unit this
+/// agent sends there and kept open between units and jobs. A stream is pipelined and its replies
+/// are matched by place, so several units send on one connection at once: an agent keeps at most
+/// `perDestination` connections to each destination (its `--streams`), whatever the number of
+/// units running, as GridFTP's `-p` or `iperf3 -P` do. Sixteen connections (four units of four
+/// streams) each in slow start and then in cubic's probing overflowed the bottleneck's queue far
+/// more often than four did (retransmissions, and stalls of 0.3 s while every socket recovered).
+///
+/// A unit asking for a stream gets an idle connection if there is one, else a new one while there
+/// are fewer than `perDestination`, else the connection with the fewest units on it. A failed
+/// stream is closed and dropped at once (its units fail and are retried; the next unit opens a
+/// new one); one no unit has used for `idleTimeout` is closed, well before either side's read
+/// timeout would close it.
 public final class StreamPool: Sendable {
     public let idleTimeout: Duration
+    public let perDestination: Int
     private let clock = ContinuousClock()
 
     /// One connection, held open by its own task until `close`.
@@ -28,86 +37,148 @@ public final class StreamPool: Sendable {
         let port: Int
     }
 
-    private struct Idle {
+    private struct Entry {
         let lease: Lease
-        let since: ContinuousClock.Instant
+        /// Units sending on it now.
+        var users: Int
+        /// When its last unit let it go.
+        var since: ContinuousClock.Instant
     }
 
-    private let idle = NIOLockedValueBox<[Key: [Idle]]>([:])
-    private let counts = NIOLockedValueBox((opened: 0, reused: 0))
+    private struct Destination {
+        var entries: [Entry] = []
+        /// Connections being opened (counted against `perDestination`).
+        var opening = 0
+        /// Units waiting for one of those to open.
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
 
-    public init(idleTimeout: Duration = .seconds(30)) {
+    private enum Choice {
+        case use(Lease)
+        case open
+        case wait
+    }
+
+    private struct State {
+        var destinations: [Key: Destination] = [:]
+        var opened = 0
+        var reused = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    public init(idleTimeout: Duration = .seconds(30), perDestination: Int = 4) {
         self.idleTimeout = idleTimeout
+        self.perDestination = max(1, perDestination)
     }
 
     /// Connections opened and reused so far (for tests and logs).
-    public var opened: Int { counts.withLockedValue { $0.opened } }
-    public var reused: Int { counts.withLockedValue { $0.reused } }
-    /// Connections waiting in the pool now.
-    public var idleCount: Int { idle.withLockedValue { $0.values.reduce(0) { $0 + $1.count } } }
+    public var opened: Int { state.withLockedValue { $0.opened } }
+    public var reused: Int { state.withLockedValue { $0.reused } }
+    /// Connections open and used by no unit now.
+    public var idleCount: Int { state.withLockedValue { $0.destinations.values.reduce(0) { $0 + $1.entries.filter { $0.users == 0 }.count } } }
+    /// Connections open now, in use or not.
+    public var openCount: Int { state.withLockedValue { $0.destinations.values.reduce(0) { $0 + $1.entries.count } } }
 
-    /// Runs `body` on a pooled stream to `client`'s agent. The stream goes back to the pool if
-    /// `body` returns and the stream is still sound; it is closed if `body` throws.
+    /// Runs `body` on a stream to `client`'s agent, shared with other units. The stream stays in
+    /// the pool after `body`, unless it has failed.
     public func withStream<Result: Sendable>(_ client: DataPlaneClient, _ body: (ChunkStream) async throws -> Result) async throws -> Result {
         let key = Key(host: client.host, port: client.port)
-        let lease = try await take(key, client)
-        let result: Result
-        do {
-            result = try await body(lease.stream)
-        } catch {
-            lease.close()
-            throw error
-        }
-        give(lease, key)
-        return result
+        let lease = try await acquire(key, client)
+        defer { release(lease, key) }
+        return try await body(lease.stream)
     }
 
-    /// Closes every idle connection (the agent is stopping).
+    /// Closes every connection (the agent is stopping).
     public func closeAll() {
-        let all = idle.withLockedValue { i in
-            defer { i.removeAll() }
-            return i.values.flatMap { $0 }
+        let all = state.withLockedValue { s in
+            defer { for k in s.destinations.keys { s.destinations[k]!.entries.removeAll() } }
+            return s.destinations.values.flatMap { $0.entries.map(\.lease) }
         }
-        all.forEach { $0.lease.close() }
+        all.forEach { $0.close() }
     }
 
-    private func take(_ key: Key, _ client: DataPlaneClient) async throws -> Lease {
-        sweep()
-        let found = idle.withLockedValue { i -> Lease? in
-            while let entry = i[key]?.popLast() {
-                if !entry.lease.stream.isFailed { return entry.lease }
-                entry.lease.close()
+    private func acquire(_ key: Key, _ client: DataPlaneClient) async throws -> Lease {
+        while true {
+            sweep()
+            var failed: [Lease] = []
+            defer { failed.forEach { $0.close() } }
+            let choice = state.withLockedValue { s -> Choice in
+                var d = s.destinations[key] ?? Destination()
+                defer { s.destinations[key] = d }
+                // A failed stream is never handed out; its units let go of it in their own time.
+                failed = d.entries.filter { $0.lease.stream.isFailed }.map(\.lease)
+                d.entries.removeAll { $0.lease.stream.isFailed }
+                if let i = d.entries.indices.first(where: { d.entries[$0].users == 0 }) ?? (
+                    d.entries.count + d.opening < perDestination ? nil : d.entries.indices.min(by: { d.entries[$0].users < d.entries[$1].users })) {
+                    d.entries[i].users += 1
+                    s.reused += 1
+                    return .use(d.entries[i].lease)
+                }
+                if d.entries.count + d.opening < perDestination {
+                    d.opening += 1
+                    s.opened += 1
+                    return .open
+                }
+                return .wait
             }
-            return nil
+            switch choice {
+            case .use(let lease):
+                return lease
+            case .wait:
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    // An open may have ended since the choice: then look again at once.
+                    let now = state.withLockedValue { s -> Bool in
+                        guard let d = s.destinations[key], d.opening > 0 else { return true }
+                        s.destinations[key]!.waiting.append(c)
+                        return false
+                    }
+                    if now { c.resume() }
+                }
+            case .open:
+                let result: Swift.Result<Lease, Error>
+                do { result = .success(try await open(client)) } catch { result = .failure(error) }
+                let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+                    s.destinations[key]!.opening -= 1
+                    if case .success(let lease) = result {
+                        s.destinations[key]!.entries.append(Entry(lease: lease, users: 1, since: clock.now))
+                    }
+                    defer { s.destinations[key]!.waiting.removeAll() }
+                    return s.destinations[key]!.waiting
+                }
+                waiting.forEach { $0.resume() }
+                return try result.get()
+            }
         }
-        if let found {
-            counts.withLockedValue { $0.reused += 1 }
-            return found
-        }
-        counts.withLockedValue { $0.opened += 1 }
-        return try await open(client)
     }
 
-    private func give(_ lease: Lease, _ key: Key) {
-        guard !lease.stream.isFailed else {
-            lease.close()
-            return
+    private func release(_ lease: Lease, _ key: Key) {
+        let now = clock.now
+        let failed = state.withLockedValue { s -> Bool in
+            guard let i = s.destinations[key]?.entries.firstIndex(where: { $0.lease === lease }) else { return true }
+            s.destinations[key]!.entries[i].users -= 1
+            s.destinations[key]!.entries[i].since = now
+            guard lease.stream.isFailed else { return false }
+            s.destinations[key]!.entries.remove(at: i)
+            return true
         }
-        idle.withLockedValue { $0[key, default: []].append(Idle(lease: lease, since: clock.now)) }
+        if failed { lease.close() }
         sweep()
     }
 
-    /// Closes connections idle too long, or failed while they waited.
+    /// Closes connections no unit has used for `idleTimeout`, and failed ones no unit is on.
     private func sweep() {
         let now = clock.now, limit = idleTimeout
-        let stale = idle.withLockedValue { i -> [Lease] in
+        let stale = state.withLockedValue { s -> [Lease] in
             var stale: [Lease] = []
-            for key in Array(i.keys) {
-                let (keep, drop) = i[key]!.reduce(into: ([Idle](), [Idle]())) { acc, e in
-                    if e.lease.stream.isFailed || now - e.since > limit { acc.1.append(e) } else { acc.0.append(e) }
+            for key in Array(s.destinations.keys) {
+                var d = s.destinations[key]!
+                let (keep, drop) = d.entries.reduce(into: ([Entry](), [Entry]())) { acc, e in
+                    if e.users == 0 && (e.lease.stream.isFailed || now - e.since > limit) { acc.1.append(e) } else { acc.0.append(e) }
                 }
                 stale += drop.map(\.lease)
-                i[key] = keep.isEmpty ? nil : keep
+                d.entries = keep
+                s.destinations[key] = d.entries.isEmpty && d.opening == 0 && d.waiting.isEmpty ? nil : d
             }
             return stale
         }
