@@ -13,7 +13,7 @@
 #   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
-# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS (extra `barge submit` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
+# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS and AGENT_ARGS (extra `barge submit` and `barge agent` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
 # LFN_TOOLS (barge gridftp: the tools moving files through the delay line), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI).
 #
@@ -173,9 +173,9 @@ start_barge() {
   "${client_prefix[@]}" "$barge" coordinator --state "$work/state" --listen "$ip_client:27470" --http "$ip_client:27480" > "$work/coordinator.log" 2>&1 &
   barge_pids+=($!)
   sleep 0.5
-  "${client_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name a1 --site a --root "$work/src" --listen "$ip_client:0" > "$work/a1.log" 2>&1 &
+  "${client_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name a1 --site a --root "$work/src" --listen "$ip_client:0" ${AGENT_ARGS:-} > "$work/a1.log" 2>&1 &
   barge_pids+=($!)
-  "${ns_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name b1 --site b --root "$work/dst" --listen "$ip_server:0" > "$work/b1.log" 2>&1 &
+  "${ns_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name b1 --site b --root "$work/dst" --listen "$ip_server:0" ${AGENT_ARGS:-} > "$work/b1.log" 2>&1 &
   barge_pids+=($!)
   for _ in $(seq 1 100); do
     [[ $(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l) -ge 2 ]] && return
