@@ -43,6 +43,25 @@ struct PipelinedSenderTests {
                    chunkSize: UInt32(chunkSize), files: [f])
     }
 
+    /// A unit of one stream with `depth` workers, sending `f` to the scripted receiver.
+    func sender(_ f: TaskFile, _ server: BargeServer, _ roots: Roots, chunkSize: Int, depth: Int, flow: UnitFlow? = nil) -> UnitSender {
+        let port = server.localAddress!.port!
+        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
+        var settings = UnitSender.Settings(streams: 1, contentDefinedAbove: nil)
+        settings.depth = depth
+        return UnitSender(task: task(f, port: port, chunkSize: chunkSize), client: client,
+                          sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
+                          settings: settings, progress: UnitProgress(), flow: flow)
+    }
+
+    /// The scripted receiver's answer to anything but a have query or a chunk: a `files done` is
+    /// recorded and accepted; anything else ends the session.
+    func finish(_ frame: Frame, _ transcript: Transcript, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        guard case .filesDone(let batch) = try Message(frame: frame) else { throw WireError.malformed(frame.type, "not scripted") }
+        transcript.add(.filesDone(batch.files.map(\.path)))
+        try await reply(.filesDoneReply(FilesDoneReply(refused: [])), outbound)
+    }
+
     func reply(_ m: Message, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws { try await outbound.write(m.frame()) }
 
     /// Seven chunks go out before any reply (the stream's depth is eight). The receiver answers
@@ -84,23 +103,14 @@ struct PipelinedSenderTests {
                             transcript.add(.ack(d.place.offset))
                             try await reply(.chunkAck(ChunkAck(place: d.place)), outbound)
                         }
-                    case .filesDone(let batch):
-                        transcript.add(.filesDone(batch.files.map(\.path)))
-                        try await reply(.filesDoneReply(FilesDoneReply(refused: [])), outbound)
                     default:
-                        throw WireError.malformed(frame.type, "not scripted")
+                        try await finish(frame, transcript, outbound)
                     }
                 }
             }, onError: { _, _ in })
         }
         defer { serving.cancel() }
-        let port = server.localAddress!.port!
-        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
-        var settings = UnitSender.Settings(streams: 1, contentDefinedAbove: nil)
-        settings.depth = 8
-        let done = try await UnitSender(task: task(f, port: port, chunkSize: chunk), client: client,
-                                        sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
-                                        settings: settings, progress: UnitProgress()).run()
+        let done = try await sender(f, server, roots, chunkSize: chunk, depth: 8).run()
         #expect(done.bytes == UInt64(data.count))
         #expect(done.chunks.map(\.offset).sorted() == (0..<7).map { UInt64($0 * chunk) })
         let events = transcript.events
@@ -157,27 +167,15 @@ struct PipelinedSenderTests {
                         transcript.arrived(bytes: b, chunks: n, window: lane.controller.window)
                         transcript.add(.chunk(d.place.offset))
                         answer.yield((d.place, bytes))
-                    case .filesDone(let batch):
-                        // Every ack has gone out before the sender can ask (they share the socket).
-                        try? await Task.sleep(for: .milliseconds(20))
-                        transcript.add(.filesDone(batch.files.map(\.path)))
-                        try await reply(.filesDoneReply(FilesDoneReply(refused: [])), outbound)
                     default:
-                        throw WireError.malformed(frame.type, "not scripted")
+                        try await finish(frame, transcript, outbound)
                     }
                 }
             }, onError: { _, _ in })
         }
         defer { serving.cancel() }
-        let port = server.localAddress!.port!
-        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
-        var settings = UnitSender.Settings(streams: 1, contentDefinedAbove: nil)
-        settings.depth = 16
-        let sending = Task {
-            try await UnitSender(task: task(f, port: port, chunkSize: chunk), client: client,
-                                 sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
-                                 settings: settings, progress: UnitProgress(), flow: UnitFlow(lane: lane)).run()
-        }
+        let unit = sender(f, server, roots, chunkSize: chunk, depth: 16, flow: UnitFlow(lane: lane))
+        let sending = Task { try await unit.run() }
         for await _ in filled.stream { break }
         try await Task.sleep(for: .milliseconds(50))  // everything the window admits is out
         let before = transcript.outstandingAtArrival

@@ -8,16 +8,21 @@ import Testing
 struct StreamPoolTests {
     static let token = DataPlaneSocketTests.token
 
+    /// A data-plane listener on loopback over `roots.destination`, and a client for it.
+    func listening(_ roots: Roots) async throws -> (DataPlaneListener, Task<Void, Error>, DataPlaneClient) {
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        return (listener, serving, DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1"))
+    }
+
     func entry(_ i: Int) -> Message {
         .makeEntry(MakeEntry(job: "j", entry: FileEntry(path: "dirs/d\(i)", kind: .directory, mode: 0o755, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)))
     }
 
     @Test func aStreamIsReusedClosedWhenIdleAndReplacedAfterAFailure() async throws {
         let roots = try Roots()
-        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
-        let serving = Task { try await listener.run() }
+        let (listener, serving, client) = try await listening(roots)
         defer { serving.cancel() }
-        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
         let pool = StreamPool(idleTimeout: .milliseconds(300))
         for i in 0..<3 {
             let reply = try await pool.withStream(client) { try await $0.send(entry(i)) }
@@ -46,10 +51,8 @@ struct StreamPoolTests {
     /// gets its own replies, and a seventh unit later reuses an idle one.
     @Test func unitsAtOnceShareAtMostPerDestinationConnections() async throws {
         let roots = try Roots()
-        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
-        let serving = Task { try await listener.run() }
+        let (listener, serving, client) = try await listening(roots)
         defer { serving.cancel() }
-        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
         let pool = StreamPool(perDestination: 2)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for unit in 0..<6 {
@@ -76,10 +79,8 @@ struct StreamPoolTests {
     /// Many requests outstanding on one stream at once: each gets its own reply.
     @Test func manyRequestsInFlightOnOneStreamEachGetTheirOwnReply() async throws {
         let roots = try Roots()
-        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
-        let serving = Task { try await listener.run() }
+        let (listener, serving, client) = try await listening(roots)
         defer { serving.cancel() }
-        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
         let replies = try await client.withStream { stream in
             try await withThrowingTaskGroup(of: (Int, Message).self) { group in
                 for i in 0..<64 { group.addTask { (i, try await stream.send(entry(i))) } }
