@@ -72,17 +72,32 @@ public struct UnitSender: Sendable {
         defer { queue.abandon() }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                // The first stream asks what the destination already holds, then the others start.
-                try await withStream { first in
-                    let refs = try await references(first)
-                    // A peer of version 6 finishes files in batches, each stream sending those
-                    // whose last chunk it saw acked when it runs out of steps.
-                    let ready = first.version >= WireVersion.batches ? ReadyFiles() : nil
-                    let known = try await queue.known(atLeast: settings.streams)
-                    for _ in 1..<max(1, known) {
-                        group.addTask { try await withStream { stream in try await work(stream, queue, refs, ready) } }
+                // The first stream asks what the destination already holds; the others open (a
+                // handshake of three round trips on a new connection) meanwhile, and start sending
+                // once it knows.
+                let start = OneShot<Start>()
+                group.addTask {
+                    do {
+                        try await withStream { first in
+                            // A peer of version 6 finishes files in batches, each stream sending
+                            // those whose last chunk it saw acked when it runs out of steps.
+                            let begun = Start(refs: try await references(first), ready: first.version >= WireVersion.batches ? ReadyFiles() : nil)
+                            start.set(.success(begun))
+                            try await work(first, queue, begun.refs, begun.ready)
+                        }
+                    } catch {
+                        start.set(.failure(error))
+                        throw error
                     }
-                    try await work(first, queue, refs, ready)
+                }
+                let known = try await queue.known(atLeast: settings.streams)
+                for _ in 1..<max(1, known) {
+                    group.addTask {
+                        try await withStream { stream in
+                            let begun = try await start.value
+                            try await work(stream, queue, begun.refs, begun.ready)
+                        }
+                    }
                 }
                 try await group.waitForAll()
             }
@@ -306,6 +321,44 @@ public struct UnitSender: Sendable {
 }
 
 /// Files of a unit whose every chunk is acked, waiting to be finished in a batch.
+/// What every stream of a unit needs from the first: the chunks to send by reference, and the
+/// files ready for a batch finish (nil with a peer older than version 6).
+private struct Start: Sendable {
+    let refs: References
+    let ready: ReadyFiles?
+}
+
+/// A value set once, by one task, and awaited by others; later sets are ignored.
+final class OneShot<Value: Sendable>: Sendable {
+    private struct State {
+        var result: Result<Value, Error>?
+        var waiting: [CheckedContinuation<Value, Error>] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func set(_ result: Result<Value, Error>) {
+        let waiting = state.withLockedValue { s -> [CheckedContinuation<Value, Error>] in
+            guard s.result == nil else { return [] }
+            s.result = result
+            defer { s.waiting.removeAll() }
+            return s.waiting
+        }
+        waiting.forEach { $0.resume(with: result) }
+    }
+
+    var value: Value {
+        get async throws {
+            try await withCheckedThrowingContinuation { c in
+                let ready = state.withLockedValue { s -> Result<Value, Error>? in
+                    if s.result == nil { s.waiting.append(c) }
+                    return s.result
+                }
+                if let ready { c.resume(with: ready) }
+            }
+        }
+    }
+}
+
 final class ReadyFiles: Sendable {
     private let files = NIOLockedValueBox<[Int]>([])
 
