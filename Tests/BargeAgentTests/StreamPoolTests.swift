@@ -1,6 +1,7 @@
 import BargeAgent
 import BargeWire
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -73,6 +74,30 @@ struct StreamPoolTests {
         _ = try await pool.withStream(client) { try await $0.send(entry(99)) }
         #expect(pool.opened == 2)
         pool.closeAll()
+        await listener.close()
+    }
+
+    /// The pool reports a connection when it closes it, not when a unit ends on it (the lanes
+    /// stop counting a socket's window only then).
+    @Test func aConnectionIsReportedClosedOnlyWhenItCloses() async throws {
+        let roots = try Roots()
+        let (listener, serving, client) = try await listening(roots)
+        defer { serving.cancel() }
+        let closed = NIOLockedValueBox<[ObjectIdentifier]>([])
+        let pool = StreamPool(idleTimeout: .milliseconds(200), closed: { id in closed.withLockedValue { $0.append(id) } })
+        let first = try await pool.withStream(client) { stream in
+            _ = try await stream.send(entry(1))
+            return ObjectIdentifier(stream)
+        }
+        #expect(closed.withLockedValue { $0 }.isEmpty, "a unit ending leaves its connection open")
+        try await Task.sleep(for: .milliseconds(400))
+        let second = try await pool.withStream(client) { stream in
+            _ = try await stream.send(entry(2))
+            return ObjectIdentifier(stream)
+        }
+        #expect(closed.withLockedValue { $0 } == [first], "the idle one closed when the next unit came")
+        pool.closeAll()
+        #expect(closed.withLockedValue { $0 } == [first, second])
         await listener.close()
     }
 

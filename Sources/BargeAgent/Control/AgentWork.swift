@@ -70,8 +70,9 @@ public final class AgentWork: Sendable {
         self.receiving = receiving
         self.logger = logger
         jobs = JobFlows(logger: logger)
-        lanes = Lanes(memory: PathMemory(file: settings.pathMemoryFile))
-        pool = StreamPool(perDestination: settings.sender.streams)
+        let lanes = Lanes(memory: PathMemory(file: settings.pathMemoryFile))
+        self.lanes = lanes
+        pool = StreamPool(perDestination: settings.sender.streams, closed: { lanes.forget(stream: $0) })
     }
 
     /// Units in progress.

@@ -23,13 +23,18 @@ public final class StreamPool: Sendable {
     final class Lease: Sendable {
         let stream: ChunkStream
         private let closer: AsyncStream<Void>.Continuation
+        private let closed: @Sendable (ObjectIdentifier) -> Void
 
-        init(stream: ChunkStream, closer: AsyncStream<Void>.Continuation) {
+        init(stream: ChunkStream, closer: AsyncStream<Void>.Continuation, closed: @escaping @Sendable (ObjectIdentifier) -> Void) {
             self.stream = stream
             self.closer = closer
+            self.closed = closed
         }
 
-        func close() { closer.finish() }
+        func close() {
+            closer.finish()
+            closed(ObjectIdentifier(stream))
+        }
     }
 
     private struct Key: Hashable {
@@ -67,9 +72,14 @@ public final class StreamPool: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    public init(idleTimeout: Duration = .seconds(30), perDestination: Int = 4) {
+    /// Told each connection that closes (by its stream's identity): the lanes stop counting its
+    /// socket's window. A unit ending does not close the connections it used.
+    private let closed: @Sendable (ObjectIdentifier) -> Void
+
+    public init(idleTimeout: Duration = .seconds(30), perDestination: Int = 4, closed: @escaping @Sendable (ObjectIdentifier) -> Void = { _ in }) {
         self.idleTimeout = idleTimeout
         self.perDestination = max(1, perDestination)
+        self.closed = closed
     }
 
     /// Connections opened and reused so far (for tests and logs).
@@ -187,15 +197,16 @@ public final class StreamPool: Sendable {
 
     /// Opens a connection held by its own task, which ends when the lease is closed.
     private func open(_ client: DataPlaneClient) async throws -> Lease {
+        let closed = closed
         let handoff = Handoff()
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<Lease, Error>) in
             handoff.set(c)
             Task {
                 do {
                     try await client.withStream { stream in
-                        let (closed, closer) = AsyncStream<Void>.makeStream()
-                        handoff.resume(.success(Lease(stream: stream, closer: closer)))
-                        for await _ in closed {}
+                        let (closing, closer) = AsyncStream<Void>.makeStream()
+                        handoff.resume(.success(Lease(stream: stream, closer: closer, closed: closed)))
+                        for await _ in closing {}
                     }
                     handoff.resume(.failure(CoordinatorConnectionError.closed))
                 } catch {

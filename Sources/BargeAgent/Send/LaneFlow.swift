@@ -284,6 +284,11 @@ public final class Lanes: Sendable {
         }
     }
 
+    /// A connection closed: no lane counts its socket's window any more.
+    public func forget(stream: ObjectIdentifier) {
+        lanes.withLockedValue { Array($0.values) }.forEach { $0.closed(stream) }
+    }
+
     /// Records what each lane has measured of its path, and saves it when due (a unit ended).
     public func remember(now: Double = Date().timeIntervalSince1970) {
         let measured = lanes.withLockedValue { l in l.compactMap { key, lane in lane.known.map { (key.destination, $0) } } }

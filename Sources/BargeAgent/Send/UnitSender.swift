@@ -177,7 +177,8 @@ public struct UnitSender: Sendable {
     /// once (so up to that many messages are outstanding on the stream, within the lane's window),
     /// then the stream finishes the files whose last chunk it saw acked.
     private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
-        defer { flow.lane?.closed(ObjectIdentifier(stream)) }
+        // A unit's own connection closes with it; a pooled one is reported by the pool when it closes.
+        defer { if pool == nil { flow.lane?.closed(ObjectIdentifier(stream)) } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<max(1, settings.depth) {
                 group.addTask { try await worker(stream, queue, refs, ready) }
