@@ -190,7 +190,8 @@ public final class AgentWork: Sendable {
                 default: break
                 }
                 outbox.send(report)
-                lanes.remember()
+                // What the paths carry, saved now and then: a small file write, off the pool.
+                _ = try? await BlockingWork.run { lanes.remember() }
                 let left = running.withLockedValue { r in
                     if r.units[key]?.run == run { r.units.removeValue(forKey: key) }
                     return r.units.count

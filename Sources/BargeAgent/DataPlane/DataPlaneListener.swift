@@ -1,6 +1,6 @@
 import BargeStore
-import Foundation
 import BargeWire
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

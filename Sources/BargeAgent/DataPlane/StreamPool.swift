@@ -198,36 +198,19 @@ public final class StreamPool: Sendable {
     /// Opens a connection held by its own task, which ends when the lease is closed.
     private func open(_ client: DataPlaneClient) async throws -> Lease {
         let closed = closed
-        let handoff = Handoff()
-        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<Lease, Error>) in
-            handoff.set(c)
-            Task {
-                do {
-                    try await client.withStream { stream in
-                        let (closing, closer) = AsyncStream<Void>.makeStream()
-                        handoff.resume(.success(Lease(stream: stream, closer: closer, closed: closed)))
-                        for await _ in closing {}
-                    }
-                    handoff.resume(.failure(CoordinatorConnectionError.closed))
-                } catch {
-                    handoff.resume(.failure(error))
+        let handoff = OneShot<Lease>()
+        Task {
+            do {
+                try await client.withStream { stream in
+                    let (closing, closer) = AsyncStream<Void>.makeStream()
+                    handoff.set(.success(Lease(stream: stream, closer: closer, closed: closed)))
+                    for await _ in closing {}
                 }
+                handoff.set(.failure(CoordinatorConnectionError.closed))
+            } catch {
+                handoff.set(.failure(error))
             }
         }
-    }
-
-    /// Hands the new lease (or the error) to the waiting unit once.
-    private final class Handoff: Sendable {
-        private let state = NIOLockedValueBox<CheckedContinuation<Lease, Error>?>(nil)
-
-        func set(_ c: CheckedContinuation<Lease, Error>) { state.withLockedValue { $0 = c } }
-
-        func resume(_ result: Swift.Result<Lease, Error>) {
-            let c = state.withLockedValue { s -> CheckedContinuation<Lease, Error>? in
-                defer { s = nil }
-                return s
-            }
-            c?.resume(with: result)
-        }
+        return try await handoff.value
     }
 }

@@ -1,6 +1,6 @@
 import BargeFlow
-import Foundation
 import BargeWire
+import Foundation
 import NIOConcurrencyHelpers
 
 /// One lane's congestion state at the source agent: everything it sends to one destination agent

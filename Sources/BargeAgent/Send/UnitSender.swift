@@ -321,7 +321,6 @@ public struct UnitSender: Sendable {
     }
 }
 
-/// Files of a unit whose every chunk is acked, waiting to be finished in a batch.
 /// What every stream of a unit needs from the first: the chunks to send by reference, and the
 /// files ready for a batch finish (nil with a peer older than version 6).
 private struct Start: Sendable {
@@ -329,37 +328,7 @@ private struct Start: Sendable {
     let ready: ReadyFiles?
 }
 
-/// A value set once, by one task, and awaited by others; later sets are ignored.
-final class OneShot<Value: Sendable>: Sendable {
-    private struct State {
-        var result: Result<Value, Error>?
-        var waiting: [CheckedContinuation<Value, Error>] = []
-    }
-    private let state = NIOLockedValueBox(State())
-
-    func set(_ result: Result<Value, Error>) {
-        let waiting = state.withLockedValue { s -> [CheckedContinuation<Value, Error>] in
-            guard s.result == nil else { return [] }
-            s.result = result
-            defer { s.waiting.removeAll() }
-            return s.waiting
-        }
-        waiting.forEach { $0.resume(with: result) }
-    }
-
-    var value: Value {
-        get async throws {
-            try await withCheckedThrowingContinuation { c in
-                let ready = state.withLockedValue { s -> Result<Value, Error>? in
-                    if s.result == nil { s.waiting.append(c) }
-                    return s.result
-                }
-                if let ready { c.resume(with: ready) }
-            }
-        }
-    }
-}
-
+/// Files of a unit whose every chunk is acked, waiting to be finished in a batch.
 final class ReadyFiles: Sendable {
     private let files = NIOLockedValueBox<[Int]>([])
 
