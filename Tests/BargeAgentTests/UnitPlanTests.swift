@@ -24,7 +24,7 @@ struct UnitPlanTests {
     @Test func fixedSizeStepsEntriesAndEmptyFiles() {
         let task = Self.task([Self.file("d", kind: .directory, size: 0), Self.file("a", size: 250), Self.file("e", size: 0),
                               Self.file("r", size: 1000, offset: 300, length: 77, repair: true)])
-        var plan = UnitPlan(task)
+        var plan = UnitPlan(task, batchFiles: 0)
         for i in task.files.indices { plan.addSteps(file: i) }
         #expect(plan.next() == .step(.entry(file: 0)))
         #expect(Self.drain(&plan) == [.chunk(file: 1, offset: 0, length: 100), .chunk(file: 1, offset: 100, length: 100),
@@ -56,6 +56,29 @@ struct UnitPlanTests {
         plan.endOfScan(file: 0)
         plan.end()
         #expect(plan.next() == .end)
+    }
+
+    @Test func smallWholeFilesGoInBatchesWithinTheirLimits() {
+        // Files of at most one chunk (100 bytes here), finished in this unit, go whole in
+        // batches of at most 3 files and 150 bytes; the rest as before.
+        let task = Self.task([Self.file("a", size: 40), Self.file("d", kind: .directory, size: 0), Self.file("e", size: 0),
+                              Self.file("b", size: 100), Self.file("big", size: 250), Self.file("c", size: 10), Self.file("f", size: 20),
+                              Self.file("g", size: 30), Self.file("part", size: 50, finish: false), Self.file("r", size: 60, repair: true),
+                              Self.file("h", size: 5)])
+        var plan = UnitPlan(task, batchFiles: 3, batchBytes: 150)
+        for i in task.files.indices { plan.addSteps(file: i) }
+        plan.end()
+        #expect(Self.drain(&plan) == [
+            .entry(file: 1),
+            .chunk(file: 4, offset: 0, length: 100), .chunk(file: 4, offset: 100, length: 100), .chunk(file: 4, offset: 200, length: 50),
+            .batch(files: [0, 2, 3]),  // 40 + 0 + 100 bytes: full once the next small file comes
+            .chunk(file: 8, offset: 0, length: 50), .chunk(file: 9, offset: 0, length: 60),
+            .batch(files: [5, 6, 7]),  // three files
+            .batch(files: [10]),       // what is left at the end
+        ])
+        // Sent as a chunk to an older peer, a batched file is finished by its one ack.
+        #expect(plan.acked(file: 0) == true)
+        #expect(plan.acked(file: 4) == false)
     }
 
     @Test func aScannedFileWithNoChunksIsFinishedOnlyIfTheUnitFinishesIt() {

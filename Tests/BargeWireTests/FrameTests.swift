@@ -70,6 +70,19 @@ struct FrameTests {
         Frame(type: type, payload: ByteBuffer(bytes: payload))
     }
 
+    /// A `file batch` of one file "f" with these fields.
+    static func fileBatch(size: UInt64, form: UInt8, encoded: [UInt8], declared: UInt32? = nil) -> Frame {
+        var b = ByteBuffer()
+        b.writeInteger(UInt16(2)); b.writeBytes(Array("j1".utf8))
+        b.writeInteger(UInt64(1)); b.writeInteger(UInt32(1))
+        b.writeInteger(UInt16(1)); b.writeBytes(Array("f".utf8))
+        b.writeInteger(size); b.writeInteger(UInt32(0o644)); b.writeInteger(Int64(0)); b.writeInteger(Int32(0))
+        b.writeBytes([UInt8](repeating: 0xAB, count: 48))
+        b.writeInteger(form)
+        b.writeInteger(declared ?? UInt32(encoded.count)); b.writeBytes(encoded)
+        return Frame(type: .fileBatch, payload: b)
+    }
+
     @Test(arguments: [
         frame(.auth, [UInt8](repeating: 1, count: 31)),                     // truncated proof
         frame(.auth, [UInt8](repeating: 1, count: 33)),                     // trailing byte
@@ -84,6 +97,13 @@ struct FrameTests {
         frame(.jobSettings, [0, 2, 0x6a, 0x31, 0, 0, 0, 0, 0, 0, 1]),          // a share of 0
         frame(.jobSettings, [0, 2, 0x6a, 0x31, 0, 0, 0, 0x0f, 0x42, 0x41, 1]), // a share over 1,000,000
         frame(.taskProgress, [0, 2, 0x6a, 0x31] + [UInt8](repeating: 0, count: 24) + [0, 0, 5]),  // lane figures cut short
+        frame(.fileBatch, [0, 2, 0x6a, 0x31] + [UInt8](repeating: 0, count: 8) + [0, 0, 0, 0]),        // no files
+        frame(.fileBatch, [0, 2, 0x6a, 0x31] + [UInt8](repeating: 0, count: 8) + [0xff, 0xff, 0xff, 0xff]),  // a count past the payload
+        fileBatch(size: 3, form: 2, encoded: [1, 2, 3]),   // unknown form
+        fileBatch(size: 3, form: 1, encoded: [1, 2, 3]),   // a reference that carries bytes
+        fileBatch(size: 0, form: 0, encoded: [1]),         // an empty file with bytes
+        fileBatch(size: 3, form: 0, encoded: []),          // a file with no bytes
+        fileBatch(size: 3, form: 0, encoded: [1, 2, 3], declared: 9),  // encoded length past the payload
     ])
     func malformedPayloadsAreTypedErrors(_ frame: Frame) {
         #expect(throws: WireError.self) { try Message(frame: frame) }

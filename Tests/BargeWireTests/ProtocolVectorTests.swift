@@ -97,6 +97,18 @@ struct ProtocolVectorTests {
          "42415247014b0000" + "00000025" + "89a318ab031a49be" + "00026a31000000010003642f660000000000001000000001a4000000005f5e100000000007"),
         (.filesDoneReply(FilesDoneReply(refused: [FilesDoneReply.Refusal(index: 0, reason: .incomplete, detail: "short")])),
          "42415247014c0000" + "00000010" + "5c15f0e4ea4a2a69" + "000000010000000005000573686f7274"),
+        // Version 7: small files whole in one message (one by value, one by reference), and the answer.
+        (.fileBatch(FileBatch(job: "j1", batch: 9, files: [
+            FileBatch.File(path: "d/f", size: 2, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7, id: id,
+                           xxh: [UInt8](repeating: 0xCD, count: 16), form: .bytes, encoded: ByteBuffer(bytes: [1, 2])),
+            FileBatch.File(path: "r", size: 9, mode: 0o600, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0, id: id,
+                           xxh: [UInt8](repeating: 0xCD, count: 16), form: .reference, encoded: ByteBuffer()),
+         ])),
+         "42415247014d0000" + "000000b4" + "faa98e445ec20a6e" + "00026a310000000000000009000000020003642f660000000000000002000001a4000000005f5e100000000007"
+            + String(repeating: "ab", count: 32) + String(repeating: "cd", count: 16) + "00000000020102" + "0001720000000000000009000001800000"
+            + "00005f5e100000000000" + String(repeating: "ab", count: 32) + String(repeating: "cd", count: 16) + "0100000000"),
+        (.fileBatchReply(FileBatchReply(job: "j1", batch: 9, refused: [FilesDoneReply.Refusal(index: 1, reason: .need, detail: "gone")])),
+         "42415247014e0000" + "0000001b" + "725adf92880310c3" + "00026a3100000000000000090000000100000001060004676f6e65"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

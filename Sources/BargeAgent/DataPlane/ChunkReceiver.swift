@@ -42,6 +42,7 @@ public final class ChunkReceiver {
         case .chunkRepair(let chunk): return receive(chunk, repair: true)
         case .fileDone(let done): return finish(done)
         case .filesDone(let batch): return finish(batch)
+        case .fileBatch(let batch): return receive(batch)
         case .makeEntry(let make): return makeEntry(make)
         case .haveQuery(let query): return have(query)
         case .chunkRef(let ref): return copy(ref)
@@ -51,39 +52,47 @@ public final class ChunkReceiver {
 
     public func receive(_ chunk: ChunkData, repair: Bool = false) -> Message {
         let place = chunk.place
-        func nack(_ reason: ChunkNack.Reason, _ detail: String) -> Message {
-            .chunkNack(ChunkNack(place: place, reason: reason, detail: detail))
-        }
         let target: RootedPath
         do {
             // Every open below is confined beneath the root by the kernel; a repair opens the
             // finished file by name, so it is checked on disk first.
             target = repair ? try RootedPath.resolve(place.path, under: root) : try RootedPath.lexical(place.path, under: root)
         } catch {
-            return nack(.refusedPath, error.description)
+            return .chunkNack(ChunkNack(place: place, reason: .refusedPath, detail: error.description))
         }
-        return chunk.encoded.withUnsafeReadableBytes { encoded -> Message in
+        if let (reason, detail) = store(chunk.encoded, place: place, target: target, fileSize: chunk.fileSize, id: chunk.id, repair: repair) {
+            return .chunkNack(ChunkNack(place: place, reason: reason, detail: detail))
+        }
+        return .chunkAck(ChunkAck(place: place))
+    }
+
+    /// Decodes an encoded chunk, checks its XXH3-128 (and, given `xxh`, that it is the one the
+    /// sender named), and writes it at its place; nil when written, else the nack's reason and words.
+    private func store(_ encodedChunk: ByteBuffer, place: ChunkPlace, target: RootedPath, fileSize: UInt64, id: [UInt8], xxh: [UInt8]? = nil,
+                       repair: Bool) -> (ChunkNack.Reason, String)? {
+        encodedChunk.withUnsafeReadableBytes { encoded -> (ChunkNack.Reason, String)? in
             let header: ChunkHeader
             do {
                 header = try decoder.header(of: encoded)
             } catch {
-                return nack(.corrupt, "\(error)")  // a header damaged on the way: worth resending
+                return (.corrupt, "\(error)")  // a header damaged on the way: worth resending
             }
-            guard place.offset <= chunk.fileSize, UInt64(header.rawLength) <= chunk.fileSize - place.offset else {
-                return nack(.malformed, "chunk of \(header.rawLength) bytes at \(place.offset) overruns a file of \(chunk.fileSize) bytes")
+            guard place.offset <= fileSize, UInt64(header.rawLength) <= fileSize - place.offset else {
+                return (.malformed, "chunk of \(header.rawLength) bytes at \(place.offset) overruns a file of \(fileSize) bytes")
             }
-            func store(_ bytes: UnsafeRawBufferPointer) -> Message {
+            if let xxh, xxh != header.digest.canonicalBytes { return (.corrupt, "the chunk's checksum is not the one its file was sent with") }
+            func write(_ bytes: UnsafeRawBufferPointer) -> (ChunkNack.Reason, String)? {
                 do {
                     if repair {
-                        try DestinationEntries.repair(target, size: chunk.fileSize, bytes: bytes, at: place.offset)
+                        try DestinationEntries.repair(target, size: fileSize, bytes: bytes, at: place.offset)
                     } else {
-                        try files.write(job: place.job, target: target, size: chunk.fileSize, bytes: bytes, at: place.offset,
-                                        id: chunk.id, xxh: header.digest.canonicalBytes)
+                        try files.write(job: place.job, target: target, size: fileSize, bytes: bytes, at: place.offset,
+                                        id: id, xxh: header.digest.canonicalBytes)
                     }
                 } catch {
-                    return nack(.writeFailed, "\(error)")
+                    return (.writeFailed, "\(error)")
                 }
-                return .chunkAck(ChunkAck(place: place))
+                return nil
             }
             // A chunk stored raw is checked in the frame, then staged in aligned memory: a copy in
             // the CPU cache that spares the page-cache copy when the write can go direct.
@@ -92,15 +101,72 @@ public final class ChunkReceiver {
                 if let stored = try decoder.storedBytes(of: encoded) {
                     if !repair, header.rawLength >= 2 * PartialFileWriter.directAlignment, let base = stored.baseAddress {
                         out.baseAddress!.copyMemory(from: base, byteCount: stored.count)
-                        return store(UnsafeRawBufferPointer(out))
+                        return write(UnsafeRawBufferPointer(out))
                     }
-                    return store(stored)
+                    return write(stored)
                 }
                 try decoder.decode(encoded, into: out, verify: true)
             } catch {
-                return nack(.corrupt, "\(error)")
+                return (.corrupt, "\(error)")
             }
-            return store(UnsafeRawBufferPointer(out))
+            return write(UnsafeRawBufferPointer(out))
+        }
+    }
+
+    /// Small files whole: each is verified and written (or copied from where this agent holds its
+    /// bytes), then the batch is finished together as `files done` finishes one. The reply names
+    /// the files refused: `corrupt` and `need` ask for them again by value.
+    public func receive(_ batch: FileBatch) -> Message {
+        var refused: [FilesDoneReply.Refusal] = []
+        var items: [DestinationFiles.Finish] = []
+        var positions: [Int] = []
+        func refuse(_ i: Int, _ reason: ChunkNack.Reason, _ detail: String) {
+            refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: reason, detail: detail))
+        }
+        for (i, f) in batch.files.enumerated() {
+            let place = ChunkPlace(job: batch.job, path: f.path, offset: 0)
+            let target: RootedPath
+            do {
+                target = try RootedPath.lexical(f.path, under: root)
+            } catch {
+                refuse(i, .refusedPath, error.description)
+                continue
+            }
+            if f.size > 0 {
+                switch f.form {
+                case .bytes:
+                    if let (reason, detail) = store(f.encoded, place: place, target: target, fileSize: f.size, id: f.id, xxh: f.xxh, repair: false) {
+                        refuse(i, reason, detail)
+                        continue
+                    }
+                case .reference:
+                    switch copy(ChunkRef(place: place, fileSize: f.size, length: UInt32(f.size), id: f.id, xxh: f.xxh)) {
+                    case .chunkNack(let nack):
+                        refuse(i, nack.reason, nack.detail)
+                        continue
+                    default:
+                        break
+                    }
+                }
+            }
+            items.append(DestinationFiles.Finish(target: target, file: f.done))
+            positions.append(i)
+        }
+        refused += finished(files.finish(job: batch.job, batch: items), positions)
+        return .fileBatchReply(FileBatchReply(job: batch.job, batch: batch.batch, refused: refused.sorted { $0.index < $1.index }))
+    }
+
+    /// The refusals for a finished batch's failures; `positions` maps the finished items to
+    /// their index in the message.
+    private func finished(_ failures: [Int: Error], _ positions: [Int]) -> [FilesDoneReply.Refusal] {
+        failures.map { n, error in
+            let reason: ChunkNack.Reason = switch error {
+            case is DestinationFiles.Incomplete: .incomplete
+            case StoreError.system: .writeFailed
+            case is StoreError: .refusedPath
+            default: .writeFailed
+            }
+            return FilesDoneReply.Refusal(index: UInt32(positions[n]), reason: reason, detail: "\(error)")
         }
     }
 
@@ -165,15 +231,7 @@ public final class ChunkReceiver {
                 refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: .refusedPath, detail: error.description))
             }
         }
-        for (n, error) in files.finish(job: batch.job, batch: items) {
-            let reason: ChunkNack.Reason = switch error {
-            case is DestinationFiles.Incomplete: .incomplete
-            case StoreError.system: .writeFailed
-            case is StoreError: .refusedPath
-            default: .writeFailed
-            }
-            refused.append(FilesDoneReply.Refusal(index: UInt32(positions[n]), reason: reason, detail: "\(error)"))
-        }
+        refused += finished(files.finish(job: batch.job, batch: items), positions)
         return .filesDoneReply(FilesDoneReply(refused: refused.sorted { $0.index < $1.index }))
     }
 

@@ -4,13 +4,20 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+/// What a reply names, to find its request: a chunk's place (job, path and offset), or a file
+/// batch's job and number.
+public enum ReplyKey: Hashable, Sendable {
+    case place(ChunkPlace)
+    case batch(job: String, number: UInt64)
+}
+
 /// A stream to another agent's data-plane listener, pipelined: any number of tasks send on it at
-/// once, and each message gets its own reply. Replies are matched to requests by the place they
-/// name (a chunk's job, path and offset), so nothing waits for the reply to the chunk before it:
-/// an ack or nack goes to the oldest request outstanding for its place, and a reply that names no
-/// place (a have list, a files done reply) to the oldest request that expects none. A reply for a
-/// place with nothing outstanding breaks the protocol and ends the stream; so does an error frame,
-/// which fails every request still waiting. Today's listener answers a connection's messages in
+/// once, and each message gets its own reply. Replies are matched to requests by what they name
+/// (a chunk's job, path and offset; a file batch's job and number), so nothing waits for the reply
+/// to the chunk before it: an ack or nack goes to the oldest request outstanding for its place, a
+/// file batch reply to its batch, and a reply that names nothing (a have list, a files done reply)
+/// to the oldest request that expects none. A reply for a key with nothing outstanding breaks the
+/// protocol and ends the stream; so does an error frame, which fails every request still waiting. Today's listener answers a connection's messages in
 /// order, but a sender that relied on that would stall behind any peer that does not.
 public final class ChunkStream: Sendable {
     /// The protocol version negotiated with the peer: what it understands.
@@ -21,13 +28,13 @@ public final class ChunkStream: Sendable {
     private typealias Waiter = CheckedContinuation<Message, Error>
 
     private struct State {
-        /// Requests that expect a reply naming their place, oldest first per place.
-        var placed: [ChunkPlace: Deque<Waiter>] = [:]
+        /// Requests that expect a reply naming their key, oldest first per key.
+        var placed: [ReplyKey: Deque<Waiter>] = [:]
         /// Requests whose reply names no place, oldest first.
         var unplaced: Deque<Waiter> = []
         var failure: Error?
 
-        mutating func take(_ place: ChunkPlace?) -> Waiter? {
+        mutating func take(_ place: ReplyKey?) -> Waiter? {
             guard let place else { return unplaced.popFirst() }
             guard var waiters = placed.removeValue(forKey: place), let first = waiters.popFirst() else { return nil }
             if !waiters.isEmpty { placed[place] = waiters }
@@ -83,34 +90,37 @@ public final class ChunkStream: Sendable {
     /// The stream has failed (its connection closed or broke): nothing more can be sent on it.
     public var isFailed: Bool { state.withLockedValue { $0.failure != nil } }
 
-    /// The place a request's reply must name, if any.
-    static func place(of message: Message) -> ChunkPlace? {
+    /// What a request's reply must name, if anything.
+    static func key(of message: Message) -> ReplyKey? {
         switch message {
-        case .chunkData(let d), .chunkRepair(let d): d.place
-        case .chunkRef(let r): r.place
-        case .fileDone(let f): f.place
-        case .makeEntry(let m): ChunkPlace(job: m.job, path: m.entry.path, offset: 0)
+        case .chunkData(let d), .chunkRepair(let d): .place(d.place)
+        case .chunkRef(let r): .place(r.place)
+        case .fileDone(let f): .place(f.place)
+        case .makeEntry(let m): .place(ChunkPlace(job: m.job, path: m.entry.path, offset: 0))
+        case .fileBatch(let b): .batch(job: b.job, number: b.batch)
         default: nil
         }
     }
 
-    /// The place a reply names, if any.
-    static func place(ofReply message: Message) -> ChunkPlace? {
+    /// What a reply names, if anything.
+    static func key(ofReply message: Message) -> ReplyKey? {
         switch message {
-        case .chunkAck(let a): a.place
-        case .chunkNack(let n): n.place
+        case .chunkAck(let a): .place(a.place)
+        case .chunkNack(let n): .place(n.place)
+        case .fileBatchReply(let r): .batch(job: r.job, number: r.batch)
         default: nil
         }
     }
 
-    /// Sends `message` and returns the peer's reply (ack, nack, have list, files done reply).
+    /// Sends `message` and returns the peer's reply (ack, nack, have list, files done reply, file
+    /// batch reply).
     public func send(_ message: Message) async throws -> Message {
-        try await send(message.frame(), expecting: Self.place(of: message))
+        try await send(message.frame(), expecting: Self.key(of: message))
     }
 
-    /// Sends a frame built by the caller (a prepared chunk for `place`) and returns the peer's
-    /// ack or nack.
-    public func send(_ frame: Frame, expecting place: ChunkPlace? = nil) async throws -> Message {
+    /// Sends a frame built by the caller (a prepared chunk for a place, a file batch) and returns
+    /// the peer's reply naming `place`.
+    public func send(_ frame: Frame, expecting place: ReplyKey? = nil) async throws -> Message {
         try await withCheckedThrowingContinuation { (c: Waiter) in
             let failed = state.withLockedValue { s -> Error? in
                 if let failure = s.failure { return failure }
@@ -125,9 +135,13 @@ public final class ChunkStream: Sendable {
     private func deliver(_ frame: Frame) throws {
         let reply = try Message(frame: frame)
         if case .error(let e) = reply { throw PeerRefused(error: e) }
-        let named = Self.place(ofReply: reply)
+        let named = Self.key(ofReply: reply)
         guard let waiter = state.withLockedValue({ $0.take(named) }) else {
-            let what = named.map { "\($0.path) at \($0.offset)" } ?? "a request with no place"
+            let what = switch named {
+            case .place(let p): "\(p.path) at \(p.offset)"
+            case .batch(_, let number): "file batch \(number)"
+            case nil: "a request with no place"
+            }
             throw WireError.malformed(frame.type, "a reply for \(what), which has no request outstanding")
         }
         waiter.resume(returning: reply)

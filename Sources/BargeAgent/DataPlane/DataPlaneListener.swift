@@ -59,6 +59,9 @@ public final class DataPlaneListener: Sendable {
             // a Dispatch thread, each by a receiver of its own (a receiver is never shared).
             // - Chunks and entries: `chunksAtOnce` at a time per connection (one by default),
             //   answered as each ends.
+            // - File batches: `batchesAtOnce` at a time per connection, beside the chunks. Each
+            //   ends in a `syncfs` that batches waiting at the same time share (`SyncGroup`), so
+            //   while one waits for the disk the next writes its files.
             // - `files done` and `have query`: one at a time, in order, on a second queue, since
             //   replies that name no place are matched in order. A batch's durability (an `fsync`
             //   or `syncfs`: 0.1-0.4 s through the delay test bed) then does not stop the
@@ -89,8 +92,9 @@ public final class DataPlaneListener: Sendable {
                     }
                 }
                 defer { slowQueue.finish() }
-                let ended = try await withThrowingTaskGroup(of: Bool.self) { workers -> Bool in
-                    var running = 0
+                let ended = try await withThrowingTaskGroup(of: (ok: Bool, batch: Bool).self) { workers -> Bool in
+                    // Chunk messages and file batches running now, each kind within its limit.
+                    var running = (chunks: 0, batches: 0)
                     for try await frame in inbound {
                         let message = try Message(frame: frame)
                         switch message {
@@ -99,15 +103,17 @@ public final class DataPlaneListener: Sendable {
                         case .filesDone, .haveQuery:
                             slowQueue.yield((message, frame.type))
                         default:
-                            if running == Self.chunksAtOnce {
-                                if try await workers.next() == false { return true }
-                                running -= 1
+                            let batch = if case .fileBatch = message { true } else { false }
+                            while batch ? running.batches == Self.batchesAtOnce : running.chunks == Self.chunksAtOnce {
+                                guard let done = try await workers.next() else { break }
+                                if !done.ok { return true }
+                                if done.batch { running.batches -= 1 } else { running.chunks -= 1 }
                             }
-                            running += 1
-                            workers.addTask { try await handle(message, frame.type) }
+                            if batch { running.batches += 1 } else { running.chunks += 1 }
+                            workers.addTask { (try await handle(message, frame.type), batch) }
                         }
                     }
-                    while let ok = try await workers.next() { if !ok { return true } }
+                    while let done = try await workers.next() { if !done.ok { return true } }
                     return false
                 }
                 slowQueue.finish()
@@ -132,6 +138,10 @@ public final class DataPlaneListener: Sendable {
     /// while another file's `fsync` ran. `BARGE_RECEIVE_AT_ONCE` (1-64) sets it, to measure on
     /// other storage. Memory: one staging buffer (a chunk: 1 MiB usually, 4 MiB at most) for each.
     static let chunksAtOnce = ProcessInfo.processInfo.environment["BARGE_RECEIVE_AT_ONCE"].flatMap(Int.init).map { max(1, min($0, 64)) } ?? 1
+
+    /// File batches handled at once per connection: while one waits for its `syncfs`, the others
+    /// write theirs and join the next one. Memory: each holds its frame (at most a few MiB).
+    static let batchesAtOnce = 4
 }
 
 /// The receivers of one connection, each used by one message at a time.

@@ -54,6 +54,17 @@ public final class DestinationFiles: Sendable {
     private let pending = NIOLockedValueBox<[ChunkIndex.Entry]>([])
     private let recording = NIOLock()
     private static let batch = 32
+    /// One `syncfs` group commit per file system (by device).
+    private let syncGroups = NIOLockedValueBox<[UInt64: SyncGroup]>([:])
+
+    private func syncGroup(_ device: UInt64) -> SyncGroup {
+        syncGroups.withLockedValue { groups in
+            if let g = groups[device] { return g }
+            let g = SyncGroup()
+            groups[device] = g
+            return g
+        }
+    }
 
     public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, logger: Logger = Logger(label: "barge.agent")) {
         self.index = index
@@ -253,17 +264,19 @@ public final class DestinationFiles: Sendable {
                 failures[i] = error
             }
         }
-        // Durable, all at once.
+        // Durable, all at once: a `syncfs` per file system, shared with the batches that wait at
+        // the same time.
         let sync = ready.count >= Self.syncfsBatch
+        var devices: [UInt64: Int32] = [:]
         if sync {
-            var devices: [UInt64: Int32] = [:]
             for (_, f) in ready {
                 var st = stat()
                 let fd = f.writer.descriptor
                 if fd >= 0, fstat(fd, &st) == 0, devices[UInt64(st.st_dev)] == nil { devices[UInt64(st.st_dev)] = fd }
             }
-            for fd in devices.values where RootDirectory.syncFileSystem(of: fd) != 0 {
-                let e = errno
+            for (device, fd) in devices {
+                let e = syncGroup(device).sync(fd)
+                guard e != 0 else { continue }
                 for (i, f) in ready { failures[i] = StoreError.system(operation: "syncfs", path: f.writer.final.relative, errno: e) }
                 ready = []
             }
@@ -285,10 +298,13 @@ public final class DestinationFiles: Sendable {
                 return false
             }
         }
-        // Final names, then one fsync per directory.
+        // Final names, then one fsync per directory; for a batch made durable by `syncfs`, one
+        // more shared `syncfs` instead (it commits every rename of the file system at once).
         var byParent: [ArraySlice<String>: [(Int, OpenFile)]] = [:]
         for (i, f) in ready { byParent[f.writer.final.components.dropLast(), default: []].append((i, f)) }
         var finished: [Int] = []
+        // Per file system: a directory descriptor for its `syncfs`, and the files renamed there.
+        var renamedOn: [UInt64: (fd: Int32, files: [Int])] = [:]
         for (parent, files) in byParent {
             do {
                 let dfd = try RootDirectory.open(files[0].1.writer.final.root).openDirectory(parent, create: false, display: files[0].1.writer.final.relative)
@@ -302,10 +318,26 @@ public final class DestinationFiles: Sendable {
                         failures[i] = error
                     }
                 }
+                var st = stat()
+                if sync, fstat(dfd, &st) == 0, devices[UInt64(st.st_dev)] != nil {
+                    let device = UInt64(st.st_dev)
+                    if renamedOn[device] == nil { renamedOn[device] = (dup(dfd), []) }
+                    renamedOn[device]!.files += renamed
+                    continue
+                }
                 guard fsync(dfd) == 0 else { throw StoreError.system(operation: "fsync directory", path: parent.joined(separator: "/"), errno: errno) }
                 finished += renamed
             } catch {
                 for (i, _) in files where failures[i] == nil { failures[i] = error }
+            }
+        }
+        for (device, (dfd, renamed)) in renamedOn {
+            let e = dfd < 0 ? EBADF : syncGroup(device).sync(dfd)
+            if dfd >= 0 { Glibc.close(dfd) }
+            if e == 0 {
+                finished += renamed
+            } else {
+                for i in renamed { failures[i] = StoreError.system(operation: "syncfs after renaming", path: batch[i].target.relative, errno: e) }
             }
         }
         // Finished, or sealed and then refused by the disk: either way its writer is closed, and a

@@ -25,7 +25,7 @@ public struct UnitFlow: Sendable {
 
     /// Sends a chunk's frame once the caps and the lane allow, and feeds the answer's round trip
     /// and the socket's `TCP_INFO` back to the lane.
-    func send(_ frame: Frame, expecting place: ChunkPlace? = nil, on stream: ChunkStream) async throws -> Message {
+    func send(_ frame: Frame, expecting place: ReplyKey? = nil, on stream: ChunkStream) async throws -> Message {
         let bytes = frame.payload.readableBytes
         await agentLimit?.charge(bytes)
         await jobLimit()?.charge(bytes)

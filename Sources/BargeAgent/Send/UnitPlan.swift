@@ -12,6 +12,8 @@ public struct UnitPlan: Sendable {
         case chunk(file: Int, offset: UInt64, length: Int)
         /// `file done` for a file with no chunk in this unit (an empty file).
         case finish(file: Int)
+        /// Small files whole, in one `file batch` (each file's single chunk, or none when empty).
+        case batch(files: [Int])
     }
 
     /// What a stream is to do next.
@@ -33,12 +35,29 @@ public struct UnitPlan: Sendable {
     private var whole: [Bool]
     /// No step will be added.
     public private(set) var complete = false
+    /// Small files gathered for the next batch step, and their bytes.
+    private var gathering: [Int] = []
+    private var gatheredBytes: UInt64 = 0
+    /// A batch step holds at most this many files and (but for its first file) bytes; 0 files:
+    /// no batches, every file goes as chunks.
+    public let batchFiles: Int
+    public let batchBytes: UInt64
 
-    public init(_ task: TaskAssign) {
+    public static let defaultBatchFiles = 64
+    public static let defaultBatchBytes: UInt64 = 1 << 20
+
+    public init(_ task: TaskAssign, batchFiles: Int = Self.defaultBatchFiles, batchBytes: UInt64 = Self.defaultBatchBytes) {
         files = task.files
         chunkSize = UInt64(task.chunkSize)
         unacked = [Int](repeating: 0, count: task.files.count)
         whole = [Bool](repeating: false, count: task.files.count)
+        self.batchFiles = batchFiles
+        self.batchBytes = batchBytes
+    }
+
+    /// A file that goes whole in a batch: a regular file finished in this unit, in one chunk at most.
+    private func batchable(_ f: TaskFile) -> Bool {
+        batchFiles > 0 && f.entry.kind == .file && f.finish && !f.repair && f.offset == 0 && f.length == f.entry.size && f.entry.size <= chunkSize
     }
 
     /// Adds file `i`'s steps that need no scan: its entry (a directory or symbolic link), its one
@@ -50,6 +69,16 @@ public struct UnitPlan: Sendable {
         case .directory, .symlink:
             steps.append(.entry(file: i))
         case .file:
+            if batchable(f) {
+                // Counted like its one chunk, so that sent as a chunk (to a peer without batches)
+                // it is finished after its ack.
+                if f.entry.size > 0 { unacked[i] += 1 }
+                whole[i] = true
+                if !gathering.isEmpty, gathering.count == batchFiles || gatheredBytes + f.entry.size > batchBytes { gather() }
+                gathering.append(i)
+                gatheredBytes += f.entry.size
+                return
+            }
             if f.repair {
                 addChunk(file: i, offset: f.offset, length: Int(f.length))
                 return
@@ -78,8 +107,18 @@ public struct UnitPlan: Sendable {
         if unacked[i] == 0, files[i].finish { steps.append(.finish(file: i)) }
     }
 
+    /// The files gathered so far become a batch step.
+    private mutating func gather() {
+        if !gathering.isEmpty { steps.append(.batch(files: gathering)) }
+        gathering = []
+        gatheredBytes = 0
+    }
+
     /// No more steps will be added.
-    public mutating func end() { complete = true }
+    public mutating func end() {
+        gather()
+        complete = true
+    }
 
     public mutating func next() -> Next {
         guard handedOut < steps.count else { return complete ? .end : .wait }

@@ -1,9 +1,12 @@
 import Dispatch
 import BargeChunk
 import BargeCodec
+import BargeDigest
 import BargeStore
 import BargeWire
 import NIOConcurrencyHelpers
+import NIOCore
+import Synchronization
 
 /// Why a unit stopped. `retryable` failures (a corrupt chunk past its attempts, a dropped
 /// connection, a write error at the destination) go back to the coordinator for another lane;
@@ -200,9 +203,95 @@ public struct UnitSender: Sendable {
                 try await finished(i, stream, ready)
             case .chunk(let i, let offset, let length):
                 try await send(chunk: i, offset: offset, length: length, stream, queue, source, refs, ready)
+            case .batch(let files):
+                if stream.version >= WireVersion.fileBatches {
+                    try await send(batch: files, stream, queue, source, refs)
+                } else {
+                    // A peer before version 7: each file as its one chunk, or a finish when empty.
+                    for i in files {
+                        let size = task.files[i].entry.size
+                        if size == 0 { try await finished(i, stream, ready); continue }
+                        try await send(chunk: i, offset: 0, length: Int(size), stream, queue, source, refs, ready)
+                    }
+                }
             }
         }
     }
+
+    /// Small files whole in `file batch` messages: each read, hashed and encoded (or named by
+    /// reference when the destination holds its bytes), the batch sent within the lane's window,
+    /// and the files the reply refuses as `corrupt` (read again) or `need` (sent by value) sent
+    /// again in a smaller batch, up to `maxAttempts` times each.
+    private func send(batch list: [Int], _ stream: ChunkStream, _ queue: StepQueue, _ source: ChunkSource, _ refs: References) async throws {
+        var pending = list
+        var attempts: [Int: Int] = [:]
+        var byValue: Set<Int> = []
+        while !pending.isEmpty {
+            var files: [FileBatch.File] = []
+            var sent: [(file: Int, report: ChunkReport, codec: String, encoded: UInt64, referenced: Bool)] = []
+            for i in pending {
+                let f = task.files[i]
+                let e = f.entry
+                attempts[i, default: 0] += 1
+                guard e.size > 0 else {
+                    files.append(FileBatch.File(path: e.path, size: 0, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
+                                                id: Self.emptyId, xxh: Self.emptyXXH, form: .bytes, encoded: ByteBuffer()))
+                    continue
+                }
+                if let rate = flow.compressionRate { source.encoder.sendRate = rate }
+                let place = ChunkPlace(job: task.job, path: e.path, offset: 0)
+                let data = try source.prepare(sourcePath: f.sourcePath, offset: 0, length: Int(e.size), fileSize: e.size,
+                                              mtime: (e.mtimeSeconds, e.mtimeNanoseconds), destination: place,
+                                              byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
+                let report = ChunkReport(file: UInt32(i), offset: 0, length: UInt32(e.size), id: data.id)
+                files.append(FileBatch.File(path: e.path, size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
+                                            id: data.id, xxh: data.xxh, form: data.byReference ? .reference : .bytes,
+                                            encoded: data.byReference ? ByteBuffer() : data.encoded))
+                sent.append((i, report, source.lastCodec.description, UInt64(data.encoded.readableBytes), data.byReference))
+            }
+            let number = Self.batchNumbers.wrappingAdd(1, ordering: .relaxed).oldValue
+            let message = Message.fileBatch(FileBatch(job: task.job, batch: number, files: files))
+            let frame = message.frame()
+            let reply = try await flow.send(frame, expecting: .batch(job: task.job, number: number), on: stream)
+            progress.sent(UInt64(frame.payload.readableBytes))
+            guard case .fileBatchReply(let answer) = reply else {
+                throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of a file batch reply")
+            }
+            var again: [Int] = []
+            var refusedFiles = Set<Int>()
+            for r in answer.refused {
+                guard Int(r.index) < pending.count else {
+                    throw UnitFailure(retryable: true, description: "\(task.destination.name) refused file \(r.index) of a batch of \(pending.count)")
+                }
+                let i = pending[Int(r.index)]
+                refusedFiles.insert(i)
+                switch r.reason {
+                case .need:
+                    byValue.insert(i)
+                    again.append(i)
+                case .corrupt where attempts[i, default: 0] < settings.maxAttempts:
+                    progress.refetched()
+                    again.append(i)
+                default:
+                    throw refused(task.files[i], r.reason, r.detail)
+                }
+            }
+            for s in sent where !refusedFiles.contains(s.file) {
+                _ = queue.acked(file: s.file)
+                if s.referenced {
+                    progress.referenced(s.report)
+                } else {
+                    progress.acked(s.report, codec: s.codec, raw: UInt64(s.report.length), encoded: s.encoded)
+                }
+            }
+            pending = again
+        }
+    }
+
+    /// Batch numbers, unique within this agent (a reply names its batch by job and number).
+    private static let batchNumbers = Atomic<UInt64>(1)
+    private static let emptyId = SHA256.hash([]).bytes
+    private static let emptyXXH = XXH3.hash128([]).canonicalBytes
 
     /// Every chunk of file `i` is acked: finish it now, or with the stream's batch.
     private func finished(_ i: Int, _ stream: ChunkStream, _ ready: ReadyFiles?) async throws {
@@ -239,7 +328,7 @@ public struct UnitSender: Sendable {
                     var reply: Message? = nil
                     if await refs.settled(data.id) {
                         progress.sent(UInt64(ref.payload.readableBytes))
-                        reply = try await flow.send(ref, expecting: place, on: stream)
+                        reply = try await flow.send(ref, expecting: .place(place), on: stream)
                     }
                     guard let reply, !(reply.isNack(.need)) else {
                         byReference = false  // not there after all: read it again and send its bytes
@@ -252,7 +341,7 @@ public struct UnitSender: Sendable {
                     return
                 }
                 let wire = UInt64(data.encoded.readableBytes)
-                let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), expecting: place, on: stream)
+                let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), expecting: .place(place), on: stream)
                 progress.sent(wire)
                 if reply.isNack(.corrupt), attempt < settings.maxAttempts {
                     progress.refetched()

@@ -35,6 +35,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case chunkRef = 0x4A
     case filesDone = 0x4B
     case filesDoneReply = 0x4C
+    case fileBatch = 0x4D
+    case fileBatchReply = 0x4E
     case error = 0x7F
 
     public var description: String {
@@ -73,6 +75,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .chunkRef: "chunk ref"
         case .filesDone: "files done"
         case .filesDoneReply: "files done reply"
+        case .fileBatch: "file batch"
+        case .fileBatchReply: "file batch reply"
         case .error: "error"
         }
     }

@@ -79,7 +79,7 @@ public struct ClientHandshake: Sendable {
 /// bytes) and `drain`; version 3 adds `job settings` (per-job caps and congestion mode) and the
 /// lane figures at the end of `task progress`; version 4 adds the assignment number that `task
 /// assign` carries and `task done` and `task failed` echo; version 5 acknowledged reports, `holding`,
-/// `task drop` and `compare`; version 6 `files done` (a batch of files finished together). A peer of an older version still joins, and
+/// `task drop` and `compare`; version 6 `files done` (a batch of files finished together); version 7 `file batch` (small files whole in one message). A peer of an older version still joins, and
 /// neither side sends it what it does not know.
 public enum WireVersion {
     /// What features need.
@@ -91,11 +91,13 @@ public enum WireVersion {
     public static let acks: UInt8 = 5
     /// `files done` and its reply.
     public static let batches: UInt8 = 6
+    /// `file batch` and its reply: small files whole in one message.
+    public static let fileBatches: UInt8 = 7
 
     /// `BARGE_WIRE_MAX_VERSION` lowers the top of the range, to run this build as an older one
     /// (for testing a cluster in the middle of a rolling update).
     public static let supported: ClosedRange<UInt8> = {
-        let top: UInt8 = 6
+        let top: UInt8 = 7
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1...top).contains(v) {
             return 1...v
         }

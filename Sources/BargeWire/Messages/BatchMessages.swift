@@ -83,7 +83,7 @@ public struct FilesDoneReply: Hashable, Sendable, PayloadCodable {
         refused = try r.list("refused", minimumSize: 4 + 1 + 2) { (r: inout PayloadReader) throws(WireError) in
             let index = try r.integer(UInt32.self, "index")
             let raw = try r.integer(UInt8.self, "reason")
-            guard let reason = ChunkNack.Reason(rawValue: raw) else { throw .malformed(.filesDoneReply, "unknown reason \(raw)") }
+            guard let reason = ChunkNack.Reason(rawValue: raw) else { throw .malformed(r.type, "unknown reason \(raw)") }
             return Refusal(index: index, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength))
         }
     }

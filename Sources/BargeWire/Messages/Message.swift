@@ -39,6 +39,9 @@ public enum Message: Hashable, Sendable {
     /// Version 6: finish a batch of files together, and the answer.
     case filesDone(FilesDone)
     case filesDoneReply(FilesDoneReply)
+    /// Version 7: small files whole in one message, and the answer.
+    case fileBatch(FileBatch)
+    case fileBatchReply(FileBatchReply)
     /// Version 5: the coordinator journaled the `task done` or `task failed` of this assignment.
     case reportAck(AssignmentKey)
     /// Version 5: stop this assignment and report nothing; the unit is no longer the agent's.
@@ -75,6 +78,8 @@ public enum Message: Hashable, Sendable {
         case .haveList: .haveList
         case .filesDone: .filesDone
         case .filesDoneReply: .filesDoneReply
+        case .fileBatch: .fileBatch
+        case .fileBatchReply: .fileBatchReply
         case .chunkRef: .chunkRef
         case .drain: .drain
         case .jobSettings: .jobSettings
@@ -160,6 +165,10 @@ public enum Message: Hashable, Sendable {
             self = .filesDone(try FilesDone(from: &r))
         case .filesDoneReply:
             self = .filesDoneReply(try FilesDoneReply(from: &r))
+        case .fileBatch:
+            self = .fileBatch(try FileBatch(from: &r))
+        case .fileBatchReply:
+            self = .fileBatchReply(try FileBatchReply(from: &r))
         case .chunkRef:
             self = .chunkRef(try ChunkRef(from: &r))
         case .drain:
@@ -270,6 +279,10 @@ public enum Message: Hashable, Sendable {
         case .filesDone(let m):
             m.write(to: &b)
         case .filesDoneReply(let m):
+            m.write(to: &b)
+        case .fileBatch(let m):
+            m.write(to: &b)
+        case .fileBatchReply(let m):
             m.write(to: &b)
         case .chunkRef(let m):
             m.write(to: &b)
