@@ -11,7 +11,8 @@
 #   SMALL=2000 RUNS=2 RESYNC=20000 cluster/bench-files.sh   # a quick look
 #
 # BARGE_BIN: a release barge already built (else this builds one); SUBMIT_ARGS: extra arguments
-# for the small-file jobs (--cc off, say). Output: bench-out/files.txt.
+# for the small-file jobs (--cc off, say); TRACE=1: BARGE_TRACE_LANES in the agents, whose logs
+# are kept in bench-out/. Output: bench-out/files.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ runs=${RUNS:-10}
 resync=${RESYNC:-1000000}
 source cluster/bench-lib.sh
 bench_init files
+[[ -n ${TRACE:-} ]] && export BARGE_TRACE_LANES=1
 
 echo "generating $small small files and $resync empty ones …" >&2
 # The destinations of both tools share a fresh file system (as root).
@@ -88,3 +90,5 @@ rsync_resync=$(calc "$t1 - $t0")
   printf "  barge %.2f s (skipped %s files, %s bytes on the wire); rsync daemon %.2f s; barge/rsync time %.2f\n" \
     "$barge_resync" "$(field skipped_files "$work/resync.json")" "$(field wire_bytes "$work/resync.json")" "$rsync_resync" "$(calc "$barge_resync / $rsync_resync")"
 } | tee "$out/files.txt"
+[[ -n ${TRACE:-} ]] && cp "$work"/*.log "$out/"
+exit 0

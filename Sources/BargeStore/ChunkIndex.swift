@@ -169,9 +169,12 @@ public final class ChunkIndex: Sendable {
         if readOnly {
             // Another agent's: stale rows are left for it to drop.
             try pool.read { db in
+                // Prepared once per lookup, not per path (a unit names up to 256).
+                let file = try db.cachedStatement(sql: "SELECT * FROM files WHERE path = ?")
+                let chunks = try db.cachedStatement(sql: "SELECT id FROM chunks WHERE path = ? AND (final = 0 OR ?)")
                 for path in paths {
-                    let stale = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]).map { !current(path, $0) } ?? false
-                    for id in try Data.fetchAll(db, sql: "SELECT id FROM chunks WHERE path = ? AND (final = 0 OR ?)", arguments: [path, !stale]) {
+                    let stale = try Row.fetchOne(file, arguments: [path]).map { !current(path, $0) } ?? false
+                    for id in try Data.fetchAll(chunks, arguments: [path, !stale]) {
                         result.insert([UInt8](id))
                     }
                 }
@@ -179,11 +182,13 @@ public final class ChunkIndex: Sendable {
             return result
         }
         try pool.write { db in
+            let file = try db.cachedStatement(sql: "SELECT * FROM files WHERE path = ?")
+            let chunks = try db.cachedStatement(sql: "SELECT id FROM chunks WHERE path = ?")
             for path in paths {
-                if let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]), !current(path, row) {
+                if let row = try Row.fetchOne(file, arguments: [path]), !current(path, row) {
                     try Self.dropFinal(db, path)
                 }
-                for id in try Data.fetchAll(db, sql: "SELECT id FROM chunks WHERE path = ?", arguments: [path]) { result.insert([UInt8](id)) }
+                for id in try Data.fetchAll(chunks, arguments: [path]) { result.insert([UInt8](id)) }
             }
         }
         return result

@@ -170,10 +170,11 @@ public final class ChunkReceiver {
         }
     }
 
-    /// The ids of chunks held for the paths a unit is about to write (paths outside the root are
-    /// left out: their chunks will be refused anyway).
+    /// The ids of chunks held for the paths a unit is about to write (paths that leave the root
+    /// lexically are left out: their chunks will be refused anyway). Nothing is opened here: a
+    /// chunk copied by reference is read beneath the root and re-hashed first.
     public func have(_ query: HaveQuery) -> Message {
-        let paths = query.paths.compactMap { try? RootedPath.resolve($0, under: root).relative }
+        let paths = query.paths.compactMap { try? RootedPath.lexical($0, under: root).relative }
         let ids = (try? files.heldIds(paths: paths)) ?? []
         // At most 2 MiB of ids, well inside a frame; past that (a file of more than 64 GiB in
         // 1 MiB chunks) the rest are sent by value.

@@ -1,0 +1,169 @@
+@testable import BargeAgent
+import BargeBench
+import BargeDigest
+import BargeStore
+import BargeWire
+import Foundation
+import NIOCore
+import Testing
+
+/// `file batch` (protocol version 7): small files whole in one message, verified, written and
+/// finished together, with a shared `syncfs`.
+struct FileBatchTests {
+    static let token = try! ClusterToken(bytes: Array("file-batch-test-token-0123456".utf8))
+
+    /// A batch entry for `path` (under the source root) sent to `in/<path>`, by value.
+    func file(_ source: ChunkSource, _ path: String, size: Int, mode: UInt32 = 0o640, seconds: Int64 = 1_600_000_000) throws -> FileBatch.File {
+        let p = try source.prepare(sourcePath: path, offset: 0, length: size, fileSize: UInt64(size), destination: ChunkPlace(job: "j", path: "in/" + path, offset: 0))
+        return FileBatch.File(path: "in/" + path, size: UInt64(size), mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: 5, id: p.id, xxh: p.xxh,
+                              form: .bytes, encoded: p.encoded)
+    }
+
+    func write(_ roots: Roots, _ path: String, _ bytes: [UInt8]) throws {
+        let url = URL(fileURLWithPath: roots.source + "/" + path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: url)
+    }
+
+    @Test func aBatchWritesWhatChecksOutAndNamesWhatDoesNot() throws {
+        let roots = try Roots()
+        let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(index: index))
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        var files: [FileBatch.File] = []
+        for i in 0..<12 {
+            try write(roots, "d\(i % 3)/f\(i)", SampleData.random(bytes: 500 + i * 91, seed: UInt64(i)))
+            files.append(try file(source, "d\(i % 3)/f\(i)", size: 500 + i * 91, seconds: 1_600_000_000 + Int64(i)))
+        }
+        // File 4's bytes are damaged on the way; file 9 names bytes the destination does not hold.
+        var damaged = files[4].encoded
+        damaged.setInteger(damaged.getInteger(at: damaged.readerIndex + damaged.readableBytes - 1, as: UInt8.self)! ^ 0x40,
+                           at: damaged.readerIndex + damaged.readableBytes - 1)
+        files[4].encoded = damaged
+        files[9].form = .reference
+        files[9].encoded = ByteBuffer()
+        // An empty file, and a path that leaves the root.
+        files.append(FileBatch.File(path: "in/empty", size: 0, mode: 0o600, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0,
+                                    id: SHA256.hash([]).bytes, xxh: XXH3.hash128([]).canonicalBytes, form: .bytes, encoded: ByteBuffer()))
+        var escape = files[0]
+        escape.path = "../escape"
+        files.append(escape)
+        let message = Message.fileBatch(FileBatch(job: "j", batch: 41, files: files))
+        // Over the wire's own bytes, as a listener would get it.
+        guard case .fileBatchReply(let reply) = receiver.handle(try Message(frame: message.frame())) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(reply.job == "j" && reply.batch == 41)
+        #expect(reply.refused.map(\.index) == [4, 9, 13])
+        #expect(reply.refused.map(\.reason) == [.corrupt, .need, .refusedPath])
+        for i in 0..<12 where i != 4 && i != 9 {
+            let path = "\(roots.destination)/in/d\(i % 3)/f\(i)"
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(contentsOf: URL(fileURLWithPath: "\(roots.source)/d\(i % 3)/f\(i)")))
+            var st = stat()
+            #expect(stat(path, &st) == 0 && st.st_mode & 0o7777 == 0o640 && st.st_mtim.tv_sec == 1_600_000_000 + i && st.st_mtim.tv_nsec == 5)
+        }
+        #expect(FileManager.default.fileExists(atPath: roots.destination + "/in/empty"))
+        #expect(!FileManager.default.fileExists(atPath: roots.destination + "/in/d1/f4"), "nothing unverified gets a final name")
+        #expect(!FileManager.default.fileExists(atPath: roots.destination + "/in/d0/f9"))
+        #expect(!FileManager.default.fileExists(atPath: roots.url.appendingPathComponent("escape").path))
+
+        // Sent again: the damaged file by value, and file 9 by reference to the same bytes now held
+        // under another name (file 9's copy in a file already finished is what `need` asked for).
+        try write(roots, "copy9", Array(try Data(contentsOf: URL(fileURLWithPath: "\(roots.source)/d0/f9"))))
+        guard case .fileBatchReply(let first) = receiver.handle(.fileBatch(FileBatch(job: "j", batch: 42, files: [try file(source, "copy9", size: 500 + 9 * 91)]))),
+              first.refused.isEmpty else {
+            Issue.record("the copy was not finished")
+            return
+        }
+        var again = [try file(source, "d1/f4", size: 500 + 4 * 91), files[9]]
+        again[1].form = FileBatch.Form.reference
+        guard case .fileBatchReply(let second) = receiver.handle(.fileBatch(FileBatch(job: "j", batch: 43, files: again))) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(second.refused.isEmpty)
+        for path in ["d1/f4", "d0/f9"] {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: "\(roots.destination)/in/\(path)")) == Data(contentsOf: URL(fileURLWithPath: "\(roots.source)/\(path)")))
+        }
+        let left = try FileManager.default.subpathsOfDirectory(atPath: roots.destination + "/in").filter { $0.hasSuffix(PartialFileWriter.suffix) }
+        #expect(left.isEmpty, "no partial copy is left: \(left)")
+    }
+
+    /// Small files over real streams: they go in batches, a fraction of them damaged after
+    /// hashing is refused and sent again, and every file arrives identical.
+    @Test func smallFilesGoInBatchesAndDamagedOnesAreSentAgain() async throws {
+        let roots = try Roots()
+        var files: [TaskFile] = []
+        for i in 0..<300 {
+            let path = "s/d\(i % 7)/f\(i)"
+            let size = i % 50 == 0 ? 0 : 100 + (i * 977) % 30_000
+            try write(roots, path, SampleData.random(bytes: size, seed: UInt64(i)))
+            var st = stat()
+            #expect(lstat(roots.source + "/" + path, &st) == 0)
+            files.append(TaskFile(sourcePath: path, entry: FileEntry(path: "out/" + path, kind: .file, size: UInt64(size), mode: 0o604,
+                                                                     mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec)),
+                                  length: UInt64(size), finish: true))
+        }
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let port = listener.localAddress!.port!
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)),
+                              codec: "auto", chunkSize: 1 << 20, files: files)
+        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
+        // A sender of the same seed corrupts the same chunks every attempt: give each attempt its own.
+        let counter = Counter()
+        let sources = SourcePool { [root = roots.source] in
+            ChunkSource(root: root, corruptFraction: 0.1, random: { counter.next() })
+        }
+        let progress = UnitProgress()
+        let done = try await UnitSender(task: task, client: client, sources: sources, settings: .init(streams: 2), progress: progress).run()
+        #expect(done.refetched > 0, "some files were damaged and sent again")
+        #expect(done.chunks.count == files.filter { $0.entry.size > 0 }.count)
+        for f in files {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/" + f.entry.path)) == Data(contentsOf: URL(fileURLWithPath: roots.source + "/" + f.sourcePath)))
+            var st = stat()
+            #expect(stat(roots.destination + "/" + f.entry.path, &st) == 0 && st.st_mode & 0o7777 == 0o604 && st.st_mtim.tv_sec == f.entry.mtimeSeconds)
+        }
+        let left = try FileManager.default.subpathsOfDirectory(atPath: roots.destination).filter { $0.hasSuffix(PartialFileWriter.suffix) }
+        #expect(left.isEmpty, "no partial copy is left: \(left)")
+        #expect(listener.files.openCount == 0)
+    }
+
+    @Test func syncTurnsShareOneSyncAmongThoseWhoArriveWhileAnotherRuns() {
+        var turns = SyncTurns()
+        // A arrives with nothing running: it runs sync 1.
+        let a = turns.ticket
+        #expect(turns.next(for: a) == .run(1))
+        // B and C arrive while sync 1 runs: it may have started before their writes, so they wait
+        // for sync 2, which B runs and C shares.
+        let b = turns.ticket, c = turns.ticket
+        #expect(turns.next(for: b) == .wait)
+        #expect(turns.next(for: c) == .wait)
+        turns.ended(1, errno: nil)
+        #expect(turns.next(for: a) == .done(errno: nil))
+        #expect(turns.next(for: b) == .run(2))
+        #expect(turns.next(for: c) == .wait)
+        // D arrives during sync 2: it needs sync 3.
+        let d = turns.ticket
+        turns.ended(2, errno: EIO)
+        #expect(turns.next(for: b) == .done(errno: EIO))
+        #expect(turns.next(for: c) == .done(errno: EIO), "a failed sync fails everyone who shared it")
+        #expect(turns.next(for: d) == .run(3))
+        turns.ended(3, errno: nil)
+        #expect(turns.next(for: d) == .done(errno: nil))
+    }
+}
+
+/// Distinct pseudo-random values across threads.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    func next() -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return state
+    }
+}
