@@ -41,7 +41,7 @@ struct PlannerTests {
     }
 
     @Test func manyDirectoriesAreSplitIntoOrderedUnits() {
-        let planner = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20, maxFilesPerUnit: 1)  // 16 directories per unit
+        let planner = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20, maxFilesPerUnit: 1, maxDirectoriesPerUnit: 16)
         let dirs = (0..<40).map { dir("d\($0)") } + [dir("d0/deep/er")]
         let plan = planner.plan(entries: dirs, sourcePath: "", destinationPath: "x")
         #expect(plan.units.allSatisfy { $0.kind == .directories })
