@@ -125,6 +125,11 @@ struct ScaleRun {
         private let lock = NSLock()
         private var assigned = 0, completed = 0
         private var first: Double?
+        private var stop = false
+        /// The measurement is over: the simulated agents answer nothing more, so that the
+        /// scheduler's backlog does not outlive it.
+        func end() { lock.withLock { stop = true } }
+        var ended: Bool { lock.withLock { stop } }
         func assign(at t: Double) { lock.withLock { assigned += 1; if first == nil { first = t } } }
         func complete() { lock.withLock { completed += 1 } }
         var total: Int { lock.withLock { assigned + completed } }
@@ -211,6 +216,7 @@ struct ScaleRun {
         let agentTasks = streams.map { agent in
             Task {
                 for await message in agent.stream {
+                    if counter.ended { break }
                     switch message {
                     case .scanRequest(let r): scanSink.yield(r)
                     case .compareRequest(let r):
@@ -276,6 +282,7 @@ struct ScaleRun {
         let elapsed = Self.time() - t0
         let ended = try await scheduler.status(job.id)?.state.isTerminal == true ? Self.time() - start : nil
         let made = counter.total - before
+        counter.end()
         poller.cancel()
         _ = try? await scheduler.cancel(job.id)
         for t in agentTasks { t.cancel() }

@@ -83,4 +83,55 @@ struct JobSettingsTests {
         #expect(cancelled.state == .cancelled)
         await #expect(throws: SchedulerError.self) { try await s.setLimit("j-cap", bwlimit: "1MiB/s") }
     }
+
+    /// Without a cap a share bounds nothing: a source agent gets the job's settings once, before its
+    /// first unit, and none when other sources come and go (which, over a thousand agents, was a
+    /// message to each of them at every unit's start and end).
+    @Test func withoutACapEachSourceIsToldOnceHoweverOftenTheSetChanges() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-settings-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let s = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path))
+        var sources: [(String, Inbox)] = []
+        for i in 0..<6 { sources.append(("a\(i)", await attach(s, "a\(i)", site: "a", version: 3))) }
+        _ = await attach(s, "b1", site: "b", version: 3)
+        let job = try await s.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds"), cc: "scavenger"), id: "j-free")
+        var scan: (String, ScanRequest)?
+        for _ in 0..<500 where scan == nil {
+            for (name, inbox) in sources {
+                for case .scanRequest(let r) in inbox.all { scan = (name, r) }
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let (scanner, request) = try #require(scan)
+        // Twenty files of 128 MiB: forty ranges and twenty finishes, two at a time per agent.
+        let files = (0..<20).map { FileEntry(path: "f\($0)", kind: .file, size: 128 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await s.received(.scanReply(ScanReply(request: request.request, final: true, entries: files)), from: scanner)
+        // Every source reports each of its units done as it comes, until the job ends.
+        var answered = Set<String>()
+        for _ in 0..<2000 {
+            if try await s.status(job.id)?.state.isTerminal == true { break }
+            for (name, inbox) in sources {
+                for case .taskAssign(let t) in inbox.all where answered.insert("\(t.job)/\(t.unit)/\(name)").inserted {
+                    let chunks = t.files.enumerated().map { i, f in ChunkReport(file: UInt32(i), offset: f.offset, length: UInt32(min(f.length, 1 << 20)), id: [UInt8](repeating: 7, count: 32)) }
+                    let bytes = t.files.reduce(0) { $0 + $1.length }
+                    await s.received(.taskDone(TaskDone(job: t.job, unit: t.unit, bytes: bytes, wireBytes: bytes, refetched: 0, codecs: [], chunks: chunks)), from: name)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(try await s.status(job.id)?.state == .succeeded)
+        var told = 0
+        for (name, inbox) in sources {
+            let settings = inbox.settings.filter { $0.job == job.id }
+            let all = inbox.all
+            guard let task = all.firstIndex(where: { if case .taskAssign = $0 { true } else { false } }) else { continue }
+            told += 1
+            #expect(settings.count == 1, "\(name) was told \(settings.count) times")
+            #expect(settings.first?.bwlimit == "" && settings.first?.congestion == CongestionMode.scavenger.code)
+            let first = all.firstIndex { if case .jobSettings = $0 { true } else { false } }
+            #expect(first != nil && first! < task, "\(name) got its settings before its first unit")
+        }
+        #expect(told >= 2, "units went to several sources")
+    }
 }

@@ -19,13 +19,31 @@ extension Scheduler {
         return updated
     }
 
-    /// Sends each source agent of the job's running units its share, if it changed.
-    func shareSettings(_ id: String) {
+    /// Sends each source agent of the job's running units its share, if it changed. `joined` and
+    /// `left` name the one source whose first unit of the job just started or whose last just
+    /// ended. Without a cap a share bounds nothing, and only the congestion mode matters, which
+    /// is the same for every source: then only a source that joined is told (once per job), so a
+    /// job over a thousand agents costs O(1) per event, not a message to each of them. With a cap,
+    /// every source's share changes with their number, and each is told.
+    func shareSettings(_ id: String, joined: String? = nil, left: String? = nil) {
         guard let run = running[id] else {
             sentSettings.removeValue(forKey: id)
             return
         }
         let job = run.record
+        if job.bwlimit == nil, joined != nil || left != nil {
+            guard let source = joined, let link = links[source] else { return }
+            let congestion = (CongestionMode(rawValue: job.congestion) ?? .fair).code
+            if let sent = sentSettings[id]?[source], sent.bwlimit.isEmpty, sent.congestion == congestion { return }
+            let settings = JobSettings(job: job.id, bwlimit: "", share: UInt32(1_000_000 / max(1, run.sources.count)), congestion: congestion)
+            if link.version >= WireVersion.flow {
+                link.sink.yield(.jobSettings(settings))
+            } else if congestion != CongestionMode.fair.code {
+                logger.warning("job \(job.id): agent \(source) speaks protocol version \(link.version): it cannot take the job's cc")
+            }
+            sentSettings[id, default: [:]][source] = settings
+            return
+        }
         let sources = Set(run.sources.keys)
         var sent = (sentSettings[job.id] ?? [:]).filter { sources.contains($0.key) }
         let congestion = (CongestionMode(rawValue: job.congestion) ?? .fair).code

@@ -462,7 +462,7 @@ public actor Scheduler {
             record.assignments += 1
             records[a.key] = record
             running[a.key.job]!.sources[a.source, default: 0] += 1
-            if running[a.key.job]!.sources[a.source] == 1 { shareSettings(a.key.job) }
+            if running[a.key.job]!.sources[a.source] == 1 { shareSettings(a.key.job, joined: a.source) }
             batch.append(.assign(a.key, source: a.source, destination: a.destination))
             batchSends.append((a.key, a.source, .taskAssign(TaskAssign(
                 job: a.key.job, unit: a.key.unit,
@@ -561,7 +561,7 @@ public actor Scheduler {
     func noteReleased(_ key: UnitKey, source: String?) {
         guard let source, let count = running[key.job]?.sources[source] else { return }
         running[key.job]!.sources[source] = count > 1 ? count - 1 : nil
-        if count <= 1 { shareSettings(key.job) }
+        if count <= 1 { shareSettings(key.job, left: source) }
     }
 
     private func stopUnits(of job: String) {

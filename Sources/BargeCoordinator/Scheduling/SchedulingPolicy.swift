@@ -262,7 +262,7 @@ public struct SchedulingPolicy: Sendable {
 
     /// A page read for `refill`: pending units in its order. Fewer than asked means the end.
     public mutating func loaded(_ refill: Refill, units: [PlannedUnit]) {
-        guard var q = jobs[refill.job], q.run == refill.run else { return }
+        guard jobs[refill.job]?.run == refill.run, var q = jobs.removeValue(forKey: refill.job) else { return }
         switch refill.kind {
         case .work:
             q.loading = false
@@ -297,7 +297,7 @@ public struct SchedulingPolicy: Sendable {
     /// `wasHeld` false: it was done by a lane the policy no longer tracked (a report from before
     /// a restart), and may still sit in the window.
     public mutating func done(_ key: UnitKey, unit: PlannedUnit, wasHeld: Bool) {
-        guard var q = jobs[key.job] else { return }
+        guard var q = jobs.removeValue(forKey: key.job) else { return }
         let stillHeld = held[key] != nil || retrying[key] != nil
         if !wasHeld, !stillHeld, let cursor = q.cursor, unit.id <= cursor { q.doneLately.insert(unit.id) }
         if !wasHeld, !stillHeld, unit.kind == .directories, let c = q.directoryCursor, (unit.depth, unit.id) >= (c.depth, c.id) {
@@ -342,7 +342,7 @@ public struct SchedulingPolicy: Sendable {
     /// A file's ranges go again (its partial copy was lost with its agent): they are ready now, and
     /// its finish waits for them once more.
     public mutating func resend(job: String, finish: UInt64, ranges: [PlannedUnit]) {
-        guard var q = jobs[job], !ranges.isEmpty else { return }
+        guard !ranges.isEmpty, var q = jobs.removeValue(forKey: job) else { return }
         q.pins.removeValue(forKey: finish)
         q.openWork += ranges.count
         q.openRanges[finish, default: 0] += ranges.count
@@ -400,7 +400,10 @@ public struct SchedulingPolicy: Sendable {
     }
 
     private mutating func assignOne(_ job: String) -> Assignment? {
-        guard var q = jobs[job] else { return nil }
+        // Taken out while it changes, here and wherever a queue's collections change: a copy left
+        // in `jobs` would make the first change to its ready deque (or pins, or counts) copy it
+        // whole, O(window) per assignment.
+        guard var q = jobs.removeValue(forKey: job) else { return nil }
         defer { jobs[job] = q }
         guard lanes.least(at: q.source) != nil else { return nil }
         while let front = q.directories.first, held[UnitKey(job: job, unit: front.id)] != nil { q.directories.removeFirst() }
@@ -453,7 +456,7 @@ public struct SchedulingPolicy: Sendable {
         guard let h = held.removeValue(forKey: key) else { return }
         lanes.release(h.source)
         if h.destination != h.source { lanes.release(h.destination) }
-        if var q = jobs[key.job] {
+        if var q = jobs.removeValue(forKey: key.job) {
             if h.unit.kind == .directories {
                 let left = (q.directoriesHeld[h.unit.depth] ?? 1) - 1
                 q.directoriesHeld[h.unit.depth] = left > 0 ? left : nil
