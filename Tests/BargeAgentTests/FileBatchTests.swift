@@ -46,7 +46,7 @@ struct FileBatchTests {
         files.append(FileBatch.File(path: "in/empty", size: 0, mode: 0o600, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0,
                                     id: SHA256.hash([]).bytes, xxh: XXH3.hash128([]).canonicalBytes, form: .bytes, encoded: ByteBuffer()))
         var escape = files[0]
-        escape.path = "../escape"
+        escape.done.path = "../escape"
         files.append(escape)
         let message = Message.fileBatch(FileBatch(job: "j", batch: 41, files: files))
         // Over the wire's own bytes, as a listener would get it.
@@ -129,6 +129,39 @@ struct FileBatchTests {
         let left = try FileManager.default.subpathsOfDirectory(atPath: roots.destination).filter { $0.hasSuffix(PartialFileWriter.suffix) }
         #expect(left.isEmpty, "no partial copy is left: \(left)")
         #expect(listener.files.openCount == 0)
+    }
+
+    /// A run of a unit that outlived its reassignment may deliver a chunk or a finish of a file
+    /// already finished: it is acked and leaves no `.barge-partial` beside the file. A file that
+    /// has gone since (as `verify --repair` finds it) is received again as any other.
+    @Test func lateDuplicatesOfAFinishedFileLeaveNoPartialCopy() throws {
+        let roots = try Roots()
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles())
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        try write(roots, "d/f", SampleData.random(bytes: 3000, seed: 9))
+        let place = ChunkPlace(job: "j", path: "in/d/f", offset: 0)
+        let chunk = try source.chunk(sourcePath: "d/f", offset: 0, length: 3000, fileSize: 3000, destination: place)
+        let done = FileDone(place: place, size: 3000, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)
+        #expect(receiver.handle(.chunkData(chunk)) == .chunkAck(ChunkAck(place: place)))
+        #expect(receiver.handle(.fileDone(done)) == .chunkAck(ChunkAck(place: place)))
+        let final = roots.destination + "/in/d/f"
+        // The duplicates: a chunk, a finish, and the file in a batch.
+        #expect(receiver.handle(.chunkData(chunk)) == .chunkAck(ChunkAck(place: place)))
+        #expect(receiver.handle(.fileDone(done)) == .chunkAck(ChunkAck(place: place)))
+        guard case .fileBatchReply(let reply) = receiver.handle(.fileBatch(FileBatch(job: "j", batch: 1, files: [try file(source, "d/f", size: 3000, mode: 0o644)]))) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(reply.refused.isEmpty)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: final)) == Data(SampleData.random(bytes: 3000, seed: 9)))
+        #expect(!FileManager.default.fileExists(atPath: final + PartialFileWriter.suffix), "no partial copy beside the finished file")
+        // Gone since: it is written and finished again.
+        try FileManager.default.removeItem(atPath: final)
+        #expect(receiver.handle(.chunkData(chunk)) == .chunkAck(ChunkAck(place: place)))
+        #expect(FileManager.default.fileExists(atPath: final + PartialFileWriter.suffix))
+        #expect(receiver.handle(.fileDone(done)) == .chunkAck(ChunkAck(place: place)))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: final)) == Data(SampleData.random(bytes: 3000, seed: 9)))
+        #expect(!FileManager.default.fileExists(atPath: final + PartialFileWriter.suffix))
     }
 
     @Test func syncTurnsShareOneSyncAmongThoseWhoArriveWhileAnotherRuns() {

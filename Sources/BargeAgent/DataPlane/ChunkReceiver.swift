@@ -89,6 +89,8 @@ public final class ChunkReceiver {
                         try files.write(job: place.job, target: target, size: fileSize, bytes: bytes, at: place.offset,
                                         id: id, xxh: header.digest.canonicalBytes)
                     }
+                } catch is DestinationFiles.AlreadyFinished {
+                    return nil  // a late duplicate: the finished file holds it
                 } catch {
                     return (.writeFailed, "\(error)")
                 }
@@ -192,6 +194,8 @@ public final class ChunkReceiver {
                 return .chunkAck(ChunkAck(place: place))
             }
             return .chunkNack(ChunkNack(place: place, reason: .need, detail: "no verified copy of chunk \(Hex.encode(Array(ref.id.prefix(8)))) here"))
+        } catch is DestinationFiles.AlreadyFinished {
+            return .chunkAck(ChunkAck(place: place))  // a late duplicate: the finished file holds it
         } catch let error as StoreError {
             let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
             return .chunkNack(ChunkNack(place: place, reason: reason, detail: error.description))

@@ -1,6 +1,7 @@
 import BargeDigest
 import BargeStore
 import BargeWire
+import DequeModule
 import Logging
 import NIOConcurrencyHelpers
 
@@ -79,6 +80,7 @@ public final class DestinationFiles: Sendable {
 
     private func file(job: String, target: RootedPath, size: UInt64) throws -> OpenFile {
         let key = Self.key(job, target.relative)
+        if finishedLately(key, target, size: size) { throw AlreadyFinished(path: target.relative) }
         return try open.withLockedValue { files in
             if let f = files[key] {
                 guard f.size == size else {
@@ -218,6 +220,28 @@ public final class DestinationFiles: Sendable {
         return false
     }
 
+    /// The file was finished in this job moments ago: a chunk of it that arrives now is a
+    /// duplicate (a run of its unit that outlived a reassignment) and has nothing to add. It is
+    /// acked, and no partial copy is opened again beside the finished file.
+    public struct AlreadyFinished: Error, CustomStringConvertible {
+        public let path: String
+        public var description: String { "\(path) is already finished in this job" }
+    }
+
+    /// Files this agent finished lately, by job and path, so that a late duplicate of one of their
+    /// chunks or finishes neither leaves a `.barge-partial` behind nor is refused. Bounded: the
+    /// last `RecentKeys.capacity` files.
+    private let recentlyFinished = NIOLockedValueBox(RecentKeys())
+
+    /// The file was finished lately in this job and is still there, whole, under its final name.
+    /// One that has gone or changed size since (`verify --repair` sends such a file again, whole)
+    /// is received as any other.
+    private func finishedLately(_ key: String, _ target: RootedPath, size: UInt64) -> Bool {
+        guard recentlyFinished.withLockedValue({ $0.contains(key) }) else { return false }
+        var st = stat()
+        return lstat(target.absolute, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == size
+    }
+
     /// Bytes of a file are missing at `finish`: they must be sent (again).
     public struct Incomplete: Error, CustomStringConvertible {
         public let description: String
@@ -257,7 +281,8 @@ public final class DestinationFiles: Sendable {
     public func finish(job: String, batch: [Finish]) -> [Int: Error] {
         var failures: [Int: Error] = [:]
         var ready: [(Int, OpenFile)] = []
-        for (i, item) in batch.enumerated() {
+        let already = Set(batch.indices.filter { finishedLately(Self.key(job, batch[$0].target.relative), batch[$0].target, size: batch[$0].file.size) })
+        for (i, item) in batch.enumerated() where !already.contains(i) {
             do {
                 ready.append((i, try complete(job: job, item)))
             } catch {
@@ -348,6 +373,9 @@ public final class DestinationFiles: Sendable {
                 if failures[i] == nil || files[key].map({ f in f.lock.withLock { f.sealed } }) == true { files.removeValue(forKey: key) }
             }
         }
+        recentlyFinished.withLockedValue { recent in
+            for i in finished { recent.insert(Self.key(job, batch[i].target.relative)) }
+        }
         if !finished.isEmpty {
             record(finalizing: finished.sorted().map {
                 let f = batch[$0].file
@@ -401,5 +429,20 @@ enum LocalChunk {
             done += n
         }
         return true
+    }
+}
+
+/// A bounded set of the most recent keys: the oldest goes when a new one would pass `capacity`.
+struct RecentKeys {
+    static let capacity = 65_536
+    private var members: Set<String> = []
+    private var order: Deque<String> = []
+
+    func contains(_ key: String) -> Bool { members.contains(key) }
+
+    mutating func insert(_ key: String) {
+        guard members.insert(key).inserted else { return }
+        order.append(key)
+        if order.count > Self.capacity, let oldest = order.popFirst() { members.remove(oldest) }
     }
 }

@@ -36,27 +36,32 @@ public struct FilesDone: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        files = try r.list("files", minimumSize: 2 + 8 + 4 + 8 + 4) { (r: inout PayloadReader) throws(WireError) in
-            let path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
-            let size = try r.integer(UInt64.self, "file size")
-            let mode = try r.integer(UInt32.self, "mode")
-            let seconds = try r.integer(Int64.self, "mtime seconds")
-            let nanos = try r.integer(Int32.self, "mtime nanoseconds")
-            guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(.filesDone, "mode or mtime out of range") }
-            return File(path: path, size: size, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos)
-        }
+        files = try r.list("files", minimumSize: 2 + 8 + 4 + 8 + 4) { (r: inout PayloadReader) throws(WireError) in try Self.file(from: &r) }
         guard !files.isEmpty, files.count <= Self.maxFiles else { throw .malformed(.filesDone, "\(files.count) files, not 1 to \(Self.maxFiles)") }
     }
 
     func write(to b: inout ByteBuffer) {
         b.writeWireString(job)
-        b.writeList(files) { b, f in
-            b.writeWireString(f.path)
-            b.writeInteger(f.size)
-            b.writeInteger(f.mode)
-            b.writeInteger(f.mtimeSeconds)
-            b.writeInteger(f.mtimeNanoseconds)
-        }
+        b.writeList(files) { b, f in Self.write(f, to: &b) }
+    }
+
+    /// A file's path, size, mode and mtime, as `files done` and `file batch` carry them.
+    static func file(from r: inout PayloadReader) throws(WireError) -> File {
+        let path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
+        let size = try r.integer(UInt64.self, "file size")
+        let mode = try r.integer(UInt32.self, "mode")
+        let seconds = try r.integer(Int64.self, "mtime seconds")
+        let nanos = try r.integer(Int32.self, "mtime nanoseconds")
+        guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(r.type, "mode or mtime out of range") }
+        return File(path: path, size: size, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos)
+    }
+
+    static func write(_ f: File, to b: inout ByteBuffer) {
+        b.writeWireString(f.path)
+        b.writeInteger(f.size)
+        b.writeInteger(f.mode)
+        b.writeInteger(f.mtimeSeconds)
+        b.writeInteger(f.mtimeNanoseconds)
     }
 }
 

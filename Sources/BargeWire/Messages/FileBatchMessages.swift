@@ -18,11 +18,8 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
     }
 
     public struct File: Hashable, Sendable {
-        public var path: String
-        public var size: UInt64
-        public var mode: UInt32
-        public var mtimeSeconds: Int64
-        public var mtimeNanoseconds: Int32
+        /// Its path, size, mode and mtime, as `files done` names a file.
+        public var done: FilesDone.File
         /// SHA-256 of the file's bytes (the chunk id).
         public var id: [UInt8]
         /// XXH3-128 of the file's bytes, canonical form.
@@ -34,21 +31,15 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
         public init(path: String, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, id: [UInt8], xxh: [UInt8],
                     form: Form, encoded: ByteBuffer) {
             precondition(id.count == 32 && xxh.count == 16)
-            self.path = path
-            self.size = size
-            self.mode = mode
-            self.mtimeSeconds = mtimeSeconds
-            self.mtimeNanoseconds = mtimeNanoseconds
+            done = FilesDone.File(path: path, size: size, mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
             self.id = id
             self.xxh = xxh
             self.form = form
             self.encoded = encoded
         }
 
-        /// What `files done` would name for it.
-        public var done: FilesDone.File {
-            FilesDone.File(path: path, size: size, mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
-        }
+        public var path: String { done.path }
+        public var size: UInt64 { done.size }
 
         /// Bytes this file takes in a payload.
         public var wireLength: Int { 2 + path.utf8.count + 8 + 4 + 8 + 4 + 32 + 16 + 1 + 4 + encoded.readableBytes }
@@ -80,12 +71,8 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
         var files: [File] = []
         files.reserveCapacity(Int(count))
         for _ in 0..<count {
-            let path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
-            let size = try r.integer(UInt64.self, "file size")
-            let mode = try r.integer(UInt32.self, "mode")
-            let seconds = try r.integer(Int64.self, "mtime seconds")
-            let nanos = try r.integer(Int32.self, "mtime nanoseconds")
-            guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(.fileBatch, "mode or mtime out of range") }
+            let done = try FilesDone.file(from: &r)
+            let path = done.path, size = done.size
             let id = try r.bytes(32, "id")
             let xxh = try r.bytes(16, "xxh3-128")
             let rawForm = try r.integer(UInt8.self, "form")
@@ -95,8 +82,8 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
             guard form == .bytes || length == 0 else { throw .malformed(.fileBatch, "a reference to \(path) carries bytes") }
             guard size > 0 || (form == .bytes && length == 0) else { throw .malformed(.fileBatch, "\(path) is empty but carries bytes or a reference") }
             guard size == 0 || form == .reference || length > 0 else { throw .malformed(.fileBatch, "\(path) has \(size) bytes but none were sent") }
-            files.append(File(path: path, size: size, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos, id: id, xxh: xxh,
-                              form: form, encoded: encoded))
+            files.append(File(path: path, size: size, mode: done.mode, mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds,
+                              id: id, xxh: xxh, form: form, encoded: encoded))
         }
         self.files = files
     }
@@ -106,11 +93,7 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
         b.writeInteger(batch)
         b.writeInteger(UInt32(files.count))
         for f in files {
-            b.writeWireString(f.path)
-            b.writeInteger(f.size)
-            b.writeInteger(f.mode)
-            b.writeInteger(f.mtimeSeconds)
-            b.writeInteger(f.mtimeNanoseconds)
+            FilesDone.write(f.done, to: &b)
             b.writeBytes(f.id)
             b.writeBytes(f.xxh)
             b.writeInteger(f.form.rawValue)
