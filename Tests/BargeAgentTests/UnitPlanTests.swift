@@ -79,6 +79,13 @@ struct UnitPlanTests {
         // Sent as a chunk to an older peer, a batched file is finished by its one ack.
         #expect(plan.acked(file: 0) == true)
         #expect(plan.acked(file: 4) == false)
+
+        // A file of one chunk but more than a batch's bytes goes as its chunk.
+        let mid = Self.task([Self.file("x", size: 80), Self.file("y", size: 20)])
+        var small = UnitPlan(mid, batchFiles: 3, batchBytes: 50)
+        for i in mid.files.indices { small.addSteps(file: i) }
+        small.end()
+        #expect(Self.drain(&small) == [.chunk(file: 0, offset: 0, length: 80), .batch(files: [1])])
     }
 
     @Test func aScannedFileWithNoChunksIsFinishedOnlyIfTheUnitFinishesIt() {

@@ -55,9 +55,12 @@ public struct UnitPlan: Sendable {
         self.batchBytes = batchBytes
     }
 
-    /// A file that goes whole in a batch: a regular file finished in this unit, in one chunk at most.
+    /// A file that goes whole in a batch: a regular file finished in this unit, in one chunk at
+    /// most, and no larger than a batch's bytes (so a batch stays near `2 × batchBytes`, far under
+    /// the frame limit, whatever the chunk size: it may be 16 MiB).
     private func batchable(_ f: TaskFile) -> Bool {
-        batchFiles > 0 && f.entry.kind == .file && f.finish && !f.repair && f.offset == 0 && f.length == f.entry.size && f.entry.size <= chunkSize
+        batchFiles > 0 && f.entry.kind == .file && f.finish && !f.repair && f.offset == 0 && f.length == f.entry.size
+            && f.entry.size <= min(chunkSize, batchBytes)
     }
 
     /// Adds file `i`'s steps that need no scan: its entry (a directory or symbolic link), its one
