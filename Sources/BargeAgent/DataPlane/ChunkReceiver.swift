@@ -68,8 +68,9 @@ public final class ChunkReceiver {
 
     /// Decodes an encoded chunk, checks its XXH3-128 (and, given `xxh`, that it is the one the
     /// sender named), and writes it at its place; nil when written, else the nack's reason and words.
+    /// `batched`: a file of a `file batch`, whose index row waits for the batch's finish.
     private func store(_ encodedChunk: ByteBuffer, place: ChunkPlace, target: RootedPath, fileSize: UInt64, id: [UInt8], xxh: [UInt8]? = nil,
-                       repair: Bool) -> (ChunkNack.Reason, String)? {
+                       repair: Bool, batched: Bool = false) -> (ChunkNack.Reason, String)? {
         encodedChunk.withUnsafeReadableBytes { encoded -> (ChunkNack.Reason, String)? in
             let header: ChunkHeader
             do {
@@ -87,7 +88,7 @@ public final class ChunkReceiver {
                         try DestinationEntries.repair(target, size: fileSize, bytes: bytes, at: place.offset)
                     } else {
                         try files.write(job: place.job, target: target, size: fileSize, bytes: bytes, at: place.offset,
-                                        id: id, xxh: header.digest.canonicalBytes)
+                                        id: id, xxh: header.digest.canonicalBytes, recordNow: !batched)
                     }
                 } catch is DestinationFiles.AlreadyFinished {
                     return nil  // a late duplicate: the finished file holds it
@@ -137,7 +138,7 @@ public final class ChunkReceiver {
             if f.size > 0 {
                 switch f.form {
                 case .bytes:
-                    if let (reason, detail) = store(f.encoded, place: place, target: target, fileSize: f.size, id: f.id, xxh: f.xxh, repair: false) {
+                    if let (reason, detail) = store(f.encoded, place: place, target: target, fileSize: f.size, id: f.id, xxh: f.xxh, repair: false, batched: true) {
                         refuse(i, reason, detail)
                         continue
                     }

@@ -119,8 +119,10 @@ public final class DestinationFiles: Sendable {
 
     /// Writes verified bytes of a file at `offset`; throws `StoreError`. `id` and `xxh` (the
     /// chunk's SHA-256 and XXH3-128) go to the chunk index.
+    /// `recordNow` false: the row waits for the file's finish (a file batch finishes its files
+    /// at once), rather than being written with the next 32.
     public func write(job: String, target: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64,
-                      id: [UInt8] = [], xxh: [UInt8] = []) throws {
+                      id: [UInt8] = [], xxh: [UInt8] = [], recordNow: Bool = true) throws {
         let f = try file(job: job, target: target, size: size)
         // The lock covers the bookkeeping only; the `pwrite` itself runs beside other chunks'.
         try f.lock.withLock {
@@ -142,7 +144,7 @@ public final class DestinationFiles: Sendable {
         let entry = ChunkIndex.Entry(path: target.relative, offset: offset, length: bytes.count, fileSize: size, id: id, xxh: xxh)
         let full = pending.withLockedValue { p in
             p.append(entry)
-            return p.count >= Self.batch
+            return recordNow && p.count >= Self.batch
         }
         if full { flush() }
     }
