@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Many small files through real `barge` processes: finished in batches (`files done`), with their
+/// Many small files through real `barge` processes: sent in batches (`file batch`), with their
 /// modes and mtimes, and nothing left under a partial name.
 @Suite(.serialized)
 struct SmallFilesProcessTests {
@@ -50,6 +50,21 @@ struct SmallFilesProcessTests {
         let destination = cluster.dir.url.appendingPathComponent("root-b/copy")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(destination).isEmpty, "left behind: \(TreeSupport.partials(destination).prefix(5))")
+    }
+
+    /// A rolling update: the destination agent speaks protocol version 6 (no `file batch`), so the
+    /// source sends each small file as its chunk and finishes them with `files done`, as before.
+    @Test func smallFilesReachAnOlderDestinationFileByFile() async throws {
+        let source = try makeTree("older", count: 600, perDirectory: 100, sizes: 0...20_000)
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, environment: ["BARGE_WIRE_MAX_VERSION": "6"])
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let r = try cluster.cli(["submit", "a:/older", "b:copy", "--wait", "--json"], http: http)
+        #expect(r.status == 0, "\(r.stderr)\n\(coordinator.output)\n\(a1.output)\n\(b1.output)")
+        let destination = cluster.dir.url.appendingPathComponent("root-b/copy")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
     }
 
     /// Sent again and again into new destinations on one coordinator: every job succeeds (a race
