@@ -245,8 +245,7 @@ public struct UnitSender: Sendable {
                                               byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
                 let report = ChunkReport(file: UInt32(i), offset: 0, length: UInt32(e.size), id: data.id)
                 files.append(FileBatch.File(path: e.path, size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
-                                            id: data.id, xxh: data.xxh, form: data.byReference ? .reference : .bytes,
-                                            encoded: data.byReference ? ByteBuffer() : data.encoded))
+                                            id: data.id, xxh: data.xxh, form: data.byReference ? .reference : .bytes, encoded: data.encoded))
                 sent.append((i, report, source.lastCodec.description, UInt64(data.encoded.readableBytes), data.byReference))
             }
             let number = Self.batchNumbers.wrappingAdd(1, ordering: .relaxed).oldValue

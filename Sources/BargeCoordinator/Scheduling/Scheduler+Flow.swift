@@ -36,11 +36,7 @@ extension Scheduler {
             let congestion = (CongestionMode(rawValue: job.congestion) ?? .fair).code
             if let sent = sentSettings[id]?[source], sent.bwlimit.isEmpty, sent.congestion == congestion { return }
             let settings = JobSettings(job: job.id, bwlimit: "", share: UInt32(1_000_000 / max(1, run.sources.count)), congestion: congestion)
-            if link.version >= WireVersion.flow {
-                link.sink.yield(.jobSettings(settings))
-            } else if congestion != CongestionMode.fair.code {
-                logger.warning("job \(job.id): agent \(source) speaks protocol version \(link.version): it cannot take the job's cc")
-            }
+            tell(settings, to: source, over: link)
             sentSettings[id, default: [:]][source] = settings
             return
         }
@@ -51,14 +47,19 @@ extension Scheduler {
             guard let link = links[source] else { continue }
             let settings = JobSettings(job: job.id, bwlimit: job.bwlimit ?? "", share: UInt32(1_000_000 / sources.count), congestion: congestion)
             guard sent[source] != settings else { continue }
-            if link.version >= WireVersion.flow {
-                link.sink.yield(.jobSettings(settings))
-            } else if job.bwlimit != nil || congestion != CongestionMode.fair.code {
-                logger.warning("job \(job.id): agent \(source) speaks protocol version \(link.version): it cannot take the job's bwlimit or cc")
-            }
+            tell(settings, to: source, over: link)
             sent[source] = settings
         }
         sentSettings[job.id] = sent
+    }
+
+    /// Sends a source its `job settings`, or, to an agent too old for them, logs what it cannot take.
+    private func tell(_ settings: JobSettings, to source: String, over link: Link) {
+        if link.version >= WireVersion.flow {
+            link.sink.yield(.jobSettings(settings))
+        } else if !settings.bwlimit.isEmpty || settings.congestion != CongestionMode.fair.code {
+            logger.warning("job \(settings.job): agent \(source) speaks protocol version \(link.version): it cannot take the job's bwlimit or cc")
+        }
     }
 
     /// The lanes of a running job as its units last reported them, one entry per lane.

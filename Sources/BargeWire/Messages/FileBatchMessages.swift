@@ -40,9 +40,6 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
 
         public var path: String { done.path }
         public var size: UInt64 { done.size }
-
-        /// Bytes this file takes in a payload.
-        public var wireLength: Int { 2 + path.utf8.count + 8 + 4 + 8 + 4 + 32 + 16 + 1 + 4 + encoded.readableBytes }
     }
 
     public var job: String
@@ -56,9 +53,6 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
         self.batch = batch
         self.files = files
     }
-
-    /// The payload's length without its files.
-    public static func headerLength(job: String) -> Int { 2 + job.utf8.count + 8 + 4 }
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
