@@ -1,6 +1,7 @@
 import BargeCoordinator
 import BargeWire
 import Foundation
+import GRDB
 import Testing
 
 /// The journal on a real SQLite file in a temporary directory.
@@ -239,6 +240,48 @@ extension JournalTests {
         #expect(j.bytesDone == 0 && j.chunksDone == 0 && j.unitsDone == 0)
         #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [0, 1, 2, 3])
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
+    }
+
+    /// A page takes ranges from as many files as it is asked to spread over (one per destination
+    /// agent, each file staying with one), round robin, oldest files first.
+    @Test func aPageSpreadsItsRangesOverTheFilesItIsAskedFor() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let entries = (0..<12).map { FileEntry(path: "f\($0)", kind: .file, size: 4 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20).plan(entries: entries, sourcePath: "ds", destinationPath: "in/ds", job: "j1")
+        try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        // The 12 finish units come first, then 10 ranges spread over 10 files.
+        let wide = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: nil), limit: 22, spread: 10)]).pages[0].units
+        let ranges = wide.filter { $0.kind == .range }
+        #expect(ranges.count == 10)
+        #expect(Set(ranges.map(\.finishUnit)).count == 10, "\(ranges.map(\.finishUnit))")
+        // Spread over 2: the next ranges alternate between the two oldest files with ranges to make.
+        let narrow = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: UInt64(wide.last!.unitId)), limit: 6, spread: 2)])
+            .pages[0].units
+        #expect(narrow.count == 6 && Set(narrow.map(\.finishUnit)).count == 2)
+        #expect(narrow.map(\.files[0].offset) == [1, 1, 2, 2, 3, 3].map { UInt64($0) << 20 })
+    }
+
+    /// A unit's files are stored in their wire form; rows written as JSON text by earlier versions
+    /// still read, and a damaged value is an error, not an empty unit.
+    @Test func aUnitsFilesReadBackWhateverFormTheyWereStoredIn() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let file = TaskFile(sourcePath: "ds/é b", entry: FileEntry(path: "in/ds/é b", kind: .file, size: 10, mode: 0o640, mtimeSeconds: 7, mtimeNanoseconds: 9),
+                            offset: 2, length: 8, finish: true)
+        try journal.plan("j1", units: [UnitRecord(jobId: "j1", unitId: 0, kind: .files, files: [file]),
+                                      UnitRecord(jobId: "j1", unitId: 1, kind: .files, files: [file, file])],
+                         totals: PlanTotals(bytes: 20, files: 2, chunks: 2), now: 5)
+        #expect(try journal.units(job: "j1").map(\.files) == [[file], [file, file]])
+        let db = try DatabaseQueue(path: dir.path)
+        #expect(try db.read { try String.fetchOne($0, sql: "SELECT typeof(files) FROM units WHERE unitId = 0") } == "blob")
+        let json = String(decoding: try JSONEncoder().encode([file]), as: UTF8.self)
+        try db.write { try $0.execute(sql: "UPDATE units SET files = ? WHERE unitId = 1", arguments: [json]) }
+        #expect(try journal.units(job: "j1").map(\.files) == [[file], [file]])
+        try db.write { try $0.execute(sql: "UPDATE units SET files = ? WHERE unitId = 1", arguments: [Data([0, 0, 0, 9, 1])]) }
+        #expect(throws: JournalError.self) { try journal.units(job: "j1") }
     }
 
     @Test func rangesOfManyLargeFilesAreAllMade() throws {

@@ -223,3 +223,63 @@ extension SchedulerTests {
         #expect(try await scheduler.status(job.id)?.state == .succeeded)
     }
 }
+
+extension SchedulerTests {
+    /// `flush` (and so `cancel`, `resume` and `prune`) returns once what was decided before it is
+    /// journaled, even while agents keep the commit loop busy without a pause.
+    @Test func flushReturnsWhileAgentsKeepTheCommitsGoing() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A unit per file: far more units than the test lets finish.
+        let scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path),
+                                  planner: Planner(maxFilesPerUnit: 1))
+        var agents: [(name: String, stream: AsyncStream<Message>)] = []
+        for i in 0..<8 {
+            for site in ["a", "b"] {
+                let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+                _ = await scheduler.attach(Register(name: "\(site)\(i)", site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2),
+                                           sink: sink, version: WireVersion.supported.upperBound)
+                agents.append(("\(site)\(i)", stream))
+            }
+        }
+        let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-busy")
+        // Agents that answer every task at once, for as long as the test runs.
+        let answering = agents.map { agent in
+            Task {
+                for await m in agent.stream {
+                    switch m {
+                    case .scanRequest(let r):
+                        for page in 0..<20 {
+                            let entries = (0..<10_000).map {
+                                FileEntry(path: String(format: "f%07d", page * 10_000 + $0), kind: .file, size: 0, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+                            }
+                            let root = page == 0 ? [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)] : []
+                            await scheduler.received(.scanReply(ScanReply(request: r.request, final: page == 19, entries: root + entries)), from: agent.name)
+                        }
+                    case .compareRequest(let r):
+                        await scheduler.received(.compareReply(CompareReply(request: r.request, unchanged: r.entries.map { _ in false })), from: agent.name)
+                    case .taskAssign(let t):
+                        await scheduler.received(.taskDone(TaskDone(job: t.job, unit: t.unit, bytes: 0, wireBytes: 0, refetched: 0, codecs: [], chunks: [],
+                                                                    assignment: t.assignment)), from: agent.name)
+                    default: break
+                    }
+                }
+            }
+        }
+        defer { for t in answering { t.cancel() } }
+        // Wait until units are being done, then flush a few times while they go on.
+        while (try await scheduler.status(job.id)?.unitsDone ?? 0) < 10 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<3 {
+            let before = try #require(try await scheduler.status(job.id)).unitsDone
+            let batches = await scheduler.batchesCommitted
+            await scheduler.flush()
+            // The batch being committed and the one collecting: not every batch until a pause.
+            #expect(await scheduler.batchesCommitted - batches <= 2)
+            #expect(await scheduler.unitsHeld > 0, "the agents should still be busy")
+            #expect(try #require(try await scheduler.status(job.id)).unitsDone >= before)
+        }
+        let cancelled = try await scheduler.cancel(job.id)
+        #expect(cancelled.state == .cancelled)
+    }
+}

@@ -195,3 +195,26 @@ struct SchedulingPolicyTests {
         #expect(p.assign(now: 0).map(\.unit.id) == [0, 1])
     }
 }
+
+extension SchedulingPolicyTests {
+    /// A page of large files' ranges spreads over one file per destination agent (each file's
+    /// ranges stay with one agent), at least a few, at most a page.
+    @Test func pagesSpreadOverAsManyFilesAsTheDestinationHasAgents() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 8)
+        for i in 0..<6 { p.agentUp("b\(i)", site: "b", bound: 8) }
+        p.start(job: "j", source: "a", destination: "b", openWork: 0, planned: false)
+        #expect(p.refills().map(\.spread) == [6])
+        var small = SchedulingPolicy()
+        small.agentUp("a1", site: "a", bound: 8)
+        small.agentUp("b1", site: "b", bound: 8)
+        small.start(job: "j", source: "a", destination: "b", openWork: 0, planned: false)
+        #expect(small.refills().map(\.spread) == [SchedulingPolicy.Refill.minimumSpread])
+        var params = SchedulingPolicy.Parameters()
+        params.page = 3
+        var many = SchedulingPolicy(parameters: params)
+        for i in 0..<10 { many.agentUp("b\(i)", site: "b", bound: 8) }
+        many.start(job: "j", source: "a", destination: "b", openWork: 0, planned: false)
+        #expect(many.refills().map(\.spread) == [3])
+    }
+}

@@ -270,7 +270,7 @@ extension Journal {
             var units = try UnitRecord.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM units WHERE jobId = ? AND state = 'pending' AND unitId > ? AND kind != 'directories' ORDER BY unitId LIMIT ?
                 """), arguments: [refill.job, after.map { Int64($0) } ?? -1, refill.limit])
-            if units.count < refill.limit { units += try makeRanges(job: refill.job, count: refill.limit - units.count, db) }
+            if units.count < refill.limit { units += try makeRanges(job: refill.job, count: refill.limit - units.count, files: refill.spread, db) }
             return units
 
         case .directories(let after):
@@ -287,19 +287,17 @@ extension Journal {
         }
     }
 
-    /// Files whose ranges are made at once: the pages alternate between them, so that more than
-    /// one destination agent has work while each file stays with one.
-    static let filesMadeAtOnce = 4
-
-    /// Journals up to `count` more ranges of the job's large files, oldest files first, a few
-    /// files at a time. Fewer than `count` means every range of the job is made.
-    private static func makeRanges(job id: String, count: Int, _ db: Database) throws -> [UnitRecord] {
+    /// Journals up to `count` more ranges of the job's large files, oldest files first, taking
+    /// from `files` of them at once in turn: each file stays with one destination agent, so the
+    /// page gives as many agents work as it has files. Fewer than `count` means every range of
+    /// the job is made.
+    private static func makeRanges(job id: String, count: Int, files: Int, _ db: Database) throws -> [UnitRecord] {
         guard var next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT nextUnit FROM jobs WHERE id = ?"), arguments: [id]) else { return [] }
         var made: [UnitRecord] = []
         while made.count < count {
             var spans = try UnitRecord.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
-                """), arguments: [id, filesMadeAtOnce])
+                """), arguments: [id, max(1, files)])
             guard !spans.isEmpty else { break }
             // Round robin over the spans that still have ranges to make.
             var i = 0
@@ -324,7 +322,7 @@ extension Journal {
     /// A range unit as `UnitRecord.insert` writes it, through one cached statement: the record's
     /// generic encoding was a fifth of the commit thread's time at a million units.
     private static func insertRange(_ r: UnitRecord, _ db: Database) throws {
-        let files = String(decoding: try filesEncoder.encode(r.files), as: UTF8.self)
+        let files = UnitRecord.stored(r.files)
         try db.cachedStatement(sql: """
             INSERT INTO units (jobId, unitId, path, offset, length, state, attempts, kind, files, finishUnit, depth, finishedFiles,
                                rangesTotal, rangesMade, rangesDone, rangeBytes, assignments, lastReport)

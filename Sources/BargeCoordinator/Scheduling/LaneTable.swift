@@ -55,6 +55,8 @@ struct LaneTable: Sendable {
 
     func isUp(_ name: String) -> Bool { agents[name]?.up == true }
     func hasAgents(at site: String) -> Bool { (upPerSite[site] ?? 0) > 0 }
+    /// Agents of `site` that are up.
+    func agentsUp(at site: String) -> Int { upPerSite[site] ?? 0 }
     func load(of name: String) -> Int { agents[name]?.load ?? 0 }
     func hasRoom(_ name: String) -> Bool { agents[name]?.takesWork == true }
 

@@ -85,7 +85,13 @@ public actor Scheduler {
     /// waits, so a fast scan never piles up in memory.
     private var plannedEntriesWaiting = 0
     private var committing = false
-    private var committed: [CheckedContinuation<Void, Never>] = []
+    /// Batches whose commit began, and those committed and carried out.
+    private var batchesBegun = 0
+    private var batchesDone = 0
+    /// Batches committed since start.
+    public var batchesCommitted: Int { batchesDone }
+    /// `flush` callers, each waiting for the batch it needs to be done.
+    private var committed: [(batch: Int, continuation: CheckedContinuation<Void, Never>)] = []
 
     public init(journal: Journal, metrics: CoordinatorMetrics = CoordinatorMetrics(), planner: Planner = Planner(),
                 policy: SchedulingPolicy.Parameters = .init(), maxAttempts: Int64 = 3, logger: Logger = Logger(label: "barge.coordinator"),
@@ -477,11 +483,15 @@ public actor Scheduler {
         Task { await self.commitLoop() }
     }
 
-    /// Waits until everything decided so far is journaled (and sent).
+    /// Waits until everything decided so far is journaled (and sent): the batch being committed
+    /// and, if it holds anything, the one collecting now. Not for the commit loop to go idle,
+    /// which under steady load it never does.
     public func flush() async {
-        guard committing || !batch.isEmpty || !batchRefills.isEmpty else { return }
+        let collecting = !(batch.isEmpty && batchRefills.isEmpty && batchSends.isEmpty)
+        guard committing || collecting else { return }
+        let needed = collecting ? batchesBegun + 1 : batchesBegun
         if !committing { schedule() }
-        await withCheckedContinuation { committed.append($0) }
+        await withCheckedContinuation { committed.append((needed, $0)) }
     }
 
     private func commitLoop() async {
@@ -492,10 +502,13 @@ public actor Scheduler {
             batchRefills = []
             batchSends = []
             plannedEntriesWaiting = 0
+            batchesBegun += 1
             do {
                 let outcome = try await journal.commit(changes, refills: refills)
                 failures = 0
                 carryOut(outcome, changes: changes, sends: sends)
+                batchesDone = batchesBegun
+                resumeFlushes()
             } catch {
                 // Nothing of the batch was written; nothing of it was sent. Try it again.
                 failures += 1
@@ -503,14 +516,25 @@ public actor Scheduler {
                 batch = changes + batch
                 batchRefills = refills + batchRefills
                 batchSends = sends + batchSends
+                batchesBegun -= 1
                 try? await Task.sleep(for: .milliseconds(min(5000, 50 << min(failures, 7))))
             }
             schedule()
         }
         committing = false
+        // Everything is journaled now (a failed commit's changes went into a later batch, so a
+        // waiter's batch number may not have come).
+        batchesDone = batchesBegun
         let waiting = committed
         committed = []
-        for w in waiting { w.resume() }
+        for w in waiting { w.continuation.resume() }
+    }
+
+    private func resumeFlushes() {
+        guard committed.contains(where: { $0.batch <= batchesDone }) else { return }
+        let ready = committed.filter { $0.batch <= batchesDone }
+        committed.removeAll { $0.batch <= batchesDone }
+        for w in ready { w.continuation.resume() }
     }
 
     private func carryOut(_ outcome: BatchOutcome, changes: [JournalChange], sends: [(key: UnitKey?, agent: String, message: Message)]) {

@@ -72,14 +72,21 @@ public struct SchedulingPolicy: Sendable {
         public var job: String
         public var kind: Kind
         public var limit: Int
+        /// Large files whose ranges the page may take from at once: each file's ranges go to one
+        /// destination agent (its partial copy), so a page spread over fewer files than the
+        /// site has agents leaves the others idle.
+        public var spread: Int
         /// Which run of the job asked (a job that ends and is resumed starts a new one): a page
         /// read for an earlier run is dropped.
         public var run: Int
 
-        public init(job: String, kind: Kind, limit: Int, run: Int = 0) {
+        public static let minimumSpread = 4
+
+        public init(job: String, kind: Kind, limit: Int, spread: Int = Refill.minimumSpread, run: Int = 0) {
             self.job = job
             self.kind = kind
             self.limit = limit
+            self.spread = spread
             self.run = run
         }
     }
@@ -249,7 +256,10 @@ public struct SchedulingPolicy: Sendable {
             if !q.loading && !q.exhausted && q.ready.count < parameters.lowWater && parked < parameters.page {
                 q.loading = true
                 q.plannedSinceAsked = false
-                out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page, run: q.run))
+                // One file per destination agent (at least a few, so that a page of one agent
+                // still alternates between files).
+                let spread = min(parameters.page, max(Refill.minimumSpread, lanes.agentsUp(at: q.destination)))
+                out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page, spread: spread, run: q.run))
             }
             if q.inDirectoryPhase && !q.directoriesLoading && !q.directoriesExhausted && q.directories.count < parameters.lowWater {
                 q.directoriesLoading = true

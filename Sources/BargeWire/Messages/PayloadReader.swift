@@ -11,6 +11,11 @@ struct PayloadReader {
         type = frame.type
     }
 
+    init(buffer: ByteBuffer, type: MessageType) {
+        self.buffer = buffer
+        self.type = type
+    }
+
     mutating func integer<T: FixedWidthInteger>(_: T.Type = T.self, _ field: String) throws(WireError) -> T {
         guard let v = buffer.readInteger(as: T.self) else { throw .malformed(type, "truncated at \(field)") }
         return v

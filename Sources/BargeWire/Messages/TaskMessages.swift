@@ -37,6 +37,50 @@ public struct TaskFile: Hashable, Sendable, Codable {
     }
 }
 
+extension TaskFile {
+    /// A list of files as `task assign` carries them: a u32 count, then each file.
+    static func list(from r: inout PayloadReader) throws(WireError) -> [TaskFile] {
+        try r.list("files", minimumSize: 2 + FileEntry.minimumSize + 17) { (r: inout PayloadReader) throws(WireError) in
+            let source = try r.string("source path", maxLength: ChunkPlace.maxPathLength)
+            let entry = try FileEntry(from: &r)
+            let offset = try r.integer(UInt64.self, "offset")
+            let length = try r.integer(UInt64.self, "length")
+            let flags = try r.integer(UInt8.self, "file flags")
+            guard flags & ~3 == 0 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
+            guard offset <= entry.size, length <= entry.size - offset else {
+                throw .malformed(r.type, "range \(offset)+\(length) overruns \(entry.size) bytes of \(entry.path)")
+            }
+            return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0)
+        }
+    }
+
+    static func write(_ files: [TaskFile], to b: inout ByteBuffer) {
+        b.writeList(files) { b, f in
+            b.writeWireString(f.sourcePath)
+            f.entry.write(to: &b)
+            b.writeInteger(f.offset)
+            b.writeInteger(f.length)
+            b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0)))
+        }
+    }
+
+    /// The files in the form `task assign` carries them, for storage (the coordinator's
+    /// journal): several times cheaper to write and read than JSON.
+    public static func encoded(_ files: [TaskFile]) -> [UInt8] {
+        var b = ByteBuffer()
+        write(files, to: &b)
+        return b.readBytes(length: b.readableBytes) ?? []
+    }
+
+    /// `encoded`'s bytes back; anything short, long or malformed is a `WireError`.
+    public static func decoded(_ bytes: some Collection<UInt8>) throws(WireError) -> [TaskFile] {
+        var r = PayloadReader(buffer: ByteBuffer(bytes: bytes), type: .taskAssign)
+        let files = try list(from: &r)
+        guard r.buffer.readableBytes == 0 else { throw .malformed(.taskAssign, "\(r.buffer.readableBytes) bytes after the files") }
+        return files
+    }
+}
+
 /// The coordinator hands one unit of a job to a source agent.
 /// Coordinator → source agent (protocol version 3): how to send a job's units. Sent before the
 /// agent's first unit of the job, and again when the job's cap or the number of agents sharing it
@@ -105,18 +149,7 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
         codec = try r.string("codec", maxLength: 64)
         chunkSize = try r.integer(UInt32.self, "chunk size")
         guard chunkSize > 0 else { throw .malformed(r.type, "chunk size is 0") }
-        files = try r.list("files", minimumSize: 2 + FileEntry.minimumSize + 17) { (r: inout PayloadReader) throws(WireError) in
-            let source = try r.string("source path", maxLength: ChunkPlace.maxPathLength)
-            let entry = try FileEntry(from: &r)
-            let offset = try r.integer(UInt64.self, "offset")
-            let length = try r.integer(UInt64.self, "length")
-            let flags = try r.integer(UInt8.self, "file flags")
-            guard flags & ~3 == 0 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
-            guard offset <= entry.size, length <= entry.size - offset else {
-                throw .malformed(r.type, "range \(offset)+\(length) overruns \(entry.size) bytes of \(entry.path)")
-            }
-            return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0)
-        }
+        files = try TaskFile.list(from: &r)
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
     }
 
@@ -128,13 +161,7 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
         b.writeInteger(destination.port)
         b.writeWireString(codec)
         b.writeInteger(chunkSize)
-        b.writeList(files) { b, f in
-            b.writeWireString(f.sourcePath)
-            f.entry.write(to: &b)
-            b.writeInteger(f.offset)
-            b.writeInteger(f.length)
-            b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0)))
-        }
+        TaskFile.write(files, to: &b)
         if assignment != 0 { b.writeInteger(assignment) }
     }
 }
