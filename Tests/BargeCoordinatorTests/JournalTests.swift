@@ -284,6 +284,29 @@ extension JournalTests {
         #expect(throws: JournalError.self) { try journal.units(job: "j1") }
     }
 
+    /// The queries the scheduler runs at every page and report search an index; none scans the
+    /// units table (a petabyte job has millions of rows).
+    @Test func theSchedulersQueriesSearchAnIndex() throws {
+        let dir = try StateDirectory()
+        _ = try Journal(path: dir.path)
+        let db = try DatabaseQueue(path: dir.path)
+        let queries = [
+            "SELECT * FROM units WHERE jobId = 'j' AND state = 'pending' AND unitId > 5 AND kind != 'directories' ORDER BY unitId LIMIT 512",
+            "SELECT * FROM units WHERE jobId = 'j' AND kind = 'directories' AND state = 'pending' AND (depth < 3 OR (depth = 3 AND unitId < 9)) ORDER BY depth DESC, unitId DESC LIMIT 512",
+            "SELECT * FROM units WHERE jobId = 'j' AND kind = 'directories' AND state = 'pending' ORDER BY depth DESC, unitId DESC LIMIT 512",
+            "SELECT * FROM units WHERE jobId = 'j' AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT 4",
+            "UPDATE units SET state = 'done', manifest = x'00', lastReport = 1 WHERE jobId = 'j' AND unitId = 3 AND state != 'done' RETURNING kind",
+            "UPDATE units SET state = 'assigned' WHERE jobId = 'j' AND unitId = 3 AND state = 'pending'",
+            "SELECT * FROM units WHERE jobId = 'j' AND finishUnit = 2 AND kind = 'range' AND state = 'done' ORDER BY unitId",
+            "SELECT * FROM units WHERE jobId = 'j' AND state = 'done' AND unitId >= 0 ORDER BY unitId LIMIT 100",
+        ]
+        for sql in queries {
+            let plan = try db.read { try Row.fetchAll($0, sql: "EXPLAIN QUERY PLAN " + sql) }.map { $0["detail"] as String }
+            #expect(!plan.contains { $0.hasPrefix("SCAN units") }, "\(sql): \(plan)")
+            #expect(!plan.contains { $0.contains("TEMP B-TREE") }, "\(sql): \(plan)")
+        }
+    }
+
     @Test func rangesOfManyLargeFilesAreAllMade() throws {
         let dir = try StateDirectory()
         let journal = try Journal(path: dir.path)

@@ -120,11 +120,13 @@ extension Journal {
             case .complete(let report, _):
                 let key = UnitKey(job: report.job, unit: report.unit)
                 guard try isRunning(report.job) else { continue }
-                try db.cachedStatement(sql: """
+                // What the policy needs of the unit comes back with the update (no second lookup).
+                let firstRow = try Row.fetchOne(db.cachedStatement(sql: """
                     UPDATE units SET state = 'done', manifest = ?, lastReport = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
-                    """).execute(arguments: [UnitManifest.encode(report.chunks), Int64(report.assignment), report.job, Int64(report.unit)])
-                let first = db.changesCount > 0
+                      RETURNING kind, finishUnit, depth, finishedFiles
+                    """), arguments: [UnitManifest.encode(report.chunks), Int64(report.assignment), report.job, Int64(report.unit)])
+                let first = firstRow != nil
                 if !first && report.assignment != 0 {
                     // Done already: another assignment's work still counts on the wire, the same
                     // report again (its acknowledgement was lost) does not.
@@ -134,9 +136,7 @@ extension Journal {
                 }
                 var d = deltas[report.job] ?? JobDelta()
                 d.wireBytes += Int64(report.wireBytes)
-                if first, let row = try Row.fetchOne(db.cachedStatement(sql: """
-                    SELECT kind, finishUnit, depth, finishedFiles FROM units WHERE jobId = ? AND unitId = ?
-                    """), arguments: [report.job, Int64(report.unit)]) {
+                if let row = firstRow {
                     let kind = UnitKind(rawValue: row["kind"]) ?? .files
                     if kind == .range, let finish = row["finishUnit"] as Int64? {
                         try db.cachedStatement(sql: "UPDATE units SET rangesDone = rangesDone + 1 WHERE jobId = ? AND unitId = ?")

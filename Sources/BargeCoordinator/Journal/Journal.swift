@@ -170,6 +170,14 @@ public final class Journal: Sendable {
                 t.column("finishedAt", .double)
             }
         }
+        m.registerMigration("v8: a directories index of directories units only") { db in
+            // Every unit's assignment and completion moved its entry in the old index twice;
+            // only `directories` units are ever looked up in it.
+            try db.execute(sql: """
+                DROP INDEX units_directories;
+                CREATE INDEX units_directories ON units(jobId, state, depth, unitId) WHERE kind = 'directories';
+                """)
+        }
         return m
     }
 
