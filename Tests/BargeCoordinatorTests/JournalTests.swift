@@ -242,15 +242,21 @@ extension JournalTests {
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
     }
 
+    /// A journal with job `j1` planned: `count` files of `size` bytes, in ranges of 1 MiB.
+    func largeFiles(_ count: Int, of size: UInt64, in dir: StateDirectory) throws -> Journal {
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let entries = (0..<count).map { FileEntry(path: "f\($0)", kind: .file, size: size, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20).plan(entries: entries, sourcePath: "ds", destinationPath: "in/ds", job: "j1")
+        try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        return journal
+    }
+
     /// A page takes ranges from as many files as it is asked to spread over (one per destination
     /// agent, each file staying with one), round robin, oldest files first.
     @Test func aPageSpreadsItsRangesOverTheFilesItIsAskedFor() throws {
         let dir = try StateDirectory()
-        let journal = try Journal(path: dir.path)
-        try journal.insert(job("j1"))
-        let entries = (0..<12).map { FileEntry(path: "f\($0)", kind: .file, size: 4 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
-        let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20).plan(entries: entries, sourcePath: "ds", destinationPath: "in/ds", job: "j1")
-        try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        let journal = try largeFiles(12, of: 4 << 20, in: dir)
         // The 12 finish units come first, then 10 ranges spread over 10 files.
         let wide = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: nil), limit: 22, spread: 10)]).pages[0].units
         let ranges = wide.filter { $0.kind == .range }
@@ -309,12 +315,8 @@ extension JournalTests {
 
     @Test func rangesOfManyLargeFilesAreAllMade() throws {
         let dir = try StateDirectory()
-        let journal = try Journal(path: dir.path)
-        try journal.insert(job("j1"))
         // Nine files of three ranges each: more files than are made at once.
-        let entries = (0..<9).map { FileEntry(path: "f\($0)", kind: .file, size: 3 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
-        let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20).plan(entries: entries, sourcePath: "ds", destinationPath: "in/ds", job: "j1")
-        try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        let journal = try largeFiles(9, of: 3 << 20, in: dir)
         // A restarted coordinator counts the ranges not made yet as open work.
         #expect(try journal.openWork(job: "j1") == 9 + 27)
         var after: UInt64?
