@@ -299,6 +299,7 @@ extension Journal {
                 SELECT * FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
                 """), arguments: [id, max(1, files)])
             guard !spans.isEmpty else { break }
+            let before = spans.map(\.rangesMade)
             // Round robin over the spans that still have ranges to make.
             var i = 0
             while made.count < count, let s = (0..<spans.count).lazy.map({ (i + $0) % spans.count }).first(where: { spans[$0].rangesMade < spans[$0].rangesTotal }) {
@@ -309,7 +310,8 @@ extension Journal {
                 spans[s].rangesMade += 1
                 i = s + 1
             }
-            for span in spans {
+            // Only the files a range was made from (a short page reaches only the first few).
+            for (span, made) in zip(spans, before) where span.rangesMade != made {
                 try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [span.rangesMade, id, span.unitId])
             }
         }
