@@ -221,7 +221,7 @@ extension Journal {
             if !d.codecs.isEmpty, let stored = try String.fetchOne(db.cachedStatement(sql: "SELECT codecStats FROM jobs WHERE id = ?"), arguments: [id]) {
                 let merged = CodecUsage.merge((try? JSONDecoder().decode([CodecUsage].self, from: Data(stored.utf8))) ?? [], d.codecs)
                 try db.cachedStatement(sql: "UPDATE jobs SET codecStats = ? WHERE id = ?")
-                    .execute(arguments: [String(decoding: try filesEncoder.encode(merged), as: UTF8.self), id])
+                    .execute(arguments: [String(decoding: try jsonEncoder.encode(merged), as: UTF8.self), id])
             }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT state, planned, unitsDone, unitsTotal FROM jobs WHERE id = ?"), arguments: [id]),
                   row["state"] == JobState.running.rawValue, row["planned"] as Bool, (row["unitsDone"] as Int64) >= (row["unitsTotal"] as Int64),
@@ -319,7 +319,7 @@ extension Journal {
         return made
     }
 
-    private static let filesEncoder = JSONEncoder()
+    private static let jsonEncoder = JSONEncoder()
 
     /// A range unit as `UnitRecord.insert` writes it, through one cached statement: the record's
     /// generic encoding was a fifth of the commit thread's time at a million units.
