@@ -43,8 +43,9 @@ cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/
 field() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
 
 # bench_cluster: a coordinator, a1 (site a, root $work/a) and b1 (site b, root $work/b), once both
-# agents are up. Sets coordinator, a1, b1 (pids), url; exports BARGE_TOKEN_FILE and
-# BARGE_COORDINATOR. COORDINATOR_ARGS and AGENT_ARGS are passed on.
+# agents are up. Sets coordinator, a1, b1 (pids), url; exports BARGE_TOKEN_FILE,
+# BARGE_COORDINATOR and BARGE_API_TOKEN_FILE (the admin token the coordinator writes).
+# COORDINATOR_ARGS and AGENT_ARGS are passed on.
 bench_cluster() {
   mkdir -p "$work/a" "$work/b"
   head -c 32 /dev/urandom | base64 > "$work/token"
@@ -52,7 +53,7 @@ bench_cluster() {
   local agent_port http_port
   agent_port=$(free_port); http_port=$(free_port)
   url=http://127.0.0.1:$http_port
-  export BARGE_COORDINATOR=$url
+  export BARGE_COORDINATOR=$url BARGE_API_TOKEN_FILE=$work/state/admin.token
   "$barge" coordinator --state "$work/state" --listen "127.0.0.1:$agent_port" --http "127.0.0.1:$http_port" ${COORDINATOR_ARGS:-} > "$work/coordinator.log" 2>&1 &
   pids+=($!); coordinator=$!
   sleep 0.5

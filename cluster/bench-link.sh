@@ -53,7 +53,7 @@ export BARGE_TOKEN_FILE=$work/token
 
 in_a() { ip netns exec "$P-a" "$@"; }
 in_b() { ip netns exec "$P-b" "$@"; }
-cli() { in_a env BARGE_COORDINATOR=http://10.77.1.1:7480 "$barge" "$@"; }
+cli() { in_a env BARGE_COORDINATOR=http://10.77.1.1:7480 BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" "$@"; }
 tx_bytes() { ip netns exec "$P-r" cat "/sys/class/net/$P-rb/statistics/tx_bytes"; }
 # Packets the router's tbf has dropped so far (its queue was full).
 tbf_drops() { ip netns exec "$P-r" tc -s qdisc show dev "$P-rb" | grep -o 'dropped [0-9]*' | head -1 | cut -d' ' -f2; }

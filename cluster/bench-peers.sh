@@ -151,7 +151,7 @@ tool_barge() {
     sampler=$!
   fi
   t0=$(now)
-  json=$(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" submit "a:/$1" "b:/$2" --wait --json ${SUBMIT_ARGS:-})
+  json=$(run_in_client env BARGE_COORDINATOR="$barge_url" BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" submit "a:/$1" "b:/$2" --wait --json ${SUBMIT_ARGS:-})
   echo "$json" > "$work/barge-$2.json"
   # The job's own end: the CLI's poll adds up to half a second after it.
   if [[ -n $sampler ]]; then
@@ -178,7 +178,7 @@ start_barge() {
   "${ns_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name b1 --site b --root "$work/dst" --listen "$ip_server:0" ${AGENT_ARGS:-} > "$work/b1.log" 2>&1 &
   barge_pids+=($!)
   for _ in $(seq 1 100); do
-    [[ $(run_in_client env BARGE_COORDINATOR="$barge_url" "$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l) -ge 2 ]] && return
+    [[ $(run_in_client env BARGE_COORDINATOR="$barge_url" BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l) -ge 2 ]] && return
     sleep 0.2
   done
   echo "bench-peers: the agents did not register; see $work/*.log" >&2

@@ -23,7 +23,7 @@ job=$("$barge" submit a:/pib b:/pib)
 first=""; samples=()
 while :; do
   # curl's own timing of the request, without its process start.
-  took=$(curl -sf -o "$work/status.json" -w '%{time_total}' "$url/v1/jobs/$job")
+  took=$(curl -sf -H "Authorization: Bearer $(cat "$BARGE_API_TOKEN_FILE")" -o "$work/status.json" -w '%{time_total}' "$url/v1/jobs/$job")
   s1=$(now)
   body=$(cat "$work/status.json")
   samples+=("$(calc "$took * 1000")")

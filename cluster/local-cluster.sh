@@ -50,6 +50,8 @@ for site in a b; do
 done
 
 export BARGE_COORDINATOR=http://127.0.0.1:$http_port
+# The admin API token the coordinator writes on its first start.
+export BARGE_API_TOKEN_FILE=$dir/state/admin.token
 for _ in $(seq 1 50); do
   count=$("$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l || true)
   [[ $count -ge $((2 * per_site)) ]] && break
@@ -59,7 +61,7 @@ done
 cat <<MSG
 
 Cluster running in $dir (logs in $dir/logs). In another shell:
-  export BARGE_TOKEN_FILE=$token BARGE_COORDINATOR=$BARGE_COORDINATOR
+  export BARGE_TOKEN_FILE=$token BARGE_COORDINATOR=$BARGE_COORDINATOR BARGE_API_TOKEN_FILE=$BARGE_API_TOKEN_FILE
   $barge agents
 Ctrl-C stops it.
 MSG

@@ -241,7 +241,9 @@ struct ScaleRun {
         }
         // The HTTP API, and a client polling the job's status every 20 ms.
         let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-        let server = Task { try await CoordinatorAPIServer.run(scheduler: scheduler, directory: registry, logger: logger) { portSink.yield($0) } }
+        let tokens = try APITokens(journal: journal)
+        let viewer = try tokens.create(name: "bench", role: .viewer)
+        let server = Task { try await CoordinatorAPIServer.run(scheduler: scheduler, directory: registry, tokens: tokens, logger: logger) { portSink.yield($0) } }
         var portIterator = ports.makeAsyncIterator()
         guard let port = await portIterator.next() else { throw Failure("the HTTP API did not start") }
         let latencies = Latencies()
@@ -250,7 +252,7 @@ struct ScaleRun {
         let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")),
                                              id: "j-bench-\(name)")
         let poller = Task {
-            let api = CoordinatorAPI(base: "http://127.0.0.1:\(port)")
+            let api = CoordinatorAPI(base: "http://127.0.0.1:\(port)", token: viewer)
             while !Task.isCancelled {
                 let t = Self.time()
                 _ = try? await api.get("/v1/jobs/\(job.id)")

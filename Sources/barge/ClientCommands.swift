@@ -8,16 +8,20 @@ import FoundationNetworking
 /// A small client for the coordinator's HTTP API.
 struct CoordinatorAPI {
     let base: String
+    /// The API token (`--api-token-file`); nil sends none, and the coordinator answers 401.
+    var token: String? = nil
 
     func get(_ path: String) async throws -> Data { try await send("GET", path) }
     func post(_ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
         try await send("POST", path, body: body, timeout: timeout)
     }
+    func delete(_ path: String) async throws -> Data { try await send("DELETE", path) }
 
     private func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
         guard let url = URL(string: base + path) else { throw Failure("invalid coordinator URL \(base)") }
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = method
+        if let token { request.setValue("Bearer " + token, forHTTPHeaderField: "Authorization") }
         if let body {
             request.httpBody = body
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -32,7 +36,14 @@ struct CoordinatorAPI {
         guard (200..<300).contains(status) else {
             let message = (try? JSONDecoder().decode(APIError.self, from: data))?.error.message
                 ?? String(decoding: data, as: UTF8.self)
-            throw Failure(message.isEmpty ? "coordinator answered HTTP \(status)" : message)
+            let reason = message.isEmpty ? "coordinator answered HTTP \(status)" : message
+            switch status {
+            case 401 where token == nil:
+                throw Failure("the coordinator at \(base) requires an API token: pass --api-token-file FILE or set BARGE_API_TOKEN_FILE (a coordinator writes an admin token to STATE/admin.token on its first start)")
+            case 401: throw Failure("\(reason) (HTTP 401)")
+            case 403: throw Failure("\(reason) (HTTP 403)")
+            default: throw Failure(reason)
+            }
         }
         return data
     }
@@ -50,7 +61,7 @@ struct AgentsCommand: AsyncParsableCommand {
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
-        let list = try JSONDecoder().decode(AgentList.self, from: try await CoordinatorAPI(base: coordinator.url).get("/v1/agents"))
+        let list = try JSONDecoder().decode(AgentList.self, from: try await coordinator.api().get("/v1/agents"))
         if json {
             print(try JSONOutput.encode(list.agents))
         } else if list.agents.isEmpty {
@@ -105,7 +116,7 @@ struct JobsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = CoordinatorAPI(base: coordinator.url)
+        let api = try coordinator.api()
         if let pruneBefore, let before = Self.time(pruneBefore) {
             let outcome = try JSONDecoder().decode(PruneOutcome.self, from: try await api.post("/v1/jobs/prune?before=\(before)", timeout: 600))
             if json { print(try JSONOutput.encode(outcome)) } else { print("Pruned \(outcome.pruned.count) jobs that ended before \(pruneBefore).") }
@@ -148,7 +159,7 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = CoordinatorAPI(base: coordinator.url)
+        let api = try coordinator.api()
         if watch {
             let final = try await JobWatcher(api: api, job: job).follow()
             print(JobSummary.text(final))
@@ -171,7 +182,7 @@ struct CancelCommand: AsyncParsableCommand {
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
-        let data = try await CoordinatorAPI(base: coordinator.url).post("/v1/jobs/\(pathComponent(job))/cancel")
+        let data = try await coordinator.api().post("/v1/jobs/\(pathComponent(job))/cancel")
         let s = try JSONDecoder().decode(JobStatus.self, from: data)
         print("\(s.id): \(s.state.rawValue)")
     }
@@ -191,7 +202,7 @@ struct ResumeCommand: AsyncParsableCommand {
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
-        let api = CoordinatorAPI(base: coordinator.url)
+        let api = try coordinator.api()
         let s = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs/\(pathComponent(job))/resume"))
         guard wait else {
             print("\(s.id): \(s.state.rawValue)")
@@ -216,7 +227,7 @@ struct DrainCommand: AsyncParsableCommand {
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
-        let data = try await CoordinatorAPI(base: coordinator.url).post("/v1/agents/\(pathComponent(agent))/drain")
+        let data = try await coordinator.api().post("/v1/agents/\(pathComponent(agent))/drain")
         let outcome = try JSONDecoder().decode(DrainOutcome.self, from: data)
         print("\(outcome.agent): draining, finishing \(outcome.unitsHeld) units")
     }

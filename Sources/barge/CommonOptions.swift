@@ -15,10 +15,40 @@ struct TokenOptions: ParsableArguments {
     }
 }
 
-/// `--coordinator-url`, falling back to `BARGE_COORDINATOR`, then http://127.0.0.1:7480.
+/// `--coordinator-url`, falling back to `BARGE_COORDINATOR`, then http://127.0.0.1:7480; and
+/// the API token from `--api-token-file`, `BARGE_API_TOKEN_FILE`, or the admin token a
+/// coordinator with the default `--state` wrote in this directory.
 struct CoordinatorURLOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The coordinator's HTTP API (or set BARGE_COORDINATOR; default http://127.0.0.1:7480).", valueName: "url"))
     var coordinatorURL: String?
+
+    @Option(help: ArgumentHelp("File holding an API token (or set BARGE_API_TOKEN_FILE; default ./barge-state/admin.token when it exists).", valueName: "file"))
+    var apiTokenFile: String?
+
+    static let defaultTokenFile = "./barge-state/admin.token"
+
+    /// A client for the coordinator, with the token read from its file.
+    func api() throws -> CoordinatorAPI {
+        CoordinatorAPI(base: url, token: try token())
+    }
+
+    func token() throws -> String? {
+        let environment = ProcessInfo.processInfo.environment["BARGE_API_TOKEN_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let path = apiTokenFile ?? environment else {
+            return FileManager.default.fileExists(atPath: Self.defaultTokenFile) ? try Self.read(Self.defaultTokenFile, from: "the default") : nil
+        }
+        return try Self.read(path, from: apiTokenFile != nil ? "--api-token-file" : "BARGE_API_TOKEN_FILE")
+    }
+
+    private static func read(_ path: String, from source: String) throws -> String {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw Failure("cannot read the API token file \(path) (\(source)): \(error.localizedDescription)")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty, !token.contains(where: \.isWhitespace) else { throw Failure("the API token file \(path) (\(source)) holds no token") }
+        return token
+    }
 
     var url: String {
         let raw = coordinatorURL ?? ProcessInfo.processInfo.environment["BARGE_COORDINATOR"] ?? "http://127.0.0.1:7480"

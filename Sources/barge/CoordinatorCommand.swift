@@ -11,6 +11,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
             Agents connect to --listen and authenticate with the cluster token; the CLI and \
             dashboards use the HTTP API on --http. Jobs are journalled in DIR/journal.sqlite, so a \
             restarted coordinator picks up where it stopped. SIGTERM or Ctrl-C shuts down cleanly.
+
+            Every API request but GET /healthz needs a bearer token. On its first start the \
+            coordinator writes an admin token to DIR/admin.token (mode 0600); the CLI reads it \
+            with --api-token-file (or BARGE_API_TOKEN_FILE), and `barge token create` makes \
+            viewer, operator and admin tokens from it. --metrics serves /metrics alone, with no \
+            token, for a Prometheus that should not reach the API.
             """
     )
 
@@ -22,6 +28,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Address for the HTTP API.", valueName: "host:port"))
     var http = "127.0.0.1:7480"
+
+    @Option(help: ArgumentHelp("Also serve /metrics here, with no token (Prometheus); off by default.", valueName: "host:port"))
+    var metrics: String?
 
     @Option(help: ArgumentHelp("Seconds without a heartbeat before an agent is marked down.", valueName: "seconds"))
     var agentTimeout = 15.0
@@ -66,6 +75,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard unit >= chunk, unit % chunk == 0 else { throw ValidationError("--unit-size must be a multiple of --chunk-size") }
         config.planner = Planner(unitBytes: UInt64(unit), chunkSize: UInt64(chunk))
         config.retention = Self.age(retain)
+        config.metrics = try metrics.map { try parseHostPort($0, option: "--metrics") }
         config.agentTimeout = .milliseconds(Int(agentTimeout * 1000))
         config.heartbeatInterval = .milliseconds(max(100, Int(agentTimeout * 1000) / 10))
         do {

@@ -62,7 +62,7 @@ struct DemoCommand: AsyncParsableCommand {
         try await cluster.waitForAgents(4)
         say("coordinator on \(cluster.coordinatorURL), agents a1 a2 (site a) and b1 b2 (site b) are up")
 
-        let api = CoordinatorAPI(base: cluster.coordinatorURL)
+        let api = cluster.api()
         let request = SubmitRequest(source: .init(site: "a", path: "/dataset"), destination: .init(site: "b", path: "/dataset"))
         let job = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: try JSONEncoder().encode(request)))
         say("submitted \(job.id): a:/dataset → b:/dataset")
@@ -77,7 +77,7 @@ struct DemoCommand: AsyncParsableCommand {
         say("  verified: \(outcome.filesChecked) files, \(outcome.chunksChecked) chunks re-hashed at site b: \(outcome.ok ? "all match" : "\(outcome.mismatches.count) MISMATCHES")")
         let metrics = String(decoding: try await api.get("/metrics"), as: UTF8.self)
         let counters = metrics.split(separator: "\n").filter { $0.hasPrefix("barge_") && !$0.contains("{") }
-        say("  metrics: \(cluster.coordinatorURL)/metrics (Prometheus text) said, at the end:")
+        say("  metrics: \(cluster.coordinatorURL)/metrics (Prometheus text, with the admin token in \(cluster.apiTokenFile.path)) said, at the end:")
         for line in counters { say("    \(line)") }
         if !outcome.ok { throw ExitCode(1) }
     }

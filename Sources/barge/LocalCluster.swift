@@ -15,6 +15,14 @@ final class LocalCluster: @unchecked Sendable {
     private(set) var processes: [(name: String, process: Process)] = []
 
     var coordinatorURL: String { "http://127.0.0.1:\(httpPort)" }
+    /// The admin API token the coordinator writes on its first start.
+    var apiTokenFile: URL { directory.appendingPathComponent("state").appendingPathComponent(APITokens.adminFileName) }
+
+    /// A client with the admin token, once the coordinator has written it.
+    func api() -> CoordinatorAPI {
+        let token = (try? String(contentsOf: apiTokenFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return CoordinatorAPI(base: coordinatorURL, token: token)
+    }
     var logs: URL { directory.appendingPathComponent("logs") }
 
     init(directory: URL) throws {
@@ -62,9 +70,9 @@ final class LocalCluster: @unchecked Sendable {
 
     /// Waits until `count` agents are up, or a child exits, or `timeout` passes.
     func waitForAgents(_ count: Int, timeout: Duration = .seconds(30)) async throws {
-        let api = CoordinatorAPI(base: coordinatorURL)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
+            let api = api()
             if let dead = processes.first(where: { !$0.process.isRunning }) {
                 throw Failure("\(dead.name) exited with status \(dead.process.terminationStatus); see \(logs.appendingPathComponent("\(dead.name).log").path)")
             }

@@ -53,7 +53,7 @@ struct SubmitCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = CoordinatorAPI(base: coordinator.url)
+        let api = try coordinator.api()
         let body = try JSONEncoder().encode(SubmitRequest(source: source.endpoint, destination: destination.endpoint, codec: codec,
                                                           bwlimit: bwlimit, cc: cc, checksum: checksum))
         let submitted = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: body))
@@ -89,7 +89,7 @@ struct VerifyCommand: AsyncParsableCommand {
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
-        let api = CoordinatorAPI(base: coordinator.url)
+        let api = try coordinator.api()
         let (outcome, data) = try await VerifyWatcher.run(api: api, job: job, repair: repair, wait: !noWait,
                                                           progress: json ? nil : { o in
             FileHandle.standardError.write(Data("\r  verifying: \(o.chunksChecked) of \(o.chunksTotal) chunks, \(o.mismatchCount) mismatches   ".utf8))
@@ -152,7 +152,7 @@ struct SetCommand: AsyncParsableCommand {
 
     func run() async throws {
         let body = try JSONEncoder().encode(LimitRequest(bwlimit: bwlimit))
-        let s = try JSONDecoder().decode(JobStatus.self, from: try await CoordinatorAPI(base: coordinator.url).post("/v1/jobs/\(pathComponent(job))/limit", body: body))
+        let s = try JSONDecoder().decode(JobStatus.self, from: try await coordinator.api().post("/v1/jobs/\(pathComponent(job))/limit", body: body))
         print("\(s.id): \(s.state.rawValue), bwlimit \(s.bwlimit ?? "off")")
     }
 }

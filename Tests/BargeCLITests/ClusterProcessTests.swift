@@ -57,10 +57,10 @@ struct ClusterProcessTests {
     @Test func clearErrorsForBadInput() async throws {
         let (coordinator, _, http) = try await cluster.startCoordinator()
         defer { withExtendedLifetime(coordinator) {} }
-        let status = try BargeProcess.run(["status", "no-such-job", "--coordinator-url", http])
+        let status = try BargeProcess.run(["status", "no-such-job", "--coordinator-url", http], environment: cluster.environment)
         #expect(status.status != 0)
         #expect(status.stderr.contains("no job no-such-job"))
-        let cancel = try BargeProcess.run(["cancel", "no-such-job", "--coordinator-url", http])
+        let cancel = try BargeProcess.run(["cancel", "no-such-job", "--coordinator-url", http], environment: cluster.environment)
         #expect(cancel.status != 0 && cancel.stderr.contains("no job no-such-job"))
 
         let noToken = try BargeProcess.run(["coordinator", "--state", dir.path + "/s2"], environment: ["BARGE_TOKEN_FILE": ""])
@@ -69,5 +69,43 @@ struct ClusterProcessTests {
         #expect(badRoot.status != 0 && badRoot.stderr.contains("is not a directory"))
         let unreachable = try BargeProcess.run(["agents", "--coordinator-url", "http://127.0.0.1:1"])
         #expect(unreachable.status != 0 && unreachable.stderr.contains("cannot reach the coordinator"))
+    }
+
+    /// The API wants a token: the coordinator writes an admin token on its first start, the CLI
+    /// says where to find one when it has none, and roles hold through the CLI.
+    @Test func theAPINeedsATokenAndTheCLISaysWhereToFindOne() async throws {
+        let metricsPort = try TestCluster.freePort()
+        let (coordinator, _, http) = try await cluster.startCoordinator(extra: ["--metrics", "127.0.0.1:\(metricsPort)"])
+        defer { withExtendedLifetime(coordinator) {} }
+        let adminFile = try #require(environment["BARGE_API_TOKEN_FILE"])
+        var st = stat()
+        #expect(stat(adminFile, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(coordinator.output.contains("admin API token is in \(adminFile)"), "\(coordinator.output)")
+
+        // No token at all (and none in ./barge-state, as the run is elsewhere).
+        let none = try BargeProcess.run(["jobs", "--coordinator-url", http], environment: ["BARGE_API_TOKEN_FILE": ""], directory: dir.url)
+        #expect(none.status == 1 && none.stderr.contains("requires an API token") && none.stderr.contains("--api-token-file"), "\(none.stderr)")
+        let missing = try BargeProcess.run(["jobs", "--coordinator-url", http, "--api-token-file", dir.path + "/nope"], directory: dir.url)
+        #expect(missing.status == 1 && missing.stderr.contains("cannot read the API token file \(dir.path)/nope"), "\(missing.stderr)")
+
+        let viewerFile = dir.url.appendingPathComponent("viewer.token")
+        let created = try cluster.cli(["token", "create", "--role", "viewer", "--name", "watcher"], http: http)
+        #expect(created.status == 0, "\(created.stderr)")
+        try Data(created.stdout.utf8).write(to: viewerFile)
+        let viewer = ["BARGE_API_TOKEN_FILE": viewerFile.path]
+        #expect(try BargeProcess.run(["jobs", "--coordinator-url", http], environment: viewer).status == 0)
+        let refused = try BargeProcess.run(["drain", "a1", "--coordinator-url", http], environment: viewer)
+        #expect(refused.status == 1 && refused.stderr.contains("token 'watcher' has role viewer; this needs admin (HTTP 403)"), "\(refused.stderr)")
+        let listed = try cluster.cli(["token", "list", "--json"], http: http)
+        #expect(listed.stdout.contains("\"watcher\"") && listed.stdout.contains("\"admin\"") && !listed.stdout.contains("barge_"), "\(listed.stdout)")
+        #expect(try cluster.cli(["token", "revoke", "watcher"], http: http).status == 0)
+        let revoked = try BargeProcess.run(["jobs", "--coordinator-url", http], environment: viewer)
+        #expect(revoked.status == 1 && revoked.stderr.contains("not valid"), "\(revoked.stderr)")
+        let badRole = try cluster.cli(["token", "create", "--role", "root", "--name", "x"], http: http)
+        #expect(badRole.status != 0 && badRole.stderr.contains("--role must be viewer, operator or admin"))
+
+        // /metrics alone on its own port, with no token.
+        let metrics = try String(contentsOf: URL(string: "http://127.0.0.1:\(metricsPort)/metrics")!, encoding: .utf8)
+        #expect(metrics.contains("barge_"))
     }
 }

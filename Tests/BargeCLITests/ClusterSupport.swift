@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 
 /// A long-running `barge` process whose output goes to a log file.
@@ -44,7 +47,8 @@ final class TestCluster: @unchecked Sendable {
         dir = try TemporaryDirectory()
         let token = dir.url.appendingPathComponent("token")
         try Data("test-cluster-token-\(UUID().uuidString)\n".utf8).write(to: token)
-        environment = ["BARGE_TOKEN_FILE": token.path]
+        // The admin API token the coordinator writes under its --state on its first start.
+        environment = ["BARGE_TOKEN_FILE": token.path, "BARGE_API_TOKEN_FILE": dir.path + "/state/admin.token"]
         for root in roots {
             try FileManager.default.createDirectory(at: dir.url.appendingPathComponent(root), withIntermediateDirectories: true)
         }
@@ -78,7 +82,7 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func agents(_ http: String) throws -> [[String: Any]] {
-        let r = try BargeProcess.run(["agents", "--json", "--coordinator-url", http])
+        let r = try BargeProcess.run(["agents", "--json", "--coordinator-url", http], environment: environment)
         guard r.status == 0 else { return [] }
         return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] ?? []
     }
@@ -113,6 +117,21 @@ final class TestCluster: @unchecked Sendable {
         }
         guard ok else { throw CocoaError(.fileWriteUnknown) }
         return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// GET of an API URL with the admin token (nil when it fails).
+    func fetch(_ url: String) -> Data? {
+        guard let token = try? String(contentsOfFile: environment["BARGE_API_TOKEN_FILE"]!, encoding: .utf8) else { return nil }
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: 30)
+        request.setValue("Bearer " + token.trimmingCharacters(in: .whitespacesAndNewlines), forHTTPHeaderField: "Authorization")
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var body: Data?
+        URLSession.shared.dataTask(with: request) { data, response, _ in
+            if (response as? HTTPURLResponse)?.statusCode == 200 { body = data }
+            done.signal()
+        }.resume()
+        done.wait()
+        return body
     }
 
     /// Runs the CLI against this cluster's coordinator.

@@ -73,7 +73,7 @@ struct DedupProcessTests {
         #expect(appended["wire_bytes"] as? Int ?? .max < (2 << 20) + 65536)
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(destination).isEmpty)
-        let metrics = try String(contentsOf: URL(string: http + "/metrics")!, encoding: .utf8)
+        let metrics = String(decoding: try #require(cluster.fetch(http + "/metrics")), as: UTF8.self)
         #expect(metrics.contains("barge_dedup_bytes_total"))
         // The human summary says what did not need sending.
         let again = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--checksum"], http: http)

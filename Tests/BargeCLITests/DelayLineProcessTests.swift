@@ -73,7 +73,7 @@ struct DelayLineProcessTests {
                                    "--listen", "10.236.2.1:0"], environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("b1.log"),
                                   launcher: launcher("b"))
         @Sendable func cli(_ arguments: [String]) throws -> BargeProcess.Result {
-            try BargeProcess.run(["netns", "exec", "\(prefix)-a", "env", "BARGE_TOKEN_FILE=\(cluster.environment["BARGE_TOKEN_FILE"]!)",
+            try BargeProcess.run(["netns", "exec", "\(prefix)-a", "env", "BARGE_TOKEN_FILE=\(cluster.environment["BARGE_TOKEN_FILE"]!)", "BARGE_API_TOKEN_FILE=\(cluster.environment["BARGE_API_TOKEN_FILE"]!)",
                                   BargeProcess.executable.path] + arguments + ["--coordinator-url", "http://10.236.1.1:7480"],
                                  executable: URL(fileURLWithPath: "/usr/sbin/ip"))
         }

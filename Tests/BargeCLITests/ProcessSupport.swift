@@ -16,9 +16,10 @@ struct BargeProcess {
         return root.appendingPathComponent(".build/debug/barge")
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:], executable tool: URL? = nil) throws -> Result {
+    static func run(_ arguments: [String], environment: [String: String] = [:], executable tool: URL? = nil, directory: URL? = nil) throws -> Result {
         let process = Process()
         process.executableURL = tool ?? executable
+        if let directory { process.currentDirectoryURL = directory }
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()

@@ -60,7 +60,7 @@ struct ResilienceProcessTests {
         #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
         let job = try cluster.cli(["submit", "a:ds", "b:copy"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         func seen() -> Int {
-            guard let data = try? Data(contentsOf: URL(string: http + "/v1/jobs/" + job)!),
+            guard let data = cluster.fetch(http + "/v1/jobs/" + job),
                   let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return 0 }
             return (s["files_total"] as? Int ?? 0) + (s["skipped_files"] as? Int ?? 0)
         }

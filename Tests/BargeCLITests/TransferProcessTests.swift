@@ -82,7 +82,7 @@ struct TransferProcessTests {
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(destination).isEmpty)
         #expect(c.processes[1].output.contains("dropped the connection after a report"), "the fault never fired")
-        let metrics = try String(contentsOf: URL(string: c.http + "/metrics")!, encoding: .utf8)
+        let metrics = String(decoding: try #require(cluster.fetch(c.http + "/metrics")), as: UTF8.self)
         #expect(metrics.split(separator: "\n").contains("barge_units_in_flight 0.0"), "\(metrics)")
         let job = try #require(s["id"] as? String)
         let verify = try cluster.cli(["verify", job], http: c.http)

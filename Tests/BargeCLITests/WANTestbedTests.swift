@@ -78,7 +78,7 @@ struct WANTestbedTests {
                                    "--listen", "10.77.2.1:0"], environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("b1.log"),
                                   launcher: bed.launcher("b"))
         @Sendable func cli(_ arguments: [String]) throws -> BargeProcess.Result {
-            try bed.run("a", ["env", "BARGE_TOKEN_FILE=\(cluster.environment["BARGE_TOKEN_FILE"]!)", BargeProcess.executable.path]
+            try bed.run("a", ["env", "BARGE_TOKEN_FILE=\(cluster.environment["BARGE_TOKEN_FILE"]!)", "BARGE_API_TOKEN_FILE=\(cluster.environment["BARGE_API_TOKEN_FILE"]!)", BargeProcess.executable.path]
                         + arguments + ["--coordinator-url", "http://10.77.1.1:7480"])
         }
         let registered = try await cluster.eventually { try cli(["agents", "--json"]).stdout.components(separatedBy: "\"up\"").count == 3 }

@@ -7,18 +7,24 @@ import Testing
 
 /// The HTTP API through the router, with a real journal file and directory.
 struct RouterTests {
-    final class Fixture {
+    final class Fixture: @unchecked Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-api-\(UUID().uuidString)")
         let journal: Journal
         let scheduler: Scheduler
         let directory = AgentDirectory(heartbeatTimeout: .seconds(15), clock: { 1 })
+        let tokens: APITokens
+        /// An admin token's header: these tests are about what each endpoint does (`AccessTests`
+        /// covers who may call it).
+        let admin: HTTPFields
         init() throws {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             journal = try Journal(path: dir.appendingPathComponent(Journal.fileName).path)
             scheduler = Scheduler(journal: journal)
+            tokens = try APITokens(journal: journal)
+            admin = [.authorization: "Bearer " + (try tokens.create(name: "admin", role: .admin))]
         }
         deinit { try? FileManager.default.removeItem(at: dir) }
-        var app: some ApplicationProtocol { Application(router: buildRouter(directory: directory, scheduler: scheduler)) }
+        var app: some ApplicationProtocol { Application(router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens)) }
     }
 
     func json(_ buffer: ByteBuffer) throws -> [String: Any] {
@@ -29,7 +35,7 @@ struct RouterTests {
         let f = try Fixture()
         _ = try await f.directory.register(Register(name: "a1", site: "site-a", root: "/d", dataHost: "10.1.0.5", dataPort: 7501, maxInFlight: 8))
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/agents", method: .get) { response in
+            try await client.execute(uri: "/v1/agents", method: .get, headers: f.admin) { response in
                 #expect(response.status == .ok)
                 let agents = try #require(try json(response.body)["agents"] as? [[String: Any]])
                 #expect(agents.count == 1)
@@ -45,7 +51,7 @@ struct RouterTests {
         let f = try Fixture()
         try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/jobs/j-1", method: .get) { response in
+            try await client.execute(uri: "/v1/jobs/j-1", method: .get, headers: f.admin) { response in
                 #expect(response.status == .ok)
                 let job = try json(response.body)
                 #expect(Set(job.keys).isSuperset(of: ["id", "state", "bytes_total", "bytes_done", "wire_bytes", "files_total", "files_done",
@@ -53,7 +59,7 @@ struct RouterTests {
                 #expect(job["state"] as? String == "queued")
                 #expect(job["error"] is NSNull)
             }
-            try await client.execute(uri: "/v1/jobs", method: .get) { response in
+            try await client.execute(uri: "/v1/jobs", method: .get, headers: f.admin) { response in
                 let jobs = try json(response.body)["jobs"] as? [[String: Any]]
                 #expect(jobs?.count == 1)
             }
@@ -66,22 +72,22 @@ struct RouterTests {
         try f.journal.insert(JobRecord(id: "j-2", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 2))
         try f.journal.apply(.fail("disk full"), to: "j-2")
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/jobs/nope", method: .get) { response in
+            try await client.execute(uri: "/v1/jobs/nope", method: .get, headers: f.admin) { response in
                 #expect(response.status == .notFound)
                 #expect(String(buffer: response.body).contains("no job nope"))
             }
             for _ in 0..<2 {
-                try await client.execute(uri: "/v1/jobs/j-1/cancel", method: .post) { response in
+                try await client.execute(uri: "/v1/jobs/j-1/cancel", method: .post, headers: f.admin) { response in
                     #expect(response.status == .ok)
                     let state = try json(response.body)["state"] as? String
                     #expect(state == "cancelled")
                 }
             }
-            try await client.execute(uri: "/v1/jobs/j-2/cancel", method: .post) { response in
+            try await client.execute(uri: "/v1/jobs/j-2/cancel", method: .post, headers: f.admin) { response in
                 #expect(response.status == .conflict)
                 #expect(String(buffer: response.body).contains("a failed job cannot cancel"))
             }
-            try await client.execute(uri: "/v1/jobs/nope/cancel", method: .post) { response in
+            try await client.execute(uri: "/v1/jobs/nope/cancel", method: .post, headers: f.admin) { response in
                 #expect(response.status == .notFound)
             }
         }
@@ -93,12 +99,12 @@ struct RouterTests {
         let scheduler = f.scheduler
         try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/jobs/j-1?wait=abc", method: .get) { response in
+            try await client.execute(uri: "/v1/jobs/j-1?wait=abc", method: .get, headers: f.admin) { response in
                 #expect(response.status == .badRequest)
             }
             // Nothing happens: the answer comes after the wait, the job still queued.
             let quiet = ContinuousClock.now
-            try await client.execute(uri: "/v1/jobs/j-1?wait=0.3", method: .get) { response in
+            try await client.execute(uri: "/v1/jobs/j-1?wait=0.3", method: .get, headers: f.admin) { response in
                 let state = try json(response.body)["state"] as? String
                 #expect(state == "queued")
             }
@@ -109,7 +115,7 @@ struct RouterTests {
                 _ = try await scheduler.cancel("j-1")
             }
             let start = ContinuousClock.now
-            try await client.execute(uri: "/v1/jobs/j-1?wait=30", method: .get) { response in
+            try await client.execute(uri: "/v1/jobs/j-1?wait=30", method: .get, headers: f.admin) { response in
                 let state = try json(response.body)["state"] as? String
                 #expect(state == "cancelled")
             }
@@ -118,7 +124,7 @@ struct RouterTests {
             #expect(scheduler.endings.waiting == 0)
             // An ended job answers at once, whatever the wait.
             let ended = ContinuousClock.now
-            try await client.execute(uri: "/v1/jobs/j-1?wait=30", method: .get) { _ in }
+            try await client.execute(uri: "/v1/jobs/j-1?wait=30", method: .get, headers: f.admin) { _ in }
             #expect(ContinuousClock.now - ended < .seconds(1))
         }
     }
@@ -133,21 +139,21 @@ struct RouterTests {
         let a1 = Register(name: "a1", site: "a", root: "/d", dataHost: "127.0.0.1", dataPort: 1)
         let connection = await f.scheduler.attach(a1, sink: sink)
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/jobs", method: .post, body: submitBody("a", "/ds", "mars", "/ds")) { response in
+            try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", "/ds", "mars", "/ds")) { response in
                 #expect(response.status == .badRequest)
                 #expect(String(buffer: response.body).contains("unknown site 'mars'"))
             }
-            try await client.execute(uri: "/v1/jobs", method: .post, body: submitBody("a", "../../etc", "a", "/x")) { response in
+            try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", "../../etc", "a", "/x")) { response in
                 #expect(response.status == .badRequest)
                 #expect(String(buffer: response.body).contains("leads outside the agent's root"))
             }
-            try await client.execute(uri: "/v1/jobs", method: .post, body: ByteBuffer(string: "not json")) { response in
+            try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: ByteBuffer(string: "not json")) { response in
                 #expect(response.status == .badRequest)
             }
         }
         await f.scheduler.detach("a1", connection: connection)
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/jobs", method: .post, body: submitBody("a", "/ds", "a", "/y")) { response in
+            try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", "/ds", "a", "/y")) { response in
                 #expect(response.status == .badRequest)
                 #expect(String(buffer: response.body).contains("site 'a' has no agent up"))
             }
@@ -162,7 +168,7 @@ struct RouterTests {
         _ = await f.scheduler.attach(Register(name: "b1", site: "b", root: "/e", dataHost: "127.0.0.1", dataPort: 2),
                                      sink: AsyncStream.makeStream(of: Message.self).continuation)
         let id = try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/jobs", method: .post, body: submitBody("a", "/ds/", "b", "in")) { response in
+            try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", "/ds/", "b", "in")) { response in
                 #expect(response.status == .created)
                 let job = try json(response.body)
                 #expect(job["state"] as? String == "queued")
@@ -182,15 +188,15 @@ struct RouterTests {
         try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
         let scheduler = f.scheduler
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/jobs/nope/verify", method: .post) { response in
+            try await client.execute(uri: "/v1/jobs/nope/verify", method: .post, headers: f.admin) { response in
                 #expect(response.status == .notFound)
             }
-            try await client.execute(uri: "/v1/jobs/j-1/verify", method: .post) { response in
+            try await client.execute(uri: "/v1/jobs/j-1/verify", method: .post, headers: f.admin) { response in
                 #expect(response.status == .conflict)
                 #expect(String(buffer: response.body).contains("only a succeeded job can be verified"))
             }
             await scheduler.tick()
-            try await client.execute(uri: "/metrics", method: .get) { response in
+            try await client.execute(uri: "/metrics", method: .get, headers: f.admin) { response in
                 #expect(response.status == .ok)
                 let text = String(buffer: response.body)
                 #expect(text.contains("# TYPE barge_throughput_bytes_per_second gauge"))

@@ -217,3 +217,46 @@ public struct DrainOutcome: Codable, Sendable, ResponseEncodable {
         case unitsHeld = "units_held"
     }
 }
+
+public struct Health: Codable, Sendable, ResponseEncodable {
+    public let status: String
+}
+
+/// An API token as listed: its name, role and creation time, never its secret.
+public struct TokenInfo: Codable, Sendable, ResponseEncodable {
+    public let name: String
+    public let role: APIRole
+    public let createdAt: Double
+
+    init(_ entry: APITokens.Entry) {
+        name = entry.name
+        role = entry.role
+        createdAt = entry.createdAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, role
+        case createdAt = "created_at"
+    }
+}
+
+public struct TokenList: Codable, Sendable, ResponseEncodable {
+    public let tokens: [TokenInfo]
+}
+
+public struct CreateTokenRequest: Codable, Sendable {
+    public let name: String
+    public let role: APIRole
+
+    public init(name: String, role: APIRole) {
+        self.name = name
+        self.role = role
+    }
+}
+
+/// A new token: the only time its secret is shown.
+public struct CreatedToken: Codable, Sendable, ResponseEncodable {
+    public let name: String
+    public let role: APIRole
+    public let token: String
+}

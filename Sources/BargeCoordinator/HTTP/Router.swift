@@ -2,13 +2,19 @@ import Foundation
 import Hummingbird
 
 /// The coordinator's HTTP API (docs/openapi.yaml). Handlers only translate between HTTP and the
-/// directory and scheduler; decisions live there.
-public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Router<BasicRequestContext> {
-    let router = Router()
-    router.get("/v1/agents") { _, _ -> AgentList in
+/// directory, scheduler and tokens; decisions live there. Each route names the least role that
+/// may call it; `APIAuthentication` answers 401 to a request without a valid token first.
+public func buildRouter(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens) -> Router<APIRequestContext> {
+    buildRoutes(directory: directory, scheduler: scheduler, tokens: tokens).router
+}
+
+public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens) -> APIRoutes {
+    let api = APIRoutes(tokens: tokens)
+    api.open(.get, "/healthz") { _, _ -> Health in Health(status: "ok") }
+    api.route(.get, "/v1/agents", .viewer) { _, _ -> AgentList in
         AgentList(agents: await directory.agents.map(AgentStatus.init))
     }
-    router.post("/v1/agents/{name}/drain") { _, context -> DrainOutcome in
+    api.route(.post, "/v1/agents/{name}/drain", .admin) { _, context -> DrainOutcome in
         let name = try context.parameters.require("name")
         do throws(RegistryError) {
             try await directory.drain(name: name)
@@ -18,7 +24,7 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         let holding = try await httpErrors { try await scheduler.drain(name) }
         return DrainOutcome(agent: name, state: "draining", unitsHeld: holding)
     }
-    router.get("/v1/jobs") { request, _ -> JobList in
+    api.route(.get, "/v1/jobs", .viewer) { request, _ -> JobList in
         let query = request.uri.queryParameters
         var limit = 100
         if let given = query["limit"] {
@@ -29,13 +35,13 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         let jobs = try await httpErrors { try await scheduler.statuses(limit: limit, after: after) }
         return JobList(jobs: jobs.map(JobStatus.init), next: jobs.count == limit ? jobs.last?.id : nil)
     }
-    router.post("/v1/jobs/prune") { request, _ -> PruneOutcome in
+    api.route(.post, "/v1/jobs/prune", .operator) { request, _ -> PruneOutcome in
         guard let given = request.uri.queryParameters["before"], let before = Double(given) else {
             throw HTTPError(.badRequest, message: "before must be a time in Unix seconds: jobs that ended before it are deleted")
         }
         return PruneOutcome(pruned: try await scheduler.prune(endedBefore: before))
     }
-    router.post("/v1/jobs") { request, context -> EditedResponse<JobStatus> in
+    api.route(.post, "/v1/jobs", .operator) { request, context -> EditedResponse<JobStatus> in
         let submit: SubmitRequest
         do {
             submit = try await request.decode(as: SubmitRequest.self, context: context)
@@ -45,7 +51,7 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         let job = try await httpErrors { try await scheduler.submit(submit, id: JobID.make()) }
         return EditedResponse(status: .created, response: JobStatus(job))
     }
-    router.get("/v1/jobs/{id}") { request, context -> JobStatus in
+    api.route(.get, "/v1/jobs/{id}", .viewer) { request, context -> JobStatus in
         let id = try context.parameters.require("id")
         guard var job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
         // A long poll: `wait=S` answers when the job ends, or after S seconds (at most 60).
@@ -62,7 +68,7 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         status.verification = try await httpErrors { try await scheduler.verification(id) }.map(VerifyProgress.init)
         return status
     }
-    router.post("/v1/jobs/{id}/limit") { request, context -> JobStatus in
+    api.route(.post, "/v1/jobs/{id}/limit", .operator) { request, context -> JobStatus in
         let id = try context.parameters.require("id")
         let limit: LimitRequest
         do {
@@ -72,32 +78,79 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler) -> Rout
         }
         return JobStatus(try await httpErrors { try await scheduler.setLimit(id, bwlimit: limit.bwlimit) })
     }
-    router.post("/v1/jobs/{id}/cancel") { _, context -> JobStatus in
+    api.route(.post, "/v1/jobs/{id}/cancel", .operator) { _, context -> JobStatus in
         let id = try context.parameters.require("id")
         return JobStatus(try await httpErrors { try await scheduler.cancel(id) })
     }
-    router.post("/v1/jobs/{id}/resume") { _, context -> JobStatus in
+    api.route(.post, "/v1/jobs/{id}/resume", .operator) { _, context -> JobStatus in
         let id = try context.parameters.require("id")
         return JobStatus(try await httpErrors { try await scheduler.resume(id) })
     }
-    router.post("/v1/jobs/{id}/verify") { request, context -> EditedResponse<VerifyOutcome> in
+    api.route(.post, "/v1/jobs/{id}/verify", .operator) { request, context -> EditedResponse<VerifyOutcome> in
         let id = try context.parameters.require("id")
         let repair = request.uri.queryParameters["repair"].map { $0 == "true" || $0 == "1" } ?? false
         return EditedResponse(status: .accepted, response: try await httpErrors { try await scheduler.startVerify(id, repair: repair) })
     }
-    router.get("/v1/jobs/{id}/verify") { _, context -> VerifyOutcome in
+    api.route(.get, "/v1/jobs/{id}/verify", .viewer) { _, context -> VerifyOutcome in
         let id = try context.parameters.require("id")
         guard let outcome = try await httpErrors({ try await scheduler.verification(id) }) else {
             throw HTTPError(.notFound, message: "job \(id) has not been verified")
         }
         return outcome
     }
-    router.get("/metrics") { _, _ -> Response in
-        let text = await scheduler.metrics.render()
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    api.route(.get, "/v1/tokens", .admin) { _, _ -> TokenList in
+        TokenList(tokens: tokens.entries.map(TokenInfo.init))
     }
+    api.route(.post, "/v1/tokens", .admin) { request, context -> EditedResponse<CreatedToken> in
+        let create: CreateTokenRequest
+        do {
+            create = try await request.decode(as: CreateTokenRequest.self, context: context)
+        } catch {
+            throw HTTPError(.badRequest, message: "the body must be JSON: {\"name\": \"ci\", \"role\": \"viewer|operator|admin\"}")
+        }
+        do {
+            let secret = try tokens.create(name: create.name, role: create.role)
+            return EditedResponse(status: .created, response: CreatedToken(name: create.name, role: create.role, token: secret))
+        } catch let error as APITokenError {
+            throw tokenHTTPError(error)
+        }
+    }
+    api.route(.delete, "/v1/tokens/{name}", .admin) { _, context -> TokenInfo in
+        let name = try context.parameters.require("name")
+        guard let entry = tokens.entries.first(where: { $0.name == name }) else { throw HTTPError(.notFound, message: APITokenError.unknown(name).description) }
+        if entry.role == .admin, tokens.entries.filter({ $0.role == .admin }).count == 1 {
+            throw HTTPError(.conflict, message: "'\(name)' is the last admin token: create another admin token before revoking it")
+        }
+        do { try tokens.revoke(name: name) } catch let error as APITokenError { throw tokenHTTPError(error) }
+        return TokenInfo(entry)
+    }
+    api.route(.get, "/metrics", .viewer) { _, _ -> Response in
+        await metricsResponse(scheduler)
+    }
+    return api
+}
+
+/// `/metrics` alone, with no token: for `--metrics HOST:PORT`, a listener Prometheus can
+/// scrape without reaching the API.
+public func buildMetricsRouter(scheduler: Scheduler) -> Router<BasicRequestContext> {
+    let router = Router()
+    router.get("/metrics") { _, _ -> Response in await metricsResponse(scheduler) }
     return router
+}
+
+private func metricsResponse(_ scheduler: Scheduler) async -> Response {
+    let text = await scheduler.metrics.render()
+    return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+}
+
+private func tokenHTTPError(_ error: APITokenError) -> HTTPError {
+    switch error {
+    case .exists: HTTPError(.conflict, message: error.description)
+    case .unknown: HTTPError(.notFound, message: error.description)
+    case .badName: HTTPError(.badRequest, message: error.description)
+    case .io: HTTPError(.internalServerError, message: error.description)
+    }
 }
 
 /// Scheduler and journal errors as HTTP statuses, with the error's own message.

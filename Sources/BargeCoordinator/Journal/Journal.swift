@@ -178,6 +178,15 @@ public final class Journal: Sendable {
                 CREATE INDEX units_directories ON units(jobId, state, depth, unitId) WHERE kind = 'directories';
                 """)
         }
+        m.registerMigration("v9: API tokens") { db in
+            // The secret is never stored: only its SHA-256, looked up when a request presents it.
+            try db.create(table: "api_tokens") { t in
+                t.primaryKey("name", .text)
+                t.column("role", .text).notNull()
+                t.column("hash", .blob).notNull().unique()
+                t.column("createdAt", .double).notNull()
+            }
+        }
         return m
     }
 

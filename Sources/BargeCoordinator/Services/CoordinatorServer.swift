@@ -17,6 +17,8 @@ public struct CoordinatorServer {
         public var planner = Planner()
         /// Jobs that ended longer ago are pruned (`--retain`); nil keeps them.
         public var retention: Duration?
+        /// `--metrics`: a second listener serving `/metrics` alone, with no token.
+        public var metrics: HostPort?
 
         public init(stateDirectory: String, agents: HostPort, http: HostPort, token: ClusterToken) {
             self.stateDirectory = stateDirectory
@@ -42,6 +44,13 @@ public struct CoordinatorServer {
         listenerConfig.agentTimeout = c.agentTimeout
         listenerConfig.heartbeatInterval = c.heartbeatInterval
         let logger = self.logger
+        let tokens = try APITokens(journal: journal)
+        if let written = try tokens.ensureAdmin(in: c.stateDirectory) {
+            logger.notice("first start: an admin API token is in \(written) (mode 0600); pass it with --api-token-file or BARGE_API_TOKEN_FILE, and make others with 'barge token create'")
+        }
+        if !Self.isLoopback(c.http.host) {
+            logger.warning("the HTTP API listens on \(c.http.host), beyond this host, without TLS: API tokens and job details cross the network in clear")
+        }
         let scheduler = Scheduler(journal: journal, planner: c.planner, logger: logger)
         try await scheduler.recoverAfterRestart()
         let listener = try await AgentListener.bind(listenerConfig, directory: directory, scheduler: scheduler, logger: logger)
@@ -49,10 +58,22 @@ public struct CoordinatorServer {
             logger.warning("agents down after \(c.agentTimeout) without a heartbeat: \(names.joined(separator: ", ")); \(released) units back to pending")
         }
         let agentAddress = listener.localAddress.map { "\($0.ipAddress ?? c.agents.host):\($0.port ?? c.agents.port)" } ?? "\(c.agents)"
+        var services: [any Service] = [listener, expiry]
+        if let retention = c.retention { services.append(RetentionService(scheduler: scheduler, retention: retention)) }
+        if let metrics = c.metrics {
+            services.append(Application(
+                router: buildMetricsRouter(scheduler: scheduler),
+                configuration: .init(address: .hostname(metrics.host, port: metrics.port), serverName: "barge-metrics"),
+                onServerRunning: { channel in
+                    let at = channel.localAddress.map { "\($0.ipAddress ?? metrics.host):\($0.port ?? metrics.port)" } ?? "\(metrics)"
+                    logger.notice("metrics on http://\(at)/metrics, with no token")
+                },
+                logger: logger))
+        }
         let app = Application(
-            router: buildRouter(directory: directory, scheduler: scheduler),
+            router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens),
             configuration: .init(address: .hostname(c.http.host, port: c.http.port), serverName: "barge-coordinator"),
-            services: [listener, expiry] + (c.retention.map { [RetentionService(scheduler: scheduler, retention: $0)] as [any Service] } ?? []),
+            services: services,
             onServerRunning: { channel in
                 let http = channel.localAddress.map { "\($0.ipAddress ?? c.http.host):\($0.port ?? c.http.port)" } ?? "\(c.http)"
                 logger.notice("barge coordinator ready: agents on \(agentAddress), HTTP on http://\(http), state in \(c.stateDirectory)")
@@ -61,16 +82,21 @@ public struct CoordinatorServer {
         )
         try await app.runService()
     }
+
+    /// Names that reach only this host.
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
 }
 
 /// The HTTP API alone over a scheduler, on `host:port` (0: a free port, passed to `onRunning`),
 /// until the task is cancelled: for benchmarks that drive the scheduler in process.
 public enum CoordinatorAPIServer {
-    public static func run(scheduler: Scheduler, directory: AgentDirectory, host: String = "127.0.0.1", port: Int = 0,
+    public static func run(scheduler: Scheduler, directory: AgentDirectory, tokens: APITokens, host: String = "127.0.0.1", port: Int = 0,
                            logger: Logger = Logger(label: "barge.coordinator"),
                            onRunning: @escaping @Sendable (Int) async -> Void) async throws {
         let app = Application(
-            router: buildRouter(directory: directory, scheduler: scheduler),
+            router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens),
             configuration: .init(address: .hostname(host, port: port), serverName: "barge-coordinator"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)

@@ -1,0 +1,82 @@
+import Hummingbird
+import NIOCore
+
+/// The HTTP API's request context: who is asking (set by `APIAuthentication`) and from where.
+public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var identity: APIIdentity?
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// The request's identity if its role is at least `role`; else 403 (401 without one, which
+    /// `APIAuthentication` has already answered).
+    func require(_ role: APIRole) throws -> APIIdentity {
+        guard let identity else { throw APIAuthentication.unauthorized("an API token is required") }
+        guard identity.role >= role else {
+            throw HTTPError(.forbidden, message: "token '\(identity.name)' has role \(identity.role.rawValue); this needs \(role.rawValue)")
+        }
+        return identity
+    }
+}
+
+/// Every request but `GET /healthz` carries `Authorization: Bearer TOKEN` of a token the
+/// coordinator knows, or is answered 401 before any handler runs. Which role each endpoint
+/// needs is the router's (`APIRoutes`).
+public struct APIAuthentication: RouterMiddleware {
+    public typealias Context = APIRequestContext
+    public static let healthPath = "/healthz"
+
+    let tokens: APITokens
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path == Self.healthPath { return try await next(request, context) }
+        guard let header = request.headers[.authorization] else {
+            throw Self.unauthorized("an API token is required: send 'Authorization: Bearer TOKEN' (barge: --api-token-file or BARGE_API_TOKEN_FILE)")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw Self.unauthorized("the Authorization header must be 'Bearer TOKEN'")
+        }
+        guard let identity = tokens.identify(parts[1].trimmingCharacters(in: .whitespaces)) else {
+            throw Self.unauthorized("the API token is not valid (unknown or revoked)")
+        }
+        var context = context
+        context.identity = identity
+        return try await next(request, context)
+    }
+
+    static func unauthorized(_ message: String) -> HTTPError {
+        HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"barge\""], message: message)
+    }
+}
+
+/// The API's routes with the role each needs, added through `route`: a route cannot be added
+/// without saying who may call it.
+public final class APIRoutes: @unchecked Sendable {
+    public let router = Router(context: APIRequestContext.self)
+    /// "METHOD /path" → the least role that may call it (for the access tests and the docs).
+    public private(set) var roles: [String: APIRole] = [:]
+
+    init(tokens: APITokens) {
+        router.add(middleware: APIAuthentication(tokens: tokens))
+    }
+
+    func route(_ method: HTTPRequest.Method, _ path: RouterPath, _ role: APIRole,
+               _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> some ResponseGenerator) {
+        roles["\(method) \(path)"] = role
+        router.on(path, method: method) { request, context in
+            _ = try context.require(role)
+            return try await handler(request, context)
+        }
+    }
+
+    /// A route anyone may call, token or not (the health check).
+    func open(_ method: HTTPRequest.Method, _ path: RouterPath,
+              _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> some ResponseGenerator) {
+        router.on(path, method: method, use: handler)
+    }
+}
