@@ -195,4 +195,31 @@ struct AccessTests {
             #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(file) holds the secret")
         }
     }
+
+    /// docs/openapi.yaml lists the router's operations, no more and no fewer, each with the role
+    /// the router asks for (`x-barge-role`).
+    @Test func theOpenAPISpecDeclaresEveryRouteWithItsRole() async throws {
+        let f = try await Fixture()
+        let spec = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/openapi.yaml")
+        var documented: [String: String] = [:]
+        var path: String?, operation: String?
+        for line in try String(contentsOf: spec, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  /"), line.hasSuffix(":"), !line.hasPrefix("   ") { path = String(line.dropFirst(2).dropLast()); continue }
+            if line == "components:" { path = nil }
+            if let path, line.hasPrefix("    "), !line.hasPrefix("     "), line.hasSuffix(":") {
+                operation = "\(line.trimmingCharacters(in: .whitespaces).dropLast().uppercased()) \(path)"
+                documented[operation!] = "none"
+            } else if let operation, line.hasPrefix("      x-barge-role: ") {
+                documented[operation] = String(line.dropFirst("      x-barge-role: ".count))
+            }
+        }
+        var routed: [String: String] = [:]
+        for route in f.routes.router.routes {
+            let key = "\(route.method) /" + "\(route.path)".drop { $0 == "/" }
+            routed[key] = f.routes.roles[route.description]?.rawValue ?? "none"
+        }
+        #expect(routed.count >= 16)
+        #expect(documented == routed)
+    }
 }
+
