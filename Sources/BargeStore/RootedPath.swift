@@ -1,4 +1,5 @@
 import CBargeFS
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -47,7 +48,9 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
                 components.append(String(part))
             }
         }
-        return RootedPath(root: directory.real, components: components)
+        let rooted = RootedPath(root: directory.real, components: components)
+        try StatePaths.check(rooted, path)
+        return rooted
     }
 
     /// Checks, through the kernel (`openat2` beneath the root's descriptor), that the deepest part
@@ -100,5 +103,37 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
         guard let p = realpath(path, nil) else { return nil }
         defer { free(p) }
         return String(cString: p)
+    }
+}
+
+/// What no job may read or write: `.barge` at an agent's root (every agent's own state), and
+/// the state directory an agent was given with `--state` wherever it is (`protect`), whether a
+/// job names it, names something inside it, or walks into it from a directory above.
+public enum StatePaths {
+    private static let registered = Mutex<[String]>([])
+
+    /// Keeps jobs out of `directory` (resolved to its real path when it exists).
+    public static func protect(_ directory: String) {
+        var real = directory
+        if let p = realpath(directory, nil) {
+            real = String(cString: p)
+            free(p)
+        }
+        while real.count > 1 && real.hasSuffix("/") { real.removeLast() }
+        registered.withLock { if !$0.contains(real) { $0.append(real) } }
+    }
+
+    /// `absolute` (a real path below an agent's root) is a protected directory or inside one.
+    public static func isProtected(_ absolute: String) -> Bool {
+        registered.withLock { list in list.contains { absolute == $0 || absolute.hasPrefix($0 + "/") } }
+    }
+
+    static func check(_ rooted: RootedPath, _ path: String) throws(StoreError) {
+        if rooted.components.first == TreeScanner.stateDirectory {
+            throw .invalidPath(path: path, reason: "it is inside .barge, the agents' own state, which no job may read or write")
+        }
+        if isProtected(rooted.absolute) {
+            throw .invalidPath(path: path, reason: "it is inside this agent's state directory, which no job may read or write")
+        }
     }
 }

@@ -14,7 +14,7 @@ public struct TreeWalker: Sendable {
     private var skipped: [StoreError] = []
 
     /// Walks below `directory`; paths are relative to it. At an agent's root, its `.barge`
-    /// state directory is left out.
+    /// state directory is left out, and so is any directory `StatePaths` protects.
     public init(directory: RootedPath) throws(StoreError) {
         let names = try TreeScanner.children(of: directory.absolute, prefix: "", skipState: directory.components.isEmpty, skipped: &skipped)
         stack = [Level(absolute: directory.absolute, prefix: "", names: names)]
@@ -31,6 +31,8 @@ public struct TreeWalker: Sendable {
             stack[stack.count - 1].next += 1
             let absolute = top.absolute + "/" + name
             let relative = top.prefix.isEmpty ? name : top.prefix + "/" + name
+            // An agent's state directory given with --state below the root is not data.
+            if StatePaths.isProtected(absolute) { continue }
             guard let e = TreeScanner.entry(at: absolute, relative: relative, skipped: &skipped) else { continue }
             if e.kind == .directory {
                 let names = try TreeScanner.children(of: absolute, prefix: relative, skipState: false, skipped: &skipped)

@@ -55,6 +55,42 @@ struct TransferProcessTests {
         #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// No job reads or writes an agent's own state: not `.barge`, not a `--state` below the
+    /// root, neither named nor reached through a parent, at the source or the destination.
+    @Test func agentsOwnStateIsNeitherSentNorOverwritten() async throws {
+        let root = cluster.dir.url.appendingPathComponent("root-a")
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 20)
+        // A source directory that would land on the destination's .barge if the job went to its root.
+        let sneaky = cluster.dir.url.appendingPathComponent("root-a/sneaky/.barge/b1")
+        try FileManager.default.createDirectory(at: sneaky, withIntermediateDirectories: true)
+        try Data("not an index".utf8).write(to: sneaky.appendingPathComponent("chunk-index.sqlite"))
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--state", root.path + "/state-a1"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 }, "\(coordinator.output)")
+        #expect(FileManager.default.fileExists(atPath: root.path + "/state-a1/chunk-index.sqlite"))
+
+        // Named, at either end: refused before anything moves.
+        for (from, to) in [("a:.barge", "b:x"), ("a:state-a1", "b:x"), ("a:ds", "b:.barge/b1"), ("a:ds", "b:ds/../.barge")] {
+            let r = try cluster.cli(["submit", from, to, "--wait"], http: http)
+            #expect(r.status != 0 && (r.stdout + r.stderr).contains("no job may read or write"), "\(from) → \(to): \(r.stdout)\(r.stderr)")
+        }
+        // The whole root: the data arrives, the source agent's state stays home.
+        let whole = try cluster.cli(["submit", "a:", "b:whole", "--wait"], http: http)
+        #expect(whole.status == 0, "\(whole.stdout)\(whole.stderr)")
+        let copy = cluster.dir.url.appendingPathComponent("root-b/whole")
+        #expect(try TreeSupport.snapshot(copy.appendingPathComponent("ds")) == TreeSupport.snapshot(source))
+        for name in [".barge", "state-a1"] { #expect(!FileManager.default.fileExists(atPath: copy.appendingPathComponent(name).path), "\(name) was sent") }
+        // Through a parent: a tree whose .barge would land on the destination agent's own.
+        let index = cluster.dir.url.appendingPathComponent("root-b/.barge/b1/chunk-index.sqlite")
+        let before = try Data(contentsOf: index)
+        let r = try cluster.cli(["submit", "a:sneaky", "b:", "--wait"], http: http)
+        #expect(r.status != 0 && (r.stdout + r.stderr).contains("no job may read or write"), "\(r.stdout)\(r.stderr)")
+        #expect(try Data(contentsOf: index).prefix(16) == before.prefix(16))
+        #expect(!((try? String(contentsOf: index, encoding: .utf8)) ?? "").contains("not an index"))
+    }
+
     @Test func corruptChunksAreRefetchedAndTheResultIsStillIdentical() async throws {
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 300)  // about 350 chunks: P(no fault at 5%) < 1e-7
         let c = try await start(sourceEnvironment: ["BARGE_FAULT_CORRUPT": "0.05"])

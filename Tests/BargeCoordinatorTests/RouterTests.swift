@@ -150,6 +150,13 @@ struct RouterTests {
             try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: ByteBuffer(string: "not json")) { response in
                 #expect(response.status == .badRequest)
             }
+            // The agents' own state, at either end, directly or by a detour.
+            for (source, destination) in [("/.barge", "/x"), ("ds/../.barge/a1", "/x"), ("/ds", "/.barge"), ("/ds", ".barge/a1/chunk-index.sqlite")] {
+                try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", source, "a", destination)) { response in
+                    #expect(response.status == .badRequest, "\(source) → \(destination)")
+                    #expect(String(buffer: response.body).contains("no job may read or write"))
+                }
+            }
         }
         await f.scheduler.detach("a1", connection: connection)
         try await f.app.test(.router) { client in

@@ -88,6 +88,48 @@ struct PathConfinementTests {
         #expect(try String(contentsOfFile: s.root + "/long/" + name, encoding: .utf8) == "hello")
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/long") == [name])
     }
+
+    /// `.barge` at the root is every agent's own state, and a `--state` directory given below
+    /// the root is one agent's: no job path may name them or anything in them, and a walk from
+    /// a directory above leaves them out.
+    @Test func agentsOwnStateIsOffLimitsDirectlyAndThroughAParent() throws {
+        let s = try Sandbox()
+        try s.file(".barge/a1/chunk-index.sqlite", "index")
+        try s.file("data/x", "x")
+        try s.file("data/state-b1/chunk-index.sqlite", "index")
+        for path in [".barge", ".barge/a1/chunk-index.sqlite", "/.barge/new", "data/../.barge/a1", "./.barge"] {
+            for lexical in [false, true] {
+                do {
+                    _ = lexical ? try RootedPath.lexical(path, under: s.root) : try RootedPath.resolve(path, under: s.root)
+                    Issue.record("\(path) was taken")
+                } catch {
+                    #expect("\(error)".contains("no job may read or write"), "\(error)")
+                }
+            }
+        }
+        // A data directory of its own named .barge, below the root's top, is data.
+        #expect(try RootedPath.lexical("data/.barge/y", under: s.root).relative == "data/.barge/y")
+
+        // Before the agent protects its --state directory, it is a directory like any other.
+        var walker = try TreeWalker(directory: RootedPath.resolve("", under: s.root))
+        var seen: [String] = []
+        while let e = try walker.next() { seen.append(e.path) }
+        #expect(!seen.contains { $0.hasPrefix(".barge") })
+        #expect(seen.contains("data/state-b1/chunk-index.sqlite"))
+
+        StatePaths.protect(s.root + "/data/state-b1/")
+        for path in ["data/state-b1", "data/state-b1/chunk-index.sqlite", "data/state-b1/new"] {
+            #expect(throws: StoreError.self, "\(path)") { _ = try RootedPath.lexical(path, under: s.root) }
+        }
+        #expect(try RootedPath.lexical("data/state-b1x", under: s.root).relative == "data/state-b1x")
+        for top in ["", "data"] {
+            var walker = try TreeWalker(directory: RootedPath.resolve(top, under: s.root))
+            var seen: [String] = []
+            while let e = try walker.next() { seen.append(e.path) }
+            #expect(seen.contains { $0.hasSuffix("x") })
+            #expect(!seen.contains { $0.contains("state-b1") || $0.hasPrefix(".barge") }, "\(seen)")
+        }
+    }
 }
 
 /// A flag shared with a thread.
@@ -97,4 +139,5 @@ final class Flag: @unchecked Sendable {
     init(_ value: Bool) { self.value = value }
     func load() -> Bool { lock.withLock { value } }
     func store(_ v: Bool) { lock.withLock { value = v } }
+
 }

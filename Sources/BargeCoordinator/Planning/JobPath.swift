@@ -2,6 +2,8 @@
 /// without `.` or empty components. `a:/ds` and `a:ds` are the same path; `..` that would climb
 /// out of the root is refused here, before any agent is asked (agents check again).
 public enum JobPath {
+    static let stateDirectory = ".barge"
+
     public static func normalize(_ path: String) throws(PlanError) -> String {
         var parts: [Substring] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
@@ -14,6 +16,8 @@ public enum JobPath {
             }
         }
         guard !path.utf8.contains(0) else { throw .invalid(path, "contains a NUL byte") }
+        // Agents keep their own state in `<root>/.barge` (agents refuse it too).
+        guard parts.first.map(String.init) != stateDirectory else { throw .invalid(path, "it is inside .barge, the agents' own state, which no job may read or write") }
         return parts.joined(separator: "/")
     }
 
