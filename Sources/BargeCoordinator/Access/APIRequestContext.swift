@@ -1,4 +1,5 @@
 import Hummingbird
+import Logging
 import NIOCore
 
 /// The HTTP API's request context: who is asking (set by `APIAuthentication`) and from where.
@@ -46,6 +47,7 @@ public struct APIAuthentication: RouterMiddleware {
         }
         var context = context
         context.identity = identity
+        AuditContext.current?.identify(identity)
         return try await next(request, context)
     }
 
@@ -61,14 +63,21 @@ public final class APIRoutes: @unchecked Sendable {
     /// "METHOD /path" → the least role that may call it (for the access tests and the docs).
     public private(set) var roles: [String: APIRole] = [:]
 
-    init(tokens: APITokens) {
+    init(tokens: APITokens, audit: AuditTrail?, logger: Logger) {
+        if let audit { router.add(middleware: AuditMiddleware(journal: audit.journal, trail: audit, logger: logger)) }
         router.add(middleware: APIAuthentication(tokens: tokens))
     }
 
     func route(_ method: HTTPRequest.Method, _ path: RouterPath, _ role: APIRole,
                _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> some ResponseGenerator) {
-        roles["\(method) \(path)"] = role
+        let name = "\(method) \(path)"
+        roles[name] = role
         router.on(path, method: method) { request, context in
+            if let audit = AuditContext.current {
+                var parameters: [String: String] = [:]
+                for (k, v) in context.parameters { parameters[String(k)] = String(v) }
+                audit.matched("\(method) /" + "\(path)".drop { $0 == "/" }, parameters: parameters)
+            }
             _ = try context.require(role)
             return try await handler(request, context)
         }

@@ -1,15 +1,19 @@
 import Foundation
 import Hummingbird
+import Logging
 
 /// The coordinator's HTTP API (docs/openapi.yaml). Handlers only translate between HTTP and the
 /// directory, scheduler and tokens; decisions live there. Each route names the least role that
 /// may call it; `APIAuthentication` answers 401 to a request without a valid token first.
-public func buildRouter(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens) -> Router<APIRequestContext> {
-    buildRoutes(directory: directory, scheduler: scheduler, tokens: tokens).router
+public func buildRouter(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens, audit: AuditTrail? = nil,
+                        logger: Logger = Logger(label: "barge.coordinator")) -> Router<APIRequestContext> {
+    buildRoutes(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, logger: logger).router
 }
 
-public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens) -> APIRoutes {
-    let api = APIRoutes(tokens: tokens)
+/// `audit`: where control actions are recorded (the coordinator always has one).
+public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens, audit: AuditTrail? = nil,
+                        logger: Logger = Logger(label: "barge.coordinator")) -> APIRoutes {
+    let api = APIRoutes(tokens: tokens, audit: audit, logger: logger)
     api.open(.get, "/healthz") { _, _ -> Health in Health(status: "ok") }
     api.route(.get, "/v1/agents", .viewer) { _, _ -> AgentList in
         AgentList(agents: await directory.agents.map(AgentStatus.init))

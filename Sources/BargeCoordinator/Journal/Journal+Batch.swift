@@ -201,6 +201,7 @@ extension Journal {
                 try job.update(db)
                 running[id] = false
                 outcome.ended.append(job)
+                try auditOutcome(job, db)
 
             case .wireBytes(let id, let bytes):
                 deltas[id, default: JobDelta()].wireBytes += bytes
@@ -232,6 +233,7 @@ extension Journal {
             job.chunksTotal = job.chunksDone
             outcome.ended.append(job)
             try job.update(db)
+            try auditOutcome(job, db)
         }
         deltas.removeAll()
         // A job planned whole with nothing to do (or whose last page came after its last unit).
@@ -243,6 +245,7 @@ extension Journal {
             job.chunksTotal = job.chunksDone
             try job.update(db)
             outcome.ended.append(job)
+            try auditOutcome(job, db)
         }
 
         for refill in refills {

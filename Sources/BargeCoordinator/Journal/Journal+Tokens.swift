@@ -16,13 +16,15 @@ extension Journal {
     }
 
     func insertAPIToken(_ entry: APITokens.Entry, hash: SHA256Digest) throws {
-        try pool.write { db in
+        try auditedWrite(effect: { _ in ("token '\(entry.name)' (\(entry.role.rawValue)) created", job: nil) }) { db in
             try db.execute(sql: "INSERT INTO api_tokens (name, role, hash, createdAt) VALUES (?, ?, ?, ?)",
                            arguments: [entry.name, entry.role.rawValue, Data(hash.bytes), entry.createdAt])
         }
     }
 
     func deleteAPIToken(name: String) throws {
-        try pool.write { db in try db.execute(sql: "DELETE FROM api_tokens WHERE name = ?", arguments: [name]) }
+        try auditedWrite(effect: { _ in ("token '\(name)' revoked", job: nil) }) { db in
+            try db.execute(sql: "DELETE FROM api_tokens WHERE name = ?", arguments: [name])
+        }
     }
 }

@@ -187,6 +187,16 @@ public final class Journal: Sendable {
                 t.column("createdAt", .double).notNull()
             }
         }
+        m.registerMigration("v10: the audit trail's recent entries") { db in
+            // Each control action and job outcome is journaled here in the transaction that
+            // carries it out, then copied to audit.jsonl; entries copied and synced are deleted
+            // but the last, the chain's head.
+            try db.create(table: "audit") { t in
+                t.primaryKey("seq", .integer)
+                t.column("hash", .text).notNull()
+                t.column("line", .text).notNull()
+            }
+        }
         return m
     }
 
@@ -196,7 +206,9 @@ public final class Journal: Sendable {
     }
 
     public func insert(_ job: JobRecord) throws {
-        try pool.write { db in try job.insert(db) }
+        try auditedWrite(effect: { _ in ("submitted \(job.sourceSite):/\(job.sourcePath) → \(job.destinationSite):/\(job.destinationPath)", job: job.id) }) { db in
+            try job.insert(db)
+        }
     }
 
     public func job(_ id: String) throws -> JobRecord? {
@@ -230,7 +242,7 @@ public final class Journal: Sendable {
     /// Deletes jobs that ended before `before` (Unix seconds), with their units; returns their ids.
     @discardableResult
     public func prune(endedBefore before: Double) throws -> [String] {
-        try pool.write { db in
+        try auditedWrite(effect: { ids in ("pruned \(ids.count) jobs\(ids.isEmpty ? "" : ": " + ids.prefix(100).joined(separator: " ") + (ids.count > 100 ? " …" : ""))", job: nil) }) { db in
             let ids = try String.fetchAll(db, sql: """
                 SELECT id FROM jobs WHERE finishedAt IS NOT NULL AND finishedAt < ? AND state IN ('succeeded', 'failed', 'cancelled')
                 """, arguments: [before])
@@ -255,13 +267,16 @@ public final class Journal: Sendable {
     /// Applies a lifecycle event to a job, checked by `JobLifecycle`, in one transaction.
     @discardableResult
     public func apply(_ event: JobEvent, to id: String) throws -> JobRecord {
-        try pool.write { db in
+        try auditedWrite(effect: { (r: (job: JobRecord, ended: Bool)) in ("job \(r.job.state.rawValue)", job: id) }) { db in
             guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
+            let was = job.state
             job.state = try JobLifecycle.next(job.state, event)
             if case .fail(let reason) = event { job.error = reason }
             try job.update(db)
-            return job
-        }
+            return (job, ended: job.state.isTerminal && !was.isTerminal)
+        } then: { r, db in
+            if r.ended { try Self.auditOutcome(r.job, db) }
+        }.job
     }
 
     /// Takes a failed or cancelled job back (`barge resume`): every unit not done is pending again
@@ -269,7 +284,7 @@ public final class Journal: Sendable {
     /// before it was planned goes back to queued, to be scanned again.
     @discardableResult
     public func resume(_ id: String) throws -> JobRecord {
-        try pool.write { db in
+        try auditedWrite(effect: { job in ("resumed: \(job.state.rawValue)", job: id) }) { db in
             guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
             let planned = job.startedAt != nil
             job.state = try JobLifecycle.next(job.state, .resume(planned: planned))
@@ -287,20 +302,23 @@ public final class Journal: Sendable {
     /// Applies a terminal event (fail or cancel) and stamps the time.
     @discardableResult
     public func end(_ id: String, _ event: JobEvent, now: Double) throws -> JobRecord {
-        try pool.write { db in
+        try auditedWrite(effect: { (r: (job: JobRecord, ended: Bool)) in ("job \(r.job.state.rawValue)", job: id) }) { db in
             guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
+            let was = job.state
             job.state = try JobLifecycle.next(job.state, event)
             if case .fail(let reason) = event { job.error = reason }
             job.finishedAt = job.finishedAt ?? now
             try job.update(db)
-            return job
-        }
+            return (job, ended: job.state.isTerminal && !was.isTerminal)
+        } then: { r, db in
+            if r.ended { try Self.auditOutcome(r.job, db) }
+        }.job
     }
 
     /// Adds wire bytes of a unit that will not report them (it failed or its agent died).
     /// `barge set JOB --bwlimit`: the job's new cap (nil: none).
     public func setLimit(_ id: String, _ bwlimit: String?) throws {
-        try pool.write { db in
+        try auditedWrite(effect: { _ in ("cap \(bwlimit ?? "off")", job: id) }) { db in
             try db.execute(sql: "UPDATE jobs SET bwlimit = ? WHERE id = ?", arguments: [bwlimit, id])
         }
     }
@@ -349,7 +367,9 @@ public final class Journal: Sendable {
     }
 
     public func save(_ verification: VerificationRecord) throws {
-        try pool.write { db in try verification.save(db) }
+        try auditedWrite(effect: { _ in ("verification \(verification.state.rawValue)\(verification.repair ? ", repairing" : "")", job: verification.jobId) }) { db in
+            try verification.save(db)
+        }
     }
 
     public func units(job id: String, state: UnitState? = nil) throws -> [UnitRecord] {

@@ -44,6 +44,7 @@ public struct CoordinatorServer {
         listenerConfig.agentTimeout = c.agentTimeout
         listenerConfig.heartbeatInterval = c.heartbeatInterval
         let logger = self.logger
+        let audit = try AuditTrail(directory: c.stateDirectory, journal: journal, logger: logger)
         let tokens = try APITokens(journal: journal)
         if let written = try tokens.ensureAdmin(in: c.stateDirectory) {
             logger.notice("first start: an admin API token is in \(written) (mode 0600); pass it with --api-token-file or BARGE_API_TOKEN_FILE, and make others with 'barge token create'")
@@ -58,7 +59,7 @@ public struct CoordinatorServer {
             logger.warning("agents down after \(c.agentTimeout) without a heartbeat: \(names.joined(separator: ", ")); \(released) units back to pending")
         }
         let agentAddress = listener.localAddress.map { "\($0.ipAddress ?? c.agents.host):\($0.port ?? c.agents.port)" } ?? "\(c.agents)"
-        var services: [any Service] = [listener, expiry]
+        var services: [any Service] = [listener, expiry, AuditMirrorService(trail: audit, logger: logger)]
         if let retention = c.retention { services.append(RetentionService(scheduler: scheduler, retention: retention)) }
         if let metrics = c.metrics {
             services.append(Application(
@@ -71,7 +72,7 @@ public struct CoordinatorServer {
                 logger: logger))
         }
         let app = Application(
-            router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens),
+            router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, logger: logger),
             configuration: .init(address: .hostname(c.http.host, port: c.http.port), serverName: "barge-coordinator"),
             services: services,
             onServerRunning: { channel in

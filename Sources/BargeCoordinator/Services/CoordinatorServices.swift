@@ -1,5 +1,6 @@
 import BargeWire
 import Foundation
+import Logging
 import ServiceLifecycle
 
 /// The agent listener as a service: it serves until graceful shutdown, then closes its socket.
@@ -56,8 +57,29 @@ public struct RetentionService: Service {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            _ = try? await scheduler.prune(endedBefore: Date().timeIntervalSince1970 - retention.seconds)
+            // A control action of the coordinator's own, recorded as such.
+            var draft = AuditRecord(kind: "action", actor: .init(name: "coordinator"))
+            draft.action = "retain"
+            draft.args = ["older_than_seconds": "\(Int(retention.seconds))"]
+            _ = try? await AuditContext.$current.withValue(AuditContext(draft)) {
+                try await scheduler.prune(endedBefore: Date().timeIntervalSince1970 - retention.seconds)
+            }
             try? await Task.sleep(for: interval)
         }
+    }
+}
+
+/// Copies audit records journaled outside requests (job outcomes) to `audit.jsonl` every
+/// second, and syncs the file when the coordinator stops.
+struct AuditMirrorService: Service {
+    let trail: AuditTrail
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            do { try trail.mirror() } catch { logger.error("audit: \(error)") }
+        }
+        do { try trail.mirror(sync: true) } catch { logger.error("audit: \(error)") }
     }
 }

@@ -1,0 +1,122 @@
+import ArgumentParser
+import BargeCoordinator
+import Foundation
+
+/// `barge audit verify|show`: the coordinator's tamper-evident audit trail, read from its file.
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Check and read the coordinator's audit trail (STATE/audit.jsonl).",
+        discussion: """
+            The coordinator appends every control action (who, what, when, from where, and the \
+            result) and every job's outcome to STATE/audit.jsonl. Each line carries the SHA-256 \
+            of its content and of the line before it, so the file is a hash chain: `audit verify` \
+            finds a line that was changed, removed or reordered, and prints the head hash, which \
+            stands for the whole trail: publish or countersign it elsewhere. These commands read \
+            the file, so run them where it is (or on a copy); they need no coordinator.
+            """,
+        subcommands: [Verify.self, Show.self])
+
+    struct Source: ParsableArguments {
+        @Option(help: ArgumentHelp("The coordinator's state directory (its audit.jsonl is read).", valueName: "dir"))
+        var state = "./barge-state"
+        @Option(help: ArgumentHelp("An audit file to read instead (a copy, say).", valueName: "file"))
+        var file: String?
+
+        var path: String { file ?? state + "/" + AuditTrail.fileName }
+
+        func lines() throws -> LineReader {
+            guard let reader = LineReader(path: path) else { throw Failure("cannot read the audit trail \(path): \(String(cString: strerror(errno)))") }
+            return reader
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Recompute the hash chain; print the entry count and the head hash. Exits 1 at the first bad entry.")
+
+        @OptionGroup var source: Source
+        @Flag(help: "Print JSON: entries, head, and the first bad line with its reason.") var json = false
+
+        func run() throws {
+            let report = AuditChain.verify(lines: try source.lines())
+            if json {
+                var out: [String: Any] = ["file": source.path, "entries": report.entries, "head": report.head, "ok": report.broken == nil]
+                if let b = report.broken { out["bad_line"] = b.line; out["reason"] = b.reason }
+                print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
+            } else if let b = report.broken {
+                print("\(source.path): BROKEN at line \(b.line): \(b.reason)")
+                print("  the \(report.entries) \(report.entries == 1 ? "entry" : "entries") before it \(report.entries == 1 ? "is" : "are") intact; head \(report.head)")
+            } else {
+                print("\(source.path): \(report.entries) entries, chain intact")
+                print("head \(report.head)")
+            }
+            if report.broken != nil { throw ExitCode(1) }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List entries, oldest first: control actions and job outcomes.")
+
+        @OptionGroup var source: Source
+        @Option(help: ArgumentHelp("Only the entries about this job.", valueName: "job")) var job: String?
+        @Flag(help: "Print the entries as JSON lines, as they are in the file.") var json = false
+
+        func run() throws {
+            var rows = [["SEQ", "TIME", "WHO", "FROM", "WHAT", "JOB", "RESULT"]]
+            var number = 0
+            for line in try source.lines() where !line.isEmpty {
+                number += 1
+                guard let (_, r) = AuditChain.parse(line) else {
+                    FileHandle.standardError.write(Data("line \(number) is not an intact entry (run 'barge audit verify')\n".utf8))
+                    continue
+                }
+                if let job, r.job != job { continue }
+                if json { print(line); continue }
+                let who = r.actor.role.map { "\(r.actor.name) (\($0))" } ?? r.actor.name
+                let what = r.kind == "job" ? "job ended" : (r.action ?? "")
+                let result: String
+                if let o = r.outcome {
+                    result = "\(o.state): \(o.files) files, \(o.bytes) bytes\(o.error.map { ": \($0)" } ?? "")"
+                } else if let res = r.result {
+                    result = [res.outcome, res.status.map(String.init), res.detail].compactMap { $0 }.joined(separator: " ")
+                } else {
+                    result = ""
+                }
+                rows.append(["\(r.seq)", r.time, who, r.from ?? "-", what, r.job ?? "-", result])
+            }
+            if !json { print(Table.render(rows)) }
+        }
+    }
+}
+
+/// The lines of a file, read a megabyte at a time (an audit trail of millions of entries is
+/// never held whole).
+struct LineReader: Sequence, IteratorProtocol {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var done = false
+
+    init?(path: String) {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        handle = h
+    }
+
+    mutating func next() -> Substring? {
+        while true {
+            if let i = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                defer { start = i + 1 }
+                return Substring(String(decoding: buffer[start..<i], as: UTF8.self))
+            }
+            if done {
+                guard start < buffer.count else { return nil }
+                defer { start = buffer.count }
+                return Substring(String(decoding: buffer[start...], as: UTF8.self))
+            }
+            buffer.removeFirst(start)
+            start = 0
+            let chunk = handle.readData(ofLength: 1 << 20)
+            if chunk.isEmpty { done = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
