@@ -104,8 +104,52 @@ struct ClusterProcessTests {
         let badRole = try cluster.cli(["token", "create", "--role", "root", "--name", "x"], http: http)
         #expect(badRole.status != 0 && badRole.stderr.contains("--role must be viewer, operator or admin"))
 
+        // Each of those actions is in the audit trail, refusals included, and the chain holds.
+        let verify = try BargeProcess.run(["audit", "verify", "--state", dir.path + "/state"])
+        #expect(verify.status == 0 && verify.stdout.contains("chain intact"), "\(verify.stdout)\(verify.stderr)")
+        let shown = try BargeProcess.run(["audit", "show", "--state", dir.path + "/state"]).stdout
+        for expected in ["admin (admin)", "POST /v1/tokens", "token 'watcher' (viewer) created", "watcher (viewer)", "refused 403", "DELETE /v1/tokens/{name}"] {
+            #expect(shown.contains(expected), "\(expected) not in\n\(shown)")
+        }
+
         // /metrics alone on its own port, with no token.
         let metrics = try String(contentsOf: URL(string: "http://127.0.0.1:\(metricsPort)/metrics")!, encoding: .utf8)
         #expect(metrics.contains("barge_"))
     }
+
+    /// Killed at any moment while actions run, the coordinator comes back with a journal and an
+    /// audit trail that agree: an action is recorded if and only if it took effect.
+    @Test func afterACrashTheAuditTrailHoldsExactlyTheActionsThatTookEffect() async throws {
+        var (coordinator, _, http) = try await cluster.startCoordinator()
+        let url = http
+        let creator = Task.detached { () -> Int in
+            var tried = 0
+            for i in 0..<400 {
+                let r = try BargeProcess.run(["token", "create", "--role", "viewer", "--name", "t\(i)", "--coordinator-url", url], environment: cluster.environment)
+                tried += 1
+                if r.status != 0 { break }
+            }
+            return tried
+        }
+        try await Task.sleep(for: .milliseconds(1500))
+        coordinator.kill(SIGKILL)
+        coordinator.process.waitUntilExit()
+        let tried = try await creator.value
+        (coordinator, _, http) = try await cluster.startCoordinator(log: "coordinator-2.log")
+        defer { withExtendedLifetime(coordinator) {} }
+        let listed = try cluster.cli(["token", "list", "--json"], http: http)
+        let tokens = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]], "\(listed.stderr)")
+        let made = Set(tokens.compactMap { $0["name"] as? String }.filter { $0.hasPrefix("t") })
+        let shown = try BargeProcess.run(["audit", "show", "--json", "--state", dir.path + "/state"]).stdout
+        var recorded: Set<String> = []
+        for line in shown.split(separator: "\n") where line.contains("\"outcome\":\"done\"") && line.contains("(viewer) created") {
+            if let r = line.range(of: #"token '(t\d+)'"#, options: .regularExpression) { recorded.insert(String(line[r].dropFirst(7).dropLast())) }
+        }
+        print("crash: \(tried) creations tried, \(made.count) took effect, \(recorded.count) recorded")
+        #expect(made.count > 3, "too few actions before the kill to mean anything")
+        #expect(recorded == made)
+        let verify = try BargeProcess.run(["audit", "verify", "--state", dir.path + "/state"])
+        #expect(verify.status == 0, "\(verify.stdout)")
+    }
 }
+
