@@ -20,6 +20,6 @@ struct Barge: AsyncParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark compression and hashing on this machine and your data.",
-        subcommands: [BenchCompress.self, BenchHash.self, BenchGenerate.self, BenchScale.self]
+        subcommands: [BenchCompress.self, BenchHash.self, BenchGenerate.self, BenchScale.self, BenchAudit.self]
     )
 }
