@@ -3,7 +3,7 @@ import BargeCoordinator
 import Foundation
 
 /// `barge audit verify|show`: the coordinator's tamper-evident audit trail, read from its file.
-struct AuditCommand: ParsableCommand {
+struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit", abstract: "Check and read the coordinator's audit trail (STATE/audit.jsonl).",
         discussion: """
@@ -11,10 +11,13 @@ struct AuditCommand: ParsableCommand {
             result) and every job's outcome to STATE/audit.jsonl. Each line carries the SHA-256 \
             of its content and of the line before it, so the file is a hash chain: `audit verify` \
             finds a line that was changed, removed or reordered, and prints the head hash, which \
-            stands for the whole trail: publish or countersign it elsewhere. These commands read \
-            the file, so run them where it is (or on a copy); they need no coordinator.
+            stands for the whole trail: publish or countersign it elsewhere. `verify` and `show` \
+            read the file, so run them where it is (or on a copy); they need no coordinator. \
+            `export JOB` asks the coordinator for an evidence bundle (the job, each file's path, \
+            size and Merkle root, the job root, and the trail from the job's first entry to the \
+            head), which `verify --bundle` checks with nothing else.
             """,
-        subcommands: [Verify.self, Show.self])
+        subcommands: [Verify.self, Show.self, Export.self])
 
     struct Source: ParsableArguments {
         @Option(help: ArgumentHelp("The coordinator's state directory (its audit.jsonl is read).", valueName: "dir"))
@@ -36,8 +39,11 @@ struct AuditCommand: ParsableCommand {
 
         @OptionGroup var source: Source
         @Flag(help: "Print JSON: entries, head, and the first bad line with its reason.") var json = false
+        @Option(help: ArgumentHelp("Check an evidence bundle from `barge audit export` instead.", valueName: "file"))
+        var bundle: String?
 
         func run() throws {
+            if let bundle { return try checkBundle(bundle) }
             let report = AuditChain.verify(lines: try source.lines())
             if json {
                 var out: [String: Any] = ["file": source.path, "entries": report.entries, "head": report.head, "ok": report.broken == nil]
@@ -51,6 +57,24 @@ struct AuditCommand: ParsableCommand {
                 print("head \(report.head)")
             }
             if report.broken != nil { throw ExitCode(1) }
+        }
+
+        private func checkBundle(_ path: String) throws {
+            guard let data = FileManager.default.contents(atPath: path) else { throw Failure("cannot read the bundle \(path)") }
+            let o = EvidenceCheck.check(data)
+            if json {
+                let out: [String: Any] = ["bundle": path, "job": o.job, "files": o.files, "job_root": o.jobRoot, "chain_entries": o.chainEntries,
+                                          "head": o.head, "ok": o.problems.isEmpty, "problems": o.problems]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
+            } else if o.problems.isEmpty {
+                print("\(path): job \(o.job), \(o.files) files, job root \(o.jobRoot) (recorded in audit entry \(o.rootEntry ?? 0))")
+                print("chain of \(o.chainEntries) entries intact; head \(o.head)")
+                print("compare the head with the one the operator published or countersigned")
+            } else {
+                print("\(path): BROKEN")
+                for p in o.problems { print("  \(p)") }
+            }
+            if !o.problems.isEmpty { throw ExitCode(1) }
         }
     }
 
@@ -87,36 +111,20 @@ struct AuditCommand: ParsableCommand {
             if !json { print(Table.render(rows)) }
         }
     }
-}
 
-/// The lines of a file, read a megabyte at a time (an audit trail of millions of entries is
-/// never held whole).
-struct LineReader: Sequence, IteratorProtocol {
-    private let handle: FileHandle
-    private var buffer: [UInt8] = []
-    private var start = 0
-    private var done = false
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a job's evidence bundle to stdout (check it with `barge audit verify --bundle FILE`).",
+            discussion: "Example: barge audit export j-0123456789 > evidence.json")
 
-    init?(path: String) {
-        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
-        handle = h
-    }
+        @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
+        @OptionGroup var coordinator: CoordinatorURLOptions
 
-    mutating func next() -> Substring? {
-        while true {
-            if let i = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                defer { start = i + 1 }
-                return Substring(String(decoding: buffer[start..<i], as: UTF8.self))
-            }
-            if done {
-                guard start < buffer.count else { return nil }
-                defer { start = buffer.count }
-                return Substring(String(decoding: buffer[start...], as: UTF8.self))
-            }
-            buffer.removeFirst(start)
-            start = 0
-            let chunk = handle.readData(ofLength: 1 << 20)
-            if chunk.isEmpty { done = true } else { buffer.append(contentsOf: chunk) }
+        func run() async throws {
+            let data = try await coordinator.api().get("/v1/jobs/\(pathComponent(job))/evidence", timeout: 3600)
+            FileHandle.standardOutput.write(data)
+            FileHandle.standardOutput.write(Data("\n".utf8))
         }
     }
 }
+

@@ -253,7 +253,10 @@ struct ScaleRun {
                                              id: "j-bench-\(name)")
         let poller = Task {
             let api = CoordinatorAPI(base: "http://127.0.0.1:\(port)", token: viewer)
-            while !Task.isCancelled {
+            // Stopped by the flag, not by cancelling: cancelling a task inside URLSession's
+            // `data(for:)` as the response completes can deadlock FoundationNetworking on Linux
+            // (seen: the task's status lock against the session's queue).
+            while !counter.ended {
                 let t = Self.time()
                 _ = try? await api.get("/v1/jobs/\(job.id)")
                 latencies.add((Self.time() - t) * 1000)
@@ -285,7 +288,7 @@ struct ScaleRun {
         let ended = try await scheduler.status(job.id)?.state.isTerminal == true ? Self.time() - start : nil
         let made = counter.total - before
         counter.end()
-        poller.cancel()
+        await poller.value
         _ = try? await scheduler.cancel(job.id)
         for t in agentTasks { t.cancel() }
         server.cancel()

@@ -11,7 +11,7 @@ struct CoordinatorAPI {
     /// The API token (`--api-token-file`); nil sends none, and the coordinator answers 401.
     var token: String? = nil
 
-    func get(_ path: String) async throws -> Data { try await send("GET", path) }
+    func get(_ path: String, timeout: TimeInterval = 30) async throws -> Data { try await send("GET", path, timeout: timeout) }
     func post(_ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
         try await send("POST", path, body: body, timeout: timeout)
     }

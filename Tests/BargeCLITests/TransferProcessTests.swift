@@ -1,4 +1,5 @@
 import BargeBench
+import BargeDigest
 import Foundation
 import Testing
 
@@ -53,6 +54,51 @@ struct TransferProcessTests {
         #expect(c.processes[0].output.contains("succeeded"))
         let verify = try cluster.cli(["verify", try #require(s["id"] as? String)], http: c.http)
         #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
+    }
+
+    /// A job's evidence bundle: each file's Merkle root (checked here against the bytes that
+    /// arrived), the job root, and the audit trail to its head; it verifies with nothing else,
+    /// and not once a byte of it changes.
+    @Test func anExportedBundleVerifiesOfflineAndFailsWhenAByteChanges() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 30)
+        let c = try await start()
+        let r = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http)
+        #expect(r.status == 0, "\(r.stderr)")
+        let id = try #require(try status(r)["id"] as? String)
+        let export = try cluster.cli(["audit", "export", id], http: c.http)
+        #expect(export.status == 0, "\(export.stderr)")
+        let file = cluster.dir.url.appendingPathComponent("evidence.json")
+        try Data(export.stdout.utf8).write(to: file)
+        let ok = try BargeProcess.run(["audit", "verify", "--bundle", file.path])
+        #expect(ok.status == 0 && ok.stdout.contains("job \(id)") && ok.stdout.contains("intact"), "\(ok.stdout)")
+
+        let bundle = try #require(try JSONSerialization.jsonObject(with: Data(export.stdout.utf8)) as? [String: Any])
+        let files = try #require(bundle["files"] as? [[String: Any]])
+        #expect(files.count >= 30)
+        // A one-chunk file's root is its leaf: SHA-256 of 0x00 and the chunk's SHA-256.
+        let small = try #require(files.first { ($0["chunks"] as? Int) == 1 && ($0["size"] as? Int ?? 0) > 0 })
+        let path = try #require(small["path"] as? String)
+        let bytes = [UInt8](try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/" + path)))
+        let leaf = SHA256.hash([0x00] + SHA256.hash(bytes).bytes)
+        #expect(small["merkle_root"] as? String == leaf.description, "\(path)")
+
+        // One file's root changed: the job root no longer follows, and the trail names another.
+        var forged = bundle
+        var list = files
+        list[0]["merkle_root"] = String(repeating: "ab", count: 32)
+        forged["files"] = list
+        try JSONSerialization.data(withJSONObject: forged).write(to: file)
+        let bad = try BargeProcess.run(["audit", "verify", "--bundle", file.path])
+        #expect(bad.status == 1 && bad.stdout.contains("job_root"), "\(bad.stdout)")
+        // One byte of the trail changed.
+        var text = Array(export.stdout.utf8)
+        // "submitted a:/ds" appears only in the chain's first entry.
+        let at = try #require(export.stdout.range(of: "submitted a:/ds")).lowerBound.utf16Offset(in: export.stdout) + 2
+        text[at] = UInt8(ascii: "A")
+        try Data(text).write(to: file)
+        let flipped = try BargeProcess.run(["audit", "verify", "--bundle", file.path])
+        #expect(flipped.status == 1 && flipped.stdout.contains("chain line"), "\(flipped.stdout)")
+        #expect(try BargeProcess.run(["audit", "verify", "--state", cluster.dir.path + "/state"]).status == 0)
     }
 
     /// No job reads or writes an agent's own state: not `.barge`, not a `--state` below the

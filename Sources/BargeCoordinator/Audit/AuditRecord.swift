@@ -55,7 +55,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var seq: Int64 = 0
     public var prev: String = ""
     public var time: String
-    /// `action` (an API call), `job` (a job ended) or `merkle` (the root of what a job moved).
+    /// `action` (an API call), `job` (a job ended) or `merkle` (the root of what a succeeded
+    /// job moved, recorded shortly after it ended).
     public var kind: String
     public var actor: Actor
     public var from: String?
@@ -127,9 +128,12 @@ public enum AuditChain {
     /// Walks the chain from its first line; stops at the first line that breaks it. Each line's
     /// hash is checked over its bytes, and only its top-level `seq` and `prev` are read (a scan
     /// that skips strings and nested values), so a million entries take seconds, not minutes.
-    public static func verify<S: Sequence>(lines: S) -> Report where S.Element == Substring {
+    /// `segment`: the lines are a part of a trail, not its start; the first line's number and
+    /// `prev` are taken as they are.
+    public static func verify<S: Sequence>(lines: S, segment: Bool = false) -> Report where S.Element == Substring {
         var report = Report()
         var head = [UInt8](repeating: 0, count: 32)
+        var firstSeq: Int64 = 1
         var number = 0
         for line in lines {
             number += 1
@@ -144,7 +148,11 @@ public enum AuditChain {
                 report.broken = (number, "the entry does not match its own hash (it was changed, or is not an audit entry)")
                 return report
             }
-            let expected = Int64(report.entries + 1)
+            if segment && report.entries == 0 {
+                firstSeq = checked.seq
+                head = checked.prev
+            }
+            let expected = firstSeq + Int64(report.entries)
             guard checked.seq == expected else {
                 report.broken = (number, "entry \(checked.seq) comes where entry \(expected) should: entries were removed or reordered")
                 return report

@@ -102,6 +102,13 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         }
         return outcome
     }
+    api.route(.get, "/v1/jobs/{id}/evidence", .viewer) { _, context -> Response in
+        let id = try context.parameters.require("id")
+        guard let job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+        guard let audit else { throw HTTPError(.serviceUnavailable, message: "this coordinator keeps no audit trail") }
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: EvidenceBundle.body(job: JobStatus(job), journal: audit.journal, trail: audit))
+    }
     api.route(.get, "/v1/tokens", .admin) { _, _ -> TokenList in
         TokenList(tokens: tokens.entries.map(TokenInfo.init))
     }

@@ -197,6 +197,15 @@ public final class Journal: Sendable {
                 t.column("line", .text).notNull()
             }
         }
+        m.registerMigration("v11: the root of what each job moved") { db in
+            // Filled in after a job ends (with a `merkle` audit record); '' for jobs that ended
+            // before this version, whose root was never recorded.
+            try db.execute(sql: """
+                ALTER TABLE jobs ADD COLUMN merkleRoot TEXT;
+                UPDATE jobs SET merkleRoot = '' WHERE state IN ('succeeded', 'failed', 'cancelled');
+                CREATE INDEX jobs_unrooted ON jobs(id) WHERE state IN ('succeeded', 'failed', 'cancelled') AND merkleRoot IS NULL;
+                """)
+        }
         return m
     }
 
@@ -291,6 +300,8 @@ public final class Journal: Sendable {
             job.error = nil
             job.finishedAt = nil
             try job.update(db)
+            // What it moves from now on gets a root of its own when it ends again.
+            try db.execute(sql: "UPDATE jobs SET merkleRoot = NULL WHERE id = ?", arguments: [id])
             try db.execute(sql: """
                 UPDATE units SET state = 'pending', attempts = 0, sourceAgent = NULL, destinationAgent = NULL
                   WHERE jobId = ? AND state IN ('pending', 'assigned', 'failed')

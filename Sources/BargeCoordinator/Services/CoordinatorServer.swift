@@ -59,7 +59,8 @@ public struct CoordinatorServer {
             logger.warning("agents down after \(c.agentTimeout) without a heartbeat: \(names.joined(separator: ", ")); \(released) units back to pending")
         }
         let agentAddress = listener.localAddress.map { "\($0.ipAddress ?? c.agents.host):\($0.port ?? c.agents.port)" } ?? "\(c.agents)"
-        var services: [any Service] = [listener, expiry, AuditMirrorService(trail: audit, logger: logger)]
+        var services: [any Service] = [listener, expiry, AuditMirrorService(trail: audit, logger: logger),
+                                       EvidenceRootService(journal: journal, logger: logger)]
         if let retention = c.retention { services.append(RetentionService(scheduler: scheduler, retention: retention)) }
         if let metrics = c.metrics {
             services.append(Application(

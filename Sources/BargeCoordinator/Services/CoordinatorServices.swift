@@ -83,3 +83,34 @@ struct AuditMirrorService: Service {
         do { try trail.mirror(sync: true) } catch { logger.error("audit: \(error)") }
     }
 }
+
+/// Records the Merkle root of what each ended job moved (`Journal.evidence`), with a `merkle`
+/// audit record, shortly after it ends and, for jobs the coordinator stopped before recording,
+/// at the next start. The reading runs on a Dispatch queue, off the cooperative pool.
+struct EvidenceRootService: Service {
+    let journal: Journal
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            for id in (try? journal.unrootedJobs()) ?? [] {
+                if Task.isShuttingDownGracefully { break }
+                let journal = self.journal
+                let outcome: Result<(files: Int64, root: String), any Error> = await withCheckedContinuation { done in
+                    DispatchQueue.global(qos: .utility).async {
+                        done.resume(returning: Result(catching: {
+                            let e = try journal.evidence(job: id) { _ in }
+                            try journal.recordRoot(job: id, files: e.files, root: e.root)
+                            return (e.files, e.root.description)
+                        }))
+                    }
+                }
+                switch outcome {
+                case .success(let r): logger.info("job \(id): \(r.files) files, Merkle root \(r.root)")
+                case .failure(let error): logger.error("job \(id): cannot record the root of what it moved: \(error)")
+                }
+            }
+            try? await Task.sleep(for: .seconds(2))
+        }
+    }
+}
