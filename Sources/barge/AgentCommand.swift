@@ -77,6 +77,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     @OptionGroup var tokenOptions: TokenOptions
+    @OptionGroup var plaintext: PlaintextOption
 
     func validate() throws {
         guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
@@ -95,6 +96,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        plaintext.apply()
         MemoryTuning.keepLargeBuffers()
         let target = try parseHostPort(coordinator, option: "--coordinator")
         let data = try parseHostPort(listen, option: "--listen")

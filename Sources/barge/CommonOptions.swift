@@ -15,6 +15,17 @@ struct TokenOptions: ParsableArguments {
     }
 }
 
+/// `--insecure-plaintext`: protocol versions 1 to 7, in clear, instead of 8 (every frame sealed).
+struct PlaintextOption: ParsableArguments {
+    @Flag(help: "Send every connection in clear (protocol 7) instead of encrypted (8): for benchmarks, and for a cluster still updating from 7. Every node must agree.")
+    var insecurePlaintext = false
+
+    /// Applies the choice before any connection is made (WireVersion reads it once).
+    func apply() {
+        if insecurePlaintext { setenv("BARGE_INSECURE_PLAINTEXT", "1", 1) }
+    }
+}
+
 /// `--coordinator-url`, falling back to `BARGE_COORDINATOR`, then http://127.0.0.1:7480; and
 /// the API token from `--api-token-file`, `BARGE_API_TOKEN_FILE`, or the admin token a
 /// coordinator with the default `--state` wrote in this directory.

@@ -45,6 +45,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var retain = "off"
 
     @OptionGroup var tokenOptions: TokenOptions
+    @OptionGroup var plaintext: PlaintextOption
 
     /// `--retain`: an age in days, hours or minutes, or nil for off.
     static func age(_ text: String) -> Duration? {
@@ -62,6 +63,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        plaintext.apply()
         guard agentTimeout >= 0.5, agentTimeout <= 3600 else { throw ValidationError("--agent-timeout must be 0.5 to 3600 seconds") }
         var config = CoordinatorServer.Configuration(
             stateDirectory: state, agents: try parseHostPort(listen, option: "--listen"),

@@ -52,7 +52,7 @@ struct FrameTests {
     @Test(arguments: [
         (4, UInt8(9), WireError.unsupportedFrameVersion(9)),
         (5, UInt8(0x55), WireError.unknownType(0x55)),
-        (7, UInt8(1), WireError.unsupportedFlags(1)),
+        (7, UInt8(2), WireError.unsupportedFlags(2)),
     ])
     func badHeaderFields(_ offset: Int, _ value: UInt8, _ error: WireError) {
         var b = Fixtures.bytes(.welcome(Welcome(serverName: "x")))

@@ -99,7 +99,8 @@ struct HandshakeChannelTests {
     /// naming it, and the server closes.
     @Test func aForgedProofIsRefusedWithAnErrorFrame() throws {
         let s = try server()
-        try s.channel.writeInbound(Fixtures.bytes(.hello(Hello(minVersion: 1, maxVersion: 1, role: .agent, name: "mallory", nonce: Fixtures.clientNonce))))
+        try s.channel.writeInbound(Fixtures.bytes(.hello(Hello(minVersion: WireVersion.supported.lowerBound, maxVersion: WireVersion.supported.upperBound,
+                                                               role: .agent, name: "mallory", nonce: Fixtures.clientNonce))))
         guard case .challenge? = try sentMessages(s).first else { Issue.record("no challenge"); return }
         try s.channel.writeInbound(Fixtures.bytes(.auth(Auth(proof: [UInt8](repeating: 0, count: 32)))))
         guard case .error(let e)? = try sentMessages(s).first else { Issue.record("no error frame"); return }

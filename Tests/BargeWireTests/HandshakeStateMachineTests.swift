@@ -26,7 +26,7 @@ struct HandshakeStateMachineTests {
         }
         #expect(serverSession == Session(version: 1, peerName: "agent-a1", role: .agent, maxPayloadLength: 1 << 20))
         guard case .establish(let clientSession) = client.receive(welcome) else { Issue.record("client did not establish"); return }
-        #expect(clientSession == Session(version: 1, peerName: "coordinator", role: .agent, maxPayloadLength: 1 << 20))
+        #expect(clientSession == Session(version: 1, peerName: "coordinator", role: .agent, maxPayloadLength: 1 << 20, isClient: true))
     }
 
     @Test func theHighestCommonVersionIsChosen() throws {
@@ -35,18 +35,54 @@ struct HandshakeStateMachineTests {
         #expect(c.version == 2)
     }
 
-    /// Rolling updates: this build and builds older (1...1, 1...6) or newer (2...8) agree on a
-    /// version in both roles.
-    @Test func peersOneVersionApartAgree() throws {
-        #expect(WireVersion.supported == 1...7)
-        for (old, expected): (ClosedRange<UInt8>, UInt8) in [(1...1, 1), (1...6, 6), (2...8, 7)] {
+    /// This build speaks 8 only (every frame sealed), so an older peer is refused, with the way
+    /// out in the reason, whichever side it is on; nobody can talk it down to clear text.
+    @Test func anEncryptingBuildRefusesOlderPeersAndSaysWhy() throws {
+        #expect(WireVersion.supported == 8...8)
+        for old: ClosedRange<UInt8> in [1...1, 1...7] {
             for (c, s) in [(old, WireVersion.supported), (WireVersion.supported, old)] {
+                var (client, server) = pair(clientVersions: c, serverVersions: s)
+                guard case .fail(let e, true) = server.receive(try sent(client.start())) else { Issue.record("\(c) and \(s) agreed"); continue }
+                #expect(e.code == .noCommonVersion && e.reason.contains("--insecure-plaintext"))
+            }
+        }
+        // A server that offers 7 to a client that asks for 8 only: the client refuses.
+        var (client, server) = pair(clientVersions: 8...8, serverVersions: 1...7)
+        let hello = try sent(client.start())
+        var downgraded = hello
+        if case .hello(var h) = hello { h = Hello(minVersion: 1, maxVersion: 7, role: h.role, name: h.name, nonce: h.nonce); downgraded = .hello(h) }
+        guard case .challenge(let ch) = try sent(server.receive(downgraded)) else { Issue.record("no challenge"); return }
+        #expect(ch.version == 7)
+        guard case .fail(let e, _) = client.receive(.challenge(ch)) else { Issue.record("the client took version 7"); return }
+        #expect(e.code == .noCommonVersion)
+    }
+
+    /// Builds in clear (1...7, `--insecure-plaintext`) and older ones still agree, as in a
+    /// rolling update from 7.
+    @Test func clearTextBuildsOneVersionApartAgree() throws {
+        for (old, expected): (ClosedRange<UInt8>, UInt8) in [(1...1, 1), (1...6, 6), (2...7, 7)] {
+            for (c, s) in [(old, 1...7), (1...7, old)] {
                 var (client, server) = pair(clientVersions: c, serverVersions: s)
                 guard case .challenge(let ch) = try sent(server.receive(try sent(client.start()))) else { Issue.record("no challenge for \(c) and \(s)"); continue }
                 #expect(ch.version == expected)
                 #expect(throws: Never.self) { _ = try sent(client.receive(.challenge(ch))) }
             }
         }
+    }
+
+    /// Version 8: both sides derive the same two keys, different per connection (nonce).
+    @Test func bothSidesDeriveTheSameFrameKeys() throws {
+        var (client, server) = pair(clientVersions: 8...8, serverVersions: 8...8)
+        let challenge = try sent(server.receive(try sent(client.start())))
+        let auth = try sent(client.receive(challenge))
+        guard case .sendAndEstablish(let welcome, let serverSession) = server.receive(auth),
+              case .establish(let clientSession) = client.receive(welcome) else { Issue.record("no session"); return }
+        let keys = try #require(serverSession.keys)
+        #expect(clientSession.keys == keys && clientSession.isClient && !serverSession.isClient)
+        #expect(keys.clientToServer != keys.serverToClient && keys.clientToServer.count == 32)
+        let other = try SessionKeys.derive(token: Fixtures.token, clientNonce: Fixtures.serverNonce, serverNonce: Fixtures.clientNonce, version: 8, clientName: "agent-a1")
+        #expect(other != keys)
+        #expect(pair(clientVersions: 1...1, serverVersions: 1...1).0.state == .idle)
     }
 
     @Test func noCommonVersionIsRefusedWithAReason() throws {

@@ -19,8 +19,11 @@ extension ByteBuffer {
             guard let t = MessageType(rawValue: raw) else { throw .unknownType(raw) }
             type = t
         }
-        if available >= 8, let flags = getInteger(at: start + 6, as: UInt16.self), flags != 0 {
-            throw .unsupportedFlags(flags)
+        var flags: UInt16 = 0
+        if available >= 8, let f = getInteger(at: start + 6, as: UInt16.self) {
+            // Bit 0 marks a sealed payload (version 8); whether one is due is the session's to check.
+            guard f == 0 || f == Frame.sealedFlag else { throw .unsupportedFlags(f) }
+            flags = f
         }
         guard available >= Frame.headerSize, let type,
               let length = getInteger(at: start + 8, as: UInt32.self),
@@ -33,7 +36,7 @@ extension ByteBuffer {
         let payload = readSlice(length: Int(length))!
         let actual = payload.withUnsafeReadableBytes { XXH3.hash64($0) }
         guard actual == checksum else { throw .checksumMismatch(expected: checksum, actual: actual) }
-        return Frame(type: type, flags: 0, payload: payload)
+        return Frame(type: type, flags: flags, payload: payload)
     }
 
     /// Writes `frame` (header and payload); returns the bytes written.

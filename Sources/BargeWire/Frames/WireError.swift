@@ -12,6 +12,9 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
     case malformed(MessageType, String)
     /// A well-formed message that is not allowed in the connection's current state.
     case unexpected(MessageType, state: String)
+    /// A sealed frame that does not open (changed, replayed, reordered or dropped on the way),
+    /// or a frame in clear on a sealed session.
+    case sealBroken(MessageType, String)
 
     public var code: ErrorCode {
         switch self {
@@ -23,6 +26,7 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
         case .checksumMismatch: .checksumMismatch
         case .malformed: .malformedMessage
         case .unexpected: .unexpectedMessage
+        case .sealBroken: .sealBroken
         }
     }
 
@@ -37,6 +41,7 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
             "frame checksum mismatch: XXH3-64 0x\(String(actual, radix: 16)), header says 0x\(String(expected, radix: 16))"
         case .malformed(let type, let why): "malformed \(type) message: \(why)"
         case .unexpected(let type, let state): "unexpected \(type) message while \(state)"
+        case .sealBroken(let type, let why): "sealed \(type) frame rejected: \(why)"
         }
     }
 }
@@ -56,6 +61,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let unexpectedMessage = ErrorCode(rawValue: 8)
     public static let noCommonVersion = ErrorCode(rawValue: 9)
     public static let authenticationFailed = ErrorCode(rawValue: 10)
+    public static let sealBroken = ErrorCode(rawValue: 11)
 
     public var description: String {
         switch self {
@@ -69,6 +75,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .unexpectedMessage: "unexpected message"
         case .noCommonVersion: "no common protocol version"
         case .authenticationFailed: "authentication failed"
+        case .sealBroken: "sealed frame rejected"
         default: "error \(rawValue)"
         }
     }

@@ -102,6 +102,17 @@ public final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHand
     private func establish(_ session: Session, context: ChannelHandlerContext) {
         done = true
         timer?.cancel()
+        // Version 8: every frame from here on is sealed, both ways. The cipher takes this
+        // handler's place, after the framing and before the session's handlers, before any
+        // frame of the session can pass.
+        if let keys = session.keys {
+            do {
+                try context.pipeline.syncOperations.addHandler(try FrameCipher(keys: keys, isClient: session.isClient), position: .after(self))
+            } catch {
+                carryOut(.fail(ErrorMessage(code: .authenticationFailed, reason: "cannot set up the frame cipher: \(error)"), notifyPeer: true), context: context)
+                return
+            }
+        }
         limit.maxPayloadLength = session.maxPayloadLength
         context.fireUserInboundEventTriggered(ProtocolEvent.established(session))
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)

@@ -18,6 +18,7 @@ public struct ClientHandshake: Sendable {
     public private(set) var state = State.idle
     private let token: [UInt8]
     private let hello: Hello
+    private var serverNonce: [UInt8]?
 
     /// `nonce` must be 32 fresh random bytes.
     public init(token: [UInt8], name: String, role: PeerRole, versions: ClosedRange<UInt8> = WireVersion.supported, nonce: [UInt8]) {
@@ -49,13 +50,22 @@ public struct ClientHandshake: Sendable {
                 }
                 let proof = try HandshakeProof.client(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
                 state = .awaitingWelcome(version: c.version, maxPayloadLength: Int(c.maxPayloadLength))
+                serverNonce = c.nonce
                 return .send(.auth(Auth(proof: proof)))
             } catch {
                 return fail(ErrorMessage(code: .authenticationFailed, reason: "\(error)"))
             }
 
         case (.awaitingWelcome(let version, let max), .welcome(let w)):
-            let session = Session(version: version, peerName: w.serverName, role: hello.role, maxPayloadLength: max)
+            var keys: SessionKeys?
+            if version >= WireVersion.sealed {
+                guard let nonce = serverNonce,
+                      let k = try? SessionKeys.derive(token: token, clientNonce: hello.nonce, serverNonce: nonce, version: version, clientName: hello.name) else {
+                    return fail(ErrorMessage(code: .authenticationFailed, reason: "cannot derive the session keys"))
+                }
+                keys = k
+            }
+            let session = Session(version: version, peerName: w.serverName, role: hello.role, maxPayloadLength: max, keys: keys, isClient: true)
             state = .established(session)
             return .establish(session)
 
@@ -93,14 +103,19 @@ public enum WireVersion {
     public static let batches: UInt8 = 6
     /// `file batch` and its reply: small files whole in one message.
     public static let fileBatches: UInt8 = 7
+    /// Every frame after the handshake sealed (AES-256-GCM under keys from the handshake).
+    public static let sealed: UInt8 = 8
 
-    /// `BARGE_WIRE_MAX_VERSION` lowers the top of the range, to run this build as an older one
-    /// (for testing a cluster in the middle of a rolling update).
+    /// This build speaks 8 only: every connection is encrypted and authenticated, so an older
+    /// peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot be talked
+    /// down to clear text. `BARGE_INSECURE_PLAINTEXT=1` (`--insecure-plaintext`, for benchmarks
+    /// and rolling updates from 7) speaks 1 to 7 instead, in clear. `BARGE_WIRE_MAX_VERSION=N`
+    /// (N up to 7) runs this build as an older one, in clear (for testing mixed clusters).
     public static let supported: ClosedRange<UInt8> = {
-        let top: UInt8 = 7
-        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1...top).contains(v) {
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
-        return 1...top
+        if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
+        return sealed...sealed
     }()
 }

@@ -7,12 +7,18 @@ public struct Session: Hashable, Sendable {
     public var role: PeerRole
     /// The largest frame payload the server accepts from now on.
     public var maxPayloadLength: Int
+    /// Version 8 and up: the frame keys, and which side this is (it seals with its own
+    /// direction's key). Nil: frames go in clear (versions 1 to 7).
+    public var keys: SessionKeys?
+    public var isClient: Bool
 
-    public init(version: UInt8, peerName: String, role: PeerRole, maxPayloadLength: Int) {
+    public init(version: UInt8, peerName: String, role: PeerRole, maxPayloadLength: Int, keys: SessionKeys? = nil, isClient: Bool = false) {
         self.version = version
         self.peerName = peerName
         self.role = role
         self.maxPayloadLength = maxPayloadLength
+        self.keys = keys
+        self.isClient = isClient
     }
 }
 

@@ -33,3 +33,23 @@ public enum HandshakeProof {
         return try h.finalize().bytes
     }
 }
+
+/// The keys that seal every frame after the handshake (version 8 and up), one per direction,
+/// derived by both sides from what the handshake proved they share:
+///
+///     okm = HKDF-SHA256(ikm: token, salt: client nonce ‖ server nonce,
+///                       info: "barge/8 frame keys" ‖ version ‖ client name, 64 bytes)
+///     client → server key = okm[0..<32], server → client key = okm[32..<64]
+///
+/// The nonces are fresh per connection, so every connection has keys of its own.
+public struct SessionKeys: Hashable, Sendable {
+    public let clientToServer: [UInt8]
+    public let serverToClient: [UInt8]
+
+    public static func derive(token: [UInt8], clientNonce: [UInt8], serverNonce: [UInt8], version: UInt8, clientName: String) throws(DigestError) -> SessionKeys {
+        let name = Array(clientName.utf8)
+        let info = Array("barge/8 frame keys".utf8) + [version, UInt8(truncatingIfNeeded: name.count >> 8), UInt8(truncatingIfNeeded: name.count)] + name
+        let okm = try HKDF.sha256(ikm: token, salt: clientNonce + serverNonce, info: info, length: 64)
+        return SessionKeys(clientToServer: Array(okm[0..<32]), serverToClient: Array(okm[32..<64]))
+    }
+}

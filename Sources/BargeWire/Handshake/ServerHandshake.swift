@@ -37,7 +37,9 @@ public struct ServerHandshake: Sendable {
             let version = min(h.maxVersion, versions.upperBound)
             guard version >= max(h.minVersion, versions.lowerBound) else {
                 return fail(ErrorMessage(code: .noCommonVersion,
-                                         reason: "client speaks versions \(h.minVersion)...\(h.maxVersion), this server \(versions.lowerBound)...\(versions.upperBound)"))
+                                         reason: "client speaks versions \(h.minVersion)...\(h.maxVersion), this server \(versions.lowerBound)...\(versions.upperBound)"
+                                            + (versions.lowerBound >= WireVersion.sealed || h.minVersion >= WireVersion.sealed
+                                               ? " (version 8 and up encrypt every connection: upgrade the older side, or run every node with --insecure-plaintext)" : "")))
             }
             do {
                 let proof = try HandshakeProof.server(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name)
@@ -53,7 +55,14 @@ public struct ServerHandshake: Sendable {
                 return fail(ErrorMessage(code: .authenticationFailed,
                                          reason: "\(h.role) '\(h.name)' did not prove the cluster token: wrong --token-file"))
             }
-            let session = Session(version: version, peerName: h.name, role: h.role, maxPayloadLength: maxPayloadLength)
+            var keys: SessionKeys?
+            if version >= WireVersion.sealed {
+                guard let k = try? SessionKeys.derive(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name) else {
+                    return fail(ErrorMessage(code: .authenticationFailed, reason: "cannot derive the session keys"))
+                }
+                keys = k
+            }
+            let session = Session(version: version, peerName: h.name, role: h.role, maxPayloadLength: maxPayloadLength, keys: keys, isClient: false)
             state = .established(session)
             return .sendAndEstablish(.welcome(Welcome(serverName: name)), session)
 

@@ -1,0 +1,83 @@
+import CBargeCrypto
+
+/// AES-256-GCM through libcrypto's EVP (AES-NI where the CPU has it): one key, one direction.
+/// Each call takes its own 12-byte nonce; a nonce must never repeat under a key (the wire uses a
+/// frame counter). Owns its `EVP_CIPHER_CTX`; not thread-safe.
+public final class AESGCM {
+    public static let keyLength = 32
+    public static let nonceLength = 12
+    public static let tagLength = 16
+
+    private let ctx: OpaquePointer
+    private let encrypting: Bool
+
+    public init(key: [UInt8], encrypting: Bool) throws(DigestError) {
+        guard key.count == Self.keyLength else { throw DigestError("AES-256-GCM needs a 32-byte key") }
+        guard let c = EVP_CIPHER_CTX_new() else { throw DigestError("EVP_CIPHER_CTX_new") }
+        ctx = c
+        self.encrypting = encrypting
+        guard EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), nil, key, nil, encrypting ? 1 : 0) == 1 else {
+            EVP_CIPHER_CTX_free(ctx)
+            throw DigestError("EVP_CipherInit_ex(AES-256-GCM)")
+        }
+    }
+
+    deinit { EVP_CIPHER_CTX_free(ctx) }
+
+    /// Encrypts `input` into `output` (`input.count + 16` bytes: the ciphertext, then the tag),
+    /// authenticating `aad` too.
+    public func seal(_ input: UnsafeRawBufferPointer, aad: [UInt8], nonce: [UInt8], into output: UnsafeMutableRawBufferPointer) throws(DigestError) {
+        precondition(encrypting && output.count == input.count + Self.tagLength && nonce.count == Self.nonceLength)
+        let out = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var n: Int32 = 0
+        guard EVP_CipherInit_ex(ctx, nil, nil, nil, nonce, -1) == 1,
+              aad.isEmpty || EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aad.count)) == 1 else { throw DigestError("AES-GCM nonce or AAD") }
+        var written = 0
+        if input.count > 0 {
+            guard EVP_CipherUpdate(ctx, out, &n, input.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(input.count)) == 1 else {
+                throw DigestError("EVP_CipherUpdate")
+            }
+            written = Int(n)
+        }
+        guard EVP_CipherFinal_ex(ctx, out + written, &n) == 1,
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(Self.tagLength), out + input.count) == 1 else {
+            throw DigestError("AES-GCM final")
+        }
+    }
+
+    /// Decrypts `input` (ciphertext, then the 16-byte tag) into `output` (`input.count - 16`
+    /// bytes); false if the tag does not match (the bytes, the AAD or the nonce differ), in
+    /// which case `output` must not be used.
+    public func open(_ input: UnsafeRawBufferPointer, aad: [UInt8], nonce: [UInt8], into output: UnsafeMutableRawBufferPointer) -> Bool {
+        precondition(!encrypting && input.count >= Self.tagLength && output.count == input.count - Self.tagLength && nonce.count == Self.nonceLength)
+        let length = input.count - Self.tagLength
+        let bytes = input.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var n: Int32 = 0
+        guard EVP_CipherInit_ex(ctx, nil, nil, nil, nonce, -1) == 1,
+              aad.isEmpty || EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aad.count)) == 1 else { return false }
+        if length > 0 {
+            guard EVP_CipherUpdate(ctx, output.baseAddress!.assumingMemoryBound(to: UInt8.self), &n, bytes, Int32(length)) == 1 else { return false }
+        }
+        var tag = [UInt8](UnsafeBufferPointer(start: bytes + length, count: Self.tagLength))
+        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagLength), &tag) == 1 else { return false }
+        var scratch = [UInt8](repeating: 0, count: 16)
+        return EVP_CipherFinal_ex(ctx, &scratch, &n) == 1
+    }
+}
+
+/// HKDF-SHA256 (RFC 5869): extract with `salt`, then expand to `length` bytes with `info`.
+public enum HKDF {
+    public static func sha256(ikm: [UInt8], salt: [UInt8], info: [UInt8], length: Int) throws(DigestError) -> [UInt8] {
+        precondition(length > 0 && length <= 255 * 32)
+        let prk = try HMACSHA256.authenticate(ikm, key: salt).bytes
+        var okm: [UInt8] = []
+        var previous: [UInt8] = []
+        var counter: UInt8 = 1
+        while okm.count < length {
+            previous = try HMACSHA256.authenticate(previous + info + [counter], key: prk).bytes
+            okm += previous
+            counter += 1
+        }
+        return Array(okm.prefix(length))
+    }
+}

@@ -1,0 +1,91 @@
+import BargeDigest
+import NIOCore
+
+/// Seals every frame this side sends and opens every frame it receives, once a version 8
+/// handshake has agreed the keys (`SessionKeys`). AES-256-GCM: each direction has its own key,
+/// and the nonce is the frame's number in its direction (4 zero bytes, then a u64), so a frame
+/// that is changed, replayed, reordered or dropped does not open, and the connection is closed
+/// (error `sealBroken`). The message type and flags are authenticated too (the AAD). The
+/// header's XXH3-64 still covers the payload as sent (the ciphertext).
+///
+/// Sits between the framing and the session's handlers; used on its channel's event loop only.
+public final class FrameCipher: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = Frame
+    public typealias InboundOut = Frame
+    public typealias OutboundIn = Frame
+    public typealias OutboundOut = Frame
+
+    private let sealer: AESGCM
+    private let opener: AESGCM
+    private var sent: UInt64 = 0
+    private var received: UInt64 = 0
+    private var broken = false
+
+    public init(keys: SessionKeys, isClient: Bool) throws {
+        sealer = try AESGCM(key: isClient ? keys.clientToServer : keys.serverToClient, encrypting: true)
+        opener = try AESGCM(key: isClient ? keys.serverToClient : keys.clientToServer, encrypting: false)
+    }
+
+    static func nonce(_ n: UInt64) -> [UInt8] {
+        [0, 0, 0, 0] + (0..<8).map { UInt8(truncatingIfNeeded: n >> (56 - 8 * $0)) }
+    }
+
+    static func aad(_ type: MessageType, _ flags: UInt16) -> [UInt8] {
+        [type.rawValue, UInt8(truncatingIfNeeded: flags >> 8), UInt8(truncatingIfNeeded: flags)]
+    }
+
+    /// `frame` sealed as frame number `n` of its direction under `sealer` (for the handler and tests).
+    static func seal(_ frame: Frame, number n: UInt64, with sealer: AESGCM, allocator: ByteBufferAllocator) throws -> Frame {
+        let length = frame.payload.readableBytes
+        var out = allocator.buffer(capacity: length + AESGCM.tagLength)
+        try out.writeWithUnsafeMutableBytes(minimumWritableBytes: length + AESGCM.tagLength) { dst in
+            try frame.payload.withUnsafeReadableBytes { src in
+                try sealer.seal(src, aad: aad(frame.type, Frame.sealedFlag), nonce: nonce(n),
+                                into: UnsafeMutableRawBufferPointer(rebasing: dst[0..<(length + AESGCM.tagLength)]))
+            }
+            return length + AESGCM.tagLength
+        }
+        return Frame(type: frame.type, flags: Frame.sealedFlag, payload: out)
+    }
+
+    /// `frame` opened as frame number `n`, or the reason it does not open.
+    static func open(_ frame: Frame, number n: UInt64, with opener: AESGCM, allocator: ByteBufferAllocator) throws(WireError) -> Frame {
+        guard frame.flags == Frame.sealedFlag else { throw .sealBroken(frame.type, "it came in clear on an encrypted session") }
+        let length = frame.payload.readableBytes - AESGCM.tagLength
+        guard length >= 0 else { throw .sealBroken(frame.type, "shorter than its tag") }
+        var out = allocator.buffer(capacity: length)
+        var ok = false
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: max(length, 1)) { dst in
+            ok = frame.payload.withUnsafeReadableBytes { src in
+                opener.open(src, aad: aad(frame.type, frame.flags), nonce: nonce(n), into: UnsafeMutableRawBufferPointer(rebasing: dst[0..<length]))
+            }
+            return ok ? length : 0
+        }
+        guard ok else { throw .sealBroken(frame.type, "it does not authenticate (changed, replayed, reordered or missing frames)") }
+        return Frame(type: frame.type, flags: 0, payload: out)
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        do {
+            let sealed = try Self.seal(unwrapOutboundIn(data), number: sent, with: sealer, allocator: context.channel.allocator)
+            sent += 1
+            context.write(wrapOutboundOut(sealed), promise: promise)
+        } catch {
+            promise?.fail(error)
+            context.fireErrorCaught(error)
+        }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !broken else { return }
+        do {
+            let frame = try Self.open(unwrapInboundIn(data), number: received, with: opener, allocator: context.channel.allocator)
+            received += 1
+            context.fireChannelRead(wrapInboundOut(frame))
+        } catch {
+            // Nothing after a frame that does not open can be trusted: the connection ends.
+            broken = true
+            context.fireErrorCaught(error)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import BargeDigest
+@testable import BargeWire
+import NIOCore
+import NIOEmbedded
+import Testing
+
+/// Version 8 sessions: every frame after the handshake is sealed both ways, and one that was
+/// changed, replayed, reordered or sent in clear ends the connection.
+struct FrameCipherTests {
+    let keys = try! SessionKeys.derive(token: Fixtures.token, clientNonce: Fixtures.clientNonce, serverNonce: Fixtures.serverNonce,
+                                       version: 8, clientName: "agent-a1")
+    let allocator = ByteBufferAllocator()
+
+    func frame(_ text: String, _ type: MessageType = .chunkData) -> Frame {
+        Frame(type: type, payload: ByteBuffer(string: text))
+    }
+
+    @Test func framesOpenInOrderAndOnlyAsSent() throws {
+        let sealer = try AESGCM(key: keys.clientToServer, encrypting: true)
+        let opener = try AESGCM(key: keys.clientToServer, encrypting: false)
+        let a = try FrameCipher.seal(frame("first chunk"), number: 0, with: sealer, allocator: allocator)
+        let b = try FrameCipher.seal(frame("second chunk"), number: 1, with: sealer, allocator: allocator)
+        #expect(a.flags == Frame.sealedFlag && a.payload.readableBytes == "first chunk".utf8.count + 16)
+        #expect(!String(buffer: a.payload).contains("first"))
+        #expect(String(buffer: try FrameCipher.open(a, number: 0, with: opener, allocator: allocator).payload) == "first chunk")
+        #expect(String(buffer: try FrameCipher.open(b, number: 1, with: opener, allocator: allocator).payload) == "second chunk")
+        // Replayed, reordered, another type, one bit changed, or in clear: none opens.
+        #expect(throws: WireError.self) { try FrameCipher.open(a, number: 2, with: opener, allocator: allocator) }
+        #expect(throws: WireError.self) { try FrameCipher.open(b, number: 0, with: opener, allocator: allocator) }
+        var retyped = a
+        retyped.type = .chunkAck
+        #expect(throws: WireError.self) { try FrameCipher.open(retyped, number: 0, with: opener, allocator: allocator) }
+        var flipped = a
+        flipped.payload.setInteger(flipped.payload.getInteger(at: 3, as: UInt8.self)! ^ 0x10, at: 3)
+        #expect(throws: WireError.self) { try FrameCipher.open(flipped, number: 0, with: opener, allocator: allocator) }
+        #expect(throws: WireError.self) { try FrameCipher.open(frame("clear"), number: 0, with: opener, allocator: allocator) }
+        // The other direction's key does not open it.
+        let wrong = try AESGCM(key: keys.serverToClient, encrypting: false)
+        #expect(throws: WireError.self) { try FrameCipher.open(a, number: 0, with: wrong, allocator: allocator) }
+    }
+
+    /// Two real pipelines over embedded channels: after a version 8 handshake the bytes between
+    /// them never hold what the frames carry, and a changed byte closes the connection with an
+    /// error the other side hears.
+    @Test func onTheWireNothingIsInClearAndADamagedFrameEndsTheConnection() throws {
+        func peer(_ side: HandshakeHandler.Side) throws -> (EmbeddedChannel, Recorder) {
+            let channel = EmbeddedChannel()
+            let recorder = Recorder()
+            try channel.pipeline.syncOperations.addBargeHandlers(side)
+            try channel.pipeline.syncOperations.addHandler(recorder)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 7481)).wait()
+            return (channel, recorder)
+        }
+        let (c, cr) = try peer(.client(ClientHandshake(token: Fixtures.token, name: "agent-a1", role: .agent, versions: 8...8, nonce: Fixtures.clientNonce)))
+        let (s, sr) = try peer(.server(ServerHandshake(token: Fixtures.token, name: "b1", versions: 8...8, nonce: Fixtures.serverNonce)))
+        var wire = ByteBuffer()
+        func shuttle(_ from: EmbeddedChannel, _ to: EmbeddedChannel, damage: Int? = nil) throws {
+            var bytes = ByteBuffer()
+            while var piece = try from.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&piece) }
+            guard bytes.readableBytes > 0 else { return }
+            if let damage {
+                // As an attacker on the path would: change a byte and mend the frame's XXH3-64.
+                let at = bytes.readerIndex
+                bytes.setInteger(bytes.getInteger(at: at + damage, as: UInt8.self)! ^ 0x01, at: at + damage)
+                let length = Int(bytes.getInteger(at: at + 8, as: UInt32.self)!)
+                let sum = bytes.getSlice(at: at + Frame.headerSize, length: length)!.withUnsafeReadableBytes { XXH3.hash64($0) }
+                bytes.setInteger(sum, at: at + 12)
+            }
+            var copy = bytes
+            wire.writeBuffer(&copy)
+            if to.isActive { _ = try? to.writeInbound(bytes) }
+        }
+        for _ in 0..<4 { try shuttle(c, s); try shuttle(s, c) }
+        guard case .established(let session)? = sr.events.first else { Issue.record("\(sr.events)"); return }
+        #expect(session.version == 8 && session.keys != nil)
+        wire.clear()
+        let marker = "MARKER-\(UInt64.random(in: 0...UInt64.max))-MARKER"
+        for i in 0..<3 {
+            try c.writeOutbound(Frame(type: .chunkData, payload: ByteBuffer(string: "\(marker) \(i)")))
+            try shuttle(c, s)
+        }
+        try s.writeOutbound(Frame(type: .chunkAck, payload: ByteBuffer(string: marker)))
+        try shuttle(s, c)
+        #expect(sr.frames.map { String(buffer: $0.payload) } == (0..<3).map { "\(marker) \($0)" })
+        #expect(cr.frames.map { String(buffer: $0.payload) } == [marker])
+        #expect(!String(decoding: wire.readableBytesView, as: UTF8.self).contains("MARKER"))
+        // One bit of the next frame's ciphertext changed on the way (its checksum mended): the
+        // server refuses it and closes.
+        try c.writeOutbound(Frame(type: .chunkData, payload: ByteBuffer(string: marker)))
+        try shuttle(c, s, damage: Frame.headerSize + 4)
+        #expect(sr.frames.count == 3)
+        #expect(!s.isActive)
+        try shuttle(s, c)
+        guard case .protocolError(let e)? = sr.events.last else { Issue.record("\(sr.events)"); return }
+        #expect(e.code == .sealBroken, "\(e)")
+    }
+}
