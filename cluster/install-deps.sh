@@ -5,9 +5,10 @@ set -euo pipefail
 
 # -dev packages for the C libraries Barge links (zstd, lz4, xxhash, libcrypto, sqlite3 for the journal), pkg-config to find
 # them, the reference tools the benchmarks compare against (zstd, lz4, xxhsum, openssl, an rsync daemon,
-# iperf3), ping and ip for the WAN test bed (cluster/wan-testbed.sh), and gcc for the delay line of
+# iperf3), ping and ip for the WAN test bed (cluster/wan-testbed.sh), tcpdump for the test that
+# captures loopback to prove the wire is encrypted, and gcc for the delay line of
 # the long-RTT test bed (../shared/tools/delayline).
-packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2
+packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2 tcpdump
           gcc libc6-dev)
 # --peers: also the transfer tools cluster/bench-peers.sh runs side by side (GridFTP, XRootD).
 if [[ ${1:-} == --peers ]]; then

@@ -13,12 +13,14 @@ struct RollingUpdateProcessTests {
         for i in 0..<6 {
             try Data(SampleData.float64Field(bytes: (3 << 20) + i, seed: UInt64(i))).write(to: source.appendingPathComponent("f\(i).f64"))
         }
-        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "1MiB"])
-        // a1 runs as the previous minor version of the protocol.
+        // An update from a clear-text version (7 and below): the current nodes run with
+        // --insecure-plaintext until every node speaks 8.
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "1MiB", "--insecure-plaintext"])
+        // a1 runs as an older minor version of the protocol.
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_WIRE_MAX_VERSION": "1"],
                                         arguments: ["--max-units", "1"])
-        let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents, arguments: ["--max-units", "1"])
-        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents, arguments: ["--max-units", "1", "--insecure-plaintext"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--insecure-plaintext"])
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
         #expect(try await cluster.eventually { try cluster.agents(http).count == 3 })
         #expect(a1.output.contains("protocol versions 1...1"), "\(a1.output)")
@@ -43,4 +45,19 @@ struct RollingUpdateProcessTests {
         let unknown = try cluster.cli(["drain", "zz"], http: http)
         #expect(unknown.status != 0 && unknown.stderr.contains("zz"), "\(unknown.stderr)")
     }
+
+    /// A cluster that encrypts (version 8, the default) refuses an agent that cannot, and both
+    /// sides say how to go on; nothing is sent in clear.
+    @Test func anEncryptingClusterRefusesAClearTextAgentAndSaysWhy() async throws {
+        let cluster = try TestCluster(roots: ["root-a", "root-b"])
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let old = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_WIRE_MAX_VERSION": "7"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, old, b1)) {} }
+        #expect(try await cluster.eventually(20) { old.output.contains("--insecure-plaintext") }, "\(old.output)")
+        #expect(try await cluster.eventually(20) { coordinator.output.contains("--insecure-plaintext") }, "\(coordinator.output)")
+        #expect(try await cluster.eventually { try cluster.agents(http).map { $0["name"] as? String } == ["b1"] })
+        #expect(b1.output.contains("protocol versions 8...8"), "\(b1.output)")
+    }
 }
+

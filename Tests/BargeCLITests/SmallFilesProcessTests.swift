@@ -56,8 +56,9 @@ struct SmallFilesProcessTests {
     /// source sends each small file as its chunk and finishes them with `files done`, as before.
     @Test func smallFilesReachAnOlderDestinationFileByFile() async throws {
         let source = try makeTree("older", count: 600, perDirectory: 100, sizes: 0...20_000)
-        let (coordinator, agents, http) = try await cluster.startCoordinator()
-        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        // Clear text, as during an update from 7: the current nodes run with --insecure-plaintext.
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--insecure-plaintext"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--insecure-plaintext"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, environment: ["BARGE_WIRE_MAX_VERSION": "6"])
         try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
         let r = try cluster.cli(["submit", "a:/older", "b:copy", "--wait", "--json"], http: http)

@@ -1,5 +1,8 @@
 import BargeDigest
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Seals every frame this side sends and opens every frame it receives, once a version 8
 /// handshake has agreed the keys (`SessionKeys`). AES-256-GCM: each direction has its own key,
@@ -65,9 +68,20 @@ public final class FrameCipher: ChannelDuplexHandler, RemovableChannelHandler {
         return Frame(type: frame.type, flags: 0, payload: out)
     }
 
+    /// `BARGE_FAULT_FLIP_SEALED=P` (tests): a fraction P of sealed `chunk data` frames get one
+    /// ciphertext bit flipped on the way out, as an attacker on the path would.
+    static let flipProbability: Double = {
+        guard let raw = getenv("BARGE_FAULT_FLIP_SEALED"), let p = Double(String(cString: raw)), p > 0, p <= 1 else { return 0 }
+        return p
+    }()
+
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         do {
-            let sealed = try Self.seal(unwrapOutboundIn(data), number: sent, with: sealer, allocator: context.channel.allocator)
+            var sealed = try Self.seal(unwrapOutboundIn(data), number: sent, with: sealer, allocator: context.channel.allocator)
+            if Self.flipProbability > 0, sealed.type == .chunkData, Double.random(in: 0..<1) < Self.flipProbability {
+                let at = sealed.payload.readerIndex + sealed.payload.readableBytes / 2
+                sealed.payload.setInteger(sealed.payload.getInteger(at: at, as: UInt8.self)! ^ 0x04, at: at)
+            }
             sent += 1
             context.write(wrapOutboundOut(sealed), promise: promise)
         } catch {
