@@ -8,8 +8,8 @@ import Glibc
 /// handshake has agreed the keys (`SessionKeys`). AES-256-GCM: each direction has its own key,
 /// and the nonce is the frame's number in its direction (4 zero bytes, then a u64), so a frame
 /// that is changed, replayed, reordered or dropped does not open, and the connection is closed
-/// (error `sealBroken`). The message type and flags are authenticated too (the AAD). The
-/// header's XXH3-64 still covers the payload as sent (the ciphertext).
+/// (error `sealBroken`). The message type and flags are authenticated too (the AAD). A sealed
+/// frame's header carries no XXH3-64 (0): the tag covers every byte.
 ///
 /// Sits between the framing and the session's handlers; used on its channel's event loop only.
 public final class FrameCipher: ChannelDuplexHandler, RemovableChannelHandler {
