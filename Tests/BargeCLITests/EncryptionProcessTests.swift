@@ -41,8 +41,14 @@ struct EncryptionProcessTests {
         let log = cluster.dir.url.appendingPathComponent("tcpdump.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let capture = Process()
-        capture.executableURL = URL(fileURLWithPath: Self.tcpdump!)
-        capture.arguments = ["-i", "lo", "-U", "-s", "0", "-w", pcap.path]
+        // Through python3, which unblocks SIGTERM first: a child spawned from the test runner's
+        // threads inherits their blocked signals, and tcpdump would then never stop cleanly (it
+        // prints its drop count, and flushes, only on a signal).
+        capture.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        capture.arguments = ["python3", "-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, set()); "
+                             + "signal.signal(signal.SIGTERM, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+                             // A 64 MiB buffer, so that the kernel drops nothing while two cores are busy moving data.
+                             Self.tcpdump!, "-i", "lo", "-U", "--immediate-mode", "-s", "0", "-B", "65536", "-w", pcap.path]
         capture.standardError = try FileHandle(forWritingTo: log)
         capture.standardOutput = FileHandle.nullDevice
         try capture.run()
@@ -51,11 +57,15 @@ struct EncryptionProcessTests {
         try #require(listening, "tcpdump did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
         let r = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "none", "--wait"], http: http)
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .seconds(1))
         capture.terminate()  // SIGTERM: tcpdump flushes its file and exits
         if !(try await cluster.eventually(10) { !capture.isRunning }) { kill(capture.processIdentifier, SIGKILL) }
         let bytes = try Data(contentsOf: pcap)
-        #expect(bytes.count > 2 << 20, "the capture saw too little: \(bytes.count) bytes")
+        // A capture that missed packets proves nothing either way.
+        let stats = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        let lines = stats.split(separator: "\n")
+        #expect(lines.contains("0 packets dropped by kernel"), "tcpdump: \(stats)")
+        #expect(bytes.count > 2 << 20, "the capture saw too little: \(bytes.count) bytes; tcpdump: \(stats)")
         #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/copy/secret.txt")) == Data(contentsOf: source.appendingPathComponent("secret.txt")))
         return bytes.range(of: Data(marker.utf8)) != nil
     }
@@ -66,14 +76,14 @@ struct EncryptionProcessTests {
         #expect(try await !captureHoldsTheMarker(plaintext: false), "the encrypted transfer's data is in the capture")
     }
 
-    /// A fifth of the sealed chunks get a bit flipped on the way: each is refused (the
-    /// connection ends), the unit runs again, and the tree still arrives identical.
+    /// The first two sealed chunks the source sends get a bit flipped on the way: each is
+    /// refused (the connection ends), its unit runs again, and the tree still arrives identical.
     @Test func aFlippedCiphertextBitIsRefusedAndTheChunkSentAgain() async throws {
         let cluster = try TestCluster(roots: ["root-a", "root-b"])
         let source = cluster.dir.url.appendingPathComponent("root-a/ds")
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 20)
         let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"])
-        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_FAULT_FLIP_SEALED": "0.2"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_FAULT_FLIP_SEALED": "2"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
         try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
@@ -82,8 +92,10 @@ struct EncryptionProcessTests {
         let destination = cluster.dir.url.appendingPathComponent("root-b/copy")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(destination).isEmpty)
-        // The sender hears why its stream ended, and the unit goes again.
-        #expect((a1.output + b1.output + coordinator.output).contains("sealed chunk data frame rejected"),
-                "no flipped frame was refused:\n\(a1.output.suffix(2000))\n\(b1.output.suffix(2000))")
+        // The receiver closed the stream (the sender may hear why, or only that it closed), and
+        // the unit went again: nothing else fails units in this run.
+        let logs = a1.output + b1.output + coordinator.output
+        #expect(logs.contains("sealed chunk data frame rejected") || logs.contains("failed on a1 (attempt"),
+                "no flipped frame was refused:\n\(a1.output.suffix(2000))\n\(coordinator.output.suffix(2000))")
     }
 }

@@ -1,5 +1,6 @@
 import BargeDigest
 import NIOCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,17 +69,18 @@ public final class FrameCipher: ChannelDuplexHandler, RemovableChannelHandler {
         return Frame(type: frame.type, flags: 0, payload: out)
     }
 
-    /// `BARGE_FAULT_FLIP_SEALED=P` (tests): a fraction P of sealed `chunk data` frames get one
-    /// ciphertext bit flipped on the way out, as an attacker on the path would.
-    static let flipProbability: Double = {
-        guard let raw = getenv("BARGE_FAULT_FLIP_SEALED"), let p = Double(String(cString: raw)), p > 0, p <= 1 else { return 0 }
-        return p
-    }()
+    /// `BARGE_FAULT_FLIP_SEALED=N` (tests): the first N sealed `chunk data` frames this process
+    /// sends get one ciphertext bit flipped on the way out, as an attacker on the path would.
+    static let flipsLeft = Atomic<Int>({
+        guard let raw = getenv("BARGE_FAULT_FLIP_SEALED"), let n = Int(String(cString: raw)), n > 0 else { return 0 }
+        return n
+    }())
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         do {
             var sealed = try Self.seal(unwrapOutboundIn(data), number: sent, with: sealer, allocator: context.channel.allocator)
-            if Self.flipProbability > 0, sealed.type == .chunkData, Double.random(in: 0..<1) < Self.flipProbability {
+            if sealed.type == .chunkData, Self.flipsLeft.load(ordering: .relaxed) > 0,
+               Self.flipsLeft.wrappingSubtract(1, ordering: .relaxed).oldValue > 0 {
                 let at = sealed.payload.readerIndex + sealed.payload.readableBytes / 2
                 sealed.payload.setInteger(sealed.payload.getInteger(at: at, as: UInt8.self)! ^ 0x04, at: at)
             }
