@@ -13,7 +13,7 @@
 #   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
-# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS and AGENT_ARGS (extra `barge submit` and `barge agent` arguments, for experiments), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
+# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS, AGENT_ARGS and COORDINATOR_ARGS (extra `barge submit`, `barge agent` and `barge coordinator` arguments, for experiments: `--insecure-plaintext` on both agents and coordinator measures without encryption), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
 # LFN_TOOLS (barge gridftp: the tools moving files through the delay line), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI).
 #
@@ -170,7 +170,7 @@ start_barge() {
   export BARGE_TOKEN_FILE=$work/token
   barge_url=http://$ip_client:27480
   [[ -n ${TRACE:-} ]] && export BARGE_TRACE_LANES=1
-  "${client_prefix[@]}" "$barge" coordinator --state "$work/state" --listen "$ip_client:27470" --http "$ip_client:27480" > "$work/coordinator.log" 2>&1 &
+  "${client_prefix[@]}" "$barge" coordinator --state "$work/state" --listen "$ip_client:27470" --http "$ip_client:27480" ${COORDINATOR_ARGS:-} > "$work/coordinator.log" 2>&1 &
   barge_pids+=($!)
   sleep 0.5
   "${client_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name a1 --site a --root "$work/src" --listen "$ip_client:0" ${AGENT_ARGS:-} > "$work/a1.log" 2>&1 &
