@@ -7,7 +7,7 @@ import NIOPosix
 /// connection. Each connection catches its own errors, so one bad peer never takes the listener
 /// down. The coordinator's agent listener and the agents' data-plane listeners are both one of these.
 public final class BargeServer: Sendable {
-    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>)
+    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>, faults: ProtocolFaults)
 
     /// A connection after its handshake.
     public struct Peer: Sendable {
@@ -46,8 +46,10 @@ public final class BargeServer: Sendable {
                     let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
                     try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout)
                     try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
+                    let faults = ProtocolFaults()
+                    try channel.pipeline.syncOperations.addHandler(faults)
                     let async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
-                    return (channel: async, session: session.futureResult)
+                    return (channel: async, session: session.futureResult, faults: faults)
                 }
             }
         return BargeServer(server: server, maxConnections: maxConnections)
@@ -119,7 +121,35 @@ public final class BargeServer: Sendable {
                 try await run(Peer(session: session, address: address), inbound, outbound)
             } catch {
                 onError(address, error)
+                return
             }
+            // The session ended because the peer broke the protocol (a frame that did not open,
+            // say): the error handler told the peer and closed; the listener's owner hears of it too.
+            if let fault = connection.faults.first { onError(address, fault) }
         }
     }
+}
+
+/// The first protocol error on a connection after its handshake (`ProtocolEvent.protocolError`),
+/// for the listener to report once the session has ended.
+final class ProtocolFaults: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Frame
+    typealias InboundOut = Frame
+
+    private let recorded = NIOLockedValueBox<ProtocolFault?>(nil)
+
+    var first: ProtocolFault? { recorded.withLockedValue { $0 } }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .protocolError(let message)? = event as? ProtocolEvent {
+            recorded.withLockedValue { if $0 == nil { $0 = ProtocolFault(error: message) } }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// A peer broke the protocol after its handshake; it was sent `error` and the connection closed.
+public struct ProtocolFault: Error, CustomStringConvertible {
+    public let error: ErrorMessage
+    public var description: String { "closed after a protocol error: \(error.reason)" }
 }
