@@ -92,9 +92,10 @@ struct EncryptionProcessTests {
         let destination = cluster.dir.url.appendingPathComponent("root-b/copy")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(destination).isEmpty)
-        // The receiver refused each and says so; the units went again.
+        // The receiver refused them and says so (once per connection: a second flipped frame
+        // on a connection already refused is never opened); the units went again.
         let refusals = b1.output.components(separatedBy: "sealed chunk data frame rejected").count - 1
-        #expect(refusals == 2, "refusals logged by b1: \(refusals)\n\(b1.output.suffix(3000))")
+        #expect((1...2).contains(refusals), "refusals logged by b1: \(refusals)\n\(b1.output.suffix(3000))")
         #expect(coordinator.output.contains("failed on a1 (attempt"), "\(coordinator.output.suffix(2000))")
     }
 }

@@ -120,7 +120,9 @@ public final class BargeServer: Sendable {
             do {
                 try await run(Peer(session: session, address: address), inbound, outbound)
             } catch {
-                onError(address, error)
+                // A write that failed because the connection was closed for a protocol error is
+                // reported as that error.
+                onError(address, connection.faults.first ?? error)
                 return
             }
             // The session ended because the peer broke the protocol (a frame that did not open,
