@@ -16,7 +16,6 @@ files=${FILES:-16}
 runs=${RUNS:-3}
 source cluster/bench-lib.sh
 bench_init encryption
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 echo "generating $files files of $((size_mib / files)) MiB (random) …" >&2
 mkdir -p "$work/a/ds"
@@ -57,12 +56,12 @@ run() {
   url=url_$1; a1=a1_$1; b1=b1_$1
   rm -rf "$work/$name/b/copy-$n"; sync
   local c0a c0b t0 t1
-  c0a=$(cpu "${!a1}"); c0b=$(cpu "${!b1}")
+  c0a=$(cpu_secs "${!a1}"); c0b=$(cpu_secs "${!b1}")
   t0=$(now)
   BARGE_COORDINATOR=${!url} BARGE_API_TOKEN_FILE="$work/$name/state/admin.token" "$barge" submit a:/ds "b:/copy-$n" --wait --json > "$work/$name/job-$n.json"
   t1=$(grep -o '"finished_at":[0-9.]*' "$work/$name/job-$n.json" | cut -d: -f2)
   cmp -s "$work/a/ds/part-1.bin" "$work/$name/b/copy-$n/part-1.bin" || { echo "$name copy differs" >&2; exit 1; }
-  echo "$(calc "$t1 - $t0") $(calc "$(cpu "${!a1}") - $c0a") $(calc "$(cpu "${!b1}") - $c0b")" >> "$work/$name.runs"
+  echo "$(calc "$t1 - $t0") $(calc "$(cpu_secs "${!a1}") - $c0a") $(calc "$(cpu_secs "${!b1}") - $c0b")" >> "$work/$name.runs"
   echo "$name run $n: $(tail -1 "$work/$name.runs")" >&2
   rm -rf "$work/$name/b/copy-$n"
 }

@@ -18,6 +18,8 @@ public final class APITokens: Sendable {
 
     private let journal: Journal
     private let byHash: Mutex<[SHA256Digest: Entry]>
+    /// Serialises creations and revocations (each a journal write), apart from the lookups.
+    private let changes = Mutex(())
 
     public init(journal: Journal) throws {
         self.journal = journal
@@ -41,20 +43,25 @@ public final class APITokens: Sendable {
         try Self.check(name: name)
         let secret = Self.newSecret()
         let entry = Entry(name: name, role: role, createdAt: now)
-        try byHash.withLock { map in
-            guard !map.values.contains(where: { $0.name == name }) else { throw APITokenError.exists(name) }
+        try changes.withLock { _ in
+            guard !entries.contains(where: { $0.name == name }) else { throw APITokenError.exists(name) }
+            // The journal write (an fsync) happens outside the map's lock, so that requests
+            // being checked meanwhile do not wait for it.
             try journal.insertAPIToken(entry, hash: Self.hash(secret))
-            map[Self.hash(secret)] = entry
+            byHash.withLock { $0[Self.hash(secret)] = entry }
         }
         return secret
     }
 
-    /// Revokes a token by name; requests with it get 401 from now on.
+    /// Revokes a token by name; requests with it get 401 from now on. The last admin token
+    /// stays, checked and removed under one lock, so two revocations cannot both pass.
     public func revoke(name: String) throws {
-        try byHash.withLock { map in
-            guard let hash = map.first(where: { $0.value.name == name })?.key else { throw APITokenError.unknown(name) }
+        try changes.withLock { _ in
+            let all = byHash.withLock { $0 }
+            guard let (hash, entry) = all.first(where: { $0.value.name == name }) else { throw APITokenError.unknown(name) }
+            if entry.role == .admin, all.values.filter({ $0.role == .admin }).count == 1 { throw APITokenError.lastAdmin(name) }
             try journal.deleteAPIToken(name: name)
-            map.removeValue(forKey: hash)
+            _ = byHash.withLock { $0.removeValue(forKey: hash) }
         }
     }
 
@@ -77,10 +84,8 @@ public final class APITokens: Sendable {
             throw APITokenError.io("cannot write \(path): \(String(cString: strerror(errno)))")
         }
         let entry = Entry(name: "admin", role: .admin, createdAt: Date().timeIntervalSince1970)
-        try byHash.withLock { map in
-            try journal.insertAPIToken(entry, hash: Self.hash(secret))
-            map[Self.hash(secret)] = entry
-        }
+        try journal.insertAPIToken(entry, hash: Self.hash(secret))
+        byHash.withLock { $0[Self.hash(secret)] = entry }
         return path
     }
 
@@ -101,6 +106,7 @@ public final class APITokens: Sendable {
 public enum APITokenError: Error, CustomStringConvertible, Equatable {
     case exists(String)
     case unknown(String)
+    case lastAdmin(String)
     case badName(String)
     case io(String)
 
@@ -108,6 +114,7 @@ public enum APITokenError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .exists(let n): "a token named '\(n)' exists; revoke it first or choose another name"
         case .unknown(let n): "no token named '\(n)'"
+        case .lastAdmin(let n): "'\(n)' is the last admin token: create another admin token before revoking it"
         case .badName(let n): "'\(n)' is not a token name: use 1 to 64 letters, digits, '.', '_' or '-'"
         case .io(let m): m
         }

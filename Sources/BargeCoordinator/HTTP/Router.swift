@@ -129,9 +129,6 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
     api.route(.delete, "/v1/tokens/{name}", .admin) { _, context -> TokenInfo in
         let name = try context.parameters.require("name")
         guard let entry = tokens.entries.first(where: { $0.name == name }) else { throw HTTPError(.notFound, message: APITokenError.unknown(name).description) }
-        if entry.role == .admin, tokens.entries.filter({ $0.role == .admin }).count == 1 {
-            throw HTTPError(.conflict, message: "'\(name)' is the last admin token: create another admin token before revoking it")
-        }
         do { try tokens.revoke(name: name) } catch let error as APITokenError { throw tokenHTTPError(error) }
         return TokenInfo(entry)
     }
@@ -157,7 +154,7 @@ private func metricsResponse(_ scheduler: Scheduler) async -> Response {
 
 private func tokenHTTPError(_ error: APITokenError) -> HTTPError {
     switch error {
-    case .exists: HTTPError(.conflict, message: error.description)
+    case .exists, .lastAdmin: HTTPError(.conflict, message: error.description)
     case .unknown: HTTPError(.notFound, message: error.description)
     case .badName: HTTPError(.badRequest, message: error.description)
     case .io: HTTPError(.internalServerError, message: error.description)
