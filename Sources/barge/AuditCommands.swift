@@ -121,9 +121,13 @@ struct AuditCommand: AsyncParsableCommand {
         @OptionGroup var coordinator: CoordinatorURLOptions
 
         func run() async throws {
-            let data = try await coordinator.api().get("/v1/jobs/\(pathComponent(job))/evidence", timeout: 3600)
-            FileHandle.standardOutput.write(data)
-            FileHandle.standardOutput.write(Data("\n".utf8))
+            // Streamed: a bundle for millions of files need not fit in memory.
+            do {
+                try await coordinator.api().download("/v1/jobs/\(pathComponent(job))/evidence", to: .standardOutput, timeout: 3600)
+                try FileHandle.standardOutput.write(contentsOf: Data("\n".utf8))
+            } catch let error as Failure { throw error } catch {
+                throw Failure("cannot write the bundle to standard output (a closed pipe or a full disk?): \(error)")
+            }
         }
     }
 }

@@ -1,58 +1,6 @@
 import ArgumentParser
 import BargeCoordinator
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-
-/// A small client for the coordinator's HTTP API.
-struct CoordinatorAPI {
-    let base: String
-    /// The API token (`--api-token-file`); nil sends none, and the coordinator answers 401.
-    var token: String? = nil
-
-    func get(_ path: String, timeout: TimeInterval = 30) async throws -> Data { try await send("GET", path, timeout: timeout) }
-    func post(_ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
-        try await send("POST", path, body: body, timeout: timeout)
-    }
-    func delete(_ path: String) async throws -> Data { try await send("DELETE", path) }
-
-    private func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
-        guard let url = URL(string: base + path) else { throw Failure("invalid coordinator URL \(base)") }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        request.httpMethod = method
-        if let token { request.setValue("Bearer " + token, forHTTPHeaderField: "Authorization") }
-        if let body {
-            request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        let (data, response): (Data, URLResponse)
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            throw Failure("cannot reach the coordinator at \(base): \(error.localizedDescription)")
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        guard (200..<300).contains(status) else {
-            let message = (try? JSONDecoder().decode(APIError.self, from: data))?.error.message
-                ?? String(decoding: data, as: UTF8.self)
-            let reason = message.isEmpty ? "coordinator answered HTTP \(status)" : message
-            switch status {
-            case 401 where token == nil:
-                throw Failure("the coordinator at \(base) requires an API token: pass --api-token-file FILE or set BARGE_API_TOKEN_FILE (a coordinator writes an admin token to STATE/admin.token on its first start)")
-            case 401: throw Failure("\(reason) (HTTP 401)")
-            case 403: throw Failure("\(reason) (HTTP 403)")
-            default: throw Failure(reason)
-            }
-        }
-        return data
-    }
-
-    struct APIError: Decodable {
-        struct Body: Decodable { let message: String }
-        let error: Body
-    }
-}
 
 struct AgentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "agents", abstract: "List the agents the coordinator knows.")

@@ -36,11 +36,26 @@ struct CoordinatorURLOptions: ParsableArguments {
     @Option(help: ArgumentHelp("File holding an API token (or set BARGE_API_TOKEN_FILE; default ./barge-state/admin.token when it exists).", valueName: "file"))
     var apiTokenFile: String?
 
+    @Option(help: ArgumentHelp("PEM file of the CA that signed an https:// coordinator's certificate (or set BARGE_CA_FILE; default: the system's roots).", valueName: "file"))
+    var ca: String?
+
     static let defaultTokenFile = "./barge-state/admin.token"
 
     /// A client for the coordinator, with the token read from its file.
     func api() throws -> CoordinatorAPI {
-        CoordinatorAPI(base: url, token: try token())
+        CoordinatorAPI(base: url, token: try token(), ca: try caFile())
+    }
+
+    /// `--ca`, or `BARGE_CA_FILE`; only for https:// URLs.
+    func caFile() throws -> String? {
+        if let ca {
+            guard url.hasPrefix("https://") else {
+                throw Failure("--ca checks an https:// coordinator, and \(url) is plain HTTP")
+            }
+            return ca
+        }
+        guard url.hasPrefix("https://") else { return nil }
+        return ProcessInfo.processInfo.environment["BARGE_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     func token() throws -> String? {

@@ -17,6 +17,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
             with --api-token-file (or BARGE_API_TOKEN_FILE), and `barge token create` makes \
             viewer, operator and admin tokens from it. --metrics serves /metrics alone, with no \
             token, for a Prometheus that should not reach the API.
+
+            --tls-cert and --tls-key serve the API over HTTPS (TLS 1.2 or 1.3). Both are PEM \
+            files: the server certificate followed by any intermediates, and its unencrypted \
+            private key. Clients then use https:// and, for a private CA, `--ca FILE`. Without \
+            them the API is plain HTTP, and binding it beyond loopback logs a warning.
             """
     )
 
@@ -31,6 +36,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Also serve /metrics here, with no token (Prometheus); off by default.", valueName: "host:port"))
     var metrics: String?
+
+    @Option(help: ArgumentHelp("Serve the HTTP API over TLS with this PEM certificate chain (needs --tls-key).", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("The PEM private key for --tls-cert.", valueName: "file"))
+    var tlsKey: String?
 
     @Option(help: ArgumentHelp("Seconds without a heartbeat before an agent is marked down.", valueName: "seconds"))
     var agentTimeout = 15.0
@@ -60,6 +71,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func validate() throws {
         if retain != "off" && Self.age(retain) == nil { throw ValidationError("--retain: '\(retain)' is not an age (30d, 12h, 90m) or 'off'") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together: pass both, or neither for plain HTTP") }
     }
 
     func run() async throws {
@@ -78,6 +90,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.planner = Planner(unitBytes: UInt64(unit), chunkSize: UInt64(chunk))
         config.retention = Self.age(retain)
         config.metrics = try metrics.map { try parseHostPort($0, option: "--metrics") }
+        if let tlsCert, let tlsKey {
+            do { config.tls = try APITLS(certificate: tlsCert, key: tlsKey) } catch { throw Failure(error.description) }
+        }
         config.agentTimeout = .milliseconds(Int(agentTimeout * 1000))
         config.heartbeatInterval = .milliseconds(max(100, Int(agentTimeout * 1000) / 10))
         do {

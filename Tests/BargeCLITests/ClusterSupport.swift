@@ -43,12 +43,13 @@ final class TestCluster: @unchecked Sendable {
     let dir: TemporaryDirectory
     let environment: [String: String]
 
-    init(roots: [String] = ["root-a", "root-b"]) throws {
+    /// `environment`: more variables for every process (as `BARGE_CA_FILE`).
+    init(roots: [String] = ["root-a", "root-b"], environment extra: [String: String] = [:]) throws {
         dir = try TemporaryDirectory()
         let token = dir.url.appendingPathComponent("token")
         try Data("test-cluster-token-\(UUID().uuidString)\n".utf8).write(to: token)
         // The admin API token the coordinator writes under its --state on its first start.
-        environment = ["BARGE_TOKEN_FILE": token.path, "BARGE_API_TOKEN_FILE": dir.path + "/state/admin.token"]
+        environment = ["BARGE_TOKEN_FILE": token.path, "BARGE_API_TOKEN_FILE": dir.path + "/state/admin.token"].merging(extra) { $1 }
         for root in roots {
             try FileManager.default.createDirectory(at: dir.url.appendingPathComponent(root), withIntermediateDirectories: true)
         }
@@ -74,7 +75,7 @@ final class TestCluster: @unchecked Sendable {
             guard let line = c.output.split(separator: "\n").first(where: { $0.contains("coordinator ready") }) else { return false }
             let words = line.split(separator: " ")
             agents = String(words[words.firstIndex(of: "on")! + 1].dropLast())
-            http = String(words.last { $0.hasPrefix("http://") }!.dropLast())
+            http = String(words.last { $0.hasPrefix("http://") || $0.hasPrefix("https://") }!.dropLast())
             return true
         }
         try #require(ready, "coordinator did not start: \(c.output)")

@@ -19,6 +19,8 @@ public struct CoordinatorServer {
         public var retention: Duration?
         /// `--metrics`: a second listener serving `/metrics` alone, with no token.
         public var metrics: HostPort?
+        /// `--tls-cert` and `--tls-key`: the HTTP API over TLS; nil serves plain HTTP.
+        public var tls: APITLS?
 
         public init(stateDirectory: String, agents: HostPort, http: HostPort, token: ClusterToken) {
             self.stateDirectory = stateDirectory
@@ -49,7 +51,7 @@ public struct CoordinatorServer {
         if let written = try tokens.ensureAdmin(in: c.stateDirectory) {
             logger.notice("first start: an admin API token is in \(written) (mode 0600); pass it with --api-token-file or BARGE_API_TOKEN_FILE, and make others with 'barge token create'")
         }
-        if !Self.isLoopback(c.http.host) {
+        if c.tls == nil, !Self.isLoopback(c.http.host) {
             logger.warning("the HTTP API listens on \(c.http.host), beyond this host, without TLS: API tokens and job details cross the network in clear")
         }
         let scheduler = Scheduler(journal: journal, planner: c.planner, logger: logger)
@@ -74,11 +76,13 @@ public struct CoordinatorServer {
         }
         let app = Application(
             router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, logger: logger),
+            server: try c.tls?.server() ?? .http1(),
             configuration: .init(address: .hostname(c.http.host, port: c.http.port), serverName: "barge-coordinator"),
             services: services,
             onServerRunning: { channel in
                 let http = channel.localAddress.map { "\($0.ipAddress ?? c.http.host):\($0.port ?? c.http.port)" } ?? "\(c.http)"
-                logger.notice("barge coordinator ready: agents on \(agentAddress), HTTP on http://\(http), state in \(c.stateDirectory)")
+                let scheme = c.tls == nil ? "http" : "https"
+                logger.notice("barge coordinator ready: agents on \(agentAddress), HTTP on \(scheme)://\(http), state in \(c.stateDirectory)")
             },
             logger: logger
         )

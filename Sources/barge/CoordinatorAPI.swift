@@ -1,0 +1,145 @@
+import AsyncHTTPClient
+import BargeCoordinator
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+/// A small client for the coordinator's HTTP API, over HTTP or HTTPS (AsyncHTTPClient).
+struct CoordinatorAPI {
+    let base: String
+    /// The API token (`--api-token-file`); nil sends none, and the coordinator answers 401.
+    var token: String? = nil
+    /// `--ca`: a PEM file of the certificate authorities that may sign the coordinator's
+    /// certificate; nil trusts the system's roots.
+    var ca: String? = nil
+
+    /// The largest answer read into memory; the evidence bundle, which can be larger, is streamed.
+    static let largestBody = 256 << 20
+
+    func get(_ path: String, timeout: TimeInterval = 30) async throws -> Data { try await send("GET", path, timeout: timeout) }
+    func post(_ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
+        try await send("POST", path, body: body, timeout: timeout)
+    }
+    func delete(_ path: String) async throws -> Data { try await send("DELETE", path) }
+
+    /// GET `path` and write the answer to `output` as it arrives, without holding it.
+    func download(_ path: String, to output: FileHandle, timeout: TimeInterval) async throws {
+        let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
+        let response = try await execute("GET", path, body: nil, deadline: deadline)
+        guard response.status.code / 100 == 2 else {
+            throw failure(status: Int(response.status.code), body: try await collect(response))
+        }
+        for try await buffer in response.body { try output.write(contentsOf: buffer.readableBytesView) }
+    }
+
+    private func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
+        let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
+        let response = try await execute(method, path, body: body, deadline: deadline)
+        let data = try await collect(response)
+        guard response.status.code / 100 == 2 else { throw failure(status: Int(response.status.code), body: data) }
+        return data
+    }
+
+    private func collect(_ response: HTTPClientResponse) async throws -> Data {
+        do { return Data(buffer: try await response.body.collect(upTo: Self.largestBody)) } catch {
+            throw Failure("the coordinator at \(base) answered more than \(Self.largestBody >> 20) MiB, or stopped mid-answer: \(error)")
+        }
+    }
+
+    private func execute(_ method: String, _ path: String, body: Data?, deadline: NIODeadline) async throws -> HTTPClientResponse {
+        guard let url = URL(string: base + path), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+            throw Failure("invalid coordinator URL \(base): use http://HOST:PORT, or https://HOST:PORT for a coordinator with --tls-cert")
+        }
+        var request = HTTPClientRequest(url: base + path)
+        request.method = HTTPMethod(rawValue: method)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer " + token) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body))
+        }
+        let client = try CoordinatorHTTPClients.client(ca: ca)
+        do {
+            return try await client.execute(request, deadline: deadline)
+        } catch {
+            throw Failure(Self.explain(error, base: base, ca: ca))
+        }
+    }
+
+    private func failure(status: Int, body: Data) -> Failure {
+        let message = (try? JSONDecoder().decode(APIError.self, from: body))?.error.message
+            ?? String(decoding: body, as: UTF8.self)
+        let reason = message.isEmpty ? "coordinator answered HTTP \(status)" : message
+        switch status {
+        case 401 where token == nil:
+            return Failure("the coordinator at \(base) requires an API token: pass --api-token-file FILE or set BARGE_API_TOKEN_FILE (a coordinator writes an admin token to STATE/admin.token on its first start)")
+        case 401: return Failure("\(reason) (HTTP 401)")
+        case 403: return Failure("\(reason) (HTTP 403)")
+        default: return Failure(reason)
+        }
+    }
+
+    /// One line on why a request did not get an answer, with the fix when there is an obvious one.
+    static func explain(_ error: any Error, base: String, ca: String?) -> String {
+        let text = String(describing: error)
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            let fix = ca == nil
+                ? "pass --ca FILE (or set BARGE_CA_FILE) with the CA certificate that signed it"
+                : "it was not signed by a CA in \(ca!)"
+            return "the coordinator's TLS certificate at \(base) is not trusted: \(fix)"
+        }
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return "the coordinator's TLS certificate does not name the host in \(base): use a name or address its certificate lists"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
+            return "the coordinator at \(base) does not speak TLS: use http:// (or start it with --tls-cert and --tls-key)"
+        }
+        if base.hasPrefix("http://"), let client = error as? HTTPClientError, client == .remoteConnectionClosed {
+            return "the coordinator at \(base) closed the connection: if it serves HTTPS (--tls-cert), use https://"
+        }
+        if text.contains("Connection refused") {
+            return "cannot reach the coordinator at \(base): nothing listens there (connection refused)"
+        }
+        if let client = error as? HTTPClientError, client == .deadlineExceeded {
+            return "the coordinator at \(base) did not answer in time"
+        }
+        return "cannot reach the coordinator at \(base): \(text)"
+    }
+
+    struct APIError: Decodable {
+        struct Body: Decodable { let message: String }
+        let error: Body
+    }
+}
+
+/// One `HTTPClient` per CA file for the life of the process (a CLI run), so that polling reuses its
+/// connection. They are never shut down: the process ends first.
+enum CoordinatorHTTPClients {
+    private static let clients = Mutex<[String: HTTPClient]>([:])
+
+    static func client(ca: String?) throws -> HTTPClient {
+        try clients.withLock { clients in
+            if let client = clients[ca ?? ""] { return client }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if let ca {
+                let roots: [NIOSSLCertificate]
+                do { roots = try NIOSSLCertificate.fromPEMFile(ca) } catch {
+                    throw Failure("--ca \(ca): cannot read a PEM certificate (\(error))")
+                }
+                guard !roots.isEmpty else { throw Failure("--ca \(ca): no PEM certificate in the file") }
+                tls.trustRoots = .certificates(roots)
+            }
+            var configuration = HTTPClient.Configuration(
+                tlsConfiguration: tls, redirectConfiguration: .disallow,
+                timeout: .init(connect: .seconds(10)))
+            // A CLI fails at once with the reason (an untrusted certificate, say), rather than
+            // retrying the connection until the connect timeout.
+            configuration.connectionPool.retryConnectionEstablishment = false
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[ca ?? ""] = client
+            return client
+        }
+    }
+}
