@@ -49,7 +49,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
             }
         }
         let rooted = RootedPath(root: directory.real, components: components)
-        try StatePaths.check(rooted, path)
+        try StatePaths.check(rooted, path, directory)
         return rooted
     }
 
@@ -107,13 +107,20 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What no job may read or write: `.barge` at an agent's root (every agent's own state), and
-/// the state directory an agent was given with `--state` wherever it is (`protect`), whether a
-/// job names it, names something inside it, or walks into it from a directory above.
+/// the state directory any agent was given with `--state`, whether a job names it, names
+/// something inside it, or walks into it from a directory above. An agent marks its state
+/// directory with a `.barge-state` file (`protect`), so that every agent sharing the root keeps
+/// out of it too, not only the agent that owns it.
 public enum StatePaths {
+    /// The file that marks a directory as an agent's state.
+    public static let markerName = ".barge-state"
+    static let markerText = "This directory holds a Barge agent's own state (its chunk index and path memory).\nNo Barge job may read or write it, at any agent that can see it.\n"
+
     private static let registered = Mutex<[String]>([])
 
-    /// Keeps jobs out of `directory` (resolved to its real path when it exists).
-    public static func protect(_ directory: String) {
+    /// Keeps jobs out of `directory` (resolved to its real path when it exists): this agent's
+    /// own list, and the marker file for every other agent.
+    public static func protect(_ directory: String) throws(StoreError) {
         var real = directory
         if let p = realpath(directory, nil) {
             real = String(cString: p)
@@ -121,19 +128,46 @@ public enum StatePaths {
         }
         while real.count > 1 && real.hasSuffix("/") { real.removeLast() }
         registered.withLock { if !$0.contains(real) { $0.append(real) } }
+        let marker = real + "/" + markerName
+        let fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            guard errno == EEXIST else { throw .system(operation: "mark the state directory", path: marker, errno: errno) }
+            return
+        }
+        defer { close(fd) }
+        let written = markerText.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        guard written == markerText.utf8.count, fsync(fd) == 0 else {
+            throw .system(operation: "mark the state directory", path: marker, errno: errno)
+        }
     }
 
-    /// `absolute` (a real path below an agent's root) is a protected directory or inside one.
+    /// `absolute` (a real path below an agent's root) is this agent's protected directory or inside it.
     public static func isProtected(_ absolute: String) -> Bool {
         registered.withLock { list in list.contains { absolute == $0 || absolute.hasPrefix($0 + "/") } }
     }
 
-    static func check(_ rooted: RootedPath, _ path: String) throws(StoreError) {
+    /// Whether the directory holding these entry names is an agent's state (it has the marker).
+    public static func isStateDirectory(names: [String]) -> Bool { names.contains(markerName) }
+
+    /// Whether a directory on the way to `rooted` (or `rooted` itself) carries the marker: one
+    /// `fstatat` per component, beneath the root's descriptor.
+    static func marked(_ rooted: RootedPath, _ directory: RootDirectory) -> Bool {
+        var prefix = ""
+        var st = stat()
+        for component in rooted.components {
+            prefix = prefix.isEmpty ? component : prefix + "/" + component
+            if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0 { return true }
+            if errno == ENOTDIR { return false }  // a file: nothing below it
+        }
+        return false
+    }
+
+    static func check(_ rooted: RootedPath, _ path: String, _ directory: RootDirectory) throws(StoreError) {
         if rooted.components.first == TreeScanner.stateDirectory {
             throw .invalidPath(path: path, reason: "it is inside .barge, the agents' own state, which no job may read or write")
         }
-        if isProtected(rooted.absolute) {
-            throw .invalidPath(path: path, reason: "it is inside this agent's state directory, which no job may read or write")
+        if isProtected(rooted.absolute) || marked(rooted, directory) {
+            throw .invalidPath(path: path, reason: "it is inside an agent's state directory (marked by \(markerName)), which no job may read or write")
         }
     }
 }

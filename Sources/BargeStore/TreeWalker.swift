@@ -14,7 +14,7 @@ public struct TreeWalker: Sendable {
     private var skipped: [StoreError] = []
 
     /// Walks below `directory`; paths are relative to it. At an agent's root, its `.barge`
-    /// state directory is left out, and so is any directory `StatePaths` protects.
+    /// state directory is left out, and so is any directory `StatePaths` protects or marks.
     public init(directory: RootedPath) throws(StoreError) {
         let names = try TreeScanner.children(of: directory.absolute, prefix: "", skipState: directory.components.isEmpty, skipped: &skipped)
         stack = [Level(absolute: directory.absolute, prefix: "", names: names)]
@@ -36,6 +36,8 @@ public struct TreeWalker: Sendable {
             guard let e = TreeScanner.entry(at: absolute, relative: relative, skipped: &skipped) else { continue }
             if e.kind == .directory {
                 let names = try TreeScanner.children(of: absolute, prefix: relative, skipState: false, skipped: &skipped)
+                // Another agent's state directory (it carries the marker) is not data either.
+                if StatePaths.isStateDirectory(names: names) { continue }
                 stack.append(Level(absolute: absolute, prefix: relative, names: names))
             }
             return e

@@ -107,8 +107,9 @@ struct AgentCommand: AsyncParsableCommand {
         let index: ChunkIndex
         do {
             try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
-            // No job reads or writes it, even when --state lies below the root.
-            StatePaths.protect(stateDirectory)
+            // No job reads or writes it, even when --state lies below the root, at this agent or
+            // any other sharing the root.
+            try StatePaths.protect(stateDirectory)
             index = try ChunkIndex(path: stateDirectory + "/" + ChunkIndex.fileName, root: rootPath)
         } catch {
             throw Failure("agent \(name): cannot open its chunk index in \(stateDirectory): \(error)")

@@ -102,7 +102,9 @@ struct TransferProcessTests {
     }
 
     /// No job reads or writes an agent's own state: not `.barge`, not a `--state` below the
-    /// root, neither named nor reached through a parent, at the source or the destination.
+    /// root, neither named nor reached through a parent, at the source or the destination, and
+    /// not through another agent that shares the root (a2 here, which knows a1's state only by
+    /// the marker a1 left in it).
     @Test func agentsOwnStateIsNeitherSentNorOverwritten() async throws {
         let root = cluster.dir.url.appendingPathComponent("root-a")
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 20)
@@ -112,13 +114,14 @@ struct TransferProcessTests {
         try Data("not an index".utf8).write(to: sneaky.appendingPathComponent("chunk-index.sqlite"))
         let (coordinator, agents, http) = try await cluster.startCoordinator()
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--state", root.path + "/state-a1"])
+        let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 }, "\(coordinator.output)")
+        defer { withExtendedLifetime((coordinator, a1, a2, b1)) {} }
+        #expect(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)")
         #expect(FileManager.default.fileExists(atPath: root.path + "/state-a1/chunk-index.sqlite"))
 
         // Named, at either end: refused before anything moves.
-        for (from, to) in [("a:.barge", "b:x"), ("a:state-a1", "b:x"), ("a:ds", "b:.barge/b1"), ("a:ds", "b:ds/../.barge")] {
+        for (from, to) in [("a:.barge", "b:x"), ("a:state-a1", "b:x"), ("a:state-a1/chunk-index.sqlite", "b:x"), ("a:ds", "b:.barge/b1"), ("a:ds", "b:ds/../.barge")] {
             let r = try cluster.cli(["submit", from, to, "--wait"], http: http)
             #expect(r.status != 0 && (r.stdout + r.stderr).contains("no job may read or write"), "\(from) → \(to): \(r.stdout)\(r.stderr)")
         }

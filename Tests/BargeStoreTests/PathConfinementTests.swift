@@ -117,7 +117,8 @@ struct PathConfinementTests {
         #expect(!seen.contains { $0.hasPrefix(".barge") })
         #expect(seen.contains("data/state-b1/chunk-index.sqlite"))
 
-        StatePaths.protect(s.root + "/data/state-b1/")
+        try StatePaths.protect(s.root + "/data/state-b1/")
+        #expect(FileManager.default.fileExists(atPath: s.root + "/data/state-b1/" + StatePaths.markerName))
         for path in ["data/state-b1", "data/state-b1/chunk-index.sqlite", "data/state-b1/new"] {
             #expect(throws: StoreError.self, "\(path)") { _ = try RootedPath.lexical(path, under: s.root) }
         }
@@ -129,6 +130,21 @@ struct PathConfinementTests {
             #expect(seen.contains { $0.hasSuffix("x") })
             #expect(!seen.contains { $0.contains("state-b1") || $0.hasPrefix(".barge") }, "\(seen)")
         }
+
+        // Another agent sharing this root marked its --state directory: this process never
+        // registered it, and keeps out of it all the same, by the marker alone.
+        try s.file("data/deep/state-b2/chunk-index.sqlite", "index")
+        try s.file("data/deep/state-b2/" + StatePaths.markerName, "marker")
+        try s.file("data/deep/kept", "kept")
+        for path in ["data/deep/state-b2", "data/deep/state-b2/chunk-index.sqlite", "data/deep/state-b2/sub/new", "data/deep/../deep/state-b2/x"] {
+            #expect(throws: StoreError.self, "\(path)") { _ = try RootedPath.lexical(path, under: s.root) }
+            #expect(throws: StoreError.self, "\(path)") { _ = try RootedPath.resolve(path, under: s.root) }
+        }
+        #expect(try RootedPath.lexical("data/deep/kept", under: s.root).relative == "data/deep/kept")
+        var marked = try TreeWalker(directory: RootedPath.resolve("data", under: s.root))
+        var found: [String] = []
+        while let e = try marked.next() { found.append(e.path) }
+        #expect(found.contains("deep/kept") && !found.contains { $0.contains("state-b2") }, "\(found)")
     }
 }
 
