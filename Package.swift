@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "BargeCoordinator", targets: ["BargeCoordinator"]),
         .library(name: "BargeAgent", targets: ["BargeAgent"]),
         .library(name: "BargeStore", targets: ["BargeStore"]),
+        .library(name: "BargeTier", targets: ["BargeTier"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -49,6 +50,10 @@ let package = Package(
         .target(name: "BargeChunk", dependencies: ["BargeDigest"]),
         .target(name: "BargeFlow"),
         .target(name: "BargeStore", dependencies: ["CBargeFS", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "BargeTier",
+            dependencies: ["BargeCodec", "BargeDigest", "BargeFlow", "BargeStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .target(
             name: "BargeWire",
             dependencies: [
@@ -105,6 +110,7 @@ let package = Package(
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
         .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore"]),
+        .testTarget(name: "BargeTierTests", dependencies: ["BargeTier", "BargeStore", "BargeCodec", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeCodec", "BargeStore", "BargeBench", "BargeDigest", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "BargeCoordinatorTests",

@@ -1,0 +1,223 @@
+import Foundation
+import GRDB
+
+/// A file in the cold tier: its metadata and its chunks, in offset order.
+public struct ColdFile: Sendable, Hashable {
+    public struct Chunk: Sendable, Hashable {
+        /// The id the chunk is stored under (32 bytes).
+        public var id: [UInt8]
+        public var length: UInt32
+    }
+
+    /// Relative to the agents' root.
+    public var path: String
+    public var size: UInt64
+    public var mode: UInt32
+    public var mtimeSeconds: Int64
+    public var mtimeNanoseconds: Int32
+    public var chunks: [Chunk]
+
+    /// The chunk list as stored: 36 bytes per chunk (id, then the raw length, u32 LE).
+    var encodedChunks: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(chunks.count * 36)
+        for c in chunks { out += c.id + PackFormat.le(UInt64(c.length), 4) }
+        return out
+    }
+
+    static func decodeChunks(_ bytes: [UInt8]) -> [Chunk] {
+        stride(from: 0, to: bytes.count - bytes.count % 36, by: 36).map {
+            Chunk(id: Array(bytes[$0..<$0 + 32]), length: UInt32(PackFormat.readLE(bytes, $0 + 32, 4)))
+        }
+    }
+}
+
+/// Where a stored chunk is.
+public struct ChunkLocation: Sendable, Hashable {
+    public var pack: String
+    public var offset: UInt64
+    public var stored: UInt32
+    public var raw: UInt32
+}
+
+/// The site's catalog, `DIR/catalog.sqlite`, shared by the site's agents (SQLite in WAL mode, with
+/// a busy timeout): every pack, every stored chunk (one row each: the dedup index, as restic's
+/// index), and every cold file with its chunk list (one row per file, never one per chunk).
+public final class ColdCatalog: Sendable {
+    private let pool: DatabasePool
+
+    public init(path: String) throws {
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(30)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch { throw ColdStoreError("cannot open the cold-store catalog \(path): \(error)") }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.create(table: "packs") { t in
+                t.primaryKey("id", .text)
+                t.column("bytes", .integer).notNull()
+                t.column("chunks", .integer).notNull()
+            }
+            try db.create(table: "chunks", options: .withoutRowID) { t in
+                t.primaryKey("id", .blob)
+                t.column("pack", .text).notNull()
+                t.column("offset", .integer).notNull()
+                t.column("stored", .integer).notNull()
+                t.column("raw", .integer).notNull()
+            }
+            try db.create(index: "chunks_by_pack", on: "chunks", columns: ["pack"])
+            try db.create(table: "files", options: .withoutRowID) { t in
+                t.primaryKey("path", .text)
+                t.column("size", .integer).notNull()
+                t.column("mode", .integer).notNull()
+                t.column("mtimeSeconds", .integer).notNull()
+                t.column("mtimeNanoseconds", .integer).notNull()
+                t.column("chunks", .blob).notNull()
+            }
+        }
+        return m
+    }
+
+    private func write<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try pool.write(body) } catch let e as ColdStoreError { throw e } catch { throw ColdStoreError("cold-store catalog: \(error)") }
+    }
+
+    private func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try pool.read(body) } catch let e as ColdStoreError { throw e } catch { throw ColdStoreError("cold-store catalog: \(error)") }
+    }
+
+    /// Which of `ids` the store already holds.
+    public func known(_ ids: [[UInt8]]) throws -> Set<[UInt8]> {
+        try read { db in
+            var found = Set<[UInt8]>()
+            let statement = try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?")
+            for id in ids where try Bool.fetchOne(statement, arguments: [Data(id)]) != nil { found.insert(id) }
+            return found
+        }
+    }
+
+    /// Records sealed packs and the files whose chunks they (or earlier packs) hold, in one
+    /// transaction: after it, the files are cold.
+    public func commit(packs: [SealedPack], files: [ColdFile]) throws {
+        try write { db in
+            for p in packs {
+                try db.execute(sql: "INSERT OR IGNORE INTO packs (id, bytes, chunks) VALUES (?, ?, ?)", arguments: [p.id, Int64(p.bytes), p.entries.count])
+                let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO chunks (id, pack, offset, stored, raw) VALUES (?, ?, ?, ?, ?)")
+                for e in p.entries {
+                    try statement.execute(arguments: [Data(e.id), p.id, Int64(e.offset), Int64(e.stored), Int64(e.raw)])
+                }
+            }
+            let statement = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO files (path, size, mode, mtimeSeconds, mtimeNanoseconds, chunks) VALUES (?, ?, ?, ?, ?, ?)
+                """)
+            for f in files {
+                try statement.execute(arguments: [f.path, Int64(f.size), Int64(f.mode), f.mtimeSeconds, Int64(f.mtimeNanoseconds), Data(f.encodedChunks)])
+            }
+        }
+    }
+
+    public func file(_ path: String) throws -> ColdFile? {
+        try read { db in try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]).map(Self.file) }
+    }
+
+    /// Cold files at `prefix` or below it (all of them for ""), by path, a page at a time.
+    public func files(under prefix: String, after: String? = nil, limit: Int = 1000) throws -> [ColdFile] {
+        try read { db in
+            let start = after ?? ""
+            if prefix.isEmpty {
+                return try Row.fetchAll(db, sql: "SELECT * FROM files WHERE path > ? ORDER BY path LIMIT ?", arguments: [start, limit]).map(Self.file)
+            }
+            // The path itself, or anything below "prefix/" (the range ["prefix/", "prefix0"), as '0' follows '/').
+            return try Row.fetchAll(db, sql: """
+                SELECT * FROM files WHERE path > ? AND (path = ? OR (path >= ? AND path < ?)) ORDER BY path LIMIT ?
+                """, arguments: [start, prefix, prefix + "/", prefix + "0", limit]).map(Self.file)
+        }
+    }
+
+    /// Takes `path` out of the cold tier (it was promoted); its chunks stay until `gc`.
+    public func remove(_ path: String) throws {
+        try write { db in try db.execute(sql: "DELETE FROM files WHERE path = ?", arguments: [path]) }
+    }
+
+    public func locations(_ ids: [[UInt8]]) throws -> [[UInt8]: ChunkLocation] {
+        try read { db in
+            var out: [[UInt8]: ChunkLocation] = [:]
+            let statement = try db.cachedStatement(sql: "SELECT pack, offset, stored, raw FROM chunks WHERE id = ?")
+            for id in Set(ids) {
+                if let row = try Row.fetchOne(statement, arguments: [Data(id)]) {
+                    out[id] = ChunkLocation(pack: row[0], offset: UInt64(row[1] as Int64), stored: UInt32(row[2] as Int64), raw: UInt32(row[3] as Int64))
+                }
+            }
+            return out
+        }
+    }
+
+    /// Points `id` at another copy (a repair that found the chunk whole in another pack).
+    public func relocate(_ id: [UInt8], to location: ChunkLocation) throws {
+        try write { db in
+            try db.execute(sql: "UPDATE chunks SET pack = ?, offset = ?, stored = ?, raw = ? WHERE id = ?",
+                           arguments: [location.pack, Int64(location.offset), Int64(location.stored), Int64(location.raw), Data(id)])
+        }
+    }
+
+    public struct Totals: Sendable, Codable, Equatable {
+        public var files: Int
+        public var logicalBytes: UInt64
+        public var packs: Int
+        public var storedBytes: UInt64
+        /// Raw bytes of the distinct chunks stored (logical bytes after dedup, before compression).
+        public var uniqueBytes: UInt64
+    }
+
+    public func totals() throws -> Totals {
+        try read { db in
+            let files = try Row.fetchOne(db, sql: "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files")!
+            let packs = try Row.fetchOne(db, sql: "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM packs")!
+            let unique = try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(raw), 0) FROM chunks") ?? 0
+            return Totals(files: files[0], logicalBytes: UInt64(files[1] as Int64), packs: packs[0],
+                          storedBytes: UInt64(packs[1] as Int64), uniqueBytes: UInt64(unique))
+        }
+    }
+
+    /// Every pack the catalog knows, with whether any cold file still references one of its chunks.
+    /// Walks the file rows once (a set of live ids), so its memory is the live chunk count.
+    public func packUse() throws -> (all: [String], live: Set<String>) {
+        try read { db in
+            var liveIDs = Set<[UInt8]>()
+            let rows = try Row.fetchCursor(db, sql: "SELECT chunks FROM files")
+            while let row = try rows.next() {
+                let data: Data = row[0]
+                for c in ColdFile.decodeChunks(Array(data)) { liveIDs.insert(c.id) }
+            }
+            var live = Set<String>()
+            let chunkRows = try Row.fetchCursor(db, sql: "SELECT id, pack FROM chunks")
+            while let row = try chunkRows.next() {
+                let id: Data = row[0]
+                if liveIDs.contains(Array(id)) { live.insert(row[1]) }
+            }
+            return (try String.fetchAll(db, sql: "SELECT id FROM packs ORDER BY id"), live)
+        }
+    }
+
+    /// Forgets packs (their files are removed next) and their chunk rows.
+    public func forget(packs: [String]) throws {
+        try write { db in
+            for p in packs {
+                try db.execute(sql: "DELETE FROM chunks WHERE pack = ?", arguments: [p])
+                try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [p])
+            }
+        }
+    }
+
+    private static func file(_ row: Row) -> ColdFile {
+        let chunks: Data = row["chunks"]
+        return ColdFile(path: row["path"], size: UInt64(row["size"] as Int64), mode: UInt32(row["mode"] as Int64),
+                        mtimeSeconds: row["mtimeSeconds"], mtimeNanoseconds: Int32(row["mtimeNanoseconds"] as Int64),
+                        chunks: ColdFile.decodeChunks(Array(chunks)))
+    }
+}

@@ -1,0 +1,424 @@
+import BargeCodec
+import BargeDigest
+import BargeStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A site's cold tier: a content-addressed, deduplicated, compressed (and optionally encrypted)
+/// pack store with its catalog. Files move in by `demote` and out by `promote`; `verify`, `gc`
+/// and `totals` look after it. Each call works in the caller's thread (agents run them on the
+/// blocking-I/O pool); several processes may use one store at once.
+public final class ColdStore {
+    public let layout: ColdLayout
+    public let catalog: ColdCatalog
+    let keys: ColdKeys?
+    public let chunkSize: Int
+    public var encrypted: Bool { keys != nil }
+
+    /// The codec for archiving is `auto` as if each chunk were sent over a link of this rate: the
+    /// selector spends CPU on ratio (stronger zstd levels, shuffle and delta filters) as long as
+    /// the time it costs stays below what the saved bytes would take at this rate. That is
+    /// "ratio first, within a CPU budget": on one core, no codec it picks runs much under it.
+    public static let archiveRate: Double = 60e6
+
+    public init(directory: String, keyMaterial: [UInt8]? = nil) throws {
+        layout = ColdLayout(directory: directory)
+        try layout.createDirectories()
+        let (config, keys) = try ColdConfig.openOrCreate(layout, keyMaterial: keyMaterial)
+        self.keys = keys
+        chunkSize = config.chunkSize
+        catalog = try ColdCatalog(path: layout.catalogPath)
+    }
+
+    /// The id a chunk with this SHA-256 is stored under.
+    func storedID(_ sha: SHA256Digest) -> [UInt8] { keys?.storedID(sha) ?? sha.bytes }
+
+    // MARK: demote
+
+    public struct Skipped: Sendable, Hashable, Codable {
+        public var path: String
+        public var reason: String
+    }
+
+    public struct DemoteOutcome: Sendable {
+        public var files: [ColdFile] = []
+        public var logicalBytes: UInt64 = 0
+        /// Bytes of new packs written (what the store grew by).
+        public var storedBytes: UInt64 = 0
+        public var newChunks = 0
+        public var skipped: [Skipped] = []
+    }
+
+    /// Moves regular files (paths relative to `root`) into the store: chunks are written to new
+    /// packs, the packs are sealed and read back, the catalog records the files, and only then
+    /// is each hot copy removed, if it did not change meanwhile. A crash at any point leaves
+    /// each file whole in at least one tier: before the catalog commit the hot copy is
+    /// untouched; after it both are whole until the unlink. A file already cold is only
+    /// unlinked when its hot copy is the one the catalog describes (a demotion redone after a
+    /// crash).
+    public func demote(_ paths: [String], root: String, encoder: AdaptiveEncoder) throws -> DemoteOutcome {
+        let lock = try StoreLock(layout.lockPath, exclusive: false)
+        defer { lock.release() }
+        var outcome = DemoteOutcome()
+        var writer: PackWriter?
+        var sealed: [SealedPack] = []
+        var batchIDs = Set<[UInt8]>()
+        var opened: [(file: ColdFile, path: RootedPath, inode: UInt64)] = []
+        var raw = [UInt8](repeating: 0, count: chunkSize)
+        var encoded = [UInt8](repeating: 0, count: ChunkFormat.maxEncodedLength(rawLength: chunkSize))
+        defer { writer?.abandon() }
+
+        for path in paths {
+            let rooted: RootedPath
+            do { rooted = try RootedPath.resolve(path, under: root) } catch {
+                outcome.skipped.append(Skipped(path: path, reason: "\(error)"))
+                continue
+            }
+            let fd = open(rooted.absolute, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                outcome.skipped.append(Skipped(path: path, reason: "cannot open: \(String(cString: strerror(errno)))"))
+                continue
+            }
+            defer { close(fd) }
+            var before = stat()
+            guard fstat(fd, &before) == 0, before.st_mode & S_IFMT == S_IFREG else {
+                outcome.skipped.append(Skipped(path: path, reason: "not a regular file (directories and links stay hot)"))
+                continue
+            }
+            if let existing = try catalog.file(rooted.relative), Self.same(existing, before) {
+                // Already cold (a demotion redone after a crash): the hot copy is the same file.
+                opened.append((existing, rooted, UInt64(before.st_ino)))
+                continue
+            }
+            var chunks: [ColdFile.Chunk] = []
+            var offset: UInt64 = 0
+            var failed: String?
+            while offset < UInt64(before.st_size) {
+                let want = Int(min(UInt64(chunkSize), UInt64(before.st_size) - offset))
+                let n = raw.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, want, off_t(offset)) }
+                guard n == want else {
+                    failed = n < 0 ? "cannot read: \(String(cString: strerror(errno)))" : "it shrank while it was read"
+                    break
+                }
+                let piece = UnsafeRawBufferPointer(start: raw.withUnsafeBytes { $0.baseAddress! }, count: want)
+                let id = storedID(SHA256.hash(piece))
+                if !batchIDs.contains(id), try catalog.known([id]).isEmpty {
+                    let header: ChunkHeader
+                    do {
+                        header = try encoded.withUnsafeMutableBytes { out in try encoder.encode(piece, into: out).header }
+                    } catch { throw ColdStoreError("cannot compress a chunk of \(path): \(error)") }
+                    if writer == nil { writer = try PackWriter(layout: layout, keys: keys) }
+                    try encoded.withUnsafeBytes { e throws in
+                        try writer!.append(id: id, encoded: UnsafeRawBufferPointer(rebasing: e[0..<header.encodedLength]), rawLength: want)
+                    }
+                    batchIDs.insert(id)
+                    outcome.newChunks += 1
+                    if writer!.bytes >= UInt64(PackFormat.targetPackBytes) {
+                        sealed.append(try writer!.seal())
+                        writer = nil
+                    }
+                }
+                chunks.append(ColdFile.Chunk(id: id, length: UInt32(want)))
+                offset += UInt64(want)
+            }
+            var after = stat()
+            if failed == nil, fstat(fd, &after) != 0 || after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec
+                || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec {
+                failed = "it changed while it was demoted"
+            }
+            if let failed {
+                outcome.skipped.append(Skipped(path: path, reason: failed))
+                continue
+            }
+            let file = ColdFile(path: rooted.relative, size: UInt64(before.st_size), mode: UInt32(before.st_mode & 0o7777),
+                                mtimeSeconds: Int64(before.st_mtim.tv_sec), mtimeNanoseconds: Int32(before.st_mtim.tv_nsec), chunks: chunks)
+            opened.append((file, rooted, UInt64(before.st_ino)))
+        }
+        if let w = writer, !w.entries.isEmpty {
+            sealed.append(try w.seal())
+        } else {
+            writer?.abandon()
+        }
+        writer = nil
+        // Read every new pack back before anything hot is removed.
+        for pack in sealed { try verifyPack(pack.id, expecting: pack.entries) }
+        try catalog.commit(packs: sealed, files: opened.map(\.file))
+        outcome.storedBytes = sealed.reduce(0) { $0 + $1.bytes }
+
+        var parents = Set<String>()
+        for (file, rooted, inode) in opened {
+            // The hot copy goes only if it is still the file that was stored.
+            var now = stat()
+            guard lstat(rooted.absolute, &now) == 0, UInt64(now.st_ino) == inode, Self.same(file, now) else {
+                outcome.skipped.append(Skipped(path: file.path, reason: "it changed after it was stored; the hot copy stays"))
+                try catalog.remove(file.path)
+                continue
+            }
+            guard unlink(rooted.absolute) == 0 || errno == ENOENT else {
+                throw ColdStoreError.system("remove the hot copy of", file.path, errno)
+            }
+            parents.insert(String(rooted.absolute[..<rooted.absolute.lastIndex(of: "/")!]))
+            outcome.files.append(file)
+            outcome.logicalBytes += file.size
+        }
+        for parent in parents { try ColdLayout.syncDirectory(parent) }
+        return outcome
+    }
+
+    static func same(_ file: ColdFile, _ st: stat) -> Bool {
+        UInt64(st.st_size) == file.size && Int64(st.st_mtim.tv_sec) == file.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == file.mtimeNanoseconds
+    }
+
+    /// Reads a pack whole: its name is its SHA-256, its index is what was written, and every blob
+    /// opens and decodes to its XXH3-128.
+    func verifyPack(_ id: String, expecting: [PackFormat.Entry]) throws {
+        let path = layout.packPath(for: id)
+        guard try PackReader.digest(of: path) == id else { throw ColdStoreError.damaged("pack \(id) does not hash to its name") }
+        let reader = try PackReader(path: path, keys: keys)
+        guard try reader.index() == expecting else { throw ColdStoreError.damaged("pack \(id)'s index is not what was written") }
+        let decoder = ChunkDecoder()
+        for e in expecting {
+            let blob = try reader.blob(e)
+            do { _ = try decoder.decode(blob, verify: true) } catch { throw ColdStoreError.damaged("a blob of pack \(id) does not decode: \(error)") }
+        }
+    }
+
+    // MARK: promote
+
+    public struct PromoteOutcome: Sendable {
+        public var files: [ColdFile] = []
+        public var logicalBytes: UInt64 = 0
+        /// Bytes read from packs.
+        public var packBytesRead: UInt64 = 0
+        public var skipped: [Skipped] = []
+    }
+
+    /// Brings cold files back as plain files: each is rebuilt under its partial name from the
+    /// blobs it needs (read pack by pack, in offset order), checked chunk by chunk against its
+    /// id, given its mode and mtime, made durable and renamed; only then does the catalog drop
+    /// it. A file whose hot copy is already there and matches (a promotion redone after a
+    /// crash) is only dropped from the catalog.
+    public func promote(_ paths: [String], root: String) throws -> PromoteOutcome {
+        var outcome = PromoteOutcome()
+        let decoder = ChunkDecoder()
+        var readers: [String: PackReader] = [:]
+        for path in paths {
+            let rooted: RootedPath
+            do { rooted = try RootedPath.lexical(path, under: root) } catch {
+                outcome.skipped.append(Skipped(path: path, reason: "\(error)"))
+                continue
+            }
+            guard let file = try catalog.file(rooted.relative) else {
+                outcome.skipped.append(Skipped(path: path, reason: "not in the cold tier"))
+                continue
+            }
+            var st = stat()
+            if lstat(rooted.absolute, &st) == 0 {
+                if st.st_mode & S_IFMT == S_IFREG, Self.same(file, st) {
+                    try catalog.remove(file.path)  // promoted before a crash; the catalog lagged
+                    outcome.files.append(file)
+                    continue
+                }
+                outcome.skipped.append(Skipped(path: path, reason: "a different file now has its name; it stays cold"))
+                continue
+            }
+            let locations = try catalog.locations(file.chunks.map(\.id))
+            var offsets: [(chunk: ColdFile.Chunk, at: UInt64)] = []
+            var at: UInt64 = 0
+            for c in file.chunks {
+                offsets.append((c, at))
+                at += UInt64(c.length)
+            }
+            if offsets.contains(where: { locations[$0.chunk.id] == nil }) {
+                throw ColdStoreError.damaged("\(file.path) needs a chunk the store does not hold")
+            }
+            let writer: PartialFileWriter
+            do { writer = try PartialFileWriter(rooted, size: file.size) } catch { throw ColdStoreError("cannot create \(path): \(error)") }
+            do {
+                // By pack, then by offset in the pack: each pack read once, forward.
+                let ordered = offsets.sorted { a, b in
+                    let la = locations[a.chunk.id]!, lb = locations[b.chunk.id]!
+                    return la.pack != lb.pack ? la.pack < lb.pack : la.offset < lb.offset
+                }
+                var written = Set<UInt64>()
+                for (chunk, offset) in ordered where !written.contains(offset) {
+                    let location = locations[chunk.id]!
+                    if readers[location.pack] == nil { readers[location.pack] = try PackReader(path: layout.packPath(for: location.pack), keys: keys) }
+                    let blob = try readers[location.pack]!.blob(PackFormat.Entry(id: chunk.id, offset: location.offset, stored: location.stored, raw: location.raw))
+                    outcome.packBytesRead += UInt64(location.stored)
+                    let raw: [UInt8]
+                    do { raw = try decoder.decode(blob, verify: true) } catch {
+                        throw ColdStoreError.damaged("a chunk of \(file.path) in pack \(location.pack) does not decode: \(error)")
+                    }
+                    guard raw.count == Int(chunk.length), storedID(SHA256.hash(raw)) == chunk.id else {
+                        throw ColdStoreError.damaged("a chunk of \(file.path) in pack \(location.pack) is not the one stored")
+                    }
+                    // The same chunk may sit at several offsets of the file.
+                    for (c, o) in offsets where c.id == chunk.id && !written.contains(o) {
+                        do { try raw.withUnsafeBytes { b in try writer.write(b, at: o) } } catch {
+                            throw ColdStoreError("cannot write \(path): \(error)")
+                        }
+                        written.insert(o)
+                    }
+                }
+                do { try writer.finish(mode: file.mode, mtimeSeconds: file.mtimeSeconds, mtimeNanoseconds: file.mtimeNanoseconds) } catch {
+                    throw ColdStoreError("cannot finish \(path): \(error)")
+                }
+            } catch {
+                writer.abandon()
+                throw error
+            }
+            try catalog.remove(file.path)
+            outcome.files.append(file)
+            outcome.logicalBytes += file.size
+        }
+        return outcome
+    }
+
+    // MARK: verify, gc, totals
+
+    public struct VerifyOutcome: Sendable, Codable {
+        public var chunksChecked = 0
+        public var bytesChecked: UInt64 = 0
+        /// Chunks that did not read back whole, with where they were.
+        public var damaged: [String] = []
+        public var repaired = 0
+    }
+
+    /// Re-reads every chunk of the cold files under `prefix`, decoding and re-hashing it. With
+    /// `repair`, a damaged chunk found whole in another pack is pointed there (the packs
+    /// themselves are never changed). Returns what it found; a chunk with no good copy stays in
+    /// `damaged`, for the caller to fetch again from a source.
+    public func verify(under prefix: String, repair: Bool) throws -> VerifyOutcome {
+        var outcome = VerifyOutcome()
+        var checked = Set<[UInt8]>()
+        var readers: [String: PackReader] = [:]
+        let decoder = ChunkDecoder()
+        var after: String?
+        while true {
+            let page = try catalog.files(under: prefix, after: after)
+            guard let last = page.last else { break }
+            after = last.path
+            let ids = page.flatMap { $0.chunks.map(\.id) }.filter { !checked.contains($0) }
+            let locations = try catalog.locations(ids)
+            for id in ids where !checked.contains(id) {
+                checked.insert(id)
+                guard let location = locations[id] else {
+                    outcome.damaged.append("chunk \(Hex.encode(id.prefix(8)))… is in no pack")
+                    continue
+                }
+                do {
+                    if readers[location.pack] == nil { readers[location.pack] = try PackReader(path: layout.packPath(for: location.pack), keys: keys) }
+                    let blob = try readers[location.pack]!.blob(PackFormat.Entry(id: id, offset: location.offset, stored: location.stored, raw: location.raw))
+                    let raw = try decoder.decode(blob, verify: true)
+                    guard storedID(SHA256.hash(raw)) == id else { throw ColdStoreError.damaged("hash differs") }
+                    outcome.chunksChecked += 1
+                    outcome.bytesChecked += UInt64(raw.count)
+                } catch {
+                    if repair, let copy = try findCopy(of: id, avoiding: location.pack, decoder: decoder) {
+                        try catalog.relocate(id, to: copy)
+                        outcome.repaired += 1
+                        outcome.chunksChecked += 1
+                        outcome.bytesChecked += UInt64(copy.raw)
+                    } else {
+                        outcome.damaged.append("chunk \(Hex.encode(id.prefix(8)))… in pack \(location.pack) at \(location.offset)")
+                    }
+                }
+            }
+        }
+        return outcome
+    }
+
+    /// Another pack holding `id` whole (packs are listed from disk, so a copy the catalog does not
+    /// point at, written by a concurrent demotion, counts too).
+    func findCopy(of id: [UInt8], avoiding pack: String, decoder: ChunkDecoder) throws -> ChunkLocation? {
+        for candidate in try packsOnDisk() where candidate != pack {
+            guard let reader = try? PackReader(path: layout.packPath(for: candidate), keys: keys),
+                  let entry = try? reader.index().first(where: { $0.id == id }),
+                  let blob = try? reader.blob(entry), let raw = try? decoder.decode(blob, verify: true),
+                  storedID(SHA256.hash(raw)) == id else { continue }
+            return ChunkLocation(pack: candidate, offset: entry.offset, stored: entry.stored, raw: entry.raw)
+        }
+        return nil
+    }
+
+    /// Pack ids present under `packs/`.
+    public func packsOnDisk() throws -> [String] {
+        var ids: [String] = []
+        guard let top = opendir(layout.packsDirectory) else { throw ColdStoreError.system("list", layout.packsDirectory, errno) }
+        defer { closedir(top) }
+        while let e = readdir(top) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.count == 2, let sub = opendir(layout.packsDirectory + "/" + name) else { continue }
+            while let f = readdir(sub) {
+                let file = withUnsafeBytes(of: f.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if file.hasSuffix(".pack") { ids.append(String(file.dropLast(5))) }
+            }
+            closedir(sub)
+        }
+        return ids.sorted()
+    }
+
+    public struct GCOutcome: Sendable, Codable {
+        public var packsRemoved = 0
+        public var bytesRemoved: UInt64 = 0
+        public var packsKept = 0
+        public var temporaryRemoved = 0
+    }
+
+    /// Removes packs that no cold file references, and packs and temporary files that no
+    /// demotion finished (left by a crash). It holds the store's lock exclusively, so it waits
+    /// for running demotions, and they for it. Crash-safe: the catalog forgets a pack before its
+    /// file is removed, so a crash in between leaves a file nothing points at, which the next
+    /// run removes.
+    public func gc() throws -> GCOutcome {
+        let lock = try StoreLock(layout.lockPath, exclusive: true)
+        defer { lock.release() }
+        var outcome = GCOutcome()
+        let (all, live) = try catalog.packUse()
+        let dead = all.filter { !live.contains($0) }
+        try catalog.forget(packs: dead)
+        let known = Set(all).subtracting(dead)
+        for id in try packsOnDisk() where !known.contains(id) {
+            let path = layout.packPath(for: id)
+            var st = stat()
+            if stat(path, &st) == 0 { outcome.bytesRemoved += UInt64(st.st_size) }
+            if unlink(path) == 0 { outcome.packsRemoved += 1 }
+        }
+        outcome.packsKept = known.count
+        if let tmp = opendir(layout.temporaryDirectory) {
+            while let e = readdir(tmp) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name.hasPrefix("pack-"), unlink(layout.temporaryDirectory + "/" + name) == 0 { outcome.temporaryRemoved += 1 }
+            }
+            closedir(tmp)
+        }
+        try ColdLayout.syncDirectory(layout.packsDirectory)
+        return outcome
+    }
+
+    public func totals() throws -> ColdCatalog.Totals { try catalog.totals() }
+}
+
+/// `DIR/lock`, held with `flock`: shared by demotions, exclusive by `gc`.
+struct StoreLock {
+    let fd: Int32
+
+    init(_ path: String, exclusive: Bool) throws {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ColdStoreError.system("open", path, errno) }
+        while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
+            guard errno == EINTR else {
+                let e = errno
+                close(fd)
+                throw ColdStoreError.system("lock", path, e)
+            }
+        }
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

@@ -1,0 +1,227 @@
+import BargeBench
+import BargeCodec
+import BargeDigest
+@testable import BargeTier
+import Foundation
+import Testing
+
+/// A root and a cold store in a temporary directory.
+final class ColdSandbox {
+    let dir: URL
+    var root: String { dir.path + "/root" }
+    var cold: String { dir.path + "/cold" }
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-cold-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: dir.path + "/root", withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: dir) }
+
+    @discardableResult
+    func file(_ path: String, _ bytes: [UInt8], mode: Int = 0o640, mtime: Int = 1_700_000_000) throws -> [UInt8] {
+        let url = URL(fileURLWithPath: root + "/" + path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: url)
+        try FileManager.default.setAttributes([.posixPermissions: mode, .modificationDate: Date(timeIntervalSince1970: Double(mtime) + 0.25)],
+                                              ofItemAtPath: url.path)
+        return bytes
+    }
+
+    func read(_ path: String) -> [UInt8]? { FileManager.default.contents(atPath: root + "/" + path).map { Array($0) } }
+
+    func attributes(_ path: String) throws -> (mode: Int, mtime: Double) {
+        let a = try FileManager.default.attributesOfItem(atPath: root + "/" + path)
+        return ((a[.posixPermissions] as! NSNumber).intValue, (a[.modificationDate] as! Date).timeIntervalSince1970)
+    }
+
+    /// Every byte of every file under the cold store (packs, catalog, config).
+    func coldBytes() throws -> [UInt8] {
+        var all: [UInt8] = []
+        let e = FileManager.default.enumerator(atPath: cold)!
+        while let name = e.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: cold + "/" + name, isDirectory: &isDir), !isDir.boolValue {
+                all += Array(FileManager.default.contents(atPath: cold + "/" + name) ?? Data())
+            }
+        }
+        return all
+    }
+}
+
+func archiveEncoder() -> AdaptiveEncoder { AdaptiveEncoder(sendRate: ColdStore.archiveRate) }
+
+struct ColdStoreTests {
+    @Test(arguments: [false, true])
+    func demoteAndPromoteRoundTripByteForByteWithModesAndMtimes(encrypted: Bool) throws {
+        let s = try ColdSandbox()
+        let key: [UInt8]? = encrypted ? Array("a test key of thirty-two bytes!!".utf8) : nil
+        let store = try ColdStore(directory: s.cold, keyMaterial: key)
+        let files: [(String, [UInt8], Int)] = [
+            ("raw/f32.bin", SampleData.generate(.float32, bytes: 3 << 20, seed: 3) + [1, 2, 3], 0o640),
+            ("raw/deep/logs.txt", SampleData.generate(.text, bytes: 700_000, seed: 4), 0o600),
+            ("raw/random.bin", SampleData.generate(.random, bytes: 1_500_000, seed: 5), 0o755),
+            ("raw/empty", [], 0o644),
+            ("raw/twice.bin", SampleData.generate(.int16, bytes: 1 << 20, seed: 6) + SampleData.generate(.int16, bytes: 1 << 20, seed: 6), 0o644),
+        ]
+        for (path, bytes, mode) in files { try s.file(path, bytes, mode: mode) }
+        let before = try files.map { try s.attributes($0.0) }
+
+        let demoted = try store.demote(files.map(\.0), root: s.root, encoder: archiveEncoder())
+        #expect(demoted.skipped.isEmpty, "\(demoted.skipped)")
+        #expect(demoted.files.count == files.count)
+        for (path, _, _) in files { #expect(s.read(path) == nil, "\(path) still hot") }
+        #expect(try store.catalog.file("raw/f32.bin")?.chunks.count == 4)
+        let totals = try store.totals()
+        #expect(totals.files == files.count && totals.packs == 1)
+        #expect(totals.storedBytes < totals.logicalBytes, "\(totals)")
+        // The repeated 1 MiB of twice.bin is stored once.
+        #expect(totals.uniqueBytes == totals.logicalBytes - (1 << 20), "\(totals)")
+        #expect(try store.verify(under: "", repair: false).damaged.isEmpty)
+
+        let promoted = try store.promote(files.map(\.0), root: s.root)
+        #expect(promoted.skipped.isEmpty, "\(promoted.skipped)")
+        for ((path, bytes, _), attributes) in zip(files, before) {
+            #expect(s.read(path) == bytes, "\(path)")
+            let after = try s.attributes(path)
+            #expect(after.mode == attributes.mode && abs(after.mtime - attributes.mtime) < 1e-6, "\(path): \(after) vs \(attributes)")
+        }
+        #expect(try store.catalog.files(under: "").isEmpty)
+        let leftovers = try FileManager.default.subpathsOfDirectory(atPath: s.root).filter { $0.hasSuffix(".barge-partial") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func aSecondCopyAddsAlmostNothing() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        var paths: [String] = []
+        for i in 0..<6 {
+            let bytes = SampleData.generate(i % 2 == 0 ? .float32 : .text, bytes: 2 << 20, seed: UInt64(i))
+            try s.file("a/\(i)", bytes)
+            try s.file("b/\(i)", bytes)
+            paths.append("\(i)")
+        }
+        let first = try store.demote(paths.map { "a/" + $0 }, root: s.root, encoder: archiveEncoder())
+        let second = try store.demote(paths.map { "b/" + $0 }, root: s.root, encoder: archiveEncoder())
+        #expect(first.files.count == 6 && second.files.count == 6)
+        #expect(second.newChunks == 0 && second.storedBytes == 0, "\(second.storedBytes)")
+        #expect(try store.totals().packs == 1)
+    }
+
+    @Test func withoutTheKeyNothingInTheStoreIsReadable() throws {
+        let s = try ColdSandbox()
+        let marker = Array("CONFIDENTIAL-PATIENT-RECORD-".utf8)
+        var content: [UInt8] = []
+        while content.count < 3 << 20 { content += marker + Array("\(content.count)".utf8) }
+        try s.file("records.txt", content)
+        let key = Array((0..<32).map { UInt8($0) })
+        let store = try ColdStore(directory: s.cold, keyMaterial: key)
+        #expect(try store.demote(["records.txt"], root: s.root, encoder: archiveEncoder()).files.count == 1)
+        let stored = try s.coldBytes()
+        #expect(!stored.isEmpty)
+        #expect(stored.firstRange(of: marker.prefix(12)) == nil, "the plaintext is in the cold store")
+        // The chunk ids it holds are keyed, not the plain SHA-256 of the content.
+        let sha = SHA256.hash(Array(content.prefix(1 << 20))).bytes
+        #expect(stored.firstRange(of: sha) == nil)
+
+        #expect(throws: ColdStoreError.self) { _ = try ColdStore(directory: s.cold) }
+        do {
+            _ = try ColdStore(directory: s.cold, keyMaterial: Array(repeating: 7, count: 32))
+            Issue.record("a wrong key was taken")
+        } catch { #expect("\(error)".contains("does not hold the key"), "\(error)") }
+        do {
+            _ = try ColdStore(directory: s.cold)
+            Issue.record("no key was taken")
+        } catch { #expect("\(error)".contains("is encrypted: pass --cold-key-file"), "\(error)") }
+        // With the key it comes back whole.
+        let again = try ColdStore(directory: s.cold, keyMaterial: key)
+        #expect(try again.promote(["records.txt"], root: s.root).files.count == 1)
+        #expect(s.read("records.txt") == content)
+    }
+
+    @Test func aFlippedByteInAPackIsFoundAndRepairedFromAnotherCopy() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let bytes = SampleData.generate(.float64, bytes: 2 << 20, seed: 9)
+        try s.file("x.bin", bytes)
+        _ = try store.demote(["x.bin"], root: s.root, encoder: archiveEncoder())
+        let file = try #require(try store.catalog.file("x.bin"))
+        // A second pack holding the same chunks, as two agents demoting at once can leave.
+        let writer = try PackWriter(layout: store.layout, keys: nil)
+        let encoder = ChunkEncoder()
+        for (i, chunk) in file.chunks.enumerated() {
+            let encoded = try encoder.encode(Array(bytes[(i << 20)..<((i + 1) << 20)]), as: .zstd(1))
+            try encoded.withUnsafeBytes { try writer.append(id: chunk.id, encoded: $0, rawLength: Int(chunk.length)) }
+        }
+        let spare = try writer.seal()
+
+        let location = try #require(try store.catalog.locations([file.chunks[1].id])[file.chunks[1].id])
+        let path = store.layout.packPath(for: location.pack)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: location.offset + 60)
+        let old = try handle.read(upToCount: 1)!
+        try handle.seek(toOffset: location.offset + 60)
+        try handle.write(contentsOf: Data([old[0] ^ 0x01]))
+        try handle.close()
+
+        let found = try store.verify(under: "", repair: false)
+        #expect(found.damaged.count == 1 && found.damaged[0].contains(location.pack), "\(found.damaged)")
+        let fixed = try store.verify(under: "", repair: true)
+        #expect(fixed.repaired == 1 && fixed.damaged.isEmpty, "\(fixed)")
+        #expect(try store.catalog.locations([file.chunks[1].id])[file.chunks[1].id]?.pack == spare.id)
+        #expect(try store.verify(under: "", repair: false).damaged.isEmpty)
+        _ = try store.promote(["x.bin"], root: s.root)
+        #expect(s.read("x.bin") == bytes)
+    }
+
+    @Test func gcRemovesOnlyPacksNothingReferences() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let a = try s.file("a.bin", SampleData.generate(.random, bytes: 1 << 20, seed: 1))
+        let b = try s.file("b.bin", SampleData.generate(.random, bytes: 1 << 20, seed: 2))
+        _ = try store.demote(["a.bin"], root: s.root, encoder: archiveEncoder())
+        _ = try store.demote(["b.bin"], root: s.root, encoder: archiveEncoder())
+        #expect(try store.packsOnDisk().count == 2)
+        // Left by a crash: a temporary pack, and a sealed pack the catalog never recorded.
+        FileManager.default.createFile(atPath: store.layout.temporaryDirectory + "/pack-0123.tmp", contents: Data([1, 2, 3]))
+        let orphan = try PackWriter(layout: store.layout, keys: nil)
+        try ChunkEncoder().encode([1, 2, 3], as: .none).withUnsafeBytes { try orphan.append(id: Array(repeating: 9, count: 32), encoded: $0, rawLength: 3) }
+        _ = try orphan.seal()
+        #expect(try store.packsOnDisk().count == 3)
+
+        let nothing = try store.gc()
+        #expect(nothing.packsRemoved == 1 && nothing.packsKept == 2 && nothing.temporaryRemoved == 1, "\(nothing)")
+        _ = try store.promote(["a.bin"], root: s.root)
+        let one = try store.gc()
+        #expect(one.packsRemoved == 1 && one.packsKept == 1, "\(one)")
+        _ = try store.promote(["b.bin"], root: s.root)
+        #expect(s.read("a.bin") == a && s.read("b.bin") == b)
+    }
+
+    @Test func redoneAfterACrashEachFileEndsWholeInOneTier() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let bytes = try s.file("d/x.bin", SampleData.generate(.text, bytes: 1_300_000, seed: 2))
+        // A crash after the catalog commit and before the unlink: both tiers hold it.
+        _ = try store.demote(["d/x.bin"], root: s.root, encoder: archiveEncoder())
+        try s.file("d/x.bin", bytes)  // the hot copy, as it was (same size and mtime)
+        let redo = try store.demote(["d/x.bin"], root: s.root, encoder: archiveEncoder())
+        #expect(redo.files.count == 1 && redo.newChunks == 0 && s.read("d/x.bin") == nil)
+
+        // A crash in the middle of a promotion: a partial copy is left behind.
+        FileManager.default.createFile(atPath: s.root + "/d/x.bin.barge-partial", contents: Data(repeating: 0x55, count: 4096))
+        _ = try store.promote(["d/x.bin"], root: s.root)
+        #expect(s.read("d/x.bin") == bytes)
+        #expect(!FileManager.default.fileExists(atPath: s.root + "/d/x.bin.barge-partial"))
+        // A crash after the rename and before the catalog update: promoting again only updates it.
+        _ = try store.demote(["d/x.bin"], root: s.root, encoder: archiveEncoder())
+        _ = try store.promote(["d/x.bin"], root: s.root)
+        let file = ColdFile(path: "d/x.bin", size: UInt64(bytes.count), mode: 0o640, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 250_000_000, chunks: [])
+        try store.catalog.commit(packs: [], files: [file])
+        #expect(try store.promote(["d/x.bin"], root: s.root).files.count == 1)
+        #expect(try store.catalog.file("d/x.bin") == nil && s.read("d/x.bin") == bytes)
+
+        // A file changed while it was being demoted stays hot.
+        #expect(try store.demote(["nope"], root: s.root, encoder: archiveEncoder()).skipped.count == 1)
+    }
+}

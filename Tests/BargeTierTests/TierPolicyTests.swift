@@ -1,0 +1,79 @@
+import BargeTier
+import Testing
+
+struct TierPolicyTests {
+    let now: Int64 = 1_800_000_000
+    func file(_ path: String, size: UInt64 = 10, ageDays: Int64 = 0) -> FileFacts {
+        FileFacts(path: path, size: size, mtime: now - ageDays * 86_400)
+    }
+
+    @Test func theIssuesExampleFirstMatchWins() throws {
+        let p = try TierPolicy(parsing: "cold:raw/**;cold:age>90d,size>1MiB;hot")
+        #expect(p.tier(for: file("raw/a/b/frame.tif"), now: now) == .cold)
+        #expect(p.tier(for: file("raw/x"), now: now) == .cold)
+        #expect(p.tier(for: file("rawdata/x"), now: now) == .hot)
+        #expect(p.tier(for: file("old/big.h5", size: 2 << 20, ageDays: 91), now: now) == .cold)
+        #expect(p.tier(for: file("old/small.h5", size: 1 << 20, ageDays: 91), now: now) == .hot)  // size>1MiB is strict
+        #expect(p.tier(for: file("new/big.h5", size: 2 << 20, ageDays: 89), now: now) == .hot)
+        #expect(p.description == "cold:raw/**;cold:age>90d,size>1MiB;hot")
+        #expect(p.canPlaceCold)
+    }
+
+    @Test func noMatchingRuleMeansHot() throws {
+        let p = try TierPolicy(parsing: " cold : *.nc ")
+        #expect(p.tier(for: file("a/b/c.nc"), now: now) == .cold)
+        #expect(p.tier(for: file("c.nc.tmp"), now: now) == .hot)
+        #expect(p.description == "cold:*.nc")
+        #expect(!TierPolicy.allHot.canPlaceCold)
+        #expect(TierPolicy.allHot.tier(for: file("x"), now: now) == .hot)
+    }
+
+    @Test func globs() throws {
+        let cases: [(String, String, Bool)] = [
+            ("*.nc", "x.nc", true), ("*.nc", "deep/dir/x.nc", true), ("*.nc", "x.nc4", false),
+            ("raw/*.h5", "raw/a.h5", true), ("raw/*.h5", "raw/sub/a.h5", false), ("raw/*.h5", "x/raw/a.h5", false),
+            ("**/out-?.h5", "out-1.h5", true), ("**/out-?.h5", "a/b/out-2.h5", true), ("**/out-?.h5", "a/out-12.h5", false),
+            ("runs/**/ckpt", "runs/ckpt", true), ("runs/**/ckpt", "runs/1/2/ckpt", true), ("runs/**/ckpt", "runs/1/ckpt2", false),
+            ("f[0-9][!a]", "f1b", true), ("f[0-9][!a]", "f1a", false), ("f[0-9][!a]", "fxb", false),
+            ("/top.txt", "top.txt", true), ("/top.txt", "a/top.txt", false),
+            ("a\\*b", "a*b", true), ("a\\*b", "axb", false),
+            ("**", "anything/at/all", true),
+            ("é*.dat", "été.dat", true),
+        ]
+        for (pattern, path, expected) in cases {
+            #expect(try Glob(pattern).matches(path) == expected, "\(pattern) ~ \(path)")
+        }
+    }
+
+    @Test func ages() throws {
+        let p = try TierPolicy(parsing: "cold:age<2w,age>1d;hot:age>12h")
+        #expect(p.tier(for: file("x", ageDays: 3), now: now) == .cold)
+        #expect(p.tier(for: file("x", ageDays: 20), now: now) == .hot)
+        #expect(p.tier(for: FileFacts(path: "x", size: 1, mtime: now - 3_600), now: now) == .hot)
+    }
+
+    @Test func badPoliciesGetClearErrors() {
+        let cases: [(String, String)] = [
+            ("", "the tier policy is empty"),
+            ("warm", "'warm' is not a tier; use hot or cold"),
+            ("cold:*.nc;;hot", "rule 2 is empty"),
+            ("cold:*.nc;", "rule 2 is empty"),
+            ("cold:", "has an empty condition"),
+            ("cold:size>1XB", "'1XB' is not a size"),
+            ("cold:age>30y", "'30y' is not an age"),
+            ("cold:size=4", "'size=4' is not a condition"),
+            ("cold:raw**", "'**' must be a whole path component"),
+            ("cold:f[ab", "a '[' without its ']'"),
+            ("cold:f[z-a]", "the range z-a is backwards"),
+            ("cold:/", "matches nothing"),
+        ]
+        for (text, message) in cases {
+            do {
+                _ = try TierPolicy(parsing: text)
+                Issue.record("'\(text)' was accepted")
+            } catch {
+                #expect(error.description.contains(message), "'\(text)': \(error.description)")
+            }
+        }
+    }
+}
