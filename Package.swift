@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "BargeCoordinator",
             dependencies: [
-                "BargeWire", "BargeChunk", "BargeDigest", "BargeFlow",
+                "BargeWire", "BargeChunk", "BargeDigest", "BargeFlow", "BargeTier",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "BargeAgent",
             dependencies: [
-                "BargeWire", "BargeFlow", "BargeCodec", "BargeStore", "BargeDigest", "BargeChunk",
+                "BargeWire", "BargeFlow", "BargeCodec", "BargeStore", "BargeDigest", "BargeChunk", "BargeTier",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "barge",
             dependencies: [
-                "BargeBench", "BargeCodec", "BargeFlow", "BargeWire", "BargeCoordinator", "BargeAgent",
+                "BargeBench", "BargeCodec", "BargeFlow", "BargeWire", "BargeCoordinator", "BargeAgent", "BargeTier",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

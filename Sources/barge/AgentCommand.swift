@@ -3,6 +3,7 @@ import BargeAgent
 import BargeCodec
 import BargeFlow
 import BargeStore
+import BargeTier
 import BargeWire
 import Foundation
 import Logging
@@ -76,6 +77,15 @@ struct AgentCommand: AsyncParsableCommand {
         do { return UInt64(try ByteQuantity.parseSize(cdcAbove)) } catch { throw ValidationError("--cdc-above: \(error)") }
     }
 
+    @Option(help: ArgumentHelp("The site's cold tier: a pack store in a directory the site's agents share (created if missing). Without it, files can only be hot.", valueName: "dir"))
+    var cold: String?
+
+    @Option(help: ArgumentHelp("Encrypt the cold store at rest with AES-256-GCM under a key derived from this file (at least 16 bytes; head -c 32 /dev/urandom > cold.key). Every agent of the site needs the same file; without it nothing in the store can be read.", valueName: "file"))
+    var coldKeyFile: String?
+
+    @Option(help: ArgumentHelp("The site's placement policy, for demotions without --policy: rules 'TIER[:COND,…]' separated by ';', the first match wins; conditions are a path glob, size>N, size<N, age>D, age<D. Example: 'cold:raw/**;cold:age>90d,size>1MiB;hot'.", valueName: "policy"))
+    var tierPolicy: String?
+
     @OptionGroup var tokenOptions: TokenOptions
     @OptionGroup var plaintext: PlaintextOption
 
@@ -114,6 +124,26 @@ struct AgentCommand: AsyncParsableCommand {
         } catch {
             throw Failure("agent \(name): cannot open its chunk index in \(stateDirectory): \(error)")
         }
+        let tiers: TierWork
+        do {
+            let policy = try tierPolicy.map { try TierPolicy(parsing: $0) }
+            if coldKeyFile != nil && cold == nil { throw ColdStoreError("--cold-key-file needs --cold DIR") }
+            let key = try coldKeyFile.map { file -> [UInt8] in
+                guard let data = FileManager.default.contents(atPath: file) else { throw ColdStoreError("cannot read --cold-key-file \(file)") }
+                return Array(data)
+            }
+            if let cold {
+                try FileManager.default.createDirectory(atPath: cold, withIntermediateDirectories: true)
+                // A cold store inside the root is not data either.
+                try StatePaths.protect(cold)
+            }
+            tiers = try TierWork(root: rootPath, name: name, cold: cold, keyMaterial: key, sitePolicy: policy)
+            if let cold { logger.notice("agent \(name): cold tier in \(cold)\(key != nil ? ", encrypted" : "")\(policy.map { ", site policy \($0)" } ?? "")") }
+        } catch let error as TierPolicyError {
+            throw ValidationError("--tier-policy: \(error.description)")
+        } catch {
+            throw Failure("agent \(name): \(error)")
+        }
         let listener: DataPlaneListener
         do {
             listener = try await DataPlaneListener.bind(host: data.host, port: data.port, root: rootPath, token: token, name: name,
@@ -148,7 +178,7 @@ struct AgentCommand: AsyncParsableCommand {
             sources: SourcePool { [rate = try? fixedLinkRate(), parallelism = Double(min(ProcessInfo.processInfo.activeProcessorCount, streams * maxUnits)),
                                    selector = SharedSelector()] in
                 ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate, parallelism: parallelism, selector: selector), corruptFraction: corrupt)
-            }, receiving: listener.files, logger: logger)
+            }, receiving: listener.files, tiers: tiers, logger: logger)
         let running = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await listener.run() }

@@ -13,7 +13,7 @@ struct Barge: AsyncParsableCommand {
             A cluster is one `barge coordinator` and a `barge agent` on each data-transfer node.
             """,
         subcommands: [DemoCommand.self, CoordinatorCommand.self, AgentCommand.self, SubmitCommand.self, StatusCommand.self, JobsCommand.self,
-                      AgentsCommand.self, CancelCommand.self, ResumeCommand.self, SetCommand.self, VerifyCommand.self, DrainCommand.self, TokenCommand.self, AuditCommand.self, Bench.self]
+                      AgentsCommand.self, CancelCommand.self, ResumeCommand.self, SetCommand.self, VerifyCommand.self, DrainCommand.self, TierCommand.self, ListCommand.self, TokenCommand.self, AuditCommand.self, Bench.self]
     )
 }
 

@@ -94,7 +94,20 @@ enum ProgressLine {
 
 /// A finished or current job in a few human lines.
 enum JobSummary {
+    /// A demotion or promotion.
+    static func tierText(_ s: JobStatus, _ operation: String) -> String {
+        var lines = ["\(s.id): \(s.state.rawValue), \(operation) \(s.destination)",
+                     "  \(s.filesDone) files, \(ByteQuantity.formatSize(Double(s.bytesDone))) moved; packs \(operation == "demote" ? "written" : "read"): \(ByteQuantity.formatSize(Double(s.wireBytes)))"]
+        if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
+            lines.append("  \(ByteQuantity.format(end - start, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / (end - start)))")
+        }
+        if s.skippedFiles > 0 { lines.append("  left where they were: \(s.skippedFiles) files (the coordinator's log says why)") }
+        if let e = s.error { lines.append("  error: \(e)") }
+        return lines.joined(separator: "\n")
+    }
+
     static func text(_ s: JobStatus) -> String {
+        if let operation = s.operation, operation != "transfer" { return tierText(s, operation) }
         var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)",
                      "  \(ByteQuantity.formatSize(Double(s.bytesDone))) of \(ByteQuantity.formatSize(Double(s.bytesTotal))), \(s.filesDone) of \(s.filesTotal) files, \(s.chunksDone) of \(s.chunksTotal) chunks"]
         if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {

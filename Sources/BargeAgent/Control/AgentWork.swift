@@ -1,4 +1,5 @@
 import BargeFlow
+import BargeTier
 import BargeWire
 import Logging
 import NIOConcurrencyHelpers
@@ -59,13 +60,17 @@ public final class AgentWork: Sendable {
     /// Data-plane connections reused across units and jobs.
     public let pool: StreamPool
     public let jobs: JobFlows
+    /// Tier requests (`--cold`, `--tier-policy`); nil answers each with why not.
+    public let tiers: TierWork?
     private let logger: Logger
     private let running = NIOLockedValueBox<(units: [UnitRef: Running], runs: UInt64)>(([:], 0))
     private let draining = NIOLockedValueBox(false)
 
     /// `sources` makes each worker's chunk source (with the fault injection, if any).
-    public init(settings: Settings, sources: SourcePool, receiving: DestinationFiles? = nil, logger: Logger = Logger(label: "barge.agent")) {
+    public init(settings: Settings, sources: SourcePool, receiving: DestinationFiles? = nil, tiers: TierWork? = nil,
+                logger: Logger = Logger(label: "barge.agent")) {
         self.settings = settings
+        self.tiers = tiers
         self.sources = sources
         self.receiving = receiving
         self.logger = logger
@@ -93,6 +98,14 @@ public final class AgentWork: Sendable {
             Task.detached { await TreeListing.send(request, root: root, outbox: outbox) }
         case .verifyRequest(let request):
             Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root))) }
+        case .tierRequest(let request):
+            let tiers = tiers, name = settings.name
+            Task.detached {
+                // Packs, hashing and fsyncs: on a blocking thread, not the cooperative pool.
+                let reply = (try? await BlockingWork.run { tiers?.reply(to: request) })
+                    ?? TierReply(request: request.request, error: "agent \(name) has no tiers set up")
+                outbox.send(.tierReply(reply))
+            }
         case .compareRequest(let request):
             Task.detached {
                 // Thousands of lstat calls: on a blocking thread, not the cooperative pool.

@@ -53,6 +53,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var lanes: [LaneStatus] = []
     /// Its latest verification, in `GET /v1/jobs/{id}` only.
     public var verification: VerifyProgress?
+    /// `transfer`, `demote` or `promote` (absent from coordinators before tiers: a transfer).
+    public var operation: String?
 
     public struct CodecMix: Codable, Hashable, Sendable {
         public var codec: String
@@ -67,7 +69,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification
+        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification, operation
         case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
@@ -100,6 +102,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         bwlimit = r.bwlimit
         cc = r.congestion
         checksum = r.checksum
+        operation = r.operation.rawValue
     }
 
     public init(_ r: JobRecord, lanes: [LaneStatus]) {
@@ -134,6 +137,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(bwlimit, forKey: .bwlimit)
         try c.encode(cc, forKey: .cc)
         try c.encode(checksum, forKey: .checksum)
+        try c.encodeIfPresent(operation, forKey: .operation)
         try c.encode(lanes, forKey: .lanes)
         try c.encodeIfPresent(verification, forKey: .verification)
     }
@@ -259,4 +263,101 @@ public struct CreatedToken: Codable, Sendable, ResponseEncodable {
     public let name: String
     public let role: APIRole
     public let token: String
+}
+
+/// `POST /v1/tiers/demote` and `/v1/tiers/promote`: a tier job over `site:path`.
+public struct TierJobRequest: Codable, Sendable {
+    public var site: String
+    public var path: String
+    /// demote only: a placement policy; files it does not place cold stay hot.
+    public var policy: String?
+
+    public init(site: String, path: String, policy: String? = nil) {
+        self.site = site
+        self.path = path
+        self.policy = policy
+    }
+}
+
+/// A file as `GET /v1/sites/{site}/files` lists it.
+public struct SiteFile: Codable, Hashable, Sendable {
+    public var path: String
+    public var tier: String
+    public var kind: String
+    public var size: UInt64
+    public var mtime: Int64
+    public var mode: String
+
+    public init(_ e: TierEntry) {
+        path = e.path
+        tier = e.cold ? "cold" : "hot"
+        switch e.kind {
+        case .file: kind = "file"
+        case .directory: kind = "directory"
+        case .symlink: kind = "symlink"
+        }
+        size = e.size
+        mtime = e.mtimeSeconds
+        mode = String(e.mode, radix: 8)
+    }
+}
+
+public struct SiteFileList: Codable, Sendable, ResponseEncodable {
+    public var files: [SiteFile]
+    /// Pass as `after` for the next page; absent on the last.
+    public var next: String?
+}
+
+/// `GET /v1/sites/{site}/tiers`: the site's cold store.
+public struct TierStats: Codable, Sendable, ResponseEncodable {
+    public var site: String
+    public var files: UInt64
+    public var logicalBytes: UInt64
+    public var storedBytes: UInt64
+    public var uniqueBytes: UInt64
+    public var packs: UInt64
+    /// Logical over unique bytes.
+    public var dedupRatio: Double
+    /// Unique over stored bytes.
+    public var compressionRatio: Double
+    /// Logical over stored bytes.
+    public var storedRatio: Double
+
+    enum CodingKeys: String, CodingKey {
+        case site, files, packs
+        case logicalBytes = "logical_bytes", storedBytes = "stored_bytes", uniqueBytes = "unique_bytes"
+        case dedupRatio = "dedup_ratio", compressionRatio = "compression_ratio", storedRatio = "stored_ratio"
+    }
+
+    public init(site: String, _ c: TierCounters) {
+        self.site = site
+        files = c.storeFiles
+        logicalBytes = c.storeLogicalBytes
+        storedBytes = c.storeStoredBytes
+        uniqueBytes = c.storeUniqueBytes
+        packs = c.storePacks
+        dedupRatio = c.storeUniqueBytes > 0 ? Double(c.storeLogicalBytes) / Double(c.storeUniqueBytes) : 1
+        compressionRatio = c.storeStoredBytes > 0 ? Double(c.storeUniqueBytes) / Double(c.storeStoredBytes) : 1
+        storedRatio = c.storeStoredBytes > 0 ? Double(c.storeLogicalBytes) / Double(c.storeStoredBytes) : 1
+    }
+}
+
+/// `POST /v1/sites/{site}/tiers/gc`.
+public struct TierGCOutcome: Codable, Sendable, ResponseEncodable {
+    public var site: String
+    public var packsRemoved: UInt64
+    public var bytesRemoved: UInt64
+    public var packsKept: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case site
+        case packsRemoved = "packs_removed", bytesRemoved = "bytes_removed", packsKept = "packs_kept"
+    }
+
+    public init(site: String, _ c: TierCounters) {
+        self.site = site
+        packsRemoved = c.packsRemoved
+        bytesRemoved = c.bytesRemoved
+        packsKept = c.packsKept
+    }
 }

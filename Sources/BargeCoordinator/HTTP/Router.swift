@@ -1,3 +1,5 @@
+import BargeTier
+import BargeWire
 import Foundation
 import Hummingbird
 import Logging
@@ -109,6 +111,33 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         return Response(status: .ok, headers: [.contentType: "application/json"],
                         body: EvidenceBundle.body(job: JobStatus(job), journal: audit.journal, trail: audit))
     }
+    api.route(.post, "/v1/tiers/demote", .operator) { request, context -> EditedResponse<JobStatus> in
+        try await tierJob(.demote, request, context, scheduler)
+    }
+    api.route(.post, "/v1/tiers/promote", .operator) { request, context -> EditedResponse<JobStatus> in
+        try await tierJob(.promote, request, context, scheduler)
+    }
+    api.route(.get, "/v1/sites/{site}/files", .viewer) { request, context -> SiteFileList in
+        let site = try context.parameters.require("site")
+        let path = request.uri.queryParameters["path"].map(String.init) ?? ""
+        let after = request.uri.queryParameters["after"].map(String.init) ?? ""
+        let limit = try request.uri.queryParameters["limit"].map { raw -> UInt32 in
+            guard let n = UInt32(String(raw)), (1...10_000).contains(n) else { throw HTTPError(.badRequest, message: "limit must be from 1 to 10000") }
+            return n
+        } ?? 1000
+        let reply = try await tierCall(scheduler, site) { TierRequest(request: $0, operation: .list, path: path, after: after, limit: limit) }
+        return SiteFileList(files: reply.entries.map(SiteFile.init), next: reply.next.isEmpty ? nil : reply.next)
+    }
+    api.route(.get, "/v1/sites/{site}/tiers", .viewer) { _, context -> TierStats in
+        let site = try context.parameters.require("site")
+        let reply = try await tierCall(scheduler, site) { TierRequest(request: $0, operation: .stats, path: "", limit: 0) }
+        return TierStats(site: site, reply.counters)
+    }
+    api.route(.post, "/v1/sites/{site}/tiers/gc", .operator) { _, context -> TierGCOutcome in
+        let site = try context.parameters.require("site")
+        let reply = try await tierCall(scheduler, site) { TierRequest(request: $0, operation: .gc, path: "", limit: 0) }
+        return TierGCOutcome(site: site, reply.counters)
+    }
     api.route(.get, "/v1/tokens", .admin) { _, _ -> TokenList in
         TokenList(tokens: tokens.entries.map(TokenInfo.init))
     }
@@ -159,6 +188,27 @@ private func tokenHTTPError(_ error: APITokenError) -> HTTPError {
     case .badName: HTTPError(.badRequest, message: error.description)
     case .io: HTTPError(.internalServerError, message: error.description)
     }
+}
+
+/// A tier job from `POST /v1/tiers/{demote|promote}`.
+private func tierJob(_ operation: JobOperation, _ request: Request, _ context: APIRequestContext, _ scheduler: Scheduler) async throws -> EditedResponse<JobStatus> {
+    let body: TierJobRequest
+    do { body = try await request.decode(as: TierJobRequest.self, context: context) } catch {
+        throw HTTPError(.badRequest, message: "the body must be JSON: {\"site\", \"path\"\(operation == .demote ? ", \"policy\"" : "")}")
+    }
+    if let policy = body.policy {
+        guard operation == .demote else { throw HTTPError(.badRequest, message: "policy applies to demote only") }
+        do { _ = try TierPolicy(parsing: policy) } catch { throw HTTPError(.badRequest, message: error.description) }
+    }
+    let job = try await httpErrors { try await scheduler.submitTier(operation, site: body.site, path: body.path, policy: body.policy, id: JobID.make()) }
+    return EditedResponse(status: .created, response: JobStatus(job))
+}
+
+/// A site's tier request, with the agent's error as 409 (no cold store there, say).
+private func tierCall(_ scheduler: Scheduler, _ site: String, _ make: @Sendable @escaping (UInt64) -> TierRequest) async throws -> TierReply {
+    let reply = try await httpErrors { try await scheduler.tierRequest(site: site, make) }
+    guard reply.error.isEmpty else { throw HTTPError(.conflict, message: reply.error) }
+    return reply
 }
 
 /// Scheduler and journal errors as HTTP statuses, with the error's own message.

@@ -206,6 +206,13 @@ public final class Journal: Sendable {
                 CREATE INDEX jobs_unrooted ON jobs(id) WHERE state IN ('succeeded', 'failed', 'cancelled') AND merkleRoot IS NULL;
                 """)
         }
+        m.registerMigration("v12: tier jobs (demote, promote) and where they stand") { db in
+            try db.execute(sql: """
+                ALTER TABLE jobs ADD COLUMN operation TEXT NOT NULL DEFAULT 'transfer';
+                ALTER TABLE jobs ADD COLUMN tierPolicy TEXT;
+                ALTER TABLE jobs ADD COLUMN tierCursor TEXT;
+                """)
+        }
         return m
     }
 
@@ -405,6 +412,30 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unknownUnit(let id, let u): "job \(id) has no unit \(u)"
         case .unitNotPending(let id, let u, let s): "unit \(u) of job \(id) is \(s.rawValue), not pending"
         case .corrupt(let what): "the journal is damaged: \(what)"
+        }
+    }
+}
+
+extension Journal {
+    /// A tier job's page is done: its counts added and its cursor moved, in one transaction.
+    public func tierProgress(_ id: String, cursor: String?, files: Int64, bytes: Int64, packBytes: Int64, skipped: Int64) throws {
+        try pool.write { db in
+            try db.execute(sql: """
+                UPDATE jobs SET tierCursor = ?, filesDone = filesDone + ?, filesTotal = filesTotal + ?,
+                  bytesDone = bytesDone + ?, bytesTotal = bytesTotal + ?, wireBytes = wireBytes + ?, skippedFiles = skippedFiles + ?
+                  WHERE id = ?
+                """, arguments: [cursor, files, files, bytes, bytes, packBytes, skipped, id])
+        }
+    }
+
+    /// A tier job starts (or starts again): running, with its start time.
+    public func startTier(_ id: String, now: Double) throws -> JobRecord {
+        try auditedWrite(effect: { job in ("job \(job.state.rawValue)", job: id) }) { db in
+            guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
+            if job.state == .queued { job.state = try JobLifecycle.next(job.state, .start) }
+            job.startedAt = job.startedAt ?? now
+            try job.update(db)
+            return job
         }
     }
 }

@@ -3,6 +3,11 @@ import Foundation
 import GRDB
 
 /// A job as the journal stores it. The counters are those of `status --json`.
+/// What a job does.
+public enum JobOperation: String, Codable, Hashable, Sendable {
+    case transfer, demote, promote
+}
+
 public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "jobs"
 
@@ -52,6 +57,13 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var nextUnit: Int64 = 0
     /// `submit --checksum`: no quick check; every file is read and compared by content.
     public var checksum: Bool = false
+    /// `transfer`, or a tier job run by agents of one site (`demote`, `promote`), whose source
+    /// and destination are that site and path.
+    public var operation: JobOperation = .transfer
+    /// `tier demote --policy`: which files go cold; nil for all of them.
+    public var tierPolicy: String?
+    /// Where a tier job's next page starts (the agent's `next`).
+    public var tierCursor: String?
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id
@@ -65,6 +77,7 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
 }
 
 extension JobState: DatabaseValueConvertible {}
+extension JobOperation: DatabaseValueConvertible {}
 
 /// The state of a work unit: a chunk range of one file, or a batch of small files.
 public enum UnitState: String, Codable, Hashable, Sendable, DatabaseValueConvertible {

@@ -57,7 +57,7 @@ struct AgentSession {
                         return
                     }
                     sink.yield(.heartbeat(beat))
-                case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding, .compareReply:
+                case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding, .compareReply, .tierReply:
                     await scheduler.received(message, from: registration.name)
                 case .error:
                     return

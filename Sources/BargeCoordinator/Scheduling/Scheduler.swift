@@ -66,6 +66,9 @@ public actor Scheduler {
     var replies: [UInt64: (agent: String, continuation: CheckedContinuation<VerifyReply, Error>)] = [:]
     /// Jobs whose verification runs now.
     var verifying: Set<String> = []
+    var tierReplies: [UInt64: (agent: String, continuation: CheckedContinuation<TierReply, Error>)] = [:]
+    /// Tier jobs whose page loop runs now.
+    var tiering: Set<String> = []
     /// Quick checks waiting for their destination agent.
     var compares: [UInt64: (agent: String, continuation: CheckedContinuation<[Bool]?, Never>)] = [:]
     var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
@@ -173,6 +176,7 @@ public actor Scheduler {
             repair.continuation.resume(returning: .failure(.agentUnavailable("agent \(repair.lane.source) or \(repair.lane.destination) went down during the repair")))
         }
         comparesLost(to: names)
+        tierRepliesLost(to: names)
         for (request, waiting) in replies where names.contains(waiting.agent) {
             replies.removeValue(forKey: request)
             waiting.continuation.resume(throwing: SchedulerError.agentUnavailable("agent '\(waiting.agent)' went down during the verification"))
@@ -222,6 +226,12 @@ public actor Scheduler {
     public func resume(_ id: String) async throws -> JobRecord {
         await flush()
         guard let before = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
+        if before.operation != .transfer {
+            let job = (before.state == .failed || before.state == .cancelled) ? try journal.resume(id) : before
+            endings.resumed(id)
+            launchTier(id)
+            return job
+        }
         if before.state == .failed || before.state == .cancelled {
             try requireAgents(at: before.sourceSite)
             try requireAgents(at: before.destinationSite)
@@ -275,13 +285,14 @@ public actor Scheduler {
     public func recoverAfterRestart() throws {
         let released = try journal.releaseAllAssigned()
         if released > 0 { logger.notice("\(released) units of interrupted jobs are pending again") }
-        for job in try journal.jobs(in: [.running]) {
+        for job in try journal.jobs(in: [.running]) where job.operation == .transfer {
             try run(job)
             if !job.planned { restartScan(job.id) }
         }
         startQueuedJobs()
         schedule()
         resumeVerifications()
+        resumeTierJobs()
     }
 
     /// The policy's view of a job, in one line.
@@ -324,6 +335,7 @@ public actor Scheduler {
             case .holding(let holding): reconcile(holding, from: agent)
             case .verifyReply(let reply): replies.removeValue(forKey: reply.request)?.continuation.resume(returning: reply)
             case .compareReply(let reply): compared(reply.request, reply.unchanged)
+            case .tierReply(let reply): tierReplied(reply)
             default: logger.warning("agent \(agent) sent an unexpected \(message.type)")
             }
         } catch {
@@ -608,7 +620,7 @@ public actor Scheduler {
     private func startQueuedJobs() {
         guard let queued = try? journal.jobs(in: [.queued]) else { return }
         let scanning = Set(scans.values.map(\.job))
-        for job in queued where !scanning.contains(job.id) { startScan(job) }
+        for job in queued where !scanning.contains(job.id) && job.operation == .transfer { startScan(job) }
     }
 
     private func startScan(_ job: JobRecord, from mark: String? = nil) {

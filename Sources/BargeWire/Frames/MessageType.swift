@@ -24,6 +24,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case verifyRequest = 0x38
     case verifyReply = 0x39
     case taskDrop = 0x3A
+    case tierRequest = 0x3C
+    case tierReply = 0x3D
     case chunkData = 0x42
     case chunkAck = 0x43
     case chunkNack = 0x44
@@ -62,6 +64,8 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .jobSettings: "job settings"
         case .reportAck: "report ack"
         case .taskDrop: "task drop"
+        case .tierRequest: "tier request"
+        case .tierReply: "tier reply"
         case .verifyRequest: "verify request"
         case .verifyReply: "verify reply"
         case .chunkData: "chunk data"

@@ -105,17 +105,21 @@ public enum WireVersion {
     public static let fileBatches: UInt8 = 7
     /// Every frame after the handshake sealed (AES-256-GCM under keys from the handshake).
     public static let sealed: UInt8 = 8
+    /// `tier request` and `tier reply`: hot and cold tiers at a destination site.
+    public static let tiers: UInt8 = 9
 
-    /// This build speaks 8 only: every connection is encrypted and authenticated, so an older
-    /// peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot be talked
-    /// down to clear text. `BARGE_INSECURE_PLAINTEXT=1` (`--insecure-plaintext`, for benchmarks
-    /// and rolling updates from 7) speaks 1 to 7 instead, in clear. `BARGE_WIRE_MAX_VERSION=N`
-    /// (N up to 7) runs this build as an older one, in clear (for testing mixed clusters).
+    /// This build speaks 8 and 9, both sealed: every connection is encrypted and authenticated,
+    /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
+    /// be talked down to clear text. A peer at 8 works, without tiers. `BARGE_INSECURE_PLAINTEXT=1`
+    /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
+    /// in clear, and so has no tiers. `BARGE_WIRE_MAX_VERSION=N` (N up to 8) runs this build as
+    /// an older one (for testing mixed clusters).
     public static let supported: ClosedRange<UInt8> = {
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...sealed
+        return sealed...tiers
     }()
 }

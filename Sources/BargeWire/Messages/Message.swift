@@ -46,6 +46,8 @@ public enum Message: Hashable, Sendable {
     case reportAck(AssignmentKey)
     /// Version 5: stop this assignment and report nothing; the unit is no longer the agent's.
     case taskDrop(AssignmentKey)
+    case tierRequest(TierRequest)
+    case tierReply(TierReply)
     case error(ErrorMessage)
 
     public var type: MessageType {
@@ -86,6 +88,8 @@ public enum Message: Hashable, Sendable {
         case .holding: .holding
         case .reportAck: .reportAck
         case .taskDrop: .taskDrop
+        case .tierRequest: .tierRequest
+        case .tierReply: .tierReply
         case .error: .error
         }
     }
@@ -181,6 +185,10 @@ public enum Message: Hashable, Sendable {
             self = .reportAck(try AssignmentKey(from: &r))
         case .taskDrop:
             self = .taskDrop(try AssignmentKey(from: &r))
+        case .tierRequest:
+            self = .tierRequest(try TierRequest(from: &r))
+        case .tierReply:
+            self = .tierReply(try TierReply(from: &r))
         case .chunkAck:
             self = .chunkAck(ChunkAck(place: try r.place()))
         case .chunkNack:
@@ -293,6 +301,10 @@ public enum Message: Hashable, Sendable {
         case .holding(let m):
             m.write(to: &b)
         case .reportAck(let m), .taskDrop(let m):
+            m.write(to: &b)
+        case .tierRequest(let m):
+            m.write(to: &b)
+        case .tierReply(let m):
             m.write(to: &b)
         case .chunkAck(let m):
             b.writePlace(m.place)

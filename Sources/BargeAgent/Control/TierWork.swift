@@ -1,0 +1,213 @@
+import BargeCodec
+import BargeStore
+import BargeTier
+import BargeWire
+import Foundation
+import NIOConcurrencyHelpers
+
+/// An agent's side of tiers: it answers `tier request`s (protocol 9) from its site's cold store
+/// (`--cold DIR`, shared by the site's agents) and its root. Each request is one page and runs on
+/// the blocking-I/O pool; what a page did is in its reply, and the coordinator journals it.
+public final class TierWork: Sendable {
+    public let root: String
+    public let name: String
+    /// Nil without `--cold`: the agent lists hot files and refuses the rest with the reason.
+    let store: ColdStoreBox?
+    /// `--tier-policy`: what a demotion without `--policy` (and a transfer without `--tier`) uses.
+    public let sitePolicy: TierPolicy?
+    /// Demotion walks kept between pages, by job: a page goes on where the last stopped. An agent
+    /// that restarts (or takes over from another) walks again, past the files already gone cold.
+    private let walks = NIOLockedValueBox<[String: DemoteWalk]>([:])
+
+    struct DemoteWalk: @unchecked Sendable {
+        var walker: TreeWalker
+        var after: String
+    }
+
+    /// Bytes of files per demotion page at most, so a page makes about one pack.
+    static let demotePageBytes: UInt64 = 256 << 20
+
+    public init(root: String, name: String, cold: String?, keyMaterial: [UInt8]?, sitePolicy: TierPolicy?) throws {
+        self.root = root
+        self.name = name
+        self.sitePolicy = sitePolicy
+        store = try cold.map { ColdStoreBox(try ColdStore(directory: $0, keyMaterial: keyMaterial)) }
+    }
+
+    public var hasColdStore: Bool { store != nil }
+
+    public func reply(to r: TierRequest) -> TierReply {
+        do {
+            switch r.operation {
+            case .list: return try list(r)
+            case .stats: return try stats(r)
+            case .gc: return try gc(r)
+            case .demote: return try demote(r)
+            case .promote: return try promote(r)
+            }
+        } catch {
+            return TierReply(request: r.request, error: "agent \(name): \(error)")
+        }
+    }
+
+    private func coldStore() throws -> ColdStore {
+        guard let store else { throw ColdStoreError("no cold store here: start the site's agents with --cold DIR (a directory they share)") }
+        return store.store
+    }
+
+    /// The request's path under the root (`a:/x`, `a:x` and `a:` alike).
+    private func relative(_ path: String) throws -> String { try RootedPath.lexical(path, under: root).relative }
+
+    private func demote(_ r: TierRequest) throws -> TierReply {
+        let store = try coldStore()
+        let policy: TierPolicy? = r.policy.isEmpty ? sitePolicy : try TierPolicy(parsing: r.policy)
+        let base = try relative(r.path)
+        let start = try RootedPath.resolve(base, under: root)
+        var st = stat()
+        guard lstat(start.absolute, &st) == 0 else { throw ColdStoreError("\(r.path): no such file or directory under the root") }
+        var paths: [String] = []
+        var bytes: UInt64 = 0
+        var exhausted = false
+        let now = Int64(Date().timeIntervalSince1970)
+        var walk: DemoteWalk?
+        if st.st_mode & S_IFMT != S_IFDIR {
+            // A single file (`a:raw/x.h5`); the policy sees its name.
+            let e = try TreeScanner.entry(at: start)
+            if e.kind == .file, policy.map({ $0.tier(for: FileFacts(path: e.path, size: e.size, mtime: e.mtimeSeconds), now: now) == .cold }) ?? true {
+                paths.append(base)
+            }
+            exhausted = true
+        } else {
+            var w: DemoteWalk
+            if let kept = walks.withLockedValue({ $0.removeValue(forKey: r.job) }), kept.after == r.after {
+                w = kept
+            } else {
+                w = DemoteWalk(walker: try TreeWalker(directory: start), after: r.after)
+            }
+            while paths.count < Int(max(1, r.limit)), bytes < Self.demotePageBytes {
+                guard let e = try w.walker.next() else {
+                    exhausted = true
+                    break
+                }
+                guard e.kind == .file else { continue }
+                if let policy, policy.tier(for: FileFacts(path: e.path, size: e.size, mtime: e.mtimeSeconds), now: now) != .cold { continue }
+                paths.append(base.isEmpty ? e.path : base + "/" + e.path)
+                bytes += e.size
+            }
+            walk = w
+        }
+        let outcome = try store.demote(paths, root: root, encoder: AdaptiveEncoder(sendRate: ColdStore.archiveRate))
+        var counters = TierCounters()
+        counters.files = UInt64(outcome.files.count)
+        counters.logicalBytes = outcome.logicalBytes
+        counters.packBytes = outcome.storedBytes
+        let next = exhausted ? "" : (paths.last ?? r.after) + "#\(r.after.count + paths.count)"
+        if !exhausted, var walk {
+            walk.after = next
+            walks.withLockedValue { $0[r.job] = walk }
+        }
+        return TierReply(request: r.request, next: next, entries: outcome.files.map(Self.entry),
+                         skipped: outcome.skipped.map { .init(path: $0.path, reason: $0.reason) }, counters: counters)
+    }
+
+    private func promote(_ r: TierRequest) throws -> TierReply {
+        let store = try coldStore()
+        let base = try relative(r.path)
+        var files = try store.catalog.files(under: base, after: r.after.isEmpty ? nil : r.after, limit: Int(max(1, r.limit)))
+        // A page of at most about 256 MiB, as demotion's.
+        var bytes: UInt64 = 0
+        if let cut = files.firstIndex(where: { bytes += $0.size; return bytes > Self.demotePageBytes }), cut > 0 { files = Array(files[..<cut]) }
+        let outcome = try store.promote(files.map(\.path), root: root)
+        var counters = TierCounters()
+        counters.files = UInt64(outcome.files.count)
+        counters.logicalBytes = outcome.logicalBytes
+        counters.packBytes = outcome.packBytesRead
+        let next = files.count < Int(max(1, r.limit)) && bytes <= Self.demotePageBytes ? "" : (files.last?.path ?? "")
+        return TierReply(request: r.request, next: next, entries: outcome.files.map(Self.entry),
+                         skipped: outcome.skipped.map { .init(path: $0.path, reason: $0.reason) }, counters: counters)
+    }
+
+    /// Hot entries under the path (a walk, in walk order), then cold files (catalog order); `after`
+    /// is how many entries earlier pages returned.
+    private func list(_ r: TierRequest) throws -> TierReply {
+        let base = try relative(r.path)
+        let skip = Int(r.after) ?? 0
+        let limit = Int(max(1, r.limit))
+        var entries: [TierEntry] = []
+        var seen = 0
+        var more = false
+        let start = try RootedPath.resolve(base, under: root)
+        var isDirectory = false
+        var st = stat()
+        let exists = lstat(start.absolute, &st) == 0
+        if exists { isDirectory = st.st_mode & S_IFMT == S_IFDIR }
+        if exists && !isDirectory {
+            let e = try TreeScanner.entry(at: start)
+            if skip == 0 { entries.append(TierEntry(cold: false, kind: Self.kind(e.kind), path: base, size: e.size, mtimeSeconds: e.mtimeSeconds, mode: e.mode)) }
+            seen = 1
+        } else if isDirectory {
+            var walker = try TreeWalker(directory: start)
+            while let e = try walker.next() {
+                defer { seen += 1 }
+                guard seen >= skip else { continue }
+                guard entries.count < limit else { more = true; break }
+                entries.append(TierEntry(cold: false, kind: Self.kind(e.kind), path: base.isEmpty ? e.path : base + "/" + e.path,
+                                         size: e.size, mtimeSeconds: e.mtimeSeconds, mode: e.mode))
+            }
+        }
+        if !more, let store {
+            var after: String?
+            outer: while true {
+                let page = try store.store.catalog.files(under: base, after: after, limit: 1000)
+                guard let last = page.last else { break }
+                after = last.path
+                for f in page {
+                    defer { seen += 1 }
+                    guard seen >= skip else { continue }
+                    guard entries.count < limit else { more = true; break outer }
+                    entries.append(Self.entry(f))
+                }
+            }
+        }
+        return TierReply(request: r.request, next: more ? "\(skip + entries.count)" : "", entries: entries)
+    }
+
+    private func stats(_ r: TierRequest) throws -> TierReply {
+        let t = try coldStore().totals()
+        var c = TierCounters()
+        c.storeFiles = UInt64(t.files)
+        c.storeLogicalBytes = t.logicalBytes
+        c.storeStoredBytes = t.storedBytes
+        c.storeUniqueBytes = t.uniqueBytes
+        c.storePacks = UInt64(t.packs)
+        return TierReply(request: r.request, counters: c)
+    }
+
+    private func gc(_ r: TierRequest) throws -> TierReply {
+        let outcome = try coldStore().gc()
+        var c = TierCounters()
+        c.packsRemoved = UInt64(outcome.packsRemoved)
+        c.bytesRemoved = outcome.bytesRemoved
+        c.packsKept = UInt64(outcome.packsKept)
+        return TierReply(request: r.request, counters: c)
+    }
+
+    static func entry(_ f: ColdFile) -> TierEntry {
+        TierEntry(cold: true, kind: .file, path: f.path, size: f.size, mtimeSeconds: f.mtimeSeconds, mode: f.mode)
+    }
+
+    static func kind(_ k: TreeEntry.Kind) -> FileEntry.Kind {
+        switch k {
+        case .file: .file
+        case .directory: .directory
+        case .symlink: .symlink
+        }
+    }
+}
+
+/// The store, shared by the requests an agent runs at once (its catalog is a SQLite pool; its
+/// methods hold no state between calls, and `gc` and demotions exclude each other by a lock file).
+final class ColdStoreBox: @unchecked Sendable {
+    let store: ColdStore
+    init(_ store: ColdStore) { self.store = store }
+}
