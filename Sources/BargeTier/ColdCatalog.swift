@@ -80,7 +80,38 @@ public final class ColdCatalog: Sendable {
                 t.column("chunks", .blob).notNull()
             }
         }
+        m.registerMigration("v2: directory mtimes to put back") { db in
+            // A demotion or promotion records a directory's mtime before it first changes the
+            // directory, and deletes the row once the mtime is back: a row left by a crash is
+            // put back by the next page under it.
+            try db.create(table: "dirtimes", options: .withoutRowID) { t in
+                t.primaryKey("path", .text)
+                t.column("seconds", .integer).notNull()
+                t.column("nanoseconds", .integer).notNull()
+            }
+        }
         return m
+    }
+
+    /// Records a directory's mtime unless one is recorded already (the original wins).
+    public func rememberDirectory(_ path: String, seconds: Int64, nanoseconds: Int64) throws {
+        try write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO dirtimes (path, seconds, nanoseconds) VALUES (?, ?, ?)", arguments: [path, seconds, nanoseconds])
+        }
+    }
+
+    /// Directories at `prefix` or below with a recorded mtime.
+    public func rememberedDirectories(under prefix: String) throws -> [(path: String, seconds: Int64, nanoseconds: Int64)] {
+        try read { db in
+            let rows = prefix.isEmpty
+                ? try Row.fetchAll(db, sql: "SELECT * FROM dirtimes")
+                : try Row.fetchAll(db, sql: "SELECT * FROM dirtimes WHERE path = ? OR (path >= ? AND path < ?)", arguments: [prefix, prefix + "/", prefix + "0"])
+            return rows.map { ($0["path"], $0["seconds"], $0["nanoseconds"]) }
+        }
+    }
+
+    public func forgetDirectory(_ path: String) throws {
+        try write { db in try db.execute(sql: "DELETE FROM dirtimes WHERE path = ?", arguments: [path]) }
     }
 
     private func write<T>(_ body: (Database) throws -> T) throws -> T {

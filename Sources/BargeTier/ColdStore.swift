@@ -31,6 +31,9 @@ public final class ColdStore {
         catalog = try ColdCatalog(path: layout.catalogPath)
     }
 
+    /// The root with its symbolic links resolved, as `RootedPath` gives absolute paths.
+    static func realRoot(_ root: String) -> String { (try? RootedPath.lexical("", under: root))?.root ?? root }
+
     /// The id a chunk with this SHA-256 is stored under.
     func storedID(_ sha: SHA256Digest) -> [UInt8] { keys?.storedID(sha) ?? sha.bytes }
 
@@ -146,23 +149,33 @@ public final class ColdStore {
         try catalog.commit(packs: sealed, files: opened.map(\.file))
         outcome.storedBytes = sealed.reduce(0) { $0 + $1.bytes }
 
-        var parents = Set<String>()
+        var parents = DirectoryTimes(catalog: catalog, root: ColdStore.realRoot(root))
         for (file, rooted, inode) in opened {
             // The hot copy goes only if it is still the file that was stored.
             var now = stat()
-            guard lstat(rooted.absolute, &now) == 0, UInt64(now.st_ino) == inode, Self.same(file, now) else {
-                outcome.skipped.append(Skipped(path: file.path, reason: "it changed after it was stored; the hot copy stays"))
-                try catalog.remove(file.path)
+            guard lstat(rooted.absolute, &now) == 0 else {
+                // Gone already: another demotion of the same file got there first (a page asked
+                // again while the first still ran), or it was deleted. The catalog row stays: it
+                // describes the file as it was.
+                outcome.files.append(file)
+                outcome.logicalBytes += file.size
                 continue
             }
+            guard UInt64(now.st_ino) == inode, Self.same(file, now) else {
+                // Changed in the moment since it was stored: the new content stays hot, and the
+                // row goes, if it is still the one this demotion wrote.
+                outcome.skipped.append(Skipped(path: file.path, reason: "it changed after it was stored; the hot copy stays"))
+                if try catalog.file(file.path)?.chunks == file.chunks { try catalog.remove(file.path) }
+                continue
+            }
+            try parents.remember(parentOf: rooted.absolute)
             guard unlink(rooted.absolute) == 0 || errno == ENOENT else {
                 throw ColdStoreError.system("remove the hot copy of", file.path, errno)
             }
-            parents.insert(String(rooted.absolute[..<rooted.absolute.lastIndex(of: "/")!]))
             outcome.files.append(file)
             outcome.logicalBytes += file.size
         }
-        for parent in parents { try ColdLayout.syncDirectory(parent) }
+        try parents.restoreAndSync()
         return outcome
     }
 
@@ -184,6 +197,12 @@ public final class ColdStore {
         }
     }
 
+    /// Puts back directory mtimes a crashed demotion or promotion left changed under `prefix`
+    /// (relative to `root`); each page starts with it.
+    public func restoreDirectoryTimes(under prefix: String, root: String) throws {
+        try DirectoryTimes(catalog: catalog, root: ColdStore.realRoot(root)).restorePending(under: prefix)
+    }
+
     // MARK: promote
 
     public struct PromoteOutcome: Sendable {
@@ -203,6 +222,8 @@ public final class ColdStore {
         var outcome = PromoteOutcome()
         let decoder = ChunkDecoder()
         var readers: [String: PackReader] = [:]
+        var parents = DirectoryTimes(catalog: catalog, root: ColdStore.realRoot(root))
+        defer { try? parents.restoreAndSync() }
         for path in paths {
             let rooted: RootedPath
             do { rooted = try RootedPath.lexical(path, under: root) } catch {
@@ -233,6 +254,7 @@ public final class ColdStore {
             if offsets.contains(where: { locations[$0.chunk.id] == nil }) {
                 throw ColdStoreError.damaged("\(file.path) needs a chunk the store does not hold")
             }
+            try parents.remember(parentOf: rooted.absolute)
             let writer: PartialFileWriter
             do { writer = try PartialFileWriter(rooted, size: file.size) } catch { throw ColdStoreError("cannot create \(path): \(error)") }
             do {
@@ -399,6 +421,58 @@ public final class ColdStore {
     }
 
     public func totals() throws -> ColdCatalog.Totals { try catalog.totals() }
+}
+
+/// The mtimes of the directories a demotion or promotion changes, recorded in the catalog before
+/// the first change and put back after the last, so that moving files between tiers leaves their
+/// directories as they were (a transfer gave them their source's mtimes). A crash in between
+/// leaves the row, and the next page under that directory puts the mtime back.
+struct DirectoryTimes {
+    let catalog: ColdCatalog
+    let root: String
+    private var touched: Set<String> = []
+
+    init(catalog: ColdCatalog, root: String) {
+        self.catalog = catalog
+        self.root = root
+    }
+
+    /// Before changing the directory holding `path` (absolute, below `root`).
+    mutating func remember(parentOf path: String) throws {
+        guard let slash = path.lastIndex(of: "/") else { return }
+        let parent = String(path[..<slash])
+        guard !touched.contains(parent) else { return }
+        var st = stat()
+        guard stat(parent, &st) == 0 else { return }
+        try catalog.rememberDirectory(relative(parent), seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec))
+        touched.insert(parent)
+    }
+
+    mutating func restoreAndSync() throws {
+        for directory in touched.sorted(by: { $0.count > $1.count }) {
+            try restore(relative(directory))
+        }
+        touched = []
+    }
+
+    /// Puts back every recorded mtime at `prefix` or below (rows a crash left).
+    func restorePending(under prefix: String) throws {
+        for d in try catalog.rememberedDirectories(under: prefix).sorted(by: { $0.path.count > $1.path.count }) { try restore(d.path) }
+    }
+
+    private func restore(_ relative: String) throws {
+        guard let row = try catalog.rememberedDirectories(under: relative).first(where: { $0.path == relative }) else { return }
+        let absolute = relative.isEmpty ? root : root + "/" + relative
+        var both = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(row.seconds), tv_nsec: Int(row.nanoseconds))]  // UTIME_OMIT for the access time
+        if utimensat(AT_FDCWD, absolute, &both, AT_SYMLINK_NOFOLLOW) == 0 || errno == ENOENT {
+            if errno != ENOENT { try ColdLayout.syncDirectory(absolute) }
+            try catalog.forgetDirectory(relative)
+        }
+    }
+
+    private func relative(_ absolute: String) -> String {
+        absolute == root ? "" : String(absolute.dropFirst(root.count + 1))
+    }
 }
 
 /// `DIR/lock`, held with `flock`: shared by demotions, exclusive by `gc`.

@@ -62,6 +62,7 @@ public final class TierWork: Sendable {
         let store = try coldStore()
         let policy: TierPolicy? = r.policy.isEmpty ? sitePolicy : try TierPolicy(parsing: r.policy)
         let base = try relative(r.path)
+        try store.restoreDirectoryTimes(under: base, root: root)
         let start = try RootedPath.resolve(base, under: root)
         var st = stat()
         guard lstat(start.absolute, &st) == 0 else { throw ColdStoreError("\(r.path): no such file or directory under the root") }
@@ -113,6 +114,7 @@ public final class TierWork: Sendable {
     private func promote(_ r: TierRequest) throws -> TierReply {
         let store = try coldStore()
         let base = try relative(r.path)
+        try store.restoreDirectoryTimes(under: base, root: root)
         var files = try store.catalog.files(under: base, after: r.after.isEmpty ? nil : r.after, limit: Int(max(1, r.limit)))
         // A page of at most about 256 MiB, as demotion's.
         var bytes: UInt64 = 0

@@ -114,6 +114,8 @@ public actor Scheduler {
     public func attach(_ agent: Register, sink: AsyncStream<Message>.Continuation, version: UInt8 = 1) -> UInt64 {
         let id = nextConnection
         nextConnection += 1
+        // Requests sent on its previous connection get no answer on this one: they are asked again.
+        if links[agent.name] != nil { tierRepliesLost(to: [agent.name]) }
         links[agent.name]?.sink.finish()
         links[agent.name] = Link(agent: agent, sink: sink, connection: id, version: version)
         // Its `holding` comes first on the new connection and is checked against these.
@@ -142,6 +144,7 @@ public actor Scheduler {
     public func detach(_ name: String, connection: UInt64) {
         guard links[name]?.connection == connection else { return }
         links.removeValue(forKey: name)
+        tierRepliesLost(to: [name])
         heldAtAttach.removeValue(forKey: name)
         policy.disconnected(name)
     }

@@ -1,0 +1,190 @@
+import BargeBench
+import Foundation
+import Testing
+
+/// Hot and cold tiers through real processes: a transfer lands hot, `tier demote` moves what the
+/// policy names into the site's shared cold store (two agents per site), `ls` shows each file's
+/// tier, `tier promote` brings everything back identical, `tier gc` keeps only what is used; a
+/// killed agent in the middle of either loses nothing; an encrypted store holds no plaintext.
+@Suite(.serialized)
+struct TierProcessTests {
+    let cluster: TestCluster
+    init() throws { cluster = try TestCluster(roots: ["root-a", "root-b"]) }
+
+    var source: URL { cluster.dir.url.appendingPathComponent("root-a/ds") }
+    var copy: URL { cluster.dir.url.appendingPathComponent("root-b/ds") }
+    var cold: String { cluster.dir.path + "/cold-b" }
+
+    func json(_ r: BargeProcess.Result) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+    }
+
+    /// Files under `root-b/ds` by tier, from `barge ls --json`.
+    func tiers(_ http: String) throws -> [String: String] {
+        let r = try cluster.cli(["ls", "b:ds", "--json"], http: http)
+        try #require(r.status == 0, "\(r.stderr)")
+        let list = try #require(try json(r) as? [[String: Any]])
+        var out: [String: String] = [:]
+        for f in list where f["kind"] as? String == "file" { out[f["path"] as! String] = f["tier"] as? String }
+        return out
+    }
+
+    @Test func demoteByPolicyThenPromoteRoundTripsWithTwoAgentsSharingTheStore() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 60)
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold, "--tier-policy", "cold:big/**;cold:*.dat,size>4KiB"])
+        defer { withExtendedLifetime((coordinator, a1, b1, b2)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)")
+        let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
+        try #require(sent.status == 0, "\(sent.stderr)")
+        let original = try TreeSupport.snapshot(source)
+        #expect(try TreeSupport.snapshot(copy) == original)
+
+        // Only what the policy names goes cold, and leaves no plain copy.
+        let demoted = try cluster.cli(["tier", "demote", "b:ds", "--policy", "cold:big/**;cold:*.dat,size>4KiB", "--wait", "--json"], http: http)
+        #expect(demoted.status == 0, "\(demoted.stdout)\(demoted.stderr)\n\(coordinator.output)")
+        let job = try #require(try json(demoted) as? [String: Any])
+        #expect(job["operation"] as? String == "demote" && job["state"] as? String == "succeeded", "\(job)")
+        let placed = try tiers(http)
+        #expect(placed["ds/big/field.f32"] == "cold" && placed["ds/big/noise.bin"] == "cold")
+        #expect(placed["ds/empty.txt"] == "hot" && placed["ds/deep/a/b/c/d/e/leaf.txt"] == "hot")
+        let small = placed.filter { $0.key.hasPrefix("ds/small/") }
+        let expectedCold = try FileManager.default.subpathsOfDirectory(atPath: source.path + "/small").filter { path in
+            let size = (try? FileManager.default.attributesOfItem(atPath: source.path + "/small/" + path)[.size] as? Int) ?? 0
+            return path.hasSuffix(".dat") && size > 4096
+        }
+        #expect(!expectedCold.isEmpty && small.filter { $0.value == "cold" }.count == expectedCold.count, "\(small)")
+        for (path, tier) in placed where tier == "cold" {
+            #expect(!FileManager.default.fileExists(atPath: cluster.dir.path + "/root-b/" + path), "\(path) still has a plain copy")
+        }
+        #expect(try cluster.cli(["jobs"], http: http).stdout.contains(job["id"] as! String))
+        let missing = try cluster.cli(["tier", "demote", "b:nothing-here", "--wait"], http: http)
+        #expect(missing.status == 1 && missing.stdout.contains("no such file or directory"), "\(missing.stdout)\(missing.stderr)")
+
+        let stats = try cluster.cli(["tier", "stats", "b", "--json"], http: http)
+        let totals = try #require(try json(stats) as? [String: Any], "\(stats.stderr)")
+        #expect((totals["files"] as? Int) == placed.values.filter { $0 == "cold" }.count)
+        #expect((totals["stored_bytes"] as? Int ?? 0) > 0 && (totals["packs"] as? Int ?? 0) >= 1, "\(totals)")
+
+        // A second demotion of the rest (the site policy of b2 would be used without --policy;
+        // here everything): then back, identical, modes, mtimes and directories included.
+        let rest = try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http)
+        #expect(rest.status == 0, "\(rest.stderr)")
+        #expect(try tiers(http).values.allSatisfy { $0 == "cold" })
+        let promoted = try cluster.cli(["tier", "promote", "b:ds", "--wait", "--json"], http: http)
+        #expect(promoted.status == 0, "\(promoted.stderr)")
+        #expect(try TreeSupport.snapshot(copy) == original)
+        #expect(TreeSupport.partials(copy).isEmpty)
+        let gc = try cluster.cli(["tier", "gc", "b", "--json"], http: http)
+        let removed = try #require(try json(gc) as? [String: Any], "\(gc.stderr)")
+        #expect((removed["packs_kept"] as? Int) == 0 && (removed["packs_removed"] as? Int ?? 0) >= 1, "\(removed)")
+
+        // The audit trail has the tier jobs and their outcomes.
+        let shown = try BargeProcess.run(["audit", "show", "--state", cluster.dir.path + "/state"]).stdout
+        #expect(shown.contains("POST /v1/tiers/demote") && shown.contains("POST /v1/tiers/promote"), "\(shown)")
+    }
+
+    @Test func aKilledAgentDuringDemotionAndPromotionLosesNothing() async throws {
+        // Enough files for several pages of 256.
+        let fm = FileManager.default
+        for i in 0..<900 {
+            let url = source.appendingPathComponent("d\(i % 9)/f\(i).bin")
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(SampleData.generate(i % 3 == 0 ? .random : .text, bytes: 20_000 + i * 37, seed: UInt64(i))).write(to: url)
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        defer { withExtendedLifetime((coordinator, a1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
+        let original = try TreeSupport.snapshot(source)
+
+        for operation in ["demote", "promote"] {
+            let id = try cluster.cli(["tier", operation, "b:ds"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            try #require(id.hasPrefix("j-"), "\(id)")
+            // Kill -9 once the job has moved some files and not all.
+            _ = try await cluster.eventually(60) {
+                let s = try cluster.cli(["status", id, "--json"], http: http)
+                let o = try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any]
+                return (o?["files_done"] as? Int ?? 0) > 0 || o?["state"] as? String != "running"
+            }
+            b1.kill(SIGKILL)
+            b1.process.waitUntilExit()
+            b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold], log: "b1-\(operation).log")
+            let ended = try await cluster.eventually(120) {
+                let s = try cluster.cli(["status", id, "--json"], http: http)
+                let state = (try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any])?["state"] as? String
+                return state == "succeeded" || state == "failed"
+            }
+            #expect(ended)
+            // A page lost with its agent is asked again; had the job failed, resume finishes it.
+            let resumed = try cluster.cli(["resume", id, "--wait"], http: http)
+            #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)\n\(coordinator.output)")
+            let placed = try tiers(http)
+            #expect(placed.count == 900, "\(placed.count) files listed after the \(operation)")
+            #expect(placed.values.allSatisfy { $0 == (operation == "demote" ? "cold" : "hot") }, "\(operation)")
+            #expect(TreeSupport.partials(copy).isEmpty, "\(TreeSupport.partials(copy))")
+        }
+        let final = try TreeSupport.snapshot(copy)
+        #expect(final == original, "\(Set(final).symmetricDifference(original).sorted().prefix(10))")
+        withExtendedLifetime(b1) {}
+    }
+
+    @Test func anEncryptedColdStoreHoldsNoPlaintext() async throws {
+        let marker = "BARGE-COLD-SECRET-\(UInt32.random(in: 0...UInt32.max))-"
+        var text = ""
+        while text.utf8.count < 2 << 20 { text += marker + "\(text.count)\n" }
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: source.appendingPathComponent("records.txt"))
+        let key = cluster.dir.url.appendingPathComponent("cold.key")
+        try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: key)
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold, "--cold-key-file", key.path])
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
+        let demoted = try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http)
+        #expect(demoted.status == 0, "\(demoted.stderr)")
+        var stored = Data()
+        for path in try FileManager.default.subpathsOfDirectory(atPath: cold) {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: cold + "/" + path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                stored += (FileManager.default.contents(atPath: cold + "/" + path) ?? Data())
+            }
+        }
+        #expect(stored.count > 0 && stored.range(of: Data(marker.utf8)) == nil, "the marker is in the cold store")
+        // An agent of the site without the key cannot open the store, and says why.
+        let keyless = try BargeProcess.run(["agent", "--name", "b9", "--site", "b", "--root", cluster.dir.path + "/root-b", "--cold", cold,
+                                            "--coordinator", agents], environment: cluster.environment)
+        #expect(keyless.status != 0 && keyless.stderr.contains("is encrypted: pass --cold-key-file"), "\(keyless.stderr)")
+        let promoted = try cluster.cli(["tier", "promote", "b:ds", "--wait"], http: http)
+        #expect(promoted.status == 0)
+        #expect(try String(contentsOf: copy.appendingPathComponent("records.txt"), encoding: .utf8) == text)
+    }
+
+    @Test func clearErrorsForTierRequestsThatCannotRun() async throws {
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let c1 = try cluster.startAgent("c1", site: "c", root: "root-a", coordinator: agents, arguments: ["--insecure-plaintext"])
+        defer { withExtendedLifetime((coordinator, b1, c1)) {} }
+        // c1 speaks clear text only; the coordinator (sealed) refuses it, so site c has no agent up.
+        try #require(try await cluster.eventually { try cluster.agents(http).count >= 1 })
+        let noCold = try cluster.cli(["tier", "stats", "b"], http: http)
+        #expect(noCold.status == 1 && noCold.stderr.contains("no cold store here: start the site's agents with --cold DIR"), "\(noCold.stderr)")
+        let badPolicy = try cluster.cli(["tier", "demote", "b:x", "--policy", "warm:*.nc"], http: http)
+        #expect(badPolicy.status != 0 && badPolicy.stderr.contains("'warm' is not a tier"), "\(badPolicy.stderr)")
+        let noSite = try cluster.cli(["tier", "demote", "zz:x"], http: http)
+        #expect(noSite.status == 1 && noSite.stderr.contains("zz"), "\(noSite.stderr)")
+        let noStore = try cluster.cli(["tier", "demote", "b:nothing-here", "--wait"], http: http)
+        #expect(noStore.status == 1 && noStore.stdout.contains("no cold store here"), "\(noStore.stdout)\(noStore.stderr)")
+        let badAgentPolicy = try BargeProcess.run(["agent", "--name", "b8", "--site", "b", "--root", cluster.dir.path + "/root-b",
+                                                   "--tier-policy", "cold:size>1XB", "--coordinator", agents], environment: cluster.environment)
+        #expect(badAgentPolicy.status != 0 && badAgentPolicy.stderr.contains("--tier-policy: tier policy rule 1"), "\(badAgentPolicy.stderr)")
+        let escape = try cluster.cli(["ls", "b:../x"], http: http)
+        #expect(escape.status == 1, "\(escape.stdout)")
+    }
+}
