@@ -135,8 +135,13 @@ struct TierProcessTests {
 
     @Test func anEncryptedColdStoreHoldsNoPlaintext() async throws {
         let marker = "BARGE-COLD-SECRET-\(UInt32.random(in: 0...UInt32.max))-"
-        var text = ""
-        while text.utf8.count < 2 << 20 { text += marker + "\(text.count)\n" }
+        var lines: [String] = []
+        var size = 0
+        while size < 2 << 20 {
+            lines.append(marker + "\(lines.count)\n")
+            size += lines.last!.utf8.count
+        }
+        let text = lines.joined()
         try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
         try Data(text.utf8).write(to: source.appendingPathComponent("records.txt"))
         let key = cluster.dir.url.appendingPathComponent("cold.key")
