@@ -1,4 +1,5 @@
 import BargeCodec
+import Foundation
 import BargeDigest
 import BargeStore
 #if canImport(Glibc)
@@ -61,6 +62,18 @@ public final class ColdStore {
     /// unlinked when its hot copy is the one the catalog describes (a demotion redone after a
     /// crash).
     public func demote(_ paths: [String], root: String, encoder: AdaptiveEncoder) throws -> DemoteOutcome {
+        try demote(paths, root: root, encoders: [encoder])
+    }
+
+    /// Encoders for archiving, one per core (at most 4), sharing what their selector learns:
+    /// demotion hashes and compresses that many chunks at once.
+    public static func archiveEncoders(selector: SharedSelector = SharedSelector()) -> [AdaptiveEncoder] {
+        (0..<max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))).map { _ in AdaptiveEncoder(sendRate: archiveRate, selector: selector) }
+    }
+
+    /// As `demote(_:root:encoder:)`, with the chunks of a file hashed and compressed
+    /// `encoders.count` at a time, each on its own thread, and written to the pack in order.
+    public func demote(_ paths: [String], root: String, encoders: [AdaptiveEncoder]) throws -> DemoteOutcome {
         let lock = try StoreLock(layout.lockPath, exclusive: false)
         defer { lock.release() }
         var outcome = DemoteOutcome()
@@ -68,8 +81,9 @@ public final class ColdStore {
         var sealed: [SealedPack] = []
         var batchIDs = Set<[UInt8]>()
         var opened: [(file: ColdFile, path: RootedPath, inode: UInt64)] = []
-        var raw = [UInt8](repeating: 0, count: chunkSize)
-        var encoded = [UInt8](repeating: 0, count: ChunkFormat.maxEncodedLength(rawLength: chunkSize))
+        let lanes = max(1, encoders.count)
+        let work = ChunkLanes(count: lanes, chunkSize: chunkSize, keys: keys, encoders: encoders)
+        defer { work.deallocate() }
         defer { writer?.abandon() }
 
         for path in paths {
@@ -97,33 +111,49 @@ public final class ColdStore {
             var chunks: [ColdFile.Chunk] = []
             var offset: UInt64 = 0
             var failed: String?
-            while offset < UInt64(before.st_size) {
-                let want = Int(min(UInt64(chunkSize), UInt64(before.st_size) - offset))
-                let n = raw.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, want, off_t(offset)) }
-                guard n == want else {
-                    failed = n < 0 ? "cannot read: \(String(cString: strerror(errno)))" : "it shrank while it was read"
-                    break
-                }
-                let piece = UnsafeRawBufferPointer(start: raw.withUnsafeBytes { $0.baseAddress! }, count: want)
-                let id = storedID(SHA256.hash(piece))
-                if !batchIDs.contains(id), try catalog.known([id]).isEmpty {
-                    let header: ChunkHeader
-                    do {
-                        header = try encoded.withUnsafeMutableBytes { out in try encoder.encode(piece, into: out).header }
-                    } catch { throw ColdStoreError("cannot compress a chunk of \(path): \(error)") }
-                    if writer == nil { writer = try PackWriter(layout: layout, keys: keys) }
-                    try encoded.withUnsafeBytes { e throws in
-                        try writer!.append(id: id, encoded: UnsafeRawBufferPointer(rebasing: e[0..<header.encodedLength]), rawLength: want)
+            let size = UInt64(before.st_size)
+            while offset < size, failed == nil {
+                // Up to `lanes` chunks read, then hashed side by side.
+                var n = 0
+                while n < lanes, offset < size {
+                    let want = Int(min(UInt64(chunkSize), size - offset))
+                    let got = pread(fd, work.raw[n], want, off_t(offset))
+                    guard got == want else {
+                        failed = got < 0 ? "cannot read: \(String(cString: strerror(errno)))" : "it shrank while it was read"
+                        break
                     }
-                    batchIDs.insert(id)
-                    outcome.newChunks += 1
-                    if writer!.bytes >= UInt64(PackFormat.targetPackBytes) {
-                        sealed.append(try writer!.seal())
-                        writer = nil
+                    work.lengths[n] = want
+                    offset += UInt64(want)
+                    n += 1
+                }
+                guard failed == nil else { break }
+                let count = n
+                DispatchQueue.concurrentPerform(iterations: count) { k in work.hash(k) }
+                // Which are new (in order: a chunk repeated within the batch is stored once).
+                var fresh: [Int] = []
+                for k in 0..<count {
+                    let id = work.id(k)
+                    if !batchIDs.contains(id), try catalog.known([id]).isEmpty {
+                        batchIDs.insert(id)
+                        fresh.append(k)
                     }
                 }
-                chunks.append(ColdFile.Chunk(id: id, length: UInt32(want)))
-                offset += UInt64(want)
+                let encodeLanes = fresh
+                DispatchQueue.concurrentPerform(iterations: encodeLanes.count) { i in work.encode(encodeLanes[i], with: i) }
+                for k in 0..<count {
+                    if encodeLanes.contains(k) {
+                        guard work.encodedLengths[k] >= 0 else { throw ColdStoreError("cannot compress a chunk of \(path)") }
+                        if writer == nil { writer = try PackWriter(layout: layout, keys: keys) }
+                        try writer!.append(id: work.id(k), encoded: UnsafeRawBufferPointer(start: work.encoded[k], count: work.encodedLengths[k]),
+                                           rawLength: work.lengths[k])
+                        outcome.newChunks += 1
+                        if writer!.bytes >= UInt64(PackFormat.targetPackBytes) {
+                            sealed.append(try writer!.seal())
+                            writer = nil
+                        }
+                    }
+                    chunks.append(ColdFile.Chunk(id: work.id(k), length: UInt32(work.lengths[k])))
+                }
             }
             var after = stat()
             if failed == nil, fstat(fd, &after) != 0 || after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec
@@ -472,6 +502,63 @@ struct DirectoryTimes {
 
     private func relative(_ absolute: String) -> String {
         absolute == root ? "" : String(absolute.dropFirst(root.count + 1))
+    }
+}
+
+/// The buffers of the chunks a demotion handles at once, one lane per encoder. Each lane (and
+/// each encoder) is used by one thread at a time; the per-lane values live in raw memory, not in
+/// Swift arrays, so that threads writing different lanes never touch shared storage.
+final class ChunkLanes: @unchecked Sendable {
+    let raw: [UnsafeMutableRawPointer]
+    let encoded: [UnsafeMutableRawPointer]
+    let encodedCapacity: Int
+    let lengths: UnsafeMutableBufferPointer<Int>
+    let encodedLengths: UnsafeMutableBufferPointer<Int>
+    /// 32 bytes per lane.
+    private let idBytes: UnsafeMutableRawPointer
+    private let keys: ColdKeys?
+    private let encoders: [AdaptiveEncoder]
+
+    init(count: Int, chunkSize: Int, keys: ColdKeys?, encoders: [AdaptiveEncoder]) {
+        encodedCapacity = ChunkFormat.maxEncodedLength(rawLength: chunkSize)
+        raw = (0..<count).map { _ in UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 4096) }
+        encoded = (0..<count).map { [encodedCapacity] _ in UnsafeMutableRawPointer.allocate(byteCount: encodedCapacity, alignment: 64) }
+        lengths = .allocate(capacity: count)
+        lengths.initialize(repeating: 0)
+        encodedLengths = .allocate(capacity: count)
+        encodedLengths.initialize(repeating: 0)
+        idBytes = .allocate(byteCount: 32 * count, alignment: 8)
+        self.keys = keys
+        self.encoders = encoders
+    }
+
+    var ids: [[UInt8]] { (0..<lengths.count).map { id($0) } }
+    func id(_ k: Int) -> [UInt8] { Array(UnsafeRawBufferPointer(start: idBytes + 32 * k, count: 32)) }
+
+    /// Lane k's id: the SHA-256 of its raw bytes (keyed in an encrypted store).
+    func hash(_ k: Int) {
+        let sha = SHA256.hash(UnsafeRawBufferPointer(start: raw[k], count: lengths[k]))
+        let id = keys?.storedID(sha) ?? sha.bytes
+        id.withUnsafeBytes { (idBytes + 32 * k).copyMemory(from: $0.baseAddress!, byteCount: 32) }
+    }
+
+    /// Compresses lane k with encoder `e` (mod their count); -1 as its length when that fails.
+    func encode(_ k: Int, with e: Int) {
+        do {
+            let header = try encoders[e % encoders.count].encode(UnsafeRawBufferPointer(start: raw[k], count: lengths[k]),
+                                                                  into: UnsafeMutableRawBufferPointer(start: encoded[k], count: encodedCapacity)).header
+            encodedLengths[k] = header.encodedLength
+        } catch {
+            encodedLengths[k] = -1
+        }
+    }
+
+    func deallocate() {
+        raw.forEach { $0.deallocate() }
+        encoded.forEach { $0.deallocate() }
+        lengths.deallocate()
+        encodedLengths.deallocate()
+        idBytes.deallocate()
     }
 }
 

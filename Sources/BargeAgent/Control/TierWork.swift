@@ -18,6 +18,8 @@ public final class TierWork: Sendable {
     /// Demotion walks kept between pages, by job: a page goes on where the last stopped. An agent
     /// that restarts (or takes over from another) walks again, past the files already gone cold.
     private let walks = NIOLockedValueBox<[String: DemoteWalk]>([:])
+    /// What archiving learns about the site's data, kept across pages.
+    private let selector = SharedSelector()
 
     struct DemoteWalk: @unchecked Sendable {
         var walker: TreeWalker
@@ -97,7 +99,7 @@ public final class TierWork: Sendable {
             }
             walk = w
         }
-        let outcome = try store.demote(paths, root: root, encoder: AdaptiveEncoder(sendRate: ColdStore.archiveRate))
+        let outcome = try store.demote(paths, root: root, encoders: ColdStore.archiveEncoders(selector: selector))
         var counters = TierCounters()
         counters.files = UInt64(outcome.files.count)
         counters.logicalBytes = outcome.logicalBytes
