@@ -21,7 +21,7 @@ public final class ColdStore {
     /// selector spends CPU on ratio (stronger zstd levels, shuffle and delta filters) as long as
     /// the time it costs stays below what the saved bytes would take at this rate. That is
     /// "ratio first, within a CPU budget": on one core, no codec it picks runs much under it.
-    public static let archiveRate: Double = 60e6
+    public static let archiveRate: Double = 40e6
 
     public init(directory: String, keyMaterial: [UInt8]? = nil) throws {
         layout = ColdLayout(directory: directory)
@@ -67,7 +67,7 @@ public final class ColdStore {
 
     /// Encoders for archiving, one per core (at most 4), sharing what their selector learns:
     /// demotion hashes and compresses that many chunks at once.
-    public static func archiveEncoders(selector: SharedSelector = SharedSelector()) -> [AdaptiveEncoder] {
+    public static func archiveEncoders(selector: SharedSelector = SharedSelector(.archiving())) -> [AdaptiveEncoder] {
         (0..<max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))).map { _ in AdaptiveEncoder(sendRate: archiveRate, selector: selector) }
     }
 
@@ -215,16 +215,28 @@ public final class ColdStore {
 
     /// Reads a pack whole: its name is its SHA-256, its index is what was written, and every blob
     /// opens and decodes to its XXH3-128.
-    func verifyPack(_ id: String, expecting: [PackFormat.Entry]) throws {
+    func verifyPack(_ id: String, expecting: [PackFormat.Entry], lanes: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         let path = layout.packPath(for: id)
-        guard try PackReader.digest(of: path) == id else { throw ColdStoreError.damaged("pack \(id) does not hash to its name") }
-        let reader = try PackReader(path: path, keys: keys)
-        guard try reader.index() == expecting else { throw ColdStoreError.damaged("pack \(id)'s index is not what was written") }
-        let decoder = ChunkDecoder()
-        for e in expecting {
-            let blob = try reader.blob(e)
-            do { _ = try decoder.decode(blob, verify: true) } catch { throw ColdStoreError.damaged("a blob of pack \(id) does not decode: \(error)") }
+        // The name was computed over the bytes as written; what is read back here is the index
+        // and every blob (XXH3-128 of each decoded chunk), one reader and decoder per core.
+        guard try PackReader(path: path, keys: keys).index() == expecting else {
+            throw ColdStoreError.damaged("pack \(id)'s index is not what was written")
         }
+        let lanes = max(1, min(lanes, expecting.count))
+        let failures = PackCheck(lanes: lanes)
+        let keys = keys
+        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            do {
+                let reader = try PackReader(path: path, keys: keys)
+                let decoder = ChunkDecoder()
+                for i in stride(from: lane, to: expecting.count, by: lanes) {
+                    _ = try decoder.decode(try reader.blob(expecting[i]), verify: true)
+                }
+            } catch {
+                failures.record(lane, "\(error)")
+            }
+        }
+        if let failure = failures.first { throw ColdStoreError.damaged("pack \(id) does not read back: \(failure)") }
     }
 
     /// Puts back directory mtimes a crashed demotion or promotion left changed under `prefix`
@@ -560,6 +572,21 @@ final class ChunkLanes: @unchecked Sendable {
         encodedLengths.deallocate()
         idBytes.deallocate()
     }
+}
+
+/// What the threads of a pack check found, one slot per thread.
+final class PackCheck: @unchecked Sendable {
+    private let slots: UnsafeMutableBufferPointer<String?>
+    init(lanes: Int) {
+        slots = .allocate(capacity: lanes)
+        slots.initialize(repeating: nil)
+    }
+    deinit {
+        _ = slots.deinitialize()
+        slots.deallocate()
+    }
+    func record(_ lane: Int, _ failure: String) { slots[lane] = failure }
+    var first: String? { slots.lazy.compactMap { $0 }.first }
 }
 
 /// `DIR/lock`, held with `flock`: shared by demotions, exclusive by `gc`.

@@ -19,7 +19,7 @@ public final class TierWork: Sendable {
     /// that restarts (or takes over from another) walks again, past the files already gone cold.
     private let walks = NIOLockedValueBox<[String: DemoteWalk]>([:])
     /// What archiving learns about the site's data, kept across pages.
-    private let selector = SharedSelector()
+    private let selector = SharedSelector(.archiving())
 
     struct DemoteWalk: @unchecked Sendable {
         var walker: TreeWalker

@@ -48,10 +48,31 @@ public struct CodecSelector: Sendable {
     /// Weight of a new observation in the moving averages.
     public var learningRate = 0.3
 
+    /// zstd levels tried beyond the usual 1, 3 and 6, with each filter: archiving (the cold
+    /// tier) adds 9, where ratio matters more than speed; in transit there are none.
+    public var strongerLevels: [Int] = []
+
     private var estimates: [DataClass: [CodecSpec: CodecEstimate]] = [:]
     private var decisions: [DataClass: Int] = [:]
 
     public init() {}
+
+    /// The selector for archiving: the usual candidates and stronger zstd levels.
+    public static func archiving() -> CodecSelector {
+        var s = CodecSelector()
+        s.strongerLevels = [9]
+        return s
+    }
+
+    /// The candidates for a stride, with `strongerLevels`.
+    func candidates(stride: Int) -> [CodecSpec] {
+        guard !strongerLevels.isEmpty else { return Self.candidates(stride: stride) }
+        let extra: [CodecSpec] = strongerLevels.flatMap { level -> [CodecSpec] in
+            if stride == 1 { return [.zstd(level)] }
+            return [ByteFilter.shuffle(stride: stride), .delta(stride: stride)].map { try! CodecSpec(filter: $0, compressor: .zstd(level: level)) }
+        }
+        return Self.candidates(stride: stride) + extra
+    }
 
     /// The codecs considered for data of a given class. A typed class tries both filters with that
     /// stride, and keeps plain zstd-1 as a check on them.
@@ -73,7 +94,7 @@ public struct CodecSelector: Sendable {
             return CodecDecision(spec: .none, dataClass: dataClass, reason: .incompressible)
         }
         let wire = sendRate.map { $0 > 0 ? 1e9 / $0 : .infinity } ?? 0
-        let scored = Self.candidates(stride: dataClass.stride).map { spec in
+        let scored = candidates(stride: dataClass.stride).map { spec in
             let e = estimate(spec, dataClass, profile)
             return (spec: spec, estimate: e, cost: e.cost(wireNanosPerByte: wire, parallelism: parallelism))
         }
