@@ -340,6 +340,70 @@ public final class ColdStore {
         return outcome
     }
 
+    // MARK: reading a cold file
+
+    /// Reads byte ranges of a cold file from its chunks, whatever the ranges' boundaries (a
+    /// transfer's chunks need not line up with the store's): each chunk needed is read, opened,
+    /// decoded and checked against its id once, and the last one is kept for the next range.
+    public final class FileReader {
+        let store: ColdStore
+        public let file: ColdFile
+        private let starts: [UInt64]
+        private var locations: [[UInt8]: ChunkLocation] = [:]
+        private var readers: [String: PackReader] = [:]
+        private let decoder = ChunkDecoder()
+        private var cached: (index: Int, bytes: [UInt8])?
+
+        init(store: ColdStore, file: ColdFile) throws {
+            self.store = store
+            self.file = file
+            var at: UInt64 = 0
+            starts = file.chunks.map { c in defer { at += UInt64(c.length) }; return at }
+            locations = try store.catalog.locations(file.chunks.map(\.id))
+        }
+
+        /// `length` bytes at `offset`, or an error naming the damaged chunk.
+        public func read(offset: UInt64, length: Int) throws -> [UInt8] {
+            guard offset + UInt64(length) <= file.size else { throw ColdStoreError("\(file.path): range past its end") }
+            var out: [UInt8] = []
+            out.reserveCapacity(length)
+            var position = offset
+            var index = max(0, (starts.lastIndex { $0 <= position }) ?? 0)
+            while out.count < length {
+                let bytes = try chunk(index)
+                let from = Int(position - starts[index])
+                let take = min(bytes.count - from, length - out.count)
+                out += bytes[from..<(from + take)]
+                position += UInt64(take)
+                index += 1
+            }
+            return out
+        }
+
+        private func chunk(_ index: Int) throws -> [UInt8] {
+            if let cached, cached.index == index { return cached.bytes }
+            let c = file.chunks[index]
+            guard let location = locations[c.id] else { throw ColdStoreError.damaged("a chunk of \(file.path) is in no pack") }
+            if readers[location.pack] == nil { readers[location.pack] = try PackReader(path: store.layout.packPath(for: location.pack), keys: store.keys) }
+            let blob = try readers[location.pack]!.blob(PackFormat.Entry(id: c.id, offset: location.offset, stored: location.stored, raw: location.raw))
+            let raw: [UInt8]
+            do { raw = try decoder.decode(blob, verify: true) } catch {
+                throw ColdStoreError.damaged("the chunk at \(starts[index]) of \(file.path) in pack \(location.pack) does not decode: \(error)")
+            }
+            guard raw.count == Int(c.length), store.storedID(SHA256.hash(raw)) == c.id else {
+                throw ColdStoreError.damaged("the chunk at \(starts[index]) of \(file.path) in pack \(location.pack) is not the one stored")
+            }
+            cached = (index, raw)
+            return raw
+        }
+    }
+
+    /// A reader of the cold file at `path` (relative to the root), or nil when it is not cold.
+    public func reader(for path: String) throws -> FileReader? {
+        guard let file = try catalog.file(path) else { return nil }
+        return try FileReader(store: self, file: file)
+    }
+
     // MARK: verify, gc, totals
 
     public struct VerifyOutcome: Sendable, Codable {

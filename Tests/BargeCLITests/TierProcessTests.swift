@@ -171,6 +171,51 @@ struct TierProcessTests {
         #expect(try String(contentsOf: copy.appendingPathComponent("records.txt"), encoding: .utf8) == text)
     }
 
+    /// `barge verify JOB` reads demoted files from the cold tier; a flipped byte in a pack is
+    /// found (exit 1), and `--repair` sends the file again (it comes back hot, and a promotion
+    /// of it then only drops the stale cold row).
+    @Test func verifyCoversTheColdTierAndRepairSendsADamagedFileAgain() async throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: source, withIntermediateDirectories: true)
+        let bytes = SampleData.generate(.float32, bytes: (3 << 20) + 4321, seed: 4)
+        try Data(bytes).write(to: source.appendingPathComponent("field.f32"))
+        try Data(SampleData.generate(.text, bytes: 50_000, seed: 5)).write(to: source.appendingPathComponent("log.txt"))
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait", "--json"], http: http)
+        let job = try #require((try json(sent) as? [String: Any])?["id"] as? String, "\(sent.stderr)")
+        try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)
+        #expect(!fm.fileExists(atPath: copy.path + "/field.f32"))
+
+        let clean = try cluster.cli(["verify", job, "--json"], http: http)
+        #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+        let outcome = try #require(try json(clean) as? [String: Any])
+        #expect(outcome["ok"] as? Bool == true && (outcome["chunks_checked"] as? Int ?? 0) >= 4, "\(outcome)")
+
+        // One byte flipped inside a blob of the only pack.
+        let packs = try fm.subpathsOfDirectory(atPath: cold + "/packs").filter { $0.hasSuffix(".pack") }
+        try #require(packs.count == 1)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cold + "/packs/" + packs[0]))
+        try handle.seek(toOffset: 16 + 40 + 1000)
+        let old = try #require(try handle.read(upToCount: 1))
+        try handle.seek(toOffset: 16 + 40 + 1000)
+        try handle.write(contentsOf: Data([old[0] ^ 0x20]))
+        try handle.close()
+        let damaged = try cluster.cli(["verify", job], http: http)
+        #expect(damaged.status == 1, "\(damaged.stdout)\(damaged.stderr)")
+        let repaired = try cluster.cli(["verify", job, "--repair"], http: http)
+        #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)\n\(coordinator.output)")
+        #expect(try Data(contentsOf: copy.appendingPathComponent("field.f32")) == Data(bytes))
+        #expect(try cluster.cli(["tier", "promote", "b:ds", "--wait"], http: http).status == 0)
+        // Every file identical, with its mode and mtime. (The directory's own mtime moved when the
+        // repair wrote the file again, as any whole-file repair moves it.)
+        let final = try TreeSupport.snapshot(copy).filter { !$0.hasSuffix(" dir") }
+        #expect(final == (try TreeSupport.snapshot(source)).filter { !$0.hasSuffix(" dir") }, "\(final)")
+    }
+
     @Test func clearErrorsForTierRequestsThatCannotRun() async throws {
         let (coordinator, agents, http) = try await cluster.startCoordinator()
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)

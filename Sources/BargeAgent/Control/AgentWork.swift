@@ -97,7 +97,8 @@ public final class AgentWork: Sendable {
         case .scanRequest(let request):
             Task.detached { await TreeListing.send(request, root: root, outbox: outbox) }
         case .verifyRequest(let request):
-            Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root))) }
+            let cold = tiers?.store
+            Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root, cold: cold?.store))) }
         case .tierRequest(let request):
             let tiers = tiers, name = settings.name
             Task.detached {

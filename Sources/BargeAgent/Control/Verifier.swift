@@ -1,5 +1,6 @@
 import BargeDigest
 import BargeStore
+import BargeTier
 import BargeWire
 
 #if canImport(Glibc)
@@ -10,9 +11,13 @@ import Darwin
 
 /// A destination agent's answer to `verify request`: each file re-read from disk and each chunk's
 /// SHA-256 compared with the journal's id. A missing file, or one of the wrong size, is one
-/// mismatch covering the whole file. Synchronous disk and CPU work: run it off the event loop.
+/// mismatch covering the whole file. A file that was demoted is read from the cold tier instead
+/// (`cold`): its chunks are opened, decoded and checked against their ids on the way, and a chunk
+/// that cannot be read whole is first looked for in another pack (`ColdStore.verify` with
+/// repair); one that stays damaged makes the whole file a mismatch, which `--repair` sends again.
+/// Synchronous disk and CPU work: run it off the event loop.
 enum Verifier {
-    static func reply(to request: VerifyRequest, root: String) -> VerifyReply {
+    static func reply(to request: VerifyRequest, root: String, cold: ColdStore? = nil) -> VerifyReply {
         var mismatches: [VerifyReply.Mismatch] = []
         var checked: UInt64 = 0
         let sha = SHA256Hasher()
@@ -30,7 +35,15 @@ enum Verifier {
                 whole(error.description)
                 continue
             }
-            guard fd >= 0 else { whole("cannot open: \(String(cString: strerror(errno)))"); continue }
+            guard fd >= 0 else {
+                let reason = "cannot open: \(String(cString: strerror(errno)))"
+                if errno == ENOENT, let cold, let reader = try? cold.reader(for: RootedPath.lexical(file.path, under: root).relative) {
+                    checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, into: &mismatches)
+                } else {
+                    whole(reason)
+                }
+                continue
+            }
             defer { close(fd) }
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { whole("not a regular file"); continue }
@@ -54,5 +67,41 @@ enum Verifier {
             }
         }
         return VerifyReply(request: request.request, bytesChecked: checked, mismatches: mismatches)
+    }
+
+    /// Checks a cold file's chunks; returns the bytes checked.
+    private static func verifyCold(_ reader: ColdStore.FileReader, cold: ColdStore, chunks: [ChunkReport], size: UInt64, index: UInt32,
+                                   into mismatches: inout [VerifyReply.Mismatch]) -> UInt64 {
+        guard reader.file.size == size else {
+            mismatches.append(.init(file: index, offset: 0, length: size, reason: "its cold copy is \(reader.file.size) bytes, expected \(size)"))
+            return 0
+        }
+        var checked: UInt64 = 0
+        var reader = reader
+        var repaired = false
+        for c in chunks {
+            do {
+                let bytes = try reader.read(offset: c.offset, length: Int(c.length))
+                checked += UInt64(c.length)
+                if SHA256.hash(bytes).bytes != c.id {
+                    mismatches.append(.init(file: index, offset: 0, length: size, reason: "a chunk of its cold copy differs from what was sent"))
+                    return checked
+                }
+            } catch {
+                // Another pack may hold the chunk whole: point the catalog there and read again.
+                if !repaired, (try? cold.verify(under: reader.file.path, repair: true))?.repaired ?? 0 > 0,
+                   let again = try? cold.reader(for: reader.file.path) {
+                    repaired = true
+                    reader = again
+                    if let bytes = try? reader.read(offset: c.offset, length: Int(c.length)), SHA256.hash(bytes).bytes == c.id {
+                        checked += UInt64(c.length)
+                        continue
+                    }
+                }
+                mismatches.append(.init(file: index, offset: 0, length: size, reason: "its cold copy is damaged: \(error)"))
+                return checked
+            }
+        }
+        return checked
     }
 }
