@@ -71,7 +71,7 @@ summary() { sort -g "$work/$1.runs" | awk -v b="$bytes" '{ s[NR]=$1; a+=$2; d+=$
   printf "%.2f s best, %.2f s median (%.0f MB/s best); CPU per run: source %.2f s, destination %.2f s", s[1], m, b / s[1] / 1e6, a / NR, d / NR }'; }
 {
   echo "encryption benchmark, $(date -u +%F), $(nproc) cores, $files files, $bytes bytes of random data, $runs runs each, taking turns"
-  echo "encrypted (protocol 8, AES-256-GCM):   $(summary sealed)"
+  echo "encrypted (sealed, AES-256-GCM):   $(summary sealed)"
   echo "in clear (--insecure-plaintext):       $(summary clear)"
   best_s=$(sort -g "$work/sealed.runs" | head -1 | cut -d' ' -f1); best_c=$(sort -g "$work/clear.runs" | head -1 | cut -d' ' -f1)
   printf "encrypted / clear throughput: %.2f best against best (target >= 0.9)\n" "$(calc "$best_c / $best_s")"
