@@ -7,6 +7,7 @@ public final class ChunkDecoder {
     public let maxRawLength: Int
     private let zstd = ZstdDecompressor()
     private let scratch = ScratchBuffer()
+    private let bitScratch = ScratchBuffer()
 
     public init(maxRawLength: Int = ChunkFormat.maxRawLength) {
         self.maxRawLength = maxRawLength
@@ -48,7 +49,18 @@ public final class ChunkDecoder {
             try zstd.decompress(payload, into: target)
         }
         if stride > 1 {
-            ByteShuffle.unshuffle(UnsafeRawBufferPointer(target), into: dst, stride: stride)
+            switch header.spec.filter {
+            case .bitshuffle:
+                // Bit planes back to byte planes (into dst), then byte planes back to elements.
+                let planes = bitScratch.take(header.rawLength)
+                PlaneFilters.bitUnshuffle(UnsafeRawBufferPointer(target), into: planes, stride: stride)
+                ByteShuffle.unshuffle(UnsafeRawBufferPointer(planes), into: dst, stride: stride)
+            case .bytedelta:
+                PlaneFilters.byteUndelta(target, stride: stride)
+                ByteShuffle.unshuffle(UnsafeRawBufferPointer(target), into: dst, stride: stride)
+            default:
+                ByteShuffle.unshuffle(UnsafeRawBufferPointer(target), into: dst, stride: stride)
+            }
         }
         if case .delta = header.spec.filter {
             XORDelta.decode(dst, stride: stride)

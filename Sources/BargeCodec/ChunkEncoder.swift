@@ -66,6 +66,15 @@ public final class ChunkEncoder {
             let shuffled = scratch.take(raw.count)
             ByteShuffle.shuffle(input, into: shuffled, stride: spec.filter.stride)
             input = UnsafeRawBufferPointer(shuffled)
+            switch spec.filter {
+            case .bitshuffle(let stride):
+                let bits = deltaScratch.take(raw.count)
+                PlaneFilters.bitShuffle(input, into: bits, stride: stride)
+                input = UnsafeRawBufferPointer(bits)
+            case .bytedelta(let stride):
+                PlaneFilters.byteDelta(shuffled, stride: stride)
+            default: break
+            }
         }
         // One byte less than raw: a result that is not strictly smaller is not worth decoding.
         let room = UnsafeMutableRawBufferPointer(rebasing: payload[0..<(raw.count - 1)])

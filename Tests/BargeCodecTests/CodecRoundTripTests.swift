@@ -9,6 +9,8 @@ struct CodecRoundTripTests {
         "shuffle2+lz4", "shuffle4+lz4", "shuffle8+lz4",
         "shuffle2+zstd-1", "shuffle4+zstd-3", "shuffle8+zstd-1",
         "delta2+lz4", "delta4+zstd-1", "delta8+zstd-3",
+        "bitshuffle2+lz4", "bitshuffle4+lz4", "bitshuffle8+zstd-1",
+        "bytedelta2+zstd-1", "bytedelta4+zstd-3", "bytedelta8+lz4",
     ].map { try! CodecSpec(name: $0) }
 
     struct Input: Sendable, CustomTestStringConvertible {

@@ -9,7 +9,7 @@ import BargeDigest
 /// | 4 | 1 | format version, 1 |
 /// | 5 | 1 | compressor: 0 none, 1 lz4, 2 zstd |
 /// | 6 | 1 | zstd level (informational; 0 for other compressors) |
-/// | 7 | 1 | filter: 0 none; 2, 4, 8 byte shuffle with that stride; 0x12, 0x14, 0x18 XOR delta then shuffle |
+/// | 7 | 1 | filter: 0 none; 2, 4, 8 byte shuffle with that stride; 0x12, 0x14, 0x18 XOR delta then shuffle; 0x22, 0x24, 0x28 shuffle then bit shuffle; 0x32, 0x34, 0x38 shuffle then byte delta |
 /// | 8 | 8 | raw length, bytes before encoding |
 /// | 16 | 8 | payload length, bytes after this header |
 /// | 24 | 16 | XXH3-128 of the raw bytes, canonical (high 64 bits first) |
@@ -45,6 +45,8 @@ public struct ChunkHeader: Hashable, Sendable {
         case .none: out[7] = 0
         case .shuffle(let s): out[7] = UInt8(s)
         case .delta(let s): out[7] = 0x10 | UInt8(s)
+        case .bitshuffle(let s): out[7] = 0x20 | UInt8(s)
+        case .bytedelta(let s): out[7] = 0x30 | UInt8(s)
         }
         out.storeBytes(of: UInt64(rawLength).bigEndian, toByteOffset: 8, as: UInt64.self)
         out.storeBytes(of: UInt64(payloadLength).bigEndian, toByteOffset: 16, as: UInt64.self)
@@ -72,6 +74,8 @@ public struct ChunkHeader: Hashable, Sendable {
         case 0: filter = .none
         case 2, 4, 8: filter = .shuffle(stride: Int(encoded[7]))
         case 0x12, 0x14, 0x18: filter = .delta(stride: Int(encoded[7] & 0x0F))
+        case 0x22, 0x24, 0x28: filter = .bitshuffle(stride: Int(encoded[7] & 0x0F))
+        case 0x32, 0x34, 0x38: filter = .bytedelta(stride: Int(encoded[7] & 0x0F))
         default: throw .unknownFilter(encoded[7])
         }
         if filter != .none, compressor == .none {

@@ -19,13 +19,17 @@ public enum ByteFilter: Hashable, Sendable {
     /// XOR delta between neighbouring N-byte elements, then a byte shuffle with stride N. Better
     /// than `shuffle` on smooth fields, whose neighbours share their high bytes.
     case delta(stride: Int)
+    /// Byte shuffle, then a bit shuffle within each byte plane (Blosc's BITSHUFFLE).
+    case bitshuffle(stride: Int)
+    /// Byte shuffle, then a byte delta within each byte plane (Blosc2's BYTEDELTA).
+    case bytedelta(stride: Int)
 
     public static let strides = [2, 4, 8]
 
     public var stride: Int {
         switch self {
         case .none: 1
-        case .shuffle(let s), .delta(let s): s
+        case .shuffle(let s), .delta(let s), .bitshuffle(let s), .bytedelta(let s): s
         }
     }
 
@@ -34,6 +38,8 @@ public enum ByteFilter: Hashable, Sendable {
         case .none: nil
         case .shuffle(let s): "shuffle\(s)"
         case .delta(let s): "delta\(s)"
+        case .bitshuffle(let s): "bitshuffle\(s)"
+        case .bytedelta(let s): "bytedelta\(s)"
         }
     }
 }
@@ -78,12 +84,16 @@ public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
         case 1:
             compressorName = parts[0]
         case 2:
-            if parts[0].hasPrefix("shuffle"), let s = Int(parts[0].dropFirst("shuffle".count)) {
+            if parts[0].hasPrefix("bitshuffle"), let s = Int(parts[0].dropFirst("bitshuffle".count)) {
+                filter = .bitshuffle(stride: s)
+            } else if parts[0].hasPrefix("bytedelta"), let s = Int(parts[0].dropFirst("bytedelta".count)) {
+                filter = .bytedelta(stride: s)
+            } else if parts[0].hasPrefix("shuffle"), let s = Int(parts[0].dropFirst("shuffle".count)) {
                 filter = .shuffle(stride: s)
             } else if parts[0].hasPrefix("delta"), let s = Int(parts[0].dropFirst("delta".count)) {
                 filter = .delta(stride: s)
             } else {
-                throw CodecNameError("unknown filter '\(parts[0])' in '\(name)' (filters: shuffle2, shuffle4, shuffle8, delta2, delta4, delta8)")
+                throw CodecNameError("unknown filter '\(parts[0])' in '\(name)' (filters: shuffleN, deltaN, bitshuffleN, bytedeltaN for N = 2, 4, 8)")
             }
             compressorName = parts[1]
         default:
@@ -96,7 +106,7 @@ public struct CodecSpec: Hashable, Sendable, CustomStringConvertible {
         case "zstd": compressor = .zstd(level: 3)
         default:
             guard compressorName.hasPrefix("zstd-"), let level = Int(compressorName.dropFirst("zstd-".count)) else {
-                throw CodecNameError("unknown codec '\(name)' (codecs: none, lz4, zstd-<level>, with an optional shuffleN+ or deltaN+ prefix for N = 2, 4, 8; or auto)")
+                throw CodecNameError("unknown codec '\(name)' (codecs: none, lz4, zstd-<level>, with an optional shuffleN+, deltaN+, bitshuffleN+ or bytedeltaN+ prefix for N = 2, 4, 8; or auto)")
             }
             compressor = .zstd(level: level)
         }

@@ -72,6 +72,10 @@ public enum CodecPriors {
         case .none: (shuffle, bonus) = (0, 1)
         case .shuffle: (shuffle, bonus) = (0.35, 1)
         case .delta: (shuffle, bonus) = (0.5, 1.04)
+        // A bit shuffle costs a second pass, and helps LZ4 most (its runs of equal bits); a
+        // byte delta is cheap, and helps smooth fields as XOR delta does.
+        case .bitshuffle: (shuffle, bonus) = (1.0, 1.06)
+        case .bytedelta: (shuffle, bonus) = (0.45, 1.04)
         }
         switch spec.compressor {
         case .none:

@@ -81,9 +81,14 @@ public struct CodecSelector: Sendable {
             return [.none, .lz4, .zstd(1), .zstd(3), .zstd(6)]
         }
         let compressors: [Compressor] = [.lz4, .zstd(level: 1), .zstd(level: 3), .zstd(level: 6)]
+        // Blosc's fast-link pair and Blosc2's best ratio at speed: bitshuffle then LZ4, and a
+        // byte delta after the shuffle then zstd-1 (or -3).
+        let planar: [CodecSpec] = [try! CodecSpec(filter: .bitshuffle(stride: stride), compressor: .lz4),
+                                   try! CodecSpec(filter: .bytedelta(stride: stride), compressor: .zstd(level: 1)),
+                                   try! CodecSpec(filter: .bytedelta(stride: stride), compressor: .zstd(level: 3))]
         return [.none, .zstd(1)] + [ByteFilter.shuffle(stride: stride), .delta(stride: stride)].flatMap { f in
             compressors.map { try! CodecSpec(filter: f, compressor: $0) }
-        }
+        } + planar
     }
 
     /// `sendRate` is the link's rate in bytes per second, or nil when it is unlimited;
