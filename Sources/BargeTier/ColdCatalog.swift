@@ -51,6 +51,9 @@ public final class ColdCatalog: Sendable {
             var configuration = Configuration()
             configuration.busyMode = .timeout(30)
             pool = try DatabasePool(path: path, configuration: configuration)
+            // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last commit on
+            // power loss: a demotion unlinks hot copies right after its commit, so it must be durable.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
         } catch { throw ColdStoreError("cannot open the cold-store catalog \(path): \(error)") }
     }
@@ -186,6 +189,17 @@ public final class ColdCatalog: Sendable {
             }
             return out
         }
+    }
+
+    /// Whether the catalog records this pack (committed by a demotion).
+    public func hasPack(_ id: String) throws -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM packs WHERE id = ?", arguments: [id]) != nil }
+    }
+
+    /// Forgets a chunk with no good copy left, so that the next demotion of a file holding it
+    /// stores it again (and a promotion of a file that needs it says so).
+    public func forgetChunk(_ id: [UInt8]) throws {
+        try write { db in try db.execute(sql: "DELETE FROM chunks WHERE id = ?", arguments: [Data(id)]) }
     }
 
     /// Points `id` at another copy (a repair that found the chunk whole in another pack).

@@ -103,7 +103,8 @@ public final class ColdStore {
                 outcome.skipped.append(Skipped(path: path, reason: "not a regular file (directories and links stay hot)"))
                 continue
             }
-            if let existing = try catalog.file(rooted.relative), Self.same(existing, before) {
+            if let existing = try catalog.file(rooted.relative), Self.same(existing, before),
+               try catalog.locations(existing.chunks.map(\.id)).count == Set(existing.chunks.map(\.id)).count {
                 // Already cold (a demotion redone after a crash): the hot copy is the same file.
                 opened.append((existing, rooted, UInt64(before.st_ino)))
                 continue
@@ -261,6 +262,10 @@ public final class ColdStore {
     /// it. A file whose hot copy is already there and matches (a promotion redone after a
     /// crash) is only dropped from the catalog.
     public func promote(_ paths: [String], root: String) throws -> PromoteOutcome {
+        // Exclusive: a demotion of the same path at once could otherwise unlink the copy this
+        // promotion just wrote, or this promotion drop the row of a file a demotion just unlinked.
+        let lock = try StoreLock(layout.lockPath, exclusive: true)
+        defer { lock.release() }
         var outcome = PromoteOutcome()
         let decoder = ChunkDecoder()
         var readers: [String: PackReader] = [:]
@@ -294,8 +299,11 @@ public final class ColdStore {
                 at += UInt64(c.length)
             }
             if offsets.contains(where: { locations[$0.chunk.id] == nil }) {
-                throw ColdStoreError.damaged("\(file.path) needs a chunk the store does not hold")
+                outcome.skipped.append(Skipped(path: path, reason: "it needs a chunk the store does not hold (verify found it damaged); it stays cold"))
+                continue
             }
+            var offsetsOf: [[UInt8]: [UInt64]] = [:]
+            for (c, o) in offsets { offsetsOf[c.id, default: []].append(o) }
             try parents.remember(parentOf: rooted.absolute)
             let writer: PartialFileWriter
             do { writer = try PartialFileWriter(rooted, size: file.size) } catch { throw ColdStoreError("cannot create \(path): \(error)") }
@@ -319,7 +327,7 @@ public final class ColdStore {
                         throw ColdStoreError.damaged("a chunk of \(file.path) in pack \(location.pack) is not the one stored")
                     }
                     // The same chunk may sit at several offsets of the file.
-                    for (c, o) in offsets where c.id == chunk.id && !written.contains(o) {
+                    for o in offsetsOf[chunk.id] ?? [] where !written.contains(o) {
                         do { try raw.withUnsafeBytes { b in try writer.write(b, at: o) } } catch {
                             throw ColdStoreError("cannot write \(path): \(error)")
                         }
@@ -329,6 +337,11 @@ public final class ColdStore {
                 do { try writer.finish(mode: file.mode, mtimeSeconds: file.mtimeSeconds, mtimeNanoseconds: file.mtimeNanoseconds) } catch {
                     throw ColdStoreError("cannot finish \(path): \(error)")
                 }
+            } catch let error as ColdStoreError where error.description.hasPrefix("damaged") {
+                // One damaged file stays cold, with the reason; the rest of the page goes on.
+                writer.abandon()
+                outcome.skipped.append(Skipped(path: path, reason: error.description))
+                continue
             } catch {
                 writer.abandon()
                 throw error
@@ -368,7 +381,13 @@ public final class ColdStore {
             var out: [UInt8] = []
             out.reserveCapacity(length)
             var position = offset
-            var index = max(0, (starts.lastIndex { $0 <= position }) ?? 0)
+            // The last chunk starting at or before `position` (binary search).
+            var lo = 0, hi = starts.count - 1
+            while lo < hi {
+                let mid = (lo + hi + 1) / 2
+                if starts[mid] <= position { lo = mid } else { hi = mid - 1 }
+            }
+            var index = lo
             while out.count < length {
                 let bytes = try chunk(index)
                 let from = Int(position - starts[index])
@@ -419,6 +438,9 @@ public final class ColdStore {
     /// themselves are never changed). Returns what it found; a chunk with no good copy stays in
     /// `damaged`, for the caller to fetch again from a source.
     public func verify(under prefix: String, repair: Bool) throws -> VerifyOutcome {
+        // Shared, as demotions: gc (exclusive) never forgets a pack a repair points a chunk at.
+        let lock = try StoreLock(layout.lockPath, exclusive: false)
+        defer { lock.release() }
         var outcome = VerifyOutcome()
         var checked = Set<[UInt8]>()
         var readers: [String: PackReader] = [:]
@@ -451,6 +473,10 @@ public final class ColdStore {
                         outcome.bytesChecked += UInt64(copy.raw)
                     } else {
                         outcome.damaged.append("chunk \(Hex.encode(id.prefix(8)))… in pack \(location.pack) at \(location.offset)")
+                        // No good copy: forgotten, so that the next demotion of a file holding it
+                        // (sent again by `verify --repair`) stores it anew instead of deduping
+                        // against the damaged blob.
+                        if repair { try catalog.forgetChunk(id) }
                     }
                 }
             }
@@ -461,7 +487,7 @@ public final class ColdStore {
     /// Another pack holding `id` whole (packs are listed from disk, so a copy the catalog does not
     /// point at, written by a concurrent demotion, counts too).
     func findCopy(of id: [UInt8], avoiding pack: String, decoder: ChunkDecoder) throws -> ChunkLocation? {
-        for candidate in try packsOnDisk() where candidate != pack {
+        for candidate in try packsOnDisk() where candidate != pack && (try? catalog.hasPack(candidate)) == true {
             guard let reader = try? PackReader(path: layout.packPath(for: candidate), keys: keys),
                   let entry = try? reader.index().first(where: { $0.id == id }),
                   let blob = try? reader.blob(entry), let raw = try? decoder.decode(blob, verify: true),
@@ -570,8 +596,10 @@ struct DirectoryTimes {
         guard let row = try catalog.rememberedDirectories(under: relative).first(where: { $0.path == relative }) else { return }
         let absolute = relative.isEmpty ? root : root + "/" + relative
         var both = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(row.seconds), tv_nsec: Int(row.nanoseconds))]  // UTIME_OMIT for the access time
-        if utimensat(AT_FDCWD, absolute, &both, AT_SYMLINK_NOFOLLOW) == 0 || errno == ENOENT {
-            if errno != ENOENT { try ColdLayout.syncDirectory(absolute) }
+        if utimensat(AT_FDCWD, absolute, &both, AT_SYMLINK_NOFOLLOW) == 0 {
+            try ColdLayout.syncDirectory(absolute)
+            try catalog.forgetDirectory(relative)
+        } else if errno == ENOENT {
             try catalog.forgetDirectory(relative)
         }
     }

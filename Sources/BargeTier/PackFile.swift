@@ -89,7 +89,11 @@ final class PackWriter {
         guard fsync(fd) == 0 else { throw ColdStoreError.system("fsync a pack", temporary, errno) }
         let id = hasher.finalize().description
         let directory = layout.packDirectory(for: id)
-        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw ColdStoreError.system("create", directory, errno) }
+        if mkdir(directory, 0o755) == 0 {
+            try ColdLayout.syncDirectory(layout.packsDirectory)  // the new packs/XX survives a crash
+        } else if errno != EEXIST {
+            throw ColdStoreError.system("create", directory, errno)
+        }
         let final = layout.packPath(for: id)
         guard rename(temporary, final) == 0 else { throw ColdStoreError.system("rename a pack into", final, errno) }
         try ColdLayout.syncDirectory(directory)
@@ -177,7 +181,7 @@ final class PackReader {
 
     /// The encoded chunk (decrypted) of `entry`.
     func blob(_ entry: PackFormat.Entry) throws -> [UInt8] {
-        guard entry.offset + UInt64(entry.stored) <= size else { throw ColdStoreError.damaged("a blob of pack \(path) lies past its end") }
+        guard entry.offset <= size, UInt64(entry.stored) <= size - entry.offset else { throw ColdStoreError.damaged("a blob of pack \(path) lies past its end") }
         var bytes = [UInt8](repeating: 0, count: Int(entry.stored))
         try Self.read(fd, &bytes, at: entry.offset, path: path)
         guard let cipher else { return bytes }

@@ -78,7 +78,8 @@ public enum PackFormat {
     public static func parseTrailer(_ bytes: [UInt8], fileSize: UInt64) throws -> (indexOffset: UInt64, indexLength: Int, count: Int) {
         guard bytes.count == trailerLength, Array(bytes[16..<24]) == trailerMagic else { throw ColdStoreError.damaged("not a Barge pack (bad trailer magic)") }
         let offset = readLE(bytes, 0, 8), length = readLE(bytes, 8, 4), count = readLE(bytes, 12, 4)
-        guard offset >= UInt64(headerLength), offset + length + UInt64(trailerLength) == fileSize else {
+        guard offset >= UInt64(headerLength), fileSize >= UInt64(trailerLength), offset <= fileSize - UInt64(trailerLength),
+              length == fileSize - UInt64(trailerLength) - offset else {
             throw ColdStoreError.damaged("the pack trailer points outside the file")
         }
         return (offset, Int(length), Int(count))

@@ -57,6 +57,8 @@ extension Scheduler {
         guard var job = try? journal.startTier(id, now: now()), job.state == .running else { return }
         let operation: TierOperation = job.operation == .demote ? .demote : .promote
         var attempts = 0
+        // Pages stay with one agent while it is up: it keeps the demotion's walk between pages.
+        var sticky: String?
         do {
             while true {
                 // Cancelled (or ended some other way) between pages.
@@ -64,7 +66,11 @@ extension Scheduler {
                 job = current
                 let reply: TierReply
                 do {
-                    let agent = try await tierAgent(at: job.destinationSite, wait: Self.verifyAgentWait)
+                    let agent: String
+                    if let kept = sticky, links[kept] != nil { agent = kept } else {
+                        agent = try await tierAgent(at: job.destinationSite, wait: Self.verifyAgentWait)
+                    }
+                    sticky = agent
                     let page = job
                     reply = try await sendTier({ request in
                         TierRequest(request: request, operation: operation, job: id, path: page.destinationPath, policy: page.tierPolicy ?? "",
@@ -72,6 +78,7 @@ extension Scheduler {
                     }, to: agent, timeout: .seconds(3600))
                 } catch SchedulerError.agentUnavailable(let why) where attempts < Self.tierAttempts {
                     attempts += 1
+                    sticky = nil
                     logger.warning("job \(id): \(why); page asked again (\(attempts) of \(Self.tierAttempts))")
                     continue
                 }
