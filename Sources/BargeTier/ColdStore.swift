@@ -636,7 +636,6 @@ final class ChunkLanes: @unchecked Sendable {
         self.encoders = encoders
     }
 
-    var ids: [[UInt8]] { (0..<lengths.count).map { id($0) } }
     func id(_ k: Int) -> [UInt8] { Array(UnsafeRawBufferPointer(start: idBytes + 32 * k, count: 32)) }
 
     /// Lane k's id: the SHA-256 of its raw bytes (keyed in an encrypted store).

@@ -212,25 +212,6 @@ final class PackReader {
             done += n
         }
     }
-
-    /// The SHA-256 of the whole file, which must equal the pack's name.
-    static func digest(of path: String) throws -> String {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ColdStoreError.system("open a pack", path, errno) }
-        defer { close(fd) }
-        let hasher = SHA256Hasher()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ColdStoreError.system("read a pack", path, errno)
-            }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        }
-        return hasher.finalize().description
-    }
 }
 
 extension ColdStoreError {

@@ -36,8 +36,6 @@ public final class TierWork: Sendable {
         store = try cold.map { ColdStoreBox(try ColdStore(directory: $0, keyMaterial: keyMaterial)) }
     }
 
-    public var hasColdStore: Bool { store != nil }
-
     public func reply(to r: TierRequest) -> TierReply {
         do {
             switch r.operation {

@@ -21,7 +21,7 @@ extension Scheduler {
     /// `barge tier demote|promote`: a tier job, started at once.
     public func submitTier(_ operation: JobOperation, site: String, path: String, policy: String?, id: String) throws -> JobRecord {
         guard operation != .transfer else { throw SchedulerError.invalid("not a tier operation") }
-        let path = try Self.tierPath(path)
+        let path = try Self.path(path)
         try requireTierAgent(at: site)
         var job = JobRecord(id: id, sourceSite: site, sourcePath: path, destinationSite: site, destinationPath: path, createdAt: Int64(now()))
         job.operation = operation
@@ -154,9 +154,5 @@ extension Scheduler {
             tierReplies.removeValue(forKey: request)
             waiting.continuation.resume(throwing: SchedulerError.agentUnavailable("agent '\(waiting.agent)' went down during a tier request"))
         }
-    }
-
-    static func tierPath(_ p: String) throws -> String {
-        do { return try JobPath.normalize(p) } catch { throw SchedulerError.invalid(error.description) }
     }
 }

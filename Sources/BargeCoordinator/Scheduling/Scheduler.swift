@@ -669,7 +669,7 @@ public actor Scheduler {
     /// Sites seen since start, up or not, for error messages.
     private var knownSites: Set<String> = []
 
-    private static func path(_ p: String) throws -> String {
+    static func path(_ p: String) throws -> String {
         do { return try JobPath.normalize(p) } catch { throw SchedulerError.invalid(error.description) }
     }
 
