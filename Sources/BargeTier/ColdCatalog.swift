@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRDB
 
 /// A file in the cold tier: its metadata and its chunks, in offset order.
@@ -32,6 +35,28 @@ public struct ColdFile: Sendable, Hashable {
     }
 }
 
+/// A chunk of a file still arriving cold (placed cold at transfer time): where it goes in the
+/// file, and the chunk, by the id it is stored under and by its SHA-256 (what a source names it
+/// by). Rows are committed with the pack that holds the chunk, by whichever agent of the site
+/// received it, and become the file's chunk list when the file is finished.
+public struct IncomingChunk: Sendable, Hashable {
+    public var path: String
+    public var fileSize: UInt64
+    public var offset: UInt64
+    public var length: UInt32
+    public var id: [UInt8]
+    public var sha: [UInt8]
+
+    public init(path: String, fileSize: UInt64, offset: UInt64, length: UInt32, id: [UInt8], sha: [UInt8]) {
+        self.path = path
+        self.fileSize = fileSize
+        self.offset = offset
+        self.length = length
+        self.id = id
+        self.sha = sha
+    }
+}
+
 /// Where a stored chunk is.
 public struct ChunkLocation: Sendable, Hashable {
     public var pack: String
@@ -54,7 +79,20 @@ public final class ColdCatalog: Sendable {
             // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last commit on
             // power loss: a demotion unlinks hot copies right after its commit, so it must be durable.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-            try Self.migrator.migrate(pool)
+            // The site's agents may open a new store at once: each migration is its own
+            // transaction, so one that lost the race ("table already exists") is rolled back and
+            // tried again, and then finds it applied.
+            var attempt = 0
+            while true {
+                do {
+                    try Self.migrator.migrate(pool)
+                    break
+                } catch {
+                    attempt += 1
+                    if attempt >= 20 { throw error }
+                    usleep(50_000)
+                }
+            }
         } catch { throw ColdStoreError("cannot open the cold-store catalog \(path): \(error)") }
     }
 
@@ -91,6 +129,19 @@ public final class ColdCatalog: Sendable {
                 t.primaryKey("path", .text)
                 t.column("seconds", .integer).notNull()
                 t.column("nanoseconds", .integer).notNull()
+            }
+        }
+        m.registerMigration("v3: files arriving cold") { db in
+            // One row per chunk of a file still arriving (placed cold at transfer time); the
+            // file's finish turns them into its `files` row and deletes them.
+            try db.create(table: "incoming", options: .withoutRowID) { t in
+                t.column("path", .text).notNull()
+                t.column("offset", .integer).notNull()
+                t.column("size", .integer).notNull()
+                t.column("length", .integer).notNull()
+                t.column("id", .blob).notNull()
+                t.column("sha", .blob).notNull()
+                t.primaryKey(["path", "offset"])
             }
         }
         return m
@@ -137,8 +188,12 @@ public final class ColdCatalog: Sendable {
 
     /// Records sealed packs and the files whose chunks they (or earlier packs) hold, in one
     /// transaction: after it, the files are cold.
-    public func commit(packs: [SealedPack], files: [ColdFile]) throws {
+    public func commit(packs: [SealedPack], files: [ColdFile], incoming: [IncomingChunk] = []) throws {
         try write { db in
+            let arriving = try db.cachedStatement(sql: "INSERT OR REPLACE INTO incoming (path, offset, size, length, id, sha) VALUES (?, ?, ?, ?, ?, ?)")
+            for c in incoming {
+                try arriving.execute(arguments: [c.path, Int64(c.offset), Int64(c.fileSize), Int64(c.length), Data(c.id), Data(c.sha)])
+            }
             for p in packs {
                 try db.execute(sql: "INSERT OR IGNORE INTO packs (id, bytes, chunks) VALUES (?, ?, ?)", arguments: [p.id, Int64(p.bytes), p.entries.count])
                 let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO chunks (id, pack, offset, stored, raw) VALUES (?, ?, ?, ?, ?)")
@@ -170,6 +225,68 @@ public final class ColdCatalog: Sendable {
             return try Row.fetchAll(db, sql: """
                 SELECT * FROM files WHERE path > ? AND (path = ? OR (path >= ? AND path < ?)) ORDER BY path LIMIT ?
                 """, arguments: [start, prefix, prefix + "/", prefix + "0", limit]).map(Self.file)
+        }
+    }
+
+    /// The chunks recorded so far of a file arriving cold, by offset.
+    public func incoming(_ path: String) throws -> [IncomingChunk] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT offset, size, length, id, sha FROM incoming WHERE path = ? ORDER BY offset", arguments: [path]).map { row in
+                IncomingChunk(path: path, fileSize: UInt64(row[1] as Int64), offset: UInt64(row[0] as Int64), length: UInt32(row[2] as Int64),
+                              id: Array(row[3] as Data), sha: Array(row[4] as Data))
+            }
+        }
+    }
+
+    /// The SHA-256 of every chunk recorded for these files arriving cold (a source resending
+    /// them sends those by reference).
+    public func incomingSHAs(_ paths: [String]) throws -> Set<[UInt8]> {
+        try read { db in
+            var out = Set<[UInt8]>()
+            let statement = try db.cachedStatement(sql: "SELECT sha FROM incoming WHERE path = ?")
+            for p in paths {
+                for sha in try Data.fetchAll(statement, arguments: [p]) { out.insert(Array(sha)) }
+            }
+            return out
+        }
+    }
+
+    /// Drops recorded chunks of a file arriving cold (they turned out missing from the store).
+    public func forgetIncoming(_ path: String, offsets: [UInt64]) throws {
+        try write { db in
+            for o in offsets { try db.execute(sql: "DELETE FROM incoming WHERE path = ? AND offset = ?", arguments: [path, Int64(o)]) }
+        }
+    }
+
+    /// Files that arrived cold become cold files, in one transaction: their rows go in, and
+    /// their incoming chunks go.
+    public func finishIncoming(_ files: [ColdFile]) throws {
+        try write { db in
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO files (path, size, mode, mtimeSeconds, mtimeNanoseconds, chunks) VALUES (?, ?, ?, ?, ?, ?)
+                """)
+            let drop = try db.cachedStatement(sql: "DELETE FROM incoming WHERE path = ?")
+            for f in files {
+                try insert.execute(arguments: [f.path, Int64(f.size), Int64(f.mode), f.mtimeSeconds, Int64(f.mtimeNanoseconds), Data(f.encodedChunks)])
+                try drop.execute(arguments: [f.path])
+            }
+        }
+    }
+
+    /// Takes files out of the cold tier, with anything still arriving cold under their names
+    /// (a transfer placed them hot now). One transaction; nothing to do costs one read.
+    public func remove(paths: [String]) throws {
+        guard !paths.isEmpty else { return }
+        let present = try read { db in
+            let statement = try db.cachedStatement(sql: "SELECT 1 FROM files WHERE path = ? UNION ALL SELECT 1 FROM incoming WHERE path = ? LIMIT 1")
+            return try paths.filter { try Bool.fetchOne(statement, arguments: [$0, $0]) != nil }
+        }
+        guard !present.isEmpty else { return }
+        try write { db in
+            for p in present {
+                try db.execute(sql: "DELETE FROM files WHERE path = ?", arguments: [p])
+                try db.execute(sql: "DELETE FROM incoming WHERE path = ?", arguments: [p])
+            }
         }
     }
 
@@ -229,7 +346,8 @@ public final class ColdCatalog: Sendable {
         }
     }
 
-    /// Every pack the catalog knows, with whether any cold file still references one of its chunks.
+    /// Every pack the catalog knows, with whether any cold file (or file still arriving cold)
+    /// references one of its chunks.
     /// Walks the file rows once (a set of live ids), so its memory is the live chunk count.
     public func packUse() throws -> (all: [String], live: Set<String>) {
         try read { db in
@@ -239,6 +357,8 @@ public final class ColdCatalog: Sendable {
                 let data: Data = row[0]
                 for c in ColdFile.decodeChunks(Array(data)) { liveIDs.insert(c.id) }
             }
+            // Files still arriving keep their chunks too: their transfer goes on from them.
+            for id in try Data.fetchAll(db, sql: "SELECT id FROM incoming") { liveIDs.insert(Array(id)) }
             var live = Set<String>()
             let chunkRows = try Row.fetchCursor(db, sql: "SELECT id, pack FROM chunks")
             while let row = try chunkRows.next() {

@@ -83,7 +83,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Encrypt the cold store at rest with AES-256-GCM under a key derived from this file (at least 16 bytes; head -c 32 /dev/urandom > cold.key). Every agent of the site needs the same file; without it nothing in the store can be read.", valueName: "file"))
     var coldKeyFile: String?
 
-    @Option(help: ArgumentHelp("The site's placement policy, for demotions without --policy: rules 'TIER[:COND,…]' separated by ';', the first match wins; conditions are a path glob, size>N, size<N, age>D, age<D. Example: 'cold:raw/**;cold:age>90d,size>1MiB;hot'.", valueName: "policy"))
+    @Option(help: ArgumentHelp("The site's placement policy, for transfers without --tier and demotions without --policy (paths relative to --root): rules 'TIER[:COND,…]' separated by ';', the first match wins; conditions are a path glob, size>N, size<N, age>D, age<D. Example: 'cold:raw/**;cold:age>90d,size>1MiB;hot'.", valueName: "policy"))
     var tierPolicy: String?
 
     @OptionGroup var tokenOptions: TokenOptions
@@ -147,7 +147,7 @@ struct AgentCommand: AsyncParsableCommand {
         let listener: DataPlaneListener
         do {
             listener = try await DataPlaneListener.bind(host: data.host, port: data.port, root: rootPath, token: token, name: name,
-                                                        index: index, logger: logger)
+                                                        index: index, intake: tiers.intake, sitePolicy: tiers.sitePolicy, logger: logger)
         } catch {
             throw Failure("agent \(name): cannot listen on \(data): \(error)")
         }

@@ -109,6 +109,15 @@ struct ProtocolVectorTests {
             + "00005f5e100000000000" + String(repeating: "ab", count: 32) + String(repeating: "cd", count: 16) + "0100000000"),
         (.fileBatchReply(FileBatchReply(job: "j1", batch: 9, refused: [FilesDoneReply.Refusal(index: 1, reason: .need, detail: "gone")])),
          "42415247014e0000" + "0000001b" + "725adf92880310c3" + "00026a3100000000000000090000000100000001060004676f6e65"),
+        // Version 10: placement at transfer time. A file the job's policy placed cold (flags 0x09:
+        // finish, cold), and a have query placing its files (cold by the job; the site decides).
+        (.taskAssign(TaskAssign(job: "j1", unit: 3, destination: DataPeer(name: "b1", host: "127.0.0.1", port: 7501), codec: "auto", chunkSize: 1 << 20,
+                                files: [TaskFile(sourcePath: "ds/f", entry: file, length: 4096, finish: true, tier: .cold)])),
+         "4241524701300000" + "00000062" + "717ce0c7acdc21c5" + "00026a3100000000000000030002623100093132372e302e302e311d4d00046175746f0010000000000001000464732f66010003642f660000000000001000000001a4000000005f5e10000000000700000000000000000000000000000000100009"),
+        (.haveQuery(HaveQuery(job: "j1", paths: ["d/f", "d/g"], facts: [.init(tier: .cold, size: 4096, mtimeSeconds: 1_600_000_000),
+                                                                         .init(tier: nil, size: 10, mtimeSeconds: 1_600_000_001)])),
+         "4241524701480000" + "00000038" + "01ca96e6f3dc7865" + "00026a31000000020003642f660003642f67" + "00000002"
+            + "02" + "0000000000001000" + "000000005f5e1000" + "00" + "000000000000000a" + "000000005f5e1001"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

@@ -108,9 +108,10 @@ public final class AgentWork: Sendable {
                 outbox.send(.tierReply(reply))
             }
         case .compareRequest(let request):
+            let cold = tiers?.intake?.store.catalog
             Task.detached {
                 // Thousands of lstat calls: on a blocking thread, not the cooperative pool.
-                if let reply = try? await BlockingWork.run({ QuickCheck.reply(to: request, root: root) }) { outbox.send(.compareReply(reply)) }
+                if let reply = try? await BlockingWork.run({ QuickCheck.reply(to: request, root: root, cold: cold) }) { outbox.send(.compareReply(reply)) }
             }
         case .jobSettings(let job):
             jobs.apply(job)

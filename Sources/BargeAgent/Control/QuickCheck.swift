@@ -1,4 +1,5 @@
 import BargeStore
+import BargeTier
 import BargeWire
 
 #if canImport(Glibc)
@@ -11,9 +12,11 @@ import Darwin
 /// holds unchanged, by `lstat` alone (rsync's quick check). A regular file is unchanged when its
 /// size, mtime (to the nanosecond) and permission bits match; a symbolic link when its target
 /// does. Directories are never skipped: their modes and mtimes are set again after whatever
-/// inside them changed. Nothing is read. Synchronous: run it off the event loop.
+/// inside them changed. Nothing is read. A file with no plain copy is unchanged when the site's
+/// cold catalog (`cold`) holds it with that size, mtime and mode. Synchronous: run it off the
+/// event loop.
 enum QuickCheck {
-    static func reply(to request: CompareRequest, root: String) -> CompareReply {
+    static func reply(to request: CompareRequest, root: String, cold: ColdCatalog? = nil) -> CompareReply {
         var directories: [Substring: String?] = [:]
         let unchanged = request.entries.map { entry -> Bool in
             guard entry.kind != .directory else { return false }
@@ -31,7 +34,13 @@ enum QuickCheck {
                 directories[parent] = resolved
             }
             guard let directory = resolved else { return false }
-            return matches(entry, at: directory + "/" + name)
+            if matches(entry, at: directory + "/" + name) { return true }
+            guard let cold, entry.kind == .file, let relative = try? RootedPath.lexical(path, under: root).relative,
+                  let file = try? cold.file(relative) else { return false }
+            var st = stat()
+            guard lstat(directory + "/" + name, &st) != 0 else { return false }  // a plain copy that differs wins
+            return file.size == entry.size && file.mtimeSeconds == entry.mtimeSeconds && file.mtimeNanoseconds == entry.mtimeNanoseconds
+                && file.mode == entry.mode
         }
         return CompareReply(request: request.request, unchanged: unchanged)
     }

@@ -15,6 +15,8 @@ public final class TierWork: Sendable {
     let store: ColdStoreBox?
     /// `--tier-policy`: what a demotion without `--policy` (and a transfer without `--tier`) uses.
     public let sitePolicy: TierPolicy?
+    /// Files placed cold at transfer time go into the store through this (nil without `--cold`).
+    public let intake: ColdIntake?
     /// Demotion walks kept between pages, by job: a page goes on where the last stopped. An agent
     /// that restarts (or takes over from another) walks again, past the files already gone cold.
     private let walks = NIOLockedValueBox<[String: DemoteWalk]>([:])
@@ -33,7 +35,9 @@ public final class TierWork: Sendable {
         self.root = root
         self.name = name
         self.sitePolicy = sitePolicy
-        store = try cold.map { ColdStoreBox(try ColdStore(directory: $0, keyMaterial: keyMaterial)) }
+        let opened = try cold.map { try ColdStore(directory: $0, keyMaterial: keyMaterial) }
+        store = opened.map { ColdStoreBox($0) }
+        intake = opened.map { ColdIntake(store: $0) }
     }
 
     public func reply(to r: TierRequest) -> TierReply {

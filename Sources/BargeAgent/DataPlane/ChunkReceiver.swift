@@ -176,9 +176,25 @@ public final class ChunkReceiver {
     /// The ids of chunks held for the paths a unit is about to write (paths that leave the root
     /// lexically are left out: their chunks will be refused anyway). Nothing is opened here: a
     /// chunk copied by reference is read beneath the root and re-hashed first.
+    ///
+    /// From protocol version 10 the query also places the unit's files (`DestinationFiles.place`);
+    /// one placed cold at an agent without a cold store is refused with the reason.
     public func have(_ query: HaveQuery) -> Message {
-        let paths = query.paths.compactMap { try? RootedPath.lexical($0, under: root).relative }
-        let ids = (try? files.heldIds(paths: paths)) ?? []
+        let lexical = query.paths.map { try? RootedPath.lexical($0, under: root).relative }
+        let paths = lexical.compactMap { $0 }
+        if !query.facts.isEmpty {
+            let placed = zip(lexical, query.facts).compactMap { p, f in p.map { ($0, f) } }
+            let refused = Set(files.place(job: query.job, paths: placed.map(\.0), facts: placed.map(\.1)))
+            if !refused.isEmpty {
+                return .filesDoneReply(FilesDoneReply(refused: lexical.enumerated().compactMap { i, p in
+                    guard let p, refused.contains(p) else { return nil }
+                    return FilesDoneReply.Refusal(index: UInt32(i), reason: .refusedPath,
+                                                  detail: "it is placed cold, but this agent has no cold tier; start the destination site's agents with --cold DIR")
+                }))
+            }
+        }
+        var ids = (try? files.heldIds(paths: paths)) ?? []
+        ids.formUnion((try? files.heldCold(job: query.job, paths: paths)) ?? [])
         // At most 2 MiB of ids, well inside a frame; past that (a file of more than 64 GiB in
         // 1 MiB chunks) the rest are sent by value.
         return .haveList(HaveList(ids: Array(ids.prefix(HaveList.maxIds))))

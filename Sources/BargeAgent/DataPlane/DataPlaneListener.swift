@@ -1,4 +1,5 @@
 import BargeStore
+import BargeTier
 import BargeWire
 import Foundation
 import Logging
@@ -30,10 +31,14 @@ public final class DataPlaneListener: Sendable {
     /// With `index`, received chunks are recorded there: partial copies survive a restart, and
     /// chunks already held are copied locally when sent by reference, this agent's or those the
     /// other agents sharing the root hold (their indexes under `<root>/.barge`).
+    /// With `intake`, files placed cold (by a job's `--tier` or by `sitePolicy`) go straight into
+    /// the site's cold store.
     public static func bind(host: String, port: Int, root: String, token: ClusterToken, name: String, index: ChunkIndex? = nil,
+                            intake: ColdIntake? = nil, sitePolicy: TierPolicy? = nil,
                             logger: Logger = Logger(label: "barge.agent")) async throws -> DataPlaneListener {
         DataPlaneListener(root: root, server: try await BargeServer.bind(host: host, port: port, token: token, name: name),
-                          files: DestinationFiles(index: index, siblings: index.map { SiblingIndexes(root: $0.root, own: $0.path) }, logger: logger),
+                          files: DestinationFiles(index: index, siblings: index.map { SiblingIndexes(root: $0.root, own: $0.path) },
+                                                  intake: intake, sitePolicy: sitePolicy, logger: logger),
                           logger: logger)
     }
 

@@ -1,5 +1,6 @@
 import BargeDigest
 import BargeStore
+import BargeTier
 import BargeWire
 import DequeModule
 import Logging
@@ -21,6 +22,10 @@ import Darwin
 ///   whose bytes still check out (XXH3-128), and only the rest must be sent again;
 /// - a chunk the index knows by id is copied from where it already is (`copyLocal`) instead of
 ///   crossing the network.
+///
+/// With a `ColdIntake` (the agent has `--cold`), a file that a unit's `have query` placed cold
+/// (by the job's policy, or by the site's `--tier-policy`) never gets a plain copy: its chunks go
+/// straight into the site's packs, and its finish makes it a cold file in the catalog.
 public final class DestinationFiles: Sendable {
     final class OpenFile: @unchecked Sendable {
         let lock = NIOLock()
@@ -49,6 +54,13 @@ public final class DestinationFiles: Sendable {
     /// The indexes of the other agents sharing this root, looked up after this one's.
     public let siblings: SiblingIndexes?
     private let logger: Logger
+    /// The site's cold tier, and its placement policy for files a job's policy leaves open.
+    public let intake: ColdIntake?
+    public let sitePolicy: TierPolicy?
+    /// Files placed cold, by job and path, from the `have query` of their unit until their finish.
+    private let coldFiles = NIOLockedValueBox<Set<String>>([])
+    /// Files finished cold lately (a late duplicate of a chunk of one is acked, not stored).
+    private let recentlyCold = NIOLockedValueBox(RecentKeys())
     private let open = NIOLockedValueBox<[String: OpenFile]>([:])
     /// Index rows not yet written: recorded in batches, so the index costs one transaction per
     /// batch rather than per chunk. Lookups see them too.
@@ -67,10 +79,51 @@ public final class DestinationFiles: Sendable {
         }
     }
 
-    public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, logger: Logger = Logger(label: "barge.agent")) {
+    public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, intake: ColdIntake? = nil, sitePolicy: TierPolicy? = nil,
+                logger: Logger = Logger(label: "barge.agent")) {
         self.index = index
         self.siblings = siblings
+        self.intake = intake
+        self.sitePolicy = sitePolicy
         self.logger = logger
+    }
+
+    // MARK: placement
+
+    /// Places a unit's files (paths relative to the root, with what the `have query` says of
+    /// each): the job's tier where it gave one, else the site's policy (paths relative to the
+    /// root), else hot. Returns the paths placed cold that this agent cannot take cold (it has
+    /// no cold store): the unit is refused.
+    public func place(job: String, paths: [String], facts: [HaveQuery.Facts], now: Int64 = Int64(time(nil))) -> [String] {
+        var cold: [String] = []
+        var hot: [String] = []
+        for (path, f) in zip(paths, facts) {
+            let tier: Tier
+            switch f.tier {
+            case .cold: tier = .cold
+            case .hot: tier = .hot
+            case nil: tier = sitePolicy?.tier(for: FileFacts(path: path, size: f.size, mtime: f.mtimeSeconds), now: now) ?? .hot
+            }
+            if tier == .cold { cold.append(path) } else { hot.append(path) }
+        }
+        guard intake != nil else { return cold }
+        coldFiles.withLockedValue { set in
+            for p in cold { set.insert(Self.key(job, p)) }
+            for p in hot { set.remove(Self.key(job, p)) }
+        }
+        return []
+    }
+
+    /// Whether `path` of `job` arrives cold.
+    public func isCold(job: String, path: String) -> Bool {
+        intake != nil && coldFiles.withLockedValue { $0.contains(Self.key(job, path)) }
+    }
+
+    /// The SHA-256 of the chunks already recorded for files of `job` arriving cold (a resent
+    /// unit sends those by reference).
+    public func heldCold(job: String, paths: [String]) throws -> Set<[UInt8]> {
+        guard let intake else { return [] }
+        return try intake.store.catalog.incomingSHAs(paths.filter { isCold(job: job, path: $0) })
     }
 
     /// Files currently open (for tests and metrics).
@@ -123,6 +176,11 @@ public final class DestinationFiles: Sendable {
     /// at once), rather than being written with the next 32.
     public func write(job: String, target: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64,
                       id: [UInt8] = [], xxh: [UInt8] = [], recordNow: Bool = true) throws {
+        if let intake, isCold(job: job, path: target.relative) {
+            try intake.store(path: target.relative, fileSize: size, offset: offset, bytes: bytes)
+            return
+        }
+        if recentlyCold.withLockedValue({ $0.contains(Self.key(job, target.relative)) }) { throw AlreadyFinished(path: target.relative) }
         let f = try file(job: job, target: target, size: size)
         // The lock covers the bookkeeping only; the `pwrite` itself runs beside other chunks'.
         try f.lock.withLock {
@@ -149,8 +207,11 @@ public final class DestinationFiles: Sendable {
         if full { flush() }
     }
 
-    /// Writes the index rows held back so far.
-    public func flush() { record(finalizing: []) }
+    /// Writes the index rows held back so far, and seals a cold pack left open a while.
+    public func flush() {
+        record(finalizing: [])
+        do { try intake?.sealIfStale() } catch { logger.warning("cold tier: the open pack was not sealed: \(error)") }
+    }
 
     /// Writes the held-back rows, and marks `files` finished, in one transaction. Rows leave
     /// `pending` only once they are committed (writes are serialised by `recording`), so a lookup
@@ -192,13 +253,15 @@ public final class DestinationFiles: Sendable {
     /// checks out: then its bytes must be sent. `buffer` must hold `length` bytes.
     public func copyLocal(job: String, target: RootedPath, size: UInt64, offset: UInt64, length: Int, id: [UInt8], xxh: [UInt8],
                           buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+        if recentlyCold.withLockedValue({ $0.contains(Self.key(job, target.relative)) }) { throw AlreadyFinished(path: target.relative) }
+        let cold = isCold(job: job, path: target.relative)
+        if let intake, cold, try intake.adopt(path: target.relative, fileSize: size, offset: offset, length: length, sha: id) { return true }
         guard let index else { return false }
         let waiting = pending.withLockedValue { p in p.filter { $0.id == id } }
         var candidates = waiting + (try index.locations(id: id))
         let sibling = (siblings?.indexes() ?? []).flatMap { (try? $0.locations(id: id)) ?? [] }
         // The same place in this file's own partial copy, restored after a restart: already there.
-        let f = try file(job: job, target: target, size: size)
-        if f.lock.withLock({ f.chunks[offset] == UInt64(length) }),
+        if !cold, case let f = try file(job: job, target: target, size: size), f.lock.withLock({ f.chunks[offset] == UInt64(length) }),
            candidates.contains(where: { !$0.final && $0.path == target.relative && $0.offset == offset && $0.xxh == xxh }) {
             return true
         }
@@ -281,6 +344,56 @@ public final class DestinationFiles: Sendable {
     /// transaction. No file gets its final name before its bytes are durable. Returns the files
     /// that failed, by index in `batch`, with `Incomplete` or `StoreError`; the others are done.
     public func finish(job: String, batch: [Finish]) -> [Int: Error] {
+        guard let intake else { return finishHot(job: job, batch: batch) }
+        let coldItems = batch.indices.filter { isCold(job: job, path: batch[$0].target.relative) }
+        let hotItems = batch.indices.filter { !coldItems.contains($0) }
+        var failures: [Int: Error] = [:]
+        if !hotItems.isEmpty {
+            for (n, e) in finishHot(job: job, batch: hotItems.map { batch[$0] }) { failures[hotItems[n]] = e }
+            // A file placed hot now is no longer cold (nor arriving cold) under that name.
+            let finished = hotItems.filter { failures[$0] == nil }.map { batch[$0].target.relative }
+            do { try intake.store.catalog.remove(paths: finished) } catch {
+                for i in hotItems where failures[i] == nil { failures[i] = StoreError.system(operation: "update the cold catalog for", path: batch[i].target.relative, errno: EIO) }
+                logger.warning("cold tier: files finished hot are still listed cold: \(error)")
+            }
+        }
+        if !coldItems.isEmpty {
+            for (n, e) in finishCold(job: job, batch: coldItems.map { batch[$0] }, intake: intake) { failures[coldItems[n]] = e }
+        }
+        return failures
+    }
+
+    /// Files that arrived cold become cold files; a plain file left under the same name (an
+    /// older copy) goes, as a transfer replaces it.
+    private func finishCold(job: String, batch: [Finish], intake: ColdIntake) -> [Int: Error] {
+        let arrived = batch.map { b in
+            ColdIntake.Arrived(path: b.target.relative, size: b.file.size, mode: b.file.mode, mtimeSeconds: b.file.mtimeSeconds, mtimeNanoseconds: b.file.mtimeNanoseconds)
+        }
+        var failures: [Int: Error] = [:]
+        for (i, error) in intake.finish(arrived) {
+            failures[i] = error is ColdIntake.Missing ? Incomplete(description: "\(error)") : error
+        }
+        var touched = Set<String>()
+        for (i, b) in batch.enumerated() where failures[i] == nil {
+            var st = stat()
+            if lstat(b.target.absolute, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
+                if unlink(b.target.absolute) == 0, let slash = b.target.absolute.lastIndex(of: "/") { touched.insert(String(b.target.absolute[..<slash])) }
+            }
+            let key = Self.key(job, b.target.relative)
+            coldFiles.withLockedValue { _ = $0.remove(key) }
+            recentlyCold.withLockedValue { $0.insert(key) }
+        }
+        for directory in touched {
+            let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 {
+                fsync(fd)
+                Glibc.close(fd)
+            }
+        }
+        return failures
+    }
+
+    private func finishHot(job: String, batch: [Finish]) -> [Int: Error] {
         var failures: [Int: Error] = [:]
         var ready: [(Int, OpenFile)] = []
         let already = Set(batch.indices.filter { finishedLately(Self.key(job, batch[$0].target.relative), batch[$0].target, size: batch[$0].file.size) })
@@ -414,6 +527,7 @@ public final class DestinationFiles: Sendable {
         open.withLockedValue { files in
             for key in files.keys where key.hasPrefix(prefix) { files.removeValue(forKey: key) }
         }
+        coldFiles.withLockedValue { set in set = set.filter { !$0.hasPrefix(prefix) } }
     }
 }
 

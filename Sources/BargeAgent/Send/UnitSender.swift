@@ -167,13 +167,29 @@ public struct UnitSender: Sendable {
 
     /// Which chunks to send by reference: those the destination holds for this unit's paths, and
     /// those this agent already sent it in this job.
+    ///
+    /// From protocol version 10 the query also places the unit's files at the destination (the
+    /// job policy's tier of each, its size and mtime), so it is sent before any chunk even
+    /// without dedup; a destination that cannot take a file cold refuses the unit.
     private func references(_ stream: ChunkStream) async throws -> References {
-        let paths = task.files.filter { $0.entry.kind == .file && !$0.repair }.map(\.entry.path)
-        guard settings.dedup, stream.version >= WireVersion.dedup, !paths.isEmpty else { return References(enabled: false) }
-        guard case .haveList(let list) = try await stream.send(.haveQuery(HaveQuery(job: task.job, paths: paths))) else {
+        let files = task.files.filter { $0.entry.kind == .file && !$0.repair }
+        let paths = files.map(\.entry.path)
+        let dedup = settings.dedup && stream.version >= WireVersion.dedup
+        let placing = stream.version >= WireVersion.placement
+        guard dedup || placing, !paths.isEmpty else { return References(enabled: false) }
+        let facts = placing ? files.map { HaveQuery.Facts(tier: $0.tier, size: $0.entry.size, mtimeSeconds: $0.entry.mtimeSeconds) } : []
+        switch try await stream.send(.haveQuery(HaveQuery(job: task.job, paths: paths, facts: facts))) {
+        case .haveList(let list):
+            guard dedup else { return References(enabled: false) }
+            return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
+        case .filesDoneReply(let answer) where !answer.refused.isEmpty:
+            // Files it cannot place (cold, at an agent without a cold store): no retry cures that.
+            let first = answer.refused[0]
+            let path = Int(first.index) < paths.count ? paths[Int(first.index)] : paths[0]
+            throw UnitFailure(retryable: false, description: "\(task.destination.name) refused \(path): \(first.detail)")
+        default:
             throw UnitFailure(retryable: true, description: "\(task.destination.name) did not answer the have query with a have list")
         }
-        return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
     }
 
     /// One stream's share of the unit: `settings.depth` workers take steps and send them on it at

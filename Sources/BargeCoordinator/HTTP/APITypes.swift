@@ -55,6 +55,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var verification: VerifyProgress?
     /// `transfer`, `demote` or `promote` (absent from coordinators before tiers: a transfer).
     public var operation: String?
+    /// A transfer's placement policy (`submit --tier`), or a demotion's; absent when none.
+    public var tier: String?
 
     public struct CodecMix: Codable, Hashable, Sendable {
         public var codec: String
@@ -69,7 +71,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification, operation
+        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification, operation, tier
         case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
@@ -103,6 +105,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         cc = r.congestion
         checksum = r.checksum
         operation = r.operation.rawValue
+        tier = r.tierPolicy
     }
 
     public init(_ r: JobRecord, lanes: [LaneStatus]) {
@@ -138,6 +141,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(cc, forKey: .cc)
         try c.encode(checksum, forKey: .checksum)
         try c.encodeIfPresent(operation, forKey: .operation)
+        try c.encodeIfPresent(tier, forKey: .tier)
         try c.encode(lanes, forKey: .lanes)
         try c.encodeIfPresent(verification, forKey: .verification)
     }

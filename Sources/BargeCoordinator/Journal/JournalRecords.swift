@@ -159,7 +159,7 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
         let offset = UInt64(index * rangeBytes)
         let length = min(UInt64(rangeBytes), file.entry.size - offset)
         return UnitRecord(jobId: jobId, unitId: id, kind: .range,
-                          files: [TaskFile(sourcePath: file.sourcePath, entry: file.entry, offset: offset, length: length, finish: false)],
+                          files: [TaskFile(sourcePath: file.sourcePath, entry: file.entry, offset: offset, length: length, finish: false, tier: file.tier)],
                           finishUnit: unitId)
     }
 }

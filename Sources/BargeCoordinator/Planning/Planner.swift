@@ -1,3 +1,4 @@
+import BargeTier
 import BargeWire
 
 /// Cuts a scanned tree into work units, one scan page at a time. Pure: the same pages always give
@@ -52,13 +53,21 @@ public struct Planner: Sendable {
         public let destinationPath: String
         /// Units planned so far; the next one's id within the plan (the journal numbers them).
         public private(set) var nextUnit: Int64
+        /// The job's placement policy (`submit --tier`): each regular file's tier, from its path
+        /// relative to the job, its size and its mtime against `now` (Unix seconds). Nil leaves
+        /// placement to the destination site.
+        public let placement: TierPolicy?
+        public let now: Int64
 
-        public init(planner: Planner, job: String, sourcePath: String, destinationPath: String, nextUnit: Int64 = 0) {
+        public init(planner: Planner, job: String, sourcePath: String, destinationPath: String, nextUnit: Int64 = 0,
+                    placement: TierPolicy? = nil, now: Int64 = 0) {
             self.planner = planner
             self.job = job
             self.sourcePath = sourcePath
             self.destinationPath = destinationPath
             self.nextUnit = nextUnit
+            self.placement = placement
+            self.now = now
         }
 
         public mutating func page(_ entries: [FileEntry]) -> PlannedPage {
@@ -83,6 +92,9 @@ public struct Planner: Sendable {
             }
 
             for e in entries {
+                let tier: Placement? = placement.map { policy in
+                    e.kind != .file ? .hot : policy.tier(for: FileFacts(path: e.path, size: e.size, mtime: e.mtimeSeconds), now: now) == .cold ? .cold : .hot
+                }
                 var entry = e
                 entry.path = JobPath.join(destinationPath, e.path)
                 let source = JobPath.join(sourcePath, e.path)
@@ -95,12 +107,12 @@ public struct Planner: Sendable {
                     totals.bytes += Int64(e.size)
                     totals.chunks += Int64((e.size + p.chunkSize - 1) / p.chunkSize)
                     if e.kind == .file, e.size > p.unitBytes {
-                        add(.finish, [TaskFile(sourcePath: source, entry: entry, offset: 0, length: 0, finish: true)],
+                        add(.finish, [TaskFile(sourcePath: source, entry: entry, offset: 0, length: 0, finish: true, tier: tier)],
                             ranges: (e.size + p.unitBytes - 1) / p.unitBytes)
                         continue
                     }
                     if batch.count == p.maxFilesPerUnit || batchBytes + e.size > p.unitBytes { flush() }
-                    batch.append(TaskFile(sourcePath: source, entry: entry, length: e.size, finish: true))
+                    batch.append(TaskFile(sourcePath: source, entry: entry, length: e.size, finish: true, tier: tier))
                     batchBytes += e.size
                 }
             }

@@ -1,4 +1,5 @@
 import BargeFlow
+import BargeTier
 import BargeWire
 import Foundation
 import Logging
@@ -205,6 +206,8 @@ public actor Scheduler {
         let bwlimit = try Self.limit(request.bwlimit)
         let cc = request.cc ?? CongestionMode.fair.rawValue
         do { _ = try CongestionMode(named: cc) } catch { throw SchedulerError.invalid(error.description) }
+        let tier: TierPolicy?
+        do { tier = try request.tier.map { try TierPolicy(parsing: $0) } } catch { throw SchedulerError.invalid("tier: \(error)") }
         var job = JobRecord(id: id, sourceSite: request.source.site, sourcePath: source,
                             destinationSite: request.destination.site, destinationPath: destination, createdAt: Int64(now()))
         job.codec = codec
@@ -212,8 +215,9 @@ public actor Scheduler {
         job.bwlimit = bwlimit
         job.congestion = cc
         job.checksum = request.checksum ?? false
+        job.tierPolicy = tier?.description
         try journal.insert(job)
-        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")")
+        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
         startScan(job)
         return job
     }
@@ -636,7 +640,8 @@ public actor Scheduler {
         nextRequest += 1
         scans[request] = PendingScan(job: job.id, agent: agent,
                                      builder: Planner.Builder(planner: planner, job: job.id, sourcePath: job.sourcePath,
-                                                              destinationPath: job.destinationPath),
+                                                              destinationPath: job.destinationPath,
+                                                              placement: job.tierPolicy.flatMap { try? TierPolicy(parsing: $0) }, now: Int64(now())),
                                      skipUpTo: mark)
         link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
     }

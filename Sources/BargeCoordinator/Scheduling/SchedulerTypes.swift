@@ -24,9 +24,15 @@ public struct SubmitRequest: Codable, Hashable, Sendable {
     /// Compare every file by content (its chunks' SHA-256 against the destination's), instead of
     /// skipping those whose size, mtime and mode match at the destination (the default).
     public var checksum: Bool?
+    /// A placement policy for the destination, as `TierPolicy` parses it (`cold:raw/**;hot`),
+    /// with paths relative to the destination path. Nil: the destination site's own policy
+    /// (`--tier-policy` on its agents), else everything hot.
+    public var tier: String?
 
-    public init(source: Endpoint, destination: Endpoint, codec: String? = nil, bwlimit: String? = nil, cc: String? = nil, checksum: Bool? = nil) {
+    public init(source: Endpoint, destination: Endpoint, codec: String? = nil, bwlimit: String? = nil, cc: String? = nil, checksum: Bool? = nil,
+                tier: String? = nil) {
         self.checksum = checksum
+        self.tier = tier
         self.source = source
         self.destination = destination
         self.codec = codec

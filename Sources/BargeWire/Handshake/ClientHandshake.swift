@@ -107,10 +107,14 @@ public enum WireVersion {
     public static let sealed: UInt8 = 8
     /// `tier request` and `tier reply`: hot and cold tiers at a destination site.
     public static let tiers: UInt8 = 9
+    /// Placement at transfer time: `task assign` files may carry the job policy's tier, and
+    /// `have query` carries each file's tier, size and mtime, so a destination places a file cold
+    /// (straight into packs) before its first chunk arrives.
+    public static let placement: UInt8 = 10
 
-    /// This build speaks 8 and 9, both sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 10, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
-    /// be talked down to clear text. A peer at 8 works, without tiers. `BARGE_INSECURE_PLAINTEXT=1`
+    /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
     /// in clear, and so has no tiers. `BARGE_WIRE_MAX_VERSION=N` (N up to 8) runs this build as
     /// an older one (for testing mixed clusters).
@@ -120,6 +124,6 @@ public enum WireVersion {
         }
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...tiers
+        return sealed...placement
     }()
 }

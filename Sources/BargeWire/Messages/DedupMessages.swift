@@ -3,13 +3,36 @@ import NIOCore
 /// Source → destination, at the start of a unit (protocol version 2): the paths the unit will
 /// write. The destination answers `have list` with the ids of the chunks it already holds for
 /// them, which the source then sends by reference (`chunk ref`) instead of sending their bytes.
+///
+/// From protocol version 10 it also places the files: after the paths, one entry per path with
+/// the tier the job's policy gave it (0: none, the site's policy decides; 1 hot; 2 cold), its
+/// size and its mtime (Unix seconds), which a site policy's conditions look at. A source sends
+/// it before any chunk of the unit even without dedup, and a destination that cannot place a
+/// file cold (no cold store) answers a `files done reply` instead of a `have list`, refusing
+/// those files (by index in `paths`) with `refusedPath` and the reason.
 public struct HaveQuery: Hashable, Sendable, PayloadCodable {
+    public struct Facts: Hashable, Sendable {
+        public var tier: Placement?
+        public var size: UInt64
+        public var mtimeSeconds: Int64
+
+        public init(tier: Placement?, size: UInt64, mtimeSeconds: Int64) {
+            self.tier = tier
+            self.size = size
+            self.mtimeSeconds = mtimeSeconds
+        }
+    }
+
     public var job: String
     public var paths: [String]
+    /// One per path, or empty (a source before version 10).
+    public var facts: [Facts]
 
-    public init(job: String, paths: [String]) {
+    public init(job: String, paths: [String], facts: [Facts] = []) {
+        precondition(facts.isEmpty || facts.count == paths.count)
         self.job = job
         self.paths = paths
+        self.facts = facts
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -17,11 +40,27 @@ public struct HaveQuery: Hashable, Sendable, PayloadCodable {
         paths = try r.list("paths", minimumSize: 2) { (r: inout PayloadReader) throws(WireError) in
             try r.string("path", maxLength: ChunkPlace.maxPathLength)
         }
+        guard r.buffer.readableBytes > 0 else {
+            facts = []
+            return
+        }
+        facts = try r.list("placements", minimumSize: 17) { (r: inout PayloadReader) throws(WireError) in
+            let raw = try r.integer(UInt8.self, "tier")
+            guard raw <= 2 else { throw .malformed(r.type, "unknown tier \(raw)") }
+            return Facts(tier: Placement(rawValue: raw), size: try r.integer(UInt64.self, "size"), mtimeSeconds: try r.integer(Int64.self, "mtime"))
+        }
+        guard facts.count == paths.count else { throw .malformed(r.type, "\(facts.count) placements for \(paths.count) paths") }
     }
 
     func write(to b: inout ByteBuffer) {
         b.writeWireString(job)
         b.writeList(paths) { b, p in b.writeWireString(p) }
+        guard !facts.isEmpty else { return }
+        b.writeList(facts) { b, f in
+            b.writeInteger(f.tier?.rawValue ?? 0)
+            b.writeInteger(f.size)
+            b.writeInteger(f.mtimeSeconds)
+        }
     }
 }
 

@@ -16,7 +16,9 @@ public struct DataPeer: Hashable, Sendable {
 /// One file (or directory, or link) of a unit: where to read it, the entry to produce at the
 /// destination, and the byte range this unit covers. `finish` asks the sender to send `file done`
 /// once every chunk of the range is acked (the unit holds the whole file, or is the file's last
-/// step); `repair` sends the range as `chunk repair`, into the finished file.
+/// step); `repair` sends the range as `chunk repair`, into the finished file. `tier` (protocol
+/// version 10) is the tier the job's placement policy gave the file; nil leaves it to the
+/// destination site's policy.
 public struct TaskFile: Hashable, Sendable, Codable {
     public var sourcePath: String
     /// `path` is the destination path, relative to the destination agent's root; size, mode and
@@ -26,15 +28,23 @@ public struct TaskFile: Hashable, Sendable, Codable {
     public var length: UInt64
     public var finish: Bool
     public var repair: Bool
+    public var tier: Placement?
 
-    public init(sourcePath: String, entry: FileEntry, offset: UInt64 = 0, length: UInt64, finish: Bool, repair: Bool = false) {
+    public init(sourcePath: String, entry: FileEntry, offset: UInt64 = 0, length: UInt64, finish: Bool, repair: Bool = false, tier: Placement? = nil) {
         self.sourcePath = sourcePath
         self.entry = entry
         self.offset = offset
         self.length = length
         self.finish = finish
         self.repair = repair
+        self.tier = tier
     }
+}
+
+/// The tier a file is placed in at a destination site, as the wire carries it.
+public enum Placement: UInt8, Hashable, Sendable, Codable {
+    case hot = 1
+    case cold = 2
 }
 
 extension TaskFile {
@@ -46,11 +56,12 @@ extension TaskFile {
             let offset = try r.integer(UInt64.self, "offset")
             let length = try r.integer(UInt64.self, "length")
             let flags = try r.integer(UInt8.self, "file flags")
-            guard flags & ~3 == 0 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
+            guard flags & ~15 == 0, flags & 12 != 12 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
             guard offset <= entry.size, length <= entry.size - offset else {
                 throw .malformed(r.type, "range \(offset)+\(length) overruns \(entry.size) bytes of \(entry.path)")
             }
-            return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0)
+            let tier: Placement? = flags & 4 != 0 ? .hot : flags & 8 != 0 ? .cold : nil
+            return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0, tier: tier)
         }
     }
 
@@ -60,7 +71,8 @@ extension TaskFile {
             f.entry.write(to: &b)
             b.writeInteger(f.offset)
             b.writeInteger(f.length)
-            b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0)))
+            let tier: UInt8 = switch f.tier { case .hot: 4; case .cold: 8; case nil: 0 }
+            b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0)) | tier)
         }
     }
 
