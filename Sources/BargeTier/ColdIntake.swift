@@ -161,6 +161,8 @@ public final class ColdIntake: @unchecked Sendable {
     /// Bytes of a file arriving cold are not in the store (yet): they must be sent (again).
     public struct Missing: Error, CustomStringConvertible {
         public let description: String
+        /// Rows do not cover the file (yet), as opposed to rows naming chunks the store lost.
+        var shortOfBytes = false
     }
 
     /// Makes files that arrived cold into cold files, in one catalog transaction, after sealing
@@ -172,20 +174,36 @@ public final class ColdIntake: @unchecked Sendable {
             for i in files.indices { failures[i] = error }
             return failures
         }
-        sealing.lock()
-        defer { sealing.unlock() }
         var done: [ColdFile] = []
         var positions: [Int] = []
-        for (i, f) in files.enumerated() {
-            do {
-                if let file = try assemble(f) {
-                    done.append(file)
-                    positions.append(i)
+        var waiting = Array(files.indices)
+        // Rows another agent of the site received are committed when its open pack is sealed,
+        // within `staleAfter` and its flush interval: a file short of bytes waits that long.
+        let deadline = ContinuousClock.now + Self.staleAfter * 3
+        while true {
+            var short: [Int] = []
+            sealing.withLock {
+                for i in waiting {
+                    do {
+                        if let file = try assemble(files[i]) {
+                            done.append(file)
+                            positions.append(i)
+                        }
+                        failures[i] = nil
+                    } catch let missing as Missing where missing.shortOfBytes {
+                        failures[i] = missing
+                        short.append(i)
+                    } catch {
+                        failures[i] = error
+                    }
                 }
-            } catch {
-                failures[i] = error
             }
+            guard !short.isEmpty, ContinuousClock.now < deadline else { break }
+            waiting = short
+            Thread.sleep(forTimeInterval: 0.1)
         }
+        sealing.lock()
+        defer { sealing.unlock() }
         do { try store.catalog.finishIncoming(done) } catch {
             for i in positions { failures[i] = error }
         }
@@ -207,7 +225,7 @@ public final class ColdIntake: @unchecked Sendable {
         var position: UInt64 = 0
         while position < f.size {
             guard let r = at[position], r.length > 0 else {
-                throw Missing(description: "\(f.path): only \(position) of its \(f.size) bytes are in the cold store; it stays incoming")
+                throw Missing(description: "\(f.path): only \(position) of its \(f.size) bytes are in the cold store; it stays incoming", shortOfBytes: true)
             }
             chunks.append(ColdFile.Chunk(id: r.id, length: r.length))
             position += UInt64(r.length)

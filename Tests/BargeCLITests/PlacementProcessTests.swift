@@ -97,6 +97,52 @@ struct PlacementProcessTests {
         #expect(final == original, "\(Set(final).symmetricDifference(original).sorted().prefix(10))")
     }
 
+    @Test func aDestinationAgentKilledDuringAColdTransferLosesNothing() async throws {
+        let fm = FileManager.default
+        for i in 0..<24 {
+            let url = source.appendingPathComponent("run\(i % 3)/frame\(i).bin")
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(SampleData.generate(.random, bytes: (2 << 20) + i * 1009, seed: UInt64(i))).write(to: url)
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        defer { withExtendedLifetime((coordinator, a1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let id = try cluster.cli(["submit", "a:ds", "b:ds", "--tier", "cold", "--bwlimit", "8MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(id.hasPrefix("j-"), "\(id)")
+        _ = try await cluster.eventually(60) {
+            let o = try object(try cluster.cli(["status", id, "--json"], http: http))
+            return (o["bytes_done"] as? Int ?? 0) > 12 << 20 || o["state"] as? String != "running"
+        }
+        let before = try object(try cluster.cli(["status", id, "--json"], http: http))
+        #expect(before["state"] as? String == "running", "killed too late to test anything: \(before)")
+        b1.kill(SIGKILL)
+        b1.process.waitUntilExit()
+        b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold], log: "b1-again.log")
+        let ended = try await cluster.eventually(120) {
+            let state = try object(try cluster.cli(["status", id, "--json"], http: http))["state"] as? String
+            return state == "succeeded" || state == "failed"
+        }
+        #expect(ended)
+        let state = try object(try cluster.cli(["status", id, "--json"], http: http))
+        if state["state"] as? String == "failed" {
+            // A unit lost with its agent is retried; had the job failed anyway, resume finishes it.
+            let resumed = try cluster.cli(["resume", id, "--wait"], http: http)
+            #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)\n\(coordinator.output)")
+        }
+        let placed = try tiers(http)
+        #expect(placed.count == 24 && placed.values.allSatisfy { $0 == "cold" }, "\(placed)")
+        #expect(TreeSupport.partials(copy).isEmpty, "\(TreeSupport.partials(copy))")
+        let promoted = try cluster.cli(["tier", "promote", "b:ds", "--wait"], http: http)
+        #expect(promoted.status == 0, "\(promoted.stdout)\(promoted.stderr)")
+        let original = try TreeSupport.snapshot(source)
+        let final = try TreeSupport.snapshot(copy)
+        #expect(final == original, "\(Set(final).symmetricDifference(original).sorted().prefix(10))")
+        withExtendedLifetime(b1) {}
+    }
+
     @Test func theSitePolicyPlacesFilesAndASiteWithoutAColdStoreRefusesColdPlacement() async throws {
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 30)
         let (coordinator, agents, http) = try await cluster.startCoordinator()

@@ -1,0 +1,88 @@
+import BargeBench
+import BargeDigest
+@testable import BargeTier
+import Foundation
+import Testing
+
+/// Files placed cold as they arrive: chunks received by two agents of the site (two intakes on
+/// one store), finished by either, read back whole; a file with a chunk missing stays incoming
+/// and says why; `gc` keeps what files still arriving need; a duplicate chunk is stored once.
+struct ColdIntakeTests {
+    /// Feeds `bytes` to `intakes` in chunks of `chunk`, alternating between them.
+    func arrive(_ path: String, _ bytes: [UInt8], chunk: Int, into intakes: [ColdIntake], skipping: Set<Int> = []) throws {
+        var offset = 0, n = 0
+        while offset < bytes.count {
+            let end = min(offset + chunk, bytes.count)
+            if !skipping.contains(n) {
+                try bytes[offset..<end].withUnsafeBytes { b in
+                    try intakes[n % intakes.count].store(path: path, fileSize: UInt64(bytes.count), offset: UInt64(offset), bytes: b)
+                }
+            }
+            offset = end
+            n += 1
+        }
+    }
+
+    func arrived(_ path: String, _ size: Int) -> ColdIntake.Arrived {
+        ColdIntake.Arrived(path: path, size: UInt64(size), mode: 0o640, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5)
+    }
+
+    @Test func chunksReceivedByTwoAgentsMakeOneColdFileWhicheverFinishes() throws {
+        let box = try ColdSandbox()
+        let first = ColdIntake(store: try ColdStore(directory: box.cold))
+        let second = ColdIntake(store: try ColdStore(directory: box.cold))
+        let data = SampleData.float32Field(bytes: (3 << 20) + 4321)
+        try arrive("raw/field.f32", data, chunk: 1 << 20, into: [first, second])
+        // The first agent's open pack is sealed by its timer (or its next finish); the second
+        // finishes the file.
+        try first.seal()
+        #expect(second.finish([arrived("raw/field.f32", data.count)]).isEmpty)
+        let store = try ColdStore(directory: box.cold)
+        let file = try #require(try store.catalog.file("raw/field.f32"))
+        #expect(file.size == UInt64(data.count) && file.mode == 0o640 && file.mtimeNanoseconds == 5)
+        let reader = try #require(try store.reader(for: "raw/field.f32"))
+        #expect(try reader.read(offset: 0, length: data.count) == data)
+        #expect(try store.catalog.incoming("raw/field.f32").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: box.root + "/raw/field.f32"))
+
+        // A second copy under another name stores nothing new; a late duplicate finish is fine.
+        let before = try store.totals()
+        try arrive("copy/field.f32", data, chunk: 1 << 20, into: [first])
+        #expect(first.finish([arrived("copy/field.f32", data.count), arrived("raw/field.f32", data.count)]).isEmpty)
+        let after = try store.totals()
+        #expect(after.storedBytes == before.storedBytes && after.files == 2)
+    }
+
+    @Test func aFileWithAChunkMissingStaysIncomingAndGCKeepsWhatItHas() throws {
+        let box = try ColdSandbox()
+        let intake = ColdIntake(store: try ColdStore(directory: box.cold))
+        let data = SampleData.generate(.text, bytes: (2 << 20) + 99, seed: 7)
+        try arrive("logs/a.log", data, chunk: 1 << 20, into: [intake], skipping: [1])
+        let failures = intake.finish([arrived("logs/a.log", data.count)])
+        let missing = try #require(failures[0] as? ColdIntake.Missing)
+        #expect(missing.description.contains("only 1048576 of its 2097251 bytes"), "\(missing)")
+        #expect(try intake.store.catalog.file("logs/a.log") == nil)
+        // gc keeps the pack its incoming rows point at.
+        let gc = try intake.store.gc()
+        #expect(gc.packsRemoved == 0 && gc.packsKept == 1)
+        // The missing chunk arrives (the others again, by reference), and the file is finished.
+        try data[(1 << 20)..<(2 << 20)].withUnsafeBytes { b in
+            try intake.store(path: "logs/a.log", fileSize: UInt64(data.count), offset: 1 << 20, bytes: b)
+        }
+        let sha = SHA256.hash(Array(data[0..<(1 << 20)])).bytes
+        #expect(try intake.adopt(path: "logs/a.log", fileSize: UInt64(data.count), offset: 0, length: 1 << 20, sha: sha))
+        #expect(intake.finish([arrived("logs/a.log", data.count)]).isEmpty)
+        #expect(try intake.store.reader(for: "logs/a.log")?.read(offset: 0, length: data.count) == data)
+    }
+
+    @Test func anEncryptedIntakeStoresNoPlaintext() throws {
+        let box = try ColdSandbox()
+        let intake = ColdIntake(store: try ColdStore(directory: box.cold, keyMaterial: Array("a cold key of enough bytes".utf8)))
+        let data = Array(String(repeating: "PLAINTEXT-MARKER ", count: 40_000).utf8)
+        try arrive("secret.txt", data, chunk: 1 << 20, into: [intake])
+        #expect(intake.finish([arrived("secret.txt", data.count)]).isEmpty)
+        let all = try box.coldBytes()
+        #expect(!all.isEmpty && all.firstRange(of: Array("PLAINTEXT-MARKER".utf8)) == nil)
+        #expect(try intake.store.reader(for: "secret.txt")?.read(offset: 0, length: data.count) == data)
+    }
+}
