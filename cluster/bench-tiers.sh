@@ -5,7 +5,9 @@
 #   - dedup: what demoting a second copy of the dataset adds to the store;
 #   - speed: demotion in MB/s of logical data, against `zstd -3 -T2` over the same files;
 #   - promotion: bytes read from packs to promote one 64 MiB file from the store, against that
-#     file's stored size.
+#     file's stored size;
+#   - placement at transfer time: the same files sent with `--tier cold` to a third site with a
+#     store of its own (straight into packs), its time against the hot transfer's, and its ratio.
 #
 #   cluster/bench-tiers.sh                 # SIZE=512MiB per file: 2 GiB logical, 4 GiB with the copy
 #   BARGE_BIN=.build-rel/release/barge SIZE=128MiB cluster/bench-tiers.sh
@@ -46,12 +48,24 @@ mkdir -p "$work/b"
 pids+=($!)
 "$barge" agent --coordinator "127.0.0.1:$agent_port" --name b1 --site b --root "$work/b" --cold "$work/cold" > "$work/b1.log" 2>&1 &
 pids+=($!); b1=$!
-for _ in $(seq 1 100); do [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 2 ]] && break; sleep 0.2; done
+mkdir -p "$work/c"
+"$barge" agent --coordinator "127.0.0.1:$agent_port" --name c1 --site c --root "$work/c" --cold "$work/cold-c" > "$work/c1.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 3 ]] && break; sleep 0.2; done
 
 echo "transfer a:ds → b:ds (auto, as at 1 Gbit/s) …" >&2
 "$barge" submit a:ds b:ds --wait --json > "$work/transfer.json"
 wire=$(field wire_bytes "$work/transfer.json")
 transit_ratio=$(calc "$logical / $wire")
+jobsecs() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(j['finished_at']-j['started_at'])" "$1"; }
+hot_secs=$(jobsecs "$work/transfer.json")
+
+echo "placement at transfer time: a:ds → c:ds --tier cold …" >&2
+"$barge" submit a:ds c:ds --tier cold --wait --json > "$work/placed.json"
+placed_secs=$(jobsecs "$work/placed.json")
+"$barge" tier stats c --json > "$work/stats-c.json"
+placed_stored=$(field stored_bytes "$work/stats-c.json")
+plain=$(find "$work/c/ds" -type f | wc -l)
 
 echo "reference: zstd -3 -T2 over the same files …" >&2
 t0=$(now); zstd -q -3 -T2 -c "$work"/a/ds/* > "$work/ref.zst"; t1=$(now)
@@ -93,5 +107,6 @@ cmp "$work/a/ds/promote-me.f32" "$work/b/ds/promote-me.f32"
   echo "       zstd -3 -T2: ratio $(calc "$logical / $zstd_bytes")"
   echo "dedup: a second copy added $((stored2 - stored1)) bytes to $stored1 ($(calc "100 * ($stored2 - $stored1) / $stored1") %)"
   echo "speed: demotion $(calc "$logical / $demote_secs / 1e6") MB/s ($demote_secs s, agent CPU $(calc "$cpu1 - $cpu0") s); zstd -3 -T2 $(calc "$logical / $zstd_secs / 1e6") MB/s; demotion / zstd = $(calc "($logical / $demote_secs) / ($logical / $zstd_secs)")"
+  echo "placement: --tier cold transfer $(calc "$logical / $placed_secs / 1e6") MB/s ($placed_secs s) against hot $(calc "$logical / $hot_secs / 1e6") MB/s ($hot_secs s): cold / hot time = $(calc "$placed_secs / $hot_secs"); stored ratio $(calc "$logical / $placed_stored"); plain files left at c: $plain"
   echo "promotion of one 64 MiB file from a store holding $held logical bytes: read $read_bytes bytes of packs for $file_stored stored ($(calc "$read_bytes / $file_stored") ×)"
 } | tee "$report"
