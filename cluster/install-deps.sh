@@ -7,9 +7,10 @@ set -euo pipefail
 # them, the reference tools the benchmarks compare against (zstd, lz4, xxhsum, openssl, an rsync daemon,
 # iperf3), ping and ip for the WAN test bed (cluster/wan-testbed.sh), tcpdump for the test that
 # captures loopback to prove the wire is encrypted, and gcc for the delay line of
-# the long-RTT test bed (../shared/tools/delayline).
+# the long-RTT test bed (../shared/tools/delayline), and prometheus for promtool, which checks /metrics
+# and the alert rules in the tests.
 packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2 tcpdump
-          gcc libc6-dev)
+          gcc libc6-dev prometheus)
 # --peers: also the transfer tools cluster/bench-peers.sh runs side by side (GridFTP, XRootD).
 if [[ ${1:-} == --peers ]]; then
   packages+=(globus-gridftp-server-progs globus-gass-copy-progs xrootd-server xrootd-client)

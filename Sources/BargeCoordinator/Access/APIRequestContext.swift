@@ -32,9 +32,20 @@ public struct APIAuthentication: RouterMiddleware {
     public static let healthPath = "/healthz"
 
     let tokens: APITokens
+    /// Counts each refusal as an authentication error.
+    let metrics: CoordinatorMetrics?
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.uri.path == Self.healthPath { return try await next(request, context) }
+        do {
+            return try await authenticated(request, context: context, next: next)
+        } catch let error as HTTPError where error.status == .unauthorized {
+            metrics?.error(.authentication)
+            throw error
+        }
+    }
+
+    private func authenticated(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
             throw Self.unauthorized("an API token is required: send 'Authorization: Bearer TOKEN' (barge: --api-token-file or BARGE_API_TOKEN_FILE)")
         }
@@ -63,9 +74,9 @@ public final class APIRoutes: @unchecked Sendable {
     /// "METHOD /path" → the least role that may call it (for the access tests and the docs).
     public private(set) var roles: [String: APIRole] = [:]
 
-    init(tokens: APITokens, audit: AuditTrail?, logger: Logger) {
+    init(tokens: APITokens, audit: AuditTrail?, metrics: CoordinatorMetrics? = nil, logger: Logger) {
         if let audit { router.add(middleware: AuditMiddleware(journal: audit.journal, trail: audit, logger: logger)) }
-        router.add(middleware: APIAuthentication(tokens: tokens))
+        router.add(middleware: APIAuthentication(tokens: tokens, metrics: metrics))
     }
 
     func route(_ method: HTTPRequest.Method, _ path: RouterPath, _ role: APIRole,

@@ -1,69 +1,173 @@
 import BargeWire
-import CoreMetrics
+import Foundation
 import Prometheus
+import Synchronization
 
-/// The coordinator's counters for `GET /metrics`, in Prometheus text through swift-metrics and
-/// swift-prometheus. Each coordinator has its own registry (no global bootstrap), so several can
-/// run in one process, as in tests.
+/// The coordinator's metrics for `GET /metrics`, in Prometheus text through swift-prometheus.
+/// Every family has HELP and TYPE (`promtool check metrics` passes). Each coordinator has its own
+/// registry, so several can run in one process, as in tests.
+///
+/// - Counters grow with reports: bytes and chunks, by codec and by agent, retries, and errors
+///   by reason.
+/// - Gauges: jobs and agents by state (set at each scrape), units in flight, the recent
+///   throughput, and each lane's congestion figures. A lane's series are removed once it has not
+///   reported for `laneExpiry`: a finished job leaves no stale rates behind.
+/// - Histograms: chunk-ack RTT (each lane report's smoothed RTT) and unit duration (assignment
+///   to `task done`).
 public final class CoordinatorMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
-    private let factory: PrometheusMetricsFactory
-    private let bytesSent: CoreMetrics.Counter
-    private let bytesReceived: CoreMetrics.Counter
-    private let chunksDone: CoreMetrics.Counter
-    private let chunksRefetched: CoreMetrics.Counter
-    private let throughput: CoreMetrics.Gauge
-    private let unitsInFlight: CoreMetrics.Gauge
-    private let unitRetries: CoreMetrics.Counter
-    private let dedupBytes: CoreMetrics.Counter
+    /// A lane silent this long has its series removed.
+    public static let laneExpiry: Double = 15
 
-    public init() {
-        factory = PrometheusMetricsFactory(registry: registry)
-        bytesSent = CoreMetrics.Counter(label: "barge_wire_bytes_sent_total", factory: factory)
-        bytesReceived = CoreMetrics.Counter(label: "barge_bytes_received_total", factory: factory)
-        chunksDone = CoreMetrics.Counter(label: "barge_chunks_done_total", factory: factory)
-        chunksRefetched = CoreMetrics.Counter(label: "barge_chunks_refetched_total", factory: factory)
-        throughput = CoreMetrics.Gauge(label: "barge_throughput_bytes_per_second", factory: factory)
-        unitsInFlight = CoreMetrics.Gauge(label: "barge_units_in_flight", factory: factory)
-        unitRetries = CoreMetrics.Counter(label: "barge_unit_retries_total", factory: factory)
-        dedupBytes = CoreMetrics.Counter(label: "barge_dedup_bytes_total", factory: factory)
+    private let bytesSent: Counter
+    private let bytesReceived: Counter
+    private let chunksDone: Counter
+    private let chunksRefetched: Counter
+    private let throughput: Gauge
+    private let unitsInFlight: Gauge
+    private let unitRetries: Counter
+    private let dedupBytes: Counter
+    private let rtt: ValueHistogram
+    private let unitDuration: ValueHistogram
+
+    private struct LaneSeries {
+        var gauges: [Gauge]
+        var seen: Double
+    }
+    private struct LaneKey: Hashable {
+        let source: String
+        let destination: String
+    }
+    private let lanes = Mutex<[LaneKey: LaneSeries]>([:])
+    private let assignedAt = Mutex<[UnitKey: Double]>([:])
+
+    static func name(_ metric: String, _ unit: String = "", _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: metric, unitName: unit, helpText: help)
     }
 
-    func record(_ done: TaskDone) {
+    public init() {
+        let r = registry
+        bytesSent = r.makeCounter(descriptor: Self.name("barge_wire_bytes_sent", "total", "Bytes sent on the data plane (after compression), all jobs."))
+        bytesReceived = r.makeCounter(descriptor: Self.name("barge_bytes_received", "total", "Bytes of file data delivered to destinations (before compression), all jobs."))
+        chunksDone = r.makeCounter(descriptor: Self.name("barge_chunks_done", "total", "Chunks delivered and verified."))
+        chunksRefetched = r.makeCounter(descriptor: Self.name("barge_chunks_refetched", "total", "Chunks sent again after the destination found them corrupt."))
+        throughput = r.makeGauge(descriptor: Self.name("barge_throughput_bytes_per_second", "", "File bytes moved per second over the last few seconds, all jobs."))
+        unitsInFlight = r.makeGauge(descriptor: Self.name("barge_units_in_flight", "", "Work units assigned to agents and not yet reported done."))
+        unitRetries = r.makeCounter(descriptor: Self.name("barge_unit_retries", "total", "Work units handed out again after a failure or a lost agent."))
+        dedupBytes = r.makeCounter(descriptor: Self.name("barge_dedup_bytes", "total", "Bytes delivered by reference instead of sent."))
+        rtt = r.makeValueHistogram(descriptor: Self.name("barge_chunk_ack_rtt", "seconds", "Smoothed round-trip time of chunk acks, one observation per lane report."),
+                                   buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
+        unitDuration = r.makeValueHistogram(descriptor: Self.name("barge_unit_duration", "seconds", "Time from a unit's assignment to its task done."),
+                                            buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900])
+        r.makeGauge(descriptor: Self.name("barge_build_info", "", "This coordinator's build: always 1, with the version as a label."),
+                    labels: [("version", BargeBuild.version)]).set(Int64(1))
+        for reason in ErrorReason.allCases { error(reason, count: 0) }
+        set(jobs: [:], agents: [:])
+    }
+
+    /// What a counted error was.
+    public enum ErrorReason: String, CaseIterable, Sendable {
+        /// A chunk the destination refused as corrupt (sent again).
+        case nack
+        /// A unit that failed on its lane.
+        case unitFailure = "unit_failure"
+        /// An API request with a missing, wrong or under-privileged token.
+        case authentication
+    }
+
+    public func error(_ reason: ErrorReason, count: Int = 1) {
+        registry.makeCounter(descriptor: Self.name("barge_errors", "total", "Errors, by reason: corrupt chunks nacked, unit failures, API authentication failures."),
+                             labels: [("reason", reason.rawValue)]).increment(by: Int64(count))
+    }
+
+    /// Jobs and agents by state, set before each scrape.
+    public func set(jobs: [String: Int], agents: [String: Int]) {
+        for state in ["queued", "running", "succeeded", "failed", "cancelled"] {
+            registry.makeGauge(descriptor: Self.name("barge_jobs", "", "Jobs in the journal, by state."), labels: [("state", state)]).set(Int64(jobs[state] ?? 0))
+        }
+        for state in ["up", "draining", "down"] {
+            registry.makeGauge(descriptor: Self.name("barge_agents", "", "Agents known to the coordinator, by state."), labels: [("state", state)]).set(Int64(agents[state] ?? 0))
+        }
+    }
+
+    func assigned(job: String, unit: UInt64, now: Double) {
+        assignedAt.withLock { $0[UnitKey(job: job, unit: unit)] = now }
+    }
+
+    func record(_ done: TaskDone, source: String?, destination: String?, now: Double) {
         bytesSent.increment(by: Int64(done.wireBytes))
         bytesReceived.increment(by: Int64(done.bytes))
         chunksDone.increment(by: Int64(done.chunks.count))
         chunksRefetched.increment(by: Int64(done.refetched))
+        if done.refetched > 0 { error(.nack, count: Int(done.refetched)) }
         dedupBytes.increment(by: Int64(done.dedupBytes))
         for c in done.codecs {
-            CoreMetrics.Counter(label: "barge_codec_raw_bytes_total", dimensions: [("codec", c.codec)], factory: factory).increment(by: Int64(c.rawBytes))
-            CoreMetrics.Counter(label: "barge_codec_encoded_bytes_total", dimensions: [("codec", c.codec)], factory: factory).increment(by: Int64(c.encodedBytes))
+            registry.makeCounter(descriptor: Self.name("barge_codec_raw_bytes", "total", "Bytes before compression, by the codec that sent them."),
+                                 labels: [("codec", c.codec)]).increment(by: Int64(c.rawBytes))
+            registry.makeCounter(descriptor: Self.name("barge_codec_encoded_bytes", "total", "Bytes after compression, by the codec that sent them."),
+                                 labels: [("codec", c.codec)]).increment(by: Int64(c.encodedBytes))
+        }
+        if let source {
+            registry.makeCounter(descriptor: Self.name("barge_agent_bytes_sent", "total", "Bytes an agent sent on the data plane (after compression)."),
+                                 labels: [("agent", source)]).increment(by: Int64(done.wireBytes))
+        }
+        if let destination {
+            registry.makeCounter(descriptor: Self.name("barge_agent_bytes_received", "total", "File bytes an agent received and stored."),
+                                 labels: [("agent", destination)]).increment(by: Int64(done.bytes))
+        }
+        if let started = assignedAt.withLock({ $0.removeValue(forKey: UnitKey(job: done.job, unit: done.unit)) }) {
+            unitDuration.record(max(0, now - started))
         }
     }
 
     func update(throughput bytesPerSecond: Double) {
-        throughput.record(bytesPerSecond)
+        throughput.set(bytesPerSecond)
     }
 
     func retried(_ units: Int) {
         unitRetries.increment(by: Int64(units))
     }
 
+    func failed(job: String, unit: UInt64) {
+        error(.unitFailure)
+        _ = assignedAt.withLock { $0.removeValue(forKey: UnitKey(job: job, unit: unit)) }
+    }
+
     func update(unitsInFlight units: Int) {
-        unitsInFlight.record(units)
+        unitsInFlight.set(Int64(units))
     }
 
     /// A lane's congestion figures, from its units' progress reports.
-    func update(lane source: String, _ destination: String, _ f: LaneFigures) {
-        let dims = [("source", source), ("destination", destination)]
-        CoreMetrics.Gauge(label: "barge_lane_rtt_seconds", dimensions: dims, factory: factory).record(Double(f.rttMicros) / 1e6)
-        CoreMetrics.Gauge(label: "barge_lane_queueing_delay_seconds", dimensions: dims, factory: factory).record(Double(f.queueMicros) / 1e6)
-        CoreMetrics.Gauge(label: "barge_lane_window_bytes", dimensions: dims, factory: factory).record(Double(f.window))
-        CoreMetrics.Gauge(label: "barge_lane_send_rate_bytes_per_second", dimensions: dims, factory: factory).record(Double(f.rate))
+    func update(lane source: String, _ destination: String, _ f: LaneFigures, now: Double) {
+        let labels = [("source", source), ("destination", destination)]
+        let r = registry
+        let gauges = [
+            r.makeGauge(descriptor: Self.name("barge_lane_rtt", "seconds", "A lane's smoothed chunk-ack round-trip time."), labels: labels),
+            r.makeGauge(descriptor: Self.name("barge_lane_queueing_delay", "seconds", "A lane's queueing delay: RTT above its minimum."), labels: labels),
+            r.makeGauge(descriptor: Self.name("barge_lane_window_bytes", "", "A lane's congestion window."), labels: labels),
+            r.makeGauge(descriptor: Self.name("barge_lane_send_rate_bytes_per_second", "", "A lane's send rate."), labels: labels),
+        ]
+        gauges[0].set(Double(f.rttMicros) / 1e6)
+        gauges[1].set(Double(f.queueMicros) / 1e6)
+        gauges[2].set(Double(f.window))
+        gauges[3].set(Double(f.rate))
+        if f.rttMicros > 0 { rtt.record(Double(f.rttMicros) / 1e6) }
+        lanes.withLock { $0[LaneKey(source: source, destination: destination)] = LaneSeries(gauges: gauges, seen: now) }
+    }
+
+    /// Removes the series of lanes silent for `laneExpiry` seconds.
+    func expireLanes(now: Double) {
+        let stale = lanes.withLock { lanes -> [LaneSeries] in
+            let old = lanes.filter { now - $0.value.seen > Self.laneExpiry }
+            for key in old.keys { lanes.removeValue(forKey: key) }
+            return Array(old.values)
+        }
+        for series in stale { series.gauges.forEach(registry.unregisterGauge) }
     }
 
     /// The exposition text.
     public func render() -> String {
+        expireLanes(now: Date().timeIntervalSince1970)
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)

@@ -15,7 +15,7 @@ public func buildRouter(directory: AgentDirectory, scheduler: Scheduler, tokens:
 /// `audit`: where control actions are recorded (the coordinator always has one).
 public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens, audit: AuditTrail? = nil,
                         logger: Logger = Logger(label: "barge.coordinator")) -> APIRoutes {
-    let api = APIRoutes(tokens: tokens, audit: audit, logger: logger)
+    let api = APIRoutes(tokens: tokens, audit: audit, metrics: scheduler.metrics, logger: logger)
     api.open(.get, "/healthz") { _, _ -> Health in Health(status: "ok") }
     api.route(.get, "/v1/agents", .viewer) { _, _ -> AgentList in
         AgentList(agents: await directory.agents.map(AgentStatus.init))
@@ -162,21 +162,26 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         return TokenInfo(entry)
     }
     api.route(.get, "/metrics", .viewer) { _, _ -> Response in
-        await metricsResponse(scheduler)
+        await metricsResponse(scheduler, directory)
     }
     return api
 }
 
 /// `/metrics` alone, with no token: for `--metrics HOST:PORT`, a listener Prometheus can
 /// scrape without reaching the API.
-public func buildMetricsRouter(scheduler: Scheduler) -> Router<BasicRequestContext> {
+public func buildMetricsRouter(scheduler: Scheduler, directory: AgentDirectory) -> Router<BasicRequestContext> {
     let router = Router()
-    router.get("/metrics") { _, _ -> Response in await metricsResponse(scheduler) }
+    router.get("/metrics") { _, _ -> Response in await metricsResponse(scheduler, directory) }
     return router
 }
 
-private func metricsResponse(_ scheduler: Scheduler) async -> Response {
-    let text = await scheduler.metrics.render()
+/// The metrics, with the gauges of jobs and agents by state taken now.
+private func metricsResponse(_ scheduler: Scheduler, _ directory: AgentDirectory) async -> Response {
+    let jobs = (try? await scheduler.jobCounts()) ?? [:]
+    var agents: [String: Int] = [:]
+    for a in await directory.agents { agents[a.state.rawValue, default: 0] += 1 }
+    scheduler.metrics.set(jobs: Dictionary(uniqueKeysWithValues: jobs.map { ($0.key.rawValue, $0.value) }), agents: agents)
+    let text = scheduler.metrics.render()
     return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                     body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
 }

@@ -227,6 +227,17 @@ public final class Journal: Sendable {
         }
     }
 
+    /// How many jobs are in each state (for the `barge_jobs` gauge).
+    public func jobCounts() throws -> [JobState: Int] {
+        try pool.read { db in
+            var out: [JobState: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) FROM jobs GROUP BY state") {
+                if let state = JobState(rawValue: row[0]) { out[state] = row[1] }
+            }
+            return out
+        }
+    }
+
     public func job(_ id: String) throws -> JobRecord? {
         try pool.read { db in try JobRecord.fetchOne(db, key: id) }
     }

@@ -252,6 +252,9 @@ public actor Scheduler {
         return job
     }
 
+    /// Jobs by state, for the metrics.
+    public func jobCounts() throws -> [JobState: Int] { try journal.jobCounts() }
+
     /// The job as stored, with the bytes of units still running added.
     public func status(_ id: String) throws -> JobRecord? {
         guard var job = try journal.job(id) else { return nil }
@@ -331,7 +334,7 @@ public actor Scheduler {
                 let key = UnitKey(job: p.job, unit: p.unit)
                 if let lane = policy.lane(of: key) {
                     live[key] = p
-                    if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f) }
+                    if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f, now: now()) }
                 }
             case .taskDone(let done):
                 finished(done)
@@ -419,7 +422,7 @@ public actor Scheduler {
         live.removeValue(forKey: key)
         reported[key] = held || (reported[key] ?? false)
         batch.append(.complete(done, now: now()))
-        metrics.record(done)
+        metrics.record(done, source: lane?.source, destination: lane?.destination, now: now())
         completedBytes += Int64(done.bytes)
     }
 
@@ -438,6 +441,7 @@ public actor Scheduler {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
         metrics.retried(1)
+        metrics.failed(job: failure.job, unit: failure.unit)
         let attempts = record.attempts
         if failure.retryable && attempts < maxAttempts {
             let wait = retryBackoff.delay(attempt: Int(attempts) - 1, fraction: Double.random(in: 0...1))
@@ -489,6 +493,7 @@ public actor Scheduler {
             running[a.key.job]!.sources[a.source, default: 0] += 1
             if running[a.key.job]!.sources[a.source] == 1 { shareSettings(a.key.job, joined: a.source) }
             batch.append(.assign(a.key, source: a.source, destination: a.destination))
+            metrics.assigned(job: a.key.job, unit: a.key.unit, now: now())
             batchSends.append((a.key, a.source, .taskAssign(TaskAssign(
                 job: a.key.job, unit: a.key.unit,
                 destination: DataPeer(name: destination.agent.name, host: destination.agent.dataHost, port: destination.agent.dataPort),

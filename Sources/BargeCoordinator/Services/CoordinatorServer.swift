@@ -66,7 +66,7 @@ public struct CoordinatorServer {
         if let retention = c.retention { services.append(RetentionService(scheduler: scheduler, retention: retention)) }
         if let metrics = c.metrics {
             services.append(Application(
-                router: buildMetricsRouter(scheduler: scheduler),
+                router: buildMetricsRouter(scheduler: scheduler, directory: directory),
                 configuration: .init(address: .hostname(metrics.host, port: metrics.port), serverName: "barge-metrics"),
                 onServerRunning: { channel in
                     let at = channel.localAddress.map { "\($0.ipAddress ?? metrics.host):\($0.port ?? metrics.port)" } ?? "\(metrics)"
