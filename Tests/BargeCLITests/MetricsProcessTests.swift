@@ -56,3 +56,39 @@ struct MetricsProcessTests {
         #expect(!typed.isEmpty && helped == typed, "\(typed.subtracting(helped))")
     }
 }
+
+/// The alert rules and the Grafana dashboard shipped in `cluster/`: promtool accepts the rules,
+/// and every metric the dashboard and the rules query is one the coordinator exports.
+struct MonitoringFilesTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test(.enabled(if: MetricsProcessTests.promtool != nil, "promtool is missing: cluster/install-deps.sh installs Debian's prometheus package"))
+    func promtoolAcceptsTheAlertRules() throws {
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: MetricsProcessTests.promtool!)
+        check.arguments = ["check", "rules", Self.repository.appendingPathComponent("cluster/prometheus/barge-alerts.yml").path]
+        let out = Pipe()
+        check.standardOutput = out
+        check.standardError = out
+        try check.run()
+        let said = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        #expect(check.terminationStatus == 0 && said.contains("SUCCESS: 4 rules found"), "\(said)")
+    }
+
+    @Test func theDashboardAndRulesQueryOnlyExportedMetrics() throws {
+        let exported = ["barge_bytes_received_total", "barge_wire_bytes_sent_total", "barge_jobs", "barge_agents", "barge_units_in_flight",
+                        "barge_lane_send_rate_bytes_per_second", "barge_lane_rtt_seconds", "barge_lane_queueing_delay_seconds",
+                        "barge_chunk_ack_rtt_seconds_bucket", "barge_unit_duration_seconds_bucket", "barge_codec_raw_bytes_total",
+                        "barge_codec_encoded_bytes_total", "barge_agent_bytes_sent_total", "barge_agent_bytes_received_total",
+                        "barge_errors_total", "barge_unit_retries_total"]
+        for file in ["cluster/grafana/barge-dashboard.json", "cluster/prometheus/barge-alerts.yml"] {
+            let text = try String(contentsOf: Self.repository.appendingPathComponent(file), encoding: .utf8)
+            let used = Set(text.matches(of: /barge_[a-z_]+/).map { String($0.output) })
+            #expect(!used.isEmpty && used.isSubset(of: Set(exported)), "\(file): \(used.subtracting(exported))")
+        }
+        let data = try Data(contentsOf: Self.repository.appendingPathComponent("cluster/grafana/barge-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect((dashboard["panels"] as? [Any])?.count ?? 0 >= 10)
+    }
+}
