@@ -19,8 +19,13 @@ public enum ByteQuantity {
     /// Bytes per second.
     public static func parseRate(_ text: String) throws(QuantityError) -> Double {
         var body = Substring(text.trimmingSpaces)
-        if body.hasSuffix("/s") { body = body.dropLast(2) }
         let notARate = QuantityError("'\(text)' is not a rate; write it like 40MiB/s, 500MB/s or 1Gbit/s")
+        if body.hasSuffix("/s") {
+            body = body.dropLast(2)
+        } else if (try? parseSize(String(body))) != nil || (split(String(body))?.1.lowercased().hasSuffix("bit") ?? false) {
+            // `40MiB` is a size: a rate says per second, so a forgotten `/s` is not guessed at.
+            throw QuantityError("'\(text)' is an amount, not a rate; write it per second, like \(body)/s")
+        }
         guard let (value, unit) = split(String(body)) else { throw notARate }
         let scale: Double
         if let s = byteScale(unit) {
@@ -46,6 +51,37 @@ public enum ByteQuantity {
     /// A rate for people, in decimal megabytes (10⁶ B/s), the unit compression benchmarks use.
     public static func formatRate(_ bytesPerSecond: Double) -> String {
         bytesPerSecond >= 1e9 ? "\(format(bytesPerSecond / 1e9, digits: 2)) GB/s" : "\(format(bytesPerSecond / 1e6, digits: 1)) MB/s"
+    }
+
+    /// The family of units a rate is shown in: the one the user wrote a rate in, as rclone does.
+    public enum RateUnits: Sendable, Hashable {
+        /// KiB/s, MiB/s, GiB/s (the default).
+        case iec
+        /// kB/s, MB/s, GB/s.
+        case si
+        /// kbit/s, Mbit/s, Gbit/s.
+        case bits
+
+        /// The family of the rate in `text` (`60MiB/s`, `500MB/s`, `1Gbit/s`, or a timetable
+        /// holding them); IEC when it names none.
+        public init(of text: String?) {
+            guard let text else { self = .iec; return }
+            if text.contains("bit") { self = .bits; return }
+            if text.contains("iB") { self = .iec; return }
+            self = text.contains(where: { "kKMGTP".contains($0) }) && text.contains("B") ? .si : .iec
+        }
+    }
+
+    /// A rate for people in `units`: `57.3 MiB/s`, `60.1 MB/s`, `481.0 Mbit/s`.
+    public static func formatRate(_ bytesPerSecond: Double, in units: RateUnits) -> String {
+        let (base, value, names): (Double, Double, [String]) = switch units {
+        case .iec: (1024, bytesPerSecond, ["B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"])
+        case .si: (1000, bytesPerSecond, ["B/s", "kB/s", "MB/s", "GB/s", "TB/s"])
+        case .bits: (1000, bytesPerSecond * 8, ["bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"])
+        }
+        var v = value, i = 0
+        while abs(v) >= base, i < names.count - 1 { v /= base; i += 1 }
+        return "\(format(v, digits: i == 0 ? 0 : (v < 10 ? 2 : 1))) \(names[i])"
     }
 
     /// Fixed-point formatting without Foundation.

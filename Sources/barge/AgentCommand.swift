@@ -188,11 +188,20 @@ struct AgentCommand: AsyncParsableCommand {
                 try await group.next()
             }
         }
-        let signals = SignalWatcher.start { running.cancel() }
+        let stopped = SignalFlag()
+        let signals = SignalWatcher.start {
+            stopped.set()
+            running.cancel()
+        }
         defer { signals.forEach { $0.cancel() } }
         do {
             try await running.value
         } catch {
+            // SIGTERM or SIGINT: a normal stop, not an error.
+            if stopped.isSet {
+                logger.notice("agent \(name): stopped by a signal")
+                return
+            }
             throw Failure("agent \(name): \(error)")
         }
     }
@@ -208,6 +217,14 @@ func faultFraction(_ variable: String) throws -> Double {
 }
 
 /// Cancels the agent on SIGINT or SIGTERM, so it closes its connection cleanly.
+/// Whether SIGINT or SIGTERM arrived.
+final class SignalFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
 enum SignalWatcher {
     static func start(_ onSignal: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
         [SIGINT, SIGTERM].map { sig in

@@ -1,4 +1,6 @@
 import ArgumentParser
+import BargeWire
+import Foundation
 
 @main
 struct Barge: AsyncParsableCommand {
@@ -11,10 +13,39 @@ struct Barge: AsyncParsableCommand {
 
             Start with `barge bench compress FILE...` to see how your own data compresses.
             A cluster is one `barge coordinator` and a `barge agent` on each data-transfer node.
+
+            Exit codes:
+              0   success: with --wait, the job succeeded; verify found no mismatch
+              1   failure: a job ended failed or cancelled, verify found mismatches,
+                  or the coordinator or an agent refused or could not be reached
+              64  usage: an unknown flag, a missing argument, a value that won't parse
+            SIGINT and SIGTERM stop a coordinator or an agent cleanly (exit code 0).
             """,
+        version: BargeBuild.version,
         subcommands: [DemoCommand.self, CoordinatorCommand.self, AgentCommand.self, SubmitCommand.self, StatusCommand.self, JobsCommand.self,
                       AgentsCommand.self, CancelCommand.self, ResumeCommand.self, SetCommand.self, VerifyCommand.self, DrainCommand.self, TierCommand.self, ListCommand.self, TokenCommand.self, AuditCommand.self, Bench.self]
     )
+
+    /// As ArgumentParser's, except that a `ValidationError` thrown while a command runs shows that
+    /// command's usage line (ArgumentParser would show the root's) and exits 64.
+    static func main() async {
+        let command: ParsableCommand
+        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        do {
+            if var asynchronous = command as? AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                var synchronous = command
+                try synchronous.run()
+            }
+        } catch let error as ValidationError {
+            let usage = usageString(for: type(of: command))
+            FileHandle.standardError.write(Data("Error: \(error.message)\nUsage: \(usage)\n  See 'barge help \(type(of: command)._commandName)' for more information.\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 struct Bench: ParsableCommand {

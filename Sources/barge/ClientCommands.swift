@@ -1,5 +1,6 @@
 import ArgumentParser
 import BargeCoordinator
+import BargeFlow
 import Foundation
 
 struct AgentsCommand: AsyncParsableCommand {
@@ -84,8 +85,9 @@ struct JobsCommand: AsyncParsableCommand {
         } else if jobs.isEmpty {
             print("No jobs.")
         } else {
-            let rows = [["ID", "STATE", "DONE", "TOTAL", "FILES"]] + jobs.map {
-                [$0.id, $0.state.rawValue, "\($0.bytesDone)", "\($0.bytesTotal)", "\($0.filesDone)/\($0.filesTotal)"]
+            let rows = [["ID", "STATE", "DONE", "TOTAL", "FILES", "OPERATION"]] + jobs.map {
+                [$0.id, $0.state.rawValue, ByteQuantity.formatSize(Double($0.bytesDone)), ByteQuantity.formatSize(Double($0.bytesTotal)),
+                 "\($0.filesDone)/\($0.filesTotal)", "\($0.operation ?? "transfer") \($0.source) → \($0.destination)"]
             }
             print(Table.render(rows))
         }
@@ -95,7 +97,7 @@ struct JobsCommand: AsyncParsableCommand {
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show one job's progress.",
-        discussion: "With --watch, redraws one line every half second until the job ends: bytes done and total, rate, ETA, files and the codec mix.")
+        discussion: "With --watch, follows the job until it ends: on a terminal, a block of lines that fits its width (totals, rate, ETA, files, one line per lane with its rate, RTT and queueing delay, and the codec mix), redrawn every half second; elsewhere, one plain line every 5 seconds. Rates are shown in the units the job's --bwlimit was written in, else MiB/s.")
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Print the status object as JSON.") var json = false
@@ -127,12 +129,13 @@ struct CancelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a queued or running job.")
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
+    @Flag(help: "Print the job's status object as JSON.") var json = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
         let data = try await coordinator.api().post("/v1/jobs/\(pathComponent(job))/cancel")
         let s = try JSONDecoder().decode(JobStatus.self, from: data)
-        print("\(s.id): \(s.state.rawValue)")
+        print(json ? try JSONOutput.encode(s) : "\(s.id): \(s.state.rawValue)")
     }
 }
 
@@ -147,17 +150,18 @@ struct ResumeCommand: AsyncParsableCommand {
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds.") var wait = false
+    @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
         let api = try coordinator.api()
         let s = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs/\(pathComponent(job))/resume"))
         guard wait else {
-            print("\(s.id): \(s.state.rawValue)")
+            print(json ? try JSONOutput.encode(s) : "\(s.id): \(s.state.rawValue)")
             return
         }
         let final = try await JobWatcher(api: api, job: s.id).follow()
-        print(JobSummary.text(final))
+        print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
         if final.state != .succeeded { throw ExitCode(1) }
     }
 }
@@ -172,12 +176,13 @@ struct DrainCommand: AsyncParsableCommand {
             """)
 
     @Argument(help: ArgumentHelp("The agent's name.", valueName: "agent")) var agent: String
+    @Flag(help: "Print JSON: the agent, its state and the units it is finishing.") var json = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func run() async throws {
         let data = try await coordinator.api().post("/v1/agents/\(pathComponent(agent))/drain")
         let outcome = try JSONDecoder().decode(DrainOutcome.self, from: data)
-        print("\(outcome.agent): draining, finishing \(outcome.unitsHeld) units")
+        print(json ? try JSONOutput.encode(outcome) : "\(outcome.agent): draining, finishing \(outcome.unitsHeld) units")
     }
 }
 

@@ -9,9 +9,9 @@ struct TokenOptions: ParsableArguments {
 
     func token() throws -> ClusterToken {
         guard let path = tokenFile ?? ProcessInfo.processInfo.environment["BARGE_TOKEN_FILE"], !path.isEmpty else {
-            throw ValidationError("a cluster token is required: pass --token-file FILE or set BARGE_TOKEN_FILE (make one with: head -c 32 /dev/urandom | base64 > token)")
+            throw Failure("a cluster token is required: pass --token-file FILE or set BARGE_TOKEN_FILE (make one with: head -c 32 /dev/urandom | base64 > token)")
         }
-        do { return try ClusterToken(contentsOf: path) } catch { throw ValidationError("\(error)") }
+        do { return try ClusterToken(contentsOf: path) } catch { throw Failure("--token-file: \(error)") }
     }
 }
 

@@ -3,8 +3,9 @@ import BargeFlow
 import BargeWire
 import Foundation
 
-/// Follows a job, redrawing one progress line on stderr (a terminal) or printing one line every
-/// few seconds (a pipe or a log), until the job reaches a terminal state.
+/// Follows a job until it reaches a terminal state. On a terminal (stderr), it redraws a block of
+/// lines that fits the terminal's width, as `rclone -P` does: totals, rate and ETA, files, one
+/// line per lane, the codec mix. On a pipe or a log, it prints one plain line every few seconds.
 struct JobWatcher {
     let api: CoordinatorAPI
     let job: String
@@ -14,16 +15,23 @@ struct JobWatcher {
         let live = isatty(STDERR_FILENO) == 1
         var rate = RateMeter()
         var lastPrinted = Date.distantPast
+        var drawn = 0
         while true {
             // A long poll: the coordinator answers at once when the job ends, else after the interval.
             let asked = ContinuousClock.now
             let status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(interval.seconds)"))
             rate.add(bytes: status.bytesDone, at: Date())
-            let line = ProgressLine.render(status, rate: rate.perSecond)
             if live {
-                FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8))
+                let block = ProgressBlock.render(status, rate: rate.perSecond, width: Terminal.columns())
+                // Back to the block's first line, then each line cleared and drawn again.
+                var out = drawn > 1 ? "\r\u{1B}[\(drawn - 1)A" : "\r"
+                out += block.map { "\u{1B}[2K" + $0 }.joined(separator: "\n")
+                // A block shorter than the last one clears what is left below it.
+                if block.count < drawn { out += "\n\u{1B}[J\u{1B}[1A" }
+                FileHandle.standardError.write(Data(out.utf8))
+                drawn = block.count
             } else if Date().timeIntervalSince(lastPrinted) >= 5 || status.state.isTerminal {
-                FileHandle.standardError.write(Data((line + "\n").utf8))
+                FileHandle.standardError.write(Data((ProgressLine.render(status, rate: rate.perSecond) + "\n").utf8))
                 lastPrinted = Date()
             }
             if status.state.isTerminal {
@@ -53,14 +61,58 @@ struct RateMeter {
     }
 }
 
-/// `running  1.20 GiB / 4.00 GiB  30%  512.0 MB/s  ETA 0:06  files 120/400  zstd-1 60% none 40%`
+/// The terminal's width: `COLUMNS`, else the terminal's own, else 80.
+enum Terminal {
+    static func columns() -> Int {
+        if let text = ProcessInfo.processInfo.environment["COLUMNS"], let n = Int(text), n >= 20 { return n }
+        var size = winsize()
+        if ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col >= 20 { return Int(size.ws_col) }
+        return 80
+    }
+}
+
+/// The block `status --watch` draws on a terminal, every line cut to `width`:
+///
+///     running   1.20 GiB / 4.00 GiB  30%  57.3 MiB/s  ETA 0:50
+///     files     120 / 400  unchanged 12  retries 1  refetched 2
+///     lane      a1 → b1  55.1 MiB/s  rtt 1.2 ms  queue 0.3 ms
+///     codecs    zstd-1 60% none 40%
+enum ProgressBlock {
+    static func render(_ s: JobStatus, rate: Double, width: Int) -> [String] {
+        let units = ByteQuantity.RateUnits(of: s.bwlimit)
+        let done = Double(s.bytesDone), total = Double(max(s.bytesTotal, 0))
+        let percent = total > 0 ? Int(done / total * 100) : (s.state == .succeeded ? 100 : 0)
+        var first = "\(s.state.rawValue.padding(9)) \(ByteQuantity.formatSize(done)) / \(ByteQuantity.formatSize(total))  \(percent)%  \(ByteQuantity.formatRate(rate, in: units))"
+        if rate > 0, total > done { first += "  ETA \(ProgressLine.clock(Int((total - done) / rate)))" }
+        var files = "files     \(s.filesDone) / \(s.filesTotal)"
+        if s.skippedFiles > 0 { files += "  unchanged \(s.skippedFiles)" }
+        if s.retries > 0 { files += "  retries \(s.retries)" }
+        if s.chunksRefetched > 0 { files += "  refetched \(s.chunksRefetched)" }
+        if s.dedupBytes > 0 { files += "  already there \(ByteQuantity.formatSize(Double(s.dedupBytes)))" }
+        var lines = [first, files]
+        for l in s.lanes.sorted(by: { ($0.source, $0.destination) < ($1.source, $1.destination) }) {
+            lines.append("lane      \(l.source) → \(l.destination)  \(ByteQuantity.formatRate(Double(l.sendRate), in: units))  rtt \(ByteQuantity.format(l.rttMs, digits: 1)) ms  queue \(ByteQuantity.format(l.queueingDelayMs, digits: 1)) ms")
+        }
+        if !s.codecs.isEmpty { lines.append("codecs    " + ProgressLine.mix(s.codecs)) }
+        return lines.map { cut($0, to: width - 1) }
+    }
+
+    /// At most `width` characters (a terminal that wraps a full line would scroll the block).
+    static func cut(_ line: String, to width: Int) -> String {
+        line.count <= width ? line : String(line.prefix(max(1, width - 1))) + "…"
+    }
+}
+
+/// `running  1.20 GiB / 4.00 GiB  30%  57.3 MiB/s  ETA 0:06  files 120/400  zstd-1 60% none 40%`:
+/// one line every few seconds, where stderr is not a terminal.
 enum ProgressLine {
     static func render(_ s: JobStatus, rate: Double) -> String {
+        let units = ByteQuantity.RateUnits(of: s.bwlimit)
         let done = Double(s.bytesDone), total = Double(max(s.bytesTotal, 0))
         let percent = total > 0 ? Int(done / total * 100) : (s.state == .succeeded ? 100 : 0)
         var parts = [s.state.rawValue.padding(9),
                      "\(ByteQuantity.formatSize(done)) / \(ByteQuantity.formatSize(total))", "\(percent)%",
-                     ByteQuantity.formatRate(rate)]
+                     ByteQuantity.formatRate(rate, in: units)]
         if rate > 0, total > done { parts.append("ETA \(clock(Int((total - done) / rate)))") }
         parts.append("files \(s.filesDone)/\(s.filesTotal)")
         if !s.codecs.isEmpty { parts.append(mix(s.codecs)) }
@@ -99,7 +151,7 @@ enum JobSummary {
         var lines = ["\(s.id): \(s.state.rawValue), \(operation) \(s.destination)",
                      "  \(s.filesDone) files, \(ByteQuantity.formatSize(Double(s.bytesDone))) moved; packs \(operation == "demote" ? "written" : "read"): \(ByteQuantity.formatSize(Double(s.wireBytes)))"]
         if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
-            lines.append("  \(ByteQuantity.format(end - start, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / (end - start)))")
+            lines.append("  \(ByteQuantity.format(end - start, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / (end - start), in: .init(of: s.bwlimit)))")
         }
         if s.skippedFiles > 0 { lines.append("  left where they were: \(s.skippedFiles) files (the coordinator's log says why)") }
         if let e = s.error { lines.append("  error: \(e)") }
@@ -113,7 +165,7 @@ enum JobSummary {
         if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
             let seconds = end - start
             let ratio = s.wireBytes > 0 ? Double(s.bytesDone) / Double(s.wireBytes) : 1
-            lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds)), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
+            lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds, in: .init(of: s.bwlimit))), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
         }
         if !s.codecs.isEmpty { lines.append("  codecs: \(ProgressLine.mix(s.codecs))") }
         if s.skippedFiles > 0 {
@@ -129,7 +181,7 @@ enum JobSummary {
                          + (v.repair ? ", \(v.repaired) repaired, \(v.remaining) still differ" : ""))
         }
         for l in s.lanes {
-            lines.append("  lane \(l.source) → \(l.destination): rtt \(ByteQuantity.format(l.rttMs, digits: 2)) ms, queueing delay \(ByteQuantity.format(l.queueingDelayMs, digits: 2)) ms, window \(ByteQuantity.formatSize(Double(l.windowBytes))), sending \(ByteQuantity.formatRate(Double(l.sendRate)))")
+            lines.append("  lane \(l.source) → \(l.destination): rtt \(ByteQuantity.format(l.rttMs, digits: 2)) ms, queueing delay \(ByteQuantity.format(l.queueingDelayMs, digits: 2)) ms, window \(ByteQuantity.formatSize(Double(l.windowBytes))), sending \(ByteQuantity.formatRate(Double(l.sendRate), in: .init(of: s.bwlimit)))")
         }
         if let e = s.error { lines.append("  error: \(e)") }
         return lines.joined(separator: "\n")

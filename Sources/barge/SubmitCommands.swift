@@ -148,6 +148,7 @@ struct SetCommand: AsyncParsableCommand {
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Option(help: ArgumentHelp("The new cap: a rate, 'off', or a timetable.", valueName: "rate")) var bwlimit: String
+    @Flag(help: "Print the job's status object as JSON.") var json = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func validate() throws {
@@ -157,6 +158,6 @@ struct SetCommand: AsyncParsableCommand {
     func run() async throws {
         let body = try JSONEncoder().encode(LimitRequest(bwlimit: bwlimit))
         let s = try JSONDecoder().decode(JobStatus.self, from: try await coordinator.api().post("/v1/jobs/\(pathComponent(job))/limit", body: body))
-        print("\(s.id): \(s.state.rawValue), bwlimit \(s.bwlimit ?? "off")")
+        print(json ? try JSONOutput.encode(s) : "\(s.id): \(s.state.rawValue), bwlimit \(s.bwlimit ?? "off")")
     }
 }

@@ -4,7 +4,7 @@ import Testing
 struct ByteQuantityTests {
     @Test(arguments: [(String, Double)]([
         ("40MiB/s", 40.0 * 1_048_576), ("500MB/s", 500e6), ("1Gbit/s", 125e6), ("100Mbps", 12.5e6),
-        ("2.5GB/s", 2.5e9), ("1000", 1000), ("64 KiB/s", 65536), ("1gbit", 125e6),
+        ("2.5GB/s", 2.5e9), ("1000/s", 1000), ("64 KiB/s", 65536), ("1gbit/s", 125e6),
     ]))
     func rates(_ text: String, _ bytesPerSecond: Double) throws {
         #expect(try ByteQuantity.parseRate(text) == bytesPerSecond)
@@ -33,5 +33,32 @@ struct ByteQuantityTests {
         #expect(ByteQuantity.formatRate(160.04e6) == "160.0 MB/s")
         #expect(ByteQuantity.format(-0.004, digits: 2) == "0.00")
         #expect(ByteQuantity.format(1.005, digits: 1) == "1.0")
+    }
+}
+
+/// Rates say per second, and are shown in the family of units the user wrote.
+struct RateUnitTests {
+    @Test func aRateWithoutPerSecondIsRefusedWithTheFix() throws {
+        for text in ["40MiB", "1Gbit", "4096"] {
+            #expect(throws: QuantityError.self) { try ByteQuantity.parseRate(text) }
+            #expect((try? ByteQuantity.parseRate(text)) == nil)
+        }
+        do {
+            _ = try ByteQuantity.parseRate("40MiB")
+        } catch {
+            #expect(error.description.contains("40MiB/s"), "\(error)")
+        }
+        #expect(try ByteQuantity.parseRate("40MiB/s") == 40 * 1_048_576)
+        #expect(try ByteQuantity.parseRate("1Gbps") == 125e6)
+    }
+
+    @Test func ratesAreShownInTheUnitsTheUserTyped() {
+        #expect(ByteQuantity.RateUnits(of: "60MiB/s") == .iec && ByteQuantity.RateUnits(of: nil) == .iec)
+        #expect(ByteQuantity.RateUnits(of: "500MB/s") == .si && ByteQuantity.RateUnits(of: "1Gbit/s") == .bits)
+        #expect(ByteQuantity.RateUnits(of: "Mon-Fri 08:00-18:00 100MiB/s, 18:00 off") == .iec)
+        #expect(ByteQuantity.formatRate(60 * 1_048_576, in: .iec) == "60.0 MiB/s")
+        #expect(ByteQuantity.formatRate(62.9e6, in: .si) == "62.9 MB/s")
+        #expect(ByteQuantity.formatRate(125e6, in: .bits) == "1.00 Gbit/s")
+        #expect(ByteQuantity.formatRate(512, in: .iec) == "512 B/s")
     }
 }

@@ -126,6 +126,11 @@ public final class DataPlaneListener: Sendable {
                 do { try await group.waitForAll() } catch is DataPlaneListener.Ended {}
             }
         }, onError: { address, error in
+            // The agent stopping (SIGTERM) cancels its open connections: not worth a warning.
+            if error is CancellationError || Task.isCancelled {
+                logger.debug("data-plane connection from \(address) closed as the agent stops")
+                return
+            }
             logger.warning("data-plane connection from \(address): \(error)")
         })
     }

@@ -1,0 +1,118 @@
+import BargeBench
+import Foundation
+import Testing
+
+/// The CLI's conventions through real processes: `--version`, documented exit codes, `--json` on
+/// every command that reports, usage errors that name the right command, rates that say per
+/// second, a quiet stop on SIGTERM, and `status --watch` drawn in a pseudo-terminal of 80 columns
+/// with no line longer than that.
+@Suite(.serialized)
+struct CLIConventionsProcessTests {
+    func object(_ r: BargeProcess.Result) -> [String: Any]? {
+        try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    }
+
+    @Test func versionAndUsageErrors() throws {
+        let version = try BargeProcess.run(["--version"])
+        #expect(version.status == 0 && version.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3, "\(version)")
+        let help = try BargeProcess.run(["--help"])
+        #expect(help.stdout.contains("Exit codes:") && help.stdout.contains("64  usage"), "\(help.stdout)")
+
+        let rate = try BargeProcess.run(["submit", "a:x", "b:y", "--bwlimit", "40MiB"])
+        #expect(rate.status == 64 && rate.stderr.contains("40MiB/s") && rate.stderr.contains("Usage: barge submit"), "\(rate.stderr)")
+        let unknown = try BargeProcess.run(["jobs", "--no-such-flag"])
+        #expect(unknown.status == 64, "\(unknown.stderr)")
+        // A value checked while the command runs still shows that command's usage, not the root's.
+        let dir = try TemporaryDirectory()
+        try Data("a-cluster-token-of-enough-bytes\n".utf8).write(to: dir.url.appendingPathComponent("token"))
+        let policy = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
+                                           "--token-file", dir.path + "/token", "--tier-policy", "frozen:x"])
+        #expect(policy.status == 64 && policy.stderr.contains("Usage: barge agent") && policy.stderr.contains("'frozen' is not a tier"), "\(policy.stderr)")
+        let token = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
+                                          "--token-file", dir.path + "/missing"])
+        #expect(token.status == 1 && token.stderr.contains("missing") && !token.stderr.contains("Usage: barge <subcommand>"), "\(token.stderr)")
+    }
+
+    @Test func everyCommandTakesJSONAndExitCodesFollowTheOutcome() async throws {
+        let cluster = try TestCluster()
+        try TreeSupport.makeEdgeCaseTree(at: cluster.dir.url.appendingPathComponent("root-a/ds"), smallFiles: 10)
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+
+        let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait", "--json"], http: http)
+        let job = try #require(object(sent)?["id"] as? String, "\(sent.stdout)\(sent.stderr)")
+        #expect(sent.status == 0)
+        for args in [["status", job], ["jobs"], ["agents"], ["set", job, "--bwlimit", "50MB/s"], ["verify", job], ["ls", "b:ds"],
+                     ["tier", "stats", "b"]] {
+            let r = try cluster.cli(args + ["--json"], http: http)
+            let parsed = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+            // `tier stats` at a site without a cold store is a failure, but still says so.
+            #expect(parsed != nil || (r.status == 1 && !r.stderr.isEmpty), "\(args): \(r.status) \(r.stdout)\(r.stderr)")
+        }
+        // A finished job cannot be cancelled: exit 1 and the reason.
+        let cancel = try cluster.cli(["cancel", job, "--json"], http: http)
+        #expect(cancel.status == 1 && cancel.stderr.contains("succeeded"), "\(cancel.stderr)")
+        let resume = try cluster.cli(["resume", job, "--json"], http: http)
+        #expect(resume.status == 1, "\(resume.stdout)\(resume.stderr)")
+        let missing = try cluster.cli(["status", "j-nope", "--json"], http: http)
+        #expect(missing.status == 1 && missing.stderr.contains("j-nope"), "\(missing.stderr)")
+
+        // A slow job, cancelled while it runs: --json answers with the status object.
+        let slow = try cluster.cli(["submit", "a:ds", "b:slow", "--bwlimit", "1MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let cancelled = try cluster.cli(["cancel", slow, "--json"], http: http)
+        #expect(cancelled.status == 0 && object(cancelled)?["state"] as? String == "cancelled", "\(cancelled.stdout)\(cancelled.stderr)")
+        let jobs = try cluster.cli(["jobs"], http: http)
+        #expect(jobs.stdout.contains("MiB") && jobs.stdout.contains("transfer"), "\(jobs.stdout)")
+
+        let drained = try cluster.cli(["drain", "b1", "--json"], http: http)
+        #expect(drained.status == 0 && object(drained)?["agent"] as? String == "b1", "\(drained.stdout)\(drained.stderr)")
+
+        // SIGTERM: a clean stop, exit 0, no error printed.
+        b1.kill(SIGTERM)
+        b1.process.waitUntilExit()
+        #expect(b1.process.terminationStatus == 0, "\(b1.output)")
+        #expect(!b1.output.contains("Error:") && !b1.output.contains("CancellationError"), "\(b1.output)")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "script(1) from util-linux is missing"))
+    func statusWatchFitsEightyColumnsInATerminal() async throws {
+        let cluster = try TestCluster()
+        let source = cluster.dir.url.appendingPathComponent("root-a/ds")
+        for i in 0..<4 {
+            let url = source.appendingPathComponent("f\(i).bin")
+            try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+            try Data(SampleData.generate(.random, bytes: 3 << 20, seed: UInt64(i))).write(to: url)
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let job = try cluster.cli(["submit", "a:ds", "b:ds", "--bwlimit", "4MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(job.hasPrefix("j-"))
+
+        let quoted = ([BargeProcess.executable.path, "status", job, "--watch", "--coordinator-url", http]).map { "'\($0)'" }.joined(separator: " ")
+        let script = Process()
+        script.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        script.arguments = ["-qfec", "stty cols 80 rows 24; " + quoted, "/dev/null"]
+        script.environment = cluster.environment.merging(["TERM": "xterm", "PATH": "/usr/bin:/bin"]) { $1 }
+        let out = Pipe()
+        script.standardOutput = out
+        script.standardInput = FileHandle.nullDevice
+        try script.run()
+        let bytes = out.fileHandleForReading.readDataToEndOfFile()
+        script.waitUntilExit()
+        let raw = String(decoding: bytes, as: UTF8.self)
+        #expect(script.terminationStatus == 0, "\(raw)")
+        // What a terminal shows: escape sequences removed, lines split at CR and LF.
+        let plain = raw.replacing(/\u{1B}\[[0-9;]*[A-Za-z]/, with: "")
+        let lines = plain.split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" }).map(String.init)
+        #expect(lines.contains { $0.hasPrefix("lane ") } && lines.contains { $0.hasPrefix("files ") }, "\(plain)")
+        #expect(lines.contains { $0.contains("MiB/s") }, "\(plain)")
+        let long = lines.filter { $0.count > 80 }
+        #expect(long.isEmpty, "\(long)")
+    }
+}
