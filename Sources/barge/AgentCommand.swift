@@ -87,6 +87,8 @@ struct AgentCommand: AsyncParsableCommand {
     var tierPolicy: String?
 
     @OptionGroup var tokenOptions: TokenOptions
+    @OptionGroup var logOptions: LogOptions
+    @OptionGroup var configOption: ConfigOption
     @OptionGroup var plaintext: PlaintextOption
 
     func validate() throws {
@@ -106,6 +108,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        logOptions.bootstrap()
         plaintext.apply()
         MemoryTuning.keepLargeBuffers()
         let target = try parseHostPort(coordinator, option: "--coordinator")

@@ -30,7 +30,7 @@ struct Barge: AsyncParsableCommand {
     /// command's usage line (ArgumentParser would show the root's) and exits 64.
     static func main() async {
         let command: ParsableCommand
-        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        do { command = try parseAsRoot(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))) } catch { exit(withError: error) }
         do {
             if var asynchronous = command as? AsyncParsableCommand {
                 try await asynchronous.run()

@@ -56,6 +56,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var retain = "off"
 
     @OptionGroup var tokenOptions: TokenOptions
+    @OptionGroup var logOptions: LogOptions
+    @OptionGroup var configOption: ConfigOption
     @OptionGroup var plaintext: PlaintextOption
 
     /// `--retain`: an age in days, hours or minutes, or nil for off.
@@ -75,6 +77,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        logOptions.bootstrap()
         plaintext.apply()
         guard agentTimeout >= 0.5, agentTimeout <= 3600 else { throw ValidationError("--agent-timeout must be 0.5 to 3600 seconds") }
         var config = CoordinatorServer.Configuration(

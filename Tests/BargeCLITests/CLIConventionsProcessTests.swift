@@ -77,6 +77,41 @@ struct CLIConventionsProcessTests {
         #expect(!b1.output.contains("Error:") && !b1.output.contains("CancellationError"), "\(b1.output)")
     }
 
+    @Test func anAgentTakesItsFlagsFromATOMLFileAndLogsJSON() async throws {
+        let cluster = try TestCluster()
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let file = cluster.dir.url.appendingPathComponent("agent.toml")
+        try Data("""
+            # flags named as on the command line
+            coordinator = "\(agents)"
+            name = "from-the-file"
+            site = "b"
+            root = "\(cluster.dir.path)/root-b"
+            streams = 2
+            log-format = "json"
+            log-level = "debug"
+            """.utf8).write(to: file)
+        // The command line's --name wins over the file's.
+        let b1 = try RunningBarge(["agent", "--config", file.path, "--name", "b1"], environment: cluster.environment,
+                                  log: cluster.dir.url.appendingPathComponent("b1.log"))
+        defer { withExtendedLifetime((coordinator, b1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 1 }, "\(b1.output)")
+        let listed = try cluster.cli(["agents", "--json"], http: http)
+        #expect(listed.stdout.contains("\"b1\"") && !listed.stdout.contains("from-the-file"), "\(listed.stdout)")
+        let lines = b1.output.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(o?["level"] != nil && o?["message"] != nil && o?["time"] != nil, "not a JSON log line: \(line)")
+        }
+        #expect(lines.contains { $0.contains("\"level\":\"debug\"") } || lines.count > 1)
+
+        let bad = cluster.dir.url.appendingPathComponent("bad.toml")
+        try Data("name = [1\n".utf8).write(to: bad)
+        let refused = try BargeProcess.run(["agent", "--config", bad.path], environment: cluster.environment)
+        #expect(refused.status != 0 && refused.stderr.contains("not valid TOML"), "\(refused.stderr)")
+    }
+
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "script(1) from util-linux is missing"))
     func statusWatchFitsEightyColumnsInATerminal() async throws {
         let cluster = try TestCluster()

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import TOMLKit
+
+/// `--config FILE` for the coordinator and agents: a TOML file whose keys are the command's long
+/// flags without their dashes, as in
+///
+///     # agent.toml
+///     coordinator = "coord:7470"
+///     name = "dtn01"
+///     site = "site-a"
+///     root = "/data"
+///     bwlimit = "Mon-Fri 08:00-18:00 100MiB/s, 18:00 off"
+///     insecure-plaintext = false
+///
+/// A string or number is the flag's value; `true` gives a flag, `false` leaves it off; an array
+/// repeats an option. The file's flags go before the command line's own, so a flag given on the
+/// command line wins (ArgumentParser keeps an option's last value).
+enum ConfigFile {
+    /// Commands that take `--config`.
+    static let commands: Set<String> = ["coordinator", "agent"]
+
+    /// `arguments` (without the program name) with the config file's flags put in.
+    static func expand(_ arguments: [String]) throws -> [String] {
+        guard let command = arguments.first, commands.contains(command) else { return arguments }
+        var path: String?
+        for (i, a) in arguments.enumerated() {
+            if a == "--config" { path = i + 1 < arguments.count ? arguments[i + 1] : nil }
+            if a.hasPrefix("--config=") { path = String(a.dropFirst("--config=".count)) }
+        }
+        guard let path else { return arguments }
+        return [command] + (try flags(from: path)) + arguments.dropFirst()
+    }
+
+    /// The flags a config file stands for.
+    static func flags(from path: String) throws -> [String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw Failure("--config: cannot read \(path)")
+        }
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch { throw Failure("--config \(path): not valid TOML: \(error)") }
+        var out: [String] = []
+        for key in table.keys.sorted() {
+            guard key != "config" else { throw Failure("--config \(path): a config file cannot name another (key 'config')") }
+            guard let value = table[key] else { continue }
+            func scalar(_ v: TOMLValueConvertible) throws -> String {
+                if let s = v.string { return s }
+                if let i = v.int { return String(i) }
+                if let d = v.double { return String(d) }
+                throw Failure("--config \(path): '\(key)' must be a string, a number, true or false, or an array of them")
+            }
+            if let flag = value.bool {
+                if flag { out.append("--" + key) }
+            } else if let array = value.array {
+                for element in array { out += ["--" + key, try scalar(element)] }
+            } else {
+                out += ["--" + key, try scalar(value)]
+            }
+        }
+        return out
+    }
+}
+
+/// `--config FILE` as the coordinator and agent declare it (`ConfigFile` reads it before parsing).
+struct ConfigOption: ParsableArguments {
+    @Option(help: ArgumentHelp("A TOML file of flags for this command: keys named like the long flags (bwlimit = \"100MiB/s\", cold = \"/archive\"); flags on the command line override it.", valueName: "file"))
+    var config: String?
+}
