@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -73,16 +74,22 @@ public final class APIRoutes: @unchecked Sendable {
     public let router = Router(context: APIRequestContext.self)
     /// "METHOD /path" → the least role that may call it (for the access tests and the docs).
     public private(set) var roles: [String: APIRole] = [:]
+    /// "METHOD /path" of every route, for the 405 check.
+    private let known: RouteNames
 
     init(tokens: APITokens, audit: AuditTrail?, metrics: CoordinatorMetrics? = nil, logger: Logger) {
         if let audit { router.add(middleware: AuditMiddleware(journal: audit.journal, trail: audit, logger: logger)) }
         router.add(middleware: APIAuthentication(tokens: tokens, metrics: metrics))
+        let known = RouteNames()
+        self.known = known
+        router.add(middleware: MethodCheck(routes: { known.all }))
     }
 
     func route(_ method: HTTPRequest.Method, _ path: RouterPath, _ role: APIRole,
                _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> some ResponseGenerator) {
         let name = "\(method) \(path)"
         roles[name] = role
+        known.add("\(method.rawValue) /" + "\(path)".drop { $0 == "/" })
         router.on(path, method: method) { request, context in
             if let audit = AuditContext.current {
                 var parameters: [String: String] = [:]
@@ -99,4 +106,12 @@ public final class APIRoutes: @unchecked Sendable {
               _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> some ResponseGenerator) {
         router.on(path, method: method, use: handler)
     }
+}
+
+/// The routes' "METHOD /path" names, filled as routes are added and read by `MethodCheck`.
+final class RouteNames: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: [String] = []
+    func add(_ name: String) { lock.withLock { names.append(name) } }
+    var all: [String] { lock.withLock { names } }
 }

@@ -1,6 +1,7 @@
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
+import NIOCore
 import NIOSSL
 
 /// `--tls-cert` and `--tls-key`: the HTTP API served over TLS (1.2 or 1.3), so that tokens and job
@@ -36,10 +37,17 @@ public struct APITLS: Sendable {
     }
 
     /// The server builder for Hummingbird: HTTP/1.1 inside TLS.
-    func server() throws -> HTTPServerBuilder { try .tls(.http1(), tlsConfiguration: configuration) }
+    func server() throws -> HTTPServerBuilder { try .tls(.http1(configuration: APIServer.http1), tlsConfiguration: configuration) }
 }
 
 public struct APITLSError: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The API's HTTP/1 settings: a connection that has not sent a whole request head within
+/// `headerTimeout` is closed (a request in progress, a long poll included, is not cut).
+enum APIServer {
+    static let headerTimeout: TimeAmount = .seconds(15)
+    static var http1: HTTP1Channel.Configuration { .init(idleTimeout: headerTimeout) }
 }

@@ -21,7 +21,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         AgentList(agents: await directory.agents.map(AgentStatus.init))
     }
     api.route(.post, "/v1/agents/{name}/drain", .admin) { _, context -> DrainOutcome in
-        let name = try context.parameters.require("name")
+        let name = try context.parameters.decoded("name")
         do throws(RegistryError) {
             try await directory.drain(name: name)
         } catch {
@@ -48,17 +48,13 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         return PruneOutcome(pruned: try await scheduler.prune(endedBefore: before))
     }
     api.route(.post, "/v1/jobs", .operator) { request, context -> EditedResponse<JobStatus> in
-        let submit: SubmitRequest
-        do {
-            submit = try await request.decode(as: SubmitRequest.self, context: context)
-        } catch {
-            throw HTTPError(.badRequest, message: "the body must be JSON: {\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\",\"bwlimit\",\"cc\"}")
-        }
+        let submit = try await RequestChecks.decode(SubmitRequest.self, request,
+                                                    shape: "{\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\",\"bwlimit\",\"cc\",\"checksum\",\"tier\"}")
         let job = try await httpErrors { try await scheduler.submit(submit, id: JobID.make()) }
         return EditedResponse(status: .created, response: JobStatus(job))
     }
     api.route(.get, "/v1/jobs/{id}", .viewer) { request, context -> JobStatus in
-        let id = try context.parameters.require("id")
+        let id = try context.parameters.decoded("id")
         guard var job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
         // A long poll: `wait=S` answers when the job ends, or after S seconds (at most 60).
         if let raw = request.uri.queryParameters["wait"] {
@@ -75,37 +71,32 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         return status
     }
     api.route(.post, "/v1/jobs/{id}/limit", .operator) { request, context -> JobStatus in
-        let id = try context.parameters.require("id")
-        let limit: LimitRequest
-        do {
-            limit = try await request.decode(as: LimitRequest.self, context: context)
-        } catch {
-            throw HTTPError(.badRequest, message: "the body must be JSON: {\"bwlimit\": \"100MiB/s\"} (or \"off\", or a timetable)")
-        }
+        let id = try context.parameters.decoded("id")
+        let limit = try await RequestChecks.decode(LimitRequest.self, request, shape: "{\"bwlimit\": \"100MiB/s\"} (or \"off\", or a timetable)")
         return JobStatus(try await httpErrors { try await scheduler.setLimit(id, bwlimit: limit.bwlimit) })
     }
     api.route(.post, "/v1/jobs/{id}/cancel", .operator) { _, context -> JobStatus in
-        let id = try context.parameters.require("id")
+        let id = try context.parameters.decoded("id")
         return JobStatus(try await httpErrors { try await scheduler.cancel(id) })
     }
     api.route(.post, "/v1/jobs/{id}/resume", .operator) { _, context -> JobStatus in
-        let id = try context.parameters.require("id")
+        let id = try context.parameters.decoded("id")
         return JobStatus(try await httpErrors { try await scheduler.resume(id) })
     }
     api.route(.post, "/v1/jobs/{id}/verify", .operator) { request, context -> EditedResponse<VerifyOutcome> in
-        let id = try context.parameters.require("id")
-        let repair = request.uri.queryParameters["repair"].map { $0 == "true" || $0 == "1" } ?? false
+        let id = try context.parameters.decoded("id")
+        let repair = try RequestChecks.flag(request, "repair")
         return EditedResponse(status: .accepted, response: try await httpErrors { try await scheduler.startVerify(id, repair: repair) })
     }
     api.route(.get, "/v1/jobs/{id}/verify", .viewer) { _, context -> VerifyOutcome in
-        let id = try context.parameters.require("id")
+        let id = try context.parameters.decoded("id")
         guard let outcome = try await httpErrors({ try await scheduler.verification(id) }) else {
             throw HTTPError(.notFound, message: "job \(id) has not been verified")
         }
         return outcome
     }
     api.route(.get, "/v1/jobs/{id}/evidence", .viewer) { _, context -> Response in
-        let id = try context.parameters.require("id")
+        let id = try context.parameters.decoded("id")
         guard let job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
         guard let audit else { throw HTTPError(.serviceUnavailable, message: "this coordinator keeps no audit trail") }
         return Response(status: .ok, headers: [.contentType: "application/json"],
@@ -118,7 +109,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         try await tierJob(.promote, request, context, scheduler)
     }
     api.route(.get, "/v1/sites/{site}/files", .viewer) { request, context -> SiteFileList in
-        let site = try context.parameters.require("site")
+        let site = try context.parameters.decoded("site")
         let path = request.uri.queryParameters["path"].map(String.init) ?? ""
         let after = request.uri.queryParameters["after"].map(String.init) ?? ""
         let limit = try request.uri.queryParameters["limit"].map { raw -> UInt32 in
@@ -129,12 +120,12 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         return SiteFileList(files: reply.entries.map(SiteFile.init), next: reply.next.isEmpty ? nil : reply.next)
     }
     api.route(.get, "/v1/sites/{site}/tiers", .viewer) { _, context -> TierStats in
-        let site = try context.parameters.require("site")
+        let site = try context.parameters.decoded("site")
         let reply = try await tierCall(scheduler, site) { TierRequest(request: $0, operation: .stats, path: "", limit: 0) }
         return TierStats(site: site, reply.counters)
     }
     api.route(.post, "/v1/sites/{site}/tiers/gc", .operator) { _, context -> TierGCOutcome in
-        let site = try context.parameters.require("site")
+        let site = try context.parameters.decoded("site")
         let reply = try await tierCall(scheduler, site) { TierRequest(request: $0, operation: .gc, path: "", limit: 0) }
         return TierGCOutcome(site: site, reply.counters)
     }
@@ -142,12 +133,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         TokenList(tokens: tokens.entries.map(TokenInfo.init))
     }
     api.route(.post, "/v1/tokens", .admin) { request, context -> EditedResponse<CreatedToken> in
-        let create: CreateTokenRequest
-        do {
-            create = try await request.decode(as: CreateTokenRequest.self, context: context)
-        } catch {
-            throw HTTPError(.badRequest, message: "the body must be JSON: {\"name\": \"ci\", \"role\": \"viewer|operator|admin\"}")
-        }
+        let create = try await RequestChecks.decode(CreateTokenRequest.self, request, shape: "{\"name\": \"ci\", \"role\": \"viewer|operator|admin\"}")
         do {
             let secret = try tokens.create(name: create.name, role: create.role)
             return EditedResponse(status: .created, response: CreatedToken(name: create.name, role: create.role, token: secret))
@@ -156,7 +142,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         }
     }
     api.route(.delete, "/v1/tokens/{name}", .admin) { _, context -> TokenInfo in
-        let name = try context.parameters.require("name")
+        let name = try context.parameters.decoded("name")
         guard let entry = tokens.entries.first(where: { $0.name == name }) else { throw HTTPError(.notFound, message: APITokenError.unknown(name).description) }
         do { try tokens.revoke(name: name) } catch let error as APITokenError { throw tokenHTTPError(error) }
         return TokenInfo(entry)
@@ -198,9 +184,7 @@ private func tokenHTTPError(_ error: APITokenError) -> HTTPError {
 /// A tier job from `POST /v1/tiers/{demote|promote}`.
 private func tierJob(_ operation: JobOperation, _ request: Request, _ context: APIRequestContext, _ scheduler: Scheduler) async throws -> EditedResponse<JobStatus> {
     let body: TierJobRequest
-    do { body = try await request.decode(as: TierJobRequest.self, context: context) } catch {
-        throw HTTPError(.badRequest, message: "the body must be JSON: {\"site\", \"path\"\(operation == .demote ? ", \"policy\"" : "")}")
-    }
+    body = try await RequestChecks.decode(TierJobRequest.self, request, shape: "{\"site\", \"path\"\(operation == .demote ? ", \"policy\"" : "")}")
     if let policy = body.policy {
         guard operation == .demote else { throw HTTPError(.badRequest, message: "policy applies to demote only") }
         do { _ = try TierPolicy(parsing: policy) } catch { throw HTTPError(.badRequest, message: error.description) }
@@ -224,7 +208,7 @@ private func httpErrors<T>(_ body: () async throws -> T) async throws -> T {
         switch error {
         case .unknownJob: throw HTTPError(.notFound, message: error.description)
         case .unknownSite, .noAgentsUp, .invalid: throw HTTPError(.badRequest, message: error.description)
-        case .notVerifiable: throw HTTPError(.conflict, message: error.description)
+        case .notVerifiable, .conflict: throw HTTPError(.conflict, message: error.description)
         case .agentUnavailable: throw HTTPError(.serviceUnavailable, message: error.description)
         case .timedOut: throw HTTPError(.gatewayTimeout, message: error.description)
         }

@@ -7,7 +7,7 @@ extension Scheduler {
     /// `barge set JOB --bwlimit`: a running or queued job's new cap, in force at once.
     public func setLimit(_ id: String, bwlimit: String) throws -> JobRecord {
         guard let job = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
-        guard !job.state.isTerminal else { throw SchedulerError.invalid("job \(id) is \(job.state.rawValue): its cap cannot change") }
+        guard !job.state.isTerminal else { throw SchedulerError.conflict("job \(id) is \(job.state.rawValue): its cap cannot change") }
         let limit = try Self.limit(bwlimit)
         try journal.setLimit(id, limit)
         logger.notice("job \(id): bwlimit \(limit ?? "off")")

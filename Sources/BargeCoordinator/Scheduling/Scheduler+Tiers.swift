@@ -119,7 +119,7 @@ extension Scheduler {
     private func requireTierAgent(at site: String) throws {
         guard links.values.contains(where: { $0.agent.site == site && $0.version >= WireVersion.tiers }) else {
             if links.values.contains(where: { $0.agent.site == site }) {
-                throw SchedulerError.invalid("no agent of site '\(site)' speaks protocol \(WireVersion.tiers) (tiers): upgrade them, and run them without --insecure-plaintext")
+                throw SchedulerError.conflict("no agent of site '\(site)' speaks protocol \(WireVersion.tiers) (tiers): upgrade them, and run them without --insecure-plaintext")
             }
             throw SchedulerError.noAgentsUp(site)
         }

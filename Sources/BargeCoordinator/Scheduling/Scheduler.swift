@@ -1,4 +1,5 @@
 import BargeFlow
+import BargeCodec
 import BargeTier
 import BargeWire
 import Foundation
@@ -153,7 +154,7 @@ public actor Scheduler {
     /// `barge drain`: the agent keeps the units it holds and gets no new ones (nor scans or
     /// verifications), so it can be stopped once they end. Returns how many it still holds.
     public func drain(_ name: String) throws -> Int {
-        guard let link = links[name] else { throw SchedulerError.invalid("agent \(name) is not connected") }
+        guard let link = links[name] else { throw SchedulerError.conflict("agent \(name) is not connected") }
         policy.drain(name)
         let holding = policy.load(of: name)
         logger.notice("agent \(name) draining: it finishes its \(holding) units and takes no new ones")
@@ -199,15 +200,18 @@ public actor Scheduler {
 
     public func submit(_ request: SubmitRequest, id: String) throws -> JobRecord {
         let source = try Self.path(request.source.path), destination = try Self.path(request.destination.path)
-        try requireAgents(at: request.source.site)
-        try requireAgents(at: request.destination.site)
         let codec = request.codec ?? "auto"
         guard codec.utf8.count <= 64, !codec.isEmpty else { throw SchedulerError.invalid("codec name is empty or too long") }
+        // Checked as the CLI checks it: a name the agents would not know is refused here.
+        do { _ = try CodecChoice(name: codec) } catch { throw SchedulerError.invalid("codec: \(error)") }
         let bwlimit = try Self.limit(request.bwlimit)
         let cc = request.cc ?? CongestionMode.fair.rawValue
         do { _ = try CongestionMode(named: cc) } catch { throw SchedulerError.invalid(error.description) }
         let tier: TierPolicy?
         do { tier = try request.tier.map { try TierPolicy(parsing: $0) } } catch { throw SchedulerError.invalid("tier: \(error)") }
+        // The request is checked whole before the sites are: a bad field is a 400 whatever runs.
+        try requireAgents(at: request.source.site)
+        try requireAgents(at: request.destination.site)
         var job = JobRecord(id: id, sourceSite: request.source.site, sourcePath: source,
                             destinationSite: request.destination.site, destinationPath: destination, createdAt: Int64(now()))
         job.codec = codec

@@ -58,6 +58,8 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
     case notVerifiable(String, JobState)
     case agentUnavailable(String)
     case timedOut(String)
+    /// The request is well formed, but the job's or agent's state does not allow it (409).
+    case conflict(String)
 
     public var description: String {
         switch self {
@@ -69,6 +71,7 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notVerifiable(let id, let state): "job \(id) is \(state.rawValue); only a succeeded job can be verified"
         case .agentUnavailable(let why): why
         case .timedOut(let what): "timed out waiting for \(what)"
+        case .conflict(let why): why
         }
     }
 }

@@ -76,7 +76,7 @@ public struct CoordinatorServer {
         }
         let app = Application(
             router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, logger: logger),
-            server: try c.tls?.server() ?? .http1(),
+            server: try c.tls?.server() ?? .http1(configuration: APIServer.http1),
             configuration: .init(address: .hostname(c.http.host, port: c.http.port), serverName: "barge-coordinator"),
             services: services,
             onServerRunning: { channel in

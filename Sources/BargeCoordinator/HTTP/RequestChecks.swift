@@ -1,0 +1,114 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+
+/// What every API request body and parameter goes through, so that the API answers as HTTP
+/// clients and tools such as schemathesis expect:
+/// - a body is read within `bodyTimeout` (408 past it) and up to `maxBody` bytes (413 past it);
+/// - it must be a JSON object with no `null` member (an optional field is left out, not null);
+///   anything else is 400 with the reason;
+/// - path parameters are percent-decoded;
+/// - a boolean query parameter is `true`, `false`, `1` or `0`.
+enum RequestChecks {
+    static let maxBody = 1 << 20
+    static let bodyTimeout: Duration = .seconds(30)
+
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, shape: String) async throws -> T {
+        let body = request.body
+        let collected: ByteBuffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { try await body.collect(upTo: maxBody) }
+            group.addTask {
+                try await Task.sleep(for: bodyTimeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let buffer = first else {
+                throw HTTPError(.requestTimeout, message: "the request body did not arrive within \(bodyTimeout)")
+            }
+            return buffer
+        }
+        let data = Data(collected.readableBytesView)
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw HTTPError(.badRequest, message: "the body is not JSON; it must be \(shape)")
+        }
+        guard object is [String: Any] else { throw HTTPError(.badRequest, message: "the body must be a JSON object: \(shape)") }
+        if let path = nullMember(object) { throw HTTPError(.badRequest, message: "\(path) is null; leave it out instead") }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch let error as DecodingError {
+            throw HTTPError(.badRequest, message: "the body must be \(shape): \(describe(error))")
+        }
+    }
+
+    /// The path of the first `null` in a JSON value, if any.
+    static func nullMember(_ value: Any, at path: String = "") -> String? {
+        if value is NSNull { return path.isEmpty ? "the body" : path }
+        if let o = value as? [String: Any] {
+            for (k, v) in o.sorted(by: { $0.key < $1.key }) {
+                if let p = nullMember(v, at: path.isEmpty ? k : path + "." + k) { return p }
+            }
+        }
+        if let a = value as? [Any] {
+            for (i, v) in a.enumerated() {
+                if let p = nullMember(v, at: "\(path)[\(i)]") { return p }
+            }
+        }
+        return nil
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func at(_ path: [CodingKey]) -> String { path.isEmpty ? "the body" : path.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let c): return "\(at(c.codingPath + [key])) is missing"
+        case .typeMismatch(let type, let c): return "\(at(c.codingPath)) must be \(type)"
+        case .valueNotFound(let type, let c): return "\(at(c.codingPath)) must be \(type)"
+        case .dataCorrupted(let c): return "\(at(c.codingPath)): \(c.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    /// A boolean query parameter: absent is `default`.
+    static func flag(_ request: Request, _ name: String, default value: Bool = false) throws -> Bool {
+        guard let raw = request.uri.queryParameters[Substring(name)] else { return value }
+        switch String(raw) {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw HTTPError(.badRequest, message: "\(name) must be true or false, not '\(raw)'")
+        }
+    }
+}
+
+extension Parameters {
+    /// A path parameter, percent-decoded (`dtn%20%C3%A9` is `dtn é`).
+    func decoded(_ name: String) throws -> String {
+        let raw = try require(name)
+        return raw.removingPercentEncoding ?? raw
+    }
+}
+
+/// 405 with `Allow` for a path the API has, asked with a method it does not take there (the
+/// router alone would answer 404).
+struct MethodCheck<Context: RequestContext>: RouterMiddleware {
+    /// "METHOD /path/{param}" of every route.
+    let routes: @Sendable () -> [String]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound && error.body == nil {
+            let path = request.uri.path.split(separator: "/", omittingEmptySubsequences: false)
+            var allowed: [String] = []
+            for route in routes() {
+                let parts = route.split(separator: " ", maxSplits: 1)
+                guard parts.count == 2 else { continue }
+                let pattern = parts[1].split(separator: "/", omittingEmptySubsequences: false)
+                guard pattern.count == path.count else { continue }
+                if zip(pattern, path).allSatisfy({ p, s in (p.hasPrefix("{") && p.hasSuffix("}") && !s.isEmpty) || p == s }) {
+                    allowed.append(String(parts[0]))
+                }
+            }
+            guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { throw error }
+            throw HTTPError(.methodNotAllowed, headers: [.allow: allowed.sorted().joined(separator: ", ")],
+                            message: "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(allowed.sorted().joined(separator: " or "))")
+        }
+    }
+}
