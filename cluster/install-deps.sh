@@ -10,11 +10,20 @@ set -euo pipefail
 # the long-RTT test bed (../shared/tools/delayline), and prometheus for promtool, which checks /metrics
 # and the alert rules in the tests.
 packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2 tcpdump
-          gcc libc6-dev prometheus)
+          gcc libc6-dev prometheus python3-venv)
 # --peers: also the transfer tools cluster/bench-peers.sh runs side by side (GridFTP, XRootD).
 if [[ ${1:-} == --peers ]]; then
   packages+=(globus-gridftp-server-progs globus-gass-copy-progs xrootd-server xrootd-client)
 fi
+
+# PyPI packages, into .build-venv/ (ignored by git): schemathesis, which the test suite runs
+# against a live coordinator and docs/openapi.yaml. (cluster/bench-filters.sh adds python-blosc2.)
+python_packages() {
+  local venv=.build-venv
+  [[ -x $venv/bin/python ]] || python3 -m venv "$venv" >&2
+  "$venv/bin/python" -c "import schemathesis" 2>/dev/null || "$venv/bin/pip" install -q schemathesis >&2
+}
+cd "$(dirname "$0")/.."
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +31,7 @@ for p in "${packages[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
+  python_packages
   exit 0
 fi
 
@@ -34,3 +44,4 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q >&2
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+python_packages

@@ -104,6 +104,7 @@ public final class APIRoutes: @unchecked Sendable {
     /// A route anyone may call, token or not (the health check).
     func open(_ method: HTTPRequest.Method, _ path: RouterPath,
               _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> some ResponseGenerator) {
+        known.add("\(method.rawValue) /" + "\(path)".drop { $0 == "/" })
         router.on(path, method: method, use: handler)
     }
 }

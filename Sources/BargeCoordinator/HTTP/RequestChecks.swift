@@ -13,7 +13,10 @@ enum RequestChecks {
     static let maxBody = 1 << 20
     static let bodyTimeout: Duration = .seconds(30)
 
-    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, shape: String) async throws -> T {
+    /// `keys`: the members the body may have (others are refused, as the API's schemas say
+    /// `additionalProperties: false`); `nested`: the same for members that are objects.
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, shape: String, keys: Set<String>,
+                                     nested: [String: Set<String>] = [:]) async throws -> T {
         let body = request.body
         let collected: ByteBuffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
             group.addTask { try await body.collect(upTo: maxBody) }
@@ -32,7 +35,15 @@ enum RequestChecks {
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw HTTPError(.badRequest, message: "the body is not JSON; it must be \(shape)")
         }
-        guard object is [String: Any] else { throw HTTPError(.badRequest, message: "the body must be a JSON object: \(shape)") }
+        guard let members = object as? [String: Any] else { throw HTTPError(.badRequest, message: "the body must be a JSON object: \(shape)") }
+        if let extra = members.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw HTTPError(.badRequest, message: "unknown member '\(extra)'; the body must be \(shape)")
+        }
+        for (key, allowed) in nested {
+            if let inner = members[key] as? [String: Any], let extra = inner.keys.sorted().first(where: { !allowed.contains($0) }) {
+                throw HTTPError(.badRequest, message: "unknown member '\(key).\(extra)'; the body must be \(shape)")
+            }
+        }
         if let path = nullMember(object) { throw HTTPError(.badRequest, message: "\(path) is null; leave it out instead") }
         do { return try JSONDecoder().decode(T.self, from: data) } catch let error as DecodingError {
             throw HTTPError(.badRequest, message: "the body must be \(shape): \(describe(error))")
@@ -96,16 +107,20 @@ struct MethodCheck<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound && error.body == nil {
             let path = request.uri.path.split(separator: "/", omittingEmptySubsequences: false)
-            var allowed: [String] = []
+            // The routes that match the path; of those, the most literal (as the router picks
+            // `/v1/jobs/prune` over `/v1/jobs/{id}`).
+            var matches: [(method: String, literal: Int)] = []
             for route in routes() {
                 let parts = route.split(separator: " ", maxSplits: 1)
                 guard parts.count == 2 else { continue }
                 let pattern = parts[1].split(separator: "/", omittingEmptySubsequences: false)
                 guard pattern.count == path.count else { continue }
                 if zip(pattern, path).allSatisfy({ p, s in (p.hasPrefix("{") && p.hasSuffix("}") && !s.isEmpty) || p == s }) {
-                    allowed.append(String(parts[0]))
+                    matches.append((String(parts[0]), pattern.filter { !$0.hasPrefix("{") }.count))
                 }
             }
+            let most = matches.map(\.literal).max() ?? 0
+            let allowed = Array(Set(matches.filter { $0.literal == most }.map(\.method)))
             guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { throw error }
             throw HTTPError(.methodNotAllowed, headers: [.allow: allowed.sorted().joined(separator: ", ")],
                             message: "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(allowed.sorted().joined(separator: " or "))")

@@ -37,7 +37,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
             guard let n = Int(given), (1...1000).contains(n) else { throw HTTPError(.badRequest, message: "limit must be a whole number from 1 to 1000") }
             limit = n
         }
-        let after = query["after"].map(String.init)
+        let after = query["after"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
         let jobs = try await httpErrors { try await scheduler.statuses(limit: limit, after: after) }
         return JobList(jobs: jobs.map(JobStatus.init), next: jobs.count == limit ? jobs.last?.id : nil)
     }
@@ -49,7 +49,9 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
     }
     api.route(.post, "/v1/jobs", .operator) { request, context -> EditedResponse<JobStatus> in
         let submit = try await RequestChecks.decode(SubmitRequest.self, request,
-                                                    shape: "{\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\",\"bwlimit\",\"cc\",\"checksum\",\"tier\"}")
+                                                    shape: "{\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\",\"bwlimit\",\"cc\",\"checksum\",\"tier\"}",
+                                                    keys: ["source", "destination", "codec", "bwlimit", "cc", "checksum", "tier"],
+                                                    nested: ["source": ["site", "path"], "destination": ["site", "path"]])
         let job = try await httpErrors { try await scheduler.submit(submit, id: JobID.make()) }
         return EditedResponse(status: .created, response: JobStatus(job))
     }
@@ -58,8 +60,8 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         guard var job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
         // A long poll: `wait=S` answers when the job ends, or after S seconds (at most 60).
         if let raw = request.uri.queryParameters["wait"] {
-            guard let seconds = Double(String(raw)), seconds >= 0, seconds <= 60 else {
-                throw HTTPError(.badRequest, message: "wait must be a number of seconds from 0 to 60, not '\(raw)'")
+            guard let seconds = Double(String(raw)), seconds >= 0, seconds <= 5 else {
+                throw HTTPError(.badRequest, message: "wait must be a number of seconds from 0 to 5, not '\(raw)'")
             }
             if !job.state.isTerminal, seconds > 0 {
                 await scheduler.endings.wait(for: id, upTo: .milliseconds(Int64(seconds * 1000)))
@@ -72,7 +74,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
     }
     api.route(.post, "/v1/jobs/{id}/limit", .operator) { request, context -> JobStatus in
         let id = try context.parameters.decoded("id")
-        let limit = try await RequestChecks.decode(LimitRequest.self, request, shape: "{\"bwlimit\": \"100MiB/s\"} (or \"off\", or a timetable)")
+        let limit = try await RequestChecks.decode(LimitRequest.self, request, shape: "{\"bwlimit\": \"100MiB/s\"} (or \"off\", or a timetable)", keys: ["bwlimit"])
         return JobStatus(try await httpErrors { try await scheduler.setLimit(id, bwlimit: limit.bwlimit) })
     }
     api.route(.post, "/v1/jobs/{id}/cancel", .operator) { _, context -> JobStatus in
@@ -133,7 +135,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         TokenList(tokens: tokens.entries.map(TokenInfo.init))
     }
     api.route(.post, "/v1/tokens", .admin) { request, context -> EditedResponse<CreatedToken> in
-        let create = try await RequestChecks.decode(CreateTokenRequest.self, request, shape: "{\"name\": \"ci\", \"role\": \"viewer|operator|admin\"}")
+        let create = try await RequestChecks.decode(CreateTokenRequest.self, request, shape: "{\"name\": \"ci\", \"role\": \"viewer|operator|admin\"}", keys: ["name", "role"])
         do {
             let secret = try tokens.create(name: create.name, role: create.role)
             return EditedResponse(status: .created, response: CreatedToken(name: create.name, role: create.role, token: secret))
@@ -184,7 +186,8 @@ private func tokenHTTPError(_ error: APITokenError) -> HTTPError {
 /// A tier job from `POST /v1/tiers/{demote|promote}`.
 private func tierJob(_ operation: JobOperation, _ request: Request, _ context: APIRequestContext, _ scheduler: Scheduler) async throws -> EditedResponse<JobStatus> {
     let body: TierJobRequest
-    body = try await RequestChecks.decode(TierJobRequest.self, request, shape: "{\"site\", \"path\"\(operation == .demote ? ", \"policy\"" : "")}")
+    body = try await RequestChecks.decode(TierJobRequest.self, request, shape: "{\"site\", \"path\"\(operation == .demote ? ", \"policy\"" : "")}",
+                                          keys: operation == .demote ? ["site", "path", "policy"] : ["site", "path"])
     if let policy = body.policy {
         guard operation == .demote else { throw HTTPError(.badRequest, message: "policy applies to demote only") }
         do { _ = try TierPolicy(parsing: policy) } catch { throw HTTPError(.badRequest, message: error.description) }
@@ -206,10 +209,10 @@ private func httpErrors<T>(_ body: () async throws -> T) async throws -> T {
         return try await body()
     } catch let error as SchedulerError {
         switch error {
-        case .unknownJob: throw HTTPError(.notFound, message: error.description)
-        case .unknownSite, .noAgentsUp, .invalid: throw HTTPError(.badRequest, message: error.description)
-        case .notVerifiable, .conflict: throw HTTPError(.conflict, message: error.description)
-        case .agentUnavailable: throw HTTPError(.serviceUnavailable, message: error.description)
+        case .unknownJob, .unknownSite: throw HTTPError(.notFound, message: error.description)
+        case .invalid: throw HTTPError(.badRequest, message: error.description)
+        // The request is sound, but no agent can carry it out now: a state, not a server fault.
+        case .notVerifiable, .conflict, .noAgentsUp, .agentUnavailable: throw HTTPError(.conflict, message: error.description)
         case .timedOut: throw HTTPError(.gatewayTimeout, message: error.description)
         }
     } catch let error as JournalError {

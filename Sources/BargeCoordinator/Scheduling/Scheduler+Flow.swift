@@ -72,9 +72,13 @@ extension Scheduler {
         return byLane.values.sorted { ($0.source, $0.destination) < ($1.source, $1.destination) }
     }
 
-    /// A cap as given: nil for none (`off` or empty); otherwise it must parse as a rate or a timetable.
+    /// A cap as given: nil for none (absent or `off`); otherwise it must parse as a rate or a
+    /// timetable. An empty one is refused: it says nothing, where `off` says none.
     static func limit(_ spec: String?) throws -> String? {
-        guard let spec = spec?.trimmingCharacters(in: .whitespaces), !spec.isEmpty, spec != "off" else { return nil }
+        guard let given = spec else { return nil }
+        let spec = given.trimmingCharacters(in: .whitespaces)
+        guard !spec.isEmpty else { throw SchedulerError.invalid("bwlimit is empty; give a rate such as 100MiB/s, a timetable, or off") }
+        guard spec != "off" else { return nil }
         guard spec.utf8.count <= JobSettings.maxLimitLength else { throw SchedulerError.invalid("bwlimit is longer than \(JobSettings.maxLimitLength) bytes") }
         do {
             _ = try Timetable(parsing: spec)

@@ -275,7 +275,7 @@ public actor Scheduler {
                 return j
             }
         } catch JournalError.unknownJob(let id) {
-            throw SchedulerError.invalid("after: no job \(id)")
+            throw SchedulerError.unknownJob(id)
         }
     }
 
