@@ -81,6 +81,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            resources: [
+                .embedInCode("Dashboard/assets/index.html"),
+                .embedInCode("Dashboard/assets/app.js"),
+                .embedInCode("Dashboard/assets/app.css"),
             ]
         ),
         .target(

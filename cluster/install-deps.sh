@@ -8,9 +8,9 @@ set -euo pipefail
 # iperf3), ping and ip for the WAN test bed (cluster/wan-testbed.sh), tcpdump for the test that
 # captures loopback to prove the wire is encrypted, and gcc for the delay line of
 # the long-RTT test bed (../shared/tools/delayline), and prometheus for promtool, which checks /metrics
-# and the alert rules in the tests.
+# and the alert rules in the tests, chromium (headless) for the dashboard test, and curl.
 packages=(pkg-config libzstd-dev liblz4-dev libxxhash-dev libssl-dev libsqlite3-dev zstd lz4 xxhash openssl rsync iperf3 iputils-ping iproute2 tcpdump
-          gcc libc6-dev prometheus python3-venv)
+          gcc libc6-dev prometheus python3-venv chromium curl)
 # --peers: also the transfer tools cluster/bench-peers.sh runs side by side (GridFTP, XRootD).
 if [[ ${1:-} == --peers ]]; then
   packages+=(globus-gridftp-server-progs globus-gass-copy-progs xrootd-server xrootd-client)

@@ -37,7 +37,7 @@ public struct APIAuthentication: RouterMiddleware {
     let metrics: CoordinatorMetrics?
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == Self.healthPath { return try await next(request, context) }
+        if request.uri.path == Self.healthPath || request.uri.path.hasPrefix("/dashboard/") { return try await next(request, context) }
         do {
             return try await authenticated(request, context: context, next: next)
         } catch let error as HTTPError where error.status == .unauthorized {
@@ -47,20 +47,38 @@ public struct APIAuthentication: RouterMiddleware {
     }
 
     private func authenticated(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization] else {
-            throw Self.unauthorized("an API token is required: send 'Authorization: Bearer TOKEN' (barge: --api-token-file or BARGE_API_TOKEN_FILE)")
+        let given: String
+        if let header = request.headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                throw Self.unauthorized("the Authorization header must be 'Bearer TOKEN'")
+            }
+            given = parts[1].trimmingCharacters(in: .whitespaces)
+        } else if request.uri.path == "/", let token = request.uri.queryParameters["token"] {
+            given = String(token)  // the dashboard's sign-in
+        } else if let token = Self.cookieToken(request) {
+            given = token
+        } else {
+            throw Self.unauthorized("an API token is required: send 'Authorization: Bearer TOKEN' (barge: --api-token-file or BARGE_API_TOKEN_FILE; a browser: open /?token=TOKEN)")
         }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw Self.unauthorized("the Authorization header must be 'Bearer TOKEN'")
-        }
-        guard let identity = tokens.identify(parts[1].trimmingCharacters(in: .whitespaces)) else {
+        guard let identity = tokens.identify(given) else {
             throw Self.unauthorized("the API token is not valid (unknown or revoked)")
         }
         var context = context
         context.identity = identity
         AuditContext.current?.identify(identity)
         return try await next(request, context)
+    }
+
+    /// The dashboard's cookie, if the request has one.
+    static func cookieToken(_ request: Request) -> String? {
+        for field in request.headers[values: .cookie] {
+            for pair in field.split(separator: ";") {
+                let kv = pair.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                if kv.count == 2, kv[0] == Dashboard.cookie { return String(kv[1]) }
+            }
+        }
+        return nil
     }
 
     static func unauthorized(_ message: String) -> HTTPError {

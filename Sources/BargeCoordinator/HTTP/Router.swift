@@ -149,6 +149,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         do { try tokens.revoke(name: name) } catch let error as APITokenError { throw tokenHTTPError(error) }
         return TokenInfo(entry)
     }
+    Dashboard.add(to: api, scheduler: scheduler, directory: directory, tokens: tokens)
     api.route(.get, "/metrics", .viewer) { _, _ -> Response in
         await metricsResponse(scheduler, directory)
     }

@@ -247,6 +247,22 @@ public final class Journal: Sendable {
     }
 
     /// A page of jobs in submission order: at most `limit`, after the job `after` (by id).
+    /// The newest jobs, newest first (the dashboard's list).
+    public func recentJobs(limit: Int) throws -> [JobRecord] {
+        try pool.read { db in try JobRecord.order(Column("createdAt").desc, Column("id").desc).limit(limit).fetchAll(db) }
+    }
+
+    /// Jobs that ended since `time` (Unix seconds), by state.
+    public func endedSince(_ time: Double) throws -> [JobState: Int] {
+        try pool.read { db in
+            var out: [JobState: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) FROM jobs WHERE finishedAt >= ? GROUP BY state", arguments: [time]) {
+                if let state = JobState(rawValue: row[0]) { out[state] = row[1] }
+            }
+            return out
+        }
+    }
+
     public func jobs(limit: Int, after: String?) throws -> [JobRecord] {
         try pool.read { db in
             guard let after else {

@@ -51,6 +51,8 @@ public actor Scheduler {
     let now: @Sendable () -> Double
 
     var links: [String: Link] = [:]
+    /// Bytes each agent sent (wire) and received (file bytes), from the reports, for the dashboard.
+    var agentBytes: [String: (sent: UInt64, received: UInt64)] = [:]
     /// The units each agent held when its connection (protocol version 5) attached: its
     /// `holding` is checked against them.
     var heldAtAttach: [String: [UnitKey: UInt32]] = [:]
@@ -287,7 +289,7 @@ public actor Scheduler {
         return ids
     }
 
-    private func addLive(_ job: inout JobRecord) {
+    func addLive(_ job: inout JobRecord) {
         guard job.state == .running else { return }
         for (key, p) in live where key.job == job.id {
             job.bytesDone += Int64(p.bytesDone)
@@ -427,6 +429,10 @@ public actor Scheduler {
         reported[key] = held || (reported[key] ?? false)
         batch.append(.complete(done, now: now()))
         metrics.record(done, source: lane?.source, destination: lane?.destination, now: now())
+        if let lane {
+            agentBytes[lane.source, default: (0, 0)].sent += done.wireBytes
+            agentBytes[lane.destination, default: (0, 0)].received += done.bytes
+        }
         completedBytes += Int64(done.bytes)
     }
 

@@ -1,0 +1,121 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import NIOCore
+
+/// The web dashboard, served by the coordinator: `GET /` (the page, for `viewer` and up),
+/// `/dashboard/app.js` and `/dashboard/app.css` (static, holding no data), and
+/// `GET /v1/events`, a server-sent event stream of snapshots (jobs, agents, fleet totals) that
+/// the page follows. The assets are plain files embedded in the binary (`embedInCode`), with no
+/// build step and nothing fetched from elsewhere.
+///
+/// A browser signs in once with `/?token=TOKEN`: the token is checked, kept in an HttpOnly,
+/// SameSite=Strict cookie, and the address bar loses it (303 to `/`). `APIAuthentication` takes
+/// that cookie where a request has no `Authorization` header.
+enum Dashboard {
+    static let cookie = "barge_token"
+    /// Seconds between two snapshots on an event stream.
+    static let interval: Duration = .seconds(1)
+    /// Jobs in a snapshot: the newest ones.
+    static let jobsShown = 100
+
+    static func add(to api: APIRoutes, scheduler: Scheduler, directory: AgentDirectory, tokens: APITokens) {
+        api.open(.get, "/dashboard/app.js") { _, _ in asset(PackageResources.app_js, "text/javascript; charset=utf-8") }
+        api.open(.get, "/dashboard/app.css") { _, _ in asset(PackageResources.app_css, "text/css; charset=utf-8") }
+        api.route(.get, "/", .viewer) { request, _ -> Response in
+            if request.uri.queryParameters["token"] != nil {
+                // Signed in by the token in the address: keep it in the cookie, out of the address bar.
+                let token = String(request.uri.queryParameters["token"]!)
+                // Only a valid token is kept (the request may have been let in by its header).
+                guard tokens.identify(token) != nil else { throw APIAuthentication.unauthorized("the API token is not valid (unknown or revoked)") }
+                var headers = HTTPFields()
+                headers[.location] = "/"
+                headers[.setCookie] = "\(cookie)=\(token); Path=/; HttpOnly; SameSite=Strict"
+                return Response(status: .seeOther, headers: headers)
+            }
+            return asset(PackageResources.index_html, "text/html; charset=utf-8")
+        }
+        // The first snapshot as a script, so that the page is drawn by the time it has loaded.
+        api.route(.get, "/v1/snapshot.js", .viewer) { _, _ -> Response in
+            var body = ByteBuffer(string: "window.bargeSnapshot = ")
+            body.writeBytes(try JSONEncoder().encode(try await snapshot(scheduler, directory)))
+            body.writeString(";\n")
+            return Response(status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .cacheControl: "no-store"], body: ResponseBody(byteBuffer: body))
+        }
+        api.route(.get, "/v1/events", .viewer) { request, _ -> Response in
+            if try RequestChecks.flag(request, "once") {
+                let data = try JSONEncoder().encode(try await snapshot(scheduler, directory))
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+            }
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                            body: ResponseBody { writer in
+                while !Task.isCancelled {
+                    let data = try JSONEncoder().encode(try await snapshot(scheduler, directory))
+                    var frame = ByteBuffer(string: "event: snapshot\ndata: ")
+                    frame.writeBytes(data)
+                    frame.writeString("\n\n")
+                    try await writer.write(frame)
+                    try await Task.sleep(for: interval)
+                }
+                try await writer.finish(nil)
+            })
+        }
+    }
+
+    static func asset(_ bytes: [UInt8], _ type: String) -> Response {
+        Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-cache"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// What the dashboard shows, as one JSON object.
+    struct Snapshot: Codable, Sendable {
+        struct Agent: Codable, Sendable {
+            var name: String
+            var site: String
+            var state: String
+            var address: String
+            var `protocol`: UInt8?
+            var unitsHeld: Int
+            var bytesSent: UInt64
+            var bytesReceived: UInt64
+
+            enum CodingKeys: String, CodingKey {
+                case name, site, state, address, `protocol`
+                case unitsHeld = "units_held", bytesSent = "bytes_sent", bytesReceived = "bytes_received"
+            }
+        }
+        struct Fleet: Codable, Sendable {
+            var active: Int
+            var succeeded24h: Int
+            var failed24h: Int
+            enum CodingKeys: String, CodingKey {
+                case active, succeeded24h = "succeeded_24h", failed24h = "failed_24h"
+            }
+        }
+        var time: Double
+        var jobs: [JobStatus]
+        var agents: [Agent]
+        var fleet: Fleet
+    }
+
+    static func snapshot(_ scheduler: Scheduler, _ directory: AgentDirectory) async throws -> Snapshot {
+        let now = await scheduler.clockNow
+        var jobs: [JobStatus] = []
+        for record in try await scheduler.recentJobs(limit: jobsShown) {
+            var status = JobStatus(record, lanes: record.state == .running ? await scheduler.lanes(of: record.id) : [])
+            if record.state == .succeeded, jobs.count < 20 {
+                status.verification = try? await scheduler.verification(record.id).map(VerifyProgress.init)
+            }
+            jobs.append(status)
+        }
+        let activity = await scheduler.agentActivity()
+        let agents = await directory.agents.map { info in
+            let a = activity[info.name]
+            return Snapshot.Agent(name: info.name, site: info.site, state: info.state.rawValue, address: info.address, protocol: a?.protocolVersion,
+                                  unitsHeld: a?.unitsHeld ?? 0, bytesSent: a?.bytesSent ?? 0, bytesReceived: a?.bytesReceived ?? 0)
+        }
+        let counts = try await scheduler.jobCounts()
+        let ended = try await scheduler.endedSince(now - 86_400)
+        return Snapshot(time: now, jobs: jobs, agents: agents,
+                        fleet: .init(active: (counts[.running] ?? 0) + (counts[.queued] ?? 0), succeeded24h: ended[.succeeded] ?? 0, failed24h: ended[.failed] ?? 0))
+    }
+}
