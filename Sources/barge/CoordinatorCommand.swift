@@ -55,6 +55,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Prune jobs that ended longer ago than this (30d, 12h), at start and hourly, with their units; 'off' keeps them. Running and queued jobs are never pruned.", valueName: "age"))
     var retain = "off"
 
+    @Option(help: ArgumentHelp("A web hook told of every job's events (started, succeeded, failed, cancelled, verified) as CloudEvents 1.0 JSON POSTs, retried with backoff until it answers 2xx; repeatable. Undelivered events are journalled and survive a restart.", valueName: "url"))
+    var notify: [String] = []
+
+    @Option(help: ArgumentHelp("Sign notifications with HMAC-SHA256 under this file's contents: header X-Barge-Signature: sha256=<hex of the body's HMAC>.", valueName: "file"))
+    var notifySecretFile: String?
+
     @OptionGroup var tokenOptions: TokenOptions
     @OptionGroup var logOptions: LogOptions
     @OptionGroup var configOption: ConfigOption
@@ -92,6 +98,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard unit >= chunk, unit % chunk == 0 else { throw ValidationError("--unit-size must be a multiple of --chunk-size") }
         config.planner = Planner(unitBytes: UInt64(unit), chunkSize: UInt64(chunk))
         config.retention = Self.age(retain)
+        for url in notify where !NotifyURL.isValid(url) { throw ValidationError("--notify \(url): give an http:// or https:// URL") }
+        config.notify.urls = notify
+        if let notifySecretFile {
+            guard let secret = FileManager.default.contents(atPath: notifySecretFile), !secret.isEmpty else {
+                throw Failure("--notify-secret-file: cannot read \(notifySecretFile), or it is empty")
+            }
+            config.notify.secret = Array(secret)
+        }
         config.metrics = try metrics.map { try parseHostPort($0, option: "--metrics") }
         if let tlsCert, let tlsKey {
             do { config.tls = try APITLS(certificate: tlsCert, key: tlsKey) } catch { throw Failure(error.description) }

@@ -47,11 +47,14 @@ struct SubmitCommand: AsyncParsableCommand {
     var checksum = false
     @Option(help: ArgumentHelp("Place each file in the destination site's hot tier (plain files) or cold tier (its pack store, --cold on its agents): rules 'TIER[:COND,…]' separated by ';', the first match wins, no match is hot. Conditions: a path glob relative to DST (raw/**, *.nc), size>N, size<N, age>D, age<D (mtime). Example: 'cold:raw/**;cold:age>90d,size>1MiB;hot'. Cold files are written straight into packs, with no plain copy. Without it, the destination agents' --tier-policy decides, else everything is hot.", valueName: "policy"))
     var tier: String?
+    @Option(help: ArgumentHelp("A web hook told of this job's events (started, succeeded, failed, cancelled, verified) as CloudEvents 1.0 JSON POSTs, beside the coordinator's --notify URLs.", valueName: "url"))
+    var notify: String?
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func validate() throws {
         do { _ = try CodecChoice(name: codec) } catch { throw ValidationError("--codec: \(error)") }
         if let tier { do { _ = try TierPolicy(parsing: tier) } catch { throw ValidationError("--tier: \(error)") } }
+        if let notify, !NotifyURL.isValid(notify) { throw ValidationError("--notify \(notify): give an http:// or https:// URL") }
         do { _ = try Timetable(parsing: bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
         do { _ = try CongestionMode(named: cc) } catch { throw ValidationError("--\(error)") }
     }
@@ -59,7 +62,7 @@ struct SubmitCommand: AsyncParsableCommand {
     func run() async throws {
         let api = try coordinator.api()
         let body = try JSONEncoder().encode(SubmitRequest(source: source.endpoint, destination: destination.endpoint, codec: codec,
-                                                          bwlimit: bwlimit, cc: cc, checksum: checksum, tier: tier))
+                                                          bwlimit: bwlimit, cc: cc, checksum: checksum, tier: tier, notify: notify))
         let submitted = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: body))
         guard wait else {
             print(json ? try JSONOutput.encode(submitted) : submitted.id)

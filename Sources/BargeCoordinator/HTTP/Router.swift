@@ -50,7 +50,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
     api.route(.post, "/v1/jobs", .operator) { request, context -> EditedResponse<JobStatus> in
         let submit = try await RequestChecks.decode(SubmitRequest.self, request,
                                                     shape: "{\"source\":{\"site\",\"path\"},\"destination\":{\"site\",\"path\"},\"codec\",\"bwlimit\",\"cc\",\"checksum\",\"tier\"}",
-                                                    keys: ["source", "destination", "codec", "bwlimit", "cc", "checksum", "tier"],
+                                                    keys: ["source", "destination", "codec", "bwlimit", "cc", "checksum", "tier", "notify"],
                                                     nested: ["source": ["site", "path"], "destination": ["site", "path"]])
         let job = try await httpErrors { try await scheduler.submit(submit, id: JobID.make()) }
         return EditedResponse(status: .created, response: JobStatus(job))

@@ -213,6 +213,7 @@ public final class Journal: Sendable {
                 ALTER TABLE jobs ADD COLUMN tierCursor TEXT;
                 """)
         }
+        registerNotifications(&m)
         return m
     }
 

@@ -62,6 +62,8 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var operation: JobOperation = .transfer
     /// `tier demote --policy`: which files go cold; nil for all of them.
     public var tierPolicy: String?
+    /// `submit --notify`: a web hook told of this job's events, beside the coordinator's own.
+    public var notify: String?
     /// Where a tier job's next page starts (the agent's `next`).
     public var tierCursor: String?
 

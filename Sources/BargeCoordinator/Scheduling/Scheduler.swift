@@ -211,6 +211,9 @@ public actor Scheduler {
         do { _ = try CongestionMode(named: cc) } catch { throw SchedulerError.invalid(error.description) }
         let tier: TierPolicy?
         do { tier = try request.tier.map { try TierPolicy(parsing: $0) } } catch { throw SchedulerError.invalid("tier: \(error)") }
+        if let notify = request.notify, !NotifyURL.isValid(notify) {
+            throw SchedulerError.invalid("notify must be an http:// or https:// URL of at most 2048 bytes")
+        }
         // The request is checked whole before the sites are: a bad field is a 400 whatever runs.
         try requireAgents(at: request.source.site)
         try requireAgents(at: request.destination.site)
@@ -222,6 +225,7 @@ public actor Scheduler {
         job.congestion = cc
         job.checksum = request.checksum ?? false
         job.tierPolicy = tier?.description
+        job.notify = request.notify
         try journal.insert(job)
         logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
         startScan(job)

@@ -28,9 +28,13 @@ public struct SubmitRequest: Codable, Hashable, Sendable {
     /// with paths relative to the destination path. Nil: the destination site's own policy
     /// (`--tier-policy` on its agents), else everything hot.
     public var tier: String?
+    /// An http(s) URL told of this job's events (CloudEvents JSON), beside the coordinator's
+    /// `--notify` URLs.
+    public var notify: String?
 
     public init(source: Endpoint, destination: Endpoint, codec: String? = nil, bwlimit: String? = nil, cc: String? = nil, checksum: Bool? = nil,
-                tier: String? = nil) {
+                tier: String? = nil, notify: String? = nil) {
+        self.notify = notify
         self.checksum = checksum
         self.tier = tier
         self.source = source

@@ -21,6 +21,8 @@ public struct CoordinatorServer {
         public var metrics: HostPort?
         /// `--tls-cert` and `--tls-key`: the HTTP API over TLS; nil serves plain HTTP.
         public var tls: APITLS?
+        /// `--notify` and `--notify-secret-file`: web hooks told of every job's events.
+        public var notify = NotificationService.Settings()
 
         public init(stateDirectory: String, agents: HostPort, http: HostPort, token: ClusterToken) {
             self.stateDirectory = stateDirectory
@@ -64,6 +66,8 @@ public struct CoordinatorServer {
         var services: [any Service] = [listener, expiry, AuditMirrorService(trail: audit, logger: logger),
                                        EvidenceRootService(journal: journal, logger: logger)]
         if let retention = c.retention { services.append(RetentionService(scheduler: scheduler, retention: retention)) }
+        // Deliveries run even without --notify: a job's own --notify URL is told as well.
+        services.append(NotificationService(journal: journal, settings: c.notify, source: "barge/\(agentAddress)", logger: logger))
         if let metrics = c.metrics {
             services.append(Application(
                 router: buildMetricsRouter(scheduler: scheduler, directory: directory),
