@@ -238,6 +238,16 @@ public final class ColdCatalog: Sendable {
         }
     }
 
+    /// The chunk recorded at `offset` of a file arriving cold, if any (one row, by its key).
+    public func incoming(_ path: String, at offset: UInt64) throws -> IncomingChunk? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT size, length, id, sha FROM incoming WHERE path = ? AND offset = ?", arguments: [path, Int64(offset)]).map { row in
+                IncomingChunk(path: path, fileSize: UInt64(row[0] as Int64), offset: offset, length: UInt32(row[1] as Int64),
+                              id: Array(row[2] as Data), sha: Array(row[3] as Data))
+            }
+        }
+    }
+
     /// The SHA-256 of every chunk recorded for these files arriving cold (a source resending
     /// them sends those by reference).
     public func incomingSHAs(_ paths: [String]) throws -> Set<[UInt8]> {

@@ -92,7 +92,7 @@ public final class ColdIntake: @unchecked Sendable {
         guard let digest = SHA256Digest(bytes: sha) else { return false }
         let id = store.storedID(digest)
         let row = IncomingChunk(path: path, fileSize: fileSize, offset: offset, length: UInt32(length), id: id, sha: sha)
-        if try store.catalog.incoming(path).contains(row) { return true }
+        if try store.catalog.incoming(path, at: offset) == row { return true }
         let pending = state.withLock { pendingIDs.contains(id) }
         if !pending {
             guard let location = try store.catalog.locations([id])[id], location.raw == UInt32(length) else { return false }
@@ -231,7 +231,9 @@ public final class ColdIntake: @unchecked Sendable {
             position += UInt64(r.length)
         }
         let located = try store.catalog.locations(chunks.map(\.id))
-        let lost = recorded.filter { located[$0.id] == nil && chunks.contains(ColdFile.Chunk(id: $0.id, length: $0.length)) }
+        // A set: a file of a million chunks is checked in one pass, not one per row.
+        let used = Set(chunks)
+        let lost = recorded.filter { located[$0.id] == nil && used.contains(ColdFile.Chunk(id: $0.id, length: $0.length)) }
         if !lost.isEmpty {
             // Their pack was never sealed or was collected: forget them, so they are sent again.
             try store.catalog.forgetIncoming(f.path, offsets: lost.map(\.offset))

@@ -346,7 +346,8 @@ public final class DestinationFiles: Sendable {
     public func finish(job: String, batch: [Finish]) -> [Int: Error] {
         guard let intake else { return finishHot(job: job, batch: batch) }
         let coldItems = batch.indices.filter { isCold(job: job, path: batch[$0].target.relative) }
-        let hotItems = batch.indices.filter { !coldItems.contains($0) }
+        let cold = Set(coldItems)
+        let hotItems = batch.indices.filter { !cold.contains($0) }
         var failures: [Int: Error] = [:]
         if !hotItems.isEmpty {
             for (n, e) in finishHot(job: job, batch: hotItems.map { batch[$0] }) { failures[hotItems[n]] = e }
