@@ -113,7 +113,7 @@ struct StatusCommand: AsyncParsableCommand {
         if watch {
             let final = try await JobWatcher(api: api, job: job).follow()
             print(JobSummary.text(final))
-            if final.state != .succeeded { throw ExitCode(1) }
+            try JobSummary.exit(for: final)
             return
         }
         let data = try await api.get("/v1/jobs/\(pathComponent(job))")
@@ -162,7 +162,7 @@ struct ResumeCommand: AsyncParsableCommand {
         }
         let final = try await JobWatcher(api: api, job: s.id).follow()
         print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
-        if final.state != .succeeded { throw ExitCode(1) }
+        try JobSummary.exit(for: final)
     }
 }
 

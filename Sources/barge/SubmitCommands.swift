@@ -71,7 +71,7 @@ struct SubmitCommand: AsyncParsableCommand {
         if !json { FileHandle.standardError.write(Data("job \(submitted.id): \(source) → \(destination)\n".utf8)) }
         let final = try await JobWatcher(api: api, job: submitted.id).follow()
         print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
-        if final.state != .succeeded { throw ExitCode(1) }
+        try JobSummary.exit(for: final)
     }
 }
 

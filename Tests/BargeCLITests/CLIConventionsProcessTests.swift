@@ -77,6 +77,37 @@ struct CLIConventionsProcessTests {
         #expect(!b1.output.contains("Error:") && !b1.output.contains("CancellationError"), "\(b1.output)")
     }
 
+    /// A source name that is not UTF-8 cannot travel (names are UTF-8 on the wire): the job
+    /// succeeds with everything else, the CLI says what was left and exits 2, as rsync's
+    /// partial-transfer code does, and `status --json` counts it.
+    @Test func anEntryWhoseNameIsNotUTF8IsReportedAndExitsTwo() async throws {
+        let cluster = try TestCluster()
+        let ds = cluster.dir.url.appendingPathComponent("root-a/ds")
+        try FileManager.default.createDirectory(at: ds, withIntermediateDirectories: true)
+        try Data("fine\n".utf8).write(to: ds.appendingPathComponent("ok.txt"))
+        // "caf", a lone Latin-1 0xE9 byte, then "-x".
+        let raw = Array((ds.path + "/caf").utf8) + [0xE9] + Array("-x".utf8) + [0]
+        let fd = raw.withUnsafeBufferPointer { p in p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: raw.count) { open($0, O_CREAT | O_WRONLY, 0o644) } }
+        try #require(fd >= 0)
+        close(fd)
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+
+        let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
+        #expect(sent.status == 2, "\(sent.status) \(sent.stdout)\(sent.stderr)")
+        #expect(sent.stdout.contains("succeeded") && sent.stdout.contains("NOT transferred: 1 entry") && sent.stdout.contains("caf\\xe9-x"),
+                "\(sent.stdout)")
+        let job = try #require(sent.stdout.split(separator: ":").first.map(String.init))
+        let status = try cluster.cli(["status", job, "--json"], http: http)
+        let o = try #require(object(status), "\(status.stdout)\(status.stderr)")
+        #expect(o["state"] as? String == "succeeded" && o["untransferable_entries"] as? Int == 1, "\(o)")
+        #expect((o["first_untransferable"] as? String ?? "").contains("caf\\xe9-x"), "\(o)")
+        #expect(FileManager.default.contents(atPath: cluster.dir.url.appendingPathComponent("root-b/ds/ok.txt").path) == Data("fine\n".utf8))
+    }
+
     @Test func anAgentTakesItsFlagsFromATOMLFileAndLogsJSON() async throws {
         let cluster = try TestCluster()
         let (coordinator, agents, http) = try await cluster.startCoordinator()

@@ -9,6 +9,8 @@ public enum JournalChange: Sendable {
     case plan(job: String, units: [UnitRecord], totals: PlanTotals, mark: String?, final: Bool, now: Double)
     /// Files the quick check found unchanged at the destination.
     case skipped(job: String, files: Int64, bytes: Int64)
+    /// Entries a scan page could not name, and the first of them.
+    case unnamed(job: String, count: Int64, first: String)
     case assign(UnitKey, source: String, destination: String)
     case complete(TaskDone, now: Double)
     /// An assigned unit back to pending; `retry` counts it in the job's unit retries.
@@ -109,6 +111,10 @@ extension Journal {
             case .skipped(let id, let files, let bytes):
                 try db.cachedStatement(sql: "UPDATE jobs SET skippedFiles = skippedFiles + ?, skippedBytes = skippedBytes + ? WHERE id = ?")
                     .execute(arguments: [files, bytes, id])
+
+            case .unnamed(let id, let count, let first):
+                try db.cachedStatement(sql: "UPDATE jobs SET unnamedEntries = unnamedEntries + ?, firstUnnamed = COALESCE(firstUnnamed, ?) WHERE id = ?")
+                    .execute(arguments: [count, first, id])
 
             case .assign(let key, let source, let destination):
                 try db.cachedStatement(sql: """

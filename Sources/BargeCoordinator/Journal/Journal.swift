@@ -214,6 +214,12 @@ public final class Journal: Sendable {
                 """)
         }
         registerNotifications(&m)
+        m.registerMigration("v14: entries a scan could not name (not UTF-8)") { db in
+            try db.execute(sql: """
+                ALTER TABLE jobs ADD COLUMN unnamedEntries INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE jobs ADD COLUMN firstUnnamed TEXT;
+                """)
+        }
         return m
     }
 

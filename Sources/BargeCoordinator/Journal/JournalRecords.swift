@@ -51,6 +51,10 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     /// Files found unchanged at the destination and not sent (quick check), and their bytes.
     public var skippedFiles: Int64 = 0
     public var skippedBytes: Int64 = 0
+    /// Source entries the scan found but could not name (not UTF-8, shown escaped), so they were
+    /// not transferred; and the first of them.
+    public var unnamedEntries: Int64 = 0
+    public var firstUnnamed: String?
     /// The last scanned path planned, in scan order: a scan that starts again skips up to it.
     public var scanMark: String?
     /// The id the next journaled unit gets (planned, or a range made from its file's finish).
