@@ -67,7 +67,9 @@ public struct CoordinatorClient: Sendable {
         try await BargeConnection.withProbedConnection(host: host, port: port, token: token, name: i.name, role: .agent,
                                                        idleTimeout: .seconds(1200), group: group) { session, connection, inbound, outbound in
             var frames = inbound.makeAsyncIterator()
-            try await outbound.write(Message.register(i).frame())
+            var registration = i
+            if session.version < WireVersion.agentBuild { registration.build = nil }
+            try await outbound.write(Message.register(registration).frame())
             guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }
             let registered: Registered
             switch try Message(frame: reply) {

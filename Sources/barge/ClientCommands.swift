@@ -16,7 +16,7 @@ struct AgentsCommand: AsyncParsableCommand {
         } else if list.agents.isEmpty {
             print("No agents have registered.")
         } else {
-            let rows = [["NAME", "SITE", "STATE", "ADDRESS"]] + list.agents.map { [$0.name, $0.site, $0.state.rawValue, $0.address] }
+            let rows = [["NAME", "SITE", "STATE", "VERSION", "ADDRESS"]] + list.agents.map { [$0.name, $0.site, $0.state.rawValue, $0.version ?? "-", $0.address] }
             print(Table.render(rows))
         }
     }

@@ -1,4 +1,5 @@
 import BargeBench
+import BargeWire
 import Foundation
 import Testing
 
@@ -52,6 +53,10 @@ struct CLIConventionsProcessTests {
             // `tier stats` at a site without a cold store is a failure, but still says so.
             #expect(parsed != nil || (r.status == 1 && !r.stderr.isEmpty), "\(args): \(r.status) \(r.stdout)\(r.stderr)")
         }
+        // Each agent told the coordinator its build (protocol 11).
+        let listed = try cluster.cli(["agents", "--json"], http: http)
+        let builds = ((try? JSONSerialization.jsonObject(with: Data(listed.stdout.utf8))) as? [[String: Any]] ?? []).map { $0["version"] as? String }
+        #expect(builds == [BargeBuild.version, BargeBuild.version], "\(listed.stdout)")
         // A finished job cannot be cancelled: exit 1 and the reason.
         let cancel = try cluster.cli(["cancel", job, "--json"], http: http)
         #expect(cancel.status == 1 && cancel.stderr.contains("succeeded"), "\(cancel.stderr)")

@@ -22,6 +22,10 @@ struct ProtocolVectorTests {
         (.register(Register(name: "a1", site: "a", root: "/data/brg", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8)),
          "4241524701100000" + "00000023" + "46d8d1a02d384efe" + "0002" + "6131" + "0001" + "61" + "0009" + "2f646174612f627267"
             + "0009" + "3132372e302e302e31" + "1d4d" + "00000008"),
+        // Version 11: the agent's build version at the end.
+        (.register(Register(name: "a1", site: "a", root: "/data/brg", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8, build: "0.11.0")),
+         "4241524701100000" + "0000002b" + "489166de682bc4b2" + "0002" + "6131" + "0001" + "61" + "0009" + "2f646174612f627267"
+            + "0009" + "3132372e302e302e31" + "1d4d" + "00000008" + "0006" + "302e31312e30"),
         (.registered(Registered(heartbeatIntervalMillis: 1000, agentTimeoutMillis: 15000)),
          "4241524701110000" + "00000008" + "468676611262ca04" + "000003e8" + "00003a98"),
         (.heartbeat(Heartbeat(sequence: 7, inFlight: 2)),

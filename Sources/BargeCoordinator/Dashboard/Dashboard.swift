@@ -74,12 +74,13 @@ enum Dashboard {
             var state: String
             var address: String
             var `protocol`: UInt8?
+            var version: String?
             var unitsHeld: Int
             var bytesSent: UInt64
             var bytesReceived: UInt64
 
             enum CodingKeys: String, CodingKey {
-                case name, site, state, address, `protocol`
+                case name, site, state, address, `protocol`, version
                 case unitsHeld = "units_held", bytesSent = "bytes_sent", bytesReceived = "bytes_received"
             }
         }
@@ -110,7 +111,7 @@ enum Dashboard {
         let activity = await scheduler.agentActivity()
         let agents = await directory.agents.map { info in
             let a = activity[info.name]
-            return Snapshot.Agent(name: info.name, site: info.site, state: info.state.rawValue, address: info.address, protocol: a?.protocolVersion,
+            return Snapshot.Agent(name: info.name, site: info.site, state: info.state.rawValue, address: info.address, protocol: a?.protocolVersion, version: info.build,
                                   unitsHeld: a?.unitsHeld ?? 0, bytesSent: a?.bytesSent ?? 0, bytesReceived: a?.bytesReceived ?? 0)
         }
         let counts = try await scheduler.jobCounts()

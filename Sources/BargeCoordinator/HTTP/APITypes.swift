@@ -7,12 +7,15 @@ public struct AgentStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var site: String
     public var state: AgentState
     public var address: String
+    /// Its build version; absent for agents older than protocol 11.
+    public var version: String?
 
     public init(_ info: AgentInfo) {
         name = info.name
         site = info.site
         state = info.state
         address = info.address
+        version = info.build
     }
 }
 

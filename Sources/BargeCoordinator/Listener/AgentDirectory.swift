@@ -14,7 +14,7 @@ public actor AgentDirectory {
     }
 
     public func register(_ r: Register) throws(RegistryError) -> AgentRegistry.Registration {
-        try registry.register(name: r.name, site: r.site, address: "\(r.dataHost):\(r.dataPort)", now: clock())
+        try registry.register(name: r.name, site: r.site, address: "\(r.dataHost):\(r.dataPort)", build: r.build, now: clock())
     }
 
     public func heartbeat(name: String) throws(RegistryError) {

@@ -12,13 +12,16 @@ public struct AgentInfo: Hashable, Sendable {
     public var state: AgentState
     /// Monotonic nanoseconds of the last registration or heartbeat.
     public var lastSeen: UInt64
+    /// Its build version (`barge --version`), when it said (protocol 11).
+    public var build: String?
 
-    public init(name: String, site: String, address: String, state: AgentState = .up, lastSeen: UInt64) {
+    public init(name: String, site: String, address: String, state: AgentState = .up, lastSeen: UInt64, build: String? = nil) {
         self.name = name
         self.site = site
         self.address = address
         self.state = state
         self.lastSeen = lastSeen
+        self.build = build
     }
 }
 
@@ -43,15 +46,15 @@ public struct AgentRegistry: Sendable {
 
     /// Registers or re-registers an agent. An agent may not move to another site under the same
     /// name while it is up: two live processes with one name would steal each other's work.
-    public mutating func register(name: String, site: String, address: String, now: UInt64) throws(RegistryError) -> Registration {
+    public mutating func register(name: String, site: String, address: String, build: String? = nil, now: UInt64) throws(RegistryError) -> Registration {
         if let known = agents[name] {
             if known.state != .down, known.site != site {
                 throw .nameInUse(name: name, site: known.site)
             }
-            agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now)
+            agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now, build: build)
             return .rejoined
         }
-        agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now)
+        agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now, build: build)
         return .new
     }
 

@@ -124,8 +124,9 @@ public enum Message: Hashable, Sendable {
             let host = try r.string("data host", maxLength: Register.maxNameLength)
             let port = try r.integer(UInt16.self, "data port")
             let maxInFlight = try r.integer(UInt32.self, "max in flight")
+            let build = r.buffer.readableBytes == 0 ? nil : try r.string("build version", maxLength: Register.maxBuildLength)
             guard !name.isEmpty, !site.isEmpty else { throw .malformed(.register, "empty name or site") }
-            self = .register(Register(name: name, site: site, root: root, dataHost: host, dataPort: port, maxInFlight: maxInFlight))
+            self = .register(Register(name: name, site: site, root: root, dataHost: host, dataPort: port, maxInFlight: maxInFlight, build: build))
         case .registered:
             let interval = try r.integer(UInt32.self, "heartbeat interval")
             let timeout = try r.integer(UInt32.self, "agent timeout")
@@ -243,6 +244,10 @@ public enum Message: Hashable, Sendable {
             b.writeWireString(m.dataHost)
             b.writeInteger(m.dataPort)
             b.writeInteger(m.maxInFlight)
+            if let build = m.build {
+                precondition(build.utf8.count <= Register.maxBuildLength)
+                b.writeWireString(build)
+            }
         case .registered(let m):
             b.writeInteger(m.heartbeatIntervalMillis)
             b.writeInteger(m.agentTimeoutMillis)

@@ -12,14 +12,20 @@ public struct Register: Hashable, Sendable {
     public var dataPort: UInt16
     /// How many units it holds at once.
     public var maxInFlight: UInt32
+    /// The agent's build version (`barge --version`), for operators' eyes. Protocol version 11:
+    /// a trailing string, on the wire only when set; nil from older agents.
+    public var build: String?
 
-    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8) {
+    public static let maxBuildLength = 64
+
+    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8, build: String? = nil) {
         self.name = name
         self.site = site
         self.root = root
         self.dataHost = dataHost
         self.dataPort = dataPort
         self.maxInFlight = maxInFlight
+        self.build = build
     }
 }
 

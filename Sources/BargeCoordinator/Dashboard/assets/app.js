@@ -162,11 +162,11 @@ function jobPage(s, id) {
 function agentsPage(s) {
   if (!s.agents.length) return [el("p", { class: "muted" }, "No agents have registered.")];
   return [el("h2", {}, "Agents"), el("table", { id: "agents" },
-    el("tr", {}, ["Agent", "Site", "State", "Protocol", "Units held", "Sending", "Receiving", "Address"].map((h) => el("th", {}, h))),
+    el("tr", {}, ["Agent", "Site", "State", "Version", "Protocol", "Units held", "Sending", "Receiving", "Address"].map((h) => el("th", {}, h))),
     s.agents.map((a) => {
       const r = state.agentRates[a.name] || { sent: 0, received: 0 };
       return el("tr", { "data-agent": a.name }, el("td", {}, a.name), el("td", {}, a.site), el("td", {}, stateCell(a.state)),
-        el("td", { class: "num" }, a.protocol || ""), el("td", { class: "num" }, a.units_held),
+        el("td", {}, a.version || "—"), el("td", { class: "num" }, a.protocol || ""), el("td", { class: "num" }, a.units_held),
         el("td", { class: "num" }, rate(r.sent)), el("td", { class: "num" }, rate(r.received)), el("td", {}, a.address));
     }))];
 }
