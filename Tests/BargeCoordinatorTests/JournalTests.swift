@@ -75,7 +75,7 @@ struct JournalTests {
         #expect(j.codecStats == [CodecUsage(codec: "lz4", chunks: 1, rawBytes: 1000, encodedBytes: 600)])
         #expect(j.state == .running)
         // b1 dies: the scheduler releases unit 1 (held by b1); unit 2 (a2 → b2) and done unit 0 stay.
-        try journal.commitNow([.release(UnitKey(job: "j1", unit: 1), retry: true)])
+        try journal.commitNow([.release(UnitKey(job: "j1", unit: 1), retry: true, attempts: 1)])
         #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [1, 3])
         #expect(try journal.units(job: "j1", state: .assigned).map(\.unitId) == [2])
         #expect(try journal.units(job: "j1", state: .done).map(\.unitId) == [0])
@@ -177,7 +177,7 @@ extension JournalTests {
         let done = TaskDone(job: "j1", unit: 0, bytes: 100, wireBytes: 50, refetched: 0, codecs: [], chunks: [])
         let second = try journal.commitNow([
             .complete(done, now: 6), .complete(done, now: 6),  // a report that came twice counts once
-            .release(UnitKey(job: "j1", unit: 1), retry: true),
+            .release(UnitKey(job: "j1", unit: 1), retry: true, attempts: 1),
             .assign(UnitKey(job: "j1", unit: 0), source: "a1", destination: "b1"),  // done meanwhile: refused
         ], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: 5), limit: 100)])
         #expect(second.firstCompletions.keys.map(\.unit) == [0])

@@ -93,8 +93,12 @@ struct ReportDeliveryTests {
         #expect(await f.scheduler.unitsHeld == 2)
         let status = try #require(try await f.scheduler.journal.job(job))
         #expect(status.unitRetries == 1)
-        // The lost assignment does not count against the unit's attempts.
+        // The lost assignment does not count against the unit's attempts: a failure now journals
+        // its attempts as 1. (Assignments themselves live in memory only.)
+        await f.scheduler.received(.taskFailed(TaskFailed(job: job, unit: assigned[1].unit, retryable: true, reason: "disk hiccup",
+                                                          assignment: reassigned?.assignment ?? 0)), from: "a1")
+        await f.scheduler.flush()
         let unit = try #require(try await f.scheduler.journal.units(job: job).first { UInt64($0.unitId) == assigned[1].unit })
-        #expect(unit.attempts == 1 && unit.assignments == 2)
+        #expect(unit.attempts == 1 && unit.state == .pending, "\(unit)")
     }
 }

@@ -14,8 +14,9 @@ import NIOCore
 /// that cookie where a request has no `Authorization` header.
 enum Dashboard {
     static let cookie = "barge_token"
-    /// Seconds between two snapshots on an event stream.
-    static let interval: Duration = .seconds(1)
+    /// Time between two snapshots on an event stream: under a second, so that any change reaches
+    /// an open dashboard within one (issue 18's target) even with the time a snapshot takes.
+    static let interval: Duration = .milliseconds(800)
     /// Jobs in a snapshot: the newest ones.
     static let jobsShown = 100
 
@@ -49,13 +50,17 @@ enum Dashboard {
             }
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                             body: ResponseBody { writer in
+                // On a fixed beat (the time to build a snapshot does not add up), so that a change
+                // is in an event at most one interval and one build later.
+                var beat = ContinuousClock.now
                 while !Task.isCancelled {
                     let data = try JSONEncoder().encode(try await snapshot(scheduler, directory))
                     var frame = ByteBuffer(string: "event: snapshot\ndata: ")
                     frame.writeBytes(data)
                     frame.writeString("\n\n")
                     try await writer.write(frame)
-                    try await Task.sleep(for: interval)
+                    beat = max(beat + interval, ContinuousClock.now)
+                    try await Task.sleep(until: beat)
                 }
                 try await writer.finish(nil)
             })

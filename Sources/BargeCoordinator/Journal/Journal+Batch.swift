@@ -11,11 +11,15 @@ public enum JournalChange: Sendable {
     case skipped(job: String, files: Int64, bytes: Int64)
     /// Entries a scan page could not name, and the first of them.
     case unnamed(job: String, count: Int64, first: String)
+    /// A unit handed to a lane (for tools and tests: the scheduler keeps assignments in memory,
+    /// since a restart voids them all).
     case assign(UnitKey, source: String, destination: String)
     case complete(TaskDone, now: Double)
-    /// An assigned unit back to pending; `retry` counts it in the job's unit retries.
-    case release(UnitKey, retry: Bool)
-    /// Pending again because its `task assign` never reached the agent: the attempt does not count.
+    /// A unit's lane gave it up: it is pending again (if it was assigned in the journal), its
+    /// `attempts` so far are kept (so a restart does not grant it fresh ones), and `retry`
+    /// counts it in the job's unit retries.
+    case release(UnitKey, retry: Bool, attempts: Int64)
+    /// Its `task assign` never reached the agent: counted in the job's unit retries only.
     case lost(UnitKey)
     /// A large file's done ranges go back to pending (its partial copy was lost).
     case resend(job: String, finish: UInt64)
@@ -160,19 +164,15 @@ extension Journal {
                 }
                 deltas[report.job] = d
 
-            case .release(let key, let retry):
+            case .release(let key, let retry, let attempts):
                 try db.cachedStatement(sql: """
-                    UPDATE units SET state = 'pending', sourceAgent = NULL, destinationAgent = NULL
-                      WHERE jobId = ? AND unitId = ? AND state = 'assigned'
-                    """).execute(arguments: [key.job, Int64(key.unit)])
+                    UPDATE units SET state = 'pending', sourceAgent = NULL, destinationAgent = NULL, attempts = MAX(attempts, ?)
+                      WHERE jobId = ? AND unitId = ? AND state IN ('pending', 'assigned')
+                    """).execute(arguments: [attempts, key.job, Int64(key.unit)])
                 if db.changesCount > 0 && retry { deltas[key.job, default: JobDelta()].unitRetries += 1 }
 
             case .lost(let key):
-                try db.cachedStatement(sql: """
-                    UPDATE units SET state = 'pending', sourceAgent = NULL, destinationAgent = NULL, attempts = MAX(0, attempts - 1)
-                      WHERE jobId = ? AND unitId = ? AND state = 'assigned'
-                    """).execute(arguments: [key.job, Int64(key.unit)])
-                if db.changesCount > 0 { deltas[key.job, default: JobDelta()].unitRetries += 1 }
+                deltas[key.job, default: JobDelta()].unitRetries += 1
 
             case .resend(let id, let finish):
                 let ranges = try UnitRecord.fetchAll(db, sql: """

@@ -220,7 +220,20 @@ public final class Journal: Sendable {
                 ALTER TABLE jobs ADD COLUMN firstUnnamed TEXT;
                 """)
         }
+        m.registerMigration("v15: the coordinator's runs, counted") { db in
+            try db.execute(sql: "CREATE TABLE coordinator_runs (id INTEGER PRIMARY KEY CHECK (id = 1), boots INTEGER NOT NULL)")
+        }
         return m
+    }
+
+    /// Counts a start of the coordinator and returns the count (1 for the first): it sets the
+    /// assignment numbers of this run apart from those of every earlier one.
+    public func countBoot() throws -> Int64 {
+        try pool.write { db in
+            try Int64.fetchOne(db, sql: """
+                INSERT INTO coordinator_runs (id, boots) VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET boots = boots + 1 RETURNING boots
+                """) ?? 1
+        }
     }
 
     /// The value of a pragma on the writer connection (for tests and diagnostics).

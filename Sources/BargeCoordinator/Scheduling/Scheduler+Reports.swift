@@ -21,8 +21,11 @@ extension Scheduler {
         return out
     }
 
+    /// The number of a unit's current assignment: this run's boot count in the high 16 bits, the
+    /// unit's assignments in the low 16 (never 0, which means none).
     func currentAssignment(_ key: UnitKey) -> UInt32 {
-        UInt32(truncatingIfNeeded: records[key]?.assignments ?? 0)
+        guard let n = records[key]?.assignments else { return 0 }
+        return UInt32(truncatingIfNeeded: boot) << 16 | UInt32(truncatingIfNeeded: n) & 0xFFFF
     }
 
     /// Queues the acknowledgement of a report; it goes out after the batch that journals it.
@@ -34,7 +37,7 @@ extension Scheduler {
     /// A unit no longer held by its lane goes back to pending; the wire bytes its run reported
     /// so far still count.
     func journalRelease(_ key: UnitKey, source: String?, lost: Bool = false) {
-        batch.append(lost ? .lost(key) : .release(key, retry: true))
+        batch.append(lost ? .lost(key) : .release(key, retry: true, attempts: records[key]?.attempts ?? 0))
         if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }

@@ -92,6 +92,9 @@ public actor Scheduler {
     /// waits, so a fast scan never piles up in memory.
     private var plannedEntriesWaiting = 0
     private var committing = false
+    /// This run of the coordinator, counted in the journal: assignment numbers carry it, so a
+    /// report of an assignment made before a restart never matches one made after.
+    var boot: Int64 = 0
     /// Batches whose commit began, and those committed and carried out.
     private var batchesBegun = 0
     private var batchesDone = 0
@@ -303,6 +306,7 @@ public actor Scheduler {
 
     /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
     public func recoverAfterRestart() throws {
+        boot = try journal.countBoot()
         let released = try journal.releaseAllAssigned()
         if released > 0 { logger.notice("\(released) units of interrupted jobs are pending again") }
         for job in try journal.jobs(in: [.running]) where job.operation == .transfer {
@@ -449,7 +453,7 @@ public actor Scheduler {
         }
         guard let lane = policy.lane(of: key), let record = records[key] else { return }
         if isStale(failure.assignment, key) {
-            logger.info("job \(failure.job) unit \(failure.unit): ignoring a failure of assignment \(failure.assignment) (now \(record.assignments)): \(failure.reason)")
+            logger.info("job \(failure.job) unit \(failure.unit): ignoring a failure of assignment \(failure.assignment) (now \(currentAssignment(key))): \(failure.reason)")
             return
         }
         if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
@@ -462,7 +466,7 @@ public actor Scheduler {
             let wait = retryBackoff.delay(attempt: Int(attempts) - 1, fraction: Double.random(in: 0...1))
             policy.failed(key, retryAt: now() + wait.seconds)
             noteReleased(key, source: lane.source)
-            batch.append(.release(key, retry: true))
+            batch.append(.release(key, retry: true, attempts: attempts))
             logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)), retrying in \(wait): \(failure.reason)")
             // A large file that cannot be finished where it now goes (its partial copy was at an
             // agent that went down) is sent again from its first range.
@@ -470,7 +474,7 @@ public actor Scheduler {
         } else {
             policy.failed(key, retryAt: nil)
             noteReleased(key, source: lane.source)
-            batch.append(.release(key, retry: true))
+            batch.append(.release(key, retry: true, attempts: attempts))
             let reason = failure.retryable ? "unit \(failure.unit) failed \(attempts) times; last: \(failure.reason)" : failure.reason
             batch.append(.end(job: failure.job, .fail(reason), now: now()))
             logger.error("job \(failure.job) failed: \(reason)")
@@ -480,8 +484,8 @@ public actor Scheduler {
     /// A report names an assignment other than the unit's current one (agents before protocol
     /// version 4 name none).
     private func isStale(_ assignment: UInt32, _ key: UnitKey) -> Bool {
-        guard assignment != 0, policy.lane(of: key) != nil, let current = records[key]?.assignments else { return false }
-        return assignment != UInt32(truncatingIfNeeded: current)
+        guard assignment != 0, policy.lane(of: key) != nil, records[key] != nil else { return false }
+        return assignment != currentAssignment(key)
     }
 
     // MARK: Assignment and group commit
@@ -502,18 +506,19 @@ public actor Scheduler {
                 policy.failed(a.key, retryAt: now())
                 continue
             }
+            // An assignment is not journaled: every one is void after a restart (the units
+            // are pending again and agents drop what they held), so it lives in memory only.
             record.attempts += 1
             record.assignments += 1
             records[a.key] = record
             running[a.key.job]!.sources[a.source, default: 0] += 1
             if running[a.key.job]!.sources[a.source] == 1 { shareSettings(a.key.job, joined: a.source) }
-            batch.append(.assign(a.key, source: a.source, destination: a.destination))
             metrics.assigned(job: a.key.job, unit: a.key.unit, now: now())
             batchSends.append((a.key, a.source, .taskAssign(TaskAssign(
                 job: a.key.job, unit: a.key.unit,
                 destination: DataPeer(name: destination.agent.name, host: destination.agent.dataHost, port: destination.agent.dataPort),
                 codec: job.record.codec, chunkSize: UInt32(job.record.chunkSize), files: record.files,
-                assignment: links[a.source]!.version >= WireVersion.assignments ? UInt32(truncatingIfNeeded: record.assignments) : 0))))
+                assignment: links[a.source]!.version >= WireVersion.assignments ? currentAssignment(a.key) : 0))))
         }
         batchRefills += policy.refills()
         metrics.update(unitsInFlight: policy.heldCount)
@@ -543,7 +548,8 @@ public actor Scheduler {
             plannedEntriesWaiting = 0
             batchesBegun += 1
             do {
-                let outcome = try await journal.commit(changes, refills: refills)
+                // Sends alone (assignments of units already journaled) need no transaction.
+                let outcome = changes.isEmpty && refills.isEmpty ? BatchOutcome() : try await journal.commit(changes, refills: refills)
                 failures = 0
                 carryOut(outcome, changes: changes, sends: sends)
                 batchesDone = batchesBegun
