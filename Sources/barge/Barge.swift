@@ -32,7 +32,15 @@ struct Barge: AsyncParsableCommand {
     /// command's usage line (ArgumentParser would show the root's) and exits 64.
     static func main() async {
         let command: ParsableCommand
-        do { command = try parseAsRoot(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))) } catch { exit(withError: error) }
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do { command = try parseAsRoot(try ConfigFile.expand(arguments)) } catch {
+            // A key of the config file that is no flag: say so in the file's terms.
+            if let reason = ConfigFile.unknownKey(message: fullMessage(for: error), arguments: arguments) {
+                FileHandle.standardError.write(Data("Error: \(reason)\n".utf8))
+                Foundation.exit(ExitCode.validationFailure.rawValue)
+            }
+            exit(withError: error)
+        }
         do {
             if var asynchronous = command as? AsyncParsableCommand {
                 try await asynchronous.run()

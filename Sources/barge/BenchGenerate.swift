@@ -20,6 +20,8 @@ struct BenchGenerate: ParsableCommand {
     @Argument(help: ArgumentHelp("Directory to write into; created if missing.", valueName: "dir"))
     var directory: String
 
+    @Flag(help: "Print JSON: a list of objects with path, kind and bytes.") var json = false
+
     static let files: [(String, SampleData.Kind)] = [
         ("float32.bin", .float32), ("float64.bin", .float64), ("int16.bin", .int16), ("text.txt", .text), ("random.bin", .random),
     ]
@@ -30,10 +32,13 @@ struct BenchGenerate: ParsableCommand {
         guard bytes <= 4 << 30 else { throw ValidationError("--size must be at most 4GiB") }
         let dir = URL(fileURLWithPath: directory)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        struct Written: Encodable { var path: String, kind: String, bytes: Int }
+        var written: [Written] = []
         for (name, kind) in Self.files {
             let url = dir.appendingPathComponent(name)
             try Data(SampleData.generate(kind, bytes: bytes)).write(to: url, options: .atomic)
-            print(url.path)
+            if json { written.append(Written(path: url.path, kind: kind.rawValue, bytes: bytes)) } else { print(url.path) }
         }
+        if json { print(try JSONOutput.encode(written)) }
     }
 }

@@ -22,14 +22,29 @@ enum ConfigFile {
 
     /// `arguments` (without the program name) with the config file's flags put in.
     static func expand(_ arguments: [String]) throws -> [String] {
-        guard let command = arguments.first, commands.contains(command) else { return arguments }
+        guard let command = arguments.first, commands.contains(command), let path = configPath(arguments) else { return arguments }
+        return [command] + (try flags(from: path)) + arguments.dropFirst()
+    }
+
+    /// When parsing failed on an unknown option that only the config file gave, the reason in
+    /// the file's terms (ArgumentParser would name a flag the user never typed).
+    static func unknownKey(message: String, arguments: [String]) -> String? {
+        guard let start = message.range(of: "Unknown option '--")?.upperBound,
+              let end = message[start...].firstIndex(of: "'") else { return nil }
+        let key = String(message[start..<end])
+        guard !arguments.contains(where: { $0 == "--" + key || $0.hasPrefix("--" + key + "=") }),
+              let command = arguments.first, commands.contains(command),
+              let path = configPath(arguments) else { return nil }
+        return "--config \(path): unknown key '\(key)'; the keys are the long flags of 'barge \(command) --help', without their dashes"
+    }
+
+    static func configPath(_ arguments: [String]) -> String? {
         var path: String?
         for (i, a) in arguments.enumerated() {
             if a == "--config" { path = i + 1 < arguments.count ? arguments[i + 1] : nil }
             if a.hasPrefix("--config=") { path = String(a.dropFirst("--config=".count)) }
         }
-        guard let path else { return arguments }
-        return [command] + (try flags(from: path)) + arguments.dropFirst()
+        return path
     }
 
     /// The flags a config file stands for.

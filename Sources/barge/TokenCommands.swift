@@ -68,11 +68,13 @@ struct TokenCommand: AsyncParsableCommand {
             discussion: "The last admin token cannot be revoked; create another admin token first.")
 
         @Argument(help: ArgumentHelp("The token's name.", valueName: "name")) var name: String
+        @Flag(help: "Print the revoked token's name, role and created_at as JSON.") var json = false
         @OptionGroup var coordinator: CoordinatorURLOptions
 
         func run() async throws {
-            let revoked = try JSONDecoder().decode(TokenInfo.self, from: try await coordinator.api().delete("/v1/tokens/\(pathComponent(name))"))
-            print("token '\(revoked.name)' (\(revoked.role.rawValue)) revoked")
+            let data = try await coordinator.api().delete("/v1/tokens/\(pathComponent(name))")
+            let revoked = try JSONDecoder().decode(TokenInfo.self, from: data)
+            print(json ? String(decoding: data, as: UTF8.self) : "token '\(revoked.name)' (\(revoked.role.rawValue)) revoked")
         }
     }
 }

@@ -53,6 +53,12 @@ struct CLIConventionsProcessTests {
             // `tier stats` at a site without a cold store is a failure, but still says so.
             #expect(parsed != nil || (r.status == 1 && !r.stderr.isEmpty), "\(args): \(r.status) \(r.stdout)\(r.stderr)")
         }
+        let created = try cluster.cli(["token", "create", "--role", "viewer", "--name", "ci-bot", "--json"], http: http)
+        #expect(created.status == 0 && object(created) != nil, "\(created.stdout)\(created.stderr)")
+        let revoked = try cluster.cli(["token", "revoke", "ci-bot", "--json"], http: http)
+        #expect(revoked.status == 0 && object(revoked)?["name"] as? String == "ci-bot", "\(revoked.stdout)\(revoked.stderr)")
+        let generated = try BargeProcess.run(["bench", "generate", "--size", "4KiB", cluster.dir.path + "/gen", "--json"])
+        #expect(((try? JSONSerialization.jsonObject(with: Data(generated.stdout.utf8))) as? [[String: Any]])?.count == 5, "\(generated.stdout)\(generated.stderr)")
         // Each agent told the coordinator its build (protocol 11).
         let listed = try cluster.cli(["agents", "--json"], http: http)
         let builds = ((try? JSONSerialization.jsonObject(with: Data(listed.stdout.utf8))) as? [[String: Any]] ?? []).map { $0["version"] as? String }
@@ -95,11 +101,9 @@ struct CLIConventionsProcessTests {
         let fd = raw.withUnsafeBufferPointer { p in p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: raw.count) { open($0, O_CREAT | O_WRONLY, 0o644) } }
         try #require(fd >= 0)
         close(fd)
-        let (coordinator, agents, http) = try await cluster.startCoordinator()
-        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
-        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        let pair = try await cluster.startPair()
+        let http = pair.http
+        defer { withExtendedLifetime(pair) {} }
 
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
         #expect(sent.status == 2, "\(sent.status) \(sent.stdout)\(sent.stderr)")
@@ -146,6 +150,12 @@ struct CLIConventionsProcessTests {
         try Data("name = [1\n".utf8).write(to: bad)
         let refused = try BargeProcess.run(["agent", "--config", bad.path], environment: cluster.environment)
         #expect(refused.status != 0 && refused.stderr.contains("not valid TOML"), "\(refused.stderr)")
+        // A key that is no flag is named as the file's, not as an option never typed.
+        let typo = cluster.dir.url.appendingPathComponent("typo.toml")
+        try Data("name = \"x\"\nbandwidth-limit = \"1MiB/s\"\n".utf8).write(to: typo)
+        let unknown = try BargeProcess.run(["agent", "--config", typo.path, "--site", "s", "--root", cluster.dir.path, "--coordinator", "127.0.0.1:1"],
+                                           environment: cluster.environment)
+        #expect(unknown.status == 64 && unknown.stderr.contains("typo.toml: unknown key 'bandwidth-limit'"), "\(unknown.stderr)")
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "script(1) from util-linux is missing"))
