@@ -307,12 +307,14 @@ public actor Scheduler {
     /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
     public func recoverAfterRestart() throws {
         boot = try journal.countBoot()
-        let released = try journal.releaseAllAssigned()
-        if released > 0 { logger.notice("\(released) units of interrupted jobs are pending again") }
+        // Journals written before assignments lived in memory may still mark units assigned.
+        try journal.releaseAllAssigned()
+        var pending = 0
         for job in try journal.jobs(in: [.running]) where job.operation == .transfer {
-            try run(job)
+            pending += try run(job)
             if !job.planned { restartScan(job.id) }
         }
+        if pending > 0 { logger.notice("\(pending) units of interrupted jobs are pending again") }
         startQueuedJobs()
         schedule()
         resumeVerifications()
@@ -325,12 +327,14 @@ public actor Scheduler {
     /// Units held by lanes now.
     public var unitsHeld: Int { policy.heldCount }
 
-    /// Hands a running job to the policy.
-    private func run(_ job: JobRecord) throws {
-        guard !policy.isRunning(job.id) else { return }
+    /// Hands a running job to the policy; returns its units not done.
+    @discardableResult
+    private func run(_ job: JobRecord) throws -> Int {
+        guard !policy.isRunning(job.id) else { return 0 }
         running[job.id] = RunningJob(record: job)
-        policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite,
-                     openWork: try journal.openWork(job: job.id), planned: job.planned)
+        let open = try journal.openWork(job: job.id)
+        policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite, openWork: open, planned: job.planned)
+        return open
     }
 
     // MARK: Messages from agents
