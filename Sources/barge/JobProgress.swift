@@ -160,10 +160,10 @@ enum JobSummary {
     }
 
     /// The exit code of a command that followed a job to its end: 1 unless it succeeded, 2 when
-    /// it succeeded but left entries it could not transfer (as rsync's 23, a partial transfer).
+    /// it succeeded but its scan left entries out (as rsync's 23, a partial transfer).
     static func exit(for s: JobStatus) throws {
         if s.state != .succeeded { throw ExitCode(1) }
-        if (s.unnamedEntries ?? 0) > 0 { throw ExitCode(2) }
+        if (s.untransferableEntries ?? 0) > 0 { throw ExitCode(2) }
     }
 
     static func text(_ s: JobStatus) -> String {
@@ -176,9 +176,9 @@ enum JobSummary {
             lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds, in: .init(of: s.bwlimit))), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
         }
         if !s.codecs.isEmpty { lines.append("  codecs: \(ProgressLine.mix(s.codecs))") }
-        if let n = s.unnamedEntries, n > 0 {
-            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") whose name is not UTF-8; the first: \(s.firstUnnamed ?? "?")")
-            lines.append("  rename \(n == 1 ? "it" : "them") at the source (for example with convmv) and submit again")
+        if let n = s.untransferableEntries, n > 0 {
+            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") the scan left out; the first: \(s.firstUntransferable ?? "?")")
+            lines.append("  fix \(n == 1 ? "it" : "them") at the source (a name that is not UTF-8 can be renamed with convmv) and submit again")
         }
         if s.skippedFiles > 0 {
             lines.append("  unchanged at the destination (skipped unread): \(s.skippedFiles) files, \(ByteQuantity.formatSize(Double(s.skippedBytes)))")

@@ -35,11 +35,11 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     /// Files the quick check found unchanged at the destination and did not send, and their bytes.
     public var skippedFiles: Int64
     public var skippedBytes: Int64
-    /// Source entries that could not be transferred because their names are not UTF-8 (the first
-    /// one shown with its bytes escaped); the job still succeeds, and the CLI exits 2. Always sent
-    /// (absent only from coordinators before it).
-    public var unnamedEntries: Int64?
-    public var firstUnnamed: String?
+    /// Source entries the scan had to leave out (a name that is not UTF-8, shown with its bytes
+    /// escaped; a socket, FIFO or device; an entry it could not stat), and why the first was; the
+    /// job still succeeds, and the CLI exits 2. Always sent (absent only from coordinators before it).
+    public var untransferableEntries: Int64?
+    public var firstUntransferable: String?
     public var error: String?
     /// Beyond the fields DESIGN.md fixes: where from and to, the codec asked for, the codec mix
     /// so far, and when the job started and ended (Unix seconds).
@@ -85,7 +85,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         case filesTotal = "files_total", filesDone = "files_done"
         case chunksTotal = "chunks_total", chunksDone = "chunks_done", chunksRefetched = "chunks_refetched"
         case dedupBytes = "dedup_bytes", skippedFiles = "skipped_files", skippedBytes = "skipped_bytes"
-        case unnamedEntries = "untransferable_entries", firstUnnamed = "first_untransferable"
+        case untransferableEntries = "untransferable_entries", firstUntransferable = "first_untransferable"
     }
 
     public init(_ r: JobRecord) {
@@ -100,8 +100,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         chunksDone = r.chunksDone
         skippedFiles = r.skippedFiles
         skippedBytes = r.skippedBytes
-        unnamedEntries = r.unnamedEntries
-        firstUnnamed = r.firstUnnamed
+        untransferableEntries = r.untransferableEntries
+        firstUntransferable = r.firstUntransferable
         chunksRefetched = r.chunksRefetched
         dedupBytes = r.dedupBytes
         error = r.error
@@ -140,8 +140,8 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(dedupBytes, forKey: .dedupBytes)
         try c.encode(skippedFiles, forKey: .skippedFiles)
         try c.encode(skippedBytes, forKey: .skippedBytes)
-        try c.encode(unnamedEntries ?? 0, forKey: .unnamedEntries)
-        try c.encodeIfPresent(firstUnnamed, forKey: .firstUnnamed)
+        try c.encode(untransferableEntries ?? 0, forKey: .untransferableEntries)
+        try c.encodeIfPresent(firstUntransferable, forKey: .firstUntransferable)
         try c.encode(error, forKey: .error)
         try c.encode(source, forKey: .source)
         try c.encode(destination, forKey: .destination)

@@ -9,8 +9,8 @@ public enum JournalChange: Sendable {
     case plan(job: String, units: [UnitRecord], totals: PlanTotals, mark: String?, final: Bool, now: Double)
     /// Files the quick check found unchanged at the destination.
     case skipped(job: String, files: Int64, bytes: Int64)
-    /// Entries a scan page could not name, and the first of them.
-    case unnamed(job: String, count: Int64, first: String)
+    /// Entries a scan page had to leave out, and why the first was.
+    case untransferable(job: String, count: Int64, first: String)
     /// A unit handed to a lane (for tools and tests: the scheduler keeps assignments in memory,
     /// since a restart voids them all).
     case assign(UnitKey, source: String, destination: String)
@@ -116,8 +116,8 @@ extension Journal {
                 try db.cachedStatement(sql: "UPDATE jobs SET skippedFiles = skippedFiles + ?, skippedBytes = skippedBytes + ? WHERE id = ?")
                     .execute(arguments: [files, bytes, id])
 
-            case .unnamed(let id, let count, let first):
-                try db.cachedStatement(sql: "UPDATE jobs SET unnamedEntries = unnamedEntries + ?, firstUnnamed = COALESCE(firstUnnamed, ?) WHERE id = ?")
+            case .untransferable(let id, let count, let first):
+                try db.cachedStatement(sql: "UPDATE jobs SET untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?) WHERE id = ?")
                     .execute(arguments: [count, first, id])
 
             case .assign(let key, let source, let destination):

@@ -6,6 +6,8 @@ import GRDB
 /// makes it, and one on `verifications` when a verification ends: so no event is lost to a crash.
 /// `NotificationService` turns each event into one delivery per URL (`deliveries`), with the
 /// CloudEvent's body fixed then, and deletes a delivery once its receiver has answered 2xx.
+/// Each call is awaited on GRDB's queues, so the service's task never blocks a thread of the
+/// cooperative pool on SQLite or an `fsync`.
 extension Journal {
     public struct NotifiedEvent: Sendable, Hashable {
         public var seq: Int64
@@ -46,17 +48,22 @@ extension Journal {
     }
 
     /// The oldest events not yet expanded into deliveries.
-    public func pendingEvents(limit: Int = 100) throws -> [NotifiedEvent] {
-        try pool.read { db in
+    public func pendingEvents(limit: Int = 100) async throws -> [NotifiedEvent] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT seq, jobId, type, at FROM job_events ORDER BY seq LIMIT ?", arguments: [limit]).map {
                 NotifiedEvent(seq: $0[0], jobId: $0[1], type: $0[2], at: $0[3])
             }
         }
     }
 
+    /// The job an event is about, as it stands now.
+    public func eventJob(_ event: NotifiedEvent) async throws -> JobRecord? {
+        try await pool.read { db in try JobRecord.fetchOne(db, key: event.jobId) }
+    }
+
     /// Replaces an event by its deliveries (none when nobody is to be told), in one transaction.
-    public func expand(_ event: NotifiedEvent, into deliveries: [(url: String, body: String)], now: Double) throws {
-        try pool.write { db in
+    public func expand(_ event: NotifiedEvent, into deliveries: [(url: String, body: String)], now: Double) async throws {
+        try await pool.write { db in
             for d in deliveries {
                 try db.execute(sql: "INSERT OR IGNORE INTO deliveries (seq, url, body, nextAt) VALUES (?, ?, ?, ?)", arguments: [event.seq, d.url, d.body, now])
             }
@@ -65,31 +72,21 @@ extension Journal {
     }
 
     /// Deliveries due at `now`, oldest first.
-    public func dueDeliveries(now: Double, limit: Int = 32) throws -> [Delivery] {
-        try pool.read { db in
+    public func dueDeliveries(now: Double, limit: Int = 32) async throws -> [Delivery] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT seq, url, body, attempts FROM deliveries WHERE nextAt <= ? ORDER BY nextAt, seq LIMIT ?",
                              arguments: [now, limit]).map { Delivery(seq: $0[0], url: $0[1], body: $0[2], attempts: $0[3]) }
         }
     }
 
-    /// When the next delivery is due, if any.
-    public func nextDeliveryAt() throws -> Double? {
-        try pool.read { db in try Double.fetchOne(db, sql: "SELECT MIN(nextAt) FROM deliveries") }
+    public func delivered(_ d: Delivery) async throws {
+        try await pool.write { db in try db.execute(sql: "DELETE FROM deliveries WHERE seq = ? AND url = ?", arguments: [d.seq, d.url]) }
     }
 
-    public func delivered(_ d: Delivery) throws {
-        try pool.write { db in try db.execute(sql: "DELETE FROM deliveries WHERE seq = ? AND url = ?", arguments: [d.seq, d.url]) }
-    }
-
-    public func deliveryFailed(_ d: Delivery, error: String, retryAt: Double) throws {
-        try pool.write { db in
+    public func deliveryFailed(_ d: Delivery, error: String, retryAt: Double) async throws {
+        try await pool.write { db in
             try db.execute(sql: "UPDATE deliveries SET attempts = attempts + 1, nextAt = ?, lastError = ? WHERE seq = ? AND url = ?",
                            arguments: [retryAt, error, d.seq, d.url])
         }
-    }
-
-    /// How many deliveries wait (for tests and the log).
-    public func deliveriesWaiting() throws -> Int {
-        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries") ?? 0 }
     }
 }

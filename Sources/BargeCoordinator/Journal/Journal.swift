@@ -214,10 +214,10 @@ public final class Journal: Sendable {
                 """)
         }
         registerNotifications(&m)
-        m.registerMigration("v14: entries a scan could not name (not UTF-8)") { db in
+        m.registerMigration("v14: entries a scan had to leave out") { db in
             try db.execute(sql: """
-                ALTER TABLE jobs ADD COLUMN unnamedEntries INTEGER NOT NULL DEFAULT 0;
-                ALTER TABLE jobs ADD COLUMN firstUnnamed TEXT;
+                ALTER TABLE jobs ADD COLUMN untransferableEntries INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE jobs ADD COLUMN firstUntransferable TEXT;
                 """)
         }
         m.registerMigration("v15: the coordinator's runs, counted") { db in

@@ -51,10 +51,11 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     /// Files found unchanged at the destination and not sent (quick check), and their bytes.
     public var skippedFiles: Int64 = 0
     public var skippedBytes: Int64 = 0
-    /// Source entries the scan found but could not name (not UTF-8, shown escaped), so they were
-    /// not transferred; and the first of them.
-    public var unnamedEntries: Int64 = 0
-    public var firstUnnamed: String?
+    /// Source entries the scan found but had to leave out (a name that is not UTF-8, a socket,
+    /// FIFO or device, an entry it could not stat), so they were not transferred; and the reason
+    /// for the first of them.
+    public var untransferableEntries: Int64 = 0
+    public var firstUntransferable: String?
     /// The last scanned path planned, in scan order: a scan that starts again skips up to it.
     public var scanMark: String?
     /// The id the next journaled unit gets (planned, or a range made from its file's finish).

@@ -50,7 +50,7 @@ public struct NotificationService: Service {
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                try expandEvents()
+                try await expandEvents()
                 try await deliverDue(client)
             } catch {
                 logger.warning("notifications: \(error)")
@@ -61,16 +61,16 @@ public struct NotificationService: Service {
     }
 
     /// Each new event becomes a delivery per URL, its body fixed now (the job as it stands).
-    func expandEvents() throws {
-        for event in try journal.pendingEvents() {
-            let job = try journal.job(event.jobId)
+    func expandEvents() async throws {
+        for event in try await journal.pendingEvents() {
+            let job = try await journal.eventJob(event)
             let urls = settings.urls + (job?.notify.map { [$0] } ?? [])
             var deliveries: [(url: String, body: String)] = []
             if let job, !urls.isEmpty {
                 let body = try Self.cloudEvent(event, job: job, source: source)
                 deliveries = urls.map { ($0, body) }
             }
-            try journal.expand(event, into: deliveries, now: Date().timeIntervalSince1970)
+            try await journal.expand(event, into: deliveries, now: Date().timeIntervalSince1970)
         }
     }
 
@@ -92,7 +92,7 @@ public struct NotificationService: Service {
     }
 
     func deliverDue(_ client: HTTPClient) async throws {
-        let due = try journal.dueDeliveries(now: Date().timeIntervalSince1970)
+        let due = try await journal.dueDeliveries(now: Date().timeIntervalSince1970)
         guard !due.isEmpty else { return }
         await withTaskGroup(of: Void.self) { group in
             for d in due {
@@ -118,17 +118,17 @@ public struct NotificationService: Service {
         }
         do {
             guard let problem else {
-                try journal.delivered(d)
+                try await journal.delivered(d)
                 return
             }
             if d.attempts + 1 >= settings.maxAttempts {
                 logger.error("notification \(d.seq) to \(d.url) given up after \(d.attempts + 1) attempts: \(problem)")
-                try journal.delivered(d)
+                try await journal.delivered(d)
                 return
             }
             let wait = settings.backoff.delay(attempt: d.attempts, fraction: 1)
             logger.warning("notification \(d.seq) to \(d.url) failed (\(problem)); attempt \(d.attempts + 2) in \(wait)")
-            try journal.deliveryFailed(d, error: problem, retryAt: Date().timeIntervalSince1970 + wait.seconds)
+            try await journal.deliveryFailed(d, error: problem, retryAt: Date().timeIntervalSince1970 + wait.seconds)
         } catch {
             logger.warning("notifications: \(error)")
         }

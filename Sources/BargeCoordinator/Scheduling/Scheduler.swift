@@ -401,7 +401,7 @@ public actor Scheduler {
         let page = scan.builder.page(entries)
         batch.append(.plan(job: scan.job, units: page.units, totals: page.totals, mark: mark, final: reply.final, now: now()))
         if skipped.files > 0 { batch.append(.skipped(job: scan.job, files: skipped.files, bytes: skipped.bytes)) }
-        if let first = reply.skipped.first { batch.append(.unnamed(job: scan.job, count: Int64(reply.skipped.count), first: first)) }
+        if let first = reply.skipped.first { batch.append(.untransferable(job: scan.job, count: Int64(reply.skipped.count), first: first)) }
         plannedEntriesWaiting += entries.count
         if !policy.isRunning(scan.job), let job = try journal.job(scan.job) {
             var record = job
