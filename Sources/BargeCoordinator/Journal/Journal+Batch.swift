@@ -46,8 +46,47 @@ extension Journal {
     /// Commits `changes` in one transaction (one `fsync` at `synchronous = FULL`), then reads
     /// `refills` in the same transaction, so the pages agree with every change before them.
     public func commit(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) async throws -> BatchOutcome {
-        let outcome = try await pool.write { db in try Self.apply(changes, refills: refills, db) }
+        let outcome = try await pool.write { [manifests] db in try Self.write(changes, refills: refills, manifests, db) }
         await truncateWAL()
+        return outcome
+    }
+
+    /// Where a completion's manifest goes: in its row (an empty one), or in the job's log.
+    enum StoredManifest {
+        case row(Data)
+        case log(ManifestLog.Place)
+    }
+
+    /// The batch's manifests are appended to their jobs' logs first, and synced on another
+    /// thread while the statements run; the transaction commits (when this returns) only after
+    /// that sync, so no row ever points at bytes a crash could lose.
+    private static func write(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill], _ manifests: ManifestLog,
+                              _ db: Database) throws -> BatchOutcome {
+        var stored: [Int: StoredManifest] = [:]
+        var byJob: [String: [Data]] = [:]
+        var slots: [(change: Int, job: String, n: Int)] = []
+        for (i, change) in changes.enumerated() {
+            guard case .complete(let report, _) = change else { continue }
+            let blob = UnitManifest.encode(report.chunks)
+            if blob.isEmpty {
+                stored[i] = .row(blob)
+            } else {
+                slots.append((i, report.job, byJob[report.job]?.count ?? 0))
+                byJob[report.job, default: []].append(blob)
+            }
+        }
+        guard !slots.isEmpty else { return try apply(changes, stored: stored, refills: refills, db) }
+        let pending = ManifestLog.Pending()
+        let placed = try manifests.append(byJob, into: pending)
+        for s in slots { stored[s.change] = .log(placed[s.job]![s.n]) }
+        let synced = DispatchGroup()
+        DispatchQueue.global(qos: .userInitiated).async(group: synced) {
+            do { try manifests.sync(pending) } catch { pending.failure = error }
+        }
+        defer { synced.wait() }
+        let outcome = try apply(changes, stored: stored, refills: refills, db)
+        synced.wait()
+        if let failure = pending.failure { throw failure }
         return outcome
     }
 
@@ -67,7 +106,7 @@ extension Journal {
     /// `commit`, blocking the caller: for tests and tools.
     @discardableResult
     public func commitNow(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) throws -> BatchOutcome {
-        try pool.write { db in try Self.apply(changes, refills: refills, db) }
+        try pool.write { [manifests] db in try Self.write(changes, refills: refills, manifests, db) }
     }
 
     /// Counter changes of one job within a batch, applied once at its end.
@@ -77,7 +116,8 @@ extension Journal {
         var codecs: [CodecUsage] = []
     }
 
-    private static func apply(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill], _ db: Database) throws -> BatchOutcome {
+    private static func apply(_ changes: [JournalChange], stored: [Int: StoredManifest], refills: [SchedulingPolicy.Refill],
+                              _ db: Database) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var deltas: [String: JobDelta] = [:]
         var running: [String: Bool] = [:]
@@ -88,7 +128,7 @@ extension Journal {
             return running[job]!
         }
 
-        for change in changes {
+        for (i, change) in changes.enumerated() {
             switch change {
             case .plan(let id, let units, let totals, let mark, let final, let now):
                 guard var job = try JobRecord.fetchOne(db, key: id), !job.state.isTerminal else { continue }
@@ -131,11 +171,16 @@ extension Journal {
                 let key = UnitKey(job: report.job, unit: report.unit)
                 guard try isRunning(report.job) else { continue }
                 // What the policy needs of the unit comes back with the update (no second lookup).
+                let manifest: (row: Data?, at: Int64?, length: Int64) = switch stored[i] {
+                case .row(let blob): (blob, nil, Int64(blob.count))
+                case .log(let place): (nil, place.at, place.length)
+                case nil: (UnitManifest.encode(report.chunks), nil, 0)
+                }
                 let firstRow = try Row.fetchOne(db.cachedStatement(sql: """
-                    UPDATE units SET state = 'done', manifest = ?, lastReport = ?
+                    UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
-                    """), arguments: [UnitManifest.encode(report.chunks), Int64(report.assignment), report.job, Int64(report.unit)])
+                    """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), report.job, Int64(report.unit)])
                 let first = firstRow != nil
                 if !first && report.assignment != 0 {
                     // Done already: another assignment's work still counts on the wire, the same
@@ -182,12 +227,13 @@ extension Journal {
                 var d = deltas[id] ?? JobDelta()
                 for r in ranges {
                     d.bytesDone -= r.length
-                    d.chunksDone -= Int64((r.manifest?.count ?? 0) / UnitManifest.entrySize)
+                    d.chunksDone -= r.manifestBytes / Int64(UnitManifest.entrySize)
                     d.unitsDone -= 1
                 }
                 deltas[id] = d
                 try db.execute(sql: """
-                    UPDATE units SET state = 'pending', manifest = NULL WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done'
+                    UPDATE units SET state = 'pending', manifest = NULL, manifestAt = NULL, manifestLength = 0
+                      WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done'
                     """, arguments: [id, Int64(finish)])
                 try db.execute(sql: "UPDATE units SET rangesDone = MAX(0, rangesDone - ?) WHERE jobId = ? AND unitId = ?",
                                arguments: [ranges.count, id, Int64(finish)])
@@ -196,7 +242,7 @@ extension Journal {
                     try legacy.execute(arguments: [id, path])
                     deltas[id]!.chunksDone -= Int64(db.changesCount)
                 }
-                outcome.resent[UnitKey(job: id, unit: finish)] = ranges.map { var r = $0; r.state = .pending; r.manifest = nil; return r }
+                outcome.resent[UnitKey(job: id, unit: finish)] = ranges.map { var r = $0; r.state = .pending; r.manifest = nil; r.manifestAt = nil; r.manifestLength = 0; return r }
 
             case .end(let id, let event, let now):
                 guard var job = try JobRecord.fetchOne(db, key: id), let next = try? JobLifecycle.next(job.state, event) else { continue }

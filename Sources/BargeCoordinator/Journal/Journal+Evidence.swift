@@ -34,7 +34,7 @@ extension Journal {
                 try UnitRecord.fetchAll(db.cachedStatement(sql: """
                     SELECT * FROM units WHERE jobId = ? AND unitId > ? AND kind IN ('files', 'finish') AND state = 'done' ORDER BY unitId LIMIT ?
                     """), arguments: [id, after, Self.evidencePage])
-            }
+            }.withManifests(manifests)
             guard let last = units.last else { break }
             after = last.unitId
             for unit in units {
@@ -55,13 +55,21 @@ extension Journal {
     }
 
     private func addRangeChunks(job id: String, finish: Int64, to root: inout MerkleAccumulator) throws {
+        let log = manifests
+        let file = open(log.file(of: id), O_RDONLY | O_CLOEXEC)  // none when every manifest is in its row
+        defer { if file >= 0 { close(file) } }
         root = try pool.read { [root] db in
             var acc = root
             let rows = try Row.fetchCursor(db.cachedStatement(sql: """
-                SELECT manifest FROM units WHERE jobId = ? AND finishUnit = ? AND kind = 'range' ORDER BY unitId
+                SELECT manifest, manifestAt, manifestLength FROM units WHERE jobId = ? AND finishUnit = ? AND kind = 'range' ORDER BY unitId
                 """), arguments: [id, finish])
             while let row = try rows.next() {
-                for c in UnitManifest.decode(row["manifest"] as Data? ?? Data()) { if let d = SHA256Digest(bytes: c.id) { acc.add(d) } }
+                var blob = row["manifest"] as Data? ?? Data()
+                if let at = row["manifestAt"] as Int64? {
+                    guard file >= 0 else { throw JournalError.corrupt("manifest file \(log.file(of: id)) is missing") }
+                    blob = try log.read(job: id, ManifestLog.Place(at: at, length: row["manifestLength"]), fd: file)
+                }
+                for c in UnitManifest.decode(blob) { if let d = SHA256Digest(bytes: c.id) { acc.add(d) } }
             }
             return acc
         }

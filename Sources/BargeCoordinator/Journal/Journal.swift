@@ -11,10 +11,13 @@ public final class Journal: Sendable {
 
     let pool: DatabasePool
     public let path: String
+    /// Done units' manifests (`ManifestLog`), beside `path`.
+    let manifests: ManifestLog
 
     /// Opens (creating if needed) the journal at `path` and brings its schema up to date.
     public init(path: String) throws {
         self.path = path
+        manifests = try ManifestLog(journalPath: path)
         var configuration = Configuration()
         // A truncating checkpoint waits this long for readers (`truncateWAL`).
         configuration.busyMode = .timeout(0.2)
@@ -223,6 +226,14 @@ public final class Journal: Sendable {
         m.registerMigration("v15: the coordinator's runs, counted") { db in
             try db.execute(sql: "CREATE TABLE coordinator_runs (id INTEGER PRIMARY KEY CHECK (id = 1), boots INTEGER NOT NULL)")
         }
+        m.registerMigration("v16: manifests beside the journal") { db in
+            // Where a done unit's manifest is in its job's `ManifestLog` file; rows written
+            // before keep theirs in `manifest`, which still reads.
+            try db.execute(sql: """
+                ALTER TABLE units ADD COLUMN manifestAt INTEGER;
+                ALTER TABLE units ADD COLUMN manifestLength INTEGER NOT NULL DEFAULT 0;
+                """)
+        }
         return m
     }
 
@@ -305,7 +316,7 @@ public final class Journal: Sendable {
     /// Deletes jobs that ended before `before` (Unix seconds), with their units; returns their ids.
     @discardableResult
     public func prune(endedBefore before: Double) throws -> [String] {
-        try auditedWrite(effect: { ids in ("pruned \(ids.count) jobs\(ids.isEmpty ? "" : ": " + ids.prefix(100).joined(separator: " ") + (ids.count > 100 ? " …" : ""))", job: nil) }) { db in
+        let ids: [String] = try auditedWrite(effect: { (ids: [String]) in ("pruned \(ids.count) jobs\(ids.isEmpty ? "" : ": " + ids.prefix(100).joined(separator: " ") + (ids.count > 100 ? " …" : ""))", job: nil) }) { db in
             let ids = try String.fetchAll(db, sql: """
                 SELECT id FROM jobs WHERE finishedAt IS NOT NULL AND finishedAt < ? AND state IN ('succeeded', 'failed', 'cancelled')
                 """, arguments: [before])
@@ -317,12 +328,16 @@ public final class Journal: Sendable {
             }
             return ids
         }
+        // After the rows that point into them are gone (a crash in between leaves a file no row
+        // reads).
+        for id in ids { manifests.remove(job: id) }
+        return ids
     }
 
-    /// The journal file's size in bytes, with its WAL.
+    /// The journal's size in bytes, with its WAL and its manifest files.
     public func sizeOnDisk() -> Int64 {
         let fm = FileManager.default
-        return [path, path + "-wal"].reduce(0) { sum, p in
+        return [path, path + "-wal"].reduce(manifests.size()) { sum, p in
             sum + ((try? fm.attributesOfItem(atPath: p)[.size] as? NSNumber)?.int64Value ?? 0)
         }
     }
@@ -413,7 +428,7 @@ public final class Journal: Sendable {
         try pool.read { db in
             try UnitRecord.fetchAll(db.cachedStatement(sql: "SELECT * FROM units WHERE jobId = ? AND state = 'done' AND unitId >= ? ORDER BY unitId LIMIT ?"),
                                     arguments: [id, from, limit])
-        }
+        }.withManifests(manifests)
     }
 
     /// Chunk rows of journals before v5 (which kept one per chunk), for these paths.
@@ -442,7 +457,7 @@ public final class Journal: Sendable {
             var q = UnitRecord.filter(Column("jobId") == id)
             if let state { q = q.filter(Column("state") == state.rawValue) }
             return try q.order(Column("unitId")).fetchAll(db)
-        }
+        }.withManifests(manifests)
     }
 }
 
@@ -452,6 +467,8 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
     case unitNotPending(String, Int64, UnitState)
     /// A stored value does not read back (a damaged or foreign journal).
     case corrupt(String)
+    /// The manifest files beside the journal cannot be written (a full disk, say).
+    case manifests(String)
 
     public var description: String {
         switch self {
@@ -459,6 +476,7 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unknownUnit(let id, let u): "job \(id) has no unit \(u)"
         case .unitNotPending(let id, let u, let s): "unit \(u) of job \(id) is \(s.rawValue), not pending"
         case .corrupt(let what): "the journal is damaged: \(what)"
+        case .manifests(let what): "the journal's manifest files: \(what)"
         }
     }
 }

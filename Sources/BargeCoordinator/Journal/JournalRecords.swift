@@ -123,8 +123,13 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     public var depth: Int64 = 0
     /// Files (and links) this unit finishes, for the job's `files_done`.
     public var finishedFiles: Int64 = 0
-    /// The chunks its source reported when it was done (`UnitManifest`).
+    /// The chunks its source reported when it was done (`UnitManifest`). The journal keeps
+    /// them in its `ManifestLog` (`manifestAt`, `manifestLength`), or in the row when empty or
+    /// written before v16; readers of done units get them here (`withManifests`).
     public var manifest: Data?
+    /// Where the manifest is in its job's `ManifestLog` file, and its size in bytes.
+    public var manifestAt: Int64?
+    public var manifestLength: Int64 = 0
     /// A `finish` unit's file is sent as this many `range` units of `rangeBytes` each. They are
     /// made (journaled as units) only as the scheduler reaches them, so a petabyte of large files
     /// is planned as one row per file; `rangesDone` of them are done.
@@ -284,6 +289,8 @@ extension UnitRecord {
         depth = row["depth"]
         finishedFiles = row["finishedFiles"]
         manifest = row["manifest"]
+        manifestAt = row["manifestAt"]
+        manifestLength = (row["manifestLength"] as Int64?) ?? 0
         rangesTotal = row["rangesTotal"]
         rangesMade = row["rangesMade"]
         rangesDone = row["rangesDone"]
@@ -308,6 +315,8 @@ extension UnitRecord {
         container["depth"] = depth
         container["finishedFiles"] = finishedFiles
         container["manifest"] = manifest
+        container["manifestAt"] = manifestAt
+        container["manifestLength"] = manifestLength
         container["rangesTotal"] = rangesTotal
         container["rangesMade"] = rangesMade
         container["rangesDone"] = rangesDone
@@ -329,5 +338,23 @@ extension UnitRecord {
         default:
             throw JournalError.corrupt("a unit's files are neither a BLOB nor JSON text")
         }
+    }
+}
+
+extension UnitRecord {
+    /// The size of its manifest in bytes, wherever it is kept.
+    public var manifestBytes: Int64 { manifest.map { Int64($0.count) } ?? manifestLength }
+}
+
+extension [UnitRecord] {
+    /// These units with the manifests the log keeps for them read in, one open file per job.
+    func withManifests(_ log: ManifestLog) throws -> [UnitRecord] {
+        var out = self
+        let placed = Dictionary(grouping: indices.filter { out[$0].manifest == nil && out[$0].manifestAt != nil }, by: { out[$0].jobId })
+        for (job, at) in placed {
+            let blobs = try log.read(job: job, at.map { ManifestLog.Place(at: out[$0].manifestAt!, length: out[$0].manifestLength) })
+            for (i, blob) in zip(at, blobs) { out[i].manifest = blob }
+        }
+        return out
     }
 }
