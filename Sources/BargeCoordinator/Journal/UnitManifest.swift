@@ -8,15 +8,23 @@ public enum UnitManifest {
     static let entrySize = 48
 
     public static func encode(_ chunks: [ChunkReport]) -> Data {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(chunks.count * entrySize)
-        for c in chunks where c.id.count == 32 {
-            append(&bytes, c.file)
-            append(&bytes, c.offset)
-            append(&bytes, c.length)
-            bytes += c.id
+        let count = chunks.lazy.filter { $0.id.count == 32 }.count
+        guard count > 0 else { return Data() }
+        // Written in place: appending field by field was a tenth of the commit thread's time.
+        var data = Data(count: count * entrySize)
+        data.withUnsafeMutableBytes { raw in
+            var at = 0
+            for c in chunks where c.id.count == 32 {
+                raw.storeBytes(of: c.file.bigEndian, toByteOffset: at, as: UInt32.self)
+                raw.storeBytes(of: c.offset.bigEndian, toByteOffset: at + 4, as: UInt64.self)
+                raw.storeBytes(of: c.length.bigEndian, toByteOffset: at + 12, as: UInt32.self)
+                c.id.withUnsafeBytes { id in
+                    UnsafeMutableRawBufferPointer(rebasing: raw[(at + 16)..<(at + 48)]).copyMemory(from: id)
+                }
+                at += entrySize
+            }
         }
-        return Data(bytes)
+        return data
     }
 
     /// The chunks of a blob; a truncated tail (never written so) is ignored.
@@ -35,9 +43,5 @@ public enum UnitManifest {
             }
         }
         return out
-    }
-
-    private static func append<T: FixedWidthInteger>(_ bytes: inout [UInt8], _ value: T) {
-        withUnsafeBytes(of: value.bigEndian) { bytes += $0 }
     }
 }
