@@ -242,6 +242,27 @@ extension JournalTests {
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
     }
 
+    /// Ranges done are counted per file once per batch; a resend in the same batch sees the
+    /// completions before it, and a completion after it counts again.
+    @Test func aBatchCountsItsRangesDoneAroundAResend() throws {
+        let dir = try StateDirectory()
+        let journal = try largeFiles(2, of: 3 << 20, in: dir)
+        let page = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: nil), limit: 8, spread: 2)]).pages[0].units
+        let ranges = page.filter { $0.kind == .range }
+        #expect(ranges.count == 6)
+        let chunk = ChunkReport(file: 0, offset: 0, length: 1 << 20, id: [UInt8](repeating: 3, count: 32))
+        func done(_ r: UnitRecord) -> JournalChange {
+            .complete(TaskDone(job: "j1", unit: UInt64(r.unitId), bytes: 1 << 20, wireBytes: 1 << 20, refetched: 0, codecs: [], chunks: [chunk]), now: 6, unit: r)
+        }
+        let first = ranges.filter { $0.finishUnit == 0 }, second = ranges.filter { $0.finishUnit == 1 }
+        // Two ranges of the first file done, then the file sent again, then one of them done again;
+        // the second file's three ranges done.
+        _ = try journal.commitNow([done(first[0]), done(first[1]), .resend(job: "j1", finish: 0), done(first[0])] + second.map(done))
+        let finishes = try journal.units(job: "j1").filter { $0.kind == .finish }
+        #expect(finishes.map(\.rangesDone) == [1, 3])
+        #expect(finishes.map(\.planned.waitsFor) == [2, 0])
+    }
+
     /// A journal with job `j1` planned: `count` files of `size` bytes, in ranges of 1 MiB.
     func largeFiles(_ count: Int, of size: UInt64, in dir: StateDirectory) throws -> Journal {
         let journal = try Journal(path: dir.path)
@@ -305,6 +326,9 @@ extension JournalTests {
             "UPDATE units SET state = 'assigned' WHERE jobId = 'j' AND unitId = 3 AND state = 'pending'",
             "SELECT * FROM units WHERE jobId = 'j' AND finishUnit = 2 AND kind = 'range' AND state = 'done' ORDER BY unitId",
             "SELECT * FROM units WHERE jobId = 'j' AND state = 'done' AND unitId >= 0 ORDER BY unitId LIMIT 100",
+            // A batch's counters of many units, added at once.
+            "UPDATE units SET rangesDone = rangesDone + 1 WHERE jobId = 'j' AND unitId IN (SELECT value FROM json_each('[1,5,9]'))",
+            "SELECT unitId, rangesMade, rangesTotal, rangeBytes FROM units WHERE jobId = 'j' AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT 4",
         ]
         for sql in queries {
             let plan = try db.read { try Row.fetchAll($0, sql: "EXPLAIN QUERY PLAN " + sql) }.map { $0["detail"] as String }

@@ -14,7 +14,10 @@ public enum JournalChange: Sendable {
     /// A unit handed to a lane (for tools and tests: the scheduler keeps assignments in memory,
     /// since a restart voids them all).
     case assign(UnitKey, source: String, destination: String)
-    case complete(TaskDone, now: Double)
+    /// A unit's `task done`. `unit` is what the scheduler holds of it (its kind, file, depth and
+    /// files finished, which never change), so the journal need not read them back; without
+    /// it (a late report of a unit no longer held) the update returns them.
+    case complete(TaskDone, now: Double, unit: UnitRecord? = nil)
     /// A unit's lane gave it up: it is pending again (if it was assigned in the journal), its
     /// `attempts` so far are kept (so a restart does not grant it fresh ones), and `retry`
     /// counts it in the job's unit retries.
@@ -46,7 +49,7 @@ extension Journal {
     /// Commits `changes` in one transaction (one `fsync` at `synchronous = FULL`), then reads
     /// `refills` in the same transaction, so the pages agree with every change before them.
     public func commit(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) async throws -> BatchOutcome {
-        let outcome = try await pool.write { [manifests] db in try Self.write(changes, refills: refills, manifests, db) }
+        let outcome = try await pool.write { [manifests, finishFiles] db in try Self.write(changes, refills: refills, manifests, finishFiles, db) }
         await truncateWAL()
         return outcome
     }
@@ -61,12 +64,12 @@ extension Journal {
     /// thread while the statements run; the transaction commits (when this returns) only after
     /// that sync, so no row ever points at bytes a crash could lose.
     private static func write(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill], _ manifests: ManifestLog,
-                              _ db: Database) throws -> BatchOutcome {
+                              _ finishFiles: FinishFiles, _ db: Database) throws -> BatchOutcome {
         var stored: [Int: StoredManifest] = [:]
         var byJob: [String: [Data]] = [:]
         var slots: [(change: Int, job: String, n: Int)] = []
         for (i, change) in changes.enumerated() {
-            guard case .complete(let report, _) = change else { continue }
+            guard case .complete(let report, _, _) = change else { continue }
             let blob = UnitManifest.encode(report.chunks)
             if blob.isEmpty {
                 stored[i] = .row(blob)
@@ -75,7 +78,7 @@ extension Journal {
                 byJob[report.job, default: []].append(blob)
             }
         }
-        guard !slots.isEmpty else { return try apply(changes, stored: stored, refills: refills, db) }
+        guard !slots.isEmpty else { return try apply(changes, stored: stored, refills: refills, finishFiles, db) }
         let pending = ManifestLog.Pending()
         let placed = try manifests.append(byJob, into: pending)
         for s in slots { stored[s.change] = .log(placed[s.job]![s.n]) }
@@ -84,7 +87,7 @@ extension Journal {
             do { try manifests.sync(pending) } catch { pending.failure = error }
         }
         defer { synced.wait() }
-        let outcome = try apply(changes, stored: stored, refills: refills, db)
+        let outcome = try apply(changes, stored: stored, refills: refills, finishFiles, db)
         synced.wait()
         if let failure = pending.failure { throw failure }
         return outcome
@@ -106,7 +109,7 @@ extension Journal {
     /// `commit`, blocking the caller: for tests and tools.
     @discardableResult
     public func commitNow(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) throws -> BatchOutcome {
-        try pool.write { [manifests] db in try Self.write(changes, refills: refills, manifests, db) }
+        try pool.write { [manifests, finishFiles] db in try Self.write(changes, refills: refills, manifests, finishFiles, db) }
     }
 
     /// Counter changes of one job within a batch, applied once at its end.
@@ -117,7 +120,7 @@ extension Journal {
     }
 
     private static func apply(_ changes: [JournalChange], stored: [Int: StoredManifest], refills: [SchedulingPolicy.Refill],
-                              _ db: Database) throws -> BatchOutcome {
+                              _ finishFiles: FinishFiles, _ db: Database) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var deltas: [String: JobDelta] = [:]
         var running: [String: Bool] = [:]
@@ -126,6 +129,14 @@ extension Journal {
             let state = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM jobs WHERE id = ?"), arguments: [job])
             running[job] = state == JobState.running.rawValue
             return running[job]!
+        }
+
+        // Ranges done per file, added once per batch (a statement per completion was a fifth of
+        // a completion's cost); before a resend reads them and before the pages.
+        var rangesDone: [String: [Int64: Int64]] = [:]
+        func addRangesDone() throws {
+            for (job, files) in rangesDone { try addToColumn("rangesDone", files, job: job, db) }
+            rangesDone.removeAll()
         }
 
         for (i, change) in changes.enumerated() {
@@ -167,22 +178,32 @@ extension Journal {
                     """).execute(arguments: [source, destination, key.job, Int64(key.unit)])
                 if db.changesCount == 0 { outcome.stale.insert(key) }
 
-            case .complete(let report, _):
+            case .complete(let report, _, let known):
                 let key = UnitKey(job: report.job, unit: report.unit)
                 guard try isRunning(report.job) else { continue }
-                // What the policy needs of the unit comes back with the update (no second lookup).
                 let manifest: (row: Data?, at: Int64?, length: Int64) = switch stored[i] {
                 case .row(let blob): (blob, nil, Int64(blob.count))
                 case .log(let place): (nil, place.at, place.length)
                 case nil: (UnitManifest.encode(report.chunks), nil, 0)
                 }
-                let firstRow = try Row.fetchOne(db.cachedStatement(sql: """
+                let arguments: StatementArguments = [manifest.row, manifest.at, manifest.length, Int64(report.assignment), report.job, Int64(report.unit)]
+                // The unit as it was planned, if it is done for the first time now.
+                var first: (kind: UnitKind, finish: Int64?, depth: Int64, finishedFiles: Int64)?
+                if let known {
+                    try db.cachedStatement(sql: """
+                        UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?
+                          WHERE jobId = ? AND unitId = ? AND state != 'done'
+                        """).run(manifest.row.map(BoundValue.blob) ?? .null, manifest.at.map(BoundValue.int) ?? .null, .int(manifest.length),
+                                 .int(Int64(report.assignment)), .text(report.job), .int(Int64(report.unit)), in: db)
+                    if db.changesCount > 0 { first = (known.kind, known.finishUnit, known.depth, known.finishedFiles) }
+                } else if let row = try Row.fetchOne(db.cachedStatement(sql: """
                     UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
-                    """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), report.job, Int64(report.unit)])
-                let first = firstRow != nil
-                if !first && report.assignment != 0 {
+                    """), arguments: arguments) {
+                    first = (UnitKind(rawValue: row[0]) ?? .files, row[1], row[2], row[3])
+                }
+                if first == nil && report.assignment != 0 {
                     // Done already: another assignment's work still counts on the wire, the same
                     // report again (its acknowledgement was lost) does not.
                     try db.cachedStatement(sql: "UPDATE units SET lastReport = ? WHERE jobId = ? AND unitId = ? AND lastReport != ?")
@@ -191,19 +212,15 @@ extension Journal {
                 }
                 var d = deltas[report.job] ?? JobDelta()
                 d.wireBytes += Int64(report.wireBytes)
-                if let row = firstRow {
-                    let kind = UnitKind(rawValue: row["kind"]) ?? .files
-                    if kind == .range, let finish = row["finishUnit"] as Int64? {
-                        try db.cachedStatement(sql: "UPDATE units SET rangesDone = rangesDone + 1 WHERE jobId = ? AND unitId = ?")
-                            .execute(arguments: [report.job, finish])
-                    }
-                    outcome.firstCompletions[key] = PlannedUnit(id: report.unit, kind: kind, finish: (row["finishUnit"] as Int64?).map { UInt64($0) },
-                                                                depth: Int(row["depth"] as Int64))
+                if let unit = first {
+                    if unit.kind == .range, let finish = unit.finish { rangesDone[report.job, default: [:]][finish, default: 0] += 1 }
+                    outcome.firstCompletions[key] = PlannedUnit(id: report.unit, kind: unit.kind, finish: unit.finish.map { UInt64($0) },
+                                                                depth: Int(unit.depth))
                     d.bytesDone += Int64(report.bytes)
                     d.chunksDone += Int64(report.chunks.count)
                     d.chunksRefetched += Int64(report.refetched)
                     d.dedupBytes += Int64(report.dedupBytes)
-                    d.filesDone += row["finishedFiles"] as Int64
+                    d.filesDone += unit.finishedFiles
                     d.unitsDone += 1
                     d.codecs = CodecUsage.merge(d.codecs, report.codecs)
                 }
@@ -220,6 +237,7 @@ extension Journal {
                 deltas[key.job, default: JobDelta()].unitRetries += 1
 
             case .resend(let id, let finish):
+                try addRangesDone()
                 let ranges = try UnitRecord.fetchAll(db, sql: """
                     SELECT * FROM units WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done' ORDER BY unitId
                     """, arguments: [id, Int64(finish)])
@@ -260,7 +278,8 @@ extension Journal {
             }
         }
 
-        let now = changes.lazy.compactMap { c -> Double? in if case .complete(_, let t) = c { t } else { nil } }.last
+        try addRangesDone()
+        let now = changes.lazy.compactMap { c -> Double? in if case .complete(_, let t, _) = c { t } else { nil } }.last
         for id in deltas.keys.sorted() {
             // The counters move in place (a whole record's encoding per batch was a tenth of the
             // commit thread's time); the record is read whole only when the job ends.
@@ -301,7 +320,7 @@ extension Journal {
         }
 
         for refill in refills {
-            outcome.pages.append((refill, try page(refill, db)))
+            outcome.pages.append((refill, try page(refill, finishFiles, db)))
         }
         return outcome
     }
@@ -319,13 +338,13 @@ extension Journal {
         if !d.codecs.isEmpty { job.codecStats = CodecUsage.merge(job.codecStats, d.codecs) }
     }
 
-    private static func page(_ refill: SchedulingPolicy.Refill, _ db: Database) throws -> [UnitRecord] {
+    private static func page(_ refill: SchedulingPolicy.Refill, _ finishFiles: FinishFiles, _ db: Database) throws -> [UnitRecord] {
         switch refill.kind {
         case .work(let after):
             var units = try UnitRecord.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM units WHERE jobId = ? AND state = 'pending' AND unitId > ? AND kind != 'directories' ORDER BY unitId LIMIT ?
                 """), arguments: [refill.job, after.map { Int64($0) } ?? -1, refill.limit])
-            if units.count < refill.limit { units += try makeRanges(job: refill.job, count: refill.limit - units.count, files: refill.spread, db) }
+            if units.count < refill.limit { units += try makeRanges(job: refill.job, count: refill.limit - units.count, files: refill.spread, finishFiles, db) }
             return units
 
         case .directories(let after):
@@ -346,13 +365,25 @@ extension Journal {
     /// from `files` of them at once in turn: each file stays with one destination agent, so the
     /// page gives as many agents work as it has files. Fewer than `count` means every range of
     /// the job is made.
-    private static func makeRanges(job id: String, count: Int, files: Int, _ db: Database) throws -> [UnitRecord] {
+    private static func makeRanges(job id: String, count: Int, files: Int, _ finishFiles: FinishFiles, _ db: Database) throws -> [UnitRecord] {
         guard var next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT nextUnit FROM jobs WHERE id = ?"), arguments: [id]) else { return [] }
         var made: [UnitRecord] = []
         while made.count < count {
-            var spans = try UnitRecord.fetchAll(db.cachedStatement(sql: """
-                SELECT * FROM units WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
-                """), arguments: [id, max(1, files)])
+            // The counts from the row; the file, which never changes, from `finishFiles`.
+            var spans = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT unitId, rangesMade, rangesTotal, rangeBytes FROM units
+                  WHERE jobId = ? AND kind = 'finish' AND rangesMade < rangesTotal ORDER BY unitId LIMIT ?
+                """), arguments: [id, max(1, files)]).map { row in
+                let unitId: Int64 = row[0]
+                let file = try finishFiles.file(UnitKey(job: id, unit: UInt64(unitId))) {
+                    try UnitRecord.files(from: DatabaseValue.fetchOne(db.cachedStatement(sql: "SELECT files FROM units WHERE jobId = ? AND unitId = ?"),
+                                                                      arguments: [id, unitId]) ?? .null).first
+                }
+                guard let file else { throw JournalError.corrupt("finish unit \(unitId) of job \(id) names no file") }
+                var span = UnitRecord(jobId: id, unitId: unitId, kind: .finish, files: [file])
+                (span.rangesMade, span.rangesTotal, span.rangeBytes) = (row[1], row[2], row[3])
+                return span
+            }
             guard !spans.isEmpty else { break }
             let before = spans.map(\.rangesMade)
             // Round robin over the spans that still have ranges to make.
@@ -366,15 +397,25 @@ extension Journal {
                 i = s + 1
             }
             // Only the files a range was made from (a short page reaches only the first few).
-            for (span, made) in zip(spans, before) where span.rangesMade != made {
-                try db.cachedStatement(sql: "UPDATE units SET rangesMade = ? WHERE jobId = ? AND unitId = ?").execute(arguments: [span.rangesMade, id, span.unitId])
-            }
+            var madeNow: [Int64: Int64] = [:]
+            for (span, made) in zip(spans, before) where span.rangesMade != made { madeNow[span.unitId] = span.rangesMade - made }
+            try addToColumn("rangesMade", madeNow, job: id, db)
         }
         try db.cachedStatement(sql: "UPDATE jobs SET nextUnit = ? WHERE id = ?").execute(arguments: [next, id])
         return made
     }
 
     private static let jsonEncoder = JSONEncoder()
+
+    /// Adds to a counter column of many units of a job: one statement for each distinct amount,
+    /// the units' ids as a JSON array.
+    private static func addToColumn(_ column: String, _ amounts: [Int64: Int64], job: String, _ db: Database) throws {
+        guard !amounts.isEmpty else { return }
+        for (amount, units) in Dictionary(grouping: amounts.keys, by: { amounts[$0]! }) {
+            try db.cachedStatement(sql: "UPDATE units SET \(column) = \(column) + ? WHERE jobId = ? AND unitId IN (SELECT value FROM json_each(?))")
+                .execute(arguments: [amount, job, "[" + units.sorted().map(String.init).joined(separator: ",") + "]"])
+        }
+    }
 
     /// A range unit as `UnitRecord.insert` writes it, through one cached statement: the record's
     /// generic encoding was a fifth of the commit thread's time at a million units.
@@ -384,7 +425,7 @@ extension Journal {
             INSERT INTO units (jobId, unitId, path, offset, length, state, attempts, kind, files, finishUnit, depth, finishedFiles,
                                rangesTotal, rangesMade, rangesDone, rangeBytes, assignments, lastReport)
               VALUES (?, ?, ?, ?, ?, 'pending', 0, 'range', ?, ?, 0, 0, 0, 0, 0, 0, 0, 0)
-            """).execute(arguments: [r.jobId, r.unitId, r.path, r.offset, r.length, files, r.finishUnit])
+            """).run(.text(r.jobId), .int(r.unitId), .text(r.path), .int(r.offset), .int(r.length), .blob(files), r.finishUnit.map(BoundValue.int) ?? .null, in: db)
     }
 
     /// Every assigned unit back to pending: run when the coordinator starts, since no agent holds

@@ -323,30 +323,41 @@ public struct VerificationRecord: Codable, Hashable, Sendable, FetchableRecord, 
 /// thread's time, and the `files` it stored as JSON another tenth. `files` is stored in the form
 /// `task assign` carries it (a BLOB); journals written before hold JSON text, which still reads.
 extension UnitRecord {
+    /// The `units` table's columns in table order (migrations only ever add columns at the end).
+    /// `Journal` checks the order when it opens, so a row of `SELECT *` is read by position: by
+    /// name, each of its 24 columns was a case-insensitive lookup, a third of reading a row.
+    static let columnOrder = ["jobId", "unitId", "path", "offset", "length", "state", "sourceAgent", "destinationAgent", "attempts",
+                              "kind", "files", "dependsOn", "finishUnit", "depth", "finishedFiles", "manifest", "rangesTotal",
+                              "rangesMade", "rangesDone", "rangeBytes", "assignments", "lastReport", "manifestAt", "manifestLength"]
+
     public init(row: Row) throws {
-        jobId = row["jobId"]
-        unitId = row["unitId"]
-        path = row["path"]
-        offset = row["offset"]
-        length = row["length"]
-        state = row["state"]
-        sourceAgent = row["sourceAgent"]
-        destinationAgent = row["destinationAgent"]
-        attempts = row["attempts"]
-        kind = row["kind"]
-        files = try Self.files(from: row["files"])
-        dependsOn = row["dependsOn"]
-        finishUnit = row["finishUnit"]
-        depth = row["depth"]
-        finishedFiles = row["finishedFiles"]
-        manifest = row["manifest"]
-        manifestAt = row["manifestAt"]
-        manifestLength = (row["manifestLength"] as Int64?) ?? 0
-        rangesTotal = row["rangesTotal"]
-        rangesMade = row["rangesMade"]
-        rangesDone = row["rangesDone"]
-        rangeBytes = row["rangeBytes"]
-        assignments = row["assignments"]
+        // By position when the row is the whole table as this build knows it, else by name.
+        let whole = row.count == Self.columnOrder.count
+        func value<T: DatabaseValueConvertible>(_ i: Int) -> T { whole ? row[i] : row[Self.columnOrder[i]] }
+        func optional<T: DatabaseValueConvertible>(_ i: Int) -> T? { whole ? row[i] : row[Self.columnOrder[i]] }
+        jobId = value(0)
+        unitId = value(1)
+        path = value(2)
+        offset = value(3)
+        length = value(4)
+        state = value(5)
+        sourceAgent = optional(6)
+        destinationAgent = optional(7)
+        attempts = value(8)
+        kind = value(9)
+        files = try Self.files(from: whole ? row[10] : row[Self.columnOrder[10]])
+        dependsOn = optional(11)
+        finishUnit = optional(12)
+        depth = value(13)
+        finishedFiles = value(14)
+        manifest = optional(15)
+        rangesTotal = value(16)
+        rangesMade = value(17)
+        rangesDone = value(18)
+        rangeBytes = value(19)
+        assignments = value(20)
+        manifestAt = optional(22)
+        manifestLength = optional(23) ?? 0
     }
 
     public func encode(to container: inout PersistenceContainer) throws {

@@ -65,8 +65,8 @@ extension Scheduler {
     /// The lanes of a running job as its units last reported them, one entry per lane.
     public func lanes(of job: String) -> [LaneStatus] {
         var byLane: [String: LaneStatus] = [:]
-        for (key, p) in live where key.job == job {
-            guard let lane = policy.lane(of: key), let f = p.lane else { continue }
+        for (unit, p) in live.units(of: job) {
+            guard let lane = policy.lane(of: UnitKey(job: job, unit: unit)), let f = p.lane else { continue }
             byLane[lane.source + "\u{0}" + lane.destination] = LaneStatus(source: lane.source, destination: lane.destination, figures: f)
         }
         return byLane.values.sorted { ($0.source, $0.destination) < ($1.source, $1.destination) }

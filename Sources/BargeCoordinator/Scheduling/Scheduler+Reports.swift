@@ -38,7 +38,7 @@ extension Scheduler {
     /// so far still count.
     func journalRelease(_ key: UnitKey, source: String?, lost: Bool = false) {
         batch.append(lost ? .lost(key) : .release(key, retry: true, attempts: records[key]?.attempts ?? 0))
-        if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
+        if let progress = live.remove(key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
         noteReleased(key, source: source)

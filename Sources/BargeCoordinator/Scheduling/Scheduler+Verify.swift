@@ -43,9 +43,9 @@ extension Scheduler {
     }
 
     /// The job's latest verification, running or ended.
-    public func verification(_ id: String) throws -> VerifyOutcome? {
-        guard try journal.job(id) != nil else { throw SchedulerError.unknownJob(id) }
-        return try journal.verification(id).map(VerifyOutcome.init)
+    public func verification(_ id: String) async throws -> VerifyOutcome? {
+        guard try await journal.readJob(id) != nil else { throw SchedulerError.unknownJob(id) }
+        return try await journal.readVerification(id).map(VerifyOutcome.init)
     }
 
     /// Verifies and waits for the end (tests and tools; the API starts it and returns).
@@ -53,7 +53,7 @@ extension Scheduler {
         var outcome = try startVerify(id, repair: repair)
         while outcome.state == VerificationRecord.State.running.rawValue {
             try await Task.sleep(for: .milliseconds(50))
-            outcome = try verification(id) ?? outcome
+            outcome = try await verification(id) ?? outcome
         }
         return outcome
     }

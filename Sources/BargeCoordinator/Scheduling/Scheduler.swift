@@ -61,7 +61,7 @@ public actor Scheduler {
     var records: [UnitKey: UnitRecord] = [:]
     var running: [String: RunningJob] = [:]
     /// Units running, as their agents last reported them.
-    var live: [UnitKey: TaskProgress] = [:]
+    var live = LiveProgress()
     /// Units whose lane failed wait this long before another try (doubling per attempt, with jitter).
     let retryBackoff = ExponentialBackoff(initial: .milliseconds(500), maximum: .seconds(30))
     var scans: [UInt64: PendingScan] = [:]
@@ -269,8 +269,10 @@ public actor Scheduler {
     public func jobCounts() throws -> [JobState: Int] { try journal.jobCounts() }
 
     /// The job as stored, with the bytes of units still running added.
-    public func status(_ id: String) throws -> JobRecord? {
-        guard var job = try journal.job(id) else { return nil }
+    /// The journal is read on its own queue, not on this actor (a status poll used to block the
+    /// scheduler for the read).
+    public func status(_ id: String) async throws -> JobRecord? {
+        guard var job = try await journal.readJob(id) else { return nil }
         addLive(&job)
         return job
     }
@@ -298,10 +300,9 @@ public actor Scheduler {
 
     func addLive(_ job: inout JobRecord) {
         guard job.state == .running else { return }
-        for (key, p) in live where key.job == job.id {
-            job.bytesDone += Int64(p.bytesDone)
-            job.wireBytes += Int64(p.wireBytes)
-        }
+        let running = live.sums(of: job.id)
+        job.bytesDone += running.bytes
+        job.wireBytes += running.wire
     }
 
     /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
@@ -351,7 +352,7 @@ public actor Scheduler {
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
                 if let lane = policy.lane(of: key) {
-                    live[key] = p
+                    live.set(key, p)
                     if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f, now: now()) }
                 }
             case .taskDone(let done):
@@ -431,16 +432,16 @@ public actor Scheduler {
             // An earlier assignment's report: the work is done and counts, but the current
             // assignment still runs and holds its lane until it answers.
             reported[key] = reported[key] ?? false
-            batch.append(.complete(done, now: now()))
+            batch.append(.complete(done, now: now(), unit: records[key]))
             return
         }
         let lane = policy.lane(of: key)
         policy.ended(key)
         noteReleased(key, source: lane?.source)
         let held = lane != nil
-        live.removeValue(forKey: key)
+        live.remove(key)
         reported[key] = held || (reported[key] ?? false)
-        batch.append(.complete(done, now: now()))
+        batch.append(.complete(done, now: now(), unit: records[key]))
         metrics.record(done, source: lane?.source, destination: lane?.destination, now: now())
         if let lane {
             agentBytes[lane.source, default: (0, 0)].sent += done.wireBytes
@@ -460,7 +461,7 @@ public actor Scheduler {
             logger.info("job \(failure.job) unit \(failure.unit): ignoring a failure of assignment \(failure.assignment) (now \(currentAssignment(key))): \(failure.reason)")
             return
         }
-        if let progress = live.removeValue(forKey: key), progress.wireBytes > 0 {
+        if let progress = live.remove(key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
         metrics.retried(1)
@@ -497,7 +498,7 @@ public actor Scheduler {
     /// Called every second: retries whose backoff ran out, and the gauges.
     public func tick() {
         if let due = policy.nextRetry, due <= now() { schedule() }
-        let moved = completedBytes + live.values.reduce(Int64(0)) { $0 + Int64($1.bytesDone) }
+        let moved = completedBytes + live.totalBytes
         metrics.update(throughput: rate(moved))
     }
 
@@ -542,31 +543,51 @@ public actor Scheduler {
         await withCheckedContinuation { committed.append((needed, $0)) }
     }
 
+    /// Commits batch after batch while there is anything to commit. A batch is carried out
+    /// (its sends, pages and completions applied) while the next one commits, so the journal's
+    /// writer does not wait for the actor between batches. Carrying out batch N before N + 1 is
+    /// committed is safe: N + 1 holds only what was decided before N's outcome was known, and
+    /// nothing N's outcome leads to goes into a batch before N + 2.
     private func commitLoop() async {
         var failures = 0
-        while !(batch.isEmpty && batchRefills.isEmpty && batchSends.isEmpty) {
+        var previous: (outcome: BatchOutcome, changes: [JournalChange], sends: [(key: UnitKey?, agent: String, message: Message)], number: Int)?
+        while true {
+            let work = !(batch.isEmpty && batchRefills.isEmpty && batchSends.isEmpty)
+            guard work || previous != nil else { break }
             let changes = batch, refills = batchRefills, sends = batchSends
-            batch = []
-            batchRefills = []
-            batchSends = []
-            plannedEntriesWaiting = 0
-            batchesBegun += 1
-            do {
+            var commit: Task<BatchOutcome, any Error>?
+            if work {
+                batch = []
+                batchRefills = []
+                batchSends = []
+                plannedEntriesWaiting = 0
+                batchesBegun += 1
                 // Sends alone (assignments of units already journaled) need no transaction.
-                let outcome = changes.isEmpty && refills.isEmpty ? BatchOutcome() : try await journal.commit(changes, refills: refills)
-                failures = 0
-                carryOut(outcome, changes: changes, sends: sends)
-                batchesDone = batchesBegun
+                if !(changes.isEmpty && refills.isEmpty) {
+                    commit = Task.detached { [journal] in try await journal.commit(changes, refills: refills) }
+                }
+            }
+            if let done = previous {
+                carryOut(done.outcome, changes: done.changes, sends: done.sends)
+                batchesDone = done.number
                 resumeFlushes()
-            } catch {
-                // Nothing of the batch was written; nothing of it was sent. Try it again.
-                failures += 1
-                logger.critical("journal commit of \(changes.count) changes failed (try \(failures)): \(error)")
-                batch = changes + batch
-                batchRefills = refills + batchRefills
-                batchSends = sends + batchSends
-                batchesBegun -= 1
-                try? await Task.sleep(for: .milliseconds(min(5000, 50 << min(failures, 7))))
+                previous = nil
+            }
+            if work {
+                do {
+                    let outcome = try await commit?.value ?? BatchOutcome()
+                    failures = 0
+                    previous = (outcome, changes, sends, batchesBegun)
+                } catch {
+                    // Nothing of the batch was written; nothing of it was sent. Try it again.
+                    failures += 1
+                    logger.critical("journal commit of \(changes.count) changes failed (try \(failures)): \(error)")
+                    batch = changes + batch
+                    batchRefills = refills + batchRefills
+                    batchSends = sends + batchSends
+                    batchesBegun -= 1
+                    try? await Task.sleep(for: .milliseconds(min(5000, 50 << min(failures, 7))))
+                }
             }
             schedule()
         }
@@ -598,7 +619,7 @@ public actor Scheduler {
         // one's) is done once.
         var reportedNow: Set<UnitKey> = []
         for change in changes {
-            guard case .complete(let done, _) = change else { continue }
+            guard case .complete(let done, _, _) = change else { continue }
             reportedNow.insert(UnitKey(job: done.job, unit: done.unit))
         }
         for key in reportedNow {
@@ -647,7 +668,7 @@ public actor Scheduler {
         endings.ended(job)
         policy.end(job: job)
         records = records.filter { $0.key.job != job }
-        live = live.filter { $0.key.job != job }
+        live.remove(job: job)
         running.removeValue(forKey: job)
         sentSettings.removeValue(forKey: job)
     }
