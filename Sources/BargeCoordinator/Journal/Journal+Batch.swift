@@ -50,6 +50,7 @@ extension Journal {
     /// `refills` in the same transaction, so the pages agree with every change before them.
     public func commit(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) async throws -> BatchOutcome {
         let outcome = try await pool.write { [manifests, finishFiles] db in try Self.write(changes, refills: refills, manifests, finishFiles, db) }
+        checkpointer.poke()
         await truncateWAL()
         return outcome
     }
@@ -109,7 +110,8 @@ extension Journal {
     /// `commit`, blocking the caller: for tests and tools.
     @discardableResult
     public func commitNow(_ changes: [JournalChange], refills: [SchedulingPolicy.Refill] = []) throws -> BatchOutcome {
-        try pool.write { [manifests, finishFiles] db in try Self.write(changes, refills: refills, manifests, finishFiles, db) }
+        defer { checkpointer.poke() }
+        return try pool.write { [manifests, finishFiles] db in try Self.write(changes, refills: refills, manifests, finishFiles, db) }
     }
 
     /// Counter changes of one job within a batch, applied once at its end.

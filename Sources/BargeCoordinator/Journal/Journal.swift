@@ -15,6 +15,8 @@ public final class Journal: Sendable {
     let manifests: ManifestLog
     /// Large files' finish units' files, for making their ranges.
     let finishFiles = FinishFiles()
+    /// Copies the WAL back beside the writer.
+    let checkpointer: WALCheckpointer
 
     /// Opens (creating if needed) the journal at `path` and brings its schema up to date.
     public init(path: String) throws {
@@ -35,9 +37,10 @@ public final class Journal: Sendable {
         // (SQLite's default of 2 MB read them back from the OS on every commit); checkpoints come
         // every 8,192 pages, so a page rewritten by many commits is copied back once.
         try pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 8192")
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0")
         }
         try Self.migrator.migrate(pool)
+        checkpointer = try WALCheckpointer(path: path)
         let columns = try pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM pragma_table_info('units') ORDER BY cid") }
         guard columns.starts(with: UnitRecord.columnOrder) else {
             throw JournalError.corrupt("the units table's columns are \(columns.joined(separator: ", ")), not those this build reads")
