@@ -102,10 +102,13 @@ public struct SchedulingPolicy: Sendable {
     }
 
     public struct Parameters: Sendable {
-        /// Units read per page.
-        public var page: Int = 512
-        /// A window shorter than this asks for the next page.
-        public var lowWater: Int = 128
+        /// Units read per page. A job gets at most one page per commit (it is read in the
+        /// commit's transaction), so the page bounds how many units a commit can hand out: 512
+        /// made 17.8–18.5k decisions/s with 1,000 agents, 1,024 made 21.3–25.2k (`bench scale`).
+        public var page: Int = 1024
+        /// A window shorter than this asks for the next page; half a page, so the next one comes
+        /// before the window runs dry (the page arrives a commit or two later).
+        public var lowWater: Int = 512
         public init() {}
     }
 
