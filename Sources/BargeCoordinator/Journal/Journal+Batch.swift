@@ -186,9 +186,8 @@ extension Journal {
                 let manifest: (row: Data?, at: Int64?, length: Int64) = switch stored[i] {
                 case .row(let blob): (blob, nil, Int64(blob.count))
                 case .log(let place): (nil, place.at, place.length)
-                case nil: (UnitManifest.encode(report.chunks), nil, 0)
+                case nil: { let blob = UnitManifest.encode(report.chunks); return (blob, nil, Int64(blob.count)) }()
                 }
-                let arguments: StatementArguments = [manifest.row, manifest.at, manifest.length, Int64(report.assignment), report.job, Int64(report.unit)]
                 // The unit as it was planned, if it is done for the first time now.
                 var first: (kind: UnitKind, finish: Int64?, depth: Int64, finishedFiles: Int64)?
                 if let known {
@@ -202,7 +201,7 @@ extension Journal {
                     UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
-                    """), arguments: arguments) {
+                    """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), report.job, Int64(report.unit)]) {
                     first = (UnitKind(rawValue: row[0]) ?? .files, row[1], row[2], row[3])
                 }
                 if first == nil && report.assignment != 0 {

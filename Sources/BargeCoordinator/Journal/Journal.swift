@@ -34,8 +34,8 @@ public final class Journal: Sendable {
         // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last transactions on
         // power loss. The writer connection is the only one that commits, so FULL is set there.
         // Its page cache holds the units' indexes' upper levels and the pages a busy job touches
-        // (SQLite's default of 2 MB read them back from the OS on every commit); checkpoints come
-        // every 8,192 pages, so a page rewritten by many commits is copied back once.
+        // (SQLite's default of 2 MB read them back from the OS on every commit). Its automatic
+        // checkpoint is off: `WALCheckpointer` copies the WAL back on a connection of its own.
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0")
         }
