@@ -10,7 +10,7 @@ struct LiveProgressTests {
     }
 
     @Test func sumsFollowReportsRemovalsAndEndedJobs() {
-        var live = LiveProgress()
+        let live = LiveProgress()
         live.set(UnitKey(job: "a", unit: 1), report("a", 1, 100, 60))
         live.set(UnitKey(job: "a", unit: 2), report("a", 2, 50, 50))
         live.set(UnitKey(job: "b", unit: 1), report("b", 1, 7, 7))
@@ -26,5 +26,23 @@ struct LiveProgressTests {
         #expect(live.sums(of: "a") == (0, 0) && live.units(of: "a").isEmpty && live.totalBytes == 7)
         _ = live.remove(UnitKey(job: "b", unit: 1))
         #expect(live.totalBytes == 0 && live.sums(of: "b") == (0, 0))
+    }
+
+    @Test func lanesComeFromTheLatestReportsThatCarryFigures() {
+        let live = LiveProgress()
+        let ab = LiveProgress.LaneKey(source: "a1", destination: "b1")
+        let ac = LiveProgress.LaneKey(source: "a1", destination: "b0")
+        let fast = LaneFigures(rttMicros: 1_500, queueMicros: 200, window: 4 << 20, rate: 100 << 20)
+        live.set(UnitKey(job: "j", unit: 1), TaskProgress(job: "j", unit: 1, bytesDone: 1, wireBytes: 1, lane: fast), lane: ab)
+        // A report without figures, or without a lane, adds no lane.
+        live.set(UnitKey(job: "j", unit: 2), TaskProgress(job: "j", unit: 2, bytesDone: 1, wireBytes: 1), lane: ac)
+        live.set(UnitKey(job: "j", unit: 3), TaskProgress(job: "j", unit: 3, bytesDone: 1, wireBytes: 1, lane: fast))
+        #expect(live.lanes(of: "j").map(\.destination) == ["b1"])
+        live.set(UnitKey(job: "j", unit: 2), TaskProgress(job: "j", unit: 2, bytesDone: 2, wireBytes: 2, lane: fast), lane: ac)
+        let lanes = live.lanes(of: "j")
+        #expect(lanes.map(\.destination) == ["b0", "b1"] && lanes[0].rttMs == 1.5 && lanes[0].windowBytes == 4 << 20)
+        // A unit that ends takes its lane with it; other jobs see none.
+        live.remove(UnitKey(job: "j", unit: 1))
+        #expect(live.lanes(of: "j").map(\.destination) == ["b0"] && live.lanes(of: "k").isEmpty)
     }
 }

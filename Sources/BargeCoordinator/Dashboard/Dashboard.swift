@@ -107,7 +107,7 @@ enum Dashboard {
         let now = await scheduler.clockNow
         var jobs: [JobStatus] = []
         for record in try await scheduler.recentJobs(limit: jobsShown) {
-            var status = JobStatus(record, lanes: record.state == .running ? await scheduler.lanes(of: record.id) : [])
+            var status = JobStatus(record, lanes: record.state == .running ? scheduler.lanes(of: record.id) : [])
             if record.state == .succeeded, jobs.count < 20 {
                 status.verification = try? await scheduler.verification(record.id).map(VerifyProgress.init)
             }

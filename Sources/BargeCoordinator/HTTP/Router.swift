@@ -38,7 +38,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
             limit = n
         }
         let after = query["after"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
-        let jobs = try await httpErrors { try await scheduler.statuses(limit: limit, after: after) }
+        let jobs = try await httpErrors { try scheduler.statuses(limit: limit, after: after) }
         return JobList(jobs: jobs.map(JobStatus.init), next: jobs.count == limit ? jobs.last?.id : nil)
     }
     api.route(.post, "/v1/jobs/prune", .operator) { request, _ -> PruneOutcome in
@@ -68,7 +68,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
                 job = try await scheduler.status(id) ?? job
             }
         }
-        var status = JobStatus(job, lanes: await scheduler.lanes(of: id))
+        var status = JobStatus(job, lanes: scheduler.lanes(of: id))
         status.verification = try await httpErrors { try await scheduler.verification(id) }.map(VerifyProgress.init)
         return status
     }

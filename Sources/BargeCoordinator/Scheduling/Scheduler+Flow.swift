@@ -63,14 +63,7 @@ extension Scheduler {
     }
 
     /// The lanes of a running job as its units last reported them, one entry per lane.
-    public func lanes(of job: String) -> [LaneStatus] {
-        var byLane: [String: LaneStatus] = [:]
-        for (unit, p) in live.units(of: job) {
-            guard let lane = policy.lane(of: UnitKey(job: job, unit: unit)), let f = p.lane else { continue }
-            byLane[lane.source + "\u{0}" + lane.destination] = LaneStatus(source: lane.source, destination: lane.destination, figures: f)
-        }
-        return byLane.values.sorted { ($0.source, $0.destination) < ($1.source, $1.destination) }
-    }
+    public nonisolated func lanes(of job: String) -> [LaneStatus] { live.lanes(of: job) }
 
     /// A cap as given: nil for none (absent or `off`); otherwise it must parse as a rate or a
     /// timetable. An empty one is refused: it says nothing, where `off` says none.

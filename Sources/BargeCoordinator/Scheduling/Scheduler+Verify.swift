@@ -43,7 +43,7 @@ extension Scheduler {
     }
 
     /// The job's latest verification, running or ended.
-    public func verification(_ id: String) async throws -> VerifyOutcome? {
+    public nonisolated func verification(_ id: String) async throws -> VerifyOutcome? {
         guard try await journal.readJob(id) != nil else { throw SchedulerError.unknownJob(id) }
         return try await journal.readVerification(id).map(VerifyOutcome.init)
     }

@@ -60,8 +60,8 @@ public actor Scheduler {
     /// Units read from the journal and not done: the policy's window, held and retrying units.
     var records: [UnitKey: UnitRecord] = [:]
     var running: [String: RunningJob] = [:]
-    /// Units running, as their agents last reported them.
-    var live = LiveProgress()
+    /// Units running, as their agents last reported them (read by status without the actor).
+    let live = LiveProgress()
     /// Units whose lane failed wait this long before another try (doubling per attempt, with jitter).
     let retryBackoff = ExponentialBackoff(initial: .milliseconds(500), maximum: .seconds(30))
     var scans: [UInt64: PendingScan] = [:]
@@ -269,16 +269,17 @@ public actor Scheduler {
     public func jobCounts() throws -> [JobState: Int] { try journal.jobCounts() }
 
     /// The job as stored, with the bytes of units still running added.
-    /// The journal is read on its own queue, not on this actor (a status poll used to block the
-    /// scheduler for the read).
-    public func status(_ id: String) async throws -> JobRecord? {
+    /// Neither the read nor the running units' bytes wait for this actor: the journal is read on
+    /// its own queue and the bytes come from `live` under its lock (a status poll used to queue
+    /// behind every report the actor had yet to handle).
+    public nonisolated func status(_ id: String) async throws -> JobRecord? {
         guard var job = try await journal.readJob(id) else { return nil }
         addLive(&job)
         return job
     }
 
     /// A page of jobs in submission order, after the job `after`.
-    public func statuses(limit: Int = 1000, after: String? = nil) throws -> [JobRecord] {
+    public nonisolated func statuses(limit: Int = 1000, after: String? = nil) throws -> [JobRecord] {
         do {
             return try journal.jobs(limit: limit, after: after).map { job in
                 var j = job
@@ -298,7 +299,7 @@ public actor Scheduler {
         return ids
     }
 
-    func addLive(_ job: inout JobRecord) {
+    nonisolated func addLive(_ job: inout JobRecord) {
         guard job.state == .running else { return }
         let running = live.sums(of: job.id)
         job.bytesDone += running.bytes
@@ -352,7 +353,7 @@ public actor Scheduler {
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
                 if let lane = policy.lane(of: key) {
-                    live.set(key, p)
+                    live.set(key, p, lane: LiveProgress.LaneKey(source: lane.source, destination: lane.destination))
                     if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f, now: now()) }
                 }
             case .taskDone(let done):
@@ -472,7 +473,7 @@ public actor Scheduler {
             policy.failed(key, retryAt: now() + wait.seconds)
             noteReleased(key, source: lane.source)
             batch.append(.release(key, retry: true, attempts: attempts))
-            logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)), retrying in \(wait): \(failure.reason)")
+            logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)), retrying in \(String(format: "%.2f", wait.seconds)) s: \(failure.reason)")
             // A large file that cannot be finished where it now goes (its partial copy was at an
             // agent that went down) is sent again from its first range.
             if record.kind == .finish { batch.append(.resend(job: failure.job, finish: failure.unit)) }
