@@ -100,7 +100,8 @@ public struct CoordinatorServer {
 }
 
 /// The HTTP API alone over a scheduler, on `host:port` (0: a free port, passed to `onRunning`),
-/// until the task is cancelled: for benchmarks that drive the scheduler in process.
+/// until the task is cancelled, which shuts it down gracefully (a bare cancellation logged an
+/// error for the listening channel): for benchmarks that drive the scheduler in process.
 public enum CoordinatorAPIServer {
     public static func run(scheduler: Scheduler, directory: AgentDirectory, tokens: APITokens, host: String = "127.0.0.1", port: Int = 0,
                            logger: Logger = Logger(label: "barge.coordinator"),
@@ -110,6 +111,11 @@ public enum CoordinatorAPIServer {
             configuration: .init(address: .hostname(host, port: port), serverName: "barge-coordinator"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
-        try await app.run()
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        try await withTaskCancellationHandler {
+            try await group.run()
+        } onCancel: {
+            Task { await group.triggerGracefulShutdown() }
+        }
     }
 }
