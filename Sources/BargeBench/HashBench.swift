@@ -1,7 +1,8 @@
+import BargeChunk
 import BargeCodec
 import BargeDigest
 
-/// `barge bench hash`: XXH3-128 and SHA-256 throughput on an in-memory buffer of `bufferSize`
+/// `barge bench hash`: XXH3-128, SHA-256 and FastCDC (cut points) throughput on an in-memory buffer of `bufferSize`
 /// bytes, hashed repeatedly for `seconds` each. GB/s is 10⁹ bytes per second.
 public struct HashBench {
     public struct Report: Codable, Sendable {
@@ -28,12 +29,23 @@ public struct HashBench {
             sha.update(raw)
             sink &+= UInt64(sha.finalize().bytes[0])
         }
+        // FastCDC's cut points with Barge's parameters, over 32 MiB chunk after chunk (the bytes
+        // up to each chunk's minimum are skipped, as when a source agent plans a unit).
+        let cdc = FastCDC.standard
+        let cdcRate = rate(over: SampleData.random(bytes: 32 << 20, seed: 43)) { raw in
+            var offset = 0
+            while offset < raw.count {
+                offset += cdc.cut(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+                sink &+= UInt64(offset)
+            }
+        }
         blackHole(sink)
-        return Report(results: [Result(algorithm: "xxh3-128", gbPerS: xxh), Result(algorithm: "sha256", gbPerS: shaRate)],
+        return Report(results: [Result(algorithm: "xxh3-128", gbPerS: xxh), Result(algorithm: "sha256", gbPerS: shaRate),
+                                Result(algorithm: "fastcdc", gbPerS: cdcRate)],
                       bufferSize: bufferSize)
 
-        func rate(_ body: (UnsafeRawBufferPointer) -> Void) -> Double {
-            buffer.withUnsafeBytes { raw in
+        func rate(over bytes: [UInt8]? = nil, _ body: (UnsafeRawBufferPointer) -> Void) -> Double {
+            (bytes ?? buffer).withUnsafeBytes { raw in
                 body(raw)  // warm up
                 var rounds = 0
                 let start = MonotonicClock.now()

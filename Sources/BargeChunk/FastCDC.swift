@@ -39,7 +39,62 @@ public struct FastCDC: Hashable, Sendable {
     }
 
     /// The length of the first chunk of `window` (all of it when it is no longer than `minSize`).
+    ///
+    /// Four bytes per step, with the same cut points as one byte at a time (`cutBytewise`): the
+    /// hash after the fourth byte is `fp << 4` plus the four gear values folded together, which do
+    /// not depend on `fp`, so the chain from one step to the next is a shift and an add rather
+    /// than four of each. A top-bits mask is zero exactly when the hash is at most its complement,
+    /// so one `min` of the four hashes tells whether any of them cuts.
     public func cut(_ window: UnsafeRawBufferPointer) -> Int {
+        let n = min(window.count, maxSize)
+        if n <= minSize { return n }
+        let normal = min(avgSize, n)
+        guard let base = window.baseAddress else { return n }
+        return Gear.table.withUnsafeBufferPointer { gear in
+            var fp: UInt64 = 0
+            var i = minSize
+            if let at = Self.scan(base, gear, &fp, &i, to: normal, limit: ~maskSmall) { return at }
+            if let at = Self.scan(base, gear, &fp, &i, to: n, limit: ~maskLarge) { return at }
+            return n
+        }
+    }
+
+    /// Rolls the hash over bytes `i..<end`; the length up to the first byte after which the hash
+    /// is at most `limit`, or nil with `fp` and `i` at `end`.
+    @inline(__always)
+    private static func scan(_ base: UnsafeRawPointer, _ gear: UnsafeBufferPointer<UInt64>, _ fp: inout UInt64, _ i: inout Int,
+                             to end: Int, limit: UInt64) -> Int? {
+        var h = fp
+        var at = i
+        defer { fp = h; i = at }
+        while at + 4 <= end {
+            let g0 = gear[Int(base.load(fromByteOffset: at, as: UInt8.self))]
+            let g1 = gear[Int(base.load(fromByteOffset: at + 1, as: UInt8.self))]
+            let g2 = gear[Int(base.load(fromByteOffset: at + 2, as: UInt8.self))]
+            let g3 = gear[Int(base.load(fromByteOffset: at + 3, as: UInt8.self))]
+            let h0 = (h &<< 1) &+ g0
+            let h1 = (h &<< 2) &+ ((g0 &<< 1) &+ g1)
+            let h2 = (h1 &<< 1) &+ g2
+            let h3 = (h &<< 4) &+ ((((g0 &<< 1) &+ g1) &<< 2) &+ ((g2 &<< 1) &+ g3))
+            if min(min(h0, h1), min(h2, h3)) <= limit {
+                if h0 <= limit { return at + 1 }
+                if h1 <= limit { return at + 2 }
+                if h2 <= limit { return at + 3 }
+                return at + 4
+            }
+            h = h3
+            at += 4
+        }
+        while at < end {
+            h = (h &<< 1) &+ gear[Int(base.load(fromByteOffset: at, as: UInt8.self))]
+            at += 1
+            if h <= limit { return at }
+        }
+        return nil
+    }
+
+    /// `cut` one byte at a time, as the paper writes it: the reference `cut` is checked against.
+    func cutBytewise(_ window: UnsafeRawBufferPointer) -> Int {
         let n = min(window.count, maxSize)
         if n <= minSize { return n }
         let normal = min(avgSize, n)

@@ -1,5 +1,5 @@
 import BargeBench
-import BargeChunk
+@testable import BargeChunk
 import BargeDigest
 import Foundation
 import Testing
@@ -20,6 +20,33 @@ struct ChunkerTests {
         #expect(c.map(\.0.length) == [4096, 4096, 1808])
         #expect(c.map(\.0.offset) == [0, 4096, 8192])
         #expect(c.flatMap(\.1) == data)
+    }
+
+    /// `cut` rolls four bytes per step; its cut points must be the bytewise ones exactly, or
+    /// chunks stored by earlier versions would no longer match. Every parameter set, data kind
+    /// and window length (so every tail of 0–3 bytes, and cuts on each of the four bytes).
+    @Test(arguments: [FastCDC(minSize: 64, avgSize: 128, maxSize: 256), FastCDC(minSize: 100, avgSize: 1000, maxSize: 3001),
+                      ChunkerTests.small, FastCDC.standard])
+    func fourBytesAtATimeCutWhereOneAtATimeDoes(_ cdc: FastCDC) throws {
+        var cutsByOffset = [0, 0, 0, 0]
+        for kind in [SampleData.Kind.random, .text, .float32, .zeros] {
+            let data = SampleData.generate(kind, bytes: cdc.maxSize * 6 + 7, seed: 9)
+            data.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let window = UnsafeRawBufferPointer(rebasing: raw[offset...])
+                    let fast = cdc.cut(window), slow = cdc.cutBytewise(window)
+                    #expect(fast == slow, "\(kind) at \(offset): \(fast) against \(slow)")
+                    if fast > cdc.minSize, fast < min(window.count, cdc.maxSize) { cutsByOffset[(fast - cdc.minSize - 1) % 4] += 1 }
+                    offset += fast
+                }
+                for length in stride(from: cdc.minSize - 1, through: min(raw.count, cdc.maxSize + 5), by: cdc.maxSize < 1 << 20 ? max(1, cdc.maxSize / 97) : cdc.maxSize / 13) {
+                    let window = UnsafeRawBufferPointer(rebasing: raw[..<length])
+                    #expect(cdc.cut(window) == cdc.cutBytewise(window), "\(kind), window of \(length)")
+                }
+            }
+        }
+        if cdc.maxSize < 1 << 20 { #expect(cutsByOffset.allSatisfy { $0 > 0 }, "cuts on each byte of a step: \(cutsByOffset)") }
     }
 
     @Test func emptyFileHasNoChunks() throws {
