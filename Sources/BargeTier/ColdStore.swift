@@ -78,7 +78,9 @@ public final class ColdStore {
         defer { lock.release() }
         var outcome = DemoteOutcome()
         var writer: PackWriter?
-        var sealed: [SealedPack] = []
+        // Full packs are sealed in the background; all are waited for before the catalog.
+        let sealer = PackSealer()
+        defer { _ = try? sealer.wait() }
         var batchIDs = Set<[UInt8]>()
         var opened: [(file: ColdFile, path: RootedPath, inode: UInt64)] = []
         let lanes = max(1, encoders.count)
@@ -149,7 +151,7 @@ public final class ColdStore {
                                            rawLength: work.lengths[k])
                         outcome.newChunks += 1
                         if writer!.bytes >= UInt64(PackFormat.targetPackBytes) {
-                            sealed.append(try writer!.seal())
+                            sealer.seal(writer!)
                             writer = nil
                         }
                     }
@@ -170,11 +172,12 @@ public final class ColdStore {
             opened.append((file, rooted, UInt64(before.st_ino)))
         }
         if let w = writer, !w.entries.isEmpty {
-            sealed.append(try w.seal())
+            sealer.seal(w)
         } else {
             writer?.abandon()
         }
         writer = nil
+        let sealed = try sealer.wait()
         // Read every new pack back before anything hot is removed.
         for pack in sealed { try verifyPack(pack.id, expecting: pack.entries) }
         try catalog.commit(packs: sealed, files: opened.map(\.file))

@@ -1,4 +1,5 @@
 import BargeDigest
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -217,5 +218,39 @@ final class PackReader {
 extension ColdStoreError {
     static func system(_ operation: String, _ path: String, _ code: Int32) -> ColdStoreError {
         ColdStoreError("cannot \(operation) \(path): \(String(cString: strerror(code)))")
+    }
+}
+
+/// Seals full packs on a thread of its own, one after another, while the demotion that filled
+/// them goes on compressing: a seal is mostly its `fsync` (64 MiB to disk), time in which the
+/// cores would otherwise wait. `wait` returns every pack sealed, in the order given, or the
+/// first error; nothing is referenced by the catalog before it has returned.
+final class PackSealer: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "barge.cold.seal")
+    private let group = DispatchGroup()
+    private let lock = NSLock()
+    private var results: [Result<SealedPack, Error>?] = []
+
+    /// Seals `writer` in the background; the caller must not use it again.
+    func seal(_ writer: PackWriter) {
+        let slot = results.count
+        results.append(nil)
+        let box = UncheckedBox(writer)
+        queue.async(group: group) { [self] in
+            let result = Result { try box.value.seal() }
+            if case .failure = result { box.value.abandon() }
+            lock.withLock { results[slot] = result }
+        }
+    }
+
+    /// Waits for every seal asked for; the packs in order, or the first failure.
+    func wait() throws -> [SealedPack] {
+        group.wait()
+        return try lock.withLock { try results.map { try $0!.get() } }
+    }
+
+    private struct UncheckedBox: @unchecked Sendable {
+        let value: PackWriter
+        init(_ value: PackWriter) { self.value = value }
     }
 }

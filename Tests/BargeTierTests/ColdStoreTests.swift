@@ -52,6 +52,38 @@ final class ColdSandbox {
 func archiveEncoder() -> AdaptiveEncoder { AdaptiveEncoder(sendRate: ColdStore.archiveRate) }
 
 struct ColdStoreTests {
+    /// Packs sealed in the background come back in the order given, each whole and named by its
+    /// bytes; a seal that fails is reported by `wait` and leaves no temporary file.
+    @Test func theSealerKeepsOrderAndReportsAFailedSeal() throws {
+        let box = try ColdSandbox()
+        let layout = ColdLayout(directory: box.cold)
+        try layout.createDirectories()
+        let sealer = PackSealer()
+        var written: [[UInt8]] = []
+        for k in 0..<3 {
+            let w = try PackWriter(layout: layout, keys: nil)
+            let blob = SampleData.random(bytes: 1000 + k, seed: UInt64(k))
+            try blob.withUnsafeBytes { b in _ = try w.append(id: SHA256.hash(blob).bytes, encoded: b, rawLength: blob.count) }
+            written.append(blob)
+            sealer.seal(w)
+        }
+        let packs = try sealer.wait()
+        #expect(packs.map { $0.entries.map(\.stored) } == written.map { [UInt32($0.count)] })
+        for p in packs {
+            let bytes = try #require(FileManager.default.contents(atPath: layout.packPath(for: p.id)))
+            #expect(SHA256.hash(Array(bytes)).description == p.id && UInt64(bytes.count) == p.bytes)
+        }
+
+        // `packs/` is a file now: no pack can be moved into it.
+        try FileManager.default.removeItem(atPath: layout.packsDirectory)
+        #expect(FileManager.default.createFile(atPath: layout.packsDirectory, contents: Data()))
+        let failing = PackSealer()
+        let w = try PackWriter(layout: layout, keys: nil)
+        failing.seal(w)
+        #expect(throws: ColdStoreError.self) { try failing.wait() }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: layout.temporaryDirectory).filter { $0.hasPrefix("pack-") }.isEmpty)
+    }
+
     @Test(arguments: [false, true])
     func demoteAndPromoteRoundTripByteForByteWithModesAndMtimes(encrypted: Bool) throws {
         let s = try ColdSandbox()
