@@ -31,7 +31,8 @@ struct SchemathesisProcessTests {
         let token = try String(contentsOfFile: cluster.dir.path + "/state/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let run = Process()
         run.executableURL = URL(fileURLWithPath: Self.st!)
-        run.arguments = ["run", Self.repository.appendingPathComponent("docs/openapi.yaml").path, "--url", http, "--checks", "all",
+        run.arguments = ["--config-file", Self.repository.appendingPathComponent("docs/schemathesis.toml").path,
+                         "run", Self.repository.appendingPathComponent("docs/openapi.yaml").path, "--url", http, "--checks", "all",
                          "-H", "Authorization: Bearer \(token)", "--exclude-path", "/v1/tokens/{name}", "--exclude-path", "/v1/events",
                          "--max-examples", "25", "--request-timeout", "15", "--seed", "20261202", "--no-color"]
         run.environment = ProcessInfo.processInfo.environment.merging(["SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"]) { $1 }
