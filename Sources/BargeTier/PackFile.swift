@@ -233,8 +233,11 @@ final class PackSealer: @unchecked Sendable {
 
     /// Seals `writer` in the background; the caller must not use it again.
     func seal(_ writer: PackWriter) {
-        let slot = results.count
-        results.append(nil)
+        // Under the lock: a seal finishing on the queue writes its slot meanwhile.
+        let slot = lock.withLock {
+            results.append(nil)
+            return results.count - 1
+        }
         let box = UncheckedBox(writer)
         queue.async(group: group) { [self] in
             let result = Result { try box.value.seal() }
