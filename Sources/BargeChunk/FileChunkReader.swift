@@ -16,8 +16,11 @@ public struct ChunkSpan: Hashable, Sendable {
 }
 
 /// Streams a file, or a byte range of it, through a chunking strategy with `pread`. Memory is one
-/// buffer of `bufferCapacity` bytes (twice the longest chunk, at least 1 MiB), whatever the file's
-/// size; each chunk is lent to the caller's closure and is valid only during the call.
+/// buffer of at most `bufferCapacity` bytes (eight times the longest chunk, at least 1 MiB; less
+/// for a short range, but never under twice the longest chunk), whatever the file's size. The
+/// unread tail moves to the front of the buffer before each refill, which is less than a longest
+/// chunk: with a buffer of two longest chunks, that move copied most bytes a second time (3% of a
+/// source agent's CPU); with eight, about one in seven; each chunk is lent to the caller's closure and is valid only during the call.
 public struct FileChunkReader {
     public let path: String
     public let strategy: ChunkingStrategy
@@ -26,7 +29,7 @@ public struct FileChunkReader {
     public init(path: String, strategy: ChunkingStrategy) throws(ChunkingError) {
         self.path = path
         self.strategy = try strategy.validated()
-        bufferCapacity = max(2 * strategy.maxChunkLength, 1 << 20)
+        bufferCapacity = max(8 * strategy.maxChunkLength, 1 << 20)
     }
 
     /// Calls `body` with each chunk of the bytes from `start` for `length` bytes (to the end of the
@@ -47,7 +50,9 @@ public struct FileChunkReader {
             end = max(start, UInt64(st.st_size))
         }
 
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferCapacity, alignment: 4096)
+        let floor = max(2 * strategy.maxChunkLength, 1 << 20)
+        let capacity = Int(min(UInt64(bufferCapacity), max(UInt64(floor), end - start)))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 4096)
         defer { buffer.deallocate() }
         var filled = 0      // bytes in buffer[0..<filled]
         var consumed = 0    // bytes of them already given out
@@ -63,8 +68,8 @@ public struct FileChunkReader {
                     filled -= consumed
                     consumed = 0
                 }
-                while filled < bufferCapacity, fileOffset < end {
-                    let want = Int(min(UInt64(bufferCapacity - filled), end - fileOffset))
+                while filled < capacity, fileOffset < end {
+                    let want = Int(min(UInt64(capacity - filled), end - fileOffset))
                     let n = pread(fd, buffer.baseAddress! + filled, want, off_t(fileOffset))
                     if n < 0 {
                         if errno == EINTR { continue }

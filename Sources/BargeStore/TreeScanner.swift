@@ -68,31 +68,53 @@ public enum TreeScanner {
 
     /// The names in a directory other than `.` and `..`, by their bytes; names that are not
     /// UTF-8 are reported in `skipped`.
-    static func children(of directory: String, prefix: String, skipState: Bool, skipped: inout [StoreError]) throws(StoreError) -> [String] {
-        guard let dir = opendir(directory) else { throw .system(operation: "open directory", path: prefix.isEmpty ? "." : prefix, errno: errno) }
+    static func children(of directory: OpenDirectory, prefix: String, skipState: Bool, skipped: inout [StoreError]) throws(StoreError) -> [String] {
+        // fdopendir takes its descriptor over: it gets a copy, and the level keeps its own.
+        let copy = dup(directory.fd)
+        guard copy >= 0, let dir = fdopendir(copy) else {
+            let e = errno
+            if copy >= 0 { close(copy) }
+            throw .system(operation: "open directory", path: prefix.isEmpty ? "." : prefix, errno: e)
+        }
         defer { closedir(dir) }
-        var names: [String] = []
+        var raw: [[UInt8]] = []
         while let ent = readdir(dir) {
-            let raw = withUnsafeBytes(of: ent.pointee.d_name) { bytes in Array(bytes.prefix { $0 != 0 }) }
-            if raw == [0x2E] || raw == [0x2E, 0x2E] { continue }
-            if skipState && raw == Array(stateDirectory.utf8) { continue }
-            guard let name = String(validating: raw, as: UTF8.self) else {
-                skipped.append(.invalidName(directory: prefix.isEmpty ? "." : prefix, escaped: escape(raw)))
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { bytes in Array(bytes.prefix { $0 != 0 }) }
+            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
+            if skipState && name == Array(stateDirectory.utf8) { continue }
+            raw.append(name)
+        }
+        // By memcmp: the generic `lexicographicallyPrecedes` walks both names through iterators,
+        // and took a seventh of a re-sync's source CPU.
+        raw.sort { a, b in
+            a.withUnsafeBufferPointer { x in
+                b.withUnsafeBufferPointer { y in
+                    let c = memcmp(x.baseAddress!, y.baseAddress!, min(x.count, y.count))
+                    return c != 0 ? c < 0 : x.count < y.count
+                }
+            }
+        }
+        var names: [String] = []
+        names.reserveCapacity(raw.count)
+        for name in raw {
+            guard let valid = String(validating: name, as: UTF8.self) else {
+                skipped.append(.invalidName(directory: prefix.isEmpty ? "." : prefix, escaped: escape(name)))
                 continue
             }
-            names.append(name)
+            names.append(valid)
         }
-        names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         return names
     }
 
-    static func entry(at absolute: String, relative: String, skipped: inout [StoreError]) -> TreeEntry? {
+    /// The entry `name` of an open directory, not followed if it is a link; nil (with the reason
+    /// in `skipped`) when it is gone or cannot be transferred.
+    static func entry(named name: String, in directory: OpenDirectory, relative: String, skipped: inout [StoreError]) -> TreeEntry? {
         var st = stat()
-        guard lstat(absolute, &st) == 0 else {
+        guard fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
             skipped.append(.system(operation: "stat", path: relative, errno: errno))
             return nil
         }
-        guard let e = entry(absolute, relative: relative, st) else {
+        guard let e = entry(relative: relative, st, linkTarget: { RootedPath.linkTarget(name, in: directory.fd) }) else {
             skipped.append(.invalidPath(path: relative, reason: "not a regular file, directory or symbolic link"))
             return nil
         }
@@ -100,6 +122,10 @@ public enum TreeScanner {
     }
 
     private static func entry(_ absolute: String, relative: String, _ st: stat) -> TreeEntry? {
+        entry(relative: relative, st, linkTarget: { RootedPath.linkTarget(absolute) })
+    }
+
+    private static func entry(relative: String, _ st: stat, linkTarget: () -> String?) -> TreeEntry? {
         let kind: TreeEntry.Kind
         switch st.st_mode & S_IFMT {
         case S_IFREG: kind = .file
@@ -110,7 +136,7 @@ public enum TreeScanner {
         return TreeEntry(
             path: relative, kind: kind, size: kind == .file ? UInt64(st.st_size) : 0, mode: UInt32(st.st_mode & 0o7777),
             mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec),
-            linkTarget: kind == .symlink ? RootedPath.linkTarget(absolute) : nil)
+            linkTarget: kind == .symlink ? linkTarget() : nil)
     }
 
     /// Printable ASCII as is, everything else as \xNN.

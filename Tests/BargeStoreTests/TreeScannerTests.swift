@@ -41,4 +41,49 @@ struct TreeScannerTests {
         #expect(result.entries.map(\.path) == ["one.dat"])
         #expect(throws: StoreError.self) { try TreeScanner.scan(try RootedPath.resolve("missing", under: s.root)) }
     }
+
+    /// Each directory's entries come by the bytes of their names (memcmp), as `ScanOrder` has it:
+    /// upper case before lower, a prefix before its extensions, multi-byte UTF-8 last.
+    @Test func entriesComeByTheBytesOfTheirNames() throws {
+        let s = try Sandbox()
+        for name in ["z", "é", "ab", "a", "B", "a-", "b", "~"] { try s.file("ds/\(name)", name) }
+        let result = try TreeScanner.scan(try RootedPath.resolve("ds", under: s.root))
+        #expect(result.entries.map(\.path) == ["B", "a", "a-", "ab", "b", "z", "~", "é"])
+    }
+
+    /// A walk holds each level's directory open and looks names up from it: a directory swapped
+    /// for a link after its parent was listed is reported as the link, never entered, and a walk
+    /// dropped half way leaves no descriptor open.
+    @Test func aDirectorySwappedForALinkIsNotEnteredAndADroppedWalkClosesItsDirectories() throws {
+        let s = try Sandbox()
+        try s.file("ds/a/one", "1")
+        try s.file("ds/a/deeper/two", "2")
+        try s.file("ds/b/three", "3")
+        try s.file("outside/secret", "s")
+        // This test's own descriptors: those open on its sandbox (other tests run meanwhile).
+        let real = URL(fileURLWithPath: s.root).resolvingSymlinksInPath().path + "/ds"
+        func openDescriptors() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").filter {
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?.hasPrefix(real) ?? false
+            }.count
+        }
+        do {
+            var walker = try TreeWalker(directory: RootedPath.resolve("ds", under: s.root))
+            #expect(try walker.next()?.path == "a")
+            #expect(try walker.next()?.path == "a/deeper")
+            #expect(try openDescriptors() == 3, "the walk holds ds, a and a/deeper open")
+            try FileManager.default.removeItem(atPath: s.root + "/ds/b")
+            try s.link("ds/b", to: s.root + "/outside")
+            var rest: [TreeEntry] = []
+            while let e = try walker.next() { rest.append(e) }
+            #expect(rest.map(\.path) == ["a/deeper/two", "a/one", "b"])
+            #expect(rest.last?.kind == .symlink)
+        }
+        do {
+            var walker = try TreeWalker(directory: RootedPath.resolve("ds", under: s.root))
+            _ = try walker.next()
+            _ = try walker.next()
+        }
+        #expect(try openDescriptors() == 0, "every directory a walk opened is closed once the walk is gone")
+    }
 }

@@ -17,37 +17,39 @@ import Darwin
 /// event loop.
 enum QuickCheck {
     static func reply(to request: CompareRequest, root: String, cold: ColdCatalog? = nil) -> CompareReply {
-        var directories: [Substring: String?] = [:]
+        // Each directory is resolved once per page (it must lie inside the root) and held open:
+        // its entries are looked up by name, so the kernel walks one component per entry.
+        var directories: [Substring: OpenDirectory?] = [:]
         let unchanged = request.entries.map { entry -> Bool in
             guard entry.kind != .directory else { return false }
             let path = entry.path
             let slash = path.lastIndex(of: "/")
             let parent = slash.map { path[..<$0] } ?? ""
-            let name = slash.map { path[path.index(after: $0)...] } ?? Substring(path)
+            let name = String(slash.map { path[path.index(after: $0)...] } ?? Substring(path))
             guard !name.isEmpty, name != ".", name != ".." else { return false }
-            // Each directory is resolved once per page: it must lie inside the root.
-            let resolved: String?
+            let opened: OpenDirectory?
             if let known = directories[parent] {
-                resolved = known
+                opened = known
             } else {
-                resolved = try? RootedPath.resolve(String(parent), under: root).absolute
-                directories[parent] = resolved
+                opened = (try? RootedPath.resolve(String(parent), under: root)).flatMap { OpenDirectory(path: $0.absolute) }
+                directories[parent] = opened
             }
-            guard let directory = resolved else { return false }
-            if matches(entry, at: directory + "/" + name) { return true }
+            guard let directory = opened else { return false }
+            if matches(entry, name: name, in: directory.fd) { return true }
             guard let cold, entry.kind == .file, let relative = try? RootedPath.lexical(path, under: root).relative,
                   let file = try? cold.file(relative) else { return false }
             var st = stat()
-            guard lstat(directory + "/" + name, &st) != 0 else { return false }  // a plain copy that differs wins
+            guard fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 else { return false }  // a plain copy that differs wins
             return file.size == entry.size && file.mtimeSeconds == entry.mtimeSeconds && file.mtimeNanoseconds == entry.mtimeNanoseconds
                 && file.mode == entry.mode
         }
         return CompareReply(request: request.request, unchanged: unchanged)
     }
 
-    static func matches(_ entry: FileEntry, at path: String) -> Bool {
+    /// Whether `name` in the directory open as `fd` is `entry` unchanged.
+    static func matches(_ entry: FileEntry, name: String, in fd: Int32) -> Bool {
         var st = stat()
-        guard lstat(path, &st) == 0 else { return false }
+        guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
         switch entry.kind {
         case .file:
             return st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == entry.size
@@ -56,7 +58,7 @@ enum QuickCheck {
         case .symlink:
             guard st.st_mode & S_IFMT == S_IFLNK else { return false }
             var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlink(path, &buffer, buffer.count)
+            let n = readlinkat(fd, name, &buffer, buffer.count)
             guard n >= 0 else { return false }
             return String(decoding: buffer[0..<n], as: UTF8.self) == entry.linkTarget
         case .directory:
