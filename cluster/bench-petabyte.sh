@@ -20,13 +20,14 @@ bench_cluster
 
 t0=$(now)
 job=$("$barge" submit a:/pib b:/pib)
-first=""; samples=()
+first=""; samples=(); at=()
 while :; do
   # curl's own timing of the request, without its process start.
   took=$(curl -sf -H "Authorization: Bearer $(cat "$BARGE_API_TOKEN_FILE")" -o "$work/status.json" -w '%{time_total}' "$url/v1/jobs/$job")
   s1=$(now)
   body=$(cat "$work/status.json")
   samples+=("$(calc "$took * 1000")")
+  at+=("$(calc "$s1 - $t0")")
   done_bytes=$(grep -o '"bytes_done":[0-9]*' <<< "$body" | cut -d: -f2)
   if [[ -z $first && ${done_bytes:-0} -gt 0 ]]; then first=$(calc "$s1 - $t0"); fi
   [[ -n $first && $(calc "$s1 - $t0 > $first + 10") == 1 ]] && break
@@ -44,4 +45,5 @@ p99=$(printf "%s\n" "${samples[@]}" | sort -g | awk '{ v[NR] = $1 } END { i = in
   echo "  submit to first bytes acknowledged: ${first:-never} s"
   echo "  bytes done 10 s later: $done_bytes; units journaled: $units"
   echo "  coordinator peak RSS: $((rss / 1024)) MiB; GET /v1/jobs/{id}: p50 $p50 ms, p99 $p99 ms over ${#samples[@]} polls (curl's time_total)"
+  echo "  slowest polls (ms at s after submit): $(for i in "${!samples[@]}"; do echo "${samples[$i]} ${at[$i]}"; done | sort -gr | head -3 | awk '{ printf "%.1f at %.2f; ", $1, $2 }')"
 } | tee "$out/petabyte.txt"
