@@ -33,8 +33,9 @@ final class LocalCluster: @unchecked Sendable {
         try Data(Data(bytes).base64EncodedString().utf8).write(to: tokenFile)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokenFile.path)
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("logs"), withIntermediateDirectories: true)
-        agentPort = try Self.freePort()
-        httpPort = try Self.freePort()
+        let ports = try Self.freePorts(2)
+        agentPort = ports[0]
+        httpPort = ports[1]
     }
 
     static var executable: String {
@@ -74,7 +75,11 @@ final class LocalCluster: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             let api = api()
             if let dead = processes.first(where: { !$0.process.isRunning }) {
-                throw Failure("\(dead.name) exited with status \(dead.process.terminationStatus); see \(logs.appendingPathComponent("\(dead.name).log").path)")
+                // The demo removes its directory when it ends, log included: its last lines go
+                // into the error.
+                let log = logs.appendingPathComponent("\(dead.name).log")
+                let tail = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").suffix(8).map { "  " + $0 }.joined(separator: "\n")
+                throw Failure("\(dead.name) exited with status \(dead.process.terminationStatus); the end of \(log.path):\n\(tail)")
             }
             if let data = try? await api.get("/v1/agents"), let list = try? JSONDecoder().decode(AgentList.self, from: data),
                list.agents.filter({ $0.state == .up }).count >= count {
@@ -96,20 +101,27 @@ final class LocalCluster: @unchecked Sendable {
         processes.removeAll()
     }
 
-    /// A port that was free a moment ago (the kernel's choice for port 0).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    /// `count` distinct ports that were free a moment ago (the kernel's choice for port 0). The
+    /// sockets stay bound until all are chosen, so no two are the same.
+    static func freePorts(_ count: Int) throws -> [Int] {
+        var sockets: [Int32] = []
+        defer { for fd in sockets { close(fd) } }
+        var ports: [Int] = []
+        for _ in 0..<count {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw Failure("socket: \(String(cString: strerror(errno)))") }
+            sockets.append(fd)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            }
+            guard bound else { throw Failure("cannot find a free port: \(String(cString: strerror(errno)))") }
+            ports.append(Int(UInt16(bigEndian: addr.sin_port)))
         }
-        guard bound else { throw Failure("cannot find a free port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        return ports
     }
 }
