@@ -112,8 +112,12 @@ public enum CoordinatorAPIServer {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        // The group runs in a task of its own, which the caller's cancellation does not reach: a
+        // group that sees it cancels its services at once, racing the graceful shutdown below,
+        // and Hummingbird then logged `Waiting on child channel: CancellationError()`.
+        let running = Task { try await group.run() }
         try await withTaskCancellationHandler {
-            try await group.run()
+            try await running.value
         } onCancel: {
             Task { await group.triggerGracefulShutdown() }
         }
