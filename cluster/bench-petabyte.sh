@@ -23,9 +23,9 @@ job=$("$barge" submit a:/pib b:/pib)
 first=""; samples=(); at=()
 while :; do
   # curl's own timing of the request, without its process start.
-  # The body stays in memory: written to a file on the disk the destination agent keeps busy, it
-  # waited for the kernel's writeback (dirty-page throttling), 40-100 ms now and then, and that
-  # wait was most of the p99.
+  # The body stays in memory. Written to a file on the disk the destination agent keeps busy, it
+  # waited 40-100 ms now and then (most likely the kernel's dirty-page throttling), and that wait
+  # was most of the p99.
   reply=$(curl -sf -H "Authorization: Bearer $(cat "$BARGE_API_TOKEN_FILE")" -w '\n%{time_total}' "$url/v1/jobs/$job")
   s1=$(now)
   took=${reply##*$'\n'}

@@ -15,12 +15,13 @@ public struct ChunkSpan: Hashable, Sendable {
     }
 }
 
-/// Streams a file, or a byte range of it, through a chunking strategy with `pread`. Memory is one
-/// buffer of at most `bufferCapacity` bytes (eight times the longest chunk, at least 1 MiB; less
-/// for a short range, but never under twice the longest chunk), whatever the file's size. The
-/// unread tail moves to the front of the buffer before each refill, which is less than a longest
-/// chunk: with a buffer of two longest chunks, that move copied most bytes a second time (3% of a
-/// source agent's CPU); with eight, about one in seven; each chunk is lent to the caller's closure and is valid only during the call.
+/// Streams a file, or a byte range of it, through a chunking strategy with `pread`; each chunk is
+/// lent to the caller's closure and is valid only during the call. Memory is one buffer of at
+/// most `bufferCapacity` bytes (eight times the longest chunk, at least 1 MiB; less for a short
+/// range, but never under twice the longest chunk), whatever the file's size. Before each refill
+/// the unread tail, under a longest chunk, moves to the buffer's front: with a buffer of two
+/// longest chunks that move copied most bytes a second time (3% of a source agent's CPU), with
+/// eight about one byte in seven.
 public struct FileChunkReader {
     public let path: String
     public let strategy: ChunkingStrategy

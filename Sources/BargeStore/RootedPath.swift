@@ -92,14 +92,9 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    static func linkTarget(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(path, &buffer, buffer.count - 1)
-        guard n >= 0 else { return nil }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func linkTarget(_ path: String) -> String? { linkTarget(path, in: AT_FDCWD) }
 
-    /// The target of the link `name` in the directory open as `fd`.
+    /// The target of the link `name` in the directory open as `fd` (`AT_FDCWD`: `name` is a path).
     static func linkTarget(_ name: String, in fd: Int32) -> String? {
         var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlinkat(fd, name, &buffer, buffer.count - 1)

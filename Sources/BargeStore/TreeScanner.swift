@@ -114,7 +114,7 @@ public enum TreeScanner {
             skipped.append(.system(operation: "stat", path: relative, errno: errno))
             return nil
         }
-        guard let e = entry(relative: relative, st, linkTarget: { RootedPath.linkTarget(name, in: directory.fd) }) else {
+        guard let e = entry(relative: relative, st, linkTarget: { directory.linkTarget(name) }) else {
             skipped.append(.invalidPath(path: relative, reason: "not a regular file, directory or symbolic link"))
             return nil
         }

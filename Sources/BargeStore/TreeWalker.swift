@@ -12,15 +12,24 @@ import Darwin
 /// Each level keeps its directory open: entries are looked up by name from that descriptor
 /// (`fstatat`), and subdirectories opened from it with `O_NOFOLLOW`, so the kernel walks one
 /// component per entry rather than the whole path (a tenth of a re-sync's source CPU went to
-/// that walk), and a directory swapped for a link during the walk is not followed.
+/// that walk), and a directory swapped for a link during the walk is not followed. Only the
+/// deepest `heldLevels` levels hold their descriptor, so a tree a thousand directories deep does
+/// not run an agent out of descriptors: a level further up lets its go and opens its directory
+/// again by path when the walk comes back to it, and fails the walk if that is no longer the
+/// same directory.
 public struct TreeWalker: Sendable {
     private struct Level: Sendable {
-        let directory: OpenDirectory
+        /// Nil once the level is more than `heldLevels` from the deepest.
+        var directory: OpenDirectory?
+        let identity: (device: UInt64, inode: UInt64)
         let absolute: String
         let prefix: String
         let names: [String]
         var next = 0
     }
+
+    /// Levels that hold their directory open, counting from the deepest.
+    static let heldLevels = 64
 
     private var stack: [Level] = []
     private var skipped: [StoreError] = []
@@ -33,7 +42,7 @@ public struct TreeWalker: Sendable {
         let open = OpenDirectory(fd: fd)
         if StatePaths.isProtected(directory.absolute) { return }
         let names = try TreeScanner.children(of: open, prefix: "", skipState: directory.components.isEmpty, skipped: &skipped)
-        stack = [Level(directory: open, absolute: directory.absolute, prefix: "", names: names)]
+        stack = [Level(directory: open, identity: open.identity, absolute: directory.absolute, prefix: "", names: names)]
     }
 
     /// The next entry, or nil at the end. A directory that cannot be opened fails the walk.
@@ -46,42 +55,40 @@ public struct TreeWalker: Sendable {
             let name = top.names[top.next]
             stack[stack.count - 1].next += 1
             let relative = top.prefix.isEmpty ? name : top.prefix + "/" + name
-            guard let e = TreeScanner.entry(named: name, in: top.directory, relative: relative, skipped: &skipped) else { continue }
+            let directory = try reopened(top)
+            stack[stack.count - 1].directory = directory
+            guard let e = TreeScanner.entry(named: name, in: directory, relative: relative, skipped: &skipped) else { continue }
             if e.kind == .directory {
                 let absolute = top.absolute + "/" + name
                 // An agent's state directory given with --state below the root is not data.
                 if StatePaths.isProtected(absolute) { continue }
-                let fd = openat(top.directory.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard fd >= 0 else { throw .system(operation: "open directory", path: relative, errno: errno) }
-                let open = OpenDirectory(fd: fd)
+                guard let open = OpenDirectory(name, in: directory) else { throw .system(operation: "open directory", path: relative, errno: errno) }
                 let names = try TreeScanner.children(of: open, prefix: relative, skipState: false, skipped: &skipped)
                 // Another agent's state directory (it carries the marker) is not data either.
                 if StatePaths.isStateDirectory(names: names) { continue }
-                stack.append(Level(directory: open, absolute: absolute, prefix: relative, names: names))
+                stack.append(Level(directory: open, identity: open.identity, absolute: absolute, prefix: relative, names: names))
+                if stack.count > Self.heldLevels { stack[stack.count - Self.heldLevels - 1].directory = nil }
             }
             return e
         }
         return nil
     }
 
+    /// The level's directory: held, or opened again by path (never through a link at its end)
+    /// and checked to be the one the walk listed.
+    private func reopened(_ level: Level) throws(StoreError) -> OpenDirectory {
+        if let held = level.directory { return held }
+        let display = level.prefix.isEmpty ? "." : level.prefix
+        let fd = open(level.absolute, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw .system(operation: "open directory", path: display, errno: errno) }
+        let again = OpenDirectory(fd: fd)
+        guard again.identity == level.identity else { throw .invalidPath(path: display, reason: "was replaced by another directory during the scan") }
+        return again
+    }
+
     /// Entries that could not be transferred since the last call, with the reason.
     public mutating func takeSkipped() -> [StoreError] {
         defer { skipped = [] }
         return skipped
-    }
-}
-
-/// A directory descriptor held while its entries are looked up by name; closed when the last
-/// holder is gone (a walk's level, also when a walk is dropped half way; a quick check's page).
-public final class OpenDirectory: Sendable {
-    public let fd: Int32
-    public init(fd: Int32) { self.fd = fd }
-    deinit { close(fd) }
-
-    /// `path`, opened as a directory (links followed); nil with errno set when it cannot be.
-    public convenience init?(path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        self.init(fd: fd)
     }
 }

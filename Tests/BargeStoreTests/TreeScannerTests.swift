@@ -86,4 +86,53 @@ struct TreeScannerTests {
         }
         #expect(try openDescriptors() == 0, "every directory a walk opened is closed once the walk is gone")
     }
+
+    /// A tree deeper than the levels a walk holds open (64): the walk holds at most that many
+    /// descriptors, comes back up through levels that let theirs go (each has a file after its
+    /// subdirectory, so it is opened again), and fails, saying why, when such a level was replaced.
+    @Test func aDeepTreeHoldsBoundedDescriptorsAndAReplacedLevelFailsTheWalk() throws {
+        let s = try Sandbox()
+        let depth = 150
+        var path = "ds"
+        var expected: [String] = []
+        for _ in 0..<depth {
+            path += "/a"
+            try s.file(path + "/z", "z")
+        }
+        var relative = ""
+        for _ in 0..<depth { relative += (relative.isEmpty ? "" : "/") + "a"; expected.append(relative) }
+        expected.append(relative + "/z")
+        for level in stride(from: depth - 1, to: 0, by: -1) {
+            expected.append(Array(repeating: "a", count: level).joined(separator: "/") + "/z")
+        }
+        let real = URL(fileURLWithPath: s.root).resolvingSymlinksInPath().path + "/ds"
+        func openDescriptors() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").filter {
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?.hasPrefix(real) ?? false
+            }.count
+        }
+        var walker = try TreeWalker(directory: RootedPath.resolve("ds", under: s.root))
+        var got: [String] = []
+        var most = 0
+        while let e = try walker.next() {
+            got.append(e.path)
+            most = max(most, try openDescriptors())
+        }
+        #expect(got == expected)
+        #expect(most <= 65, "at most the 64 deepest levels hold a descriptor, plus one reopened")
+
+        // At the deepest point (151 levels on the stack), the levels down to depth 150 - 64 = 86
+        // have let their descriptors go. Put new directories in place of that chain: the walk
+        // comes back to depth 86 by path, and finds another directory there.
+        var again = try TreeWalker(directory: RootedPath.resolve("ds", under: s.root))
+        for _ in 0...depth { _ = try again.next() }
+        try FileManager.default.moveItem(atPath: s.root + "/ds/a", toPath: s.root + "/moved")
+        let chain = Array(repeating: "a", count: depth - 64).joined(separator: "/")
+        try FileManager.default.createDirectory(atPath: s.root + "/ds/" + chain, withIntermediateDirectories: true)
+        #expect {
+            while try again.next() != nil {}
+        } throws: { error in
+            (error as? StoreError)?.description.contains("was replaced by another directory during the scan") == true
+        }
+    }
 }

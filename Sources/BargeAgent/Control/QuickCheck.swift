@@ -35,7 +35,7 @@ enum QuickCheck {
                 directories[parent] = opened
             }
             guard let directory = opened else { return false }
-            if matches(entry, name: name, in: directory.fd) { return true }
+            if matches(entry, name: name, in: directory) { return true }
             guard let cold, entry.kind == .file, let relative = try? RootedPath.lexical(path, under: root).relative,
                   let file = try? cold.file(relative) else { return false }
             var st = stat()
@@ -46,21 +46,17 @@ enum QuickCheck {
         return CompareReply(request: request.request, unchanged: unchanged)
     }
 
-    /// Whether `name` in the directory open as `fd` is `entry` unchanged.
-    static func matches(_ entry: FileEntry, name: String, in fd: Int32) -> Bool {
+    /// Whether `name` in `directory` is `entry` unchanged.
+    static func matches(_ entry: FileEntry, name: String, in directory: OpenDirectory) -> Bool {
         var st = stat()
-        guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
+        guard fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
         switch entry.kind {
         case .file:
             return st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == entry.size
                 && Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds
                 && UInt32(st.st_mode & 0o7777) == entry.mode
         case .symlink:
-            guard st.st_mode & S_IFMT == S_IFLNK else { return false }
-            var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlinkat(fd, name, &buffer, buffer.count)
-            guard n >= 0 else { return false }
-            return String(decoding: buffer[0..<n], as: UTF8.self) == entry.linkTarget
+            return st.st_mode & S_IFMT == S_IFLNK && directory.linkTarget(name) == entry.linkTarget
         case .directory:
             return false
         }
