@@ -14,7 +14,7 @@
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
 # ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS, AGENT_ARGS and COORDINATOR_ARGS (extra `barge submit`, `barge agent` and `barge coordinator` arguments, for experiments: `--insecure-plaintext` on both agents and coordinator measures without encryption), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
-# LFN_TOOLS (barge gridftp: the tools moving files through the delay line), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
+# LFN_TOOLS (barge gridftp: the tools moving files through the delay line), IPERF_CC (cubic: the reference's TCP congestion control; Barge's agents use the host's default unless AGENT_ARGS has --tcp-congestion, and their log says which), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI).
 #
 # Every tool writes into a fresh ext4 file system, and every copy is removed after it is timed.
@@ -31,6 +31,7 @@ datasets=${DATASETS:-random typed small}
 rtts=${RTTS:-20 50 100}
 rate=${RATE:-1gbit}
 rounds=${ROUNDS:-2}
+iperf_cc=${IPERF_CC:-cubic}
 source cluster/bench-lib.sh
 bench_init peers
 chmod 755 "$work"  # the servers run as nobody
@@ -178,7 +179,10 @@ start_barge() {
   "${ns_prefix[@]}" "$barge" agent --coordinator "$ip_client:27470" --name b1 --site b --root "$work/dst" --listen "$ip_server:0" ${AGENT_ARGS:-} > "$work/b1.log" 2>&1 &
   barge_pids+=($!)
   for _ in $(seq 1 100); do
-    [[ $(run_in_client env BARGE_COORDINATOR="$barge_url" BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l) -ge 2 ]] && return
+    if [[ $(run_in_client env BARGE_COORDINATOR="$barge_url" BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" agents --json 2>/dev/null | grep -o '"state":"up"' | wc -l) -ge 2 ]]; then
+      say "  barge: the source agent sends with TCP congestion control $(grep -o 'sending with TCP congestion control [^"]*' "$work/a1.log" | head -1 | cut -d' ' -f6-)"
+      return
+    fi
     sleep 0.2
   done
   echo "bench-peers: the agents did not register; see $work/*.log" >&2
@@ -236,10 +240,10 @@ if [[ " $parts " == *" lfn "* ]]; then
     start_barge
     for round in $(seq 1 "$rounds"); do
       ip netns exec "$B" iperf3 -s -1 -D -p 25201; sleep 0.3
-      ip netns exec "$A" iperf3 -c "$ip_server" -p 25201 -P 4 -C cubic -t 10 -J > "$work/iperf.json"
+      ip netns exec "$A" iperf3 -c "$ip_server" -p 25201 -P 4 -C "$iperf_cc" -t 10 -J > "$work/iperf.json"
       bps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$work/iperf.json")
       echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps")" >> "$work/results.txt"
-      say "  lfn-$rtt round $round: iperf3 -P 4 cubic $(calc "$bps / 1e6") Mbit/s"
+      say "  lfn-$rtt round $round: iperf3 -P 4 $iperf_cc $(calc "$bps / 1e6") Mbit/s, $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits", "?"))' "$work/iperf.json") segments retransmitted"
       only_round=$round measure "lfn-$rtt" random ${LFN_TOOLS:-barge gridftp}
     done
     stop_barge

@@ -50,6 +50,21 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Congestion mode for jobs whose coordinator sets none (an older version): fair, scavenger or off. Jobs set theirs with 'submit --cc'.", valueName: "mode"))
     var cc = "fair"
 
+    @Option(help: ArgumentHelp("The TCP congestion control of the connections this agent sends on: 'system' for the host's default (net.ipv4.tcp_congestion_control), or a name the kernel offers (net.ipv4.tcp_available_congestion_control: cubic, bbr, reno…). An agent without CAP_NET_ADMIN may only choose those in net.ipv4.tcp_allowed_congestion_control. The agent's congestion modes (--cc, submit --cc) pace on top of it.", valueName: "name"))
+    var tcpCongestion = "system"
+
+    /// `--tcp-congestion`, checked against the kernel; nil: the host's default.
+    func tcpCongestionControl() throws -> TCPCongestionControl? {
+        if tcpCongestion == "system" { return nil }
+        do {
+            let choice = try TCPCongestionControl(named: tcpCongestion)
+            try choice.check()
+            return choice
+        } catch {
+            throw ValidationError("--tcp-congestion \(tcpCongestion): \(error)")
+        }
+    }
+
     func fixedLinkRate() throws -> Double? {
         if linkRate == "auto" { return nil }
         if linkRate == "unlimited" { return .infinity }
@@ -97,6 +112,7 @@ struct AgentCommand: AsyncParsableCommand {
         _ = try fixedLinkRate()
         do { _ = try CongestionMode(named: cc) } catch { throw ValidationError("--\(error)") }
         _ = try contentDefinedAbove()
+        _ = try tcpCongestionControl()
         do { _ = try RateLimiter(bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
         guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
         guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
@@ -156,7 +172,8 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let port = listener.localAddress?.port ?? data.port
         let host = advertise ?? (data.host == "0.0.0.0" || data.host == "::" ? "127.0.0.1" : data.host)
-        logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath), chunk index \(stateDirectory), protocol versions \(WireVersion.supported.lowerBound)...\(WireVersion.supported.upperBound)")
+        let tcpCC = try tcpCongestionControl()
+        logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath), chunk index \(stateDirectory), protocol versions \(WireVersion.supported.lowerBound)...\(WireVersion.supported.upperBound), sending with TCP congestion control \(tcpCC?.name ?? "\(TCPCongestionControl.hostDefault() ?? "unknown") (the host's default)")")
         let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port), maxInFlight: UInt32(maxUnits),
                                      build: BargeBuild.version)
         let corrupt = try faultFraction("BARGE_FAULT_CORRUPT")
@@ -174,6 +191,7 @@ struct AgentCommand: AsyncParsableCommand {
         settings.sender.limiter = try RateLimiter(bwlimit)
         settings.congestion = try CongestionMode(named: cc)
         settings.linkRate = try fixedLinkRate()
+        settings.tcpCongestion = tcpCC
         if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(
             settings: settings,

@@ -50,6 +50,22 @@ struct StreamPoolTests {
 
     /// Six units at once to one destination share its two connections: none opens a third, each
     /// gets its own replies, and a seventh unit later reuses an idle one.
+    /// `--tcp-congestion`: the connections a client opens run the algorithm it names; without one,
+    /// the host's default. Reno is in every Linux kernel; the test bed's hosts default to another.
+    @Test(.enabled(if: TCPCongestionControl.hostDefault() != nil, "no /proc/sys/net/ipv4/tcp_congestion_control (not Linux)"))
+    func aConnectionRunsTheTCPCongestionControlAskedFor() async throws {
+        let roots = try Roots()
+        let (_, serving, hostDefault) = try await listening(roots)
+        defer { serving.cancel() }
+        var reno = hostDefault
+        reno.congestionControl = try TCPCongestionControl(named: "reno")
+        #expect(try await reno.withStream { stream in
+            _ = try await stream.send(entry(0))
+            return await stream.congestionControl()
+        } == "reno")
+        #expect(try await hostDefault.withStream { await $0.congestionControl() } == TCPCongestionControl.hostDefault())
+    }
+
     @Test func unitsAtOnceShareAtMostPerDestinationConnections() async throws {
         let roots = try Roots()
         let (listener, serving, client) = try await listening(roots)

@@ -29,6 +29,11 @@ struct CLIConventionsProcessTests {
         let policy = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
                                            "--token-file", dir.path + "/token", "--tier-policy", "frozen:x"])
         #expect(policy.status == 64 && policy.stderr.contains("Usage: barge agent") && policy.stderr.contains("'frozen' is not a tier"), "\(policy.stderr)")
+        // A TCP congestion control the kernel lacks is refused before the agent starts, with the reason.
+        let congestion = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
+                                               "--token-file", dir.path + "/token", "--tcp-congestion", "nosuchcc"])
+        #expect(congestion.status == 64 && congestion.stderr.contains("--tcp-congestion nosuchcc")
+                && congestion.stderr.contains("tcp_available_congestion_control"), "\(congestion.stderr)")
         let token = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
                                           "--token-file", dir.path + "/missing"])
         #expect(token.status == 1 && token.stderr.contains("missing") && !token.stderr.contains("Usage: barge <subcommand>"), "\(token.stderr)")

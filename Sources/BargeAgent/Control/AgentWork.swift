@@ -23,6 +23,9 @@ public final class AgentWork: Sendable {
         /// Where what each path is known to carry is kept across restarts (`PathMemory`); nil:
         /// in memory only.
         public var pathMemoryFile: String?
+        /// `--tcp-congestion`: the TCP congestion control of the connections it sends on; nil:
+        /// the host's default.
+        public var tcpCongestion: TCPCongestionControl?
 
         public init(root: String, name: String, token: ClusterToken, sender: UnitSender.Settings = .init(),
                     progressInterval: Duration = .milliseconds(500)) {
@@ -163,7 +166,7 @@ public final class AgentWork: Sendable {
         let key = UnitRef(job: task.job, unit: task.unit)
         let progress = UnitProgress()
         let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name,
-                                     stallTimeout: settings.stallTimeout)
+                                     stallTimeout: settings.stallTimeout, congestionControl: settings.tcpCongestion)
         let jobs = jobs, job = task.job
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),

@@ -50,6 +50,11 @@ public final class ChunkStream: Sendable {
     private let state = NIOLockedValueBox(State())
     private let writes: AsyncStream<Frame>.Continuation
 
+    /// The TCP congestion control the stream's connection runs (`--tcp-congestion`).
+    public func congestionControl() async -> String? {
+        await probe?.congestionControl()
+    }
+
     private init(version: UInt8, probe: TCPProbe?, writes: AsyncStream<Frame>.Continuation) {
         self.version = version
         self.probe = probe
@@ -173,13 +178,17 @@ public struct DataPlaneClient: Sendable {
     public var name: String
     /// A stream with no answer for this long is closed, and its unit fails so that it is retried.
     public var stallTimeout: Duration
+    /// The TCP congestion control of its connections; nil keeps the host's default.
+    public var congestionControl: TCPCongestionControl?
 
-    public init(host: String, port: Int, token: ClusterToken, name: String, stallTimeout: Duration = .seconds(60)) {
+    public init(host: String, port: Int, token: ClusterToken, name: String, stallTimeout: Duration = .seconds(60),
+                congestionControl: TCPCongestionControl? = nil) {
         self.host = host
         self.port = port
         self.token = token
         self.name = name
         self.stallTimeout = stallTimeout
+        self.congestionControl = congestionControl
     }
 
     /// At most this many bytes wait unsent in a stream's socket (`TCP_NOTSENT_LOWAT`), so that
@@ -189,7 +198,7 @@ public struct DataPlaneClient: Sendable {
     public func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
         try await BargeConnection.withProbedConnection(host: host, port: port, token: token, name: name, role: .peer,
                                                        idleTimeout: stallTimeout.timeAmount,
-                                                       notSentLowat: Self.notSentLowat) { session, probe, inbound, outbound in
+                                                       notSentLowat: Self.notSentLowat, congestionControl: congestionControl) { session, probe, inbound, outbound in
             try await ChunkStream.serve(inbound: inbound, outbound: outbound, version: session.version, probe: probe, body)
         }
     }

@@ -20,9 +20,11 @@ public enum BargeConnection {
     /// `withConnection`, with a probe of the socket's TCP state. `notSentLowat` sets
     /// `TCP_NOTSENT_LOWAT`: the kernel holds at most that many unsent bytes beyond what is in
     /// flight, so the sender's RTT and backlog are the network's, not a deep socket buffer's.
+    /// `congestionControl` sets the socket's TCP congestion control before it connects; nil keeps
+    /// the host's default.
     public static func withProbedConnection<Result: Sendable>(
         host: String, port: Int, token: ClusterToken, name: String, role: PeerRole,
-        idleTimeout: TimeAmount = .seconds(120), notSentLowat: Int? = nil,
+        idleTimeout: TimeAmount = .seconds(120), notSentLowat: Int? = nil, congestionControl: TCPCongestionControl? = nil,
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ body: (Session, TCPProbe, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Result
     ) async throws -> Result {
@@ -32,7 +34,8 @@ public enum BargeConnection {
         let (channel, sessionFuture) = try await bootstrap
             .connectTimeout(.seconds(10))
             .connect(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let chosen = congestionControl.map { $0.apply(to: channel) } ?? channel.eventLoop.makeSucceededVoidFuture()
+                return chosen.flatMapThrowing {
                     let session = channel.eventLoop.makePromise(of: Session.self)
                     try channel.pipeline.syncOperations.addBargeHandlers(
                         .client(ClientHandshake(token: token, name: name, role: role, nonce: freshNonce())), idleTimeout: idleTimeout)

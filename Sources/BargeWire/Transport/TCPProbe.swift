@@ -34,6 +34,11 @@ public struct TCPProbe: Sendable {
         channel.close(promise: nil)
     }
 
+    /// The TCP congestion control the connection runs (`TCP_CONGESTION`); nil off Linux.
+    public func congestionControl() async -> String? {
+        await TCPCongestionControl.current(of: channel)
+    }
+
     public func sample() async -> TCPSample? {
         #if os(Linux)
         guard let provider = channel as? SocketOptionProvider,
