@@ -41,7 +41,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("TCP connections to each destination agent, shared by all the units sent there at once and kept between jobs (as GridFTP's -p). Each unit sends on up to this many at once.", valueName: "n"))
     var streams = 4
 
-    @Option(help: ArgumentHelp("Units this agent sends at once. It takes as many again from the coordinator ahead of time (units held, as source or destination, count up to twice this), and each of those starts as soon as a running one has handed its last chunk to the network, so the link stays busy while units finish.", valueName: "n"))
+    @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))
     var maxUnits = 4
 
     @Option(help: ArgumentHelp("The link rate the adaptive codec plans for (a slower link makes it compress harder). 'auto': the bottleneck each lane measures, or a --bwlimit in force if lower. 'unlimited': plan as if the network were never the bottleneck (store raw whenever that is cheapest in CPU).", valueName: "rate"))
@@ -174,7 +174,7 @@ struct AgentCommand: AsyncParsableCommand {
         let host = advertise ?? (data.host == "0.0.0.0" || data.host == "::" ? "127.0.0.1" : data.host)
         let tcpCC = try tcpCongestionControl()
         logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath), chunk index \(stateDirectory), protocol versions \(WireVersion.supported.lowerBound)...\(WireVersion.supported.upperBound), sending with TCP congestion control \(tcpCC?.name ?? "\(TCPCongestionControl.hostDefault() ?? "unknown") (the host's default)")")
-        let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port), maxInFlight: UInt32(AgentWork.registeredUnits(sending: maxUnits)),
+        let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port), maxInFlight: UInt32(maxUnits),
                                      build: BargeBuild.version)
         let corrupt = try faultFraction("BARGE_FAULT_CORRUPT")
         if corrupt > 0 {
@@ -192,7 +192,6 @@ struct AgentCommand: AsyncParsableCommand {
         settings.congestion = try CongestionMode(named: cc)
         settings.linkRate = try fixedLinkRate()
         settings.tcpCongestion = tcpCC
-        settings.sendingUnits = maxUnits
         if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(
             settings: settings,

@@ -23,10 +23,6 @@ public final class AgentWork: Sendable {
         /// Where what each path is known to carry is kept across restarts (`PathMemory`); nil:
         /// in memory only.
         public var pathMemoryFile: String?
-        /// `--max-units`: units that send at once (`SendSlots`); the agent registers room for
-        /// twice as many, so that the next ones are already here when these near their end.
-        /// nil: every unit assigned sends at once.
-        public var sendingUnits: Int?
         /// `--tcp-congestion`: the TCP congestion control of the connections it sends on; nil:
         /// the host's default.
         public var tcpCongestion: TCPCongestionControl?
@@ -66,8 +62,6 @@ public final class AgentWork: Sendable {
     public let lanes: Lanes
     /// Data-plane connections reused across units and jobs.
     public let pool: StreamPool
-    /// The units that send at once; the others assigned wait for a slot.
-    public let slots: SendSlots?
     public let jobs: JobFlows
     /// Tier requests (`--cold`, `--tier-policy`); nil answers each with why not.
     public let tiers: TierWork?
@@ -87,12 +81,7 @@ public final class AgentWork: Sendable {
         let lanes = Lanes(memory: PathMemory(file: settings.pathMemoryFile))
         self.lanes = lanes
         pool = StreamPool(perDestination: settings.sender.streams, closed: { lanes.forget(stream: $0) })
-        slots = settings.sendingUnits.map { SendSlots($0) }
     }
-
-    /// The units an agent that sends `units` at once registers room for: as many again, assigned
-    /// ahead, each waiting for a sending slot (`SendSlots`).
-    public static func registeredUnits(sending units: Int) -> Int { 2 * max(1, units) }
 
     /// Units in progress.
     public var inFlight: Int { running.withLockedValue { $0.units.count } }
@@ -182,8 +171,7 @@ public final class AgentWork: Sendable {
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
                             fixedLinkRate: settings.linkRate)
-        let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool,
-                                slots: slots)
+        let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
         let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes
         running.withLockedValue { r in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a

@@ -54,16 +54,12 @@ public struct UnitSender: Sendable {
     public let flow: UnitFlow
     /// Connections kept open between units; nil: each unit opens its own.
     public let pool: StreamPool?
-    /// The agent's sending slots: the unit waits for one before it starts, and gives it back once
-    /// its streams have taken its last step; nil: it starts at once.
-    public let slots: SendSlots?
 
     public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress,
-                flow: UnitFlow? = nil, pool: StreamPool? = nil, slots: SendSlots? = nil) {
+                flow: UnitFlow? = nil, pool: StreamPool? = nil) {
         self.task = task
         self.client = client
         self.pool = pool
-        self.slots = slots
         self.sources = sources
         self.settings = settings
         self.progress = progress
@@ -72,10 +68,6 @@ public struct UnitSender: Sendable {
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.
     public func run() async throws(UnitFailure) -> TaskDone {
-        let slot: SendSlots.Slot?
-        do { slot = try await slots?.acquire() } catch { throw UnitFailure(retryable: true, description: "cancelled") }
-        // Given back when the streams have taken every step (`worker`), or when the unit ends.
-        defer { slot?.release() }
         // The plan is made while the first stream connects and asks what the destination holds,
         // and while the streams send the steps found so far.
         let queue = StepQueue(UnitPlan(task))
@@ -94,7 +86,7 @@ public struct UnitSender: Sendable {
                             // those whose last chunk it saw acked when it runs out of steps.
                             let begun = Start(refs: try await references(first), ready: first.version >= WireVersion.batches ? ReadyFiles() : nil)
                             start.set(.success(begun))
-                            try await work(first, queue, begun.refs, begun.ready, slot)
+                            try await work(first, queue, begun.refs, begun.ready)
                         }
                     } catch {
                         start.set(.failure(error))
@@ -106,7 +98,7 @@ public struct UnitSender: Sendable {
                     group.addTask {
                         try await withStream { stream in
                             let begun = try await start.value
-                            try await work(stream, queue, begun.refs, begun.ready, slot)
+                            try await work(stream, queue, begun.refs, begun.ready)
                         }
                     }
                 }
@@ -203,24 +195,22 @@ public struct UnitSender: Sendable {
     /// One stream's share of the unit: `settings.depth` workers take steps and send them on it at
     /// once (so up to that many messages are outstanding on the stream, within the lane's window),
     /// then the stream finishes the files whose last chunk it saw acked.
-    private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?, _ slot: SendSlots.Slot?) async throws {
+    private func work(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
         // A unit's own connection closes with it; a pooled one is reported by the pool when it closes.
         defer { if pool == nil { flow.lane?.closed(ObjectIdentifier(stream)) } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<max(1, settings.depth) {
-                group.addTask { try await worker(stream, queue, refs, ready, slot) }
+                group.addTask { try await worker(stream, queue, refs, ready) }
             }
             try await group.waitForAll()
         }
         if let ready { try await finish(ready.take(), stream) }
     }
 
-    private func worker(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?, _ slot: SendSlots.Slot?) async throws {
+    private func worker(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
         let source = sources.take()
         defer { sources.give(source) }
         source.codec = (try? CodecChoice(name: task.codec)) ?? .auto
-        // No step is left to take: what remains is in flight or finishing, and the next unit may start.
-        defer { slot?.release() }
         while !Task.isCancelled, let step = try await queue.next() {
             switch step {
             case .entry(let i):
