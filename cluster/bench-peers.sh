@@ -153,6 +153,7 @@ tool_barge() {
   fi
   t0=$(now)
   json=$(run_in_client env BARGE_COORDINATOR="$barge_url" BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" submit "a:/$1" "b:/$2" --wait --json ${SUBMIT_ARGS:-})
+  local returned; returned=$(now)
   echo "$json" > "$work/barge-$2.json"
   # The job's own end: the CLI's poll adds up to half a second after it.
   if [[ -n $sampler ]]; then
@@ -160,7 +161,7 @@ tool_barge() {
     echo "    link MB/s every 0.25 s from submit: $(awk -v t0="$t0" 'NR > 1 && $1 > t0 { printf "%.0f ", ($2 - b) / ($1 - t) / 1e6 } { t = $1; b = $2 }' "$work/trace-$2.txt")" >> "$work/report.txt"
     echo "    agent RSS, most during the job: source $(awk '$3 > m { m = $3 } END { printf "%.0f", m / 1024 }' "$work/trace-$2.txt") MiB, destination $(awk '$4 > m { m = $4 } END { printf "%.0f", m / 1024 }' "$work/trace-$2.txt") MiB" >> "$work/report.txt"
   fi
-  echo "    barge job: $(calc "$(field finished_at "$work/barge-$2.json") - $(field started_at "$work/barge-$2.json")") s from start to end, submitted $(calc "$(field started_at "$work/barge-$2.json") - $t0") s before it started" >> "$work/report.txt"
+  echo "    barge job: $(calc "$(field finished_at "$work/barge-$2.json") - $(field started_at "$work/barge-$2.json")") s from start to end, submitted $(calc "$(field started_at "$work/barge-$2.json") - $t0") s before it started; submit --wait returned $(calc "$returned - $(field finished_at "$work/barge-$2.json")") s after its end" >> "$work/report.txt"
   calc "$(field finished_at "$work/barge-$2.json") - $t0"
 }
 
