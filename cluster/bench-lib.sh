@@ -5,6 +5,7 @@
 bench_init() {
   out=bench-out
   mkdir -p "$out"
+  bench_name=$1
   work=$(mktemp -d "${TMPDIR:-/tmp}/barge-bench-$1.XXXXXX")
   pids=()
   trap bench_cleanup EXIT
@@ -16,6 +17,8 @@ bench_cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  # KEEP_LOGS=1: the agents' and coordinator's logs are kept in bench-out/logs-NAME.
+  if [[ ${KEEP_LOGS:-0} == 1 ]]; then mkdir -p "$out/logs-$bench_name" && cp "$work"/*.log "$out/logs-$bench_name/" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 

@@ -44,6 +44,17 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))
     var maxUnits = 4
 
+    @Option(help: ArgumentHelp("The most chunk data this agent holds read and not yet acknowledged, over every unit and destination it sends to (at least 16MiB). A chunk is read only once this and its lane's window have room for it. A path needs somewhat more than its bandwidth-delay product: the default carries 1 Gbit/s at 100 ms (12.5 MB); raise it for faster or longer paths (10 Gbit/s at 100 ms: 125 MB, so 256MiB).", valueName: "size"))
+    var sendMemory = "64MiB"
+
+    /// `--send-memory` in bytes.
+    func sendMemoryBytes() throws -> Int {
+        let bytes: Int
+        do { bytes = try ByteQuantity.parseSize(sendMemory) } catch { throw ValidationError("--send-memory: \(error)") }
+        guard bytes >= SendBudget.leastLimit, bytes <= 1 << 40 else { throw ValidationError("--send-memory must be 16MiB to 1TiB, not \(sendMemory)") }
+        return bytes
+    }
+
     @Option(help: ArgumentHelp("The link rate the adaptive codec plans for (a slower link makes it compress harder). 'auto': the bottleneck each lane measures, or a --bwlimit in force if lower. 'unlimited': plan as if the network were never the bottleneck (store raw whenever that is cheapest in CPU).", valueName: "rate"))
     var linkRate = "auto"
 
@@ -113,6 +124,7 @@ struct AgentCommand: AsyncParsableCommand {
         do { _ = try CongestionMode(named: cc) } catch { throw ValidationError("--\(error)") }
         _ = try contentDefinedAbove()
         _ = try tcpCongestionControl()
+        _ = try sendMemoryBytes()
         do { _ = try RateLimiter(bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
         guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
         guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
@@ -192,6 +204,7 @@ struct AgentCommand: AsyncParsableCommand {
         settings.congestion = try CongestionMode(named: cc)
         settings.linkRate = try fixedLinkRate()
         settings.tcpCongestion = tcpCC
+        settings.sendMemory = try sendMemoryBytes()
         if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(
             settings: settings,
@@ -263,13 +276,18 @@ enum SignalWatcher {
 /// serve those with fresh mappings (or trim them back to the kernel) and the next allocation pays a
 /// page fault per 4 KiB: a profile of a 1 GiB transfer showed 15% of the receiving agent's CPU in
 /// those faults. Raising the thresholds keeps such buffers in the heap for reuse; capping the number
-/// of arenas bounds how much the heap keeps in all.
+/// of arenas bounds how much the heap keeps in all. glibc's own variables (`MALLOC_MMAP_THRESHOLD_`,
+/// `MALLOC_TRIM_THRESHOLD_`, `MALLOC_ARENA_MAX`), when set, win over these values.
 enum MemoryTuning {
     static func keepLargeBuffers() {
         #if os(Linux)
-        _ = glibcMallopt(-3, 64 << 20)   // M_MMAP_THRESHOLD (malloc.h, which Glibc does not import)
-        _ = glibcMallopt(-1, 256 << 20)  // M_TRIM_THRESHOLD
-        _ = glibcMallopt(-8, 4)          // M_ARENA_MAX: what each arena keeps is bounded, so few arenas
+        let environment = ProcessInfo.processInfo.environment
+        func set(_ parameter: Int32, _ value: Int32, unless variable: String) {
+            if environment[variable] == nil { _ = glibcMallopt(parameter, value) }
+        }
+        set(-3, 64 << 20, unless: "MALLOC_MMAP_THRESHOLD_")   // M_MMAP_THRESHOLD (malloc.h, which Glibc does not import)
+        set(-1, 256 << 20, unless: "MALLOC_TRIM_THRESHOLD_")  // M_TRIM_THRESHOLD
+        set(-8, 4, unless: "MALLOC_ARENA_MAX")                // M_ARENA_MAX: what each arena keeps is bounded, so few arenas
         #endif
     }
 }

@@ -34,6 +34,12 @@ struct CLIConventionsProcessTests {
                                                "--token-file", dir.path + "/token", "--tcp-congestion", "nosuchcc"])
         #expect(congestion.status == 64 && congestion.stderr.contains("--tcp-congestion nosuchcc")
                 && congestion.stderr.contains("tcp_available_congestion_control"), "\(congestion.stderr)")
+        // A send budget too small to hold a chunk's worth of windows, or not a size.
+        for (memory, says) in [("1MiB", "--send-memory must be 16MiB to 1TiB"), ("lots", "--send-memory:")] {
+            let budget = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
+                                               "--token-file", dir.path + "/token", "--send-memory", memory])
+            #expect(budget.status == 64 && budget.stderr.contains(says), "\(budget.stderr)")
+        }
         let token = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
                                           "--token-file", dir.path + "/missing"])
         #expect(token.status == 1 && token.stderr.contains("missing") && !token.stderr.contains("Usage: barge <subcommand>"), "\(token.stderr)")

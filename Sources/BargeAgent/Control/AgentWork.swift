@@ -26,6 +26,8 @@ public final class AgentWork: Sendable {
         /// `--tcp-congestion`: the TCP congestion control of the connections it sends on; nil:
         /// the host's default.
         public var tcpCongestion: TCPCongestionControl?
+        /// `--send-memory`: the most chunk data the agent holds read and not yet answered.
+        public var sendMemory: Int = SendBudget.defaultLimit
 
         public init(root: String, name: String, token: ClusterToken, sender: UnitSender.Settings = .init(),
                     progressInterval: Duration = .milliseconds(500)) {
@@ -63,6 +65,8 @@ public final class AgentWork: Sendable {
     /// Data-plane connections reused across units and jobs.
     public let pool: StreamPool
     public let jobs: JobFlows
+    /// What the units it sends hold in memory, all together (`--send-memory`).
+    public let budget: SendBudget
     /// Tier requests (`--cold`, `--tier-policy`); nil answers each with why not.
     public let tiers: TierWork?
     private let logger: Logger
@@ -78,6 +82,7 @@ public final class AgentWork: Sendable {
         self.receiving = receiving
         self.logger = logger
         jobs = JobFlows(logger: logger)
+        budget = SendBudget(limit: settings.sendMemory)
         let lanes = Lanes(memory: PathMemory(file: settings.pathMemoryFile))
         self.lanes = lanes
         pool = StreamPool(perDestination: settings.sender.streams, closed: { lanes.forget(stream: $0) })
@@ -167,10 +172,10 @@ public final class AgentWork: Sendable {
         let progress = UnitProgress()
         let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name,
                                      stallTimeout: settings.stallTimeout, congestionControl: settings.tcpCongestion)
-        let jobs = jobs, job = task.job
+        let jobs = jobs, job = task.job, budget = budget
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
-                            fixedLinkRate: settings.linkRate)
+                            fixedLinkRate: settings.linkRate, budget: budget)
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
         let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes
         running.withLockedValue { r in

@@ -13,20 +13,42 @@ public struct UnitFlow: Sendable {
     public var order: UInt64
     /// `--link-rate`: compress for this rate rather than for the lane's estimate.
     public var fixedLinkRate: Double?
+    /// The agent's `--send-memory`, shared by all its units.
+    public var budget: SendBudget?
 
     public init(agentLimit: RateLimiter? = nil, jobLimit: @escaping @Sendable () -> RateLimiter? = { nil }, lane: LaneFlow? = nil,
-                order: UInt64 = 0, fixedLinkRate: Double? = nil) {
+                order: UInt64 = 0, fixedLinkRate: Double? = nil, budget: SendBudget? = nil) {
         self.agentLimit = agentLimit
         self.jobLimit = jobLimit
         self.lane = lane
         self.order = order
         self.fixedLinkRate = fixedLinkRate
+        self.budget = budget
     }
 
+    /// Before a chunk of `bytes` raw bytes is read and encoded: holds that much of the agent's
+    /// budget, so that a worker reads a chunk only when the agent may hold it. (The caps and the
+    /// lane's window are taken after the read, on the encoded frame: charged the raw length, a cap
+    /// would pace compressible data below its rate.)
+    func reserve(_ bytes: Int) async -> Int {
+        await budget?.take(bytes)
+        return bytes
+    }
+
+    /// The chunk is not sent after all (it could not be read, or it goes by reference).
+    func cancel(_ reserved: Int) { budget?.give(reserved) }
+
     /// Sends a chunk's frame once the caps and the lane allow, and feeds the answer's round trip
-    /// and the socket's `TCP_INFO` back to the lane.
-    func send(_ frame: Frame, expecting place: ReplyKey? = nil, on stream: ChunkStream) async throws -> Message {
+    /// and the socket's `TCP_INFO` back to the lane. `reserved`: the budget held for it before it
+    /// was read (resized to the frame); without it, the frame's bytes are taken now.
+    func send(_ frame: Frame, reserved: Int? = nil, expecting place: ReplyKey? = nil, on stream: ChunkStream) async throws -> Message {
         let bytes = frame.payload.readableBytes
+        if let reserved {
+            budget?.resize(from: reserved, to: bytes)
+        } else {
+            await budget?.take(bytes)
+        }
+        defer { budget?.give(bytes) }
         await agentLimit?.charge(bytes)
         await jobLimit()?.charge(bytes)
         guard let lane else { return try await stream.send(frame, expecting: place) }

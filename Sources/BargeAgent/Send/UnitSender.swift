@@ -54,6 +54,8 @@ public struct UnitSender: Sendable {
     public let flow: UnitFlow
     /// Connections kept open between units; nil: each unit opens its own.
     public let pool: StreamPool?
+    /// `auto`, or the codec the job asked for.
+    private let codec: CodecChoice
 
     public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress,
                 flow: UnitFlow? = nil, pool: StreamPool? = nil) {
@@ -64,6 +66,7 @@ public struct UnitSender: Sendable {
         self.settings = settings
         self.progress = progress
         self.flow = flow ?? UnitFlow(agentLimit: settings.limiter)
+        codec = (try? CodecChoice(name: task.codec)) ?? .auto
     }
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.
@@ -208,9 +211,6 @@ public struct UnitSender: Sendable {
     }
 
     private func worker(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
-        let source = sources.take()
-        defer { sources.give(source) }
-        source.codec = (try? CodecChoice(name: task.codec)) ?? .auto
         while !Task.isCancelled, let step = try await queue.next() {
             switch step {
             case .entry(let i):
@@ -218,16 +218,16 @@ public struct UnitSender: Sendable {
             case .finish(let i):
                 try await finished(i, stream, ready)
             case .chunk(let i, let offset, let length):
-                try await send(chunk: i, offset: offset, length: length, stream, queue, source, refs, ready)
+                try await send(chunk: i, offset: offset, length: length, stream, queue, refs, ready)
             case .batch(let files):
                 if stream.version >= WireVersion.fileBatches {
-                    try await send(batch: files, stream, queue, source, refs)
+                    try await send(batch: files, stream, queue, refs)
                 } else {
                     // A peer before version 7: each file as its one chunk, or a finish when empty.
                     for i in files {
                         let size = task.files[i].entry.size
                         if size == 0 { try await finished(i, stream, ready); continue }
-                        try await send(chunk: i, offset: 0, length: Int(size), stream, queue, source, refs, ready)
+                        try await send(chunk: i, offset: 0, length: Int(size), stream, queue, refs, ready)
                     }
                 }
             }
@@ -238,36 +238,45 @@ public struct UnitSender: Sendable {
     /// reference when the destination holds its bytes), the batch sent within the lane's window,
     /// and the files the reply refuses as `corrupt` (read again) or `need` (sent by value) sent
     /// again in a smaller batch, up to `maxAttempts` times each.
-    private func send(batch list: [Int], _ stream: ChunkStream, _ queue: StepQueue, _ source: ChunkSource, _ refs: References) async throws {
+    private func send(batch list: [Int], _ stream: ChunkStream, _ queue: StepQueue, _ refs: References) async throws {
         var pending = list
         var attempts: [Int: Int] = [:]
         var byValue: Set<Int> = []
         while !pending.isEmpty {
             var files: [FileBatch.File] = []
             var sent: [(file: Int, report: ChunkReport, codec: String, encoded: UInt64, referenced: Bool)] = []
-            for i in pending {
-                let f = task.files[i]
-                let e = f.entry
-                attempts[i, default: 0] += 1
-                guard e.size > 0 else {
-                    files.append(FileBatch.File(path: e.path, size: 0, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
-                                                id: Self.emptyId, xxh: Self.emptyXXH, form: .bytes, encoded: ByteBuffer()))
-                    continue
+            for i in pending { attempts[i, default: 0] += 1 }
+            // The batch's raw bytes are held in the agent's budget before any file is read.
+            let room = await flow.reserve(pending.reduce(0) { $0 + Int(task.files[$1].entry.size) })
+            do {
+                try sources.using(codec) { source in
+                    for i in pending {
+                        let f = task.files[i]
+                        let e = f.entry
+                        guard e.size > 0 else {
+                            files.append(FileBatch.File(path: e.path, size: 0, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
+                                                        id: Self.emptyId, xxh: Self.emptyXXH, form: .bytes, encoded: ByteBuffer()))
+                            continue
+                        }
+                        if let rate = flow.compressionRate { source.encoder.sendRate = rate }
+                        let place = ChunkPlace(job: task.job, path: e.path, offset: 0)
+                        let data = try source.prepare(sourcePath: f.sourcePath, offset: 0, length: Int(e.size), fileSize: e.size,
+                                                      mtime: (e.mtimeSeconds, e.mtimeNanoseconds), destination: place,
+                                                      byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
+                        let report = ChunkReport(file: UInt32(i), offset: 0, length: UInt32(e.size), id: data.id)
+                        files.append(FileBatch.File(path: e.path, size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
+                                                    id: data.id, xxh: data.xxh, form: data.byReference ? .reference : .bytes, encoded: data.encoded))
+                        sent.append((i, report, source.lastCodec.description, UInt64(data.encoded.readableBytes), data.byReference))
+                    }
                 }
-                if let rate = flow.compressionRate { source.encoder.sendRate = rate }
-                let place = ChunkPlace(job: task.job, path: e.path, offset: 0)
-                let data = try source.prepare(sourcePath: f.sourcePath, offset: 0, length: Int(e.size), fileSize: e.size,
-                                              mtime: (e.mtimeSeconds, e.mtimeNanoseconds), destination: place,
-                                              byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
-                let report = ChunkReport(file: UInt32(i), offset: 0, length: UInt32(e.size), id: data.id)
-                files.append(FileBatch.File(path: e.path, size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
-                                            id: data.id, xxh: data.xxh, form: data.byReference ? .reference : .bytes, encoded: data.encoded))
-                sent.append((i, report, source.lastCodec.description, UInt64(data.encoded.readableBytes), data.byReference))
+            } catch {
+                flow.cancel(room)
+                throw error
             }
             let number = Self.batchNumbers.wrappingAdd(1, ordering: .relaxed).oldValue
             let message = Message.fileBatch(FileBatch(job: task.job, batch: number, files: files))
             let frame = message.frame()
-            let reply = try await flow.send(frame, expecting: .batch(job: task.job, number: number), on: stream)
+            let reply = try await flow.send(frame, reserved: room, expecting: .batch(job: task.job, number: number), on: stream)
             progress.sent(UInt64(frame.payload.readableBytes))
             guard case .fileBatchReply(let answer) = reply else {
                 throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of a file batch reply")
@@ -316,7 +325,7 @@ public struct UnitSender: Sendable {
     /// One chunk, by reference when the destination holds it (or another stream is sending the
     /// same bytes to it right now: then after that stream's ack), else by value, read and sent
     /// again after a `corrupt` nack.
-    private func send(chunk i: Int, offset: UInt64, length: Int, _ stream: ChunkStream, _ queue: StepQueue, _ source: ChunkSource,
+    private func send(chunk i: Int, offset: UInt64, length: Int, _ stream: ChunkStream, _ queue: StepQueue,
                       _ refs: References, _ ready: ReadyFiles?) async throws {
         let file = task.files[i]
         let place = ChunkPlace(job: task.job, path: file.entry.path, offset: offset)
@@ -327,18 +336,31 @@ public struct UnitSender: Sendable {
         do {
             while true {
                 attempt += 1
-                if let rate = flow.compressionRate { source.encoder.sendRate = rate }
-                let data = try source.prepare(
-                    sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
-                    mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
-                    destination: place, byReference: { id in
-                        guard byReference, claimed == nil else { return false }
-                        if refs.claim(id) { return true }
-                        claimed = id  // held from here, so that an encoding error below still settles it
-                        return false
-                    })
+                // The agent's budget first, so that a chunk is read only when the agent may hold it.
+                let room = await flow.reserve(length)
+                let data: ChunkSource.Prepared
+                let codecUsed: String
+                do {
+                    (data, codecUsed) = try sources.using(codec) { source in
+                        if let rate = flow.compressionRate { source.encoder.sendRate = rate }
+                        let data = try source.prepare(
+                            sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
+                            mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
+                            destination: place, byReference: { id in
+                                guard byReference, claimed == nil else { return false }
+                                if refs.claim(id) { return true }
+                                claimed = id  // held from here, so that an encoding error below still settles it
+                                return false
+                            })
+                        return (data, source.lastCodec.description)
+                    }
+                } catch {
+                    flow.cancel(room)
+                    throw error
+                }
                 let report = ChunkReport(file: UInt32(i), offset: offset, length: UInt32(length), id: data.id)
                 if data.byReference {
+                    flow.cancel(room)
                     let ref = Message.chunkRef(ChunkRef(place: place, fileSize: file.entry.size, length: UInt32(length), id: data.id, xxh: data.xxh)).frame()
                     var reply: Message? = nil
                     if await refs.settled(data.id) {
@@ -356,7 +378,8 @@ public struct UnitSender: Sendable {
                     return
                 }
                 let wire = UInt64(data.encoded.readableBytes)
-                let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), expecting: .place(place), on: stream)
+                let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), reserved: room,
+                                                expecting: .place(place), on: stream)
                 progress.sent(wire)
                 if reply.isNack(.corrupt), attempt < settings.maxAttempts {
                     progress.refetched()
@@ -368,7 +391,7 @@ public struct UnitSender: Sendable {
                     claimed = nil
                 }
                 let last = queue.acked(file: i)
-                progress.acked(report, codec: source.lastCodec.description, raw: UInt64(length), encoded: wire)
+                progress.acked(report, codec: codecUsed, raw: UInt64(length), encoded: wire)
                 if last && file.finish && !file.repair { try await finished(i, stream, ready) }
                 return
             }
@@ -515,8 +538,34 @@ public final class SourcePool: Sendable {
         idle.withLockedValue { $0.append(first) }
     }
 
-    func take() -> ChunkSource { idle.withLockedValue { $0.popLast() } ?? make() }
-    func give(_ source: ChunkSource) { idle.withLockedValue { $0.append(source) } }
+    /// Sources taken now, the most taken at once, and how many times one was taken (for tests).
+    private let taken = NIOLockedValueBox((now: 0, most: 0, total: 0))
+    var mostTakenAtOnce: Int { taken.withLockedValue { $0.most } }
+    var timesTaken: Int { taken.withLockedValue { $0.total } }
+
+    func take() -> ChunkSource {
+        taken.withLockedValue { t in
+            t.now += 1
+            t.total += 1
+            t.most = max(t.most, t.now)
+        }
+        return idle.withLockedValue { $0.popLast() } ?? make()
+    }
+
+    func give(_ source: ChunkSource) {
+        taken.withLockedValue { $0.now -= 1 }
+        idle.withLockedValue { $0.append(source) }
+    }
+
+    /// Runs `body` with a source set to `codec`, taken for the body only: a source (its buffers,
+    /// up to a few MiB) is held while a chunk is read and encoded, not while it waits or flies,
+    /// so there are about as many as chunks prepared at once rather than one per worker.
+    func using<T>(_ codec: CodecChoice, _ body: (ChunkSource) throws -> T) rethrows -> T {
+        let source = take()
+        defer { give(source) }
+        source.codec = codec
+        return try body(source)
+    }
 }
 
 /// Chunk ids this agent has sent to a destination agent within a job, and those it is sending
