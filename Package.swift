@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "BargeStore", dependencies: ["CBargeFS", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "BargeTier",
-            dependencies: ["BargeCodec", "BargeDigest", "BargeFlow", "BargeStore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["BargeChunk", "BargeCodec", "BargeDigest", "BargeFlow", "BargeStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(
             name: "BargeWire",

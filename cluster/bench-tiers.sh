@@ -25,7 +25,10 @@ echo "generating 4 files of $size (float32, float64, int16, text) and one 64 MiB
 rm -f "$work/a/ds/random.bin"
 "$barge" bench generate --size 64MiB "$work/one" > /dev/null
 mv "$work/one/float32.bin" "$work/a/ds/promote-me.f32"
-# A different 64 MiB: the float32 field of a smaller size, shifted, so it shares no chunk with the big one.
+# The first 64 MiB of the big float32 field, shifted by three bytes. Both transit and the store cut
+# files of 8 MiB and more by content, so it shares all but its first chunk with float32.bin in
+# both (a store that cut fixed 1 MiB chunks stored it again): the promotion below reads its chunks
+# out of the big file's packs.
 python3 - "$work/a/ds/promote-me.f32" <<'PY'
 import sys
 p = sys.argv[1]

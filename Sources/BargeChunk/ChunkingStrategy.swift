@@ -40,6 +40,18 @@ public enum ChunkingStrategy: Hashable, Sendable {
     public static let maxChunkLength = 16 << 20
 
     public static let defaultFixed = ChunkingStrategy.fixed(size: 1 << 20)
+
+    /// Files at least this large are cut by content by default (an agent's `--cdc-above`): in
+    /// transit and in the cold store alike, so that both cut a file into the same chunks and a
+    /// file demoted shares its chunks with one placed cold as it arrived.
+    public static let defaultContentDefinedAbove: UInt64 = 8 << 20
+
+    /// How a whole file of `size` bytes is cut: `FastCDC.standard` from `contentDefinedAbove`
+    /// up (never when it is nil), otherwise fixed chunks of `fixedSize`.
+    public static func forFile(size: UInt64, contentDefinedAbove: UInt64?, fixedSize: Int = 1 << 20) -> ChunkingStrategy {
+        if let above = contentDefinedAbove, size >= above { return .fastCDC(.standard) }
+        return .fixed(size: fixedSize)
+    }
 }
 
 public enum ChunkingError: Error, Equatable, Sendable, CustomStringConvertible {

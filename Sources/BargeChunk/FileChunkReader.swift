@@ -42,6 +42,15 @@ public struct FileChunkReader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ChunkingError.io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
+        try forEachChunk(of: fd, from: start, length: length, body)
+    }
+
+    /// As `forEachChunk(from:length:_:)`, on a descriptor the caller opened (and closes), so that
+    /// it can check the file it read with `fstat` on the same descriptor. `path` names it in errors.
+    public func forEachChunk(
+        of fd: Int32, from start: UInt64 = 0, length: UInt64? = nil,
+        _ body: (ChunkSpan, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         let end: UInt64
         if let length {
             end = start + length

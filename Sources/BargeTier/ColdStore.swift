@@ -1,3 +1,4 @@
+import BargeChunk
 import BargeCodec
 import Foundation
 import BargeDigest
@@ -73,7 +74,13 @@ public final class ColdStore {
 
     /// As `demote(_:root:encoder:)`, with the chunks of a file hashed and compressed
     /// `encoders.count` at a time, each on its own thread, and written to the pack in order.
-    public func demote(_ paths: [String], root: String, encoders: [AdaptiveEncoder]) throws -> DemoteOutcome {
+    ///
+    /// Files of at least `contentDefinedAbove` bytes are cut by content (`FastCDC.standard`), as a
+    /// source agent cuts them in transit, so an insertion moves only nearby chunks and a file
+    /// demoted shares its chunks with the same bytes shifted, or placed cold as they arrived.
+    /// Smaller files (and all, when it is nil) are cut into chunks of the store's `chunk_size`.
+    public func demote(_ paths: [String], root: String, encoders: [AdaptiveEncoder],
+                       contentDefinedAbove: UInt64? = ChunkingStrategy.defaultContentDefinedAbove) throws -> DemoteOutcome {
         let lock = try StoreLock(layout.lockPath, exclusive: false)
         defer { lock.release() }
         var outcome = DemoteOutcome()
@@ -84,7 +91,7 @@ public final class ColdStore {
         var batchIDs = Set<[UInt8]>()
         var opened: [(file: ColdFile, path: RootedPath, inode: UInt64)] = []
         let lanes = max(1, encoders.count)
-        let work = ChunkLanes(count: lanes, chunkSize: chunkSize, keys: keys, encoders: encoders)
+        let work = ChunkLanes(count: lanes, chunkSize: max(chunkSize, FastCDC.standard.maxSize), keys: keys, encoders: encoders)
         defer { work.deallocate() }
         defer { writer?.abandon() }
 
@@ -112,25 +119,11 @@ public final class ColdStore {
                 continue
             }
             var chunks: [ColdFile.Chunk] = []
-            var offset: UInt64 = 0
-            var failed: String?
             let size = UInt64(before.st_size)
-            while offset < size, failed == nil {
-                // Up to `lanes` chunks read, then hashed side by side.
-                var n = 0
-                while n < lanes, offset < size {
-                    let want = Int(min(UInt64(chunkSize), size - offset))
-                    let got = pread(fd, work.raw[n], want, off_t(offset))
-                    guard got == want else {
-                        failed = got < 0 ? "cannot read: \(String(cString: strerror(errno)))" : "it shrank while it was read"
-                        break
-                    }
-                    work.lengths[n] = want
-                    offset += UInt64(want)
-                    n += 1
-                }
-                guard failed == nil else { break }
-                let count = n
+            // Up to `lanes` chunks are copied out of the reader, then hashed side by side, then
+            // the new ones compressed side by side and appended to the pack in order.
+            var count = 0
+            func store() throws {
                 DispatchQueue.concurrentPerform(iterations: count) { k in work.hash(k) }
                 // Which are new (in order: a chunk repeated within the batch is stored once).
                 var fresh: [Int] = []
@@ -156,6 +149,24 @@ public final class ColdStore {
                         }
                     }
                     chunks.append(ColdFile.Chunk(id: work.id(k), length: UInt32(work.lengths[k])))
+                }
+                count = 0
+            }
+            var failed: String?
+            do {
+                let strategy = ChunkingStrategy.forFile(size: size, contentDefinedAbove: contentDefinedAbove, fixedSize: chunkSize)
+                try FileChunkReader(path: rooted.absolute, strategy: strategy).forEachChunk(of: fd, from: 0, length: size) { _, bytes in
+                    work.raw[count].copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                    work.lengths[count] = bytes.count
+                    count += 1
+                    if count == lanes { try store() }
+                }
+                if count > 0 { try store() }
+            } catch let error as ChunkingError {
+                switch error {
+                case .shortFile: failed = "it shrank while it was read"
+                case .io(_, _, let code): failed = "cannot read: \(String(cString: strerror(code)))"
+                default: failed = "\(error)"
                 }
             }
             var after = stat()

@@ -94,7 +94,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(help: "Send every chunk's bytes, even those a destination already holds.")
     var noDedup = false
 
-    @Option(help: ArgumentHelp("Files at least this large are cut into content-defined chunks (FastCDC, 512 KiB to 4 MiB, 1 MiB on average), so an insertion changes only nearby chunks; smaller files use fixed chunks. 'off' always uses fixed chunks.", valueName: "size"))
+    @Option(help: ArgumentHelp("Files at least this large are cut into content-defined chunks (FastCDC, 512 KiB to 4 MiB, 1 MiB on average), so an insertion changes only nearby chunks, when sent and when demoted to the cold tier; smaller files use fixed chunks. 'off' always uses fixed chunks.", valueName: "size"))
     var cdcAbove = "8MiB"
 
     /// `--cdc-above` as bytes, nil for off.
@@ -168,7 +168,8 @@ struct AgentCommand: AsyncParsableCommand {
                 // A cold store inside the root is not data either.
                 try StatePaths.protect(cold)
             }
-            tiers = try TierWork(root: rootPath, name: name, cold: cold, keyMaterial: key, sitePolicy: policy)
+            tiers = try TierWork(root: rootPath, name: name, cold: cold, keyMaterial: key, sitePolicy: policy,
+                                 contentDefinedAbove: try contentDefinedAbove())
             if let cold { logger.notice("agent \(name): cold tier in \(cold)\(key != nil ? ", encrypted" : "")\(policy.map { ", site policy \($0)" } ?? "")") }
         } catch let error as TierPolicyError {
             throw ValidationError("--tier-policy: \(error.description)")

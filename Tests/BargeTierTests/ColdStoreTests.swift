@@ -140,6 +140,35 @@ struct ColdStoreTests {
         #expect(try store.totals().packs == 1)
     }
 
+    /// Large files are demoted in content-defined chunks, as they are cut in transit: the same
+    /// bytes shifted by an insertion share all but the chunks around it. With fixed chunks (the
+    /// agent's `--cdc-above off`) the shifted copy shares nothing.
+    @Test(arguments: [true, false])
+    func aShiftedCopySharesItsChunksWhenCutByContent(contentDefined: Bool) throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let field = SampleData.generate(.float32, bytes: 12 << 20, seed: 9)
+        try s.file("a/field.f32", field)
+        try s.file("b/field.f32", [1, 2, 3] + field)
+        let above: UInt64? = contentDefined ? 8 << 20 : nil
+        let first = try store.demote(["a/field.f32"], root: s.root, encoders: [archiveEncoder()], contentDefinedAbove: above)
+        let second = try store.demote(["b/field.f32"], root: s.root, encoders: [archiveEncoder()], contentDefinedAbove: above)
+        #expect(first.skipped.isEmpty && second.skipped.isEmpty)
+        let chunks = try #require(try store.catalog.file("b/field.f32")?.chunks)
+        #expect(chunks.reduce(0) { $0 + Int($1.length) } == field.count + 3)
+        if contentDefined {
+            #expect(chunks.contains { $0.length != 1 << 20 }, "cut by content, not at every MiB")
+            #expect(second.newChunks <= 2, "\(second.newChunks) new of \(chunks.count)")
+            #expect(second.storedBytes * 5 < first.storedBytes, "\(second.storedBytes) against \(first.storedBytes)")
+        } else {
+            #expect(chunks.allSatisfy { $0.length == 1 << 20 || $0 == chunks.last })
+            #expect(second.newChunks == chunks.count)
+        }
+        let promoted = try store.promote(["a/field.f32", "b/field.f32"], root: s.root)
+        #expect(promoted.skipped.isEmpty, "\(promoted.skipped)")
+        #expect(s.read("a/field.f32") == field && s.read("b/field.f32") == [1, 2, 3] + field)
+    }
+
     @Test func withoutTheKeyNothingInTheStoreIsReadable() throws {
         let s = try ColdSandbox()
         let marker = Array("CONFIDENTIAL-PATIENT-RECORD-".utf8)

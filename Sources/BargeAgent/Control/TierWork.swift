@@ -31,8 +31,14 @@ public final class TierWork: Sendable {
     /// Bytes of files per demotion page at most, so a page makes about one pack.
     static let demotePageBytes: UInt64 = 256 << 20
 
-    public init(root: String, name: String, cold: String?, keyMaterial: [UInt8]?, sitePolicy: TierPolicy?) throws {
+    /// `--cdc-above`: files from this size up are demoted in content-defined chunks, as they are
+    /// cut in transit.
+    let contentDefinedAbove: UInt64?
+
+    public init(root: String, name: String, cold: String?, keyMaterial: [UInt8]?, sitePolicy: TierPolicy?,
+                contentDefinedAbove: UInt64? = UnitSender.Settings.defaultContentDefinedAbove) throws {
         self.root = root
+        self.contentDefinedAbove = contentDefinedAbove
         self.name = name
         self.sitePolicy = sitePolicy
         let opened = try cold.map { try ColdStore(directory: $0, keyMaterial: keyMaterial) }
@@ -101,7 +107,8 @@ public final class TierWork: Sendable {
             }
             walk = w
         }
-        let outcome = try store.demote(paths, root: root, encoders: ColdStore.archiveEncoders(selector: selector))
+        let outcome = try store.demote(paths, root: root, encoders: ColdStore.archiveEncoders(selector: selector),
+                                       contentDefinedAbove: contentDefinedAbove)
         var counters = TierCounters()
         counters.files = UInt64(outcome.files.count)
         counters.logicalBytes = outcome.logicalBytes

@@ -33,7 +33,7 @@ public struct UnitSender: Sendable {
         /// workers. The lane's window bounds the bytes in flight whatever the depth.
         public var depth: Int = 8
 
-        public static let defaultContentDefinedAbove: UInt64 = 8 << 20
+        public static let defaultContentDefinedAbove = ChunkingStrategy.defaultContentDefinedAbove
         /// The agent's `--bwlimit`, charged for every chunk frame's payload sent on the data plane
         /// (the default `UnitFlow`'s agent limit).
         public var limiter: RateLimiter?
