@@ -105,14 +105,18 @@ struct TierProcessTests {
         for operation in ["demote", "promote"] {
             let id = try cluster.cli(["tier", operation, "b:ds"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             try #require(id.hasPrefix("j-"), "\(id)")
-            // Kill -9 once the job has moved some files and not all.
+            // Kill -9 once the job has moved some files and not all (a page of 256 is done, three
+            // more are to come).
+            var seen: (state: String, done: Int) = ("", 0)
             _ = try await cluster.eventually(60) {
                 let s = try cluster.cli(["status", id, "--json"], http: http)
                 let o = try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any]
-                return (o?["files_done"] as? Int ?? 0) > 0 || o?["state"] as? String != "running"
+                seen = (o?["state"] as? String ?? "", o?["files_done"] as? Int ?? 0)
+                return seen.done > 0 || seen.state != "running"
             }
             b1.kill(SIGKILL)
             b1.process.waitUntilExit()
+            #expect(seen.state == "running" && seen.done < 900, "the \(operation) was not under way when its agent was killed: \(seen)")
             b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold], log: "b1-\(operation).log")
             let ended = try await cluster.eventually(120) {
                 let s = try cluster.cli(["status", id, "--json"], http: http)
@@ -130,6 +134,11 @@ struct TierProcessTests {
         }
         let final = try TreeSupport.snapshot(copy)
         #expect(final == original, "\(Set(final).symmetricDifference(original).sorted().prefix(10))")
+        // Nothing the kills left behind in the store survives a gc: no temporary pack, and every
+        // pack left is one the catalog knows.
+        let gc = try cluster.cli(["tier", "gc", "b", "--json"], http: http)
+        #expect(gc.status == 0, "\(gc.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cold + "/tmp").isEmpty)
         withExtendedLifetime(b1) {}
     }
 

@@ -287,4 +287,103 @@ struct ColdStoreTests {
         // A file changed while it was being demoted stays hot.
         #expect(try store.demote(["nope"], root: s.root, encoder: archiveEncoder()).skipped.count == 1)
     }
+
+    /// A promotion opens only the packs that hold the file's chunks: with another file's pack
+    /// gone from the disk, it still promotes, and reads no more than its own stored bytes.
+    @Test func aPromotionReadsOnlyThePacksItNeeds() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let a = try s.file("a.bin", SampleData.generate(.int16, bytes: 3 << 20, seed: 21))
+        try s.file("b.bin", SampleData.generate(.text, bytes: 3 << 20, seed: 22))
+        let first = try store.demote(["a.bin"], root: s.root, encoder: archiveEncoder())
+        _ = try store.demote(["b.bin"], root: s.root, encoder: archiveEncoder())
+        let packs = try store.packsOnDisk()
+        #expect(packs.count == 2)
+        let aPacks = Set(try store.catalog.locations(try #require(try store.catalog.file("a.bin")).chunks.map(\.id)).values.map(\.pack))
+        for pack in packs where !aPacks.contains(pack) { try FileManager.default.removeItem(atPath: store.layout.packPath(for: pack)) }
+        let promoted = try store.promote(["a.bin"], root: s.root)
+        #expect(promoted.skipped.isEmpty, "\(promoted.skipped)")
+        #expect(s.read("a.bin") == a)
+        #expect(promoted.packBytesRead <= first.storedBytes, "\(promoted.packBytesRead) read for \(first.storedBytes) stored")
+    }
+
+    /// A chunk damaged in its only pack stops that file's promotion: nothing appears under its
+    /// name, no partial file is left, and it stays cold, listed with the reason.
+    @Test func aDamagedChunkLeavesTheFileColdAndNoPartial() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let good = try s.file("good.txt", SampleData.generate(.text, bytes: 1 << 20, seed: 31))
+        try s.file("bad.bin", SampleData.generate(.float64, bytes: 2 << 20, seed: 32))
+        _ = try store.demote(["good.txt", "bad.bin"], root: s.root, encoder: archiveEncoder())
+        let bad = try #require(try store.catalog.file("bad.bin"))
+        let location = try #require(try store.catalog.locations([bad.chunks[1].id])[bad.chunks[1].id])
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: store.layout.packPath(for: location.pack)))
+        try handle.seek(toOffset: location.offset + 60)
+        let old = try handle.read(upToCount: 1)!
+        try handle.seek(toOffset: location.offset + 60)
+        try handle.write(contentsOf: Data([old[0] ^ 0x01]))
+        try handle.close()
+
+        let promoted = try store.promote(["bad.bin", "good.txt"], root: s.root)
+        #expect(promoted.files.map(\.path) == ["good.txt"] && s.read("good.txt") == good)
+        #expect(promoted.skipped.map(\.path) == ["bad.bin"] && promoted.skipped.first?.reason.contains("damaged") == true,
+                "\(promoted.skipped)")
+        #expect(s.read("bad.bin") == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains("barge-partial") }.isEmpty)
+        #expect(try store.catalog.file("bad.bin") == bad)
+    }
+
+    /// A demotion larger than a pack fills packs of about 64 MiB, each written once, and the
+    /// files come back whole.
+    @Test func aLargeDemotionRollsOverIntoPacksOfAbout64MiB() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        var files: [(String, [UInt8])] = []
+        for i in 0..<3 {
+            files.append(("big/\(i).bin", try s.file("big/\(i).bin", SampleData.generate(.random, bytes: 30 << 20, seed: UInt64(40 + i)))))
+        }
+        let demoted = try store.demote(files.map(\.0), root: s.root, encoders: ColdStore.archiveEncoders())
+        #expect(demoted.skipped.isEmpty && demoted.files.count == 3)
+        let packs = try store.packsOnDisk()
+        #expect(packs.count == 2, "\(packs.count) packs for 90 MiB")
+        for pack in packs {
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: store.layout.packPath(for: pack))[.size] as? NSNumber).intValue
+            #expect(size <= PackFormat.targetPackBytes + (5 << 20), "\(pack): \(size) bytes")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.layout.temporaryDirectory).isEmpty)
+        _ = try store.promote(files.map(\.0), root: s.root)
+        for (path, bytes) in files { #expect(s.read(path) == bytes, "\(path)") }
+    }
+
+    /// `gc` never races a demotion: run at the same moment again and again, from another
+    /// `ColdStore` on the same directory (as another agent of the site), it waits for the
+    /// demotion's lock, so it never removes a pack the demotion is writing or has yet to commit.
+    @Test func gcRunAlongsideADemotionRemovesNothingItNeeds() throws {
+        let s = try ColdSandbox()
+        let other = try ColdStore(directory: s.cold)
+        var files: [(String, [UInt8])] = []
+        // No promotion until the end, so no pack is ever unreferenced: gc must remove none.
+        for round in 0..<4 {
+            let path = "r\(round).bin"
+            files.append((path, try s.file(path, SampleData.generate(.float32, bytes: 6 << 20, seed: UInt64(50 + round)))))
+            let demotion = DispatchGroup()
+            nonisolated(unsafe) var failure: Error?
+            let (cold, root) = (s.cold, s.root)
+            DispatchQueue.global().async(group: demotion) {
+                do { _ = try ColdStore(directory: cold).demote([path], root: root, encoder: archiveEncoder()) } catch { failure = error }
+            }
+            var removed = 0, runs = 0
+            while demotion.wait(timeout: .now()) == .timedOut {
+                removed += try other.gc().packsRemoved
+                runs += 1
+            }
+            removed += try other.gc().packsRemoved
+            #expect(failure == nil, "\(String(describing: failure))")
+            #expect(removed == 0, "round \(round): gc removed \(removed) packs in \(runs + 1) runs")
+        }
+        #expect(try other.verify(under: "", repair: false).damaged.isEmpty)
+        let promoted = try other.promote(files.map(\.0), root: s.root)
+        #expect(promoted.skipped.isEmpty, "\(promoted.skipped)")
+        for (path, bytes) in files { #expect(s.read(path) == bytes, "\(path)") }
+    }
 }

@@ -16,6 +16,12 @@ struct TierPolicyTests {
         #expect(p.tier(for: file("old/small.h5", size: 1 << 20, ageDays: 91), now: now) == .hot)  // size>1MiB is strict
         #expect(p.tier(for: file("new/big.h5", size: 2 << 20, ageDays: 89), now: now) == .hot)
         #expect(p.description == "cold:raw/**;cold:age>90d,size>1MiB;hot")
+        // size<N is strict too, and a rule may bound a size on both sides.
+        let band = try TierPolicy(parsing: "hot:size<128KiB;cold:size>1GiB;cold:*.nc,size<1GiB;hot")
+        #expect(band.tier(for: file("x.nc", size: 128 << 10 - 1), now: now) == .hot)
+        #expect(band.tier(for: file("x.nc", size: 128 << 10), now: now) == .cold)
+        #expect(band.tier(for: file("x.h5", size: 128 << 10), now: now) == .hot)
+        #expect(band.tier(for: file("x.h5", size: (1 << 30) + 1), now: now) == .cold)
         #expect(p.canPlaceCold)
     }
 
@@ -60,6 +66,7 @@ struct TierPolicyTests {
             ("cold:*.nc;", "rule 2 is empty"),
             ("cold:", "has an empty condition"),
             ("cold:size>1XB", "'1XB' is not a size"),
+            ("cold:size<", "'' is not a size"),
             ("cold:age>30y", "'30y' is not an age"),
             ("cold:size=4", "'size=4' is not a condition"),
             ("cold:raw**", "'**' must be a whole path component"),
