@@ -210,6 +210,14 @@ public final class ColdCatalog: Sendable {
         }
     }
 
+    /// Which of `paths` are cold files (one indexed lookup each).
+    public func coldPaths(_ paths: [String]) throws -> Set<String> {
+        try read { db in
+            let statement = try db.cachedStatement(sql: "SELECT 1 FROM files WHERE path = ?")
+            return Set(try paths.filter { try Int.fetchOne(statement, arguments: [$0]) != nil })
+        }
+    }
+
     public func file(_ path: String) throws -> ColdFile? {
         try read { db in try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]).map(Self.file) }
     }

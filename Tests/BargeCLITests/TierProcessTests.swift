@@ -186,7 +186,8 @@ struct TierProcessTests {
     @Test func verifyCoversTheColdTierAndRepairSendsADamagedFileAgain() async throws {
         let fm = FileManager.default
         try fm.createDirectory(at: source, withIntermediateDirectories: true)
-        let bytes = SampleData.generate(.float32, bytes: (3 << 20) + 4321, seed: 4)
+        // Over 8 MiB: cut by content, in transit and when demoted alike.
+        let bytes = SampleData.generate(.float32, bytes: (10 << 20) + 4321, seed: 4)
         try Data(bytes).write(to: source.appendingPathComponent("field.f32"))
         try Data(SampleData.generate(.text, bytes: 50_000, seed: 5)).write(to: source.appendingPathComponent("log.txt"))
         let (coordinator, agents, http) = try await cluster.startCoordinator()
@@ -213,12 +214,26 @@ struct TierProcessTests {
         try handle.seek(toOffset: 16 + 40 + 1000)
         try handle.write(contentsOf: Data([old[0] ^ 0x20]))
         try handle.close()
+        func storedBytes() throws -> Int {
+            let stats = try cluster.cli(["tier", "stats", "b", "--json"], http: http)
+            return try #require((try json(stats) as? [String: Any])?["stored_bytes"] as? Int, "\(stats.stdout)\(stats.stderr)")
+        }
+        let storedBefore = try storedBytes()
         let damaged = try cluster.cli(["verify", job], http: http)
         #expect(damaged.status == 1, "\(damaged.stdout)\(damaged.stderr)")
         let repaired = try cluster.cli(["verify", job, "--repair"], http: http)
         #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)\n\(coordinator.output)")
-        #expect(try Data(contentsOf: copy.appendingPathComponent("field.f32")) == Data(bytes))
+        // The file was sent again and stays cold: only the damaged chunk is stored anew (at most
+        // 4 MiB raw), the rest dedups against what the store holds.
+        #expect(!fm.fileExists(atPath: copy.path + "/field.f32"))
+        let listed = try tiers(http)
+        #expect(listed["ds/field.f32"] == "cold", "\(listed)")
+        let grown = try storedBytes() - storedBefore
+        #expect(grown > 0 && grown <= (4 << 20) + 4096, "the store grew by \(grown) bytes")
+        let again = try cluster.cli(["verify", job], http: http)
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
         #expect(try cluster.cli(["tier", "promote", "b:ds", "--wait"], http: http).status == 0)
+        #expect(try Data(contentsOf: copy.appendingPathComponent("field.f32")) == Data(bytes))
         // Every file identical, with its mode and mtime. (The directory's own mtime moved when the
         // repair wrote the file again, as any whole-file repair moves it.)
         let final = try TreeSupport.snapshot(copy).filter { !$0.hasSuffix(" dir") }

@@ -91,17 +91,23 @@ public final class DestinationFiles: Sendable {
     // MARK: placement
 
     /// Places a unit's files (paths relative to the root, with what the `have query` says of
-    /// each): the job's tier where it gave one, else the site's policy (paths relative to the
-    /// root), else hot. Returns the paths placed cold that this agent cannot take cold (it has
-    /// no cold store): the unit is refused.
+    /// each): the job's tier where it gave one; else cold for a file the site's cold store
+    /// already holds under that name (a changed file sent again by a re-sync, or a damaged one
+    /// by `verify --repair`, stays in its tier, and its chunks already stored are not stored
+    /// twice); else the site's policy (paths relative to the root); else hot. Returns the paths
+    /// placed cold that this agent cannot take cold (it has no cold store): the unit is refused.
     public func place(job: String, paths: [String], facts: [HaveQuery.Facts], now: Int64 = Int64(time(nil))) -> [String] {
         var cold: [String] = []
         var hot: [String] = []
+        let unplaced = zip(paths, facts).filter { $0.1.tier == nil }.map(\.0)
+        // A catalog that cannot be read places nothing cold by this rule; the policy still does.
+        let alreadyCold = unplaced.isEmpty ? [] : ((try? intake?.store.catalog.coldPaths(unplaced)) ?? [])
         for (path, f) in zip(paths, facts) {
             let tier: Tier
             switch f.tier {
             case .cold: tier = .cold
             case .hot: tier = .hot
+            case nil where alreadyCold.contains(path): tier = .cold
             case nil: tier = sitePolicy?.tier(for: FileFacts(path: path, size: f.size, mtime: f.mtimeSeconds), now: now) ?? .hot
             }
             if tier == .cold { cold.append(path) } else { hot.append(path) }
