@@ -193,8 +193,12 @@ func pathComponent(_ s: String) -> String {
 
 /// Left-aligned columns separated by two spaces.
 enum Table {
-    static func render(_ rows: [[String]]) -> String {
-        let widths = (0..<(rows.first?.count ?? 0)).map { c in rows.map { $0[c].count }.max() ?? 0 }
+    /// Columns as wide as their widest cell, and at least `minimumWidths` (so that pages printed
+    /// one after another line up).
+    static func render(_ rows: [[String]], minimumWidths: [Int] = []) -> String {
+        let widths = (0..<(rows.first?.count ?? 0)).map { c in
+            max(rows.map { $0[c].count }.max() ?? 0, c < minimumWidths.count ? minimumWidths[c] : 0)
+        }
         return rows.map { row in
             zip(row, widths).enumerated().map { i, cell in i == row.count - 1 ? cell.0 : cell.0.padding(cell.1) }.joined(separator: "  ")
         }.joined(separator: "\n")

@@ -126,29 +126,42 @@ struct ListCommand: AsyncParsableCommand {
         guard (1...10_000).contains(pageSize) else { throw ValidationError("--page-size must be from 1 to 10000") }
     }
 
+    /// Prints page by page, holding one page at a time, whatever the tree's size: JSON as one
+    /// array written element by element, text with columns at least as wide as their usual content.
     func run() async throws {
         let api = try coordinator.api()
-        var files: [SiteFile] = []
         var after: String?
+        var listed = 0
         let path = target.path.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+#"))) ?? target.path
+        let dates = ISO8601DateFormatter()
         repeat {
             var query = "/v1/sites/\(pathComponent(target.site))/files?path=\(path)&limit=\(pageSize)"
             if let after { query += "&after=\(after)" }
             let page = try JSONDecoder().decode(SiteFileList.self, from: try await api.get(query, timeout: 600))
-            files += page.files
+            if json {
+                for f in page.files {
+                    print(listed == 0 ? "[" : ",", try JSONOutput.encode(f), separator: "")
+                    listed += 1
+                }
+            } else if !page.files.isEmpty {
+                let rows = page.files.map { f in
+                    [f.tier, f.kind == "directory" ? "d" + f.mode : f.kind == "symlink" ? "l" + f.mode : f.mode,
+                     f.kind == "file" ? ByteQuantity.formatSize(Double(f.size)) : "-",
+                     dates.string(from: Date(timeIntervalSince1970: Double(f.mtime))), f.path]
+                }
+                print(Table.render((listed == 0 ? [Self.header] : []) + rows, minimumWidths: Self.widths))
+                listed += rows.count
+            }
             after = page.next
         } while after != nil
         if json {
-            print(try JSONOutput.encode(files))
-        } else if files.isEmpty {
+            print(listed == 0 ? "[]" : "]")
+        } else if listed == 0 {
             print("Nothing under \(target).")
-        } else {
-            let rows = [["TIER", "MODE", "SIZE", "MODIFIED", "PATH"]] + files.map { f in
-                [f.tier, f.kind == "directory" ? "d" + f.mode : f.kind == "symlink" ? "l" + f.mode : f.mode,
-                 f.kind == "file" ? ByteQuantity.formatSize(Double(f.size)) : "-",
-                 ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(f.mtime))), f.path]
-            }
-            print(Table.render(rows))
         }
     }
+
+    static let header = ["TIER", "MODE", "SIZE", "MODIFIED", "PATH"]
+    /// "cold", "d0755", "1023.9 MiB", an ISO 8601 time in UTC.
+    static let widths = [4, 5, 10, 20, 0]
 }

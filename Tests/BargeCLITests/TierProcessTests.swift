@@ -199,6 +199,16 @@ struct TierProcessTests {
         let job = try #require((try json(sent) as? [String: Any])?["id"] as? String, "\(sent.stderr)")
         try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)
         #expect(!fm.fileExists(atPath: copy.path + "/field.f32"))
+        // `ls` a page at a time: one header, then a line per file with its tier first, columns
+        // aligned across pages; and the JSON is one array.
+        let text = try cluster.cli(["ls", "b:ds", "--page-size", "1"], http: http)
+        let lines = text.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3 && lines[0].hasPrefix("TIER") && lines[0].hasSuffix("PATH"), "\(text.stdout)")
+        #expect(lines.dropFirst().map { $0.split(separator: " ").first } == ["cold", "cold"], "\(text.stdout)")
+        #expect(Set(lines.map { $0.range(of: "ds/")?.lowerBound.utf16Offset(in: $0) ?? $0.range(of: "PATH")!.lowerBound.utf16Offset(in: $0) }).count == 1,
+                "columns differ between pages:\n\(text.stdout)")
+        let listed = try #require(try json(try cluster.cli(["ls", "b:ds", "--page-size", "1", "--json"], http: http)) as? [[String: Any]])
+        #expect(listed.compactMap { $0["path"] as? String }.sorted() == ["ds/field.f32", "ds/log.txt"])
 
         let clean = try cluster.cli(["verify", job, "--json"], http: http)
         #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
@@ -226,8 +236,8 @@ struct TierProcessTests {
         // The file was sent again and stays cold: only the damaged chunk is stored anew (at most
         // 4 MiB raw), the rest dedups against what the store holds.
         #expect(!fm.fileExists(atPath: copy.path + "/field.f32"))
-        let listed = try tiers(http)
-        #expect(listed["ds/field.f32"] == "cold", "\(listed)")
+        let placed = try tiers(http)
+        #expect(placed["ds/field.f32"] == "cold", "\(placed)")
         let grown = try storedBytes() - storedBefore
         #expect(grown > 0 && grown <= (4 << 20) + 4096, "the store grew by \(grown) bytes")
         let again = try cluster.cli(["verify", job], http: http)

@@ -37,4 +37,20 @@ struct PackVectorTests {
         #expect(entries == [PackFormat.Entry(id: id, offset: 16, stored: 58, raw: 18)])
         #expect(try ChunkDecoder().decode(try reader.blob(entries[0])) == Self.raw)
     }
+
+    /// The vector above is the one docs/cold-store.md prints: its hex words, line by line up to
+    /// each line's description, and the pack's name.
+    @Test func theDocumentPrintsThisVector() throws {
+        let doc = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../docs/cold-store.md"), encoding: .utf8)
+        let section = try #require(doc.components(separatedBy: "## Test vector").last)
+        #expect(section.contains("`\(Self.packName)`"))
+        let block = try #require(section.components(separatedBy: "```").dropFirst().first)
+        let isHex = { (w: Substring) in !w.isEmpty && w.count % 2 == 0 && w.allSatisfy(\.isHexDigit) }
+        let hex = block.split(separator: "\n").map { line in
+            line.split(separator: " ").prefix { isHex($0) }.joined()
+        }.joined()
+        #expect(hex == Self.packHex)
+        #expect(hex.count == 2 * 146)
+    }
 }
