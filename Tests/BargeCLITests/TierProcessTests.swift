@@ -142,6 +142,51 @@ struct TierProcessTests {
         withExtendedLifetime(b1) {}
     }
 
+    /// The coordinator killed in the middle of a demotion: the job is journalled with its cursor,
+    /// and the restarted coordinator (same state, same ports) finishes it. Every file ends cold,
+    /// each once, and a promotion gives the tree back identical.
+    @Test func aDemotionGoesOnAfterTheCoordinatorIsKilled() async throws {
+        let fm = FileManager.default
+        for i in 0..<900 {
+            let url = source.appendingPathComponent("d\(i % 9)/f\(i).bin")
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(SampleData.generate(i % 3 == 0 ? .random : .text, bytes: 20_000 + i * 37, seed: UInt64(i))).write(to: url)
+        }
+        let listen = "127.0.0.1:\(try TestCluster.freePort())", httpAddress = "127.0.0.1:\(try TestCluster.freePort())"
+        let (first, agents, http) = try await cluster.startCoordinator(listen: listen, http: httpAddress)
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        defer { withExtendedLifetime((a1, b1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
+        let original = try TreeSupport.snapshot(source)
+
+        let id = try cluster.cli(["tier", "demote", "b:ds"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(id.hasPrefix("j-"), "\(id)")
+        var seen: (state: String, done: Int) = ("", 0)
+        _ = try await cluster.eventually(60) {
+            let o = try JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", id, "--json"], http: http).stdout.utf8)) as? [String: Any]
+            seen = (o?["state"] as? String ?? "", o?["files_done"] as? Int ?? 0)
+            return seen.done > 0 || seen.state != "running"
+        }
+        first.kill(SIGKILL)
+        first.process.waitUntilExit()
+        #expect(seen.state == "running" && seen.done < 900, "the demotion was not under way when the coordinator was killed: \(seen)")
+        let (second, _, _) = try await cluster.startCoordinator(listen: listen, http: httpAddress, log: "coordinator-2.log")
+        defer { withExtendedLifetime(second) {} }
+        let ended = try await cluster.eventually(120) {
+            let o = try JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", id, "--json"], http: http).stdout.utf8)) as? [String: Any]
+            return o?["state"] as? String == "succeeded"
+        }
+        #expect(ended, "\(second.output)")
+        let placed = try tiers(http)
+        #expect(placed.count == 900 && placed.values.allSatisfy { $0 == "cold" }, "\(placed.count) files, \(placed.values.filter { $0 != "cold" }.count) not cold")
+        #expect(try cluster.cli(["tier", "promote", "b:ds", "--wait"], http: http).status == 0)
+        let final = try TreeSupport.snapshot(copy)
+        #expect(final == original, "\(Set(final).symmetricDifference(original).sorted().prefix(10))")
+        #expect(TreeSupport.partials(copy).isEmpty)
+    }
+
     @Test func anEncryptedColdStoreHoldsNoPlaintext() async throws {
         let marker = "BARGE-COLD-SECRET-\(UInt32.random(in: 0...UInt32.max))-"
         var lines: [String] = []
