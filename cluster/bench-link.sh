@@ -22,7 +22,9 @@
 # "none lz4 zstd-1 zstd-3 zstd-9"), LOOPBACK_ROUNDS (runs of each codec on loopback, whose
 # median counts; default 7), SETTINGS (the links of the codecs part, default
 # "100mbit 1gbit loopback"), SOURCE_ARGS (extra arguments for the source agent, for experiments),
-# RSYNC=0 (the slow part without rsync, for experiments).
+# RSYNC=0 (the slow part without rsync, for experiments), DELAY_MS (delay each way through the
+# delay line, default 0: `DELAY_MS=25 PARTS=slow` is the long-RTT issue's compressible-data point,
+# 400 Mbit/s at 50 ms; DL_BIN says where the delay line is built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -49,7 +51,7 @@ trap "exit 130" INT TERM
 rm -rf "$work"; mkdir -p "$work/logs" "$work/jobs"
 head -c 32 /dev/urandom | base64 > "$work/token"
 export BARGE_TOKEN_FILE=$work/token
-"$tb" up "$LINK" 60
+"$tb" up "$LINK" 60 "${DELAY_MS:-0}"
 
 in_a() { ip netns exec "$P-a" "$@"; }
 in_b() { ip netns exec "$P-b" "$@"; }

@@ -5,15 +5,25 @@
 #   A (10.77.1.1) ── veth ── router ── veth, tbf RATE, QUEUE ms deep ── B (10.77.2.1)
 #
 # Usage (as root):
-#   cluster/wan-testbed.sh up [RATE] [QUEUE_MS]   e.g. up 400mbit 60   (default 400mbit, 60 ms)
+#   cluster/wan-testbed.sh up [RATE] [QUEUE_MS] [DELAY_MS]   e.g. up 400mbit 60 25
+#       (default 400mbit, 60 ms, no delay). DELAY_MS adds that much delay each way (the RTT grows
+#       by twice it): the router then sends what it forwards through ../shared/tools/delayline
+#       (a TUN delay line, its testbed.sh), with the same names and addresses.
 #   cluster/wan-testbed.sh shape RATE [QUEUE_MS]   change the shaping of a running bed
 #   cluster/wan-testbed.sh down
 #   cluster/wan-testbed.sh run a|b|r COMMAND...    run a command in a namespace
 #
 # BARGE_NETNS_PREFIX (default "bwan") names the namespaces and links, so that two beds can coexist.
+# With a delay: BARGE_DELAYLINE (default ../shared/tools/delayline/testbed.sh beside the checkout)
+# and DL_BIN (where the delay line is built, default .build/delayline/delayline, since ../shared
+# may be read-only).
 set -euo pipefail
 P=${BARGE_NETNS_PREFIX:-bwan}
 A=${P}-a R=${P}-r B=${P}-b
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+delaybed=${BARGE_DELAYLINE:-$repo/../shared/tools/delayline/testbed.sh}
+# The delay line's bed with this bed's names (P-a, P-r, P-b, P-rb…) and addresses (10.77.x).
+delayline() { DL_PREFIX=$P DL_NET=10.77 DL_BIN=${DL_BIN:-$repo/.build/delayline/delayline} "$delaybed" "$@"; }
 
 need_root() {
   if [[ $(id -u) -ne 0 ]]; then echo "wan-testbed: needs root (network namespaces)" >&2; exit 77; fi
@@ -38,6 +48,17 @@ case ${1:-} in
   up)
     need_root
     "$0" down 2>/dev/null || true
+    delay=${4:-0}
+    [[ $delay =~ ^[0-9]+$ ]] || { echo "wan-testbed: DELAY_MS must be a whole number of milliseconds, not '$delay'" >&2; exit 2; }
+    if ((delay > 0)); then
+      [[ -x $delaybed ]] || { echo "wan-testbed: a delay needs $delaybed (set BARGE_DELAYLINE)" >&2; exit 77; }
+      mkdir -p "$(dirname "${DL_BIN:-$repo/.build/delayline/delayline}")"
+      delayline up "${2:-400mbit}" "$delay" "${3:-60}" >&2
+      # This bed's own shaping toward B (its burst and queue), over the delay bed's.
+      shape "${2:-400mbit}" "${3:-60}"
+      echo "wan-testbed: A 10.77.1.1 → router → B 10.77.2.1, ${delay} ms each way, shaped at ${2:-400mbit} with a ${3:-60} ms queue" >&2
+      exit 0
+    fi
     for ns in "$A" "$R" "$B"; do ip netns add "$ns"; ip netns exec "$ns" ip link set lo up; done
     ip link add "${P}-a0" type veth peer name "${P}-ra"
     ip link add "${P}-rb" type veth peer name "${P}-b0"
@@ -58,6 +79,8 @@ case ${1:-} in
     shape "${2:?rate}" "${3:-60}"
     ;;
   down)
+    # Stops the delay line too, when the bed has one.
+    [[ -x $delaybed ]] && delayline down > /dev/null 2>&1 || true
     for ns in "$A" "$R" "$B"; do ip netns del "$ns" 2>/dev/null || true; done
     ;;
   run)
@@ -67,7 +90,7 @@ case ${1:-} in
     exec ip netns exec "$ns" "$@"
     ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

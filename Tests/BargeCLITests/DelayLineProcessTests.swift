@@ -93,4 +93,31 @@ struct DelayLineProcessTests {
             #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/copy/r\(i).bin")) == Data(contentsOf: data.appendingPathComponent("r\(i).bin")))
         }
     }
+
+    /// `cluster/wan-testbed.sh up RATE QUEUE_MS DELAY_MS` builds the project's WAN bed through the
+    /// delay line: the same namespaces and addresses, the RTT grown by twice the delay, and
+    /// `down` stops the delay line and removes the namespaces.
+    @Test(.enabled("needs root, ip, tc and gcc for the delay test bed") { DelayLineProcessTests.available() })
+    func theWANTestBedTakesADelay() async throws {
+        let prefix = "bwd\(getpid() % 100_000)"
+        let environment = ["BARGE_NETNS_PREFIX": prefix, "DL_BIN": Self.repo.appendingPathComponent(".build/delayline/delayline").path]
+        let script = Self.repo.appendingPathComponent("cluster/wan-testbed.sh").path
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("barge-wanbed-\(prefix).log").path
+        let up = try await WANTestbedTests.onThread { Self.shell("\"$0\" up 400mbit 60 20 > \"$1\" 2>&1", [script, log], environment) }
+        var down: Int32 = -1
+        defer {
+            if down != 0 { _ = Self.shell("\"$0\" down > /dev/null 2>&1", [script], environment) }
+            try? FileManager.default.removeItem(atPath: log)
+        }
+        try #require(up == 0, "wan-testbed.sh up failed: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let ping = try BargeProcess.run(["netns", "exec", "\(prefix)-a", "ping", "-c", "3", "-i", "0.2", "10.77.2.1"],
+                                        executable: URL(fileURLWithPath: "/usr/sbin/ip"))
+        let rtt = WANTestbedTests.medianRTT(ping.stdout)
+        #expect(rtt >= 40 && rtt < 60, "RTT \(rtt) ms through a delay of 20 ms each way:\n\(ping.stdout)")
+        down = try await WANTestbedTests.onThread { Self.shell("\"$0\" down > \"$1\" 2>&1", [script, log], environment) }
+        #expect(down == 0)
+        let namespaces = try BargeProcess.run(["netns", "list"], executable: URL(fileURLWithPath: "/usr/sbin/ip")).stdout
+        #expect(!namespaces.contains(prefix), "\(namespaces)")
+        #expect(!FileManager.default.fileExists(atPath: FileManager.default.temporaryDirectory.path + "/delayline-\(prefix)-r/pid"))
+    }
 }
