@@ -29,6 +29,26 @@ struct TierProcessTests {
         return out
     }
 
+    /// 900 files in nine directories, a third random and the rest text: four pages of 256.
+    func makeFilesForSeveralPages() throws {
+        for i in 0..<900 {
+            let url = source.appendingPathComponent("d\(i % 9)/f\(i).bin")
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(SampleData.generate(i % 3 == 0 ? .random : .text, bytes: 20_000 + i * 37, seed: UInt64(i))).write(to: url)
+        }
+    }
+
+    /// Polls job `id` until it has moved some files or ended; its state and files done then.
+    func underWay(_ id: String, _ http: String) async throws -> (state: String, done: Int) {
+        var seen = (state: "", done: 0)
+        let deadline = Date().addingTimeInterval(60)
+        while seen.done == 0, seen.state == "" || seen.state == "running", Date() < deadline {
+            let o = try JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", id, "--json"], http: http).stdout.utf8)) as? [String: Any]
+            seen = (o?["state"] as? String ?? "running", o?["files_done"] as? Int ?? 0)
+        }
+        return seen
+    }
+
     @Test func demoteByPolicyThenPromoteRoundTripsWithTwoAgentsSharingTheStore() async throws {
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 60)
         let (coordinator, agents, http) = try await cluster.startCoordinator()
@@ -87,13 +107,7 @@ struct TierProcessTests {
     }
 
     @Test func aKilledAgentDuringDemotionAndPromotionLosesNothing() async throws {
-        // Enough files for several pages of 256.
-        let fm = FileManager.default
-        for i in 0..<900 {
-            let url = source.appendingPathComponent("d\(i % 9)/f\(i).bin")
-            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try Data(SampleData.generate(i % 3 == 0 ? .random : .text, bytes: 20_000 + i * 37, seed: UInt64(i))).write(to: url)
-        }
+        try makeFilesForSeveralPages()
         let (coordinator, agents, http) = try await cluster.startCoordinator()
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
@@ -107,13 +121,7 @@ struct TierProcessTests {
             try #require(id.hasPrefix("j-"), "\(id)")
             // Kill -9 once the job has moved some files and not all (a page of 256 is done, three
             // more are to come).
-            var seen: (state: String, done: Int) = ("", 0)
-            _ = try await cluster.eventually(60) {
-                let s = try cluster.cli(["status", id, "--json"], http: http)
-                let o = try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [String: Any]
-                seen = (o?["state"] as? String ?? "", o?["files_done"] as? Int ?? 0)
-                return seen.done > 0 || seen.state != "running"
-            }
+            let seen = try await underWay(id, http)
             b1.kill(SIGKILL)
             b1.process.waitUntilExit()
             #expect(seen.state == "running" && seen.done < 900, "the \(operation) was not under way when its agent was killed: \(seen)")
@@ -146,12 +154,7 @@ struct TierProcessTests {
     /// and the restarted coordinator (same state, same ports) finishes it. Every file ends cold,
     /// each once, and a promotion gives the tree back identical.
     @Test func aDemotionGoesOnAfterTheCoordinatorIsKilled() async throws {
-        let fm = FileManager.default
-        for i in 0..<900 {
-            let url = source.appendingPathComponent("d\(i % 9)/f\(i).bin")
-            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try Data(SampleData.generate(i % 3 == 0 ? .random : .text, bytes: 20_000 + i * 37, seed: UInt64(i))).write(to: url)
-        }
+        try makeFilesForSeveralPages()
         let listen = "127.0.0.1:\(try TestCluster.freePort())", httpAddress = "127.0.0.1:\(try TestCluster.freePort())"
         let (first, agents, http) = try await cluster.startCoordinator(listen: listen, http: httpAddress)
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
@@ -163,12 +166,7 @@ struct TierProcessTests {
 
         let id = try cluster.cli(["tier", "demote", "b:ds"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         try #require(id.hasPrefix("j-"), "\(id)")
-        var seen: (state: String, done: Int) = ("", 0)
-        _ = try await cluster.eventually(60) {
-            let o = try JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", id, "--json"], http: http).stdout.utf8)) as? [String: Any]
-            seen = (o?["state"] as? String ?? "", o?["files_done"] as? Int ?? 0)
-            return seen.done > 0 || seen.state != "running"
-        }
+        let seen = try await underWay(id, http)
         first.kill(SIGKILL)
         first.process.waitUntilExit()
         #expect(seen.state == "running" && seen.done < 900, "the demotion was not under way when the coordinator was killed: \(seen)")
