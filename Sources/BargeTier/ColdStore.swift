@@ -96,6 +96,11 @@ public final class ColdStore {
         defer { writer?.abandon() }
 
         for path in paths {
+            guard !path.hasSuffix(PartialFileWriter.suffix) else {
+                // Its transfer renames it when it ends, or the next one replaces it.
+                outcome.skipped.append(Skipped(path: path, reason: "a transfer's partial file (\(PartialFileWriter.suffix)); it stays hot"))
+                continue
+            }
             let rooted: RootedPath
             do { rooted = try RootedPath.resolve(path, under: root) } catch {
                 outcome.skipped.append(Skipped(path: path, reason: "\(error)"))

@@ -185,6 +185,27 @@ struct TierProcessTests {
         #expect(TreeSupport.partials(copy).isEmpty)
     }
 
+    /// A demotion's walk leaves a transfer's partial file alone (one being written, or one a
+    /// crash left): it stays hot, unreported, and the files beside it go cold.
+    @Test func aDemotionLeavesPartialFilesHot() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data(SampleData.generate(.text, bytes: 200_000, seed: 71)).write(to: source.appendingPathComponent("a.txt"))
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
+        let partial = copy.appendingPathComponent("b.bin.barge-partial")
+        try Data(SampleData.generate(.random, bytes: 100_000, seed: 72)).write(to: partial)
+        let demoted = try cluster.cli(["tier", "demote", "b:ds", "--wait", "--json"], http: http)
+        #expect(demoted.status == 0, "\(demoted.stdout)\(demoted.stderr)")
+        #expect(!demoted.stdout.contains("barge-partial"), "\(demoted.stdout)")
+        #expect(FileManager.default.fileExists(atPath: partial.path))
+        let placed = try tiers(http)
+        #expect(placed["ds/a.txt"] == "cold" && placed["ds/b.bin.barge-partial"] == "hot", "\(placed)")
+    }
+
     @Test func anEncryptedColdStoreHoldsNoPlaintext() async throws {
         let marker = "BARGE-COLD-SECRET-\(UInt32.random(in: 0...UInt32.max))-"
         var lines: [String] = []

@@ -386,4 +386,19 @@ struct ColdStoreTests {
         #expect(promoted.skipped.isEmpty, "\(promoted.skipped)")
         for (path, bytes) in files { #expect(s.read(path) == bytes, "\(path)") }
     }
+
+    /// A transfer's partial file (`NAME.barge-partial`, being written or left by a crash) is
+    /// never demoted: its transfer renames it, or the next one replaces it. It stays hot, with
+    /// the reason, and the file beside it goes cold.
+    @Test func aTransfersPartialFileIsNotDemoted() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let partial = try s.file("d/x.bin.barge-partial", SampleData.generate(.text, bytes: 100_000, seed: 61))
+        try s.file("d/y.bin", SampleData.generate(.text, bytes: 100_000, seed: 62))
+        let demoted = try store.demote(["d/x.bin.barge-partial", "d/y.bin"], root: s.root, encoder: archiveEncoder())
+        #expect(demoted.files.map(\.path) == ["d/y.bin"])
+        #expect(demoted.skipped.map(\.path) == ["d/x.bin.barge-partial"] && demoted.skipped[0].reason.contains("partial"), "\(demoted.skipped)")
+        #expect(s.read("d/x.bin.barge-partial") == partial && s.read("d/y.bin") == nil)
+        #expect(try store.catalog.file("d/x.bin.barge-partial") == nil)
+    }
 }

@@ -100,7 +100,8 @@ public final class TierWork: Sendable {
                     exhausted = true
                     break
                 }
-                guard e.kind == .file else { continue }
+                // A transfer's partial file (or one a crash left) is not the user's: it stays.
+                guard e.kind == .file, !e.path.hasSuffix(PartialFileWriter.suffix) else { continue }
                 if let policy, policy.tier(for: FileFacts(path: e.path, size: e.size, mtime: e.mtimeSeconds), now: now) != .cold { continue }
                 paths.append(base.isEmpty ? e.path : base + "/" + e.path)
                 bytes += e.size
