@@ -401,4 +401,20 @@ struct ColdStoreTests {
         #expect(s.read("d/x.bin.barge-partial") == partial && s.read("d/y.bin") == nil)
         #expect(try store.catalog.file("d/x.bin.barge-partial") == nil)
     }
+
+    /// Packs are written and read back before anything hot goes: a demotion whose packs cannot be
+    /// stored fails, and every file stays hot, untouched, with no catalog row.
+    @Test func aDemotionWhosePacksCannotBeStoredLeavesEveryFileHot() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let a = try s.file("a.txt", SampleData.generate(.text, bytes: 300_000, seed: 81))
+        let b = try s.file("b.bin", SampleData.generate(.int16, bytes: 2 << 20, seed: 82))
+        // `packs/` is a file now: no sealed pack can be moved into it.
+        try FileManager.default.removeItem(atPath: store.layout.packsDirectory)
+        #expect(FileManager.default.createFile(atPath: store.layout.packsDirectory, contents: Data()))
+        #expect(throws: ColdStoreError.self) { try store.demote(["a.txt", "b.bin"], root: s.root, encoder: archiveEncoder()) }
+        #expect(s.read("a.txt") == a && s.read("b.bin") == b)
+        #expect(try store.catalog.files(under: "").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.layout.temporaryDirectory).isEmpty)
+    }
 }
