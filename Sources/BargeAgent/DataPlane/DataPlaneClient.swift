@@ -3,6 +3,7 @@ import DequeModule
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// What a reply names, to find its request: a chunk's place (job, path and offset), or a file
 /// batch's job and number.
@@ -33,6 +34,9 @@ public final class ChunkStream: Sendable {
         /// Requests whose reply names no place, oldest first.
         var unplaced: Deque<Waiter> = []
         var failure: Error?
+        /// Write slots held (`writeSlot`), and the workers waiting for one, oldest first.
+        var slotsHeld = 0
+        var slotWaiters: Deque<CheckedContinuation<Void, Never>> = []
 
         mutating func take(_ place: ReplyKey?) -> Waiter? {
             guard let place else { return unplaced.popFirst() }
@@ -48,14 +52,24 @@ public final class ChunkStream: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
-    private let writes: AsyncStream<Frame>.Continuation
+    private let writes: AsyncStream<Outgoing>.Continuation
+
+    /// A frame queued for the writer task, and the write slot it frees once written.
+    private struct Outgoing: Sendable {
+        let frame: Frame
+        let slot: WriteSlot?
+    }
+
+    /// How many write slots a stream has: at most this many frames are queued or being prepared
+    /// for it at once, beyond what its socket has taken.
+    public static let writeSlots = 3
 
     /// The TCP congestion control the stream's connection runs (`--tcp-congestion`).
     public func congestionControl() async -> String? {
         await probe?.congestionControl()
     }
 
-    private init(version: UInt8, probe: TCPProbe?, writes: AsyncStream<Frame>.Continuation) {
+    private init(version: UInt8, probe: TCPProbe?, writes: AsyncStream<Outgoing>.Continuation) {
         self.version = version
         self.probe = probe
         self.writes = writes
@@ -65,12 +79,17 @@ public final class ChunkStream: Sendable {
     /// reader task hands each reply to its request. Both end with `body`.
     static func serve<Result: Sendable>(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>,
                                         version: UInt8, probe: TCPProbe?, _ body: (ChunkStream) async throws -> Result) async throws -> Result {
-        let (frames, writes) = AsyncStream<Frame>.makeStream()
+        let (frames, writes) = AsyncStream<Outgoing>.makeStream()
         let stream = ChunkStream(version: version, probe: probe, writes: writes)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
-                    for await frame in frames { try await outbound.write(frame) }
+                    for await out in frames {
+                        // Returns once the channel has taken the frame (NIO holds it while the
+                        // socket is full, and holds back the next write meanwhile).
+                        try await outbound.write(out.frame)
+                        out.slot?.release()
+                    }
                 } catch {
                     stream.fail(error)
                 }
@@ -119,23 +138,57 @@ public final class ChunkStream: Sendable {
 
     /// Sends `message` and returns the peer's reply (ack, nack, have list, files done reply, file
     /// batch reply).
-    public func send(_ message: Message) async throws -> Message {
-        try await send(message.frame(), expecting: Self.key(of: message))
+    public func send(_ message: Message, slot: WriteSlot? = nil) async throws -> Message {
+        try await send(message.frame(), expecting: Self.key(of: message), slot: slot)
     }
 
     /// Sends a frame built by the caller (a prepared chunk for a place, a file batch) and returns
-    /// the peer's reply naming `place`.
-    public func send(_ frame: Frame, expecting place: ReplyKey? = nil) async throws -> Message {
+    /// the peer's reply naming `place`. `slot`, if given, is freed once the frame is written.
+    public func send(_ frame: Frame, expecting place: ReplyKey? = nil, slot: WriteSlot? = nil) async throws -> Message {
         try await withCheckedThrowingContinuation { (c: Waiter) in
             let failed = state.withLockedValue { s -> Error? in
                 if let failure = s.failure { return failure }
                 if let place { s.placed[place, default: []].append(c) } else { s.unplaced.append(c) }
-                writes.yield(frame)
+                writes.yield(Outgoing(frame: frame, slot: slot?.attach()))
                 return nil
             }
             if let failed { c.resume(throwing: failed) }
         }
     }
+
+    /// One of the stream's `writeSlots`, taken before a worker takes a step to send on it and
+    /// freed once that step's frame is written to the channel (or when the step ends without
+    /// one). So a stream whose socket drains slowly (its congestion window collapsed after a
+    /// loss) has few frames waiting for it: the others take the unit's next steps, rather than
+    /// every worker of every unit on the connection queueing a chunk behind it, holding the lane's
+    /// window. Waits for a slot; on a failed stream returns one at once (the send then fails).
+    public func writeSlot() async -> WriteSlot {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLockedValue { s -> Bool in
+                guard s.failure == nil, s.slotsHeld >= Self.writeSlots else {
+                    s.slotsHeld += 1
+                    return true
+                }
+                s.slotWaiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+        return WriteSlot(self)
+    }
+
+    /// A slot came back: the oldest waiter takes it over.
+    fileprivate func slotFreed() {
+        let next = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.slotWaiters.popFirst() { return w }
+            s.slotsHeld -= 1
+            return nil
+        }
+        next?.resume()
+    }
+
+    /// Write slots held now (for tests).
+    var slotsHeld: Int { state.withLockedValue { $0.slotsHeld } }
 
     private func deliver(_ frame: Frame) throws {
         let reply = try Message(frame: frame)
@@ -154,12 +207,37 @@ public final class ChunkStream: Sendable {
 
     /// Ends the stream: every request still waiting fails with `error`, and later ones at once.
     private func fail(_ error: Error) {
-        let waiting = state.withLockedValue { s -> [Waiter] in
+        let (waiting, slotWaiters) = state.withLockedValue { s -> ([Waiter], [CheckedContinuation<Void, Never>]) in
             if s.failure == nil { s.failure = error }
-            return s.takeAll()
+            let slotWaiters = Array(s.slotWaiters)
+            s.slotWaiters.removeAll()
+            s.slotsHeld += slotWaiters.count
+            return (s.takeAll(), slotWaiters)
         }
         writes.finish()
         for w in waiting { w.resume(throwing: error) }
+        for w in slotWaiters { w.resume() }
+    }
+}
+
+/// A write slot of a `ChunkStream` (`writeSlot()`): freed once, by the writer after the frame it
+/// went with, or by its holder when the step sent none.
+public final class WriteSlot: Sendable {
+    private let stream: ChunkStream
+    private let held = Atomic<Bool>(true)
+    private let attached = Atomic<Bool>(false)
+
+    fileprivate init(_ stream: ChunkStream) { self.stream = stream }
+
+    /// Frees the slot (once; later calls do nothing).
+    public func release() {
+        if held.exchange(false, ordering: .acquiringAndReleasing) { stream.slotFreed() }
+    }
+
+    /// The slot for the first frame sent with it; nil for later ones (a chunk sent again after a
+    /// nack goes without one).
+    fileprivate func attach() -> WriteSlot? {
+        attached.exchange(true, ordering: .acquiringAndReleasing) ? nil : self
     }
 }
 

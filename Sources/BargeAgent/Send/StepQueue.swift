@@ -63,6 +63,24 @@ final class StepQueue: Sendable {
         }
     }
 
+    /// Waits until a step is ready to hand out, or none is left; takes nothing.
+    func ready() async throws(UnitFailure) {
+        try await wait { s -> Void? in
+            if s.abandoned || Task.isCancelled { return () }
+            if case .wait = s.plan.peek { return nil }
+            return ()
+        }
+    }
+
+    /// The next step if one is ready now: `.wait` when another stream took the last one first.
+    func poll() throws(UnitFailure) -> UnitPlan.Next {
+        let answer = state.withLockedValue { s -> Result<UnitPlan.Next, UnitFailure> in
+            if let failure = s.failure { return .failure(failure) }
+            return .success(s.abandoned || Task.isCancelled ? .end : s.plan.next())
+        }
+        return try answer.get()
+    }
+
     /// Waits until `count` steps are known or the plan is complete; returns how many are known
     /// (at most `count`).
     func known(atLeast count: Int) async throws(UnitFailure) -> Int {

@@ -41,7 +41,8 @@ public struct UnitFlow: Sendable {
     /// Sends a chunk's frame once the caps and the lane allow, and feeds the answer's round trip
     /// and the socket's `TCP_INFO` back to the lane. `reserved`: the budget held for it before it
     /// was read (resized to the frame); without it, the frame's bytes are taken now.
-    func send(_ frame: Frame, reserved: Int? = nil, expecting place: ReplyKey? = nil, on stream: ChunkStream) async throws -> Message {
+    /// `slot`: the stream's write slot the step holds, freed once the frame is written.
+    func send(_ frame: Frame, reserved: Int? = nil, expecting place: ReplyKey? = nil, on stream: ChunkStream, slot: WriteSlot? = nil) async throws -> Message {
         let bytes = frame.payload.readableBytes
         if let reserved {
             budget?.resize(from: reserved, to: bytes)
@@ -51,11 +52,11 @@ public struct UnitFlow: Sendable {
         defer { budget?.give(bytes) }
         await agentLimit?.charge(bytes)
         await jobLimit()?.charge(bytes)
-        guard let lane else { return try await stream.send(frame, expecting: place) }
+        guard let lane else { return try await stream.send(frame, expecting: place, slot: slot) }
         let sentAt = await lane.acquire(bytes, order: order)
         let reply: Message
         do {
-            reply = try await stream.send(frame, expecting: place)
+            reply = try await stream.send(frame, expecting: place, slot: slot)
         } catch {
             lane.release(bytes, sentAt: sentAt, answered: false)
             throw error

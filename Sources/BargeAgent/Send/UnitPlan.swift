@@ -123,6 +123,12 @@ public struct UnitPlan: Sendable {
         complete = true
     }
 
+    /// What `next()` would answer, without handing a step out.
+    public var peek: Next {
+        guard handedOut < steps.count else { return complete ? .end : .wait }
+        return .step(steps[handedOut])
+    }
+
     public mutating func next() -> Next {
         guard handedOut < steps.count else { return complete ? .end : .wait }
         defer { handedOut += 1 }

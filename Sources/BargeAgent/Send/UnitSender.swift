@@ -211,23 +211,34 @@ public struct UnitSender: Sendable {
     }
 
     private func worker(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
-        while !Task.isCancelled, let step = try await queue.next() {
+        while !Task.isCancelled {
+            // A step is taken with one of the stream's write slots, freed once its frame is
+            // written: a stream whose socket drains slowly leaves the unit's steps to the others.
+            try await queue.ready()
+            let slot = await stream.writeSlot()
+            defer { slot.release() }
+            let step: UnitPlan.Step
+            switch try queue.poll() {
+            case .end: return
+            case .wait: continue  // another stream took it first
+            case .step(let s): step = s
+            }
             switch step {
             case .entry(let i):
-                try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry))), task.files[i])
+                try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
             case .finish(let i):
                 try await finished(i, stream, ready)
             case .chunk(let i, let offset, let length):
-                try await send(chunk: i, offset: offset, length: length, stream, queue, refs, ready)
+                try await send(chunk: i, offset: offset, length: length, stream, queue, refs, ready, slot: slot)
             case .batch(let files):
                 if stream.version >= WireVersion.fileBatches {
-                    try await send(batch: files, stream, queue, refs)
+                    try await send(batch: files, stream, queue, refs, slot: slot)
                 } else {
                     // A peer before version 7: each file as its one chunk, or a finish when empty.
                     for i in files {
                         let size = task.files[i].entry.size
                         if size == 0 { try await finished(i, stream, ready); continue }
-                        try await send(chunk: i, offset: 0, length: Int(size), stream, queue, refs, ready)
+                        try await send(chunk: i, offset: 0, length: Int(size), stream, queue, refs, ready, slot: slot)
                     }
                 }
             }
@@ -238,7 +249,7 @@ public struct UnitSender: Sendable {
     /// reference when the destination holds its bytes), the batch sent within the lane's window,
     /// and the files the reply refuses as `corrupt` (read again) or `need` (sent by value) sent
     /// again in a smaller batch, up to `maxAttempts` times each.
-    private func send(batch list: [Int], _ stream: ChunkStream, _ queue: StepQueue, _ refs: References) async throws {
+    private func send(batch list: [Int], _ stream: ChunkStream, _ queue: StepQueue, _ refs: References, slot: WriteSlot? = nil) async throws {
         var pending = list
         var attempts: [Int: Int] = [:]
         var byValue: Set<Int> = []
@@ -276,7 +287,7 @@ public struct UnitSender: Sendable {
             let number = Self.batchNumbers.wrappingAdd(1, ordering: .relaxed).oldValue
             let message = Message.fileBatch(FileBatch(job: task.job, batch: number, files: files))
             let frame = message.frame()
-            let reply = try await flow.send(frame, reserved: room, expecting: .batch(job: task.job, number: number), on: stream)
+            let reply = try await flow.send(frame, reserved: room, expecting: .batch(job: task.job, number: number), on: stream, slot: slot)
             progress.sent(UInt64(frame.payload.readableBytes))
             guard case .fileBatchReply(let answer) = reply else {
                 throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of a file batch reply")
@@ -326,7 +337,7 @@ public struct UnitSender: Sendable {
     /// same bytes to it right now: then after that stream's ack), else by value, read and sent
     /// again after a `corrupt` nack.
     private func send(chunk i: Int, offset: UInt64, length: Int, _ stream: ChunkStream, _ queue: StepQueue,
-                      _ refs: References, _ ready: ReadyFiles?) async throws {
+                      _ refs: References, _ ready: ReadyFiles?, slot: WriteSlot? = nil) async throws {
         let file = task.files[i]
         let place = ChunkPlace(job: task.job, path: file.entry.path, offset: offset)
         var attempt = 0
@@ -365,7 +376,7 @@ public struct UnitSender: Sendable {
                     var reply: Message? = nil
                     if await refs.settled(data.id) {
                         progress.sent(UInt64(ref.payload.readableBytes))
-                        reply = try await flow.send(ref, expecting: .place(place), on: stream)
+                        reply = try await flow.send(ref, expecting: .place(place), on: stream, slot: slot)
                     }
                     guard let reply, !(reply.isNack(.need)) else {
                         byReference = false  // not there after all: read it again and send its bytes
@@ -379,7 +390,7 @@ public struct UnitSender: Sendable {
                 }
                 let wire = UInt64(data.encoded.readableBytes)
                 let reply = try await flow.send(Frame(type: file.repair ? .chunkRepair : .chunkData, payload: data.payload), reserved: room,
-                                                expecting: .place(place), on: stream)
+                                                expecting: .place(place), on: stream, slot: slot)
                 progress.sent(wire)
                 if reply.isNack(.corrupt), attempt < settings.maxAttempts {
                     progress.refetched()

@@ -1,0 +1,135 @@
+@testable import BargeAgent
+import BargeWire
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+
+/// A stream's write slots (`ChunkStream.writeSlot`), over real loopback TCP against a scripted
+/// receiver that stops reading, so that the stream's socket and then its channel fill up.
+struct WriteSlotTests {
+    static let token = DataPlaneSocketTests.token
+
+    /// A scripted receiver that reads nothing until `go` is set (then acks every chunk), or closes
+    /// the connection when `close` is set instead.
+    final class Script: @unchecked Sendable {
+        let go = NIOLockedValueBox<Bool?>(nil)
+        let received = NIOLockedValueBox(0)
+        func waitForDecision() async -> Bool {
+            while true {
+                if let d = go.withLockedValue({ $0 }) { return d }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
+    }
+
+    func server(_ script: Script) async throws -> (BargeServer, Task<Void, Error>) {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "scripted")
+        let serving = Task {
+            try await server.serve(session: { _, inbound, outbound in
+                guard await script.waitForDecision() else { return }  // closes the connection
+                for try await frame in inbound {
+                    guard case .chunkData(let d) = try Message(frame: frame) else { continue }
+                    script.received.withLockedValue { $0 += 1 }
+                    try await outbound.write(Message.chunkAck(ChunkAck(place: d.place)).frame())
+                }
+            }, onError: { _, _ in })
+        }
+        return (server, serving)
+    }
+
+    /// A 1 MiB `chunk data` frame for chunk `i`.
+    func frame(_ i: Int) -> (Frame, ChunkPlace) {
+        let place = ChunkPlace(job: "j", path: "f", offset: UInt64(i) << 20)
+        var encoded = ByteBuffer()
+        encoded.writeRepeatingByte(UInt8(truncatingIfNeeded: i), count: 1 << 20)
+        let message = Message.chunkData(ChunkData(place: place, fileSize: 1 << 40, id: [UInt8](repeating: 7, count: 32), encoded: encoded))
+        return (message.frame(), place)
+    }
+
+    /// Returns once `count()` has not changed for half a second (or after ten seconds).
+    func settled(_ count: () -> Int) async throws -> Int {
+        var last = -1, still = 0
+        for _ in 0..<200 {
+            let now = count()
+            if now == last { still += 1 } else { (last, still) = (now, 0) }
+            if still >= 10 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return last
+    }
+
+    /// 64 senders of 1 MiB each on one stream whose peer reads nothing: once the socket is full,
+    /// the stream holds exactly its `writeSlots` and the other senders wait for one, without
+    /// having queued a frame. When the peer reads again, every chunk goes and is acked, and the
+    /// slots all come back. Without the slots, all 64 frames would be queued for the stream.
+    @Test func aStreamWhosePeerStopsReadingHoldsOnlyItsWriteSlots() async throws {
+        let script = Script()
+        let (server, serving) = try await server(script)
+        defer { serving.cancel() }
+        let client = DataPlaneClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token, name: "a1")
+        let slotted = NIOLockedValueBox(0)
+        try await client.withStream { stream in
+            try await withThrowingTaskGroup(of: Message.self) { group in
+                for i in 0..<64 {
+                    group.addTask {
+                        let slot = await stream.writeSlot()
+                        slotted.withLockedValue { $0 += 1 }
+                        let (f, place) = frame(i)
+                        defer { slot.release() }
+                        return try await stream.send(f, expecting: .place(place), slot: slot)
+                    }
+                }
+                let stalled = try await settled { slotted.withLockedValue { $0 } }
+                #expect(stream.slotsHeld == ChunkStream.writeSlots, "slots held while the peer reads nothing")
+                #expect(stalled < 64, "the senders behind a full socket wait for a slot")
+                #expect(script.received.withLockedValue { $0 } == 0)
+                script.go.withLockedValue { $0 = true }
+                var acks = 0
+                for try await reply in group {
+                    if case .chunkAck = reply { acks += 1 }
+                }
+                #expect(acks == 64)
+                #expect(slotted.withLockedValue { $0 } == 64)
+                #expect(stream.slotsHeld == 0)
+            }
+        }
+        #expect(script.received.withLockedValue { $0 } == 64)
+        await server.close()
+    }
+
+    /// The peer closes a stream that senders are waiting for slots on: none of them hangs, each
+    /// gets the connection's failure.
+    @Test func sendersWaitingForASlotOnAStreamThatFailsAreReleased() async throws {
+        let script = Script()
+        let (server, serving) = try await server(script)
+        defer { serving.cancel() }
+        let client = DataPlaneClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token, name: "a1")
+        let failed = NIOLockedValueBox(0)
+        let slotted = NIOLockedValueBox(0)
+        try await client.withStream { stream in
+            await withTaskGroup(of: Void.self) { group in
+                for i in 0..<64 {
+                    group.addTask {
+                        let slot = await stream.writeSlot()
+                        slotted.withLockedValue { $0 += 1 }
+                        defer { slot.release() }
+                        let (f, place) = frame(i)
+                        do {
+                            _ = try await stream.send(f, expecting: .place(place), slot: slot)
+                        } catch {
+                            failed.withLockedValue { $0 += 1 }
+                        }
+                    }
+                }
+                _ = try? await settled { slotted.withLockedValue { $0 } }
+                #expect(slotted.withLockedValue { $0 } < 64)
+                script.go.withLockedValue { $0 = false }
+                await group.waitForAll()
+            }
+            #expect(stream.isFailed)
+        }
+        #expect(failed.withLockedValue { $0 } == 64)
+        await server.close()
+    }
+}
