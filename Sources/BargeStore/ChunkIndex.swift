@@ -141,22 +141,43 @@ public final class ChunkIndex: Sendable {
 
     /// Records chunks written into partial copies (`entries`), then each file's finish, in one
     /// transaction.
+    ///
+    /// A file finished here whose one chunk is among `entries` (a small file of a batch: offset 0,
+    /// its whole size) has all its rows in hand: the rows of whatever had its name go, and its row
+    /// goes in as final at once, rather than in as partial and then moved to final (an `UPDATE` of
+    /// the primary key, which SQLite does as a delete and an insert): three statements a file,
+    /// not four.
     public func finalize(_ files: [Finalized], recording entries: [Entry] = []) throws {
         guard !files.isEmpty || !entries.isEmpty else { return }
+        var whole: [String: Entry] = [:]
+        if !files.isEmpty {
+            let finishing = Set(files.map(\.path))
+            for e in entries where !e.final && e.offset == 0 && UInt64(e.length) == e.fileSize && finishing.contains(e.path) {
+                whole[e.path] = e
+            }
+        }
         try pool.write { db in
             let insert = try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO chunks (path, final, offset, length, fileSize, id, xxh) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
-            for e in entries {
-                try insert.execute(arguments: [e.path, e.final, Int64(e.offset), e.length, Int64(e.fileSize), Data(e.id), Data(e.xxh)])
+            func record(_ e: Entry, final: Bool) throws {
+                try insert.execute(arguments: [e.path, final, Int64(e.offset), e.length, Int64(e.fileSize), Data(e.id), Data(e.xxh)])
             }
+            for e in entries where whole[e.path] == nil { try record(e, final: e.final) }
             let dropOld = try db.cachedStatement(sql: "DELETE FROM chunks WHERE path = ? AND (final = 1 OR fileSize != ?)")
+            let dropAll = try db.cachedStatement(sql: "DELETE FROM chunks WHERE path = ?")
             let promote = try db.cachedStatement(sql: "UPDATE chunks SET final = 1 WHERE path = ? AND final = 0")
             let file = try db.cachedStatement(sql: "INSERT OR REPLACE INTO files (path, size, mtimeSeconds, mtimeNanoseconds) VALUES (?, ?, ?, ?)")
             for f in files {
-                // Rows of an older partial copy of another size went with it.
-                try dropOld.execute(arguments: [f.path, Int64(f.size)])
-                try promote.execute(arguments: [f.path])
+                if let e = whole[f.path], e.fileSize == f.size {
+                    try dropAll.execute(arguments: [f.path])
+                    try record(e, final: true)
+                } else {
+                    if let e = whole[f.path] { try record(e, final: false) }  // another size: as any row
+                    // Rows of an older partial copy of another size went with it.
+                    try dropOld.execute(arguments: [f.path, Int64(f.size)])
+                    try promote.execute(arguments: [f.path])
+                }
                 try file.execute(arguments: [f.path, Int64(f.size), f.mtimeSeconds, f.mtimeNanoseconds])
             }
         }

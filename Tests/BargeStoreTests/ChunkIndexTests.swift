@@ -1,0 +1,44 @@
+import BargeStore
+import Foundation
+import Testing
+
+/// The destination's chunk index, on a real SQLite file.
+struct ChunkIndexTests {
+    func id(_ n: UInt8) -> [UInt8] { [UInt8](repeating: n, count: 32) }
+
+    func entry(_ path: String, _ offset: UInt64, _ length: Int, of size: UInt64, _ id: [UInt8]) -> ChunkIndex.Entry {
+        ChunkIndex.Entry(path: path, offset: offset, length: length, fileSize: size, id: id, xxh: [UInt8](repeating: 9, count: 16))
+    }
+
+    func finished(_ path: String, _ size: UInt64) -> ChunkIndex.Finalized {
+        ChunkIndex.Finalized(path: path, size: size, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+    }
+
+    /// A batch finishes small files whose one chunk it records at the same time: each goes in as
+    /// final, and every row its name had before goes (the chunks of an older, larger file of that
+    /// name; a partial row an interrupted job left). A large file finished in the same batch,
+    /// whose first chunk was recorded earlier, has both its rows made final.
+    @Test func aSmallFileFinishedInABatchReplacesEveryRowOfItsName() throws {
+        let s = try Sandbox()
+        let index = try ChunkIndex(path: s.url.appendingPathComponent("index.sqlite").path, root: s.root)
+        let mib: UInt64 = 1 << 20
+        try index.finalize([finished("a", 2 * mib)], recording: [entry("a", 0, 1 << 20, of: 2 * mib, id(1)), entry("a", mib, 1 << 20, of: 2 * mib, id(2))])
+        try index.finalize([], recording: [entry("b", 0, 10, of: 10, id(4))])
+        try index.finalize([], recording: [entry("c", 0, 1 << 20, of: 2 * mib, id(5))])
+        #expect(try index.locations(id: id(1)).map(\.final) == [true])
+        #expect(try index.partialChunks(path: "b", fileSize: 10).count == 1)
+
+        try index.finalize([finished("a", 10), finished("b", 10), finished("c", 2 * mib)],
+                           recording: [entry("a", 0, 10, of: 10, id(3)), entry("b", 0, 10, of: 10, id(3)), entry("c", mib, 1 << 20, of: 2 * mib, id(6))])
+
+        for gone in [1, 2, 4] as [UInt8] { #expect(try index.locations(id: id(gone)).isEmpty, "id \(gone)") }
+        let small = try index.locations(id: id(3))
+        #expect(Set(small.map(\.path)) == ["a", "b"])
+        #expect(small.allSatisfy { $0.final && $0.offset == 0 && $0.length == 10 && $0.fileSize == 10 })
+        #expect(try index.partialChunks(path: "a", fileSize: 10).isEmpty)
+        #expect(try index.partialChunks(path: "b", fileSize: 10).isEmpty)
+        #expect(try index.locations(id: id(5)).map(\.final) == [true])
+        #expect(try index.locations(id: id(6)).map(\.final) == [true])
+        #expect(try index.partialChunks(path: "c", fileSize: 2 * mib).isEmpty)
+    }
+}
