@@ -38,6 +38,10 @@ struct WriteSlotTests {
         return (server, serving)
     }
 
+    func client(of server: BargeServer) -> DataPlaneClient {
+        DataPlaneClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token, name: "a1")
+    }
+
     /// A 1 MiB `chunk data` frame for chunk `i`.
     func frame(_ i: Int) -> (Frame, ChunkPlace) {
         let place = ChunkPlace(job: "j", path: "f", offset: UInt64(i) << 20)
@@ -67,9 +71,8 @@ struct WriteSlotTests {
         let script = Script()
         let (server, serving) = try await server(script)
         defer { serving.cancel() }
-        let client = DataPlaneClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token, name: "a1")
         let slotted = NIOLockedValueBox(0)
-        try await client.withStream { stream in
+        try await client(of: server).withStream { stream in
             try await withThrowingTaskGroup(of: Message.self) { group in
                 for i in 0..<64 {
                     group.addTask {
@@ -104,10 +107,9 @@ struct WriteSlotTests {
         let script = Script()
         let (server, serving) = try await server(script)
         defer { serving.cancel() }
-        let client = DataPlaneClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token, name: "a1")
         let failed = NIOLockedValueBox(0)
         let slotted = NIOLockedValueBox(0)
-        try await client.withStream { stream in
+        try await client(of: server).withStream { stream in
             await withTaskGroup(of: Void.self) { group in
                 for i in 0..<64 {
                     group.addTask {

@@ -21,14 +21,20 @@ actor Counter {
 }
 
 /// The agent listener on real loopback sockets, with a real agent client.
-struct AgentListenerTests {
+final class AgentListenerTests: Sendable {
+    /// The journals of this test's listeners, removed with it.
+    let journals = FileManager.default.temporaryDirectory.appendingPathComponent("barge-listener-\(UUID().uuidString)")
+
+    init() throws { try FileManager.default.createDirectory(at: journals, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(at: journals) }
+
     static let token = try! ClusterToken(bytes: Array("listener-test-token-0123456789".utf8))
 
     func listener(clock: ManualClock) async throws -> AgentListener {
         let directory = AgentDirectory(heartbeatTimeout: .seconds(15), clock: { clock.now })
         var config = AgentListenerConfiguration(host: "127.0.0.1", port: 0, token: Self.token)
         config.heartbeatInterval = .milliseconds(50)
-        let journal = try Journal(path: FileManager.default.temporaryDirectory.appendingPathComponent("barge-listener-\(UUID().uuidString).sqlite").path)
+        let journal = try Journal(path: journals.appendingPathComponent("journal-\(UUID().uuidString).sqlite").path)
         return try await AgentListener.bind(config, directory: directory, scheduler: Scheduler(journal: journal))
     }
 

@@ -17,9 +17,10 @@ public struct UnitFailure: Error, CustomStringConvertible {
 }
 
 /// Runs one unit at the source agent: its steps shared out over several parallel streams to the
-/// destination agent, each stream sending one message at a time and waiting for its ack. A chunk
-/// nacked as corrupt is read and sent again, up to `maxAttempts` times. A file is finished (`file
-/// done`) on the stream that got its last chunk's ack, so it is only renamed once every byte is in.
+/// destination agent, each stream pipelined (`depth` workers, each with one message outstanding,
+/// and each taking a step only with one of the stream's write slots). A chunk nacked as corrupt is
+/// read and sent again, up to `maxAttempts` times. A file is finished (`file done`, or in a batch
+/// `files done`) only once every one of its chunks is acked, so it is renamed once every byte is in.
 public struct UnitSender: Sendable {
     public struct Settings: Sendable {
         public var streams: Int
