@@ -163,7 +163,8 @@ public final class ChunkIndex: Sendable {
             func record(_ e: Entry, final: Bool) throws {
                 try insert.execute(arguments: [e.path, final, Int64(e.offset), e.length, Int64(e.fileSize), Data(e.id), Data(e.xxh)])
             }
-            for e in entries where whole[e.path] == nil { try record(e, final: e.final) }
+            // Every row but the whole files' own, which go in below with their finish.
+            for e in entries where whole[e.path] != e { try record(e, final: e.final) }
             let dropOld = try db.cachedStatement(sql: "DELETE FROM chunks WHERE path = ? AND (final = 1 OR fileSize != ?)")
             let dropAll = try db.cachedStatement(sql: "DELETE FROM chunks WHERE path = ?")
             let promote = try db.cachedStatement(sql: "UPDATE chunks SET final = 1 WHERE path = ? AND final = 0")

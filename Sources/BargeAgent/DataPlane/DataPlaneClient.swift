@@ -85,8 +85,9 @@ public final class ChunkStream: Sendable {
             group.addTask {
                 do {
                     for await out in frames {
-                        // Returns once the channel has taken the frame (NIO holds it while the
-                        // socket is full, and holds back the next write meanwhile).
+                        // Returns once the channel has taken the frame. NIO may take several
+                        // while the socket is full (64 of 1 MiB in `WriteSlotTests` without the
+                        // slots), so the slots, not NIO, bound what waits for the socket.
                         try await outbound.write(out.frame)
                         out.slot?.release()
                     }
