@@ -1,3 +1,4 @@
+import BargeFlow
 import BargeWire
 import DequeModule
 import NIOConcurrencyHelpers
@@ -37,6 +38,8 @@ public final class ChunkStream: Sendable {
         /// Write slots held (`writeSlot`), and the workers waiting for one, oldest first.
         var slotsHeld = 0
         var slotWaiters: Deque<CheckedContinuation<Void, Never>> = []
+        /// The pacing cap last set on the socket (`pace`); nil: none.
+        var paced: UInt64?
 
         mutating func take(_ place: ReplyKey?) -> Waiter? {
             guard let place else { return unplaced.popFirst() }
@@ -63,6 +66,21 @@ public final class ChunkStream: Sendable {
     /// How many write slots a stream has: at most this many frames are queued or being prepared
     /// for it at once, beyond what its socket has taken.
     public static let writeSlots = 3
+
+    /// Holds the socket's TCP pacing to `cap` bytes per second (nil: no cap), when it differs
+    /// enough from the cap in force (`SocketPacing.needsUpdate`).
+    public func pace(_ cap: UInt64?) async {
+        guard let probe else { return }
+        let update = state.withLockedValue { s -> Bool in
+            guard SocketPacing.needsUpdate(current: s.paced, wanted: cap) else { return false }
+            s.paced = cap
+            return true
+        }
+        if update { await probe.setMaximumPacingRate(cap) }
+    }
+
+    /// The pacing cap in force on the socket (for tests).
+    var pacingCap: UInt64? { state.withLockedValue { $0.paced } }
 
     /// The TCP congestion control the stream's connection runs (`--tcp-congestion`).
     public func congestionControl() async -> String? {

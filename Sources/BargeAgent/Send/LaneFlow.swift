@@ -22,6 +22,8 @@ public final class LaneFlow: Sendable {
         var limited = false
         var windows: [ObjectIdentifier: Double] = [:]
         var retransmits: [ObjectIdentifier: UInt32] = [:]
+        /// When each socket last answered a chunk (for `socketPacing`: the sockets in use).
+        var answeredAt: [ObjectIdentifier: UInt64] = [:]
         /// Since `since` (nil until the first ack): wire bytes and chunks acked, and sends, and
         /// those that went at once with half the window or more to spare. `delivered` is the
         /// rate over the last such interval.
@@ -31,6 +33,8 @@ public final class LaneFlow: Sendable {
         var sends = 0
         var roomySends = 0
         var delivered: Double = 0
+        /// `delivered` over the last `peakIntervals` intervals, newest last (`socketPacing`).
+        var recentDelivered: [Double] = []
         var bottleneck: Double?
         /// The estimate has been measured under a queue (not only guessed while app-limited).
         var measured = false
@@ -51,9 +55,14 @@ public final class LaneFlow: Sendable {
     private let state: NIOLockedValueBox<State>
     private let clock: @Sendable () -> UInt64
 
-    public init(mode: CongestionMode, parameters: CongestionController.Parameters = .init(),
+    /// The rate `PathMemory` knew for this lane's path when it was made: its sockets' pacing
+    /// until the lane has measured its own.
+    private let remembered: Double?
+
+    public init(mode: CongestionMode, parameters: CongestionController.Parameters = .init(), remembered: Double? = nil,
                 clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow) {
         self.mode = mode
+        self.remembered = remembered
         self.clock = clock
         state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters)))
     }
@@ -120,6 +129,7 @@ public final class LaneFlow: Sendable {
                     s.tcpSamples += 1
                     s.controller.observe(rtt: sample.rtt, least: sample.minRTT, now: now)
                     if let stream {
+                        s.answeredAt[stream] = now
                         s.windows[stream] = sample.window
                         if let before = s.retransmits.updateValue(sample.retransmits, forKey: stream), sample.retransmits > before {
                             s.controller.lost(now: now)
@@ -166,6 +176,7 @@ public final class LaneFlow: Sendable {
         state.withLockedValue { s in
             s.windows.removeValue(forKey: stream)
             s.retransmits.removeValue(forKey: stream)
+            s.answeredAt.removeValue(forKey: stream)
             Self.observeKernelWindows(&s)
         }
     }
@@ -194,6 +205,8 @@ public final class LaneFlow: Sendable {
         let elapsed = Double(now - since) / 1e9
         guard elapsed >= 0.5 || (elapsed >= 0.1 && s.acks >= Self.estimateAcks) else { return }
         s.delivered = Double(s.acked) / elapsed
+        s.recentDelivered.append(s.delivered)
+        if s.recentDelivered.count > Self.peakIntervals { s.recentDelivered.removeFirst() }
         s.controller.observe(deliveryRate: s.delivered)
         let congested = s.controller.queueingDelay * 4 >= s.controller.parameters.target
         // In the first slow start the window is still doubling towards whatever the path takes, so
@@ -226,6 +239,29 @@ public final class LaneFlow: Sendable {
             return (rate, base)
         }
     }
+
+    /// The most each of the lane's sockets should send per second (`SocketPacing`): its share,
+    /// among the sockets that answered within the last `activeSpan`, of what the path carries.
+    /// Once the lane has measured its bottleneck under a queue, that is the larger of the estimate
+    /// and the most it delivered in an interval lately: the estimate follows the delivered rate,
+    /// which the cap itself bounds, so on its own a dip (a socket in recovery) would lower the
+    /// cap, and the cap the next interval's rate. Before that, the rate `PathMemory` remembered;
+    /// nil (no cap) without either, and in mode `off`.
+    public var socketPacing: UInt64? {
+        state.withLockedValue { s in
+            guard mode != .off else { return nil }
+            let now = clock()
+            let active = s.answeredAt.values.count { now &- $0 <= Self.activeSpan }
+            let path = s.measured ? max(s.bottleneck ?? 0, s.recentDelivered.max() ?? 0) : remembered
+            return SocketPacing.cap(bottleneck: path, sockets: active)
+        }
+    }
+
+    /// The intervals of `estimateBottleneck` over which `socketPacing` takes the most delivered.
+    static let peakIntervals = 10
+
+    /// A socket that answered within this long counts as one the lane's traffic is spread over.
+    static let activeSpan: UInt64 = 1_000_000_000
 
     /// The rate `auto` should compress for: the bottleneck estimate (nil before the first).
     public var bottleneck: Double? { state.withLockedValue { $0.bottleneck } }
@@ -278,7 +314,7 @@ public final class Lanes: Sendable {
             if let known, mode != .off {
                 parameters.initialWindow = parameters.startingWindow(rate: known.rate, baseDelay: known.baseDelay, mode: mode)
             }
-            let lane = LaneFlow(mode: mode, parameters: parameters, clock: clock)
+            let lane = LaneFlow(mode: mode, parameters: parameters, remembered: known?.rate, clock: clock)
             l[key] = lane
             return lane
         }

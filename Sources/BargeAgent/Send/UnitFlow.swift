@@ -52,7 +52,10 @@ public struct UnitFlow: Sendable {
         defer { budget?.give(bytes) }
         await agentLimit?.charge(bytes)
         await jobLimit()?.charge(bytes)
-        guard let lane else { return try await stream.send(frame, expecting: place, slot: slot) }
+        guard let lane else {
+            await stream.pace(nil)  // a connection a lane paced before, now sending for mode off
+            return try await stream.send(frame, expecting: place, slot: slot)
+        }
         let sentAt = await lane.acquire(bytes, order: order)
         let reply: Message
         do {
@@ -62,6 +65,7 @@ public struct UnitFlow: Sendable {
             throw error
         }
         lane.release(bytes, sentAt: sentAt, sample: await stream.probe?.sample(), stream: ObjectIdentifier(stream))
+        await stream.pace(lane.socketPacing)
         return reply
     }
 

@@ -52,6 +52,30 @@ public struct TCPProbe: Sendable {
         #endif
     }
 
+    /// Caps the rate the socket's TCP paces its sends at (`SO_MAX_PACING_RATE`, bytes per second;
+    /// nil lifts the cap). Best effort: where the kernel refuses, the socket keeps its own pacing.
+    public func setMaximumPacingRate(_ rate: UInt64?) async {
+        #if os(Linux)
+        guard let provider = channel as? SocketOptionProvider else { return }
+        // SO_MAX_PACING_RATE (asm-generic/socket.h); a 64-bit value is read whole, and all ones
+        // means no cap.
+        try? await provider.unsafeSetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(47),
+                                                  value: rate ?? UInt64.max).get()
+        #endif
+    }
+
+    /// The socket's pacing cap (`SO_MAX_PACING_RATE`): nil when it has none, or off Linux.
+    public func maximumPacingRate() async -> UInt64? {
+        #if os(Linux)
+        guard let provider = channel as? SocketOptionProvider,
+              let rate: UInt64 = try? await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(47)).get(),
+              rate != UInt64.max else { return nil }
+        return rate
+        #else
+        return nil
+        #endif
+    }
+
     static var notSentLowatOption: ChannelOptions.Types.SocketOption {
         #if os(Linux)
         ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: CInt(TCP_NOTSENT_LOWAT)))

@@ -1,0 +1,126 @@
+@testable import BargeAgent
+import BargeFlow
+import BargeWire
+import Foundation
+import Testing
+
+/// The pacing cap a lane puts on each of its sockets (`LaneFlow.socketPacing`), and a real
+/// socket taking it (`ChunkStream.pace`).
+struct LanePacingTests {
+    typealias Clock = LaneFlowTests.Clock
+
+    /// Acks `count` chunks of `bytes`, one every `every` ns, taking the streams in turn; each ack
+    /// reports an RTT of `rtt` over a least RTT of `least`. Returns the rate delivered.
+    @discardableResult
+    func deliver(_ lane: LaneFlow, _ clock: Clock, on streams: [ObjectIdentifier], count: Int, bytes: Int = 256 << 10,
+                 every: UInt64, rtt: UInt64 = 10_000_000, least: UInt64 = 1_000_000) async -> Double {
+        for i in 0..<count {
+            let at = await lane.acquire(bytes)
+            clock.advance(every)
+            lane.release(bytes, sentAt: at, sample: TCPSample(rtt: rtt, minRTT: least, window: 0, retransmits: 0),
+                         stream: streams[i % streams.count])
+        }
+        return Double(bytes) / (Double(every) / 1e9)
+    }
+
+    /// Sockets' identities: the objects are kept, so that no two share an address.
+    final class Sockets {
+        let objects: [NSObject]
+        init(_ n: Int) { objects = (0..<n).map { _ in NSObject() } }
+        var ids: [ObjectIdentifier] { objects.map(ObjectIdentifier.init) }
+    }
+
+    func near(_ cap: UInt64?, _ expected: Double, within: Double = 0.05) -> Bool {
+        guard let cap else { return false }
+        return abs(Double(cap) - expected) <= within * expected
+    }
+
+    /// No cap while the lane has not measured its path under a queue (it only sent what it had),
+    /// nor in mode `off`; a lane that `PathMemory` knew of starts from the remembered rate.
+    @Test func aLaneCapsItsSocketsOnlyOnceItKnowsItsPath() async {
+        let clock = Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        #expect(lane.socketPacing == nil)
+        // No queue (the RTT is the least RTT): app-limited, not measured.
+        let one = Sockets(1)
+        await deliver(lane, clock, on: one.ids, count: 60, every: 5_000_000, rtt: 1_000_000)
+        #expect(lane.socketPacing == nil)
+        withExtendedLifetime(one) {}
+
+        let remembered = LaneFlow(mode: .fair, remembered: 40e6, clock: { clock.now })
+        #expect(remembered.socketPacing == 50_000_000)
+        #expect(LaneFlow(mode: .off, remembered: 40e6, clock: { clock.now }).socketPacing == nil)
+    }
+
+    /// Under a queue, each socket's cap is its share of what the lane delivers, with headroom. A
+    /// dip (a socket in recovery) does not lower it at once: the cap takes the most delivered over
+    /// the last intervals, since the estimate follows a delivered rate that the cap itself bounds.
+    /// A dip that lasts does lower it.
+    @Test func eachSocketIsCappedAtItsShareOfTheMostDeliveredLately() async {
+        let clock = Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let sockets = Sockets(2), two = sockets.ids
+        let full = await deliver(lane, clock, on: two, count: 60, every: 5_000_000)
+        #expect(near(lane.socketPacing, SocketPacing.headroom * full / 2), "\(lane.socketPacing ?? 0) for \(full)")
+
+        // Half the rate for half a second: the estimate falls towards it, the cap does not.
+        let half = await deliver(lane, clock, on: two, count: 50, every: 10_000_000)
+        #expect(lane.bottleneck! < 0.9 * full)
+        #expect(near(lane.socketPacing, SocketPacing.headroom * full / 2), "\(lane.socketPacing ?? 0) after a dip")
+
+        // Three seconds of it: the cap follows.
+        await deliver(lane, clock, on: two, count: 300, every: 10_000_000)
+        #expect(near(lane.socketPacing, SocketPacing.headroom * half / 2, within: 0.1), "\(lane.socketPacing ?? 0) for \(half)")
+        withExtendedLifetime(sockets) {}
+    }
+
+    /// The share is among the sockets that answered in the last second: a lane whose traffic moved
+    /// to one socket lets that socket have the whole rate.
+    @Test func theShareIsAmongTheSocketsInUse() async {
+        let clock = Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let sockets = Sockets(4), streams = sockets.ids
+        let rate = await deliver(lane, clock, on: streams, count: 80, every: 5_000_000)
+        #expect(near(lane.socketPacing, SocketPacing.headroom * rate / 4))
+        clock.advance(2_000_000_000)
+        await deliver(lane, clock, on: [streams[0]], count: 20, every: 5_000_000)
+        #expect(near(lane.socketPacing, SocketPacing.headroom * rate), "\(lane.socketPacing ?? 0) for one socket")
+        // A closed socket stops counting at once.
+        await deliver(lane, clock, on: Array(streams[0...1]), count: 4, every: 5_000_000)
+        #expect(near(lane.socketPacing, SocketPacing.headroom * rate / 2))
+        lane.closed(streams[1])
+        #expect(near(lane.socketPacing, SocketPacing.headroom * rate))
+        withExtendedLifetime(sockets) {}
+    }
+
+    /// Over real loopback TCP: a unit's send leaves its lane's cap on the socket
+    /// (`SO_MAX_PACING_RATE`), and a send with no lane (mode `off`) lifts it.
+    @Test(.enabled(if: isLinux, "SO_MAX_PACING_RATE is Linux's"))
+    func aSendLeavesItsLanesCapOnTheSocket() async throws {
+        let harness = WriteSlotTests()
+        let script = WriteSlotTests.Script()
+        script.go.withLockedValue { $0 = true }
+        let (server, serving) = try await harness.server(script)
+        defer { serving.cancel() }
+        let lane = LaneFlow(mode: .fair, remembered: 40e6)
+        try await harness.client(of: server).withStream { stream in
+            let probe = try #require(stream.probe)
+            #expect(await probe.maximumPacingRate() == nil)
+            let (first, place) = harness.frame(0)
+            _ = try await UnitFlow(lane: lane).send(first, expecting: .place(place), on: stream)
+            #expect(stream.pacingCap == 50_000_000)
+            #expect(await probe.maximumPacingRate() == 50_000_000)
+            let (second, other) = harness.frame(1)
+            _ = try await UnitFlow().send(second, expecting: .place(other), on: stream)
+            #expect(stream.pacingCap == nil)
+            #expect(await probe.maximumPacingRate() == nil)
+        }
+        await server.close()
+    }
+}
+
+#if os(Linux)
+let isLinux = true
+#else
+let isLinux = false
+#endif
