@@ -5,9 +5,9 @@
 /// of the path's rate. A socket fed whole chunks measures bursts: its estimate, and so its pacing,
 /// approach the whole link's rate, and BBR sends at 1.25–2.89 times that while it probes or
 /// starts. Four such sockets together sent several times what the bottleneck drains. Through the
-/// delay test bed at 1 Gbit/s and 50 ms, that lost 30,000–60,000 packets a job and stalled sockets
-/// in recovery (1 GiB in 13–22 s); with each socket held to 1.28 times its share, 2,000–3,000,
-/// and 11–13 s.
+/// delay test bed at 1 Gbit/s and 50 ms, a pair of 1 GiB jobs lost 52,000–132,000 packets in the
+/// bed's queues and stalled sockets in recovery (the first job 15.8–17.8 s); with this cap,
+/// 2,500–10,000, and 11.3–11.6 s.
 ///
 /// The share is of the sockets that carried the lane's traffic lately, so a lane whose work sits
 /// on fewer sockets still has its whole rate; and the headroom lets the lane find a faster path
