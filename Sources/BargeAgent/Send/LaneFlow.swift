@@ -162,7 +162,8 @@ public final class LaneFlow: Sendable {
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
         let line = "lane \(mode.rawValue) t=\(String(format: "%.3f", Double(now &- born) / 1e9)) \(answered ? "ack" : "drop") \(bytes)"
             + " inflight=\(s.inFlight) window=\(Int(c.window)) phase=\(c.phase) rtt=\(f(Double(c.rtt ?? 0) / 1e6)) base=\(f(Double(c.baseDelay ?? 0) / 1e6))"
-            + " kwin=\(Int(sample?.window ?? 0)) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)\n"
+            + " kwin=\(Int(sample?.window ?? 0)) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)"
+            + " peak=\(Int(s.recentDelivered.max() ?? 0)) bottleneck=\(Int(s.bottleneck ?? 0)) measured=\(s.measured)\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
 
