@@ -20,10 +20,8 @@ public final class LaneFlow: Sendable {
         var waiting: [Waiter] = []
         /// Sends waited on the window or pacing since the last ack.
         var limited = false
-        var windows: [ObjectIdentifier: Double] = [:]
-        var retransmits: [ObjectIdentifier: UInt32] = [:]
-        /// When each socket last answered a chunk (for `socketPacing`: the sockets in use).
-        var answeredAt: [ObjectIdentifier: UInt64] = [:]
+        /// The lane's sockets, by stream, as their last answer found them.
+        var sockets: [ObjectIdentifier: Socket] = [:]
         /// Since `since` (nil until the first ack): wire bytes and chunks acked, and sends, and
         /// those that went at once with half the window or more to spare. `delivered` is the
         /// rate over the last such interval.
@@ -40,6 +38,14 @@ public final class LaneFlow: Sendable {
         var measured = false
         /// Acks that came with a `TCP_INFO` sample.
         var tcpSamples = 0
+    }
+
+    /// A socket's `TCP_INFO` at its last answer, and when that came (`socketPacing`: the sockets
+    /// in use).
+    private struct Socket {
+        var window: Double
+        var retransmits: UInt32
+        var answeredAt: UInt64
     }
 
     private struct Waiter {
@@ -129,9 +135,8 @@ public final class LaneFlow: Sendable {
                     s.tcpSamples += 1
                     s.controller.observe(rtt: sample.rtt, least: sample.minRTT, now: now)
                     if let stream {
-                        s.answeredAt[stream] = now
-                        s.windows[stream] = sample.window
-                        if let before = s.retransmits.updateValue(sample.retransmits, forKey: stream), sample.retransmits > before {
+                        let socket = Socket(window: sample.window, retransmits: sample.retransmits, answeredAt: now)
+                        if let before = s.sockets.updateValue(socket, forKey: stream), sample.retransmits > before.retransmits {
                             s.controller.lost(now: now)
                         }
                     }
@@ -169,15 +174,13 @@ public final class LaneFlow: Sendable {
 
     /// The kernel's windows of the lane's open sockets, together (`fair` mode's floor).
     private static func observeKernelWindows(_ s: inout State) {
-        s.controller.observe(kernelWindow: s.windows.values.reduce(0, +))
+        s.controller.observe(kernelWindow: s.sockets.values.reduce(0) { $0 + $1.window })
     }
 
     /// A stream of the lane closed: its socket no longer counts.
     public func closed(_ stream: ObjectIdentifier) {
         state.withLockedValue { s in
-            s.windows.removeValue(forKey: stream)
-            s.retransmits.removeValue(forKey: stream)
-            s.answeredAt.removeValue(forKey: stream)
+            s.sockets.removeValue(forKey: stream)
             Self.observeKernelWindows(&s)
         }
     }
@@ -252,7 +255,7 @@ public final class LaneFlow: Sendable {
         state.withLockedValue { s in
             guard mode != .off else { return nil }
             let now = clock()
-            let active = s.answeredAt.values.count { now &- $0 <= Self.activeSpan }
+            let active = s.sockets.values.count { now &- $0.answeredAt <= Self.activeSpan }
             let path = s.measured ? max(s.bottleneck ?? 0, s.recentDelivered.max() ?? 0) : remembered
             return SocketPacing.cap(bottleneck: path, sockets: active)
         }

@@ -57,9 +57,8 @@ public struct TCPProbe: Sendable {
     public func setMaximumPacingRate(_ rate: UInt64?) async {
         #if os(Linux)
         guard let provider = channel as? SocketOptionProvider else { return }
-        // SO_MAX_PACING_RATE (asm-generic/socket.h); a 64-bit value is read whole, and all ones
-        // means no cap.
-        try? await provider.unsafeSetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(47),
+        // A 64-bit value is read whole, and all ones means no cap.
+        try? await provider.unsafeSetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_MAX_PACING_RATE),
                                                   value: rate ?? UInt64.max).get()
         #endif
     }
@@ -68,7 +67,7 @@ public struct TCPProbe: Sendable {
     public func maximumPacingRate() async -> UInt64? {
         #if os(Linux)
         guard let provider = channel as? SocketOptionProvider,
-              let rate: UInt64 = try? await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(47)).get(),
+              let rate: UInt64 = try? await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_MAX_PACING_RATE)).get(),
               rate != UInt64.max else { return nil }
         return rate
         #else
