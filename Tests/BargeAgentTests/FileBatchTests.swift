@@ -92,6 +92,37 @@ struct FileBatchTests {
 
     /// Small files over real streams: they go in batches, a fraction of them damaged after
     /// hashing is refused and sent again, and every file arrives identical.
+    /// A batch that names another agent's state directory, a file inside it, or the directory
+    /// itself as a file: each is refused, the others in the batch arrive, and nothing inside the
+    /// state directory changes.
+    @Test func aBatchNeverWritesIntoAnAgentsStateDirectory() throws {
+        let roots = try Roots()
+        let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(index: index))
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        let state = roots.destination + "/in/d/state-b2"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        try Data("marker".utf8).write(to: URL(fileURLWithPath: state + "/" + StatePaths.markerName))
+        try Data("index".utf8).write(to: URL(fileURLWithPath: state + "/chunk-index.sqlite"))
+        var files: [FileBatch.File] = []
+        for (i, name) in ["d/a", "d/state-b2/chunk-index.sqlite", "d/b", "d/state-b2", "d/state-b2/new"].enumerated() {
+            try write(roots, "f\(i)", SampleData.random(bytes: 300 + i, seed: UInt64(i)))
+            var f = try file(source, "f\(i)", size: 300 + i)
+            f.done.path = "in/" + name
+            files.append(f)
+        }
+        guard case .fileBatchReply(let reply) = receiver.handle(.fileBatch(FileBatch(job: "j", batch: 7, files: files))) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(reply.refused.map(\.index) == [1, 3, 4], "\(reply.refused)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/in/d/a")) == Data(contentsOf: URL(fileURLWithPath: roots.source + "/f0")))
+        #expect(FileManager.default.fileExists(atPath: roots.destination + "/in/d/b"))
+        let inside = try FileManager.default.contentsOfDirectory(atPath: state).sorted()
+        #expect(inside == [StatePaths.markerName, "chunk-index.sqlite"].sorted(), "\(inside)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: state + "/chunk-index.sqlite")) == Data("index".utf8))
+    }
+
     @Test func smallFilesGoInBatchesAndDamagedOnesAreSentAgain() async throws {
         let roots = try Roots()
         var files: [TaskFile] = []

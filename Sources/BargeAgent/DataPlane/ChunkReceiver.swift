@@ -56,7 +56,7 @@ public final class ChunkReceiver {
         do {
             // Every open below is confined beneath the root by the kernel; a repair opens the
             // finished file by name, so it is checked on disk first.
-            target = repair ? try RootedPath.resolve(place.path, under: root) : try RootedPath.lexical(place.path, under: root)
+            target = repair ? try RootedPath.resolve(place.path, under: root) : try RootedPath.lexical(place.path, under: root, file: true)
         } catch {
             return .chunkNack(ChunkNack(place: place, reason: .refusedPath, detail: error.description))
         }
@@ -126,12 +126,13 @@ public final class ChunkReceiver {
         func refuse(_ i: Int, _ reason: ChunkNack.Reason, _ detail: String) {
             refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: reason, detail: detail))
         }
+        let targets = RootedPath.lexical(files: batch.files.map(\.path), under: root)
         for (i, f) in batch.files.enumerated() {
             let place = ChunkPlace(job: batch.job, path: f.path, offset: 0)
             let target: RootedPath
-            do {
-                target = try RootedPath.lexical(f.path, under: root)
-            } catch {
+            switch targets[i] {
+            case .success(let t): target = t
+            case .failure(let error):
                 refuse(i, .refusedPath, error.description)
                 continue
             }
@@ -180,7 +181,7 @@ public final class ChunkReceiver {
     /// From protocol version 10 the query also places the unit's files (`DestinationFiles.place`);
     /// one placed cold at an agent without a cold store is refused with the reason.
     public func have(_ query: HaveQuery) -> Message {
-        let lexical = query.paths.map { try? RootedPath.lexical($0, under: root).relative }
+        let lexical = RootedPath.lexical(files: query.paths, under: root).map { try? $0.get().relative }
         let paths = lexical.compactMap { $0 }
         if !query.facts.isEmpty {
             let placed = zip(lexical, query.facts).compactMap { p, f in p.map { ($0, f) } }
@@ -204,7 +205,7 @@ public final class ChunkReceiver {
     public func copy(_ ref: ChunkRef) -> Message {
         let place = ref.place
         do {
-            let target = try RootedPath.lexical(place.path, under: root)
+            let target = try RootedPath.lexical(place.path, under: root, file: true)
             let length = Int(ref.length)
             if try files.copyLocal(job: place.job, target: target, size: ref.fileSize, offset: place.offset, length: length,
                                    id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset)) {
@@ -224,7 +225,7 @@ public final class ChunkReceiver {
     /// Gives a fully received file its final name, mode and mtime.
     public func finish(_ done: FileDone) -> Message {
         do {
-            let target = try RootedPath.lexical(done.place.path, under: root)
+            let target = try RootedPath.lexical(done.place.path, under: root, file: true)
             try files.finish(job: done.place.job, target: target, size: done.size, mode: done.mode,
                              mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds)
             return .chunkAck(ChunkAck(place: done.place))
@@ -244,12 +245,12 @@ public final class ChunkReceiver {
         var refused: [FilesDoneReply.Refusal] = []
         var items: [DestinationFiles.Finish] = []
         var positions: [Int] = []
-        for (i, f) in batch.files.enumerated() {
-            do {
-                let target = try RootedPath.lexical(f.path, under: root)
+        for (i, (f, target)) in zip(batch.files, RootedPath.lexical(files: batch.files.map(\.path), under: root)).enumerated() {
+            switch target {
+            case .success(let target):
                 items.append(DestinationFiles.Finish(target: target, file: f))
                 positions.append(i)
-            } catch {
+            case .failure(let error):
                 refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: .refusedPath, detail: error.description))
             }
         }
