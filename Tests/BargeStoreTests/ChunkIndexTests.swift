@@ -41,4 +41,35 @@ struct ChunkIndexTests {
         #expect(try index.locations(id: id(6)).map(\.final) == [true])
         #expect(try index.partialChunks(path: "c", fileSize: 2 * mib).isEmpty)
     }
+
+    /// `ids(paths:)` over more paths than one statement takes: the ids of unchanged finished files
+    /// and of partial copies, in either slice; none for a finished file that changed or went
+    /// (whose rows its own index drops, and another agent's reading leaves), nor for paths never seen.
+    @Test func aHaveQueryOfManyPathsFindsWhatIsHeldInEverySlice() throws {
+        let s = try Sandbox()
+        let path = s.url.appendingPathComponent("index.sqlite").path
+        let index = try ChunkIndex(path: path, root: s.root)
+        let paths = (0..<1_200).map { String(format: "d/p%04d", $0) }
+        #expect(paths.count > 2 * 500)
+        func onDisk(_ name: String, _ size: Int) throws {
+            try s.file(name, String(repeating: "x", count: size))
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: 1_700_000_000)], ofItemAtPath: s.root + "/" + name)
+        }
+        // Unchanged, changed since its finish, gone, and a partial copy.
+        try index.finalize([finished("d/p0010", 10), finished("d/p0600", 10), finished("d/p0700", 10)],
+                           recording: [entry("d/p0010", 0, 10, of: 10, id(1)), entry("d/p0600", 0, 10, of: 10, id(2)), entry("d/p0700", 0, 10, of: 10, id(3))])
+        try index.finalize([], recording: [entry("d/p1100", 0, 1 << 20, of: 2 << 20, id(4))])
+        try onDisk("d/p0010", 10)
+        try onDisk("d/p0600", 11)
+
+        let other = try ChunkIndex(readingOnly: path, root: s.root)
+        #expect(try other.ids(paths: paths) == [id(1), id(4)])
+        #expect(try index.locations(id: id(2)).count == 1, "another agent's reading drops nothing")
+
+        #expect(try index.ids(paths: paths) == [id(1), id(4)])
+        #expect(try index.locations(id: id(2)).isEmpty && index.locations(id: id(3)).isEmpty)
+        #expect(try index.locations(id: id(1)).count == 1 && index.locations(id: id(4)).count == 1)
+        #expect(try index.ids(paths: []).isEmpty)
+        #expect(try index.ids(paths: ["d/p0010"]) == [id(1)])
+    }
 }
