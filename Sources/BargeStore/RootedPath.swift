@@ -30,32 +30,27 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
     /// refused, nothing on disk looked at. For callers whose every open goes through the root's
     /// descriptor beneath it (the receiving data plane: `PartialFileWriter`, `renameat` in a
     /// directory opened beneath), where the kernel refuses a symbolic link that leads out.
-    ///
-    /// `file`: the path names a regular file to read or write, so its last component is not
-    /// looked at for a state marker (a file holds none; a job that names a state directory as a
-    /// file finds it refused when it opens or renames onto it, and writes nothing inside).
-    public static func lexical(_ path: String, under root: String, file: Bool = false) throws(StoreError) -> RootedPath {
-        var memo = StatePaths.Unmarked()
-        return try lexical(path, in: try RootDirectory.open(root), file: file, memo: &memo)
+    public static func lexical(_ path: String, under root: String) throws(StoreError) -> RootedPath {
+        try lexical(path, in: try RootDirectory.open(root))
     }
 
-    /// `lexical(_:under:file:)` for the files of one message (a batch, a have query): the root is
+    /// `lexical(_:under:)` for the paths of one message (a batch, a have query): the root is
     /// opened once, and each directory on the way is looked at for a state marker once for them
-    /// all rather than once per file (20,000 small files in 200 directories: 6% of the destination
-    /// agent's CPU went to those looks).
+    /// all rather than once per path (20,000 small files in 200 directories: 6% of the
+    /// destination agent's CPU went to those looks).
     public static func lexical(files paths: [String], under root: String) -> [Result<RootedPath, StoreError>] {
         let directory: RootDirectory
         do { directory = try RootDirectory.open(root) } catch { return paths.map { _ in .failure(error) } }
         var memo = StatePaths.Unmarked()
-        return paths.map { path in Result { () throws(StoreError) in try lexical(path, in: directory, file: true, memo: &memo) } }
+        return paths.map { path in Result { () throws(StoreError) in try lexical(path, in: directory, memo: &memo) } }
     }
 
-    private static func lexical(_ path: String, in directory: RootDirectory, file: Bool = false) throws(StoreError) -> RootedPath {
+    private static func lexical(_ path: String, in directory: RootDirectory) throws(StoreError) -> RootedPath {
         var memo = StatePaths.Unmarked()
-        return try lexical(path, in: directory, file: file, memo: &memo)
+        return try lexical(path, in: directory, memo: &memo)
     }
 
-    private static func lexical(_ path: String, in directory: RootDirectory, file: Bool, memo: inout StatePaths.Unmarked) throws(StoreError) -> RootedPath {
+    private static func lexical(_ path: String, in directory: RootDirectory, memo: inout StatePaths.Unmarked) throws(StoreError) -> RootedPath {
         guard !path.utf8.contains(0) else { throw .invalidPath(path: path, reason: "contains a NUL byte") }
         var components: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
@@ -70,7 +65,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
             }
         }
         let rooted = RootedPath(root: directory.real, components: components)
-        try StatePaths.check(rooted, path, directory, file: file, memo: &memo)
+        try StatePaths.check(rooted, path, directory, memo: &memo)
         return rooted
     }
 
@@ -179,12 +174,12 @@ public enum StatePaths {
         var directories: Set<String> = []
     }
 
-    /// Whether a directory on the way to `rooted` (or `rooted` itself, unless `file`) carries the
-    /// marker: one `fstatat` per component not in `memo`, beneath the root's descriptor.
-    static func marked(_ rooted: RootedPath, _ directory: RootDirectory, file: Bool = false, memo: inout Unmarked) -> Bool {
+    /// Whether a directory on the way to `rooted` (or `rooted` itself) carries the marker: one
+    /// `fstatat` per component not in `memo`, beneath the root's descriptor.
+    static func marked(_ rooted: RootedPath, _ directory: RootDirectory, memo: inout Unmarked) -> Bool {
         var prefix = ""
         var st = stat()
-        for component in rooted.components.dropLast(file ? 1 : 0) {
+        for component in rooted.components {
             prefix = prefix.isEmpty ? component : prefix + "/" + component
             if memo.directories.contains(prefix) { continue }
             if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0 { return true }
@@ -194,11 +189,11 @@ public enum StatePaths {
         return false
     }
 
-    static func check(_ rooted: RootedPath, _ path: String, _ directory: RootDirectory, file: Bool = false, memo: inout Unmarked) throws(StoreError) {
+    static func check(_ rooted: RootedPath, _ path: String, _ directory: RootDirectory, memo: inout Unmarked) throws(StoreError) {
         if rooted.components.first == TreeScanner.stateDirectory {
             throw .invalidPath(path: path, reason: "it is inside .barge, the agents' own state, which no job may read or write")
         }
-        if isProtected(rooted.absolute) || marked(rooted, directory, file: file, memo: &memo) {
+        if isProtected(rooted.absolute) || marked(rooted, directory, memo: &memo) {
             throw .invalidPath(path: path, reason: "it is inside an agent's state directory (marked by \(markerName)), which no job may read or write")
         }
     }

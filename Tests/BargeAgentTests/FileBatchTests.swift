@@ -116,11 +116,14 @@ struct FileBatchTests {
             return
         }
         #expect(reply.refused.map(\.index) == [1, 3, 4], "\(reply.refused)")
+        #expect(reply.refused.allSatisfy { $0.reason == .refusedPath && $0.detail.contains("no job may read or write") }, "\(reply.refused)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/in/d/a")) == Data(contentsOf: URL(fileURLWithPath: roots.source + "/f0")))
         #expect(FileManager.default.fileExists(atPath: roots.destination + "/in/d/b"))
         let inside = try FileManager.default.contentsOfDirectory(atPath: state).sorted()
         #expect(inside == [StatePaths.markerName, "chunk-index.sqlite"].sorted(), "\(inside)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: state + "/chunk-index.sqlite")) == Data("index".utf8))
+        let beside = try FileManager.default.contentsOfDirectory(atPath: roots.destination + "/in/d").sorted()
+        #expect(beside == ["a", "b", "state-b2"], "no partial copy is left beside it: \(beside)")
     }
 
     @Test func smallFilesGoInBatchesAndDamagedOnesAreSentAgain() async throws {

@@ -56,7 +56,7 @@ public final class ChunkReceiver {
         do {
             // Every open below is confined beneath the root by the kernel; a repair opens the
             // finished file by name, so it is checked on disk first.
-            target = repair ? try RootedPath.resolve(place.path, under: root) : try RootedPath.lexical(place.path, under: root, file: true)
+            target = repair ? try RootedPath.resolve(place.path, under: root) : try RootedPath.lexical(place.path, under: root)
         } catch {
             return .chunkNack(ChunkNack(place: place, reason: .refusedPath, detail: error.description))
         }
@@ -205,7 +205,7 @@ public final class ChunkReceiver {
     public func copy(_ ref: ChunkRef) -> Message {
         let place = ref.place
         do {
-            let target = try RootedPath.lexical(place.path, under: root, file: true)
+            let target = try RootedPath.lexical(place.path, under: root)
             let length = Int(ref.length)
             if try files.copyLocal(job: place.job, target: target, size: ref.fileSize, offset: place.offset, length: length,
                                    id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset)) {
@@ -225,7 +225,7 @@ public final class ChunkReceiver {
     /// Gives a fully received file its final name, mode and mtime.
     public func finish(_ done: FileDone) -> Message {
         do {
-            let target = try RootedPath.lexical(done.place.path, under: root, file: true)
+            let target = try RootedPath.lexical(done.place.path, under: root)
             try files.finish(job: done.place.job, target: target, size: done.size, mode: done.mode,
                              mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds)
             return .chunkAck(ChunkAck(place: done.place))

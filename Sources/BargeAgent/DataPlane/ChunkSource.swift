@@ -75,7 +75,7 @@ public final class ChunkSource: @unchecked Sendable {
                         destination: ChunkPlace, byReference: ([UInt8]) -> Bool = { _ in false }) throws -> Prepared {
         // Opened beneath the root by the kernel: a directory swapped for a symbolic link after the
         // scan cannot lead the read outside it (EXDEV).
-        let path = try RootedPath.lexical(sourcePath, under: root, file: true)
+        let path = try RootedPath.lexical(sourcePath, under: root)
         let fd = try RootDirectory.open(root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "a place outside the root") }
