@@ -36,8 +36,10 @@ struct LanePacingTests {
     }
 
     /// No cap while the lane has not measured its path under a queue (it only sent what it had),
-    /// nor in mode `off`; a lane that `PathMemory` knew of starts from the remembered rate.
-    @Test func aLaneCapsItsSocketsOnlyOnceItKnowsItsPath() async {
+    /// nor in mode `off`. A path `PathMemory` remembers gives the lane no cap (only its starting
+    /// window): a cap at a remembered rate below what the path now carries would keep the link from
+    /// ever queueing, and so from ever being measured and lifted.
+    @Test func aLaneCapsItsSocketsOnlyOnceItHasMeasuredItsPath() async {
         let clock = Clock()
         let lane = LaneFlow(mode: .fair, clock: { clock.now })
         #expect(lane.socketPacing == nil)
@@ -45,11 +47,19 @@ struct LanePacingTests {
         let one = Sockets(1)
         await deliver(lane, clock, on: one.ids, count: 60, every: 5_000_000, rtt: 1_000_000)
         #expect(lane.socketPacing == nil)
-        withExtendedLifetime(one) {}
 
-        let remembered = LaneFlow(mode: .fair, remembered: 40e6, clock: { clock.now })
-        #expect(remembered.socketPacing == 50_000_000)
-        #expect(LaneFlow(mode: .off, remembered: 40e6, clock: { clock.now }).socketPacing == nil)
+        // Remembered at 10 MB/s; the path now carries far more, without a queue.
+        let lanes = Lanes(memory: PathMemory(file: nil), clock: { clock.now })
+        lanes.memory.remember("b1", PathMemory.Known(rate: 10e6, baseDelay: 5_000_000, measuredAt: Date().timeIntervalSince1970))
+        let known = lanes.lane(to: "b1", mode: .fair)
+        #expect(known.socketPacing == nil)
+        await deliver(known, clock, on: one.ids, count: 200, every: 2_000_000, rtt: 1_000_000)  // 131 MB/s
+        #expect(known.socketPacing == nil)
+        // Once a queue shows, the cap is what was measured.
+        let measured = await deliver(known, clock, on: one.ids, count: 120, every: 2_000_000)
+        #expect(near(known.socketPacing, SocketPacing.headroom * measured), "\(known.socketPacing ?? 0) for \(measured)")
+        #expect(LaneFlow(mode: .off, clock: { clock.now }).socketPacing == nil)
+        withExtendedLifetime(one) {}
     }
 
     /// Under a queue, each socket's cap is its share of what the lane delivers, with headroom. A
@@ -102,19 +112,25 @@ struct LanePacingTests {
         script.go.withLockedValue { $0 = true }
         let (server, serving) = try await harness.server(script)
         defer { serving.cancel() }
-        let lane = LaneFlow(mode: .fair, remembered: 40e6)
+        // A lane that measured its path under a queue, on another socket a moment ago.
+        let clock = Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let other = Sockets(1)
+        let rate = await deliver(lane, clock, on: other.ids, count: 120, every: 2_000_000)
         try await harness.client(of: server).withStream { stream in
             let probe = try #require(stream.probe)
             #expect(await probe.maximumPacingRate() == nil)
             let (first, place) = harness.frame(0)
             _ = try await UnitFlow(lane: lane).send(first, expecting: .place(place), on: stream)
-            #expect(stream.pacingCap == 50_000_000)
-            #expect(await probe.maximumPacingRate() == 50_000_000)
+            let cap = try #require(stream.pacingCap)
+            #expect(near(cap, SocketPacing.headroom * rate / 2), "\(cap): the share of two sockets of \(rate)")
+            #expect(await probe.maximumPacingRate() == cap)
             let (second, other) = harness.frame(1)
             _ = try await UnitFlow().send(second, expecting: .place(other), on: stream)
             #expect(stream.pacingCap == nil)
             #expect(await probe.maximumPacingRate() == nil)
         }
+        withExtendedLifetime(other) {}
         await server.close()
     }
 }

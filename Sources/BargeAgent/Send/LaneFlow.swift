@@ -61,14 +61,9 @@ public final class LaneFlow: Sendable {
     private let state: NIOLockedValueBox<State>
     private let clock: @Sendable () -> UInt64
 
-    /// The rate `PathMemory` knew for this lane's path when it was made: its sockets' pacing
-    /// until the lane has measured its own.
-    private let remembered: Double?
-
-    public init(mode: CongestionMode, parameters: CongestionController.Parameters = .init(), remembered: Double? = nil,
+    public init(mode: CongestionMode, parameters: CongestionController.Parameters = .init(),
                 clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow) {
         self.mode = mode
-        self.remembered = remembered
         self.clock = clock
         state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters)))
     }
@@ -249,14 +244,19 @@ public final class LaneFlow: Sendable {
     /// Once the lane has measured its bottleneck under a queue, that is the larger of the estimate
     /// and the most it delivered in an interval lately: the estimate follows the delivered rate,
     /// which the cap itself bounds, so on its own a dip (a socket in recovery) would lower the
-    /// cap, and the cap the next interval's rate. Before that, the rate `PathMemory` remembered;
-    /// nil (no cap) without either, and in mode `off`.
+    /// cap, and the cap the next interval's rate. Nil (no cap) before that, and in mode `off`.
+    ///
+    /// Not from the rate `PathMemory` remembered: a cap below what the path now carries keeps
+    /// the link from ever queueing, so the lane never measures and the cap never lifts. On the
+    /// mixed dataset (`cluster/bench-link.sh`, part `codecs`), a lane remembered at 100 Mbit/s
+    /// then sent at 3-4 MB/s over 1 Gbit/s for the rest of the agent's life. (The remembered rate
+    /// still sets the lane's starting window.)
     public var socketPacing: UInt64? {
         state.withLockedValue { s in
             guard mode != .off else { return nil }
             let now = clock()
             let active = s.sockets.values.count { now &- $0.answeredAt <= Self.activeSpan }
-            let path = s.measured ? max(s.bottleneck ?? 0, s.recentDelivered.max() ?? 0) : remembered
+            let path = s.measured ? max(s.bottleneck ?? 0, s.recentDelivered.max() ?? 0) : nil
             return SocketPacing.cap(bottleneck: path, sockets: active)
         }
     }
@@ -318,7 +318,7 @@ public final class Lanes: Sendable {
             if let known, mode != .off {
                 parameters.initialWindow = parameters.startingWindow(rate: known.rate, baseDelay: known.baseDelay, mode: mode)
             }
-            let lane = LaneFlow(mode: mode, parameters: parameters, remembered: known?.rate, clock: clock)
+            let lane = LaneFlow(mode: mode, parameters: parameters, clock: clock)
             l[key] = lane
             return lane
         }
