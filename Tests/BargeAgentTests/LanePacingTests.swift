@@ -36,10 +36,10 @@ struct LanePacingTests {
     }
 
     /// No cap while the lane has not measured its path under a queue (it only sent what it had),
-    /// nor in mode `off`. A path `PathMemory` remembers gives the lane no cap (only its starting
-    /// window): a cap at a remembered rate below what the path now carries would keep the link from
-    /// ever queueing, and so from ever being measured and lifted.
-    @Test func aLaneCapsItsSocketsOnlyOnceItHasMeasuredItsPath() async {
+    /// nor in mode `off`. A lane whose path `PathMemory` remembers starts capped at that rate, and
+    /// the cap lifts with what the lane delivers: a cap held at a remembered rate below what the
+    /// path now carries would keep the link from ever queueing, and so from ever being measured.
+    @Test func aLaneCapsItsSocketsOnlyOnceItKnowsItsPath() async {
         let clock = Clock()
         let lane = LaneFlow(mode: .fair, clock: { clock.now })
         #expect(lane.socketPacing == nil)
@@ -52,13 +52,14 @@ struct LanePacingTests {
         let lanes = Lanes(memory: PathMemory(file: nil), clock: { clock.now })
         lanes.memory.remember("b1", PathMemory.Known(rate: 10e6, baseDelay: 5_000_000, measuredAt: Date().timeIntervalSince1970))
         let known = lanes.lane(to: "b1", mode: .fair)
-        #expect(known.socketPacing == nil)
-        await deliver(known, clock, on: one.ids, count: 200, every: 2_000_000, rtt: 1_000_000)  // 131 MB/s
-        #expect(known.socketPacing == nil)
+        #expect(known.socketPacing == 12_500_000)
+        let fast = await deliver(known, clock, on: one.ids, count: 200, every: 2_000_000, rtt: 1_000_000)
+        let lifted = known.socketPacing ?? 0
+        #expect(Double(lifted) >= SocketPacing.headroom * fast, "\(lifted): held below the \(fast) delivered")
         // Once a queue shows, the cap is what was measured.
         let measured = await deliver(known, clock, on: one.ids, count: 120, every: 2_000_000)
         #expect(near(known.socketPacing, SocketPacing.headroom * measured), "\(known.socketPacing ?? 0) for \(measured)")
-        #expect(LaneFlow(mode: .off, clock: { clock.now }).socketPacing == nil)
+        #expect(LaneFlow(mode: .off, remembered: 40e6, clock: { clock.now }).socketPacing == nil)
         withExtendedLifetime(one) {}
     }
 

@@ -61,9 +61,13 @@ public final class LaneFlow: Sendable {
     private let state: NIOLockedValueBox<State>
     private let clock: @Sendable () -> UInt64
 
-    public init(mode: CongestionMode, parameters: CongestionController.Parameters = .init(),
+    /// The rate `PathMemory` knew for this lane's path when it was made (`socketPacing`).
+    private let remembered: Double?
+
+    public init(mode: CongestionMode, parameters: CongestionController.Parameters = .init(), remembered: Double? = nil,
                 clock: @escaping @Sendable () -> UInt64 = RateLimiter.monotonicNow) {
         self.mode = mode
+        self.remembered = remembered
         self.clock = clock
         state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters)))
     }
@@ -244,19 +248,21 @@ public final class LaneFlow: Sendable {
     /// Once the lane has measured its bottleneck under a queue, that is the larger of the estimate
     /// and the most it delivered in an interval lately: the estimate follows the delivered rate,
     /// which the cap itself bounds, so on its own a dip (a socket in recovery) would lower the
-    /// cap, and the cap the next interval's rate. Nil (no cap) before that, and in mode `off`.
+    /// cap, and the cap the next interval's rate. Before that, the rate `PathMemory` remembered,
+    /// or the lane's own estimate once that is higher; nil (no cap) without a memory, and in mode
+    /// `off`.
     ///
-    /// Not from the rate `PathMemory` remembered: a cap below what the path now carries keeps
-    /// the link from ever queueing, so the lane never measures and the cap never lifts. On the
-    /// mixed dataset (`cluster/bench-link.sh`, part `codecs`), a lane remembered at 100 Mbit/s
-    /// then sent at 3-4 MB/s over 1 Gbit/s for the rest of the agent's life. (The remembered rate
-    /// still sets the lane's starting window.)
+    /// Why the estimate too: a cap at the remembered rate alone, below what the path now carries,
+    /// kept the link from ever queueing, so the lane was never measured and the cap never lifted.
+    /// On the mixed dataset (`cluster/bench-link.sh`, part `codecs`), a lane remembered at
+    /// 100 Mbit/s then sent at 3-4 MB/s over 1 Gbit/s. Unmeasured, the estimate grows with what
+    /// the lane delivers (at least 4 times it, while nothing queues).
     public var socketPacing: UInt64? {
         state.withLockedValue { s in
             guard mode != .off else { return nil }
             let now = clock()
             let active = s.sockets.values.count { now &- $0.answeredAt <= Self.activeSpan }
-            let path = s.measured ? max(s.bottleneck ?? 0, s.recentDelivered.max() ?? 0) : nil
+            let path = s.measured ? max(s.bottleneck ?? 0, s.recentDelivered.max() ?? 0) : remembered.map { max($0, s.bottleneck ?? 0) }
             return SocketPacing.cap(bottleneck: path, sockets: active)
         }
     }
@@ -318,7 +324,7 @@ public final class Lanes: Sendable {
             if let known, mode != .off {
                 parameters.initialWindow = parameters.startingWindow(rate: known.rate, baseDelay: known.baseDelay, mode: mode)
             }
-            let lane = LaneFlow(mode: mode, parameters: parameters, clock: clock)
+            let lane = LaneFlow(mode: mode, parameters: parameters, remembered: known?.rate, clock: clock)
             l[key] = lane
             return lane
         }
