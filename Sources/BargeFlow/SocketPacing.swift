@@ -19,11 +19,17 @@ public enum SocketPacing {
     /// (measured while the destination stalled) still grows back quickly.
     public static let least: Double = 1_000_000
 
+    /// No cap at or above this per socket (bytes per second, 8 Tbit/s): beyond any link, and far
+    /// inside what a `UInt64` holds.
+    public static let most: Double = 1e12
+
     /// Each socket's cap, in bytes per second, for a lane whose bottleneck is `bottleneck` (nil:
-    /// not known, so no cap) spread over `sockets` recently active sockets.
+    /// not known, so no cap) spread over `sockets` recently active sockets. An estimate beyond any
+    /// link is no cap either, rather than a number that does not fit.
     public static func cap(bottleneck: Double?, sockets: Int) -> UInt64? {
         guard let bottleneck, bottleneck.isFinite, bottleneck > 0 else { return nil }
         let share = headroom * bottleneck / Double(max(1, sockets))
+        guard share < most else { return nil }
         return UInt64(max(least, share).rounded())
     }
 

@@ -63,6 +63,25 @@ struct LanePacingTests {
         withExtendedLifetime(one) {}
     }
 
+    /// A lane remembered at some rate, held back by its source for a long while (zstd-9 on
+    /// loopback: app-limited, in its first slow start, never queueing): its estimate, which
+    /// doubles every interval meanwhile, stops at a ceiling beyond any link, and its sockets go
+    /// uncapped. Before the ceiling, the cap overflowed a `UInt64` and the agent crashed.
+    @Test func aLaneHeldBackByItsSourceForLongKeepsABoundedEstimate() async {
+        let clock = Clock()
+        let lanes = Lanes(memory: PathMemory(file: nil), clock: { clock.now })
+        lanes.memory.remember("b1", PathMemory.Known(rate: 100e6, baseDelay: 1_000_000, measuredAt: Date().timeIntervalSince1970))
+        let lane = lanes.lane(to: "b1", mode: .fair)
+        let one = Sockets(1)
+        // 30 s at 25 MB/s (a 256 KiB chunk every 10 ms), no queue.
+        let rate = await deliver(lane, clock, on: one.ids, count: 3000, every: 10_000_000, rtt: 1_000_000)
+        #expect(lane.controller.phase == .slowStart)
+        let estimate = lane.bottleneck ?? .infinity
+        #expect(estimate == LaneFlow.ceiling, "\(estimate) for \(rate) delivered")
+        #expect(lane.socketPacing == nil, "no cap beyond any link")
+        withExtendedLifetime(one) {}
+    }
+
     /// Under a queue, each socket's cap is its share of what the lane delivers, with headroom. A
     /// dip (a socket in recovery) does not lower it at once: the cap takes the most delivered over
     /// the last intervals, since the estimate follows a delivered rate that the cap itself bounds.

@@ -7,6 +7,10 @@ struct SocketPacingTests {
         #expect(SocketPacing.cap(bottleneck: 0, sockets: 4) == nil)
         #expect(SocketPacing.cap(bottleneck: .nan, sockets: 4) == nil)
         #expect(SocketPacing.cap(bottleneck: .infinity, sockets: 4) == nil)
+        // Beyond any link, and beyond what a UInt64 holds: no cap, not a trap.
+        #expect(SocketPacing.cap(bottleneck: 1e300, sockets: 4) == nil)
+        #expect(SocketPacing.cap(bottleneck: 2e19, sockets: 1) == nil)
+        #expect(SocketPacing.cap(bottleneck: 0.79e12, sockets: 1) == 987_500_000_000)
     }
 
     /// Each socket may pace at its share of the bottleneck, with the headroom; no sockets active
