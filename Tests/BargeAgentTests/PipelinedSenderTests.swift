@@ -122,6 +122,70 @@ struct PipelinedSenderTests {
         await server.close()
     }
 
+    /// A large file's `finish` unit has no chunk to send: its `have query` (which only places
+    /// the file again) and its `files done` go out back to back, one round trip for both. The
+    /// scripted receiver answers neither until both have arrived, which would stall a sender that
+    /// waited for the have list first. A placement the receiver refuses still fails the unit, with
+    /// the receiver's reason, not retried.
+    @Test func aFinishUnitsHaveQueryAndFilesDoneGoBackToBack() async throws {
+        for refuse in [false, true] {
+            let roots = try Roots()
+            let (whole, _) = try file(roots, bytes: 3 << 20)
+            let f = TaskFile(sourcePath: whole.sourcePath, entry: whole.entry, offset: 0, length: 0, finish: true)
+            #expect(UnitSender.finishesOnly(task(f, port: 1, chunkSize: 1 << 20)))
+            #expect(!UnitSender.finishesOnly(task(whole, port: 1, chunkSize: 1 << 20)))
+            let arrived = Transcript()
+            let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "scripted")
+            let serving = Task {
+                try await server.serve(session: { _, inbound, outbound in
+                    var waiting: [Message] = []
+                    for try await frame in inbound {
+                        let message = try Message(frame: frame)
+                        switch message {
+                        case .haveQuery(let q):
+                            #expect(q.paths == ["r.bin"] && q.facts.count == 1)
+                            arrived.add(.chunk(0))
+                        case .filesDone(let batch):
+                            arrived.add(.filesDone(batch.files.map(\.path)))
+                        default:
+                            throw WireError.malformed(frame.type, "not scripted")
+                        }
+                        waiting.append(message)
+                        guard waiting.count == 2 else { continue }
+                        // Both are in: the answers, in order.
+                        try await reply(refuse ? .filesDoneReply(FilesDoneReply(refused: [.init(index: 0, reason: .refusedPath, detail: "placed cold, and no cold tier here")]))
+                                               : .haveList(HaveList(ids: [])), outbound)
+                        try await reply(.filesDoneReply(FilesDoneReply(refused: [])), outbound)
+                    }
+                }, onError: { _, _ in })
+            }
+            defer { serving.cancel() }
+            let unit = sender(f, server, roots, chunkSize: 1 << 20, depth: 8)
+            let outcome = try await withThrowingTaskGroup(of: Result<TaskDone, UnitFailure>?.self) { group in
+                group.addTask {
+                    do throws(UnitFailure) { return .success(try await unit.run()) } catch { return .failure(error) }
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(20))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+            #expect(arrived.events == [.chunk(0), .filesDone(["r.bin"])], "the have query, then the files done")
+            switch outcome {
+            case .success(let done)?:
+                #expect(!refuse, "a refused placement was taken")
+                #expect(done.bytes == 0 && done.chunks.isEmpty)
+            case .failure(let failure)?:
+                #expect(refuse && !failure.retryable && failure.description.contains("no cold tier"), "\(failure)")
+            case nil:
+                Issue.record("the finish unit stalled: the sender waited for the have list before its files done")
+            }
+            await server.close()
+        }
+    }
+
     /// The lane's window halves (a loss on another of its sockets) while chunks are in flight: no
     /// further chunk goes until those in flight fit the smaller window, and the unit still ends.
     @Test func aWindowThatShrinksWhileChunksAreInFlight() async throws {

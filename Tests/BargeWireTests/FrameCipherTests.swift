@@ -94,4 +94,83 @@ struct FrameCipherTests {
         guard case .protocolError(let e)? = sr.events.last else { Issue.record("\(sr.events)"); return }
         #expect(e.code == .sealBroken, "\(e)")
     }
+
+    /// A full pipeline on an embedded channel, for one side of a version 8 handshake.
+    func sealedPeer(_ side: HandshakeHandler.Side) throws -> (EmbeddedChannel, Recorder) {
+        let channel = EmbeddedChannel()
+        let recorder = Recorder()
+        try channel.pipeline.syncOperations.addBargeHandlers(side)
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 7481)).wait()
+        return (channel, recorder)
+    }
+
+    /// Moves what `from` wrote to `to`, in one read.
+    func shuttle(_ from: EmbeddedChannel, _ to: EmbeddedChannel) throws {
+        var bytes = ByteBuffer()
+        while var piece = try from.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&piece) }
+        if bytes.readableBytes > 0, to.isActive { _ = try? to.writeInbound(bytes) }
+    }
+
+    func sealedClient() throws -> (EmbeddedChannel, Recorder) {
+        try sealedPeer(.client(ClientHandshake(token: Fixtures.token, name: "agent-a1", role: .peer, versions: 8...8, nonce: Fixtures.clientNonce)))
+    }
+
+    func sealedServer() throws -> (EmbeddedChannel, Recorder) {
+        try sealedPeer(.server(ServerHandshake(token: Fixtures.token, name: "b1", versions: 8...8, nonce: Fixtures.serverNonce)))
+    }
+
+    /// The client's session starts as its auth goes out: its first request travels in the same
+    /// read as the auth (no round trip for the welcome), and the server, which installs its
+    /// cipher as it takes the auth, opens it. The welcome that follows in clear is read by the
+    /// client's cipher and dropped; sealed replies flow after it.
+    @Test func aClientsFirstRequestRidesRightBehindItsAuth() throws {
+        let (c, cr) = try sealedClient()
+        let (s, sr) = try sealedServer()
+        try shuttle(c, s)  // hello
+        try shuttle(s, c)  // challenge: the client answers with its auth and starts its session
+        guard case .established(let session)? = cr.events.first else { Issue.record("client: \(cr.events)"); return }
+        #expect(session.welcomeAhead && session.keys == keys && session.version == 8)
+        try c.writeOutbound(frame("have query right behind the auth", .haveQuery))
+        try shuttle(c, s)  // auth and the sealed request, in one read
+        guard case .established? = sr.events.first else { Issue.record("server: \(sr.events)"); return }
+        #expect(sr.frames.map { String(buffer: $0.payload) } == ["have query right behind the auth"])
+        try s.writeOutbound(frame("have list", .haveList))
+        try shuttle(s, c)  // the welcome in clear, then the sealed reply
+        #expect(cr.frames.map(\.type) == [.haveList] && String(buffer: cr.frames[0].payload) == "have list")
+        #expect(c.isActive && s.isActive)
+    }
+
+    /// Before its welcome, a client's session hears a server's error in clear (it refused the
+    /// proof), and reads nothing after it; anything else in place of the welcome (a sealed frame,
+    /// another message in clear) ends the connection as a broken seal.
+    @Test func whatComesInPlaceOfTheWelcomeIsAnErrorOrTheEnd() throws {
+        let (c, cr) = try sealedClient()
+        let (s, _) = try sealedServer()
+        try shuttle(c, s)
+        try shuttle(s, c)
+        var refusal = ByteBuffer()
+        _ = refusal.writeFrame(Message.error(ErrorMessage(code: .authenticationFailed, reason: "agent-a1 did not prove the cluster token")).frame())
+        _ = refusal.writeFrame(frame("in clear after the error", .haveList))
+        try c.writeInbound(refusal)
+        #expect(cr.frames.count == 1)
+        guard case .error(let e) = try Message(frame: cr.frames[0]) else { Issue.record("\(cr.frames)"); return }
+        #expect(e.code == .authenticationFailed && e.reason.contains("cluster token"))
+
+        for intruder in [frame("a reply in clear", .haveList),
+                         try FrameCipher.seal(frame("sealed too soon", .haveList), number: 0,
+                                              with: try AESGCM(key: keys.serverToClient, encrypting: true), allocator: allocator)] {
+            let (c, cr) = try sealedClient()
+            let (s, _) = try sealedServer()
+            try shuttle(c, s)
+            try shuttle(s, c)
+            var bytes = ByteBuffer()
+            _ = bytes.writeFrame(intruder)
+            _ = try? c.writeInbound(bytes)
+            #expect(cr.frames.isEmpty)
+            #expect(!c.isActive)
+            guard case .protocolError(let e)? = cr.events.last else { Issue.record("\(cr.events)"); continue }
+            #expect(e.code == .sealBroken, "\(e)")
+        }
+    }
 }

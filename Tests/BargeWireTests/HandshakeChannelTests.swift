@@ -77,7 +77,8 @@ struct HandshakeChannelTests {
         guard case .established(let session)? = s.recorder.events.first else { Issue.record("server: \(s.recorder.events)"); return }
         #expect(session.peerName == "agent-a1" && session.role == .agent)
         guard case .established(let clientSession)? = c.recorder.events.first else { Issue.record("client: \(c.recorder.events)"); return }
-        #expect(clientSession.peerName == "coordinator")
+        // Sealed: the client's session starts with its auth; the server names itself in the welcome that follows.
+        #expect(clientSession.welcomeAhead && clientSession.peerName.isEmpty && clientSession.version >= 8)
         // The handshake handler has left; a frame now reaches the session's handlers.
         try c.channel.writeOutbound(Message.welcome(Welcome(serverName: "after")).frame())
         try shuttle(c, s)

@@ -74,11 +74,13 @@ struct HandshakeStateMachineTests {
     @Test func bothSidesDeriveTheSameFrameKeys() throws {
         var (client, server) = pair(clientVersions: 8...8, serverVersions: 8...8)
         let challenge = try sent(server.receive(try sent(client.start())))
-        let auth = try sent(client.receive(challenge))
-        guard case .sendAndEstablish(let welcome, let serverSession) = server.receive(auth),
-              case .establish(let clientSession) = client.receive(welcome) else { Issue.record("no session"); return }
+        // The client's session starts with its auth (its welcome is still to come, in clear).
+        guard case .sendAndEstablish(let auth, let clientSession) = client.receive(challenge),
+              case .sendAndEstablish(.welcome, let serverSession) = server.receive(auth) else { Issue.record("no session"); return }
         let keys = try #require(serverSession.keys)
         #expect(clientSession.keys == keys && clientSession.isClient && !serverSession.isClient)
+        #expect(clientSession.welcomeAhead && !serverSession.welcomeAhead && client.state == .established(clientSession))
+        #expect(clientSession.version == 8 && clientSession.maxPayloadLength == 1 << 20 && clientSession.role == .agent)
         #expect(keys.clientToServer != keys.serverToClient && keys.clientToServer.count == 32)
         let other = try SessionKeys.derive(token: Fixtures.token, clientNonce: Fixtures.serverNonce, serverNonce: Fixtures.clientNonce, version: 8, clientName: "agent-a1")
         #expect(other != keys)

@@ -27,7 +27,25 @@ public final class ChunkStream: Sendable {
     /// The socket's `TCP_INFO`.
     let probe: TCPProbe?
 
-    private typealias Waiter = CheckedContinuation<Message, Error>
+    /// A request waiting for its reply: a task suspended in `send`, or a `PendingReply` from `queue`.
+    private enum Waiter: Sendable {
+        case task(CheckedContinuation<Message, Error>)
+        case pending(PendingReply)
+
+        func resume(returning reply: Message) {
+            switch self {
+            case .task(let c): c.resume(returning: reply)
+            case .pending(let p): p.settle(.success(reply))
+            }
+        }
+
+        func resume(throwing error: Error) {
+            switch self {
+            case .task(let c): c.resume(throwing: error)
+            case .pending(let p): p.settle(.failure(error))
+            }
+        }
+    }
 
     private struct State {
         /// Requests that expect a reply naming their key, oldest first per key.
@@ -164,15 +182,30 @@ public final class ChunkStream: Sendable {
     /// Sends a frame built by the caller (a prepared chunk for a place, a file batch) and returns
     /// the peer's reply naming `place`. `slot`, if given, is freed once the frame is written.
     public func send(_ frame: Frame, expecting place: ReplyKey? = nil, slot: WriteSlot? = nil) async throws -> Message {
-        try await withCheckedThrowingContinuation { (c: Waiter) in
-            let failed = state.withLockedValue { s -> Error? in
-                if let failure = s.failure { return failure }
-                if let place { s.placed[place, default: []].append(c) } else { s.unplaced.append(c) }
-                writes.yield(Outgoing(frame: frame, slot: slot?.attach()))
-                return nil
-            }
-            if let failed { c.resume(throwing: failed) }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Message, Error>) in
+            enqueue(frame, expecting: place, slot: slot, .task(c))
         }
+    }
+
+    /// Queues `message` at once, behind every request queued before it, and returns its reply to
+    /// await later: so that a request whose answer is not needed before the next one (a finish
+    /// unit's `have query`, which only places its file, then its `files done`) costs no round
+    /// trip of its own. The listener answers a connection's `have query` and `files done` in
+    /// order, on one queue.
+    public func queue(_ message: Message) -> PendingReply {
+        let pending = PendingReply()
+        enqueue(message.frame(), expecting: Self.key(of: message), slot: nil, .pending(pending))
+        return pending
+    }
+
+    private func enqueue(_ frame: Frame, expecting place: ReplyKey?, slot: WriteSlot?, _ waiter: Waiter) {
+        let failed = state.withLockedValue { s -> Error? in
+            if let failure = s.failure { return failure }
+            if let place { s.placed[place, default: []].append(waiter) } else { s.unplaced.append(waiter) }
+            writes.yield(Outgoing(frame: frame, slot: slot?.attach()))
+            return nil
+        }
+        if let failed { waiter.resume(throwing: failed) }
     }
 
     /// One of the stream's `writeSlots`, taken before a worker takes a step to send on it and
@@ -236,6 +269,40 @@ public final class ChunkStream: Sendable {
         writes.finish()
         for w in waiting { w.resume(throwing: error) }
         for w in slotWaiters { w.resume() }
+    }
+}
+
+/// The reply to a request queued with `ChunkStream.queue`, awaited when it is needed.
+public final class PendingReply: Sendable {
+    private struct State {
+        var result: Result<Message, Error>?
+        var waiting: [CheckedContinuation<Message, Error>] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    fileprivate func settle(_ result: Result<Message, Error>) {
+        let waiting = state.withLockedValue { s -> [CheckedContinuation<Message, Error>] in
+            guard s.result == nil else { return [] }
+            s.result = result
+            defer { s.waiting = [] }
+            return s.waiting
+        }
+        for w in waiting { w.resume(with: result) }
+    }
+
+    /// The reply, once it has arrived (any number of tasks may wait for it); throws what ended
+    /// the stream before it did.
+    public var value: Message {
+        get async throws {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Message, Error>) in
+                let now = state.withLockedValue { s -> Result<Message, Error>? in
+                    if let r = s.result { return r }
+                    s.waiting.append(c)
+                    return nil
+                }
+                if let now { c.resume(with: now) }
+            }
+        }
     }
 }
 

@@ -174,7 +174,11 @@ public struct UnitSender: Sendable {
     ///
     /// From protocol version 10 the query also places the unit's files at the destination (the
     /// job policy's tier of each, its size and mtime), so it is sent before any chunk even
-    /// without dedup; a destination that cannot take a file cold refuses the unit.
+    /// without dedup; a destination that cannot take a file cold refuses the unit. A unit that
+    /// only finishes files sent in other units (a large file's `finish` unit) has no chunk to
+    /// send: its query only places the file again (for a destination restarted since its ranges),
+    /// so it is queued, not awaited, and its `files done` goes right behind it (one round trip
+    /// rather than two at the end of every large file).
     private func references(_ stream: ChunkStream) async throws -> References {
         let files = task.files.filter { $0.entry.kind == .file && !$0.repair }
         let paths = files.map(\.entry.path)
@@ -182,10 +186,27 @@ public struct UnitSender: Sendable {
         let placing = stream.version >= WireVersion.placement
         guard dedup || placing, !paths.isEmpty else { return References(enabled: false) }
         let facts = placing ? files.map { HaveQuery.Facts(tier: $0.tier, size: $0.entry.size, mtimeSeconds: $0.entry.mtimeSeconds) } : []
-        switch try await stream.send(.haveQuery(HaveQuery(job: task.job, paths: paths, facts: facts))) {
-        case .haveList(let list):
-            guard dedup else { return References(enabled: false) }
-            return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
+        let query = Message.haveQuery(HaveQuery(job: task.job, paths: paths, facts: facts))
+        if placing, stream.version >= WireVersion.batches, Self.finishesOnly(task) {
+            return References(enabled: false, placing: Placing(reply: stream.queue(query), paths: paths))
+        }
+        let reply = try await stream.send(query)
+        try placed(reply, paths)
+        guard dedup, case .haveList(let list) = reply else { return References(enabled: false) }
+        return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
+    }
+
+    /// Whether every file of `task` is a finish of a file whose bytes went in other units (a
+    /// large file's `finish` unit): it has no chunk, batch or entry to send, only `files done`.
+    static func finishesOnly(_ task: TaskAssign) -> Bool {
+        !task.files.isEmpty && task.files.allSatisfy { $0.entry.kind == .file && $0.finish && !$0.repair && $0.length == 0 && $0.entry.size > 0 }
+    }
+
+    /// Checks the reply to a `have query`: a have list, or the files the destination cannot place.
+    private func placed(_ reply: Message, _ paths: [String]) throws {
+        switch reply {
+        case .haveList:
+            return
         case .filesDoneReply(let answer) where !answer.refused.isEmpty:
             // Files it cannot place (cold, at an agent without a cold store): no retry cures that.
             let first = answer.refused[0]
@@ -208,7 +229,8 @@ public struct UnitSender: Sendable {
             }
             try await group.waitForAll()
         }
-        if let ready { try await finish(ready.take(), stream) }
+        if let ready { try await finish(ready.take(), stream, after: refs.placing) }
+        else if let placing = refs.placing { try placed(try await placing.reply.value, placing.paths) }
     }
 
     private func worker(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {
@@ -420,17 +442,20 @@ public struct UnitSender: Sendable {
         try expectAck(try await stream.send(.fileDone(done)), task.files[i])
     }
 
-    /// Finishes files in batches of at most `FilesDone.maxFiles` (protocol version 6).
-    private func finish(_ files: [Int], _ stream: ChunkStream) async throws {
-        var start = 0
-        while start < files.count {
-            let part = Array(files[start..<min(start + FilesDone.maxFiles, files.count)])
-            start += part.count
-            let batch = FilesDone(job: task.job, files: part.map {
+    /// Finishes files in batches of at most `FilesDone.maxFiles` (protocol version 6), all queued
+    /// at once: the listener finishes a connection's batches in order, one at a time. `placing`,
+    /// the unit's `have query` queued before them, is checked first.
+    private func finish(_ files: [Int], _ stream: ChunkStream, after placing: Placing? = nil) async throws {
+        let parts = stride(from: 0, to: files.count, by: FilesDone.maxFiles).map { Array(files[$0..<min($0 + FilesDone.maxFiles, files.count)]) }
+        let replies = parts.map { part in
+            stream.queue(.filesDone(FilesDone(job: task.job, files: part.map {
                 let e = task.files[$0].entry
                 return FilesDone.File(path: e.path, size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
-            })
-            let reply = try await stream.send(.filesDone(batch))
+            })))
+        }
+        if let placing { try placed(try await placing.reply.value, placing.paths) }
+        for (part, pending) in zip(parts, replies) {
+            let reply = try await pending.value
             guard case .filesDoneReply(let answer) = reply else {
                 throw UnitFailure(retryable: true, description: "\(task.destination.name) answered \(reply.type) instead of a files done reply")
             }
@@ -655,6 +680,9 @@ struct References: Sendable {
     var held: Set<[UInt8]> = []
     var sent: SentChunks? = nil
     var key = ""
+    /// A `have query` queued and not awaited (a unit that only finishes files), checked before
+    /// the unit's `files done`.
+    var placing: Placing? = nil
 
     /// True: send by reference (after `settled`). False: send by value, holding the claim.
     func claim(_ id: [UInt8]) -> Bool {
@@ -668,6 +696,12 @@ struct References: Sendable {
     }
 
     func settle(_ id: [UInt8], sent ok: Bool) { sent?.settle(key, id, sent: ok) }
+}
+
+/// A queued `have query` and the paths it named.
+struct Placing: Sendable {
+    let reply: PendingReply
+    let paths: [String]
 }
 
 extension Message {

@@ -24,10 +24,16 @@ public final class FrameCipher: ChannelDuplexHandler, RemovableChannelHandler {
     private var sent: UInt64 = 0
     private var received: UInt64 = 0
     private var broken = false
+    /// A client's session started with its auth: the server's welcome is still to come, in clear.
+    private var welcomeAhead: Bool
 
-    public init(keys: SessionKeys, isClient: Bool) throws {
+    /// `welcomeAhead`: a client whose session started as its auth went out; the first frame it
+    /// reads is the server's welcome in clear (dropped: the session already runs), or its error
+    /// in clear (passed on, so the session hears why, then nothing more is read).
+    public init(keys: SessionKeys, isClient: Bool, welcomeAhead: Bool = false) throws {
         sealer = try AESGCM(key: isClient ? keys.clientToServer : keys.serverToClient, encrypting: true)
         opener = try AESGCM(key: isClient ? keys.serverToClient : keys.clientToServer, encrypting: false)
+        self.welcomeAhead = welcomeAhead
     }
 
     static func nonce(_ n: UInt64) -> [UInt8] {
@@ -94,6 +100,21 @@ public final class FrameCipher: ChannelDuplexHandler, RemovableChannelHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !broken else { return }
+        if welcomeAhead {
+            welcomeAhead = false
+            let frame = unwrapInboundIn(data)
+            switch frame.flags == Frame.sealedFlag ? nil : try? Message(frame: frame) {
+            case .welcome?:
+                return
+            case .error?:
+                broken = true
+                context.fireChannelRead(data)
+            default:
+                broken = true
+                context.fireErrorCaught(WireError.sealBroken(frame.type, "the server's welcome was expected first, in clear"))
+            }
+            return
+        }
         do {
             let frame = try Self.open(unwrapInboundIn(data), number: received, with: opener, allocator: context.channel.allocator)
             received += 1

@@ -107,7 +107,7 @@ public final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHand
         // frame of the session can pass.
         if let keys = session.keys {
             do {
-                try context.pipeline.syncOperations.addHandler(try FrameCipher(keys: keys, isClient: session.isClient), position: .after(self))
+                try context.pipeline.syncOperations.addHandler(try FrameCipher(keys: keys, isClient: session.isClient, welcomeAhead: session.welcomeAhead), position: .after(self))
             } catch {
                 carryOut(.fail(ErrorMessage(code: .authenticationFailed, reason: "cannot set up the frame cipher: \(error)"), notifyPeer: true), context: context)
                 return

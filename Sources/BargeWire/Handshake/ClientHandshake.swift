@@ -5,7 +5,8 @@ import Darwin
 #endif
 
 /// The client's side of the handshake: hello → (challenge) → auth → (welcome). Pure: it is fed
-/// messages and returns actions; the channel handler carries them out.
+/// messages and returns actions; the channel handler carries them out. On a sealed version (8 and
+/// up) the session starts as the auth goes out, and the welcome is read by the frame cipher.
 public struct ClientHandshake: Sendable {
     public enum State: Hashable, Sendable {
         case idle
@@ -49,23 +50,30 @@ public struct ClientHandshake: Sendable {
                     return fail(ErrorMessage(code: .authenticationFailed, reason: "the server's proof does not match this cluster token: check --token-file on both sides"))
                 }
                 let proof = try HandshakeProof.client(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
-                state = .awaitingWelcome(version: c.version, maxPayloadLength: Int(c.maxPayloadLength))
                 serverNonce = c.nonce
+                // Sealed versions: the session starts with the auth, so that the client's first
+                // request goes right behind it rather than a round trip later. The server's
+                // proof already showed that it holds the token, so only it can open what follows;
+                // its welcome (or its error, should it refuse the proof) comes in clear as the
+                // first frame the cipher reads (`Session.welcomeAhead`).
+                if c.version >= WireVersion.sealed {
+                    guard let keys = try? SessionKeys.derive(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name) else {
+                        return fail(ErrorMessage(code: .authenticationFailed, reason: "cannot derive the session keys"))
+                    }
+                    let session = Session(version: c.version, peerName: "", role: hello.role, maxPayloadLength: Int(c.maxPayloadLength),
+                                          keys: keys, isClient: true, welcomeAhead: true)
+                    state = .established(session)
+                    return .sendAndEstablish(.auth(Auth(proof: proof)), session)
+                }
+                state = .awaitingWelcome(version: c.version, maxPayloadLength: Int(c.maxPayloadLength))
                 return .send(.auth(Auth(proof: proof)))
             } catch {
                 return fail(ErrorMessage(code: .authenticationFailed, reason: "\(error)"))
             }
 
         case (.awaitingWelcome(let version, let max), .welcome(let w)):
-            var keys: SessionKeys?
-            if version >= WireVersion.sealed {
-                guard let nonce = serverNonce,
-                      let k = try? SessionKeys.derive(token: token, clientNonce: hello.nonce, serverNonce: nonce, version: version, clientName: hello.name) else {
-                    return fail(ErrorMessage(code: .authenticationFailed, reason: "cannot derive the session keys"))
-                }
-                keys = k
-            }
-            let session = Session(version: version, peerName: w.serverName, role: hello.role, maxPayloadLength: max, keys: keys, isClient: true)
+            // Versions 1 to 7, in clear: the session starts with the welcome.
+            let session = Session(version: version, peerName: w.serverName, role: hello.role, maxPayloadLength: max, keys: nil, isClient: true)
             state = .established(session)
             return .establish(session)
 

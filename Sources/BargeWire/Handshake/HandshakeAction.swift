@@ -11,23 +11,30 @@ public struct Session: Hashable, Sendable {
     /// direction's key). Nil: frames go in clear (versions 1 to 7).
     public var keys: SessionKeys?
     public var isClient: Bool
+    /// Client, sealed version: the session started as its auth went out, so the server's welcome
+    /// (or its error, should it refuse the proof) is still to come, in clear, as the first frame
+    /// the cipher reads; `peerName` is then empty (the server names itself in that welcome).
+    public var welcomeAhead: Bool
 
-    public init(version: UInt8, peerName: String, role: PeerRole, maxPayloadLength: Int, keys: SessionKeys? = nil, isClient: Bool = false) {
+    public init(version: UInt8, peerName: String, role: PeerRole, maxPayloadLength: Int, keys: SessionKeys? = nil, isClient: Bool = false,
+                welcomeAhead: Bool = false) {
         self.version = version
         self.peerName = peerName
         self.role = role
         self.maxPayloadLength = maxPayloadLength
         self.keys = keys
         self.isClient = isClient
+        self.welcomeAhead = welcomeAhead
     }
 }
 
 /// What a handshake state machine asks its channel handler to do.
 public enum HandshakeAction: Hashable, Sendable {
     case send(Message)
-    /// Server: send the welcome, then treat the connection as established.
+    /// Send the message, then treat the connection as established: the server's welcome, or on a
+    /// sealed version the client's auth.
     case sendAndEstablish(Message, Session)
-    /// Client: the welcome arrived.
+    /// Client, in clear (versions 1 to 7): the welcome arrived.
     case establish(Session)
     /// Give up. With `notifyPeer`, send `error` before closing; the reason is also what to log.
     case fail(ErrorMessage, notifyPeer: Bool)
