@@ -43,16 +43,8 @@ struct FrameCipherTests {
     /// them never hold what the frames carry, and a changed byte closes the connection with an
     /// error the other side hears.
     @Test func onTheWireNothingIsInClearAndADamagedFrameEndsTheConnection() throws {
-        func peer(_ side: HandshakeHandler.Side) throws -> (EmbeddedChannel, Recorder) {
-            let channel = EmbeddedChannel()
-            let recorder = Recorder()
-            try channel.pipeline.syncOperations.addBargeHandlers(side)
-            try channel.pipeline.syncOperations.addHandler(recorder)
-            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 7481)).wait()
-            return (channel, recorder)
-        }
-        let (c, cr) = try peer(.client(ClientHandshake(token: Fixtures.token, name: "agent-a1", role: .agent, versions: 8...8, nonce: Fixtures.clientNonce)))
-        let (s, sr) = try peer(.server(ServerHandshake(token: Fixtures.token, name: "b1", versions: 8...8, nonce: Fixtures.serverNonce)))
+        let (c, cr) = try sealedPeer(.client(ClientHandshake(token: Fixtures.token, name: "agent-a1", role: .agent, versions: 8...8, nonce: Fixtures.clientNonce)))
+        let (s, sr) = try sealedServer()
         var wire = ByteBuffer()
         func shuttle(_ from: EmbeddedChannel, _ to: EmbeddedChannel, damage: Int? = nil) throws {
             var bytes = ByteBuffer()
