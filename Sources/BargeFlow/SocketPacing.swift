@@ -20,7 +20,10 @@ public enum SocketPacing {
     public static let least: Double = 1_000_000
 
     /// No cap at or above this per socket (bytes per second, 8 Tbit/s): beyond any link, and far
-    /// inside what a `UInt64` holds.
+    /// inside what a `UInt64` holds. An unmeasured lane's estimate doubles every interval of its
+    /// first slow start, however little it delivers (`LaneFlow`): held back by its source for
+    /// 20 s (zstd-9 on loopback, `cluster/bench-link.sh` part `codecs`), it passed `UInt64.max`,
+    /// and the conversion crashed the source agent.
     public static let most: Double = 1e12
 
     /// Each socket's cap, in bytes per second, for a lane whose bottleneck is `bottleneck` (nil:

@@ -226,18 +226,8 @@ public final class LaneFlow: Sendable {
         } else {
             s.bottleneck = max(s.delivered, previous * (1 + 0.5 * min(elapsed, 0.5)))
         }
-        // Unmeasured, the estimate doubles each interval in the first slow start, however little
-        // the lane delivers: a lane held back by its source for seconds (zstd-9 on loopback)
-        // would reach any number.
-        s.bottleneck = min(s.bottleneck!, Self.ceiling)
         (s.acked, s.acks, s.sends, s.roomySends, s.since) = (0, 0, 0, 0, now)
     }
-
-    /// The estimate never exceeds this (bytes per second): beyond any link, so no socket pacing
-    /// cap (`SocketPacing.most`). Before this bound, an estimate doubling every interval for 20 s
-    /// of a first slow start overflowed the pacing cap's `UInt64` and crashed the source agent
-    /// (zstd-9 on loopback, `cluster/bench-link.sh` part `codecs`).
-    static let ceiling = SocketPacing.most
 
     /// Chunks acked after which the bottleneck estimate may be refreshed before the half second.
     static let estimateAcks = 16
