@@ -67,7 +67,7 @@ struct LanePacingTests {
     /// loopback: app-limited, in its first slow start, never queueing): its estimate doubles
     /// every interval meanwhile, far beyond any link, and its sockets go uncapped. Before
     /// `SocketPacing.most`, the cap overflowed a `UInt64` and the agent crashed.
-    @Test func aLaneHeldBackByItsSourceForLongKeepsABoundedEstimate() async {
+    @Test func aLaneHeldBackByItsSourceForLongLeavesItsSocketsUncapped() async {
         let clock = Clock()
         let lanes = Lanes(memory: PathMemory(file: nil), clock: { clock.now })
         lanes.memory.remember("b1", PathMemory.Known(rate: 100e6, baseDelay: 1_000_000, measuredAt: Date().timeIntervalSince1970))
