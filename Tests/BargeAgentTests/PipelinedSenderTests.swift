@@ -241,7 +241,14 @@ struct PipelinedSenderTests {
         let unit = sender(f, server, roots, chunkSize: chunk, depth: 16, flow: UnitFlow(lane: lane))
         let sending = Task { try await unit.run() }
         for await _ in filled.stream { break }
-        try await Task.sleep(for: .milliseconds(50))  // everything the window admits is out
+        // Everything the window admits is out once one more chunk would not fit. Waiting a fixed
+        // 50 ms for that failed once on a loaded machine (132 tests at once): chunks sent before
+        // the cut then arrived after it, and counted against the smaller window.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if let last = transcript.outstandingAtArrival.last, Double(last.bytes + chunk) > window { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
         let before = transcript.outstandingAtArrival
         #expect(before.count >= 2 && before.count < 24, "the first window holds some chunks, not all: \(before.count)")
         #expect(before.allSatisfy { $0.chunks == 1 || Double($0.bytes) <= window }, "the window held: \(before)")
