@@ -229,8 +229,8 @@ public struct UnitSender: Sendable {
             }
             try await group.waitForAll()
         }
+        // A queued have query (`refs.placing`) comes only with batch finishes (version 6 and up).
         if let ready { try await finish(ready.take(), stream, after: refs.placing) }
-        else if let placing = refs.placing { try placed(try await placing.reply.value, placing.paths) }
     }
 
     private func worker(_ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?) async throws {

@@ -19,7 +19,6 @@ public struct ClientHandshake: Sendable {
     public private(set) var state = State.idle
     private let token: [UInt8]
     private let hello: Hello
-    private var serverNonce: [UInt8]?
 
     /// `nonce` must be 32 fresh random bytes.
     public init(token: [UInt8], name: String, role: PeerRole, versions: ClosedRange<UInt8> = WireVersion.supported, nonce: [UInt8]) {
@@ -50,7 +49,6 @@ public struct ClientHandshake: Sendable {
                     return fail(ErrorMessage(code: .authenticationFailed, reason: "the server's proof does not match this cluster token: check --token-file on both sides"))
                 }
                 let proof = try HandshakeProof.client(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
-                serverNonce = c.nonce
                 // Sealed versions: the session starts with the auth, so that the client's first
                 // request goes right behind it rather than a round trip later. The server's
                 // proof already showed that it holds the token, so only it can open what follows;
