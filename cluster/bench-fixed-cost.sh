@@ -26,6 +26,7 @@ if [[ -n ${BARGE_BIN:-} ]]; then barge=$BARGE_BIN; else swift build -c release -
 export DL_BIN=${DL_BIN:-$repo/.build/delayline/delayline} DL_PREFIX=bfc DL_NET=10.238
 mkdir -p "$(dirname "$DL_BIN")"
 testbed=$repo/../shared/tools/delayline/testbed.sh
+dl_rundir=${DL_RUNDIR:-${TMPDIR:-/tmp}/delayline-$DL_PREFIX-r}
 rtt=${RTT_MS:-50}
 work=${WORK_DIR:-/tmp/barge-bench-fixed-cost}
 A=10.238.1.1 B=10.238.2.1
@@ -34,6 +35,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  cluster/delayline-steady.sh restore "$dl_rundir" || true
   "$testbed" down > /dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -46,6 +48,8 @@ head -c $((8 << 20)) /dev/urandom > "$work/src/ds/big.bin"
 head -c 1000 /dev/urandom > "$work/src/ds/small.txt"
 sync
 "$testbed" up "${RATE:-1gbit}" $((rtt / 2)) > "$work/logs/testbed.log"
+# The delay line at real-time priority and a deeper router backlog (cluster/delayline-steady.sh).
+cluster/delayline-steady.sh up "$dl_rundir" 2>> "$work/logs/testbed.log"
 
 cli() { ip netns exec bfc-a env BARGE_COORDINATOR=http://$A:7480 BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" "$@"; }
 results=()

@@ -15,7 +15,8 @@
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
 # ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS, AGENT_ARGS and COORDINATOR_ARGS (extra `barge submit`, `barge agent` and `barge coordinator` arguments, for experiments: `--insecure-plaintext` on both agents and coordinator measures without encryption), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
 # LFN_TOOLS (barge gridftp: the tools moving files through the delay line), IPERF_CC (cubic: the reference's TCP congestion control; Barge's agents use the host's default unless AGENT_ARGS has --tcp-congestion, and their log says which), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
-# DL_BIN (where the delay line is built; ../shared is read-only in CI).
+# DL_BIN (where the delay line is built; ../shared is read-only in CI), STEADY (1: the delay line at real-time
+# priority and a deeper router backlog, cluster/delayline-steady.sh; 0: the bed as testbed.sh makes it).
 #
 # Every tool writes into a fresh ext4 file system, and every copy is removed after it is timed.
 # GridFTP and XRootD run as `nobody` in anonymous mode, and neither syncs nor verifies; the rsync
@@ -40,6 +41,7 @@ export DL_PREFIX=${DL_PREFIX:-bpeer} DL_NET=${DL_NET:-10.234}
 export DL_BIN=${DL_BIN:-$repo/.build/delayline/delayline}
 mkdir -p "$(dirname "$DL_BIN")"
 testbed=$repo/../shared/tools/delayline/testbed.sh
+dl_rundir=${DL_RUNDIR:-${TMPDIR:-/tmp}/delayline-$DL_PREFIX-r}
 A=$DL_PREFIX-a B=$DL_PREFIX-b
 report=$out/peers.txt
 : > "$work/results.txt"
@@ -48,6 +50,7 @@ say() { echo "$*" | tee -a "$work/report.txt" >&2; }
 peers_cleanup() {
   [[ -n ${TRACE:-} ]] && cp "$work"/*.log "$out/" 2>/dev/null || true
   bench_cleanup
+  cluster/delayline-steady.sh restore "$dl_rundir" || true
   [[ -n ${bed_up:-} ]] && "$testbed" down > /dev/null 2>&1 || true
   rm -rf "/etc/netns/$A" "/etc/netns/$B"
 }
@@ -233,6 +236,11 @@ if [[ " $parts " == *" lfn "* ]]; then
     say "== lfn: $rate, RTT $rtt ms"
     "$testbed" up "$rate" $((rtt / 2)) > "$work/testbed.log" 2>&1
     bed_up=1
+    # STEADY=1 (default): the delay line at real-time priority and a deeper router backlog, so that
+    # the bed's delay and losses are the path's, not this machine's CPU contention
+    # (cluster/delayline-steady.sh says why); STEADY=0 leaves the bed as testbed.sh makes it.
+    if [[ ${STEADY:-1} == 1 ]]; then cluster/delayline-steady.sh up "$dl_rundir" 2>> "$work/testbed.log"; else cluster/delayline-steady.sh mark "$dl_rundir"; fi
+    say "  bed: $(tail -n 1 "$work/testbed.log")"
     ns_client=$A ns_server=$B ip_client=$DL_NET.1.1 ip_server=$DL_NET.2.1
     ns_prefix=(ip netns exec "$B") client_prefix=(ip netns exec "$A")
     # Servers that look up their clients' names stall for seconds inside namespaces without this.
@@ -246,9 +254,11 @@ if [[ " $parts " == *" lfn "* ]]; then
       echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps")" >> "$work/results.txt"
       say "  lfn-$rtt round $round: iperf3 -P 4 $iperf_cc $(calc "$bps / 1e6") Mbit/s, $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits", "?"))' "$work/iperf.json") segments retransmitted"
       only_round=$round measure "lfn-$rtt" random ${LFN_TOOLS:-barge gridftp}
+      say "  $(cluster/delayline-steady.sh report "$dl_rundir")"
     done
     stop_barge
     stop_servers
+    cluster/delayline-steady.sh restore "$dl_rundir"
     "$testbed" down > /dev/null 2>&1; bed_up=""
   done
 fi

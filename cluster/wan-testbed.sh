@@ -23,6 +23,7 @@ A=${P}-a R=${P}-r B=${P}-b
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 delaybed=${BARGE_DELAYLINE:-$repo/../shared/tools/delayline/testbed.sh}
 # The delay line's bed with this bed's names (P-a, P-r, P-b, P-rb…) and addresses (10.77.x).
+dl_rundir=${DL_RUNDIR:-${TMPDIR:-/tmp}/delayline-$P-r}
 delayline() { DL_PREFIX=$P DL_NET=10.77 DL_BIN=${DL_BIN:-$repo/.build/delayline/delayline} "$delaybed" "$@"; }
 
 need_root() {
@@ -54,6 +55,9 @@ case ${1:-} in
       [[ -x $delaybed ]] || { echo "wan-testbed: a delay needs $delaybed (set BARGE_DELAYLINE)" >&2; exit 77; }
       mkdir -p "$(dirname "${DL_BIN:-$repo/.build/delayline/delayline}")"
       delayline up "${2:-400mbit}" "$delay" "${3:-60}" >&2
+      # The delay line at real-time priority, and a deeper router backlog: the bed's delay and losses
+      # are then the path's, not this machine's CPU contention (delayline-steady.sh says why).
+      "$repo/cluster/delayline-steady.sh" up "$dl_rundir"
       # This bed's own shaping toward B (its burst and queue), over the delay bed's.
       shape "${2:-400mbit}" "${3:-60}"
       echo "wan-testbed: A 10.77.1.1 → router → B 10.77.2.1, ${delay} ms each way, shaped at ${2:-400mbit} with a ${3:-60} ms queue" >&2
@@ -80,6 +84,7 @@ case ${1:-} in
     ;;
   down)
     # Stops the delay line too, when the bed has one.
+    "$repo/cluster/delayline-steady.sh" restore "$dl_rundir" 2>/dev/null || true
     [[ -x $delaybed ]] && delayline down > /dev/null 2>&1 || true
     for ns in "$A" "$R" "$B"; do ip netns del "$ns" 2>/dev/null || true; done
     ;;
