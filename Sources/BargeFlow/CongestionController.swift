@@ -43,7 +43,8 @@ public struct UnknownCongestionMode: Error, CustomStringConvertible {
 ///   (LEDBAT++), or in `fair` mode, once it knows its delivery rate, by the bytes queued beyond
 ///   the target (`excess`). A loss halves it.
 /// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
-///   so a lane on a short path grows slowly.
+///   so a lane on a short path grows slowly while a queue shows. With no queue (under a quarter
+///   of the target) every lane grows at gain 1: there is nothing to give way to.
 /// - Periodic slowdowns (not for a `fair` lane whose sockets give their least RTT, `tcpi_min_rtt`:
 ///   the kernel measures the base delay for it, and each slowdown left a long path nearly idle
 ///   for a second): two RTTs after slow start ends (`fair`: `minimumSlowdownGap` after it),
@@ -230,16 +231,24 @@ public struct CongestionController: Sendable {
             lastCut = now
             window -= min(excess(delay), window / 2)
         } else if limited {
+            // No queue (under a quarter of the target): nothing to give way to, so growth is at
+            // gain 1 in every mode, as a fair lane's slow start. A scavenger's smaller gain holds
+            // only while a queue shows. At 1/16, a scavenger that had shrunk to its minimum behind
+            // a TCP flow sent one chunk at a time (its window under one chunk) and grew by a
+            // sixteenth of a chunk per chunk acked: linearly, 2 MB/s at 400 Mbit/s, so it took the
+            // link back 0.3 s after the flow ended in some runs and 2.3-6 s in others
+            // (`cluster/bench-link.sh`, part `scavenger`), by how fast that one chunk came back.
+            let growth = delay < target / 4 ? 1 : gain
             switch phase {
             case .slowStart:
-                window += gain * Double(bytes)
+                window += growth * Double(bytes)
                 if window >= threshold {
                     window = threshold
                     endRecovery(now)
                 }
             case .avoidance where delay < target / 4:
                 // The queue is empty (traffic given way to has ended): grow as slow start does.
-                window += gain * Double(bytes)
+                window += Double(bytes)
             case .avoidance:
                 window += gain * parameters.segment * Double(bytes) / window * (1 - delay / target)
             case .slowdown:

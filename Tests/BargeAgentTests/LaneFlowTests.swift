@@ -155,6 +155,38 @@ struct BottleneckEstimateTests {
         #expect(abs(measured - delivered) < 0.05 * delivered, "estimate \(measured) for \(delivered) delivered")
     }
 
+    /// A scavenger measures its path under its own queue (52 MB/s), then gives way to a TCP flow
+    /// whose 60 ms queue holds it to 1.7 MB/s, and its estimate falls with it. When the flow ends and
+    /// the queue drains, its window is still under two chunks, so its sends wait on it (it is not
+    /// app-limited). The estimate, and with it the sockets' pacing cap, still goes back at once to
+    /// the rate measured under a queue, not by a quarter per interval from what it got behind the
+    /// flow (that took 2-6 s to take a 400 Mbit/s link back, in some runs of
+    /// `cluster/bench-link.sh`). A rate not measured again for over a minute no longer counts.
+    @Test func aLaneBackOnAnEmptyPathReturnsToTheRateItLastMeasuredUnderAQueue() async {
+        for competition: UInt64 in [15, 65] {
+            let clock = LaneFlowTests.Clock()
+            let lane = LaneFlow(mode: .scavenger, clock: { clock.now })
+            let ms: UInt64 = 1_000_000
+            let own = await deliver(lane, clock, count: 50, bytes: 1 << 20, every: 20 * ms, rtt: 11 * ms, least: ms)
+            let measured = try! #require(lane.bottleneck)
+            #expect(abs(measured - own) < 0.05 * own, "estimate \(measured) for \(own) delivered")
+            // Behind the flow: a quarter chunk each 0.15 s (within the window's pacing, so the test
+            // does not sleep).
+            await deliver(lane, clock, count: Int(competition * 1000 / 150), bytes: 256 << 10, every: 150 * ms, rtt: 61 * ms, least: ms)
+            let behind = try! #require(lane.bottleneck)
+            #expect(behind < 0.1 * own, "\(behind) behind the flow")
+            #expect(lane.controller.window < 2 * 1_048_576)
+            // The flow ends: no queue, and one estimate later…
+            await deliver(lane, clock, count: 4, bytes: 1 << 20, every: 150 * ms, rtt: ms, least: ms)
+            let after = try! #require(lane.bottleneck)
+            if competition < 60 {
+                #expect(after >= 0.95 * measured, "back to \(after), measured \(measured) before the flow")
+            } else {
+                #expect(after < 0.5 * measured, "\(after): a rate measured over a minute ago counts no more")
+            }
+        }
+    }
+
     /// A queue builds: what was delivered is the bottleneck, and later intervals move the estimate
     /// towards theirs gradually.
     @Test func aQueueMakesTheEstimateWhatWasDelivered() async {

@@ -304,6 +304,39 @@ struct CongestionControllerTests {
         #expect(c.window >= 8 * c.parameters.minimumWindow)
     }
 
+    /// A scavenger shrunk to its minimum behind a TCP flow sends one chunk at a time. Once the
+    /// flow ends and the queue drains, it grows at gain 1 (a chunk's worth per chunk acked), not at
+    /// its own gain (a third on this 10 ms path, 1/16 on a short one): four chunks' worth of window
+    /// after four chunks acked, where a third took eighteen (with a slowdown among them).
+    /// While a queue shows (a quarter of the target or more), growth is still at its gain.
+    @Test func aScavengerTakesAnEmptiedLinkBackAtGainOneButGrowsAtItsGainWhileAQueueShows() {
+        var c = settled(.scavenger)
+        #expect(c.gain == 1.0 / 3)  // ⌈2 × 15 / 10⌉
+        var now = ms(1001)
+        for _ in 0..<200 {
+            c.observe(rtt: ms(10 + 60), now: now)
+            c.acked(1 << 20, limited: true, now: now)
+            now += ms(70)
+        }
+        #expect(c.window == c.parameters.minimumWindow)
+        var acks = 0
+        while c.window < 4 * 1_048_576, acks < 100 {
+            c.observe(rtt: ms(10 + 1), now: now)
+            c.acked(1 << 20, limited: true, now: now)
+            acks += 1
+            now += ms(21)
+        }
+        #expect(acks <= 4, "\(acks) chunks acked before four were in flight")
+        // With 5 ms of queue (a third of the target), a segment per RTT at the scavenger's gain,
+        // less as the queue nears the target (before its first slowdown, two RTTs in).
+        var q = settled(.scavenger)
+        let before = q.window
+        q.observe(rtt: ms(10 + 5), now: ms(1001))
+        q.acked(1 << 20, limited: true, now: ms(1001))
+        let expected = q.gain * q.parameters.segment * 1_048_576 / before * (1 - 5.0 / 15)
+        #expect(abs((q.window - before) - expected) < 1, "\(q.window - before) against \(expected)")
+    }
+
     @Test func offDoesNothing() {
         var c = controller(.off)
         c.observe(rtt: ms(100), least: ms(1), now: 0)

@@ -36,6 +36,9 @@ public final class LaneFlow: Sendable {
         var bottleneck: Double?
         /// The estimate has been measured under a queue (not only guessed while app-limited).
         var measured = false
+        /// The highest estimate measured under a queue lately, and when it was last seen
+        /// (`estimateBottleneck`: what the path carries once the traffic given way to is gone).
+        var queuedPeak: (rate: Double, at: UInt64)?
         /// Acks that came with a `TCP_INFO` sample.
         var tcpSamples = 0
     }
@@ -199,7 +202,9 @@ public final class LaneFlow: Sendable {
     ///   1.4 s to reach loopback's rate (the first job on loopback compressed for a second
     ///   what it should have sent raw). The first queue replaces such guesses outright;
     /// - no queue, but the window held the sends back (it is growing, or recovering from a
-    ///   slowdown): the estimate grows by half per second.
+    ///   slowdown): the estimate grows by half per second;
+    /// - no queue, and the estimate under half the most measured under a queue within the last
+    ///   minute (`queuedPeak`): it goes back to that at once.
     private func estimateBottleneck(_ s: inout State, _ now: UInt64) {
         guard let since = s.since else {
             (s.acked, s.acks, s.sends, s.roomySends, s.since) = (0, 0, 0, 0, now)
@@ -219,15 +224,32 @@ public final class LaneFlow: Sendable {
         let previous = s.bottleneck ?? UnitFlow.assumedLinkRate
         if congested {
             let weight = elapsed / (elapsed + Self.smoothing)
-            s.bottleneck = s.measured ? previous + weight * (s.delivered - previous) : s.delivered
+            let estimate = s.measured ? previous + weight * (s.delivered - previous) : s.delivered
+            s.bottleneck = estimate
             s.measured = true
+            // A lower rate under a queue (the path shared now) leaves the peak to age.
+            let kept = s.queuedPeak.flatMap { now - $0.at <= Self.peakLifetime ? $0.rate : nil }
+            if kept.map({ estimate >= 0.8 * $0 }) ?? true { s.queuedPeak = (max(estimate, kept ?? 0), now) }
         } else if appLimited {
             s.bottleneck = max(firstSlowStart ? 2 * previous : previous, 4 * s.delivered)
         } else {
             s.bottleneck = max(s.delivered, previous * (1 + 0.5 * min(elapsed, 0.5)))
         }
+        if !congested, let peak = s.queuedPeak, now - peak.at <= Self.peakLifetime, let b = s.bottleneck, b < peak.rate / 2 {
+            // No queue, and far below what the path carried under a queue lately: the traffic the
+            // lane gave way to has gone (a scavenger behind a TCP flow, whose queue made the
+            // estimate what little it got). Back to that rate at once: the sockets' pacing cap
+            // follows the estimate, and growing it by a quarter per interval from a few MB/s took
+            // 2-6 s to take a 400 Mbit/s link back. If the path is slower now, the next queue
+            // measures it.
+            s.bottleneck = peak.rate
+        }
         (s.acked, s.acks, s.sends, s.roomySends, s.since) = (0, 0, 0, 0, now)
     }
+
+    /// How long a rate measured under a queue counts as what the path carries (`queuedPeak`),
+    /// unless measured again within four fifths of it.
+    static let peakLifetime: UInt64 = 60_000_000_000
 
     /// Chunks acked after which the bottleneck estimate may be refreshed before the half second.
     static let estimateAcks = 16
