@@ -282,9 +282,9 @@ struct CongestionControllerTests {
         #expect(median <= ms(25), "\(Double(median) / 1e6) ms")
     }
 
-    /// Against a TCP flow that keeps a 60 ms queue full, a scavenger lane shrinks to its minimum:
-    /// at that RTT it asks for under 5% of 400 Mbit/s.
-    @Test func aScavengerLaneYieldsToAQueueItDidNotBuild() {
+    /// A settled scavenger after 14 s behind a TCP flow's 60 ms queue, a chunk acked each 70 ms;
+    /// and the time then.
+    private func behindAFlow() -> (CongestionController, UInt64) {
         var c = settled(.scavenger)
         var now = ms(1001)
         for _ in 0..<200 {
@@ -292,6 +292,13 @@ struct CongestionControllerTests {
             c.acked(1 << 20, limited: true, now: now)
             now += ms(70)
         }
+        return (c, now)
+    }
+
+    /// Against a TCP flow that keeps a 60 ms queue full, a scavenger lane shrinks to its minimum:
+    /// at that RTT it asks for under 5% of 400 Mbit/s.
+    @Test func aScavengerLaneYieldsToAQueueItDidNotBuild() {
+        var (c, now) = behindAFlow()
         #expect(c.window == c.parameters.minimumWindow)
         #expect((c.rate ?? .infinity) < 0.05 * 50_000_000, "\(c.rate ?? -1)")
         // The flow ends and the queue drains: the lane grows back.
@@ -310,14 +317,8 @@ struct CongestionControllerTests {
     /// after four chunks acked, where a third took eighteen (with a slowdown among them).
     /// While a queue shows (a quarter of the target or more), growth is still at its gain.
     @Test func aScavengerTakesAnEmptiedLinkBackAtGainOneButGrowsAtItsGainWhileAQueueShows() {
-        var c = settled(.scavenger)
+        var (c, now) = behindAFlow()
         #expect(c.gain == 1.0 / 3)  // ⌈2 × 15 / 10⌉
-        var now = ms(1001)
-        for _ in 0..<200 {
-            c.observe(rtt: ms(10 + 60), now: now)
-            c.acked(1 << 20, limited: true, now: now)
-            now += ms(70)
-        }
         #expect(c.window == c.parameters.minimumWindow)
         var acks = 0
         while c.window < 4 * 1_048_576, acks < 100 {
