@@ -235,9 +235,10 @@ public struct CongestionController: Sendable {
             // gain 1 in every mode, as a fair lane's slow start. A scavenger's smaller gain holds
             // only while a queue shows. At 1/16, a scavenger that had shrunk to its minimum behind
             // a TCP flow sent one chunk at a time (its window under one chunk) and grew by a
-            // sixteenth of a chunk per chunk acked: linearly, 2 MB/s at 400 Mbit/s, so it took the
-            // link back 0.3 s after the flow ended in some runs and 2.3-6 s in others
-            // (`cluster/bench-link.sh`, part `scavenger`), by how fast that one chunk came back.
+            // sixteenth of a chunk per chunk acked: linearly, about 2 MB/s of window at
+            // 400 Mbit/s. With its bottleneck estimate's slow return (`LaneFlow`), that kept it
+            // from taking the link back for 2-6 s after the flow ended in some runs of
+            // `cluster/bench-link.sh` (part `scavenger`). Either fix alone was not enough.
             let growth = delay < target / 4 ? 1 : gain
             switch phase {
             case .slowStart:
