@@ -249,7 +249,7 @@ public struct CongestionController: Sendable {
                 }
             case .avoidance where delay < target / 4:
                 // The queue is empty (traffic given way to has ended): grow as slow start does.
-                window += Double(bytes)
+                window += growth * Double(bytes)
             case .avoidance:
                 window += gain * parameters.segment * Double(bytes) / window * (1 - delay / target)
             case .slowdown:
