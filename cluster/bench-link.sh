@@ -22,7 +22,8 @@
 # "none lz4 zstd-1 zstd-3 zstd-9"), LOOPBACK_ROUNDS (runs of each codec on loopback, whose
 # median counts; default 7), SETTINGS (the links of the codecs part, default
 # "100mbit 1gbit loopback"), SOURCE_ARGS (extra arguments for the source agent, for experiments),
-# RSYNC=0 (the slow part without rsync, for experiments), DELAY_MS (delay each way through the
+# RSYNC=0 (the slow part without rsync, for experiments), SUBMIT_ARGS (extra arguments for the
+# slow part's job, for experiments: --cc off, say), DELAY_MS (delay each way through the
 # delay line, default 0: `DELAY_MS=25 PARTS=slow` is the long-RTT issue's compressible-data point,
 # 400 Mbit/s at 50 ms; DL_BIN says where the delay line is built).
 set -euo pipefail
@@ -218,7 +219,8 @@ part_slow() {
   local out s drops
   s=$(sample_link "$work/link-slow.txt")
   drops=$(tbf_drops)
-  out=$(transfer sci sci)
+  # shellcheck disable=SC2086
+  out=$(transfer sci sci ${SUBMIT_ARGS:-})
   drops=$(( $(tbf_drops) - drops ))
   kill "$s"
   local times="" results=()

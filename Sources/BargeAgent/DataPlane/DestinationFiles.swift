@@ -58,10 +58,10 @@ public final class DestinationFiles: Sendable {
     public let intake: ColdIntake?
     public let sitePolicy: TierPolicy?
     /// Files placed cold, by job and path, from the `have query` of their unit until their finish.
-    private let coldFiles = NIOLockedValueBox<Set<String>>([])
+    private let coldFiles = NIOLockedValueBox<Set<JobFile>>([])
     /// Files finished cold lately (a late duplicate of a chunk of one is acked, not stored).
     private let recentlyCold = NIOLockedValueBox(RecentKeys())
-    private let open = NIOLockedValueBox<[String: OpenFile]>([:])
+    private let open = NIOLockedValueBox<[JobFile: OpenFile]>([:])
     /// Index rows not yet written: recorded in batches, so the index costs one transaction per
     /// batch rather than per chunk. Lookups see them too.
     private let pending = NIOLockedValueBox<[ChunkIndex.Entry]>([])
@@ -135,7 +135,7 @@ public final class DestinationFiles: Sendable {
     /// Files currently open (for tests and metrics).
     public var openCount: Int { open.withLockedValue { $0.count } }
 
-    private static func key(_ job: String, _ path: String) -> String { job + "\u{0}" + path }
+    private static func key(_ job: String, _ path: String) -> JobFile { JobFile(job: job, path: path) }
 
     private func file(job: String, target: RootedPath, size: UInt64) throws -> OpenFile {
         let key = Self.key(job, target.relative)
@@ -307,7 +307,7 @@ public final class DestinationFiles: Sendable {
     /// The file was finished lately in this job and is still there, whole, under its final name.
     /// One that has gone or changed size since (`verify --repair` sends such a file again, whole)
     /// is received as any other.
-    private func finishedLately(_ key: String, _ target: RootedPath, size: UInt64) -> Bool {
+    private func finishedLately(_ key: JobFile, _ target: RootedPath, size: UInt64) -> Bool {
         guard recentlyFinished.withLockedValue({ $0.contains(key) }) else { return false }
         var st = stat()
         return lstat(target.absolute, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == size
@@ -530,11 +530,10 @@ public final class DestinationFiles: Sendable {
     /// for a later run.
     public func close(job: String) {
         flush()
-        let prefix = job + "\u{0}"
         open.withLockedValue { files in
-            for key in files.keys where key.hasPrefix(prefix) { files.removeValue(forKey: key) }
+            for key in files.keys where key.job == job { files.removeValue(forKey: key) }
         }
-        coldFiles.withLockedValue { set in set = set.filter { !$0.hasPrefix(prefix) } }
+        coldFiles.withLockedValue { set in set = set.filter { $0.job != job } }
     }
 }
 
@@ -555,15 +554,21 @@ enum LocalChunk {
     }
 }
 
+/// A file of a job at this agent: the job's id and the file's path relative to the root.
+struct JobFile: Hashable, Sendable {
+    let job: String
+    let path: String
+}
+
 /// A bounded set of the most recent keys: the oldest goes when a new one would pass `capacity`.
 struct RecentKeys {
     static let capacity = 65_536
-    private var members: Set<String> = []
-    private var order: Deque<String> = []
+    private var members: Set<JobFile> = []
+    private var order: Deque<JobFile> = []
 
-    func contains(_ key: String) -> Bool { members.contains(key) }
+    func contains(_ key: JobFile) -> Bool { members.contains(key) }
 
-    mutating func insert(_ key: String) {
+    mutating func insert(_ key: JobFile) {
         guard members.insert(key).inserted else { return }
         order.append(key)
         if order.count > Self.capacity, let oldest = order.popFirst() { members.remove(oldest) }

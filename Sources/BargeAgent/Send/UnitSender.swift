@@ -193,7 +193,7 @@ public struct UnitSender: Sendable {
         let reply = try await stream.send(query)
         try placed(reply, paths)
         guard dedup, case .haveList(let list) = reply else { return References(enabled: false) }
-        return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: task.job + "\u{0}" + task.destination.name)
+        return References(enabled: true, held: Set(list.ids), sent: sources.sent, key: JobDestination(job: task.job, destination: task.destination.name))
     }
 
     /// Whether every file of `task` is a finish of a file whose bytes went in other units (a
@@ -611,10 +611,10 @@ public final class SourcePool: Sendable {
 /// `keys` pairs are kept.
 public final class SentChunks: Sendable {
     private struct State {
-        var sets: [String: Set<[UInt8]>] = [:]
-        var order: [String] = []
+        var sets: [JobDestination: Set<[UInt8]>] = [:]
+        var order: [JobDestination] = []
         /// Being sent by value; the continuations of streams waiting for the outcome.
-        var sending: [String: [[UInt8]: [CheckedContinuation<Bool, Never>]]] = [:]
+        var sending: [JobDestination: [[UInt8]: [CheckedContinuation<Bool, Never>]]] = [:]
     }
     private let state = NIOLockedValueBox(State())
     let limit: Int
@@ -627,7 +627,7 @@ public final class SentChunks: Sendable {
 
     /// True when the id was sent or is being sent (send a reference, after `settled`); false when
     /// the caller must send it, and now holds the claim until `settle`.
-    func claim(_ key: String, _ id: [UInt8]) -> Bool {
+    func claim(_ key: JobDestination, _ id: [UInt8]) -> Bool {
         state.withLockedValue { s in
             if s.sets[key]?.contains(id) == true || s.sending[key]?[id] != nil { return true }
             s.sending[key, default: [:]][id] = []
@@ -636,7 +636,7 @@ public final class SentChunks: Sendable {
     }
 
     /// Waits until a claimed id is settled; true when it was sent (or already was).
-    func settled(_ key: String, _ id: [UInt8]) async -> Bool {
+    func settled(_ key: JobDestination, _ id: [UInt8]) async -> Bool {
         await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
             let now: Bool? = state.withLockedValue { s in
                 if s.sets[key]?.contains(id) == true { return true }
@@ -649,7 +649,7 @@ public final class SentChunks: Sendable {
     }
 
     /// Ends a claim: `sent` when the destination acked the bytes.
-    func settle(_ key: String, _ id: [UInt8], sent: Bool) {
+    func settle(_ key: JobDestination, _ id: [UInt8], sent: Bool) {
         let waiting = state.withLockedValue { s -> [CheckedContinuation<Bool, Never>] in
             let waiting = s.sending[key]?.removeValue(forKey: id) ?? []
             if sent {
@@ -667,11 +667,16 @@ public final class SentChunks: Sendable {
     /// Drops what was sent for a job (it was cancelled or ended).
     public func forget(job: String) {
         state.withLockedValue { s in
-            let prefix = job + "\u{0}"
-            s.order.removeAll { $0.hasPrefix(prefix) }
-            for k in s.sets.keys where k.hasPrefix(prefix) { s.sets.removeValue(forKey: k) }
+            s.order.removeAll { $0.job == job }
+            for k in s.sets.keys where k.job == job { s.sets.removeValue(forKey: k) }
         }
     }
+}
+
+/// A job and a destination agent it sends to (by name): what `SentChunks` keeps apart.
+struct JobDestination: Hashable, Sendable {
+    let job: String
+    let destination: String
 }
 
 /// A unit's view of what may be sent by reference.
@@ -679,7 +684,7 @@ struct References: Sendable {
     var enabled: Bool
     var held: Set<[UInt8]> = []
     var sent: SentChunks? = nil
-    var key = ""
+    var key = JobDestination(job: "", destination: "")
     /// A `have query` queued and not awaited (a unit that only finishes files), checked before
     /// the unit's `files done`.
     var placing: Placing? = nil
