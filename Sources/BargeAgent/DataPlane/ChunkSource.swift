@@ -3,6 +3,7 @@ import BargeDigest
 import BargeStore
 import BargeWire
 import NIOCore
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -112,6 +113,7 @@ public final class ChunkSource: @unchecked Sendable {
                 let d = encoder.choose(bytes)
                 decision = d
                 spec = d.spec
+                if Self.tracing { Self.trace(d, rate: encoder.sendRate, length: length) }
             case .fixed(let s):
                 decision = nil
                 spec = s
@@ -170,5 +172,19 @@ public final class ChunkSource: @unchecked Sendable {
         if let mtime, Int64(st.st_mtim.tv_sec) != mtime.seconds || Int32(st.st_mtim.tv_nsec) != mtime.nanoseconds {
             throw SourceChanged(path: sourcePath, what: "its mtime moved")
         }
+    }
+}
+
+extension ChunkSource {
+    /// `BARGE_TRACE_CODECS=1`: each choice of `auto`, one line on standard error, with the rate it
+    /// planned for (for finding where a transfer's ratio goes; not for production).
+    static let tracing = ProcessInfo.processInfo.environment["BARGE_TRACE_CODECS"] == "1"
+    private static let born = MonotonicClock.now()
+
+    static func trace(_ d: CodecDecision, rate: Double?, length: Int) {
+        let start = born  // made on first use: before the clock is read, or the first line wraps
+        let t = Double(MonotonicClock.now() &- start) / 1e9
+        let line = "codec t=\(String(format: "%.3f", t)) rate=\(rate.map { String(format: "%.1f", $0 / 1e6) } ?? "unlimited") \(d.spec) \(d.reason) raw=\(length) class=\(d.dataClass.stride)/\(d.dataClass.entropyBucket)\n"
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }
