@@ -114,15 +114,15 @@ public final class DestinationFiles: Sendable {
         }
         guard intake != nil else { return cold }
         coldFiles.withLockedValue { set in
-            for p in cold { set.insert(Self.key(job, p)) }
-            for p in hot { set.remove(Self.key(job, p)) }
+            for p in cold { set.insert(JobFile(job: job, path: p)) }
+            for p in hot { set.remove(JobFile(job: job, path: p)) }
         }
         return []
     }
 
     /// Whether `path` of `job` arrives cold.
     public func isCold(job: String, path: String) -> Bool {
-        intake != nil && coldFiles.withLockedValue { $0.contains(Self.key(job, path)) }
+        intake != nil && coldFiles.withLockedValue { $0.contains(JobFile(job: job, path: path)) }
     }
 
     /// The SHA-256 of the chunks already recorded for files of `job` arriving cold (a resent
@@ -135,10 +135,8 @@ public final class DestinationFiles: Sendable {
     /// Files currently open (for tests and metrics).
     public var openCount: Int { open.withLockedValue { $0.count } }
 
-    private static func key(_ job: String, _ path: String) -> JobFile { JobFile(job: job, path: path) }
-
     private func file(job: String, target: RootedPath, size: UInt64) throws -> OpenFile {
-        let key = Self.key(job, target.relative)
+        let key = JobFile(job: job, path: target.relative)
         if finishedLately(key, target, size: size) { throw AlreadyFinished(path: target.relative) }
         return try open.withLockedValue { files in
             if let f = files[key] {
@@ -186,7 +184,7 @@ public final class DestinationFiles: Sendable {
             try intake.store(path: target.relative, fileSize: size, offset: offset, bytes: bytes)
             return
         }
-        if recentlyCold.withLockedValue({ $0.contains(Self.key(job, target.relative)) }) { throw AlreadyFinished(path: target.relative) }
+        if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
         let f = try file(job: job, target: target, size: size)
         // The lock covers the bookkeeping only; the `pwrite` itself runs beside other chunks'.
         try f.lock.withLock {
@@ -259,7 +257,7 @@ public final class DestinationFiles: Sendable {
     /// checks out: then its bytes must be sent. `buffer` must hold `length` bytes.
     public func copyLocal(job: String, target: RootedPath, size: UInt64, offset: UInt64, length: Int, id: [UInt8], xxh: [UInt8],
                           buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
-        if recentlyCold.withLockedValue({ $0.contains(Self.key(job, target.relative)) }) { throw AlreadyFinished(path: target.relative) }
+        if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
         let cold = isCold(job: job, path: target.relative)
         if let intake, cold, try intake.adopt(path: target.relative, fileSize: size, offset: offset, length: length, sha: id) { return true }
         guard let index else { return false }
@@ -386,7 +384,7 @@ public final class DestinationFiles: Sendable {
             if lstat(b.target.absolute, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
                 if unlink(b.target.absolute) == 0, let slash = b.target.absolute.lastIndex(of: "/") { touched.insert(String(b.target.absolute[..<slash])) }
             }
-            let key = Self.key(job, b.target.relative)
+            let key = JobFile(job: job, path: b.target.relative)
             coldFiles.withLockedValue { _ = $0.remove(key) }
             recentlyCold.withLockedValue { $0.insert(key) }
         }
@@ -403,7 +401,7 @@ public final class DestinationFiles: Sendable {
     private func finishHot(job: String, batch: [Finish]) -> [Int: Error] {
         var failures: [Int: Error] = [:]
         var ready: [(Int, OpenFile)] = []
-        let already = Set(batch.indices.filter { finishedLately(Self.key(job, batch[$0].target.relative), batch[$0].target, size: batch[$0].file.size) })
+        let already = Set(batch.indices.filter { finishedLately(JobFile(job: job, path: batch[$0].target.relative), batch[$0].target, size: batch[$0].file.size) })
         for (i, item) in batch.enumerated() where !already.contains(i) {
             do {
                 ready.append((i, try complete(job: job, item)))
@@ -491,12 +489,12 @@ public final class DestinationFiles: Sendable {
         // later chunk of the same name opens the partial copy again.
         open.withLockedValue { files in
             for i in batch.indices {
-                let key = Self.key(job, batch[i].target.relative)
+                let key = JobFile(job: job, path: batch[i].target.relative)
                 if failures[i] == nil || files[key].map({ f in f.lock.withLock { f.sealed } }) == true { files.removeValue(forKey: key) }
             }
         }
         recentlyFinished.withLockedValue { recent in
-            for i in finished { recent.insert(Self.key(job, batch[i].target.relative)) }
+            for i in finished { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
         }
         if !finished.isEmpty {
             record(finalizing: finished.sorted().map {
@@ -510,7 +508,7 @@ public final class DestinationFiles: Sendable {
     /// The open file for `item`, checked complete: every one of its bytes arrived.
     private func complete(job: String, _ item: Finish) throws -> OpenFile {
         let target = item.target, size = item.file.size
-        let isOpen = open.withLockedValue { $0[Self.key(job, target.relative)] != nil }
+        let isOpen = open.withLockedValue { $0[JobFile(job: job, path: target.relative)] != nil }
         // A partial copy left by an earlier run may be complete: with an index, it is reopened.
         let leftOver = !isOpen && index != nil && access(PartialFileWriter.partialPath(of: target), F_OK) == 0
         guard size == 0 || isOpen || leftOver else {
