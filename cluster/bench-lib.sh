@@ -42,6 +42,16 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { print ($1) }"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# CPU seconds of processes so far, each with the children it has reaped (a daemon that forks a
+# process per connection: the rsync daemon, GridFTP); 0 for one that has gone.
+cpu_with_children() {
+  local p total=0
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] || continue
+    total=$(awk -v hz="$(getconf CLK_TCK)" -v t="$total" '{ print t + ($14 + $15 + $16 + $17) / hz }' "/proc/$p/stat")
+  done
+  echo "$total"
+}
 # A number field of a JSON object in a file.
 field() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
 

@@ -21,8 +21,11 @@
 # Every tool writes into a fresh ext4 file system, and every copy is removed after it is timed.
 # GridFTP and XRootD run as `nobody` in anonymous mode, and neither syncs nor verifies; the rsync
 # daemon verifies its whole-file checksum but does not sync; `rsync --fsync` syncs; Barge syncs and
-# verifies every chunk. Needs root (namespaces, mounts, servers as nobody); exits 77 otherwise.
-# Output: bench-out/peers.txt.
+# verifies every chunk. Each copy's CPU seconds count the tool's client and every process of its
+# servers or agents (Barge's coordinator included), and the report gives them per GiB; on loopback
+# it also compares Barge's with GridFTP's plus the hashes Barge computes (SHA-256 once, XXH3-128
+# at each end, at the rates `barge bench hash` measures). Needs root (namespaces, mounts, servers
+# as nobody); exits 77 otherwise. Output: bench-out/peers.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -200,18 +203,29 @@ stop_barge() {
 }
 
 # measure SETTING DATASET TOOL…: ROUNDS rounds (or only round FIRST_ROUND when set), the tools
-# taking turns; appends "setting dataset tool seconds" lines to results.txt.
+# taking turns; appends "setting dataset tool seconds cpu" lines to results.txt. The CPU is the
+# tool's client (reaped by this shell: the tool functions run in command substitutions) and every
+# server and agent process with its reaped children (the rsync daemon and GridFTP fork one per
+# connection). The tools take turns, so the others idle meanwhile; Barge's count includes its
+# coordinator.
 measure() {
   local setting=$1 dataset=$2; shift 2
-  local round tool secs name
+  local round tool secs name c0 s0 cpu ok
   for round in $(if [[ -n ${only_round:-} ]]; then echo "$only_round"; else seq 1 "$rounds"; fi); do
     for tool in "$@"; do
       name="$tool-$dataset-$round"
       sync
+      c0=$(awk -v hz="$(getconf CLK_TCK)" '{ print ($16 + $17) / hz }' "/proc/$$/stat")
+      s0=$(cpu_with_children "${server_pids[@]}" "${barge_pids[@]}")
+      ok=1
+      secs=$("tool_${tool//-/_}" "$dataset" "$name") || ok=""
+      cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ print ($16 + $17) / hz }' "/proc/$$/stat")
+      sleep 0.3  # the daemons reap their connections' processes
+      cpu=$(calc "$cpu - $c0 + $(cpu_with_children "${server_pids[@]}" "${barge_pids[@]}") - $s0")
       # A copy counts only when every byte arrived.
-      if secs=$("tool_${tool//-/_}" "$dataset" "$name") && [[ $(tree_bytes "$work/dst/$name") == $(bytes_of "$dataset") ]]; then
-        echo "$setting $dataset $tool $secs" >> "$work/results.txt"
-        say "  $setting $dataset round $round: $tool $(printf '%.2f' "$secs") s"
+      if [[ -n $ok ]] && [[ $(tree_bytes "$work/dst/$name") == $(bytes_of "$dataset") ]]; then
+        echo "$setting $dataset $tool $secs $cpu" >> "$work/results.txt"
+        say "  $setting $dataset round $round: $tool $(printf '%.2f' "$secs") s, $(printf '%.2f' "$cpu") CPU s"
       else
         say "  $setting $dataset round $round: $tool FAILED"
       fi
@@ -227,6 +241,8 @@ if [[ " $parts " == *" loopback "* ]]; then
   start_servers
   start_barge
   for d in $datasets; do measure loopback "$d" barge rsyncd rsync-fsync gridftp xrootd; done
+  # The hashes' own cost, on one core, for the CPU target (Barge within GridFTP's CPU plus them).
+  "$barge" bench hash --json > "$work/hash.json"
   stop_barge
   stop_servers
 fi
@@ -251,7 +267,7 @@ if [[ " $parts " == *" lfn "* ]]; then
       ip netns exec "$B" iperf3 -s -1 -D -p 25201; sleep 0.3
       ip netns exec "$A" iperf3 -c "$ip_server" -p 25201 -P 4 -C "$iperf_cc" -t 10 -J > "$work/iperf.json"
       bps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$work/iperf.json")
-      echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps")" >> "$work/results.txt"
+      echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps") -" >> "$work/results.txt"
       say "  lfn-$rtt round $round: iperf3 -P 4 $iperf_cc $(calc "$bps / 1e6") Mbit/s, $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits", "?"))' "$work/iperf.json") segments retransmitted"
       only_round=$round measure "lfn-$rtt" random ${LFN_TOOLS:-barge gridftp}
       say "  $(cluster/delayline-steady.sh report "$dl_rundir")"
@@ -267,12 +283,19 @@ fi
 {
   echo "peers benchmark, $(date -u +%F), $(nproc) cores, median of $rounds rounds; MB/s of raw data (MB = 10^6 bytes)"
   echo "syncs / verifies: barge yes/yes (per chunk XXH3-128 + SHA-256), rsyncd no/whole-file, rsync-fsync yes/whole-file, gridftp no/no, xrootd no/no; iperf3 moves no files"
-  python3 - "$work/results.txt" "$work/src" <<'PY'
-import collections, os, statistics, sys
+  python3 - "$work/results.txt" "$work/src" "$work/hash.json" <<'PY'
+import collections, json, os, statistics, sys
 rows = collections.defaultdict(list)
+cpus = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    setting, dataset, tool, secs = line.split()
+    setting, dataset, tool, secs, cpu = line.split()
     rows[(setting, dataset, tool)].append(float(secs))
+    if cpu != "-": cpus[(setting, dataset, tool)].append(float(cpu))
+hashes = None
+if os.path.exists(sys.argv[3]):
+    gbps = {r["algorithm"]: r["gb_per_s"] for r in json.load(open(sys.argv[3]))["results"]}
+    # What Barge hashes per GiB: SHA-256 once (the source), XXH3-128 at each end.
+    hashes = 2**30 / (gbps["sha256"] * 1e9) + 2 * 2**30 / (gbps["xxh3-128"] * 1e9)
 def size(d):
     total = 0
     for dirpath, _, files in os.walk(os.path.join(sys.argv[2], d)):
@@ -285,11 +308,16 @@ for (setting, dataset) in sorted({(s, d) for s, d, _ in rows}):
     peers = {t: r for t, r in rates.items() if t != "barge"}
     best = max(peers, key=peers.get) if peers else None
     print(f"{setting} / {dataset} ({n / 1e6:.0f} MB):")
+    per_gib = {t: statistics.median(v) / (n / 2**30) for (s, d, t), v in cpus.items() if s == setting and d == dataset}
     for t, r in sorted(rates.items(), key=lambda x: -x[1]):
         ratio = f", barge/{t} {rates['barge'] / r:.2f}" if "barge" in rates and t != "barge" else ""
-        print(f"  {t:12s} {r:8.1f} MB/s{ratio}")
+        cpu = f"; {per_gib[t]:.2f} CPU s/GiB" if t in per_gib else ""
+        print(f"  {t:12s} {r:8.1f} MB/s{ratio}{cpu}")
     if best and "barge" in rates:
         print(f"  barge / best peer ({best}): {rates['barge'] / peers[best]:.2f}")
+    if hashes is not None and "barge" in per_gib and "gridftp" in per_gib:
+        print(f"  CPU per GiB: barge {per_gib['barge']:.2f} s against gridftp's {per_gib['gridftp']:.2f} + the hashes {hashes:.2f} "
+              f"(SHA-256 once, XXH3-128 twice, barge bench hash) = {per_gib['gridftp'] + hashes:.2f} s")
 PY
   echo "runs:"
   sed 's/^/  /' "$work/report.txt"
