@@ -42,13 +42,15 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { print ($1) }"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# CPU seconds of a process's reaped children (the rsync daemon forks one per connection).
+children_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($16 + $17) / hz }' "/proc/$1/stat"; }
 # CPU seconds of processes so far, each with the children it has reaped (a daemon that forks a
 # process per connection: the rsync daemon, GridFTP); 0 for one that has gone.
 cpu_with_children() {
   local p total=0
   for p in "$@"; do
     [[ -r /proc/$p/stat ]] || continue
-    total=$(awk -v hz="$(getconf CLK_TCK)" -v t="$total" '{ print t + ($14 + $15 + $16 + $17) / hz }' "/proc/$p/stat")
+    total=$(calc "$total + $(cpu_secs "$p") + $(children_cpu "$p")")
   done
   echo "$total"
 }

@@ -215,11 +215,11 @@ measure() {
     for tool in "$@"; do
       name="$tool-$dataset-$round"
       sync
-      c0=$(awk -v hz="$(getconf CLK_TCK)" '{ print ($16 + $17) / hz }' "/proc/$$/stat")
+      c0=$(children_cpu $$)
       s0=$(cpu_with_children "${server_pids[@]}" "${barge_pids[@]}")
       ok=1
       secs=$("tool_${tool//-/_}" "$dataset" "$name") || ok=""
-      cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ print ($16 + $17) / hz }' "/proc/$$/stat")
+      cpu=$(children_cpu $$)
       sleep 0.3  # the daemons reap their connections' processes
       cpu=$(calc "$cpu - $c0 + $(cpu_with_children "${server_pids[@]}" "${barge_pids[@]}") - $s0")
       # A copy counts only when every byte arrived.

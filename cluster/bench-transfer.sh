@@ -20,8 +20,6 @@ bench_init transfer
 # Peak resident memory in KiB, and CPU seconds (user + system), of a process.
 rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-# CPU seconds of a process's reaped children (the rsync daemon forks one per connection).
-children_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($16 + $17) / hz }' "/proc/$1/stat"; }
 mib_per_file=$((size_mib / files))
 
 echo "generating $files files of $mib_per_file MiB (random) …" >&2

@@ -27,8 +27,10 @@ softnet_drops() {
   python3 -c "print(sum(int(l.split()[1], 16) for l in open('/proc/net/softnet_stat')))"
 }
 
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
 cmd=${1:-}; rundir=${2:-}
-[[ -n $rundir ]] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ -n $rundir ]] || usage
 case $cmd in
   up)
     pid=$(cat "$rundir/pid" 2>/dev/null) || { echo "delayline-steady: no delay line in $rundir" >&2; exit 1; }
@@ -57,5 +59,5 @@ case $cmd in
     drops=$(( $(softnet_drops) - $(cat "$rundir/softnet-drops-at-up" 2>/dev/null || echo 0) ))
     echo "delay line: ${late:-no counters}; packets dropped by the kernel's backlogs since the bed came up: $drops (net.core.netdev_max_backlog $(sysctl -n net.core.netdev_max_backlog))"
     ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) usage ;;
 esac

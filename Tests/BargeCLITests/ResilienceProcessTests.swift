@@ -157,11 +157,7 @@ struct ResilienceProcessTests {
             let dir = source.appendingPathComponent("d\(i / 300)")
             if i % 300 == 0 { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
             let file = dir.appendingPathComponent("f\(i)")
-            var bytes = [UInt8](repeating: 0, count: Int.random(in: 1...16_384, using: &rng))
-            for k in stride(from: 0, to: bytes.count, by: 8) {  // random bytes, eight at a time
-                withUnsafeBytes(of: rng.next()) { w in for j in 0..<min(8, bytes.count - k) { bytes[k + j] = w[j] } }
-            }
-            try Data(bytes).write(to: file)
+            try Data(SampleData.random(bytes: Int.random(in: 1...16_384, using: &rng), seed: UInt64(i))).write(to: file)
             try FileManager.default.setAttributes([.posixPermissions: 0o600 + (i % 3) * 0o040,
                                                    .modificationDate: Date(timeIntervalSince1970: 1_700_000_000 + Double(i))], ofItemAtPath: file.path)
         }
