@@ -117,6 +117,58 @@ struct StreamPoolTests {
         await listener.close()
     }
 
+    /// Polls `condition` every 10 ms for up to 10 s.
+    func eventually(_ condition: () -> Bool) async throws -> Bool {
+        for _ in 0..<1000 {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+
+    /// `warm lanes`: a destination's connections open before any unit asks for one, the units
+    /// that come then use them without opening more, and warming again opens only what is
+    /// missing. Warming toward an agent that is down leaves nothing behind.
+    @Test func warmingOpensTheConnectionsTheNextUnitsUse() async throws {
+        let roots = try Roots()
+        let (listener, serving, client) = try await listening(roots)
+        defer { serving.cancel() }
+        let pool = StreamPool(perDestination: 3)
+        #expect(pool.warm(client) == 3)
+        #expect(pool.warm(client) == 0, "all three are opening")
+        #expect(try await eventually { pool.idleCount == 3 })
+        #expect(pool.warm(client) == 0, "all three are open")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for unit in 0..<3 {
+                group.addTask {
+                    let reply = try await pool.withStream(client) { try await $0.send(entry(unit)) }
+                    #expect(reply == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d\(unit)", offset: 0))))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(pool.opened == 3 && pool.reused == 3, "the units ran on the warm connections")
+        #expect(pool.openCount == 3)
+
+        // A unit waiting for a warm-up still opening gets one of its connections.
+        let other = StreamPool(perDestination: 2)
+        #expect(other.warm(client) == 2)
+        _ = try await other.withStream(client) { try await $0.send(entry(10)) }
+        #expect(other.opened == 2 && other.reused == 1)
+        other.closeAll()
+
+        // The destination goes down: a warm-up fails quietly, and once its opens have ended it
+        // can start again (nothing is left counted as opening or open).
+        pool.closeAll()
+        await listener.close()
+        serving.cancel()
+        #expect(pool.openCount == 0)
+        #expect(pool.warm(client) == 3)
+        #expect(try await eventually { pool.warm(client) == 3 }, "the failed opens left nothing behind")
+        #expect(try await eventually { pool.warm(client) == 3 })
+        #expect(pool.openCount == 0)
+    }
+
     /// Many requests outstanding on one stream at once: each gets its own reply.
     @Test func manyRequestsInFlightOnOneStreamEachGetTheirOwnReply() async throws {
         let roots = try Roots()

@@ -284,3 +284,39 @@ extension SchedulerTests {
         #expect(cancelled.state == .cancelled)
     }
 }
+
+extension SchedulerTests {
+    /// The messages an agent gets until its first `task assign`, which ends the list.
+    static func untilTask(_ agent: inout AsyncStream<Message>.AsyncIterator) async -> [Message] {
+        var seen: [Message] = []
+        while let m = await agent.next() {
+            seen.append(m)
+            if case .taskAssign = m { break }
+        }
+        return seen
+    }
+
+    /// `warm lanes` (version 12): as a job starts, the source agent is told to open its
+    /// connections to the destination agent the first unit goes to, once, before its
+    /// assignment. An agent of version 11 is told nothing.
+    @Test(arguments: [WireVersion.warmLanes, WireVersion.agentBuild])
+    func aStartingJobWarmsItsFirstLane(version: UInt8) async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a", version: version)
+        // Version 4 at the destination: no quick check to answer here.
+        _ = await f.agent("b1", site: "b", version: WireVersion.assignments)
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-warm")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("a1 was not asked to scan"); return }
+        let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: [file])), from: "a1")
+        let seen = await Self.untilTask(&a1)
+        guard case .taskAssign(let task) = seen.last else { Issue.record("no task: \(seen)"); return }
+        let warmed = seen.compactMap { m -> WarmLanes? in if case .warmLanes(let w) = m { w } else { nil } }
+        if version >= WireVersion.warmLanes {
+            #expect(warmed == [WarmLanes(destinations: [task.destination])])
+            #expect(task.destination == DataPeer(name: "b1", host: "127.0.0.1", port: 9))
+        } else {
+            #expect(warmed.isEmpty)
+        }
+    }
+}

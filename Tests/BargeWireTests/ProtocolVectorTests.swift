@@ -94,6 +94,9 @@ struct ProtocolVectorTests {
          "4241524701370000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
         (.taskDrop(AssignmentKey(job: "j1", unit: 3, assignment: 2)),
          "42415247013a0000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
+        // Version 12: open connections to b1 now.
+        (.warmLanes(WarmLanes(destinations: [DataPeer(name: "b1", host: "127.0.0.1", port: 7501)])),
+         "42415247013b0000" + "00000015" + "6c07aedba7b7fb55" + "00000001" + "0002" + "6231" + "0009" + "3132372e302e302e31" + "1d4d"),
         (.holding(Holding(units: [AssignmentKey(job: "j1", unit: 3, assignment: 2)])),
          "4241524701130000" + "00000014" + "766ee74c0aa445b4" + "0000000100026a31000000000000000300000002"),
         // Version 6: a batch of files finished together.

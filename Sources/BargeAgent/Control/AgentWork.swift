@@ -125,6 +125,10 @@ public final class AgentWork: Sendable {
             jobs.apply(job)
         case .taskAssign(let task):
             start(task)
+        case .warmLanes(let warm):
+            // A job is starting: its first unit finds its connections open, or opening.
+            guard !draining.withLockedValue({ $0 }) else { break }
+            for peer in warm.destinations { pool.warm(client(to: peer)) }
         case .reportAck(let key):
             outbox.acknowledge(key)
         case .taskDrop(let key):
@@ -167,11 +171,16 @@ public final class AgentWork: Sendable {
         if held == 0 { logger.notice("drained: no units left; this agent can be stopped") }
     }
 
+    /// How this agent opens data-plane streams to `peer`.
+    private func client(to peer: DataPeer) -> DataPlaneClient {
+        DataPlaneClient(host: peer.host, port: Int(peer.port), token: settings.token, name: settings.name,
+                        stallTimeout: settings.stallTimeout, congestionControl: settings.tcpCongestion)
+    }
+
     private func start(_ task: TaskAssign) {
         let key = UnitRef(job: task.job, unit: task.unit)
         let progress = UnitProgress()
-        let client = DataPlaneClient(host: task.destination.host, port: Int(task.destination.port), token: settings.token, name: settings.name,
-                                     stallTimeout: settings.stallTimeout, congestionControl: settings.tcpCongestion)
+        let client = client(to: task.destination)
         let jobs = jobs, job = task.job, budget = budget
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),

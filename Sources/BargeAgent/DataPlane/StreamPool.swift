@@ -146,20 +146,54 @@ public final class StreamPool: Sendable {
                     if now { c.resume() }
                 }
             case .open:
-                let result: Swift.Result<Lease, Error>
-                do { result = .success(try await open(client)) } catch { result = .failure(error) }
-                let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-                    s.destinations[key]!.opening -= 1
-                    if case .success(let lease) = result {
-                        s.destinations[key]!.entries.append(Entry(lease: lease, users: 1, since: clock.now))
-                    }
-                    defer { s.destinations[key]!.waiting.removeAll() }
-                    return s.destinations[key]!.waiting
-                }
-                waiting.forEach { $0.resume() }
-                return try result.get()
+                return try await openCounted(key, client, users: 1)
             }
         }
+    }
+
+    /// Opens connections to `client`'s agent until it has `perDestination`, open or opening, with
+    /// no unit on them: a job is about to send there (`warm lanes`), and its first unit will find
+    /// them ready, or opening, instead of opening its own after its assignment. They are idle
+    /// connections like any other: used by the next unit, closed after `idleTimeout` if none
+    /// comes. One that fails to open is forgotten; a unit then opens its own. Returns how many it
+    /// started to open (none where the destination already has its connections).
+    @discardableResult
+    public func warm(_ client: DataPlaneClient) -> Int {
+        sweep()
+        let key = Key(host: client.host, port: client.port)
+        var failed: [Lease] = []
+        let count = state.withLockedValue { s -> Int in
+            var d = s.destinations[key] ?? Destination()
+            defer { s.destinations[key] = d }
+            failed = d.entries.filter { $0.lease.stream.isFailed && $0.users == 0 }.map(\.lease)
+            d.entries.removeAll { $0.lease.stream.isFailed && $0.users == 0 }
+            let n = max(0, perDestination - d.entries.count - d.opening)
+            d.opening += n
+            s.opened += n
+            return n
+        }
+        failed.forEach { $0.close() }
+        for _ in 0..<count {
+            Task { _ = try? await self.openCounted(key, client, users: 0) }
+        }
+        return count
+    }
+
+    /// Opens a connection counted in its destination's `opening`, adds it to the pool with
+    /// `users` units on it, and wakes the units waiting for an open to end.
+    private func openCounted(_ key: Key, _ client: DataPlaneClient, users: Int) async throws -> Lease {
+        let result: Swift.Result<Lease, Error>
+        do { result = .success(try await open(client)) } catch { result = .failure(error) }
+        let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+            s.destinations[key]!.opening -= 1
+            if case .success(let lease) = result {
+                s.destinations[key]!.entries.append(Entry(lease: lease, users: users, since: clock.now))
+            }
+            defer { s.destinations[key]!.waiting.removeAll() }
+            return s.destinations[key]!.waiting
+        }
+        waiting.forEach { $0.resume() }
+        return try result.get()
     }
 
     private func release(_ lease: Lease, _ key: Key) {

@@ -696,6 +696,20 @@ public actor Scheduler {
                                                               placement: job.tierPolicy.flatMap { try? TierPolicy(parsing: $0) }, now: Int64(now())),
                                      skipUpTo: mark)
         link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
+        warmLanes(for: job)
+    }
+
+    /// Asks the source agent of the job's likely first lane (the least-loaded agent of each site,
+    /// as `assign` would pick them now) to open its data-plane connections to the destination
+    /// agent while the scan and the quick check run (`warm lanes`, version 12). The first unit
+    /// then starts on connections already open, one round trip or more sooner; if another lane
+    /// gets it, those connections close when idle. Nothing waits for it.
+    private func warmLanes(for job: JobRecord) {
+        guard let source = policy.leastLoaded(at: job.sourceSite), let sourceLink = links[source],
+              sourceLink.version >= WireVersion.warmLanes,
+              let destination = policy.leastLoaded(at: job.destinationSite), destination != source,
+              let peer = links[destination]?.agent else { return }
+        sourceLink.sink.yield(.warmLanes(WarmLanes(destinations: [DataPeer(name: peer.name, host: peer.dataHost, port: peer.dataPort)])))
     }
 
     /// A scan that stopped midway (its agent or this coordinator died) starts again; what was

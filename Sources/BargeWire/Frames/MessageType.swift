@@ -24,6 +24,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case verifyRequest = 0x38
     case verifyReply = 0x39
     case taskDrop = 0x3A
+    case warmLanes = 0x3B
     case tierRequest = 0x3C
     case tierReply = 0x3D
     case chunkData = 0x42
@@ -64,6 +65,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .jobSettings: "job settings"
         case .reportAck: "report ack"
         case .taskDrop: "task drop"
+        case .warmLanes: "warm lanes"
         case .tierRequest: "tier request"
         case .tierReply: "tier reply"
         case .verifyRequest: "verify request"

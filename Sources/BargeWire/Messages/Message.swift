@@ -46,6 +46,8 @@ public enum Message: Hashable, Sendable {
     case reportAck(AssignmentKey)
     /// Version 5: stop this assignment and report nothing; the unit is no longer the agent's.
     case taskDrop(AssignmentKey)
+    /// Version 12: open connections to these destination agents now (a job is starting).
+    case warmLanes(WarmLanes)
     case tierRequest(TierRequest)
     case tierReply(TierReply)
     case error(ErrorMessage)
@@ -88,6 +90,7 @@ public enum Message: Hashable, Sendable {
         case .holding: .holding
         case .reportAck: .reportAck
         case .taskDrop: .taskDrop
+        case .warmLanes: .warmLanes
         case .tierRequest: .tierRequest
         case .tierReply: .tierReply
         case .error: .error
@@ -186,6 +189,8 @@ public enum Message: Hashable, Sendable {
             self = .reportAck(try AssignmentKey(from: &r))
         case .taskDrop:
             self = .taskDrop(try AssignmentKey(from: &r))
+        case .warmLanes:
+            self = .warmLanes(try WarmLanes(from: &r))
         case .tierRequest:
             self = .tierRequest(try TierRequest(from: &r))
         case .tierReply:
@@ -306,6 +311,8 @@ public enum Message: Hashable, Sendable {
         case .holding(let m):
             m.write(to: &b)
         case .reportAck(let m), .taskDrop(let m):
+            m.write(to: &b)
+        case .warmLanes(let m):
             m.write(to: &b)
         case .tierRequest(let m):
             m.write(to: &b)

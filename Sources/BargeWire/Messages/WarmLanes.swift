@@ -1,0 +1,38 @@
+import NIOCore
+
+/// Coordinator → source agent (protocol version 12), when a job starts: open and authenticate
+/// data-plane connections to these destination agents now, so that they are ready when the job's
+/// first unit is assigned. The coordinator sends it as it asks for the scan, and the connections
+/// open while the scan and the destination's quick check run; without it, the first unit pays
+/// TCP's handshake and `hello`/`challenge` after its assignment. An agent that already holds
+/// connections to a destination opens none. Nothing is assigned by it, and nothing is answered.
+public struct WarmLanes: Hashable, Sendable, PayloadCodable {
+    /// At most this many destinations in one message.
+    public static let maxDestinations = 16
+
+    public var destinations: [DataPeer]
+
+    public init(destinations: [DataPeer]) {
+        precondition(destinations.count <= Self.maxDestinations)
+        self.destinations = destinations
+    }
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        destinations = try r.list("destinations", minimumSize: 6) { (r: inout PayloadReader) throws(WireError) in
+            let name = try r.string("destination name", maxLength: Register.maxNameLength)
+            let host = try r.string("destination host", maxLength: Register.maxNameLength)
+            return DataPeer(name: name, host: host, port: try r.integer(UInt16.self, "destination port"))
+        }
+        guard destinations.count <= Self.maxDestinations else {
+            throw .malformed(r.type, "\(destinations.count) destinations, more than \(Self.maxDestinations)")
+        }
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeList(destinations) { b, d in
+            b.writeWireString(d.name)
+            b.writeWireString(d.host)
+            b.writeInteger(d.port)
+        }
+    }
+}
