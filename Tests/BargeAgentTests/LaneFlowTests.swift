@@ -113,12 +113,12 @@ struct BottleneckEstimateTests {
     /// of `rtt` over a least RTT of `least`; returns the delivered rate, bytes per second.
     @discardableResult
     func deliver(_ lane: LaneFlow, _ clock: LaneFlowTests.Clock, count: Int, bytes: Int, every: UInt64,
-                 rtt: UInt64, least: UInt64) async -> Double {
+                 rtt: UInt64, least: UInt64, notSent: UInt32 = 0) async -> Double {
         let stream = ObjectIdentifier(NSObject())
         for _ in 0..<count {
             let at = await lane.acquire(bytes)
             clock.advance(every)
-            lane.release(bytes, sentAt: at, sample: TCPSample(rtt: rtt, minRTT: least, window: 0, retransmits: 0), stream: stream)
+            lane.release(bytes, sentAt: at, sample: TCPSample(rtt: rtt, minRTT: least, window: 0, retransmits: 0, notSent: notSent), stream: stream)
         }
         return Double(bytes) / (Double(every) / 1e9)
     }
@@ -136,6 +136,26 @@ struct BottleneckEstimateTests {
         let delivered = await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
         let estimate = try! #require(lane.bottleneck)
         #expect(estimate >= 3.9 * delivered && estimate <= 4.1 * delivered, "estimate \(estimate) for \(delivered) delivered")
+        #expect(lane.codecRate == estimate, "auto compresses for the same guess")
+    }
+
+    /// No queue and the window mostly free, as above, but the sockets hold unsent bytes at every
+    /// answer: TCP, not compression, sets the pace. The estimate still guesses high (the pacing
+    /// cap must not hold the lane back), but `auto` compresses for what is delivered.
+    @Test func aLaneWhoseSocketsAreBackloggedCompressesForWhatItDelivers() async {
+        let clock = LaneFlowTests.Clock()
+        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let target = lane.controller.parameters.target
+        await deliver(lane, clock, count: 1, bytes: 256 << 10, every: 5_000_000, rtt: target * 4 / 5, least: 100_000)
+        let backlog = UInt32(DataPlaneClient.notSentLowat)
+        let delivered = await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000, notSent: backlog)
+        let estimate = try! #require(lane.bottleneck)
+        let codec = try! #require(lane.codecRate)
+        #expect(estimate >= 3.9 * delivered, "estimate \(estimate) for \(delivered) delivered")
+        #expect(abs(codec - delivered) < 0.05 * delivered, "auto compresses for \(codec), \(delivered) delivered")
+        // Once the sockets drain (compression is the limit again), auto follows the guess.
+        await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
+        #expect(lane.codecRate == lane.bottleneck)
     }
 
     /// In the first slow start, with no queue, the estimate at least doubles each interval, from
@@ -199,6 +219,9 @@ struct BottleneckEstimateTests {
         let faster = await deliver(lane, clock, count: 20, bytes: 256 << 10, every: 5_000_000, rtt: 10_000_000, least: 1_000_000)
         let moved = try! #require(lane.bottleneck)
         #expect(moved > estimate * 1.05 && moved < faster * 0.8, "moved to \(moved) between \(estimate) and \(faster)")
+        // The rate auto compresses for moves less (a burst of acks is not a faster link).
+        let codec = try! #require(lane.codecRate)
+        #expect(codec > estimate * 1.02 && codec < moved, "auto's rate moved to \(codec), the estimate to \(moved)")
     }
 
     /// No queue, but the window is full (the sends cannot go at once with room to spare): the

@@ -76,7 +76,7 @@ public struct UnitFlow: Sendable {
     /// force and the lane's bottleneck estimate (or `assumedLinkRate` before it has one).
     var compressionRate: Double? {
         if let fixedLinkRate { return fixedLinkRate }
-        let measured = lane.map { $0.bottleneck ?? Self.assumedLinkRate }
+        let measured = lane.map { $0.codecRate ?? Self.assumedLinkRate }
         return [agentLimit?.currentRate, jobLimit()?.currentRate, measured].compactMap { $0 }.min()
     }
 }

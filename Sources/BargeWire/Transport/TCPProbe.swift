@@ -16,12 +16,16 @@ public struct TCPSample: Sendable, Equatable {
     public var window: Double
     /// Segments retransmitted since the connection opened (`tcpi_total_retrans`).
     public var retransmits: UInt32
+    /// Bytes written to the socket and not yet sent (`tcpi_notsent_bytes`): TCP, not the writer,
+    /// is holding them back.
+    public var notSent: UInt32
 
-    public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32) {
+    public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32, notSent: UInt32 = 0) {
         self.rtt = rtt
         self.minRTT = minRTT
         self.window = window
         self.retransmits = retransmits
+        self.notSent = notSent
     }
 }
 
@@ -46,7 +50,8 @@ public struct TCPProbe: Sendable {
                 level: SocketOptionLevel(IPPROTO_TCP), name: SocketOptionName(TCP_INFO)).get(),
               info.tcpi_rtt > 0 else { return nil }
         return TCPSample(rtt: UInt64(info.tcpi_rtt) * 1000, minRTT: info.tcpi_min_rtt > 0 ? UInt64(info.tcpi_min_rtt) * 1000 : nil,
-                         window: Double(info.tcpi_snd_cwnd) * Double(info.tcpi_snd_mss), retransmits: info.tcpi_total_retrans)
+                         window: Double(info.tcpi_snd_cwnd) * Double(info.tcpi_snd_mss), retransmits: info.tcpi_total_retrans,
+                         notSent: info.tcpi_notsent_bytes)
         #else
         return nil
         #endif
