@@ -161,7 +161,7 @@ public final class LaneFlow: Sendable {
                 estimateBottleneck(&s, now)
             }
             s.pacing.setRate(s.controller.rate, now: now)
-            if Self.tracing { trace(s, now, bytes, answered, sample) }
+            if Self.tracing { trace(s, now, bytes, answered, sample, stream) }
             return admit(&s)
         }
         waiting.forEach { $0.continuation.resume() }
@@ -172,14 +172,14 @@ public final class LaneFlow: Sendable {
     static let tracing = ProcessInfo.processInfo.environment["BARGE_TRACE_LANES"] == "1"
     private let born = RateLimiter.monotonicNow()
 
-    private func trace(_ s: State, _ now: UInt64, _ bytes: Int, _ answered: Bool, _ sample: TCPSample?) {
+    private func trace(_ s: State, _ now: UInt64, _ bytes: Int, _ answered: Bool, _ sample: TCPSample?, _ stream: ObjectIdentifier?) {
         let c = s.controller
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
         let line = "lane \(mode.rawValue) t=\(String(format: "%.3f", Double(now &- born) / 1e9)) \(answered ? "ack" : "drop") \(bytes)"
             + " inflight=\(s.inFlight) window=\(Int(c.window)) phase=\(c.phase) rtt=\(f(Double(c.rtt ?? 0) / 1e6)) base=\(f(Double(c.baseDelay ?? 0) / 1e6))"
             + " kwin=\(Int(sample?.window ?? 0)) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)"
             + " notsent=\(sample?.notSent ?? 0) peak=\(Int(s.recentDelivered.max() ?? 0)) bottleneck=\(Int(s.bottleneck ?? 0))"
-            + " codec=\(Int(s.codecRate ?? 0)) measured=\(s.measured)\n"
+            + " codec=\(Int(s.codecRate ?? 0)) measured=\(s.measured) stream=\(stream.map { String(UInt(bitPattern: $0.hashValue) % 100_000) } ?? "-")\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
 
