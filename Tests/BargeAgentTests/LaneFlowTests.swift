@@ -147,6 +147,10 @@ struct BottleneckEstimateTests {
         let lane = LaneFlow(mode: .fair, clock: { clock.now })
         let target = lane.controller.parameters.target
         await deliver(lane, clock, count: 1, bytes: 256 << 10, every: 5_000_000, rtt: target * 4 / 5, least: 100_000)
+        // Empty sockets first: auto gets the guess, as above.
+        await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
+        #expect(lane.codecRate == lane.bottleneck)
+        // Then backlogged: auto's rate starts afresh from what is delivered, not from the guess.
         let backlog = UInt32(DataPlaneClient.notSentLowat)
         let delivered = await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000, notSent: backlog)
         let estimate = try! #require(lane.bottleneck)

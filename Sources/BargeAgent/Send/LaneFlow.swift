@@ -38,8 +38,10 @@ public final class LaneFlow: Sendable {
         /// least `backlogBytes` unsent (`codecRate`).
         var sampled = 0
         var backlogged = 0
-        /// The rate `auto` compresses for (`codecRate`).
+        /// The rate `auto` compresses for (`codecRate`), and whether it is an average of what
+        /// was delivered (not the estimate's guess).
         var codecRate: Double?
+        var codecAveraged = false
         /// The estimate has been measured under a queue (not only guessed while app-limited).
         var measured = false
         /// The highest estimate measured under a queue lately, and when it was last seen
@@ -259,13 +261,17 @@ public final class LaneFlow: Sendable {
         // what was delivered is what the path carries now: compressing for the higher guess
         // chose weaker codecs than the link needed (through the delay test bed at 400 Mbit/s, a
         // guess of 62-141 MB/s on a 50 MB/s link sent text with lz4, at 2.1 against zstd's 3.2).
+        // Under a queue, or with the sockets backlogged, it is therefore what was delivered,
+        // averaged over `codecSmoothing` (starting afresh after a guess), never above the estimate.
         let socketBound = !congested && s.sampled > 0 && s.backlogged * 4 >= s.sampled * 3
         if congested || socketBound {
-            let previousCodec = s.codecRate ?? s.delivered
+            let previous = s.codecAveraged ? s.codecRate ?? s.delivered : s.delivered
             let weight = elapsed / (elapsed + Self.codecSmoothing)
-            s.codecRate = min(s.bottleneck ?? .infinity, previousCodec + weight * (s.delivered - previousCodec))
+            s.codecRate = min(s.bottleneck ?? .infinity, previous + weight * (s.delivered - previous))
+            s.codecAveraged = true
         } else {
             s.codecRate = s.bottleneck
+            s.codecAveraged = false
         }
         (s.acked, s.acks, s.sends, s.roomySends, s.sampled, s.backlogged, s.since) = (0, 0, 0, 0, 0, 0, now)
     }
@@ -330,8 +336,9 @@ public final class LaneFlow: Sendable {
     /// The bottleneck estimate (nil before the first).
     public var bottleneck: Double? { state.withLockedValue { $0.bottleneck } }
 
-    /// The rate `auto` should compress for: the bottleneck estimate, or while the lane's sockets
-    /// are backlogged with no queue seen, what the lane delivers (nil before the first estimate).
+    /// The rate `auto` should compress for: while the path sets the pace (a queue, or the lane's
+    /// sockets backlogged), what the lane delivers, averaged over 2 s; otherwise the bottleneck
+    /// estimate (nil before the first).
     public var codecRate: Double? { state.withLockedValue { $0.codecRate ?? $0.bottleneck } }
 
     public var figures: LaneFigures {
