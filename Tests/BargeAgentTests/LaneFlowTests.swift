@@ -160,6 +160,11 @@ struct BottleneckEstimateTests {
         // Once the sockets drain (compression is the limit again), auto follows the guess.
         await deliver(lane, clock, count: 40, bytes: 256 << 10, every: 5_000_000, rtt: 100_000, least: 100_000)
         #expect(lane.codecRate == lane.bottleneck)
+        // Backlogged again, at half the rate for one interval: the average goes on from where
+        // it was (the guess in between neither entered it nor reset it).
+        let slower = await deliver(lane, clock, count: 17, bytes: 256 << 10, every: 10_000_000, rtt: 100_000, least: 100_000, notSent: backlog)
+        let again = try! #require(lane.codecRate)
+        #expect(again > slower * 1.3 && again < delivered, "auto compresses for \(again): \(slower) delivered now, \(delivered) before")
     }
 
     /// In the first slow start, with no queue, the estimate at least doubles each interval, from

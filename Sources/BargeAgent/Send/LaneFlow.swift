@@ -38,10 +38,10 @@ public final class LaneFlow: Sendable {
         /// least `backlogBytes` unsent (`codecRate`).
         var sampled = 0
         var backlogged = 0
-        /// The rate `auto` compresses for (`codecRate`), and whether it is an average of what
-        /// was delivered (not the estimate's guess).
+        /// The rate `auto` compresses for (`codecRate`), and the average of what was delivered
+        /// in the intervals where the path set the pace (guesses never enter it).
         var codecRate: Double?
-        var codecAveraged = false
+        var codecAverage: Double?
         /// The estimate has been measured under a queue (not only guessed while app-limited).
         var measured = false
         /// The highest estimate measured under a queue lately, and when it was last seen
@@ -261,17 +261,18 @@ public final class LaneFlow: Sendable {
         // what was delivered is what the path carries now: compressing for the higher guess
         // chose weaker codecs than the link needed (through the delay test bed at 400 Mbit/s, a
         // guess of 62-141 MB/s on a 50 MB/s link sent text with lz4, at 2.1 against zstd's 3.2).
-        // Under a queue, or with the sockets backlogged, it is therefore what was delivered,
-        // averaged over `codecSmoothing` (starting afresh after a guess), never above the estimate.
+        // Under a queue, or with the sockets backlogged, it is therefore what was delivered in
+        // such intervals, averaged over `codecSmoothing`, never above the estimate. The guesses
+        // of other intervals never enter that average (averaging from a guess of four times the
+        // rate took seconds), nor reset it (a half second's burst of acks then counted whole).
         let socketBound = !congested && s.sampled > 0 && s.backlogged * 4 >= s.sampled * 3
         if congested || socketBound {
-            let previous = s.codecAveraged ? s.codecRate ?? s.delivered : s.delivered
-            let weight = elapsed / (elapsed + Self.codecSmoothing)
-            s.codecRate = min(s.bottleneck ?? .infinity, previous + weight * (s.delivered - previous))
-            s.codecAveraged = true
+            let previous = s.codecAverage ?? s.delivered
+            let average = previous + elapsed / (elapsed + Self.codecSmoothing) * (s.delivered - previous)
+            s.codecAverage = average
+            s.codecRate = min(s.bottleneck ?? .infinity, average)
         } else {
             s.codecRate = s.bottleneck
-            s.codecAveraged = false
         }
         (s.acked, s.acks, s.sends, s.roomySends, s.sampled, s.backlogged, s.since) = (0, 0, 0, 0, 0, 0, now)
     }
