@@ -11,6 +11,21 @@ public struct DataPeer: Hashable, Sendable {
         self.host = host
         self.port = port
     }
+
+    /// On the wire (`task assign`, `warm lanes`): name and host as strings, then the port (u16).
+    static let minimumSize = 6
+
+    init(from r: inout PayloadReader) throws(WireError) {
+        name = try r.string("destination name", maxLength: Register.maxNameLength)
+        host = try r.string("destination host", maxLength: Register.maxNameLength)
+        port = try r.integer(UInt16.self, "destination port")
+    }
+
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(name)
+        b.writeWireString(host)
+        b.writeInteger(port)
+    }
 }
 
 /// One file (or directory, or link) of a unit: where to read it, the entry to produce at the
@@ -155,9 +170,7 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
         unit = try r.integer(UInt64.self, "unit")
-        let name = try r.string("destination name", maxLength: Register.maxNameLength)
-        let host = try r.string("destination host", maxLength: Register.maxNameLength)
-        destination = DataPeer(name: name, host: host, port: try r.integer(UInt16.self, "destination port"))
+        destination = try DataPeer(from: &r)
         codec = try r.string("codec", maxLength: 64)
         chunkSize = try r.integer(UInt32.self, "chunk size")
         guard chunkSize > 0 else { throw .malformed(r.type, "chunk size is 0") }
@@ -168,9 +181,7 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
     func write(to b: inout ByteBuffer) {
         b.writeWireString(job)
         b.writeInteger(unit)
-        b.writeWireString(destination.name)
-        b.writeWireString(destination.host)
-        b.writeInteger(destination.port)
+        destination.write(to: &b)
         b.writeWireString(codec)
         b.writeInteger(chunkSize)
         TaskFile.write(files, to: &b)

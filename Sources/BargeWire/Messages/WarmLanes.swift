@@ -18,10 +18,8 @@ public struct WarmLanes: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        destinations = try r.list("destinations", minimumSize: 6) { (r: inout PayloadReader) throws(WireError) in
-            let name = try r.string("destination name", maxLength: Register.maxNameLength)
-            let host = try r.string("destination host", maxLength: Register.maxNameLength)
-            return DataPeer(name: name, host: host, port: try r.integer(UInt16.self, "destination port"))
+        destinations = try r.list("destinations", minimumSize: DataPeer.minimumSize) { (r: inout PayloadReader) throws(WireError) in
+            try DataPeer(from: &r)
         }
         guard destinations.count <= Self.maxDestinations else {
             throw .malformed(r.type, "\(destinations.count) destinations, more than \(Self.maxDestinations)")
@@ -29,10 +27,6 @@ public struct WarmLanes: Hashable, Sendable, PayloadCodable {
     }
 
     func write(to b: inout ByteBuffer) {
-        b.writeList(destinations) { b, d in
-            b.writeWireString(d.name)
-            b.writeWireString(d.host)
-            b.writeInteger(d.port)
-        }
+        b.writeList(destinations) { b, d in d.write(to: &b) }
     }
 }
