@@ -93,6 +93,50 @@ public struct FastCDC: Hashable, Sendable {
         return nil
     }
 
+    /// `cut` fed piece by piece: the first cut of a chunk found from only the bytes that decide
+    /// it, `minSize..<cut`, read in pieces of any size. No hash reaches back before `minSize`,
+    /// so the bytes before it need not be read at all: about half of each chunk with the
+    /// standard sizes. The cut points are `cut`'s exactly.
+    public struct Search {
+        public let cdc: FastCDC
+        /// The chunk's length when no cut comes first: the bytes left, up to `maxSize`.
+        public let limit: Int
+        /// Where in the chunk the next piece starts.
+        public private(set) var position: Int
+        /// The first chunk's length once known.
+        public private(set) var cut: Int?
+        private var fp: UInt64 = 0
+
+        /// The search for a chunk that starts with `available` bytes left in its stream.
+        public init(_ cdc: FastCDC, available: Int) {
+            self.cdc = cdc
+            limit = min(available, cdc.maxSize)
+            position = min(cdc.minSize, limit)
+            cut = limit <= cdc.minSize ? limit : nil
+        }
+
+        /// How many bytes the next piece may hold: those from `position` to `limit`.
+        public var wanted: Int { cut == nil ? limit - position : 0 }
+
+        /// Hashes `piece`, the chunk's bytes from `position` on (at most `wanted` of them are
+        /// used); the chunk's length once a cut is found or `limit` is reached.
+        @discardableResult
+        public mutating func feed(_ piece: UnsafeRawBufferPointer) -> Int? {
+            guard cut == nil, let start = piece.baseAddress, !piece.isEmpty else { return cut }
+            let end = min(limit, position + piece.count)
+            let normal = min(cdc.avgSize, limit)
+            // `scan` indexes from the chunk's start; this piece holds its bytes from `position`.
+            let base = start - position
+            let (small, large) = (cdc.maskSmall, cdc.maskLarge)
+            cut = Gear.table.withUnsafeBufferPointer { gear in
+                if position < normal, let at = FastCDC.scan(base, gear, &fp, &position, to: min(normal, end), limit: ~small) { return at }
+                if position >= normal, position < end, let at = FastCDC.scan(base, gear, &fp, &position, to: end, limit: ~large) { return at }
+                return position == limit ? limit : nil
+            }
+            return cut
+        }
+    }
+
     /// `cut` one byte at a time, as the paper writes it: the reference `cut` is checked against.
     func cutBytewise(_ window: UnsafeRawBufferPointer) -> Int {
         let n = min(window.count, maxSize)

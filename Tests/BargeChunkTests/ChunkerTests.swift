@@ -102,6 +102,60 @@ struct ChunkerTests {
         #expect(ranged.map { ChunkSpan(offset: $0.offset - 777, length: $0.length) } == whole)
     }
 
+    /// A source agent plans a unit from `forEachSpan`, which reads only the bytes that decide
+    /// each cut; the chunks must be the ones `forEachChunk` cuts from every byte, or the
+    /// destination's chunks and the cold store's would not match. Every data kind, whole files
+    /// and ranges that start and end off any boundary, chunks that end at the maximum or at the
+    /// range's end, and a range too short to hash at all.
+    @Test(arguments: [ChunkerTests.small, FastCDC(minSize: 1000, avgSize: 4099, maxSize: 16_500), FastCDC.standard])
+    func spansReadOnlyWhatDecidesTheCutsAndMatchTheChunks(_ cdc: FastCDC) throws {
+        for kind in [SampleData.Kind.random, .text, .float32, .zeros] {
+            let data = SampleData.generate(kind, bytes: cdc.maxSize * 5 + 4321, seed: 17)
+            let file = try TemporaryFile(data)
+            let reader = try FileChunkReader(path: file.path, strategy: .fastCDC(cdc))
+            let size = UInt64(data.count)
+            for (start, length) in [(UInt64(0), size), (333, size - 333 - 77), (5, UInt64(cdc.minSize) / 2), (99, UInt64(cdc.maxSize) + 1)] {
+                var expected: [ChunkSpan] = []
+                try reader.forEachChunk(from: start, length: length) { span, _ in expected.append(span) }
+                var spans: [ChunkSpan] = []
+                try reader.forEachSpan(from: start, length: length) { spans.append($0) }
+                #expect(spans == expected, "\(kind), \(length) bytes from \(start)")
+            }
+        }
+    }
+
+    /// `FastCDC.Search` fed in pieces of any size, even one byte, finds `cut`'s cut.
+    @Test func theSearchFindsTheCutWhateverThePieces() {
+        let cdc = FastCDC(minSize: 1000, avgSize: 4099, maxSize: 16_500)
+        for kind in [SampleData.Kind.random, .text, .zeros] {
+            let data = SampleData.generate(kind, bytes: cdc.maxSize * 4, seed: 23)
+            data.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let window = UnsafeRawBufferPointer(rebasing: raw[offset...])
+                    let expected = cdc.cut(window)
+                    for pieceSize in [1, 3, 1000, 4096, 1 << 20] {
+                        var search = FastCDC.Search(cdc, available: window.count)
+                        while search.cut == nil {
+                            let n = min(pieceSize, search.wanted)
+                            search.feed(UnsafeRawBufferPointer(rebasing: window[search.position..<(search.position + n)]))
+                        }
+                        #expect(search.cut == expected, "\(kind) at \(offset), pieces of \(pieceSize)")
+                    }
+                    offset += expected
+                }
+            }
+        }
+    }
+
+    /// A file that shrank under the plan is an error, not a short plan.
+    @Test func spansOfAShrunkFileAreAnError() throws {
+        let file = try TemporaryFile(SampleData.random(bytes: 100_000))
+        #expect(throws: ChunkingError.shortFile(path: file.path, expected: 200_000, actual: 100_000)) {
+            try FileChunkReader(path: file.path, strategy: .fastCDC(Self.small)).forEachSpan(from: 0, length: 200_000) { _ in }
+        }
+    }
+
     /// Offsets past 4 GiB, in a sparse file, with memory bounded by the reader's buffer.
     @Test func rangesBeyondFourGiBInASparseFile() throws {
         let file = try TemporaryFile()

@@ -162,7 +162,7 @@ public struct UnitSender: Sendable {
         let f = task.files[i]
         guard let above = settings.contentDefinedAbove, f.entry.kind == .file, f.entry.size >= above, f.length > 0, !f.repair else { return false }
         let path = try RootedPath.resolve(f.sourcePath, under: sources.root)
-        try FileChunkReader(path: path.absolute, strategy: .fastCDC(.standard)).forEachChunk(from: f.offset, length: f.length) { span, _ in
+        try FileChunkReader(path: path.absolute, strategy: .fastCDC(.standard)).forEachSpan(from: f.offset, length: f.length) { span in
             try queue.update { $0.addChunk(file: i, offset: span.offset, length: span.length) }
         }
         try queue.update { $0.endOfScan(file: i) }
