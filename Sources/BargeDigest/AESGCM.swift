@@ -1,24 +1,44 @@
 import CBargeCrypto
 
-/// AES-256-GCM through libcrypto's EVP (AES-NI where the CPU has it): one key, one direction.
-/// Each call takes its own 12-byte nonce; a nonce must never repeat under a key (the wire uses a
-/// frame counter). Owns its `EVP_CIPHER_CTX`; not thread-safe.
+/// An AEAD with a 256-bit key, a 12-byte nonce and a 16-byte tag.
+public enum AEADAlgorithm: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case aes256GCM = 1
+    case chacha20Poly1305 = 2
+
+    public var description: String {
+        switch self {
+        case .aes256GCM: "AES-256-GCM"
+        case .chacha20Poly1305: "ChaCha20-Poly1305"
+        }
+    }
+}
+
+/// AES-256-GCM (by default) or ChaCha20-Poly1305, through libcrypto's EVP (AES-NI, or the vector
+/// units, where the CPU has them): one key, one direction. Each call takes its own 12-byte nonce;
+/// a nonce must never repeat under a key (the wire uses a frame counter). Owns its
+/// `EVP_CIPHER_CTX`; not thread-safe.
 public final class AESGCM {
     public static let keyLength = 32
     public static let nonceLength = 12
     public static let tagLength = 16
 
+    public let algorithm: AEADAlgorithm
     private let ctx: OpaquePointer
     private let encrypting: Bool
 
-    public init(key: [UInt8], encrypting: Bool) throws(DigestError) {
-        guard key.count == Self.keyLength else { throw DigestError("AES-256-GCM needs a 32-byte key") }
+    public init(key: [UInt8], encrypting: Bool, algorithm: AEADAlgorithm = .aes256GCM) throws(DigestError) {
+        guard key.count == Self.keyLength else { throw DigestError("\(algorithm) needs a 32-byte key") }
         guard let c = EVP_CIPHER_CTX_new() else { throw DigestError("EVP_CIPHER_CTX_new") }
         ctx = c
         self.encrypting = encrypting
-        guard EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), nil, key, nil, encrypting ? 1 : 0) == 1 else {
+        self.algorithm = algorithm
+        let cipher = switch algorithm {
+        case .aes256GCM: EVP_aes_256_gcm()
+        case .chacha20Poly1305: EVP_chacha20_poly1305()
+        }
+        guard EVP_CipherInit_ex(ctx, cipher, nil, key, nil, encrypting ? 1 : 0) == 1 else {
             EVP_CIPHER_CTX_free(ctx)
-            throw DigestError("EVP_CipherInit_ex(AES-256-GCM)")
+            throw DigestError("EVP_CipherInit_ex(\(algorithm))")
         }
     }
 
@@ -31,7 +51,7 @@ public final class AESGCM {
         let out = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var n: Int32 = 0
         guard EVP_CipherInit_ex(ctx, nil, nil, nil, nonce, -1) == 1,
-              aad.isEmpty || EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aad.count)) == 1 else { throw DigestError("AES-GCM nonce or AAD") }
+              aad.isEmpty || EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aad.count)) == 1 else { throw DigestError("AEAD nonce or AAD") }
         var written = 0
         if input.count > 0 {
             guard EVP_CipherUpdate(ctx, out, &n, input.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(input.count)) == 1 else {
@@ -40,8 +60,8 @@ public final class AESGCM {
             written = Int(n)
         }
         guard EVP_CipherFinal_ex(ctx, out + written, &n) == 1,
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(Self.tagLength), out + input.count) == 1 else {
-            throw DigestError("AES-GCM final")
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, Int32(Self.tagLength), out + input.count) == 1 else {
+            throw DigestError("AEAD final")
         }
     }
 
@@ -59,7 +79,7 @@ public final class AESGCM {
             guard EVP_CipherUpdate(ctx, output.baseAddress!.assumingMemoryBound(to: UInt8.self), &n, bytes, Int32(length)) == 1 else { return false }
         }
         var tag = [UInt8](UnsafeBufferPointer(start: bytes + length, count: Self.tagLength))
-        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagLength), &tag) == 1 else { return false }
+        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, Int32(Self.tagLength), &tag) == 1 else { return false }
         var scratch = [UInt8](repeating: 0, count: 16)
         return EVP_CipherFinal_ex(ctx, &scratch, &n) == 1
     }

@@ -14,15 +14,15 @@ struct CipherVectorTests {
         return out
     }
 
-    func seal(_ key: [UInt8], _ nonce: [UInt8], _ plain: [UInt8], aad: [UInt8]) throws -> [UInt8] {
-        let gcm = try AESGCM(key: key, encrypting: true)
+    func seal(_ key: [UInt8], _ nonce: [UInt8], _ plain: [UInt8], aad: [UInt8], _ algorithm: AEADAlgorithm = .aes256GCM) throws -> [UInt8] {
+        let gcm = try AESGCM(key: key, encrypting: true, algorithm: algorithm)
         var out = [UInt8](repeating: 0, count: plain.count + 16)
         try plain.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try gcm.seal(p, aad: aad, nonce: nonce, into: $0) } }
         return out
     }
 
-    func open(_ key: [UInt8], _ nonce: [UInt8], _ sealed: [UInt8], aad: [UInt8]) throws -> [UInt8]? {
-        let gcm = try AESGCM(key: key, encrypting: false)
+    func open(_ key: [UInt8], _ nonce: [UInt8], _ sealed: [UInt8], aad: [UInt8], _ algorithm: AEADAlgorithm = .aes256GCM) throws -> [UInt8]? {
+        let gcm = try AESGCM(key: key, encrypting: false, algorithm: algorithm)
         var out = [UInt8](repeating: 0, count: sealed.count - 16)
         let ok = sealed.withUnsafeBytes { s in out.withUnsafeMutableBytes { gcm.open(s, aad: aad, nonce: nonce, into: $0) } }
         return ok ? out : nil
@@ -33,6 +33,41 @@ struct CipherVectorTests {
         let zero = [UInt8](repeating: 0, count: 32), iv = [UInt8](repeating: 0, count: 12)
         #expect(try seal(zero, iv, [], aad: []) == hex("530f8afbc74536b9a963b4f1c4cb738b"))
         #expect(try seal(zero, iv, [UInt8](repeating: 0, count: 16), aad: []) == hex("cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919"))
+    }
+
+    /// RFC 8439 section 2.8.2's AEAD example (Python's `cryptography` gives the same bytes), and
+    /// the same damage refused as under AES-256-GCM.
+    @Test func chachaPolyRFC8439Vector() throws {
+        let key = Array(0x80...0x9F).map(UInt8.init), nonce = hex("070000004041424344454647"), aad = hex("50515253c0c1c2c3c4c5c6c7")
+        let plain = Array("Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".utf8)
+        let sealed = try seal(key, nonce, plain, aad: aad, .chacha20Poly1305)
+        #expect(sealed == hex("d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116"
+                                  + "1ae10b594f09e26a7e902ecbd0600691"))
+        #expect(try open(key, nonce, sealed, aad: aad, .chacha20Poly1305) == plain)
+        var flipped = sealed
+        flipped[3] ^= 1
+        #expect(try open(key, nonce, flipped, aad: aad, .chacha20Poly1305) == nil)
+        #expect(try open(key, nonce, sealed, aad: aad + [0], .chacha20Poly1305) == nil)
+        // The other AEAD under the same key does not open it.
+        #expect(try open(key, nonce, sealed, aad: aad, .aes256GCM) == nil)
+    }
+
+    /// Two machines choose the AEAD whose slower side seals fastest: the same choice from either
+    /// end, AES-256-GCM on a tie, and a rate of 0 (`BARGE_AEAD`) keeps an AEAD out.
+    @Test func theAEADIsTheOneWhoseSlowerSideIsFastest() {
+        let here = AEADRates(aes256GCM: 280, chacha20Poly1305: 370), vaes = AEADRates(aes256GCM: 1200, chacha20Poly1305: 450)
+        #expect(AEADRates.choose(here, here) == .chacha20Poly1305)
+        #expect(AEADRates.choose(vaes, vaes) == .aes256GCM)
+        #expect(AEADRates.choose(here, vaes) == .chacha20Poly1305)  // min 280 against min 370
+        #expect(AEADRates.choose(vaes, here) == .chacha20Poly1305)
+        let slowChacha = AEADRates(aes256GCM: 300, chacha20Poly1305: 100)
+        #expect(AEADRates.choose(here, slowChacha) == .aes256GCM)
+        #expect(AEADRates.choose(AEADRates(aes256GCM: 5, chacha20Poly1305: 5), AEADRates(aes256GCM: 9, chacha20Poly1305: 7)) == .aes256GCM)
+        let onlyAES = AEADRates(aes256GCM: 1, chacha20Poly1305: 0)
+        #expect(AEADRates.choose(here, onlyAES) == .aes256GCM)
+        #expect(AEADRates.choose(vaes, AEADRates(aes256GCM: 0, chacha20Poly1305: 1)) == .chacha20Poly1305)
+        // This machine's own rates are measured, and both AEADs work here.
+        #expect(AEADRates.local.aes256GCM > 0 && AEADRates.local.chacha20Poly1305 > 0, "\(AEADRates.local)")
     }
 
     /// A frame's shape: AAD of type and flags, nonce of a counter; and every kind of damage fails.

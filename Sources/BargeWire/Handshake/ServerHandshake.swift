@@ -1,3 +1,4 @@
+import BargeDigest
 /// The server's side of the handshake: (hello) → challenge → (auth) → welcome. Pure: it is fed
 /// messages and returns actions; the channel handler carries them out.
 public struct ServerHandshake: Sendable {
@@ -14,16 +15,19 @@ public struct ServerHandshake: Sendable {
     private let versions: ClosedRange<UInt8>
     private let nonce: [UInt8]
     private let maxPayloadLength: Int
+    private let rates: AEADRates
 
-    /// `nonce` must be 32 fresh random bytes, one set per connection.
+    /// `nonce` must be 32 fresh random bytes, one set per connection. `rates`: how fast this
+    /// side seals with each AEAD (version 13 and up choose one from both sides' rates).
     public init(token: [UInt8], name: String, versions: ClosedRange<UInt8> = WireVersion.supported,
-                maxPayloadLength: Int = Frame.defaultMaxPayload, nonce: [UInt8]) {
+                maxPayloadLength: Int = Frame.defaultMaxPayload, nonce: [UInt8], rates: AEADRates = .local) {
         precondition(nonce.count == Hello.nonceLength, "a handshake nonce is 32 bytes")
         self.token = token
         self.name = name
         self.versions = versions
         self.maxPayloadLength = maxPayloadLength
         self.nonce = nonce
+        self.rates = rates
     }
 
     public mutating func receive(_ message: Message) -> HandshakeAction {
@@ -44,7 +48,8 @@ public struct ServerHandshake: Sendable {
             do {
                 let proof = try HandshakeProof.server(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name)
                 state = .awaitingAuth(h, version: version)
-                return .send(.challenge(Challenge(version: version, nonce: nonce, proof: proof, maxPayloadLength: UInt32(maxPayloadLength))))
+                return .send(.challenge(Challenge(version: version, nonce: nonce, proof: proof, maxPayloadLength: UInt32(maxPayloadLength),
+                                                  rates: version >= WireVersion.aeadChoice ? rates : nil)))
             } catch {
                 return fail(ErrorMessage(code: .authenticationFailed, reason: "\(error)"))
             }
@@ -55,9 +60,17 @@ public struct ServerHandshake: Sendable {
                 return fail(ErrorMessage(code: .authenticationFailed,
                                          reason: "\(h.role) '\(h.name)' did not prove the cluster token: wrong --token-file"))
             }
+            var algorithm = AEADAlgorithm.aes256GCM
+            if version >= WireVersion.aeadChoice {
+                guard let theirs = a.rates else {
+                    return fail(ErrorMessage(.malformed(.auth, "no AEAD rates at version \(version)")))
+                }
+                algorithm = AEADRates.choose(rates, theirs)
+            }
             var keys: SessionKeys?
             if version >= WireVersion.sealed {
-                guard let k = try? SessionKeys.derive(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name) else {
+                guard let k = try? SessionKeys.derive(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name,
+                                                      algorithm: algorithm) else {
                     return fail(ErrorMessage(code: .authenticationFailed, reason: "cannot derive the session keys"))
                 }
                 keys = k
