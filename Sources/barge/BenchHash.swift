@@ -5,8 +5,8 @@ import BargeFlow
 struct BenchHash: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hash",
-        abstract: "Measure XXH3-128, SHA-256 and FastCDC cut-point throughput on one core.",
-        discussion: "Hashes an in-memory buffer repeatedly. GB/s is 10^9 bytes per second. Compare with `xxhsum -b` and `openssl speed -evp sha256`. FastCDC cuts 32 MiB into chunks of Barge's sizes (512 KiB minimum, 1 MiB average, 4 MiB maximum), whatever --size says."
+        abstract: "Measure XXH3-128, SHA-256, FastCDC cut points, AES-256-GCM and ChaCha20-Poly1305 on one core.",
+        discussion: "Hashes (or seals) an in-memory buffer repeatedly. GB/s is 10^9 bytes per second. Compare with `xxhsum -b`, `openssl speed -evp sha256` and `openssl speed -evp aes-256-gcm` (or chacha20-poly1305). FastCDC cuts 32 MiB into chunks of Barge's sizes (512 KiB minimum, 1 MiB average, 4 MiB maximum), whatever --size says."
     )
 
     @Flag(help: "Print JSON for tools instead of text.")
@@ -30,7 +30,7 @@ struct BenchHash: ParsableCommand {
         } else {
             print("Buffers of \(ByteQuantity.formatSize(Double(bench.bufferSize))), one core:")
             for r in report.results {
-                print("  \(r.algorithm.padding(8))  \(ByteQuantity.format(r.gbPerS, digits: 2)) GB/s")
+                print("  \(r.algorithm.padding(17))  \(ByteQuantity.format(r.gbPerS, digits: 2)) GB/s")
             }
         }
     }

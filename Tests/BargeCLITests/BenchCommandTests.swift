@@ -60,7 +60,7 @@ struct BenchCommandTests {
         let r = try BargeProcess.run(["bench", "hash", "--json", "--seconds", "0.05", "--size", "64KiB"])
         #expect(r.status == 0, "\(r.stderr)")
         let results = try #require(try json(r.stdout)["results"] as? [[String: Any]])
-        #expect(results.map { $0["algorithm"] as? String } == ["xxh3-128", "sha256", "fastcdc"])
+        #expect(results.map { $0["algorithm"] as? String } == ["xxh3-128", "sha256", "fastcdc", "aes-256-gcm", "chacha20-poly1305"])
         #expect(results.allSatisfy { ($0["gb_per_s"] as? Double ?? 0) > 0 })
     }
 

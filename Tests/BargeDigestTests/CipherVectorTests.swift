@@ -52,24 +52,6 @@ struct CipherVectorTests {
         #expect(try open(key, nonce, sealed, aad: aad, .aes256GCM) == nil)
     }
 
-    /// Two machines choose the AEAD whose slower side seals fastest: the same choice from either
-    /// end, AES-256-GCM on a tie, and a rate of 0 (`BARGE_AEAD`) keeps an AEAD out.
-    @Test func theAEADIsTheOneWhoseSlowerSideIsFastest() {
-        let here = AEADRates(aes256GCM: 280, chacha20Poly1305: 370), vaes = AEADRates(aes256GCM: 1200, chacha20Poly1305: 450)
-        #expect(AEADRates.choose(here, here) == .chacha20Poly1305)
-        #expect(AEADRates.choose(vaes, vaes) == .aes256GCM)
-        #expect(AEADRates.choose(here, vaes) == .chacha20Poly1305)  // min 280 against min 370
-        #expect(AEADRates.choose(vaes, here) == .chacha20Poly1305)
-        let slowChacha = AEADRates(aes256GCM: 300, chacha20Poly1305: 100)
-        #expect(AEADRates.choose(here, slowChacha) == .aes256GCM)
-        #expect(AEADRates.choose(AEADRates(aes256GCM: 5, chacha20Poly1305: 5), AEADRates(aes256GCM: 9, chacha20Poly1305: 7)) == .aes256GCM)
-        let onlyAES = AEADRates(aes256GCM: 1, chacha20Poly1305: 0)
-        #expect(AEADRates.choose(here, onlyAES) == .aes256GCM)
-        #expect(AEADRates.choose(vaes, AEADRates(aes256GCM: 0, chacha20Poly1305: 1)) == .chacha20Poly1305)
-        // This machine's own rates are measured, and both AEADs work here.
-        #expect(AEADRates.local.aes256GCM > 0 && AEADRates.local.chacha20Poly1305 > 0, "\(AEADRates.local)")
-    }
-
     /// A frame's shape: AAD of type and flags, nonce of a counter; and every kind of damage fails.
     @Test func aSealedFrameOpensOnlyUnchanged() throws {
         let key = Array(0..<32).map(UInt8.init), nonce = [0, 0, 0, 0] + [UInt8](repeating: 0, count: 7) + [5]

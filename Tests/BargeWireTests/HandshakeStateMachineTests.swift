@@ -1,4 +1,3 @@
-import BargeDigest
 import BargeWire
 import Testing
 
@@ -39,7 +38,7 @@ struct HandshakeStateMachineTests {
     /// This build speaks 8 only (every frame sealed), so an older peer is refused, with the way
     /// out in the reason, whichever side it is on; nobody can talk it down to clear text.
     @Test func anEncryptingBuildRefusesOlderPeersAndSaysWhy() throws {
-        #expect(WireVersion.supported == 8...13)
+        #expect(WireVersion.supported == 8...12)
         for old: ClosedRange<UInt8> in [1...1, 1...7] {
             for (c, s) in [(old, WireVersion.supported), (WireVersion.supported, old)] {
                 var (client, server) = pair(clientVersions: c, serverVersions: s)
@@ -69,53 +68,6 @@ struct HandshakeStateMachineTests {
                 #expect(throws: Never.self) { _ = try sent(client.receive(.challenge(ch))) }
             }
         }
-    }
-
-    /// Version 13: the challenge and the auth carry each side's AEAD rates, and both sides
-    /// derive keys for the same AEAD, the one whose slower side seals fastest. Version 12 stays
-    /// AES-256-GCM with no rates on the wire; a version 13 auth without rates is refused.
-    @Test func bothSidesChooseTheSameAEADFromTheirRates() throws {
-        let here = AEADRates(aes256GCM: 280, chacha20Poly1305: 370)
-        for (clientRates, serverRates, expected) in [(here, here, AEADAlgorithm.chacha20Poly1305),
-                                                     (here, AEADRates(aes256GCM: 1200, chacha20Poly1305: 250), .aes256GCM),
-                                                     (AEADRates(aes256GCM: 1, chacha20Poly1305: 0), here, .aes256GCM)] {
-            var client = ClientHandshake(token: Fixtures.token, name: "agent-a1", role: .peer, versions: 8...13, nonce: Fixtures.clientNonce, rates: clientRates)
-            var server = ServerHandshake(token: Fixtures.token, name: "b1", versions: 8...13, nonce: Fixtures.serverNonce, rates: serverRates)
-            let challenge = try sent(server.receive(try sent(client.start())))
-            guard case .challenge(let c) = challenge else { Issue.record("no challenge"); return }
-            #expect(c.version == 13 && c.rates == serverRates)
-            // The rates travel in the frames, not beside them.
-            let onWire = try Message(frame: challenge.frame())
-            guard case .sendAndEstablish(let auth, let clientSession) = client.receive(onWire),
-                  case .auth(let a) = auth, a.rates == clientRates,
-                  case .sendAndEstablish(.welcome, let serverSession) = server.receive(try Message(frame: auth.frame())) else {
-                Issue.record("no session"); return
-            }
-            let keys = try #require(serverSession.keys)
-            #expect(keys.algorithm == expected)
-            #expect(clientSession.keys == keys)
-        }
-        // Version 12: AES-256-GCM, and neither message carries rates.
-        var client = ClientHandshake(token: Fixtures.token, name: "agent-a1", role: .peer, versions: 8...13, nonce: Fixtures.clientNonce, rates: here)
-        var server = ServerHandshake(token: Fixtures.token, name: "b1", versions: 8...12, nonce: Fixtures.serverNonce, rates: here)
-        let challenge = try sent(server.receive(try sent(client.start())))
-        guard case .challenge(let c) = challenge, c.rates == nil,
-              case .sendAndEstablish(.auth(let a), let session) = client.receive(challenge), a.rates == nil else { Issue.record("version 12 carried rates"); return }
-        #expect(session.keys?.algorithm == .aes256GCM)
-        // Version 13 and the keys of one AEAD are not the other's.
-        let v13 = try SessionKeys.derive(token: Fixtures.token, clientNonce: Fixtures.clientNonce, serverNonce: Fixtures.serverNonce, version: 13,
-                                         clientName: "agent-a1", algorithm: .aes256GCM)
-        let v13c = try SessionKeys.derive(token: Fixtures.token, clientNonce: Fixtures.clientNonce, serverNonce: Fixtures.serverNonce, version: 13,
-                                          clientName: "agent-a1", algorithm: .chacha20Poly1305)
-        #expect(v13.clientToServer != v13c.clientToServer && v13.serverToClient != v13c.serverToClient)
-        // An auth at version 13 without rates.
-        var server13 = ServerHandshake(token: Fixtures.token, name: "b1", versions: 8...13, nonce: Fixtures.serverNonce, rates: here)
-        var client13 = ClientHandshake(token: Fixtures.token, name: "agent-a1", role: .peer, versions: 8...13, nonce: Fixtures.clientNonce, rates: here)
-        let ch13 = try sent(server13.receive(try sent(client13.start())))
-        guard case .sendAndEstablish(.auth(var bare), _) = client13.receive(ch13) else { Issue.record("no auth"); return }
-        bare.rates = nil
-        guard case .fail(let e, true) = server13.receive(.auth(bare)) else { Issue.record("an auth without rates was taken"); return }
-        #expect(e.code == .malformedMessage && e.reason.contains("AEAD rates"), "\(e)")
     }
 
     /// Version 8: both sides derive the same two keys, different per connection (nonce).

@@ -17,13 +17,6 @@ struct ProtocolVectorTests {
          "4241524701020000" + "00000045" + "aae5dd5a7e18e552" + "01" + String(repeating: "22", count: 32) + String(repeating: "33", count: 32) + "01010000"),
         (.auth(Auth(proof: [UInt8](repeating: 0x44, count: 32))),
          "4241524701030000" + "00000020" + "fe35fde7697827c5" + String(repeating: "44", count: 32)),
-        // Version 13: each side's AEAD rates, in 10 MB/s (AES-256-GCM 2.80 GB/s, ChaCha20-Poly1305 3.70 GB/s).
-        (.challenge(Challenge(version: 13, nonce: [UInt8](repeating: 0x22, count: 32), proof: [UInt8](repeating: 0x33, count: 32), maxPayloadLength: 0x0101_0000,
-                              rates: AEADRates(aes256GCM: 280, chacha20Poly1305: 370))),
-         "4241524701020000" + "00000049" + "118bd1bcdbfbf5eb" + "0d" + String(repeating: "22", count: 32) + String(repeating: "33", count: 32) + "01010000"
-            + "0118" + "0172"),
-        (.auth(Auth(proof: [UInt8](repeating: 0x44, count: 32), rates: AEADRates(aes256GCM: 280, chacha20Poly1305: 370))),
-         "4241524701030000" + "00000024" + "10b38967f1be27a4" + String(repeating: "44", count: 32) + "0118" + "0172"),
         (.welcome(Welcome(serverName: "coord")),
          "4241524701040000" + "00000007" + "1023ed5dfb1ab722" + "0005" + "636f6f7264"),
         (.register(Register(name: "a1", site: "a", root: "/data/brg", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8)),

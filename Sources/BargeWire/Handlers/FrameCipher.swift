@@ -6,8 +6,7 @@ import Glibc
 #endif
 
 /// Seals every frame this side sends and opens every frame it receives, once a version 8
-/// handshake has agreed the keys (`SessionKeys`). AES-256-GCM, or from version 13 the AEAD the
-/// two sides chose (ChaCha20-Poly1305 where it seals faster): each direction has its own key,
+/// handshake has agreed the keys (`SessionKeys`). AES-256-GCM: each direction has its own key,
 /// and the nonce is the frame's number in its direction (4 zero bytes, then a u64), so a frame
 /// that is changed, replayed, reordered or dropped does not open, and the connection is closed
 /// (error `sealBroken`). The message type and flags are authenticated too (the AAD). A sealed
@@ -32,8 +31,8 @@ public final class FrameCipher: ChannelDuplexHandler, RemovableChannelHandler {
     /// reads is the server's welcome in clear (dropped: the session already runs), or its error
     /// in clear (passed on, so the session hears why, then nothing more is read).
     public init(keys: SessionKeys, isClient: Bool, welcomeAhead: Bool = false) throws {
-        sealer = try AESGCM(key: isClient ? keys.clientToServer : keys.serverToClient, encrypting: true, algorithm: keys.algorithm)
-        opener = try AESGCM(key: isClient ? keys.serverToClient : keys.clientToServer, encrypting: false, algorithm: keys.algorithm)
+        sealer = try AESGCM(key: isClient ? keys.clientToServer : keys.serverToClient, encrypting: true)
+        opener = try AESGCM(key: isClient ? keys.serverToClient : keys.clientToServer, encrypting: false)
         self.welcomeAhead = welcomeAhead
     }
 

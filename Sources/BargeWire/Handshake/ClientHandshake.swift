@@ -1,4 +1,3 @@
-import BargeDigest
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -20,15 +19,11 @@ public struct ClientHandshake: Sendable {
     public private(set) var state = State.idle
     private let token: [UInt8]
     private let hello: Hello
-    private let rates: AEADRates
 
-    /// `nonce` must be 32 fresh random bytes. `rates`: how fast this side seals with each AEAD
-    /// (version 13 and up choose one from both sides' rates).
-    public init(token: [UInt8], name: String, role: PeerRole, versions: ClosedRange<UInt8> = WireVersion.supported, nonce: [UInt8],
-                rates: AEADRates = .local) {
+    /// `nonce` must be 32 fresh random bytes.
+    public init(token: [UInt8], name: String, role: PeerRole, versions: ClosedRange<UInt8> = WireVersion.supported, nonce: [UInt8]) {
         precondition(nonce.count == Hello.nonceLength, "a handshake nonce is 32 bytes")
         self.token = token
-        self.rates = rates
         hello = Hello(minVersion: versions.lowerBound, maxVersion: versions.upperBound, role: role, name: name, nonce: nonce)
     }
 
@@ -59,20 +54,14 @@ public struct ClientHandshake: Sendable {
                 // proof already showed that it holds the token, so only it can open what follows;
                 // its welcome (or its error, should it refuse the proof) comes in clear as the
                 // first frame the cipher reads (`Session.welcomeAhead`).
-                var algorithm = AEADAlgorithm.aes256GCM
-                if c.version >= WireVersion.aeadChoice {
-                    guard let theirs = c.rates else { return fail(.malformed(.challenge, "no AEAD rates at version \(c.version)")) }
-                    algorithm = AEADRates.choose(theirs, rates)
-                }
                 if c.version >= WireVersion.sealed {
-                    guard let keys = try? SessionKeys.derive(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name,
-                                                             algorithm: algorithm) else {
+                    guard let keys = try? SessionKeys.derive(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name) else {
                         return fail(ErrorMessage(code: .authenticationFailed, reason: "cannot derive the session keys"))
                     }
                     let session = Session(version: c.version, peerName: "", role: hello.role, maxPayloadLength: Int(c.maxPayloadLength),
                                           keys: keys, isClient: true, welcomeAhead: true)
                     state = .established(session)
-                    return .sendAndEstablish(.auth(Auth(proof: proof, rates: c.version >= WireVersion.aeadChoice ? rates : nil)), session)
+                    return .sendAndEstablish(.auth(Auth(proof: proof)), session)
                 }
                 state = .awaitingWelcome(version: c.version, maxPayloadLength: Int(c.maxPayloadLength))
                 return .send(.auth(Auth(proof: proof)))
@@ -120,8 +109,7 @@ public enum WireVersion {
     public static let batches: UInt8 = 6
     /// `file batch` and its reply: small files whole in one message.
     public static let fileBatches: UInt8 = 7
-    /// Every frame after the handshake sealed (AES-256-GCM under keys from the handshake; from
-    /// version 13 the AEAD the two sides choose).
+    /// Every frame after the handshake sealed (AES-256-GCM under keys from the handshake).
     public static let sealed: UInt8 = 8
     /// `tier request` and `tier reply`: hot and cold tiers at a destination site.
     public static let tiers: UInt8 = 9
@@ -133,12 +121,8 @@ public enum WireVersion {
     public static let agentBuild: UInt8 = 11
     /// `warm lanes`: a source agent opens its data-plane connections as a job starts.
     public static let warmLanes: UInt8 = 12
-    /// `challenge` and `auth` carry each side's AEAD rates, and frames are sealed with the AEAD
-    /// both choose from them (`AEADRates.choose`): AES-256-GCM or ChaCha20-Poly1305. Before 13,
-    /// always AES-256-GCM.
-    public static let aeadChoice: UInt8 = 13
 
-    /// This build speaks 8 to 13, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 12, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -150,6 +134,6 @@ public enum WireVersion {
         }
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...aeadChoice
+        return sealed...warmLanes
     }()
 }

@@ -38,26 +38,18 @@ public enum HandshakeProof {
 /// derived by both sides from what the handshake proved they share:
 ///
 ///     okm = HKDF-SHA256(ikm: token, salt: client nonce ‖ server nonce,
-///                       info: "barge/8 frame keys" ‖ version ‖ client name [‖ AEAD from version 13],
-///                       64 bytes)
+///                       info: "barge/8 frame keys" ‖ version ‖ client name, 64 bytes)
 ///     client → server key = okm[0..<32], server → client key = okm[32..<64]
 ///
 /// The nonces are fresh per connection, so every connection has keys of its own.
 public struct SessionKeys: Hashable, Sendable {
     public let clientToServer: [UInt8]
     public let serverToClient: [UInt8]
-    /// What seals the frames: AES-256-GCM before version 13, the AEAD both sides chose after.
-    public let algorithm: AEADAlgorithm
 
-    /// From version 13 the info also ends with the chosen AEAD's number (1 AES-256-GCM, 2
-    /// ChaCha20-Poly1305), so that each AEAD has keys of its own.
-    public static func derive(token: [UInt8], clientNonce: [UInt8], serverNonce: [UInt8], version: UInt8, clientName: String,
-                              algorithm: AEADAlgorithm = .aes256GCM) throws(DigestError) -> SessionKeys {
+    public static func derive(token: [UInt8], clientNonce: [UInt8], serverNonce: [UInt8], version: UInt8, clientName: String) throws(DigestError) -> SessionKeys {
         let name = Array(clientName.utf8)
-        var info = Array("barge/8 frame keys".utf8) + [version, UInt8(truncatingIfNeeded: name.count >> 8), UInt8(truncatingIfNeeded: name.count)] + name
-        if version >= WireVersion.aeadChoice { info.append(algorithm.rawValue) }
+        let info = Array("barge/8 frame keys".utf8) + [version, UInt8(truncatingIfNeeded: name.count >> 8), UInt8(truncatingIfNeeded: name.count)] + name
         let okm = try HKDF.sha256(ikm: token, salt: clientNonce + serverNonce, info: info, length: 64)
-        return SessionKeys(clientToServer: Array(okm[0..<32]), serverToClient: Array(okm[32..<64]),
-                           algorithm: version >= WireVersion.aeadChoice ? algorithm : .aes256GCM)
+        return SessionKeys(clientToServer: Array(okm[0..<32]), serverToClient: Array(okm[32..<64]))
     }
 }

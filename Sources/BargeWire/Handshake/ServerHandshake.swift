@@ -1,4 +1,3 @@
-import BargeDigest
 /// The server's side of the handshake: (hello) → challenge → (auth) → welcome. Pure: it is fed
 /// messages and returns actions; the channel handler carries them out.
 public struct ServerHandshake: Sendable {
@@ -15,19 +14,16 @@ public struct ServerHandshake: Sendable {
     private let versions: ClosedRange<UInt8>
     private let nonce: [UInt8]
     private let maxPayloadLength: Int
-    private let rates: AEADRates
 
-    /// `nonce` must be 32 fresh random bytes, one set per connection. `rates`: how fast this
-    /// side seals with each AEAD (version 13 and up choose one from both sides' rates).
+    /// `nonce` must be 32 fresh random bytes, one set per connection.
     public init(token: [UInt8], name: String, versions: ClosedRange<UInt8> = WireVersion.supported,
-                maxPayloadLength: Int = Frame.defaultMaxPayload, nonce: [UInt8], rates: AEADRates = .local) {
+                maxPayloadLength: Int = Frame.defaultMaxPayload, nonce: [UInt8]) {
         precondition(nonce.count == Hello.nonceLength, "a handshake nonce is 32 bytes")
         self.token = token
         self.name = name
         self.versions = versions
         self.maxPayloadLength = maxPayloadLength
         self.nonce = nonce
-        self.rates = rates
     }
 
     public mutating func receive(_ message: Message) -> HandshakeAction {
@@ -48,8 +44,7 @@ public struct ServerHandshake: Sendable {
             do {
                 let proof = try HandshakeProof.server(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name)
                 state = .awaitingAuth(h, version: version)
-                return .send(.challenge(Challenge(version: version, nonce: nonce, proof: proof, maxPayloadLength: UInt32(maxPayloadLength),
-                                                  rates: version >= WireVersion.aeadChoice ? rates : nil)))
+                return .send(.challenge(Challenge(version: version, nonce: nonce, proof: proof, maxPayloadLength: UInt32(maxPayloadLength))))
             } catch {
                 return fail(ErrorMessage(code: .authenticationFailed, reason: "\(error)"))
             }
@@ -60,17 +55,9 @@ public struct ServerHandshake: Sendable {
                 return fail(ErrorMessage(code: .authenticationFailed,
                                          reason: "\(h.role) '\(h.name)' did not prove the cluster token: wrong --token-file"))
             }
-            var algorithm = AEADAlgorithm.aes256GCM
-            if version >= WireVersion.aeadChoice {
-                guard let theirs = a.rates else {
-                    return fail(ErrorMessage(.malformed(.auth, "no AEAD rates at version \(version)")))
-                }
-                algorithm = AEADRates.choose(rates, theirs)
-            }
             var keys: SessionKeys?
             if version >= WireVersion.sealed {
-                guard let k = try? SessionKeys.derive(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name,
-                                                      algorithm: algorithm) else {
+                guard let k = try? SessionKeys.derive(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name) else {
                     return fail(ErrorMessage(code: .authenticationFailed, reason: "cannot derive the session keys"))
                 }
                 keys = k

@@ -1,5 +1,3 @@
-import BargeDigest
-
 /// Who is connecting.
 public enum PeerRole: UInt8, Hashable, Sendable {
     /// An agent registering with the coordinator.
@@ -38,27 +36,19 @@ public struct Challenge: Hashable, Sendable {
     public var proof: [UInt8]
     /// The largest frame payload the server accepts once the handshake is done.
     public var maxPayloadLength: UInt32
-    /// Version 13 and up: how fast the server seals with each AEAD (`AEADRates.choose`).
-    public var rates: AEADRates?
 
-    public init(version: UInt8, nonce: [UInt8], proof: [UInt8], maxPayloadLength: UInt32, rates: AEADRates? = nil) {
+    public init(version: UInt8, nonce: [UInt8], proof: [UInt8], maxPayloadLength: UInt32) {
         self.version = version
         self.nonce = nonce
         self.proof = proof
         self.maxPayloadLength = maxPayloadLength
-        self.rates = rates
     }
 }
 
-/// The client's proof that it knows the cluster token; from version 13 also how fast it seals
-/// with each AEAD, so that both sides can choose the frames' AEAD (`AEADRates.choose`).
+/// The client's proof that it knows the cluster token.
 public struct Auth: Hashable, Sendable {
     public var proof: [UInt8]
-    public var rates: AEADRates?
-    public init(proof: [UInt8], rates: AEADRates? = nil) {
-        self.proof = proof
-        self.rates = rates
-    }
+    public init(proof: [UInt8]) { self.proof = proof }
 }
 
 /// The server accepts the client; the session starts.

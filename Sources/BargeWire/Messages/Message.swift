@@ -115,11 +115,9 @@ public enum Message: Hashable, Sendable {
             let nonce = try r.bytes(Hello.nonceLength, "nonce")
             let proof = try r.bytes(32, "proof")
             let max = try r.integer(UInt32.self, "max payload length")
-            let rates = version >= WireVersion.aeadChoice ? try r.aeadRates() : nil
-            self = .challenge(Challenge(version: version, nonce: nonce, proof: proof, maxPayloadLength: max, rates: rates))
+            self = .challenge(Challenge(version: version, nonce: nonce, proof: proof, maxPayloadLength: max))
         case .auth:
-            let proof = try r.bytes(32, "proof")
-            self = .auth(Auth(proof: proof, rates: r.buffer.readableBytes == 0 ? nil : try r.aeadRates()))
+            self = .auth(Auth(proof: try r.bytes(32, "proof")))
         case .welcome:
             self = .welcome(Welcome(serverName: try r.string("server name", maxLength: Hello.maxNameLength)))
         case .register:
@@ -236,12 +234,9 @@ public enum Message: Hashable, Sendable {
             b.writeBytes(m.nonce)
             b.writeBytes(m.proof)
             b.writeInteger(m.maxPayloadLength)
-            precondition((m.rates != nil) == (m.version >= WireVersion.aeadChoice), "a challenge has AEAD rates from version 13 on, and only then")
-            if let rates = m.rates { b.writeAEADRates(rates) }
         case .auth(let m):
             precondition(m.proof.count == 32)
             b.writeBytes(m.proof)
-            if let rates = m.rates { b.writeAEADRates(rates) }
         case .welcome(let m):
             precondition(m.serverName.utf8.count <= Hello.maxNameLength)
             b.writeWireString(m.serverName)

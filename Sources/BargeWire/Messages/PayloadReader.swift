@@ -1,4 +1,3 @@
-import BargeDigest
 import NIOCore
 
 /// Reads a message from a complete payload: any shortfall, bad UTF-8, over-long string or
@@ -36,23 +35,12 @@ struct PayloadReader {
         return s
     }
 
-    /// Version 13's AEAD rates: AES-256-GCM's, then ChaCha20-Poly1305's, each a u16.
-    mutating func aeadRates() throws(WireError) -> AEADRates {
-        let aes = try integer(UInt16.self, "AES-256-GCM rate")
-        return AEADRates(aes256GCM: aes, chacha20Poly1305: try integer(UInt16.self, "ChaCha20-Poly1305 rate"))
-    }
-
     func finish() throws(WireError) {
         guard buffer.readableBytes == 0 else { throw .malformed(type, "\(buffer.readableBytes) unexpected trailing bytes") }
     }
 }
 
 extension ByteBuffer {
-    @discardableResult
-    mutating func writeAEADRates(_ rates: AEADRates) -> Int {
-        writeInteger(rates.aes256GCM) + writeInteger(rates.chacha20Poly1305)
-    }
-
     /// A u16 length, then the UTF-8 bytes. Callers keep strings under their message's limit.
     @discardableResult
     mutating func writeWireString(_ s: String) -> Int {
