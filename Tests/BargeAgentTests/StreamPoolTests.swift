@@ -150,6 +150,19 @@ struct StreamPoolTests {
         #expect(pool.opened == 3 && pool.reused == 3, "the units ran on the warm connections")
         #expect(pool.openCount == 3)
 
+        // A connection that failed while a unit still holds it takes no place: warming opens a
+        // working one beside it, as a unit's own `acquire` would.
+        let held = StreamPool(perDestination: 1)
+        try await held.withStream(client) { (stream: ChunkStream) async throws in
+            await #expect(throws: PeerRefused.self) { try await stream.send(.heartbeat(Heartbeat(sequence: 1, inFlight: 0))) }
+            #expect(try await eventually { stream.isFailed })
+            #expect(held.warm(client) == 1, "the failed connection still counted")
+        }
+        #expect(try await eventually { held.idleCount == 1 })
+        _ = try await held.withStream(client) { try await $0.send(entry(20)) }
+        #expect(held.opened == 2 && held.reused == 1)
+        held.closeAll()
+
         // A unit waiting for a warm-up still opening gets one of its connections.
         let other = StreamPool(perDestination: 2)
         #expect(other.warm(client) == 2)

@@ -165,8 +165,10 @@ public final class StreamPool: Sendable {
         let count = state.withLockedValue { s -> Int in
             var d = s.destinations[key] ?? Destination()
             defer { s.destinations[key] = d }
-            failed = d.entries.filter { $0.lease.stream.isFailed && $0.users == 0 }.map(\.lease)
-            d.entries.removeAll { $0.lease.stream.isFailed && $0.users == 0 }
+            // As `acquire`: a failed stream is dropped even while a unit still holds it, so that
+            // it takes no place among the destination's connections.
+            failed = d.entries.filter { $0.lease.stream.isFailed }.map(\.lease)
+            d.entries.removeAll { $0.lease.stream.isFailed }
             let n = max(0, perDestination - d.entries.count - d.opening)
             d.opening += n
             s.opened += n
