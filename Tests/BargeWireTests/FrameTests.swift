@@ -109,6 +109,27 @@ struct FrameTests {
         #expect(throws: WireError.self) { try Message(frame: frame) }
     }
 
+    /// `warm lanes` names at most 16 destinations: more is refused on the count, before the
+    /// destinations are read, with the count in the reason.
+    @Test func warmLanesBeyondSixteenDestinationsIsRefusedOnItsCount() throws {
+        let peer = DataPeer(name: "b1", host: "127.0.0.1", port: 7501)
+        let sixteen = Message.warmLanes(WarmLanes(destinations: Array(repeating: peer, count: 16))).frame()
+        #expect(try Message(frame: sixteen) == .warmLanes(WarmLanes(destinations: Array(repeating: peer, count: 16))))
+        var seventeen = sixteen.payload
+        seventeen.setInteger(UInt32(17), at: seventeen.readerIndex)
+        var one = sixteen.payload.getSlice(at: sixteen.payload.readerIndex + 4, length: (sixteen.payload.readableBytes - 4) / 16)!
+        seventeen.writeBuffer(&one)
+        #expect(throws: WireError.malformed(.warmLanes, "17 destinations, more than 16")) {
+            try Message(frame: Frame(type: .warmLanes, payload: seventeen))
+        }
+        // A count of four billion with no destinations behind it: the same reason, nothing read.
+        var huge = ByteBuffer()
+        huge.writeInteger(UInt32.max)
+        #expect(throws: WireError.malformed(.warmLanes, "\(UInt32.max) destinations, more than 16")) {
+            try Message(frame: Frame(type: .warmLanes, payload: huge))
+        }
+    }
+
     @Test func errorReasonsAreCutToTheirLimit() throws {
         let long = ErrorMessage(code: .malformedMessage, reason: String(repeating: "é", count: 2000))
         #expect(long.reason.utf8.count <= ErrorMessage.maxReasonLength)

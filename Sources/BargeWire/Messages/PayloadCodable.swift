@@ -16,8 +16,11 @@ extension PayloadReader {
 
     /// A u32 count, then that many elements. The count is checked against the bytes left (each
     /// element takes at least `minimumSize`), so a hostile count never reserves memory.
-    mutating func list<T>(_ field: String, minimumSize: Int, _ element: (inout PayloadReader) throws(WireError) -> T) throws(WireError) -> [T] {
+    mutating func list<T>(_ field: String, minimumSize: Int, maxCount: Int = .max,
+                          _ element: (inout PayloadReader) throws(WireError) -> T) throws(WireError) -> [T] {
         let count = Int(try integer(UInt32.self, field))
+        // Refused on its count, before any element is read.
+        guard count <= maxCount else { throw .malformed(type, "\(count) \(field), more than \(maxCount)") }
         guard count <= buffer.readableBytes / max(1, minimumSize) else {
             throw .malformed(type, "\(field) count \(count) does not fit in \(buffer.readableBytes) bytes")
         }

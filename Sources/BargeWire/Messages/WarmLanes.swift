@@ -18,11 +18,8 @@ public struct WarmLanes: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        destinations = try r.list("destinations", minimumSize: DataPeer.minimumSize) { (r: inout PayloadReader) throws(WireError) in
+        destinations = try r.list("destinations", minimumSize: DataPeer.minimumSize, maxCount: Self.maxDestinations) { (r: inout PayloadReader) throws(WireError) in
             try DataPeer(from: &r)
-        }
-        guard destinations.count <= Self.maxDestinations else {
-            throw .malformed(r.type, "\(destinations.count) destinations, more than \(Self.maxDestinations)")
         }
     }
 
