@@ -17,9 +17,8 @@ files=${FILES:-16}
 runs=${RUNS:-3}
 source cluster/bench-lib.sh
 bench_init transfer
-# Peak resident memory in KiB, and CPU seconds (user + system), of a process.
+# Peak resident memory in KiB of a process (CPU seconds: bench-lib.sh's cpu_secs).
 rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 mib_per_file=$((size_mib / files))
 
 echo "generating $files files of $mib_per_file MiB (random) …" >&2
@@ -71,12 +70,12 @@ pids+=($!)
 for run in $(seq 1 "$runs"); do
   rm -rf "$work/b/copy-$run"
   sync
-  c0_a1=$(cpu "$a1"); c0_b1=$(cpu "$b1")
+  c0_a1=$(cpu_secs "$a1"); c0_b1=$(cpu_secs "$b1")
   t0=$(now)
   "$barge" submit a:/ds "b:/copy-$run" --wait --json > "$work/barge-$run.json"
   # The job's own end time: the CLI polls twice a second, which would add up to half a second.
   t1=$(grep -o '"finished_at":[0-9.]*' "$work/barge-$run.json" | cut -d: -f2)
-  cpu_a1=$(calc "$cpu_a1 + $(cpu "$a1") - $c0_a1"); cpu_b1=$(calc "$cpu_b1 + $(cpu "$b1") - $c0_b1")
+  cpu_a1=$(calc "$cpu_a1 + $(cpu_secs "$a1") - $c0_a1"); cpu_b1=$(calc "$cpu_b1 + $(cpu_secs "$b1") - $c0_b1")
   cmp -s "$work/a/ds/part-1.bin" "$work/b/copy-$run/part-1.bin" || { echo "barge copy differs" >&2; exit 1; }
   secs=$(calc "$t1 - $t0")
   echo "barge run $run: $secs s" >&2
