@@ -1,9 +1,9 @@
 import CBargeCrypto
 
 /// An AEAD with a 256-bit key, a 12-byte nonce and a 16-byte tag.
-public enum AEADAlgorithm: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
-    case aes256GCM = 1
-    case chacha20Poly1305 = 2
+public enum AEADAlgorithm: Hashable, Sendable, CustomStringConvertible {
+    case aes256GCM
+    case chacha20Poly1305
 
     public var description: String {
         switch self {
@@ -22,7 +22,6 @@ public final class AESGCM {
     public static let nonceLength = 12
     public static let tagLength = 16
 
-    public let algorithm: AEADAlgorithm
     private let ctx: OpaquePointer
     private let encrypting: Bool
 
@@ -31,7 +30,6 @@ public final class AESGCM {
         guard let c = EVP_CIPHER_CTX_new() else { throw DigestError("EVP_CIPHER_CTX_new") }
         ctx = c
         self.encrypting = encrypting
-        self.algorithm = algorithm
         let cipher = switch algorithm {
         case .aes256GCM: EVP_aes_256_gcm()
         case .chacha20Poly1305: EVP_chacha20_poly1305()

@@ -124,6 +124,19 @@ struct ChunkerTests {
         }
     }
 
+    /// Fixed-size spans are `forEachChunk`'s too, found without a read.
+    @Test func fixedSpansAreTheFixedChunks() throws {
+        let file = try TemporaryFile(SampleData.random(bytes: 10_000))
+        let reader = try FileChunkReader(path: file.path, strategy: .fixed(size: 4096))
+        for (start, length) in [(UInt64(0), UInt64(10_000)), (100, 8192), (5, 3)] {
+            var expected: [ChunkSpan] = []
+            try reader.forEachChunk(from: start, length: length) { span, _ in expected.append(span) }
+            var spans: [ChunkSpan] = []
+            try reader.forEachSpan(from: start, length: length) { spans.append($0) }
+            #expect(spans == expected, "\(length) bytes from \(start)")
+        }
+    }
+
     /// `FastCDC.Search` fed in pieces of any size, even one byte, finds `cut`'s cut.
     @Test func theSearchFindsTheCutWhateverThePieces() {
         let cdc = FastCDC(minSize: 1000, avgSize: 4099, maxSize: 16_500)
