@@ -64,7 +64,7 @@ struct APITLSProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 }, "\(a1.output)\(b1.output)")
+        try #require(try await cluster.agentsRegister(2, http), "\(a1.output)\(b1.output)")
 
         // BARGE_CA_FILE trusts the test CA: a job runs end to end, and its evidence bundle
         // (streamed to stdout) verifies offline.

@@ -52,7 +52,7 @@ struct CLIConventionsProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
 
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait", "--json"], http: http)
         let job = try #require(object(sent)?["id"] as? String, "\(sent.stdout)\(sent.stderr)")
@@ -146,7 +146,7 @@ struct CLIConventionsProcessTests {
         let b1 = try RunningBarge(["agent", "--config", file.path, "--name", "b1"], environment: cluster.environment,
                                   log: cluster.dir.url.appendingPathComponent("b1.log"))
         defer { withExtendedLifetime((coordinator, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 1 }, "\(b1.output)")
+        try #require(try await cluster.agentsRegister(1, http), "\(b1.output)")
         let listed = try cluster.cli(["agents", "--json"], http: http)
         #expect(listed.stdout.contains("\"b1\"") && !listed.stdout.contains("from-the-file"), "\(listed.stdout)")
         let lines = b1.output.split(separator: "\n").filter { !$0.isEmpty }
@@ -182,7 +182,7 @@ struct CLIConventionsProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         let job = try cluster.cli(["submit", "a:ds", "b:ds", "--bwlimit", "4MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         try #require(job.hasPrefix("j-"))
 

@@ -19,7 +19,7 @@ struct ClusterProcessTests {
                                   environment: environment, log: dir.url.appendingPathComponent("a1.log"))
         let b1 = try RunningBarge(["agent", "--coordinator", agentAddress, "--name", "b1", "--site", "site-b", "--root", dir.path + "/root-b"],
                                   environment: environment, log: dir.url.appendingPathComponent("b1.log"))
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 }, "agents: \(coordinator.output)")
+        #expect(try await cluster.agentsRegister(2, http), "agents: \(coordinator.output)")
         let listed = try cluster.agents(http)
         #expect(listed.map { $0["name"] as? String } == ["a1", "b1"])
         #expect(listed.map { $0["site"] as? String } == ["site-a", "site-b"])

@@ -88,6 +88,22 @@ final class TestCluster: @unchecked Sendable {
         return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] ?? []
     }
 
+    /// Waits until `count` agents have registered. When they have not within `seconds`, records
+    /// what the coordinator lists and the end of every log in the cluster's directory, so that a
+    /// failure says which process did not come up, and why.
+    func agentsRegister(_ count: Int, _ http: String, within seconds: Double = 60) async throws -> Bool {
+        if try await eventually(seconds, { try agents(http).count == count }) { return true }
+        let listed = try BargeProcess.run(["agents", "--coordinator-url", http], environment: environment)
+        var report = "\(count) agents did not register within \(Int(seconds)) s; `barge agents` (exit \(listed.status)):\n\(listed.stdout)\(listed.stderr)"
+        let logs = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
+        for name in logs {
+            let text = (try? String(contentsOfFile: dir.path + "/" + name, encoding: .utf8)) ?? ""
+            report += "\n--- \(name), last 40 lines:\n" + text.split(separator: "\n", omittingEmptySubsequences: false).suffix(40).joined(separator: "\n")
+        }
+        Issue.record(Comment(rawValue: report))
+        return false
+    }
+
     /// Starts an agent on a free data port.
     func startAgent(_ name: String, site: String, root: String, coordinator: String, environment extra: [String: String] = [:],
                     arguments: [String] = [], log: String? = nil) throws -> RunningBarge {
@@ -101,7 +117,7 @@ final class TestCluster: @unchecked Sendable {
         let (coordinator, agents, http) = try await startCoordinator(extra: coordinatorArguments)
         let a1 = try startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        try #require(try await eventually { try self.agents(http).count == 2 }, "agents did not register: \(a1.output)\(b1.output)")
+        try #require(try await agentsRegister(2, http))
         return (coordinator, a1, b1, agents, http)
     }
 

@@ -98,7 +98,7 @@ struct DedupProcessTests {
                          try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents),
                          try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)]
         defer { withExtendedLifetime(processes) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 4 })
+        #expect(try await cluster.agentsRegister(4, http))
 
         let first = try submit(http)
         let files = try #require(first["files_total"] as? Int), bytes = try #require(first["bytes_total"] as? Int)
@@ -125,7 +125,7 @@ struct DedupProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        #expect(try await cluster.agentsRegister(2, http))
         // A clean run first, for the wire bytes.
         let clean = try cluster.cli(["submit", "a:ds", "b:clean", "--codec", "zstd-19", "--wait", "--json"], http: http)
         let cleanWire = try #require((try? JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any])?["wire_bytes"] as? Int)

@@ -60,7 +60,7 @@ struct DurabilityProcessTests {
         let a1 = fakeAgent("a1", site: "a", address: agents, files: 3000, acks: acks)
         let b1 = fakeAgent("b1", site: "b", address: agents, files: 0, acks: Acks())
         defer { a1.cancel(); b1.cancel() }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        #expect(try await cluster.agentsRegister(2, http))
         let job = try cluster.cli(["submit", "a:ds", "b:ds"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(60) { acks.all.count >= 500 }, "\(coordinator.output)")
         coordinator.kill(SIGKILL)

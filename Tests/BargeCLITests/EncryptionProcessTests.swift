@@ -35,7 +35,7 @@ struct EncryptionProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: flag)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: flag)
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
 
         let pcap = cluster.dir.url.appendingPathComponent("lo.pcap")
         let log = cluster.dir.url.appendingPathComponent("tcpdump.log")
@@ -86,7 +86,7 @@ struct EncryptionProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_FAULT_FLIP_SEALED": "2"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         let r = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: http)
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)\n\(b1.output.suffix(3000))")
         let destination = cluster.dir.url.appendingPathComponent("root-b/copy")

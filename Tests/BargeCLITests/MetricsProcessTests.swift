@@ -21,7 +21,7 @@ struct MetricsProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
         try #require(sent.status == 0, "\(sent.stderr)")
         // One refused request, counted as an authentication error.

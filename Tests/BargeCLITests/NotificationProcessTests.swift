@@ -75,7 +75,7 @@ struct NotificationProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
 
         let bad = try cluster.cli(["submit", "a:ds", "b:ds", "--notify", "ftp://x"], http: http)
         #expect(bad.status == 64 && bad.stderr.contains("--notify"), "\(bad.stderr)")

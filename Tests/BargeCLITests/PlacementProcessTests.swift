@@ -51,7 +51,7 @@ struct PlacementProcessTests {
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         defer { withExtendedLifetime((coordinator, a1, b1, b2)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)\n\(b1.output)\n\(b2.output)")
+        try #require(try await cluster.agentsRegister(3, http), "\(coordinator.output)\n\(b1.output)\n\(b2.output)")
 
         let bad = try cluster.cli(["submit", "a:ds", "b:ds", "--tier", "cold:size>lots"], http: http)
         #expect(bad.status != 0 && bad.stderr.contains("--tier"), "\(bad.stderr)")
@@ -108,7 +108,7 @@ struct PlacementProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         defer { withExtendedLifetime((coordinator, a1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         let id = try cluster.cli(["submit", "a:ds", "b:ds", "--tier", "cold", "--bwlimit", "8MiB/s"], http: http).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         try #require(id.hasPrefix("j-"), "\(id)")
@@ -152,7 +152,7 @@ struct PlacementProcessTests {
                                         arguments: ["--cold", cold, "--tier-policy", "cold:ds/small/**,size>2KiB"])
         let c1 = try cluster.startAgent("c1", site: "c", root: "root-c", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, b1, c1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)")
+        try #require(try await cluster.agentsRegister(3, http), "\(coordinator.output)")
 
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
         try #require(sent.status == 0, "\(sent.stdout)\(sent.stderr)")

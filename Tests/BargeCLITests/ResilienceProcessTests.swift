@@ -57,7 +57,7 @@ struct ResilienceProcessTests {
         var a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        #expect(try await cluster.agentsRegister(2, http))
         let job = try cluster.cli(["submit", "a:ds", "b:copy"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         func seen() -> Int {
             guard let data = cluster.fetch(http + "/v1/jobs/" + job),
@@ -94,7 +94,7 @@ struct ResilienceProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((a1, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        #expect(try await cluster.agentsRegister(2, http))
         let job = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
         #expect(job.status == 0, "\(job.stderr)")
         let id = String(job.stderr.split(separator: " ")[1].dropLast())  // "job j-…: a:ds → b:copy"
@@ -120,7 +120,7 @@ struct ResilienceProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((a1, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        #expect(try await cluster.agentsRegister(2, http))
         // A clean run first, for the wire bytes to compare with.
         let clean = try cluster.cli(["submit", "a:ds", "b:clean", "--codec", "zstd-19", "--wait", "--json"], http: http)
         let cleanWire = try #require((try? JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any])?["wire_bytes"] as? Int)
@@ -169,7 +169,7 @@ struct ResilienceProcessTests {
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((a1, a2, b1, b2)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 4 })
+        #expect(try await cluster.agentsRegister(4, http))
 
         let job = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "4MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(30) { (try status(job, http)["files_done"] as? Int ?? 0) > 0 }, "\(first.output)")
@@ -196,7 +196,7 @@ struct ResilienceProcessTests {
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, a2, b1, b2)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 4 })
+        #expect(try await cluster.agentsRegister(4, http))
         let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 0 })
         let victim = site == "a" ? a1 : b1

@@ -22,7 +22,7 @@ struct RollingUpdateProcessTests {
         let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents, arguments: ["--max-units", "1", "--insecure-plaintext"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--insecure-plaintext"])
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 3 })
+        #expect(try await cluster.agentsRegister(3, http))
         #expect(a1.output.contains("protocol versions 1...1"), "\(a1.output)")
 
         let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -25,7 +25,7 @@ struct SchemathesisProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
 
         let token = try String(contentsOfFile: cluster.dir.path + "/state/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

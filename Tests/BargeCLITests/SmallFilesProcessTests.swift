@@ -43,7 +43,7 @@ struct SmallFilesProcessTests {
         // Two destination agents sharing one root, as nodes share a parallel file system.
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 3 })
+        try #require(try await cluster.agentsRegister(3, http))
         let r = try cluster.cli(["submit", "a:/small", "b:copy", "--wait", "--json"], http: http)
         let output = "\(r.stderr)\n\(coordinator.output)\n\(a1.output)\n\(b1.output)\n\(b2.output)"
         #expect(r.status == 0, "\(output)")
@@ -60,7 +60,7 @@ struct SmallFilesProcessTests {
         let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--insecure-plaintext"])
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--insecure-plaintext"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, environment: ["BARGE_WIRE_MAX_VERSION": "6"])
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         let r = try cluster.cli(["submit", "a:/older", "b:copy", "--wait", "--json"], http: http)
         #expect(r.status == 0, "\(r.stderr)\n\(coordinator.output)\n\(a1.output)\n\(b1.output)")
         let destination = cluster.dir.url.appendingPathComponent("root-b/copy")
@@ -93,7 +93,7 @@ struct SmallFilesProcessTests {
         let (coordinator, agents, http) = try await cluster.startCoordinator()
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         // Capped, so that the kill lands mid-transfer.
         let submitted = try cluster.cli(["submit", "a:/inflight", "b:copy", "--bwlimit", "20MiB/s"], http: http)
         let job = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -34,7 +34,7 @@ struct TCPCongestionProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--tcp-congestion", "reno"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 }, "\(a1.output)\(b1.output)")
+        try #require(try await cluster.agentsRegister(2, http), "\(a1.output)\(b1.output)")
         #expect(a1.output.contains("sending with TCP congestion control reno"), "\(a1.output)")
         #expect(b1.output.contains("(the host's default)"), "\(b1.output)")
 

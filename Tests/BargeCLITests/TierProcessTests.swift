@@ -56,7 +56,7 @@ struct TierProcessTests {
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold, "--tier-policy", "cold:big/**;cold:*.dat,size>4KiB"])
         defer { withExtendedLifetime((coordinator, a1, b1, b2)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)")
+        try #require(try await cluster.agentsRegister(3, http), "\(coordinator.output)")
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
         try #require(sent.status == 0, "\(sent.stderr)")
         let original = try TreeSupport.snapshot(source)
@@ -112,7 +112,7 @@ struct TierProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         var b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         defer { withExtendedLifetime((coordinator, a1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
         let original = try TreeSupport.snapshot(source)
 
@@ -160,7 +160,7 @@ struct TierProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         defer { withExtendedLifetime((a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
         let original = try TreeSupport.snapshot(source)
 
@@ -194,7 +194,7 @@ struct TierProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
         let partial = copy.appendingPathComponent("b.bin.barge-partial")
         try Data(SampleData.generate(.random, bytes: 100_000, seed: 72)).write(to: partial)
@@ -223,7 +223,7 @@ struct TierProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold, "--cold-key-file", key.path])
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
         let demoted = try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http)
         #expect(demoted.status == 0, "\(demoted.stderr)")
@@ -258,7 +258,7 @@ struct TierProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.eventually { try cluster.agents(http).count == 2 })
+        try #require(try await cluster.agentsRegister(2, http))
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait", "--json"], http: http)
         let job = try #require((try json(sent) as? [String: Any])?["id"] as? String, "\(sent.stderr)")
         try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)

@@ -25,7 +25,7 @@ struct TransferProcessTests {
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: sourceEnvironment)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)")
+        #expect(try await cluster.agentsRegister(3, http), "\(coordinator.output)")
         return Running(processes: [coordinator, a1, b1, b2], http: http)
     }
 
@@ -117,7 +117,7 @@ struct TransferProcessTests {
         let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents)
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, a2, b1)) {} }
-        #expect(try await cluster.eventually { try cluster.agents(http).count == 3 }, "\(coordinator.output)")
+        #expect(try await cluster.agentsRegister(3, http), "\(coordinator.output)")
         #expect(FileManager.default.fileExists(atPath: root.path + "/state-a1/chunk-index.sqlite"))
 
         // Named, at either end: refused before anything moves.
