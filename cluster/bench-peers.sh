@@ -202,6 +202,13 @@ stop_barge() {
   barge_pids=()
 }
 
+# The machine's CPU ticks so far, "busy total" (from /proc/stat; idle and iowait are not busy).
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+# How busy the machine's cores were since machine_ticks printed "$1", in percent: near 100 on
+# the delay bed means the run was short of CPU (the delay line, both agents and the kernel's
+# packet work share these cores), not of link.
+machine_busy() { read -r b0 t0 <<< "$1"; read -r b1 t1 <<< "$(machine_ticks)"; calc "100 * ($b1 - $b0) / ($t1 - $t0)" | xargs printf '%.0f'; }
+
 # measure SETTING DATASET TOOL…: ROUNDS rounds (or only round FIRST_ROUND when set), the tools
 # taking turns; appends "setting dataset tool seconds cpu" lines to results.txt. The CPU is the
 # tool's client (reaped by this shell: the tool functions run in command substitutions) and every
@@ -210,7 +217,7 @@ stop_barge() {
 # coordinator.
 measure() {
   local setting=$1 dataset=$2; shift 2
-  local round tool secs name c0 s0 cpu ok
+  local round tool secs name c0 s0 cpu ok m0
   for round in $(if [[ -n ${only_round:-} ]]; then echo "$only_round"; else seq 1 "$rounds"; fi); do
     for tool in "$@"; do
       name="$tool-$dataset-$round"
@@ -218,14 +225,16 @@ measure() {
       c0=$(children_cpu $$)
       s0=$(cpu_with_children "${server_pids[@]}" "${barge_pids[@]}")
       ok=1
+      m0=$(machine_ticks)
       secs=$("tool_${tool//-/_}" "$dataset" "$name") || ok=""
+      local busy; busy=$(machine_busy "$m0")
       cpu=$(children_cpu $$)
       sleep 0.3  # the daemons reap their connections' processes
       cpu=$(calc "$cpu - $c0 + $(cpu_with_children "${server_pids[@]}" "${barge_pids[@]}") - $s0")
       # A copy counts only when every byte arrived.
       if [[ -n $ok ]] && [[ $(tree_bytes "$work/dst/$name") == $(bytes_of "$dataset") ]]; then
         echo "$setting $dataset $tool $secs $cpu" >> "$work/results.txt"
-        say "  $setting $dataset round $round: $tool $(printf '%.2f' "$secs") s, $(printf '%.2f' "$cpu") CPU s"
+        say "  $setting $dataset round $round: $tool $(printf '%.2f' "$secs") s, $(printf '%.2f' "$cpu") CPU s; the machine's $(nproc) cores $busy% busy meanwhile"
       else
         say "  $setting $dataset round $round: $tool FAILED"
       fi
@@ -265,10 +274,12 @@ if [[ " $parts " == *" lfn "* ]]; then
     start_barge
     for round in $(seq 1 "$rounds"); do
       ip netns exec "$B" iperf3 -s -1 -D -p 25201; sleep 0.3
+      m0=$(machine_ticks)
       ip netns exec "$A" iperf3 -c "$ip_server" -p 25201 -P 4 -C "$iperf_cc" -t 10 -J > "$work/iperf.json"
+      busy=$(machine_busy "$m0")
       bps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$work/iperf.json")
       echo "lfn-$rtt random iperf3 $(calc "$(bytes_of random) * 8 / $bps") -" >> "$work/results.txt"
-      say "  lfn-$rtt round $round: iperf3 -P 4 $iperf_cc $(calc "$bps / 1e6") Mbit/s, $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits", "?"))' "$work/iperf.json") segments retransmitted"
+      say "  lfn-$rtt round $round: iperf3 -P 4 $iperf_cc $(calc "$bps / 1e6") Mbit/s, $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits", "?"))' "$work/iperf.json") segments retransmitted; the machine's $(nproc) cores $busy% busy meanwhile"
       only_round=$round measure "lfn-$rtt" random ${LFN_TOOLS:-barge gridftp}
       say "  $(cluster/delayline-steady.sh report "$dl_rundir")"
     done
