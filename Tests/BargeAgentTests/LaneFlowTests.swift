@@ -34,7 +34,7 @@ struct LaneFlowTests {
 
     @Test func theSocketsRetransmissionsCountAsALoss() async {
         let clock = Clock()
-        let lane = LaneFlow(mode: .fair, clock: { clock.now })
+        let lane = LaneFlow(mode: .scavenger, clock: { clock.now })
         let stream = ObjectIdentifier(NSObject())
         for retransmits: UInt32 in [0, 0, 3] {
             let at = await lane.acquire(1 << 16)
@@ -42,7 +42,7 @@ struct LaneFlowTests {
             lane.release(1 << 16, sentAt: at, sample: TCPSample(rtt: 1_000_000, minRTT: 1_000_000, window: 0, retransmits: retransmits), stream: stream)
             clock.advance(10_000_000)
         }
-        #expect(lane.controller.window < lane.controller.parameters.initialWindow(.fair))
+        #expect(lane.controller.window < lane.controller.parameters.initialWindow(.scavenger))
     }
 
     /// Over real loopback sockets: the lane reads TCP_INFO after each ack (so it knows the RTT and

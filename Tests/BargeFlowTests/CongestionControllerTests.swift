@@ -111,8 +111,8 @@ struct CongestionControllerTests {
         #expect(huge.window == whole / 2)
     }
 
-    @Test func aLossHalvesTheWindowOncePerRoundTrip() {
-        var c = settled()
+    @Test func aLossHalvesAScavengersWindowOncePerRoundTrip() {
+        var c = settled(.scavenger)
         for _ in 0..<20 { c.acked(1 << 20, limited: true, now: ms(1001)) }
         let before = c.window
         c.lost(now: ms(1020))
@@ -121,6 +121,26 @@ struct CongestionControllerTests {
         #expect(c.window == before / 2)
         c.lost(now: ms(1020 + 11))
         #expect(c.window == max(before / 4, c.parameters.minimumWindow))
+    }
+
+    /// A fair lane leaves losses to its sockets' own TCP: its window stays, and a queue above the
+    /// target still cuts it within the round trip (a loss does not count as that RTT's cut).
+    @Test func aLossLeavesAFairWindowAlone() {
+        var c = settled()
+        c.observe(deliveryRate: 50e6)
+        for _ in 0..<20 { c.acked(1 << 20, limited: true, now: ms(1001)) }
+        let before = c.window
+        c.lost(now: ms(1020))
+        c.lost(now: ms(1040))
+        #expect(c.window == before)
+        c.observe(rtt: ms(10 + 45), now: ms(1041))
+        c.acked(64 << 10, limited: true, now: ms(1041))
+        #expect(c.window < before)
+        // A loss in the first slow start leaves it too: the queue ends slow start.
+        var fresh = controller(.fair)
+        fresh.observe(rtt: ms(10), least: ms(10), now: 0)
+        fresh.lost(now: ms(5))
+        #expect(fresh.window == fresh.parameters.initialWindow(.fair) && fresh.phase == .slowStart)
     }
 
     /// A fair lane whose sockets give their least RTT never slows down: the kernel measures its
