@@ -41,7 +41,8 @@ public struct UnknownCongestionMode: Error, CustomStringConvertible {
 ///   so per-RTT growth alone would take many seconds to fill a link that other traffic has left.
 ///   Above it, the window shrinks once per RTT, at most by half: in proportion to the excess
 ///   (LEDBAT++), or in `fair` mode, once it knows its delivery rate, by the bytes queued beyond
-///   the target (`excess`). A loss halves it.
+///   the target (`excess`). A loss halves a `scavenger` lane's window; a `fair` lane leaves
+///   losses to its sockets' TCP (`lost`).
 /// - `gain` is 1 in `fair` mode; in `scavenger` mode it is 1 / min(16, ⌈2 × target / base⌉),
 ///   so a lane on a short path grows slowly while a queue shows. With no queue (under a quarter
 ///   of the target) every lane grows at gain 1: there is nothing to give way to.
