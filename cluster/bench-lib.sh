@@ -39,10 +39,11 @@ bench_fresh_fs() {
   # own page cache, by a kernel worker: on 2 cores that took 0.6 of a core from a tool that
   # syncs while it runs (Barge, rsync --fsync), and nothing from one that leaves its writes for
   # later (the rsync daemon, GridFTP).
-  local dev
+  local dev=""
   if dev=$(losetup --direct-io="${LOOP_DIRECT_IO:-on}" --find --show "$work/fs-$(basename "$1").img") && mount "$dev" "$1"; then
     mounts+=("$1"); loops+=("$dev")
   else
+    [[ -n $dev ]] && losetup -d "$dev" 2>/dev/null
     echo "no loop mount: $1 stays on the work directory's file system" >&2
   fi
 }
