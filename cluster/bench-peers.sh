@@ -12,7 +12,7 @@
 #   sudo cluster/bench-peers.sh                          # everything (about 15 minutes)
 #   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
 #
-# Knobs: PARTS (loopback lfn), DATASETS (random typed small), RTTS (20 50 100, in ms), RATE (1gbit),
+# Knobs: PARTS (loopback lfn), DATASETS (random typed small; only random when PARTS has no loopback), RTTS (20 50 100, in ms), RATE (1gbit),
 # ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS, AGENT_ARGS and COORDINATOR_ARGS (extra `barge submit`, `barge agent` and `barge coordinator` arguments, for experiments: `--insecure-plaintext` on both agents and coordinator measures without encryption), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
 # LFN_TOOLS (barge gridftp: the tools moving files through the delay line), IPERF_CC (cubic: the reference's TCP congestion control; Barge's agents use the host's default unless AGENT_ARGS has --tcp-congestion, and their log says which), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI), STEADY (1: the delay line at real-time
@@ -31,7 +31,9 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 if [[ $(id -u) -ne 0 ]]; then echo "bench-peers: needs root (namespaces, a scratch file system, servers as nobody); skipped" >&2; exit 77; fi
 parts=${PARTS:-loopback lfn}
-datasets=${DATASETS:-random typed small}
+# The loopback part's datasets; the lfn part moves only the incompressible files, so a run of
+# that part alone makes only those.
+if [[ " $parts " == *" loopback "* ]]; then datasets=${DATASETS:-random typed small}; else datasets=${DATASETS:-random}; fi
 rtts=${RTTS:-20 50 100}
 rate=${RATE:-1gbit}
 rounds=${ROUNDS:-2}
