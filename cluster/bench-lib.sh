@@ -43,7 +43,7 @@ bench_fresh_fs() {
   if dev=$(losetup --direct-io="${LOOP_DIRECT_IO:-on}" --find --show "$work/fs-$(basename "$1").img") && mount "$dev" "$1"; then
     mounts+=("$1"); loops+=("$dev")
   else
-    [[ -n $dev ]] && losetup -d "$dev" 2>/dev/null
+    if [[ -n $dev ]]; then losetup -d "$dev" 2>/dev/null || true; fi
     echo "no loop mount: $1 stays on the work directory's file system" >&2
   fi
 }

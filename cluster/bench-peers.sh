@@ -219,7 +219,7 @@ machine_busy() { read -r b0 t0 <<< "$1"; read -r b1 t1 <<< "$(machine_ticks)"; c
 # coordinator.
 measure() {
   local setting=$1 dataset=$2; shift 2
-  local round tool secs name c0 s0 cpu ok m0
+  local round tool secs name c0 s0 cpu ok m0 busy
   for round in $(if [[ -n ${only_round:-} ]]; then echo "$only_round"; else seq 1 "$rounds"; fi); do
     for tool in "$@"; do
       name="$tool-$dataset-$round"
@@ -229,7 +229,7 @@ measure() {
       ok=1
       m0=$(machine_ticks)
       secs=$("tool_${tool//-/_}" "$dataset" "$name") || ok=""
-      local busy; busy=$(machine_busy "$m0")
+      busy=$(machine_busy "$m0")
       cpu=$(children_cpu $$)
       sleep 0.3  # the daemons reap their connections' processes
       cpu=$(calc "$cpu - $c0 + $(cpu_with_children "${server_pids[@]}" "${barge_pids[@]}") - $s0")

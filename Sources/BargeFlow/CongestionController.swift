@@ -267,7 +267,7 @@ public struct CongestionController: Sendable {
     /// holds what waits at either end (frames queued for the sockets, chunks the destination is
     /// still verifying and writing). So a halving first took those away and left the link idle
     /// until the window grew back. Through the delay test bed at 1 Gbit/s and 20 ms, with BBR
-    /// sockets, a 1 GiB job took 9.36–9.76 s without the halving against 9.81–10.27 s with it
+    /// sockets, a 1 GiB job took 9.36–9.76 s without the halving against 9.88–10.27 s with it
     /// (four rounds each), as fast as mode `off`; the flow-control figures of
     /// `cluster/bench-link.sh` (utilization, added RTT, the cubic flow's share, take-back) held.
     public mutating func lost(now: UInt64) {
