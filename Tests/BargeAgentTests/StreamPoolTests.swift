@@ -182,6 +182,48 @@ struct StreamPoolTests {
         #expect(pool.openCount == 0)
     }
 
+    /// Where a unit asking for a connection goes: idle first, then a new one up to the limit,
+    /// then one still opening, and only then a busy one, the least used.
+    @Test func aUnitTakesAnIdleConnectionThenANewOneThenOneOpeningThenTheLeastUsed() {
+        #expect(StreamPool.place(users: [2, 0, 1], opening: 1, perDestination: 4) == .use(1))
+        #expect(StreamPool.place(users: [1, 1], opening: 1, perDestination: 4) == .open)
+        #expect(StreamPool.place(users: [], opening: 0, perDestination: 1) == .open)
+        #expect(StreamPool.place(users: [3, 1], opening: 2, perDestination: 4) == .wait, "two more are coming: share none yet")
+        #expect(StreamPool.place(users: [], opening: 4, perDestination: 4) == .wait)
+        #expect(StreamPool.place(users: [3, 1, 2, 1], opening: 0, perDestination: 4) == .use(1))
+        #expect(StreamPool.place(users: [5], opening: 0, perDestination: 1) == .use(0))
+    }
+
+    /// Units that ask for connections together while a warm-up opens them spread over all of
+    /// them, rather than piling onto the first to open: eight at once over four connections,
+    /// two on each.
+    @Test func unitsThatComeWhileAWarmUpOpensSpreadOverItsConnections() async throws {
+        let roots = try Roots()
+        let (listener, serving, client) = try await listening(roots)
+        defer { serving.cancel() }
+        let pool = StreamPool(perDestination: 4)
+        #expect(pool.warm(client) == 4)
+        let used = NIOLockedValueBox<[ObjectIdentifier: Int]>([:])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for unit in 0..<8 {
+                group.addTask {
+                    try await pool.withStream(client) { stream in
+                        used.withLockedValue { $0[ObjectIdentifier(stream), default: 0] += 1 }
+                        #expect(try await stream.send(entry(unit)) == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d\(unit)", offset: 0))))
+                        // Held, as a unit holds its streams while it sends.
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let counts = used.withLockedValue { $0.values.sorted() }
+        #expect(counts == [2, 2, 2, 2], "units per connection: \(counts)")
+        #expect(pool.opened == 4)
+        pool.closeAll()
+        await listener.close()
+    }
+
     /// Many requests outstanding on one stream at once: each gets its own reply.
     @Test func manyRequestsInFlightOnOneStreamEachGetTheirOwnReply() async throws {
         let roots = try Roots()
