@@ -177,11 +177,15 @@ public final class LaneFlow: Sendable {
     private func trace(_ s: State, _ now: UInt64, _ bytes: Int, _ answered: Bool, _ sample: TCPSample?, _ stream: ObjectIdentifier?) {
         let c = s.controller
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
+        // Whole numbers printed from doubles, never converted to Int: an unmeasured estimate
+        // doubles every interval of a first slow start and passes Int.max on loopback, which
+        // crashed a traced source agent.
+        func n(_ x: Double) -> String { String(format: "%.0f", x) }
         let line = "lane \(mode.rawValue) t=\(String(format: "%.3f", Double(now &- born) / 1e9)) \(answered ? "ack" : "drop") \(bytes)"
-            + " inflight=\(s.inFlight) window=\(Int(c.window)) phase=\(c.phase) rtt=\(f(Double(c.rtt ?? 0) / 1e6)) base=\(f(Double(c.baseDelay ?? 0) / 1e6))"
-            + " kwin=\(Int(sample?.window ?? 0)) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)"
-            + " notsent=\(sample?.notSent ?? 0) peak=\(Int(s.recentDelivered.max() ?? 0)) bottleneck=\(Int(s.bottleneck ?? 0))"
-            + " codec=\(Int(s.codecRate ?? 0)) measured=\(s.measured) stream=\(stream.map { String(UInt(bitPattern: $0.hashValue) % 100_000) } ?? "-")\n"
+            + " inflight=\(s.inFlight) window=\(n(c.window)) phase=\(c.phase) rtt=\(f(Double(c.rtt ?? 0) / 1e6)) base=\(f(Double(c.baseDelay ?? 0) / 1e6))"
+            + " kwin=\(n(Double(sample?.window ?? 0))) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)"
+            + " notsent=\(sample?.notSent ?? 0) peak=\(n(s.recentDelivered.max() ?? 0)) bottleneck=\(n(s.bottleneck ?? 0))"
+            + " codec=\(n(s.codecRate ?? 0)) measured=\(s.measured) stream=\(stream.map { String(UInt(bitPattern: $0.hashValue) % 100_000) } ?? "-")\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
 
