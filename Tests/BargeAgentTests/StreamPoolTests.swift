@@ -192,6 +192,52 @@ struct StreamPoolTests {
         #expect(StreamPool.place(users: [], opening: 4, perDestination: 4) == .wait)
         #expect(StreamPool.place(users: [3, 1, 2, 1], opening: 0, perDestination: 4) == .use(1))
         #expect(StreamPool.place(users: [5], opening: 0, perDestination: 1) == .use(0))
+        // A unit's next stream goes to a connection it is not on yet, the least used of those...
+        #expect(StreamPool.place(users: [1, 2, 3, 1], held: [true, false, false, true], opening: 0, perDestination: 4) == .use(1))
+        // ...or, on every one already, the least used of all.
+        #expect(StreamPool.place(users: [3, 2, 4], held: [true, true, true], opening: 0, perDestination: 3) == .use(1))
+    }
+
+    /// The streams of one unit go to different connections where they can: four units each on
+    /// one of four connections, then the first unit's next three streams go to the three it is
+    /// not on, not back to its own (the least used by count alone, the first).
+    @Test func aUnitsStreamsGoToDifferentConnections() async throws {
+        let roots = try Roots()
+        let (listener, serving, client) = try await listening(roots)
+        defer { serving.cancel() }
+        let pool = StreamPool(perDestination: 4)
+        #expect(pool.warm(client) == 4)
+        #expect(try await eventually { pool.idleCount == 4 })
+        final class Unit: Sendable {}
+        let (a, b, c, d) = (Unit(), Unit(), Unit(), Unit())
+        func on(_ unit: Unit, _ body: (ChunkStream) async throws -> Void) async throws {
+            try await pool.withStream(client, holder: ObjectIdentifier(unit), body)
+        }
+        var firstStreams: Set<ObjectIdentifier> = []
+        var unitA: [ObjectIdentifier] = []
+        try await on(a) { a0 in
+            try await on(b) { b0 in
+                try await on(c) { c0 in
+                    try await on(d) { d0 in
+                        firstStreams = Set([a0, b0, c0, d0].map(ObjectIdentifier.init))
+                        try await on(a) { a1 in
+                            try await on(a) { a2 in
+                                try await on(a) { a3 in
+                                    unitA = [a0, a1, a2, a3].map(ObjectIdentifier.init)
+                                    let reply = try await a3.send(entry(3))
+                                    #expect(reply == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d3", offset: 0))))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(firstStreams.count == 4, "each unit's first stream on an idle connection of its own")
+        #expect(Set(unitA).count == 4, "the first unit's four streams on four connections")
+        #expect(pool.opened == 4 && pool.idleCount == 4)
+        pool.closeAll()
+        await listener.close()
     }
 
     /// Units that ask for connections together while a warm-up opens them spread over all of

@@ -47,6 +47,8 @@ public final class StreamPool: Sendable {
         let lease: Lease
         /// Units sending on it now.
         var users: Int
+        /// The holders (`withStream`'s `holder`) with a stream on it now, and how many each.
+        var holders: [ObjectIdentifier: Int] = [:]
         /// When its last unit let it go.
         var since: ContinuousClock.Instant
     }
@@ -75,10 +77,17 @@ public final class StreamPool: Sendable {
         case wait
     }
 
-    /// Where a unit asking for a connection goes, given the units on each open connection and
-    /// how many are opening (pure): an idle one; else a new one while fewer than `perDestination`
-    /// are open or opening; else, while some are still opening, wait for one; else the one with
-    /// the fewest units.
+    /// Where a unit asking for a connection goes, given the units on each open connection, which
+    /// of them the asking unit is on already (`held`), and how many are opening (pure): an idle
+    /// one; else a new one while fewer than `perDestination` are open or opening; else, while some
+    /// are still opening, wait for one; else the one with the fewest units among those the unit
+    /// is not on, else among all.
+    ///
+    /// Why a unit's streams go to different connections: room in the lane's window goes to the
+    /// oldest unit first, so in a first job's slow start the oldest unit sends nearly all of it.
+    /// Shared out by fewest units alone, its four streams went to three connections (its own
+    /// first, then the first three again), and the fourth connection carried nothing until 2.4 s
+    /// into a job through the delay bed at 100 ms.
     ///
     /// Why wait rather than share while connections open: a job's units (and each unit's
     /// streams) ask for connections together, while its warm-up (`warm`) is opening them. Each
@@ -87,11 +96,13 @@ public final class StreamPool: Sendable {
     /// 1 Gbit/s and 100 ms, a fresh cluster's first 1 GiB job ran on two of its four connections
     /// for its first second, the other two idle until its next units came; it took 12.41-12.78 s
     /// before this rule and 11.22-11.47 s with it (three turns each).
-    public static func place(users: [Int], opening: Int, perDestination: Int) -> Placement {
+    public static func place(users: [Int], held: [Bool]? = nil, opening: Int, perDestination: Int) -> Placement {
         if let idle = users.firstIndex(of: 0) { return .use(idle) }
         if users.count + opening < perDestination { return .open }
         if opening > 0 { return .wait }
-        guard let least = users.indices.min(by: { users[$0] < users[$1] }) else { return .open }
+        let held = held ?? Array(repeating: false, count: users.count)
+        let fewest = { (candidates: [Int]) in candidates.min(by: { users[$0] < users[$1] }) }
+        guard let least = fewest(users.indices.filter { !held[$0] }) ?? fewest(Array(users.indices)) else { return .open }
         return .use(least)
     }
 
@@ -122,11 +133,13 @@ public final class StreamPool: Sendable {
     public var openCount: Int { state.withLockedValue { $0.destinations.values.reduce(0) { $0 + $1.entries.count } } }
 
     /// Runs `body` on a stream to `client`'s agent, shared with other units. The stream stays in
-    /// the pool after `body`, unless it has failed.
-    public func withStream<Result: Sendable>(_ client: DataPlaneClient, _ body: (ChunkStream) async throws -> Result) async throws -> Result {
+    /// the pool after `body`, unless it has failed. `holder` names the unit asking (any object
+    /// that lives as long as it), so that its streams go to different connections where they can.
+    public func withStream<Result: Sendable>(_ client: DataPlaneClient, holder: ObjectIdentifier? = nil,
+                                             _ body: (ChunkStream) async throws -> Result) async throws -> Result {
         let key = Key(host: client.host, port: client.port)
-        let lease = try await acquire(key, client)
-        defer { release(lease, key) }
+        let lease = try await acquire(key, client, holder: holder)
+        defer { release(lease, key, holder: holder) }
         return try await body(lease.stream)
     }
 
@@ -139,7 +152,7 @@ public final class StreamPool: Sendable {
         all.forEach { $0.close() }
     }
 
-    private func acquire(_ key: Key, _ client: DataPlaneClient) async throws -> Lease {
+    private func acquire(_ key: Key, _ client: DataPlaneClient, holder: ObjectIdentifier?) async throws -> Lease {
         while true {
             sweep()
             var failed: [Lease] = []
@@ -150,9 +163,11 @@ public final class StreamPool: Sendable {
                 // A failed stream is never handed out; its units let go of it in their own time.
                 failed = d.entries.filter { $0.lease.stream.isFailed }.map(\.lease)
                 d.entries.removeAll { $0.lease.stream.isFailed }
-                switch Self.place(users: d.entries.map(\.users), opening: d.opening, perDestination: perDestination) {
+                let held = holder.map { h in d.entries.map { $0.holders[h] != nil } }
+                switch Self.place(users: d.entries.map(\.users), held: held, opening: d.opening, perDestination: perDestination) {
                 case .use(let i):
                     d.entries[i].users += 1
+                    if let holder { d.entries[i].holders[holder, default: 0] += 1 }
                     s.reused += 1
                     return .use(d.entries[i].lease)
                 case .open:
@@ -177,7 +192,7 @@ public final class StreamPool: Sendable {
                     if now { c.resume() }
                 }
             case .open:
-                return try await openCounted(key, client, users: 1)
+                return try await openCounted(key, client, users: 1, holder: holder)
             }
         }
     }
@@ -214,13 +229,13 @@ public final class StreamPool: Sendable {
 
     /// Opens a connection counted in its destination's `opening`, adds it to the pool with
     /// `users` units on it, and wakes the units waiting for an open to end.
-    private func openCounted(_ key: Key, _ client: DataPlaneClient, users: Int) async throws -> Lease {
+    private func openCounted(_ key: Key, _ client: DataPlaneClient, users: Int, holder: ObjectIdentifier? = nil) async throws -> Lease {
         let result: Swift.Result<Lease, Error>
         do { result = .success(try await open(client)) } catch { result = .failure(error) }
         let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
             s.destinations[key]!.opening -= 1
             if case .success(let lease) = result {
-                s.destinations[key]!.entries.append(Entry(lease: lease, users: users, since: clock.now))
+                s.destinations[key]!.entries.append(Entry(lease: lease, users: users, holders: holder.map { [$0: 1] } ?? [:], since: clock.now))
             }
             defer { s.destinations[key]!.waiting.removeAll() }
             return s.destinations[key]!.waiting
@@ -229,11 +244,15 @@ public final class StreamPool: Sendable {
         return try result.get()
     }
 
-    private func release(_ lease: Lease, _ key: Key) {
+    private func release(_ lease: Lease, _ key: Key, holder: ObjectIdentifier?) {
         let now = clock.now
         let failed = state.withLockedValue { s -> Bool in
             guard let i = s.destinations[key]?.entries.firstIndex(where: { $0.lease === lease }) else { return true }
             s.destinations[key]!.entries[i].users -= 1
+            if let holder {
+                let left = (s.destinations[key]!.entries[i].holders[holder] ?? 1) - 1
+                s.destinations[key]!.entries[i].holders[holder] = left > 0 ? left : nil
+            }
             s.destinations[key]!.entries[i].since = now
             guard lease.stream.isFailed else { return false }
             s.destinations[key]!.entries.remove(at: i)

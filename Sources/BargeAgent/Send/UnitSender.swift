@@ -85,7 +85,7 @@ public struct UnitSender: Sendable {
                 let start = OneShot<Start>()
                 group.addTask {
                     do {
-                        try await withStream { first in
+                        try await withStream(holder: queue) { first in
                             // A peer of version 6 finishes files in batches, each stream sending
                             // those whose last chunk it saw acked when it runs out of steps.
                             let begun = Start(refs: try await references(first), ready: first.version >= WireVersion.batches ? ReadyFiles() : nil)
@@ -100,7 +100,7 @@ public struct UnitSender: Sendable {
                 let known = try await queue.known(atLeast: settings.streams)
                 for _ in 1..<max(1, known) {
                     group.addTask {
-                        try await withStream { stream in
+                        try await withStream(holder: queue) { stream in
                             let begun = try await start.value
                             try await work(stream, queue, begun.refs, begun.ready)
                         }
@@ -123,9 +123,10 @@ public struct UnitSender: Sendable {
         return progress.done(task)
     }
 
-    /// A stream to the destination: from the pool when there is one.
-    private func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
-        if let pool { return try await pool.withStream(client, body) }
+    /// A stream to the destination: from the pool when there is one, on a connection none of the
+    /// unit's other streams (the holders of `queue`) is on where it can.
+    private func withStream<Result: Sendable>(holder queue: StepQueue, _ body: (ChunkStream) async throws -> Result) async throws -> Result {
+        if let pool { return try await pool.withStream(client, holder: ObjectIdentifier(queue), body) }
         return try await client.withStream(body)
     }
 
