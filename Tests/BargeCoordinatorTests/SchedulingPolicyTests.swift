@@ -84,6 +84,34 @@ struct SchedulingPolicyTests {
         #expect(p.assign(now: 0).map { "\($0.unit.id)→\($0.destination)" } == ["1→b1"])
     }
 
+    /// A destination agent that restarts within the agent timeout (its connection drops, it
+    /// registers again before it is declared down) gets back the ranges of its pinned file that
+    /// failed and were parked for it while it was away.
+    @Test func rangesParkedForADestinationGoToItWhenItRegistersAgain() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 10)
+        p.agentUp("b1", site: "b", bound: 4)
+        p.agentUp("b2", site: "b", bound: 4)
+        var j = Journal(units: [PlannedUnit(id: 0, kind: .range, finish: 2), PlannedUnit(id: 1, kind: .range, finish: 2),
+                                PlannedUnit(id: 2, kind: .finish, waitsFor: 2)])
+        p.start(job: "j", source: "a", destination: "b", openWork: 3, planned: true)
+        Self.fill(&p, j)
+        let first = p.assign(now: 0)
+        #expect(first.map { "\($0.unit.id)→\($0.destination)" } == ["0→b1", "1→b1"])
+        Self.finish(&p, &j, first[0])
+        // b1's connection drops; range 1 fails on the source and comes back from its backoff
+        // while b1 is away: it is parked for b1, which holds the file's partial copy.
+        p.disconnected("b1")
+        p.failed(first[1].key, retryAt: 1)
+        #expect(p.assign(now: 1).isEmpty)
+        // b1 registers again: range 1 goes to it, then the finish.
+        p.agentUp("b1", site: "b", bound: 4)
+        let again = p.assign(now: 1)
+        #expect(again.map { "\($0.unit.id)→\($0.destination)" } == ["1→b1"])
+        Self.finish(&p, &j, again[0])
+        #expect(p.assign(now: 1).map { "\($0.unit.id)→\($0.destination)" } == ["2→b1"])
+    }
+
     @Test func aFailedUnitWaitsOutItsBackoff() {
         var p = SchedulingPolicy()
         p.agentUp("a1", site: "a", bound: 4)

@@ -168,7 +168,23 @@ public struct SchedulingPolicy: Sendable {
 
     // MARK: Agents
 
-    public mutating func agentUp(_ name: String, site: String, bound: Int) { lanes.up(name, site: site, bound: bound) }
+    /// An agent registered (again): units parked for it while it was away, or full, may go now.
+    /// A destination agent that restarts within the agent timeout comes back with the partial
+    /// copies pinned to it; the ranges of those files that failed while it was away were parked
+    /// for it (`pinWait`), and nothing else would have woken them: the job hung.
+    public mutating func agentUp(_ name: String, site: String, bound: Int) {
+        lanes.up(name, site: site, bound: bound)
+        unpark(for: name)
+    }
+
+    /// The units parked for destination `name` go back to their jobs' ready queues, in order.
+    private mutating func unpark(for name: String) {
+        guard lanes.hasRoom(name) else { return }
+        for job in order where jobs[job]?.pinWait[name] != nil {
+            let waiting = jobs[job]!.pinWait.removeValue(forKey: name)!
+            for u in waiting.reversed() { jobs[job]!.ready.prepend(u) }
+        }
+    }
     public mutating func drain(_ name: String) { lanes.drain(name) }
     /// Its connection dropped: no new work until it registers again; it keeps what it holds.
     public mutating func disconnected(_ name: String) { lanes.down(name) }
@@ -479,12 +495,7 @@ public struct SchedulingPolicy: Sendable {
             jobs[key.job] = q
         }
         // Units that waited for this destination to have room may go now.
-        if lanes.hasRoom(h.destination) {
-            for job in order where jobs[job]?.pinWait[h.destination] != nil {
-                let waiting = jobs[job]!.pinWait.removeValue(forKey: h.destination)!
-                for u in waiting.reversed() { jobs[job]!.ready.prepend(u) }
-            }
-        }
+        unpark(for: h.destination)
     }
 }
 
