@@ -225,6 +225,76 @@ extension SchedulerTests {
 }
 
 extension SchedulerTests {
+    /// A large file is sent again in full (its finish was refused) while one of its ranges still
+    /// runs its second assignment, the first's report having counted already (as after a
+    /// coordinator restart): that assignment's report is still the current one, the range lets
+    /// go of its lane, and the job goes on to its directories. Before, re-reading the ranges for
+    /// the second sending reset the count of the range's assignments, its report was taken for a
+    /// stale one, and the range held its lane forever.
+    @Test(.timeLimit(.minutes(1)))
+    func aRangeStillRunningWhenItsFileIsSentAgainStillAnswers() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let clock = TestClock()
+        let scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path),
+                                  planner: Planner(unitBytes: 1 << 20, chunkSize: 1 << 20), now: { clock.now })
+        let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+        _ = await scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: sink,
+                                   version: WireVersion.assignments)
+        let (_, bsink) = AsyncStream.makeStream(of: Message.self)
+        _ = await scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: bsink,
+                                   version: WireVersion.assignments)
+        var a1 = stream.makeAsyncIterator()
+        let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-6")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
+                       FileEntry(path: "f", kind: .file, size: 2 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+        await scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        func done(_ t: TaskAssign, assignment: UInt32? = nil) -> Message {
+            .taskDone(TaskDone(job: job.id, unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [], chunks: [],
+                               assignment: assignment ?? t.assignment))
+        }
+        guard case .taskAssign(let r0) = await Self.task(&a1), case .taskAssign(let r1) = await Self.task(&a1) else { Issue.record("no ranges"); return }
+        // The first range stalls and goes again, as its second assignment.
+        await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: r0.unit, retryable: true, reason: "stalled", assignment: r0.assignment)), from: "a1")
+        await scheduler.flush()
+        clock.advance(31)
+        await scheduler.tick()
+        guard case .taskAssign(let r0again) = await Self.task(&a1) else { Issue.record("no second assignment"); return }
+        #expect(r0again.unit == r0.unit && r0again.assignment == r0.assignment + 1)
+        // The second range is done, and the first one's first assignment finished after all: its
+        // report counts, and the file's finish goes.
+        await scheduler.received(done(r1), from: "a1")
+        await scheduler.received(done(r0), from: "a1")
+        await scheduler.flush()
+        guard case .taskAssign(let finish) = await Self.task(&a1) else { Issue.record("no finish"); return }
+        #expect(finish.unit != r0.unit && finish.unit != r1.unit && finish.files.count == 1)
+        // The finish is refused (the file's bytes are not all where it went): sent again in full.
+        await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: finish.unit, retryable: true, reason: "refused", assignment: finish.assignment)),
+                                 from: "a1")
+        await scheduler.flush()
+        // The first range's second assignment, still running, answers: it is the current one.
+        await scheduler.received(done(r0again), from: "a1")
+        await scheduler.flush()
+        // The rest goes: the second range again, the finish again, then the directory.
+        var kinds: [FileEntry.Kind] = []
+        while kinds.last != .directory && kinds.count < 10 {
+            clock.advance(31)
+            await scheduler.tick()
+            guard case .taskAssign(let t) = await Self.task(&a1) else { Issue.record("no task"); return }
+            kinds.append(t.files[0].entry.kind)
+            await scheduler.received(done(t), from: "a1")
+            await scheduler.flush()
+        }
+        let queue = await scheduler.describe(job.id)
+        #expect(kinds == [.file, .file, .directory], "\(queue)")
+        #expect(await scheduler.unitsHeld == 0)
+        #expect(try await scheduler.status(job.id)?.state == .succeeded)
+    }
+}
+
+extension SchedulerTests {
     /// `flush` (and so `cancel`, `resume` and `prune`) returns once what was decided before it is
     /// journaled, even while agents keep the commit loop busy without a pause.
     @Test func flushReturnsWhileAgentsKeepTheCommitsGoing() async throws {

@@ -503,6 +503,19 @@ public actor Scheduler {
         metrics.update(throughput: rate(moved))
     }
 
+    /// Keeps a unit's row as the journal read it, with the count of its assignments kept here: that
+    /// count is not journaled, and a report is matched to the unit's current assignment by it. A
+    /// file sent again re-reads its ranges while one of them may still run (its earlier
+    /// assignment's report came first, from before a coordinator restart): read back as the
+    /// journal's, the count went back by one, the running assignment's report was taken for a
+    /// stale one, and the range held its lane forever, so the job never reached its directories.
+    private func remember(_ row: UnitRecord) {
+        let key = UnitKey(job: row.jobId, unit: UInt64(row.unitId))
+        var row = row
+        if let known = records[key] { row.assignments = max(row.assignments, known.assignments) }
+        records[key] = row
+    }
+
     /// Asks the policy for assignments and pages, and makes sure a commit will carry them out.
     func schedule() {
         for a in policy.assign(now: now()) {
@@ -629,12 +642,12 @@ public actor Scheduler {
             if policy.lane(of: key) == nil, !policy.isRetrying(key) { records.removeValue(forKey: key) }
         }
         for (file, ranges) in outcome.resent {
-            for r in ranges { records[UnitKey(job: file.job, unit: UInt64(r.unitId))] = r }
+            for r in ranges { remember(r) }
             policy.resend(job: file.job, finish: file.unit, ranges: ranges.map(\.planned))
             logger.warning("job \(file.job): \(ranges.first?.path ?? "") will be sent again in full (\(ranges.count) ranges)")
         }
         for page in outcome.pages {
-            for u in page.units { records[UnitKey(job: u.jobId, unit: UInt64(u.unitId))] = u }
+            for u in page.units { remember(u) }
             policy.loaded(page.refill, units: page.units.map(\.planned))
         }
         for (key, agent, message) in sends {
