@@ -134,7 +134,7 @@ public final class ChunkStream: Sendable {
             group.addTask {
                 do {
                     for try await frame in inbound { try stream.deliver(frame) }
-                    stream.fail(CoordinatorConnectionError.closed)
+                    stream.fail(PeerClosed())
                 } catch {
                     stream.fail(error)
                 }
@@ -331,6 +331,12 @@ public final class WriteSlot: Sendable {
 public struct PeerRefused: Error, CustomStringConvertible {
     public let error: ErrorMessage
     public var description: String { "the peer closed the stream: \(error.reason)" }
+}
+
+/// The peer agent's end of a data-plane connection closed without a word (it stopped, or died).
+public struct PeerClosed: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the peer agent closed the connection" }
 }
 
 /// Opens data-plane streams to another agent.

@@ -292,7 +292,7 @@ public final class StreamPool: Sendable {
                     handoff.set(.success(Lease(stream: stream, closer: closer, closed: closed)))
                     for await _ in closing {}
                 }
-                handoff.set(.failure(CoordinatorConnectionError.closed))
+                handoff.set(.failure(PeerClosed()))
             } catch {
                 handoff.set(.failure(error))
             }
