@@ -166,19 +166,37 @@ extension SchedulerTests {
 }
 
 extension SchedulerTests {
+    /// A scheduler on a real journal whose units are 1 MiB (a 2 MiB file is two ranges and a
+    /// finish), with source agent a1 (its messages in `a1`) and destination agent b1, each taking
+    /// four units at once.
+    final class LargeFiles {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
+        let clock = TestClock()
+        let scheduler: Scheduler
+        let a1: AsyncStream<Message>.AsyncIterator
+
+        init(version: UInt8) async throws {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path),
+                                  planner: Planner(unitBytes: 1 << 20, chunkSize: 1 << 20), now: { [clock] in clock.now })
+            let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+            _ = await scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: sink,
+                                       version: version)
+            let (_, bsink) = AsyncStream.makeStream(of: Message.self)
+            _ = await scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: bsink,
+                                       version: version)
+            a1 = stream.makeAsyncIterator()
+        }
+        deinit { try? FileManager.default.removeItem(at: dir) }
+    }
+}
+
+extension SchedulerTests {
     /// Large files whose ranges fail the job; resumed, every range, finish and directory goes.
     @Test func aResumedJobOfLargeFilesFinishes() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let clock = TestClock()
-        let scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path),
-                                  planner: Planner(unitBytes: 1 << 20, chunkSize: 1 << 20), now: { clock.now })
-        let (stream, sink) = AsyncStream.makeStream(of: Message.self)
-        _ = await scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: sink, version: 4)
-        let (_, bsink) = AsyncStream.makeStream(of: Message.self)
-        _ = await scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: bsink, version: 4)
-        var a1 = stream.makeAsyncIterator()
+        let f = try await LargeFiles(version: 4)
+        let (clock, scheduler) = (f.clock, f.scheduler)
+        var a1 = f.a1
         let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-5")
         guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
         let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
@@ -233,19 +251,9 @@ extension SchedulerTests {
     /// stale one, and the range held its lane forever.
     @Test(.timeLimit(.minutes(1)))
     func aRangeStillRunningWhenItsFileIsSentAgainStillAnswers() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let clock = TestClock()
-        let scheduler = Scheduler(journal: try Journal(path: dir.appendingPathComponent(Journal.fileName).path),
-                                  planner: Planner(unitBytes: 1 << 20, chunkSize: 1 << 20), now: { clock.now })
-        let (stream, sink) = AsyncStream.makeStream(of: Message.self)
-        _ = await scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: sink,
-                                   version: WireVersion.assignments)
-        let (_, bsink) = AsyncStream.makeStream(of: Message.self)
-        _ = await scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 4), sink: bsink,
-                                   version: WireVersion.assignments)
-        var a1 = stream.makeAsyncIterator()
+        let f = try await LargeFiles(version: WireVersion.assignments)
+        let (clock, scheduler) = (f.clock, f.scheduler)
+        var a1 = f.a1
         let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-6")
         guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
         let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
