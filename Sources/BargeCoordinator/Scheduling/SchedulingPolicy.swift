@@ -174,12 +174,11 @@ public struct SchedulingPolicy: Sendable {
     /// for it (`pinWait`), and nothing else would have woken them: the job hung.
     public mutating func agentUp(_ name: String, site: String, bound: Int) {
         lanes.up(name, site: site, bound: bound)
-        unpark(for: name)
+        if lanes.hasRoom(name) { unpark(for: name) }
     }
 
     /// The units parked for destination `name` go back to their jobs' ready queues, in order.
     private mutating func unpark(for name: String) {
-        guard lanes.hasRoom(name) else { return }
         for job in order where jobs[job]?.pinWait[name] != nil {
             let waiting = jobs[job]!.pinWait.removeValue(forKey: name)!
             for u in waiting.reversed() { jobs[job]!.ready.prepend(u) }
@@ -204,12 +203,8 @@ public struct SchedulingPolicy: Sendable {
             release(key)
             jobs[key.job]?.requeue(h.unit)
         }
-        for job in jobs.keys {
-            jobs[job]!.pins = jobs[job]!.pins.filter { $0.value != name }
-            if let waiting = jobs[job]!.pinWait.removeValue(forKey: name) {
-                for u in waiting.reversed() { jobs[job]!.ready.prepend(u) }
-            }
-        }
+        for job in jobs.keys { jobs[job]!.pins = jobs[job]!.pins.filter { $0.value != name } }
+        unpark(for: name)
         return lost.map { ($0.key, $0.value.source) }.sorted { ($0.key.job, $0.key.unit) < ($1.key.job, $1.key.unit) }
     }
 
@@ -495,7 +490,7 @@ public struct SchedulingPolicy: Sendable {
             jobs[key.job] = q
         }
         // Units that waited for this destination to have room may go now.
-        unpark(for: h.destination)
+        if lanes.hasRoom(h.destination) { unpark(for: h.destination) }
     }
 }
 
