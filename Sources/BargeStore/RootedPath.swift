@@ -34,15 +34,20 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
         try lexical(path, in: try RootDirectory.open(root))
     }
 
-    /// `lexical(_:under:)` for the paths of one message (a batch, a have query): the root is
+    /// `lexical(_:under:)` for the files of one message (a batch, a have query): the root is
     /// opened once, and each directory on the way is looked at for a state marker once for them
     /// all rather than once per path (20,000 small files in 200 directories: 6% of the
     /// destination agent's CPU went to those looks).
-    public static func lexical(files paths: [String], under root: String) -> [Result<RootedPath, StoreError>] {
+    ///
+    /// `lookingUpOnly`: the paths are only looked up, nothing is written (a have query), so the
+    /// file itself is not looked at for a marker, only the directories above it. That look failed
+    /// for every new file and cost a path walk per file; a marked directory named as a file is
+    /// still refused when its bytes come (a batch, `files done`).
+    public static func lexical(files paths: [String], under root: String, lookingUpOnly: Bool = false) -> [Result<RootedPath, StoreError>] {
         let directory: RootDirectory
         do { directory = try RootDirectory.open(root) } catch { return paths.map { _ in .failure(error) } }
         var memo = StatePaths.Unmarked()
-        return paths.map { path in Result { () throws(StoreError) in try lexical(path, in: directory, memo: &memo) } }
+        return paths.map { path in Result { () throws(StoreError) in try lexical(path, in: directory, memo: &memo, parentsOnly: lookingUpOnly) } }
     }
 
     private static func lexical(_ path: String, in directory: RootDirectory) throws(StoreError) -> RootedPath {
@@ -50,7 +55,8 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
         return try lexical(path, in: directory, memo: &memo)
     }
 
-    private static func lexical(_ path: String, in directory: RootDirectory, memo: inout StatePaths.Unmarked) throws(StoreError) -> RootedPath {
+    private static func lexical(_ path: String, in directory: RootDirectory, memo: inout StatePaths.Unmarked,
+                                parentsOnly: Bool = false) throws(StoreError) -> RootedPath {
         guard !path.utf8.contains(0) else { throw .invalidPath(path: path, reason: "contains a NUL byte") }
         var components: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
@@ -65,7 +71,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
             }
         }
         let rooted = RootedPath(root: directory.real, components: components)
-        try StatePaths.check(rooted, path, directory, memo: &memo)
+        try StatePaths.check(rooted, path, directory, memo: &memo, parentsOnly: parentsOnly)
         return rooted
     }
 
@@ -174,12 +180,12 @@ public enum StatePaths {
         var directories: Set<String> = []
     }
 
-    /// Whether a directory on the way to `rooted` (or `rooted` itself) carries the marker: one
-    /// `fstatat` per component not in `memo`, beneath the root's descriptor.
-    static func marked(_ rooted: RootedPath, _ directory: RootDirectory, memo: inout Unmarked) -> Bool {
+    /// Whether a directory on the way to `rooted` (or `rooted` itself, unless `parentsOnly`)
+    /// carries the marker: one `fstatat` per component not in `memo`, beneath the root's descriptor.
+    static func marked(_ rooted: RootedPath, _ directory: RootDirectory, memo: inout Unmarked, parentsOnly: Bool = false) -> Bool {
         var prefix = ""
         var st = stat()
-        for component in rooted.components {
+        for component in parentsOnly ? rooted.components.dropLast() : rooted.components[...] {
             prefix = prefix.isEmpty ? component : prefix + "/" + component
             if memo.directories.contains(prefix) { continue }
             if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0 { return true }
@@ -189,11 +195,11 @@ public enum StatePaths {
         return false
     }
 
-    static func check(_ rooted: RootedPath, _ path: String, _ directory: RootDirectory, memo: inout Unmarked) throws(StoreError) {
+    static func check(_ rooted: RootedPath, _ path: String, _ directory: RootDirectory, memo: inout Unmarked, parentsOnly: Bool = false) throws(StoreError) {
         if rooted.components.first == TreeScanner.stateDirectory {
             throw .invalidPath(path: path, reason: "it is inside .barge, the agents' own state, which no job may read or write")
         }
-        if isProtected(rooted.absolute) || marked(rooted, directory, memo: &memo) {
+        if isProtected(rooted.absolute) || marked(rooted, directory, memo: &memo, parentsOnly: parentsOnly) {
             throw .invalidPath(path: path, reason: "it is inside an agent's state directory (marked by \(markerName)), which no job may read or write")
         }
     }

@@ -125,8 +125,14 @@ struct ResilienceProcessTests {
         let clean = try cluster.cli(["submit", "a:ds", "b:clean", "--codec", "zstd-19", "--wait", "--json"], http: http)
         let cleanWire = try #require((try? JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any])?["wire_bytes"] as? Int)
 
-        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Capped, so that the kill lands in the middle however busy the machine is. With other
+        // tests running beside it, each look at the job took seconds, and an uncapped job (or
+        // one capped at 3 MiB/s) had succeeded by the time a look saw its first bytes: the kill
+        // then left nothing to resume. At 1 MiB/s the job takes about 20 s.
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19", "--bwlimit", "1MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 0 }, "\(first.output)")
+        try #require(try status(job, http)["state"] as? String == "running", "the job ended before the kill: \(first.output)")
 
         first.kill(SIGKILL)
         first.process.waitUntilExit()
@@ -135,7 +141,8 @@ struct ResilienceProcessTests {
         defer { withExtendedLifetime(second) {} }
         #expect(second.output.contains("units of interrupted jobs are pending again"), "\(second.output)")
         let before = try status(job, http)["bytes_done"] as? Int ?? 0
-        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > before })
+        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > before },
+                "\(first.output)\n--- a1\n\(a1.output)\n--- b1\n\(b1.output)")
         print("coordinator restart: progress resumed \(String(format: "%.2f", Date().timeIntervalSince(restarted))) s after the new process started")
         #expect(try await cluster.eventually(90) { try status(job, http)["state"] as? String == "succeeded" },
                 "\(second.output)\n\(a1.output)")
@@ -197,7 +204,11 @@ struct ResilienceProcessTests {
         let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, a1, a2, b1, b2)) {} }
         #expect(try await cluster.agentsRegister(4, http))
-        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Capped, so that the kill lands in the middle however busy the machine is: uncapped, the
+        // 12 units could all finish between two looks at the job (with other tests running
+        // beside it, the job was done before the kill and nothing was left to resume).
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19", "--bwlimit", "3MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 0 })
         let victim = site == "a" ? a1 : b1
         victim.kill(SIGKILL)

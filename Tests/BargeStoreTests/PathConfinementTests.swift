@@ -168,6 +168,13 @@ struct PathConfinementTests {
         }
         #expect((try? results[1].get())?.relative == "data/deep/b")
 
+        // A have query only looks paths up: the directories above each file are looked at, the
+        // name itself is not (a batch that writes it still is, above).
+        let looked = RootedPath.lexical(files: ["data/deep/state-b2/x", "data/a", "data/deep/state-b2"], under: s.root, lookingUpOnly: true)
+        #expect(throws: StoreError.self) { try looked[0].get() }
+        #expect((try? looked[1].get())?.relative == "data/a")
+        #expect((try? looked[2].get())?.relative == "data/deep/state-b2")
+
         // Another agent marks data/later after that message: the next one sees it.
         try s.file("data/later/" + StatePaths.markerName, "marker")
         #expect(throws: StoreError.self) { try RootedPath.lexical(files: ["data/a", "data/later/z"], under: s.root)[1].get() }

@@ -97,12 +97,13 @@ public final class ChunkReceiver {
                 }
                 return nil
             }
-            // A chunk stored raw is checked in the frame, then staged in aligned memory: a copy in
-            // the CPU cache that spares the page-cache copy when the write can go direct.
+            // A chunk stored raw is checked in the frame, then, when it is large enough for its
+            // write to go direct, staged in aligned memory: a copy in the CPU cache that spares the
+            // page-cache copy. A smaller one is written from the frame (its write is buffered).
             let out = staging(header.rawLength, at: place.offset)
             do {
                 if let stored = try decoder.storedBytes(of: encoded) {
-                    if !repair, header.rawLength >= 2 * PartialFileWriter.directAlignment, let base = stored.baseAddress {
+                    if !repair, header.rawLength >= PartialFileWriter.directMinimum, let base = stored.baseAddress {
                         out.baseAddress!.copyMemory(from: base, byteCount: stored.count)
                         return write(UnsafeRawBufferPointer(out))
                     }
@@ -181,7 +182,7 @@ public final class ChunkReceiver {
     /// From protocol version 10 the query also places the unit's files (`DestinationFiles.place`);
     /// one placed cold at an agent without a cold store is refused with the reason.
     public func have(_ query: HaveQuery) -> Message {
-        let lexical = RootedPath.lexical(files: query.paths, under: root).map { try? $0.get().relative }
+        let lexical = RootedPath.lexical(files: query.paths, under: root, lookingUpOnly: true).map { try? $0.get().relative }
         let paths = lexical.compactMap { $0 }
         if !query.facts.isEmpty {
             let placed = zip(lexical, query.facts).compactMap { p, f in p.map { ($0, f) } }

@@ -414,10 +414,14 @@ public final class DestinationFiles: Sendable {
         let sync = ready.count >= Self.syncfsBatch
         var devices: [UInt64: Int32] = [:]
         if sync {
-            for (_, f) in ready {
+            // A file is on its directory's file system: one look per directory, not per file.
+            var seen = Set<ArraySlice<String>>()
+            for (_, f) in ready where !seen.contains(f.writer.final.components.dropLast()) {
                 var st = stat()
                 let fd = f.writer.descriptor
-                if fd >= 0, fstat(fd, &st) == 0, devices[UInt64(st.st_dev)] == nil { devices[UInt64(st.st_dev)] = fd }
+                guard fd >= 0, fstat(fd, &st) == 0 else { continue }
+                seen.insert(f.writer.final.components.dropLast())
+                if devices[UInt64(st.st_dev)] == nil { devices[UInt64(st.st_dev)] = fd }
             }
             for (device, fd) in devices {
                 let e = syncGroup(device).sync(fd)

@@ -109,15 +109,41 @@ public struct EntropySampler {
     /// Order-0 entropy in bits per symbol, Miller–Madow corrected, capped at 8:
     /// H = log2(N) − Σ c·log2(c) / N + (K − 1) / (2N ln 2), with K the distinct symbols.
     /// `table` is `CLogC.table`, passed in so the hot loop does not touch a lazy global.
+    ///
+    /// This runs 15 times a chunk (every histogram of `measure`), so on small files it was the
+    /// source agent's largest symbol (12.6% of its CPU on 20,000 files of 1–32 KiB). The loop has no
+    /// branch on the counts (an empty bin adds `table[0]`, which is 0) and four running sums, so
+    /// it neither mispredicts on a sparse histogram nor waits on one chain of additions.
     static func entropy(_ counts: UnsafeBufferPointer<UInt32>, table: UnsafeBufferPointer<Double>) -> Double {
-        var n: UInt32 = 0, k = 0
-        var sum = 0.0
-        for c in counts where c > 0 {
-            n &+= c
-            k += 1
-            sum += Int(c) < table.count ? table[Int(c)] : Double(c) * log2(Double(c))
-        }
+        var n: UInt32 = 0
+        for c in counts { n &+= c }
         guard n > 0 else { return 0 }
+        var sum = 0.0
+        var k = 0
+        if Int(n) < table.count {  // every count is at most n: all inside the table
+            var s = (0.0, 0.0, 0.0, 0.0)
+            var k4 = (0, 0, 0, 0)
+            var i = 0
+            while i + 4 <= counts.count {
+                let c0 = Int(counts[i]), c1 = Int(counts[i + 1]), c2 = Int(counts[i + 2]), c3 = Int(counts[i + 3])
+                s.0 += table[c0]; s.1 += table[c1]; s.2 += table[c2]; s.3 += table[c3]
+                k4.0 &+= c0 > 0 ? 1 : 0; k4.1 &+= c1 > 0 ? 1 : 0; k4.2 &+= c2 > 0 ? 1 : 0; k4.3 &+= c3 > 0 ? 1 : 0
+                i += 4
+            }
+            while i < counts.count {
+                let c = Int(counts[i])
+                s.0 += table[c]
+                k4.0 &+= c > 0 ? 1 : 0
+                i += 1
+            }
+            sum = (s.0 + s.1) + (s.2 + s.3)
+            k = k4.0 + k4.1 + k4.2 + k4.3
+        } else {
+            for c in counts where c > 0 {
+                k += 1
+                sum += Double(c) * log2(Double(c))
+            }
+        }
         let nd = Double(n)
         let h = log2(nd) - sum / nd + Double(k - 1) / (2 * nd * 0.693_147_180_559_945_3)
         return min(8, max(0, h))
