@@ -130,12 +130,17 @@ struct DedupProcessTests {
         let clean = try cluster.cli(["submit", "a:ds", "b:clean", "--codec", "zstd-19", "--wait", "--json"], http: http)
         let cleanWire = try #require((try? JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any])?["wire_bytes"] as? Int)
 
-        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Capped at 1 MiB/s (about 20 s), so that the kill lands in the middle of the file however
+        // busy the machine is: with other tests beside it, a look at the job took seconds, and an
+        // uncapped job had sent everything by the time a look saw 8 MiB done.
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19", "--bwlimit", "1MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         func status() throws -> [String: Any] {
             (try? JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", job, "--json"], http: http).stdout.utf8)) as? [String: Any]) ?? [:]
         }
         #expect(try await cluster.eventually(60) { (try status()["bytes_done"] as? Int ?? 0) > 8 << 20 })
         let wireAtKill = try status()["wire_bytes"] as? Int ?? 0
+        try #require(wireAtKill < cleanWire, "everything was sent before the kill (\(wireAtKill) of \(cleanWire) bytes)")
         b1.kill(SIGKILL)
         b1.process.waitUntilExit()
         b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, log: "b1-restarted.log")
