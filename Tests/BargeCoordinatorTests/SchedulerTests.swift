@@ -398,3 +398,62 @@ extension SchedulerTests {
         }
     }
 }
+
+extension SchedulerTests {
+    /// A coordinator started again sends the rest of a large file to the destination agent that
+    /// wrote its ranges done so far, where the partial copy is, even with another agent of the
+    /// site that would otherwise come first. (The pins were in memory only: with two agents
+    /// sharing a root, the rest could go to the other one, whose finish was refused, and the
+    /// whole file was sent again.)
+    @Test func aRestartedCoordinatorSendsTheRestOfAFileWhereItsPartialCopyIs() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let clock = TestClock()
+        let path = dir.appendingPathComponent(Journal.fileName).path
+        func scheduler() throws -> Scheduler {
+            Scheduler(journal: try Journal(path: path), planner: Planner(unitBytes: 1 << 20, chunkSize: 1 << 20), now: { [clock] in clock.now })
+        }
+        func attach(_ s: Scheduler, _ name: String, site: String, port: UInt16) async -> AsyncStream<Message>.AsyncIterator {
+            let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+            _ = await s.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: port, maxInFlight: 4), sink: sink,
+                               version: WireVersion.assignments)
+            return stream.makeAsyncIterator()
+        }
+        // Before the restart only b2 is up at the destination: the file's ranges go there.
+        let first = try scheduler()
+        var a1 = await attach(first, "a1", site: "a", port: 8)
+        _ = await attach(first, "b2", site: "b", port: 10)
+        let job = try await first.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-7")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
+                       FileEntry(path: "f", kind: .file, size: 4 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+        await first.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        guard case .taskAssign(let r0) = await Self.task(&a1) else { Issue.record("no range"); return }
+        #expect(r0.destination.name == "b2")
+        await first.received(.taskDone(TaskDone(job: job.id, unit: r0.unit, bytes: r0.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
+                                                chunks: [], assignment: r0.assignment)), from: "a1")
+        await first.flush()
+
+        // Started again: b1 registers too, and by name and load it would come first.
+        let restarted = try scheduler()
+        var again = await attach(restarted, "a1", site: "a", port: 8)
+        _ = await attach(restarted, "b1", site: "b", port: 9)
+        _ = await attach(restarted, "b2", site: "b", port: 10)
+        try await restarted.recoverAfterRestart()
+        var destinations: [String] = []
+        var kinds: [FileEntry.Kind] = []
+        while kinds.last != .directory && kinds.count < 10 {
+            guard case .taskAssign(let t) = await Self.task(&again) else { Issue.record("no task after the restart"); return }
+            destinations.append(t.destination.name)
+            kinds.append(t.files[0].entry.kind)
+            await restarted.received(.taskDone(TaskDone(job: job.id, unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
+                                                        chunks: [], assignment: t.assignment)), from: "a1")
+            await restarted.flush()
+        }
+        // Three ranges and the finish went to b2; the directory may go anywhere.
+        #expect(kinds.filter { $0 == .file }.count == 4, "\(kinds)")
+        #expect(Array(destinations.dropLast()) == Array(repeating: "b2", count: 4), "\(destinations)")
+        #expect(try await restarted.status(job.id)?.state == .succeeded)
+    }
+}

@@ -16,8 +16,10 @@ public enum JournalChange: Sendable {
     case assign(UnitKey, source: String, destination: String)
     /// A unit's `task done`. `unit` is what the scheduler holds of it (its kind, file, depth and
     /// files finished, which never change), so the journal need not read them back; without
-    /// it (a late report of a unit no longer held) the update returns them.
-    case complete(TaskDone, now: Double, unit: UnitRecord? = nil)
+    /// it (a late report of a unit no longer held) the update returns them. `destination`: the
+    /// agent that wrote it, kept with a range so that a coordinator started again sends the
+    /// rest of its file to the agent holding the partial copy (`formerDestinations`).
+    case complete(TaskDone, now: Double, unit: UnitRecord? = nil, destination: String? = nil)
     /// A unit's lane gave it up: it is pending again (if it was assigned in the journal), its
     /// `attempts` so far are kept (so a restart does not grant it fresh ones), and `retry`
     /// counts it in the job's unit retries.
@@ -43,6 +45,9 @@ public struct BatchOutcome: Sendable {
     public var resent: [UnitKey: [UnitRecord]] = [:]
     /// Pages read for the policy's refills, after the batch's changes.
     public var pages: [(refill: SchedulingPolicy.Refill, units: [UnitRecord])] = []
+    /// For the large files of those pages with ranges already done: the destination agent that
+    /// wrote them (by finish unit), where their partial copy is.
+    public var formerDestinations: [UnitKey: String] = [:]
 }
 
 extension Journal {
@@ -70,7 +75,7 @@ extension Journal {
         var byJob: [String: [Data]] = [:]
         var slots: [(change: Int, job: String, n: Int)] = []
         for (i, change) in changes.enumerated() {
-            guard case .complete(let report, _, _) = change else { continue }
+            guard case .complete(let report, _, _, _) = change else { continue }
             let blob = UnitManifest.encode(report.chunks)
             if blob.isEmpty {
                 stored[i] = .row(blob)
@@ -180,7 +185,7 @@ extension Journal {
                     """).execute(arguments: [source, destination, key.job, Int64(key.unit)])
                 if db.changesCount == 0 { outcome.stale.insert(key) }
 
-            case .complete(let report, _, let known):
+            case .complete(let report, _, let known, let destination):
                 let key = UnitKey(job: report.job, unit: report.unit)
                 guard try isRunning(report.job) else { continue }
                 let manifest: (row: Data?, at: Int64?, length: Int64) = switch stored[i] {
@@ -192,16 +197,19 @@ extension Journal {
                 var first: (kind: UnitKind, finish: Int64?, depth: Int64, finishedFiles: Int64)?
                 if let known {
                     try db.cachedStatement(sql: """
-                        UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?
+                        UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
+                          destinationAgent = COALESCE(?, destinationAgent)
                           WHERE jobId = ? AND unitId = ? AND state != 'done'
                         """).run(manifest.row.map(BoundValue.blob) ?? .null, manifest.at.map(BoundValue.int) ?? .null, .int(manifest.length),
-                                 .int(Int64(report.assignment)), .text(report.job), .int(Int64(report.unit)), in: db)
+                                 .int(Int64(report.assignment)), destination.map(BoundValue.text) ?? .null,
+                                 .text(report.job), .int(Int64(report.unit)), in: db)
                     if db.changesCount > 0 { first = (known.kind, known.finishUnit, known.depth, known.finishedFiles) }
                 } else if let row = try Row.fetchOne(db.cachedStatement(sql: """
-                    UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?
+                    UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
+                      destinationAgent = COALESCE(?, destinationAgent)
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
-                    """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), report.job, Int64(report.unit)]) {
+                    """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), destination, report.job, Int64(report.unit)]) {
                     first = (UnitKind(rawValue: row[0]) ?? .files, row[1], row[2], row[3])
                 }
                 if first == nil && report.assignment != 0 {
@@ -280,7 +288,7 @@ extension Journal {
         }
 
         try addRangesDone()
-        let now = changes.lazy.compactMap { c -> Double? in if case .complete(_, let t, _) = c { t } else { nil } }.last
+        let now = changes.lazy.compactMap { c -> Double? in if case .complete(_, let t, _, _) = c { t } else { nil } }.last
         for id in deltas.keys.sorted() {
             // The counters move in place (a whole record's encoding per batch was a tenth of the
             // commit thread's time); the record is read whole only when the job ends.
@@ -321,7 +329,9 @@ extension Journal {
         }
 
         for refill in refills {
-            outcome.pages.append((refill, try page(refill, finishFiles, db)))
+            let units = try page(refill, finishFiles, db)
+            outcome.pages.append((refill, units))
+            try formerDestinations(refill.job, units, into: &outcome.formerDestinations, db)
         }
         return outcome
     }
@@ -337,6 +347,29 @@ extension Journal {
         job.unitsDone += d.unitsDone
         job.unitRetries += d.unitRetries
         if !d.codecs.isEmpty { job.codecStats = CodecUsage.merge(job.codecStats, d.codecs) }
+    }
+
+    /// Where the ranges already done of each large file among `units` went: one look per file
+    /// (the `units_of_file` index), for the files of the page only. While the coordinator runs it
+    /// knows this already (the policy's pins); after a restart it does not, and with two agents
+    /// sharing a root the rest of a file could go to the one without its partial copy: its
+    /// finish was refused and the whole file was sent again.
+    private static func formerDestinations(_ job: String, _ units: [UnitRecord], into found: inout [UnitKey: String], _ db: Database) throws {
+        var files = Set<Int64>()
+        for u in units {
+            switch u.kind {
+            case .range: if let f = u.finishUnit { files.insert(f) }
+            case .finish: files.insert(u.unitId)
+            default: break
+            }
+        }
+        let look = try db.cachedStatement(sql: """
+            SELECT destinationAgent FROM units
+              WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done' AND destinationAgent IS NOT NULL LIMIT 1
+            """)
+        for f in files {
+            if let agent = try String.fetchOne(look, arguments: [job, f]) { found[UnitKey(job: job, unit: UInt64(f))] = agent }
+        }
     }
 
     private static func page(_ refill: SchedulingPolicy.Refill, _ finishFiles: FinishFiles, _ db: Database) throws -> [UnitRecord] {

@@ -442,7 +442,8 @@ public actor Scheduler {
         let held = lane != nil
         live.remove(key)
         reported[key] = held || (reported[key] ?? false)
-        batch.append(.complete(done, now: now(), unit: records[key]))
+        let record = records[key]
+        batch.append(.complete(done, now: now(), unit: record, destination: record?.kind == .range ? lane?.destination : nil))
         metrics.record(done, source: lane?.source, destination: lane?.destination, now: now())
         if let lane {
             agentBytes[lane.source, default: (0, 0)].sent += done.wireBytes
@@ -633,7 +634,7 @@ public actor Scheduler {
         // one's) is done once.
         var reportedNow: Set<UnitKey> = []
         for change in changes {
-            guard case .complete(let done, _, _) = change else { continue }
+            guard case .complete(let done, _, _, _) = change else { continue }
             reportedNow.insert(UnitKey(job: done.job, unit: done.unit))
         }
         for key in reportedNow {
@@ -646,6 +647,7 @@ public actor Scheduler {
             policy.resend(job: file.job, finish: file.unit, ranges: ranges.map(\.planned))
             logger.warning("job \(file.job): \(ranges.first?.path ?? "") will be sent again in full (\(ranges.count) ranges)")
         }
+        policy.formerDestinations(outcome.formerDestinations)
         for page in outcome.pages {
             for u in page.units { remember(u) }
             policy.loaded(page.refill, units: page.units.map(\.planned))

@@ -130,6 +130,11 @@ public struct SchedulingPolicy: Sendable {
         var waitingFinish: [UInt64: PlannedUnit] = [:]
         /// finish id → the destination agent holding that file's partial copy.
         var pins: [UInt64: String] = [:]
+        /// finish id → the destination agent that wrote ranges of that file before this
+        /// coordinator started (the journal's), for files with no pin: the file goes back there
+        /// while that agent is up. Unlike a pin it never parks a unit: an agent that has not
+        /// registered since may never come back.
+        var formerPins: [UInt64: String] = [:]
         var pinWait: [String: Deque<PlannedUnit>] = [:]
         var directories: Deque<PlannedUnit> = []
         var directoryCursor: DirectoryCursor?
@@ -203,7 +208,10 @@ public struct SchedulingPolicy: Sendable {
             release(key)
             jobs[key.job]?.requeue(h.unit)
         }
-        for job in jobs.keys { jobs[job]!.pins = jobs[job]!.pins.filter { $0.value != name } }
+        for job in jobs.keys {
+            jobs[job]!.pins = jobs[job]!.pins.filter { $0.value != name }
+            jobs[job]!.formerPins = jobs[job]!.formerPins.filter { $0.value != name }
+        }
         unpark(for: name)
         return lost.map { ($0.key, $0.value.source) }.sorted { ($0.key.job, $0.key.unit) < ($1.key.job, $1.key.unit) }
     }
@@ -284,6 +292,16 @@ public struct SchedulingPolicy: Sendable {
         return out
     }
 
+    /// Where ranges of large files went before this coordinator started (the journal's, by
+    /// finish unit): their other ranges and finish go to the same agent while it is up, as a pin
+    /// would send them. A file already pinned keeps its pin.
+    public mutating func formerDestinations(_ found: [UnitKey: String]) {
+        for (key, agent) in found where jobs[key.job] != nil {
+            guard jobs[key.job]!.pins[key.unit] == nil else { continue }
+            jobs[key.job]!.formerPins[key.unit] = agent
+        }
+    }
+
     /// A page read for `refill`: pending units in its order. Fewer than asked means the end.
     public mutating func loaded(_ refill: Refill, units: [PlannedUnit]) {
         guard jobs[refill.job]?.run == refill.run, var q = jobs.removeValue(forKey: refill.job) else { return }
@@ -344,6 +362,7 @@ public struct SchedulingPolicy: Sendable {
         case .finish:
             q.openWork -= 1
             q.pins.removeValue(forKey: unit.id)
+            q.formerPins.removeValue(forKey: unit.id)
         case .files:
             q.openWork -= 1
         }
@@ -368,6 +387,7 @@ public struct SchedulingPolicy: Sendable {
     public mutating func resend(job: String, finish: UInt64, ranges: [PlannedUnit]) {
         guard !ranges.isEmpty, var q = jobs.removeValue(forKey: job) else { return }
         q.pins.removeValue(forKey: finish)
+        q.formerPins.removeValue(forKey: finish)
         q.openWork += ranges.count
         q.openRanges[finish, default: 0] += ranges.count
         if q.ready.contains(where: { $0.id == finish }) {
@@ -445,7 +465,7 @@ public struct SchedulingPolicy: Sendable {
                 continue
             }
             let file = u.kind == .range ? u.finish : (u.kind == .finish ? u.id : nil)
-            let pinned = file.flatMap { q.pins[$0] }
+            let pinned = file.flatMap { q.pins[$0] ?? q.formerPins[$0].flatMap { lanes.isUp($0) ? $0 : nil } }
             if let pinned, !lanes.hasRoom(pinned) {
                 q.ready.removeFirst()
                 q.pinWait[pinned, default: []].append(u)
@@ -453,7 +473,10 @@ public struct SchedulingPolicy: Sendable {
             }
             guard let lane = pickLane(q.source, q.destination, pinned: pinned) else { return nil }
             q.ready.removeFirst()
-            if let file { q.pins[file] = lane.destination }
+            if let file {
+                q.pins[file] = lane.destination
+                q.formerPins.removeValue(forKey: file)
+            }
             q.heldWork += 1
             return hold(job, u, lane)
         }
