@@ -402,10 +402,13 @@ extension SchedulerTests {
 extension SchedulerTests {
     /// A coordinator started again sends the rest of a large file to the destination agent that
     /// wrote its ranges done so far, where the partial copy is, even with another agent of the
-    /// site that would otherwise come first. (The pins were in memory only: with two agents
-    /// sharing a root, the rest could go to the other one, whose finish was refused, and the
-    /// whole file was sent again.)
-    @Test func aRestartedCoordinatorSendsTheRestOfAFileWhereItsPartialCopyIs() async throws {
+    /// site that would otherwise come first, and even when that agent registers again after the
+    /// other one. (The pins were in memory only: with two agents sharing a root, the rest could
+    /// go to the other one, whose finish was refused, and the whole file was sent again.) An
+    /// agent that does not come back is waited for a while (`formerDestinationGrace`), then the
+    /// file goes elsewhere.
+    @Test(arguments: [true, false])
+    func aRestartedCoordinatorSendsTheRestOfAFileWhereItsPartialCopyIs(holderComesBack: Bool) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-scheduler-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -435,12 +438,20 @@ extension SchedulerTests {
                                                 chunks: [], assignment: r0.assignment)), from: "a1")
         await first.flush()
 
-        // Started again: b1 registers too, and by name and load it would come first.
+        // Started again: b1 registers first, and by name and load it would take the file.
         let restarted = try scheduler()
         var again = await attach(restarted, "a1", site: "a", port: 8)
         _ = await attach(restarted, "b1", site: "b", port: 9)
-        _ = await attach(restarted, "b2", site: "b", port: 10)
         try await restarted.recoverAfterRestart()
+        await restarted.flush()
+        if holderComesBack {
+            _ = await attach(restarted, "b2", site: "b", port: 10)
+        } else {
+            // b2 never comes back: after the wait the file goes to b1 (and is sent whole there).
+            clock.advance(11)
+            await restarted.tick()
+        }
+        let holder = holderComesBack ? "b2" : "b1"
         var destinations: [String] = []
         var kinds: [FileEntry.Kind] = []
         while kinds.last != .directory && kinds.count < 10 {
@@ -451,9 +462,9 @@ extension SchedulerTests {
                                                         chunks: [], assignment: t.assignment)), from: "a1")
             await restarted.flush()
         }
-        // Three ranges and the finish went to b2; the directory may go anywhere.
+        // Three ranges and the finish went to one agent; the directory may go anywhere.
         #expect(kinds.filter { $0 == .file }.count == 4, "\(kinds)")
-        #expect(Array(destinations.dropLast()) == Array(repeating: "b2", count: 4), "\(destinations)")
+        #expect(Array(destinations.dropLast()) == Array(repeating: holder, count: 4), "\(destinations)")
         #expect(try await restarted.status(job.id)?.state == .succeeded)
     }
 }

@@ -309,6 +309,7 @@ public actor Scheduler {
     /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
     public func recoverAfterRestart() throws {
         boot = try journal.countBoot()
+        policy.startedAgain(at: now())
         // Journals written before assignments lived in memory may still mark units assigned.
         try journal.releaseAllAssigned()
         var pending = 0
@@ -499,7 +500,7 @@ public actor Scheduler {
 
     /// Called every second: retries whose backoff ran out, and the gauges.
     public func tick() {
-        if let due = policy.nextRetry, due <= now() { schedule() }
+        if let due = policy.nextWake, due <= now() { schedule() }
         let moved = completedBytes + live.totalBytes
         metrics.update(throughput: rate(moved))
     }

@@ -109,6 +109,10 @@ public struct SchedulingPolicy: Sendable {
         /// A window shorter than this asks for the next page; half a page, so the next one comes
         /// before the window runs dry (the page arrives a commit or two later).
         public var lowWater: Int = 512
+        /// After a restart, how long a large file waits for the destination agent that holds its
+        /// partial copy to register again (agents reconnect within a second or two) before it
+        /// goes to another agent, which means sending the whole file again.
+        public var formerDestinationGrace: Double = 10
         public init() {}
     }
 
@@ -166,6 +170,9 @@ public struct SchedulingPolicy: Sendable {
     private(set) var held: [UnitKey: (unit: PlannedUnit, source: String, destination: String)] = [:]
     private var retries = Heap<Retry>()
     private var retrying: [UnitKey: PlannedUnit] = [:]
+    /// Until when (after a restart) a file waits for its former destination agent; 0: no wait.
+    private var formerGraceUntil: Double = 0
+    private var now: Double = 0
 
     public init(parameters: Parameters = Parameters()) {
         self.parameters = parameters
@@ -415,12 +422,31 @@ public struct SchedulingPolicy: Sendable {
 
     /// The next time a retry becomes due, if any waits.
     public var nextRetry: Double? { retries.min?.at }
+    /// When `assign` has something to do that no event will bring: a retry due, or the end of
+    /// the wait for former destination agents.
+    public var nextWake: Double? {
+        guard formerGraceUntil > 0 else { return nextRetry }
+        return min(nextRetry ?? .infinity, formerGraceUntil)
+    }
+
+    /// The coordinator started again at `now`: files whose ranges went to an agent before (the
+    /// journal's `formerDestinations`) wait a while for it to register again.
+    public mutating func startedAgain(at now: Double) {
+        formerGraceUntil = now + parameters.formerDestinationGrace
+    }
 
     // MARK: Assignment
 
     /// Hands out ready units to lanes with room, the running jobs taking turns, until none can
     /// place one.
     public mutating func assign(now: Double) -> [Assignment] {
+        self.now = now
+        if formerGraceUntil > 0, now >= formerGraceUntil {
+            // The wait is over: what still waits for an agent that never came back goes elsewhere.
+            formerGraceUntil = 0
+            let away = Set(jobs.values.flatMap(\.pinWait.keys)).filter { !lanes.isUp($0) }
+            for name in away.sorted() { unpark(for: name) }
+        }
         while let top = retries.min, top.at <= now {
             retries.removeMin()
             guard let unit = retrying.removeValue(forKey: top.key), jobs[top.key.job] != nil else { continue }
@@ -465,7 +491,19 @@ public struct SchedulingPolicy: Sendable {
                 continue
             }
             let file = u.kind == .range ? u.finish : (u.kind == .finish ? u.id : nil)
-            let pinned = file.flatMap { q.pins[$0] ?? q.formerPins[$0].flatMap { lanes.isUp($0) ? $0 : nil } }
+            var pinned = file.flatMap { q.pins[$0] }
+            if pinned == nil, let file, let former = q.formerPins[file] {
+                if lanes.isUp(former) {
+                    pinned = former
+                } else if now < formerGraceUntil {
+                    // Not registered again yet: wait for it (`agentUp` unparks), for a while.
+                    q.ready.removeFirst()
+                    q.pinWait[former, default: []].append(u)
+                    continue
+                } else {
+                    q.formerPins.removeValue(forKey: file)
+                }
+            }
             if let pinned, !lanes.hasRoom(pinned) {
                 q.ready.removeFirst()
                 q.pinWait[pinned, default: []].append(u)
