@@ -124,17 +124,19 @@ public struct EntropySampler {
             var s = (0.0, 0.0, 0.0, 0.0)
             var k4 = (0, 0, 0, 0)
             var i = 0
-            while i + 4 <= counts.count {
-                let c0 = Int(counts[i]), c1 = Int(counts[i + 1]), c2 = Int(counts[i + 2]), c3 = Int(counts[i + 3])
-                s.0 += table[c0]; s.1 += table[c1]; s.2 += table[c2]; s.3 += table[c3]
-                k4.0 &+= c0 > 0 ? 1 : 0; k4.1 &+= c1 > 0 ? 1 : 0; k4.2 &+= c2 > 0 ? 1 : 0; k4.3 &+= c3 > 0 ? 1 : 0
-                i += 4
+            // 1 for a count above 0, else 0, without a comparison the compiler turns into a branch.
+            @inline(__always) func present(_ c: UInt32) -> Int { Int(truncatingIfNeeded: (c | (0 &- c)) >> 31) }
+            while i &+ 4 <= counts.count {
+                let c0 = counts[i], c1 = counts[i &+ 1], c2 = counts[i &+ 2], c3 = counts[i &+ 3]
+                s.0 += table[Int(c0)]; s.1 += table[Int(c1)]; s.2 += table[Int(c2)]; s.3 += table[Int(c3)]
+                k4.0 &+= present(c0); k4.1 &+= present(c1); k4.2 &+= present(c2); k4.3 &+= present(c3)
+                i &+= 4
             }
             while i < counts.count {
-                let c = Int(counts[i])
-                s.0 += table[c]
-                k4.0 &+= c > 0 ? 1 : 0
-                i += 1
+                let c = counts[i]
+                s.0 += table[Int(c)]
+                k4.0 &+= present(c)
+                i &+= 1
             }
             sum = (s.0 + s.1) + (s.2 + s.3)
             k = k4.0 + k4.1 + k4.2 + k4.3
