@@ -238,6 +238,14 @@ public final class ChunkIndex: Sendable {
         }
     }
 
+    /// The rows recorded for the partial copy of `path` at `fileSize` bytes, read only (another
+    /// agent's index: it drops its own stale rows).
+    public func partialRows(path: String, fileSize: UInt64) throws -> [Entry] {
+        try pool.read { db in
+            try Self.entries(db, "SELECT * FROM chunks WHERE path = ? AND final = 0 AND fileSize = ? ORDER BY offset", [path, Int64(fileSize)])
+        }
+    }
+
     /// A final file whose bytes did not match its rows: it changed after its finish.
     public func forgetFinal(path: String) throws {
         try pool.write { db in try Self.dropFinal(db, path) }

@@ -217,3 +217,44 @@ extension DedupTests {
         #expect(FileManager.default.contents(atPath: copy.absolute) == Data(bytes))
     }
 }
+
+extension DedupTests {
+    /// Two agents sharing a root, each given part of one file (a range still running when the
+    /// coordinator restarted went to one, the rest to the other): the finish, at either, takes
+    /// the other's recorded chunks whose bytes check out, so the file need not be sent again.
+    /// A recorded chunk whose bytes on disk no longer match is not taken, and the finish is
+    /// refused as before.
+    @Test func aFinishTakesTheChunksAnotherAgentSharingTheRootWroteIntoThePartialCopy() throws {
+        let roots = try Roots()
+        let state = roots.destination + "/.barge"
+        for name in ["b1", "b2"] { try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true) }
+        let b1Index = try ChunkIndex(path: state + "/b1/" + ChunkIndex.fileName, root: roots.destination)
+        let b2Index = try ChunkIndex(path: state + "/b2/" + ChunkIndex.fileName, root: roots.destination)
+        let b1 = DestinationFiles(index: b1Index, siblings: SiblingIndexes(root: roots.destination, own: b1Index.path))
+        let b2 = DestinationFiles(index: b2Index, siblings: SiblingIndexes(root: roots.destination, own: b2Index.path))
+        let first = [UInt8](repeating: 1, count: 4096), second = [UInt8](repeating: 2, count: 4096), third = [UInt8](repeating: 3, count: 4096)
+        let target = try RootedPath.resolve("d/f", under: roots.destination)
+        try write(b1, target, first, at: 0, size: 12288)
+        try write(b1, target, second, at: 4096, size: 12288)
+        b1.flush()
+        try write(b2, target, third, at: 8192, size: 12288)
+        try b2.finish(job: "j", target: target, size: 12288, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+        #expect(FileManager.default.contents(atPath: target.absolute) == Data(first + second + third))
+        #expect(!FileManager.default.fileExists(atPath: PartialFileWriter.partialPath(of: target)))
+
+        // The same, but the bytes of b1's second chunk changed on disk after it recorded them.
+        let other = try RootedPath.resolve("d/g", under: roots.destination)
+        try write(b1, other, first, at: 0, size: 12288)
+        try write(b1, other, second, at: 4096, size: 12288)
+        b1.flush()
+        try write(b2, other, third, at: 8192, size: 12288)
+        let handle = try #require(FileHandle(forWritingAtPath: PartialFileWriter.partialPath(of: other)))
+        try handle.seek(toOffset: 5000)
+        try handle.write(contentsOf: Data([9]))
+        try handle.close()
+        #expect(throws: DestinationFiles.Incomplete.self) {
+            try b2.finish(job: "j", target: other, size: 12288, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 0)
+        }
+        #expect(!FileManager.default.fileExists(atPath: other.absolute))
+    }
+}

@@ -519,6 +519,15 @@ public final class DestinationFiles: Sendable {
             throw Incomplete(description: "\(target.relative): none of its \(size) bytes arrived at this agent")
         }
         let f = try file(job: job, target: target, size: size)
+        if f.lock.withLock({ f.size == size && f.covered < size }) {
+            // Another agent that writes into this partial copy records its chunks within half a
+            // second (its index flush): while it has some here, wait that long for the rest.
+            var waited = 0
+            while adoptFromSiblings(f, target), f.lock.withLock({ f.covered < size }), waited < Self.siblingWait {
+                usleep(100_000)
+                waited += 1
+            }
+        }
         try f.lock.withLock {
             guard f.size == size else { throw StoreError.invalidPath(path: target.relative, reason: "its chunks said \(f.size) bytes, the finish \(size)") }
             guard f.covered == size else {
@@ -527,6 +536,68 @@ public final class DestinationFiles: Sendable {
         }
         return f
     }
+
+    /// Counts as arrived the chunks of the partial copy that another agent sharing this root
+    /// wrote and recorded in its index, where the bytes on disk still hash to what it recorded.
+    /// Two agents of a site sharing a root write into the same partial copy, and a file's ranges
+    /// can end up at both: one still running when a coordinator restarted, or the agent that had
+    /// them went down. Its finish then comes to an agent that saw only part of the file, which
+    /// refused it, and the whole file was sent again. Only chunks that touch nothing already
+    /// counted are taken, so no byte is counted twice.
+    ///
+    /// Returns whether another agent has rows for this partial copy at all.
+    @discardableResult
+    private func adoptFromSiblings(_ f: OpenFile, _ target: RootedPath) -> Bool {
+        guard let siblings else { return false }
+        var seen = false
+        var taken: [(offset: UInt64, length: UInt64)] = f.lock.withLock { f.chunks.map { ($0.key, $0.value) } }
+        taken.sort { $0.offset < $1.offset }
+        /// Whether [offset, offset + length) overlaps a span already taken (sorted by offset).
+        func overlaps(_ offset: UInt64, _ length: UInt64) -> Bool {
+            var lo = 0, hi = taken.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if taken[mid].offset < offset + length { lo = mid + 1 } else { hi = mid }
+            }
+            // taken[lo - 1] is the last span starting before our end; spans are disjoint, so only
+            // it can reach into ours.
+            return lo > 0 && taken[lo - 1].offset + taken[lo - 1].length > offset
+        }
+        var adopted: [ChunkIndex.Entry] = []
+        for sibling in siblings.indexes() {
+            let rows: [ChunkIndex.Entry]
+            do { rows = try sibling.partialRows(path: target.relative, fileSize: f.size) } catch {
+                logger.warning("chunk index of another agent at \(sibling.path) not read: \(error)")
+                continue
+            }
+            seen = seen || !rows.isEmpty
+            let candidates = rows.filter { $0.length > 0 && $0.offset + UInt64($0.length) <= f.size && !overlaps($0.offset, UInt64($0.length)) }
+            guard let longest = candidates.map(\.length).max() else { continue }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: longest, alignment: 16)
+            defer { buffer.deallocate() }
+            for e in candidates where !overlaps(e.offset, UInt64(e.length)) {
+                let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<e.length])
+                guard LocalChunk.read(f.writer.partialPath, at: e.offset, into: region),
+                      XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == e.xxh else { continue }
+                let at = taken.firstIndex { $0.offset > e.offset } ?? taken.count
+                taken.insert((e.offset, UInt64(e.length)), at: at)
+                adopted.append(e)
+            }
+        }
+        guard !adopted.isEmpty else { return seen }
+        f.lock.withLock { for e in adopted { f.cover(e.offset, UInt64(e.length)) } }
+        // This agent's index learns them too (a restart of this agent keeps them).
+        if index != nil {
+            pending.withLockedValue { p in
+                for e in adopted { p.append(ChunkIndex.Entry(path: target.relative, offset: e.offset, length: e.length, fileSize: f.size, id: e.id, xxh: e.xxh)) }
+            }
+        }
+        logger.notice("\(target.relative): took \(adopted.count) chunks (\(adopted.reduce(0) { $0 + $1.length }) bytes) that another agent sharing this root wrote into its partial copy")
+        return seen
+    }
+
+    /// Tenths of a second a finish waits for another agent's rows (`adoptFromSiblings`).
+    static let siblingWait = 8
 
     /// Forgets a job's open files, closing them; their partial files (and their index rows) stay
     /// for a later run.
