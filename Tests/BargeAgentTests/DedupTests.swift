@@ -258,3 +258,38 @@ extension DedupTests {
         #expect(!FileManager.default.fileExists(atPath: other.absolute))
     }
 }
+
+extension DedupTests {
+    /// Two agents sharing a root both hold a whole file in the same partial copy (its finish ran
+    /// at both, one of them from before a coordinator restart): the first finish gives it its
+    /// name, and the second finds it in place rather than failing on the rename.
+    @Test func aFileFinishedByAnotherAgentSharingTheRootIsInPlaceForTheSecondFinish() throws {
+        let roots = try Roots()
+        let state = roots.destination + "/.barge"
+        for name in ["b1", "b2"] { try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true) }
+        let b1Index = try ChunkIndex(path: state + "/b1/" + ChunkIndex.fileName, root: roots.destination)
+        let b2Index = try ChunkIndex(path: state + "/b2/" + ChunkIndex.fileName, root: roots.destination)
+        let b1 = DestinationFiles(index: b1Index, siblings: SiblingIndexes(root: roots.destination, own: b1Index.path))
+        let b2 = DestinationFiles(index: b2Index, siblings: SiblingIndexes(root: roots.destination, own: b2Index.path))
+        let bytes = [UInt8](repeating: 5, count: 8192)
+        let target = try RootedPath.resolve("d/f", under: roots.destination)
+        try write(b1, target, bytes, at: 0, size: 8192)
+        try write(b2, target, bytes, at: 0, size: 8192)
+        try b1.finish(job: "j", target: target, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5)
+        try b2.finish(job: "j", target: target, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5)
+        #expect(FileManager.default.contents(atPath: target.absolute) == Data(bytes))
+
+        // A name that meanwhile holds another file (written since, with its own mtime) is not
+        // taken for this one: the second finish fails, as before.
+        let other = try RootedPath.resolve("d/g", under: roots.destination)
+        try write(b1, other, bytes, at: 0, size: 8192)
+        try write(b2, other, bytes, at: 0, size: 8192)
+        try b1.finish(job: "j", target: other, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5)
+        try FileManager.default.removeItem(atPath: other.absolute)
+        try Data(repeating: 6, count: 8192).write(to: URL(fileURLWithPath: other.absolute))
+        #expect(throws: StoreError.self) {
+            try b2.finish(job: "j", target: other, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 5)
+        }
+        #expect(FileManager.default.contents(atPath: other.absolute) == Data(repeating: 6, count: 8192))
+    }
+}

@@ -463,6 +463,8 @@ public final class DestinationFiles: Sendable {
                     do {
                         try f.writer.rename(in: dfd)
                         renamed.append(i)
+                    } catch StoreError.system(_, _, ENOENT) where Self.inPlace(dfd, f.writer.final, batch[i].file) {
+                        renamed.append(i)
                     } catch {
                         failures[i] = error
                     }
@@ -507,6 +509,17 @@ public final class DestinationFiles: Sendable {
             })
         }
         return failures
+    }
+
+    /// Another agent sharing the root gave this same partial copy its final name first (the
+    /// file's finish ran at both, one of them from before a coordinator restart): the rename
+    /// finds no partial copy. The file is in place when the name holds a regular file of the
+    /// size and mtime this finish gives it, as the quick check would judge it.
+    static func inPlace(_ directory: Int32, _ final: RootedPath, _ file: FilesDone.File) -> Bool {
+        var st = stat()
+        guard let name = final.components.last, fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
+        return st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == file.size
+            && Int64(st.st_mtim.tv_sec) == file.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == file.mtimeNanoseconds
     }
 
     /// The open file for `item`, checked complete: every one of its bytes arrived.
