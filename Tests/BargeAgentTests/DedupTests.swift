@@ -24,6 +24,18 @@ struct DedupTests {
         }
     }
 
+    /// The receiving side of two agents, b1 and b2, sharing the destination root, each with its
+    /// own chunk index under `.barge` and the other's as a sibling.
+    func twoAgentsSharing(_ roots: Roots) throws -> (DestinationFiles, DestinationFiles) {
+        let state = roots.destination + "/.barge"
+        let agents = try ["b1", "b2"].map { name in
+            try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true)
+            let index = try ChunkIndex(path: state + "/" + name + "/" + ChunkIndex.fileName, root: roots.destination)
+            return DestinationFiles(index: index, siblings: SiblingIndexes(root: roots.destination, own: index.path))
+        }
+        return (agents[0], agents[1])
+    }
+
     func write(_ files: DestinationFiles, _ target: RootedPath, _ bytes: [UInt8], at offset: UInt64, size: UInt64) throws {
         let (id, xxh) = chunk(bytes)
         try bytes.withUnsafeBytes { try files.write(job: "j", target: target, size: size, bytes: $0, at: offset, id: id, xxh: xxh) }
@@ -197,12 +209,7 @@ extension DedupTests {
     /// which finds it in the first one's index (read-only).
     @Test func anAgentFindsChunksInTheIndexOfAnotherAgentSharingItsRoot() throws {
         let roots = try Roots()
-        let state = roots.destination + "/.barge"
-        for name in ["b1", "b2"] { try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true) }
-        let b1Index = try ChunkIndex(path: state + "/b1/" + ChunkIndex.fileName, root: roots.destination)
-        let b2Index = try ChunkIndex(path: state + "/b2/" + ChunkIndex.fileName, root: roots.destination)
-        let b1 = DestinationFiles(index: b1Index, siblings: SiblingIndexes(root: roots.destination, own: b1Index.path))
-        let b2 = DestinationFiles(index: b2Index, siblings: SiblingIndexes(root: roots.destination, own: b2Index.path))
+        let (b1, b2) = try twoAgentsSharing(roots)
         let bytes = [UInt8](repeating: 7, count: 4096)
         let target = try RootedPath.resolve("d/f", under: roots.destination)
         try write(b1, target, bytes, at: 0, size: 4096)
@@ -226,12 +233,7 @@ extension DedupTests {
     /// refused as before.
     @Test func aFinishTakesTheChunksAnotherAgentSharingTheRootWroteIntoThePartialCopy() throws {
         let roots = try Roots()
-        let state = roots.destination + "/.barge"
-        for name in ["b1", "b2"] { try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true) }
-        let b1Index = try ChunkIndex(path: state + "/b1/" + ChunkIndex.fileName, root: roots.destination)
-        let b2Index = try ChunkIndex(path: state + "/b2/" + ChunkIndex.fileName, root: roots.destination)
-        let b1 = DestinationFiles(index: b1Index, siblings: SiblingIndexes(root: roots.destination, own: b1Index.path))
-        let b2 = DestinationFiles(index: b2Index, siblings: SiblingIndexes(root: roots.destination, own: b2Index.path))
+        let (b1, b2) = try twoAgentsSharing(roots)
         let first = [UInt8](repeating: 1, count: 4096), second = [UInt8](repeating: 2, count: 4096), third = [UInt8](repeating: 3, count: 4096)
         let target = try RootedPath.resolve("d/f", under: roots.destination)
         try write(b1, target, first, at: 0, size: 12288)
@@ -265,12 +267,7 @@ extension DedupTests {
     /// name, and the second finds it in place rather than failing on the rename.
     @Test func aFileFinishedByAnotherAgentSharingTheRootIsInPlaceForTheSecondFinish() throws {
         let roots = try Roots()
-        let state = roots.destination + "/.barge"
-        for name in ["b1", "b2"] { try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true) }
-        let b1Index = try ChunkIndex(path: state + "/b1/" + ChunkIndex.fileName, root: roots.destination)
-        let b2Index = try ChunkIndex(path: state + "/b2/" + ChunkIndex.fileName, root: roots.destination)
-        let b1 = DestinationFiles(index: b1Index, siblings: SiblingIndexes(root: roots.destination, own: b1Index.path))
-        let b2 = DestinationFiles(index: b2Index, siblings: SiblingIndexes(root: roots.destination, own: b2Index.path))
+        let (b1, b2) = try twoAgentsSharing(roots)
         let bytes = [UInt8](repeating: 5, count: 8192)
         let target = try RootedPath.resolve("d/f", under: roots.destination)
         try write(b1, target, bytes, at: 0, size: 8192)
