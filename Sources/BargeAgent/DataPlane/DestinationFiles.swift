@@ -562,42 +562,43 @@ public final class DestinationFiles: Sendable {
     @discardableResult
     private func adoptFromSiblings(_ f: OpenFile, _ target: RootedPath) -> Bool {
         guard let siblings else { return false }
-        var seen = false
-        var taken: [(offset: UInt64, length: UInt64)] = f.lock.withLock { f.chunks.map { ($0.key, $0.value) } }
-        taken.sort { $0.offset < $1.offset }
-        /// Whether [offset, offset + length) overlaps a span already taken (sorted by offset).
-        func overlaps(_ offset: UInt64, _ length: UInt64) -> Bool {
-            var lo = 0, hi = taken.count
+        var own: [(offset: UInt64, length: UInt64)] = f.lock.withLock { f.chunks.map { ($0.key, $0.value) } }
+        own.sort { $0.offset < $1.offset }
+        /// Whether [offset, offset + length) overlaps a chunk this agent counted (`own`, sorted by
+        /// offset and disjoint, so only the last one starting before its end can reach into it).
+        func overlapsOwn(_ offset: UInt64, _ length: UInt64) -> Bool {
+            var lo = 0, hi = own.count
             while lo < hi {
                 let mid = (lo + hi) / 2
-                if taken[mid].offset < offset + length { lo = mid + 1 } else { hi = mid }
+                if own[mid].offset < offset + length { lo = mid + 1 } else { hi = mid }
             }
-            // taken[lo - 1] is the last span starting before our end; spans are disjoint, so only
-            // it can reach into ours.
-            return lo > 0 && taken[lo - 1].offset + taken[lo - 1].length > offset
+            return lo > 0 && own[lo - 1].offset + own[lo - 1].length > offset
         }
-        var adopted: [ChunkIndex.Entry] = []
+        var rows: [ChunkIndex.Entry] = []
         for sibling in siblings.indexes() {
-            let rows: [ChunkIndex.Entry]
-            do { rows = try sibling.partialRows(path: target.relative, fileSize: f.size) } catch {
+            do { rows += try sibling.partialRows(path: target.relative, fileSize: f.size) } catch {
                 logger.warning("chunk index of another agent at \(sibling.path) not read: \(error)")
-                continue
             }
-            seen = seen || !rows.isEmpty
-            let candidates = rows.filter { $0.length > 0 && $0.offset + UInt64($0.length) <= f.size && !overlaps($0.offset, UInt64($0.length)) }
-            guard let longest = candidates.map(\.length).max() else { continue }
+        }
+        guard !rows.isEmpty else { return false }
+        // One sweep in offset order over every agent's rows: a row is taken when its bytes check
+        // out and it starts past the end of the last one taken, so none overlaps another.
+        rows.sort { $0.offset < $1.offset }
+        let candidates = rows.filter { $0.length > 0 && $0.offset + UInt64($0.length) <= f.size && !overlapsOwn($0.offset, UInt64($0.length)) }
+        var adopted: [ChunkIndex.Entry] = []
+        if let longest = candidates.map(\.length).max() {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: longest, alignment: 16)
             defer { buffer.deallocate() }
-            for e in candidates where !overlaps(e.offset, UInt64(e.length)) {
+            var end: UInt64 = 0
+            for e in candidates where e.offset >= end {
                 let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<e.length])
                 guard LocalChunk.read(f.writer.partialPath, at: e.offset, into: region),
                       XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == e.xxh else { continue }
-                let at = taken.firstIndex { $0.offset > e.offset } ?? taken.count
-                taken.insert((e.offset, UInt64(e.length)), at: at)
                 adopted.append(e)
+                end = e.offset + UInt64(e.length)
             }
         }
-        guard !adopted.isEmpty else { return seen }
+        guard !adopted.isEmpty else { return true }
         f.lock.withLock { for e in adopted { f.cover(e.offset, UInt64(e.length)) } }
         // This agent's index learns them too (a restart of this agent keeps them).
         if index != nil {
@@ -606,7 +607,7 @@ public final class DestinationFiles: Sendable {
             }
         }
         logger.notice("\(target.relative): took \(adopted.count) chunks (\(adopted.reduce(0) { $0 + $1.length }) bytes) that another agent sharing this root wrote into its partial copy")
-        return seen
+        return true
     }
 
     /// Tenths of a second a finish waits for another agent's rows (`adoptFromSiblings`).
