@@ -203,6 +203,11 @@ struct AgentCommand: AsyncParsableCommand {
         settings.pathMemoryFile = stateDirectory + "/" + PathMemory.fileName
         settings.sender.limiter = try RateLimiter(bwlimit)
         settings.congestion = try CongestionMode(named: cc)
+        let scanPause = try faultSeconds("BARGE_FAULT_SCAN_PAGE_DELAY")
+        if scanPause > 0 {
+            settings.scanPageDelay = .milliseconds(Int(scanPause * 1000))
+            logger.warning("agent \(name): fault injection on: BARGE_FAULT_SCAN_PAGE_DELAY=\(scanPause), so this agent pauses \(scanPause) s after each page of its scans (tests only)")
+        }
         settings.linkRate = try fixedLinkRate()
         settings.tcpCongestion = tcpCC
         settings.sendMemory = try sendMemoryBytes()
@@ -250,6 +255,14 @@ func faultFraction(_ variable: String) throws -> Double {
     guard let raw = ProcessInfo.processInfo.environment[variable], !raw.isEmpty else { return 0 }
     guard let p = Double(raw), (0...1).contains(p) else { throw ValidationError("\(variable) must be a fraction from 0 to 1, not '\(raw)'") }
     return p
+}
+
+/// A fault-injection pause from the environment (tests only), in seconds from 0 to 10:
+/// `BARGE_FAULT_SCAN_PAGE_DELAY=S`, the pause after each page of a scan.
+func faultSeconds(_ variable: String) throws -> Double {
+    guard let raw = ProcessInfo.processInfo.environment[variable], !raw.isEmpty else { return 0 }
+    guard let s = Double(raw), (0...10).contains(s) else { throw ValidationError("\(variable) must be seconds from 0 to 10, not '\(raw)'") }
+    return s
 }
 
 /// Cancels the agent on SIGINT or SIGTERM, so it closes its connection cleanly.

@@ -126,6 +126,30 @@ struct FileBatchTests {
         #expect(beside == ["a", "b", "state-b2"], "no partial copy is left beside it: \(beside)")
     }
 
+    /// The source side of a batch: its paths are checked once for them all, and a file inside an
+    /// agent's state directory in the source root is refused before it is read; the state
+    /// directory itself, named as a file, fails its read.
+    @Test func aBatchNeverReadsFromAnAgentsStateDirectoryAtTheSource() throws {
+        let roots = try Roots()
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        try write(roots, "d/ok", [1, 2, 3])
+        try write(roots, "d/state-a2/" + StatePaths.markerName, Array("marker".utf8))
+        try write(roots, "d/state-a2/chunk-index.sqlite", Array("index".utf8))
+        let resolved = source.resolve(batch: ["d/ok", "d/state-a2/chunk-index.sqlite", "d/state-a2", "../outside", "d/ok"])
+        #expect(resolved.count == 5)
+        #expect(try resolved[0].get().relative == "d/ok")
+        #expect(try resolved[4].get().relative == "d/ok")
+        guard case .failure(.invalidPath(_, let reason)) = resolved[1] else { Issue.record("read inside a state directory: \(resolved[1])"); return }
+        #expect(reason.contains("no job may read or write"))
+        guard case .failure(.escapesRoot) = resolved[3] else { Issue.record("escaped the root: \(resolved[3])"); return }
+        let place = ChunkPlace(job: "j", path: "in/x", offset: 0)
+        let ok = try source.prepare(sourcePath: "d/ok", resolved: resolved[0].get(), offset: 0, length: 3, fileSize: 3, destination: place)
+        #expect(ok.encoded.readableBytes > 3)
+        #expect(throws: (any Error).self) {
+            try source.prepare(sourcePath: "d/state-a2", resolved: resolved[2].get(), offset: 0, length: 5, fileSize: 5, destination: place)
+        }
+    }
+
     @Test func smallFilesGoInBatchesAndDamagedOnesAreSentAgain() async throws {
         let roots = try Roots()
         var files: [TaskFile] = []

@@ -4,9 +4,12 @@ import Foundation
 import Testing
 
 /// A new lane starts from what its path is known to carry, kept across agent restarts.
-struct PathMemoryTests {
+final class PathMemoryTests {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-paths-\(UUID().uuidString)").path
+
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+
     func scratch() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("paths-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }

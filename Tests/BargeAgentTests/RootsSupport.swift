@@ -10,5 +10,14 @@ final class Roots {
         for d in [source, destination] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
     }
 
-    deinit { try? FileManager.default.removeItem(at: url) }
+    /// Background work of the test (a listener being cancelled, a database closing its log) can
+    /// still add or drop a file while the tree is removed, which stops `removeItem` part-way; so
+    /// it tries again a few times.
+    deinit {
+        for _ in 0..<5 {
+            try? FileManager.default.removeItem(at: url)
+            if !FileManager.default.fileExists(atPath: url.path) { return }
+            usleep(20_000)
+        }
+    }
 }

@@ -56,13 +56,30 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// Polls for up to `seconds` (generous: the suite runs many processes at once on two cores).
-    func eventually(_ seconds: Double = 60, _ condition: () throws -> Bool) async throws -> Bool {
+    /// The condition runs on a Dispatch thread: it mostly starts a `barge` command and waits for
+    /// it, and on the cooperative pool (two threads here) those waits, from many tests at once,
+    /// starved the agents other tests run in this process: under load, a test's in-process agents
+    /// did not finish their handshake in 20 s.
+    func eventually(_ seconds: Double = 60, _ condition: @escaping () throws -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
+        let polled = OffPool(condition)
         while Date() < deadline {
-            if try condition() { return true }
+            if try await polled.evaluate() { return true }
             try await Task.sleep(for: .milliseconds(100))
         }
         return false
+    }
+
+    /// A condition evaluated on a Dispatch thread, one evaluation at a time (the caller awaits
+    /// each), so what it captures is never touched by two threads at once.
+    private struct OffPool: @unchecked Sendable {
+        let condition: () throws -> Bool
+        init(_ condition: @escaping () throws -> Bool) { self.condition = condition }
+        func evaluate() async throws -> Bool {
+            try await withCheckedThrowingContinuation { c in
+                DispatchQueue.global().async { c.resume(with: Result { try condition() }) }
+            }
+        }
     }
 
     /// Starts a coordinator on free ports; returns it with its agent and HTTP addresses.
@@ -92,7 +109,7 @@ final class TestCluster: @unchecked Sendable {
     /// what the coordinator lists and the end of every log in the cluster's directory, so that a
     /// failure says which process did not come up, and why.
     func agentsRegister(_ count: Int, _ http: String, within seconds: Double = 60) async throws -> Bool {
-        if try await eventually(seconds, { try agents(http).count == count }) { return true }
+        if try await eventually(seconds, { try self.agents(http).count == count }) { return true }
         let listed = try BargeProcess.run(["agents", "--coordinator-url", http], environment: environment)
         var report = "\(count) agents did not register within \(Int(seconds)) s; `barge agents` (exit \(listed.status)):\n\(listed.stdout)\(listed.stderr)"
         let logs = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
@@ -122,18 +139,31 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// A loopback port that was free a moment ago, for a process that must come back on the same one.
+    /// It lies below the kernel's ephemeral range (`ip_local_port_range`): a port from that range
+    /// (what binding port 0 gives) was taken, between a coordinator's stop and its restart, as the
+    /// local port of another test's outgoing connection, and the restart failed with EADDRINUSE.
     static func freePort() throws -> Int {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) } ?? []
+        let below = min(range.first ?? 32768, 32768)
+        for _ in 0..<200 {
+            let port = Int.random(in: 10_000..<max(10_001, below))
+            if try canBind(port) { return port }
+        }
+        throw CocoaError(.fileWriteUnknown)
+    }
+
+    private static func canBind(_ port: Int) throws -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
-        guard ok else { throw CocoaError(.fileWriteUnknown) }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     /// GET of an API URL with the admin token (nil when it fails).

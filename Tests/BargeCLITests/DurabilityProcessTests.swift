@@ -30,10 +30,23 @@ struct DurabilityProcessTests {
             try await BargeConnection.withConnection(host: String(parts[0]), port: Int(parts[1])!, token: token, name: name, role: .agent) { session, inbound, outbound in
                 #expect(session.version >= WireVersion.acks)
                 try await outbound.write(Message.register(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 64)).frame())
+                // Heartbeats as a real agent sends them: under load the scan alone outlasted the
+                // test coordinator's agent timeout, and agents without them were declared down.
+                var beating: Task<Void, Error>?
+                defer { beating?.cancel() }
+                func beat() -> Task<Void, Error> { Task {
+                    var sequence: UInt64 = 0
+                    while !Task.isCancelled {
+                        sequence += 1
+                        try await outbound.write(Message.heartbeat(Heartbeat(sequence: sequence, inFlight: 0)).frame())
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                } }
                 for try await frame in inbound {
                     switch try Message(frame: frame) {
                     case .registered:
                         try await outbound.write(Message.holding(Holding(units: [])).frame())
+                        if beating == nil { beating = beat() }
                     case .scanRequest(let scan):
                         let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
                             + (0..<files).map { FileEntry(path: String(format: "f%05d", $0), kind: .file, size: 40 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
@@ -55,7 +68,9 @@ struct DurabilityProcessTests {
     }
 
     @Test func aCoordinatorKilledRightAfterAcknowledgingLosesNoAcknowledgedReport() async throws {
-        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        // A long agent timeout: under load this process's tasks, the fake agents' heartbeats
+        // among them, waited seconds for a thread, and the 2 s of the other tests declared them down.
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--agent-timeout", "60"])
         let acks = Acks()
         let a1 = fakeAgent("a1", site: "a", address: agents, files: 3000, acks: acks)
         let b1 = fakeAgent("b1", site: "b", address: agents, files: 0, acks: Acks())

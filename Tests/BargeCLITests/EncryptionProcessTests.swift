@@ -53,7 +53,7 @@ struct EncryptionProcessTests {
         capture.standardOutput = FileHandle.nullDevice
         try capture.run()
         defer { if capture.isRunning { capture.terminate() } }
-        let listening = try await cluster.eventually(10) { ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("listening on") }
+        let listening = try await cluster.eventually(60) { ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("listening on") }
         try #require(listening, "tcpdump did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
         let r = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "none", "--wait"], http: http)
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")

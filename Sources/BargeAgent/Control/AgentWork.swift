@@ -28,6 +28,12 @@ public final class AgentWork: Sendable {
         public var tcpCongestion: TCPCongestionControl?
         /// `--send-memory`: the most chunk data the agent holds read and not yet answered.
         public var sendMemory: Int = SendBudget.defaultLimit
+        /// `BARGE_FAULT_SCAN_PAGE_DELAY` (tests only): a pause after each scan page but the last,
+        /// so that a test can stop an agent in the middle of its scan however fast the machine.
+        public var scanPageDelay: Duration?
+        /// Tests only: awaited by a run between its report and its leaving the running units, so
+        /// that a test can assign the unit again inside that window.
+        public var afterReport: (@Sendable () async -> Void)?
 
         public init(root: String, name: String, token: ClusterToken, sender: UnitSender.Settings = .init(),
                     progressInterval: Duration = .milliseconds(500)) {
@@ -103,10 +109,14 @@ public final class AgentWork: Sendable {
         let outbox = outbox, root = settings.root
         switch message {
         case .scanRequest(let request):
-            Task.detached { await TreeListing.send(request, root: root, outbox: outbox) }
+            let pause = settings.scanPageDelay
+            Task.detached { await TreeListing.send(request, root: root, outbox: outbox, pageDelay: pause) }
         case .verifyRequest(let request):
             let cold = tiers?.store
-            Task.detached { outbox.send(.verifyReply(Verifier.reply(to: request, root: root, cold: cold?.store))) }
+            Task.detached {
+                // Reads and hashes whole files: on a blocking thread, not the cooperative pool.
+                if let reply = try? await BlockingWork.run({ Verifier.reply(to: request, root: root, cold: cold?.store) }) { outbox.send(.verifyReply(reply)) }
+            }
         case .tierRequest(let request):
             let tiers = tiers, name = settings.name
             Task.detached {
@@ -186,7 +196,7 @@ public final class AgentWork: Sendable {
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
                             fixedLinkRate: settings.linkRate, budget: budget)
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
-        let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes
+        let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes, afterReport = settings.afterReport
         running.withLockedValue { r in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a
             // retry): the running one answers the newest assignment.
@@ -197,7 +207,7 @@ public final class AgentWork: Sendable {
             r.runs += 1
             let run = r.runs
             let work = Task.detached {
-                var report: Message
+                let report: Message
                 do throws(UnitFailure) {
                     report = .taskDone(try await sender.run())
                 } catch {
@@ -212,25 +222,38 @@ public final class AgentWork: Sendable {
                 // unit leaves `running`, so a new connection lists it as held or sends its report
                 // first, never neither.
                 guard let assignment = running.withLockedValue({ r in r.units[key].flatMap { $0.run == run ? $0.assignment : nil } }) else { return }
-                switch report {
-                case .taskDone(var done):
-                    done.assignment = assignment
-                    report = .taskDone(done)
-                case .taskFailed(var failed):
-                    failed.assignment = assignment
-                    report = .taskFailed(failed)
-                default: break
-                }
-                outbox.send(report)
+                outbox.send(Self.answering(report, assignment: assignment))
+                if let hook = afterReport { await hook() }
                 // What the paths carry, saved now and then: a small file write, off the pool.
                 _ = try? await BlockingWork.run { lanes.remember() }
-                let left = running.withLockedValue { r in
-                    if r.units[key]?.run == run { r.units.removeValue(forKey: key) }
-                    return r.units.count
+                let (left, newer) = running.withLockedValue { r -> (Int, UInt32?) in
+                    guard let unit = r.units[key], unit.run == run else { return (r.units.count, nil) }
+                    r.units.removeValue(forKey: key)
+                    return (r.units.count, unit.assignment != assignment ? unit.assignment : nil)
                 }
+                // Assigned again after the report was made (a new assignment that found the unit
+                // still running, and so started nothing): the same report answers the newest
+                // assignment too. Without it that assignment was never answered, and held its
+                // lane at the coordinator forever: a job stayed `running` with every file done,
+                // its directories never set, after an agent missed its heartbeats under load.
+                if let newer { outbox.send(Self.answering(report, assignment: newer)) }
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
             r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment)
+        }
+    }
+
+    /// A run's report (`task done` or `task failed`) answering `assignment`.
+    private static func answering(_ report: Message, assignment: UInt32) -> Message {
+        switch report {
+        case .taskDone(var done):
+            done.assignment = assignment
+            return .taskDone(done)
+        case .taskFailed(var failed):
+            failed.assignment = assignment
+            return .taskFailed(failed)
+        default:
+            return report
         }
     }
 

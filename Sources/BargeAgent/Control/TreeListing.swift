@@ -4,39 +4,64 @@ import BargeWire
 /// A source agent's answer to `scan request`: the tree under its root as pages of `scan reply`,
 /// sent while the walk goes on. Pages go out through the outbox, which lets only a few wait for
 /// the connection at once, so a walk of ten million files holds a few pages, not the tree.
+///
+/// The walk reads directories and looks at every entry (`getdents`, `fstatat`): blocking I/O,
+/// which on a parallel file system can take milliseconds an entry. So each page is filled on a
+/// Dispatch thread (`BlockingWork`), and the task on the cooperative pool only hands pages to the
+/// outbox: a long walk never holds a pool thread, which also carries the agent's heartbeats.
 enum TreeListing {
-    static func send(_ request: ScanRequest, root: String, outbox: Outbox) async {
-        var walker: TreeWalker?
-        let top: TreeEntry
-        do {
-            let path = try RootedPath.resolve(request.path, under: root)
-            top = try TreeScanner.entry(at: path)
-            if top.kind == .directory { walker = try TreeWalker(directory: path) }
-        } catch {
-            await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: true, error: error.description)))
-            return
+    /// `pageDelay`: a pause after each page but the last (fault injection, tests only).
+    static func send(_ request: ScanRequest, root: String, outbox: Outbox, pageDelay: Duration? = nil) async {
+        let walk = Walk(request, root: root)
+        while true {
+            guard let reply = try? await BlockingWork.run({ walk.nextPage() }) else { return }
+            await outbox.sendPaced(.scanReply(reply))
+            if reply.final { return }
+            if let pageDelay { try? await Task.sleep(for: pageDelay) }
         }
-        // The scanned path itself is the entry with the empty path: a directory (its mode and
-        // mtime go to the destination directory) or the single file being sent.
-        var page = [entry(top, path: "")]
-        do {
-            while let e = try walker?.next() {
-                page.append(entry(e, path: e.path))
-                if page.count == ScanReply.pageSize {
-                    let skipped = walker?.takeSkipped().map(\.description) ?? []
-                    await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: false, entries: page, skipped: skipped)))
-                    page = []
-                }
-            }
-        } catch {
-            await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: true, error: error.description)))
-            return
-        }
-        let skipped = walker?.takeSkipped().map(\.description) ?? []
-        await outbox.sendPaced(.scanReply(ScanReply(request: request.request, final: true, entries: page, skipped: skipped)))
     }
 
-    private static func entry(_ e: TreeEntry, path: String) -> FileEntry {
+    /// One walk, a page at a time. Its pages are asked for one after the other, never at once.
+    private final class Walk: @unchecked Sendable {
+        private let request: ScanRequest
+        private let root: String
+        private var started = false
+        private var walker: TreeWalker?
+
+        init(_ request: ScanRequest, root: String) {
+            self.request = request
+            self.root = root
+        }
+
+        /// The next page: up to `ScanReply.pageSize` entries, final once the walk ends or fails.
+        func nextPage() -> ScanReply {
+            var page: [FileEntry] = []
+            if !started {
+                started = true
+                do {
+                    let path = try RootedPath.resolve(request.path, under: root)
+                    let top = try TreeScanner.entry(at: path)
+                    if top.kind == .directory { walker = try TreeWalker(directory: path) }
+                    // The scanned path itself is the entry with the empty path: a directory (its
+                    // mode and mtime go to the destination directory) or the single file being sent.
+                    page.append(TreeListing.entry(top, path: ""))
+                } catch {
+                    return ScanReply(request: request.request, final: true, error: error.description)
+                }
+            }
+            do {
+                while page.count < ScanReply.pageSize, let e = try walker?.next() {
+                    page.append(TreeListing.entry(e, path: e.path))
+                }
+            } catch {
+                return ScanReply(request: request.request, final: true, error: error.description)
+            }
+            let skipped = walker?.takeSkipped().map(\.description) ?? []
+            return ScanReply(request: request.request, final: page.count < ScanReply.pageSize, entries: page, skipped: skipped)
+        }
+    }
+
+    fileprivate static func entry(_ e: TreeEntry, path: String) -> FileEntry {
         FileEntry(path: path, kind: kind(e.kind), size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds,
                   mtimeNanoseconds: e.mtimeNanoseconds, linkTarget: e.linkTarget ?? "")
     }

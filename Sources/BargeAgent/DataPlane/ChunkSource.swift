@@ -57,6 +57,15 @@ public final class ChunkSource: @unchecked Sendable {
         return ChunkData(place: destination, fileSize: fileSize, id: p.id, encoded: p.encoded)
     }
 
+    /// The source paths of a batch's files, checked against the agent's state directories once
+    /// per directory for them all (`RootedPath.lexical(files:)`) rather than once per path and
+    /// component: on 20,000 files of 1-32 KiB those looks took 9% of the source agent's CPU. Only
+    /// the directories above each file are looked at: the files are only read, and a directory
+    /// named as a file fails its read.
+    public func resolve(batch paths: [String]) -> [Result<RootedPath, StoreError>] {
+        RootedPath.lexical(files: paths, under: root, lookingUpOnly: true)
+    }
+
     /// A chunk ready to send: the whole `chunk data` payload in one buffer (prefix, then the
     /// encoded chunk), so nothing is copied between the read and the socket when it is stored raw.
     public struct Prepared {
@@ -72,11 +81,13 @@ public final class ChunkSource: @unchecked Sendable {
 
     /// As `chunk`, but as the frame payload itself. `byReference` is asked once the chunk is hashed:
     /// when it says the destination holds this id, the chunk is not encoded.
-    public func prepare(sourcePath: String, offset: UInt64, length: Int, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
+    /// `resolved`: the path as `resolve(batch:)` gave it, for the files of a batch.
+    public func prepare(sourcePath: String, resolved: RootedPath? = nil, offset: UInt64, length: Int, fileSize: UInt64,
+                        mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
                         destination: ChunkPlace, byReference: ([UInt8]) -> Bool = { _ in false }) throws -> Prepared {
         // Opened beneath the root by the kernel: a directory swapped for a symbolic link after the
         // scan cannot lead the read outside it (EXDEV).
-        let path = try RootedPath.lexical(sourcePath, under: root)
+        let path = try resolved ?? RootedPath.lexical(sourcePath, under: root)
         let fd = try RootDirectory.open(root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "a place outside the root") }

@@ -43,8 +43,16 @@ public struct UnitPlan: Sendable {
     public let batchFiles: Int
     public let batchBytes: UInt64
 
-    public static let defaultBatchFiles = 64
-    public static let defaultBatchBytes: UInt64 = 1 << 20
+    /// Each batch costs the destination a group commit (`syncfs`, then an `fsync` per directory
+    /// it renamed in), an index transaction and a reply. At 64 files and 1 MiB, 20,000 files of
+    /// 1-32 KiB made about 590 commits and took 2.9-3.2 s on loopback; at 256 files and 4 MiB,
+    /// 2.1-2.5 s (the destination's CPU fell from 2.2-2.8 s to 2.0-2.2). 512 and 8 MiB did no
+    /// better, and a batch must stay under the 16 MiB frame limit (twice `batchBytes` at most).
+    /// The cost is memory: the agents' peak RSS over that job rose from 218 to 254 MiB at the
+    /// source and from 124 to 163 MiB at the destination (the send budget still bounds the bytes
+    /// held in batches).
+    public static let defaultBatchFiles = 256
+    public static let defaultBatchBytes: UInt64 = 4 << 20
 
     public init(_ task: TaskAssign, batchFiles: Int = Self.defaultBatchFiles, batchBytes: UInt64 = Self.defaultBatchBytes) {
         files = task.files

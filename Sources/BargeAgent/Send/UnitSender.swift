@@ -285,7 +285,8 @@ public struct UnitSender: Sendable {
             let room = await flow.reserve(pending.reduce(0) { $0 + Int(task.files[$1].entry.size) })
             do {
                 try sources.using(codec) { source in
-                    for i in pending {
+                    let resolved = source.resolve(batch: pending.map { task.files[$0].sourcePath })
+                    for (k, i) in pending.enumerated() {
                         let f = task.files[i]
                         let e = f.entry
                         guard e.size > 0 else {
@@ -295,7 +296,7 @@ public struct UnitSender: Sendable {
                         }
                         if let rate = flow.compressionRate { source.encoder.sendRate = rate }
                         let place = ChunkPlace(job: task.job, path: e.path, offset: 0)
-                        let data = try source.prepare(sourcePath: f.sourcePath, offset: 0, length: Int(e.size), fileSize: e.size,
+                        let data = try source.prepare(sourcePath: f.sourcePath, resolved: resolved[k].get(), offset: 0, length: Int(e.size), fileSize: e.size,
                                                       mtime: (e.mtimeSeconds, e.mtimeNanoseconds), destination: place,
                                                       byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
                         let report = ChunkReport(file: UInt32(i), offset: 0, length: UInt32(e.size), id: data.id)

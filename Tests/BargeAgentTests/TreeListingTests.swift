@@ -1,0 +1,64 @@
+@testable import BargeAgent
+import BargeWire
+import Foundation
+import Testing
+
+/// A scan's pages, as a source agent sends them: filled on a blocking thread a page at a time,
+/// each full page not final, the last one final, and every entry once, in walk order.
+struct TreeListingTests {
+    /// Runs a scan of `path` and collects its replies, taking each off the outbox as its writer would.
+    func scan(_ roots: Roots, _ path: String) async -> [ScanReply] {
+        let outbox = Outbox()
+        let (stream, sink) = AsyncStream<Message>.makeStream()
+        outbox.attach(sink, acknowledged: true)
+        let root = roots.source
+        let listing = Task { await TreeListing.send(ScanRequest(request: 7, path: path), root: root, outbox: outbox) }
+        var replies: [ScanReply] = []
+        for await message in stream {
+            outbox.written(message)
+            guard case .scanReply(let reply) = message else { continue }
+            replies.append(reply)
+            if reply.final { break }
+        }
+        await listing.value
+        return replies
+    }
+
+    func files(_ roots: Roots, _ count: Int, in directory: String) throws {
+        let dir = roots.source + "/" + directory
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for i in 0..<count { FileManager.default.createFile(atPath: dir + "/" + String(format: "f%05d", i), contents: Data([UInt8(i & 0xff)])) }
+    }
+
+    @Test func aLargeTreeComesInFullPagesAndAFinalOne() async throws {
+        let roots = try Roots()
+        try files(roots, 1500, in: "ds/a")
+        try files(roots, 1000, in: "ds/b")
+        let replies = await scan(roots, "ds")
+        // The top, two directories and 2,500 files: 2,503 entries.
+        #expect(replies.map(\.entries.count) == [1024, 1024, 455])
+        #expect(replies.map(\.final) == [false, false, true])
+        #expect(replies.allSatisfy { $0.request == 7 && $0.error.isEmpty })
+        let paths = replies.flatMap(\.entries).map(\.path)
+        #expect(paths.first == "" && Set(paths).count == paths.count)
+        #expect(paths.filter { $0.hasPrefix("b/f") }.count == 1000 && paths.filter { $0.hasPrefix("a/f") }.count == 1500)
+        #expect(paths.firstIndex(of: "a")! < paths.firstIndex(of: "a/f00000")!, "a directory comes before its contents")
+    }
+
+    @Test func aTreeThatFillsItsLastPageExactlyEndsWithAnEmptyFinalPage() async throws {
+        let roots = try Roots()
+        try files(roots, ScanReply.pageSize - 1, in: "ds")
+        let replies = await scan(roots, "ds")
+        #expect(replies.map(\.entries.count) == [ScanReply.pageSize, 0])
+        #expect(replies.map(\.final) == [false, true])
+    }
+
+    @Test func aSingleFileOrAMissingPathIsOneFinalReply() async throws {
+        let roots = try Roots()
+        try files(roots, 1, in: "one")
+        let single = await scan(roots, "one/f00000")
+        #expect(single.count == 1 && single[0].final && single[0].entries.count == 1 && single[0].entries[0].path == "")
+        let missing = await scan(roots, "nowhere")
+        #expect(missing.count == 1 && missing[0].final && missing[0].entries.isEmpty && !missing[0].error.isEmpty, "\(missing)")
+    }
+}
