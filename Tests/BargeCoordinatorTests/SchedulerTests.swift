@@ -468,3 +468,53 @@ extension SchedulerTests {
         #expect(try await restarted.status(job.id)?.state == .succeeded)
     }
 }
+
+extension SchedulerTests {
+    /// The metrics count a unit's report as the job's figures do. The same report again (its
+    /// acknowledgement lost on a reconnect, so the agent sends it once more) counts nowhere;
+    /// an earlier assignment's report of a unit whose current assignment then answers counts
+    /// its bytes once and both assignments' wire bytes. Before, the repeat counted twice.
+    @Test(.timeLimit(.minutes(1)))
+    func aReportThatComesAgainCountsOnceInTheMetrics() async throws {
+        let f = try await LargeFiles(version: WireVersion.assignments)
+        let (clock, scheduler) = (f.clock, f.scheduler)
+        var a1 = f.a1
+        let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-m")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
+                       FileEntry(path: "f", kind: .file, size: 2 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+        await scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        func done(_ t: TaskAssign, assignment: UInt32? = nil) -> Message {
+            .taskDone(TaskDone(job: job.id, unit: t.unit, bytes: t.files[0].length, wireBytes: 1000, refetched: 0, codecs: [], chunks: [],
+                               assignment: assignment ?? t.assignment))
+        }
+        func metric(_ name: String) async -> String? {
+            await scheduler.metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
+        }
+        guard case .taskAssign(let r0) = await Self.task(&a1), case .taskAssign(let r1) = await Self.task(&a1) else { Issue.record("no ranges"); return }
+        // r0 reports twice in one batch, then once more in a later one.
+        await scheduler.received(done(r0), from: "a1")
+        await scheduler.received(done(r0), from: "a1")
+        await scheduler.flush()
+        await scheduler.received(done(r0), from: "a1")
+        await scheduler.flush()
+        #expect(await metric("barge_bytes_received_total") == "\(1 << 20)")
+        #expect(await metric("barge_wire_bytes_sent_total") == "1000")
+        // r1 stalls and goes again; its first assignment answers after all, then its second.
+        await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: r1.unit, retryable: true, reason: "stalled", assignment: r1.assignment)), from: "a1")
+        await scheduler.flush()
+        clock.advance(31)
+        await scheduler.tick()
+        guard case .taskAssign(let r1again) = await Self.task(&a1) else { Issue.record("no second assignment"); return }
+        #expect(r1again.unit == r1.unit && r1again.assignment == r1.assignment + 1)
+        await scheduler.received(done(r1), from: "a1")
+        await scheduler.flush()
+        await scheduler.received(done(r1again), from: "a1")
+        await scheduler.received(done(r1again), from: "a1")
+        await scheduler.flush()
+        #expect(await metric("barge_bytes_received_total") == "\(2 << 20)")
+        #expect(await metric("barge_wire_bytes_sent_total") == "3000")
+        let status = try #require(try await scheduler.status(job.id))
+        #expect(status.bytesDone == 2 << 20 && status.wireBytes == 3000, "the job's figures: \(status.bytesDone), \(status.wireBytes)")
+    }
+}

@@ -126,8 +126,15 @@ public final class CoordinatorMetrics: Sendable {
         assignedAt.withLock { $0[UnitKey(job: job, unit: unit)] = now }
     }
 
-    func record(_ done: TaskDone, source: String?, destination: String?, now: Double) {
+    /// A unit's report: its wire bytes, and when it is the unit's `first` completion, its bytes,
+    /// chunks and codecs too.
+    func record(_ done: TaskDone, first: Bool, source: String?, destination: String?, now: Double) {
         bytesSent.increment(by: Int64(done.wireBytes))
+        if let source { counter(.agentBytesSent, source).increment(by: Int64(done.wireBytes)) }
+        if let started = assignedAt.withLock({ $0.removeValue(forKey: UnitKey(job: done.job, unit: done.unit)) }) {
+            unitDuration.record(max(0, now - started))
+        }
+        guard first else { return }
         bytesReceived.increment(by: Int64(done.bytes))
         chunksDone.increment(by: Int64(done.chunks.count))
         chunksRefetched.increment(by: Int64(done.refetched))
@@ -137,11 +144,7 @@ public final class CoordinatorMetrics: Sendable {
             counter(.codecRawBytes, c.codec).increment(by: Int64(c.rawBytes))
             counter(.codecEncodedBytes, c.codec).increment(by: Int64(c.encodedBytes))
         }
-        if let source { counter(.agentBytesSent, source).increment(by: Int64(done.wireBytes)) }
         if let destination { counter(.agentBytesReceived, destination).increment(by: Int64(done.bytes)) }
-        if let started = assignedAt.withLock({ $0.removeValue(forKey: UnitKey(job: done.job, unit: done.unit)) }) {
-            unitDuration.record(max(0, now - started))
-        }
     }
 
     func update(throughput bytesPerSecond: Double) {

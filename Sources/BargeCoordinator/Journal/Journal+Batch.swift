@@ -18,8 +18,10 @@ public enum JournalChange: Sendable {
     /// files finished, which never change), so the journal need not read them back; without
     /// it (a late report of a unit no longer held) the update returns them. `destination`: the
     /// agent that wrote it, kept with a range so that a coordinator started again sends the
-    /// rest of its file to the agent holding the partial copy (`formerDestinations`).
-    case complete(TaskDone, now: Double, unit: UnitRecord? = nil, destination: String? = nil)
+    /// rest of its file to the agent holding the partial copy (`formerDestinations`). `lane`: the
+    /// agents it ran between, for the metrics (not journaled).
+    case complete(TaskDone, now: Double, unit: UnitRecord? = nil, destination: String? = nil,
+                  lane: (source: String, destination: String)? = nil)
     /// A unit's lane gave it up: it is pending again (if it was assigned in the journal), its
     /// `attempts` so far are kept (so a restart does not grant it fresh ones), and `retry`
     /// counts it in the job's unit retries.
@@ -48,6 +50,11 @@ public struct BatchOutcome: Sendable {
     /// For the large files of those pages with ranges already done: the destination agent that
     /// wrote them (by finish unit), where their partial copy is.
     public var formerDestinations: [UnitKey: String] = [:]
+    /// The reports that counted, by their place in the batch: `true` for a unit's first
+    /// completion (its bytes, chunks and wire bytes count), `false` for work of another
+    /// assignment of a unit already done (its wire bytes count). A report not here is the same
+    /// report again (its acknowledgement was lost), or its job had ended: it counts nowhere.
+    public var counted: [Int: Bool] = [:]
 }
 
 extension Journal {
@@ -75,7 +82,7 @@ extension Journal {
         var byJob: [String: [Data]] = [:]
         var slots: [(change: Int, job: String, n: Int)] = []
         for (i, change) in changes.enumerated() {
-            guard case .complete(let report, _, _, _) = change else { continue }
+            guard case .complete(let report, _, _, _, _) = change else { continue }
             let blob = UnitManifest.encode(report.chunks)
             if blob.isEmpty {
                 stored[i] = .row(blob)
@@ -185,7 +192,7 @@ extension Journal {
                     """).execute(arguments: [source, destination, key.job, Int64(key.unit)])
                 if db.changesCount == 0 { outcome.stale.insert(key) }
 
-            case .complete(let report, _, let known, let destination):
+            case .complete(let report, _, let known, let destination, _):
                 let key = UnitKey(job: report.job, unit: report.unit)
                 guard try isRunning(report.job) else { continue }
                 let manifest: (row: Data?, at: Int64?, length: Int64) = switch stored[i] {
@@ -219,6 +226,7 @@ extension Journal {
                         .execute(arguments: [Int64(report.assignment), report.job, Int64(report.unit), Int64(report.assignment)])
                     if db.changesCount == 0 { continue }
                 }
+                outcome.counted[i] = first != nil
                 var d = deltas[report.job] ?? JobDelta()
                 d.wireBytes += Int64(report.wireBytes)
                 if let unit = first {
@@ -288,7 +296,7 @@ extension Journal {
         }
 
         try addRangesDone()
-        let now = changes.lazy.compactMap { c -> Double? in if case .complete(_, let t, _, _) = c { t } else { nil } }.last
+        let now = changes.lazy.compactMap { c -> Double? in if case .complete(_, let t, _, _, _) = c { t } else { nil } }.last
         for id in deltas.keys.sorted() {
             // The counters move in place (a whole record's encoding per batch was a tenth of the
             // commit thread's time); the record is read whole only when the job ends.

@@ -434,7 +434,7 @@ public actor Scheduler {
             // An earlier assignment's report: the work is done and counts, but the current
             // assignment still runs and holds its lane until it answers.
             reported[key] = reported[key] ?? false
-            batch.append(.complete(done, now: now(), unit: records[key]))
+            batch.append(.complete(done, now: now(), unit: records[key], lane: policy.lane(of: key)))
             return
         }
         let lane = policy.lane(of: key)
@@ -444,13 +444,19 @@ public actor Scheduler {
         live.remove(key)
         reported[key] = held || (reported[key] ?? false)
         let record = records[key]
-        batch.append(.complete(done, now: now(), unit: record, destination: record?.kind == .range ? lane?.destination : nil))
-        metrics.record(done, source: lane?.source, destination: lane?.destination, now: now())
+        batch.append(.complete(done, now: now(), unit: record, destination: record?.kind == .range ? lane?.destination : nil, lane: lane))
+    }
+
+    /// A report the journal counted goes into the metrics once, as it went into the job's
+    /// figures: the same report again (its acknowledgement was lost on a reconnect) counts in
+    /// neither, and another assignment's work on a unit already done counts on the wire only.
+    private func count(_ done: TaskDone, first: Bool, lane: (source: String, destination: String)?, at time: Double) {
+        metrics.record(done, first: first, source: lane?.source, destination: lane?.destination, now: time)
         if let lane {
             agentBytes[lane.source, default: (0, 0)].sent += done.wireBytes
-            agentBytes[lane.destination, default: (0, 0)].received += done.bytes
+            if first { agentBytes[lane.destination, default: (0, 0)].received += done.bytes }
         }
-        completedBytes += Int64(done.bytes)
+        if first { completedBytes += Int64(done.bytes) }
     }
 
     private func failed(_ failure: TaskFailed, agent: String) throws {
@@ -634,9 +640,10 @@ public actor Scheduler {
         // A unit reported twice in one batch (an earlier assignment's report, then the current
         // one's) is done once.
         var reportedNow: Set<UnitKey> = []
-        for change in changes {
-            guard case .complete(let done, _, _, _) = change else { continue }
+        for (i, change) in changes.enumerated() {
+            guard case .complete(let done, let time, _, _, let lane) = change else { continue }
             reportedNow.insert(UnitKey(job: done.job, unit: done.unit))
+            if let first = outcome.counted[i] { count(done, first: first, lane: lane, at: time) }
         }
         for key in reportedNow {
             let wasHeld = reported.removeValue(forKey: key) ?? false
