@@ -82,29 +82,7 @@ for run in $(seq 1 "$runs"); do
   # The least a durable copy costs on this disk: one process reads every file and writes it under
   # a temporary name, one syncfs, every rename, one fsync per directory (no network, no checks).
   sync
-  floor_secs=$(python3 - "$work/a/small" "$work/r/floor-$run" <<'PY'
-import os, sys, time
-src, dst = sys.argv[1], sys.argv[2]
-t = time.time()
-names = []
-for d in sorted(os.listdir(src)):
-    os.makedirs(f"{dst}/{d}")
-    for f in sorted(os.listdir(f"{src}/{d}")):
-        with open(f"{src}/{d}/{f}", "rb") as i, open(f"{dst}/{d}/.{f}.tmp", "wb") as o:
-            o.write(i.read())
-        names.append((d, f))
-fd = os.open(dst, os.O_RDONLY)
-os.syncfs(fd) if hasattr(os, "syncfs") else os.sync()
-for d, f in names:
-    os.rename(f"{dst}/{d}/.{f}.tmp", f"{dst}/{d}/{f}")
-for d in {d for d, _ in names}:
-    dfd = os.open(f"{dst}/{d}", os.O_RDONLY)
-    os.fsync(dfd)
-    os.close(dfd)
-os.fsync(fd)
-print(time.time() - t)
-PY
-)
+  floor_secs=$(cluster/durable-floor.py "$work/a/small" "$work/r/floor-$run")
   [[ $(field files_done "$work/barge-$run.json") == "$small" ]] || { echo "barge run $run did not move every file" >&2; exit 1; }
   echo "$run $barge_secs $rsync_secs $cpu $floor_secs $fsync_secs" | tee -a "$work/small.txt" >&2
 done

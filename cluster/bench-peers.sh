@@ -4,7 +4,8 @@
 #   loopback  three datasets (incompressible files, typed arrays plus text, 20,000 small files),
 #             each moved by Barge, the rsync daemon, `rsync --fsync` (to the daemon), GridFTP
 #             (`globus-url-copy -p 4 -fast`, `-cc 4 -pp` for small files) and XRootD
-#             (`xrdcp -r --parallel 4`), all on 127.0.0.1
+#             (`xrdcp -r --parallel 4`), all on 127.0.0.1, and by cluster/durable-floor.py (`floor`:
+#             the least a copy that syncs costs on this disk, no network)
 #   lfn       the delay test bed (../shared/tools/delayline) at RATE with each RTT of RTTS: 1 GiB of
 #             incompressible files by Barge and by GridFTP, against `iperf3 -P 4 -C cubic` on the
 #             same path (the link's practical ceiling)
@@ -151,6 +152,9 @@ tool_xrootd() {
   run_in_client xrdcp -r --parallel 4 --silent "$work/src/$1/" "root://$ip_server:21094/$work/dst/$2/"
   calc "$(now) - $t0"
 }
+# Not a transfer tool: the least a durable copy costs on this disk (cluster/durable-floor.py), to
+# tell a tool's own cost from the disk's. Loopback only; never the best peer.
+tool_floor() { cluster/durable-floor.py "$work/src/$1" "$work/dst/$2"; }
 tool_barge() {
   local t0 json sampler=""
   if [[ -n ${TRACE:-} && -n $ns_server ]]; then
@@ -251,7 +255,7 @@ if [[ " $parts " == *" loopback "* ]]; then
   ns_client="" ns_server="" ip_client=127.0.0.1 ip_server=127.0.0.1 ns_prefix=() client_prefix=()
   start_servers
   start_barge
-  for d in $datasets; do measure loopback "$d" barge rsyncd rsync-fsync gridftp xrootd; done
+  for d in $datasets; do measure loopback "$d" barge rsyncd rsync-fsync gridftp xrootd floor; done
   # The hashes' own cost, on one core, for the CPU target (Barge within GridFTP's CPU plus them).
   "$barge" bench hash --json > "$work/hash.json"
   stop_barge
@@ -295,7 +299,8 @@ fi
 # --- report ---------------------------------------------------------------------------------
 {
   echo "peers benchmark, $(date -u +%F), $(nproc) cores, median of $rounds rounds; MB/s of raw data (MB = 10^6 bytes)"
-  echo "syncs / verifies: barge yes/yes (per chunk XXH3-128 + SHA-256), rsyncd no/whole-file, rsync-fsync yes/whole-file, gridftp no/no, xrootd no/no; iperf3 moves no files"
+  echo "syncs / verifies: barge yes/yes (per chunk XXH3-128 + SHA-256), rsyncd no/whole-file, rsync-fsync yes/whole-file, gridftp no/no, xrootd no/no; iperf3 moves no files;"
+  echo "floor is no tool: one local process's durable copy (write all, syncfs, rename all, fsync each directory), the least syncing costs on this disk"
   python3 - "$work/results.txt" "$work/src" "$work/hash.json" <<'PY'
 import collections, json, os, statistics, sys
 rows = collections.defaultdict(list)
@@ -318,7 +323,7 @@ sizes = {}
 for (setting, dataset) in sorted({(s, d) for s, d, _ in rows}):
     n = sizes.setdefault(dataset, size(dataset))
     rates = {t: n / statistics.median(v) / 1e6 for (s, d, t), v in rows.items() if s == setting and d == dataset}
-    peers = {t: r for t, r in rates.items() if t != "barge"}
+    peers = {t: r for t, r in rates.items() if t not in ("barge", "floor")}
     best = max(peers, key=peers.get) if peers else None
     print(f"{setting} / {dataset} ({n / 1e6:.0f} MB):")
     per_gib = {t: statistics.median(v) / (n / 2**30) for (s, d, t), v in cpus.items() if s == setting and d == dataset}

@@ -7,8 +7,10 @@
 #   cluster/chaos.sh                                   # 6 runs, each victim in turn
 #   RUNS=20 VICTIMS="coordinator b1" cluster/chaos.sh
 #   SIG=TERM RESTART_DELAY=2 cluster/chaos.sh
+#   SIG=STOP RESTART_DELAY=20 cluster/chaos.sh        # hung, not dead: stopped, then continued
 #
-# RUNS (6), VICTIMS (coordinator a1 a2 b1 b2, taken in turn), SIG (KILL), RESTART_DELAY (0.5 s),
+# RUNS (6), VICTIMS (coordinator a1 a2 b1 b2, taken in turn), SIG (KILL; STOP stops the process and
+# continues it after RESTART_DELAY rather than starting it again), RESTART_DELAY (0.5 s),
 # RATE (the job's --bwlimit, 150MiB/s, so that it lasts a few seconds), LARGE_MIB (2 files, 96),
 # SMALL (3000 files of 1-32 KiB), TIMEOUT (seconds a job may take, 180), BARGE_BIN (a release
 # barge, else built), KEEP_LOGS=1 (logs of every run in bench-out/logs-chaos-N).
@@ -90,10 +92,17 @@ for run in $(seq 1 "$runs"); do
   kill_at=$(calc "0.2 + ($RANDOM % 3000) / 1000")
   sleep "$kill_at"
   state=$(job_state "$job")
-  kill "-$sig" "${pid_of[$victim]}" 2>/dev/null || true
-  wait "${pid_of[$victim]}" 2>/dev/null || true
-  sleep "$delay"
-  start "$victim"
+  if [[ $sig == STOP ]]; then
+    # A hung process (a stalled disk, a paused VM): stopped for RESTART_DELAY, then let go on.
+    kill -STOP "${pid_of[$victim]}"
+    sleep "$delay"
+    kill -CONT "${pid_of[$victim]}"
+  else
+    kill "-$sig" "${pid_of[$victim]}" 2>/dev/null || true
+    wait "${pid_of[$victim]}" 2>/dev/null || true
+    sleep "$delay"
+    start "$victim"
+  fi
   while :; do
     s=$(job_state "$job")
     [[ $s == succeeded || $s == failed || $s == cancelled ]] && break

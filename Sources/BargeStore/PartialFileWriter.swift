@@ -14,6 +14,12 @@ import Darwin
 /// land on a reused descriptor).
 public final class PartialFileWriter: @unchecked Sendable {
     public static let suffix = ".barge-partial"
+    /// A partial copy is created with the sticky bit (meaningless on a regular file under Linux)
+    /// and keeps it until `seal` gives the file its final mode. A writer that finds the bit gone
+    /// knows that another writer finished the file (an agent sharing the root, or a run of its
+    /// own that outlived a reassignment) and writes nothing more into it: its write would land in
+    /// the finished file under its final name and move its mtime to now.
+    static let partialMode: mode_t = 0o1600
 
     public let final: RootedPath
     private let directory: RootDirectory
@@ -24,6 +30,10 @@ public final class PartialFileWriter: @unchecked Sendable {
     private var fd: Int32
     /// The partial copy was there before (an earlier run left it): what it holds may be kept.
     public let existed: Bool
+    /// The file bears the partial copy's mark (`partialMode`), so every write checks it first. A
+    /// file system that does not keep the bit, or a partial copy left by a version without the
+    /// mark, goes unchecked, as before.
+    private let marked: Bool
     /// The same file opened with O_DIRECT, where the file system allows it (not tmpfs), for large
     /// writes: block-aligned writes from aligned memory go to the device without a copy into the
     /// page cache, and leave nothing for `fsync` to write back. Opened at the first write that can
@@ -55,7 +65,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         return root + "/" + parent + partialName(of: name)
     }
 
-    /// Creates any missing parent directories (0755), then the partial file (0600) at its full size
+    /// Creates any missing parent directories (0755), then the partial file (0600, marked) at its full size
     /// (sparse). An existing partial file is reopened, so a restarted transfer keeps what arrived.
     /// Every open is confined to the root by the kernel.
     public init(_ final: RootedPath, size: UInt64) throws(StoreError) {
@@ -67,11 +77,12 @@ public final class PartialFileWriter: @unchecked Sendable {
         let parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative)
         defer { close(parent) }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
-        var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, Self.partialMode)
         existed = fd < 0 && errno == EEXIST
         if existed { fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
         self.fd = fd
+        marked = Self.isPartial(fd) == true
         // A new file reaches its size with its chunks (every byte must arrive before `finish`);
         // one left by an earlier run may be longer.
         guard !existed || ftruncate(fd, off_t(size)) == 0 else {
@@ -104,6 +115,13 @@ public final class PartialFileWriter: @unchecked Sendable {
         }
     }
 
+    /// Whether the open file still bears the partial copy's mark; nil when `fstat` fails.
+    private static func isPartial(_ fd: Int32) -> Bool? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return st.st_mode & S_ISVTX != 0
+    }
+
     #if os(Linux)
     static let oDirect = barge_o_direct()
     #endif
@@ -122,6 +140,12 @@ public final class PartialFileWriter: @unchecked Sendable {
     }
 
     private func write(_ target: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
+        // Checked before each of a chunk's writes (its head, whole blocks and tail): a writer
+        // paused (SIGSTOP) in the middle of a chunk while another finished the file writes no
+        // more of it once it goes on. Not atomic with the `pwrite`: one paused between the two
+        // can still land that write in the finished file. Its bytes are the same ones (the chunk
+        // was verified against the file's), so only the mtime would move.
+        if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
         var done = 0
         while done < bytes.count {
             let n = pwrite(target, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))

@@ -20,6 +20,38 @@ struct PartialFileWriterTests {
         #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789)
     }
 
+    /// Two writers of one partial copy (two agents sharing a root, or a run of an agent that was
+    /// paused, SIGSTOP, past its assignment): once one finishes the file, the other writes nothing
+    /// more into it, through either descriptor. Before, such a write landed in the finished file
+    /// and moved its mtime to now. While partial, the copy bears the sticky bit; finished, it has
+    /// exactly its source's mode.
+    @Test func aWriterFindsTheFileFinishedByAnotherAndWritesNothing() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("shared/big.bin", under: s.root)
+        let size = 2 * PartialFileWriter.directMinimum
+        let late = try PartialFileWriter(target, size: UInt64(size))
+        let finisher = try PartialFileWriter(target, size: UInt64(size))
+        #expect(finisher.existed)
+        var st = stat()
+        #expect(stat(target.absolute + ".barge-partial", &st) == 0 && st.st_mode & 0o7777 == 0o1600, "\(String(st.st_mode & 0o7777, radix: 8))")
+        let aligned = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: PartialFileWriter.directAlignment)
+        defer { aligned.deallocate() }
+        aligned.initializeMemory(as: UInt8.self, repeating: 7)
+        let half = PartialFileWriter.directMinimum
+        late.prepare(forWriteOf: half)
+        try late.write(UnsafeRawBufferPointer(rebasing: aligned[0..<half]), at: 0)
+        try finisher.write(UnsafeRawBufferPointer(rebasing: aligned[half...]), at: UInt64(half))
+        try finisher.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5)
+        aligned.initializeMemory(as: UInt8.self, repeating: 9)
+        for (bytes, offset) in [(UnsafeRawBufferPointer(rebasing: aligned[0..<half]), 0), (UnsafeRawBufferPointer(rebasing: aligned[0..<100]), 1)] {
+            #expect(throws: StoreError.finishedElsewhere(path: "shared/big.bin")) { try late.write(bytes, at: UInt64(offset)) }
+        }
+        #expect(stat(target.absolute, &st) == 0)
+        #expect(st.st_mode & 0o7777 == 0o644)
+        #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 5, "the mtime moved to \(st.st_mtim.tv_sec)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(repeating: 7, count: size))
+    }
+
     /// Block-aligned chunks from aligned memory take the O_DIRECT path (where the file system has
     /// it), the odd tail the buffered one; the file must read back exactly either way.
     @Test func alignedAndUnalignedWritesMixInOneFile() throws {

@@ -38,6 +38,10 @@ public final class DestinationFiles: Sendable {
         var writers = 0
         /// Sealed for its finish: no write may start.
         var sealed = false
+        /// Another writer finished the file (`StoreError.finishedElsewhere`). The entry stays, so
+        /// that a late chunk of it finds it and is acked, rather than opening a new partial copy
+        /// that nothing would finish.
+        var finishedElsewhere = false
 
         init(writer: PartialFileWriter, size: UInt64) {
             self.writer = writer
@@ -196,6 +200,14 @@ public final class DestinationFiles: Sendable {
             try f.writer.write(bytes, at: offset)
         } catch {
             f.lock.withLock { f.writers -= 1 }
+            if case StoreError.finishedElsewhere = error {
+                // Another writer finished the file since it was opened here: the chunk, which
+                // the finished file holds, is acked, and nothing more is written into it.
+                if f.lock.withLock({ () -> Bool in defer { f.finishedElsewhere = true }; return !f.finishedElsewhere }) {
+                    logger.notice("\(target.relative): finished meanwhile by another writer; nothing more is written into it")
+                }
+                throw AlreadyFinished(path: target.relative)
+            }
             throw error
         }
         f.lock.withLock {
