@@ -18,7 +18,11 @@ def walk(root):
         for name in dirs + [f for f in files if f not in IGNORED]:
             path = os.path.join(top, name)
             rel = os.path.relpath(path, root)
-            st = os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                entries[rel] = ("vanished", None, None, None)  # something still writes into the tree
+                continue
             if stat.S_ISDIR(st.st_mode):
                 entries[rel] = ("dir", stat.S_IMODE(st.st_mode), None, None)
             elif stat.S_ISREG(st.st_mode):
@@ -29,6 +33,8 @@ def walk(root):
                 entries[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, h.hexdigest())
             else:
                 entries[rel] = ("other", stat.S_IMODE(st.st_mode), None, None)
+            if entries[rel][0] == "file" and os.lstat(path).st_ino != st.st_ino:
+                entries[rel] = ("vanished", None, None, None)
     return entries
 
 
@@ -51,7 +57,9 @@ def main():
             problems.append(f"{rel!r}: mode {got[1]:o}, source {mode:o}")
         elif kind == "file" and got[2] != mtime:
             problems.append(f"{rel!r}: mtime {got[2]}, source {mtime}")
-    for rel in sorted(set(dst) - set(src)):
+    for rel in sorted(r for r, e in dst.items() if e[0] == "vanished"):
+        problems.append(f"changed while it was checked (something still writes into the tree): {rel!r}")
+    for rel in sorted(r for r in set(dst) - set(src) if dst[r][0] != "vanished"):
         problems.append(("partial copy left: " if rel.endswith(".barge-partial") else "extra: ") + repr(rel))
     for p in problems[:20]:
         print(p)
