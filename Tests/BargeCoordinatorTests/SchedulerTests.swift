@@ -188,6 +188,34 @@ extension SchedulerTests {
             a1 = stream.makeAsyncIterator()
         }
         deinit { try? FileManager.default.removeItem(at: dir) }
+
+        /// Job `id`: a directory holding one 2 MiB file (two ranges, its finish, the directory),
+        /// scanned by a1. Returns the job's id.
+        func submitOneLargeFile(_ id: String, _ a1: inout AsyncStream<Message>.AsyncIterator) async throws -> String {
+            let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: id)
+            guard case .scanRequest(let scan) = await a1.next() else { throw CancellationError() }
+            let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
+                           FileEntry(path: "f", kind: .file, size: 2 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            await scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+            return job.id
+        }
+
+        /// `t` stalls at a1 and, after its backoff, is assigned again: its second assignment.
+        func stallAndAssignAgain(_ t: TaskAssign, _ a1: inout AsyncStream<Message>.AsyncIterator) async throws -> TaskAssign {
+            await scheduler.received(.taskFailed(TaskFailed(job: t.job, unit: t.unit, retryable: true, reason: "stalled", assignment: t.assignment)), from: "a1")
+            await scheduler.flush()
+            clock.advance(31)
+            await scheduler.tick()
+            guard case .taskAssign(let again) = await SchedulerTests.task(&a1) else { throw CancellationError() }
+            #expect(again.unit == t.unit && again.assignment == t.assignment + 1)
+            return again
+        }
+
+        /// `t`'s `task done`, answering `assignment` (by default its own).
+        static func done(_ t: TaskAssign, wireBytes: UInt64, assignment: UInt32? = nil) -> Message {
+            .taskDone(TaskDone(job: t.job, unit: t.unit, bytes: t.files[0].length, wireBytes: wireBytes, refetched: 0, codecs: [], chunks: [],
+                               assignment: assignment ?? t.assignment))
+        }
     }
 }
 
@@ -254,23 +282,11 @@ extension SchedulerTests {
         let f = try await LargeFiles(version: WireVersion.assignments)
         let (clock, scheduler) = (f.clock, f.scheduler)
         var a1 = f.a1
-        let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-6")
-        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
-        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
-                       FileEntry(path: "f", kind: .file, size: 2 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
-        await scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
-        func done(_ t: TaskAssign, assignment: UInt32? = nil) -> Message {
-            .taskDone(TaskDone(job: job.id, unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [], chunks: [],
-                               assignment: assignment ?? t.assignment))
-        }
+        let job = try await f.submitOneLargeFile("j-6", &a1)
+        func done(_ t: TaskAssign) -> Message { LargeFiles.done(t, wireBytes: 1) }
         guard case .taskAssign(let r0) = await Self.task(&a1), case .taskAssign(let r1) = await Self.task(&a1) else { Issue.record("no ranges"); return }
         // The first range stalls and goes again, as its second assignment.
-        await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: r0.unit, retryable: true, reason: "stalled", assignment: r0.assignment)), from: "a1")
-        await scheduler.flush()
-        clock.advance(31)
-        await scheduler.tick()
-        guard case .taskAssign(let r0again) = await Self.task(&a1) else { Issue.record("no second assignment"); return }
-        #expect(r0again.unit == r0.unit && r0again.assignment == r0.assignment + 1)
+        let r0again = try await f.stallAndAssignAgain(r0, &a1)
         // The second range is done, and the first one's first assignment finished after all: its
         // report counts, and the file's finish goes.
         await scheduler.received(done(r1), from: "a1")
@@ -279,7 +295,7 @@ extension SchedulerTests {
         guard case .taskAssign(let finish) = await Self.task(&a1) else { Issue.record("no finish"); return }
         #expect(finish.unit != r0.unit && finish.unit != r1.unit && finish.files.count == 1)
         // The finish is refused (the file's bytes are not all where it went): sent again in full.
-        await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: finish.unit, retryable: true, reason: "refused", assignment: finish.assignment)),
+        await scheduler.received(.taskFailed(TaskFailed(job: job, unit: finish.unit, retryable: true, reason: "refused", assignment: finish.assignment)),
                                  from: "a1")
         await scheduler.flush()
         // The first range's second assignment, still running, answers: it is the current one.
@@ -295,10 +311,10 @@ extension SchedulerTests {
             await scheduler.received(done(t), from: "a1")
             await scheduler.flush()
         }
-        let queue = await scheduler.describe(job.id)
+        let queue = await scheduler.describe(job)
         #expect(kinds == [.file, .file, .directory], "\(queue)")
         #expect(await scheduler.unitsHeld == 0)
-        #expect(try await scheduler.status(job.id)?.state == .succeeded)
+        #expect(try await scheduler.status(job)?.state == .succeeded)
     }
 }
 
@@ -477,17 +493,10 @@ extension SchedulerTests {
     @Test(.timeLimit(.minutes(1)))
     func aReportThatComesAgainCountsOnceInTheMetrics() async throws {
         let f = try await LargeFiles(version: WireVersion.assignments)
-        let (clock, scheduler) = (f.clock, f.scheduler)
+        let scheduler = f.scheduler
         var a1 = f.a1
-        let job = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-m")
-        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
-        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0),
-                       FileEntry(path: "f", kind: .file, size: 2 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)]
-        await scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
-        func done(_ t: TaskAssign, assignment: UInt32? = nil) -> Message {
-            .taskDone(TaskDone(job: job.id, unit: t.unit, bytes: t.files[0].length, wireBytes: 1000, refetched: 0, codecs: [], chunks: [],
-                               assignment: assignment ?? t.assignment))
-        }
+        let job = try await f.submitOneLargeFile("j-m", &a1)
+        func done(_ t: TaskAssign) -> Message { LargeFiles.done(t, wireBytes: 1000) }
         func metric(_ name: String) async -> String? {
             await scheduler.metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
         }
@@ -501,12 +510,7 @@ extension SchedulerTests {
         #expect(await metric("barge_bytes_received_total") == "\(1 << 20)")
         #expect(await metric("barge_wire_bytes_sent_total") == "1000")
         // r1 stalls and goes again; its first assignment answers after all, then its second.
-        await scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: r1.unit, retryable: true, reason: "stalled", assignment: r1.assignment)), from: "a1")
-        await scheduler.flush()
-        clock.advance(31)
-        await scheduler.tick()
-        guard case .taskAssign(let r1again) = await Self.task(&a1) else { Issue.record("no second assignment"); return }
-        #expect(r1again.unit == r1.unit && r1again.assignment == r1.assignment + 1)
+        let r1again = try await f.stallAndAssignAgain(r1, &a1)
         await scheduler.received(done(r1), from: "a1")
         await scheduler.flush()
         await scheduler.received(done(r1again), from: "a1")
@@ -514,7 +518,7 @@ extension SchedulerTests {
         await scheduler.flush()
         #expect(await metric("barge_bytes_received_total") == "\(2 << 20)")
         #expect(await metric("barge_wire_bytes_sent_total") == "3000")
-        let status = try #require(try await scheduler.status(job.id))
+        let status = try #require(try await scheduler.status(job))
         #expect(status.bytesDone == 2 << 20 && status.wireBytes == 3000, "the job's figures: \(status.bytesDone), \(status.wireBytes)")
     }
 }
