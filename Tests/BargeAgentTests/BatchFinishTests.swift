@@ -2,6 +2,7 @@ import BargeAgent
 import BargeStore
 import BargeWire
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -50,5 +51,48 @@ struct BatchFinishTests {
         #expect(left.isEmpty, "no partial copy is left but the incomplete file's, which never opened: \(left)")
         // The index recorded the batch: the finished files' chunks are held.
         #expect(try index.ids(paths: ["in/d0/f0", "in/d2/f5"]).count == 2)
+    }
+}
+
+extension BatchFinishTests {
+    /// The same batch finished twice at once (a source killed and started again sends it anew
+    /// while this agent still finishes the first): every file ends finished, and a file the
+    /// other finish holds sealed is refused as `incomplete` (asked again, it is found finished),
+    /// never as a refused path, which used to fail the whole job ("its partial copy is already
+    /// closed"). Racy by nature: 5 rounds of 300 files make the overlap near certain.
+    @Test func aBatchFinishedTwiceAtOnceRefusesNothingForGood() throws {
+        let roots = try Roots()
+        let files = DestinationFiles(index: try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination))
+        let receiver = ChunkReceiver(root: roots.destination, files: files)
+        let source = ChunkSource(root: roots.source)
+        var reasons: [ChunkNack.Reason] = []
+        for round in 0..<5 {
+            var batch: [FilesDone.File] = []
+            for i in 0..<300 {
+                let path = "r\(round)/f\(i)"
+                try FileManager.default.createDirectory(atPath: roots.source + "/r\(round)", withIntermediateDirectories: true)
+                try Data(repeating: UInt8(i % 251), count: 100 + i).write(to: URL(fileURLWithPath: roots.source + "/" + path))
+                _ = receiver.receive(try chunk(source, path, size: 100 + i))
+                batch.append(FilesDone.File(path: "in/" + path, size: UInt64(100 + i), mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0))
+            }
+            let message = Message.filesDone(FilesDone(job: "j", files: batch))
+            let replies = NIOLockedValueBox<[Message?]>([])
+            let root = roots.destination
+            // Two threads, one receiver each (as two connections have), sharing the agent's files.
+            DispatchQueue.concurrentPerform(iterations: 2) { _ in
+                let reply = ChunkReceiver(root: root, files: files).handle(message)
+                replies.withLockedValue { $0.append(reply) }
+            }
+            for case .filesDoneReply(let reply)? in replies.withLockedValue({ $0 }) {
+                reasons += reply.refused.map(\.reason)
+                for r in reply.refused where r.reason != .incomplete { Issue.record("refused for good: \(r.detail)") }
+            }
+            for i in 0..<300 {
+                #expect(FileManager.default.fileExists(atPath: "\(roots.destination)/in/r\(round)/f\(i)"), "round \(round), file \(i)")
+            }
+        }
+        #expect(reasons.allSatisfy { $0 == .incomplete }, "\(Set(reasons))")
+        let left = try FileManager.default.subpathsOfDirectory(atPath: roots.destination + "/in").filter { $0.hasSuffix(PartialFileWriter.suffix) }
+        #expect(left.isEmpty, "\(left)")
     }
 }

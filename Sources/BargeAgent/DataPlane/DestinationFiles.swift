@@ -430,11 +430,18 @@ public final class DestinationFiles: Sendable {
             var seen = Set<ArraySlice<String>>()
             for (_, f) in ready where !seen.contains(f.writer.final.components.dropLast()) {
                 var st = stat()
-                let fd = f.writer.descriptor
-                guard fd >= 0, fstat(fd, &st) == 0 else { continue }
+                // A copy of the descriptor: another finish of the same file (a batch sent again)
+                // may seal it, closing its own, while this one syncs.
+                let fd = f.lock.withLock { f.sealed ? -1 : dup(f.writer.descriptor) }
+                guard fd >= 0 else { continue }
                 seen.insert(f.writer.final.components.dropLast())
-                if devices[UInt64(st.st_dev)] == nil { devices[UInt64(st.st_dev)] = fd }
+                if fstat(fd, &st) == 0, devices[UInt64(st.st_dev)] == nil {
+                    devices[UInt64(st.st_dev)] = fd
+                } else {
+                    Glibc.close(fd)
+                }
             }
+            defer { for fd in devices.values { Glibc.close(fd) } }
             for (device, fd) in devices {
                 let e = syncGroup(device).sync(fd)
                 guard e != 0 else { continue }
@@ -449,6 +456,13 @@ public final class DestinationFiles: Sendable {
                     // A chunk written again (a resend) may still be landing: the file waits.
                     guard f.writers == 0 else {
                         throw Incomplete(description: "\(f.writer.final.relative): a write to it is still running; send its finish again")
+                    }
+                    // Another finish of the same file is under way here: the same batch sent
+                    // again by a source that was killed and started again, while this agent still
+                    // finished the first. Asked again, it finds the file finished. (Before, the
+                    // second finish failed the whole job: "its partial copy is already closed".)
+                    guard !f.sealed else {
+                        throw Incomplete(description: "\(f.writer.final.relative): another finish of it is under way; send its finish again")
                     }
                     f.sealed = true
                     try f.writer.seal(mode: item.mode, mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !sync)
@@ -503,6 +517,11 @@ public final class DestinationFiles: Sendable {
                 for i in renamed { failures[i] = StoreError.system(operation: "syncfs after renaming", path: batch[i].target.relative, errno: e) }
             }
         }
+        // Known as finished before its entry goes, so that a late chunk in between finds it so
+        // rather than opening a new partial copy.
+        recentlyFinished.withLockedValue { recent in
+            for i in finished { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
+        }
         // Finished, or sealed and then refused by the disk: either way its writer is closed, and a
         // later chunk of the same name opens the partial copy again.
         open.withLockedValue { files in
@@ -510,9 +529,6 @@ public final class DestinationFiles: Sendable {
                 let key = JobFile(job: job, path: batch[i].target.relative)
                 if failures[i] == nil || files[key].map({ f in f.lock.withLock { f.sealed } }) == true { files.removeValue(forKey: key) }
             }
-        }
-        recentlyFinished.withLockedValue { recent in
-            for i in finished { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
         }
         if !finished.isEmpty {
             record(finalizing: finished.sorted().map {
@@ -554,6 +570,7 @@ public final class DestinationFiles: Sendable {
             }
         }
         try f.lock.withLock {
+            guard !f.sealed else { throw Incomplete(description: "\(target.relative): another finish of it is under way; send its finish again") }
             guard f.size == size else { throw StoreError.invalidPath(path: target.relative, reason: "its chunks said \(f.size) bytes, the finish \(size)") }
             guard f.covered == size else {
                 throw Incomplete(description: "\(target.relative): only \(f.covered) of its \(size) bytes arrived at this agent; it stays partial")
