@@ -77,7 +77,6 @@ public struct CoordinatorClient: Sendable {
             case .error(let e): throw CoordinatorConnectionError.refused(e)
             default: throw CoordinatorConnectionError.protocolViolation("expected registered, got \(reply.type)")
             }
-            work?.lease.registered(timeout: .milliseconds(Int(registered.agentTimeoutMillis)))
             await onRegistered(registered)
 
             let outbox = work?.outbox ?? Outbox()
@@ -115,7 +114,6 @@ public struct CoordinatorClient: Sendable {
                     var sequence: UInt64 = 0
                     while !Task.isCancelled {
                         sequence += 1
-                        work?.lease.sent(heartbeat: sequence)
                         outbox.send(.heartbeat(Heartbeat(sequence: sequence, inFlight: UInt32(work?.inFlight ?? 0))))
                         try await Task.sleep(for: interval)
                     }
@@ -125,9 +123,7 @@ public struct CoordinatorClient: Sendable {
                 while let frame = try await nextFrame(&frames, writerStopped) {
                     let message = try Message(frame: frame)
                     switch message {
-                    case .heartbeat(let echo):
-                        work?.lease.echoed(heartbeat: echo.sequence)
-                        await onHeartbeatEcho(echo.sequence)
+                    case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
                     case .error(let e): throw CoordinatorConnectionError.dropped(e)
                     case .drain(let d): work?.drain(d)
                     default:

@@ -63,8 +63,6 @@ public final class AgentWork: Sendable {
 
     public let settings: Settings
     public let outbox = Outbox()
-    /// The agent's lease on its units, kept by the coordinator connection (`CoordinatorClient`).
-    public let lease = Lease()
     public let sources: SourcePool
     /// The files this agent's data-plane listener is receiving, closed when their job is cancelled.
     public let receiving: DestinationFiles?
@@ -196,7 +194,7 @@ public final class AgentWork: Sendable {
         let jobs = jobs, job = task.job, budget = budget
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
-                            fixedLinkRate: settings.linkRate, budget: budget, lease: lease)
+                            fixedLinkRate: settings.linkRate, budget: budget)
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
         let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes, afterReport = settings.afterReport
         running.withLockedValue { r in

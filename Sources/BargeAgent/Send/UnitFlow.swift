@@ -15,12 +15,9 @@ public struct UnitFlow: Sendable {
     public var fixedLinkRate: Double?
     /// The agent's `--send-memory`, shared by all its units.
     public var budget: SendBudget?
-    /// The agent's lease on its units: no frame goes once it has run out.
-    public var lease: Lease?
 
     public init(agentLimit: RateLimiter? = nil, jobLimit: @escaping @Sendable () -> RateLimiter? = { nil }, lane: LaneFlow? = nil,
-                order: UInt64 = 0, fixedLinkRate: Double? = nil, budget: SendBudget? = nil, lease: Lease? = nil) {
-        self.lease = lease
+                order: UInt64 = 0, fixedLinkRate: Double? = nil, budget: SendBudget? = nil) {
         self.agentLimit = agentLimit
         self.jobLimit = jobLimit
         self.lane = lane
@@ -57,14 +54,11 @@ public struct UnitFlow: Sendable {
         await jobLimit()?.charge(bytes)
         guard let lane else {
             await stream.pace(nil)  // a connection a lane paced before, now sending for mode off
-            try lease?.check()
             return try await stream.send(frame, expecting: place, slot: slot)
         }
         let sentAt = await lane.acquire(bytes, order: order)
         let reply: Message
         do {
-            // Last, after every wait: a process stopped in one of them goes on from here.
-            try lease?.check()
             reply = try await stream.send(frame, expecting: place, slot: slot)
         } catch {
             lane.release(bytes, sentAt: sentAt, answered: false)

@@ -247,7 +247,6 @@ public struct UnitSender: Sendable {
             case .wait: continue  // another stream took it first
             case .step(let s): step = s
             }
-            try flow.lease?.check()
             switch step {
             case .entry(let i):
                 try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
