@@ -71,11 +71,26 @@ public struct ChunkLocation: Sendable, Hashable {
 public final class ColdCatalog: Sendable {
     private let pool: DatabasePool
 
+    /// Opens the pool. Switching a new database to WAL takes a lock that SQLite does not wait
+    /// for (the busy timeout does not apply): a second agent of the site opening the new store at
+    /// the same moment got "database is locked" and did not start. It tries again, for up to 5 s.
+    private static func open(_ path: String, _ configuration: Configuration) throws -> DatabasePool {
+        var attempt = 0
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < 100 {
+                attempt += 1
+                usleep(50_000)
+            }
+        }
+    }
+
     public init(path: String) throws {
         do {
             var configuration = Configuration()
             configuration.busyMode = .timeout(30)
-            pool = try DatabasePool(path: path, configuration: configuration)
+            pool = try Self.open(path, configuration)
             // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last commit on
             // power loss: a demotion unlinks hot copies right after its commit, so it must be durable.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
