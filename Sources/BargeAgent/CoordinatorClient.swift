@@ -77,6 +77,8 @@ public struct CoordinatorClient: Sendable {
             case .error(let e): throw CoordinatorConnectionError.refused(e)
             default: throw CoordinatorConnectionError.protocolViolation("expected registered, got \(reply.type)")
             }
+            work?.fence.registered(timeout: .milliseconds(Int(registered.agentTimeoutMillis)),
+                                   interval: .milliseconds(Int(registered.heartbeatIntervalMillis)))
             await onRegistered(registered)
 
             let outbox = work?.outbox ?? Outbox()
@@ -114,6 +116,7 @@ public struct CoordinatorClient: Sendable {
                     var sequence: UInt64 = 0
                     while !Task.isCancelled {
                         sequence += 1
+                        work?.fence.beat()
                         outbox.send(.heartbeat(Heartbeat(sequence: sequence, inFlight: UInt32(work?.inFlight ?? 0))))
                         try await Task.sleep(for: interval)
                     }

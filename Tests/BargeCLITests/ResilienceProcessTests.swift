@@ -204,6 +204,52 @@ struct ResilienceProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
+    /// A source agent stopped (SIGSTOP: a paused VM, a stalled disk) past the agent timeout while
+    /// its file batches are in flight: the coordinator gives its units to the other agent of the
+    /// site and the job succeeds. The destination's files are then removed, and the stopped agent
+    /// let go on: it must send nothing more, since its units now belong to another agent (before
+    /// `FreezeFence`, its batches went on and re-created files after the job had ended). It
+    /// registers again and stays up.
+    @Test func aSourceAgentStoppedPastItsTimeoutSendsNothingOnceItResumes() async throws {
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<2_000 {
+            let dir = source.appendingPathComponent("d\(i / 200)")
+            if i % 200 == 0 { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+            try Data(SampleData.random(bytes: Int.random(in: 1...12_288, using: &rng), seed: UInt64(i))).write(to: dir.appendingPathComponent("f\(i)"))
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let a2 = try cluster.startAgent("a2", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer {
+            a1.kill(SIGCONT)
+            withExtendedLifetime((coordinator, a1, a2, b1)) {}
+        }
+        #expect(try await cluster.agentsRegister(3, http))
+        // Capped so that both source agents hold batches when a1 stops.
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "2MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 512 << 10 })
+        a1.kill(SIGSTOP)
+        #expect(try await cluster.eventually(120) { try status(job, http)["state"] as? String == "succeeded" },
+                "\(coordinator.output)")
+        #expect(coordinator.output.contains("agents down after"), "a1 was never taken for down: \(coordinator.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+
+        let files = try FileManager.default.subpathsOfDirectory(atPath: destination.path).filter { $0.contains("/f") }
+        for f in files { try FileManager.default.removeItem(at: destination.appendingPathComponent(f)) }
+        a1.kill(SIGCONT)
+        // Up again: it registered anew, heartbeats flow, and it had every chance to send.
+        #expect(try await cluster.eventually(30) {
+            try cluster.agents(http).contains { $0["name"] as? String == "a1" && $0["state"] as? String == "up" }
+        })
+        try await Task.sleep(for: .seconds(3))
+        let again = try FileManager.default.subpathsOfDirectory(atPath: destination.path).filter { $0.contains("/f") }
+        #expect(again.count == 0, "files written after the job had ended, by the agent that was stopped: \(again.prefix(10))\n\(a1.output)")
+        #expect(a1.process.isRunning, "a1 died once let go on: \(a1.output)")
+        print("a1 stopped past its timeout; once let go on it wrote \(again.count) files after the job's end")
+    }
+
     /// kill -9 one agent of a site in the middle of a transfer; its units go back to pending after
     /// the heartbeat timeout (2 s here) and finish on the other agent of that site.
     func killOneAgentMidTransfer(site: String) async throws {

@@ -63,6 +63,8 @@ public final class AgentWork: Sendable {
 
     public let settings: Settings
     public let outbox = Outbox()
+    /// The agent's own freezes, beaten by the coordinator connection (`CoordinatorClient`).
+    public let fence = FreezeFence()
     public let sources: SourcePool
     /// The files this agent's data-plane listener is receiving, closed when their job is cancelled.
     public let receiving: DestinationFiles?
@@ -194,7 +196,7 @@ public final class AgentWork: Sendable {
         let jobs = jobs, job = task.job, budget = budget
         let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
-                            fixedLinkRate: settings.linkRate, budget: budget)
+                            fixedLinkRate: settings.linkRate, budget: budget, fence: fence.ticket())
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
         let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes, afterReport = settings.afterReport
         running.withLockedValue { r in

@@ -15,9 +15,14 @@ public struct UnitFlow: Sendable {
     public var fixedLinkRate: Double?
     /// The agent's `--send-memory`, shared by all its units.
     public var budget: SendBudget?
+    /// The unit's hold on the agent's `FreezeFence`: no request goes once the agent has been
+    /// frozen since the unit began.
+    public var fence: FreezeFence.Ticket?
 
     public init(agentLimit: RateLimiter? = nil, jobLimit: @escaping @Sendable () -> RateLimiter? = { nil }, lane: LaneFlow? = nil,
-                order: UInt64 = 0, fixedLinkRate: Double? = nil, budget: SendBudget? = nil) {
+                order: UInt64 = 0, fixedLinkRate: Double? = nil, budget: SendBudget? = nil,
+                fence: FreezeFence.Ticket? = nil) {
+        self.fence = fence
         self.agentLimit = agentLimit
         self.jobLimit = jobLimit
         self.lane = lane
@@ -25,6 +30,11 @@ public struct UnitFlow: Sendable {
         self.fixedLinkRate = fixedLinkRate
         self.budget = budget
     }
+
+    /// Throws a retryable failure once the agent has been frozen since the unit began: called
+    /// before each of the unit's requests, after every wait (a process stopped in one goes on
+    /// from there).
+    func check() throws(UnitFailure) { try fence?.check() }
 
     /// Before a chunk of `bytes` raw bytes is read and encoded: holds that much of the agent's
     /// budget, so that a worker reads a chunk only when the agent may hold it. (The caps and the
@@ -54,11 +64,13 @@ public struct UnitFlow: Sendable {
         await jobLimit()?.charge(bytes)
         guard let lane else {
             await stream.pace(nil)  // a connection a lane paced before, now sending for mode off
+            try check()
             return try await stream.send(frame, expecting: place, slot: slot)
         }
         let sentAt = await lane.acquire(bytes, order: order)
         let reply: Message
         do {
+            try check()
             reply = try await stream.send(frame, expecting: place, slot: slot)
         } catch {
             lane.release(bytes, sentAt: sentAt, answered: false)

@@ -247,6 +247,7 @@ public struct UnitSender: Sendable {
             case .wait: continue  // another stream took it first
             case .step(let s): step = s
             }
+            try flow.check()
             switch step {
             case .entry(let i):
                 try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
@@ -441,6 +442,7 @@ public struct UnitSender: Sendable {
         let e = task.files[i].entry
         let done = FileDone(place: ChunkPlace(job: task.job, path: e.path, offset: 0), size: e.size, mode: e.mode,
                             mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
+        try flow.check()
         try expectAck(try await stream.send(.fileDone(done)), task.files[i])
     }
 
@@ -448,6 +450,7 @@ public struct UnitSender: Sendable {
     /// at once: the listener finishes a connection's batches in order, one at a time. `placing`,
     /// the unit's `have query` queued before them, is checked first.
     private func finish(_ files: [Int], _ stream: ChunkStream, after placing: Placing? = nil) async throws {
+        try flow.check()
         let parts = stride(from: 0, to: files.count, by: FilesDone.maxFiles).map { Array(files[$0..<min($0 + FilesDone.maxFiles, files.count)]) }
         let replies = parts.map { part in
             stream.queue(.filesDone(FilesDone(job: task.job, files: part.map {

@@ -1,0 +1,90 @@
+import BargeAgent
+import NIOConcurrencyHelpers
+import Testing
+
+/// The agent's fence against its own freezes (`FreezeFence`), on a clock the test moves.
+struct FreezeFenceTests {
+    final class Clock: Sendable {
+        let now = NIOLockedValueBox<UInt64>(1_000_000_000)
+        func advance(ms: UInt64) { now.withLockedValue { $0 += ms * 1_000_000 } }
+        var read: @Sendable () -> UInt64 { { [now] in now.withLockedValue { $0 } } }
+    }
+
+    func failure(_ ticket: FreezeFence.Ticket) -> UnitFailure? {
+        do throws(UnitFailure) {
+            try ticket.check()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func theLimitIsTheTimeoutLessOneIntervalAndAtLeastHalfTheTimeout() {
+        #expect(FreezeFence.State.limit(timeout: 15_000, interval: 1_000) == 14_000)
+        #expect(FreezeFence.State.limit(timeout: 2_000, interval: 200) == 1_800)
+        #expect(FreezeFence.State.limit(timeout: 2_000, interval: 5_000) == 1_000)
+        #expect(FreezeFence.State.limit(timeout: 0, interval: 1_000) == 0)
+    }
+
+    @Test func beatsOnTimeNeverFenceAUnit() {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let ticket = fence.ticket()
+        for _ in 0..<100 {
+            clock.advance(ms: 1_700)  // late beats, each under the limit of 1.8 s
+            fence.beat()
+            #expect(failure(ticket) == nil)
+        }
+    }
+
+    @Test func aUnitThatRanAcrossAFreezeStopsWithARetryableFailureAndALaterUnitDoesNot() throws {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let before = fence.ticket()
+        clock.advance(ms: 20_000)  // stopped for 20 s
+        // The unit's own check wakes before the heartbeat loop, and sees the gap.
+        let seen = try #require(failure(before))
+        #expect(seen.retryable)
+        fence.beat()  // the loop wakes next: the same freeze, not another
+        let after = fence.ticket()
+        #expect(failure(after) == nil)
+        #expect(failure(before) != nil, "the fence is for good: later beats do not let the old unit go on")
+        clock.advance(ms: 100)
+        fence.beat()
+        #expect(failure(after) == nil)
+    }
+
+    @Test func theHeartbeatLoopWakingFirstFencesAsWell() {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let ticket = fence.ticket()
+        clock.advance(ms: 5_000)
+        fence.beat()
+        #expect(failure(ticket) != nil)
+    }
+
+    @Test func aReconnectionLongerThanTheTimeoutIsAFreezeAndAShortOneIsNot() {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let first = fence.ticket()
+        clock.advance(ms: 500)  // the connection dropped and came back quickly: no beats meanwhile
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        #expect(failure(first) == nil)
+        clock.advance(ms: 3_000)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        #expect(failure(first) != nil)
+    }
+
+    @Test func noCoordinatorNoFence() {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        let ticket = fence.ticket()
+        clock.advance(ms: 3_600_000)
+        fence.beat()
+        #expect(failure(ticket) == nil)
+    }
+}
