@@ -112,15 +112,18 @@ public struct CoordinatorClient: Sendable {
                         connection.close()
                     }
                 }
-                tasks.addTask {
-                    var sequence: UInt64 = 0
-                    while !Task.isCancelled {
-                        sequence += 1
-                        work?.fence.beat()
-                        outbox.send(.heartbeat(Heartbeat(sequence: sequence, inFlight: UInt32(work?.inFlight ?? 0))))
-                        try await Task.sleep(for: interval)
-                    }
+                // Heartbeats go from the connection's event loop, beside the writer: on the
+                // cooperative pool, two chunks compressed with zstd-19 held both threads long
+                // enough that the coordinator took a busy agent for down (DedupProcessTests, with
+                // other suites beside it). The first goes one interval after registration, behind
+                // what the writer sends first.
+                let sequence = NIOLockedValueBox<UInt64>(0)
+                let beats = connection.writeRepeatedly(every: .nanoseconds(Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)) {
+                    work?.fence.beat()
+                    let n = sequence.withLockedValue { $0 += 1; return $0 }
+                    return Message.heartbeat(Heartbeat(sequence: n, inFlight: UInt32(work?.inFlight ?? 0))).frame()
                 }
+                defer { beats.cancel() }
                 if let work { tasks.addTask { await work.reportProgress() } }
                 defer { tasks.cancelAll() }
                 while let frame = try await nextFrame(&frames, writerStopped) {

@@ -106,7 +106,7 @@ struct ResilienceProcessTests {
         #expect(try status(id, http)["state"] as? String == "succeeded")
         // SIGTERM with agents connected: the coordinator stops (it used to wait for them forever).
         first.kill(SIGTERM)
-        #expect(try await cluster.eventually(10) { !first.process.isRunning }, "the coordinator did not stop on SIGTERM")
+        #expect(try await cluster.eventually(10) { !first.process.isRunning }, "the coordinator did not stop on SIGTERM: \(first.output)")
         if first.process.isRunning { first.kill(SIGKILL) }
         first.process.waitUntilExit()
         try await Task.sleep(for: .milliseconds(700))

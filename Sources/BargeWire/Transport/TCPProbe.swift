@@ -38,6 +38,17 @@ public struct TCPProbe: Sendable {
         channel.close(promise: nil)
     }
 
+    /// Writes the frame `make` returns every `interval`, from the connection's event loop rather
+    /// than from a task: a heartbeat must not wait for a thread of the cooperative pool, which
+    /// CPU-heavy work (a chunk's zstd-19) can hold for seconds. `make` runs on the event loop and
+    /// must be quick; nil writes nothing that time. Cancel the task when the session ends.
+    public func writeRepeatedly(every interval: TimeAmount, _ make: @escaping @Sendable () -> Frame?) -> RepeatedTask {
+        let channel = channel
+        return channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            if let frame = make() { channel.writeAndFlush(frame, promise: nil) }
+        }
+    }
+
     /// The TCP congestion control the connection runs (`TCP_CONGESTION`); nil off Linux.
     public func congestionControl() async -> String? {
         await TCPCongestionControl.current(of: channel)
