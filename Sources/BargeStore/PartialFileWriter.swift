@@ -65,7 +65,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         return root + "/" + parent + partialName(of: name)
     }
 
-    /// Creates any missing parent directories (0755), then the partial file (0600, marked) at its full size
+    /// Creates any missing parent directories (0755), then the partial file (`partialMode`, 01600: 0600 and the mark) at its full size
     /// (sparse). An existing partial file is reopened, so a restarted transfer keeps what arrived.
     /// Every open is confined to the root by the kernel.
     public init(_ final: RootedPath, size: UInt64) throws(StoreError) {

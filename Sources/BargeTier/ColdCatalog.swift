@@ -75,11 +75,18 @@ public final class ColdCatalog: Sendable {
     /// for (the busy timeout does not apply): a second agent of the site opening the new store at
     /// the same moment got "database is locked" and did not start. It tries again, for up to 5 s.
     private static func open(_ path: String, _ configuration: Configuration) throws -> DatabasePool {
-        var attempt = 0
+        try retrying(100, when: { ($0 as? DatabaseError)?.resultCode == .SQLITE_BUSY }) {
+            try DatabasePool(path: path, configuration: configuration)
+        }
+    }
+
+    /// Runs `body` up to `attempts` times, 50 ms apart, while what it throws passes `when`.
+    private static func retrying<T>(_ attempts: Int, when retry: (Error) -> Bool = { _ in true }, _ body: () throws -> T) throws -> T {
+        var attempt = 1
         while true {
             do {
-                return try DatabasePool(path: path, configuration: configuration)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < 100 {
+                return try body()
+            } catch where attempt < attempts && retry(error) {
                 attempt += 1
                 usleep(50_000)
             }
@@ -97,17 +104,7 @@ public final class ColdCatalog: Sendable {
             // The site's agents may open a new store at once: each migration is its own
             // transaction, so one that lost the race ("table already exists") is rolled back and
             // tried again, and then finds it applied.
-            var attempt = 0
-            while true {
-                do {
-                    try Self.migrator.migrate(pool)
-                    break
-                } catch {
-                    attempt += 1
-                    if attempt >= 20 { throw error }
-                    usleep(50_000)
-                }
-            }
+            try Self.retrying(20) { try Self.migrator.migrate(pool) }
         } catch { throw ColdStoreError("cannot open the cold-store catalog \(path): \(error)") }
     }
 

@@ -326,6 +326,12 @@ public final class DestinationFiles: Sendable {
     /// Bytes of a file are missing at `finish`: they must be sent (again).
     public struct Incomplete: Error, CustomStringConvertible {
         public let description: String
+
+        /// Another finish of the file is under way here (the same batch sent again by a source
+        /// that was killed and started again): asked again, it finds the file finished.
+        static func finishUnderWay(_ relative: String) -> Incomplete {
+            Incomplete(description: "\(relative): another finish of it is under way; send its finish again")
+        }
     }
 
     /// A file to finish: where it is under the root, and the size, mode and mtime it must end
@@ -461,9 +467,7 @@ public final class DestinationFiles: Sendable {
                     // again by a source that was killed and started again, while this agent still
                     // finished the first. Asked again, it finds the file finished. (Before, the
                     // second finish failed the whole job: "its partial copy is already closed".)
-                    guard !f.sealed else {
-                        throw Incomplete(description: "\(f.writer.final.relative): another finish of it is under way; send its finish again")
-                    }
+                    guard !f.sealed else { throw Incomplete.finishUnderWay(f.writer.final.relative) }
                     f.sealed = true
                     try f.writer.seal(mode: item.mode, mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !sync)
                 }
@@ -570,7 +574,7 @@ public final class DestinationFiles: Sendable {
             }
         }
         try f.lock.withLock {
-            guard !f.sealed else { throw Incomplete(description: "\(target.relative): another finish of it is under way; send its finish again") }
+            guard !f.sealed else { throw Incomplete.finishUnderWay(target.relative) }
             guard f.size == size else { throw StoreError.invalidPath(path: target.relative, reason: "its chunks said \(f.size) bytes, the finish \(size)") }
             guard f.covered == size else {
                 throw Incomplete(description: "\(target.relative): only \(f.covered) of its \(size) bytes arrived at this agent; it stays partial")
