@@ -63,6 +63,38 @@ struct WriteSlotTests {
         return last
     }
 
+    /// A freed slot goes to the oldest unit's waiter, whenever it came; a unit's own waiters keep
+    /// their order. (In arrival order, the units sharing a connection each got an equal share and
+    /// ran out of chunks together, which left a long link idle between units.)
+    @Test func aFreedSlotGoesToTheOldestUnitFirst() async throws {
+        let script = Script()
+        let (server, serving) = try await server(script)
+        defer { serving.cancel() }
+        script.go.withLockedValue { $0 = true }
+        try await client(of: server).withStream { stream in
+            var held: [WriteSlot] = []
+            for _ in 0..<ChunkStream.writeSlots { held.append(await stream.writeSlot(order: 1)) }
+            let served = NIOLockedValueBox<[String]>([])
+            var waiters: [Task<WriteSlot, Never>] = []
+            for (name, order) in [("young", UInt64(9)), ("old-1", 2), ("old-2", 2)] {
+                waiters.append(Task {
+                    let slot = await stream.writeSlot(order: order)
+                    served.withLockedValue { $0.append(name) }
+                    return slot
+                })
+                try await Task.sleep(for: .milliseconds(30))  // each waits before the next comes
+            }
+            #expect(served.withLockedValue { $0 }.isEmpty)
+            for slot in held {
+                slot.release()
+                try await Task.sleep(for: .milliseconds(30))
+            }
+            for w in waiters { await w.value.release() }
+            #expect(served.withLockedValue { $0 } == ["old-1", "old-2", "young"])
+            #expect(stream.slotsHeld == 0)
+        }
+    }
+
     /// 64 senders of 1 MiB each on one stream whose peer reads nothing: once the socket is full,
     /// the stream holds exactly its `writeSlots` and the other senders wait for one, without
     /// having queued a frame. When the peer reads again, every chunk goes and is acked, and the

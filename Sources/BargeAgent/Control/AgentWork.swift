@@ -208,8 +208,12 @@ public final class AgentWork: Sendable {
             }
             r.runs += 1
             let run = r.runs
+            let order = flow.order
+            logger.debug("unit \(task.unit) of job \(task.job) starts: \(task.files.count) files, to \(task.destination.name), order \(order)")
             let work = Task.detached {
                 let report: Message
+                let began = ContinuousClock.now
+                defer { logger.debug("unit \(task.unit) of job \(task.job) ends after \(ContinuousClock.now - began)") }
                 do throws(UnitFailure) {
                     report = .taskDone(try await sender.run())
                 } catch {

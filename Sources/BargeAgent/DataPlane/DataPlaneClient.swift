@@ -53,9 +53,10 @@ public final class ChunkStream: Sendable {
         /// Requests whose reply names no place, oldest first.
         var unplaced: Deque<Waiter> = []
         var failure: Error?
-        /// Write slots held (`writeSlot`), and the workers waiting for one, oldest first.
+        /// Write slots held (`writeSlot`), and the workers waiting for one, each with its unit's
+        /// order (served oldest unit first, each unit's in the order they came).
         var slotsHeld = 0
-        var slotWaiters: Deque<CheckedContinuation<Void, Never>> = []
+        var slotWaiters: [(order: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         /// The pacing cap last set on the socket (`pace`); nil: none.
         var paced: UInt64?
 
@@ -214,14 +215,18 @@ public final class ChunkStream: Sendable {
     /// loss) has few frames waiting for it: the others take the unit's next steps, rather than
     /// every worker of every unit on the connection queueing a chunk behind it, holding the lane's
     /// window. Waits for a slot; on a failed stream returns one at once (the send then fails).
-    public func writeSlot() async -> WriteSlot {
+    /// `order`: the unit's place in its lane (`Lanes.nextOrder`). Slots go to the oldest unit's
+    /// workers first, as the agent's budget and the lane's window do: handed out in arrival order,
+    /// the units sharing a connection each got an equal share, ran out of chunks together, and
+    /// left the link idle while the next ones started.
+    public func writeSlot(order: UInt64 = 0) async -> WriteSlot {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = state.withLockedValue { s -> Bool in
                 guard s.failure == nil, s.slotsHeld >= Self.writeSlots else {
                     s.slotsHeld += 1
                     return true
                 }
-                s.slotWaiters.append(c)
+                s.slotWaiters.append((order, c))
                 return false
             }
             if now { c.resume() }
@@ -232,7 +237,9 @@ public final class ChunkStream: Sendable {
     /// A slot came back: the oldest waiter takes it over.
     fileprivate func slotFreed() {
         let next = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
-            if let w = s.slotWaiters.popFirst() { return w }
+            if let i = s.slotWaiters.indices.min(by: { s.slotWaiters[$0].order < s.slotWaiters[$1].order }) {
+                return s.slotWaiters.remove(at: i).continuation
+            }
             s.slotsHeld -= 1
             return nil
         }
@@ -261,7 +268,7 @@ public final class ChunkStream: Sendable {
     private func fail(_ error: Error) {
         let (waiting, slotWaiters) = state.withLockedValue { s -> ([Waiter], [CheckedContinuation<Void, Never>]) in
             if s.failure == nil { s.failure = error }
-            let slotWaiters = Array(s.slotWaiters)
+            let slotWaiters = s.slotWaiters.map(\.continuation)
             s.slotWaiters.removeAll()
             s.slotsHeld += slotWaiters.count
             return (s.takeAll(), slotWaiters)

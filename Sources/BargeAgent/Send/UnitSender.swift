@@ -239,7 +239,7 @@ public struct UnitSender: Sendable {
             // A step is taken with one of the stream's write slots, freed once its frame is
             // written: a stream whose socket drains slowly leaves the unit's steps to the others.
             try await queue.ready()
-            let slot = await stream.writeSlot()
+            let slot = await stream.writeSlot(order: flow.order)
             defer { slot.release() }
             let step: UnitPlan.Step
             switch try queue.poll() {
