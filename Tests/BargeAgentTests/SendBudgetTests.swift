@@ -38,45 +38,6 @@ struct SendBudgetTests {
         #expect(budget.peak == 3 << 20, "never more than the limit")
     }
 
-    /// Room given back goes to the oldest unit's waiter first, whenever it came; a unit's own
-    /// waiters keep their order. (In arrival order, the units an agent ran at once each held an
-    /// equal share and ran out of chunks together, leaving the link idle between units.)
-    @Test func roomGoesToTheOldestUnitFirst() async throws {
-        let budget = SendBudget(limit: 2 << 20)
-        await budget.take(2 << 20, order: 1)
-        let young = Flag(), old = Flag(), oldSecond = Flag()
-        let y = Task { await budget.take(1 << 20, order: 9); young.set() }
-        while budget.waiters < 1 { try await Task.sleep(for: .milliseconds(1)) }
-        let o = Task { await budget.take(1 << 20, order: 2); old.set() }
-        while budget.waiters < 2 { try await Task.sleep(for: .milliseconds(1)) }
-        let o2 = Task { await budget.take(1 << 20, order: 2); oldSecond.set() }
-        while budget.waiters < 3 { try await Task.sleep(for: .milliseconds(1)) }
-        budget.give(1 << 20)
-        await o.value
-        try await Task.sleep(for: .milliseconds(20))
-        #expect(old.isSet && !oldSecond.isSet && !young.isSet, "the older unit's first waiter, though it came after the younger unit's")
-        budget.give(1 << 20)
-        await o2.value
-        #expect(!young.isSet)
-        budget.give(1 << 20)
-        await y.value
-        #expect(young.isSet)
-    }
-
-    /// A take of an older unit that fits goes at once, past a younger unit's waiter that does not.
-    @Test func anOlderUnitDoesNotWaitBehindAYoungerOne() async throws {
-        let budget = SendBudget(limit: 3 << 20)
-        await budget.take(2 << 20, order: 5)
-        let young = Flag()
-        let y = Task { await budget.take(2 << 20, order: 9); young.set() }
-        while budget.waiters < 1 { try await Task.sleep(for: .milliseconds(1)) }
-        await budget.take(1 << 20, order: 3)
-        #expect(budget.held == 3 << 20 && !young.isSet)
-        budget.give(3 << 20)
-        await y.value
-        #expect(budget.held == 2 << 20)
-    }
-
     @Test func aChunkLargerThanTheBudgetGoesAlone() async throws {
         let budget = SendBudget(limit: 1 << 20)
         await budget.take(4 << 20)  // nothing else held: it goes

@@ -3,24 +3,18 @@ import NIOConcurrencyHelpers
 /// The most chunk data an agent holds read and not yet answered, over all its lanes (`--send-memory`).
 /// A sender takes a chunk's room here, then in its lane's window, before it reads the chunk, and
 /// gives it back when the chunk is answered; so what an agent holds in memory to send is bounded
-/// by this budget whatever its lanes' windows, units and streams. A chunk larger than the whole
-/// budget still goes when nothing else is held.
+/// by this budget whatever its lanes' windows, units and streams. Waiters are served in order;
+/// a chunk larger than the whole budget still goes when nothing else is held.
 ///
-/// Waiters are served oldest unit first (`order`, as in the lane's window), each unit's in the
-/// order they came. Served in arrival order, the units an agent ran at once each held an equal
-/// share and so ran out of chunks together: through the delay bed at 100 ms the link then stood
-/// idle while they finished, reported, and the next units asked the destination what it held
-/// (0.5-0.7 s, three times in a 1 GiB job). Oldest first, the oldest units run ahead and end
-/// one by one while the younger ones keep the link busy.
+/// In order of arrival, not oldest unit first as a stream's write slots and a lane's window: the
+/// budget is the agent's, over all its lanes, and oldest first would let an old unit's workers,
+/// waiting here for a slow lane's window, take all of it from the units of a free lane. Each
+/// lane's write slots (taken before the budget, oldest unit first) already decide which units'
+/// workers wait here.
 public final class SendBudget: Sendable {
-    private struct Waiter {
-        var order: UInt64
-        var bytes: Int
-        var continuation: CheckedContinuation<Void, Never>
-    }
     private struct State {
         var held = 0
-        var waiting: [Waiter] = []
+        var waiting: [(bytes: Int, continuation: CheckedContinuation<Void, Never>)] = []
         var peak = 0
     }
     public let limit: Int
@@ -33,18 +27,17 @@ public final class SendBudget: Sendable {
         self.limit = max(1, limit)
     }
 
-    /// Waits until `bytes` more fit (after those already waiting for units as old or older than
-    /// `order`), and holds them.
-    public func take(_ bytes: Int, order: UInt64 = 0) async {
+    /// Waits until `bytes` more fit (after those already waiting), and holds them.
+    public func take(_ bytes: Int) async {
         let now = state.withLockedValue { s -> Bool in
-            guard s.waiting.allSatisfy({ $0.order > order }), fits(s, bytes) else { return false }
+            guard s.waiting.isEmpty, fits(s, bytes) else { return false }
             hold(&s, bytes)
             return true
         }
         if now { return }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resume = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-                s.waiting.append(Waiter(order: order, bytes: bytes, continuation: c))
+                s.waiting.append((bytes, c))
                 return admit(&s)
             }
             resume.forEach { $0.resume() }
@@ -76,14 +69,12 @@ public final class SendBudget: Sendable {
         s.peak = max(s.peak, s.held)
     }
 
-    /// Takes waiters in, oldest unit first (the first of its waiters to come), while they fit;
-    /// the caller resumes them. A walk over the waiters, at most one per worker of the agent.
     private func admit(_ s: inout State) -> [CheckedContinuation<Void, Never>] {
         var admitted: [CheckedContinuation<Void, Never>] = []
-        while let i = s.waiting.indices.min(by: { s.waiting[$0].order < s.waiting[$1].order }), fits(s, s.waiting[i].bytes) {
-            let w = s.waiting.remove(at: i)
-            hold(&s, w.bytes)
-            admitted.append(w.continuation)
+        while let first = s.waiting.first, fits(s, first.bytes) {
+            s.waiting.removeFirst()
+            hold(&s, first.bytes)
+            admitted.append(first.continuation)
         }
         return admitted
     }

@@ -41,7 +41,7 @@ public struct UnitFlow: Sendable {
     /// lane's window are taken after the read, on the encoded frame: charged the raw length, a cap
     /// would pace compressible data below its rate.)
     func reserve(_ bytes: Int) async -> Int {
-        await budget?.take(bytes, order: order)
+        await budget?.take(bytes)
         return bytes
     }
 
@@ -57,7 +57,7 @@ public struct UnitFlow: Sendable {
         if let reserved {
             budget?.resize(from: reserved, to: bytes)
         } else {
-            await budget?.take(bytes, order: order)
+            await budget?.take(bytes)
         }
         defer { budget?.give(bytes) }
         await agentLimit?.charge(bytes)
