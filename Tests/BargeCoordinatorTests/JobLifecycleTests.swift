@@ -71,3 +71,39 @@ struct AgentRegistryTests {
         #expect(try r.register(name: "dtn1", site: "b", address: "h:2", now: 21 * Self.second) == .rejoined)
     }
 }
+
+/// The coordinator's own stalls do not count as its agents' silence (`AgentRegistry.expire`).
+struct CoordinatorStallTests {
+    static let second: UInt64 = 1_000_000_000
+
+    @Test func aCoordinatorThatStoodStillTakesNoLiveAgentForDownAndADeadOneStillGoes() throws {
+        var r = AgentRegistry(heartbeatTimeout: 2 * Self.second, lookInterval: Self.second)
+        _ = try r.register(name: "live", site: "a", address: "h:1", now: 0)
+        _ = try r.register(name: "dead", site: "a", address: "h:2", now: 0)
+        for t in 1...3 {
+            try r.heartbeat(name: "live", now: UInt64(t) * Self.second - Self.second / 10)
+            #expect(r.expire(now: UInt64(t) * Self.second).isEmpty || t == 3)
+        }
+        // The dead one went at the look of t = 3 s; the live one never.
+        #expect(r.agents["dead"]?.state == .down)
+        #expect(r.agents["live"]?.state == .up)
+        // The coordinator stands still for 20 s: its next look comes at 23 s, before the
+        // heartbeats waiting in its socket are read.
+        #expect(r.expire(now: 23 * Self.second).isEmpty, "the stall is not the agent's silence")
+        try r.heartbeat(name: "live", now: 23 * Self.second + 1)
+        #expect(r.expire(now: 24 * Self.second).isEmpty)
+        // Looks on time: silence counts again.
+        #expect(r.expire(now: 25 * Self.second).isEmpty)
+        #expect(r.expire(now: 26 * Self.second) == ["live"], "an agent silent since 23 s is down at 26 s")
+    }
+
+    @Test func anAgentThatDiedJustBeforeTheStallGoesAfterIt() throws {
+        var r = AgentRegistry(heartbeatTimeout: 2 * Self.second, lookInterval: Self.second)
+        _ = try r.register(name: "x", site: "a", address: "h:1", now: 0)
+        #expect(r.expire(now: Self.second).isEmpty)
+        // Died after registering at 0 s; the coordinator stood from 1 to 31 s. Silent 1 s before
+        // the stall, 1 s of the stall counted as one interval, then 1 s more: down at 32 s.
+        #expect(r.expire(now: 31 * Self.second).isEmpty)
+        #expect(r.expire(now: 32 * Self.second) == ["x"])
+    }
+}

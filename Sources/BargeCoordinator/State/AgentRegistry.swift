@@ -37,11 +37,16 @@ public struct AgentRegistry: Sendable {
     }
 
     public let heartbeatTimeout: UInt64
+    /// How often `expire` is called (`AgentExpiryService`), in nanoseconds.
+    public let lookInterval: UInt64
     public private(set) var agents: [String: AgentInfo] = [:]
+    /// When `expire` last looked.
+    private var lastLook: UInt64?
 
     /// `heartbeatTimeout` in nanoseconds: an agent silent for longer is down.
-    public init(heartbeatTimeout: UInt64) {
+    public init(heartbeatTimeout: UInt64, lookInterval: UInt64 = 1_000_000_000) {
         self.heartbeatTimeout = heartbeatTimeout
+        self.lookInterval = lookInterval
     }
 
     /// Registers or re-registers an agent. An agent may not move to another site under the same
@@ -76,7 +81,21 @@ public struct AgentRegistry: Sendable {
     }
 
     /// Marks every agent silent for longer than the timeout as down; returns their names, sorted.
+    ///
+    /// A look that comes more than two intervals after the one before finds a coordinator that
+    /// stood still itself (SIGSTOP, a paused VM): it heard no one meanwhile, and the heartbeats
+    /// of that time still wait in its sockets. That time, less one interval, does not count as
+    /// the agents' silence: without this, a coordinator stopped past the timeout took every
+    /// agent for down as it resumed and gave all their units again while they still ran them. An
+    /// agent that is really gone is taken for down as many seconds later as the stall lasted.
     public mutating func expire(now: UInt64) -> [String] {
+        if let last = lastLook, now > last, now - last > 2 * lookInterval {
+            let stood = now - last - lookInterval
+            for (name, agent) in agents where agent.state != .down {
+                agents[name]!.lastSeen = min(now, agent.lastSeen + stood)
+            }
+        }
+        lastLook = max(lastLook ?? 0, now)
         var expired: [String] = []
         for (name, agent) in agents where agent.state != .down && now > agent.lastSeen && now - agent.lastSeen > heartbeatTimeout {
             agents[name]?.state = .down
