@@ -22,7 +22,9 @@ public struct AgentExpiryService: Service {
     public let interval: Duration
     public let onExpired: @Sendable ([String], Int) -> Void
 
-    public init(directory: AgentDirectory, scheduler: Scheduler, interval: Duration = .seconds(1),
+    /// `interval`: the directory's registry counts a longer gap between looks as the
+    /// coordinator's own stall (`AgentRegistry.expire`), so it stays `defaultLookInterval`.
+    public init(directory: AgentDirectory, scheduler: Scheduler, interval: Duration = AgentRegistry.defaultLookInterval,
                 onExpired: @escaping @Sendable ([String], Int) -> Void = { _, _ in }) {
         self.directory = directory
         self.scheduler = scheduler

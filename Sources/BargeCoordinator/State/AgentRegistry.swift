@@ -39,12 +39,14 @@ public struct AgentRegistry: Sendable {
     public let heartbeatTimeout: UInt64
     /// How often `expire` is called (`AgentExpiryService`), in nanoseconds.
     public let lookInterval: UInt64
+    /// `AgentExpiryService`'s interval, which `lookInterval` must match.
+    public static let defaultLookInterval = Duration.seconds(1)
     public private(set) var agents: [String: AgentInfo] = [:]
     /// When `expire` last looked.
     private var lastLook: UInt64?
 
     /// `heartbeatTimeout` in nanoseconds: an agent silent for longer is down.
-    public init(heartbeatTimeout: UInt64, lookInterval: UInt64 = 1_000_000_000) {
+    public init(heartbeatTimeout: UInt64, lookInterval: UInt64 = UInt64(AgentRegistry.defaultLookInterval.components.seconds) * 1_000_000_000) {
         self.heartbeatTimeout = heartbeatTimeout
         self.lookInterval = lookInterval
     }
