@@ -54,14 +54,16 @@ struct ResilienceProcessTests {
             }
         }
         let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"])
-        // The first a1 pauses 0.2 s after each page of its scan (30 pages: 6 s), so that the kill
+        // The first a1 pauses 0.5 s after each page of its scan (30 pages: 15 s), so that the kill
         // lands mid-scan however busy the machine: under load a whole scan once ended between two
-        // looks at the job. The a1 started again scans at full speed.
-        var a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_FAULT_SCAN_PAGE_DELAY": "0.2"])
+        // looks at the job, and with 0.2 s (6 s) once more, with three other suites beside it.
+        // The kill comes at the first entries counted, so the pause costs the test one page. The
+        // a1 started again scans at full speed.
+        var a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_FAULT_SCAN_PAGE_DELAY": "0.5"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
         defer { withExtendedLifetime((coordinator, b1)) {} }
         #expect(try await cluster.agentsRegister(2, http))
-        #expect(a1.output.contains("BARGE_FAULT_SCAN_PAGE_DELAY=0.2"), "\(a1.output)")
+        #expect(a1.output.contains("BARGE_FAULT_SCAN_PAGE_DELAY=0.5"), "\(a1.output)")
         let job = try cluster.cli(["submit", "a:ds", "b:copy"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         func seen() -> Int {
             guard let data = cluster.fetch(http + "/v1/jobs/" + job),
@@ -106,7 +108,8 @@ struct ResilienceProcessTests {
         #expect(try status(id, http)["state"] as? String == "succeeded")
         // SIGTERM with agents connected: the coordinator stops (it used to wait for them forever).
         first.kill(SIGTERM)
-        #expect(try await cluster.eventually(10) { !first.process.isRunning }, "the coordinator did not stop on SIGTERM: \(first.output)")
+        // 30 s: it used to wait for ever; with three other suites beside it, it once took over 10 s.
+        #expect(try await cluster.eventually(30) { !first.process.isRunning }, "the coordinator did not stop on SIGTERM: \(first.output)")
         if first.process.isRunning { first.kill(SIGKILL) }
         first.process.waitUntilExit()
         try await Task.sleep(for: .milliseconds(700))
