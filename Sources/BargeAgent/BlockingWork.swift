@@ -1,7 +1,7 @@
 import Dispatch
 
 /// Runs blocking or long CPU-bound work on a Dispatch thread rather than on Swift's cooperative
-/// pool, whose few threads (one per core) also carry the agent's heartbeats and streams: an
+/// pool, whose few threads (one per core) also carry the agent's streams and reports: an
 /// `fsync` there stalls every stream that waits for a thread meanwhile.
 enum BlockingWork {
     static func run<T: Sendable>(on queue: DispatchQueue = .global(qos: .userInitiated),

@@ -58,7 +58,8 @@ public struct CoordinatorClient: Sendable {
     /// `CoordinatorConnectionError` or a connect error). `onRegistered` runs once, after the
     /// coordinator accepts the registration; `onHeartbeatEcho` after each echoed heartbeat. The
     /// coordinator's requests go to `work`, whose reports go out through its outbox; everything
-    /// this connection writes (heartbeats included) goes through that one outbox.
+    /// this connection writes goes through that one outbox, but for the heartbeats, which a timer
+    /// on the connection's event loop writes.
     public func run(work: AgentWork? = nil,
                     onRegistered: @escaping @Sendable (Registered) async -> Void = { _ in },
                     onHeartbeatEcho: @escaping @Sendable (UInt64) async -> Void = { _ in }) async throws {
@@ -93,7 +94,7 @@ public struct CoordinatorClient: Sendable {
             let writerStopped = NIOLockedValueBox<Error?>(nil)
             let interval = Duration.milliseconds(max(50, Int(registered.heartbeatIntervalMillis)))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
-                // One writer; heartbeats and reports reach it through the outbox. Replies are read
+                // One writer; reports and replies reach it through the outbox. Replies are read
                 // here, so the inbound iterator never leaves this task.
                 // A writer that stops (a failed write, or the fault injection) closes its side of
                 // the connection; the reader below then ends and throws what stopped it.
@@ -115,8 +116,9 @@ public struct CoordinatorClient: Sendable {
                 // Heartbeats go from the connection's event loop, beside the writer: on the
                 // cooperative pool, two chunks compressed with zstd-19 held both threads long
                 // enough that the coordinator took a busy agent for down (DedupProcessTests, with
-                // other suites beside it). The first goes one interval after registration, behind
-                // what the writer sends first.
+                // other suites beside it). The first goes one interval after registration; with
+                // the pool starved it may pass reports the writer resends, which the coordinator
+                // takes in any order.
                 let sequence = NIOLockedValueBox<UInt64>(0)
                 let beats = connection.writeRepeatedly(every: .nanoseconds(Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)) {
                     work?.fence.beat()
@@ -130,7 +132,11 @@ public struct CoordinatorClient: Sendable {
                     let message = try Message(frame: frame)
                     switch message {
                     case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
-                    case .error(let e): throw CoordinatorConnectionError.dropped(e)
+                    case .error(let e):
+                        // Certain evidence that this agent's units went to others, whatever its
+                        // own clock saw (a paused VM's may see no gap).
+                        if e.code == .markedDown { work?.fence.markedDown() }
+                        throw CoordinatorConnectionError.dropped(e)
                     case .drain(let d): work?.drain(d)
                     default:
                         guard work?.handle(message) == true else {

@@ -79,6 +79,34 @@ struct FreezeFenceTests {
         #expect(failure(first) != nil)
     }
 
+    /// The assignment was read only after the freeze, before the timer or any check saw it: the
+    /// coordinator may have sent it before it took the agent for down, so the unit is fenced.
+    @Test func aUnitStartedAfterAFreezeNobodySawYetIsFenced() {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        clock.advance(ms: 10_000)
+        let stale = fence.ticket()
+        #expect(failure(stale) != nil)
+        // Registered again: units assigned from now on run.
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        #expect(failure(fence.ticket()) == nil)
+    }
+
+    /// The coordinator's refusal of a heartbeat (marked down) fences every running unit, though
+    /// this agent's clock saw no gap (a paused VM's may not).
+    @Test func theCoordinatorsWordFencesWithoutAGap() {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let running = fence.ticket()
+        clock.advance(ms: 100)
+        fence.markedDown()
+        #expect(failure(running) != nil)
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        #expect(failure(fence.ticket()) == nil)
+    }
+
     @Test func noCoordinatorNoFence() {
         let clock = Clock()
         let fence = FreezeFence(clock: clock.read)

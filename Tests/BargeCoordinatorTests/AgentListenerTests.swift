@@ -52,6 +52,35 @@ final class AgentListenerTests: Sendable {
         return false
     }
 
+    /// An agent taken for down while its connection stays up (the coordinator stopped hearing
+    /// it) has its next heartbeat refused with `markedDown` (error 12), which tells it that its
+    /// units went to others.
+    @Test func aHeartbeatFromAnAgentTakenForDownIsRefusedAsMarkedDown() async throws {
+        let clock = ManualClock()
+        let listener = try await listener(clock: clock)
+        let serving = Task { try await listener.run() }
+        let echoes = Counter()
+        let agent = Task { try await client(listener).run(onHeartbeatEcho: { _ in await echoes.increment() }) }
+        #expect(try await eventually { await echoes.count >= 1 })
+        // Time runs on the coordinator's clock alone, a second a look: the agent's heartbeats (real
+        // time, 50 ms apart) may land between looks and put its expiry off, but not for ever.
+        var expired: [String] = []
+        for _ in 0..<200 where expired.isEmpty {
+            clock.advance(seconds: 1)
+            expired += await listener.directory.expire()
+        }
+        #expect(expired == ["a1"])
+        let ended = await agent.result
+        guard case .failure(let error) = ended, case CoordinatorConnectionError.dropped(let refusal) = error else {
+            Issue.record("the connection did not end with a refusal: \(ended)")
+            return
+        }
+        #expect(refusal.code == .markedDown, "\(refusal)")
+        await listener.close()
+        serving.cancel()
+        _ = await serving.result
+    }
+
     @Test func anAgentRegistersHeartbeatsAndGoesDownWhenSilent() async throws {
         let clock = ManualClock()
         let listener = try await listener(clock: clock)
@@ -66,8 +95,14 @@ final class AgentListenerTests: Sendable {
 
         agent.cancel()
         _ = await agent.result
-        clock.advance(seconds: 16)
-        #expect(await listener.directory.expire() == ["a1"])
+        // Looked at every second, as the expiry service does (one look after 16 s would be the
+        // coordinator's own stall, which is not the agent's silence).
+        var expired: [String] = []
+        for _ in 0..<16 {
+            clock.advance(seconds: 1)
+            expired += await listener.directory.expire()
+        }
+        #expect(expired == ["a1"])
         #expect(await listener.directory.agents.first?.state == .down)
 
         await listener.close()

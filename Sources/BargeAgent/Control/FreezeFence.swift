@@ -1,4 +1,3 @@
-import Dispatch
 import NIOConcurrencyHelpers
 
 /// What an agent knows of its own freezes. The coordinator takes an agent for down once it has
@@ -8,19 +7,23 @@ import NIOConcurrencyHelpers
 /// took them over, and after the job has ended (`cluster/chaos.sh` with `SIG=STOP`;
 /// `ResilienceProcessTests`: 761 files written again after the job's end).
 ///
-/// The evidence is local: the heartbeat loop beats every heartbeat interval while the agent is
-/// connected. A gap between two beats of about the agent timeout means the coordinator heard no
-/// heartbeat for that long either. Every unit takes a `Ticket` when it starts, and every
-/// data-plane request of the unit checks it (`UnitFlow.check`): a unit that was running across a
-/// freeze stops with a retryable failure, which the coordinator drops if the unit has gone to
-/// another agent and runs again otherwise. Whoever wakes first after the freeze sees the gap (the
-/// heartbeat loop, or a unit's check), so no request goes before it is seen.
+/// Two kinds of evidence count. The heartbeat timer beats every heartbeat interval while the
+/// agent is connected (on the connection's event loop, which no work holds up): a gap between two
+/// beats of about the agent timeout means the coordinator heard no heartbeat for that long
+/// either. And the coordinator's own word: a heartbeat refused as `markedDown` (error 12) fences
+/// every unit, whatever this agent's clock saw. Every unit takes a `Ticket` when it starts, and
+/// every data-plane request of the unit checks it (`UnitFlow.check`): a unit that was running
+/// across a freeze stops with a retryable failure, which the coordinator drops if the unit has
+/// gone to another agent and runs again otherwise. Whoever wakes first after the freeze sees the
+/// gap (the timer, or a unit's check), so no new request goes once it is seen; frames already
+/// queued to a stream before the freeze still go. A unit whose assignment was read only after the
+/// freeze, before anyone saw it, holds a ticket from before it, and is fenced too.
 ///
-/// An earlier lease ran from the coordinator's echoes of the heartbeats instead. It also covers a
-/// coordinator that stops hearing a live agent, but echoes that came late on a busy coordinator
-/// failed units for nothing. A connection that stops carrying heartbeats ends the beats too, so
-/// an agent cut off from the coordinator for the timeout is fenced all the same once its
-/// connection fails.
+/// An earlier lease ran from the coordinator's echoes of the heartbeats instead. It also covered
+/// a coordinator that stops hearing a live agent, but echoes that came late on a busy coordinator
+/// failed units for nothing. What this leaves: a connection that takes writes but delivers
+/// nothing (a half-open connection) keeps the beats going until TCP gives it up; the agent's
+/// units then stop at the `markedDown` refusal or the `task drop` of its next registration.
 public final class FreezeFence: Sendable {
     /// The fence's arithmetic, on a monotonic clock in nanoseconds.
     public struct State: Sendable, Equatable {
@@ -81,9 +84,14 @@ public final class FreezeFence: Sendable {
     private let state = NIOLockedValueBox(State())
     private let clock: @Sendable () -> UInt64
 
-    /// `clock`: monotonic nanoseconds that run while the process is stopped (tests pass their own).
-    public init(clock: @escaping @Sendable () -> UInt64 = { DispatchTime.now().uptimeNanoseconds }) {
-        self.clock = clock
+    /// `clock`: nanoseconds that run while the process is stopped and while the host sleeps
+    /// (`ContinuousClock`: CLOCK_BOOTTIME on Linux); tests pass their own.
+    public init(clock: (@Sendable () -> UInt64)? = nil) {
+        let start = ContinuousClock.now
+        self.clock = clock ?? {
+            let (seconds, attoseconds) = (ContinuousClock.now - start).components
+            return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        }
     }
 
     public func registered(timeout: Duration, interval: Duration) {
@@ -96,13 +104,22 @@ public final class FreezeFence: Sendable {
         state.withLockedValue { $0.beat(at: now) }
     }
 
-    /// A ticket for a unit that starts now.
-    public func ticket() -> Ticket {
+    /// The coordinator refused a heartbeat: it took this agent for down and gave its units away.
+    public func markedDown() {
         let now = clock()
-        return Ticket(fence: self, freezes: state.withLockedValue { s in
-            s.look(at: now)
-            return s.freezes
-        })
+        state.withLockedValue {
+            $0.freezes += 1
+            $0.lastBeat = max($0.lastBeat, now)
+        }
+    }
+
+    /// A ticket for a unit that starts now. It takes the freezes counted so far without looking
+    /// at the clock: an assignment read just after a freeze that nobody has seen yet may be one
+    /// the coordinator sent before it took this agent for down, so the unit's first check fences
+    /// it. (A unit assigned after this agent registered again holds a ticket from after the
+    /// freeze: registering looks.)
+    public func ticket() -> Ticket {
+        Ticket(fence: self, freezes: state.withLockedValue { $0.freezes })
     }
 
     private static func nanos(_ d: Duration) -> UInt64 {

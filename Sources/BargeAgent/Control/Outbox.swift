@@ -49,7 +49,7 @@ public final class Outbox: Sendable {
             }
             if let sink = s.sink {
                 sink.yield(message)
-            } else if Self.reportKey(message) == nil && message.type != .taskProgress && message.type != .heartbeat {
+            } else if Self.reportKey(message) == nil && message.type != .taskProgress {
                 s.waiting.append(message)
             }
         }

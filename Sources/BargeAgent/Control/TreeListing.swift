@@ -8,7 +8,7 @@ import BargeWire
 /// The walk reads directories and looks at every entry (`getdents`, `fstatat`): blocking I/O,
 /// which on a parallel file system can take milliseconds an entry. So each page is filled on a
 /// Dispatch thread (`BlockingWork`), and the task on the cooperative pool only hands pages to the
-/// outbox: a long walk never holds a pool thread, which also carries the agent's heartbeats.
+/// outbox: a long walk never holds a pool thread, which also carries the agent's streams.
 enum TreeListing {
     /// `pageDelay`: a pause after each page but the last (fault injection, tests only).
     static func send(_ request: ScanRequest, root: String, outbox: Outbox, pageDelay: Duration? = nil) async {

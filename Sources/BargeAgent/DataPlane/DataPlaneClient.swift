@@ -216,7 +216,7 @@ public final class ChunkStream: Sendable {
     /// every worker of every unit on the connection queueing a chunk behind it, holding the lane's
     /// window. Waits for a slot; on a failed stream returns one at once (the send then fails).
     /// `order`: the unit's place in its lane (`Lanes.nextOrder`). Slots go to the oldest unit's
-    /// workers first, as the agent's budget and the lane's window do: handed out in arrival order,
+    /// workers first, as the lane's window does: handed out in arrival order,
     /// the units sharing a connection each got an equal share, ran out of chunks together, and
     /// left the link idle while the next ones started.
     public func writeSlot(order: UInt64 = 0) async -> WriteSlot {

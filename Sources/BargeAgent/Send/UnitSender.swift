@@ -133,8 +133,8 @@ public struct UnitSender: Sendable {
     /// Fills in the unit's plan, file by file: content-defined cut points for its large files
     /// (each chunk as soon as the scan finds it, so that the streams start sending after the
     /// first one rather than after the whole range), fixed-size chunks for the others. The scan
-    /// reads the files, so it runs off the cooperative pool (which carries the heartbeats and
-    /// every stream), and one unit at a time (`BlockingWork.cutPoints`): units that start
+    /// reads the files, so it runs off the cooperative pool (which carries every stream), and
+    /// one unit at a time (`BlockingWork.cutPoints`): units that start
     /// together (a job's first ones) then start one after another, and a scan never takes both
     /// cores from the streams.
     private func plan(_ queue: StepQueue) async -> Result<Void, UnitFailure> {

@@ -53,7 +53,8 @@ struct AgentSession {
                     do {
                         try await directory.heartbeat(name: registration.name)
                     } catch {
-                        sink.yield(.error(ErrorMessage(code: .unexpectedMessage, reason: "\(error)")))
+                        let code: ErrorCode = if case RegistryError.mustRegisterAgain = error { .markedDown } else { .unexpectedMessage }
+                        sink.yield(.error(ErrorMessage(code: code, reason: "\(error)")))
                         return
                     }
                     sink.yield(.heartbeat(beat))

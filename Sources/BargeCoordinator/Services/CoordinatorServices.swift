@@ -19,16 +19,14 @@ extension AgentListener: Service {
 public struct AgentExpiryService: Service {
     public let directory: AgentDirectory
     public let scheduler: Scheduler
-    public let interval: Duration
+    /// `AgentRegistry.defaultLookInterval`: the registry counts a much longer gap as the
+    /// coordinator's own stall (`AgentRegistry.woke`), so the interval is not a parameter.
+    public let interval = AgentRegistry.defaultLookInterval
     public let onExpired: @Sendable ([String], Int) -> Void
 
-    /// `interval`: the directory's registry counts a longer gap between looks as the
-    /// coordinator's own stall (`AgentRegistry.expire`), so it stays `defaultLookInterval`.
-    public init(directory: AgentDirectory, scheduler: Scheduler, interval: Duration = AgentRegistry.defaultLookInterval,
-                onExpired: @escaping @Sendable ([String], Int) -> Void = { _, _ in }) {
+    public init(directory: AgentDirectory, scheduler: Scheduler, onExpired: @escaping @Sendable ([String], Int) -> Void = { _, _ in }) {
         self.directory = directory
         self.scheduler = scheduler
-        self.interval = interval
         self.onExpired = onExpired
     }
 

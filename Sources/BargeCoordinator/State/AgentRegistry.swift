@@ -39,21 +39,42 @@ public struct AgentRegistry: Sendable {
     public let heartbeatTimeout: UInt64
     /// How often `expire` is called (`AgentExpiryService`), in nanoseconds.
     public let lookInterval: UInt64
-    /// `AgentExpiryService`'s interval, which `lookInterval` must match.
+    /// `AgentExpiryService`'s interval (whole milliseconds), which `lookInterval` must match.
     public static let defaultLookInterval = Duration.seconds(1)
     public private(set) var agents: [String: AgentInfo] = [:]
-    /// When `expire` last looked.
-    private var lastLook: UInt64?
+    /// When the registry last did anything: a look, a heartbeat or a registration.
+    private var lastActivity: UInt64?
 
     /// `heartbeatTimeout` in nanoseconds: an agent silent for longer is down.
-    public init(heartbeatTimeout: UInt64, lookInterval: UInt64 = UInt64(AgentRegistry.defaultLookInterval.components.seconds) * 1_000_000_000) {
+    public init(heartbeatTimeout: UInt64, lookInterval: UInt64? = nil) {
         self.heartbeatTimeout = heartbeatTimeout
-        self.lookInterval = lookInterval
+        let (seconds, attoseconds) = Self.defaultLookInterval.components
+        self.lookInterval = max(1_000_000, lookInterval ?? (UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)))
+    }
+
+    /// The coordinator's own stalls (SIGSTOP, a paused VM) do not count as its agents' silence.
+    /// It looks at its agents every interval and hears some of them every heartbeat interval; a
+    /// gap of more than two intervals in all of that is a coordinator that stood still itself,
+    /// which heard no one meanwhile while their heartbeats waited in its sockets. Whatever comes
+    /// first after it (a look, a heartbeat read, a registration) gives every agent that time back,
+    /// less one interval. Without this, a coordinator stopped past the timeout took every agent
+    /// for down as it resumed and gave all their units again while they still ran them. An agent
+    /// that is really gone is taken for down as many seconds later as the stall lasted; a slow
+    /// look (a busy scheduler) gives nothing back while heartbeats are read meanwhile.
+    private mutating func woke(at now: UInt64) {
+        if let last = lastActivity, now > last, now - last > 2 * lookInterval {
+            let stood = now - last - lookInterval
+            for (name, agent) in agents where agent.state != .down {
+                agents[name]!.lastSeen = min(now, agent.lastSeen + stood)
+            }
+        }
+        lastActivity = max(lastActivity ?? 0, now)
     }
 
     /// Registers or re-registers an agent. An agent may not move to another site under the same
     /// name while it is up: two live processes with one name would steal each other's work.
     public mutating func register(name: String, site: String, address: String, build: String? = nil, now: UInt64) throws(RegistryError) -> Registration {
+        woke(at: now)
         if let known = agents[name] {
             if known.state != .down, known.site != site {
                 throw .nameInUse(name: name, site: known.site)
@@ -68,6 +89,7 @@ public struct AgentRegistry: Sendable {
     /// Records a heartbeat. A heartbeat from an agent marked down does not revive it: it must
     /// register again, so that the coordinator re-learns what it holds.
     public mutating func heartbeat(name: String, now: UInt64) throws(RegistryError) {
+        woke(at: now)
         guard var agent = agents[name] else { throw .unknownAgent(name) }
         guard agent.state != .down else { throw .mustRegisterAgain(name) }
         agent.lastSeen = max(agent.lastSeen, now)
@@ -83,21 +105,9 @@ public struct AgentRegistry: Sendable {
     }
 
     /// Marks every agent silent for longer than the timeout as down; returns their names, sorted.
-    ///
-    /// A look that comes more than two intervals after the one before finds a coordinator that
-    /// stood still itself (SIGSTOP, a paused VM): it heard no one meanwhile, and the heartbeats
-    /// of that time still wait in its sockets. That time, less one interval, does not count as
-    /// the agents' silence: without this, a coordinator stopped past the timeout took every
-    /// agent for down as it resumed and gave all their units again while they still ran them. An
-    /// agent that is really gone is taken for down as many seconds later as the stall lasted.
+    /// A stall of the coordinator's own is not their silence (`woke`).
     public mutating func expire(now: UInt64) -> [String] {
-        if let last = lastLook, now > last, now - last > 2 * lookInterval {
-            let stood = now - last - lookInterval
-            for (name, agent) in agents where agent.state != .down {
-                agents[name]!.lastSeen = min(now, agent.lastSeen + stood)
-            }
-        }
-        lastLook = max(lastLook ?? 0, now)
+        woke(at: now)
         var expired: [String] = []
         for (name, agent) in agents where agent.state != .down && now > agent.lastSeen && now - agent.lastSeen > heartbeatTimeout {
             agents[name]?.state = .down

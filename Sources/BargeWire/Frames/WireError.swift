@@ -62,6 +62,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let noCommonVersion = ErrorCode(rawValue: 9)
     public static let authenticationFailed = ErrorCode(rawValue: 10)
     public static let sealBroken = ErrorCode(rawValue: 11)
+    /// The coordinator took the agent for down (it missed its heartbeats) and gave its units to
+    /// others: the agent must register again, and stop what it was running.
+    public static let markedDown = ErrorCode(rawValue: 12)
 
     public var description: String {
         switch self {
@@ -76,6 +79,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .noCommonVersion: "no common protocol version"
         case .authenticationFailed: "authentication failed"
         case .sealBroken: "sealed frame rejected"
+        case .markedDown: "marked down"
         default: "error \(rawValue)"
         }
     }
