@@ -102,6 +102,26 @@ struct DedupTests {
         guard case .chunkNack(let n3) = receiver.copy(outside), n3.reason == .refusedPath else { Issue.record("escaped the root"); return }
     }
 
+    /// A reference whose bytes this agent recorded in a partial copy that has since been
+    /// finished (renamed to its final name by a finish whose record is not written yet, or by
+    /// another agent sharing the root): the bytes are read under the final name, and the row is
+    /// kept. Reading only the partial name, the chunk was taken for lost, its row dropped, and it
+    /// went again by value (DedupProcessTests.aResyncSendsOnlyWhatChanged, in the full suite).
+    @Test func aReferenceToAPartialCopyFinishedSinceIsReadUnderItsFinalName() throws {
+        let roots = try Roots()
+        let files = DestinationFiles(index: try index(roots))
+        let receiver = ChunkReceiver(root: roots.destination, files: files)
+        let bytes = [UInt8](repeating: 9, count: 4096)
+        let (id, xxh) = chunk(bytes)
+        let source = try RootedPath.resolve("src", under: roots.destination)
+        try write(files, source, bytes, at: 0, size: 4096)
+        files.flush()  // the row: a chunk of the partial copy
+        try FileManager.default.moveItem(atPath: PartialFileWriter.partialPath(root: roots.destination, relative: "src"), toPath: source.absolute)
+        let ref = ChunkRef(place: ChunkPlace(job: "j", path: "copy", offset: 0), fileSize: 4096, length: 4096, id: id, xxh: xxh)
+        #expect(receiver.copy(ref) == .chunkAck(ChunkAck(place: ref.place)))
+        #expect(try files.heldIds(paths: ["src"]) == [id], "the row stays")
+    }
+
     /// Over real streams: a file sent twice to another path in the same job, then to the first
     /// path again in a new job, goes by reference; a file with a repeated block sends it once.
     @Test func chunksTheDestinationHoldsAreSentByReference() async throws {
