@@ -10,6 +10,19 @@ struct FreezeFenceTests {
         var read: @Sendable () -> UInt64 { { [now] in now.withLockedValue { $0 } } }
     }
 
+    /// A fence registered with a coordinator whose agent timeout is 2 s and heartbeats 200 ms
+    /// apart (the process tests' settings), on a clock the test moves.
+    func registered() -> (Clock, FreezeFence) {
+        let clock = Clock()
+        let fence = FreezeFence(clock: clock.read)
+        register(fence)
+        return (clock, fence)
+    }
+
+    func register(_ fence: FreezeFence) {
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+    }
+
     func failure(_ ticket: FreezeFence.Ticket) -> UnitFailure? {
         do throws(UnitFailure) {
             try ticket.check()
@@ -27,9 +40,7 @@ struct FreezeFenceTests {
     }
 
     @Test func beatsOnTimeNeverFenceAUnit() {
-        let clock = Clock()
-        let fence = FreezeFence(clock: clock.read)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let (clock, fence) = registered()
         let ticket = fence.ticket()
         for _ in 0..<100 {
             clock.advance(ms: 1_700)  // late beats, each under the limit of 1.8 s
@@ -39,9 +50,7 @@ struct FreezeFenceTests {
     }
 
     @Test func aUnitThatRanAcrossAFreezeStopsWithARetryableFailureAndALaterUnitDoesNot() throws {
-        let clock = Clock()
-        let fence = FreezeFence(clock: clock.read)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let (clock, fence) = registered()
         let before = fence.ticket()
         clock.advance(ms: 20_000)  // stopped for 20 s
         // The unit's own check wakes before the heartbeat loop, and sees the gap.
@@ -57,9 +66,7 @@ struct FreezeFenceTests {
     }
 
     @Test func theHeartbeatLoopWakingFirstFencesAsWell() {
-        let clock = Clock()
-        let fence = FreezeFence(clock: clock.read)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let (clock, fence) = registered()
         let ticket = fence.ticket()
         clock.advance(ms: 5_000)
         fence.beat()
@@ -67,43 +74,37 @@ struct FreezeFenceTests {
     }
 
     @Test func aReconnectionLongerThanTheTimeoutIsAFreezeAndAShortOneIsNot() {
-        let clock = Clock()
-        let fence = FreezeFence(clock: clock.read)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let (clock, fence) = registered()
         let first = fence.ticket()
         clock.advance(ms: 500)  // the connection dropped and came back quickly: no beats meanwhile
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        register(fence)
         #expect(failure(first) == nil)
         clock.advance(ms: 3_000)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        register(fence)
         #expect(failure(first) != nil)
     }
 
     /// The assignment was read only after the freeze, before the timer or any check saw it: the
     /// coordinator may have sent it before it took the agent for down, so the unit is fenced.
     @Test func aUnitStartedAfterAFreezeNobodySawYetIsFenced() {
-        let clock = Clock()
-        let fence = FreezeFence(clock: clock.read)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let (clock, fence) = registered()
         clock.advance(ms: 10_000)
         let stale = fence.ticket()
         #expect(failure(stale) != nil)
         // Registered again: units assigned from now on run.
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        register(fence)
         #expect(failure(fence.ticket()) == nil)
     }
 
     /// The coordinator's refusal of a heartbeat (marked down) fences every running unit, though
     /// this agent's clock saw no gap (a paused VM's may not).
     @Test func theCoordinatorsWordFencesWithoutAGap() {
-        let clock = Clock()
-        let fence = FreezeFence(clock: clock.read)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let (clock, fence) = registered()
         let running = fence.ticket()
         clock.advance(ms: 100)
         fence.markedDown()
         #expect(failure(running) != nil)
-        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        register(fence)
         #expect(failure(fence.ticket()) == nil)
     }
 
