@@ -309,4 +309,43 @@ extension DedupTests {
         }
         #expect(FileManager.default.contents(atPath: other.absolute) == Data(repeating: 6, count: 8192))
     }
+
+    /// b1 has a file open and has written part of it; b2, sharing the root, writes all of it and
+    /// finishes it; b1's next chunk finds it finished (acked, not counted). b1's finish of the
+    /// file is then done, not refused as incomplete at every attempt (which failed a job in a
+    /// crash run); a late chunk after it is acked without a new partial copy.
+    @Test func aFinishOfAFileAnotherAgentFinishedWhileItWasOpenHereIsDone() throws {
+        let roots = try Roots()
+        let (b1, b2) = try twoAgentsSharing(roots)
+        let half = [UInt8](repeating: 3, count: 4096)
+        let target = try RootedPath.resolve("d/f", under: roots.destination)
+        try write(b1, target, half, at: 0, size: 8192)
+        try write(b2, target, half, at: 0, size: 8192)
+        try write(b2, target, half, at: 4096, size: 8192)
+        try b2.finish(job: "j", target: target, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 7)
+        #expect(throws: DestinationFiles.AlreadyFinished.self) { try write(b1, target, half, at: 4096, size: 8192) }
+        let failures = b1.finish(job: "j", batch: [DestinationFiles.Finish(target: target, file: FilesDone.File(
+            path: "d/f", size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 7))])
+        #expect(failures.isEmpty, "\(failures)")
+        #expect(throws: DestinationFiles.AlreadyFinished.self) { try write(b1, target, half, at: 0, size: 8192) }
+        #expect(FileManager.default.contents(atPath: target.absolute) == Data(half + half))
+        #expect(TreeSupportLite.partials(roots.destination).isEmpty)
+        // Not taken for done: the same name finished elsewhere with another mtime.
+        let other = try RootedPath.resolve("d/g", under: roots.destination)
+        try write(b1, other, half, at: 0, size: 8192)
+        try write(b2, other, half, at: 0, size: 8192)
+        try write(b2, other, half, at: 4096, size: 8192)
+        try b2.finish(job: "j", target: other, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 8)
+        #expect(throws: DestinationFiles.AlreadyFinished.self) { try write(b1, other, half, at: 4096, size: 8192) }
+        let refused = b1.finish(job: "j", batch: [DestinationFiles.Finish(target: other, file: FilesDone.File(
+            path: "d/g", size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 9))])
+        #expect(refused[0] is DestinationFiles.Incomplete, "\(refused)")
+    }
+}
+
+/// `.barge-partial` names left under a root.
+enum TreeSupportLite {
+    static func partials(_ root: String) -> [String] {
+        (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".barge-partial") }
+    }
 }

@@ -427,7 +427,10 @@ public final class DestinationFiles: Sendable {
     private func finishHot(job: String, batch: [Finish]) -> [Int: Error] {
         var failures: [Int: Error] = [:]
         var ready: [(Int, OpenFile)] = []
-        let already = Set(batch.indices.filter { finishedLately(JobFile(job: job, path: batch[$0].target.relative), batch[$0].target, size: batch[$0].file.size) })
+        let already = Set(batch.indices.filter {
+            finishedLately(JobFile(job: job, path: batch[$0].target.relative), batch[$0].target, size: batch[$0].file.size)
+                || finishedByAnother(job: job, batch[$0])
+        })
         for (i, item) in batch.enumerated() where !already.contains(i) {
             do {
                 ready.append((i, try complete(job: job, item)))
@@ -532,7 +535,7 @@ public final class DestinationFiles: Sendable {
         // Known as finished before its entry goes, so that a late chunk in between finds it so
         // rather than opening a new partial copy.
         recentlyFinished.withLockedValue { recent in
-            for i in finished { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
+            for i in finished + already { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
         }
         // Finished, or sealed and then refused by the disk: either way its writer is closed, and a
         // later chunk of the same name opens the partial copy again.
@@ -560,6 +563,20 @@ public final class DestinationFiles: Sendable {
         guard let name = final.components.last, fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
         return st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == file.size
             && Int64(st.st_mtim.tv_sec) == file.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == file.mtimeNanoseconds
+    }
+
+    /// Another writer sharing the root finished the file while this agent had it open (a chunk
+    /// written here found it finished, `OpenFile.finishedElsewhere`, and was acked without being
+    /// counted), and it is in place: a regular file with the size and mtime this finish names.
+    /// Its finish here is done. Before, it was refused as incomplete ("only 0 of its 8192 bytes
+    /// arrived at this agent") at every attempt, and the job failed (`cluster/chaos.sh`, a
+    /// coordinator killed 0.3 s into a job of small files, 1 run of 6).
+    private func finishedByAnother(job: String, _ item: Finish) -> Bool {
+        guard let f = open.withLockedValue({ $0[JobFile(job: job, path: item.target.relative)] }),
+              f.lock.withLock({ f.finishedElsewhere }) else { return false }
+        var st = stat()
+        return lstat(item.target.absolute, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == item.file.size
+            && Int64(st.st_mtim.tv_sec) == item.file.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == item.file.mtimeNanoseconds
     }
 
     /// The open file for `item`, checked complete: every one of its bytes arrived.
