@@ -318,27 +318,25 @@ extension DedupTests {
         let roots = try Roots()
         let (b1, b2) = try twoAgentsSharing(roots)
         let half = [UInt8](repeating: 3, count: 4096)
-        let target = try RootedPath.resolve("d/f", under: roots.destination)
-        try write(b1, target, half, at: 0, size: 8192)
-        try write(b2, target, half, at: 0, size: 8192)
-        try write(b2, target, half, at: 4096, size: 8192)
-        try b2.finish(job: "j", target: target, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 7)
-        #expect(throws: DestinationFiles.AlreadyFinished.self) { try write(b1, target, half, at: 4096, size: 8192) }
-        let failures = b1.finish(job: "j", batch: [DestinationFiles.Finish(target: target, file: FilesDone.File(
-            path: "d/f", size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 7))])
+        /// b1 writes the first half of `path`; b2 writes it all and finishes it (mtime 7 ns); b1's
+        /// second half finds it finished; then b1's finish, naming `mtimeNanoseconds`.
+        func finishedAtB2WhileOpenAtB1(_ path: String, finishNaming mtimeNanoseconds: Int32) throws -> (RootedPath, [Int: Error]) {
+            let target = try RootedPath.resolve(path, under: roots.destination)
+            try write(b1, target, half, at: 0, size: 8192)
+            try write(b2, target, half, at: 0, size: 8192)
+            try write(b2, target, half, at: 4096, size: 8192)
+            try b2.finish(job: "j", target: target, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 7)
+            #expect(throws: DestinationFiles.AlreadyFinished.self) { try write(b1, target, half, at: 4096, size: 8192) }
+            return (target, b1.finish(job: "j", batch: [DestinationFiles.Finish(target: target, file: FilesDone.File(
+                path: path, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: mtimeNanoseconds))]))
+        }
+        let (target, failures) = try finishedAtB2WhileOpenAtB1("d/f", finishNaming: 7)
         #expect(failures.isEmpty, "\(failures)")
         #expect(throws: DestinationFiles.AlreadyFinished.self) { try write(b1, target, half, at: 0, size: 8192) }
         #expect(FileManager.default.contents(atPath: target.absolute) == Data(half + half))
         #expect(TreeSupportLite.partials(roots.destination).isEmpty)
         // Not taken for done: the same name finished elsewhere with another mtime.
-        let other = try RootedPath.resolve("d/g", under: roots.destination)
-        try write(b1, other, half, at: 0, size: 8192)
-        try write(b2, other, half, at: 0, size: 8192)
-        try write(b2, other, half, at: 4096, size: 8192)
-        try b2.finish(job: "j", target: other, size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 8)
-        #expect(throws: DestinationFiles.AlreadyFinished.self) { try write(b1, other, half, at: 4096, size: 8192) }
-        let refused = b1.finish(job: "j", batch: [DestinationFiles.Finish(target: other, file: FilesDone.File(
-            path: "d/g", size: 8192, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 9))])
+        let (_, refused) = try finishedAtB2WhileOpenAtB1("d/g", finishNaming: 9)
         #expect(refused[0] is DestinationFiles.Incomplete, "\(refused)")
     }
 }
