@@ -120,7 +120,7 @@ public struct CoordinatorClient: Sendable {
                 // the pool starved it may pass reports the writer resends, which the coordinator
                 // takes in any order.
                 let sequence = NIOLockedValueBox<UInt64>(0)
-                let beats = connection.writeRepeatedly(every: .nanoseconds(Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)) {
+                let beats = connection.writeRepeatedly(every: interval.timeAmount) {
                     work?.fence.beat()
                     let n = sequence.withLockedValue { $0 += 1; return $0 }
                     return Message.heartbeat(Heartbeat(sequence: n, inFlight: UInt32(work?.inFlight ?? 0))).frame()

@@ -1,3 +1,4 @@
+import BargeWire
 import NIOConcurrencyHelpers
 
 /// What an agent knows of its own freezes. The coordinator takes an agent for down once it has
@@ -88,10 +89,7 @@ public final class FreezeFence: Sendable {
     /// (`ContinuousClock`: CLOCK_BOOTTIME on Linux); tests pass their own.
     public init(clock: (@Sendable () -> UInt64)? = nil) {
         let start = ContinuousClock.now
-        self.clock = clock ?? {
-            let (seconds, attoseconds) = (ContinuousClock.now - start).components
-            return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
-        }
+        self.clock = clock ?? { UInt64((ContinuousClock.now - start).wholeNanoseconds) }
     }
 
     public func registered(timeout: Duration, interval: Duration) {
@@ -122,8 +120,5 @@ public final class FreezeFence: Sendable {
         Ticket(fence: self, freezes: state.withLockedValue { $0.freezes })
     }
 
-    private static func nanos(_ d: Duration) -> UInt64 {
-        let (seconds, attoseconds) = d.components
-        return seconds < 0 ? 0 : UInt64(seconds) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
-    }
+    private static func nanos(_ d: Duration) -> UInt64 { UInt64(max(0, d.wholeNanoseconds)) }
 }

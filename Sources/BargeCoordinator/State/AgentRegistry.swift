@@ -1,3 +1,5 @@
+import BargeWire
+
 /// Whether an agent can take work.
 public enum AgentState: String, Codable, Hashable, Sendable {
     case up, draining, down
@@ -48,8 +50,7 @@ public struct AgentRegistry: Sendable {
     /// `heartbeatTimeout` in nanoseconds: an agent silent for longer is down.
     public init(heartbeatTimeout: UInt64, lookInterval: UInt64? = nil) {
         self.heartbeatTimeout = heartbeatTimeout
-        let (seconds, attoseconds) = Self.defaultLookInterval.components
-        self.lookInterval = max(1_000_000, lookInterval ?? (UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)))
+        self.lookInterval = max(1_000_000, lookInterval ?? UInt64(Self.defaultLookInterval.wholeNanoseconds))
     }
 
     /// The coordinator's own stalls (SIGSTOP, a paused VM) do not count as its agents' silence.
