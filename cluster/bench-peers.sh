@@ -14,8 +14,8 @@
 #   PARTS=lfn RTTS="50" ROUNDS=1 cluster/bench-peers.sh  # one point
 #
 # Knobs: PARTS (loopback lfn), DATASETS (random typed small; only random when PARTS has no loopback), RTTS (20 50 100, in ms), RATE (1gbit),
-# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS, AGENT_ARGS and COORDINATOR_ARGS (extra `barge submit`, `barge agent` and `barge coordinator` arguments, for experiments: `--insecure-plaintext` on both agents and coordinator measures without encryption), RANDOM_MIB (1024), TYPED_MIB (each typed/text file, 128),
-# LFN_TOOLS (barge gridftp: the tools moving files through the delay line), IPERF_CC (cubic: the reference's TCP congestion control; Barge's agents use the host's default unless AGENT_ARGS has --tcp-congestion, and their log says which), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
+# ROUNDS (2: the median counts), TRACE (1: the link's rate during each Barge job, and BARGE_TRACE_LANES in the agents' logs, kept in bench-out/), SUBMIT_ARGS, AGENT_ARGS and COORDINATOR_ARGS (extra `barge submit`, `barge agent` and `barge coordinator` arguments, for experiments: `--insecure-plaintext` on both agents and coordinator measures without encryption), RANDOM_MIB (1024), PERF (1: a call-graph profile of Barge's processes during each of its jobs, bench-out/perf-DESTINATION.data), TYPED_MIB (each typed/text file, 128),
+# LOOPBACK_TOOLS (barge rsyncd rsync-fsync gridftp xrootd floor: the tools taking turns on loopback), LFN_TOOLS (barge gridftp: the tools moving files through the delay line), IPERF_CC (cubic: the reference's TCP congestion control; Barge's agents use the host's default unless AGENT_ARGS has --tcp-congestion, and their log says which), SMALL (20000), TMPDIR (where the work directory goes), BARGE_BIN (a release barge, else built),
 # DL_BIN (where the delay line is built; ../shared is read-only in CI), STEADY (1: the delay line at real-time
 # priority and a deeper router backlog, cluster/delayline-steady.sh; 0: the bed as testbed.sh makes it).
 #
@@ -163,9 +163,17 @@ tool_barge() {
     ( while true; do echo "$(now) $(ip netns exec "$DL_PREFIX-r" cat "/sys/class/net/$DL_PREFIX-rb/statistics/tx_bytes") $(awk '/VmRSS/ { print $2 }' "/proc/${barge_pids[1]}/status") $(awk '/VmRSS/ { print $2 }' "/proc/${barge_pids[2]}/status")"; sleep 0.25; done ) > "$work/trace-$2.txt" &
     sampler=$!
   fi
+  local profiler=""
+  if [[ -n ${PERF:-} ]]; then
+    # PERF=1: a call-graph profile of the coordinator and both agents during the job (perf report -i).
+    perf record -F 1999 -g -p "$(IFS=,; echo "${barge_pids[*]}")" -o "$repo/bench-out/perf-$2.data" > /dev/null 2>&1 &
+    profiler=$!
+    sleep 0.5
+  fi
   t0=$(now)
   json=$(run_in_client env BARGE_COORDINATOR="$barge_url" BARGE_API_TOKEN_FILE="$work/state/admin.token" "$barge" submit "a:/$1" "b:/$2" --wait --json ${SUBMIT_ARGS:-})
   local returned; returned=$(now)
+  if [[ -n $profiler ]]; then kill -INT "$profiler"; wait "$profiler" || true; fi
   echo "$json" > "$work/barge-$2.json"
   # The job's own end: the CLI's poll adds up to half a second after it.
   if [[ -n $sampler ]]; then
@@ -255,7 +263,7 @@ if [[ " $parts " == *" loopback "* ]]; then
   ns_client="" ns_server="" ip_client=127.0.0.1 ip_server=127.0.0.1 ns_prefix=() client_prefix=()
   start_servers
   start_barge
-  for d in $datasets; do measure loopback "$d" barge rsyncd rsync-fsync gridftp xrootd floor; done
+  for d in $datasets; do measure loopback "$d" ${LOOPBACK_TOOLS:-barge rsyncd rsync-fsync gridftp xrootd floor}; done
   # The hashes' own cost, on one core, for the CPU target (Barge within GridFTP's CPU plus them).
   "$barge" bench hash --json > "$work/hash.json"
   stop_barge

@@ -52,15 +52,16 @@ enum Dashboard {
                             body: ResponseBody { writer in
                 // On a fixed beat (the time to build a snapshot does not add up), so that a change
                 // is in an event at most one interval and one build later.
+                // It ends as the coordinator stops: the HTTP server waits for every response to end.
                 var beat = ContinuousClock.now
-                while !Task.isCancelled {
+                while !StopAwarePause.stopping {
                     let data = try JSONEncoder().encode(try await snapshot(scheduler, directory))
                     var frame = ByteBuffer(string: "event: snapshot\ndata: ")
                     frame.writeBytes(data)
                     frame.writeString("\n\n")
                     try await writer.write(frame)
                     beat = max(beat + interval, ContinuousClock.now)
-                    try await Task.sleep(until: beat)
+                    await StopAwarePause.pause(until: beat)
                 }
                 try await writer.finish(nil)
             })

@@ -48,14 +48,14 @@ public struct NotificationService: Service {
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(Int64(settings.timeout.seconds)))
         configuration.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        while !StopAwarePause.stopping {
             do {
                 try await expandEvents()
                 try await deliverDue(client)
             } catch {
                 logger.warning("notifications: \(error)")
             }
-            try? await Task.sleep(for: settings.interval)
+            await StopAwarePause.pause(for: settings.interval)
         }
         try? await client.shutdown()
     }

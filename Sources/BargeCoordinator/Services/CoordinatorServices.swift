@@ -31,13 +31,13 @@ public struct AgentExpiryService: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        while !StopAwarePause.stopping {
             let expired = await directory.expire()
             if !expired.isEmpty {
                 onExpired(expired, try await scheduler.agentsDown(expired))
             }
             await scheduler.tick()
-            try? await Task.sleep(for: interval)
+            await StopAwarePause.pause(for: interval)
         }
     }
 }
@@ -56,7 +56,7 @@ public struct RetentionService: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        while !StopAwarePause.stopping {
             // A control action of the coordinator's own, recorded as such.
             var draft = AuditRecord(kind: "action", actor: .init(name: "coordinator"))
             draft.action = "retain"
@@ -64,7 +64,7 @@ public struct RetentionService: Service {
             _ = try? await AuditContext.$current.withValue(AuditContext(draft)) {
                 try await scheduler.prune(endedBefore: Date().timeIntervalSince1970 - retention.seconds)
             }
-            try? await Task.sleep(for: interval)
+            await StopAwarePause.pause(for: interval)
         }
     }
 }
@@ -76,8 +76,8 @@ struct AuditMirrorService: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
+        while !StopAwarePause.stopping {
+            await StopAwarePause.pause(for: .seconds(1))
             do { try trail.mirror() } catch { logger.error("audit: \(error)") }
         }
         do { try trail.mirror(sync: true) } catch { logger.error("audit: \(error)") }
@@ -92,7 +92,7 @@ struct EvidenceRootService: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        while !StopAwarePause.stopping {
             for id in (try? journal.unrootedJobs()) ?? [] {
                 if Task.isShuttingDownGracefully { break }
                 let journal = self.journal
@@ -110,7 +110,7 @@ struct EvidenceRootService: Service {
                 case .failure(let error): logger.error("job \(id): cannot record the root of what it moved: \(error)")
                 }
             }
-            try? await Task.sleep(for: .seconds(2))
+            await StopAwarePause.pause(for: .seconds(2))
         }
     }
 }
