@@ -101,7 +101,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Print the status object as JSON.") var json = false
-    @Flag(help: "Follow the job with a live progress line until it ends.") var watch = false
+    @Flag(help: "Follow the job with a live progress line until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes.") var watch = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
     func validate() throws {
@@ -149,7 +149,7 @@ struct ResumeCommand: AsyncParsableCommand {
             """)
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
-    @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds.") var wait = false
+    @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes: the job goes on when it is back.") var wait = false
     @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 

@@ -90,5 +90,11 @@ func parseHostPort(_ text: String, option: String) throws -> HostPort {
 /// A one-line reason on stderr and exit status 1, for failures that are not usage errors.
 struct Failure: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = description }
+    /// The coordinator gave no answer (not listening, connection closed, timed out, or cut off
+    /// mid-answer), as opposed to an answer that refuses: worth asking again later.
+    let noAnswer: Bool
+    init(_ description: String, noAnswer: Bool = false) {
+        self.description = description
+        self.noAnswer = noAnswer
+    }
 }

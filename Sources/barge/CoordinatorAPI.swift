@@ -44,7 +44,7 @@ struct CoordinatorAPI {
 
     private func collect(_ response: HTTPClientResponse) async throws -> Data {
         do { return Data(buffer: try await response.body.collect(upTo: Self.largestBody)) } catch {
-            throw Failure("the coordinator at \(base) answered more than \(Self.largestBody >> 20) MiB, or stopped mid-answer: \(error)")
+            throw Failure("the coordinator at \(base) answered more than \(Self.largestBody >> 20) MiB, or stopped mid-answer: \(error)", noAnswer: true)
         }
     }
 
@@ -62,8 +62,10 @@ struct CoordinatorAPI {
         let client = try CoordinatorHTTPClients.client(ca: ca)
         do {
             return try await client.execute(request, deadline: deadline)
+        } catch let failure as Failure {
+            throw failure
         } catch {
-            throw Failure(Self.explain(error, base: base, ca: ca))
+            throw Self.explain(error, base: base, ca: ca)
         }
     }
 
@@ -81,30 +83,31 @@ struct CoordinatorAPI {
     }
 
     /// One line on why a request did not get an answer, with the fix when there is an obvious one.
-    static func explain(_ error: any Error, base: String, ca: String?) -> String {
+    /// A TLS mismatch is a setting to fix; anything else is the coordinator not answering now.
+    static func explain(_ error: any Error, base: String, ca: String?) -> Failure {
         let text = String(describing: error)
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
             let fix = ca == nil
                 ? "pass --ca FILE (or set BARGE_CA_FILE) with the CA certificate that signed it"
                 : "it was not signed by a CA in \(ca!)"
-            return "the coordinator's TLS certificate at \(base) is not trusted: \(fix)"
+            return Failure("the coordinator's TLS certificate at \(base) is not trusted: \(fix)")
         }
         if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
-            return "the coordinator's TLS certificate does not name the host in \(base): use a name or address its certificate lists"
+            return Failure("the coordinator's TLS certificate does not name the host in \(base): use a name or address its certificate lists")
         }
         if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
-            return "the coordinator at \(base) does not speak TLS: use http:// (or start it with --tls-cert and --tls-key)"
+            return Failure("the coordinator at \(base) does not speak TLS: use http:// (or start it with --tls-cert and --tls-key)")
         }
         if base.hasPrefix("http://"), let client = error as? HTTPClientError, client == .remoteConnectionClosed {
-            return "the coordinator at \(base) closed the connection: if it serves HTTPS (--tls-cert), use https://"
+            return Failure("the coordinator at \(base) closed the connection: if it serves HTTPS (--tls-cert), use https://", noAnswer: true)
         }
         if text.contains("Connection refused") {
-            return "cannot reach the coordinator at \(base): nothing listens there (connection refused)"
+            return Failure("cannot reach the coordinator at \(base): nothing listens there (connection refused)", noAnswer: true)
         }
         if let client = error as? HTTPClientError, client == .deadlineExceeded {
-            return "the coordinator at \(base) did not answer in time"
+            return Failure("the coordinator at \(base) did not answer in time", noAnswer: true)
         }
-        return "cannot reach the coordinator at \(base): \(text)"
+        return Failure("cannot reach the coordinator at \(base): \(text)", noAnswer: true)
     }
 
     struct APIError: Decodable {

@@ -7,20 +7,49 @@ import Foundation
 /// Follows a job until it reaches a terminal state. On a terminal (stderr), it redraws a block of
 /// lines that fits the terminal's width, as `rclone -P` does: totals, rate and ETA, files, one
 /// line per lane, the codec mix. On a pipe or a log, it prints one plain line every few seconds.
+///
+/// A coordinator that stops answering meanwhile (restarted, upgraded, killed) does not end the
+/// wait: the job is in its journal and goes on when it is back. The watcher says so once, asks
+/// again every `retryEvery`, and gives up only after `patience` without an answer.
 struct JobWatcher {
     let api: CoordinatorAPI
     let job: String
     var interval: Duration = .milliseconds(500)
+    var patience: Duration = Self.defaultPatience
+    var retryEvery: Duration = .seconds(1)
+
+    /// How long `--wait` and `--watch` keep asking a coordinator that does not answer.
+    static let defaultPatience: Duration = .seconds(300)
 
     func follow() async throws -> JobStatus {
         let live = isatty(STDERR_FILENO) == 1
         var rate = RateMeter()
         var lastPrinted = Date.distantPast
         var drawn = 0
+        var lost: ContinuousClock.Instant? = nil
         while true {
             // A long poll: the coordinator answers at once when the job ends, else after the interval.
             let asked = ContinuousClock.now
-            let status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(interval.seconds)"))
+            let status: JobStatus
+            do {
+                status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(interval.seconds)"))
+            } catch let failure as Failure where failure.noAnswer {
+                if let since = lost {
+                    guard ContinuousClock.now - since < patience else {
+                        throw Failure("gave up waiting: no answer from the coordinator for \(Int(patience.seconds)) s (\(failure)); job \(job) is in its journal and goes on when it is back: barge status \(job) --watch")
+                    }
+                } else {
+                    lost = asked
+                    FileHandle.standardError.write(Data(((live && drawn > 0 ? "\n" : "") + "barge: no answer from the coordinator (\(failure)); job \(job) goes on when it is back. Asking again every \(Int(retryEvery.seconds)) s for up to \(Int(patience.seconds)) s (Ctrl-C stops the waiting, not the job)\n").utf8))
+                    drawn = 0
+                }
+                try await Task.sleep(for: retryEvery)
+                continue
+            }
+            if let since = lost {
+                FileHandle.standardError.write(Data("barge: the coordinator answers again, after \(String(format: "%.1f", (ContinuousClock.now - since).seconds)) s\n".utf8))
+                lost = nil
+            }
             rate.add(bytes: status.bytesDone, at: Date())
             if live {
                 let block = ProgressBlock.render(status, rate: rate.perSecond, width: Terminal.columns())

@@ -35,7 +35,7 @@ struct SubmitCommand: AsyncParsableCommand {
 
     @Argument(help: ArgumentHelp("Source, as SITE:PATH.", valueName: "src")) var source: SitePath
     @Argument(help: ArgumentHelp("Destination, as SITE:PATH.", valueName: "dst")) var destination: SitePath
-    @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds.") var wait = false
+    @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes: the job goes on when it is back.") var wait = false
     @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
     @Option(help: ArgumentHelp("auto (choose per chunk), none, lz4, zstd-N, or a filter form such as shuffle4+zstd-1.", valueName: "codec"))
     var codec = "auto"

@@ -28,7 +28,7 @@ struct TierCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("The site and path, as SITE:PATH.", valueName: "site:path")) var target: SitePath
         @Option(help: ArgumentHelp("Only the files this placement policy places cold (rules 'TIER[:COND,…]' separated by ';'); the site's --tier-policy when absent, else every file.", valueName: "policy"))
         var policy: String?
-        @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds.") var wait = false
+        @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes: the job goes on when it is back.") var wait = false
         @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
         @OptionGroup var coordinator: CoordinatorURLOptions
 
@@ -47,7 +47,7 @@ struct TierCommand: AsyncParsableCommand {
             discussion: "Example: barge tier promote site-b:/runs/2024/run-17 --wait")
 
         @Argument(help: ArgumentHelp("The site and path, as SITE:PATH.", valueName: "site:path")) var target: SitePath
-        @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds.") var wait = false
+        @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes: the job goes on when it is back.") var wait = false
         @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
         @OptionGroup var coordinator: CoordinatorURLOptions
 

@@ -173,6 +173,9 @@ struct ResilienceProcessTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 0 }, "\(first.output)")
         try #require(try status(job, http)["state"] as? String == "running", "the job ended before the kill: \(first.output)")
+        // A user following the job: the coordinator's death does not end the watch.
+        let watcher = try RunningBarge(["status", job, "--watch", "--coordinator-url", http], environment: cluster.environment,
+                                       log: cluster.dir.url.appendingPathComponent("watch.log"))
 
         first.kill(SIGKILL)
         first.process.waitUntilExit()
@@ -188,6 +191,12 @@ struct ResilienceProcessTests {
                 "\(second.output)\n\(a1.output)")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(a1.output.contains("registered with the coordinator"))
+        // The watch said it lost the coordinator, found it again, and ended with the job: exit 0.
+        #expect(try await cluster.eventually(30) { !watcher.process.isRunning }, "\(watcher.output)")
+        watcher.process.waitUntilExit()
+        #expect(watcher.process.terminationStatus == 0, "\(watcher.output)")
+        #expect(watcher.output.contains("no answer from the coordinator") && watcher.output.contains("answers again")
+                && watcher.output.contains("succeeded"), "\(watcher.output)")
         let wire = try #require(try status(job, http)["wire_bytes"] as? Int)
         print("coordinator restart: wire bytes \(wire) against \(cleanWire) for a clean run (\(String(format: "%.2f", Double(wire) / Double(cleanWire)))x)")
         #expect(Double(wire) <= 1.35 * Double(cleanWire))
