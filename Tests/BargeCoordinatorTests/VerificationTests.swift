@@ -69,6 +69,69 @@ struct VerificationTests {
         #expect(outcome.merkleRoot == MerkleTree.root(all).description)
     }
 
+    /// A `verify --repair` whose source agent reconnects while its repair unit runs: the new
+    /// connection's `holding` would have the unit dropped as unknown, so its report never comes.
+    /// The page is checked again and the repair sent on the new connection; the verification
+    /// ends, counting the page once. Before, it waited for that report for ever.
+    @Test(.timeLimit(.minutes(1))) func aRepairWhoseSourceAgentReconnectsIsSentAgainAndTheVerificationEnds() async throws {
+        let f = try SchedulerTests.Fixture()
+        var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
+        _ = await f.agent("b1", site: "b", version: WireVersion.assignments)
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-r")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            + (0..<2).map { FileEntry(path: "f\($0)", kind: .file, size: 1 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        while try await f.scheduler.status("j-r")?.state.isTerminal == false, let m = await a1.next() {
+            guard case .taskAssign(let t) = m else { continue }
+            let chunks = t.files.first?.entry.kind == .file ? [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(t.unit))] : []
+            await f.scheduler.received(.taskDone(TaskDone(job: "j-r", unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
+                                                          chunks: chunks, assignment: t.assignment)), from: "a1")
+            await f.scheduler.flush()
+        }
+        #expect(try await f.scheduler.status("j-r")?.state == .succeeded)
+
+        let (bStream, bSink) = AsyncStream.makeStream(of: Message.self)
+        _ = await f.scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: bSink, version: WireVersion.acks)
+        var b1 = bStream.makeAsyncIterator()
+        _ = try await f.scheduler.startVerify("j-r", repair: true)
+        func differs(_ r: VerifyRequest) -> VerifyReply {
+            VerifyReply(request: r.request, bytesChecked: 2 << 20, mismatches: [.init(file: 0, offset: 0, length: 1 << 20, reason: VerifyReply.chunkDiffers)])
+        }
+        guard case .verifyRequest(let first) = await Self.nextVerify(&b1) else { Issue.record("no verify request"); return }
+        await f.scheduler.received(.verifyReply(differs(first)), from: "b1")
+        guard case .taskAssign(let lost) = await Self.next(.taskAssign, &a1) else { Issue.record("no repair unit"); return }
+        #expect(lost.files.count == 1 && lost.files[0].repair)
+
+        // a1 reconnects before it reports the repair.
+        let (a2Stream, a2Sink) = AsyncStream.makeStream(of: Message.self)
+        _ = await f.scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: a2Sink, version: WireVersion.acks)
+        var again = a2Stream.makeAsyncIterator()
+        guard case .verifyRequest(let second) = await Self.nextVerify(&b1) else { Issue.record("the page was not checked again"); return }
+        await f.scheduler.received(.verifyReply(differs(second)), from: "b1")
+        guard case .taskAssign(let repair) = await Self.next(.taskAssign, &again) else { Issue.record("no repair on the new connection"); return }
+        #expect(repair.unit != lost.unit)
+        await f.scheduler.received(.taskDone(TaskDone(job: "j-r", unit: repair.unit, bytes: 1 << 20, wireBytes: 1, refetched: 0, codecs: [],
+                                                      chunks: [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(1))], assignment: repair.assignment)), from: "a1")
+        guard case .verifyRequest(let last) = await Self.nextVerify(&b1) else { Issue.record("no second check"); return }
+        await f.scheduler.received(.verifyReply(VerifyReply(request: last.request, bytesChecked: 2 << 20, mismatches: [])), from: "b1")
+        var outcome = try #require(try await f.scheduler.verification("j-r"))
+        for _ in 0..<200 where outcome.state == "running" {
+            try await Task.sleep(for: .milliseconds(20))
+            outcome = try #require(try await f.scheduler.verification("j-r"))
+        }
+        #expect(outcome.state == "succeeded", "\(outcome)")
+        // The failed attempt counts nothing: bytes and mismatches of the page once.
+        #expect(outcome.chunksChecked == outcome.chunksTotal && outcome.filesChecked == 2 && outcome.bytesChecked == 2 << 20
+                && outcome.mismatchCount == 1 && outcome.repaired == 1 && outcome.remainingCount == 0, "\(outcome)")
+    }
+
+    static func next(_ type: MessageType, _ agent: inout AsyncStream<Message>.AsyncIterator) async -> Message? {
+        var m = await agent.next()
+        while let x = m, x.type != type { m = await agent.next() }
+        return m
+    }
+
     static func nextVerify(_ agent: inout AsyncStream<Message>.AsyncIterator) async -> Message? {
         var m = await agent.next()
         while let x = m, x.type != .verifyRequest { m = await agent.next() }

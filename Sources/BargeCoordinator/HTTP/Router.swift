@@ -213,7 +213,7 @@ private func httpErrors<T>(_ body: () async throws -> T) async throws -> T {
         case .unknownJob, .unknownSite: throw HTTPError(.notFound, message: error.description)
         case .invalid: throw HTTPError(.badRequest, message: error.description)
         // The request is sound, but no agent can carry it out now: a state, not a server fault.
-        case .notVerifiable, .conflict, .noAgentsUp, .agentUnavailable: throw HTTPError(.conflict, message: error.description)
+        case .notVerifiable, .conflict, .noAgentsUp, .agentUnavailable, .connectionLost: throw HTTPError(.conflict, message: error.description)
         case .timedOut: throw HTTPError(.gatewayTimeout, message: error.description)
         }
     } catch let error as JournalError {

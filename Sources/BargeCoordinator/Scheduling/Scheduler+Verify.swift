@@ -18,6 +18,8 @@ extension Scheduler {
     /// How long a page waits for an agent of the destination site to be up before the
     /// verification fails.
     static let verifyAgentWait: Duration = .seconds(60)
+    /// Attempts at a page whose agent's connection ends meanwhile.
+    static let verifyPageAttempts = 5
 
     /// Starts verifying a succeeded job (or returns the verification running). A failed one
     /// resumes where it stopped; an ended one starts again.
@@ -81,23 +83,18 @@ extension Scheduler {
             while true {
                 let units = try journal.doneUnits(job: id, from: v.cursor, limit: Self.verifyPage)
                 guard let last = units.last else { break }
-                let page = try await verifyPage(units, job: job)
-                for c in page.ids { merkle.add(c) }
-                var found = try await check(page.requests)
-                // A missing or resized file is one mismatch, whichever of its units found it.
-                found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert($0.file.entry.path).inserted }
-                v.filesChecked += Int64(page.files)
-                v.chunksChecked += Int64(page.ids.count)
-                v.bytesChecked += Int64(found.bytes)
-                v.mismatchCount += Int64(found.mismatches.count)
-                v.mismatches += found.mismatches.prefix(VerificationRecord.listed - v.mismatches.count).map(\.report)
-                if v.repair && !found.mismatches.isEmpty {
-                    let repaired = try await repair(found.mismatches, job: job)
-                    v.repaired += Int64(repaired)
-                    try journal.addRefetched(id, repaired)
-                    let again = try await check(page.requests).mismatches
-                    v.remainingCount += Int64(again.count)
-                    v.remaining += again.prefix(VerificationRecord.listed - v.remaining.count).map(\.report)
+                // A page whose agent's connection ended (a restart, a reconnect) is done again,
+                // from its own start: nothing of a failed attempt is counted.
+                var attempt = 1
+                while true {
+                    do {
+                        (v, merkle, wholeFiles) = try await verify(page: units, job: job, into: (v, merkle, wholeFiles))
+                        break
+                    } catch SchedulerError.connectionLost(let why) where attempt < Self.verifyPageAttempts {
+                        logger.notice("job \(id): \(why); the page at unit \(v.cursor) is checked again (attempt \(attempt + 1) of \(Self.verifyPageAttempts))")
+                        attempt += 1
+                        try await Task.sleep(for: .seconds(1))
+                    }
                 }
                 v.cursor = last.unitId + 1
                 v.merkle = Data(merkle.encoded)
@@ -115,6 +112,32 @@ extension Scheduler {
         if v.state == .succeeded {
             logger.notice("job \(id) verified: \(v.chunksChecked) chunks, \(v.mismatchCount) mismatches, \(v.repaired) repaired, \(v.remainingCount) remaining")
         }
+    }
+
+    /// One page checked (and, for a repair, its mismatches sent again and checked a second time):
+    /// the verification's counts, its Merkle state and the whole files found so far, with the page.
+    private func verify(page units: [UnitRecord], job: JobRecord,
+                        into state: (VerificationRecord, MerkleAccumulator, Set<String>)) async throws -> (VerificationRecord, MerkleAccumulator, Set<String>) {
+        var (v, merkle, wholeFiles) = state
+        let page = try await verifyPage(units, job: job)
+        for c in page.ids { merkle.add(c) }
+        var found = try await check(page.requests)
+        // A missing or resized file is one mismatch, whichever of its units found it.
+        found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert($0.file.entry.path).inserted }
+        v.filesChecked += Int64(page.files)
+        v.chunksChecked += Int64(page.ids.count)
+        v.bytesChecked += Int64(found.bytes)
+        v.mismatchCount += Int64(found.mismatches.count)
+        v.mismatches += found.mismatches.prefix(VerificationRecord.listed - v.mismatches.count).map(\.report)
+        if v.repair && !found.mismatches.isEmpty {
+            let repaired = try await repair(found.mismatches, job: job)
+            v.repaired += Int64(repaired)
+            try journal.addRefetched(job.id, repaired)
+            let again = try await check(page.requests).mismatches
+            v.remainingCount += Int64(again.count)
+            v.remaining += again.prefix(VerificationRecord.listed - v.remaining.count).map(\.report)
+        }
+        return (v, merkle, wholeFiles)
     }
 
     /// One agent's share of a page: the files it checks and their chunks.
@@ -241,10 +264,20 @@ extension Scheduler {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: m.offset, length: m.length, finish: false, repair: true))
                 }
             }
-            guard let destination = links[agent] else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
-            guard let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] else {
-                throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
+            // Both ends connected, waited for a while (an agent reconnecting after a page failed).
+            let deadline = ContinuousClock.now + Self.verifyAgentWait
+            var ends: (destination: Link, sourceName: String, source: Link)?
+            while ends == nil {
+                if let destination = links[agent], let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] {
+                    ends = (destination, sourceName, source)
+                } else if ContinuousClock.now >= deadline {
+                    guard links[agent] != nil else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
+                    throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
+                } else {
+                    try await Task.sleep(for: .milliseconds(500))
+                }
             }
+            guard let (destination, sourceName, source) = ends else { continue }
             let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)
             nextRequest += 1
             let task = TaskAssign(job: job.id, unit: key.unit,

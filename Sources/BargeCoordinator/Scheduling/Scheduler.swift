@@ -122,7 +122,7 @@ public actor Scheduler {
         let id = nextConnection
         nextConnection += 1
         // Requests sent on its previous connection get no answer on this one: they are asked again.
-        if links[agent.name] != nil { tierRepliesLost(to: [agent.name]) }
+        if links[agent.name] != nil { requestsLost(to: agent.name) }
         links[agent.name]?.sink.finish()
         links[agent.name] = Link(agent: agent, sink: sink, connection: id, version: version)
         // Its `holding` comes first on the new connection and is checked against these.
@@ -151,9 +151,25 @@ public actor Scheduler {
     public func detach(_ name: String, connection: UInt64) {
         guard links[name]?.connection == connection else { return }
         links.removeValue(forKey: name)
-        tierRepliesLost(to: [name])
+        requestsLost(to: name)
         heldAtAttach.removeValue(forKey: name)
         policy.disconnected(name)
+    }
+
+    /// The agent's connection ended, or it registered again: what it was asked on that connection
+    /// (tier requests, verification requests, repair units, which `reconcile` drops as unknown)
+    /// gets no answer. Each waiter hears so and asks again; before, a verification waited for
+    /// ever for a repair that the reconnected agent had been told to drop.
+    func requestsLost(to name: String) {
+        tierRepliesLost(to: [name])
+        for (request, waiting) in replies where waiting.agent == name {
+            replies.removeValue(forKey: request)
+            waiting.continuation.resume(throwing: SchedulerError.connectionLost("the connection to agent '\(name)' ended during the verification"))
+        }
+        for (key, repair) in repairs where repair.lane.source == name || repair.lane.destination == name {
+            repairs.removeValue(forKey: key)
+            repair.continuation.resume(returning: .failure(.connectionLost("the connection to agent '\(name)' ended during the repair")))
+        }
     }
 
     /// `barge drain`: the agent keeps the units it holds and gets no new ones (nor scans or

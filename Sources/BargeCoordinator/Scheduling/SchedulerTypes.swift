@@ -61,6 +61,9 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalid(String)
     case notVerifiable(String, JobState)
     case agentUnavailable(String)
+    /// An agent's connection ended (or it registered again) while a request to it waited: its
+    /// answer will not come, and the request is worth making again.
+    case connectionLost(String)
     case timedOut(String)
     /// The request is well formed, but the job's or agent's state does not allow it (409).
     case conflict(String)
@@ -74,6 +77,7 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .invalid(let why): why
         case .notVerifiable(let id, let state): "job \(id) is \(state.rawValue); only a succeeded job can be verified"
         case .agentUnavailable(let why): why
+        case .connectionLost(let why): why
         case .timedOut(let what): "timed out waiting for \(what)"
         case .conflict(let why): why
         }
