@@ -90,8 +90,17 @@ public struct CoordinatorServer {
             },
             logger: logger
         )
-        try await app.runService()
+        // SIGTERM or SIGINT begin a graceful stop: the services end their rounds at once
+        // (`StopAwarePause`) and the HTTP server waits for the answers under way. One that takes
+        // longer (a tier request, a webhook delivery, a client that stopped reading a stream) is
+        // cancelled after `stopLimit`, so that the coordinator always stops.
+        var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = Self.stopLimit
+        try await ServiceGroup(configuration: group).run()
     }
+
+    /// The longest a graceful stop waits for the answers under way before it cancels them.
+    static let stopLimit: Duration = .seconds(10)
 
     /// Names that reach only this host.
     static func isLoopback(_ host: String) -> Bool {
