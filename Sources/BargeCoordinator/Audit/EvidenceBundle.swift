@@ -21,46 +21,21 @@ import NIOCore
 public enum EvidenceBundle {
     public static let format = "barge-evidence/1"
 
-    /// The bundle for `job`, as a streamed response body. The reading runs on a Dispatch
-    /// queue; at most `window` pieces wait for the client.
-    static func body(job: JobStatus, journal: Journal, trail: AuditTrail, window: Int = 8) -> ResponseBody {
-        let (stream, sink) = AsyncStream.makeStream(of: Result<ByteBuffer, any Error>.self)
-        let room = DispatchSemaphore(value: window)
-        DispatchQueue.global(qos: .utility).async {
-            var pending = ""
-            func emit(_ text: String, force: Bool = false) {
-                pending += text
-                guard force || pending.utf8.count >= 256 << 10 else { return }
-                room.wait()
-                sink.yield(.success(ByteBuffer(string: pending)))
-                pending = ""
-            }
-            do {
-                try write(job: job, journal: journal, trail: trail) { emit($0) }
-                emit("", force: true)
-            } catch {
-                sink.yield(.failure(error))
-            }
-            sink.finish()
-        }
-        return ResponseBody { writer in
-            for await piece in stream {
-                room.signal()
-                try await writer.write(try piece.get())
-            }
-            try await writer.finish(nil)
-        }
+    /// The bundle for `job`, as a streamed response body, read on a Dispatch thread
+    /// (`StreamedBody`).
+    static func body(job: JobStatus, journal: Journal, trail: AuditTrail) -> ResponseBody {
+        StreamedBody.make { out in try write(job: job, journal: journal, trail: trail, out) }
     }
 
     /// Writes the bundle's text in order through `out` (blocking reads of the journal and file).
-    static func write(job: JobStatus, journal: Journal, trail: AuditTrail, _ out: (String) -> Void) throws {
+    static func write(job: JobStatus, journal: Journal, trail: AuditTrail, _ out: (String) throws -> Void) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try encoder.encode(v), as: UTF8.self) }
-        out("{\"format\":\"\(format)\",\"job\":\(try json(job)),\"files\":[")
+        try out("{\"format\":\"\(format)\",\"job\":\(try json(job)),\"files\":[")
         var first = true
         let evidence = try journal.evidence(job: job.id) { file in
-            out((first ? "" : ",") + (try json(file)))
+            try out((first ? "" : ",") + (try json(file)))
             first = false
         }
         // A job that ended moments ago may not have its `merkle` entry yet: it is made now.
@@ -68,7 +43,7 @@ public enum EvidenceBundle {
             try journal.recordRoot(job: job.id, files: evidence.files, root: evidence.root)
         }
         try trail.mirror()
-        out("],\"file_count\":\(evidence.files),\"job_root\":\"\(evidence.root)\",\"chain\":[")
+        try out("],\"file_count\":\(evidence.files),\"job_root\":\"\(evidence.root)\",\"chain\":[")
         var entries: [Int64] = []
         var head = ""
         var started = false
@@ -77,13 +52,13 @@ public enum EvidenceBundle {
             for line in lines where !line.isEmpty {
                 let mine = line.contains(marker) ? AuditChain.parse(line).map { $0.record.job == job.id ? $0.record.seq : nil } ?? nil : nil
                 guard started || mine != nil else { continue }
-                out((started ? "," : "") + (try json(String(line))))
+                try out((started ? "," : "") + (try json(String(line))))
                 started = true
                 if let seq = mine { entries.append(seq) }
                 head = String(line.dropFirst(9).prefix(64))
             }
         }
-        out("],\"entries\":\(try json(entries)),\"head\":\"\(head)\"}")
+        try out("],\"entries\":\(try json(entries)),\"head\":\"\(head)\"}")
     }
 }
 
