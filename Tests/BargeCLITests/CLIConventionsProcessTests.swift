@@ -99,6 +99,35 @@ struct CLIConventionsProcessTests {
         #expect(!b1.output.contains("Error:") && !b1.output.contains("CancellationError"), "\(b1.output)")
     }
 
+    /// SIGTERM stops an agent promptly while its coordinator accepts the connection but never
+    /// answers the handshake (a frozen coordinator: here a socket that listens and is never
+    /// read). Before, the agent waited out the handshake's 10 s first.
+    @Test func anAgentWaitingForAHandshakeStopsOnSIGTERM() async throws {
+        let cluster = try TestCluster()
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 8) == 0 && getsockname(listener, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let port = UInt16(bigEndian: address.sin_port)
+        let agent = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: "127.0.0.1:\(port)")
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(agent.process.isRunning, "\(agent.output)")
+        let sent = Date()
+        agent.kill(SIGTERM)
+        let stopped = try await cluster.eventually(10) { !agent.process.isRunning }
+        let took = Date().timeIntervalSince(sent)
+        #expect(stopped && took < 5, "stopped: \(stopped) after \(took) s: \(agent.output)")
+        agent.process.waitUntilExit()
+        #expect(agent.process.terminationStatus == 0, "\(agent.output)")
+    }
+
     /// A source name that is not UTF-8 cannot travel (names are UTF-8 on the wire): the job
     /// succeeds with everything else, the CLI says what was left and exits 2, as rsync's
     /// partial-transfer code does, and `status --json` counts it.

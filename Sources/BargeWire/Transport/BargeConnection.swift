@@ -47,7 +47,14 @@ public enum BargeConnection {
         // The handshake is awaited inside executeThenClose, so the connection is closed and its
         // writer finished on every path, failures included.
         return try await channel.executeThenClose { inbound, outbound in
-            let session = try await sessionFuture.get()
+            // A task cancelled meanwhile (an agent stopping) closes the connection rather than
+            // wait out the handshake's timeout: a peer that accepts but never answers (a frozen
+            // coordinator) held a SIGTERM for 10 s.
+            let session = try await withTaskCancellationHandler {
+                try await sessionFuture.get()
+            } onCancel: {
+                channel.channel.close(promise: nil)
+            }
             return try await body(session, probe, inbound, outbound)
         }
     }
