@@ -15,26 +15,11 @@ struct VerificationTests {
         var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
         _ = await f.agent("b1", site: "b", version: WireVersion.assignments)  // no quick check: nothing answers it here
         let files = 300  // 40 MiB each: a unit each, so three pages of 128 units
-        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-v")
-        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
-        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
-            + (0..<files).map { FileEntry(path: String(format: "f%03d", $0), kind: .file, size: 40 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
-        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
-        var ids: [UInt64: [UInt8]] = [:]
-        while try await f.scheduler.status("j-v")?.state.isTerminal == false, let m = await a1.next() {
-            guard case .taskAssign(let t) = m else { continue }
-            let chunks = t.files.first?.entry.kind == .file ? [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(t.unit))] : []
-            if !chunks.isEmpty { ids[t.unit] = Self.id(t.unit) }
-            await f.scheduler.received(.taskDone(TaskDone(job: "j-v", unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
-                                                          chunks: chunks, assignment: t.assignment)), from: "a1")
-            await f.scheduler.flush()
-        }
+        let ids = try await Self.transfer("j-v", files: (0..<files).map { (String(format: "f%03d", $0), 40 << 20) }, f, &a1)
         #expect(try await f.scheduler.status("j-v")?.state == .succeeded)
 
         // b1 answers the first page, then the coordinator dies while it waits for the second.
-        let (bStream, bSink) = AsyncStream.makeStream(of: Message.self)
-        _ = await f.scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: bSink, version: WireVersion.acks)
-        var b1 = bStream.makeAsyncIterator()
+        var b1 = await Self.reattach("b1", site: "b", f)
         let started = try await f.scheduler.startVerify("j-v", repair: false)
         #expect(started.state == "running" && started.chunksTotal == files)
         guard case .verifyRequest(let first) = await Self.nextVerify(&b1) else { Issue.record("no verify request"); return }
@@ -77,23 +62,10 @@ struct VerificationTests {
         let f = try SchedulerTests.Fixture()
         var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
         _ = await f.agent("b1", site: "b", version: WireVersion.assignments)
-        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-r")
-        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
-        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
-            + (0..<2).map { FileEntry(path: "f\($0)", kind: .file, size: 1 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
-        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
-        while try await f.scheduler.status("j-r")?.state.isTerminal == false, let m = await a1.next() {
-            guard case .taskAssign(let t) = m else { continue }
-            let chunks = t.files.first?.entry.kind == .file ? [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(t.unit))] : []
-            await f.scheduler.received(.taskDone(TaskDone(job: "j-r", unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
-                                                          chunks: chunks, assignment: t.assignment)), from: "a1")
-            await f.scheduler.flush()
-        }
+        _ = try await Self.transfer("j-r", files: [("f0", 1 << 20), ("f1", 1 << 20)], f, &a1)
         #expect(try await f.scheduler.status("j-r")?.state == .succeeded)
 
-        let (bStream, bSink) = AsyncStream.makeStream(of: Message.self)
-        _ = await f.scheduler.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: bSink, version: WireVersion.acks)
-        var b1 = bStream.makeAsyncIterator()
+        var b1 = await Self.reattach("b1", site: "b", f)
         _ = try await f.scheduler.startVerify("j-r", repair: true)
         func differs(_ r: VerifyRequest) -> VerifyReply {
             VerifyReply(request: r.request, bytesChecked: 2 << 20, mismatches: [.init(file: 0, offset: 0, length: 1 << 20, reason: VerifyReply.chunkDiffers)])
@@ -104,9 +76,7 @@ struct VerificationTests {
         #expect(lost.files.count == 1 && lost.files[0].repair)
 
         // a1 reconnects before it reports the repair.
-        let (a2Stream, a2Sink) = AsyncStream.makeStream(of: Message.self)
-        _ = await f.scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: a2Sink, version: WireVersion.acks)
-        var again = a2Stream.makeAsyncIterator()
+        var again = await Self.reattach("a1", site: "a", f)
         guard case .verifyRequest(let second) = await Self.nextVerify(&b1) else { Issue.record("the page was not checked again"); return }
         await f.scheduler.received(.verifyReply(differs(second)), from: "b1")
         guard case .taskAssign(let repair) = await Self.next(.taskAssign, &again) else { Issue.record("no repair on the new connection"); return }
@@ -124,6 +94,34 @@ struct VerificationTests {
         // The failed attempt counts nothing: bytes and mismatches of the page once.
         #expect(outcome.chunksChecked == outcome.chunksTotal && outcome.filesChecked == 2 && outcome.bytesChecked == 2 << 20
                 && outcome.mismatchCount == 1 && outcome.repaired == 1 && outcome.remainingCount == 0, "\(outcome)")
+    }
+
+    /// Submits `job` (a:ds → b:ds) with `files` (name, size) and plays the source agent until the
+    /// job ends, each unit reporting one chunk whose id is `id(unit)`; returns those ids by unit.
+    static func transfer(_ job: String, files: [(String, UInt64)], _ f: SchedulerTests.Fixture,
+                         _ a1: inout AsyncStream<Message>.AsyncIterator) async throws -> [UInt64: [UInt8]] {
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: job)
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return [:] }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            + files.map { FileEntry(path: $0.0, kind: .file, size: $0.1, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        var ids: [UInt64: [UInt8]] = [:]
+        while try await f.scheduler.status(job)?.state.isTerminal == false, let m = await a1.next() {
+            guard case .taskAssign(let t) = m else { continue }
+            let chunks = t.files.first?.entry.kind == .file ? [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(t.unit))] : []
+            if !chunks.isEmpty { ids[t.unit] = Self.id(t.unit) }
+            await f.scheduler.received(.taskDone(TaskDone(job: job, unit: t.unit, bytes: t.files[0].length, wireBytes: 1, refetched: 0, codecs: [],
+                                                          chunks: chunks, assignment: t.assignment)), from: "a1")
+            await f.scheduler.flush()
+        }
+        return ids
+    }
+
+    /// The agent `name` registers (again) on a new connection that speaks acks; its messages.
+    static func reattach(_ name: String, site: String, _ f: SchedulerTests.Fixture) async -> AsyncStream<Message>.AsyncIterator {
+        let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+        _ = await f.scheduler.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: sink, version: WireVersion.acks)
+        return stream.makeAsyncIterator()
     }
 
     static func next(_ type: MessageType, _ agent: inout AsyncStream<Message>.AsyncIterator) async -> Message? {
