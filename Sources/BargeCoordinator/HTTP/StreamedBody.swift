@@ -15,7 +15,10 @@ enum StreamedBody {
     static func make(window: Int = 8, pieceBytes: Int = 256 << 10, ended: (@Sendable () -> Void)? = nil,
                      produce: @escaping @Sendable (_ out: (String) throws -> Void) throws -> Void) -> ResponseBody {
         let (stream, sink) = AsyncStream.makeStream(of: Result<ByteBuffer, any Error>.self)
-        let room = DispatchSemaphore(value: window)
+        // Made at 0 and raised to the window: libdispatch traps when a semaphore is freed below
+        // the value it was made with, and the stop signals below may leave it there.
+        let room = DispatchSemaphore(value: 0)
+        for _ in 0..<window { room.signal() }
         let gone = Gone()
         sink.onTermination = { _ in
             gone.mark()
