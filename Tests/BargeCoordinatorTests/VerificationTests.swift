@@ -54,11 +54,14 @@ struct VerificationTests {
         #expect(outcome.merkleRoot == MerkleTree.root(all).description)
     }
 
-    /// A `verify --repair` whose source agent reconnects while its repair unit runs: the new
-    /// connection's `holding` would have the unit dropped as unknown, so its report never comes.
-    /// The page is checked again and the repair sent on the new connection; the verification
-    /// ends, counting the page once. Before, it waited for that report for ever.
-    @Test(.timeLimit(.minutes(1))) func aRepairWhoseSourceAgentReconnectsIsSentAgainAndTheVerificationEnds() async throws {
+    /// A `verify --repair` whose source agent (or destination agent) reconnects while its repair
+    /// unit runs. A reconnected source's `holding` has the unit dropped as unknown, so its report
+    /// never comes; a reconnected destination's copy may have lost it. The repair is sent again on
+    /// the new connections (the old unit dropped at a source still connected), and the
+    /// verification ends, counting the page's mismatch and repair once. Before, it waited for that
+    /// report for ever.
+    @Test(.timeLimit(.minutes(1)), arguments: ["a1", "b1"])
+    func aRepairWhoseAgentReconnectsIsSentAgainAndTheVerificationEnds(reconnecting: String) async throws {
         let f = try SchedulerTests.Fixture()
         var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
         _ = await f.agent("b1", site: "b", version: WireVersion.assignments)
@@ -67,20 +70,23 @@ struct VerificationTests {
 
         var b1 = await Self.reattach("b1", site: "b", f)
         _ = try await f.scheduler.startVerify("j-r", repair: true)
-        func differs(_ r: VerifyRequest) -> VerifyReply {
-            VerifyReply(request: r.request, bytesChecked: 2 << 20, mismatches: [.init(file: 0, offset: 0, length: 1 << 20, reason: VerifyReply.chunkDiffers)])
-        }
         guard case .verifyRequest(let first) = await Self.nextVerify(&b1) else { Issue.record("no verify request"); return }
-        await f.scheduler.received(.verifyReply(differs(first)), from: "b1")
+        await f.scheduler.received(.verifyReply(VerifyReply(request: first.request, bytesChecked: 2 << 20,
+                                                            mismatches: [.init(file: 0, offset: 0, length: 1 << 20, reason: VerifyReply.chunkDiffers)])), from: "b1")
         guard case .taskAssign(let lost) = await Self.next(.taskAssign, &a1) else { Issue.record("no repair unit"); return }
         #expect(lost.files.count == 1 && lost.files[0].repair)
 
-        // a1 reconnects before it reports the repair.
-        var again = await Self.reattach("a1", site: "a", f)
-        guard case .verifyRequest(let second) = await Self.nextVerify(&b1) else { Issue.record("the page was not checked again"); return }
-        await f.scheduler.received(.verifyReply(differs(second)), from: "b1")
-        guard case .taskAssign(let repair) = await Self.next(.taskAssign, &again) else { Issue.record("no repair on the new connection"); return }
-        #expect(repair.unit != lost.unit)
+        // The agent reconnects before the repair is reported.
+        if reconnecting == "a1" {
+            a1 = await Self.reattach("a1", site: "a", f)
+        } else {
+            b1 = await Self.reattach("b1", site: "b", f)
+            // a1, still connected, is told to drop the repair it runs for the old connection.
+            guard case .taskDrop(let dropped) = await Self.next(.taskDrop, &a1) else { Issue.record("the old repair was not dropped"); return }
+            #expect(dropped.unit == lost.unit)
+        }
+        guard case .taskAssign(let repair) = await Self.next(.taskAssign, &a1) else { Issue.record("no repair on the new connection"); return }
+        #expect(repair.unit != lost.unit && repair.files.count == 1 && repair.files[0].repair)
         await f.scheduler.received(.taskDone(TaskDone(job: "j-r", unit: repair.unit, bytes: 1 << 20, wireBytes: 1, refetched: 0, codecs: [],
                                                       chunks: [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(1))], assignment: repair.assignment)), from: "a1")
         guard case .verifyRequest(let last) = await Self.nextVerify(&b1) else { Issue.record("no second check"); return }
@@ -91,7 +97,7 @@ struct VerificationTests {
             outcome = try #require(try await f.scheduler.verification("j-r"))
         }
         #expect(outcome.state == "succeeded", "\(outcome)")
-        // The failed attempt counts nothing: bytes and mismatches of the page once.
+        // The page's bytes, its mismatch and its repair once.
         #expect(outcome.chunksChecked == outcome.chunksTotal && outcome.filesChecked == 2 && outcome.bytesChecked == 2 << 20
                 && outcome.mismatchCount == 1 && outcome.repaired == 1 && outcome.remainingCount == 0, "\(outcome)")
     }

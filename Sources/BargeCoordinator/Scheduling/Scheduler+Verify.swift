@@ -83,19 +83,7 @@ extension Scheduler {
             while true {
                 let units = try journal.doneUnits(job: id, from: v.cursor, limit: Self.verifyPage)
                 guard let last = units.last else { break }
-                // A page whose agent's connection ended (a restart, a reconnect) is done again,
-                // from its own start: nothing of a failed attempt is counted.
-                var attempt = 1
-                while true {
-                    do {
-                        (v, merkle, wholeFiles) = try await verify(page: units, job: job, into: (v, merkle, wholeFiles))
-                        break
-                    } catch SchedulerError.connectionLost(let why) where attempt < Self.verifyPageAttempts {
-                        logger.notice("job \(id): \(why); the page at unit \(v.cursor) is checked again (attempt \(attempt + 1) of \(Self.verifyPageAttempts))")
-                        attempt += 1
-                        try await Task.sleep(for: .seconds(1))
-                    }
-                }
+                (v, merkle, wholeFiles) = try await verify(page: units, job: job, into: (v, merkle, wholeFiles))
                 v.cursor = last.unitId + 1
                 v.merkle = Data(merkle.encoded)
                 try journal.save(v)
@@ -116,12 +104,18 @@ extension Scheduler {
 
     /// One page checked (and, for a repair, its mismatches sent again and checked a second time):
     /// the verification's counts, its Merkle state and the whole files found so far, with the page.
+    /// Each step whose agent's connection ends (a restart, a reconnect) is made again, on its own:
+    /// what an earlier step found or repaired stays counted.
     private func verify(page units: [UnitRecord], job: JobRecord,
                         into state: (VerificationRecord, MerkleAccumulator, Set<String>)) async throws -> (VerificationRecord, MerkleAccumulator, Set<String>) {
         var (v, merkle, wholeFiles) = state
-        let page = try await verifyPage(units, job: job)
+        let at = v.cursor
+        let (page, first) = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked") {
+            let page = try await verifyPage(units, job: job)
+            return (page, try await check(page.requests))
+        }
+        var found = first
         for c in page.ids { merkle.add(c) }
-        var found = try await check(page.requests)
         // A missing or resized file is one mismatch, whichever of its units found it.
         found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert($0.file.entry.path).inserted }
         v.filesChecked += Int64(page.files)
@@ -130,14 +124,37 @@ extension Scheduler {
         v.mismatchCount += Int64(found.mismatches.count)
         v.mismatches += found.mismatches.prefix(VerificationRecord.listed - v.mismatches.count).map(\.report)
         if v.repair && !found.mismatches.isEmpty {
-            let repaired = try await repair(found.mismatches, job: job)
-            v.repaired += Int64(repaired)
-            try journal.addRefetched(job.id, repaired)
-            let again = try await check(page.requests).mismatches
+            var repaired = 0
+            var done: Set<String> = []
+            defer {
+                v.repaired += Int64(repaired)
+                try? journal.addRefetched(job.id, repaired)
+            }
+            try await againIfConnectionLost(job.id, "the repair of the page at unit \(at) goes on") {
+                try await repair(found.mismatches, job: job, done: &done, count: &repaired)
+            }
+            let again = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked a second time") {
+                try await check(try await verifyPage(units, job: job).requests).mismatches
+            }
             v.remainingCount += Int64(again.count)
             v.remaining += again.prefix(VerificationRecord.listed - v.remaining.count).map(\.report)
         }
         return (v, merkle, wholeFiles)
+    }
+
+    /// `body`, made again (up to `verifyPageAttempts` times, 2 s apart) when an agent's
+    /// connection ends during it.
+    private func againIfConnectionLost<T>(_ job: String, _ what: String, _ body: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch SchedulerError.connectionLost(let why) where attempt < Self.verifyPageAttempts {
+                attempt += 1
+                logger.notice("job \(job): \(why); \(what) again (attempt \(attempt) of \(Self.verifyPageAttempts))")
+                try await Task.sleep(for: .seconds(2))
+            }
+        }
     }
 
     /// One agent's share of a page: the files it checks and their chunks.
@@ -220,7 +237,7 @@ extension Scheduler {
     private func check(_ requests: [String: VerifyBatch], timeout: Duration = .seconds(600)) async throws -> Found {
         var found = Found()
         for (agent, batch) in requests.sorted(by: { $0.key < $1.key }) {
-            guard let link = links[agent] else { throw SchedulerError.agentUnavailable("agent '\(agent)' went down during the verification") }
+            guard let link = links[agent] else { throw SchedulerError.connectionLost("agent '\(agent)' is not connected during the verification") }
             let request = nextRequest
             nextRequest += 1
             let message = Message.verifyRequest(VerifyRequest(request: request, files: batch.files.map { .init(path: $0.entry.path, size: $0.entry.size) },
@@ -251,11 +268,11 @@ extension Scheduler {
         replies.removeValue(forKey: request)?.continuation.resume(throwing: SchedulerError.timedOut("a verification reply"))
     }
 
-    /// Sends the mismatching ranges again, one repair unit per destination agent; returns how many
-    /// chunks (or whole files) were sent.
-    private func repair(_ mismatches: [Found.Mismatch], job: JobRecord) async throws -> Int {
-        var count = 0
-        for (agent, list) in Dictionary(grouping: mismatches, by: \.agent).sorted(by: { $0.key < $1.key }) {
+    /// Sends the mismatching ranges again, one repair unit per destination agent, skipping the
+    /// agents in `done` and adding each one repaired; adds to `count` how many chunks (or whole
+    /// files) were sent.
+    private func repair(_ mismatches: [Found.Mismatch], job: JobRecord, done: inout Set<String>, count: inout Int) async throws {
+        for (agent, list) in Dictionary(grouping: mismatches, by: \.agent).sorted(by: { $0.key < $1.key }) where !done.contains(agent) {
             var files: [TaskFile] = []
             for m in list {
                 if m.wholeFile {
@@ -288,10 +305,11 @@ extension Scheduler {
                 source.sink.yield(.taskAssign(task))
             }
             switch result {
-            case .success(let done): count += done.chunks.count + files.filter { $0.finish && $0.entry.size == 0 }.count
+            case .success(let report):
+                count += report.chunks.count + files.filter { $0.finish && $0.entry.size == 0 }.count
+                done.insert(agent)
             case .failure(let error): throw error
             }
         }
-        return count
     }
 }

@@ -157,9 +157,12 @@ public actor Scheduler {
     }
 
     /// The agent's connection ended, or it registered again: what it was asked on that connection
-    /// (tier requests, verification requests, repair units, which `reconcile` drops as unknown)
-    /// gets no answer. Each waiter hears so and asks again; before, a verification waited for
-    /// ever for a repair that the reconnected agent had been told to drop.
+    /// gets no answer. Tier requests fail (`agentUnavailable`, asked again by their caller);
+    /// verification requests and repair units fail as `connectionLost`, and the verification
+    /// makes that step again. Before, a verification waited for ever for a repair that the
+    /// reconnected agent had been told to drop (`reconcile` does not know repair units). A repair
+    /// whose destination's connection ended is dropped at its source, which would otherwise go on
+    /// beside the one sent again.
     func requestsLost(to name: String) {
         tierRepliesLost(to: [name])
         for (request, waiting) in replies where waiting.agent == name {
@@ -168,6 +171,9 @@ public actor Scheduler {
         }
         for (key, repair) in repairs where repair.lane.source == name || repair.lane.destination == name {
             repairs.removeValue(forKey: key)
+            if repair.lane.source != name, let source = links[repair.lane.source], source.version >= WireVersion.acks {
+                source.sink.yield(.taskDrop(AssignmentKey(job: key.job, unit: key.unit, assignment: 0)))
+            }
             repair.continuation.resume(returning: .failure(.connectionLost("the connection to agent '\(name)' ended during the repair")))
         }
     }
