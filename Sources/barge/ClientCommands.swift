@@ -160,7 +160,7 @@ struct ResumeCommand: AsyncParsableCommand {
             print(json ? try JSONOutput.encode(s) : "\(s.id): \(s.state.rawValue)")
             return
         }
-        let final = try await JobWatcher(api: api, job: s.id).follow()
+        let final = try await JobWatcher(api: api, job: s.id, answered: true).follow()
         print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
         try JobSummary.exit(for: final)
     }

@@ -66,7 +66,7 @@ struct DemoCommand: AsyncParsableCommand {
         let request = SubmitRequest(source: .init(site: "a", path: "/dataset"), destination: .init(site: "b", path: "/dataset"))
         let job = try JSONDecoder().decode(JobStatus.self, from: try await api.post("/v1/jobs", body: try JSONEncoder().encode(request)))
         say("submitted \(job.id): a:/dataset → b:/dataset")
-        let final = try await JobWatcher(api: api, job: job.id).follow()
+        let final = try await JobWatcher(api: api, job: job.id, answered: true).follow()
         guard final.state == .succeeded else {
             say(JobSummary.text(final))
             throw Failure("the demo job \(final.state.rawValue); logs are in \(cluster.logs.path) (run with --keep to read them)")

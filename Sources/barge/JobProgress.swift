@@ -10,18 +10,24 @@ import Foundation
 ///
 /// A coordinator that stops answering meanwhile (restarted, upgraded, killed) does not end the
 /// wait: the job is in its journal and goes on when it is back. The watcher says so once, asks
-/// again every `retryEvery`, and gives up only after `patience` without an answer.
+/// again every `retryEvery`, and gives up only after `patience` without an answer. One that has
+/// not answered at all in this run (a wrong URL, `http://` to an HTTPS coordinator, a
+/// coordinator that is down) fails at once with the reason, as any other command does.
 struct JobWatcher {
     let api: CoordinatorAPI
     let job: String
     var interval: Duration = .milliseconds(500)
     var patience: Duration = Self.defaultPatience
     var retryEvery: Duration = .seconds(1)
+    /// The coordinator answered already in this run (the `submit` before a `--wait`): a request
+    /// that then gets no answer is worth asking again.
+    var answered = false
 
     /// How long `--wait` and `--watch` keep asking a coordinator that does not answer.
     static let defaultPatience: Duration = .seconds(300)
 
     func follow() async throws -> JobStatus {
+        var answered = answered
         let live = isatty(STDERR_FILENO) == 1
         var rate = RateMeter()
         var lastPrinted = Date.distantPast
@@ -33,7 +39,7 @@ struct JobWatcher {
             let status: JobStatus
             do {
                 status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(interval.seconds)"))
-            } catch let failure as Failure where failure.noAnswer {
+            } catch let failure as Failure where failure.noAnswer && answered {
                 if let since = lost {
                     guard ContinuousClock.now - since < patience else {
                         throw Failure("gave up waiting: no answer from the coordinator for \(Int(patience.seconds)) s (\(failure)); job \(job) is in its journal and goes on when it is back: barge status \(job) --watch")
@@ -46,6 +52,7 @@ struct JobWatcher {
                 try await Task.sleep(for: retryEvery)
                 continue
             }
+            answered = true
             if let since = lost {
                 FileHandle.standardError.write(Data("barge: the coordinator answers again, after \(String(format: "%.1f", (ContinuousClock.now - since).seconds)) s\n".utf8))
                 lost = nil

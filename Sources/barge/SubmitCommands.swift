@@ -69,7 +69,7 @@ struct SubmitCommand: AsyncParsableCommand {
             return
         }
         if !json { FileHandle.standardError.write(Data("job \(submitted.id): \(source) → \(destination)\n".utf8)) }
-        let final = try await JobWatcher(api: api, job: submitted.id).follow()
+        let final = try await JobWatcher(api: api, job: submitted.id, answered: true).follow()
         print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
         try JobSummary.exit(for: final)
     }

@@ -104,7 +104,7 @@ enum TierJob {
             return
         }
         if !json { FileHandle.standardError.write(Data("job \(submitted.id): \(operation) \(target)\n".utf8)) }
-        let final = try await JobWatcher(api: api, job: submitted.id).follow()
+        let final = try await JobWatcher(api: api, job: submitted.id, answered: true).follow()
         print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
         if final.state != .succeeded { throw ExitCode(1) }
     }
