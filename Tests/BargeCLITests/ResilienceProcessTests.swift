@@ -148,6 +148,8 @@ struct ResilienceProcessTests {
         if !stopped { coordinator.kill(SIGKILL) }
         coordinator.process.waitUntilExit()
         #expect(coordinator.process.terminationStatus == 0, "\(coordinator.output)")
+        // A clean stop: the agent's connection closing is no warning.
+        #expect(!coordinator.output.contains("CancellationError") && !coordinator.output.contains(" warning "), "\(coordinator.output)")
         // The stream got its snapshots, then ended.
         #expect(try await cluster.eventually(10) { !stream.isRunning })
         let events = await reader.value

@@ -66,6 +66,11 @@ public final class AgentListener: Sendable {
             try await AgentSession(session: peer.session, directory: directory, scheduler: scheduler, configuration: configuration, logger: logger)
                 .run(inbound: inbound, outbound: outbound)
         }, onError: { address, error in
+            // The coordinator stopping (SIGTERM) cancels its agents' connections: not worth a warning.
+            if error is CancellationError || Task.isCancelled {
+                logger.debug("agent connection from \(address) closed as the coordinator stops")
+                return
+            }
             logger.warning(error is HandshakeFailure ? "refused connection from \(address): \(error)" : "connection from \(address) ended: \(error)")
         })
     }
