@@ -55,6 +55,58 @@ struct NotificationProcessTests {
         deinit { stop() }
     }
 
+    /// SIGTERM while a delivery waits on a receiver that accepts and never answers: the stop is
+    /// prompt (before, it waited out the delivery's 10 s timeout), the cancelled delivery counts
+    /// no failed attempt, and it comes after the restart to a receiver that answers.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "python3 is missing"))
+    func aDeliveryUnderWayDoesNotHoldAStopAndComesAfterTheRestart() async throws {
+        let cluster = try TestCluster()
+        try TreeSupport.makeEdgeCaseTree(at: cluster.dir.url.appendingPathComponent("root-a/ds"), smallFiles: 2)
+        let silent = Process()
+        silent.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        silent.arguments = ["-c", "import socket\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 0)); s.listen(16)\nprint(s.getsockname()[1], flush=True)\nheld = []\nwhile True: held.append(s.accept())"]
+        let out = Pipe()
+        silent.standardOutput = out
+        try silent.run()
+        defer { if silent.isRunning { kill(silent.processIdentifier, SIGKILL); silent.waitUntilExit() } }
+        var line = Data()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
+        let port = try #require(Int(String(decoding: line, as: UTF8.self)))
+        let hook = "http://127.0.0.1:\(port)/all"
+        var (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--notify", hook])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((a1, b1)) {} }
+        try #require(try await cluster.agentsRegister(2, http))
+        let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
+        #expect(sent.status == 0, "\(sent.stderr)")
+        // The deliveries go out within a second or two, and hang.
+        try await Task.sleep(for: .seconds(3))
+        let asked = Date()
+        coordinator.kill(SIGTERM)
+        #expect(try await cluster.eventually(15) { !coordinator.process.isRunning })
+        let took = Date().timeIntervalSince(asked)
+        coordinator.process.waitUntilExit()
+        #expect(took < 3 && coordinator.process.terminationStatus == 0, "stopped after \(took) s: \(coordinator.output)")
+        #expect(!coordinator.output.contains("failed ("), "a cancelled delivery counted as a failed attempt: \(coordinator.output)")
+
+        // The receiver answers now, on the same port: the events are delivered after the restart.
+        kill(silent.processIdentifier, SIGKILL)
+        silent.waitUntilExit()
+        let secret = cluster.dir.url.appendingPathComponent("unused.secret")
+        try Data("unused".utf8).write(to: secret)
+        let log = cluster.dir.url.appendingPathComponent("received.jsonl")
+        let receiver = try Receiver(dir: cluster.dir.url, secret: secret, log: log, refuse: 0, port: port)
+        try #require(receiver.port == port)
+        (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--notify", hook], log: "coordinator-2.log")
+        defer { withExtendedLifetime(coordinator) {} }
+        let delivered = try await cluster.eventually(40) {
+            Set(events(log).map { $0["type"] as? String ?? "" }).isSuperset(of: ["io.barge.job.started", "io.barge.job.succeeded"])
+        }
+        #expect(delivered, "\(events(log))\n\(coordinator.output)")
+        withExtendedLifetime(receiver) {}
+    }
+
     func events(_ log: URL) -> [[String: Any]] {
         guard let text = try? String(contentsOf: log, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }

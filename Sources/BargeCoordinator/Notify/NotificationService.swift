@@ -51,10 +51,12 @@ public struct NotificationService: Service {
         while !StopAwarePause.stopping {
             do {
                 try await expandEvents()
-                try await deliverDue(client)
-            } catch {
+                // Deliveries under way end as the coordinator stops: they stay due, and go after
+                // the restart (at least once), rather than hold the stop for their timeout.
+                try await cancelWhenGracefulShutdown { try await deliverDue(client) }
+            } catch where !StopAwarePause.stopping {
                 logger.warning("notifications: \(error)")
-            }
+            } catch {}
             await StopAwarePause.pause(for: settings.interval)
         }
         try? await client.shutdown()
@@ -116,6 +118,8 @@ public struct NotificationService: Service {
         } catch {
             problem = "\(error)"
         }
+        // Cancelled as the coordinator stops: not an attempt; it stays due.
+        if problem != nil && Task.isCancelled { return }
         do {
             guard let problem else {
                 try await journal.delivered(d)
