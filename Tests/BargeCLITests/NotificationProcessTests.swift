@@ -34,11 +34,17 @@ struct NotificationProcessTests {
     final class Receiver {
         let process = Process()
         let port: Int
-        init(dir: URL, secret: URL, log: URL, refuse: Int, port wanted: Int? = nil) throws {
-            let script = dir.appendingPathComponent("receiver.py")
-            try Data(NotificationProcessTests.receiver.utf8).write(to: script)
+        convenience init(dir: URL, secret: URL, log: URL, refuse: Int, port wanted: Int? = nil) throws {
+            try self.init(dir: dir, script: NotificationProcessTests.receiver,
+                          arguments: [secret.path, log.path, String(refuse)] + (wanted.map { [String($0)] } ?? []))
+        }
+
+        /// Runs `script` (python3), which prints the port it listens on as its first line.
+        init(dir: URL, script text: String, arguments: [String] = []) throws {
+            let script = dir.appendingPathComponent("receiver-\(UUID().uuidString).py")
+            try Data(text.utf8).write(to: script)
             process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = [script.path, secret.path, log.path, String(refuse)] + (wanted.map { [String($0)] } ?? [])
+            process.arguments = [script.path] + arguments
             let out = Pipe()
             process.standardOutput = out
             try process.run()
@@ -62,16 +68,16 @@ struct NotificationProcessTests {
     func aDeliveryUnderWayDoesNotHoldAStopAndComesAfterTheRestart() async throws {
         let cluster = try TestCluster()
         try TreeSupport.makeEdgeCaseTree(at: cluster.dir.url.appendingPathComponent("root-a/ds"), smallFiles: 2)
-        let silent = Process()
-        silent.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        silent.arguments = ["-c", "import socket\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 0)); s.listen(16)\nprint(s.getsockname()[1], flush=True)\nheld = []\nwhile True: held.append(s.accept())"]
-        let out = Pipe()
-        silent.standardOutput = out
-        try silent.run()
-        defer { if silent.isRunning { kill(silent.processIdentifier, SIGKILL); silent.waitUntilExit() } }
-        var line = Data()
-        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
-        let port = try #require(Int(String(decoding: line, as: UTF8.self)))
+        // A receiver that accepts every connection and never answers.
+        let silent = try Receiver(dir: cluster.dir.url, script: """
+            import socket
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 0)); s.listen(16)
+            print(s.getsockname()[1], flush=True)
+            held = []
+            while True: held.append(s.accept())
+            """)
+        let port = silent.port
+        try #require(port > 0)
         let hook = "http://127.0.0.1:\(port)/all"
         var (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--notify", hook])
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
@@ -91,8 +97,7 @@ struct NotificationProcessTests {
         #expect(!coordinator.output.contains("failed ("), "a cancelled delivery counted as a failed attempt: \(coordinator.output)")
 
         // The receiver answers now, on the same port: the events are delivered after the restart.
-        kill(silent.processIdentifier, SIGKILL)
-        silent.waitUntilExit()
+        silent.stop()
         let secret = cluster.dir.url.appendingPathComponent("unused.secret")
         try Data("unused".utf8).write(to: secret)
         let log = cluster.dir.url.appendingPathComponent("received.jsonl")
