@@ -62,8 +62,6 @@ struct CoordinatorAPI {
         let client = try CoordinatorHTTPClients.client(ca: ca)
         do {
             return try await client.execute(request, deadline: deadline)
-        } catch let failure as Failure {
-            throw failure
         } catch {
             throw Self.explain(error, base: base, ca: ca)
         }

@@ -561,7 +561,12 @@ public final class DestinationFiles: Sendable {
     static func inPlace(_ directory: Int32, _ final: RootedPath, _ file: FilesDone.File) -> Bool {
         var st = stat()
         guard let name = final.components.last, fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
-        return st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == file.size
+        return finished(st, as: file)
+    }
+
+    /// `st` is a regular file of the size and mtime `file`'s finish gives it.
+    static func finished(_ st: stat, as file: FilesDone.File) -> Bool {
+        st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == file.size
             && Int64(st.st_mtim.tv_sec) == file.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == file.mtimeNanoseconds
     }
 
@@ -575,8 +580,7 @@ public final class DestinationFiles: Sendable {
         guard let f = open.withLockedValue({ $0[JobFile(job: job, path: item.target.relative)] }),
               f.lock.withLock({ f.finishedElsewhere }) else { return false }
         var st = stat()
-        return lstat(item.target.absolute, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == item.file.size
-            && Int64(st.st_mtim.tv_sec) == item.file.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == item.file.mtimeNanoseconds
+        return lstat(item.target.absolute, &st) == 0 && Self.finished(st, as: item.file)
     }
 
     /// The open file for `item`, checked complete: every one of its bytes arrived.

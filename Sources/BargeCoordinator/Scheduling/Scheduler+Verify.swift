@@ -209,13 +209,22 @@ extension Scheduler {
     /// The agent that received the unit if it is up, else the least loaded of the site (which
     /// shares its root); waits a while for one to come up.
     private func checker(for unit: UnitRecord, site: String) async throws -> String {
-        let deadline = ContinuousClock.now + Self.verifyAgentWait
-        while true {
+        let agent = try await connected {
             if let agent = unit.destinationAgent, links[agent] != nil { return agent }
             if let agent = policy.anyAgent(at: site), links[agent] != nil { return agent }
-            guard ContinuousClock.now < deadline else {
-                throw SchedulerError.agentUnavailable("no agent of site '\(site)' is up to check the files")
-            }
+            return nil
+        }
+        guard let agent else { throw SchedulerError.agentUnavailable("no agent of site '\(site)' is up to check the files") }
+        return agent
+    }
+
+    /// What `find` finds among the connected agents, asked every 0.5 s for up to
+    /// `verifyAgentWait` (an agent reconnecting); nil when it never does.
+    private func connected<T>(_ find: () -> T?) async throws -> T? {
+        let deadline = ContinuousClock.now + Self.verifyAgentWait
+        while true {
+            if let found = find() { return found }
+            guard ContinuousClock.now < deadline else { return nil }
             try await Task.sleep(for: .milliseconds(500))
         }
     }
@@ -282,19 +291,14 @@ extension Scheduler {
                 }
             }
             // Both ends connected, waited for a while (an agent reconnecting after a page failed).
-            let deadline = ContinuousClock.now + Self.verifyAgentWait
-            var ends: (destination: Link, sourceName: String, source: Link)?
-            while ends == nil {
-                if let destination = links[agent], let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] {
-                    ends = (destination, sourceName, source)
-                } else if ContinuousClock.now >= deadline {
-                    guard links[agent] != nil else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
-                    throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
-                } else {
-                    try await Task.sleep(for: .milliseconds(500))
-                }
+            let ends = try await connected { () -> (destination: Link, sourceName: String, source: Link)? in
+                guard let destination = links[agent], let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] else { return nil }
+                return (destination, sourceName, source)
             }
-            guard let (destination, sourceName, source) = ends else { continue }
+            guard let (destination, sourceName, source) = ends else {
+                guard links[agent] != nil else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
+                throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
+            }
             let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)
             nextRequest += 1
             let task = TaskAssign(job: job.id, unit: key.unit,

@@ -94,7 +94,7 @@ struct EvidenceRootService: Service {
     func run() async throws {
         while !StopAwarePause.stopping {
             for id in (try? journal.unrootedJobs()) ?? [] {
-                if Task.isShuttingDownGracefully { break }
+                if StopAwarePause.stopping { break }
                 let journal = self.journal
                 let outcome: Result<(files: Int64, root: String), any Error> = await withCheckedContinuation { done in
                     DispatchQueue.global(qos: .utility).async {
