@@ -83,9 +83,10 @@ public final class PartialFileWriter: @unchecked Sendable {
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
         self.fd = fd
         marked = Self.isPartial(fd) == true
-        // A new file reaches its size with its chunks (every byte must arrive before `finish`);
-        // one left by an earlier run may be longer.
-        guard !existed || ftruncate(fd, off_t(size)) == 0 else {
+        // One left by an earlier run may be longer. A new file large enough to hold a hole is
+        // given its size at once: a run of zeros at its end is left as a hole (`write`), and must
+        // still count in its size. Every byte must still arrive before `finish`.
+        guard !(existed || size >= UInt64(Self.holeMinimum)) || ftruncate(fd, off_t(size)) == 0 else {
             let e = errno
             close(fd)
             throw .system(operation: "size", path: display, errno: e)
@@ -97,11 +98,29 @@ public final class PartialFileWriter: @unchecked Sendable {
         if directFD >= 0 { close(directFD) }
     }
 
-    /// Writes `bytes` at `offset`, all of them. The whole blocks among them bypass the page cache
-    /// when the write is large, the file system allows it and the memory is laid out like the file
-    /// (the address of the byte at a block boundary is block-aligned); the partial blocks at
-    /// either end are buffered.
+    /// Writes `bytes` at `offset`, all of them. Each aligned stretch of `holeMinimum` zeros among
+    /// them is left as a hole (`sparse`); the rest is written by `place`.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
+        let h = Self.holeMinimum
+        var i = (h - Int(offset % UInt64(h))) % h, placed = 0
+        while i + h <= bytes.count {
+            guard Self.allZero(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + h)])) else { i += h; continue }
+            var end = i + h
+            while end + h <= bytes.count, Self.allZero(UnsafeRawBufferPointer(rebasing: bytes[end..<(end + h)])) { end += h }
+            if try sparse(offset + UInt64(i), count: end - i) {
+                if i > placed { try place(UnsafeRawBufferPointer(rebasing: bytes[placed..<i]), at: offset + UInt64(placed)) }
+                placed = end
+            }
+            i = end
+        }
+        if placed < bytes.count { try place(UnsafeRawBufferPointer(rebasing: bytes[placed...]), at: offset + UInt64(placed)) }
+    }
+
+    /// Writes `bytes` at `offset`. The whole blocks among them bypass the page cache when the
+    /// write is large, the file system allows it and the memory is laid out like the file (the
+    /// address of the byte at a block boundary is block-aligned); the partial blocks at either
+    /// end are buffered.
+    private func place(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         let a = Self.directAlignment
         let head = (a - Int(offset % UInt64(a))) % a
         guard bytes.count >= Self.directMinimum, directFD >= 0, Int(bitPattern: bytes.baseAddress! + head) % a == 0 else {
@@ -113,6 +132,37 @@ public final class PartialFileWriter: @unchecked Sendable {
         if head + blocks < bytes.count {
             try write(fd, UnsafeRawBufferPointer(rebasing: bytes[(head + blocks)...]), at: offset + UInt64(head + blocks))
         }
+    }
+
+    /// Zeros in stretches of this length, at offsets that are multiples of it, are left as holes
+    /// rather than written (a sparse source file, an array allocated and never filled): they
+    /// take no room at the destination, as `rsync -S` and `cp --sparse` leave them.
+    public static let holeMinimum = 64 * 1024
+
+    /// Whether every byte is zero. memcmp of the range against itself one byte on compares each
+    /// byte with the next with libc's vector code, and stops at the first difference: at once
+    /// for data that is not zeros.
+    static func allZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return true }
+        return base.load(as: UInt8.self) == 0 && memcmp(base, base + 1, bytes.count - 1) == 0
+    }
+
+    /// Makes `count` bytes at `offset` (whole blocks) a hole, which reads as zeros and holds no
+    /// blocks: fallocate's PUNCH_HOLE, which also clears what an earlier run left there. False
+    /// where the file system makes no holes (the caller writes the zeros instead).
+    private func sparse(_ offset: UInt64, count: Int) throws(StoreError) -> Bool {
+        if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
+        #if os(Linux)
+        guard barge_punch_hole(fd, Int64(offset), Int64(count)) == 0 else {
+            // A file system without holes answers so each time; one call per stretch of zeros
+            // costs nothing beside the write that follows.
+            guard errno == EOPNOTSUPP || errno == ENOSYS else { throw .system(operation: "punch a hole in", path: final.relative + Self.suffix, errno: errno) }
+            return false
+        }
+        return true
+        #else
+        return false
+        #endif
     }
 
     /// Whether the open file still bears the partial copy's mark; nil when `fstat` fails.

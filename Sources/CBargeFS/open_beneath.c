@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -77,3 +78,7 @@ int barge_open_beneath(int dirfd, const char *path, int flags, unsigned int mode
 int barge_o_path(void) { return O_PATH; }
 int barge_o_direct(void) { return O_DIRECT; }
 int barge_syncfs(int fd) { return syncfs(fd); }
+
+int barge_punch_hole(int fd, long long offset, long long length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}

@@ -29,7 +29,8 @@ struct SubmitCommand: AsyncParsableCommand {
             `a:ds` both mean <root>/ds. A directory's contents land under DST (like `rsync -a SRC/ DST/`); \
             a single file lands at DST. A file already at DST with the same size, mtime and mode is skipped \
             unread (--checksum compares content instead). Every chunk is verified (XXH3-128 and SHA-256) and files appear \
-            under their final names only once complete. Prints the job id; with --wait, follows the job \
+            under their final names only once complete; runs of zeros arrive as holes, so sparse files \
+            stay sparse (as with `rsync -S`). Prints the job id; with --wait, follows the job \
             and exits non-zero unless it succeeds.
             """)
 

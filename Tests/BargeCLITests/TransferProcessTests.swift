@@ -56,6 +56,36 @@ struct TransferProcessTests {
         #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB
+    /// file of zeros, split in ranges between the two destination agents, arrive identical and
+    /// take at the destination little more than their data (as `rsync -S` leaves them).
+    @Test func sparseFilesArriveIdenticalAndSparse() async throws {
+        let mib = 1 << 20
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for (name, size, data) in [("disk.img", 48 * mib, 20 * mib), ("zeros.bin", 20 * mib, -1)] {
+            let fd = open(source.appendingPathComponent(name).path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            #expect(ftruncate(fd, off_t(size)) == 0)
+            if data >= 0 {
+                let bytes = (0..<mib).map { UInt8(truncatingIfNeeded: $0 % 253 + 1) }
+                #expect(bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, mib, off_t(data)) } == mib)
+            }
+            close(fd)
+        }
+        try Data(count: 300).write(to: source.appendingPathComponent("small-zeros"))
+        let c = try await start()
+        let r = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http)
+        #expect(r.status == 0, "\(r.stderr)\n\(c.coordinator.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+        var allocated = 0
+        for name in ["disk.img", "zeros.bin", "small-zeros"] {
+            var st = stat()
+            #expect(stat(destination.appendingPathComponent(name).path, &st) == 0)
+            allocated += Int(st.st_blocks) * 512
+        }
+        #expect(allocated <= mib + 256 * 1024, "\(allocated) bytes allocated for 1 MiB of data")
+    }
+
     /// A job's evidence bundle: each file's Merkle root (checked here against the bytes that
     /// arrived), the job root, and the audit trail to its head; it verifies with nothing else,
     /// and not once a byte of it changes.

@@ -149,4 +149,67 @@ struct PartialFileWriterTests {
             try PartialFileWriter(try RootedPath.resolve("ro/f", under: s.root), size: 1)
         }
     }
+
+    /// Runs of zeros become holes: the file reads back exactly (zeros at the unaligned edges of a
+    /// run and at its end, which still counts in its size) and holds blocks only for its data.
+    @Test func runsOfZerosAreLeftAsHoles() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("sparse.bin", under: s.root)
+        let mib = 1 << 20
+        let size = 4 * mib + 123
+        let writer = try PartialFileWriter(target, size: UInt64(size))
+        var expected = [UInt8](repeating: 0, count: size)
+        for i in (mib + 7)..<(2 * mib) { expected[i] = UInt8(truncatingIfNeeded: i % 251 + 1) }
+        // Zeros ending inside a block, the data after them, then zeros to the file's end, in
+        // that order backwards (the last write is the first one made).
+        for range in [(2 * mib)..<size, (mib + 7)..<(2 * mib), 0..<(mib + 7)] {
+            try expected[range].withUnsafeBytes { try writer.write($0, at: UInt64(range.lowerBound)) }
+        }
+        try writer.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: target.absolute))) == expected)
+        var st = stat()
+        #expect(stat(target.absolute, &st) == 0)
+        #expect(st.st_size == size)
+        #expect(Int(st.st_blocks) * 512 <= mib + 64 * 1024, "\(st.st_blocks * 512) bytes allocated for 1 MiB of data")
+    }
+
+    /// A partial copy left by an earlier run holds other bytes where zeros now arrive: the hole
+    /// clears them.
+    @Test func zerosOverAnEarlierRunsBytesReadAsZeros() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("again.bin", under: s.root)
+        let size = 1 << 20
+        let first = try PartialFileWriter(target, size: UInt64(size))
+        try [UInt8](repeating: 0x5A, count: size).withUnsafeBytes { try first.write($0, at: 0) }
+        let second = try PartialFileWriter(target, size: UInt64(size))
+        #expect(second.existed)
+        try [UInt8](repeating: 0, count: size - 10).withUnsafeBytes { try second.write($0, at: 5) }
+        try second.finish(mode: 0o600, mtimeSeconds: 0, mtimeNanoseconds: 0)
+        let back = [UInt8](try Data(contentsOf: URL(fileURLWithPath: target.absolute)))
+        #expect(back == [UInt8](repeating: 0x5A, count: 5) + [UInt8](repeating: 0, count: size - 10) + [UInt8](repeating: 0x5A, count: 5))
+    }
+
+    /// A sparse file far larger than the disk arrives: 64 MiB that are all zeros but 1 MiB, in a
+    /// 4 MiB tmpfs. Written out in full it fails with ENOSPC.
+    @Test(.enabled(if: Tmpfs.available, "needs root with CAP_SYS_ADMIN to mount a 4 MiB tmpfs"))
+    func aSparseFileLargerThanTheDiskArrives() throws {
+        let s = try Sandbox()
+        #expect(Tmpfs.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", s.root]))
+        defer { Tmpfs.run("/bin/umount", ["-l", s.root]) }
+        let target = try RootedPath.resolve("disk.img", under: s.root)
+        let mib = 1 << 20
+        let writer = try PartialFileWriter(target, size: UInt64(64 * mib))
+        let zeros = [UInt8](repeating: 0, count: mib), data = [UInt8](repeating: 0xC3, count: mib)
+        for i in 0..<64 { try (i == 10 ? data : zeros).withUnsafeBytes { try writer.write($0, at: UInt64(i * mib)) } }
+        try writer.finish(mode: 0o644, mtimeSeconds: 0, mtimeNanoseconds: 0)
+        let fd = open(target.absolute, O_RDONLY)
+        defer { close(fd) }
+        var st = stat()
+        #expect(fstat(fd, &st) == 0 && st.st_size == 64 * mib)
+        var back = [UInt8](repeating: 1, count: mib)
+        for i in [0, 10, 63] {
+            #expect(back.withUnsafeMutableBytes { pread(fd, $0.baseAddress, mib, off_t(i * mib)) } == mib)
+            #expect(back == (i == 10 ? data : zeros))
+        }
+    }
 }

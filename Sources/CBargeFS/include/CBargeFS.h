@@ -17,4 +17,8 @@ int barge_o_direct(void);
 /// syncfs(2): flushes the file system holding `fd` (one call makes a whole batch of files durable).
 int barge_syncfs(int fd);
 
+/// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: the range reads as zeros and holds
+/// no blocks. Fails with EOPNOTSUPP where the file system cannot make holes.
+int barge_punch_hole(int fd, long long offset, long long length);
+
 #endif
