@@ -42,4 +42,24 @@ struct DemoProcessTests {
         ps.waitUntilExit()
         #expect(!listing.contains(tmp.path + "/t/barge-demo"), "\(listing)")
     }
+
+    /// Ctrl-C while a large dataset is still being generated: the demo stops within a few seconds
+    /// and removes what it wrote. Before, generation ran to its end first (minutes for 8 GiB),
+    /// holding each large file whole in memory.
+    @Test func ctrlCDuringGenerationStopsAtOnce() async throws {
+        let tmp = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: tmp.path + "/t", withIntermediateDirectories: true)
+        let demo = try RunningBarge(["demo", "--size", "8GiB"], environment: ["TMPDIR": tmp.path + "/t"], log: tmp.url.appendingPathComponent("demo.out"))
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !demo.output.contains("generating") { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(demo.output.contains("generating"), "\(demo.output)")
+        try await Task.sleep(for: .milliseconds(500))
+        demo.kill(SIGINT)
+        let stopBy = Date().addingTimeInterval(5)
+        while Date() < stopBy, demo.process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        try #require(!demo.process.isRunning, "the demo did not stop within 5 s of Ctrl-C during generation: \(demo.output)")
+        #expect(demo.process.terminationStatus == 130, "\(demo.output)")
+        #expect(demo.output.contains("interrupted"), "\(demo.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/t").isEmpty, "\(demo.output)")
+    }
 }
