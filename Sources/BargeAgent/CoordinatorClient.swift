@@ -17,6 +17,9 @@ public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringC
     case closed
     /// The coordinator sent something this agent does not expect.
     case protocolViolation(String)
+    /// Nothing came from the registered coordinator for this long, not even a heartbeat's echo
+    /// (`CoordinatorClient.silenceLimit`): the agent closed the connection to connect again.
+    case silent(Duration)
     /// `BARGE_FAULT_DROP_REPORTS` closed the connection after a report (tests only).
     case faultInjected
 
@@ -26,6 +29,8 @@ public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringC
         case .dropped(let e): return "coordinator closed the connection: \(e.reason)"
         case .closed: return "coordinator closed the connection"
         case .protocolViolation(let why): return "coordinator protocol violation: \(why)"
+        case .silent(let limit):
+            return "heard nothing from the coordinator for \(limit.components.seconds) s, not even a heartbeat's echo (frozen, or the network to it cut); closed the connection"
         case .faultInjected: return "dropped the connection after a report (BARGE_FAULT_DROP_REPORTS)"
         }
     }
@@ -80,6 +85,13 @@ public struct CoordinatorClient: Sendable {
             }
             work?.fence.registered(timeout: .milliseconds(Int(registered.agentTimeoutMillis)),
                                    interval: .milliseconds(Int(registered.heartbeatIntervalMillis)))
+            // Every heartbeat is echoed: a coordinator silent for twice the agent timeout has
+            // taken this agent for down, and the connection is dead (a partition, a host gone
+            // without a reset). Connecting again then finds a restarted coordinator in seconds
+            // rather than at the 20-minute idle timeout.
+            let silence = Self.silenceLimit(registered)
+            try await connection.setIdleTimeout(silence.timeAmount)
+            var heard = ContinuousClock.now
             await onRegistered(registered)
 
             let outbox = work?.outbox ?? Outbox()
@@ -129,6 +141,7 @@ public struct CoordinatorClient: Sendable {
                 if let work { tasks.addTask { await work.reportProgress() } }
                 defer { tasks.cancelAll() }
                 while let frame = try await nextFrame(&frames, writerStopped) {
+                    heard = .now
                     let message = try Message(frame: frame)
                     switch message {
                     case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
@@ -145,9 +158,17 @@ public struct CoordinatorClient: Sendable {
                     }
                 }
                 if let error = writerStopped.withLockedValue({ $0 }) { throw error }
+                // The idle timeout closed it (the last frame read here is at least that old).
+                if ContinuousClock.now - heard >= silence { throw CoordinatorConnectionError.silent(silence) }
                 if !Task.isCancelled { throw CoordinatorConnectionError.closed }
             }
         }
+    }
+
+    /// How long a registered agent waits for anything from its coordinator before it connects
+    /// again: twice the agent timeout, at least three heartbeat intervals and 10 s.
+    static func silenceLimit(_ registered: Registered) -> Duration {
+        .milliseconds(max(10_000, 2 * Int(registered.agentTimeoutMillis), 3 * Int(registered.heartbeatIntervalMillis)))
     }
 
     /// The next frame; once the writer has stopped, what stopped it rather than the read error

@@ -156,6 +156,26 @@ struct ResilienceProcessTests {
         #expect(events.contains("event: snapshot"), "\(events.prefix(300))")
     }
 
+    /// A coordinator that goes silent without closing the connection (frozen here with SIGSTOP; a
+    /// network partition looks the same to the agent): the agent gives the connection up after
+    /// twice the agent timeout (10 s at least) and connects again, and registers again once the
+    /// coordinator answers. Before, it waited for the connection's 20-minute idle timeout.
+    @Test func anAgentGivesUpASilentCoordinatorAndRegistersAgain() async throws {
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        defer { withExtendedLifetime(a1) {} }
+        #expect(try await cluster.agentsRegister(1, http))
+        coordinator.kill(SIGSTOP)
+        defer { coordinator.kill(SIGCONT) }
+        let frozen = Date()
+        let gaveUp = try await cluster.eventually(25) { a1.output.contains("heard nothing from the coordinator for 10 s") }
+        let after = Date().timeIntervalSince(frozen)
+        coordinator.kill(SIGCONT)
+        #expect(gaveUp && after >= 9, "gave up after \(after) s: \(a1.output)")
+        #expect(try await cluster.eventually(30) { a1.output.components(separatedBy: "registered with the coordinator").count >= 3 }, "\(a1.output)")
+        #expect(try await cluster.agentsRegister(1, http), "\(coordinator.output)")
+    }
+
     @Test func aCoordinatorKilledMidTransferIsRestartedAndTheJobFinishes() async throws {
         try makeSlowDataset()
         let agentPort = try TestCluster.freePort(), httpPort = try TestCluster.freePort()

@@ -38,6 +38,20 @@ public struct TCPProbe: Sendable {
         channel.close(promise: nil)
     }
 
+    /// Replaces the connection's idle timeout, set when it was made (`addBargeHandlers`): from
+    /// now on, receiving nothing for `timeout` closes it, after an error frame to the peer. For
+    /// a session whose traffic becomes known only once it is under way (the heartbeat interval
+    /// a coordinator gives at registration).
+    public func setIdleTimeout(_ timeout: TimeAmount) async throws {
+        let channel = channel
+        try await channel.eventLoop.submit {
+            let operations = channel.pipeline.syncOperations
+            let old = try operations.context(handlerType: IdleStateHandler.self)
+            try operations.addHandler(IdleStateHandler(readTimeout: timeout), position: .after(old.handler))
+            operations.removeHandler(context: old, promise: nil)
+        }.get()
+    }
+
     /// Writes the frame `make` returns every `interval`, from the connection's event loop rather
     /// than from a task: a heartbeat must not wait for a thread of the cooperative pool, which
     /// CPU-heavy work (a chunk's zstd-19) can hold for seconds. `make` runs on the event loop and
