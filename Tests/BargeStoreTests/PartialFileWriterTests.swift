@@ -118,11 +118,8 @@ struct PartialFileWriterTests {
     /// A full disk: a 1 MiB tmpfs as the root. The error names ENOSPC and no final file appears.
     @Test(.enabled(if: Tmpfs.available, "needs root with CAP_SYS_ADMIN to mount a 1 MiB tmpfs"))
     func aFullDiskIsNamedAndLeavesNoFinalFile() throws {
-        let s = try Sandbox()
-        #expect(Tmpfs.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", s.root]))
-        // Lazy: the root's cached directory descriptor keeps the mount busy until the process ends.
-        defer { Tmpfs.run("/bin/umount", ["-l", s.root]) }
-        let target = try RootedPath.resolve("big.bin", under: s.root)
+        let (s, target) = try Sandbox.onTmpfs("1m", file: "big.bin")
+        defer { s.unmount() }
         let writer = try PartialFileWriter(target, size: 4 << 20)
         let chunk = [UInt8](repeating: 0xAB, count: 1 << 20)
         var failure: StoreError?
@@ -193,10 +190,8 @@ struct PartialFileWriterTests {
     /// 4 MiB tmpfs. Written out in full it fails with ENOSPC.
     @Test(.enabled(if: Tmpfs.available, "needs root with CAP_SYS_ADMIN to mount a 4 MiB tmpfs"))
     func aSparseFileLargerThanTheDiskArrives() throws {
-        let s = try Sandbox()
-        #expect(Tmpfs.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", s.root]))
-        defer { Tmpfs.run("/bin/umount", ["-l", s.root]) }
-        let target = try RootedPath.resolve("disk.img", under: s.root)
+        let (s, target) = try Sandbox.onTmpfs("4m", file: "disk.img")
+        defer { s.unmount() }
         let mib = 1 << 20
         let writer = try PartialFileWriter(target, size: UInt64(64 * mib))
         let zeros = [UInt8](repeating: 0, count: mib), data = [UInt8](repeating: 0xC3, count: mib)

@@ -1,4 +1,6 @@
+import BargeStore
 import Foundation
+import Testing
 
 /// A fresh directory to use as an agent root, removed afterwards.
 final class Sandbox {
@@ -18,6 +20,17 @@ final class Sandbox {
     func link(_ relative: String, to target: String) throws {
         try FileManager.default.createSymbolicLink(atPath: root + "/" + relative, withDestinationPath: target)
     }
+
+    /// A sandbox whose root is a tmpfs of `size` (tmpfs's spelling: 1m, 4m), for tests of a full
+    /// disk, and the path of `file` in it. Needs `Tmpfs.available`. Undo with `unmount`.
+    static func onTmpfs(_ size: String, file: String) throws -> (Sandbox, RootedPath) {
+        let s = try Sandbox()
+        #expect(Tmpfs.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", s.root]))
+        return (s, try RootedPath.resolve(file, under: s.root))
+    }
+
+    /// Lazy: the root's cached directory descriptor keeps the mount busy until the process ends.
+    func unmount() { Tmpfs.run("/bin/umount", ["-l", root]) }
 }
 
 /// Whether this process can mount a small tmpfs (root with CAP_SYS_ADMIN), for full-disk tests.
