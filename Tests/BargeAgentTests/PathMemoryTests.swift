@@ -35,9 +35,13 @@ final class PathMemoryTests {
         let parameters = CongestionController.Parameters()
         // 26 MB/s × 1 ms is below 1 MiB: the starting window never goes below the usual one.
         #expect(parameters.startingWindow(rate: known.rate, baseDelay: 1_000_000) == parameters.initialWindow)
-        // A long fat path: 1 Gbit/s at 100 ms is 12.5 MB in flight (a fair lane's usual start is 8 MiB).
-        again.memory.remember("b2", PathMemory.Known(rate: 125e6, baseDelay: 100_000_000, measuredAt: Date().timeIntervalSince1970))
-        #expect(again.lane(to: "b2", mode: .fair).controller.window == 12_500_000)
+        // A long fat path: 5 Gbit/s at 100 ms is 62.5 MB in flight (a fair lane's usual start is
+        // 32 MiB); a scavenger lane starts at the product of a path with less too.
+        again.memory.remember("b2", PathMemory.Known(rate: 625e6, baseDelay: 100_000_000, measuredAt: Date().timeIntervalSince1970))
+        #expect(again.lane(to: "b2", mode: .fair).controller.window == 62_500_000)
+        again.memory.remember("b4", PathMemory.Known(rate: 125e6, baseDelay: 100_000_000, measuredAt: Date().timeIntervalSince1970))
+        #expect(again.lane(to: "b4", mode: .scavenger).controller.window == 12_500_000)
+        #expect(again.lane(to: "b4", mode: .fair).controller.window == parameters.initialWindow(.fair))
         #expect(again.lane(to: "b3", mode: .fair).controller.window == parameters.initialWindow(.fair))
         #expect(again.lane(to: "b3", mode: .scavenger).controller.window == parameters.initialWindow)
         // A path faster than 64 MiB per round trip starts at 64 MiB, and grows from there.
