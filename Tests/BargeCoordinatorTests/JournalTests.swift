@@ -230,14 +230,17 @@ extension JournalTests {
         #expect(rest.pages[0].units.map(\.unitId) == [3] && rest.pages[0].units[0].files[0].offset == 2 << 20)
         #expect(try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: 3), limit: 3)]).pages[0].units.isEmpty)
         let chunk = ChunkReport(file: 0, offset: 0, length: 1 << 20, id: [UInt8](repeating: 3, count: 32))
+        // The destination held the second range's bytes: they count as dedup until the resend.
         for u in 1...2 {
-            _ = try journal.complete(TaskDone(job: "j1", unit: UInt64(u), bytes: 1 << 20, wireBytes: 1 << 20, refetched: 0, codecs: [], chunks: [chunk]), now: 6)
+            _ = try journal.complete(TaskDone(job: "j1", unit: UInt64(u), bytes: 1 << 20, wireBytes: 1 << 20, refetched: 0, codecs: [], chunks: [chunk],
+                                              dedupBytes: u == 2 ? 1 << 20 : 0), now: 6)
         }
+        #expect(try journal.job("j1")?.dedupBytes == 1 << 20)
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 1)
         let outcome = try journal.commitNow([.resend(job: "j1", finish: 0)])
         #expect(outcome.resent[UnitKey(job: "j1", unit: 0)]?.map(\.unitId) == [1, 2])
         let j = try #require(try journal.job("j1"))
-        #expect(j.bytesDone == 0 && j.chunksDone == 0 && j.unitsDone == 0)
+        #expect(j.bytesDone == 0 && j.chunksDone == 0 && j.unitsDone == 0 && j.dedupBytes == 0, "dedup \(j.dedupBytes)")
         #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [0, 1, 2, 3])
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
     }

@@ -205,18 +205,19 @@ extension Journal {
                 if let known {
                     try db.cachedStatement(sql: """
                         UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                          destinationAgent = COALESCE(?, destinationAgent)
+                          destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?
                           WHERE jobId = ? AND unitId = ? AND state != 'done'
                         """).run(manifest.row.map(BoundValue.blob) ?? .null, manifest.at.map(BoundValue.int) ?? .null, .int(manifest.length),
-                                 .int(Int64(report.assignment)), destination.map(BoundValue.text) ?? .null,
+                                 .int(Int64(report.assignment)), destination.map(BoundValue.text) ?? .null, .int(Int64(report.dedupBytes)),
                                  .text(report.job), .int(Int64(report.unit)), in: db)
                     if db.changesCount > 0 { first = (known.kind, known.finishUnit, known.depth, known.finishedFiles) }
                 } else if let row = try Row.fetchOne(db.cachedStatement(sql: """
                     UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                      destinationAgent = COALESCE(?, destinationAgent)
+                      destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
-                    """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), destination, report.job, Int64(report.unit)]) {
+                    """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), destination, Int64(report.dedupBytes),
+                                      report.job, Int64(report.unit)]) {
                     first = (UnitKind(rawValue: row[0]) ?? .files, row[1], row[2], row[3])
                 }
                 if first == nil && report.assignment != 0 {
@@ -263,11 +264,12 @@ extension Journal {
                 for r in ranges {
                     d.bytesDone -= r.length
                     d.chunksDone -= r.manifestBytes / Int64(UnitManifest.entrySize)
+                    d.dedupBytes -= r.dedupBytes
                     d.unitsDone -= 1
                 }
                 deltas[id] = d
                 try db.execute(sql: """
-                    UPDATE units SET state = 'pending', manifest = NULL, manifestAt = NULL, manifestLength = 0
+                    UPDATE units SET state = 'pending', manifest = NULL, manifestAt = NULL, manifestLength = 0, dedupBytes = 0
                       WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done'
                     """, arguments: [id, Int64(finish)])
                 try db.execute(sql: "UPDATE units SET rangesDone = MAX(0, rangesDone - ?) WHERE jobId = ? AND unitId = ?",

@@ -248,6 +248,9 @@ public final class Journal: Sendable {
                 ALTER TABLE units ADD COLUMN manifestLength INTEGER NOT NULL DEFAULT 0;
                 """)
         }
+        m.registerMigration("v17: a done unit's dedup bytes") { db in
+            try db.execute(sql: "ALTER TABLE units ADD COLUMN dedupBytes INTEGER NOT NULL DEFAULT 0")
+        }
         return m
     }
 

@@ -191,6 +191,9 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     /// Times it was handed to a lane, never reset (`attempts` is, by `resume`): its agent's
     /// reports name the assignment they answer, and one from an earlier assignment is stale.
     public var assignments: Int64 = 0
+    /// Of its bytes, those its destination copied from what it held (`task done`'s dedup
+    /// bytes), so that sending a file's ranges again (`resend`) takes them back off its job.
+    public var dedupBytes: Int64 = 0
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId
@@ -328,7 +331,8 @@ extension UnitRecord {
     /// name, each of its 24 columns was a case-insensitive lookup, a third of reading a row.
     static let columnOrder = ["jobId", "unitId", "path", "offset", "length", "state", "sourceAgent", "destinationAgent", "attempts",
                               "kind", "files", "dependsOn", "finishUnit", "depth", "finishedFiles", "manifest", "rangesTotal",
-                              "rangesMade", "rangesDone", "rangeBytes", "assignments", "lastReport", "manifestAt", "manifestLength"]
+                              "rangesMade", "rangesDone", "rangeBytes", "assignments", "lastReport", "manifestAt", "manifestLength",
+                              "dedupBytes"]
 
     public init(row: Row) throws {
         // By position when the row is the whole table as this build knows it, else by name.
@@ -358,6 +362,7 @@ extension UnitRecord {
         assignments = value(20)
         manifestAt = optional(22)
         manifestLength = optional(23) ?? 0
+        dedupBytes = optional(24) ?? 0
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -384,6 +389,7 @@ extension UnitRecord {
         container["rangesDone"] = rangesDone
         container["rangeBytes"] = rangeBytes
         container["assignments"] = assignments
+        container["dedupBytes"] = dedupBytes
     }
 
     /// `files` as the journal stores it.
