@@ -7,7 +7,7 @@ import NIOPosix
 /// connection. Each connection catches its own errors, so one bad peer never takes the listener
 /// down. The coordinator's agent listener and the agents' data-plane listeners are both one of these.
 public final class BargeServer: Sendable {
-    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>, faults: ProtocolFaults)
+    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>, faults: ProtocolFaults, address: String)
 
     /// A connection after its handshake.
     public struct Peer: Sendable {
@@ -49,7 +49,11 @@ public final class BargeServer: Sendable {
                     let faults = ProtocolFaults()
                     try channel.pipeline.syncOperations.addHandler(faults)
                     let async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
-                    return (channel: async, session: session.futureResult, faults: faults)
+                    // Read now, at accept: once the peer has closed (a client that gave up its
+                    // handshake at once), the channel no longer knows it, and the refusal was
+                    // logged as from an "unknown peer".
+                    let address = Self.describe(channel.remoteAddress)
+                    return (channel: async, session: session.futureResult, faults: faults, address: address)
                 }
             }
         return BargeServer(server: server, maxConnections: maxConnections)
@@ -73,8 +77,7 @@ public final class BargeServer: Sendable {
                     }
                     guard admitted else {
                         // A flood: refuse at once rather than hold a handshake timer for each.
-                        onError(connection.channel.channel.remoteAddress.map { "\($0)" } ?? "unknown peer",
-                                ServerFull(limit: maxConnections))
+                        onError(connection.address, ServerFull(limit: maxConnections))
                         try? await connection.channel.executeThenClose { _, _ in }
                         continue
                     }
@@ -88,6 +91,11 @@ public final class BargeServer: Sendable {
             // end too, or a coordinator with agents connected would never stop.
             group.cancelAll()
         }
+    }
+
+    /// A peer's address as the logs give it: `ip:port`.
+    static func describe(_ address: SocketAddress?) -> String {
+        address.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
     }
 
     /// Why a connection was closed on arrival.
@@ -105,7 +113,7 @@ public final class BargeServer: Sendable {
         session run: @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
         onError: @Sendable (String, Error) -> Void
     ) async {
-        let address = connection.channel.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
+        let address = connection.address
         // Everything happens inside executeThenClose, which closes the connection and finishes its
         // writer on every path (an NIOAsyncChannel left without it traps when released).
         try? await connection.channel.executeThenClose { inbound, outbound in
