@@ -150,6 +150,25 @@ struct TierProcessTests {
         withExtendedLifetime(b1) {}
     }
 
+    /// A tier request to an agent that never answers (stopped with SIGSTOP, well inside its
+    /// 30 s timeout) does not hold the coordinator's stop: SIGTERM ends it within 3 s, and the
+    /// request is answered 503. Before, the stop waited out its 10 s limit.
+    @Test func aTierRequestToAFrozenAgentDoesNotHoldAStop() async throws {
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--agent-timeout", "30"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        defer { b1.kill(SIGCONT); withExtendedLifetime(b1) {} }
+        try #require(try await cluster.agentsRegister(1, http))
+        b1.kill(SIGSTOP)
+        let asking = Task.detached { [cluster] in try cluster.cli(["tier", "stats", "b", "--json"], http: http) }
+        try await Task.sleep(for: .seconds(1))
+        coordinator.kill(SIGTERM)
+        let sent = Date()
+        let stopped = try await cluster.eventually(15) { !coordinator.process.isRunning }
+        #expect(stopped && Date().timeIntervalSince(sent) < 3, "the coordinator took \(Date().timeIntervalSince(sent)) s to stop: \(coordinator.output)")
+        let r = try await asking.value
+        #expect(r.status != 0 && r.stderr.contains("stopping"), "\(r.stdout)\(r.stderr)")
+    }
+
     /// The coordinator killed in the middle of a demotion: the job is journalled with its cursor,
     /// and the restarted coordinator (same state, same ports) finishes it. Every file ends cold,
     /// each once, and a promotion gives the tree back identical.

@@ -3,6 +3,7 @@ import BargeWire
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// The coordinator's HTTP API (docs/openapi.yaml). Handlers only translate between HTTP and the
 /// directory, scheduler and tokens; decisions live there. Each route names the least role that
@@ -197,9 +198,16 @@ private func tierJob(_ operation: JobOperation, _ request: Request, _ context: A
     return EditedResponse(status: .created, response: JobStatus(job))
 }
 
-/// A site's tier request, with the agent's error as 409 (no cold store there, say).
+/// A site's tier request, with the agent's error as 409 (no cold store there, say). The
+/// coordinator stopping ends the wait with 503 rather than holding the stop (an agent that
+/// never answers held it for the 10 s limit).
 private func tierCall(_ scheduler: Scheduler, _ site: String, _ make: @Sendable @escaping (UInt64) -> TierRequest) async throws -> TierReply {
-    let reply = try await httpErrors { try await scheduler.tierRequest(site: site, make) }
+    let reply: TierReply
+    do {
+        reply = try await cancelWhenGracefulShutdown { try await httpErrors { try await scheduler.tierRequest(site: site, make) } }
+    } catch is CancellationError {
+        throw HTTPError(.serviceUnavailable, message: "the coordinator is stopping; ask again once it is back")
+    }
     guard reply.error.isEmpty else { throw HTTPError(.conflict, message: reply.error) }
     return reply
 }

@@ -135,10 +135,21 @@ extension Scheduler {
             await self?.expireTierReply(request)
         }
         defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            tierReplies[request] = (agent, continuation)
-            link.sink.yield(message)
+        // Cancelled (the coordinator stopping, the caller gone), the wait ends at once and the
+        // reply, should it come, is dropped: a frozen agent held a stop for the 10 s limit.
+        try Task.checkCancellation()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                tierReplies[request] = (agent, continuation)
+                link.sink.yield(message)
+            }
+        } onCancel: { [weak self] in
+            Task { await self?.cancelTierReply(request) }
         }
+    }
+
+    private func cancelTierReply(_ request: UInt64) {
+        tierReplies.removeValue(forKey: request)?.continuation.resume(throwing: CancellationError())
     }
 
     private func expireTierReply(_ request: UInt64) {
