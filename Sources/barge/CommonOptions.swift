@@ -39,11 +39,18 @@ struct CoordinatorURLOptions: ParsableArguments {
     @Option(help: ArgumentHelp("PEM file of the CA that signed an https:// coordinator's certificate (or set BARGE_CA_FILE; default: the system's roots).", valueName: "file"))
     var ca: String?
 
+    @Option(help: ArgumentHelp("Seconds each request to the coordinator may take, its whole answer included (default 30; longer for the few that do long work: tier gc, prune, the evidence bundle). A coordinator that stops answering midway fails the request after this long.", valueName: "seconds"))
+    var timeout: Double?
+
     static let defaultTokenFile = "./barge-state/admin.token"
+
+    mutating func validate() throws {
+        if let timeout, !(timeout > 0 && timeout.isFinite) { throw ValidationError("--timeout must be a number of seconds above 0") }
+    }
 
     /// A client for the coordinator, with the token read from its file.
     func api() throws -> CoordinatorAPI {
-        CoordinatorAPI(base: url, token: try token(), ca: try caFile())
+        CoordinatorAPI(base: url, token: try token(), ca: try caFile(), timeout: timeout)
     }
 
     /// `--ca`, or `BARGE_CA_FILE`; only for https:// URLs.

@@ -14,11 +14,18 @@ struct CoordinatorAPI {
     /// `--ca`: a PEM file of the certificate authorities that may sign the coordinator's
     /// certificate; nil trusts the system's roots.
     var ca: String? = nil
+    /// `--timeout`: seconds each request may take, whole, in place of its own default (30 s for
+    /// most; more for the calls that do long work: tier gc, prune, the evidence bundle).
+    var timeout: TimeInterval? = nil
 
     /// The largest answer read into memory; the evidence bundle, which can be larger, is streamed.
     static let largestBody = 256 << 20
 
-    func get(_ path: String, timeout: TimeInterval = 30) async throws -> Data { try await send("GET", path, timeout: timeout) }
+    /// `waiting`: seconds the coordinator holds the answer on purpose (a long poll), on top of the
+    /// request's time.
+    func get(_ path: String, timeout: TimeInterval = 30, waiting: TimeInterval = 0) async throws -> Data {
+        try await send("GET", path, timeout: timeout, waiting: waiting)
+    }
     func post(_ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
         try await send("POST", path, body: body, timeout: timeout)
     }
@@ -26,25 +33,57 @@ struct CoordinatorAPI {
 
     /// GET `path` and write the answer to `output` as it arrives, without holding it.
     func download(_ path: String, to output: FileHandle, timeout: TimeInterval) async throws {
-        let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
+        let seconds = self.timeout ?? timeout
+        let deadline = NIODeadline.now() + .milliseconds(Int64(seconds * 1000))
         let response = try await execute("GET", path, body: nil, deadline: deadline)
         guard response.status.code / 100 == 2 else {
-            throw failure(status: Int(response.status.code), body: try await collect(response))
+            throw failure(status: Int(response.status.code), body: try await collect(response, path, deadline, seconds))
         }
-        for try await buffer in response.body { try output.write(contentsOf: buffer.readableBytesView) }
+        try await Self.beforeDeadline(deadline, else: late(path, seconds)) {
+            for try await buffer in response.body { try output.write(contentsOf: buffer.readableBytesView) }
+        }
     }
 
-    private func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 30) async throws -> Data {
-        let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
+    private func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 30, waiting: TimeInterval = 0) async throws -> Data {
+        let seconds = (self.timeout ?? timeout) + waiting
+        let deadline = NIODeadline.now() + .milliseconds(Int64(seconds * 1000))
         let response = try await execute(method, path, body: body, deadline: deadline)
-        let data = try await collect(response)
+        let data = try await collect(response, path, deadline, seconds)
         guard response.status.code / 100 == 2 else { throw failure(status: Int(response.status.code), body: data) }
         return data
     }
 
-    private func collect(_ response: HTTPClientResponse) async throws -> Data {
-        do { return Data(buffer: try await response.body.collect(upTo: Self.largestBody)) } catch {
-            throw Failure("the coordinator at \(base) answered more than \(Self.largestBody >> 20) MiB, or stopped mid-answer: \(error)", noAnswer: true)
+    private func collect(_ response: HTTPClientResponse, _ path: String, _ deadline: NIODeadline, _ seconds: TimeInterval) async throws -> Data {
+        let largest = Self.largestBody, base = base
+        return try await Self.beforeDeadline(deadline, else: late(path, seconds)) {
+            do { return Data(buffer: try await response.body.collect(upTo: largest)) } catch {
+                throw Failure("the coordinator at \(base) answered more than \(largest >> 20) MiB, or stopped mid-answer: \(error)", noAnswer: true)
+            }
+        }
+    }
+
+    private func late(_ path: String, _ seconds: TimeInterval) -> Failure {
+        let shown = seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+        return Failure("the coordinator at \(base) did not finish its answer to \(path) within \(shown) s (--timeout)", noAnswer: true)
+    }
+
+    /// `work`'s result, or `late` thrown once `deadline` passes (`work` is then cancelled, which
+    /// closes the connection). AsyncHTTPClient's own deadline covers a request only until the
+    /// answer's head arrives: a coordinator that stopped mid-answer (frozen, or its host gone
+    /// without a reset) held the CLI for good.
+    static func beforeDeadline<T: Sendable>(_ deadline: NIODeadline, else late: Failure,
+                                            _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await work() }
+            group.addTask {
+                let left = deadline.uptimeNanoseconds > NIODeadline.now().uptimeNanoseconds
+                    ? deadline.uptimeNanoseconds - NIODeadline.now().uptimeNanoseconds : 0
+                try await Task.sleep(nanoseconds: left)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw late }
+            return value
         }
     }
 

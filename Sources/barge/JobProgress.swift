@@ -38,7 +38,7 @@ struct JobWatcher {
             let asked = ContinuousClock.now
             let status: JobStatus
             do {
-                status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(interval.seconds)"))
+                status = try JSONDecoder().decode(JobStatus.self, from: try await api.get("/v1/jobs/\(pathComponent(job))?wait=\(interval.seconds)", waiting: interval.seconds))
             } catch let failure as Failure where failure.noAnswer && answered {
                 if let since = lost {
                     guard ContinuousClock.now - since < patience else {

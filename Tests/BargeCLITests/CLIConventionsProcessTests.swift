@@ -45,6 +45,26 @@ struct CLIConventionsProcessTests {
         #expect(token.status == 1 && token.stderr.contains("missing") && !token.stderr.contains("Usage: barge <subcommand>"), "\(token.stderr)")
     }
 
+    /// A coordinator that stops midway through an answer (frozen, or its host gone without a
+    /// reset) fails the request after `--timeout`, with the reason, as one that never answers does.
+    /// Before, the answer's body had no deadline and the CLI waited for good.
+    @Test func aCoordinatorThatStopsMidAnswerTimesOut() throws {
+        for (head, says) in [("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"id\":", "did not finish its answer to /v1/jobs?limit=500 within 2 s (--timeout)"),
+                             ("", "did not answer in time")] {
+            let server = try StalledHTTPServer(head: head)
+            let started = ContinuousClock.now
+            let r = try BargeProcess.run(["jobs", "--coordinator-url", "http://127.0.0.1:\(server.port)", "--timeout", "2"],
+                                         environment: ["BARGE_API_TOKEN_FILE": ""])
+            let took = ContinuousClock.now - started
+            #expect(r.status == 1 && r.stderr.contains(says), "\(r)")
+            #expect(took < .seconds(15), "the CLI gave up after \(took)")
+            #expect(server.accepted() >= 1)
+            server.close()
+        }
+        let bad = try BargeProcess.run(["jobs", "--timeout", "0"])
+        #expect(bad.status == 64 && bad.stderr.contains("--timeout must be a number of seconds above 0"), "\(bad.stderr)")
+    }
+
     @Test func everyCommandTakesJSONAndExitCodesFollowTheOutcome() async throws {
         let cluster = try TestCluster()
         try TreeSupport.makeEdgeCaseTree(at: cluster.dir.url.appendingPathComponent("root-a/ds"), smallFiles: 10)
@@ -235,5 +255,52 @@ struct CLIConventionsProcessTests {
         #expect(lines.contains { $0.contains("MiB/s") }, "\(plain)")
         let long = lines.filter { $0.count > 80 }
         #expect(long.isEmpty, "\(long)")
+    }
+}
+
+/// A TCP server on loopback that reads each request, sends `head` (part of an answer, or
+/// nothing) and then holds the connection open without a word, as a frozen server does. Closed
+/// with the value.
+final class StalledHTTPServer: @unchecked Sendable {
+    let port: Int
+    private let fd: Int32
+    private let lock = NSLock()
+    private var held: [Int32] = []
+    private var count = 0
+
+    init(head: String) throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 8) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        guard bound else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        fd = listener
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let bytes = Array(head.utf8)
+        Thread.detachNewThread { [self] in
+            while true {
+                let client = accept(listener, nil, nil)
+                guard client >= 0 else { return }
+                lock.withLock { held.append(client); count += 1 }
+                var request = [UInt8](repeating: 0, count: 4096)
+                _ = read(client, &request, request.count)
+                if !bytes.isEmpty { _ = bytes.withUnsafeBytes { write(client, $0.baseAddress, $0.count) } }
+            }
+        }
+    }
+
+    func accepted() -> Int { lock.withLock { count } }
+
+    /// Stops accepting and closes every connection held.
+    func close() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        _ = Glibc.close(fd)
+        for client in lock.withLock({ held }) { _ = Glibc.close(client) }
     }
 }
