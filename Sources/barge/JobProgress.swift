@@ -202,6 +202,17 @@ enum JobSummary {
         if (s.untransferableEntries ?? 0) > 0 { throw ExitCode(2) }
     }
 
+    /// What to do about entries the scan left out, for the reason the first of them gives.
+    static func untransferableHint(_ first: String, count n: Int64) -> String {
+        if first.contains("not a regular file, directory or symbolic link") {
+            return "Barge copies regular files, directories and symbolic links; FIFOs, sockets and device files stay behind (as with rsync without --specials and --devices)"
+        }
+        if first.contains("not valid UTF-8") {
+            return "fix \(n == 1 ? "it" : "them") at the source (convmv renames a name that is not UTF-8) and submit again"
+        }
+        return "fix \(n == 1 ? "it" : "them") at the source and submit again"
+    }
+
     static func text(_ s: JobStatus) -> String {
         if let operation = s.operation, operation != "transfer" { return tierText(s, operation) }
         var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)",
@@ -213,8 +224,9 @@ enum JobSummary {
         }
         if !s.codecs.isEmpty { lines.append("  codecs: \(ProgressLine.mix(s.codecs))") }
         if let n = s.untransferableEntries, n > 0 {
-            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") the scan left out; the first: \(s.firstUntransferable ?? "?")")
-            lines.append("  fix \(n == 1 ? "it" : "them") at the source (a name that is not UTF-8 can be renamed with convmv) and submit again")
+            let first = s.firstUntransferable ?? "?"
+            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") the scan left out; the first: \(first)")
+            lines.append("  " + Self.untransferableHint(first, count: n))
         }
         if s.skippedFiles > 0 {
             lines.append("  unchanged at the destination (skipped unread): \(s.skippedFiles) files, \(ByteQuantity.formatSize(Double(s.skippedBytes)))")

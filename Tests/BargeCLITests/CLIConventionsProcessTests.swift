@@ -150,7 +150,8 @@ struct CLIConventionsProcessTests {
 
     /// A source name that is not UTF-8 cannot travel (names are UTF-8 on the wire): the job
     /// succeeds with everything else, the CLI says what was left and exits 2, as rsync's
-    /// partial-transfer code does, and `status --json` counts it.
+    /// partial-transfer code does, and `status --json` counts it. A FIFO is left out the same way,
+    /// with a hint of its own.
     @Test func anEntryWhoseNameIsNotUTF8IsReportedAndExitsTwo() async throws {
         let cluster = try TestCluster()
         let ds = cluster.dir.url.appendingPathComponent("root-a/ds")
@@ -167,14 +168,23 @@ struct CLIConventionsProcessTests {
 
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
         #expect(sent.status == 2, "\(sent.status) \(sent.stdout)\(sent.stderr)")
-        #expect(sent.stdout.contains("succeeded") && sent.stdout.contains("NOT transferred: 1 entry") && sent.stdout.contains("caf\\xe9-x"),
-                "\(sent.stdout)")
+        #expect(sent.stdout.contains("succeeded") && sent.stdout.contains("NOT transferred: 1 entry") && sent.stdout.contains("caf\\xe9-x")
+                && sent.stdout.contains("convmv"), "\(sent.stdout)")
         let job = try #require(sent.stdout.split(separator: ":").first.map(String.init))
         let status = try cluster.cli(["status", job, "--json"], http: http)
         let o = try #require(object(status), "\(status.stdout)\(status.stderr)")
         #expect(o["state"] as? String == "succeeded" && o["untransferable_entries"] as? Int == 1, "\(o)")
         #expect((o["first_untransferable"] as? String ?? "").contains("caf\\xe9-x"), "\(o)")
         #expect(FileManager.default.contents(atPath: cluster.dir.url.appendingPathComponent("root-b/ds/ok.txt").path) == Data("fine\n".utf8))
+
+        // A FIFO is left out too, and the hint says why rather than pointing at names.
+        let ds2 = cluster.dir.url.appendingPathComponent("root-a/ds2")
+        try FileManager.default.createDirectory(at: ds2, withIntermediateDirectories: true)
+        try Data("fine\n".utf8).write(to: ds2.appendingPathComponent("ok.txt"))
+        try #require(mkfifo(ds2.path + "/pipe", 0o644) == 0)
+        let fifo = try cluster.cli(["submit", "a:ds2", "b:ds2", "--wait"], http: http)
+        #expect(fifo.status == 2 && fifo.stdout.contains("'pipe': not a regular file") && fifo.stdout.contains("FIFOs, sockets and device files stay behind")
+                && !fifo.stdout.contains("convmv"), "\(fifo.status) \(fifo.stdout)\(fifo.stderr)")
     }
 
     @Test func anAgentTakesItsFlagsFromATOMLFileAndLogsJSON() async throws {
