@@ -22,13 +22,9 @@ public enum DestinationEntries {
     /// non-directory under that name is an error, never replaced.
     public static func makeDirectory(_ path: RootedPath, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
         guard !path.components.isEmpty else { return }
-        // Opened (and made, if missing) beneath the root: an existing non-directory fails ENOTDIR.
-        let fd: Int32
-        do {
-            fd = try RootDirectory.open(path.root).openDirectory(path.components[...], create: true, display: path.relative)
-        } catch .system(_, _, ENOTDIR) {
-            throw .invalidPath(path: path.relative, reason: "exists and is not a directory")
-        }
+        // Opened (and made, if missing) beneath the root: an existing non-directory is refused,
+        // named (`RootDirectory.notADirectory`).
+        let fd = try RootDirectory.open(path.root).openDirectory(path.components[...], create: true, display: path.relative)
         defer { close(fd) }
         guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
         var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]

@@ -238,9 +238,15 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// directory is synced.
     public func rename(in parent: Int32) throws(StoreError) {
         guard renameat(parent, partialName, parent, final.components.last!) == 0 else {
+            // A directory under the final name: the partial copy stays, for a run after it is gone.
+            if errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST { throw .invalidPath(path: final.relative, reason: Self.directoryInTheWay) }
             throw .system(operation: "rename", path: final.relative, errno: errno)
         }
     }
+
+    /// Why a file whose final name is a directory at the destination fails. Barge never deletes
+    /// what is in the way (rsync refuses a non-empty directory there too).
+    static let directoryInTheWay = "is a directory at the destination, where the source has a file; Barge never replaces it: move or remove it there, then submit again"
 
     /// Removes the partial file (a cancelled job, a file that changed at the source).
     public func abandon() {

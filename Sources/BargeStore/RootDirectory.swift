@@ -61,7 +61,8 @@ public final class RootDirectory: Sendable {
         let relative = components.joined(separator: "/")
         let fd = openBeneath(relative, O_RDONLY | O_DIRECTORY)
         if fd >= 0 { return fd }
-        guard errno == ENOENT, create else { throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display) }
+        // ENOTDIR with `create`: the walk finds which name is in the way, and says so.
+        guard errno == ENOENT || errno == ENOTDIR, create else { throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display) }
         // Walk down from the root, making each missing directory.
         var current = openBeneath("", O_RDONLY | O_DIRECTORY)
         guard current >= 0 else { throw .rootUnusable(root: path, reason: String(cString: strerror(errno))) }
@@ -83,12 +84,19 @@ public final class RootDirectory: Sendable {
         return current
     }
 
+    /// Why a destination path whose directory is a file (or another non-directory) fails: the source
+    /// has a directory there. Barge never deletes what is in the way, as a destination's data is
+    /// not its to drop (rsync would delete a file there; a directory in the way of a file it
+    /// refuses too).
+    static let notADirectory = "is not a directory at the destination, where the source has one; Barge never replaces it: move or remove it there, then submit again"
+
     /// `syncfs(2)` on the file system holding `fd`: 0, or -1 with errno set.
     public static func syncFileSystem(of fd: Int32) -> Int32 { barge_syncfs(fd) }
 
     /// The error for a failed open beneath the root.
     static func failure(_ e: Int32, _ operation: String, _ relative: String, display: String) -> StoreError {
         if e == EXDEV { return .symlinkEscape(path: display, resolved: "a place outside the root") }
+        if e == ENOTDIR { return .invalidPath(path: relative, reason: Self.notADirectory) }
         return .system(operation: operation, path: relative, errno: e)
     }
 }

@@ -56,6 +56,36 @@ struct TransferProcessTests {
         #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// What the destination holds in the way of the source's shape is kept, and the job fails
+    /// without the usual three retries, with the path and what to do: a file where the source has a directory, then a
+    /// directory where the source has a file. Moved out of the way, the same job goes through.
+    /// Before, each was retried three times and ended in "ENOTDIR" or "EISDIR".
+    @Test func whatIsInTheWayAtTheDestinationIsKeptAndNamed() async throws {
+        try FileManager.default.createDirectory(at: source.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        try Data("inside\n".utf8).write(to: source.appendingPathComponent("sub/x"))
+        try Data("file\n".utf8).write(to: source.appendingPathComponent("plain"))
+        try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+        try Data("keep me\n".utf8).write(to: destination.appendingPathComponent("sub"))
+        let c = try await start()
+        let first = try status(try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http))
+        #expect(first["state"] as? String == "failed" && (first["retries"] as? Int ?? 9) <= 1, "\(first)")
+        #expect((first["error"] as? String ?? "").contains("'copy/sub': is not a directory at the destination, where the source has one"), "\(first)")
+        #expect(try String(contentsOf: destination.appendingPathComponent("sub"), encoding: .utf8) == "keep me\n")
+
+        try FileManager.default.removeItem(at: destination)
+        try FileManager.default.createDirectory(at: destination.appendingPathComponent("plain/inner"), withIntermediateDirectories: true)
+        let second = try status(try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http))
+        #expect(second["state"] as? String == "failed", "\(second)")
+        #expect((second["error"] as? String ?? "").contains("'copy/plain': is a directory at the destination, where the source has a file"), "\(second)")
+        #expect(FileManager.default.fileExists(atPath: destination.appendingPathComponent("plain/inner").path))
+
+        try FileManager.default.removeItem(at: destination.appendingPathComponent("plain"))
+        let third = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http)
+        #expect(third.status == 0, "\(third.stdout)\(third.stderr)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
+
     /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB
     /// file of zeros, split in ranges between the two destination agents, arrive identical and
     /// take at the destination little more than their data (as `rsync -S` leaves them).

@@ -20,6 +20,41 @@ struct PartialFileWriterTests {
         #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789)
     }
 
+    /// What the destination holds in the way of the source's shape is never replaced, and the
+    /// error names it: a file where the source has a directory (a file's parent, or a directory
+    /// entry), and a directory where the source has a file. Before, these read "open directory
+    /// …: ENOTDIR" and "rename …: EISDIR".
+    @Test func whatIsInTheWayIsNamedAndKept() throws {
+        let s = try Sandbox()
+        try FileManager.default.createDirectory(atPath: s.root + "/ds", withIntermediateDirectories: true)
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: s.root + "/ds/wasfile"))
+        let under = try RootedPath.lexical("ds/wasfile/x", under: s.root)
+        #expect {
+            _ = try PartialFileWriter(under, size: 3)
+        } throws: { error in
+            "\(error)".contains("'ds/wasfile': is not a directory at the destination, where the source has one")
+        }
+        let entry = try RootedPath.lexical("ds/wasfile", under: s.root)
+        #expect {
+            try DestinationEntries.makeDirectory(entry, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        } throws: { error in
+            "\(error)".contains("'ds/wasfile': is not a directory at the destination")
+        }
+        #expect(try String(contentsOfFile: s.root + "/ds/wasfile", encoding: .utf8) == "keep me")
+
+        try FileManager.default.createDirectory(atPath: s.root + "/ds/wasdir/inner", withIntermediateDirectories: true)
+        let file = try RootedPath.resolve("ds/wasdir", under: s.root)
+        let writer = try PartialFileWriter(file, size: 2)
+        try Array("hi".utf8).withUnsafeBytes { try writer.write($0, at: 0) }
+        #expect {
+            try writer.finish(mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        } throws: { error in
+            "\(error)".contains("'ds/wasdir': is a directory at the destination, where the source has a file")
+        }
+        var st = stat()
+        #expect(stat(s.root + "/ds/wasdir/inner", &st) == 0 && st.st_mode & S_IFMT == S_IFDIR)
+    }
+
     /// Two writers of one partial copy (two agents sharing a root, or a run of an agent that was
     /// paused, SIGSTOP, past its assignment): once one finishes the file, the other writes nothing
     /// more into it, through either descriptor. Before, such a write landed in the finished file

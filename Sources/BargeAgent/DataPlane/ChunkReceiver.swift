@@ -92,6 +92,11 @@ public final class ChunkReceiver {
                     }
                 } catch is DestinationFiles.AlreadyFinished {
                     return nil  // a late duplicate: the finished file holds it
+                } catch let error as StoreError {
+                    // A path the destination cannot take (a file in the way of a directory) is
+                    // refused, not retried; a failed system call may pass.
+                    if case .system = error { return (.writeFailed, error.description) }
+                    return (.refusedPath, error.description)
                 } catch {
                     return (.writeFailed, "\(error)")
                 }
