@@ -222,7 +222,7 @@ struct AgentCommand: AsyncParsableCommand {
             }, receiving: listener.files, tiers: tiers, logger: logger)
         let running = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await listener.run() }
+                group.addTask { try await listener.run(fence: work.fence) }
                 group.addTask { try await AgentRunner(client: client, work: work, logger: logger).run() }
                 // The registration loop ends on cancellation or a fatal error; the listener goes with it.
                 defer { group.cancelAll() }

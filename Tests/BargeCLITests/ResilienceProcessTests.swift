@@ -327,6 +327,45 @@ struct ResilienceProcessTests {
         print("a1 stopped past its timeout; once let go on it wrote \(again.count) files after the job's end")
     }
 
+    /// A destination agent stopped (SIGSTOP: a hung node) with units in hand: once the coordinator
+    /// takes it for down (2 s here), its units go to the other destination agent of the site and
+    /// the job succeeds while it is still stopped. Before, the source found each unit given back
+    /// to it still running towards the stopped agent, started nothing, and the job waited until
+    /// the agent came back or the source's 60 s stall timeout. Let go on afterwards, the stopped
+    /// agent changes nothing at the destination.
+    @Test func aDestinationAgentStoppedWithUnitsInHandIsReplacedWhileStopped() async throws {
+        try makeSlowDataset()
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer {
+            b1.kill(SIGCONT)
+            withExtendedLifetime((coordinator, a1, b1, b2)) {}
+        }
+        #expect(try await cluster.agentsRegister(3, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "none", "--bwlimit", "4MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 2 << 20 })
+        b1.kill(SIGSTOP)
+        let stopped = ContinuousClock.now
+        #expect(try await cluster.eventually(40) { try status(job, http)["state"] as? String == "succeeded" },
+                "\(coordinator.output)\n\(a1.output)")
+        print("the job succeeded \(ContinuousClock.now - stopped) after b1 stopped, with b1 still stopped")
+        let released = coordinator.output.split(separator: "\n").first { $0.contains("agents down after") && $0.contains(": b1;") }
+            .flatMap { line in line.split(separator: ";").last?.split(separator: " ").first.flatMap { Int($0) } } ?? 0
+        #expect(released > 0, "b1 was never taken for down with units in hand: \(coordinator.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        b1.kill(SIGCONT)
+        #expect(try await cluster.eventually(30) {
+            try cluster.agents(http).contains { $0["name"] as? String == "b1" && $0["state"] as? String == "up" }
+        })
+        try await Task.sleep(for: .seconds(2))
+        let after = try TreeSupport.snapshot(destination), want = try TreeSupport.snapshot(source)
+        #expect(after == want, "changed once b1 went on: \(Set(after).symmetricDifference(want).sorted())\n\(b1.output)")
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
+
     /// kill -9 one agent of a site in the middle of a transfer; its units go back to pending after
     /// the heartbeat timeout (2 s here) and finish on the other agent of that site.
     func killOneAgentMidTransfer(site: String) async throws {

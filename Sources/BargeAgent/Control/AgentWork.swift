@@ -59,6 +59,8 @@ public final class AgentWork: Sendable {
         let lane: LaneFlow
         /// The coordinator's latest assignment of this unit: what the report answers.
         var assignment: UInt32
+        /// The destination agent this run sends to.
+        let destination: String
     }
 
     public let settings: Settings
@@ -201,10 +203,17 @@ public final class AgentWork: Sendable {
         let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes, afterReport = settings.afterReport
         running.withLockedValue { r in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a
-            // retry): the running one answers the newest assignment.
-            if r.units[key] != nil {
-                r.units[key]!.assignment = max(r.units[key]!.assignment, task.assignment)
-                return
+            // retry): the running one answers the newest assignment. Given to another destination
+            // (its agent went down), the run to the old one stops and reports nothing, and the
+            // new one starts.
+            if let current = r.units[key] {
+                if current.destination == task.destination.name {
+                    r.units[key]!.assignment = max(current.assignment, task.assignment)
+                    return
+                }
+                r.units.removeValue(forKey: key)
+                current.task.cancel()
+                logger.notice("unit \(task.unit) of job \(task.job) now goes to \(task.destination.name), not \(current.destination): the run to \(current.destination) stops")
             }
             r.runs += 1
             let run = r.runs
@@ -245,7 +254,7 @@ public final class AgentWork: Sendable {
                 if let newer { outbox.send(Self.answering(report, assignment: newer)) }
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
-            r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment)
+            r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment, destination: task.destination.name)
         }
     }
 

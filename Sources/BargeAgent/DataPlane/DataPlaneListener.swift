@@ -45,7 +45,16 @@ public final class DataPlaneListener: Sendable {
     /// Serves connections until closed or cancelled. The chunk index's held-back rows are written
     /// every `indexFlushInterval`, so an agent killed at any moment loses at most that much of its
     /// record of what arrived (those chunks are sent again).
-    public func run(indexFlushInterval: Duration = .milliseconds(500)) async throws {
+    ///
+    /// With `fence` (the agent's `FreezeFence`), a connection accepted before this agent was
+    /// stopped for about its agent timeout handles nothing more once it goes on: the coordinator
+    /// took the agent for down and gave the units that connection carried to other agents (one
+    /// sharing the root may have finished their files). Each message first checks the ticket its
+    /// connection took; a fenced connection is answered `marked down` and closed, and the source
+    /// opens a new one if its unit is still its own. Before, a destination agent let go on after
+    /// such a stop wrote the chunks still in its sockets, and left a new partial copy beside the
+    /// file another agent had finished.
+    public func run(fence: FreezeFence? = nil, indexFlushInterval: Duration = .milliseconds(500)) async throws {
         let root = root, logger = logger, files = files
         let flusher = Task {
             while !Task.isCancelled {
@@ -73,9 +82,15 @@ public final class DataPlaneListener: Sendable {
             //   connection from reading the chunks behind it. A batch covers only chunks already
             //   acked, so nothing it needs is still on the first queue.
             // Replies go out in the order they are ready; the sender matches them by place.
+            let ticket = fence?.ticket()
             let receivers = ReceiverPool(root: root, files: files)
             let (slow, slowQueue) = AsyncStream<(Message, MessageType)>.makeStream()
             @Sendable func handle(_ message: Message, _ type: MessageType) async throws -> Bool {
+                do throws(UnitFailure) { try ticket?.check() } catch {
+                    logger.notice("data-plane connection from \(peer.session.peerName): \(error.description)")
+                    try await outbound.write(Message.error(ErrorMessage(code: .markedDown, reason: error.description)).frame())
+                    return false
+                }
                 let began = ContinuousClock.now
                 let receiver = receivers.take()
                 defer { receivers.give(receiver) }

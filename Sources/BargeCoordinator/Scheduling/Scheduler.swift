@@ -199,6 +199,12 @@ public actor Scheduler {
             heldAtAttach.removeValue(forKey: name)
             for (key, source) in policy.agentDown(name) {
                 released += 1
+                // A source still up stops its run to the agent that went down: left going, a run
+                // to a stopped agent (SIGSTOP, a hung node) waited out the stall timeout, and the
+                // unit given again to the same source found it still running and started nothing.
+                if source != name, let link = links[source], link.version >= WireVersion.acks {
+                    link.sink.yield(.taskDrop(AssignmentKey(job: key.job, unit: key.unit, assignment: currentAssignment(key))))
+                }
                 journalRelease(key, source: source)
             }
         }
