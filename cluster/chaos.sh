@@ -73,7 +73,7 @@ start() {  # start NAME: the coordinator, or agent a1, a2 (root src) or b1, b2 (
   pids+=($!)
 }
 
-job_state() { "$barge" status "$1" --json 2>/dev/null | grep -o '"state":"[a-z]*"' | head -1 | cut -d'"' -f4 || true; }
+job_state() { "$barge" status "$1" --json --timeout 2 2>/dev/null | grep -o '"state":"[a-z]*"' | head -1 | cut -d'"' -f4 || true; }
 
 failed=0
 : > "$out/chaos.txt"
