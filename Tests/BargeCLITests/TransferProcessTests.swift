@@ -86,6 +86,30 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
+    /// A source file deleted after the scan fails the job with its name and what to do: a new
+    /// submission scans anew and leaves it out, and arrives identical. Before, the error read
+    /// "source: open ds/…: ENOENT", and `resume` (which runs the same plan) failed the same way.
+    @Test func aSourceFileGoneSinceTheScanSaysToSubmitAgain() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        // 40 files of 1.5 MiB (more than a chunk, so not batched), two to a unit of 4 MiB: the
+        // last unit starts long after the scan, so its files are not yet open when one goes.
+        for i in 0..<40 {
+            try Data(SampleData.random(bytes: 3 << 19, seed: UInt64(i))).write(to: source.appendingPathComponent(String(format: "f%02d", i)))
+        }
+        let c = try await start()
+        let job = try cluster.cli(["submit", "a:/ds", "b:copy", "--codec", "none", "--bwlimit", "6MiB/s"], http: c.http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(30) { (try status(try cluster.cli(["status", job, "--json"], http: c.http))["files_total"] as? Int ?? 0) == 40 })
+        try FileManager.default.removeItem(at: source.appendingPathComponent("f39"))
+        let ended = try await cluster.eventually(60) { try status(try cluster.cli(["status", job, "--json"], http: c.http))["state"] as? String == "failed" }
+        let failed = try status(try cluster.cli(["status", job, "--json"], http: c.http))
+        #expect(ended, "\(failed)\n\(c.coordinator.output)")
+        #expect((failed["error"] as? String ?? "").contains("'ds/f39' is no longer there (deleted or renamed since the scan): submit the transfer again"), "\(failed)")
+        let again = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait"], http: c.http)
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+    }
+
     /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB
     /// file of zeros, split in ranges between the two destination agents, arrive identical and
     /// take at the destination little more than their data (as `rsync -S` leaves them).

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import BargeChunk
 import BargeCodec
@@ -113,7 +116,7 @@ public struct UnitSender: Sendable {
         } catch let changed as SourceChanged {
             throw UnitFailure(retryable: false, description: changed.description)
         } catch let store as StoreError {
-            throw UnitFailure(retryable: false, description: "source: \(store)")
+            throw Self.sourceFailure(store)
         } catch {
             // A source that cannot be read says more than a destination that could not be reached
             // (the plan is not abandoned before it has had its say).
@@ -121,6 +124,16 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : "data plane to \(task.destination.name) at \(task.destination.host):\(task.destination.port): \(error)")
         }
         return progress.done(task)
+    }
+
+    /// A source that cannot be read fails the unit for good, with the reason. A file gone since
+    /// the scan says what to do: `resume` runs the same plan and looks for it again, while a new
+    /// submission scans anew and leaves it out.
+    static func sourceFailure(_ store: StoreError) -> UnitFailure {
+        if case .system(_, let path, ENOENT) = store {
+            return UnitFailure(retryable: false, description: "source: '\(path)' is no longer there (deleted or renamed since the scan): submit the transfer again, and its new scan leaves it out (resume would look for it again)")
+        }
+        return UnitFailure(retryable: false, description: "source: \(store)")
     }
 
     /// A stream to the destination: from the pool when there is one, on a connection none of the
@@ -151,7 +164,7 @@ public struct UnitSender: Sendable {
         } catch is StepQueue.Abandoned {
             return .success(())
         } catch {
-            let failure = UnitFailure(retryable: false, description: "source: \(error)")
+            let failure = (error as? StoreError).map(Self.sourceFailure) ?? UnitFailure(retryable: false, description: "source: \(error)")
             queue.fail(failure)
             return .failure(failure)
         }
