@@ -23,6 +23,13 @@ struct ResilienceProcessTests {
         try Data(SampleData.text(bytes: 10_000)).write(to: source.appendingPathComponent("notes.txt"))
     }
 
+    /// How many units the coordinator put back to pending when it took `agent` for down ("agents
+    /// down after … : a1; 4 units back to pending"); 0 when it never did.
+    static func unitsReleased(by agent: String, in output: String) -> Int {
+        output.split(separator: "\n").first { $0.contains("agents down after") && $0.contains(": \(agent);") }
+            .flatMap { line in line.split(separator: ";").last?.split(separator: " ").first.flatMap { Int($0) } } ?? 0
+    }
+
     func status(_ job: String, _ http: String) throws -> [String: Any] {
         let r = try cluster.cli(["status", job, "--json"], http: http)
         return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
@@ -308,8 +315,7 @@ struct ResilienceProcessTests {
         #expect(try await cluster.eventually(120) { try status(job, http)["state"] as? String == "succeeded" },
                 "\(coordinator.output)")
         // a1 held units when it stopped (else the test proves nothing): they went back to pending.
-        let released = coordinator.output.split(separator: "\n").first { $0.contains("agents down after") && $0.contains(": a1;") }
-            .flatMap { line in line.split(separator: ";").last?.split(separator: " ").first.flatMap { Int($0) } } ?? 0
+        let released = Self.unitsReleased(by: "a1", in: coordinator.output)
         #expect(released > 0, "a1 was never taken for down with units in hand: \(coordinator.output)")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
 
@@ -352,8 +358,7 @@ struct ResilienceProcessTests {
         #expect(try await cluster.eventually(40) { try status(job, http)["state"] as? String == "succeeded" },
                 "\(coordinator.output)\n\(a1.output)")
         print("the job succeeded \(ContinuousClock.now - stopped) after b1 stopped, with b1 still stopped")
-        let released = coordinator.output.split(separator: "\n").first { $0.contains("agents down after") && $0.contains(": b1;") }
-            .flatMap { line in line.split(separator: ";").last?.split(separator: " ").first.flatMap { Int($0) } } ?? 0
+        let released = Self.unitsReleased(by: "b1", in: coordinator.output)
         #expect(released > 0, "b1 was never taken for down with units in hand: \(coordinator.output)")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         b1.kill(SIGCONT)
