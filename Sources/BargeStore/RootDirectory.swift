@@ -78,7 +78,11 @@ public final class RootDirectory: Sendable {
             let next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY)
             let e = errno
             close(current)
-            guard next >= 0 else { throw Self.failure(e, "open directory", done.joined(separator: "/"), display: display) }
+            guard next >= 0 else {
+                // Made or found, yet no directory: what the destination holds there is something else.
+                if e == ENOTDIR { throw .invalidPath(path: done.joined(separator: "/"), reason: Self.notADirectory) }
+                throw Self.failure(e, "open directory", done.joined(separator: "/"), display: display)
+            }
             current = next
         }
         return current
@@ -96,7 +100,6 @@ public final class RootDirectory: Sendable {
     /// The error for a failed open beneath the root.
     static func failure(_ e: Int32, _ operation: String, _ relative: String, display: String) -> StoreError {
         if e == EXDEV { return .symlinkEscape(path: display, resolved: "a place outside the root") }
-        if e == ENOTDIR { return .invalidPath(path: relative, reason: Self.notADirectory) }
         return .system(operation: operation, path: relative, errno: e)
     }
 }
