@@ -45,7 +45,7 @@ struct CoordinatorURLOptions: ParsableArguments {
     static let defaultTokenFile = "./barge-state/admin.token"
 
     mutating func validate() throws {
-        if let timeout, !(timeout > 0 && timeout.isFinite) { throw ValidationError("--timeout must be a number of seconds above 0") }
+        if let timeout, !(timeout > 0 && timeout <= 604_800) { throw ValidationError("--timeout must be a number of seconds above 0, at most 604800 (a week)") }
     }
 
     /// A client for the coordinator, with the token read from its file.

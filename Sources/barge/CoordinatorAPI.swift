@@ -76,9 +76,8 @@ struct CoordinatorAPI {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await work() }
             group.addTask {
-                let left = deadline.uptimeNanoseconds > NIODeadline.now().uptimeNanoseconds
-                    ? deadline.uptimeNanoseconds - NIODeadline.now().uptimeNanoseconds : 0
-                try await Task.sleep(nanoseconds: left)
+                let now = NIODeadline.now().uptimeNanoseconds
+                try await Task.sleep(nanoseconds: deadline.uptimeNanoseconds > now ? deadline.uptimeNanoseconds - now : 0)
                 return nil
             }
             defer { group.cancelAll() }

@@ -20,6 +20,31 @@ struct StreamPoolTests {
         .makeEntry(MakeEntry(job: "j", entry: FileEntry(path: "dirs/d\(i)", kind: .directory, mode: 0o755, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)))
     }
 
+    /// A destination agent stopped for about its agent timeout (its fence's clock jumps here)
+    /// closes the connections it accepted before, idle ones too, within about half a second: the
+    /// source's pool drops them, and the next unit opens a new connection and is served, rather
+    /// than being refused on a connection from before the stop and failing.
+    @Test func aDestinationsFreezeClosesItsOldConnectionsAndTheNextUnitOpensANewOne() async throws {
+        let roots = try Roots()
+        let now = NIOLockedValueBox<UInt64>(1_000_000_000)
+        let fence = FreezeFence(clock: { now.withLockedValue { $0 } })
+        fence.registered(timeout: .seconds(2), interval: .milliseconds(200))
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run(fence: fence) }
+        defer { serving.cancel() }
+        let client = DataPlaneClient(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1")
+        let pool = StreamPool()
+        _ = try await pool.withStream(client) { try await $0.send(entry(0)) }
+        #expect(pool.idleCount == 1)
+        now.withLockedValue { $0 += 10_000_000_000 }  // ten seconds without a beat: a freeze
+        try await Task.sleep(for: .milliseconds(1_200))
+        let reply = try await pool.withStream(client) { try await $0.send(entry(1)) }
+        #expect(reply == .chunkAck(ChunkAck(place: ChunkPlace(job: "j", path: "dirs/d1", offset: 0))))
+        #expect(pool.opened == 2 && pool.reused == 0, "the connection from before the freeze was used again")
+        pool.closeAll()
+        await listener.close()
+    }
+
     @Test func aStreamIsReusedClosedWhenIdleAndReplacedAfterAFailure() async throws {
         let roots = try Roots()
         let (listener, serving, client) = try await listening(roots)

@@ -201,19 +201,19 @@ public final class AgentWork: Sendable {
                             fixedLinkRate: settings.linkRate, budget: budget, fence: fence.ticket())
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
         let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes, afterReport = settings.afterReport
-        running.withLockedValue { r in
+        let superseded = running.withLockedValue { r -> Running? in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a
             // retry): the running one answers the newest assignment. Given to another destination
-            // (its agent went down), the run to the old one stops and reports nothing, and the
-            // new one starts.
+            // (its agent went down), the run to the old one stops and reports nothing (cancelled
+            // below, outside the lock), and the new one starts.
+            var superseded: Running? = nil
             if let current = r.units[key] {
                 if current.destination == task.destination.name {
                     r.units[key]!.assignment = max(current.assignment, task.assignment)
-                    return
+                    return nil
                 }
                 r.units.removeValue(forKey: key)
-                current.task.cancel()
-                logger.notice("unit \(task.unit) of job \(task.job) now goes to \(task.destination.name), not \(current.destination): the run to \(current.destination) stops")
+                superseded = current
             }
             r.runs += 1
             let run = r.runs
@@ -255,6 +255,11 @@ public final class AgentWork: Sendable {
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
             r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment, destination: task.destination.name)
+            return superseded
+        }
+        if let superseded {
+            superseded.task.cancel()
+            logger.notice("unit \(task.unit) of job \(task.job) now goes to \(task.destination.name), not \(superseded.destination): the run to \(superseded.destination) stops")
         }
     }
 

@@ -93,10 +93,12 @@ public final class ChunkReceiver {
                 } catch is DestinationFiles.AlreadyFinished {
                     return nil  // a late duplicate: the finished file holds it
                 } catch let error as StoreError {
-                    // A path the destination cannot take (a file in the way of a directory) is
-                    // refused, not retried; a failed system call may pass.
-                    if case .system = error { return (.writeFailed, error.description) }
-                    return (.refusedPath, error.description)
+                    // A path the destination cannot take (a file in the way of a directory, a way
+                    // out of the root) is refused, not retried; anything else may pass.
+                    switch error {
+                    case .invalidPath, .escapesRoot, .symlinkEscape: return (.refusedPath, error.description)
+                    default: return (.writeFailed, error.description)
+                    }
                 } catch {
                     return (.writeFailed, "\(error)")
                 }

@@ -50,8 +50,9 @@ public final class DataPlaneListener: Sendable {
     /// stopped for about its agent timeout handles nothing more once it goes on: the coordinator
     /// took the agent for down and gave the units that connection carried to other agents (one
     /// sharing the root may have finished their files). Each message first checks the ticket its
-    /// connection took; a fenced connection is answered `marked down` and closed, and the source
-    /// opens a new one if its unit is still its own. Before, a destination agent let go on after
+    /// connection took, and a watch checks it every half second while the connection is idle; a
+    /// fenced connection is answered `marked down` and closed. The source's pool drops it, and a
+    /// unit still the source's own opens a new one. Before, a destination agent let go on after
     /// such a stop wrote the chunks still in its sockets, and left a new partial copy beside the
     /// file another agent had finished.
     public func run(fence: FreezeFence? = nil, indexFlushInterval: Duration = .milliseconds(500)) async throws {
@@ -105,6 +106,7 @@ public final class DataPlaneListener: Sendable {
                 try await outbound.write(reply.frame())
                 return true
             }
+            @Sendable func serveMessages() async throws {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await (message, type) in slow {
@@ -139,6 +141,27 @@ public final class DataPlaneListener: Sendable {
                 slowQueue.finish()
                 if ended { group.cancelAll() }
                 do { try await group.waitForAll() } catch is DataPlaneListener.Ended {}
+            }
+            }
+            // With a fence, a watch beside the messages ends the connection within half a second of
+            // a freeze even while it is idle: the source's pool then drops it, rather than handing
+            // it to a new unit whose first message would be refused.
+            try await withThrowingTaskGroup(of: Void.self) { connection in
+                connection.addTask { try await serveMessages() }
+                if let ticket {
+                    connection.addTask {
+                        while true {
+                            try await Task.sleep(for: .milliseconds(500))
+                            do throws(UnitFailure) { try ticket.check() } catch {
+                                logger.notice("data-plane connection from \(peer.session.peerName): \(error.description)")
+                                try await outbound.write(Message.error(ErrorMessage(code: .markedDown, reason: error.description)).frame())
+                                return
+                            }
+                        }
+                    }
+                }
+                defer { connection.cancelAll() }
+                try await connection.next()
             }
         }, onError: { address, error in
             // The agent stopping (SIGTERM) cancels its open connections: not worth a warning.

@@ -690,6 +690,12 @@ public actor Scheduler {
         }
         for (key, agent, message) in sends {
             if let key, outcome.stale.contains(key) { continue }
+            // An assignment taken back before its batch committed (its destination went down) is
+            // not sent: the `task drop` sent then went ahead of it, and would not stop it.
+            if let key, case .taskAssign(let task) = message {
+                guard let lane = policy.lane(of: key), lane.source == agent, lane.destination == task.destination.name,
+                      task.assignment == 0 || task.assignment == currentAssignment(key) else { continue }
+            }
             links[agent]?.sink.yield(message)
         }
         for job in outcome.ended {
