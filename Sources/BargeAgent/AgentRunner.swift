@@ -21,6 +21,9 @@ public struct AgentRunner: Sendable {
         switch error {
         case let failure as HandshakeFailure:
             return failure.error.code == .authenticationFailed || failure.error.code == .noCommonVersion
+        case CoordinatorConnectionError.refused(let e) where e.code == .nameInUse:
+            // Maybe this agent's own previous run, not yet seen gone: worth another try.
+            return false
         case CoordinatorConnectionError.refused, CoordinatorConnectionError.protocolViolation:
             return true
         default:

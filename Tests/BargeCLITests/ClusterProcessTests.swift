@@ -43,6 +43,26 @@ struct ClusterProcessTests {
         #expect(coordinator.process.terminationStatus == 0, "\(coordinator.output)")
     }
 
+    /// A second agent started under a name that a live agent holds is refused, logged on both
+    /// sides, and keeps trying; it gets in once the first is gone. Before, it silently took the
+    /// first's place, and the next job's scan went to its root.
+    @Test func aSecondLiveAgentWithTheSameNameIsRefusedUntilTheFirstIsGone() async throws {
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        try FileManager.default.createDirectory(atPath: dir.path + "/root-a2", withIntermediateDirectories: true)
+        let first = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        #expect(try await cluster.agentsRegister(1, http))
+        let second = try cluster.startAgent("a1", site: "a", root: "root-a2", coordinator: agents, log: "a1-second.log")
+        defer { withExtendedLifetime((coordinator, first, second)) {} }
+        #expect(try await cluster.eventually(10) { second.output.contains("an agent named 'a1' is already connected") }, "\(second.output)")
+        #expect(coordinator.output.contains("refused registration of 'a1' (root \(dir.path)/root-a2"), "\(coordinator.output)")
+        try await Task.sleep(for: .seconds(1))
+        #expect(second.process.isRunning, "the second agent gave up: \(second.output)")
+        #expect(!coordinator.output.contains("registered again"), "\(coordinator.output)")
+        first.kill(SIGKILL)
+        #expect(try await cluster.eventually(15) { coordinator.output.contains("agent 'a1' of site 'a' registered again, root \(dir.path)/root-a2") },
+                "\(coordinator.output)\n\(second.output)")
+    }
+
     @Test func aWrongTokenIsRefusedOnBothSidesAndLogged() async throws {
         let (coordinator, agentAddress, _) = try await cluster.startCoordinator()
         let bad = dir.url.appendingPathComponent("bad-token")

@@ -17,6 +17,14 @@ public actor AgentDirectory {
         try registry.register(name: r.name, site: r.site, address: "\(r.dataHost):\(r.dataPort)", build: r.build, now: clock())
     }
 
+    /// The agent of that name, if it is not down and was heard from (registered, or a heartbeat)
+    /// within `window`.
+    public func heardLately(_ name: String, within window: Duration) -> AgentInfo? {
+        guard let info = registry.agents[name], info.state != .down else { return nil }
+        let now = clock()
+        return now < info.lastSeen || now - info.lastSeen <= UInt64(window.wholeNanoseconds) ? info : nil
+    }
+
     public func heartbeat(name: String) throws(RegistryError) {
         try registry.heartbeat(name: name, now: clock())
     }

@@ -148,6 +148,9 @@ public actor Scheduler {
 
     /// The connection ended. The agent's units stay with it until it misses its heartbeats
     /// (`agentsDown`): a quick reconnect keeps its work. It gets no new work meanwhile.
+    /// Whether an agent of that name has a live connection.
+    public func isAttached(_ name: String) -> Bool { links[name] != nil }
+
     public func detach(_ name: String, connection: UInt64) {
         guard links[name]?.connection == connection else { return }
         links.removeValue(forKey: name)

@@ -65,6 +65,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// The coordinator took the agent for down (it missed its heartbeats) and gave its units to
     /// others: the agent must register again, and stop what it was running.
     public static let markedDown = ErrorCode(rawValue: 12)
+    /// Another live agent is registered under this name: the registration is refused, and the
+    /// agent tries again with backoff (the other may be this agent's own previous run, whose
+    /// connection's end the coordinator has not seen yet).
+    public static let nameInUse = ErrorCode(rawValue: 13)
 
     public var description: String {
         switch self {
@@ -80,6 +84,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .authenticationFailed: "authentication failed"
         case .sealBroken: "sealed frame rejected"
         case .markedDown: "marked down"
+        case .nameInUse: "name in use"
         default: "error \(rawValue)"
         }
     }
