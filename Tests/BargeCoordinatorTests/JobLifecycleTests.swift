@@ -74,6 +74,19 @@ struct AgentRegistryTests {
         #expect(expired == ["dtn1"])
         #expect(try r.register(name: "dtn1", site: "b", address: "h:2", now: 21 * Self.second) == .rejoined)
     }
+
+    /// A second live agent under a name whose agent is connected and heard lately is refused; once
+    /// that one is silent past the window, or no longer connected, the name is free again.
+    @Test func aConnectedNameHeardLatelyCannotBeTakenAgain() throws {
+        var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
+        _ = try r.register(name: "a1", site: "a", address: "h:1", now: 0)
+        #expect(throws: RegistryError.connected(name: "a1", site: "a", address: "h:1")) {
+            try r.register(name: "a1", site: "a", address: "h:2", now: Self.second, connected: true, liveWindow: 3 * Self.second)
+        }
+        #expect(try r.register(name: "a1", site: "a", address: "h:2", now: Self.second, connected: false, liveWindow: 3 * Self.second) == .rejoined)
+        #expect(try r.register(name: "a1", site: "a", address: "h:3", now: 5 * Self.second, connected: true, liveWindow: 3 * Self.second) == .rejoined)
+        #expect(r.agents["a1"]?.address == "h:3")
+    }
 }
 
 /// The coordinator's own stalls do not count as its agents' silence (`AgentRegistry.expire`).

@@ -13,16 +13,11 @@ public actor AgentDirectory {
         self.clock = clock ?? { UInt64((ContinuousClock.now - start).wholeNanoseconds) }
     }
 
-    public func register(_ r: Register) throws(RegistryError) -> AgentRegistry.Registration {
-        try registry.register(name: r.name, site: r.site, address: "\(r.dataHost):\(r.dataPort)", build: r.build, now: clock())
-    }
-
-    /// The agent of that name, if it is not down and was heard from (registered, or a heartbeat)
-    /// within `window`.
-    public func heardLately(_ name: String, within window: Duration) -> AgentInfo? {
-        guard let info = registry.agents[name], info.state != .down else { return nil }
-        let now = clock()
-        return now < info.lastSeen || now - info.lastSeen <= UInt64(window.wholeNanoseconds) ? info : nil
+    /// `connected`: an agent of that name has a live connection; with one heard from within
+    /// `liveWindow`, the registration is refused (`RegistryError.connected`).
+    public func register(_ r: Register, connected: Bool = false, liveWindow: Duration = .zero) throws(RegistryError) -> AgentRegistry.Registration {
+        try registry.register(name: r.name, site: r.site, address: "\(r.dataHost):\(r.dataPort)", build: r.build, now: clock(),
+                              connected: connected, liveWindow: UInt64(max(0, liveWindow.wholeNanoseconds)))
     }
 
     public func heartbeat(name: String) throws(RegistryError) {

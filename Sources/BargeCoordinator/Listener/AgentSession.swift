@@ -26,18 +26,16 @@ struct AgentSession {
             return try await refuse(ErrorMessage(code: .unexpectedMessage,
                                                  reason: "registered as '\(registration.name)' after the handshake named '\(session.peerName)'"), outbound)
         }
-        // A second live agent under one name would take the first's place unseen (its units, its
-        // scans, with another root): refused while the first is connected and heard from within
-        // three heartbeat intervals. An agent's own restart gets in once its old connection's end
-        // is seen, or its heartbeats stop (it retries this refusal with backoff).
-        if await scheduler.isAttached(registration.name),
-           let other = await directory.heardLately(registration.name, within: configuration.heartbeatInterval * 3) {
-            logger.warning("refused registration of '\(registration.name)' (root \(registration.root), data plane \(registration.dataHost):\(registration.dataPort)): an agent of that name is connected, data plane \(other.address)")
-            return try await refuse(ErrorMessage(code: .nameInUse, reason: "an agent named '\(registration.name)' is already connected (site '\(other.site)', data plane \(other.address)); give each agent its own --name, or stop the other"), outbound)
-        }
         do {
-            let outcome = try await directory.register(registration)
+            // A second live agent under one name would take the first's place unseen (its units,
+            // its scans, with another root): refused while the first is connected and heard from
+            // within three heartbeat intervals; the refused agent tries again with backoff.
+            let outcome = try await directory.register(registration, connected: await scheduler.isAttached(registration.name),
+                                                       liveWindow: configuration.heartbeatInterval * 3)
             logger.notice("agent '\(registration.name)' of site '\(registration.site)' \(outcome == .new ? "registered" : "registered again"), root \(registration.root), data plane \(registration.dataHost):\(registration.dataPort)")
+        } catch .connected(let name, let site, let address) {
+            logger.warning("refused registration of '\(registration.name)' (root \(registration.root), data plane \(registration.dataHost):\(registration.dataPort)): an agent of that name is connected, data plane \(address)")
+            return try await refuse(ErrorMessage(code: .nameInUse, reason: RegistryError.connected(name: name, site: site, address: address).description), outbound)
         } catch {
             logger.warning("refused registration of '\(registration.name)': \(error)")
             return try await refuse(ErrorMessage(code: .unexpectedMessage, reason: error.description), outbound)

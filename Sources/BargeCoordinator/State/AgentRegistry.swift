@@ -73,8 +73,16 @@ public struct AgentRegistry: Sendable {
     }
 
     /// Registers or re-registers an agent. An agent may not move to another site under the same
-    /// name while it is up: two live processes with one name would steal each other's work.
-    public mutating func register(name: String, site: String, address: String, build: String? = nil, now: UInt64) throws(RegistryError) -> Registration {
+    /// name while it is up: two live processes with one name would steal each other's work. Nor
+    /// may a second one take a name whose agent is `connected` and was heard from within
+    /// `liveWindow` (nanoseconds): a restart of that agent gets in once its old connection's end is
+    /// seen or it falls silent. Looked at before `woke`, which would make a stalled coordinator's
+    /// agents look heard lately.
+    public mutating func register(name: String, site: String, address: String, build: String? = nil, now: UInt64,
+                                  connected: Bool = false, liveWindow: UInt64 = 0) throws(RegistryError) -> Registration {
+        if connected, let known = agents[name], known.state != .down, now <= known.lastSeen || now - known.lastSeen <= liveWindow {
+            throw .connected(name: name, site: known.site, address: known.address)
+        }
         woke(at: now)
         if let known = agents[name] {
             if known.state != .down, known.site != site {
@@ -129,12 +137,15 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
     case unknownAgent(String)
     case mustRegisterAgain(String)
     case nameInUse(name: String, site: String)
+    /// Another live agent of that name is connected (`register`'s `connected`).
+    case connected(name: String, site: String, address: String)
 
     public var description: String {
         switch self {
         case .unknownAgent(let n): "no agent named '\(n)' is registered"
         case .mustRegisterAgain(let n): "agent '\(n)' was marked down after missing heartbeats; it must register again"
         case .nameInUse(let n, let site): "an agent named '\(n)' is already up at site '\(site)'; give each agent its own --name"
+        case .connected(let n, let site, let address): "an agent named '\(n)' is already connected (site '\(site)', data plane \(address)); give each agent its own --name, or stop the other"
         }
     }
 }
