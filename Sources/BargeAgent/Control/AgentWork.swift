@@ -224,7 +224,11 @@ public final class AgentWork: Sendable {
                 let began = ContinuousClock.now
                 defer { logger.debug("unit \(task.unit) of job \(task.job) ends after \(ContinuousClock.now - began)") }
                 do throws(UnitFailure) {
-                    report = .taskDone(try await sender.run())
+                    let done = try await sender.run()
+                    if done.vanishedFiles > 0 {
+                        logger.warning("unit \(task.unit) of job \(task.job): \(done.vanishedFiles) file(s) vanished from the source since the scan, not transferred: \(done.vanished.joined(separator: ", "))\(done.vanishedFiles > done.vanished.count ? ", …" : "")")
+                    }
+                    report = .taskDone(done)
                 } catch {
                     if Task.isCancelled {
                         logger.notice("unit \(task.unit) of job \(task.job) stopped")

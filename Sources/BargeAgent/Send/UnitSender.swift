@@ -130,10 +130,36 @@ public struct UnitSender: Sendable {
     /// the scan says what to do: `resume` runs the same plan and looks for it again, while a new
     /// submission scans anew and leaves it out.
     static func sourceFailure(_ store: StoreError) -> UnitFailure {
-        if case .system(_, let path, ENOENT) = store {
-            return UnitFailure(retryable: false, description: "source: '\(path)' is no longer there (deleted or renamed since the scan): submit the transfer again, and its new scan leaves it out (resume would look for it again)")
-        }
+        if case .system(_, let path, ENOENT) = store { return vanishedFailure(path) }
         return UnitFailure(retryable: false, description: "source: \(store)")
+    }
+
+    /// A source file gone since the scan, for a coordinator that cannot count it (before
+    /// protocol version 13): the job fails, and says what to do.
+    static func vanishedFailure(_ path: String) -> UnitFailure {
+        UnitFailure(retryable: false, description: "source: '\(path)' is no longer there (deleted or renamed since the scan): submit the transfer again, and its new scan leaves it out (resume would look for it again)")
+    }
+
+    /// Whether reading a source file failed because it is no longer there: it, or a directory on
+    /// its way, was deleted or renamed since the scan (ENOENT), or a directory on its way was
+    /// replaced by a file (ENOTDIR). The unit goes on without it (`vanished`).
+    static func isVanished(_ error: Error) -> Bool {
+        let code: Int32
+        switch error {
+        case StoreError.system(_, _, let e): code = e
+        case ChunkingError.io(_, "open", let e): code = e  // the scan of cut points
+        default: return false
+        }
+        return code == ENOENT || code == ENOTDIR
+    }
+
+    /// File `i` is gone from the source: it is not finished at the destination, and when this
+    /// unit was to finish it, `task done` names it (a range of a large file leaves that to the
+    /// file's `finish` unit, which finds it gone too).
+    private func vanished(_ i: Int) {
+        let f = task.files[i]
+        guard f.finish else { return }
+        progress.vanished(file: i, path: f.sourcePath)
     }
 
     /// A stream to the destination: from the pool when there is one, on a connection none of the
@@ -154,9 +180,14 @@ public struct UnitSender: Sendable {
         do {
             try await BlockingWork.run(on: BlockingWork.cutPoints) { [self] in
                 for i in task.files.indices {
-                    if try !scanContent(i, into: queue) {
-                        try queue.update { $0.addSteps(file: i) }
+                    let scanned: Bool
+                    do {
+                        scanned = try scanContent(i, into: queue)
+                    } catch where Self.isVanished(error) {
+                        vanished(i)
+                        continue
                     }
+                    if !scanned { try queue.update { $0.addSteps(file: i) } }
                 }
                 try queue.update { $0.end() }
             }
@@ -265,7 +296,7 @@ public struct UnitSender: Sendable {
             case .entry(let i):
                 try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
             case .finish(let i):
-                try await finished(i, stream, ready)
+                if try stillThere(i) { try await finished(i, stream, ready) }
             case .chunk(let i, let offset, let length):
                 try await send(chunk: i, offset: offset, length: length, stream, queue, refs, ready, slot: slot)
             case .batch(let files):
@@ -293,6 +324,8 @@ public struct UnitSender: Sendable {
         var byValue: Set<Int> = []
         while !pending.isEmpty {
             var files: [FileBatch.File] = []
+            // The files in `files`, in order (those gone from the source are left out).
+            var included: [Int] = []
             var sent: [(file: Int, report: ChunkReport, codec: String, encoded: UInt64, referenced: Bool)] = []
             for i in pending { attempts[i, default: 0] += 1 }
             // The batch's raw bytes are held in the agent's budget before any file is read.
@@ -306,13 +339,21 @@ public struct UnitSender: Sendable {
                         guard e.size > 0 else {
                             files.append(FileBatch.File(path: e.path, size: 0, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
                                                         id: Self.emptyId, xxh: Self.emptyXXH, form: .bytes, encoded: ByteBuffer()))
+                            included.append(i)
                             continue
                         }
                         if let rate = flow.compressionRate { source.encoder.sendRate = rate }
                         let place = ChunkPlace(job: task.job, path: e.path, offset: 0)
-                        let data = try source.prepare(sourcePath: f.sourcePath, resolved: resolved[k].get(), offset: 0, length: Int(e.size), fileSize: e.size,
+                        let data: ChunkSource.Prepared
+                        do {
+                            data = try source.prepare(sourcePath: f.sourcePath, resolved: resolved[k].get(), offset: 0, length: Int(e.size), fileSize: e.size,
                                                       mtime: (e.mtimeSeconds, e.mtimeNanoseconds), destination: place,
                                                       byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
+                        } catch where Self.isVanished(error) {
+                            vanished(i)
+                            continue
+                        }
+                        included.append(i)
                         let report = ChunkReport(file: UInt32(i), offset: 0, length: UInt32(e.size), id: data.id)
                         files.append(FileBatch.File(path: e.path, size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
                                                     id: data.id, xxh: data.xxh, form: data.byReference ? .reference : .bytes, encoded: data.encoded))
@@ -322,6 +363,10 @@ public struct UnitSender: Sendable {
             } catch {
                 flow.cancel(room)
                 throw error
+            }
+            guard !files.isEmpty else {  // every file of it was gone
+                flow.cancel(room)
+                break
             }
             let number = Self.batchNumbers.wrappingAdd(1, ordering: .relaxed).oldValue
             let message = Message.fileBatch(FileBatch(job: task.job, batch: number, files: files))
@@ -334,10 +379,10 @@ public struct UnitSender: Sendable {
             var again: [Int] = []
             var refusedFiles = Set<Int>()
             for r in answer.refused {
-                guard Int(r.index) < pending.count else {
-                    throw UnitFailure(retryable: true, description: "\(task.destination.name) refused file \(r.index) of a batch of \(pending.count)")
+                guard Int(r.index) < included.count else {
+                    throw UnitFailure(retryable: true, description: "\(task.destination.name) refused file \(r.index) of a batch of \(included.count)")
                 }
-                let i = pending[Int(r.index)]
+                let i = included[Int(r.index)]
                 refusedFiles.insert(i)
                 switch r.reason {
                 case .need:
@@ -404,6 +449,11 @@ public struct UnitSender: Sendable {
                             })
                         return (data, source.lastCodec.description)
                     }
+                } catch where Self.isVanished(error) {
+                    // The file is gone: its other chunks find it gone too, and it is never finished.
+                    flow.cancel(room)
+                    vanished(i)
+                    return
                 } catch {
                     flow.cancel(room)
                     throw error
@@ -449,6 +499,24 @@ public struct UnitSender: Sendable {
             if let id = claimed { refs.settle(id, sent: false) }  // whoever waits for it sends it
             throw error
         }
+    }
+
+    /// Whether file `i`'s source is still there to finish, when this unit sends none of its
+    /// bytes (a large file whose ranges went in other units; an empty file): one that is gone
+    /// is not finished (`vanished`). A file with bytes in this unit was read moments ago.
+    private func stillThere(_ i: Int) throws -> Bool {
+        let f = task.files[i]
+        guard f.entry.kind == .file, f.length == 0, !f.repair else { return true }
+        let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
+        let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            return true
+        }
+        let failure = StoreError.system(operation: "open", path: f.sourcePath, errno: errno)
+        guard Self.isVanished(failure) else { throw failure }
+        vanished(i)
+        return false
     }
 
     private func finish(_ i: Int, _ stream: ChunkStream) async throws {
@@ -535,6 +603,8 @@ public final class UnitProgress: Sendable {
         var dedupBytes: UInt64 = 0
         var codecs: [String: CodecUsage] = [:]
         var chunks: [ChunkReport] = []
+        /// Files gone from the source, by index in the unit, with their source paths.
+        var vanished: [Int: String] = [:]
     }
     private let state = NIOLockedValueBox(State())
 
@@ -555,6 +625,11 @@ public final class UnitProgress: Sendable {
         }
     }
 
+    /// File `file` (at `path` under the source root) was gone when it came to be read.
+    func vanished(file: Int, path: String) {
+        state.withLockedValue { s in s.vanished[file] = path }
+    }
+
     /// A chunk the destination copied from what it held.
     func referenced(_ report: ChunkReport) {
         state.withLockedValue { s in
@@ -572,7 +647,8 @@ public final class UnitProgress: Sendable {
         state.withLockedValue { s in
             TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
                      codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) },
-                     dedupBytes: s.dedupBytes)
+                     dedupBytes: s.dedupBytes, vanishedFiles: UInt32(s.vanished.count),
+                     vanished: s.vanished.sorted { $0.key < $1.key }.prefix(TaskDone.maxVanishedPaths).map(\.value))
         }
     }
 }

@@ -106,6 +106,12 @@ extension Journal {
         return outcome
     }
 
+    /// How a file gone from the source during the transfer shows among a job's entries not
+    /// transferred (`first_untransferable`).
+    static func vanishedReason(_ path: String) -> String {
+        "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
+    }
+
     /// SQLite's automatic checkpoints copy the WAL back but start it over only at a moment no
     /// reader uses it, which a busy coordinator (status polled while thousands of decisions a
     /// second commit) may never have: the WAL grew to gigabytes in `bench scale`. Past
@@ -238,8 +244,14 @@ extension Journal {
                     d.chunksDone += Int64(report.chunks.count)
                     d.chunksRefetched += Int64(report.refetched)
                     d.dedupBytes += Int64(report.dedupBytes)
-                    d.filesDone += unit.finishedFiles
+                    // Files gone from the source when the unit came to read them are not
+                    // finished: they count with the entries the scan left out (exit status 2).
+                    d.filesDone += max(0, unit.finishedFiles - Int64(report.vanishedFiles))
                     d.unitsDone += 1
+                    if report.vanishedFiles > 0 {
+                        try db.cachedStatement(sql: "UPDATE jobs SET untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?) WHERE id = ?")
+                            .execute(arguments: [Int64(report.vanishedFiles), Self.vanishedReason(report.vanished.first ?? "?"), report.job])
+                    }
                     d.codecs = CodecUsage.merge(d.codecs, report.codecs)
                 }
                 deltas[report.job] = d
