@@ -87,6 +87,9 @@ struct RateMeter {
     private var samples: [(time: Date, bytes: Int64)] = []
 
     mutating func add(bytes: Int64, at time: Date) {
+        // Bytes of units handed out again (their agent went down) are taken back from the
+        // total: the rate starts over rather than going negative.
+        if let last = samples.last, bytes < last.bytes { samples.removeAll() }
         samples.append((time, bytes))
         samples.removeAll { time.timeIntervalSince($0.time) > 5 }
     }
@@ -131,6 +134,7 @@ enum ProgressBlock {
             lines.append("lane      \(l.source) → \(l.destination)  \(ByteQuantity.formatRate(Double(l.sendRate), in: units))  rtt \(ByteQuantity.format(l.rttMs, digits: 1)) ms  queue \(ByteQuantity.format(l.queueingDelayMs, digits: 1)) ms")
         }
         if !s.codecs.isEmpty { lines.append("codecs    " + ProgressLine.mix(s.codecs)) }
+        if let waiting = s.waiting { lines.append(waiting) }
         return lines.map { cut($0, to: width - 1) }
     }
 
@@ -160,6 +164,7 @@ enum ProgressLine {
         if let lane = s.lanes.max(by: { $0.queueingDelayMs < $1.queueingDelayMs }) {
             parts.append("rtt \(ByteQuantity.format(lane.rttMs, digits: 1)) ms (queue \(ByteQuantity.format(lane.queueingDelayMs, digits: 1)))")
         }
+        if let waiting = s.waiting { parts.append(waiting) }
         return parts.joined(separator: "  ")
     }
 
@@ -227,6 +232,7 @@ enum JobSummary {
             lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds, in: .init(of: s.bwlimit))), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
         }
         if !s.codecs.isEmpty { lines.append("  codecs: \(ProgressLine.mix(s.codecs))") }
+        if let waiting = s.waiting { lines.append("  " + waiting) }
         if let n = s.untransferableEntries, n > 0 {
             let first = s.firstUntransferable ?? "?"
             lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or vanished from the source during the transfer); the first: \(first)")

@@ -84,6 +84,12 @@ struct ResilienceProcessTests {
         a1.process.waitUntilExit()
         print("scan killed after \(atKill) of \(files) files")
         #expect(atKill < files, "the scan ended before the kill; the test proves nothing")
+        // Meanwhile `status` says why the job does not move, and what brings it back.
+        var said = ""
+        #expect(try await cluster.eventually(30) {
+            said = try cluster.cli(["status", job], http: http).stdout
+            return said.contains("waiting: source site 'a' has no agent up (a1 down); the job goes on when one is back: barge agent --site a")
+        }, "\(said)")
         a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, log: "a1-again.log")
         defer { withExtendedLifetime(a1) {} }
         #expect(try await cluster.eventually(120) { ["succeeded", "failed", "cancelled"].contains(try status(job, http)["state"] as? String ?? "") })

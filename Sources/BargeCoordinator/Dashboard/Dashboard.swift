@@ -107,15 +107,17 @@ enum Dashboard {
     static func snapshot(_ scheduler: Scheduler, _ directory: AgentDirectory) async throws -> Snapshot {
         let now = await scheduler.clockNow
         var jobs: [JobStatus] = []
+        let known = await directory.agents
         for record in try await scheduler.recentJobs(limit: jobsShown) {
             var status = JobStatus(record, lanes: record.state == .running ? scheduler.lanes(of: record.id) : [])
+            status.waiting = JobWaiting.reason(state: record.state, source: record.sourceSite, destination: record.destinationSite, agents: known)
             if record.state == .succeeded, jobs.count < 20 {
                 status.verification = try? await scheduler.verification(record.id).map(VerifyProgress.init)
             }
             jobs.append(status)
         }
         let activity = await scheduler.agentActivity()
-        let agents = await directory.agents.map { info in
+        let agents = known.map { info in
             let a = activity[info.name]
             return Snapshot.Agent(name: info.name, site: info.site, state: info.state.rawValue, address: info.address, protocol: a?.protocolVersion, version: info.build,
                                   unitsHeld: a?.unitsHeld ?? 0, bytesSent: a?.bytesSent ?? 0, bytesReceived: a?.bytesReceived ?? 0)

@@ -59,6 +59,9 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var checksum: Bool
     /// While it runs: each lane's RTT, queueing delay, window and send rate.
     public var lanes: [LaneStatus] = []
+    /// While it is queued or runs and cannot move: why (`JobWaiting`: a site of the job with no agent up).
+    /// In `GET /v1/jobs/{id}` and the dashboard's snapshot; absent otherwise.
+    public var waiting: String?
     /// Its latest verification, in `GET /v1/jobs/{id}` only.
     public var verification: VerifyProgress?
     /// `transfer`, `demote` or `promote` (absent from coordinators before tiers: a transfer).
@@ -79,7 +82,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification, operation, tier
+        case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification, operation, tier, waiting
         case startedAt = "started_at", finishedAt = "finished_at"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
@@ -157,6 +160,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encodeIfPresent(tier, forKey: .tier)
         try c.encode(lanes, forKey: .lanes)
         try c.encodeIfPresent(verification, forKey: .verification)
+        try c.encodeIfPresent(waiting, forKey: .waiting)
     }
 }
 

@@ -70,6 +70,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
             }
         }
         var status = JobStatus(job, lanes: scheduler.lanes(of: id))
+        status.waiting = JobWaiting.reason(state: job.state, source: job.sourceSite, destination: job.destinationSite, agents: await directory.agents)
         status.verification = try await httpErrors { try await scheduler.verification(id) }.map(VerifyProgress.init)
         return status
     }

@@ -1,0 +1,37 @@
+import BargeCoordinator
+import Testing
+
+/// What `status` says about a running job that cannot move: a site of the job with no agent up.
+struct JobWaitingTests {
+    static func agent(_ name: String, _ site: String, _ state: AgentState) -> AgentInfo {
+        AgentInfo(name: name, site: site, address: "127.0.0.1:1", state: state, lastSeen: 0)
+    }
+
+    @Test func aJobWithAnAgentUpAtEachSiteIsNotWaiting() {
+        let agents = [Self.agent("a1", "a", .down), Self.agent("a2", "a", .up), Self.agent("b1", "b", .up)]
+        #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: agents) == nil)
+    }
+
+    @Test func aSiteWithNoAgentUpIsNamedWithItsAgents() {
+        let agents = [Self.agent("a2", "a", .draining), Self.agent("a1", "a", .down), Self.agent("b1", "b", .up)]
+        #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: agents)
+            == "waiting: source site 'a' has no agent up (a1 down, a2 draining); the job goes on when one is back: barge agent --site a …")
+    }
+
+    @Test func bothSitesAndUnknownSitesAreSaid() {
+        let agents = (1...5).map { Self.agent("b\($0)", "b", .down) }
+        #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: agents)
+            == "waiting: source site 'a' has no agent up; the job goes on when one is back: barge agent --site a …; "
+            + "destination site 'b' has no agent up (b1 down, b2 down, b3 down, …); the job goes on when one is back: barge agent --site b …")
+        // A tier job: one site, said once.
+        #expect(JobWaiting.reason(state: .running, source: "b", destination: "b", agents: agents)
+            == "waiting: source and destination site 'b' has no agent up (b1 down, b2 down, b3 down, …); the job goes on when one is back: barge agent --site b …")
+    }
+
+    @Test func onlyAJobNotEndedWaits() {
+        for state in [JobState.succeeded, .failed, .cancelled] {
+            #expect(JobWaiting.reason(state: state, source: "a", destination: "b", agents: []) == nil)
+        }
+        #expect(JobWaiting.reason(state: .queued, source: "a", destination: "b", agents: [Self.agent("b1", "b", .up)])?.hasPrefix("waiting: source site 'a'") == true)
+    }
+}
