@@ -188,10 +188,10 @@ public struct CoordinatorClient: Sendable {
     /// before 13 no vanished files (the unit fails instead).
     static func downgrade(_ message: Message, to version: UInt8) -> Message {
         switch message {
-        case .taskDone(let done) where version < WireVersion.vanished && done.vanishedFiles > 0:
+        case .taskDone(let done) where version < WireVersion.vanished && !done.vanished.isEmpty:
             // A coordinator before version 13 cannot count files gone from the source: the unit
             // fails the job, as it did then, with what to do.
-            let failure = UnitSender.vanishedFailure(done.vanished.first ?? "?")
+            let failure = UnitSender.vanishedFailure(done.firstVanished)
             return downgrade(.taskFailed(TaskFailed(job: done.job, unit: done.unit, retryable: false, reason: failure.description,
                                                     assignment: done.assignment)), to: version)
         case .taskDone(var done) where version < WireVersion.assignments && (done.assignment != 0 || (version < WireVersion.dedup && done.dedupBytes > 0)):

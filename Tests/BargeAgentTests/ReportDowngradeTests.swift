@@ -7,7 +7,7 @@ import Testing
 /// failure it got before, with what to do, and never a `task done` that hides the missing files.
 struct ReportDowngradeTests {
     static let done = TaskDone(job: "j1", unit: 3, bytes: 10, wireBytes: 10, refetched: 0, codecs: [], chunks: [], dedupBytes: 4,
-                               assignment: 2, vanishedFiles: 2, vanished: ["ds/a", "ds/b"])
+                               assignment: 2, vanished: [1, 4], firstVanished: "ds/a")
 
     @Test func aCoordinatorOfVersion13GetsTheVanishedFiles() {
         #expect(CoordinatorClient.downgrade(.taskDone(Self.done), to: WireVersion.vanished) == .taskDone(Self.done))
@@ -24,22 +24,21 @@ struct ReportDowngradeTests {
 
     @Test func aUnitWithNothingVanishedIsDoneAtEveryVersion() {
         var done = Self.done
-        done.vanishedFiles = 0
         done.vanished = []
+        done.firstVanished = ""
         #expect(CoordinatorClient.downgrade(.taskDone(done), to: WireVersion.warmLanes) == .taskDone(done))
     }
 
-    /// The wire keeps the count and at most `maxVanishedPaths` paths, and refuses more paths than
-    /// the count.
-    @Test func theVanishedPathsAreBoundedOnTheWire() throws {
+    /// Every vanished file of a large unit goes on the wire (4 bytes each), with the first's path;
+    /// a list without its path, or a path without a list, is refused.
+    @Test func theVanishedFilesRoundTripAndGoTogetherWithThePath() throws {
         let many = TaskDone(job: "j1", unit: 3, bytes: 0, wireBytes: 0, refetched: 0, codecs: [], chunks: [],
-                            vanishedFiles: 1000, vanished: (0..<1000).map { "ds/f\($0)" })
-        #expect(many.vanished.count == TaskDone.maxVanishedPaths && many.vanishedFiles == 1000)
+                            vanished: (0..<10_000).map { UInt32($0) }, firstVanished: "ds/f0")
         #expect(try Message(frame: Message.taskDone(many).frame()) == .taskDone(many))
-        var lying = many
-        lying.vanishedFiles = 1
-        #expect(throws: WireError.malformed(.taskDone, "8 vanished paths of 1 vanished files")) {
-            try Message(frame: Message.taskDone(lying).frame())
+        var pathless = many
+        pathless.firstVanished = ""
+        #expect(throws: WireError.malformed(.taskDone, "vanished files without the first one's path, or a path without files")) {
+            try Message(frame: Message.taskDone(pathless).frame())
         }
     }
 }

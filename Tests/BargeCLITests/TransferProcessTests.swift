@@ -86,12 +86,10 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
-    /// A source file deleted after the scan fails the job with its name and what to do: a new
-    /// submission scans anew and leaves it out, and arrives identical. Before, the error read
-    /// "source: open ds/…: ENOENT", and `resume` (which runs the same plan) failed the same way.
     /// Files deleted at the source after the scan, before their units read them, are left out and
     /// reported, as rsync's "file has vanished": the job goes on and succeeds partial (exit 2),
-    /// `status` names the first, and nothing of theirs appears under a final name. One of each
+    /// `status` names the first, nothing of theirs appears under a final name, and `verify` does
+    /// not look for them. One of each
     /// path a file takes: chunks (`f39`), a batch of small files (`zz/s5`), and a large file's
     /// ranges and `finish` unit (`z-big`, 12 MiB in units of 4 MiB).
     @Test func filesGoneFromTheSourceMidJobAreLeftOutAndReported() async throws {
@@ -126,6 +124,9 @@ struct TransferProcessTests {
         #expect(s["files_done"] as? Int == 48, "\(s)")
         // Everything else arrived as the scan saw it, and nothing of the three under a final name.
         #expect(try TreeSupport.snapshot(destination).filter { !$0.contains(".barge-partial") } == expected)
+        // What arrived verifies: the files that vanished are not looked for.
+        let verified = try cluster.cli(["verify", job], http: c.http)
+        #expect(verified.status == 0 && verified.stdout.contains("checked 48 files") && verified.stdout.hasSuffix("OK\n"), "\(verified.stdout)\(verified.stderr)")
         // The next submission scans anew and has nothing left to do.
         let again = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait"], http: c.http)
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")

@@ -94,9 +94,9 @@ struct ProtocolVectorTests {
          "4241524701370000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
         (.taskDrop(AssignmentKey(job: "j1", unit: 3, assignment: 2)),
          "42415247013a0000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
-        // Version 13: a unit done without one of its files, gone from the source ("ds/f").
-        (.taskDone(TaskDone(job: "j1", unit: 3, bytes: 4096, wireBytes: 2100, refetched: 1, codecs: [CodecUsage(codec: "zstd-1", chunks: 1, rawBytes: 4096, encodedBytes: 2100)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)], vanishedFiles: 1, vanished: ["ds/f"])),
-         "4241524701320000" + "0000008e" + "d39c1e2fe8407058" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab" + "0000000000000000" + "00000000" + "00000001" + "00000001" + "000464732f66"),
+        // Version 13: a unit done without its file 0, gone from the source ("ds/f").
+        (.taskDone(TaskDone(job: "j1", unit: 3, bytes: 4096, wireBytes: 2100, refetched: 1, codecs: [CodecUsage(codec: "zstd-1", chunks: 1, rawBytes: 4096, encodedBytes: 2100)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)], vanished: [0], firstVanished: "ds/f")),
+         "4241524701320000" + "0000008e" + "bf24d98e5dc4678a" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab" + "0000000000000000" + "00000000" + "00000001" + "00000000" + "000464732f66"),
         // Version 12: open connections to b1 now.
         (.warmLanes(WarmLanes(destinations: [DataPeer(name: "b1", host: "127.0.0.1", port: 7501)])),
          "42415247013b0000" + "00000015" + "6c07aedba7b7fb55" + "00000001" + "0002" + "6231" + "0009" + "3132372e302e302e31" + "1d4d"),

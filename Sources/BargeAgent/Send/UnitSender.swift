@@ -647,8 +647,8 @@ public final class UnitProgress: Sendable {
         state.withLockedValue { s in
             TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
                      codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) },
-                     dedupBytes: s.dedupBytes, vanishedFiles: UInt32(s.vanished.count),
-                     vanished: s.vanished.sorted { $0.key < $1.key }.prefix(TaskDone.maxVanishedPaths).map(\.value))
+                     dedupBytes: s.dedupBytes, vanished: s.vanished.keys.sorted().map { UInt32($0) },
+                     firstVanished: s.vanished.min { $0.key < $1.key }?.value ?? "")
         }
     }
 }

@@ -208,22 +208,23 @@ extension Journal {
                 }
                 // The unit as it was planned, if it is done for the first time now.
                 var first: (kind: UnitKind, finish: Int64?, depth: Int64, finishedFiles: Int64)?
+                let vanished = UnitRecord.stored(report.vanished)
                 if let known {
                     try db.cachedStatement(sql: """
                         UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                          destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?
+                          destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, vanished = ?
                           WHERE jobId = ? AND unitId = ? AND state != 'done'
                         """).run(manifest.row.map(BoundValue.blob) ?? .null, manifest.at.map(BoundValue.int) ?? .null, .int(manifest.length),
                                  .int(Int64(report.assignment)), destination.map(BoundValue.text) ?? .null, .int(Int64(report.dedupBytes)),
-                                 .text(report.job), .int(Int64(report.unit)), in: db)
+                                 vanished.map(BoundValue.blob) ?? .null, .text(report.job), .int(Int64(report.unit)), in: db)
                     if db.changesCount > 0 { first = (known.kind, known.finishUnit, known.depth, known.finishedFiles) }
                 } else if let row = try Row.fetchOne(db.cachedStatement(sql: """
                     UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                      destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?
+                      destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, vanished = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
                     """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), destination, Int64(report.dedupBytes),
-                                      report.job, Int64(report.unit)]) {
+                                      vanished, report.job, Int64(report.unit)]) {
                     first = (UnitKind(rawValue: row[0]) ?? .files, row[1], row[2], row[3])
                 }
                 if first == nil && report.assignment != 0 {
@@ -246,11 +247,11 @@ extension Journal {
                     d.dedupBytes += Int64(report.dedupBytes)
                     // Files gone from the source when the unit came to read them are not
                     // finished: they count with the entries the scan left out (exit status 2).
-                    d.filesDone += max(0, unit.finishedFiles - Int64(report.vanishedFiles))
+                    d.filesDone += max(0, unit.finishedFiles - Int64(report.vanished.count))
                     d.unitsDone += 1
-                    if report.vanishedFiles > 0 {
+                    if !report.vanished.isEmpty {
                         try db.cachedStatement(sql: "UPDATE jobs SET untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?) WHERE id = ?")
-                            .execute(arguments: [Int64(report.vanishedFiles), Self.vanishedReason(report.vanished.first ?? "?"), report.job])
+                            .execute(arguments: [Int64(report.vanished.count), Self.vanishedReason(report.firstVanished), report.job])
                     }
                     d.codecs = CodecUsage.merge(d.codecs, report.codecs)
                 }

@@ -194,6 +194,9 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     /// Of its bytes, those its destination copied from what it held (`task done`'s dedup
     /// bytes), so that sending a file's ranges again (`resend`) takes them back off its job.
     public var dedupBytes: Int64 = 0
+    /// Its files (by index in `files`) that had vanished from the source when it was done: not
+    /// finished at the destination, so `verify` leaves them out.
+    public var vanished: [UInt32] = []
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId
@@ -332,7 +335,7 @@ extension UnitRecord {
     static let columnOrder = ["jobId", "unitId", "path", "offset", "length", "state", "sourceAgent", "destinationAgent", "attempts",
                               "kind", "files", "dependsOn", "finishUnit", "depth", "finishedFiles", "manifest", "rangesTotal",
                               "rangesMade", "rangesDone", "rangeBytes", "assignments", "lastReport", "manifestAt", "manifestLength",
-                              "dedupBytes"]
+                              "dedupBytes", "vanished"]
 
     public init(row: Row) throws {
         // By position when the row is the whole table as this build knows it, else by name.
@@ -363,6 +366,7 @@ extension UnitRecord {
         manifestAt = optional(22)
         manifestLength = optional(23) ?? 0
         dedupBytes = optional(24) ?? 0
+        vanished = Self.indices(from: optional(25))
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -390,6 +394,22 @@ extension UnitRecord {
         container["rangeBytes"] = rangeBytes
         container["assignments"] = assignments
         container["dedupBytes"] = dedupBytes
+        container["vanished"] = Self.stored(vanished)
+    }
+
+    /// File indices as the journal stores them: u32s, big-endian, in a BLOB; NULL for none.
+    static func stored(_ indices: [UInt32]) -> Data? {
+        guard !indices.isEmpty else { return nil }
+        var data = Data(capacity: indices.count * 4)
+        for i in indices { withUnsafeBytes(of: i.bigEndian) { data.append(contentsOf: $0) } }
+        return data
+    }
+
+    static func indices(from data: Data?) -> [UInt32] {
+        guard let data else { return [] }
+        return stride(from: 0, to: data.count - data.count % 4, by: 4).map { k in
+            data[data.startIndex + k ..< data.startIndex + k + 4].reduce(0) { $0 << 8 | UInt32($1) }
+        }
     }
 
     /// `files` as the journal stores it.

@@ -317,21 +317,19 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
     /// it trails the dedup bytes, which are then always written.
     public var assignment: UInt32
     /// Files this unit was to finish that were gone from the source when it came to read them
-    /// (deleted or renamed since the scan), and the paths of the first `maxVanishedPaths` of them
+    /// (deleted or renamed since the scan), by index in the task, and the source path of the first
     /// (protocol version 13). They are not finished at the destination; the unit is done without
-    /// them, as rsync goes on past a file that has vanished. When non-zero, the count and the
-    /// list trail the assignment, which is then always written.
-    public var vanishedFiles: UInt32
-    public var vanished: [String]
-
-    public static let maxVanishedPaths = 8
+    /// them, as rsync goes on past a file that has vanished. When there are any, they trail the
+    /// assignment, which is then always written.
+    public var vanished: [UInt32]
+    public var firstVanished: String
 
     public init(job: String, unit: UInt64, bytes: UInt64, wireBytes: UInt64, refetched: UInt32, codecs: [CodecUsage], chunks: [ChunkReport],
-                dedupBytes: UInt64 = 0, assignment: UInt32 = 0, vanishedFiles: UInt32 = 0, vanished: [String] = []) {
+                dedupBytes: UInt64 = 0, assignment: UInt32 = 0, vanished: [UInt32] = [], firstVanished: String = "") {
         self.dedupBytes = dedupBytes
         self.assignment = assignment
-        self.vanishedFiles = max(vanishedFiles, UInt32(clamping: vanished.count))
-        self.vanished = Array(vanished.prefix(Self.maxVanishedPaths))
+        self.vanished = vanished
+        self.firstVanished = vanished.isEmpty ? "" : firstVanished
         self.job = job
         self.unit = unit
         self.bytes = bytes
@@ -354,13 +352,14 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
         chunks = try r.list("chunks", minimumSize: ChunkReport.size) { (r: inout PayloadReader) throws(WireError) in try ChunkReport(from: &r) }
         dedupBytes = r.buffer.readableBytes > 0 ? try r.integer(UInt64.self, "dedup bytes") : 0
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
-        vanishedFiles = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "vanished files") : 0
-        vanished = r.buffer.readableBytes > 0
-            ? try r.list("vanished", minimumSize: 2, maxCount: Self.maxVanishedPaths) { (r: inout PayloadReader) throws(WireError) in
-                try r.string("vanished path", maxLength: ChunkPlace.maxPathLength)
-            }
-            : []
-        if vanished.count > vanishedFiles { throw .malformed(.taskDone, "\(vanished.count) vanished paths of \(vanishedFiles) vanished files") }
+        if r.buffer.readableBytes > 0 {
+            vanished = try r.list("vanished files", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in try r.integer(UInt32.self, "vanished file") }
+            firstVanished = try r.string("first vanished path", maxLength: ChunkPlace.maxPathLength)
+            if vanished.isEmpty != firstVanished.isEmpty { throw .malformed(.taskDone, "vanished files without the first one's path, or a path without files") }
+        } else {
+            vanished = []
+            firstVanished = ""
+        }
     }
 
     func write(to b: inout ByteBuffer) {
@@ -376,11 +375,11 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
             b.writeInteger(c.encodedBytes)
         }
         b.writeList(chunks) { b, c in c.write(to: &b) }
-        if dedupBytes > 0 || assignment != 0 || vanishedFiles > 0 { b.writeInteger(dedupBytes) }
-        if assignment != 0 || vanishedFiles > 0 { b.writeInteger(assignment) }
-        if vanishedFiles > 0 {
-            b.writeInteger(vanishedFiles)
-            b.writeList(vanished) { b, path in b.writeWireString(path) }
+        if dedupBytes > 0 || assignment != 0 || !vanished.isEmpty { b.writeInteger(dedupBytes) }
+        if assignment != 0 || !vanished.isEmpty { b.writeInteger(assignment) }
+        if !vanished.isEmpty {
+            b.writeList(vanished) { b, i in b.writeInteger(i) }
+            b.writeWireString(firstVanished)
         }
     }
 }
