@@ -160,6 +160,17 @@ struct RouterTests {
                     #expect(String(buffer: response.body).contains("no job may read or write"))
                 }
             }
+            // A destination at or inside the source at the same site (one root) would be scanned
+            // while it fills; beside it, or holding it, is fine.
+            for (source, destination, refused) in [("/ds", "ds/", "the source itself"), ("ds", "/ds/./copy", "inside the source a:/ds"),
+                                                   ("/", "/backup", "inside the source a:/")] {
+                try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", source, "a", destination)) { response in
+                    #expect(response.status == .badRequest, "\(source) → \(destination)")
+                    let said = String(buffer: response.body).replacingOccurrences(of: "\\/", with: "/")  // JSON escapes slashes
+                    #expect(said.contains(refused) && said.contains("choose a destination outside the source"), "\(said)")
+                }
+            }
+            #expect(JobPath.contains("ds", "ds2") == false && JobPath.contains("ds/x", "ds") == false && JobPath.contains("ds", "ds/x/y"))
         }
         await f.scheduler.detach("a1", connection: connection)
         try await f.app.test(.router) { client in

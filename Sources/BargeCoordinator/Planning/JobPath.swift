@@ -21,6 +21,11 @@ public enum JobPath {
         return parts.joined(separator: "/")
     }
 
+    /// Whether `inner` is `outer` or lies inside it (both normalized; "" is the root).
+    public static func contains(_ outer: String, _ inner: String) -> Bool {
+        outer.isEmpty || inner == outer || inner.hasPrefix(outer + "/")
+    }
+
     public static func join(_ base: String, _ relative: String) -> String {
         if relative.isEmpty { return base }
         return base.isEmpty ? relative : base + "/" + relative
