@@ -185,13 +185,13 @@ public struct CoordinatorClient: Sendable {
 
     /// A report as a coordinator of an older protocol version reads it: version 1 has no dedup
     /// bytes in `task done`, versions before 3 no lane figures in `task progress`, versions
-    /// before 13 no vanished files (the unit fails instead).
+    /// before 13 no files left out (the unit fails instead).
     static func downgrade(_ message: Message, to version: UInt8) -> Message {
         switch message {
-        case .taskDone(let done) where version < WireVersion.vanished && !done.vanished.isEmpty:
-            // A coordinator before version 13 cannot count files gone from the source: the unit
-            // fails the job, as it did then, with what to do.
-            let failure = UnitSender.vanishedFailure(done.firstVanished)
+        case .taskDone(let done) where version < WireVersion.leftOut && !done.leftOut.isEmpty:
+            // A coordinator before version 13 cannot count files left out: the unit fails the
+            // job, as it did then, with what to do.
+            let failure = UnitSender.leftOutFailure(done.firstLeftOut)
             return downgrade(.taskFailed(TaskFailed(job: done.job, unit: done.unit, retryable: false, reason: failure.description,
                                                     assignment: done.assignment)), to: version)
         case .taskDone(var done) where version < WireVersion.assignments && (done.assignment != 0 || (version < WireVersion.dedup && done.dedupBytes > 0)):

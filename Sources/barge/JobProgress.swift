@@ -202,7 +202,8 @@ enum JobSummary {
 
     /// The exit code of a command that followed a job to its end: 1 unless it succeeded, 2 when
     /// it succeeded but source entries were not transferred: its scan left them out, or they
-    /// vanished from the source during the transfer (as rsync's 23 and 24, a partial transfer).
+    /// vanished or changed at the source during the transfer (as rsync's 23 and 24, a partial
+    /// transfer).
     static func exit(for s: JobStatus) throws {
         if s.state != .succeeded { throw ExitCode(1) }
         if (s.untransferableEntries ?? 0) > 0 { throw ExitCode(2) }
@@ -210,7 +211,7 @@ enum JobSummary {
 
     /// What to do about entries not transferred, for the reason the first of them gives.
     static func untransferableHint(_ first: String, count n: Int64) -> String {
-        if first.contains("vanished from the source during the transfer") {
+        if first.contains("vanished from the source during the transfer") || first.contains("changed during the transfer") {
             return "the source changed while the job ran (as rsync's 'file has vanished'); submit again to copy what is there now"
         }
         if first.contains("not a regular file, directory or symbolic link") {
@@ -235,7 +236,7 @@ enum JobSummary {
         if let waiting = s.waiting { lines.append("  " + waiting) }
         if let n = s.untransferableEntries, n > 0 {
             let first = s.firstUntransferable ?? "?"
-            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or vanished from the source during the transfer); the first: \(first)")
+            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or gone or changed at the source during the transfer); the first: \(first)")
             lines.append("  " + Self.untransferableHint(first, count: n))
         }
         if s.skippedFiles > 0 {

@@ -86,13 +86,13 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
-    /// Files deleted at the source after the scan, before their units read them, are left out and
-    /// reported, as rsync's "file has vanished": the job goes on and succeeds partial (exit 2),
-    /// `status` names the first, nothing of theirs appears under a final name, and `verify` does
-    /// not look for them. One of each
-    /// path a file takes: chunks (`f39`), a batch of small files (`zz/s5`), and a large file's
-    /// ranges and `finish` unit (`z-big`, 12 MiB in units of 4 MiB).
-    @Test func filesGoneFromTheSourceMidJobAreLeftOutAndReported() async throws {
+    /// Files deleted or changed at the source after the scan, before their units read them, are
+    /// left out and reported, as rsync's "file has vanished" and "failed verification": the job
+    /// goes on and succeeds partial (exit 2), `status` names the first, nothing of theirs appears
+    /// under a final name, and `verify` does not look for them. One of each path a file takes:
+    /// chunks (`f39` deleted, `f38` appended to), a batch of small files (`zz/s5`), and a large
+    /// file's ranges and `finish` unit (`z-big`, 12 MiB in units of 4 MiB).
+    @Test func filesGoneOrChangedAtTheSourceMidJobAreLeftOutAndReported() async throws {
         try FileManager.default.createDirectory(at: source.appendingPathComponent("zz"), withIntermediateDirectories: true)
         // 40 files of 1.5 MiB (more than a chunk, so not batched), two to a unit: at 6 MiB/s the
         // files that sort last are read long after the scan.
@@ -113,20 +113,25 @@ struct TransferProcessTests {
             try FileManager.default.removeItem(at: source.appendingPathComponent(name))
             expected.removeAll { $0.hasPrefix(name + " ") }
         }
+        let appended = try FileHandle(forWritingTo: source.appendingPathComponent("f38"))
+        try appended.seekToEnd()
+        try appended.write(contentsOf: Data("one more line\n".utf8))
+        try appended.close()
+        expected.removeAll { $0.hasPrefix("f38 ") }
         let watched = try cluster.cli(["status", job, "--watch"], http: c.http)
         #expect(watched.status == 2, "\(watched.stdout)\(watched.stderr)\n\(c.coordinator.output)")
-        #expect(watched.stdout.contains("NOT transferred: 3 entries"), "\(watched.stdout)")
+        #expect(watched.stdout.contains("NOT transferred: 4 entries"), "\(watched.stdout)")
         #expect(watched.stdout.contains("vanished from the source during the transfer"), "\(watched.stdout)")
         #expect(watched.stdout.contains("submit again to copy what is there now"), "\(watched.stdout)")
         let s = try status(try cluster.cli(["status", job, "--json"], http: c.http))
         #expect(s["state"] as? String == "succeeded", "\(s)")
-        #expect(s["untransferable_entries"] as? Int == 3, "\(s)")
-        #expect(s["files_done"] as? Int == 48, "\(s)")
-        // Everything else arrived as the scan saw it, and nothing of the three under a final name.
+        #expect(s["untransferable_entries"] as? Int == 4, "\(s)")
+        #expect(s["files_done"] as? Int == 47, "\(s)")
+        // Everything else arrived as the scan saw it, and nothing of the four under a final name.
         #expect(try TreeSupport.snapshot(destination).filter { !$0.contains(".barge-partial") } == expected)
         // What arrived verifies: the files that vanished are not looked for.
         let verified = try cluster.cli(["verify", job], http: c.http)
-        #expect(verified.status == 0 && verified.stdout.contains("checked 48 files") && verified.stdout.hasSuffix("OK\n"), "\(verified.stdout)\(verified.stderr)")
+        #expect(verified.status == 0 && verified.stdout.contains("checked 47 files") && verified.stdout.hasSuffix("OK\n"), "\(verified.stdout)\(verified.stderr)")
         // The next submission scans anew and has nothing left to do.
         let again = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait"], http: c.http)
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")

@@ -95,7 +95,7 @@ struct ProtocolVectorTests {
         (.taskDrop(AssignmentKey(job: "j1", unit: 3, assignment: 2)),
          "42415247013a0000" + "00000010" + "d8a070194b52739e" + "00026a31000000000000000300000002"),
         // Version 13: a unit done without its file 0, gone from the source ("ds/f").
-        (.taskDone(TaskDone(job: "j1", unit: 3, bytes: 4096, wireBytes: 2100, refetched: 1, codecs: [CodecUsage(codec: "zstd-1", chunks: 1, rawBytes: 4096, encodedBytes: 2100)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)], vanished: [0], firstVanished: "ds/f")),
+        (.taskDone(TaskDone(job: "j1", unit: 3, bytes: 4096, wireBytes: 2100, refetched: 1, codecs: [CodecUsage(codec: "zstd-1", chunks: 1, rawBytes: 4096, encodedBytes: 2100)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)], leftOut: [0], firstLeftOut: "ds/f")),
          "4241524701320000" + "0000008e" + "bf24d98e5dc4678a" + "00026a31000000000000000300000000000010000000000000000834000000010000000100067a7374642d3100000001000000000000100000000000000008340000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab" + "0000000000000000" + "00000000" + "00000001" + "00000000" + "000464732f66"),
         // Version 12: open connections to b1 now.
         (.warmLanes(WarmLanes(destinations: [DataPeer(name: "b1", host: "127.0.0.1", port: 7501)])),

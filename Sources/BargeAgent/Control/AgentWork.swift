@@ -225,9 +225,8 @@ public final class AgentWork: Sendable {
                 defer { logger.debug("unit \(task.unit) of job \(task.job) ends after \(ContinuousClock.now - began)") }
                 do throws(UnitFailure) {
                     let done = try await sender.run()
-                    if !done.vanished.isEmpty {
-                        let named = done.vanished.prefix(8).compactMap { Int($0) < task.files.count ? task.files[Int($0)].sourcePath : nil }
-                        logger.warning("unit \(task.unit) of job \(task.job): \(done.vanished.count) file(s) vanished from the source since the scan, not transferred: \(named.joined(separator: ", "))\(done.vanished.count > named.count ? ", …" : "")")
+                    if !done.leftOut.isEmpty {
+                        logger.warning("unit \(task.unit) of job \(task.job): \(done.leftOut.count) file(s) left out, gone from the source or changed since the scan; the first: \(done.firstLeftOut)")
                     }
                     report = .taskDone(done)
                 } catch {

@@ -140,26 +140,46 @@ public struct UnitSender: Sendable {
         UnitFailure(retryable: false, description: "source: '\(path)' is no longer there (deleted or renamed since the scan): submit the transfer again, and its new scan leaves it out (resume would look for it again)")
     }
 
-    /// Whether reading a source file failed because it is no longer there: it, or a directory on
-    /// its way, was deleted or renamed since the scan (ENOENT), or a directory on its way was
-    /// replaced by a file (ENOTDIR). The unit goes on without it (`vanished`).
-    static func isVanished(_ error: Error) -> Bool {
-        let code: Int32
-        switch error {
-        case StoreError.system(_, _, let e): code = e
-        case ChunkingError.io(_, "open", let e): code = e  // the scan of cut points
-        default: return false
-        }
-        return code == ENOENT || code == ENOTDIR
+    /// A unit that left files out, for a coordinator that cannot count them (before protocol
+    /// version 13): the job fails, with why and what to do.
+    static func leftOutFailure(_ reason: String) -> UnitFailure {
+        UnitFailure(retryable: false, description: "source: \(reason): submit the transfer again, and its new scan takes the source as it is now (resume would look for the same files)")
     }
 
-    /// File `i` is gone from the source: it is not finished at the destination, and when this
-    /// unit was to finish it, `task done` names it (a range of a large file leaves that to the
-    /// file's `finish` unit, which finds it gone too).
-    private func vanished(_ i: Int) {
+    /// Why file `i` is left out, when reading it failed because it is no longer what the scan
+    /// saw; nil for any other failure (which fails the unit).
+    /// - Gone: it, or a directory on its way, was deleted or renamed since the scan (ENOENT), or a
+    ///   directory on its way was replaced by a file (ENOTDIR).
+    /// - Changed: its size or mtime is no longer the scan's (`SourceChanged`), or it ended before
+    ///   the range the scan of cut points read.
+    static func leftOutReason(_ error: Error, path: String) -> String? {
+        let code: Int32
+        switch error {
+        case let changed as SourceChanged: return changed.description
+        case ChunkingError.shortFile(_, let expected, let actual):
+            return SourceChanged(path: path, what: "it ended at \(actual) bytes, the scan saw \(expected)").description
+        case StoreError.system(_, _, let e): code = e
+        case ChunkingError.io(_, "open", let e): code = e  // the scan of cut points
+        default: return nil
+        }
+        guard code == ENOENT || code == ENOTDIR else { return nil }
+        return "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
+    }
+
+    /// File `i` is left out (`reason`): it is not finished at the destination, and when this unit
+    /// was to finish it, `task done` names it. A range of a large file leaves that to the file's
+    /// `finish` unit, which looks at it before finishing (`unchangedAtFinish`).
+    private func leftOut(_ i: Int, _ reason: String) {
         let f = task.files[i]
         guard f.finish else { return }
-        progress.vanished(file: i, path: f.sourcePath)
+        progress.leftOut(file: i, reason: reason)
+    }
+
+    /// `leftOut` for the error reading file `i`, when it says the file is not what the scan saw.
+    private func leftOut(_ i: Int, for error: Error) -> Bool {
+        guard let reason = Self.leftOutReason(error, path: task.files[i].sourcePath) else { return false }
+        leftOut(i, reason)
+        return true
     }
 
     /// A stream to the destination: from the pool when there is one, on a connection none of the
@@ -183,8 +203,7 @@ public struct UnitSender: Sendable {
                     let scanned: Bool
                     do {
                         scanned = try scanContent(i, into: queue)
-                    } catch where Self.isVanished(error) {
-                        vanished(i)
+                    } catch where leftOut(i, for: error) {
                         continue
                     }
                     if !scanned { try queue.update { $0.addSteps(file: i) } }
@@ -296,7 +315,7 @@ public struct UnitSender: Sendable {
             case .entry(let i):
                 try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
             case .finish(let i):
-                if try stillThere(i) { try await finished(i, stream, ready) }
+                if try unchangedAtFinish(i) { try await finished(i, stream, ready) }
             case .chunk(let i, let offset, let length):
                 try await send(chunk: i, offset: offset, length: length, stream, queue, refs, ready, slot: slot)
             case .batch(let files):
@@ -349,8 +368,7 @@ public struct UnitSender: Sendable {
                             data = try source.prepare(sourcePath: f.sourcePath, resolved: resolved[k].get(), offset: 0, length: Int(e.size), fileSize: e.size,
                                                       mtime: (e.mtimeSeconds, e.mtimeNanoseconds), destination: place,
                                                       byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
-                        } catch where Self.isVanished(error) {
-                            vanished(i)
+                        } catch where leftOut(i, for: error) {
                             continue
                         }
                         included.append(i)
@@ -449,10 +467,9 @@ public struct UnitSender: Sendable {
                             })
                         return (data, source.lastCodec.description)
                     }
-                } catch where Self.isVanished(error) {
-                    // The file is gone: its other chunks find it gone too, and it is never finished.
+                } catch where leftOut(i, for: error) {
+                    // Gone or changed: its other chunks find it so too, and it is never finished.
                     flow.cancel(room)
-                    vanished(i)
                     return
                 } catch {
                     flow.cancel(room)
@@ -501,22 +518,33 @@ public struct UnitSender: Sendable {
         }
     }
 
-    /// Whether file `i`'s source is still there to finish, when this unit sends none of its
-    /// bytes (a large file whose ranges went in other units; an empty file): one that is gone
-    /// is not finished (`vanished`). A file with bytes in this unit was read moments ago.
-    private func stillThere(_ i: Int) throws -> Bool {
+    /// Whether file `i`'s source is still as the scan saw it, to finish, when this unit sends none
+    /// of its bytes (a large file whose ranges went in other units; an empty file): one that is
+    /// gone or changed is not finished (`leftOut`). Its ranges that found it so sent nothing.
+    /// A file with bytes in this unit was checked as they were read.
+    private func unchangedAtFinish(_ i: Int) throws -> Bool {
         let f = task.files[i]
         guard f.entry.kind == .file, f.length == 0, !f.repair else { return true }
         let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
         let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        if fd >= 0 {
-            close(fd)
-            return true
+        guard fd >= 0 else {
+            let failure = StoreError.system(operation: "open", path: f.sourcePath, errno: errno)
+            if leftOut(i, for: failure) { return false }
+            throw failure
         }
-        let failure = StoreError.system(operation: "open", path: f.sourcePath, errno: errno)
-        guard Self.isVanished(failure) else { throw failure }
-        vanished(i)
-        return false
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: f.sourcePath, errno: errno) }
+        let e = f.entry
+        if UInt64(st.st_size) != e.size {
+            leftOut(i, SourceChanged(path: f.sourcePath, what: "size \(st.st_size), the scan saw \(e.size)").description)
+            return false
+        }
+        if Int64(st.st_mtim.tv_sec) != e.mtimeSeconds || Int32(st.st_mtim.tv_nsec) != e.mtimeNanoseconds {
+            leftOut(i, SourceChanged(path: f.sourcePath, what: "its mtime moved").description)
+            return false
+        }
+        return true
     }
 
     private func finish(_ i: Int, _ stream: ChunkStream) async throws {
@@ -603,8 +631,9 @@ public final class UnitProgress: Sendable {
         var dedupBytes: UInt64 = 0
         var codecs: [String: CodecUsage] = [:]
         var chunks: [ChunkReport] = []
-        /// Files gone from the source, by index in the unit, with their source paths.
-        var vanished: [Int: String] = [:]
+        /// Files left out (gone from the source, or changed since the scan), by index in the
+        /// unit, with why.
+        var leftOut: [Int: String] = [:]
     }
     private let state = NIOLockedValueBox(State())
 
@@ -625,9 +654,9 @@ public final class UnitProgress: Sendable {
         }
     }
 
-    /// File `file` (at `path` under the source root) was gone when it came to be read.
-    func vanished(file: Int, path: String) {
-        state.withLockedValue { s in s.vanished[file] = path }
+    /// File `file` was left out, for `reason` (the first reason a file gets stays).
+    func leftOut(file: Int, reason: String) {
+        state.withLockedValue { s in s.leftOut[file] = s.leftOut[file] ?? reason }
     }
 
     /// A chunk the destination copied from what it held.
@@ -647,8 +676,8 @@ public final class UnitProgress: Sendable {
         state.withLockedValue { s in
             TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
                      codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) },
-                     dedupBytes: s.dedupBytes, vanished: s.vanished.keys.sorted().map { UInt32($0) },
-                     firstVanished: s.vanished.min { $0.key < $1.key }?.value ?? "")
+                     dedupBytes: s.dedupBytes, leftOut: s.leftOut.keys.sorted().map { UInt32($0) },
+                     firstLeftOut: s.leftOut.min { $0.key < $1.key }?.value ?? "")
         }
     }
 }

@@ -106,12 +106,6 @@ extension Journal {
         return outcome
     }
 
-    /// How a file gone from the source during the transfer shows among a job's entries not
-    /// transferred (`first_untransferable`).
-    static func vanishedReason(_ path: String) -> String {
-        "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
-    }
-
     /// SQLite's automatic checkpoints copy the WAL back but start it over only at a moment no
     /// reader uses it, which a busy coordinator (status polled while thousands of decisions a
     /// second commit) may never have: the WAL grew to gigabytes in `bench scale`. Past
@@ -208,23 +202,23 @@ extension Journal {
                 }
                 // The unit as it was planned, if it is done for the first time now.
                 var first: (kind: UnitKind, finish: Int64?, depth: Int64, finishedFiles: Int64)?
-                let vanished = UnitRecord.stored(report.vanished)
+                let leftOut = UnitRecord.stored(report.leftOut)
                 if let known {
                     try db.cachedStatement(sql: """
                         UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                          destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, vanished = ?
+                          destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, leftOut = ?
                           WHERE jobId = ? AND unitId = ? AND state != 'done'
                         """).run(manifest.row.map(BoundValue.blob) ?? .null, manifest.at.map(BoundValue.int) ?? .null, .int(manifest.length),
                                  .int(Int64(report.assignment)), destination.map(BoundValue.text) ?? .null, .int(Int64(report.dedupBytes)),
-                                 vanished.map(BoundValue.blob) ?? .null, .text(report.job), .int(Int64(report.unit)), in: db)
+                                 leftOut.map(BoundValue.blob) ?? .null, .text(report.job), .int(Int64(report.unit)), in: db)
                     if db.changesCount > 0 { first = (known.kind, known.finishUnit, known.depth, known.finishedFiles) }
                 } else if let row = try Row.fetchOne(db.cachedStatement(sql: """
                     UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                      destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, vanished = ?
+                      destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, leftOut = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
                     """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), destination, Int64(report.dedupBytes),
-                                      vanished, report.job, Int64(report.unit)]) {
+                                      leftOut, report.job, Int64(report.unit)]) {
                     first = (UnitKind(rawValue: row[0]) ?? .files, row[1], row[2], row[3])
                 }
                 if first == nil && report.assignment != 0 {
@@ -245,13 +239,13 @@ extension Journal {
                     d.chunksDone += Int64(report.chunks.count)
                     d.chunksRefetched += Int64(report.refetched)
                     d.dedupBytes += Int64(report.dedupBytes)
-                    // Files gone from the source when the unit came to read them are not
-                    // finished: they count with the entries the scan left out (exit status 2).
-                    d.filesDone += max(0, unit.finishedFiles - Int64(report.vanished.count))
+                    // Files gone from the source or changed when the unit came to read them are
+                    // not finished: they count with the entries the scan left out (exit status 2).
+                    d.filesDone += max(0, unit.finishedFiles - Int64(report.leftOut.count))
                     d.unitsDone += 1
-                    if !report.vanished.isEmpty {
+                    if !report.leftOut.isEmpty {
                         try db.cachedStatement(sql: "UPDATE jobs SET untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?) WHERE id = ?")
-                            .execute(arguments: [Int64(report.vanished.count), Self.vanishedReason(report.firstVanished), report.job])
+                            .execute(arguments: [Int64(report.leftOut.count), report.firstLeftOut, report.job])
                     }
                     d.codecs = CodecUsage.merge(d.codecs, report.codecs)
                 }

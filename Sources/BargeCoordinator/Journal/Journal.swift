@@ -251,8 +251,8 @@ public final class Journal: Sendable {
         m.registerMigration("v17: a done unit's dedup bytes") { db in
             try db.execute(sql: "ALTER TABLE units ADD COLUMN dedupBytes INTEGER NOT NULL DEFAULT 0")
         }
-        m.registerMigration("v18: a done unit's files that vanished from the source") { db in
-            try db.execute(sql: "ALTER TABLE units ADD COLUMN vanished BLOB")
+        m.registerMigration("v18: a done unit's files left out (gone from the source, or changed)") { db in
+            try db.execute(sql: "ALTER TABLE units ADD COLUMN leftOut BLOB")
         }
         return m
     }
@@ -454,12 +454,12 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Of these `finish` units of a job, those whose file had vanished from the source (their
-    /// ranges are not verified either).
-    public func vanishedFinishes(job id: String, among units: Set<Int64>) throws -> Set<Int64> {
+    /// Of these `finish` units of a job, those that left their file out (gone from the source or
+    /// changed; their ranges are not verified either).
+    public func leftOutFinishes(job id: String, among units: Set<Int64>) throws -> Set<Int64> {
         guard !units.isEmpty else { return [] }
         return try pool.read { db in
-            Set(try Int64.fetchAll(db, sql: "SELECT unitId FROM units WHERE jobId = ? AND unitId IN (SELECT value FROM json_each(?)) AND vanished IS NOT NULL",
+            Set(try Int64.fetchAll(db, sql: "SELECT unitId FROM units WHERE jobId = ? AND unitId IN (SELECT value FROM json_each(?)) AND leftOut IS NOT NULL",
                                    arguments: [id, "[" + units.map(String.init).joined(separator: ",") + "]"]))
         }
     }

@@ -194,9 +194,9 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     /// Of its bytes, those its destination copied from what it held (`task done`'s dedup
     /// bytes), so that sending a file's ranges again (`resend`) takes them back off its job.
     public var dedupBytes: Int64 = 0
-    /// Its files (by index in `files`) that had vanished from the source when it was done: not
-    /// finished at the destination, so `verify` leaves them out.
-    public var vanished: [UInt32] = []
+    /// Its files (by index in `files`) it left out, gone from the source or changed since the
+    /// scan: not finished at the destination, so `verify` leaves them out.
+    public var leftOut: [UInt32] = []
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId
@@ -335,7 +335,7 @@ extension UnitRecord {
     static let columnOrder = ["jobId", "unitId", "path", "offset", "length", "state", "sourceAgent", "destinationAgent", "attempts",
                               "kind", "files", "dependsOn", "finishUnit", "depth", "finishedFiles", "manifest", "rangesTotal",
                               "rangesMade", "rangesDone", "rangeBytes", "assignments", "lastReport", "manifestAt", "manifestLength",
-                              "dedupBytes", "vanished"]
+                              "dedupBytes", "leftOut"]
 
     public init(row: Row) throws {
         // By position when the row is the whole table as this build knows it, else by name.
@@ -366,7 +366,7 @@ extension UnitRecord {
         manifestAt = optional(22)
         manifestLength = optional(23) ?? 0
         dedupBytes = optional(24) ?? 0
-        vanished = Self.indices(from: optional(25))
+        leftOut = Self.indices(from: optional(25))
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -394,7 +394,7 @@ extension UnitRecord {
         container["rangeBytes"] = rangeBytes
         container["assignments"] = assignments
         container["dedupBytes"] = dedupBytes
-        container["vanished"] = Self.stored(vanished)
+        container["leftOut"] = Self.stored(leftOut)
     }
 
     /// File indices as the journal stores them: u32s, big-endian, in a BLOB; NULL for none.

@@ -177,13 +177,13 @@ extension Scheduler {
         // Journals before v5 kept a row per chunk instead of a manifest per unit.
         let legacyPaths = units.filter { $0.manifest == nil }.flatMap { $0.files.map(\.entry.path) }
         let legacy = legacyPaths.isEmpty ? [:] : Dictionary(grouping: try journal.chunks(job: job.id, paths: legacyPaths), by: \.path)
-        // Files that vanished from the source during the transfer were never finished: neither
-        // they nor the ranges of a large one are looked for.
-        let goneFinishes = try journal.vanishedFinishes(job: job.id, among: Set(units.compactMap { $0.kind == .range ? $0.finishUnit : nil }))
+        // Files left out (gone from the source or changed during the transfer) were never
+        // finished: neither they nor the ranges of a large one are looked for.
+        let goneFinishes = try journal.leftOutFinishes(job: job.id, among: Set(units.compactMap { $0.kind == .range ? $0.finishUnit : nil }))
         for u in units {
             if u.kind == .range, let finish = u.finishUnit, goneFinishes.contains(finish) { continue }
-            let vanished = Set(u.vanished.map(Int.init))
-            let files = u.files.enumerated().filter { $0.element.entry.kind == .file && !vanished.contains($0.offset) }
+            let leftOut = Set(u.leftOut.map(Int.init))
+            let files = u.files.enumerated().filter { $0.element.entry.kind == .file && !leftOut.contains($0.offset) }
             guard !files.isEmpty else { continue }
             let agent = try await checker(for: u, site: job.destinationSite)
             var batch = page.requests[agent] ?? VerifyBatch()

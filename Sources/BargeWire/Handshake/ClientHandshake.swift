@@ -121,9 +121,9 @@ public enum WireVersion {
     public static let agentBuild: UInt8 = 11
     /// `warm lanes`: a source agent opens its data-plane connections as a job starts.
     public static let warmLanes: UInt8 = 12
-    /// `task done` counts and names the files that were gone from the source when the unit came
-    /// to read them; the unit is done without them rather than failing the job.
-    public static let vanished: UInt8 = 13
+    /// `task done` lists the files the unit left out, gone from the source or changed since the
+    /// scan when it came to read them; the unit is done without them rather than failing the job.
+    public static let leftOut: UInt8 = 13
 
     /// This build speaks 8 to 13, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
@@ -137,6 +137,6 @@ public enum WireVersion {
         }
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...vanished
+        return sealed...leftOut
     }()
 }

@@ -316,20 +316,21 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
     /// The `task assign`'s assignment this answers (protocol version 4; 0 before). When non-zero
     /// it trails the dedup bytes, which are then always written.
     public var assignment: UInt32
-    /// Files this unit was to finish that were gone from the source when it came to read them
-    /// (deleted or renamed since the scan), by index in the task, and the source path of the first
-    /// (protocol version 13). They are not finished at the destination; the unit is done without
-    /// them, as rsync goes on past a file that has vanished. When there are any, they trail the
-    /// assignment, which is then always written.
-    public var vanished: [UInt32]
-    public var firstVanished: String
+    /// Files this unit was to finish that it left out (protocol version 13), by index in the task:
+    /// gone from the source when it came to read them (deleted or renamed since the scan), or
+    /// changed since the scan (their size or mtime). They are not finished at the destination;
+    /// the unit is done without them, as rsync goes on past a file that vanished or failed its
+    /// check. `firstLeftOut` says which was the first and why, in words for `status`. When there
+    /// are any, they trail the assignment, which is then always written.
+    public var leftOut: [UInt32]
+    public var firstLeftOut: String
 
     public init(job: String, unit: UInt64, bytes: UInt64, wireBytes: UInt64, refetched: UInt32, codecs: [CodecUsage], chunks: [ChunkReport],
-                dedupBytes: UInt64 = 0, assignment: UInt32 = 0, vanished: [UInt32] = [], firstVanished: String = "") {
+                dedupBytes: UInt64 = 0, assignment: UInt32 = 0, leftOut: [UInt32] = [], firstLeftOut: String = "") {
         self.dedupBytes = dedupBytes
         self.assignment = assignment
-        self.vanished = vanished
-        self.firstVanished = vanished.isEmpty ? "" : firstVanished
+        self.leftOut = leftOut
+        self.firstLeftOut = leftOut.isEmpty ? "" : firstLeftOut.truncatedUTF8(ErrorMessage.maxReasonLength)
         self.job = job
         self.unit = unit
         self.bytes = bytes
@@ -353,12 +354,12 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
         dedupBytes = r.buffer.readableBytes > 0 ? try r.integer(UInt64.self, "dedup bytes") : 0
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
         if r.buffer.readableBytes > 0 {
-            vanished = try r.list("vanished files", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in try r.integer(UInt32.self, "vanished file") }
-            firstVanished = try r.string("first vanished path", maxLength: ChunkPlace.maxPathLength)
-            if vanished.isEmpty != firstVanished.isEmpty { throw .malformed(.taskDone, "vanished files without the first one's path, or a path without files") }
+            leftOut = try r.list("files left out", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in try r.integer(UInt32.self, "file left out") }
+            firstLeftOut = try r.string("why the first was left out", maxLength: ErrorMessage.maxReasonLength)
+            if leftOut.isEmpty != firstLeftOut.isEmpty { throw .malformed(.taskDone, "files left out without why, or why without files") }
         } else {
-            vanished = []
-            firstVanished = ""
+            leftOut = []
+            firstLeftOut = ""
         }
     }
 
@@ -375,11 +376,11 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
             b.writeInteger(c.encodedBytes)
         }
         b.writeList(chunks) { b, c in c.write(to: &b) }
-        if dedupBytes > 0 || assignment != 0 || !vanished.isEmpty { b.writeInteger(dedupBytes) }
-        if assignment != 0 || !vanished.isEmpty { b.writeInteger(assignment) }
-        if !vanished.isEmpty {
-            b.writeList(vanished) { b, i in b.writeInteger(i) }
-            b.writeWireString(firstVanished)
+        if dedupBytes > 0 || assignment != 0 || !leftOut.isEmpty { b.writeInteger(dedupBytes) }
+        if assignment != 0 || !leftOut.isEmpty { b.writeInteger(assignment) }
+        if !leftOut.isEmpty {
+            b.writeList(leftOut) { b, i in b.writeInteger(i) }
+            b.writeWireString(firstLeftOut)
         }
     }
 }

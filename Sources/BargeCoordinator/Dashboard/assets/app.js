@@ -136,7 +136,7 @@ function jobPage(s, id) {
     ["Retries", j.retries], ["Bandwidth cap", j.bwlimit || "off"], ["Tier placement", j.tier || "site default (hot unless the site's policy says)"],
   ];
   if (j.verification) rows.push(["Verification", `${j.verification.state}: ${j.verification.chunks_checked} of ${j.verification.chunks_total} chunks, ${j.verification.mismatches} mismatches`]);
-  if (j.untransferable_entries > 0) rows.push(["Not transferred", el("span", { class: "error" }, `${j.untransferable_entries} entries (left out by the scan, or vanished from the source during the transfer); the first: ${j.first_untransferable}`)]);
+  if (j.untransferable_entries > 0) rows.push(["Not transferred", el("span", { class: "error" }, `${j.untransferable_entries} entries (left out by the scan, or gone or changed at the source during the transfer); the first: ${j.first_untransferable}`)]);
   if (j.waiting) rows.push(["Waiting", el("span", { class: "error" }, j.waiting)]);
   if (j.error) rows.push(["Error", el("span", { class: "error" }, j.error)]);
   const codecs = (j.codecs || []).slice().sort((a, b) => b.raw_bytes - a.raw_bytes);
