@@ -211,6 +211,9 @@ enum JobSummary {
 
     /// What to do about entries not transferred, for the reason the first of them gives.
     static func untransferableHint(_ first: String, count n: Int64) -> String {
+        if first.contains("could not be read at the source") {
+            return "the agent's user may not read \(n == 1 ? "it" : "them"): fix the permissions at the source and submit again"
+        }
         if first.contains("vanished from the source during the transfer") || first.contains("changed during the transfer") {
             return "the source changed while the job ran (as rsync's 'file has vanished'); submit again to copy what is there now"
         }

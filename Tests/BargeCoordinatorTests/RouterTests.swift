@@ -165,7 +165,7 @@ struct RouterTests {
             for (source, destination, refused) in [("/ds", "ds/", "the source itself"), ("ds", "/ds/./copy", "inside the source a:/ds"),
                                                    ("/", "/backup", "inside the source a:/")] {
                 try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", source, "a", destination)) { response in
-                    #expect(response.status == .badRequest, "\(source) → \(destination)")
+                    #expect(response.status == .conflict, "\(source) → \(destination)")
                     let said = String(buffer: response.body).replacingOccurrences(of: "\\/", with: "/")  // JSON escapes slashes
                     #expect(said.contains(refused) && said.contains("choose a destination outside the source"), "\(said)")
                 }

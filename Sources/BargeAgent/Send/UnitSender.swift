@@ -152,18 +152,25 @@ public struct UnitSender: Sendable {
     ///   directory on its way was replaced by a file (ENOTDIR).
     /// - Changed: its size or mtime is no longer the scan's (`SourceChanged`), or it ended before
     ///   the range the scan of cut points read.
+    /// - Unreadable: opening it was refused (EACCES, EPERM), as rsync reports such a file and goes on.
     static func leftOutReason(_ error: Error, path: String) -> String? {
-        let code: Int32
+        let code: Int32, opening: Bool
         switch error {
         case let changed as SourceChanged: return changed.description
         case ChunkingError.shortFile(_, let expected, let actual):
             return SourceChanged(path: path, what: "it ended at \(actual) bytes, the scan saw \(expected)").description
-        case StoreError.system(_, _, let e): code = e
-        case ChunkingError.io(_, "open", let e): code = e  // the scan of cut points
+        case StoreError.system(let operation, _, let e): (code, opening) = (e, operation == "open")
+        case ChunkingError.io(_, "open", let e): (code, opening) = (e, true)  // the scan of cut points
         default: return nil
         }
-        guard code == ENOENT || code == ENOTDIR else { return nil }
-        return "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
+        switch code {
+        case ENOENT, ENOTDIR:
+            return "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
+        case EACCES where opening, EPERM where opening:
+            return "'\(path)' could not be read at the source: \(StoreError.system(operation: "open", path: path, errno: code))"
+        default:
+            return nil
+        }
     }
 
     /// File `i` is left out (`reason`): it is not finished at the destination, and when this unit

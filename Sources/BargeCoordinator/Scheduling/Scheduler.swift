@@ -236,11 +236,6 @@ public actor Scheduler {
 
     public func submit(_ request: SubmitRequest, id: String) throws -> JobRecord {
         let source = try Self.path(request.source.path), destination = try Self.path(request.destination.path)
-        // A site's agents share one root: a destination at or inside the source there would be
-        // scanned while it fills, and its copies copied again.
-        if request.source.site == request.destination.site, JobPath.contains(source, destination) {
-            throw SchedulerError.invalid("the destination \(request.destination.site):/\(destination) is \(source == destination ? "the source itself" : "inside the source \(request.source.site):/\(source)"): its copies would be scanned and copied again; choose a destination outside the source")
-        }
         let codec = request.codec ?? "auto"
         guard codec.utf8.count <= 64, !codec.isEmpty else { throw SchedulerError.invalid("codec name is empty or too long") }
         // Checked as the CLI checks it: a name the agents would not know is refused here.
@@ -256,6 +251,11 @@ public actor Scheduler {
         // The request is checked whole before the sites are: a bad field is a 400 whatever runs.
         try requireAgents(at: request.source.site)
         try requireAgents(at: request.destination.site)
+        // A site's agents share one root: a destination at or inside the source there would be
+        // scanned while it fills, and its copies copied again.
+        if request.source.site == request.destination.site, JobPath.contains(source, destination) {
+            throw SchedulerError.conflict("the destination \(request.destination.site):/\(destination) is \(source == destination ? "the source itself" : "inside the source \(request.source.site):/\(source)"): its copies would be scanned and copied again; choose a destination outside the source")
+        }
         var job = JobRecord(id: id, sourceSite: request.source.site, sourcePath: source,
                             destinationSite: request.destination.site, destinationPath: destination, createdAt: Int64(now()))
         job.codec = codec

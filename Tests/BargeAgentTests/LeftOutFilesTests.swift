@@ -1,5 +1,8 @@
 @testable import BargeAgent
+import BargeChunk
+import BargeStore
 import BargeWire
+import Foundation
 import Testing
 
 /// Reports as a coordinator of an older protocol version reads them. A unit done without files it
@@ -41,5 +44,31 @@ struct ReportDowngradeTests {
         #expect(throws: WireError.malformed(.taskDone, "files left out without why, or why without files")) {
             try Message(frame: Message.taskDone(pathless).frame())
         }
+    }
+}
+
+/// Which errors reading a source file leave the file out (the unit goes on) rather than fail the
+/// unit, and the words `status` shows for them.
+struct LeftOutReasonTests {
+    @Test func goneChangedAndUnreadableFilesAreLeftOutWithWhy() {
+        #expect(UnitSender.leftOutReason(StoreError.system(operation: "open", path: "ds/f", errno: ENOENT), path: "ds/f")
+            == "'ds/f' vanished from the source during the transfer (deleted or renamed after the scan)")
+        #expect(UnitSender.leftOutReason(StoreError.system(operation: "open", path: "ds/d/f", errno: ENOTDIR), path: "ds/d/f")?.contains("vanished") == true)
+        #expect(UnitSender.leftOutReason(ChunkingError.io(path: "/r/ds/f", operation: "open", errno: ENOENT), path: "ds/f")?.contains("vanished") == true)
+        #expect(UnitSender.leftOutReason(SourceChanged(path: "ds/f", what: "its mtime moved"), path: "ds/f")
+            == "source file 'ds/f' changed during the transfer (its mtime moved); it was not finished at the destination")
+        #expect(UnitSender.leftOutReason(ChunkingError.shortFile(path: "/r/ds/f", expected: 10, actual: 4), path: "ds/f")?
+            .contains("changed during the transfer (it ended at 4 bytes, the scan saw 10)") == true)
+        #expect(UnitSender.leftOutReason(StoreError.system(operation: "open", path: "ds/f", errno: EACCES), path: "ds/f")
+            == "'ds/f' could not be read at the source: open ds/f: EACCES (Permission denied)")
+    }
+
+    @Test func otherFailuresFailTheUnit() {
+        // A read that fails mid-file, a disk error, a refusal other than at the open, a path out of the root.
+        #expect(UnitSender.leftOutReason(StoreError.system(operation: "read", path: "ds/f", errno: EIO), path: "ds/f") == nil)
+        #expect(UnitSender.leftOutReason(StoreError.system(operation: "stat", path: "ds/f", errno: EACCES), path: "ds/f") == nil)
+        #expect(UnitSender.leftOutReason(StoreError.system(operation: "open", path: "ds/f", errno: EMFILE), path: "ds/f") == nil)
+        #expect(UnitSender.leftOutReason(StoreError.escapesRoot(path: "../x"), path: "../x") == nil)
+        #expect(UnitSender.leftOutReason(ChunkingError.io(path: "/r/ds/f", operation: "read", errno: EIO), path: "ds/f") == nil)
     }
 }
