@@ -13,7 +13,8 @@ import Synchronization
 
 /// Why a unit stopped. `retryable` failures (a corrupt chunk past its attempts, a dropped
 /// connection, a write error at the destination) go back to the coordinator for another lane;
-/// the others (a path outside a root, a source file that changed) fail the job.
+/// the others (a path outside a root, a source that cannot be read) fail the job. A source file
+/// gone, changed or unreadable since the scan does not fail the unit: it is left out (`leftOut`).
 public struct UnitFailure: Error, CustomStringConvertible {
     public let retryable: Bool
     public let description: String
@@ -363,6 +364,8 @@ public struct UnitSender: Sendable {
                         let f = task.files[i]
                         let e = f.entry
                         guard e.size > 0 else {
+                            // Nothing to read: looked at, so that one gone or changed is left out too.
+                            guard try scanStillHolds(i) else { continue }
                             files.append(FileBatch.File(path: e.path, size: 0, mode: e.mode, mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds,
                                                         id: Self.emptyId, xxh: Self.emptyXXH, form: .bytes, encoded: ByteBuffer()))
                             included.append(i)
@@ -476,7 +479,11 @@ public struct UnitSender: Sendable {
                     }
                 } catch where leftOut(i, for: error) {
                     // Gone or changed: its other chunks find it so too, and it is never finished.
+                    // A claim from an earlier attempt (a corrupt nack) is given up, or the streams
+                    // waiting for these bytes would wait for ever.
                     flow.cancel(room)
+                    if let id = claimed { refs.settle(id, sent: false) }
+                    claimed = nil
                     return
                 } catch {
                     flow.cancel(room)
@@ -532,6 +539,13 @@ public struct UnitSender: Sendable {
     private func unchangedAtFinish(_ i: Int) throws -> Bool {
         let f = task.files[i]
         guard f.entry.kind == .file, f.length == 0, !f.repair else { return true }
+        return try scanStillHolds(i)
+    }
+
+    /// Whether file `i` is at the source as the scan saw it (its size and mtime); one that is not
+    /// is left out (`leftOut`) and false returned. Other failures to look throw.
+    private func scanStillHolds(_ i: Int) throws -> Bool {
+        let f = task.files[i]
         let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
         let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {

@@ -241,11 +241,13 @@ extension Journal {
                     d.dedupBytes += Int64(report.dedupBytes)
                     // Files gone from the source or changed when the unit came to read them are
                     // not finished: they count with the entries the scan left out (exit status 2).
-                    d.filesDone += max(0, unit.finishedFiles - Int64(report.leftOut.count))
+                    // Each file once, and no more than the unit finishes.
+                    let leftOut = min(Int64(Set(report.leftOut).count), unit.finishedFiles)
+                    d.filesDone += unit.finishedFiles - leftOut
                     d.unitsDone += 1
-                    if !report.leftOut.isEmpty {
+                    if leftOut > 0 {
                         try db.cachedStatement(sql: "UPDATE jobs SET untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?) WHERE id = ?")
-                            .execute(arguments: [Int64(report.leftOut.count), report.firstLeftOut, report.job])
+                            .execute(arguments: [leftOut, report.firstLeftOut, report.job])
                     }
                     d.codecs = CodecUsage.merge(d.codecs, report.codecs)
                 }

@@ -40,7 +40,9 @@ extension Journal {
             for unit in units {
                 var byFile: [UInt32: [[UInt8]]] = [:]
                 for c in UnitManifest.decode(unit.manifest ?? Data()) { byFile[c.file, default: []].append(c.id) }
-                for (i, f) in unit.files.enumerated() where f.finish && f.entry.kind == .file {
+                // Files the unit left out (gone from the source or changed) never arrived.
+                let leftOut = Set(unit.leftOut.map(Int.init))
+                for (i, f) in unit.files.enumerated() where f.finish && f.entry.kind == .file && !leftOut.contains(i) {
                     var root = MerkleAccumulator()
                     // A large file's chunks are in its ranges, made (and numbered) in offset order.
                     if unit.kind == .finish { try addRangeChunks(job: id, finish: unit.unitId, to: &root) }

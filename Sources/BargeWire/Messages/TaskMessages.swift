@@ -386,7 +386,8 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
 }
 
 /// A unit could not finish. `retryable` units go back to pending (another lane, or later);
-/// the others fail the job with `reason` (a source file that changed, a path outside the root).
+/// the others fail the job with `reason` (a path outside the root, a source that cannot be read;
+/// before version 13, also a source file that vanished or changed).
 public struct TaskFailed: Hashable, Sendable, PayloadCodable {
     public var job: String
     public var unit: UInt64
