@@ -45,4 +45,19 @@ struct LiveProgressTests {
         live.remove(UnitKey(job: "j", unit: 1))
         #expect(live.lanes(of: "j").map(\.destination) == ["b0"] && live.lanes(of: "k").isEmpty)
     }
+
+    /// A lane whose units stopped reporting (its agent killed, not yet marked down) stops showing
+    /// its last rate after `laneSilence`; a unit of it that reports again brings it back.
+    @Test func aLaneSilentForTwoSecondsIsNotShown() {
+        let live = LiveProgress()
+        let ab = LiveProgress.LaneKey(source: "a1", destination: "b1")
+        let figures = LaneFigures(rttMicros: 1_500, queueMicros: 200, window: 4 << 20, rate: 100 << 20)
+        live.set(UnitKey(job: "j", unit: 1), TaskProgress(job: "j", unit: 1, bytesDone: 1, wireBytes: 1, lane: figures), lane: ab, at: 100)
+        live.set(UnitKey(job: "j", unit: 2), TaskProgress(job: "j", unit: 2, bytesDone: 1, wireBytes: 1, lane: figures), lane: ab, at: 101)
+        #expect(live.lanes(of: "j", now: 103).map(\.destination) == ["b1"])  // unit 2 spoke 2 s ago
+        #expect(live.lanes(of: "j", now: 103.5).isEmpty)
+        #expect(live.sums(of: "j").bytes == 2, "its units still count")
+        live.set(UnitKey(job: "j", unit: 1), TaskProgress(job: "j", unit: 1, bytesDone: 2, wireBytes: 2, lane: figures), lane: ab, at: 104)
+        #expect(live.lanes(of: "j", now: 104.5).map(\.destination) == ["b1"])
+    }
 }

@@ -13,7 +13,14 @@ final class LiveProgress: Sendable {
     struct Entry {
         var report: TaskProgress
         var lane: LaneKey?
+        /// When the report came (the scheduler's clock, seconds).
+        var at: Double
     }
+
+    /// A lane whose units have reported nothing for this long (agents report every 0.5 s) is not
+    /// shown: its agent is gone or hung, and its last rate is no longer true. The units stay
+    /// counted until the agent is marked down.
+    static let laneSilence: Double = 2
 
     /// The agents at the two ends of a lane.
     struct LaneKey: Hashable {
@@ -43,9 +50,9 @@ final class LiveProgress: Sendable {
     var totalBytes: Int64 { state.withLock { $0.totalBytes } }
 
     /// A unit's latest report, in place of its previous one.
-    func set(_ key: UnitKey, _ report: TaskProgress, lane: LaneKey? = nil) {
+    func set(_ key: UnitKey, _ report: TaskProgress, lane: LaneKey? = nil, at: Double = 0) {
         state.withLock { s in
-            let previous = s.byJob[key.job, default: [:]].updateValue(Entry(report: report, lane: lane), forKey: key.unit)
+            let previous = s.byJob[key.job, default: [:]].updateValue(Entry(report: report, lane: lane, at: at), forKey: key.unit)
             s.add(key.job, bytes: Int64(report.bytesDone) - Int64(previous?.report.bytesDone ?? 0),
                   wire: Int64(report.wireBytes) - Int64(previous?.report.wireBytes ?? 0))
         }
@@ -79,16 +86,17 @@ final class LiveProgress: Sendable {
     }
 
     /// The figures of each lane running a unit of the job, from its latest report that carried
-    /// them, sorted by source and destination.
-    func lanes(of job: String) -> [LaneStatus] {
+    /// them, sorted by source and destination; at `now`, lanes silent for `laneSilence` are left
+    /// out.
+    func lanes(of job: String, now: Double = 0) -> [LaneStatus] {
         let byLane = state.withLock { s in
-            var byLane: [LaneKey: LaneStatus] = [:]
+            var byLane: [LaneKey: (status: LaneStatus, at: Double)] = [:]
             for entry in (s.byJob[job] ?? [:]).values {
-                guard let lane = entry.lane, let f = entry.report.lane else { continue }
-                byLane[lane] = LaneStatus(source: lane.source, destination: lane.destination, figures: f)
+                guard let lane = entry.lane, let f = entry.report.lane, entry.at >= byLane[lane]?.at ?? -.infinity else { continue }
+                byLane[lane] = (LaneStatus(source: lane.source, destination: lane.destination, figures: f), entry.at)
             }
-            return byLane
+            return byLane.values.filter { now - $0.at <= Self.laneSilence }.map(\.status)
         }
-        return byLane.values.sorted { ($0.source, $0.destination) < ($1.source, $1.destination) }
+        return byLane.sorted { ($0.source, $0.destination) < ($1.source, $1.destination) }
     }
 }

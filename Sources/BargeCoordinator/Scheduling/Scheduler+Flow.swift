@@ -63,7 +63,7 @@ extension Scheduler {
     }
 
     /// The lanes of a running job as its units last reported them, one entry per lane.
-    public nonisolated func lanes(of job: String) -> [LaneStatus] { live.lanes(of: job) }
+    public nonisolated func lanes(of job: String) -> [LaneStatus] { live.lanes(of: job, now: now()) }
 
     /// A cap as given: nil for none (absent or `off`); otherwise it must parse as a rate or a
     /// timetable. An empty one is refused: it says nothing, where `off` says none.

@@ -390,7 +390,7 @@ public actor Scheduler {
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
                 if let lane = policy.lane(of: key) {
-                    live.set(key, p, lane: LiveProgress.LaneKey(source: lane.source, destination: lane.destination))
+                    live.set(key, p, lane: LiveProgress.LaneKey(source: lane.source, destination: lane.destination), at: now())
                     if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f, now: now()) }
                 }
             case .taskDone(let done):
