@@ -331,6 +331,21 @@ struct TransferProcessTests {
         #expect(again.status == 0)
         let final = try status(try cluster.cli(["status", job, "--json"], http: c.http))
         #expect(final["chunks_refetched"] as? Int == 1)
+
+        // Flipped again, but the source has changed since the job: there is nothing true to
+        // repair from, and the verification says so rather than leaving the chunk silently.
+        let again2 = try #require(FileHandle(forUpdatingAtPath: victim))
+        try again2.seek(toOffset: 6 << 20)
+        try again2.write(contentsOf: Data([byte ^ 0xFF]))
+        try again2.close()
+        TreeSupport.setMtime(victim, seconds: st.st_mtim.tv_sec, nanoseconds: st.st_mtim.tv_nsec)
+        let grown = try FileHandle(forWritingTo: source.appendingPathComponent("big/field.f32"))
+        try grown.seekToEnd()
+        try grown.write(contentsOf: Data("more".utf8))
+        try grown.close()
+        let stale = try cluster.cli(["verify", job, "--repair", "--json"], http: c.http)
+        #expect(stale.status != 0)
+        #expect((try status(stale)["error"] as? String ?? "").contains("source file 'ds/big/field.f32' changed during the transfer"), "\(stale.stdout)\(stale.stderr)")
     }
 
     @Test func badSubmissionsGetClearErrorsAndWriteNothing() async throws {

@@ -175,11 +175,12 @@ public struct UnitSender: Sendable {
     }
 
     /// File `i` is left out (`reason`): it is not finished at the destination, and when this unit
-    /// was to finish it, `task done` names it. A range of a large file leaves that to the file's
-    /// `finish` unit, which looks at it before finishing (`unchangedAtFinish`).
+    /// was to finish it, or to repair it (`verify --repair`), `task done` names it. A range of a
+    /// large file leaves that to the file's `finish` unit, which looks at it before finishing
+    /// (`unchangedAtFinish`).
     private func leftOut(_ i: Int, _ reason: String) {
         let f = task.files[i]
-        guard f.finish else { return }
+        guard f.finish || f.repair else { return }
         progress.leftOut(file: i, reason: reason)
     }
 

@@ -314,6 +314,9 @@ extension Scheduler {
                 source.sink.yield(.taskAssign(task))
             }
             switch result {
+            case .success(let report) where !report.leftOut.isEmpty:
+                // The source is not what was sent (gone or changed since): nothing to repair from.
+                throw SchedulerError.agentUnavailable("the repair could not be sent: \(report.firstLeftOut)")
             case .success(let report):
                 count += report.chunks.count + files.filter { $0.finish && $0.entry.size == 0 }.count
                 done.insert(agent)
