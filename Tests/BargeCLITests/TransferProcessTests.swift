@@ -91,7 +91,8 @@ struct TransferProcessTests {
     /// goes on and succeeds partial (exit 2), `status` names the first, nothing of theirs appears
     /// under a final name, and `verify` does not look for them. One of each path a file takes:
     /// chunks (`f39` deleted, `f38` appended to), a batch of small files (`zz/s5`, and `zz/empty`,
-    /// which has no bytes to read), and a large
+    /// which has no bytes to read), a symbolic link (`zz/link`, made from what the scan recorded),
+    /// and a large
     /// file's ranges and `finish` unit (`z-big`, 12 MiB in units of 4 MiB).
     @Test func filesGoneOrChangedAtTheSourceMidJobAreLeftOutAndReported() async throws {
         try FileManager.default.createDirectory(at: source.appendingPathComponent("zz"), withIntermediateDirectories: true)
@@ -105,11 +106,12 @@ struct TransferProcessTests {
             try Data(SampleData.random(bytes: 1000 + i, seed: UInt64(100 + i))).write(to: source.appendingPathComponent("zz/s\(i)"))
         }
         try Data().write(to: source.appendingPathComponent("zz/empty"))
+        try FileManager.default.createSymbolicLink(atPath: source.appendingPathComponent("zz/link").path, withDestinationPath: "s1")
         let c = try await start()
         let job = try cluster.cli(["submit", "a:/ds", "b:copy", "--codec", "none", "--bwlimit", "6MiB/s"], http: c.http).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(try await cluster.eventually(30) { (try status(try cluster.cli(["status", job, "--json"], http: c.http))["files_total"] as? Int ?? 0) == 52 })
-        let gone = ["f39", "z-big", "zz/s5", "zz/empty"]
+        #expect(try await cluster.eventually(30) { (try status(try cluster.cli(["status", job, "--json"], http: c.http))["files_total"] as? Int ?? 0) == 53 })
+        let gone = ["f39", "z-big", "zz/s5", "zz/empty", "zz/link"]
         var expected = try TreeSupport.snapshot(source)
         for name in gone {
             try FileManager.default.removeItem(at: source.appendingPathComponent(name))
@@ -122,14 +124,14 @@ struct TransferProcessTests {
         expected.removeAll { $0.hasPrefix("f38 ") }
         let watched = try cluster.cli(["status", job, "--watch"], http: c.http)
         #expect(watched.status == 2, "\(watched.stdout)\(watched.stderr)\n\(c.coordinator.output)")
-        #expect(watched.stdout.contains("NOT transferred: 5 entries"), "\(watched.stdout)")
+        #expect(watched.stdout.contains("NOT transferred: 6 entries"), "\(watched.stdout)")
         #expect(watched.stdout.contains("vanished from the source during the transfer"), "\(watched.stdout)")
         #expect(watched.stdout.contains("submit again to copy what is there now"), "\(watched.stdout)")
         let s = try status(try cluster.cli(["status", job, "--json"], http: c.http))
         #expect(s["state"] as? String == "succeeded", "\(s)")
-        #expect(s["untransferable_entries"] as? Int == 5, "\(s)")
+        #expect(s["untransferable_entries"] as? Int == 6, "\(s)")
         #expect(s["files_done"] as? Int == 47, "\(s)")
-        // Everything else arrived as the scan saw it, and nothing of the five under a final name.
+        // Everything else arrived as the scan saw it, and nothing of the six under a final name.
         #expect(try TreeSupport.snapshot(destination).filter { !$0.contains(".barge-partial") } == expected)
         // What arrived verifies: the files that vanished are not looked for.
         let verified = try cluster.cli(["verify", job], http: c.http)

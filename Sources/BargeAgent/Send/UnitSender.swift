@@ -322,6 +322,7 @@ public struct UnitSender: Sendable {
             try flow.check()
             switch step {
             case .entry(let i):
+                guard try linkStillHolds(i) else { continue }
                 try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
             case .finish(let i):
                 if try unchangedAtFinish(i) { try await finished(i, stream, ready) }
@@ -541,6 +542,42 @@ public struct UnitSender: Sendable {
         let f = task.files[i]
         guard f.entry.kind == .file, f.length == 0, !f.repair else { return true }
         return try scanStillHolds(i)
+    }
+
+    /// Whether entry `i`, when a symbolic link, is at the source as the scan saw it (its target),
+    /// before it is made at the destination from what the scan recorded; one gone or changed is
+    /// left out (`leftOut`) and false returned. Directories are made as recorded.
+    private func linkStillHolds(_ i: Int) throws -> Bool {
+        let f = task.files[i]
+        guard f.entry.kind == .symlink else { return true }
+        let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
+        guard let name = path.components.last else { return true }
+        let directory: Int32
+        do {
+            directory = try RootDirectory.open(sources.root).openDirectory(path.components.dropLast(), create: false, display: f.sourcePath)
+        } catch {
+            if leftOut(i, for: error) { return false }
+            throw error
+        }
+        defer { close(directory) }
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlinkat(directory, name, &buffer, buffer.count - 1)
+        guard n >= 0 else {
+            let e = errno
+            if e == EINVAL {
+                leftOut(i, SourceChanged(path: f.sourcePath, what: "it is no longer a symbolic link").description)
+                return false
+            }
+            let failure = StoreError.system(operation: "open", path: f.sourcePath, errno: e)
+            if leftOut(i, for: failure) { return false }
+            throw failure
+        }
+        let target = String(decoding: buffer[0..<n], as: UTF8.self)
+        guard target == f.entry.linkTarget else {
+            leftOut(i, SourceChanged(path: f.sourcePath, what: "it now points to '\(target)'").description)
+            return false
+        }
+        return true
     }
 
     /// Whether file `i` is at the source as the scan saw it (its size and mtime); one that is not
