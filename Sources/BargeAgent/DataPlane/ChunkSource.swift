@@ -107,7 +107,7 @@ public final class ChunkSource: @unchecked Sendable {
         try payload.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
             let region = UnsafeMutableRawBufferPointer(rebasing: out[ChunkHeader.size..<(ChunkHeader.size + length)])
             try readFully(fd, into: region, at: offset, sourcePath: sourcePath, fileSize: fileSize)
-            try checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime)
+            try Self.checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime)
             let bytes = UnsafeRawBufferPointer(region)
             sha.update(bytes)
             id = sha.finalize().bytes
@@ -176,7 +176,9 @@ public final class ChunkSource: @unchecked Sendable {
     }
 
     /// Checked after the read: any write before or during it has moved the mtime.
-    private func checkUnchanged(_ fd: Int32, sourcePath: String, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)?) throws {
+    /// Throws `SourceChanged` when the open file's size (or, given `mtime`, its mtime) is not the
+    /// scan's; also for a unit that reads nothing of a file before finishing it.
+    static func checkUnchanged(_ fd: Int32, sourcePath: String, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)?) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: sourcePath, errno: errno) }
         if UInt64(st.st_size) != fileSize { throw SourceChanged(path: sourcePath, what: "size \(st.st_size), the scan saw \(fileSize)") }

@@ -550,60 +550,39 @@ public struct UnitSender: Sendable {
     private func linkStillHolds(_ i: Int) throws -> Bool {
         let f = task.files[i]
         guard f.entry.kind == .symlink else { return true }
-        let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
-        guard let name = path.components.last else { return true }
-        let directory: Int32
         do {
-            directory = try RootDirectory.open(sources.root).openDirectory(path.components.dropLast(), create: false, display: f.sourcePath)
-        } catch {
-            if leftOut(i, for: error) { return false }
-            throw error
-        }
-        defer { close(directory) }
-        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlinkat(directory, name, &buffer, buffer.count - 1)
-        guard n >= 0 else {
-            let e = errno
-            if e == EINVAL {
-                leftOut(i, SourceChanged(path: f.sourcePath, what: "it is no longer a symbolic link").description)
-                return false
+            let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
+            guard let name = path.components.last else { return true }
+            let directory = try RootDirectory.open(sources.root).openDirectory(path.components.dropLast(), create: false, display: f.sourcePath)
+            defer { close(directory) }
+            var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlinkat(directory, name, &buffer, buffer.count - 1)
+            guard n >= 0 else {
+                if errno == EINVAL { throw SourceChanged(path: f.sourcePath, what: "it is no longer a symbolic link") }
+                throw StoreError.system(operation: "open", path: f.sourcePath, errno: errno)
             }
-            let failure = StoreError.system(operation: "open", path: f.sourcePath, errno: e)
-            if leftOut(i, for: failure) { return false }
-            throw failure
-        }
-        let target = String(decoding: buffer[0..<n], as: UTF8.self)
-        guard target == f.entry.linkTarget else {
-            leftOut(i, SourceChanged(path: f.sourcePath, what: "it now points to '\(target)'").description)
+            let target = String(decoding: buffer[0..<n], as: UTF8.self)
+            guard target == f.entry.linkTarget else { throw SourceChanged(path: f.sourcePath, what: "it now points to '\(target)'") }
+            return true
+        } catch where leftOut(i, for: error) {
             return false
         }
-        return true
     }
 
     /// Whether file `i` is at the source as the scan saw it (its size and mtime); one that is not
     /// is left out (`leftOut`) and false returned. Other failures to look throw.
     private func scanStillHolds(_ i: Int) throws -> Bool {
         let f = task.files[i]
-        let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
-        let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else {
-            let failure = StoreError.system(operation: "open", path: f.sourcePath, errno: errno)
-            if leftOut(i, for: failure) { return false }
-            throw failure
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: f.sourcePath, errno: errno) }
-        let e = f.entry
-        if UInt64(st.st_size) != e.size {
-            leftOut(i, SourceChanged(path: f.sourcePath, what: "size \(st.st_size), the scan saw \(e.size)").description)
+        do {
+            let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
+            let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else { throw StoreError.system(operation: "open", path: f.sourcePath, errno: errno) }
+            defer { close(fd) }
+            try ChunkSource.checkUnchanged(fd, sourcePath: f.sourcePath, fileSize: f.entry.size, mtime: (f.entry.mtimeSeconds, f.entry.mtimeNanoseconds))
+            return true
+        } catch where leftOut(i, for: error) {
             return false
         }
-        if Int64(st.st_mtim.tv_sec) != e.mtimeSeconds || Int32(st.st_mtim.tv_nsec) != e.mtimeNanoseconds {
-            leftOut(i, SourceChanged(path: f.sourcePath, what: "its mtime moved").description)
-            return false
-        }
-        return true
     }
 
     private func finish(_ i: Int, _ stream: ChunkStream) async throws {

@@ -108,9 +108,10 @@ enum Dashboard {
         let now = await scheduler.clockNow
         var jobs: [JobStatus] = []
         let known = await directory.agents
+        let sites = JobWaiting.Sites(known)
         for record in try await scheduler.recentJobs(limit: jobsShown) {
             var status = JobStatus(record, lanes: record.state == .running ? scheduler.lanes(of: record.id) : [])
-            status.waiting = JobWaiting.reason(state: record.state, source: record.sourceSite, destination: record.destinationSite, agents: known)
+            status.waiting = JobWaiting.reason(state: record.state, source: record.sourceSite, destination: record.destinationSite, sites: sites)
             if record.state == .succeeded, jobs.count < 20 {
                 status.verification = try? await scheduler.verification(record.id).map(VerifyProgress.init)
             }
