@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "BargeCoordinator",
             dependencies: [
-                "BargeWire", "BargeChunk", "BargeDigest", "BargeFlow", "BargeTier", "BargeCodec",
+                "BargeWire", "BargeChunk", "BargeDigest", "BargeFlow", "BargeTier", "BargeCodec", "BargeStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),

@@ -149,11 +149,12 @@ public final class ChunkIndex: Sendable {
     /// not four.
     public func finalize(_ files: [Finalized], recording entries: [Entry] = []) throws {
         guard !files.isEmpty || !entries.isEmpty else { return }
-        var whole: [String: Entry] = [:]
+        // By bytes (`PathKey`): "é" and "e\u{301}" are two files.
+        var whole: [PathKey: Entry] = [:]
         if !files.isEmpty {
-            let finishing = Set(files.map(\.path))
-            for e in entries where !e.final && e.offset == 0 && UInt64(e.length) == e.fileSize && finishing.contains(e.path) {
-                whole[e.path] = e
+            let finishing = Set(files.map { PathKey($0.path) })
+            for e in entries where !e.final && e.offset == 0 && UInt64(e.length) == e.fileSize && finishing.contains(PathKey(e.path)) {
+                whole[PathKey(e.path)] = e
             }
         }
         try pool.write { db in
@@ -164,17 +165,17 @@ public final class ChunkIndex: Sendable {
                 try insert.execute(arguments: [e.path, final, Int64(e.offset), e.length, Int64(e.fileSize), Data(e.id), Data(e.xxh)])
             }
             // Every row but the whole files' own, which go in below with their finish.
-            for e in entries where whole[e.path] != e { try record(e, final: e.final) }
+            for e in entries where whole[PathKey(e.path)] != e { try record(e, final: e.final) }
             let dropOld = try db.cachedStatement(sql: "DELETE FROM chunks WHERE path = ? AND (final = 1 OR fileSize != ?)")
             let dropAll = try db.cachedStatement(sql: "DELETE FROM chunks WHERE path = ?")
             let promote = try db.cachedStatement(sql: "UPDATE chunks SET final = 1 WHERE path = ? AND final = 0")
             let file = try db.cachedStatement(sql: "INSERT OR REPLACE INTO files (path, size, mtimeSeconds, mtimeNanoseconds) VALUES (?, ?, ?, ?)")
             for f in files {
-                if let e = whole[f.path], e.fileSize == f.size {
+                if let e = whole[PathKey(f.path)], e.fileSize == f.size {
                     try dropAll.execute(arguments: [f.path])
                     try record(e, final: true)
                 } else {
-                    if let e = whole[f.path] { try record(e, final: false) }  // another size: as any row
+                    if let e = whole[PathKey(f.path)] { try record(e, final: false) }  // another size: as any row
                     // Rows of an older partial copy of another size went with it.
                     try dropOld.execute(arguments: [f.path, Int64(f.size)])
                     try promote.execute(arguments: [f.path])
@@ -201,13 +202,13 @@ public final class ChunkIndex: Sendable {
                 for part in slices() {
                     let arguments = StatementArguments(Array(part))
                     let stale = Set(try Row.fetchAll(db, sql: "SELECT * FROM files WHERE path IN (\(marks(part.count)))", arguments: arguments)
-                        .compactMap { row -> String? in
+                        .compactMap { row -> PathKey? in
                             let path: String = row["path"]
-                            return current(path, row) ? nil : path
+                            return current(path, row) ? nil : PathKey(path)
                         })
                     for row in try Row.fetchAll(db, sql: "SELECT path, final, id FROM chunks WHERE path IN (\(marks(part.count)))", arguments: arguments) {
                         let final: Bool = row["final"], path: String = row["path"], id: Data = row["id"]
-                        if !final || !stale.contains(path) { result.insert([UInt8](id)) }
+                        if !final || !stale.contains(PathKey(path)) { result.insert([UInt8](id)) }
                     }
                 }
             }

@@ -37,4 +37,7 @@ public final class OpenDirectory: Sendable {
 
     /// The target of the link `name` in this directory.
     public func linkTarget(_ name: String) -> String? { RootedPath.linkTarget(name, in: fd) }
+
+    /// The target of the link `name` in this directory, as its bytes.
+    public func linkTargetBytes(_ name: String) -> [UInt8]? { RootedPath.linkTargetBytes(name, in: fd) }
 }

@@ -59,9 +59,9 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Where the partial copy of the file at `relative` (below `root`) is, as an absolute path.
     public static func partialPath(root: String, relative: String) -> String {
-        let slash = relative.lastIndex(of: "/")
-        let name = slash.map { String(relative[relative.index(after: $0)...]) } ?? relative
-        let parent = slash.map { String(relative[...$0]) } ?? ""
+        let slash = PathKey.lastSlash(relative)
+        let name = slash.map { String(relative[relative.utf8.index(after: $0)...]) } ?? relative
+        let parent = slash.map { String(relative[..<relative.utf8.index(after: $0)]) } ?? ""
         return root + "/" + parent + partialName(of: name)
     }
 

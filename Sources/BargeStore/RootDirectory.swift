@@ -28,11 +28,11 @@ public final class RootDirectory: Sendable {
 
     static let oPath = barge_o_path()
 
-    private static let cache = Mutex<[String: RootDirectory]>([:])
+    private static let cache = Mutex<[PathKey: RootDirectory]>([:])
 
     /// The root `path`, opened (cached).
     public static func open(_ path: String) throws(StoreError) -> RootDirectory {
-        if let cached = cache.withLock({ $0[path] }) {
+        if let cached = cache.withLock({ $0[PathKey(path)] }) {
             var st = stat()
             if fstat(cached.fd, &st) == 0, st.st_nlink > 0 { return cached }
         }
@@ -44,7 +44,7 @@ public final class RootDirectory: Sendable {
         let root = RootDirectory(path: path, real: real, fd: fd)
         cache.withLock { c in
             if c.count >= 256 { c.removeAll() }
-            c[path] = root
+            c[PathKey(path)] = root
         }
         return root
     }

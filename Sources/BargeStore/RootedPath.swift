@@ -59,7 +59,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
                                 parentsOnly: Bool = false) throws(StoreError) -> RootedPath {
         guard !path.utf8.contains(0) else { throw .invalidPath(path: path, reason: "contains a NUL byte") }
         var components: [String] = []
-        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+        for part in PathKey.components(path) {
             switch part {
             case ".": continue
             case "..":
@@ -118,10 +118,16 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
 
     /// The target of the link `name` in the directory open as `fd` (`AT_FDCWD`: `name` is a path).
     static func linkTarget(_ name: String, in fd: Int32) -> String? {
+        linkTargetBytes(name, in: fd).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The target of the link `name` in the directory open as `fd`, as its bytes (which need not
+    /// be UTF-8).
+    static func linkTargetBytes(_ name: String, in fd: Int32) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlinkat(fd, name, &buffer, buffer.count - 1)
         guard n >= 0 else { return nil }
-        return String(decoding: buffer[0..<n], as: UTF8.self)
+        return Array(buffer[0..<n])
     }
 
     private static func realPath(_ path: String) -> String? {
@@ -168,7 +174,7 @@ public enum StatePaths {
 
     /// `absolute` (a real path below an agent's root) is this agent's protected directory or inside it.
     public static func isProtected(_ absolute: String) -> Bool {
-        registered.withLock { list in list.contains { absolute == $0 || absolute.hasPrefix($0 + "/") } }
+        registered.withLock { list in list.contains { PathKey.isWithin(absolute, $0) } }
     }
 
     /// Whether the directory holding these entry names is an agent's state (it has the marker).
@@ -177,7 +183,7 @@ public enum StatePaths {
     /// The directories (relative paths) already found without a marker while checking the paths
     /// of one message. Kept only for that message: a marker made later is seen by the next.
     struct Unmarked {
-        var directories: Set<String> = []
+        var directories: Set<PathKey> = []
     }
 
     /// Whether a directory on the way to `rooted` (or `rooted` itself, unless `parentsOnly`)
@@ -187,10 +193,10 @@ public enum StatePaths {
         var st = stat()
         for component in parentsOnly ? rooted.components.dropLast() : rooted.components[...] {
             prefix = prefix.isEmpty ? component : prefix + "/" + component
-            if memo.directories.contains(prefix) { continue }
+            if memo.directories.contains(PathKey(prefix)) { continue }
             if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0 { return true }
             if errno == ENOTDIR { return false }  // a file: nothing below it
-            memo.directories.insert(prefix)
+            memo.directories.insert(PathKey(prefix))
         }
         return false
     }

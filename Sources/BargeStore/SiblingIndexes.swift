@@ -20,8 +20,9 @@ public final class SiblingIndexes: @unchecked Sendable {
     private let own: String
     private let refresh: TimeInterval
     private let lock = NSLock()
-    private var opened: [String: ChunkIndex] = [:]
-    private var unopened: Set<String> = []
+    // By bytes (`PathKey`): agents' names that Swift takes for one are two directories.
+    private var opened: [PathKey: ChunkIndex] = [:]
+    private var unopened: Set<PathKey> = []
     private var listed: (at: Date, mtime: timespec)?
 
     /// `own`: this agent's index file, left out.
@@ -43,7 +44,7 @@ public final class SiblingIndexes: @unchecked Sendable {
         } else {
             listed = (Date(), mtime)
             let names = (try? FileManager.default.contentsOfDirectory(atPath: state)) ?? []
-            let paths = Set(names.map { URL(fileURLWithPath: state + "/" + $0 + "/" + ChunkIndex.fileName).standardizedFileURL.path }).subtracting([own])
+            let paths = Set(names.map { PathKey(URL(fileURLWithPath: state + "/" + $0 + "/" + ChunkIndex.fileName).standardizedFileURL.path) }).subtracting([PathKey(own)])
             opened = opened.filter { paths.contains($0.key) }
             unopened = []
             for path in paths where opened[path] == nil { open(path) }
@@ -51,8 +52,8 @@ public final class SiblingIndexes: @unchecked Sendable {
         return opened.keys.sorted().compactMap { opened[$0] }
     }
 
-    private func open(_ path: String) {
-        if FileManager.default.fileExists(atPath: path), let index = try? ChunkIndex(readingOnly: path, root: root) {
+    private func open(_ path: PathKey) {
+        if FileManager.default.fileExists(atPath: path.string), let index = try? ChunkIndex(readingOnly: path.string, root: root) {
             opened[path] = index
             unopened.remove(path)
         } else {

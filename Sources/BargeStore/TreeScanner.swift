@@ -46,8 +46,12 @@ public enum TreeScanner {
             result.skipped = walker.takeSkipped()
         } else {
             let name = start.components.last ?? ""
-            if let entry = entry(start.absolute, relative: name, st) { result.entries.append(entry) }
-            else { result.skipped.append(.invalidPath(path: start.relative, reason: "not a regular file, directory or symbolic link")) }
+            do {
+                if let entry = try entry(start.absolute, relative: name, st) { result.entries.append(entry) }
+                else { result.skipped.append(.invalidPath(path: start.relative, reason: "not a regular file, directory or symbolic link")) }
+            } catch {
+                result.skipped.append(error)
+            }
         }
         return result
     }
@@ -56,7 +60,7 @@ public enum TreeScanner {
     public static func entry(at path: RootedPath) throws(StoreError) -> TreeEntry {
         var st = stat()
         guard lstat(path.absolute, &st) == 0 else { throw .system(operation: "scan", path: path.relative.isEmpty ? "." : path.relative, errno: errno) }
-        guard let e = entry(path.absolute, relative: path.components.last ?? "", st) else {
+        guard let e = try entry(path.absolute, relative: path.components.last ?? "", st) else {
             throw .invalidPath(path: path.relative, reason: "not a regular file, directory or symbolic link")
         }
         return e
@@ -114,18 +118,26 @@ public enum TreeScanner {
             skipped.append(.system(operation: "stat", path: relative, errno: errno))
             return nil
         }
-        guard let e = entry(relative: relative, st, linkTarget: { directory.linkTarget(name) }) else {
-            skipped.append(.invalidPath(path: relative, reason: "not a regular file, directory or symbolic link"))
+        do {
+            guard let e = try entry(relative: relative, st, linkTarget: { directory.linkTargetBytes(name) }) else {
+                skipped.append(.invalidPath(path: relative, reason: "not a regular file, directory or symbolic link"))
+                return nil
+            }
+            return e
+        } catch {
+            skipped.append(error)
             return nil
         }
-        return e
     }
 
-    private static func entry(_ absolute: String, relative: String, _ st: stat) -> TreeEntry? {
-        entry(relative: relative, st, linkTarget: { RootedPath.linkTarget(absolute) })
+    private static func entry(_ absolute: String, relative: String, _ st: stat) throws(StoreError) -> TreeEntry? {
+        try entry(relative: relative, st, linkTarget: { RootedPath.linkTargetBytes(absolute, in: AT_FDCWD) })
     }
 
-    private static func entry(relative: String, _ st: stat, linkTarget: () -> String?) -> TreeEntry? {
+    /// Nil for a device, socket or FIFO. A symbolic link whose target is not UTF-8 is refused
+    /// (`invalidLinkTarget`), as names that are not: made from a decoded copy, it would point
+    /// elsewhere at the destination.
+    private static func entry(relative: String, _ st: stat, linkTarget: () -> [UInt8]?) throws(StoreError) -> TreeEntry? {
         let kind: TreeEntry.Kind
         switch st.st_mode & S_IFMT {
         case S_IFREG: kind = .file
@@ -133,10 +145,15 @@ public enum TreeScanner {
         case S_IFLNK: kind = .symlink
         default: return nil
         }
+        var target: String?
+        if kind == .symlink, let bytes = linkTarget() {
+            guard let valid = String(validating: bytes, as: UTF8.self) else { throw .invalidLinkTarget(path: relative, escaped: escape(bytes)) }
+            target = valid
+        }
         return TreeEntry(
             path: relative, kind: kind, size: kind == .file ? UInt64(st.st_size) : 0, mode: UInt32(st.st_mode & 0o7777),
             mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec),
-            linkTarget: kind == .symlink ? linkTarget() : nil)
+            linkTarget: target)
     }
 
     /// Printable ASCII as is, everything else as \xNN.

@@ -1,3 +1,4 @@
+import BargeStore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -223,10 +224,10 @@ public final class ColdCatalog: Sendable {
     }
 
     /// Which of `paths` are cold files (one indexed lookup each).
-    public func coldPaths(_ paths: [String]) throws -> Set<String> {
+    public func coldPaths(_ paths: [String]) throws -> Set<PathKey> {
         try read { db in
             let statement = try db.cachedStatement(sql: "SELECT 1 FROM files WHERE path = ?")
-            return Set(try paths.filter { try Int.fetchOne(statement, arguments: [$0]) != nil })
+            return Set(try paths.filter { try Int.fetchOne(statement, arguments: [$0]) != nil }.map(PathKey.init))
         }
     }
 

@@ -581,7 +581,8 @@ public final class ColdStore {
 struct DirectoryTimes {
     let catalog: ColdCatalog
     let root: String
-    private var touched: Set<String> = []
+    /// By bytes (`PathKey`): "é" and "e\u{301}" are two directories.
+    private var touched: Set<PathKey> = []
 
     init(catalog: ColdCatalog, root: String) {
         self.catalog = catalog
@@ -590,29 +591,29 @@ struct DirectoryTimes {
 
     /// Before changing the directory holding `path` (absolute, below `root`).
     mutating func remember(parentOf path: String) throws {
-        guard let slash = path.lastIndex(of: "/") else { return }
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return }
         let parent = String(path[..<slash])
-        guard !touched.contains(parent) else { return }
+        guard !touched.contains(PathKey(parent)) else { return }
         var st = stat()
         guard stat(parent, &st) == 0 else { return }
         try catalog.rememberDirectory(relative(parent), seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec))
-        touched.insert(parent)
+        touched.insert(PathKey(parent))
     }
 
     mutating func restoreAndSync() throws {
-        for directory in touched.sorted(by: { $0.count > $1.count }) {
-            try restore(relative(directory))
+        for directory in touched.sorted(by: { $0.string.utf8.count > $1.string.utf8.count }) {
+            try restore(relative(directory.string))
         }
         touched = []
     }
 
     /// Puts back every recorded mtime at `prefix` or below (rows a crash left).
     func restorePending(under prefix: String) throws {
-        for d in try catalog.rememberedDirectories(under: prefix).sorted(by: { $0.path.count > $1.path.count }) { try restore(d.path) }
+        for d in try catalog.rememberedDirectories(under: prefix).sorted(by: { $0.path.utf8.count > $1.path.utf8.count }) { try restore(d.path) }
     }
 
     private func restore(_ relative: String) throws {
-        guard let row = try catalog.rememberedDirectories(under: relative).first(where: { $0.path == relative }) else { return }
+        guard let row = try catalog.rememberedDirectories(under: relative).first(where: { PathKey.sameBytes($0.path, relative) }) else { return }
         let absolute = relative.isEmpty ? root : root + "/" + relative
         var both = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(row.seconds), tv_nsec: Int(row.nanoseconds))]  // UTIME_OMIT for the access time
         if utimensat(AT_FDCWD, absolute, &both, AT_SYMLINK_NOFOLLOW) == 0 {
@@ -624,7 +625,7 @@ struct DirectoryTimes {
     }
 
     private func relative(_ absolute: String) -> String {
-        absolute == root ? "" : String(absolute.dropFirst(root.count + 1))
+        PathKey.sameBytes(absolute, root) ? "" : String(decoding: absolute.utf8.dropFirst(root.utf8.count + 1), as: UTF8.self)
     }
 }
 

@@ -221,7 +221,7 @@ enum JobSummary {
             return "Barge copies regular files, directories and symbolic links; FIFOs, sockets and device files stay behind (as with rsync without --specials and --devices)"
         }
         if first.contains("not valid UTF-8") {
-            return "fix \(n == 1 ? "it" : "them") at the source (convmv renames a name that is not UTF-8) and submit again"
+            return "fix \(n == 1 ? "it" : "them") at the source (convmv renames a name that is not UTF-8; ln -sfn points a link elsewhere) and submit again"
         }
         return "fix \(n == 1 ? "it" : "them") at the source and submit again"
     }

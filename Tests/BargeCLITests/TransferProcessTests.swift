@@ -147,6 +147,71 @@ struct TransferProcessTests {
         #expect(try TreeSupport.snapshot(destination).filter { !$0.contains(".barge-partial") } == TreeSupport.snapshot(source))
     }
 
+    /// Two names that Swift's `String` takes for one, but Linux keeps apart ("é" as one code point,
+    /// and as "e" with a combining accent), side by side as files, as directories and as link
+    /// targets, and names that begin with a combining mark, each arrive with their own bytes and
+    /// content, and so does a re-sync that finds one of them missing or changed. A name that is
+    /// not UTF-8, and a link whose target is not, are left out and reported (exit status 2).
+    /// Before, the destination wrote one file's bytes under the other's name, the quick check of
+    /// a re-sync looked for one in the other's directory, and the link's target arrived with
+    /// U+FFFD in place of the byte.
+    @Test func namesThatDifferOnlyInUnicodeNormalisationArriveApart() async throws {
+        let fm = FileManager.default
+        let (nfc, nfd) = ("\u{E9}", "e\u{301}")
+        func put(_ relative: String, _ text: String) throws {
+            let url = source.appendingPathComponent(relative)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: url)
+        }
+        // Same size and mtime in both directories (as `cp -a` leaves copies): only the bytes of
+        // the directory's name tell the quick check which is which.
+        try put("\(nfc)/x.txt", "in the composed one\n")
+        try put("\(nfd)/x.txt", "in the decomposed 1\n")
+        try put("\(nfc).txt", "composed\n")
+        try put("\(nfd).txt", "decomposed, and longer\n")
+        try put("d/\u{301}starts-with-a-mark.txt", "mark\n")
+        try put("\u{301}/inner.txt", "a directory named by a mark alone\n")
+        for name in ["\(nfc)/x.txt", "\(nfd)/x.txt"] { TreeSupport.setMtime(source.appendingPathComponent(name).path, seconds: 1_600_000_000, nanoseconds: 5) }
+        try fm.createDirectory(at: source.appendingPathComponent("links"), withIntermediateDirectories: true)
+        try fm.createSymbolicLink(atPath: source.appendingPathComponent("links/composed").path, withDestinationPath: "../\(nfc).txt")
+        try fm.createSymbolicLink(atPath: source.appendingPathComponent("links/decomposed").path, withDestinationPath: "../\(nfd).txt")
+        // Not UTF-8: a file's name, and a link's target.
+        let base = Array(source.path.utf8)
+        let latin1 = Array("caf".utf8) + [0xE9] + Array(".txt".utf8)
+        let fd = TreeSupport.withCPath(base + [UInt8(ascii: "/")] + latin1) { open($0, O_WRONLY | O_CREAT, 0o644) }
+        #expect(fd >= 0)
+        _ = write(fd, "latin-1\n", 8)
+        close(fd)
+        let linked = TreeSupport.withCPath(Array("../".utf8) + latin1) { target in
+            TreeSupport.withCPath(base + Array("/links/latin1".utf8)) { symlink(target, $0) }
+        }
+        #expect(linked == 0)
+        var expected = try TreeSupport.snapshot(source)
+        expected.removeAll { $0.hasPrefix("caf\\xe9.txt ") || $0.hasPrefix("links/latin1 ") }
+        #expect(expected.contains { $0.hasPrefix("\\xc3\\xa9/x.txt ") } && expected.contains { $0.hasPrefix("e\\xcc\\x81/x.txt ") }, "\(expected)")
+
+        let c = try await start()
+        let r = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http)
+        #expect(r.status == 2, "\(r.stdout)\(r.stderr)\n\(c.coordinator.output)")
+        let s = try status(r)
+        #expect(s["state"] as? String == "succeeded", "\(s)")
+        #expect(s["untransferable_entries"] as? Int == 2, "\(s)")
+        #expect(s["retries"] as? Int == 0, "\(s)")
+        #expect(try TreeSupport.snapshot(destination) == expected)
+        let shown = try cluster.cli(["status", try #require(s["id"] as? String)], http: c.http)
+        #expect(shown.stdout.contains("not valid UTF-8"), "\(shown.stdout)")
+
+        // A re-sync: one of the pair is gone at the destination, and one link points to the other
+        // form. Each is found for what it is, and put back.
+        try fm.removeItem(at: destination.appendingPathComponent("\(nfc)/x.txt"))
+        try fm.removeItem(at: destination.appendingPathComponent("links/composed"))
+        try fm.createSymbolicLink(atPath: destination.appendingPathComponent("links/composed").path, withDestinationPath: "../\(nfd).txt")
+        let again = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait"], http: c.http)
+        #expect(again.status == 2, "\(again.stdout)\(again.stderr)")
+        #expect(try TreeSupport.snapshot(destination) == expected)
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
+
     /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB
     /// file of zeros, split in ranges between the two destination agents, arrive identical and
     /// take at the destination little more than their data (as `rsync -S` leaves them).

@@ -54,33 +54,70 @@ enum TreeSupport {
     }
 
     /// One line per entry: path, type, mode, size, mtime, link target, and a hash of the bytes.
+    /// Names are read, sorted and printed by their bytes (anything but printable ASCII as \xNN),
+    /// so two names that Swift's `String` takes for one ("é" and "e\u{301}"), or a name that is
+    /// not UTF-8, are told apart.
     static func snapshot(_ root: URL) throws -> [String] {
         var lines: [String] = []
-        func walk(_ relative: String) throws {
-            let path = relative.isEmpty ? root.path : root.path + "/" + relative
+        func walk(_ relative: [UInt8]) throws {
+            let path = Array(root.path.utf8) + (relative.isEmpty ? [] : [UInt8(ascii: "/")] + relative)
+            let shown = relative.isEmpty ? "." : escape(relative)
             var st = stat()
-            guard lstat(path, &st) == 0 else { throw CocoaError(.fileReadNoSuchFile) }
+            guard withCPath(path, { lstat($0, &st) }) == 0 else { throw CocoaError(.fileReadNoSuchFile) }
             let type = st.st_mode & S_IFMT
-            var line = "\(relative.isEmpty ? "." : relative) mode=\(String(st.st_mode & 0o7777, radix: 8)) mtime=\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+            var line = "\(shown) mode=\(String(st.st_mode & 0o7777, radix: 8)) mtime=\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
             switch type {
             case S_IFDIR:
                 line += " dir"
                 if !relative.isEmpty { lines.append(line) }
-                for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
-                    try walk(relative.isEmpty ? name : relative + "/" + name)
+                for name in try names(path) {
+                    try walk(relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name)
                 }
                 if relative.isEmpty { lines.append(line) }
                 return
             case S_IFLNK:
-                line = "\(relative) link -> \(try FileManager.default.destinationOfSymbolicLink(atPath: path)) mtime=\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+                var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+                let n = withCPath(path) { readlink($0, &buffer, buffer.count - 1) }
+                guard n >= 0 else { throw CocoaError(.fileReadUnknown) }
+                line = "\(shown) link -> \(escape(Array(buffer[0..<n]))) mtime=\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
             default:
-                let data = try Data(contentsOf: URL(fileURLWithPath: path))
+                let fd = withCPath(path) { open($0, O_RDONLY) }
+                guard fd >= 0 else { throw CocoaError(.fileReadNoPermission) }
+                defer { close(fd) }
+                var data = Data()
+                var chunk = [UInt8](repeating: 0, count: 1 << 16)
+                while true {
+                    let n = read(fd, &chunk, chunk.count)
+                    guard n > 0 else { break }
+                    data.append(contentsOf: chunk[0..<n])
+                }
                 line += " size=\(st.st_size) fnv=\(fnv(data))"
             }
             lines.append(line)
         }
-        try walk("")
+        try walk([])
         return lines
+    }
+
+    /// The names in a directory other than `.` and `..`, by their bytes, sorted by them.
+    static func names(_ directory: [UInt8]) throws -> [[UInt8]] {
+        guard let dir = withCPath(directory, { opendir($0) }) else { throw CocoaError(.fileReadNoSuchFile) }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+        }
+        return names.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    static func withCPath<T>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) -> T) -> T {
+        (path + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
+    }
+
+    /// Printable ASCII as is (but `\`), everything else as \xNN.
+    static func escape(_ bytes: [UInt8]) -> String {
+        bytes.map { $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16) }.joined()
     }
 
     static func fnv(_ data: Data) -> String {

@@ -19,20 +19,23 @@ enum QuickCheck {
     static func reply(to request: CompareRequest, root: String, cold: ColdCatalog? = nil) -> CompareReply {
         // Each directory is resolved once per page (it must lie inside the root) and held open:
         // its entries are looked up by name, so the kernel walks one component per entry.
-        var directories: [Substring: OpenDirectory?] = [:]
+        // By bytes (`PathKey`, and the last "/" byte): as Swift strings "é/" and "e\u{301}/" are
+        // one directory, and a name that starts with a combining mark hides the "/" before it
+        // in a `Character`.
+        var directories: [PathKey: OpenDirectory?] = [:]
         let unchanged = request.entries.map { entry -> Bool in
             guard entry.kind != .directory else { return false }
             let path = entry.path
-            let slash = path.lastIndex(of: "/")
+            let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))
             let parent = slash.map { path[..<$0] } ?? ""
-            let name = String(slash.map { path[path.index(after: $0)...] } ?? Substring(path))
+            let name = String(slash.map { path[path.utf8.index(after: $0)...] } ?? Substring(path))
             guard !name.isEmpty, name != ".", name != ".." else { return false }
             let opened: OpenDirectory?
-            if let known = directories[parent] {
+            if let known = directories[PathKey(parent)] {
                 opened = known
             } else {
                 opened = (try? RootedPath.resolve(String(parent), under: root)).flatMap { OpenDirectory(path: $0.absolute) }
-                directories[parent] = opened
+                directories[PathKey(parent)] = opened
             }
             guard let directory = opened else { return false }
             if matches(entry, name: name, in: directory) { return true }
@@ -56,7 +59,9 @@ enum QuickCheck {
                 && Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds
                 && UInt32(st.st_mode & 0o7777) == entry.mode
         case .symlink:
-            return st.st_mode & S_IFMT == S_IFLNK && directory.linkTarget(name) == entry.linkTarget
+            // By bytes: Swift's `==` takes "é" and "e\u{301}" for the same, and they are two names.
+            guard st.st_mode & S_IFMT == S_IFLNK, let target = directory.linkTargetBytes(name) else { return false }
+            return target.elementsEqual(entry.linkTarget.utf8)
         case .directory:
             return false
         }

@@ -193,10 +193,10 @@ public final class ChunkReceiver {
         let paths = lexical.compactMap { $0 }
         if !query.facts.isEmpty {
             let placed = zip(lexical, query.facts).compactMap { p, f in p.map { ($0, f) } }
-            let refused = Set(files.place(job: query.job, paths: placed.map(\.0), facts: placed.map(\.1)))
+            let refused = Set(files.place(job: query.job, paths: placed.map(\.0), facts: placed.map(\.1)).map(PathKey.init))
             if !refused.isEmpty {
                 return .filesDoneReply(FilesDoneReply(refused: lexical.enumerated().compactMap { i, p in
-                    guard let p, refused.contains(p) else { return nil }
+                    guard let p, refused.contains(PathKey(p)) else { return nil }
                     return FilesDoneReply.Refusal(index: UInt32(i), reason: .refusedPath,
                                                   detail: "it is placed cold, but this agent has no cold tier; start the destination site's agents with --cold DIR")
                 }))
@@ -276,7 +276,7 @@ public final class ChunkReceiver {
                 try DestinationEntries.makeDirectory(try RootedPath.resolve(e.path, under: root), mode: e.mode,
                                                      mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
             case .symlink:
-                var parts = e.path.split(separator: "/").map(String.init)
+                var parts = PathKey.components(e.path).map(String.init)
                 guard let name = parts.popLast() else { throw StoreError.invalidPath(path: e.path, reason: "empty link path") }
                 let parent = try RootedPath.resolve(parts.joined(separator: "/"), under: root)
                 try DestinationEntries.makeSymlink(in: parent, name: name, target: e.linkTarget,

@@ -111,7 +111,7 @@ public final class DestinationFiles: Sendable {
             switch f.tier {
             case .cold: tier = .cold
             case .hot: tier = .hot
-            case nil where alreadyCold.contains(path): tier = .cold
+            case nil where alreadyCold.contains(PathKey(path)): tier = .cold
             case nil: tier = sitePolicy?.tier(for: FileFacts(path: path, size: f.size, mtime: f.mtimeSeconds), now: now) ?? .hot
             }
             if tier == .cold { cold.append(path) } else { hot.append(path) }
@@ -278,7 +278,7 @@ public final class DestinationFiles: Sendable {
         let sibling = (siblings?.indexes() ?? []).flatMap { (try? $0.locations(id: id)) ?? [] }
         // The same place in this file's own partial copy, restored after a restart: already there.
         if !cold, case let f = try file(job: job, target: target, size: size), f.lock.withLock({ f.chunks[offset] == UInt64(length) }),
-           candidates.contains(where: { !$0.final && $0.path == target.relative && $0.offset == offset && $0.xxh == xxh }) {
+           candidates.contains(where: { !$0.final && PathKey.sameBytes($0.path, target.relative) && $0.offset == offset && $0.xxh == xxh }) {
             return true
         }
         candidates.removeAll { $0.length != length || $0.xxh != xxh }
@@ -404,18 +404,18 @@ public final class DestinationFiles: Sendable {
         for (i, error) in intake.finish(arrived) {
             failures[i] = error is ColdIntake.Missing ? Incomplete(description: "\(error)") : error
         }
-        var touched = Set<String>()
+        var touched = Set<PathKey>()
         for (i, b) in batch.enumerated() where failures[i] == nil {
             var st = stat()
             if lstat(b.target.absolute, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
-                if unlink(b.target.absolute) == 0, let slash = b.target.absolute.lastIndex(of: "/") { touched.insert(String(b.target.absolute[..<slash])) }
+                if unlink(b.target.absolute) == 0, let slash = PathKey.lastSlash(b.target.absolute) { touched.insert(PathKey(b.target.absolute[..<slash])) }
             }
             let key = JobFile(job: job, path: b.target.relative)
             coldFiles.withLockedValue { _ = $0.remove(key) }
             recentlyCold.withLockedValue { $0.insert(key) }
         }
         for directory in touched {
-            let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            let fd = Glibc.open(directory.string, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if fd >= 0 {
                 fsync(fd)
                 Glibc.close(fd)
@@ -444,14 +444,14 @@ public final class DestinationFiles: Sendable {
         var devices: [UInt64: Int32] = [:]
         if sync {
             // A file is on its directory's file system: one look per directory, not per file.
-            var seen = Set<ArraySlice<String>>()
-            for (_, f) in ready where !seen.contains(f.writer.final.components.dropLast()) {
+            var seen = Set<PathKey>()
+            for (_, f) in ready where !seen.contains(Self.parentKey(f.writer.final)) {
                 var st = stat()
                 // A copy of the descriptor: another finish of the same file (a batch sent again)
                 // may seal it, closing its own, while this one syncs.
                 let fd = f.lock.withLock { f.sealed ? -1 : dup(f.writer.descriptor) }
                 guard fd >= 0 else { continue }
-                seen.insert(f.writer.final.components.dropLast())
+                seen.insert(Self.parentKey(f.writer.final))
                 if fstat(fd, &st) == 0, devices[UInt64(st.st_dev)] == nil {
                     devices[UInt64(st.st_dev)] = fd
                 } else {
@@ -490,12 +490,13 @@ public final class DestinationFiles: Sendable {
         }
         // Final names, then one fsync per directory; for a batch made durable by `syncfs`, one
         // more shared `syncfs` instead (it commits every rename of the file system at once).
-        var byParent: [ArraySlice<String>: [(Int, OpenFile)]] = [:]
-        for (i, f) in ready { byParent[f.writer.final.components.dropLast(), default: []].append((i, f)) }
+        // Keyed by bytes (`PathKey`): "é/" and "e\u{301}/" are two directories.
+        var byParent: [PathKey: (parent: ArraySlice<String>, files: [(Int, OpenFile)])] = [:]
+        for (i, f) in ready { byParent[Self.parentKey(f.writer.final), default: (f.writer.final.components.dropLast(), [])].files.append((i, f)) }
         var finished: [Int] = []
         // Per file system: a directory descriptor for its `syncfs`, and the files renamed there.
         var renamedOn: [UInt64: (fd: Int32, files: [Int])] = [:]
-        for (parent, files) in byParent {
+        for (parent, files) in byParent.values {
             do {
                 let dfd = try RootDirectory.open(files[0].1.writer.final.root).openDirectory(parent, create: false, display: files[0].1.writer.final.relative)
                 defer { Glibc.close(dfd) }
@@ -553,6 +554,9 @@ public final class DestinationFiles: Sendable {
         }
         return failures
     }
+
+    /// The directory a file is in, by bytes (a key of the finish's groups).
+    static func parentKey(_ path: RootedPath) -> PathKey { PathKey(path.components.dropLast().joined(separator: "/")) }
 
     /// Another agent sharing the root gave this same partial copy its final name first (the
     /// file's finish ran at both, one of them from before a coordinator restart): the rename
@@ -703,10 +707,18 @@ enum LocalChunk {
     }
 }
 
-/// A file of a job at this agent: the job's id and the file's path relative to the root.
+/// A file of a job at this agent: the job's id and the file's path relative to the root, told
+/// apart by the path's bytes (`PathKey`), never by canonical equivalence.
 struct JobFile: Hashable, Sendable {
     let job: String
     let path: String
+
+    static func == (a: JobFile, b: JobFile) -> Bool { a.job == b.job && PathKey.sameBytes(a.path, b.path) }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(job)
+        hasher.combine(PathKey(path))
+    }
 }
 
 /// A bounded set of the most recent keys: the oldest goes when a new one would pass `capacity`.

@@ -561,8 +561,10 @@ public struct UnitSender: Sendable {
                 if errno == EINVAL { throw SourceChanged(path: f.sourcePath, what: "it is no longer a symbolic link") }
                 throw StoreError.system(operation: "open", path: f.sourcePath, errno: errno)
             }
-            let target = String(decoding: buffer[0..<n], as: UTF8.self)
-            guard target == f.entry.linkTarget else { throw SourceChanged(path: f.sourcePath, what: "it now points to '\(target)'") }
+            // By bytes, not `==`, which takes canonically equivalent names for the same.
+            guard buffer[0..<n].elementsEqual(f.entry.linkTarget.utf8) else {
+                throw SourceChanged(path: f.sourcePath, what: "it now points to '\(String(decoding: buffer[0..<n], as: UTF8.self))'")
+            }
             return true
         } catch where leftOut(i, for: error) {
             return false

@@ -1,3 +1,4 @@
+import BargeStore
 /// A `SITE:PATH` path as the coordinator keeps it: relative to the agents' root, `/`-separated,
 /// without `.` or empty components. `a:/ds` and `a:ds` are the same path; `..` that would climb
 /// out of the root is refused here, before any agent is asked (agents check again).
@@ -6,7 +7,7 @@ public enum JobPath {
 
     public static func normalize(_ path: String) throws(PlanError) -> String {
         var parts: [Substring] = []
-        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+        for part in PathKey.components(path) {
             switch part {
             case ".": continue
             case "..":
@@ -23,7 +24,8 @@ public enum JobPath {
 
     /// Whether `inner` is `outer` or lies inside it (both normalized; "" is the root).
     public static func contains(_ outer: String, _ inner: String) -> Bool {
-        outer.isEmpty || inner == outer || inner.hasPrefix(outer + "/")
+        // By bytes (`PathKey`): "é" and "e\u{301}" are two directories.
+        outer.isEmpty || PathKey.isWithin(inner, outer)
     }
 
     public static func join(_ base: String, _ relative: String) -> String {

@@ -1,5 +1,6 @@
 import BargeChunk
 import BargeDigest
+import BargeStore
 import BargeWire
 import Foundation
 
@@ -78,7 +79,7 @@ extension Scheduler {
         defer { verifying.remove(id) }
         guard var v = try? journal.verification(id), v.state == .running, let job = try? journal.job(id) else { return }
         var merkle = MerkleAccumulator(encoded: [UInt8](v.merkle)) ?? MerkleAccumulator()
-        var wholeFiles: Set<String> = []
+        var wholeFiles: Set<PathKey> = []
         do {
             while true {
                 let units = try journal.doneUnits(job: id, from: v.cursor, limit: Self.verifyPage)
@@ -107,7 +108,7 @@ extension Scheduler {
     /// Each step whose agent's connection ends (a restart, a reconnect) is made again, on its own:
     /// what an earlier step found or repaired stays counted.
     private func verify(page units: [UnitRecord], job: JobRecord,
-                        into state: (VerificationRecord, MerkleAccumulator, Set<String>)) async throws -> (VerificationRecord, MerkleAccumulator, Set<String>) {
+                        into state: (VerificationRecord, MerkleAccumulator, Set<PathKey>)) async throws -> (VerificationRecord, MerkleAccumulator, Set<PathKey>) {
         var (v, merkle, wholeFiles) = state
         let at = v.cursor
         let (page, first) = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked") {
@@ -117,7 +118,7 @@ extension Scheduler {
         var found = first
         for c in page.ids { merkle.add(c) }
         // A missing or resized file is one mismatch, whichever of its units found it.
-        found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert($0.file.entry.path).inserted }
+        found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert(PathKey($0.file.entry.path)).inserted }
         v.filesChecked += Int64(page.files)
         v.chunksChecked += Int64(page.ids.count)
         v.bytesChecked += Int64(found.bytes)
@@ -176,7 +177,7 @@ extension Scheduler {
         var page = VerifyPage()
         // Journals before v5 kept a row per chunk instead of a manifest per unit.
         let legacyPaths = units.filter { $0.manifest == nil }.flatMap { $0.files.map(\.entry.path) }
-        let legacy = legacyPaths.isEmpty ? [:] : Dictionary(grouping: try journal.chunks(job: job.id, paths: legacyPaths), by: \.path)
+        let legacy = legacyPaths.isEmpty ? [:] : Dictionary(grouping: try journal.chunks(job: job.id, paths: legacyPaths), by: { PathKey($0.path) })
         // Files left out (gone from the source or changed during the transfer) were never
         // finished: neither they nor the ranges of a large one are looked for.
         let goneFinishes = try journal.leftOutFinishes(job: job.id, among: Set(units.compactMap { $0.kind == .range ? $0.finishUnit : nil }))
@@ -200,7 +201,7 @@ extension Scheduler {
                         if let id = SHA256Digest(bytes: c.id) { page.ids.append(id) }
                     }
                 } else {
-                    for row in legacy[f.entry.path] ?? [] where f.finish || (UInt64(row.offset) >= f.offset && UInt64(row.offset) < f.offset + f.length) {
+                    for row in legacy[PathKey(f.entry.path)] ?? [] where f.finish || (UInt64(row.offset) >= f.offset && UInt64(row.offset) < f.offset + f.length) {
                         batch.chunks.append(ChunkReport(file: index, offset: UInt64(row.offset), length: UInt32(row.length), id: [UInt8](row.id)))
                         if let id = SHA256Digest(bytes: [UInt8](row.id)) { page.ids.append(id) }
                     }

@@ -15,6 +15,19 @@ public struct ChunkPlace: Hashable, Sendable {
         self.path = path
         self.offset = offset
     }
+
+    /// Equal and hashed by the path's bytes: Swift's `String` would take "é" and "e\u{301}",
+    /// two names to Linux, for one (a source waits for replies by place).
+    public static func == (a: ChunkPlace, b: ChunkPlace) -> Bool {
+        a.offset == b.offset && a.job == b.job && a.path.utf8.count == b.path.utf8.count && a.path.utf8.elementsEqual(b.path.utf8)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(job)
+        hasher.combine(offset)
+        hasher.combine(path.utf8.count)
+        for byte in path.utf8 { hasher.combine(byte) }
+    }
 }
 
 /// One chunk on the data plane: its place, the file's full size (so the receiver can create the
