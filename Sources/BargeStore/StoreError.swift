@@ -18,6 +18,9 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A symbolic link whose target is not valid UTF-8, shown with its bytes escaped; it was not
     /// transferred.
     case invalidLinkTarget(path: String, escaped: String)
+    /// A source entry whose name ends in `.barge-partial`, the suffix of a destination's
+    /// unfinished copies; it was not transferred.
+    case partialCopyName(path: String)
     case system(operation: String, path: String, errno: Int32)
     /// A partial copy finished meanwhile by another writer: an agent sharing the root, or a run
     /// of this agent that outlived its assignment. Nothing more goes into it.
@@ -31,6 +34,7 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case .rootUnusable(let r, let why): "root \(r) is unusable: \(why)"
         case .invalidName(let d, let e): "a file name in '\(d)' is not valid UTF-8 (\(e)); it cannot be transferred"
         case .invalidLinkTarget(let p, let e): "symbolic link '\(p)' points to a name that is not valid UTF-8 (\(e)); it cannot be transferred"
+        case .partialCopyName(let p): "'\(p)' is named as Barge names its unfinished copies (.barge-partial); it is not transferred"
         case .system(let op, let p, let e): "\(op) \(p): \(Self.errnoName(e)) (\(String(cString: strerror(e))))"
         case .finishedElsewhere(let p): "'\(p)' was finished meanwhile by another writer; nothing more is written into it"
         }

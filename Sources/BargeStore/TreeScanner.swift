@@ -70,6 +70,8 @@ public enum TreeScanner {
     /// leaves it out.
     public static let stateDirectory = ".barge"
 
+    private static let partialSuffix = Array(PartialFileWriter.suffix.utf8)
+
     /// The names in a directory other than `.` and `..`, by their bytes; names that are not
     /// UTF-8 are reported in `skipped`.
     static func children(of directory: OpenDirectory, prefix: String, skipState: Bool, skipped: inout [StoreError]) throws(StoreError) -> [String] {
@@ -103,6 +105,13 @@ public enum TreeScanner {
         for name in raw {
             guard let valid = String(validating: name, as: UTF8.self) else {
                 skipped.append(.invalidName(directory: prefix.isEmpty ? "." : prefix, escaped: escape(name)))
+                continue
+            }
+            // Named as a destination names its unfinished copies: sent, "x.barge-partial" would
+            // be taken at the destination for the partial copy of "x", and one would replace
+            // the other (a leftover of a transfer into this tree that was interrupted).
+            if name.count > partialSuffix.count, name.suffix(partialSuffix.count).elementsEqual(partialSuffix) {
+                skipped.append(.partialCopyName(path: prefix.isEmpty ? valid : prefix + "/" + valid))
                 continue
             }
             names.append(valid)

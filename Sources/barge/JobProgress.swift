@@ -220,6 +220,9 @@ enum JobSummary {
         if first.contains("not a regular file, directory or symbolic link") {
             return "Barge copies regular files, directories and symbolic links; FIFOs, sockets and device files stay behind (as with rsync without --specials and --devices)"
         }
+        if first.contains("as Barge names its unfinished copies") {
+            return "most likely left by an interrupted transfer into the source tree: submit that transfer again to finish it, or rename such a file if it is yours"
+        }
         if first.contains("not valid UTF-8") {
             return "fix \(n == 1 ? "it" : "them") at the source (convmv renames a name that is not UTF-8; ln -sfn points a link elsewhere) and submit again"
         }

@@ -212,6 +212,39 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
+    /// A source file named as a destination names its unfinished copies ("x.barge-partial",
+    /// left by an interrupted transfer into the source tree) is left out and reported, and "x"
+    /// arrives whole. Before, both were sent: "x.barge-partial" replaced the partial copy of "x",
+    /// which was then renamed to "x". The job succeeded with "x" holding the other file's 17 bytes
+    /// in place of its 3 MB, and without "x.barge-partial".
+    @Test func sourceFilesNamedLikePartialCopiesAreLeftOutAndNothingIsOverwritten() async throws {
+        let fm = FileManager.default
+        func put(_ relative: String, _ bytes: [UInt8]) throws {
+            let url = source.appendingPathComponent(relative)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(bytes).write(to: url)
+        }
+        try put("x", SampleData.random(bytes: 3_000_000, seed: 3))
+        try put("x.barge-partial", Array("i am a real file\n".utf8))
+        try put("big", SampleData.random(bytes: 20_000_000, seed: 4))
+        try put("big.barge-partial", SampleData.random(bytes: 5000, seed: 5))
+        try put("sub/y", Array("y\n".utf8))
+        try put("sub/y.barge-partial", Array("marked\n".utf8))
+        #expect(chmod(source.appendingPathComponent("sub/y.barge-partial").path, 0o1600) == 0)
+        var expected = try TreeSupport.snapshot(source)
+        expected.removeAll { $0.contains(".barge-partial ") }
+        #expect(expected.count == 5, "\(expected)")
+
+        let c = try await start()
+        let r = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http)
+        #expect(r.status == 2, "\(r.stdout)\(r.stderr)\n\(c.coordinator.output)")
+        let s = try status(r)
+        #expect(s["state"] as? String == "succeeded" && s["untransferable_entries"] as? Int == 3, "\(s)")
+        #expect(try TreeSupport.snapshot(destination) == expected)
+        let shown = try cluster.cli(["status", try #require(s["id"] as? String)], http: c.http)
+        #expect(shown.stdout.contains("as Barge names its unfinished copies") && shown.stdout.contains("interrupted transfer"), "\(shown.stdout)")
+    }
+
     /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB
     /// file of zeros, split in ranges between the two destination agents, arrive identical and
     /// take at the destination little more than their data (as `rsync -S` leaves them).

@@ -18,10 +18,22 @@ struct TreeScannerTests {
         let fd = raw.withUnsafeBufferPointer { p in p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: raw.count) { open($0, O_CREAT | O_WRONLY, 0o644) } }
         #expect(fd >= 0)
         close(fd)
+        // A link whose target is not UTF-8.
+        let target: [UInt8] = Array("bad-".utf8) + [0xFE, 0x00]
+        let linkPath: [UInt8] = Array((s.root + "/ds/bad-link").utf8) + [0x00]
+        #expect(target.withUnsafeBufferPointer { t in linkPath.withUnsafeBufferPointer { l in
+            t.baseAddress!.withMemoryRebound(to: CChar.self, capacity: t.count) { tp in
+                l.baseAddress!.withMemoryRebound(to: CChar.self, capacity: l.count) { symlink(tp, $0) } } } } == 0)
+        // Named as a destination names its unfinished copies: left out, whatever their kind. A
+        // name that is the suffix alone is no one's partial copy.
+        try s.file("ds/sub/deep/x.bin.barge-partial", "partial")
+        try s.file("ds/dir.barge-partial/inside", "x")
+        try s.link("ds/l.barge-partial", to: "a.txt")
+        try s.file("ds/.barge-partial", "a name, not a copy")
 
         let result = try TreeScanner.scan(try RootedPath.resolve("ds", under: s.root))
         let byPath = Dictionary(uniqueKeysWithValues: result.entries.map { ($0.path, $0) })
-        #expect(result.entries.map(\.path) == ["a.txt", "abs-link", "empty", "empty-dir", "link", "naïve name\nwith newline",
+        #expect(result.entries.map(\.path) == [".barge-partial", "a.txt", "abs-link", "empty", "empty-dir", "link", "naïve name\nwith newline",
                                                "sub", "sub/deep", "sub/deep/x.bin"])
         #expect(byPath["a.txt"]?.size == 5 && byPath["a.txt"]?.mode == 0o640 && byPath["a.txt"]?.kind == .file)
         #expect(byPath["empty"]?.size == 0)
@@ -29,9 +41,13 @@ struct TreeScannerTests {
         #expect(byPath["link"]?.kind == .symlink && byPath["link"]?.linkTarget == "sub/deep/x.bin")
         #expect(byPath["abs-link"]?.linkTarget == "/etc/passwd", "links are listed, never followed")
         #expect(byPath["sub/deep/x.bin"]?.mode == 0o755)
-        #expect(result.skipped.count == 2)
+        #expect(result.skipped.count == 6, "\(result.skipped)")
         #expect(result.skipped.contains { $0.description.contains("bad-\\xff") })
+        #expect(result.skipped.contains { $0 == .invalidLinkTarget(path: "bad-link", escaped: "bad-\\xfe") })
         #expect(result.skipped.contains { $0.description.contains("fifo") })
+        for p in ["dir.barge-partial", "l.barge-partial", "sub/deep/x.bin.barge-partial"] {
+            #expect(result.skipped.contains(.partialCopyName(path: p)), "\(p)")
+        }
     }
 
     @Test func aSingleFileScansAsItsName() throws {
