@@ -98,11 +98,21 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let api = try coordinator.api()
+        // On a terminal one line drawn over and over; into a log or a pipe, a line every 5 s
+        // (as `status --watch`), not a carriage return per answer.
+        let live = isatty(STDERR_FILENO) == 1
+        var lastPrinted = Date.distantPast
         let (outcome, data) = try await VerifyWatcher.run(api: api, job: job, repair: repair, wait: !noWait,
                                                           progress: json ? nil : { o in
-            FileHandle.standardError.write(Data("\r  verifying: \(o.chunksChecked) of \(o.chunksTotal) chunks, \(o.mismatchCount) mismatches   ".utf8))
+            let line = "  verifying: \(o.chunksChecked) of \(o.chunksTotal) chunks, \(o.mismatchCount) mismatches"
+            if live {
+                FileHandle.standardError.write(Data("\r\(line)   ".utf8))
+            } else if Date().timeIntervalSince(lastPrinted) >= 5 {
+                FileHandle.standardError.write(Data("\(line)\n".utf8))
+                lastPrinted = Date()
+            }
         })
-        if !json && !noWait { FileHandle.standardError.write(Data("\n".utf8)) }
+        if !json && !noWait && live { FileHandle.standardError.write(Data("\n".utf8)) }
         if json {
             print(String(decoding: data, as: UTF8.self))
         } else if outcome.state == "running" {
