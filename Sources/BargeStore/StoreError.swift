@@ -21,6 +21,9 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A source entry whose name ends in `.barge-partial`, the suffix of a destination's
     /// unfinished copies; it was not transferred.
     case partialCopyName(path: String)
+    /// A scanned entry whose path is longer than a path may be (`TreeScanner.longestPath`):
+    /// its first bytes, and its length.
+    case pathTooLong(start: String, bytes: Int)
     case system(operation: String, path: String, errno: Int32)
     /// A partial copy finished meanwhile by another writer: an agent sharing the root, or a run
     /// of this agent that outlived its assignment. Nothing more goes into it.
@@ -35,6 +38,7 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case .invalidName(let d, let e): "a file name in '\(d)' is not valid UTF-8 (\(e)); it cannot be transferred"
         case .invalidLinkTarget(let p, let e): "symbolic link '\(p)' points to a name that is not valid UTF-8 (\(e)); it cannot be transferred"
         case .partialCopyName(let p): "'\(p)' is named as Barge names its unfinished copies (.barge-partial); it is not transferred"
+        case .pathTooLong(let p, let n): "the path '\(p)…' is \(n) bytes long, over the \(TreeScanner.longestPath) a path may have (PATH_MAX); it cannot be transferred"
         case .system(let op, let p, let e): "\(op) \(p): \(Self.errnoName(e)) (\(String(cString: strerror(e))))"
         case .finishedElsewhere(let p): "'\(p)' was finished meanwhile by another writer; nothing more is written into it"
         }

@@ -72,6 +72,11 @@ public enum TreeScanner {
 
     private static let partialSuffix = Array(PartialFileWriter.suffix.utf8)
 
+    /// The longest path an entry may have, in bytes: Linux's `PATH_MAX`, and what the wire carries
+    /// (`ChunkPlace.maxPathLength`). A walk leaves out what lies deeper, reported once per
+    /// directory: its own path is already too long.
+    public static let longestPath = 4096
+
     /// The names in a directory other than `.` and `..`, by their bytes; names that are not
     /// UTF-8 are reported in `skipped`.
     static func children(of directory: OpenDirectory, prefix: String, skipState: Bool, skipped: inout [StoreError]) throws(StoreError) -> [String] {

@@ -55,6 +55,10 @@ public struct TreeWalker: Sendable {
             let name = top.names[top.next]
             stack[stack.count - 1].next += 1
             let relative = top.prefix.isEmpty ? name : top.prefix + "/" + name
+            guard relative.utf8.count <= TreeScanner.longestPath else {
+                skipped.append(.pathTooLong(start: String(decoding: relative.utf8.prefix(80), as: UTF8.self), bytes: relative.utf8.count))
+                continue
+            }
             let directory = try reopened(top)
             stack[stack.count - 1].directory = directory
             guard let e = TreeScanner.entry(named: name, in: directory, relative: relative, skipped: &skipped) else { continue }

@@ -223,6 +223,9 @@ enum JobSummary {
         if first.contains("as Barge names its unfinished copies") {
             return "most likely left by an interrupted transfer into the source tree: submit that transfer again to finish it, or rename such a file if it is yours"
         }
+        if first.contains("a path may have (PATH_MAX)") {
+            return "shorten \(n == 1 ? "its" : "their") path at the source (or submit from deeper down, or to a shorter destination) and submit again"
+        }
         if first.contains("not valid UTF-8") {
             return "fix \(n == 1 ? "it" : "them") at the source (convmv renames a name that is not UTF-8; ln -sfn points a link elsewhere) and submit again"
         }

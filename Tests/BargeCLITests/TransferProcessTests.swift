@@ -245,6 +245,56 @@ struct TransferProcessTests {
         #expect(shown.stdout.contains("as Barge names its unfinished copies") && shown.stdout.contains("interrupted transfer"), "\(shown.stdout)")
     }
 
+    /// Entries whose path would pass PATH_MAX (4096 bytes) are named and left out, whichever end
+    /// they would pass it at, and the rest arrives. The chain below `ds` is 17 names of 250 bytes
+    /// deep: its 17th level is past PATH_MAX at the source (the agent's scan leaves it out), and
+    /// its 16th fits there but not under the 200-byte destination (the coordinator leaves it out).
+    /// Before, encoding the scan page stopped the source agent (a precondition), and the job
+    /// waited for it for ever.
+    @Test func pathsPastPathMaxAreNamedAndTheRestArrives() async throws {
+        let level = String(repeating: "d", count: 250)
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data("beside\n".utf8).write(to: source.appendingPathComponent("beside.txt"))
+        // Made a level at a time from the one above: the whole path is past PATH_MAX.
+        var fd = open(source.path, O_RDONLY | O_DIRECTORY)
+        for depth in 1...17 {
+            #expect(mkdirat(fd, level, 0o755) == 0)
+            let next = openat(fd, level, O_RDONLY | O_DIRECTORY)
+            close(fd)
+            fd = next
+            if depth == 15 {
+                let leaf = openat(fd, "leaf", O_WRONLY | O_CREAT, 0o644)
+                _ = write(leaf, "deep\n", 5)
+                close(leaf)
+            }
+        }
+        close(fd)
+        let c = try await start()
+        let target = String(repeating: "c", count: 200)
+        let r = try cluster.cli(["submit", "a:/ds", "b:\(target)", "--wait", "--json"], http: c.http)
+        #expect(r.status == 2, "\(r.stdout)\(r.stderr)\n\(c.coordinator.output)")
+        let s = try status(r)
+        #expect(s["state"] as? String == "succeeded" && s["untransferable_entries"] as? Int == 2, "\(s)")
+        #expect((s["first_untransferable"] as? String ?? "").contains("a path may have (PATH_MAX)"), "\(s)")
+        // Every process is still up, and what fits arrived: the file beside, and the leaf 15 levels down.
+        #expect(try cluster.agents(c.http).filter { $0["state"] as? String == "up" }.count == 3)
+        let copy = cluster.dir.url.appendingPathComponent("root-b/\(target)")
+        #expect(try String(contentsOf: copy.appendingPathComponent("beside.txt"), encoding: .utf8) == "beside\n")
+        var at = open(copy.path, O_RDONLY | O_DIRECTORY)
+        for _ in 1...15 {
+            let next = openat(at, level, O_RDONLY | O_DIRECTORY)
+            close(at)
+            at = next
+        }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let leaf = openat(at, "leaf", O_RDONLY)
+        #expect(leaf >= 0 && read(leaf, &buffer, 16) == 5 && buffer.prefix(5).elementsEqual("deep\n".utf8))
+        close(leaf)
+        // The 16th level fits at the source but not under the destination: not made there.
+        #expect(openat(at, level, O_RDONLY | O_DIRECTORY) < 0 && errno == ENOENT)
+        close(at)
+    }
+
     /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB
     /// file of zeros, split in ranges between the two destination agents, arrive identical and
     /// take at the destination little more than their data (as `rsync -S` leaves them).

@@ -50,6 +50,32 @@ struct TreeScannerTests {
         }
     }
 
+    /// What lies deeper than a path may be (4096 bytes) is left out and named once, at the first
+    /// entry too long; the walk goes on beside it.
+    @Test func entriesDeeperThanPathMaxAreNamedAndTheWalkGoesOn() throws {
+        let s = try Sandbox()
+        let level = String(repeating: "d", count: 250)
+        try s.file("ds/z-beside", "beside")
+        // Made one level at a time from the one above (the whole path is past PATH_MAX).
+        var fd = open(s.root + "/ds", O_RDONLY | O_DIRECTORY)
+        for _ in 0..<17 {  // 17 names of 250 bytes below ds: 4266 bytes with their slashes
+            #expect(mkdirat(fd, level, 0o755) == 0)
+            let next = openat(fd, level, O_RDONLY | O_DIRECTORY)
+            close(fd)
+            fd = next
+        }
+        let leaf = openat(fd, "leaf", O_WRONLY | O_CREAT, 0o644)
+        #expect(leaf >= 0)
+        close(leaf)
+        close(fd)
+        let result = try TreeScanner.scan(try RootedPath.resolve("ds", under: s.root))
+        #expect(result.entries.count == 17, "\(result.entries.map { $0.path.utf8.count })")  // 16 levels, then z-beside
+        #expect(result.entries.last?.path == "z-beside")
+        #expect(result.entries.allSatisfy { $0.path.utf8.count <= TreeScanner.longestPath })
+        #expect(result.skipped.count == 1, "\(result.skipped)")
+        if case .pathTooLong(_, let bytes)? = result.skipped.first { #expect(bytes == 17 * 251 - 1) } else { Issue.record("\(result.skipped)") }
+    }
+
     @Test func aSingleFileScansAsItsName() throws {
         let s = try Sandbox()
         try s.file("one.dat", "abc")

@@ -1,3 +1,4 @@
+import BargeWire
 import BargeStore
 /// A `SITE:PATH` path as the coordinator keeps it: relative to the agents' root, `/`-separated,
 /// without `.` or empty components. `a:/ds` and `a:ds` are the same path; `..` that would climb
@@ -19,7 +20,22 @@ public enum JobPath {
         guard !path.utf8.contains(0) else { throw .invalid(path, "contains a NUL byte") }
         // Agents keep their own state in `<root>/.barge` (agents refuse it too).
         guard parts.first.map(String.init) != stateDirectory else { throw .invalid(path, "it is inside .barge, the agents' own state, which no job may read or write") }
-        return parts.joined(separator: "/")
+        let normalized = parts.joined(separator: "/")
+        guard normalized.utf8.count <= longest else { throw .invalid(String(decoding: path.utf8.prefix(80), as: UTF8.self) + "…", "it is \(normalized.utf8.count) bytes long, over the \(longest) a path may have") }
+        return normalized
+    }
+
+    /// The longest path a job may name, or an entry under it have, in bytes: Linux's `PATH_MAX`,
+    /// and what the wire carries (`ChunkPlace.maxPathLength`).
+    public static let longest = ChunkPlace.maxPathLength
+
+    /// Why the scanned entry at `relative` cannot be transferred from `source` to `destination`
+    /// (the job's paths): its path at either end is longer than `longest`. Nil when it fits.
+    public static func tooLong(_ relative: String, source: String, destination: String) -> String? {
+        let n = max(join(source, relative).utf8.count, join(destination, relative).utf8.count)
+        guard n > longest else { return nil }
+        let shown = String(decoding: relative.utf8.prefix(80), as: UTF8.self)
+        return "the path '\(shown)…' is \(n) bytes long, over the \(longest) a path may have (PATH_MAX); it cannot be transferred"
     }
 
     /// Whether `inner` is `outer` or lies inside it (both normalized; "" is the root).

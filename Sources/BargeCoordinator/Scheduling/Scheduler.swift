@@ -381,7 +381,8 @@ public actor Scheduler {
     public func received(_ message: Message, from agent: String) async {
         do {
             switch message {
-            case .scanReply(let reply):
+            case .scanReply(var reply):
+                leaveOutLongPaths(&reply)
                 let unchanged = await quickCheck(reply)
                 try scanned(reply, unchanged: unchanged)
                 // Planning faster than the journal commits: the agent's next page waits (and so,
@@ -409,6 +410,19 @@ public actor Scheduler {
             logger.error("handling \(message.type) from \(agent): \(error)")
         }
         schedule()
+    }
+
+    /// Entries whose path at either end would be longer than a path may be (`JobPath.longest`)
+    /// go to the page's skipped entries: reported, never planned. Sent on, they would fail at
+    /// every open (ENAMETOOLONG), and encoding them would stop the process.
+    private func leaveOutLongPaths(_ reply: inout ScanReply) {
+        guard let scan = scans[reply.request] else { return }
+        let (source, destination) = (scan.builder.sourcePath, scan.builder.destinationPath)
+        var kept: [FileEntry] = []
+        for e in reply.entries {
+            if let why = JobPath.tooLong(e.path, source: source, destination: destination) { reply.skipped.append(why) } else { kept.append(e) }
+        }
+        if kept.count < reply.entries.count { reply.entries = kept }
     }
 
     /// A scan page: planned, but for the entries the quick check found `unchanged`.
