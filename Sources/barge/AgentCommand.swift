@@ -118,8 +118,8 @@ struct AgentCommand: AsyncParsableCommand {
     @OptionGroup var plaintext: PlaintextOption
 
     func validate() throws {
-        guard !name.isEmpty, name.utf8.count <= 255 else { throw ValidationError("--name must be 1 to 255 bytes") }
-        guard !site.isEmpty, site.utf8.count <= 255 else { throw ValidationError("--site must be 1 to 255 bytes") }
+        if let problem = Register.nameProblem(name) { throw ValidationError("--name \(problem)") }
+        if let problem = Register.siteProblem(site) { throw ValidationError("--site \(problem)") }
         _ = try fixedLinkRate()
         do { _ = try CongestionMode(named: cc) } catch { throw ValidationError("--\(error)") }
         _ = try contentDefinedAbove()

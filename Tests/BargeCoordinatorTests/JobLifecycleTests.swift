@@ -1,4 +1,5 @@
 import BargeCoordinator
+import BargeWire
 import Testing
 
 struct JobLifecycleTests {
@@ -51,6 +52,22 @@ struct AgentRegistryTests {
         #expect(throws: RegistryError.mustRegisterAgain("b1")) { try r.heartbeat(name: "b1", now: 18 * Self.second) }
         #expect(try r.register(name: "b1", site: "b", address: "10.0.1.1:7501", now: 19 * Self.second) == .rejoined)
         #expect(r.available(site: "b").map(\.address) == ["10.0.1.1:7501"])
+    }
+
+    /// A name that would put the agent's state directory elsewhere (`..`, a "/"), or a site that
+    /// `SITE:PATH` could not name, is refused with why; ordinary names, UTF-8 ones too, are not.
+    @Test func namesThatWouldMisplaceStateOrCannotBeAddressedAreRefused() throws {
+        var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
+        for bad in ["..", ".", "../../escape", "a/b", "", "tab\there", String(repeating: "n", count: 256)] {
+            #expect(throws: RegistryError.self) { try r.register(name: bad, site: "a", address: "h:1", now: 0) }
+        }
+        #expect(Register.nameProblem("..")?.contains("state directory") == true)
+        #expect(throws: RegistryError.self) { try r.register(name: "a1", site: "x:y", address: "h:1", now: 0) }
+        #expect(Register.siteProblem("x:y")?.contains("SITE:PATH") == true)
+        for good in ["a1", "node-07.cluster", "é", "..x", String(repeating: "n", count: 255)] {
+            #expect(try r.register(name: good, site: "site a", address: "h:1", now: 0) == .new)
+        }
+        #expect(r.all.count == 5)
     }
 
     @Test func drainingAgentsTakeNoNewWorkAndUnknownOnesAreErrors() throws {

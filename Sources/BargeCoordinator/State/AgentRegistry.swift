@@ -80,6 +80,8 @@ public struct AgentRegistry: Sendable {
     /// agents look heard lately.
     public mutating func register(name: String, site: String, address: String, build: String? = nil, now: UInt64,
                                   connected: Bool = false, liveWindow: UInt64 = 0) throws(RegistryError) -> Registration {
+        if let problem = Register.nameProblem(name) { throw .invalid("agent name '\(name)' \(problem)") }
+        if let problem = Register.siteProblem(site) { throw .invalid("site '\(site)' \(problem)") }
         if connected, let known = agents[name], known.state != .down, now <= known.lastSeen || now - known.lastSeen <= liveWindow {
             throw .connected(name: name, site: known.site, address: known.address)
         }
@@ -139,6 +141,8 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
     case nameInUse(name: String, site: String)
     /// Another live agent of that name is connected (`register`'s `connected`).
     case connected(name: String, site: String, address: String)
+    /// A name or site that cannot be used (`Register.nameProblem`, `siteProblem`).
+    case invalid(String)
 
     public var description: String {
         switch self {
@@ -146,6 +150,7 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
         case .mustRegisterAgain(let n): "agent '\(n)' was marked down after missing heartbeats; it must register again"
         case .nameInUse(let n, let site): "an agent named '\(n)' is already up at site '\(site)'; give each agent its own --name"
         case .connected(let n, let site, let address): "an agent named '\(n)' is already connected (site '\(site)', data plane \(address)); give each agent its own --name, or stop the other"
+        case .invalid(let why): why
         }
     }
 }

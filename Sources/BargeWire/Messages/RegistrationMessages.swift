@@ -1,6 +1,30 @@
 /// An agent introduces itself to the coordinator after the handshake.
 public struct Register: Hashable, Sendable {
     public static let maxNameLength = 255
+
+    /// Why `name` cannot name an agent (nil: it can). It names the agent's state directory
+    /// (`<root>/.barge/<name>`) and a path of the API (`/v1/agents/<name>`): 1 to 255 bytes, no
+    /// "/", not "." or "..", no control characters. (`--name ..` put the chunk index and the
+    /// state marker in the root itself, and every job path there was then refused.)
+    public static func nameProblem(_ name: String) -> String? {
+        if let common = commonProblem(name) { return common }
+        if name == "." || name == ".." || name.utf8.contains(UInt8(ascii: "/")) { return "must not be '.' or '..' or hold a '/' (it names the agent's state directory)" }
+        return nil
+    }
+
+    /// Why `site` cannot name a site (nil: it can): 1 to 255 bytes, no ":" (jobs name their ends
+    /// as `SITE:PATH`), no control characters.
+    public static func siteProblem(_ site: String) -> String? {
+        if let common = commonProblem(site) { return common }
+        if site.utf8.contains(UInt8(ascii: ":")) { return "must not hold a ':' (jobs name their ends as SITE:PATH)" }
+        return nil
+    }
+
+    private static func commonProblem(_ s: String) -> String? {
+        guard !s.isEmpty, s.utf8.count <= maxNameLength else { return "must be 1 to \(maxNameLength) bytes" }
+        guard !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return "must not hold control characters" }
+        return nil
+    }
     public static let maxRootLength = 4096
 
     public var name: String
