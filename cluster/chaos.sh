@@ -43,7 +43,9 @@ for i in range(n):
         f.write(rng.randbytes(rng.randint(1, 32) << 10))
 odd = os.path.join(root, "odd")
 for name, data in [("with space.txt", b"a"), ("ünïcødé-名前.dat", b"b" * 5000), ("x" * 250, b"long name"),
-                   ("empty", b""), ("-starts-with-dash", b"d"), ("new\nline", b"n")]:
+                   ("empty", b""), ("-starts-with-dash", b"d"), ("new\nline", b"n"),
+                   # Two names that differ only in Unicode normalisation: two files to Linux.
+                   ("\u00e9.txt", b"composed" * 100), ("e\u0301.txt", b"decomposed" * 90)]:
     with open(os.path.join(odd, name), "wb") as f:
         f.write(data)
 os.chmod(os.path.join(odd, "empty"), 0o600)
