@@ -34,7 +34,7 @@ public enum DestinationEntries {
     /// Creates the link `name` in `parent` pointing at `target` (stored as is, never followed),
     /// replacing an existing link or file of that name but never a directory.
     public static func makeSymlink(in parent: RootedPath, name: String, target: String, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
-        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else { throw .invalidPath(path: name, reason: "not a file name") }
+        guard !name.isEmpty, name != ".", name != "..", !name.utf8.contains(UInt8(ascii: "/")) else { throw .invalidPath(path: name, reason: "not a file name") }
         let display = parent.components.isEmpty ? name : parent.relative + "/" + name
         let dirfd = try RootDirectory.open(parent.root).openDirectory(parent.components[...], create: true, display: display)
         defer { close(dirfd) }

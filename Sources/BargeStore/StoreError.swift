@@ -35,13 +35,19 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case .symlinkEscape(let p, let r): "path '\(p)' goes through a symbolic link to \(r), outside the agent's root"
         case .invalidPath(let p, let why): "invalid path '\(p)': \(why)"
         case .rootUnusable(let r, let why): "root \(r) is unusable: \(why)"
-        case .invalidName(let d, let e): "a file name in '\(d)' is not valid UTF-8 (\(e)); it cannot be transferred"
-        case .invalidLinkTarget(let p, let e): "symbolic link '\(p)' points to a name that is not valid UTF-8 (\(e)); it cannot be transferred"
-        case .partialCopyName(let p): "'\(p)' is named as Barge names its unfinished copies (.barge-partial); it is not transferred"
+        case .invalidName(let d, let e): "a file name in '\(Self.shortened(d))' is not valid UTF-8 (\(Self.shortened(e))); it cannot be transferred"
+        case .invalidLinkTarget(let p, let e): "symbolic link '\(Self.shortened(p))' points to a name that is not valid UTF-8 (\(Self.shortened(e))); it cannot be transferred"
+        case .partialCopyName(let p): "'\(Self.shortened(p))' is named as Barge names its unfinished copies (.barge-partial); it is not transferred"
         case .pathTooLong(let p, let n): "the path '\(p)…' is \(n) bytes long, over the \(TreeScanner.longestPath) a path may have (PATH_MAX); it cannot be transferred"
         case .system(let op, let p, let e): "\(op) \(p): \(Self.errnoName(e)) (\(String(cString: strerror(e))))"
         case .finishedElsewhere(let p): "'\(p)' was finished meanwhile by another writer; nothing more is written into it"
         }
+    }
+
+    /// A path as a message shows it: the first 300 bytes, so that the reason after it survives
+    /// the 1024 bytes a reason may have on the wire (and the CLI's hint, which looks for it).
+    static func shortened(_ s: String) -> String {
+        s.utf8.count <= 300 ? s : String(decoding: s.utf8.prefix(300), as: UTF8.self) + "…"
     }
 
     public var errno: Int32? {

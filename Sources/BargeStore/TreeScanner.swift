@@ -72,10 +72,10 @@ public enum TreeScanner {
 
     private static let partialSuffix = Array(PartialFileWriter.suffix.utf8)
 
-    /// The longest path an entry may have, in bytes: Linux's `PATH_MAX`, and what the wire carries
-    /// (`ChunkPlace.maxPathLength`). A walk leaves out what lies deeper, reported once per
-    /// directory: its own path is already too long.
-    public static let longestPath = 4096
+    /// The longest path an entry may have, in bytes: one less than Linux's `PATH_MAX` (4096, which
+    /// counts the terminating NUL), within what the wire carries (`ChunkPlace.maxPathLength`). A
+    /// walk leaves out an entry whose path is longer, and does not enter such a directory.
+    public static let longestPath = 4095
 
     /// The names in a directory other than `.` and `..`, by their bytes; names that are not
     /// UTF-8 are reported in `skipped`.

@@ -11,9 +11,11 @@ struct SitePath: ExpressibleByArgument, CustomStringConvertible {
     let path: String
 
     init?(argument: String) {
-        guard let colon = argument.firstIndex(of: ":"), colon != argument.startIndex else { return nil }
+        // At the first ":" byte: a path that begins with a combining mark makes one `Character`
+        // of the ":" before it.
+        guard let colon = argument.utf8.firstIndex(of: UInt8(ascii: ":")), colon != argument.startIndex else { return nil }
         site = String(argument[..<colon])
-        path = String(argument[argument.index(after: colon)...])
+        path = String(argument[argument.utf8.index(after: colon)...])
     }
 
     var description: String { "\(site):\(path)" }

@@ -45,6 +45,26 @@ struct TreeListingTests {
         #expect(paths.firstIndex(of: "a")! < paths.firstIndex(of: "a/f00000")!, "a directory comes before its contents")
     }
 
+    /// Entries that cannot be sent are named a bounded number per page, and the rest follow on
+    /// pages of their own before the final one: 5,000 names that are not UTF-8 in one directory
+    /// once made a single page of them all (with longer names, past the frame limit).
+    @Test func manySkippedEntriesAreSpreadOverPages() async throws {
+        let roots = try Roots()
+        try files(roots, 3, in: "ds")
+        let base = Array((roots.source + "/ds/").utf8)
+        for i in 0..<5000 {
+            let name = base + Array(String(format: "bad-%05d-", i).utf8) + [0xFF, 0]
+            let fd = name.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) } }
+            #expect(fd >= 0)
+            close(fd)
+        }
+        let replies = await scan(roots, "ds")
+        #expect(replies.map(\.skipped.count) == [TreeListing.skippedPerPage, 5000 - TreeListing.skippedPerPage])
+        #expect(replies.map(\.final) == [false, true])
+        #expect(replies.flatMap(\.entries).count == 4)
+        #expect(Set(replies.flatMap(\.skipped)).count == 5000)
+    }
+
     @Test func aTreeThatFillsItsLastPageExactlyEndsWithAnEmptyFinalPage() async throws {
         let roots = try Roots()
         try files(roots, ScanReply.pageSize - 1, in: "ds")

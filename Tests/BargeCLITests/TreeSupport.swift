@@ -80,7 +80,7 @@ enum TreeSupport {
                 let n = withCPath(path) { readlink($0, &buffer, buffer.count - 1) }
                 guard n >= 0 else { throw CocoaError(.fileReadUnknown) }
                 line = "\(shown) link -> \(escape(Array(buffer[0..<n]))) mtime=\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
-            default:
+            case S_IFREG:
                 let fd = withCPath(path) { open($0, O_RDONLY) }
                 guard fd >= 0 else { throw CocoaError(.fileReadNoPermission) }
                 defer { close(fd) }
@@ -92,6 +92,8 @@ enum TreeSupport {
                     data.append(contentsOf: chunk[0..<n])
                 }
                 line += " size=\(st.st_size) fnv=\(fnv(data))"
+            default:
+                line += " other"  // a FIFO, socket or device: never opened (a FIFO would block)
             }
             lines.append(line)
         }

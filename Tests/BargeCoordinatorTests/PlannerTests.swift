@@ -83,9 +83,10 @@ struct PlannerTests {
         #expect(try JobPath.normalize("/") == "")
         #expect(throws: PlanError.outsideRoot("../etc")) { try JobPath.normalize("../etc") }
         #expect(throws: PlanError.outsideRoot("a/../../b")) { try JobPath.normalize("a/../../b") }
-        // A path longer than PATH_MAX is refused at submit; one that fits, by a byte, is not.
-        let fits = String(repeating: "d/", count: 2047) + "xy"
-        #expect(try JobPath.normalize(fits).utf8.count == 4096)
+        // A path Linux cannot open (PATH_MAX, 4096, counts the final NUL) is refused at submit;
+        // one a byte shorter is not.
+        let fits = String(repeating: "d/", count: 2047) + "x"
+        #expect(try JobPath.normalize(fits).utf8.count == 4095)
         #expect(throws: PlanError.self) { try JobPath.normalize(fits + "z") }
     }
 
@@ -96,8 +97,9 @@ struct PlannerTests {
         #expect(JobPath.tooLong(relative, source: "s", destination: "d") == nil)
         let long = String(repeating: "l", count: 100)
         let why = JobPath.tooLong(relative, source: "s", destination: long)
-        #expect(why?.contains("4101 bytes long, over the 4096") == true, "\(why ?? "")")
+        #expect(why?.contains("4101 bytes long, over the 4095") == true, "\(why ?? "")")
         #expect(JobPath.tooLong(relative, source: long, destination: "") != nil)
-        #expect(JobPath.tooLong(relative, source: "", destination: String(repeating: "x", count: 95)) == nil)  // 95 + 1 + 4000
+        #expect(JobPath.tooLong(relative, source: "", destination: String(repeating: "x", count: 94)) == nil)  // 94 + 1 + 4000
+        #expect(JobPath.tooLong(relative, source: "", destination: String(repeating: "x", count: 95)) != nil)  // 4096
     }
 }

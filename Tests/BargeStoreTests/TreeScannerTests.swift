@@ -68,12 +68,28 @@ struct TreeScannerTests {
         #expect(leaf >= 0)
         close(leaf)
         close(fd)
+        // At the boundary, 16 levels down (4015 bytes with their slashes): a name that makes the
+        // path 4095 bytes is kept, one that makes it 4096 (PATH_MAX with its NUL) is not.
+        fd = open(s.root + "/ds", O_RDONLY | O_DIRECTORY)
+        for _ in 0..<16 {
+            let next = openat(fd, level, O_RDONLY | O_DIRECTORY)
+            close(fd)
+            fd = next
+        }
+        for length in [79, 80] {
+            let f = openat(fd, String(repeating: "f", count: length), O_WRONLY | O_CREAT, 0o644)
+            #expect(f >= 0)
+            close(f)
+        }
+        close(fd)
         let result = try TreeScanner.scan(try RootedPath.resolve("ds", under: s.root))
-        #expect(result.entries.count == 17, "\(result.entries.map { $0.path.utf8.count })")  // 16 levels, then z-beside
+        #expect(result.entries.count == 18, "\(result.entries.map { $0.path.utf8.count })")  // 16 levels, the 4095-byte file, z-beside
+        #expect(result.entries.contains { $0.path.utf8.count == 4095 })
         #expect(result.entries.last?.path == "z-beside")
         #expect(result.entries.allSatisfy { $0.path.utf8.count <= TreeScanner.longestPath })
-        #expect(result.skipped.count == 1, "\(result.skipped)")
-        if case .pathTooLong(_, let bytes)? = result.skipped.first { #expect(bytes == 17 * 251 - 1) } else { Issue.record("\(result.skipped)") }
+        #expect(result.skipped.count == 2, "\(result.skipped)")
+        let lengths = result.skipped.compactMap { e -> Int? in if case .pathTooLong(_, let bytes) = e { bytes } else { nil } }
+        #expect(lengths.sorted() == [4096, 17 * 251 - 1], "\(result.skipped)")
     }
 
     @Test func aSingleFileScansAsItsName() throws {

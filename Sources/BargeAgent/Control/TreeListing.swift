@@ -27,6 +27,8 @@ enum TreeListing {
         private let root: String
         private var started = false
         private var walker: TreeWalker?
+        /// Skipped entries not yet sent: a page carries at most `skippedPerPage` of them.
+        private var skipped: [String] = []
 
         init(_ request: ScanRequest, root: String) {
             self.request = request
@@ -56,10 +58,18 @@ enum TreeListing {
             } catch {
                 return ScanReply(request: request.request, final: true, error: error.description)
             }
-            let skipped = walker?.takeSkipped().map(\.description) ?? []
-            return ScanReply(request: request.request, final: page.count < ScanReply.pageSize, entries: page, skipped: skipped)
+            skipped += walker?.takeSkipped().map(\.description) ?? []
+            let sent = Array(skipped.prefix(TreeListing.skippedPerPage))
+            skipped.removeFirst(sent.count)
+            // The walk is over once a page comes back short; what it skipped may take more pages.
+            return ScanReply(request: request.request, final: page.count < ScanReply.pageSize && skipped.isEmpty, entries: page, skipped: sent)
         }
     }
+
+    /// Skipped entries per page: with a page's entries (two paths of up to 4 KiB each), a page
+    /// stays under the 16 MiB frame limit. A directory of 100,000 names that cannot be sent
+    /// (not UTF-8, or past PATH_MAX) took one page past it, and the connection was dropped.
+    static let skippedPerPage = 4096
 
     fileprivate static func entry(_ e: TreeEntry, path: String) -> FileEntry {
         FileEntry(path: path, kind: kind(e.kind), size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds,

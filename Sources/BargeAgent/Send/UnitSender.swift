@@ -169,6 +169,10 @@ public struct UnitSender: Sendable {
             return "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
         case EACCES where opening, EPERM where opening:
             return "'\(path)' could not be read at the source: \(StoreError.system(operation: "open", path: path, errno: code))"
+        case ENAMETOOLONG where opening:
+            // The scan and the coordinator leave out paths past PATH_MAX; an open by absolute path
+            // (the scan of cut points) can still pass it under a long root.
+            return "the path '\(String(decoding: path.utf8.prefix(80), as: UTF8.self))…' is too long to open at the source (ENAMETOOLONG, over PATH_MAX); it cannot be transferred"
         default:
             return nil
         }

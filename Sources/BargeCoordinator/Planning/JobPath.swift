@@ -25,9 +25,10 @@ public enum JobPath {
         return normalized
     }
 
-    /// The longest path a job may name, or an entry under it have, in bytes: Linux's `PATH_MAX`,
-    /// and what the wire carries (`ChunkPlace.maxPathLength`).
-    public static let longest = ChunkPlace.maxPathLength
+    /// The longest path a job may name, or an entry under it have, in bytes: one less than Linux's
+    /// `PATH_MAX` (which counts the terminating NUL), within what the wire carries
+    /// (`ChunkPlace.maxPathLength`).
+    public static let longest = ChunkPlace.maxPathLength - 1
 
     /// Why the scanned entry at `relative` cannot be transferred from `source` to `destination`
     /// (the job's paths): its path at either end is longer than `longest`. Nil when it fits.

@@ -26,7 +26,8 @@ public struct ChunkPlace: Hashable, Sendable {
         hasher.combine(job)
         hasher.combine(offset)
         hasher.combine(path.utf8.count)
-        for byte in path.utf8 { hasher.combine(byte) }
+        var bytes = path
+        bytes.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
 

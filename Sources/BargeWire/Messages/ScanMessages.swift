@@ -23,7 +23,8 @@ public struct ScanRequest: Hashable, Sendable, PayloadCodable {
 
 /// One page of a scan's answer; the last page has `final` set. A scan that failed answers one
 /// final page with `error` set and no entries. `skipped` names entries that cannot be
-/// transferred (devices, sockets, FIFOs, names that are not UTF-8), with the reason.
+/// transferred (devices, sockets, FIFOs, names or link targets that are not UTF-8, names of
+/// partial copies, paths past PATH_MAX), with the reason.
 public struct ScanReply: Hashable, Sendable, PayloadCodable {
     /// Entries per page, so that a page stays far below the frame limit.
     public static let pageSize = 1024
