@@ -42,7 +42,7 @@ public enum DestinationEntries {
         if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {
             throw .invalidPath(path: display, reason: "a directory is in the way of the symbolic link")
         }
-        let temporary = ".\(name).barge-link-\(getpid())"
+        let temporary = temporaryLinkName(for: name)
         unlinkat(dirfd, temporary, 0)
         guard symlinkat(target, dirfd, temporary) == 0 else { throw .system(operation: "create symbolic link", path: display, errno: errno) }
         var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
@@ -56,6 +56,16 @@ public enum DestinationEntries {
             unlinkat(dirfd, temporary, 0)
             throw .system(operation: "rename", path: display, errno: e)
         }
+    }
+
+    /// The name a link is made under before it is renamed to `name`: `.<name>.barge-link-<pid>`
+    /// (the process's own, so that two agents sharing the root never rename each other's), or,
+    /// where that would pass NAME_MAX (255 bytes), `.<128-bit hash of the name>.barge-link-<pid>`.
+    /// A link whose name was 236 bytes or more failed with ENAMETOOLONG.
+    static func temporaryLinkName(for name: String) -> String {
+        let tail = ".barge-link-\(getpid())"
+        if 1 + name.utf8.count + tail.utf8.count <= 255 { return "." + name + tail }
+        return "." + NameHash.hex128(name) + tail
     }
 
     /// Writes verified bytes in place into a finished file (`verify --repair`), then syncs it and

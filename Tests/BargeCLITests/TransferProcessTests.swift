@@ -175,6 +175,8 @@ struct TransferProcessTests {
         try fm.createDirectory(at: source.appendingPathComponent("links"), withIntermediateDirectories: true)
         try fm.createSymbolicLink(atPath: source.appendingPathComponent("links/composed").path, withDestinationPath: "../\(nfc).txt")
         try fm.createSymbolicLink(atPath: source.appendingPathComponent("links/decomposed").path, withDestinationPath: "../\(nfd).txt")
+        // A link whose name is 255 bytes (NAME_MAX): it is made under a shorter temporary name.
+        try fm.createSymbolicLink(atPath: source.appendingPathComponent("links/" + String(repeating: "L", count: 255)).path, withDestinationPath: "../\(nfc).txt")
         // Not UTF-8: a file's name, and a link's target.
         let base = Array(source.path.utf8)
         let latin1 = Array("caf".utf8) + [0xE9] + Array(".txt".utf8)
