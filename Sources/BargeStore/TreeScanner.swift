@@ -79,7 +79,8 @@ public enum TreeScanner {
 
     /// The names in a directory other than `.` and `..`, by their bytes; names that are not
     /// UTF-8 are reported in `skipped`.
-    static func children(of directory: OpenDirectory, prefix: String, skipState: Bool, skipped: inout [StoreError]) throws(StoreError) -> [String] {
+    static func children(of directory: OpenDirectory, prefix: String, skipState: Bool, keepPartialCopies: Bool = false,
+                         skipped: inout [StoreError]) throws(StoreError) -> [String] {
         // fdopendir takes its descriptor over: it gets a copy, and the level keeps its own.
         let copy = dup(directory.fd)
         guard copy >= 0, let dir = fdopendir(copy) else {
@@ -115,7 +116,7 @@ public enum TreeScanner {
             // Named as a destination names its unfinished copies: sent, "x.barge-partial" would
             // be taken at the destination for the partial copy of "x", and one would replace
             // the other (a leftover of a transfer into this tree that was interrupted).
-            if name.count > partialSuffix.count, name.suffix(partialSuffix.count).elementsEqual(partialSuffix) {
+            if !keepPartialCopies, name.count > partialSuffix.count, name.suffix(partialSuffix.count).elementsEqual(partialSuffix) {
                 skipped.append(.partialCopyName(path: prefix.isEmpty ? valid : prefix + "/" + valid))
                 continue
             }

@@ -33,15 +33,19 @@ public struct TreeWalker: Sendable {
 
     private var stack: [Level] = []
     private var skipped: [StoreError] = []
+    private let keepPartialCopies: Bool
 
     /// Walks below `directory`; paths are relative to it. At an agent's root, its `.barge`
     /// state directory is left out, and so is any directory `StatePaths` protects or marks.
-    public init(directory: RootedPath) throws(StoreError) {
+    /// `keepPartialCopies`: list names ending in `.barge-partial` too (`barge ls` shows what is
+    /// there); a transfer's scan leaves them out and reports them.
+    public init(directory: RootedPath, keepPartialCopies: Bool = false) throws(StoreError) {
+        self.keepPartialCopies = keepPartialCopies
         let fd = open(directory.absolute, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw .system(operation: "open directory", path: directory.relative.isEmpty ? "." : directory.relative, errno: errno) }
         let open = OpenDirectory(fd: fd)
         if StatePaths.isProtected(directory.absolute) { return }
-        let names = try TreeScanner.children(of: open, prefix: "", skipState: directory.components.isEmpty, skipped: &skipped)
+        let names = try TreeScanner.children(of: open, prefix: "", skipState: directory.components.isEmpty, keepPartialCopies: keepPartialCopies, skipped: &skipped)
         stack = [Level(directory: open, identity: open.identity, absolute: directory.absolute, prefix: "", names: names)]
     }
 
@@ -67,7 +71,7 @@ public struct TreeWalker: Sendable {
                 // An agent's state directory given with --state below the root is not data.
                 if StatePaths.isProtected(absolute) { continue }
                 guard let open = OpenDirectory(name, in: directory) else { throw .system(operation: "open directory", path: relative, errno: errno) }
-                let names = try TreeScanner.children(of: open, prefix: relative, skipState: false, skipped: &skipped)
+                let names = try TreeScanner.children(of: open, prefix: relative, skipState: false, keepPartialCopies: keepPartialCopies, skipped: &skipped)
                 // Another agent's state directory (it carries the marker) is not data either.
                 if StatePaths.isStateDirectory(names: names) { continue }
                 stack.append(Level(directory: open, identity: open.identity, absolute: absolute, prefix: relative, names: names))

@@ -160,7 +160,7 @@ public final class TierWork: Sendable {
             if skip == 0 { entries.append(TierEntry(cold: false, kind: Self.kind(e.kind), path: base, size: e.size, mtimeSeconds: e.mtimeSeconds, mode: e.mode)) }
             seen = 1
         } else if isDirectory {
-            var walker = try TreeWalker(directory: start)
+            var walker = try TreeWalker(directory: start, keepPartialCopies: true)
             while let e = try walker.next() {
                 defer { seen += 1 }
                 guard seen >= skip else { continue }
