@@ -158,8 +158,12 @@ public struct CoordinatorClient: Sendable {
                     }
                 }
                 if let error = writerStopped.withLockedValue({ $0 }) { throw error }
-                // The idle timeout closed it (the last frame read here is at least that old).
-                if ContinuousClock.now - heard >= silence { throw CoordinatorConnectionError.silent(silence) }
+                // The idle timeout closed it: nothing was read for that long. `heard` is when this
+                // task took the last frame, a little after the event loop read it, so the timeout
+                // can fire just short of `silence` by this clock (a second's margin: a coordinator
+                // echoes every heartbeat, so only a silent one goes 9 s without a frame). Without
+                // the margin, a frozen coordinator was sometimes reported as closing the connection.
+                if ContinuousClock.now - heard >= silence - .seconds(1) { throw CoordinatorConnectionError.silent(silence) }
                 if !Task.isCancelled { throw CoordinatorConnectionError.closed }
             }
         }
