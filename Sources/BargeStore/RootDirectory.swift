@@ -99,7 +99,7 @@ public final class RootDirectory: Sendable {
 
     /// The error for a failed open beneath the root.
     static func failure(_ e: Int32, _ operation: String, _ relative: String, display: String) -> StoreError {
-        if e == EXDEV { return .symlinkEscape(path: display, resolved: "a place outside the root") }
+        if e == EXDEV { return .symlinkEscape(path: display, resolved: "") }
         return .system(operation: operation, path: relative, errno: e)
     }
 }

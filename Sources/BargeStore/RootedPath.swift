@@ -94,7 +94,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
             switch e {
             case EXDEV, ELOOP:
                 let full = directory.real + "/" + relative
-                throw .symlinkEscape(path: path, resolved: realPath(full) ?? linkTarget(full) ?? "a place outside the root")
+                throw .symlinkEscape(path: path, resolved: realPath(full) ?? linkTarget(full) ?? "")
             case ENOENT where !existing.isEmpty:
                 // Not there yet, or a symbolic link whose target is missing: creating through the
                 // link would follow it wherever it points.

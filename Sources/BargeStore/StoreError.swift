@@ -32,7 +32,9 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .escapesRoot(let p): "path '\(p)' leads outside the agent's root"
-        case .symlinkEscape(let p, let r): "path '\(p)' goes through a symbolic link to \(r), outside the agent's root"
+        case .symlinkEscape(let p, let r):
+            r.isEmpty ? "path '\(p)' goes through a symbolic link that leads outside the agent's root"
+                : "path '\(p)' goes through a symbolic link to \(r), outside the agent's root"
         case .invalidPath(let p, let why): "invalid path '\(p)': \(why)"
         case .rootUnusable(let r, let why): "root \(r) is unusable: \(why)"
         case .invalidName(let d, let e): "a file name in '\(Self.shortened(d))' is not valid UTF-8 (\(Self.shortened(e))); it cannot be transferred"

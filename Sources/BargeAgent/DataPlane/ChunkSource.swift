@@ -90,7 +90,7 @@ public final class ChunkSource: @unchecked Sendable {
         let path = try resolved ?? RootedPath.lexical(sourcePath, under: root)
         let fd = try RootDirectory.open(root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
-            if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "a place outside the root") }
+            if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "") }
             throw StoreError.system(operation: "open", path: sourcePath, errno: errno)
         }
         defer { close(fd) }
