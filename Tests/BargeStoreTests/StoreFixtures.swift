@@ -2,13 +2,24 @@ import BargeStore
 import Foundation
 import Testing
 
+/// Removes a tree, deep ones too: `FileManager` gives up on paths past PATH_MAX (the tests of
+/// such paths left their directories behind), so `rm -rf`, which walks by descriptor, finishes.
+func removeTree(_ url: URL) {
+    if (try? FileManager.default.removeItem(at: url)) != nil { return }
+    let rm = Process()
+    rm.executableURL = URL(fileURLWithPath: "/bin/rm")
+    rm.arguments = ["-rf", "--", url.path]
+    try? rm.run()
+    rm.waitUntilExit()
+}
+
 /// A fresh directory to use as an agent root, removed afterwards.
 final class Sandbox {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("barge-store-\(UUID().uuidString)")
     var root: String { url.appendingPathComponent("root").path }
 
     init() throws { try FileManager.default.createDirectory(atPath: url.appendingPathComponent("root").path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(at: url) }
+    deinit { removeTree(url) }
 
     func file(_ relative: String, _ contents: String = "", mode: Int = 0o644) throws {
         let path = root + "/" + relative
