@@ -2,24 +2,40 @@ import BargeStore
 import Foundation
 import Testing
 
-/// Removes a tree, deep ones too: `FileManager` gives up on paths past PATH_MAX (the tests of
-/// such paths left their directories behind), so `rm -rf`, which walks by descriptor, finishes.
-func removeTree(_ url: URL) {
-    if (try? FileManager.default.removeItem(at: url)) != nil { return }
-    let rm = Process()
-    rm.executableURL = URL(fileURLWithPath: "/bin/rm")
-    rm.arguments = ["-rf", "--", url.path]
-    try? rm.run()
-    rm.waitUntilExit()
-}
-
 /// A fresh directory to use as an agent root, removed afterwards.
 final class Sandbox {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("barge-store-\(UUID().uuidString)")
     var root: String { url.appendingPathComponent("root").path }
 
     init() throws { try FileManager.default.createDirectory(atPath: url.appendingPathComponent("root").path, withIntermediateDirectories: true) }
-    deinit { removeTree(url) }
+    deinit {
+        // Emptied by descriptor first: `FileManager` gives up on paths past PATH_MAX (the
+        // scanner's test of them left its directory behind).
+        let fd = open(url.path, O_RDONLY | O_DIRECTORY)
+        if fd >= 0 { Self.empty(fd); close(fd) }
+        try? FileManager.default.removeItem(at: url)
+    }
+
+    /// Removes everything in the directory open as `fd`, a level at a time from the bottom.
+    private static func empty(_ fd: Int32) {
+        guard let dir = fdopendir(dup(fd)) else { return }
+        defer { closedir(dir) }
+        while let ent = readdir(dir) {
+            // By the name's bytes (some tests make names that are not UTF-8).
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { Array($0.prefix { $0 != 0 }) + [0] }
+            if name == [0x2E, 0] || name == [0x2E, 0x2E, 0] { continue }
+            name.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { n in
+                let child = openat(fd, n.baseAddress!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                if child >= 0 {
+                    empty(child)
+                    close(child)
+                    unlinkat(fd, n.baseAddress!, AT_REMOVEDIR)
+                } else {
+                    unlinkat(fd, n.baseAddress!, 0)
+                }
+            } }
+        }
+    }
 
     func file(_ relative: String, _ contents: String = "", mode: Int = 0o644) throws {
         let path = root + "/" + relative
