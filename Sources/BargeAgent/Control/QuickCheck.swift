@@ -30,12 +30,13 @@ enum QuickCheck {
             let parent = slash.map { path[..<$0] } ?? ""
             let name = String(slash.map { path[path.utf8.index(after: $0)...] } ?? Substring(path))
             guard !name.isEmpty, name != ".", name != ".." else { return false }
+            let key = PathKey(parent)
             let opened: OpenDirectory?
-            if let known = directories[PathKey(parent)] {
+            if let known = directories[key] {
                 opened = known
             } else {
                 opened = (try? RootedPath.resolve(String(parent), under: root)).flatMap { OpenDirectory(path: $0.absolute) }
-                directories[PathKey(parent)] = opened
+                directories[key] = opened
             }
             guard let directory = opened else { return false }
             if matches(entry, name: name, in: directory) { return true }

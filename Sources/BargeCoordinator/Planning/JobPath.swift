@@ -1,4 +1,3 @@
-import BargeWire
 import BargeStore
 /// A `SITE:PATH` path as the coordinator keeps it: relative to the agents' root, `/`-separated,
 /// without `.` or empty components. `a:/ds` and `a:ds` are the same path; `..` that would climb
@@ -25,18 +24,18 @@ public enum JobPath {
         return normalized
     }
 
-    /// The longest path a job may name, or an entry under it have, in bytes: one less than Linux's
-    /// `PATH_MAX` (which counts the terminating NUL), within what the wire carries
-    /// (`ChunkPlace.maxPathLength`).
-    public static let longest = ChunkPlace.maxPathLength - 1
+    /// The longest path a job may name, or an entry under it have, in bytes: the agents' walk's
+    /// own limit (`TreeScanner.longestPath`, one less than `PATH_MAX`), so both ends agree.
+    public static let longest = TreeScanner.longestPath
 
     /// Why the scanned entry at `relative` cannot be transferred from `source` to `destination`
     /// (the job's paths): its path at either end is longer than `longest`. Nil when it fits.
     public static func tooLong(_ relative: String, source: String, destination: String) -> String? {
-        let n = max(join(source, relative).utf8.count, join(destination, relative).utf8.count)
+        // The joined lengths, without joining: this runs for every scanned entry.
+        func joined(_ base: String) -> Int { relative.isEmpty ? base.utf8.count : (base.isEmpty ? 0 : base.utf8.count + 1) + relative.utf8.count }
+        let n = max(joined(source), joined(destination))
         guard n > longest else { return nil }
-        let shown = String(decoding: relative.utf8.prefix(80), as: UTF8.self)
-        return "the path '\(shown)…' is \(n) bytes long, over the \(longest) a path may have (PATH_MAX); it cannot be transferred"
+        return StoreError.pathTooLong(start: String(decoding: relative.utf8.prefix(80), as: UTF8.self), bytes: n).description
     }
 
     /// Whether `inner` is `outer` or lies inside it (both normalized; "" is the root).
