@@ -48,7 +48,7 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// A path as a message shows it: the first 300 bytes, so that the reason after it survives
     /// the 1024 bytes a reason may have on the wire (and the CLI's hint, which looks for it).
-    static func shortened(_ s: String) -> String {
+    public static func shortened(_ s: String) -> String {
         s.utf8.count <= 300 ? s : String(decoding: s.utf8.prefix(300), as: UTF8.self) + "…"
     }
 

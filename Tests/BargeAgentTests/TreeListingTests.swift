@@ -81,4 +81,17 @@ struct TreeListingTests {
         let missing = await scan(roots, "nowhere")
         #expect(missing.count == 1 && missing[0].final && missing[0].entries.isEmpty && !missing[0].error.isEmpty, "\(missing)")
     }
+
+    /// A source that is not there, or sits below a file, says so in words, with the root it was
+    /// looked for under, in one final page: before, "scan nope: ENOENT (No such file or directory)".
+    @Test func aMissingSourceIsNamedWithTheRootItWasLookedFor() async throws {
+        let roots = try Roots()
+        try files(roots, 1, in: "ds")
+        let missing = await scan(roots, "nope/deeper")
+        #expect(missing.count == 1 && missing[0].final && missing[0].entries.isEmpty)
+        #expect(missing[0].error == "the source 'nope/deeper' does not exist under the agent's root \(roots.source) (ENOENT)")
+        let belowAFile = await scan(roots, "ds/f00000/x")
+        #expect(belowAFile.count == 1 && belowAFile[0].final)
+        #expect(belowAFile[0].error.contains("ENOTDIR") && belowAFile[0].error.contains("'ds/f00000/x'"), "\(belowAFile[0].error)")
+    }
 }

@@ -1,4 +1,7 @@
 import BargeStore
+#if canImport(Glibc)
+import Glibc
+#endif
 import BargeWire
 
 /// A source agent's answer to `scan request`: the tree under its root as pages of `scan reply`,
@@ -48,7 +51,7 @@ enum TreeListing {
                     // mode and mtime go to the destination directory) or the single file being sent.
                     page.append(TreeListing.entry(top, path: ""))
                 } catch {
-                    return ScanReply(request: request.request, final: true, error: error.description)
+                    return ScanReply(request: request.request, final: true, error: TreeListing.topProblem(error, request.path, root: root))
                 }
             }
             do {
@@ -63,6 +66,18 @@ enum TreeListing {
             skipped.removeFirst(sent.count)
             // The walk is over once a page comes back short; what it skipped may take more pages.
             return ScanReply(request: request.request, final: page.count < ScanReply.pageSize && skipped.isEmpty, entries: page, skipped: sent)
+        }
+    }
+
+    /// Why the scanned path itself cannot be walked, in the words of the usual cases: a source
+    /// that is not there (a typo, the wrong site or root), or one the agent may not read.
+    static func topProblem(_ error: StoreError, _ path: String, root: String) -> String {
+        let shown = StoreError.shortened(path.isEmpty ? "." : path)
+        return switch error.errno {
+        case ENOENT: "the source '\(shown)' does not exist under the agent's root \(root) (ENOENT)"
+        case ENOTDIR: "the source '\(shown)' is not under the agent's root \(root): a part of it is a file (ENOTDIR)"
+        case EACCES: "the source '\(shown)' cannot be read by the agent, which runs as uid \(getuid()) (EACCES)"
+        default: error.description
         }
     }
 
