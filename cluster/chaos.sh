@@ -8,12 +8,15 @@
 #   RUNS=20 VICTIMS="coordinator b1" cluster/chaos.sh
 #   SIG=TERM RESTART_DELAY=2 cluster/chaos.sh
 #   SIG=STOP RESTART_DELAY=20 cluster/chaos.sh        # hung, not dead: stopped, then continued
+#   TIER='cold:typed/**;cold:small/d1*/**;hot' cluster/chaos.sh   # kills during cold placement too
 #
 # RUNS (6), VICTIMS (coordinator a1 a2 b1 b2, taken in turn), SIG (KILL; STOP stops the process and
 # continues it after RESTART_DELAY rather than starting it again), RESTART_DELAY (0.5 s),
 # RATE (the job's --bwlimit, 150MiB/s, so that it lasts a few seconds), LARGE_MIB (2 files, 96),
 # SMALL (3000 files of 1-32 KiB), TIMEOUT (seconds a job may take, 180), BARGE_BIN (a release
-# barge, else built), KEEP_LOGS=1 (logs of every run in bench-out/logs-chaos-N).
+# barge, else built), KEEP_LOGS=1 (logs of every run in bench-out/logs-chaos-N), TIER (a --tier
+# policy for the job: b1 and b2 then share a cold store, and after the job `barge verify` must pass
+# and `barge tier promote` must bring the cold files back, before the trees are compared).
 # The summary goes to bench-out/chaos.txt. Exit status 1 if any run failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,9 +70,10 @@ start() {  # start NAME: the coordinator, or agent a1, a2 (root src) or b1, b2 (
       >> "$work/coordinator.log" 2>&1 &
   else
     local root=$work/src
-    [[ $name == b* ]] && root=$work/dst
+    local cold=()
+    [[ $name == b* ]] && root=$work/dst && cold=(--cold "$work/cold")
     "$barge" agent --coordinator "127.0.0.1:$agent_port" --name "$name" --site "${name:0:1}" --root "$root" --listen 127.0.0.1:0 \
-      >> "$work/$name.log" 2>&1 &
+      "${cold[@]}" >> "$work/$name.log" 2>&1 &
   fi
   pid_of[$name]=$!
   pids+=($!)
@@ -81,14 +85,16 @@ failed=0
 : > "$out/chaos.txt"
 for run in $(seq 1 "$runs"); do
   victim=${victims[$(( (run - 1) % ${#victims[@]} ))]}
-  rm -rf "$work/dst" "$work/state" "$work/src/.barge" "$work"/*.log
-  mkdir -p "$work/dst"
+  rm -rf "$work/dst" "$work/cold" "$work/state" "$work/src/.barge" "$work"/*.log
+  mkdir -p "$work/dst" "$work/cold"
   for name in coordinator a1 a2 b1 b2; do start "$name"; [[ $name == coordinator ]] && sleep 0.5; done
   for _ in $(seq 1 100); do
     [[ $("$barge" agents --json 2>/dev/null | grep -o '"up"' | wc -l) -ge 4 ]] && break
     sleep 0.2
   done
-  job=$("$barge" submit a:/ds b:/ds --bwlimit "$rate" --json | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
+  tier=()
+  [[ -n ${TIER:-} ]] && tier=(--tier "$TIER")
+  job=$("$barge" submit a:/ds b:/ds --bwlimit "$rate" "${tier[@]}" --json | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
   started=$(now)
   # Killed once the job is moving, at a random moment of its first few seconds.
   kill_at=$(calc "0.2 + ($RANDOM % 3000) / 1000")
@@ -125,7 +131,11 @@ for run in $(seq 1 "$runs"); do
   # Ended before the victim was hit: the run proves nothing about the crash, and says so.
   if [[ ${state:-} == succeeded ]]; then s="succeeded (before the kill)"; took=$kill_at; fi
   unset ended
-  if [[ $s == succeeded* ]] && check=$(cluster/tree-equal.py "$src" "$work/dst/ds" 2>&1); then
+  # With a tier policy, the cold files must verify where they lie, then come back whole.
+  if [[ $s == succeeded* && -n ${TIER:-} ]]; then
+    if ! check=$("$barge" verify "$job" 2>&1 && "$barge" tier promote b:/ds --wait 2>&1); then s="$s, then cold tier FAILED"; fi
+  fi
+  if [[ $s == succeeded* && $s != *FAILED* ]] && check=$(cluster/tree-equal.py "$src" "$work/dst/ds" 2>&1); then
     verdict=ok
   else
     verdict=FAILED; failed=1

@@ -75,6 +75,7 @@ public struct CoordinatorClient: Sendable {
             var frames = inbound.makeAsyncIterator()
             var registration = i
             if session.version < WireVersion.agentBuild { registration.build = nil }
+            if session.version < WireVersion.rootIdentity { registration.rootID = nil }
             try await outbound.write(Message.register(registration).frame())
             guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }
             let registered: Registered

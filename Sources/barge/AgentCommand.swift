@@ -187,8 +187,16 @@ struct AgentCommand: AsyncParsableCommand {
         let host = advertise ?? (data.host == "0.0.0.0" || data.host == "::" ? "127.0.0.1" : data.host)
         let tcpCC = try tcpCongestionControl()
         logger.notice("agent \(name): data plane listening on \(data.host):\(port), advertised as \(host):\(port), root \(rootPath), chunk index \(stateDirectory), protocol versions \(WireVersion.supported.lowerBound)...\(WireVersion.supported.upperBound), sending with TCP congestion control \(tcpCC?.name ?? "\(TCPCongestionControl.hostDefault() ?? "unknown") (the host's default)")")
+        // Which directory the root is, so that the coordinator can refuse this agent if its
+        // site's other agents serve another. Without it (a root it may not write), it is not compared.
+        var rootID: String?
+        do {
+            rootID = try RootIdentity.establish(root: rootPath, agent: name)
+        } catch {
+            logger.warning("agent \(name): cannot keep the root's id in \(rootPath)/\(TreeScanner.stateDirectory)/\(RootIdentity.fileName) (\(error)); the coordinator cannot check that this agent shares its site's root")
+        }
         let identity = AgentIdentity(name: name, site: site, root: rootPath, dataHost: host, dataPort: UInt16(port), maxInFlight: UInt32(maxUnits),
-                                     build: BargeBuild.version)
+                                     build: BargeBuild.version, rootID: rootID)
         let corrupt = try faultFraction("BARGE_FAULT_CORRUPT")
         if corrupt > 0 {
             logger.warning("agent \(name): fault injection on: BARGE_FAULT_CORRUPT=\(corrupt), so about \(Int((corrupt * 100).rounded()))% of the chunks this agent sends are corrupted after hashing (tests only)")

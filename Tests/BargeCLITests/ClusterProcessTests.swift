@@ -63,6 +63,29 @@ struct ClusterProcessTests {
                 "\(coordinator.output)\n\(second.output)")
     }
 
+    /// An agent started on another directory than the root its site's agents share (a
+    /// node-local disk instead of the parallel file system) is refused, and both sides say which
+    /// roots differ; before, it joined, and a job's files were split between the two directories
+    /// while the job succeeded. The same directory reached by another path (another mount
+    /// point) joins.
+    @Test func anAgentOnAnotherRootThanItsSitesIsRefusedAndOneOnTheSameDirectoryJoins() async throws {
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        try FileManager.default.createDirectory(atPath: dir.path + "/local-disk", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/other-mount", withDestinationPath: dir.path + "/root-b")
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        #expect(try await cluster.agentsRegister(1, http))
+        let stray = try cluster.startAgent("b2", site: "b", root: "local-disk", coordinator: agents)
+        let twin = try cluster.startAgent("b3", site: "b", root: "other-mount", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, b1, stray, twin)) {} }
+        #expect(try await cluster.eventually(20) { !stray.process.isRunning }, "\(stray.output)")
+        #expect(stray.process.terminationStatus != 0)
+        #expect(stray.output.contains("must share one root") && stray.output.contains("\(dir.path)/local-disk") && stray.output.contains("\(dir.path)/root-b"),
+                "\(stray.output)")
+        #expect(coordinator.output.contains("refused registration of 'b2'") && coordinator.output.contains("must share one root"), "\(coordinator.output)")
+        #expect(try await cluster.eventually(20) { try cluster.agents(http).compactMap { $0["name"] as? String }.sorted() == ["b1", "b3"] })
+        #expect(twin.process.isRunning, "\(twin.output)")
+    }
+
     @Test func aWrongTokenIsRefusedOnBothSidesAndLogged() async throws {
         let (coordinator, agentAddress, _) = try await cluster.startCoordinator()
         let bad = dir.url.appendingPathComponent("bad-token")

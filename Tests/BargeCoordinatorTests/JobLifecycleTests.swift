@@ -92,6 +92,31 @@ struct AgentRegistryTests {
         #expect(try r.register(name: "dtn1", site: "b", address: "h:2", now: 21 * Self.second) == .rejoined)
     }
 
+    /// An agent whose root is another directory than the one its site's live agents share is
+    /// refused, naming both roots; the same directory, another site, an agent that gave no id, or
+    /// the same agent come back with a new root are not. Once the others are down, it gets in.
+    @Test func anAgentWhoseRootIsNotItsSitesSharedRootIsRefused() throws {
+        var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
+        let shared = "00000000000000000000000000000001", other = "00000000000000000000000000000002"
+        _ = try r.register(name: "b1", site: "b", address: "h:1", root: "/lustre/b", rootID: shared, now: 0)
+        #expect(try r.register(name: "b2", site: "b", address: "h:2", root: "/mnt/lustre/b", rootID: shared, now: 0) == .new)
+        #expect(throws: RegistryError.rootDiffers(name: "b3", site: "b", root: "/scratch/b", other: "b1", otherRoot: "/lustre/b")) {
+            try r.register(name: "b3", site: "b", address: "h:3", root: "/scratch/b", rootID: other, now: Self.second)
+        }
+        let refusal = RegistryError.rootDiffers(name: "b3", site: "b", root: "/scratch/b", other: "b1", otherRoot: "/lustre/b").description
+        #expect(refusal.contains("must share one root") && refusal.contains("/scratch/b") && refusal.contains("/lustre/b") && refusal.contains("--site"))
+        #expect(r.available(site: "b").map(\.name) == ["b1", "b2"])
+        // Another site, an older agent (no id), and b1 itself with a new root, are not compared.
+        #expect(try r.register(name: "c1", site: "c", address: "h:4", root: "/scratch/b", rootID: other, now: Self.second) == .new)
+        #expect(try r.register(name: "b4", site: "b", address: "h:5", root: "/old", now: Self.second) == .new)
+        #expect(throws: RegistryError.self) {
+            try r.register(name: "b1", site: "b", address: "h:1", root: "/scratch/b", rootID: other, now: 2 * Self.second)
+        }
+        // Every agent of the site with the shared root is down: the new root may take over.
+        _ = (UInt64(3)...20).flatMap { r.expire(now: $0 * Self.second) }
+        #expect(try r.register(name: "b3", site: "b", address: "h:3", root: "/scratch/b", rootID: other, now: 21 * Self.second) == .new)
+    }
+
     /// A second live agent under a name whose agent is connected and heard lately is refused; once
     /// that one is silent past the window, or no longer connected, the name is free again.
     @Test func aConnectedNameHeardLatelyCannotBeTakenAgain() throws {

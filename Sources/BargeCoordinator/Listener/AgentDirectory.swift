@@ -16,7 +16,7 @@ public actor AgentDirectory {
     /// `connected`: an agent of that name has a live connection; with one heard from within
     /// `liveWindow`, the registration is refused (`RegistryError.connected`).
     public func register(_ r: Register, connected: Bool = false, liveWindow: Duration = .zero) throws(RegistryError) -> AgentRegistry.Registration {
-        try registry.register(name: r.name, site: r.site, address: "\(r.dataHost):\(r.dataPort)", build: r.build, now: clock(),
+        try registry.register(name: r.name, site: r.site, address: "\(r.dataHost):\(r.dataPort)", build: r.build, root: r.root, rootID: r.rootID, now: clock(),
                               connected: connected, liveWindow: UInt64(max(0, liveWindow.wholeNanoseconds)))
     }
 

@@ -1,3 +1,4 @@
+import BargeStore
 import BargeWire
 
 /// Whether an agent can take work.
@@ -16,14 +17,21 @@ public struct AgentInfo: Hashable, Sendable {
     public var lastSeen: UInt64
     /// Its build version (`barge --version`), when it said (protocol 11).
     public var build: String?
+    /// Its `--root` as it gave it, and which directory that is (`RootIdentity`), when it said
+    /// (protocol 14).
+    public var root: String?
+    public var rootID: String?
 
-    public init(name: String, site: String, address: String, state: AgentState = .up, lastSeen: UInt64, build: String? = nil) {
+    public init(name: String, site: String, address: String, state: AgentState = .up, lastSeen: UInt64, build: String? = nil,
+                root: String? = nil, rootID: String? = nil) {
         self.name = name
         self.site = site
         self.address = address
         self.state = state
         self.lastSeen = lastSeen
         self.build = build
+        self.root = root
+        self.rootID = rootID
     }
 }
 
@@ -78,7 +86,13 @@ public struct AgentRegistry: Sendable {
     /// `liveWindow` (nanoseconds): a restart of that agent gets in once its old connection's end is
     /// seen or it falls silent. Looked at before `woke`, which would make a stalled coordinator's
     /// agents look heard lately.
-    public mutating func register(name: String, site: String, address: String, build: String? = nil, now: UInt64,
+    ///
+    /// Nor may an agent join a site whose other agents, up or not yet taken for down, have
+    /// another root (`rootID`, the directory's `RootIdentity`): a job's units go to any agent
+    /// of the destination site, so its files would land in two directories, and the job would
+    /// still succeed. Agents that did not say (older ones) are not compared.
+    public mutating func register(name: String, site: String, address: String, build: String? = nil, root: String? = nil,
+                                  rootID: String? = nil, now: UInt64,
                                   connected: Bool = false, liveWindow: UInt64 = 0) throws(RegistryError) -> Registration {
         if let problem = Register.nameProblem(name) { throw .invalid("agent name '\(name)' \(problem)") }
         if let problem = Register.siteProblem(site) { throw .invalid("site '\(site)' \(problem)") }
@@ -86,15 +100,16 @@ public struct AgentRegistry: Sendable {
             throw .connected(name: name, site: known.site, address: known.address)
         }
         woke(at: now)
-        if let known = agents[name] {
-            if known.state != .down, known.site != site {
-                throw .nameInUse(name: name, site: known.site)
-            }
-            agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now, build: build)
-            return .rejoined
+        if let known = agents[name], known.state != .down, known.site != site {
+            throw .nameInUse(name: name, site: known.site)
         }
-        agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now, build: build)
-        return .new
+        if let rootID, let other = agents.values.filter({ $0.name != name && $0.site == site && $0.state != .down && $0.rootID != nil && $0.rootID != rootID })
+            .min(by: { $0.name < $1.name }) {
+            throw .rootDiffers(name: name, site: site, root: root ?? "", other: other.name, otherRoot: other.root ?? "")
+        }
+        let rejoined = agents[name] != nil
+        agents[name] = AgentInfo(name: name, site: site, address: address, state: .up, lastSeen: now, build: build, root: root, rootID: rootID)
+        return rejoined ? .rejoined : .new
     }
 
     /// Records a heartbeat. A heartbeat from an agent marked down does not revive it: it must
@@ -143,6 +158,8 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
     case connected(name: String, site: String, address: String)
     /// A name or site that cannot be used (`Register.nameProblem`, `siteProblem`).
     case invalid(String)
+    /// The agent's root is another directory than the one its site's other agents share.
+    case rootDiffers(name: String, site: String, root: String, other: String, otherRoot: String)
 
     public var description: String {
         switch self {
@@ -151,6 +168,8 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
         case .nameInUse(let n, let site): "an agent named '\(n)' is already up at site '\(site)'; give each agent its own --name"
         case .connected(let n, let site, let address): "an agent named '\(n)' is already connected (site '\(site)', data plane \(address)); give each agent its own --name, or stop the other"
         case .invalid(let why): why
+        case .rootDiffers(let n, let site, let root, let other, let otherRoot):
+            "agent '\(n)' has root \(StoreError.shortened(root)), another directory than the root of site '\(site)' that agent '\(other)' serves (\(StoreError.shortened(otherRoot))): the agents of a site must share one root (one file system, at any path), or a job's files would be split between them. Give '\(n)' that same directory as --root, or its own --site. (If '\(other)' is gone for good, '\(n)' gets in once '\(other)' is marked down, after the coordinator's --agent-timeout.)"
         }
     }
 }

@@ -124,8 +124,10 @@ public enum WireVersion {
     /// `task done` lists the files the unit left out, gone from the source or changed since the
     /// scan when it came to read them; the unit is done without them rather than failing the job.
     public static let leftOut: UInt8 = 13
+    /// `register` ends with the id of the agent's root (`RootIdentity`), after the build.
+    public static let rootIdentity: UInt8 = 14
 
-    /// This build speaks 8 to 13, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 14, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -137,6 +139,6 @@ public enum WireVersion {
         }
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...leftOut
+        return sealed...rootIdentity
     }()
 }

@@ -128,8 +128,10 @@ public enum Message: Hashable, Sendable {
             let port = try r.integer(UInt16.self, "data port")
             let maxInFlight = try r.integer(UInt32.self, "max in flight")
             let build = r.buffer.readableBytes == 0 ? nil : try r.string("build version", maxLength: Register.maxBuildLength)
+            let rootID = r.buffer.readableBytes == 0 ? nil : try r.string("root id", maxLength: Register.maxRootIDLength)
             guard !name.isEmpty, !site.isEmpty else { throw .malformed(.register, "empty name or site") }
-            self = .register(Register(name: name, site: site, root: root, dataHost: host, dataPort: port, maxInFlight: maxInFlight, build: build))
+            self = .register(Register(name: name, site: site, root: root, dataHost: host, dataPort: port, maxInFlight: maxInFlight,
+                                      build: build?.isEmpty == true && rootID != nil ? nil : build, rootID: rootID))
         case .registered:
             let interval = try r.integer(UInt32.self, "heartbeat interval")
             let timeout = try r.integer(UInt32.self, "agent timeout")
@@ -249,9 +251,14 @@ public enum Message: Hashable, Sendable {
             b.writeWireString(m.dataHost)
             b.writeInteger(m.dataPort)
             b.writeInteger(m.maxInFlight)
-            if let build = m.build {
+            if m.build != nil || m.rootID != nil {
+                let build = m.build ?? ""
                 precondition(build.utf8.count <= Register.maxBuildLength)
                 b.writeWireString(build)
+            }
+            if let rootID = m.rootID {
+                precondition(rootID.utf8.count <= Register.maxRootIDLength)
+                b.writeWireString(rootID)
             }
         case .registered(let m):
             b.writeInteger(m.heartbeatIntervalMillis)

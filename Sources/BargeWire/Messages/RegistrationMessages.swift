@@ -39,10 +39,17 @@ public struct Register: Hashable, Sendable {
     /// The agent's build version (`barge --version`), for operators' eyes. Protocol version 11:
     /// a trailing string, on the wire only when set; nil from older agents.
     public var build: String?
+    /// Which directory its root is (`RootIdentity`: the same for every agent that sees that
+    /// directory, whatever its path), so that the coordinator can refuse an agent whose site's
+    /// other agents share another. Protocol version 14: a trailing string after `build`, on the
+    /// wire only when set; nil from older agents, and from an agent that could not make it.
+    public var rootID: String?
 
     public static let maxBuildLength = 64
+    public static let maxRootIDLength = 64
 
-    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8, build: String? = nil) {
+    public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8, build: String? = nil,
+                rootID: String? = nil) {
         self.name = name
         self.site = site
         self.root = root
@@ -50,6 +57,7 @@ public struct Register: Hashable, Sendable {
         self.dataPort = dataPort
         self.maxInFlight = maxInFlight
         self.build = build
+        self.rootID = rootID
     }
 }
 
