@@ -97,4 +97,53 @@ struct DiskFullProcessTests {
         let unknown = try cluster.cli(["resume", "j-nope"], http: http)
         #expect(unknown.status != 0 && unknown.stderr.contains("no job j-nope"), "\(unknown.stderr)")
     }
+
+    /// The coordinator's own disk fills while a job runs: the job waits and says why, a request
+    /// that would have to wait for the journal is refused at once with the reason (before: no
+    /// word in `status`, and `cancel` hung until the client gave up), and once there is space the
+    /// job finishes identical, nothing lost.
+    @Test(.enabled(if: TmpfsMount.available, "mounting a tmpfs needs root (CI runs as root); the disk-full test is skipped"))
+    func aCoordinatorWhoseDiskFillsSaysWhyAndLosesNothing() async throws {
+        let cluster = try TestCluster(roots: ["root-a", "root-b"])
+        let source = cluster.dir.url.appendingPathComponent("root-a/ds")
+        for i in 0..<3000 {
+            let dir = source.appendingPathComponent("d\(i % 30)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try Data(SampleData.random(bytes: 1 + (i * 131) % 3000, seed: UInt64(i))).write(to: dir.appendingPathComponent("a-file-with-a-longer-name-\(i).dat"))
+        }
+        let state = try TmpfsMount(at: cluster.dir.path + "/state", megabytes: 4)
+        let running = try await cluster.startPair()
+        defer { withExtendedLifetime(running) {} }
+        let (coordinator, http) = (running.coordinator, running.http)
+        let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "1MiB/s", "--json"], http: http)
+        let job = try #require((try? JSONSerialization.jsonObject(with: Data(submitted.stdout.utf8)) as? [String: Any])?["id"] as? String,
+                               "\(submitted.stdout)\(submitted.stderr)")
+        // Everything left on the coordinator's disk goes to a filler, as another program would take it.
+        let filler = FileHandle(forWritingAtPath: { FileManager.default.createFile(atPath: state.path + "/filler", contents: nil); return state.path + "/filler" }())!
+        let block = Data(count: 64 << 10)
+        while (try? filler.write(contentsOf: block)) != nil {}
+        try filler.close()
+
+        func waiting() throws -> String {
+            let r = try cluster.cli(["status", job, "--json"], http: http)
+            return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["waiting"] as? String ?? ""
+        }
+        #expect(try await cluster.eventually(60) { try waiting().contains("the coordinator cannot write its journal") }, "\(coordinator.output)")
+        #expect(try waiting().contains("free space where the coordinator's --state lies"))
+        let started = ContinuousClock.now
+        let cancel = try cluster.cli(["cancel", job], http: http)
+        #expect(cancel.status != 0 && cancel.stderr.contains("cannot write its journal") && cancel.stderr.contains("send it again"), "\(cancel.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(10), "the refusal came at once")
+        let shown = try cluster.cli(["status", job], http: http)
+        #expect(shown.stdout.contains("waiting: the coordinator cannot write its journal"), "\(shown.stdout)")
+
+        // Space again: the job goes on by itself and ends identical.
+        try FileManager.default.removeItem(atPath: state.path + "/filler")
+        #expect(try await cluster.eventually(120) {
+            let r = try cluster.cli(["status", job, "--json"], http: http)
+            return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["state"] as? String == "succeeded"
+        }, "\(coordinator.output)")
+        #expect(try TreeSupport.snapshot(cluster.dir.url.appendingPathComponent("root-b/copy")) == TreeSupport.snapshot(source))
+        #expect(coordinator.output.contains("journal commit of"))
+    }
 }

@@ -73,7 +73,7 @@ struct MonitoringFilesTests {
         try check.run()
         let said = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         check.waitUntilExit()
-        #expect(check.terminationStatus == 0 && said.contains("SUCCESS: 4 rules found"), "\(said)")
+        #expect(check.terminationStatus == 0 && said.contains("SUCCESS: 5 rules found"), "\(said)")
     }
 
     @Test func theDashboardAndRulesQueryOnlyExportedMetrics() throws {

@@ -34,4 +34,15 @@ struct JobWaitingTests {
         }
         #expect(JobWaiting.reason(state: .queued, source: "a", destination: "b", agents: [Self.agent("b1", "b", .up)])?.hasPrefix("waiting: source site 'a'") == true)
     }
+
+    /// A journal that cannot be written holds every job not ended, and is said first.
+    @Test func aJournalThatCannotBeWrittenIsSaidFirst() {
+        let problem = "SQLite error 13: database or disk is full"
+        let up = [Self.agent("a1", "a", .up), Self.agent("b1", "b", .up)]
+        #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: up, journalProblem: problem)
+            == "waiting: the coordinator cannot write its journal (\(problem)); nothing is lost, and the job goes on once it can: free space where the coordinator's --state lies")
+        let both = JobWaiting.reason(state: .queued, source: "a", destination: "b", agents: [Self.agent("a1", "a", .up)], journalProblem: problem) ?? ""
+        #expect(both.hasPrefix("waiting: the coordinator cannot write its journal") && both.contains("; destination site 'b' has no agent up"), "\(both)")
+        #expect(JobWaiting.reason(state: .succeeded, source: "a", destination: "b", agents: up, journalProblem: problem) == nil)
+    }
 }

@@ -98,6 +98,7 @@ public final class APIRoutes: @unchecked Sendable {
     init(tokens: APITokens, audit: AuditTrail?, metrics: CoordinatorMetrics? = nil, logger: Logger) {
         if let audit { router.add(middleware: AuditMiddleware(journal: audit.journal, trail: audit, logger: logger)) }
         router.add(middleware: APIAuthentication(tokens: tokens, metrics: metrics))
+        router.add(middleware: StorageErrors())
         let known = RouteNames()
         self.known = known
         router.add(middleware: MethodCheck(routes: { known.all }))

@@ -109,9 +109,11 @@ enum Dashboard {
         var jobs: [JobStatus] = []
         let known = await directory.agents
         let sites = JobWaiting.Sites(known)
+        let journalProblem = await scheduler.journalProblem
         for record in try await scheduler.recentJobs(limit: jobsShown) {
             var status = JobStatus(record, lanes: record.state == .running ? scheduler.lanes(of: record.id) : [])
-            status.waiting = JobWaiting.reason(state: record.state, source: record.sourceSite, destination: record.destinationSite, sites: sites)
+            status.waiting = JobWaiting.reason(state: record.state, source: record.sourceSite, destination: record.destinationSite, sites: sites,
+                                               journalProblem: journalProblem)
             if record.state == .succeeded, jobs.count < 20 {
                 status.verification = try? await scheduler.verification(record.id).map(VerifyProgress.init)
             }

@@ -105,10 +105,13 @@ public final class CoordinatorMetrics: Sendable {
         case unitFailure = "unit_failure"
         /// An API request with a missing, wrong or under-privileged token.
         case authentication
+        /// A journal commit that failed (a full disk, an I/O error at the coordinator's
+        /// `--state`); tried again with backoff, jobs waiting meanwhile.
+        case journal
     }
 
     public func error(_ reason: ErrorReason, count: Int = 1) {
-        registry.makeCounter(descriptor: Self.name("barge_errors", "total", "Errors, by reason: corrupt chunks nacked, unit failures, API authentication failures."),
+        registry.makeCounter(descriptor: Self.name("barge_errors", "total", "Errors, by reason: corrupt chunks nacked, unit failures, API authentication failures, failed journal commits."),
                              labels: [("reason", reason.rawValue)]).increment(by: Int64(count))
     }
 

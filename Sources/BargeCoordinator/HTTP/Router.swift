@@ -70,7 +70,8 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
             }
         }
         var status = JobStatus(job, lanes: scheduler.lanes(of: id))
-        status.waiting = JobWaiting.reason(state: job.state, source: job.sourceSite, destination: job.destinationSite, agents: await directory.agents)
+        status.waiting = JobWaiting.reason(state: job.state, source: job.sourceSite, destination: job.destinationSite, agents: await directory.agents,
+                                           journalProblem: await scheduler.journalProblem)
         status.verification = try await httpErrors { try await scheduler.verification(id) }.map(VerifyProgress.init)
         return status
     }
@@ -224,6 +225,7 @@ private func httpErrors<T>(_ body: () async throws -> T) async throws -> T {
         // The request is sound, but no agent can carry it out now: a state, not a server fault.
         case .notVerifiable, .conflict, .noAgentsUp, .agentUnavailable, .connectionLost: throw HTTPError(.conflict, message: error.description)
         case .timedOut: throw HTTPError(.gatewayTimeout, message: error.description)
+        case .journalUnavailable: throw HTTPError(.serviceUnavailable, message: error.description)
         }
     } catch let error as JournalError {
         if case .unknownJob = error { throw HTTPError(.notFound, message: error.description) }

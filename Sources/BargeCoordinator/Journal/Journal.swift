@@ -515,8 +515,9 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
     case unitNotPending(String, Int64, UnitState)
     /// A stored value does not read back (a damaged or foreign journal).
     case corrupt(String)
-    /// The manifest files beside the journal cannot be written (a full disk, say).
-    case manifests(String)
+    /// The manifest files beside the journal cannot be written (a full disk, say): what, and
+    /// the errno.
+    case manifests(String, errno: Int32)
 
     public var description: String {
         switch self {
@@ -524,7 +525,7 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unknownUnit(let id, let u): "job \(id) has no unit \(u)"
         case .unitNotPending(let id, let u, let s): "unit \(u) of job \(id) is \(s.rawValue), not pending"
         case .corrupt(let what): "the journal is damaged: \(what)"
-        case .manifests(let what): "the journal's manifest files: \(what)"
+        case .manifests(let what, _): "the journal's manifest files: \(what)"
         }
     }
 }

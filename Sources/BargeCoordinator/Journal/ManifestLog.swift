@@ -30,7 +30,7 @@ struct ManifestLog: Sendable {
         if mkdir(directory, 0o700) == 0 {
             try Self.syncDirectory((journalPath as NSString).deletingLastPathComponent.nonEmpty ?? ".")
         } else if errno != EEXIST {
-            throw JournalError.manifests("cannot create \(directory): \(String(cString: strerror(errno)))")
+            throw JournalError.manifestFailure("cannot create \(directory)")
         }
     }
 
@@ -64,10 +64,10 @@ struct ManifestLog: Sendable {
                 created = false
                 fd = open(path, O_WRONLY | O_CLOEXEC)
             }
-            guard fd >= 0 else { throw JournalError.manifests("cannot open \(path): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw JournalError.manifestFailure("cannot open \(path)") }
             pending.files.append((fd, created))
             var st = stat()
-            guard fstat(fd, &st) == 0 else { throw JournalError.manifests("cannot stat \(path): \(String(cString: strerror(errno)))") }
+            guard fstat(fd, &st) == 0 else { throw JournalError.manifestFailure("cannot stat \(path)") }
             var at = Int64(st.st_size)
             var places: [Place] = []
             places.reserveCapacity(blobs.count)
@@ -83,7 +83,7 @@ struct ManifestLog: Sendable {
                 while done < raw.count {
                     let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(places[0].at) + off_t(done))
                     if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw JournalError.manifests("cannot write \(path): \(String(cString: strerror(errno)))") }
+                    guard n > 0 else { throw JournalError.manifestFailure("cannot write \(path)") }
                     done += n
                 }
             }
@@ -95,7 +95,7 @@ struct ManifestLog: Sendable {
     /// Makes a batch's appends durable (and the names of files it created).
     func sync(_ pending: Pending) throws {
         for f in pending.files where fdatasync(f.fd) != 0 {
-            throw JournalError.manifests("cannot sync a manifest file: \(String(cString: strerror(errno)))")
+            throw JournalError.manifestFailure("cannot sync a manifest file")
         }
         if pending.files.contains(where: \.created) { try Self.syncDirectory(directory) }
     }
@@ -149,12 +149,20 @@ struct ManifestLog: Sendable {
 
     private static func syncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw JournalError.manifests("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw JournalError.manifestFailure("cannot open \(path)") }
         defer { _ = Glibc.close(fd) }
-        guard fsync(fd) == 0 else { throw JournalError.manifests("cannot sync \(path): \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else { throw JournalError.manifestFailure("cannot sync \(path)") }
     }
 }
 
 private extension String {
     var nonEmpty: String? { isEmpty ? nil : self }
+}
+
+extension JournalError {
+    /// `.manifests` for the failure `errno` holds now, named in words.
+    static func manifestFailure(_ what: String) -> JournalError {
+        let e = errno
+        return .manifests("\(what): \(String(cString: strerror(e)))", errno: e)
+    }
 }

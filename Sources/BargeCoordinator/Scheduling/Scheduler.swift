@@ -271,7 +271,14 @@ public actor Scheduler {
         return job
     }
 
+    /// Refuses a request that must wait for the journal while its commits fail: it would wait
+    /// until there is space again, past any client's timeout.
+    private func requireJournal() throws(SchedulerError) {
+        if let journalProblem { throw .journalUnavailable(journalProblem) }
+    }
+
     public func cancel(_ id: String) async throws -> JobRecord {
+        try requireJournal()
         await flush()
         let job = try journal.end(id, .cancel, now: now())
         stopUnits(of: id)
@@ -280,6 +287,7 @@ public actor Scheduler {
 
     /// Runs a failed or cancelled job again from where it stopped: units already done stay done.
     public func resume(_ id: String) async throws -> JobRecord {
+        try requireJournal()
         await flush()
         guard let before = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
         if before.operation != .transfer {
@@ -329,6 +337,7 @@ public actor Scheduler {
 
     /// Deletes jobs that ended before `before` (Unix seconds); returns their ids.
     public func prune(endedBefore before: Double) async throws -> [String] {
+        try requireJournal()
         await flush()
         let ids = try journal.prune(endedBefore: before)
         if !ids.isEmpty { logger.notice("pruned \(ids.count) jobs that ended before \(Date(timeIntervalSince1970: before))") }
@@ -615,6 +624,11 @@ public actor Scheduler {
         await withCheckedContinuation { committed.append((needed, $0)) }
     }
 
+    /// Why the journal cannot be written (its last commit failed: a full disk, an I/O error),
+    /// for `status` and the dashboard; nil while commits succeed. Jobs wait meanwhile: nothing
+    /// decided since is sent, and the commit is tried again with backoff.
+    public private(set) var journalProblem: String?
+
     /// Commits batch after batch while there is anything to commit. A batch is carried out
     /// (its sends, pages and completions applied) while the next one commits, so the journal's
     /// writer does not wait for the actor between batches. Carrying out batch N before N + 1 is
@@ -649,10 +663,13 @@ public actor Scheduler {
                 do {
                     let outcome = try await commit?.value ?? BatchOutcome()
                     failures = 0
+                    journalProblem = nil
                     previous = (outcome, changes, sends, batchesBegun)
                 } catch {
                     // Nothing of the batch was written; nothing of it was sent. Try it again.
                     failures += 1
+                    journalProblem = "\(error)"
+                    metrics.error(.journal)
                     logger.critical("journal commit of \(changes.count) changes failed (try \(failures)): \(error)")
                     batch = changes + batch
                     batchRefills = refills + batchRefills

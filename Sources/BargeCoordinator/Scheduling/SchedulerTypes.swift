@@ -67,6 +67,9 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
     case timedOut(String)
     /// The request is well formed, but the job's or agent's state does not allow it (409).
     case conflict(String)
+    /// The journal cannot be written now (`Scheduler.journalProblem`): nothing of the request was
+    /// recorded (503).
+    case journalUnavailable(String)
 
     public var description: String {
         switch self {
@@ -80,6 +83,7 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .connectionLost(let why): why
         case .timedOut(let what): "timed out waiting for \(what)"
         case .conflict(let why): why
+        case .journalUnavailable(let why): StorageErrors<APIRequestContext>.message(why)
         }
     }
 }

@@ -1,5 +1,6 @@
-/// Why a job not yet ended (queued or running) cannot move now, in words for `status`: a site of
-/// the job with no agent that takes work (every one down or draining). The job is not failed for
+/// Why a job not yet ended (queued or running) cannot move now, in words for `status`: a
+/// coordinator that cannot write its journal, or a site of the job with no agent that takes work
+/// (every one down or draining). The job is not failed for
 /// it: it goes on when an agent of that site is back, as FTS3 and Globus keep a transfer queued
 /// while an endpoint is away. Pure: the caller passes the agents it knows.
 public enum JobWaiting {
@@ -16,12 +17,17 @@ public enum JobWaiting {
         }
     }
 
-    public static func reason(state: JobState, source: String, destination: String, agents: [AgentInfo]) -> String? {
-        reason(state: state, source: source, destination: destination, sites: Sites(agents))
+    public static func reason(state: JobState, source: String, destination: String, agents: [AgentInfo], journalProblem: String? = nil) -> String? {
+        reason(state: state, source: source, destination: destination, sites: Sites(agents), journalProblem: journalProblem)
     }
 
-    public static func reason(state: JobState, source: String, destination: String, sites: Sites) -> String? {
+    /// `journalProblem`: why the coordinator's last journal commit failed, if it did
+    /// (`Scheduler.journalProblem`); every job not ended waits for it, first.
+    public static func reason(state: JobState, source: String, destination: String, sites: Sites, journalProblem: String? = nil) -> String? {
         guard !state.isTerminal else { return nil }
+        let journal = journalProblem.map {
+            "the coordinator cannot write its journal (\($0)); nothing is lost, and the job goes on once it can: free space where the coordinator's --state lies"
+        }
         let ends = source == destination ? [("source and destination", source)] : [("source", source), ("destination", destination)]
         let reasons = ends.compactMap { role, site -> String? in
             let ofSite = sites.bySite[site] ?? []
@@ -30,6 +36,7 @@ public enum JobWaiting {
                 + (ofSite.count > named ? ", …" : "")
             return "\(role) site '\(site)' has no agent up\(known.isEmpty ? "" : " (\(known))"); the job goes on when one is back: barge agent --site \(site) …"
         }
-        return reasons.isEmpty ? nil : "waiting: " + reasons.joined(separator: "; ")
+        let all = (journal.map { [$0] } ?? []) + reasons
+        return all.isEmpty ? nil : "waiting: " + all.joined(separator: "; ")
     }
 }
