@@ -1,4 +1,5 @@
 import BargeWire
+import GRDB
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -42,7 +43,12 @@ public struct CoordinatorServer {
 
     public func run() async throws {
         let c = configuration
-        let journal = try Journal(path: c.stateDirectory + "/" + Journal.fileName)
+        let journal: Journal
+        do {
+            journal = try Journal(path: c.stateDirectory + "/" + Journal.fileName)
+        } catch let error as DatabaseError where StorageErrors<APIRequestContext>.isFull(error) {
+            throw CoordinatorStartError("cannot open the journal in \(c.stateDirectory): the disk there is full (\(error.message ?? "SQLITE_FULL")); free space there, or give --state another directory")
+        }
         let directory = AgentDirectory(heartbeatTimeout: c.agentTimeout)
         var listenerConfig = AgentListenerConfiguration(host: c.agents.host, port: c.agents.port, token: c.token)
         listenerConfig.agentTimeout = c.agentTimeout
@@ -131,4 +137,10 @@ public enum CoordinatorAPIServer {
             Task { await group.triggerGracefulShutdown() }
         }
     }
+}
+
+/// Why the coordinator cannot start, in words for its operator.
+public struct CoordinatorStartError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
