@@ -86,6 +86,21 @@ struct ClusterProcessTests {
         #expect(twin.process.isRunning, "\(twin.output)")
     }
 
+    /// A second coordinator on a state directory in use is refused, naming the first (after
+    /// waiting a while for it to stop, as a restart would); the first goes on serving. Before,
+    /// both ran on one journal, each free to hand out the same units.
+    @Test func aSecondCoordinatorOnTheSameStateIsRefused() async throws {
+        let (coordinator, _, http) = try await cluster.startCoordinator()
+        defer { withExtendedLifetime(coordinator) {} }
+        let second = try BargeProcess.run(["coordinator", "--state", dir.path + "/state", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+                                          environment: environment)
+        #expect(second.status == 1, "\(second.stdout)\(second.stderr)")
+        #expect(second.stderr.contains("another coordinator (pid \(coordinator.process.processIdentifier)) runs on the state directory \(dir.path)/state"),
+                "\(second.stderr)")
+        #expect(coordinator.process.isRunning)
+        #expect(try cluster.cli(["jobs"], http: http).status == 0)
+    }
+
     @Test func aWrongTokenIsRefusedOnBothSidesAndLogged() async throws {
         let (coordinator, agentAddress, _) = try await cluster.startCoordinator()
         let bad = dir.url.appendingPathComponent("bad-token")

@@ -1,4 +1,5 @@
 import BargeWire
+import Foundation
 import GRDB
 import Hummingbird
 import Logging
@@ -43,6 +44,9 @@ public struct CoordinatorServer {
 
     public func run() async throws {
         let c = configuration
+        try FileManager.default.createDirectory(atPath: c.stateDirectory, withIntermediateDirectories: true)
+        let lock = try await StateLock.acquire(directory: c.stateDirectory, logger: logger)
+        defer { withExtendedLifetime(lock) {} }
         let journal: Journal
         do {
             journal = try Journal(path: c.stateDirectory + "/" + Journal.fileName)
