@@ -1,3 +1,4 @@
+import Foundation
 import BargeFlow
 import BargeWire
 import Logging
@@ -51,7 +52,7 @@ public struct AgentRunner: Sendable {
                 // A connection that got as far as registering starts the backoff afresh.
                 if await registered.value { backoff.reset() }
                 let delay = backoff.next(fraction: Double.random(in: 0...1))
-                logger.warning("coordinator at \(coordinatorAddress) unreachable (\(error)); retrying in \(delay)")
+                logger.warning("coordinator at \(coordinatorAddress) unreachable (\(error)); retrying in \(String(format: "%.1f", delay.seconds)) s")
                 try? await Task.sleep(for: delay)
             }
         }

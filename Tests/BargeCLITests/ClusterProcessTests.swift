@@ -101,6 +101,21 @@ struct ClusterProcessTests {
         #expect(try cluster.cli(["jobs"], http: http).status == 0)
     }
 
+    /// The coordinator's two ports mixed up, both ways: each side says so and names the right
+    /// one. Before, the agent logged "connection closed during the handshake" and the CLI
+    /// "invalid constant string".
+    @Test func theCoordinatorsTwoPortsMixedUpAreNamed() async throws {
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let httpPort = String(http.split(separator: ":").last!)
+        let lost = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: "127.0.0.1:\(httpPort)")
+        defer { withExtendedLifetime((coordinator, lost)) {} }
+        #expect(try await cluster.eventually(15) { lost.output.contains("HTTP, not Barge frames, so an HTTP port and a Barge port were mixed up") },
+                "\(lost.output)")
+        #expect(lost.output.contains("retrying in ") && !lost.output.contains("seconds"), "the delay in short: \(lost.output)")
+        let cli = try cluster.cli(["jobs"], http: "http://\(agents)")
+        #expect(cli.status == 1 && cli.stderr.contains("does not answer in HTTP: is it the coordinator's agent port (--listen)?"), "\(cli.stderr)")
+    }
+
     @Test func aWrongTokenIsRefusedOnBothSidesAndLogged() async throws {
         let (coordinator, agentAddress, _) = try await cluster.startCoordinator()
         let bad = dir.url.appendingPathComponent("bad-token")

@@ -32,7 +32,11 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .badMagic(let m): "bad frame magic 0x\(String(m, radix: 16))"
+        case .badMagic(let m):
+            // "HTTP" (an answer) or a request line: the peer speaks HTTP.
+            [0x4854_5450, 0x4745_5420, 0x504F_5354, 0x4845_4144, 0x5055_5420].contains(m)
+                ? "bad frame magic 0x\(String(m, radix: 16)): HTTP, not Barge frames, so an HTTP port and a Barge port were mixed up (the coordinator's API is at its --http address; agents connect to its --listen address)"
+                : "bad frame magic 0x\(String(m, radix: 16))"
         case .unsupportedFrameVersion(let v): "unsupported frame version \(v)"
         case .unknownType(let t): "unknown message type 0x\(String(t, radix: 16))"
         case .unsupportedFlags(let f): "unsupported frame flags 0x\(String(f, radix: 16))"

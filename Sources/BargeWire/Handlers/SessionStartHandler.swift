@@ -18,7 +18,9 @@ public final class SessionStartHandler: ChannelInboundHandler, RemovableChannelH
         switch event as? ProtocolEvent {
         case .established(let session)?:
             settle { promise.succeed(session) }
-        case .handshakeFailed(let error)?:
+        case .handshakeFailed(let error)?, .protocolError(let error)?:
+            // A protocol error before the session (bytes that are not Barge frames) is the
+            // handshake's failure, with its reason, rather than "connection closed".
             settle { promise.fail(HandshakeFailure(error: error)) }
         default:
             break
