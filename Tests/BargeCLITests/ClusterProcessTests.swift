@@ -116,6 +116,24 @@ struct ClusterProcessTests {
         #expect(cli.status == 1 && cli.stderr.contains("does not answer in HTTP: is it the coordinator's agent port (--listen)?"), "\(cli.stderr)")
     }
 
+    /// A destination agent that advertises an address the source cannot reach: the job fails
+    /// after its retries, saying which agent, which address and what to check. Before, the reason
+    /// was NIO's nested "Connection errors: SingleConnectionFailure(…)".
+    @Test func aDestinationAdvertisedWhereTheSourceCannotReachItIsNamed() async throws {
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        try FileManager.default.createDirectory(atPath: dir.path + "/root-a/ds", withIntermediateDirectories: true)
+        try Data(repeating: 7, count: 100_000).write(to: dir.url.appendingPathComponent("root-a/ds/f"))
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        // Listening on 127.0.0.1 alone, but telling others 127.0.0.2: nothing answers there.
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--listen", "127.0.0.1:0", "--advertise", "127.0.0.2"])
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        #expect(try await cluster.agentsRegister(2, http))
+        let r = try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http)
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("cannot connect to b1's data plane at 127.0.0.2:") && r.stdout.contains("(connection refused)")
+                && r.stdout.contains("b1's --advertise and --listen"), "\(r.stdout)\(r.stderr)")
+    }
+
     @Test func aWrongTokenIsRefusedOnBothSidesAndLogged() async throws {
         let (coordinator, agentAddress, _) = try await cluster.startCoordinator()
         let bad = dir.url.appendingPathComponent("bad-token")

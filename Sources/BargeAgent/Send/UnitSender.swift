@@ -9,6 +9,7 @@ import BargeStore
 import BargeWire
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Why a unit stopped. `retryable` failures (a corrupt chunk past its attempts, a dropped
@@ -122,9 +123,24 @@ public struct UnitSender: Sendable {
             // A source that cannot be read says more than a destination that could not be reached
             // (the plan is not abandoned before it has had its say).
             if case .failure(let failure) = await planning.value { throw failure }
-            throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : "data plane to \(task.destination.name) at \(task.destination.host):\(task.destination.port): \(error)")
+            throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"))
         }
         return progress.done(task)
+    }
+
+    /// Why the data plane to a destination failed, in words: a connection that could not be made
+    /// says so with the system's reason and where to look, rather than NIO's nested error.
+    static func dataPlaneFailure(_ error: any Error, to name: String, at address: String) -> String {
+        guard let connect = error as? NIOConnectionError else { return "data plane to \(name) at \(address): \(error)" }
+        let why: String
+        if let io = connect.connectionErrors.first?.error as? IOError {
+            why = String(cString: strerror(io.errnoCode)).lowercased()
+        } else if let first = connect.connectionErrors.first?.error {
+            if case ChannelError.connectTimeout = first { why = "timed out" } else { why = "\(first)" }
+        } else {
+            why = "the address did not resolve"
+        }
+        return "cannot connect to \(name)'s data plane at \(address) (\(why)): check that this node reaches that address (\(name)'s --advertise and --listen)"
     }
 
     /// A source that cannot be read fails the unit for good, with the reason. A file gone since
