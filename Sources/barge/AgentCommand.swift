@@ -218,6 +218,10 @@ struct AgentCommand: AsyncParsableCommand {
         }
         settings.linkRate = try fixedLinkRate()
         settings.tcpCongestion = tcpCC
+        if tcpCC == nil, let scavengerTCP = TCPCongestionControl.forScavenger(hostDefault: TCPCongestionControl.hostDefault()) {
+            settings.scavengerTCP = scavengerTCP
+            logger.notice("agent \(name): scavenger jobs send with TCP congestion control \(scavengerTCP.name), which gives way to other flows on long paths where the host's default does not")
+        }
         settings.sendMemory = try sendMemoryBytes()
         if bwlimit != "off" { logger.notice("agent \(name): sending capped by --bwlimit \(bwlimit)") }
         let work = AgentWork(

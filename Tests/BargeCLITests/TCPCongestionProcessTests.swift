@@ -58,4 +58,42 @@ struct TCPCongestionProcessTests {
         let done = try cluster.cli(["status", job, "--watch"], http: http)
         #expect(done.status == 0 && done.stdout.contains("succeeded"), "\(done.stdout)\(done.stderr)")
     }
+
+    static let hostDefault = (try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_congestion_control", encoding: .utf8))?
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+
+    /// Without `--tcp-congestion`, a scavenger job's connections run cubic (BBR, a common host
+    /// default, kept a scavenger from giving way on long paths), apart from a fair job's, which
+    /// run the host's default.
+    @Test(.enabled(if: ss != nil && hostDefault != nil && hostDefault != "cubic" && hostDefault != "reno",
+                   "needs ss, Linux, and a host default other than cubic or reno (there would be nothing to tell apart)"))
+    func aScavengerJobsConnectionsRunCubicWhereTheHostDefaultDoesNotGiveWay() async throws {
+        let cluster = try TestCluster()
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.agentsRegister(2, http), "\(a1.output)\(b1.output)")
+        #expect(a1.output.contains("scavenger jobs send with TCP congestion control cubic"), "\(a1.output)")
+        let source = cluster.dir.path + "/root-a/ds"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        try random.readData(ofLength: 24 << 20).write(to: URL(fileURLWithPath: source + "/random.bin"))
+        try random.close()
+        for (mode, expected) in [("scavenger", "cubic"), ("fair", Self.hostDefault!)] {
+            let job = try cluster.cli(["submit", "a:ds", "b:copy-\(mode)", "--bwlimit", "8MiB/s", "--cc", mode], http: http).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(!job.isEmpty)
+            var seen: Set<String> = []
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                seen.formUnion(try Self.congestionControls(of: a1.process.processIdentifier))
+                if seen.contains(expected) && (mode == "fair" || seen.contains("cubic")) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(seen.contains(expected), "\(mode): a1's connections ran \(seen)\n\(a1.output)")
+            let done = try cluster.cli(["status", job, "--watch"], http: http)
+            #expect(done.status == 0 && done.stdout.contains("succeeded"), "\(done.stdout)\(done.stderr)")
+        }
+    }
 }

@@ -26,6 +26,10 @@ public final class AgentWork: Sendable {
         /// `--tcp-congestion`: the TCP congestion control of the connections it sends on; nil:
         /// the host's default.
         public var tcpCongestion: TCPCongestionControl?
+        /// The TCP congestion control of the connections a `scavenger` job sends on, when it is
+        /// not `tcpCongestion` (`ScavengerTCP.choose`): a loss-based one, because under BBR a
+        /// scavenger lane does not give way on a long path.
+        public var scavengerTCP: TCPCongestionControl?
         /// `--send-memory`: the most chunk data the agent holds read and not yet answered.
         public var sendMemory: Int = SendBudget.defaultLimit
         /// `BARGE_FAULT_SCAN_PAGE_DELAY` (tests only): a pause after each scan page but the last,
@@ -185,18 +189,22 @@ public final class AgentWork: Sendable {
         if held == 0 { logger.notice("drained: no units left; this agent can be stopped") }
     }
 
-    /// How this agent opens data-plane streams to `peer`.
-    private func client(to peer: DataPeer) -> DataPlaneClient {
-        DataPlaneClient(host: peer.host, port: Int(peer.port), token: settings.token, name: settings.name,
-                        stallTimeout: settings.stallTimeout, congestionControl: settings.tcpCongestion)
+    /// How this agent opens data-plane streams to `peer` for a job in `mode`. A scavenger job's
+    /// streams run `scavengerTCP` where there is one, on connections of their own (the pool
+    /// keeps them apart by algorithm).
+    private func client(to peer: DataPeer, mode: CongestionMode? = nil) -> DataPlaneClient {
+        let algorithm = mode == .scavenger ? settings.scavengerTCP ?? settings.tcpCongestion : settings.tcpCongestion
+        return DataPlaneClient(host: peer.host, port: Int(peer.port), token: settings.token, name: settings.name,
+                               stallTimeout: settings.stallTimeout, congestionControl: algorithm)
     }
 
     private func start(_ task: TaskAssign) {
         let key = UnitRef(job: task.job, unit: task.unit)
         let progress = UnitProgress()
-        let client = client(to: task.destination)
         let jobs = jobs, job = task.job, budget = budget
-        let lane = lanes.lane(to: task.destination.name, mode: jobs.mode(job, fallback: settings.congestion))
+        let mode = jobs.mode(job, fallback: settings.congestion)
+        let client = client(to: task.destination, mode: mode)
+        let lane = lanes.lane(to: task.destination.name, mode: mode)
         let flow = UnitFlow(agentLimit: settings.sender.limiter, jobLimit: { jobs.limiter(job) }, lane: lane, order: lanes.nextOrder(),
                             fixedLinkRate: settings.linkRate, budget: budget, fence: fence.ticket())
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)

@@ -38,9 +38,18 @@ public final class StreamPool: Sendable {
         }
     }
 
+    /// Connections to one destination, with one TCP congestion control: a scavenger job's run
+    /// another algorithm than a fair job's, so they are not shared.
     private struct Key: Hashable {
         let host: String
         let port: Int
+        let algorithm: String?
+
+        init(_ client: DataPlaneClient) {
+            host = client.host
+            port = client.port
+            algorithm = client.congestionControl?.name
+        }
     }
 
     private struct Entry {
@@ -144,7 +153,7 @@ public final class StreamPool: Sendable {
     /// that lives as long as it), so that its streams go to different connections where they can.
     public func withStream<Result: Sendable>(_ client: DataPlaneClient, holder: ObjectIdentifier? = nil,
                                              _ body: (ChunkStream) async throws -> Result) async throws -> Result {
-        let key = Key(host: client.host, port: client.port)
+        let key = Key(client)
         let lease = try await acquire(key, client, holder: holder)
         defer { release(lease, key, holder: holder) }
         return try await body(lease.stream)
@@ -213,7 +222,7 @@ public final class StreamPool: Sendable {
     @discardableResult
     public func warm(_ client: DataPlaneClient) -> Int {
         sweep()
-        let key = Key(host: client.host, port: client.port)
+        let key = Key(client)
         var failed: [Lease] = []
         let count = state.withLockedValue { s -> Int in
             var d = s.destinations[key] ?? Destination()
