@@ -74,9 +74,8 @@ public struct TCPCongestionControl: Sendable, Equatable, CustomStringConvertible
     /// (`--tcp-congestion`): cubic, else reno, whichever the kernel grants first; nil when the
     /// host's default is already one of them, or the kernel grants neither. Through the delay
     /// test bed at 400 Mbit/s and 50 ms, a scavenger job on BBR connections left a cubic flow
-    /// 3.2% of the link (twice), and on cubic connections 64.0% and 79.1%: BBR keeps its rate
-    /// through the queue and the losses by which the scavenger's own window was to give way,
-    /// so that window, above what BBR has in flight, never bound.
+    /// 3.2% of the link (twice), and on cubic connections 31–90% (four runs): BBR keeps its rate
+    /// through the queue and the losses by which the scavenger's window is meant to give way.
     public static func forScavenger(hostDefault: String?) -> TCPCongestionControl? {
         guard hostDefault != "cubic", hostDefault != "reno" else { return nil }
         for name in ["cubic", "reno"] {
