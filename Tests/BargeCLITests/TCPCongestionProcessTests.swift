@@ -27,6 +27,15 @@ struct TCPCongestionProcessTests {
         return found
     }
 
+    /// 24 MiB of random bytes in `root-a/ds`: at 8 MiB/s, about three seconds with the streams open.
+    static func randomSource(_ cluster: TestCluster) throws {
+        let source = cluster.dir.path + "/root-a/ds"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        try random.readData(ofLength: 24 << 20).write(to: URL(fileURLWithPath: source + "/random.bin"))
+        try random.close()
+    }
+
     @Test(.enabled(if: ss != nil && FileManager.default.fileExists(atPath: "/proc/sys/net/ipv4/tcp_congestion_control"), "needs ss (iproute2) and Linux"))
     func theSourceAgentsDataConnectionsRunTheAlgorithmItNames() async throws {
         let cluster = try TestCluster()
@@ -38,12 +47,7 @@ struct TCPCongestionProcessTests {
         #expect(a1.output.contains("sending with TCP congestion control reno"), "\(a1.output)")
         #expect(b1.output.contains("(the host's default)"), "\(b1.output)")
 
-        // 24 MiB at 8 MiB/s: about three seconds with the streams open.
-        let source = cluster.dir.path + "/root-a/ds"
-        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
-        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
-        try random.readData(ofLength: 24 << 20).write(to: URL(fileURLWithPath: source + "/random.bin"))
-        try random.close()
+        try Self.randomSource(cluster)
         let job = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "8MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(!job.isEmpty)
         var seen: Set<String> = []
@@ -75,11 +79,7 @@ struct TCPCongestionProcessTests {
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
         try #require(try await cluster.agentsRegister(2, http), "\(a1.output)\(b1.output)")
         #expect(a1.output.contains("scavenger jobs send with TCP congestion control cubic"), "\(a1.output)")
-        let source = cluster.dir.path + "/root-a/ds"
-        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
-        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
-        try random.readData(ofLength: 24 << 20).write(to: URL(fileURLWithPath: source + "/random.bin"))
-        try random.close()
+        try Self.randomSource(cluster)
         for (mode, expected) in [("scavenger", "cubic"), ("fair", Self.hostDefault!)] {
             let job = try cluster.cli(["submit", "a:ds", "b:copy-\(mode)", "--bwlimit", "8MiB/s", "--cc", mode], http: http).stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
