@@ -16,7 +16,8 @@ struct AgentsCommand: AsyncParsableCommand {
         } else if list.agents.isEmpty {
             print("No agents have registered.")
         } else {
-            let rows = [["NAME", "SITE", "STATE", "VERSION", "ADDRESS"]] + list.agents.map { [$0.name, $0.site, $0.state.rawValue, $0.version ?? "-", $0.address] }
+            let rows = [["NAME", "SITE", "STATE", "VERSION", "ADDRESS", "ROOT"]]
+                + list.agents.map { [$0.name, $0.site, $0.state.rawValue, $0.version ?? "-", $0.address, $0.root ?? "-"] }
             print(Table.render(rows))
         }
     }

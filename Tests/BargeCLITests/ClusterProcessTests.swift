@@ -84,6 +84,11 @@ struct ClusterProcessTests {
         #expect(coordinator.output.contains("refused registration of 'b2'") && coordinator.output.contains("must share one root"), "\(coordinator.output)")
         #expect(try await cluster.eventually(20) { try cluster.agents(http).compactMap { $0["name"] as? String }.sorted() == ["b1", "b3"] })
         #expect(twin.process.isRunning, "\(twin.output)")
+        // Each agent's root as it gave it: one directory, two paths.
+        let roots = try cluster.agents(http).map { $0["root"] as? String }
+        #expect(roots == ["\(dir.path)/root-b", "\(dir.path)/other-mount"], "\(roots)")
+        let table = try cluster.cli(["agents"], http: http).stdout
+        #expect(table.contains("ROOT") && table.contains("\(dir.path)/other-mount"), "\(table)")
     }
 
     /// A second coordinator on a state directory in use is refused, naming the first (after

@@ -9,6 +9,9 @@ public struct AgentStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var address: String
     /// Its build version; absent for agents older than protocol 11.
     public var version: String?
+    /// Its `--root`, as the agent gave it (the agents of a site share one directory, perhaps
+    /// at different paths); absent for agents older than protocol 14.
+    public var root: String?
 
     public init(_ info: AgentInfo) {
         name = info.name
@@ -16,6 +19,7 @@ public struct AgentStatus: Codable, Hashable, Sendable, ResponseEncodable {
         state = info.state
         address = info.address
         version = info.build
+        root = info.rootID == nil ? nil : info.root
     }
 }
 
