@@ -23,19 +23,18 @@ public enum RootIdentity {
     /// The id of `root`, made now if no agent made it before. Made race-free among agents
     /// starting together: each writes its own temporary file, durably, and links it to the
     /// shared name; a link that finds the name taken reads the winner's id instead, so the
-    /// name never holds a half-written id. `agent` names the temporary file.
-    public static func establish(root: String, agent: String) throws(StoreError) -> String {
+    /// name never holds a half-written id. The temporary file is named by the process and random
+    /// bytes, not by the agent's name, which may be 255 bytes long; pids alone can meet on a
+    /// file system that nodes share.
+    public static func establish(root: String) throws(StoreError) -> String {
         let directory = root + "/" + TreeScanner.stateDirectory
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw .system(operation: "make the agents' state directory", path: directory, errno: errno)
         }
         let path = directory + "/" + fileName
         if let id = try existing(path) { return id }
-        var bytes = [UInt8](repeating: 0, count: length / 2)
-        var generator = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
-        let id = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-        let temporary = directory + "/" + fileName + ".\(Self.safe(agent)).\(getpid()).tmp"
+        let id = randomHex(bytes: length / 2)
+        let temporary = directory + "/" + fileName + ".\(getpid()).\(randomHex(bytes: 8)).tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .system(operation: "write the root's id", path: temporary, errno: errno) }
         let text = id + "\n"
@@ -76,9 +75,12 @@ public enum RootIdentity {
         return text
     }
 
-    /// An agent name as part of a file name: no "/" (names cannot hold one, but the file is
-    /// made before the coordinator checks the name).
-    private static func safe(_ name: String) -> String {
-        String(name.unicodeScalars.map { $0 == "/" ? "_" : Character($0) }.prefix(64))
+    /// `count` random bytes as lowercase hex.
+    private static func randomHex(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in
+            let b = UInt8.random(in: 0...255, using: &generator)
+            return (b < 16 ? "0" : "") + String(b, radix: 16)
+        }.joined()
     }
 }

@@ -191,7 +191,7 @@ struct AgentCommand: AsyncParsableCommand {
         // site's other agents serve another. Without it (a root it may not write), it is not compared.
         var rootID: String?
         do {
-            rootID = try RootIdentity.establish(root: rootPath, agent: name)
+            rootID = try RootIdentity.establish(root: rootPath)
         } catch {
             logger.warning("agent \(name): cannot keep the root's id in \(rootPath)/\(TreeScanner.stateDirectory)/\(RootIdentity.fileName) (\(error)); the coordinator cannot check that this agent shares its site's root")
         }

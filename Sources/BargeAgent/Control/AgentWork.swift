@@ -27,7 +27,7 @@ public final class AgentWork: Sendable {
         /// the host's default.
         public var tcpCongestion: TCPCongestionControl?
         /// The TCP congestion control of the connections a `scavenger` job sends on, when it is
-        /// not `tcpCongestion` (`ScavengerTCP.choose`): a loss-based one, because under BBR a
+        /// not `tcpCongestion` (`TCPCongestionControl.forScavenger`): a loss-based one, because under BBR a
         /// scavenger lane does not give way on a long path.
         public var scavengerTCP: TCPCongestionControl?
         /// `--send-memory`: the most chunk data the agent holds read and not yet answered.

@@ -1,8 +1,8 @@
 import BargeStore
+import BargeWire
 #if canImport(Glibc)
 import Glibc
 #endif
-import BargeWire
 
 /// A source agent's answer to `scan request`: the tree under its root as pages of `scan reply`,
 /// sent while the walk goes on. Pages go out through the outbox, which lets only a few wait for

@@ -10,7 +10,8 @@ public struct AgentStatus: Codable, Hashable, Sendable, ResponseEncodable {
     /// Its build version; absent for agents older than protocol 11.
     public var version: String?
     /// Its `--root`, as the agent gave it (the agents of a site share one directory, perhaps
-    /// at different paths); absent for agents older than protocol 14.
+    /// at different paths), shown for the agents whose root is compared (a root id, protocol
+    /// 14); absent for the others.
     public var root: String?
 
     public init(_ info: AgentInfo) {

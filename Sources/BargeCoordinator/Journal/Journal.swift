@@ -528,6 +528,19 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
         case .manifests(let what, _): "the journal's manifest files: \(what)"
         }
     }
+
+    /// What says, in `error`, that the disk under the journal is full: SQLite's SQLITE_FULL, or
+    /// ENOSPC or EDQUOT from a manifest file. Nil for any other error.
+    public static func diskFull(_ error: any Error) -> String? {
+        if let db = error as? DatabaseError, db.resultCode == .SQLITE_FULL { return db.message ?? "\(db.resultCode)" }
+        if case .manifests(let what, let e)? = error as? JournalError, e == ENOSPC || e == EDQUOT { return what }
+        return nil
+    }
+
+    /// The answer to a request whose change the journal could not take (503).
+    static func unwritable(_ detail: String) -> String {
+        "the coordinator cannot write its journal: the disk where its --state lies is full (\(detail)); nothing of this request was recorded: free space there, then send it again"
+    }
 }
 
 extension Journal {

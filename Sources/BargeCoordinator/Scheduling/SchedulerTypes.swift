@@ -83,7 +83,7 @@ public enum SchedulerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .connectionLost(let why): why
         case .timedOut(let what): "timed out waiting for \(what)"
         case .conflict(let why): why
-        case .journalUnavailable(let why): StorageErrors<APIRequestContext>.message(why)
+        case .journalUnavailable(let why): JournalError.unwritable(why)
         }
     }
 }

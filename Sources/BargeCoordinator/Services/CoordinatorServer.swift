@@ -1,6 +1,5 @@
 import BargeWire
 import Foundation
-import GRDB
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -50,8 +49,8 @@ public struct CoordinatorServer {
         let journal: Journal
         do {
             journal = try Journal(path: c.stateDirectory + "/" + Journal.fileName)
-        } catch let error as DatabaseError where StorageErrors<APIRequestContext>.isFull(error) {
-            throw CoordinatorStartError("cannot open the journal in \(c.stateDirectory): the disk there is full (\(error.message ?? "SQLITE_FULL")); free space there, or give --state another directory")
+        } catch let error where JournalError.diskFull(error) != nil {
+            throw CoordinatorStartError("cannot open the journal in \(c.stateDirectory): the disk there is full (\(JournalError.diskFull(error)!)); free space there, or give --state another directory")
         }
         let directory = AgentDirectory(heartbeatTimeout: c.agentTimeout)
         var listenerConfig = AgentListenerConfiguration(host: c.agents.host, port: c.agents.port, token: c.token)

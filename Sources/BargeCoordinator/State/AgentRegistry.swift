@@ -17,8 +17,8 @@ public struct AgentInfo: Hashable, Sendable {
     public var lastSeen: UInt64
     /// Its build version (`barge --version`), when it said (protocol 11).
     public var build: String?
-    /// Its `--root` as it gave it, and which directory that is (`RootIdentity`), when it said
-    /// (protocol 14).
+    /// Its `--root` as it gave it (every version), and which directory that is (`RootIdentity`,
+    /// from protocol 14; nil from older agents, and from one that could not keep the id).
     public var root: String?
     public var rootID: String?
 
