@@ -76,6 +76,12 @@ public final class PartialFileWriter: @unchecked Sendable {
         let display = final.relative + Self.suffix
         let parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative)
         defer { close(parent) }
+        // A directory under the final name would refuse the rename at the end: said before any
+        // byte is written, and no partial copy is left beside it.
+        var st = stat()
+        if fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {
+            throw .invalidPath(path: final.relative, reason: Self.directoryInTheWay)
+        }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
         var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, Self.partialMode)
         existed = fd < 0 && errno == EEXIST
@@ -246,7 +252,7 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Why a file whose final name is a directory at the destination fails. Barge never deletes
     /// what is in the way (rsync refuses a non-empty directory there too).
-    static let directoryInTheWay = "is a directory at the destination, where the source has a file; Barge never replaces it: move or remove it there, then submit again"
+    static let directoryInTheWay = "is a directory at the destination, where the source has a file; Barge never replaces it: move or remove it there, then submit again (a single file sent to SITE:DIR/, with the slash, lands inside DIR)"
 
     /// Removes the partial file (a cancelled job, a file that changed at the source).
     public func abandon() {

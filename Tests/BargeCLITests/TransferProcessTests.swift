@@ -86,6 +86,69 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
+    /// A single file sent to `b:/in/` (with the slash) lands inside `in` under its own name, as
+    /// `rsync file in/` puts it: into a new directory, into an existing one, and into the root
+    /// (`b:`). Without the slash onto an existing directory, the job fails before any byte is
+    /// written, says to add the slash, and leaves no partial copy. A file sent into its own
+    /// directory on its own site is refused, and stays as it was. Before, `b:/in/` made a file
+    /// named `in`, and the refusal came after the whole file was written beside the directory.
+    @Test func aSingleFileSentToADirectoryWithASlashLandsInsideIt() async throws {
+        let data = cluster.dir.url.appendingPathComponent("root-a/data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        var big = Data(count: 6 << 20)
+        big.withUnsafeMutableBytes { for i in stride(from: 0, to: $0.count, by: 8) { $0.storeBytes(of: UInt64(i).multipliedReportingOverflow(by: 0x9E37_79B9_7F4A_7C15).partialValue, toByteOffset: i, as: UInt64.self) } }
+        try big.write(to: data.appendingPathComponent("x.bin"))
+        try Data("small\n".utf8).write(to: data.appendingPathComponent("s.txt"))
+        let rootB = cluster.dir.url.appendingPathComponent("root-b")
+        let c = try await start()
+
+        let into = try status(try cluster.cli(["submit", "a:/data/x.bin", "b:/in/", "--wait", "--json"], http: c.http))
+        #expect(into["state"] as? String == "succeeded", "\(into)")
+        #expect(into["destination"] as? String == "b:/in/", "\(into)")
+        #expect(try Data(contentsOf: rootB.appendingPathComponent("in/x.bin")) == big)
+        let verify = try cluster.cli(["verify", try #require(into["id"] as? String)], http: c.http)
+        #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
+
+        let existing = try cluster.cli(["submit", "a:/data/s.txt", "b:/in/", "--wait"], http: c.http)
+        #expect(existing.status == 0, "\(existing.stdout)\(existing.stderr)")
+        #expect(try String(contentsOf: rootB.appendingPathComponent("in/s.txt"), encoding: .utf8) == "small\n")
+        let root = try cluster.cli(["submit", "a:/data/s.txt", "b:", "--wait"], http: c.http)
+        #expect(root.status == 0, "\(root.stdout)\(root.stderr)")
+        #expect(try String(contentsOf: rootB.appendingPathComponent("s.txt"), encoding: .utf8) == "small\n")
+
+        let onto = try status(try cluster.cli(["submit", "a:/data/x.bin", "b:/in", "--wait", "--json"], http: c.http))
+        #expect(onto["state"] as? String == "failed", "\(onto)")
+        let error = onto["error"] as? String ?? ""
+        #expect(error.contains("'in': is a directory at the destination") && error.contains("with the slash"), "\(onto)")
+        #expect(onto["bytes_done"] as? Int == 0, "\(onto)")
+        #expect(TreeSupport.partials(rootB.appendingPathComponent("in")).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: rootB.appendingPathComponent("in.barge-partial").path))
+
+        let itself = try status(try cluster.cli(["submit", "a:/data/s.txt", "a:/data/", "--wait", "--json"], http: c.http))
+        #expect(itself["state"] as? String == "failed", "\(itself)")
+        #expect((itself["error"] as? String ?? "").contains("would land on itself"), "\(itself)")
+        #expect(try String(contentsOf: data.appendingPathComponent("s.txt"), encoding: .utf8) == "small\n")
+        #expect(TreeSupport.partials(data).isEmpty)
+    }
+
+    /// A job within site a, whose one agent scans: the quick check of its pages is not asked of
+    /// that agent, whose answer would wait unread behind the page, with its heartbeats. Before,
+    /// each page waited 10 s for the answer; with this cluster's agent timeout of 2 s the agent
+    /// was marked down meanwhile, the scan started again, and the job never ended.
+    @Test func aJobWithinOneSiteIsNotHeldByItsOwnQuickCheck() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source)
+        let c = try await start()
+        let id = try cluster.cli(["submit", "a:/ds", "a:/copy"], http: c.http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let done = try await cluster.eventually(30) {
+            (try? status(try cluster.cli(["status", id, "--json"], http: c.http)))?["state"] as? String == "succeeded"
+        }
+        let last = try cluster.cli(["status", id], http: c.http).stdout
+        #expect(done, "\(last)\n\(c.coordinator.output)")
+        #expect(try TreeSupport.snapshot(cluster.dir.url.appendingPathComponent("root-a/copy")) == TreeSupport.snapshot(source))
+        #expect(!c.coordinator.output.contains("no quick check from a1"), "\(c.coordinator.output)")
+        #expect(!c.coordinator.output.contains("agents down"), "\(c.coordinator.output)")
+    }
+
     /// Files deleted or changed at the source after the scan, before their units read them, are
     /// left out and reported, as rsync's "file has vanished" and "failed verification": the job
     /// goes on and succeeds partial (exit 2), `status` names the first, nothing of theirs appears

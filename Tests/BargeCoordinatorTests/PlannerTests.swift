@@ -76,6 +76,30 @@ struct PlannerTests {
         #expect(plan.units[0].files[0].entry.path == "in/y.bin")
     }
 
+    /// `b:/dst/` names a directory: a single file lands inside it under its own name (as `rsync
+    /// file dst/` and `cp file dst/`), a directory's contents under it as without the slash.
+    @Test func aSingleFileSentIntoADirectoryLandsInsideItUnderItsName() {
+        var builder = Planner.Builder(planner: Planner(), job: "j", sourcePath: "data/x.bin", destinationPath: "in", destinationIsDirectory: true)
+        let page = builder.page([file("", 5)])
+        #expect(page.units[0].files[0].sourcePath == "data/x.bin")
+        #expect(page.units[0].files[0].entry.path == "in/x.bin")
+        // The root as destination.
+        let root = Planner.Builder(planner: Planner(), job: "j", sourcePath: "data/x.bin", destinationPath: "", destinationIsDirectory: true)
+        #expect(root.destination(of: "", kind: .file) == "x.bin")
+        #expect(root.destination(of: "", kind: .symlink) == "x.bin")
+        // A directory: its contents land under the path, the slash or not.
+        let tree = Planner.Builder(planner: Planner(), job: "j", sourcePath: "data", destinationPath: "in", destinationIsDirectory: true)
+        #expect(tree.destination(of: "", kind: .directory) == "in")
+        #expect(tree.destination(of: "a/b", kind: .file) == "in/a/b")
+    }
+
+    @Test func aDestinationNamesADirectoryByItsSlashOrAsTheRoot() {
+        for path in ["in/", "/in/", "in/.", "in//", "/", "", ".", "in/sub/.."] { #expect(JobPath.namesDirectory(path), "\(path)") }
+        for path in ["in", "/in", "in/y.bin", "./in"] { #expect(!JobPath.namesDirectory(path), "\(path)") }
+        #expect(JobPath.name("data/x.bin") == "x.bin")
+        #expect(JobPath.name("x.bin") == "x.bin")
+    }
+
     @Test func pathsAreNormalisedAndEscapesRefused() throws {
         #expect(try JobPath.normalize("/ds/") == "ds")
         #expect(try JobPath.normalize("ds/./a//b") == "ds/a/b")

@@ -42,10 +42,20 @@ struct PartialFileWriterTests {
         }
         #expect(try String(contentsOfFile: s.root + "/ds/wasfile", encoding: .utf8) == "keep me")
 
+        // Said before a byte is written, and no partial copy is left beside it.
         try FileManager.default.createDirectory(atPath: s.root + "/ds/wasdir/inner", withIntermediateDirectories: true)
         let file = try RootedPath.resolve("ds/wasdir", under: s.root)
+        #expect {
+            _ = try PartialFileWriter(file, size: 2)
+        } throws: { error in
+            "\(error)".contains("'ds/wasdir': is a directory at the destination, where the source has a file")
+        }
+        #expect(!FileManager.default.fileExists(atPath: s.root + "/ds/wasdir.barge-partial"))
+        // A directory made there while the file is written: its rename is refused.
+        try FileManager.default.removeItem(atPath: s.root + "/ds/wasdir")
         let writer = try PartialFileWriter(file, size: 2)
         try Array("hi".utf8).withUnsafeBytes { try writer.write($0, at: 0) }
+        try FileManager.default.createDirectory(atPath: s.root + "/ds/wasdir/inner", withIntermediateDirectories: true)
         #expect {
             try writer.finish(mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
         } throws: { error in

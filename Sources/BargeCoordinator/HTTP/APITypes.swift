@@ -114,7 +114,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         dedupBytes = r.dedupBytes
         error = r.error
         source = "\(r.sourceSite):/\(r.sourcePath)"
-        destination = "\(r.destinationSite):/\(r.destinationPath)"
+        destination = r.destinationDescription
         codec = r.codec
         codecs = r.codecStats.map { CodecMix(codec: $0.codec, chunks: $0.chunks, rawBytes: $0.rawBytes, encodedBytes: $0.encodedBytes) }
         startedAt = r.startedAt

@@ -45,7 +45,7 @@ extension Journal {
         var r = AuditRecord(kind: "job", actor: .init(name: "coordinator"))
         r.job = job.id
         r.outcome = .init(state: job.state.rawValue, source: "\(job.sourceSite):/\(job.sourcePath)",
-                          destination: "\(job.destinationSite):/\(job.destinationPath)", bytes: job.bytesDone, files: job.filesDone,
+                          destination: "\(job.destinationDescription)", bytes: job.bytesDone, files: job.filesDone,
                           chunks: job.chunksDone, skippedFiles: job.skippedFiles, error: job.error)
         try appendAudit(r, db)
     }

@@ -92,7 +92,7 @@ extension Journal {
             var r = AuditRecord(kind: "merkle", actor: .init(name: "coordinator"))
             r.job = id
             r.outcome = .init(state: job.state.rawValue, source: "\(job.sourceSite):/\(job.sourcePath)",
-                              destination: "\(job.destinationSite):/\(job.destinationPath)", bytes: job.bytesDone, files: files,
+                              destination: "\(job.destinationDescription)", bytes: job.bytesDone, files: files,
                               chunks: job.chunksDone, skippedFiles: job.skippedFiles, error: job.error, merkleRoot: root.description)
             try Self.appendAudit(r, db)
         }

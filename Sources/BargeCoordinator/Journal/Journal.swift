@@ -254,6 +254,9 @@ public final class Journal: Sendable {
         m.registerMigration("v18: a done unit's files left out (gone from the source, or changed)") { db in
             try db.execute(sql: "ALTER TABLE units ADD COLUMN leftOut BLOB")
         }
+        m.registerMigration("v19: a destination given as a directory (b:/dst/)") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN destinationIsDirectory BOOLEAN NOT NULL DEFAULT 0")
+        }
         return m
     }
 
@@ -273,7 +276,7 @@ public final class Journal: Sendable {
     }
 
     public func insert(_ job: JobRecord) throws {
-        try auditedWrite(effect: { _ in ("submitted \(job.sourceSite):/\(job.sourcePath) → \(job.destinationSite):/\(job.destinationPath)", job: job.id) }) { db in
+        try auditedWrite(effect: { _ in ("submitted \(job.sourceSite):/\(job.sourcePath) → \(job.destinationDescription)", job: job.id) }) { db in
             try job.insert(db)
         }
     }

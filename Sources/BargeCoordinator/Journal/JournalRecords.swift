@@ -71,6 +71,14 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     public var notify: String?
     /// Where a tier job's next page starts (the agent's `next`).
     public var tierCursor: String?
+    /// The destination was given as a directory to put things in (`b:/dst/`, `JobPath.namesDirectory`):
+    /// a single file lands inside it under its own name rather than at the path itself.
+    public var destinationIsDirectory: Bool = false
+
+    /// `SITE:/PATH` as the job's destination was given: with its slash when it names a directory.
+    public var destinationDescription: String {
+        "\(destinationSite):/\(destinationPath)\(destinationIsDirectory && !destinationPath.isEmpty ? "/" : "")"
+    }
 
     public init(id: String, sourceSite: String, sourcePath: String, destinationSite: String, destinationPath: String, createdAt: Int64) {
         self.id = id
@@ -131,6 +139,7 @@ extension JobRecord {
         tierPolicy = row["tierPolicy"]
         notify = row["notify"]
         tierCursor = row["tierCursor"]
+        destinationIsDirectory = row["destinationIsDirectory"]
     }
 }
 

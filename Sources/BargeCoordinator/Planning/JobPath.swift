@@ -44,6 +44,21 @@ public enum JobPath {
         outer.isEmpty || PathKey.isWithin(inner, outer)
     }
 
+    /// Whether `path`, as the user gave it, names a directory to put things in: it ends with a
+    /// slash (`b:/dst/`, or `b:/dst/.`) or is the root itself (`b:`, `b:/`). A single file sent
+    /// there lands inside it under its own name, as `rsync file dst/` and `cp file dst/` do;
+    /// without the slash it lands at the path itself. A directory's contents land under the path
+    /// either way.
+    public static func namesDirectory(_ path: String) -> Bool {
+        guard let last = PathKey.components(path).last else { return true }
+        return last == "." || last == ".." || path.utf8.last == UInt8(ascii: "/")
+    }
+
+    /// The last component of a normalized path ("" for the root).
+    public static func name(_ path: String) -> String {
+        PathKey.lastSlash(path).map { String(path[path.utf8.index(after: $0)...]) } ?? path
+    }
+
     public static func join(_ base: String, _ relative: String) -> String {
         if relative.isEmpty { return base }
         return base.isEmpty ? relative : base + "/" + relative

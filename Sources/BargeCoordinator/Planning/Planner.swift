@@ -16,7 +16,8 @@ import BargeWire
 ///   so their modes and mtimes are set after everything inside them is written.
 ///
 /// The scanned entry with the empty path is the source itself: a directory (whose contents land
-/// under the destination path) or a single file (which lands at the destination path).
+/// under the destination path) or a single file (which lands at the destination path, or inside it
+/// when the path was given as a directory: `Builder.destination(of:kind:)`).
 public struct Planner: Sendable {
     public var unitBytes: UInt64
     public var chunkSize: UInt64
@@ -59,15 +60,29 @@ public struct Planner: Sendable {
         public let placement: TierPolicy?
         public let now: Int64
 
-        public init(planner: Planner, job: String, sourcePath: String, destinationPath: String, nextUnit: Int64 = 0,
-                    placement: TierPolicy? = nil, now: Int64 = 0) {
+        /// The destination names a directory (`b:/dst/`): a single file lands inside it.
+        public let destinationIsDirectory: Bool
+
+        public init(planner: Planner, job: String, sourcePath: String, destinationPath: String, destinationIsDirectory: Bool = false,
+                    nextUnit: Int64 = 0, placement: TierPolicy? = nil, now: Int64 = 0) {
             self.planner = planner
             self.job = job
             self.sourcePath = sourcePath
             self.destinationPath = destinationPath
+            self.destinationIsDirectory = destinationIsDirectory
             self.nextUnit = nextUnit
             self.placement = placement
             self.now = now
+        }
+
+        /// Where the scanned entry at `relative` (of `kind`) lands: under the destination path,
+        /// the source itself (`relative` empty) at it, except a single file sent into a
+        /// directory, which lands inside it under its own name.
+        public func destination(of relative: String, kind: FileEntry.Kind) -> String {
+            if relative.isEmpty, kind != .directory, destinationIsDirectory, !sourcePath.isEmpty {
+                return JobPath.join(destinationPath, JobPath.name(sourcePath))
+            }
+            return JobPath.join(destinationPath, relative)
         }
 
         public mutating func page(_ entries: [FileEntry]) -> PlannedPage {
@@ -96,7 +111,7 @@ public struct Planner: Sendable {
                     e.kind != .file ? .hot : policy.tier(for: FileFacts(path: e.path, size: e.size, mtime: e.mtimeSeconds), now: now) == .cold ? .cold : .hot
                 }
                 var entry = e
-                entry.path = JobPath.join(destinationPath, e.path)
+                entry.path = destination(of: e.path, kind: e.kind)
                 let source = JobPath.join(sourcePath, e.path)
                 switch e.kind {
                 case .directory:

@@ -10,6 +10,13 @@ import BargeWire
 /// The page waits for the answer, so the source agent's next page waits too (its connection is
 /// not read meanwhile). Without an agent of version 5 at the destination, or without an answer
 /// within `compareTimeout`, the page is planned whole: a re-sync is then slower, never wrong.
+///
+/// So the agent asked is never one whose connection is not read now: not the scanning agent
+/// itself (a job within one site), nor one whose own scan page waits for a quick check (two
+/// such jobs asking each other). Its answer would sit unread behind the page until the timeout,
+/// with its heartbeats: with one agent on the site, each page took 10 s, and an agent timeout
+/// under that marked the agent down and started the scan again, for ever. Without another
+/// agent, the page is planned whole at once.
 extension Scheduler {
     static let compareTimeout: Duration = .seconds(10)
 
@@ -18,12 +25,14 @@ extension Scheduler {
         guard reply.error.isEmpty, !reply.entries.isEmpty, let scan = scans[reply.request],
               reply.entries.contains(where: { $0.kind != .directory }),
               let job = running[scan.job]?.record ?? (try? journal.job(scan.job)), !job.checksum,
-              let agent = comparer(at: job.destinationSite) else { return nil }
+              let agent = comparer(at: job.destinationSite, busy: waitingForCompare.union([scan.agent])) else { return nil }
+        waitingForCompare.insert(scan.agent)
+        defer { waitingForCompare.remove(scan.agent) }
         let request = nextRequest
         nextRequest += 1
         let entries = reply.entries.map { e -> FileEntry in
             var d = e
-            d.path = JobPath.join(job.destinationPath, e.path)
+            d.path = scan.builder.destination(of: e.path, kind: e.kind)
             return d
         }
         let timer = Task { [weak self] in
@@ -45,10 +54,12 @@ extension Scheduler {
         return unchanged
     }
 
-    /// A destination agent that answers compare requests, least loaded first.
-    private func comparer(at site: String) -> String? {
-        if let a = policy.anyAgent(at: site), let link = links[a], link.version >= WireVersion.acks { return a }
-        return links.values.first { $0.agent.site == site && $0.version >= WireVersion.acks }?.agent.name
+    /// A destination agent that answers compare requests, least loaded first, other than the
+    /// `busy` ones (whose connections are not read now).
+    private func comparer(at site: String, busy: Set<String>) -> String? {
+        if let a = policy.anyAgent(at: site), !busy.contains(a), let link = links[a], link.version >= WireVersion.acks { return a }
+        return links.values.filter { $0.agent.site == site && $0.version >= WireVersion.acks && !busy.contains($0.agent.name) }
+            .map(\.agent.name).min()
     }
 
     /// A compare request answered (or given up: nil).

@@ -75,6 +75,8 @@ public actor Scheduler {
     var tiering: Set<String> = []
     /// Quick checks waiting for their destination agent.
     var compares: [UInt64: (agent: String, continuation: CheckedContinuation<[Bool]?, Never>)] = [:]
+    /// Agents whose scan page waits for a quick check: their connections are not read meanwhile.
+    var waitingForCompare: Set<String> = []
     var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
     var nextRequest: UInt64 = 1
     private var nextConnection: UInt64 = 1
@@ -265,8 +267,9 @@ public actor Scheduler {
         job.checksum = request.checksum ?? false
         job.tierPolicy = tier?.description
         job.notify = request.notify
+        job.destinationIsDirectory = JobPath.namesDirectory(request.destination.path)
         try journal.insert(job)
-        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationSite):/\(destination), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
+        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationDescription), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
         startScan(job)
         return job
     }
@@ -429,7 +432,9 @@ public actor Scheduler {
         let (source, destination) = (scan.builder.sourcePath, scan.builder.destinationPath)
         var kept: [FileEntry] = []
         for e in reply.entries {
-            if let why = JobPath.tooLong(e.path, source: source, destination: destination) { reply.skipped.append(why) } else { kept.append(e) }
+            // A single file sent into a directory lands under its own name there.
+            let at = e.path.isEmpty ? scan.builder.destination(of: e.path, kind: e.kind) : destination
+            if let why = JobPath.tooLong(e.path, source: source, destination: at) { reply.skipped.append(why) } else { kept.append(e) }
         }
         if kept.count < reply.entries.count { reply.entries = kept }
     }
@@ -441,6 +446,14 @@ public actor Scheduler {
             scans.removeValue(forKey: reply.request)
             batch.append(.end(job: scan.job, .fail("scan failed: \(reply.error)"), now: now()))
             logger.warning("job \(scan.job): scan failed: \(reply.error)")
+            return
+        }
+        // A single file sent into its own directory (`a:/x/f` to `a:/x/`) would land on itself.
+        if let e = reply.entries.first, e.path.isEmpty, e.kind != .directory, scan.builder.destinationIsDirectory,
+           scan.builder.destination(of: e.path, kind: e.kind) == scan.builder.sourcePath,
+           let job = try journal.job(scan.job), job.sourceSite == job.destinationSite {
+            scans.removeValue(forKey: reply.request)
+            batch.append(.end(job: scan.job, .fail("the source \(job.sourceSite):/\(job.sourcePath) is a file, and sent into \(job.destinationDescription) it would land on itself; choose another destination"), now: now()))
             return
         }
         var entries: [FileEntry] = []
@@ -788,7 +801,7 @@ public actor Scheduler {
         nextRequest += 1
         scans[request] = PendingScan(job: job.id, agent: agent,
                                      builder: Planner.Builder(planner: planner, job: job.id, sourcePath: job.sourcePath,
-                                                              destinationPath: job.destinationPath,
+                                                              destinationPath: job.destinationPath, destinationIsDirectory: job.destinationIsDirectory,
                                                               placement: job.tierPolicy.flatMap { try? TierPolicy(parsing: $0) }, now: Int64(now())),
                                      skipUpTo: mark)
         link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
