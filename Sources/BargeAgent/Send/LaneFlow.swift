@@ -172,7 +172,10 @@ public final class LaneFlow: Sendable {
     /// `BARGE_TRACE_LANES=1`: each answer's effect on the lane, one line on standard error (for
     /// finding where a transfer loses time; not for production).
     static let tracing = ProcessInfo.processInfo.environment["BARGE_TRACE_LANES"] == "1"
-    private let born = RateLimiter.monotonicNow()
+    private var born: UInt64 { Self.traceEpoch }
+    /// The trace's clock starts with the process's first lane, so that lines of several lanes
+    /// and of units (`UnitSender`) line up.
+    static let traceEpoch = RateLimiter.monotonicNow()
 
     private func trace(_ s: State, _ now: UInt64, _ bytes: Int, _ answered: Bool, _ sample: TCPSample?, _ stream: ObjectIdentifier?) {
         let c = s.controller

@@ -77,6 +77,8 @@ public struct UnitSender: Sendable {
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.
     public func run() async throws(UnitFailure) -> TaskDone {
+        if LaneFlow.tracing { Self.trace("start", task) }
+        defer { if LaneFlow.tracing { Self.trace("end", task) } }
         // The plan is made while the first stream connects and asks what the destination holds,
         // and while the streams send the steps found so far.
         let queue = StepQueue(UnitPlan(task))
@@ -126,6 +128,15 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"))
         }
         return progress.done(task)
+    }
+
+    /// `BARGE_TRACE_LANES=1`: a unit's start and end, on the lanes' clock.
+    static func trace(_ event: String, _ task: TaskAssign) {
+        let epoch = LaneFlow.traceEpoch  // set first: a lazy global read after `now` could lie after it
+        let t = Double(RateLimiter.monotonicNow() &- epoch) / 1e9
+        let ms = Int(t * 1000)
+        let line = Array("unit \(event) t=\(ms / 1000).\(String(1000 + ms % 1000).dropFirst()) job=\(task.job) unit=\(task.unit) files=\(task.files.count) to=\(task.destination.name)\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
     /// Why the data plane to a destination failed, in words: a connection that could not be made
