@@ -252,7 +252,7 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Why a file whose final name is a directory at the destination fails. Barge never deletes
     /// what is in the way (rsync refuses a non-empty directory there too).
-    static let directoryInTheWay = "is a directory at the destination, where the source has a file; Barge never replaces it: move or remove it there, then submit again (a single file sent to SITE:DIR/, with the slash, lands inside DIR)"
+    static let directoryInTheWay = "is a directory at the destination, where the source has a file; Barge never replaces it: move or remove it there, then submit again (to put a single file you submitted inside that directory, end the destination with a slash: SITE:DIR/)"
 
     /// Removes the partial file (a cancelled job, a file that changed at the source).
     public func abandon() {

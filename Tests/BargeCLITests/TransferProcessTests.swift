@@ -119,7 +119,7 @@ struct TransferProcessTests {
         let onto = try status(try cluster.cli(["submit", "a:/data/x.bin", "b:/in", "--wait", "--json"], http: c.http))
         #expect(onto["state"] as? String == "failed", "\(onto)")
         let error = onto["error"] as? String ?? ""
-        #expect(error.contains("'in': is a directory at the destination") && error.contains("with the slash"), "\(onto)")
+        #expect(error.contains("'in': is a directory at the destination") && error.contains("end the destination with a slash: SITE:DIR/"), "\(onto)")
         #expect(onto["bytes_done"] as? Int == 0, "\(onto)")
         #expect(TreeSupport.partials(rootB.appendingPathComponent("in")).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: rootB.appendingPathComponent("in.barge-partial").path))
