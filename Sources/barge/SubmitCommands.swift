@@ -31,7 +31,8 @@ struct SubmitCommand: AsyncParsableCommand {
             `a:ds` both mean <root>/ds. A directory's contents land under DST (like `rsync -a SRC/ DST/`); \
             a single file lands at DST, or inside it under its own name when DST ends with a slash \
             (`b:/dst/`, or the root `b:`), as `rsync FILE DIR/` puts it. A file already at DST with the same size, mtime and mode is skipped \
-            unread (--checksum compares content instead). Every chunk is verified (XXH3-128 and SHA-256) and files appear \
+            unread (--checksum compares content instead; within one site this needs a second agent there, \
+            since the scanning agent cannot also answer). Every chunk is verified (XXH3-128 and SHA-256) and files appear \
             under their final names only once complete; runs of zeros arrive as holes, so sparse files \
             stay sparse (as with `rsync -S`). Prints the job id; with --wait, follows the job \
             and exits non-zero unless it succeeds.

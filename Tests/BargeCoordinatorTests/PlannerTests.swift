@@ -1,4 +1,5 @@
 import BargeCoordinator
+import BargeTier
 import BargeWire
 import Testing
 
@@ -91,6 +92,18 @@ struct PlannerTests {
         let tree = Planner.Builder(planner: Planner(), job: "j", sourcePath: "data", destinationPath: "in", destinationIsDirectory: true)
         #expect(tree.destination(of: "", kind: .directory) == "in")
         #expect(tree.destination(of: "a/b", kind: .file) == "in/a/b")
+    }
+
+    /// A placement policy sees a single file under the name it lands with: its own inside a
+    /// directory, the destination's name at the path itself.
+    @Test func aPlacementPolicySeesASingleFileByTheNameItLandsUnder() throws {
+        let policy = try TierPolicy(parsing: "cold:*.h5")
+        var into = Planner.Builder(planner: Planner(), job: "j", sourcePath: "data/x.h5", destinationPath: "arch", destinationIsDirectory: true, placement: policy)
+        #expect(into.page([file("", 5)]).units[0].files[0].tier == .cold)
+        var renamed = Planner.Builder(planner: Planner(), job: "j", sourcePath: "data/x.h5", destinationPath: "arch/y.txt", placement: policy)
+        #expect(renamed.page([file("", 5)]).units[0].files[0].tier == .hot)
+        var at = Planner.Builder(planner: Planner(), job: "j", sourcePath: "data/x.txt", destinationPath: "arch/y.h5", placement: policy)
+        #expect(at.page([file("", 5)]).units[0].files[0].tier == .cold)
     }
 
     @Test func aDestinationNamesADirectoryByItsSlashOrAsTheRoot() {

@@ -81,6 +81,7 @@ public final class LaneFlow: Sendable {
         self.remembered = remembered
         self.clock = clock
         state = NIOLockedValueBox(State(controller: CongestionController(mode: mode, parameters: parameters)))
+        if Self.tracing { _ = Self.traceEpoch }  // the clock starts before this lane's first line
     }
 
     /// Waits until `bytes` more may be in flight (after every waiting chunk of an older unit: a

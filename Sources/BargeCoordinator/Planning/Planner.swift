@@ -108,7 +108,9 @@ public struct Planner: Sendable {
 
             for e in entries {
                 let tier: Placement? = placement.map { policy in
-                    e.kind != .file ? .hot : policy.tier(for: FileFacts(path: e.path, size: e.size, mtime: e.mtimeSeconds), now: now) == .cold ? .cold : .hot
+                    // A single file: the policy sees the name it lands under.
+                    e.kind != .file ? .hot : policy.tier(for: FileFacts(path: e.path.isEmpty ? JobPath.name(destination(of: e.path, kind: e.kind)) : e.path,
+                                                                        size: e.size, mtime: e.mtimeSeconds), now: now) == .cold ? .cold : .hot
                 }
                 var entry = e
                 entry.path = destination(of: e.path, kind: e.kind)

@@ -24,10 +24,18 @@ extension Scheduler {
     func quickCheck(_ reply: ScanReply) async -> [Bool]? {
         guard reply.error.isEmpty, !reply.entries.isEmpty, let scan = scans[reply.request],
               reply.entries.contains(where: { $0.kind != .directory }),
-              let job = running[scan.job]?.record ?? (try? journal.job(scan.job)), !job.checksum,
-              let agent = comparer(at: job.destinationSite, busy: waitingForCompare.union([scan.agent])) else { return nil }
-        waitingForCompare.insert(scan.agent)
-        defer { waitingForCompare.remove(scan.agent) }
+              let job = running[scan.job]?.record ?? (try? journal.job(scan.job)), !job.checksum else { return nil }
+        guard let agent = comparer(at: job.destinationSite, busy: scan.agent) else {
+            if unchecked.insert(job.id).inserted {
+                logger.notice("job \(job.id): no agent of site '\(job.destinationSite)' is free to answer the quick check (the scanning agent cannot be asked while its page waits); pages are planned whole meanwhile, so unchanged files among them are sent again")
+            }
+            return nil
+        }
+        waitingForCompare[scan.agent, default: 0] += 1
+        defer {
+            waitingForCompare[scan.agent, default: 1] -= 1
+            if waitingForCompare[scan.agent] == 0 { waitingForCompare.removeValue(forKey: scan.agent) }
+        }
         let request = nextRequest
         nextRequest += 1
         let entries = reply.entries.map { e -> FileEntry in
@@ -55,10 +63,12 @@ extension Scheduler {
     }
 
     /// A destination agent that answers compare requests, least loaded first, other than the
-    /// `busy` ones (whose connections are not read now).
-    private func comparer(at site: String, busy: Set<String>) -> String? {
-        if let a = policy.anyAgent(at: site), !busy.contains(a), let link = links[a], link.version >= WireVersion.acks { return a }
-        return links.values.filter { $0.agent.site == site && $0.version >= WireVersion.acks && !busy.contains($0.agent.name) }
+    /// scanning one and those whose pages wait for a quick check (their connections are not read
+    /// now).
+    private func comparer(at site: String, busy scanning: String) -> String? {
+        func free(_ name: String) -> Bool { name != scanning && waitingForCompare[name] == nil }
+        if let a = policy.anyAgent(at: site), free(a), let link = links[a], link.version >= WireVersion.acks { return a }
+        return links.values.filter { $0.agent.site == site && $0.version >= WireVersion.acks && free($0.agent.name) }
             .map(\.agent.name).min()
     }
 

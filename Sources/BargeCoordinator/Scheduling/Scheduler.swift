@@ -1,4 +1,5 @@
 import BargeFlow
+import BargeStore
 import BargeCodec
 import BargeTier
 import BargeWire
@@ -75,8 +76,12 @@ public actor Scheduler {
     var tiering: Set<String> = []
     /// Quick checks waiting for their destination agent.
     var compares: [UInt64: (agent: String, continuation: CheckedContinuation<[Bool]?, Never>)] = [:]
-    /// Agents whose scan page waits for a quick check: their connections are not read meanwhile.
-    var waitingForCompare: Set<String> = []
+    /// Agents whose scan page waits for a quick check (how many pages: an agent that registered
+    /// again while its old connection still waits has two): their connections are not read
+    /// meanwhile.
+    var waitingForCompare: [String: Int] = [:]
+    /// Jobs already logged as planned without a quick check, for want of an agent to ask.
+    var unchecked: Set<String> = []
     var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
     var nextRequest: UInt64 = 1
     private var nextConnection: UInt64 = 1
@@ -444,15 +449,17 @@ public actor Scheduler {
         guard var scan = scans[reply.request] else { return }
         if !reply.error.isEmpty {
             scans.removeValue(forKey: reply.request)
+            unchecked.remove(scan.job)
             batch.append(.end(job: scan.job, .fail("scan failed: \(reply.error)"), now: now()))
             logger.warning("job \(scan.job): scan failed: \(reply.error)")
             return
         }
         // A single file sent into its own directory (`a:/x/f` to `a:/x/`) would land on itself.
         if let e = reply.entries.first, e.path.isEmpty, e.kind != .directory, scan.builder.destinationIsDirectory,
-           scan.builder.destination(of: e.path, kind: e.kind) == scan.builder.sourcePath,
+           PathKey.sameBytes(scan.builder.destination(of: e.path, kind: e.kind), scan.builder.sourcePath),
            let job = try journal.job(scan.job), job.sourceSite == job.destinationSite {
             scans.removeValue(forKey: reply.request)
+            unchecked.remove(scan.job)
             batch.append(.end(job: scan.job, .fail("the source \(job.sourceSite):/\(job.sourcePath) is a file, and sent into \(job.destinationDescription) it would land on itself; choose another destination"), now: now()))
             return
         }
@@ -487,6 +494,7 @@ public actor Scheduler {
         policy.planned(job: scan.job, workUnits: page.workUnits, final: reply.final)
         if reply.final {
             scans.removeValue(forKey: reply.request)
+            unchecked.remove(scan.job)
             if scan.skipped > 0 {
                 logger.warning("job \(scan.job): \(scan.skipped) entries cannot be transferred and are skipped, e.g. \(scan.firstSkipped ?? "")")
             }
