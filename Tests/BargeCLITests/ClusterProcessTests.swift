@@ -106,6 +106,21 @@ struct ClusterProcessTests {
         #expect(try cluster.cli(["jobs"], http: http).status == 0)
     }
 
+    /// A coordinator that holds the state directory but is stopped (SIGSTOP) is named as such at
+    /// once: waiting for it to stop, as for one shutting down, would only delay the refusal.
+    /// Before, the second waited 15 s and said the first "runs".
+    @Test func aSecondCoordinatorBesideAStoppedOneSaysItIsStopped() async throws {
+        let (coordinator, _, _) = try await cluster.startCoordinator()
+        let pid = coordinator.process.processIdentifier
+        kill(pid, SIGSTOP)
+        defer { kill(pid, SIGCONT) }
+        let second = try BargeProcess.run(["coordinator", "--state", dir.path + "/state", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+                                          environment: environment)
+        #expect(second.status == 1, "\(second.stdout)\(second.stderr)")
+        #expect(second.stderr.contains("another coordinator (pid \(pid)) holds the state directory \(dir.path)/state but is stopped"), "\(second.stderr)")
+        #expect(second.stderr.contains("kill -CONT \(pid)"), "\(second.stderr)")
+    }
+
     /// The coordinator's two ports mixed up, both ways: each side says so and names the right
     /// one. Before, the agent logged "connection closed during the handshake" and the CLI
     /// "invalid constant string".
