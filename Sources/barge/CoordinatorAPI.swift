@@ -137,7 +137,7 @@ struct CoordinatorAPI {
         if base.hasPrefix("http://"), let client = error as? HTTPClientError, client == .remoteConnectionClosed {
             return Failure("the coordinator at \(base) closed the connection: if it serves HTTPS (--tls-cert), use https://", noAnswer: true)
         }
-        if String(reflecting: type(of: error)).contains("HTTPParserError") {
+        if error is HTTPParserError {
             return Failure("\(base) does not answer in HTTP: is it the coordinator's agent port (--listen)? Its API is at its --http address (default http://127.0.0.1:7480)", noAnswer: true)
         }
         if text.contains("Connection refused") {

@@ -173,10 +173,20 @@ public final class LaneFlow: Sendable {
     /// `BARGE_TRACE_LANES=1`: each answer's effect on the lane, one line on standard error (for
     /// finding where a transfer loses time; not for production).
     static let tracing = ProcessInfo.processInfo.environment["BARGE_TRACE_LANES"] == "1"
-    private var born: UInt64 { Self.traceEpoch }
     /// The trace's clock starts with the process's first lane, so that lines of several lanes
     /// and of units (`UnitSender`) line up.
     static let traceEpoch = RateLimiter.monotonicNow()
+
+    /// `now` on the trace's clock, in seconds, as a trace line prints it.
+    static func traceTime(_ now: UInt64 = RateLimiter.monotonicNow()) -> String {
+        let epoch = traceEpoch  // read first: set lazily, it must not lie after `now`
+        return String(format: "%.3f", Double(now &- epoch) / 1e9)
+    }
+
+    /// Writes one trace line (`line` ends with a newline) to standard error.
+    static func writeTrace(_ line: String) {
+        FileHandle.standardError.write(Data(line.utf8))
+    }
 
     private func trace(_ s: State, _ now: UInt64, _ bytes: Int, _ answered: Bool, _ sample: TCPSample?, _ stream: ObjectIdentifier?) {
         let c = s.controller
@@ -185,12 +195,12 @@ public final class LaneFlow: Sendable {
         // doubles every interval of a first slow start and passes Int.max on loopback, which
         // crashed a traced source agent.
         func n(_ x: Double) -> String { String(format: "%.0f", x) }
-        let line = "lane \(mode.rawValue) t=\(String(format: "%.3f", Double(now &- born) / 1e9)) \(answered ? "ack" : "drop") \(bytes)"
+        let line = "lane \(mode.rawValue) t=\(Self.traceTime(now)) \(answered ? "ack" : "drop") \(bytes)"
             + " inflight=\(s.inFlight) window=\(n(c.window)) phase=\(c.phase) rtt=\(f(Double(c.rtt ?? 0) / 1e6)) base=\(f(Double(c.baseDelay ?? 0) / 1e6))"
             + " kwin=\(n(Double(sample?.window ?? 0))) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)"
             + " notsent=\(sample?.notSent ?? 0) peak=\(n(s.recentDelivered.max() ?? 0)) bottleneck=\(n(s.bottleneck ?? 0))"
             + " codec=\(n(s.codecRate ?? 0)) measured=\(s.measured) stream=\(stream.map { String(UInt(bitPattern: $0.hashValue) % 100_000) } ?? "-")\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        Self.writeTrace(line)
     }
 
     /// The kernel's windows of the lane's open sockets, together (`fair` mode's floor).

@@ -132,11 +132,7 @@ public struct UnitSender: Sendable {
 
     /// `BARGE_TRACE_LANES=1`: a unit's start and end, on the lanes' clock.
     static func trace(_ event: String, _ task: TaskAssign) {
-        let epoch = LaneFlow.traceEpoch  // set first: a lazy global read after `now` could lie after it
-        let t = Double(RateLimiter.monotonicNow() &- epoch) / 1e9
-        let ms = Int(t * 1000)
-        let line = Array("unit \(event) t=\(ms / 1000).\(String(1000 + ms % 1000).dropFirst()) job=\(task.job) unit=\(task.unit) files=\(task.files.count) to=\(task.destination.name)\n".utf8)
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        LaneFlow.writeTrace("unit \(event) t=\(LaneFlow.traceTime()) job=\(task.job) unit=\(task.unit) files=\(task.files.count) to=\(task.destination.name)\n")
     }
 
     /// Why the data plane to a destination failed, in words: a connection that could not be made

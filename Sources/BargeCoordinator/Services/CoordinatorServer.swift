@@ -49,8 +49,9 @@ public struct CoordinatorServer {
         let journal: Journal
         do {
             journal = try Journal(path: c.stateDirectory + "/" + Journal.fileName)
-        } catch let error where JournalError.diskFull(error) != nil {
-            throw CoordinatorStartError("cannot open the journal in \(c.stateDirectory): the disk there is full (\(JournalError.diskFull(error)!)); free space there, or give --state another directory")
+        } catch {
+            guard let full = JournalError.diskFull(error) else { throw error }
+            throw CoordinatorStartError("cannot open the journal in \(c.stateDirectory): the disk there is full (\(full)); free space there, or give --state another directory")
         }
         let directory = AgentDirectory(heartbeatTimeout: c.agentTimeout)
         var listenerConfig = AgentListenerConfiguration(host: c.agents.host, port: c.agents.port, token: c.token)
