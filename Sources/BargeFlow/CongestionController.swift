@@ -54,8 +54,9 @@ public struct UnknownCongestionMode: Error, CustomStringConvertible {
 ///   drains and the base delay is measured again; it then slow-starts back (LEDBAT++), or in
 ///   `fair` mode returns at once to the window it held, so the link idles for two RTTs at most.
 /// - In `fair` mode the window never drops below what the kernel's own TCP would have in flight
-///   in its place (its congestion windows, from `TCP_INFO`), so against other TCP flows it
-///   competes like TCP; alone it keeps the queue near the target.
+///   in its place (`observe(kernelWindow:)`: a loss-based socket's congestion window, a BBR
+///   socket's model of the path), so against other TCP flows it competes like TCP; alone it
+///   keeps the queue near the target.
 public struct CongestionController: Sendable {
     public struct Parameters: Sendable {
         /// The queueing delay aimed at. A lane's sends are whole chunks, which reach the bottleneck
@@ -188,7 +189,8 @@ public struct CongestionController: Sendable {
         }
     }
 
-    /// The kernel's congestion windows of the lane's sockets, in bytes (`fair` mode's floor).
+    /// What the kernel's TCP would keep in flight on the lane's sockets, in bytes (`fair` mode's
+    /// floor; `TCPSample.inFlightAim`).
     public mutating func observe(kernelWindow bytes: Double) {
         kernelWindow = bytes
         clamp()

@@ -45,6 +45,29 @@ struct LaneFlowTests {
         #expect(lane.controller.window < lane.controller.parameters.initialWindow(.scavenger))
     }
 
+    /// A `fair` lane's floor is what its sockets' TCP would keep in flight: a loss-based
+    /// socket's congestion window, but a BBR socket's model of the path (its rate times its least
+    /// RTT), not its window, which BBR holds at up to three times that. The window a BBR socket
+    /// kept in its startup was the floor before, so the lane could never shrink below it
+    /// whatever queue it saw (through the delay test bed at 100 ms: 64 MB of window for a path
+    /// that queues 25 MB, and a sixth of what was sent retransmitted).
+    @Test func aFairLanesFloorIsWhatItsSocketsAimToKeepInFlight() async {
+        let clock = Clock()
+        let stream = ObjectIdentifier(NSObject())
+        let bbr = TCPSample.BBRModel(rate: 100_000_000, minRTT: 10_000_000)  // 1 MB in flight at 10 ms
+        for (model, floor) in [(bbr, 1_000_000.0), (nil, 64_000_000.0)] as [(TCPSample.BBRModel?, Double)] {
+            let lane = LaneFlow(mode: .fair, clock: { clock.now })
+            let at = await lane.acquire(1 << 20)
+            clock.advance(60_000_000)
+            // A queue of 50 ms over the 10 ms base: well past the target.
+            lane.release(1 << 20, sentAt: at, sample: TCPSample(rtt: 60_000_000, minRTT: 10_000_000, window: 64_000_000, retransmits: 0, bbr: model),
+                         stream: stream)
+            #expect(lane.controller.kernelWindow == floor)
+            #expect(lane.controller.window >= floor)
+            if model != nil { #expect(lane.controller.window < 64_000_000, "the BBR socket's window held the lane up") }
+        }
+    }
+
     /// Over real loopback sockets: the lane reads TCP_INFO after each ack (so it knows the RTT and
     /// the kernel's window), and its figures are those of the transfer.
     @Test func aUnitOverLoopbackFeedsTheLaneFromTCPInfo() async throws {

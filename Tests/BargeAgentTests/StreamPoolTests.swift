@@ -1,4 +1,4 @@
-import BargeAgent
+@testable import BargeAgent
 import BargeWire
 import Foundation
 import NIOConcurrencyHelpers
@@ -89,6 +89,33 @@ struct StreamPoolTests {
             return await stream.congestionControl()
         } == "reno")
         #expect(try await hostDefault.withStream { await $0.congestionControl() } == TCPCongestionControl.hostDefault())
+    }
+
+    /// A BBR connection's sample carries BBR's model of the path (`TCP_CC_INFO`), and the bytes
+    /// it aims to keep in flight come from that model, not from its congestion window; a reno
+    /// connection's sample has no model, and aims at its window.
+    @Test(.enabled(if: (try? TCPCongestionControl(named: "bbr").check()) != nil, "the kernel grants no BBR (tcp_bbr not loaded, or not allowed)"))
+    func aBBRConnectionsSampleCarriesItsModel() async throws {
+        let roots = try Roots()
+        let (_, serving, hostDefault) = try await listening(roots)
+        defer { serving.cancel() }
+        for name in ["bbr", "reno"] {
+            var client = hostDefault
+            client.congestionControl = try TCPCongestionControl(named: name)
+            let sample = try #require(try await client.withStream { stream in
+                for i in 0..<20 { _ = try await stream.send(entry(i)) }
+                return await stream.probe?.sample()
+            })
+            #expect(sample.window > 0)
+            if name == "bbr" {
+                let model = try #require(sample.bbr, "a BBR socket without BBR's model")
+                #expect(model.rate > 0 && model.minRTT > 0 && model.minRTT < 1_000_000_000, "\(model)")
+                #expect(sample.inFlightAim == min(sample.window, model.rate * Double(model.minRTT) / 1e9))
+            } else {
+                #expect(sample.bbr == nil, "reno has no BBR model: \(String(describing: sample.bbr))")
+                #expect(sample.inFlightAim == sample.window)
+            }
+        }
     }
 
     @Test func unitsAtOnceShareAtMostPerDestinationConnections() async throws {

@@ -148,7 +148,7 @@ public final class LaneFlow: Sendable {
                     if sample.notSent >= Self.backlogBytes { s.backlogged += 1 }
                     s.controller.observe(rtt: sample.rtt, least: sample.minRTT, now: now)
                     if let stream {
-                        let socket = Socket(window: sample.window, retransmits: sample.retransmits, answeredAt: now)
+                        let socket = Socket(window: sample.inFlightAim, retransmits: sample.retransmits, answeredAt: now)
                         if let before = s.sockets.updateValue(socket, forKey: stream), sample.retransmits > before.retransmits {
                             s.controller.lost(now: now)
                         }
@@ -197,13 +197,14 @@ public final class LaneFlow: Sendable {
         func n(_ x: Double) -> String { String(format: "%.0f", x) }
         let line = "lane \(mode.rawValue) t=\(Self.traceTime(now)) \(answered ? "ack" : "drop") \(bytes)"
             + " inflight=\(s.inFlight) window=\(n(c.window)) phase=\(c.phase) rtt=\(f(Double(c.rtt ?? 0) / 1e6)) base=\(f(Double(c.baseDelay ?? 0) / 1e6))"
-            + " kwin=\(n(Double(sample?.window ?? 0))) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)"
+            + " kwin=\(n(Double(sample?.window ?? 0))) aim=\(n(Double(sample?.inFlightAim ?? 0))) retrans=\(sample?.retransmits ?? 0) waiting=\(s.waiting.count)"
             + " notsent=\(sample?.notSent ?? 0) peak=\(n(s.recentDelivered.max() ?? 0)) bottleneck=\(n(s.bottleneck ?? 0))"
             + " codec=\(n(s.codecRate ?? 0)) measured=\(s.measured) stream=\(stream.map { String(UInt(bitPattern: $0.hashValue) % 100_000) } ?? "-")\n"
         Self.writeTrace(line)
     }
 
-    /// The kernel's windows of the lane's open sockets, together (`fair` mode's floor).
+    /// What the kernel's TCP would keep in flight on the lane's open sockets, together (`fair`
+    /// mode's floor; `TCPSample.inFlightAim`).
     private static func observeKernelWindows(_ s: inout State) {
         s.controller.observe(kernelWindow: s.sockets.values.reduce(0) { $0 + $1.window })
     }

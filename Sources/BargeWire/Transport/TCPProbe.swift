@@ -19,13 +19,45 @@ public struct TCPSample: Sendable, Equatable {
     /// Bytes written to the socket and not yet sent (`tcpi_notsent_bytes`): TCP, not the writer,
     /// is holding them back.
     public var notSent: UInt32
+    /// BBR's model of the path (`TCP_CC_INFO`); nil for other algorithms.
+    public var bbr: BBRModel?
 
-    public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32, notSent: UInt32 = 0) {
+    /// What BBR believes of the path: the bottleneck's rate (the most it delivered over the last
+    /// ten round trips or so) and the least RTT of the last ten seconds.
+    public struct BBRModel: Sendable, Equatable {
+        /// Bytes per second.
+        public var rate: Double
+        /// Nanoseconds.
+        public var minRTT: UInt64
+
+        public init(rate: Double, minRTT: UInt64) {
+            self.rate = rate
+            self.minRTT = minRTT
+        }
+    }
+
+    public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32, notSent: UInt32 = 0, bbr: BBRModel? = nil) {
         self.rtt = rtt
         self.minRTT = minRTT
         self.window = window
         self.retransmits = retransmits
         self.notSent = notSent
+        self.bbr = bbr
+    }
+
+    /// The bytes the socket's TCP would keep in flight on its own. A loss-based algorithm (cubic,
+    /// reno) fills its congestion window. BBR paces at its bottleneck estimate and aims at that
+    /// rate times its least RTT; its congestion window is two to three times that, a cap for
+    /// bursts of acks and for its startup, not what it sends. On a socket its writer keeps short
+    /// of data (a lane's window), BBR never leaves its startup: its samples are all
+    /// application-limited, which its test for a full pipe skips. Its window then stays at
+    /// nearly three times its estimate, and its estimates, taken in bursts, add up to more than
+    /// the path carries: through the delay test bed at 1 Gbit/s and 100 ms, four such sockets
+    /// held 64 MB of window on a path that queues 25 MB, and retransmitted a sixth of what they
+    /// sent.
+    public var inFlightAim: Double {
+        guard let bbr else { return window }
+        return min(window, bbr.rate * Double(bbr.minRTT) / 1e9)
     }
 }
 
@@ -74,9 +106,16 @@ public struct TCPProbe: Sendable {
               let info: barge_tcp_info = try? await provider.unsafeGetSocketOption(
                 level: SocketOptionLevel(IPPROTO_TCP), name: SocketOptionName(TCP_INFO)).get(),
               info.tcpi_rtt > 0 else { return nil }
+        var bbr: TCPSample.BBRModel?
+        // Only BBR's answer fills `bbr_cwnd_gain` (see `barge_tcp_bbr_info`).
+        if let model: barge_tcp_bbr_info = try? await provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(IPPROTO_TCP), name: SocketOptionName(TCP_CC_INFO)).get(),
+           model.bbr_cwnd_gain > 0, model.bbr_min_rtt > 0, model.bbr_min_rtt != UInt32.max {
+            bbr = TCPSample.BBRModel(rate: Double(UInt64(model.bbr_bw_hi) << 32 | UInt64(model.bbr_bw_lo)), minRTT: UInt64(model.bbr_min_rtt) * 1000)
+        }
         return TCPSample(rtt: UInt64(info.tcpi_rtt) * 1000, minRTT: info.tcpi_min_rtt > 0 ? UInt64(info.tcpi_min_rtt) * 1000 : nil,
                          window: Double(info.tcpi_snd_cwnd) * Double(info.tcpi_snd_mss), retransmits: info.tcpi_total_retrans,
-                         notSent: info.tcpi_notsent_bytes)
+                         notSent: info.tcpi_notsent_bytes, bbr: bbr)
         #else
         return nil
         #endif

@@ -57,6 +57,17 @@ struct barge_tcp_info {
     uint32_t tcpi_min_rtt;
 };
 
+/// BBR's model of the path (`TCP_CC_INFO` on a BBR socket: linux/inet_diag.h's `tcp_bbr_info`).
+/// The kernel copies only what its algorithm has: nothing for cubic or reno, 16 bytes for vegas
+/// and dctcp, all 20 for BBR; so `bbr_cwnd_gain` is non-zero only on a BBR socket.
+struct barge_tcp_bbr_info {
+    uint32_t bbr_bw_lo;        /* max-filtered delivery rate, bytes per second: low 32 bits */
+    uint32_t bbr_bw_hi;        /* and high 32 bits */
+    uint32_t bbr_min_rtt;      /* min-filtered RTT, microseconds */
+    uint32_t bbr_pacing_gain;  /* fixed point, 256 = 1.0 */
+    uint32_t bbr_cwnd_gain;    /* fixed point, 256 = 1.0 */
+};
+
 /// The size of the prefix above, for tests that pin its layout.
 uint32_t barge_tcp_info_size(void);
 
