@@ -38,8 +38,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Host other agents use to reach this one (default: the --listen host).", valueName: "host"))
     var advertise: String?
 
-    @Option(help: ArgumentHelp("TCP connections to each destination agent, shared by all the units sent there at once and kept between jobs (as GridFTP's -p). Each unit sends on up to this many at once.", valueName: "n"))
-    var streams = 4
+    @Option(help: ArgumentHelp("TCP connections to each destination agent, shared by all the units sent there at once and kept between jobs (as GridFTP's -p). Each unit sends on up to this many at once. (default: 4, or 8 to a destination whose round trip is 10 ms or more)", valueName: "n"))
+    var streams: Int?
 
     @Option(help: ArgumentHelp("Units this agent works on at once, as source or destination.", valueName: "n"))
     var maxUnits = 4
@@ -127,7 +127,7 @@ struct AgentCommand: AsyncParsableCommand {
         _ = try sendMemoryBytes()
         do { _ = try RateLimiter(bwlimit) } catch { throw ValidationError("--bwlimit: \(error)") }
         guard (0.5...3600).contains(stallTimeout) else { throw ValidationError("--stall-timeout must be 0.5 to 3600 seconds") }
-        guard (1...64).contains(streams) else { throw ValidationError("--streams must be 1 to 64") }
+        if let streams, !(1...64).contains(streams) { throw ValidationError("--streams must be 1 to 64") }
         guard (1...256).contains(maxUnits) else { throw ValidationError("--max-units must be 1 to 256") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -206,7 +206,7 @@ struct AgentCommand: AsyncParsableCommand {
             logger.warning("agent \(name): fault injection on: BARGE_FAULT_DROP_REPORTS=\(dropReports), so this agent drops its coordinator connection after about \(Int((dropReports * 100).rounded()))% of its reports (tests only)")
         }
         let client = CoordinatorClient(host: target.host, port: target.port, token: token, identity: identity, faultDropReports: dropReports)
-        var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
+        var settings = AgentWork.Settings(root: rootPath, name: name, token: token, sender: UnitSender.Settings(streams: streams ?? 4, longPathStreams: streams == nil ? 8 : nil, dedup: !noDedup, contentDefinedAbove: try contentDefinedAbove()))
         settings.stallTimeout = .milliseconds(Int(stallTimeout * 1000))
         settings.pathMemoryFile = stateDirectory + "/" + PathMemory.fileName
         settings.sender.limiter = try RateLimiter(bwlimit)
@@ -228,7 +228,7 @@ struct AgentCommand: AsyncParsableCommand {
             settings: settings,
             // auto plans for as many chunks compressed at once as the agent has streams, up to its
             // cores, and its streams share what they learn.
-            sources: SourcePool { [rate = try? fixedLinkRate(), parallelism = Double(min(ProcessInfo.processInfo.activeProcessorCount, streams * maxUnits)),
+            sources: SourcePool { [rate = try? fixedLinkRate(), parallelism = Double(min(ProcessInfo.processInfo.activeProcessorCount, (streams ?? 4) * maxUnits)),
                                    selector = SharedSelector()] in
                 ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate, parallelism: parallelism, selector: selector), corruptFraction: corrupt)
             }, receiving: listener.files, tiers: tiers, logger: logger)

@@ -118,6 +118,35 @@ struct StreamPoolTests {
         }
     }
 
+    /// Without `--streams`, a destination gets four connections, or eight once a connection to
+    /// it measured a least RTT of 10 ms or more (`longPath`); the RTT each connection measures is
+    /// given here, as the delay test bed would have it. `--streams` keeps its count everywhere.
+    @Test(arguments: [(UInt64(50_000_000), 8, Optional(8)), (UInt64(300_000), 4, Optional(8)), (UInt64(50_000_000), 4, nil)])
+    func aFarDestinationGetsMoreConnections(rtt: UInt64, expected: Int, longPath: Int?) async throws {
+        let roots = try Roots()
+        let (listener, serving, client) = try await listening(roots)
+        defer { serving.cancel() }
+        let pool = StreamPool(perDestination: 4, longPath: longPath, measure: { _ in rtt })
+        #expect(pool.streams(to: client) == 4, "nothing is known of the path before a connection")
+        _ = try await pool.withStream(client) { try await $0.send(entry(0)) }
+        #expect(pool.streams(to: client) == expected)
+        // Twelve holders at once: the pool opens up to its limit for the destination, no more.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for unit in 0..<12 {
+                group.addTask {
+                    try await pool.withStream(client, holder: ObjectIdentifier(NSObject())) { stream in
+                        _ = try await stream.send(entry(100 + unit))
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(pool.openCount == expected, "\(pool.openCount) connections open")
+        pool.closeAll()
+        await listener.close()
+    }
+
     @Test func unitsAtOnceShareAtMostPerDestinationConnections() async throws {
         let roots = try Roots()
         let (listener, serving, client) = try await listening(roots)

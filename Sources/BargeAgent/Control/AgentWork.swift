@@ -99,7 +99,7 @@ public final class AgentWork: Sendable {
         budget = SendBudget(limit: settings.sendMemory)
         let lanes = Lanes(memory: PathMemory(file: settings.pathMemoryFile))
         self.lanes = lanes
-        pool = StreamPool(perDestination: settings.sender.streams, closed: { lanes.forget(stream: $0) })
+        pool = StreamPool(perDestination: settings.sender.streams, longPath: settings.sender.longPathStreams, closed: { lanes.forget(stream: $0) })
     }
 
     /// Units in progress.

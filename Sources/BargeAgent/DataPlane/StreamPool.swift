@@ -4,8 +4,8 @@ import NIOConcurrencyHelpers
 /// Data-plane connections to each destination agent (host and port), shared by every unit this
 /// agent sends there and kept open between units and jobs. A stream is pipelined and its replies
 /// are matched by place, so several units send on one connection at once: an agent keeps at most
-/// `perDestination` connections to each destination (its `--streams`), whatever the number of
-/// units running, as GridFTP's `-p` or `iperf3 -P` do. Sixteen connections (four units of four
+/// `perDestination` connections to each destination (its `--streams`; without it four, or eight
+/// to a destination at least 10 ms away: `longPath`), whatever the number of units running, as GridFTP's `-p` or `iperf3 -P` do. Sixteen connections (four units of four
 /// streams) each in slow start and then in cubic's probing overflowed the bottleneck's queue far
 /// more often than four did (retransmissions, and stalls of 0.3 s while every socket recovered).
 ///
@@ -117,6 +117,9 @@ public final class StreamPool: Sendable {
 
     private struct State {
         var destinations: [Key: Destination] = [:]
+        /// The least RTT a connection to each destination has measured (kept when its
+        /// connections close, for the next job's `limit`).
+        var leastRTT: [Key: UInt64] = [:]
         var opened = 0
         var reused = 0
     }
@@ -134,10 +137,45 @@ public final class StreamPool: Sendable {
     /// on new connections took 11.2-11.5 s, and on connections a job before had used, 10.3-10.7 s
     /// (slow start from ten segments to a quarter of the path's bandwidth-delay product each is
     /// about eight round trips). At 30 s, jobs half a minute apart each started cold.
-    public init(idleTimeout: Duration = .seconds(45), perDestination: Int = 4, closed: @escaping @Sendable (ObjectIdentifier) -> Void = { _ in }) {
+    public init(idleTimeout: Duration = .seconds(45), perDestination: Int = 4, longPath: Int? = nil,
+                closed: @escaping @Sendable (ObjectIdentifier) -> Void = { _ in },
+                measure: (@Sendable (ChunkStream) async -> UInt64?)? = nil) {
         self.idleTimeout = idleTimeout
         self.perDestination = max(1, perDestination)
+        self.longPath = longPath.map { max(1, $0) }
         self.closed = closed
+        self.measure = measure ?? { await $0.probe?.sample()?.minRTT }
+    }
+
+    /// Connections to a destination at least `longPathRTT` away (nil: `perDestination` to every
+    /// destination, as `--streams` asks). Through the delay test bed at 1 Gbit/s, eight
+    /// connections carried a 1 GiB job faster than four at 50 and 100 ms in every pair of runs
+    /// (0.97, 0.97, 0.97 of `iperf3 -P 4` at 50 ms against 0.94, 0.95; at 100 ms 0.98, 0.97,
+    /// 0.96 against 0.95, 0.95), and as fast at 20 ms (0.98–0.99 both): a loss stalls the
+    /// chunks behind it on one connection, and with eight each carries less. On loopback eight
+    /// took 1.96–2.10 s and 3.7–3.9 CPU-s for 1 GiB against 1.76–1.92 s and 3.3–3.6 CPU-s with
+    /// four, so near destinations keep four.
+    public let longPath: Int?
+
+    /// The least RTT past which a destination is far (`longPath`): between a LAN's fraction of a
+    /// millisecond and the 20 ms where four and eight connections did as well.
+    public static let longPathRTT: UInt64 = 10_000_000
+
+    /// A new connection's least RTT (its handshake's, `tcpi_min_rtt`), nil where unknown.
+    private let measure: @Sendable (ChunkStream) async -> UInt64?
+
+    /// How many connections a destination gets: `longPath` once a connection to it measured a
+    /// least RTT of `longPathRTT` or more, else `perDestination`.
+    private func limit(_ s: State, _ key: Key) -> Int {
+        guard let longPath, let rtt = s.leastRTT[key], rtt >= Self.longPathRTT else { return perDestination }
+        return longPath
+    }
+
+    /// The streams a unit to `client`'s agent sends on: as many as the pool keeps connections
+    /// to it.
+    public func streams(to client: DataPlaneClient) -> Int {
+        let key = Key(client)
+        return state.withLockedValue { limit($0, key) }
     }
 
     /// Connections opened and reused so far (for tests and logs).
@@ -180,7 +218,7 @@ public final class StreamPool: Sendable {
                 failed = d.entries.filter { $0.lease.stream.isFailed }.map(\.lease)
                 d.entries.removeAll { $0.lease.stream.isFailed }
                 let held = holder.map { h in d.entries.map { $0.holders[h] != nil } }
-                switch Self.place(users: d.entries.map(\.users), held: held, opening: d.opening, perDestination: perDestination) {
+                switch Self.place(users: d.entries.map(\.users), held: held, opening: d.opening, perDestination: limit(s, key)) {
                 case .use(let i):
                     d.entries[i].users += 1
                     if let holder { d.entries[i].holders[holder, default: 0] += 1 }
@@ -231,7 +269,7 @@ public final class StreamPool: Sendable {
             // it takes no place among the destination's connections.
             failed = d.entries.filter { $0.lease.stream.isFailed }.map(\.lease)
             d.entries.removeAll { $0.lease.stream.isFailed }
-            let n = max(0, perDestination - d.entries.count - d.opening)
+            let n = max(0, limit(s, key) - d.entries.count - d.opening)
             d.opening += n
             s.opened += n
             return n
@@ -248,7 +286,14 @@ public final class StreamPool: Sendable {
     private func openCounted(_ key: Key, _ client: DataPlaneClient, users: Int, holder: ObjectIdentifier? = nil) async throws -> Lease {
         let result: Swift.Result<Lease, Error>
         do { result = .success(try await open(client)) } catch { result = .failure(error) }
+        let rtt: UInt64? = if case .success(let lease) = result, longPath != nil { await measure(lease.stream) } else { nil }
+        var farther = false
         let waiting = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+            if let rtt {
+                let before = limit(s, key)
+                s.leastRTT[key] = min(s.leastRTT[key] ?? rtt, rtt)
+                farther = limit(s, key) > before
+            }
             s.destinations[key]!.opening -= 1
             if case .success(let lease) = result {
                 s.destinations[key]!.entries.append(Entry(lease: lease, users: users, holders: holder.map { [$0: 1] } ?? [:], since: clock.now))
@@ -257,6 +302,9 @@ public final class StreamPool: Sendable {
             return s.destinations[key]!.waiting
         }
         waiting.forEach { $0.resume() }
+        // The destination turned out to be far: its other connections open now, for the units
+        // already sending there (`UnitSender` adds streams once its first has its answer).
+        if farther { warm(client) }
         return try result.get()
     }
 

@@ -28,7 +28,11 @@ public struct UnitFailure: Error, CustomStringConvertible {
 /// `files done`) only once every one of its chunks is acked, so it is renamed once every byte is in.
 public struct UnitSender: Sendable {
     public struct Settings: Sendable {
+        /// Streams per unit, and connections per destination (`StreamPool.perDestination`).
         public var streams: Int
+        /// To a destination at least `StreamPool.longPathRTT` away, this many instead
+        /// (`StreamPool.longPath`); nil: `streams` everywhere (`agent --streams`).
+        public var longPathStreams: Int?
         public var maxAttempts: Int
         /// Send chunks the destination already holds by reference (when it speaks version 2).
         public var dedup: Bool
@@ -44,8 +48,10 @@ public struct UnitSender: Sendable {
         /// (the default `UnitFlow`'s agent limit).
         public var limiter: RateLimiter?
 
-        public init(streams: Int = 4, maxAttempts: Int = 4, dedup: Bool = true, contentDefinedAbove: UInt64? = Self.defaultContentDefinedAbove) {
+        public init(streams: Int = 4, longPathStreams: Int? = nil, maxAttempts: Int = 4, dedup: Bool = true,
+                    contentDefinedAbove: UInt64? = Self.defaultContentDefinedAbove) {
             self.streams = streams
+            self.longPathStreams = longPathStreams
             self.maxAttempts = maxAttempts
             self.dedup = dedup
             self.contentDefinedAbove = contentDefinedAbove
@@ -104,14 +110,19 @@ public struct UnitSender: Sendable {
                         throw error
                     }
                 }
-                let known = try await queue.known(atLeast: settings.streams)
-                for _ in 1..<max(1, known) {
-                    group.addTask {
-                        try await withStream(holder: queue) { stream in
-                            let begun = try await start.value
-                            try await work(stream, queue, begun.refs, begun.ready)
-                        }
+                let another: @Sendable () async throws -> Void = {
+                    try await withStream(holder: queue) { stream in
+                        let begun = try await start.value
+                        try await work(stream, queue, begun.refs, begun.ready)
                     }
+                }
+                let known = max(1, try await queue.known(atLeast: pool?.streams(to: client) ?? settings.streams))
+                for _ in 1..<known { group.addTask(operation: another) }
+                // A destination's first connection tells the pool how far it is (`StreamPool.longPath`):
+                // once the first stream has its answer, a far one may take more streams.
+                if let pool, (try? await start.value) != nil {
+                    let now = try await queue.known(atLeast: pool.streams(to: client))
+                    for _ in min(known, now)..<now { group.addTask(operation: another) }
                 }
                 try await group.waitForAll()
             }
