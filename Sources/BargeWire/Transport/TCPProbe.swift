@@ -25,15 +25,10 @@ public struct TCPSample: Sendable, Equatable {
     /// What BBR believes of the path: the bottleneck's rate (the most it delivered over the last
     /// ten round trips or so) and the least RTT of the last ten seconds.
     public struct BBRModel: Sendable, Equatable {
-        /// Bytes per second.
-        public var rate: Double
-        /// Nanoseconds.
-        public var minRTT: UInt64
+        /// Bytes per second, and nanoseconds.
+        public var rate: Double, minRTT: UInt64
 
-        public init(rate: Double, minRTT: UInt64) {
-            self.rate = rate
-            self.minRTT = minRTT
-        }
+        public init(rate: Double, minRTT: UInt64) { (self.rate, self.minRTT) = (rate, minRTT) }
     }
 
     public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32, notSent: UInt32 = 0, bbr: BBRModel? = nil) {
