@@ -54,9 +54,9 @@ public struct UnknownCongestionMode: Error, CustomStringConvertible {
 ///   drains and the base delay is measured again; it then slow-starts back (LEDBAT++), or in
 ///   `fair` mode returns at once to the window it held, so the link idles for two RTTs at most.
 /// - In `fair` mode the window never drops below what the kernel's own TCP would have in flight
-///   in its place (`observe(kernelWindow:)`: a loss-based socket's congestion window, a BBR
-///   socket's model of the path), so against other TCP flows it competes like TCP; alone it
-///   keeps the queue near the target.
+///   in its place (`observe(kernelWindow:)`: a loss-based socket's congestion window, so that
+///   against other TCP flows it competes like TCP; a BBR socket's model of the path, which
+///   follows what the lane lets it deliver); alone it keeps the queue near the target.
 public struct CongestionController: Sendable {
     public struct Parameters: Sendable {
         /// The queueing delay aimed at. A lane's sends are whole chunks, which reach the bottleneck

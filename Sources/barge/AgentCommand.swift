@@ -228,7 +228,7 @@ struct AgentCommand: AsyncParsableCommand {
             settings: settings,
             // auto plans for as many chunks compressed at once as the agent has streams, up to its
             // cores, and its streams share what they learn.
-            sources: SourcePool { [rate = try? fixedLinkRate(), parallelism = Double(min(ProcessInfo.processInfo.activeProcessorCount, (streams ?? 4) * maxUnits)),
+            sources: SourcePool { [rate = try? fixedLinkRate(), parallelism = Double(min(ProcessInfo.processInfo.activeProcessorCount, (streams ?? 8) * maxUnits)),
                                    selector = SharedSelector()] in
                 ChunkSource(root: rootPath, encoder: AdaptiveEncoder(sendRate: rate, parallelism: parallelism, selector: selector), corruptFraction: corrupt)
             }, receiving: listener.files, tiers: tiers, logger: logger)

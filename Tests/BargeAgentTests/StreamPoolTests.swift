@@ -110,6 +110,10 @@ struct StreamPoolTests {
             if name == "bbr" {
                 let model = try #require(sample.bbr, "a BBR socket without BBR's model")
                 #expect(model.rate > 0 && model.minRTT > 0 && model.minRTT < 1_000_000_000, "\(model)")
+                // Both in nanoseconds from the kernel's microseconds: BBR's least RTT of the last
+                // ten seconds is no less than the connection's least ever, and of its order.
+                let least = try #require(sample.minRTT)
+                #expect(model.minRTT >= least && model.minRTT <= 1000 * least, "BBR's \(model.minRTT) ns against tcpi_min_rtt \(least) ns")
                 #expect(sample.inFlightAim == min(sample.window, model.rate * Double(model.minRTT) / 1e9))
             } else {
                 #expect(sample.bbr == nil, "reno has no BBR model: \(String(describing: sample.bbr))")
@@ -130,6 +134,11 @@ struct StreamPoolTests {
         #expect(pool.streams(to: client) == 4, "nothing is known of the path before a connection")
         _ = try await pool.withStream(client) { try await $0.send(entry(0)) }
         #expect(pool.streams(to: client) == expected)
+        // Found far, the pool opens the rest at once, before any unit asks for them.
+        let deadline = ContinuousClock.now + .seconds(5)
+        let warmed = expected > 4 ? expected : 1
+        while pool.openCount < warmed, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(pool.openCount == warmed, "\(pool.openCount) connections open after the first")
         // Twelve holders at once: the pool opens up to its limit for the destination, no more.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for unit in 0..<12 {

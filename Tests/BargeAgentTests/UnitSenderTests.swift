@@ -47,6 +47,32 @@ struct UnitSenderTests {
 
     /// As rsync reports a file that failed its check and goes on: the unit is done without it,
     /// names it in `task done` with why, and never finishes it.
+    /// A unit to a destination its pool finds far once the first connection opens (the RTT is
+    /// given here, as the delay test bed would have it) adds streams on the connections the pool
+    /// opened meanwhile: eight connections, of which at least four were handed to the unit after
+    /// they opened idle. The file arrives whole.
+    @Test func aUnitToAFarDestinationAddsStreamsOnceItKnows() async throws {
+        let roots = try Roots()
+        let url = URL(fileURLWithPath: roots.source + "/far.bin")
+        let bytes = SampleData.random(bytes: (12 << 20) + 5)
+        try Data(bytes).write(to: url)
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let port = listener.localAddress!.port!
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)), codec: "none",
+                              chunkSize: 1 << 20, files: [TaskFile(sourcePath: "far.bin", entry: try entry("out/far.bin", of: url), length: UInt64(bytes.count), finish: true)])
+        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
+        let pool = StreamPool(perDestination: 4, longPath: 8, measure: { _ in 50_000_000 })
+        let done = try await UnitSender(task: task, client: client, sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
+                                        settings: .init(streams: 4, longPathStreams: 8, contentDefinedAbove: nil), progress: UnitProgress(), pool: pool).run()
+        #expect(done.bytes == UInt64(bytes.count))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/out/far.bin")) == Data(bytes))
+        #expect(pool.opened == 8, "\(pool.opened) connections opened")
+        #expect(pool.reused >= 4, "the streams added after the first answer took the idle connections: \(pool.reused)")
+        pool.closeAll()
+    }
+
     @Test func aSourceFileChangedSinceTheScanIsLeftOutAndNeverFinished() async throws {
         let roots = try Roots()
         let url = URL(fileURLWithPath: roots.source + "/log.txt")

@@ -5,12 +5,13 @@ import NIOConcurrencyHelpers
 /// agent sends there and kept open between units and jobs. A stream is pipelined and its replies
 /// are matched by place, so several units send on one connection at once: an agent keeps at most
 /// `perDestination` connections to each destination (its `--streams`; without it four, or eight
-/// to a destination at least 10 ms away: `longPath`), whatever the number of units running, as GridFTP's `-p` or `iperf3 -P` do. Sixteen connections (four units of four
+/// to a destination at least 10 ms away: `longPath`), whatever the number of units running, as
+/// GridFTP's `-p` or `iperf3 -P` do. Sixteen connections (four units of four
 /// streams) each in slow start and then in cubic's probing overflowed the bottleneck's queue far
 /// more often than four did (retransmissions, and stalls of 0.3 s while every socket recovered).
 ///
 /// A unit asking for a stream gets an idle connection if there is one, else a new one while there
-/// are fewer than `perDestination`, else one being opened, else the connection with the fewest
+/// are fewer than the destination's limit (`limit`), else one being opened, else the connection with the fewest
 /// units on it (`place`). A failed
 /// stream is closed and dropped at once (its units fail and are retried; the next unit opens a
 /// new one); one no unit has used for `idleTimeout` is closed, well before either side's read
@@ -64,7 +65,7 @@ public final class StreamPool: Sendable {
 
     private struct Destination {
         var entries: [Entry] = []
-        /// Connections being opened (counted against `perDestination`).
+        /// Connections being opened (counted against the destination's `limit`).
         var opening = 0
         /// Units waiting for one of those to open.
         var waiting: [CheckedContinuation<Void, Never>] = []
@@ -149,8 +150,8 @@ public final class StreamPool: Sendable {
 
     /// Connections to a destination at least `longPathRTT` away (nil: `perDestination` to every
     /// destination, as `--streams` asks). Through the delay test bed at 1 Gbit/s, eight
-    /// connections carried a 1 GiB job faster than four at 50 and 100 ms in every pair of runs
-    /// (0.97, 0.97, 0.97 of `iperf3 -P 4` at 50 ms against 0.94, 0.95; at 100 ms 0.98, 0.97,
+    /// connections carried a 1 GiB job faster than four at 50 and 100 ms in both pairs of runs
+    /// taking turns (0.97, 0.97 of `iperf3 -P 4` at 50 ms against 0.94, 0.95; at 100 ms 0.97,
     /// 0.96 against 0.95, 0.95), and as fast at 20 ms (0.98–0.99 both): a loss stalls the
     /// chunks behind it on one connection, and with eight each carries less. On loopback eight
     /// took 1.96–2.10 s and 3.7–3.9 CPU-s for 1 GiB against 1.76–1.92 s and 3.3–3.6 CPU-s with
@@ -251,7 +252,7 @@ public final class StreamPool: Sendable {
         }
     }
 
-    /// Opens connections to `client`'s agent until it has `perDestination`, open or opening, with
+    /// Opens connections to `client`'s agent until it has its `limit`, open or opening, with
     /// no unit on them: a job is about to send there (`warm lanes`), and its first unit will find
     /// them ready, or opening, instead of opening its own after its assignment. They are idle
     /// connections like any other: used by the next unit, closed after `idleTimeout` if none

@@ -118,11 +118,18 @@ public struct UnitSender: Sendable {
                 }
                 let known = max(1, try await queue.known(atLeast: pool?.streams(to: client) ?? settings.streams))
                 for _ in 1..<known { group.addTask(operation: another) }
-                // A destination's first connection tells the pool how far it is (`StreamPool.longPath`):
-                // once the first stream has its answer, a far one may take more streams.
-                if let pool, (try? await start.value) != nil {
-                    let now = try await queue.known(atLeast: pool.streams(to: client))
-                    for _ in min(known, now)..<now { group.addTask(operation: another) }
+                // A destination's first connection tells the pool how far it is (`StreamPool.longPath`).
+                // The streams a far one may add wait for the first stream's answer, then go only if
+                // the pool now keeps that many connections there and the unit has steps for them
+                // (a failed or cancelled unit adds none).
+                if let pool, let most = pool.longPath, most > known {
+                    for k in known..<most {
+                        group.addTask {
+                            guard (try? await start.value) != nil, !Task.isCancelled, k < pool.streams(to: client),
+                                  try await queue.known(atLeast: k + 1) > k else { return }
+                            try await another()
+                        }
+                    }
                 }
                 try await group.waitForAll()
             }

@@ -1,4 +1,5 @@
 import CBargeNet
+import NIOConcurrencyHelpers
 import NIOCore
 
 #if canImport(Glibc)
@@ -59,6 +60,11 @@ public struct TCPSample: Sendable, Equatable {
 /// Reads `TCP_INFO` from a connection's socket (Linux; elsewhere there is no sample).
 public struct TCPProbe: Sendable {
     let channel: any Channel
+    /// Whether the socket runs BBR, once a sample has asked (`TCP_CC_INFO`): its algorithm is
+    /// set before it connects, so later samples of a socket that does not skip the question.
+    private let runsBBR = NIOLockedValueBox<Bool?>(nil)
+
+    public init(channel: any Channel) { self.channel = channel }
 
     /// Closes the connection from any task: its reader then ends, as if the peer had closed it.
     public func close() {
@@ -103,10 +109,13 @@ public struct TCPProbe: Sendable {
               info.tcpi_rtt > 0 else { return nil }
         var bbr: TCPSample.BBRModel?
         // Only BBR's answer fills `bbr_cwnd_gain` (see `barge_tcp_bbr_info`).
-        if let model: barge_tcp_bbr_info = try? await provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(IPPROTO_TCP), name: SocketOptionName(TCP_CC_INFO)).get(),
-           model.bbr_cwnd_gain > 0, model.bbr_min_rtt > 0, model.bbr_min_rtt != UInt32.max {
-            bbr = TCPSample.BBRModel(rate: Double(UInt64(model.bbr_bw_hi) << 32 | UInt64(model.bbr_bw_lo)), minRTT: UInt64(model.bbr_min_rtt) * 1000)
+        if runsBBR.withLockedValue({ $0 }) != false,
+           let model: barge_tcp_bbr_info = try? await provider.unsafeGetSocketOption(
+               level: SocketOptionLevel(IPPROTO_TCP), name: SocketOptionName(TCP_CC_INFO)).get() {
+            runsBBR.withLockedValue { $0 = model.bbr_cwnd_gain > 0 }
+            if model.bbr_cwnd_gain > 0, model.bbr_min_rtt > 0, model.bbr_min_rtt != UInt32.max {
+                bbr = TCPSample.BBRModel(rate: Double(UInt64(model.bbr_bw_hi) << 32 | UInt64(model.bbr_bw_lo)), minRTT: UInt64(model.bbr_min_rtt) * 1000)
+            }
         }
         return TCPSample(rtt: UInt64(info.tcpi_rtt) * 1000, minRTT: info.tcpi_min_rtt > 0 ? UInt64(info.tcpi_min_rtt) * 1000 : nil,
                          window: Double(info.tcpi_snd_cwnd) * Double(info.tcpi_snd_mss), retransmits: info.tcpi_total_retrans,
