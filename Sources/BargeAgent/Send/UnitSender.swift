@@ -125,9 +125,7 @@ public struct UnitSender: Sendable {
                 if let pool, let most = pool.longPath, most > known {
                     for k in known..<most {
                         group.addTask {
-                            guard (try? await start.value) != nil, !Task.isCancelled, k < pool.streams(to: client),
-                                  try await queue.known(atLeast: k + 1) > k else { return }
-                            try await another()
+                            if await mayAdd(stream: k, pool: pool, once: start, queue) { try await another() }
                         }
                     }
                 }
@@ -146,6 +144,14 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"))
         }
         return progress.done(task)
+    }
+
+    /// Whether the unit's stream `k` (counted from 0) goes to a far destination: once the first
+    /// stream has its answer (`start`), if the unit is still running, the pool now keeps more
+    /// than `k` connections there, and the unit has more than `k` steps.
+    private func mayAdd(stream k: Int, pool: StreamPool, once start: OneShot<Start>, _ queue: StepQueue) async -> Bool {
+        guard (try? await start.value) != nil, !Task.isCancelled, k < pool.streams(to: client) else { return false }
+        return ((try? await queue.known(atLeast: k + 1)) ?? 0) > k
     }
 
     /// `BARGE_TRACE_LANES=1`: a unit's start and end, on the lanes' clock.
