@@ -23,7 +23,9 @@
 # median counts; default 7), SETTINGS (the links of the codecs part, default
 # "100mbit 1gbit loopback"), SOURCE_ARGS (extra arguments for the source agent, for experiments),
 # RSYNC=0 (the slow part without rsync, for experiments), SUBMIT_ARGS (extra arguments for the
-# slow part's job, for experiments: --cc off, say), DELAY_MS (delay each way through the
+# slow part's job, for experiments: --cc off, say), SCAVENGER_CC (the scavenger part's job mode,
+# default scavenger; fair measures what a fair job leaves a cubic flow, whose target, about half
+# the link, the part's printed target is not), DELAY_MS (delay each way through the
 # delay line, default 0: `DELAY_MS=25 PARTS=slow` is the long-RTT issue's compressible-data point,
 # 400 Mbit/s at 50 ms; DL_BIN says where the delay line is built).
 set -euo pipefail
@@ -163,7 +165,7 @@ PY
 }
 
 part_scavenger() {
-  say "== scavenger: a cubic iperf3 flow for 10 s in the middle of a scavenger job, $LINK"
+  say "== scavenger: a cubic iperf3 flow for 10 s in the middle of a ${SCAVENGER_CC:-scavenger} job, $LINK"
   start_cluster b
   mkdir -p "$work/src/rand2"
   head -c $(( ${RANDOM_MIB:-1024} << 20 )) /dev/urandom > "$work/src/rand2/r.bin"
@@ -171,7 +173,7 @@ part_scavenger() {
   in_b iperf3 -s -1 -D -p 5202; sleep 0.3
   local s job t_start t_end
   s=$(sample_link "$work/link-scavenger.txt")
-  job=$(cli submit a:rand2 b:rand2 --codec none --cc scavenger)
+  job=$(cli submit a:rand2 b:rand2 --codec none --cc "${SCAVENGER_CC:-scavenger}")
   for _ in $(seq 1 200); do
     [[ $(cli status "$job" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_done"])') -gt 0 ]] && break
     sleep 0.1
