@@ -11,8 +11,8 @@ import NIOConcurrencyHelpers
 /// more often than four did (retransmissions, and stalls of 0.3 s while every socket recovered).
 ///
 /// A unit asking for a stream gets an idle connection if there is one, else a new one while there
-/// are fewer than the destination's limit (`limit`), else one being opened, else the connection with the fewest
-/// units on it (`place`). A failed
+/// are fewer than the destination's `limit`, else one being opened, else the connection with the
+/// fewest units on it (`place`). A failed
 /// stream is closed and dropped at once (its units fail and are retried; the next unit opens a
 /// new one); one no unit has used for `idleTimeout` is closed, well before either side's read
 /// timeout would close it.

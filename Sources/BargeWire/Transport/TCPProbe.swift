@@ -61,7 +61,8 @@ public struct TCPSample: Sendable, Equatable {
 public struct TCPProbe: Sendable {
     let channel: any Channel
     /// Whether the socket runs BBR, once a sample has asked (`TCP_CC_INFO`): its algorithm is
-    /// set before it connects, so later samples of a socket that does not skip the question.
+    /// set before it connects, so the later samples of a socket that does not run it skip the
+    /// question.
     private let runsBBR = NIOLockedValueBox<Bool?>(nil)
 
     public init(channel: any Channel) { self.channel = channel }
