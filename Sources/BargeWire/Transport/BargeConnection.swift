@@ -29,7 +29,7 @@ public enum BargeConnection {
         _ body: (Session, TCPProbe, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Result
     ) async throws -> Result {
         let token = token.bytes
-        var bootstrap = ClientBootstrap(group: group).channelOption(.socketOption(.tcp_nodelay), value: 1)
+        var bootstrap = ClientBootstrap(group: group).channelOption(.tcpOption(.tcp_nodelay), value: 1)
         if let notSentLowat { bootstrap = bootstrap.channelOption(TCPProbe.notSentLowatOption, value: SocketOptionValue(notSentLowat)) }
         let (channel, sessionFuture) = try await bootstrap
             .connectTimeout(.seconds(10))

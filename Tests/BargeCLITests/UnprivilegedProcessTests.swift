@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+
+/// The coordinator and the agents run as an ordinary user, as `cluster/systemd/*.service` runs
+/// them (`User=barge`). Every connection used to ask for `SO_DEBUG` (NIO's `.socketOption` takes
+/// the socket level, so `.socketOption(.tcp_nodelay)` set option 1 of `SOL_SOCKET`), which needs
+/// `CAP_NET_ADMIN`: as root it passed unseen; as anyone else an agent looped on "coordinator
+/// unreachable … Permission denied" and the coordinator exited when the first agent connected.
+struct UnprivilegedProcessTests {
+    static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    /// `nobody`, with no supplementary groups and no capabilities beyond a user's.
+    static var launcher: [String] { [setpriv ?? "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"] }
+
+    /// Whether the test can run: as root (to switch user), with `setpriv`, and a `barge`
+    /// executable that user may run (a checkout under a private home directory is not).
+    static let usable: Bool = {
+        guard getuid() == 0, setpriv != nil else { return false }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: setpriv!)
+        probe.arguments = Array(launcher.dropFirst()) + [BargeProcess.executable.path, "--version"]
+        probe.standardOutput = FileHandle.nullDevice
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }()
+
+    @Test(.enabled(if: usable, "needs root (to run barge as nobody), setpriv, and a barge executable that nobody may run"))
+    func aClusterRunsAsAnOrdinaryUser() async throws {
+        let cluster = try TestCluster()
+        let fm = FileManager.default
+        // The cluster's directory belongs to nobody, as a service's state and roots belong to its user.
+        for path in [cluster.dir.path, cluster.dir.path + "/root-a", cluster.dir.path + "/root-b"] {
+            try fm.setAttributes([.posixPermissions: 0o755, .ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: path)
+        }
+        try fm.setAttributes([.posixPermissions: 0o600, .ownerAccountID: 65534], ofItemAtPath: cluster.dir.path + "/token")
+        let source = cluster.dir.path + "/root-a/ds"
+        try fm.createDirectory(atPath: source + "/sub", withIntermediateDirectories: true)
+        try Data(repeating: 7, count: 300_000).write(to: URL(fileURLWithPath: source + "/sub/a.bin"))
+        try Data("hello\n".utf8).write(to: URL(fileURLWithPath: source + "/b.txt"))
+        for path in [source, source + "/sub", source + "/sub/a.bin", source + "/b.txt"] {
+            try fm.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: path)
+        }
+
+        let coordinatorPort = try TestCluster.freePort(), httpPort = try TestCluster.freePort()
+        let coordinator = try RunningBarge(["coordinator", "--state", cluster.dir.path + "/state", "--listen", "127.0.0.1:\(coordinatorPort)",
+                                            "--http", "127.0.0.1:\(httpPort)", "--agent-timeout", "2"],
+                                           environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("coordinator.log"), launcher: Self.launcher)
+        let http = "http://127.0.0.1:\(httpPort)"
+        let up = try await cluster.eventually(30) { coordinator.output.contains("coordinator ready") }
+        try #require(up, "the coordinator did not start as nobody: \(coordinator.output)")
+        func agent(_ name: String, _ site: String, _ root: String) throws -> RunningBarge {
+            try RunningBarge(["agent", "--coordinator", "127.0.0.1:\(coordinatorPort)", "--name", name, "--site", site,
+                              "--root", cluster.dir.path + "/" + root, "--listen", "127.0.0.1:0"],
+                             environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("\(name).log"), launcher: Self.launcher)
+        }
+        let a1 = try agent("a1", "a", "root-a"), b1 = try agent("b1", "b", "root-b")
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.agentsRegister(2, http), "\(a1.output)\(b1.output)\(coordinator.output)")
+
+        let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        #expect(submitted.status == 0, "\(submitted.stdout)\(submitted.stderr)\n\(a1.output)\(b1.output)")
+        #expect(fm.contentsEqual(atPath: source + "/sub/a.bin", andPath: cluster.dir.path + "/root-b/copy/sub/a.bin"))
+        #expect(fm.contentsEqual(atPath: source + "/b.txt", andPath: cluster.dir.path + "/root-b/copy/b.txt"))
+        let owner = try fm.attributesOfItem(atPath: cluster.dir.path + "/root-b/copy/b.txt")[.ownerAccountID] as? Int
+        #expect(owner == 65534, "the destination agent ran as nobody, so its files are nobody's")
+        for process in [a1, b1, coordinator] {
+            #expect(!process.output.contains("Permission denied"), "\(process.output)")
+        }
+    }
+}
