@@ -39,7 +39,7 @@ public struct FileChunkReader {
         from start: UInt64 = 0, length: UInt64? = nil,
         _ body: (ChunkSpan, UnsafeRawBufferPointer) throws -> Void
     ) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw ChunkingError.io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
         try forEachChunk(of: fd, from: start, length: length, body)
@@ -62,7 +62,7 @@ public struct FileChunkReader {
             }
             return
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw ChunkingError.io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
         let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.pieceSize, alignment: 4096)

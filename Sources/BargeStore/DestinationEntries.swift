@@ -71,7 +71,7 @@ public enum DestinationEntries {
     /// Writes verified bytes in place into a finished file (`verify --repair`), then syncs it and
     /// puts its mtime back. The file must exist with exactly `size` bytes; it is never created.
     public static func repair(_ path: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
-        let fd = open(path.absolute, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+        let fd = open(path.absolute, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw .system(operation: "open for repair", path: path.relative, errno: errno) }
         defer { close(fd) }
         var st = stat()

@@ -82,11 +82,22 @@ public final class PartialFileWriter: @unchecked Sendable {
         if fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {
             throw .invalidPath(path: final.relative, reason: Self.directoryInTheWay)
         }
+        // Something other than a file or a link under the partial name (a FIFO, a socket, a
+        // device): opened for writing, a FIFO would hold the thread until a reader came.
+        if fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) == 0, !Self.mayHold(st) {
+            throw .invalidPath(path: display, reason: Self.notAFile)
+        }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
-        var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, Self.partialMode)
+        // O_NONBLOCK: one that became a FIFO since the look above fails (ENXIO) rather than
+        // waits; it changes nothing for a regular file.
+        var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode)
         existed = fd < 0 && errno == EEXIST
-        if existed { fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) }
+        if existed { fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw .invalidPath(path: display, reason: Self.notAFile)
+        }
         self.fd = fd
         marked = Self.isPartial(fd) == true
         // One left by an earlier run may be longer. A new file large enough to hold a hole is
@@ -249,6 +260,16 @@ public final class PartialFileWriter: @unchecked Sendable {
             throw .system(operation: "rename", path: final.relative, errno: errno)
         }
     }
+
+    /// Whether what lies under a partial copy's name may be taken over: a regular file (an
+    /// earlier run's copy), or a symbolic link (refused by O_NOFOLLOW with its own error).
+    static func mayHold(_ st: stat) -> Bool {
+        let kind = st.st_mode & S_IFMT
+        return kind == S_IFREG || kind == S_IFLNK
+    }
+
+    /// Why a partial copy's name that holds a FIFO, socket or device fails.
+    static let notAFile = "is not a regular file at the destination (a FIFO, socket or device has the name of the file's partial copy); Barge does not write into it: move or remove it there, then submit again"
 
     /// Why a file whose final name is a directory at the destination fails. Barge never deletes
     /// what is in the way (rsync refuses a non-empty directory there too).

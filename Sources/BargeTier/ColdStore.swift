@@ -106,7 +106,7 @@ public final class ColdStore {
                 outcome.skipped.append(Skipped(path: path, reason: "\(error)"))
                 continue
             }
-            let fd = open(rooted.absolute, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            let fd = open(rooted.absolute, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else {
                 outcome.skipped.append(Skipped(path: path, reason: "cannot open: \(String(cString: strerror(errno)))"))
                 continue

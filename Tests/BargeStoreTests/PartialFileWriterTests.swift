@@ -20,6 +20,40 @@ struct PartialFileWriterTests {
         #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789)
     }
 
+    /// A FIFO under a partial copy's name (or a socket, or a device) is refused at once, named,
+    /// and left as it is. Before, opening it for writing held the receiving thread until a reader
+    /// came: the job hung, every retry blocked another thread, and the agent outlived SIGTERM.
+    @Test func aFIFOUnderThePartialNameIsRefusedNotWaitedOn() throws {
+        let s = try Sandbox()
+        try FileManager.default.createDirectory(atPath: s.root + "/ff", withIntermediateDirectories: true)
+        let fifo = s.root + "/ff/x.barge-partial"
+        #expect(mkfifo(fifo, 0o644) == 0)
+        let target = try RootedPath.lexical("ff/x", under: s.root)
+        let outcome = NIOLockedOutcome()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            do {
+                _ = try PartialFileWriter(target, size: 5)
+                outcome.set("opened")
+            } catch {
+                outcome.set("\(error)")
+            }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + 10) == .timedOut {
+            // Release the blocked open, so the test ends rather than hangs.
+            let reader = open(fifo, O_RDONLY | O_NONBLOCK)
+            done.wait()
+            close(reader)
+            Issue.record("opening the partial copy waited on the FIFO")
+        }
+        let said = outcome.value
+        #expect(said.contains("'ff/x.barge-partial'") && said.contains("is not a regular file at the destination"), "\(said)")
+        var st = stat()
+        #expect(lstat(fifo, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO, "the FIFO is left where it was")
+        #expect(!FileManager.default.fileExists(atPath: s.root + "/ff/x"))
+    }
+
     /// What the destination holds in the way of the source's shape is never replaced, and the
     /// error names it: a file where the source has a directory (a file's parent, or a directory
     /// entry), and a directory where the source has a file. Before, these read "open directory
@@ -252,4 +286,12 @@ struct PartialFileWriterTests {
             #expect(back == (i == 10 ? data : zeros))
         }
     }
+}
+
+/// A string set by one thread and read by another, for the tests that run a call on its own thread.
+final class NIOLockedOutcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var text = ""
+    func set(_ value: String) { lock.lock(); text = value; lock.unlock() }
+    var value: String { lock.lock(); defer { lock.unlock() }; return text }
 }

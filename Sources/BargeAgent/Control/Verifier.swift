@@ -30,7 +30,8 @@ enum Verifier {
             let fd: Int32
             do {
                 let path = try RootedPath.resolve(file.path, under: root)
-                fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                // O_NONBLOCK: a FIFO under the name is reported, not waited on.
+                fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             } catch {
                 whole(error.description)
                 continue

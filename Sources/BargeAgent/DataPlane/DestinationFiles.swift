@@ -693,7 +693,7 @@ public final class DestinationFiles: Sendable {
 /// Reads a chunk back from a file this agent holds.
 enum LocalChunk {
     static func read(_ path: String, at offset: UInt64, into region: UnsafeMutableRawBufferPointer) -> Bool {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var done = 0
