@@ -56,6 +56,54 @@ struct TransferProcessTests {
         #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// Two jobs with different sources into the same destination at once: the second waits,
+    /// says why, and starts when the first ends, so every file is whole and the last job's. Before,
+    /// both wrote each file's one partial copy at once: files mixed 1 MiB blocks of both sources
+    /// (and had holes) while both jobs said "succeeded". Two destination agents share the root,
+    /// so the jobs' files could also meet on two agents.
+    @Test func jobsIntoOverlappingDestinationsRunOneAfterTheOther() async throws {
+        let other = cluster.dir.url.appendingPathComponent("root-a/other")
+        for dir in [source, other] { try FileManager.default.createDirectory(at: dir.appendingPathComponent("sub"), withIntermediateDirectories: true) }
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        for name in ["f1", "f2", "sub/f3", "sub/f4"] {
+            try random.readData(ofLength: 6 << 20).write(to: source.appendingPathComponent(name))
+            try random.readData(ofLength: 6 << 20).write(to: other.appendingPathComponent(name))
+        }
+        try random.close()
+        let c = try await start()
+        // The first is slowed down, so that the second is submitted while it runs.
+        let first = try cluster.cli(["submit", "a:/ds", "b:copy", "--bwlimit", "8MiB/s"], http: c.http)
+        let firstID = first.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(first.status == 0 && !firstID.isEmpty, "\(first.stderr)")
+        let running = try await cluster.eventually(30) {
+            (try? self.status(self.cluster.cli(["status", firstID, "--json"], http: c.http)))?["state"] as? String == "running"
+        }
+        #expect(running)
+        // Into a directory inside the first's destination: it overlaps too.
+        let second = try cluster.cli(["submit", "a:/other", "b:copy/"], http: c.http)
+        let secondID = second.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(second.status == 0 && !secondID.isEmpty, "\(second.stderr)")
+        let waiting = try status(cluster.cli(["status", secondID, "--json"], http: c.http))
+        #expect(waiting["state"] as? String == "queued", "\(waiting)")
+        #expect((waiting["waiting"] as? String)?.contains("job \(firstID) writes to an overlapping destination") == true, "\(waiting)")
+        // An unrelated destination does not wait.
+        let apart = try cluster.cli(["submit", "a:/other", "b:apart", "--wait"], http: c.http)
+        #expect(apart.status == 0, "\(apart.stdout)\(apart.stderr)")
+
+        for id in [firstID, secondID] {
+            var last: [String: Any] = [:]
+            let ended = try await cluster.eventually(90) {
+                last = (try? self.status(self.cluster.cli(["status", id, "--json"], http: c.http))) ?? [:]
+                return ["succeeded", "failed", "cancelled"].contains(last["state"] as? String ?? "")
+            }
+            #expect(ended && last["state"] as? String == "succeeded", "\(last)\n\(c.coordinator.output)")
+        }
+        #expect(c.coordinator.output.contains("job \(secondID) waits for job \(firstID)"), "\(c.coordinator.output)")
+        // Every file whole, and the second job's: it ran last.
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(other))
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
+
     /// What the destination holds in the way of the source's shape is kept, and the job fails
     /// without the usual three retries, with the path and what to do: a file where the source has a directory, then a
     /// directory where the source has a file. Moved out of the way, the same job goes through.

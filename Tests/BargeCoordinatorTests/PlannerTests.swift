@@ -5,6 +5,19 @@ import Testing
 
 /// The planner and the scan order: pure, so checked directly.
 struct PlannerTests {
+    /// Destinations that may hold the same files: the same site, one path at or inside the
+    /// other (the root holds everything); by bytes, so "é" and "e\u{301}" are two directories.
+    @Test func overlappingDestinations() {
+        #expect(JobPath.overlaps(site: "b", "copy", withSite: "b", "copy"))
+        #expect(JobPath.overlaps(site: "b", "copy", withSite: "b", "copy/sub"))
+        #expect(JobPath.overlaps(site: "b", "copy/sub", withSite: "b", "copy"))
+        #expect(JobPath.overlaps(site: "b", "", withSite: "b", "x/y"))
+        #expect(!JobPath.overlaps(site: "b", "copy", withSite: "c", "copy"))
+        #expect(!JobPath.overlaps(site: "b", "copy", withSite: "b", "copy2"))
+        #expect(!JobPath.overlaps(site: "b", "copy/a", withSite: "b", "copy/b"))
+        #expect(!JobPath.overlaps(site: "b", "caf\u{E9}", withSite: "b", "cafe\u{301}/x"))
+    }
+
     func file(_ path: String, _ size: UInt64) -> FileEntry {
         FileEntry(path: path, kind: .file, size: size, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
     }

@@ -113,7 +113,7 @@ enum Dashboard {
         for record in try await scheduler.recentJobs(limit: jobsShown) {
             var status = JobStatus(record, lanes: record.state == .running ? scheduler.lanes(of: record.id) : [])
             status.waiting = JobWaiting.reason(state: record.state, source: record.sourceSite, destination: record.destinationSite, sites: sites,
-                                               journalProblem: journalProblem)
+                                               journalProblem: journalProblem) ?? scheduler.waitsForOverlap(record.id)
             if record.state == .succeeded, jobs.count < 20 {
                 status.verification = try? await scheduler.verification(record.id).map(VerifyProgress.init)
             }

@@ -38,6 +38,13 @@ public enum JobPath {
         return StoreError.pathTooLong(start: String(decoding: relative.utf8.prefix(80), as: UTF8.self), bytes: n).description
     }
 
+    /// Whether two jobs' destinations may hold the same files: the same site, and one path at or
+    /// inside the other. Such jobs run one after the other (`Scheduler.startScan`): a partial copy
+    /// has one name per file, so two jobs writing a file at once would mix their bytes in it.
+    public static func overlaps(site: String, _ path: String, withSite other: String, _ otherPath: String) -> Bool {
+        site == other && (contains(path, otherPath) || contains(otherPath, path))
+    }
+
     /// Whether `inner` is `outer` or lies inside it (both normalized; "" is the root).
     public static func contains(_ outer: String, _ inner: String) -> Bool {
         // By bytes (`PathKey`): "é" and "e\u{301}" are two directories.

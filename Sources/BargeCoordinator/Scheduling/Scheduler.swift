@@ -5,6 +5,7 @@ import BargeTier
 import BargeWire
 import Foundation
 import Logging
+import Synchronization
 
 /// The coordinator's moving parts: which agents are connected, scans and verifications in
 /// flight, and the `SchedulingPolicy` that decides which unit goes to which lane. This actor
@@ -307,6 +308,9 @@ public actor Scheduler {
         if before.state == .failed || before.state == .cancelled {
             try requireAgents(at: before.sourceSite)
             try requireAgents(at: before.destinationSite)
+        }
+        if before.state == .failed || before.state == .cancelled, before.planned, let other = writerOfOverlap(with: before) {
+            throw SchedulerError.conflict("job \(other) writes to a destination that overlaps this job's (\(before.destinationSite):/\(before.destinationPath)); resume this job once it has ended (barge status \(other) --wait)")
         }
         let job = try journal.resume(id)
         endings.resumed(id)
@@ -781,7 +785,7 @@ public actor Scheduler {
         forget(job)
     }
 
-    /// A job that ended: nothing of it stays in memory.
+    /// A job that ended: nothing of it stays in memory. Jobs that waited for it may start.
     private func forget(_ job: String) {
         endings.ended(job)
         policy.end(job: job)
@@ -789,6 +793,36 @@ public actor Scheduler {
         live.remove(job: job)
         running.removeValue(forKey: job)
         sentSettings.removeValue(forKey: job)
+        let waiters = overlapWaits.withLock { w -> Bool in
+            w.removeValue(forKey: job)
+            return w.values.contains(job)
+        }
+        if waiters { startQueuedJobs() }
+    }
+
+    /// A started transfer job (scanning, or running) other than `job` whose destination overlaps
+    /// `job`'s (`JobPath.overlaps`), if any.
+    func writerOfOverlap(with job: JobRecord) -> String? {
+        func overlaps(_ other: JobRecord) -> Bool {
+            other.id != job.id && other.operation == .transfer
+                && JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: other.destinationSite, other.destinationPath)
+        }
+        if let found = running.values.first(where: { overlaps($0.record) }) { return found.record.id }
+        for scanning in Set(scans.values.map(\.job)) where scanning != job.id && running[scanning] == nil {
+            if let other = try? journal.job(scanning), !other.state.isTerminal, overlaps(other) { return other.id }
+        }
+        return nil
+    }
+
+    /// The job each job waits for (`startScan`), for `status`; read off the actor.
+    let overlapWaits = Mutex<[String: String]>([:])
+
+    /// What `job` waits for before it starts, in words for `status`: another job writing to an
+    /// overlapping destination. Nil when it waits for nothing of the kind.
+    public nonisolated func waitsForOverlap(_ job: String) -> String? {
+        overlapWaits.withLock { $0[job] }.map {
+            "waiting: job \($0) writes to an overlapping destination; this job starts when that one ends (partial copies have one name per file, so two jobs must not write the same files at once)"
+        }
     }
 
     // MARK: Scans
@@ -800,6 +834,17 @@ public actor Scheduler {
     }
 
     private func startScan(_ job: JobRecord, from mark: String? = nil) {
+        // A job that has not started waits while another started job writes to an overlapping
+        // destination: both would write each file's one partial copy at once (seen: files that
+        // were a mix of both sources, and both jobs "succeeded"). It starts, in submission
+        // order, when that job ends (`forget`).
+        if mark == nil, job.state == .queued, let other = writerOfOverlap(with: job) {
+            if overlapWaits.withLock({ $0.updateValue(other, forKey: job.id) }) != other {
+                logger.notice("job \(job.id) waits for job \(other), which writes to an overlapping destination (\(job.destinationSite):/\(job.destinationPath))")
+            }
+            return
+        }
+        overlapWaits.withLock { _ = $0.removeValue(forKey: job.id) }
         guard let agent = policy.anyAgent(at: job.sourceSite), let link = links[agent] else {
             logger.notice("job \(job.id) waits for an agent of site '\(job.sourceSite)' to scan its source")
             if job.state == .running { scansWaiting.insert(job.id) }
