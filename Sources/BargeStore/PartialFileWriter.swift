@@ -74,7 +74,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         directory = try RootDirectory.open(final.root)
         partialName = Self.partialName(of: name)
         let display = final.relative + Self.suffix
-        let parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative)
+        let parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false)
         defer { close(parent) }
         // A directory under the final name would refuse the rename at the end: said before any
         // byte is written, and no partial copy is left beside it.
@@ -227,7 +227,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// Makes the file durable and gives it its final name, mode and mtime.
     public func finish(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
         try seal(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds, sync: true)
-        let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: final.relative)
+        let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: final.relative, throughLinks: false)
         defer { close(parent) }
         try rename(in: parent)
         guard fsync(parent) == 0 else { throw .system(operation: "fsync directory of", path: final.relative, errno: errno) }

@@ -51,18 +51,28 @@ public final class RootDirectory: Sendable {
 
     /// Opens `relative` (components joined by `/`, empty for the root) beneath the root; -1 with
     /// errno set on failure (EXDEV: it leads outside).
-    public func openBeneath(_ relative: String, _ flags: Int32, mode: mode_t = 0) -> Int32 {
-        barge_open_beneath(fd, relative, flags, UInt32(mode))
+    /// `throughLinks` false: no symbolic link is followed on the way, even one that stays inside
+    /// (ELOOP).
+    public func openBeneath(_ relative: String, _ flags: Int32, mode: mode_t = 0, throughLinks: Bool = true) -> Int32 {
+        barge_open_beneath_links(fd, relative, flags, UInt32(mode), throughLinks ? 1 : 0)
     }
 
     /// Opens the directory `relative` (for `*at` calls, `fsync` and `renameat`), creating it and
     /// any missing directory above it (mode 0755) when `create` is set.
-    public func openDirectory(_ components: ArraySlice<String>, create: Bool, display: String) throws(StoreError) -> Int32 {
+    ///
+    /// `throughLinks` false (what a destination writes into): a symbolic link on the way is not
+    /// followed, even one that stays inside the root, and the error names it. A link where the
+    /// source has a directory once took a job's files elsewhere: `sub -> .` put `sub/f` over `f`,
+    /// and `sub -> ../other` wrote into another dataset, while the job succeeded.
+    public func openDirectory(_ components: ArraySlice<String>, create: Bool, display: String, throughLinks: Bool = true) throws(StoreError) -> Int32 {
         let relative = components.joined(separator: "/")
-        let fd = openBeneath(relative, O_RDONLY | O_DIRECTORY)
+        let fd = openBeneath(relative, O_RDONLY | O_DIRECTORY, throughLinks: throughLinks)
         if fd >= 0 { return fd }
-        // ENOTDIR with `create`: the walk finds which name is in the way, and says so.
-        guard errno == ENOENT || errno == ENOTDIR, create else { throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display) }
+        if errno == ELOOP, !throughLinks, !create { throw .invalidPath(path: relative, reason: Self.aLinkOnTheWay) }
+        // ENOTDIR (or a link) with `create`: the walk finds which name is in the way, and says so.
+        guard errno == ENOENT || errno == ENOTDIR || (errno == ELOOP && !throughLinks), create else {
+            throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display)
+        }
         // Walk down from the root, making each missing directory.
         var current = openBeneath("", O_RDONLY | O_DIRECTORY)
         guard current >= 0 else { throw .rootUnusable(root: path, reason: String(cString: strerror(errno))) }
@@ -75,12 +85,13 @@ public final class RootDirectory: Sendable {
                 throw .system(operation: "create directory", path: done.joined(separator: "/"), errno: e)
             }
             // Beneath the root again from the top: the walk never trusts a name it did not check.
-            let next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY)
+            let next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY, throughLinks: throughLinks)
             let e = errno
             close(current)
             guard next >= 0 else {
                 // Made or found, yet no directory: what the destination holds there is something else.
                 if e == ENOTDIR { throw .invalidPath(path: done.joined(separator: "/"), reason: Self.notADirectory) }
+                if e == ELOOP, !throughLinks { throw .invalidPath(path: done.joined(separator: "/"), reason: Self.aLinkOnTheWay) }
                 throw Self.failure(e, "open directory", done.joined(separator: "/"), display: display)
             }
             current = next
@@ -93,6 +104,10 @@ public final class RootDirectory: Sendable {
     /// not its to drop (rsync would delete a file there; a directory in the way of a file it
     /// refuses too).
     static let notADirectory = "is not a directory at the destination, where the source has one; Barge never replaces it: move or remove it there, then submit again"
+
+    /// Why a destination path through a symbolic link fails: Barge writes a job's files only into
+    /// real directories, as the fallback walk (no `openat2`) always did.
+    static let aLinkOnTheWay = "is a symbolic link at the destination (or goes through one), where the source has a directory; Barge does not write through links there: replace it with a directory, or remove it, then submit again"
 
     /// `syncfs(2)` on the file system holding `fd`: 0, or -1 with errno set.
     public static func syncFileSystem(of fd: Int32) -> Int32 { barge_syncfs(fd) }

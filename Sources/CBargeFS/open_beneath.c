@@ -60,12 +60,16 @@ static int open_walk(int dirfd, const char *path, int flags, unsigned int mode) 
 }
 
 int barge_open_beneath(int dirfd, const char *path, int flags, unsigned int mode) {
+    return barge_open_beneath_links(dirfd, path, flags, mode, 1);
+}
+
+int barge_open_beneath_links(int dirfd, const char *path, int flags, unsigned int mode, int follow_links) {
 #if defined(__linux__) && defined(SYS_openat2)
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = (unsigned long long)(flags | O_CLOEXEC);
     how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (follow_links ? 0 : RESOLVE_NO_SYMLINKS);
     long fd;
     do {
         fd = syscall(SYS_openat2, dirfd, *path ? path : ".", &how, sizeof how);

@@ -20,6 +20,46 @@ struct PartialFileWriterTests {
         #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789)
     }
 
+    /// A symbolic link where the source has a directory is not followed, even one that stays
+    /// inside the root: the file, the directory entry and a link inside it are refused, naming the
+    /// link, and nothing lands where it points. Before, `sub -> .` put `sub/f` over `f`, and
+    /// `sub -> ../other` wrote into another dataset and set its mode and mtime, while the job
+    /// succeeded.
+    @Test func aLinkWhereTheSourceHasADirectoryIsNotFollowed() throws {
+        let s = try Sandbox()
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: s.root + "/ds", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: s.root + "/other", withIntermediateDirectories: true)
+        try Data("top".utf8).write(to: URL(fileURLWithPath: s.root + "/ds/f"))
+        try Data("theirs".utf8).write(to: URL(fileURLWithPath: s.root + "/other/g"))
+        #expect(symlink(".", s.root + "/ds/sub") == 0)
+        #expect(symlink("../other", s.root + "/ds/away") == 0)
+        for (path, link) in [("ds/sub/f", "ds/sub"), ("ds/sub/sub/f", "ds/sub"), ("ds/away/g", "ds/away")] {
+            let target = try RootedPath.lexical(path, under: s.root)
+            #expect {
+                _ = try PartialFileWriter(target, size: 3)
+            } throws: { error in
+                "\(error)".contains("'\(link)'") && "\(error)".contains("is a symbolic link at the destination")
+            }
+        }
+        for path in ["ds/sub", "ds/away", "ds/away/deeper"] {
+            let entry = try RootedPath.lexical(path, under: s.root)
+            #expect(throws: StoreError.self, "\(path)") {
+                try DestinationEntries.makeDirectory(entry, mode: 0o700, mtimeSeconds: 1, mtimeNanoseconds: 0)
+            }
+        }
+        let parent = try RootedPath.lexical("ds/away", under: s.root)
+        #expect(throws: StoreError.self) {
+            try DestinationEntries.makeSymlink(in: parent, name: "l", target: "x", mtimeSeconds: 1, mtimeNanoseconds: 0)
+        }
+        #expect(try String(contentsOfFile: s.root + "/ds/f", encoding: .utf8) == "top")
+        #expect(try String(contentsOfFile: s.root + "/other/g", encoding: .utf8) == "theirs")
+        #expect(try fm.contentsOfDirectory(atPath: s.root + "/other") == ["g"])
+        var st = stat()
+        #expect(stat(s.root + "/other", &st) == 0 && st.st_mode & 0o777 != 0o700, "the link's target kept its mode")
+        #expect(try fm.destinationOfSymbolicLink(atPath: s.root + "/ds/sub") == ".", "the link is kept")
+    }
+
     /// A FIFO under a partial copy's name (or a socket, or a device) is refused at once, named,
     /// and left as it is. Before, opening it for writing held the receiving thread until a reader
     /// came: the job hung, every retry blocked another thread, and the agent outlived SIGTERM.

@@ -9,6 +9,10 @@
 /// root or not. Returns a descriptor, or -1 with errno set.
 int barge_open_beneath(int dirfd, const char *path, int flags, unsigned int mode);
 
+/// `barge_open_beneath`, and with `follow_links` 0 no symbolic link is followed anywhere on the
+/// way, inside the root or not (RESOLVE_NO_SYMLINKS; ELOOP), as the fallback walk does anyway.
+int barge_open_beneath_links(int dirfd, const char *path, int flags, unsigned int mode, int follow_links);
+
 /// O_PATH and O_DIRECT, which glibc exports only with _GNU_SOURCE (and whose values differ
 /// between architectures).
 int barge_o_path(void);
