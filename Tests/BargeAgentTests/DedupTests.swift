@@ -1,4 +1,4 @@
-import BargeAgent
+@testable import BargeAgent
 import BargeBench
 import BargeDigest
 import BargeFlow
@@ -68,6 +68,53 @@ struct DedupTests {
         #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: target.absolute))) == a + b + c)
         // Finished: its chunks are now known under the final name.
         #expect(try index(roots).ids(paths: ["d/f"]) == Set([chunk(a).id, chunk(b).id, chunk(c).id]))
+    }
+
+    /// A partial copy left by a run of a file that has changed since: the new run's chunks are
+    /// cut elsewhere, over the old ones taken back. Each byte counts once, so the file finishes,
+    /// whole and new. Before, the old and the new chunks' lengths were summed (a 60 MB file
+    /// showed 64.7 MB arrived) and its finish was refused at every attempt, for good.
+    @Test func aPartialCopyOfAFileThatChangedSinceFinishesWithTheNewBytes() throws {
+        let roots = try Roots()
+        let target = try RootedPath.resolve("d/f", under: roots.destination)
+        let old = [UInt8](repeating: 1, count: 100) + [UInt8](repeating: 2, count: 100)
+        do {
+            let files = DestinationFiles(index: try index(roots))
+            try write(files, target, Array(old[0..<100]), at: 0, size: 300)
+            try write(files, target, Array(old[100..<200]), at: 100, size: 300)
+            files.flush()  // an earlier run stopped here
+        }
+        let restarted = DestinationFiles(index: try index(roots))
+        // The file changed at the source: this run's cuts fall at 0, 60, 170 and 240.
+        let new = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        for (from, to) in [(60, 170), (0, 60), (240, 300), (170, 240)] {
+            try write(restarted, target, Array(new[from..<to]), at: UInt64(from), size: 300)
+        }
+        try restarted.finish(job: "j", target: target, size: 300, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: target.absolute))) == new)
+    }
+
+    /// The ranges a partial copy holds: merged as they come, each byte counted once.
+    @Test func byteRangesCountEachByteOnce() {
+        var r = ByteRanges()
+        r.insert(100, 50)                      // [100, 150)
+        r.insert(0, 10)                        // [0, 10) [100, 150)
+        #expect(r.total == 60 && r.spans.count == 2)
+        r.insert(100, 50)                      // the same again
+        #expect(r.total == 60)
+        r.insert(140, 30)                      // overlaps the end: [100, 170)
+        #expect(r.total == 80 && r.spans.count == 2)
+        r.insert(10, 90)                       // touches both: [0, 170)
+        #expect(r.total == 170 && r.spans.count == 1)
+        r.insert(300, 10); r.insert(200, 10); r.insert(250, 10)
+        #expect(r.spans.map(\.start) == [0, 200, 250, 300])
+        r.insert(5, 400)                       // swallows everything: [0, 405)
+        #expect(r.total == 405 && r.spans.count == 1)
+        #expect(r.contains(0, 405) && r.contains(404, 1) && !r.contains(404, 2) && r.contains(7, 0))
+        var s = ByteRanges()
+        s.insert(10, 10); s.insert(30, 10)
+        #expect(s.overlaps(15, 1) && s.overlaps(0, 11) && !s.overlaps(20, 10) && !s.overlaps(0, 10) && s.overlaps(19, 12))
+        #expect(!s.contains(15, 20) && s.contains(30, 10))
     }
 
     @Test func aFinishedFileThatChangedIsNoLongerOffered() throws {

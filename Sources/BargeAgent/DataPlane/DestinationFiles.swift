@@ -31,9 +31,10 @@ public final class DestinationFiles: Sendable {
         let lock = NIOLock()
         let writer: PartialFileWriter
         let size: UInt64
-        /// offset → length of each chunk written (a chunk resent after a reconnect counts once).
-        var chunks: [UInt64: UInt64] = [:]
-        var covered: UInt64 = 0
+        /// The bytes written, by whatever chunks (a chunk resent after a reconnect, or an earlier
+        /// run's chunks cut elsewhere, count each byte once).
+        var written = ByteRanges()
+        var covered: UInt64 { written.total }
         /// Writes running now, outside the lock: chunks of one file land side by side.
         var writers = 0
         /// Sealed for its finish: no write may start.
@@ -48,10 +49,7 @@ public final class DestinationFiles: Sendable {
             self.size = size
         }
 
-        func cover(_ offset: UInt64, _ length: UInt64) {
-            if let old = chunks.updateValue(length, forKey: offset) { covered -= old }
-            covered += length
-        }
+        func cover(_ offset: UInt64, _ length: UInt64) { written.insert(offset, length) }
     }
 
     public let index: ChunkIndex?
@@ -277,7 +275,7 @@ public final class DestinationFiles: Sendable {
         var candidates = waiting + (try index.locations(id: id))
         let sibling = (siblings?.indexes() ?? []).flatMap { (try? $0.locations(id: id)) ?? [] }
         // The same place in this file's own partial copy, restored after a restart: already there.
-        if !cold, case let f = try file(job: job, target: target, size: size), f.lock.withLock({ f.chunks[offset] == UInt64(length) }),
+        if !cold, case let f = try file(job: job, target: target, size: size), f.lock.withLock({ f.written.contains(offset, UInt64(length)) }),
            candidates.contains(where: { !$0.final && PathKey.sameBytes($0.path, target.relative) && $0.offset == offset && $0.xxh == xxh }) {
             return true
         }
@@ -498,7 +496,7 @@ public final class DestinationFiles: Sendable {
         var renamedOn: [UInt64: (fd: Int32, files: [Int])] = [:]
         for (parent, files) in byParent.values {
             do {
-                let dfd = try RootDirectory.open(files[0].1.writer.final.root).openDirectory(parent, create: false, display: files[0].1.writer.final.relative)
+                let dfd = try RootDirectory.open(files[0].1.writer.final.root).openDirectory(parent, create: false, display: files[0].1.writer.final.relative, throughLinks: false)
                 defer { Glibc.close(dfd) }
                 var renamed: [Int] = []
                 for (i, f) in files {
@@ -628,18 +626,9 @@ public final class DestinationFiles: Sendable {
     @discardableResult
     private func adoptFromSiblings(_ f: OpenFile, _ target: RootedPath) -> Bool {
         guard let siblings else { return false }
-        var own: [(offset: UInt64, length: UInt64)] = f.lock.withLock { f.chunks.map { ($0.key, $0.value) } }
-        own.sort { $0.offset < $1.offset }
-        /// Whether [offset, offset + length) overlaps a chunk this agent counted (`own`, sorted by
-        /// offset and disjoint, so only the last one starting before its end can reach into it).
-        func overlapsOwn(_ offset: UInt64, _ length: UInt64) -> Bool {
-            var lo = 0, hi = own.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if own[mid].offset < offset + length { lo = mid + 1 } else { hi = mid }
-            }
-            return lo > 0 && own[lo - 1].offset + own[lo - 1].length > offset
-        }
+        let own = f.lock.withLock { f.written }
+        /// Whether [offset, offset + length) overlaps bytes this agent counted.
+        func overlapsOwn(_ offset: UInt64, _ length: UInt64) -> Bool { own.overlaps(offset, length) }
         var rows: [ChunkIndex.Entry] = []
         for sibling in siblings.indexes() {
             do { rows += try sibling.partialRows(path: target.relative, fileSize: f.size) } catch {
