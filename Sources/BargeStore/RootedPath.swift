@@ -145,7 +145,7 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
 public enum StatePaths {
     /// The file that marks a directory as an agent's state.
     public static let markerName = ".barge-state"
-    static let markerText = "This directory holds a Barge agent's own state (its chunk index and path memory).\nNo Barge job may read or write it, at any agent that can see it.\n"
+    public static let markerText = "This directory holds a Barge agent's own state (its chunk index and path memory).\nNo Barge job may read or write it, at any agent that can see it.\n"
 
     private static let registered = Mutex<[String]>([])
 
@@ -177,8 +177,27 @@ public enum StatePaths {
         registered.withLock { list in list.contains { PathKey.isWithin(absolute, $0) } }
     }
 
-    /// Whether the directory holding these entry names is an agent's state (it has the marker).
-    public static func isStateDirectory(names: [String]) -> Bool { names.contains(markerName) }
+    /// Whether the directory `directory` (whose entries are `names`) is an agent's state: it
+    /// holds the marker, a regular file with the marker's own text. A user's file that happens to
+    /// be named `.barge-state` does not make a directory of data into state: that once left a
+    /// directory and everything in it out of a job, without a word.
+    public static func isStateDirectory(_ directory: OpenDirectory, names: [String]) -> Bool {
+        names.contains(markerName) && isMarker(in: directory.fd, at: markerName)
+    }
+
+    /// Whether `path` (relative to the directory `dirfd`) is a marker: a regular file holding
+    /// exactly `markerText`. Read only where a file of that name exists.
+    static func isMarker(in dirfd: Int32, at path: String) -> Bool {
+        let fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var st = stat()
+        let expected = Array(markerText.utf8)
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size == expected.count else { return false }
+        var bytes = [UInt8](repeating: 0, count: expected.count)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, expected.count, 0) }
+        return n == expected.count && bytes == expected
+    }
 
     /// The directories (relative paths) already found without a marker while checking the paths
     /// of one message. Kept only for that message: a marker made later is seen by the next.
@@ -194,7 +213,7 @@ public enum StatePaths {
         for component in parentsOnly ? rooted.components.dropLast() : rooted.components[...] {
             prefix = prefix.isEmpty ? component : prefix + "/" + component
             if memo.directories.contains(PathKey(prefix)) { continue }
-            if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0 { return true }
+            if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0, isMarker(in: directory.fd, at: prefix + "/" + markerName) { return true }
             if errno == ENOTDIR { return false }  // a file: nothing below it
             memo.directories.insert(PathKey(prefix))
         }

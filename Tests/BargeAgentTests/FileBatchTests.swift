@@ -102,7 +102,7 @@ struct FileBatchTests {
         let source = ChunkSource(root: roots.source, codec: .fixed(.none))
         let state = roots.destination + "/in/d/state-b2"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-        try Data("marker".utf8).write(to: URL(fileURLWithPath: state + "/" + StatePaths.markerName))
+        try Data(StatePaths.markerText.utf8).write(to: URL(fileURLWithPath: state + "/" + StatePaths.markerName))
         try Data("index".utf8).write(to: URL(fileURLWithPath: state + "/chunk-index.sqlite"))
         var files: [FileBatch.File] = []
         for (i, name) in ["d/a", "d/state-b2/chunk-index.sqlite", "d/b", "d/state-b2", "d/state-b2/new"].enumerated() {
@@ -133,7 +133,7 @@ struct FileBatchTests {
         let roots = try Roots()
         let source = ChunkSource(root: roots.source, codec: .fixed(.none))
         try write(roots, "d/ok", [1, 2, 3])
-        try write(roots, "d/state-a2/" + StatePaths.markerName, Array("marker".utf8))
+        try write(roots, "d/state-a2/" + StatePaths.markerName, Array(StatePaths.markerText.utf8))
         try write(roots, "d/state-a2/chunk-index.sqlite", Array("index".utf8))
         let resolved = source.resolve(batch: ["d/ok", "d/state-a2/chunk-index.sqlite", "d/state-a2", "../outside", "d/ok"])
         #expect(resolved.count == 5)

@@ -134,7 +134,7 @@ struct PathConfinementTests {
         // Another agent sharing this root marked its --state directory: this process never
         // registered it, and keeps out of it all the same, by the marker alone.
         try s.file("data/deep/state-b2/chunk-index.sqlite", "index")
-        try s.file("data/deep/state-b2/" + StatePaths.markerName, "marker")
+        try s.file("data/deep/state-b2/" + StatePaths.markerName, StatePaths.markerText)
         try s.file("data/deep/kept", "kept")
         for path in ["data/deep/state-b2", "data/deep/state-b2/chunk-index.sqlite", "data/deep/state-b2/sub/new", "data/deep/../deep/state-b2/x"] {
             #expect(throws: StoreError.self, "\(path)") { _ = try RootedPath.lexical(path, under: s.root) }
@@ -145,6 +145,26 @@ struct PathConfinementTests {
         var found: [String] = []
         while let e = try marked.next() { found.append(e.path) }
         #expect(found.contains("deep/kept") && !found.contains { $0.contains("state-b2") }, "\(found)")
+        // Left out, and said so: a job reports it with the other entries it could not take.
+        #expect(marked.takeSkipped().map(\.description).contains { $0.contains("deep/state-b2") && $0.contains("agent's state directory") })
+    }
+
+    /// A user's own file named `.barge-state` is data like any other: only the marker an agent
+    /// writes, with its text, makes a directory an agent's state. Before, any file of that name
+    /// left its directory and everything in it out of every job, without a word.
+    @Test func aFileNamedLikeTheMarkerIsData() throws {
+        let s = try Sandbox()
+        try s.file("o2/results/data.csv", "important")
+        try s.file("o2/results/" + StatePaths.markerName, "x")
+        try s.file("o2/copy/" + StatePaths.markerName, StatePaths.markerText + "more")
+        var walker = try TreeWalker(directory: RootedPath.resolve("o2", under: s.root))
+        var seen: [String] = []
+        while let e = try walker.next() { seen.append(e.path) }
+        #expect(seen.contains("results/data.csv") && seen.contains("results/" + StatePaths.markerName), "\(seen)")
+        #expect(seen.contains("copy/" + StatePaths.markerName), "\(seen)")
+        #expect(walker.takeSkipped().isEmpty)
+        #expect(try RootedPath.lexical("o2/results/data.csv", under: s.root).relative == "o2/results/data.csv")
+        #expect(try RootedPath.resolve("o2/results/new", under: s.root).relative == "o2/results/new")
     }
 
     /// The files of one message are checked together (`lexical(files:)`): each directory on the
@@ -154,7 +174,7 @@ struct PathConfinementTests {
     @Test func theFilesOfOneMessageAreCheckedTogether() throws {
         let s = try Sandbox()
         try s.file("data/deep/state-b2/chunk-index.sqlite", "index")
-        try s.file("data/deep/state-b2/" + StatePaths.markerName, "marker")
+        try s.file("data/deep/state-b2/" + StatePaths.markerName, StatePaths.markerText)
         try s.file("data/deep/kept", "kept")
         let paths = ["data/a", "data/deep/b", "data/deep/state-b2/x", "data/deep/c", "data/deep/state-b2/sub/y",
                      "../out", "data/later/z", ".barge/a1/x", "data/deep/state-b2"]
@@ -176,7 +196,7 @@ struct PathConfinementTests {
         #expect((try? looked[2].get())?.relative == "data/deep/state-b2")
 
         // Another agent marks data/later after that message: the next one sees it.
-        try s.file("data/later/" + StatePaths.markerName, "marker")
+        try s.file("data/later/" + StatePaths.markerName, StatePaths.markerText)
         #expect(throws: StoreError.self) { try RootedPath.lexical(files: ["data/a", "data/later/z"], under: s.root)[1].get() }
 
     }
