@@ -49,7 +49,8 @@ public struct TreeWalker: Sendable {
         stack = [Level(directory: open, identity: open.identity, absolute: directory.absolute, prefix: "", names: names)]
     }
 
-    /// The next entry, or nil at the end. A directory that cannot be opened fails the walk.
+    /// The next entry, or nil at the end. A directory below the start that cannot be read (no
+    /// permission, or gone) is left out and reported (`takeSkipped`); other failures fail the walk.
     public mutating func next() throws(StoreError) -> TreeEntry? {
         while let top = stack.last {
             guard top.next < top.names.count else {
@@ -74,7 +75,15 @@ public struct TreeWalker: Sendable {
                     skipped.append(.invalidPath(path: relative, reason: Self.stateLeftOut))
                     continue
                 }
-                guard let open = OpenDirectory(name, in: directory) else { throw .system(operation: "open directory", path: relative, errno: errno) }
+                guard let open = OpenDirectory(name, in: directory) else {
+                    // One directory that cannot be read (no permission, or gone since it was
+                    // listed) is left out and reported, as an unreadable file is; the rest of the
+                    // tree goes on (rsync: "opendir failed", exit 23). Before, it failed the scan.
+                    let e = errno
+                    guard e == EACCES || e == EPERM || e == ENOENT else { throw .system(operation: "open directory", path: relative, errno: e) }
+                    skipped.append(.system(operation: "open directory", path: relative, errno: e))
+                    continue
+                }
                 let names = try TreeScanner.children(of: open, prefix: relative, skipState: false, keepPartialCopies: keepPartialCopies, skipped: &skipped)
                 // Another agent's state directory (it carries the marker) is not data either.
                 if StatePaths.isStateDirectory(open, names: names) {
