@@ -85,7 +85,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         // Something other than a file or a link under the partial name (a FIFO, a socket, a
         // device): opened for writing, a FIFO would hold the thread until a reader came.
         if fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) == 0, !Self.mayHold(st) {
-            throw .invalidPath(path: display, reason: Self.notAFile)
+            throw .invalidPath(path: display, reason: st.st_mode & S_IFMT == S_IFLNK ? Self.aLinkInTheWay : Self.notAFile)
         }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
         // O_NONBLOCK: one that became a FIFO since the look above fails (ENXIO) rather than
@@ -262,11 +262,13 @@ public final class PartialFileWriter: @unchecked Sendable {
     }
 
     /// Whether what lies under a partial copy's name may be taken over: a regular file (an
-    /// earlier run's copy), or a symbolic link (refused by O_NOFOLLOW with its own error).
-    static func mayHold(_ st: stat) -> Bool {
-        let kind = st.st_mode & S_IFMT
-        return kind == S_IFREG || kind == S_IFLNK
-    }
+    /// earlier run's copy). A link planted there is refused and named (O_NOFOLLOW would refuse it
+    /// too, with a bare ELOOP).
+    static func mayHold(_ st: stat) -> Bool { st.st_mode & S_IFMT == S_IFREG }
+
+    /// Why a partial copy's name that holds a symbolic link fails.
+    static let aLinkInTheWay = "is a symbolic link at the destination under the name of the file's partial copy; Barge does not write through it: remove it there, then submit again"
+
 
     /// Why a partial copy's name that holds a FIFO, socket or device fails.
     static let notAFile = "is not a regular file at the destination (a FIFO, socket or device has the name of the file's partial copy); Barge does not write into it: move or remove it there, then submit again"
