@@ -92,16 +92,19 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
             }
             let e = errno
             switch e {
-            case EXDEV, ELOOP:
+            case EXDEV:
                 let full = directory.real + "/" + relative
                 throw .symlinkEscape(path: path, resolved: realPath(full) ?? linkTarget(full) ?? "")
+            case ELOOP:
+                throw .invalidPath(path: path, reason: "goes through symbolic links that loop (or nest too deeply)")
             case ENOENT where !existing.isEmpty:
                 // Not there yet, or a symbolic link whose target is missing: creating through the
                 // link would follow it wherever it points.
                 var st = stat()
                 if fstatat(directory.fd, relative, &st, AT_SYMLINK_NOFOLLOW) == 0 {
                     if st.st_mode & S_IFMT == S_IFLNK {
-                        throw .symlinkEscape(path: path, resolved: linkTarget(directory.real + "/" + relative) ?? "a missing target")
+                        let target = linkTarget(directory.real + "/" + relative).map { "'\($0)'" } ?? "a target"
+                        throw .invalidPath(path: path, reason: "goes through a symbolic link to \(target), which does not exist; Barge does not create anything through it")
                     }
                     retries += 1  // it appeared in between: look again
                     guard retries < 64 else { throw .system(operation: "resolve", path: path, errno: e) }

@@ -35,6 +35,20 @@ struct RootedPathTests {
         }
         #expect(try RootedPath.resolve("in/data.bin", under: s.root).components == ["in", "data.bin"])
         #expect(try RootedPath.resolve("sub/new/file", under: s.root).components == ["sub", "new", "file"])
+        // A dangling link and a loop are named for what they are, not as a way out of the root.
+        try s.link("nowhere", to: "missing-inside")
+        try s.link("loop1", to: "loop2")
+        try s.link("loop2", to: "loop1")
+        #expect {
+            try RootedPath.resolve("nowhere/file", under: s.root)
+        } throws: { error in
+            "\(error)".contains("symbolic link to 'missing-inside', which does not exist") && !"\(error)".contains("outside")
+        }
+        #expect {
+            try RootedPath.resolve("loop1/file", under: s.root)
+        } throws: { error in
+            "\(error)".contains("symbolic links that loop") && !"\(error)".contains("outside")
+        }
     }
 
     @Test func badInputIsNamed() throws {
