@@ -69,12 +69,8 @@ public struct TreeWalker: Sendable {
             guard let e = TreeScanner.entry(named: name, in: directory, relative: relative, skipped: &skipped) else { continue }
             if e.kind == .directory {
                 let absolute = top.absolute + "/" + name
-                // An agent's state directory given with --state below the root is not data; it is
-                // left out and reported, as every entry a job cannot take is.
-                if StatePaths.isProtected(absolute) {
-                    skipped.append(.invalidPath(path: relative, reason: Self.stateLeftOut))
-                    continue
-                }
+                // An agent's state directory given with --state below the root is not data.
+                if StatePaths.isProtected(absolute) { continue }
                 guard let open = OpenDirectory(name, in: directory) else {
                     // One directory that cannot be read (no permission, or gone since it was
                     // listed) is left out and reported, as an unreadable file is; the rest of the
@@ -85,11 +81,10 @@ public struct TreeWalker: Sendable {
                     continue
                 }
                 let names = try TreeScanner.children(of: open, prefix: relative, skipState: false, keepPartialCopies: keepPartialCopies, skipped: &skipped)
-                // Another agent's state directory (it carries the marker) is not data either.
-                if StatePaths.isStateDirectory(open, names: names) {
-                    skipped.append(.invalidPath(path: relative, reason: Self.stateLeftOut))
-                    continue
-                }
+                // Another agent's state directory (it carries the marker, with its text) is not
+                // data either. Like `.barge`, it is left out without a report: it is no one's data,
+                // and a report would make every job over a root that holds one end with exit 2.
+                if StatePaths.isStateDirectory(open, names: names) { continue }
                 stack.append(Level(directory: open, identity: open.identity, absolute: absolute, prefix: relative, names: names))
                 if stack.count > Self.heldLevels { stack[stack.count - Self.heldLevels - 1].directory = nil }
             }
@@ -109,9 +104,6 @@ public struct TreeWalker: Sendable {
         guard again.identity == level.identity else { throw .invalidPath(path: display, reason: "was replaced by another directory during the scan") }
         return again
     }
-
-    /// Why an agent's state directory below the walk's start is left out.
-    static let stateLeftOut = "is an agent's state directory (marked by \(StatePaths.markerName)), which no job reads; left out"
 
     /// Entries that could not be transferred since the last call, with the reason.
     public mutating func takeSkipped() -> [StoreError] {
