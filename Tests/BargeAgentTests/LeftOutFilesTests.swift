@@ -61,6 +61,13 @@ struct LeftOutReasonTests {
             .contains("changed during the transfer (it ended at 4 bytes, the scan saw 10)") == true)
         #expect(UnitSender.leftOutReason(StoreError.system(operation: "open", path: "ds/f", errno: EACCES), path: "ds/f")
             == "'ds/f' could not be read at the source: open ds/f: EACCES (Permission denied)")
+        // Replaced by a directory (its read says EISDIR) or by a symbolic link (its open, never
+        // following it, says ELOOP): left out, named. Before, the job failed, and so did every resume.
+        for error: Error in [StoreError.system(operation: "read", path: "ds/f", errno: EISDIR),
+                             StoreError.system(operation: "open", path: "ds/f", errno: ELOOP),
+                             ChunkingError.io(path: "/r/ds/f", operation: "read", errno: EISDIR)] {
+            #expect(UnitSender.leftOutReason(error, path: "ds/f") == "'ds/f' is no longer a file at the source: it was replaced by a directory or a symbolic link after the scan", "\(error)")
+        }
     }
 
     @Test func otherFailuresFailTheUnit() {
@@ -70,5 +77,6 @@ struct LeftOutReasonTests {
         #expect(UnitSender.leftOutReason(StoreError.system(operation: "open", path: "ds/f", errno: EMFILE), path: "ds/f") == nil)
         #expect(UnitSender.leftOutReason(StoreError.escapesRoot(path: "../x"), path: "../x") == nil)
         #expect(UnitSender.leftOutReason(ChunkingError.io(path: "/r/ds/f", operation: "read", errno: EIO), path: "ds/f") == nil)
+        #expect(UnitSender.leftOutReason(StoreError.system(operation: "read", path: "ds/f", errno: ELOOP), path: "ds/f") == nil)
     }
 }

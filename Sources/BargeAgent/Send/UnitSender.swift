@@ -201,6 +201,7 @@ public struct UnitSender: Sendable {
     /// - Changed: its size or mtime is no longer the scan's (`SourceChanged`), or it ended before
     ///   the range the scan of cut points read.
     /// - Unreadable: opening it was refused (EACCES, EPERM), as rsync reports such a file and goes on.
+    /// - No longer a file: replaced by a directory (EISDIR) or a symbolic link (ELOOP on opening).
     static func leftOutReason(_ error: Error, path: String) -> String? {
         let code: Int32, opening: Bool
         switch error {
@@ -209,11 +210,16 @@ public struct UnitSender: Sendable {
             return SourceChanged(path: path, what: "it ended at \(actual) bytes, the scan saw \(expected)").description
         case StoreError.system(let operation, _, let e): (code, opening) = (e, operation == "open")
         case ChunkingError.io(_, "open", let e): (code, opening) = (e, true)  // the scan of cut points
+        case ChunkingError.io(_, "read", EISDIR): (code, opening) = (EISDIR, false)
         default: return nil
         }
         switch code {
         case ENOENT, ENOTDIR:
             return "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
+        case EISDIR, ELOOP where opening:
+            // Replaced by a directory (its read says EISDIR) or by a symbolic link (never
+            // followed: O_NOFOLLOW says ELOOP). Before, the job failed, and every resume again.
+            return "'\(path)' is no longer a file at the source: it was replaced by a directory or a symbolic link after the scan"
         case EACCES where opening, EPERM where opening:
             return "'\(path)' could not be read at the source: \(StoreError.system(operation: "open", path: path, errno: code))"
         case ENAMETOOLONG where opening:
