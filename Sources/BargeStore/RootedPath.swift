@@ -216,8 +216,12 @@ public enum StatePaths {
         for component in parentsOnly ? rooted.components.dropLast() : rooted.components[...] {
             prefix = prefix.isEmpty ? component : prefix + "/" + component
             if memo.directories.contains(PathKey(prefix)) { continue }
-            if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0, isMarker(in: directory.fd, at: prefix + "/" + markerName) { return true }
-            if errno == ENOTDIR { return false }  // a file: nothing below it
+            if fstatat(directory.fd, prefix + "/" + markerName, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+                // Only the agent's own marker; errno is not looked at here (the look succeeded).
+                if isMarker(in: directory.fd, at: prefix + "/" + markerName) { return true }
+            } else if errno == ENOTDIR {
+                return false  // a file: nothing below it
+            }
             memo.directories.insert(PathKey(prefix))
         }
         return false
