@@ -135,7 +135,9 @@ struct CoordinatorAPI {
             return Failure("the coordinator at \(base) does not speak TLS: use http:// (or start it with --tls-cert and --tls-key)")
         }
         if base.hasPrefix("http://"), let client = error as? HTTPClientError, client == .remoteConnectionClosed {
-            return Failure("the coordinator at \(base) closed the connection: if it serves HTTPS (--tls-cert), use https://", noAnswer: true)
+            // Either it stopped while answering (a submit may then have been made) or it
+            // serves HTTPS and dropped the plain request: both are said.
+            return Failure("the coordinator at \(base) closed the connection without an answer: it may have stopped or restarted meanwhile (what was asked may still have been done: see barge jobs), or it serves HTTPS (--tls-cert), then use https://", noAnswer: true)
         }
         if error is HTTPParserError {
             return Failure("\(base) does not answer in HTTP: is it the coordinator's agent port (--listen)? Its API is at its --http address (default http://127.0.0.1:7480)", noAnswer: true)

@@ -12,7 +12,8 @@ struct TreeListingTests {
         let (stream, sink) = AsyncStream<Message>.makeStream()
         outbox.attach(sink, acknowledged: true)
         let root = roots.source
-        let listing = Task { await TreeListing.send(ScanRequest(request: 7, path: path), root: root, outbox: outbox) }
+        let connection = outbox.connection
+        let listing = Task { await TreeListing.send(ScanRequest(request: 7, path: path), root: root, outbox: outbox, on: connection) }
         var replies: [ScanReply] = []
         for await message in stream {
             outbox.written(message)
@@ -93,5 +94,34 @@ struct TreeListingTests {
         let belowAFile = await scan(roots, "ds/f00000/x")
         #expect(belowAFile.count == 1 && belowAFile[0].final)
         #expect(belowAFile[0].error.contains("ENOTDIR") && belowAFile[0].error.contains("'ds/f00000/x'"), "\(belowAFile[0].error)")
+    }
+
+    /// A scan belongs to the connection it was asked on. Once that one ends, the pages it has
+    /// not handed to the writer are dropped, none goes out on the next connection (the
+    /// coordinator there asks again, from its mark, perhaps a restarted one that never asked for
+    /// this scan), and the walk stops rather than walk the whole tree beside the new one.
+    @Test func aScanStopsWhenTheConnectionItWasAskedOnEnds() async throws {
+        let roots = try Roots()
+        try files(roots, 5000, in: "ds")
+        let outbox = Outbox()
+        let (first, firstSink) = AsyncStream<Message>.makeStream()
+        outbox.attach(firstSink, acknowledged: true)
+        let connection = outbox.connection
+        let listing = Task { await TreeListing.send(ScanRequest(request: 7, path: "ds"), root: roots.source, outbox: outbox, on: connection) }
+        // The writer takes the first page off and writes nothing more: the paced limit fills.
+        var firstPages = first.makeAsyncIterator()
+        guard case .scanReply(let page) = await firstPages.next() else { Issue.record("no first page"); return }
+        #expect(!page.final)
+        outbox.detach()
+        firstSink.finish()
+
+        let (second, secondSink) = AsyncStream<Message>.makeStream()
+        outbox.attach(secondSink, acknowledged: true)
+        await listing.value  // the walk ended without its final page
+        secondSink.finish()
+        var sent: [Message] = []
+        for await message in second { sent.append(message) }
+        #expect(sent.isEmpty, "pages of the old connection's scan went out on the new one: \(sent.count)")
+        #expect(outbox.connection == connection + 1)
     }
 }

@@ -117,8 +117,8 @@ public final class AgentWork: Sendable {
         let outbox = outbox, root = settings.root
         switch message {
         case .scanRequest(let request):
-            let pause = settings.scanPageDelay
-            Task.detached { await TreeListing.send(request, root: root, outbox: outbox, pageDelay: pause) }
+            let pause = settings.scanPageDelay, connection = outbox.connection
+            Task.detached { await TreeListing.send(request, root: root, outbox: outbox, on: connection, pageDelay: pause) }
         case .verifyRequest(let request):
             let cold = tiers?.store
             Task.detached {

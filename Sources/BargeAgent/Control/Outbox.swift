@@ -12,7 +12,9 @@ import NIOConcurrencyHelpers
 /// Scan and verify replies wait for a connection too. Progress is only news while it is fresh,
 /// so it is dropped rather than kept. Scan pages are paced (`sendPaced`): at most `pacedLimit`
 /// wait for the writer at once, and none while no connection is up, so a scan runs as fast as
-/// the coordinator takes its pages.
+/// the coordinator takes its pages. A scan belongs to the connection it was asked on: once that
+/// one ends, its pages are dropped and it stops (the coordinator asks again, from its mark, on
+/// the next connection; after a restart it may be a coordinator that never asked for it).
 public final class Outbox: Sendable {
     public static let pacedLimit = 4
 
@@ -26,7 +28,9 @@ public final class Outbox: Sendable {
         var nextOrder: UInt64 = 0
         /// Paced messages handed to the writer and not yet written.
         var pacedQueued = 0
-        var pacedWaiting: [(message: Message, resume: CheckedContinuation<Void, Never>)] = []
+        var pacedWaiting: [(message: Message, connection: UInt64, resume: CheckedContinuation<Bool, Never>)] = []
+        /// Connections attached so far: the current one's number.
+        var connection: UInt64 = 0
     }
     private let state = NIOLockedValueBox(State())
 
@@ -60,19 +64,25 @@ public final class Outbox: Sendable {
         _ = state.withLockedValue { $0.unacked.removeValue(forKey: key) }
     }
 
-    /// Sends a scan page once fewer than `pacedLimit` wait for a connected writer.
-    public func sendPaced(_ message: Message) async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { s -> Bool in
+    /// The current connection's number (0 before the first): what a request answered with paced
+    /// pages belongs to.
+    public var connection: UInt64 { state.withLockedValue { $0.connection } }
+
+    /// Sends a scan page once fewer than `pacedLimit` wait for a connected writer. False, and
+    /// nothing sent, once the connection `connection` has ended: the page's scan should stop.
+    public func sendPaced(_ message: Message, on connection: UInt64) async -> Bool {
+        await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let now = state.withLockedValue { s -> Bool? in
+                guard s.connection == connection else { return false }
                 if let sink = s.sink, s.pacedQueued < Self.pacedLimit, s.pacedWaiting.isEmpty {
                     s.pacedQueued += 1
                     sink.yield(message)
                     return true
                 }
-                s.pacedWaiting.append((message, c))
-                return false
+                s.pacedWaiting.append((message, connection, c))
+                return nil
             }
-            if now { c.resume() }
+            if let now { c.resume(returning: now) }
         }
     }
 
@@ -83,17 +93,24 @@ public final class Outbox: Sendable {
             s.pacedQueued = max(0, s.pacedQueued - 1)
             return Self.release(&s)
         }
-        ready.forEach { $0.resume() }
+        ready.forEach { $0.resume.resume(returning: $0.sent) }
     }
 
-    private static func release(_ s: inout State) -> [CheckedContinuation<Void, Never>] {
-        guard let sink = s.sink else { return [] }
-        var ready: [CheckedContinuation<Void, Never>] = []
+    /// Hands waiting paced messages of the current connection to the writer, and drops those of
+    /// connections that ended.
+    private static func release(_ s: inout State) -> [(resume: CheckedContinuation<Bool, Never>, sent: Bool)] {
+        var ready: [(resume: CheckedContinuation<Bool, Never>, sent: Bool)] = []
+        s.pacedWaiting.removeAll { waiting in
+            guard waiting.connection != s.connection else { return false }
+            ready.append((waiting.resume, false))
+            return true
+        }
+        guard let sink = s.sink else { return ready }
         while s.pacedQueued < pacedLimit, !s.pacedWaiting.isEmpty {
             let next = s.pacedWaiting.removeFirst()
             s.pacedQueued += 1
             sink.yield(next.message)
-            ready.append(next.resume)
+            ready.append((next.resume, true))
         }
         return ready
     }
@@ -111,9 +128,10 @@ public final class Outbox: Sendable {
             s.sink = sink
             s.acknowledged = acknowledged
             s.pacedQueued = 0
+            s.connection += 1
             return Self.release(&s)
         }
-        ready.forEach { $0.resume() }
+        ready.forEach { $0.resume.resume(returning: $0.sent) }
     }
 
     func detach() {

@@ -14,11 +14,14 @@ import Glibc
 /// outbox: a long walk never holds a pool thread, which also carries the agent's streams.
 enum TreeListing {
     /// `pageDelay`: a pause after each page but the last (fault injection, tests only).
-    static func send(_ request: ScanRequest, root: String, outbox: Outbox, pageDelay: Duration? = nil) async {
+    /// Walks and sends pages until the last, or until the connection `connection` (the one the
+    /// request came on) ends: the coordinator asks again on the next, and an old walk left going
+    /// would walk the whole tree a second time beside the new one.
+    static func send(_ request: ScanRequest, root: String, outbox: Outbox, on connection: UInt64, pageDelay: Duration? = nil) async {
         let walk = Walk(request, root: root)
         while true {
             guard let reply = try? await BlockingWork.run({ walk.nextPage() }) else { return }
-            await outbox.sendPaced(.scanReply(reply))
+            guard await outbox.sendPaced(.scanReply(reply), on: connection) else { return }
             if reply.final { return }
             if let pageDelay { try? await Task.sleep(for: pageDelay) }
         }

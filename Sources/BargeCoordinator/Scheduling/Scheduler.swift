@@ -84,6 +84,11 @@ public actor Scheduler {
     /// Jobs already logged as planned without a quick check, for want of an agent to ask.
     var unchecked: Set<String> = []
     var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
+    /// The next request's number (scans, quick checks, verifications, tier requests, repair
+    /// units). It carries this run's boot count in its high 32 bits (`recoverAfterRestart`):
+    /// an agent may still answer a request of an earlier run, and a number used again would take
+    /// that answer for the new request's (seen: a scan asked again after a restart got the tail
+    /// of the old scan's pages and its final page, and the job "succeeded" with part of the tree).
     var nextRequest: UInt64 = 1
     private var nextConnection: UInt64 = 1
     private var lastRate: (time: Double, bytes: Int64)?
@@ -366,6 +371,7 @@ public actor Scheduler {
     /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
     public func recoverAfterRestart() throws {
         boot = try journal.countBoot()
+        nextRequest = UInt64(truncatingIfNeeded: boot) << 32 | 1
         policy.startedAgain(at: now())
         // Journals written before assignments lived in memory may still mark units assigned.
         try journal.releaseAllAssigned()
