@@ -245,6 +245,43 @@ struct ResilienceProcessTests {
         #expect(Double(wire) <= 1.35 * Double(cleanWire))
     }
 
+    /// kill -9 the coordinator while its source agent scans, then start it again: the scan is
+    /// asked again from the last page journaled, the agent's old walk stops, and every file is
+    /// planned once and arrives. Before, the new run asked for the scan as request 1 again, the
+    /// old walk's pages (request 1 too) were taken for the new scan's, and such jobs "succeeded"
+    /// with files planned twice or with part of the tree. The agent pauses 0.5 s after each page
+    /// (ten pages), so that the kill lands mid-scan however busy the machine.
+    @Test func aCoordinatorKilledMidScanIsRestartedAndTheWholeTreeArrives() async throws {
+        let files = 10_000
+        for d in 0..<10 {
+            let dir = source.appendingPathComponent("d\(d)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            for i in 0..<(files / 10) { FileManager.default.createFile(atPath: dir.appendingPathComponent("f\(i)").path, contents: Data("\(d) \(i)\n".utf8)) }
+        }
+        let listen = "127.0.0.1:\(try TestCluster.freePort())", httpAddress = "127.0.0.1:\(try TestCluster.freePort())"
+        let (first, agents, http) = try await cluster.startCoordinator(listen: listen, http: httpAddress)
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_FAULT_SCAN_PAGE_DELAY": "0.5"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((a1, b1)) {} }
+        #expect(try await cluster.agentsRegister(2, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func planned() -> Int { (try? status(job, http)["files_total"] as? Int) ?? 0 }
+        #expect(try await cluster.eventually(60) { planned() > 0 }, "\(first.output)")
+        let atKill = planned()
+        first.kill(SIGKILL)
+        first.process.waitUntilExit()
+        print("coordinator killed with \(atKill) of \(files) files planned")
+        #expect(atKill < files, "the scan ended before the kill; the test proves nothing")
+        let (second, _, _) = try await cluster.startCoordinator(listen: listen, http: httpAddress, log: "coordinator-2.log")
+        defer { withExtendedLifetime(second) {} }
+        #expect(try await cluster.eventually(120) { ["succeeded", "failed", "cancelled"].contains(try status(job, http)["state"] as? String ?? "") })
+        let s = try status(job, http)
+        #expect(s["state"] as? String == "succeeded", "\(s)\n\(second.output)")
+        #expect(s["files_total"] as? Int == files, "files planned: \(s["files_total"] ?? "none"), not \(files)\n\(second.output)")
+        #expect(second.output.contains("scanning again after"), "\(second.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+    }
+
     /// kill -9 the coordinator in the middle of a job of small files whose sites each have two
     /// agents sharing a root (file batches in flight on both pairs, each batch finished with a
     /// shared `syncfs`): after a restart the job finishes, every file identical with its mode and
