@@ -139,11 +139,13 @@ struct AgentCommand: AsyncParsableCommand {
         logOptions.bootstrap()
         plaintext.apply()
         MemoryTuning.keepLargeBuffers()
+        let descriptors = DescriptorLimit.raise()
         let target = try parseHostPort(coordinator, option: "--coordinator")
         let data = try parseHostPort(listen, option: "--listen")
         let token = try tokenOptions.token()
         let rootPath = URL(fileURLWithPath: root).standardizedFileURL.path
         let logger = Logger(label: "barge.agent")
+        if let low = DescriptorLimit.warning(descriptors, process: "agent \(name)") { logger.warning("\(low)") }
         let stateDirectory = state ?? rootPath + "/" + TreeScanner.stateDirectory + "/" + name
         let index: ChunkIndex
         do {

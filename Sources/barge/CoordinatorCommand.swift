@@ -2,6 +2,7 @@ import ArgumentParser
 import BargeCoordinator
 import BargeFlow
 import Foundation
+import Logging
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -85,6 +86,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     func run() async throws {
         logOptions.bootstrap()
         plaintext.apply()
+        if let low = DescriptorLimit.warning(DescriptorLimit.raise(), process: "the coordinator") { Logger(label: "barge.coordinator").warning("\(low)") }
         guard agentTimeout >= 0.5, agentTimeout <= 3600 else { throw ValidationError("--agent-timeout must be 0.5 to 3600 seconds") }
         var config = CoordinatorServer.Configuration(
             stateDirectory: state, agents: try parseHostPort(listen, option: "--listen"),

@@ -55,7 +55,7 @@ struct HostileListenerTests {
 
     @Test func garbageTruncatedAbsurdSlowAndFloodingPeersCostOnlyThemselves() async throws {
         let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
-                                                handshakeTimeout: .seconds(2), idleTimeout: .seconds(3), maxConnections: 8)
+                                                handshakeTimeout: .seconds(2), idleTimeout: .seconds(3), maxConnections: 8, maxHandshakes: 8)
         let errors = ErrorLog()
         let serving = Task {
             try await server.serve(session: { _, inbound, outbound in
@@ -107,6 +107,40 @@ struct HostileListenerTests {
         try await honestClientIsServed(port)
     }
 
+    /// Idle connections that never start their handshake hold at most `maxHandshakes` slots (and
+    /// descriptors) until the handshake timeout; the rest are closed at accept, and a session
+    /// already open goes on meanwhile. Before, a thousand idle connections to an agent whose
+    /// soft limit on descriptors was 1,024 were all held, and the agent's next file open failed
+    /// with EMFILE, failing the job it was sending.
+    @Test func idleUnauthenticatedConnectionsHoldFewSlotsAndASessionGoesOn() async throws {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
+                                                handshakeTimeout: .seconds(30), maxConnections: 64)
+        #expect(server.maxHandshakes == 16)
+        let errors = ErrorLog()
+        let serving = Task {
+            try await server.serve(session: { _, inbound, outbound in
+                for try await frame in inbound { try await outbound.write(frame) }  // echo
+            }, onError: { _, error in errors.add("\(error)") })
+        }
+        defer { serving.cancel() }
+        let port = server.localAddress!.port!
+        try await BargeConnection.withConnection(host: "127.0.0.1", port: port, token: Self.token, name: "honest", role: .peer) { _, inbound, outbound in
+            var frames = inbound.makeAsyncIterator()
+            var flood: [RawPeer]? = try (0..<200).map { _ in try RawPeer(port: port) }
+            #expect(try await eventually { errors.contains("16 connections are already in their handshake") })
+            #expect(server.handshakingConnections == 16 && server.activeConnections == 17, "\(server.handshakingConnections) \(server.activeConnections)")
+            // The open session is served meanwhile.
+            try await outbound.write(Message.heartbeat(Heartbeat(sequence: 2, inFlight: 0)).frame())
+            #expect(try await frames.next().map { try Message(frame: $0) } == .heartbeat(Heartbeat(sequence: 2, inFlight: 0)))
+            #expect(flood?.count == 200)
+            // 184 refused, reported once (then once per 10 s with how many more).
+            #expect(errors.count("refused") == 1)
+            flood = nil
+        }
+        #expect(try await eventually { server.activeConnections == 0 && server.handshakingConnections == 0 })
+        try await honestClientIsServed(port)
+    }
+
     func eventually(_ condition: () -> Bool) async throws -> Bool {
         for _ in 0..<100 {
             if condition() { return true }
@@ -122,4 +156,5 @@ final class ErrorLog: @unchecked Sendable {
     private var lines: [String] = []
     func add(_ line: String) { lock.withLock { lines.append(line) } }
     func contains(_ text: String) -> Bool { lock.withLock { lines.contains { $0.contains(text) } } }
+    func count(_ text: String) -> Int { lock.withLock { lines.filter { $0.contains(text) }.count } }
 }

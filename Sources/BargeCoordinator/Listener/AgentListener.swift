@@ -54,7 +54,10 @@ public final class AgentListener: Sendable {
             host: configuration.host, port: configuration.port, token: configuration.token, name: configuration.name,
             handshakeTimeout: configuration.handshakeTimeout.timeAmount,
             // Heartbeats come every interval; twice the agent timeout of silence is a dead connection.
-            idleTimeout: (configuration.agentTimeout * 2).timeAmount, group: group)
+            idleTimeout: (configuration.agentTimeout * 2).timeAmount,
+            // One connection per agent, and few files of its own: up to 16,384 agents, half its
+            // descriptors.
+            maxConnections: BargeServer.connectionLimit(most: 16_384, share: 2), group: group)
         return AgentListener(configuration: configuration, directory: directory, scheduler: scheduler, logger: logger, server: server)
     }
 

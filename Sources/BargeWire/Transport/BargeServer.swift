@@ -1,6 +1,9 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A TCP listener speaking the Barge protocol: framing and the authenticated handshake in each
 /// connection's pipeline, then the caller's session code in plain async code, one child task per
@@ -19,22 +22,41 @@ public final class BargeServer: Sendable {
     private let server: NIOAsyncChannel<Connection, Never>
     /// Connections served at once; more are closed as soon as they are accepted.
     public let maxConnections: Int
-    private let active = NIOLockedValueBox(0)
+    /// Of those, connections whose handshake has not ended: a peer that connects and says
+    /// nothing holds one until the handshake timeout. So idle unauthenticated connections (a
+    /// port scan, a flood) never take every slot, nor the descriptors the process's files need;
+    /// agents and peers refused meanwhile connect again.
+    public let maxHandshakes: Int
+    private let active = NIOLockedValueBox((served: 0, handshaking: 0))
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.channel.localAddress }
 
-    private init(server: NIOAsyncChannel<Connection, Never>, maxConnections: Int) {
+    private init(server: NIOAsyncChannel<Connection, Never>, maxConnections: Int, maxHandshakes: Int) {
         self.server = server
         self.maxConnections = maxConnections
+        self.maxHandshakes = maxHandshakes
+    }
+
+    /// A limit on connections served at once: `most`, or the process's limit on open descriptors
+    /// divided by `share` when that is lower, so that connections leave room for files (the soft
+    /// limit is often 1,024; with it, an agent's connections, refused only at EMFILE, had taken
+    /// every descriptor, and a running job failed opening its next file).
+    public static func connectionLimit(most: Int = 1024, share: Int = 4) -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return most }
+        return max(16, min(most, Int(limit.rlim_cur) / share))
     }
 
     /// Connections being served now.
-    public var activeConnections: Int { active.withLockedValue { $0 } }
+    public var activeConnections: Int { active.withLockedValue { $0.served } }
+
+    /// Connections in their handshake now.
+    public var handshakingConnections: Int { active.withLockedValue { $0.handshaking } }
 
     public static func bind(host: String, port: Int, token: ClusterToken, name: String, maxPayloadLength: Int = Frame.defaultMaxPayload,
                             handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .seconds(120),
-                            maxConnections: Int = 1024,
+                            maxConnections: Int = BargeServer.connectionLimit(), maxHandshakes: Int? = nil,
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BargeServer {
         let token = token.bytes
         let server = try await ServerBootstrap(group: group)
@@ -56,7 +78,7 @@ public final class BargeServer: Sendable {
                     return (channel: async, session: session.futureResult, faults: faults, address: address)
                 }
             }
-        return BargeServer(server: server, maxConnections: maxConnections)
+        return BargeServer(server: server, maxConnections: maxConnections, maxHandshakes: maxHandshakes ?? max(1, min(128, maxConnections / 4)))
     }
 
     /// Serves until the task is cancelled or `close()` is called, which ends the open sessions
@@ -69,21 +91,36 @@ public final class BargeServer: Sendable {
     ) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
+                // Refusals are reported once per 10 s, with how many more there were: a flood
+                // of a thousand connections was a thousand warnings.
+                var lastReported: ContinuousClock.Instant?
+                var unreported = 0
                 for try await connection in inbound {
-                    let admitted = active.withLockedValue { n in
-                        guard n < maxConnections else { return false }
-                        n += 1
-                        return true
+                    let refusal = active.withLockedValue { n -> ServerFull? in
+                        guard n.served < maxConnections else { return ServerFull(limit: maxConnections, handshaking: false) }
+                        guard n.handshaking < maxHandshakes else { return ServerFull(limit: maxHandshakes, handshaking: true) }
+                        n.served += 1
+                        n.handshaking += 1
+                        return nil
                     }
-                    guard admitted else {
+                    if var refusal {
                         // A flood: refuse at once rather than hold a handshake timer for each.
-                        onError(connection.address, ServerFull(limit: maxConnections))
+                        let now = ContinuousClock.now
+                        if let last = lastReported, now - last < .seconds(10) {
+                            unreported += 1
+                        } else {
+                            refusal.alsoRefused = unreported
+                            onError(connection.address, refusal)
+                            lastReported = now
+                            unreported = 0
+                        }
                         try? await connection.channel.executeThenClose { _, _ in }
                         continue
                     }
                     group.addTask { [active] in
-                        await Self.handle(connection, session: session, onError: onError)
-                        active.withLockedValue { $0 -= 1 }
+                        await Self.handle(connection, session: session, onError: onError,
+                                          handshakeEnded: { active.withLockedValue { $0.handshaking -= 1 } })
+                        active.withLockedValue { $0.served -= 1 }
                     }
                 }
             }
@@ -101,7 +138,14 @@ public final class BargeServer: Sendable {
     /// Why a connection was closed on arrival.
     public struct ServerFull: Error, CustomStringConvertible {
         public let limit: Int
-        public var description: String { "refused: already serving \(limit) connections" }
+        /// The limit is that on connections still in their handshake.
+        public var handshaking = false
+        /// Connections refused since the last one reported.
+        public var alsoRefused = 0
+        public var description: String {
+            (handshaking ? "refused: \(limit) connections are already in their handshake" : "refused: already serving \(limit) connections")
+                + (alsoRefused > 0 ? " (\(alsoRefused) more refused since the last report)" : "")
+        }
     }
 
     public func close() async {
@@ -111,15 +155,20 @@ public final class BargeServer: Sendable {
     private static func handle(
         _ connection: Connection,
         session run: @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
-        onError: @Sendable (String, Error) -> Void
+        onError: @Sendable (String, Error) -> Void,
+        handshakeEnded: @Sendable () -> Void
     ) async {
         let address = connection.address
         // Everything happens inside executeThenClose, which closes the connection and finishes its
         // writer on every path (an NIOAsyncChannel left without it traps when released).
+        var ended = false
+        defer { if !ended { handshakeEnded() } }
         try? await connection.channel.executeThenClose { inbound, outbound in
             let session: Session
             do {
                 session = try await connection.session.get()
+                ended = true
+                handshakeEnded()
             } catch {
                 // The handshake handler has already told the peer and closed the connection.
                 onError(address, error)
