@@ -92,4 +92,21 @@ public enum DestinationEntries {
         var times = [omitTime, st.st_mtim]
         guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
     }
+
+    /// A file repaired in place gets its mode and mtime (`repair done`, protocol version 15).
+    /// Like `repair`, it must exist with exactly `size` bytes and is never created nor followed
+    /// through a link.
+    public static func repaired(_ path: RootedPath, size: UInt64, mode: UInt32, mtime: (seconds: Int64, nanoseconds: Int32)) throws(StoreError) {
+        let fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw .system(operation: "open for repair", path: path.relative, errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .system(operation: "stat", path: path.relative, errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else {
+            throw .invalidPath(path: path.relative, reason: "is not a regular file of \(size) bytes; its repair cannot be finished")
+        }
+        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "set mode of", path: path.relative, errno: errno) }
+        var times = [omitTime, timespec(tv_sec: Int(mtime.seconds), tv_nsec: Int(mtime.nanoseconds))]
+        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
+    }
 }

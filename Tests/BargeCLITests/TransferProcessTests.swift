@@ -611,6 +611,34 @@ struct TransferProcessTests {
         #expect((try status(stale)["error"] as? String ?? "").contains("source file 'ds/big/field.f32' changed during the transfer"), "\(stale.stdout)\(stale.stderr)")
     }
 
+    /// Damage that changed the files' mtimes (written over as anyone would write, many chunks
+    /// of one file and one byte of another) and a file deleted: `verify --repair` leaves every
+    /// file and directory as the job made it, mtime and mode included. Before, each repaired
+    /// chunk put back the mtime it found, so the repair's own time stayed (the damage's, or
+    /// another stream's repair of the same file), and the deleted file's directory kept the
+    /// mtime of the file's making.
+    @Test func repairedFilesGetTheirMtimeBack() async throws {
+        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 5)
+        let c = try await start()
+        let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: c.http)
+        let job = try #require(try status(submitted)["id"] as? String)
+        let before = try TreeSupport.snapshot(destination)
+        let noise = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("big/noise.bin").path))
+        try noise.seek(toOffset: 1 << 20)
+        try noise.write(contentsOf: Data(count: 3 << 20))
+        try noise.close()
+        let small = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("small/1/f1.dat").path))
+        try small.write(contentsOf: Data("Z".utf8))
+        try small.close()
+        // A file deleted: sent whole and made anew, which changes its directory's mtime.
+        try FileManager.default.removeItem(at: destination.appendingPathComponent("small/2/f2.dat"))
+        let repaired = try cluster.cli(["verify", job, "--repair", "--json"], http: c.http)
+        #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)")
+        let count = try status(repaired)["repaired"] as? Int ?? 0
+        #expect(count >= 3, "\(repaired.stdout)")
+        #expect(try TreeSupport.snapshot(destination) == before)
+    }
+
     @Test func badSubmissionsGetClearErrorsAndWriteNothing() async throws {
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 1)
         let c = try await start()

@@ -41,6 +41,7 @@ public final class ChunkReceiver {
         case .chunkData(let chunk): return receive(chunk, repair: false)
         case .chunkRepair(let chunk): return receive(chunk, repair: true)
         case .fileDone(let done): return finish(done)
+        case .repairDone(let done): return repaired(done)
         case .filesDone(let batch): return finish(batch)
         case .fileBatch(let batch): return receive(batch)
         case .makeEntry(let make): return makeEntry(make)
@@ -244,6 +245,22 @@ public final class ChunkReceiver {
             return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
         } catch {
             return .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: "\(error)"))
+        }
+    }
+
+    /// A file repaired in place (`verify --repair`) gets the mode and mtime the job's scan saw, as
+    /// a finished file does: its repairs each put back the mtime they found, which the damage, or
+    /// another repair of the same file on another stream, may have changed.
+    public func repaired(_ done: FileDone) -> Message {
+        do {
+            let target = try RootedPath.resolve(done.place.path, under: root)
+            try DestinationEntries.repaired(target, size: done.size, mode: done.mode, mtime: (done.mtimeSeconds, done.mtimeNanoseconds))
+            return .chunkAck(ChunkAck(place: done.place))
+        } catch let error as StoreError {
+            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
+        } catch {
+            return .chunkNack(ChunkNack(place: done.place, reason: .refusedPath, detail: "\(error)"))
         }
     }
 

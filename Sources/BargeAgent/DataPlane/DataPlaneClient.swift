@@ -157,7 +157,7 @@ public final class ChunkStream: Sendable {
         switch message {
         case .chunkData(let d), .chunkRepair(let d): .place(d.place)
         case .chunkRef(let r): .place(r.place)
-        case .fileDone(let f): .place(f.place)
+        case .fileDone(let f), .repairDone(let f): .place(f.place)
         case .makeEntry(let m): .place(ChunkPlace(job: m.job, path: m.entry.path, offset: 0))
         case .fileBatch(let b): .batch(job: b.job, number: b.batch)
         default: nil

@@ -131,6 +131,7 @@ public struct UnitSender: Sendable {
                 }
                 try await group.waitForAll()
             }
+            try await finishRepairs(queue)
         } catch let failure as UnitFailure {
             throw failure
         } catch let changed as SourceChanged {
@@ -144,6 +145,29 @@ public struct UnitSender: Sendable {
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"))
         }
         return progress.done(task)
+    }
+
+    /// A repair unit's files (`verify --repair`) get their mode and mtime from the job's scan once
+    /// every repair of theirs is written (`repair done`, protocol version 15), one message per
+    /// file, pipelined. Before, each repair put back the mtime it found: the damage's, or that of
+    /// a repair of the same file on another stream (seen with 18 chunks or more repaired).
+    private func finishRepairs(_ queue: StepQueue) async throws {
+        var seen = Set<String>()
+        let left = progress.leftOutFiles
+        let repaired = task.files.indices.filter {
+            task.files[$0].repair && task.files[$0].entry.kind == .file && left[$0] == nil && seen.insert(task.files[$0].entry.path).inserted
+        }
+        guard !repaired.isEmpty else { return }
+        try await withStream(holder: queue) { stream in
+            guard stream.version >= WireVersion.repairDone else { return }
+            try flow.check()
+            let replies = repaired.map { i in
+                let e = task.files[i].entry
+                return stream.queue(.repairDone(FileDone(place: ChunkPlace(job: task.job, path: e.path, offset: 0), size: e.size, mode: e.mode,
+                                                         mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)))
+            }
+            for (i, reply) in zip(repaired, replies) { try expectAck(try await reply.value, task.files[i]) }
+        }
     }
 
     /// Whether the unit's stream `k` (counted from 0) goes to a far destination: once the first
@@ -750,6 +774,9 @@ public final class UnitProgress: Sendable {
             s.codecs[codec] = usage
         }
     }
+
+    /// Files left out so far, by index in the unit.
+    var leftOutFiles: [Int: String] { state.withLockedValue { $0.leftOut } }
 
     /// File `file` was left out, for `reason` (the first reason a file gets stays).
     func leftOut(file: Int, reason: String) {

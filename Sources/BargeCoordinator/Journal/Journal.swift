@@ -503,6 +503,21 @@ public final class Journal: Sendable {
         }
     }
 
+    /// The entries of the job's directories (as its `directories` units set them) at `paths`
+    /// (destination paths), for a repair that recreated files in them; read a unit at a time,
+    /// ending once all are found.
+    public func directoryEntries(job id: String, paths: Set<String>) throws -> [TaskFile] {
+        guard !paths.isEmpty else { return [] }
+        return try pool.read { db in
+            var found: [TaskFile] = []
+            let units = try UnitRecord.fetchCursor(db, sql: "SELECT * FROM units WHERE jobId = ? AND kind = 'directories' ORDER BY unitId", arguments: [id])
+            while found.count < paths.count, let unit = try units.next() {
+                found += unit.files.filter { paths.contains($0.entry.path) }
+            }
+            return found
+        }
+    }
+
     public func units(job id: String, state: UnitState? = nil) throws -> [UnitRecord] {
         try pool.read { db in
             var q = UnitRecord.filter(Column("jobId") == id)

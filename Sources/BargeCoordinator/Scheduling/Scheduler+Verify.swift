@@ -285,44 +285,56 @@ extension Scheduler {
 
     /// Sends the mismatching ranges again, one repair unit per destination agent, skipping the
     /// agents in `done` and adding each one repaired; adds to `count` how many chunks (or whole
-    /// files) were sent.
+    /// files) were sent. A file sent whole (missing, or of another size) is made anew under its
+    /// name, which changes its directory's mtime: the directories get theirs back from the
+    /// job's `directories` units, in a second unit once the files are in.
     private func repair(_ mismatches: [Found.Mismatch], job: JobRecord, done: inout Set<String>, count: inout Int) async throws {
         for (agent, list) in Dictionary(grouping: mismatches, by: \.agent).sorted(by: { $0.key < $1.key }) where !done.contains(agent) {
             var files: [TaskFile] = []
+            var parents = Set<String>()
             for m in list {
                 if m.wholeFile {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: 0, length: m.file.entry.size, finish: true))
+                    if let slash = m.file.entry.path.lastIndex(of: "/") { parents.insert(String(m.file.entry.path[..<slash])) }
                 } else {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: m.offset, length: m.length, finish: false, repair: true))
                 }
             }
-            // Both ends connected, waited for a while (an agent reconnecting after a page failed).
-            let ends = try await connected { () -> (destination: Link, sourceName: String, source: Link)? in
-                guard let destination = links[agent], let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] else { return nil }
-                return (destination, sourceName, source)
-            }
-            guard let (destination, sourceName, source) = ends else {
-                guard links[agent] != nil else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
-                throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
-            }
-            let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)
-            nextRequest += 1
-            let task = TaskAssign(job: job.id, unit: key.unit,
-                                  destination: DataPeer(name: agent, host: destination.agent.dataHost, port: destination.agent.dataPort),
-                                  codec: job.codec, chunkSize: UInt32(job.chunkSize), files: files)
-            let result = await withCheckedContinuation { continuation in
-                repairs[key] = ((sourceName, agent), continuation)
-                source.sink.yield(.taskAssign(task))
-            }
-            switch result {
-            case .success(let report) where !report.leftOut.isEmpty:
-                // The source is not what was sent (gone or changed since): nothing to repair from.
-                throw SchedulerError.agentUnavailable("the repair could not be sent: \(report.firstLeftOut)")
-            case .success(let report):
-                count += report.chunks.count + files.filter { $0.finish && $0.entry.size == 0 }.count
-                done.insert(agent)
-            case .failure(let error): throw error
-            }
+            count += try await repairUnit(files, job: job, agent: agent)
+            let directories = try journal.directoryEntries(job: job.id, paths: parents)
+            if !directories.isEmpty { _ = try await repairUnit(directories, job: job, agent: agent) }
+            done.insert(agent)
+        }
+    }
+
+    /// One repair unit to `agent`, from any agent of the source site; returns the chunks (and
+    /// empty files) it sent.
+    private func repairUnit(_ files: [TaskFile], job: JobRecord, agent: String) async throws -> Int {
+        // Both ends connected, waited for a while (an agent reconnecting after a page failed).
+        let ends = try await connected { () -> (destination: Link, sourceName: String, source: Link)? in
+            guard let destination = links[agent], let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] else { return nil }
+            return (destination, sourceName, source)
+        }
+        guard let (destination, sourceName, source) = ends else {
+            guard links[agent] != nil else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
+            throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
+        }
+        let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)
+        nextRequest += 1
+        let task = TaskAssign(job: job.id, unit: key.unit,
+                              destination: DataPeer(name: agent, host: destination.agent.dataHost, port: destination.agent.dataPort),
+                              codec: job.codec, chunkSize: UInt32(job.chunkSize), files: files)
+        let result = await withCheckedContinuation { continuation in
+            repairs[key] = ((sourceName, agent), continuation)
+            source.sink.yield(.taskAssign(task))
+        }
+        switch result {
+        case .success(let report) where !report.leftOut.isEmpty:
+            // The source is not what was sent (gone or changed since): nothing to repair from.
+            throw SchedulerError.agentUnavailable("the repair could not be sent: \(report.firstLeftOut)")
+        case .success(let report):
+            return report.chunks.count + files.filter { $0.finish && $0.entry.kind == .file && $0.entry.size == 0 }.count
+        case .failure(let error): throw error
         }
     }
 }

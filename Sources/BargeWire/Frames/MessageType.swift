@@ -40,6 +40,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case filesDoneReply = 0x4C
     case fileBatch = 0x4D
     case fileBatchReply = 0x4E
+    case repairDone = 0x4F
     case error = 0x7F
 
     public var description: String {
@@ -74,6 +75,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .chunkAck: "chunk ack"
         case .chunkNack: "chunk nack"
         case .fileDone: "file done"
+        case .repairDone: "repair done"
         case .makeEntry: "make entry"
         case .chunkRepair: "chunk repair"
         case .haveQuery: "have query"

@@ -126,8 +126,11 @@ public enum WireVersion {
     public static let leftOut: UInt8 = 13
     /// `register` ends with the id of the agent's root (`RootIdentity`), after the build.
     public static let rootIdentity: UInt8 = 14
+    /// `repair done`: after a repair unit's chunks (`verify --repair`), each repaired file gets
+    /// its mode and mtime from the job's scan, as a finished file does.
+    public static let repairDone: UInt8 = 15
 
-    /// This build speaks 8 to 14, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 15, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -139,6 +142,6 @@ public enum WireVersion {
         }
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...rootIdentity
+        return sealed...repairDone
     }()
 }

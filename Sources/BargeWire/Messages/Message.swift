@@ -26,6 +26,9 @@ public enum Message: Hashable, Sendable {
     case chunkAck(ChunkAck)
     case chunkNack(ChunkNack)
     case fileDone(FileDone)
+    /// Version 15: the file's repair is written; it gets this mode and mtime (a finished file in
+    /// place, not a partial copy).
+    case repairDone(FileDone)
     case makeEntry(MakeEntry)
     /// A verified chunk written in place into a finished file (`verify --repair`); same payload as `chunk data`.
     case chunkRepair(ChunkData)
@@ -76,6 +79,7 @@ public enum Message: Hashable, Sendable {
         case .chunkAck: .chunkAck
         case .chunkNack: .chunkNack
         case .fileDone: .fileDone
+        case .repairDone: .repairDone
         case .makeEntry: .makeEntry
         case .chunkRepair: .chunkRepair
         case .haveQuery: .haveQuery
@@ -204,14 +208,15 @@ public enum Message: Hashable, Sendable {
             let raw = try r.integer(UInt8.self, "reason")
             guard let reason = ChunkNack.Reason(rawValue: raw) else { throw .malformed(.chunkNack, "unknown reason \(raw)") }
             self = .chunkNack(ChunkNack(place: place, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength)))
-        case .fileDone:
+        case .fileDone, .repairDone:
             let place = try r.place()
             let size = try r.integer(UInt64.self, "file size")
             let mode = try r.integer(UInt32.self, "mode")
             let seconds = try r.integer(Int64.self, "mtime seconds")
             let nanos = try r.integer(Int32.self, "mtime nanoseconds")
-            guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(.fileDone, "mode or mtime out of range") }
-            self = .fileDone(FileDone(place: place, size: size, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos))
+            guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(frame.type, "mode or mtime out of range") }
+            let done = FileDone(place: place, size: size, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos)
+            self = frame.type == .repairDone ? .repairDone(done) : .fileDone(done)
         case .error:
             let code = ErrorCode(rawValue: try r.integer(UInt16.self, "code"))
             self = .error(ErrorMessage(code: code, reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength)))
@@ -331,7 +336,7 @@ public enum Message: Hashable, Sendable {
             b.writePlace(m.place)
             b.writeInteger(m.reason.rawValue)
             b.writeWireString(m.detail)
-        case .fileDone(let m):
+        case .fileDone(let m), .repairDone(let m):
             b.writePlace(m.place)
             b.writeInteger(m.size)
             b.writeInteger(m.mode)
