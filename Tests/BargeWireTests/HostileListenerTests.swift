@@ -107,6 +107,45 @@ struct HostileListenerTests {
         try await honestClientIsServed(port)
     }
 
+    /// Before the handshake ends, only handshake frames are read: any other type is refused from
+    /// its header, unparsed, and so is a sealed hello. The refusal names the handshake's state in
+    /// words, never a Swift value (it once sent `awaitingAuth(BargeWire.Hello(…nonce…))`).
+    @Test func framesBeforeTheHandshakeAreRefusedFromTheirHeader() async throws {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener")
+        let serving = Task {
+            try await server.serve(session: { _, inbound, _ in for try await _ in inbound {} }, onError: { _, _ in })
+        }
+        defer { serving.cancel() }
+        let port = server.localAddress!.port!
+        func refusal(_ bytes: [UInt8]) throws -> ErrorMessage? {
+            let peer = try RawPeer(port: port)
+            peer.send(bytes)
+            var reply = ByteBuffer(bytes: peer.readToClose())
+            while let frame = try reply.readFrame(maxPayloadLength: 1 << 16) {
+                if case .error(let e) = try Message(frame: frame) { return e }
+            }
+            return nil
+        }
+        func bytes(_ message: Message, flags: UInt16 = 0) -> [UInt8] {
+            var frame = message.frame()
+            frame.flags = flags
+            var b = ByteBuffer()
+            b.writeFrame(frame)
+            return Array(b.readableBytesView)
+        }
+        let hello = Message.hello(Hello(minVersion: WireVersion.supported.lowerBound, maxVersion: WireVersion.supported.upperBound,
+                                        role: .peer, name: "raw", nonce: [UInt8](repeating: 7, count: Hello.nonceLength)))
+        // A register (a control message) with a payload that would not even parse.
+        let register = try #require(try refusal(bytes(.heartbeat(Heartbeat(sequence: 1, inFlight: 0)))))
+        #expect(register.code == .unexpectedMessage && register.reason == "unexpected heartbeat message while in the handshake, before it ended", "\(register)")
+        let sealedHello = try #require(try refusal(bytes(hello, flags: Frame.sealedFlag)))
+        #expect(sealedHello.code == .sealBroken, "\(sealedHello)")
+        // A hello, then a second hello where the auth belongs: the state in words.
+        let twice = try #require(try refusal(bytes(hello) + bytes(hello)))
+        #expect(twice.reason == "unexpected hello message while in the handshake, waiting for auth", "\(twice)")
+        #expect(!twice.reason.contains("BargeWire") && !twice.reason.contains("nonce"))
+    }
+
     /// Idle connections that never start their handshake hold at most `maxHandshakes` slots (and
     /// descriptors) until the handshake timeout; the rest are closed at accept, and a session
     /// already open goes on meanwhile. Before, a thousand idle connections to an agent whose

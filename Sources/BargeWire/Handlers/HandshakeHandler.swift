@@ -55,11 +55,25 @@ public final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
+    /// The frames a handshake is made of; any other is refused from its header, unparsed.
+    static let handshakeTypes: Set<MessageType> = [.hello, .challenge, .auth, .welcome, .error]
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !done else { return }
+        let frame = unwrapInboundIn(data)
+        // Handshake frames are never sealed, and no other message is read before it ends: its
+        // payload is not parsed (a chunk's, a register's) for a peer not yet authenticated.
+        guard frame.flags == 0 else {
+            carryOut(.fail(ErrorMessage(code: .sealBroken, reason: "a sealed \(frame.type) frame before the handshake ended"), notifyPeer: true), context: context)
+            return
+        }
+        guard Self.handshakeTypes.contains(frame.type) else {
+            carryOut(.fail(ErrorMessage(.unexpected(frame.type, state: "in the handshake, before it ended")), notifyPeer: true), context: context)
+            return
+        }
         let message: Message
         do {
-            message = try Message(frame: unwrapInboundIn(data))
+            message = try Message(frame: frame)
         } catch {
             carryOut(.fail(ErrorMessage(error), notifyPeer: true), context: context)
             return

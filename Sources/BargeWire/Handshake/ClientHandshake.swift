@@ -14,6 +14,17 @@ public struct ClientHandshake: Sendable {
         case awaitingWelcome(version: UInt8, maxPayloadLength: Int)
         case established(Session)
         case failed(ErrorMessage)
+
+        /// The state in words, for errors sent to the peer.
+        public var name: String {
+            switch self {
+            case .idle: "not started"
+            case .awaitingChallenge: "waiting for challenge"
+            case .awaitingWelcome: "waiting for welcome"
+            case .established: "established"
+            case .failed: "failed"
+            }
+        }
     }
 
     public private(set) var state = State.idle
@@ -46,7 +57,9 @@ public struct ClientHandshake: Sendable {
             do {
                 let expected = try HandshakeProof.server(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
                 guard HandshakeProof.matches(c.proof, expected) else {
-                    return fail(ErrorMessage(code: .authenticationFailed, reason: "the server's proof does not match this cluster token: check --token-file on both sides"))
+                    // Both ends hold a token; which one is wrong cannot be told from here. The
+                    // words go to both logs (the server's names the client).
+                    return fail(ErrorMessage(code: .authenticationFailed, reason: "the cluster tokens differ: '\(hello.name)' and the server it connected to were given different token files; give every coordinator and agent the same --token-file (BARGE_TOKEN_FILE)"))
                 }
                 let proof = try HandshakeProof.client(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
                 // Sealed versions: the session starts with the auth, so that the client's first
@@ -76,7 +89,7 @@ public struct ClientHandshake: Sendable {
             return .establish(session)
 
         default:
-            return fail(.unexpected(message.type, state: "\(state)"))
+            return fail(.unexpected(message.type, state: "in the handshake, \(state.name)"))
         }
     }
 

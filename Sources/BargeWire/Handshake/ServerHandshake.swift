@@ -6,6 +6,16 @@ public struct ServerHandshake: Sendable {
         case awaitingAuth(Hello, version: UInt8)
         case established(Session)
         case failed(ErrorMessage)
+
+        /// The state in words, for errors sent to the peer (never its fields: a hello's nonce).
+        public var name: String {
+            switch self {
+            case .awaitingHello: "waiting for hello"
+            case .awaitingAuth: "waiting for auth"
+            case .established: "established"
+            case .failed: "failed"
+            }
+        }
     }
 
     public private(set) var state = State.awaitingHello
@@ -67,7 +77,7 @@ public struct ServerHandshake: Sendable {
             return .sendAndEstablish(.welcome(Welcome(serverName: name)), session)
 
         default:
-            return fail(ErrorMessage(.unexpected(message.type, state: "\(state)")))
+            return fail(ErrorMessage(.unexpected(message.type, state: "in the handshake, \(state.name)")))
         }
     }
 
