@@ -29,6 +29,12 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     /// of this agent that outlived its assignment. Nothing more goes into it.
     case finishedElsewhere(path: String)
 
+    /// A system call failed (`system`), rather than a path or name refused.
+    public var isSystem: Bool {
+        if case .system = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .escapesRoot(let p): "path '\(p)' leads outside the agent's root"

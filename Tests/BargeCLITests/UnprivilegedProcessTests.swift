@@ -75,5 +75,19 @@ struct UnprivilegedProcessTests {
         for process in [a1, b1, coordinator] {
             #expect(!process.output.contains("setsockopt"), "\(process.output)")
         }
+
+        // A destination directory the destination agent may not write (root's, 0755): the job
+        // fails at the first refusal, naming the file and EACCES, without three attempts (no
+        // other agent of the site, which shares the root, would do better).
+        try fm.createDirectory(atPath: cluster.dir.path + "/root-b/closed", withIntermediateDirectories: true)
+        let refused = try cluster.cli(["submit", "a:ds/b.txt", "b:closed/b.txt", "--wait", "--json"], http: http)
+        #expect(refused.status == 1, "\(refused.stdout)\(refused.stderr)")
+        let failed = (try? JSONSerialization.jsonObject(with: Data(refused.stdout.utf8)) as? [String: Any]) ?? [:]
+        let error = failed["error"] as? String ?? ""
+        #expect(error.contains("closed/b.txt") && error.contains("EACCES"), "\(refused.stdout)\(refused.stderr)")
+        let job = try #require(failed["id"] as? String)
+        let retries = coordinator.output.split(separator: "\n").filter { $0.contains("job \(job) unit") && $0.contains("retrying") }
+        #expect(retries.isEmpty, "\(retries)")
+        #expect(!fm.fileExists(atPath: cluster.dir.path + "/root-b/closed/b.txt"))
     }
 }

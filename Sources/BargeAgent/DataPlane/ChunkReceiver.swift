@@ -2,6 +2,9 @@ import BargeCodec
 import BargeDigest
 import BargeStore
 import BargeWire
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 
 /// The receive side of the data plane, one per connection (its decoder is not shared): decodes
@@ -98,7 +101,7 @@ public final class ChunkReceiver {
                     // out of the root) is refused, not retried; anything else may pass.
                     switch error {
                     case .invalidPath, .escapesRoot, .symlinkEscape: return (.refusedPath, error.description)
-                    default: return (.writeFailed, error.description)
+                    default: return (Self.writeFailure(error), error.description)
                     }
                 } catch {
                     return (.writeFailed, "\(error)")
@@ -169,13 +172,22 @@ public final class ChunkReceiver {
         return .fileBatchReply(FileBatchReply(job: batch.job, batch: batch.batch, refused: refused.sorted { $0.index < $1.index }))
     }
 
+    /// The nack for a system call that failed at the destination: a refusal, which the source does
+    /// not retry, when the file system refuses for good (EACCES, EPERM, EROFS: no other agent of
+    /// the site, which shares the root, would do better, and three attempts only delayed the
+    /// job's failure); else `write failed`, retried (EIO, ENOSPC once space is freed, …).
+    static func writeFailure(_ error: StoreError) -> ChunkNack.Reason {
+        if case .system(_, _, let e) = error, [EACCES, EPERM, EROFS].contains(e) { return .refusedPath }
+        return .writeFailed
+    }
+
     /// The refusals for a finished batch's failures; `positions` maps the finished items to
     /// their index in the message.
     private func finished(_ failures: [Int: Error], _ positions: [Int]) -> [FilesDoneReply.Refusal] {
         failures.map { n, error in
             let reason: ChunkNack.Reason = switch error {
             case is DestinationFiles.Incomplete: .incomplete
-            case StoreError.system: .writeFailed
+            case let store as StoreError where store.isSystem: Self.writeFailure(store)
             case is StoreError: .refusedPath
             default: .writeFailed
             }
@@ -224,7 +236,7 @@ public final class ChunkReceiver {
         } catch is DestinationFiles.AlreadyFinished {
             return .chunkAck(ChunkAck(place: place))  // a late duplicate: the finished file holds it
         } catch let error as StoreError {
-            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: place, reason: reason, detail: error.description))
         } catch {
             return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
@@ -241,7 +253,7 @@ public final class ChunkReceiver {
         } catch let error as DestinationFiles.Incomplete {
             return .chunkNack(ChunkNack(place: done.place, reason: .incomplete, detail: error.description))
         } catch let error as StoreError {
-            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
         } catch {
             return .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: "\(error)"))
@@ -257,7 +269,7 @@ public final class ChunkReceiver {
             try DestinationEntries.repaired(target, size: done.size, mode: done.mode, mtime: (done.mtimeSeconds, done.mtimeNanoseconds))
             return .chunkAck(ChunkAck(place: done.place))
         } catch let error as StoreError {
-            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
         } catch {
             return .chunkNack(ChunkNack(place: done.place, reason: .refusedPath, detail: "\(error)"))
@@ -303,7 +315,7 @@ public final class ChunkReceiver {
             }
             return .chunkAck(ChunkAck(place: place))
         } catch let error as StoreError {
-            let reason: ChunkNack.Reason = if case .system = error { .writeFailed } else { .refusedPath }
+            let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: place, reason: reason, detail: error.description))
         } catch {
             return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
