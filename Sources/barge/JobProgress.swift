@@ -232,6 +232,9 @@ enum JobSummary {
         return "fix \(n == 1 ? "it" : "them") at the source and submit again"
     }
 
+    /// "1 mismatch", "2 mismatches".
+    static func count(_ n: Int64, _ one: String, _ many: String) -> String { "\(n) \(n == 1 ? one : many)" }
+
     static func text(_ s: JobStatus) -> String {
         if let operation = s.operation, operation != "transfer" { return tierText(s, operation) }
         var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)",
@@ -257,8 +260,15 @@ enum JobSummary {
         lines.append("  chunks refetched: \(s.chunksRefetched)" + (s.retries > 0 ? ", units retried: \(s.retries)" : ""))
         if s.bwlimit != nil || s.cc != "fair" { lines.append("  bwlimit \(s.bwlimit ?? "off"), cc \(s.cc)") }
         if let v = s.verification {
-            lines.append("  verification \(v.state)\(v.repair ? " with repair" : ""): \(v.chunksChecked) of \(v.chunksTotal) chunks checked, \(v.mismatches) mismatches"
-                         + (v.repair ? ", \(v.repaired) repaired, \(v.remaining) still differ" : ""))
+            // "succeeded" says the verification ran to its end, not that the copy is good.
+            let outcome = switch v.state {
+            case "succeeded" where v.mismatches == 0: "passed"
+            case "succeeded" where v.repair && v.remaining == 0: "repaired what differed"
+            case "succeeded": "found differences"
+            default: v.state + (v.repair ? " (with repair)" : "")
+            }
+            lines.append("  verification \(outcome): \(v.chunksChecked) of \(v.chunksTotal) chunks checked, \(Self.count(Int64(v.mismatches), "mismatch", "mismatches"))"
+                         + (v.repair && v.mismatches > 0 ? ", \(v.repaired) repaired, \(v.remaining) still differ" : ""))
         }
         for l in s.lanes {
             lines.append("  lane \(l.source) → \(l.destination): rtt \(ByteQuantity.format(l.rttMs, digits: 2)) ms, queueing delay \(ByteQuantity.format(l.queueingDelayMs, digits: 2)) ms, window \(ByteQuantity.formatSize(Double(l.windowBytes))), sending \(ByteQuantity.formatRate(Double(l.sendRate), in: .init(of: s.bwlimit)))")

@@ -108,7 +108,7 @@ struct VerifyCommand: AsyncParsableCommand {
         var lastPrinted = Date.distantPast
         let (outcome, data) = try await VerifyWatcher.run(api: api, job: job, repair: repair, wait: !noWait,
                                                           progress: json ? nil : { o in
-            let line = "  verifying: \(o.chunksChecked) of \(o.chunksTotal) chunks, \(o.mismatchCount) mismatches"
+            let line = "  verifying: \(o.chunksChecked) of \(o.chunksTotal) chunks, \(JobSummary.count(Int64(o.mismatchCount), "mismatch", "mismatches"))"
             if live {
                 FileHandle.standardError.write(Data("\r\(line)   ".utf8))
             } else if Date().timeIntervalSince(lastPrinted) >= 5 {

@@ -637,6 +637,12 @@ struct TransferProcessTests {
         let count = try status(repaired)["repaired"] as? Int ?? 0
         #expect(count >= 3, "\(repaired.stdout)")
         #expect(try TreeSupport.snapshot(destination) == before)
+        // `status` says what the verification found, not only that it ran ("succeeded … 5 mismatches").
+        let said = try cluster.cli(["status", job], http: c.http).stdout
+        #expect(said.contains("verification repaired what differed: ") && said.contains("still differ"), "\(said)")
+        let clean = try cluster.cli(["verify", job], http: c.http)
+        #expect(clean.status == 0, "\(clean.stdout)")
+        #expect(try cluster.cli(["status", job], http: c.http).stdout.contains("verification passed: "))
     }
 
     @Test func badSubmissionsGetClearErrorsAndWriteNothing() async throws {
