@@ -414,6 +414,43 @@ struct ResilienceProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
+    /// The same stop, with the source sending fast enough that what waits unanswered at the
+    /// stopped agent (in its socket buffers) holds the source's whole send budget (16 MiB here)
+    /// before the coordinator takes the agent for down (6 s here):
+    /// the units to the other destination agent need that budget too. Once the coordinator takes
+    /// the agent for down and drops its units, the source closes its unanswered connections to
+    /// it, which gives the budget back, and the job succeeds while the agent is still stopped.
+    /// Before, the job stalled until the agent came back: the connections outlived even their
+    /// idle timeout, whose error frame waited behind the full socket before the close.
+    @Test func aStoppedDestinationDoesNotHoldTheSourcesSendBudget() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<8 {
+            try Data(SampleData.random(bytes: 16 << 20, seed: UInt64(40 + i))).write(to: source.appendingPathComponent("r\(i).bin"))
+        }
+        // Taken for down after 6 s: by then the stopped agent's buffers hold all the budget.
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "4MiB", "--agent-timeout", "6"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--send-memory", "16MiB"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer {
+            b1.kill(SIGCONT)
+            withExtendedLifetime((coordinator, a1, b1, b2)) {}
+        }
+        #expect(try await cluster.agentsRegister(3, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "none", "--bwlimit", "20MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 4 << 20 })
+        b1.kill(SIGSTOP)
+        let stopped = ContinuousClock.now
+        // Well under the 60 s stall timeout, which would also have freed it had the close not waited.
+        let succeeded = try await cluster.eventually(40) { try status(job, http)["state"] as? String == "succeeded" }
+        #expect(succeeded, "\((try? status(job, http)) ?? [:])\n\(coordinator.output)\n\(a1.output)")
+        print("the job succeeded \(ContinuousClock.now - stopped) after b1 stopped, with b1 still stopped")
+        #expect(Self.unitsReleased(by: "b1", in: coordinator.output) > 0, "b1 was never taken for down with units in hand: \(coordinator.output)")
+        b1.kill(SIGCONT)
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+    }
+
     /// kill -9 one agent of a site in the middle of a transfer; its units go back to pending after
     /// the heartbeat timeout (2 s here) and finish on the other agent of that site.
     func killOneAgentMidTransfer(site: String) async throws {

@@ -65,7 +65,14 @@ public final class AgentWork: Sendable {
         var assignment: UInt32
         /// The destination agent this run sends to.
         let destination: String
+        let peer: DataPeer
     }
+
+    /// A dropped unit's connections to its destination are closed if their requests have waited
+    /// this long with no reply (`StreamPool.closeUnanswered`): half the coordinator's agent
+    /// timeout (the coordinator took the destination for down after hearing nothing from it for
+    /// that long), at least a second; 5 s before a coordinator named it.
+    var droppedQuiet: Duration { max(.seconds(1), fence.freezeLimit.map { $0 / 2 } ?? .seconds(5)) }
 
     public let settings: Settings
     public let outbox = Outbox()
@@ -152,15 +159,20 @@ public final class AgentWork: Sendable {
         case .taskDrop(let key):
             // No longer this agent's (the coordinator gave it to another lane while this one was
             // away): it stops and reports nothing.
-            let dropped = running.withLockedValue { r -> Task<Void, Never>? in
+            let dropped = running.withLockedValue { r -> Running? in
                 let ref = UnitRef(job: key.job, unit: key.unit)
                 guard let run = r.units[ref], run.assignment == key.assignment else { return nil }
                 r.units.removeValue(forKey: ref)
-                return run.task
+                return run
             }
             if let dropped {
-                dropped.cancel()
-                logger.notice("\(key) is no longer this agent's: stopped")
+                dropped.task.cancel()
+                // Usually its destination went down (stopped, hung, cut off): the requests the
+                // run left on those connections would wait for the stall timeout, holding the
+                // send budget that every other unit of this agent needs.
+                let quiet = droppedQuiet
+                let closed = pool.closeUnanswered(to: dropped.peer.host, port: Int(dropped.peer.port), quiet: quiet)
+                logger.notice("\(key) is no longer this agent's: stopped\(closed > 0 ? "; closed \(closed) connections to \(dropped.destination) that had not answered for \(quiet)" : "")")
             }
         case .cancelJob(let cancel):
             // Its units stop and report nothing: the job has ended.
@@ -266,7 +278,8 @@ public final class AgentWork: Sendable {
                 if let newer { outbox.send(Self.answering(report, assignment: newer)) }
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
-            r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment, destination: task.destination.name)
+            r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment, destination: task.destination.name,
+                                   peer: task.destination)
             return superseded
         }
         if let superseded {

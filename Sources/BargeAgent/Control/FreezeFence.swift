@@ -97,6 +97,13 @@ public final class FreezeFence: Sendable {
         state.withLockedValue { $0.registered(limit: limit, at: now) }
     }
 
+    /// The gap between beats that counts as a freeze (about the coordinator's agent timeout),
+    /// once a coordinator has named it.
+    public var freezeLimit: Duration? {
+        let limit = state.withLockedValue { $0.limit }
+        return limit == 0 ? nil : .nanoseconds(Int64(min(limit, UInt64(Int64.max))))
+    }
+
     public func beat() {
         let now = clock()
         state.withLockedValue { $0.beat(at: now) }

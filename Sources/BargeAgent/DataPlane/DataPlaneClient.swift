@@ -59,6 +59,11 @@ public final class ChunkStream: Sendable {
         var slotWaiters: [(order: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         /// The pacing cap last set on the socket (`pace`); nil: none.
         var paced: UInt64?
+        /// Since when requests have waited with no reply coming (the first request sent while
+        /// none was outstanding, or the last reply, whichever is later); nil while none waits.
+        var quietSince: ContinuousClock.Instant?
+
+        var outstanding: Bool { !unplaced.isEmpty || !placed.isEmpty }
 
         mutating func take(_ place: ReplyKey?) -> Waiter? {
             guard let place else { return unplaced.popFirst() }
@@ -68,7 +73,7 @@ public final class ChunkStream: Sendable {
         }
 
         mutating func takeAll() -> [Waiter] {
-            defer { placed.removeAll(); unplaced.removeAll() }
+            defer { placed.removeAll(); unplaced.removeAll(); quietSince = nil }
             return Array(unplaced) + placed.values.flatMap { $0 }
         }
     }
@@ -152,6 +157,13 @@ public final class ChunkStream: Sendable {
     /// The stream has failed (its connection closed or broke): nothing more can be sent on it.
     public var isFailed: Bool { state.withLockedValue { $0.failure != nil } }
 
+    /// Whether requests have waited at least `quiet` with no reply coming meanwhile: a peer that
+    /// stopped reading (SIGSTOP, a hung host) or a connection cut without a reset. A live peer
+    /// answers a chunk within a round trip and a write.
+    public func unanswered(for quiet: Duration) -> Bool {
+        state.withLockedValue { s in s.quietSince.map { ContinuousClock.now - $0 >= quiet } ?? false }
+    }
+
     /// What a request's reply must name, if anything.
     static func key(of message: Message) -> ReplyKey? {
         switch message {
@@ -202,6 +214,7 @@ public final class ChunkStream: Sendable {
     private func enqueue(_ frame: Frame, expecting place: ReplyKey?, slot: WriteSlot?, _ waiter: Waiter) {
         let failed = state.withLockedValue { s -> Error? in
             if let failure = s.failure { return failure }
+            if !s.outstanding { s.quietSince = .now }
             if let place { s.placed[place, default: []].append(waiter) } else { s.unplaced.append(waiter) }
             writes.yield(Outgoing(frame: frame, slot: slot?.attach()))
             return nil
@@ -253,7 +266,11 @@ public final class ChunkStream: Sendable {
         let reply = try Message(frame: frame)
         if case .error(let e) = reply { throw PeerRefused(error: e) }
         let named = Self.key(ofReply: reply)
-        guard let waiter = state.withLockedValue({ $0.take(named) }) else {
+        guard let waiter = state.withLockedValue({ s -> Waiter? in
+            let waiter = s.take(named)
+            s.quietSince = s.outstanding ? .now : nil
+            return waiter
+        }) else {
             let what = switch named {
             case .place(let p): "\(p.path) at \(p.offset)"
             case .batch(_, let number): "file batch \(number)"

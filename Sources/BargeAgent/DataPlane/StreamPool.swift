@@ -198,6 +198,28 @@ public final class StreamPool: Sendable {
         return try await body(lease.stream)
     }
 
+    /// Closes the connections to `host`:`port` whose requests have gone unanswered for `quiet`
+    /// (`ChunkStream.unanswered`); returns how many. The requests on them fail at once, so the
+    /// units that sent them, stopped because the coordinator took their destination for down,
+    /// end and give back the agent's send budget: otherwise they waited for the stall timeout,
+    /// and the budget they held stopped the agent's other units, to other destinations too.
+    @discardableResult
+    public func closeUnanswered(to host: String, port: Int, quiet: Duration) -> Int {
+        let stuck = state.withLockedValue { s -> [Lease] in
+            var stuck: [Lease] = []
+            for key in s.destinations.keys where key.host == host && key.port == port {
+                let (keep, drop) = s.destinations[key]!.entries.reduce(into: ([Entry](), [Entry]())) { acc, e in
+                    if e.lease.stream.unanswered(for: quiet) { acc.1.append(e) } else { acc.0.append(e) }
+                }
+                stuck += drop.map(\.lease)
+                s.destinations[key]!.entries = keep
+            }
+            return stuck
+        }
+        stuck.forEach { $0.close() }
+        return stuck.count
+    }
+
     /// Closes every connection (the agent is stopping).
     public func closeAll() {
         let all = state.withLockedValue { s in

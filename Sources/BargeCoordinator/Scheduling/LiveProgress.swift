@@ -80,6 +80,9 @@ final class LiveProgress: Sendable {
     /// A job's running units' bytes done and bytes sent.
     func sums(of job: String) -> (bytes: Int64, wire: Int64) { state.withLock { $0.sums[job] ?? (0, 0) } }
 
+    /// A running unit's last report.
+    func report(_ key: UnitKey) -> TaskProgress? { state.withLock { $0.byJob[key.job]?[key.unit]?.report } }
+
     /// A job's running units and their last reports.
     func units(of job: String) -> [UInt64: TaskProgress] {
         state.withLock { ($0.byJob[job] ?? [:]).mapValues(\.report) }

@@ -40,7 +40,15 @@ public actor Scheduler {
         var record: JobRecord
         /// Units held per source agent, for sharing the job's cap.
         var sources: [String: Int] = [:]
+        /// When a unit of it last reported progress or ended (Unix seconds), and when its stall
+        /// was last logged (`tick`).
+        var movedAt: Double = 0
+        var stallLogged: Double = 0
     }
+
+    /// A running job that has not moved for this long (seconds) gets a line in the log with the
+    /// scheduler's view of it, once per such period: why a job waits should be in the log.
+    static let stallReport: Double = 120
 
     public let journal: Journal
     public let metrics: CoordinatorMetrics
@@ -397,7 +405,7 @@ public actor Scheduler {
     @discardableResult
     private func run(_ job: JobRecord) throws -> Int {
         guard !policy.isRunning(job.id) else { return 0 }
-        running[job.id] = RunningJob(record: job)
+        running[job.id] = RunningJob(record: job, movedAt: now())
         let open = try journal.openWork(job: job.id)
         policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite, openWork: open, planned: job.planned)
         return open
@@ -417,6 +425,8 @@ public actor Scheduler {
                 if plannedEntriesWaiting > 20_000 { await flush() }
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
+                // Progress is sent every interval while a unit runs; only bytes that moved count.
+                if p.wireBytes != live.report(key)?.wireBytes ?? 0 { running[p.job]?.movedAt = now() }
                 if let lane = policy.lane(of: key) {
                     live.set(key, p, lane: LiveProgress.LaneKey(source: lane.source, destination: lane.destination), at: now())
                     if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f, now: now()) }
@@ -498,7 +508,7 @@ public actor Scheduler {
         if !policy.isRunning(scan.job), let job = try journal.job(scan.job) {
             var record = job
             record.state = .running
-            running[job.id] = RunningJob(record: record)
+            running[job.id] = RunningJob(record: record, movedAt: now())
             policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite, openWork: 0, planned: false)
         }
         policy.planned(job: scan.job, workUnits: page.workUnits, final: reply.final)
@@ -516,6 +526,7 @@ public actor Scheduler {
 
     private func finished(_ done: TaskDone) {
         let key = UnitKey(job: done.job, unit: done.unit)
+        running[done.job]?.movedAt = now()
         if let waiter = repairs.removeValue(forKey: key) {
             waiter.continuation.resume(returning: .success(done))
             return
@@ -597,6 +608,11 @@ public actor Scheduler {
     /// Called every second: retries whose backoff ran out, and the gauges.
     public func tick() {
         if let due = policy.nextWake, due <= now() { schedule() }
+        let t = now()
+        for (id, job) in running where t - job.movedAt >= Self.stallReport && t - job.stallLogged >= Self.stallReport {
+            running[id]!.stallLogged = t
+            logger.notice("job \(id): nothing has moved for \(Int(t - job.movedAt)) s; the scheduler's view: \(policy.describe(id))")
+        }
         let moved = completedBytes + live.totalBytes
         metrics.update(throughput: rate(moved))
     }

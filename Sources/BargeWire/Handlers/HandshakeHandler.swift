@@ -104,9 +104,7 @@ public final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHand
             timer?.cancel()
             context.fireUserInboundEventTriggered(ProtocolEvent.handshakeFailed(error))
             if notifyPeer {
-                let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-                context.writeAndFlush(wrapOutboundOut(Message.error(error).frame(allocator: context.channel.allocator)))
-                    .whenComplete { _ in bound.value.close(promise: nil) }
+                context.closeAfterWriting(wrapOutboundOut(Message.error(error).frame(allocator: context.channel.allocator)))
             } else {
                 context.close(promise: nil)
             }

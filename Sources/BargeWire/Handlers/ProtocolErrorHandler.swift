@@ -35,9 +35,27 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
         guard !closing else { return }
         closing = true
         context.fireUserInboundEventTriggered(ProtocolEvent.protocolError(message))
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(Message.error(message).frame(allocator: context.channel.allocator)))
-            .whenComplete { _ in bound.value.close(promise: nil) }
+        context.closeAfterWriting(wrapOutboundOut(Message.error(message).frame(allocator: context.channel.allocator)))
+    }
+}
+
+extension ChannelHandlerContext {
+    /// How long a connection that is being closed waits for its last frame (an error) to be
+    /// written.
+    static let lastWriteLimit: TimeAmount = .seconds(2)
+
+    /// Writes `data` (an error frame), then closes the connection once it is written, or after
+    /// `lastWriteLimit` if it cannot be: a peer that has stopped reading (SIGSTOP, a hung host)
+    /// leaves its window shut, and the close waited for ever behind the write. The connection
+    /// stayed open past its idle timeout, with every request on it unanswered, so the units that
+    /// sent them held the agent's send budget and its other units stopped too.
+    func closeAfterWriting(_ data: NIOAny) {
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let limit = eventLoop.assumeIsolated().scheduleTask(in: Self.lastWriteLimit) { bound.value.close(promise: nil) }
+        writeAndFlush(data).whenComplete { _ in
+            limit.cancel()
+            bound.value.close(promise: nil)
+        }
     }
 }
 
