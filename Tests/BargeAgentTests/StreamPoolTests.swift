@@ -45,6 +45,38 @@ struct StreamPoolTests {
         await listener.close()
     }
 
+    /// `closeUnanswered`: a connection whose requests have gone unanswered for the quiet time (its
+    /// peer stopped reading: here a listener that takes the handshake and then nothing) is closed,
+    /// and the request waiting on it fails at once, so its unit ends and gives back what it held.
+    /// A connection to a peer that answers is left alone. (A unit dropped because its destination
+    /// agent was stopped used to wait on such a connection until the agent came back, and the
+    /// send budget it held stopped the agent's units to other destinations: a job stalled.)
+    @Test func unansweredConnectionsToADestinationAreClosedAndTheirRequestsFail() async throws {
+        let stopped = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "b1")
+        let serving = Task { try await stopped.serve(session: { _, _, _ in try await Task.sleep(for: .seconds(600)) }, onError: { _, _ in }) }
+        defer { serving.cancel() }
+        let roots = try Roots()
+        let (listener, answering, live) = try await listening(roots)
+        defer { answering.cancel() }
+        let port = stopped.localAddress!.port!
+        let silent = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
+        let pool = StreamPool()
+        _ = try await pool.withStream(live) { try await $0.send(entry(0)) }
+        let waiting = Task { try await pool.withStream(silent) { try await $0.send(entry(1)) } }
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(pool.closeUnanswered(to: "127.0.0.1", port: live.port, quiet: .milliseconds(300)) == 0, "a peer that answers")
+        #expect(pool.closeUnanswered(to: "127.0.0.1", port: port, quiet: .seconds(5)) == 0, "not quiet for that long yet")
+        let started = ContinuousClock.now
+        #expect(pool.closeUnanswered(to: "127.0.0.1", port: port, quiet: .milliseconds(300)) == 1)
+        await #expect(throws: (any Error).self) { try await waiting.value }
+        #expect(ContinuousClock.now - started < .seconds(5))
+        // The answering destination's connection is still there, and used again.
+        _ = try await pool.withStream(live) { try await $0.send(entry(2)) }
+        #expect(pool.reused >= 1)
+        pool.closeAll()
+        await listener.close()
+    }
+
     @Test func aStreamIsReusedClosedWhenIdleAndReplacedAfterAFailure() async throws {
         let roots = try Roots()
         let (listener, serving, client) = try await listening(roots)

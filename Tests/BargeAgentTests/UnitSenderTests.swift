@@ -118,6 +118,36 @@ struct UnitSenderTests {
         #expect(ContinuousClock.now - started < .seconds(60))
     }
 
+    /// The same with a peer that has stopped reading (SIGSTOP, a hung host): the socket fills,
+    /// the stall timer's error frame cannot be written, and the connection must close anyway.
+    /// Before, the close waited for that write, so the unit never ended: its requests held the
+    /// agent's send budget, and a job whose destination agent was stopped stalled until it came
+    /// back. A file of 48 MiB fills the peer's buffers and the socket's.
+    @Test func aStreamToAPeerThatStoppedReadingFailsTheUnit() async throws {
+        let roots = try Roots()
+        let url = URL(fileURLWithPath: roots.source + "/f.bin")
+        try Data(SampleData.random(bytes: 48 << 20)).write(to: url)
+        // A peer that completes the handshake, then reads nothing more.
+        let stopped = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "b1")
+        let serving = Task {
+            try await stopped.serve(session: { _, _, _ in try await Task.sleep(for: .seconds(600)) }, onError: { _, _ in })
+        }
+        defer { serving.cancel() }
+        let port = stopped.localAddress!.port!
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)),
+                              codec: "none", chunkSize: 1 << 20,
+                              files: [TaskFile(sourcePath: "f.bin", entry: try entry("f.bin", of: url), length: 48 << 20, finish: true)])
+        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1", stallTimeout: .seconds(1))
+        let started = ContinuousClock.now
+        let failure = await #expect(throws: UnitFailure.self) {
+            _ = try await UnitSender(task: task, client: client, sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
+                                     settings: .init(streams: 1), progress: UnitProgress()).run()
+        }
+        #expect(failure?.retryable == true)
+        // 1 s, then at most 2 s for the error frame; the bound tells it from a hang.
+        #expect(ContinuousClock.now - started < .seconds(30))
+    }
+
     @Test func finishingAFileWithMissingBytesIsRefused() throws {
         let roots = try Roots()
         let files = DestinationFiles()

@@ -423,9 +423,11 @@ struct ResilienceProcessTests {
     /// Before, the job stalled until the agent came back: the connections outlived even their
     /// idle timeout, whose error frame waited behind the full socket before the close.
     @Test func aStoppedDestinationDoesNotHoldTheSourcesSendBudget() async throws {
-        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
-        for i in 0..<8 {
-            try Data(SampleData.random(bytes: 16 << 20, seed: UInt64(40 + i))).write(to: source.appendingPathComponent("r\(i).bin"))
+        // Small files, sent in file batches of a few MiB each, as in the run that stalled.
+        for i in 0..<4_000 {
+            let dir = source.appendingPathComponent("d\(i % 10)")
+            if i < 10 { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+            try Data(SampleData.random(bytes: 24_000, seed: UInt64(i))).write(to: dir.appendingPathComponent("f\(i)"))
         }
         // Taken for down after 6 s: by then the stopped agent's buffers hold all the budget.
         let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "4MiB", "--agent-timeout", "6"])
