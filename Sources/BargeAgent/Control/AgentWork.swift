@@ -179,9 +179,13 @@ public final class AgentWork: Sendable {
             let cancelled = running.withLockedValue { r in
                 let stopping = r.units.filter { $0.key.job == cancel.job }
                 for ref in stopping.keys { r.units.removeValue(forKey: ref) }
-                return stopping.values.map(\.task)
+                return Array(stopping.values)
             }
-            cancelled.forEach { $0.cancel() }
+            cancelled.forEach { $0.task.cancel() }
+            // Their requests to a destination that has stopped answering would hold the send
+            // budget until the stall timeout, as a dropped unit's would.
+            let quiet = droppedQuiet
+            for peer in Set(cancelled.map(\.peer)) { pool.closeUnanswered(to: peer.host, port: Int(peer.port), quiet: quiet) }
             // Partial files stay on disk; only their descriptors are closed.
             receiving?.close(job: cancel.job)
             sources.sent.forget(job: cancel.job)
