@@ -414,10 +414,16 @@ public struct SchedulingPolicy: Sendable {
     /// A job's queue in one line, for logs and tests.
     public func describe(_ job: String) -> String {
         guard let q = jobs[job] else { return "\(job): not running" }
-        return "\(job) run \(q.run): ready \(q.ready.map(\.id)), waiting \(q.waitingFinish.keys.sorted()), open ranges \(q.openRanges), "
+        // At most the first ten of each list: a job's window holds thousands of units.
+        func few<S: Sequence>(_ ids: S) -> String where S.Element == UInt64 {
+            let all = Array(ids)
+            return all.count <= 10 ? "\(all)" : "\(Array(all.prefix(10))) and \(all.count - 10) more"
+        }
+        return "\(job) run \(q.run): ready \(few(q.ready.map(\.id))), waiting \(few(q.waitingFinish.keys.sorted())), open ranges \(q.openRanges.count) files, "
             + "open work \(q.openWork), held work \(q.heldWork), planned \(q.planned), cursor \(q.cursor.map(String.init) ?? "-"), "
-            + "exhausted \(q.exhausted), loading \(q.loading), directories \(q.directories.map(\.id)) loading \(q.directoriesLoading), "
-            + "retrying \(retrying.keys.filter { $0.job == job }.map(\.unit).sorted()), held \(held.keys.filter { $0.job == job }.map(\.unit).sorted())"
+            + "exhausted \(q.exhausted), loading \(q.loading), directories \(few(q.directories.map(\.id))) loading \(q.directoriesLoading), "
+            + "parked \(q.pinWait.values.reduce(0) { $0 + $1.count }), "
+            + "retrying \(few(retrying.keys.filter { $0.job == job }.map(\.unit).sorted())), held \(few(held.keys.filter { $0.job == job }.map(\.unit).sorted()))"
     }
 
     /// The next time a retry becomes due, if any waits.
