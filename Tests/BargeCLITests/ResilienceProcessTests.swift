@@ -414,41 +414,38 @@ struct ResilienceProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
-    /// The same stop, with the source sending fast enough that what waits unanswered at the
-    /// stopped agent (in its socket buffers) holds the source's whole send budget (16 MiB here)
-    /// before the coordinator takes the agent for down (6 s here):
-    /// the units to the other destination agent need that budget too. Once the coordinator takes
-    /// the agent for down and drops its units, the source closes its unanswered connections to
-    /// it, which gives the budget back, and the job succeeds while the agent is still stopped.
-    /// Before, the job stalled until the agent came back: the connections outlived even their
-    /// idle timeout, whose error frame waited behind the full socket before the close.
+    /// A destination agent stopped with the source's units in hand, while a second destination
+    /// agent sharing the root comes up: once the coordinator takes the stopped one for down (6 s
+    /// here) and drops its units, the source closes its connections to it that have gone
+    /// unanswered (so the dropped runs give back the send budget they held: 16 MiB here) and the
+    /// units go to the other agent; the job succeeds while the agent is still stopped. A black-box
+    /// repro with two agents per site and small files stalled in 3 of 9 runs before the close
+    /// (the dropped runs held the budget, and their connections outlived even their idle timeout,
+    /// whose error frame waited behind the full socket); this test's own run does not fill the
+    /// budget, so it guards the scenario, while `StreamPoolTests` shows the mechanism.
     @Test func aStoppedDestinationDoesNotHoldTheSourcesSendBudget() async throws {
-        // Small files, sent in file batches of a few MiB each, as in the run that stalled.
-        for i in 0..<4_000 {
-            let dir = source.appendingPathComponent("d\(i % 10)")
-            if i < 10 { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
-            try Data(SampleData.random(bytes: 24_000, seed: UInt64(i))).write(to: dir.appendingPathComponent("f\(i)"))
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<6 {
+            try Data(SampleData.random(bytes: 16 << 20, seed: UInt64(40 + i))).write(to: source.appendingPathComponent("r\(i).bin"))
         }
-        // Taken for down after 6 s: by then the stopped agent's buffers hold all the budget.
         let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "4MiB", "--agent-timeout", "6"])
         let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--send-memory", "16MiB"])
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
-        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
-        defer {
-            b1.kill(SIGCONT)
-            withExtendedLifetime((coordinator, a1, b1, b2)) {}
-        }
-        #expect(try await cluster.agentsRegister(3, http))
-        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "none", "--bwlimit", "20MiB/s"], http: http).stdout
+        defer { b1.kill(SIGCONT) }
+        #expect(try await cluster.agentsRegister(2, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "none", "--bwlimit", "24MiB/s"], http: http).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 4 << 20 })
         b1.kill(SIGSTOP)
         let stopped = ContinuousClock.now
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1, b2)) {} }
         // Well under the 60 s stall timeout, which would also have freed it had the close not waited.
         let succeeded = try await cluster.eventually(40) { try status(job, http)["state"] as? String == "succeeded" }
         #expect(succeeded, "\((try? status(job, http)) ?? [:])\n\(coordinator.output)\n\(a1.output)")
         print("the job succeeded \(ContinuousClock.now - stopped) after b1 stopped, with b1 still stopped")
         #expect(Self.unitsReleased(by: "b1", in: coordinator.output) > 0, "b1 was never taken for down with units in hand: \(coordinator.output)")
+        #expect(a1.output.contains("that had not answered for"), "\(a1.output)")
         b1.kill(SIGCONT)
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
     }
