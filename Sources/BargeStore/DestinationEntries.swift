@@ -71,14 +71,8 @@ public enum DestinationEntries {
     /// Writes verified bytes in place into a finished file (`verify --repair`), then syncs it and
     /// puts its mtime back. The file must exist with exactly `size` bytes; it is never created.
     public static func repair(_ path: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
-        let fd = open(path.absolute, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw .system(operation: "open for repair", path: path.relative, errno: errno) }
+        let (fd, st) = try openFinished(path, size: size, flags: O_WRONLY, refusal: "it cannot be repaired in place")
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .system(operation: "stat", path: path.relative, errno: errno) }
-        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else {
-            throw .invalidPath(path: path.relative, reason: "is not a regular file of \(size) bytes; it cannot be repaired in place")
-        }
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
@@ -97,16 +91,29 @@ public enum DestinationEntries {
     /// Like `repair`, it must exist with exactly `size` bytes and is never created nor followed
     /// through a link.
     public static func repaired(_ path: RootedPath, size: UInt64, mode: UInt32, mtime: (seconds: Int64, nanoseconds: Int32)) throws(StoreError) {
-        let fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw .system(operation: "open for repair", path: path.relative, errno: errno) }
+        let (fd, _) = try openFinished(path, size: size, flags: O_RDONLY, refusal: "its repair cannot be finished")
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .system(operation: "stat", path: path.relative, errno: errno) }
-        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else {
-            throw .invalidPath(path: path.relative, reason: "is not a regular file of \(size) bytes; its repair cannot be finished")
-        }
         guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "set mode of", path: path.relative, errno: errno) }
         var times = [omitTime, timespec(tv_sec: Int(mtime.seconds), tv_nsec: Int(mtime.nanoseconds))]
         guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
+    }
+
+    /// Opens a finished file for its repair, never through a link nor creating it, and checks it
+    /// is a regular file of exactly `size` bytes; returns the descriptor (the caller closes it)
+    /// and its status.
+    private static func openFinished(_ path: RootedPath, size: UInt64, flags: Int32, refusal: String) throws(StoreError) -> (Int32, stat) {
+        let fd = open(path.absolute, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw .system(operation: "open for repair", path: path.relative, errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw .system(operation: "stat", path: path.relative, errno: e)
+        }
+        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else {
+            close(fd)
+            throw .invalidPath(path: path.relative, reason: "is not a regular file of \(size) bytes; \(refusal)")
+        }
+        return (fd, st)
     }
 }

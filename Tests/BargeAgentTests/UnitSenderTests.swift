@@ -3,6 +3,7 @@ import BargeBench
 import BargeStore
 import BargeWire
 import Foundation
+import NIOCore
 import Testing
 
 /// Units sent over real loopback streams to a data-plane listener.
@@ -92,60 +93,47 @@ struct UnitSenderTests {
         #expect(!FileManager.default.fileExists(atPath: roots.destination + "/out/log.txt"), "never under its final name")
     }
 
-    @Test func aStalledStreamFailsTheUnitSoThatItIsRetried() async throws {
+    /// Sends a file of `bytes` random bytes, as one unit with one stream and a 1 s stall timeout,
+    /// to a peer that completes the handshake and then runs `session`; returns the unit's
+    /// failure and how long it took to come.
+    func sendToSilentPeer(bytes: Int, session: @escaping @Sendable (NIOAsyncChannelInboundStream<Frame>) async throws -> Void)
+        async throws -> (UnitFailure?, Duration) {
         let roots = try Roots()
         let url = URL(fileURLWithPath: roots.source + "/f.bin")
-        try Data(SampleData.random(bytes: 100_000)).write(to: url)
-        // A peer that completes the handshake, reads everything and never answers.
+        try Data(SampleData.random(bytes: bytes)).write(to: url)
         let silent = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "b1")
-        let serving = Task {
-            try await silent.serve(session: { _, inbound, _ in for try await _ in inbound {} }, onError: { _, _ in })
-        }
+        let serving = Task { try await silent.serve(session: { _, inbound, _ in try await session(inbound) }, onError: { _, _ in }) }
         defer { serving.cancel() }
         let port = silent.localAddress!.port!
         let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)),
                               codec: "none", chunkSize: 1 << 20,
-                              files: [TaskFile(sourcePath: "f.bin", entry: try entry("f.bin", of: url), length: 100_000, finish: true)])
+                              files: [TaskFile(sourcePath: "f.bin", entry: try entry("f.bin", of: url), length: UInt64(bytes), finish: true)])
         let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1", stallTimeout: .seconds(1))
         let started = ContinuousClock.now
         let failure = await #expect(throws: UnitFailure.self) {
             _ = try await UnitSender(task: task, client: client, sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
                                      settings: .init(streams: 1), progress: UnitProgress()).run()
         }
+        return (failure, ContinuousClock.now - started)
+    }
+
+    @Test func aStalledStreamFailsTheUnitSoThatItIsRetried() async throws {
+        // A peer that reads everything and never answers.
+        let (failure, took) = try await sendToSilentPeer(bytes: 100_000) { inbound in for try await _ in inbound {} }
         #expect(failure?.retryable == true)
         // 1 s alone; the bound only tells the stall timer from a hang (the default timeout is 120 s),
         // with room for a machine busy with the rest of the suite.
-        #expect(ContinuousClock.now - started < .seconds(60))
+        #expect(took < .seconds(60))
     }
 
     /// The same with a peer that has stopped reading (SIGSTOP, a hung host): the socket fills,
-    /// the stall timer's error frame cannot be written, and the connection must close anyway.
-    /// Before, the close waited for that write, so the unit never ended: its requests held the
-    /// agent's send budget, and a job whose destination agent was stopped stalled until it came
-    /// back. A file of 48 MiB fills the peer's buffers and the socket's.
+    /// the stall timer's error frame cannot be written, and the connection must close anyway
+    /// (`closeAfterWriting`). A file of 48 MiB fills the peer's buffers and the socket's.
     @Test func aStreamToAPeerThatStoppedReadingFailsTheUnit() async throws {
-        let roots = try Roots()
-        let url = URL(fileURLWithPath: roots.source + "/f.bin")
-        try Data(SampleData.random(bytes: 48 << 20)).write(to: url)
-        // A peer that completes the handshake, then reads nothing more.
-        let stopped = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "b1")
-        let serving = Task {
-            try await stopped.serve(session: { _, _, _ in try await Task.sleep(for: .seconds(600)) }, onError: { _, _ in })
-        }
-        defer { serving.cancel() }
-        let port = stopped.localAddress!.port!
-        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: UInt16(port)),
-                              codec: "none", chunkSize: 1 << 20,
-                              files: [TaskFile(sourcePath: "f.bin", entry: try entry("f.bin", of: url), length: 48 << 20, finish: true)])
-        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1", stallTimeout: .seconds(1))
-        let started = ContinuousClock.now
-        let failure = await #expect(throws: UnitFailure.self) {
-            _ = try await UnitSender(task: task, client: client, sources: SourcePool { [root = roots.source] in ChunkSource(root: root) },
-                                     settings: .init(streams: 1), progress: UnitProgress()).run()
-        }
+        let (failure, took) = try await sendToSilentPeer(bytes: 48 << 20) { _ in try await Task.sleep(for: .seconds(600)) }
         #expect(failure?.retryable == true)
         // 1 s, then at most 2 s for the error frame; the bound tells it from a hang.
-        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect(took < .seconds(30))
     }
 
     @Test func finishingAFileWithMissingBytesIsRefused() throws {

@@ -44,6 +44,17 @@ struct HostileListenerTests {
         }
     }
 
+    /// Serves `server` with sessions that echo every frame; the errors it reports are collected.
+    func echoing(_ server: BargeServer) -> (ErrorLog, Task<Void, Error>) {
+        let errors = ErrorLog()
+        let serving = Task {
+            try await server.serve(session: { _, inbound, outbound in
+                for try await frame in inbound { try await outbound.write(frame) }  // echo
+            }, onError: { _, error in errors.add("\(error)") })
+        }
+        return (errors, serving)
+    }
+
     func honestClientIsServed(_ port: Int) async throws {
         let reply = try await BargeConnection.withConnection(host: "127.0.0.1", port: port, token: Self.token, name: "honest", role: .peer) { _, inbound, outbound in
             try await outbound.write(Message.heartbeat(Heartbeat(sequence: 1, inFlight: 0)).frame())
@@ -56,12 +67,7 @@ struct HostileListenerTests {
     @Test func garbageTruncatedAbsurdSlowAndFloodingPeersCostOnlyThemselves() async throws {
         let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
                                                 handshakeTimeout: .seconds(2), idleTimeout: .seconds(3), maxConnections: 8, maxHandshakes: 8)
-        let errors = ErrorLog()
-        let serving = Task {
-            try await server.serve(session: { _, inbound, outbound in
-                for try await frame in inbound { try await outbound.write(frame) }  // echo
-            }, onError: { _, error in errors.add("\(error)") })
-        }
+        let (errors, serving) = echoing(server)
         defer { serving.cancel() }
         let port = server.localAddress!.port!
 
@@ -155,12 +161,7 @@ struct HostileListenerTests {
         let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
                                                 handshakeTimeout: .seconds(30), maxConnections: 64)
         #expect(server.maxHandshakes == 16)
-        let errors = ErrorLog()
-        let serving = Task {
-            try await server.serve(session: { _, inbound, outbound in
-                for try await frame in inbound { try await outbound.write(frame) }  // echo
-            }, onError: { _, error in errors.add("\(error)") })
-        }
+        let (errors, serving) = echoing(server)
         defer { serving.cancel() }
         let port = server.localAddress!.port!
         try await BargeConnection.withConnection(host: "127.0.0.1", port: port, token: Self.token, name: "honest", role: .peer) { _, inbound, outbound in
