@@ -556,12 +556,18 @@ struct TransferProcessTests {
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
 
-    @Test func verifyFindsAFlippedByteAndRepairFetchesOnlyThatChunk() async throws {
+    /// The edge-case tree (five small files) sent from a:ds to b:copy and succeeded: the cluster,
+    /// the job, and the destination's snapshot then.
+    func sentEdgeCaseTree() async throws -> (Running, String, [String]) {
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 5)
         let c = try await start()
         let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: c.http)
         let job = try #require(try status(submitted)["id"] as? String)
-        let before = try TreeSupport.snapshot(destination)
+        return (c, job, try TreeSupport.snapshot(destination))
+    }
+
+    @Test func verifyFindsAFlippedByteAndRepairFetchesOnlyThatChunk() async throws {
+        let (c, job, before) = try await sentEdgeCaseTree()
 
         // Flip one byte in the middle of the multi-unit file, at rest, keeping size and mtime.
         let victim = destination.appendingPathComponent("big/field.f32").path
@@ -618,11 +624,7 @@ struct TransferProcessTests {
     /// another stream's repair of the same file), and the deleted file's directory kept the
     /// mtime of the file's making.
     @Test func repairedFilesGetTheirMtimeBack() async throws {
-        try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 5)
-        let c = try await start()
-        let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: c.http)
-        let job = try #require(try status(submitted)["id"] as? String)
-        let before = try TreeSupport.snapshot(destination)
+        let (c, job, before) = try await sentEdgeCaseTree()
         let noise = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("big/noise.bin").path))
         try noise.seek(toOffset: 1 << 20)
         try noise.write(contentsOf: Data(count: 3 << 20))
