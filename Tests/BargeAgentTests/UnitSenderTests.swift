@@ -136,6 +136,28 @@ struct UnitSenderTests {
         #expect(took < .seconds(30))
     }
 
+    /// A finish whose agent was stopped while it ran (its fence says so once the bytes are
+    /// durable) names nothing: the file stays partial and unsealed, refused as incomplete, and a
+    /// later finish (the unit's, on a connection from after the stop) names it.
+    @Test func aFinishStoppedBeforeItNamesFilesLeavesThemPartial() throws {
+        let roots = try Roots()
+        let files = DestinationFiles()
+        let target = try RootedPath.resolve("d/f", under: roots.destination)
+        try [UInt8](repeating: 7, count: 300).withUnsafeBytes { try files.write(job: "j", target: target, size: 300, bytes: $0, at: 0) }
+        let dir = roots.destination + "/d"
+        var before = stat()
+        #expect(stat(dir, &before) == 0)
+        #expect(throws: DestinationFiles.Incomplete.self) {
+            try files.finish(job: "j", target: target, size: 300, mode: 0o600, mtimeSeconds: 1, mtimeNanoseconds: 0, mayName: { false })
+        }
+        #expect(!FileManager.default.fileExists(atPath: target.absolute))
+        var after = stat()
+        #expect(stat(dir, &after) == 0 && after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec,
+                "the directory changed")
+        try files.finish(job: "j", target: target, size: 300, mode: 0o600, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)).count == 300)
+    }
+
     @Test func finishingAFileWithMissingBytesIsRefused() throws {
         let roots = try Roots()
         let files = DestinationFiles()

@@ -20,9 +20,14 @@ public final class ChunkReceiver {
     /// Decoded chunks land here; aligned, so a whole-block chunk can be written with O_DIRECT.
     private var raw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
-    public init(root: String, files: DestinationFiles = DestinationFiles()) {
+    /// Asked before a finish gives files their final names (`DestinationFiles.finish`): the
+    /// listener's freeze fence, per connection.
+    public let mayName: @Sendable () -> Bool
+
+    public init(root: String, files: DestinationFiles = DestinationFiles(), mayName: @escaping @Sendable () -> Bool = { true }) {
         self.root = root
         self.files = files
+        self.mayName = mayName
     }
 
     deinit { raw.deallocate() }
@@ -168,7 +173,7 @@ public final class ChunkReceiver {
             items.append(DestinationFiles.Finish(target: target, file: f.done))
             positions.append(i)
         }
-        refused += finished(files.finish(job: batch.job, batch: items), positions)
+        refused += finished(files.finish(job: batch.job, batch: items, mayName: mayName), positions)
         return .fileBatchReply(FileBatchReply(job: batch.job, batch: batch.batch, refused: refused.sorted { $0.index < $1.index }))
     }
 
@@ -248,7 +253,7 @@ public final class ChunkReceiver {
         do {
             let target = try RootedPath.lexical(done.place.path, under: root)
             try files.finish(job: done.place.job, target: target, size: done.size, mode: done.mode,
-                             mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds)
+                             mtimeSeconds: done.mtimeSeconds, mtimeNanoseconds: done.mtimeNanoseconds, mayName: mayName)
             return .chunkAck(ChunkAck(place: done.place))
         } catch let error as DestinationFiles.Incomplete {
             return .chunkNack(ChunkNack(place: done.place, reason: .incomplete, detail: error.description))
@@ -291,7 +296,7 @@ public final class ChunkReceiver {
                 refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: .refusedPath, detail: error.description))
             }
         }
-        refused += finished(files.finish(job: batch.job, batch: items), positions)
+        refused += finished(files.finish(job: batch.job, batch: items, mayName: mayName), positions)
         return .filesDoneReply(FilesDoneReply(refused: refused.sorted { $0.index < $1.index }))
     }
 

@@ -84,7 +84,13 @@ public final class DataPlaneListener: Sendable {
             //   acked, so nothing it needs is still on the first queue.
             // Replies go out in the order they are ready; the sender matches them by place.
             let ticket = fence?.ticket()
-            let receivers = ReceiverPool(root: root, files: files)
+            // A finish asks once more just before it names files: a batch under way when the
+            // agent was stopped goes on from there when it resumes.
+            let receivers = ReceiverPool(root: root, files: files, mayName: {
+                guard let ticket else { return true }
+                do { try ticket.check() } catch { return false }
+                return true
+            })
             let (slow, slowQueue) = AsyncStream<(Message, MessageType)>.makeStream()
             @Sendable func handle(_ message: Message, _ type: MessageType) async throws -> Bool {
                 do throws(UnitFailure) { try ticket?.check() } catch {
@@ -197,14 +203,16 @@ private final class ReceiverPool: Sendable {
     private let root: String
     private let files: DestinationFiles
     private let free = NIOLockedValueBox<[Unshared<ChunkReceiver>]>([])
+    private let mayName: @Sendable () -> Bool
 
-    init(root: String, files: DestinationFiles) {
+    init(root: String, files: DestinationFiles, mayName: @escaping @Sendable () -> Bool) {
         self.root = root
         self.files = files
+        self.mayName = mayName
     }
 
     func take() -> Unshared<ChunkReceiver> {
-        free.withLockedValue { $0.popLast() } ?? Unshared(ChunkReceiver(root: root, files: files))
+        free.withLockedValue { $0.popLast() } ?? Unshared(ChunkReceiver(root: root, files: files, mayName: mayName))
     }
 
     func give(_ receiver: Unshared<ChunkReceiver>) { free.withLockedValue { $0.append(receiver) } }

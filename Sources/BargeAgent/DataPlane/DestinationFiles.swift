@@ -359,9 +359,10 @@ public final class DestinationFiles: Sendable {
     /// Makes a fully received file durable under its final name with its mode and mtime. A file of
     /// size 0 needs no chunk. A file missing bytes is refused (`Incomplete`) and stays partial;
     /// other failures are `StoreError`s.
-    public func finish(job: String, target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
+    public func finish(job: String, target: RootedPath, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32,
+                       mayName: () -> Bool = { true }) throws {
         let failures = finish(job: job, batch: [Finish(target: target, file: FilesDone.File(path: target.relative, size: size, mode: mode, mtimeSeconds: mtimeSeconds,
-                                                                                mtimeNanoseconds: mtimeNanoseconds))])
+                                                                                mtimeNanoseconds: mtimeNanoseconds))], mayName: mayName)
         if let failure = failures[0] { throw failure }
     }
 
@@ -371,14 +372,21 @@ public final class DestinationFiles: Sendable {
     /// final name, each directory is synced once, and the chunk index records the batch in one
     /// transaction. No file gets its final name before its bytes are durable. Returns the files
     /// that failed, by index in `batch`, with `Incomplete` or `StoreError`; the others are done.
-    public func finish(job: String, batch: [Finish]) -> [Int: Error] {
-        guard let intake else { return finishHot(job: job, batch: batch) }
+    ///
+    /// `mayName` is asked once the bytes are durable, just before the files get their mode, mtime
+    /// and final names: false (this agent was stopped for about its agent timeout meanwhile, and
+    /// the coordinator gave the files to another agent of the site) leaves them all partial and
+    /// unsealed, refused as `Incomplete`. A batch under way when the agent was stopped otherwise
+    /// went on when it resumed and renamed files into directories whose mtimes the job had set
+    /// since, after the job had succeeded.
+    public func finish(job: String, batch: [Finish], mayName: () -> Bool = { true }) -> [Int: Error] {
+        guard let intake else { return finishHot(job: job, batch: batch, mayName: mayName) }
         let coldItems = batch.indices.filter { isCold(job: job, path: batch[$0].target.relative) }
         let cold = Set(coldItems)
         let hotItems = batch.indices.filter { !cold.contains($0) }
         var failures: [Int: Error] = [:]
         if !hotItems.isEmpty {
-            for (n, e) in finishHot(job: job, batch: hotItems.map { batch[$0] }) { failures[hotItems[n]] = e }
+            for (n, e) in finishHot(job: job, batch: hotItems.map { batch[$0] }, mayName: mayName) { failures[hotItems[n]] = e }
             // A file placed hot now is no longer cold (nor arriving cold) under that name.
             let finished = hotItems.filter { failures[$0] == nil }.map { batch[$0].target.relative }
             do { try intake.store.catalog.remove(paths: finished) } catch {
@@ -422,7 +430,7 @@ public final class DestinationFiles: Sendable {
         return failures
     }
 
-    private func finishHot(job: String, batch: [Finish]) -> [Int: Error] {
+    private func finishHot(job: String, batch: [Finish], mayName: () -> Bool) -> [Int: Error] {
         var failures: [Int: Error] = [:]
         var ready: [(Int, OpenFile)] = []
         let already = Set(batch.indices.filter {
@@ -463,6 +471,12 @@ public final class DestinationFiles: Sendable {
                 for (i, f) in ready { failures[i] = StoreError.system(operation: "syncfs", path: f.writer.final.relative, errno: e) }
                 ready = []
             }
+        }
+        if !ready.isEmpty, !mayName() {
+            for (i, f) in ready {
+                failures[i] = Incomplete(description: "\(f.writer.final.relative): this agent was stopped while finishing it, and its unit may be another agent's now; left partial")
+            }
+            ready = []
         }
         ready = ready.filter { i, f in
             do {
