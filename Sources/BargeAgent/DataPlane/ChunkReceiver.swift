@@ -20,8 +20,10 @@ public final class ChunkReceiver {
     /// Decoded chunks land here; aligned, so a whole-block chunk can be written with O_DIRECT.
     private var raw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
-    /// Asked before a finish gives files their final names (`DestinationFiles.finish`): the
-    /// listener's freeze fence, per connection.
+    /// Asked before a finish gives files their final names (`DestinationFiles.finish`), and
+    /// before each file of a file batch is written: the listener's freeze fence, per connection.
+    /// (The listener asks it before each message; a long message, under way when the agent was
+    /// stopped, asks again as it goes.)
     public let mayName: @Sendable () -> Bool
 
     public init(root: String, files: DestinationFiles = DestinationFiles(), mayName: @escaping @Sendable () -> Bool = { true }) {
@@ -145,6 +147,16 @@ public final class ChunkReceiver {
         }
         let targets = RootedPath.lexical(files: batch.files.map(\.path), under: root)
         for (i, f) in batch.files.enumerated() {
+            // A batch under way when this agent was stopped creates no more partial copies once
+            // it resumes: each would change its directory's mtime after the job, given to
+            // another agent meanwhile, had set it (seen: 3 to 6 directories, 1 s after SIGCONT).
+            // The files written so far are not finished either (they stay partial).
+            guard mayName() else {
+                for unfinished in positions + Array(i..<batch.files.count) {
+                    refuse(unfinished, .writeFailed, "this agent was stopped while receiving the batch, and its unit may be another agent's now")
+                }
+                return .fileBatchReply(FileBatchReply(job: batch.job, batch: batch.batch, refused: refused.sorted { $0.index < $1.index }))
+            }
             let place = ChunkPlace(job: batch.job, path: f.path, offset: 0)
             let target: RootedPath
             switch targets[i] {
