@@ -450,6 +450,34 @@ struct ResilienceProcessTests {
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
     }
 
+    /// A verification with repair whose destination agent (the one that received the files) is
+    /// stopped as it starts goes on with the other agent of the site, which shares the root, once
+    /// the coordinator takes the stopped one for down (2 s here). Before, it stopped there:
+    /// "agent 'b1' went down during the verification", checked 0 files, MISMATCH.
+    @Test func aVerificationGoesOnWithTheOtherAgentWhenOneStops() async throws {
+        try makeSlowDataset()
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { b1.kill(SIGCONT) }
+        #expect(try await cluster.agentsRegister(2, http))
+        let sent = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: http)
+        let job = try #require(try? JSONSerialization.jsonObject(with: Data(sent.stdout.utf8)) as? [String: Any])["id"] as? String
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1, b2)) {} }
+        #expect(try await cluster.agentsRegister(3, http))
+        let before = try TreeSupport.snapshot(destination)
+        let victim = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("f1.f64").path))
+        try victim.write(contentsOf: Data(count: 4096))
+        try victim.close()
+        b1.kill(SIGSTOP)
+        let repaired = try cluster.cli(["verify", try #require(job), "--repair"], http: http)
+        #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)\n\(coordinator.output)")
+        #expect(try TreeSupport.snapshot(destination) == before)
+        #expect(coordinator.output.contains("went down during the verification") || coordinator.output.contains("went down during the repair"),
+                "b1 was not asked: the test proves nothing\n\(coordinator.output)")
+    }
+
     /// kill -9 one agent of a site in the middle of a transfer; its units go back to pending after
     /// the heartbeat timeout (2 s here) and finish on the other agent of that site.
     func killOneAgentMidTransfer(site: String) async throws {

@@ -632,8 +632,10 @@ struct TransferProcessTests {
         let small = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("small/1/f1.dat").path))
         try small.write(contentsOf: Data("Z".utf8))
         try small.close()
-        // A file deleted: sent whole and made anew, which changes its directory's mtime.
+        // A file deleted: sent whole and made anew, which changes its directory's mtime; and a
+        // subtree deleted, whose directories are made anew, which changes their parents' too.
         try FileManager.default.removeItem(at: destination.appendingPathComponent("small/2/f2.dat"))
+        try FileManager.default.removeItem(at: destination.appendingPathComponent("deep/a/b/c"))
         let repaired = try cluster.cli(["verify", job, "--repair", "--json"], http: c.http)
         #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)")
         let count = try status(repaired)["repaired"] as? Int ?? 0

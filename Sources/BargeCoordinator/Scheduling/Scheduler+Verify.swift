@@ -286,8 +286,9 @@ extension Scheduler {
     /// Sends the mismatching ranges again, one repair unit per destination agent, skipping the
     /// agents in `done` and adding each one repaired; adds to `count` how many chunks (or whole
     /// files) were sent. A file sent whole (missing, or of another size) is made anew under its
-    /// name, which changes its directory's mtime: the directories get theirs back from the
-    /// job's `directories` units, in a second unit once the files are in.
+    /// name, which changes its directory's mtime (and its parent's, when the directory is made
+    /// anew too): those directories get theirs back from the job's `directories` units, in a
+    /// second unit once the files are in.
     private func repair(_ mismatches: [Found.Mismatch], job: JobRecord, done: inout Set<String>, count: inout Int) async throws {
         for (agent, list) in Dictionary(grouping: mismatches, by: \.agent).sorted(by: { $0.key < $1.key }) where !done.contains(agent) {
             var files: [TaskFile] = []
@@ -295,7 +296,13 @@ extension Scheduler {
             for m in list {
                 if m.wholeFile {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: 0, length: m.file.entry.size, finish: true))
-                    if let slash = m.file.entry.path.lastIndex(of: "/") { parents.insert(String(m.file.entry.path[..<slash])) }
+                    // Its directory, and theirs: a directory made anew for it changes its own
+                    // parent's mtime too. Only the job's own directories are found.
+                    var path = Substring(m.file.entry.path)
+                    while let slash = path.lastIndex(of: "/") {
+                        path = path[..<slash]
+                        guard parents.insert(String(path)).inserted else { break }
+                    }
                 } else {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: m.offset, length: m.length, finish: false, repair: true))
                 }
@@ -311,14 +318,18 @@ extension Scheduler {
     /// empty files) it sent.
     private func repairUnit(_ files: [TaskFile], job: JobRecord, agent: String) async throws -> Int {
         // Both ends connected, waited for a while (an agent reconnecting after a page failed).
+        // The agent that found the mismatches, or, gone meanwhile, another of its site: they
+        // share the root.
         let ends = try await connected { () -> (destination: Link, sourceName: String, source: Link)? in
-            guard let destination = links[agent], let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] else { return nil }
+            guard let destination = links[agent] ?? policy.anyAgent(at: job.destinationSite).flatMap({ links[$0] }),
+                  let sourceName = policy.anyAgent(at: job.sourceSite), let source = links[sourceName] else { return nil }
             return (destination, sourceName, source)
         }
         guard let (destination, sourceName, source) = ends else {
-            guard links[agent] != nil else { throw SchedulerError.agentUnavailable("agent '\(agent)' is not connected") }
+            guard links[agent] != nil else { throw SchedulerError.agentUnavailable("no agent of site '\(job.destinationSite)' is connected to take the repair") }
             throw SchedulerError.agentUnavailable("no agent of site '\(job.sourceSite)' is free to send the repair")
         }
+        let agent = destination.agent.name
         let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)
         nextRequest += 1
         let task = TaskAssign(job: job.id, unit: key.unit,

@@ -235,13 +235,16 @@ public actor Scheduler {
         metrics.retried(released)
         for (key, repair) in repairs where names.contains(repair.lane.source) || names.contains(repair.lane.destination) {
             repairs.removeValue(forKey: key)
-            repair.continuation.resume(returning: .failure(.agentUnavailable("agent \(repair.lane.source) or \(repair.lane.destination) went down during the repair")))
+            // As a lost connection: the verification makes the step again, with another agent
+            // of the site (they share the root). As unavailable, it stopped there, though the
+            // other agent was up.
+            repair.continuation.resume(returning: .failure(.connectionLost("agent \(repair.lane.source) or \(repair.lane.destination) went down during the repair")))
         }
         comparesLost(to: names)
         tierRepliesLost(to: names)
         for (request, waiting) in replies where names.contains(waiting.agent) {
             replies.removeValue(forKey: request)
-            waiting.continuation.resume(throwing: SchedulerError.agentUnavailable("agent '\(waiting.agent)' went down during the verification"))
+            waiting.continuation.resume(throwing: SchedulerError.connectionLost("agent '\(waiting.agent)' went down during the verification"))
         }
         // A scan whose agent went down is asked of another agent of the site, from where it stopped.
         for (request, scan) in scans where names.contains(scan.agent) {
