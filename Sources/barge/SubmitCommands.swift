@@ -123,16 +123,24 @@ struct VerifyCommand: AsyncParsableCommand {
             print("\(outcome.id): verification started; 'barge status \(outcome.id)' shows its progress")
             return
         } else {
+            // A verification that stopped has not looked at everything: what it found so far, and
+            // neither a Merkle root (it covers only the pages done) nor a verdict on the rest.
+            let stopped = outcome.state == "failed"
             if let error = outcome.error { print("\(outcome.id): verification stopped: \(error)") }
-            print("\(outcome.id): checked \(outcome.filesChecked) files, \(outcome.chunksChecked) chunks, \(outcome.bytesChecked) bytes")
+            print("\(outcome.id): checked \(outcome.filesChecked) files, \(outcome.chunksChecked) of \(outcome.chunksTotal) chunks, \(outcome.bytesChecked) bytes"
+                  + (stopped ? " before it stopped (pages repaired or checked since the last one done are not counted)" : ""))
             for m in outcome.mismatches { print("  mismatch: \(m.path) at \(m.offset), \(m.length) bytes: \(m.reason)") }
             if outcome.mismatchCount > outcome.mismatches.count { print("  … \(outcome.mismatchCount) mismatches in all") }
             if repair && !outcome.mismatches.isEmpty {
                 print("  repaired \(outcome.repaired); \(outcome.remainingCount) still differ")
                 for m in outcome.remaining { print("  still differs: \(m.path) at \(m.offset): \(m.reason)") }
             }
-            print("  Merkle root of the job: \(outcome.merkleRoot)")
-            print(outcome.ok ? "OK" : "MISMATCH")
+            if stopped {
+                print("INCOMPLETE: run 'barge verify \(outcome.id)\(repair ? " --repair" : "")' again to go on from where it stopped")
+            } else {
+                print("  Merkle root of the job: \(outcome.merkleRoot)")
+                print(outcome.ok ? "OK" : "MISMATCH")
+            }
         }
         if !outcome.ok && !(noWait && outcome.state == "running") { throw ExitCode(1) }
     }

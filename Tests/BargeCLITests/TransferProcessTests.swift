@@ -615,6 +615,11 @@ struct TransferProcessTests {
         let stale = try cluster.cli(["verify", job, "--repair", "--json"], http: c.http)
         #expect(stale.status != 0)
         #expect((try status(stale)["error"] as? String ?? "").contains("source file 'ds/big/field.f32' changed during the transfer"), "\(stale.stdout)\(stale.stderr)")
+        // In words: it stopped, so no verdict on what it did not look at, and no Merkle root.
+        let words = try cluster.cli(["verify", job, "--repair"], http: c.http)
+        #expect(words.status == 1 && words.stdout.contains("verification stopped: ") && words.stdout.contains("INCOMPLETE: run 'barge verify \(job) --repair' again"),
+                "\(words.stdout)\(words.stderr)")
+        #expect(!words.stdout.contains("Merkle root") && !words.stdout.contains("MISMATCH"), "\(words.stdout)")
     }
 
     /// Damage that changed the files' mtimes (written over as anyone would write, many chunks
