@@ -566,6 +566,26 @@ struct TransferProcessTests {
         return (c, job, try TreeSupport.snapshot(destination))
     }
 
+    /// A repair pass that stops on a path it may not repair (a directory where the job made a
+    /// file) still gives the files it did repair their mtime back: a second pass, finding their
+    /// bytes right, would not touch them again. Before, they kept the damage's mtime for good.
+    @Test func aRepairThatStopsStillGivesWhatItRepairedItsMtime() async throws {
+        let (c, job, before) = try await sentEdgeCaseTree()
+        let noise = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("big/noise.bin").path))
+        try noise.seek(toOffset: 1 << 20)
+        try noise.write(contentsOf: Data(count: 2 << 20))
+        try noise.close()
+        let file = destination.appendingPathComponent("small/3/f3.dat")
+        try FileManager.default.removeItem(at: file)
+        try FileManager.default.createDirectory(at: file, withIntermediateDirectories: false)
+        let stopped = try cluster.cli(["verify", job, "--repair"], http: c.http)
+        #expect(stopped.status != 0, "\(stopped.stdout)")
+        let line = { (lines: [String]) in lines.first { $0.hasPrefix("big/noise.bin ") } }
+        let now = try TreeSupport.snapshot(destination)
+        // Its bytes were repaired (the refusal comes at the other file's finish, after them).
+        #expect(line(now) == line(before), "\(line(now) ?? "none") against \(line(before) ?? "none")\n\(stopped.stdout)")
+    }
+
     @Test func verifyFindsAFlippedByteAndRepairFetchesOnlyThatChunk() async throws {
         let (c, job, before) = try await sentEdgeCaseTree()
 

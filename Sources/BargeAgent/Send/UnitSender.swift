@@ -133,8 +133,10 @@ public struct UnitSender: Sendable {
             }
             try await finishRepairs(queue)
         } catch let failure as UnitFailure {
+            try? await finishRepairs(queue)
             throw failure
         } catch let changed as SourceChanged {
+            try? await finishRepairs(queue)
             throw UnitFailure(retryable: false, description: changed.description)
         } catch let store as StoreError {
             throw Self.sourceFailure(store)
@@ -151,11 +153,17 @@ public struct UnitSender: Sendable {
     /// every repair of theirs is written (`repair done`, protocol version 15), one message per
     /// file, pipelined. Before, each repair put back the mtime it found: the damage's, or that of
     /// a repair of the same file on another stream (seen with 18 chunks or more repaired).
+    ///
+    /// Only files whose every repair was written: also after the unit failed on another file (a
+    /// path refused, say), so that what it did repair gets its mtime back. Before, those kept the
+    /// damage's, and a second pass, finding their bytes right, left them so.
     private func finishRepairs(_ queue: StepQueue) async throws {
         var seen = Set<String>()
-        let left = progress.leftOutFiles
+        let left = progress.leftOutFiles, written = progress.repairsWritten
+        let unwritten = Set(task.files.indices.filter { task.files[$0].repair && !written.contains($0) }.map { task.files[$0].entry.path })
         let repaired = task.files.indices.filter {
-            task.files[$0].repair && task.files[$0].entry.kind == .file && left[$0] == nil && seen.insert(task.files[$0].entry.path).inserted
+            task.files[$0].repair && task.files[$0].entry.kind == .file && left[$0] == nil && !unwritten.contains(task.files[$0].entry.path)
+                && seen.insert(task.files[$0].entry.path).inserted
         }
         guard !repaired.isEmpty else { return }
         try await withStream(holder: queue) { stream in
@@ -606,6 +614,7 @@ public struct UnitSender: Sendable {
                 }
                 let last = queue.acked(file: i)
                 progress.acked(report, codec: codecUsed, raw: UInt64(length), encoded: wire)
+                if file.repair { progress.repairWritten(i) }
                 if last && file.finish && !file.repair { try await finished(i, stream, ready) }
                 return
             }
@@ -755,6 +764,7 @@ public final class UnitProgress: Sendable {
         /// Files left out (gone from the source, or changed since the scan), by index in the
         /// unit, with why.
         var leftOut: [Int: String] = [:]
+        var repairs: Set<Int> = []
     }
     private let state = NIOLockedValueBox(State())
 
@@ -777,6 +787,11 @@ public final class UnitProgress: Sendable {
 
     /// Files left out so far, by index in the unit.
     var leftOutFiles: [Int: String] { state.withLockedValue { $0.leftOut } }
+
+    /// A repair's chunk (file `file` of a repair unit) was written at the destination.
+    func repairWritten(_ file: Int) { state.withLockedValue { _ = $0.repairs.insert(file) } }
+    /// The repairs written so far, by index in the unit.
+    var repairsWritten: Set<Int> { state.withLockedValue { $0.repairs } }
 
     /// File `file` was left out, for `reason` (the first reason a file gets stays).
     func leftOut(file: Int, reason: String) {
