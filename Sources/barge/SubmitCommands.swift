@@ -138,7 +138,9 @@ struct VerifyCommand: AsyncParsableCommand {
             if stopped {
                 print("INCOMPLETE: run 'barge verify \(outcome.id)\(repair ? " --repair" : "")' again to go on from where it stopped")
             } else {
-                print("  Merkle root of the job: \(outcome.merkleRoot)")
+                // Not the job root of `audit export` and of the coordinator's log, which is over the
+                // files' own roots in path order: two fingerprints, named apart.
+                print("  Merkle root of the job's chunks, in the journal's order: \(outcome.merkleRoot) (the job root that 'barge audit export' gives is over the files' roots)")
                 print(outcome.ok ? "OK" : "MISMATCH")
             }
         }

@@ -671,6 +671,8 @@ struct TransferProcessTests {
         #expect(said.contains("verification repaired what differed: ") && said.contains("still differ"), "\(said)")
         let clean = try cluster.cli(["verify", job], http: c.http)
         #expect(clean.status == 0, "\(clean.stdout)")
+        // Its root is named for what it covers, apart from the evidence bundle's job root.
+        #expect(clean.stdout.contains("Merkle root of the job's chunks, in the journal's order: ") && clean.stdout.contains("OK"), "\(clean.stdout)")
         #expect(try cluster.cli(["status", job], http: c.http).stdout.contains("verification passed: "))
     }
 
