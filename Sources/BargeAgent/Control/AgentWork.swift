@@ -63,9 +63,9 @@ public final class AgentWork: Sendable {
         let lane: LaneFlow
         /// The coordinator's latest assignment of this unit: what the report answers.
         var assignment: UInt32
-        /// The destination agent this run sends to.
-        let destination: String
+        /// The destination agent this run sends to, and where.
         let peer: DataPeer
+        var destination: String { peer.name }
     }
 
     /// A dropped unit's connections to its destination are closed if their requests have waited
@@ -282,8 +282,7 @@ public final class AgentWork: Sendable {
                 if let newer { outbox.send(Self.answering(report, assignment: newer)) }
                 if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
             }
-            r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment, destination: task.destination.name,
-                                   peer: task.destination)
+            r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment, peer: task.destination)
             return superseded
         }
         if let superseded {
