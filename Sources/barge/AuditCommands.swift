@@ -79,7 +79,7 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List entries, oldest first: control actions and job outcomes.")
+        static let configuration = CommandConfiguration(abstract: "List entries, oldest first: control actions, job outcomes and verification outcomes.")
 
         @OptionGroup var source: Source
         @Option(help: ArgumentHelp("Only the entries about this job.", valueName: "job")) var job: String?
@@ -97,9 +97,18 @@ struct AuditCommand: AsyncParsableCommand {
                 if let job, r.job != job { continue }
                 if json { print(line); continue }
                 let who = r.actor.role.map { "\(r.actor.name) (\($0))" } ?? r.actor.name
-                let what = r.kind == "job" ? "job ended" : (r.action ?? "")
+                let what = switch r.kind {
+                case "job": "job ended"
+                case "merkle": "job root"
+                case "verify": "verification ended"
+                default: r.action ?? ""
+                }
                 let result: String
-                if let o = r.outcome {
+                if let v = r.verification {
+                    let found = v.repair ? "\(v.mismatches) mismatches, \(v.repaired) repaired, \(v.remaining) remaining" : "\(v.mismatches) mismatches"
+                    result = "\(v.state): \(v.ok ? "OK" : "NOT OK"), \(v.files) files, \(v.chunks) of \(v.chunksTotal) chunks, \(found)"
+                        + (v.error.map { ": \($0)" } ?? "")
+                } else if let o = r.outcome {
                     result = "\(o.state): \(o.files) files, \(o.bytes) bytes\(o.error.map { ": \($0)" } ?? "")"
                 } else if let res = r.result {
                     result = [res.outcome, res.status.map(String.init), res.detail].compactMap { $0 }.joined(separator: " ")

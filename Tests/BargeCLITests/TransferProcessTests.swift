@@ -640,6 +640,28 @@ struct TransferProcessTests {
         #expect(words.status == 1 && words.stdout.contains("verification stopped: ") && words.stdout.contains("INCOMPLETE: run 'barge verify \(job) --repair' again"),
                 "\(words.stdout)\(words.stderr)")
         #expect(!words.stdout.contains("Merkle root") && !words.stdout.contains("MISMATCH"), "\(words.stdout)")
+
+        // Each verification's outcome is in the audit trail, as each job's is: what it found, and
+        // a root only for the ones that checked every chunk. (The file gets records made outside
+        // requests within a second.)
+        var outcomes: [[String: Any]] = []
+        for _ in 0..<50 {
+            let shown = try BargeProcess.run(["audit", "show", "--json", "--job", job, "--state", cluster.dir.path + "/state"]).stdout
+            outcomes = shown.split(separator: "\n").compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            }.filter { $0["kind"] as? String == "verify" }.compactMap { $0["verification"] as? [String: Any] }
+            if outcomes.count >= 5 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try #require(outcomes.count == 5, "\(outcomes)")
+        #expect(outcomes.map { $0["ok"] as? Bool } == [false, true, true, false, false], "\(outcomes)")
+        #expect(outcomes.map { $0["state"] as? String } == ["succeeded", "succeeded", "succeeded", "failed", "failed"], "\(outcomes)")
+        #expect(outcomes[0]["mismatches"] as? Int == 1 && outcomes[0]["merkle_root"] as? String == report["merkle_root"] as? String, "\(outcomes[0])")
+        #expect(outcomes[1]["repaired"] as? Int == 1 && outcomes[1]["remaining"] as? Int == 0, "\(outcomes[1])")
+        #expect(outcomes[3]["merkle_root"] == nil && (outcomes[3]["error"] as? String ?? "").contains("changed during the transfer"), "\(outcomes[3])")
+        let table = try BargeProcess.run(["audit", "show", "--job", job, "--state", cluster.dir.path + "/state"]).stdout
+        #expect(table.contains("verification ended") && table.contains("succeeded: NOT OK, ") && table.contains("1 mismatches"), "\(table)")
+        #expect(try BargeProcess.run(["audit", "verify", "--state", cluster.dir.path + "/state"]).status == 0)
     }
 
     /// Damage that changed the files' mtimes (written over as anyone would write, many chunks

@@ -52,11 +52,39 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         }
     }
 
+    /// A verification that ended: what it checked and found, and whether it says the
+    /// destination holds what the job moved (`ok`).
+    public struct VerificationOutcome: Codable, Sendable, Equatable {
+        /// `succeeded` (every chunk was checked) or `failed` (it stopped: see `error`).
+        public var state: String
+        public var repair: Bool
+        public var files: Int64
+        public var chunks: Int64
+        public var chunksTotal: Int64
+        public var bytes: Int64
+        public var mismatches: Int64
+        public var repaired: Int64
+        /// Mismatches still there after their repair.
+        public var remaining: Int64
+        /// It checked every chunk and found them right (or, repairing, left none wrong).
+        public var ok: Bool
+        /// The Merkle root over the job's chunk ids in the journal's order, as `barge verify`
+        /// prints it; only for a verification that checked them all.
+        public var merkleRoot: String?
+        public var error: String?
+
+        enum CodingKeys: String, CodingKey {
+            case state, repair, files, chunks, bytes, mismatches, repaired, remaining, ok, error
+            case chunksTotal = "chunks_total"
+            case merkleRoot = "merkle_root"
+        }
+    }
+
     public var seq: Int64 = 0
     public var prev: String = ""
     public var time: String
-    /// `action` (an API call), `job` (a job ended) or `merkle` (the root of what a succeeded
-    /// job moved, recorded shortly after it ended).
+    /// `action` (an API call), `job` (a job ended), `merkle` (the root of what a succeeded
+    /// job moved, recorded shortly after it ended) or `verify` (a verification ended).
     public var kind: String
     public var actor: Actor
     public var from: String?
@@ -67,6 +95,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var job: String?
     public var result: Result?
     public var outcome: JobOutcome?
+    public var verification: VerificationOutcome?
 
     public static let zeroHash = String(repeating: "0", count: 64)
 

@@ -1,3 +1,4 @@
+import BargeChunk
 import Foundation
 import GRDB
 
@@ -47,6 +48,20 @@ extension Journal {
         r.outcome = .init(state: job.state.rawValue, source: "\(job.sourceSite):/\(job.sourcePath)",
                           destination: "\(job.destinationDescription)", bytes: job.bytesDone, files: job.filesDone,
                           chunks: job.chunksDone, skippedFiles: job.skippedFiles, error: job.error)
+        try appendAudit(r, db)
+    }
+
+    /// A verification's outcome record, for the transaction that ends it: what it checked and
+    /// found, so an auditor sees that a job was verified, and with what result, in the trail.
+    static func auditVerification(_ v: VerificationRecord, _ db: Database) throws {
+        var r = AuditRecord(kind: "verify", actor: .init(name: "coordinator"))
+        r.job = v.jobId
+        let complete = v.state == .succeeded
+        r.verification = .init(state: v.state.rawValue, repair: v.repair, files: v.filesChecked, chunks: v.chunksChecked,
+                               chunksTotal: v.chunksTotal, bytes: v.bytesChecked, mismatches: v.mismatchCount, repaired: v.repaired,
+                               remaining: v.remainingCount, ok: complete && (v.repair ? v.remainingCount == 0 : v.mismatchCount == 0),
+                               merkleRoot: complete ? (MerkleAccumulator(encoded: [UInt8](v.merkle)) ?? MerkleAccumulator()).root.description : nil,
+                               error: v.error)
         try appendAudit(r, db)
     }
 }

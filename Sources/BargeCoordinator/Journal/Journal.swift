@@ -497,9 +497,13 @@ public final class Journal: Sendable {
         try pool.read { db in try VerificationRecord.filter(Column("state") == state.rawValue).fetchAll(db) }
     }
 
+    /// Saves a verification's state; one that ended gets its `verify` audit record in the same
+    /// transaction.
     public func save(_ verification: VerificationRecord) throws {
         try auditedWrite(effect: { _ in ("verification \(verification.state.rawValue)\(verification.repair ? ", repairing" : "")", job: verification.jobId) }) { db in
             try verification.save(db)
+        } then: { _, db in
+            if verification.state != .running { try Self.auditVerification(verification, db) }
         }
     }
 
