@@ -76,8 +76,41 @@ public final class AESGCM {
         if length > 0 {
             guard EVP_CipherUpdate(ctx, output.baseAddress!.assumingMemoryBound(to: UInt8.self), &n, bytes, Int32(length)) == 1 else { return false }
         }
-        var tag = [UInt8](UnsafeBufferPointer(start: bytes + length, count: Self.tagLength))
-        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, Int32(Self.tagLength), &tag) == 1 else { return false }
+        return checkTag(bytes + length)
+    }
+
+    /// As `open`, in one pass, with the output placed by what it says: the first `head` bytes
+    /// (or all, when fewer) are decrypted into scratch and shown to `place`, which returns where
+    /// all `input.count - 16` decrypted bytes go; the head is copied there and the rest decrypted
+    /// into it. What `place` sees is not yet authenticated: it may only choose where the bytes
+    /// go. False if the tag does not match, as for `open`.
+    public func open(_ input: UnsafeRawBufferPointer, aad: [UInt8], nonce: [UInt8], head: Int,
+                     place: (UnsafeRawBufferPointer) -> UnsafeMutableRawBufferPointer) -> Bool {
+        precondition(!encrypting && input.count >= Self.tagLength && nonce.count == Self.nonceLength)
+        let length = input.count - Self.tagLength
+        let bytes = input.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var n: Int32 = 0
+        guard EVP_CipherInit_ex(ctx, nil, nil, nil, nonce, -1) == 1,
+              aad.isEmpty || EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aad.count)) == 1 else { return false }
+        let h = max(0, min(head, length))
+        var first = [UInt8](repeating: 0, count: h)
+        if h > 0 {
+            guard EVP_CipherUpdate(ctx, &first, &n, bytes, Int32(h)) == 1 else { return false }
+        }
+        let output = first.withUnsafeBytes { place($0) }
+        precondition(output.count == length)
+        if h > 0 { output.baseAddress!.copyMemory(from: first, byteCount: h) }
+        if length > h {
+            guard EVP_CipherUpdate(ctx, output.baseAddress!.assumingMemoryBound(to: UInt8.self) + h, &n, bytes + h, Int32(length - h)) == 1 else { return false }
+        }
+        return checkTag(bytes + length)
+    }
+
+    /// Sets the expected tag (the 16 bytes at `tag`) and finishes the decryption: true if it matches.
+    private func checkTag(_ tag: UnsafePointer<UInt8>) -> Bool {
+        var expected = [UInt8](UnsafeBufferPointer(start: tag, count: Self.tagLength))
+        var n: Int32 = 0
+        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, Int32(Self.tagLength), &expected) == 1 else { return false }
         var scratch = [UInt8](repeating: 0, count: 16)
         return EVP_CipherFinal_ex(ctx, &scratch, &n) == 1
     }

@@ -17,6 +17,13 @@ struct DataPlaneTests {
         return try Message(frame: try #require(try buffer.readFrame(maxPayloadLength: Frame.defaultMaxPayload)))
     }
 
+    /// `FrameCipher` lays chunk frames out for the destination's O_DIRECT writes with numbers of
+    /// its own (the wire knows neither the codec nor the store): they must be theirs.
+    @Test func theCiphersPlacementMatchesTheStoreAndTheChunkFormat() {
+        #expect(FrameCipher.placement == PartialFileWriter.directAlignment)
+        #expect(ChunkData.encodedHeaderLength == ChunkHeader.size)
+    }
+
     @Test func filesArriveIdenticalAndOnlyCorruptChunksAreSentAgain() throws {
         let roots = try Roots()
         let files: [(String, [UInt8])] = [("ds/field.f32", SampleData.float32Field(bytes: (3 << 20) + 12345)),

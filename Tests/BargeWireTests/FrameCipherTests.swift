@@ -15,6 +15,36 @@ struct FrameCipherTests {
         Frame(type: type, payload: ByteBuffer(string: text))
     }
 
+    /// A large chunk frame opens laid out like its file: the stored chunk's raw bytes at an
+    /// address congruent to their file offset modulo 4,096 (so the destination writes them
+    /// with O_DIRECT from the frame), whatever the path's length; the payload is the one sent,
+    /// and a changed bit still keeps it shut, in the prefix the placement was read from too.
+    @Test(arguments: [(UInt64(0), 1), (1, 17), (4095, 300), (123_457, 4000), (8 << 20, 2)])
+    func aChunkFrameOpensLaidOutLikeItsFile(offset: UInt64, pathLength: Int) throws {
+        let sealer = try AESGCM(key: keys.clientToServer, encrypting: true)
+        let opener = try AESGCM(key: keys.clientToServer, encrypting: false)
+        let place = ChunkPlace(job: "j-0123456789", path: String(repeating: "p", count: pathLength), offset: offset)
+        var payload = ByteBuffer()
+        payload.writeRepeatingByte(0, count: ChunkData.prefixLength(place))
+        let body = (0..<(300 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        payload.writeBytes(body)
+        ChunkData.setPrefix(in: &payload, place: place, fileSize: offset + UInt64(body.count), id: [UInt8](repeating: 9, count: 32))
+        for (n, type) in [MessageType.chunkData, .chunkRepair].enumerated() {
+            let sealed = try FrameCipher.seal(Frame(type: type, payload: payload), number: UInt64(n), with: sealer, allocator: allocator)
+            let opened = try FrameCipher.open(sealed, number: UInt64(n), with: opener, allocator: allocator)
+            #expect(opened.payload == payload && opened.type == type)
+            let index = ChunkData.prefixLength(place) + ChunkData.encodedHeaderLength
+            opened.payload.withUnsafeReadableBytes { bytes in
+                #expect(Int(bitPattern: bytes.baseAddress! + index) % FrameCipher.placement == Int(offset % UInt64(FrameCipher.placement)))
+            }
+            for at in [1, ChunkData.prefixLength(place) - 40, payload.readableBytes / 2] {
+                var flipped = sealed
+                flipped.payload.setInteger(flipped.payload.getInteger(at: at, as: UInt8.self)! ^ 0x01, at: at)
+                #expect(throws: WireError.self) { try FrameCipher.open(flipped, number: UInt64(n), with: opener, allocator: allocator) }
+            }
+        }
+    }
+
     @Test func framesOpenInOrderAndOnlyAsSent() throws {
         let sealer = try AESGCM(key: keys.clientToServer, encrypting: true)
         let opener = try AESGCM(key: keys.clientToServer, encrypting: false)

@@ -116,12 +116,16 @@ public final class ChunkReceiver {
                 return nil
             }
             // A chunk stored raw is checked in the frame, then, when it is large enough for its
-            // write to go direct, staged in aligned memory: a copy in the CPU cache that spares the
+            // write to go direct, written from the frame if the frame lies like the file (a byte
+            // at a block boundary of the file at an aligned address: `FrameCipher` opens chunk
+            // frames so), else staged in aligned memory: a copy in the CPU cache that spares the
             // page-cache copy. A smaller one is written from the frame (its write is buffered).
             let out = staging(header.rawLength, at: place.offset)
             do {
                 if let stored = try decoder.storedBytes(of: encoded) {
-                    if !repair, header.rawLength >= PartialFileWriter.directMinimum, let base = stored.baseAddress {
+                    let a = PartialFileWriter.directAlignment
+                    if !repair, header.rawLength >= PartialFileWriter.directMinimum, let base = stored.baseAddress,
+                       Int(bitPattern: base) % a != Int(place.offset % UInt64(a)) {
                         out.baseAddress!.copyMemory(from: base, byteCount: stored.count)
                         return write(UnsafeRawBufferPointer(out))
                     }

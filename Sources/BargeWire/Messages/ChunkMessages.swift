@@ -54,6 +54,26 @@ extension ChunkData {
         2 + place.job.utf8.count + 2 + place.path.utf8.count + 8 + 8 + 32
     }
 
+    /// The length of an encoded chunk's header (docs/chunk-format.md), before a stored chunk's
+    /// raw bytes: `ChunkHeader.size` of BargeCodec, which a test holds equal to it.
+    public static let encodedHeaderLength = 40
+
+    /// Where a stored chunk's raw bytes would begin in a `chunk data` or `chunk repair` payload
+    /// whose first bytes are `peek` (its index in the payload), and the file offset they belong
+    /// at; nil when `peek` ends before the offset. Read from bytes not yet authenticated: it may
+    /// only place the payload in memory (`FrameCipher`), never decide anything else.
+    public static func rawBytesPlacement(peek: UnsafeRawBufferPointer) -> (index: Int, fileOffset: UInt64)? {
+        guard peek.count >= 2 else { return nil }
+        let job = Int(peek[0]) << 8 | Int(peek[1])
+        guard peek.count >= 2 + job + 2 else { return nil }
+        let path = Int(peek[2 + job]) << 8 | Int(peek[3 + job])
+        let at = 4 + job + path
+        guard peek.count >= at + 8 else { return nil }
+        var offset: UInt64 = 0
+        for i in 0..<8 { offset = offset << 8 | UInt64(peek[at + i]) }
+        return (at + 8 + 8 + 32 + encodedHeaderLength, offset)
+    }
+
     /// Fills the `prefixLength` bytes at the start of `payload`'s readable bytes, so a sender can
     /// build a whole `chunk data` payload in one buffer, encoded chunk included, without a copy.
     public static func setPrefix(in payload: inout ByteBuffer, place: ChunkPlace, fileSize: UInt64, id: [UInt8]) {
