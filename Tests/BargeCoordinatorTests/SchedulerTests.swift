@@ -93,6 +93,57 @@ struct SchedulerTests {
 }
 
 extension SchedulerTests {
+    /// Jobs into one destination run one at a time in the order they were submitted, whatever
+    /// their ids, so the files left are the last one's. Seen before: three jobs submitted within
+    /// a second; when the first ended, the third (its id sorted first) started, found every file
+    /// current, "succeeded" in 0.05 s, and the second then wrote its own files over them.
+    @Test func jobsIntoOneDestinationStartInTheOrderTheyWereSubmitted() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a")
+        _ = await f.agent("b1", site: "b")
+        let ids = ["j-zz-first", "j-mm-second", "j-aa-third"]
+        for (n, id) in ids.enumerated() {
+            _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "s\(n + 1)"), destination: .init(site: "b", path: "copy")), id: id)
+        }
+        for (n, id) in ids.enumerated() {
+            guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan for \(id)"); return }
+            #expect(scan.path == "s\(n + 1)", "job \(n + 1) should scan now, not the one of \(scan.path)")
+            for later in ids[(n + 1)...] { #expect(f.scheduler.waitsForOverlap(later)?.contains("job \(id) writes to an overlapping destination") == true) }
+            let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+            await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: [file])), from: "a1")
+            guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task for \(id)"); return }
+            #expect(task.job == id)
+            await f.scheduler.received(.taskDone(TaskDone(job: id, unit: task.unit, bytes: 3, wireBytes: 43, refetched: 0, codecs: [],
+                                                          chunks: [ChunkReport(file: 0, offset: 0, length: 3, id: [UInt8](repeating: 1, count: 32))])), from: "a1")
+            await f.scheduler.flush()
+            #expect(try await f.scheduler.status(id)?.state == .succeeded)
+        }
+    }
+
+    /// A job that cannot start yet (no agent of its source site is up) still goes first: a later
+    /// job into an overlapping destination waits for it rather than writing before it.
+    @Test func aJobSubmittedLaterWaitsBehindAnOverlappingOneThatHasNotStarted() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a")
+        var c1 = await f.agent("c1", site: "c")
+        _ = await f.agent("b1", site: "b")
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "c", path: "old"), destination: .init(site: "b", path: "copy")), id: "j-first")
+        guard case .scanRequest = await c1.next() else { Issue.record("c1 was not asked to scan"); return }
+        try await f.scheduler.agentsDown(["c1"])
+        #expect(try await f.scheduler.status("j-first")?.state == .queued)
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "new"), destination: .init(site: "b", path: "copy/sub")), id: "j-later")
+        #expect(f.scheduler.waitsForOverlap("j-later")?.contains("job j-first") == true)
+        // An unrelated destination goes at once.
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "new"), destination: .init(site: "b", path: "apart")), id: "j-apart")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        #expect(scan.path == "new" && f.scheduler.waitsForOverlap("j-apart") == nil)
+        // Cancelled, the first lets the later one go.
+        _ = try await f.scheduler.cancel("j-first")
+        guard case .cancelJob(let cancel) = await a1.next(), cancel.job == "j-first" else { Issue.record("a1 was not told of the cancel"); return }
+        guard case .scanRequest(let next) = await a1.next() else { Issue.record("the later job did not start"); return }
+        #expect(next.path == "new" && f.scheduler.waitsForOverlap("j-later") == nil)
+    }
+
     /// A job that failed and is resumed finishes its files, then its directories.
     @Test func aResumedJobFinishesItsDirectories() async throws {
         let f = try Fixture()

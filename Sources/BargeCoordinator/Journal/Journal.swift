@@ -340,9 +340,11 @@ public final class Journal: Sendable {
     }
 
     /// Jobs in a state, for picking up work after a restart.
+    /// Jobs in these states, in submission order (`createdAt` has whole seconds; the row id
+    /// orders jobs submitted within one).
     public func jobs(in states: [JobState]) throws -> [JobRecord] {
         try pool.read { db in
-            try JobRecord.filter(states.map(\.rawValue).contains(Column("state"))).order(Column("createdAt"), Column("id")).fetchAll(db)
+            try JobRecord.filter(states.map(\.rawValue).contains(Column("state"))).order(Column("createdAt"), Column.rowID).fetchAll(db)
         }
     }
 

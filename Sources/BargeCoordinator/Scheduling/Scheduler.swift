@@ -292,7 +292,7 @@ public actor Scheduler {
         job.destinationIsDirectory = JobPath.namesDirectory(request.destination.path)
         try journal.insert(job)
         logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationDescription), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
-        startScan(job)
+        startQueuedJobs()
         return job
     }
 
@@ -326,12 +326,12 @@ public actor Scheduler {
             try requireAgents(at: before.destinationSite)
         }
         if before.state == .failed || before.state == .cancelled, before.planned, let other = writerOfOverlap(with: before) {
-            throw SchedulerError.conflict("job \(other) writes to a destination that overlaps this job's (\(before.destinationSite):/\(before.destinationPath)); resume this job once it has ended (barge status \(other) --wait)")
+            throw SchedulerError.conflict("job \(other) writes to a destination that overlaps this job's (\(before.destinationSite):/\(before.destinationPath)); resume this job once it has ended ('barge status \(other) --watch' follows it)")
         }
         let job = try journal.resume(id)
         endings.resumed(id)
         logger.notice("job \(id) resumed (\(job.state.rawValue))")
-        if job.state == .queued { startScan(job) }
+        if job.state == .queued { startQueuedJobs() }
         if job.state == .running { try run(job) }
         schedule()
         return job
@@ -825,13 +825,16 @@ public actor Scheduler {
         if waiters { startQueuedJobs() }
     }
 
+    /// Whether `other` is another transfer job whose destination overlaps `job`'s (`JobPath.overlaps`).
+    static func overlap(_ job: JobRecord, _ other: JobRecord) -> Bool {
+        other.id != job.id && other.operation == .transfer
+            && JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: other.destinationSite, other.destinationPath)
+    }
+
     /// A started transfer job (scanning, or running) other than `job` whose destination overlaps
-    /// `job`'s (`JobPath.overlaps`), if any.
+    /// `job`'s, if any.
     func writerOfOverlap(with job: JobRecord) -> String? {
-        func overlaps(_ other: JobRecord) -> Bool {
-            other.id != job.id && other.operation == .transfer
-                && JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: other.destinationSite, other.destinationPath)
-        }
+        func overlaps(_ other: JobRecord) -> Bool { Self.overlap(job, other) }
         if let found = running.values.first(where: { overlaps($0.record) }) { return found.record.id }
         for scanning in Set(scans.values.map(\.job)) where scanning != job.id && running[scanning] == nil {
             if let other = try? journal.job(scanning), !other.state.isTerminal, overlaps(other) { return other.id }
@@ -846,34 +849,48 @@ public actor Scheduler {
     /// overlapping destination. Nil when it waits for nothing of the kind.
     public nonisolated func waitsForOverlap(_ job: String) -> String? {
         overlapWaits.withLock { $0[job] }.map {
-            "waiting: job \($0) writes to an overlapping destination; this job starts when that one ends (partial copies have one name per file, so two jobs must not write the same files at once)"
+            "waiting: job \($0) writes to an overlapping destination, or was submitted before this one to write there; this job starts when that one ends (jobs into one destination run one at a time, in the order they were submitted)"
         }
     }
 
     // MARK: Scans
 
+    /// Starts the queued transfer jobs that may start, in submission order (`startScan`). A job
+    /// that cannot start yet (it waits for an overlapping job, or for an agent of its source
+    /// site) holds back the later ones whose destinations overlap its own.
     private func startQueuedJobs() {
         guard let queued = try? journal.jobs(in: [.queued]) else { return }
         let scanning = Set(scans.values.map(\.job))
-        for job in queued where !scanning.contains(job.id) && job.operation == .transfer { startScan(job) }
+        var waiting: [JobRecord] = []
+        for job in queued where !scanning.contains(job.id) && job.operation == .transfer {
+            if !startScan(job, behind: waiting) { waiting.append(job) }
+        }
     }
 
-    private func startScan(_ job: JobRecord, from mark: String? = nil) {
-        // A job that has not started waits while another started job writes to an overlapping
-        // destination: both would write each file's one partial copy at once (seen: files that
-        // were a mix of both sources, and both jobs "succeeded"). It starts, in submission
-        // order, when that job ends (`forget`).
-        if mark == nil, job.state == .queued, let other = writerOfOverlap(with: job) {
+    /// Asks an agent of the job's source site to scan it (from after `mark`, for a scan that
+    /// stopped); false when the job cannot start yet.
+    ///
+    /// A job that has not started waits while another started job writes to an overlapping
+    /// destination (both would write each file's one partial copy at once: seen, files that
+    /// were a mix of both sources, and both jobs "succeeded"), and while one of `behind`
+    /// (queued jobs submitted before it that have not started) would: jobs into one
+    /// destination run one at a time in the order they were submitted, so the files left are
+    /// the last one's (seen: the last of three jobs started first when the one running ended,
+    /// found every file current, and "succeeded" under the second one's files). It starts
+    /// when that job ends (`forget`).
+    @discardableResult
+    private func startScan(_ job: JobRecord, from mark: String? = nil, behind: [JobRecord] = []) -> Bool {
+        if mark == nil, job.state == .queued, let other = writerOfOverlap(with: job) ?? behind.first(where: { Self.overlap(job, $0) })?.id {
             if overlapWaits.withLock({ $0.updateValue(other, forKey: job.id) }) != other {
-                logger.notice("job \(job.id) waits for job \(other), which writes to an overlapping destination (\(job.destinationSite):/\(job.destinationPath))")
+                logger.notice("job \(job.id) waits for job \(other), which writes to an overlapping destination, or was submitted before it to write there (\(job.destinationSite):/\(job.destinationPath))")
             }
-            return
+            return false
         }
         overlapWaits.withLock { _ = $0.removeValue(forKey: job.id) }
         guard let agent = policy.anyAgent(at: job.sourceSite), let link = links[agent] else {
             logger.notice("job \(job.id) waits for an agent of site '\(job.sourceSite)' to scan its source")
             if job.state == .running { scansWaiting.insert(job.id) }
-            return
+            return false
         }
         let request = nextRequest
         nextRequest += 1
@@ -884,6 +901,7 @@ public actor Scheduler {
                                      skipUpTo: mark)
         link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
         warmLanes(for: job)
+        return true
     }
 
     /// Asks the source agent of the job's likely first lane (the least-loaded agent of each site,
