@@ -97,7 +97,7 @@ extension SchedulerTests {
     /// their ids, so the files left are the last one's. Seen before: three jobs submitted within
     /// a second; when the first ended, the third (its id sorted first) started, found every file
     /// current, "succeeded" in 0.05 s, and the second then wrote its own files over them.
-    @Test func jobsIntoOneDestinationStartInTheOrderTheyWereSubmitted() async throws {
+    @Test(.timeLimit(.minutes(1))) func jobsIntoOneDestinationStartInTheOrderTheyWereSubmitted() async throws {
         let f = try Fixture()
         var a1 = await f.agent("a1", site: "a")
         _ = await f.agent("b1", site: "b")
@@ -122,7 +122,7 @@ extension SchedulerTests {
 
     /// A job that cannot start yet (no agent of its source site is up) still goes first: a later
     /// job into an overlapping destination waits for it rather than writing before it.
-    @Test func aJobSubmittedLaterWaitsBehindAnOverlappingOneThatHasNotStarted() async throws {
+    @Test(.timeLimit(.minutes(1))) func aJobSubmittedLaterWaitsBehindAnOverlappingOneThatHasNotStarted() async throws {
         let f = try Fixture()
         var a1 = await f.agent("a1", site: "a")
         var c1 = await f.agent("c1", site: "c")
