@@ -266,7 +266,12 @@ struct TierProcessTests {
     /// `barge verify JOB` reads demoted files from the cold tier; a flipped byte in a pack is
     /// found (exit 1), and `--repair` sends the file again (it comes back hot, and a promotion
     /// of it then only drops the stale cold row).
-    @Test func verifyCoversTheColdTierAndRepairSendsADamagedFileAgain() async throws {
+    /// `placedByTheJob`: the files go cold as they arrive (`--tier cold`) rather than by a later
+    /// demotion. The repair is then sent in the job that placed them: before, the destination
+    /// took its chunks for late duplicates of the finish, acked them unstored, and the file
+    /// stayed damaged ("1 still differ").
+    @Test(arguments: [false, true])
+    func verifyCoversTheColdTierAndRepairSendsADamagedFileAgain(placedByTheJob: Bool) async throws {
         let fm = FileManager.default
         try fm.createDirectory(at: source, withIntermediateDirectories: true)
         // Over 8 MiB: cut by content, in transit and when demoted alike.
@@ -278,9 +283,9 @@ struct TierProcessTests {
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
         try #require(try await cluster.agentsRegister(2, http))
-        let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait", "--json"], http: http)
+        let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait", "--json"] + (placedByTheJob ? ["--tier", "cold"] : []), http: http)
         let job = try #require((try json(sent) as? [String: Any])?["id"] as? String, "\(sent.stderr)")
-        try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)
+        if !placedByTheJob { try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0) }
         #expect(!fm.fileExists(atPath: copy.path + "/field.f32"))
         // `ls` a page at a time: one header, then a line per file with its tier first, columns
         // aligned across pages; and the JSON is one array.
@@ -298,10 +303,12 @@ struct TierProcessTests {
         let outcome = try #require(try json(clean) as? [String: Any])
         #expect(outcome["ok"] as? Bool == true && (outcome["chunks_checked"] as? Int ?? 0) >= 4, "\(outcome)")
 
-        // One byte flipped inside a blob of the only pack.
+        // One byte flipped inside a blob of the largest pack (the only one, after a demotion).
         let packs = try fm.subpathsOfDirectory(atPath: cold + "/packs").filter { $0.hasSuffix(".pack") }
-        try #require(packs.count == 1)
-        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cold + "/packs/" + packs[0]))
+        try #require(placedByTheJob ? !packs.isEmpty : packs.count == 1)
+        func size(_ pack: String) -> Int { ((try? fm.attributesOfItem(atPath: cold + "/packs/" + pack))?[.size] as? Int) ?? 0 }
+        let largest = try #require(packs.max { size($0) < size($1) })
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cold + "/packs/" + largest))
         try handle.seek(toOffset: 16 + 40 + 1000)
         let old = try #require(try handle.read(upToCount: 1))
         try handle.seek(toOffset: 16 + 40 + 1000)

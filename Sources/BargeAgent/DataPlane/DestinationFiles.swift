@@ -119,6 +119,13 @@ public final class DestinationFiles: Sendable {
             for p in cold { set.insert(JobFile(job: job, path: p)) }
             for p in hot { set.remove(JobFile(job: job, path: p)) }
         }
+        // A file placed again is sent again on purpose (`verify --repair` sends a damaged cold
+        // file whole, in the job that placed it): its chunks are no longer late duplicates of
+        // its finish. Taken for them, every chunk was acked unstored, and the repair left the
+        // file as damaged as it found it.
+        recentlyCold.withLockedValue { recent in
+            for p in cold + hot { recent.remove(JobFile(job: job, path: p)) }
+        }
         return []
     }
 
@@ -731,6 +738,9 @@ struct RecentKeys {
     private var order: Deque<JobFile> = []
 
     func contains(_ key: JobFile) -> Bool { members.contains(key) }
+
+    /// Forgets `key` (its place in the order goes when it comes up for eviction).
+    mutating func remove(_ key: JobFile) { members.remove(key) }
 
     mutating func insert(_ key: JobFile) {
         guard members.insert(key).inserted else { return }
