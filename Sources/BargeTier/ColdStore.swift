@@ -318,7 +318,7 @@ public final class ColdStore {
                 at += UInt64(c.length)
             }
             if offsets.contains(where: { locations[$0.chunk.id] == nil }) {
-                outcome.skipped.append(Skipped(path: path, reason: "it needs a chunk the store does not hold (verify found it damaged); it stays cold"))
+                outcome.skipped.append(Skipped(path: path, reason: ColdStoreError.damaged("it needs a chunk the store does not hold (verify found it damaged); it stays cold").description))
                 continue
             }
             var offsetsOf: [[UInt8]: [UInt64]] = [:]
@@ -356,7 +356,7 @@ public final class ColdStore {
                 do { try writer.finish(mode: file.mode, mtimeSeconds: file.mtimeSeconds, mtimeNanoseconds: file.mtimeNanoseconds) } catch {
                     throw ColdStoreError("cannot finish \(path): \(error)")
                 }
-            } catch let error as ColdStoreError where error.description.hasPrefix("damaged") {
+            } catch let error as ColdStoreError where error.description.hasPrefix(ColdStoreError.damagedPrefix) {
                 // One damaged file stays cold, with the reason; the rest of the page goes on.
                 writer.abandon()
                 outcome.skipped.append(Skipped(path: path, reason: error.description))

@@ -97,5 +97,8 @@ public enum PackFormat {
 public struct ColdStoreError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
-    static func damaged(_ what: String) -> ColdStoreError { ColdStoreError("damaged cold store: \(what)") }
+    /// How every error about damage in the store begins: a file a promotion leaves cold for it
+    /// is reported as not moved (exit status 2), not as merely left where it was.
+    public static let damagedPrefix = "damaged cold store: "
+    static func damaged(_ what: String) -> ColdStoreError { ColdStoreError(damagedPrefix + what) }
 }

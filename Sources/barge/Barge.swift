@@ -21,7 +21,8 @@ struct Barge: AsyncParsableCommand {
               2   partial: the job succeeded, but source entries were not transferred:
                   its scan left them out (a name that is not UTF-8, a socket or device,
                   an entry it could not stat), or they vanished or changed at the source
-                  during the transfer; 'status' says why for the first
+                  during the transfer; or a promotion left files cold because their
+                  cold copies are damaged; 'status' says why for the first
               64  usage: an unknown flag, a missing argument, a value that won't parse
             SIGINT and SIGTERM stop a coordinator or an agent cleanly (exit code 0).
             """,

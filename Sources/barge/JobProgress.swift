@@ -195,6 +195,10 @@ enum JobSummary {
         if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
             lines.append("  \(ByteQuantity.format(end - start, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / (end - start), in: .init(of: s.bwlimit)))")
         }
+        if let n = s.untransferableEntries, n > 0 {
+            lines.append("  NOT moved: \(n) \(n == 1 ? "file stays" : "files stay") cold, \(n == 1 ? "its cold copy" : "their cold copies") damaged; the first: \(s.firstUntransferable ?? "?")")
+            lines.append("  run 'barge verify JOB --repair' for the job that sent \(n == 1 ? "it" : "them") (or send \(n == 1 ? "it" : "them") again from the source), then \(operation) again")
+        }
         if s.skippedFiles > 0 { lines.append("  left where they were: \(s.skippedFiles) files (the coordinator's log says why)") }
         if let e = s.error { lines.append("  error: \(e)") }
         return lines.joined(separator: "\n")

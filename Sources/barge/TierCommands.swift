@@ -44,7 +44,12 @@ struct TierCommand: AsyncParsableCommand {
     struct Promote: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Bring cold files under SITE:PATH back as plain files.",
-            discussion: "Example: barge tier promote site-b:/runs/2024/run-17 --wait")
+            discussion: """
+                Every chunk is checked as it is read back. A file whose cold copy is damaged stays cold and is named; \
+                the rest is promoted, and --wait exits 2 (run 'barge verify JOB --repair' for the job that sent it, \
+                or send it again, then promote again).
+                Example: barge tier promote site-b:/runs/2024/run-17 --wait
+                """)
 
         @Argument(help: ArgumentHelp("The site and path, as SITE:PATH.", valueName: "site:path")) var target: SitePath
         @Flag(help: "Follow the job until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes: the job goes on when it is back.") var wait = false
@@ -106,7 +111,7 @@ enum TierJob {
         if !json { FileHandle.standardError.write(Data("job \(submitted.id): \(operation) \(target)\n".utf8)) }
         let final = try await JobWatcher(api: api, job: submitted.id, answered: true).follow()
         print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
-        if final.state != .succeeded { throw ExitCode(1) }
+        try JobSummary.exit(for: final)  // 2: files left cold because their cold copies are damaged
     }
 }
 

@@ -340,6 +340,41 @@ struct TierProcessTests {
         #expect(final == (try TreeSupport.snapshot(source)).filter { !$0.hasSuffix(" dir") }, "\(final)")
     }
 
+    /// A promotion that finds a file's cold copy damaged leaves that file cold and moves the
+    /// rest, and says so: exit status 2 (partial) and the file named in `status`, as a transfer
+    /// names what it left out. Before, the job "succeeded" with exit 0, the damage only in the
+    /// coordinator's log and the file counted as left where it was.
+    @Test func aPromotionThatFindsDamageEndsPartialAndNamesTheFile() async throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data(SampleData.generate(.float32, bytes: 3 << 20, seed: 6)).write(to: source.appendingPathComponent("field.f32"))
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        try #require(try await cluster.agentsRegister(2, http))
+        try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
+        try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)
+        // A second file demoted into a pack of its own, which stays whole.
+        try Data(SampleData.generate(.text, bytes: 40_000, seed: 7)).write(to: copy.appendingPathComponent("notes.txt"))
+        let packs = try fm.subpathsOfDirectory(atPath: cold + "/packs").filter { $0.hasSuffix(".pack") }
+        try #require(packs.count == 1)
+        try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cold + "/packs/" + packs[0]))
+        try handle.seek(toOffset: 16 + 40 + 1000)
+        let old = try #require(try handle.read(upToCount: 1))
+        try handle.seek(toOffset: 16 + 40 + 1000)
+        try handle.write(contentsOf: Data([old[0] ^ 0x20]))
+        try handle.close()
+
+        let promoted = try cluster.cli(["tier", "promote", "b:ds", "--wait"], http: http)
+        #expect(promoted.status == 2, "\(promoted.stdout)\(promoted.stderr)\n\(coordinator.output)")
+        #expect(promoted.stdout.contains("NOT moved: 1 file stays cold, its cold copy damaged; the first: ds/field.f32: damaged cold store: "), "\(promoted.stdout)")
+        let placed = try tiers(http)
+        #expect(placed["ds/field.f32"] == "cold" && placed["ds/notes.txt"] == "hot", "\(placed)")
+        #expect(TreeSupport.partials(copy).isEmpty)
+    }
+
     @Test func clearErrorsForTierRequestsThatCannotRun() async throws {
         let (coordinator, agents, http) = try await cluster.startCoordinator()
         let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)

@@ -569,13 +569,18 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
 
 extension Journal {
     /// A tier job's page is done: its counts added and its cursor moved, in one transaction.
-    public func tierProgress(_ id: String, cursor: String?, files: Int64, bytes: Int64, packBytes: Int64, skipped: Int64) throws {
+    /// A tier job's page done: files moved, files left where they were (`skipped`), and files
+    /// that did not move because their cold copy is damaged (counted as entries not
+    /// transferred, with the first named).
+    public func tierProgress(_ id: String, cursor: String?, files: Int64, bytes: Int64, packBytes: Int64, skipped: Int64,
+                             damaged: Int64 = 0, firstDamaged: String? = nil) throws {
         try pool.write { db in
             try db.execute(sql: """
-                UPDATE jobs SET tierCursor = ?, filesDone = filesDone + ?, filesTotal = filesTotal + ?,
-                  bytesDone = bytesDone + ?, bytesTotal = bytesTotal + ?, wireBytes = wireBytes + ?, skippedFiles = skippedFiles + ?
+                UPDATE jobs SET tierCursor = ?, filesDone = filesDone + ?, filesTotal = filesTotal + ? + ?,
+                  bytesDone = bytesDone + ?, bytesTotal = bytesTotal + ?, wireBytes = wireBytes + ?, skippedFiles = skippedFiles + ?,
+                  untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?)
                   WHERE id = ?
-                """, arguments: [cursor, files, files, bytes, bytes, packBytes, skipped, id])
+                """, arguments: [cursor, files, files, damaged, bytes, bytes, packBytes, skipped, damaged, firstDamaged, id])
         }
     }
 

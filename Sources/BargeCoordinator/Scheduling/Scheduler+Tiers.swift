@@ -1,4 +1,5 @@
 import BargeWire
+import BargeTier
 import Foundation
 
 /// Tier jobs (`barge tier demote|promote SITE:PATH`) and the site's tier requests (`ls`,
@@ -85,9 +86,14 @@ extension Scheduler {
                 guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable(reply.error) }
                 attempts = 0
                 for s in reply.skipped.prefix(20) { logger.warning("job \(id): \(s.path) left where it was: \(s.reason)") }
+                // A file left cold because its cold copy is damaged did not move: the job ends
+                // partial (exit status 2) and `status` names the first, as a transfer's entries
+                // left out; others (a newer file under the name) were only left where they were.
+                let damaged = reply.skipped.filter { $0.reason.hasPrefix(ColdStoreError.damagedPrefix) }
                 try journal.tierProgress(id, cursor: reply.next.isEmpty ? nil : reply.next, files: Int64(reply.counters.files),
                                          bytes: Int64(reply.counters.logicalBytes), packBytes: Int64(reply.counters.packBytes),
-                                         skipped: Int64(reply.skipped.count))
+                                         skipped: Int64(reply.skipped.count - damaged.count),
+                                         damaged: Int64(damaged.count), firstDamaged: damaged.first.map { "\($0.path): \($0.reason)" })
                 if reply.next.isEmpty { break }
             }
             let ended = try journal.end(id, .succeed, now: now())
