@@ -182,7 +182,10 @@ public final class ColdCatalog: Sendable {
     }
 
     private func write<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try pool.write(body) } catch let e as ColdStoreError { throw e } catch { throw ColdStoreError("cold-store catalog: \(error)") }
+        do { return try pool.write(body) } catch let e as ColdStoreError { throw e } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
+            // As ENOSPC is named on a pack's path: what the operator must do, not SQLite's words.
+            throw ColdStoreError("cannot write the cold-store catalog \(pool.path): ENOSPC (No space left on device): free space on the cold store's disk, then resume")
+        } catch { throw ColdStoreError("cold-store catalog: \(error)") }
     }
 
     private func read<T>(_ body: (Database) throws -> T) throws -> T {
