@@ -7,6 +7,30 @@ import Testing
 struct PlannerTests {
     /// Destinations that may hold the same files: the same site, one path at or inside the
     /// other (the root holds everything); by bytes, so "é" and "e\u{301}" are two directories.
+    /// The claims of waiting jobs answer as `JobPath.overlaps` does, pair by pair, on paths
+    /// that nest, share a prefix without nesting, sit at the root, or differ only in bytes.
+    @Test func destinationClaimsAgreeWithOverlaps() {
+        let paths = ["", "a", "a/b", "a/b/c", "a/bc", "ab", "b", "b/a", "caf\u{E9}", "cafe\u{301}/x", "a/b/c/d/e"]
+        for claimed in paths {
+            for site in ["b", "c"] {
+                var claims = DestinationClaims()
+                claims.claim(site: "b", path: claimed, job: "j-claim")
+                for asked in paths {
+                    let expected = JobPath.overlaps(site: "b", claimed, withSite: site, asked)
+                    #expect((claims.holder(site: site, path: asked) != nil) == expected, "\(claimed) against \(site):\(asked)")
+                }
+            }
+        }
+        // The first claim of a place is the one named.
+        var claims = DestinationClaims()
+        claims.claim(site: "b", path: "x/y", job: "j-first")
+        claims.claim(site: "b", path: "x/y", job: "j-second")
+        claims.claim(site: "b", path: "x/z", job: "j-third")
+        #expect(claims.holder(site: "b", path: "x/y/f") == "j-first")
+        #expect(claims.holder(site: "b", path: "x") == "j-first")
+        #expect(claims.holder(site: "b", path: "x/z") == "j-third")
+    }
+
     @Test func overlappingDestinations() {
         #expect(JobPath.overlaps(site: "b", "copy", withSite: "b", "copy"))
         #expect(JobPath.overlaps(site: "b", "copy", withSite: "b", "copy/sub"))

@@ -861,9 +861,9 @@ public actor Scheduler {
     private func startQueuedJobs() {
         guard let queued = try? journal.jobs(in: [.queued]) else { return }
         let scanning = Set(scans.values.map(\.job))
-        var waiting: [JobRecord] = []
+        var waiting = DestinationClaims()
         for job in queued where !scanning.contains(job.id) && job.operation == .transfer {
-            if !startScan(job, behind: waiting) { waiting.append(job) }
+            if !startScan(job, behind: waiting) { waiting.claim(site: job.destinationSite, path: job.destinationPath, job: job.id) }
         }
     }
 
@@ -873,14 +873,15 @@ public actor Scheduler {
     /// A job that has not started waits while another started job writes to an overlapping
     /// destination (both would write each file's one partial copy at once: seen, files that
     /// were a mix of both sources, and both jobs "succeeded"), and while one of `behind`
-    /// (queued jobs submitted before it that have not started) would: jobs into one
+    /// (the queued jobs submitted before it that have not started) would: jobs into one
     /// destination run one at a time in the order they were submitted, so the files left are
     /// the last one's (seen: the last of three jobs started first when the one running ended,
     /// found every file current, and "succeeded" under the second one's files). It starts
     /// when that job ends (`forget`).
     @discardableResult
-    private func startScan(_ job: JobRecord, from mark: String? = nil, behind: [JobRecord] = []) -> Bool {
-        if mark == nil, job.state == .queued, let other = writerOfOverlap(with: job) ?? behind.first(where: { Self.overlap(job, $0) })?.id {
+    private func startScan(_ job: JobRecord, from mark: String? = nil, behind: DestinationClaims = DestinationClaims()) -> Bool {
+        if mark == nil, job.state == .queued,
+           let other = writerOfOverlap(with: job) ?? behind.holder(site: job.destinationSite, path: job.destinationPath) {
             if overlapWaits.withLock({ $0.updateValue(other, forKey: job.id) }) != other {
                 logger.notice("job \(job.id) waits for job \(other), which writes to an overlapping destination, or was submitted before it to write there (\(job.destinationSite):/\(job.destinationPath))")
             }
