@@ -1,10 +1,30 @@
-import BargeStore
+@testable import BargeStore
 import Foundation
 import Testing
 
 /// The destination's chunk index, on a real SQLite file.
 struct ChunkIndexTests {
     func id(_ n: UInt8) -> [UInt8] { [UInt8](repeating: n, count: 32) }
+
+    /// A lookup of a chunk held by thousands of files (identical small files are common) walks
+    /// the index of (id, final) and stops at its limit, finished copies first; it no longer
+    /// gathers and sorts every copy (13 ms a lookup at 50,000 copies, and minutes for a job).
+    @Test func aLookupOfAChunkManyFilesHoldReadsOnlyWhatItReturns() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-index-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let index = try ChunkIndex(path: dir.appendingPathComponent("index.sqlite").path, root: dir.path)
+        let plan = try index.locationsPlan()
+        #expect(plan.contains("USING INDEX chunks_by_id_final") && !plan.contains("TEMP B-TREE"), "\(plan)")
+        let partial = (0..<3000).map { entry("p/f\($0)", 0, 1, of: 1, id(7)) }
+        try index.finalize([], recording: partial)
+        try index.finalize((0..<5).map { ChunkIndex.Finalized(path: "p/f\($0)", size: 1, mtimeSeconds: 1, mtimeNanoseconds: 0) })
+        let found = try index.locations(id: id(7))
+        #expect(found.count == 4 && found.allSatisfy(\.final), "\(found)")
+        // Opened again, the index keeps its rows and its migrations.
+        let again = try ChunkIndex(path: dir.appendingPathComponent("index.sqlite").path, root: dir.path)
+        #expect(try again.count() == 3000)
+    }
 
     func entry(_ path: String, _ offset: UInt64, _ length: Int, of size: UInt64, _ id: [UInt8]) -> ChunkIndex.Entry {
         ChunkIndex.Entry(path: path, offset: offset, length: length, fileSize: size, id: id, xxh: [UInt8](repeating: 9, count: 16))
