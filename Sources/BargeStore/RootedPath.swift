@@ -26,6 +26,28 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
         return rooted
     }
 
+    /// `resolve`, for a path whose last component may be a symbolic link that is taken as it is
+    /// (the top of a scan: `rsync -a dir/link dst` copies the link, not what it points to).
+    /// Only the directories above it are confined; the link itself may point anywhere, since
+    /// nothing follows it. An absolute link was refused before as leading "outside the agent's
+    /// root" though it pointed inside, while a relative one was copied as a link.
+    public static func resolveTakingALinkAsIs(_ path: String, under root: String) throws(StoreError) -> RootedPath {
+        let directory = try RootDirectory.open(root)
+        let rooted = try lexical(path, in: directory)
+        if let name = rooted.components.last {
+            let parent = RootedPath(root: rooted.root, components: Array(rooted.components.dropLast()))
+            try confine(parent, path, directory)
+            let fd = directory.openBeneath(parent.relative, RootDirectory.oPath | O_DIRECTORY)
+            if fd >= 0 {
+                defer { close(fd) }
+                var st = stat()
+                if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFLNK { return rooted }
+            }
+        }
+        try confine(rooted, path, directory)
+        return rooted
+    }
+
     /// The path under the root by its words alone: `.` and `..` taken out, a climb above the root
     /// refused, nothing on disk looked at. For callers whose every open goes through the root's
     /// descriptor beneath it (the receiving data plane: `PartialFileWriter`, `renameat` in a

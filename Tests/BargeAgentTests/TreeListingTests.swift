@@ -83,6 +83,26 @@ struct TreeListingTests {
         #expect(missing.count == 1 && missing[0].final && missing[0].entries.isEmpty && !missing[0].error.isEmpty, "\(missing)")
     }
 
+    /// A source that is itself a symbolic link is sent as the link, as `rsync -a dir/link dst`
+    /// sends it, whatever its target: absolute (even pointing inside the root: before, "goes
+    /// through a symbolic link to …, outside the agent's root"), relative, outside the root, or
+    /// dangling. Nothing follows it. A link on the way to the source still must stay inside.
+    @Test func aSourceThatIsASymbolicLinkIsSentAsTheLink() async throws {
+        let roots = try Roots()
+        try files(roots, 1, in: "one")
+        let targets = ["abs": roots.source + "/one/f00000", "rel": "f00000", "out": "/etc/hostname", "gone": "nowhere"]
+        for (name, target) in targets {
+            try FileManager.default.createSymbolicLink(atPath: roots.source + "/one/" + name, withDestinationPath: target)
+            let replies = await scan(roots, "one/" + name)
+            #expect(replies.count == 1 && replies[0].error.isEmpty, "\(name): \(replies)")
+            let entry = try #require(replies.first?.entries.first, "\(name): \(replies)")
+            #expect(entry.kind == .symlink && entry.linkTarget == target && entry.path == "", "\(name): \(entry)")
+        }
+        try FileManager.default.createSymbolicLink(atPath: roots.source + "/away", withDestinationPath: "/etc")
+        let through = await scan(roots, "away/hostname")
+        #expect(through.count == 1 && through[0].entries.isEmpty && through[0].error.contains("outside the agent's root"), "\(through)")
+    }
+
     /// A source that is not there, or sits below a file, says so in words, with the root it was
     /// looked for under, in one final page: before, "scan nope: ENOENT (No such file or directory)".
     @Test func aMissingSourceIsNamedWithTheRootItWasLookedFor() async throws {

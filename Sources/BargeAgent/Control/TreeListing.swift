@@ -47,7 +47,7 @@ enum TreeListing {
             if !started {
                 started = true
                 do {
-                    let path = try RootedPath.resolve(request.path, under: root)
+                    let path = try RootedPath.resolveTakingALinkAsIs(request.path, under: root)
                     let top = try TreeScanner.entry(at: path)
                     if top.kind == .directory { walker = try TreeWalker(directory: path) }
                     // The scanned path itself is the entry with the empty path: a directory (its
