@@ -281,7 +281,9 @@ public final class ChunkIndex: Sendable {
     /// Whether the file under its final name still has the size and mtime recorded at its finish.
     private func current(_ path: String, _ row: Row) -> Bool {
         var st = stat()
-        guard lstat(root + "/" + path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return false }
+        // From the root's descriptor: a path under PATH_MAX below the root may not be from `/`.
+        guard let directory = try? RootDirectory.open(root), fstatat(directory.fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0,
+              st.st_mode & S_IFMT == S_IFREG else { return false }
         return Int64(st.st_size) == row["size"] && Int64(st.st_mtim.tv_sec) == row["mtimeSeconds"]
             && Int64(st.st_mtim.tv_nsec) == row["mtimeNanoseconds"]
     }

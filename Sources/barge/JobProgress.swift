@@ -225,7 +225,7 @@ enum JobSummary {
             return "Barge copies regular files, directories and symbolic links; FIFOs, sockets and device files stay behind (as with rsync without --specials and --devices)"
         }
         if first.contains("as Barge names its unfinished copies") {
-            return "an unfinished copy of a transfer into the source tree (one still running, or one interrupted): let it finish, or submit it again, then submit this job again; or rename such a file if it is yours"
+            return "an unfinished copy of a transfer into the source tree (one still running, or an interrupted transfer): let it finish, or submit it again, then submit this job again; or rename such a file if it is yours"
         }
         if first.contains("a path may have (PATH_MAX)") {
             return "shorten \(n == 1 ? "its" : "their") path at the source (or submit from deeper down, or to a shorter destination) and submit again"

@@ -363,7 +363,10 @@ struct TransferProcessTests {
     /// deep: its 17th level is past PATH_MAX at the source (the agent's scan leaves it out), and
     /// its 16th fits there but not under the 200-byte destination (the coordinator leaves it out).
     /// Before, encoding the scan page stopped the source agent (a precondition), and the job
-    /// waited for it for ever.
+    /// waited for it for ever. The destination (290 bytes, in two names) puts the leaf's directory just under
+    /// PATH_MAX below the root but past it from `/`: a re-sync skips the leaf as unchanged
+    /// (before, the quick check opened that directory by its absolute path, failed, and the leaf
+    /// went again every time).
     @Test func pathsPastPathMaxAreNamedAndTheRestArrives() async throws {
         let level = String(repeating: "d", count: 250)
         try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
@@ -383,7 +386,7 @@ struct TransferProcessTests {
         }
         close(fd)
         let c = try await start()
-        let target = String(repeating: "c", count: 200)
+        let target = String(repeating: "c", count: 200) + "/" + String(repeating: "c", count: 89)
         let r = try cluster.cli(["submit", "a:/ds", "b:\(target)", "--wait", "--json"], http: c.http)
         #expect(r.status == 2, "\(r.stdout)\(r.stderr)\n\(c.coordinator.output)")
         let s = try status(r)
@@ -406,6 +409,8 @@ struct TransferProcessTests {
         // The 16th level fits at the source but not under the destination: not made there.
         #expect(openat(at, level, O_RDONLY | O_DIRECTORY) < 0 && errno == ENOENT)
         close(at)
+        let again = try status(try cluster.cli(["submit", "a:/ds", "b:\(target)", "--wait", "--json"], http: c.http))
+        #expect(again["files_done"] as? Int == 0 && again["skipped_files"] as? Int == 2, "\(again)")
     }
 
     /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB

@@ -35,7 +35,14 @@ enum QuickCheck {
             if let known = directories[key] {
                 opened = known
             } else {
-                opened = (try? RootedPath.resolve(String(parent), under: root)).flatMap { OpenDirectory(path: $0.absolute) }
+                // Opened beneath the root's descriptor by its path below the root: by its
+                // absolute path, a directory whose path is under PATH_MAX below the root but not
+                // from `/` could not be opened, and its files were sent again on every re-sync.
+                opened = (try? RootedPath.resolve(String(parent), under: root)).flatMap { rooted in
+                    guard let directory = try? RootDirectory.open(root) else { return nil }
+                    let fd = directory.openBeneath(rooted.relative, O_RDONLY | O_DIRECTORY)
+                    return fd >= 0 ? OpenDirectory(fd: fd) : nil
+                }
                 directories[key] = opened
             }
             guard let directory = opened else { return false }
