@@ -85,7 +85,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         // Something other than a file or a link under the partial name (a FIFO, a socket, a
         // device): opened for writing, a FIFO would hold the thread until a reader came.
         if fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) == 0, !Self.mayHold(st) {
-            throw .invalidPath(path: display, reason: st.st_mode & S_IFMT == S_IFLNK ? Self.aLinkInTheWay : Self.notAFile)
+            throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
         }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
         // O_NONBLOCK: one that became a FIFO since the look above fails (ENXIO) rather than
@@ -96,7 +96,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             close(fd)
-            throw .invalidPath(path: display, reason: Self.notAFile)
+            throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
         }
         self.fd = fd
         marked = Self.isPartial(fd) == true
@@ -272,6 +272,16 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Why a partial copy's name that holds a FIFO, socket or device fails.
     static let notAFile = "is not a regular file at the destination (a FIFO, socket or device has the name of the file's partial copy); Barge does not write into it: move or remove it there, then submit again"
+
+    /// Why the partial copy's name is unusable, for what holds it (`st_mode`): a link, a
+    /// directory, or a FIFO, socket or device.
+    static func notAFile(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFLNK: aLinkInTheWay
+        case S_IFDIR: "is a directory at the destination under the name of the file's partial copy; Barge does not write into it: move or remove it there, then submit again"
+        default: notAFile
+        }
+    }
 
     /// Why a file whose final name is a directory at the destination fails. Barge never deletes
     /// what is in the way (rsync refuses a non-empty directory there too).

@@ -243,6 +243,10 @@ enum JobSummary {
         if let operation = s.operation, operation != "transfer" { return tierText(s, operation) }
         var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)",
                      "  \(ByteQuantity.formatSize(Double(s.bytesDone))) of \(ByteQuantity.formatSize(Double(s.bytesTotal))), \(s.filesDone) of \(s.filesTotal) files, \(s.chunksDone) of \(s.chunksTotal) chunks"]
+        if s.state == .failed || s.state == .cancelled {
+            // A review read "0 of 12 files" as nothing written, though most had arrived.
+            lines.append("  (counted by units that completed: a unit that stopped may have put some of its files in place; 'barge resume' sends only what is missing)")
+        }
         if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
             let seconds = end - start
             let ratio = s.wireBytes > 0 ? Double(s.bytesDone) / Double(s.wireBytes) : 1
@@ -252,7 +256,7 @@ enum JobSummary {
         if let waiting = s.waiting { lines.append("  " + waiting) }
         if let n = s.untransferableEntries, n > 0 {
             let first = s.firstUntransferable ?? "?"
-            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or gone or changed at the source during the transfer); the first: \(first)")
+            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or gone or changed at the source during the transfer; a directory left out counts once, with all it holds); the first: \(first)")
             lines.append("  " + Self.untransferableHint(first, count: n))
         }
         if s.skippedFiles > 0 {

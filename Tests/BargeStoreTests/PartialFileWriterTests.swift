@@ -94,6 +94,19 @@ struct PartialFileWriterTests {
         #expect(!FileManager.default.fileExists(atPath: s.root + "/ff/x"))
     }
 
+    /// A directory under the partial copy's name is named as a directory (a review read "a FIFO,
+    /// socket or device has the name" for one), and kept.
+    @Test func aDirectoryUnderThePartialNameIsNamedForWhatItIs() throws {
+        let s = try Sandbox()
+        try FileManager.default.createDirectory(atPath: s.root + "/dd/x.barge-partial", withIntermediateDirectories: true)
+        let target = try RootedPath.lexical("dd/x", under: s.root)
+        #expect { _ = try PartialFileWriter(target, size: 5) } throws: { error in
+            "\(error)".contains("'dd/x.barge-partial'") && "\(error)".contains("is a directory at the destination under the name of the file's partial copy")
+        }
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: s.root + "/dd/x.barge-partial", isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+
     /// What the destination holds in the way of the source's shape is never replaced, and the
     /// error names it: a file where the source has a directory (a file's parent, or a directory
     /// entry), and a directory where the source has a file. Before, these read "open directory
