@@ -577,10 +577,10 @@ public actor Scheduler {
         if let progress = live.remove(key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
-        metrics.retried(1)
         metrics.failed(job: failure.job, unit: failure.unit)
         let attempts = record.attempts
         if failure.retryable && attempts < maxAttempts {
+            metrics.retried(1)
             let wait = retryBackoff.delay(attempt: Int(attempts) - 1, fraction: Double.random(in: 0...1))
             policy.failed(key, retryAt: now() + wait.seconds)
             noteReleased(key, source: lane.source)
@@ -592,7 +592,8 @@ public actor Scheduler {
         } else {
             policy.failed(key, retryAt: nil)
             noteReleased(key, source: lane.source)
-            batch.append(.release(key, retry: true, attempts: attempts))
+            // Not a retry: the job ends here ('units retried: 1' read as a retry that never was).
+            batch.append(.release(key, retry: false, attempts: attempts))
             let reason = failure.retryable ? "unit \(failure.unit) failed \(attempts) times; last: \(failure.reason)" : failure.reason
             batch.append(.end(job: failure.job, .fail(reason), now: now()))
             logger.error("job \(failure.job) failed: \(reason)")
