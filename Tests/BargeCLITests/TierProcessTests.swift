@@ -20,6 +20,26 @@ struct TierProcessTests {
     }
 
     /// Files under `root-b/ds` by tier, from `barge ls --json`.
+    /// A coordinator, a1 at site a and b1 at site b with the cold store, both registered.
+    func coldCluster() async throws -> (RunningBarge, RunningBarge, RunningBarge, http: String) {
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        try #require(try await cluster.agentsRegister(2, http))
+        return (coordinator, a1, b1, http)
+    }
+
+    /// Flips a bit of one byte inside the first blob of the pack at `path` (past its 16-byte
+    /// header and the blob's 40-byte chunk header).
+    func flipByte(inBlobOf path: String) throws {
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: 16 + 40 + 1000)
+        let old = try #require(try handle.read(upToCount: 1))
+        try handle.seek(toOffset: 16 + 40 + 1000)
+        try handle.write(contentsOf: Data([old[0] ^ 0x20]))
+        try handle.close()
+    }
+
     func tiers(_ http: String) throws -> [String: String] {
         let r = try cluster.cli(["ls", "b:ds", "--json"], http: http)
         try #require(r.status == 0, "\(r.stderr)")
@@ -308,12 +328,7 @@ struct TierProcessTests {
         try #require(placedByTheJob ? !packs.isEmpty : packs.count == 1)
         func size(_ pack: String) -> Int { ((try? fm.attributesOfItem(atPath: cold + "/packs/" + pack))?[.size] as? Int) ?? 0 }
         let largest = try #require(packs.max { size($0) < size($1) })
-        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cold + "/packs/" + largest))
-        try handle.seek(toOffset: 16 + 40 + 1000)
-        let old = try #require(try handle.read(upToCount: 1))
-        try handle.seek(toOffset: 16 + 40 + 1000)
-        try handle.write(contentsOf: Data([old[0] ^ 0x20]))
-        try handle.close()
+        try flipByte(inBlobOf: cold + "/packs/" + largest)
         func storedBytes() throws -> Int {
             let stats = try cluster.cli(["tier", "stats", "b", "--json"], http: http)
             return try #require((try json(stats) as? [String: Any])?["stored_bytes"] as? Int, "\(stats.stdout)\(stats.stderr)")
@@ -348,11 +363,8 @@ struct TierProcessTests {
         let fm = FileManager.default
         try fm.createDirectory(at: source, withIntermediateDirectories: true)
         try Data(SampleData.generate(.float32, bytes: 3 << 20, seed: 6)).write(to: source.appendingPathComponent("field.f32"))
-        let (coordinator, agents, http) = try await cluster.startCoordinator()
-        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
-        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--cold", cold])
+        let (coordinator, a1, b1, http) = try await coldCluster()
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
-        try #require(try await cluster.agentsRegister(2, http))
         try #require(try cluster.cli(["submit", "a:ds", "b:ds", "--wait"], http: http).status == 0)
         try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)
         // A second file demoted into a pack of its own, which stays whole.
@@ -360,12 +372,7 @@ struct TierProcessTests {
         let packs = try fm.subpathsOfDirectory(atPath: cold + "/packs").filter { $0.hasSuffix(".pack") }
         try #require(packs.count == 1)
         try #require(try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http).status == 0)
-        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cold + "/packs/" + packs[0]))
-        try handle.seek(toOffset: 16 + 40 + 1000)
-        let old = try #require(try handle.read(upToCount: 1))
-        try handle.seek(toOffset: 16 + 40 + 1000)
-        try handle.write(contentsOf: Data([old[0] ^ 0x20]))
-        try handle.close()
+        try flipByte(inBlobOf: cold + "/packs/" + packs[0])
 
         let promoted = try cluster.cli(["tier", "promote", "b:ds", "--wait"], http: http)
         #expect(promoted.status == 2, "\(promoted.stdout)\(promoted.stderr)\n\(coordinator.output)")
