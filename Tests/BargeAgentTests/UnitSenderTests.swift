@@ -25,6 +25,13 @@ struct UnitSenderTests {
         return try await UnitSender(task: task, client: client, sources: sources, settings: .init(streams: streams), progress: UnitProgress()).run()
     }
 
+    /// A connection that closed under a request is said in words (a review read NIO's "I/O on
+    /// closed channel" as the reason a job failed after a network outage).
+    @Test func aDataPlaneThatClosedIsSaidInWords() {
+        let said = UnitSender.dataPlaneFailure(ChannelError.ioOnClosedChannel, to: "b1", at: "10.0.0.2:7471")
+        #expect(said == "data plane to b1 at 10.0.0.2:7471: the connection closed (the network between the agents, or b1, went away)", "\(said)")
+    }
+
     @Test func aUnitOverSeveralStreamsFinishesEachFileOnceComplete() async throws {
         let roots = try Roots()
         let big = URL(fileURLWithPath: roots.source + "/big.f32"), empty = URL(fileURLWithPath: roots.source + "/empty")

@@ -193,8 +193,14 @@ public struct UnitSender: Sendable {
 
     /// Why the data plane to a destination failed, in words: a connection that could not be made
     /// says so with the system's reason and where to look, rather than NIO's nested error.
-    static func dataPlaneFailure(_ error: any Error, to name: String, at address: String) -> String {
-        guard let connect = error as? NIOConnectionError else { return "data plane to \(name) at \(address): \(error)" }
+    public static func dataPlaneFailure(_ error: any Error, to name: String, at address: String) -> String {
+        guard let connect = error as? NIOConnectionError else {
+            // NIO's words for a connection that closed under a request: say what happened.
+            if let channel = error as? ChannelError, channel == .ioOnClosedChannel || channel == .alreadyClosed || channel == .eof {
+                return "data plane to \(name) at \(address): the connection closed (the network between the agents, or \(name), went away)"
+            }
+            return "data plane to \(name) at \(address): \(error)"
+        }
         let why: String
         if let io = connect.connectionErrors.first?.error as? IOError {
             why = String(cString: strerror(io.errnoCode)).lowercased()
