@@ -571,15 +571,20 @@ struct TransferProcessTests {
         return (c, job, try TreeSupport.snapshot(destination))
     }
 
+    /// Writes `count` zeros at `offset` of the destination's `relative` in place, as damage at rest.
+    func zeroAtRest(_ relative: String, at offset: UInt64, count: Int) throws {
+        let handle = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent(relative).path))
+        try handle.seek(toOffset: offset)
+        try handle.write(contentsOf: Data(count: count))
+        try handle.close()
+    }
+
     /// A repair pass that stops on a path it may not repair (a directory where the job made a
     /// file) still gives the files it did repair their mtime back: a second pass, finding their
     /// bytes right, would not touch them again. Before, they kept the damage's mtime for good.
     @Test func aRepairThatStopsStillGivesWhatItRepairedItsMtime() async throws {
         let (c, job, before) = try await sentEdgeCaseTree()
-        let noise = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("big/noise.bin").path))
-        try noise.seek(toOffset: 1 << 20)
-        try noise.write(contentsOf: Data(count: 2 << 20))
-        try noise.close()
+        try zeroAtRest("big/noise.bin", at: 1 << 20, count: 2 << 20)
         let file = destination.appendingPathComponent("small/3/f3.dat")
         try FileManager.default.removeItem(at: file)
         try FileManager.default.createDirectory(at: file, withIntermediateDirectories: false)
@@ -677,10 +682,7 @@ struct TransferProcessTests {
     /// mtime of the file's making.
     @Test func repairedFilesGetTheirMtimeBack() async throws {
         let (c, job, before) = try await sentEdgeCaseTree()
-        let noise = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("big/noise.bin").path))
-        try noise.seek(toOffset: 1 << 20)
-        try noise.write(contentsOf: Data(count: 3 << 20))
-        try noise.close()
+        try zeroAtRest("big/noise.bin", at: 1 << 20, count: 3 << 20)
         let small = try #require(FileHandle(forUpdatingAtPath: destination.appendingPathComponent("small/1/f1.dat").path))
         try small.write(contentsOf: Data("Z".utf8))
         try small.close()

@@ -38,10 +38,9 @@ enum QuickCheck {
                 // Opened beneath the root's descriptor by its path below the root: by its
                 // absolute path, a directory whose path is under PATH_MAX below the root but not
                 // from `/` could not be opened, and its files were sent again on every re-sync.
-                opened = (try? RootedPath.resolve(String(parent), under: root)).flatMap { rooted in
-                    guard let directory = try? RootDirectory.open(root) else { return nil }
-                    let fd = directory.openBeneath(rooted.relative, O_RDONLY | O_DIRECTORY)
-                    return fd >= 0 ? OpenDirectory(fd: fd) : nil
+                // The kernel keeps the open inside the root (`openDirectory`, links inside followed).
+                opened = (try? RootedPath.lexical(String(parent), under: root)).flatMap { rooted in
+                    (try? RootDirectory.open(root).openDirectory(rooted.components[...], create: false, display: rooted.relative)).map(OpenDirectory.init(fd:))
                 }
                 directories[key] = opened
             }

@@ -339,7 +339,6 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Jobs in a state, for picking up work after a restart.
     /// Jobs in these states, in submission order (`createdAt` has whole seconds; the row id
     /// orders jobs submitted within one).
     public func jobs(in states: [JobState]) throws -> [JobRecord] {
@@ -568,8 +567,7 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 extension Journal {
-    /// A tier job's page is done: its counts added and its cursor moved, in one transaction.
-    /// A tier job's page done: files moved, files left where they were (`skipped`), and files
+    /// A tier job's page is done, its counts added and its cursor moved in one transaction: files moved, files left where they were (`skipped`), and files
     /// that did not move because their cold copy is damaged (counted as entries not
     /// transferred, with the first named).
     public func tierProgress(_ id: String, cursor: String?, files: Int64, bytes: Int64, packBytes: Int64, skipped: Int64,

@@ -1,5 +1,5 @@
-import BargeWire
 import BargeTier
+import BargeWire
 import Foundation
 
 /// Tier jobs (`barge tier demote|promote SITE:PATH`) and the site's tier requests (`ls`,

@@ -826,16 +826,13 @@ public actor Scheduler {
         if waiters { startQueuedJobs() }
     }
 
-    /// Whether `other` is another transfer job whose destination overlaps `job`'s (`JobPath.overlaps`).
-    static func overlap(_ job: JobRecord, _ other: JobRecord) -> Bool {
-        other.id != job.id && other.operation == .transfer
-            && JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: other.destinationSite, other.destinationPath)
-    }
-
     /// A started transfer job (scanning, or running) other than `job` whose destination overlaps
-    /// `job`'s, if any.
+    /// `job`'s (`JobPath.overlaps`), if any.
     func writerOfOverlap(with job: JobRecord) -> String? {
-        func overlaps(_ other: JobRecord) -> Bool { Self.overlap(job, other) }
+        func overlaps(_ other: JobRecord) -> Bool {
+            other.id != job.id && other.operation == .transfer
+                && JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: other.destinationSite, other.destinationPath)
+        }
         if let found = running.values.first(where: { overlaps($0.record) }) { return found.record.id }
         for scanning in Set(scans.values.map(\.job)) where scanning != job.id && running[scanning] == nil {
             if let other = try? journal.job(scanning), !other.state.isTerminal, overlaps(other) { return other.id }
