@@ -67,39 +67,51 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Creates any missing parent directories (0755), then the partial file (`partialMode`, 01600: 0600 and the mark) at its full size
     /// (sparse). An existing partial file is reopened, so a restarted transfer keeps what arrived.
-    /// Every open is confined to the root by the kernel.
-    public init(_ final: RootedPath, size: UInt64) throws(StoreError) {
+    /// Every open is confined to the root by the kernel. `parents`: a batch's held directory
+    /// (its files come directory by directory), rather than one opened and closed for this file.
+    public init(_ final: RootedPath, size: UInt64, parents: BatchParent? = nil) throws(StoreError) {
         guard let name = final.components.last else { throw .invalidPath(path: final.relative, reason: "the root itself is not a file") }
         self.final = final
         directory = try RootDirectory.open(final.root)
         partialName = Self.partialName(of: name)
         let display = final.relative + Self.suffix
-        let parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false)
-        defer { close(parent) }
+        let parent: Int32
+        if let parents {
+            parent = try parents.directory(of: final, in: directory, display: final.relative)
+        } else {
+            parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false)
+        }
+        defer { if parents == nil { close(parent) } }
         // A directory under the final name would refuse the rename at the end: said before any
-        // byte is written, and no partial copy is left beside it.
+        // byte is written, and no partial copy is left beside it. One that is an agent's state
+        // (its marker inside) is named so (a batch's paths are checked for markers above the
+        // file only).
         var st = stat()
         if fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {
+            if StatePaths.isMarker(in: parent, at: name + "/" + StatePaths.markerName) { throw .invalidPath(path: final.relative, reason: StatePaths.insideState) }
             throw .invalidPath(path: final.relative, reason: Self.directoryInTheWay)
         }
-        // Something other than a file or a link under the partial name (a FIFO, a socket, a
-        // device): opened for writing, a FIFO would hold the thread until a reader came.
-        if fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) == 0, !Self.mayHold(st) {
-            throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
-        }
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
-        // O_NONBLOCK: one that became a FIFO since the look above fails (ENXIO) rather than
+        // O_NONBLOCK: one that became a FIFO since the look below fails (ENXIO) rather than
         // waits; it changes nothing for a regular file.
         var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode)
         existed = fd < 0 && errno == EEXIST
-        if existed { fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        if existed {
+            // Something other than a file under the partial name (a link, a FIFO, a socket, a
+            // device): opened for writing, a FIFO would hold the thread until a reader came.
+            // Looked at only when the name is taken (O_EXCL creates nothing over anything).
+            if fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) == 0, !Self.mayHold(st) {
+                throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
+            }
+            fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        }
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             close(fd)
             throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
         }
         self.fd = fd
-        marked = Self.isPartial(fd) == true
+        marked = st.st_mode & S_ISVTX != 0
         // One left by an earlier run may be longer. A new file large enough to hold a hole is
         // given its size at once: a run of zeros at its end is left as a hole (`write`), and must
         // still count in its size. Every byte must still arrive before `finish`.

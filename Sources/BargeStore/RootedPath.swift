@@ -61,15 +61,15 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
     /// all rather than once per path (20,000 small files in 200 directories: 6% of the
     /// destination agent's CPU went to those looks).
     ///
-    /// `lookingUpOnly`: the paths are only looked up, nothing is written (a have query), so the
-    /// file itself is not looked at for a marker, only the directories above it. That look failed
-    /// for every new file and cost a path walk per file; a marked directory named as a file is
-    /// still refused when its bytes come (a batch, `files done`).
-    public static func lexical(files paths: [String], under root: String, lookingUpOnly: Bool = false) -> [Result<RootedPath, StoreError>] {
+    /// `directoriesOnly`: the file itself is not looked at for a marker, only the directories
+    /// above it. That look failed for every new file and cost a path walk per file. For paths
+    /// only looked up (a have query, a source's reads) or written by `PartialFileWriter`, which
+    /// refuses a directory under a file's name and names a marked one as state (a batch).
+    public static func lexical(files paths: [String], under root: String, directoriesOnly: Bool = false) -> [Result<RootedPath, StoreError>] {
         let directory: RootDirectory
         do { directory = try RootDirectory.open(root) } catch { return paths.map { _ in .failure(error) } }
         var memo = StatePaths.Unmarked()
-        return paths.map { path in Result { () throws(StoreError) in try lexical(path, in: directory, memo: &memo, parentsOnly: lookingUpOnly) } }
+        return paths.map { path in Result { () throws(StoreError) in try lexical(path, in: directory, memo: &memo, parentsOnly: directoriesOnly) } }
     }
 
     private static func lexical(_ path: String, in directory: RootDirectory) throws(StoreError) -> RootedPath {
@@ -249,12 +249,15 @@ public enum StatePaths {
         return false
     }
 
+    /// Why a path in an agent's state directory fails.
+    static let insideState = "it is inside an agent's state directory (marked by \(markerName)), which no job may read or write"
+
     static func check(_ rooted: RootedPath, _ path: String, _ directory: RootDirectory, memo: inout Unmarked, parentsOnly: Bool = false) throws(StoreError) {
         if rooted.components.first == TreeScanner.stateDirectory {
             throw .invalidPath(path: path, reason: "it is inside .barge, the agents' own state, which no job may read or write")
         }
         if isProtected(rooted.absolute) || marked(rooted, directory, memo: &memo, parentsOnly: parentsOnly) {
-            throw .invalidPath(path: path, reason: "it is inside an agent's state directory (marked by \(markerName)), which no job may read or write")
+            throw .invalidPath(path: path, reason: insideState)
         }
     }
 }

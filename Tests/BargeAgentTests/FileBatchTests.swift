@@ -142,11 +142,16 @@ struct FileBatchTests {
             f.done.path = "in/" + name
             files.append(f)
         }
+        // An empty file named as a state directory (no bytes to write: it is made at the finish).
+        try FileManager.default.createDirectory(atPath: roots.destination + "/in/d/state-b3", withIntermediateDirectories: true)
+        try Data(StatePaths.markerText.utf8).write(to: URL(fileURLWithPath: roots.destination + "/in/d/state-b3/" + StatePaths.markerName))
+        files.append(FileBatch.File(path: "in/d/state-b3", size: 0, mode: 0o600, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0,
+                                    id: SHA256.hash([]).bytes, xxh: XXH3.hash128([]).canonicalBytes, form: .bytes, encoded: ByteBuffer()))
         guard case .fileBatchReply(let reply) = receiver.handle(.fileBatch(FileBatch(job: "j", batch: 7, files: files))) else {
             Issue.record("no file batch reply")
             return
         }
-        #expect(reply.refused.map(\.index) == [1, 3, 4], "\(reply.refused)")
+        #expect(reply.refused.map(\.index) == [1, 3, 4, 5], "\(reply.refused)")
         #expect(reply.refused.allSatisfy { $0.reason == .refusedPath && $0.detail.contains("no job may read or write") }, "\(reply.refused)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/in/d/a")) == Data(contentsOf: URL(fileURLWithPath: roots.source + "/f0")))
         #expect(FileManager.default.fileExists(atPath: roots.destination + "/in/d/b"))
@@ -154,7 +159,7 @@ struct FileBatchTests {
         #expect(inside == [StatePaths.markerName, "chunk-index.sqlite"].sorted(), "\(inside)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: state + "/chunk-index.sqlite")) == Data("index".utf8))
         let beside = try FileManager.default.contentsOfDirectory(atPath: roots.destination + "/in/d").sorted()
-        #expect(beside == ["a", "b", "state-b2"], "no partial copy is left beside it: \(beside)")
+        #expect(beside == ["a", "b", "state-b2", "state-b3"], "no partial copy is left beside it: \(beside)")
     }
 
     /// The source side of a batch: its paths are checked once for them all, and a file inside an

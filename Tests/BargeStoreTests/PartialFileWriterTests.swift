@@ -20,6 +20,28 @@ struct PartialFileWriterTests {
         #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789)
     }
 
+    /// The files of a batch, created through its held directory, land each in its own directory
+    /// when the batch moves from one to another and back (by bytes: "é" and "e\u{301}" are two),
+    /// and a link where a directory should be is still refused on the way.
+    @Test func aBatchsHeldDirectoryFollowsItsFiles() throws {
+        let s = try Sandbox()
+        try FileManager.default.createDirectory(atPath: s.root + "/out/elsewhere", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: s.root + "/out/link", withDestinationPath: "elsewhere")
+        let parents = BatchParent()
+        let paths = ["out/a/1", "out/a/2", "out/b/3", "out/a/4", "out/\u{e9}/5", "out/e\u{301}/6", "out/\u{e9}/7", "8"]
+        for (i, path) in paths.enumerated() {
+            let writer = try PartialFileWriter(try RootedPath.resolve(path, under: s.root), size: 1, parents: parents)
+            try [UInt8(i)].withUnsafeBytes { try writer.write($0, at: 0) }
+            try writer.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)
+        }
+        for (i, path) in paths.enumerated() {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: s.root + "/" + path)) == Data([UInt8(i)]), "\(path)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/out/\u{e9}").sorted() == ["5", "7"])
+        #expect(throws: StoreError.self) { try PartialFileWriter(try RootedPath.lexical("out/link/9", under: s.root), size: 1, parents: parents) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/out/elsewhere").isEmpty)
+    }
+
     /// A symbolic link where the source has a directory is not followed, even one that stays
     /// inside the root: the file, the directory entry and a link inside it are refused, naming the
     /// link, and nothing lands where it points. Before, `sub -> .` put `sub/f` over `f`, and

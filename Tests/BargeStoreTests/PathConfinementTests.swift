@@ -188,7 +188,7 @@ struct PathConfinementTests {
 
         // A have query only looks paths up: the directories above each file are looked at, the
         // name itself is not (a batch that writes it still is, above).
-        let looked = RootedPath.lexical(files: ["data/deep/state-b2/x", "data/a", "data/deep/state-b2"], under: s.root, lookingUpOnly: true)
+        let looked = RootedPath.lexical(files: ["data/deep/state-b2/x", "data/a", "data/deep/state-b2"], under: s.root, directoriesOnly: true)
         #expect(throws: StoreError.self) { try looked[0].get() }
         #expect((try? looked[1].get())?.relative == "data/a")
         #expect((try? looked[2].get())?.relative == "data/deep/state-b2")

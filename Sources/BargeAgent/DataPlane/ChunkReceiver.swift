@@ -79,9 +79,10 @@ public final class ChunkReceiver {
 
     /// Decodes an encoded chunk, checks its XXH3-128 (and, given `xxh`, that it is the one the
     /// sender named), and writes it at its place; nil when written, else the nack's reason and words.
-    /// `batched`: a file of a `file batch`, whose index row waits for the batch's finish.
+    /// `batch`: a file of a `file batch` (its directory held across the batch's files), whose
+    /// index row waits for the batch's finish.
     private func store(_ encodedChunk: ByteBuffer, place: ChunkPlace, target: RootedPath, fileSize: UInt64, id: [UInt8], xxh: [UInt8]? = nil,
-                       repair: Bool, batched: Bool = false) -> (ChunkNack.Reason, String)? {
+                       repair: Bool, batch: BatchParent? = nil) -> (ChunkNack.Reason, String)? {
         encodedChunk.withUnsafeReadableBytes { encoded -> (ChunkNack.Reason, String)? in
             let header: ChunkHeader
             do {
@@ -99,7 +100,7 @@ public final class ChunkReceiver {
                         try DestinationEntries.repair(target, size: fileSize, bytes: bytes, at: place.offset)
                     } else {
                         try files.write(job: place.job, target: target, size: fileSize, bytes: bytes, at: place.offset,
-                                        id: id, xxh: header.digest.canonicalBytes, recordNow: !batched)
+                                        id: id, xxh: header.digest.canonicalBytes, batch: batch)
                     }
                 } catch is DestinationFiles.AlreadyFinished {
                     return nil  // a late duplicate: the finished file holds it
@@ -149,7 +150,8 @@ public final class ChunkReceiver {
         func refuse(_ i: Int, _ reason: ChunkNack.Reason, _ detail: String) {
             refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: reason, detail: detail))
         }
-        let targets = RootedPath.lexical(files: batch.files.map(\.path), under: root)
+        let targets = RootedPath.lexical(files: batch.files.map(\.path), under: root, directoriesOnly: true)
+        let parents = BatchParent()
         for (i, f) in batch.files.enumerated() {
             // A batch under way when this agent was stopped creates no more partial copies once
             // it resumes: each would change its directory's mtime after the job, given to
@@ -172,7 +174,7 @@ public final class ChunkReceiver {
             if f.size > 0 {
                 switch f.form {
                 case .bytes:
-                    if let (reason, detail) = store(f.encoded, place: place, target: target, fileSize: f.size, id: f.id, xxh: f.xxh, repair: false, batched: true) {
+                    if let (reason, detail) = store(f.encoded, place: place, target: target, fileSize: f.size, id: f.id, xxh: f.xxh, repair: false, batch: parents) {
                         refuse(i, reason, detail)
                         continue
                     }
@@ -223,7 +225,7 @@ public final class ChunkReceiver {
     /// From protocol version 10 the query also places the unit's files (`DestinationFiles.place`);
     /// one placed cold at an agent without a cold store is refused with the reason.
     public func have(_ query: HaveQuery) -> Message {
-        let lexical = RootedPath.lexical(files: query.paths, under: root, lookingUpOnly: true).map { try? $0.get().relative }
+        let lexical = RootedPath.lexical(files: query.paths, under: root, directoriesOnly: true).map { try? $0.get().relative }
         let paths = lexical.compactMap { $0 }
         if !query.facts.isEmpty {
             let placed = zip(lexical, query.facts).compactMap { p, f in p.map { ($0, f) } }

@@ -63,7 +63,7 @@ public final class ChunkSource: @unchecked Sendable {
     /// the directories above each file are looked at: the files are only read, and a directory
     /// named as a file fails its read.
     public func resolve(batch paths: [String]) -> [Result<RootedPath, StoreError>] {
-        RootedPath.lexical(files: paths, under: root, lookingUpOnly: true)
+        RootedPath.lexical(files: paths, under: root, directoriesOnly: true)
     }
 
     /// A chunk ready to send: the whole `chunk data` payload in one buffer (prefix, then the

@@ -144,7 +144,7 @@ public final class DestinationFiles: Sendable {
     /// Files currently open (for tests and metrics).
     public var openCount: Int { open.withLockedValue { $0.count } }
 
-    private func file(job: String, target: RootedPath, size: UInt64) throws -> OpenFile {
+    private func file(job: String, target: RootedPath, size: UInt64, parents: BatchParent? = nil) throws -> OpenFile {
         let key = JobFile(job: job, path: target.relative)
         if finishedLately(key, target, size: size) { throw AlreadyFinished(path: target.relative) }
         return try open.withLockedValue { files in
@@ -154,7 +154,7 @@ public final class DestinationFiles: Sendable {
                 }
                 return f
             }
-            let f = OpenFile(writer: try PartialFileWriter(target, size: size), size: size)
+            let f = OpenFile(writer: try PartialFileWriter(target, size: size, parents: parents), size: size)
             if f.writer.existed { try restore(f, target) }
             files[key] = f
             return f
@@ -185,16 +185,17 @@ public final class DestinationFiles: Sendable {
 
     /// Writes verified bytes of a file at `offset`; throws `StoreError`. `id` and `xxh` (the
     /// chunk's SHA-256 and XXH3-128) go to the chunk index.
-    /// `recordNow` false: the row waits for the file's finish (a file batch finishes its files
-    /// at once), rather than being written with the next 32.
+    /// `batch`: a file of a file batch. Its row waits for the file's finish (a batch finishes its
+    /// files at once), rather than being written with the next 32, and a new file is created in
+    /// the batch's held directory.
     public func write(job: String, target: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64,
-                      id: [UInt8] = [], xxh: [UInt8] = [], recordNow: Bool = true) throws {
+                      id: [UInt8] = [], xxh: [UInt8] = [], batch: BatchParent? = nil) throws {
         if let intake, isCold(job: job, path: target.relative) {
             try intake.store(path: target.relative, fileSize: size, offset: offset, bytes: bytes)
             return
         }
         if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
-        let f = try file(job: job, target: target, size: size)
+        let f = try file(job: job, target: target, size: size, parents: batch)
         // The lock covers the bookkeeping only; the `pwrite` itself runs beside other chunks'.
         try f.lock.withLock {
             guard !f.sealed else { throw StoreError.system(operation: "write", path: target.relative, errno: EBADF) }
@@ -223,7 +224,7 @@ public final class DestinationFiles: Sendable {
         let entry = ChunkIndex.Entry(path: target.relative, offset: offset, length: bytes.count, fileSize: size, id: id, xxh: xxh)
         let full = pending.withLockedValue { p in
             p.append(entry)
-            return recordNow && p.count >= Self.batch
+            return batch == nil && p.count >= Self.batch
         }
         if full { flush() }
     }
