@@ -44,14 +44,15 @@ public enum DestinationEntries {
         }
         let temporary = temporaryLinkName(for: name)
         unlinkat(dirfd, temporary, 0)
-        guard symlinkat(target, dirfd, temporary) == 0 else { throw .system(operation: "create symbolic link", path: display, errno: errno) }
+        // In a read-only directory of the agent's own user, lifted for the link (`DirectoryLift`).
+        guard DirectoryLift.retrying(in: dirfd, { symlinkat(target, dirfd, temporary) }) == 0 else { throw .system(operation: "create symbolic link", path: display, errno: errno) }
         var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
         guard utimensat(dirfd, temporary, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
             let e = errno
             unlinkat(dirfd, temporary, 0)
             throw .system(operation: "set mtime of", path: display, errno: e)
         }
-        guard renameat(dirfd, temporary, dirfd, name) == 0 else {
+        guard DirectoryLift.retrying(in: dirfd, { renameat(dirfd, temporary, dirfd, name) }) == 0 else {
             let e = errno
             unlinkat(dirfd, temporary, 0)
             throw .system(operation: "rename", path: display, errno: e)

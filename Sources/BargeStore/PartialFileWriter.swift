@@ -94,7 +94,9 @@ public final class PartialFileWriter: @unchecked Sendable {
         // O_NOFOLLOW: a symbolic link planted under the partial name is refused, not followed.
         // O_NONBLOCK: one that became a FIFO since the look below fails (ENXIO) rather than
         // waits; it changes nothing for a regular file.
-        var fd = openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode)
+        // In a read-only directory of the agent's own user, lifted for the create (`DirectoryLift`).
+        let partialName = partialName
+        var fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode) }
         existed = fd < 0 && errno == EEXIST
         if existed {
             // Something other than a file under the partial name (a link, a FIFO, a socket, a
@@ -266,7 +268,8 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// descriptor of its directory, opened beneath the root). The rename is durable once the
     /// directory is synced.
     public func rename(in parent: Int32) throws(StoreError) {
-        guard renameat(parent, partialName, parent, final.components.last!) == 0 else {
+        let name = final.components.last!, partialName = partialName
+        guard DirectoryLift.retrying(in: parent, { renameat(parent, partialName, parent, name) }) == 0 else {
             // A directory under the final name: the partial copy stays, for a run after it is gone.
             if errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST { throw .invalidPath(path: final.relative, reason: Self.directoryInTheWay) }
             throw .system(operation: "rename", path: final.relative, errno: errno)

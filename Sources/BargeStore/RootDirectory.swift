@@ -79,7 +79,8 @@ public final class RootDirectory: Sendable {
         var done: [String] = []
         for component in components {
             done.append(component)
-            if mkdirat(current, component, 0o755) != 0, errno != EEXIST {
+            let parent = current
+            if DirectoryLift.retrying(in: parent, { mkdirat(parent, component, 0o755) }) != 0, errno != EEXIST {
                 let e = errno
                 close(current)
                 throw .system(operation: "create directory", path: done.joined(separator: "/"), errno: e)

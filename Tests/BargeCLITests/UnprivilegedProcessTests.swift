@@ -46,6 +46,14 @@ struct UnprivilegedProcessTests {
         try fm.createDirectory(atPath: source + "/locked", withIntermediateDirectories: true)
         try Data("secret".utf8).write(to: URL(fileURLWithPath: source + "/locked/s.txt"))
         try fm.setAttributes([.posixPermissions: 0o311], ofItemAtPath: source + "/locked")
+        // A read-only directory (0555, as a dataset is often frozen), which the destination
+        // agent makes read-only too at the end of the job.
+        try fm.createDirectory(atPath: source + "/ro", withIntermediateDirectories: true)
+        try Data("first\n".utf8).write(to: URL(fileURLWithPath: source + "/ro/f.txt"))
+        for path in [source + "/ro", source + "/ro/f.txt"] {
+            try fm.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: path)
+        }
+        try fm.setAttributes([.posixPermissions: 0o555], ofItemAtPath: source + "/ro")
 
         let coordinatorPort = try TestCluster.freePort(), httpPort = try TestCluster.freePort()
         let coordinator = try RunningBarge(["coordinator", "--state", cluster.dir.path + "/state", "--listen", "127.0.0.1:\(coordinatorPort)",
@@ -75,6 +83,25 @@ struct UnprivilegedProcessTests {
         for process in [a1, b1, coordinator] {
             #expect(!process.output.contains("setsockopt"), "\(process.output)")
         }
+        let ro = cluster.dir.path + "/root-b/copy/ro"
+        #expect((try fm.attributesOfItem(atPath: ro)[.posixPermissions] as? Int) == 0o555)
+
+        // A re-sync of a file changed inside the read-only directory, a new file and a new
+        // directory there: the destination agent, not root, lifts the directory's mode for each
+        // create and rename, as rsync does, and the job gives it back its 0555 at the end.
+        // Before, the re-sync failed with EACCES.
+        try Data("second, longer\n".utf8).write(to: URL(fileURLWithPath: source + "/ro/f.txt"))
+        try fm.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: source + "/ro/f.txt")
+        try fm.createDirectory(atPath: source + "/ro/sub", withIntermediateDirectories: true)
+        try Data("new\n".utf8).write(to: URL(fileURLWithPath: source + "/ro/sub/n.txt"))
+        try fm.createSymbolicLink(atPath: source + "/ro/link", withDestinationPath: "f.txt")
+        let again = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        #expect(again.status == 2, "\(again.stdout)\(again.stderr)\n\(b1.output)")
+        #expect(fm.contentsEqual(atPath: source + "/ro/f.txt", andPath: ro + "/f.txt"))
+        #expect(fm.contentsEqual(atPath: source + "/ro/sub/n.txt", andPath: ro + "/sub/n.txt"))
+        #expect((try? fm.destinationOfSymbolicLink(atPath: ro + "/link")) == "f.txt")
+        #expect((try fm.attributesOfItem(atPath: ro)[.posixPermissions] as? Int) == 0o555)
+        #expect(try fm.contentsOfDirectory(atPath: ro).sorted() == ["f.txt", "link", "sub"])
 
         // A destination directory the destination agent may not write (root's, 0755): the job
         // fails at the first refusal, naming the file and EACCES, without three attempts (no
