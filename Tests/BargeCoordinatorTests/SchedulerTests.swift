@@ -573,3 +573,47 @@ extension SchedulerTests {
         #expect(status.bytesDone == 2 << 20 && status.wireBytes == 3000, "the job's figures: \(status.bytesDone), \(status.wireBytes)")
     }
 }
+
+extension SchedulerTests {
+    /// An attempt ended by an agent of its lane going down is the path's, not the unit's: it does
+    /// not count against the unit's attempts. Seen before: the network between a1 and b1 went down
+    /// twice for 40 s; b1 missed its heartbeats both times, and each time the unit went back to
+    /// pending with its attempt counted. Its third assignment's one failure (a connection to b1
+    /// that had closed during the outage) then failed the job: "unit 0 failed 3 times", with one
+    /// failure ever logged.
+    @Test(.timeLimit(.minutes(1))) func aUnitWhoseDestinationWentDownTwiceStillHasItsAttempts() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a")
+        _ = await f.agent("b1", site: "b")
+        let job = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "f"), destination: .init(site: "b", path: "f")), id: "j-outages")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: [file])), from: "a1")
+        func nextAssign() async -> TaskAssign? {
+            while let m = await a1.next() { if case .taskAssign(let t) = m { return t } }
+            return nil
+        }
+        guard let first = await nextAssign() else { Issue.record("no task"); return }
+        // Two outages: b1 misses its heartbeats, comes back, and the unit is assigned again.
+        for _ in 0..<2 {
+            #expect(try await f.scheduler.agentsDown(["b1"]) == 1)
+            await f.scheduler.flush()
+            _ = await f.agent("b1", site: "b")
+            guard let again = await nextAssign() else { Issue.record("not assigned again"); return }
+            #expect(again.unit == first.unit)
+        }
+        // One failure of the data plane after the outages: retried, not the job's end.
+        await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: first.unit, retryable: true,
+                                                          reason: "data plane to b1 at 127.0.0.1:9: the connection closed")), from: "a1")
+        await f.scheduler.flush()
+        let after = try #require(try await f.scheduler.status(job.id))
+        #expect(after.state == .running, "failed with \(after.error ?? "")")
+        try await f.afterBackoff(job.id)
+        guard let retry = await nextAssign() else { Issue.record("no retry"); return }
+        #expect(retry.unit == first.unit)
+        await f.scheduler.received(.taskDone(TaskDone(job: job.id, unit: retry.unit, bytes: 3, wireBytes: 43, refetched: 0, codecs: [],
+                                                      chunks: [ChunkReport(file: 0, offset: 0, length: 3, id: [UInt8](repeating: 1, count: 32))])), from: "a1")
+        await f.scheduler.flush()
+        #expect(try await f.scheduler.status(job.id)?.state == .succeeded)
+    }
+}

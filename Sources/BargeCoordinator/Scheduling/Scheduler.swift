@@ -69,6 +69,9 @@ public actor Scheduler {
     var policy: SchedulingPolicy
     /// Units read from the journal and not done: the policy's window, held and retrying units.
     var records: [UnitKey: UnitRecord] = [:]
+    /// How many times a unit's attempt was given back because an agent of its lane went down.
+    var pathLosses: [UnitKey: Int] = [:]
+    static let forgivenLosses = 10
     var running: [String: RunningJob] = [:]
     /// Units running, as their agents last reported them (read by status without the actor).
     let live = LiveProgress()
@@ -228,6 +231,18 @@ public actor Scheduler {
                 // unit given again to the same source found it still running and started nothing.
                 if source != name, let link = links[source], link.version >= WireVersion.acks {
                     link.sink.yield(.taskDrop(AssignmentKey(job: key.job, unit: key.unit, assignment: currentAssignment(key))))
+                }
+                // Not the unit's failure: an agent of its lane went away (the policy makes it
+                // ready again at once for that reason). Its attempt is given back, as `reconcile`
+                // gives back one lost with a connection, up to `forgivenLosses` times a unit (an
+                // agent that dies of one unit each time still ends the job). Counted, two outages
+                // of the network between the agents used two of a unit's three attempts, and one
+                // connection that closed after the second failed the job ("unit N failed 3
+                // times", with one failure logged).
+                if var record = records[key], pathLosses[key, default: 0] < Self.forgivenLosses {
+                    pathLosses[key, default: 0] += 1
+                    record.attempts = max(0, record.attempts - 1)
+                    records[key] = record
                 }
                 journalRelease(key, source: source)
             }
@@ -754,6 +769,7 @@ public actor Scheduler {
             policy.failed(key, retryAt: nil)
             noteReleased(key, source: lane.source)
             records.removeValue(forKey: key)
+            pathLosses.removeValue(forKey: key)
         }
         // A unit reported twice in one batch (an earlier assignment's report, then the current
         // one's) is done once.
@@ -766,7 +782,10 @@ public actor Scheduler {
         for key in reportedNow {
             let wasHeld = reported.removeValue(forKey: key) ?? false
             if let unit = outcome.firstCompletions[key] { policy.done(key, unit: unit, wasHeld: wasHeld) }
-            if policy.lane(of: key) == nil, !policy.isRetrying(key) { records.removeValue(forKey: key) }
+            if policy.lane(of: key) == nil, !policy.isRetrying(key) {
+                records.removeValue(forKey: key)
+                pathLosses.removeValue(forKey: key)
+            }
         }
         for (file, ranges) in outcome.resent {
             for r in ranges { remember(r) }
@@ -816,6 +835,7 @@ public actor Scheduler {
         endings.ended(job)
         policy.end(job: job)
         records = records.filter { $0.key.job != job }
+        pathLosses = pathLosses.filter { $0.key.job != job }
         live.remove(job: job)
         running.removeValue(forKey: job)
         sentSettings.removeValue(forKey: job)
