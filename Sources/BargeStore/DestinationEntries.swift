@@ -94,7 +94,7 @@ public enum DestinationEntries {
     public static func repaired(_ path: RootedPath, size: UInt64, mode: UInt32, mtime: (seconds: Int64, nanoseconds: Int32)) throws(StoreError) {
         let (fd, _) = try openFinished(path, size: size, flags: O_RDONLY, refusal: "its repair cannot be finished")
         defer { close(fd) }
-        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "set mode of", path: path.relative, errno: errno) }
+        guard fchmod(fd, mode_t(FileModes.atDestination(mode))) == 0 else { throw .system(operation: "set mode of", path: path.relative, errno: errno) }
         var times = [omitTime, timespec(tv_sec: Int(mtime.seconds), tv_nsec: Int(mtime.nanoseconds))]
         guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
     }

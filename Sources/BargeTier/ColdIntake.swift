@@ -1,5 +1,6 @@
 import BargeCodec
 import BargeDigest
+import BargeStore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -239,7 +240,7 @@ public final class ColdIntake: @unchecked Sendable {
             try store.catalog.forgetIncoming(f.path, offsets: lost.map(\.offset))
             throw Missing(description: "\(f.path): \(lost.count) of its chunks are not in the cold store; they must be sent again")
         }
-        return ColdFile(path: f.path, size: f.size, mode: f.mode & 0o7777, mtimeSeconds: f.mtimeSeconds, mtimeNanoseconds: f.mtimeNanoseconds, chunks: chunks)
+        return ColdFile(path: f.path, size: f.size, mode: FileModes.atDestination(f.mode), mtimeSeconds: f.mtimeSeconds, mtimeNanoseconds: f.mtimeNanoseconds, chunks: chunks)
     }
 }
 

@@ -51,7 +51,7 @@ enum QuickCheck {
             var st = stat()
             guard fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 else { return false }  // a plain copy that differs wins
             return file.size == entry.size && file.mtimeSeconds == entry.mtimeSeconds && file.mtimeNanoseconds == entry.mtimeNanoseconds
-                && file.mode == entry.mode
+                && file.mode == FileModes.atDestination(entry.mode)
         }
         return CompareReply(request: request.request, unchanged: unchanged)
     }
@@ -64,7 +64,7 @@ enum QuickCheck {
         case .file:
             return st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) == entry.size
                 && Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds && Int32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds
-                && UInt32(st.st_mode & 0o7777) == entry.mode
+                && UInt32(st.st_mode & 0o7777) == FileModes.atDestination(entry.mode)
         case .symlink:
             // By bytes: Swift's `==` takes "é" and "e\u{301}" for the same, and they are two names.
             guard st.st_mode & S_IFMT == S_IFLNK, let target = directory.linkTargetBytes(name) else { return false }
