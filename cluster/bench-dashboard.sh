@@ -31,7 +31,7 @@ chromium=$(command -v chromium || command -v chromium-browser || true)
 echo "generating the source dataset (64 MiB in 16 random files) …" >&2
 mkdir -p "$work/a/ds" "$work/b"
 for i in $(seq 1 16); do openssl rand -out "$work/a/ds/part-$i.bin" $((4 << 20)); done
-head -c 32 /dev/urandom | base64 > "$work/token"
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
 export BARGE_TOKEN_FILE=$work/token
 agent_port=$(free_port); http_port=$(free_port)
 url=http://127.0.0.1:$http_port

@@ -22,7 +22,7 @@ mkdir -p "$work/a/ds"
 for i in $(seq 1 "$files"); do openssl rand -out "$work/a/ds/part-$i.bin" $(((size_mib / files) << 20)); done
 bytes=$(du -sb "$work/a/ds" | cut -f1)
 cat "$work"/a/ds/* > /dev/null
-head -c 32 /dev/urandom | base64 > "$work/token"
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
 export BARGE_TOKEN_FILE=$work/token
 
 # start_cluster NAME ARGS…: a coordinator and agents a1 (site a, the shared source) and b1 (its

@@ -42,7 +42,7 @@ trap cleanup EXIT
 trap "exit 130" INT TERM
 
 rm -rf "$work"; mkdir -p "$work/src/ds" "$work/logs"
-head -c 32 /dev/urandom | base64 > "$work/token"
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
 export BARGE_TOKEN_FILE=$work/token
 head -c $((8 << 20)) /dev/urandom > "$work/src/ds/big.bin"
 head -c 1000 /dev/urandom > "$work/src/ds/small.txt"

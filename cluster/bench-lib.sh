@@ -75,7 +75,7 @@ field() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
 # COORDINATOR_ARGS and AGENT_ARGS are passed on.
 bench_cluster() {
   mkdir -p "$work/a" "$work/b"
-  head -c 32 /dev/urandom | base64 > "$work/token"
+  (umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
   export BARGE_TOKEN_FILE=$work/token
   local agent_port http_port
   agent_port=$(free_port); http_port=$(free_port)

@@ -52,7 +52,7 @@ trap cleanup EXIT
 trap "exit 130" INT TERM
 
 rm -rf "$work"; mkdir -p "$work/logs" "$work/jobs"
-head -c 32 /dev/urandom | base64 > "$work/token"
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
 export BARGE_TOKEN_FILE=$work/token
 "$tb" up "$LINK" 60 "${DELAY_MS:-0}"
 

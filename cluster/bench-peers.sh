@@ -188,7 +188,7 @@ tool_barge() {
 start_barge() {
   stop_barge
   rm -rf "$work/state"
-  head -c 32 /dev/urandom | base64 > "$work/token"
+  (umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
   export BARGE_TOKEN_FILE=$work/token
   barge_url=http://$ip_client:27480
   [[ -n ${TRACE:-} ]] && export BARGE_TRACE_LANES=1

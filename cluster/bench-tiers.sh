@@ -39,7 +39,7 @@ PY
 logical=$(du -sb "$work/a/ds" | cut -f1)
 cat "$work"/a/ds/* > /dev/null
 
-head -c 32 /dev/urandom | base64 > "$work/token"
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
 export BARGE_TOKEN_FILE=$work/token
 agent_port=$(free_port); http_port=$(free_port)
 export BARGE_COORDINATOR=http://127.0.0.1:$http_port BARGE_API_TOKEN_FILE=$work/state/admin.token

@@ -57,7 +57,7 @@ os.utime(os.path.join(odd, "-starts-with-dash"), ns=(1_000_000_123, 1_000_000_12
 PY
 echo "dataset: $(du -sh "$src" | cut -f1) in $(find "$src" -type f | wc -l) files" >&2
 
-head -c 32 /dev/urandom | base64 > "$work/token"
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/token")
 export BARGE_TOKEN_FILE=$work/token
 agent_port=$(free_port); http_port=$(free_port)
 export BARGE_COORDINATOR=http://127.0.0.1:$http_port BARGE_API_TOKEN_FILE=$work/state/admin.token

@@ -30,7 +30,7 @@ fi
 mkdir -p "$dir/logs"
 token="$dir/token"
 if [[ ! -s $token ]]; then
-  head -c 32 /dev/urandom | base64 > "$token"
+  (umask 077; head -c 32 /dev/urandom | base64 > "$token")
   chmod 600 "$token"
 fi
 export BARGE_TOKEN_FILE=$token

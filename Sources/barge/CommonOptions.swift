@@ -9,9 +9,21 @@ struct TokenOptions: ParsableArguments {
 
     func token() throws -> ClusterToken {
         guard let path = tokenFile ?? ProcessInfo.processInfo.environment["BARGE_TOKEN_FILE"], !path.isEmpty else {
-            throw Failure("a cluster token is required: pass --token-file FILE or set BARGE_TOKEN_FILE (make one with: head -c 32 /dev/urandom | base64 > token)")
+            throw Failure("a cluster token is required: pass --token-file FILE or set BARGE_TOKEN_FILE (make one with: (umask 077; head -c 32 /dev/urandom | base64 > token))")
         }
-        do { return try ClusterToken(contentsOf: path) } catch { throw Failure("--token-file: \(error)") }
+        let token: ClusterToken
+        do { token = try ClusterToken(contentsOf: path) } catch { throw Failure("--token-file: \(error)") }
+        if let warning = Self.exposure(of: path) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+        return token
+    }
+
+    /// A warning when other users may read the token file: whoever holds the token can join the
+    /// cluster as an agent and write files anywhere under every agent's root, as that agent's user.
+    static func exposure(of path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & 0o077 != 0 else { return nil }
+        return "warning: the cluster token file \(path) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))): "
+            + "whoever reads it can join the cluster and write files under every agent's root as that agent's user; chmod 600 \(path) on every node"
     }
 }
 

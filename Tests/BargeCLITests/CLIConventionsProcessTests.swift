@@ -40,6 +40,16 @@ struct CLIConventionsProcessTests {
                                                "--token-file", dir.path + "/token", "--send-memory", memory])
             #expect(budget.status == 64 && budget.stderr.contains(says), "\(budget.stderr)")
         }
+        // A token file other users may read is named with a warning: whoever reads it can join
+        // the cluster as an agent (a black-box review did so as nobody, from the README's recipe).
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: dir.path + "/token")
+        let exposed = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
+                                            "--token-file", dir.path + "/token", "--state", "/proc/no-such/state"])
+        #expect(exposed.status == 1 && exposed.stderr.contains("may be read by other users (mode 644)") && exposed.stderr.contains("chmod 600"), "\(exposed.stderr)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir.path + "/token")
+        let kept = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
+                                         "--token-file", dir.path + "/token", "--state", "/proc/no-such/state"])
+        #expect(kept.status == 1 && !kept.stderr.contains("other users"), "\(kept.stderr)")
         let token = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
                                           "--token-file", dir.path + "/missing"])
         #expect(token.status == 1 && token.stderr.contains("missing") && !token.stderr.contains("Usage: barge <subcommand>"), "\(token.stderr)")

@@ -78,6 +78,31 @@ struct AuditTests {
         #expect(AuditChain.verify(lines: f.lines).broken == nil)
     }
 
+    /// A token sent in a query is never written to the trail (a viewer reads it in a job's
+    /// evidence: a black-box review took an admin token from there), and a request without a
+    /// valid token leaves the sizes of what it sent, not the text (each one added its query and
+    /// 4 KiB of body: 17 MiB in 4 s from anyone who could reach the port).
+    @Test func secretsAndUnauthenticatedBodiesStayOutOfTheTrail() async throws {
+        let f = try Fixture()
+        try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
+        try f.trail.mirror()
+        let before = f.records.count
+        let secret = "barge_0123456789abcdef-secret"
+        try await f.app.test(.live) { client in
+            try await client.execute(uri: "/v1/jobs/j-1/limit?token=\(secret)&api_key=\(secret)&note=kept", method: .post, headers: f.headers(.operator),
+                                     body: ByteBuffer(string: #"{"bwlimit":"5MiB/s"}"#)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/jobs/j-1/cancel?token=\(secret)&x=1", method: .post, body: ByteBuffer(string: String(repeating: "A", count: 4000))) {
+                #expect($0.status == .unauthorized)
+            }
+        }
+        let records = Array(f.records.dropFirst(before))
+        #expect(records.count == 2, "\(records)")
+        #expect(records[0].args?["note"] == "kept" && records[0].args?["body"] == #"{"bwlimit":"5MiB/s"}"#, "\(records[0])")
+        #expect(records[1].args == ["not recorded": "2 query parameters and 4000 bytes of body from a request without a valid token"], "\(records[1])")
+        #expect(!f.lines.contains { $0.contains(secret) }, "the trail holds the token")
+        #expect(!f.lines.contains { $0.contains("AAAA") })
+    }
+
     /// The record of an action is written in the transaction that carries it out; one that
     /// reached the journal but not the file (a crash in between) is in the file after a restart.
     @Test func aRecordJournaledButNotYetInTheFileReachesItAtTheNextStart() throws {
