@@ -1,5 +1,6 @@
 @testable import BargeAgent
 import BargeBench
+import BargeCodec
 import BargeDigest
 import BargeStore
 import BargeWire
@@ -160,6 +161,35 @@ struct FileBatchTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: state + "/chunk-index.sqlite")) == Data("index".utf8))
         let beside = try FileManager.default.contentsOfDirectory(atPath: roots.destination + "/in/d").sorted()
         #expect(beside == ["a", "b", "state-b2", "state-b3"], "no partial copy is left beside it: \(beside)")
+    }
+
+    /// A file of a batch is one chunk: one that says more than a chunk holds is refused as
+    /// malformed, by value or by reference, and the rest of the batch arrives. By reference, a
+    /// file of 2^32 bytes took the agent down (its length went into 32 bits).
+    @Test func aBatchFileBiggerThanAChunkIsRefused() throws {
+        let roots = try Roots()
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles())
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        try write(roots, "ok", SampleData.random(bytes: 500, seed: 1))
+        let ok = try file(source, "ok", size: 500)
+        var files = [ok]
+        for size: UInt64 in [1 << 32, UInt64(ChunkFormat.maxRawLength) + 1] {
+            var big = ok
+            big.done.path = "in/big-\(size)"
+            big.done.size = size
+            files.append(big)
+            var byReference = FileBatch.File(path: "in/ref-\(size)", size: size, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0, id: ok.id, xxh: ok.xxh,
+                                             form: .reference, encoded: ByteBuffer())
+            byReference.done.size = size
+            files.append(byReference)
+        }
+        guard case .fileBatchReply(let reply) = receiver.handle(.fileBatch(FileBatch(job: "j", batch: 1, files: files))) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(reply.refused.map(\.index) == [1, 2, 3, 4], "\(reply.refused)")
+        #expect(reply.refused.allSatisfy { $0.reason == .malformed && $0.detail.contains("one chunk") }, "\(reply.refused)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/in/ok")) == Data(contentsOf: URL(fileURLWithPath: roots.source + "/ok")))
     }
 
     /// The source side of a batch: its paths are checked once for them all, and a file inside an

@@ -109,6 +109,32 @@ struct FrameTests {
         #expect(throws: WireError.self) { try Message(frame: frame) }
     }
 
+    /// Sizes, offsets and byte counts over 2^56, and ids over 2^63 - 1, are refused when the
+    /// message is read, naming the field: a peer holding the token once crashed a destination
+    /// agent with a file of 2^63 bytes (an `off_t`), and the coordinator with a scanned entry of
+    /// 2^64 - 1 bytes (a sum that overflowed) and a progress report of 2^63.
+    @Test func quantitiesPastWhatBargeHandlesAreMalformed() throws {
+        let place = ChunkPlace(job: "j", path: "f", offset: 0)
+        let entry = { (size: UInt64) in FileEntry(path: "f", kind: .file, size: size, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        let cases: [(Message, String)] = [
+            (.chunkRef(ChunkRef(place: place, fileSize: 1 << 63, length: 1, id: [UInt8](repeating: 1, count: 32), xxh: [UInt8](repeating: 2, count: 16))), "file size"),
+            (.chunkRef(ChunkRef(place: ChunkPlace(job: "j", path: "f", offset: UInt64.max), fileSize: 1, length: 1, id: [UInt8](repeating: 1, count: 32), xxh: [UInt8](repeating: 2, count: 16))), "offset"),
+            (.scanReply(ScanReply(request: 1, final: true, entries: [entry(UInt64.max)])), "entry size"),
+            (.taskProgress(TaskProgress(job: "j", unit: 1, bytesDone: 1 << 63, wireBytes: 0)), "bytes done"),
+            (.taskProgress(TaskProgress(job: "j", unit: UInt64.max, bytesDone: 0, wireBytes: 0)), "unit"),
+            (.taskDone(TaskDone(job: "j", unit: 1, bytes: 1, wireBytes: UInt64.max, refetched: 0, codecs: [], chunks: [])), "wire bytes"),
+        ]
+        for (message, field) in cases {
+            #expect(throws: WireError.self) { try Message(frame: message.frame()) }
+            do { _ = try Message(frame: message.frame()) } catch {
+                #expect("\(error)".contains(field), "\(error)")
+            }
+        }
+        // The largest that passes: 2^56 bytes.
+        let largest = Message.chunkRef(ChunkRef(place: place, fileSize: 1 << 56, length: 1, id: [UInt8](repeating: 1, count: 32), xxh: [UInt8](repeating: 2, count: 16)))
+        #expect(try Message(frame: largest.frame()) == largest)
+    }
+
     /// `warm lanes` names at most 16 destinations: more is refused on the count, before the
     /// destinations are read, with the count in the reason.
     @Test func warmLanesBeyondSixteenDestinationsIsRefusedOnItsCount() throws {

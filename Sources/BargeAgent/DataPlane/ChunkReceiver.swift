@@ -171,6 +171,12 @@ public final class ChunkReceiver {
                 refuse(i, .refusedPath, error.description)
                 continue
             }
+            // A file of a batch is one chunk. Bigger (a peer that is not a Barge source): refused,
+            // as sent by reference it took the agent down (its length is 32 bits).
+            guard f.size <= UInt64(ChunkFormat.maxRawLength) else {
+                refuse(i, .malformed, "a file of a batch is one chunk of at most \(ChunkFormat.maxRawLength) bytes; this one says \(f.size)")
+                continue
+            }
             if f.size > 0 {
                 switch f.form {
                 case .bytes:

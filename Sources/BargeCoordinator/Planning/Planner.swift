@@ -121,8 +121,8 @@ public struct Planner: Sendable {
                     directories[depth, default: []].append(TaskFile(sourcePath: source, entry: entry, length: 0, finish: true))
                 case .symlink, .file:
                     totals.files += 1
-                    totals.bytes += Int64(e.size)
-                    totals.chunks += Int64((e.size + p.chunkSize - 1) / p.chunkSize)
+                    totals.bytes = totals.bytes.addingSaturated(Int64(e.size))
+                    totals.chunks = totals.chunks.addingSaturated(Int64((e.size + p.chunkSize - 1) / p.chunkSize))
                     if e.kind == .file, e.size > p.unitBytes {
                         add(.finish, [TaskFile(sourcePath: source, entry: entry, offset: 0, length: 0, finish: true, tier: tier)],
                             ranges: (e.size + p.unitBytes - 1) / p.unitBytes)

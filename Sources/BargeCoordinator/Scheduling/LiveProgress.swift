@@ -35,10 +35,10 @@ final class LiveProgress: Sendable {
 
         mutating func add(_ job: String, bytes: Int64, wire: Int64) {
             var s = sums[job] ?? (0, 0)
-            s.bytes += bytes
-            s.wire += wire
+            s.bytes = s.bytes.addingSaturated(bytes)
+            s.wire = s.wire.addingSaturated(wire)
             if byJob[job] == nil { sums.removeValue(forKey: job) } else { sums[job] = s }
-            totalBytes += bytes
+            totalBytes = totalBytes.addingSaturated(bytes)
         }
     }
 
@@ -73,7 +73,7 @@ final class LiveProgress: Sendable {
     func remove(job: String) {
         state.withLock { s in
             s.byJob.removeValue(forKey: job)
-            if let sums = s.sums.removeValue(forKey: job) { s.totalBytes -= sums.bytes }
+            if let sums = s.sums.removeValue(forKey: job) { s.totalBytes = s.totalBytes.addingSaturated(sums.bytes == .min ? .max : -sums.bytes) }
         }
     }
 

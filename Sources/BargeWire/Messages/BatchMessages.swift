@@ -48,7 +48,7 @@ public struct FilesDone: Hashable, Sendable, PayloadCodable {
     /// A file's path, size, mode and mtime, as `files done` and `file batch` carry them.
     static func file(from r: inout PayloadReader) throws(WireError) -> File {
         let path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
-        let size = try r.integer(UInt64.self, "file size")
+        let size = try r.quantity("file size")
         let mode = try r.integer(UInt32.self, "mode")
         let seconds = try r.integer(Int64.self, "mtime seconds")
         let nanos = try r.integer(Int32.self, "mtime nanoseconds")

@@ -124,7 +124,7 @@ extension PayloadReader {
     mutating func place() throws(WireError) -> ChunkPlace {
         let job = try string("job", maxLength: ChunkPlace.maxJobLength)
         let path = try string("path", maxLength: ChunkPlace.maxPathLength)
-        return ChunkPlace(job: job, path: path, offset: try integer(UInt64.self, "offset"))
+        return ChunkPlace(job: job, path: path, offset: try quantity("offset"))
     }
 }
 
@@ -132,7 +132,7 @@ extension PayloadReader {
     /// `chunk data` and `chunk repair`: the place, file size, id, then the encoded chunk to the end.
     mutating func chunkData() throws(WireError) -> ChunkData {
         let place = try place()
-        let size = try integer(UInt64.self, "file size")
+        let size = try quantity("file size")
         let id = try bytes(32, "chunk id")
         let encoded = buffer.readSlice(length: buffer.readableBytes)!
         return ChunkData(place: place, fileSize: size, id: id, encoded: encoded)

@@ -47,7 +47,7 @@ public struct HaveQuery: Hashable, Sendable, PayloadCodable {
         facts = try r.list("placements", minimumSize: 17) { (r: inout PayloadReader) throws(WireError) in
             let raw = try r.integer(UInt8.self, "tier")
             guard raw <= 2 else { throw .malformed(r.type, "unknown tier \(raw)") }
-            return Facts(tier: Placement(rawValue: raw), size: try r.integer(UInt64.self, "size"), mtimeSeconds: try r.integer(Int64.self, "mtime"))
+            return Facts(tier: Placement(rawValue: raw), size: try r.quantity("size"), mtimeSeconds: try r.integer(Int64.self, "mtime"))
         }
         guard facts.count == paths.count else { throw .malformed(r.type, "\(facts.count) placements for \(paths.count) paths") }
     }
@@ -104,7 +104,7 @@ public struct ChunkRef: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         place = try r.place()
-        fileSize = try r.integer(UInt64.self, "file size")
+        fileSize = try r.quantity("file size")
         length = try r.integer(UInt32.self, "length")
         id = try r.bytes(32, "id")
         xxh = try r.bytes(16, "xxh3-128")

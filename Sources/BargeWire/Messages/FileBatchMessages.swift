@@ -56,7 +56,7 @@ public struct FileBatch: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        batch = try r.integer(UInt64.self, "batch")
+        batch = try r.identifier("batch")
         let count = try r.integer(UInt32.self, "count of files")
         let smallest = 2 + 8 + 4 + 8 + 4 + 32 + 16 + 1 + 4
         guard count >= 1, count <= UInt32(Self.maxFiles), Int(count) * smallest <= r.buffer.readableBytes else {
@@ -114,7 +114,7 @@ public struct FileBatchReply: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        batch = try r.integer(UInt64.self, "batch")
+        batch = try r.identifier("batch")
         refused = try FilesDoneReply(from: &r).refused
     }
 

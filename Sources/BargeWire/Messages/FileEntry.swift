@@ -37,7 +37,7 @@ extension FileEntry: PayloadCodable {
         let raw = try r.integer(UInt8.self, "entry kind")
         guard let kind = Kind(rawValue: raw) else { throw .malformed(r.type, "unknown entry kind \(raw)") }
         let path = try r.string("entry path", maxLength: ChunkPlace.maxPathLength)
-        let size = try r.integer(UInt64.self, "entry size")
+        let size = try r.quantity("entry size")
         let mode = try r.integer(UInt32.self, "entry mode")
         let seconds = try r.integer(Int64.self, "entry mtime seconds")
         let nanos = try r.integer(Int32.self, "entry mtime nanoseconds")

@@ -141,7 +141,7 @@ public enum Message: Hashable, Sendable {
             let timeout = try r.integer(UInt32.self, "agent timeout")
             self = .registered(Registered(heartbeatIntervalMillis: interval, agentTimeoutMillis: timeout))
         case .heartbeat:
-            let sequence = try r.integer(UInt64.self, "sequence")
+            let sequence = try r.identifier("sequence")
             self = .heartbeat(Heartbeat(sequence: sequence, inFlight: try r.integer(UInt32.self, "in flight")))
         case .chunkData:
             self = .chunkData(try r.chunkData())
@@ -210,7 +210,7 @@ public enum Message: Hashable, Sendable {
             self = .chunkNack(ChunkNack(place: place, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength)))
         case .fileDone, .repairDone:
             let place = try r.place()
-            let size = try r.integer(UInt64.self, "file size")
+            let size = try r.quantity("file size")
             let mode = try r.integer(UInt32.self, "mode")
             let seconds = try r.integer(Int64.self, "mtime seconds")
             let nanos = try r.integer(Int32.self, "mtime nanoseconds")

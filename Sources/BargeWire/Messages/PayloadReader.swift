@@ -21,6 +21,26 @@ struct PayloadReader {
         return v
     }
 
+    /// A size, offset or count of bytes: at most `maxQuantity`. Every one of them becomes an
+    /// `off_t` or an SQLite integer somewhere, and sums of them must fit too: a peer holding the
+    /// token once crashed an agent with a file of 2^63 bytes and the coordinator with a scanned
+    /// entry of 2^64 - 1.
+    mutating func quantity(_ field: String) throws(WireError) -> UInt64 {
+        let v = try integer(UInt64.self, field)
+        guard v <= Self.maxQuantity else { throw .malformed(type, "\(field) of \(v) is over 2^56 (64 PiB), the most Barge handles") }
+        return v
+    }
+
+    /// 64 PiB: far beyond any file, yet 128 of them still add up inside a signed 64-bit integer.
+    static let maxQuantity: UInt64 = 1 << 56
+
+    /// An id (unit, request, batch): it fits a signed 64-bit integer, as the journal keeps it.
+    mutating func identifier(_ field: String) throws(WireError) -> UInt64 {
+        let v = try integer(UInt64.self, field)
+        guard v <= UInt64(Int64.max) else { throw .malformed(type, "\(field) \(v) is over 2^63 - 1") }
+        return v
+    }
+
     mutating func bytes(_ count: Int, _ field: String) throws(WireError) -> [UInt8] {
         guard let v = buffer.readBytes(length: count) else { throw .malformed(type, "truncated at \(field)") }
         return v

@@ -19,7 +19,7 @@ public struct AssignmentKey: Hashable, Sendable, PayloadCodable, CustomStringCon
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        unit = try r.integer(UInt64.self, "unit")
+        unit = try r.identifier("unit")
         assignment = try r.integer(UInt32.self, "assignment")
     }
 

@@ -11,7 +11,7 @@ public struct ScanRequest: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
     }
 
@@ -44,7 +44,7 @@ public struct ScanReply: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         final = try r.flag("final")
         error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
         entries = try r.list("entries", minimumSize: FileEntry.minimumSize) { (r: inout PayloadReader) throws(WireError) in try FileEntry(from: &r) }
@@ -73,7 +73,7 @@ public struct CompareRequest: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         entries = try r.list("entries", minimumSize: FileEntry.minimumSize) { (r: inout PayloadReader) throws(WireError) in try FileEntry(from: &r) }
     }
 
@@ -95,7 +95,7 @@ public struct CompareReply: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         let count = Int(try r.integer(UInt32.self, "entry count"))
         guard (count + 7) / 8 <= r.buffer.readableBytes else { throw .malformed(r.type, "\(count) entries do not fit in \(r.buffer.readableBytes) bytes") }
         let bits = try r.bytes((count + 7) / 8, "unchanged bits")

@@ -68,8 +68,8 @@ extension TaskFile {
         try r.list("files", minimumSize: 2 + FileEntry.minimumSize + 17) { (r: inout PayloadReader) throws(WireError) in
             let source = try r.string("source path", maxLength: ChunkPlace.maxPathLength)
             let entry = try FileEntry(from: &r)
-            let offset = try r.integer(UInt64.self, "offset")
-            let length = try r.integer(UInt64.self, "length")
+            let offset = try r.quantity("offset")
+            let length = try r.quantity("length")
             let flags = try r.integer(UInt8.self, "file flags")
             guard flags & ~15 == 0, flags & 12 != 12 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
             guard offset <= entry.size, length <= entry.size - offset else {
@@ -169,7 +169,7 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        unit = try r.integer(UInt64.self, "unit")
+        unit = try r.identifier("unit")
         destination = try DataPeer(from: &r)
         codec = try r.string("codec", maxLength: 64)
         chunkSize = try r.integer(UInt32.self, "chunk size")
@@ -208,9 +208,9 @@ public struct TaskProgress: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        unit = try r.integer(UInt64.self, "unit")
-        bytesDone = try r.integer(UInt64.self, "bytes done")
-        wireBytes = try r.integer(UInt64.self, "wire bytes")
+        unit = try r.identifier("unit")
+        bytesDone = try r.quantity("bytes done")
+        wireBytes = try r.quantity("wire bytes")
         lane = r.buffer.readableBytes > 0 ? try LaneFigures(from: &r) : nil
     }
 
@@ -241,8 +241,8 @@ public struct LaneFigures: Hashable, Sendable, Codable {
     init(from r: inout PayloadReader) throws(WireError) {
         rttMicros = try r.integer(UInt32.self, "rtt")
         queueMicros = try r.integer(UInt32.self, "queueing delay")
-        window = try r.integer(UInt64.self, "window")
-        rate = try r.integer(UInt64.self, "rate")
+        window = try r.quantity("window")
+        rate = try r.quantity("rate")
     }
 
     func write(to b: inout ByteBuffer) {
@@ -286,7 +286,7 @@ public struct ChunkReport: Hashable, Sendable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         file = try r.integer(UInt32.self, "chunk file")
-        offset = try r.integer(UInt64.self, "chunk offset")
+        offset = try r.quantity("chunk offset")
         length = try r.integer(UInt32.self, "chunk length")
         id = try r.bytes(32, "chunk id")
     }
@@ -342,16 +342,16 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        unit = try r.integer(UInt64.self, "unit")
-        bytes = try r.integer(UInt64.self, "bytes")
-        wireBytes = try r.integer(UInt64.self, "wire bytes")
+        unit = try r.identifier("unit")
+        bytes = try r.quantity("bytes")
+        wireBytes = try r.quantity("wire bytes")
         refetched = try r.integer(UInt32.self, "refetched")
         codecs = try r.list("codecs", minimumSize: 22) { (r: inout PayloadReader) throws(WireError) in
             CodecUsage(codec: try r.string("codec", maxLength: 64), chunks: try r.integer(UInt32.self, "codec chunks"),
-                       rawBytes: try r.integer(UInt64.self, "raw bytes"), encodedBytes: try r.integer(UInt64.self, "encoded bytes"))
+                       rawBytes: try r.quantity("raw bytes"), encodedBytes: try r.quantity("encoded bytes"))
         }
         chunks = try r.list("chunks", minimumSize: ChunkReport.size) { (r: inout PayloadReader) throws(WireError) in try ChunkReport(from: &r) }
-        dedupBytes = r.buffer.readableBytes > 0 ? try r.integer(UInt64.self, "dedup bytes") : 0
+        dedupBytes = r.buffer.readableBytes > 0 ? try r.quantity("dedup bytes") : 0
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
         if r.buffer.readableBytes > 0 {
             leftOut = try r.list("files left out", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in try r.integer(UInt32.self, "file left out") }
@@ -406,7 +406,7 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
-        unit = try r.integer(UInt64.self, "unit")
+        unit = try r.identifier("unit")
         retryable = try r.flag("retryable")
         reason = try r.string("reason", maxLength: ErrorMessage.maxReasonLength)
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0

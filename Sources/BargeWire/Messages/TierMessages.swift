@@ -48,7 +48,7 @@ public struct TierRequest: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         let op = try r.integer(UInt8.self, "operation")
         guard let operation = TierOperation(rawValue: op) else { throw .malformed(r.type, "unknown tier operation \(op)") }
         self.operation = operation
@@ -153,7 +153,7 @@ public struct TierReply: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
         next = try r.string("next", maxLength: ChunkPlace.maxPathLength)
         entries = try r.list("entries", minimumSize: 24) { (r: inout PayloadReader) throws(WireError) in
@@ -161,14 +161,14 @@ public struct TierReply: Hashable, Sendable, PayloadCodable {
             let k = try r.integer(UInt8.self, "kind")
             guard let kind = FileEntry.Kind(rawValue: k) else { throw .malformed(r.type, "unknown entry kind \(k)") }
             return TierEntry(cold: cold, kind: kind, path: try r.string("path", maxLength: ChunkPlace.maxPathLength),
-                             size: try r.integer(UInt64.self, "size"), mtimeSeconds: try r.integer(Int64.self, "mtime"),
+                             size: try r.quantity("size"), mtimeSeconds: try r.integer(Int64.self, "mtime"),
                              mode: try r.integer(UInt32.self, "mode"))
         }
         skipped = try r.list("skipped", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in
             Skipped(path: try r.string("path", maxLength: ChunkPlace.maxPathLength), reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength))
         }
         var values: [UInt64] = []
-        for i in 0..<TierCounters.count { values.append(try r.integer(UInt64.self, "counter \(i)")) }
+        for i in 0..<TierCounters.count { values.append(try r.quantity("counter \(i)")) }
         counters = TierCounters(values)
     }
 

@@ -24,9 +24,9 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         files = try r.list("files", minimumSize: 10) { (r: inout PayloadReader) throws(WireError) in
-            File(path: try r.string("path", maxLength: ChunkPlace.maxPathLength), size: try r.integer(UInt64.self, "size"))
+            File(path: try r.string("path", maxLength: ChunkPlace.maxPathLength), size: try r.quantity("size"))
         }
         let fileCount = files.count
         chunks = try r.list("chunks", minimumSize: ChunkReport.size) { (r: inout PayloadReader) throws(WireError) in
@@ -78,12 +78,12 @@ public struct VerifyReply: Hashable, Sendable, PayloadCodable {
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        request = try r.integer(UInt64.self, "request")
+        request = try r.identifier("request")
         error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
-        bytesChecked = try r.integer(UInt64.self, "bytes checked")
+        bytesChecked = try r.quantity("bytes checked")
         mismatches = try r.list("mismatches", minimumSize: 22) { (r: inout PayloadReader) throws(WireError) in
-            Mismatch(file: try r.integer(UInt32.self, "file"), offset: try r.integer(UInt64.self, "offset"),
-                     length: try r.integer(UInt64.self, "length"), reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength))
+            Mismatch(file: try r.integer(UInt32.self, "file"), offset: try r.quantity("offset"),
+                     length: try r.quantity("length"), reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength))
         }
     }
 
