@@ -201,7 +201,7 @@ enum JobSummary {
         }
         if s.skippedFiles > 0 { lines.append("  left where they were: \(s.skippedFiles) files (the coordinator's log says why)") }
         if let e = s.error { lines.append("  error: \(e)") }
-        return lines.joined(separator: "\n")
+        return TerminalText.safe(lines.joined(separator: "\n"))
     }
 
     /// The exit code of a command that followed a job to its end: 1 unless it succeeded, 2 when
@@ -282,7 +282,7 @@ enum JobSummary {
             lines.append("  lane \(l.source) → \(l.destination): rtt \(ByteQuantity.format(l.rttMs, digits: 2)) ms, queueing delay \(ByteQuantity.format(l.queueingDelayMs, digits: 2)) ms, window \(ByteQuantity.formatSize(Double(l.windowBytes))), sending \(ByteQuantity.formatRate(Double(l.sendRate), in: .init(of: s.bwlimit)))")
         }
         if let e = s.error { lines.append("  error: \(e)") }
-        return lines.joined(separator: "\n")
+        return TerminalText.safe(lines.joined(separator: "\n"))
     }
 }
 

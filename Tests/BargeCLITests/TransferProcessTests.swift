@@ -134,6 +134,23 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
+    /// A file name holding terminal escape sequences (legal in a name) reaches the operator's
+    /// terminal escaped, in `barge status`: before, a name that set the window's title and cleared
+    /// the screen printed raw in the job's error. The job's error (a reason an agent sent) holds
+    /// it escaped in `--json` too.
+    @Test func namesWithEscapeSequencesPrintEscaped() async throws {
+        let name = "evil\u{1b}]0;PWNED\u{07}\u{1b}[2Jname"
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        try Data("x\n".utf8).write(to: source.appendingPathComponent(name))
+        try FileManager.default.createDirectory(at: destination.appendingPathComponent(name), withIntermediateDirectories: true)
+        let c = try await start()
+        let failed = try status(try cluster.cli(["submit", "a:/ds", "b:copy", "--wait", "--json"], http: c.http))
+        #expect((failed["error"] as? String ?? "").contains("evil\\x1b]0;PWNED\\x07\\x1b[2Jname"), "\(failed)")
+        let shown = try cluster.cli(["status", try #require(failed["id"] as? String)], http: c.http)
+        #expect(shown.stdout.contains("evil\\x1b]0;PWNED\\x07\\x1b[2Jname"), "\(shown.stdout)")
+        #expect(!shown.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(shown.stdout)")
+    }
+
     /// A single file sent to `b:/in/` (with the slash) lands inside `in` under its own name, as
     /// `rsync file in/` puts it: into a new directory, into an existing one, and into the root
     /// (`b:`). Without the slash onto an existing directory, the job fails before any byte is

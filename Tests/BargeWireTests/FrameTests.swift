@@ -135,6 +135,18 @@ struct FrameTests {
         #expect(try Message(frame: largest.frame()) == largest)
     }
 
+    /// A reason from a peer comes out of the frame with its control characters escaped: an error
+    /// frame sent before the handshake with a newline and a forged line went into the log as a
+    /// line of its own.
+    @Test func reasonsFromPeersHaveTheirControlCharactersEscaped() throws {
+        let forged = "x\n2026-12-06T00:00:00+0000 notice barge.coordinator: agent 'FORGED' registered\u{1b}[2J\u{85}"
+        let read = try Message(frame: Message.error(ErrorMessage(code: .malformedMessage, reason: forged)).frame())
+        #expect(read == .error(ErrorMessage(code: .malformedMessage, reason: "x\\x0a2026-12-06T00:00:00+0000 notice barge.coordinator: agent 'FORGED' registered\\x1b[2J\\u{85}")))
+        let failed = try Message(frame: Message.taskFailed(TaskFailed(job: "j", unit: 1, retryable: true, reason: "a\rb\tc")).frame())
+        #expect(failed == .taskFailed(TaskFailed(job: "j", unit: 1, retryable: true, reason: "a\\x0db\\x09c")))
+        #expect(ControlCharacters.escaped("é\té\n", keepingLines: true) == "é\té\n")
+    }
+
     /// `warm lanes` names at most 16 destinations: more is refused on the count, before the
     /// destinations are read, with the count in the reason.
     @Test func warmLanesBeyondSixteenDestinationsIsRefusedOnItsCount() throws {

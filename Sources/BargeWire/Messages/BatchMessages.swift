@@ -89,7 +89,7 @@ public struct FilesDoneReply: Hashable, Sendable, PayloadCodable {
             let index = try r.integer(UInt32.self, "index")
             let raw = try r.integer(UInt8.self, "reason")
             guard let reason = ChunkNack.Reason(rawValue: raw) else { throw .malformed(r.type, "unknown reason \(raw)") }
-            return Refusal(index: index, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength))
+            return Refusal(index: index, reason: reason, detail: try r.reason("detail"))
         }
     }
 

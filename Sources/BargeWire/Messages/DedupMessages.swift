@@ -130,7 +130,7 @@ public struct Drain: Hashable, Sendable, PayloadCodable {
     public init(reason: String) { self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength) }
 
     init(from r: inout PayloadReader) throws(WireError) {
-        reason = try r.string("reason", maxLength: ErrorMessage.maxReasonLength)
+        reason = try r.reason("reason")
     }
 
     func write(to b: inout ByteBuffer) { b.writeWireString(reason) }

@@ -207,7 +207,7 @@ public enum Message: Hashable, Sendable {
             let place = try r.place()
             let raw = try r.integer(UInt8.self, "reason")
             guard let reason = ChunkNack.Reason(rawValue: raw) else { throw .malformed(.chunkNack, "unknown reason \(raw)") }
-            self = .chunkNack(ChunkNack(place: place, reason: reason, detail: try r.string("detail", maxLength: ErrorMessage.maxReasonLength)))
+            self = .chunkNack(ChunkNack(place: place, reason: reason, detail: try r.reason("detail")))
         case .fileDone, .repairDone:
             let place = try r.place()
             let size = try r.quantity("file size")
@@ -219,7 +219,7 @@ public enum Message: Hashable, Sendable {
             self = frame.type == .repairDone ? .repairDone(done) : .fileDone(done)
         case .error:
             let code = ErrorCode(rawValue: try r.integer(UInt16.self, "code"))
-            self = .error(ErrorMessage(code: code, reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength)))
+            self = .error(ErrorMessage(code: code, reason: try r.reason("reason")))
         }
         try r.finish()
     }

@@ -55,6 +55,12 @@ struct PayloadReader {
         return s
     }
 
+    /// A reason or detail in words (at most `ErrorMessage.maxReasonLength` bytes), its control
+    /// characters escaped: it goes into logs, the journal and terminals.
+    mutating func reason(_ field: String) throws(WireError) -> String {
+        ControlCharacters.escaped(try string(field, maxLength: ErrorMessage.maxReasonLength))
+    }
+
     func finish() throws(WireError) {
         guard buffer.readableBytes == 0 else { throw .malformed(type, "\(buffer.readableBytes) unexpected trailing bytes") }
     }

@@ -46,9 +46,9 @@ public struct ScanReply: Hashable, Sendable, PayloadCodable {
     init(from r: inout PayloadReader) throws(WireError) {
         request = try r.identifier("request")
         final = try r.flag("final")
-        error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
+        error = try r.reason("error")
         entries = try r.list("entries", minimumSize: FileEntry.minimumSize) { (r: inout PayloadReader) throws(WireError) in try FileEntry(from: &r) }
-        skipped = try r.list("skipped", minimumSize: 2) { (r: inout PayloadReader) throws(WireError) in try r.string("skipped", maxLength: ErrorMessage.maxReasonLength) }
+        skipped = try r.list("skipped", minimumSize: 2) { (r: inout PayloadReader) throws(WireError) in try r.reason("skipped") }
     }
 
     func write(to b: inout ByteBuffer) {

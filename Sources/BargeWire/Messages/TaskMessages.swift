@@ -355,7 +355,7 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
         if r.buffer.readableBytes > 0 {
             leftOut = try r.list("files left out", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in try r.integer(UInt32.self, "file left out") }
-            firstLeftOut = try r.string("why the first was left out", maxLength: ErrorMessage.maxReasonLength)
+            firstLeftOut = try r.reason("why the first was left out")
             if leftOut.isEmpty != firstLeftOut.isEmpty { throw .malformed(.taskDone, "files left out without why, or why without files") }
         } else {
             leftOut = []
@@ -408,7 +408,7 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
         job = try r.string("job", maxLength: ChunkPlace.maxJobLength)
         unit = try r.identifier("unit")
         retryable = try r.flag("retryable")
-        reason = try r.string("reason", maxLength: ErrorMessage.maxReasonLength)
+        reason = try r.reason("reason")
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
     }
 

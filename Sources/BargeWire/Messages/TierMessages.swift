@@ -154,7 +154,7 @@ public struct TierReply: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         request = try r.identifier("request")
-        error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
+        error = try r.reason("error")
         next = try r.string("next", maxLength: ChunkPlace.maxPathLength)
         entries = try r.list("entries", minimumSize: 24) { (r: inout PayloadReader) throws(WireError) in
             let cold = try r.flag("cold")
@@ -165,7 +165,7 @@ public struct TierReply: Hashable, Sendable, PayloadCodable {
                              mode: try r.integer(UInt32.self, "mode"))
         }
         skipped = try r.list("skipped", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in
-            Skipped(path: try r.string("path", maxLength: ChunkPlace.maxPathLength), reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength))
+            Skipped(path: try r.string("path", maxLength: ChunkPlace.maxPathLength), reason: try r.reason("reason"))
         }
         var values: [UInt64] = []
         for i in 0..<TierCounters.count { values.append(try r.quantity("counter \(i)")) }

@@ -79,11 +79,11 @@ public struct VerifyReply: Hashable, Sendable, PayloadCodable {
 
     init(from r: inout PayloadReader) throws(WireError) {
         request = try r.identifier("request")
-        error = try r.string("error", maxLength: ErrorMessage.maxReasonLength)
+        error = try r.reason("error")
         bytesChecked = try r.quantity("bytes checked")
         mismatches = try r.list("mismatches", minimumSize: 22) { (r: inout PayloadReader) throws(WireError) in
             Mismatch(file: try r.integer(UInt32.self, "file"), offset: try r.quantity("offset"),
-                     length: try r.quantity("length"), reason: try r.string("reason", maxLength: ErrorMessage.maxReasonLength))
+                     length: try r.quantity("length"), reason: try r.reason("reason"))
         }
     }
 
