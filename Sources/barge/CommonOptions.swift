@@ -1,6 +1,7 @@
 import ArgumentParser
 import BargeWire
 import Foundation
+import Logging
 
 /// `--token-file`, falling back to `BARGE_TOKEN_FILE`.
 struct TokenOptions: ParsableArguments {
@@ -13,7 +14,8 @@ struct TokenOptions: ParsableArguments {
         }
         let token: ClusterToken
         do { token = try ClusterToken(contentsOf: path) } catch { throw Failure("--token-file: \(error)") }
-        if let warning = Self.exposure(of: path) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+        // Through the log (bootstrapped before the token is read), so JSON logs stay JSON.
+        if let warning = Self.exposure(of: path) { Logger(label: "barge").warning("\(warning)") }
         return token
     }
 
@@ -22,7 +24,7 @@ struct TokenOptions: ParsableArguments {
     static func exposure(of path: String) -> String? {
         var st = stat()
         guard stat(path, &st) == 0, st.st_mode & 0o077 != 0 else { return nil }
-        return "warning: the cluster token file \(path) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))): "
+        return "the cluster token file \(path) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))): "
             + "whoever reads it can join the cluster and write files under every agent's root as that agent's user; chmod 600 \(path) on every node"
     }
 }
