@@ -135,6 +135,18 @@ struct FrameTests {
         #expect(try Message(frame: largest.frame()) == largest)
     }
 
+    /// A registration with no data-plane host or port, or that takes no units (or four
+    /// billion), is malformed: such an agent was listed as up, and could never be reached.
+    @Test func aRegistrationThatCannotBeServedIsMalformed() throws {
+        func register(host: String = "127.0.0.1", port: UInt16 = 7471, units: UInt32 = 8) -> Frame {
+            Message.register(Register(name: "b1", site: "b", root: "/r", dataHost: host, dataPort: port, maxInFlight: units)).frame()
+        }
+        #expect(try Message(frame: register()) == .register(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 7471, maxInFlight: 8)))
+        for frame in [register(host: ""), register(port: 0), register(units: 0), register(units: UInt32.max)] {
+            #expect(throws: WireError.self) { try Message(frame: frame) }
+        }
+    }
+
     /// A reason from a peer comes out of the frame with its control characters escaped: an error
     /// frame sent before the handshake with a newline and a forged line went into the log as a
     /// line of its own.

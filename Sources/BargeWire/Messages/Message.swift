@@ -134,6 +134,10 @@ public enum Message: Hashable, Sendable {
             let build = r.buffer.readableBytes == 0 ? nil : try r.string("build version", maxLength: Register.maxBuildLength)
             let rootID = r.buffer.readableBytes == 0 ? nil : try r.string("root id", maxLength: Register.maxRootIDLength)
             guard !name.isEmpty, !site.isEmpty else { throw .malformed(.register, "empty name or site") }
+            // Where other agents connect, and how many units it takes: a registration that can
+            // never be reached, or takes none (or four billion), was listed as up.
+            guard !host.isEmpty, port != 0 else { throw .malformed(.register, "no data-plane address (host '\(ControlCharacters.escaped(host))', port \(port))") }
+            guard (1...Register.maxUnits).contains(maxInFlight) else { throw .malformed(.register, "\(maxInFlight) units at once (1 to \(Register.maxUnits))") }
             self = .register(Register(name: name, site: site, root: root, dataHost: host, dataPort: port, maxInFlight: maxInFlight,
                                       build: build?.isEmpty == true && rootID != nil ? nil : build, rootID: rootID))
         case .registered:

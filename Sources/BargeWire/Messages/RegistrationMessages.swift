@@ -45,6 +45,9 @@ public struct Register: Hashable, Sendable {
     /// wire only when set; nil from older agents, and from an agent that could not make it.
     public var rootID: String?
 
+    /// The most units an agent may take at once (`--max-units` allows 256).
+    public static let maxUnits: UInt32 = 4096
+
     public static let maxBuildLength = 64
     public static let maxRootIDLength = 64
 
