@@ -1,6 +1,7 @@
 @testable import BargeAgent
 import BargeWire
 import Foundation
+import Glibc
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
@@ -75,6 +76,43 @@ struct StreamPoolTests {
         #expect(pool.reused >= 1)
         pool.closeAll()
         await listener.close()
+    }
+
+    /// A destination whose handshake slots are all held (a slow-loris: connections that never
+    /// finish their hello) answers a new connection `busy`, in words, and the pool asks again
+    /// until a slot frees, rather than failing the unit: before, the refusal was a bare close,
+    /// and three units' failures ended the job within 2 s.
+    @Test func aBusyDestinationIsAskedAgainUntilASlotFrees() async throws {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "b1", maxHandshakes: 1)
+        let serving = Task { try await server.serve(session: { _, _, _ in try await Task.sleep(for: .seconds(600)) }, onError: { _, _ in }) }
+        defer { serving.cancel() }
+        let port = server.localAddress!.port!
+        // The one slot, held by a connection that says nothing.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(connected == 0)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(server.handshakingConnections == 1)
+        let client = DataPlaneClient(host: "127.0.0.1", port: port, token: Self.token, name: "a1")
+        // Said in words to a plain connection.
+        await #expect(throws: HandshakeFailure.self) { try await client.withStream { _ in 0 } }
+        do { _ = try await client.withStream { _ in 0 } } catch let failure as HandshakeFailure {
+            #expect(failure.error.code == .busy && failure.error.reason.contains("in their handshake"), "\(failure)")
+        }
+        // The pool waits it out: the slot frees after 0.8 s, and the lease comes.
+        let pool = StreamPool()
+        let started = ContinuousClock.now
+        let leased = Task { try await pool.withStream(client) { _ in 7 } }
+        try await Task.sleep(for: .milliseconds(800))
+        close(holder)
+        #expect(try await leased.value == 7)
+        #expect(ContinuousClock.now - started < .seconds(10))
+        pool.closeAll()
+        await server.close()
     }
 
     @Test func aStreamIsReusedClosedWhenIdleAndReplacedAfterAFailure() async throws {

@@ -368,22 +368,37 @@ public final class StreamPool: Sendable {
         stale.forEach { $0.close() }
     }
 
-    /// Opens a connection held by its own task, which ends when the lease is closed.
+    /// Opens a connection held by its own task, which ends when the lease is closed. A
+    /// destination that answers `busy` (its listener holds its most connections, or its most in
+    /// their handshake: a flood, a slow-loris) is asked again, for up to `busyPatience`: before,
+    /// the refusal failed the unit, and three of them failed the job within 2 s.
     private func open(_ client: DataPlaneClient) async throws -> Lease {
         let closed = closed
         let handoff = OneShot<Lease>()
         Task {
-            do {
-                try await client.withStream { stream in
-                    let (closing, closer) = AsyncStream<Void>.makeStream()
-                    handoff.set(.success(Lease(stream: stream, closer: closer, closed: closed)))
-                    for await _ in closing {}
+            var pause = Duration.milliseconds(100), waited = Duration.zero
+            while true {
+                do {
+                    try await client.withStream { stream in
+                        let (closing, closer) = AsyncStream<Void>.makeStream()
+                        handoff.set(.success(Lease(stream: stream, closer: closer, closed: closed)))
+                        for await _ in closing {}
+                    }
+                    handoff.set(.failure(PeerClosed()))
+                } catch let refused as HandshakeFailure where refused.error.code == .busy && waited < Self.busyPatience && !Task.isCancelled {
+                    try? await Task.sleep(for: pause)
+                    waited += pause
+                    pause = min(pause * 2, .seconds(2))
+                    continue
+                } catch {
+                    handoff.set(.failure(error))
                 }
-                handoff.set(.failure(PeerClosed()))
-            } catch {
-                handoff.set(.failure(error))
+                return
             }
         }
         return try await handoff.value
     }
+
+    /// How long a destination that answers `busy` is asked again before the unit fails.
+    static let busyPatience = Duration.seconds(30)
 }

@@ -73,6 +73,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// agent tries again with backoff (the other may be this agent's own previous run, whose
     /// connection's end the coordinator has not seen yet).
     public static let nameInUse = ErrorCode(rawValue: 13)
+    /// The listener holds its most connections, or its most still in their handshake (a flood,
+    /// or a slow-loris): the connection is closed at once, and the peer tries again shortly
+    /// rather than taking the refusal for the other side's failure.
+    public static let busy = ErrorCode(rawValue: 14)
 
     public var description: String {
         switch self {
@@ -89,6 +93,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .sealBroken: "sealed frame rejected"
         case .markedDown: "marked down"
         case .nameInUse: "name in use"
+        case .busy: "busy"
         default: "error \(rawValue)"
         }
     }

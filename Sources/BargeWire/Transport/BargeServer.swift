@@ -10,7 +10,10 @@ import Glibc
 /// connection. Each connection catches its own errors, so one bad peer never takes the listener
 /// down. The coordinator's agent listener and the agents' data-plane listeners are both one of these.
 public final class BargeServer: Sendable {
-    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>, faults: ProtocolFaults, address: String)
+    /// `refusal`: the listener was full when it came; it was told `busy` and closed, with no
+    /// handshake.
+    typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>, faults: ProtocolFaults, address: String,
+                            refusal: ServerFull?)
 
     /// A connection after its handshake.
     public struct Peer: Sendable {
@@ -27,13 +30,14 @@ public final class BargeServer: Sendable {
     /// port scan, a flood) never take every slot, nor the descriptors the process's files need;
     /// agents and peers refused meanwhile connect again.
     public let maxHandshakes: Int
-    private let active = NIOLockedValueBox((served: 0, handshaking: 0))
+    private let active: NIOLockedValueBox<(served: Int, handshaking: Int)>
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.channel.localAddress }
 
-    private init(server: NIOAsyncChannel<Connection, Never>, maxConnections: Int, maxHandshakes: Int) {
+    private init(server: NIOAsyncChannel<Connection, Never>, maxConnections: Int, maxHandshakes: Int, active: NIOLockedValueBox<(served: Int, handshaking: Int)>) {
         self.server = server
+        self.active = active
         self.maxConnections = maxConnections
         self.maxHandshakes = maxHandshakes
     }
@@ -59,11 +63,34 @@ public final class BargeServer: Sendable {
                             maxConnections: Int = BargeServer.connectionLimit(), maxHandshakes: Int? = nil,
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BargeServer {
         let token = token.bytes
+        let maxHandshakes = maxHandshakes ?? max(1, min(128, maxConnections / 4))
+        // Counted as each connection is set up, before its handshake can begin: a connection
+        // refused later, once its handshake had run (it is quick), looked established to the
+        // peer, which then saw a bare close.
+        let active = NIOLockedValueBox((served: 0, handshaking: 0))
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
+            .bind(host: host, port: port) { channel -> EventLoopFuture<Connection> in
                 channel.eventLoop.makeCompletedFuture {
+                    let address = Self.describe(channel.remoteAddress)
+                    let refusal = active.withLockedValue { n -> ServerFull? in
+                        guard n.served < maxConnections else { return ServerFull(limit: maxConnections, handshaking: false) }
+                        guard n.handshaking < maxHandshakes else { return ServerFull(limit: maxHandshakes, handshaking: true) }
+                        n.served += 1
+                        n.handshaking += 1
+                        return nil
+                    }
+                    if let refusal {
+                        // Told in words (`busy`), so the peer waits and tries again rather than
+                        // fail its unit on a closed connection; nothing it sends is read.
+                        try channel.pipeline.syncOperations.addHandler(FrameWriter())
+                        try channel.pipeline.syncOperations.addHandler(BusyRefusal(refusal.description))
+                        let session = channel.eventLoop.makePromise(of: Session.self)
+                        session.fail(refusal)
+                        return (channel: try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session: session.futureResult,
+                                faults: ProtocolFaults(), address: address, refusal: Optional(refusal))
+                    }
                     let session = channel.eventLoop.makePromise(of: Session.self)
                     let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
                     try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout)
@@ -71,14 +98,13 @@ public final class BargeServer: Sendable {
                     let faults = ProtocolFaults()
                     try channel.pipeline.syncOperations.addHandler(faults)
                     let async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
-                    // Read now, at accept: once the peer has closed (a client that gave up its
-                    // handshake at once), the channel no longer knows it, and the refusal was
-                    // logged as from an "unknown peer".
-                    let address = Self.describe(channel.remoteAddress)
-                    return (channel: async, session: session.futureResult, faults: faults, address: address)
+                    // The address is read at accept: once the peer has closed (a client that gave
+                    // up its handshake at once), the channel no longer knows it, and the refusal
+                    // was logged as from an "unknown peer".
+                    return (channel: async, session: session.futureResult, faults: faults, address: address, refusal: nil)
                 }
             }
-        return BargeServer(server: server, maxConnections: maxConnections, maxHandshakes: maxHandshakes ?? max(1, min(128, maxConnections / 4)))
+        return BargeServer(server: server, maxConnections: maxConnections, maxHandshakes: maxHandshakes, active: active)
     }
 
     /// Serves until the task is cancelled or `close()` is called, which ends the open sessions
@@ -96,14 +122,7 @@ public final class BargeServer: Sendable {
                 var lastReported: ContinuousClock.Instant?
                 var unreported = 0
                 for try await connection in inbound {
-                    let refusal = active.withLockedValue { n -> ServerFull? in
-                        guard n.served < maxConnections else { return ServerFull(limit: maxConnections, handshaking: false) }
-                        guard n.handshaking < maxHandshakes else { return ServerFull(limit: maxHandshakes, handshaking: true) }
-                        n.served += 1
-                        n.handshaking += 1
-                        return nil
-                    }
-                    if var refusal {
+                    if var refusal = connection.refusal {
                         // A flood: refuse at once rather than hold a handshake timer for each.
                         let now = ContinuousClock.now
                         if let last = lastReported, now - last < .seconds(10) {
@@ -136,7 +155,7 @@ public final class BargeServer: Sendable {
     }
 
     /// Why a connection was closed on arrival.
-    public struct ServerFull: Error, CustomStringConvertible {
+    public struct ServerFull: Error, Sendable, CustomStringConvertible {
         public let limit: Int
         /// The limit is that on connections still in their handshake.
         public var handshaking = false
@@ -150,6 +169,27 @@ public final class BargeServer: Sendable {
 
     public func close() async {
         try? await server.channel.close()
+    }
+
+    /// The whole pipeline of a connection refused on arrival: it says `busy` with the reason,
+    /// closes, and reads nothing the peer sends.
+    final class BusyRefusal: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = Frame
+        private let reason: String
+        private var said = false
+
+        init(_ reason: String) { self.reason = reason }
+
+        func handlerAdded(context: ChannelHandlerContext) { if context.channel.isActive { say(context) } }
+        func channelActive(context: ChannelHandlerContext) { say(context) }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+        private func say(_ context: ChannelHandlerContext) {
+            guard !said else { return }
+            said = true
+            context.closeAfterWriting(wrapOutboundOut(Message.error(ErrorMessage(code: .busy, reason: reason)).frame(allocator: context.channel.allocator)))
+        }
     }
 
     private static func handle(
