@@ -21,6 +21,13 @@ public enum DirectoryLift {
     static let attempts = 3
     private static let lock = Mutex(())
 
+    static func inGroup(_ gid: gid_t) -> Bool {
+        if getegid() == gid { return true }
+        var groups = [gid_t](repeating: 0, count: Int(getgroups(0, nil)))
+        let n = getgroups(Int32(groups.count), &groups)
+        return n > 0 && groups.prefix(Int(n)).contains(gid)
+    }
+
     /// Runs `operation` (a create, rename, link or mkdir in `directory`, returning -1 with errno
     /// set on failure). Refused with EACCES in a directory that may be lifted, it runs again with
     /// the directory lifted; the result and errno are the last run's.
@@ -28,7 +35,10 @@ public enum DirectoryLift {
         var result = operation()
         guard result < 0, errno == EACCES else { return result }
         var st = stat()
-        guard fstat(directory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(), geteuid() != 0 else {
+        // A set-group-ID directory of a group the agent is not in: a chmod by its owner would
+        // clear the bit for good (the kernel drops it), so it is not lifted.
+        guard fstat(directory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(), geteuid() != 0,
+              st.st_mode & S_ISGID == 0 || inGroup(st.st_gid) else {
             errno = EACCES
             return result
         }

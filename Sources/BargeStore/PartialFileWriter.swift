@@ -253,7 +253,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         let name = final.relative + Self.suffix
         guard fd >= 0 else { throw .invalidPath(path: final.relative, reason: "its partial copy is already closed") }
         if sync { guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name, errno: errno) } }
-        guard fchmod(fd, mode_t(FileModes.atDestination(mode))) == 0 else { throw .system(operation: "chmod", path: name, errno: errno) }
+        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: name, errno: errno) }
         var times = [DestinationEntries.omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
         guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: name, errno: errno) }
         close(fd)

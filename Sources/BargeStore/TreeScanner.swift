@@ -70,6 +70,9 @@ public enum TreeScanner {
     /// leaves it out.
     public static let stateDirectory = ".barge"
 
+    /// The largest file a scan reports (what the protocol carries); bigger ones are left out.
+    public static let largestFile: UInt64 = 1 << 56
+
     private static let partialSuffix = Array(PartialFileWriter.suffix.utf8)
 
     /// The longest path an entry may have, in bytes: one less than Linux's `PATH_MAX` (4096, which
@@ -164,6 +167,11 @@ public enum TreeScanner {
         if kind == .symlink, let bytes = linkTarget() {
             guard let valid = String(validating: bytes, as: UTF8.self) else { throw .invalidLinkTarget(path: relative, escaped: escape(bytes)) }
             target = valid
+        }
+        // A sparse file may say more than the wire carries (2^56 bytes, `PayloadReader.quantity`):
+        // left out and named, not sent to be refused with its whole scan page, again and again.
+        if kind == .file, UInt64(st.st_size) > TreeScanner.largestFile {
+            throw .invalidPath(path: relative, reason: "its size of \(st.st_size) bytes is over 2^56 (64 PiB), the most Barge moves")
         }
         return TreeEntry(
             path: relative, kind: kind, size: kind == .file ? UInt64(st.st_size) : 0, mode: UInt32(st.st_mode & 0o7777),

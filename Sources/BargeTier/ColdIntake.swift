@@ -215,7 +215,7 @@ public final class ColdIntake: @unchecked Sendable {
     /// (a late duplicate of its finish).
     private func assemble(_ f: Arrived) throws -> ColdFile? {
         let recorded = try store.catalog.incoming(f.path).filter { $0.fileSize == f.size }
-        if recorded.isEmpty, let existing = try store.catalog.file(f.path), existing.size == f.size, existing.mode == f.mode,
+        if recorded.isEmpty, let existing = try store.catalog.file(f.path), existing.size == f.size, existing.mode == FileModes.atDestination(f.mode),
            existing.mtimeSeconds == f.mtimeSeconds, existing.mtimeNanoseconds == f.mtimeNanoseconds {
             return nil
         }

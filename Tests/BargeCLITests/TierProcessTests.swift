@@ -108,6 +108,13 @@ struct TierProcessTests {
         #expect((totals["files"] as? Int) == placed.values.filter { $0 == "cold" }.count)
         #expect((totals["stored_bytes"] as? Int ?? 0) > 0 && (totals["packs"] as? Int ?? 0) >= 1, "\(totals)")
 
+        // A file made setuid in place at the destination (by its owner, not by a transfer)
+        // keeps the bit through a demotion and a promotion: only transfers drop it.
+        for tree in [source, copy] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o4750], ofItemAtPath: tree.path + "/modes/run.sh")
+        }
+        let setuid = try TreeSupport.snapshot(source)
+
         // A second demotion of the rest (the site policy of b2 would be used without --policy;
         // here everything): then back, identical, modes, mtimes and directories included.
         let rest = try cluster.cli(["tier", "demote", "b:ds", "--wait"], http: http)
@@ -115,7 +122,8 @@ struct TierProcessTests {
         #expect(try tiers(http).values.allSatisfy { $0 == "cold" })
         let promoted = try cluster.cli(["tier", "promote", "b:ds", "--wait", "--json"], http: http)
         #expect(promoted.status == 0, "\(promoted.stderr)")
-        #expect(try TreeSupport.snapshot(copy) == original)
+        #expect(try TreeSupport.snapshot(copy) == setuid)
+        #expect(try FileManager.default.attributesOfItem(atPath: copy.path + "/modes/run.sh")[.posixPermissions] as? Int == 0o4750)
         #expect(TreeSupport.partials(copy).isEmpty)
         let gc = try cluster.cli(["tier", "gc", "b", "--json"], http: http)
         let removed = try #require(try json(gc) as? [String: Any], "\(gc.stderr)")

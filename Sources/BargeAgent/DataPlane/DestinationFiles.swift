@@ -500,7 +500,9 @@ public final class DestinationFiles: Sendable {
                     // second finish failed the whole job: "its partial copy is already closed".)
                     guard !f.sealed else { throw Incomplete.finishUnderWay(f.writer.final.relative) }
                     f.sealed = true
-                    try f.writer.seal(mode: item.mode, mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !sync)
+                    // A transfer's file: without set-user-ID and set-group-ID (`FileModes`). A file
+                    // promoted from this agent's own cold tier keeps its own mode (ColdStore).
+                    try f.writer.seal(mode: FileModes.atDestination(item.mode), mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !sync)
                 }
                 return true
             } catch {
