@@ -95,8 +95,20 @@ struct AuditTests {
                 #expect($0.status == .unauthorized)
             }
         }
+        // A body past what is recorded still counts its real size; a webhook URL is left out.
+        try await f.app.test(.live) { client in
+            try await client.execute(uri: "/v1/jobs/j-1/cancel", method: .post, body: ByteBuffer(string: String(repeating: "B", count: 9000))) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(uri: "/v1/jobs", method: .post, headers: f.headers(.viewer),
+                                     body: ByteBuffer(string: #"{"source":"a:x","destination":"b:y","notify":"https://hooks.example/\#(secret)"}"#)) {
+                #expect($0.status == .forbidden)
+            }
+        }
         let records = Array(f.records.dropFirst(before))
-        #expect(records.count == 2, "\(records)")
+        #expect(records.count == 4, "\(records)")
+        #expect(records[2].args == ["not recorded": "0 query parameters and 9000 bytes of body from a request without a valid token"], "\(records[2])")
+        #expect(records[3].args?["body"]?.contains("a:x") == true, "\(records[3])")
         #expect(records[0].args?["note"] == "kept" && records[0].args?["body"] == #"{"bwlimit":"5MiB/s"}"#, "\(records[0])")
         #expect(records[1].args == ["not recorded": "2 query parameters and 4000 bytes of body from a request without a valid token"], "\(records[1])")
         #expect(!f.lines.contains { $0.contains(secret) }, "the trail holds the token")

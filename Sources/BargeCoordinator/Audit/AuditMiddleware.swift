@@ -24,8 +24,14 @@ struct AuditMiddleware: RouterMiddleware {
         draft.path = request.uri.path
         var args: [String: String] = [:]
         for (k, v) in request.uri.queryParameters { args[String(k)] = Self.isCredential(String(k)) ? Self.redacted : String(v) }
-        if let body = try? await request.collectBody(upTo: 1 << 20), body.readableBytes > 0 {
-            args["body"] = body.readableBytes <= Self.bodyLimit ? String(buffer: body) : "(\(body.readableBytes) bytes)"
+        var sent = (query: args.count, body: 0)
+        if let body = try? await request.collectBody(upTo: 1 << 20) {
+            sent.body = body.readableBytes
+            if body.readableBytes > 0 {
+                args["body"] = body.readableBytes <= Self.bodyLimit ? Self.withoutSecrets(String(buffer: body)) : "(\(body.readableBytes) bytes)"
+            }
+        } else {
+            sent.body = -1
         }
         draft.args = args.isEmpty ? nil : args
         let audit = AuditContext(draft)
@@ -34,10 +40,10 @@ struct AuditMiddleware: RouterMiddleware {
             response = try await AuditContext.$current.withValue(audit) { try await next(request, context) }
         } catch {
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
-            record(audit.unrecorded(status: status, detail: (error as? HTTPError)?.body ?? "\(error)"))
+            record(audit.unrecorded(status: status, detail: (error as? HTTPError)?.body ?? "\(error)"), sent: sent)
             throw error
         }
-        record(audit.unrecorded(status: response.status.code, detail: nil))
+        record(audit.unrecorded(status: response.status.code, detail: nil), sent: sent)
         return response
     }
 
@@ -54,16 +60,27 @@ struct AuditMiddleware: RouterMiddleware {
     /// What a request without a valid token (401) leaves in the trail: who tried what, and the
     /// size of what it sent, not the text. Anyone who can reach the port can send such requests,
     /// and each one used to add its whole query and 4 KiB of body (17 MiB in 4 s).
-    static func refusedUnauthenticated(_ r: AuditRecord) -> AuditRecord {
-        guard r.result?.status == 401, let args = r.args else { return r }
+    /// `sent`: how many query parameters, and how many bytes of body (-1: over 1 MiB, unread).
+    static func refusedUnauthenticated(_ r: AuditRecord, sent: (query: Int, body: Int)) -> AuditRecord {
+        guard r.result?.status == 401, r.args != nil else { return r }
         var r = r
-        let body = args["body"].map { $0.utf8.count } ?? 0
-        r.args = ["not recorded": "\(args.count - (args["body"] == nil ? 0 : 1)) query parameters and \(body) bytes of body from a request without a valid token"]
+        let body = sent.body < 0 ? "more than 1 MiB" : "\(sent.body) bytes"
+        r.args = ["not recorded": "\(sent.query) query parameters and \(body) of body from a request without a valid token"]
         return r
     }
 
-    private func record(_ record: AuditRecord?) {
-        let record = record.map(Self.refusedUnauthenticated)
+    /// A JSON body with its secrets' values left out: a submission's `notify` (a webhook URL
+    /// may carry a token), and any key named like a credential.
+    static func withoutSecrets(_ body: String) -> String {
+        guard body.contains("notify") || ["token", "secret", "password", "key", "auth"].contains(where: body.lowercased().contains),
+              var object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] else { return body }
+        for key in object.keys where key == "notify" || isCredential(key) { object[key] = redacted }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return body }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func record(_ record: AuditRecord?, sent: (query: Int, body: Int)) {
+        let record = record.map { Self.refusedUnauthenticated($0, sent: sent) }
         do {
             if let record { try journal.appendAudit(record) }
             try trail?.mirror()
