@@ -230,15 +230,15 @@ extension Journal {
                 }
                 outcome.counted[i] = first != nil
                 var d = deltas[report.job] ?? JobDelta()
-                d.wireBytes += Int64(report.wireBytes)
+                d.wireBytes = d.wireBytes.addingSaturated(Int64(report.wireBytes))
                 if let unit = first {
                     if unit.kind == .range, let finish = unit.finish { rangesDone[report.job, default: [:]][finish, default: 0] += 1 }
                     outcome.firstCompletions[key] = PlannedUnit(id: report.unit, kind: unit.kind, finish: unit.finish.map { UInt64($0) },
                                                                 depth: Int(unit.depth))
-                    d.bytesDone += Int64(report.bytes)
+                    d.bytesDone = d.bytesDone.addingSaturated(Int64(report.bytes))
                     d.chunksDone += Int64(report.chunks.count)
                     d.chunksRefetched += Int64(report.refetched)
-                    d.dedupBytes += Int64(report.dedupBytes)
+                    d.dedupBytes = d.dedupBytes.addingSaturated(Int64(report.dedupBytes))
                     // Files gone from the source or changed when the unit came to read them are
                     // not finished: they count with the entries the scan left out (exit status 2).
                     // Each file once, and no more than the unit finishes.
@@ -302,7 +302,7 @@ extension Journal {
                 try auditOutcome(job, db)
 
             case .wireBytes(let id, let bytes):
-                deltas[id, default: JobDelta()].wireBytes += bytes
+                deltas[id, default: JobDelta()].wireBytes = (deltas[id]?.wireBytes ?? 0).addingSaturated(bytes)
             }
         }
 
@@ -357,11 +357,11 @@ extension Journal {
 
     private static func flush(_ deltas: inout [String: JobDelta], into job: inout JobRecord) {
         guard let d = deltas.removeValue(forKey: job.id) else { return }
-        job.bytesDone += d.bytesDone
-        job.wireBytes += d.wireBytes
+        job.bytesDone = job.bytesDone.addingSaturated(d.bytesDone)
+        job.wireBytes = job.wireBytes.addingSaturated(d.wireBytes)
         job.chunksDone += d.chunksDone
         job.chunksRefetched += d.chunksRefetched
-        job.dedupBytes += d.dedupBytes
+        job.dedupBytes = job.dedupBytes.addingSaturated(d.dedupBytes)
         job.filesDone += d.filesDone
         job.unitsDone += d.unitsDone
         job.unitRetries += d.unitRetries

@@ -121,7 +121,7 @@ extension Scheduler {
         found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert(PathKey($0.file.entry.path)).inserted }
         v.filesChecked += Int64(page.files)
         v.chunksChecked += Int64(page.ids.count)
-        v.bytesChecked += Int64(found.bytes)
+        v.bytesChecked = v.bytesChecked.addingSaturated(Int64(clamping: found.bytes))
         v.mismatchCount += Int64(found.mismatches.count)
         v.mismatches += found.mismatches.prefix(VerificationRecord.listed - v.mismatches.count).map(\.report)
         if v.repair && !found.mismatches.isEmpty {
@@ -259,7 +259,8 @@ extension Scheduler {
                                                               chunks: batch.chunks))
             let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
             guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
-            found.bytes += reply.bytesChecked
+            let (sum, over) = found.bytes.addingReportingOverflow(reply.bytesChecked)
+            found.bytes = over ? .max : sum
             for m in reply.mismatches where Int(m.file) < batch.files.count {
                 found.mismatches.append(.init(agent: agent, file: batch.files[Int(m.file)], offset: m.offset, length: m.length, reason: m.reason))
             }

@@ -390,8 +390,8 @@ public actor Scheduler {
     nonisolated func addLive(_ job: inout JobRecord) {
         guard job.state == .running else { return }
         let running = live.sums(of: job.id)
-        job.bytesDone += running.bytes
-        job.wireBytes += running.wire
+        job.bytesDone = job.bytesDone.addingSaturated(running.bytes)
+        job.wireBytes = job.wireBytes.addingSaturated(running.wire)
     }
 
     /// Picks up jobs left by an earlier run of the coordinator: nothing is assigned any more.
@@ -510,7 +510,7 @@ public actor Scheduler {
             mark = e.path
             if let unchanged, unchanged[i], e.kind != .directory {
                 skipped.files += 1
-                skipped.bytes += Int64(e.size)
+                skipped.bytes = skipped.bytes.addingSaturated(Int64(e.size))
                 continue
             }
             entries.append(e)
@@ -575,7 +575,7 @@ public actor Scheduler {
             agentBytes[lane.source, default: (0, 0)].sent += done.wireBytes
             if first { agentBytes[lane.destination, default: (0, 0)].received += done.bytes }
         }
-        if first { completedBytes += Int64(done.bytes) }
+        if first { completedBytes = completedBytes.addingSaturated(Int64(done.bytes)) }
     }
 
     private func failed(_ failure: TaskFailed, agent: String) throws {
@@ -632,7 +632,7 @@ public actor Scheduler {
             running[id]!.stallLogged = t
             logger.notice("job \(id): nothing has moved for \(Int(t - job.movedAt)) s; the scheduler's view: \(policy.describe(id))")
         }
-        let moved = completedBytes + live.totalBytes
+        let moved = completedBytes.addingSaturated(live.totalBytes)
         metrics.update(throughput: rate(moved))
     }
 

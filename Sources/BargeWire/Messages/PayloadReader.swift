@@ -31,7 +31,8 @@ struct PayloadReader {
         return v
     }
 
-    /// 64 PiB: far beyond any file, yet 128 of them still add up inside a signed 64-bit integer.
+    /// 64 PiB: far beyond any file, yet 127 of them still add up inside a signed 64-bit integer
+    /// (the coordinator's sums of what peers report saturate beyond that: `addingSaturated`).
     static let maxQuantity: UInt64 = 1 << 56
 
     /// An id (unit, request, batch): it fits a signed 64-bit integer, as the journal keeps it.
