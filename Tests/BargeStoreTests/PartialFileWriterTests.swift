@@ -40,6 +40,21 @@ struct PartialFileWriterTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/out/\u{e9}").sorted() == ["5", "7"])
         #expect(throws: StoreError.self) { try PartialFileWriter(try RootedPath.lexical("out/link/9", under: s.root), size: 1, parents: parents) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/out/elsewhere").isEmpty)
+
+        // The held directory moved away between two files (here outside the root), and another
+        // made under its name: the next file goes into the one at the path, not the moved one.
+        let outside = try Sandbox()
+        _ = try PartialFileWriter(try RootedPath.resolve("out/c/1", under: s.root), size: 1, parents: parents)
+        #expect(rename(s.root + "/out/c", outside.root + "/moved") == 0)
+        try FileManager.default.createDirectory(atPath: s.root + "/out/c", withIntermediateDirectories: true)
+        _ = try PartialFileWriter(try RootedPath.resolve("out/c/2", under: s.root), size: 1, parents: parents)
+        #expect(FileManager.default.fileExists(atPath: s.root + "/out/c/2" + PartialFileWriter.suffix))
+        #expect(!FileManager.default.fileExists(atPath: outside.root + "/moved/2" + PartialFileWriter.suffix))
+        // Swapped for a link to the moved one: refused, nothing lands outside.
+        try FileManager.default.removeItem(atPath: s.root + "/out/c")
+        try FileManager.default.createSymbolicLink(atPath: s.root + "/out/c", withDestinationPath: outside.root + "/moved")
+        #expect(throws: StoreError.self) { try PartialFileWriter(try RootedPath.lexical("out/c/3", under: s.root), size: 1, parents: parents) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside.root + "/moved") == ["1" + PartialFileWriter.suffix])
     }
 
     /// A symbolic link where the source has a directory is not followed, even one that stays
