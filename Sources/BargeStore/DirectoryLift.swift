@@ -8,9 +8,11 @@ import Darwin
 /// A directory that the agent's own user owns but may not write into, as a re-sync finds one that
 /// an earlier job gave the source's read-only mode (0555): an agent that is not root could not
 /// create or rename a file in it (EACCES), so a file changed there at the source never arrived.
-/// As rsync does for the directories it transfers, such a directory gets its owner's write and
-/// search bits for the one operation, and its mode back at once (the job's `directories` unit sets
-/// it again at the end, with the mtime). A directory of another user stays refused; root is
+/// Such a directory gets its owner's write and search bits for the one operation, and its mode
+/// back at once (the job's `directories` unit sets it again at the end, with the mtime). rsync
+/// lifts the directories it transfers for its run; this lifts any of the user's directories a
+/// write meets, with no list of the job's. A directory of another user stays refused, and so
+/// does a set-group-ID one of a group the agent is not in (a chmod would clear the bit); root is
 /// never refused, so never lifts.
 ///
 /// Rare by nature, so one lock per process serialises the lifts: two threads never lift and put
