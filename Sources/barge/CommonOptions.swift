@@ -14,8 +14,9 @@ struct TokenOptions: ParsableArguments {
         }
         let token: ClusterToken
         do { token = try ClusterToken(contentsOf: path) } catch { throw Failure("--token-file: \(error)") }
-        // Through the log (bootstrapped before the token is read), so JSON logs stay JSON.
-        if let warning = Self.exposure(of: path) { Logger(label: "barge").warning("\(warning)") }
+        // Through the log (bootstrapped before the token is read), so JSON logs stay JSON; a
+        // notice, as the file may be private some other way (a directory no one else can enter).
+        if let exposure = Self.exposure(of: path) { Logger(label: "barge").notice("\(exposure)") }
         return token
     }
 

@@ -48,6 +48,7 @@ final class TestCluster: @unchecked Sendable {
         dir = try TemporaryDirectory()
         let token = dir.url.appendingPathComponent("token")
         try Data("test-cluster-token-\(UUID().uuidString)\n".utf8).write(to: token)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: token.path)
         // The admin API token the coordinator writes under its --state on its first start.
         environment = ["BARGE_TOKEN_FILE": token.path, "BARGE_API_TOKEN_FILE": dir.path + "/state/admin.token"].merging(extra) { $1 }
         for root in roots {
