@@ -38,6 +38,18 @@ struct SchedulerTests {
             _ = await scheduler.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: sink, version: version)
             return stream.makeAsyncIterator()
         }
+
+        /// a1 (site a) and b1 (site b) attached, and job `id` of one 3-byte file `f` submitted and
+        /// scanned by a1: a1's messages from there on.
+        func oneFileJob(_ id: String) async throws -> AsyncStream<Message>.AsyncIterator {
+            var a1 = await agent("a1", site: "a")
+            _ = await agent("b1", site: "b")
+            _ = try await scheduler.submit(SubmitRequest(source: .init(site: "a", path: "f"), destination: .init(site: "b", path: "f")), id: id)
+            guard case .scanRequest(let scan) = await a1.next() else { throw CancellationError() }
+            let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+            await scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: [file])), from: "a1")
+            return a1
+        }
     }
 
     @Test func aScanWhoseAgentDiesIsAskedOfAnother() async throws {
@@ -73,19 +85,15 @@ struct SchedulerTests {
 
     @Test func aUnitThatKeepsFailingFailsTheJobWithItsReason() async throws {
         let f = try Fixture()
-        var a1 = await f.agent("a1", site: "a")
-        _ = await f.agent("b1", site: "b")
-        let job = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "f"), destination: .init(site: "b", path: "f")), id: "j-2")
-        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
-        let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
-        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: [file])), from: "a1")
+        var a1 = try await f.oneFileJob("j-2")
+        let job = "j-2"
         for _ in 0..<3 {
             guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
-            await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: task.unit, retryable: true, reason: "ENOSPC at b1")), from: "a1")
-            try await f.afterBackoff(job.id)
+            await f.scheduler.received(.taskFailed(TaskFailed(job: job, unit: task.unit, retryable: true, reason: "ENOSPC at b1")), from: "a1")
+            try await f.afterBackoff(job)
         }
         await f.scheduler.flush()
-        let failed = try #require(try await f.scheduler.status(job.id))
+        let failed = try #require(try await f.scheduler.status(job))
         #expect(failed.state == .failed)
         #expect(failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true)
         guard case .cancelJob = await a1.next() else { Issue.record("agents were not told to stop the job"); return }
@@ -583,12 +591,8 @@ extension SchedulerTests {
     /// failure ever logged.
     @Test(.timeLimit(.minutes(1))) func aUnitWhoseDestinationWentDownTwiceStillHasItsAttempts() async throws {
         let f = try Fixture()
-        var a1 = await f.agent("a1", site: "a")
-        _ = await f.agent("b1", site: "b")
-        let job = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "f"), destination: .init(site: "b", path: "f")), id: "j-outages")
-        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
-        let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
-        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: [file])), from: "a1")
+        var a1 = try await f.oneFileJob("j-outages")
+        let job = "j-outages"
         func nextAssign() async -> TaskAssign? {
             while let m = await a1.next() { if case .taskAssign(let t) = m { return t } }
             return nil
@@ -603,17 +607,17 @@ extension SchedulerTests {
             #expect(again.unit == first.unit)
         }
         // One failure of the data plane after the outages: retried, not the job's end.
-        await f.scheduler.received(.taskFailed(TaskFailed(job: job.id, unit: first.unit, retryable: true,
+        await f.scheduler.received(.taskFailed(TaskFailed(job: job, unit: first.unit, retryable: true,
                                                           reason: "data plane to b1 at 127.0.0.1:9: the connection closed")), from: "a1")
         await f.scheduler.flush()
-        let after = try #require(try await f.scheduler.status(job.id))
+        let after = try #require(try await f.scheduler.status(job))
         #expect(after.state == .running, "failed with \(after.error ?? "")")
-        try await f.afterBackoff(job.id)
+        try await f.afterBackoff(job)
         guard let retry = await nextAssign() else { Issue.record("no retry"); return }
         #expect(retry.unit == first.unit)
-        await f.scheduler.received(.taskDone(TaskDone(job: job.id, unit: retry.unit, bytes: 3, wireBytes: 43, refetched: 0, codecs: [],
+        await f.scheduler.received(.taskDone(TaskDone(job: job, unit: retry.unit, bytes: 3, wireBytes: 43, refetched: 0, codecs: [],
                                                       chunks: [ChunkReport(file: 0, offset: 0, length: 3, id: [UInt8](repeating: 1, count: 32))])), from: "a1")
         await f.scheduler.flush()
-        #expect(try await f.scheduler.status(job.id)?.state == .succeeded)
+        #expect(try await f.scheduler.status(job)?.state == .succeeded)
     }
 }
