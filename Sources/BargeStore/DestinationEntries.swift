@@ -31,6 +31,24 @@ public enum DestinationEntries {
         guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
     }
 
+    /// Removes the file `path` from its directory, opened beneath the root (never through a
+    /// link), lifted when it is a read-only directory of the agent's own user (`DirectoryLift`):
+    /// an old copy or a partial one in a directory given the source's 0555 once stayed (and a
+    /// file placed cold beside its old hot copy was sent again on every re-sync). 0, or -1 with
+    /// errno set.
+    public static func removeFile(_ path: RootedPath) -> Int32 {
+        guard let name = path.components.last else { errno = EISDIR; return -1 }
+        let parent: Int32
+        do {
+            parent = try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: false, display: path.relative, throughLinks: false)
+        } catch {
+            if case .system(_, _, let e) = error { errno = e } else { errno = ENOTDIR }
+            return -1
+        }
+        defer { close(parent) }
+        return DirectoryLift.retrying(in: parent) { unlinkat(parent, name, 0) }
+    }
+
     /// Creates the link `name` in `parent` pointing at `target` (stored as is, never followed),
     /// replacing an existing link or file of that name but never a directory.
     public static func makeSymlink(in parent: RootedPath, name: String, target: String, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
@@ -49,12 +67,12 @@ public enum DestinationEntries {
         var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
         guard utimensat(dirfd, temporary, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
             let e = errno
-            unlinkat(dirfd, temporary, 0)
+            _ = DirectoryLift.retrying(in: dirfd) { unlinkat(dirfd, temporary, 0) }
             throw .system(operation: "set mtime of", path: display, errno: e)
         }
         guard DirectoryLift.retrying(in: dirfd, { renameat(dirfd, temporary, dirfd, name) }) == 0 else {
             let e = errno
-            unlinkat(dirfd, temporary, 0)
+            _ = DirectoryLift.retrying(in: dirfd) { unlinkat(dirfd, temporary, 0) }
             throw .system(operation: "rename", path: display, errno: e)
         }
     }

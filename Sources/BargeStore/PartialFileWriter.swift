@@ -306,7 +306,9 @@ public final class PartialFileWriter: @unchecked Sendable {
     public func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
         if directFD >= 0 { close(directFD); directFD = -1 }
-        unlink(partialPath)
+        // Beneath the root, by the partial copy's own name, lifted in a read-only directory.
+        let partial = RootedPath(root: final.root, components: Array(final.components.dropLast()) + [partialName])
+        _ = DestinationEntries.removeFile(partial)
     }
 }
 

@@ -57,6 +57,26 @@ struct PartialFileWriterTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside.root + "/moved") == ["1" + PartialFileWriter.suffix])
     }
 
+    /// `removeFile` removes a file beneath the root by its directory, opened without following
+    /// links: a path through a link is refused and what it points at stays; a missing file is
+    /// ENOENT. `abandon` removes the partial copy the same way.
+    @Test func aFileIsRemovedBeneathTheRootNeverThroughALink() throws {
+        let s = try Sandbox()
+        let outside = try Sandbox()
+        try s.file("out/a/old", "old")
+        try outside.file("kept", "not Barge's")
+        try FileManager.default.createSymbolicLink(atPath: s.root + "/out/link", withDestinationPath: outside.root)
+        #expect(DestinationEntries.removeFile(try RootedPath.lexical("out/a/old", under: s.root)) == 0)
+        #expect(!FileManager.default.fileExists(atPath: s.root + "/out/a/old"))
+        #expect(DestinationEntries.removeFile(try RootedPath.lexical("out/a/old", under: s.root)) == -1 && errno == ENOENT)
+        #expect(DestinationEntries.removeFile(try RootedPath.lexical("out/link/kept", under: s.root)) == -1)
+        #expect(FileManager.default.fileExists(atPath: outside.root + "/kept"))
+        let writer = try PartialFileWriter(try RootedPath.resolve("out/a/new", under: s.root), size: 1)
+        #expect(FileManager.default.fileExists(atPath: s.root + "/out/a/new" + PartialFileWriter.suffix))
+        writer.abandon()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/out/a").isEmpty)
+    }
+
     /// A symbolic link where the source has a directory is not followed, even one that stays
     /// inside the root: the file, the directory entry and a link inside it are refused, naming the
     /// link, and nothing lands where it points. Before, `sub -> .` put `sub/f` over `f`, and

@@ -422,7 +422,7 @@ public final class DestinationFiles: Sendable {
         for (i, b) in batch.enumerated() where failures[i] == nil {
             var st = stat()
             if lstat(b.target.absolute, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
-                if unlink(b.target.absolute) == 0, let slash = PathKey.lastSlash(b.target.absolute) { touched.insert(PathKey(b.target.absolute[..<slash])) }
+                if DestinationEntries.removeFile(b.target) == 0, let slash = PathKey.lastSlash(b.target.absolute) { touched.insert(PathKey(b.target.absolute[..<slash])) }
             }
             let key = JobFile(job: job, path: b.target.relative)
             coldFiles.withLockedValue { _ = $0.remove(key) }
