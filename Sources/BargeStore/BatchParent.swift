@@ -23,7 +23,7 @@ public final class BatchParent {
 
     /// `final`'s directory, opened beneath `directory` (made when missing, never through a
     /// link); the descriptor is this object's, valid until the next call.
-    func directory(of final: RootedPath, in directory: RootDirectory, display: String) throws(StoreError) -> Int32 {
+    func directory(of final: RootedPath, in directory: RootDirectory) throws(StoreError) -> Int32 {
         let root = PathKey(final.root), parent = PathKey(final.components.dropLast().joined(separator: "/"))
         if let held, held.root == root, held.parent == parent {
             var st = stat()
@@ -32,7 +32,7 @@ public final class BatchParent {
                 return held.fd
             }
         }
-        let fd = try directory.openDirectory(final.components.dropLast(), create: true, display: display, throughLinks: false)
+        let fd = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false)
         var st = stat()
         _ = fstat(fd, &st)
         if let held { close(held.fd) }

@@ -77,7 +77,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         let display = final.relative + Self.suffix
         let parent: Int32
         if let parents {
-            parent = try parents.directory(of: final, in: directory, display: final.relative)
+            parent = try parents.directory(of: final, in: directory)
         } else {
             parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false)
         }

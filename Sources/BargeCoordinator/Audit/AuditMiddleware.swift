@@ -71,10 +71,12 @@ struct AuditMiddleware: RouterMiddleware {
 
     /// A JSON body with its secrets' values left out: a submission's `notify` (a webhook URL
     /// may carry a token), and any key named like a credential.
+    /// A body with nothing to leave out is recorded as it came.
     static func withoutSecrets(_ body: String) -> String {
-        guard body.contains("notify") || ["token", "secret", "password", "key", "auth"].contains(where: body.lowercased().contains),
-              var object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] else { return body }
-        for key in object.keys where key == "notify" || isCredential(key) { object[key] = redacted }
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] else { return body }
+        let secrets = object.keys.filter { $0 == "notify" || isCredential($0) }
+        guard !secrets.isEmpty else { return body }
+        for key in secrets { object[key] = redacted }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return body }
         return String(decoding: data, as: UTF8.self)
     }
