@@ -38,10 +38,12 @@ struct WANTestbedTests {
             try BargeProcess.run(["netns", "exec", namespace(side)] + arguments, executable: URL(fileURLWithPath: "/usr/sbin/ip"))
         }
 
-        /// Bytes the router has sent towards B.
-        func txBytes() throws -> Double {
-            let r = try run("r", ["cat", "/sys/class/net/\(prefix)-rb/statistics/tx_bytes"])
-            return Double(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        /// The router's count of bytes sent towards B, read every 0.2 s by one reader inside its
+        /// namespace that stamps each sample itself. Not a process per sample: in CI every sample
+        /// of one run came back empty (`ip netns exec` mounts a /sys each time), and the test saw
+        /// "0% over 0 intervals" for a job that had filled the link.
+        func linkSampler() throws -> LinkSampler {
+            try LinkSampler(launcher("r") + ["bash", "-c", "while :; do read -r b < /sys/class/net/\(prefix)-rb/statistics/tx_bytes || exit 1; echo \"$EPOCHREALTIME $b\"; sleep 0.2; done"])
         }
 
         deinit { _ = try? script(["down"]) }
@@ -87,9 +89,10 @@ struct WANTestbedTests {
         // Fair, alone on the link: it fills it, and the queue it builds stays short.
         let idle = try bed.run("a", ["ping", "-n", "-c", "10", "-i", "0.1", "10.77.2.1"])
         let pinging = Task { try await Self.onThread { try bed.run("a", ["ping", "-n", "-c", "40", "-i", "0.1", "10.77.2.1"]) } }
-        // The router's counter every 0.2 s while the job runs; utilization over the samples that
+        // The router's counter every 0.2 s while the job runs; utilization over the intervals that
         // moved data (the scan and the final ack are not the link's).
-        let sampler = LinkSampler { (try? bed.txBytes()) ?? 0 }
+        let sampler = try bed.linkSampler()
+        let readerState = sampler.diagnosis
         let fair = try await Self.onThread { try cli(["submit", "a:rand", "b:fair", "--codec", "none", "--wait", "--json"]) }
         let samples = sampler.stop()
         #expect(fair.status == 0, "\(fair.stdout)\(fair.stderr)")
@@ -98,7 +101,7 @@ struct WANTestbedTests {
         let utilization = rates.isEmpty ? 0 : rates.reduce(0, +) / Double(rates.count) / Self.linkBitsPerSecond
         let added = Self.medianRTT(during.stdout) - Self.medianRTT(idle.stdout)
         print("WAN fair: \(String(format: "%.0f", utilization * 100))% of 100 Mbit/s over \(rates.count) intervals while sending; median added RTT \(String(format: "%.1f", added)) ms")
-        #expect(utilization > 0.6)
+        #expect(utilization > 0.6, "\(samples.count) samples of the router's counter (at the start: \(readerState)): \(samples.prefix(40).map { String(format: "%.0f", $0.1) })")
         #expect(added < 40, "a cubic flow adds about 60 ms on this bed")
         #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/fair/r.bin")) == Data(contentsOf: random.appendingPathComponent("r.bin")))
 
@@ -136,29 +139,53 @@ struct WANTestbedTests {
         }
     }
 
-    /// Reads a byte counter every 0.2 s on a thread of its own until stopped.
+    /// A process that prints "SECONDS BYTES" lines, read on a thread of its own until stopped.
     final class LinkSampler: @unchecked Sendable {
         private let lock = NSLock()
         private var samples: [(Date, Double)] = []
-        private var stopped = false
+        private let process = Process()
+        private let errors = Pipe()
 
-        init(_ read: @escaping @Sendable () -> Double) {
+        /// Starts the reader and waits (up to 5 s) for its first sample, so that the job it
+        /// measures cannot start before it does.
+        init(_ command: [String]) throws {
+            let output = Pipe()
+            process.executableURL = URL(fileURLWithPath: command[0])
+            process.arguments = Array(command.dropFirst())
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+            let reading = output.fileHandleForReading
             Thread { [self] in
-                while !lock.withLock({ stopped }) {
-                    let bytes = read()
-                    let now = Date()
-                    lock.withLock { samples.append((now, bytes)) }
-                    Thread.sleep(forTimeInterval: 0.2)
+                var pending = Data()
+                while true {
+                    let data = reading.availableData
+                    if data.isEmpty { break }
+                    pending.append(data)
+                    while let newline = pending.firstIndex(of: 10) {
+                        let fields = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self).split(separator: " ")
+                        pending = Data(pending[(newline + 1)...])
+                        guard fields.count == 2, let seconds = Double(fields[0]), let bytes = Double(fields[1]) else { continue }
+                        lock.withLock { samples.append((Date(timeIntervalSince1970: seconds), bytes)) }
+                    }
                 }
             }.start()
+            let deadline = Date().addingTimeInterval(5)
+            while lock.withLock({ samples.isEmpty }) && process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
         }
 
-        /// The samples so far; no more are taken.
+        /// What the reader wrote to stderr, and whether it still runs (for a failure's message).
+        var diagnosis: String {
+            let count = lock.withLock { samples.count }
+            guard !process.isRunning else { return "reader running, \(count) samples" }
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            return "reader exited \(process.terminationStatus) (\(stderr.prefix(300))), \(count) samples"
+        }
+
+        /// The samples so far; the reader stops.
         func stop() -> [(Date, Double)] {
-            lock.withLock {
-                stopped = true
-                return samples
-            }
+            if process.isRunning { process.terminate() }
+            return lock.withLock { samples }
         }
     }
 
