@@ -39,11 +39,12 @@ struct WANTestbedTests {
         }
 
         /// The router's count of bytes sent towards B, read every 0.2 s by one reader inside its
-        /// namespace that stamps each sample itself. Not a process per sample: in CI every sample
-        /// of one run came back empty (`ip netns exec` mounts a /sys each time), and the test saw
-        /// "0% over 0 intervals" for a job that had filled the link.
+        /// namespace that stamps each sample itself. From /proc/net/dev, which is the reader's own
+        /// namespace's, not from /sys (which `ip netns exec` must mount anew, and which in CI once
+        /// came back empty for every sample: "0% over 0 intervals" for a job that filled the link).
         func linkSampler() throws -> LinkSampler {
-            try LinkSampler(launcher("r") + ["bash", "-c", "while :; do read -r b < /sys/class/net/\(prefix)-rb/statistics/tx_bytes || exit 1; echo \"$EPOCHREALTIME $b\"; sleep 0.2; done"])
+            let read = "awk -v i='\(prefix)-rb' '{ sub(/^ +/, \"\"); n = index($0, \":\"); if (substr($0, 1, n - 1) == i) { split(substr($0, n + 1), f, \" \"); print f[9] } }' /proc/net/dev"
+            return try LinkSampler(launcher("r") + ["bash", "-c", "while :; do b=$(\(read)); [[ -n $b ]] || exit 1; echo \"$EPOCHREALTIME $b\"; sleep 0.2; done"])
         }
 
         deinit { _ = try? script(["down"]) }
