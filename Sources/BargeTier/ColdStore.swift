@@ -36,6 +36,16 @@ public final class ColdStore {
     /// The root with its symbolic links resolved, as `RootedPath` gives absolute paths.
     static func realRoot(_ root: String) -> String { (try? RootedPath.lexical("", under: root))?.root ?? root }
 
+    /// The directory holding `rooted`, opened beneath the root (`RootDirectory`): a link on the
+    /// way may stay inside the root, and the kernel refuses one that leads out.
+    static func directory(holding rooted: RootedPath) throws(StoreError) -> Int32 {
+        try RootDirectory.open(rooted.root).openDirectory(rooted.components.dropLast(), create: false, display: rooted.relative)
+    }
+
+    /// Called by `demote` after the catalog commit, before any hot copy is removed (tests: a
+    /// directory swapped in that moment).
+    var willRemoveHotCopies: (() -> Void)?
+
     /// The id a chunk with this SHA-256 is stored under.
     func storedID(_ sha: SHA256Digest) -> [UInt8] { keys?.storedID(sha) ?? sha.bytes }
 
@@ -106,7 +116,17 @@ public final class ColdStore {
                 outcome.skipped.append(Skipped(path: path, reason: "\(error)"))
                 continue
             }
-            let fd = open(rooted.absolute, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard let name = rooted.components.last else {
+                outcome.skipped.append(Skipped(path: path, reason: "not a regular file (directories and links stay hot)"))
+                continue
+            }
+            let parent: Int32
+            do { parent = try Self.directory(holding: rooted) } catch {
+                outcome.skipped.append(Skipped(path: path, reason: "cannot open: \(error)"))
+                continue
+            }
+            defer { close(parent) }
+            let fd = openat(parent, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else {
                 outcome.skipped.append(Skipped(path: path, reason: "cannot open: \(String(cString: strerror(errno)))"))
                 continue
@@ -200,10 +220,26 @@ public final class ColdStore {
         outcome.storedBytes = sealed.reduce(0) { $0 + $1.bytes }
 
         var parents = DirectoryTimes(catalog: catalog, root: ColdStore.realRoot(root))
+        willRemoveHotCopies?()
         for (file, rooted, inode) in opened {
-            // The hot copy goes only if it is still the file that was stored.
+            // The hot copy goes only if it is still the file that was stored, looked at and
+            // removed in its directory opened beneath the root: a directory on the way swapped
+            // for a link meanwhile cannot take the removal outside the root.
+            let name = rooted.components[rooted.components.count - 1]
+            let parent: Int32
+            do { parent = try Self.directory(holding: rooted) } catch {
+                if case .system(_, _, ENOENT) = error {
+                    outcome.files.append(file)
+                    outcome.logicalBytes += file.size
+                } else {
+                    outcome.skipped.append(Skipped(path: file.path, reason: "its directory is not the one it was read from (\(error)); the hot copy stays"))
+                    if try catalog.file(file.path)?.chunks == file.chunks { try catalog.remove(file.path) }
+                }
+                continue
+            }
+            defer { close(parent) }
             var now = stat()
-            guard lstat(rooted.absolute, &now) == 0 else {
+            guard fstatat(parent, name, &now, AT_SYMLINK_NOFOLLOW) == 0 else {
                 // Gone already: another demotion of the same file got there first (a page asked
                 // again while the first still ran), or it was deleted. The catalog row stays: it
                 // describes the file as it was.
@@ -218,8 +254,9 @@ public final class ColdStore {
                 if try catalog.file(file.path)?.chunks == file.chunks { try catalog.remove(file.path) }
                 continue
             }
-            try parents.remember(parentOf: rooted.absolute)
-            guard unlink(rooted.absolute) == 0 || errno == ENOENT else {
+            try parents.remember(parentOf: rooted)
+            // In a read-only directory of the agent's own user, lifted for the removal (`DirectoryLift`).
+            guard DirectoryLift.retrying(in: parent, { unlinkat(parent, name, 0) }) == 0 || errno == ENOENT else {
                 throw ColdStoreError.system("remove the hot copy of", file.path, errno)
             }
             outcome.files.append(file)
@@ -323,7 +360,7 @@ public final class ColdStore {
             }
             var offsetsOf: [[UInt8]: [UInt64]] = [:]
             for (c, o) in offsets { offsetsOf[c.id, default: []].append(o) }
-            try parents.remember(parentOf: rooted.absolute)
+            try parents.remember(parentOf: rooted)
             let writer: PartialFileWriter
             do { writer = try PartialFileWriter(rooted, size: file.size) } catch { throw ColdStoreError("cannot create \(path): \(error)") }
             do {
@@ -589,20 +626,23 @@ struct DirectoryTimes {
         self.root = root
     }
 
-    /// Before changing the directory holding `path` (absolute, below `root`).
-    mutating func remember(parentOf path: String) throws {
-        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return }
-        let parent = String(path[..<slash])
+    /// Before changing the directory holding `path`. Looked at beneath the root, as every
+    /// directory here is (`RootDirectory`), never through a link that leads out.
+    mutating func remember(parentOf path: RootedPath) throws {
+        let parent = path.components.dropLast().joined(separator: "/")
         guard !touched.contains(PathKey(parent)) else { return }
+        let fd = try RootDirectory.open(root).openBeneath(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
         var st = stat()
-        guard stat(parent, &st) == 0 else { return }
-        try catalog.rememberDirectory(relative(parent), seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec))
+        guard fstat(fd, &st) == 0 else { return }
+        try catalog.rememberDirectory(parent, seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec))
         touched.insert(PathKey(parent))
     }
 
     mutating func restoreAndSync() throws {
         for directory in touched.sorted(by: { $0.string.utf8.count > $1.string.utf8.count }) {
-            try restore(relative(directory.string))
+            try restore(directory.string)
         }
         touched = []
     }
@@ -614,18 +654,16 @@ struct DirectoryTimes {
 
     private func restore(_ relative: String) throws {
         guard let row = try catalog.rememberedDirectories(under: relative).first(where: { PathKey.sameBytes($0.path, relative) }) else { return }
-        let absolute = relative.isEmpty ? root : root + "/" + relative
-        var both = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(row.seconds), tv_nsec: Int(row.nanoseconds))]  // UTIME_OMIT for the access time
-        if utimensat(AT_FDCWD, absolute, &both, AT_SYMLINK_NOFOLLOW) == 0 {
-            try ColdLayout.syncDirectory(absolute)
-            try catalog.forgetDirectory(relative)
-        } else if errno == ENOENT {
-            try catalog.forgetDirectory(relative)
+        let fd = try RootDirectory.open(root).openBeneath(relative, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR { try catalog.forgetDirectory(relative) }
+            return
         }
-    }
-
-    private func relative(_ absolute: String) -> String {
-        PathKey.sameBytes(absolute, root) ? "" : String(decoding: absolute.utf8.dropFirst(root.utf8.count + 1), as: UTF8.self)
+        defer { close(fd) }
+        var both = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(row.seconds), tv_nsec: Int(row.nanoseconds))]  // UTIME_OMIT for the access time
+        guard futimens(fd, &both) == 0 else { return }
+        guard fsync(fd) == 0 else { throw ColdStoreError.system("fsync", relative.isEmpty ? "." : relative, errno) }
+        try catalog.forgetDirectory(relative)
     }
 }
 

@@ -417,4 +417,27 @@ struct ColdStoreTests {
         #expect(try store.catalog.files(under: "").isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: store.layout.temporaryDirectory).isEmpty)
     }
+
+    /// The hot copy is removed through its directory opened beneath the root. A directory moved
+    /// out of the root and replaced by a link to where it went, after the files were stored and
+    /// before their hot copies go, does not take the removal outside: the file there stays, and
+    /// so does the hot copy the root now shows; its catalog row goes. Before, `unlink` of the
+    /// absolute path followed the link and removed the file outside the root.
+    @Test func aDirectorySwappedForALinkOutOfTheRootKeepsTheRemovalInside() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let bytes = try s.file("d/x.bin", SampleData.generate(.text, bytes: 100_000, seed: 91))
+        try s.file("e/y.bin", SampleData.generate(.text, bytes: 100_000, seed: 92))
+        let outside = s.dir.path + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        store.willRemoveHotCopies = {
+            try? FileManager.default.moveItem(atPath: s.root + "/d", toPath: outside + "/d")
+            try? FileManager.default.createSymbolicLink(atPath: s.root + "/d", withDestinationPath: "../outside/d")
+        }
+        let demoted = try store.demote(["d/x.bin", "e/y.bin"], root: s.root, encoder: archiveEncoder())
+        #expect(FileManager.default.contents(atPath: outside + "/d/x.bin").map { Array($0) } == bytes)
+        #expect(demoted.files.map(\.path) == ["e/y.bin"] && s.read("e/y.bin") == nil)
+        #expect(demoted.skipped.map(\.path) == ["d/x.bin"], "\(demoted.skipped)")
+        #expect(try store.catalog.file("d/x.bin") == nil)
+    }
 }
