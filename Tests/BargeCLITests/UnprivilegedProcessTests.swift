@@ -62,12 +62,16 @@ struct UnprivilegedProcessTests {
         let http = "http://127.0.0.1:\(httpPort)"
         let up = try await cluster.eventually(30) { coordinator.output.contains("coordinator ready") }
         try #require(up, "the coordinator did not start as nobody: \(coordinator.output)")
-        func agent(_ name: String, _ site: String, _ root: String) throws -> RunningBarge {
+        // The destination's cold tier, nobody's too.
+        let cold = cluster.dir.path + "/cold-b"
+        try fm.createDirectory(atPath: cold, withIntermediateDirectories: true)
+        try fm.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: cold)
+        func agent(_ name: String, _ site: String, _ root: String, _ extra: [String] = []) throws -> RunningBarge {
             try RunningBarge(["agent", "--coordinator", "127.0.0.1:\(coordinatorPort)", "--name", name, "--site", site,
-                              "--root", cluster.dir.path + "/" + root, "--listen", "127.0.0.1:0"],
+                              "--root", cluster.dir.path + "/" + root, "--listen", "127.0.0.1:0"] + extra,
                              environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("\(name).log"), launcher: Self.launcher)
         }
-        let a1 = try agent("a1", "a", "root-a"), b1 = try agent("b1", "b", "root-b")
+        let a1 = try agent("a1", "a", "root-a"), b1 = try agent("b1", "b", "root-b", ["--cold", cold])
         defer { withExtendedLifetime((coordinator, a1, b1)) {} }
         try #require(try await cluster.agentsRegister(2, http), "\(a1.output)\(b1.output)\(coordinator.output)")
 
@@ -102,6 +106,19 @@ struct UnprivilegedProcessTests {
         #expect((try? fm.destinationOfSymbolicLink(atPath: ro + "/link")) == "f.txt")
         #expect((try fm.attributesOfItem(atPath: ro)[.posixPermissions] as? Int) == 0o555)
         #expect(try fm.contentsOfDirectory(atPath: ro).sorted() == ["f.txt", "link", "sub"])
+
+        // A demotion out of the read-only directory: the agent lifts it for the removal of the
+        // hot copy and gives it its 0555 back; a promotion brings the file back. Before, the
+        // demotion failed with EACCES.
+        let demoted = try cluster.cli(["tier", "demote", "b:copy/ro", "--wait"], http: http)
+        #expect(demoted.status == 0, "\(demoted.stdout)\(demoted.stderr)\n\(b1.output)")
+        #expect(!fm.fileExists(atPath: ro + "/f.txt") && !fm.fileExists(atPath: ro + "/sub/n.txt"))
+        #expect((try fm.attributesOfItem(atPath: ro)[.posixPermissions] as? Int) == 0o555)
+        let promoted = try cluster.cli(["tier", "promote", "b:copy/ro", "--wait"], http: http)
+        #expect(promoted.status == 0, "\(promoted.stdout)\(promoted.stderr)\n\(b1.output)")
+        #expect(fm.contentsEqual(atPath: source + "/ro/f.txt", andPath: ro + "/f.txt"))
+        #expect(fm.contentsEqual(atPath: source + "/ro/sub/n.txt", andPath: ro + "/sub/n.txt"))
+        #expect((try fm.attributesOfItem(atPath: ro)[.posixPermissions] as? Int) == 0o555)
 
         // A destination directory the destination agent may not write (root's, 0755): the job
         // fails at the first refusal, naming the file and EACCES, without three attempts (no
