@@ -96,9 +96,10 @@ public final class PartialFileWriter: @unchecked Sendable {
         // waits; it changes nothing for a regular file.
         // In a read-only directory of the agent's own user, lifted for the create (`DirectoryLift`).
         let partialName = partialName
-        var fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode) }
-        existed = fd < 0 && errno == EEXIST
-        if existed {
+        let create = { DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode) } }
+        var fd = create()
+        var reopened = fd < 0 && errno == EEXIST
+        if reopened {
             // Something other than a file under the partial name (a link, a FIFO, a socket, a
             // device): opened for writing, a FIFO would hold the thread until a reader came.
             // Looked at only when the name is taken (O_EXCL creates nothing over anything).
@@ -106,7 +107,19 @@ public final class PartialFileWriter: @unchecked Sendable {
                 throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
             }
             fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            // A file with other names (a hard link under the partial name: a snapshot made with
+            // `cp -al`, a hard-linking dedup tool) is not written into: its other names would
+            // change with it. This name goes, and a new partial copy is made.
+            if fd >= 0, fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink > 1 {
+                close(fd)
+                guard DirectoryLift.retrying(in: parent, { unlinkat(parent, partialName, 0) }) == 0 || errno == ENOENT else {
+                    throw .system(operation: "remove a hard link under the partial name", path: display, errno: errno)
+                }
+                fd = create()
+                reopened = false
+            }
         }
+        existed = reopened
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             close(fd)

@@ -298,6 +298,26 @@ struct PartialFileWriterTests {
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "keep")
     }
 
+    /// A hard link under the partial name (a snapshot made with `cp -al`, a dedup tool) is not
+    /// written through: its other name keeps its bytes, and the file arrives in a copy of its own.
+    /// Before, the transfer wrote into the shared inode and the other file took the new bytes.
+    @Test func aHardLinkUnderThePartialNameIsNotWrittenThrough() throws {
+        let s = try Sandbox()
+        try FileManager.default.createDirectory(atPath: s.root + "/keep", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: s.root + "/d", withIntermediateDirectories: true)
+        try Data("PRECIOUS DATA\n".utf8).write(to: URL(fileURLWithPath: s.root + "/keep/precious"))
+        #expect(link(s.root + "/keep/precious", s.root + "/d/g.barge-partial") == 0)
+        let target = try RootedPath.resolve("d/g", under: s.root)
+        let writer = try PartialFileWriter(target, size: 12)
+        #expect(!writer.existed, "a hard-linked partial copy is not one to resume")
+        try Array("hello world!".utf8).withUnsafeBytes { try writer.write($0, at: 0) }
+        try writer.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)
+        #expect(try String(contentsOfFile: s.root + "/keep/precious", encoding: .utf8) == "PRECIOUS DATA\n")
+        #expect(try String(contentsOfFile: target.absolute, encoding: .utf8) == "hello world!")
+        var st = stat()
+        #expect(stat(s.root + "/keep/precious", &st) == 0 && st.st_nlink == 1)
+    }
+
     @Test func abandonLeavesNothing() throws {
         let s = try Sandbox()
         let target = try RootedPath.resolve("gone.bin", under: s.root)
