@@ -58,7 +58,8 @@ public enum ChunkingError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidParameters(String)
     /// A system call failed; `errno` is its error number.
     case io(path: String, operation: String, errno: Int32)
-    /// The file ended before the range asked for.
+    /// The file ended before the range asked for: `expected` is where the range ends, `actual` the
+    /// file's size when the read found its end.
     case shortFile(path: String, expected: UInt64, actual: UInt64)
 
     public var description: String {

@@ -139,7 +139,11 @@ public struct FileChunkReader {
                         if errno == EINTR { continue }
                         throw ChunkingError.io(path: path, operation: "read", errno: errno)
                     }
-                    if n == 0 { throw ChunkingError.shortFile(path: path, expected: end, actual: fileOffset) }
+                    if n == 0 {
+                        // The file's size now (not where this read stood), as the scan of cut points says it.
+                        var st = stat()
+                        throw ChunkingError.shortFile(path: path, expected: end, actual: fstat(fd, &st) == 0 ? UInt64(st.st_size) : fileOffset)
+                    }
                     filled += n
                     fileOffset += UInt64(n)
                 }

@@ -57,8 +57,8 @@ struct LeftOutReasonTests {
         #expect(UnitSender.leftOutReason(ChunkingError.io(path: "/r/ds/f", operation: "open", errno: ENOENT), path: "ds/f")?.contains("vanished") == true)
         #expect(UnitSender.leftOutReason(SourceChanged(path: "ds/f", what: "its mtime moved"), path: "ds/f")
             == "source file 'ds/f' changed during the transfer (its mtime moved); it was not finished at the destination")
-        #expect(UnitSender.leftOutReason(ChunkingError.shortFile(path: "/r/ds/f", expected: 10, actual: 4), path: "ds/f")?
-            .contains("changed during the transfer (it ended at 4 bytes, the scan saw 10)") == true)
+        #expect(UnitSender.leftOutReason(ChunkingError.shortFile(path: "/r/ds/f", expected: 10, actual: 4), path: "ds/f", scanned: 20)?
+            .contains("changed during the transfer (it is 4 bytes now, the scan saw 20)") == true)
         #expect(UnitSender.leftOutReason(StoreError.system(operation: "open", path: "ds/f", errno: EACCES), path: "ds/f")
             == "'ds/f' could not be read at the source: open ds/f: EACCES (Permission denied)")
         // Replaced by a directory (its read says EISDIR) or by a symbolic link (its open, never

@@ -192,6 +192,11 @@ struct ChunkerTests {
         #expect(throws: ChunkingError.shortFile(path: file.path, expected: 2000, actual: 1000)) {
             try FileChunkReader(path: file.path, strategy: .fixed(size: 256)).forEachChunk(from: 0, length: 2000) { _, _ in }
         }
+        // A range that starts past the end: the error gives the file's size, not where the read
+        // stood ("it ended at 1500 bytes" for a file of 1000 misled a review).
+        #expect(throws: ChunkingError.shortFile(path: file.path, expected: 2000, actual: 1000)) {
+            try FileChunkReader(path: file.path, strategy: .fixed(size: 256)).forEachChunk(from: 1500, length: 500) { _, _ in }
+        }
     }
 
     @Test func missingFileAndBadParametersAreErrors() throws {

@@ -170,7 +170,12 @@ public final class ChunkSource: @unchecked Sendable {
                 if errno == EINTR { continue }
                 throw StoreError.system(operation: "read", path: sourcePath, errno: errno)
             }
-            if n == 0 { throw SourceChanged(path: sourcePath, what: "it ended at \(offset + UInt64(done)) bytes, the scan saw \(fileSize)") }
+            if n == 0 {
+                // Its size now, not where this read stood (a chunk's start plus what it read).
+                var st = stat()
+                let size = fstat(fd, &st) == 0 ? UInt64(st.st_size) : offset + UInt64(done)
+                throw SourceChanged(path: sourcePath, what: "it is \(size) bytes now, the scan saw \(fileSize)")
+            }
             done += n
         }
     }

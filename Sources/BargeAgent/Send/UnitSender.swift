@@ -240,12 +240,13 @@ public struct UnitSender: Sendable {
     ///   the range the scan of cut points read.
     /// - Unreadable: opening it was refused (EACCES, EPERM), as rsync reports such a file and goes on.
     /// - No longer a file: replaced by a directory (EISDIR) or a symbolic link (ELOOP on opening).
-    static func leftOutReason(_ error: Error, path: String) -> String? {
+    static func leftOutReason(_ error: Error, path: String, scanned size: UInt64? = nil) -> String? {
         let code: Int32, opening: Bool
         switch error {
         case let changed as SourceChanged: return changed.description
         case ChunkingError.shortFile(_, let expected, let actual):
-            return SourceChanged(path: path, what: "it ended at \(actual) bytes, the scan saw \(expected)").description
+            // `expected` is where the read was to end (a unit's range may end before the file).
+            return SourceChanged(path: path, what: "it is \(actual) bytes now, the scan saw \(size ?? expected)").description
         case StoreError.system(let operation, _, let e): (code, opening) = (e, operation == "open")
         case ChunkingError.io(_, "open", let e): (code, opening) = (e, true)  // the scan of cut points
         case ChunkingError.io(_, "read", EISDIR): (code, opening) = (EISDIR, false)
@@ -281,7 +282,7 @@ public struct UnitSender: Sendable {
 
     /// `leftOut` for the error reading file `i`, when it says the file is not what the scan saw.
     private func leftOut(_ i: Int, for error: Error) -> Bool {
-        guard let reason = Self.leftOutReason(error, path: task.files[i].sourcePath) else { return false }
+        guard let reason = Self.leftOutReason(error, path: task.files[i].sourcePath, scanned: task.files[i].entry.size) else { return false }
         leftOut(i, reason)
         return true
     }
