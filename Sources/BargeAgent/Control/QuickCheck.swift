@@ -11,7 +11,7 @@ import Darwin
 /// A destination agent's answer to `compare request`: which of the source's entries it already
 /// holds unchanged, by `lstat` alone (rsync's quick check). A regular file is unchanged when its
 /// size, mtime (to the nanosecond) and permission bits match; a symbolic link when its target
-/// does. Directories are never skipped: their modes and mtimes are set again after whatever
+/// and mtime do. Directories are never skipped: their modes and mtimes are set again after whatever
 /// inside them changed. Nothing is read. A file with no plain copy is unchanged when the site's
 /// cold catalog (`cold`) holds it with that size, mtime and mode. Synchronous: run it off the
 /// event loop.
@@ -67,7 +67,9 @@ enum QuickCheck {
                 && UInt32(st.st_mode & 0o7777) == FileModes.atDestination(entry.mode)
         case .symlink:
             // By bytes: Swift's `==` takes "é" and "e\u{301}" for the same, and they are two names.
-            guard st.st_mode & S_IFMT == S_IFLNK, let target = directory.linkTargetBytes(name) else { return false }
+            // Its mtime too, as `rsync -a` sets a link's time again when only that changed.
+            guard st.st_mode & S_IFMT == S_IFLNK, Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds, Int32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds,
+                  let target = directory.linkTargetBytes(name) else { return false }
             return target.elementsEqual(entry.linkTarget.utf8)
         case .directory:
             return false
