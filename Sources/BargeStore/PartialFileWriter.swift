@@ -120,7 +120,7 @@ public final class PartialFileWriter: @unchecked Sendable {
             }
         }
         existed = reopened
-        guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno) }
+        guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno, on: parent) }
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             close(fd)
             throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))

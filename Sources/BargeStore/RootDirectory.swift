@@ -81,9 +81,9 @@ public final class RootDirectory: Sendable {
             done.append(component)
             let parent = current
             if DirectoryLift.retrying(in: parent, { mkdirat(parent, component, 0o755) }) != 0, errno != EEXIST {
-                let e = errno
+                let error = StoreError.system(operation: "create directory", path: done.joined(separator: "/"), errno: errno, on: parent)
                 close(current)
-                throw .system(operation: "create directory", path: done.joined(separator: "/"), errno: e)
+                throw error
             }
             // Beneath the root again from the top: the walk never trusts a name it did not check.
             let next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY, throughLinks: throughLinks)

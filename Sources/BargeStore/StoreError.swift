@@ -58,6 +58,14 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         s.utf8.count <= 300 ? s : String(decoding: s.utf8.prefix(300), as: UTF8.self) + "…"
     }
 
+    /// `system`, saying so when ENOSPC comes from a file system out of inodes rather than out of
+    /// room (`df` shows space free, `df -i` shows none), given a descriptor on that file system.
+    public static func system(operation: String, path: String, errno e: Int32, on fd: Int32) -> StoreError {
+        var st = statvfs()
+        guard e == ENOSPC, fstatvfs(fd, &st) == 0, st.f_files > 0, st.f_ffree == 0 else { return .system(operation: operation, path: path, errno: e) }
+        return .system(operation: operation, path: path + " (its file system has no free inodes left: see df -i)", errno: e)
+    }
+
     public var errno: Int32? {
         if case .system(_, _, let e) = self { return e }
         return nil

@@ -347,6 +347,28 @@ struct PartialFileWriterTests {
         writer.abandon()
     }
 
+    /// A file system out of inodes with room to spare: ENOSPC, and the error says which kind of
+    /// full it is (a review saw "No space left on device" while `df` showed 50 MB free).
+    @Test(.enabled(if: Tmpfs.available, "needs root with CAP_SYS_ADMIN to mount a tmpfs"))
+    func aFileSystemOutOfInodesIsNamedSo() throws {
+        let (s, _) = try Sandbox.onTmpfs("1m", file: "x", inodes: 8)
+        defer { s.unmount() }
+        var failure: StoreError?
+        for i in 0..<16 {
+            do {
+                let writer = try PartialFileWriter(try RootedPath.lexical("d\(i)/f", under: s.root), size: 1)
+                try [UInt8(1)].withUnsafeBytes { try writer.write($0, at: 0) }
+                try writer.finish(mode: 0o644, mtimeSeconds: 0, mtimeNanoseconds: 0)
+            } catch {
+                failure = error as? StoreError
+                break
+            }
+        }
+        let error = try #require(failure)
+        #expect(error.errno == ENOSPC)
+        #expect(error.description.contains("no free inodes") && error.description.contains("ENOSPC"), "\(error)")
+    }
+
     @Test(.enabled(if: geteuid() != 0, "root ignores directory permissions, so EACCES cannot be provoked"))
     func anUnwritableDirectoryIsNamed() throws {
         let s = try Sandbox()

@@ -50,9 +50,9 @@ final class Sandbox {
 
     /// A sandbox whose root is a tmpfs of `size` (tmpfs's spelling: 1m, 4m), for tests of a full
     /// disk, and the path of `file` in it. Needs `Tmpfs.available`. Undo with `unmount`.
-    static func onTmpfs(_ size: String, file: String) throws -> (Sandbox, RootedPath) {
+    static func onTmpfs(_ size: String, file: String, inodes: Int? = nil) throws -> (Sandbox, RootedPath) {
         let s = try Sandbox()
-        #expect(Tmpfs.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", s.root]))
+        #expect(Tmpfs.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)" + (inodes.map { ",nr_inodes=\($0)" } ?? ""), "tmpfs", s.root]))
         return (s, try RootedPath.resolve(file, under: s.root))
     }
 
