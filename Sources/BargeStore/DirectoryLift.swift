@@ -62,4 +62,42 @@ public enum DirectoryLift {
         }
         return result
     }
+
+    /// Opens the directory `name` in `parent` (following no link) where the agent's own user
+    /// may not: a directory an earlier job gave the source's mode 0300, 0100 or 0000 cannot be
+    /// opened to write into it (EACCES; rsync, not root, re-syncs into it). The directory gets
+    /// its owner's read and search bits for the open and its mode back at once, on the open
+    /// descriptor; `parent`, when its owner may not search it, gets the search bit for the look.
+    /// The same conditions as `retrying`: the agent's own directory, not root, not a
+    /// set-group-ID one of another group. -1 with errno set on failure.
+    public static func openDirectory(_ name: String, in parent: Int32) -> Int32 {
+        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+        let fd = openat(parent, name, flags)
+        guard fd < 0, errno == EACCES, geteuid() != 0 else { return fd }
+        return lock.withLock { _ -> Int32 in
+            var p = stat()
+            guard fstat(parent, &p) == 0 else { errno = EACCES; return -1 }
+            let parentMode = p.st_mode & 0o7777
+            let searchable = parentMode & S_IXUSR != 0
+            guard searchable || (liftable(p) && fchmod(parent, parentMode | S_IXUSR) == 0) else { errno = EACCES; return -1 }
+            defer { if !searchable { fchmod(parent, parentMode) } }
+            var st = stat()
+            guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return -1 }
+            guard liftable(st) else { errno = st.st_mode & S_IFMT == S_IFDIR ? EACCES : ENOTDIR; return -1 }
+            let mode = st.st_mode & 0o7777
+            let needed = S_IRUSR | S_IXUSR
+            guard mode & needed != needed else { return openat(parent, name, flags) }
+            guard fchmodat(parent, name, mode | needed, 0) == 0 else { errno = EACCES; return -1 }
+            let fd = openat(parent, name, flags)
+            let e = errno
+            if fd >= 0 { fchmod(fd, mode) } else { fchmodat(parent, name, mode, 0) }
+            errno = e
+            return fd
+        }
+    }
+
+    /// A directory of the agent's own user, which is not root, whose mode a chmod keeps.
+    private static func liftable(_ st: stat) -> Bool {
+        st.st_mode & S_IFMT == S_IFDIR && st.st_uid == geteuid() && geteuid() != 0 && (st.st_mode & S_ISGID == 0 || inGroup(st.st_gid))
+    }
 }

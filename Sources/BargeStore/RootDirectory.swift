@@ -70,7 +70,10 @@ public final class RootDirectory: Sendable {
         if fd >= 0 { return fd }
         if errno == ELOOP, !throughLinks, !create { throw .invalidPath(path: relative, reason: Self.aLinkOnTheWay) }
         // ENOTDIR (or a link) with `create`: the walk finds which name is in the way, and says so.
-        guard errno == ENOENT || errno == ENOTDIR || (errno == ELOOP && !throughLinks), create else {
+        // EACCES at an agent that is not root: the walk lifts the agent's own directories on the
+        // way that it may not read or search (`DirectoryLift.openDirectory`).
+        let lifting = errno == EACCES && geteuid() != 0
+        guard (errno == ENOENT || errno == ENOTDIR || (errno == ELOOP && !throughLinks)) && create || lifting else {
             throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display)
         }
         // Walk down from the root, making each missing directory.
@@ -80,13 +83,16 @@ public final class RootDirectory: Sendable {
         for component in components {
             done.append(component)
             let parent = current
-            if DirectoryLift.retrying(in: parent, { mkdirat(parent, component, 0o755) }) != 0, errno != EEXIST {
+            if create, DirectoryLift.retrying(in: parent, { mkdirat(parent, component, 0o755) }) != 0, errno != EEXIST {
                 let error = StoreError.system(operation: "create directory", path: done.joined(separator: "/"), errno: errno, on: parent)
                 close(current)
                 throw error
             }
             // Beneath the root again from the top: the walk never trusts a name it did not check.
-            let next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY, throughLinks: throughLinks)
+            // Refused (a directory of the agent's own user it may not read, or one above it it may
+            // not search): opened from its parent, following no link, lifted for the open.
+            var next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY, throughLinks: throughLinks)
+            if next < 0, errno == EACCES { next = DirectoryLift.openDirectory(component, in: parent) }
             let e = errno
             close(current)
             guard next >= 0 else {

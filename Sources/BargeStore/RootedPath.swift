@@ -26,6 +26,18 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
         return rooted
     }
 
+    /// `resolve`, for a caller whose every open is itself beneath the root with no link followed
+    /// (`RootDirectory.openDirectory`): where the check cannot look, because the agent may not
+    /// search a directory of its own on the way (EACCES: mode 0000 or 0100, which those opens
+    /// lift), the path is taken by its words, and the kernel still confines the opens.
+    public static func resolveForOpensBeneath(_ path: String, under root: String) throws(StoreError) -> RootedPath {
+        do {
+            return try resolve(path, under: root)
+        } catch where error.errno == EACCES && geteuid() != 0 {
+            return try lexical(path, under: root)
+        }
+    }
+
     /// `resolve`, for a path whose last component may be a symbolic link that is taken as it is
     /// (the top of a scan: `rsync -a dir/link dst` copies the link, not what it points to).
     /// Only the directories above it are confined; the link itself may point anywhere, since

@@ -120,6 +120,36 @@ struct UnprivilegedProcessTests {
         #expect(fm.contentsEqual(atPath: source + "/ro/sub/n.txt", andPath: ro + "/sub/n.txt"))
         #expect((try fm.attributesOfItem(atPath: ro)[.posixPermissions] as? Int) == 0o555)
 
+        // Directories the destination agent may not read (0300) or even search (0100, 0000)
+        // once an earlier job gave them the source's modes: a re-sync of files changed inside
+        // opens them lifted, and they keep their modes. Sent by a source agent run as root
+        // (site c, on the same root), which may read them. Before, the re-sync failed with
+        // "open directory modes/w: EACCES".
+        let c1root = try RunningBarge(["agent", "--coordinator", "127.0.0.1:\(coordinatorPort)", "--name", "c1", "--site", "c",
+                                       "--root", cluster.dir.path + "/root-a", "--listen", "127.0.0.1:0"],
+                                      environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("c1-root.log"))
+        defer { withExtendedLifetime(c1root) {} }
+        try #require(try await cluster.agentsRegister(3, http), "\(c1root.output)\(coordinator.output)")
+        let modes = cluster.dir.path + "/root-a/modes"
+        for (directory, mode) in [("w", 0o300), ("x", 0o100), ("n", 0o000)] {
+            try fm.createDirectory(atPath: modes + "/" + directory + "/in", withIntermediateDirectories: true)
+            try Data("one \(directory)\n".utf8).write(to: URL(fileURLWithPath: modes + "/" + directory + "/in/f.txt"))
+            try fm.setAttributes([.posixPermissions: mode], ofItemAtPath: modes + "/" + directory)
+        }
+        let first = try cluster.cli(["submit", "c:modes", "b:modes", "--wait"], http: http)
+        #expect(first.status == 0, "\(first.stdout)\(first.stderr)\n\(b1.output)")
+        for directory in ["w", "x", "n"] {
+            try Data("two, longer \(directory)\n".utf8).write(to: URL(fileURLWithPath: modes + "/" + directory + "/in/f.txt"))
+            try fm.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: modes + "/" + directory + "/in/f.txt")
+        }
+        let second = try cluster.cli(["submit", "c:modes", "b:modes", "--wait"], http: http)
+        #expect(second.status == 0, "\(second.stdout)\(second.stderr)\n\(b1.output)")
+        for (directory, mode) in [("w", 0o300), ("x", 0o100), ("n", 0o000)] {
+            let at = cluster.dir.path + "/root-b/modes/" + directory
+            #expect(fm.contentsEqual(atPath: modes + "/" + directory + "/in/f.txt", andPath: at + "/in/f.txt"), "\(directory)")
+            #expect((try fm.attributesOfItem(atPath: at)[.posixPermissions] as? Int) == mode, "\(directory)")
+        }
+
         // A destination directory the destination agent may not write (root's, 0755): the job
         // fails at the first refusal, naming the file and EACCES, without three attempts (no
         // other agent of the site, which shares the root, would do better).

@@ -331,12 +331,12 @@ public final class ChunkReceiver {
         do {
             switch e.kind {
             case .directory:
-                try DestinationEntries.makeDirectory(try RootedPath.resolve(e.path, under: root), mode: e.mode,
+                try DestinationEntries.makeDirectory(try RootedPath.resolveForOpensBeneath(e.path, under: root), mode: e.mode,
                                                      mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
             case .symlink:
                 var parts = PathKey.components(e.path).map(String.init)
                 guard let name = parts.popLast() else { throw StoreError.invalidPath(path: e.path, reason: "empty link path") }
-                let parent = try RootedPath.resolve(parts.joined(separator: "/"), under: root)
+                let parent = try RootedPath.resolveForOpensBeneath(parts.joined(separator: "/"), under: root)
                 try DestinationEntries.makeSymlink(in: parent, name: name, target: e.linkTarget,
                                                    mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
             case .file:
