@@ -89,9 +89,10 @@ struct VerifyCommand: AsyncParsableCommand {
             recorded when it arrived. Exits 1 when anything differs. With --repair, only the chunks \
             that differ (or files that are missing or resized) are fetched again from the source, \
             then checked again; exits 0 once all is repaired. The verification runs in the \
-            coordinator, page by page, and survives its restart; this command follows it (--no-wait \
-            only starts it; 'barge status JOB' shows its progress, and 'barge verify JOB' again \
-            follows it or resumes one that failed).
+            coordinator, page by page, and survives its restart; this command follows it, asking a \
+            coordinator that stops answering meanwhile (a restart) again for up to 5 minutes \
+            (--no-wait only starts it; 'barge status JOB' shows its progress, and 'barge verify JOB' \
+            again follows it or resumes one that failed).
             """)
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
@@ -148,17 +149,38 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 }
 
-/// Starts a verification and follows it to its end.
+/// Starts a verification and follows it to its end. A coordinator that stops answering
+/// meanwhile (a restart) does not end the following, as for `JobWatcher`: the verification is in
+/// its journal and goes on when it is back, so it is asked again every second for up to
+/// `patience`. Before, `barge verify` exited 1 at the first refused connection, which a script
+/// could not tell from a mismatch.
 enum VerifyWatcher {
-    static func run(api: CoordinatorAPI, job: String, repair: Bool, wait: Bool = true,
+    static func run(api: CoordinatorAPI, job: String, repair: Bool, wait: Bool = true, patience: Duration = JobWatcher.defaultPatience,
                     progress: ((VerifyOutcome) -> Void)? = nil) async throws -> (VerifyOutcome, Data) {
         let path = "/v1/jobs/\(pathComponent(job))/verify"
         var data = try await api.post(path + (repair ? "?repair=true" : ""))
         var outcome = try JSONDecoder().decode(VerifyOutcome.self, from: data)
+        var lost: ContinuousClock.Instant? = nil
         while wait && outcome.state == "running" {
-            progress?(outcome)
-            try await Task.sleep(for: .milliseconds(200))
-            data = try await api.get(path)
+            if lost == nil { progress?(outcome) }
+            try await Task.sleep(for: lost == nil ? .milliseconds(200) : .seconds(1))
+            do {
+                data = try await api.get(path)
+            } catch let failure as Failure where failure.noAnswer {
+                guard let since = lost else {
+                    lost = ContinuousClock.now
+                    FileHandle.standardError.write(Data("\nbarge: no answer from the coordinator (\(failure)); the verification of job \(job) goes on when it is back. Asking again every 1 s for up to \(Int(patience.seconds)) s (Ctrl-C stops the waiting, not the verification)\n".utf8))
+                    continue
+                }
+                guard ContinuousClock.now - since < patience else {
+                    throw Failure("gave up waiting: no answer from the coordinator for \(Int(patience.seconds)) s (\(failure)); the verification of job \(job) is in its journal and goes on when it is back: barge verify \(job)")
+                }
+                continue
+            }
+            if let since = lost {
+                FileHandle.standardError.write(Data("barge: the coordinator answers again, after \(String(format: "%.1f", (ContinuousClock.now - since).seconds)) s\n".utf8))
+                lost = nil
+            }
             outcome = try JSONDecoder().decode(VerifyOutcome.self, from: data)
         }
         return (outcome, data)

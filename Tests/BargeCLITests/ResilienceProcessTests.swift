@@ -243,6 +243,28 @@ struct ResilienceProcessTests {
         let wire = try #require(try status(job, http)["wire_bytes"] as? Int)
         print("coordinator restart: wire bytes \(wire) against \(cleanWire) for a clean run (\(String(format: "%.2f", Double(wire) / Double(cleanWire)))x)")
         #expect(Double(wire) <= 1.35 * Double(cleanWire))
+
+        // `barge verify` follows its verification through another restart, as `--watch` does
+        // the job. The destination agent is stopped meanwhile, so that the verification is still
+        // running when the coordinator goes. Each request may take 1 s (--timeout), and the
+        // coordinator stays down for 3 s, so that a request fails for certain (the HTTP client
+        // otherwise tries to connect again until a request's time is out). Before, the follower
+        // exited 1 at the first request that failed so ("cannot reach the coordinator"), which a
+        // script takes for a mismatch.
+        kill(b1.process.processIdentifier, SIGSTOP)
+        let verifier = try RunningBarge(["verify", job, "--coordinator-url", http, "--timeout", "1"], environment: cluster.environment,
+                                        log: cluster.dir.url.appendingPathComponent("verify.log"))
+        #expect(try await cluster.eventually(30) { verifier.output.contains("verifying") }, "\(verifier.output)")
+        second.kill(SIGKILL)
+        second.process.waitUntilExit()
+        try await Task.sleep(for: .seconds(3))
+        let (third, _, _) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB"], listen: listen, http: httpAddress, log: "coordinator-3.log")
+        defer { withExtendedLifetime(third) {} }
+        kill(b1.process.processIdentifier, SIGCONT)
+        #expect(try await cluster.eventually(120) { !verifier.process.isRunning }, "\(verifier.output)\n\(third.output)")
+        verifier.process.waitUntilExit()
+        #expect(verifier.process.terminationStatus == 0 && verifier.output.contains("no answer from the coordinator")
+                && verifier.output.contains("answers again") && verifier.output.contains("OK"), "\(verifier.output)\n\(third.output)")
     }
 
     /// kill -9 the coordinator while its source agent scans, then start it again: the scan is
