@@ -1,6 +1,7 @@
 import BargeDigest
 import BargeWire
 import NIOCore
+import NIOEmbedded
 import NIOTestUtils
 import Testing
 
@@ -19,6 +20,48 @@ struct FrameTests {
         try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) {
             FrameDecoder(limit: FrameLimit(Frame.defaultMaxPayload))
         }
+    }
+
+    /// The handler on every connection (`FrameReader`) yields the same frames however the bytes
+    /// are cut into reads: byte by byte, all at once, and at random cuts, with a large frame (200 KB)
+    /// among small ones, so that frames span reads and reads hold several frames.
+    @Test(arguments: [1, 7, 19, 20, 21, 4096, 65_536, Int.max])
+    func theReaderYieldsTheSameFramesWhateverTheReads(_ piece: Int) throws {
+        var frames = Fixtures.messages.map { $0.frame() }
+        frames.insert(Frame(type: .chunkData, payload: ByteBuffer(bytes: (0..<200_013).map { UInt8(truncatingIfNeeded: $0 &* 31) })), at: 3)
+        frames.append(Frame(type: .heartbeat, payload: ByteBuffer(bytes: [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])))
+        var stream = ByteBuffer()
+        for f in frames { stream.writeFrame(f) }
+        let channel = EmbeddedChannel(handler: FrameReader(limit: FrameLimit(Frame.defaultMaxPayload)))
+        var generator = SystemRandomNumberGenerator()
+        while stream.readableBytes > 0 {
+            let n = piece == Int.max ? Int.random(in: 1...200_000, using: &generator) : piece
+            try channel.writeInbound(stream.readSlice(length: min(n, stream.readableBytes))!)
+        }
+        var got: [Frame] = []
+        while let f = try channel.readInbound(as: Frame.self) { got.append(f) }
+        #expect(got.count == frames.count)
+        #expect(got == frames)
+        _ = try channel.finish()
+    }
+
+    /// A bad header is refused as soon as its field is in, even when it arrives across reads,
+    /// and nothing after it is read; a frame over the limit is refused from its header alone.
+    @Test func theReaderRefusesABadHeaderAcrossReadsAndReadsNoMore() throws {
+        var good = Fixtures.bytes(.welcome(Welcome(serverName: "x")))
+        var bad = Fixtures.bytes(.welcome(Welcome(serverName: "y")))
+        bad.setInteger(UInt32(1 << 30), at: bad.readerIndex + 8)
+        let channel = EmbeddedChannel(handler: FrameReader(limit: FrameLimit(4096)))
+        try channel.writeInbound(good)
+        try channel.writeInbound(bad.readSlice(length: 10)!)
+        #expect(throws: WireError.frameTooLarge(length: 1 << 30, limit: 4096)) { try channel.writeInbound(bad.readSlice(length: 10)!) }
+        try channel.writeInbound(Fixtures.bytes(.welcome(Welcome(serverName: "z"))))
+        #expect(try channel.readInbound(as: Frame.self) == good.readFrame(maxPayloadLength: 4096))
+        #expect(try channel.readInbound(as: Frame.self) == nil)
+        var magic = ByteBuffer(bytes: [0x47, 0x45])
+        let second = EmbeddedChannel(handler: FrameReader(limit: FrameLimit(4096)))
+        try second.writeInbound(magic.readSlice(length: 2)!)
+        #expect(throws: WireError.badMagic(0x4745_5420)) { try second.writeInbound(ByteBuffer(bytes: [0x54, 0x20])) }
     }
 
     @Test func headerFieldsAreBigEndianAndChecksummed() {

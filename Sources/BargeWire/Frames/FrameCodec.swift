@@ -26,6 +26,97 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     }
 }
 
+/// Splits the inbound byte stream into frames, refusing any over `limit`, as `FrameDecoder` does,
+/// with each byte copied at most once. Whole frames within one read go on as slices of it; a
+/// frame that spans reads is gathered into a buffer allocated at its size once its header is in.
+/// NIO's `ByteToMessageHandler` appended every read to one growing buffer and moved the partial
+/// frame left in it to the front after each frame (`discardReadBytes`): a loopback transfer
+/// spent 13% of the destination agent's CPU on those two copies (perf, plaintext, 1 MiB chunks).
+/// Used on the channel's event loop only.
+public final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = Frame
+
+    public let limit: FrameLimit
+    /// The frame that began in an earlier read: its header (once in) says its size.
+    private var pending: ByteBuffer?
+    /// Its whole size (header and payload), once its header is in.
+    private var expected: Int?
+    /// Reads that arrived while one was being split (a handler after this one read again).
+    private var queued: [ByteBuffer] = []
+    private var reading = false
+    /// A malformed frame was refused: nothing more is read (the connection is closing).
+    private var failed = false
+
+    public init(limit: FrameLimit = FrameLimit()) {
+        self.limit = limit
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        queued.append(unwrapInboundIn(data))
+        guard !reading else { return }
+        reading = true
+        defer { reading = false }
+        while !queued.isEmpty, !failed {
+            var input = queued.removeFirst()
+            do {
+                try split(&input, context: context)
+            } catch {
+                failed = true
+                pending = nil
+                queued = []
+                context.fireErrorCaught(error)
+            }
+        }
+    }
+
+    private func split(_ input: inout ByteBuffer, context: ChannelHandlerContext) throws {
+        while input.readableBytes > 0 {
+            guard var frame = pending else {
+                // Whole frames in this read: slices of it, no copy.
+                if let frame = try input.readFrame(maxPayloadLength: limit.maxPayloadLength) {
+                    context.fireChannelRead(wrapInboundOut(frame))
+                    continue
+                }
+                // The start of one that goes on in the next read (its header, when in, is valid:
+                // `readFrame` checks each field as soon as it is readable).
+                expected = Self.size(of: input)
+                var started = context.channel.allocator.buffer(capacity: expected ?? Frame.headerSize)
+                started.writeBuffer(&input)
+                pending = started
+                return
+            }
+            pending = nil
+            if expected == nil {
+                var head = input.readSlice(length: min(Frame.headerSize - frame.readableBytes, input.readableBytes))!
+                frame.writeBuffer(&head)
+                var check = frame
+                _ = try check.readFrame(maxPayloadLength: limit.maxPayloadLength)
+                expected = Self.size(of: frame)
+                if let expected { frame.reserveCapacity(expected) }
+            }
+            if let expected {
+                var more = input.readSlice(length: min(expected - frame.readableBytes, input.readableBytes))!
+                frame.writeBuffer(&more)
+                if frame.readableBytes == expected {
+                    self.expected = nil
+                    guard let whole = try frame.readFrame(maxPayloadLength: limit.maxPayloadLength) else { preconditionFailure("a frame of its whole size") }
+                    context.fireChannelRead(wrapInboundOut(whole))
+                    continue
+                }
+            }
+            pending = frame
+        }
+    }
+
+    /// The whole size of the frame `buffer` starts with, once its header is in.
+    private static func size(of buffer: ByteBuffer) -> Int? {
+        guard buffer.readableBytes >= Frame.headerSize, let length = buffer.getInteger(at: buffer.readerIndex + 8, as: UInt32.self) else { return nil }
+        return Frame.headerSize + Int(length)
+    }
+}
+
 /// Writes outbound frames without copying their payloads: the 20-byte header goes out as its own
 /// small buffer and the payload buffer follows as is (the socket gathers both in one `writev`).
 /// For 1 MiB chunks this saves a copy per frame over `FrameEncoder`.

@@ -139,7 +139,7 @@ extension ChannelPipeline.SynchronousOperations {
                                  idleTimeout: TimeAmount = .seconds(120)) throws {
         let limit = FrameLimit()
         try addHandler(IdleStateHandler(readTimeout: idleTimeout))
-        try addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
+        try addHandler(FrameReader(limit: limit))
         try addHandler(FrameWriter())
         try addHandler(HandshakeHandler(side, limit: limit, timeout: handshakeTimeout))
         try addHandler(ProtocolErrorHandler())
