@@ -71,6 +71,11 @@ public final class BargeServer: Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // Reads of up to 2 MiB when that much waits in the socket (NIO's default stops at
+            // 64 KiB): a chunk's frame then mostly arrives within one read, and `FrameReader`
+            // passes it on as a slice of it, where pieces of 64 KiB had to be gathered (a copy of
+            // every byte received). It grows only while reads fill it: control traffic stays small.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 2 << 20))
             .bind(host: host, port: port) { channel -> EventLoopFuture<Connection> in
                 channel.eventLoop.makeCompletedFuture {
                     let address = Self.describe(channel.remoteAddress)
