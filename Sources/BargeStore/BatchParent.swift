@@ -32,7 +32,7 @@ public final class BatchParent {
                 return held.fd
             }
         }
-        let fd = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false)
+        let fd = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false, lifting: true)
         var st = stat()
         _ = fstat(fd, &st)
         if let held { close(held.fd) }

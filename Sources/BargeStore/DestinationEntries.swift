@@ -15,7 +15,7 @@ public enum DestinationEntries {
     /// Each open is confined to the root by the kernel.
     public static func createParents(of path: RootedPath) throws(StoreError) {
         guard path.components.count > 1 else { return }
-        close(try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: true, display: path.relative, throughLinks: false))
+        close(try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: true, display: path.relative, throughLinks: false, lifting: true))
     }
 
     /// Creates the directory if missing, then gives it `mode` and `mtime`. An existing
@@ -24,7 +24,7 @@ public enum DestinationEntries {
         guard !path.components.isEmpty else { return }
         // Opened (and made, if missing) beneath the root: an existing non-directory is refused,
         // named (`RootDirectory.notADirectory`).
-        let fd = try RootDirectory.open(path.root).openDirectory(path.components[...], create: true, display: path.relative, throughLinks: false)
+        let fd = try RootDirectory.open(path.root).openDirectory(path.components[...], create: true, display: path.relative, throughLinks: false, lifting: true)
         defer { close(fd) }
         guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
         var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
@@ -40,7 +40,7 @@ public enum DestinationEntries {
         guard let name = path.components.last else { errno = EISDIR; return -1 }
         let parent: Int32
         do {
-            parent = try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: false, display: path.relative, throughLinks: false)
+            parent = try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: false, display: path.relative, throughLinks: false, lifting: true)
         } catch {
             if case .system(_, _, let e) = error { errno = e } else { errno = ENOTDIR }
             return -1
@@ -54,7 +54,7 @@ public enum DestinationEntries {
     public static func makeSymlink(in parent: RootedPath, name: String, target: String, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
         guard !name.isEmpty, name != ".", name != "..", !name.utf8.contains(UInt8(ascii: "/")) else { throw .invalidPath(path: name, reason: "not a file name") }
         let display = parent.components.isEmpty ? name : parent.relative + "/" + name
-        let dirfd = try RootDirectory.open(parent.root).openDirectory(parent.components[...], create: true, display: display, throughLinks: false)
+        let dirfd = try RootDirectory.open(parent.root).openDirectory(parent.components[...], create: true, display: display, throughLinks: false, lifting: true)
         defer { close(dirfd) }
         var st = stat()
         if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {

@@ -66,34 +66,46 @@ public enum DirectoryLift {
     /// Opens the directory `name` in `parent` (following no link) where the agent's own user
     /// may not: a directory an earlier job gave the source's mode 0300, 0100 or 0000 cannot be
     /// opened to write into it (EACCES; rsync, not root, re-syncs into it). The directory gets
-    /// its owner's read and search bits for the open and its mode back at once, on the open
-    /// descriptor; `parent`, when its owner may not search it, gets the search bit for the look.
-    /// The same conditions as `retrying`: the agent's own directory, not root, not a
-    /// set-group-ID one of another group. -1 with errno set on failure.
+    /// its owner's read and search bits for the open and its mode back at once; `parent`, when
+    /// its owner may not search it, gets the search bit for the look. The same conditions as
+    /// `retrying`: the agent's own directory, not root, not a set-group-ID one of another group.
+    /// The directory is held by an `O_PATH` descriptor from the first look to the put-back and
+    /// changed only through it, never by name: a name swapped for a link meanwhile is not
+    /// followed to whatever it points at. Tried again, as `retrying` is, when another agent
+    /// sharing the root put a mode back under the open. -1 with errno set on failure.
     public static func openDirectory(_ name: String, in parent: Int32) -> Int32 {
         let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-        let fd = openat(parent, name, flags)
+        var fd = openat(parent, name, flags)
         guard fd < 0, errno == EACCES, geteuid() != 0 else { return fd }
-        return lock.withLock { _ -> Int32 in
-            var p = stat()
-            guard fstat(parent, &p) == 0 else { errno = EACCES; return -1 }
-            let parentMode = p.st_mode & 0o7777
-            let searchable = parentMode & S_IXUSR != 0
-            guard searchable || (liftable(p) && fchmod(parent, parentMode | S_IXUSR) == 0) else { errno = EACCES; return -1 }
-            defer { if !searchable { fchmod(parent, parentMode) } }
-            var st = stat()
-            guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return -1 }
-            guard liftable(st) else { errno = st.st_mode & S_IFMT == S_IFDIR ? EACCES : ENOTDIR; return -1 }
-            let mode = st.st_mode & 0o7777
-            let needed = S_IRUSR | S_IXUSR
-            guard mode & needed != needed else { return openat(parent, name, flags) }
-            guard fchmodat(parent, name, mode | needed, 0) == 0 else { errno = EACCES; return -1 }
-            let fd = openat(parent, name, flags)
-            let e = errno
-            if fd >= 0 { fchmod(fd, mode) } else { fchmodat(parent, name, mode, 0) }
-            errno = e
-            return fd
+        for _ in 0..<attempts {
+            fd = lock.withLock { _ -> Int32 in
+                var p = stat()
+                guard fstat(parent, &p) == 0 else { errno = EACCES; return -1 }
+                let parentMode = p.st_mode & 0o7777
+                let searchable = parentMode & S_IXUSR != 0
+                guard searchable || (liftable(p) && fchmod(parent, parentMode | S_IXUSR) == 0) else { errno = EACCES; return -1 }
+                defer { if !searchable { fchmod(parent, parentMode) } }
+                let held = openat(parent, name, RootDirectory.oPath | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard held >= 0 else { return -1 }
+                defer { close(held) }
+                var st = stat()
+                guard fstat(held, &st) == 0, liftable(st) else { errno = EACCES; return -1 }
+                let mode = st.st_mode & 0o7777
+                let needed = S_IRUSR | S_IXUSR
+                guard mode & needed != needed else { return openat(held, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+                // The held directory itself, by its descriptor's name in /proc (a directory, never
+                // a link: opened with O_NOFOLLOW and O_DIRECTORY).
+                let itself = "/proc/self/fd/\(held)"
+                guard chmod(itself, mode | needed) == 0 else { errno = EACCES; return -1 }
+                let opened = openat(held, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                let e = errno
+                if opened >= 0 { fchmod(opened, mode) } else { chmod(itself, mode) }
+                errno = e
+                return opened
+            }
+            guard fd < 0, errno == EACCES else { return fd }
         }
+        return fd
     }
 
     /// A directory of the agent's own user, which is not root, whose mode a chmod keeps.

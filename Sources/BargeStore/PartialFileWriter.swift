@@ -79,7 +79,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         if let parents {
             parent = try parents.directory(of: final, in: directory)
         } else {
-            parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false)
+            parent = try directory.openDirectory(final.components.dropLast(), create: true, display: final.relative, throughLinks: false, lifting: true)
         }
         defer { if parents == nil { close(parent) } }
         // A directory under the final name would refuse the rename at the end: said before any
@@ -103,10 +103,11 @@ public final class PartialFileWriter: @unchecked Sendable {
             // Something other than a file under the partial name (a link, a FIFO, a socket, a
             // device): opened for writing, a FIFO would hold the thread until a reader came.
             // Looked at only when the name is taken (O_EXCL creates nothing over anything).
-            if fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) == 0, !Self.mayHold(st) {
+            // Both lifted in a directory of the agent's own user it may not search (`DirectoryLift`).
+            if DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) }) == 0, !Self.mayHold(st) {
                 throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
             }
-            fd = openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
             // A file with other names (a hard link under the partial name: a snapshot made with
             // `cp -al`, a hard-linking dedup tool) is not written into: its other names would
             // change with it. This name goes, and a new partial copy is made.
@@ -254,7 +255,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// Makes the file durable and gives it its final name, mode and mtime.
     public func finish(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
         try seal(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds, sync: true)
-        let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: final.relative, throughLinks: false)
+        let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: final.relative, throughLinks: false, lifting: true)
         defer { close(parent) }
         try rename(in: parent)
         guard fsync(parent) == 0 else { throw .system(operation: "fsync directory of", path: final.relative, errno: errno) }

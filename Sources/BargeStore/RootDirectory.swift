@@ -26,7 +26,7 @@ public final class RootDirectory: Sendable {
 
     deinit { close(fd) }
 
-    static let oPath = barge_o_path()
+    public static let oPath = barge_o_path()
 
     private static let cache = Mutex<[PathKey: RootDirectory]>([:])
 
@@ -64,7 +64,13 @@ public final class RootDirectory: Sendable {
     /// followed, even one that stays inside the root, and the error names it. A link where the
     /// source has a directory once took a job's files elsewhere: `sub -> .` put `sub/f` over `f`,
     /// and `sub -> ../other` wrote into another dataset, while the job succeeded.
-    public func openDirectory(_ components: ArraySlice<String>, create: Bool, display: String, throughLinks: Bool = true) throws(StoreError) -> Int32 {
+    ///
+    /// `lifting` (a destination's writers, its quick check and its demotions, at an agent that is
+    /// not root): a directory of the agent's own user on the way that it may not read or search
+    /// is opened lifted (`DirectoryLift.openDirectory`). Never on a source: a directory its owner
+    /// closed stays closed, as rsync reports it.
+    public func openDirectory(_ components: ArraySlice<String>, create: Bool, display: String, throughLinks: Bool = true,
+                              lifting: Bool = false) throws(StoreError) -> Int32 {
         let relative = components.joined(separator: "/")
         let fd = openBeneath(relative, O_RDONLY | O_DIRECTORY, throughLinks: throughLinks)
         if fd >= 0 { return fd }
@@ -72,8 +78,8 @@ public final class RootDirectory: Sendable {
         // ENOTDIR (or a link) with `create`: the walk finds which name is in the way, and says so.
         // EACCES at an agent that is not root: the walk lifts the agent's own directories on the
         // way that it may not read or search (`DirectoryLift.openDirectory`).
-        let lifting = errno == EACCES && geteuid() != 0
-        guard (errno == ENOENT || errno == ENOTDIR || (errno == ELOOP && !throughLinks)) && create || lifting else {
+        let lifted = lifting && errno == EACCES && geteuid() != 0
+        guard (errno == ENOENT || errno == ENOTDIR || (errno == ELOOP && !throughLinks)) && create || lifted else {
             throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display)
         }
         // Walk down from the root, making each missing directory.
@@ -92,7 +98,7 @@ public final class RootDirectory: Sendable {
             // Refused (a directory of the agent's own user it may not read, or one above it it may
             // not search): opened from its parent, following no link, lifted for the open.
             var next = openBeneath(done.joined(separator: "/"), O_RDONLY | O_DIRECTORY, throughLinks: throughLinks)
-            if next < 0, errno == EACCES { next = DirectoryLift.openDirectory(component, in: parent) }
+            if next < 0, errno == EACCES, lifting { next = DirectoryLift.openDirectory(component, in: parent) }
             let e = errno
             close(current)
             guard next >= 0 else {

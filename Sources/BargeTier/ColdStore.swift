@@ -39,7 +39,7 @@ public final class ColdStore {
     /// The directory holding `rooted`, opened beneath the root (`RootDirectory`): a link on the
     /// way may stay inside the root, and the kernel refuses one that leads out.
     static func directory(holding rooted: RootedPath) throws(StoreError) -> Int32 {
-        try RootDirectory.open(rooted.root).openDirectory(rooted.components.dropLast(), create: false, display: rooted.relative)
+        try RootDirectory.open(rooted.root).openDirectory(rooted.components.dropLast(), create: false, display: rooted.relative, lifting: true)
     }
 
     /// Called by `demote` after the catalog commit, before any hot copy is removed (tests: a

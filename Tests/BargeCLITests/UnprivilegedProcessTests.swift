@@ -142,12 +142,25 @@ struct UnprivilegedProcessTests {
             try Data("two, longer \(directory)\n".utf8).write(to: URL(fileURLWithPath: modes + "/" + directory + "/in/f.txt"))
             try fm.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: modes + "/" + directory + "/in/f.txt")
         }
+        // A partial copy an interrupted job left directly in the unsearchable directories: it is
+        // reopened lifted too (before, "create …barge-partial: EACCES" on every re-sync).
+        for directory in ["x", "n"] {
+            try Data("new \(directory)\n".utf8).write(to: URL(fileURLWithPath: modes + "/" + directory + "/g.txt"))
+            let partial = cluster.dir.path + "/root-b/modes/" + directory + "/g.txt.barge-partial"
+            #expect(fm.createFile(atPath: partial, contents: Data("left\n".utf8)))
+            try fm.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534, .posixPermissions: 0o1600], ofItemAtPath: partial)
+        }
         let second = try cluster.cli(["submit", "c:modes", "b:modes", "--wait"], http: http)
         #expect(second.status == 0, "\(second.stdout)\(second.stderr)\n\(b1.output)")
         for (directory, mode) in [("w", 0o300), ("x", 0o100), ("n", 0o000)] {
             let at = cluster.dir.path + "/root-b/modes/" + directory
             #expect(fm.contentsEqual(atPath: modes + "/" + directory + "/in/f.txt", andPath: at + "/in/f.txt"), "\(directory)")
             #expect((try fm.attributesOfItem(atPath: at)[.posixPermissions] as? Int) == mode, "\(directory)")
+        }
+        for directory in ["x", "n"] {
+            let at = cluster.dir.path + "/root-b/modes/" + directory
+            #expect(fm.contentsEqual(atPath: modes + "/" + directory + "/g.txt", andPath: at + "/g.txt"), "\(directory)")
+            #expect(!fm.fileExists(atPath: at + "/g.txt.barge-partial"), "\(directory)")
         }
 
         // A destination directory the destination agent may not write (root's, 0755): the job

@@ -45,6 +45,21 @@ struct FrameTests {
         _ = try channel.finish()
     }
 
+    /// A small frame that arrives in one large read beside a large one goes on in a buffer of its
+    /// own, so that it does not hold the read's memory while it waits; the large one is a slice.
+    @Test func aSmallFrameOutOfALargeReadHoldsOnlyItsOwnBytes() throws {
+        var read = ByteBuffer()
+        read.reserveCapacity(2 << 20)
+        read.writeFrame(Frame(type: .heartbeat, payload: ByteBuffer(bytes: [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])))
+        read.writeFrame(Frame(type: .chunkData, payload: ByteBuffer(bytes: [UInt8](repeating: 7, count: 1 << 20))))
+        let channel = EmbeddedChannel(handler: FrameReader(limit: FrameLimit(Frame.defaultMaxPayload)))
+        try channel.writeInbound(read)
+        let small = try #require(try channel.readInbound(as: Frame.self))
+        let large = try #require(try channel.readInbound(as: Frame.self))
+        #expect(small.type == .heartbeat && small.payload.capacity < 1024)
+        #expect(large.type == .chunkData && large.payload.readableBytes == 1 << 20)
+    }
+
     /// A bad header is refused as soon as its field is in, even when it arrives across reads,
     /// and nothing after it is read; a frame over the limit is refused from its header alone.
     @Test func theReaderRefusesABadHeaderAcrossReadsAndReadsNoMore() throws {

@@ -40,7 +40,7 @@ enum QuickCheck {
                 // from `/` could not be opened, and its files were sent again on every re-sync.
                 // The kernel keeps the open inside the root (`openDirectory`, links inside followed).
                 opened = (try? RootedPath.lexical(String(parent), under: root)).flatMap { rooted in
-                    (try? RootDirectory.open(root).openDirectory(rooted.components[...], create: false, display: rooted.relative)).map(OpenDirectory.init(fd:))
+                    (try? RootDirectory.open(root).openDirectory(rooted.components[...], create: false, display: rooted.relative, lifting: true)).map(OpenDirectory.init(fd:))
                 }
                 directories[key] = opened
             }

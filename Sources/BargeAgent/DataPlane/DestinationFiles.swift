@@ -520,7 +520,7 @@ public final class DestinationFiles: Sendable {
         var renamedOn: [UInt64: (fd: Int32, files: [Int])] = [:]
         for (parent, files) in byParent.values {
             do {
-                let dfd = try RootDirectory.open(files[0].1.writer.final.root).openDirectory(parent, create: false, display: files[0].1.writer.final.relative, throughLinks: false)
+                let dfd = try RootDirectory.open(files[0].1.writer.final.root).openDirectory(parent, create: false, display: files[0].1.writer.final.relative, throughLinks: false, lifting: true)
                 defer { Glibc.close(dfd) }
                 var renamed: [Int] = []
                 for (i, f) in files {

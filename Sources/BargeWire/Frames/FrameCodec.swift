@@ -74,8 +74,15 @@ public final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
     private func split(_ input: inout ByteBuffer, context: ChannelHandlerContext) throws {
         while input.readableBytes > 0 {
             guard var frame = pending else {
-                // Whole frames in this read: slices of it, no copy.
-                if let frame = try input.readFrame(maxPayloadLength: limit.maxPayloadLength) {
+                // Whole frames in this read: slices of it, no copy. But a small one out of a large
+                // read (an ack beside a chunk) is copied out, so that it does not hold the whole
+                // read's memory (up to 2 MiB) while it waits to be handled.
+                if var frame = try input.readFrame(maxPayloadLength: limit.maxPayloadLength) {
+                    if input.capacity > Self.smallRead, frame.payload.readableBytes < input.capacity / 8 {
+                        var copy = context.channel.allocator.buffer(capacity: frame.payload.readableBytes)
+                        copy.writeImmutableBuffer(frame.payload)
+                        frame.payload = copy
+                    }
                     context.fireChannelRead(wrapInboundOut(frame))
                     continue
                 }
@@ -109,6 +116,9 @@ public final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
             pending = frame
         }
     }
+
+    /// Reads up to this size are NIO's default; a frame slice of a larger one may hold memory.
+    static let smallRead = 64 << 10
 
     /// The whole size of the frame `buffer` starts with, once its header is in.
     private static func size(of buffer: ByteBuffer) -> Int? {
