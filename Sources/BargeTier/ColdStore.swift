@@ -627,11 +627,12 @@ struct DirectoryTimes {
     }
 
     /// Before changing the directory holding `path`. Looked at beneath the root, as every
-    /// directory here is (`RootDirectory`), never through a link that leads out.
+    /// directory here is (`RootDirectory`), through no link; by an `O_PATH` descriptor, which
+    /// an unreadable directory (0000, 0100, 0300 from the source) allows too.
     mutating func remember(parentOf path: RootedPath) throws {
         let parent = path.components.dropLast().joined(separator: "/")
         guard !touched.contains(PathKey(parent)) else { return }
-        let fd = try RootDirectory.open(root).openBeneath(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = try RootDirectory.open(root).openBeneath(parent, RootDirectory.oPath | O_DIRECTORY | O_CLOEXEC, throughLinks: false)
         guard fd >= 0 else { return }
         defer { close(fd) }
         var st = stat()
@@ -654,9 +655,15 @@ struct DirectoryTimes {
 
     private func restore(_ relative: String) throws {
         guard let row = try catalog.rememberedDirectories(under: relative).first(where: { PathKey.sameBytes($0.path, relative) }) else { return }
-        let fd = try RootDirectory.open(root).openBeneath(relative, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR { try catalog.forgetDirectory(relative) }
+        // Opened through no link, and lifted where the agent (not root) may not read or search it.
+        let fd: Int32
+        do {
+            fd = try RootDirectory.open(root).openDirectory(PathKey.components(relative).map(String.init)[...], create: false, display: relative,
+                                                            throughLinks: false, lifting: true)
+        } catch {
+            // Gone, or no longer a directory (a file or a link under its name): nothing to put back.
+            if error.errno == ENOENT || error.errno == ENOTDIR { try catalog.forgetDirectory(relative) }
+            if case .invalidPath = error { try catalog.forgetDirectory(relative) }
             return
         }
         defer { close(fd) }

@@ -162,6 +162,16 @@ struct UnprivilegedProcessTests {
             #expect(fm.contentsEqual(atPath: modes + "/" + directory + "/g.txt", andPath: at + "/g.txt"), "\(directory)")
             #expect(!fm.fileExists(atPath: at + "/g.txt.barge-partial"), "\(directory)")
         }
+        // A demotion out of the 0100 directory: the removal is lifted, and the directory's mtime
+        // is remembered (through an O_PATH descriptor) and put back, its mode kept. Before, the
+        // mtime was not remembered in a directory the agent could not read, and changed.
+        let xdir = cluster.dir.path + "/root-b/modes/x"
+        let xtime = try fm.attributesOfItem(atPath: xdir)[.modificationDate] as? Date
+        let demotedX = try cluster.cli(["tier", "demote", "b:modes/x/g.txt", "--wait"], http: http)
+        #expect(demotedX.status == 0, "\(demotedX.stdout)\(demotedX.stderr)\n\(b1.output)")
+        #expect(!fm.fileExists(atPath: xdir + "/g.txt"))
+        #expect(try fm.attributesOfItem(atPath: xdir)[.modificationDate] as? Date == xtime)
+        #expect((try fm.attributesOfItem(atPath: xdir)[.posixPermissions] as? Int) == 0o100)
 
         // A destination directory the destination agent may not write (root's, 0755): the job
         // fails at the first refusal, naming the file and EACCES, without three attempts (no
