@@ -91,7 +91,7 @@ struct WANTestbedTests {
         let idle = try bed.run("a", ["ping", "-n", "-c", "10", "-i", "0.1", "10.77.2.1"])
         let pinging = Task { try await Self.onThread { try bed.run("a", ["ping", "-n", "-c", "40", "-i", "0.1", "10.77.2.1"]) } }
         // The router's counter every 0.2 s while the job runs; utilization over the intervals that
-        // moved data (the scan and the final ack are not the link's).
+        // moved data (the scan and the final ack are not the link's), their median.
         let sampler = try bed.linkSampler()
         let readerState = sampler.diagnosis
         let fair = try await Self.onThread { try cli(["submit", "a:rand", "b:fair", "--codec", "none", "--wait", "--json"]) }
@@ -99,9 +99,11 @@ struct WANTestbedTests {
         #expect(fair.status == 0, "\(fair.stdout)\(fair.stderr)")
         let during = try await pinging.value
         let rates = zip(samples, samples.dropFirst()).map { a, b in (b.1 - a.1) * 8 / b.0.timeIntervalSince(a.0) }.filter { $0 > 0.05 * Self.linkBitsPerSecond }
-        let utilization = rates.isEmpty ? 0 : rates.reduce(0, +) / Double(rates.count) / Self.linkBitsPerSecond
+        // The median interval: the ramp-up's few slow intervals (more of them when the machine is
+        // busy: 71% as a mean in full-suite runs, 84-90% alone) do not decide it.
+        let utilization = rates.isEmpty ? 0 : rates.sorted()[rates.count / 2] / Self.linkBitsPerSecond
         let added = Self.medianRTT(during.stdout) - Self.medianRTT(idle.stdout)
-        print("WAN fair: \(String(format: "%.0f", utilization * 100))% of 100 Mbit/s over \(rates.count) intervals while sending; median added RTT \(String(format: "%.1f", added)) ms")
+        print("WAN fair: \(String(format: "%.0f", utilization * 100))% of 100 Mbit/s (the median of \(rates.count) intervals while sending); median added RTT \(String(format: "%.1f", added)) ms")
         #expect(utilization > 0.6, "\(samples.count) samples of the router's counter (at the start: \(readerState)): \(samples.prefix(40).map { String(format: "%.0f", $0.1) })")
         #expect(added < 40, "a cubic flow adds about 60 ms on this bed")
         #expect(try Data(contentsOf: cluster.dir.url.appendingPathComponent("root-b/fair/r.bin")) == Data(contentsOf: random.appendingPathComponent("r.bin")))
