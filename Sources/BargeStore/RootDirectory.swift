@@ -120,7 +120,7 @@ public final class RootDirectory: Sendable {
 
     /// Why a destination path through a symbolic link fails: Barge writes a job's files only into
     /// real directories, as the fallback walk (no `openat2`) always did.
-    static let aLinkOnTheWay = "is a symbolic link at the destination (or goes through one), where the source has a directory; Barge does not write through links there: replace it with a directory, or remove it, then submit again"
+    static let aLinkOnTheWay = "is a symbolic link at the destination (or goes through one), where the transfer needs a directory (one of the source's, or the parent of its files); Barge does not write through links there: replace it with a directory, or remove it, then submit again"
 
     /// `syncfs(2)` on the file system holding `fd`: 0, or -1 with errno set.
     public static func syncFileSystem(of fd: Int32) -> Int32 { barge_syncfs(fd) }
