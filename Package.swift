@@ -135,7 +135,6 @@ let package = Package(
                 "BargeWire", "BargeDigest", "BargeBench",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "BargeCLITests", dependencies: ["barge", "BargeBench", "BargeWire", "BargeCoordinator"]),

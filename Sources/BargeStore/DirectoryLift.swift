@@ -37,10 +37,9 @@ public enum DirectoryLift {
         var result = operation()
         guard result < 0, errno == EACCES else { return result }
         var st = stat()
-        // A set-group-ID directory of a group the agent is not in: a chmod by its owner would
-        // clear the bit for good (the kernel drops it), so it is not lifted.
-        guard fstat(directory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(), geteuid() != 0,
-              st.st_mode & S_ISGID == 0 || inGroup(st.st_gid) else {
+        // Not a set-group-ID directory of a group the agent is not in: a chmod by its owner would
+        // clear the bit for good (the kernel drops it). `liftable` says so, and the rest.
+        guard fstat(directory, &st) == 0, liftable(st) else {
             errno = EACCES
             return result
         }

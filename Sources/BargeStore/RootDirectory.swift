@@ -82,7 +82,8 @@ public final class RootDirectory: Sendable {
         guard (errno == ENOENT || errno == ENOTDIR || (errno == ELOOP && !throughLinks)) && create || lifted else {
             throw Self.failure(errno, "open directory", relative.isEmpty ? "." : relative, display: display)
         }
-        // Walk down from the root, making each missing directory.
+        // Walk down from the root, making each missing directory (`create`) and opening each one
+        // lifted where the agent may not (`lifting`).
         var current = openBeneath("", O_RDONLY | O_DIRECTORY)
         guard current >= 0 else { throw .rootUnusable(root: path, reason: String(cString: strerror(errno))) }
         var done: [String] = []

@@ -2,7 +2,6 @@ import BargeDigest
 import BargeWire
 import NIOCore
 import NIOEmbedded
-import NIOTestUtils
 import Testing
 
 struct FrameTests {
@@ -12,14 +11,6 @@ struct FrameTests {
         let frame = try #require(try buffer.readFrame(maxPayloadLength: Frame.handshakeMaxPayload))
         #expect(try Message(frame: frame) == message)
         #expect(buffer.readableBytes == 0)
-    }
-
-    /// Byte by byte, in one piece, and several frames merged: the decoder yields the same frames.
-    @Test func decoderVerifier() throws {
-        let pairs = Fixtures.messages.map { m in (Fixtures.bytes(m), [m.frame()]) }
-        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) {
-            FrameDecoder(limit: FrameLimit(Frame.defaultMaxPayload))
-        }
     }
 
     /// The handler on every connection (`FrameReader`) yields the same frames however the bytes

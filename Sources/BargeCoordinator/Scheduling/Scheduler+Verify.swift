@@ -259,8 +259,7 @@ extension Scheduler {
                                                               chunks: batch.chunks))
             let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
             guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
-            let (sum, over) = found.bytes.addingReportingOverflow(reply.bytesChecked)
-            found.bytes = over ? .max : sum
+            found.bytes = found.bytes.addingSaturated(reply.bytesChecked)
             for m in reply.mismatches where Int(m.file) < batch.files.count {
                 found.mismatches.append(.init(agent: agent, file: batch.files[Int(m.file)], offset: m.offset, length: m.length, reason: m.reason))
             }

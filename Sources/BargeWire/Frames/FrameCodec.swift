@@ -7,27 +7,8 @@ public final class FrameLimit: @unchecked Sendable {
     public init(_ maxPayloadLength: Int = Frame.handshakeMaxPayload) { self.maxPayloadLength = maxPayloadLength }
 }
 
-/// Splits the inbound byte stream into frames, refusing any over `limit`.
-public struct FrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
-    public typealias InboundOut = Frame
-
-    public let limit: FrameLimit
-
-    public init(limit: FrameLimit = FrameLimit()) {
-        self.limit = limit
-    }
-
-    public mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {
-        try buffer.readFrame(maxPayloadLength: limit.maxPayloadLength)
-    }
-
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Frame? {
-        try decode(buffer: &buffer)
-    }
-}
-
-/// Splits the inbound byte stream into frames, refusing any over `limit`, as `FrameDecoder` does,
-/// with each byte copied at most once. Whole frames within one read go on as slices of it; a
+/// Splits the inbound byte stream into frames (`readFrame`), refusing any over `limit`, with each
+/// byte copied at most once. Whole frames within one read go on as slices of it; a
 /// frame that spans reads is gathered into a buffer allocated at its size once its header is in.
 /// NIO's `ByteToMessageHandler` appended every read to one growing buffer and moved the partial
 /// frame left in it to the front after each frame (`discardReadBytes`): a loopback transfer
@@ -40,8 +21,6 @@ public final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
     public let limit: FrameLimit
     /// The frame that began in an earlier read: its header (once in) says its size.
     private var pending: ByteBuffer?
-    /// Its whole size (header and payload), once its header is in.
-    private var expected: Int?
     /// Reads that arrived while one was being split (a handler after this one read again).
     private var queued: [ByteBuffer] = []
     private var reading = false
@@ -88,31 +67,21 @@ public final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 // The start of one that goes on in the next read (its header, when in, is valid:
                 // `readFrame` checks each field as soon as it is readable).
-                expected = Self.size(of: input)
-                var started = context.channel.allocator.buffer(capacity: expected ?? Frame.headerSize)
+                var started = context.channel.allocator.buffer(capacity: Self.size(of: input) ?? Frame.headerSize)
                 started.writeBuffer(&input)
                 pending = started
                 return
             }
             pending = nil
-            if expected == nil {
-                var head = input.readSlice(length: min(Frame.headerSize - frame.readableBytes, input.readableBytes))!
-                frame.writeBuffer(&head)
-                var check = frame
-                _ = try check.readFrame(maxPayloadLength: limit.maxPayloadLength)
-                expected = Self.size(of: frame)
-                if let expected { frame.reserveCapacity(expected) }
+            // The rest of its header, or once the header is in, of its payload; `readFrame` checks
+            // each header field as soon as it is in, and yields the frame once all of it is.
+            var more = input.readSlice(length: min((Self.size(of: frame) ?? Frame.headerSize) - frame.readableBytes, input.readableBytes))!
+            frame.writeBuffer(&more)
+            if let whole = try frame.readFrame(maxPayloadLength: limit.maxPayloadLength) {
+                context.fireChannelRead(wrapInboundOut(whole))
+                continue
             }
-            if let expected {
-                var more = input.readSlice(length: min(expected - frame.readableBytes, input.readableBytes))!
-                frame.writeBuffer(&more)
-                if frame.readableBytes == expected {
-                    self.expected = nil
-                    guard let whole = try frame.readFrame(maxPayloadLength: limit.maxPayloadLength) else { preconditionFailure("a frame of its whole size") }
-                    context.fireChannelRead(wrapInboundOut(whole))
-                    continue
-                }
-            }
+            if let size = Self.size(of: frame) { frame.reserveCapacity(size) }
             pending = frame
         }
     }
