@@ -57,6 +57,11 @@ public final class PartialFileWriter: @unchecked Sendable {
         partialPath(root: final.root, relative: final.relative)
     }
 
+    /// Where the partial copy of `final` is, relative to the root.
+    static func partialRelative(of final: RootedPath) -> String {
+        (final.components.dropLast() + [partialName(of: final.components.last ?? "")]).joined(separator: "/")
+    }
+
     /// Where the partial copy of the file at `relative` (below `root`) is, as an absolute path.
     public static func partialPath(root: String, relative: String) -> String {
         let slash = PathKey.lastSlash(relative)

@@ -288,6 +288,83 @@ struct FileBatchTests {
         #expect(!FileManager.default.fileExists(atPath: final + PartialFileWriter.suffix))
     }
 
+    /// A file already in place with exactly the batch's bytes keeps its inode, as `rsync
+    /// --checksum` leaves it: untouched when its mode and mtime agree, given them in place when
+    /// not. One whose bytes differ, one with other names whose mtime must change (a hard link),
+    /// a link in its place, and one with a partial copy beside it are written as before, and the
+    /// link's target and the other name are left as they were. Before, every file of an unchanged
+    /// `--checksum` re-sync was written again under a new inode.
+    @Test func anIdenticalFileInPlaceIsKeptNotWrittenAgain() throws {
+        let roots = try Roots()
+        let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
+        let files = DestinationFiles(index: index)
+        let receiver = ChunkReceiver(root: roots.destination, files: files)
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        let names = ["same", "touched", "changed", "linked", "swapped", "beside"]
+        for (i, name) in names.enumerated() { try write(roots, "d/" + name, SampleData.random(bytes: 1000 + i, seed: UInt64(40 + i))) }
+        let batch = try names.enumerated().map { i, name in try file(source, "d/" + name, size: 1000 + i) }
+        guard case .fileBatchReply(let first) = receiver.handle(.fileBatch(FileBatch(job: "j1", batch: 1, files: batch))), first.refused.isEmpty else {
+            Issue.record("the first batch did not arrive whole")
+            return
+        }
+        let dst = roots.destination + "/in/d/"
+        func same(_ a: timespec, _ b: timespec) -> Bool { a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec }
+        func look(_ path: String) -> stat {
+            var st = stat()
+            _ = lstat(path, &st)
+            return st
+        }
+        let before = Dictionary(uniqueKeysWithValues: names.map { ($0, look(dst + $0)) })
+        // touched: another mode and mtime. changed: one byte differs, same size, same inode.
+        // linked: a second name outside the job's tree, and another mtime. swapped: a link to a
+        // file outside the root with the same bytes. beside: a partial copy next to it.
+        #expect(chmod(dst + "touched", 0o600) == 0)
+        var old = [timespec(tv_sec: 1_500_000_000, tv_nsec: 0), timespec(tv_sec: 1_500_000_000, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, dst + "touched", &old, 0) == 0)
+        let changed = open(dst + "changed", O_WRONLY)
+        #expect(pwrite(changed, [0x55], 1, 500) == 1)
+        close(changed)
+        try FileManager.default.createDirectory(atPath: roots.destination + "/keep", withIntermediateDirectories: true)
+        #expect(link(dst + "linked", roots.destination + "/keep/other") == 0)
+        #expect(utimensat(AT_FDCWD, dst + "linked", &old, 0) == 0)
+        let outside = roots.url.appendingPathComponent("outside").path
+        try FileManager.default.copyItem(atPath: dst + "swapped", toPath: outside)
+        #expect(utimensat(AT_FDCWD, outside, &old, 0) == 0 && chmod(outside, 0o600) == 0)
+        try FileManager.default.removeItem(atPath: dst + "swapped")
+        try FileManager.default.createSymbolicLink(atPath: dst + "swapped", withDestinationPath: outside)
+        try FileManager.default.copyItem(atPath: dst + "beside", toPath: dst + "beside" + PartialFileWriter.suffix)
+        let outsideBefore = look(outside)
+
+        // The same files again, in another job: half by reference, as a re-sync sends them.
+        var again = batch
+        for i in [0, 1] {
+            again[i].form = .reference
+            again[i].encoded = ByteBuffer()
+        }
+        guard case .fileBatchReply(let second) = receiver.handle(.fileBatch(FileBatch(job: "j2", batch: 2, files: again))) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(second.refused.isEmpty, "\(second.refused)")
+        let after = Dictionary(uniqueKeysWithValues: names.map { ($0, look(dst + $0)) })
+        for (i, name) in names.enumerated() {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: dst + name)) == Data(SampleData.random(bytes: 1000 + i, seed: UInt64(40 + i))), "\(name)")
+            #expect(after[name]!.st_mode == S_IFREG | 0o640 && after[name]!.st_mtim.tv_sec == 1_600_000_000 && after[name]!.st_mtim.tv_nsec == 5, "\(name)")
+        }
+        #expect(after["same"]!.st_ino == before["same"]!.st_ino && same(after["same"]!.st_ctim, before["same"]!.st_ctim), "untouched")
+        #expect(after["touched"]!.st_ino == before["touched"]!.st_ino, "kept, with its mode and mtime given back")
+        for name in ["changed", "linked", "beside"] { #expect(after[name]!.st_ino != before[name]!.st_ino, "\(name) is written again") }
+        let other = look(roots.destination + "/keep/other")
+        #expect(other.st_ino == before["linked"]!.st_ino && other.st_mtim.tv_sec == 1_500_000_000 && other.st_nlink == 1, "the other name is left alone")
+        let outsideAfter = look(outside)
+        #expect(outsideAfter.st_mode == outsideBefore.st_mode && same(outsideAfter.st_mtim, outsideBefore.st_mtim), "the link's target is left alone")
+        let left = try FileManager.default.subpathsOfDirectory(atPath: roots.destination + "/in").filter { $0.hasSuffix(PartialFileWriter.suffix) }
+        #expect(left.isEmpty, "no partial copy is left: \(left)")
+        // The index knows the kept files as finished with their new mtime: a later job may
+        // send their bytes by reference.
+        #expect(try files.heldIds(paths: ["in/d/same", "in/d/touched"]) == Set([batch[0].id, batch[1].id]))
+    }
+
     @Test func syncTurnsShareOneSyncAmongThoseWhoArriveWhileAnotherRuns() {
         var turns = SyncTurns()
         // A arrives with nothing running: it runs sync 1.

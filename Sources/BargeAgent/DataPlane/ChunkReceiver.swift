@@ -147,6 +147,7 @@ public final class ChunkReceiver {
         var refused: [FilesDoneReply.Refusal] = []
         var items: [DestinationFiles.Finish] = []
         var positions: [Int] = []
+        var kept: [DestinationFiles.Kept] = []
         func refuse(_ i: Int, _ reason: ChunkNack.Reason, _ detail: String) {
             refused.append(FilesDoneReply.Refusal(index: UInt32(i), reason: reason, detail: detail))
         }
@@ -161,6 +162,7 @@ public final class ChunkReceiver {
                 for unfinished in positions + Array(i..<batch.files.count) {
                     refuse(unfinished, .writeFailed, "this agent was stopped while receiving the batch, and its unit may be another agent's now")
                 }
+                files.recordKept(job: batch.job, kept)
                 return .fileBatchReply(FileBatchReply(job: batch.job, batch: batch.batch, refused: refused.sorted { $0.index < $1.index }))
             }
             let place = ChunkPlace(job: batch.job, path: f.path, offset: 0)
@@ -175,6 +177,12 @@ public final class ChunkReceiver {
             // as sent by reference it took the agent down (its length is 32 bits).
             guard f.size <= UInt64(ChunkFormat.maxRawLength) else {
                 refuse(i, .malformed, "a file of a batch is one chunk of at most \(ChunkFormat.maxRawLength) bytes; this one says \(f.size)")
+                continue
+            }
+            // Already in place, whole (a `--checksum` re-sync of an unchanged file, or one
+            // whose mtime alone changed): kept, not written again.
+            if f.size <= UInt64(Int32.max), files.keepUnchanged(job: batch.job, target: target, file: f.done, xxh: f.xxh, buffer: staging(Int(f.size))) {
+                kept.append(DestinationFiles.Kept(target: target, file: f.done, id: f.id, xxh: f.xxh))
                 continue
             }
             if f.size > 0 {
@@ -198,6 +206,7 @@ public final class ChunkReceiver {
             positions.append(i)
         }
         refused += finished(files.finish(job: batch.job, batch: items, mayName: mayName), positions)
+        files.recordKept(job: batch.job, kept)
         return .fileBatchReply(FileBatchReply(job: batch.job, batch: batch.batch, refused: refused.sorted { $0.index < $1.index }))
     }
 

@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file already under its final name with exactly the bytes a transfer brings for it is kept
+/// where it is, as `rsync --checksum` leaves an identical file alone: only its mode and mtime are
+/// given, in place. Writing it again (a partial copy, `fsync`, a rename) gave an unchanged
+/// `--checksum` re-sync a new inode for every file, and wrote the whole tree once more.
+public enum UnchangedFinal {
+    /// Keeps the file at `final` when it is a regular file of `size` bytes that `matches` accepts
+    /// (the caller's hash of them; not asked for an empty file): it gets `mode` (without
+    /// set-user-ID and set-group-ID, `FileModes`) and the mtime, made durable, and the result is
+    /// true. False, with nothing changed, when that is not so, or not safely so (the transfer then
+    /// writes the file as any other):
+    /// - no regular file of that size is there, opened beneath the root through no link;
+    /// - a partial copy of it lies beside it (the transfer takes that over, as it does today);
+    /// - its mode or mtime must change but it has other names (a hard link: a change would reach
+    ///   them too, and a rename leaves them alone), or the change is refused (not its owner);
+    /// - it cannot be read, or `buffer` is shorter than `size`.
+    ///
+    /// Nothing is opened but through the root's descriptor: the file first as an `O_PATH`
+    /// descriptor with no link followed (no side effect on a device or FIFO put there), then read
+    /// through that same inode.
+    public static func keep(_ final: RootedPath, in root: RootDirectory, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32,
+                            buffer: UnsafeMutableRawBufferPointer, matches: (UnsafeRawBufferPointer) -> Bool) -> Bool {
+        guard size <= UInt64(buffer.count) else { return false }
+        let held = root.openBeneath(final.relative, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
+        guard held >= 0 else { return false }
+        defer { close(held) }
+        var st = stat()
+        guard fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else { return false }
+        let partial = root.openBeneath(PartialFileWriter.partialRelative(of: final), RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
+        if partial >= 0 {
+            close(partial)
+            return false
+        }
+        let fd = open("/proc/self/fd/\(held)", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if size > 0 {
+            let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)])
+            var done = 0
+            while done < region.count {
+                let n = pread(fd, region.baseAddress! + done, region.count - done, off_t(done))
+                if n < 0, errno == EINTR { continue }
+                guard n > 0 else { return false }
+                done += n
+            }
+            guard matches(UnsafeRawBufferPointer(region)) else { return false }
+        }
+        let wanted = mode_t(FileModes.atDestination(mode) & 0o7777)
+        let sameMode = st.st_mode & 0o7777 == wanted
+        let sameTime = Int64(st.st_mtim.tv_sec) == mtimeSeconds && Int32(st.st_mtim.tv_nsec) == mtimeNanoseconds
+        if sameMode && sameTime { return true }
+        guard st.st_nlink == 1 else { return false }
+        if !sameMode { guard fchmod(fd, wanted) == 0 else { return false } }
+        if !sameTime {
+            var times = [DestinationEntries.omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+            guard futimens(fd, &times) == 0 else { return false }
+        }
+        return fsync(fd) == 0
+    }
+}
