@@ -21,6 +21,17 @@ struct DedupProcessTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)\(r.stderr)")
     }
 
+    /// The inode of each regular file of at most `limit` bytes under `root`, by path.
+    static func inodes(_ root: URL, upTo limit: Int) throws -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for path in try FileManager.default.subpathsOfDirectory(atPath: root.path) {
+            var st = stat()
+            guard lstat(root.path + "/" + path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size <= limit else { continue }
+            result[path] = UInt64(st.st_ino)
+        }
+        return result
+    }
+
     static func ratio(_ status: [String: Any]) -> Double {
         Double(status["wire_bytes"] as? Int ?? -1) / Double(status["bytes_total"] as? Int ?? 1)
     }
@@ -109,11 +120,15 @@ struct DedupProcessTests {
         #expect(unchanged["skipped_files"] as? Int == files && unchanged["skipped_bytes"] as? Int == bytes, "\(unchanged)")
         #expect(unchanged["wire_bytes"] as? Int ?? .max < bytes / 1000)
 
+        let small = try Self.inodes(destination, upTo: 1 << 20)
         let checksummed = try submit(http, extra: ["--checksum"])
         print("two agents per site: --checksum re-sync: wire \(checksummed["wire_bytes"] ?? "?") of \(bytes) bytes (\(String(format: "%.4f", Self.ratio(checksummed)))), dedup \(checksummed["dedup_bytes"] ?? "?")")
         #expect(Self.ratio(checksummed) < 0.01, "\(checksummed)")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         #expect(TreeSupport.partials(destination).isEmpty)
+        // The small files, unchanged, were left where they were (rsync --checksum leaves them).
+        let rewritten = try Self.inodes(destination, upTo: 1 << 20).filter { small[$0.key] != $0.value }.keys.sorted()
+        #expect(small.count >= 400 && rewritten.isEmpty, "\(small.count) small files, written again: \(rewritten.prefix(5))")
     }
 
     /// kill -9 the only destination agent in the middle of a large file, start it again: it
