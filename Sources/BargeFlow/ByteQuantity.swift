@@ -24,6 +24,7 @@ public enum ByteQuantity {
             body = body.dropLast(2)
         } else if (try? parseSize(String(body))) != nil || (split(String(body))?.1.lowercased().hasSuffix("bit") ?? false) {
             // `40MiB` is a size: a rate says per second, so a forgotten `/s` is not guessed at.
+            if (try? parseSize(String(body))) == 0 { throw QuantityError("'\(text)' is no rate: a cap is above zero; for no cap, write 'off'") }
             throw QuantityError("'\(text)' is an amount, not a rate; write it per second, like \(body)/s")
         }
         guard let (value, unit) = split(String(body)) else { throw notARate }

@@ -117,7 +117,7 @@ public final class RootDirectory: Sendable {
     /// has a directory there. Barge never deletes what is in the way, as a destination's data is
     /// not its to drop (rsync would delete a file there; a directory in the way of a file it
     /// refuses too).
-    static let notADirectory = "is not a directory at the destination, where the source has one; Barge never replaces it: move or remove it there, then submit again"
+    static let notADirectory = "is not a directory at the destination, where the transfer needs one (one of the source's, or the parent of its files); Barge never replaces it: move or remove it there, then submit again"
 
     /// Why a destination path through a symbolic link fails: Barge writes a job's files only into
     /// real directories, as the fallback walk (no `openat2`) always did.

@@ -98,7 +98,7 @@ struct JobsCommand: AsyncParsableCommand {
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show one job's progress.",
-        discussion: "With --watch, follows the job until it ends: on a terminal, a block of lines that fits its width (totals, rate, ETA, files, one line per lane with its rate, RTT and queueing delay, and the codec mix), redrawn every half second; elsewhere, one plain line every 5 seconds. Rates are shown in the units the job's --bwlimit was written in, else MiB/s.")
+        discussion: "With --watch, follows the job until it ends: on a terminal, a block of lines that fits its width (totals, rate, ETA, files, one line per lane with its rate, RTT and queueing delay, and the codec mix), redrawn every half second; elsewhere, one plain line every 5 seconds. Rates are shown in the units the job's --bwlimit was written in, else MiB/s. Without --watch it reports the job as it is and exits 0 whatever its state (1 when the coordinator cannot answer or knows no such job); --watch and 'submit --wait' exit by how the job ended.")
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Print the status object as JSON.") var json = false
@@ -188,8 +188,11 @@ struct DrainCommand: AsyncParsableCommand {
 }
 
 /// A job id as one URL path segment.
-func pathComponent(_ s: String) -> String {
-    s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s
+/// An id or name as one component of an API path; an empty one is a usage error (exit 64), as
+/// the API would take `/v1/jobs/` for the list of jobs.
+func pathComponent(_ s: String) throws -> String {
+    guard !s.isEmpty else { throw ValidationError("the id or name is empty; 'barge jobs', 'barge agents' and 'barge token list' list them") }
+    return s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s
 }
 
 /// Left-aligned columns separated by two spaces.

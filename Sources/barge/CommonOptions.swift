@@ -32,7 +32,7 @@ struct TokenOptions: ParsableArguments {
 
 /// `--insecure-plaintext`: protocol versions 1 to 7, in clear, instead of 8 (every frame sealed).
 struct PlaintextOption: ParsableArguments {
-    @Flag(help: "Send every connection in clear (protocol 7) instead of encrypted (8): for benchmarks, and for a cluster still updating from 7. Every node must agree.")
+    @Flag(help: "Send every connection in clear instead of encrypted (AES-256-GCM): for benchmarks only. Every node must agree.")
     var insecurePlaintext = false
 
     /// Applies the choice before any connection is made (WireVersion reads it once).

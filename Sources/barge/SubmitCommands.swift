@@ -157,7 +157,7 @@ struct VerifyCommand: AsyncParsableCommand {
 enum VerifyWatcher {
     static func run(api: CoordinatorAPI, job: String, repair: Bool, wait: Bool = true, patience: Duration = JobWatcher.defaultPatience,
                     progress: ((VerifyOutcome) -> Void)? = nil) async throws -> (VerifyOutcome, Data) {
-        let path = "/v1/jobs/\(pathComponent(job))/verify"
+        let path = try "/v1/jobs/\(pathComponent(job))/verify"
         var data = try await api.post(path + (repair ? "?repair=true" : ""))
         var outcome = try JSONDecoder().decode(VerifyOutcome.self, from: data)
         var lost: ContinuousClock.Instant? = nil

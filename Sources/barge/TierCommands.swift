@@ -140,7 +140,7 @@ struct ListCommand: AsyncParsableCommand {
         let path = target.path.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+#"))) ?? target.path
         let dates = ISO8601DateFormatter()
         repeat {
-            var query = "/v1/sites/\(pathComponent(target.site))/files?path=\(path)&limit=\(pageSize)"
+            var query = try "/v1/sites/\(pathComponent(target.site))/files?path=\(path)&limit=\(pageSize)"
             if let after { query += "&after=\(after)" }
             let page = try JSONDecoder().decode(SiteFileList.self, from: try await api.get(query, timeout: 600))
             if json {

@@ -111,6 +111,19 @@ struct CLIConventionsProcessTests {
         #expect(resume.status == 1, "\(resume.stdout)\(resume.stderr)")
         let missing = try cluster.cli(["status", "j-nope", "--json"], http: http)
         #expect(missing.status == 1 && missing.stderr.contains("j-nope"), "\(missing.stderr)")
+        // An empty id is a usage error (the API takes /v1/jobs/ for the list of jobs).
+        for args in [["status", ""], ["cancel", ""], ["verify", ""], ["drain", ""]] {
+            let empty = try cluster.cli(args, http: http)
+            #expect(empty.status == 64 && empty.stderr.contains("empty"), "\(args): \(empty.status) \(empty.stdout)\(empty.stderr)")
+        }
+        // A path with nothing there is an error, as `ls` says; an empty directory is not.
+        let nothing = try cluster.cli(["ls", "b:nowhere"], http: http)
+        #expect(nothing.status == 1 && nothing.stderr.contains("nowhere: no such file or directory"), "\(nothing.stdout)\(nothing.stderr)")
+        try FileManager.default.createDirectory(at: cluster.dir.url.appendingPathComponent("root-b/empty"), withIntermediateDirectories: true)
+        let empty = try cluster.cli(["ls", "b:empty"], http: http)
+        #expect(empty.status == 0 && empty.stdout.contains("Nothing under b:empty"), "\(empty.stdout)\(empty.stderr)")
+        let zero = try cluster.cli(["set", job, "--bwlimit", "0"], http: http)
+        #expect(zero.status == 64 && zero.stderr.contains("'off'") && !zero.stderr.contains("0/s"), "\(zero.stderr)")
 
         // A slow job, cancelled while it runs: --json answers with the status object.
         let slow = try cluster.cli(["submit", "a:ds", "b:slow", "--bwlimit", "1MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -85,7 +85,7 @@ struct RouterTests {
             }
             try await client.execute(uri: "/v1/jobs/j-2/cancel", method: .post, headers: f.admin) { response in
                 #expect(response.status == .conflict)
-                #expect(String(buffer: response.body).contains("a failed job cannot cancel"))
+                #expect(String(buffer: response.body).contains("a failed job cannot be cancelled"))
             }
             try await client.execute(uri: "/v1/jobs/nope/cancel", method: .post, headers: f.admin) { response in
                 #expect(response.status == .notFound)

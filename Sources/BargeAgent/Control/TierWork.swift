@@ -183,6 +183,9 @@ public final class TierWork: Sendable {
                 }
             }
         }
+        // Nothing there, hot or cold: as `ls` says of a missing path (an empty directory lists
+        // nothing and is no error).
+        if !exists, skip == 0, entries.isEmpty { throw ColdStoreError("\(r.path.isEmpty ? "/" : r.path): no such file or directory under the root, hot or cold") }
         return TierReply(request: r.request, next: more ? "\(skip + entries.count)" : "", entries: entries)
     }
 

@@ -60,7 +60,7 @@ public struct JobTransitionError: Error, Hashable, Sendable, CustomStringConvert
         case .start: what = "start"
         case .succeed: what = "succeed"
         case .fail: what = "fail"
-        case .cancel: what = "cancel"
+        case .cancel: what = "be cancelled"
         case .resume: what = "resume"
         }
         return "a \(from.rawValue) job cannot \(what)"
