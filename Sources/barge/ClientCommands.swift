@@ -28,7 +28,7 @@ struct JobsCommand: AsyncParsableCommand {
         commandName: "jobs", abstract: "List jobs, oldest first; or delete old ones.",
         discussion: """
             The list is fetched a page at a time (GET /v1/jobs?limit=&after=), so a coordinator with \
-            millions of jobs answers each page as fast as the first.
+            millions of jobs answers each page as fast as the first. STATE is the job's, but             'partial' for a job that succeeded and left source entries behind ('barge status JOB'             says which and why; 'submit --wait' exits 2 for it).
 
             --prune-before deletes every job that ended (succeeded, failed or cancelled) before a \
             date, with its units and manifests: YYYY-MM-DD, an ISO 8601 time, or an age such as \
@@ -65,6 +65,12 @@ struct JobsCommand: AsyncParsableCommand {
         return day.date(from: text)?.timeIntervalSince1970
     }
 
+    /// A job's state for the list: a success that left source entries behind says so (as
+    /// `submit --wait` exits 2 for it).
+    static func state(_ s: JobStatus) -> String {
+        s.state == .succeeded && (s.untransferableEntries ?? 0) > 0 ? "partial" : s.state.rawValue
+    }
+
     func run() async throws {
         let api = try coordinator.api()
         if let pruneBefore, let before = Self.time(pruneBefore) {
@@ -87,7 +93,7 @@ struct JobsCommand: AsyncParsableCommand {
             print("No jobs.")
         } else {
             let rows = [["ID", "STATE", "DONE", "TOTAL", "FILES", "OPERATION"]] + jobs.map {
-                [$0.id, $0.state.rawValue, ByteQuantity.formatSize(Double($0.bytesDone)), ByteQuantity.formatSize(Double($0.bytesTotal)),
+                [$0.id, Self.state($0), ByteQuantity.formatSize(Double($0.bytesDone)), ByteQuantity.formatSize(Double($0.bytesTotal)),
                  "\($0.filesDone)/\($0.filesTotal)", "\($0.operation ?? "transfer") \($0.source) → \($0.destination)"]
             }
             print(Table.render(rows))

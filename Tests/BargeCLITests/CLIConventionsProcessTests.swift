@@ -208,6 +208,10 @@ struct CLIConventionsProcessTests {
         let fifo = try cluster.cli(["submit", "a:ds2", "b:ds2", "--wait"], http: http)
         #expect(fifo.status == 2 && fifo.stdout.contains("'pipe': not a regular file") && fifo.stdout.contains("FIFOs, sockets and device files stay behind")
                 && !fifo.stdout.contains("convmv"), "\(fifo.status) \(fifo.stdout)\(fifo.stderr)")
+        // The job list says so too, rather than a plain "succeeded".
+        let listed = try cluster.cli(["jobs"], http: http)
+        let rows = listed.stdout.split(separator: "\n").filter { $0.hasPrefix("j-") }
+        #expect(rows.count == 2 && rows.allSatisfy { $0.contains(" partial ") && !$0.contains("succeeded") }, "\(listed.stdout)")
     }
 
     @Test func anAgentTakesItsFlagsFromATOMLFileAndLogsJSON() async throws {
