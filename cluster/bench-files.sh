@@ -9,7 +9,10 @@
 #    and syncs each directory (what no durable copy on this disk can beat by much);
 # 2. unchanged re-sync: RESYNC empty files in directories of 1,000, already at the destination
 #    (cp -a), re-synced by Barge (quick check) and by rsync (its quick check), in turns, twice,
-#    after one walk of every tree (so neither tool warms the cache for the other).
+#    after one walk of every tree (so neither tool warms the cache for the other);
+# 3. unchanged re-sync by content: the small files of the first run sent again with
+#    `submit --checksum`, and with `rsync -a --checksum` to the daemon's copy of them, in turns,
+#    twice; each says how many destination files it gave a new inode (rsync: none).
 #
 #   cluster/bench-files.sh                              # 20,000 small files x 10, 1,000,000 unchanged
 #   SMALL=2000 RUNS=2 RESYNC=20000 cluster/bench-files.sh   # a quick look
@@ -107,6 +110,27 @@ for turn in 1 2; do
   echo "$turn $barge_resync $(calc "$t1 - $t0") $(field skipped_files "$work/resync.json") $(field wire_bytes "$work/resync.json") $cpu" >> "$work/resync.txt"
 done
 
+# Content compared: each tool re-syncs its own first copy, unchanged, reading every file.
+inodes() { find "$1" -type f -printf '%i %P\n' | sort -k2; }
+: > "$work/checksum.txt"
+for turn in 1 2; do
+  before_b=$(inodes "$work/b/small-1"); before_r=$(inodes "$work/r/small-1")
+  sync
+  c0=("$(cpu_secs "$coordinator")" "$(cpu_secs "$a1")" "$(cpu_secs "$b1")")
+  t0=$(now)
+  "$barge" submit a:/small b:/small-1 --checksum --wait --json > "$work/checksum.json"
+  t1=$(field finished_at "$work/checksum.json")
+  cpu="$(calc "$(cpu_secs "$coordinator") - ${c0[0]}") $(calc "$(cpu_secs "$a1") - ${c0[1]}") $(calc "$(cpu_secs "$b1") - ${c0[2]}")"
+  barge_checksum=$(calc "$t1 - $t0")
+  sync
+  t0=$(now)
+  rsync -a --checksum "$work/a/small/" "rsync://127.0.0.1:$rsync_port/dst/small-1/"
+  t1=$(now)
+  new_b=$(diff <(echo "$before_b") <(inodes "$work/b/small-1") | grep -c '^>' || true)
+  new_r=$(diff <(echo "$before_r") <(inodes "$work/r/small-1") | grep -c '^>' || true)
+  echo "$turn $barge_checksum $(calc "$t1 - $t0") $new_b $new_r $(field wire_bytes "$work/checksum.json") $cpu" >> "$work/checksum.txt"
+done
+
 {
   echo "files benchmark, $(date -u +%F), $(nproc) cores, loopback, one source and one destination agent"
   echo "small files: $small files of 1-32 KiB, $bytes bytes, $runs runs on one coordinator (each: barge s, rsync daemon s)"
@@ -114,6 +138,8 @@ done
   awk '{ n++; b[n] = $2; r += $3 / $2; f += $8 / $2 } END { printf "  mean barge/rsync throughput %.2f, barge/(rsync --fsync) %.2f; first run %.2f s, last %.2f s (last/first %.2f)\n", r / n, f / n, b[1], b[n], b[n] / b[1] }' "$work/small.txt"
   echo "unchanged re-sync of $resync empty files in directories of 1,000:"
   awk '{ printf "  turn %d: barge %.2f s (skipped %s files, %s bytes on the wire; CPU s coordinator %.2f, source %.2f, destination %.2f); rsync daemon %.2f s; barge/rsync time %.2f\n", $1, $2, $4, $5, $6, $7, $8, $3, $2 / $3 }' "$work/resync.txt"
+  echo "unchanged re-sync of the $small small files with --checksum (barge submit --checksum, rsync -a --checksum to the daemon):"
+  awk '{ printf "  turn %d: barge %.2f s (%s files given a new inode, %s bytes on the wire; CPU s coordinator %.2f, source %.2f, destination %.2f); rsync daemon %.2f s (%s new inodes); barge/rsync time %.2f\n", $1, $2, $4, $6, $7, $8, $9, $3, $5, $2 / $3 }' "$work/checksum.txt"
 } | tee "$out/files.txt"
 [[ -n ${TRACE:-} ]] && cp "$work"/*.log "$out/"
 exit 0

@@ -33,6 +33,8 @@ function clock(s) {
 const percent = (j) => j.bytes_total > 0 ? Math.floor(100 * j.bytes_done / j.bytes_total) : (j.state === "succeeded" ? 100 : 0);
 function bar(p) { return el("div", { class: "bar", title: `${p}%` }, el("span", { style: `width:${p}%` })); }
 function stateCell(s) { return el("span", { class: `state ${s}` }, s); }
+// A success that left source entries behind reads "partial", as `barge jobs` lists it.
+const jobState = (j) => j.state === "succeeded" && j.untransferable_entries > 0 ? "partial" : j.state;
 
 /// Each job's recent (time, bytes_done), for its rate, ETA and chart.
 function remember(snapshot) {
@@ -84,7 +86,7 @@ function jobsTable(jobs) {
     el("tr", {}, ["Job", "State", "Progress", "", "Rate", "ETA", "Files", "Retries", "From", "To"].map((h) => el("th", {}, h))),
     jobs.map((j) => el("tr", { "data-job": j.id },
       el("td", {}, el("a", { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.id)),
-      el("td", {}, stateCell(j.state)),
+      el("td", {}, stateCell(jobState(j))),
       el("td", {}, bar(percent(j))),
       el("td", { class: "num progress" }, `${percent(j)}% ${size(j.bytes_done)} / ${size(j.bytes_total)}`),
       el("td", { class: "num" }, j.state === "running" ? rate(jobRate(j.id)) : ""),
@@ -128,7 +130,7 @@ function jobPage(s, id) {
   const j = s.jobs.find((x) => x.id === id);
   if (!j) return [el("p", { class: "muted" }, `Job ${id} is not among the recent jobs.`)];
   const rows = [
-    ["State", stateCell(j.state)], ["Operation", j.operation || "transfer"], ["From", j.source], ["To", j.destination],
+    ["State", stateCell(jobState(j))], ["Operation", j.operation || "transfer"], ["From", j.source], ["To", j.destination],
     ["Progress", el("span", { id: "job-progress" }, `${percent(j)}% — ${size(j.bytes_done)} of ${size(j.bytes_total)}`)],
     ["Rate", rate(jobRate(j.id))], ["ETA", eta(j) || "—"], ["Files", `${j.files_done} of ${j.files_total}`],
     ["Chunks", `${j.chunks_done} of ${j.chunks_total}, ${j.chunks_refetched} refetched`], ["On the wire", size(j.wire_bytes)],
@@ -136,7 +138,7 @@ function jobPage(s, id) {
     ["Retries", j.retries], ["Bandwidth cap", j.bwlimit || "off"], ["Tier placement", j.tier || "site default (hot unless the site's policy says)"],
   ];
   if (j.verification) rows.push(["Verification", `${j.verification.state}: ${j.verification.chunks_checked} of ${j.verification.chunks_total} chunks, ${j.verification.mismatches} mismatches`]);
-  if (j.untransferable_entries > 0) rows.push(["Not transferred", el("span", { class: "error" }, `${j.untransferable_entries} entries (left out by the scan, or gone or changed at the source during the transfer); the first: ${j.first_untransferable}`)]);
+  if (j.untransferable_entries > 0) rows.push(["Not transferred", el("span", { class: "error" }, `${j.untransferable_entries} ${j.untransferable_entries === 1 ? "entry" : "entries"} (left out by the scan, or gone or changed at the source during the transfer); the first: ${j.first_untransferable}`)]);
   if (j.waiting) rows.push(["Waiting", el("span", { class: "error" }, j.waiting)]);
   if (j.error) rows.push(["Error", el("span", { class: "error" }, j.error)]);
   const codecs = (j.codecs || []).slice().sort((a, b) => b.raw_bytes - a.raw_bytes);
