@@ -9,10 +9,18 @@ import Darwin
 /// given, in place. Writing it again (a partial copy, `fsync`, a rename) gave an unchanged
 /// `--checksum` re-sync a new inode for every file, and wrote the whole tree once more.
 public enum UnchangedFinal {
+    /// How a file was kept.
+    public enum Kept: Sendable {
+        /// Its mode and mtime were already right: nothing changed.
+        case untouched
+        /// It was given its mode or mtime.
+        case given
+    }
+
     /// Keeps the file at `final` when it is a regular file of `size` bytes that `matches` accepts
     /// (the caller's hash of them; not asked for an empty file): it gets `mode` (without
-    /// set-user-ID and set-group-ID, `FileModes`) and the mtime, made durable, and the result is
-    /// true. False, with nothing changed, when that is not so, or not safely so (the transfer then
+    /// set-user-ID and set-group-ID, `FileModes`) and the mtime, made durable, and the result says
+    /// whether they changed. Nil, with nothing changed, when that is not so, or not safely so (the transfer then
     /// writes the file as any other):
     /// - no regular file of that size is there, opened beneath the root through no link;
     /// - a partial copy of it lies beside it (the transfer takes that over, as it does today);
@@ -24,20 +32,20 @@ public enum UnchangedFinal {
     /// descriptor with no link followed (no side effect on a device or FIFO put there), then read
     /// through that same inode.
     public static func keep(_ final: RootedPath, in root: RootDirectory, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32,
-                            buffer: UnsafeMutableRawBufferPointer, matches: (UnsafeRawBufferPointer) -> Bool) -> Bool {
-        guard size <= UInt64(buffer.count) else { return false }
+                            buffer: UnsafeMutableRawBufferPointer, matches: (UnsafeRawBufferPointer) -> Bool) -> Kept? {
+        guard size <= UInt64(buffer.count) else { return nil }
         let held = root.openBeneath(final.relative, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
-        guard held >= 0 else { return false }
+        guard held >= 0 else { return nil }
         defer { close(held) }
         var st = stat()
-        guard fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else { return false }
+        guard fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else { return nil }
         let partial = root.openBeneath(PartialFileWriter.partialRelative(of: final), RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
         if partial >= 0 {
             close(partial)
-            return false
+            return nil
         }
         let fd = open("/proc/self/fd/\(held)", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         if size > 0 {
             let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)])
@@ -45,21 +53,21 @@ public enum UnchangedFinal {
             while done < region.count {
                 let n = pread(fd, region.baseAddress! + done, region.count - done, off_t(done))
                 if n < 0, errno == EINTR { continue }
-                guard n > 0 else { return false }
+                guard n > 0 else { return nil }
                 done += n
             }
-            guard matches(UnsafeRawBufferPointer(region)) else { return false }
+            guard matches(UnsafeRawBufferPointer(region)) else { return nil }
         }
         let wanted = mode_t(FileModes.atDestination(mode) & 0o7777)
         let sameMode = st.st_mode & 0o7777 == wanted
         let sameTime = Int64(st.st_mtim.tv_sec) == mtimeSeconds && Int32(st.st_mtim.tv_nsec) == mtimeNanoseconds
-        if sameMode && sameTime { return true }
-        guard st.st_nlink == 1 else { return false }
-        if !sameMode { guard fchmod(fd, wanted) == 0 else { return false } }
+        if sameMode && sameTime { return .untouched }
+        guard st.st_nlink == 1 else { return nil }
+        if !sameMode { guard fchmod(fd, wanted) == 0 else { return nil } }
         if !sameTime {
             var times = [DestinationEntries.omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
-            guard futimens(fd, &times) == 0 else { return false }
+            guard futimens(fd, &times) == 0 else { return nil }
         }
-        return fsync(fd) == 0
+        return fsync(fd) == 0 ? .given : nil
     }
 }

@@ -320,38 +320,44 @@ public final class DestinationFiles: Sendable {
     /// only gets the mode and mtime, as `rsync --checksum` leaves an identical file alone. Not
     /// for a file placed cold, nor one with a partial copy open here. `recordKept` then does a
     /// finish's bookkeeping for the files kept.
-    public func keepUnchanged(job: String, target: RootedPath, file: FilesDone.File, xxh: [UInt8], buffer: UnsafeMutableRawBufferPointer) -> Bool {
+    public func keepUnchanged(job: String, target: RootedPath, file: FilesDone.File, xxh: [UInt8], buffer: UnsafeMutableRawBufferPointer) -> UnchangedFinal.Kept? {
         let key = JobFile(job: job, path: target.relative)
         guard !isCold(job: job, path: target.relative), !recentlyCold.withLockedValue({ $0.contains(key) }),
-              open.withLockedValue({ $0[key] == nil }), let root = try? RootDirectory.open(target.root) else { return false }
+              open.withLockedValue({ $0[key] == nil }), let root = try? RootDirectory.open(target.root) else { return nil }
         return UnchangedFinal.keep(target, in: root, size: file.size, mode: file.mode, mtimeSeconds: file.mtimeSeconds,
                                    mtimeNanoseconds: file.mtimeNanoseconds, buffer: buffer) { XXH3.hash128($0).canonicalBytes == xxh }
     }
 
     /// A file kept in place (`keepUnchanged`), with the chunk id and XXH3-128 of its bytes.
+    /// `indexed`: the index already holds it as it is (sent by reference, as the `have list`
+    /// offered it, and its mtime unchanged), so no row is written for it.
     public struct Kept: Sendable {
         public var target: RootedPath
         public var file: FilesDone.File
         public var id: [UInt8]
         public var xxh: [UInt8]
+        public var indexed: Bool
 
-        public init(target: RootedPath, file: FilesDone.File, id: [UInt8], xxh: [UInt8]) {
+        public init(target: RootedPath, file: FilesDone.File, id: [UInt8], xxh: [UInt8], indexed: Bool = false) {
             self.target = target
             self.file = file
             self.id = id
             self.xxh = xxh
+            self.indexed = indexed
         }
     }
 
     /// Records files kept in place as a finish records the files it renames: known as finished
     /// lately (a late duplicate of one is acked), and in the chunk index as finished with their
-    /// one chunk and mtime, in one transaction, so that later jobs find their bytes.
-    public func recordKept(job: String, _ kept: [Kept]) {
-        guard !kept.isEmpty else { return }
+    /// one chunk and mtime, in one transaction, so that later jobs find their bytes (but for
+    /// those it holds already: an unchanged `--checksum` re-sync writes no row).
+    public func recordKept(job: String, _ all: [Kept]) {
+        guard !all.isEmpty else { return }
         recentlyFinished.withLockedValue { recent in
-            for k in kept { recent.insert(JobFile(job: job, path: k.target.relative)) }
+            for k in all { recent.insert(JobFile(job: job, path: k.target.relative)) }
         }
-        guard index != nil else { return }
+        let kept = all.filter { !$0.indexed }
+        guard index != nil, !kept.isEmpty else { return }
         pending.withLockedValue { p in
             for k in kept where k.file.size > 0 {
                 p.append(ChunkIndex.Entry(path: k.target.relative, offset: 0, length: Int(k.file.size), fileSize: k.file.size, id: k.id, xxh: k.xxh))
