@@ -23,4 +23,34 @@ struct QuickCheckTests {
         #expect(reply.request == 7)
         #expect(reply.unchanged == [true, false, false, false])
     }
+
+    /// A file whose permission bits alone changed at the source gets them in place and counts
+    /// as unchanged, as rsync chmods it without sending it: same inode. Not one with other names
+    /// (a hard link), nor one reached through a link, nor one whose size or mtime differ too:
+    /// those are sent. Before, every such file was read, sent by reference and written again.
+    @Test func aModeAloneChangedIsGivenInPlace() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("barge-quick-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root + "/d", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var times = [timespec(tv_sec: 1_600_000_000, tv_nsec: 250), timespec(tv_sec: 1_600_000_000, tv_nsec: 250)]
+        for name in ["f", "g", "h", "s"] {
+            try Data("0123456789".utf8).write(to: URL(fileURLWithPath: root + "/d/" + name))
+            #expect(chmod(root + "/d/" + name, 0o644) == 0 && utimensat(AT_FDCWD, root + "/d/" + name, &times, 0) == 0)
+        }
+        #expect(link(root + "/d/g", root + "/g-too") == 0)
+        #expect(symlink("d", root + "/dl") == 0)
+        func file(_ path: String, size: UInt64 = 10) -> FileEntry {
+            FileEntry(path: path, kind: .file, size: size, mode: 0o600, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 250)
+        }
+        func look(_ path: String) -> stat {
+            var st = stat()
+            _ = lstat(root + "/" + path, &st)
+            return st
+        }
+        let before = look("d/f")
+        let reply = QuickCheck.reply(to: CompareRequest(request: 8, entries: [file("d/f"), file("d/g"), file("dl/h"), file("d/s", size: 11)]), root: root)
+        #expect(reply.unchanged == [true, false, false, false])
+        #expect(look("d/f").st_mode & 0o7777 == 0o600 && look("d/f").st_ino == before.st_ino && look("d/f").st_mtim.tv_sec == 1_600_000_000)
+        for path in ["d/g", "g-too", "d/h", "d/s"] { #expect(look(path).st_mode & 0o7777 == 0o644, "\(path)") }
+    }
 }

@@ -64,6 +64,16 @@ struct DedupProcessTests {
         #expect(unchanged["skipped_files"] as? Int == 30 && unchanged["skipped_bytes"] as? Int == total, "\(unchanged)")
         #expect(unchanged["bytes_total"] as? Int == 0 && unchanged["wire_bytes"] as? Int ?? -1 < total / 1000)
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        // A mode changed at the source (chmod): given in place at the destination, as rsync does,
+        // rather than the 5 MB read, sent by reference and written again under a new inode.
+        let chmodded = destination.appendingPathComponent("part-05.bin").path
+        var before = stat()
+        #expect(stat(chmodded, &before) == 0 && chmod(source.appendingPathComponent("part-05.bin").path, 0o600) == 0)
+        let modeOnly = try submit(http, extra: ["--codec", "none"])
+        var after = stat()
+        #expect(stat(chmodded, &after) == 0 && after.st_ino == before.st_ino && after.st_mode & 0o7777 == 0o600, "\(after.st_mode)")
+        #expect(modeOnly["skipped_files"] as? Int == 30 && modeOnly["wire_bytes"] as? Int ?? -1 < total / 1000, "\(modeOnly)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
         // --checksum reads every file and compares content: every chunk goes by reference.
         let checksummed = try submit(http, extra: ["--codec", "none", "--checksum"])
         print("dedup: unchanged re-sync with --checksum: wire \(checksummed["wire_bytes"] ?? "?") of \(total) bytes (\(String(format: "%.4f", Self.ratio(checksummed)))), dedup_bytes \(checksummed["dedup_bytes"] ?? "?")")
