@@ -321,6 +321,27 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// what is in the way (rsync refuses a non-empty directory there too).
     static let directoryInTheWay = "is a directory at the destination, where the source has a file; Barge never replaces it: move or remove it there, then submit again (to put a single file you submitted inside that directory, end the destination with a slash: SITE:DIR/)"
 
+    /// Removes the partial copy of `final`, when a regular file is under its name (a link or a
+    /// directory there is left to a later transfer of the file, which names it), through its
+    /// directory opened beneath the root and lifted where it must be. No directory: nothing to do.
+    public static func removePartial(of final: RootedPath) throws(StoreError) {
+        guard let name = final.components.last else { return }
+        let partial = partialName(of: name), display = final.relative + suffix
+        let parent: Int32
+        do {
+            parent = try RootDirectory.open(final.root).openDirectory(final.components.dropLast(), create: false, display: display, throughLinks: false, lifting: true)
+        } catch {
+            if case .system(_, _, ENOENT) = error { return }
+            throw error
+        }
+        defer { close(parent) }
+        var st = stat()
+        guard DirectoryLift.retrying(in: parent, { fstatat(parent, partial, &st, AT_SYMLINK_NOFOLLOW) }) == 0, st.st_mode & S_IFMT == S_IFREG else { return }
+        guard DirectoryLift.retrying(in: parent, { unlinkat(parent, partial, 0) }) == 0 || errno == ENOENT else {
+            throw .system(operation: "remove", path: display, errno: errno)
+        }
+    }
+
     /// Removes the partial file (a cancelled job, a file that changed at the source).
     public func abandon() {
         if fd >= 0 { close(fd); fd = -1 }

@@ -1,4 +1,5 @@
 @testable import BargeAgent
+import BargeBench
 import BargeChunk
 import BargeStore
 import BargeWire
@@ -78,5 +79,49 @@ struct LeftOutReasonTests {
         #expect(UnitSender.leftOutReason(StoreError.escapesRoot(path: "../x"), path: "../x") == nil)
         #expect(UnitSender.leftOutReason(ChunkingError.io(path: "/r/ds/f", operation: "read", errno: EIO), path: "ds/f") == nil)
         #expect(UnitSender.leftOutReason(StoreError.system(operation: "read", path: "ds/f", errno: ELOOP), path: "ds/f") == nil)
+    }
+}
+
+/// `file left out` (protocol version 16): the partial copy of a file the source left out goes,
+/// as rsync removes its temporary file, whichever agent sharing the root made it; the file's final
+/// name, a link under the partial copy's name and a missing directory are left alone.
+struct LeftOutPartialCopyTests {
+    @Test func aFileLeftOutLosesItsPartialCopyAndNothingElse() throws {
+        let roots = try Roots()
+        let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(index: index))
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: roots.source + "/d", withIntermediateDirectories: true)
+        try Data(SampleData.random(bytes: 2000, seed: 1)).write(to: URL(fileURLWithPath: roots.source + "/d/f"))
+        let dst = roots.destination + "/in/d/"
+        try fm.createDirectory(atPath: dst, withIntermediateDirectories: true)
+        // f: an older copy under its final name, and half of the new one in its partial copy.
+        try Data("old\n".utf8).write(to: URL(fileURLWithPath: dst + "f"))
+        let place = ChunkPlace(job: "j", path: "in/d/f", offset: 0)
+        #expect(receiver.handle(.chunkData(try source.chunk(sourcePath: "d/f", offset: 0, length: 1000, fileSize: 2000, destination: place)))
+            == .chunkAck(ChunkAck(place: place)))
+        receiver.files.flush()
+        let rows = try index.partialChunks(path: "in/d/f", fileSize: 2000)
+        #expect(fm.fileExists(atPath: dst + "f.barge-partial") && !rows.isEmpty)
+        // g: a partial copy another agent sharing the root made. h: a link under the partial
+        // copy's name, to a file outside the root.
+        try Data("half".utf8).write(to: URL(fileURLWithPath: dst + "g.barge-partial"))
+        let outside = roots.url.appendingPathComponent("outside").path
+        try Data("keep me\n".utf8).write(to: URL(fileURLWithPath: outside))
+        try fm.createSymbolicLink(atPath: dst + "h.barge-partial", withDestinationPath: outside)
+
+        for path in ["in/d/f", "in/d/g", "in/d/h", "in/nowhere/x"] {
+            let p = ChunkPlace(job: "j", path: path, offset: 0)
+            #expect(receiver.handle(.fileLeftOut(p)) == .chunkAck(ChunkAck(place: p)), "\(path)")
+        }
+        #expect(!fm.fileExists(atPath: dst + "f.barge-partial") && !fm.fileExists(atPath: dst + "g.barge-partial"))
+        #expect(try String(contentsOfFile: dst + "f", encoding: .utf8) == "old\n", "the final name is left as it was")
+        #expect(try fm.destinationOfSymbolicLink(atPath: dst + "h.barge-partial") == outside)
+        #expect(try String(contentsOfFile: outside, encoding: .utf8) == "keep me\n")
+        #expect(try index.partialChunks(path: "in/d/f", fileSize: 2000).isEmpty, "its rows go too")
+        #expect(!fm.fileExists(atPath: roots.destination + "/in/nowhere"))
+        // Over the wire's own bytes, as a listener gets it.
+        #expect(try Message(frame: Message.fileLeftOut(place).frame()) == .fileLeftOut(place))
     }
 }

@@ -176,7 +176,7 @@ struct PartialFileWriterTests {
         #expect {
             _ = try PartialFileWriter(under, size: 3)
         } throws: { error in
-            "\(error)".contains("'ds/wasfile': is not a directory at the destination, where the source has one")
+            "\(error)".contains("'ds/wasfile': is not a directory at the destination, where the transfer needs one")
         }
         let entry = try RootedPath.lexical("ds/wasfile", under: s.root)
         #expect {

@@ -46,6 +46,9 @@ struct ProtocolVectorTests {
         // Version 15.
         (.repairDone(FileDone(place: ChunkPlace(job: "j1", path: "d/f", offset: 0), size: 1024, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)),
          "42415247014f0000" + "00000029" + "7e70845d2015179d" + "00026a310003642f6600000000000000000000000000000400000001a4000000005f5e100000000007"),
+        // Version 16.
+        (.fileLeftOut(ChunkPlace(job: "j1", path: "d/f", offset: 0)),
+         "4241524701500000" + "00000011" + "9417b8f259054ecd" + "00026a310003642f660000000000000000"),
         (.error(ErrorMessage(code: .authenticationFailed, reason: "bad token")),
          "42415247017f0000" + "0000000d" + "ad0e2d850b253b28" + "000a" + "0009" + "62616420746f6b656e"),
         (.chunkData(ChunkData(place: ChunkPlace(job: "j1", path: "d/f", offset: 0), fileSize: 4096, id: id, encoded: ByteBuffer(bytes: [1, 2, 3]))),

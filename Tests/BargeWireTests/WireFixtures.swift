@@ -20,6 +20,7 @@ enum Fixtures {
         .chunkNack(ChunkNack(place: ChunkPlace(job: "j-1", path: "ds/x", offset: 7), reason: .corrupt, detail: "checksum mismatch")),
         .fileDone(FileDone(place: ChunkPlace(job: "j-1", path: "ds/x", offset: 0), size: 77, mode: 0o644, mtimeSeconds: 1_700_000_000, mtimeNanoseconds: 999)),
         .repairDone(FileDone(place: ChunkPlace(job: "j-1", path: "ds/x", offset: 0), size: 77, mode: 0o600, mtimeSeconds: -5, mtimeNanoseconds: 0)),
+        .fileLeftOut(ChunkPlace(job: "j-1", path: "ds/gone", offset: 0)),
         .error(ErrorMessage(code: .authenticationFailed, reason: "wrong token")),
     ]
 

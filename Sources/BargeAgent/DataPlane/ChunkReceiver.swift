@@ -52,6 +52,7 @@ public final class ChunkReceiver {
         case .chunkRepair(let chunk): return receive(chunk, repair: true)
         case .fileDone(let done): return finish(done)
         case .repairDone(let done): return repaired(done)
+        case .fileLeftOut(let place): return leftOut(place)
         case .filesDone(let batch): return finish(batch)
         case .fileBatch(let batch): return receive(batch)
         case .makeEntry(let make): return makeEntry(make)
@@ -312,6 +313,18 @@ public final class ChunkReceiver {
             return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
         } catch {
             return .chunkNack(ChunkNack(place: done.place, reason: .refusedPath, detail: "\(error)"))
+        }
+    }
+
+    /// A file the source left out of the job: its partial copy goes (`DestinationFiles.leftOut`).
+    public func leftOut(_ place: ChunkPlace) -> Message {
+        do {
+            try files.leftOut(job: place.job, target: try RootedPath.lexical(place.path, under: root))
+            return .chunkAck(ChunkAck(place: place))
+        } catch let error as StoreError {
+            return .chunkNack(ChunkNack(place: place, reason: error.isSystem ? Self.writeFailure(error) : .refusedPath, detail: error.description))
+        } catch {
+            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
         }
     }
 

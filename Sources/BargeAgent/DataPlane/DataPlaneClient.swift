@@ -170,6 +170,7 @@ public final class ChunkStream: Sendable {
         case .chunkData(let d), .chunkRepair(let d): .place(d.place)
         case .chunkRef(let r): .place(r.place)
         case .fileDone(let f), .repairDone(let f): .place(f.place)
+        case .fileLeftOut(let place): .place(place)
         case .makeEntry(let m): .place(ChunkPlace(job: m.job, path: m.entry.path, offset: 0))
         case .fileBatch(let b): .batch(job: b.job, number: b.batch)
         default: nil

@@ -315,6 +315,26 @@ public final class DestinationFiles: Sendable {
         return false
     }
 
+    /// The source left the file out of job `job` (gone, changed or unreadable there when it came
+    /// to read it, `file left out`): its partial copy goes, whichever agent sharing the root wrote
+    /// it, with this agent's index rows for it, as rsync removes its temporary file. Before, it
+    /// stayed until a later job finished that file, so for ever for a file that had gone, and a
+    /// transfer onward from the destination left it out on every run as an unfinished copy. The
+    /// file's final name, if it has one, is left as it is. Not for a file placed cold (its
+    /// chunks are in the cold store's packs).
+    public func leftOut(job: String, target: RootedPath) throws {
+        let key = JobFile(job: job, path: target.relative)
+        guard !isCold(job: job, path: target.relative) else { return }
+        if let f = open.withLockedValue({ $0.removeValue(forKey: key) }) {
+            // A write still landing fails once it is sealed; none should (the unit's chunks
+            // were all answered before the source says this).
+            f.lock.withLock { f.sealed = true }
+        }
+        pending.withLockedValue { p in p.removeAll { !$0.final && PathKey.sameBytes($0.path, target.relative) } }
+        try index?.forgetPartial(path: target.relative)
+        try PartialFileWriter.removePartial(of: target)
+    }
+
     /// A file of a batch that is already in place, whole (`UnchangedFinal`): the regular file
     /// under its final name holds exactly its bytes (by XXH3-128), so it keeps its inode and
     /// only gets the mode and mtime, as `rsync --checksum` leaves an identical file alone. Not

@@ -132,6 +132,7 @@ public struct UnitSender: Sendable {
                 try await group.waitForAll()
             }
             try await finishRepairs(queue)
+            await removeLeftOut(queue)
         } catch let failure as UnitFailure {
             try? await finishRepairs(queue)
             throw failure
@@ -175,6 +176,31 @@ public struct UnitSender: Sendable {
                                                          mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)))
             }
             for (i, reply) in zip(repaired, replies) { try expectAck(try await reply.value, task.files[i]) }
+        }
+    }
+
+    /// The files this unit was to finish and left out (gone, changed or unreadable at the source
+    /// when it came to read them) lose their partial copies at the destination (`file left out`,
+    /// protocol version 16), as rsync removes its temporary file: once every chunk of the unit is
+    /// answered, so none lands after. Before, a copy stayed until a later job finished the file:
+    /// for ever for one that had gone. Best effort: a destination that cannot remove one is no
+    /// reason to fail the unit (the copy stays, as before).
+    private func removeLeftOut(_ queue: StepQueue) async {
+        let left = progress.leftOutFiles
+        var seen = Set<PathKey>()
+        let files = task.files.indices.filter {
+            left[$0] != nil && task.files[$0].finish && !task.files[$0].repair && task.files[$0].entry.kind == .file
+                && seen.insert(PathKey(task.files[$0].entry.path)).inserted
+        }
+        guard !files.isEmpty else { return }
+        do {
+            try await withStream(holder: queue) { stream in
+                guard stream.version >= WireVersion.fileLeftOut else { return }
+                let replies = files.map { stream.queue(.fileLeftOut(ChunkPlace(job: task.job, path: task.files[$0].entry.path, offset: 0))) }
+                for reply in replies { _ = try await reply.value }
+            }
+        } catch {
+            // The copies stay, as they did before version 16.
         }
     }
 

@@ -41,6 +41,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
     case fileBatch = 0x4D
     case fileBatchReply = 0x4E
     case repairDone = 0x4F
+    case fileLeftOut = 0x50
     case error = 0x7F
 
     public var description: String {
@@ -76,6 +77,7 @@ public enum MessageType: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
         case .chunkNack: "chunk nack"
         case .fileDone: "file done"
         case .repairDone: "repair done"
+        case .fileLeftOut: "file left out"
         case .makeEntry: "make entry"
         case .chunkRepair: "chunk repair"
         case .haveQuery: "have query"

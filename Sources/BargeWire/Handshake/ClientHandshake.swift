@@ -142,8 +142,12 @@ public enum WireVersion {
     /// `repair done`: after a repair unit's chunks (`verify --repair`), each repaired file gets
     /// its mode and mtime from the job's scan, as a finished file does.
     public static let repairDone: UInt8 = 15
+    /// `file left out`: a file the source left out of a job (gone, changed or unreadable when it
+    /// came to read it) has its partial copy removed at the destination, as rsync removes its
+    /// temporary file.
+    public static let fileLeftOut: UInt8 = 16
 
-    /// This build speaks 8 to 15, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 16, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -155,6 +159,6 @@ public enum WireVersion {
         }
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...repairDone
+        return sealed...fileLeftOut
     }()
 }

@@ -29,6 +29,9 @@ public enum Message: Hashable, Sendable {
     /// Version 15: the file's repair is written; it gets this mode and mtime (a finished file in
     /// place, not a partial copy).
     case repairDone(FileDone)
+    /// Version 16: the source left this file out of the job (gone, changed or unreadable when it
+    /// came to read it); its partial copy goes.
+    case fileLeftOut(ChunkPlace)
     case makeEntry(MakeEntry)
     /// A verified chunk written in place into a finished file (`verify --repair`); same payload as `chunk data`.
     case chunkRepair(ChunkData)
@@ -80,6 +83,7 @@ public enum Message: Hashable, Sendable {
         case .chunkNack: .chunkNack
         case .fileDone: .fileDone
         case .repairDone: .repairDone
+        case .fileLeftOut: .fileLeftOut
         case .makeEntry: .makeEntry
         case .chunkRepair: .chunkRepair
         case .haveQuery: .haveQuery
@@ -207,6 +211,8 @@ public enum Message: Hashable, Sendable {
             self = .tierReply(try TierReply(from: &r))
         case .chunkAck:
             self = .chunkAck(ChunkAck(place: try r.place()))
+        case .fileLeftOut:
+            self = .fileLeftOut(try r.place())
         case .chunkNack:
             let place = try r.place()
             let raw = try r.integer(UInt8.self, "reason")
@@ -336,6 +342,8 @@ public enum Message: Hashable, Sendable {
             m.write(to: &b)
         case .chunkAck(let m):
             b.writePlace(m.place)
+        case .fileLeftOut(let place):
+            b.writePlace(place)
         case .chunkNack(let m):
             b.writePlace(m.place)
             b.writeInteger(m.reason.rawValue)
