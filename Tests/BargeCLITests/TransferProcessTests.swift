@@ -369,6 +369,35 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(destination).isEmpty)
     }
 
+    /// A file deleted at the source once part of it has arrived, and one changed then: each is
+    /// left out and its partial copy removed at the destination (`file left out`), as rsync removes
+    /// its temporary file. Before, the copy of the deleted one stayed for good: no later job had
+    /// that file to finish, and a transfer onward from the destination left the copy out on every
+    /// run as an unfinished copy.
+    @Test func aFileGoneOrChangedMidSendLeavesNoPartialCopy() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for name in ["gone", "grown"] {
+            try Data(SampleData.random(bytes: 24 << 20, seed: name == "gone" ? 1 : 2)).write(to: source.appendingPathComponent(name))
+        }
+        try Data("stays\n".utf8).write(to: source.appendingPathComponent("small"))
+        let c = try await start()
+        let job = try cluster.cli(["submit", "a:/ds", "b:copy", "--codec", "none", "--bwlimit", "8MiB/s"], http: c.http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let partials = { TreeSupport.partials(self.destination) }
+        #expect(try await cluster.eventually(30) { !partials().isEmpty }, "\(partials())")
+        try FileManager.default.removeItem(at: source.appendingPathComponent("gone"))
+        let grown = try FileHandle(forWritingTo: source.appendingPathComponent("grown"))
+        try grown.seekToEnd()
+        try grown.write(contentsOf: Data("one more line\n".utf8))
+        try grown.close()
+        let watched = try cluster.cli(["status", job, "--watch"], http: c.http)
+        #expect(watched.status == 2 && watched.stdout.contains("NOT transferred: 2 entries"), "\(watched.stdout)\(watched.stderr)")
+        #expect(partials().isEmpty, "\(partials())")
+        #expect(try String(contentsOf: destination.appendingPathComponent("small"), encoding: .utf8) == "stays\n")
+        #expect(!FileManager.default.fileExists(atPath: destination.appendingPathComponent("gone").path))
+        #expect(!FileManager.default.fileExists(atPath: destination.appendingPathComponent("grown").path))
+    }
+
     /// A source file named as a destination names its unfinished copies ("x.barge-partial",
     /// left by an interrupted transfer into the source tree) is left out and reported, and "x"
     /// arrives whole. Before, both were sent: "x.barge-partial" replaced the partial copy of "x",
