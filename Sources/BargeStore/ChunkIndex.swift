@@ -114,6 +114,42 @@ public final class ChunkIndex: Sendable {
         }
     }
 
+    /// A file whose one chunk is `id`: its path, size and mtime.
+    public struct WholeFile: Sendable {
+        public var path: String
+        public var size: UInt64
+        public var id: [UInt8]
+        public var mtimeSeconds: Int64
+        public var mtimeNanoseconds: Int32
+
+        public init(path: String, size: UInt64, id: [UInt8], mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
+            self.path = path
+            self.size = size
+            self.id = id
+            self.mtimeSeconds = mtimeSeconds
+            self.mtimeNanoseconds = mtimeNanoseconds
+        }
+    }
+
+    /// Which of `files` (by index) this index holds already as finished, with that size and
+    /// mtime and that one chunk: one read, a statement per file.
+    public func holds(_ files: [WholeFile]) throws -> Set<Int> {
+        guard !files.isEmpty else { return [] }
+        return try pool.read { db in
+            let held = try db.cachedStatement(sql: """
+                SELECT 1 FROM chunks JOIN files ON files.path = chunks.path
+                WHERE chunks.path = ? AND chunks.final = 1 AND chunks.offset = 0 AND chunks.length = ? AND chunks.id = ?
+                  AND files.size = ? AND files.mtimeSeconds = ? AND files.mtimeNanoseconds = ?
+                """)
+            var result = Set<Int>()
+            for (i, f) in files.enumerated() where f.size > 0 {
+                let arguments: StatementArguments = [f.path, Int64(f.size), Data(f.id), Int64(f.size), f.mtimeSeconds, f.mtimeNanoseconds]
+                if try Int.fetchOne(held, arguments: arguments) != nil { result.insert(i) }
+            }
+            return result
+        }
+    }
+
     /// Forgets chunks of a partial copy (their bytes did not check out, or the copy is gone).
     public func forgetPartial(path: String, offsets: [UInt64]? = nil) throws {
         try pool.write { db in

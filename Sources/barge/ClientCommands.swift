@@ -28,7 +28,9 @@ struct JobsCommand: AsyncParsableCommand {
         commandName: "jobs", abstract: "List jobs, oldest first; or delete old ones.",
         discussion: """
             The list is fetched a page at a time (GET /v1/jobs?limit=&after=), so a coordinator with \
-            millions of jobs answers each page as fast as the first. STATE is the job's, but             'partial' for a job that succeeded and left source entries behind ('barge status JOB'             says which and why; 'submit --wait' exits 2 for it).
+            millions of jobs answers each page as fast as the first. STATE is the job's, but \
+            'partial' for a job that succeeded and left source entries behind ('barge status JOB' \
+            says which and why; 'submit --wait' exits 2 for it).
 
             --prune-before deletes every job that ended (succeeded, failed or cancelled) before a \
             date, with its units and manifests: YYYY-MM-DD, an ISO 8601 time, or an age such as \

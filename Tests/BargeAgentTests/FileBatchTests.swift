@@ -363,6 +363,26 @@ struct FileBatchTests {
         // The index knows the kept files as finished with their new mtime: a later job may
         // send their bytes by reference.
         #expect(try files.heldIds(paths: ["in/d/same", "in/d/touched"]) == Set([batch[0].id, batch[1].id]))
+
+        // A file put there by someone else, with the bytes, mode and mtime of the source's, sent by
+        // reference (the id was offered for another path): kept untouched, and recorded, as the
+        // index held no row for it.
+        try write(roots, "d/foreign", SampleData.random(bytes: 1000, seed: 40))
+        try FileManager.default.copyItem(atPath: dst + "same", toPath: dst + "foreign")
+        #expect(chmod(dst + "foreign", 0o640) == 0)
+        var times = [timespec(tv_sec: 1_600_000_000, tv_nsec: 5), timespec(tv_sec: 1_600_000_000, tv_nsec: 5)]
+        #expect(utimensat(AT_FDCWD, dst + "foreign", &times, 0) == 0)
+        let foreignBefore = look(dst + "foreign")
+        #expect(try files.heldIds(paths: ["in/d/foreign"]).isEmpty)
+        var foreign = try file(source, "d/foreign", size: 1000)
+        foreign.form = .reference
+        foreign.encoded = ByteBuffer()
+        guard case .fileBatchReply(let third) = receiver.handle(.fileBatch(FileBatch(job: "j3", batch: 3, files: [foreign]))), third.refused.isEmpty else {
+            Issue.record("the foreign file was refused")
+            return
+        }
+        #expect(look(dst + "foreign").st_ino == foreignBefore.st_ino && same(look(dst + "foreign").st_ctim, foreignBefore.st_ctim))
+        #expect(try files.heldIds(paths: ["in/d/foreign"]) == [batch[0].id])
     }
 
     @Test func syncTurnsShareOneSyncAmongThoseWhoArriveWhileAnotherRuns() {

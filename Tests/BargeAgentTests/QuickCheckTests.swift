@@ -39,6 +39,17 @@ struct QuickCheckTests {
         }
         #expect(link(root + "/d/g", root + "/g-too") == 0)
         #expect(symlink("d", root + "/dl") == 0)
+        // Bits to grant: given where the directory is the agent's alone (d), not where others may
+        // write (open: someone could have renamed another file, 0600, under that name).
+        try FileManager.default.createDirectory(atPath: root + "/open", withIntermediateDirectories: true)
+        #expect(chmod(root + "/open", 0o777) == 0)
+        for path in ["d/wide", "open/wide"] {
+            try Data("0123456789".utf8).write(to: URL(fileURLWithPath: root + "/" + path))
+            #expect(chmod(root + "/" + path, 0o600) == 0 && utimensat(AT_FDCWD, root + "/" + path, &times, 0) == 0)
+        }
+        func widened(_ path: String) -> FileEntry {
+            FileEntry(path: path, kind: .file, size: 10, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 250)
+        }
         func file(_ path: String, size: UInt64 = 10) -> FileEntry {
             FileEntry(path: path, kind: .file, size: size, mode: 0o600, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 250)
         }
@@ -48,8 +59,10 @@ struct QuickCheckTests {
             return st
         }
         let before = look("d/f")
-        let reply = QuickCheck.reply(to: CompareRequest(request: 8, entries: [file("d/f"), file("d/g"), file("dl/h"), file("d/s", size: 11)]), root: root)
-        #expect(reply.unchanged == [true, false, false, false])
+        let reply = QuickCheck.reply(to: CompareRequest(request: 8, entries: [file("d/f"), file("d/g"), file("dl/h"), file("d/s", size: 11),
+                                                                              widened("d/wide"), widened("open/wide")]), root: root)
+        #expect(reply.unchanged == [true, false, false, false, true, false])
+        #expect(look("d/wide").st_mode & 0o7777 == 0o644 && look("open/wide").st_mode & 0o7777 == 0o600)
         #expect(look("d/f").st_mode & 0o7777 == 0o600 && look("d/f").st_ino == before.st_ino && look("d/f").st_mtim.tv_sec == 1_600_000_000)
         for path in ["d/g", "g-too", "d/h", "d/s"] { #expect(look(path).st_mode & 0o7777 == 0o644, "\(path)") }
     }

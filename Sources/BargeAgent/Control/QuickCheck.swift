@@ -24,6 +24,8 @@ enum QuickCheck {
         // one directory, and a name that starts with a combining mark hides the "/" before it
         // in a `Character`.
         var directories: [PathKey: OpenDirectory?] = [:]
+        // The same directories opened through no link, for the modes given in place.
+        var unlinked: [PathKey: OpenDirectory?] = [:]
         let unchanged = request.entries.map { entry -> Bool in
             guard entry.kind != .directory else { return false }
             let path = entry.path
@@ -49,7 +51,13 @@ enum QuickCheck {
             switch verdict(entry, name: name, in: directory) {
             case .unchanged: return true
             case .modeDiffers:
-                if let rooted = try? RootedPath.lexical(path, under: root), giveMode(entry, to: rooted) { return true }
+                if unlinked[key] == nil {
+                    unlinked[key] = (try? RootedPath.lexical(String(parent), under: root)).flatMap { rooted in
+                        (try? RootDirectory.open(root).openDirectory(rooted.components[...], create: false, display: rooted.relative,
+                                                                    throughLinks: false, lifting: true)).map(OpenDirectory.init(fd:))
+                    }
+                }
+                if let directory = unlinked[key] ?? nil, giveMode(entry, name: name, in: directory.fd) { return true }
             case .differs: break
             }
             guard let cold, entry.kind == .file, let relative = try? RootedPath.lexical(path, under: root).relative,
@@ -95,28 +103,36 @@ enum QuickCheck {
         }
     }
 
-    /// Gives the regular file at `path` the permission bits of `entry` in place, made durable,
-    /// when its size and mtime are still the entry's: a mode changed at the source (chmod) then
-    /// costs a `chmod` here, as with rsync, rather than the whole file read, sent by reference and
-    /// written again under a new inode. Only through no link (its directory opened beneath the
-    /// root again without following any, the file as an `O_PATH` descriptor), and not for a
-    /// file with other names (a hard link: the change would reach them, where sending it renames
-    /// a new copy over this name alone). False, with nothing changed, when that cannot be done:
-    /// the file is then sent.
-    static func giveMode(_ entry: FileEntry, to path: RootedPath) -> Bool {
-        guard let name = path.components.last,
-              let parent = try? RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: false, display: path.relative,
-                                                                             throughLinks: false, lifting: true) else { return false }
-        defer { close(parent) }
+    /// Gives the regular file `name` in `parent` (a directory opened beneath the root through no
+    /// link) the permission bits of `entry` in place, when its size and mtime are still the
+    /// entry's: a mode changed at the source (chmod) then costs a `chmod` here, as with rsync,
+    /// rather than the whole file read, sent by reference and written again under a new inode.
+    /// False, with nothing changed, when it may not be done so (the file is then sent):
+    /// - the file has other names (a hard link: the change would reach them, where sending it
+    ///   renames a new copy over this name alone);
+    /// - the change would grant a bit the file lacks, unless the file and its directory belong to
+    ///   the agent's user and no one else may write in that directory. The size and mtime do not
+    ///   say the file is the one this name had: a user who may rename files in the directory could
+    ///   put a root-owned 0600 file of the same size and mtime under a name the source has 0644,
+    ///   and have it opened up (a review). A change that only takes bits away gives nothing away.
+    ///
+    /// Not synced: the file system commits the change with its own next commit (ext4: within 5 s).
+    /// A crash before then leaves the old mode, which the next re-sync gives again. (An `fsync`
+    /// per file, inside the reply the coordinator waits up to 10 s for, made a page of 1,024
+    /// files on a slow disk time out, and the whole page was then sent.)
+    static func giveMode(_ entry: FileEntry, name: String, in parent: Int32) -> Bool {
         let held = openat(parent, name, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC)
         guard held >= 0 else { return false }
         defer { close(held) }
         var st = stat()
         guard fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 1, UInt64(st.st_size) == entry.size,
               Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds, Int32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds else { return false }
-        let fd = open("/proc/self/fd/\(held)", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return fchmod(fd, mode_t(FileModes.atDestination(entry.mode) & 0o7777)) == 0 && fsync(fd) == 0
+        let wanted = mode_t(FileModes.atDestination(entry.mode) & 0o7777)
+        if wanted & ~(st.st_mode & 0o7777) != 0 {
+            var dir = stat()
+            guard st.st_uid == geteuid(), fstat(parent, &dir) == 0, dir.st_uid == geteuid(), dir.st_mode & 0o022 == 0 else { return false }
+        }
+        // Through the descriptor's own inode (an O_PATH descriptor takes no fchmod).
+        return chmod("/proc/self/fd/\(held)", wanted) == 0
     }
 }

@@ -330,8 +330,12 @@ public final class DestinationFiles: Sendable {
             // were all answered before the source says this).
             f.lock.withLock { f.sealed = true }
         }
-        pending.withLockedValue { p in p.removeAll { !$0.final && PathKey.sameBytes($0.path, target.relative) } }
-        try index?.forgetPartial(path: target.relative)
+        // Under `recording`: a flush takes a snapshot of `pending` and then drops that many rows
+        // from its front, so rows may not go from the middle meanwhile.
+        try recording.withLock {
+            pending.withLockedValue { p in p.removeAll { !$0.final && PathKey.sameBytes($0.path, target.relative) } }
+            try index?.forgetPartial(path: target.relative)
+        }
         try PartialFileWriter.removePartial(of: target)
     }
 
@@ -349,35 +353,42 @@ public final class DestinationFiles: Sendable {
     }
 
     /// A file kept in place (`keepUnchanged`), with the chunk id and XXH3-128 of its bytes.
-    /// `indexed`: the index already holds it as it is (sent by reference, as the `have list`
-    /// offered it, and its mtime unchanged), so no row is written for it.
+    /// `untouched`: its mode and mtime were already right, so the index may hold it as it is.
     public struct Kept: Sendable {
         public var target: RootedPath
         public var file: FilesDone.File
         public var id: [UInt8]
         public var xxh: [UInt8]
-        public var indexed: Bool
+        public var untouched: Bool
 
-        public init(target: RootedPath, file: FilesDone.File, id: [UInt8], xxh: [UInt8], indexed: Bool = false) {
+        public init(target: RootedPath, file: FilesDone.File, id: [UInt8], xxh: [UInt8], untouched: Bool = false) {
             self.target = target
             self.file = file
             self.id = id
             self.xxh = xxh
-            self.indexed = indexed
+            self.untouched = untouched
         }
     }
 
     /// Records files kept in place as a finish records the files it renames: known as finished
     /// lately (a late duplicate of one is acked), and in the chunk index as finished with their
-    /// one chunk and mtime, in one transaction, so that later jobs find their bytes (but for
-    /// those it holds already: an unchanged `--checksum` re-sync writes no row).
+    /// one chunk and mtime, in one transaction, so that later jobs find their bytes; but for the
+    /// untouched ones it holds already so (one read for them all): an unchanged `--checksum`
+    /// re-sync of 20,000 files then writes no row, where it wrote three statements a file.
     public func recordKept(job: String, _ all: [Kept]) {
         guard !all.isEmpty else { return }
         recentlyFinished.withLockedValue { recent in
             for k in all { recent.insert(JobFile(job: job, path: k.target.relative)) }
         }
-        let kept = all.filter { !$0.indexed }
-        guard index != nil, !kept.isEmpty else { return }
+        guard let index else { return }
+        let untouched = all.indices.filter { all[$0].untouched }
+        let held = (try? index.holds(untouched.map {
+            let k = all[$0]
+            return ChunkIndex.WholeFile(path: k.target.relative, size: k.file.size, id: k.id, mtimeSeconds: k.file.mtimeSeconds, mtimeNanoseconds: k.file.mtimeNanoseconds)
+        })) ?? []
+        let skipped = Set(held.map { untouched[$0] })
+        let kept = all.indices.filter { !skipped.contains($0) }.map { all[$0] }
+        guard !kept.isEmpty else { return }
         pending.withLockedValue { p in
             for k in kept where k.file.size > 0 {
                 p.append(ChunkIndex.Entry(path: k.target.relative, offset: 0, length: Int(k.file.size), fileSize: k.file.size, id: k.id, xxh: k.xxh))
