@@ -81,6 +81,21 @@ struct AgentRegistryTests {
         #expect(throws: RegistryError.unknownAgent("zz")) { try r.drain(name: "zz") }
     }
 
+    /// A drained agent that stops (how an agent is retired) is forgotten once its timeout passes,
+    /// rather than listed down for good (a review: `BargeAgentDown` fired until the coordinator
+    /// restarted); one that stops undrained is down. The retired one registers again as new.
+    @Test func aDrainedAgentThatStopsIsForgottenAndAnUndrainedOneIsDown() throws {
+        var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
+        _ = try r.register(name: "a1", site: "a", address: "h:1", now: 0)
+        _ = try r.register(name: "a2", site: "a", address: "h:2", now: 0)
+        try r.drain(name: "a1")
+        let expired = (UInt64(1)...16).flatMap { r.expire(now: $0 * Self.second) }
+        #expect(expired == ["a1", "a2"], "both lose their units")
+        #expect(r.all.map(\.name) == ["a2"] && r.all.map(\.state) == [.down])
+        #expect(throws: RegistryError.unknownAgent("a1")) { try r.heartbeat(name: "a1", now: 17 * Self.second) }
+        #expect(try r.register(name: "a1", site: "a", address: "h:1", now: 18 * Self.second) == .new)
+    }
+
     @Test func aLiveNameCannotMoveToAnotherSite() throws {
         var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
         _ = try r.register(name: "dtn1", site: "a", address: "h:1", now: 0)

@@ -60,7 +60,13 @@ struct AgentSession {
                     do {
                         try await directory.heartbeat(name: registration.name)
                     } catch {
-                        let code: ErrorCode = if case RegistryError.mustRegisterAgain = error { .markedDown } else { .unexpectedMessage }
+                        // Unknown on a session that registered: a drained agent forgotten once it
+                        // fell silent (`AgentRegistry.expire`), as good as marked down: it fences
+                        // its units (given to others meanwhile) and registers again.
+                        let code: ErrorCode = switch error {
+                        case RegistryError.mustRegisterAgain, RegistryError.unknownAgent: .markedDown
+                        default: .unexpectedMessage
+                        }
                         sink.yield(.error(ErrorMessage(code: code, reason: "\(error)")))
                         return
                     }

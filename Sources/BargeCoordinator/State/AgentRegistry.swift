@@ -131,12 +131,20 @@ public struct AgentRegistry: Sendable {
     }
 
     /// Marks every agent silent for longer than the timeout as down; returns their names, sorted.
-    /// A stall of the coordinator's own is not their silence (`woke`).
+    /// A stall of the coordinator's own is not their silence (`woke`). One that was draining is
+    /// forgotten instead: `barge drain` then a stop is how an agent is retired, and listed down
+    /// it kept `barge_agents{state="down"}` above zero, and the shipped `BargeAgentDown` alert
+    /// firing, until the coordinator restarted (a review). Should it come back, it registers as
+    /// new.
     public mutating func expire(now: UInt64) -> [String] {
         woke(at: now)
         var expired: [String] = []
         for (name, agent) in agents where agent.state != .down && now > agent.lastSeen && now - agent.lastSeen > heartbeatTimeout {
-            agents[name]?.state = .down
+            if agent.state == .draining {
+                agents.removeValue(forKey: name)
+            } else {
+                agents[name]?.state = .down
+            }
             expired.append(name)
         }
         return expired.sorted()
