@@ -18,17 +18,26 @@ public enum DestinationEntries {
         close(try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: true, display: path.relative, throughLinks: false, lifting: true))
     }
 
-    /// Creates the directory if missing, then gives it `mode` and `mtime`. An existing
-    /// non-directory under that name is an error, never replaced.
+    /// Creates the directory if missing, then gives it `mode` and `mtime`, each only where it
+    /// differs: an unchanged re-sync changes nothing in an unchanged directory, its ctime included,
+    /// as rsync leaves it (a review: every directory's ctime moved on every re-sync, which backup
+    /// and snapshot tools read as a change). An existing non-directory under that name is an
+    /// error, never replaced.
     public static func makeDirectory(_ path: RootedPath, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
         guard !path.components.isEmpty else { return }
         // Opened (and made, if missing) beneath the root: an existing non-directory is refused,
         // named (`RootDirectory.notADirectory`).
         let fd = try RootDirectory.open(path.root).openDirectory(path.components[...], create: true, display: path.relative, throughLinks: false, lifting: true)
         defer { close(fd) }
-        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
-        var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
-        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
+        var st = stat()
+        let known = fstat(fd, &st) == 0
+        if !known || st.st_mode & 0o7777 != mode_t(mode & 0o7777) {
+            guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
+        }
+        if !known || Int64(st.st_mtim.tv_sec) != mtimeSeconds || Int32(st.st_mtim.tv_nsec) != mtimeNanoseconds {
+            var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
+            guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
+        }
     }
 
     /// Removes the file `path` from its directory, opened beneath the root (never through a

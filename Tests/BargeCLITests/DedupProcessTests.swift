@@ -21,6 +21,17 @@ struct DedupProcessTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)\(r.stderr)")
     }
 
+    /// Each directory's ctime under `root` (itself included), by path.
+    static func directoryChanges(_ root: URL) throws -> [String: String] {
+        var result: [String: String] = [:]
+        for path in [""] + (try FileManager.default.subpathsOfDirectory(atPath: root.path)) {
+            var st = stat()
+            guard lstat(root.path + "/" + path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { continue }
+            result[path] = "\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+        }
+        return result
+    }
+
     /// The inode of each regular file of at most `limit` bytes under `root`, by path.
     static func inodes(_ root: URL, upTo limit: Int) throws -> [String: UInt64] {
         var result: [String: UInt64] = [:]
@@ -125,7 +136,11 @@ struct DedupProcessTests {
         let files = try #require(first["files_total"] as? Int), bytes = try #require(first["bytes_total"] as? Int)
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
 
+        let directories = try Self.directoryChanges(destination)
         let unchanged = try submit(http)
+        // Nothing in an unchanged directory was touched: its ctime stayed (rsync leaves it).
+        let touched = try Self.directoryChanges(destination).filter { directories[$0.key] != $0.value }.keys.sorted()
+        #expect(directories.count > 3 && touched.isEmpty, "\(directories.count) directories, changed: \(touched.prefix(5))")
         print("two agents per site: unchanged re-sync of \(files) files, \(bytes) bytes: skipped \(unchanged["skipped_files"] ?? "?") files, wire \(unchanged["wire_bytes"] ?? "?") bytes")
         #expect(unchanged["skipped_files"] as? Int == files && unchanged["skipped_bytes"] as? Int == bytes, "\(unchanged)")
         #expect(unchanged["wire_bytes"] as? Int ?? .max < bytes / 1000)

@@ -3,6 +3,21 @@ import Foundation
 import Testing
 
 struct PartialFileWriterTests {
+    /// A directory given the mode and mtime it already has is not touched (its ctime stays), as
+    /// rsync leaves an unchanged directory; one that differs gets them.
+    @Test func aDirectoryAlreadyAsItShouldBeIsNotTouched() throws {
+        let s = try Sandbox()
+        let entry = try RootedPath.resolve("out/d", under: s.root)
+        try DestinationEntries.makeDirectory(entry, mode: 0o750, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)
+        var before = stat(), after = stat()
+        #expect(stat(entry.absolute, &before) == 0 && before.st_mode & 0o7777 == 0o750 && before.st_mtim.tv_nsec == 7)
+        usleep(20_000)
+        try DestinationEntries.makeDirectory(entry, mode: 0o750, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)
+        #expect(stat(entry.absolute, &after) == 0 && after.st_ctim.tv_sec == before.st_ctim.tv_sec && after.st_ctim.tv_nsec == before.st_ctim.tv_nsec)
+        try DestinationEntries.makeDirectory(entry, mode: 0o755, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 8)
+        #expect(stat(entry.absolute, &after) == 0 && after.st_mode & 0o7777 == 0o755 && after.st_mtim.tv_nsec == 8)
+    }
+
     @Test func chunksInAnyOrderThenAnAtomicFinish() throws {
         let s = try Sandbox()
         let target = try RootedPath.resolve("out/dir/file.bin", under: s.root)
