@@ -72,6 +72,47 @@ public enum DirectoryLift {
     /// changed only through it, never by name: a name swapped for a link meanwhile is not
     /// followed to whatever it points at. Tried again, as `retrying` is, when another agent
     /// sharing the root put a mode back under the open. -1 with errno set on failure.
+    /// Opens the regular file `path` to read it, at an agent that is not root, where the plain
+    /// open by path is refused (EACCES): its directory is opened beneath the root through no link,
+    /// lifted where the agent may not search it; the file is held by an `O_PATH` descriptor and
+    /// opened through it, with its owner's read bit added for the open and its mode put back at
+    /// once when the agent's own user may not read it (0000, 0100, 0300, as a job gave the
+    /// source's modes). A verification then reads what the agent wrote: before, it reported such
+    /// files as mismatches ("cannot open: Permission denied"), and `--repair` could not clear them
+    /// (a review). -1 with errno set when it cannot.
+    public static func openForReading(_ path: RootedPath) -> Int32 {
+        let flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC
+        guard geteuid() != 0, let name = path.components.last else { errno = EACCES; return -1 }
+        let parent: Int32
+        do {
+            parent = try RootDirectory.open(path.root).openDirectory(path.components.dropLast(), create: false, display: path.relative,
+                                                                     throughLinks: false, lifting: true)
+        } catch {
+            errno = error.errno ?? EACCES
+            return -1
+        }
+        defer { close(parent) }
+        let held = retrying(in: parent) { openat(parent, name, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC) }
+        guard held >= 0 else { return -1 }
+        defer { close(held) }
+        let through = "/proc/self/fd/\(held)"
+        let fd = open(through, flags)
+        guard fd < 0, errno == EACCES else { return fd }
+        var st = stat()
+        guard fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid() else {
+            errno = EACCES
+            return -1
+        }
+        return lock.withLock { _ -> Int32 in
+            guard chmod(through, (st.st_mode & 0o7777) | S_IRUSR) == 0 else { return -1 }
+            let fd = open(through, flags)
+            let e = errno
+            chmod(through, st.st_mode & 0o7777)
+            errno = e
+            return fd
+        }
+    }
+
     public static func openDirectory(_ name: String, in parent: Int32) -> Int32 {
         let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
         var fd = openat(parent, name, flags)

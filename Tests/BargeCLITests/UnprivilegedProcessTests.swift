@@ -150,8 +150,17 @@ struct UnprivilegedProcessTests {
             #expect(fm.createFile(atPath: partial, contents: Data("left\n".utf8)))
             try fm.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534, .posixPermissions: 0o1600], ofItemAtPath: partial)
         }
+        // A file its owner may not read (0000) arrives so too.
+        try Data("closed\n".utf8).write(to: URL(fileURLWithPath: modes + "/w/in/z.txt"))
+        try fm.setAttributes([.posixPermissions: 0o000], ofItemAtPath: modes + "/w/in/z.txt")
         let second = try cluster.cli(["submit", "c:modes", "b:modes", "--wait"], http: http)
         #expect(second.status == 0, "\(second.stdout)\(second.stderr)\n\(b1.output)")
+        // Verified at the agent that is not root: the files it may not read or reach (z.txt, 0000;
+        // those under n/, 0000) are opened lifted. Before, each was a mismatch ("cannot open:
+        // Permission denied"), and --repair could not clear it.
+        let secondJob = String(second.stdout.split(separator: ":").first ?? "")
+        let verified = try cluster.cli(["verify", secondJob], http: http)
+        #expect(verified.status == 0 && verified.stdout.hasSuffix("OK\n"), "\(verified.stdout)\(verified.stderr)")
         for (directory, mode) in [("w", 0o300), ("x", 0o100), ("n", 0o000)] {
             let at = cluster.dir.path + "/root-b/modes/" + directory
             #expect(fm.contentsEqual(atPath: modes + "/" + directory + "/in/f.txt", andPath: at + "/in/f.txt"), "\(directory)")

@@ -27,11 +27,18 @@ enum Verifier {
         for (i, file) in request.files.enumerated() {
             let index = UInt32(i)
             func whole(_ reason: String) { mismatches.append(.init(file: index, offset: 0, length: file.size, reason: reason)) }
-            let fd: Int32
+            var fd: Int32
             do {
-                let path = try RootedPath.resolve(file.path, under: root)
+                // An agent that is not root may not search a directory of its own on the way
+                // (0000, as a job gave the source's mode): the path is then taken by its words,
+                // and the lifted open below is beneath the root itself.
+                let path = try RootedPath.resolveForOpensBeneath(file.path, under: root)
                 // O_NONBLOCK: a FIFO under the name is reported, not waited on.
                 fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                if fd < 0, errno == EACCES, geteuid() != 0 {
+                    let lifted = DirectoryLift.openForReading(path)
+                    if lifted >= 0 { fd = lifted } else { errno = EACCES }
+                }
             } catch {
                 whole(error.description)
                 continue
