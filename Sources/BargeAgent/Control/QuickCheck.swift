@@ -86,7 +86,10 @@ enum QuickCheck {
     /// How `name` in `directory` compares with `entry`.
     static func verdict(_ entry: FileEntry, name: String, in directory: OpenDirectory) -> Verdict {
         var st = stat()
-        guard fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .differs }
+        // Lifted where the agent may not search a directory of its own (0000, as a job gave the
+        // source's mode): the lookup, not only the open, needs the search bit. Before, every file
+        // in such a directory at an agent that is not root was sent again on every re-sync.
+        guard DirectoryLift.retrying(in: directory.fd, { fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else { return .differs }
         switch entry.kind {
         case .file:
             guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == entry.size,
@@ -96,11 +99,21 @@ enum QuickCheck {
             // By bytes: Swift's `==` takes "é" and "e\u{301}" for the same, and they are two names.
             // Its mtime too, as `rsync -a` sets a link's time again when only that changed.
             guard st.st_mode & S_IFMT == S_IFLNK, Int64(st.st_mtim.tv_sec) == entry.mtimeSeconds, Int32(st.st_mtim.tv_nsec) == entry.mtimeNanoseconds,
-                  let target = directory.linkTargetBytes(name) else { return .differs }
+                  let target = Self.linkTarget(name, in: directory) else { return .differs }
             return target.elementsEqual(entry.linkTarget.utf8) ? .unchanged : .differs
         case .directory:
             return .differs
         }
+    }
+
+    /// The target of the link `name` in `directory`, lifted as `verdict`'s lookup is.
+    static func linkTarget(_ name: String, in directory: OpenDirectory) -> [UInt8]? {
+        var target: [UInt8]?
+        _ = DirectoryLift.retrying(in: directory.fd) {
+            target = directory.linkTargetBytes(name)
+            return target == nil ? -1 : 0
+        }
+        return target
     }
 
     /// Gives the regular file `name` in `parent` (a directory opened beneath the root through no
@@ -121,7 +134,7 @@ enum QuickCheck {
     /// per file, inside the reply the coordinator waits up to 10 s for, made a page of 1,024
     /// files on a slow disk time out, and the whole page was then sent.)
     static func giveMode(_ entry: FileEntry, name: String, in parent: Int32) -> Bool {
-        let held = openat(parent, name, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC)
+        let held = DirectoryLift.retrying(in: parent) { openat(parent, name, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC) }
         guard held >= 0 else { return false }
         defer { close(held) }
         var st = stat()
