@@ -54,9 +54,9 @@ struct APIConformanceTests {
             try await client.execute(uri: "/v1/jobs", method: .put, headers: f.admin) { response in
                 #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, POST", "\(response.headers)")
             }
-            // A path it does not have is still 404.
+            // A path it does not have is still 404, with an error body that says so.
             try await client.execute(uri: "/v1/nothing", method: .get, headers: f.admin) { response in
-                #expect(response.status == .notFound)
+                #expect(response.status == .notFound && String(buffer: response.body).contains("the API has no") && String(buffer: response.body).contains("nothing"), "\(String(buffer: response.body))")
             }
         }
     }

@@ -97,7 +97,8 @@ extension Parameters {
 }
 
 /// 405 with `Allow` for a path the API has, asked with a method it does not take there (the
-/// router alone would answer 404).
+/// router alone would answer 404); and for a path it does not have, 404 with an error body that
+/// says so, as every other error has (the router's had none).
 struct MethodCheck<Context: RequestContext>: RouterMiddleware {
     /// "METHOD /path/{param}" of every route.
     let routes: @Sendable () -> [String]
@@ -121,7 +122,10 @@ struct MethodCheck<Context: RequestContext>: RouterMiddleware {
             }
             let most = matches.map(\.literal).max() ?? 0
             let allowed = Array(Set(matches.filter { $0.literal == most }.map(\.method)))
-            guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { throw error }
+            if allowed.isEmpty {
+                throw HTTPError(.notFound, message: "the API has no \(request.uri.path) (docs/openapi.yaml lists what it has)")
+            }
+            guard !allowed.contains(request.method.rawValue) else { throw error }
             throw HTTPError(.methodNotAllowed, headers: [.allow: allowed.sorted().joined(separator: ", ")],
                             message: "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(allowed.sorted().joined(separator: " or "))")
         }
