@@ -62,16 +62,6 @@ public enum DirectoryLift {
         return result
     }
 
-    /// Opens the directory `name` in `parent` (following no link) where the agent's own user
-    /// may not: a directory an earlier job gave the source's mode 0300, 0100 or 0000 cannot be
-    /// opened to write into it (EACCES; rsync, not root, re-syncs into it). The directory gets
-    /// its owner's read and search bits for the open and its mode back at once; `parent`, when
-    /// its owner may not search it, gets the search bit for the look. The same conditions as
-    /// `retrying`: the agent's own directory, not root, not a set-group-ID one of another group.
-    /// The directory is held by an `O_PATH` descriptor from the first look to the put-back and
-    /// changed only through it, never by name: a name swapped for a link meanwhile is not
-    /// followed to whatever it points at. Tried again, as `retrying` is, when another agent
-    /// sharing the root put a mode back under the open. -1 with errno set on failure.
     /// Opens the regular file `path` to read it, at an agent that is not root, where the plain
     /// open by path is refused (EACCES): its directory is opened beneath the root through no link,
     /// lifted where the agent may not search it; the file is held by an `O_PATH` descriptor and
@@ -113,6 +103,16 @@ public enum DirectoryLift {
         }
     }
 
+    /// Opens the directory `name` in `parent` (following no link) where the agent's own user
+    /// may not: a directory an earlier job gave the source's mode 0300, 0100 or 0000 cannot be
+    /// opened to write into it (EACCES; rsync, not root, re-syncs into it). The directory gets
+    /// its owner's read and search bits for the open and its mode back at once; `parent`, when
+    /// its owner may not search it, gets the search bit for the look. The same conditions as
+    /// `retrying`: the agent's own directory, not root, not a set-group-ID one of another group.
+    /// The directory is held by an `O_PATH` descriptor from the first look to the put-back and
+    /// changed only through it, never by name: a name swapped for a link meanwhile is not
+    /// followed to whatever it points at. Tried again, as `retrying` is, when another agent
+    /// sharing the root put a mode back under the open. -1 with errno set on failure.
     public static func openDirectory(_ name: String, in parent: Int32) -> Int32 {
         let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
         var fd = openat(parent, name, flags)

@@ -10,7 +10,7 @@ import Darwin
 /// `--checksum` re-sync a new inode for every file, and wrote the whole tree once more.
 public enum UnchangedFinal {
     /// How a file was kept.
-    public enum Kept: Sendable {
+    public enum Outcome: Sendable {
         /// Its mode and mtime were already right: nothing changed.
         case untouched
         /// It was given its mode or mtime.
@@ -20,8 +20,8 @@ public enum UnchangedFinal {
     /// Keeps the file at `final` when it is a regular file of `size` bytes that `matches` accepts
     /// (the caller's hash of them; not asked for an empty file): it gets `mode` (without
     /// set-user-ID and set-group-ID, `FileModes`) and the mtime, made durable, and the result says
-    /// whether they changed. Nil, with nothing changed, when that is not so, or not safely so (the transfer then
-    /// writes the file as any other):
+    /// whether they changed. Nil, with nothing changed, when that is not so, or not safely so (the
+    /// transfer then writes the file as any other):
     /// - no regular file of that size is there, opened beneath the root through no link;
     /// - a partial copy of it lies beside it (the transfer takes that over, as it does today);
     /// - its mode or mtime must change but it has other names (a hard link: a change would reach
@@ -32,7 +32,7 @@ public enum UnchangedFinal {
     /// descriptor with no link followed (no side effect on a device or FIFO put there), then read
     /// through that same inode.
     public static func keep(_ final: RootedPath, in root: RootDirectory, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32,
-                            buffer: UnsafeMutableRawBufferPointer, matches: (UnsafeRawBufferPointer) -> Bool) -> Kept? {
+                            buffer: UnsafeMutableRawBufferPointer, matches: (UnsafeRawBufferPointer) -> Bool) -> Outcome? {
         guard size <= UInt64(buffer.count) else { return nil }
         let held = root.openBeneath(final.relative, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
         guard held >= 0 else { return nil }

@@ -77,12 +77,6 @@ enum QuickCheck {
         case differs
     }
 
-    /// Whether `name` in `directory` is `entry` unchanged.
-    static func matches(_ entry: FileEntry, name: String, in directory: OpenDirectory) -> Bool {
-        if case .unchanged = verdict(entry, name: name, in: directory) { return true }
-        return false
-    }
-
     /// How `name` in `directory` compares with `entry`.
     static func verdict(_ entry: FileEntry, name: String, in directory: OpenDirectory) -> Verdict {
         var st = stat()

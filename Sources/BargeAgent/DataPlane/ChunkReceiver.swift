@@ -183,8 +183,7 @@ public final class ChunkReceiver {
             // Already in place, whole (a `--checksum` re-sync of an unchanged file, or one
             // whose mtime alone changed): kept, not written again.
             if f.size <= UInt64(Int32.max), let how = files.keepUnchanged(job: batch.job, target: target, file: f.done, xxh: f.xxh, buffer: staging(Int(f.size))) {
-                let untouched = if case .untouched = how { true } else { false }
-                kept.append(DestinationFiles.Kept(target: target, file: f.done, id: f.id, xxh: f.xxh, untouched: untouched))
+                kept.append(DestinationFiles.Kept(target: target, file: f.done, id: f.id, xxh: f.xxh, untouched: how == .untouched))
                 continue
             }
             if f.size > 0 {

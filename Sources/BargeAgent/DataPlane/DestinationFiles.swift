@@ -344,7 +344,7 @@ public final class DestinationFiles: Sendable {
     /// only gets the mode and mtime, as `rsync --checksum` leaves an identical file alone. Not
     /// for a file placed cold, nor one with a partial copy open here. `recordKept` then does a
     /// finish's bookkeeping for the files kept.
-    public func keepUnchanged(job: String, target: RootedPath, file: FilesDone.File, xxh: [UInt8], buffer: UnsafeMutableRawBufferPointer) -> UnchangedFinal.Kept? {
+    public func keepUnchanged(job: String, target: RootedPath, file: FilesDone.File, xxh: [UInt8], buffer: UnsafeMutableRawBufferPointer) -> UnchangedFinal.Outcome? {
         let key = JobFile(job: job, path: target.relative)
         guard !isCold(job: job, path: target.relative), !recentlyCold.withLockedValue({ $0.contains(key) }),
               open.withLockedValue({ $0[key] == nil }), let root = try? RootDirectory.open(target.root) else { return nil }
