@@ -33,31 +33,103 @@ public enum UnchangedFinal {
     /// through that same inode.
     public static func keep(_ final: RootedPath, in root: RootDirectory, size: UInt64, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32,
                             buffer: UnsafeMutableRawBufferPointer, matches: (UnsafeRawBufferPointer) -> Bool) -> Outcome? {
-        guard size <= UInt64(buffer.count) else { return nil }
-        let held = root.openBeneath(final.relative, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
-        guard held >= 0 else { return nil }
+        guard size <= UInt64(buffer.count), let (held, st) = openFinal(final, in: root, size: size) else { return nil }
         defer { close(held) }
-        var st = stat()
-        guard fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else { return nil }
-        let partial = root.openBeneath(PartialFileWriter.partialRelative(of: final), RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
-        if partial >= 0 {
-            close(partial)
-            return nil
-        }
         let fd = open("/proc/self/fd/\(held)", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         if size > 0 {
             let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)])
-            var done = 0
-            while done < region.count {
-                let n = pread(fd, region.baseAddress! + done, region.count - done, off_t(done))
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else { return nil }
-                done += n
-            }
-            guard matches(UnsafeRawBufferPointer(region)) else { return nil }
+            guard readAll(fd, into: region, at: 0), matches(UnsafeRawBufferPointer(region)) else { return nil }
         }
+        return give(fd, st, mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
+    }
+
+    /// What a file under its final name was when its bytes were checked: a later look that finds
+    /// the same device, inode, size, mtime and ctime finds the same bytes (a write, a truncation,
+    /// a rename over it or a change of mode all change one of them).
+    public struct Identity: Hashable, Sendable {
+        public let device: UInt64
+        public let inode: UInt64
+        public let size: UInt64
+        public let mtime: Int64
+        public let mtimeNanoseconds: Int
+        public let ctime: Int64
+        public let ctimeNanoseconds: Int
+
+        public init(_ st: stat) {
+            device = UInt64(st.st_dev)
+            inode = UInt64(st.st_ino)
+            size = UInt64(st.st_size)
+            mtime = Int64(st.st_mtim.tv_sec)
+            mtimeNanoseconds = Int(st.st_mtim.tv_nsec)
+            ctime = Int64(st.st_ctim.tv_sec)
+            ctimeNanoseconds = Int(st.st_ctim.tv_nsec)
+        }
+    }
+
+    /// Reads `region.count` bytes at `offset` of the regular file of `size` bytes at `final`
+    /// (opened beneath the root through no link, with no partial copy beside it) and returns what
+    /// the file was while they were read: nil when it is not so, or it changed during the read.
+    public static func read(_ final: RootedPath, in root: RootDirectory, size: UInt64, at offset: UInt64, into region: UnsafeMutableRawBufferPointer) -> Identity? {
+        guard let (held, before) = openFinal(final, in: root, size: size) else { return nil }
+        defer { close(held) }
+        let fd = open("/proc/self/fd/\(held)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var after = stat()
+        guard readAll(fd, into: region, at: offset), fstat(fd, &after) == 0, Identity(after) == Identity(before) else { return nil }
+        return Identity(before)
+    }
+
+    /// Keeps the file at `final` whose bytes were checked, chunk by chunk, while it was
+    /// `identity` (`read`): it still is, so it holds them. It gets `mode` and the mtime as `keep`
+    /// gives them, with the same refusals (a partial copy beside it, other names, not its owner).
+    public static func keep(_ final: RootedPath, in root: RootDirectory, checkedAs identity: Identity, mode: UInt32, mtimeSeconds: Int64,
+                            mtimeNanoseconds: Int32) -> Outcome? {
+        guard let (held, st) = openFinal(final, in: root, size: identity.size) else { return nil }
+        defer { close(held) }
+        guard Identity(st) == identity else { return nil }
+        let fd = open("/proc/self/fd/\(held)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return give(fd, st, mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds)
+    }
+
+    /// The regular file of `size` bytes at `final` as an `O_PATH` descriptor, and its status;
+    /// nil when there is none, opened beneath the root through no link, or a partial copy of it
+    /// lies beside it (the transfer takes that over).
+    private static func openFinal(_ final: RootedPath, in root: RootDirectory, size: UInt64) -> (Int32, stat)? {
+        let held = root.openBeneath(final.relative, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
+        guard held >= 0 else { return nil }
+        var st = stat()
+        guard fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else {
+            close(held)
+            return nil
+        }
+        let partial = root.openBeneath(PartialFileWriter.partialRelative(of: final), RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
+        if partial >= 0 {
+            close(partial)
+            close(held)
+            return nil
+        }
+        return (held, st)
+    }
+
+    private static func readAll(_ fd: Int32, into region: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Bool {
+        var done = 0
+        while done < region.count {
+            let n = pread(fd, region.baseAddress! + done, region.count - done, off_t(offset) + off_t(done))
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return false }
+            done += n
+        }
+        return true
+    }
+
+    /// Gives the open file `fd` (status `st`) `mode` and the mtime, made durable; nil when that
+    /// must change a file with other names or is refused.
+    private static func give(_ fd: Int32, _ st: stat, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) -> Outcome? {
         let wanted = mode_t(FileModes.atDestination(mode) & 0o7777)
         let sameMode = st.st_mode & 0o7777 == wanted
         let sameTime = Int64(st.st_mtim.tv_sec) == mtimeSeconds && Int32(st.st_mtim.tv_nsec) == mtimeNanoseconds

@@ -229,6 +229,22 @@ struct FrameTests {
         }
     }
 
+    /// A placement's tier byte holds a tier (0 to 2) and, from version 17, the top bit for a
+    /// file the unit brings whole; any other bit is malformed, naming the byte.
+    @Test func aHaveQueryTierByteWithUnknownBitsIsMalformed() throws {
+        let query = HaveQuery(job: "j", paths: ["f"], facts: [.init(tier: .cold, size: 10, mtimeSeconds: 1, whole: true)])
+        #expect(try Message(frame: Message.haveQuery(query).frame()) == .haveQuery(query))
+        let frame = Message.haveQuery(query).frame()
+        var payload = frame.payload
+        // The tier byte: after the job (2 + 1), the path list (4 + 2 + 1) and the placement count (4).
+        let at = payload.readerIndex + 3 + 7 + 4
+        #expect(payload.getInteger(at: at, as: UInt8.self) == 0x82)
+        for bad: UInt8 in [0x83, 0x42, 0x06] {
+            payload.setInteger(bad, at: at)
+            #expect(throws: WireError.malformed(.haveQuery, "unknown tier \(bad)")) { try Message(frame: Frame(type: .haveQuery, payload: payload)) }
+        }
+    }
+
     @Test func errorReasonsAreCutToTheirLimit() throws {
         let long = ErrorMessage(code: .malformedMessage, reason: String(repeating: "é", count: 2000))
         #expect(long.reason.utf8.count <= ErrorMessage.maxReasonLength)

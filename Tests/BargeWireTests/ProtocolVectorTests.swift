@@ -140,6 +140,12 @@ struct ProtocolVectorTests {
                                                                          .init(tier: nil, size: 10, mtimeSeconds: 1_600_000_001)])),
          "4241524701480000" + "00000038" + "01ca96e6f3dc7865" + "00026a31000000020003642f660003642f67" + "00000002"
             + "02" + "0000000000001000" + "000000005f5e1000" + "00" + "000000000000000a" + "000000005f5e1001"),
+        // Version 17: the same paths brought whole by the unit (the tier byte's top bit), "d/f"
+        // placed hot by the job, "d/g" by the site.
+        (.haveQuery(HaveQuery(job: "j1", paths: ["d/f", "d/g"], facts: [.init(tier: .hot, size: 3 << 20, mtimeSeconds: 1_600_000_000, whole: true),
+                                                                         .init(tier: nil, size: 10, mtimeSeconds: 1_600_000_001, whole: true)])),
+         "4241524701480000" + "00000038" + "c183f9fe6697769c" + "00026a31000000020003642f660003642f67" + "00000002"
+            + "81" + "0000000000300000" + "000000005f5e1000" + "80" + "000000000000000a" + "000000005f5e1001"),
     ]
 
     /// The checksums (bytes 12–19) were computed with `xxhsum -H3` on each payload.

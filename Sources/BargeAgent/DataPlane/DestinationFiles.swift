@@ -64,6 +64,9 @@ public final class DestinationFiles: Sendable {
     /// Files finished cold lately (a late duplicate of a chunk of one is acked, not stored).
     private let recentlyCold = NIOLockedValueBox(RecentKeys())
     private let open = NIOLockedValueBox<[JobFile: OpenFile]>([:])
+    /// Files their unit brings whole, and their chunks found in place in the final copy. Lock
+    /// order: its lock, then `open`'s (never the other way).
+    let inPlace = InPlaceFiles()
     /// Index rows not yet written: recorded in batches, so the index costs one transaction per
     /// batch rather than per chunk. Lookups see them too.
     private let pending = NIOLockedValueBox<[ChunkIndex.Entry]>([])
@@ -101,6 +104,7 @@ public final class DestinationFiles: Sendable {
     public func place(job: String, paths: [String], facts: [HaveQuery.Facts], now: Int64 = Int64(time(nil))) -> [String] {
         var cold: [String] = []
         var hot: [String] = []
+        var whole: [Bool] = []
         let unplaced = zip(paths, facts).filter { $0.1.tier == nil }.map(\.0)
         // A catalog that cannot be read places nothing cold by this rule; the policy still does.
         let alreadyCold = unplaced.isEmpty ? [] : ((try? intake?.store.catalog.coldPaths(unplaced)) ?? [])
@@ -113,6 +117,11 @@ public final class DestinationFiles: Sendable {
             case nil: tier = sitePolicy?.tier(for: FileFacts(path: path, size: f.size, mtime: f.mtimeSeconds), now: now) ?? .hot
             }
             if tier == .cold { cold.append(path) } else { hot.append(path) }
+            whole.append(tier == .hot && f.whole)
+        }
+        // A file the unit brings whole, hot, may be kept in place (`InPlaceFiles`).
+        for (path, w) in zip(paths, whole) {
+            if w { inPlace.allow(JobFile(job: job, path: path)) } else { inPlace.forbid(JobFile(job: job, path: path)) }
         }
         guard intake != nil else { return cold }
         coldFiles.withLockedValue { set in
@@ -147,17 +156,40 @@ public final class DestinationFiles: Sendable {
     private func file(job: String, target: RootedPath, size: UInt64, parents: BatchParent? = nil) throws -> OpenFile {
         let key = JobFile(job: job, path: target.relative)
         if finishedLately(key, target, size: size) { throw AlreadyFinished(path: target.relative) }
-        return try open.withLockedValue { files in
+        let (f, opened) = try open.withLockedValue { files in
             if let f = files[key] {
                 guard f.size == size else {
                     throw StoreError.invalidPath(path: target.relative, reason: "chunks disagree about its size (\(f.size) and \(size) bytes)")
                 }
-                return f
+                return (f, false)
             }
             let f = OpenFile(writer: try PartialFileWriter(target, size: size, parents: parents), size: size)
             if f.writer.existed { try restore(f, target) }
             files[key] = f
-            return f
+            return (f, true)
+        }
+        // Taken once the copy is listed open: a chunk found in place meanwhile either was
+        // recorded before (and is taken here) or finds the copy open (and is written into it).
+        if opened, let found = inPlace.take(key) { try materialize(found, job: job, target: target, size: size) }
+        return f
+    }
+
+    /// Writes the chunks found in place in the final copy (`InPlaceFiles`) into the partial copy
+    /// just opened, each read again and checked: the file is received as any other from now on.
+    /// A chunk that no longer checks out (the file changed) is left out, and must be sent again.
+    private func materialize(_ found: InPlaceFiles.File, job: String, target: RootedPath, size: UInt64) throws {
+        guard let longest = found.chunks.map(\.length).max() else { return }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: longest, alignment: 16)
+        defer { buffer.deallocate() }
+        var copied = 0
+        for c in found.chunks {
+            let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<c.length])
+            guard LocalChunk.read(target.absolute, at: c.offset, into: region), XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == c.xxh else { continue }
+            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: c.offset, id: c.id, xxh: c.xxh)
+            copied += 1
+        }
+        if copied < found.chunks.count {
+            logger.notice("\(target.relative): \(found.chunks.count - copied) of \(found.chunks.count) chunks found in its final copy changed there since; they must be sent again")
         }
     }
 
@@ -278,6 +310,7 @@ public final class DestinationFiles: Sendable {
         if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
         let cold = isCold(job: job, path: target.relative)
         if let intake, cold, try intake.adopt(path: target.relative, fileSize: size, offset: offset, length: length, sha: id) { return true }
+        if !cold, try foundInPlace(job: job, target: target, size: size, offset: offset, length: length, id: id, xxh: xxh, buffer: buffer) { return true }
         guard let index else { return false }
         let waiting = pending.withLockedValue { p in p.filter { $0.id == id } }
         var candidates = waiting + (try index.locations(id: id))
@@ -315,6 +348,24 @@ public final class DestinationFiles: Sendable {
         return false
     }
 
+    /// A chunk of a file its unit brings whole, found at its own place in the file's final copy
+    /// (`InPlaceFiles`): recorded there and left there. When a partial copy of the file was
+    /// opened meanwhile, or the file changed since its other chunks were found, the bytes just
+    /// checked are written into the partial copy instead. False: not there (then it is looked
+    /// for elsewhere, as any chunk sent by reference).
+    private func foundInPlace(job: String, target: RootedPath, size: UInt64, offset: UInt64, length: Int, id: [UInt8], xxh: [UInt8],
+                              buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+        let key = JobFile(job: job, path: target.relative)
+        guard inPlace.isAllowed(key), open.withLockedValue({ $0[key] == nil }), let root = try? RootDirectory.open(target.root) else { return false }
+        let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+        guard let identity = UnchangedFinal.read(target, in: root, size: size, at: offset, into: region),
+              XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh else { return false }
+        let chunk = InPlaceFiles.Chunk(offset: offset, length: length, id: id, xxh: xxh)
+        if inPlace.record(key, chunk, as: identity, alone: { open.withLockedValue { $0[key] == nil } }) { return true }
+        try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
+        return true
+    }
+
     /// The source left the file out of job `job` (gone, changed or unreadable there when it came
     /// to read it, `file left out`): its partial copy goes, whichever agent sharing the root wrote
     /// it, with this agent's index rows for it, as rsync removes its temporary file. Before, it
@@ -324,6 +375,7 @@ public final class DestinationFiles: Sendable {
     /// chunks are in the cold store's packs).
     public func leftOut(job: String, target: RootedPath) throws {
         let key = JobFile(job: job, path: target.relative)
+        inPlace.forbid(key)
         guard !isCold(job: job, path: target.relative) else { return }
         if let f = open.withLockedValue({ $0.removeValue(forKey: key) }) {
             // A write still landing fails once it is sealed; none should (the unit's chunks
@@ -529,8 +581,14 @@ public final class DestinationFiles: Sendable {
             finishedLately(JobFile(job: job, path: batch[$0].target.relative), batch[$0].target, size: batch[$0].file.size)
                 || finishedByAnother(job: job, batch[$0])
         })
+        // Files whose every chunk was found in place stay where they are.
+        var kept: [Int] = []
         for (i, item) in batch.enumerated() where !already.contains(i) {
             do {
+                if try keptInPlace(job: job, item, mayName: mayName) {
+                    kept.append(i)
+                    continue
+                }
                 ready.append((i, try complete(job: job, item)))
             } catch {
                 failures[i] = error
@@ -639,11 +697,13 @@ public final class DestinationFiles: Sendable {
                 for i in renamed { failures[i] = StoreError.system(operation: "syncfs after renaming", path: batch[i].target.relative, errno: e) }
             }
         }
+        finished += kept
         // Known as finished before its entry goes, so that a late chunk in between finds it so
         // rather than opening a new partial copy.
         recentlyFinished.withLockedValue { recent in
             for i in finished + already { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
         }
+        for item in batch { inPlace.forbid(JobFile(job: job, path: item.target.relative)) }
         // Finished, or sealed and then refused by the disk: either way its writer is closed, and a
         // later chunk of the same name opens the partial copy again.
         open.withLockedValue { files in
@@ -659,6 +719,37 @@ public final class DestinationFiles: Sendable {
             })
         }
         return failures
+    }
+
+    /// Keeps the file of `item` where it is when every one of its chunks was found in place in
+    /// its final copy (`InPlaceFiles`) and the file has not changed since: it gets its mode and
+    /// mtime there (`UnchangedFinal.keep(_:in:checkedAs:…)`), and the chunk index records it
+    /// as a finish would. False when it was not so: what was found of it is then written into a
+    /// partial copy (a file that cannot be kept, as a hard link whose mtime must change, is
+    /// received as any other). Asks `mayName` before it changes anything; refused, the file
+    /// stays as it is, refused as `Incomplete`.
+    private func keptInPlace(job: String, _ item: Finish, mayName: () -> Bool) throws -> Bool {
+        let key = JobFile(job: job, path: item.target.relative), size = item.file.size
+        guard let found = inPlace.take(key), !found.chunks.isEmpty else { return false }
+        if found.whole(size), open.withLockedValue({ $0[key] == nil }), let identity = found.identity,
+           let root = try? RootDirectory.open(item.target.root) {
+            guard mayName() else {
+                throw Incomplete(description: "\(item.target.relative): this agent was stopped while finishing it, and its unit may be another agent's now; left as it was")
+            }
+            if UnchangedFinal.keep(item.target, in: root, checkedAs: identity, mode: item.file.mode, mtimeSeconds: item.file.mtimeSeconds,
+                                   mtimeNanoseconds: item.file.mtimeNanoseconds) != nil {
+                // Its rows, as a finish records a file's: they replace those of its final copy.
+                if index != nil {
+                    pending.withLockedValue { p in
+                        for c in found.chunks { p.append(ChunkIndex.Entry(path: item.target.relative, offset: c.offset, length: c.length, fileSize: size, id: c.id, xxh: c.xxh)) }
+                    }
+                }
+                return true
+            }
+        }
+        _ = try file(job: job, target: item.target, size: size)
+        try materialize(found, job: job, target: item.target, size: size)
+        return false
     }
 
     /// The directory a file is in, by bytes (a key of the finish's groups).
@@ -784,6 +875,7 @@ public final class DestinationFiles: Sendable {
             for key in files.keys where key.job == job { files.removeValue(forKey: key) }
         }
         coldFiles.withLockedValue { set in set = set.filter { $0.job != job } }
+        inPlace.forget(job: job)
     }
 }
 

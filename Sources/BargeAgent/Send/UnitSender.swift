@@ -380,7 +380,12 @@ public struct UnitSender: Sendable {
         let dedup = settings.dedup && stream.version >= WireVersion.dedup
         let placing = stream.version >= WireVersion.placement
         guard dedup || placing, !paths.isEmpty else { return References(enabled: false) }
-        let facts = placing ? files.map { HaveQuery.Facts(tier: $0.tier, size: $0.entry.size, mtimeSeconds: $0.entry.mtimeSeconds) } : []
+        // A file this unit brings whole and finishes may be kept in place (version 17).
+        let marking = stream.version >= WireVersion.wholeFiles
+        let facts = placing ? files.map {
+            HaveQuery.Facts(tier: $0.tier, size: $0.entry.size, mtimeSeconds: $0.entry.mtimeSeconds,
+                            whole: marking && $0.finish && $0.offset == 0 && $0.length == $0.entry.size && $0.entry.size > 0)
+        } : []
         let query = Message.haveQuery(HaveQuery(job: task.job, paths: paths, facts: facts))
         if placing, stream.version >= WireVersion.batches, Self.finishesOnly(task) {
             return References(enabled: false, placing: Placing(reply: stream.queue(query), paths: paths))

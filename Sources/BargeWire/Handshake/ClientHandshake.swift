@@ -146,8 +146,11 @@ public enum WireVersion {
     /// came to read it) has its partial copy removed at the destination, as rsync removes its
     /// temporary file.
     public static let fileLeftOut: UInt8 = 16
+    /// `have query` marks the files a unit brings whole (`HaveQuery.wholeBit`): the destination
+    /// keeps such a file in place when its final copy already holds every chunk.
+    public static let wholeFiles: UInt8 = 17
 
-    /// This build speaks 8 to 16, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 17, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -159,6 +162,6 @@ public enum WireVersion {
         }
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...fileLeftOut
+        return sealed...wholeFiles
     }()
 }

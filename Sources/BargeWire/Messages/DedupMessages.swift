@@ -10,18 +10,31 @@ import NIOCore
 /// it before any chunk of the unit even without dedup, and a destination that cannot place a
 /// file cold (no cold store) answers a `files done reply` instead of a `have list`, refusing
 /// those files (by index in `paths`) with `refusedPath` and the reason.
+///
+/// From protocol version 17 the tier byte's top bit (`wholeBit`) says the unit brings the whole
+/// file and finishes it: every chunk of it comes in this unit, to this destination agent, and
+/// then its `files done`. Such a file's chunks sent by reference that its copy under its final
+/// name already holds at their place are checked there and left there, rather than copied into
+/// a partial copy, and its finish keeps the file where it is when they all were
+/// (`InPlaceFiles`). A source sets it only for a peer of version 17.
 public struct HaveQuery: Hashable, Sendable, PayloadCodable {
     public struct Facts: Hashable, Sendable {
         public var tier: Placement?
         public var size: UInt64
         public var mtimeSeconds: Int64
+        /// Version 17: the unit brings every byte of the file and finishes it.
+        public var whole: Bool
 
-        public init(tier: Placement?, size: UInt64, mtimeSeconds: Int64) {
+        public init(tier: Placement?, size: UInt64, mtimeSeconds: Int64, whole: Bool = false) {
             self.tier = tier
             self.size = size
             self.mtimeSeconds = mtimeSeconds
+            self.whole = whole
         }
     }
+
+    /// The bit of a placement's tier byte that marks a file the unit brings whole (version 17).
+    public static let wholeBit: UInt8 = 0x80
 
     public var job: String
     public var paths: [String]
@@ -45,9 +58,11 @@ public struct HaveQuery: Hashable, Sendable, PayloadCodable {
             return
         }
         facts = try r.list("placements", minimumSize: 17) { (r: inout PayloadReader) throws(WireError) in
-            let raw = try r.integer(UInt8.self, "tier")
-            guard raw <= 2 else { throw .malformed(r.type, "unknown tier \(raw)") }
-            return Facts(tier: Placement(rawValue: raw), size: try r.quantity("size"), mtimeSeconds: try r.integer(Int64.self, "mtime"))
+            let byte = try r.integer(UInt8.self, "tier")
+            let raw = byte & ~HaveQuery.wholeBit
+            guard raw <= 2 else { throw .malformed(r.type, "unknown tier \(byte)") }
+            return Facts(tier: Placement(rawValue: raw), size: try r.quantity("size"), mtimeSeconds: try r.integer(Int64.self, "mtime"),
+                         whole: byte & HaveQuery.wholeBit != 0)
         }
         guard facts.count == paths.count else { throw .malformed(r.type, "\(facts.count) placements for \(paths.count) paths") }
     }
@@ -57,7 +72,7 @@ public struct HaveQuery: Hashable, Sendable, PayloadCodable {
         b.writeList(paths) { b, p in b.writeWireString(p) }
         guard !facts.isEmpty else { return }
         b.writeList(facts) { b, f in
-            b.writeInteger(f.tier?.rawValue ?? 0)
+            b.writeInteger((f.tier?.rawValue ?? 0) | (f.whole ? HaveQuery.wholeBit : 0))
             b.writeInteger(f.size)
             b.writeInteger(f.mtimeSeconds)
         }
