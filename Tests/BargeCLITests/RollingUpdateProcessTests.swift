@@ -62,7 +62,36 @@ struct RollingUpdateProcessTests {
         #expect(try await cluster.eventually(20) { old.output.contains("--insecure-plaintext") }, "\(old.output)")
         #expect(try await cluster.eventually(20) { coordinator.output.contains("--insecure-plaintext") }, "\(coordinator.output)")
         #expect(try await cluster.eventually { try cluster.agents(http).map { $0["name"] as? String } == ["b1"] })
+        #expect(b1.output.contains("protocol versions 8...17"), "\(b1.output)")
+    }
+
+    /// A destination agent of version 16 during an update to 17: the source marks no file
+    /// whole for it (a tier byte it would take for malformed), so a `--checksum` re-sync works as
+    /// it did, writing each file of several chunks anew; a current destination keeps them.
+    @Test func aDestinationOfTheVersionBeforeGetsNoFileMarkedWhole() async throws {
+        let cluster = try TestCluster(roots: ["root-a", "root-b", "root-c"])
+        let source = cluster.dir.url.appendingPathComponent("root-a/ds")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<4 {
+            try Data(SampleData.random(bytes: (3 << 20) + i, seed: UInt64(60 + i))).write(to: source.appendingPathComponent("f\(i).bin"))
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, environment: ["BARGE_WIRE_MAX_VERSION": "16"])
+        let c1 = try cluster.startAgent("c1", site: "c", root: "root-c", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1, c1)) {} }
+        #expect(try await cluster.agentsRegister(3, http))
         #expect(b1.output.contains("protocol versions 8...16"), "\(b1.output)")
+        for site in ["b", "c"] {
+            let destination = cluster.dir.url.appendingPathComponent("root-\(site)/copy")
+            #expect(try cluster.cli(["submit", "a:ds", "\(site):copy", "--wait"], http: http).status == 0)
+            let before = try DedupProcessTests.inodes(destination, upTo: .max)
+            let again = try cluster.cli(["submit", "a:ds", "\(site):copy", "--wait", "--checksum"], http: http)
+            #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+            #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+            let kept = try DedupProcessTests.inodes(destination, upTo: .max).filter { before[$0.key] == $0.value }.count
+            #expect(before.count == 4 && kept == (site == "b" ? 0 : 4), "site \(site): \(kept) of \(before.count) files kept in place")
+        }
     }
 }
 

@@ -154,13 +154,14 @@ public enum WireVersion {
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
-    /// in clear, and so has no tiers. `BARGE_WIRE_MAX_VERSION=N` (N up to 8) runs this build as
-    /// an older one (for testing mixed clusters).
+    /// in clear, and so has no tiers. `BARGE_WIRE_MAX_VERSION=N` runs this build as an older one
+    /// (for testing mixed clusters, and for measuring what a version changed): 1 to N in clear
+    /// for N up to 7, 8 to N sealed from 8 on.
     public static let supported: ClosedRange<UInt8> = {
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
-        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), String(cString: raw) == "\(sealed)" { return sealed...sealed }
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...wholeFiles).contains(v) { return sealed...v }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
         return sealed...wholeFiles
     }()
