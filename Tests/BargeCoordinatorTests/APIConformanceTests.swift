@@ -49,10 +49,25 @@ struct APIConformanceTests {
         try await f.app.test(.router) { client in
             // A path the API has, with a method it does not take there: 405 and Allow.
             try await client.execute(uri: "/v1/jobs/j-1", method: .delete, headers: f.admin) { response in
-                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET", "\(response.status) \(response.headers)")
+                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, HEAD", "\(response.status) \(response.headers)")
             }
             try await client.execute(uri: "/v1/jobs", method: .put, headers: f.admin) { response in
-                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, POST", "\(response.headers)")
+                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, HEAD, POST", "\(response.headers)")
+            }
+            // HEAD is answered as GET, without the body: the health check (no token), and a
+            // job (its token checked as for GET); on a path with no GET, 405.
+            try await client.execute(uri: "/healthz", method: .head) { response in
+                #expect(response.status == .ok && response.body.readableBytes == 0 && response.headers[.contentType]?.hasPrefix("application/json") == true,
+                        "\(response.status) \(response.headers)")
+            }
+            try await client.execute(uri: "/v1/jobs/j-1", method: .head, headers: f.admin) { response in
+                #expect(response.status == .ok && response.body.readableBytes == 0, "\(response.status)")
+            }
+            try await client.execute(uri: "/v1/jobs/j-1", method: .head) { response in
+                #expect(response.status == .unauthorized, "\(response.status)")
+            }
+            try await client.execute(uri: "/v1/jobs/j-1/cancel", method: .head, headers: f.admin) { response in
+                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "POST", "\(response.status) \(response.headers)")
             }
             // A path it does not have is still 404, with an error body that says so.
             try await client.execute(uri: "/v1/nothing", method: .get, headers: f.admin) { response in

@@ -89,7 +89,9 @@ public struct APIAuthentication: RouterMiddleware {
 /// The API's routes with the role each needs, added through `route`: a route cannot be added
 /// without saying who may call it.
 public final class APIRoutes: @unchecked Sendable {
-    public let router = Router(context: APIRequestContext.self)
+    /// HEAD is answered as GET is, without the body (RFC 9110 9.3.2): a load balancer's
+    /// `HEAD /healthz` was refused 405.
+    public let router = Router(context: APIRequestContext.self, options: .autoGenerateHeadEndpoints)
     /// "METHOD /path" → the least role that may call it (for the access tests and the docs).
     public private(set) var roles: [String: APIRole] = [:]
     /// "METHOD /path" of every route, for the 405 check.

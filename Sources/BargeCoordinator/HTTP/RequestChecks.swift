@@ -121,7 +121,8 @@ struct MethodCheck<Context: RequestContext>: RouterMiddleware {
                 }
             }
             let most = matches.map(\.literal).max() ?? 0
-            let allowed = Array(Set(matches.filter { $0.literal == most }.map(\.method)))
+            var allowed = Array(Set(matches.filter { $0.literal == most }.map(\.method)))
+            if allowed.contains("GET") { allowed.append("HEAD") }  // the router's own, for each GET
             if allowed.isEmpty {
                 throw HTTPError(.notFound, message: "the API has no \(request.uri.path) (docs/openapi.yaml lists what it has)")
             }

@@ -162,7 +162,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
 /// `/metrics` alone, with no token: for `--metrics HOST:PORT`, a listener Prometheus can
 /// scrape without reaching the API.
 public func buildMetricsRouter(scheduler: Scheduler, directory: AgentDirectory) -> Router<BasicRequestContext> {
-    let router = Router()
+    let router = Router(options: .autoGenerateHeadEndpoints)
     router.get("/metrics") { _, _ -> Response in await metricsResponse(scheduler, directory) }
     return router
 }
