@@ -241,8 +241,14 @@ enum JobSummary {
 
     static func text(_ s: JobStatus) -> String {
         if let operation = s.operation, operation != "transfer" { return tierText(s, operation) }
-        var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)",
-                     "  \(ByteQuantity.formatSize(Double(s.bytesDone))) of \(ByteQuantity.formatSize(Double(s.bytesTotal))), \(s.filesDone) of \(s.filesTotal) files, \(s.chunksDone) of \(s.chunksTotal) chunks"]
+        var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)"]
+        // Failed before any file was planned (its source is missing, say): the reason alone, as
+        // rsync says only that, not a page of zeros with a hint about units that never ran.
+        if s.state == .failed, s.filesTotal == 0, s.chunksTotal == 0, s.bytesTotal == 0, let e = s.error {
+            lines.append("  error: \(e)")
+            return TerminalText.safe(lines.joined(separator: "\n"))
+        }
+        lines += ["  \(ByteQuantity.formatSize(Double(s.bytesDone))) of \(ByteQuantity.formatSize(Double(s.bytesTotal))), \(s.filesDone) of \(s.filesTotal) files, \(s.chunksDone) of \(s.chunksTotal) chunks"]
         if s.state == .failed || s.state == .cancelled {
             // A review read "0 of 12 files" as nothing written, though most had arrived.
             lines.append("  (counted by units that completed: a unit that stopped may have put some of its files in place; 'barge resume' sends only what is missing)")

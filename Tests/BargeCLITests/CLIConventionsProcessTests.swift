@@ -122,6 +122,11 @@ struct CLIConventionsProcessTests {
         try FileManager.default.createDirectory(at: cluster.dir.url.appendingPathComponent("root-b/empty"), withIntermediateDirectories: true)
         let empty = try cluster.cli(["ls", "b:empty"], http: http)
         #expect(empty.status == 0 && empty.stdout.contains("Nothing under b:empty"), "\(empty.stdout)\(empty.stderr)")
+        // A source that is not there fails the job at once, and the summary says why and only
+        // that (not "0 of 0 files" and a hint about units that never ran).
+        let gone = try cluster.cli(["submit", "a:nope", "b:x", "--wait"], http: http)
+        #expect(gone.status == 1 && gone.stdout.contains("error: scan failed: the source 'nope' does not exist")
+                && !gone.stdout.contains("0 of 0 files") && !gone.stdout.contains("counted by units"), "\(gone.stdout)\(gone.stderr)")
         let zero = try cluster.cli(["set", job, "--bwlimit", "0"], http: http)
         #expect(zero.status == 64 && zero.stderr.contains("'off'") && !zero.stderr.contains("0/s"), "\(zero.stderr)")
 
