@@ -299,6 +299,15 @@ public final class ChunkIndex: Sendable {
         }
     }
 
+    /// The final file at `path`, of `size` bytes, was kept in place with its bytes and given
+    /// this mtime: its rows stay current. Nothing when the index does not hold it at that size.
+    public func retime(path: String, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE files SET mtimeSeconds = ?, mtimeNanoseconds = ? WHERE path = ? AND size = ?",
+                           arguments: [mtimeSeconds, mtimeNanoseconds, path, Int64(size)])
+        }
+    }
+
     /// A final file whose bytes did not match its rows: it changed after its finish.
     public func forgetFinal(path: String) throws {
         try pool.write { db in try Self.dropFinal(db, path) }

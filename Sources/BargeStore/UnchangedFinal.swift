@@ -69,10 +69,12 @@ public enum UnchangedFinal {
     }
 
     /// Reads `region.count` bytes at `offset` of the regular file of `size` bytes at `final`
-    /// (opened beneath the root through no link, with no partial copy beside it) and returns what
-    /// the file was while they were read: nil when it is not so, or it changed during the read.
-    public static func read(_ final: RootedPath, in root: RootDirectory, size: UInt64, at offset: UInt64, into region: UnsafeMutableRawBufferPointer) -> Identity? {
-        guard let (held, before) = openFinal(final, in: root, size: size) else { return nil }
+    /// (opened beneath the root through no link, with no partial copy beside it unless
+    /// `besidePartial`) and returns what the file was while they were read: nil when it is not
+    /// so, or it changed during the read.
+    public static func read(_ final: RootedPath, in root: RootDirectory, size: UInt64, at offset: UInt64, into region: UnsafeMutableRawBufferPointer,
+                            besidePartial: Bool = false) -> Identity? {
+        guard let (held, before) = openFinal(final, in: root, size: size, besidePartial: besidePartial) else { return nil }
         defer { close(held) }
         let fd = open("/proc/self/fd/\(held)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
@@ -99,7 +101,7 @@ public enum UnchangedFinal {
     /// The regular file of `size` bytes at `final` as an `O_PATH` descriptor, and its status;
     /// nil when there is none, opened beneath the root through no link, or a partial copy of it
     /// lies beside it (the transfer takes that over).
-    private static func openFinal(_ final: RootedPath, in root: RootDirectory, size: UInt64) -> (Int32, stat)? {
+    private static func openFinal(_ final: RootedPath, in root: RootDirectory, size: UInt64, besidePartial: Bool = false) -> (Int32, stat)? {
         let held = root.openBeneath(final.relative, RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
         guard held >= 0 else { return nil }
         var st = stat()
@@ -107,6 +109,7 @@ public enum UnchangedFinal {
             close(held)
             return nil
         }
+        guard !besidePartial else { return (held, st) }
         let partial = root.openBeneath(PartialFileWriter.partialRelative(of: final), RootDirectory.oPath | O_NOFOLLOW | O_CLOEXEC, throughLinks: false)
         if partial >= 0 {
             close(partial)

@@ -17,10 +17,11 @@ struct InPlaceFilesTests {
     let target: RootedPath
     var final: String { target.absolute }
 
-    init() throws {
+    /// `racyWindow` 0: the files here were all written a moment ago (one test keeps the default).
+    init(copyLimit: UInt64 = 256 << 20, racyWindow: Double = 0) throws {
         roots = try Roots()
         let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
-        files = DestinationFiles(index: index)
+        files = DestinationFiles(index: index, inPlaceCopyLimit: copyLimit, inPlaceRacyWindow: racyWindow)
         try FileManager.default.createDirectory(atPath: roots.destination + "/in", withIntermediateDirectories: true)
         target = try RootedPath.lexical("in/big", under: roots.destination)
     }
@@ -175,6 +176,75 @@ struct InPlaceFilesTests {
         #expect(look(final).st_ino != second.st_ino && content == bytes && look(final).st_mtim.tv_sec == 1_650_000_000 && !partial)
         let kept = look(other)
         #expect(kept.st_ino == second.st_ino && kept.st_mtim.tv_sec == 1_600_000_000 && kept.st_nlink == 1)
+    }
+
+    /// A large file's ranges come in units of their own, each with its `have query`, and its
+    /// finish in another (the coordinator pins them all to one agent): what the earlier ranges
+    /// found stays. Past the copy limit the chunks are no longer listed; the file is still kept,
+    /// and the index keeps offering its chunks, with its new mtime.
+    @Test func aLargeFilesRangesFoundInPlaceAcrossUnitsKeepIt() throws {
+        let t = try InPlaceFilesTests(copyLimit: 1 << 20)
+        let bytes = SampleData.random(bytes: Self.size, seed: 77)
+        try t.sendOnce(bytes)
+        let before = t.look(t.final)
+        let parts = Self.chunks(bytes)
+        for range in [parts[0..<2], parts[2..<4]] {
+            t.place("j1", whole: true)
+            for c in range { #expect(try t.byReference("j1", c)) }
+        }
+        #expect(!t.partial)
+        t.place("j1", whole: true)  // the finish unit's query
+        try t.finish("j1", seconds: 1_600_000_123)
+        #expect(t.look(t.final).st_ino == before.st_ino && t.look(t.final).st_mtim.tv_sec == 1_600_000_123 && t.content == bytes && !t.partial)
+        #expect(try t.files.heldIds(paths: [t.target.relative]) == Set(parts.map(\.id)), "the rows stay current with the new mtime")
+    }
+
+    /// Past the copy limit, a chunk that must be written opens a partial copy that the chunks
+    /// found in place are not copied into: the finish refuses the file as incomplete (the
+    /// coordinator sends it again), and sent again the file arrives whole, through the copy.
+    @Test func pastTheCopyLimitAChangedFileIsRefusedThenArrivesWhenSentAgain() throws {
+        let t = try InPlaceFilesTests(copyLimit: 1 << 20)
+        let bytes = SampleData.random(bytes: Self.size, seed: 78)
+        try t.sendOnce(bytes)
+        var changed = bytes
+        for i in (2 * Self.chunk)..<(2 * Self.chunk + 10) { changed[i] ^= 0x5A }
+        let parts = Self.chunks(changed)
+        t.place("j1", whole: true)
+        #expect(try t.byReference("j1", parts[0]) && t.byReference("j1", parts[1]))
+        try t.byValue("j1", parts[2])
+        #expect(try t.byReference("j1", parts[3]))
+        #expect(throws: DestinationFiles.Incomplete.self) { try t.finish("j1") }
+        t.place("j1", whole: true)
+        for c in parts where c.offset != parts[2].offset { #expect(try t.byReference("j1", c)) }
+        try t.finish("j1")
+        #expect(t.content == changed && !t.partial)
+    }
+
+    /// Only part of a file found here by its finish (its other chunks went to another agent):
+    /// refused as incomplete, and nothing is made for it, not even a partial copy.
+    @Test func aFileFoundOnlyInPartIsRefusedAndLeftAsItWas() throws {
+        let bytes = SampleData.random(bytes: Self.size, seed: 79)
+        try sendOnce(bytes)
+        let before = look(final)
+        place("j1", whole: true)
+        #expect(try byReference("j1", Self.chunks(bytes)[0]))
+        #expect(throws: DestinationFiles.Incomplete.self) { try finish("j1") }
+        #expect(!partial && look(final).st_ino == before.st_ino && look(final).st_ctim.tv_nsec == before.st_ctim.tv_nsec && content == bytes)
+    }
+
+    /// A file changed a moment ago (here: just written) is not trusted to stay as read, as git
+    /// treats a racily clean file: its chunks go into a partial copy, and it arrives anew.
+    @Test func aFileChangedAMomentAgoIsNotKept() throws {
+        let t = try InPlaceFilesTests(racyWindow: 2)
+        let bytes = SampleData.random(bytes: Self.size, seed: 80)
+        try t.sendOnce(bytes)
+        let before = t.look(t.final)
+        t.place("j1", whole: true)
+        #expect(try t.byReference("j1", Self.chunks(bytes)[0]))
+        #expect(t.partial)
+        for c in Self.chunks(bytes).dropFirst() { #expect(try t.byReference("j1", c)) }
+        try t.finish("j1")
+        #expect(t.look(t.final).st_ino != before.st_ino && t.content == bytes)
     }
 
     /// The source left the file out: what was found of it is forgotten, and nothing stays.

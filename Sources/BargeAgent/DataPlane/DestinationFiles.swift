@@ -66,7 +66,7 @@ public final class DestinationFiles: Sendable {
     private let open = NIOLockedValueBox<[JobFile: OpenFile]>([:])
     /// Files their unit brings whole, and their chunks found in place in the final copy. Lock
     /// order: its lock, then `open`'s (never the other way).
-    let inPlace = InPlaceFiles()
+    let inPlace: InPlaceFiles
     /// Index rows not yet written: recorded in batches, so the index costs one transaction per
     /// batch rather than per chunk. Lookups see them too.
     private let pending = NIOLockedValueBox<[ChunkIndex.Entry]>([])
@@ -84,8 +84,11 @@ public final class DestinationFiles: Sendable {
         }
     }
 
+    /// `inPlaceCopyLimit` and `inPlaceRacyWindow`: `InPlaceFiles`' limits (tests lower them).
     public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, intake: ColdIntake? = nil, sitePolicy: TierPolicy? = nil,
-                logger: Logger = Logger(label: "barge.agent")) {
+                logger: Logger = Logger(label: "barge.agent"), inPlaceCopyLimit: UInt64 = 256 << 20,
+                inPlaceRacyWindow: Double = 2) {
+        inPlace = InPlaceFiles(copyLimit: inPlaceCopyLimit, racyWindow: inPlaceRacyWindow)
         self.index = index
         self.siblings = siblings
         self.intake = intake
@@ -170,26 +173,35 @@ public final class DestinationFiles: Sendable {
         }
         // Taken once the copy is listed open: a chunk found in place meanwhile either was
         // recorded before (and is taken here) or finds the copy open (and is written into it).
-        if opened, let found = inPlace.take(key) { try materialize(found, job: job, target: target, size: size) }
+        if opened, let found = inPlace.take(key) { try materialize(found, into: f, job: job, target: target, size: size) }
         return f
     }
 
     /// Writes the chunks found in place in the final copy (`InPlaceFiles`) into the partial copy
     /// just opened, each read again and checked: the file is received as any other from now on.
     /// A chunk that no longer checks out (the file changed) is left out, and must be sent again.
-    private func materialize(_ found: InPlaceFiles.File, job: String, target: RootedPath, size: UInt64) throws {
-        guard let longest = found.chunks.map(\.length).max() else { return }
+    /// Past `InPlaceFiles.copyLimit` nothing is copied: the finish then refuses the file as
+    /// incomplete, and it is sent again.
+    /// A chunk over bytes the copy already holds is left out: they came later (by value), so
+    /// they are the ones to keep.
+    private func materialize(_ found: InPlaceFiles.File, into f: OpenFile, job: String, target: RootedPath, size: UInt64) throws {
+        if found.overflowed {
+            logger.notice("\(target.relative): \(found.covered.total) bytes found in place in its final copy are more than are copied into the partial copy now opened (\(inPlace.copyLimit)); its finish will be refused, and the file sent again")
+            return
+        }
+        guard let longest = found.chunks.map(\.length).max(), let root = try? RootDirectory.open(target.root) else { return }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: longest, alignment: 16)
         defer { buffer.deallocate() }
         var copied = 0
-        for c in found.chunks {
+        for c in found.chunks where !f.lock.withLock({ f.written.overlaps(c.offset, UInt64(c.length)) }) {
             let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<c.length])
-            guard LocalChunk.read(target.absolute, at: c.offset, into: region), XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == c.xxh else { continue }
+            guard UnchangedFinal.read(target, in: root, size: size, at: c.offset, into: region, besidePartial: true) != nil,
+                  XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == c.xxh else { continue }
             try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: c.offset, id: c.id, xxh: c.xxh)
             copied += 1
         }
         if copied < found.chunks.count {
-            logger.notice("\(target.relative): \(found.chunks.count - copied) of \(found.chunks.count) chunks found in its final copy changed there since; they must be sent again")
+            logger.notice("\(target.relative): \(found.chunks.count - copied) of \(found.chunks.count) chunks found in its final copy are not copied into its partial copy (changed there since, or written anew); they must be sent again if missing")
         }
     }
 
@@ -360,6 +372,13 @@ public final class DestinationFiles: Sendable {
         let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
         guard let identity = UnchangedFinal.read(target, in: root, size: size, at: offset, into: region),
               XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh else { return false }
+        // Changed within the last moments (a timestamp may not tell a write in the same tick
+        // from none, 1 s on some parallel file systems): not trusted to stay as read, as git
+        // treats a racily clean file. The chunk, checked, goes into a partial copy.
+        if inPlace.racilyClean(identity) {
+            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
+            return true
+        }
         let chunk = InPlaceFiles.Chunk(offset: offset, length: length, id: id, xxh: xxh)
         if inPlace.record(key, chunk, as: identity, alone: { open.withLockedValue { $0[key] == nil } }) { return true }
         try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
@@ -582,12 +601,18 @@ public final class DestinationFiles: Sendable {
                 || finishedByAnother(job: job, batch[$0])
         })
         // Files whose every chunk was found in place stay where they are.
-        var kept: [Int] = []
+        var kept: [Int] = [], retimed: [Int] = []
         for (i, item) in batch.enumerated() where !already.contains(i) {
             do {
-                if try keptInPlace(job: job, item, mayName: mayName) {
+                switch try keptInPlace(job: job, item, mayName: mayName) {
+                case .listed:
                     kept.append(i)
                     continue
+                case .retimed:
+                    retimed.append(i)
+                    continue
+                case .no:
+                    break
                 }
                 ready.append((i, try complete(job: job, item)))
             } catch {
@@ -701,7 +726,7 @@ public final class DestinationFiles: Sendable {
         // Known as finished before its entry goes, so that a late chunk in between finds it so
         // rather than opening a new partial copy.
         recentlyFinished.withLockedValue { recent in
-            for i in finished + already { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
+            for i in finished + already + retimed { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
         }
         for item in batch { inPlace.forbid(JobFile(job: job, path: item.target.relative)) }
         // Finished, or sealed and then refused by the disk: either way its writer is closed, and a
@@ -728,29 +753,49 @@ public final class DestinationFiles: Sendable {
     /// partial copy (a file that cannot be kept, as a hard link whose mtime must change, is
     /// received as any other). Asks `mayName` before it changes anything; refused, the file
     /// stays as it is, refused as `Incomplete`.
-    private func keptInPlace(job: String, _ item: Finish, mayName: () -> Bool) throws -> Bool {
+    private func keptInPlace(job: String, _ item: Finish, mayName: () -> Bool) throws -> KeptInPlace {
         let key = JobFile(job: job, path: item.target.relative), size = item.file.size
-        guard let found = inPlace.take(key), !found.chunks.isEmpty else { return false }
-        if found.whole(size), open.withLockedValue({ $0[key] == nil }), let identity = found.identity,
-           let root = try? RootDirectory.open(item.target.root) {
-            guard mayName() else {
-                throw Incomplete(description: "\(item.target.relative): this agent was stopped while finishing it, and its unit may be another agent's now; left as it was")
-            }
-            if UnchangedFinal.keep(item.target, in: root, checkedAs: identity, mode: item.file.mode, mtimeSeconds: item.file.mtimeSeconds,
-                                   mtimeNanoseconds: item.file.mtimeNanoseconds) != nil {
-                // Its rows, as a finish records a file's: they replace those of its final copy.
-                if index != nil {
-                    pending.withLockedValue { p in
-                        for c in found.chunks { p.append(ChunkIndex.Entry(path: item.target.relative, offset: c.offset, length: c.length, fileSize: size, id: c.id, xxh: c.xxh)) }
-                    }
-                }
-                return true
-            }
+        guard let found = inPlace.take(key), let identity = found.identity else { return .no }
+        guard found.whole(size), identity.size == size, open.withLockedValue({ $0[key] == nil }) else {
+            // Part of it found here (a unit sent again, or a large file's ranges split between
+            // agents when the one it was pinned to went down): refused as it is, nothing made;
+            // sent again, its chunks are looked for anew.
+            throw Incomplete(description: "\(item.target.relative): only \(found.covered.total) of its \(size) bytes were found in place at this agent; it stays as it was")
         }
-        _ = try file(job: job, target: item.target, size: size)
-        try materialize(found, job: job, target: item.target, size: size)
-        return false
+        guard mayName() else {
+            throw Incomplete(description: "\(item.target.relative): this agent was stopped while finishing it, and its unit may be another agent's now; left as it was")
+        }
+        if let root = try? RootDirectory.open(item.target.root),
+           UnchangedFinal.keep(item.target, in: root, checkedAs: identity, mode: item.file.mode, mtimeSeconds: item.file.mtimeSeconds,
+                               mtimeNanoseconds: item.file.mtimeNanoseconds) != nil {
+            // Known as finished at once: a late chunk of it (a unit's duplicate run) is acked
+            // rather than opening a partial copy beside it while the rest of the batch finishes.
+            recentlyFinished.withLockedValue { $0.insert(key) }
+            // Its rows, as a finish records a file's: they replace those of its final copy.
+            // Past the copy limit the chunks are not listed: the final copy's rows, which
+            // offered them, stay, with the file's new mtime.
+            guard let index else { return .listed }
+            if found.overflowed {
+                do { try index.retime(path: item.target.relative, size: size, mtimeSeconds: item.file.mtimeSeconds, mtimeNanoseconds: item.file.mtimeNanoseconds) } catch {
+                    logger.warning("chunk index: \(item.target.relative) kept in place, its new mtime not recorded: \(error)")
+                }
+                return .retimed
+            }
+            pending.withLockedValue { p in
+                for c in found.chunks { p.append(ChunkIndex.Entry(path: item.target.relative, offset: c.offset, length: c.length, fileSize: size, id: c.id, xxh: c.xxh)) }
+            }
+            return .listed
+        }
+        // Whole, but not to be kept (a hard link whose mode or mtime must change, a file not
+        // this agent's to change, or one changed since): written anew from what was found.
+        let f = try file(job: job, target: item.target, size: size)
+        try materialize(found, into: f, job: job, target: item.target, size: size)
+        return .no
     }
+
+    /// How a finish kept a file in place: not at all; with the rows of its chunks to record as a
+    /// finish's; or with only its mtime changed in the index (`InPlaceFiles.copyLimit`).
+    private enum KeptInPlace { case no, listed, retimed }
 
     /// The directory a file is in, by bytes (a key of the finish's groups).
     static func parentKey(_ path: RootedPath) -> PathKey { PathKey(path.components.dropLast().joined(separator: "/")) }

@@ -66,7 +66,9 @@ public struct UnitPlan: Sendable {
     /// A file that goes whole in a batch: a regular file finished in this unit, in one chunk at
     /// most, and no larger than a batch's bytes (so a batch stays near `2 × batchBytes`, far under
     /// the frame limit, whatever the chunk size: it may be 16 MiB).
-    private func batchable(_ f: TaskFile) -> Bool {
+    private func batchable(_ f: TaskFile) -> Bool { Self.batchable(f, chunkSize: chunkSize, batchFiles: batchFiles, batchBytes: batchBytes) }
+
+    static func batchable(_ f: TaskFile, chunkSize: UInt64, batchFiles: Int = defaultBatchFiles, batchBytes: UInt64 = defaultBatchBytes) -> Bool {
         batchFiles > 0 && f.entry.kind == .file && f.finish && !f.repair && f.offset == 0 && f.length == f.entry.size
             && f.entry.size <= min(chunkSize, batchBytes)
     }

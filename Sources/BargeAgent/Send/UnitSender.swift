@@ -380,11 +380,14 @@ public struct UnitSender: Sendable {
         let dedup = settings.dedup && stream.version >= WireVersion.dedup
         let placing = stream.version >= WireVersion.placement
         guard dedup || placing, !paths.isEmpty else { return References(enabled: false) }
-        // A file this unit brings whole and finishes may be kept in place (version 17).
+        // A file this unit brings whole and finishes, or one the coordinator lets the
+        // destination keep in place (a --checksum job's large file), may be kept (version 17);
+        // not one that goes in a file batch, which the batch keeps in place itself.
         let marking = stream.version >= WireVersion.wholeFiles
         let facts = placing ? files.map {
             HaveQuery.Facts(tier: $0.tier, size: $0.entry.size, mtimeSeconds: $0.entry.mtimeSeconds,
-                            whole: marking && $0.finish && $0.offset == 0 && $0.length == $0.entry.size && $0.entry.size > 0)
+                            whole: marking && $0.entry.size > 0 && !UnitPlan.batchable($0, chunkSize: UInt64(task.chunkSize))
+                                && ($0.inPlace || ($0.finish && $0.offset == 0 && $0.length == $0.entry.size)))
         } : []
         let query = Message.haveQuery(HaveQuery(job: task.job, paths: paths, facts: facts))
         if placing, stream.version >= WireVersion.batches, Self.finishesOnly(task) {

@@ -666,10 +666,16 @@ public actor Scheduler {
             running[a.key.job]!.sources[a.source, default: 0] += 1
             if running[a.key.job]!.sources[a.source] == 1 { shareSettings(a.key.job, joined: a.source) }
             metrics.assigned(job: a.key.job, unit: a.key.unit, now: now())
+            var files = record.files
+            // A --checksum job's large file may be kept in place (its ranges and finish are
+            // pinned to one destination agent); a source before version 17 would refuse the flag.
+            if job.record.checksum, links[a.source]!.version >= WireVersion.wholeFiles {
+                for i in files.indices where files[i].entry.kind == .file && !files[i].repair && files[i].entry.size > 0 { files[i].inPlace = true }
+            }
             batchSends.append((a.key, a.source, .taskAssign(TaskAssign(
                 job: a.key.job, unit: a.key.unit,
                 destination: DataPeer(name: destination.agent.name, host: destination.agent.dataHost, port: destination.agent.dataPort),
-                codec: job.record.codec, chunkSize: UInt32(job.record.chunkSize), files: record.files,
+                codec: job.record.codec, chunkSize: UInt32(job.record.chunkSize), files: files,
                 assignment: links[a.source]!.version >= WireVersion.assignments ? currentAssignment(a.key) : 0))))
         }
         batchRefills += policy.refills()

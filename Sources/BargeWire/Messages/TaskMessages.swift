@@ -33,7 +33,10 @@ public struct DataPeer: Hashable, Sendable {
 /// once every chunk of the range is acked (the unit holds the whole file, or is the file's last
 /// step); `repair` sends the range as `chunk repair`, into the finished file. `tier` (protocol
 /// version 10) is the tier the job's placement policy gave the file; nil leaves it to the
-/// destination site's policy.
+/// destination site's policy. `inPlace` (protocol version 17, flag 16) lets the destination keep
+/// the file where it is when every chunk of it is found there unchanged: the coordinator sets it
+/// for a `--checksum` job's large files, whose ranges and finish all go to one destination agent
+/// (the file is pinned to it); a file a unit brings whole may be kept without it.
 public struct TaskFile: Hashable, Sendable, Codable {
     public var sourcePath: String
     /// `path` is the destination path, relative to the destination agent's root; size, mode and
@@ -44,8 +47,13 @@ public struct TaskFile: Hashable, Sendable, Codable {
     public var finish: Bool
     public var repair: Bool
     public var tier: Placement?
+    /// Set at assignment, never stored (the journal's rows, JSON before `v16`, lack it).
+    public var inPlace: Bool = false
 
-    public init(sourcePath: String, entry: FileEntry, offset: UInt64 = 0, length: UInt64, finish: Bool, repair: Bool = false, tier: Placement? = nil) {
+    enum CodingKeys: String, CodingKey { case sourcePath, entry, offset, length, finish, repair, tier }
+
+    public init(sourcePath: String, entry: FileEntry, offset: UInt64 = 0, length: UInt64, finish: Bool, repair: Bool = false, tier: Placement? = nil,
+                inPlace: Bool = false) {
         self.sourcePath = sourcePath
         self.entry = entry
         self.offset = offset
@@ -53,6 +61,7 @@ public struct TaskFile: Hashable, Sendable, Codable {
         self.finish = finish
         self.repair = repair
         self.tier = tier
+        self.inPlace = inPlace
     }
 }
 
@@ -71,12 +80,13 @@ extension TaskFile {
             let offset = try r.quantity("offset")
             let length = try r.quantity("length")
             let flags = try r.integer(UInt8.self, "file flags")
-            guard flags & ~15 == 0, flags & 12 != 12 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
+            guard flags & ~31 == 0, flags & 12 != 12 else { throw .malformed(r.type, "unknown file flags 0x\(String(flags, radix: 16))") }
             guard offset <= entry.size, length <= entry.size - offset else {
                 throw .malformed(r.type, "range \(offset)+\(length) overruns \(entry.size) bytes of \(entry.path)")
             }
             let tier: Placement? = flags & 4 != 0 ? .hot : flags & 8 != 0 ? .cold : nil
-            return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0, tier: tier)
+            return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0, tier: tier,
+                            inPlace: flags & 16 != 0)
         }
     }
 
@@ -87,7 +97,7 @@ extension TaskFile {
             b.writeInteger(f.offset)
             b.writeInteger(f.length)
             let tier: UInt8 = switch f.tier { case .hot: 4; case .cold: 8; case nil: 0 }
-            b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0)) | tier)
+            b.writeInteger(UInt8((f.finish ? 1 : 0) | (f.repair ? 2 : 0) | (f.inPlace ? 16 : 0)) | tier)
         }
     }
 
