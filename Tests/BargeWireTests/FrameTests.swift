@@ -245,6 +245,23 @@ struct FrameTests {
         }
     }
 
+    /// A task file's flags: bits 0 to 4 (4, version 17: the destination may keep it in place);
+    /// any other is malformed, as are hot and cold at once.
+    @Test func taskFileFlagsPastBit4AreMalformed() throws {
+        let entry = FileEntry(path: "d/f", kind: .file, size: 4096, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        let task = TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b1", host: "127.0.0.1", port: 7501), codec: "auto", chunkSize: 1 << 20,
+                              files: [TaskFile(sourcePath: "ds/f", entry: entry, length: 4096, finish: true, inPlace: true)])
+        #expect(try Message(frame: Message.taskAssign(task).frame()) == .taskAssign(task))
+        let frame = Message.taskAssign(task).frame()
+        var payload = frame.payload
+        let at = payload.writerIndex - 1
+        #expect(payload.getInteger(at: at, as: UInt8.self) == 0x11)
+        for bad: UInt8 in [0x21, 0x91, 0x0D] {
+            payload.setInteger(bad, at: at)
+            #expect(throws: WireError.self) { try Message(frame: Frame(type: .taskAssign, payload: payload)) }
+        }
+    }
+
     @Test func errorReasonsAreCutToTheirLimit() throws {
         let long = ErrorMessage(code: .malformedMessage, reason: String(repeating: "é", count: 2000))
         #expect(long.reason.utf8.count <= ErrorMessage.maxReasonLength)

@@ -140,6 +140,11 @@ struct ProtocolVectorTests {
                                                                          .init(tier: nil, size: 10, mtimeSeconds: 1_600_000_001)])),
          "4241524701480000" + "00000038" + "01ca96e6f3dc7865" + "00026a31000000020003642f660003642f67" + "00000002"
             + "02" + "0000000000001000" + "000000005f5e1000" + "00" + "000000000000000a" + "000000005f5e1001"),
+        // Version 17: the file placed cold by the job, which the destination may keep in place
+        // (flags 0x19: finish, cold, in place).
+        (.taskAssign(TaskAssign(job: "j1", unit: 3, destination: DataPeer(name: "b1", host: "127.0.0.1", port: 7501), codec: "auto", chunkSize: 1 << 20,
+                                files: [TaskFile(sourcePath: "ds/f", entry: file, length: 4096, finish: true, tier: .cold, inPlace: true)])),
+         "4241524701300000" + "00000062" + "4125109094641788" + "00026a3100000000000000030002623100093132372e302e302e311d4d00046175746f0010000000000001000464732f66010003642f660000000000001000000001a4000000005f5e10000000000700000000000000000000000000000000100019"),
         // Version 17: the same paths brought whole by the unit (the tier byte's top bit), "d/f"
         // placed hot by the job, "d/g" by the site.
         (.haveQuery(HaveQuery(job: "j1", paths: ["d/f", "d/g"], facts: [.init(tier: .hot, size: 3 << 20, mtimeSeconds: 1_600_000_000, whole: true),
