@@ -14,9 +14,10 @@
 #    `submit --checksum`, and with `rsync -a --checksum` to the daemon's copy of them, in turns,
 #    twice; each says how many destination files it gave a new inode (rsync: none);
 # 4. the same for MID files of 2-16 MiB (random bytes, each more than one chunk and within a
-#    unit): sent once, then re-synced unchanged with `submit --checksum` and with
-#    `rsync -a --checksum`, in turns, twice; each says how many files got a new inode, and the
-#    bytes Barge's destination agent wrote (/proc/PID/io), chunk index included.
+#    unit), and for BIG files of 600 MiB (each in ranges of a unit, 64 MiB): sent once, then
+#    re-synced unchanged with `submit --checksum` and with `rsync -a --checksum`, in turns,
+#    twice; each says how many files got a new inode, and the bytes Barge's destination agent
+#    wrote (/proc/PID/io), chunk index included.
 #
 #   cluster/bench-files.sh                              # 20,000 small files x 10, 1,000,000 unchanged
 #   SMALL=2000 RUNS=2 RESYNC=20000 MID=8 cluster/bench-files.sh   # a quick look
@@ -32,6 +33,7 @@ small=${SMALL:-20000}
 runs=${RUNS:-10}
 resync=${RESYNC:-1000000}
 mid=${MID:-48}
+big=${BIG:-2}
 source cluster/bench-lib.sh
 bench_init files
 [[ -n ${TRACE:-} ]] && export BARGE_TRACE_LANES=1
@@ -44,11 +46,11 @@ bench_fresh_fs "$work/dst" "${DST_FS_SIZE:-16G}" 4096
 mkdir -p "$work/dst/b" "$work/dst/r"
 ln -s "$work/dst/b" "$work/b"
 ln -s "$work/dst/r" "$work/r"
-mkdir -p "$work/a/small" "$work/a/many" "$work/a/mid"
-python3 - "$work/a/small" "$small" "$work/a/many" "$resync" "$work/a/mid" "$mid" <<'PY'
+mkdir -p "$work/a/small" "$work/a/many" "$work/a/mid" "$work/a/big"
+python3 - "$work/a/small" "$small" "$work/a/many" "$resync" "$work/a/mid" "$mid" "$work/a/big" "$big" <<'PY'
 import os, random, sys
 small, n, many, m = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-middle, k = sys.argv[5], int(sys.argv[6])
+middle, k, large, b = sys.argv[5], int(sys.argv[6]), sys.argv[7], int(sys.argv[8])
 r = random.Random(7)
 for i in range(n):
     d = f"{small}/d{i // 1000:03d}"
@@ -60,8 +62,12 @@ for i in range(m):
     open(f"{d}/f{i:07d}", "wb").close()
 for i in range(k):
     with open(f"{middle}/m{i:04d}", "wb") as f: f.write(os.urandom(r.randint(2 << 20, 16 << 20)))
+for i in range(b):
+    with open(f"{large}/b{i:02d}", "wb") as f:
+        for _ in range(75): f.write(os.urandom(8 << 20))
 PY
 mid_bytes=$(du -sb --apparent-size "$work/a/mid" | cut -f1)
+big_bytes=$(du -sb --apparent-size "$work/a/big" | cut -f1)
 bytes=$(du -sb --apparent-size "$work/a/small" | cut -f1)
 cp -a "$work/a/many" "$work/b/many"
 cp -a "$work/a/many" "$work/r/many"
@@ -143,27 +149,30 @@ done
 
 # Files of several chunks, compared by content: the first copy of each, then each tool re-syncs it.
 written() { awk '/^write_bytes/ { print $2 }' "/proc/$1/io"; }
-"$barge" submit a:/mid b:/mid --wait --json > "$work/mid-first.json"
-rsync -a "$work/a/mid/" "rsync://127.0.0.1:$rsync_port/dst/mid/"
-: > "$work/mid.txt"
-for turn in 1 2; do
-  before_b=$(inodes "$work/b/mid"); before_r=$(inodes "$work/r/mid")
-  sync
-  c0=("$(cpu_secs "$coordinator")" "$(cpu_secs "$a1")" "$(cpu_secs "$b1")")
-  w0=$(written "$b1")
-  t0=$(now)
-  "$barge" submit a:/mid b:/mid --checksum --wait --json > "$work/mid.json"
-  t1=$(field finished_at "$work/mid.json")
-  sync
-  w1=$(written "$b1")
-  cpu="$(calc "$(cpu_secs "$coordinator") - ${c0[0]}") $(calc "$(cpu_secs "$a1") - ${c0[1]}") $(calc "$(cpu_secs "$b1") - ${c0[2]}")"
-  barge_mid=$(calc "$t1 - $t0")
-  t0=$(now)
-  rsync -a --checksum "$work/a/mid/" "rsync://127.0.0.1:$rsync_port/dst/mid/"
-  t1=$(now)
-  new_b=$(diff <(echo "$before_b") <(inodes "$work/b/mid") | grep -c '^>' || true)
-  new_r=$(diff <(echo "$before_r") <(inodes "$work/r/mid") | grep -c '^>' || true)
-  echo "$turn $barge_mid $(calc "$t1 - $t0") $new_b $new_r $(field wire_bytes "$work/mid.json") $((w1 - w0)) $cpu" >> "$work/mid.txt"
+for set in mid big; do
+  "$barge" submit "a:/$set" "b:/$set" --wait --json > "$work/$set-first.json"
+  rsync -a "$work/a/$set/" "rsync://127.0.0.1:$rsync_port/dst/$set/"
+  sleep 2.5  # a file changed in the last 2 s is not kept in place (racily clean)
+  : > "$work/$set.txt"
+  for turn in 1 2; do
+    before_b=$(inodes "$work/b/$set"); before_r=$(inodes "$work/r/$set")
+    sync
+    c0=("$(cpu_secs "$coordinator")" "$(cpu_secs "$a1")" "$(cpu_secs "$b1")")
+    w0=$(written "$b1")
+    t0=$(now)
+    "$barge" submit "a:/$set" "b:/$set" --checksum --wait --json > "$work/$set.json"
+    t1=$(field finished_at "$work/$set.json")
+    sync
+    w1=$(written "$b1")
+    cpu="$(calc "$(cpu_secs "$coordinator") - ${c0[0]}") $(calc "$(cpu_secs "$a1") - ${c0[1]}") $(calc "$(cpu_secs "$b1") - ${c0[2]}")"
+    barge_set=$(calc "$t1 - $t0")
+    t0=$(now)
+    rsync -a --checksum "$work/a/$set/" "rsync://127.0.0.1:$rsync_port/dst/$set/"
+    t1=$(now)
+    new_b=$(diff <(echo "$before_b") <(inodes "$work/b/$set") | grep -c '^>' || true)
+    new_r=$(diff <(echo "$before_r") <(inodes "$work/r/$set") | grep -c '^>' || true)
+    echo "$turn $barge_set $(calc "$t1 - $t0") $new_b $new_r $(field wire_bytes "$work/$set.json") $((w1 - w0)) $cpu" >> "$work/$set.txt"
+  done
 done
 
 {
@@ -177,6 +186,8 @@ done
   awk '{ printf "  turn %d: barge %.2f s (%s files given a new inode, %s bytes on the wire; CPU s coordinator %.2f, source %.2f, destination %.2f); rsync daemon %.2f s (%s new inodes); barge/rsync time %.2f\n", $1, $2, $4, $6, $7, $8, $9, $3, $5, $2 / $3 }' "$work/checksum.txt"
   echo "unchanged re-sync of $mid files of 2-16 MiB ($mid_bytes bytes) with --checksum, protocol ${BARGE_WIRE_MAX_VERSION:-current}:"
   awk -v b="$mid_bytes" '{ printf "  turn %d: barge %.2f s (%s files given a new inode, %s bytes on the wire, %.1f MiB written by the destination agent; CPU s coordinator %.2f, source %.2f, destination %.2f); rsync daemon %.2f s (%s new inodes); barge/rsync time %.2f\n", $1, $2, $4, $6, $7 / 1048576, $8, $9, $10, $3, $5, $2 / $3 }' "$work/mid.txt"
+  echo "unchanged re-sync of $big files of 600 MiB ($big_bytes bytes, in ranges) with --checksum, protocol ${BARGE_WIRE_MAX_VERSION:-current}:"
+  awk '{ printf "  turn %d: barge %.2f s (%s files given a new inode, %s bytes on the wire, %.1f MiB written by the destination agent; CPU s coordinator %.2f, source %.2f, destination %.2f); rsync daemon %.2f s (%s new inodes); barge/rsync time %.2f\n", $1, $2, $4, $6, $7 / 1048576, $8, $9, $10, $3, $5, $2 / $3 }' "$work/big.txt"
 } | tee "$out/files.txt"
 [[ -n ${TRACE:-} ]] && cp "$work"/*.log "$out/"
 exit 0
