@@ -308,9 +308,14 @@ public final class ChunkIndex: Sendable {
         }
     }
 
-    /// A final file whose bytes did not match its rows: it changed after its finish.
-    public func forgetFinal(path: String) throws {
-        try pool.write { db in try Self.dropFinal(db, path) }
+    /// A final file whose bytes did not match its rows: it changed after its finish. With
+    /// `offsets`, only the rows at those places go (the file differs there; its other rows stay,
+    /// checked whenever they are used); without, every row of the file and its record.
+    public func forgetFinal(path: String, offsets: [UInt64]? = nil) throws {
+        try pool.write { db in
+            guard let offsets else { return try Self.dropFinal(db, path) }
+            for o in offsets { try db.execute(sql: "DELETE FROM chunks WHERE path = ? AND final = 1 AND offset = ?", arguments: [path, Int64(o)]) }
+        }
     }
 
     /// Rows in the index (for tests and logs).

@@ -247,6 +247,28 @@ struct InPlaceFilesTests {
         #expect(t.look(t.final).st_ino != before.st_ino && t.content == bytes)
     }
 
+    /// A final copy changed at one place, its mtime put back (so its rows still look current):
+    /// a chunk sent by reference for that place is refused (`need`) and only its row goes; the
+    /// file's other chunks are still offered and copied. Before, every row of the file went, and
+    /// the rest of it crossed the wire (336 MiB of a 340 MiB file with one MiB changed).
+    @Test func aFinalCopyChangedAtOnePlaceKeepsOfferingTheRest() throws {
+        let bytes = SampleData.random(bytes: Self.size, seed: 81)
+        try sendOnce(bytes)
+        let fd = open(final, O_WRONLY)
+        #expect(pwrite(fd, [0x55, 0x66], 2, off_t(Self.chunk + 10)) == 2)
+        close(fd)
+        var times = [timespec(tv_sec: 1_500_000_000, tv_nsec: 7), timespec(tv_sec: 1_500_000_000, tv_nsec: 7)]
+        #expect(utimensat(AT_FDCWD, final, &times, 0) == 0)
+        let parts = Self.chunks(bytes)
+        place("j1", whole: false)
+        #expect(try !byReference("j1", parts[1]))
+        #expect(try files.heldIds(paths: [target.relative]) == Set([parts[0], parts[2], parts[3]].map(\.id)))
+        for c in [parts[0], parts[2], parts[3]] { #expect(try byReference("j1", c)) }
+        try byValue("j1", parts[1])
+        try finish("j1")
+        #expect(content == bytes && !partial)
+    }
+
     /// The source left the file out: what was found of it is forgotten, and nothing stays.
     @Test func aFileLeftOutIsForgotten() throws {
         let bytes = SampleData.random(bytes: Self.size, seed: 76)

@@ -347,11 +347,30 @@ public final class DestinationFiles: Sendable {
             // the partial name, the chunk was taken for lost, its row dropped, and it went again
             // by value (DedupProcessTests: 1 MiB of a duplicate file's 5 MB, then 1 MiB of an
             // unchanged tree with --checksum).
-            guard holds(path) || (!c.final && holds(finalPath)) else {
+            // A final file read there whose bytes differ changed at that place since its finish.
+            let found: Bool
+            var differs = false
+            if c.final {
+                let read = LocalChunk.read(finalPath, at: c.offset, into: region)
+                differs = read && XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes != xxh
+                found = read && !differs
+            } else {
+                found = holds(path) || holds(finalPath)
+            }
+            guard found else {
                 // A final file changed since it was finished; a partial copy lost the chunk.
-                // (Another agent's rows are its own to drop.)
+                // (Another agent's rows are its own to drop.) Of a final file that differs at
+                // one place only that place's row goes: the rest may be as it was, and is checked
+                // whenever it is used. All its rows went, and the file's other chunks, offered no
+                // more, crossed the wire: 336 MiB of a 340 MiB file with one MiB changed (its
+                // mtime put back) in a --checksum re-sync. A file that cannot be read there loses
+                // them all.
                 if n >= owned { continue }
-                if c.final { try index.forgetFinal(path: c.path) } else { try index.forgetPartial(path: c.path, offsets: [c.offset]) }
+                if c.final {
+                    try index.forgetFinal(path: c.path, offsets: differs ? [c.offset] : nil)
+                } else {
+                    try index.forgetPartial(path: c.path, offsets: [c.offset])
+                }
                 continue
             }
             try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
