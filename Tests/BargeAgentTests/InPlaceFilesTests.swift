@@ -58,6 +58,24 @@ struct InPlaceFilesTests {
         return st
     }
 
+    /// Two bytes of the final copy's second chunk overwritten in place; with `mtimePutBack`, its
+    /// mtime as `sendOnce` left it (so its index rows still look current).
+    func damageSecondChunk(mtimePutBack: Bool = false) {
+        let fd = open(final, O_WRONLY)
+        #expect(pwrite(fd, [0x55, 0x66], 2, off_t(Self.chunk + 10)) == 2)
+        close(fd)
+        guard mtimePutBack else { return }
+        var times = [timespec(tv_sec: 1_500_000_000, tv_nsec: 7), timespec(tv_sec: 1_500_000_000, tv_nsec: 7)]
+        #expect(utimensat(AT_FDCWD, final, &times, 0) == 0)
+    }
+
+    /// The damaged second chunk sent by value, then the finish: the file arrives as `whole`.
+    func sendSecondChunkAndFinish(_ parts: [(offset: UInt64, bytes: [UInt8], id: [UInt8], xxh: [UInt8])], whole bytes: [UInt8]) throws {
+        try byValue("j1", parts[1])
+        try finish("j1")
+        #expect(content == bytes && !partial)
+    }
+
     var partial: Bool { FileManager.default.fileExists(atPath: PartialFileWriter.partialPath(of: target)) }
     var content: [UInt8] { (try? [UInt8](Data(contentsOf: URL(fileURLWithPath: final)))) ?? [] }
 
@@ -126,14 +144,10 @@ struct InPlaceFilesTests {
         place("j1", whole: true)
         let parts = Self.chunks(bytes)
         for c in parts { #expect(try byReference("j1", c)) }
-        let fd = open(final, O_WRONLY)
-        #expect(pwrite(fd, [0x55, 0x66], 2, off_t(Self.chunk + 10)) == 2)
-        close(fd)
+        damageSecondChunk()
         #expect(throws: DestinationFiles.Incomplete.self) { try finish("j1") }
         #expect(partial, "the chunks that still check out are kept in a partial copy")
-        try byValue("j1", parts[1])
-        try finish("j1")
-        #expect(content == bytes && !partial)
+        try sendSecondChunkAndFinish(parts, whole: bytes)
     }
 
     /// Found in place while the file was one inode, then the name given to another file with the
@@ -254,19 +268,13 @@ struct InPlaceFilesTests {
     @Test func aFinalCopyChangedAtOnePlaceKeepsOfferingTheRest() throws {
         let bytes = SampleData.random(bytes: Self.size, seed: 81)
         try sendOnce(bytes)
-        let fd = open(final, O_WRONLY)
-        #expect(pwrite(fd, [0x55, 0x66], 2, off_t(Self.chunk + 10)) == 2)
-        close(fd)
-        var times = [timespec(tv_sec: 1_500_000_000, tv_nsec: 7), timespec(tv_sec: 1_500_000_000, tv_nsec: 7)]
-        #expect(utimensat(AT_FDCWD, final, &times, 0) == 0)
+        damageSecondChunk(mtimePutBack: true)
         let parts = Self.chunks(bytes)
         place("j1", whole: false)
         #expect(try !byReference("j1", parts[1]))
         #expect(try files.heldIds(paths: [target.relative]) == Set([parts[0], parts[2], parts[3]].map(\.id)))
         for c in [parts[0], parts[2], parts[3]] { #expect(try byReference("j1", c)) }
-        try byValue("j1", parts[1])
-        try finish("j1")
-        #expect(content == bytes && !partial)
+        try sendSecondChunkAndFinish(parts, whole: bytes)
     }
 
     /// The source left the file out: what was found of it is forgotten, and nothing stays.
