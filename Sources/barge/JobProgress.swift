@@ -57,7 +57,7 @@ struct JobWatcher {
                 FileHandle.standardError.write(Data("barge: the coordinator answers again, after \(String(format: "%.1f", (ContinuousClock.now - since).seconds)) s\n".utf8))
                 lost = nil
             }
-            rate.add(bytes: status.bytesDone, at: Date())
+            rate.add(bytes: status.bytesDone, at: Date(), startedAt: status.state == .running ? status.startedAt : nil)
             if live {
                 let block = ProgressBlock.render(status, rate: rate.perSecond, width: Terminal.columns())
                 // Back to the block's first line, then each line cleared and drawn again.
@@ -82,11 +82,15 @@ struct JobWatcher {
     }
 }
 
-/// Bytes per second over the last few seconds of samples.
+/// Bytes per second over the last few seconds of samples; until they span 0.2 s, the job's mean
+/// since it started (the first line of `status --watch` on a running job said 0 B/s).
 struct RateMeter {
     private var samples: [(time: Date, bytes: Int64)] = []
+    /// When the job started (Unix seconds, the coordinator's clock), while it runs.
+    private var startedAt: Double?
 
-    mutating func add(bytes: Int64, at time: Date) {
+    mutating func add(bytes: Int64, at time: Date, startedAt: Double? = nil) {
+        self.startedAt = startedAt
         // Bytes of units handed out again (their agent went down) are taken back from the
         // total: the rate starts over rather than going negative.
         if let last = samples.last, bytes < last.bytes { samples.removeAll() }
@@ -97,7 +101,11 @@ struct RateMeter {
     var perSecond: Double {
         guard let first = samples.first, let last = samples.last else { return 0 }
         let dt = last.time.timeIntervalSince(first.time)
-        return dt > 0.2 ? Double(last.bytes - first.bytes) / dt : 0
+        if dt > 0.2 { return Double(last.bytes - first.bytes) / dt }
+        // A second or more since the start (a clock apart from this one's by more than that
+        // gives no mean rather than a wild one).
+        guard let started = startedAt, case let elapsed = last.time.timeIntervalSince1970 - started, elapsed >= 1, last.bytes > 0 else { return 0 }
+        return Double(last.bytes) / elapsed
     }
 }
 

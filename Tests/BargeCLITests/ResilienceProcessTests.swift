@@ -215,6 +215,9 @@ struct ResilienceProcessTests {
                                        log: cluster.dir.url.appendingPathComponent("watch.log"))
         // Its first answer is in (a plain line on a pipe) before the kill.
         #expect(try await cluster.eventually(30) { watcher.output.contains("running") }, "\(watcher.output)")
+        // Its first line already has a rate (the job's mean so far), not 0 B/s.
+        let firstLine = watcher.output.split(separator: "\n").first { $0.hasPrefix("running") }.map(String.init) ?? ""
+        #expect(firstLine.contains("B/s") && !firstLine.contains(" 0 B/s"), "\(watcher.output)")
 
         first.kill(SIGKILL)
         first.process.waitUntilExit()
