@@ -300,11 +300,20 @@ public final class ChunkIndex: Sendable {
     }
 
     /// The final file at `path`, of `size` bytes, was kept in place with its bytes and given
-    /// this mtime: its rows stay current. Nothing when the index does not hold it at that size.
-    public func retime(path: String, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws {
+    /// this mtime: its rows stay current. False, with nothing changed, when the index does not
+    /// hold it at that size.
+    public func retime(path: String, size: UInt64, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws -> Bool {
         try pool.write { db in
             try db.execute(sql: "UPDATE files SET mtimeSeconds = ?, mtimeNanoseconds = ? WHERE path = ? AND size = ?",
                            arguments: [mtimeSeconds, mtimeNanoseconds, path, Int64(size)])
+            return db.changesCount > 0
+        }
+    }
+
+    /// The rows of the final file at `path`, of `size` bytes (another agent's index, read only).
+    public func finalRows(path: String, size: UInt64) throws -> [Entry] {
+        try pool.read { db in
+            try Self.entries(db, "SELECT * FROM chunks WHERE path = ? AND final = 1 AND fileSize = ? ORDER BY offset", [path, Int64(size)])
         }
     }
 

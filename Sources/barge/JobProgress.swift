@@ -102,8 +102,9 @@ struct RateMeter {
         guard let first = samples.first, let last = samples.last else { return 0 }
         let dt = last.time.timeIntervalSince(first.time)
         if dt > 0.2 { return Double(last.bytes - first.bytes) / dt }
-        // A second or more since the start (a clock apart from this one's by more than that
-        // gives no mean rather than a wild one).
+        // From a second after the start on. The start is the coordinator's clock: one that is
+        // off this host's by d seconds makes the mean off as much for a job e seconds old
+        // (cluster clocks keep to NTP; the samples take over within 0.2 s anyway).
         guard let started = startedAt, case let elapsed = last.time.timeIntervalSince1970 - started, elapsed >= 1, last.bytes > 0 else { return 0 }
         return Double(last.bytes) / elapsed
     }

@@ -202,15 +202,48 @@ struct InPlaceFilesTests {
         try t.sendOnce(bytes)
         let before = t.look(t.final)
         let parts = Self.chunks(bytes)
-        for range in [parts[0..<2], parts[2..<4]] {
-            t.place("j1", whole: true)
+        // The second range and the finish from a source of version 16 (a rolling update), which
+        // marks nothing: what the first found stays.
+        for (range, marked) in [(parts[0..<2], true), (parts[2..<4], false)] {
+            t.place("j1", whole: marked)
             for c in range { #expect(try t.byReference("j1", c)) }
         }
         #expect(!t.partial)
-        t.place("j1", whole: true)  // the finish unit's query
+        t.place("j1", whole: false)  // the finish unit's query
         try t.finish("j1", seconds: 1_600_000_123)
         #expect(t.look(t.final).st_ino == before.st_ino && t.look(t.final).st_mtim.tv_sec == 1_600_000_123 && t.content == bytes && !t.partial)
         #expect(try t.files.heldIds(paths: [t.target.relative]) == Set(parts.map(\.id)), "the rows stay current with the new mtime")
+    }
+
+    /// Past the copy limit, a file kept by the agent that did not finish it last (two agents
+    /// share the root): that agent's rows, stale with the new mtime, become this one's, so the
+    /// next re-sync still finds the file's chunks to send by reference.
+    @Test func pastTheCopyLimitAFileKeptByTheOtherAgentKeepsItsRows() throws {
+        let roots = try Roots()
+        let state = roots.destination + "/.barge"
+        let agents = try ["b1", "b2"].map { name in
+            try FileManager.default.createDirectory(atPath: state + "/" + name, withIntermediateDirectories: true)
+            let index = try ChunkIndex(path: state + "/" + name + "/" + ChunkIndex.fileName, root: roots.destination)
+            return DestinationFiles(index: index, siblings: SiblingIndexes(root: roots.destination, own: index.path), inPlaceCopyLimit: 1 << 20, inPlaceRacyWindow: 0)
+        }
+        try FileManager.default.createDirectory(atPath: roots.destination + "/in", withIntermediateDirectories: true)
+        let target = try RootedPath.lexical("in/big", under: roots.destination)
+        let bytes = SampleData.random(bytes: Self.size, seed: 82)
+        let parts = Self.chunks(bytes)
+        let facts = [HaveQuery.Facts(tier: nil, size: UInt64(Self.size), mtimeSeconds: 1, whole: true)]
+        #expect(agents[0].place(job: "j0", paths: [target.relative], facts: facts).isEmpty)
+        for c in parts { try c.bytes.withUnsafeBytes { try agents[0].write(job: "j0", target: target, size: UInt64(Self.size), bytes: $0, at: c.offset, id: c.id, xxh: c.xxh) } }
+        try agents[0].finish(job: "j0", target: target, size: UInt64(Self.size), mode: 0o644, mtimeSeconds: 1_500_000_000, mtimeNanoseconds: 0)
+        let inode = look(target.absolute).st_ino
+        #expect(agents[1].place(job: "j1", paths: [target.relative], facts: facts).isEmpty)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        for c in parts {
+            #expect(try agents[1].copyLocal(job: "j1", target: target, size: UInt64(Self.size), offset: c.offset, length: c.bytes.count, id: c.id, xxh: c.xxh, buffer: buffer))
+        }
+        try agents[1].finish(job: "j1", target: target, size: UInt64(Self.size), mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)
+        #expect(look(target.absolute).st_ino == inode && look(target.absolute).st_mtim.tv_sec == 1_600_000_000)
+        #expect(try agents[1].heldIds(paths: [target.relative]) == Set(parts.map(\.id)))
     }
 
     /// Past the copy limit, a chunk that must be written opens a partial copy that the chunks

@@ -107,7 +107,8 @@ public final class DestinationFiles: Sendable {
     public func place(job: String, paths: [String], facts: [HaveQuery.Facts], now: Int64 = Int64(time(nil))) -> [String] {
         var cold: [String] = []
         var hot: [String] = []
-        var whole: [Bool] = []
+        /// Per path: placed cold, and marked whole.
+        var marks: [(cold: Bool, whole: Bool)] = []
         let unplaced = zip(paths, facts).filter { $0.1.tier == nil }.map(\.0)
         // A catalog that cannot be read places nothing cold by this rule; the policy still does.
         let alreadyCold = unplaced.isEmpty ? [] : ((try? intake?.store.catalog.coldPaths(unplaced)) ?? [])
@@ -120,11 +121,15 @@ public final class DestinationFiles: Sendable {
             case nil: tier = sitePolicy?.tier(for: FileFacts(path: path, size: f.size, mtime: f.mtimeSeconds), now: now) ?? .hot
             }
             if tier == .cold { cold.append(path) } else { hot.append(path) }
-            whole.append(tier == .hot && f.whole)
+            marks.append((tier == .cold, f.whole))
         }
-        // A file the unit brings whole, hot, may be kept in place (`InPlaceFiles`).
-        for (path, w) in zip(paths, whole) {
-            if w { inPlace.allow(JobFile(job: job, path: path)) } else { inPlace.forbid(JobFile(job: job, path: path)) }
+        // A file the unit brings whole, hot, may be kept in place (`InPlaceFiles`). One not
+        // marked keeps what its earlier units found: a source of version 16 beside ones of 17
+        // (a rolling update) marks none of the units it is given, and forgetting there what a
+        // range found in place, acked and never written, refused the file at every attempt.
+        for (path, m) in zip(paths, marks) {
+            let key = JobFile(job: job, path: path)
+            if m.cold { inPlace.forbid(key) } else if m.whole { inPlace.allow(key) }
         }
         guard intake != nil else { return cold }
         coldFiles.withLockedValue { set in
@@ -768,10 +773,11 @@ public final class DestinationFiles: Sendable {
     /// Keeps the file of `item` where it is when every one of its chunks was found in place in
     /// its final copy (`InPlaceFiles`) and the file has not changed since: it gets its mode and
     /// mtime there (`UnchangedFinal.keep(_:in:checkedAs:…)`), and the chunk index records it
-    /// as a finish would. False when it was not so: what was found of it is then written into a
-    /// partial copy (a file that cannot be kept, as a hard link whose mtime must change, is
-    /// received as any other). Asks `mayName` before it changes anything; refused, the file
-    /// stays as it is, refused as `Incomplete`.
+    /// as a finish would. A file found only in part is refused as `Incomplete`, and nothing is
+    /// made for it. One found whole that cannot be kept (a hard link whose mtime must change, a
+    /// file changed since) gets a partial copy of what was found, and is then finished as any
+    /// other (`.no`). Asks `mayName` before it changes anything; refused, the file stays as it is,
+    /// refused as `Incomplete`.
     private func keptInPlace(job: String, _ item: Finish, mayName: () -> Bool) throws -> KeptInPlace {
         let key = JobFile(job: job, path: item.target.relative), size = item.file.size
         guard let found = inPlace.take(key), let identity = found.identity else { return .no }
@@ -794,15 +800,27 @@ public final class DestinationFiles: Sendable {
             // Past the copy limit the chunks are not listed: the final copy's rows, which
             // offered them, stay, with the file's new mtime.
             guard let index else { return .listed }
+            var rows = found.chunks.map { ChunkIndex.Entry(path: item.target.relative, offset: $0.offset, length: $0.length, fileSize: size, id: $0.id, xxh: $0.xxh) }
             if found.overflowed {
-                do { try index.retime(path: item.target.relative, size: size, mtimeSeconds: item.file.mtimeSeconds, mtimeNanoseconds: item.file.mtimeNanoseconds) } catch {
+                do {
+                    if try index.retime(path: item.target.relative, size: size, mtimeSeconds: item.file.mtimeSeconds, mtimeNanoseconds: item.file.mtimeNanoseconds) {
+                        return .retimed
+                    }
+                } catch {
                     logger.warning("chunk index: \(item.target.relative) kept in place, its new mtime not recorded: \(error)")
+                    return .retimed
                 }
-                return .retimed
+                // Not this agent's: another sharing the root finished it last, and its rows went
+                // stale with the new mtime. They become this agent's, as a finish records a
+                // file's (else the next re-sync found none, and sent the whole file by value).
+                for sibling in siblings?.indexes() ?? [] {
+                    if let theirs = try? sibling.finalRows(path: item.target.relative, size: size), !theirs.isEmpty {
+                        rows = theirs.map { var r = $0; r.final = false; return r }
+                        break
+                    }
+                }
             }
-            pending.withLockedValue { p in
-                for c in found.chunks { p.append(ChunkIndex.Entry(path: item.target.relative, offset: c.offset, length: c.length, fileSize: size, id: c.id, xxh: c.xxh)) }
-            }
+            pending.withLockedValue { $0.append(contentsOf: rows) }
             return .listed
         }
         // Whole, but not to be kept (a hard link whose mode or mtime must change, a file not

@@ -27,9 +27,9 @@ import Darwin
 /// file is received as any other.
 ///
 /// What is found is known to this agent alone: should a large file's ranges end up at two agents
-/// (the one it was pinned to went down), the finish finds less than the whole file found, copies
-/// what it has into a partial copy and refuses the file as incomplete, and the coordinator sends
-/// the file again, from its first range, to one agent.
+/// (the one it was pinned to went down), the finish finds less than the whole file found, makes
+/// nothing and refuses the file as incomplete, and the coordinator sends the file again, from its
+/// first range, to one agent.
 ///
 /// Bounded: at most `capacity` files (when full, one idle for `idleEviction` makes room, else a
 /// new file is not tracked and is received as any other), and per file the chunks of its first

@@ -105,7 +105,8 @@ extension TaskFile {
     /// journal): several times cheaper to write and read than JSON.
     public static func encoded(_ files: [TaskFile]) -> [UInt8] {
         var b = ByteBuffer()
-        write(files, to: &b)
+        // `inPlace` is an assignment's, never stored (a coordinator before 17 would refuse it).
+        write(files.map { var f = $0; f.inPlace = false; return f }, to: &b)
         return b.readBytes(length: b.readableBytes) ?? []
     }
 
