@@ -11,18 +11,19 @@ import NIOCore
 /// file cold (no cold store) answers a `files done reply` instead of a `have list`, refusing
 /// those files (by index in `paths`) with `refusedPath` and the reason.
 ///
-/// From protocol version 17 the tier byte's top bit (`wholeBit`) says the unit brings the whole
-/// file and finishes it: every chunk of it comes in this unit, to this destination agent, and
-/// then its `files done`. Such a file's chunks sent by reference that its copy under its final
-/// name already holds at their place are checked there and left there, rather than copied into
-/// a partial copy, and its finish keeps the file where it is when they all were
-/// (`InPlaceFiles`). A source sets it only for a peer of version 17.
+/// From protocol version 17 the tier byte's top bit (`wholeBit`) says every chunk of the file
+/// comes to this destination agent, then its finish: the unit brings the whole file, or the
+/// file's `task assign` has the in-place flag (a `--checksum` job's large file, whose ranges and
+/// finish the coordinator pins to one agent). Such a file's chunks sent by reference that its
+/// copy under its final name already holds at their place are checked there and left there,
+/// rather than copied into a partial copy, and its finish keeps the file where it is when they
+/// all were (`InPlaceFiles`). A source sets it only for a peer of version 17.
 public struct HaveQuery: Hashable, Sendable, PayloadCodable {
     public struct Facts: Hashable, Sendable {
         public var tier: Placement?
         public var size: UInt64
         public var mtimeSeconds: Int64
-        /// Version 17: the unit brings every byte of the file and finishes it.
+        /// Version 17: every chunk of the file, then its finish, come to this agent.
         public var whole: Bool
 
         public init(tier: Placement?, size: UInt64, mtimeSeconds: Int64, whole: Bool = false) {
