@@ -84,11 +84,11 @@ public final class DestinationFiles: Sendable {
         }
     }
 
-    /// `inPlaceCopyLimit` and `inPlaceRacyWindow`: `InPlaceFiles`' limits (tests lower them).
+    /// `inPlaceCopyLimit` and `inPlaceRacyWindow`: `InPlaceFiles`' limits (tests lower them; nil,
+    /// its defaults).
     public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, intake: ColdIntake? = nil, sitePolicy: TierPolicy? = nil,
-                logger: Logger = Logger(label: "barge.agent"), inPlaceCopyLimit: UInt64 = 256 << 20,
-                inPlaceRacyWindow: Double = 2) {
-        inPlace = InPlaceFiles(copyLimit: inPlaceCopyLimit, racyWindow: inPlaceRacyWindow)
+                logger: Logger = Logger(label: "barge.agent"), inPlaceCopyLimit: UInt64? = nil, inPlaceRacyWindow: Double? = nil) {
+        inPlace = InPlaceFiles(copyLimit: inPlaceCopyLimit ?? InPlaceFiles.defaultCopyLimit, racyWindow: inPlaceRacyWindow ?? InPlaceFiles.defaultRacyWindow)
         self.index = index
         self.siblings = siblings
         self.intake = intake
@@ -184,11 +184,10 @@ public final class DestinationFiles: Sendable {
 
     /// Writes the chunks found in place in the final copy (`InPlaceFiles`) into the partial copy
     /// just opened, each read again and checked: the file is received as any other from now on.
-    /// A chunk that no longer checks out (the file changed) is left out, and must be sent again.
-    /// Past `InPlaceFiles.copyLimit` nothing is copied: the finish then refuses the file as
-    /// incomplete, and it is sent again.
-    /// A chunk over bytes the copy already holds is left out: they came later (by value), so
-    /// they are the ones to keep.
+    /// Left out, and to be sent again if missing: a chunk that no longer checks out (the file
+    /// changed), and one over bytes the copy already holds (they came later, by value, so they
+    /// are the ones to keep). Past `InPlaceFiles.copyLimit` nothing is copied: the finish then
+    /// refuses the file as incomplete, and it is sent again.
     private func materialize(_ found: InPlaceFiles.File, into f: OpenFile, job: String, target: RootedPath, size: UInt64) throws {
         if found.overflowed {
             logger.notice("\(target.relative): \(found.covered.total) bytes found in place in its final copy are more than are copied into the partial copy now opened (\(inPlace.copyLimit)); its finish will be refused, and the file sent again")
@@ -396,15 +395,12 @@ public final class DestinationFiles: Sendable {
         let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
         guard let identity = UnchangedFinal.read(target, in: root, size: size, at: offset, into: region),
               XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh else { return false }
-        // Changed within the last moments (a timestamp may not tell a write in the same tick
-        // from none, 1 s on some parallel file systems): not trusted to stay as read, as git
-        // treats a racily clean file. The chunk, checked, goes into a partial copy.
-        if inPlace.racilyClean(identity) {
-            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
-            return true
-        }
+        // A file changed within the last moments (a timestamp may not tell a write in the same
+        // tick from none, 1 s on some parallel file systems) is not trusted to stay as read, as
+        // git treats a racily clean file: the chunk, checked, goes into a partial copy, as it does
+        // when one was opened meanwhile or the file changed since its other chunks were found.
         let chunk = InPlaceFiles.Chunk(offset: offset, length: length, id: id, xxh: xxh)
-        if inPlace.record(key, chunk, as: identity, alone: { open.withLockedValue { $0[key] == nil } }) { return true }
+        if !inPlace.racilyClean(identity), inPlace.record(key, chunk, as: identity, alone: { open.withLockedValue { $0[key] == nil } }) { return true }
         try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
         return true
     }
@@ -625,7 +621,8 @@ public final class DestinationFiles: Sendable {
                 || finishedByAnother(job: job, batch[$0])
         })
         // Files whose every chunk was found in place stay where they are.
-        var kept: [Int] = [], retimed: [Int] = []
+        // (`keptInPlace` knows them as finished lately itself; those `listed` are recorded below.)
+        var kept: [Int] = []
         for (i, item) in batch.enumerated() where !already.contains(i) {
             do {
                 switch try keptInPlace(job: job, item, mayName: mayName) {
@@ -633,7 +630,6 @@ public final class DestinationFiles: Sendable {
                     kept.append(i)
                     continue
                 case .retimed:
-                    retimed.append(i)
                     continue
                 case .no:
                     break
@@ -750,9 +746,9 @@ public final class DestinationFiles: Sendable {
         // Known as finished before its entry goes, so that a late chunk in between finds it so
         // rather than opening a new partial copy.
         recentlyFinished.withLockedValue { recent in
-            for i in finished + already + retimed { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
+            for i in finished + already { recent.insert(JobFile(job: job, path: batch[i].target.relative)) }
         }
-        for item in batch { inPlace.forbid(JobFile(job: job, path: item.target.relative)) }
+        inPlace.forbid(batch.map { JobFile(job: job, path: $0.target.relative) })
         // Finished, or sealed and then refused by the disk: either way its writer is closed, and a
         // later chunk of the same name opens the partial copy again.
         open.withLockedValue { files in

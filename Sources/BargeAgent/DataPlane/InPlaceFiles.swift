@@ -140,8 +140,11 @@ final class InPlaceFiles: Sendable {
     }
 
     /// The file is not (or no longer) one to keep in place; what was found of it is forgotten.
-    func forbid(_ key: JobFile) {
-        _ = state.withLockedValue { $0.files.removeValue(forKey: key) }
+    func forbid(_ key: JobFile) { forbid([key]) }
+
+    /// The same for several files (a finished batch), under one lock.
+    func forbid(_ keys: [JobFile]) {
+        state.withLockedValue { s in for key in keys { s.files.removeValue(forKey: key) } }
     }
 
     /// Forgets every file of `job`.
