@@ -65,6 +65,17 @@ public struct FileChunkReader {
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw ChunkingError.io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
+        try forEachSpan(of: fd, from: start, length: length, body)
+    }
+
+    /// As `forEachSpan(from:length:_:)`, on a descriptor the caller opened (and closes): a source
+    /// opens its files beneath its root, following no link at their end. `path` names it in errors.
+    public func forEachSpan(of fd: Int32, from start: UInt64, length: UInt64, _ body: (ChunkSpan) throws -> Void) throws {
+        let end = start + length
+        guard case .fastCDC(let cdc) = strategy else {
+            try forEachSpan(from: start, length: length, body)
+            return
+        }
         let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.pieceSize, alignment: 4096)
         defer { piece.deallocate() }
         var chunk = start

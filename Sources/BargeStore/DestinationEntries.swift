@@ -130,7 +130,7 @@ public enum DestinationEntries {
     /// is a regular file of exactly `size` bytes; returns the descriptor (the caller closes it)
     /// and its status.
     private static func openFinished(_ path: RootedPath, size: UInt64, flags: Int32, refusal: String) throws(StoreError) -> (Int32, stat) {
-        let fd = open(path.absolute, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        let fd = path.openFollowingNoLinkAtTheEnd(flags | O_NONBLOCK)
         guard fd >= 0 else { throw .system(operation: "open for repair", path: path.relative, errno: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {

@@ -208,9 +208,9 @@ enum Table {
     /// Columns as wide as their widest cell, and at least `minimumWidths` (so that pages printed
     /// one after another line up).
     /// Cells from the cluster (file names in `barge ls`, agents' words) have their control
-    /// characters escaped (`TerminalText`).
+    /// characters escaped, newlines and tabs too (`TerminalText.field`).
     static func render(_ rows: [[String]], minimumWidths: [Int] = []) -> String {
-        let rows = rows.map { $0.map(TerminalText.safe) }
+        let rows = rows.map { $0.map(TerminalText.field) }
         let widths = (0..<(rows.first?.count ?? 0)).map { c in
             max(rows.map { $0[c].count }.max() ?? 0, c < minimumWidths.count ? minimumWidths[c] : 0)
         }

@@ -199,13 +199,13 @@ enum ProgressLine {
 enum JobSummary {
     /// A demotion or promotion.
     static func tierText(_ s: JobStatus, _ operation: String) -> String {
-        var lines = ["\(s.id): \(s.state.rawValue), \(operation) \(s.destination)",
+        var lines = ["\(s.id): \(s.state.rawValue), \(operation) \(TerminalText.field(s.destination))",
                      "  \(s.filesDone) files, \(ByteQuantity.formatSize(Double(s.bytesDone))) moved; packs \(operation == "demote" ? "written" : "read"): \(ByteQuantity.formatSize(Double(s.wireBytes)))"]
         if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
             lines.append("  \(ByteQuantity.format(end - start, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / (end - start), in: .init(of: s.bwlimit)))")
         }
         if let n = s.untransferableEntries, n > 0 {
-            lines.append("  NOT moved: \(n) \(n == 1 ? "file stays" : "files stay") cold, \(n == 1 ? "its cold copy" : "their cold copies") damaged; the first: \(s.firstUntransferable ?? "?")")
+            lines.append("  NOT moved: \(n) \(n == 1 ? "file stays" : "files stay") cold, \(n == 1 ? "its cold copy" : "their cold copies") damaged; the first: \(TerminalText.field(s.firstUntransferable ?? "?"))")
             lines.append("  run 'barge verify JOB --repair' for the job that sent \(n == 1 ? "it" : "them") (or send \(n == 1 ? "it" : "them") again from the source), then \(operation) again")
         }
         if s.skippedFiles > 0 { lines.append("  left where they were: \(s.skippedFiles) files (the coordinator's log says why)") }
@@ -250,7 +250,7 @@ enum JobSummary {
 
     static func text(_ s: JobStatus) -> String {
         if let operation = s.operation, operation != "transfer" { return tierText(s, operation) }
-        var lines = ["\(s.id): \(s.state.rawValue), \(s.source) → \(s.destination)"]
+        var lines = ["\(s.id): \(s.state.rawValue), \(TerminalText.field(s.source)) → \(TerminalText.field(s.destination))"]
         // Failed before any file was planned (its source is missing, say): the reason alone, as
         // rsync says only that, not a page of zeros with a hint about units that never ran.
         if s.state == .failed, s.filesTotal == 0, s.chunksTotal == 0, s.bytesTotal == 0, let e = s.error {
@@ -271,7 +271,7 @@ enum JobSummary {
         if let waiting = s.waiting { lines.append("  " + waiting) }
         if let n = s.untransferableEntries, n > 0 {
             let first = s.firstUntransferable ?? "?"
-            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or gone or changed at the source during the transfer; a directory left out counts once, with all it holds); the first: \(first)")
+            lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or gone or changed at the source during the transfer; a directory left out counts once, with all it holds); the first: \(TerminalText.field(first))")
             lines.append("  " + Self.untransferableHint(first, count: n))
         }
         if s.skippedFiles > 0 {

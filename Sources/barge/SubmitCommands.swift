@@ -73,7 +73,7 @@ struct SubmitCommand: AsyncParsableCommand {
             print(json ? try JSONOutput.encode(submitted) : submitted.id)
             return
         }
-        if !json { FileHandle.standardError.write(Data("job \(submitted.id): \(source) → \(destination)\n".utf8)) }
+        if !json { FileHandle.standardError.write(Data("job \(submitted.id): \(TerminalText.field("\(source)")) → \(TerminalText.field("\(destination)"))\n".utf8)) }
         let final = try await JobWatcher(api: api, job: submitted.id, answered: true).follow()
         print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
         try JobSummary.exit(for: final)

@@ -149,6 +149,14 @@ struct TransferProcessTests {
         let shown = try cluster.cli(["status", try #require(failed["id"] as? String)], http: c.http)
         #expect(shown.stdout.contains("evil\\x1b]0;PWNED\\x07\\x1b[2Jname"), "\(shown.stdout)")
         #expect(!shown.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(shown.stdout)")
+        // A name with a newline is one line of `barge ls` and of a summary's header, escaped.
+        try FileManager.default.createDirectory(at: source.appendingPathComponent("new\nline"), withIntermediateDirectories: true)
+        try Data("y\n".utf8).write(to: source.appendingPathComponent("new\nline/f"))
+        let listed = try cluster.cli(["ls", "a:ds"], http: c.http)
+        #expect(listed.status == 0 && listed.stdout.contains("new\\x0aline") && !listed.stdout.contains("new\nline"), "\(listed.stdout)")
+        let lined = try cluster.cli(["submit", "a:ds/new\nline", "b:lined", "--wait"], http: c.http)
+        #expect(lined.status == 0 && lined.stdout.contains("a:/ds/new\\x0aline → b:/lined") && lined.stderr.contains("new\\x0aline"),
+                "\(lined.stdout)\(lined.stderr)")
     }
 
     /// A single file sent to `b:/in/` (with the slash) lands inside `in` under its own name, as
@@ -484,6 +492,56 @@ struct TransferProcessTests {
         close(at)
         let again = try status(try cluster.cli(["submit", "a:/ds", "b:\(target)", "--wait", "--json"], http: c.http))
         #expect(again["files_done"] as? Int == 0 && again["skipped_files"] as? Int == 2, "\(again)")
+    }
+
+    /// Files within PATH_MAX below the roots but past it from `/`: the large one, whose cut
+    /// points the source finds by reading it, and a small one arrive, and `verify` finds both
+    /// whole. Before, the source opened the large file by its absolute name for its cut points and
+    /// left it out (ENAMETOOLONG), and `verify` reported every such file a mismatch ("cannot open:
+    /// File name too long") though the transfer had written it (a black-box review).
+    @Test func filesPastPathMaxFromSlashButNotFromTheRootArriveAndVerify() async throws {
+        let level = String(repeating: "d", count: 250)
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        // ds + 16 levels + a 60-byte name: 4,079 bytes below the root, past 4,096 from `/`.
+        let names = ["big-" + String(repeating: "b", count: 56), "small-" + String(repeating: "s", count: 54)]
+        let relative = "ds" + String(repeating: "/" + level, count: 16) + "/" + names[0]
+        let rootA = cluster.dir.url.appendingPathComponent("root-a").path
+        try #require(relative.utf8.count < Int(PATH_MAX) && rootA.utf8.count + 1 + relative.utf8.count >= Int(PATH_MAX),
+                     "\(rootA.utf8.count) + \(relative.utf8.count)")
+        let contents = [SampleData.random(bytes: (9 << 20) + 5, seed: 4), Array("small\n".utf8)]
+        func descend(_ top: String, create: Bool) -> Int32 {
+            var fd = open(top, O_RDONLY | O_DIRECTORY)
+            for _ in 1...16 {
+                if create { _ = mkdirat(fd, level, 0o755) }
+                let next = openat(fd, level, O_RDONLY | O_DIRECTORY)
+                close(fd)
+                fd = next
+            }
+            return fd
+        }
+        let at = descend(source.path, create: true)
+        for (name, bytes) in zip(names, contents) {
+            let fd = openat(at, name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            #expect(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
+            close(fd)
+        }
+        close(at)
+        let c = try await start()
+        let r = try cluster.cli(["submit", "a:/ds", "b:ds", "--wait", "--json"], http: c.http)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)\n\(c.coordinator.output)")
+        let s = try status(r)
+        #expect(s["state"] as? String == "succeeded" && s["files_done"] as? Int == 2, "\(s)")
+        let copy = descend(cluster.dir.url.appendingPathComponent("root-b/ds").path, create: false)
+        #expect(copy >= 0)
+        for (name, bytes) in zip(names, contents) {
+            var got = [UInt8](repeating: 0, count: bytes.count + 1)
+            let fd = openat(copy, name, O_RDONLY)
+            #expect(fd >= 0 && got.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } == bytes.count && got.prefix(bytes.count).elementsEqual(bytes), "\(name)")
+            close(fd)
+        }
+        close(copy)
+        let verify = try cluster.cli(["verify", try #require(s["id"] as? String)], http: c.http)
+        #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
     }
 
     /// Sparse files stay sparse: a 48 MiB disk image with 1 MiB of data in its middle, a 20 MiB

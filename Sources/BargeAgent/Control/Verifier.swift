@@ -34,7 +34,7 @@ enum Verifier {
                 // and the lifted open below is beneath the root itself.
                 let path = try RootedPath.resolveForOpensBeneath(file.path, under: root)
                 // O_NONBLOCK: a FIFO under the name is reported, not waited on.
-                fd = open(path.absolute, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                fd = path.openFollowingNoLinkAtTheEnd(O_RDONLY | O_NONBLOCK)
                 if fd < 0, errno == EACCES, geteuid() != 0 {
                     let lifted = DirectoryLift.openForReading(path)
                     if lifted >= 0 { fd = lifted } else { errno = EACCES }

@@ -509,7 +509,7 @@ public final class DestinationFiles: Sendable {
     private func finishedLately(_ key: JobFile, _ target: RootedPath, size: UInt64) -> Bool {
         guard recentlyFinished.withLockedValue({ $0.contains(key) }) else { return false }
         var st = stat()
-        return lstat(target.absolute, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == size
+        return target.lstat(&st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == size
     }
 
     /// Bytes of a file are missing at `finish`: they must be sent (again).
@@ -596,7 +596,7 @@ public final class DestinationFiles: Sendable {
         var touched = Set<PathKey>()
         for (i, b) in batch.enumerated() where failures[i] == nil {
             var st = stat()
-            if lstat(b.target.absolute, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
+            if b.target.lstat(&st) == 0, st.st_mode & S_IFMT == S_IFREG {
                 if DestinationEntries.removeFile(b.target) == 0, let slash = PathKey.lastSlash(b.target.absolute) { touched.insert(PathKey(b.target.absolute[..<slash])) }
             }
             let key = JobFile(job: job, path: b.target.relative)
@@ -859,7 +859,7 @@ public final class DestinationFiles: Sendable {
         guard let f = open.withLockedValue({ $0[JobFile(job: job, path: item.target.relative)] }),
               f.lock.withLock({ f.finishedElsewhere }) else { return false }
         var st = stat()
-        return lstat(item.target.absolute, &st) == 0 && Self.finished(st, as: item.file)
+        return item.target.lstat(&st) == 0 && Self.finished(st, as: item.file)
     }
 
     /// The open file for `item`, checked complete: every one of its bytes arrived.

@@ -288,8 +288,8 @@ public struct UnitSender: Sendable {
         case EACCES where opening, EPERM where opening:
             return "'\(path)' could not be read at the source: \(StoreError.system(operation: "open", path: path, errno: code))"
         case ENAMETOOLONG where opening:
-            // The scan and the coordinator leave out paths past PATH_MAX; an open by absolute path
-            // (the scan of cut points) can still pass it under a long root.
+            // The scan and the coordinator leave out paths past PATH_MAX below the root, and every
+            // read opens beneath the root: kept for what a file system refuses short of that.
             return "the path '\(String(decoding: path.utf8.prefix(80), as: UTF8.self))…' is too long to open at the source (ENAMETOOLONG, over PATH_MAX); it cannot be transferred"
         default:
             return nil
@@ -357,7 +357,12 @@ public struct UnitSender: Sendable {
         let f = task.files[i]
         guard let above = settings.contentDefinedAbove, f.entry.kind == .file, f.entry.size >= above, f.length > 0, !f.repair else { return false }
         let path = try RootedPath.resolve(f.sourcePath, under: sources.root)
-        try FileChunkReader(path: path.absolute, strategy: .fastCDC(.standard)).forEachSpan(from: f.offset, length: f.length) { span in
+        // Beneath the root, no link followed at the end (a file swapped for one since the scan),
+        // and past PATH_MAX from `/` as the chunks' own reads (`ChunkSource`) go.
+        let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.system(operation: "open", path: f.sourcePath, errno: errno) }
+        defer { close(fd) }
+        try FileChunkReader(path: f.sourcePath, strategy: .fastCDC(.standard)).forEachSpan(of: fd, from: f.offset, length: f.length) { span in
             try queue.update { $0.addChunk(file: i, offset: span.offset, length: span.length) }
         }
         try queue.update { $0.endOfScan(file: i) }
