@@ -235,12 +235,17 @@ extension JournalTests {
             _ = try journal.complete(TaskDone(job: "j1", unit: UInt64(u), bytes: 1 << 20, wireBytes: 1 << 20, refetched: 0, codecs: [], chunks: [chunk],
                                               dedupBytes: u == 2 ? 1 << 20 : 0), now: 6)
         }
-        #expect(try journal.job("j1")?.dedupBytes == 1 << 20)
-        #expect(try journal.units(job: "j1").first?.planned.waitsFor == 1)
+        // The third found the file changed at the source and sent none of its bytes (left out):
+        // the resend takes back what each range counted, not its length (which made a job's bytes
+        // done negative).
+        _ = try journal.complete(TaskDone(job: "j1", unit: 3, bytes: 0, wireBytes: 0, refetched: 0, codecs: [], chunks: [],
+                                          leftOut: [0], firstLeftOut: "'big' changed during the transfer"), now: 6)
+        #expect(try journal.job("j1")?.dedupBytes == 1 << 20 && journal.job("j1")?.bytesDone == 2 << 20)
+        #expect(try journal.units(job: "j1").first?.planned.waitsFor == 0)
         let outcome = try journal.commitNow([.resend(job: "j1", finish: 0)])
-        #expect(outcome.resent[UnitKey(job: "j1", unit: 0)]?.map(\.unitId) == [1, 2])
+        #expect(outcome.resent[UnitKey(job: "j1", unit: 0)]?.map(\.unitId) == [1, 2, 3])
         let j = try #require(try journal.job("j1"))
-        #expect(j.bytesDone == 0 && j.chunksDone == 0 && j.unitsDone == 0 && j.dedupBytes == 0, "dedup \(j.dedupBytes)")
+        #expect(j.bytesDone == 0 && j.chunksDone == 0 && j.unitsDone == 0 && j.dedupBytes == 0, "bytes \(j.bytesDone), dedup \(j.dedupBytes)")
         #expect(try journal.units(job: "j1", state: .pending).map(\.unitId) == [0, 1, 2, 3])
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
     }

@@ -206,19 +206,19 @@ extension Journal {
                 if let known {
                     try db.cachedStatement(sql: """
                         UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                          destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, leftOut = ?
+                          destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, leftOut = ?, bytesCounted = ?
                           WHERE jobId = ? AND unitId = ? AND state != 'done'
                         """).run(manifest.row.map(BoundValue.blob) ?? .null, manifest.at.map(BoundValue.int) ?? .null, .int(manifest.length),
                                  .int(Int64(report.assignment)), destination.map(BoundValue.text) ?? .null, .int(Int64(report.dedupBytes)),
-                                 leftOut.map(BoundValue.blob) ?? .null, .text(report.job), .int(Int64(report.unit)), in: db)
+                                 leftOut.map(BoundValue.blob) ?? .null, .int(Int64(clamping: report.bytes)), .text(report.job), .int(Int64(report.unit)), in: db)
                     if db.changesCount > 0 { first = (known.kind, known.finishUnit, known.depth, known.finishedFiles) }
                 } else if let row = try Row.fetchOne(db.cachedStatement(sql: """
                     UPDATE units SET state = 'done', manifest = ?, manifestAt = ?, manifestLength = ?, lastReport = ?,
-                      destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, leftOut = ?
+                      destinationAgent = COALESCE(?, destinationAgent), dedupBytes = ?, leftOut = ?, bytesCounted = ?
                       WHERE jobId = ? AND unitId = ? AND state != 'done'
                       RETURNING kind, finishUnit, depth, finishedFiles
                     """), arguments: [manifest.row, manifest.at, manifest.length, Int64(report.assignment), destination, Int64(report.dedupBytes),
-                                      leftOut, report.job, Int64(report.unit)]) {
+                                      leftOut, Int64(clamping: report.bytes), report.job, Int64(report.unit)]) {
                     first = (UnitKind(rawValue: row[0]) ?? .files, row[1], row[2], row[3])
                 }
                 if first == nil && report.assignment != 0 {
@@ -271,14 +271,14 @@ extension Journal {
                 guard !ranges.isEmpty else { continue }
                 var d = deltas[id] ?? JobDelta()
                 for r in ranges {
-                    d.bytesDone -= r.length
+                    d.bytesDone -= r.bytesCounted ?? r.length
                     d.chunksDone -= r.manifestBytes / Int64(UnitManifest.entrySize)
                     d.dedupBytes -= r.dedupBytes
                     d.unitsDone -= 1
                 }
                 deltas[id] = d
                 try db.execute(sql: """
-                    UPDATE units SET state = 'pending', manifest = NULL, manifestAt = NULL, manifestLength = 0, dedupBytes = 0
+                    UPDATE units SET state = 'pending', manifest = NULL, manifestAt = NULL, manifestLength = 0, dedupBytes = 0, bytesCounted = NULL
                       WHERE jobId = ? AND finishUnit = ? AND kind = 'range' AND state = 'done'
                     """, arguments: [id, Int64(finish)])
                 try db.execute(sql: "UPDATE units SET rangesDone = MAX(0, rangesDone - ?) WHERE jobId = ? AND unitId = ?",
@@ -288,7 +288,7 @@ extension Journal {
                     try legacy.execute(arguments: [id, path])
                     deltas[id]!.chunksDone -= Int64(db.changesCount)
                 }
-                outcome.resent[UnitKey(job: id, unit: finish)] = ranges.map { var r = $0; r.state = .pending; r.manifest = nil; r.manifestAt = nil; r.manifestLength = 0; return r }
+                outcome.resent[UnitKey(job: id, unit: finish)] = ranges.map { var r = $0; r.state = .pending; r.manifest = nil; r.manifestAt = nil; r.manifestLength = 0; r.bytesCounted = nil; return r }
 
             case .end(let id, let event, let now):
                 guard var job = try JobRecord.fetchOne(db, key: id), let next = try? JobLifecycle.next(job.state, event) else { continue }

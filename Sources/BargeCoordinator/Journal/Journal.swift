@@ -257,6 +257,9 @@ public final class Journal: Sendable {
         m.registerMigration("v19: a destination given as a directory (b:/dst/)") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN destinationIsDirectory BOOLEAN NOT NULL DEFAULT 0")
         }
+        m.registerMigration("v20: the bytes a done unit counted toward its job") { db in
+            try db.execute(sql: "ALTER TABLE units ADD COLUMN bytesCounted INTEGER")
+        }
         return m
     }
 

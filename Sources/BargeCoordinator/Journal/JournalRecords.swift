@@ -206,6 +206,11 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     /// Its files (by index in `files`) it left out, gone from the source or changed since the
     /// scan: not finished at the destination, so `verify` leaves them out.
     public var leftOut: [UInt32] = []
+    /// The bytes its `task done` counted toward the job's `bytes_done` (nil in rows written
+    /// before v20), which sending a file's ranges again (`resend`) takes back off. A range that
+    /// left its file out (changed at the source) counts only what it sent: taking its length
+    /// back made a job's bytes done negative (-18 MiB of 9 MiB, a black-box review).
+    public var bytesCounted: Int64?
 
     public init(jobId: String, unitId: Int64, path: String, offset: Int64, length: Int64) {
         self.jobId = jobId
@@ -344,7 +349,7 @@ extension UnitRecord {
     static let columnOrder = ["jobId", "unitId", "path", "offset", "length", "state", "sourceAgent", "destinationAgent", "attempts",
                               "kind", "files", "dependsOn", "finishUnit", "depth", "finishedFiles", "manifest", "rangesTotal",
                               "rangesMade", "rangesDone", "rangeBytes", "assignments", "lastReport", "manifestAt", "manifestLength",
-                              "dedupBytes", "leftOut"]
+                              "dedupBytes", "leftOut", "bytesCounted"]
 
     public init(row: Row) throws {
         // By position when the row is the whole table as this build knows it, else by name.
@@ -376,6 +381,7 @@ extension UnitRecord {
         manifestLength = optional(23) ?? 0
         dedupBytes = optional(24) ?? 0
         leftOut = Self.indices(from: optional(25))
+        bytesCounted = optional(26)
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -404,6 +410,7 @@ extension UnitRecord {
         container["assignments"] = assignments
         container["dedupBytes"] = dedupBytes
         container["leftOut"] = Self.stored(leftOut)
+        container["bytesCounted"] = bytesCounted
     }
 
     /// File indices as the journal stores them: u32s, big-endian, in a BLOB; NULL for none.
