@@ -204,6 +204,38 @@ struct TransferProcessTests {
         #expect(TreeSupport.partials(data).isEmpty)
     }
 
+    /// A source given with a slash follows a link there to the directory it names, as
+    /// `rsync -a link/ dst` copies what it points to; without the slash the link itself arrives,
+    /// as `rsync -a link dst` sends it; a link leading out of the root is refused either way it
+    /// would be followed. Before, the slash was dropped, and the link arrived dangling (a
+    /// black-box review).
+    @Test func aSourceGivenWithASlashFollowsALinkToADirectory() async throws {
+        let k = cluster.dir.url.appendingPathComponent("root-a/k")
+        try FileManager.default.createDirectory(at: k.appendingPathComponent("realdir/sub"), withIntermediateDirectories: true)
+        try Data("in\n".utf8).write(to: k.appendingPathComponent("realdir/f"))
+        try Data("deeper\n".utf8).write(to: k.appendingPathComponent("realdir/sub/g"))
+        try FileManager.default.createSymbolicLink(atPath: k.appendingPathComponent("dirlink").path, withDestinationPath: "realdir")
+        try FileManager.default.createSymbolicLink(atPath: k.appendingPathComponent("outlink").path, withDestinationPath: cluster.dir.url.appendingPathComponent("root-b").path)
+        let rootB = cluster.dir.url.appendingPathComponent("root-b")
+        let c = try await start()
+        let followed = try status(try cluster.cli(["submit", "a:k/dirlink/", "b:viaslash", "--wait", "--json"], http: c.http))
+        #expect(followed["state"] as? String == "succeeded" && followed["files_done"] as? Int == 2, "\(followed)")
+        #expect(followed["source"] as? String == "a:/k/dirlink/", "\(followed)")
+        #expect(try String(contentsOf: rootB.appendingPathComponent("viaslash/f"), encoding: .utf8) == "in\n")
+        #expect(try String(contentsOf: rootB.appendingPathComponent("viaslash/sub/g"), encoding: .utf8) == "deeper\n")
+        #expect(try TreeSupport.snapshot(rootB.appendingPathComponent("viaslash")) == TreeSupport.snapshot(k.appendingPathComponent("realdir")))
+
+        let asLink = try status(try cluster.cli(["submit", "a:k/dirlink", "b:nolink", "--wait", "--json"], http: c.http))
+        #expect(asLink["state"] as? String == "succeeded", "\(asLink)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: rootB.appendingPathComponent("nolink").path) == "realdir")
+
+        let out = try cluster.cli(["submit", "a:k/outlink/", "b:out", "--wait", "--json"], http: c.http)
+        let refused = try status(out)
+        #expect(out.status == 1 && refused["state"] as? String == "failed", "\(refused)")
+        #expect((refused["error"] as? String ?? "").contains("outside"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: rootB.appendingPathComponent("out").path))
+    }
+
     /// Set-user-ID and set-group-ID bits do not arrive: owners are not kept, so a setuid program
     /// of an ordinary user arrived as a setuid-root one at an agent run as root (a black-box
     /// review ran one as nobody and got euid 0). The other bits arrive, and a re-sync finds the

@@ -47,8 +47,13 @@ enum TreeListing {
             if !started {
                 started = true
                 do {
-                    let path = try RootedPath.resolveTakingALinkAsIs(request.path, under: root)
-                    let top = try TreeScanner.entry(at: path)
+                    // `a:/src/` (the coordinator keeps the slash): a link there is followed to the
+                    // directory it names, inside the root, as `rsync -a link/ dst` does; without
+                    // the slash the link itself is sent, as `rsync -a link dst` sends it.
+                    let following = request.path.hasSuffix("/")
+                    let path = following ? try RootedPath.resolve(request.path, under: root)
+                        : try RootedPath.resolveTakingALinkAsIs(request.path, under: root)
+                    let top = try TreeScanner.entry(at: path, following: following)
                     if top.kind == .directory { walker = try TreeWalker(directory: path) }
                     // The scanned path itself is the entry with the empty path: a directory (its
                     // mode and mtime go to the destination directory) or the single file being sent.

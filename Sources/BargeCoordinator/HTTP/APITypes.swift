@@ -113,7 +113,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         chunksRefetched = r.chunksRefetched
         dedupBytes = r.dedupBytes
         error = r.error
-        source = "\(r.sourceSite):/\(r.sourcePath)"
+        source = r.sourceDescription
         destination = r.destinationDescription
         codec = r.codec
         codecs = r.codecStats.map { CodecMix(codec: $0.codec, chunks: $0.chunks, rawBytes: $0.rawBytes, encodedBytes: $0.encodedBytes) }

@@ -260,6 +260,9 @@ public final class Journal: Sendable {
         m.registerMigration("v20: the bytes a done unit counted toward its job") { db in
             try db.execute(sql: "ALTER TABLE units ADD COLUMN bytesCounted INTEGER")
         }
+        m.registerMigration("v21: a source given with a slash (a:/src/), which follows a link there") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN sourceNamesDirectory BOOLEAN NOT NULL DEFAULT 0")
+        }
         return m
     }
 
@@ -279,7 +282,7 @@ public final class Journal: Sendable {
     }
 
     public func insert(_ job: JobRecord) throws {
-        try auditedWrite(effect: { _ in ("submitted \(job.sourceSite):/\(job.sourcePath) → \(job.destinationDescription)", job: job.id) }) { db in
+        try auditedWrite(effect: { _ in ("submitted \(job.sourceDescription) → \(job.destinationDescription)", job: job.id) }) { db in
             try job.insert(db)
         }
     }

@@ -74,6 +74,16 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     /// The destination was given as a directory to put things in (`b:/dst/`, `JobPath.namesDirectory`):
     /// a single file lands inside it under its own name rather than at the path itself.
     public var destinationIsDirectory: Bool = false
+    /// The source was given with a slash (`a:/src/`): a symbolic link there is followed to the
+    /// directory it names, as `rsync -a link/ dst` copies what it points to, while `a:/src` sends
+    /// the link itself, as `rsync -a link dst` does. Before, the slash was dropped and a link to
+    /// a directory arrived as a link, dangling at the destination (a black-box review).
+    public var sourceNamesDirectory: Bool = false
+
+    /// `SITE:/PATH` as the job's source was given: with its slash when it has one.
+    public var sourceDescription: String {
+        "\(sourceSite):/\(sourcePath)\(sourceNamesDirectory && !sourcePath.isEmpty ? "/" : "")"
+    }
 
     /// `SITE:/PATH` as the job's destination was given: with its slash when it names a directory.
     public var destinationDescription: String {
@@ -140,6 +150,7 @@ extension JobRecord {
         notify = row["notify"]
         tierCursor = row["tierCursor"]
         destinationIsDirectory = row["destinationIsDirectory"]
+        sourceNamesDirectory = row["sourceNamesDirectory"]
     }
 }
 

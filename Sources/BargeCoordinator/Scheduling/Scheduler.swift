@@ -305,8 +305,9 @@ public actor Scheduler {
         job.tierPolicy = tier?.description
         job.notify = request.notify
         job.destinationIsDirectory = JobPath.namesDirectory(request.destination.path)
+        job.sourceNamesDirectory = !source.isEmpty && JobPath.namesDirectory(request.source.path)
         try journal.insert(job)
-        logger.notice("job \(id): \(job.sourceSite):/\(source) → \(job.destinationDescription), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
+        logger.notice("job \(id): \(job.sourceDescription) → \(job.destinationDescription), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
         startQueuedJobs()
         return job
     }
@@ -924,7 +925,9 @@ public actor Scheduler {
                                                               destinationPath: job.destinationPath, destinationIsDirectory: job.destinationIsDirectory,
                                                               placement: job.tierPolicy.flatMap { try? TierPolicy(parsing: $0) }, now: Int64(now())),
                                      skipUpTo: mark)
-        link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath)))
+        // With its slash when it was given one: the agent follows a link there (agents before
+        // this read the path by its words, as they always did).
+        link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath + (job.sourceNamesDirectory ? "/" : ""))))
         warmLanes(for: job)
         return true
     }
