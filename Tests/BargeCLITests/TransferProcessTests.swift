@@ -922,4 +922,32 @@ struct TransferProcessTests {
         let verify = try cluster.cli(["verify", job], http: c.http)
         #expect(verify.status != 0 && verify.stderr.contains("only a succeeded job can be verified"))
     }
+
+    /// After `cancel`, no file appears under its final name: a file whose every chunk had been
+    /// acknowledged when the job was cancelled stays a partial copy. Before, the cancelled unit's
+    /// streams still sent `files done` for such files as they ended, and they were renamed into
+    /// place after `cancel` had returned (a black-box review: two of six files, 5 s later).
+    @Test func aCancelledJobFinishesNoFileAfterTheCancel() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<4 { try Data(SampleData.random(bytes: 6 << 20, seed: UInt64(40 + i))).write(to: source.appendingPathComponent("f\(i)")) }
+        // One unit holds every file, so its streams end only with it.
+        let c = try await start(unitSize: "64MiB")
+        let submitted = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "8MiB/s"], http: c.http)
+        let job = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(submitted.status == 0 && job.hasPrefix("j-"), "\(submitted.stderr)")
+        // The first file's chunks are all acknowledged (the counts come from the agent's progress).
+        #expect(try await cluster.eventually(30) {
+            (try status(try cluster.cli(["status", job, "--json"], http: c.http))["bytes_done"] as? Int ?? 0) >= 8 << 20
+        })
+        let cancelled = try cluster.cli(["cancel", job], http: c.http)
+        #expect(cancelled.status == 0 && cancelled.stdout.contains("cancelled"), "\(cancelled.stdout)\(cancelled.stderr)")
+        try await Task.sleep(for: .seconds(3))
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
+        #expect(!names.isEmpty && names.allSatisfy { $0.hasSuffix(".barge-partial") }, "nothing under a final name: \(names)")
+        // Resumed, the job sends what is missing and finishes every file.
+        let resumed = try cluster.cli(["resume", job, "--wait"], http: c.http)
+        #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
 }

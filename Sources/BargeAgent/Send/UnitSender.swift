@@ -131,6 +131,7 @@ public struct UnitSender: Sendable {
                 }
                 try await group.waitForAll()
             }
+            try Task.checkCancellation()
             try await finishRepairs(queue)
             await removeLeftOut(queue)
         } catch let failure as UnitFailure {
@@ -438,6 +439,10 @@ public struct UnitSender: Sendable {
             try await group.waitForAll()
         }
         // A queued have query (`refs.placing`) comes only with batch finishes (version 6 and up).
+        // A unit stopped (its job cancelled, or the unit taken back) finishes nothing more: the
+        // files whose chunks were all acknowledged stay partial copies. Before, they appeared
+        // under their final names after `cancel` had returned.
+        try Task.checkCancellation()
         if let ready { try await finish(ready.take(), stream, after: refs.placing) }
     }
 
@@ -727,6 +732,7 @@ public struct UnitSender: Sendable {
         let e = task.files[i].entry
         let done = FileDone(place: ChunkPlace(job: task.job, path: e.path, offset: 0), size: e.size, mode: e.mode,
                             mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds)
+        try Task.checkCancellation()
         try flow.check()
         try expectAck(try await stream.send(.fileDone(done)), task.files[i])
     }
