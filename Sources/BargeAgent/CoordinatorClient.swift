@@ -106,67 +106,80 @@ public struct CoordinatorClient: Sendable {
             }
             let writerStopped = NIOLockedValueBox<Error?>(nil)
             let interval = Duration.milliseconds(max(50, Int(registered.heartbeatIntervalMillis)))
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                // One writer; reports and replies reach it through the outbox. Replies are read
-                // here, so the inbound iterator never leaves this task.
-                // A writer that stops (a failed write, or the fault injection) closes its side of
-                // the connection; the reader below then ends and throws what stopped it.
-                let fault = faultDropReports
-                tasks.addTask {
-                    do {
-                        for await message in messages {
-                            let drop = fault > 0 && Outbox.reportKey(message) != nil && Double.random(in: 0..<1) < fault
-                            if drop && Bool.random() { throw CoordinatorConnectionError.faultInjected }
-                            try await outbound.write(Self.downgrade(message, to: session.version).frame())
-                            outbox.written(message)
-                            if drop { throw CoordinatorConnectionError.faultInjected }
-                        }
-                    } catch {
-                        writerStopped.withLockedValue { $0 = error }
-                        connection.close()
-                    }
-                }
-                // Heartbeats go from the connection's event loop, beside the writer: on the
-                // cooperative pool, two chunks compressed with zstd-19 held both threads long
-                // enough that the coordinator took a busy agent for down (DedupProcessTests, with
-                // other suites beside it). The first goes one interval after registration; with
-                // the pool starved it may pass reports the writer resends, which the coordinator
-                // takes in any order.
-                let sequence = NIOLockedValueBox<UInt64>(0)
-                let beats = connection.writeRepeatedly(every: interval.timeAmount) {
-                    work?.fence.beat()
-                    let n = sequence.withLockedValue { $0 += 1; return $0 }
-                    return Message.heartbeat(Heartbeat(sequence: n, inFlight: UInt32(work?.inFlight ?? 0))).frame()
-                }
-                defer { beats.cancel() }
-                if let work { tasks.addTask { await work.reportProgress() } }
-                defer { tasks.cancelAll() }
-                while let frame = try await nextFrame(&frames, writerStopped) {
-                    heard = .now
-                    let message = try Message(frame: frame)
-                    switch message {
-                    case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
-                    case .error(let e):
-                        // Certain evidence that this agent's units went to others, whatever its
-                        // own clock saw (a paused VM's may see no gap).
-                        if e.code == .markedDown { work?.fence.markedDown() }
-                        throw CoordinatorConnectionError.dropped(e)
-                    case .drain(let d): work?.drain(d)
-                    default:
-                        guard work?.handle(message) == true else {
-                            throw CoordinatorConnectionError.protocolViolation("unexpected \(frame.type)")
-                        }
-                    }
-                }
-                if let error = writerStopped.withLockedValue({ $0 }) { throw error }
-                // The idle timeout closed it: nothing was read for that long. `heard` is when this
-                // task took the last frame, a little after the event loop read it, so the timeout
-                // can fire just short of `silence` by this clock (a second's margin: a coordinator
-                // echoes every heartbeat, so only a silent one goes 9 s without a frame). Without
-                // the margin, a frozen coordinator was sometimes reported as closing the connection.
-                if ContinuousClock.now - heard >= silence - .seconds(1) { throw CoordinatorConnectionError.silent(silence) }
-                if !Task.isCancelled { throw CoordinatorConnectionError.closed }
+            // Stopped (SIGTERM, SIGINT): the coordinator is told, and takes this agent for down at
+            // once rather than after its timeout, so its units go to other agents now. Before, a
+            // stopped agent stayed `up` for the whole timeout (a black-box review).
+            let sayStopping = {
+                guard Task.isCancelled else { return }
+                await connection.writeLast(Message.error(ErrorMessage(code: .stopping, reason: "agent '\(i.name)' is stopping")).frame())
             }
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    // One writer; reports and replies reach it through the outbox. Replies are read
+                    // here, so the inbound iterator never leaves this task.
+                    // A writer that stops (a failed write, or the fault injection) closes its side of
+                    // the connection; the reader below then ends and throws what stopped it.
+                    let fault = faultDropReports
+                    tasks.addTask {
+                        do {
+                            for await message in messages {
+                                let drop = fault > 0 && Outbox.reportKey(message) != nil && Double.random(in: 0..<1) < fault
+                                if drop && Bool.random() { throw CoordinatorConnectionError.faultInjected }
+                                try await outbound.write(Self.downgrade(message, to: session.version).frame())
+                                outbox.written(message)
+                                if drop { throw CoordinatorConnectionError.faultInjected }
+                            }
+                        } catch {
+                            writerStopped.withLockedValue { $0 = error }
+                            connection.close()
+                        }
+                    }
+                    // Heartbeats go from the connection's event loop, beside the writer: on the
+                    // cooperative pool, two chunks compressed with zstd-19 held both threads long
+                    // enough that the coordinator took a busy agent for down (DedupProcessTests, with
+                    // other suites beside it). The first goes one interval after registration; with
+                    // the pool starved it may pass reports the writer resends, which the coordinator
+                    // takes in any order.
+                    let sequence = NIOLockedValueBox<UInt64>(0)
+                    let beats = connection.writeRepeatedly(every: interval.timeAmount) {
+                        work?.fence.beat()
+                        let n = sequence.withLockedValue { $0 += 1; return $0 }
+                        return Message.heartbeat(Heartbeat(sequence: n, inFlight: UInt32(work?.inFlight ?? 0))).frame()
+                    }
+                    defer { beats.cancel() }
+                    if let work { tasks.addTask { await work.reportProgress() } }
+                    defer { tasks.cancelAll() }
+                    while let frame = try await nextFrame(&frames, writerStopped) {
+                        heard = .now
+                        let message = try Message(frame: frame)
+                        switch message {
+                        case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
+                        case .error(let e):
+                            // Certain evidence that this agent's units went to others, whatever its
+                            // own clock saw (a paused VM's may see no gap).
+                            if e.code == .markedDown { work?.fence.markedDown() }
+                            throw CoordinatorConnectionError.dropped(e)
+                        case .drain(let d): work?.drain(d)
+                        default:
+                            guard work?.handle(message) == true else {
+                                throw CoordinatorConnectionError.protocolViolation("unexpected \(frame.type)")
+                            }
+                        }
+                    }
+                    if let error = writerStopped.withLockedValue({ $0 }) { throw error }
+                    // The idle timeout closed it: nothing was read for that long. `heard` is when this
+                    // task took the last frame, a little after the event loop read it, so the timeout
+                    // can fire just short of `silence` by this clock (a second's margin: a coordinator
+                    // echoes every heartbeat, so only a silent one goes 9 s without a frame). Without
+                    // the margin, a frozen coordinator was sometimes reported as closing the connection.
+                    if ContinuousClock.now - heard >= silence - .seconds(1) { throw CoordinatorConnectionError.silent(silence) }
+                    if !Task.isCancelled { throw CoordinatorConnectionError.closed }
+                }
+            } catch {
+                await sayStopping()
+                throw error
+            }
+            await sayStopping()
         }
     }
 

@@ -536,4 +536,28 @@ struct ResilienceProcessTests {
     @Test func aSourceAgentKilledMidTransferIsReplaced() async throws {
         try await killOneAgentMidTransfer(site: "a")
     }
+
+    /// An agent stopped with SIGTERM mid-transfer says so as it closes: `barge agents` lists it
+    /// down at once, not after `--agent-timeout` (60 s here), and its units go to the other agent
+    /// of its site. Before, it stayed `up` for the whole timeout (a black-box review).
+    @Test func aDestinationAgentStoppedWithSIGTERMIsDownAtOnceAndReplaced() async throws {
+        try makeSlowDataset()
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB", "--agent-timeout", "60"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1, b2)) {} }
+        #expect(try await cluster.agentsRegister(3, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "zstd-19", "--bwlimit", "3MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 0 })
+        b1.kill(SIGTERM)
+        #expect(try await cluster.eventually(5) {
+            try cluster.agents(http).first { $0["name"] as? String == "b1" }?["state"] as? String == "down"
+        }, "\(coordinator.output)")
+        #expect(coordinator.output.contains("agent 'b1' is stopping: marked down"))
+        #expect(try await cluster.eventually(50) { try status(job, http)["state"] as? String == "succeeded" }, "\(coordinator.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+        #expect(TreeSupport.partials(destination).isEmpty)
+    }
 }

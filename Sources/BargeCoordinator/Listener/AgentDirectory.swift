@@ -29,6 +29,11 @@ public actor AgentDirectory {
         try registry.drain(name: name)
     }
 
+    /// An agent that said it is stopping is down now; true when it was not already.
+    public func stopped(name: String) -> Bool {
+        registry.stopped(name: name)
+    }
+
     /// Marks silent agents down; returns their names.
     public func expire() -> [String] {
         registry.expire(now: clock())

@@ -73,7 +73,13 @@ struct AgentSession {
                     sink.yield(.heartbeat(beat))
                 case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding, .compareReply, .tierReply:
                     await scheduler.received(message, from: registration.name)
-                case .error:
+                case .error(let e):
+                    // An agent stopping (SIGTERM) says so as it closes: it is down at once and its
+                    // units go back to pending, rather than after its timeout.
+                    if e.code == .stopping, await directory.stopped(name: registration.name) {
+                        let released = (try? await scheduler.agentsDown([registration.name])) ?? 0
+                        logger.notice("agent '\(registration.name)' is stopping: marked down, \(released) units back to pending")
+                    }
                     return
                 default:
                     sink.yield(.error(ErrorMessage(.unexpected(frame.type, state: "serving agent '\(registration.name)'"))))

@@ -150,6 +150,19 @@ public struct AgentRegistry: Sendable {
         return expired.sorted()
     }
 
+    /// The agent said it is stopping (error `stopping` as it closed its connection): down now, as
+    /// `expire` would take it after its timeout (a drained one is forgotten). True when it was
+    /// up or draining, and its units are to go back to pending.
+    public mutating func stopped(name: String) -> Bool {
+        guard let agent = agents[name], agent.state != .down else { return false }
+        if agent.state == .draining {
+            agents.removeValue(forKey: name)
+        } else {
+            agents[name]?.state = .down
+        }
+        return true
+    }
+
     /// Agents of `site` that can take new work, by name.
     public func available(site: String) -> [AgentInfo] {
         agents.values.filter { $0.site == site && $0.state == .up }.sorted { $0.name < $1.name }

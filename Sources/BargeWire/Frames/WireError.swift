@@ -77,6 +77,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// or a slow-loris): the connection is closed at once, and the peer tries again shortly
     /// rather than taking the refusal for the other side's failure.
     public static let busy = ErrorCode(rawValue: 14)
+    /// The agent is stopping (SIGTERM, SIGINT): sent by an agent to its coordinator as it closes
+    /// the connection, so that it is taken for down at once, not after its timeout.
+    public static let stopping = ErrorCode(rawValue: 15)
 
     public var description: String {
         switch self {
@@ -94,6 +97,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .markedDown: "marked down"
         case .nameInUse: "name in use"
         case .busy: "busy"
+        case .stopping: "stopping"
         default: "error \(rawValue)"
         }
     }

@@ -97,6 +97,13 @@ public struct TCPProbe: Sendable {
         }
     }
 
+    /// Writes `frame` and waits until it is written or the write fails, from the connection's
+    /// event loop: for a last word from a task that is being cancelled (an agent stopping), whose
+    /// own writer has stopped.
+    public func writeLast(_ frame: Frame) async {
+        try? await channel.writeAndFlush(frame).get()
+    }
+
     /// The TCP congestion control the connection runs (`TCP_CONGESTION`); nil off Linux.
     public func congestionControl() async -> String? {
         await TCPCongestionControl.current(of: channel)
