@@ -75,6 +75,27 @@ struct CLIConventionsProcessTests {
         #expect(bad.status == 64 && bad.stderr.contains("--timeout must be a number of seconds above 0"), "\(bad.stderr)")
     }
 
+    /// A request body over the API's 1 MiB is answered 413 with the limit, and the coordinator
+    /// goes on; `prune` takes only a finite time. Before, the audit trail's look at the body
+    /// left it half read: a debug build's coordinator crashed on the second read, and a release
+    /// build answered "the body is not JSON" (400); `before=nan` pruned nothing with 200 and
+    /// `before=1e400` pruned every ended job (a black-box review).
+    @Test func anOversizedBodyIs413AndPruneTakesOnlyAFiniteTime() async throws {
+        let cluster = try TestCluster()
+        let (coordinator, _, http) = try await cluster.startCoordinator()
+        defer { withExtendedLifetime(coordinator) {} }
+        let submit = #"{"source":{"site":"a","path":"x"},"destination":{"site":"b","path":"y"},"notify":"http://x/"#
+        let big = cluster.post(http + "/v1/jobs", body: Data((submit + String(repeating: "a", count: 1_100_000) + #""}"#).utf8))
+        #expect(big.status == 413 && big.text.contains("over 1048576 bytes"), "\(big)\n\(coordinator.output)")
+        let small = cluster.post(http + "/v1/jobs", body: Data("{".utf8))
+        #expect(small.status == 400 && small.text.contains("not JSON"), "\(small)")
+        for before in ["nan", "1e400", "-inf", "x"] {
+            let pruned = cluster.post(http + "/v1/jobs/prune?before=" + before, body: Data())
+            #expect(pruned.status == 400 && pruned.text.contains("Unix seconds"), "\(before): \(pruned)")
+        }
+        #expect(cluster.post(http + "/v1/jobs/prune?before=1", body: Data()).status == 200)
+    }
+
     @Test func everyCommandTakesJSONAndExitCodesFollowTheOutcome() async throws {
         let cluster = try TestCluster()
         try TreeSupport.makeEdgeCaseTree(at: cluster.dir.url.appendingPathComponent("root-a/ds"), smallFiles: 10)

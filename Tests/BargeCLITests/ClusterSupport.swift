@@ -182,6 +182,25 @@ final class TestCluster: @unchecked Sendable {
         return body
     }
 
+    /// POST of `body` to an API URL with the admin token, streamed as a client sends it: the
+    /// status (0 when there was no answer) and the answer's text.
+    func post(_ url: String, body: Data) -> (status: Int, text: String) {
+        guard let token = try? String(contentsOfFile: environment["BARGE_API_TOKEN_FILE"]!, encoding: .utf8) else { return (0, "") }
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: 30)
+        request.httpMethod = "POST"
+        request.httpBody = body
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("Bearer " + token.trimmingCharacters(in: .whitespacesAndNewlines), forHTTPHeaderField: "Authorization")
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var answer = (status: 0, text: "")
+        URLSession.shared.dataTask(with: request) { data, response, _ in
+            answer = ((response as? HTTPURLResponse)?.statusCode ?? 0, data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+            done.signal()
+        }.resume()
+        done.wait()
+        return answer
+    }
+
     /// Runs the CLI against this cluster's coordinator.
     func cli(_ arguments: [String], http: String) throws -> BargeProcess.Result {
         try BargeProcess.run(arguments + ["--coordinator-url", http], environment: environment)

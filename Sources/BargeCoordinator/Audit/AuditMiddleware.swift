@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import Logging
 
 /// Every request that may change something (any method but GET and HEAD) is a control action:
@@ -25,13 +26,17 @@ struct AuditMiddleware: RouterMiddleware {
         var args: [String: String] = [:]
         for (k, v) in request.uri.queryParameters { args[String(k)] = Self.isCredential(String(k)) ? Self.redacted : String(v) }
         var sent = (query: args.count, body: 0)
-        if let body = try? await request.collectBody(upTo: 1 << 20) {
+        if let body = try? await request.collectBody(upTo: RequestChecks.maxBody) {
             sent.body = body.readableBytes
             if body.readableBytes > 0 {
                 args["body"] = body.readableBytes <= Self.bodyLimit ? Self.withoutSecrets(String(buffer: body)) : "(\(body.readableBytes) bytes)"
             }
         } else {
             sent.body = -1
+            // Over the limit, and partly read: whoever reads it next is told so (413), rather than
+            // reading the stream a second time (a debug build's assertion, and in a release build
+            // a body cut short and answered "not JSON", 400; a black-box review).
+            request.body = RequestBody(asyncSequence: TooLargeBody())
         }
         draft.args = args.isEmpty ? nil : args
         let audit = AuditContext(draft)
@@ -56,6 +61,16 @@ struct AuditMiddleware: RouterMiddleware {
     }
 
     static let redacted = "(not recorded: it may hold a secret)"
+
+    /// The body of a request whose body was over the limit: reading it throws
+    /// `NIOTooManyBytesError`, which the API answers 413.
+    struct TooLargeBody: AsyncSequence, Sendable {
+        typealias Element = ByteBuffer
+        struct AsyncIterator: AsyncIteratorProtocol {
+            mutating func next() async throws -> ByteBuffer? { throw NIOTooManyBytesError(maxBytes: RequestChecks.maxBody) }
+        }
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
+    }
 
     /// What a request without a valid token (401) leaves in the trail: who tried what, and the
     /// size of what it sent, not the text. Anyone who can reach the port can send such requests,

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import HTTPTypes
 
 /// What every API request body and parameter goes through, so that the API answers as HTTP
@@ -19,7 +20,11 @@ enum RequestChecks {
                                      nested: [String: Set<String>] = [:]) async throws -> T {
         let body = request.body
         let collected: ByteBuffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask { try await body.collect(upTo: maxBody) }
+            group.addTask {
+                do { return try await body.collect(upTo: maxBody) } catch is NIOTooManyBytesError {
+                    throw HTTPError(.contentTooLarge, message: "the request body is over \(maxBody) bytes, the most the API reads")
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: bodyTimeout)
                 return nil

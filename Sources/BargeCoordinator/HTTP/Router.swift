@@ -43,7 +43,8 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         return JobList(jobs: jobs.map(JobStatus.init), next: jobs.count == limit ? jobs.last?.id : nil)
     }
     api.route(.post, "/v1/jobs/prune", .operator) { request, _ -> PruneOutcome in
-        guard let given = request.uri.queryParameters["before"], let before = Double(given) else {
+        // A finite number: `nan` pruned nothing with 200, and `1e400` (infinity) every ended job.
+        guard let given = request.uri.queryParameters["before"], let before = Double(given), before.isFinite else {
             throw HTTPError(.badRequest, message: "before must be a time in Unix seconds: jobs that ended before it are deleted")
         }
         return PruneOutcome(pruned: try await scheduler.prune(endedBefore: before))
