@@ -81,7 +81,7 @@ final class AgentListenerTests: Sendable {
         _ = await serving.result
     }
 
-    @Test func anAgentRegistersHeartbeatsAndGoesDownWhenSilent() async throws {
+    @Test func anAgentRegistersHeartbeatsAndGoesDownWhenStoppedOrSilent() async throws {
         let clock = ManualClock()
         let listener = try await listener(clock: clock)
         let serving = Task { try await listener.run() }
@@ -93,17 +93,22 @@ final class AgentListenerTests: Sendable {
         let info = try #require(await listener.directory.agents.first)
         #expect(info.site == "site-a" && info.address == "127.0.0.1:7501" && info.state == .up)
 
+        // Stopped (cancelled, as SIGTERM cancels it), the agent says so as it closes: down at
+        // once, with no wait for its timeout.
         agent.cancel()
         _ = await agent.result
-        // Looked at every second, as the expiry service does (one look after 16 s would be the
-        // coordinator's own stall, which is not the agent's silence).
+        #expect(try await eventually { await listener.directory.agents.first?.state == .down })
+        // One that falls silent instead (its registration, then nothing) is down once its
+        // timeout passes, looked at every second as the expiry service does (one look after
+        // 16 s would be the coordinator's own stall, which is not the agent's silence).
+        _ = try await listener.directory.register(Register(name: "a2", site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7502, maxInFlight: 8))
         var expired: [String] = []
         for _ in 0..<16 {
             clock.advance(seconds: 1)
             expired += await listener.directory.expire()
         }
-        #expect(expired == ["a1"])
-        #expect(await listener.directory.agents.first?.state == .down)
+        #expect(expired == ["a2"])
+        #expect(await listener.directory.agents.map(\.state) == [.down, .down])
 
         await listener.close()
         serving.cancel()
