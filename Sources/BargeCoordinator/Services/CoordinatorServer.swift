@@ -2,6 +2,7 @@ import BargeWire
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// Everything `barge coordinator` runs, in one `ServiceGroup`: the HTTP API, the agent listener
@@ -68,7 +69,12 @@ public struct CoordinatorServer {
         }
         let scheduler = Scheduler(journal: journal, planner: c.planner, logger: logger)
         try await scheduler.recoverAfterRestart()
-        let listener = try await AgentListener.bind(listenerConfig, directory: directory, scheduler: scheduler, logger: logger)
+        let listener: AgentListener
+        do {
+            listener = try await AgentListener.bind(listenerConfig, directory: directory, scheduler: scheduler, logger: logger)
+        } catch let error as IOError {
+            throw Self.bindFailure(error, flag: "--listen", address: "\(c.agents)")
+        }
         let expiry = AgentExpiryService(directory: directory, scheduler: scheduler) { names, released in
             logger.warning("agents down after \(c.agentTimeout) without a heartbeat: \(names.joined(separator: ", ")); \(released) units back to pending")
         }
@@ -106,7 +112,26 @@ public struct CoordinatorServer {
         // cancelled after `stopLimit`, so that the coordinator always stops.
         var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = Self.stopLimit
-        try await ServiceGroup(configuration: group).run()
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EADDRNOTAVAIL || error.errnoCode == EACCES {
+            // The HTTP server (and the metrics one) bind as the group starts.
+            throw Self.bindFailure(error, flag: c.metrics == nil ? "--http" : "--http or --metrics",
+                                   address: c.metrics.map { "\(c.http) or \($0)" } ?? "\(c.http)")
+        }
+    }
+
+    /// A port the coordinator cannot bind, named by its flag. Before, the error was NIO's
+    /// ("bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)"), which did not say
+    /// which of its ports it was (a black-box review).
+    static func bindFailure(_ error: IOError, flag: String, address: String) -> CoordinatorStartError {
+        let why = switch error.errnoCode {
+        case EADDRINUSE: "the address is in use (another coordinator, or another program, listens there)"
+        case EADDRNOTAVAIL: "no interface of this host has that address"
+        case EACCES: "this user may not listen on that port (below 1024)"
+        default: String(cString: strerror(error.errnoCode))
+        }
+        return CoordinatorStartError("\(flag) \(address): cannot listen: \(why)")
     }
 
     /// The longest a graceful stop waits for the answers under way before it cancels them.
