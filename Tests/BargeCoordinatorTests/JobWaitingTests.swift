@@ -28,6 +28,19 @@ struct JobWaitingTests {
             == "waiting: source and destination site 'b' has no agent up (b1 down, b2 down, b3 down, …); the job goes on when one is back: barge agent --site b …")
     }
 
+    /// Soon after the coordinator starts, a site none of whose agents has registered yet waits
+    /// for them to reconnect, rather than for someone to start one; later, or with its agents
+    /// known and down, it waits for one to come back.
+    @Test func soonAfterAStartASiteWithNoAgentYetIsWaitingForThemToReconnect() {
+        let b = [Self.agent("b1", "b", .up)]
+        #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: b, coordinatorAge: 3.4)
+            == "waiting: source site 'a' has no agent up yet: none has registered since the coordinator started 3 s ago (running agents reconnect within seconds; if none does: barge agent --site a …)")
+        #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: b, coordinatorAge: 45)
+            == "waiting: source site 'a' has no agent up; the job goes on when one is back: barge agent --site a …")
+        #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: b + [Self.agent("a1", "a", .down)], coordinatorAge: 3)?
+            .contains("has no agent up (a1 down)") == true)
+    }
+
     @Test func onlyAJobNotEndedWaits() {
         for state in [JobState.succeeded, .failed, .cancelled] {
             #expect(JobWaiting.reason(state: state, source: "a", destination: "b", agents: []) == nil)

@@ -110,10 +110,11 @@ enum Dashboard {
         let known = await directory.agents
         let sites = JobWaiting.Sites(known)
         let journalProblem = await scheduler.journalProblem
+        let age = await directory.age
         for record in try await scheduler.recentJobs(limit: jobsShown) {
             var status = JobStatus(record, lanes: record.state == .running ? scheduler.lanes(of: record.id) : [])
             status.waiting = JobWaiting.reason(state: record.state, source: record.sourceSite, destination: record.destinationSite, sites: sites,
-                                               journalProblem: journalProblem) ?? scheduler.waitsForOverlap(record.id)
+                                               journalProblem: journalProblem, coordinatorAge: age) ?? scheduler.waitsForOverlap(record.id)
             if record.state == .succeeded, jobs.count < 20 {
                 status.verification = try? await scheduler.verification(record.id).map(VerifyProgress.init)
             }

@@ -72,7 +72,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         }
         var status = JobStatus(job, lanes: scheduler.lanes(of: id))
         status.waiting = JobWaiting.reason(state: job.state, source: job.sourceSite, destination: job.destinationSite, agents: await directory.agents,
-                                           journalProblem: await scheduler.journalProblem) ?? scheduler.waitsForOverlap(id)
+                                           journalProblem: await scheduler.journalProblem, coordinatorAge: await directory.age) ?? scheduler.waitsForOverlap(id)
         status.verification = try await httpErrors { try await scheduler.verification(id) }.map(VerifyProgress.init)
         return status
     }

@@ -40,4 +40,7 @@ public actor AgentDirectory {
     }
 
     public var agents: [AgentInfo] { registry.all }
+
+    /// Seconds since the directory was made: since the coordinator started.
+    public var age: Double { Double(clock()) / 1e9 }
 }

@@ -17,13 +17,24 @@ public enum JobWaiting {
         }
     }
 
-    public static func reason(state: JobState, source: String, destination: String, agents: [AgentInfo], journalProblem: String? = nil) -> String? {
-        reason(state: state, source: source, destination: destination, sites: Sites(agents), journalProblem: journalProblem)
+    public static func reason(state: JobState, source: String, destination: String, agents: [AgentInfo], journalProblem: String? = nil,
+                              coordinatorAge: Double? = nil) -> String? {
+        reason(state: state, source: source, destination: destination, sites: Sites(agents), journalProblem: journalProblem,
+               coordinatorAge: coordinatorAge)
     }
+
+    /// How long after the coordinator starts a site it knows no agent of is taken for agents not
+    /// yet back, rather than for none at all: running agents reconnect within seconds (their
+    /// backoff is at most 4 s).
+    static let reconnecting: Double = 30
 
     /// `journalProblem`: why the coordinator's last journal commit failed, if it did
     /// (`Scheduler.journalProblem`); every job not ended waits for it, first.
-    public static func reason(state: JobState, source: String, destination: String, sites: Sites, journalProblem: String? = nil) -> String? {
+    /// `coordinatorAge`: seconds since the coordinator started. Soon after it, a site none of
+    /// whose agents has registered yet is said to be waiting for them to reconnect: a restarted
+    /// coordinator's jobs told the operator to start agents that were running (a black-box review).
+    public static func reason(state: JobState, source: String, destination: String, sites: Sites, journalProblem: String? = nil,
+                              coordinatorAge: Double? = nil) -> String? {
         guard !state.isTerminal else { return nil }
         let journal = journalProblem.map {
             "the coordinator cannot write its journal (\($0)); nothing is lost, and the job goes on once it can: free space where the coordinator's --state lies"
@@ -32,6 +43,9 @@ public enum JobWaiting {
         let reasons = ends.compactMap { role, site -> String? in
             let ofSite = sites.bySite[site] ?? []
             guard !ofSite.contains(where: { $0.state == .up }) else { return nil }
+            if ofSite.isEmpty, let age = coordinatorAge, age < reconnecting {
+                return "\(role) site '\(site)' has no agent up yet: none has registered since the coordinator started \(Int(age)) s ago (running agents reconnect within seconds; if none does: barge agent --site \(site) …)"
+            }
             let known = ofSite.prefix(named).map { "\($0.name) \($0.state.rawValue)" }.joined(separator: ", ")
                 + (ofSite.count > named ? ", …" : "")
             return "\(role) site '\(site)' has no agent up\(known.isEmpty ? "" : " (\(known))"); the job goes on when one is back: barge agent --site \(site) …"
