@@ -89,12 +89,23 @@ struct CoordinatorURLOptions: ParsableArguments {
     }
 
     private static func read(_ path: String, from source: String) throws -> String {
+        // Said in the system's words: Foundation's were "The operation could not be completed"
+        // (NSCocoaErrorDomain error 256) for a directory (a black-box review).
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw Failure("cannot read the API token file \(path) (\(source)): \(String(cString: strerror(errno)))") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw Failure("the API token file \(path) (\(source)) is not a file (a directory?): give the file the token is in") }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw Failure("cannot read the API token file \(path) (\(source)): \(error.localizedDescription)")
+            let why = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "it is not UTF-8 text"
+            throw Failure("cannot read the API token file \(path) (\(source)): \(why)")
         }
         let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty, !token.contains(where: \.isWhitespace) else { throw Failure("the API token file \(path) (\(source)) holds no token") }
+        // As for the cluster token: a notice, since the file may be private some other way.
+        if st.st_mode & 0o077 != 0 {
+            FileHandle.standardError.write(Data(("warning: the API token file \(path) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))): "
+                + "whoever reads it acts on the coordinator with its role; chmod 600 \(path)\n").utf8))
+        }
         return token
     }
 

@@ -96,6 +96,22 @@ struct CLIConventionsProcessTests {
         #expect(cluster.post(http + "/v1/jobs/prune?before=1", body: Data()).status == 200)
     }
 
+    /// An API token file that other users may read works, with a warning; one that is a
+    /// directory is refused in words. Before, a readable file said nothing, and a directory gave
+    /// "NSCocoaErrorDomain error 256" (a black-box review).
+    @Test func anAPITokenFileReadableByOthersWarnsAndADirectoryIsRefusedInWords() async throws {
+        let cluster = try TestCluster()
+        let (coordinator, _, http) = try await cluster.startCoordinator()
+        defer { withExtendedLifetime(coordinator) {} }
+        let open = cluster.dir.path + "/open.token"
+        try FileManager.default.copyItem(atPath: cluster.environment["BARGE_API_TOKEN_FILE"]!, toPath: open)
+        #expect(chmod(open, 0o644) == 0)
+        let listed = try BargeProcess.run(["jobs", "--coordinator-url", http, "--api-token-file", open], environment: cluster.environment)
+        #expect(listed.status == 0 && listed.stderr.contains("may be read by other users (mode 644)") && listed.stderr.contains("chmod 600"), "\(listed.stderr)")
+        let directory = try BargeProcess.run(["jobs", "--coordinator-url", http, "--api-token-file", cluster.dir.path], environment: cluster.environment)
+        #expect(directory.status == 1 && directory.stderr.contains("is not a file") && !directory.stderr.contains("NSCocoaErrorDomain"), "\(directory.stderr)")
+    }
+
     /// A coordinator that cannot listen says on which of its ports, by its flag. Before, NIO's
     /// words did not say whether --listen or --http clashed (a black-box review).
     @Test func aPortInUseIsNamedByItsFlag() throws {
