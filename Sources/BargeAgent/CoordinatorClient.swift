@@ -111,7 +111,11 @@ public struct CoordinatorClient: Sendable {
             // stopped agent stayed `up` for the whole timeout (a black-box review).
             let sayStopping = {
                 guard Task.isCancelled else { return }
-                await connection.writeLast(Message.error(ErrorMessage(code: .stopping, reason: "agent '\(i.name)' is stopping")).frame())
+                // Its units stop first (the fence, as when the coordinator marks it down), so that
+                // none sends or finishes anything once they are another agent's.
+                work?.fence.markedDown()
+                await connection.writeLast(Message.error(ErrorMessage(code: .stopping, reason: "agent '\(i.name)' is stopping")).frame(),
+                                           within: .seconds(1))
             }
             do {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -44,6 +44,23 @@ public struct RootedPath: Hashable, Sendable, CustomStringConvertible {
         return rooted
     }
 
+    /// `resolve`, then every link on the way taken out, the last one too (`realpath`), for what
+    /// starts there and must know where it is: a scan of `a:/link/` walks the directory the link
+    /// names, and a link to the root walks the root, leaving out `.barge` as the root's own walk
+    /// does (a review: the agents' state would have been sent). Refused when it leads outside.
+    public static func resolveThroughLinks(_ path: String, under root: String) throws(StoreError) -> RootedPath {
+        let directory = try RootDirectory.open(root)
+        let rooted = try resolve(path, under: root)
+        guard let p = realpath(rooted.absolute, nil) else {
+            throw .system(operation: "scan", path: rooted.relative.isEmpty ? "." : rooted.relative, errno: errno)
+        }
+        let real = String(cString: p)
+        free(p)
+        let base = directory.real == "/" ? "" : directory.real
+        guard real == directory.real || real.hasPrefix(base + "/") else { throw .symlinkEscape(path: path, resolved: real) }
+        return try lexical(String(real.dropFirst(base.count)), in: directory)
+    }
+
     /// `resolve`, for a caller whose every open is itself beneath the root with no link followed
     /// (`RootDirectory.openDirectory`): where the check cannot look, because the agent may not
     /// search a directory of its own on the way (EACCES: mode 0000 or 0100, which those opens

@@ -56,11 +56,10 @@ public enum TreeScanner {
         return result
     }
 
-    /// The entry for `path` itself (not followed if it is a link, unless `following`: what it
-    /// names, which `RootedPath.resolve` kept inside the root), named by its last component.
-    public static func entry(at path: RootedPath, following: Bool = false) throws(StoreError) -> TreeEntry {
+    /// The entry for `path` itself (not followed if it is a link), named by its last component.
+    public static func entry(at path: RootedPath) throws(StoreError) -> TreeEntry {
         var st = stat()
-        guard (following ? stat(path.absolute, &st) : lstat(path.absolute, &st)) == 0 else { throw .system(operation: "scan", path: path.relative.isEmpty ? "." : path.relative, errno: errno) }
+        guard lstat(path.absolute, &st) == 0 else { throw .system(operation: "scan", path: path.relative.isEmpty ? "." : path.relative, errno: errno) }
         guard let e = try entry(path.absolute, relative: path.components.last ?? "", st) else {
             throw .invalidPath(path: path.relative, reason: "not a regular file, directory or symbolic link")
         }

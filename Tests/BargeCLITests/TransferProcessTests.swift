@@ -216,6 +216,8 @@ struct TransferProcessTests {
         try Data("deeper\n".utf8).write(to: k.appendingPathComponent("realdir/sub/g"))
         try FileManager.default.createSymbolicLink(atPath: k.appendingPathComponent("dirlink").path, withDestinationPath: "realdir")
         try FileManager.default.createSymbolicLink(atPath: k.appendingPathComponent("outlink").path, withDestinationPath: cluster.dir.url.appendingPathComponent("root-b").path)
+        try FileManager.default.createSymbolicLink(atPath: k.appendingPathComponent("filelink").path, withDestinationPath: "realdir/f")
+        try FileManager.default.createSymbolicLink(atPath: cluster.dir.url.appendingPathComponent("root-a/rootlink").path, withDestinationPath: ".")
         let rootB = cluster.dir.url.appendingPathComponent("root-b")
         let c = try await start()
         let followed = try status(try cluster.cli(["submit", "a:k/dirlink/", "b:viaslash", "--wait", "--json"], http: c.http))
@@ -234,6 +236,15 @@ struct TransferProcessTests {
         #expect(out.status == 1 && refused["state"] as? String == "failed", "\(refused)")
         #expect((refused["error"] as? String ?? "").contains("outside"), "\(refused)")
         #expect(!FileManager.default.fileExists(atPath: rootB.appendingPathComponent("out").path))
+        // With a slash, it names a directory: a link to a file is refused, as rsync says "Not a
+        // directory"; a link to the root walks the root, leaving the agents' own state out.
+        let file = try status(try cluster.cli(["submit", "a:k/filelink/", "b:f", "--wait", "--json"], http: c.http))
+        #expect(file["state"] as? String == "failed" && (file["error"] as? String ?? "").contains("is not a directory"), "\(file)")
+        let whole = try status(try cluster.cli(["submit", "a:rootlink/", "b:whole", "--wait", "--json"], http: c.http))
+        #expect(whole["state"] as? String == "succeeded", "\(whole)")
+        #expect(try String(contentsOf: rootB.appendingPathComponent("whole/k/realdir/f"), encoding: .utf8) == "in\n")
+        #expect(FileManager.default.fileExists(atPath: cluster.dir.url.appendingPathComponent("root-a/.barge").path))
+        #expect(!FileManager.default.fileExists(atPath: rootB.appendingPathComponent("whole/.barge").path))
     }
 
     /// Set-user-ID and set-group-ID bits do not arrive: owners are not kept, so a setuid program

@@ -138,6 +138,35 @@ final class AgentListenerTests: Sendable {
         _ = await serving.result
     }
 
+    /// `stopping` on an agent's old connection (a hung process stopped after a new one took its
+    /// name) does not take the agent on its new connection down (a review).
+    @Test func aStoppingWordOnAnOldConnectionLeavesTheAgentOnItsNewOneUp() async throws {
+        let clock = ManualClock()
+        let listener = try await listener(clock: clock)
+        let serving = Task { try await listener.run() }
+        let register = Register(name: "a1", site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501)
+        try await BargeConnection.withConnection(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1", role: .agent) { _, inbound, outbound in
+            var frames = inbound.makeAsyncIterator()
+            try await outbound.write(Message.register(register).frame())
+            guard case .registered = try Message(frame: try #require(await frames.next())) else { Issue.record("not registered"); return }
+            // Silent past three heartbeat intervals on the coordinator's clock: a new process
+            // takes the name on a connection of its own.
+            clock.advance(seconds: 1)
+            let echoes = Counter()
+            let agent = Task { try await client(listener).run(onHeartbeatEcho: { _ in await echoes.increment() }) }
+            #expect(try await eventually { await echoes.count >= 2 })
+            try await outbound.write(Message.error(ErrorMessage(code: .stopping, reason: "the old process stops")).frame())
+            let before = await echoes.count
+            #expect(try await eventually { await echoes.count >= before + 3 })
+            #expect(await listener.directory.agents.map(\.state) == [.up])
+            agent.cancel()
+            _ = await agent.result
+        }
+        await listener.close()
+        serving.cancel()
+        _ = await serving.result
+    }
+
     /// Raw bytes that are not Barge: the peer gets an error frame, then the connection closes.
     @Test func garbageOnTheSocketGetsAnErrorFrameAndAClose() async throws {
         let listener = try await listener(clock: ManualClock())

@@ -46,14 +46,18 @@ enum TreeListing {
             var page: [FileEntry] = []
             if !started {
                 started = true
-                do {
+                do throws(StoreError) {
                     // `a:/src/` (the coordinator keeps the slash): a link there is followed to the
                     // directory it names, inside the root, as `rsync -a link/ dst` does; without
                     // the slash the link itself is sent, as `rsync -a link dst` sends it.
+                    // It must then be a directory, as rsync says "Not a directory" for `file/`.
                     let following = request.path.hasSuffix("/")
-                    let path = following ? try RootedPath.resolve(request.path, under: root)
+                    let path = following ? try RootedPath.resolveThroughLinks(request.path, under: root)
                         : try RootedPath.resolveTakingALinkAsIs(request.path, under: root)
-                    let top = try TreeScanner.entry(at: path, following: following)
+                    let top = try TreeScanner.entry(at: path)
+                    if following, top.kind != .directory {
+                        throw StoreError.invalidPath(path: String(request.path.dropLast()), reason: "is not a directory (the source was given with a slash, which names one)")
+                    }
                     if top.kind == .directory { walker = try TreeWalker(directory: path) }
                     // The scanned path itself is the entry with the empty path: a directory (its
                     // mode and mtime go to the destination directory) or the single file being sent.

@@ -135,10 +135,10 @@ public struct UnitSender: Sendable {
             try await finishRepairs(queue)
             await removeLeftOut(queue)
         } catch let failure as UnitFailure {
-            try? await finishRepairs(queue)
+            if !Task.isCancelled { try? await finishRepairs(queue) }
             throw failure
         } catch let changed as SourceChanged {
-            try? await finishRepairs(queue)
+            if !Task.isCancelled { try? await finishRepairs(queue) }
             throw UnitFailure(retryable: false, description: changed.description)
         } catch let store as StoreError {
             throw Self.sourceFailure(store)

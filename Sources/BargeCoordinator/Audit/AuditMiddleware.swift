@@ -26,17 +26,19 @@ struct AuditMiddleware: RouterMiddleware {
         var args: [String: String] = [:]
         for (k, v) in request.uri.queryParameters { args[String(k)] = Self.isCredential(String(k)) ? Self.redacted : String(v) }
         var sent = (query: args.count, body: 0)
-        if let body = try? await request.collectBody(upTo: RequestChecks.maxBody) {
+        do {
+            let body = try await request.collectBody(upTo: RequestChecks.maxBody)
             sent.body = body.readableBytes
             if body.readableBytes > 0 {
                 args["body"] = body.readableBytes <= Self.bodyLimit ? Self.withoutSecrets(String(buffer: body)) : "(\(body.readableBytes) bytes)"
             }
-        } else {
+        } catch {
             sent.body = -1
-            // Over the limit, and partly read: whoever reads it next is told so (413), rather than
-            // reading the stream a second time (a debug build's assertion, and in a release build
-            // a body cut short and answered "not JSON", 400; a black-box review).
-            request.body = RequestBody(asyncSequence: TooLargeBody())
+            // Partly read (over the limit, or cut off): whoever reads it next gets the same error
+            // (over the limit: 413), rather than reading the stream a second time (a debug
+            // build's assertion; a release build's body cut short, answered "not JSON", 400; a
+            // black-box review).
+            request.body = RequestBody(asyncSequence: UnreadableBody(error: error))
         }
         draft.args = args.isEmpty ? nil : args
         let audit = AuditContext(draft)
@@ -62,14 +64,16 @@ struct AuditMiddleware: RouterMiddleware {
 
     static let redacted = "(not recorded: it may hold a secret)"
 
-    /// The body of a request whose body was over the limit: reading it throws
-    /// `NIOTooManyBytesError`, which the API answers 413.
-    struct TooLargeBody: AsyncSequence, Sendable {
+    /// The body of a request whose body could not be read whole (over the limit: the API
+    /// answers `NIOTooManyBytesError` 413): reading it throws what reading it threw.
+    struct UnreadableBody: AsyncSequence, Sendable {
         typealias Element = ByteBuffer
+        let error: any Error
         struct AsyncIterator: AsyncIteratorProtocol {
-            mutating func next() async throws -> ByteBuffer? { throw NIOTooManyBytesError(maxBytes: RequestChecks.maxBody) }
+            let error: any Error
+            mutating func next() async throws -> ByteBuffer? { throw error }
         }
-        func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(error: error) }
     }
 
     /// What a request without a valid token (401) leaves in the trail: who tried what, and the

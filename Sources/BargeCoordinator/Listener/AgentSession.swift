@@ -76,7 +76,10 @@ struct AgentSession {
                 case .error(let e):
                     // An agent stopping (SIGTERM) says so as it closes: it is down at once and its
                     // units go back to pending, rather than after its timeout.
-                    if e.code == .stopping, await directory.stopped(name: registration.name) {
+                    // Only on its current connection: an old one of a hung process, stopped after
+                    // a new one took its name, would take the live agent down.
+                    if e.code == .stopping, await scheduler.isAttached(registration.name, connection: connection),
+                       await directory.stopped(name: registration.name) {
                         let released = (try? await scheduler.agentsDown([registration.name])) ?? 0
                         logger.notice("agent '\(registration.name)' is stopping: marked down, \(released) units back to pending")
                     }

@@ -175,6 +175,9 @@ public actor Scheduler {
     /// Whether an agent of that name has a live connection.
     public func isAttached(_ name: String) -> Bool { links[name] != nil }
 
+    /// Whether `connection` is the agent's current one (not one it had before it registered again).
+    public func isAttached(_ name: String, connection: UInt64) -> Bool { links[name]?.connection == connection }
+
     public func detach(_ name: String, connection: UInt64) {
         guard links[name]?.connection == connection else { return }
         links.removeValue(forKey: name)

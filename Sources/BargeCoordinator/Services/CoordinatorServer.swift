@@ -114,7 +114,7 @@ public struct CoordinatorServer {
         group.maximumGracefulShutdownDuration = Self.stopLimit
         do {
             try await ServiceGroup(configuration: group).run()
-        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EADDRNOTAVAIL || error.errnoCode == EACCES {
+        } catch let error as IOError where "\(error)".hasPrefix("bind") {
             // The HTTP server (and the metrics one) bind as the group starts.
             throw Self.bindFailure(error, flag: c.metrics == nil ? "--http" : "--http or --metrics",
                                    address: c.metrics.map { "\(c.http) or \($0)" } ?? "\(c.http)")

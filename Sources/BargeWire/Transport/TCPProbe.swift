@@ -97,11 +97,21 @@ public struct TCPProbe: Sendable {
         }
     }
 
-    /// Writes `frame` and waits until it is written or the write fails, from the connection's
-    /// event loop: for a last word from a task that is being cancelled (an agent stopping), whose
-    /// own writer has stopped.
-    public func writeLast(_ frame: Frame) async {
-        try? await channel.writeAndFlush(frame).get()
+    /// Writes `frame` and waits until it is written, the write fails, or `limit` passes, on the
+    /// connection's event loop: for a last word from a task that is being cancelled (an agent
+    /// stopping), whose own writer has stopped, and whose sleeps would end at once. A peer that
+    /// reads nothing (its socket full) does not hold the stop.
+    public func writeLast(_ frame: Frame, within limit: TimeAmount) async {
+        let loop = channel.eventLoop
+        let ended = loop.makePromise(of: Void.self)
+        let once = NIOLockedValueBox(false)
+        let end: @Sendable () -> Void = { if once.withLockedValue({ let first = !$0; $0 = true; return first }) { ended.succeed(()) } }
+        let timer = loop.scheduleTask(in: limit) { end() }
+        channel.writeAndFlush(frame).whenComplete { _ in
+            timer.cancel()
+            end()
+        }
+        try? await ended.futureResult.get()
     }
 
     /// The TCP congestion control the connection runs (`TCP_CONGESTION`); nil off Linux.
