@@ -114,24 +114,16 @@ struct CLIConventionsProcessTests {
 
     /// A coordinator that cannot listen says on which of its ports, by its flag. Before, NIO's
     /// words did not say whether --listen or --http clashed (a black-box review).
-    @Test func aPortInUseIsNamedByItsFlag() throws {
+    @Test func aPortInUseIsNamedByItsFlag() async throws {
         let cluster = try TestCluster()
-        let taken = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(taken) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(taken, $0, length) == 0 && listen(taken, 1) == 0 && getsockname(taken, $0, &length) == 0 }
-        }
-        try #require(bound)
-        let port = Int(UInt16(bigEndian: addr.sin_port))
-        for (flag, other) in [("--listen", "--http"), ("--http", "--listen")] {
-            let r = try BargeProcess.run(["coordinator", "--state", cluster.dir.path + "/state-\(flag)", flag, "127.0.0.1:\(port)", other, "127.0.0.1:0"],
+        // A first coordinator holds both ports; a second one is given each of them in turn.
+        let (first, agents, http) = try await cluster.startCoordinator()
+        defer { withExtendedLifetime(first) {} }
+        let api = String(http.dropFirst("http://".count))
+        for (flag, taken, other) in [("--listen", agents, "--http"), ("--http", api, "--listen")] {
+            let r = try BargeProcess.run(["coordinator", "--state", cluster.dir.path + "/state\(flag)", flag, taken, other, "127.0.0.1:0"],
                                          environment: cluster.environment)
-            #expect(r.status == 1 && r.stderr.contains("\(flag) 127.0.0.1:\(port): cannot listen: the address is in use"), "\(r.stderr)")
+            #expect(r.status == 1 && r.stderr.contains("\(flag) \(taken): cannot listen: the address is in use"), "\(r.stderr)")
         }
     }
 
