@@ -135,7 +135,15 @@ struct StatusCommand: AsyncParsableCommand {
 }
 
 struct CancelCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a queued or running job.")
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a queued or running job.",
+        discussion: """
+            Its agents stop its units: files not yet finished stay partial copies \
+            (NAME.barge-partial), and 'barge resume JOB' sends what is missing. A destination agent \
+            that was stopped (SIGSTOP, a hung node) when the job was cancelled may still finish \
+            the files it had received whole once it runs again: the cancel reaches it after the \
+            messages already in its sockets.
+            """)
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Print the job's status object as JSON.") var json = false
