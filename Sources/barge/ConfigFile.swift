@@ -49,20 +49,22 @@ enum ConfigFile {
 
     /// The flags a config file stands for.
     static func flags(from path: String) throws -> [String] {
+        // A usage error (exit 64), as a bad flag is: the file stands for flags.
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw Failure("--config: cannot read \(path)")
+            let why = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "it is not UTF-8 text (or not a file)"
+            throw ValidationError("--config: cannot read \(path): \(why)")
         }
         let table: TOMLTable
-        do { table = try TOMLTable(string: text) } catch { throw Failure("--config \(path): not valid TOML: \(error)") }
+        do { table = try TOMLTable(string: text) } catch { throw ValidationError("--config \(path): not valid TOML: \(error)") }
         var out: [String] = []
         for key in table.keys.sorted() {
-            guard key != "config" else { throw Failure("--config \(path): a config file cannot name another (key 'config')") }
+            guard key != "config" else { throw ValidationError("--config \(path): a config file cannot name another (key 'config')") }
             guard let value = table[key] else { continue }
             func scalar(_ v: TOMLValueConvertible) throws -> String {
                 if let s = v.string { return s }
                 if let i = v.int { return String(i) }
                 if let d = v.double { return String(d) }
-                throw Failure("--config \(path): '\(key)' must be a string, a number, true or false, or an array of them")
+                throw ValidationError("--config \(path): '\(key)' must be a string, a number, true or false, or an array of them")
             }
             if let flag = value.bool {
                 if flag { out.append("--" + key) }

@@ -53,6 +53,13 @@ struct CLIConventionsProcessTests {
         let token = try BargeProcess.run(["agent", "--coordinator", "127.0.0.1:1", "--name", "x", "--site", "s", "--root", dir.path,
                                           "--token-file", dir.path + "/missing"])
         #expect(token.status == 1 && token.stderr.contains("missing") && !token.stderr.contains("Usage: barge <subcommand>"), "\(token.stderr)")
+        // A config file that cannot be read, or is not TOML, is a usage error too (it stands for
+        // flags): 64, not 1 (a black-box review).
+        try Data("bogus = [\n".utf8).write(to: dir.url.appendingPathComponent("bad.toml"))
+        for (file, says) in [(dir.path + "/none.toml", "No such file or directory"), (dir.path + "/bad.toml", "not valid TOML")] {
+            let config = try BargeProcess.run(["agent", "--config", file])
+            #expect(config.status == 64 && config.stderr.contains("--config") && config.stderr.contains(says), "\(config.stderr)")
+        }
     }
 
     /// A coordinator that stops midway through an answer (frozen, or its host gone without a
