@@ -38,7 +38,7 @@ struct JobsCommand: AsyncParsableCommand {
             """)
 
     @Flag(help: "Print JSON: a list of status objects.") var json = false
-    @Option(help: ArgumentHelp("Jobs per request.", valueName: "n")) var pageSize = 500
+    @Option(help: ArgumentHelp("Jobs per request (1 to 1000).", valueName: "n")) var pageSize = 500
     @Option(help: ArgumentHelp("Delete jobs that ended before this date or age (2026-11-01, 30d).", valueName: "date"))
     var pruneBefore: String?
     @OptionGroup var coordinator: CoordinatorURLOptions

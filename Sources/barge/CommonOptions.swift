@@ -54,7 +54,7 @@ struct CoordinatorURLOptions: ParsableArguments {
     @Option(help: ArgumentHelp("PEM file of the CA that signed an https:// coordinator's certificate (or set BARGE_CA_FILE; default: the system's roots).", valueName: "file"))
     var ca: String?
 
-    @Option(help: ArgumentHelp("Seconds each request to the coordinator may take, its whole answer included (default 30; longer for the few that do long work: tier gc, prune, the evidence bundle). A coordinator that stops answering midway fails the request after this long.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds each request to the coordinator may take, its whole answer included (above 0, at most a week; default 30; longer for the few that do long work: tier gc, prune, the evidence bundle). A coordinator that stops answering midway fails the request after this long.", valueName: "seconds"))
     var timeout: Double?
 
     static let defaultTokenFile = "./barge-state/admin.token"

@@ -44,7 +44,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The PEM private key for --tls-cert.", valueName: "file"))
     var tlsKey: String?
 
-    @Option(help: ArgumentHelp("Seconds without a heartbeat before an agent is marked down.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds without a heartbeat before an agent is marked down (0.5 to 3600); one stopped with SIGTERM says so and is down at once.", valueName: "seconds"))
     var agentTimeout = 15.0
 
     @Option(help: ArgumentHelp("Largest work unit: files above it are cut into ranges of this size, smaller ones batched up to it.", valueName: "size"))
