@@ -106,22 +106,20 @@ struct JobsCommand: AsyncParsableCommand {
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show one job's progress.",
-        discussion: "With --watch, follows the job until it ends: on a terminal, a block of lines that fits its width (totals, rate, ETA, files, one line per lane with its rate, RTT and queueing delay, and the codec mix), redrawn every half second; elsewhere, one plain line every 5 seconds. Rates are shown in the units the job's --bwlimit was written in, else MiB/s. Without --watch it reports the job as it is and exits 0 whatever its state (1 when the coordinator cannot answer or knows no such job); --watch and 'submit --wait' exit by how the job ended.")
+        discussion: "With --watch, follows the job until it ends: on a terminal, a block of lines that fits its width (totals, rate, ETA, files, one line per lane with its rate, RTT and queueing delay, and the codec mix), redrawn every half second; elsewhere, one plain line every 5 seconds. Rates are shown in the units the job's --bwlimit was written in, else MiB/s. Without --watch it reports the job as it is and exits 0 whatever its state (1 when the coordinator cannot answer or knows no such job); --watch and 'submit --wait' exit by how the job ended. With --watch --json, as with 'submit --wait --json', the progress goes to stderr and the final status object to stdout.")
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Print the status object as JSON.") var json = false
     @Flag(help: "Follow the job with a live progress line until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes.") var watch = false
     @OptionGroup var coordinator: CoordinatorURLOptions
 
-    func validate() throws {
-        if json && watch { throw ValidationError("--json and --watch do not go together; poll with --json instead") }
-    }
-
     func run() async throws {
         let api = try coordinator.api()
         if watch {
+            // With --json, as 'submit --wait --json': progress on stderr, the final status object
+            // on stdout (before, the two flags were refused together; a black-box review).
             let final = try await JobWatcher(api: api, job: job).follow()
-            print(JobSummary.text(final))
+            print(json ? try JSONOutput.encode(final) : JobSummary.text(final))
             try JobSummary.exit(for: final)
             return
         }

@@ -146,7 +146,7 @@ struct CLIConventionsProcessTests {
         let sent = try cluster.cli(["submit", "a:ds", "b:ds", "--wait", "--json"], http: http)
         let job = try #require(object(sent)?["id"] as? String, "\(sent.stdout)\(sent.stderr)")
         #expect(sent.status == 0)
-        for args in [["status", job], ["jobs"], ["agents"], ["set", job, "--bwlimit", "50MB/s"], ["verify", job], ["ls", "b:ds"],
+        for args in [["status", job], ["status", job, "--watch"], ["jobs"], ["agents"], ["set", job, "--bwlimit", "50MB/s"], ["verify", job], ["ls", "b:ds"],
                      ["tier", "stats", "b"]] {
             let r = try cluster.cli(args + ["--json"], http: http)
             let parsed = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
