@@ -45,14 +45,21 @@ struct JobsCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...1000).contains(pageSize) else { throw ValidationError("--page-size must be from 1 to 1000") }
-        if let pruneBefore, Self.time(pruneBefore) == nil {
-            throw ValidationError("--prune-before: '\(pruneBefore)' is not a date (2026-11-01, 2026-11-01T12:00:00Z) or an age (30d, 12h)")
+        if let pruneBefore {
+            guard let before = Self.time(pruneBefore) else {
+                throw ValidationError("--prune-before: '\(pruneBefore)' is not a date (2026-11-01, 2026-11-01T12:00:00Z) or an age above 0 (30d, 12h, 90m)")
+            }
+            // A time to come means every ended job: a typo of the year more likely than a wish
+            // (a black-box review pruned all 46 jobs with 2099-01-01). The present says it plainly.
+            guard before <= Date().timeIntervalSince1970 + 60 else {
+                throw ValidationError("--prune-before: \(pruneBefore) is in the future, and every ended job ended before it; to delete them all, give the time now: --prune-before \"$(date -u +%FT%TZ)\"")
+            }
         }
     }
 
     /// A date, an ISO 8601 time, or an age back from now, as Unix seconds.
     static func time(_ text: String, now: Date = Date()) -> Double? {
-        if let unit = text.last, let n = Double(text.dropLast()), n >= 0 {
+        if let unit = text.last, let n = Double(text.dropLast()), n > 0, n.isFinite {
             switch unit {
             case "d": return now.timeIntervalSince1970 - n * 86_400
             case "h": return now.timeIntervalSince1970 - n * 3_600

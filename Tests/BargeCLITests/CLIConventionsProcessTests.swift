@@ -23,6 +23,12 @@ struct CLIConventionsProcessTests {
         #expect(rate.status == 64 && rate.stderr.contains("40MiB/s") && rate.stderr.contains("Usage: barge submit"), "\(rate.stderr)")
         let unknown = try BargeProcess.run(["jobs", "--no-such-flag"])
         #expect(unknown.status == 64, "\(unknown.stderr)")
+        // --prune-before: a time to come, or an age of 0, would delete every ended job; refused
+        // before any request, with how to ask for that (a black-box review pruned all with 2099).
+        for (when, says) in [("2099-01-01", "is in the future"), ("0m", "an age above 0"), ("nand", "is not a date")] {
+            let prune = try BargeProcess.run(["jobs", "--prune-before", when, "--coordinator-url", "http://127.0.0.1:1"])
+            #expect(prune.status == 64 && prune.stderr.contains(says) && !prune.stderr.contains("cannot reach"), "\(when): \(prune.stderr)")
+        }
         // A value checked while the command runs still shows that command's usage, not the root's.
         let dir = try TemporaryDirectory()
         try Data("a-cluster-token-of-enough-bytes\n".utf8).write(to: dir.url.appendingPathComponent("token"))
