@@ -228,7 +228,9 @@ enum JobSummary {
             return "the agent's user may not read \(n == 1 ? "it" : "them"): fix the permissions at the source and submit again"
         }
         if first.contains("vanished from the source during the transfer") || first.contains("changed during the transfer") {
-            return "the source changed while the job ran (as rsync's 'file has vanished'); submit again to copy what is there now"
+            // Also after a resume: it sends the files as the job's scan saw them (a black-box
+            // review read "during the transfer" of files changed while the job stood cancelled).
+            return "the source changed after the job's scan: while it ran (as rsync's 'file has vanished'), or before a resume, which sends the files as the scan saw them and leaves out those that changed; submit again to copy what is there now"
         }
         if first.contains("not a regular file, directory or symbolic link") {
             return "Barge copies regular files, directories and symbolic links; FIFOs, sockets and device files stay behind (as with rsync without --specials and --devices)"
