@@ -57,6 +57,13 @@ public final class RootDirectory: Sendable {
         barge_open_beneath_links(fd, relative, flags, UInt32(mode), throughLinks ? 1 : 0)
     }
 
+    /// Opens the file `relative` beneath the root to read it, as a source reads what it sends:
+    /// following no link at its end (a file swapped for one since the scan: ELOOP), and without
+    /// waiting on a FIFO put under its name. -1 with errno set on failure (EXDEV: it leads outside).
+    public func openForReading(_ relative: String) -> Int32 {
+        openBeneath(relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+    }
+
     /// Opens the directory `relative` (for `*at` calls, `fsync` and `renameat`), creating it and
     /// any missing directory above it (mode 0755) when `create` is set.
     ///

@@ -23,10 +23,15 @@ struct TokenOptions: ParsableArguments {
     /// A warning when other users may read the token file: whoever holds the token can join the
     /// cluster as an agent and write files anywhere under every agent's root, as that agent's user.
     static func exposure(of path: String) -> String? {
+        exposure(of: path, "the cluster token file",
+                 "whoever reads it can join the cluster and write files under every agent's root as that agent's user; chmod 600 \(path) on every node")
+    }
+
+    /// A warning when other users may read the secret at `path` (`what`), with what that allows.
+    static func exposure(of path: String, _ what: String, _ consequence: String) -> String? {
         var st = stat()
         guard stat(path, &st) == 0, st.st_mode & 0o077 != 0 else { return nil }
-        return "the cluster token file \(path) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))): "
-            + "whoever reads it can join the cluster and write files under every agent's root as that agent's user; chmod 600 \(path) on every node"
+        return "\(what) \(path) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))): \(consequence)"
     }
 }
 
@@ -102,9 +107,8 @@ struct CoordinatorURLOptions: ParsableArguments {
         let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty, !token.contains(where: \.isWhitespace) else { throw Failure("the API token file \(path) (\(source)) holds no token") }
         // As for the cluster token: a notice, since the file may be private some other way.
-        if st.st_mode & 0o077 != 0 {
-            FileHandle.standardError.write(Data(("warning: the API token file \(path) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))): "
-                + "whoever reads it acts on the coordinator with its role; chmod 600 \(path)\n").utf8))
+        if let exposure = TokenOptions.exposure(of: path, "the API token file", "whoever reads it acts on the coordinator with its role; chmod 600 \(path)") {
+            FileHandle.standardError.write(Data("warning: \(exposure)\n".utf8))
         }
         return token
     }

@@ -88,7 +88,7 @@ public final class ChunkSource: @unchecked Sendable {
         // Opened beneath the root by the kernel: a directory swapped for a symbolic link after the
         // scan cannot lead the read outside it (EXDEV).
         let path = try resolved ?? RootedPath.lexical(sourcePath, under: root)
-        let fd = try RootDirectory.open(root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        let fd = try RootDirectory.open(root).openForReading(path.relative)
         guard fd >= 0 else {
             if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "") }
             throw StoreError.system(operation: "open", path: sourcePath, errno: errno)

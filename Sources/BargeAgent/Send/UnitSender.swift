@@ -358,9 +358,8 @@ public struct UnitSender: Sendable {
         let f = task.files[i]
         guard let above = settings.contentDefinedAbove, f.entry.kind == .file, f.entry.size >= above, f.length > 0, !f.repair else { return false }
         let path = try RootedPath.resolve(f.sourcePath, under: sources.root)
-        // Beneath the root, no link followed at the end (a file swapped for one since the scan),
-        // and past PATH_MAX from `/` as the chunks' own reads (`ChunkSource`) go.
-        let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        // Beneath the root, as the chunks' own reads (`ChunkSource`) go: past PATH_MAX from `/`.
+        let fd = try RootDirectory.open(sources.root).openForReading(path.relative)
         guard fd >= 0 else { throw StoreError.system(operation: "open", path: f.sourcePath, errno: errno) }
         defer { close(fd) }
         try FileChunkReader(path: f.sourcePath, strategy: .fastCDC(.standard)).forEachSpan(of: fd, from: f.offset, length: f.length) { span in
@@ -718,7 +717,7 @@ public struct UnitSender: Sendable {
         let f = task.files[i]
         do {
             let path = try RootedPath.lexical(f.sourcePath, under: sources.root)
-            let fd = try RootDirectory.open(sources.root).openBeneath(path.relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            let fd = try RootDirectory.open(sources.root).openForReading(path.relative)
             guard fd >= 0 else { throw StoreError.system(operation: "open", path: f.sourcePath, errno: errno) }
             defer { close(fd) }
             try ChunkSource.checkUnchanged(fd, sourcePath: f.sourcePath, fileSize: f.entry.size, mtime: (f.entry.mtimeSeconds, f.entry.mtimeNanoseconds))

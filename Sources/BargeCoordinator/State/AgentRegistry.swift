@@ -140,14 +140,19 @@ public struct AgentRegistry: Sendable {
         woke(at: now)
         var expired: [String] = []
         for (name, agent) in agents where agent.state != .down && now > agent.lastSeen && now - agent.lastSeen > heartbeatTimeout {
-            if agent.state == .draining {
-                agents.removeValue(forKey: name)
-            } else {
-                agents[name]?.state = .down
-            }
+            takeDown(name, agent)
             expired.append(name)
         }
         return expired.sorted()
+    }
+
+    /// An agent gone: listed down, or forgotten when it was drained.
+    private mutating func takeDown(_ name: String, _ agent: AgentInfo) {
+        if agent.state == .draining {
+            agents.removeValue(forKey: name)
+        } else {
+            agents[name]?.state = .down
+        }
     }
 
     /// The agent said it is stopping (error `stopping` as it closed its connection): down now, as
@@ -155,11 +160,7 @@ public struct AgentRegistry: Sendable {
     /// up or draining, and its units are to go back to pending.
     public mutating func stopped(name: String) -> Bool {
         guard let agent = agents[name], agent.state != .down else { return false }
-        if agent.state == .draining {
-            agents.removeValue(forKey: name)
-        } else {
-            agents[name]?.state = .down
-        }
+        takeDown(name, agent)
         return true
     }
 
