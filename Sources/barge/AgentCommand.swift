@@ -23,10 +23,10 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The coordinator's agent address.", valueName: "host:port"))
     var coordinator = "127.0.0.1:7470"
 
-    @Option(help: ArgumentHelp("This agent's name, unique in the cluster.", valueName: "name"))
+    @Option(help: ArgumentHelp("This agent's name, unique in the cluster: 1 to 255 bytes, no '/', spaces or control characters, not '.' or '..'.", valueName: "name"))
     var name: String
 
-    @Option(help: ArgumentHelp("The site (cluster) this node belongs to.", valueName: "site"))
+    @Option(help: ArgumentHelp("The site (cluster) this node belongs to: 1 to 255 bytes, no ':', '/', spaces or control characters.", valueName: "site"))
     var site: String
 
     @Option(help: ArgumentHelp("The directory this agent reads from and writes to.", valueName: "dir"))

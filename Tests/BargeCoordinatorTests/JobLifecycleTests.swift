@@ -54,18 +54,24 @@ struct AgentRegistryTests {
         #expect(r.available(site: "b").map(\.address) == ["10.0.1.1:7501"])
     }
 
-    /// A name that would put the agent's state directory elsewhere (`..`, a "/"), or a site that
-    /// `SITE:PATH` could not name, is refused with why; ordinary names, UTF-8 ones too, are not.
+    /// A name that would put the agent's state directory elsewhere (`..`, a "/"), a site that
+    /// `SITE:PATH` or the API's paths could not name, or either with a space that would break
+    /// `barge agents`' columns, is refused with why; ordinary names, UTF-8 ones too, are not.
     @Test func namesThatWouldMisplaceStateOrCannotBeAddressedAreRefused() throws {
         var r = AgentRegistry(heartbeatTimeout: 15 * Self.second)
-        for bad in ["..", ".", "../../escape", "a/b", "", "tab\there", String(repeating: "n", count: 256)] {
+        for bad in ["..", ".", "../../escape", "a/b", "", "tab\there", "a b", String(repeating: "n", count: 256)] {
             #expect(throws: RegistryError.self) { try r.register(name: bad, site: "a", address: "h:1", now: 0) }
         }
         #expect(Register.nameProblem("..")?.contains("state directory") == true)
         #expect(throws: RegistryError.self) { try r.register(name: "a1", site: "x:y", address: "h:1", now: 0) }
         #expect(Register.siteProblem("x:y")?.contains("SITE:PATH") == true)
+        for bad in ["x/y", "../x", "site a"] {
+            #expect(throws: RegistryError.self) { try r.register(name: "a1", site: bad, address: "h:1", now: 0) }
+        }
+        #expect(Register.siteProblem("site a")?.contains("spaces") == true)
+        #expect(Register.siteProblem("../x")?.contains("'/'") == true)
         for good in ["a1", "node-07.cluster", "é", "..x", String(repeating: "n", count: 255)] {
-            #expect(try r.register(name: good, site: "site a", address: "h:1", now: 0) == .new)
+            #expect(try r.register(name: good, site: "site-é.1", address: "h:1", now: 0) == .new)
         }
         #expect(r.all.count == 5)
     }

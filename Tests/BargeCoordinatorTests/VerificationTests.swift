@@ -102,6 +102,51 @@ struct VerificationTests {
                 && outcome.mismatchCount == 1 && outcome.repaired == 1 && outcome.remainingCount == 0, "\(outcome)")
     }
 
+    /// A coordinator that dies while a page's repair runs, restarted on the same journal, sends
+    /// the mismatches that page's first pass found again, then checks the page a second time: the
+    /// verification counts the mismatch and its repair once. Before, it checked the page anew,
+    /// found clean what the first run had repaired, and reported a store never damaged (0
+    /// mismatches, 0 repaired).
+    @Test(.timeLimit(.minutes(1)))
+    func aRepairInterruptedByARestartGoesOnAndCountsWhatTheFirstPassFound() async throws {
+        let f = try SchedulerTests.Fixture()
+        var a1 = await f.agent("a1", site: "a", version: WireVersion.acks)
+        _ = await f.agent("b1", site: "b", version: WireVersion.assignments)
+        _ = try await Self.transfer("j-rr", files: [("f0", 1 << 20), ("f1", 1 << 20)], f, &a1)
+        var b1 = await Self.reattach("b1", site: "b", f)
+        _ = try await f.scheduler.startVerify("j-rr", repair: true)
+        guard case .verifyRequest(let first) = await Self.nextVerify(&b1) else { Issue.record("no verify request"); return }
+        let damaged = try #require(first.files.firstIndex { $0.path == "ds/f1" })
+        await f.scheduler.received(.verifyReply(VerifyReply(request: first.request, bytesChecked: 2 << 20,
+                                                            mismatches: [.init(file: UInt32(damaged), offset: 0, length: 1 << 20, reason: VerifyReply.chunkDiffers)])), from: "b1")
+        guard case .taskAssign(let lost) = await Self.next(.taskAssign, &a1) else { Issue.record("no repair unit"); return }
+        #expect(lost.files.map(\.entry.path) == ["ds/f1"])
+
+        // The coordinator dies here; the one restarted on its journal goes on with the repair.
+        let restarted = Scheduler(journal: try Journal(path: f.dir.appendingPathComponent(Journal.fileName).path), now: { [clock = f.clock] in clock.now })
+        let (aStream, aSink) = AsyncStream.makeStream(of: Message.self)
+        let (bStream, bSink) = AsyncStream.makeStream(of: Message.self)
+        _ = await restarted.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: aSink, version: WireVersion.acks)
+        _ = await restarted.attach(Register(name: "b1", site: "b", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: bSink, version: WireVersion.acks)
+        try await restarted.recoverAfterRestart()
+        var a = aStream.makeAsyncIterator()
+        var b = bStream.makeAsyncIterator()
+        guard case .taskAssign(let repair) = await Self.next(.taskAssign, &a) else { Issue.record("no repair after the restart"); return }
+        #expect(repair.files.map(\.entry.path) == ["ds/f1"] && repair.files[0].repair)
+        await restarted.received(.taskDone(TaskDone(job: "j-rr", unit: repair.unit, bytes: 1 << 20, wireBytes: 1, refetched: 0, codecs: [],
+                                                    chunks: [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(1))], assignment: repair.assignment)), from: "a1")
+        guard case .verifyRequest(let second) = await Self.nextVerify(&b) else { Issue.record("no second check"); return }
+        await restarted.received(.verifyReply(VerifyReply(request: second.request, bytesChecked: 2 << 20, mismatches: [])), from: "b1")
+        var outcome = try #require(try await restarted.verification("j-rr"))
+        for _ in 0..<200 where outcome.state == "running" {
+            try await Task.sleep(for: .milliseconds(20))
+            outcome = try #require(try await restarted.verification("j-rr"))
+        }
+        #expect(outcome.state == "succeeded" && outcome.chunksChecked == outcome.chunksTotal && outcome.filesChecked == 2 && outcome.bytesChecked == 2 << 20
+                && outcome.mismatchCount == 1 && outcome.repaired == 1 && outcome.remainingCount == 0, "\(outcome)")
+        #expect(outcome.mismatches.map(\.path) == ["ds/f1"])
+    }
+
     /// Submits `job` (a:ds → b:ds) with `files` (name, size) and plays the source agent until the
     /// job ends, each unit reporting one chunk whose id is `id(unit)`; returns those ids by unit.
     static func transfer(_ job: String, files: [(String, UInt64)], _ f: SchedulerTests.Fixture,

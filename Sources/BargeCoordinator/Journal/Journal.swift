@@ -263,6 +263,9 @@ public final class Journal: Sendable {
         m.registerMigration("v21: a source given with a slash (a:/src/), which follows a link there") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN sourceNamesDirectory BOOLEAN NOT NULL DEFAULT 0")
         }
+        m.registerMigration("v22: the mismatches of a verification's page under repair") { db in
+            try db.execute(sql: "ALTER TABLE verifications ADD COLUMN pageRepairs TEXT")
+        }
         return m
     }
 

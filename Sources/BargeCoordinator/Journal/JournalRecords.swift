@@ -337,9 +337,19 @@ public struct VerificationRecord: Codable, Hashable, Sendable, FetchableRecord, 
     public var remaining: [VerifyOutcome.Mismatch] = []
     /// `MerkleAccumulator.encoded` over the chunk ids so far.
     public var merkle: Data = Data()
+    /// The mismatches the page at `cursor` found, when its repair has begun (journal v22): its
+    /// first pass is already in the counts above. A restart repairs these, without a first pass
+    /// that would find clean what was repaired before it and report the store as never damaged.
+    public var pageRepairs: [PageMismatch]?
     public var error: String?
     public var startedAt: Double
     public var finishedAt: Double?
+
+    /// A mismatch of the page under repair, and the agent that found it.
+    public struct PageMismatch: Codable, Hashable, Sendable {
+        public var agent: String
+        public var mismatch: VerifyOutcome.Mismatch
+    }
 
     public init(jobId: String, repair: Bool, chunksTotal: Int64, startedAt: Double) {
         self.jobId = jobId

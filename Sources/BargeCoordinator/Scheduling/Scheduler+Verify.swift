@@ -91,12 +91,13 @@ extension Scheduler {
             }
             v.state = .succeeded
         } catch {
+            // The journal holds the last whole step: a page's end, or the start of its repair.
+            v = (try? journal.verification(id)) ?? v
             v.state = .failed
             v.error = "\(error)"
             logger.error("job \(id): verification stopped at unit \(v.cursor): \(error)")
         }
         v.finishedAt = now()
-        v.merkle = Data(merkle.encoded)
         try? journal.save(v)
         if v.state == .succeeded {
             logger.notice("job \(id) verified: \(v.chunksChecked) chunks, \(v.mismatchCount) mismatches, \(v.repaired) repaired, \(v.remainingCount) remaining")
@@ -106,24 +107,41 @@ extension Scheduler {
     /// One page checked (and, for a repair, its mismatches sent again and checked a second time):
     /// the verification's counts, its Merkle state and the whole files found so far, with the page.
     /// Each step whose agent's connection ends (a restart, a reconnect) is made again, on its own:
-    /// what an earlier step found or repaired stays counted.
+    /// what an earlier step found or repaired stays counted. Before a repair begins, the page's
+    /// first pass is journaled (`pageRepairs`): a coordinator restarted during the repair sends
+    /// those mismatches again rather than check anew a page that is partly repaired already.
     private func verify(page units: [UnitRecord], job: JobRecord,
                         into state: (VerificationRecord, MerkleAccumulator, Set<PathKey>)) async throws -> (VerificationRecord, MerkleAccumulator, Set<PathKey>) {
         var (v, merkle, wholeFiles) = state
         let at = v.cursor
-        let (page, first) = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked") {
-            let page = try await verifyPage(units, job: job)
-            return (page, try await check(page.requests))
+        let page: VerifyPage
+        var found: Found
+        if let pending = v.pageRepairs {
+            page = try await againIfConnectionLost(job.id, "the page at unit \(at) is read") { try await verifyPage(units, job: job) }
+            found = Found(mismatches: Self.mismatches(pending, of: page))
+            for c in page.ids { merkle.add(c) }
+            for m in found.mismatches where m.wholeFile { wholeFiles.insert(PathKey(m.file.entry.path)) }
+            logger.notice("job \(job.id): the repair of the page at unit \(at) goes on after a restart (\(found.mismatches.count) mismatches)")
+        } else {
+            let first: Found
+            (page, first) = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked") {
+                let page = try await verifyPage(units, job: job)
+                return (page, try await check(page.requests))
+            }
+            found = first
+            for c in page.ids { merkle.add(c) }
+            // A missing or resized file is one mismatch, whichever of its units found it.
+            found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert(PathKey($0.file.entry.path)).inserted }
+            v.filesChecked += Int64(page.files)
+            v.chunksChecked += Int64(page.ids.count)
+            v.bytesChecked = v.bytesChecked.addingSaturated(Int64(clamping: found.bytes))
+            v.mismatchCount += Int64(found.mismatches.count)
+            v.mismatches += found.mismatches.prefix(VerificationRecord.listed - v.mismatches.count).map(\.report)
+            if v.repair && !found.mismatches.isEmpty {
+                v.pageRepairs = found.mismatches.map { .init(agent: $0.agent, mismatch: $0.report) }
+                try journal.save(v)
+            }
         }
-        var found = first
-        for c in page.ids { merkle.add(c) }
-        // A missing or resized file is one mismatch, whichever of its units found it.
-        found.mismatches.removeAll { $0.wholeFile && !wholeFiles.insert(PathKey($0.file.entry.path)).inserted }
-        v.filesChecked += Int64(page.files)
-        v.chunksChecked += Int64(page.ids.count)
-        v.bytesChecked = v.bytesChecked.addingSaturated(Int64(clamping: found.bytes))
-        v.mismatchCount += Int64(found.mismatches.count)
-        v.mismatches += found.mismatches.prefix(VerificationRecord.listed - v.mismatches.count).map(\.report)
         if v.repair && !found.mismatches.isEmpty {
             var repaired = 0
             var done: Set<String> = []
@@ -140,6 +158,7 @@ extension Scheduler {
             v.remainingCount += Int64(again.count)
             v.remaining += again.prefix(VerificationRecord.listed - v.remaining.count).map(\.report)
         }
+        v.pageRepairs = nil
         return (v, merkle, wholeFiles)
     }
 
@@ -247,6 +266,18 @@ extension Scheduler {
         }
         var bytes: UInt64 = 0
         var mismatches: [Mismatch] = []
+    }
+
+    /// The journaled mismatches of a page under repair, with the page's files they name (a
+    /// file the page no longer has is left out).
+    private static func mismatches(_ pending: [VerificationRecord.PageMismatch], of page: VerifyPage) -> [Found.Mismatch] {
+        var files: [PathKey: TaskFile] = [:]
+        for batch in page.requests.values {
+            for f in batch.files { files[PathKey(f.entry.path)] = files[PathKey(f.entry.path)] ?? f }
+        }
+        return pending.compactMap { p in
+            files[PathKey(p.mismatch.path)].map { .init(agent: p.agent, file: $0, offset: p.mismatch.offset, length: p.mismatch.length, reason: p.mismatch.reason) }
+        }
     }
 
     private func check(_ requests: [String: VerifyBatch], timeout: Duration = .seconds(600)) async throws -> Found {

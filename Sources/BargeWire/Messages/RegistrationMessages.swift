@@ -4,8 +4,8 @@ public struct Register: Hashable, Sendable {
 
     /// Why `name` cannot name an agent (nil: it can). It names the agent's state directory
     /// (`<root>/.barge/<name>`) and a path of the API (`/v1/agents/<name>`): 1 to 255 bytes, no
-    /// "/", not "." or "..", no control characters. (`--name ..` put the chunk index and the
-    /// state marker in the root itself, and every job path there was then refused.)
+    /// "/", not "." or "..", no control characters or spaces. (`--name ..` put the chunk index and
+    /// the state marker in the root itself, and every job path there was then refused.)
     public static func nameProblem(_ name: String) -> String? {
         if let common = commonProblem(name) { return common }
         if name == "." || name == ".." || name.utf8.contains(UInt8(ascii: "/")) { return "must not be '.' or '..' or hold a '/' (it names the agent's state directory)" }
@@ -13,16 +13,20 @@ public struct Register: Hashable, Sendable {
     }
 
     /// Why `site` cannot name a site (nil: it can): 1 to 255 bytes, no ":" (jobs name their ends
-    /// as `SITE:PATH`), no control characters.
+    /// as `SITE:PATH`), no "/" (it is a path segment of the API, `/v1/tiers/<site>/stats`), no
+    /// control characters or spaces.
     public static func siteProblem(_ site: String) -> String? {
         if let common = commonProblem(site) { return common }
         if site.utf8.contains(UInt8(ascii: ":")) { return "must not hold a ':' (jobs name their ends as SITE:PATH)" }
+        if site.utf8.contains(UInt8(ascii: "/")) { return "must not hold a '/' (it names a path of the API, /v1/tiers/SITE)" }
         return nil
     }
 
     private static func commonProblem(_ s: String) -> String? {
         guard !s.isEmpty, s.utf8.count <= maxNameLength else { return "must be 1 to \(maxNameLength) bytes" }
         guard !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return "must not hold control characters" }
+        // `barge agents` and `barge jobs` print names in columns that spaces would break.
+        guard !s.utf8.contains(UInt8(ascii: " ")) else { return "must not hold spaces" }
         return nil
     }
     public static let maxRootLength = 4096
