@@ -38,6 +38,7 @@ public enum ByteQuantity {
         }
         let rate = value * scale
         guard rate > 0, rate.isFinite else { throw QuantityError("rate '\(text)' must be above zero") }
+        guard rate >= 1 else { throw QuantityError("rate '\(text)' is under 1 B/s, the least a cap may be") }
         return rate
     }
 

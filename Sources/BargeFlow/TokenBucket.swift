@@ -22,7 +22,9 @@ public struct TokenBucket: Sendable {
         guard let rate else { return 0 }
         refill(now, rate)
         balance -= Double(bytes)
-        return balance >= 0 ? 0 : UInt64((-balance / rate * 1e9).rounded(.up))
+        // Held under UInt64's range: a cap shared by many senders can be a tiny fraction of a
+        // byte per second, and the wait for a debt at it once trapped every sender.
+        return balance >= 0 ? 0 : UInt64(min((-balance / rate * 1e9).rounded(.up), 9e18))
     }
 
     /// A new rate from `now` on (a timetable's change, or `barge set`); tokens earned at the old

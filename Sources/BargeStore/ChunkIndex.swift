@@ -347,10 +347,20 @@ public final class ChunkIndex: Sendable {
             && Int64(st.st_mtim.tv_nsec) == row["mtimeNanoseconds"]
     }
 
+    /// The rows as entries, leaving out any that no agent writes: another agent's index is read
+    /// too, and the file is another process's, so a damaged or foreign row is not trusted to be
+    /// a chunk (a negative offset trapped the conversion; a length sized a buffer).
     private static func entries(_ db: Database, _ sql: String, _ arguments: StatementArguments) throws -> [Entry] {
-        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-            Entry(path: row["path"], offset: UInt64(row["offset"] as Int64), length: row["length"], fileSize: UInt64(row["fileSize"] as Int64),
-                  id: [UInt8](row["id"] as Data), xxh: [UInt8](row["xxh"] as Data), final: row["final"])
+        try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+            guard let path = row["path"] as String?, !path.isEmpty, !path.hasPrefix("/"), !path.utf8.contains(0),
+                  let offset = row["offset"] as Int64?, let length = row["length"] as Int64?, let fileSize = row["fileSize"] as Int64?,
+                  let id = row["id"] as Data?, let xxh = row["xxh"] as Data?, let final = row["final"] as Bool?,
+                  offset >= 0, (0...maxChunkLength).contains(length), fileSize >= 0, offset <= fileSize - length,
+                  id.count == 32, xxh.count == 16 else { return nil }
+            return Entry(path: path, offset: UInt64(offset), length: Int(length), fileSize: UInt64(fileSize), id: [UInt8](id), xxh: [UInt8](xxh), final: final)
         }
     }
+
+    /// The longest chunk a row may name (the codec's `ChunkFormat.maxRawLength`).
+    static let maxChunkLength: Int64 = 16 << 20
 }

@@ -64,10 +64,15 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Where the partial copy of the file at `relative` (below `root`) is, as an absolute path.
     public static func partialPath(root: String, relative: String) -> String {
+        root + "/" + partialPath(relative: relative)
+    }
+
+    /// Where the partial copy of the file at `relative` is, relative to the same root.
+    public static func partialPath(relative: String) -> String {
         let slash = PathKey.lastSlash(relative)
         let name = slash.map { String(relative[relative.utf8.index(after: $0)...]) } ?? relative
         let parent = slash.map { String(relative[..<relative.utf8.index(after: $0)]) } ?? ""
-        return root + "/" + parent + partialName(of: name)
+        return parent + partialName(of: name)
     }
 
     /// Creates any missing parent directories (0755), then the partial file (`partialMode`, 01600: 0600 and the mark) at its full size

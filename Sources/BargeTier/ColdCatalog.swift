@@ -21,6 +21,18 @@ public struct ColdFile: Sendable, Hashable {
     public var mtimeNanoseconds: Int32
     public var chunks: [Chunk]
 
+    /// Why the chunk list cannot be this file's (nil: it can): its chunks, none empty, make up
+    /// exactly its size. The catalog is a file others may write; a list that fell short was read
+    /// past its end, or promoted as a file of holes.
+    var chunkListProblem: String? {
+        var total: UInt64 = 0
+        for c in chunks {
+            guard c.length > 0 else { return "\(path): an empty chunk in its list in the catalog" }
+            total += UInt64(c.length)
+        }
+        return total == size ? nil : "\(path): its chunks in the catalog make \(total) bytes, not its \(size)"
+    }
+
     /// The chunk list as stored: 36 bytes per chunk (id, then the raw length, u32 LE).
     var encodedChunks: [UInt8] {
         var out: [UInt8] = []
@@ -415,8 +427,10 @@ public final class ColdCatalog: Sendable {
 
     private static func file(_ row: Row) -> ColdFile {
         let chunks: Data = row["chunks"]
-        return ColdFile(path: row["path"], size: UInt64(row["size"] as Int64), mode: UInt32(row["mode"] as Int64),
-                        mtimeSeconds: row["mtimeSeconds"], mtimeNanoseconds: Int32(row["mtimeNanoseconds"] as Int64),
+        // Held in range: the catalog is a file others may write, and a value out of range
+        // trapped the conversion (a size then fails `FileReader`'s check, which names it).
+        return ColdFile(path: row["path"], size: UInt64(clamping: row["size"] as Int64), mode: UInt32(clamping: row["mode"] as Int64) & 0o7777,
+                        mtimeSeconds: row["mtimeSeconds"], mtimeNanoseconds: Int32(clamping: min(max(row["mtimeNanoseconds"] as Int64, 0), 999_999_999)),
                         chunks: ColdFile.decodeChunks(Array(chunks)))
     }
 }

@@ -354,6 +354,10 @@ public final class ColdStore {
                 outcome.skipped.append(Skipped(path: path, reason: "a different file now has its name; it stays cold"))
                 continue
             }
+            if let problem = file.chunkListProblem {
+                outcome.skipped.append(Skipped(path: path, reason: ColdStoreError.damaged(problem + "; it stays cold").description))
+                continue
+            }
             let locations = try catalog.locations(file.chunks.map(\.id))
             var offsets: [(chunk: ColdFile.Chunk, at: UInt64)] = []
             var at: UInt64 = 0
@@ -435,6 +439,7 @@ public final class ColdStore {
             self.file = file
             var at: UInt64 = 0
             starts = file.chunks.map { c in defer { at += UInt64(c.length) }; return at }
+            if let problem = file.chunkListProblem { throw ColdStoreError.damaged(problem) }
             locations = try store.catalog.locations(file.chunks.map(\.id))
         }
 
@@ -454,6 +459,7 @@ public final class ColdStore {
             while out.count < length {
                 let bytes = try chunk(index)
                 let from = Int(position - starts[index])
+                guard from < bytes.count else { throw ColdStoreError.damaged("\(file.path): a chunk at \(starts[index]) is \(bytes.count) bytes, shorter than its place") }
                 let take = min(bytes.count - from, length - out.count)
                 out += bytes[from..<(from + take)]
                 position += UInt64(take)

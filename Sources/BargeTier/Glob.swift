@@ -76,42 +76,70 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
         self.tokens = tokens
     }
 
-    /// Whether `path` (relative, `/`-separated) matches.
+    /// Whether `path` (relative, `/`-separated) matches. Each (token, character) pair is tried
+    /// once at most (`Attempts`): a pattern of many stars against a long name takes time in
+    /// proportion to their product, not exponential time (`*a*a*a*a*a*a*a*a*a*a*b` against 100
+    /// `a`s would have taken some 10^14 steps, on the scheduler, for each file planned).
     public func matches(_ path: String) -> Bool {
         let subject = matchesName ? Substring(path.split(separator: "/").last ?? "") : Substring(path)
-        return Self.match(tokens[...], Array(subject)[...])
+        let text = Array(subject)
+        var failed = Attempts(tokens: tokens.count, characters: text.count)
+        return Self.match(tokens, 0, text, 0, &failed)
     }
 
-    private static func match(_ pattern: ArraySlice<Token>, _ text: ArraySlice<Character>) -> Bool {
-        guard let token = pattern.first else { return text.isEmpty }
-        let rest = pattern.dropFirst()
-        switch token {
+    /// The (token, character) positions known not to match: one bit each.
+    struct Attempts {
+        private var bits: [UInt64]
+        private let stride: Int
+
+        init(tokens: Int, characters: Int) {
+            stride = characters + 1
+            bits = [UInt64](repeating: 0, count: ((tokens + 1) * stride + 63) / 64)
+        }
+
+        func contains(_ token: Int, _ character: Int) -> Bool {
+            let i = token * stride + character
+            return bits[i >> 6] & (1 << UInt64(i & 63)) != 0
+        }
+
+        mutating func insert(_ token: Int, _ character: Int) {
+            let i = token * stride + character
+            bits[i >> 6] |= 1 << UInt64(i & 63)
+        }
+    }
+
+    private static func match(_ pattern: [Token], _ p: Int, _ text: [Character], _ t: Int, _ failed: inout Attempts) -> Bool {
+        guard p < pattern.count else { return t == text.count }
+        if failed.contains(p, t) { return false }
+        let matched: Bool
+        switch pattern[p] {
         case .literal(let c):
-            return text.first == c && match(rest, text.dropFirst())
+            matched = t < text.count && text[t] == c && match(pattern, p + 1, text, t + 1, &failed)
         case .any:
-            guard let c = text.first, c != "/" else { return false }
-            return match(rest, text.dropFirst())
+            matched = t < text.count && text[t] != "/" && match(pattern, p + 1, text, t + 1, &failed)
         case .set(let ranges, let negated):
-            guard let c = text.first, c != "/" else { return false }
-            return ranges.contains { $0.contains(c) } != negated && match(rest, text.dropFirst())
+            matched = t < text.count && text[t] != "/" && ranges.contains { $0.contains(text[t]) } != negated
+                && match(pattern, p + 1, text, t + 1, &failed)
         case .separator:
-            return text.first == "/" && match(rest, text.dropFirst())
+            matched = t < text.count && text[t] == "/" && match(pattern, p + 1, text, t + 1, &failed)
         case .star:
-            var t = text
+            var i = t
             while true {
-                if match(rest, t) { return true }
-                guard let c = t.first, c != "/" else { return false }
-                t = t.dropFirst()
+                if match(pattern, p + 1, text, i, &failed) { matched = true; break }
+                guard i < text.count, text[i] != "/" else { matched = false; break }
+                i += 1
             }
         case .globstar:
             // Zero or more whole components: try here, then after each '/'.
-            if rest.isEmpty { return true }
-            var t = text
+            guard p + 1 < pattern.count else { return true }
+            var i = t
             while true {
-                if match(rest, t) { return true }
-                guard let slash = t.firstIndex(of: "/") else { return false }
-                t = t[t.index(after: slash)...]
+                if match(pattern, p + 1, text, i, &failed) { matched = true; break }
+                guard let slash = text[i...].firstIndex(of: "/") else { matched = false; break }
+                i = slash + 1
             }
         }
+        if !matched { failed.insert(p, t) }
+        return matched
     }
 }

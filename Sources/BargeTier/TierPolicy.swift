@@ -49,9 +49,16 @@ public struct TierPolicy: Sendable, Hashable, CustomStringConvertible {
             case .glob(let g): return g.matches(file.path)
             case .sizeAbove(let n): return file.size > n
             case .sizeBelow(let n): return file.size < n
-            case .ageAbove(let s): return now - file.mtime > s
-            case .ageBelow(let s): return now - file.mtime < s
+            case .ageAbove(let s): return Self.age(of: file, now: now) > s
+            case .ageBelow(let s): return Self.age(of: file, now: now) < s
             }
+        }
+
+        /// Seconds since the file's mtime, saturated: an mtime near the ends of `Int64` (tmpfs
+        /// and btrfs keep `touch -d @-9223372036854775000`) is the oldest or the newest there is.
+        static func age(of file: FileFacts, now: Int64) -> Int64 {
+            let (age, overflow) = now.subtractingReportingOverflow(file.mtime)
+            return overflow ? (file.mtime < 0 ? .max : .min) : age
         }
     }
 
@@ -132,17 +139,21 @@ public struct TierPolicy: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// `30d`, `12h`, `90m`, `2w` (and `45s`) in seconds.
+    /// `30d`, `12h`, `90m`, `2w` (and `45s`) in seconds; nil for anything else, and for an age
+    /// that does not fit in 64 bits of seconds.
     static func age(_ text: String) -> Int64? {
         guard let unit = text.last, let n = Int64(text.dropLast()), n >= 0 else { return nil }
+        let seconds: Int64
         switch unit {
-        case "s": return n
-        case "m": return n * 60
-        case "h": return n * 3_600
-        case "d": return n * 86_400
-        case "w": return n * 604_800
+        case "s": seconds = 1
+        case "m": seconds = 60
+        case "h": seconds = 3_600
+        case "d": seconds = 86_400
+        case "w": seconds = 604_800
         default: return nil
         }
+        let (age, overflow) = n.multipliedReportingOverflow(by: seconds)
+        return overflow ? nil : age
     }
 }
 

@@ -67,19 +67,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var configOption: ConfigOption
     @OptionGroup var plaintext: PlaintextOption
 
-    /// `--retain`: an age in days, hours or minutes, or nil for off.
+    /// `--retain`: an age in days, hours or minutes, up to 100 years; nil for anything else.
     static func age(_ text: String) -> Duration? {
         guard let unit = text.last, let n = Double(text.dropLast()), n > 0 else { return nil }
+        let seconds: Double
         switch unit {
-        case "d": return .seconds(n * 86_400)
-        case "h": return .seconds(n * 3_600)
-        case "m": return .seconds(n * 60)
+        case "d": seconds = n * 86_400
+        case "h": seconds = n * 3_600
+        case "m": seconds = n * 60
         default: return nil
         }
+        // A Duration of 1e300 days traps.
+        return seconds <= 100 * 365.25 * 86_400 ? .seconds(seconds) : nil
     }
 
     func validate() throws {
-        if retain != "off" && Self.age(retain) == nil { throw ValidationError("--retain: '\(retain)' is not an age (30d, 12h, 90m) or 'off'") }
+        if retain != "off" && Self.age(retain) == nil { throw ValidationError("--retain: '\(retain)' is not an age (30d, 12h, 90m; at most 100 years) or 'off'") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together: pass both, or neither for plain HTTP") }
     }
 

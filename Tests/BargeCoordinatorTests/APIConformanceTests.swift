@@ -76,11 +76,38 @@ struct APIConformanceTests {
         }
     }
 
+    /// Values at the edges of their types, from an API caller, are a 400 that says why. Each
+    /// took a process down before: an age of 15,250,284,452,472 weeks overflowed (the
+    /// coordinator), a cap of 0.00001 B/s overflowed every source agent's wait, and a listing's
+    /// path over 64 KiB trapped the coordinator encoding it (over 4 KiB, it ended the agent's
+    /// connection).
+    @Test func valuesAtTheEdgesOfTheirTypesAreRefusedInWords() async throws {
+        let f = try Fixture()
+        _ = try await f.directory.register(Register(name: "a1", site: "a", root: "/d", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8))
+        var running = JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1)
+        running.state = .running
+        try f.journal.insert(running)
+        let submit = #"{"source":{"site":"a","path":"x"},"destination":{"site":"b","path":"y"}"#
+        try await post(f, "/v1/jobs", submit + #","tier":"cold:age>15250284452472w"}"#, status: .badRequest, contains: "not an age")
+        try await post(f, "/v1/tiers/demote", #"{"site":"b","path":"y","policy":"cold:age<9223372036854775807m"}"#, status: .badRequest, contains: "not an age")
+        try await post(f, "/v1/jobs", submit + #","bwlimit":"0.00001B/s"}"#, status: .badRequest, contains: "is under 1 B")
+        try await post(f, "/v1/jobs/j-1/limit", #"{"bwlimit":"0.5B/s"}"#, status: .badRequest, contains: "is under 1 B")
+        try await f.app.test(.router) { client in
+            for (query, words) in [("path=" + String(repeating: "d/", count: 2_100), "bytes long"), ("path=" + String(repeating: "x", count: 70_000), "bytes long"),
+                                   ("path=../etc", "outside"), ("after=" + String(repeating: "9", count: 5_000), "after must be")] {
+                try await client.execute(uri: "/v1/sites/a/files?" + query, method: .get, headers: f.admin) { response in
+                    let text = String(buffer: response.body)
+                    #expect(response.status == .badRequest && text.contains(words), "\(query.prefix(20)): \(response.status) \(text.prefix(200))")
+                }
+            }
+        }
+    }
+
     @Test func pathParametersArePercentDecoded() async throws {
         let f = try Fixture()
-        _ = try await f.directory.register(Register(name: "dtn é", site: "a", root: "/d", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8))
+        _ = try await f.directory.register(Register(name: "dtn+é", site: "a", root: "/d", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8))
         try await f.app.test(.router) { client in
-            try await client.execute(uri: "/v1/agents/dtn%20%C3%A9/drain", method: .post, headers: f.admin) { response in
+            try await client.execute(uri: "/v1/agents/dtn%2B%C3%A9/drain", method: .post, headers: f.admin) { response in
                 // Known by its decoded name: not 404 (it is not connected to a scheduler here, hence 409).
                 #expect(response.status != .notFound, "\(response.status) \(String(buffer: response.body))")
             }

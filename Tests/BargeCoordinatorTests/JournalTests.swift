@@ -54,6 +54,22 @@ struct JournalTests {
         #expect(try journal.jobs().map(\.id) == ["j1", "j2"])
     }
 
+    /// Pages whose totals add up past Int64.max (sparse files of 64 PiB, or a peer's scan) hold
+    /// the job's totals at the largest value. Before, the sum trapped the coordinator inside the
+    /// journal's write, before anything was committed, so the rescan after a restart trapped again.
+    @Test func plannedTotalsSaturate() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let half = Int64.max / 2 + 1
+        for page in 0..<3 {
+            let unit = UnitRecord(jobId: "j1", unitId: Int64(page), path: "f\(page)", offset: 0, length: 1)
+            try journal.plan("j1", units: [unit], totals: PlanTotals(bytes: half, files: half, chunks: half), final: page == 2, now: 5)
+        }
+        let j = try #require(try journal.job("j1"))
+        #expect(j.bytesTotal == .max && j.filesTotal == .max && j.chunksTotal == .max && j.unitsTotal == 3)
+    }
+
     @Test func unitsMoveThroughTheirStatesAndReportsCountOnce() throws {
         let dir = try StateDirectory()
         let journal = try Journal(path: dir.path)

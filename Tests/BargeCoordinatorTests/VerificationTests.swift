@@ -116,11 +116,14 @@ struct VerificationTests {
         var b1 = await Self.reattach("b1", site: "b", f)
         _ = try await f.scheduler.startVerify("j-rr", repair: true)
         guard case .verifyRequest(let first) = await Self.nextVerify(&b1) else { Issue.record("no verify request"); return }
-        let damaged = try #require(first.files.firstIndex { $0.path == "ds/f1" })
+        let damaged = try #require(first.chunks.first)
+        let path = first.files[Int(damaged.file)].path
         await f.scheduler.received(.verifyReply(VerifyReply(request: first.request, bytesChecked: 2 << 20,
-                                                            mismatches: [.init(file: UInt32(damaged), offset: 0, length: 1 << 20, reason: VerifyReply.chunkDiffers)])), from: "b1")
+                                                            mismatches: [.init(file: damaged.file, offset: damaged.offset, length: UInt64(damaged.length), reason: VerifyReply.chunkDiffers),
+                                                                         // A chunk it was not asked about (5 GiB, which the source would have read whole): left out.
+                                                                         .init(file: damaged.file, offset: 4096, length: 5 << 30, reason: VerifyReply.chunkDiffers)])), from: "b1")
         guard case .taskAssign(let lost) = await Self.next(.taskAssign, &a1) else { Issue.record("no repair unit"); return }
-        #expect(lost.files.map(\.entry.path) == ["ds/f1"])
+        #expect(lost.files.map(\.entry.path) == [path] && lost.files.map(\.length) == [UInt64(damaged.length)])
 
         // The coordinator dies here; the one restarted on its journal goes on with the repair.
         let restarted = Scheduler(journal: try Journal(path: f.dir.appendingPathComponent(Journal.fileName).path), now: { [clock = f.clock] in clock.now })
@@ -132,7 +135,7 @@ struct VerificationTests {
         var a = aStream.makeAsyncIterator()
         var b = bStream.makeAsyncIterator()
         guard case .taskAssign(let repair) = await Self.next(.taskAssign, &a) else { Issue.record("no repair after the restart"); return }
-        #expect(repair.files.map(\.entry.path) == ["ds/f1"] && repair.files[0].repair)
+        #expect(repair.files.map(\.entry.path) == [path] && repair.files[0].repair)
         await restarted.received(.taskDone(TaskDone(job: "j-rr", unit: repair.unit, bytes: 1 << 20, wireBytes: 1, refetched: 0, codecs: [],
                                                     chunks: [ChunkReport(file: 0, offset: 0, length: 1 << 20, id: Self.id(1))], assignment: repair.assignment)), from: "a1")
         guard case .verifyRequest(let second) = await Self.nextVerify(&b) else { Issue.record("no second check"); return }
@@ -144,7 +147,7 @@ struct VerificationTests {
         }
         #expect(outcome.state == "succeeded" && outcome.chunksChecked == outcome.chunksTotal && outcome.filesChecked == 2 && outcome.bytesChecked == 2 << 20
                 && outcome.mismatchCount == 1 && outcome.repaired == 1 && outcome.remainingCount == 0, "\(outcome)")
-        #expect(outcome.mismatches.map(\.path) == ["ds/f1"])
+        #expect(outcome.mismatches.map(\.path) == [path])
     }
 
     /// Submits `job` (a:ds → b:ds) with `files` (name, size) and plays the source agent until the

@@ -15,7 +15,7 @@ struct ByteQuantityTests {
         #expect(try ByteQuantity.parseSize(text) == bytes)
     }
 
-    @Test(arguments: ["", "fast", "10 parsecs", "0MB/s", "-5MB/s", "1e999", "MiB"])
+    @Test(arguments: ["", "fast", "10 parsecs", "0MB/s", "-5MB/s", "1e999", "MiB", "0.00001B/s", "0.5B/s", "7bit/s"])
     func badRates(_ text: String) {
         #expect(throws: QuantityError.self) { try ByteQuantity.parseRate(text) }
     }

@@ -34,6 +34,16 @@ struct TokenBucketTests {
         bucket.setRate(2_000_000, now: 3_600_000_000_002)
         #expect(bucket.take(300_000, now: 3_600_000_000_002) == 100_000_000)  // burst 100 kB, then 200 kB at 2 MB/s
     }
+
+    /// A debt at a tiny rate (a cap shared by a million senders) asks for a wait held under
+    /// UInt64's range, however long: the conversion once trapped every sender of the job.
+    @Test func aDebtAtATinyRateAsksForALongWaitWithoutTrapping() {
+        var bucket = TokenBucket(rate: 1e-6, burst: 1)
+        #expect(bucket.take(1, now: 0) == 0)
+        let wait = bucket.take(16 << 20, now: 0)
+        #expect(wait >= 9_000_000_000_000_000_000)
+        #expect(bucket.take(16 << 20, now: 1) >= 9_000_000_000_000_000_000)
+    }
 }
 
 struct TimetableTests {

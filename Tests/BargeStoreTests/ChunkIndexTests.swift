@@ -26,6 +26,39 @@ struct ChunkIndexTests {
         #expect(try again.count() == 3000)
     }
 
+    /// Rows no agent writes (the index is a file another agent of the site, or anything that can
+    /// write the root's `.barge`, may change) are left out of a lookup: a negative offset or size
+    /// trapped the conversion, and a length over a chunk sized a buffer. Rows as agents write them
+    /// are still found.
+    @Test func foreignRowsAreLeftOutOfALookup() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-index-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("index.sqlite").path
+        let index = try ChunkIndex(path: path, root: dir.path)
+        try index.finalize([], recording: [entry("good", 0, 4096, of: 4096, id(7))])
+        let bad: [(String, Int64, Int64, Int64, Int, Int)] = [
+            ("negative-offset", -1, 4096, 8192, 32, 16), ("negative-size", 0, 1, -5, 32, 16), ("huge-length", 0, 1 << 40, 1 << 41, 32, 16),
+            ("past-the-end", 8192, 4096, 8192, 32, 16), ("short-id", 0, 10, 10, 31, 16), ("/absolute", 0, 10, 10, 32, 16),
+        ]
+        var sql = ""
+        for (p, offset, length, size, idBytes, xxhBytes) in bad {
+            sql += "INSERT INTO chunks (path, final, offset, length, fileSize, id, xxh) VALUES ('\(p)', 0, \(offset), \(length), \(size), "
+                + "zeroblob(\(idBytes)), zeroblob(\(xxhBytes)));\n"
+        }
+        // Written as another process would, beside the agent's own connection.
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        writer.arguments = ["python3", "-c", "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); db.executescript(sys.argv[2]); db.commit()", path,
+                            sql.replacingOccurrences(of: "zeroblob(32)", with: "X'" + String(repeating: "07", count: 32) + "'")
+                               .replacingOccurrences(of: "zeroblob(31)", with: "X'" + String(repeating: "07", count: 31) + "'")]
+        try writer.run()
+        writer.waitUntilExit()
+        #expect(writer.terminationStatus == 0)
+        #expect(try index.count() == 1 + bad.count)
+        #expect(try index.locations(id: id(7), limit: 100).map(\.path) == ["good"])
+    }
+
     func entry(_ path: String, _ offset: UInt64, _ length: Int, of size: UInt64, _ id: [UInt8]) -> ChunkIndex.Entry {
         ChunkIndex.Entry(path: path, offset: offset, length: length, fileSize: size, id: id, xxh: [UInt8](repeating: 9, count: 16))
     }

@@ -333,6 +333,41 @@ struct ColdStoreTests {
         #expect(try store.catalog.file("bad.bin") == bad)
     }
 
+    /// A catalog row another process changed (the catalog is in the shared cold directory, meant
+    /// to be read without Barge) makes its file damaged, named, not a trap: chunks that do not
+    /// make up the file's size read past the chunk list, and a negative size, mode or mtime
+    /// trapped their conversions. The other files still come back.
+    @Test func aCatalogRowThatDoesNotAddUpIsDamagedNotATrap() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let good = try s.file("good.txt", SampleData.generate(.text, bytes: 1 << 20, seed: 41))
+        try s.file("short.bin", SampleData.generate(.float64, bytes: 3 << 20, seed: 42))
+        try s.file("negative.bin", SampleData.generate(.float64, bytes: 1 << 20, seed: 43))
+        _ = try store.demote(["good.txt", "short.bin", "negative.bin"], root: s.root, encoder: archiveEncoder())
+        #expect(try #require(try store.catalog.file("short.bin")).chunks.count > 1)
+        let edit = Process()
+        edit.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        edit.arguments = ["python3", "-c", """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            chunks = db.execute("SELECT chunks FROM files WHERE path = 'short.bin'").fetchone()[0]
+            db.execute("UPDATE files SET chunks = ? WHERE path = 'short.bin'", (chunks[:36],))
+            db.execute("UPDATE files SET size = -5, mode = -1, mtimeNanoseconds = -7 WHERE path = 'negative.bin'")
+            db.commit()
+            """, s.cold + "/catalog.sqlite"]
+        try edit.run()
+        edit.waitUntilExit()
+        #expect(edit.terminationStatus == 0)
+        for path in ["short.bin", "negative.bin"] {
+            #expect(throws: ColdStoreError.self, "\(path)") { _ = try store.reader(for: path) }
+        }
+        let promoted = try store.promote(["short.bin", "negative.bin", "good.txt"], root: s.root)
+        #expect(promoted.files.map(\.path) == ["good.txt"] && s.read("good.txt") == good)
+        #expect(Set(promoted.skipped.map(\.path)) == ["short.bin", "negative.bin"], "\(promoted.skipped)")
+        #expect(promoted.skipped.allSatisfy { $0.reason.contains("damaged") }, "\(promoted.skipped)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains("barge-partial") }.isEmpty)
+    }
+
     /// A demotion larger than a pack fills packs of about 64 MiB, each written once, and the
     /// files come back whole.
     @Test func aLargeDemotionRollsOverIntoPacksOfAbout64MiB() throws {

@@ -58,6 +58,37 @@ struct TierPolicyTests {
         #expect(p.tier(for: FileFacts(path: "x", size: 1, mtime: now - 3_600), now: now) == .hot)
     }
 
+    /// An mtime at the ends of 64 bits (tmpfs and btrfs keep one) is the oldest, or the newest,
+    /// there is; an age that does not fit in 64 bits of seconds is refused. Both trapped before:
+    /// the coordinator planning a job with an age rule, or parsing an operator's policy.
+    @Test func extremeAgesAndMtimesNeitherTrapNorWrap() throws {
+        let p = try TierPolicy(parsing: "cold:age>36500d;hot")
+        #expect(p.tier(for: FileFacts(path: "x", size: 1, mtime: .min), now: now) == .cold)
+        #expect(p.tier(for: FileFacts(path: "x", size: 1, mtime: -9_223_372_036_854_775_000), now: now) == .cold)
+        #expect(p.tier(for: FileFacts(path: "x", size: 1, mtime: .max), now: now) == .hot)
+        let young = try TierPolicy(parsing: "cold:age<1h;hot")
+        #expect(young.tier(for: FileFacts(path: "x", size: 1, mtime: .max), now: -now) == .cold)
+        #expect(young.tier(for: FileFacts(path: "x", size: 1, mtime: .min), now: now) == .hot)
+        for text in ["cold:age>15250284452472w", "cold:age<9223372036854775807m", "cold:age>99999999999999999999d"] {
+            #expect(throws: TierPolicyError.self, "\(text)") { try TierPolicy(parsing: text) }
+        }
+        #expect(try TierPolicy(parsing: "cold:age>9223372036854775807s").rules.count == 1)
+    }
+
+    /// A glob of many stars against a long name that it does not match ends at once: each
+    /// (token, character) pair is tried once. Before, `*a` eleven times and a `b`, against a name
+    /// of 100 `a`s, backtracked some 10^14 times, on the coordinator's scheduler.
+    @Test(.timeLimit(.minutes(1)))
+    func globsOfManyStarsDoNotBacktrackExponentially() throws {
+        let name = String(repeating: "a", count: 100)
+        #expect(try !Glob(String(repeating: "*a", count: 11) + "*b").matches(name))
+        #expect(try Glob(String(repeating: "*a", count: 11) + "*").matches(name))
+        let deep = Array(repeating: name, count: 30).joined(separator: "/")
+        let stars = Array(repeating: "**", count: 6).joined(separator: "/") + "/" + String(repeating: "*a", count: 8)
+        #expect(try !Glob(stars + "*b").matches(deep))
+        #expect(try Glob(stars + "*").matches(deep))
+    }
+
     @Test func badPoliciesGetClearErrors() {
         let cases: [(String, String)] = [
             ("", "the tier policy is empty"),

@@ -184,6 +184,42 @@ struct FrameTests {
         #expect(try Message(frame: largest.frame()) == largest)
     }
 
+    /// Lengths that size a buffer at the receiver are at most a chunk (16 MiB): a `chunk ref`'s
+    /// (the destination staged that many bytes before it looked), a `task done`'s chunk (a
+    /// buffer at the agent that verifies it), a `task assign`'s chunk size and a repair's range
+    /// (the source read it whole, and trapped past 4 GiB). 16 MiB itself passes.
+    @Test func lengthsThatSizeABufferAreAtMostAChunk() throws {
+        let id = [UInt8](repeating: 1, count: 32), xxh = [UInt8](repeating: 2, count: 16)
+        let place = ChunkPlace(job: "j", path: "f", offset: 0)
+        let entry = FileEntry(path: "f", kind: .file, size: 8 << 30, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)
+        let peer = DataPeer(name: "b1", host: "127.0.0.1", port: 7501)
+        func assign(chunkSize: UInt32 = 1 << 20, repair: UInt64 = 1 << 20) -> Message {
+            .taskAssign(TaskAssign(job: "j", unit: 1, destination: peer, codec: "auto", chunkSize: chunkSize,
+                                   files: [TaskFile(sourcePath: "f", entry: entry, offset: 0, length: repair, finish: false, repair: true)]))
+        }
+        func done(_ length: UInt32) -> Message {
+            .taskDone(TaskDone(job: "j", unit: 1, bytes: 1, wireBytes: 1, refetched: 0, codecs: [], chunks: [ChunkReport(file: 0, offset: 0, length: length, id: id)]))
+        }
+        let cases: [(Message, String)] = [
+            (.chunkRef(ChunkRef(place: place, fileSize: 8 << 30, length: UInt32.max, id: id, xxh: xxh)), "a chunk of 4294967295 bytes"),
+            (done((16 << 20) + 1), "a chunk of 16777217 bytes"),
+            (assign(chunkSize: (16 << 20) + 1), "chunk size 16777217"),
+            (assign(repair: 5 << 30), "a repair of 5368709120 bytes"),
+        ]
+        for (message, words) in cases {
+            do {
+                _ = try Message(frame: message.frame())
+                Issue.record("accepted: \(words)")
+            } catch {
+                #expect("\(error)".contains(words), "\(error)")
+            }
+        }
+        for largest in [Message.chunkRef(ChunkRef(place: place, fileSize: 8 << 30, length: 16 << 20, id: id, xxh: xxh)), done(16 << 20),
+                        assign(chunkSize: 16 << 20, repair: 16 << 20)] {
+            #expect(try Message(frame: largest.frame()) == largest)
+        }
+    }
+
     /// A registration with no data-plane host or port, or that takes no units (or four
     /// billion), is malformed: such an agent was listed as up, and could never be reached.
     @Test func aRegistrationThatCannotBeServedIsMalformed() throws {

@@ -91,7 +91,10 @@ public final class DataPlaneListener: Sendable {
                 do { try ticket.check() } catch { return false }
                 return true
             })
-            let (slow, slowQueue) = AsyncStream<(Message, MessageType)>.makeStream()
+            let (slow, slowQueue) = AsyncStream<(Message, MessageType, Int)>.makeStream()
+            // What waits on the second queue: a peer that sends `have query`s and never reads
+            // the replies would grow it without end (each may be megabytes).
+            let slowWaiting = NIOLockedValueBox((messages: 0, bytes: 0))
             @Sendable func handle(_ message: Message, _ type: MessageType) async throws -> Bool {
                 do throws(UnitFailure) { try ticket?.check() } catch {
                     logger.notice("data-plane connection from \(peer.session.peerName): \(error.description)")
@@ -115,8 +118,9 @@ public final class DataPlaneListener: Sendable {
             @Sendable func serveMessages() async throws {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await (message, type) in slow {
+                    for await (message, type, bytes) in slow {
                         guard try await handle(message, type) else { throw DataPlaneListener.Ended() }
+                        slowWaiting.withLockedValue { $0.messages -= 1; $0.bytes -= bytes }
                     }
                 }
                 defer { slowQueue.finish() }
@@ -129,7 +133,20 @@ public final class DataPlaneListener: Sendable {
                         case .error:
                             return true
                         case .filesDone, .haveQuery:
-                            slowQueue.yield((message, frame.type))
+                            let bytes = frame.payload.readableBytes
+                            let waiting = slowWaiting.withLockedValue { w -> (messages: Int, bytes: Int) in
+                                w.messages += 1
+                                w.bytes += bytes
+                                return w
+                            }
+                            guard waiting.messages <= Self.slowMessagesWaiting, waiting.bytes <= Self.slowBytesWaiting else {
+                                let reason = "\(waiting.messages) have queries and files done (\(waiting.bytes) bytes) wait to be answered, over the "
+                                    + "\(Self.slowMessagesWaiting) (\(Self.slowBytesWaiting) bytes) a connection may have: its peer does not read the answers"
+                                // Closed without a last word: one the peer does not read would wait for ever.
+                                logger.warning("data-plane connection from \(peer.session.peerName) closed: \(reason)")
+                                return true
+                            }
+                            slowQueue.yield((message, frame.type, bytes))
                         default:
                             let batch = if case .fileBatch = message { true } else { false }
                             while batch ? running.batches == Self.batchesAtOnce : running.chunks == Self.chunksAtOnce {
@@ -192,6 +209,12 @@ public final class DataPlaneListener: Sendable {
     /// while another file's `fsync` ran. `BARGE_RECEIVE_AT_ONCE` (1-64) sets it, to measure on
     /// other storage. Memory: one staging buffer (a chunk: 1 MiB usually, 4 MiB at most) for each.
     static let chunksAtOnce = ProcessInfo.processInfo.environment["BARGE_RECEIVE_AT_ONCE"].flatMap(Int.init).map { max(1, min($0, 64)) } ?? 1
+
+    /// `have query`s and `files done` waiting to be answered on a connection, at most. A unit
+    /// has one `have query` and a `files done` per 1,024 files waiting at once, so even 256 units
+    /// sharing one connection (the most `--max-units` allows) stay far below these.
+    static let slowMessagesWaiting = 4096
+    static let slowBytesWaiting = 256 << 20
 
     /// File batches handled at once per connection: while one waits for its `syncfs`, the others
     /// write theirs and join the next one. Memory: each holds its frame (at most a few MiB).

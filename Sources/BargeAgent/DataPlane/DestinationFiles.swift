@@ -340,11 +340,14 @@ public final class DestinationFiles: Sendable {
         let owned = candidates.count
         candidates += sibling.filter { $0.length == length && $0.xxh == xxh }
         let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+        // Rows name files beneath the root (a sibling's index too, which another process writes):
+        // they are opened beneath it, through no link.
+        let rootDirectory = try RootDirectory.open(index.root)
         for (n, c) in candidates.enumerated() {
-            let finalPath = index.root + "/" + c.path
-            let path = c.final ? finalPath : PartialFileWriter.partialPath(root: index.root, relative: c.path)
+            let finalPath = c.path
+            let path = c.final ? finalPath : PartialFileWriter.partialPath(relative: c.path)
             func holds(_ path: String) -> Bool {
-                LocalChunk.read(path, at: c.offset, into: region) && XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh
+                LocalChunk.read(path, in: rootDirectory, at: c.offset, into: region) && XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes == xxh
             }
             // A partial copy finished since its row was made (a row still held back, or one
             // written before the finish was recorded) is under its final name now: reading only
@@ -355,7 +358,7 @@ public final class DestinationFiles: Sendable {
             let found: Bool
             var differs = false
             if c.final {
-                let read = LocalChunk.read(finalPath, at: c.offset, into: region)
+                let read = LocalChunk.read(finalPath, in: rootDirectory, at: c.offset, into: region)
                 differs = read && XXH3.hash128(UnsafeRawBufferPointer(region)).canonicalBytes != xxh
                 found = read && !differs
             } else {
@@ -960,7 +963,15 @@ public final class DestinationFiles: Sendable {
 /// Reads a chunk back from a file this agent holds.
 enum LocalChunk {
     static func read(_ path: String, at offset: UInt64, into region: UnsafeMutableRawBufferPointer) -> Bool {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        read(fd: open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), at: offset, into: region)
+    }
+
+    /// The file at `relative`, opened beneath `root` through no link.
+    static func read(_ relative: String, in root: RootDirectory, at offset: UInt64, into region: UnsafeMutableRawBufferPointer) -> Bool {
+        read(fd: root.openBeneath(relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, throughLinks: false), at: offset, into: region)
+    }
+
+    private static func read(fd: Int32, at offset: UInt64, into region: UnsafeMutableRawBufferPointer) -> Bool {
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var done = 0

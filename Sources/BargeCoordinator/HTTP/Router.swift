@@ -116,8 +116,16 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
     }
     api.route(.get, "/v1/sites/{site}/files", .viewer) { request, context -> SiteFileList in
         let site = try context.parameters.decoded("site")
-        let path = request.uri.queryParameters["path"].map(String.init) ?? ""
+        // Checked as a job's path is: one too long for the agents' protocol ended their
+        // connection (over 4 KiB), or trapped the coordinator encoding it (over 64 KiB).
+        let path: String
+        do throws(PlanError) { path = try JobPath.normalize(request.uri.queryParameters["path"].map(String.init) ?? "") } catch {
+            throw HTTPError(.badRequest, message: error.description)
+        }
         let after = request.uri.queryParameters["after"].map(String.init) ?? ""
+        guard after.utf8.count <= JobPath.longest, !after.utf8.contains(0) else {
+            throw HTTPError(.badRequest, message: "after must be a path the list returned as next (at most \(JobPath.longest) bytes, no NUL)")
+        }
         let limit = try request.uri.queryParameters["limit"].map { raw -> UInt32 in
             guard let n = UInt32(String(raw)), (1...10_000).contains(n) else { throw HTTPError(.badRequest, message: "limit must be from 1 to 10000") }
             return n

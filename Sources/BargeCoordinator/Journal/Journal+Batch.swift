@@ -166,12 +166,14 @@ extension Journal {
                     var unit = planned
                     unit.unitId = job.nextUnit + Int64(i)
                     try unit.insert(db)
-                    job.unitsTotal += 1 + unit.rangesTotal
+                    job.unitsTotal = job.unitsTotal.addingSaturated(1 + unit.rangesTotal)
                 }
                 job.nextUnit += Int64(units.count)
-                job.filesTotal += totals.files
-                job.bytesTotal += totals.bytes
-                job.chunksTotal += totals.chunks
+                // Saturated: a page's totals are, but the job's sum of pages of sparse 64 PiB
+                // files passed Int64.max, trapped the coordinator, and did again on every rescan.
+                job.filesTotal = job.filesTotal.addingSaturated(totals.files)
+                job.bytesTotal = job.bytesTotal.addingSaturated(totals.bytes)
+                job.chunksTotal = job.chunksTotal.addingSaturated(totals.chunks)
                 if final { job.planned = true }
                 if let mark { job.scanMark = mark }
                 try job.update(db)

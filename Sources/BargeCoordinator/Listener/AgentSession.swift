@@ -53,6 +53,9 @@ struct AgentSession {
             }
             // The writer drains what is queued (a last error included), then ends with the stream.
             defer { sink.finish() }
+            // Heartbeats echoed at most ten a second: an agent's come seconds apart, and one that
+            // sent them as fast as it could without reading grew the echoes' queue without end.
+            var lastEcho = ContinuousClock.now - .seconds(1)
             while let frame = try await frames.next() {
                 let message = try Message(frame: frame)
                 switch message {
@@ -70,7 +73,10 @@ struct AgentSession {
                         sink.yield(.error(ErrorMessage(code: code, reason: "\(error)")))
                         return
                     }
-                    sink.yield(.heartbeat(beat))
+                    if ContinuousClock.now - lastEcho >= .milliseconds(100) {
+                        lastEcho = ContinuousClock.now
+                        sink.yield(.heartbeat(beat))
+                    }
                 case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding, .compareReply, .tierReply:
                     await scheduler.received(message, from: registration.name)
                 case .error(let e):

@@ -280,6 +280,12 @@ extension Scheduler {
         }
     }
 
+    private struct AskedChunk: Hashable {
+        let file: UInt32
+        let offset: UInt64
+        let length: UInt64
+    }
+
     private func check(_ requests: [String: VerifyBatch], timeout: Duration = .seconds(600)) async throws -> Found {
         var found = Found()
         for (agent, batch) in requests.sorted(by: { $0.key < $1.key }) {
@@ -291,7 +297,14 @@ extension Scheduler {
             let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
             guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
             found.bytes = found.bytes.addingSaturated(reply.bytesChecked)
+            // A chunk that differs is one the request named: its range is what a repair reads
+            // at the source, whole, so a range the agent made up is not sent on.
+            let asked = Set(batch.chunks.map { AskedChunk(file: $0.file, offset: $0.offset, length: UInt64($0.length)) })
             for m in reply.mismatches where Int(m.file) < batch.files.count {
+                guard m.reason != VerifyReply.chunkDiffers || asked.contains(AskedChunk(file: m.file, offset: m.offset, length: m.length)) else {
+                    logger.warning("agent \(agent) reported a chunk the verification did not ask about (\(batch.files[Int(m.file)].entry.path) at \(m.offset), \(m.length) bytes): left out")
+                    continue
+                }
                 found.mismatches.append(.init(agent: agent, file: batch.files[Int(m.file)], offset: m.offset, length: m.length, reason: m.reason))
             }
         }

@@ -5,6 +5,9 @@ import NIOCore
 public struct ChunkPlace: Hashable, Sendable {
     public static let maxJobLength = 64
     public static let maxPathLength = 4096
+    /// The longest chunk (the codec's `ChunkFormat.maxRawLength`): a peer's length over it is
+    /// malformed, not something to allocate for.
+    public static let maxChunkLength: UInt32 = 16 << 20
 
     public var job: String
     public var path: String

@@ -127,6 +127,8 @@ public struct ChunkRef: Hashable, Sendable, PayloadCodable {
         guard place.offset <= fileSize, UInt64(length) <= fileSize - place.offset else {
             throw .malformed(.chunkRef, "\(length) bytes at \(place.offset) overrun a file of \(fileSize) bytes")
         }
+        // The destination stages this many bytes before it looks for them.
+        guard length <= ChunkPlace.maxChunkLength else { throw .malformed(.chunkRef, "a chunk of \(length) bytes, over the \(ChunkPlace.maxChunkLength) a chunk may have") }
     }
 
     func write(to b: inout ByteBuffer) {

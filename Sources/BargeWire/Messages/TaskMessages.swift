@@ -84,6 +84,10 @@ extension TaskFile {
             guard offset <= entry.size, length <= entry.size - offset else {
                 throw .malformed(r.type, "range \(offset)+\(length) overruns \(entry.size) bytes of \(entry.path)")
             }
+            // A repair sends one chunk as it is: the source reads it whole into memory.
+            guard flags & 2 == 0 || length <= UInt64(ChunkPlace.maxChunkLength) else {
+                throw .malformed(r.type, "a repair of \(length) bytes, over the \(ChunkPlace.maxChunkLength) a chunk may have")
+            }
             let tier: Placement? = flags & 4 != 0 ? .hot : flags & 8 != 0 ? .cold : nil
             return TaskFile(sourcePath: source, entry: entry, offset: offset, length: length, finish: flags & 1 != 0, repair: flags & 2 != 0, tier: tier,
                             inPlace: flags & 16 != 0)
@@ -184,7 +188,9 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
         destination = try DataPeer(from: &r)
         codec = try r.string("codec", maxLength: 64)
         chunkSize = try r.integer(UInt32.self, "chunk size")
-        guard chunkSize > 0 else { throw .malformed(r.type, "chunk size is 0") }
+        guard chunkSize > 0, chunkSize <= ChunkPlace.maxChunkLength else {
+            throw .malformed(r.type, "chunk size \(chunkSize), not from 1 to \(ChunkPlace.maxChunkLength)")
+        }
         files = try TaskFile.list(from: &r)
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
     }
@@ -299,6 +305,8 @@ public struct ChunkReport: Hashable, Sendable {
         file = try r.integer(UInt32.self, "chunk file")
         offset = try r.quantity("chunk offset")
         length = try r.integer(UInt32.self, "chunk length")
+        // Journaled as the manifest, then a buffer of this size at the verifying agent.
+        guard length <= ChunkPlace.maxChunkLength else { throw .malformed(r.type, "a chunk of \(length) bytes, over the \(ChunkPlace.maxChunkLength) a chunk may have") }
         id = try r.bytes(32, "chunk id")
     }
 
