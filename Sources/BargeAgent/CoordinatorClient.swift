@@ -220,8 +220,9 @@ public struct CoordinatorClient: Sendable {
             done.assignment = 0
             if version < WireVersion.dedup { done.dedupBytes = 0 }
             return .taskDone(done)
-        case .taskFailed(var failed) where version < WireVersion.assignments && failed.assignment != 0:
-            failed.assignment = 0
+        case .taskFailed(var failed) where (version < WireVersion.assignments && failed.assignment != 0) || (version < WireVersion.laneFailures && failed.lane):
+            if version < WireVersion.assignments { failed.assignment = 0 }
+            failed.lane = false
             return .taskFailed(failed)
         case .taskProgress(var progress) where version < WireVersion.flow && progress.lane != nil:
             progress.lane = nil

@@ -27,6 +27,17 @@ struct ReportDowngradeTests {
             == .taskFailed(TaskFailed(job: "j1", unit: 3, retryable: false, reason: reason, assignment: 0)))
     }
 
+    /// A failure on the data plane says so to a coordinator of version 18, and is a plain
+    /// retryable failure, as before, to an older one (which would refuse the flag).
+    @Test func aLaneFailureIsToldOnlyToACoordinatorThatKnowsIt() {
+        let failed = TaskFailed(job: "j1", unit: 3, retryable: true, reason: "peer closed", assignment: 2, lane: true)
+        #expect(CoordinatorClient.downgrade(.taskFailed(failed), to: WireVersion.laneFailures) == .taskFailed(failed))
+        #expect(CoordinatorClient.downgrade(.taskFailed(failed), to: WireVersion.wholeFiles)
+            == .taskFailed(TaskFailed(job: "j1", unit: 3, retryable: true, reason: "peer closed", assignment: 2)))
+        #expect(CoordinatorClient.downgrade(.taskFailed(failed), to: 3)
+            == .taskFailed(TaskFailed(job: "j1", unit: 3, retryable: true, reason: "peer closed", assignment: 0)))
+    }
+
     @Test func aUnitThatLeftNothingOutIsDoneAtEveryVersion() {
         var done = Self.done
         done.leftOut = []

@@ -83,6 +83,34 @@ struct SchedulerTests {
         #expect(done.state == .succeeded && done.bytesDone == 3 && done.filesDone == 1)
     }
 
+    /// A unit that fails on its data plane (its destination agent died and came back, five
+    /// times) is not charged an attempt each time: the job goes on, and the unit's own failures
+    /// still end it after three. Before, each death of the destination used an attempt of every
+    /// unit it was receiving, and the third failed the job.
+    @Test func failuresOnTheDataPlaneAreNotChargedAsAttempts() async throws {
+        let f = try Fixture()
+        var a1 = try await f.oneFileJob("j-lane")
+        let job = "j-lane"
+        for _ in 0..<5 {
+            guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
+            await f.scheduler.received(.taskFailed(TaskFailed(job: job, unit: task.unit, retryable: true,
+                                                              reason: "data plane to b1 at 127.0.0.1:9: the peer agent closed the connection",
+                                                              assignment: task.assignment, lane: true)), from: "a1")
+            try await f.afterBackoff(job)
+        }
+        await f.scheduler.flush()
+        #expect(try await f.scheduler.status(job)?.state == .running)
+        for _ in 0..<3 {
+            guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
+            await f.scheduler.received(.taskFailed(TaskFailed(job: job, unit: task.unit, retryable: true, reason: "ENOSPC at b1",
+                                                              assignment: task.assignment)), from: "a1")
+            try await f.afterBackoff(job)
+        }
+        await f.scheduler.flush()
+        let failed = try #require(try await f.scheduler.status(job))
+        #expect(failed.state == .failed && failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true, "\(failed.error ?? "")")
+    }
+
     @Test func aUnitThatKeepsFailingFailsTheJobWithItsReason() async throws {
         let f = try Fixture()
         var a1 = try await f.oneFileJob("j-2")

@@ -220,6 +220,15 @@ struct FrameTests {
         }
     }
 
+    /// `task failed`'s lane flag (version 18) trails the assignment, which is then written even
+    /// when 0; without it the message is as before, and an older coordinator is sent none.
+    @Test func aTaskFailedOnItsDataPlaneSaysSo() throws {
+        let lane = Message.taskFailed(TaskFailed(job: "j", unit: 1, retryable: true, reason: "peer closed", lane: true))
+        #expect(try Message(frame: lane.frame()) == lane)
+        let plain = Message.taskFailed(TaskFailed(job: "j", unit: 1, retryable: true, reason: "x", assignment: 3))
+        #expect(try Message(frame: plain.frame()) == plain && plain.frame().payload.readableBytes == 2 + 1 + 8 + 1 + 2 + 1 + 4)
+    }
+
     /// A registration with no data-plane host or port, or that takes no units (or four
     /// billion), is malformed: such an agent was listed as up, and could never be reached.
     @Test func aRegistrationThatCannotBeServedIsMalformed() throws {

@@ -259,7 +259,7 @@ public final class AgentWork: Sendable {
                     } else {
                         logger.warning("unit \(task.unit) of job \(task.job) failed: \(error.description)")
                     }
-                    report = .taskFailed(TaskFailed(job: task.job, unit: task.unit, retryable: error.retryable, reason: error.description))
+                    report = .taskFailed(TaskFailed(job: task.job, unit: task.unit, retryable: error.retryable, reason: error.description, lane: error.lane))
                 }
                 // A dropped or cancelled run reports nothing. The report is queued before the
                 // unit leaves `running`, so a new connection lists it as held or sends its report

@@ -638,6 +638,10 @@ public final class DestinationFiles: Sendable {
                     break
                 }
                 ready.append((i, try complete(job: job, item)))
+            } catch is AlreadyFinished {
+                // Finished since the look above, by another finish of the same file (the batch
+                // sent again): done. It was refused as a failed write, and the unit retried.
+                continue
             } catch {
                 failures[i] = error
             }

@@ -19,6 +19,14 @@ import Synchronization
 public struct UnitFailure: Error, CustomStringConvertible {
     public let retryable: Bool
     public let description: String
+    /// It failed on the data plane to the destination (`TaskFailed.lane`), not on its own data.
+    public var lane = false
+
+    public init(retryable: Bool, description: String, lane: Bool = false) {
+        self.retryable = retryable
+        self.description = description
+        self.lane = lane
+    }
 }
 
 /// Runs one unit at the source agent: its steps shared out over several parallel streams to the
@@ -146,7 +154,8 @@ public struct UnitSender: Sendable {
             // A source that cannot be read says more than a destination that could not be reached
             // (the plan is not abandoned before it has had its say).
             if case .failure(let failure) = await planning.value { throw failure }
-            throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"))
+            throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"),
+                              lane: !Task.isCancelled)
         }
         return progress.done(task)
     }

@@ -588,7 +588,7 @@ public actor Scheduler {
             waiter.continuation.resume(returning: .failure(.agentUnavailable(failure.reason)))
             return
         }
-        guard let lane = policy.lane(of: key), let record = records[key] else { return }
+        guard let lane = policy.lane(of: key), var record = records[key] else { return }
         if isStale(failure.assignment, key) {
             logger.info("job \(failure.job) unit \(failure.unit): ignoring a failure of assignment \(failure.assignment) (now \(currentAssignment(key))): \(failure.reason)")
             return
@@ -597,14 +597,26 @@ public actor Scheduler {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
         metrics.failed(job: failure.job, unit: failure.unit)
+        // Failed on its data plane (the destination agent died, restarted or stalled, or the
+        // network between them went): not the unit's failure, and its attempt is given back, as
+        // for an agent that went down, up to `forgivenLosses` times a unit. Counted, a destination
+        // killed three times in a job failed it ("unit N failed 3 times; … the peer agent closed
+        // the connection"), and only `resume` finished it.
+        let forgiven = failure.retryable && failure.lane && pathLosses[key, default: 0] < Self.forgivenLosses
+        if forgiven {
+            pathLosses[key, default: 0] += 1
+            record.attempts = max(0, record.attempts - 1)
+            records[key] = record
+        }
         let attempts = record.attempts
         if failure.retryable && attempts < maxAttempts {
             metrics.retried(1)
-            let wait = retryBackoff.delay(attempt: Int(attempts) - 1, fraction: Double.random(in: 0...1))
+            let wait = retryBackoff.delay(attempt: max(0, Int(attempts) - 1), fraction: Double.random(in: 0...1))
             policy.failed(key, retryAt: now() + wait.seconds)
             noteReleased(key, source: lane.source)
             batch.append(.release(key, retry: true, attempts: attempts))
-            logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (attempt \(attempts) of \(maxAttempts)), retrying in \(String(format: "%.2f", wait.seconds)) s: \(failure.reason)")
+            let counted = forgiven ? "its data plane failed, not counted as an attempt" : "attempt \(attempts) of \(maxAttempts)"
+            logger.warning("job \(failure.job) unit \(failure.unit) failed on \(agent) (\(counted)), retrying in \(String(format: "%.2f", wait.seconds)) s: \(failure.reason)")
             // A large file that cannot be finished where it now goes (its partial copy was at an
             // agent that went down) is sent again from its first range.
             if record.kind == .finish { batch.append(.resend(job: failure.job, finish: failure.unit)) }

@@ -149,8 +149,11 @@ public enum WireVersion {
     /// `have query` marks the files a unit brings whole (`HaveQuery.wholeBit`): the destination
     /// keeps such a file in place when its final copy already holds every chunk.
     public static let wholeFiles: UInt8 = 17
+    /// `task failed` says when the unit failed on its data plane (the destination agent's
+    /// connection refused, closed or stalled): not counted as one of the unit's attempts.
+    public static let laneFailures: UInt8 = 18
 
-    /// This build speaks 8 to 17, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 18, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -161,8 +164,8 @@ public enum WireVersion {
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
-        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...wholeFiles).contains(v) { return sealed...v }
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...laneFailures).contains(v) { return sealed...v }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...wholeFiles
+        return sealed...laneFailures
     }()
 }

@@ -412,15 +412,22 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
     public var unit: UInt64
     public var retryable: Bool
     public var reason: String
-    /// As in `task done` (protocol version 4; 0 before): a trailing u32 when non-zero.
+    /// As in `task done` (protocol version 4; 0 before): a trailing u32 when non-zero, and
+    /// always when `lane` follows.
     public var assignment: UInt32
+    /// The unit failed on its data plane, not on its own data (protocol version 18): the
+    /// destination agent's connection could not be made, closed, was refused or stalled. The
+    /// coordinator gives such an attempt back, as for an agent that went down. A trailing flag,
+    /// present only when set.
+    public var lane: Bool
 
-    public init(job: String, unit: UInt64, retryable: Bool, reason: String, assignment: UInt32 = 0) {
+    public init(job: String, unit: UInt64, retryable: Bool, reason: String, assignment: UInt32 = 0, lane: Bool = false) {
         self.job = job
         self.unit = unit
         self.retryable = retryable
         self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength)
         self.assignment = assignment
+        self.lane = lane
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -429,6 +436,7 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
         retryable = try r.flag("retryable")
         reason = try r.reason("reason")
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
+        lane = r.buffer.readableBytes > 0 ? try r.flag("lane") : false
     }
 
     func write(to b: inout ByteBuffer) {
@@ -436,7 +444,8 @@ public struct TaskFailed: Hashable, Sendable, PayloadCodable {
         b.writeInteger(unit)
         b.writeFlag(retryable)
         b.writeWireString(reason)
-        if assignment != 0 { b.writeInteger(assignment) }
+        if assignment != 0 || lane { b.writeInteger(assignment) }
+        if lane { b.writeFlag(true) }
     }
 }
 
