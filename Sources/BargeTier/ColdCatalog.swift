@@ -169,7 +169,58 @@ public final class ColdCatalog: Sendable {
                 t.primaryKey(["path", "offset"])
             }
         }
+        m.registerMigration("v4: what tier jobs' pages did") { db in
+            // One row per page of a demotion or promotion, written as the page ends: a page asked
+            // again (its reply lost with the coordinator, or with the agent that ran it) answers
+            // what it did, rather than run over files it already moved, find none and count none.
+            try db.create(table: "tier_pages", options: .withoutRowID) { t in
+                t.column("job", .text).notNull()
+                t.column("after", .text).notNull()
+                t.column("outcome", .text).notNull()
+                t.column("at", .double).notNull()
+                t.primaryKey(["job", "after"])
+            }
+        }
         return m
+    }
+
+    /// What a tier job's page did, as its reply says it: where the next page starts (empty: it
+    /// was the last), the files moved, their bytes, the pack bytes written or read, and the files
+    /// left where they were.
+    public struct PageOutcome: Codable, Sendable, Hashable {
+        public var next: String
+        public var files: UInt64
+        public var logicalBytes: UInt64
+        public var packBytes: UInt64
+        public var skipped: [ColdStore.Skipped]
+
+        public init(next: String, files: UInt64, logicalBytes: UInt64, packBytes: UInt64, skipped: [ColdStore.Skipped]) {
+            self.next = next
+            self.files = files
+            self.logicalBytes = logicalBytes
+            self.packBytes = packBytes
+            self.skipped = skipped
+        }
+    }
+
+    /// How long a page's outcome is kept: far longer than a coordinator takes to ask again.
+    static let pageOutcomesKept: Double = 7 * 86_400
+
+    /// What the page of `job` after `after` did, if it ended.
+    public func pageOutcome(job: String, after: String) throws -> PageOutcome? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT outcome FROM tier_pages WHERE job = ? AND after = ?", arguments: [job, after])
+                .flatMap { try? JSONDecoder().decode(PageOutcome.self, from: Data($0.utf8)) }
+        }
+    }
+
+    /// Records what the page of `job` after `after` did, and forgets pages older than a week.
+    public func record(_ outcome: PageOutcome, job: String, after: String, now: Double = Date().timeIntervalSince1970) throws {
+        let text = String(decoding: try JSONEncoder().encode(outcome), as: UTF8.self)
+        try write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO tier_pages (job, after, outcome, at) VALUES (?, ?, ?, ?)", arguments: [job, after, text, now])
+            try db.execute(sql: "DELETE FROM tier_pages WHERE at < ?", arguments: [now - Self.pageOutcomesKept])
+        }
     }
 
     /// Records a directory's mtime unless one is recorded already (the original wins).

@@ -68,8 +68,28 @@ public final class TierWork: Sendable {
     /// The request's path under the root (`a:/x`, `a:x` and `a:` alike).
     private func relative(_ path: String) throws -> String { try RootedPath.lexical(path, under: root).relative }
 
+    /// A page of `r`'s job that ended already (its reply was lost), answered as it was.
+    private func answered(_ r: TierRequest, _ store: ColdStore) throws -> TierReply? {
+        guard !r.job.isEmpty, let done = try store.catalog.pageOutcome(job: r.job, after: r.after) else { return nil }
+        var counters = TierCounters()
+        counters.files = done.files
+        counters.logicalBytes = done.logicalBytes
+        counters.packBytes = done.packBytes
+        return TierReply(request: r.request, next: done.next, skipped: done.skipped.map { .init(path: $0.path, reason: $0.reason) }, counters: counters)
+    }
+
+    /// Records what the page did, then answers it.
+    private func recorded(_ r: TierRequest, _ store: ColdStore, _ reply: TierReply, skipped: [ColdStore.Skipped]) throws -> TierReply {
+        if !r.job.isEmpty {
+            try store.catalog.record(ColdCatalog.PageOutcome(next: reply.next, files: reply.counters.files, logicalBytes: reply.counters.logicalBytes,
+                                                             packBytes: reply.counters.packBytes, skipped: skipped), job: r.job, after: r.after)
+        }
+        return reply
+    }
+
     private func demote(_ r: TierRequest) throws -> TierReply {
         let store = try coldStore()
+        if let reply = try answered(r, store) { return reply }
         let policy: TierPolicy? = r.policy.isEmpty ? sitePolicy : try TierPolicy(parsing: r.policy)
         let base = try relative(r.path)
         try store.restoreDirectoryTimes(under: base, root: root)
@@ -119,12 +139,14 @@ public final class TierWork: Sendable {
             walk.after = next
             walks.withLockedValue { $0[r.job] = walk }
         }
-        return TierReply(request: r.request, next: next, entries: outcome.files.map(Self.entry),
-                         skipped: outcome.skipped.map { .init(path: $0.path, reason: $0.reason) }, counters: counters)
+        return try recorded(r, store, TierReply(request: r.request, next: next, entries: outcome.files.map(Self.entry),
+                                                skipped: outcome.skipped.map { .init(path: $0.path, reason: $0.reason) }, counters: counters),
+                            skipped: outcome.skipped)
     }
 
     private func promote(_ r: TierRequest) throws -> TierReply {
         let store = try coldStore()
+        if let reply = try answered(r, store) { return reply }
         let base = try relative(r.path)
         try store.restoreDirectoryTimes(under: base, root: root)
         var files = try store.catalog.files(under: base, after: r.after.isEmpty ? nil : r.after, limit: Int(max(1, r.limit)))
@@ -137,8 +159,9 @@ public final class TierWork: Sendable {
         counters.logicalBytes = outcome.logicalBytes
         counters.packBytes = outcome.packBytesRead
         let next = files.count < Int(max(1, r.limit)) && bytes <= Self.demotePageBytes ? "" : (files.last?.path ?? "")
-        return TierReply(request: r.request, next: next, entries: outcome.files.map(Self.entry),
-                         skipped: outcome.skipped.map { .init(path: $0.path, reason: $0.reason) }, counters: counters)
+        return try recorded(r, store, TierReply(request: r.request, next: next, entries: outcome.files.map(Self.entry),
+                                                skipped: outcome.skipped.map { .init(path: $0.path, reason: $0.reason) }, counters: counters),
+                            skipped: outcome.skipped)
     }
 
     /// Hot entries under the path (a walk, in walk order), then cold files (catalog order); `after`
