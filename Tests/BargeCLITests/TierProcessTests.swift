@@ -87,6 +87,10 @@ struct TierProcessTests {
         #expect(demoted.status == 0, "\(demoted.stdout)\(demoted.stderr)\n\(coordinator.output)")
         let job = try #require(try json(demoted) as? [String: Any])
         #expect(job["operation"] as? String == "demote" && job["state"] as? String == "succeeded", "\(job)")
+        // A demotion has no chunks of its own to check: verify says which job to verify instead
+        // (it checked nothing and said OK).
+        let verifyDemotion = try cluster.cli(["verify", try #require(job["id"] as? String)], http: http)
+        #expect(verifyDemotion.status != 0 && verifyDemotion.stderr.contains("verify the transfer that sent them"), "\(verifyDemotion.stdout)\(verifyDemotion.stderr)")
         let placed = try tiers(http)
         #expect(placed["ds/big/field.f32"] == "cold" && placed["ds/big/noise.bin"] == "cold")
         #expect(placed["ds/empty.txt"] == "hot" && placed["ds/deep/a/b/c/d/e/leaf.txt"] == "hot")

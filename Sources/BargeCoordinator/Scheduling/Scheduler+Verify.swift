@@ -27,6 +27,10 @@ extension Scheduler {
     public func startVerify(_ id: String, repair: Bool) throws -> VerifyOutcome {
         guard let job = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
         guard job.state == .succeeded else { throw SchedulerError.notVerifiable(id, job.state) }
+        // A demotion or promotion sent no chunks of its own: checked, it found nothing and said OK.
+        guard job.operation == .transfer else {
+            throw SchedulerError.conflict("job \(id) is a \(job.operation.rawValue), which moves files between tiers and has no chunks of its own to check: verify the transfer that sent them (barge jobs); its verification reads cold files from the store")
+        }
         if let running = try journal.verification(id), running.state == .running || (running.state == .failed && running.repair == repair) {
             var v = running
             if v.state == .failed {
