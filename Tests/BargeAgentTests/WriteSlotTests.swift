@@ -133,6 +133,48 @@ struct WriteSlotTests {
         await server.close()
     }
 
+    /// Senders cancelled on a stream whose peer reads nothing (cut off without a reset) end at
+    /// once, those waiting for a reply and those waiting for a slot alike, and give their slots
+    /// back; the stream stays open, and once the peer reads again a new send on it is answered (the
+    /// cancelled ones' replies are dropped, not taken for its). Before, a unit the coordinator took
+    /// back waited for the stall timeout, holding the lane's window, and the lane's next units
+    /// waited with it (28-31 s after a 30 s partition through the delay test bed).
+    @Test(.timeLimit(.minutes(1)))
+    func sendersCancelledOnAStreamThatDoesNotAnswerEndAtOnce() async throws {
+        let script = Script()
+        let (server, serving) = try await server(script)
+        defer { serving.cancel() }
+        let slotted = NIOLockedValueBox(0)
+        try await client(of: server).withStream { stream in
+            let senders = Task {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for i in 0..<64 {
+                        group.addTask {
+                            let slot = await stream.writeSlot()
+                            slotted.withLockedValue { $0 += 1 }
+                            defer { slot.release() }
+                            let (f, place) = frame(i)
+                            _ = try await stream.send(f, expecting: .place(place), slot: slot)
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let stalled = try await settled { slotted.withLockedValue { $0 } }
+            #expect(stalled < 64 && stream.slotsHeld == ChunkStream.writeSlots)
+            let began = ContinuousClock.now
+            senders.cancel()
+            await #expect(throws: CancellationError.self) { try await senders.value }
+            #expect(ContinuousClock.now - began < .seconds(2))
+            #expect(stream.slotsHeld == 0 && !stream.isFailed)
+            script.go.withLockedValue { $0 = true }
+            let (f, place) = frame(99)
+            guard case .chunkAck(let ack) = try await stream.send(f, expecting: .place(place)) else { Issue.record("no ack"); return }
+            #expect(ack.place == place)
+        }
+        await server.close()
+    }
+
     /// The peer closes a stream that senders are waiting for slots on: none of them hangs, each
     /// gets the connection's failure.
     @Test func sendersWaitingForASlotOnAStreamThatFailsAreReleased() async throws {

@@ -29,21 +29,55 @@ public final class ChunkStream: Sendable {
 
     /// A request waiting for its reply: a task suspended in `send`, or a `PendingReply` from `queue`.
     private enum Waiter: Sendable {
-        case task(CheckedContinuation<Message, Error>)
+        case task(TaskWaiter)
         case pending(PendingReply)
 
         func resume(returning reply: Message) {
             switch self {
-            case .task(let c): c.resume(returning: reply)
+            case .task(let t): t.resume(with: .success(reply))
             case .pending(let p): p.settle(.success(reply))
             }
         }
 
         func resume(throwing error: Error) {
             switch self {
-            case .task(let c): c.resume(throwing: error)
+            case .task(let t): t.resume(with: .failure(error))
             case .pending(let p): p.settle(.failure(error))
             }
+        }
+    }
+
+    /// A task in `send`, resumed once: by its reply, by the stream's end, or by its own
+    /// cancellation, whichever comes first. Cancelled, it stays among the requests outstanding, so
+    /// that its reply, if one comes, still goes to it (and is dropped) rather than to a later
+    /// request for the same place.
+    private final class TaskWaiter: Sendable {
+        private enum Slot {
+            case empty
+            case waiting(CheckedContinuation<Message, Error>)
+            case done
+        }
+        private let slot = Mutex(Slot.empty)
+
+        /// Takes the task's continuation; false (and resumed with `CancellationError`) when the
+        /// task was cancelled before it got here.
+        func wait(_ c: CheckedContinuation<Message, Error>) -> Bool {
+            let cancelled = slot.withLock { s -> Bool in
+                if case .done = s { return true }
+                s = .waiting(c)
+                return false
+            }
+            if cancelled { c.resume(throwing: CancellationError()) }
+            return !cancelled
+        }
+
+        func resume(with result: Result<Message, Error>) {
+            let c = slot.withLock { s -> CheckedContinuation<Message, Error>? in
+                defer { s = .done }
+                if case .waiting(let c) = s { return c }
+                return nil
+            }
+            c?.resume(with: result)
         }
     }
 
@@ -56,7 +90,8 @@ public final class ChunkStream: Sendable {
         /// Write slots held (`writeSlot`), and the workers waiting for one, each with its unit's
         /// order (served oldest unit first, each unit's in the order they came).
         var slotsHeld = 0
-        var slotWaiters: [(order: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+        var slotWaiters: [(id: UInt64, order: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+        var nextSlotWaiter: UInt64 = 0
         /// The pacing cap last set on the socket (`pace`); nil: none.
         var paced: UInt64?
         /// Since when requests have waited with no reply coming (the first request sent while
@@ -195,9 +230,25 @@ public final class ChunkStream: Sendable {
 
     /// Sends a frame built by the caller (a prepared chunk for a place, a file batch) and returns
     /// the peer's reply naming `place`. `slot`, if given, is freed once the frame is written.
+    ///
+    /// A task cancelled while it waits returns at once with `CancellationError` (the frame may
+    /// still go out; its reply is dropped): a unit the coordinator took back from this agent ends
+    /// there, and gives back the room it held in the lane's window and the agent's budget. Left
+    /// waiting on a connection cut off without a reset, it held them for the stall timeout, and
+    /// the lane's next units, the same unit given back to it included, waited that long (28-31 s
+    /// after a 30 s partition ended, through the delay test bed).
     public func send(_ frame: Frame, expecting place: ReplyKey? = nil, slot: WriteSlot? = nil) async throws -> Message {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Message, Error>) in
-            enqueue(frame, expecting: place, slot: slot, .task(c))
+        let waiter = TaskWaiter()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Message, Error>) in
+                guard waiter.wait(c) else {
+                    slot?.release()
+                    return
+                }
+                enqueue(frame, expecting: place, slot: slot, .task(waiter))
+            }
+        } onCancel: {
+            waiter.resume(with: .failure(CancellationError()))
         }
     }
 
@@ -233,17 +284,33 @@ public final class ChunkStream: Sendable {
     /// workers first, as the lane's window does: handed out in arrival order,
     /// the units sharing a connection each got an equal share, ran out of chunks together, and
     /// left the link idle while the next ones started.
+    /// A task cancelled while it waits gets its slot at once (its caller then stops, and frees
+    /// it): a unit taken back from this agent waited, on a connection cut off without a reset,
+    /// for a slot that frames stuck in the socket never gave back.
     public func writeSlot(order: UInt64 = 0) async -> WriteSlot {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { s -> Bool in
-                guard s.failure == nil, s.slotsHeld >= Self.writeSlots else {
-                    s.slotsHeld += 1
-                    return true
+        let id = state.withLockedValue { s -> UInt64 in
+            defer { s.nextSlotWaiter += 1 }
+            return s.nextSlotWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLockedValue { s -> Bool in
+                    guard s.failure == nil, s.slotsHeld >= Self.writeSlots, !Task.isCancelled else {
+                        s.slotsHeld += 1
+                        return true
+                    }
+                    s.slotWaiters.append((id, order, c))
+                    return false
                 }
-                s.slotWaiters.append((order, c))
-                return false
+                if now { c.resume() }
             }
-            if now { c.resume() }
+        } onCancel: {
+            let waiting = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+                guard let i = s.slotWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                s.slotsHeld += 1
+                return s.slotWaiters.remove(at: i).continuation
+            }
+            waiting?.resume()
         }
         return WriteSlot(self)
     }

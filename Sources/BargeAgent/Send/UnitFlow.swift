@@ -70,6 +70,9 @@ public struct UnitFlow: Sendable {
         let sentAt = await lane.acquire(bytes, order: order)
         let reply: Message
         do {
+            // A unit stopped while it waited for the window sends nothing more: its room would
+            // go to a frame on a connection that may no longer answer.
+            try Task.checkCancellation()
             try check()
             reply = try await stream.send(frame, expecting: place, slot: slot)
         } catch {

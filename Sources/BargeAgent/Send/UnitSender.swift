@@ -461,6 +461,7 @@ public struct UnitSender: Sendable {
             try await queue.ready()
             let slot = await stream.writeSlot(order: flow.order)
             defer { slot.release() }
+            try Task.checkCancellation()
             let step: UnitPlan.Step
             switch try queue.poll() {
             case .end: return
