@@ -611,7 +611,10 @@ public actor Scheduler {
         let attempts = record.attempts
         if failure.retryable && attempts < maxAttempts {
             metrics.retried(1)
-            let wait = retryBackoff.delay(attempt: max(0, Int(attempts) - 1), fraction: Double.random(in: 0...1))
+            // Backed off by every failure, forgiven ones too: a data plane that stays down (the
+            // control path up) is tried again 0.5, 1, 2 … 30 s apart, some five minutes in all
+            // over its ten, rather than ten times within a minute.
+            let wait = retryBackoff.delay(attempt: max(0, Int(attempts) - 1 + pathLosses[key, default: 0]), fraction: Double.random(in: 0...1))
             policy.failed(key, retryAt: now() + wait.seconds)
             noteReleased(key, source: lane.source)
             batch.append(.release(key, retry: true, attempts: attempts))
