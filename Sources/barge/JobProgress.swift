@@ -26,6 +26,9 @@ struct JobWatcher {
     /// How long `--wait` and `--watch` keep asking a coordinator that does not answer.
     static let defaultPatience: Duration = .seconds(300)
 
+    /// After how many seconds with no byte or file done a running job's progress says so.
+    static let stillAfter = 10
+
     func follow() async throws -> JobStatus {
         var answered = answered
         let live = isatty(STDERR_FILENO) == 1
@@ -33,6 +36,7 @@ struct JobWatcher {
         var lastPrinted = Date.distantPast
         var drawn = 0
         var lost: ContinuousClock.Instant? = nil
+        var moved: (bytes: Int64, files: Int64, at: ContinuousClock.Instant)? = nil
         while true {
             // A long poll: the coordinator answers at once when the job ends, else after the interval.
             let asked = ContinuousClock.now
@@ -58,8 +62,15 @@ struct JobWatcher {
                 lost = nil
             }
             rate.add(bytes: status.bytesDone, at: Date(), startedAt: status.state == .running ? status.startedAt : nil)
+            // A running job whose figures stand still says for how long: its lanes' last round
+            // trip stays on show, and read as if the link were merely slow.
+            if moved.map({ status.bytesDone > $0.bytes || status.filesDone != $0.files }) ?? true || status.state != .running {
+                moved = (status.bytesDone, status.filesDone, .now)
+            }
+            let still = moved.map { Int((ContinuousClock.now - $0.at).seconds) } ?? 0
+            let note = status.state == .running && status.waiting == nil && still >= Self.stillAfter ? ProgressLine.still(still) : nil
             if live {
-                let block = ProgressBlock.render(status, rate: rate.perSecond, width: Terminal.columns())
+                let block = ProgressBlock.render(status, rate: rate.perSecond, width: Terminal.columns(), note: note)
                 // Back to the block's first line, then each line cleared and drawn again.
                 var out = drawn > 1 ? "\r\u{1B}[\(drawn - 1)A" : "\r"
                 out += block.map { "\u{1B}[2K" + $0 }.joined(separator: "\n")
@@ -68,7 +79,7 @@ struct JobWatcher {
                 FileHandle.standardError.write(Data(out.utf8))
                 drawn = block.count
             } else if Date().timeIntervalSince(lastPrinted) >= 5 || status.state.isTerminal {
-                FileHandle.standardError.write(Data((ProgressLine.render(status, rate: rate.perSecond) + "\n").utf8))
+                FileHandle.standardError.write(Data((ProgressLine.render(status, rate: rate.perSecond) + (note.map { "  " + $0 } ?? "") + "\n").utf8))
                 lastPrinted = Date()
             }
             if status.state.isTerminal {
@@ -127,7 +138,7 @@ enum Terminal {
 ///     lane      a1 → b1  55.1 MiB/s  rtt 1.2 ms  queue 0.3 ms
 ///     codecs    zstd-1 60% none 40%
 enum ProgressBlock {
-    static func render(_ s: JobStatus, rate: Double, width: Int) -> [String] {
+    static func render(_ s: JobStatus, rate: Double, width: Int, note: String? = nil) -> [String] {
         let units = ByteQuantity.RateUnits(of: s.bwlimit)
         let done = Double(s.bytesDone), total = Double(max(s.bytesTotal, 0))
         let percent = total > 0 ? Int(done / total * 100) : (s.state == .succeeded ? 100 : 0)
@@ -144,6 +155,7 @@ enum ProgressBlock {
         }
         if !s.codecs.isEmpty { lines.append("codecs    " + ProgressLine.mix(s.codecs)) }
         if let waiting = s.waiting { lines.append(waiting) }
+        if let note { lines.append(note) }
         return lines.map { cut($0, to: width - 1) }
     }
 
@@ -187,6 +199,11 @@ enum ProgressLine {
         let rest = sorted.dropFirst(top).reduce(0) { $0 + $1.rawBytes }
         if rest > 0 { parts.append("other \(percent(rest))") }
         return parts.joined(separator: " ")
+    }
+
+    /// What a running job whose figures have stood still for `seconds` says.
+    static func still(_ seconds: Int) -> String {
+        "nothing done for \(seconds) s: the destination, or the network to it, is not answering; its units are retried"
     }
 
     static func clock(_ seconds: Int) -> String {

@@ -401,6 +401,32 @@ struct ResilienceProcessTests {
         print("a1 stopped past its timeout; once let go on it wrote \(again.count) files after the job's end")
     }
 
+    /// A running job whose figures stand still, its destination agent still taken for up (here
+    /// stopped, with a long agent timeout; a data path cut while the control path stays up is
+    /// the same to the follower), says for how long in `status --watch`: before, the lanes' last
+    /// round trip stayed on show, frozen, as if the link were merely slow.
+    @Test func aJobWhoseFiguresStandStillSaysForHowLong() async throws {
+        try makeSlowDataset()
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "2MiB", "--agent-timeout", "60"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer {
+            b1.kill(SIGCONT)
+            withExtendedLifetime((coordinator, a1, b1)) {}
+        }
+        #expect(try await cluster.agentsRegister(2, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--codec", "none", "--bwlimit", "4MiB/s"], http: http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 1 << 20 })
+        b1.kill(SIGSTOP)
+        let watcher = try RunningBarge(["status", job, "--watch", "--coordinator-url", http], environment: cluster.environment,
+                                       log: cluster.dir.url.appendingPathComponent("watch.log"))
+        #expect(try await cluster.eventually(40) { watcher.output.contains("nothing done for") }, "\(watcher.output)")
+        b1.kill(SIGCONT)
+        #expect(try await cluster.eventually(90) { !watcher.process.isRunning }, "\(watcher.output)")
+        #expect(watcher.output.contains("succeeded"), "\(watcher.output)")
+    }
+
     /// A destination agent stopped (SIGSTOP: a hung node) with units in hand: once the coordinator
     /// takes it for down (2 s here), its units go to the other destination agent of the site and
     /// the job succeeds while it is still stopped. Before, the source found each unit given back
