@@ -122,6 +122,39 @@ struct PipelinedSenderTests {
         await server.close()
     }
 
+    /// A destination that answers `need` for a small file its batch carried by value fails the
+    /// unit (retryable, as a bad answer), after one batch sent again at most. Before, the source
+    /// sent the batch again at once, for ever: a thousand batches a second, the unit never ending.
+    @Test(.timeLimit(.minutes(1)))
+    func aBatchAskedAgainForBytesItCarriedFailsTheUnit() async throws {
+        let roots = try Roots()
+        let (f, _) = try file(roots, bytes: 1000)
+        let batches = Transcript()
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "scripted")
+        let serving = Task {
+            try await server.serve(session: { _, inbound, outbound in
+                for try await frame in inbound {
+                    switch try Message(frame: frame) {
+                    case .haveQuery: try await reply(.haveList(HaveList(ids: [])), outbound)
+                    case .fileBatch(let b):
+                        batches.add(.chunk(0))
+                        try await reply(.fileBatchReply(FileBatchReply(job: b.job, batch: b.batch, refused: [.init(index: 0, reason: .need, detail: "need")])), outbound)
+                    default: try await finish(frame, batches, outbound)
+                    }
+                }
+            }, onError: { _, _ in })
+        }
+        defer { serving.cancel() }
+        do {
+            _ = try await sender(f, server, roots, chunkSize: 1 << 20, depth: 8).run()
+            Issue.record("the unit succeeded")
+        } catch {
+            #expect(error.retryable && error.description.contains("asked again for the bytes of r.bin"), "\(error)")
+        }
+        #expect((1...2).contains(batches.events.count), "\(batches.events.count) batches")
+        await server.close()
+    }
+
     /// A large file's `finish` unit has no chunk to send: its `have query` (which only places
     /// the file again) and its `files done` go out back to back, one round trip for both. The
     /// scripted receiver answers neither until both have arrived, which would stall a sender that

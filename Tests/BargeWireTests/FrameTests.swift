@@ -138,6 +138,8 @@ struct FrameTests {
         frame(.hello, [2, 1, 1] + [UInt8](repeating: 0, count: 32) + [0, 0]),  // empty version range
         frame(.hello, [1, 1, 9] + [UInt8](repeating: 0, count: 32) + [0, 0]),  // unknown role
         frame(.hello, [1, 1, 1] + [UInt8](repeating: 0, count: 32) + [1, 0]),  // name of 256 bytes
+        frame(.hello, [1, 1, 1] + [UInt8](repeating: 0, count: 32) + [0, 2, 0x61, 0x0a]),  // a newline in the name (forged log lines)
+        frame(.hello, [1, 1, 1] + [UInt8](repeating: 0, count: 32) + [0, 3, 0x61, 0xc2, 0x85]),  // a C1 control (U+0085) in it
         frame(.welcome, [0, 2, 0xC3, 0x28]),                                 // invalid UTF-8
         frame(.error, [0, 1, 0, 5, 0x61]),                                   // reason truncated
         frame(.challenge, []),

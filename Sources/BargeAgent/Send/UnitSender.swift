@@ -564,9 +564,13 @@ public struct UnitSender: Sendable {
                 let i = included[Int(r.index)]
                 refusedFiles.insert(i)
                 switch r.reason {
-                case .need:
+                case .need where !byValue.contains(i):
                     byValue.insert(i)
                     again.append(i)
+                case .need:
+                    // Its bytes went in the batch: a peer that asks for them again would have it
+                    // sent again for ever (a thousand batches a second, the unit never ending).
+                    throw UnitFailure(retryable: true, description: "\(task.destination.name) asked again for the bytes of \(task.files[i].entry.path), which its batch carried")
                 case .corrupt where attempts[i, default: 0] < settings.maxAttempts:
                     progress.refetched()
                     again.append(i)

@@ -117,6 +117,9 @@ public enum Message: Hashable, Sendable {
             guard let role = PeerRole(rawValue: rawRole) else { throw .malformed(.hello, "unknown role \(rawRole)") }
             let nonce = try r.bytes(Hello.nonceLength, "nonce")
             let name = try r.string("name", maxLength: Hello.maxNameLength)
+            // Logged before the peer has proved anything: a newline or an escape sequence there
+            // forged whole log lines for anyone who could reach the port.
+            guard ControlCharacters.escaped(name) == name else { throw .malformed(.hello, "the name holds control characters") }
             self = .hello(Hello(minVersion: minVersion, maxVersion: maxVersion, role: role, name: name, nonce: nonce))
         case .challenge:
             let version = try r.integer(UInt8.self, "version")
