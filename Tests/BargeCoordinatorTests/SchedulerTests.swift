@@ -111,6 +111,39 @@ struct SchedulerTests {
         #expect(failed.state == .failed && failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true, "\(failed.error ?? "")")
     }
 
+    /// A scan page that names entries no walk makes (an empty, `.` or `..` component, a leading
+    /// `/`: a hostile or broken source agent) has them left out and counted as untransferable,
+    /// with why; the rest is planned. Before, they were planned into task assigns
+    /// (`ds/../escape`), and only the agents refused them.
+    @Test func scannedEntriesThatAreNotBelowTheSourceAreLeftOut() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a")
+        _ = await f.agent("b1", site: "b")
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds")), id: "j-x")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            + ["ok", "../escape", "/abs", "a//b", "a/./b", "d/"].map { FileEntry(path: $0, kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        await f.scheduler.flush()
+        let job = try #require(try await f.scheduler.status("j-x"))
+        #expect(job.untransferableEntries == 5 && job.firstUntransferable?.contains("not a path below the job's source") == true, "\(job)")
+        var planned: [String] = []
+        while planned.count < 2, case .taskAssign(let t)? = await Self.next(.taskAssign, &a1) {
+            planned += t.files.map(\.entry.path)
+            await f.scheduler.received(.taskDone(TaskDone(job: "j-x", unit: t.unit, bytes: 3, wireBytes: 3, refetched: 0, codecs: [], chunks: [],
+                                                          assignment: t.assignment)), from: "a1")
+            await f.scheduler.flush()
+            if try await f.scheduler.status("j-x")?.state.isTerminal == true { break }
+        }
+        #expect(Set(planned).isSubset(of: ["ds", "ds/ok"]) && planned.contains("ds/ok"), "\(planned)")
+    }
+
+    static func next(_ type: MessageType, _ agent: inout AsyncStream<Message>.AsyncIterator) async -> Message? {
+        var m = await agent.next()
+        while let x = m, x.type != type { m = await agent.next() }
+        return m
+    }
+
     @Test func aUnitThatKeepsFailingFailsTheJobWithItsReason() async throws {
         let f = try Fixture()
         var a1 = try await f.oneFileJob("j-2")

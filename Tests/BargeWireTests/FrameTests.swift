@@ -222,6 +222,20 @@ struct FrameTests {
         }
     }
 
+    /// A NUL byte in a scanned or sent entry's path or link target is malformed: no name on disk
+    /// holds one, and a link made from `a\0b` pointed at `a`.
+    @Test func aNulInAnEntryIsMalformed() throws {
+        for entry in [FileEntry(path: "l", kind: .symlink, mode: 0o777, mtimeSeconds: 1, mtimeNanoseconds: 0, linkTarget: "a\0b"),
+                      FileEntry(path: "a\0b", kind: .file, size: 1, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)] {
+            do {
+                _ = try Message(frame: Message.scanReply(ScanReply(request: 1, final: true, entries: [entry])).frame())
+                Issue.record("accepted")
+            } catch {
+                #expect("\(error)".contains("NUL"), "\(error)")
+            }
+        }
+    }
+
     /// `task failed`'s lane flag (version 18) trails the assignment, which is then written even
     /// when 0; without it the message is as before, and an older coordinator is sent none.
     @Test func aTaskFailedOnItsDataPlaneSaysSo() throws {

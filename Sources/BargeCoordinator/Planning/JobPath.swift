@@ -1,3 +1,4 @@
+import BargeWire
 import BargeStore
 /// A `SITE:PATH` path as the coordinator keeps it: relative to the agents' root, `/`-separated,
 /// without `.` or empty components. `a:/ds` and `a:ds` are the same path; `..` that would climb
@@ -27,6 +28,17 @@ public enum JobPath {
     /// The longest path a job may name, or an entry under it have, in bytes: the agents' walk's
     /// own limit (`TreeScanner.longestPath`, one less than `PATH_MAX`), so both ends agree.
     public static let longest = TreeScanner.longestPath
+
+    /// Why a scanned entry's `relative` path is not a path below the job's source (nil when it
+    /// is): an empty, `.` or `..` component, or a leading `/`. A source agent never names one so
+    /// (its walk cannot); one that did, its entry planned, would have the destination agents
+    /// alone refuse what it leads to.
+    public static func notBelow(_ relative: String) -> String? {
+        guard !relative.isEmpty else { return nil }
+        let parts = relative.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else { return nil }
+        return "the source agent named an entry '\(ControlCharacters.escaped(String(relative.prefix(80))))', which is not a path below the job's source"
+    }
 
     /// Why the scanned entry at `relative` cannot be transferred from `source` to `destination`
     /// (the job's paths): its path at either end is longer than `longest`. Nil when it fits.

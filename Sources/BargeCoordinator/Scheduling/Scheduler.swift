@@ -481,7 +481,7 @@ public actor Scheduler {
         for e in reply.entries {
             // A single file sent into a directory lands under its own name there.
             let at = e.path.isEmpty ? scan.builder.destination(of: e.path, kind: e.kind) : destination
-            if let why = JobPath.tooLong(e.path, source: source, destination: at) { reply.skipped.append(why) } else { kept.append(e) }
+            if let why = JobPath.notBelow(e.path) ?? JobPath.tooLong(e.path, source: source, destination: at) { reply.skipped.append(why) } else { kept.append(e) }
         }
         if kept.count < reply.entries.count { reply.entries = kept }
     }

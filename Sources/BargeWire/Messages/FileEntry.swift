@@ -43,6 +43,9 @@ extension FileEntry: PayloadCodable {
         let nanos = try r.integer(Int32.self, "entry mtime nanoseconds")
         let target = try r.string("link target", maxLength: ChunkPlace.maxPathLength)
         guard mode <= 0o7777, (0..<1_000_000_000).contains(nanos) else { throw .malformed(r.type, "entry mode or mtime out of range") }
+        // No name on disk holds one: a link target with a NUL was made pointing at what came
+        // before it.
+        guard !path.utf8.contains(0), !target.utf8.contains(0) else { throw .malformed(r.type, "a NUL byte in an entry's path or link target") }
         self.init(path: path, kind: kind, size: size, mode: mode, mtimeSeconds: seconds, mtimeNanoseconds: nanos, linkTarget: target)
     }
 
