@@ -39,4 +39,44 @@ struct TierPagesTests {
         let hot = try FileManager.default.contentsOfDirectory(atPath: roots.destination).filter { $0.hasPrefix("f") }
         #expect(hot.count == (operation == .demote ? 0 : 5), "\(hot)")
     }
+
+    /// `barge ls` pages, each starting where the last ended by its cursor (`h:PATH`, `c:PATH`),
+    /// whichever agent of the site answers it (two here, sharing the root: the second has no walk
+    /// kept), list every hot entry then every cold file once, in order, as one page would; an
+    /// entry removed between pages is not listed, and the page after it goes on from the next.
+    @Test func listingPagesGoOnFromTheirCursorAtEitherAgent() throws {
+        let roots = try Roots()
+        let fm = FileManager.default
+        for d in ["a", "a/deep", "b", "c"] { try fm.createDirectory(atPath: "\(roots.destination)/t/\(d)", withIntermediateDirectories: true) }
+        for (i, f) in ["a/1", "a/2", "a/deep/x", "a/deep/y", "b/1", "b/2", "b/3", "c/z", "top"].enumerated() {
+            try Data(repeating: UInt8(i), count: 100 + i).write(to: URL(fileURLWithPath: "\(roots.destination)/t/\(f)"))
+        }
+        let cold = roots.url.appendingPathComponent("cold").path
+        let one = try TierWork(root: roots.destination, name: "b1", cold: cold, keyMaterial: nil, sitePolicy: nil)
+        let two = try TierWork(root: roots.destination, name: "b2", cold: cold, keyMaterial: nil, sitePolicy: nil)
+        let demoted = one.reply(to: TierRequest(request: 1, operation: .demote, job: "j-d", path: "t/b", limit: 100))
+        #expect(demoted.error.isEmpty && demoted.counters.files == 3, "\(demoted)")
+        let whole = one.reply(to: TierRequest(request: 2, operation: .list, path: "t", limit: 1000))
+        #expect(whole.next.isEmpty && whole.entries.filter(\.cold).map(\.path) == ["t/b/1", "t/b/2", "t/b/3"], "\(whole.entries.map(\.path))")
+        for limit: UInt32 in [1, 2, 3, 5] {
+            var paths: [String] = []
+            var after = ""
+            var asked = 0
+            repeat {
+                let agent = asked % 2 == 0 ? one : two
+                let page = agent.reply(to: TierRequest(request: 3, operation: .list, path: "t", after: after, limit: limit))
+                #expect(page.error.isEmpty && page.entries.count <= Int(limit), "\(page)")
+                paths += page.entries.map(\.path)
+                after = page.next
+                asked += 1
+            } while !after.isEmpty && asked < 100
+            #expect(paths == whole.entries.map(\.path), "limit \(limit): \(paths)")
+        }
+        // Removed between pages: the next page goes on after it.
+        let first = one.reply(to: TierRequest(request: 4, operation: .list, path: "t", limit: 3))
+        #expect(first.entries.map(\.path) == ["t/a", "t/a/1", "t/a/2"] && first.next == "h:a/2", "\(first)")
+        try fm.removeItem(atPath: "\(roots.destination)/t/a/2")
+        let second = two.reply(to: TierRequest(request: 5, operation: .list, path: "t", after: first.next, limit: 2))
+        #expect(second.entries.map(\.path) == ["t/a/deep", "t/a/deep/x"], "\(second)")
+    }
 }
