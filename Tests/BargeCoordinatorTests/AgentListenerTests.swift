@@ -167,6 +167,31 @@ final class AgentListenerTests: Sendable {
         _ = await serving.result
     }
 
+    /// A registered agent's message that does not decode (a heartbeat cut short) is answered
+    /// with an error frame that says why, then the connection closes, as protocol.md says of
+    /// every violation. Before, the agent saw only the connection end (the fuzzing review, h3).
+    @Test func aMalformedMessageAfterRegistrationGetsAnErrorFrameWithTheReason() async throws {
+        let listener = try await listener(clock: ManualClock())
+        let serving = Task { try await listener.run() }
+        let register = Register(name: "a1", site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501)
+        try await BargeConnection.withConnection(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1", role: .agent) { _, inbound, outbound in
+            var frames = inbound.makeAsyncIterator()
+            try await outbound.write(Message.register(register).frame())
+            guard case .registered = try Message(frame: try #require(await frames.next())) else { Issue.record("not registered"); return }
+            var short = ByteBuffer()
+            short.writeBytes([0, 0, 1])
+            try await outbound.write(Frame(type: .heartbeat, payload: short))
+            var error: ErrorMessage?
+            while let frame = try await frames.next() {
+                if case .error(let e) = try Message(frame: frame) { error = e }
+            }
+            #expect(error?.code == .malformedMessage && error?.reason.contains("heartbeat") == true, "\(String(describing: error))")
+        }
+        await listener.close()
+        serving.cancel()
+        _ = await serving.result
+    }
+
     /// Raw bytes that are not Barge: the peer gets an error frame, then the connection closes.
     @Test func garbageOnTheSocketGetsAnErrorFrameAndAClose() async throws {
         let listener = try await listener(clock: ManualClock())

@@ -128,7 +128,12 @@ public final class DataPlaneListener: Sendable {
                     // Chunk messages and file batches running now, each kind within its limit.
                     var running = (chunks: 0, batches: 0)
                     for try await frame in inbound {
-                        let message = try Message(frame: frame)
+                        let message: Message
+                        do throws(WireError) { message = try Message(frame: frame) } catch {
+                            // Answered with the reason before the connection closes (protocol.md).
+                            try? await outbound.write(Message.error(ErrorMessage(error)).frame())
+                            throw error
+                        }
                         switch message {
                         case .error:
                             return true

@@ -57,7 +57,13 @@ struct AgentSession {
             // sent them as fast as it could without reading grew the echoes' queue without end.
             var lastEcho = ContinuousClock.now - .seconds(1)
             while let frame = try await frames.next() {
-                let message = try Message(frame: frame)
+                let message: Message
+                do throws(WireError) { message = try Message(frame: frame) } catch {
+                    // Answered with the reason before the connection closes, as protocol.md says
+                    // of every violation; before, the agent saw only the connection end.
+                    sink.yield(.error(ErrorMessage(error)))
+                    throw error
+                }
                 switch message {
                 case .heartbeat(let beat):
                     do {
