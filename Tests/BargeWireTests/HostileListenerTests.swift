@@ -15,8 +15,18 @@ struct HostileListenerTests {
     /// A raw TCP socket to the listener.
     final class RawPeer {
         let fd: Int32
-        init(port: Int) throws {
+        /// `from`: the local address to connect from (any of 127.0.0.0/8 on loopback).
+        init(port: Int, from: String? = nil) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            if let from {
+                var local = sockaddr_in()
+                local.sin_family = sa_family_t(AF_INET)
+                local.sin_addr.s_addr = inet_addr(from)
+                let bound = withUnsafePointer(to: &local) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+                }
+                guard bound else { throw CocoaError(.fileReadUnknown) }
+            }
             var addr = sockaddr_in()
             addr.sin_family = sa_family_t(AF_INET)
             addr.sin_port = UInt16(port).bigEndian
@@ -101,8 +111,9 @@ struct HostileListenerTests {
         _ = slow.readToClose()
         #expect(Date().timeIntervalSince(started) < 8, "timers closed the stalled peers")
 
-        // A flood: connections over the limit are closed at once, and the listener stays up.
-        var flood: [RawPeer]? = try (0..<20).map { _ in try RawPeer(port: port) }
+        // A flood (from three addresses, each under its share of the handshakes): connections
+        // over the limit are closed at once, and the listener stays up.
+        var flood: [RawPeer]? = try (0..<20).map { i in try RawPeer(port: port, from: "127.0.0.\(2 + i % 3)") }
         try await Task.sleep(for: .milliseconds(300))
         #expect(server.activeConnections <= server.maxConnections)
         #expect(errors.contains("already serving 8 connections"))
@@ -153,29 +164,36 @@ struct HostileListenerTests {
     }
 
     /// Idle connections that never start their handshake hold at most `maxHandshakes` slots (and
-    /// descriptors) until the handshake timeout; the rest are closed at accept, and a session
-    /// already open goes on meanwhile. Before, a thousand idle connections to an agent whose
-    /// soft limit on descriptors was 1,024 were all held, and the agent's next file open failed
-    /// with EMFILE, failing the job it was sending.
+    /// descriptors) until the handshake timeout, and those from one address at most half of them;
+    /// the rest are closed at accept, and a session already open goes on meanwhile. Before, a
+    /// thousand idle connections to an agent whose soft limit on descriptors was 1,024 were all
+    /// held, and the agent's next file open failed with EMFILE, failing the job it was sending;
+    /// and one client could hold every slot, so that no peer got in while it kept them (a 0.4 s
+    /// transfer took 39 s).
     @Test func idleUnauthenticatedConnectionsHoldFewSlotsAndASessionGoesOn() async throws {
         let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
                                                 handshakeTimeout: .seconds(30), maxConnections: 64)
-        #expect(server.maxHandshakes == 16)
+        #expect(server.maxHandshakes == 16 && server.maxHandshakesPerAddress == 8)
         let (errors, serving) = echoing(server)
         defer { serving.cancel() }
         let port = server.localAddress!.port!
         try await BargeConnection.withConnection(host: "127.0.0.1", port: port, token: Self.token, name: "honest", role: .peer) { _, inbound, outbound in
             var frames = inbound.makeAsyncIterator()
-            var flood: [RawPeer]? = try (0..<200).map { _ in try RawPeer(port: port) }
-            #expect(try await eventually { errors.contains("16 connections are already in their handshake") })
-            #expect(server.handshakingConnections == 16 && server.activeConnections == 17, "\(server.handshakingConnections) \(server.activeConnections)")
-            // The open session is served meanwhile.
+            var flood: [RawPeer]? = try (0..<200).map { _ in try RawPeer(port: port, from: "127.0.0.2") }
+            #expect(try await eventually { errors.contains("8 connections from this address are already in their handshake") })
+            #expect(server.handshakingConnections == 8 && server.activeConnections == 9, "\(server.handshakingConnections) \(server.activeConnections)")
+            // A peer at another address is let in meanwhile, and the open session is served.
+            try await honestClientIsServed(port)
             try await outbound.write(Message.heartbeat(Heartbeat(sequence: 2, inFlight: 0)).frame())
             #expect(try await frames.next().map { try Message(frame: $0) } == .heartbeat(Heartbeat(sequence: 2, inFlight: 0)))
-            #expect(flood?.count == 200)
-            // 184 refused, reported once (then once per 10 s with how many more).
+            // A second address takes the other half; then every slot is held.
+            var second: [RawPeer]? = try (0..<50).map { _ in try RawPeer(port: port, from: "127.0.0.3") }
+            #expect(try await eventually { server.handshakingConnections == 16 }, "\(server.handshakingConnections)")
+            #expect(flood?.count == 200 && second?.count == 50)
+            // The rest refused, reported once (then once per 10 s with how many more).
             #expect(errors.count("refused") == 1)
             flood = nil
+            second = nil
         }
         #expect(try await eventually { server.activeConnections == 0 && server.handshakingConnections == 0 })
         try await honestClientIsServed(port)

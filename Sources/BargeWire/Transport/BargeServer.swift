@@ -13,7 +13,7 @@ public final class BargeServer: Sendable {
     /// `refusal`: the listener was full when it came; it was told `busy` and closed, with no
     /// handshake.
     typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>, faults: ProtocolFaults, address: String,
-                            refusal: ServerFull?)
+                            ip: String, refusal: ServerFull?)
 
     /// A connection after its handshake.
     public struct Peer: Sendable {
@@ -30,12 +30,23 @@ public final class BargeServer: Sendable {
     /// port scan, a flood) never take every slot, nor the descriptors the process's files need;
     /// agents and peers refused meanwhile connect again.
     public let maxHandshakes: Int
-    private let active: NIOLockedValueBox<(served: Int, handshaking: Int)>
+    /// Of those, from any one address: half. A single client that held every handshake slot
+    /// (128 silent connections, each opened again as soon as it was closed) kept every peer out:
+    /// a 0.4 s transfer took 39 s, and an agent could not register for 24 s.
+    public var maxHandshakesPerAddress: Int { max(1, maxHandshakes / 2) }
+    private let active: NIOLockedValueBox<Active>
+
+    struct Active {
+        var served = 0
+        var handshaking = 0
+        /// Connections in their handshake, by the peer's IP address.
+        var handshakingFrom: [String: Int] = [:]
+    }
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.channel.localAddress }
 
-    private init(server: NIOAsyncChannel<Connection, Never>, maxConnections: Int, maxHandshakes: Int, active: NIOLockedValueBox<(served: Int, handshaking: Int)>) {
+    private init(server: NIOAsyncChannel<Connection, Never>, maxConnections: Int, maxHandshakes: Int, active: NIOLockedValueBox<Active>) {
         self.server = server
         self.active = active
         self.maxConnections = maxConnections
@@ -67,7 +78,8 @@ public final class BargeServer: Sendable {
         // Counted as each connection is set up, before its handshake can begin: a connection
         // refused later, once its handshake had run (it is quick), looked established to the
         // peer, which then saw a bare close.
-        let active = NIOLockedValueBox((served: 0, handshaking: 0))
+        let active = NIOLockedValueBox(Active())
+        let perAddress = max(1, maxHandshakes / 2)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -79,11 +91,14 @@ public final class BargeServer: Sendable {
             .bind(host: host, port: port) { channel -> EventLoopFuture<Connection> in
                 channel.eventLoop.makeCompletedFuture {
                     let address = Self.describe(channel.remoteAddress)
+                    let ip = channel.remoteAddress?.ipAddress ?? "?"
                     let refusal = active.withLockedValue { n -> ServerFull? in
                         guard n.served < maxConnections else { return ServerFull(limit: maxConnections, handshaking: false) }
                         guard n.handshaking < maxHandshakes else { return ServerFull(limit: maxHandshakes, handshaking: true) }
+                        guard n.handshakingFrom[ip, default: 0] < perAddress else { return ServerFull(limit: perAddress, handshaking: true, fromOneAddress: true) }
                         n.served += 1
                         n.handshaking += 1
+                        n.handshakingFrom[ip, default: 0] += 1
                         return nil
                     }
                     if let refusal {
@@ -94,7 +109,7 @@ public final class BargeServer: Sendable {
                         let session = channel.eventLoop.makePromise(of: Session.self)
                         session.fail(refusal)
                         return (channel: try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session: session.futureResult,
-                                faults: ProtocolFaults(), address: address, refusal: Optional(refusal))
+                                faults: ProtocolFaults(), address: address, ip: ip, refusal: Optional(refusal))
                     }
                     let session = channel.eventLoop.makePromise(of: Session.self)
                     let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
@@ -106,7 +121,7 @@ public final class BargeServer: Sendable {
                     // The address is read at accept: once the peer has closed (a client that gave
                     // up its handshake at once), the channel no longer knows it, and the refusal
                     // was logged as from an "unknown peer".
-                    return (channel: async, session: session.futureResult, faults: faults, address: address, refusal: nil)
+                    return (channel: async, session: session.futureResult, faults: faults, address: address, ip: ip, refusal: nil)
                 }
             }
         return BargeServer(server: server, maxConnections: maxConnections, maxHandshakes: maxHandshakes, active: active)
@@ -143,7 +158,13 @@ public final class BargeServer: Sendable {
                     }
                     group.addTask { [active] in
                         await Self.handle(connection, session: session, onError: onError,
-                                          handshakeEnded: { active.withLockedValue { $0.handshaking -= 1 } })
+                                          handshakeEnded: {
+                                              active.withLockedValue { n in
+                                                  n.handshaking -= 1
+                                                  n.handshakingFrom[connection.ip, default: 1] -= 1
+                                                  if n.handshakingFrom[connection.ip] == 0 { n.handshakingFrom.removeValue(forKey: connection.ip) }
+                                              }
+                                          })
                         active.withLockedValue { $0.served -= 1 }
                     }
                 }
@@ -164,10 +185,13 @@ public final class BargeServer: Sendable {
         public let limit: Int
         /// The limit is that on connections still in their handshake.
         public var handshaking = false
+        /// The limit is that on connections from one address still in their handshake.
+        public var fromOneAddress = false
         /// Connections refused since the last one reported.
         public var alsoRefused = 0
         public var description: String {
-            (handshaking ? "refused: \(limit) connections are already in their handshake" : "refused: already serving \(limit) connections")
+            (fromOneAddress ? "refused: \(limit) connections from this address are already in their handshake"
+                : handshaking ? "refused: \(limit) connections are already in their handshake" : "refused: already serving \(limit) connections")
                 + (alsoRefused > 0 ? " (\(alsoRefused) more refused since the last report)" : "")
         }
     }
