@@ -63,7 +63,7 @@ public struct ServerHandshake: Sendable {
             let expected = try? HandshakeProof.client(token: token, clientNonce: h.nonce, serverNonce: nonce, version: version, clientName: h.name)
             guard let expected, HandshakeProof.matches(a.proof, expected) else {
                 return fail(ErrorMessage(code: .authenticationFailed,
-                                         reason: "\(h.role) '\(h.name)' did not prove the cluster token: wrong --token-file"))
+                                         reason: "\(h.role) '\(h.name)' did not prove the cluster token: a replayed or forged handshake, or a client that does not check the server's proof (a Barge client with another --token-file stops at that proof, and says so)"))
             }
             var keys: SessionKeys?
             if version >= WireVersion.sealed {
