@@ -124,6 +124,34 @@ struct ChunkerTests {
         }
     }
 
+    /// A sparse file's holes are not read to find its cut points (`Holes`): the spans are
+    /// still those `forEachChunk` cuts from every byte, zeros read from the holes included,
+    /// whatever the holes' sizes and where the data lies in them.
+    @Test(arguments: [ChunkerTests.small, FastCDC.standard])
+    func spansOfASparseFileAreThoseOfItsBytes(_ cdc: FastCDC) throws {
+        let file = try TemporaryFile([])
+        let size = UInt64(cdc.maxSize) * 40 + 12_345
+        let fd = open(file.path, O_RDWR | O_CLOEXEC)
+        #expect(fd >= 0 && ftruncate(fd, off_t(size)) == 0)
+        // Islands of data: at the start, unaligned in the middle, across a maximum's boundary, at the end.
+        for (at, count) in [(UInt64(0), 3000), (UInt64(cdc.maxSize) * 7 + 1234, cdc.minSize + 17), (UInt64(cdc.maxSize) * 20 - 500, 1000),
+                            (size - 700, 700)] {
+            let bytes = SampleData.random(bytes: count, seed: at)
+            #expect(bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, count, off_t(at)) } == count)
+        }
+        fsync(fd)
+        #expect(Holes.contain(fd, from: UInt64(cdc.maxSize) * 10, length: UInt64(cdc.maxSize)), "the file system keeps no holes: the test proves nothing")
+        close(fd)
+        let reader = try FileChunkReader(path: file.path, strategy: .fastCDC(cdc))
+        for (start, length) in [(UInt64(0), size), (4096, size - 8192), (UInt64(cdc.maxSize) * 7, UInt64(cdc.maxSize) * 3 + 5)] {
+            var expected: [ChunkSpan] = []
+            try reader.forEachChunk(from: start, length: length) { span, _ in expected.append(span) }
+            var spans: [ChunkSpan] = []
+            try reader.forEachSpan(from: start, length: length) { spans.append($0) }
+            #expect(spans == expected, "\(length) bytes from \(start)")
+        }
+    }
+
     /// Fixed-size spans are `forEachChunk`'s too, found without a read.
     @Test func fixedSpansAreTheFixedChunks() throws {
         let file = try TemporaryFile(SampleData.random(bytes: 10_000))

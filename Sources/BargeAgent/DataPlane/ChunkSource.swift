@@ -1,3 +1,4 @@
+import BargeChunk
 import BargeCodec
 import BargeDigest
 import BargeStore
@@ -37,6 +38,8 @@ public final class ChunkSource: @unchecked Sendable {
     private let random: () -> UInt64
     private let sha = SHA256Hasher()
     private var scratch: [UInt8] = []
+    /// The SHA-256 and XXH3-128 of zeros, by length: a hole's chunks are not hashed again.
+    private var zeroDigests: [Int: (id: [UInt8], digest: XXH128Digest)] = [:]
 
     public init(root: String, codec: CodecChoice = .auto, encoder: AdaptiveEncoder = AdaptiveEncoder(), corruptFraction: Double = 0,
                 random: @escaping () -> UInt64 = { UInt64.random(in: .min ... .max) }) {
@@ -106,12 +109,24 @@ public final class ChunkSource: @unchecked Sendable {
         // compressed chunk is encoded into scratch and copied over them (it is the smaller one).
         try payload.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
             let region = UnsafeMutableRawBufferPointer(rebasing: out[ChunkHeader.size..<(ChunkHeader.size + length)])
-            try readFully(fd, into: region, at: offset, sourcePath: sourcePath, fileSize: fileSize)
+            // A sparse file's hole reads as zeros: they are written here, not read.
+            if Holes.contain(fd, from: offset, length: UInt64(length)) {
+                region.initializeMemory(as: UInt8.self, repeating: 0)
+            } else {
+                try readFully(fd, into: region, at: offset, sourcePath: sourcePath, fileSize: fileSize)
+            }
             try Self.checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime)
             let bytes = UnsafeRawBufferPointer(region)
-            sha.update(bytes)
-            id = sha.finalize().bytes
-            let digest = XXH3.hash128(bytes)
+            let digest: XXH128Digest
+            if Holes.allZero(bytes) {
+                let zero = zeroDigests[length] ?? (SHA256.hash(bytes).bytes, XXH3.hash128(bytes))
+                zeroDigests[length] = zero
+                (id, digest) = zero
+            } else {
+                sha.update(bytes)
+                id = sha.finalize().bytes
+                digest = XXH3.hash128(bytes)
+            }
             xxh = digest.canonicalBytes
             if byReference(id) {
                 skipped = true
