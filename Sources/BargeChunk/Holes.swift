@@ -20,12 +20,12 @@ public enum Holes {
     /// everywhere), and for a range past the file's end (the read says how it ended).
     public static func contain(_ fd: Int32, from offset: UInt64, length: UInt64) -> Bool {
         guard length > 0, offset <= UInt64(off_t.max) else { return false }
+        var st = stat()
+        // A file whose blocks cover its size has no hole to look for: one `fstat`, where
+        // `SEEK_DATA` may be a round trip to a file server for each chunk.
+        guard fstat(fd, &st) == 0, st.st_blocks >= 0, UInt64(st.st_blocks) * 512 < UInt64(max(st.st_size, 0)) else { return false }
         let next = lseek(fd, off_t(offset), Self.seekData)
-        if next < 0 {
-            guard errno == ENXIO else { return false }
-            var st = stat()
-            return fstat(fd, &st) == 0 && offset + length <= UInt64(st.st_size)
-        }
+        if next < 0 { return errno == ENXIO && offset + length <= UInt64(st.st_size) }
         return UInt64(next) >= offset + length
     }
 

@@ -137,11 +137,17 @@ struct ListCommand: AsyncParsableCommand {
         let api = try coordinator.api()
         var after: String?
         var listed = 0
-        let path = target.path.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+#"))) ?? target.path
+        // Query values percent-encoded: the path, and the cursor each page returns, which names
+        // the entry it ended at (`h:PATH`): a name with '&', '#', '+' or '%' in it would have
+        // cut the cursor short, or decoded to another name, and the listing skipped or repeated.
+        func value(_ text: String) -> String {
+            text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+#"))) ?? text
+        }
+        let path = value(target.path)
         let dates = ISO8601DateFormatter()
         repeat {
             var query = try "/v1/sites/\(pathComponent(target.site))/files?path=\(path)&limit=\(pageSize)"
-            if let after { query += "&after=\(after)" }
+            if let after { query += "&after=\(value(after))" }
             let page = try JSONDecoder().decode(SiteFileList.self, from: try await api.get(query, timeout: 600))
             if json {
                 for f in page.files {

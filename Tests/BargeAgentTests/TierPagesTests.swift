@@ -1,4 +1,4 @@
-import BargeAgent
+@testable import BargeAgent
 import BargeWire
 import Foundation
 import Testing
@@ -78,5 +78,31 @@ struct TierPagesTests {
         try fm.removeItem(atPath: "\(roots.destination)/t/a/2")
         let second = two.reply(to: TierRequest(request: 5, operation: .list, path: "t", after: first.next, limit: 2))
         #expect(second.entries.map(\.path) == ["t/a/deep", "t/a/deep/x"], "\(second)")
+    }
+
+    /// An older agent's cursor (a count of the entries before) is still taken; one that is not a
+    /// count a listing could have reached is refused in words. `Int.max` overflowed a sum and
+    /// took the agent down, and a negative count made the catalog's query unlimited.
+    @Test func aCountCursorIsTakenWithinItsRangeAndRefusedBeyond() throws {
+        let roots = try Roots()
+        for i in 0..<5 { try Data([UInt8(i)]).write(to: URL(fileURLWithPath: "\(roots.destination)/f\(i)")) }
+        let work = try TierWork(root: roots.destination, name: "b1", cold: roots.url.appendingPathComponent("cold").path, keyMaterial: nil, sitePolicy: nil)
+        let third = work.reply(to: TierRequest(request: 1, operation: .list, path: "", after: "2", limit: 2))
+        #expect(third.error.isEmpty && third.entries.map(\.path) == ["f2", "f3"], "\(third)")
+        for bad in ["9223372036854775807", "-5", "-9223372036854775808", "x"] {
+            let reply = work.reply(to: TierRequest(request: 2, operation: .list, path: "", after: bad, limit: 2))
+            #expect(reply.error.contains("is not where a page of this listing ended"), "\(bad): \(reply)")
+        }
+    }
+
+    /// What gives a unit's attempt back (`TaskFailed.lane`): the path's failures, not a
+    /// handshake another token or version refused, nor a message the destination refused.
+    @Test func onlyThePathsFailuresAreLaneFailures() {
+        #expect(UnitSender.isLaneFailure(PeerClosed()))
+        #expect(UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .markedDown, reason: "down"))))
+        #expect(UnitSender.isLaneFailure(HandshakeFailure(error: ErrorMessage(code: .busy, reason: "busy"))))
+        #expect(!UnitSender.isLaneFailure(HandshakeFailure(error: ErrorMessage(code: .authenticationFailed, reason: "token"))))
+        #expect(!UnitSender.isLaneFailure(HandshakeFailure(error: ErrorMessage(code: .noCommonVersion, reason: "version"))))
+        #expect(!UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .sealBroken, reason: "sealed frame rejected"))))
     }
 }

@@ -25,7 +25,10 @@ public final class TierWork: Sendable {
     /// page, or it is older than `listingKept`), the walk starts again just after that entry.
     private let listings = NIOLockedValueBox<[String: (walker: ListWalk, at: ContinuousClock.Instant)]>([:])
     static let listingKept: Duration = .seconds(60)
-    static let listingsKept = 16
+    /// Each holds a directory descriptor per level (at most `TreeWalker.heldLevels`).
+    static let listingsKept = 4
+    /// The most entries an older agent's cursor may count.
+    static let mostSkipped = 1 << 40
 
     struct ListWalk: @unchecked Sendable {
         var walker: TreeWalker
@@ -189,7 +192,14 @@ public final class TierWork: Sendable {
         var st = stat()
         let exists = lstat(start.absolute, &st) == 0
         let isDirectory = exists && st.st_mode & S_IFMT == S_IFDIR
-        var skip = Int(r.after) ?? 0
+        var skip = 0
+        if !r.after.isEmpty, !r.after.hasPrefix("h:"), !r.after.hasPrefix("c:") {
+            // An older agent's cursor: how many entries the pages before listed.
+            guard let n = Int(r.after), (0...Self.mostSkipped).contains(n) else {
+                throw ColdStoreError("'\(r.after.prefix(40))' is not where a page of this listing ended")
+            }
+            skip = n
+        }
         let coldAfter: String? = r.after.hasPrefix("c:") ? String(r.after.dropFirst(2)) : nil
         func listed(_ path: String) -> String { base.isEmpty ? path : base + "/" + path }
         if coldAfter == nil {
@@ -244,7 +254,10 @@ public final class TierWork: Sendable {
     /// The walk a listing of `base` left just after `after`, if it is still kept.
     private func keptListing(_ base: String, after: String) -> ListWalk? {
         guard !after.isEmpty else { return nil }
-        return listings.withLockedValue { $0.removeValue(forKey: base + "\u{0}" + after)?.walker }
+        return listings.withLockedValue { kept in
+            guard let found = kept.removeValue(forKey: base + "\u{0}" + after), ContinuousClock.now - found.at < Self.listingKept else { return nil }
+            return found.walker
+        }
     }
 
     /// Keeps a listing's walk for its next page; the oldest go past `listingsKept`, and any

@@ -155,7 +155,7 @@ public struct UnitSender: Sendable {
             // (the plan is not abandoned before it has had its say).
             if case .failure(let failure) = await planning.value { throw failure }
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"),
-                              lane: !Task.isCancelled)
+                              lane: !Task.isCancelled && Self.isLaneFailure(error))
         }
         return progress.done(task)
     }
@@ -225,6 +225,20 @@ public struct UnitSender: Sendable {
     /// `BARGE_TRACE_LANES=1`: a unit's start and end, on the lanes' clock.
     static func trace(_ event: String, _ task: TaskAssign) {
         LaneFlow.writeTrace("unit \(event) t=\(LaneFlow.traceTime()) job=\(task.job) unit=\(task.unit) files=\(task.files.count) to=\(task.destination.name)\n")
+    }
+
+    /// Whether a data plane's failure is its path's, which time may cure (the destination agent,
+    /// or the network to it, went away, stalled, or refused for now: busy, stopping, taken for
+    /// down), rather than one that trying again will not change: another cluster token or
+    /// protocol version (a handshake refused), or a message the destination refused (a sealed
+    /// frame that did not open, a malformed one). Only the first gives its attempt back; the
+    /// others fail the job in three, in seconds, as they did.
+    static func isLaneFailure(_ error: any Error) -> Bool {
+        switch error {
+        case let refused as HandshakeFailure: refused.error.code == .busy
+        case let refused as PeerRefused: [ErrorCode.busy, .stopping, .markedDown].contains(refused.error.code)
+        default: true
+        }
     }
 
     /// Why the data plane to a destination failed, in words: a connection that could not be made

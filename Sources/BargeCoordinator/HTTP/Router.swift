@@ -123,14 +123,16 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
             throw HTTPError(.badRequest, message: error.description)
         }
         let after = request.uri.queryParameters["after"].map(String.init) ?? ""
-        guard after.utf8.count <= JobPath.longest, !after.utf8.contains(0) else {
-            throw HTTPError(.badRequest, message: "after must be a path the list returned as next (at most \(JobPath.longest) bytes, no NUL)")
+        guard after.utf8.count <= TierRequest.maxCursorLength, !after.utf8.contains(0) else {
+            throw HTTPError(.badRequest, message: "after must be what the previous page returned as next (at most \(TierRequest.maxCursorLength) bytes, no NUL)")
         }
+        // A page after a cursor goes to an agent that reads cursors; an older one would start over.
+        let version = after.hasPrefix("h:") || after.hasPrefix("c:") ? WireVersion.listCursor : WireVersion.tiers
         let limit = try request.uri.queryParameters["limit"].map { raw -> UInt32 in
             guard let n = UInt32(String(raw)), (1...10_000).contains(n) else { throw HTTPError(.badRequest, message: "limit must be from 1 to 10000") }
             return n
         } ?? 1000
-        let reply = try await tierCall(scheduler, site) { TierRequest(request: $0, operation: .list, path: path, after: after, limit: limit) }
+        let reply = try await tierCall(scheduler, site, version: version) { TierRequest(request: $0, operation: .list, path: path, after: after, limit: limit) }
         return SiteFileList(files: reply.entries.map(SiteFile.init), next: reply.next.isEmpty ? nil : reply.next)
     }
     api.route(.get, "/v1/sites/{site}/tiers", .viewer) { _, context -> TierStats in
@@ -212,10 +214,11 @@ private func tierJob(_ operation: JobOperation, _ request: Request, _ context: A
 /// A site's tier request, with the agent's error as 409 (no cold store there, say). The
 /// coordinator stopping ends the wait with 503 rather than holding the stop (an agent that
 /// never answers held it for the 10 s limit).
-private func tierCall(_ scheduler: Scheduler, _ site: String, _ make: @Sendable @escaping (UInt64) -> TierRequest) async throws -> TierReply {
+private func tierCall(_ scheduler: Scheduler, _ site: String, version: UInt8 = WireVersion.tiers,
+                      _ make: @Sendable @escaping (UInt64) -> TierRequest) async throws -> TierReply {
     let reply: TierReply
     do {
-        reply = try await cancelWhenGracefulShutdown { try await httpErrors { try await scheduler.tierRequest(site: site, make) } }
+        reply = try await cancelWhenGracefulShutdown { try await httpErrors { try await scheduler.tierRequest(site: site, version: version, make) } }
     } catch is CancellationError {
         throw HTTPError(.serviceUnavailable, message: "the coordinator is stopping; ask again once it is back")
     }

@@ -35,8 +35,10 @@ extension Scheduler {
     }
 
     /// One request to an up agent of `site` that speaks tiers, and its reply.
-    public func tierRequest(site: String, _ make: @Sendable (UInt64) -> TierRequest, timeout: Duration = .seconds(600)) async throws -> TierReply {
-        let agent = try await tierAgent(at: site, wait: .zero)
+    /// `version`: the least an agent must speak to take it (a listing's page with a cursor).
+    public func tierRequest(site: String, version: UInt8 = WireVersion.tiers, _ make: @Sendable (UInt64) -> TierRequest,
+                            timeout: Duration = .seconds(600)) async throws -> TierReply {
+        let agent = try await tierAgent(at: site, wait: .zero, version: version)
         return try await sendTier(make, to: agent, timeout: timeout)
     }
 
@@ -107,14 +109,14 @@ extension Scheduler {
     }
 
     /// An up agent of `site` that speaks protocol 9; waits up to `wait` for one.
-    private func tierAgent(at site: String, wait: Duration) async throws -> String {
+    private func tierAgent(at site: String, wait: Duration, version: UInt8 = WireVersion.tiers) async throws -> String {
         let deadline = ContinuousClock.now + wait
         while true {
-            let candidates = links.filter { $0.value.agent.site == site && $0.value.version >= WireVersion.tiers }.keys.sorted()
+            let candidates = links.filter { $0.value.agent.site == site && $0.value.version >= version }.keys.sorted()
             if let agent = policy.anyAgent(at: site).flatMap({ candidates.contains($0) ? $0 : nil }) ?? candidates.first { return agent }
             guard ContinuousClock.now < deadline else {
                 if links.values.contains(where: { $0.agent.site == site }) {
-                    throw SchedulerError.agentUnavailable("no agent of site '\(site)' speaks protocol \(WireVersion.tiers) (tiers): upgrade them, and run them without --insecure-plaintext")
+                    throw SchedulerError.agentUnavailable("no agent of site '\(site)' speaks protocol \(version)\(version == WireVersion.tiers ? " (tiers)" : ""): upgrade them, and run them without --insecure-plaintext")
                 }
                 throw SchedulerError.agentUnavailable("no agent of site '\(site)' is up")
             }

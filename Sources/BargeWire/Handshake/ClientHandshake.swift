@@ -152,6 +152,10 @@ public enum WireVersion {
     /// `task failed` says when the unit failed on its data plane (the destination agent's
     /// connection refused, closed or stalled): not counted as one of the unit's attempts.
     public static let laneFailures: UInt8 = 18
+    /// A listing's page (`tier request` list) ends at a cursor, `h:PATH` or `c:PATH`, rather than
+    /// a count of the entries before it: a page with such a cursor goes to an agent of 18 or
+    /// later (an older one would start the listing again).
+    public static let listCursor: UInt8 = 18
 
     /// This build speaks 8 to 18, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot

@@ -24,7 +24,8 @@ public struct Register: Hashable, Sendable {
 
     private static func commonProblem(_ s: String) -> String? {
         guard !s.isEmpty, s.utf8.count <= maxNameLength else { return "must be 1 to \(maxNameLength) bytes" }
-        guard !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return "must not hold control characters" }
+        // C0, DEL and C1, as a handshake's name is checked (`ControlCharacters`).
+        guard ControlCharacters.escaped(s) == s else { return "must not hold control characters" }
         // `barge agents` and `barge jobs` print names in columns that spaces would break.
         guard !s.utf8.contains(UInt8(ascii: " ")) else { return "must not hold spaces" }
         return nil

@@ -25,6 +25,9 @@ public enum TierOperation: UInt8, Hashable, Sendable, CustomStringConvertible {
 }
 
 public struct TierRequest: Hashable, Sendable, PayloadCodable {
+    /// The longest `after` (and `next`): a path, and a listing's two-byte mark before it (`h:`).
+    public static let maxCursorLength = ChunkPlace.maxPathLength + 2
+
     public var request: UInt64
     public var operation: TierOperation
     /// The job the page belongs to (demote and promote), or empty.
@@ -55,7 +58,7 @@ public struct TierRequest: Hashable, Sendable, PayloadCodable {
         job = try r.string("job", maxLength: 64)
         path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
         policy = try r.string("policy", maxLength: 4096)
-        after = try r.string("after", maxLength: ChunkPlace.maxPathLength)
+        after = try r.string("after", maxLength: TierRequest.maxCursorLength)
         limit = try r.integer(UInt32.self, "limit")
     }
 
@@ -155,7 +158,7 @@ public struct TierReply: Hashable, Sendable, PayloadCodable {
     init(from r: inout PayloadReader) throws(WireError) {
         request = try r.identifier("request")
         error = try r.reason("error")
-        next = try r.string("next", maxLength: ChunkPlace.maxPathLength)
+        next = try r.string("next", maxLength: TierRequest.maxCursorLength)
         entries = try r.list("entries", minimumSize: 24) { (r: inout PayloadReader) throws(WireError) in
             let cold = try r.flag("cold")
             let k = try r.integer(UInt8.self, "kind")

@@ -113,11 +113,24 @@ public final class BargeServer: Sendable {
                     }
                     let session = channel.eventLoop.makePromise(of: Session.self)
                     let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
-                    try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout)
-                    try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
                     let faults = ProtocolFaults()
-                    try channel.pipeline.syncOperations.addHandler(faults)
-                    let async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
+                    let async: NIOAsyncChannel<Frame, Frame>
+                    do {
+                        try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout)
+                        try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
+                        try channel.pipeline.syncOperations.addHandler(faults)
+                        async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
+                    } catch {
+                        // Never served (the peer closed at once): counted out again.
+                        active.withLockedValue { n in
+                            n.served -= 1
+                            n.handshaking -= 1
+                            n.handshakingFrom[ip, default: 1] -= 1
+                            if n.handshakingFrom[ip] == 0 { n.handshakingFrom.removeValue(forKey: ip) }
+                        }
+                        session.fail(error)
+                        throw error
+                    }
                     // The address is read at accept: once the peer has closed (a client that gave
                     // up its handshake at once), the channel no longer knows it, and the refusal
                     // was logged as from an "unknown peer".
