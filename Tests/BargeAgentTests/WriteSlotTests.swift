@@ -51,6 +51,15 @@ struct WriteSlotTests {
         return (message.frame(), place)
     }
 
+    /// Chunk `i` sent on `stream` with a write slot, counted in `slotted` once it has one.
+    func send(_ i: Int, on stream: ChunkStream, counting slotted: NIOLockedValueBox<Int>) async throws -> Message {
+        let slot = await stream.writeSlot()
+        slotted.withLockedValue { $0 += 1 }
+        defer { slot.release() }
+        let (f, place) = frame(i)
+        return try await stream.send(f, expecting: .place(place), slot: slot)
+    }
+
     /// Returns once `count()` has not changed for half a second (or after ten seconds).
     func settled(_ count: () -> Int) async throws -> Int {
         var last = -1, still = 0
@@ -107,13 +116,7 @@ struct WriteSlotTests {
         try await client(of: server).withStream { stream in
             try await withThrowingTaskGroup(of: Message.self) { group in
                 for i in 0..<64 {
-                    group.addTask {
-                        let slot = await stream.writeSlot()
-                        slotted.withLockedValue { $0 += 1 }
-                        let (f, place) = frame(i)
-                        defer { slot.release() }
-                        return try await stream.send(f, expecting: .place(place), slot: slot)
-                    }
+                    group.addTask { try await send(i, on: stream, counting: slotted) }
                 }
                 let stalled = try await settled { slotted.withLockedValue { $0 } }
                 #expect(stream.slotsHeld == ChunkStream.writeSlots, "slots held while the peer reads nothing")
@@ -149,13 +152,7 @@ struct WriteSlotTests {
             let senders = Task {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for i in 0..<64 {
-                        group.addTask {
-                            let slot = await stream.writeSlot()
-                            slotted.withLockedValue { $0 += 1 }
-                            defer { slot.release() }
-                            let (f, place) = frame(i)
-                            _ = try await stream.send(f, expecting: .place(place), slot: slot)
-                        }
+                        group.addTask { _ = try await send(i, on: stream, counting: slotted) }
                     }
                     try await group.waitForAll()
                 }
@@ -187,12 +184,8 @@ struct WriteSlotTests {
             await withTaskGroup(of: Void.self) { group in
                 for i in 0..<64 {
                     group.addTask {
-                        let slot = await stream.writeSlot()
-                        slotted.withLockedValue { $0 += 1 }
-                        defer { slot.release() }
-                        let (f, place) = frame(i)
                         do {
-                            _ = try await stream.send(f, expecting: .place(place), slot: slot)
+                            _ = try await send(i, on: stream, counting: slotted)
                         } catch {
                             failed.withLockedValue { $0 += 1 }
                         }

@@ -43,6 +43,18 @@ final class AgentListenerTests: Sendable {
                           identity: AgentIdentity(name: name, site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501))
     }
 
+    /// Runs `body` on a raw connection to `listener` that has registered as agent a1.
+    func asRegisteredAgent(_ listener: AgentListener,
+                           _ body: (inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void) async throws {
+        let register = Register(name: "a1", site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501)
+        try await BargeConnection.withConnection(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1", role: .agent) { _, inbound, outbound in
+            var frames = inbound.makeAsyncIterator()
+            try await outbound.write(Message.register(register).frame())
+            guard case .registered = try Message(frame: try #require(await frames.next())) else { Issue.record("not registered"); return }
+            try await body(&frames, outbound)
+        }
+    }
+
     /// Polls `condition` for up to five seconds.
     func eventually(_ condition: () async -> Bool) async throws -> Bool {
         for _ in 0..<100 {
@@ -144,11 +156,7 @@ final class AgentListenerTests: Sendable {
         let clock = ManualClock()
         let listener = try await listener(clock: clock)
         let serving = Task { try await listener.run() }
-        let register = Register(name: "a1", site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501)
-        try await BargeConnection.withConnection(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1", role: .agent) { _, inbound, outbound in
-            var frames = inbound.makeAsyncIterator()
-            try await outbound.write(Message.register(register).frame())
-            guard case .registered = try Message(frame: try #require(await frames.next())) else { Issue.record("not registered"); return }
+        try await asRegisteredAgent(listener) { frames, outbound in
             // Silent past three heartbeat intervals on the coordinator's clock: a new process
             // takes the name on a connection of its own.
             clock.advance(seconds: 1)
@@ -173,11 +181,7 @@ final class AgentListenerTests: Sendable {
     @Test func aMalformedMessageAfterRegistrationGetsAnErrorFrameWithTheReason() async throws {
         let listener = try await listener(clock: ManualClock())
         let serving = Task { try await listener.run() }
-        let register = Register(name: "a1", site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501)
-        try await BargeConnection.withConnection(host: "127.0.0.1", port: listener.localAddress!.port!, token: Self.token, name: "a1", role: .agent) { _, inbound, outbound in
-            var frames = inbound.makeAsyncIterator()
-            try await outbound.write(Message.register(register).frame())
-            guard case .registered = try Message(frame: try #require(await frames.next())) else { Issue.record("not registered"); return }
+        try await asRegisteredAgent(listener) { frames, outbound in
             var short = ByteBuffer()
             short.writeBytes([0, 0, 1])
             try await outbound.write(Frame(type: .heartbeat, payload: short))
