@@ -26,12 +26,18 @@ struct APIConformanceTests {
         }
     }
 
-    @Test func statusCodesFollowHTTP() async throws {
+    /// A fixture with agent a1 of site a up and job j-1 (a:ds → b:ds) in `state`.
+    func fixture(withJobIn state: JobState) async throws -> Fixture {
         let f = try Fixture()
         _ = try await f.directory.register(Register(name: "a1", site: "a", root: "/d", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8))
-        var done = JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1)
-        done.state = .succeeded
-        try f.journal.insert(done)
+        var job = JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1)
+        job.state = state
+        try f.journal.insert(job)
+        return f
+    }
+
+    @Test func statusCodesFollowHTTP() async throws {
+        let f = try await fixture(withJobIn: .succeeded)
 
         // The state forbids it: 409.
         try await post(f, "/v1/jobs/j-1/limit", #"{"bwlimit":"10MiB/s"}"#, status: .conflict, contains: "succeeded")
@@ -82,11 +88,7 @@ struct APIConformanceTests {
     /// path over 64 KiB trapped the coordinator encoding it (over 4 KiB, it ended the agent's
     /// connection).
     @Test func valuesAtTheEdgesOfTheirTypesAreRefusedInWords() async throws {
-        let f = try Fixture()
-        _ = try await f.directory.register(Register(name: "a1", site: "a", root: "/d", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8))
-        var running = JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1)
-        running.state = .running
-        try f.journal.insert(running)
+        let f = try await fixture(withJobIn: .running)
         let submit = #"{"source":{"site":"a","path":"x"},"destination":{"site":"b","path":"y"}"#
         try await post(f, "/v1/jobs", submit + #","tier":"cold:age>15250284452472w"}"#, status: .badRequest, contains: "not an age")
         try await post(f, "/v1/tiers/demote", #"{"site":"b","path":"y","policy":"cold:age<9223372036854775807m"}"#, status: .badRequest, contains: "not an age")
