@@ -80,12 +80,14 @@ public struct FileChunkReader {
         defer { piece.deallocate() }
         // The cut of a chunk whose searched bytes all lie in a hole, by its limit: that of zeros.
         var zeroCuts: [Int: Int] = [:]
+        // Looked at once: a dense file (most) is not asked about holes chunk by chunk.
+        let sparse = Holes.mayHave(fd)
         var chunk = start
         while chunk < end {
             var search = FastCDC.Search(cdc, available: Int(min(end - chunk, UInt64(Int.max))))
             // A sparse file's hole is not read: its bytes are zeros, and so is where they cut. (A
             // 50 GiB file with 4 MiB of data spent most of its time reading and hashing holes.)
-            if search.cut == nil, Holes.contain(fd, from: chunk + UInt64(search.position), length: UInt64(search.wanted)) {
+            if sparse, search.cut == nil, Holes.contain(fd, from: chunk + UInt64(search.position), length: UInt64(search.wanted)) {
                 let limit = search.limit
                 let cut = zeroCuts[limit] ?? Self.zeroCut(cdc, limit: limit, piece: piece)
                 zeroCuts[limit] = cut

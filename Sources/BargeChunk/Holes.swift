@@ -21,12 +21,21 @@ public enum Holes {
     public static func contain(_ fd: Int32, from offset: UInt64, length: UInt64) -> Bool {
         guard length > 0, offset <= UInt64(off_t.max) else { return false }
         var st = stat()
-        // A file whose blocks cover its size has no hole to look for: one `fstat`, where
-        // `SEEK_DATA` may be a round trip to a file server for each chunk.
-        guard fstat(fd, &st) == 0, st.st_blocks >= 0, UInt64(st.st_blocks) * 512 < UInt64(max(st.st_size, 0)) else { return false }
+        guard fstat(fd, &st) == 0, mayHave(st) else { return false }
         let next = lseek(fd, off_t(offset), Self.seekData)
         if next < 0 { return errno == ENXIO && offset + length <= UInt64(st.st_size) }
         return UInt64(next) >= offset + length
+    }
+
+    /// Whether the open file may have holes: its blocks do not cover its size. A file whose
+    /// blocks do has none to look for, and `SEEK_DATA` may be a round trip to a file server.
+    public static func mayHave(_ fd: Int32) -> Bool {
+        var st = stat()
+        return fstat(fd, &st) == 0 && mayHave(st)
+    }
+
+    private static func mayHave(_ st: stat) -> Bool {
+        st.st_blocks >= 0 && UInt64(st.st_blocks) * 512 < UInt64(max(st.st_size, 0))
     }
 
     /// Whether every byte of `bytes` is zero: the first few looked at before the rest, so data

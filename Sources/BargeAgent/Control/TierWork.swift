@@ -205,7 +205,7 @@ public final class TierWork: Sendable {
         if coldAfter == nil {
             if exists && !isDirectory {
                 let e = try TreeScanner.entry(at: start)
-                if r.after.isEmpty || skip == 0 && !r.after.hasPrefix("h:") {
+                if skip == 0 && !r.after.hasPrefix("h:") {
                     entries.append(TierEntry(cold: false, kind: Self.kind(e.kind), path: base, size: e.size, mtimeSeconds: e.mtimeSeconds, mode: e.mode))
                 }
                 skip = max(0, skip - 1)
