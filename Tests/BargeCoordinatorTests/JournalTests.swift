@@ -400,4 +400,44 @@ extension JournalTests {
         #expect(try journal.job("j0") == nil && journal.units(job: "j0").isEmpty)
         #expect(try journal.job("j1") != nil && journal.job("j2") != nil)  // ended later; never ended
     }
+
+    /// Pruning gives its space back to the file system (incremental auto-vacuum), and a journal
+    /// made before that is converted once when it opens, keeping its jobs.
+    @Test func prunedJobsSpaceGoesBackToTheFileSystem() async throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        #expect(try journal.pragma("auto_vacuum") == 2)  // INCREMENTAL
+        let name = String(repeating: "n", count: 200)
+        for j in 0..<20 {
+            try journal.insert(job("j\(j)"))
+            let units = (0..<1_000).map { UnitRecord(jobId: "j\(j)", unitId: Int64($0), path: "d/\(name)\($0)", offset: 0, length: 1) }
+            try journal.plan("j\(j)", units: units, totals: PlanTotals(bytes: 1_000, files: 1_000, chunks: 1_000), now: 5)
+            try journal.end("j\(j)", .cancel, now: j == 0 ? 500 : 100)
+        }
+        let full = journal.sizeOnDisk()
+        #expect(full > 4_000_000)
+        #expect(try journal.prune(endedBefore: 200).count == 19)
+        let pages = try await journal.reclaim()
+        #expect(pages > 500)
+        let after = journal.sizeOnDisk()
+        #expect(after < full / 4, "\(after) bytes on disk after pruning 19 of 20 jobs, \(full) before")
+        #expect(try journal.units(job: "j0").count == 1_000)
+        #expect(try await journal.reclaim() == 0)
+    }
+
+    @Test func aJournalWithoutAutoVacuumIsConvertedWhenItOpens() throws {
+        let dir = try StateDirectory()
+        do {
+            let journal = try Journal(path: dir.path)
+            try journal.insert(job("kept"))
+        }
+        do {
+            let raw = try DatabaseQueue(path: dir.path)
+            try raw.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA auto_vacuum = NONE; VACUUM") }
+            #expect(try raw.read { db in try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") } == 0)
+        }
+        let journal = try Journal(path: dir.path)
+        #expect(try journal.pragma("auto_vacuum") == 2)
+        #expect(try journal.job("kept") != nil)
+    }
 }

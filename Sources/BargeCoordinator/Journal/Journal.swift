@@ -39,6 +39,7 @@ public final class Journal: Sendable {
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0")
         }
+        try Self.reclaimingFreePages(pool)
         try Self.migrator.migrate(pool)
         checkpointer = try WALCheckpointer(path: path)
         let columns = try pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM pragma_table_info('units') ORDER BY cid") }
@@ -376,6 +377,44 @@ public final class Journal: Sendable {
         for id in ids { manifests.remove(job: id) }
         finishFiles.forget(jobs: Set(ids))
         return ids
+    }
+
+    /// Makes the journal one whose free pages can be given back (`reclaim`), by a `VACUUM` once,
+    /// at start: instant for a new journal (WAL mode has already written its first page, so the
+    /// setting alone would not take), a copy for one made before this. A `VACUUM` that fails (it
+    /// needs room for that copy) leaves the journal as it was, which works, only without
+    /// shrinking.
+    static func reclaimingFreePages(_ pool: DatabasePool) throws {
+        try pool.writeWithoutTransaction { db in
+            guard try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") != 2 else { return }
+            try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+            try? db.execute(sql: "VACUUM")
+        }
+    }
+
+    /// Pages freed per write transaction of `reclaim` (4 KiB each), so that other writes are
+    /// not held up behind the whole of it.
+    static let reclaimStep = 2_048
+
+    /// Gives the pages that pruning freed back to the file system, a step at a time, and
+    /// starts the WAL over so that the file shrinks now rather than at a later checkpoint.
+    /// Returns the pages given back.
+    @discardableResult
+    public func reclaim() async throws -> Int {
+        var freed = 0
+        while true {
+            let (was, left) = try await pool.writeWithoutTransaction { db -> (Int, Int) in
+                let was = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+                guard was > 0 else { return (0, 0) }
+                try db.execute(sql: "PRAGMA incremental_vacuum(\(Self.reclaimStep))")
+                return (was, try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0)
+            }
+            freed += was - left
+            // An older journal whose VACUUM failed frees nothing here: stop.
+            if left == 0 || left >= was { break }
+        }
+        if freed > 0 { _ = try? await pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) } }
+        return freed
     }
 
     /// The journal's size in bytes, with its WAL and its manifest files.

@@ -387,7 +387,16 @@ public actor Scheduler {
         try requireJournal()
         await flush()
         let ids = try journal.prune(endedBefore: before)
-        if !ids.isEmpty { logger.notice("pruned \(ids.count) jobs that ended before \(Date(timeIntervalSince1970: before))") }
+        if !ids.isEmpty {
+            logger.notice("pruned \(ids.count) jobs that ended before \(Date(timeIntervalSince1970: before))")
+            // The space goes back to the file system, not only to the journal's free list.
+            do {
+                let pages = try await journal.reclaim()
+                logger.info("gave \(pages) pages of the journal back to the file system")
+            } catch {
+                logger.warning("could not give the pruned jobs' space back to the file system: \(error)")
+            }
+        }
         return ids
     }
 
