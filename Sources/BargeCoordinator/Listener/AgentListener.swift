@@ -32,23 +32,28 @@ public final class AgentListener: Sendable {
     public let configuration: AgentListenerConfiguration
     public let directory: AgentDirectory
     public let scheduler: Scheduler
+    /// Hands an agent's report to the scheduler.
+    public typealias Deliver = @Sendable (_ report: Message, _ from: String) async -> Void
+    let deliver: Deliver
     let logger: Logger
     private let server: BargeServer
 
     /// The address actually bound (port 0 binds a free port).
     public var localAddress: SocketAddress? { server.localAddress }
 
-    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, scheduler: Scheduler, logger: Logger, server: BargeServer) {
+    private init(configuration: AgentListenerConfiguration, directory: AgentDirectory, scheduler: Scheduler, deliver: Deliver?, logger: Logger, server: BargeServer) {
         self.configuration = configuration
         self.directory = directory
         self.scheduler = scheduler
+        self.deliver = deliver ?? { report, agent in await scheduler.received(report, from: agent) }
         self.logger = logger
         self.server = server
     }
 
-    /// Binds the listening socket. Call `run()` to serve.
+    /// Binds the listening socket. Call `run()` to serve. `deliver` hands reports to the
+    /// scheduler (`Scheduler.received`, unless a test gives another).
     public static func bind(_ configuration: AgentListenerConfiguration, directory: AgentDirectory, scheduler: Scheduler,
-                            logger: Logger = Logger(label: "barge.coordinator"),
+                            deliver: Deliver? = nil, logger: Logger = Logger(label: "barge.coordinator"),
                             group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> AgentListener {
         let server = try await BargeServer.bind(
             host: configuration.host, port: configuration.port, token: configuration.token, name: configuration.name,
@@ -58,15 +63,15 @@ public final class AgentListener: Sendable {
             // One connection per agent, and few files of its own: up to 16,384 agents, half its
             // descriptors.
             maxConnections: BargeServer.connectionLimit(most: 16_384, share: 2), group: group)
-        return AgentListener(configuration: configuration, directory: directory, scheduler: scheduler, logger: logger, server: server)
+        return AgentListener(configuration: configuration, directory: directory, scheduler: scheduler, deliver: deliver, logger: logger, server: server)
     }
 
     /// Serves until the task is cancelled or the listening socket closes. `run()` (the `Service`
     /// conformance) wraps it with graceful shutdown.
     func serve() async throws {
-        let directory = directory, scheduler = scheduler, configuration = configuration, logger = logger
+        let directory = directory, scheduler = scheduler, deliver = deliver, configuration = configuration, logger = logger
         try await server.serve(session: { peer, inbound, outbound in
-            try await AgentSession(session: peer.session, directory: directory, scheduler: scheduler, configuration: configuration, logger: logger)
+            try await AgentSession(session: peer.session, directory: directory, scheduler: scheduler, deliver: deliver, configuration: configuration, logger: logger)
                 .run(inbound: inbound, outbound: outbound)
         }, onError: { address, error in
             // The coordinator stopping (SIGTERM) cancels its agents' connections: not worth a warning.

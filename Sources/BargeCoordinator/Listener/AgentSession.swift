@@ -1,6 +1,7 @@
 import BargeWire
 import Logging
 import NIOCore
+import Synchronization
 
 /// One agent's connection after the handshake: `register`, then heartbeats (each echoed) and the
 /// agent's reports, which go to the scheduler; the scheduler's requests to the agent go out
@@ -10,6 +11,8 @@ struct AgentSession {
     let session: Session
     let directory: AgentDirectory
     let scheduler: Scheduler
+    /// Hands a report to the scheduler (`Scheduler.received`; a test's may take its time).
+    let deliver: AgentListener.Deliver
     let configuration: AgentListenerConfiguration
     let logger: Logger
 
@@ -47,12 +50,41 @@ struct AgentSession {
         let (messages, sink) = AsyncStream.makeStream(of: Message.self)
         let connection = await scheduler.attach(registration, sink: sink, version: session.version)
         defer { Task { [scheduler] in await scheduler.detach(registration.name, connection: connection) } }
+        // A message that does not decode ends the session with its error, after the writer has
+        // sent the agent the reason (thrown inside the group, it cancelled the writer first).
+        var violation: WireError?
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 for await message in messages { try await outbound.write(message.frame()) }
             }
             // The writer drains what is queued (a last error included), then ends with the stream.
             defer { sink.finish() }
+            // The agent's reports go to the scheduler in order, on a task of their own, so that a
+            // heartbeat is never read behind a report that a busy scheduler has not yet taken:
+            // under a burst of 500 submissions one waited 5 s that way, and a live agent was taken
+            // for down. At most `ReportQueue.limit` reports wait; past that, reading waits too.
+            let reports = ReportQueue()
+            defer { reports.finish() }
+            tasks.addTask { [scheduler, directory, logger, deliver] in
+                for await message in reports.messages {
+                    reports.took()
+                    guard case .error(let e) = message else {
+                        await deliver(message, registration.name)
+                        continue
+                    }
+                    // An agent stopping (SIGTERM) says so as it closes: it is down at once and its
+                    // units go back to pending, rather than after its timeout; after the reports
+                    // it sent before.
+                    // Only on its current connection: an old one of a hung process, stopped after
+                    // a new one took its name, would take the live agent down.
+                    if e.code == .stopping, await scheduler.isAttached(registration.name, connection: connection),
+                       await directory.stopped(name: registration.name) {
+                        let released = (try? await scheduler.agentsDown([registration.name])) ?? 0
+                        logger.notice("agent '\(registration.name)' is stopping: marked down, \(released) units back to pending")
+                    }
+                    return
+                }
+            }
             // Heartbeats echoed at most ten a second: an agent's come seconds apart, and one that
             // sent them as fast as it could without reading grew the echoes' queue without end.
             var lastEcho = ContinuousClock.now - .seconds(1)
@@ -62,7 +94,8 @@ struct AgentSession {
                     // Answered with the reason before the connection closes, as protocol.md says
                     // of every violation; before, the agent saw only the connection end.
                     sink.yield(.error(ErrorMessage(error)))
-                    throw error
+                    violation = error
+                    return
                 }
                 switch message {
                 case .heartbeat(let beat):
@@ -84,17 +117,10 @@ struct AgentSession {
                         sink.yield(.heartbeat(beat))
                     }
                 case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding, .compareReply, .tierReply:
-                    await scheduler.received(message, from: registration.name)
-                case .error(let e):
-                    // An agent stopping (SIGTERM) says so as it closes: it is down at once and its
-                    // units go back to pending, rather than after its timeout.
-                    // Only on its current connection: an old one of a hung process, stopped after
-                    // a new one took its name, would take the live agent down.
-                    if e.code == .stopping, await scheduler.isAttached(registration.name, connection: connection),
-                       await directory.stopped(name: registration.name) {
-                        let released = (try? await scheduler.agentsDown([registration.name])) ?? 0
-                        logger.notice("agent '\(registration.name)' is stopping: marked down, \(released) units back to pending")
-                    }
+                    try await reports.add(message)
+                case .error:
+                    // The agent's last word: handled after its reports, then the session ends.
+                    try await reports.add(message)
                     return
                 default:
                     sink.yield(.error(ErrorMessage(.unexpected(frame.type, state: "serving agent '\(registration.name)'"))))
@@ -102,9 +128,37 @@ struct AgentSession {
                 }
             }
         }
+        if let violation { throw violation }
     }
 
     fileprivate func refuse(_ error: ErrorMessage, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         try await outbound.write(Message.error(error).frame())
     }
+}
+
+/// An agent's reports on their way from its connection's reader to the scheduler, in order. At
+/// most `limit` wait: an agent whose reports come faster than the scheduler takes them is then
+/// read no faster than they are taken.
+final class ReportQueue: Sendable {
+    static let limit = 1_024
+    let messages: AsyncStream<Message>
+    private let continuation: AsyncStream<Message>.Continuation
+    private let waiting = Mutex(0)
+
+    init() {
+        (messages, continuation) = AsyncStream.makeStream(of: Message.self)
+    }
+
+    /// Queues a report, first waiting while `limit` wait already.
+    func add(_ message: Message) async throws {
+        while waiting.withLock({ $0 >= Self.limit }) { try await Task.sleep(for: .milliseconds(5)) }
+        waiting.withLock { $0 += 1 }
+        continuation.yield(message)
+    }
+
+    /// The consumer took one.
+    func took() { waiting.withLock { $0 -= 1 } }
+
+    /// No more: the consumer ends once it has taken those queued.
+    func finish() { continuation.finish() }
 }
