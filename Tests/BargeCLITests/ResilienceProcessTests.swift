@@ -307,6 +307,42 @@ struct ResilienceProcessTests {
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
     }
 
+    /// A job cancelled while its source is still being scanned stays cancelled: the scan's later
+    /// pages are ignored, and no file of the job is written after the cancel. Before, the next
+    /// page put the job back among the running ones, and its units still pending were assigned
+    /// and written after the cancel (a reading review found it). The agent pauses 0.5 s after
+    /// each of the scan's pages (three of 1,024 entries), and the job's cap keeps most of the
+    /// first page's units pending when the cancel comes.
+    @Test func aJobCancelledDuringItsScanWritesNothingAfterTheCancel() async throws {
+        for i in 0..<3_000 {
+            let dir = source.appendingPathComponent("d\(i / 1_000)")
+            if i % 1_000 == 0 { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+            try Data(SampleData.random(bytes: 32 << 10, seed: UInt64(i))).write(to: dir.appendingPathComponent("f\(i)"))
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "1MiB"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, environment: ["BARGE_FAULT_SCAN_PAGE_DELAY": "0.5"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        #expect(try await cluster.agentsRegister(2, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "4MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await cluster.eventually(60) { (try status(job, http)["files_total"] as? Int ?? 0) > 0 }, "\(coordinator.output)")
+        let cancelled = try cluster.cli(["cancel", job], http: http)
+        #expect(cancelled.status == 0, "\(cancelled.stderr)")
+        func written() -> Int {
+            let e = FileManager.default.enumerator(atPath: destination.path)
+            var n = 0
+            while let p = e?.nextObject() as? String { if p.contains("/f"), !p.hasSuffix(".barge-partial") { n += 1 } }
+            return n
+        }
+        try await Task.sleep(for: .seconds(1))
+        let atCancel = written()
+        // The scan's two other pages come 0.5 s apart; at 4 MiB/s, 3 s would write 300 files.
+        try await Task.sleep(for: .seconds(4))
+        #expect(written() == atCancel, "\(written() - atCancel) files written after the cancel\n\(coordinator.output)")
+        #expect(try status(job, http)["state"] as? String == "cancelled")
+        #expect(!coordinator.output.contains("job \(job): scan complete"), "\(coordinator.output)")
+    }
+
     /// kill -9 the coordinator in the middle of a job of small files whose sites each have two
     /// agents sharing a root (file batches in flight on both pairs, each batch finished with a
     /// shared `syncfs`): after a restart the job finishes, every file identical with its mode and

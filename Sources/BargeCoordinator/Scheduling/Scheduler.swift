@@ -536,7 +536,9 @@ public actor Scheduler {
         if skipped.files > 0 { batch.append(.skipped(job: scan.job, files: skipped.files, bytes: skipped.bytes)) }
         if let first = reply.skipped.first { batch.append(.untransferable(job: scan.job, count: Int64(reply.skipped.count), first: first)) }
         plannedEntriesWaiting += entries.count
-        if !policy.isRunning(scan.job), let job = try journal.job(scan.job) {
+        // Not one that ended meanwhile (`forget` drops its scan, but a page may have been in its
+        // quick check then): it would run again, its pending units sent after its cancel.
+        if !policy.isRunning(scan.job), let job = try journal.job(scan.job), !job.state.isTerminal {
             var record = job
             record.state = .running
             running[job.id] = RunningJob(record: record, movedAt: now())
@@ -867,6 +869,10 @@ public actor Scheduler {
     /// A job that ended: nothing of it stays in memory. Jobs that waited for it may start.
     private func forget(_ job: String) {
         endings.ended(job)
+        // Its scan's later pages are ignored (the agent's walk goes on to its end unheard).
+        for (request, scan) in scans where scan.job == job { scans.removeValue(forKey: request) }
+        scansWaiting.remove(job)
+        unchecked.remove(job)
         policy.end(job: job)
         records = records.filter { $0.key.job != job }
         pathLosses = pathLosses.filter { $0.key.job != job }
