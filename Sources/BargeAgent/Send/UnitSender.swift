@@ -152,7 +152,10 @@ public struct UnitSender: Sendable {
             throw Self.sourceFailure(store)
         } catch {
             // A source that cannot be read says more than a destination that could not be reached
-            // (the plan is not abandoned before it has had its say).
+            // (the plan is not abandoned before it has had its say). A unit stopped (`task drop`,
+            // `cancel job`) abandons it first: it read and cut its whole range to no end before,
+            // holding the agent's one cut-point scan from the units that came next.
+            if Task.isCancelled { queue.abandon() }
             if case .failure(let failure) = await planning.value { throw failure }
             throw UnitFailure(retryable: true, description: Task.isCancelled ? "cancelled" : Self.dataPlaneFailure(error, to: task.destination.name, at: "\(task.destination.host):\(task.destination.port)"),
                               lane: !Task.isCancelled && Self.isLaneFailure(error))
@@ -305,7 +308,7 @@ public struct UnitSender: Sendable {
         switch code {
         case ENOENT, ENOTDIR:
             return "'\(path)' vanished from the source during the transfer (deleted or renamed after the scan)"
-        case EISDIR, ELOOP where opening:
+        case _ where code == EISDIR || (code == ELOOP && opening):
             // Replaced by a directory (its read says EISDIR) or by a symbolic link (never
             // followed: O_NOFOLLOW says ELOOP). Before, the job failed, and every resume again.
             return "'\(path)' is no longer a file at the source: it was replaced by a directory or a symbolic link after the scan"
