@@ -445,6 +445,14 @@ public actor Scheduler {
     // MARK: Messages from agents
 
     public func received(_ message: Message, from agent: String) async {
+        // Only a report that frees a lane, plans work or changes what an agent holds gives
+        // `schedule` anything new to do. Progress (every half second from each running unit)
+        // and answers to requests do not; each cost a pass over every running job.
+        let changesWork = switch message {
+        case .taskProgress, .verifyReply, .compareReply, .tierReply: false
+        default: true
+        }
+        defer { if changesWork { schedule() } }
         do {
             switch message {
             case .scanReply(var reply):
@@ -477,7 +485,6 @@ public actor Scheduler {
         } catch {
             logger.error("handling \(message.type) from \(agent): \(error)")
         }
-        schedule()
     }
 
     /// Entries whose path at either end would be longer than a path may be (`JobPath.longest`)
@@ -984,7 +991,7 @@ public actor Scheduler {
     private func restartScan(_ id: String) {
         Task {
             await self.flush()
-            await self.restartScanNow(id)
+            self.restartScanNow(id)
         }
     }
 
