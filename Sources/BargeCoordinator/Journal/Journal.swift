@@ -267,6 +267,12 @@ public final class Journal: Sendable {
         m.registerMigration("v22: the mismatches of a verification's page under repair") { db in
             try db.execute(sql: "ALTER TABLE verifications ADD COLUMN pageRepairs TEXT")
         }
+        m.registerMigration("v23: jobs by state") { db in
+            // The queued jobs (read at every submission, agent registration and job end) and the
+            // count of jobs in each state (every metrics scrape, every dashboard beat) scanned
+            // every job row: 24 ms and 46 ms with 100,000 jobs.
+            try db.execute(sql: "CREATE INDEX jobs_by_state ON jobs(state, createdAt)")
+        }
         return m
     }
 
