@@ -181,6 +181,9 @@ public final class ColdCatalog: Sendable {
                 t.primaryKey(["job", "after"])
             }
         }
+        m.registerMigration("v5: tier pages by age") { db in
+            try db.execute(sql: "CREATE INDEX tier_pages_by_age ON tier_pages(at)")
+        }
         return m
     }
 
@@ -219,6 +222,7 @@ public final class ColdCatalog: Sendable {
         let text = String(decoding: try JSONEncoder().encode(outcome), as: UTF8.self)
         try write { db in
             try db.execute(sql: "INSERT OR REPLACE INTO tier_pages (job, after, outcome, at) VALUES (?, ?, ?, ?)", arguments: [job, after, text, now])
+            // By the index of `at`: this ran at every page, and scanned a week of pages.
             try db.execute(sql: "DELETE FROM tier_pages WHERE at < ?", arguments: [now - Self.pageOutcomesKept])
         }
     }
@@ -308,11 +312,27 @@ public final class ColdCatalog: Sendable {
             if prefix.isEmpty {
                 return try Row.fetchAll(db, sql: "SELECT * FROM files WHERE path > ? ORDER BY path LIMIT ?", arguments: [start, limit]).map(Self.file)
             }
-            // The path itself, or anything below "prefix/" (the range ["prefix/", "prefix0"), as '0' follows '/').
-            return try Row.fetchAll(db, sql: """
-                SELECT * FROM files WHERE path > ? AND (path = ? OR (path >= ? AND path < ?)) ORDER BY path LIMIT ?
-                """, arguments: [start, prefix, prefix + "/", prefix + "0", limit]).map(Self.file)
+            // The path itself, then anything below "prefix/" (the range ["prefix/", "prefix0"), as
+            // '0' follows '/'), from the cursor on: a range of the primary key each. One query
+            // with both (`path = ? OR (…)`) collected and sorted every file under the prefix for
+            // each page: 0.10–0.16 s a page with 400,000 files, against 0.2 ms.
+            var found: [ColdFile] = []
+            if Self.precedes(start, prefix),
+               let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [prefix]) {
+                found.append(Self.file(row))
+            }
+            let below = prefix + "/"
+            let from = Self.precedes(start, below) ? below : start
+            let op = Self.precedes(start, below) ? ">=" : ">"
+            found += try Row.fetchAll(db, sql: "SELECT * FROM files WHERE path \(op) ? AND path < ? ORDER BY path LIMIT ?",
+                                      arguments: [from, prefix + "0", limit - found.count]).map(Self.file)
+            return found
         }
+    }
+
+    /// Whether `a` sorts before `b` as SQLite compares text: byte by byte.
+    static func precedes(_ a: String, _ b: String) -> Bool {
+        a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
     /// The chunks recorded so far of a file arriving cold, by offset.
