@@ -92,9 +92,17 @@ struct EvidenceRootService: Service {
     let logger: Logger
 
     func run() async throws {
+        // Jobs whose root could not be made (a manifest cut short, say): tried again after 4 s,
+        // 8 s, … up to an hour, not every 2 s for ever, each time reading all their manifests.
+        var retries = RetryTimes<String>(first: 4, longest: 3_600)
+        let clock = ContinuousClock(), start = clock.now
+        func now() -> Double { (clock.now - start) / .seconds(1) }
         while !StopAwarePause.stopping {
-            for id in (try? journal.unrootedJobs()) ?? [] {
+            let ids = (try? journal.unrootedJobs()) ?? []
+            retries.keep(only: Set(ids))
+            for id in ids {
                 if StopAwarePause.stopping { break }
+                if !retries.isDue(id, now: now()) { continue }
                 let journal = self.journal
                 let outcome: Result<(files: Int64, root: String), any Error> = await withCheckedContinuation { done in
                     DispatchQueue.global(qos: .utility).async {
@@ -106,8 +114,12 @@ struct EvidenceRootService: Service {
                     }
                 }
                 switch outcome {
-                case .success(let r): logger.info("job \(id): \(r.files) files, Merkle root \(r.root)")
-                case .failure(let error): logger.error("job \(id): cannot record the root of what it moved: \(error)")
+                case .success(let r):
+                    retries.succeeded(id)
+                    logger.info("job \(id): \(r.files) files, Merkle root \(r.root)")
+                case .failure(let error):
+                    let (count, wait) = retries.failed(id, now: now())
+                    logger.error("job \(id): cannot record the root of what it moved (tried \(count) times; again in \(Int(wait)) s): \(error)")
                 }
             }
             await StopAwarePause.pause(for: .seconds(2))
