@@ -159,6 +159,24 @@ struct SchedulerTests {
         #expect(failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true)
         guard case .cancelJob = await a1.next() else { Issue.record("agents were not told to stop the job"); return }
     }
+
+    /// Agents are told when a job succeeds too (`cancel job`), and forget it: a destination
+    /// kept, with their descriptors, the files of a unit that failed there and that another
+    /// agent of its site finished, for as long as it ran.
+    @Test func everyAgentIsToldWhenAJobSucceeds() async throws {
+        let f = try Fixture()
+        var a1 = try await f.oneFileJob("j-ok")
+        guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
+        await f.scheduler.received(.taskDone(TaskDone(job: "j-ok", unit: task.unit, bytes: 3, wireBytes: 3, refetched: 0, codecs: [], chunks: [],
+                                                      assignment: task.assignment)), from: "a1")
+        await f.scheduler.flush()
+        #expect(try await f.scheduler.status("j-ok")?.state == .succeeded)
+        var told = false
+        while let m = await Self.task(&a1) {
+            if case .cancelJob(let c) = m, c.job == "j-ok" { told = true; break }
+        }
+        #expect(told)
+    }
 }
 
 extension SchedulerTests {
@@ -175,7 +193,10 @@ extension SchedulerTests {
             _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "s\(n + 1)"), destination: .init(site: "b", path: "copy")), id: id)
         }
         for (n, id) in ids.enumerated() {
-            guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan for \(id)"); return }
+            // The job before, which succeeded, is told to the agents first.
+            var next = await a1.next()
+            while case .cancelJob(let c) = next, n > 0, c.job == ids[n - 1] { next = await a1.next() }
+            guard case .scanRequest(let scan) = next else { Issue.record("no scan for \(id)"); return }
             #expect(scan.path == "s\(n + 1)", "job \(n + 1) should scan now, not the one of \(scan.path)")
             for later in ids[(n + 1)...] { #expect(f.scheduler.waitsForOverlap(later)?.contains("job \(id) writes to an overlapping destination") == true) }
             let file = FileEntry(path: "", kind: .file, size: 3, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0)

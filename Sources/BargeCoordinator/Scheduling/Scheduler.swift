@@ -854,7 +854,10 @@ public actor Scheduler {
             switch job.state {
             case .succeeded:
                 logger.notice("job \(job.id) succeeded: \(job.bytesDone) bytes, \(job.filesDone) files, \(job.chunksRefetched) chunks refetched")
-                forget(job.id)
+                // Told to every agent too (`cancel job`), which then forgets the job: a
+                // destination kept, with their descriptors, the files of a unit that failed there
+                // and was finished by another agent of the site, for as long as it ran.
+                stopUnits(of: job.id)
             default:
                 stopUnits(of: job.id)
             }
