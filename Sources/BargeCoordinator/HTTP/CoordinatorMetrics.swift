@@ -71,7 +71,9 @@ public final class CoordinatorMetrics: Sendable {
         labelled.withLock { $0[key] = made }
         return made
     }
-    private let assignedAt = Mutex<[UnitKey: Double]>([:])
+    /// When each unit held now was assigned, by job: forgotten when the job ends (a unit held
+    /// when its job was cancelled, or released and never assigned again, reports nothing).
+    private let assignedAt = Mutex<[String: [UInt64: Double]]>([:])
 
     static func name(_ metric: String, _ unit: String = "", _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: metric, unitName: unit, helpText: help)
@@ -126,7 +128,7 @@ public final class CoordinatorMetrics: Sendable {
     }
 
     func assigned(job: String, unit: UInt64, now: Double) {
-        assignedAt.withLock { $0[UnitKey(job: job, unit: unit)] = now }
+        assignedAt.withLock { $0[job, default: [:]][unit] = now }
     }
 
     /// A unit's report: its wire bytes, and when it is the unit's `first` completion, its bytes,
@@ -134,7 +136,7 @@ public final class CoordinatorMetrics: Sendable {
     func record(_ done: TaskDone, first: Bool, source: String?, destination: String?, now: Double) {
         bytesSent.increment(by: Int64(done.wireBytes))
         if let source { counter(.agentBytesSent, source).increment(by: Int64(done.wireBytes)) }
-        if let started = assignedAt.withLock({ $0.removeValue(forKey: UnitKey(job: done.job, unit: done.unit)) }) {
+        if let started = assignedAt.withLock({ $0[done.job]?.removeValue(forKey: done.unit) }) {
             unitDuration.record(max(0, now - started))
         }
         guard first else { return }
@@ -160,7 +162,12 @@ public final class CoordinatorMetrics: Sendable {
 
     func failed(job: String, unit: UInt64) {
         error(.unitFailure)
-        _ = assignedAt.withLock { $0.removeValue(forKey: UnitKey(job: job, unit: unit)) }
+        _ = assignedAt.withLock { $0[job]?.removeValue(forKey: unit) }
+    }
+
+    /// A job ended: its units' assignment times go.
+    func forget(job: String) {
+        _ = assignedAt.withLock { $0.removeValue(forKey: job) }
     }
 
     func update(unitsInFlight units: Int) {

@@ -68,7 +68,7 @@ public actor Scheduler {
     var heldAtAttach: [String: [UnitKey: UInt32]] = [:]
     var policy: SchedulingPolicy
     /// Units read from the journal and not done: the policy's window, held and retrying units.
-    var records: [UnitKey: UnitRecord] = [:]
+    var records = UnitRecords()
     /// How many times a unit's attempt was given back because an agent of its lane went down.
     var pathLosses: [UnitKey: Int] = [:]
     static let forgivenLosses = 10
@@ -884,7 +884,8 @@ public actor Scheduler {
         scansWaiting.remove(job)
         unchecked.remove(job)
         policy.end(job: job)
-        records = records.filter { $0.key.job != job }
+        records.removeAll(job: job)
+        metrics.forget(job: job)
         pathLosses = pathLosses.filter { $0.key.job != job }
         live.remove(job: job)
         running.removeValue(forKey: job)
