@@ -85,18 +85,14 @@ public final class ChunkSource: @unchecked Sendable {
     /// As `chunk`, but as the frame payload itself. `byReference` is asked once the chunk is hashed:
     /// when it says the destination holds this id, the chunk is not encoded.
     /// `resolved`: the path as `resolve(batch:)` gave it, for the files of a batch.
-    public func prepare(sourcePath: String, resolved: RootedPath? = nil, offset: UInt64, length: Int, fileSize: UInt64,
+    /// `held`: the file as the unit opened it once for all its chunks (`HeldSources`), with
+    /// the ctime it had then; not closed here.
+    public func prepare(sourcePath: String, resolved: RootedPath? = nil, held: (fd: Int32, ctime: timespec)? = nil,
+                        offset: UInt64, length: Int, fileSize: UInt64,
                         mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
                         destination: ChunkPlace, byReference: ([UInt8]) -> Bool = { _ in false }) throws -> Prepared {
-        // Opened beneath the root by the kernel: a directory swapped for a symbolic link after the
-        // scan cannot lead the read outside it (EXDEV).
-        let path = try resolved ?? RootedPath.lexical(sourcePath, under: root)
-        let fd = try RootDirectory.open(root).openForReading(path.relative)
-        guard fd >= 0 else {
-            if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "") }
-            throw StoreError.system(operation: "open", path: sourcePath, errno: errno)
-        }
-        defer { close(fd) }
+        let fd = try held?.fd ?? open(sourcePath, resolved: resolved)
+        defer { if held == nil { close(fd) } }
         let prefix = ChunkData.prefixLength(destination)
         let capacity = ChunkFormat.maxEncodedLength(rawLength: length)
         var payload = ByteBuffer()
@@ -115,7 +111,7 @@ public final class ChunkSource: @unchecked Sendable {
             } else {
                 try readFully(fd, into: region, at: offset, sourcePath: sourcePath, fileSize: fileSize)
             }
-            try Self.checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime)
+            try Self.checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime, ctime: held?.ctime)
             let bytes = UnsafeRawBufferPointer(region)
             let digest: XXH128Digest
             if Holes.allZero(bytes) {
@@ -177,6 +173,18 @@ public final class ChunkSource: @unchecked Sendable {
                         byReference: false)
     }
 
+    /// Opens a source file for reading, beneath the root by the kernel: a directory swapped for
+    /// a symbolic link after the scan cannot lead the read outside it (EXDEV).
+    public func open(_ sourcePath: String, resolved: RootedPath? = nil) throws -> Int32 {
+        let path = try resolved ?? RootedPath.lexical(sourcePath, under: root)
+        let fd = try RootDirectory.open(root).openForReading(path.relative)
+        guard fd >= 0 else {
+            if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "") }
+            throw StoreError.system(operation: "open", path: sourcePath, errno: errno)
+        }
+        return fd
+    }
+
     private func readFully(_ fd: Int32, into region: UnsafeMutableRawBufferPointer, at offset: UInt64, sourcePath: String, fileSize: UInt64) throws {
         var done = 0
         while done < region.count {
@@ -198,12 +206,19 @@ public final class ChunkSource: @unchecked Sendable {
     /// Checked after the read: any write before or during it has moved the mtime.
     /// Throws `SourceChanged` when the open file's size (or, given `mtime`, its mtime) is not the
     /// scan's; also for a unit that reads nothing of a file before finishing it.
-    static func checkUnchanged(_ fd: Int32, sourcePath: String, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)?) throws {
+    /// Given `ctime` (the file held open since its first chunk), a ctime moved since is a change
+    /// too: a write in place whose mtime was put back, or a file renamed over it (the one held
+    /// lost its name, and its ctime moved with its link count).
+    static func checkUnchanged(_ fd: Int32, sourcePath: String, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)?,
+                               ctime: timespec? = nil) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: sourcePath, errno: errno) }
         if UInt64(st.st_size) != fileSize { throw SourceChanged(path: sourcePath, what: "size \(st.st_size), the scan saw \(fileSize)") }
         if let mtime, Int64(st.st_mtim.tv_sec) != mtime.seconds || Int32(st.st_mtim.tv_nsec) != mtime.nanoseconds {
             throw SourceChanged(path: sourcePath, what: "its mtime moved")
+        }
+        if let ctime, st.st_ctim.tv_sec != ctime.tv_sec || st.st_ctim.tv_nsec != ctime.tv_nsec {
+            throw SourceChanged(path: sourcePath, what: "it was replaced, written to, or its attributes changed while it was read: its ctime moved")
         }
     }
 }

@@ -76,6 +76,8 @@ public struct UnitSender: Sendable {
     public let pool: StreamPool?
     /// `auto`, or the codec the job asked for.
     private let codec: CodecChoice
+    /// Files read in more than one chunk, each held open for the whole unit.
+    private let held = HeldSources()
 
     public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress,
                 flow: UnitFlow? = nil, pool: StreamPool? = nil) {
@@ -98,6 +100,7 @@ public struct UnitSender: Sendable {
         let queue = StepQueue(UnitPlan(task))
         let planning = Task { await plan(queue) }
         defer { queue.abandon() }
+        defer { held.closeAll() }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The first stream asks what the destination already holds; the others open (a
@@ -638,8 +641,11 @@ public struct UnitSender: Sendable {
                 do {
                     (data, codecUsed) = try sources.using(codec) { source in
                         if let rate = flow.compressionRate { source.encoder.sendRate = rate }
+                        // A file of several chunks is read through one descriptor (`HeldSources`).
+                        let kept = UInt64(length) < file.length
+                            ? try held.descriptor(i, path: file.sourcePath) { try source.open(file.sourcePath) } : nil
                         let data = try source.prepare(
-                            sourcePath: file.sourcePath, offset: offset, length: length, fileSize: file.entry.size,
+                            sourcePath: file.sourcePath, held: kept.map { ($0.fd, $0.ctime) }, offset: offset, length: length, fileSize: file.entry.size,
                             mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
                             destination: place, byReference: { id in
                                 guard byReference, claimed == nil else { return false }
