@@ -100,6 +100,54 @@ struct UnitSenderTests {
         #expect(!FileManager.default.fileExists(atPath: roots.destination + "/out/log.txt"), "never under its final name")
     }
 
+    /// Files that became something else after the scan are left out with words, and the rest of
+    /// the unit is sent: one replaced by a FIFO, one by a unix socket, and one whose directory was
+    /// swapped for a symbolic link out of the root ("moved to scratch and linked back"). Before,
+    /// each failed the job ("errno 29 (Illegal seek)"), and every resume again.
+    @Test func filesReplacedByAFIFOASocketOrALinkOutOfTheRootAreLeftOut() async throws {
+        let roots = try Roots()
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: roots.source + "/d", withIntermediateDirectories: true)
+        var files: [TaskFile] = []
+        for name in ["fifo", "socket", "d/moved", "kept"] {
+            let url = URL(fileURLWithPath: roots.source + "/" + name)
+            try Data(SampleData.random(bytes: (2 << 20) + 3, seed: UInt64(name.count))).write(to: url)
+            let e = try entry("out/" + name, of: url)
+            files.append(TaskFile(sourcePath: name, entry: e, length: e.size, finish: true))
+        }
+        try fm.removeItem(atPath: roots.source + "/fifo")
+        #expect(mkfifo(roots.source + "/fifo", 0o644) == 0)
+        try fm.removeItem(atPath: roots.source + "/socket")
+        let sock = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(sock) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let socketPath = roots.source + "/socket"
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: socketPath.utf8.prefix(raw.count - 1))
+        }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        #expect(bound == 0)
+        let outside = roots.source + "-outside"
+        try fm.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try Data("outside".utf8).write(to: URL(fileURLWithPath: outside + "/moved"))
+        try fm.moveItem(atPath: roots.source + "/d", toPath: roots.source + "/d-away")
+        try fm.createSymbolicLink(atPath: roots.source + "/d", withDestinationPath: outside)
+        let listener = try await DataPlaneListener.bind(host: "127.0.0.1", port: 0, root: roots.destination, token: Self.token, name: "b1")
+        let serving = Task { try await listener.run() }
+        defer { serving.cancel() }
+        let done = try await send(files, roots: roots, listener: listener)
+        #expect(done.leftOut == [0, 1, 2], "\(done.firstLeftOut)")
+        #expect(done.firstLeftOut.contains("'fifo' is no longer a regular file at the source"), "\(done.firstLeftOut)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/out/kept")) == Data(contentsOf: URL(fileURLWithPath: roots.source + "/kept")))
+        for name in ["fifo", "socket", "d/moved"] { #expect(!fm.fileExists(atPath: roots.destination + "/out/" + name), "\(name) never under its final name") }
+        // Each alone says why.
+        let socketOnly = try await send([files[1]], roots: roots, listener: listener)
+        #expect(socketOnly.firstLeftOut.contains("'socket' is no longer a regular file at the source"), "\(socketOnly.firstLeftOut)")
+        let linked = try await send([files[2]], roots: roots, listener: listener)
+        #expect(linked.firstLeftOut.contains("'d/moved' is no longer below the source"), "\(linked.firstLeftOut)")
+    }
+
     /// Sends a file of `bytes` random bytes, as one unit with one stream and a 1 s stall timeout,
     /// to a peer that completes the handshake and then runs `session`; returns the unit's
     /// failure and how long it took to come.

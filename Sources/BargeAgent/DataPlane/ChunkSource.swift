@@ -182,6 +182,13 @@ public final class ChunkSource: @unchecked Sendable {
             if errno == EXDEV { throw StoreError.symlinkEscape(path: sourcePath, resolved: "") }
             throw StoreError.system(operation: "open", path: sourcePath, errno: errno)
         }
+        // A FIFO or a device put in its place is not read (a device's read may be endless, or
+        // do something).
+        var st = stat()
+        if fstat(fd, &st) == 0, st.st_mode & S_IFMT != S_IFREG {
+            close(fd)
+            throw StoreError.system(operation: "open", path: sourcePath, errno: st.st_mode & S_IFMT == S_IFDIR ? EISDIR : ENODEV)
+        }
         return fd
     }
 

@@ -295,17 +295,24 @@ public struct UnitSender: Sendable {
     /// - Changed: its size or mtime is no longer the scan's (`SourceChanged`), or it ended before
     ///   the range the scan of cut points read.
     /// - Unreadable: opening it was refused (EACCES, EPERM), as rsync reports such a file and goes on.
-    /// - No longer a file: replaced by a directory (EISDIR) or a symbolic link (ELOOP on opening).
+    /// - No longer a file: replaced by a directory (EISDIR) or a symbolic link (ELOOP on opening),
+    ///   a FIFO, socket or device (ESPIPE, ENXIO, ENODEV, or not a regular file once open).
+    /// - No longer below the source: a directory on its way became a link out of the root.
     static func leftOutReason(_ error: Error, path: String, scanned size: UInt64? = nil) -> String? {
         let code: Int32, opening: Bool
         switch error {
         case let changed as SourceChanged: return changed.description
+        case StoreError.symlinkEscape:
+            // A directory on its way swapped for a link out of the root ("moved to scratch and
+            // linked back"); the read went nowhere (opened beneath the root). Before, the job
+            // failed, and every resume again.
+            return "'\(path)' is no longer below the source: a directory on its way was replaced by a symbolic link out of the agent's root after the scan (nothing was read there)"
         case ChunkingError.shortFile(_, let expected, let actual):
             // `expected` is where the read was to end (a unit's range may end before the file).
             return SourceChanged(path: path, what: "it is \(actual) bytes now, the scan saw \(size ?? expected)").description
         case StoreError.system(let operation, _, let e): (code, opening) = (e, operation == "open")
         case ChunkingError.io(_, "open", let e): (code, opening) = (e, true)  // the scan of cut points
-        case ChunkingError.io(_, "read", EISDIR): (code, opening) = (EISDIR, false)
+        case ChunkingError.io(_, "read", let e): (code, opening) = (e, false)
         default: return nil
         }
         switch code {
@@ -315,6 +322,11 @@ public struct UnitSender: Sendable {
             // Replaced by a directory (its read says EISDIR) or by a symbolic link (never
             // followed: O_NOFOLLOW says ELOOP). Before, the job failed, and every resume again.
             return "'\(path)' is no longer a file at the source: it was replaced by a directory or a symbolic link after the scan"
+        case EXDEV where opening:
+            return leftOutReason(StoreError.symlinkEscape(path: path, resolved: ""), path: path)
+        case ESPIPE, ENXIO, ENODEV:
+            // A FIFO (its read says ESPIPE), a socket (its open, ENXIO) or a device in its place.
+            return "'\(path)' is no longer a regular file at the source: a FIFO, socket or device took its place after the scan"
         case EACCES where opening, EPERM where opening:
             return "'\(path)' could not be read at the source: \(StoreError.system(operation: "open", path: path, errno: code))"
         case ENAMETOOLONG where opening:
