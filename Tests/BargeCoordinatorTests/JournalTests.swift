@@ -378,7 +378,7 @@ extension JournalTests {
         #expect(ranges == 27)
     }
 
-    @Test func jobsComeInPagesAndOldOnesArePruned() throws {
+    @Test func jobsComeInPagesAndOldOnesArePruned() async throws {
         let dir = try StateDirectory()
         let journal = try Journal(path: dir.path)
         for i in 0..<7 { try journal.insert(job("j\(i)", createdAt: 1_700_000_000 + Int64(i % 3))) }
@@ -396,7 +396,7 @@ extension JournalTests {
                          totals: PlanTotals(bytes: 1, files: 1, chunks: 1), now: 5)
         try journal.end("j0", .cancel, now: 100)
         try journal.end("j1", .cancel, now: 300)
-        #expect(try journal.prune(endedBefore: 200) == ["j0"])
+        #expect(try await journal.prune(endedBefore: 200) == ["j0"])
         #expect(try journal.job("j0") == nil && journal.units(job: "j0").isEmpty)
         #expect(try journal.job("j1") != nil && journal.job("j2") != nil)  // ended later; never ended
     }
@@ -416,7 +416,7 @@ extension JournalTests {
         }
         let full = journal.sizeOnDisk()
         #expect(full > 4_000_000)
-        #expect(try journal.prune(endedBefore: 200).count == 19)
+        #expect(try await journal.prune(endedBefore: 200).count == 19)
         let pages = try await journal.reclaim()
         #expect(pages > 500)
         let after = journal.sizeOnDisk()

@@ -98,7 +98,7 @@ struct ManifestLogTests {
         }
     }
 
-    @Test func pruningAJobRemovesItsFile() throws {
+    @Test func pruningAJobRemovesItsFile() async throws {
         let dir = try StateDirectory()
         let journal = try Journal(path: dir.path)
         try planned(journal, "j1", units: 1)
@@ -108,7 +108,7 @@ struct ManifestLogTests {
         // A job id that is no plain name is spelled in hex, inside the directory.
         #expect(try FileManager.default.contentsOfDirectory(atPath: manifests).sorted() == ["j1", "x2e2e2f6a32"])
         #expect(try journal.units(job: "../j2")[0].manifest.map(UnitManifest.decode) == report("../j2", 0).chunks)
-        let pruned = try journal.prune(endedBefore: Date().timeIntervalSince1970 + 10)
+        let pruned = try await journal.prune(endedBefore: Date().timeIntervalSince1970 + 10)
         #expect(Set(pruned) == ["j1", "../j2"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: manifests).isEmpty)
     }

@@ -363,26 +363,69 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Rows of a pruned job's units or chunks deleted per write transaction.
+    static let pruneStep = 10_000
+
     /// Deletes jobs that ended before `before` (Unix seconds), with their units; returns their ids.
+    /// Their units and chunks go first, `pruneStep` rows a transaction, each waiting its turn
+    /// with the commits: one transaction for everything held the writer, and so every commit,
+    /// for minutes for a job of millions of units. Then the jobs' rows, in one transaction with
+    /// its audit record. A crash in between leaves ended jobs without units, which the next
+    /// prune (they are still as old) deletes.
     @discardableResult
-    public func prune(endedBefore before: Double) throws -> [String] {
-        let ids: [String] = try auditedWrite(effect: { (ids: [String]) in ("pruned \(ids.count) jobs\(ids.isEmpty ? "" : ": " + ids.prefix(100).joined(separator: " ") + (ids.count > 100 ? " …" : ""))", job: nil) }) { db in
-            let ids = try String.fetchAll(db, sql: """
+    public func prune(endedBefore before: Double) async throws -> [String] {
+        let ids = try await pool.read { db in
+            try String.fetchAll(db, sql: """
                 SELECT id FROM jobs WHERE finishedAt IS NOT NULL AND finishedAt < ? AND state IN ('succeeded', 'failed', 'cancelled')
                 """, arguments: [before])
-            for id in ids {
-                try db.execute(sql: "DELETE FROM units WHERE jobId = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM chunks WHERE jobId = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM verifications WHERE jobId = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
+        }
+        guard !ids.isEmpty else { return [] }
+        for id in ids {
+            for table in ["units", "chunks"] {
+                while try await pool.write({ db -> Int in
+                    try db.execute(sql: "DELETE FROM \(table) WHERE rowid IN (SELECT rowid FROM \(table) WHERE jobId = ? LIMIT ?)",
+                                   arguments: [id, Self.pruneStep])
+                    return db.changesCount
+                }) == Self.pruneStep {}
             }
-            return ids
+        }
+        let pruned: [String] = try await offPool { journal in
+            try journal.auditedWrite(effect: { (ids: [String]) in ("pruned \(ids.count) jobs\(ids.isEmpty ? "" : ": " + ids.prefix(100).joined(separator: " ") + (ids.count > 100 ? " …" : ""))", job: nil) }) { db in
+                var gone: [String] = []
+                for id in ids {
+                    // Still ended (a resume meanwhile would have kept it).
+                    guard try Bool.fetchOne(db, sql: "SELECT state IN ('succeeded', 'failed', 'cancelled') FROM jobs WHERE id = ?", arguments: [id]) == true else { continue }
+                    try db.execute(sql: "DELETE FROM units WHERE jobId = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM chunks WHERE jobId = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM verifications WHERE jobId = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
+                    gone.append(id)
+                }
+                return gone
+            }
         }
         // After the rows that point into them are gone (a crash in between leaves a file no row
         // reads).
-        for id in ids { manifests.remove(job: id) }
-        finishFiles.forget(jobs: Set(ids))
-        return ids
+        for id in pruned { manifests.remove(job: id) }
+        finishFiles.forget(jobs: Set(pruned))
+        return pruned
+    }
+
+    /// Runs journal work on a Dispatch thread, in the caller's audit context: the caller (the
+    /// scheduler's actor, a request) waits for the writer and the disk without holding one of
+    /// the cooperative pool's few threads.
+    func offPool<T: Sendable>(_ body: @escaping @Sendable (Journal) throws -> T) async throws -> T {
+        let audit = AuditContext.current
+        return try await withCheckedThrowingContinuation { done in
+            DispatchQueue.global(qos: .userInitiated).async {
+                done.resume(with: Result { try AuditContext.$current.withValue(audit) { try body(self) } })
+            }
+        }
+    }
+
+    /// Adds job `job`, off the cooperative pool (`offPool`).
+    public func insertOffPool(_ job: JobRecord) async throws {
+        try await offPool { try $0.insert(job) }
     }
 
     /// Makes the journal one whose free pages can be given back (`reclaim`), by a `VACUUM` once,

@@ -276,7 +276,7 @@ public actor Scheduler {
 
     // MARK: Jobs
 
-    public func submit(_ request: SubmitRequest, id: String) throws -> JobRecord {
+    public func submit(_ request: SubmitRequest, id: String) async throws -> JobRecord {
         let source = try Self.path(request.source.path), destination = try Self.path(request.destination.path)
         let codec = request.codec ?? "auto"
         guard codec.utf8.count <= 64, !codec.isEmpty else { throw SchedulerError.invalid("codec name is empty or too long") }
@@ -309,7 +309,10 @@ public actor Scheduler {
         job.notify = request.notify
         job.destinationIsDirectory = JobPath.namesDirectory(request.destination.path)
         job.sourceNamesDirectory = !source.isEmpty && JobPath.namesDirectory(request.source.path)
-        try journal.insert(job)
+        // Off the actor's thread: a burst of submissions made one synchronous write each, every
+        // one waiting for the commit under way and then for its own sync, while the actor took
+        // no report and one of the pool's threads stood still.
+        try await journal.insertOffPool(job)
         logger.notice("job \(id): \(job.sourceDescription) → \(job.destinationDescription), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
         startQueuedJobs()
         return job
@@ -386,7 +389,7 @@ public actor Scheduler {
     public func prune(endedBefore before: Double) async throws -> [String] {
         try requireJournal()
         await flush()
-        let ids = try journal.prune(endedBefore: before)
+        let ids = try await journal.prune(endedBefore: before)
         if !ids.isEmpty {
             logger.notice("pruned \(ids.count) jobs that ended before \(Date(timeIntervalSince1970: before))")
             // The space goes back to the file system, not only to the journal's free list.
