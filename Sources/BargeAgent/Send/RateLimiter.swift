@@ -38,8 +38,24 @@ public final class RateLimiter: Sendable {
 
     /// Waits until `bytes` more may go on the wire.
     public func charge(_ bytes: Int) async {
+        await sleep(take(bytes))
+    }
+
+    /// Takes `bytes` without waiting: the debt is waited out by the next `charge` or
+    /// `waitForCredit`. For bytes sent while holding what others share (a connection's write
+    /// slot), whose wait would hold them up too.
+    public func chargeLater(_ bytes: Int) {
+        _ = take(bytes)
+    }
+
+    /// Waits until nothing is owed.
+    public func waitForCredit() async {
+        await sleep(take(0))
+    }
+
+    private func take(_ bytes: Int) -> UInt64 {
         let now = clock()
-        let wait = state.withLockedValue { s -> UInt64 in
+        return state.withLockedValue { s -> UInt64 in
             if s.checked.map({ now >= $0 + 1_000_000_000 }) ?? true {
                 let (day, minute) = localTime()
                 let rate = timetable.rate(day: day, minute: minute).map { $0 * share }
@@ -48,6 +64,9 @@ public final class RateLimiter: Sendable {
             }
             return s.bucket.take(bytes, now: now)
         }
+    }
+
+    private func sleep(_ wait: UInt64) async {
         if wait > 0 { try? await Task.sleep(for: .nanoseconds(Int64(min(wait, UInt64(Int64.max))))) }
     }
 

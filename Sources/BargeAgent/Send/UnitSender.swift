@@ -491,6 +491,8 @@ public struct UnitSender: Sendable {
             // A step is taken with one of the stream's write slots, freed once its frame is
             // written: a stream whose socket drains slowly leaves the unit's steps to the others.
             try await queue.ready()
+            // The job's cap first, without a slot: other jobs' chunks use this stream meanwhile.
+            await flow.paceJob()
             let slot = await stream.writeSlot(order: flow.order)
             defer { slot.release() }
             try Task.checkCancellation()
