@@ -78,6 +78,37 @@ struct AuditTests {
         #expect(AuditChain.verify(lines: f.lines).broken == nil)
     }
 
+    /// A flood of requests without a valid token leaves a bounded trail: each path cut to 256
+    /// bytes, and past a burst of 100 (then 10 a second) they are counted, not recorded one by
+    /// one; the next one recorded says how many. Anyone who can reach the port can send them:
+    /// 300 with a 60 KB path added 57 MiB to the trail in 3 s (a black-box review, h3).
+    @Test func aFloodOfRequestsWithoutATokenLeavesABoundedTrail() async throws {
+        let f = try Fixture()
+        try f.trail.mirror()
+        let before = f.records.count
+        let size = { (try? FileManager.default.attributesOfItem(atPath: f.trail.path)[.size] as? Int) ?? 0 }
+        let start = size()
+        let long = String(repeating: "x", count: 60_000)
+        let began = ContinuousClock.now
+        try await f.app.test(.live) { client in
+            for _ in 0..<300 {
+                try await client.execute(uri: "/v1/jobs/\(long)/cancel", method: .post) { #expect($0.status == .unauthorized) }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            try await client.execute(uri: "/v1/jobs/j-9/cancel", method: .post) { #expect($0.status == .unauthorized) }
+        }
+        let elapsed = (ContinuousClock.now - began) / .seconds(1)
+        let records = Array(f.records.dropFirst(before))
+        #expect(records.count >= 100 && Double(records.count) <= 102 + 10 * elapsed, "\(records.count) records in \(elapsed) s")
+        #expect(records.allSatisfy { ($0.path?.utf8.count ?? 0) < 300 && ($0.action?.utf8.count ?? 0) < 320 })
+        // Every request is accounted for: recorded, or counted by the next one recorded.
+        let counted = records.compactMap { $0.args?["also refused"]?.split(separator: " ").first.flatMap { Int($0) } }.reduce(0, +)
+        #expect(records.count + counted == 301, "\(records.count) recorded, \(counted) counted")
+        #expect(records.last?.path == "/v1/jobs/j-9/cancel")
+        #expect(size() - start < Int(40_000 * (12 + elapsed)), "the trail grew by \(size() - start) bytes in \(elapsed) s")
+        #expect(AuditChain.verify(lines: f.lines).broken == nil)
+    }
+
     /// A token sent in a query is never written to the trail (a viewer reads it in a job's
     /// evidence: a black-box review took an admin token from there), and a request without a
     /// valid token leaves the sizes of what it sent, not the text (each one added its query and

@@ -1,7 +1,9 @@
+import Dispatch
 import Foundation
 import Hummingbird
 import NIOCore
 import Logging
+import NIOConcurrencyHelpers
 
 /// Every request that may change something (any method but GET and HEAD) is a control action:
 /// it runs with an `AuditContext`, and whatever it did is in the audit trail when it answers,
@@ -15,6 +17,10 @@ struct AuditMiddleware: RouterMiddleware {
     let journal: Journal
     let trail: AuditTrail?
     let logger: Logger
+    /// Requests refused for want of a valid token, recorded within a budget.
+    let refusals = NIOLockedValueBox(RefusalThrottle())
+    /// The longest request path recorded whole for a request without a valid token.
+    static let refusedPathLimit = 256
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.method != .get, request.method != .head else { return try await next(request, context) }
@@ -47,10 +53,10 @@ struct AuditMiddleware: RouterMiddleware {
             response = try await AuditContext.$current.withValue(audit) { try await next(request, context) }
         } catch {
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
-            record(audit.unrecorded(status: status, detail: (error as? HTTPError)?.body ?? "\(error)"), sent: sent)
+            await record(audit.unrecorded(status: status, detail: (error as? HTTPError)?.body ?? "\(error)"), sent: sent)
             throw error
         }
-        record(audit.unrecorded(status: response.status.code, detail: nil), sent: sent)
+        await record(audit.unrecorded(status: response.status.code, detail: nil), sent: sent)
         return response
     }
 
@@ -80,11 +86,19 @@ struct AuditMiddleware: RouterMiddleware {
     /// size of what it sent, not the text. Anyone who can reach the port can send such requests,
     /// and each one used to add its whole query and 4 KiB of body (17 MiB in 4 s).
     /// `sent`: how many query parameters, and how many bytes of body (-1: over 1 MiB, unread).
+    /// Its path is cut to `refusedPathLimit` bytes (a 60 KB path went into the trail twice).
     static func refusedUnauthenticated(_ r: AuditRecord, sent: (query: Int, body: Int)) -> AuditRecord {
-        guard r.result?.status == 401, r.args != nil else { return r }
+        guard r.result?.status == 401 else { return r }
         var r = r
-        let body = sent.body < 0 ? "more than 1 MiB" : "\(sent.body) bytes"
-        r.args = ["not recorded": "\(sent.query) query parameters and \(body) of body from a request without a valid token"]
+        if r.args != nil {
+            let body = sent.body < 0 ? "more than 1 MiB" : "\(sent.body) bytes"
+            r.args = ["not recorded": "\(sent.query) query parameters and \(body) of body from a request without a valid token"]
+        }
+        if let path = r.path, path.utf8.count > refusedPathLimit {
+            let cut = String(decoding: path.utf8.prefix(refusedPathLimit), as: UTF8.self) + "… (\(path.utf8.count) bytes)"
+            r.path = cut
+            r.action = r.action.map { action in action.split(separator: " ", maxSplits: 1).first.map { "\($0) \(cut)" } ?? cut }
+        }
         return r
     }
 
@@ -100,13 +114,22 @@ struct AuditMiddleware: RouterMiddleware {
         return String(decoding: data, as: UTF8.self)
     }
 
-    private func record(_ record: AuditRecord?, sent: (query: Int, body: Int)) {
-        let record = record.map { Self.refusedUnauthenticated($0, sent: sent) }
+    private func record(_ record: AuditRecord?, sent: (query: Int, body: Int)) async {
+        guard var record = record.map({ Self.refusedUnauthenticated($0, sent: sent) }) else { return }
+        if record.result?.status == 401 {
+            let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+            let (admit, before) = refusals.withLockedValue { $0.admit(now: now) }
+            guard admit else { return }
+            if before > 0 { record.args = (record.args ?? [:]).merging(["also refused": "\(before) requests without a valid token before this one, not recorded one by one"]) { $1 } }
+        }
+        // Off the pool: a synchronous, fully synced write and the mirror's file writes.
         do {
-            if let record { try journal.appendAudit(record) }
-            try trail?.mirror()
+            try await journal.offPool { [trail, record] journal in
+                try journal.appendAudit(record)
+                try trail?.mirror()
+            }
         } catch {
-            logger.error("audit: cannot record \(record?.action ?? "an action"): \(error)")
+            logger.error("audit: cannot record \(record.action ?? "an action"): \(error)")
         }
     }
 }
