@@ -70,6 +70,16 @@ public struct APIAuthentication: RouterMiddleware {
         return try await next(request, context)
     }
 
+    /// The secret a request presents (its bearer token, else the dashboard's cookie), for a
+    /// long response that checks it again as it goes; nil for none.
+    static func presentedSecret(_ request: Request) -> String? {
+        if let header = request.headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            return parts.count == 2 ? parts[1].trimmingCharacters(in: .whitespaces) : nil
+        }
+        return cookieToken(request)
+    }
+
     /// The dashboard's cookie, if the request has one.
     static func cookieToken(_ request: Request) -> String? {
         for field in request.headers[values: .cookie] {

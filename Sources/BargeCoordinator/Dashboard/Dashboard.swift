@@ -48,13 +48,20 @@ enum Dashboard {
                 let data = try JSONEncoder().encode(try await snapshot(scheduler, directory))
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
             }
+            let secret = APIAuthentication.presentedSecret(request)
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                             body: ResponseBody { writer in
                 // On a fixed beat (the time to build a snapshot does not add up), so that a change
                 // is in an event at most one interval and one build later.
                 // It ends as the coordinator stops: the HTTP server waits for every response to end.
+                // It ends too once its token is revoked (before, a stream opened with a token went
+                // on for ever after `barge token revoke`), with an event that says so.
                 var beat = ContinuousClock.now
                 while !StopAwarePause.stopping {
+                    guard let secret, tokens.identify(secret) != nil else {
+                        try await writer.write(ByteBuffer(string: "event: revoked\ndata: {\"error\":\"the API token is not valid (unknown or revoked)\"}\n\n"))
+                        break
+                    }
                     let data = try JSONEncoder().encode(try await snapshot(scheduler, directory))
                     var frame = ByteBuffer(string: "event: snapshot\ndata: ")
                     frame.writeBytes(data)

@@ -199,6 +199,12 @@ function start() {
   const events = new EventSource("/v1/events");
   events.addEventListener("snapshot", (e) => { live.textContent = "live"; live.classList.add("on"); accept(JSON.parse(e.data)); });
   events.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
+  // The token was revoked: the server ends the stream, and trying again would only be refused.
+  events.addEventListener("revoked", () => {
+    events.close();
+    live.textContent = "signed out: the API token was revoked";
+    live.classList.remove("on");
+  });
 }
 window.addEventListener("hashchange", render);
 if (window.bargeSnapshot) accept(window.bargeSnapshot);
