@@ -160,6 +160,20 @@ struct SchedulerTests {
         guard case .cancelJob = await a1.next() else { Issue.record("agents were not told to stop the job"); return }
     }
 
+    /// `barge_units_in_flight` goes back to 0 when a job with a unit out is cancelled: it was set
+    /// only when work was handed out, and said 1 after the cancel while the agents held none (a
+    /// black-box review, h3).
+    @Test func unitsInFlightFollowACancel() async throws {
+        let f = try Fixture()
+        var a1 = try await f.oneFileJob("j-c")
+        guard case .taskAssign = await a1.next() else { Issue.record("no task"); return }
+        let metrics = await f.scheduler.metrics
+        #expect(metrics.render().contains("barge_units_in_flight 1"))
+        _ = try await f.scheduler.cancel("j-c")
+        let after = metrics.render()
+        #expect(after.contains("barge_units_in_flight 0"), "\(after)")
+    }
+
     /// Agents are told when a job succeeds too (`cancel job`), and forget it: a destination
     /// kept, with their descriptors, the files of a unit that failed there and that another
     /// agent of its site finished, for as long as it ran.

@@ -674,6 +674,9 @@ public actor Scheduler {
         }
         let moved = completedBytes.addingSaturated(live.totalBytes)
         metrics.update(throughput: rate(moved))
+        // Also when nothing was scheduled: a cancel lets go of its units without a pass (the
+        // gauge said 1 unit in flight after one, while the agents held none).
+        metrics.update(unitsInFlight: policy.heldCount)
     }
 
     /// Keeps a unit's row as the journal read it, with the count of its assignments kept here: that
@@ -889,6 +892,7 @@ public actor Scheduler {
         policy.end(job: job)
         records.removeAll(job: job)
         metrics.forget(job: job)
+        metrics.update(unitsInFlight: policy.heldCount)
         pathLosses = pathLosses.filter { $0.key.job != job }
         live.remove(job: job)
         running.removeValue(forKey: job)
