@@ -3,7 +3,8 @@
 /// - Byte units: `B`, decimal `kB` `MB` `GB` `TB` (10³ steps) and binary `KiB` `MiB` `GiB` `TiB`
 ///   (2¹⁰ steps). Case does not matter for these.
 /// - Bit units, rates only: `bit`, `kbit`, `Mbit`, `Gbit`, `Tbit` (decimal), also spelled `bps`,
-///   `kbps`, `Mbps`, `Gbps`.
+///   `kbps`, `Mbps`, `Gbps`. In a rate, `MBps` (a capital B) is bytes, and `Mb`, `kb` or `b`
+///   (one letter and a small b, bits to some and bytes to others) is refused.
 /// - A rate may end in `/s`; a bare number is bytes (per second).
 public enum ByteQuantity {
     public static func parseSize(_ text: String) throws(QuantityError) -> Int {
@@ -27,7 +28,16 @@ public enum ByteQuantity {
             if (try? parseSize(String(body))) == 0 { throw QuantityError("'\(text)' is no rate: a cap is above zero; for no cap, write 'off'") }
             throw QuantityError("'\(text)' is an amount, not a rate; write it per second, like \(body)/s")
         }
-        guard let (value, unit) = split(String(body)) else { throw notARate }
+        guard var (value, unit) = split(String(body)) else { throw notARate }
+        // `MBps` is megabytes a second (rclone, iperf), `Mbps` megabits; `Mb` and `kb` are bits to
+        // some and bytes to others, and are refused rather than guessed (`50MBps` was taken for
+        // 50 megabits a second, and `50Mb/s` for 50 megabytes).
+        if unit.hasSuffix("Bps") { unit = String(unit.dropLast(2)) }
+        if unit.last == "b", unit.count <= 2 {
+            let prefix = unit.dropLast()
+            let number = value == value.rounded() && abs(value) < 1e15 ? "\(Int(value))" : "\(value)"
+            throw QuantityError("'\(text)': '\(unit)' is bits to some and bytes to others; write \(number)\(prefix.uppercased())B/s for bytes or \(number)\(prefix)bit/s for bits")
+        }
         let scale: Double
         if let s = byteScale(unit) {
             scale = s
@@ -68,7 +78,7 @@ public enum ByteQuantity {
         /// holding them); IEC when it names none.
         public init(of text: String?) {
             guard let text else { self = .iec; return }
-            if text.contains("bit") { self = .bits; return }
+            if text.contains("bit") || text.contains("bps") { self = .bits; return }
             if text.contains("iB") { self = .iec; return }
             self = text.contains(where: { "kKMGTP".contains($0) }) && text.contains("B") ? .si : .iec
         }

@@ -5,6 +5,8 @@ struct ByteQuantityTests {
     @Test(arguments: [(String, Double)]([
         ("40MiB/s", 40.0 * 1_048_576), ("500MB/s", 500e6), ("1Gbit/s", 125e6), ("100Mbps", 12.5e6),
         ("2.5GB/s", 2.5e9), ("1000/s", 1000), ("64 KiB/s", 65536), ("1gbit/s", 125e6),
+        // A capital B is bytes, `bps` with a small b is bits (`50MBps` was read as megabits).
+        ("50MBps", 50e6), ("50mbps", 6.25e6), ("2GBps", 2e9), ("8kbps", 1000),
     ]))
     func rates(_ text: String, _ bytesPerSecond: Double) throws {
         #expect(try ByteQuantity.parseRate(text) == bytesPerSecond)
@@ -18,6 +20,24 @@ struct ByteQuantityTests {
     @Test(arguments: ["", "fast", "10 parsecs", "0MB/s", "-5MB/s", "1e999", "MiB", "0.00001B/s", "0.5B/s", "7bit/s"])
     func badRates(_ text: String) {
         #expect(throws: QuantityError.self) { try ByteQuantity.parseRate(text) }
+    }
+
+    @Test func ratesAreShownInTheFamilyTheyWereWrittenIn() {
+        #expect(ByteQuantity.RateUnits(of: "100Mbps") == .bits && ByteQuantity.RateUnits(of: "1Gbit/s") == .bits)
+        #expect(ByteQuantity.RateUnits(of: "50MBps") == .si && ByteQuantity.RateUnits(of: "50MB/s") == .si)
+        #expect(ByteQuantity.RateUnits(of: "50MiB/s") == .iec && ByteQuantity.RateUnits(of: nil) == .iec)
+    }
+
+    /// One letter and a small b is bits to some and bytes to others: refused, with both spellings
+    /// that say which (`50Mb/s` was read as 50 megabytes a second).
+    @Test(arguments: ["50Mb/s", "50mb/s", "1Gb/s", "8kb/s", "100b/s"])
+    func ambiguousRates(_ text: String) {
+        #expect {
+            try ByteQuantity.parseRate(text)
+        } throws: { error in
+            let said = "\(error)"
+            return said.contains("bits to some and bytes to others") && said.contains("B/s for bytes") && said.contains("bit/s for bits")
+        }
     }
 
     @Test(arguments: ["1Gbit", "0.3B", "x", "1MiB/s"])
