@@ -938,7 +938,10 @@ public actor Scheduler {
         guard let queued = try? journal.jobs(in: [.queued]) else { return }
         let scanning = Set(scans.values.map(\.job))
         var waiting = DestinationClaims()
-        for job in queued where !scanning.contains(job.id) && job.operation == .transfer {
+        // Nor one the policy runs already: its scan's pages are planned, but not yet journaled
+        // (a state disk that is full): each submission meanwhile scanned it again, and the
+        // journal took its units as many times once it had room.
+        for job in queued where !scanning.contains(job.id) && !policy.isRunning(job.id) && job.operation == .transfer {
             if !startScan(job, behind: waiting) { waiting.claim(site: job.destinationSite, path: job.destinationPath, job: job.id) }
         }
     }
