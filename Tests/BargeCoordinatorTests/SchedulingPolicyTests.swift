@@ -68,6 +68,39 @@ struct SchedulingPolicyTests {
         #expect(p.assign(now: 0).map(\.unit.id) == [5])
     }
 
+    /// A job whose data is all done sends its directories' unit even while the lanes are full
+    /// with another job's units, one such unit at a time: before, it waited behind them, and the
+    /// job stayed running for seconds after its last byte.
+    @Test func aJobsDirectoriesGoEvenToAFullLaneOneAtATime() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 1)
+        p.agentUp("b1", site: "b", bound: 1)
+        var big = Journal(units: [PlannedUnit(id: 0, kind: .files), PlannedUnit(id: 1, kind: .files)])
+        p.start(job: "big", source: "a", destination: "b", openWork: 0, planned: false)
+        p.planned(job: "big", workUnits: 2, final: true)
+        Self.fill(&p, big)
+        let held = p.assign(now: 0)
+        #expect(held.map(\.key.job) == ["big"])
+        var small = Journal(units: [PlannedUnit(id: 0, kind: .files), PlannedUnit(id: 1, kind: .directories, depth: 1),
+                                    PlannedUnit(id: 2, kind: .directories, depth: 1)])
+        small.done.insert(0)
+        p.start(job: "small", source: "a", destination: "b", openWork: 0, planned: false)
+        p.planned(job: "small", workUnits: 0, final: true)
+        Self.fill(&p, small)
+        Self.fill(&p, small)
+        let dirs = p.assign(now: 0)
+        #expect(dirs.map(\.key.job) == ["small"] && dirs.first?.unit.kind == .directories, "\(dirs)")
+        // The next waits for the first: one over the lanes' bound at a time.
+        #expect(p.assign(now: 0).isEmpty)
+        Self.finish(&p, &small, dirs[0])
+        Self.fill(&p, small)
+        let next = p.assign(now: 0)
+        #expect(next.count == 1 && next[0].unit.kind == .directories && next[0].unit.id != dirs[0].unit.id)
+        // The full lane's own unit was not taken back, and nothing of "big" went over the bound.
+        #expect(!next.contains { $0.key.job == "big" })
+        Self.finish(&p, &big, held[0])
+    }
+
     @Test func aPinnedRangeWaitsForItsAgentWithoutBlockingOtherUnits() {
         var p = SchedulingPolicy()
         p.agentUp("a1", site: "a", bound: 10)

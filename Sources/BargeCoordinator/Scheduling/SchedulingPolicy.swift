@@ -481,16 +481,20 @@ public struct SchedulingPolicy: Sendable {
         // whole, O(window) per assignment.
         guard var q = jobs.removeValue(forKey: job) else { return nil }
         defer { jobs[job] = q }
-        guard lanes.least(at: q.source) != nil else { return nil }
         while let front = q.directories.first, held[UnitKey(job: job, unit: front.id)] != nil { q.directories.removeFirst() }
         if q.inDirectoryPhase, let front = q.directories.first {
             // One depth at a time: a shallower unit waits until every deeper one is done.
             if let deepest = q.directoriesHeld.keys.max(), deepest > front.depth { return nil }
-            guard let lane = pickLane(q.source, q.destination, pinned: nil) else { return nil }
+            // A job's last steps (its directories' modes and times: a little metadata) go one at
+            // a time even to lanes that are full. Waiting behind other jobs' data units kept a
+            // job whose every byte had arrived "running" for 4 s (a black-box review, h6).
+            guard let lane = pickLane(q.source, q.destination, pinned: nil)
+                    ?? (q.directoriesHeld.isEmpty ? anyLane(q.source, q.destination) : nil) else { return nil }
             q.directories.removeFirst()
             q.directoriesHeld[front.depth, default: 0] += 1
             return hold(job, front, lane)
         }
+        guard lanes.least(at: q.source) != nil else { return nil }
         while let u = q.ready.first {
             if q.doneLately.remove(u.id) != nil || held[UnitKey(job: job, unit: u.id)] != nil {
                 q.ready.removeFirst()
@@ -532,6 +536,12 @@ public struct SchedulingPolicy: Sendable {
         lanes.charge(destination)
         defer { lanes.release(destination) }
         guard let source = lanes.least(at: sourceSite) else { return nil }
+        return (source, destination)
+    }
+
+    /// A lane of up agents whatever their load (`assignOne`'s directories).
+    private mutating func anyLane(_ sourceSite: String, _ destinationSite: String) -> (source: String, destination: String)? {
+        guard let destination = lanes.any(at: destinationSite), let source = lanes.any(at: sourceSite) else { return nil }
         return (source, destination)
     }
 
