@@ -78,6 +78,13 @@ public struct UnitSender: Sendable {
     private let codec: CodecChoice
     /// Files read in more than one chunk, each held open for the whole unit.
     private let held = HeldSources()
+    /// The unit's place in the queue for a stream's write slots: its lane order (older units
+    /// first), but first of all for a unit of directories only, a job's last step (a few small
+    /// entries). Behind another job's units it waited until they ended: a job whose every byte
+    /// had arrived stayed running for seconds (a black-box review, h6).
+    private var slotOrder: UInt64 {
+        task.files.allSatisfy { $0.entry.kind == .directory } ? 0 : flow.order
+    }
 
     public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress,
                 flow: UnitFlow? = nil, pool: StreamPool? = nil) {
@@ -493,7 +500,7 @@ public struct UnitSender: Sendable {
             try await queue.ready()
             // The job's cap first, without a slot: other jobs' chunks use this stream meanwhile.
             await flow.paceJob()
-            let slot = await stream.writeSlot(order: flow.order)
+            let slot = await stream.writeSlot(order: slotOrder)
             defer { slot.release() }
             try Task.checkCancellation()
             let step: UnitPlan.Step
