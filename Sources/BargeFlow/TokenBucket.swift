@@ -36,6 +36,14 @@ public struct TokenBucket: Sendable {
         last = now
     }
 
+    /// Gives back `bytes` taken before (a step that sent less than it was charged for), up to
+    /// the burst.
+    public mutating func give(_ bytes: Int, now: UInt64) {
+        guard let rate else { return }
+        refill(now, rate)
+        balance = min(burst, balance + Double(bytes))
+    }
+
     /// Forgets what is owed (a sender that waited as long as it will and sent anyway).
     public mutating func clearDebt(now: UInt64) {
         if let rate { refill(now, rate) }

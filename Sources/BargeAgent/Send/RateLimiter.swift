@@ -41,16 +41,19 @@ public final class RateLimiter: Sendable {
         await sleep(take(bytes))
     }
 
-    /// Takes `bytes` without waiting: the debt is waited out by the next `charge` or
-    /// `waitForCredit`. For bytes sent while holding what others share (a connection's write
-    /// slot), whose wait would hold them up too.
-    public func chargeLater(_ bytes: Int) {
-        _ = take(bytes)
+    /// Takes `bytes` without waiting: the debt is waited out by the next `charge`. For bytes
+    /// sent while holding what others share (a connection's write slot), whose wait would hold
+    /// them up too.
+    /// Returns how long the charge would have waited (nanoseconds).
+    @discardableResult
+    public func chargeLater(_ bytes: Int) -> UInt64 {
+        take(bytes)
     }
 
-    /// Waits until nothing is owed.
-    public func waitForCredit() async {
-        await sleep(take(0))
+    /// Gives back `bytes` charged before and not sent.
+    public func refund(_ bytes: Int) {
+        let now = clock()
+        state.withLockedValue { $0.bucket.give(bytes, now: now) }
     }
 
     private func take(_ bytes: Int) -> UInt64 {

@@ -14,6 +14,14 @@ public struct UnitPlan: Sendable {
         case finish(file: Int)
         /// Small files whole, in one `file batch` (each file's single chunk, or none when empty).
         case batch(files: [Int])
+
+        /// Whether it sends files' bytes (what a cap paces).
+        public var carriesBytes: Bool {
+            switch self {
+            case .chunk, .batch: true
+            case .entry, .finish: false
+            }
+        }
     }
 
     /// What a stream is to do next.

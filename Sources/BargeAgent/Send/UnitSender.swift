@@ -498,9 +498,7 @@ public struct UnitSender: Sendable {
             // A step is taken with one of the stream's write slots, freed once its frame is
             // written: a stream whose socket drains slowly leaves the unit's steps to the others.
             try await queue.ready()
-            // The job's cap first, without a slot: other jobs' chunks use this stream meanwhile.
-            await flow.paceJob()
-            let slot = await stream.writeSlot(order: slotOrder)
+            var slot = await stream.writeSlot(order: slotOrder)
             defer { slot.release() }
             try Task.checkCancellation()
             let step: UnitPlan.Step
@@ -509,25 +507,43 @@ public struct UnitSender: Sendable {
             case .wait: continue  // another stream took it first
             case .step(let s): step = s
             }
+            // A step of bytes is charged to its job's cap here, a chunk's worth, and waits for it
+            // without the slot: other jobs' chunks use this stream meanwhile (`UnitFlow.prepayJob`).
+            let prepaid = JobPrepaid(0)
+            defer { flow.refundJob(prepaid.left) }
+            if step.carriesBytes, let wait = flow.prepayJob(Int(task.chunkSize)) {
+                prepaid.left = Int(task.chunkSize)
+                if wait > .zero {
+                    slot.release()
+                    try await Task.sleep(for: wait)
+                    slot = await stream.writeSlot(order: slotOrder)
+                    try Task.checkCancellation()
+                }
+            }
             try flow.check()
-            switch step {
-            case .entry(let i):
-                guard try linkStillHolds(i) else { continue }
-                try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
-            case .finish(let i):
-                if try unchangedAtFinish(i) { try await finished(i, stream, ready) }
-            case .chunk(let i, let offset, let length):
-                try await send(chunk: i, offset: offset, length: length, stream, queue, refs, ready, slot: slot)
-            case .batch(let files):
-                if stream.version >= WireVersion.fileBatches {
-                    try await send(batch: files, stream, queue, refs, slot: slot)
-                } else {
-                    // A peer before version 7: each file as its one chunk, or a finish when empty.
-                    for i in files {
-                        let size = task.files[i].entry.size
-                        if size == 0 { try await finished(i, stream, ready); continue }
-                        try await send(chunk: i, offset: 0, length: Int(size), stream, queue, refs, ready, slot: slot)
-                    }
+            try await JobPrepaid.$current.withValue(prepaid) { [slot] in try await take(step, stream, queue, refs, ready, slot) }
+        }
+    }
+
+    private func take(_ step: UnitPlan.Step, _ stream: ChunkStream, _ queue: StepQueue, _ refs: References, _ ready: ReadyFiles?,
+                      _ slot: WriteSlot) async throws {
+        switch step {
+        case .entry(let i):
+            guard try linkStillHolds(i) else { return }
+            try expectAck(try await stream.send(.makeEntry(MakeEntry(job: task.job, entry: task.files[i].entry)), slot: slot), task.files[i])
+        case .finish(let i):
+            if try unchangedAtFinish(i) { try await finished(i, stream, ready) }
+        case .chunk(let i, let offset, let length):
+            try await send(chunk: i, offset: offset, length: length, stream, queue, refs, ready, slot: slot)
+        case .batch(let files):
+            if stream.version >= WireVersion.fileBatches {
+                try await send(batch: files, stream, queue, refs, slot: slot)
+            } else {
+                // A peer before version 7: each file as its one chunk, or a finish when empty.
+                for i in files {
+                    let size = task.files[i].entry.size
+                    if size == 0 { try await finished(i, stream, ready); continue }
+                    try await send(chunk: i, offset: 0, length: Int(size), stream, queue, refs, ready, slot: slot)
                 }
             }
         }
