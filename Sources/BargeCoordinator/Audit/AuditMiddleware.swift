@@ -114,22 +114,27 @@ struct AuditMiddleware: RouterMiddleware {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// `record`: the action's record when no journal write of the action carried it (nil when
+    /// one did); either way the trail's file is brought up to date.
     private func record(_ record: AuditRecord?, sent: (query: Int, body: Int)) async {
-        guard var record = record.map({ Self.refusedUnauthenticated($0, sent: sent) }) else { return }
-        if record.result?.status == 401 {
+        var record = record.map { Self.refusedUnauthenticated($0, sent: sent) }
+        if let r = record, r.result?.status == 401 {
             let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
             let (admit, before) = refusals.withLockedValue { $0.admit(now: now) }
-            guard admit else { return }
-            if before > 0 { record.args = (record.args ?? [:]).merging(["also refused": "\(before) requests without a valid token before this one, not recorded one by one"]) { $1 } }
+            if !admit {
+                record = nil
+            } else if before > 0 {
+                record?.args = (r.args ?? [:]).merging(["also refused": "\(before) requests without a valid token before this one, not recorded one by one"]) { $1 }
+            }
         }
         // Off the pool: a synchronous, fully synced write and the mirror's file writes.
         do {
             try await journal.offPool { [trail, record] journal in
-                try journal.appendAudit(record)
+                if let record { try journal.appendAudit(record) }
                 try trail?.mirror()
             }
         } catch {
-            logger.error("audit: cannot record \(record.action ?? "an action"): \(error)")
+            logger.error("audit: cannot record \(record?.action ?? "an action"): \(error)")
         }
     }
 }
