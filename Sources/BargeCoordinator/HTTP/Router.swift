@@ -39,8 +39,11 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
             limit = n
         }
         let after = query["after"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
-        let jobs = try await httpErrors { try scheduler.statuses(limit: limit, after: after) }
-        return JobList(jobs: jobs.map(JobStatus.init), next: jobs.count == limit ? jobs.last?.id : nil)
+        // One more than the page: `next` only when there is a job after it (with exactly a page
+        // left, it named the last job, and following it gave an empty page).
+        let jobs = try await httpErrors { try scheduler.statuses(limit: limit + 1, after: after) }
+        let page = Array(jobs.prefix(limit))
+        return JobList(jobs: page.map(JobStatus.init), next: jobs.count > limit ? page.last?.id : nil)
     }
     api.route(.post, "/v1/jobs/prune", .operator) { request, _ -> PruneOutcome in
         // A finite number: `nan` pruned nothing with 200, and `1e400` (infinity) every ended job.

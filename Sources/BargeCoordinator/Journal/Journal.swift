@@ -273,6 +273,11 @@ public final class Journal: Sendable {
             // every job row: 24 ms and 46 ms with 100,000 jobs.
             try db.execute(sql: "CREATE INDEX jobs_by_state ON jobs(state, createdAt)")
         }
+        m.registerMigration("v24: jobs in submission order") { db in
+            // By creation second, then row id (the index's own last key): the order jobs were
+            // submitted in, which the job id (random) did not give within a second.
+            try db.execute(sql: "CREATE INDEX jobs_by_submission ON jobs(createdAt)")
+        }
         return m
     }
 
@@ -329,7 +334,7 @@ public final class Journal: Sendable {
     /// A page of jobs in submission order: at most `limit`, after the job `after` (by id).
     /// The newest jobs, newest first (the dashboard's list).
     public func recentJobs(limit: Int) throws -> [JobRecord] {
-        try pool.read { db in try JobRecord.order(Column("createdAt").desc, Column("id").desc).limit(limit).fetchAll(db) }
+        try pool.read { db in try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY createdAt DESC, rowid DESC LIMIT ?", arguments: [limit]) }
     }
 
     /// Jobs that ended since `time` (Unix seconds), by state.
@@ -343,15 +348,19 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Jobs in submission order, a page at a time: `createdAt` has whole seconds, and the row id
+    /// orders jobs submitted within one (the job id, random, listed them in any order).
     public func jobs(limit: Int, after: String?) throws -> [JobRecord] {
         try pool.read { db in
             guard let after else {
-                return try JobRecord.order(Column("createdAt"), Column("id")).limit(limit).fetchAll(db)
+                return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY createdAt, rowid LIMIT ?", arguments: [limit])
             }
-            guard let mark = try JobRecord.fetchOne(db, key: after) else { throw JournalError.unknownJob(after) }
+            guard let mark = try Row.fetchOne(db, sql: "SELECT createdAt, rowid FROM jobs WHERE id = ?", arguments: [after]) else {
+                throw JournalError.unknownJob(after)
+            }
             return try JobRecord.fetchAll(db, sql: """
-                SELECT * FROM jobs WHERE (createdAt, id) > (?, ?) ORDER BY createdAt, id LIMIT ?
-                """, arguments: [mark.createdAt, mark.id, limit])
+                SELECT * FROM jobs WHERE (createdAt, rowid) > (?, ?) ORDER BY createdAt, rowid LIMIT ?
+                """, arguments: [mark[0] as Int64, mark[1] as Int64, limit])
         }
     }
 
@@ -433,9 +442,16 @@ public final class Journal: Sendable {
     /// setting alone would not take), a copy for one made before this. A `VACUUM` that fails (it
     /// needs room for that copy) leaves the journal as it was, which works, only without
     /// shrinking.
+    /// A journal over `convertedUpTo` bytes is not converted: its copy would hold the first start
+    /// after an upgrade for minutes, and take as much room again. It works as before, keeping
+    /// the pages pruning frees for its next rows.
+    static let convertedUpTo: Int64 = 256 << 20
+
     static func reclaimingFreePages(_ pool: DatabasePool) throws {
         try pool.writeWithoutTransaction { db in
             guard try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") != 2 else { return }
+            let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0, size = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+            guard pages * size <= convertedUpTo else { return }
             try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
             try? db.execute(sql: "VACUUM")
         }

@@ -129,7 +129,9 @@ extension Scheduler {
             if links.values.contains(where: { $0.agent.site == site }) {
                 throw SchedulerError.conflict("no agent of site '\(site)' speaks protocol \(WireVersion.tiers) (tiers): upgrade them, and run them without --insecure-plaintext")
             }
-            throw SchedulerError.noAgentsUp(site)
+            // A site no agent ever registered from is unknown (404), as for a submission; one
+            // whose agents are all down has no agent up (409).
+            throw knownSites.contains(site) ? SchedulerError.noAgentsUp(site) : SchedulerError.unknownSite(site, known: knownSites.sorted())
         }
     }
 

@@ -1025,7 +1025,7 @@ public actor Scheduler {
     var scansWaiting: Set<String> = []
 
     /// Sites seen since start, up or not, for error messages.
-    private var knownSites: Set<String> = []
+    var knownSites: Set<String> = []
 
     static func path(_ p: String) throws -> String {
         do { return try JobPath.normalize(p) } catch { throw SchedulerError.invalid(error.description) }
