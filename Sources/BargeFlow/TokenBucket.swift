@@ -36,12 +36,13 @@ public struct TokenBucket: Sendable {
         last = now
     }
 
-    /// Gives back `bytes` taken before (a step that sent less than it was charged for), up to
-    /// the burst.
+    /// Gives back `bytes` taken before (a step that sent less than it was charged for), whole:
+    /// clamped to the burst, what a step charged ahead and did not send was lost, and a cap on
+    /// compressible data went under its rate.
     public mutating func give(_ bytes: Int, now: UInt64) {
         guard let rate else { return }
         refill(now, rate)
-        balance = min(burst, balance + Double(bytes))
+        balance += Double(bytes)
     }
 
     /// Forgets what is owed (a sender that waited as long as it will and sent anyway).
@@ -50,8 +51,9 @@ public struct TokenBucket: Sendable {
         balance = max(balance, 0)
     }
 
+    /// Time earns tokens up to the burst; a balance above it (bytes given back) is kept until spent.
     private mutating func refill(_ now: UInt64, _ rate: Double) {
-        if let last, now > last { balance = min(burst, balance + Double(now - last) / 1e9 * rate) }
+        if let last, now > last, balance < burst { balance = min(burst, balance + Double(now - last) / 1e9 * rate) }
         last = max(last ?? now, now)
     }
 }

@@ -348,7 +348,11 @@ struct TransferProcessTests {
         let watched = try cluster.cli(["status", job, "--watch"], http: c.http)
         #expect(watched.status == 2, "\(watched.stdout)\(watched.stderr)\n\(c.coordinator.output)")
         #expect(watched.stdout.contains("NOT transferred: 6 entries"), "\(watched.stdout)")
-        #expect(watched.stdout.contains("vanished from the source during the transfer"), "\(watched.stdout)")
+        // `status` names the first reported, which of the six that is depends on which unit told
+        // first; the source agent logs each unit's.
+        #expect(watched.stdout.contains("vanished from the source during the transfer") || watched.stdout.contains("'ds/f38' changed during the transfer"),
+                "\(watched.stdout)")
+        #expect(c.processes[1].output.contains("vanished from the source during the transfer"), "\(c.processes[1].output)")
         #expect(watched.stdout.contains("submit again to copy what is there now"), "\(watched.stdout)")
         let s = try status(try cluster.cli(["status", job, "--json"], http: c.http))
         #expect(s["state"] as? String == "succeeded", "\(s)")
@@ -972,9 +976,13 @@ struct TransferProcessTests {
         })
         let cancelled = try cluster.cli(["cancel", job], http: c.http)
         #expect(cancelled.status == 0 && cancelled.stdout.contains("cancelled"), "\(cancelled.stdout)\(cancelled.stderr)")
+        // A stream that ran out of steps may have finished a file whole before the cancel, as
+        // rsync leaves the files it completed; none may be finished after it.
+        let final = { Set(((try? FileManager.default.contentsOfDirectory(atPath: self.destination.path)) ?? []).filter { !$0.hasSuffix(".barge-partial") }) }
+        let atCancel = final()
         try await Task.sleep(for: .seconds(3))
         let names = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
-        #expect(!names.isEmpty && names.allSatisfy { $0.hasSuffix(".barge-partial") }, "nothing under a final name: \(names)")
+        #expect(names.contains { $0.hasSuffix(".barge-partial") } && final() == atCancel, "finished after the cancel: \(final().subtracting(atCancel)) of \(names)")
         // Resumed, the job sends what is missing and finishes every file.
         let resumed = try cluster.cli(["resume", job, "--wait"], http: c.http)
         #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)")

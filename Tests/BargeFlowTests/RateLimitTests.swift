@@ -35,6 +35,21 @@ struct TokenBucketTests {
         #expect(bucket.take(300_000, now: 3_600_000_000_002) == 100_000_000)  // burst 100 kB, then 200 kB at 2 MB/s
     }
 
+    /// Bytes charged ahead and given back are kept whole, above the burst too, until spent:
+    /// clamped to the burst, a cap charged a chunk ahead per step went under its rate on
+    /// compressible data.
+    @Test func bytesGivenBackAreKeptWholeUntilSpent() {
+        var bucket = TokenBucket(rate: 1_000_000, burst: 100_000)
+        #expect(bucket.take(1_000_000, now: 0) == 900_000_000)  // 0.9 s of debt after the burst
+        bucket.give(1_000_000, now: 0)  // nothing was sent after all
+        #expect(bucket.take(100_000, now: 0) == 0)
+        // An hour later, still one burst: idle time earns no more than it.
+        #expect(bucket.take(100_000, now: 3_600_000_000_000) == 0)
+        bucket.give(500_000, now: 3_600_000_000_000)
+        #expect(bucket.take(500_000, now: 3_600_000_000_001) == 0)
+        #expect(bucket.take(100_000, now: 3_600_000_000_002) > 0)
+    }
+
     /// A debt at a tiny rate (a cap shared by a million senders) asks for a wait held under
     /// UInt64's range, however long: the conversion once trapped every sender of the job.
     @Test func aDebtAtATinyRateAsksForALongWaitWithoutTrapping() {

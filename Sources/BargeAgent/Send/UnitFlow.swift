@@ -46,13 +46,16 @@ public struct UnitFlow: Sendable {
     }
 
     /// A step that sends bytes, holding a write slot of a stream other jobs share: charges its
-    /// job's cap `estimate` bytes (a chunk) and returns how long to wait for them, which the step
-    /// waits out without its slot; nil for a job without a cap. The step's sends use the charge
-    /// up (`JobPrepaid`, then charge the rest without a wait), and what they leave is given back
-    /// (`refundJob`). A chunk that waited for its job's tokens while holding the slot held every
-    /// other job on that stream to its cap; waiting before the slot for the debt to clear, without
-    /// charging, let every stream's worker go at once (a 20 MiB job capped at 2 MiB/s was done in
-    /// 6 s), and charging before the step was known charged the workers that found none.
+    /// job's cap `estimate` bytes (its bytes before encoding: a chunk, or a batch of small files)
+    /// and returns how long to wait for them, which the step waits out without its slot; nil for
+    /// a job without a cap. The step's sends use the charge up (`JobPrepaid`) and charge what
+    /// they send beyond it without a wait, and what is left (encoded smaller, or sent by
+    /// reference) is given back whole (`refundJob`). A chunk that waited for its job's tokens
+    /// while holding the slot held every other job on that stream to its cap (an uncapped job
+    /// beside one at 20 MB/s went at 21.5 MB/s, not 302). Waiting before the step only for the
+    /// debt to clear let every worker go at once (a 20 MiB job capped at 2 MiB/s was done in
+    /// 6 s); charging before the step, workers that found none had waited, and a job went at 38
+    /// of its 50 MB/s.
     func prepayJob(_ estimate: Int) -> Duration? {
         guard let job = jobLimit() else { return nil }
         return .nanoseconds(Int64(min(job.chargeLater(estimate), UInt64(Int64.max))))

@@ -15,11 +15,12 @@ public struct UnitPlan: Sendable {
         /// Small files whole, in one `file batch` (each file's single chunk, or none when empty).
         case batch(files: [Int])
 
-        /// Whether it sends files' bytes (what a cap paces).
-        public var carriesBytes: Bool {
+        /// The files' bytes it sends, before encoding (what a cap paces), given each file's size.
+        public func bytes(size: (Int) -> UInt64) -> Int {
             switch self {
-            case .chunk, .batch: true
-            case .entry, .finish: false
+            case .chunk(_, _, let length): length
+            case .batch(let files): files.reduce(0) { $0 + Int(clamping: size($1)) }
+            case .entry, .finish: 0
             }
         }
     }

@@ -507,12 +507,14 @@ public struct UnitSender: Sendable {
             case .wait: continue  // another stream took it first
             case .step(let s): step = s
             }
-            // A step of bytes is charged to its job's cap here, a chunk's worth, and waits for it
-            // without the slot: other jobs' chunks use this stream meanwhile (`UnitFlow.prepayJob`).
+            // A step of bytes is charged to its job's cap here, its bytes before encoding, and
+            // waits for them without the slot: other jobs' chunks use this stream meanwhile. Its
+            // sends use the charge up, and what is left is given back (`UnitFlow.prepayJob`).
             let prepaid = JobPrepaid(0)
             defer { flow.refundJob(prepaid.left) }
-            if step.carriesBytes, let wait = flow.prepayJob(Int(task.chunkSize)) {
-                prepaid.left = Int(task.chunkSize)
+            let bytes = step.bytes { task.files[$0].entry.size }
+            if bytes > 0, let wait = flow.prepayJob(bytes) {
+                prepaid.left = bytes
                 if wait > .zero {
                     slot.release()
                     try await Task.sleep(for: wait)
