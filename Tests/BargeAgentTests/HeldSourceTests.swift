@@ -15,6 +15,15 @@ struct HeldSourceTests {
         return (fd, st.st_ctim)
     }
 
+    /// `name` under `roots`' source, opened as a unit holds it: the source, the descriptor and its
+    /// ctime, and the mtime the scan saw.
+    func holding(_ name: String, in roots: Roots) throws -> (source: ChunkSource, held: (fd: Int32, ctime: timespec), mtime: (Int64, Int32)) {
+        var st = stat()
+        #expect(stat(roots.source + "/" + name, &st) == 0)
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        return (source, held(try source.open(name)), (Int64(st.st_mtim.tv_sec), Int32(st.st_mtim.tv_nsec)))
+    }
+
     func setMtime(_ path: String, like other: String) {
         var st = stat()
         #expect(stat(other, &st) == 0)
@@ -30,13 +39,8 @@ struct HeldSourceTests {
         try Data(old).write(to: URL(fileURLWithPath: path))
         try Data(new).write(to: URL(fileURLWithPath: next))
         setMtime(next, like: path)
-        var st = stat()
-        #expect(stat(path, &st) == 0)
-        let mtime = (Int64(st.st_mtim.tv_sec), Int32(st.st_mtim.tv_nsec))
-        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
-        let fd = try source.open("f")
-        defer { close(fd) }
-        let kept = held(fd)
+        let (source, kept, mtime) = try holding("f", in: roots)
+        defer { close(kept.fd) }
         func chunk(_ k: Int, held: (fd: Int32, ctime: timespec)?) throws -> [UInt8] {
             try source.prepare(sourcePath: "f", held: held, offset: UInt64(k << 20), length: 1 << 20, fileSize: UInt64(size), mtime: mtime,
                                destination: ChunkPlace(job: "j", path: "f", offset: UInt64(k << 20))).id
@@ -56,13 +60,10 @@ struct HeldSourceTests {
         let size = 2 << 20
         let path = roots.source + "/f"
         try Data(SampleData.random(bytes: size, seed: 3)).write(to: URL(fileURLWithPath: path))
+        let (source, kept, mtime) = try holding("f", in: roots)
+        defer { close(kept.fd) }
         var st = stat()
         #expect(stat(path, &st) == 0)
-        let mtime = (Int64(st.st_mtim.tv_sec), Int32(st.st_mtim.tv_nsec))
-        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
-        let fd = try source.open("f")
-        defer { close(fd) }
-        let kept = held(fd)
         let place = ChunkPlace(job: "j", path: "f", offset: 0)
         _ = try source.prepare(sourcePath: "f", held: kept, offset: 0, length: 1 << 20, fileSize: UInt64(size), mtime: mtime, destination: place)
         // The ctime has whole nanoseconds on ext4 and tmpfs, but a coarse clock may give the

@@ -432,12 +432,41 @@ extension JournalTests {
             try journal.insert(job("kept"))
         }
         do {
-            let raw = try DatabaseQueue(path: dir.path)
+            var unchecked = Configuration()
+        unchecked.foreignKeysEnabled = false  // as the journal's own connections
+        let raw = try DatabaseQueue(path: dir.path, configuration: unchecked)
             try raw.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA auto_vacuum = NONE; VACUUM") }
             #expect(try raw.read { db in try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") } == 0)
         }
         let journal = try Journal(path: dir.path)
         #expect(try journal.pragma("auto_vacuum") == 2)
         #expect(try journal.job("kept") != nil)
+    }
+
+    /// A prune removes the jobs' rows first, then their units in steps: a `resume` after that
+    /// finds no job (before, the units went first, and a resume in between ran a job with part of
+    /// its units gone, for ever). A prune cut short before the units went is finished by the next.
+    @Test func aPruneRemovesTheJobFirstAndAPruneCutShortIsFinishedByTheNext() async throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j0"))
+        try journal.plan("j0", units: (0..<25).map { UnitRecord(jobId: "j0", unitId: Int64($0), path: "f\($0)", offset: 0, length: 1) },
+                         totals: PlanTotals(bytes: 25, files: 25, chunks: 25), now: 5)
+        try journal.end("j0", .cancel, now: 100)
+        #expect(try await journal.prune(endedBefore: 200) == ["j0"])
+        #expect(throws: (any Error).self) { try journal.resume("j0") }
+        #expect(try journal.units(job: "j0").isEmpty)
+        // As a crash leaves it: the job's row gone, its id in `pruning`, its units still there.
+        var unchecked = Configuration()
+        unchecked.foreignKeysEnabled = false  // as the journal's own connections
+        let raw = try DatabaseQueue(path: dir.path, configuration: unchecked)
+        try await raw.write { db in
+            try db.execute(sql: "INSERT INTO pruning (jobId) VALUES ('jx')")
+            for u in 0..<3 { try db.execute(sql: "INSERT INTO units (jobId, unitId, path, offset, length, state) VALUES ('jx', ?, 'p', 0, 1, 'pending')", arguments: [u]) }
+        }
+        #expect(try journal.units(job: "jx").count == 3)
+        #expect(try await journal.prune(endedBefore: 200).isEmpty)
+        #expect(try journal.units(job: "jx").isEmpty)
+        #expect(try await raw.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM pruning") } == 0)
     }
 }

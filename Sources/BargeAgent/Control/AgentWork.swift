@@ -186,10 +186,15 @@ public final class AgentWork: Sendable {
             // budget until the stall timeout, as a dropped unit's would.
             let quiet = droppedQuiet
             for peer in Set(cancelled.map(\.peer)) { pool.closeUnanswered(to: peer.host, port: Int(peer.port), quiet: quiet) }
-            // Partial files stay on disk; only their descriptors are closed. On a blocking
-            // thread: it flushes the chunk index (SQLite) and may seal a cold pack, and this
-            // reader takes no other message from the coordinator meanwhile.
-            if let receiving { Task.detached { _ = try? await BlockingWork.run { receiving.close(job: cancel.job) } } }
+            // Partial files stay on disk; only their descriptors are closed, here, so that no
+            // file of the job is finished after this (a test saw one renamed into place after the
+            // cancel when the whole close ran later). The chunk index's flush (SQLite, and perhaps
+            // a cold pack's seal) goes to a blocking thread: this reader takes no other message
+            // from the coordinator meanwhile.
+            if let receiving {
+                receiving.forget(job: cancel.job)
+                Task.detached { _ = try? await BlockingWork.run { receiving.flush() } }
+            }
             sources.sent.forget(job: cancel.job)
             jobs.forget(cancel.job)
             if !cancelled.isEmpty { logger.notice("job \(cancel.job) cancelled: stopping \(cancelled.count) units") }

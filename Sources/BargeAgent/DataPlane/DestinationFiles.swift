@@ -956,6 +956,14 @@ public final class DestinationFiles: Sendable {
     /// for a later run.
     public func close(job: String) {
         flush()
+        forget(job: job)
+    }
+
+    /// `close` without the index flush (SQLite, which may wait on the disk): what an agent does
+    /// as it hears that the job ended, on the task that reads the coordinator's messages, so that
+    /// no file of the job is finished from then on (a `files done` already on its way is refused),
+    /// while the flush goes to a blocking thread.
+    public func forget(job: String) {
         open.withLockedValue { files in
             for key in files.keys where key.job == job { files.removeValue(forKey: key) }
         }

@@ -278,6 +278,10 @@ public final class Journal: Sendable {
             // submitted in, which the job id (random) did not give within a second.
             try db.execute(sql: "CREATE INDEX jobs_by_submission ON jobs(createdAt)")
         }
+        m.registerMigration("v25: jobs being pruned") { db in
+            // Jobs whose rows are gone and whose units and chunks are being deleted, in steps.
+            try db.execute(sql: "CREATE TABLE pruning (jobId TEXT PRIMARY KEY) WITHOUT ROWID")
+        }
         return m
     }
 
@@ -376,11 +380,14 @@ public final class Journal: Sendable {
     static let pruneStep = 10_000
 
     /// Deletes jobs that ended before `before` (Unix seconds), with their units; returns their ids.
-    /// Their units and chunks go first, `pruneStep` rows a transaction, each waiting its turn
-    /// with the commits: one transaction for everything held the writer, and so every commit,
-    /// for minutes for a job of millions of units. Then the jobs' rows, in one transaction with
-    /// its audit record. A crash in between leaves ended jobs without units, which the next
-    /// prune (they are still as old) deletes.
+    ///
+    /// The jobs' rows go first, in one transaction with the audit record, each job's id put in
+    /// `pruning`: from then on a job is gone (a `resume` finds no job), and no unit of it runs.
+    /// Then its units and chunks, `pruneStep` rows a transaction, each taking its turn with the
+    /// commits (one transaction for everything held the writer, and so every commit, for minutes
+    /// for a job of millions of units), and its id leaves `pruning`. A prune cut short (a crash)
+    /// is finished by the next one. Deleting the units first let a `resume` in between run a job
+    /// whose units were partly gone, for ever.
     @discardableResult
     public func prune(endedBefore before: Double) async throws -> [String] {
         let ids = try await pool.read { db in
@@ -388,8 +395,25 @@ public final class Journal: Sendable {
                 SELECT id FROM jobs WHERE finishedAt IS NOT NULL AND finishedAt < ? AND state IN ('succeeded', 'failed', 'cancelled')
                 """, arguments: [before])
         }
-        guard !ids.isEmpty else { return [] }
-        for id in ids {
+        var pruned: [String] = []
+        if !ids.isEmpty {
+            pruned = try await offPool { journal in
+                try journal.auditedWrite(effect: { (ids: [String]) in ("pruned \(ids.count) jobs\(ids.isEmpty ? "" : ": " + ids.prefix(100).joined(separator: " ") + (ids.count > 100 ? " …" : ""))", job: nil) }) { db in
+                    var gone: [String] = []
+                    for id in ids {
+                        // Still ended (a resume meanwhile keeps it).
+                        guard try Bool.fetchOne(db, sql: "SELECT state IN ('succeeded', 'failed', 'cancelled') FROM jobs WHERE id = ?", arguments: [id]) == true else { continue }
+                        try db.execute(sql: "INSERT OR IGNORE INTO pruning (jobId) VALUES (?)", arguments: [id])
+                        try db.execute(sql: "DELETE FROM verifications WHERE jobId = ?", arguments: [id])
+                        try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
+                        gone.append(id)
+                    }
+                    return gone
+                }
+            }
+        }
+        let pending = try await pool.read { db in try String.fetchAll(db, sql: "SELECT jobId FROM pruning") }
+        for id in pending {
             for table in ["units", "chunks"] {
                 while try await pool.write({ db -> Int in
                     try db.execute(sql: "DELETE FROM \(table) WHERE rowid IN (SELECT rowid FROM \(table) WHERE jobId = ? LIMIT ?)",
@@ -397,26 +421,12 @@ public final class Journal: Sendable {
                     return db.changesCount
                 }) == Self.pruneStep {}
             }
+            try await pool.write { db in try db.execute(sql: "DELETE FROM pruning WHERE jobId = ?", arguments: [id]) }
+            // After the rows that point into them are gone (a crash in between leaves a file no
+            // row reads).
+            manifests.remove(job: id)
         }
-        let pruned: [String] = try await offPool { journal in
-            try journal.auditedWrite(effect: { (ids: [String]) in ("pruned \(ids.count) jobs\(ids.isEmpty ? "" : ": " + ids.prefix(100).joined(separator: " ") + (ids.count > 100 ? " …" : ""))", job: nil) }) { db in
-                var gone: [String] = []
-                for id in ids {
-                    // Still ended (a resume meanwhile would have kept it).
-                    guard try Bool.fetchOne(db, sql: "SELECT state IN ('succeeded', 'failed', 'cancelled') FROM jobs WHERE id = ?", arguments: [id]) == true else { continue }
-                    try db.execute(sql: "DELETE FROM units WHERE jobId = ?", arguments: [id])
-                    try db.execute(sql: "DELETE FROM chunks WHERE jobId = ?", arguments: [id])
-                    try db.execute(sql: "DELETE FROM verifications WHERE jobId = ?", arguments: [id])
-                    try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
-                    gone.append(id)
-                }
-                return gone
-            }
-        }
-        // After the rows that point into them are gone (a crash in between leaves a file no row
-        // reads).
-        for id in pruned { manifests.remove(job: id) }
-        finishFiles.forget(jobs: Set(pruned))
+        finishFiles.forget(jobs: Set(pending))
         return pruned
     }
 

@@ -1,4 +1,5 @@
 import BargeWire
+import DequeModule
 import Logging
 import NIOCore
 import Synchronization
@@ -88,14 +89,16 @@ struct AgentSession {
             // Heartbeats echoed at most ten a second: an agent's come seconds apart, and one that
             // sent them as fast as it could without reading grew the echoes' queue without end.
             var lastEcho = ContinuousClock.now - .seconds(1)
-            while let frame = try await frames.next() {
+            // False for the agent's last word, which is handled on this connection (`stopping`).
+            var detachNow = true
+            reading: while let frame = try await frames.next() {
                 let message: Message
                 do throws(WireError) { message = try Message(frame: frame) } catch {
                     // Answered with the reason before the connection closes, as protocol.md says
                     // of every violation; before, the agent saw only the connection end.
                     sink.yield(.error(ErrorMessage(error)))
                     violation = error
-                    return
+                    break reading
                 }
                 switch message {
                 case .heartbeat(let beat):
@@ -110,23 +113,28 @@ struct AgentSession {
                         default: .unexpectedMessage
                         }
                         sink.yield(.error(ErrorMessage(code: code, reason: "\(error)")))
-                        return
+                        break reading
                     }
                     if ContinuousClock.now - lastEcho >= .milliseconds(100) {
                         lastEcho = ContinuousClock.now
                         sink.yield(.heartbeat(beat))
                     }
                 case .scanReply, .taskProgress, .taskDone, .taskFailed, .verifyReply, .holding, .compareReply, .tierReply:
-                    try await reports.add(message)
+                    try await reports.add(message, bytes: frame.payload.readableBytes)
                 case .error:
                     // The agent's last word: handled after its reports, then the session ends.
-                    try await reports.add(message)
-                    return
+                    try await reports.add(message, bytes: frame.payload.readableBytes)
+                    detachNow = false
+                    break reading
                 default:
                     sink.yield(.error(ErrorMessage(.unexpected(frame.type, state: "serving agent '\(registration.name)'"))))
-                    return
+                    break reading
                 }
             }
+            // The connection ended (or is ending): the agent is detached now, while its queued
+            // reports still go to the scheduler after. Detached only once they had, a quick
+            // reconnect was refused as a name in use, and units went to the closed connection.
+            if detachNow { await scheduler.detach(registration.name, connection: connection) }
         }
         if let violation { throw violation }
     }
@@ -137,27 +145,42 @@ struct AgentSession {
 }
 
 /// An agent's reports on their way from its connection's reader to the scheduler, in order. At
-/// most `limit` wait: an agent whose reports come faster than the scheduler takes them is then
-/// read no faster than they are taken.
+/// most `limit` reports, or `byteLimit` bytes of them, wait: an agent whose reports come faster
+/// than the scheduler takes them is then read no faster than they are taken. (A scan page is
+/// 1,024 entries: counted in reports alone, a scanning agent could have a million entries waiting.)
 final class ReportQueue: Sendable {
     static let limit = 1_024
+    static let byteLimit = 4 << 20
     let messages: AsyncStream<Message>
     private let continuation: AsyncStream<Message>.Continuation
-    private let waiting = Mutex(0)
+    /// Reports and bytes queued, and the size of each queued report in order.
+    private let waiting = Mutex((count: 0, bytes: 0, sizes: Deque<Int>()))
 
     init() {
         (messages, continuation) = AsyncStream.makeStream(of: Message.self)
     }
 
-    /// Queues a report, first waiting while `limit` wait already.
-    func add(_ message: Message) async throws {
-        while waiting.withLock({ $0 >= Self.limit }) { try await Task.sleep(for: .milliseconds(5)) }
-        waiting.withLock { $0 += 1 }
+    /// Queues a report of `bytes` (its frame's payload), first waiting while the queue is full;
+    /// a report is let in alone whatever its size.
+    func add(_ message: Message, bytes: Int) async throws {
+        while waiting.withLock({ $0.count > 0 && ($0.count >= Self.limit || $0.bytes + bytes > Self.byteLimit) }) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        waiting.withLock {
+            $0.count += 1
+            $0.bytes += bytes
+            $0.sizes.append(bytes)
+        }
         continuation.yield(message)
     }
 
-    /// The consumer took one.
-    func took() { waiting.withLock { $0 -= 1 } }
+    /// The consumer took one (the oldest).
+    func took() {
+        waiting.withLock {
+            $0.count -= 1
+            $0.bytes -= $0.sizes.popFirst() ?? 0
+        }
+    }
 
     /// No more: the consumer ends once it has taken those queued.
     func finish() { continuation.finish() }
