@@ -210,6 +210,9 @@ struct ResilienceProcessTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await cluster.eventually(30) { (try status(job, http)["bytes_done"] as? Int ?? 0) > 0 }, "\(first.output)")
         try #require(try status(job, http)["state"] as? String == "running", "the job ended before the kill: \(first.output)")
+        // The mean is shown from a second after the start (its first bytes, a small file, may
+        // come sooner: the chunks wait for the cap before they are read).
+        try await Task.sleep(for: .milliseconds(1_200))
         // A user following the job: the coordinator's death does not end the watch.
         let watcher = try RunningBarge(["status", job, "--watch", "--coordinator-url", http], environment: cluster.environment,
                                        log: cluster.dir.url.appendingPathComponent("watch.log"))
