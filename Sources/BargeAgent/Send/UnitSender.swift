@@ -82,9 +82,7 @@ public struct UnitSender: Sendable {
     /// first), but first of all for a unit of directories only, a job's last step (a few small
     /// entries). Behind another job's units it waited until they ended: a job whose every byte
     /// had arrived stayed running for seconds (a black-box review, h6).
-    private var slotOrder: UInt64 {
-        task.files.allSatisfy { $0.entry.kind == .directory } ? 0 : flow.order
-    }
+    private let slotOrder: UInt64
 
     public init(task: TaskAssign, client: DataPlaneClient, sources: SourcePool, settings: Settings, progress: UnitProgress,
                 flow: UnitFlow? = nil, pool: StreamPool? = nil) {
@@ -96,6 +94,7 @@ public struct UnitSender: Sendable {
         self.progress = progress
         self.flow = flow ?? UnitFlow(agentLimit: settings.limiter)
         codec = (try? CodecChoice(name: task.codec)) ?? .auto
+        slotOrder = task.files.allSatisfy { $0.entry.kind == .directory } ? 0 : self.flow.order
     }
 
     /// Runs the unit to `task done`, or throws `UnitFailure`.

@@ -121,9 +121,9 @@ struct AuditMiddleware: RouterMiddleware {
         if let r = record, r.result?.status == 401 {
             let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
             let (admit, before) = refusals.withLockedValue { $0.admit(now: now) }
-            if !admit {
-                record = nil
-            } else if before > 0 {
+            // Past the budget: nothing is recorded, and so nothing new to mirror either.
+            guard admit else { return }
+            if before > 0 {
                 record?.args = (r.args ?? [:]).merging(["also refused": "\(before) requests without a valid token before this one, not recorded one by one"]) { $1 }
             }
         }

@@ -442,11 +442,6 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Adds job `job`, off the cooperative pool (`offPool`).
-    public func insertOffPool(_ job: JobRecord) async throws {
-        try await offPool { try $0.insert(job) }
-    }
-
     /// Makes the journal one whose free pages can be given back (`reclaim`), by a `VACUUM` once,
     /// at start: instant for a new journal (WAL mode has already written its first page, so the
     /// setting alone would not take), a copy for one made before this. A `VACUUM` that fails (it

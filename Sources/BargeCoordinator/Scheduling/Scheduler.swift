@@ -312,7 +312,7 @@ public actor Scheduler {
         // Off the actor's thread: a burst of submissions made one synchronous write each, every
         // one waiting for the commit under way and then for its own sync, while the actor took
         // no report and one of the pool's threads stood still.
-        try await journal.insertOffPool(job)
+        try await journal.offPool { [job] in try $0.insert(job) }
         logger.notice("job \(id): \(job.sourceDescription) → \(job.destinationDescription), codec \(codec), cc \(cc)\(bwlimit.map { ", bwlimit \($0)" } ?? "")\(tier.map { ", tier policy \($0)" } ?? "")")
         startQueuedJobs()
         return job

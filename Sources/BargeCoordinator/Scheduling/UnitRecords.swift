@@ -22,6 +22,4 @@ struct UnitRecords {
     mutating func removeAll(job: String) {
         byJob.removeValue(forKey: job)
     }
-
-    func count(of job: String) -> Int { byJob[job]?.count ?? 0 }
 }
