@@ -79,6 +79,13 @@ struct APITLSProcessTests {
         let checked = try BargeProcess.run(["audit", "verify", "--bundle", bundle.path])
         #expect(checked.status == 0, "\(checked.stdout)\(checked.stderr)")
 
+        // The dashboard's sign-in cookie is marked Secure over TLS: a browser never sends it in clear.
+        let token = try String(contentsOfFile: cluster.dir.path + "/state/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let signIn = try BargeProcess.run(["-s", "-o", "/dev/null", "-D", "-", "--cacert", pki.ca, "\(http)/?token=\(token)"],
+                                          executable: URL(fileURLWithPath: "/usr/bin/curl")).stdout
+        let cookie = signIn.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie:") }
+        #expect(cookie?.contains("HttpOnly; SameSite=Strict; Secure") == true, "\(signIn)")
+
         // --ca on the command line does the same, with the token still required.
         var noCA = cluster.environment
         noCA["BARGE_CA_FILE"] = ""

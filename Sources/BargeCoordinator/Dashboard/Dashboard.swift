@@ -10,7 +10,7 @@ import NIOCore
 /// build step and nothing fetched from elsewhere.
 ///
 /// A browser signs in once with `/?token=TOKEN`: the token is checked, kept in an HttpOnly,
-/// SameSite=Strict cookie, and the address bar loses it (303 to `/`). `APIAuthentication` takes
+/// SameSite=Strict cookie (Secure under TLS), and the address bar loses it (303 to `/`). `APIAuthentication` takes
 /// that cookie where a request has no `Authorization` header.
 enum Dashboard {
     static let cookie = "barge_token"
@@ -20,7 +20,7 @@ enum Dashboard {
     /// Jobs in a snapshot: the newest ones.
     static let jobsShown = 100
 
-    static func add(to api: APIRoutes, scheduler: Scheduler, directory: AgentDirectory, tokens: APITokens) {
+    static func add(to api: APIRoutes, scheduler: Scheduler, directory: AgentDirectory, tokens: APITokens, secureCookie: Bool = false) {
         api.open(.get, "/dashboard/app.js") { _, _ in asset(PackageResources.app_js, "text/javascript; charset=utf-8") }
         api.open(.get, "/dashboard/app.css") { _, _ in asset(PackageResources.app_css, "text/css; charset=utf-8") }
         api.route(.get, "/", .viewer) { request, _ -> Response in
@@ -31,7 +31,7 @@ enum Dashboard {
                 guard tokens.identify(token) != nil else { throw APIAuthentication.unauthorized("the API token is not valid (unknown or revoked)") }
                 var headers = HTTPFields()
                 headers[.location] = "/"
-                headers[.setCookie] = "\(cookie)=\(token); Path=/; HttpOnly; SameSite=Strict"
+                headers[.setCookie] = cookieHeader(token, secure: secureCookie)
                 return Response(status: .seeOther, headers: headers)
             }
             return asset(PackageResources.index_html, "text/html; charset=utf-8")
@@ -73,6 +73,12 @@ enum Dashboard {
                 try await writer.finish(nil)
             })
         }
+    }
+
+    /// The sign-in cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page
+    /// sends it), and Secure when the API is served over TLS (no plain-HTTP request carries it).
+    static func cookieHeader(_ token: String, secure: Bool) -> String {
+        "\(cookie)=\(token); Path=/; HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
     }
 
     static func asset(_ bytes: [UInt8], _ type: String) -> Response {

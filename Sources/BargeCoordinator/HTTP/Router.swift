@@ -9,13 +9,15 @@ import ServiceLifecycle
 /// directory, scheduler and tokens; decisions live there. Each route names the least role that
 /// may call it; `APIAuthentication` answers 401 to a request without a valid token first.
 public func buildRouter(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens, audit: AuditTrail? = nil,
-                        logger: Logger = Logger(label: "barge.coordinator")) -> Router<APIRequestContext> {
-    buildRoutes(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, logger: logger).router
+                        secureCookie: Bool = false, logger: Logger = Logger(label: "barge.coordinator")) -> Router<APIRequestContext> {
+    buildRoutes(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, secureCookie: secureCookie, logger: logger).router
 }
 
 /// `audit`: where control actions are recorded (the coordinator always has one).
+/// `secureCookie`: the API is served over TLS, so the dashboard's sign-in cookie is marked
+/// `Secure` (a browser then never sends it over plain HTTP).
 public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens: APITokens, audit: AuditTrail? = nil,
-                        logger: Logger = Logger(label: "barge.coordinator")) -> APIRoutes {
+                        secureCookie: Bool = false, logger: Logger = Logger(label: "barge.coordinator")) -> APIRoutes {
     let api = APIRoutes(tokens: tokens, audit: audit, metrics: scheduler.metrics, logger: logger)
     api.open(.get, "/healthz") { _, _ -> Health in Health(status: "ok") }
     api.route(.get, "/v1/agents", .viewer) { _, _ -> AgentList in
@@ -166,7 +168,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         do { try tokens.revoke(name: name) } catch let error as APITokenError { throw tokenHTTPError(error) }
         return TokenInfo(entry)
     }
-    Dashboard.add(to: api, scheduler: scheduler, directory: directory, tokens: tokens)
+    Dashboard.add(to: api, scheduler: scheduler, directory: directory, tokens: tokens, secureCookie: secureCookie)
     api.route(.get, "/metrics", .viewer) { _, _ -> Response in
         await metricsResponse(scheduler, directory)
     }

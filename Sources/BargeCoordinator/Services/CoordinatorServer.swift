@@ -95,7 +95,7 @@ public struct CoordinatorServer {
                 logger: logger))
         }
         let app = Application(
-            router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, logger: logger),
+            router: buildRouter(directory: directory, scheduler: scheduler, tokens: tokens, audit: audit, secureCookie: c.tls != nil, logger: logger),
             server: try c.tls?.server() ?? .http1(configuration: APIServer.http1),
             configuration: .init(address: .hostname(c.http.host, port: c.http.port), serverName: "barge-coordinator"),
             services: services,
