@@ -118,10 +118,20 @@ struct StatusCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
     @Flag(help: "Print the status object as JSON.") var json = false
     @Flag(help: "Follow the job with a live progress line until it ends; exit non-zero unless it succeeds. A coordinator that stops answering meanwhile (a restart) is asked again for up to 5 minutes.") var watch = false
+    @Flag(help: ArgumentHelp("List every entry the job did not transfer, one a line, with why (left out by the scan, or gone or changed at the source during the transfer): the first 10,000 of a job are named. With --json, one JSON string a line.", valueName: "not-transferred"))
+    var notTransferred = false
     @OptionGroup var coordinator: CoordinatorURLOptions
+
+    func validate() throws {
+        if notTransferred && watch { throw ValidationError("--not-transferred lists what a job left out; use it without --watch") }
+    }
 
     func run() async throws {
         let api = try coordinator.api()
+        if notTransferred {
+            try await NotTransferredList(api: api, job: job, json: json).print()
+            return
+        }
         if watch {
             // With --json, as 'submit --wait --json': progress on stderr, the final status object
             // on stdout (before, the two flags were refused together; a black-box review).

@@ -292,6 +292,7 @@ enum JobSummary {
             let first = s.firstUntransferable ?? "?"
             lines.append("  NOT transferred: \(n) \(n == 1 ? "entry" : "entries") (left out by the scan, or gone or changed at the source during the transfer; a directory left out counts once, with all it holds); the first: \(TerminalText.field(first))")
             lines.append("  " + Self.untransferableHint(first, count: n))
+            if n > 1 { lines.append("  'barge status \(s.id) --not-transferred' names every one") }
         }
         if s.skippedFiles > 0 {
             lines.append("  unchanged at the destination (skipped unread): \(s.skippedFiles) files, \(ByteQuantity.formatSize(Double(s.skippedBytes)))")

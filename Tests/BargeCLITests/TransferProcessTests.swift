@@ -354,6 +354,14 @@ struct TransferProcessTests {
                 "\(watched.stdout)")
         #expect(c.processes[1].output.contains("vanished from the source during the transfer"), "\(c.processes[1].output)")
         #expect(watched.stdout.contains("submit again to copy what is there now"), "\(watched.stdout)")
+        #expect(watched.stdout.contains("'barge status \(job) --not-transferred' names every one"), "\(watched.stdout)")
+        // Every one of the six is named, once, as rsync names each file it could not send.
+        let listed6 = try cluster.cli(["status", job, "--not-transferred"], http: c.http)
+        let lines = listed6.stdout.split(separator: "\n")
+        #expect(listed6.status == 0 && lines.count == 6, "\(listed6.stdout)\(listed6.stderr)")
+        for name in gone + ["f38"] {
+            #expect(lines.filter { $0.contains("'ds/\(name)'") }.count == 1, "\(name): \(listed6.stdout)")
+        }
         let s = try status(try cluster.cli(["status", job, "--json"], http: c.http))
         #expect(s["state"] as? String == "succeeded", "\(s)")
         #expect(s["untransferable_entries"] as? Int == 6, "\(s)")

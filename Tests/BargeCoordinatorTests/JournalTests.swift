@@ -469,4 +469,29 @@ extension JournalTests {
         #expect(try journal.units(job: "jx").isEmpty)
         #expect(try await raw.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM pruning") } == 0)
     }
+
+    /// Every entry a job could not transfer is named, in the order found, up to `namedLimit`;
+    /// the count goes on past it, and a prune takes the names with the job.
+    @Test func entriesNotTransferredAreNamedUpToTheLimitAndPrunedWithTheJob() async throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j0"))
+        let first = (0..<Int(Journal.namedLimit) - 2).map { "'ds/f\($0)' is not a regular file" }
+        _ = try journal.commitNow([.untransferable(job: "j0", entries: first)])
+        _ = try journal.commitNow([.untransferable(job: "j0", entries: ["a", "b", "c", "d"])])
+        #expect(try journal.job("j0")?.untransferableEntries == Journal.namedLimit + 2)
+        #expect(try journal.job("j0")?.firstUntransferable == first[0])
+        var named: [String] = []
+        var after: Int64?
+        repeat {
+            let page = try await journal.untransferable(job: "j0", limit: 3_000, after: after)
+            #expect(page.named == Journal.namedLimit)
+            named += page.entries
+            after = page.next
+        } while after != nil
+        #expect(named == first + ["a", "b"])
+        try journal.end("j0", .cancel, now: 100)
+        #expect(try await journal.prune(endedBefore: 200) == ["j0"])
+        #expect(try await journal.untransferable(job: "j0", limit: 10, after: nil).named == 0)
+    }
 }

@@ -91,6 +91,38 @@ struct RouterTests {
         #expect(try f.journal.recentJobs(limit: 3).map(\.id) == ["j-2", "j-5", "j-1"])
     }
 
+    /// GET /v1/jobs/{id}/untransferable pages through every entry named, in the order found.
+    @Test func entriesNotTransferredArePagedInTheOrderFound() async throws {
+        let f = try Fixture()
+        try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))
+        let entries = (0..<5).map { "'ds/f\($0)' vanished from the source during the transfer" }
+        _ = try f.journal.commitNow([.untransferable(job: "j-1", entries: entries)])
+        try await f.app.test(.router) { client in
+            var listed: [String] = []
+            var after: String?
+            var pages = 0
+            repeat {
+                let uri = "/v1/jobs/j-1/untransferable?limit=2" + (after.map { "&after=\($0)" } ?? "")
+                try await client.execute(uri: uri, method: .get, headers: f.admin) { response in
+                    let page = try json(response.body)
+                    #expect(page["total"] as? Int == 5 && page["named"] as? Int == 5, "\(page)")
+                    listed += page["entries"] as? [String] ?? []
+                    after = page["next"] as? String
+                }
+                pages += 1
+            } while after != nil && pages < 5
+            #expect(listed == entries && pages == 3, "\(listed) in \(pages) pages")
+            try await client.execute(uri: "/v1/jobs/nope/untransferable", method: .get, headers: f.admin) { response in
+                #expect(response.status == .notFound)
+            }
+            for bad in ["limit=0", "limit=x", "after=-1", "after=x"] {
+                try await client.execute(uri: "/v1/jobs/j-1/untransferable?\(bad)", method: .get, headers: f.admin) { response in
+                    #expect(response.status == .badRequest, "\(bad)")
+                }
+            }
+        }
+    }
+
     @Test func unknownJobsAre404AndCancelIsIdempotentButFinal() async throws {
         let f = try Fixture()
         try f.journal.insert(JobRecord(id: "j-1", sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: "ds", createdAt: 1))

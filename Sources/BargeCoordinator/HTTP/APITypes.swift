@@ -229,6 +229,18 @@ public struct JobList: Codable, Sendable, ResponseEncodable {
     public var next: String?
 }
 
+/// The answer to `GET /v1/jobs/{id}/untransferable`: the entries the job could not transfer, each
+/// named in words, in the order they were found. `total` counts them all; the first
+/// `Journal.namedLimit` are named (`named`).
+public struct UntransferableList: Codable, Sendable, ResponseEncodable {
+    public var job: String
+    public var total: Int64
+    public var named: Int64
+    public var entries: [String]
+    /// The value to pass as `after` for the next page; absent on the last page.
+    public var next: String?
+}
+
 /// The answer to `POST /v1/jobs/prune`.
 public struct PruneOutcome: Codable, Sendable, ResponseEncodable {
     public var pruned: [String]

@@ -106,6 +106,25 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         }
         return outcome
     }
+    api.route(.get, "/v1/jobs/{id}/untransferable", .viewer) { request, context -> UntransferableList in
+        let id = try context.parameters.decoded("id")
+        let query = request.uri.queryParameters
+        var limit = 1000
+        if let given = query["limit"] {
+            guard let n = Int(given), (1...10_000).contains(n) else { throw HTTPError(.badRequest, message: "limit must be a whole number from 1 to 10000") }
+            limit = n
+        }
+        var after: Int64?
+        if let given = query["after"], !given.isEmpty {
+            guard let n = Int64(given), n > 0 else { throw HTTPError(.badRequest, message: "after must be the next of the page before (a positive whole number), not '\(given)'") }
+            after = n
+        }
+        guard let page = try await httpErrors({ try await scheduler.untransferable(id, limit: limit, after: after) }) else {
+            throw HTTPError(.notFound, message: "no job \(id)")
+        }
+        return UntransferableList(job: id, total: page.job.untransferableEntries, named: page.named,
+                                  entries: page.entries, next: page.next.map(String.init))
+    }
     api.route(.get, "/v1/jobs/{id}/evidence", .viewer) { _, context -> Response in
         let id = try context.parameters.decoded("id")
         guard let job = try await scheduler.status(id) else { throw HTTPError(.notFound, message: "no job \(id)") }

@@ -10,7 +10,7 @@ public enum JournalChange: Sendable {
     /// Files the quick check found unchanged at the destination.
     case skipped(job: String, files: Int64, bytes: Int64)
     /// Entries a scan page had to leave out, and why the first was.
-    case untransferable(job: String, count: Int64, first: String)
+    case untransferable(job: String, entries: [String])
     /// A unit handed to a lane (for tools and tests: the scheduler keeps assignments in memory,
     /// since a restart voids them all).
     case assign(UnitKey, source: String, destination: String)
@@ -183,9 +183,8 @@ extension Journal {
                 try db.cachedStatement(sql: "UPDATE jobs SET skippedFiles = skippedFiles + ?, skippedBytes = skippedBytes + ? WHERE id = ?")
                     .execute(arguments: [files, bytes, id])
 
-            case .untransferable(let id, let count, let first):
-                try db.cachedStatement(sql: "UPDATE jobs SET untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?) WHERE id = ?")
-                    .execute(arguments: [count, first, id])
+            case .untransferable(let id, let entries):
+                try Journal.addUntransferable(job: id, count: Int64(entries.count), names: entries, in: db)
 
             case .assign(let key, let source, let destination):
                 try db.cachedStatement(sql: """
@@ -248,8 +247,16 @@ extension Journal {
                     d.filesDone += unit.finishedFiles - leftOut
                     d.unitsDone += 1
                     if leftOut > 0 {
-                        try db.cachedStatement(sql: "UPDATE jobs SET untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?) WHERE id = ?")
-                            .execute(arguments: [leftOut, report.firstLeftOut, report.job])
+                        // Named: the first in the agent's words, the others by path (read from
+                        // the unit's files, only for a unit that left some out).
+                        let files = try DatabaseValue.fetchOne(db.cachedStatement(sql: "SELECT files FROM units WHERE jobId = ? AND unitId = ?"),
+                                                               arguments: [report.job, Int64(report.unit)]).map(UnitRecord.files(from:)) ?? []
+                        let indices = Set(report.leftOut).sorted().prefix(Int(leftOut))
+                        let names = indices.enumerated().map { k, i in
+                            k == 0 && !report.firstLeftOut.isEmpty ? report.firstLeftOut
+                                : Journal.leftOutByUnit(Int(i) < files.count ? files[Int(i)].sourcePath : "file \(i) of unit \(report.unit)")
+                        }
+                        try Journal.addUntransferable(job: report.job, count: leftOut, names: names, in: db)
                     }
                     d.codecs = CodecUsage.merge(d.codecs, report.codecs)
                 }

@@ -282,6 +282,14 @@ public final class Journal: Sendable {
             // Jobs whose rows are gone and whose units and chunks are being deleted, in steps.
             try db.execute(sql: "CREATE TABLE pruning (jobId TEXT PRIMARY KEY) WITHOUT ROWID")
         }
+        m.registerMigration("v26: every entry a job could not transfer, named") { db in
+            // Up to `namedLimit` a job (Journal+Untransferable); before, only the first was kept.
+            try db.execute(sql: "CREATE TABLE untransferable (jobId TEXT NOT NULL, entry TEXT NOT NULL)")
+            try db.execute(sql: "CREATE INDEX untransferable_by_job ON untransferable(jobId)")
+            try db.execute(sql: """
+                INSERT INTO untransferable (jobId, entry) SELECT id, firstUntransferable FROM jobs WHERE firstUntransferable IS NOT NULL
+                """)
+        }
         return m
     }
 
@@ -414,7 +422,7 @@ public final class Journal: Sendable {
         }
         let pending = try await pool.read { db in try String.fetchAll(db, sql: "SELECT jobId FROM pruning") }
         for id in pending {
-            for table in ["units", "chunks"] {
+            for table in ["units", "chunks", "untransferable"] {
                 while try await pool.write({ db -> Int in
                     try db.execute(sql: "DELETE FROM \(table) WHERE rowid IN (SELECT rowid FROM \(table) WHERE jobId = ? LIMIT ?)",
                                    arguments: [id, Self.pruneStep])
@@ -686,17 +694,17 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
 
 extension Journal {
     /// A tier job's page is done, its counts added and its cursor moved in one transaction: files moved, files left where they were (`skipped`), and files
-    /// that did not move because their cold copy is damaged (counted as entries not
-    /// transferred, with the first named).
+    /// that did not move because their cold copy is damaged (counted and named as entries not
+    /// transferred).
     public func tierProgress(_ id: String, cursor: String?, files: Int64, bytes: Int64, packBytes: Int64, skipped: Int64,
-                             damaged: Int64 = 0, firstDamaged: String? = nil) throws {
+                             damaged: [String] = []) throws {
         try pool.write { db in
             try db.execute(sql: """
                 UPDATE jobs SET tierCursor = ?, filesDone = filesDone + ?, filesTotal = filesTotal + ? + ?,
                   bytesDone = bytesDone + ?, bytesTotal = bytesTotal + ?, wireBytes = wireBytes + ?, skippedFiles = skippedFiles + ?,
-                  untransferableEntries = untransferableEntries + ?, firstUntransferable = COALESCE(firstUntransferable, ?)
                   WHERE id = ?
-                """, arguments: [cursor, files, files, damaged, bytes, bytes, packBytes, skipped, damaged, firstDamaged, id])
+                """, arguments: [cursor, files, files, damaged.count, bytes, bytes, packBytes, skipped, id])
+            try Self.addUntransferable(job: id, count: Int64(damaged.count), names: damaged, in: db)
         }
     }
 

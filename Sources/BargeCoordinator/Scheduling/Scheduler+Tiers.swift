@@ -95,7 +95,7 @@ extension Scheduler {
                 try journal.tierProgress(id, cursor: reply.next.isEmpty ? nil : reply.next, files: Int64(reply.counters.files),
                                          bytes: Int64(reply.counters.logicalBytes), packBytes: Int64(reply.counters.packBytes),
                                          skipped: Int64(reply.skipped.count - damaged.count),
-                                         damaged: Int64(damaged.count), firstDamaged: damaged.first.map { "\($0.path): \($0.reason)" })
+                                         damaged: damaged.map { "\($0.path): \($0.reason)" })
                 if reply.next.isEmpty { break }
             }
             let ended = try journal.end(id, .succeed, now: now())

@@ -372,6 +372,14 @@ public actor Scheduler {
         return job
     }
 
+    /// A page of the entries job `id` could not transfer, each named, and the job (nil: no such
+    /// job); `after` is the page before's `next`.
+    public nonisolated func untransferable(_ id: String, limit: Int, after: Int64?) async throws -> (job: JobRecord, named: Int64, entries: [String], next: Int64?)? {
+        guard let job = try await journal.readJob(id) else { return nil }
+        let page = try await journal.untransferable(job: id, limit: limit, after: after)
+        return (job, page.named, page.entries, page.next)
+    }
+
     /// A page of jobs in submission order, after the job `after`.
     public nonisolated func statuses(limit: Int = 1000, after: String? = nil) throws -> [JobRecord] {
         do {
@@ -544,7 +552,7 @@ public actor Scheduler {
         let page = scan.builder.page(entries)
         batch.append(.plan(job: scan.job, units: page.units, totals: page.totals, mark: mark, final: reply.final, now: now()))
         if skipped.files > 0 { batch.append(.skipped(job: scan.job, files: skipped.files, bytes: skipped.bytes)) }
-        if let first = reply.skipped.first { batch.append(.untransferable(job: scan.job, count: Int64(reply.skipped.count), first: first)) }
+        if !reply.skipped.isEmpty { batch.append(.untransferable(job: scan.job, entries: reply.skipped)) }
         plannedEntriesWaiting += entries.count
         // Not one that ended meanwhile (`forget` drops its scan, but a page may have been in its
         // quick check then): it would run again, its pending units sent after its cancel.
