@@ -118,6 +118,16 @@ public final class PartialFileWriter: @unchecked Sendable {
                 throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
             }
             fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+            // A copy sealed by a run that stopped before its rename (`seal` gives it the final
+            // mode, 0444 for a read-only source file): the agent's own, so it gives it its write
+            // bit back and opens it. Before, every later run failed on it with EACCES, for good,
+            // until someone ran chmod (a reading review). Not the mark: a copy without it is
+            // written unchecked, as one left by a version without the mark.
+            if fd < 0, errno == EACCES, DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) }) == 0,
+               st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid(),
+               DirectoryLift.retrying(in: parent, { fchmodat(parent, partialName, (st.st_mode & 0o7777) | S_IWUSR, 0) }) == 0 {
+                fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+            }
             // A file with other names (a hard link under the partial name: a snapshot made with
             // `cp -al`, a hard-linking dedup tool) is not written into: its other names would
             // change with it. This name goes, and a new partial copy is made.

@@ -74,8 +74,21 @@ struct ColdConfig: Codable, Equatable {
         do { data = try encoder.encode(config) } catch { throw ColdStoreError("cannot encode the cold-store config: \(error)") }
         let temporary = layout.temporaryDirectory + "/config-" + config.storeID + ".json"
         do { try data.write(to: URL(fileURLWithPath: temporary)) } catch { throw ColdStoreError("cannot write \(temporary): \(error)") }
+        // Durable before it is linked: a config lost to a power cut (empty, or garbage) makes
+        // every agent refuse the store, and an encrypted store's packs unreadable (its store id
+        // is the key's salt). Before, the fsync's result was ignored (a reading review).
         let fd = open(temporary, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
+        guard fd >= 0 else {
+            let code = errno
+            unlink(temporary)
+            throw ColdStoreError.system("open", temporary, code)
+        }
+        let synced = fsync(fd) == 0 ? 0 : errno
+        close(fd)
+        guard synced == 0 else {
+            unlink(temporary)
+            throw ColdStoreError.system("fsync", temporary, synced)
+        }
         let linked = link(temporary, layout.configPath)
         let code = errno
         unlink(temporary)

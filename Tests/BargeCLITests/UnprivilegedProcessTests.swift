@@ -107,6 +107,22 @@ struct UnprivilegedProcessTests {
         #expect((try fm.attributesOfItem(atPath: ro)[.posixPermissions] as? Int) == 0o555)
         #expect(try fm.contentsOfDirectory(atPath: ro).sorted() == ["f.txt", "link", "sub"])
 
+        // A read-only file whose partial copy was sealed (given its final mode, 0444) by a run
+        // that stopped before renaming it: the next run gives the copy its write bit back and
+        // finishes it. Before, every run failed on it with EACCES until someone ran chmod.
+        let sealedSource = source + "/sealed.bin"
+        try Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }).write(to: URL(fileURLWithPath: sealedSource))
+        let sealedPartial = cluster.dir.path + "/root-b/copy/sealed.bin.barge-partial"
+        try Data(repeating: 0, count: 100_000).write(to: URL(fileURLWithPath: sealedPartial))
+        for path in [sealedSource, sealedPartial] {
+            try fm.setAttributes([.posixPermissions: 0o444, .ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: path)
+        }
+        let sealed = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        #expect(sealed.status == 2 && !sealed.stdout.contains("sealed.bin"), "\(sealed.stdout)\(sealed.stderr)\n\(b1.output)")
+        #expect(fm.contentsEqual(atPath: sealedSource, andPath: cluster.dir.path + "/root-b/copy/sealed.bin"))
+        #expect(!fm.fileExists(atPath: sealedPartial))
+        #expect((try fm.attributesOfItem(atPath: cluster.dir.path + "/root-b/copy/sealed.bin")[.posixPermissions] as? Int) == 0o444)
+
         // A demotion out of the read-only directory: the agent lifts it for the removal of the
         // hot copy and gives it its 0555 back; a promotion brings the file back. Before, the
         // demotion failed with EACCES.

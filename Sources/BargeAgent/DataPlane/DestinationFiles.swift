@@ -433,6 +433,25 @@ public final class DestinationFiles: Sendable {
         try PartialFileWriter.removePartial(of: target)
     }
 
+    /// A file whose bytes a `fsync` or `syncfs` failed to make durable (EIO, or ENOSPC or EDQUOT
+    /// where the file system says so only then): its partial copy goes, with this agent's index
+    /// rows for it, and the next attempt receives it whole. Kept, a retry read the bytes back from
+    /// the page cache (up to date after a failed writeback, but not on disk), found them whole,
+    /// and a new `fsync`, which no longer sees the old error, let the file be renamed: its blocks
+    /// on disk could be stale or zero (a reading review).
+    private func distrust(job: String, _ f: OpenFile) {
+        let target = f.writer.final
+        open.withLockedValue { files in
+            if files[JobFile(job: job, path: target.relative)] === f { files.removeValue(forKey: JobFile(job: job, path: target.relative)) }
+        }
+        f.lock.withLock { f.sealed = true }
+        try? recording.withLock {
+            pending.withLockedValue { p in p.removeAll { !$0.final && PathKey.sameBytes($0.path, target.relative) } }
+            try index?.forgetPartial(path: target.relative)
+        }
+        try? PartialFileWriter.removePartial(of: target)
+    }
+
     /// A file of a batch that is already in place, whole (`UnchangedFinal`): the regular file
     /// under its final name holds exactly its bytes (by XXH3-128), so it keeps its inode and
     /// only gets the mode and mtime, as `rsync --checksum` leaves an identical file alone. Not
@@ -650,27 +669,36 @@ public final class DestinationFiles: Sendable {
         // the same time.
         let sync = ready.count >= Self.syncfsBatch
         var devices: [UInt64: Int32] = [:]
+        // Each directory's file system, where it is known: a file whose file system is not
+        // synced by a `syncfs` (no descriptor could be copied or looked at for it: EMFILE) is
+        // synced by its own `fsync` instead. Before, it was renamed with its bytes in the page
+        // cache alone (a reading review).
+        var deviceOf: [PathKey: UInt64] = [:]
         if sync {
             // A file is on its directory's file system: one look per directory, not per file.
-            var seen = Set<PathKey>()
-            for (_, f) in ready where !seen.contains(Self.parentKey(f.writer.final)) {
+            for (_, f) in ready where deviceOf[Self.parentKey(f.writer.final)] == nil {
                 var st = stat()
                 // A copy of the descriptor: another finish of the same file (a batch sent again)
                 // may seal it, closing its own, while this one syncs.
                 let fd = f.lock.withLock { f.sealed ? -1 : dup(f.writer.descriptor) }
                 guard fd >= 0 else { continue }
-                seen.insert(Self.parentKey(f.writer.final))
-                if fstat(fd, &st) == 0, devices[UInt64(st.st_dev)] == nil {
-                    devices[UInt64(st.st_dev)] = fd
-                } else {
-                    Glibc.close(fd)
+                if fstat(fd, &st) == 0 {
+                    deviceOf[Self.parentKey(f.writer.final)] = UInt64(st.st_dev)
+                    if devices[UInt64(st.st_dev)] == nil {
+                        devices[UInt64(st.st_dev)] = fd
+                        continue
+                    }
                 }
+                Glibc.close(fd)
             }
             defer { for fd in devices.values { Glibc.close(fd) } }
             for (device, fd) in devices {
                 let e = syncGroup(device).sync(fd)
                 guard e != 0 else { continue }
-                for (i, f) in ready { failures[i] = StoreError.system(operation: "syncfs", path: f.writer.final.relative, errno: e) }
+                for (i, f) in ready {
+                    failures[i] = StoreError.system(operation: "syncfs", path: f.writer.final.relative, errno: e)
+                    distrust(job: job, f)
+                }
                 ready = []
             }
         }
@@ -696,11 +724,13 @@ public final class DestinationFiles: Sendable {
                     f.sealed = true
                     // A transfer's file: without set-user-ID and set-group-ID (`FileModes`). A file
                     // promoted from this agent's own cold tier keeps its own mode (ColdStore).
-                    try f.writer.seal(mode: FileModes.atDestination(item.mode), mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !sync)
+                    let synced = deviceOf[Self.parentKey(f.writer.final)].map { devices[$0] != nil } ?? false
+                    try f.writer.seal(mode: FileModes.atDestination(item.mode), mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !synced)
                 }
                 return true
             } catch {
                 failures[i] = error
+                if case StoreError.system("fsync", _, _) = error { distrust(job: job, f) }
                 return false
             }
         }

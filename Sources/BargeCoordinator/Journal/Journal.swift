@@ -429,10 +429,11 @@ public final class Journal: Sendable {
                     return db.changesCount
                 }) == Self.pruneStep {}
             }
-            try await pool.write { db in try db.execute(sql: "DELETE FROM pruning WHERE jobId = ?", arguments: [id]) }
-            // After the rows that point into them are gone (a crash in between leaves a file no
-            // row reads).
+            // After the rows that point into it are gone, and before the job leaves `pruning`:
+            // a crash in between finds it there again, and removes it then (removed after, a
+            // crash in between left a file no row names, for good: gigabytes for a large job).
             manifests.remove(job: id)
+            try await pool.write { db in try db.execute(sql: "DELETE FROM pruning WHERE jobId = ?", arguments: [id]) }
         }
         finishFiles.forget(jobs: Set(pending))
         return pruned
@@ -701,7 +702,7 @@ extension Journal {
         try pool.write { db in
             try db.execute(sql: """
                 UPDATE jobs SET tierCursor = ?, filesDone = filesDone + ?, filesTotal = filesTotal + ? + ?,
-                  bytesDone = bytesDone + ?, bytesTotal = bytesTotal + ?, wireBytes = wireBytes + ?, skippedFiles = skippedFiles + ?,
+                  bytesDone = bytesDone + ?, bytesTotal = bytesTotal + ?, wireBytes = wireBytes + ?, skippedFiles = skippedFiles + ?
                   WHERE id = ?
                 """, arguments: [cursor, files, files, damaged.count, bytes, bytes, packBytes, skipped, id])
             try Self.addUntransferable(job: id, count: Int64(damaged.count), names: damaged, in: db)

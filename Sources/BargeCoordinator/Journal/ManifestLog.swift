@@ -134,8 +134,10 @@ struct ManifestLog: Sendable {
     }
 
     /// Removes a pruned job's file (one that never had a manifest has none).
+    /// Removes a job's manifest file, durably (its directory synced), so that a power cut does
+    /// not bring back a file no row names.
     func remove(job: String) {
-        _ = unlink(file(of: job))
+        if unlink(file(of: job)) == 0 { try? Self.syncDirectory(directory) }
     }
 
     /// The bytes of every manifest file.
