@@ -31,13 +31,21 @@ public enum DestinationEntries {
         defer { close(fd) }
         var st = stat()
         let known = fstat(fd, &st) == 0
+        var changed = false
         if !known || st.st_mode & 0o7777 != mode_t(mode & 0o7777) {
             guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: path.relative, errno: errno) }
+            changed = true
         }
         if !known || Int64(st.st_mtim.tv_sec) != mtimeSeconds || Int32(st.st_mtim.tv_nsec) != mtimeNanoseconds {
             var times = [omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
             guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
+            changed = true
         }
+        // Durable before it is acknowledged (the job may end with it): its mode, its mtime, and
+        // (on journalling file systems) its own entry. Before, a power cut soon after a job's
+        // success could lose empty directories, modes and mtimes (a reading review). Only what
+        // changed: an unchanged re-sync syncs nothing.
+        if changed { guard fsync(fd) == 0 else { throw .system(operation: "fsync directory", path: path.relative, errno: errno) } }
     }
 
     /// Removes the file `path` from its directory, opened beneath the root (never through a
@@ -84,6 +92,8 @@ public enum DestinationEntries {
             _ = DirectoryLift.retrying(in: dirfd) { unlinkat(dirfd, temporary, 0) }
             throw .system(operation: "rename", path: display, errno: e)
         }
+        // Durable before it is acknowledged, as a file's rename is.
+        guard fsync(dirfd) == 0 else { throw .system(operation: "fsync directory of", path: display, errno: errno) }
     }
 
     /// The name a link is made under before it is renamed to `name`: `.<name>.barge-link-<pid>`
