@@ -226,6 +226,7 @@ enum JobSummary {
             lines.append("  run 'barge verify JOB --repair' for the job that sent \(n == 1 ? "it" : "them") (or send \(n == 1 ? "it" : "them") again from the source), then \(operation) again")
         }
         if s.skippedFiles > 0 { lines.append("  left where they were: \(s.skippedFiles) files (the coordinator's log says why)") }
+        if let waiting = s.waiting { lines.append("  " + waiting) }
         if let e = s.error { lines.append("  error: \(e)") }
         return TerminalText.safe(lines.joined(separator: "\n"))
     }

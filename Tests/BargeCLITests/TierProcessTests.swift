@@ -257,6 +257,41 @@ struct TierProcessTests {
         #expect(placed["ds/a.txt"] == "cold" && placed["ds/b.bin.barge-partial"] == "hot", "\(placed)")
     }
 
+    /// A demotion submitted while a transfer writes into the same place waits for it, and a
+    /// transfer submitted while the demotion runs waits in turn; each then runs whole. Before, a
+    /// demotion ran at once beside the transfer, and could remove a file the transfer had just
+    /// renamed into place (checked, then unlinked by name).
+    @Test func aTierJobAndATransferIntoOnePlaceTakeTurns() async throws {
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<6 { try Data(SampleData.generate(.random, bytes: 1 << 20, seed: UInt64(80 + i))).write(to: source.appendingPathComponent("f\(i).bin")) }
+        let (coordinator, a1, b1, http) = try await coldCluster()
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        let transfer = try cluster.cli(["submit", "a:ds", "b:ds", "--bwlimit", "1MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(transfer.hasPrefix("j-"))
+        let demote = try cluster.cli(["tier", "demote", "b:ds"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(demote.hasPrefix("j-"), "\(demote)")
+        let waiting = try cluster.cli(["status", demote], http: http)
+        #expect(waiting.stdout.contains("queued") && waiting.stdout.contains("waiting: job \(transfer)"), "\(waiting.stdout)")
+        #expect(try cluster.cli(["status", transfer, "--watch"], http: http).status == 0)
+        let demoted = try cluster.cli(["status", demote, "--watch"], http: http)
+        #expect(demoted.status == 0, "\(demoted.stdout)\(demoted.stderr)")
+        let placed = try tiers(http)
+        #expect(placed == Dictionary(uniqueKeysWithValues: (0..<6).map { ("ds/f\($0).bin", "cold") }), "\(placed)")
+        // A promotion under way: a transfer into the same place waits for it.
+        let promote = try cluster.cli(["tier", "promote", "b:ds"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let again = try cluster.cli(["submit", "a:ds", "b:ds/sub"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try cluster.cli(["status", promote, "--watch"], http: http).status == 0)
+        #expect(try cluster.cli(["status", again, "--watch"], http: http).status == 0)
+        for i in 0..<6 {
+            let name = "f\(i).bin"
+            #expect(FileManager.default.contentsEqual(atPath: source.appendingPathComponent(name).path, andPath: copy.appendingPathComponent(name).path))
+            #expect(FileManager.default.contentsEqual(atPath: source.appendingPathComponent(name).path, andPath: copy.appendingPathComponent("sub/ds/" + name).path)
+                    || FileManager.default.contentsEqual(atPath: source.appendingPathComponent(name).path, andPath: copy.appendingPathComponent("sub/" + name).path))
+        }
+        let log = coordinator.output
+        #expect(log.contains("job \(demote) waits for job \(transfer)"), "\(log)")
+    }
+
     @Test func anEncryptedColdStoreHoldsNoPlaintext() async throws {
         let marker = "BARGE-COLD-SECRET-\(UInt32.random(in: 0...UInt32.max))-"
         var lines: [String] = []

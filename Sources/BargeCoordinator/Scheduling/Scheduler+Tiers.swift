@@ -30,7 +30,8 @@ extension Scheduler {
         job.codec = "archive"
         try journal.insert(job)
         logger.notice("job \(id): \(operation.rawValue) \(site):/\(path)\(policy.map { " with policy \($0)" } ?? "")")
-        launchTier(id)
+        // At once, unless a job writes to an overlapping place (it waits for it, `startQueuedJobs`).
+        startQueuedJobs()
         return try journal.job(id) ?? job
     }
 
@@ -42,8 +43,10 @@ extension Scheduler {
         return try await sendTier(make, to: agent, timeout: timeout)
     }
 
+    /// The tier jobs that were running when the coordinator stopped (queued ones start as
+    /// `startQueuedJobs` lets them).
     func resumeTierJobs() {
-        for job in (try? journal.jobs(in: [.running, .queued])) ?? [] where job.operation != .transfer {
+        for job in (try? journal.jobs(in: [.running])) ?? [] where job.operation != .transfer {
             logger.notice("job \(job.id): \(job.operation.rawValue) resumes\(job.tierCursor.map { " after \($0)" } ?? "")")
             launchTier(job.id)
         }
@@ -56,7 +59,11 @@ extension Scheduler {
     }
 
     private func runTier(_ id: String) async {
-        defer { tiering.remove(id) }
+        defer {
+            tiering.remove(id)
+            // The jobs that waited for it may start.
+            if overlapWaits.withLock({ $0.values.contains(id) }) { startQueuedJobs() }
+        }
         guard var job = try? journal.startTier(id, now: now()), job.state == .running else { return }
         let operation: TierOperation = job.operation == .demote ? .demote : .promote
         var attempts = 0

@@ -338,6 +338,9 @@ public actor Scheduler {
         await flush()
         guard let before = try journal.job(id) else { throw SchedulerError.unknownJob(id) }
         if before.operation != .transfer {
+            if before.state == .failed || before.state == .cancelled, let other = writerOfOverlap(with: before) {
+                throw SchedulerError.conflict("job \(other) writes to a place that overlaps this job's (\(before.destinationSite):/\(before.destinationPath)); resume this job once it has ended ('barge status \(other) --watch' follows it)")
+            }
             let job = (before.state == .failed || before.state == .cancelled) ? try journal.resume(id) : before
             endings.resumed(id)
             launchTier(id)
@@ -431,10 +434,11 @@ public actor Scheduler {
             if !job.planned { restartScan(job.id) }
         }
         if pending > 0 { logger.notice("\(pending) units of interrupted jobs are pending again") }
+        // Tier jobs that were running first: the queued jobs that overlap them wait for them.
+        resumeTierJobs()
         startQueuedJobs()
         schedule()
         resumeVerifications()
-        resumeTierJobs()
     }
 
     /// The policy's view of a job, in one line.
@@ -912,16 +916,22 @@ public actor Scheduler {
         if waiters { startQueuedJobs() }
     }
 
-    /// A started transfer job (scanning, or running) other than `job` whose destination overlaps
-    /// `job`'s (`JobPath.overlaps`), if any.
+    /// A started job other than `job` whose destination overlaps `job`'s (`JobPath.overlaps`), if
+    /// any: a transfer scanning or running, or a tier job running (a demotion or promotion moves
+    /// and removes files where a transfer writes them). Tier jobs take their turn as transfers
+    /// do: before, one ran at once beside a transfer into the same place, and a demotion that
+    /// checked a file, then removed it by name, could remove the new file a transfer had just
+    /// renamed there: the job succeeded, and the file was in neither tier (a reading review).
     func writerOfOverlap(with job: JobRecord) -> String? {
         func overlaps(_ other: JobRecord) -> Bool {
-            other.id != job.id && other.operation == .transfer
-                && JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: other.destinationSite, other.destinationPath)
+            other.id != job.id && JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: other.destinationSite, other.destinationPath)
         }
         if let found = running.values.first(where: { overlaps($0.record) }) { return found.record.id }
         for scanning in Set(scans.values.map(\.job)) where scanning != job.id && running[scanning] == nil {
             if let other = try? journal.job(scanning), !other.state.isTerminal, overlaps(other) { return other.id }
+        }
+        for tier in tiering.sorted() where tier != job.id {
+            if let other = try? journal.job(tier), !other.state.isTerminal, overlaps(other) { return other.id }
         }
         return nil
     }
@@ -939,18 +949,36 @@ public actor Scheduler {
 
     // MARK: Scans
 
-    /// Starts the queued transfer jobs that may start, in submission order (`startScan`). A job
-    /// that cannot start yet (it waits for an overlapping job, or for an agent of its source
-    /// site) holds back the later ones whose destinations overlap its own.
-    private func startQueuedJobs() {
+    /// Starts the queued jobs that may start, in submission order: a transfer's scan
+    /// (`startScan`), a tier job's pages (`launchTier`). A job that cannot start yet (it waits
+    /// for an overlapping job, or for an agent of its source site) holds back the later ones
+    /// whose destinations overlap its own.
+    func startQueuedJobs() {
         guard let queued = try? journal.jobs(in: [.queued]) else { return }
         let scanning = Set(scans.values.map(\.job))
         var waiting = DestinationClaims()
-        // Nor one the policy runs already: its scan's pages are planned, but not yet journaled
-        // (a state disk that is full): each submission meanwhile scanned it again, and the
-        // journal took its units as many times once it had room.
-        for job in queued where !scanning.contains(job.id) && !policy.isRunning(job.id) && job.operation == .transfer {
-            if !startScan(job, behind: waiting) { waiting.claim(site: job.destinationSite, path: job.destinationPath, job: job.id) }
+        for job in queued {
+            guard job.operation != .transfer else {
+                // Nor one the policy runs already: its scan's pages are planned, but not yet
+                // journaled (a state disk that is full): each submission meanwhile scanned it
+                // again, and the journal took its units as many times once it had room.
+                if !scanning.contains(job.id) && !policy.isRunning(job.id), !startScan(job, behind: waiting) {
+                    waiting.claim(site: job.destinationSite, path: job.destinationPath, job: job.id)
+                }
+                continue
+            }
+            // A tier job: started unless a started job, or a queued one submitted before it,
+            // writes to an overlapping place.
+            guard !tiering.contains(job.id) else { continue }
+            if let other = writerOfOverlap(with: job) ?? waiting.holder(site: job.destinationSite, path: job.destinationPath) {
+                if overlapWaits.withLock({ $0.updateValue(other, forKey: job.id) }) != other {
+                    logger.notice("job \(job.id) waits for job \(other), which writes to an overlapping place (\(job.destinationSite):/\(job.destinationPath))")
+                }
+                waiting.claim(site: job.destinationSite, path: job.destinationPath, job: job.id)
+                continue
+            }
+            overlapWaits.withLock { _ = $0.removeValue(forKey: job.id) }
+            launchTier(job.id)
         }
     }
 
