@@ -25,6 +25,10 @@ public struct AgentRunner: Sendable {
         case CoordinatorConnectionError.refused(let e) where e.code == .nameInUse:
             // Maybe this agent's own previous run, not yet seen gone: worth another try.
             return false
+        case CoordinatorConnectionError.refused(let e) where e.code.isDamageOnTheWire:
+            // The registration was damaged on its way (a bit flipped on the network): the next
+            // connection sends it again. Before, one flipped bit in it stopped the agent for good.
+            return false
         case CoordinatorConnectionError.refused, CoordinatorConnectionError.protocolViolation:
             return true
         default:

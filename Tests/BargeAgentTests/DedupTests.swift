@@ -246,6 +246,10 @@ struct AgentRunnerTests {
         #expect(!AgentRunner.isFatal(CoordinatorConnectionError.closed))
         #expect(AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: .unexpectedMessage, reason: "name in use"))))
         #expect(AgentRunner.isFatal(HandshakeFailure(error: ErrorMessage(code: .authenticationFailed, reason: "wrong token"))))
+        // A registration damaged on its way (one flipped bit): sent again, not the agent's end.
+        for code in [ErrorCode.sealBroken, .checksumMismatch, .badMagic, .malformedFrame, .frameTooLarge] {
+            #expect(!AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: code, reason: "sealed register frame rejected"))), "\(code)")
+        }
     }
 }
 

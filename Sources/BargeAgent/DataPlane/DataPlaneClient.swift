@@ -175,7 +175,9 @@ public final class ChunkStream: Sendable {
             group.addTask {
                 do {
                     for try await frame in inbound { try stream.deliver(frame) }
-                    stream.fail(PeerClosed())
+                    // This side's own close, when it was (a reply that did not open, nothing
+                    // received for the stall timeout), says so: it was all told as the peer's.
+                    stream.fail(probe?.closedHere.map(ClosedHere.init) ?? PeerClosed())
                 } catch {
                     stream.fail(error)
                 }
@@ -188,6 +190,10 @@ public final class ChunkStream: Sendable {
             return try await body(stream)
         }
     }
+
+    /// Fails the stream with `Unanswered` before its connection is closed, so that its requests
+    /// say why (the first failure is the one kept).
+    func failUnanswered(_ quiet: Duration) { fail(Unanswered(quiet: quiet)) }
 
     /// The stream has failed (its connection closed or broke): nothing more can be sent on it.
     public var isFailed: Bool { state.withLockedValue { $0.failure != nil } }
@@ -429,6 +435,29 @@ public struct PeerRefused: Error, CustomStringConvertible {
 public struct PeerClosed: Error, CustomStringConvertible {
     public init() {}
     public var description: String { "the peer agent closed the connection" }
+}
+
+/// This agent closed a data-plane connection, and why: a frame from the peer that did not open
+/// (damaged on the network), or nothing from it for the stall timeout. Before, each was told as
+/// "the peer agent closed the connection", which sent an operator to look at the wrong agent.
+public struct ClosedHere: Error, CustomStringConvertible {
+    public let error: ErrorMessage
+    public init(_ error: ErrorMessage) { self.error = error }
+    public var description: String {
+        if error.code == .unexpectedMessage, error.reason.hasPrefix("nothing received") {
+            return "nothing came from the peer agent for the stall timeout (--stall-timeout): this agent closed the connection"
+        }
+        return "this agent closed the connection: \(error.reason)\(error.code.isDamageOnTheWire ? " (damaged on the network between the agents)" : "")"
+    }
+}
+
+/// A stream closed by this agent because its requests went unanswered while the coordinator took
+/// its destination for down (`StreamPool.closeUnanswered`).
+public struct Unanswered: Error, CustomStringConvertible {
+    public let quiet: Duration
+    public var description: String {
+        "no answer from the peer agent for \(quiet.components.seconds) s while the coordinator took it for down: this agent closed the connection"
+    }
 }
 
 /// Opens data-plane streams to another agent.

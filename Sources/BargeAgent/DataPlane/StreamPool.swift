@@ -216,7 +216,10 @@ public final class StreamPool: Sendable {
             }
             return stuck
         }
-        stuck.forEach { $0.close() }
+        stuck.forEach {
+            $0.stream.failUnanswered(quiet)
+            $0.close()
+        }
         return stuck.count
     }
 

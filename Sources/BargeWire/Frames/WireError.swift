@@ -81,6 +81,13 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// the connection, so that it is taken for down at once, not after its timeout.
     public static let stopping = ErrorCode(rawValue: 15)
 
+    /// Codes that say the bytes on the wire were damaged (or cut, or duplicated) on their way:
+    /// a frame whose seal, checksum, magic, header or length did not hold. The path's fault, not
+    /// the peer's or the request's: worth another connection, and not counted against a unit.
+    public var isDamageOnTheWire: Bool {
+        [Self.sealBroken, .checksumMismatch, .badMagic, .malformedFrame, .frameTooLarge].contains(self)
+    }
+
     public var description: String {
         switch self {
         case .badMagic: "bad magic"

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The last inbound handler of every Barge connection. A protocol error from anywhere before it
@@ -9,6 +10,9 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
     public typealias OutboundOut = Frame
 
     private var closing = false
+    /// The error this side sent as it closed the connection, if it did: for the owner of the
+    /// connection, whose reader otherwise sees only its end (and took it for the peer's close).
+    public let sent = NIOLockedValueBox<ErrorMessage?>(nil)
 
     public init() {}
 
@@ -34,6 +38,7 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
     private func fail(_ context: ChannelHandlerContext, _ message: ErrorMessage) {
         guard !closing else { return }
         closing = true
+        sent.withLockedValue { $0 = message }
         context.fireUserInboundEventTriggered(ProtocolEvent.protocolError(message))
         context.closeAfterWriting(wrapOutboundOut(Message.error(message).frame(allocator: context.channel.allocator)))
     }

@@ -31,7 +31,7 @@ public enum BargeConnection {
         let token = token.bytes
         var bootstrap = ClientBootstrap(group: group).channelOption(.tcpOption(.tcp_nodelay), value: 1)
         if let notSentLowat { bootstrap = bootstrap.channelOption(TCPProbe.notSentLowatOption, value: SocketOptionValue(notSentLowat)) }
-        let (channel, sessionFuture) = try await bootstrap
+        let (channel, sessionFuture, sent) = try await bootstrap
             .connectTimeout(.seconds(10))
             .connect(host: host, port: port) { channel in
                 let chosen = congestionControl.map { $0.apply(to: channel) } ?? channel.eventLoop.makeSucceededVoidFuture()
@@ -40,10 +40,11 @@ public enum BargeConnection {
                     try channel.pipeline.syncOperations.addBargeHandlers(
                         .client(ClientHandshake(token: token, name: name, role: role, nonce: freshNonce())), idleTimeout: idleTimeout)
                     try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
-                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session.futureResult)
+                    let sent = try channel.pipeline.syncOperations.handler(type: ProtocolErrorHandler.self).sent
+                    return (try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session.futureResult, sent)
                 }
             }
-        let probe = TCPProbe(channel: channel.channel)
+        let probe = TCPProbe(channel: channel.channel, sentError: sent)
         // The handshake is awaited inside executeThenClose, so the connection is closed and its
         // writer finished on every path, failures included.
         return try await channel.executeThenClose { inbound, outbound in

@@ -65,7 +65,17 @@ public struct TCPProbe: Sendable {
     /// question.
     private let runsBBR = NIOLockedValueBox<Bool?>(nil)
 
-    public init(channel: any Channel) { self.channel = channel }
+    /// What this side sent as it closed the connection (`ProtocolErrorHandler.sent`).
+    private let sentError: NIOLockedValueBox<ErrorMessage?>?
+
+    public init(channel: any Channel, sentError: NIOLockedValueBox<ErrorMessage?>? = nil) {
+        self.channel = channel
+        self.sentError = sentError
+    }
+
+    /// Why this side closed the connection, when it did (a frame that did not open, nothing
+    /// received for its idle timeout); nil when the peer closed it, or it is open.
+    public var closedHere: ErrorMessage? { sentError?.withLockedValue { $0 } }
 
     /// Closes the connection from any task: its reader then ends, as if the peer had closed it.
     public func close() {
