@@ -108,7 +108,9 @@ struct SchedulerTests {
         }
         await f.scheduler.flush()
         let failed = try #require(try await f.scheduler.status(job))
-        #expect(failed.state == .failed && failed.error?.contains("failed 3 times; last: ENOSPC at b1") == true, "\(failed.error ?? "")")
+        // The attempts given back are told too.
+        #expect(failed.state == .failed && failed.error?.contains("failed 3 times (and 5 more on its data plane, not counted); last: ENOSPC at b1") == true,
+                "\(failed.error ?? "")")
     }
 
     /// A scan page that names entries no walk makes (an empty, `.` or `..` component, a leading

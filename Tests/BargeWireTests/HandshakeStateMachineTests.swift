@@ -102,7 +102,7 @@ struct HandshakeStateMachineTests {
         guard case .fail(let e, true) = client.receive(challenge) else { Issue.record("client went on"); return }
         #expect(e.code == .authenticationFailed)
         // Either side may hold the wrong token: the words, in both logs, say they differ.
-        #expect(e.reason.hasPrefix("the cluster tokens differ: 'agent-a1' and the server") && e.reason.contains("same --token-file"), "\(e.reason)")
+        #expect(e.reason.hasPrefix("the server did not prove the cluster token: most likely 'agent-a1' and the server") && e.reason.contains("same --token-file"), "\(e.reason)")
         guard case .fail(let heard, false) = server.receive(.error(e)) else { Issue.record("server did not stop"); return }
         #expect(heard == e)
     }

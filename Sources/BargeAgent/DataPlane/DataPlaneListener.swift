@@ -197,7 +197,7 @@ public final class DataPlaneListener: Sendable {
                 logger.debug("data-plane connection from \(address) closed as the agent stops")
                 return
             }
-            logger.warning("data-plane connection from \(address): \(error)")
+            logger.warning("data-plane connection from \(address): \(ConnectionFailure.describe(error))")
         })
     }
 

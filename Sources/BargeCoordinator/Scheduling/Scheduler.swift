@@ -661,7 +661,10 @@ public actor Scheduler {
             noteReleased(key, source: lane.source)
             // Not a retry: the job ends here ('units retried: 1' read as a retry that never was).
             batch.append(.release(key, retry: false, attempts: attempts))
-            let reason = failure.retryable ? "unit \(failure.unit) failed \(attempts) times; last: \(failure.reason)" : failure.reason
+            // With the attempts given back too (a reader saw "failed 3 times" after 13 failures).
+            let givenBack = pathLosses[key, default: 0]
+            let more = givenBack > 0 ? " (and \(givenBack) more on its data plane, not counted)" : ""
+            let reason = failure.retryable ? "unit \(failure.unit) failed \(attempts) times\(more); last: \(failure.reason)" : failure.reason
             batch.append(.end(job: failure.job, .fail(reason), now: now()))
             logger.error("job \(failure.job) failed: \(reason)")
         }

@@ -1,5 +1,8 @@
 import NIOConcurrencyHelpers
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The last inbound handler of every Barge connection. A protocol error from anywhere before it
 /// (a bad frame, a malformed message), or a peer that sends nothing for the idle timeout (a stalled
@@ -31,6 +34,8 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         switch error {
         case let wire as WireError: fail(context, ErrorMessage(wire))
+        // The connection itself broke (reset, pipe): nothing was malformed.
+        case is IOError, is ChannelError: fail(context, ErrorMessage(code: .unexpectedMessage, reason: ConnectionFailure.describe(error)))
         default: fail(context, ErrorMessage(code: .malformedFrame, reason: "\(error)"))
         }
     }
@@ -70,4 +75,18 @@ public enum ProtocolEvent: Hashable, Sendable {
     case established(Session)
     case handshakeFailed(ErrorMessage)
     case protocolError(ErrorMessage)
+}
+
+/// A connection's failure in words: NIO's own ("I/O on closed channel", "read(descriptor:
+/// pointer:size:): Connection reset by peer) (errno: 104)") said what broke, not what happened.
+public enum ConnectionFailure {
+    public static func describe(_ error: any Error) -> String {
+        if let channel = error as? ChannelError, channel == .ioOnClosedChannel || channel == .alreadyClosed || channel == .eof || channel == .outputClosed {
+            return "the connection closed under a request (the peer, or the network to it, went away)"
+        }
+        if let io = error as? IOError {
+            return "the connection broke: \(String(cString: strerror(io.errnoCode)).lowercased()) (errno \(io.errnoCode))"
+        }
+        return "\(error)"
+    }
 }

@@ -59,7 +59,7 @@ public struct ClientHandshake: Sendable {
                 guard HandshakeProof.matches(c.proof, expected) else {
                     // Both ends hold a token; which one is wrong cannot be told from here. The
                     // words go to both logs (the server's names the client).
-                    return fail(ErrorMessage(code: .authenticationFailed, reason: "the cluster tokens differ: '\(hello.name)' and the server it connected to were given different token files; give every coordinator and agent the same --token-file (BARGE_TOKEN_FILE)"))
+                    return fail(ErrorMessage(code: .authenticationFailed, reason: "the server did not prove the cluster token: most likely '\(hello.name)' and the server it connected to were given different token files (give every coordinator and agent the same --token-file, BARGE_TOKEN_FILE); or something between them answered in its place (a replayed or forged handshake)"))
                 }
                 let proof = try HandshakeProof.client(token: token, clientNonce: hello.nonce, serverNonce: c.nonce, version: c.version, clientName: hello.name)
                 // Sealed versions: the session starts with the auth, so that the client's first
