@@ -86,12 +86,15 @@ public actor Scheduler {
     var tierReplies: [UInt64: (agent: String, continuation: CheckedContinuation<TierReply, Error>)] = [:]
     /// Tier jobs whose page loop runs now.
     var tiering: Set<String> = []
-    /// Quick checks waiting for their destination agent.
-    var compares: [UInt64: (agent: String, continuation: CheckedContinuation<[Bool]?, Never>)] = [:]
-    /// Agents whose scan page waits for a quick check (how many pages: an agent that registered
-    /// again while its old connection still waits has two): their connections are not read
-    /// meanwhile.
+    /// Quick checks waiting for their destination agent, by request.
+    var compares: [UInt64: Compare] = [:]
+    /// Agents with scan pages waiting for a quick check, and how many: their connections may
+    /// not be read meanwhile (`takePage`).
     var waitingForCompare: [String: Int] = [:]
+    /// Each scan's pages in their turn to be planned, by scan request (`takePage`).
+    var pagesInCheck: [UInt64: [CheckedPage]] = [:]
+    /// The source agent's connection of a scan whose `pagesAhead` pages wait, by scan request.
+    var pageWindow: [UInt64: CheckedContinuation<Void, Never>] = [:]
     /// Jobs already logged as planned without a quick check, for want of an agent to ask.
     var unchecked: Set<String> = []
     var repairs: [UnitKey: (lane: (source: String, destination: String), continuation: CheckedContinuation<Result<TaskDone, SchedulerError>, Never>)] = [:]
@@ -472,8 +475,7 @@ public actor Scheduler {
             switch message {
             case .scanReply(var reply):
                 leaveOutLongPaths(&reply)
-                let unchanged = await quickCheck(reply)
-                try scanned(reply, unchanged: unchanged)
+                await takePage(reply)
                 // Planning faster than the journal commits: the agent's next page waits (and so,
                 // through TCP, does its scan).
                 if plannedEntriesWaiting > 20_000 { await flush() }
@@ -518,7 +520,7 @@ public actor Scheduler {
     }
 
     /// A scan page: planned, but for the entries the quick check found `unchanged`.
-    private func scanned(_ reply: ScanReply, unchanged: [Bool]?) throws {
+    func scanned(_ reply: ScanReply, unchanged: [Bool]?) throws {
         guard var scan = scans[reply.request] else { return }
         if !reply.error.isEmpty {
             scans.removeValue(forKey: reply.request)
