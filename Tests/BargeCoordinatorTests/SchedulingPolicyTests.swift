@@ -145,6 +145,37 @@ struct SchedulingPolicyTests {
         #expect(p.assign(now: 1).map { "\($0.unit.id)→\($0.destination)" } == ["2→b1"])
     }
 
+    /// A range pinned to an agent that is full as the source of another job (A to B beside B to
+    /// A) waits, and goes once that work ends: an agent's room counts what it sends too. Before,
+    /// only a destination's release woke the units parked for it, and the job hung at its last
+    /// file for ever (black-box review h1).
+    @Test func aRangeParkedForAnAgentFullAsASourceGoesWhenItsSendingEnds() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 10)
+        p.agentUp("b1", site: "b", bound: 2)
+        var j1 = Journal(units: [PlannedUnit(id: 0, kind: .range, finish: 2), PlannedUnit(id: 1, kind: .range, finish: 2),
+                                 PlannedUnit(id: 2, kind: .finish, waitsFor: 2)])
+        p.start(job: "j1", source: "a", destination: "b", openWork: 3, planned: true)
+        Self.fill(&p, j1)
+        let first = p.assign(now: 0)
+        #expect(first.map { "\($0.unit.id)→\($0.destination)" } == ["0→b1", "1→b1"])
+        // Range 0 arrives; range 1 fails and waits out its backoff.
+        Self.finish(&p, &j1, first[0])
+        p.failed(first[1].key, retryAt: 5)
+        // The other way meanwhile: b1 sends j2's two units to a1, and is full.
+        var j2 = Journal(units: [PlannedUnit(id: 10, kind: .files), PlannedUnit(id: 11, kind: .files)])
+        p.start(job: "j2", source: "b", destination: "a", openWork: 2, planned: true)
+        Self.fill(&p, j2)
+        let sending = p.assign(now: 1)
+        #expect(sending.map { "\($0.unit.id):\($0.source)→\($0.destination)" }.sorted() == ["10:b1→a1", "11:b1→a1"])
+        // Range 1, pinned to b1 (its partial copy is there), is parked.
+        #expect(p.assign(now: 6).isEmpty)
+        // b1 sends one of j2's units to its end: it has room again, and the parked range goes.
+        Self.finish(&p, &j2, sending[0])
+        let next = p.assign(now: 6).map { "\($0.unit.id)→\($0.destination)" }
+        #expect(next == ["1→b1"], "\(next) \(p.describe("j1"))")
+    }
+
     @Test func aFailedUnitWaitsOutItsBackoff() {
         var p = SchedulingPolicy()
         p.agentUp("a1", site: "a", bound: 4)

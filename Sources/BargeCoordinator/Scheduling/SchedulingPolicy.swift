@@ -566,8 +566,12 @@ public struct SchedulingPolicy: Sendable {
             }
             jobs[key.job] = q
         }
-        // Units that waited for this destination to have room may go now.
+        // Units that waited for either agent to have room may go now: an agent's room counts
+        // the units it sends and those it receives alike. Only the destination was looked at:
+        // a large file pinned to an agent that was full as the source of another job (A to B
+        // beside B to A) waited for ever once that work ended (black-box review h1).
         if lanes.hasRoom(h.destination) { unpark(for: h.destination) }
+        if h.source != h.destination, lanes.hasRoom(h.source) { unpark(for: h.source) }
     }
 }
 
