@@ -46,7 +46,7 @@ struct SubmitCommand: AsyncParsableCommand {
     var codec = "auto"
     @Option(help: ArgumentHelp("Cap on the job's wire bytes, all its agents together: a rate (100MiB/s, 1Gbit/s), 'off', or a weekly timetable in the agents' local time, like 'Mon-Fri 08:00-18:00 100MiB/s, 18:00 off'. 'barge set' changes it while the job runs.", valueName: "rate"))
     var bwlimit = "off"
-    @Option(help: ArgumentHelp("Congestion control: fair (keep the queue short, compete like TCP), scavenger (give way to other traffic), or off.", valueName: "mode"))
+    @Option(help: ArgumentHelp("Congestion control: fair (keep the queue short; competes like TCP on cubic sockets, gives ground to a flow that fills the queue on BBR ones), scavenger (give way to other traffic), or off (leave it to TCP).", valueName: "mode"))
     var cc = "fair"
     @Flag(help: "Compare files by content: read every source file and send only the chunks whose SHA-256 the destination lacks. Without it, files whose size, mtime and mode match at the destination are skipped without reading either side (rsync's quick check).")
     var checksum = false
