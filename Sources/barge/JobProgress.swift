@@ -61,7 +61,8 @@ struct JobWatcher {
                 FileHandle.standardError.write(Data("barge: the coordinator answers again, after \(String(format: "%.1f", (ContinuousClock.now - since).seconds)) s\n".utf8))
                 lost = nil
             }
-            rate.add(bytes: status.bytesDone, at: Date(), startedAt: status.state == .running ? status.startedAt : nil)
+            // Its mean rate over the time it ran (a resumed job's start moves on by the time it stood ended).
+            rate.add(bytes: status.bytesDone, at: Date(), startedAt: status.state == .running ? status.startedAt.map { $0 + (status.idleSeconds ?? 0) } : nil)
             // A running job whose figures stand still says for how long: its lanes' last round
             // trip stays on show, and read as if the link were merely slow.
             if moved.map({ status.bytesDone > $0.bytes || status.filesDone != $0.files }) ?? true || status.state != .running {
@@ -218,8 +219,8 @@ enum JobSummary {
     static func tierText(_ s: JobStatus, _ operation: String) -> String {
         var lines = ["\(s.id): \(s.state.rawValue), \(operation) \(TerminalText.field(s.destination))",
                      "  \(s.filesDone) files, \(ByteQuantity.formatSize(Double(s.bytesDone))) moved; packs \(operation == "demote" ? "written" : "read"): \(ByteQuantity.formatSize(Double(s.wireBytes)))"]
-        if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
-            lines.append("  \(ByteQuantity.format(end - start, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / (end - start), in: .init(of: s.bwlimit)))")
+        if s.finishedAt != nil, let seconds = s.elapsed(), seconds > 0, s.bytesDone > 0 {
+            lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds, in: .init(of: s.bwlimit)))")
         }
         if let n = s.untransferableEntries, n > 0 {
             lines.append("  NOT moved: \(n) \(n == 1 ? "file stays" : "files stay") cold, \(n == 1 ? "its cold copy" : "their cold copies") damaged; the first: \(TerminalText.field(s.firstUntransferable ?? "?"))")
@@ -282,8 +283,8 @@ enum JobSummary {
             // A review read "0 of 12 files" as nothing written, though most had arrived.
             lines.append("  (counted by units that completed: a unit that stopped may have put some of its files in place; 'barge resume' sends only what is missing)")
         }
-        if let start = s.startedAt, let end = s.finishedAt, end > start, s.bytesDone > 0 {
-            let seconds = end - start
+        // The time it ran: not the time it stood failed or cancelled before a resume.
+        if s.finishedAt != nil, let seconds = s.elapsed(), seconds > 0, s.bytesDone > 0 {
             let ratio = s.wireBytes > 0 ? Double(s.bytesDone) / Double(s.wireBytes) : 1
             lines.append("  \(ByteQuantity.format(seconds, digits: 2)) s, \(ByteQuantity.formatRate(Double(s.bytesDone) / seconds, in: .init(of: s.bwlimit))), \(ByteQuantity.formatSize(Double(s.wireBytes))) on the wire (ratio \(ByteQuantity.format(ratio, digits: 2)))")
         }

@@ -494,4 +494,20 @@ extension JournalTests {
         #expect(try await journal.prune(endedBefore: 200) == ["j0"])
         #expect(try await journal.untransferable(job: "j0", limit: 10, after: nil).named == 0)
     }
+
+    /// A job's elapsed time leaves out the time it stood failed before a resume (its rate was
+    /// its bytes over the night it stood failed too).
+    @Test func theTimeAJobStoodEndedIsNotTimeItRan() async throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j0"))
+        try journal.plan("j0", units: [UnitRecord(jobId: "j0", unitId: 0, path: "f", offset: 0, length: 1)],
+                         totals: PlanTotals(bytes: 1, files: 1, chunks: 1), now: 10)
+        try journal.end("j0", .fail("disk full"), now: 20)
+        _ = try journal.resume("j0", now: 3_620)
+        try journal.end("j0", .cancel, now: 3_630)
+        let record = try #require(try journal.job("j0"))
+        #expect(record.idleSeconds == 3_600)
+        #expect(JobStatus(record).elapsed() == 20)
+    }
 }

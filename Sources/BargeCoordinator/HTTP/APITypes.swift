@@ -1,3 +1,4 @@
+import Foundation
 import BargeWire
 import Hummingbird
 
@@ -48,12 +49,21 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var error: String?
     /// Beyond the fields DESIGN.md fixes: where from and to, the codec asked for, the codec mix
     /// so far, and when the job started and ended (Unix seconds).
+    /// The seconds it ran: from its start to its end (or `now`), less the time it stood ended
+    /// before a resume. Nil before it started.
+    public func elapsed(now: Double = Date().timeIntervalSince1970) -> Double? {
+        startedAt.map { max(0, (finishedAt ?? now) - $0 - (idleSeconds ?? 0)) }
+    }
+
     public var source: String
     public var destination: String
     public var codec: String
     public var codecs: [CodecMix]
     public var startedAt: Double?
     public var finishedAt: Double?
+    /// Seconds it stood failed or cancelled before a resume: its elapsed time is from
+    /// `started_at` to `finished_at` (or now) less these. Absent from coordinators before it.
+    public var idleSeconds: Double?
     /// Units handed out again after their lane failed (a dropped or stalled stream, a write error,
     /// repeated corruption) or their agent went down.
     public var retries: Int64
@@ -88,7 +98,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
 
     enum CodingKeys: String, CodingKey {
         case id, state, error, source, destination, codec, codecs, retries, bwlimit, cc, lanes, checksum, verification, operation, tier, waiting
-        case startedAt = "started_at", finishedAt = "finished_at"
+        case startedAt = "started_at", finishedAt = "finished_at", idleSeconds = "idle_seconds"
         case bytesTotal = "bytes_total", bytesDone = "bytes_done", wireBytes = "wire_bytes"
         case filesTotal = "files_total", filesDone = "files_done"
         case chunksTotal = "chunks_total", chunksDone = "chunks_done", chunksRefetched = "chunks_refetched"
@@ -119,6 +129,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         codecs = r.codecStats.map { CodecMix(codec: $0.codec, chunks: $0.chunks, rawBytes: $0.rawBytes, encodedBytes: $0.encodedBytes) }
         startedAt = r.startedAt
         finishedAt = r.finishedAt
+        idleSeconds = r.idleSeconds
         retries = r.unitRetries
         bwlimit = r.bwlimit
         cc = r.congestion
@@ -157,6 +168,7 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         try c.encode(codecs, forKey: .codecs)
         try c.encodeIfPresent(startedAt, forKey: .startedAt)
         try c.encodeIfPresent(finishedAt, forKey: .finishedAt)
+        try c.encode(idleSeconds ?? 0, forKey: .idleSeconds)
         try c.encode(retries, forKey: .retries)
         try c.encode(bwlimit, forKey: .bwlimit)
         try c.encode(cc, forKey: .cc)

@@ -290,6 +290,9 @@ public final class Journal: Sendable {
                 INSERT INTO untransferable (jobId, entry) SELECT id, firstUntransferable FROM jobs WHERE firstUntransferable IS NOT NULL
                 """)
         }
+        m.registerMigration("v27: the time a job stood ended before a resume") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN idleSeconds DOUBLE NOT NULL DEFAULT 0")
+        }
         return m
     }
 
@@ -523,12 +526,14 @@ public final class Journal: Sendable {
     /// with a fresh count of attempts, and the error and end time are cleared. A job that failed
     /// before it was planned goes back to queued, to be scanned again.
     @discardableResult
-    public func resume(_ id: String) throws -> JobRecord {
+    public func resume(_ id: String, now: Double = Date().timeIntervalSince1970) throws -> JobRecord {
         try auditedWrite(effect: { job in ("resumed: \(job.state.rawValue)", job: id) }) { db in
             guard var job = try JobRecord.fetchOne(db, key: id) else { throw JournalError.unknownJob(id) }
             let planned = job.startedAt != nil
             job.state = try JobLifecycle.next(job.state, .resume(planned: planned))
             job.error = nil
+            // The time it stood ended is not time it ran.
+            if job.startedAt != nil, let ended = job.finishedAt { job.idleSeconds += max(0, now - ended) }
             job.finishedAt = nil
             try job.update(db)
             // What it moves from now on gets a root of its own when it ends again.

@@ -37,6 +37,9 @@ public struct JobRecord: Codable, Hashable, Sendable, FetchableRecord, Persistab
     /// Unix seconds, fractional: when planning ended, and when the job reached a terminal state.
     public var startedAt: Double?
     public var finishedAt: Double?
+    /// Seconds the job stood failed or cancelled before a `resume`: not time it ran, so its
+    /// elapsed time and rate leave them out (they counted the night a job stood failed).
+    public var idleSeconds: Double = 0
     /// Units handed out again after their lane failed or their agent went down.
     public var unitRetries: Int64 = 0
     /// The job's cap as submitted or last set (a rate or a timetable); nil for none.
@@ -132,6 +135,7 @@ extension JobRecord {
         }
         startedAt = row["startedAt"]
         finishedAt = row["finishedAt"]
+        idleSeconds = row["idleSeconds"] ?? 0
         unitRetries = row["unitRetries"]
         bwlimit = row["bwlimit"]
         congestion = row["congestion"]

@@ -344,7 +344,7 @@ public actor Scheduler {
             if before.state == .failed || before.state == .cancelled, let other = writerOfOverlap(with: before) {
                 throw SchedulerError.conflict("job \(other) writes to a place that overlaps this job's (\(before.destinationSite):/\(before.destinationPath)); resume this job once it has ended ('barge status \(other) --watch' follows it)")
             }
-            let job = (before.state == .failed || before.state == .cancelled) ? try journal.resume(id) : before
+            let job = (before.state == .failed || before.state == .cancelled) ? try journal.resume(id, now: now()) : before
             endings.resumed(id)
             launchTier(id)
             return job
@@ -356,7 +356,7 @@ public actor Scheduler {
         if before.state == .failed || before.state == .cancelled, before.planned, let other = writerOfOverlap(with: before) {
             throw SchedulerError.conflict("job \(other) writes to a destination that overlaps this job's (\(before.destinationSite):/\(before.destinationPath)); resume this job once it has ended ('barge status \(other) --watch' follows it)")
         }
-        let job = try journal.resume(id)
+        let job = try journal.resume(id, now: now())
         endings.resumed(id)
         logger.notice("job \(id) resumed (\(job.state.rawValue))")
         if job.state == .queued { startQueuedJobs() }
