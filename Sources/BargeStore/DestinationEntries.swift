@@ -29,6 +29,8 @@ public enum DestinationEntries {
         // named (`RootDirectory.notADirectory`).
         let fd = try RootDirectory.open(path.root).openDirectory(path.components[...], create: true, display: path.relative, throughLinks: false, lifting: true)
         defer { close(fd) }
+        // First: a removal moves the directory's mtime, which is set below.
+        removeStalePartials(in: fd)
         var st = stat()
         let known = fstat(fd, &st) == 0
         var changed = false
@@ -46,6 +48,30 @@ public enum DestinationEntries {
         // success could lose empty directories, modes and mtimes (a reading review). Only what
         // changed: an unchanged re-sync syncs nothing.
         if changed { guard fsync(fd) == 0 else { throw .system(operation: "fsync directory", path: path.relative, errno: errno) } }
+    }
+
+    /// Removes the partial copies left in a directory the job has finished with: a directory's
+    /// mode and mtime are set once everything below it is done, and the jobs that write into one
+    /// directory take turns, so a partial copy still there then is no file's of this job, but an
+    /// earlier run's whose file has gone from the source since (rsync leaves no temporary file
+    /// after a run that succeeds). Before, it stayed for good. Only a copy Barge made and never
+    /// finished: a regular file named as a partial copy that still bears the partial mark
+    /// (`PartialFileWriter.partialMode`'s sticky bit), of the agent's own user; anything else of
+    /// that name is left alone.
+    static func removeStalePartials(in directory: Int32) {
+        let listing = dup(directory)
+        guard listing >= 0, let dir = fdopendir(listing) else { if listing >= 0 { close(listing) }; return }
+        defer { closedir(dir) }
+        var stale: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasSuffix(PartialFileWriter.suffix), name != PartialFileWriter.suffix else { continue }
+            var st = stat()
+            guard fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG,
+                  st.st_mode & S_ISVTX != 0, st.st_uid == geteuid() else { continue }
+            stale.append(name)
+        }
+        for name in stale { _ = DirectoryLift.retrying(in: directory) { unlinkat(directory, name, 0) } }
     }
 
     /// Removes the file `path` from its directory, opened beneath the root (never through a

@@ -56,6 +56,34 @@ struct TransferProcessTests {
         #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// A partial copy left by an earlier run whose file has gone from the source since is
+    /// removed once a later job into that directory succeeds, as rsync leaves no temporary file
+    /// after a run that succeeds; the directories keep the source's mtimes. A user's own file of
+    /// such a name (without the partial mark) stays. Before, the partial copy stayed for good.
+    @Test func aStalePartialCopyGoesWhenALaterJobIntoItsDirectorySucceeds() async throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: source.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        for name in ["a.txt", "sub/b.txt"] { try Data("\(name)\n".utf8).write(to: source.appendingPathComponent(name)) }
+        let c = try await start()
+        #expect(try cluster.cli(["submit", "a:/ds", "b:copy", "--wait"], http: c.http).status == 0)
+        // As a run cancelled midway leaves it (mode 01600), of a file deleted at the source since.
+        let stale = destination.appendingPathComponent("sub/gone.bin.barge-partial")
+        try Data(repeating: 7, count: 5000).write(to: stale)
+        try fm.setAttributes([.posixPermissions: 0o1600], ofItemAtPath: stale.path)
+        let users = destination.appendingPathComponent("notes.barge-partial")
+        try Data("mine\n".utf8).write(to: users)
+        try Data("changed\n".utf8).write(to: source.appendingPathComponent("sub/b.txt"))
+        try fm.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: source.appendingPathComponent("sub/b.txt").path)
+        let again = try cluster.cli(["submit", "a:/ds", "b:copy", "--wait"], http: c.http)
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(!fm.fileExists(atPath: stale.path))
+        #expect(fm.fileExists(atPath: users.path))
+        try fm.removeItem(at: users)
+        // The top's mtime moved with that removal.
+        let (got, want) = (try TreeSupport.snapshot(destination).filter { !$0.hasPrefix(". ") }, try TreeSupport.snapshot(source).filter { !$0.hasPrefix(". ") })
+        #expect(got == want, "\(got.filter { !want.contains($0) }) vs \(want.filter { !got.contains($0) })")
+    }
+
     /// Two jobs with different sources into the same destination at once: the second waits,
     /// says why, and starts when the first ends, so every file is whole and the last job's. Before,
     /// both wrote each file's one partial copy at once: files mixed 1 MiB blocks of both sources
