@@ -210,6 +210,15 @@ struct RouterTests {
             try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: ByteBuffer(string: "not json")) { response in
                 #expect(response.status == .badRequest)
             }
+            // A member given twice (also spelt with an escape): which one was meant cannot be told.
+            for twice in [#"{"source":{"site":"a","path":"/ds"},"destination":{"site":"a","path":"/x"},"bwlimit":"1MiB/s","bwlimit":"off"}"#,
+                          #"{"source":{"site":"a","path":"/ds","\u0070ath":"/etc"},"destination":{"site":"a","path":"/x"}}"#] {
+                try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: ByteBuffer(string: twice)) { response in
+                    #expect(response.status == .badRequest, "\(twice)")
+                    #expect(String(buffer: response.body).contains("is given twice"), "\(String(buffer: response.body))")
+                }
+            }
+            // The same key in two objects ("site", "path") is no duplicate: every submission above has it.
             // The agents' own state, at either end, directly or by a detour.
             for (source, destination) in [("/.barge", "/x"), ("ds/../.barge/a1", "/x"), ("/ds", "/.barge"), ("/ds", ".barge/a1/chunk-index.sqlite")] {
                 try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", source, "a", destination)) { response in

@@ -41,6 +41,9 @@ enum RequestChecks {
             throw HTTPError(.badRequest, message: "the body is not JSON; it must be \(shape)")
         }
         guard let members = object as? [String: Any] else { throw HTTPError(.badRequest, message: "the body must be a JSON object: \(shape)") }
+        // JSONSerialization keeps one of a key given twice, silently: {"bwlimit":"1MiB/s","bwlimit":"off"}
+        // was taken as one of them (a black-box review). Which one a client meant cannot be told.
+        if let twice = duplicateKey(in: data) { throw HTTPError(.badRequest, message: "member '\(twice)' is given twice; give it once: \(shape)") }
         if let extra = members.keys.sorted().first(where: { !keys.contains($0) }) {
             throw HTTPError(.badRequest, message: "unknown member '\(extra)'; the body must be \(shape)")
         }
@@ -53,6 +56,38 @@ enum RequestChecks {
         do { return try JSONDecoder().decode(T.self, from: data) } catch let error as DecodingError {
             throw HTTPError(.badRequest, message: "the body must be \(shape): \(describe(error))")
         }
+    }
+
+    /// The first key given twice in one object of a JSON text that parsed, if any. A scan of its
+    /// tokens: strings (each key decoded, so "a" and "\u0061" are one key), and the braces and
+    /// brackets that open and close objects and arrays.
+    static func duplicateKey(in data: Data) -> String? {
+        let bytes = [UInt8](data)
+        var scopes: [Set<String>?] = []  // nil: an array
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "{"): scopes.append([])
+            case UInt8(ascii: "["): scopes.append(nil)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): if !scopes.isEmpty { scopes.removeLast() }
+            case UInt8(ascii: "\""):
+                var end = i + 1
+                while end < bytes.count, bytes[end] != UInt8(ascii: "\"") { end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1 }
+                guard end < bytes.count else { return nil }
+                // A key: the next byte past blanks is a colon, inside an object.
+                var next = end + 1
+                while next < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[next]) { next += 1 }
+                if next < bytes.count, bytes[next] == UInt8(ascii: ":"), let last = scopes.last, var keys = last,
+                   let decoded = (try? JSONSerialization.jsonObject(with: Data([UInt8(ascii: "[")] + bytes[i...end] + [UInt8(ascii: "]")])) as? [String])?.first {
+                    if !keys.insert(decoded).inserted { return decoded }
+                    scopes[scopes.count - 1] = keys
+                }
+                i = end
+            default: break
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// The path of the first `null` in a JSON value, if any.
