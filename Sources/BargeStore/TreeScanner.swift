@@ -20,6 +20,11 @@ public struct TreeEntry: Hashable, Sendable {
     public var mtimeNanoseconds: Int32
     /// For symbolic links: the target, exactly as stored (not followed, not checked).
     public var linkTarget: String?
+    /// Its inode and ctime when it was looked at: which file the name held then. No one can set
+    /// a ctime back, so a file replaced (a rename over it) or written since differs in one of them.
+    public var inode: UInt64 = 0
+    public var ctimeSeconds: Int64 = 0
+    public var ctimeNanoseconds: Int32 = 0
 }
 
 /// Lists a tree the way a transfer needs it: regular files, directories (empty ones too) and
@@ -176,7 +181,7 @@ public enum TreeScanner {
         return TreeEntry(
             path: relative, kind: kind, size: kind == .file ? UInt64(st.st_size) : 0, mode: UInt32(st.st_mode & 0o7777),
             mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec),
-            linkTarget: target)
+            linkTarget: target, inode: UInt64(st.st_ino), ctimeSeconds: Int64(st.st_ctim.tv_sec), ctimeNanoseconds: Int32(st.st_ctim.tv_nsec))
     }
 
     /// Printable ASCII as is, everything else as \xNN.

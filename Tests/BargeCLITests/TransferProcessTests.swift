@@ -56,6 +56,39 @@ struct TransferProcessTests {
         #expect(verify.status == 0 && verify.stdout.contains("OK"), "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// A large file replaced by a rename between two of its ranges, by one of the same size and
+    /// mtime (`touch -r`), is left out and named: each range is read only from the file the scan
+    /// saw (its inode and ctime, protocol version 19). Before, the ranges read after the rename
+    /// came from the new file, and the destination got a mix of both that passed every check.
+    @Test func aLargeFileReplacedBetweenItsRangesIsLeftOutNotMixed() async throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: source, withIntermediateDirectories: true)
+        let big = source.appendingPathComponent("big")
+        let old = Data(SampleData.random(bytes: 12 << 20, seed: 41)), new = Data(SampleData.random(bytes: 12 << 20, seed: 42))
+        try old.write(to: big)
+        let c = try await start()
+        let job = try cluster.cli(["submit", "a:/ds", "b:copy", "--codec", "none", "--bwlimit", "3MiB/s"], http: c.http).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(job.hasPrefix("j-"))
+        // Once the first range has arrived: the same size and mtime, under the same name.
+        let partial = destination.appendingPathComponent("big.barge-partial")
+        #expect(try await cluster.eventually(30) { (try? fm.attributesOfItem(atPath: partial.path)[.size] as? Int).map { _ in
+            (try? Data(contentsOf: partial))?.prefix(4 << 20) == old.prefix(4 << 20) } ?? false })
+        let replacement = source.appendingPathComponent("new")
+        try new.write(to: replacement)
+        try fm.setAttributes([.modificationDate: try fm.attributesOfItem(atPath: big.path)[.modificationDate] as! Date], ofItemAtPath: replacement.path)
+        #expect(rename(replacement.path, big.path) == 0)
+        let watched = try cluster.cli(["status", job, "--watch"], http: c.http)
+        #expect(watched.status == 2, "\(watched.stdout)\(watched.stderr)")
+        #expect(watched.stdout.contains("another file has its name since the scan"), "\(watched.stdout)")
+        // Never a mix: left out (nothing under the name), and no partial copy left.
+        #expect(!fm.fileExists(atPath: destination.appendingPathComponent("big").path))
+        #expect(TreeSupport.partials(destination).isEmpty, "\(TreeSupport.partials(destination))")
+        // The next submission sends the new file whole.
+        #expect(try cluster.cli(["submit", "a:/ds", "b:copy", "--wait"], http: c.http).status == 0)
+        #expect(try Data(contentsOf: destination.appendingPathComponent("big")) == new)
+    }
+
     /// A partial copy left by an earlier run whose file has gone from the source since is
     /// removed once a later job into that directory succeeds, as rsync leaves no temporary file
     /// after a run that succeeds; the directories keep the source's mtimes. A user's own file of

@@ -238,6 +238,25 @@ struct FrameTests {
 
     /// `task failed`'s lane flag (version 18) trails the assignment, which is then written even
     /// when 0; without it the message is as before, and an older coordinator is sent none.
+    /// Files' identities (version 19) travel only when there are some: without, `scan request`,
+    /// `scan reply` and `task assign` are byte for byte what a peer before 19 reads, and the
+    /// journal's stored files keep them (an older journal's blob, without them, still reads).
+    @Test func identitiesAreAddedOnlyWhenThereAreSome() throws {
+        func payload(_ m: Message) -> Int { m.frame().payload.readableBytes }
+        #expect(payload(.scanRequest(ScanRequest(request: 1, path: "ds"))) == 8 + 2 + 2)
+        #expect(payload(.scanRequest(ScanRequest(request: 1, path: "ds", identities: true))) == 8 + 2 + 2 + 1)
+        let plain = FileEntry(path: "f", kind: .file, size: 9, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 2)
+        let known = Fixtures.identified(plain)
+        let without = payload(.scanReply(ScanReply(request: 1, final: true, entries: [plain])))
+        #expect(payload(.scanReply(ScanReply(request: 1, final: true, entries: [known]))) == without + 4 + 24)
+        let files = [TaskFile(sourcePath: "ds/f", entry: known, length: 9, finish: true), TaskFile(sourcePath: "ds/g", entry: plain, length: 9, finish: true)]
+        #expect(try TaskFile.decoded(TaskFile.encoded(files)) == files)
+        let old = TaskFile.encoded(files.map { var f = $0; f.entry.identity = nil; return f })
+        #expect(try TaskFile.decoded(old).allSatisfy { $0.entry.identity == nil })
+        #expect(TaskAssign(job: "j", unit: 1, destination: DataPeer(name: "b", host: "h", port: 1), codec: "auto", chunkSize: 1024, files: files)
+            .withoutIdentities().files.allSatisfy { $0.entry.identity == nil })
+    }
+
     @Test func aTaskFailedOnItsDataPlaneSaysSo() throws {
         let lane = Message.taskFailed(TaskFailed(job: "j", unit: 1, retryable: true, reason: "peer closed", lane: true))
         #expect(try Message(frame: lane.frame()) == lane)

@@ -61,14 +61,14 @@ enum TreeListing {
                     if top.kind == .directory { walker = try TreeWalker(directory: path) }
                     // The scanned path itself is the entry with the empty path: a directory (its
                     // mode and mtime go to the destination directory) or the single file being sent.
-                    page.append(TreeListing.entry(top, path: ""))
+                    page.append(TreeListing.entry(top, path: "", identity: request.identities))
                 } catch {
                     return ScanReply(request: request.request, final: true, error: TreeListing.topProblem(error, request.path, root: root))
                 }
             }
             do {
                 while page.count < ScanReply.pageSize, let e = try walker?.next() {
-                    page.append(TreeListing.entry(e, path: e.path))
+                    page.append(TreeListing.entry(e, path: e.path, identity: request.identities))
                 }
             } catch {
                 return ScanReply(request: request.request, final: true, error: error.description)
@@ -98,9 +98,13 @@ enum TreeListing {
     /// (not UTF-8, or past PATH_MAX) took one page past it, and the connection was dropped.
     static let skippedPerPage = 4096
 
-    fileprivate static func entry(_ e: TreeEntry, path: String) -> FileEntry {
-        FileEntry(path: path, kind: kind(e.kind), size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds,
-                  mtimeNanoseconds: e.mtimeNanoseconds, linkTarget: e.linkTarget ?? "")
+    /// `identity`: a regular file carries its inode and ctime (protocol version 19, when the
+    /// coordinator asked for them).
+    fileprivate static func entry(_ e: TreeEntry, path: String, identity: Bool = false) -> FileEntry {
+        var entry = FileEntry(path: path, kind: kind(e.kind), size: e.size, mode: e.mode, mtimeSeconds: e.mtimeSeconds,
+                              mtimeNanoseconds: e.mtimeNanoseconds, linkTarget: e.linkTarget ?? "")
+        if identity, e.kind == .file { entry.identity = FileIdentity(inode: e.inode, ctimeSeconds: e.ctimeSeconds, ctimeNanoseconds: e.ctimeNanoseconds) }
+        return entry
     }
 
     private static func kind(_ k: TreeEntry.Kind) -> FileEntry.Kind {

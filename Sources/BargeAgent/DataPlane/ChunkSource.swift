@@ -89,7 +89,7 @@ public final class ChunkSource: @unchecked Sendable {
     /// the ctime it had then; not closed here.
     public func prepare(sourcePath: String, resolved: RootedPath? = nil, held: (fd: Int32, ctime: timespec)? = nil,
                         offset: UInt64, length: Int, fileSize: UInt64,
-                        mtime: (seconds: Int64, nanoseconds: Int32)? = nil,
+                        mtime: (seconds: Int64, nanoseconds: Int32)? = nil, identity: FileIdentity? = nil,
                         destination: ChunkPlace, byReference: ([UInt8]) -> Bool = { _ in false }) throws -> Prepared {
         let fd = try held?.fd ?? open(sourcePath, resolved: resolved)
         defer { if held == nil { close(fd) } }
@@ -111,7 +111,7 @@ public final class ChunkSource: @unchecked Sendable {
             } else {
                 try readFully(fd, into: region, at: offset, sourcePath: sourcePath, fileSize: fileSize)
             }
-            try Self.checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime, ctime: held?.ctime)
+            try Self.checkUnchanged(fd, sourcePath: sourcePath, fileSize: fileSize, mtime: mtime, ctime: held?.ctime, identity: identity)
             let bytes = UnsafeRawBufferPointer(region)
             let digest: XXH128Digest
             if Holes.allZero(bytes) {
@@ -216,10 +216,18 @@ public final class ChunkSource: @unchecked Sendable {
     /// Given `ctime` (the file held open since its first chunk), a ctime moved since is a change
     /// too: a write in place whose mtime was put back, or a file renamed over it (the one held
     /// lost its name, and its ctime moved with its link count).
+    /// `identity`: the file as the scan saw it (protocol version 19): another inode or ctime is
+    /// another file under the name, or the same one written or changed since.
     static func checkUnchanged(_ fd: Int32, sourcePath: String, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)?,
-                               ctime: timespec? = nil) throws {
+                               ctime: timespec? = nil, identity: FileIdentity? = nil) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: sourcePath, errno: errno) }
+        if let identity {
+            if UInt64(st.st_ino) != identity.inode { throw SourceChanged(path: sourcePath, what: "another file has its name since the scan (replaced, by a rename over it or a copy): its inode is not the scan's") }
+            if Int64(st.st_ctim.tv_sec) != identity.ctimeSeconds || Int32(st.st_ctim.tv_nsec) != identity.ctimeNanoseconds {
+                throw SourceChanged(path: sourcePath, what: "it was written to, or its attributes changed, since the scan: its ctime moved")
+            }
+        }
         if UInt64(st.st_size) != fileSize { throw SourceChanged(path: sourcePath, what: "size \(st.st_size), the scan saw \(fileSize)") }
         if let mtime, Int64(st.st_mtim.tv_sec) != mtime.seconds || Int32(st.st_mtim.tv_nsec) != mtime.nanoseconds {
             throw SourceChanged(path: sourcePath, what: "its mtime moved")

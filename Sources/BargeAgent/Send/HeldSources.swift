@@ -14,8 +14,9 @@ import Glibc
 /// moves with its link count), or is written (so does its ctime): found changed, left out.
 ///
 /// Chunks of one file read by other units (the ranges of a large file, or a unit tried again)
-/// are still read from what the path names then: the scan's view does not carry the file's
-/// identity.
+/// open the path again, and find the file the scan saw by its identity (protocol version 19:
+/// inode and ctime, `ChunkSource.checkUnchanged`); with a coordinator before 19, by its size and
+/// mtime alone.
 final class HeldSources: Sendable {
     struct Held {
         let fd: Int32

@@ -588,7 +588,7 @@ public struct UnitSender: Sendable {
                         let data: ChunkSource.Prepared
                         do {
                             data = try source.prepare(sourcePath: f.sourcePath, resolved: resolved[k].get(), offset: 0, length: Int(e.size), fileSize: e.size,
-                                                      mtime: (e.mtimeSeconds, e.mtimeNanoseconds), destination: place,
+                                                      mtime: (e.mtimeSeconds, e.mtimeNanoseconds), identity: e.identity, destination: place,
                                                       byReference: { id in refs.enabled && !byValue.contains(i) && refs.held.contains(id) })
                         } catch where leftOut(i, for: error) {
                             continue
@@ -687,7 +687,7 @@ public struct UnitSender: Sendable {
                             ? try held.descriptor(i, path: file.sourcePath) { try source.open(file.sourcePath) } : nil
                         let data = try source.prepare(
                             sourcePath: file.sourcePath, held: kept.map { ($0.fd, $0.ctime) }, offset: offset, length: length, fileSize: file.entry.size,
-                            mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds),
+                            mtime: (file.entry.mtimeSeconds, file.entry.mtimeNanoseconds), identity: file.entry.identity,
                             destination: place, byReference: { id in
                                 guard byReference, claimed == nil else { return false }
                                 if refs.claim(id) { return true }
@@ -789,7 +789,8 @@ public struct UnitSender: Sendable {
         }
     }
 
-    /// Whether file `i` is at the source as the scan saw it (its size and mtime); one that is not
+    /// Whether file `i` is at the source as the scan saw it (its size and mtime, and its identity
+    /// where the scan gave one); one that is not
     /// is left out (`leftOut`) and false returned. Other failures to look throw.
     private func scanStillHolds(_ i: Int) throws -> Bool {
         let f = task.files[i]
@@ -798,7 +799,8 @@ public struct UnitSender: Sendable {
             let fd = try RootDirectory.open(sources.root).openForReading(path.relative)
             guard fd >= 0 else { throw StoreError.system(operation: "open", path: f.sourcePath, errno: errno) }
             defer { close(fd) }
-            try ChunkSource.checkUnchanged(fd, sourcePath: f.sourcePath, fileSize: f.entry.size, mtime: (f.entry.mtimeSeconds, f.entry.mtimeNanoseconds))
+            try ChunkSource.checkUnchanged(fd, sourcePath: f.sourcePath, fileSize: f.entry.size, mtime: (f.entry.mtimeSeconds, f.entry.mtimeNanoseconds),
+                                           identity: f.entry.identity)
             return true
         } catch where leftOut(i, for: error) {
             return false

@@ -380,9 +380,10 @@ extension Scheduler {
         let agent = destination.agent.name
         let key = UnitKey(job: job.id, unit: (1 << 40) + nextRequest)
         nextRequest += 1
-        let task = TaskAssign(job: job.id, unit: key.unit,
+        var task = TaskAssign(job: job.id, unit: key.unit,
                               destination: DataPeer(name: agent, host: destination.agent.dataHost, port: destination.agent.dataPort),
                               codec: job.codec, chunkSize: UInt32(job.chunkSize), files: files)
+        if links[sourceName].map({ $0.version < WireVersion.sourceIdentity }) ?? true { task = task.withoutIdentities() }
         let result = await withCheckedContinuation { continuation in
             repairs[key] = ((sourceName, agent), continuation)
             source.sink.yield(.taskAssign(task))

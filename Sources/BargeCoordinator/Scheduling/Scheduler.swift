@@ -732,6 +732,8 @@ public actor Scheduler {
             if job.record.checksum, links[a.source]!.version >= WireVersion.wholeFiles {
                 for i in files.indices where files[i].entry.kind == .file && !files[i].repair && files[i].entry.size > 0 { files[i].inPlace = true }
             }
+            // A source before version 19 would refuse the files' identities.
+            if links[a.source]!.version < WireVersion.sourceIdentity { for i in files.indices { files[i].entry.identity = nil } }
             batchSends.append((a.key, a.source, .taskAssign(TaskAssign(
                 job: a.key.job, unit: a.key.unit,
                 destination: DataPeer(name: destination.agent.name, host: destination.agent.dataHost, port: destination.agent.dataPort),
@@ -1022,7 +1024,9 @@ public actor Scheduler {
                                      skipUpTo: mark)
         // With its slash when it was given one: the agent follows a link there (agents before
         // this read the path by its words, as they always did).
-        link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath + (job.sourceNamesDirectory ? "/" : ""))))
+        // Each file's identity with it (version 19): its units then read only that file.
+        link.sink.yield(.scanRequest(ScanRequest(request: request, path: job.sourcePath + (job.sourceNamesDirectory ? "/" : ""),
+                                                 identities: link.version >= WireVersion.sourceIdentity)))
         warmLanes(for: job)
         return true
     }

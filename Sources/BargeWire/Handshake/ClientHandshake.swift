@@ -156,8 +156,12 @@ public enum WireVersion {
     /// a count of the entries before it: a page with such a cursor goes to an agent of 18 or
     /// later (an older one would start the listing again).
     public static let listCursor: UInt8 = 18
+    /// `scan request` may ask for, and `scan reply` and `task assign` carry, each regular file's
+    /// identity as the scan saw it (`FileIdentity`): a source reads a file's ranges only from
+    /// that file, and leaves out one replaced or written since.
+    public static let sourceIdentity: UInt8 = 19
 
-    /// This build speaks 8 to 18, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 19, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -168,8 +172,8 @@ public enum WireVersion {
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
-        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...laneFailures).contains(v) { return sealed...v }
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...sourceIdentity).contains(v) { return sealed...v }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...laneFailures
+        return sealed...sourceIdentity
     }()
 }

@@ -1,5 +1,47 @@
 import NIOCore
 
+/// Which file a name held when the scan saw it: its inode and ctime (protocol version 19). A
+/// source agent that opens the name to read a range finds the same file, or one replaced or
+/// written since (no one can set a ctime back): a large file's ranges are read by several units,
+/// and without it a file replaced by rename between two of them, with the same size and mtime,
+/// arrived mixed of both and passed every check. The device is left out: agents of one site
+/// that share a parallel file system see it under different device numbers.
+public struct FileIdentity: Hashable, Sendable, Codable {
+    public var inode: UInt64
+    public var ctimeSeconds: Int64
+    public var ctimeNanoseconds: Int32
+
+    public init(inode: UInt64, ctimeSeconds: Int64, ctimeNanoseconds: Int32) {
+        self.inode = inode
+        self.ctimeSeconds = ctimeSeconds
+        self.ctimeNanoseconds = ctimeNanoseconds
+    }
+
+    /// The identities of `entries` that have one, by index: `u32 count`, then `u32 index, u64
+    /// inode, i64 ctime seconds, i32 ctime nanoseconds` each (the trailing section of `scan reply`
+    /// and `task assign`).
+    static func write(_ identities: [(Int, FileIdentity)], to b: inout ByteBuffer) {
+        b.writeInteger(UInt32(identities.count))
+        for (i, id) in identities {
+            b.writeInteger(UInt32(i))
+            b.writeInteger(id.inode)
+            b.writeInteger(id.ctimeSeconds)
+            b.writeInteger(id.ctimeNanoseconds)
+        }
+    }
+
+    static func read(count: Int, from r: inout PayloadReader) throws(WireError) -> [(Int, FileIdentity)] {
+        try r.list("identities", minimumSize: 24) { (r: inout PayloadReader) throws(WireError) -> (Int, FileIdentity) in
+            let index = Int(try r.integer(UInt32.self, "identity index"))
+            let inode = try r.integer(UInt64.self, "inode")
+            let seconds = try r.integer(Int64.self, "ctime seconds")
+            let nanos = try r.integer(Int32.self, "ctime nanoseconds")
+            guard index < count, (0..<1_000_000_000).contains(nanos) else { throw .malformed(r.type, "identity \(index) of \(count) entries, or its ctime out of range") }
+            return (index, FileIdentity(inode: inode, ctimeSeconds: seconds, ctimeNanoseconds: nanos))
+        }
+    }
+}
+
 /// One entry of a tree on the wire: a scanned entry at the source, or an entry to create at the
 /// destination. Codable so the coordinator can journal it as is.
 public struct FileEntry: Hashable, Sendable, Codable {
@@ -17,6 +59,9 @@ public struct FileEntry: Hashable, Sendable, Codable {
     public var mtimeNanoseconds: Int32
     /// For symbolic links, the target as stored; empty otherwise.
     public var linkTarget: String
+    /// A regular file's identity when the scan saw it (protocol version 19), carried beside the
+    /// entry (`ScanReply`, `TaskAssign`), never in its own encoding; nil when not known.
+    public var identity: FileIdentity?
 
     public init(path: String, kind: Kind, size: UInt64 = 0, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, linkTarget: String = "") {
         self.path = path

@@ -4,20 +4,26 @@ import NIOCore
 public struct ScanRequest: Hashable, Sendable, PayloadCodable {
     public var request: UInt64
     public var path: String
+    /// The pages are to carry each regular file's identity (protocol version 19: a trailing
+    /// flag, sent only to an agent that speaks it).
+    public var identities: Bool
 
-    public init(request: UInt64, path: String) {
+    public init(request: UInt64, path: String, identities: Bool = false) {
         self.request = request
         self.path = path
+        self.identities = identities
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
         request = try r.identifier("request")
         path = try r.string("path", maxLength: ChunkPlace.maxPathLength)
+        identities = r.buffer.readableBytes > 0 ? try r.flag("identities") : false
     }
 
     func write(to b: inout ByteBuffer) {
         b.writeInteger(request)
         b.writeWireString(path)
+        if identities { b.writeFlag(true) }
     }
 }
 
@@ -49,6 +55,10 @@ public struct ScanReply: Hashable, Sendable, PayloadCodable {
         error = try r.reason("error")
         entries = try r.list("entries", minimumSize: FileEntry.minimumSize) { (r: inout PayloadReader) throws(WireError) in try FileEntry(from: &r) }
         skipped = try r.list("skipped", minimumSize: 2) { (r: inout PayloadReader) throws(WireError) in try r.reason("skipped") }
+        // Protocol version 19, asked for by the request: the regular files' identities.
+        if r.buffer.readableBytes > 0 {
+            for (i, identity) in try FileIdentity.read(count: entries.count, from: &r) { entries[i].identity = identity }
+        }
     }
 
     func write(to b: inout ByteBuffer) {
@@ -57,6 +67,8 @@ public struct ScanReply: Hashable, Sendable, PayloadCodable {
         b.writeWireString(error)
         b.writeList(entries) { b, e in e.write(to: &b) }
         b.writeList(skipped) { b, s in b.writeWireString(s) }
+        let identities = entries.enumerated().compactMap { i, e in e.identity.map { (i, $0) } }
+        if !identities.isEmpty { FileIdentity.write(identities, to: &b) }
     }
 }
 

@@ -106,20 +106,33 @@ extension TaskFile {
     }
 
     /// The files in the form `task assign` carries them, for storage (the coordinator's
-    /// journal): several times cheaper to write and read than JSON.
+    /// journal): several times cheaper to write and read than JSON. Their identities follow,
+    /// when they have any.
     public static func encoded(_ files: [TaskFile]) -> [UInt8] {
         var b = ByteBuffer()
         // `inPlace` is an assignment's, never stored (a coordinator before 17 would refuse it).
         write(files.map { var f = $0; f.inPlace = false; return f }, to: &b)
+        let identities = identities(files)
+        if !identities.isEmpty { FileIdentity.write(identities, to: &b) }
         return b.readBytes(length: b.readableBytes) ?? []
     }
 
     /// `encoded`'s bytes back; anything short, long or malformed is a `WireError`.
     public static func decoded(_ bytes: some Collection<UInt8>) throws(WireError) -> [TaskFile] {
         var r = PayloadReader(buffer: ByteBuffer(bytes: bytes), type: .taskAssign)
-        let files = try list(from: &r)
+        var files = try list(from: &r)
+        if r.buffer.readableBytes > 0 { try readIdentities(into: &files, from: &r) }
         guard r.buffer.readableBytes == 0 else { throw .malformed(.taskAssign, "\(r.buffer.readableBytes) bytes after the files") }
         return files
+    }
+
+    /// The files' identities, by index.
+    static func identities(_ files: [TaskFile]) -> [(Int, FileIdentity)] {
+        files.enumerated().compactMap { i, f in f.entry.identity.map { (i, $0) } }
+    }
+
+    static func readIdentities(into files: inout [TaskFile], from r: inout PayloadReader) throws(WireError) {
+        for (i, identity) in try FileIdentity.read(count: files.count, from: &r) { files[i].entry.identity = identity }
     }
 }
 
@@ -193,6 +206,8 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
         }
         files = try TaskFile.list(from: &r)
         assignment = r.buffer.readableBytes > 0 ? try r.integer(UInt32.self, "assignment") : 0
+        // Protocol version 19: the files' identities as the scan saw them.
+        if r.buffer.readableBytes > 0 { try TaskFile.readIdentities(into: &files, from: &r) }
     }
 
     func write(to b: inout ByteBuffer) {
@@ -202,7 +217,16 @@ public struct TaskAssign: Hashable, Sendable, PayloadCodable {
         b.writeWireString(codec)
         b.writeInteger(chunkSize)
         TaskFile.write(files, to: &b)
-        if assignment != 0 { b.writeInteger(assignment) }
+        let identities = TaskFile.identities(files)
+        if assignment != 0 || !identities.isEmpty { b.writeInteger(assignment) }
+        if !identities.isEmpty { FileIdentity.write(identities, to: &b) }
+    }
+
+    /// The same assignment without the files' identities, for an agent before protocol 19.
+    public func withoutIdentities() -> TaskAssign {
+        var t = self
+        for i in t.files.indices { t.files[i].entry.identity = nil }
+        return t
     }
 }
 
