@@ -118,8 +118,9 @@ public enum DestinationEntries {
             _ = DirectoryLift.retrying(in: dirfd) { unlinkat(dirfd, temporary, 0) }
             throw .system(operation: "rename", path: display, errno: e)
         }
-        // Durable before it is acknowledged, as a file's rename is.
-        guard fsync(dirfd) == 0 else { throw .system(operation: "fsync directory of", path: display, errno: errno) }
+        // Not synced here: one fsync per link cost seconds for a tree of many links. The job's
+        // `directories` unit sets this directory's mtime after every link in it is made (the
+        // link moved it), and syncs it then (`makeDirectory`), before the job can succeed.
     }
 
     /// The name a link is made under before it is renamed to `name`: `.<name>.barge-link-<pid>`

@@ -123,10 +123,17 @@ public final class PartialFileWriter: @unchecked Sendable {
             // bit back and opens it. Before, every later run failed on it with EACCES, for good,
             // until someone ran chmod (a reading review). Not the mark: a copy without it is
             // written unchecked, as one left by a version without the mark.
-            if fd < 0, errno == EACCES, DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) }) == 0,
-               st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid(),
-               DirectoryLift.retrying(in: parent, { fchmodat(parent, partialName, (st.st_mode & 0o7777) | S_IWUSR, 0) }) == 0 {
-                fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+            // The mode is changed through a descriptor of the file itself (O_PATH, never through a
+            // link: one put under the name in between is not followed).
+            if fd < 0, errno == EACCES {
+                let held = DirectoryLift.retrying(in: parent) { openat(parent, partialName, barge_o_path() | O_NOFOLLOW | O_CLOEXEC) }
+                if held >= 0 {
+                    defer { close(held) }
+                    if fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid(),
+                       chmod("/proc/self/fd/\(held)", (st.st_mode & 0o7777) | S_IWUSR) == 0 {
+                        fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+                    }
+                }
             }
             // A file with other names (a hard link under the partial name: a snapshot made with
             // `cp -al`, a hard-linking dedup tool) is not written into: its other names would

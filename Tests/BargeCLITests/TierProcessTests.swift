@@ -272,6 +272,10 @@ struct TierProcessTests {
         try #require(demote.hasPrefix("j-"), "\(demote)")
         let waiting = try cluster.cli(["status", demote], http: http)
         #expect(waiting.stdout.contains("queued") && waiting.stdout.contains("waiting: job \(transfer)"), "\(waiting.stdout)")
+        // A resume does not start it out of turn.
+        _ = try cluster.cli(["resume", demote], http: http)
+        let still = try cluster.cli(["status", demote], http: http)
+        #expect(still.stdout.contains("queued") && still.stdout.contains("waiting: job \(transfer)"), "\(still.stdout)")
         #expect(try cluster.cli(["status", transfer, "--watch"], http: http).status == 0)
         let demoted = try cluster.cli(["status", demote, "--watch"], http: http)
         #expect(demoted.status == 0, "\(demoted.stdout)\(demoted.stderr)")

@@ -241,10 +241,11 @@ public struct UnitSender: Sendable {
 
     /// Whether a data plane's failure is its path's, which time may cure (the destination agent,
     /// or the network to it, went away, stalled, or refused for now: busy, stopping, taken for
-    /// down), rather than one that trying again will not change: another cluster token or
-    /// protocol version (a handshake refused), or a message the destination refused (a sealed
-    /// frame that did not open, a malformed one). Only the first gives its attempt back; the
-    /// others fail the job in three, in seconds, as they did.
+    /// down, or a frame damaged on its way: `ErrorCode.isDamageOnTheWire`), rather than one that
+    /// trying again will not change: another cluster token or protocol version (a handshake
+    /// refused), or a message the destination refused as malformed or unexpected. Only the first
+    /// gives its attempt back (up to the coordinator's 10 a unit); the others fail the job in
+    /// three, in seconds, as they did.
     static func isLaneFailure(_ error: any Error) -> Bool {
         switch error {
         case let refused as HandshakeFailure: refused.error.code == .busy

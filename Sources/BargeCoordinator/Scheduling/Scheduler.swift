@@ -346,7 +346,9 @@ public actor Scheduler {
             }
             let job = (before.state == .failed || before.state == .cancelled) ? try journal.resume(id, now: now()) : before
             endings.resumed(id)
-            launchTier(id)
+            // One that never started waits its turn (a queued one that waits for a writer was
+            // started at once by a resume before); one that ran goes on.
+            if job.state == .queued { startQueuedJobs() } else { launchTier(id) }
             return job
         }
         if before.state == .failed || before.state == .cancelled {
@@ -937,8 +939,11 @@ public actor Scheduler {
         for scanning in Set(scans.values.map(\.job)) where scanning != job.id && running[scanning] == nil {
             if let other = try? journal.job(scanning), !other.state.isTerminal, overlaps(other) { return other.id }
         }
+        // A tier job until its page loop ends, cancelled or not: the page the agent is moving
+        // goes on to its end (a review: a cancelled demotion's page could still remove a file a
+        // transfer let in by the cancel had just written).
         for tier in tiering.sorted() where tier != job.id {
-            if let other = try? journal.job(tier), !other.state.isTerminal, overlaps(other) { return other.id }
+            if let other = try? journal.job(tier), overlaps(other) { return other.id }
         }
         return nil
     }

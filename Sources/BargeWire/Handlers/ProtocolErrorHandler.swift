@@ -34,16 +34,17 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         switch error {
         case let wire as WireError: fail(context, ErrorMessage(wire))
-        // The connection itself broke (reset, pipe): nothing was malformed.
-        case is IOError, is ChannelError: fail(context, ErrorMessage(code: .unexpectedMessage, reason: ConnectionFailure.describe(error)))
+        // The connection itself broke (reset, pipe): nothing was malformed, and this side closed
+        // nothing of its own will (not `sent`: the owner tells it as the peer's end).
+        case is IOError, is ChannelError: fail(context, ErrorMessage(code: .unexpectedMessage, reason: ConnectionFailure.describe(error)), ownDoing: false)
         default: fail(context, ErrorMessage(code: .malformedFrame, reason: "\(error)"))
         }
     }
 
-    private func fail(_ context: ChannelHandlerContext, _ message: ErrorMessage) {
+    private func fail(_ context: ChannelHandlerContext, _ message: ErrorMessage, ownDoing: Bool = true) {
         guard !closing else { return }
         closing = true
-        sent.withLockedValue { $0 = message }
+        if ownDoing { sent.withLockedValue { $0 = message } }
         context.fireUserInboundEventTriggered(ProtocolEvent.protocolError(message))
         context.closeAfterWriting(wrapOutboundOut(Message.error(message).frame(allocator: context.channel.allocator)))
     }
