@@ -25,7 +25,7 @@ struct NotTransferredList {
         guard let last, !json else { return }
         // On stderr: stdout stays one entry a line, for a script.
         if last.total == 0 {
-            FileHandle.standardError.write(Data("\(job): every entry was transferred (none left out)\n".utf8))
+            FileHandle.standardError.write(Data("\(job): no entry was left out\n".utf8))
         } else if last.total > last.named {
             FileHandle.standardError.write(Data("\(job): \(last.total) entries not transferred; the first \(last.named) are named above\n".utf8))
         }

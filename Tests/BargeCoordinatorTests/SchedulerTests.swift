@@ -658,6 +658,9 @@ extension SchedulerTests {
             await scheduler.metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
         }
         guard case .taskAssign(let r0) = await Self.task(&a1), case .taskAssign(let r1) = await Self.task(&a1) else { Issue.record("no ranges"); return }
+        // Wire bytes count as a unit reports them moving; its end adds only the rest.
+        await scheduler.received(.taskProgress(TaskProgress(job: job, unit: r0.unit, bytesDone: 1 << 19, wireBytes: 400)), from: "a1")
+        #expect(await metric("barge_wire_bytes_sent_total") == "400")
         // r0 reports twice in one batch, then once more in a later one.
         await scheduler.received(done(r0), from: "a1")
         await scheduler.received(done(r0), from: "a1")

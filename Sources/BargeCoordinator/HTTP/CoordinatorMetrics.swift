@@ -133,9 +133,18 @@ public final class CoordinatorMetrics: Sendable {
 
     /// A unit's report: its wire bytes, and when it is the unit's `first` completion, its bytes,
     /// chunks and codecs too.
-    func record(_ done: TaskDone, first: Bool, source: String?, destination: String?, now: Double) {
-        bytesSent.increment(by: Int64(done.wireBytes))
-        if let source { counter(.agentBytesSent, source).increment(by: Int64(done.wireBytes)) }
+    /// Wire bytes a running unit reported (`task progress`), counted as they move: counted only
+    /// when its unit ended, the rate a scrape showed came in steps of whole units, and a unit
+    /// cancelled or failed never counted what it had sent (a black-box review).
+    func sent(wire bytes: Int64, source: String?) {
+        guard bytes > 0 else { return }
+        bytesSent.increment(by: bytes)
+        if let source { counter(.agentBytesSent, source).increment(by: bytes) }
+    }
+
+    /// `wireCounted`: the unit's wire bytes already counted from its progress (`sent`).
+    func record(_ done: TaskDone, first: Bool, source: String?, destination: String?, now: Double, wireCounted: UInt64 = 0) {
+        sent(wire: Int64(done.wireBytes) - Int64(min(wireCounted, done.wireBytes)), source: source)
         if let started = assignedAt.withLock({ $0[done.job]?.removeValue(forKey: done.unit) }) {
             unitDuration.record(max(0, now - started))
         }

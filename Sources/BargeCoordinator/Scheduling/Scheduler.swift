@@ -86,6 +86,8 @@ public actor Scheduler {
     var tierReplies: [UInt64: (agent: String, continuation: CheckedContinuation<TierReply, Error>)] = [:]
     /// Tier jobs whose page loop runs now.
     var tiering: Set<String> = []
+    /// Wire bytes of running units already in the metrics from their progress reports.
+    var wireCounted: [UnitKey: UInt64] = [:]
     /// Quick checks waiting for their destination agent, by request.
     var compares: [UInt64: Compare] = [:]
     /// Agents with scan pages waiting for a quick check, and how many: their connections may
@@ -484,8 +486,15 @@ public actor Scheduler {
             case .taskProgress(let p):
                 let key = UnitKey(job: p.job, unit: p.unit)
                 // Progress is sent every interval while a unit runs; only bytes that moved count.
-                if p.wireBytes != live.report(key)?.wireBytes ?? 0 { running[p.job]?.movedAt = now() }
+                let before = live.report(key)?.wireBytes ?? 0
+                if p.wireBytes != before { running[p.job]?.movedAt = now() }
                 if let lane = policy.lane(of: key) {
+                    // On the wire as they move (a unit's later report says more, or, another
+                    // assignment's, starts again from its own count).
+                    if p.wireBytes > before {
+                        metrics.sent(wire: Int64(p.wireBytes - before), source: lane.source)
+                        wireCounted[key, default: 0] += p.wireBytes - before
+                    }
                     live.set(key, p, lane: LiveProgress.LaneKey(source: lane.source, destination: lane.destination), at: now())
                     if let f = p.lane { metrics.update(lane: lane.source, lane.destination, f, now: now()) }
                 }
@@ -611,7 +620,8 @@ public actor Scheduler {
     /// figures: the same report again (its acknowledgement was lost on a reconnect) counts in
     /// neither, and another assignment's work on a unit already done counts on the wire only.
     private func count(_ done: TaskDone, first: Bool, lane: (source: String, destination: String)?, at time: Double) {
-        metrics.record(done, first: first, source: lane?.source, destination: lane?.destination, now: time)
+        metrics.record(done, first: first, source: lane?.source, destination: lane?.destination, now: time,
+                       wireCounted: wireCounted.removeValue(forKey: UnitKey(job: done.job, unit: done.unit)) ?? 0)
         if let lane {
             agentBytes[lane.source, default: (0, 0)].sent += done.wireBytes
             if first { agentBytes[lane.destination, default: (0, 0)].received += done.bytes }
@@ -634,6 +644,7 @@ public actor Scheduler {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
         metrics.failed(job: failure.job, unit: failure.unit)
+        wireCounted.removeValue(forKey: key)
         // Failed on its data plane (the destination agent died, restarted or stalled, or the
         // network between them went): not the unit's failure, and its attempt is given back, as
         // for an agent that went down, up to `forgivenLosses` times a unit. Counted, a destination
@@ -915,6 +926,7 @@ public actor Scheduler {
         metrics.forget(job: job)
         metrics.update(unitsInFlight: policy.heldCount)
         pathLosses = pathLosses.filter { $0.key.job != job }
+        wireCounted = wireCounted.filter { $0.key.job != job }
         live.remove(job: job)
         running.removeValue(forKey: job)
         sentSettings.removeValue(forKey: job)
