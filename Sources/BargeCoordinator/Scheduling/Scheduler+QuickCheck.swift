@@ -100,11 +100,16 @@ extension Scheduler {
     /// A destination agent that answers compare requests, least loaded first, other than the
     /// scanning one and those whose pages wait for a quick check (their connections may not be
     /// read now).
+    /// The one with the fewest quick checks waiting goes first: the pages in flight spread over
+    /// the site's agents, so one that hangs (stopped, not yet taken for down) holds fewer of them
+    /// for the timeout (after which they are planned whole, and their unchanged files sent again).
     private func comparer(at site: String, busy scanning: String) -> String? {
         func free(_ name: String) -> Bool { name != scanning && waitingForCompare[name] == nil }
-        if let a = policy.anyAgent(at: site), free(a), let link = links[a], link.version >= WireVersion.acks { return a }
-        return links.values.filter { $0.agent.site == site && $0.version >= WireVersion.acks && free($0.agent.name) }
-            .map(\.agent.name).min()
+        let candidates = links.values.filter { $0.agent.site == site && $0.version >= WireVersion.acks && free($0.agent.name) }.map(\.agent.name)
+        guard candidates.count > 1 else { return candidates.first }
+        var asked: [String: Int] = [:]
+        for c in compares.values { asked[c.agent, default: 0] += 1 }
+        return candidates.min { (asked[$0] ?? 0, $0) < (asked[$1] ?? 0, $1) }
     }
 
     /// A compare request answered (or given up: nil): its page is settled, and the pages settled
