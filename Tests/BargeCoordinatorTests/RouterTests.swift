@@ -74,21 +74,30 @@ struct RouterTests {
         let ids = ["j-9", "j-3", "j-7", "j-1", "j-5", "j-2"]
         for id in ids { try f.journal.insert(JobRecord(id: id, sourceSite: "a", sourcePath: "ds", destinationSite: "b", destinationPath: id, createdAt: 1_700_000_000)) }
         try await f.app.test(.router) { client in
-            var listed: [String] = []
-            var after: String?
-            var pages = 0
-            repeat {
-                let uri = "/v1/jobs?limit=3" + (after.map { "&after=\($0)" } ?? "")
-                try await client.execute(uri: uri, method: .get, headers: f.admin) { response in
-                    let page = try json(response.body)
-                    listed += (page["jobs"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
-                    after = page["next"] as? String
-                }
-                pages += 1
-            } while after != nil && pages < 5
+            let (listed, pages) = try await follow(client, f, "/v1/jobs?limit=3") { page in
+                (page["jobs"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            }
             #expect(listed == ids && pages == 2, "\(listed) in \(pages) pages")
         }
         #expect(try f.journal.recentJobs(limit: 3).map(\.id) == ["j-2", "j-5", "j-1"])
+    }
+
+    /// Follows a paged listing from `uri` by its `next`, for at most 5 pages: the items `take`
+    /// finds on each page, and how many pages there were.
+    func follow(_ client: some TestClientProtocol, _ f: Fixture, _ uri: String,
+                       _ take: @escaping ([String: Any]) throws -> [String]) async throws -> ([String], Int) {
+        var listed: [String] = []
+        var after: String?
+        var pages = 0
+        repeat {
+            try await client.execute(uri: uri + (after.map { "&after=\($0)" } ?? ""), method: .get, headers: f.admin) { response in
+                let page = try json(response.body)
+                listed += try take(page)
+                after = page["next"] as? String
+            }
+            pages += 1
+        } while after != nil && pages < 5
+        return (listed, pages)
     }
 
     /// GET /v1/jobs/{id}/untransferable pages through every entry named, in the order found.
@@ -98,19 +107,10 @@ struct RouterTests {
         let entries = (0..<5).map { "'ds/f\($0)' vanished from the source during the transfer" }
         _ = try f.journal.commitNow([.untransferable(job: "j-1", entries: entries)])
         try await f.app.test(.router) { client in
-            var listed: [String] = []
-            var after: String?
-            var pages = 0
-            repeat {
-                let uri = "/v1/jobs/j-1/untransferable?limit=2" + (after.map { "&after=\($0)" } ?? "")
-                try await client.execute(uri: uri, method: .get, headers: f.admin) { response in
-                    let page = try json(response.body)
-                    #expect(page["total"] as? Int == 5 && page["named"] as? Int == 5, "\(page)")
-                    listed += page["entries"] as? [String] ?? []
-                    after = page["next"] as? String
-                }
-                pages += 1
-            } while after != nil && pages < 5
+            let (listed, pages) = try await follow(client, f, "/v1/jobs/j-1/untransferable?limit=2") { page in
+                #expect(page["total"] as? Int == 5 && page["named"] as? Int == 5, "\(page)")
+                return page["entries"] as? [String] ?? []
+            }
             #expect(listed == entries && pages == 3, "\(listed) in \(pages) pages")
             try await client.execute(uri: "/v1/jobs/nope/untransferable", method: .get, headers: f.admin) { response in
                 #expect(response.status == .notFound)
