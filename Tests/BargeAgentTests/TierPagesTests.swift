@@ -95,14 +95,18 @@ struct TierPagesTests {
         }
     }
 
-    /// What gives a unit's attempt back (`TaskFailed.lane`): the path's failures, not a
-    /// handshake another token or version refused, nor a message the destination refused.
+    /// What gives a unit's attempt back (`TaskFailed.lane`): the path's failures, a frame damaged
+    /// on its way among them, not a handshake another token or version refused, nor a message the
+    /// destination refused as malformed or unexpected.
     @Test func onlyThePathsFailuresAreLaneFailures() {
         #expect(UnitSender.isLaneFailure(PeerClosed()))
         #expect(UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .markedDown, reason: "down"))))
         #expect(UnitSender.isLaneFailure(HandshakeFailure(error: ErrorMessage(code: .busy, reason: "busy"))))
         #expect(!UnitSender.isLaneFailure(HandshakeFailure(error: ErrorMessage(code: .authenticationFailed, reason: "token"))))
         #expect(!UnitSender.isLaneFailure(HandshakeFailure(error: ErrorMessage(code: .noCommonVersion, reason: "version"))))
-        #expect(!UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .sealBroken, reason: "sealed frame rejected"))))
+        #expect(UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .sealBroken, reason: "sealed frame rejected"))))
+        #expect(UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .checksumMismatch, reason: "frame checksum mismatch"))))
+        #expect(!UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .malformedMessage, reason: "a bad message"))))
+        #expect(!UnitSender.isLaneFailure(PeerRefused(error: ErrorMessage(code: .unexpectedMessage, reason: "not now"))))
     }
 }
