@@ -262,7 +262,7 @@ public struct UnitSender: Sendable {
     public static func dataPlaneFailure(_ error: any Error, to name: String, at address: String) -> String {
         guard let connect = error as? NIOConnectionError else {
             // NIO's words for a connection that closed under a request: say what happened.
-            if let channel = error as? ChannelError, channel == .ioOnClosedChannel || channel == .alreadyClosed || channel == .eof {
+            if ConnectionFailure.isClosed(error) {
                 return "data plane to \(name) at \(address): the connection closed (the network between the agents, or \(name), went away)"
             }
             return "data plane to \(name) at \(address): \(error)"

@@ -49,12 +49,6 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
     public var error: String?
     /// Beyond the fields DESIGN.md fixes: where from and to, the codec asked for, the codec mix
     /// so far, and when the job started and ended (Unix seconds).
-    /// The seconds it ran: from its start to its end (or `now`), less the time it stood ended
-    /// before a resume. Nil before it started.
-    public func elapsed(now: Double = Date().timeIntervalSince1970) -> Double? {
-        startedAt.map { max(0, (finishedAt ?? now) - $0 - (idleSeconds ?? 0)) }
-    }
-
     public var source: String
     public var destination: String
     public var codec: String
@@ -136,6 +130,12 @@ public struct JobStatus: Codable, Hashable, Sendable, ResponseEncodable {
         checksum = r.checksum
         operation = r.operation.rawValue
         tier = r.tierPolicy
+    }
+
+    /// The seconds it ran: from its start to its end (or `now`), less the time it stood ended
+    /// before a resume. Nil before it started.
+    public func elapsed(now: Double = Date().timeIntervalSince1970) -> Double? {
+        startedAt.map { max(0, (finishedAt ?? now) - $0 - (idleSeconds ?? 0)) }
     }
 
     public init(_ r: JobRecord, lanes: [LaneStatus]) {

@@ -133,9 +133,8 @@ struct ManifestLog: Sendable {
         return try places.map { try read(job: job, $0, fd: fd) }
     }
 
-    /// Removes a pruned job's file (one that never had a manifest has none).
-    /// Removes a job's manifest file, durably (its directory synced), so that a power cut does
-    /// not bring back a file no row names.
+    /// Removes a pruned job's file (one that never had a manifest has none), durably (its
+    /// directory synced), so that a power cut does not bring back a file no row names.
     func remove(job: String) {
         if unlink(file(of: job)) == 0 { try? Self.syncDirectory(directory) }
     }

@@ -41,6 +41,8 @@ extension Scheduler {
         if let progress = live.remove(key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
         }
+        // In the metrics already, from its progress; the next run counts from nothing.
+        wireCounted.removeValue(forKey: key)
         noteReleased(key, source: source)
     }
 

@@ -81,10 +81,14 @@ public enum ProtocolEvent: Hashable, Sendable {
 /// A connection's failure in words: NIO's own ("I/O on closed channel", "read(descriptor:
 /// pointer:size:): Connection reset by peer) (errno: 104)") said what broke, not what happened.
 public enum ConnectionFailure {
+    /// NIO's words for a connection that closed under a request.
+    public static func isClosed(_ error: any Error) -> Bool {
+        guard let channel = error as? ChannelError else { return false }
+        return channel == .ioOnClosedChannel || channel == .alreadyClosed || channel == .eof || channel == .outputClosed
+    }
+
     public static func describe(_ error: any Error) -> String {
-        if let channel = error as? ChannelError, channel == .ioOnClosedChannel || channel == .alreadyClosed || channel == .eof || channel == .outputClosed {
-            return "the connection closed under a request (the peer, or the network to it, went away)"
-        }
+        if isClosed(error) { return "the connection closed under a request (the peer, or the network to it, went away)" }
         if let io = error as? IOError {
             return "the connection broke: \(String(cString: strerror(io.errnoCode)).lowercased()) (errno \(io.errnoCode))"
         }
