@@ -2,6 +2,7 @@
 import BargeWire
 import Foundation
 import GRDB
+import Logging
 import Testing
 
 /// The scheduler while its journal cannot commit (a full state disk, stood in for by a writer
@@ -48,5 +49,33 @@ struct JournalOutageTests {
         try await journal.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 0") }
         await f.scheduler.flush()
         #expect(try journal.job("j-1")?.unitsTotal == 1)
+    }
+
+    /// A tier job the journal cannot start (its disk full) stays queued and is tried again after
+    /// `Scheduler.tierStartPause`, so it starts once the journal has room; a job that waits for it
+    /// does not make it spin. Before, it was launched again at once for the job that waited (a
+    /// busy loop on the actor: review of session 48), and with none waiting it stayed queued.
+    @Test(.timeLimit(.minutes(1))) func aTierJobTheJournalCannotStartIsTriedAgainAfterAPause() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-outage-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let lines = StallReportTests.Lines()
+        let journal = try Journal(path: dir.appendingPathComponent(Journal.fileName).path)
+        let scheduler = Scheduler(journal: journal, logger: Logger(label: "test") { _ in StallReportTests.Capture(into: lines) })
+        for (id, operation) in [("j-1", JobOperation.demote), ("j-2", .promote)] {
+            var job = JobRecord(id: id, sourceSite: "b", sourcePath: "x", destinationSite: "b", destinationPath: "x", createdAt: 1)
+            job.operation = operation
+            job.codec = "archive"
+            try journal.insert(job)
+        }
+        try await journal.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 1") }
+        await scheduler.startQueuedJobs()
+        try await Task.sleep(for: .seconds(2))
+        let tries = lines.all.filter { $0.contains("j-1: cannot start") }.count
+        #expect(tries == 1, "\(tries) tries in 2 s")
+        #expect(try journal.job("j-1")?.state == .queued && journal.job("j-2")?.state == .queued)
+        try await journal.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 0") }
+        for _ in 0..<100 where try journal.job("j-1")?.state == .queued { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try journal.job("j-1")?.state != .queued, "not started once the journal had room")
     }
 }

@@ -684,6 +684,37 @@ extension SchedulerTests {
 }
 
 extension SchedulerTests {
+    /// An assignment that failed after reporting progress has that progress's wire bytes in the
+    /// job's figures and the metrics; its late `task done` (the unit went again meanwhile) adds
+    /// only the rest. Before, it counted its wire bytes in full once more: 1,600 for 1,000.
+    @Test(.timeLimit(.minutes(1)))
+    func aFailedAssignmentsLateReportCountsItsWireBytesOnce() async throws {
+        let f = try await LargeFiles(version: WireVersion.assignments)
+        let scheduler = f.scheduler
+        var a1 = f.a1
+        let job = try await f.submitOneLargeFile("j-w", &a1)
+        func metric(_ name: String) async -> String? {
+            await scheduler.metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
+        }
+        guard case .taskAssign(let r0) = await Self.task(&a1), case .taskAssign(let r1) = await Self.task(&a1) else { Issue.record("no ranges"); return }
+        await scheduler.received(.taskProgress(TaskProgress(job: job, unit: r1.unit, bytesDone: 1 << 19, wireBytes: 600)), from: "a1")
+        let r1again = try await f.stallAndAssignAgain(r1, &a1)
+        #expect(await metric("barge_wire_bytes_sent_total") == "600")
+        #expect(try await scheduler.status(job)?.wireBytes == 600)
+        await scheduler.received(LargeFiles.done(r1, wireBytes: 1000), from: "a1")
+        await scheduler.flush()
+        #expect(await metric("barge_wire_bytes_sent_total") == "1000")
+        #expect(try await scheduler.status(job)?.wireBytes == 1000)
+        await scheduler.received(LargeFiles.done(r1again, wireBytes: 1000), from: "a1")
+        await scheduler.received(LargeFiles.done(r0, wireBytes: 1000), from: "a1")
+        await scheduler.flush()
+        #expect(await metric("barge_wire_bytes_sent_total") == "3000")
+        let status = try #require(try await scheduler.status(job))
+        #expect(status.bytesDone == 2 << 20 && status.wireBytes == 3000, "the job's figures: \(status.bytesDone), \(status.wireBytes)")
+    }
+}
+
+extension SchedulerTests {
     /// An attempt ended by an agent of its lane going down is the path's, not the unit's: it does
     /// not count against the unit's attempts. Seen before: the network between a1 and b1 went down
     /// twice for 40 s; b1 missed its heartbeats both times, and each time the unit went back to

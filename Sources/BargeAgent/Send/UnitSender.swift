@@ -244,8 +244,10 @@ public struct UnitSender: Sendable {
     /// down, or a frame damaged on its way: `ErrorCode.isDamageOnTheWire`), rather than one that
     /// trying again will not change: another cluster token or protocol version (a handshake
     /// refused), or a message the destination refused as malformed or unexpected. Only the first
-    /// gives its attempt back (up to the coordinator's 10 a unit); the others fail the job in
-    /// three, in seconds, as they did.
+    /// gives its attempt back (up to the coordinator's 10 a unit, with backoff); the others fail
+    /// the job in three, in seconds. A frame header's damage (flags, length, magic) cannot be told
+    /// from a peer that sends such frames every time, so a peer that does fails the job only after
+    /// its 10 given back and 3 counted: minutes, not seconds.
     static func isLaneFailure(_ error: any Error) -> Bool {
         switch error {
         case let refused as HandshakeFailure: refused.error.code == .busy

@@ -40,6 +40,7 @@ extension Scheduler {
         batch.append(lost ? .lost(key) : .release(key, retry: true, attempts: records[key]?.attempts ?? 0))
         if let progress = live.remove(key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
+            wireJournaled[AssignmentKey(job: key.job, unit: key.unit, assignment: currentAssignment(key))] = progress.wireBytes
         }
         // In the metrics already, from its progress; the next run counts from nothing.
         wireCounted.removeValue(forKey: key)

@@ -18,6 +18,8 @@ extension Scheduler {
     static let tierPage: UInt32 = 256
     /// A page whose agent went down is asked of another this many times before the job fails.
     static let tierAttempts = 5
+    /// How long a tier job that the journal could not start waits before it is tried again.
+    static let tierStartPause = Duration.seconds(5)
 
     /// `barge tier demote|promote`: a tier job, started at once.
     public func submitTier(_ operation: JobOperation, site: String, path: String, policy: String?, id: String) throws -> JobRecord {
@@ -59,12 +61,23 @@ extension Scheduler {
     }
 
     private func runTier(_ id: String) async {
+        var startAgain = false
         defer {
             tiering.remove(id)
-            // The jobs that waited for it may start.
-            if overlapWaits.withLock({ $0.values.contains(id) }) { startQueuedJobs() }
+            // The jobs that waited for it may start (or it, again).
+            if startAgain || overlapWaits.withLock({ $0.values.contains(id) }) { startQueuedJobs() }
         }
-        guard var job = try? journal.startTier(id, now: now()), job.state == .running else { return }
+        var job: JobRecord
+        do { job = try journal.startTier(id, now: now()) } catch {
+            // The journal cannot take it (its disk full): the job stays queued, and is tried again
+            // after a pause. Launched again at once by the jobs that wait for it, it spun on the
+            // actor until the journal had room.
+            logger.error("job \(id): cannot start (\(error)); tried again in \(Self.tierStartPause)")
+            try? await Task.sleep(for: Self.tierStartPause)
+            startAgain = true
+            return
+        }
+        guard job.state == .running else { return }
         let operation: TierOperation = job.operation == .demote ? .demote : .promote
         var attempts = 0
         // Pages stay with one agent while it is up: it keeps the demotion's walk between pages.

@@ -88,6 +88,9 @@ public actor Scheduler {
     var tiering: Set<String> = []
     /// Wire bytes of running units already in the metrics from their progress reports.
     var wireCounted: [UnitKey: UInt64] = [:]
+    /// Wire bytes of assignments that failed or were released, journaled from their progress
+    /// (`journalRelease`, `failed`): an assignment's late `task done` counts only what it adds.
+    var wireJournaled: [AssignmentKey: UInt64] = [:]
     /// Quick checks waiting for their destination agent, by request.
     var compares: [UInt64: Compare] = [:]
     /// Agents with scan pages waiting for a quick check, and how many: their connections may
@@ -594,6 +597,10 @@ public actor Scheduler {
 
     private func finished(_ done: TaskDone) {
         let key = UnitKey(job: done.job, unit: done.unit)
+        var done = done
+        // Its progress went into the job's figures and the metrics as it failed or was released:
+        // counted again in full, its wire bytes were twice in both.
+        if let journaled = wireJournaled.removeValue(forKey: done.key) { done.wireBytes -= min(journaled, done.wireBytes) }
         running[done.job]?.movedAt = now()
         if let waiter = repairs.removeValue(forKey: key) {
             waiter.continuation.resume(returning: .success(done))
@@ -642,6 +649,7 @@ public actor Scheduler {
         }
         if let progress = live.remove(key), progress.wireBytes > 0 {
             batch.append(.wireBytes(job: key.job, Int64(progress.wireBytes)))
+            wireJournaled[failure.key] = progress.wireBytes
         }
         metrics.failed(job: failure.job, unit: failure.unit)
         wireCounted.removeValue(forKey: key)
@@ -927,6 +935,7 @@ public actor Scheduler {
         metrics.update(unitsInFlight: policy.heldCount)
         pathLosses = pathLosses.filter { $0.key.job != job }
         wireCounted = wireCounted.filter { $0.key.job != job }
+        wireJournaled = wireJournaled.filter { $0.key.job != job }
         live.remove(job: job)
         running.removeValue(forKey: job)
         sentSettings.removeValue(forKey: job)

@@ -37,7 +37,10 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
         // The connection itself broke (reset, pipe): nothing was malformed, and this side closed
         // nothing of its own will (not `sent`: the owner tells it as the peer's end).
         case is IOError, is ChannelError: fail(context, ErrorMessage(code: .unexpectedMessage, reason: ConnectionFailure.describe(error)), ownDoing: false)
-        default: fail(context, ErrorMessage(code: .malformedFrame, reason: "\(error)"))
+        // Any other error is this side's own (a message its handlers could not take), not damage
+        // on the wire: a code that `isDamageOnTheWire` leaves out, so that the peer does not
+        // retry it for minutes as a path's fault, where it fails the same every time.
+        default: fail(context, ErrorMessage(code: .malformedMessage, reason: "\(error)"))
         }
     }
 
