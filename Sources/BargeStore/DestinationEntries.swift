@@ -10,6 +10,9 @@ import Darwin
 public enum DestinationEntries {
     /// Access time left alone: UTIME_OMIT, a macro Swift cannot import ((1 << 30) - 2 on Linux).
     static let omitTime = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)
+    /// How long a partial copy must have gone unwritten before a later job's directory removes
+    /// it (`removeStalePartials`), in seconds.
+    public static let stalePartialAge = 3600
 
     /// Creates each missing directory above `path` (mode 0755); existing ones are left as they are.
     /// Each open is confined to the root by the kernel.
@@ -57,8 +60,12 @@ public enum DestinationEntries {
     /// after a run that succeeds). Before, it stayed for good. Only a copy Barge made and never
     /// finished: a regular file named as a partial copy that still bears the partial mark
     /// (`PartialFileWriter.partialMode`'s sticky bit), of the agent's own user; anything else of
-    /// that name is left alone.
+    /// that name is left alone. And only one not written for `stalePartialAge`: a copy written
+    /// meanwhile by a writer outside the turn-taking (`verify --repair`, another site name on
+    /// the same root), or a failed or cancelled job's that `barge resume` would go on with, was
+    /// removed too (its rename failed, or the resume sent the whole file again; a review).
     static func removeStalePartials(in directory: Int32) {
+        let oldest = time(nil) - stalePartialAge
         let listing = dup(directory)
         guard listing >= 0, let dir = fdopendir(listing) else { if listing >= 0 { close(listing) }; return }
         defer { closedir(dir) }
@@ -68,7 +75,7 @@ public enum DestinationEntries {
             guard name.hasSuffix(PartialFileWriter.suffix), name != PartialFileWriter.suffix else { continue }
             var st = stat()
             guard fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG,
-                  st.st_mode & S_ISVTX != 0, st.st_uid == geteuid() else { continue }
+                  st.st_mode & S_ISVTX != 0, st.st_uid == geteuid(), st.st_mtim.tv_sec <= oldest else { continue }
             stale.append(name)
         }
         for name in stale { _ = DirectoryLift.retrying(in: directory) { unlinkat(directory, name, 0) } }

@@ -92,7 +92,9 @@ struct TransferProcessTests {
     /// A partial copy left by an earlier run whose file has gone from the source since is
     /// removed once a later job into that directory succeeds, as rsync leaves no temporary file
     /// after a run that succeeds; the directories keep the source's mtimes. A user's own file of
-    /// such a name (without the partial mark) stays. Before, the partial copy stayed for good.
+    /// such a name (without the partial mark) stays, and so does a partial copy written within
+    /// `DestinationEntries.stalePartialAge` (another writer's, or one a resume goes on with).
+    /// Before, the partial copy stayed for good.
     @Test func aStalePartialCopyGoesWhenALaterJobIntoItsDirectorySucceeds() async throws {
         let fm = FileManager.default
         try fm.createDirectory(at: source.appendingPathComponent("sub"), withIntermediateDirectories: true)
@@ -102,7 +104,12 @@ struct TransferProcessTests {
         // As a run cancelled midway leaves it (mode 01600), of a file deleted at the source since.
         let stale = destination.appendingPathComponent("sub/gone.bin.barge-partial")
         try Data(repeating: 7, count: 5000).write(to: stale)
-        try fm.setAttributes([.posixPermissions: 0o1600], ofItemAtPath: stale.path)
+        // Not written for two hours: past `DestinationEntries.stalePartialAge` (one).
+        try fm.setAttributes([.posixPermissions: 0o1600, .modificationDate: Date(timeIntervalSinceNow: -2 * 3600)],
+                             ofItemAtPath: stale.path)
+        let recent = destination.appendingPathComponent("sub/resumable.bin.barge-partial")
+        try Data(repeating: 8, count: 5000).write(to: recent)
+        try fm.setAttributes([.posixPermissions: 0o1600], ofItemAtPath: recent.path)
         let users = destination.appendingPathComponent("notes.barge-partial")
         try Data("mine\n".utf8).write(to: users)
         try Data("changed\n".utf8).write(to: source.appendingPathComponent("sub/b.txt"))
@@ -111,9 +118,11 @@ struct TransferProcessTests {
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
         #expect(!fm.fileExists(atPath: stale.path))
         #expect(fm.fileExists(atPath: users.path))
+        #expect(fm.fileExists(atPath: recent.path))
         try fm.removeItem(at: users)
-        // The top's mtime moved with that removal.
-        let (got, want) = (try TreeSupport.snapshot(destination).filter { !$0.hasPrefix(". ") }, try TreeSupport.snapshot(source).filter { !$0.hasPrefix(". ") })
+        // The top's mtime moved with that removal; the recent copy stays beside the files.
+        let (got, want) = (try TreeSupport.snapshot(destination).filter { !$0.hasPrefix(". ") && !$0.hasPrefix("sub/resumable") },
+                           try TreeSupport.snapshot(source).filter { !$0.hasPrefix(". ") })
         #expect(got == want, "\(got.filter { !want.contains($0) }) vs \(want.filter { !got.contains($0) })")
     }
 
