@@ -270,8 +270,10 @@ public final class ColdCatalog: Sendable {
     }
 
     /// Records sealed packs and the files whose chunks they (or earlier packs) hold, in one
-    /// transaction: after it, the files are cold.
-    public func commit(packs: [SealedPack], files: [ColdFile], incoming: [IncomingChunk] = []) throws {
+    /// transaction: after it, the files are cold. Returns the paths of files left out because a
+    /// chunk of theirs is no longer listed (`forgetChunk` ran meanwhile): they are not cold.
+    @discardableResult
+    public func commit(packs: [SealedPack], files: [ColdFile], incoming: [IncomingChunk] = []) throws -> Set<String> {
         try write { db in
             let arriving = try db.cachedStatement(sql: "INSERT OR REPLACE INTO incoming (path, offset, size, length, id, sha) VALUES (?, ?, ?, ?, ?, ?)")
             for c in incoming {
@@ -287,9 +289,19 @@ public final class ColdCatalog: Sendable {
             let statement = try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO files (path, size, mode, mtimeSeconds, mtimeNanoseconds, chunks) VALUES (?, ?, ?, ?, ?, ?)
                 """)
+            let listed = try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?")
+            var checked = Set<[UInt8]>()
+            var left = Set<String>()
             for f in files {
+                var whole = true
+                for c in f.chunks where !checked.contains(c.id) {
+                    guard try Bool.fetchOne(listed, arguments: [Data(c.id)]) != nil else { whole = false; break }
+                    checked.insert(c.id)
+                }
+                guard whole else { left.insert(f.path); continue }
                 try statement.execute(arguments: [f.path, Int64(f.size), Int64(f.mode), f.mtimeSeconds, Int64(f.mtimeNanoseconds), Data(f.encodedChunks)])
             }
+            return left
         }
     }
 

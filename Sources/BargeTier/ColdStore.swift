@@ -99,6 +99,9 @@ public final class ColdStore {
         let sealer = PackSealer()
         defer { _ = try? sealer.wait() }
         var batchIDs = Set<[UInt8]>()
+        // Chunks a file of this batch takes from packs written before (dedup, or a file already
+        // cold): read back too before any hot copy goes (`unreadable`).
+        var reused = Set<[UInt8]>()
         var opened: [(file: ColdFile, path: RootedPath, inode: UInt64)] = []
         let lanes = max(1, encoders.count)
         let work = ChunkLanes(count: lanes, chunkSize: max(chunkSize, FastCDC.standard.maxSize), keys: keys, encoders: encoders)
@@ -141,6 +144,7 @@ public final class ColdStore {
                try catalog.locations(existing.chunks.map(\.id)).count == Set(existing.chunks.map(\.id)).count {
                 // Already cold (a demotion redone after a crash): the hot copy is the same file.
                 opened.append((existing, rooted, UInt64(before.st_ino)))
+                reused.formUnion(existing.chunks.map(\.id))
                 continue
             }
             var chunks: [ColdFile.Chunk] = []
@@ -154,9 +158,13 @@ public final class ColdStore {
                 var fresh: [Int] = []
                 for k in 0..<count {
                     let id = work.id(k)
-                    if !batchIDs.contains(id), try catalog.known([id]).isEmpty {
-                        batchIDs.insert(id)
-                        fresh.append(k)
+                    if !batchIDs.contains(id) {
+                        if try catalog.known([id]).isEmpty {
+                            batchIDs.insert(id)
+                            fresh.append(k)
+                        } else {
+                            reused.insert(id)
+                        }
                     }
                 }
                 let encodeLanes = fresh
@@ -214,9 +222,30 @@ public final class ColdStore {
         }
         writer = nil
         let sealed = try sealer.wait()
-        // Read every new pack back before anything hot is removed.
+        // Read every new pack back before anything hot is removed, and every older chunk a file
+        // takes: a file deduped against a blob damaged since it was written lost its only whole
+        // copy with its hot one (a reading review, h4 of session 48). It stays hot instead.
         for pack in sealed { try verifyPack(pack.id, expecting: pack.entries) }
-        try catalog.commit(packs: sealed, files: opened.map(\.file))
+        let unreadable = try unreadable(reused.subtracting(batchIDs))
+        if !unreadable.isEmpty {
+            opened.removeAll { entry in
+                guard let bad = entry.file.chunks.first(where: { unreadable[$0.id] != nil }) else { return false }
+                outcome.skipped.append(Skipped(path: entry.file.path, reason: ColdStoreError.damagedPrefix
+                    + "a chunk it shares with cold files does not read back (\(unreadable[bad.id]!)); it stays hot ('barge verify --repair' finds the cold files that hold it)"))
+                return true
+            }
+        }
+        // Files one of whose chunks `verify --repair` forgot meanwhile (it found it damaged,
+        // holding the store's lock shared as this does) are left out, and stay hot: committed,
+        // they named a chunk the store no longer lists.
+        let forgotten = try catalog.commit(packs: sealed, files: opened.map(\.file))
+        if !forgotten.isEmpty {
+            opened.removeAll { entry in
+                guard forgotten.contains(entry.file.path) else { return false }
+                outcome.skipped.append(Skipped(path: entry.file.path, reason: "a chunk it shares with cold files was found damaged meanwhile; it stays hot"))
+                return true
+            }
+        }
         outcome.storedBytes = sealed.reduce(0) { $0 + $1.bytes }
 
         var parents = DirectoryTimes(catalog: catalog, root: ColdStore.realRoot(root))
@@ -264,6 +293,31 @@ public final class ColdStore {
         }
         try parents.restoreAndSync()
         return outcome
+    }
+
+    /// Which of `ids`, chunks stored by earlier demotions, do not read back whole (or are in no
+    /// pack), with why: each is read, opened and decoded to its XXH3-128, one pack at a time.
+    func unreadable(_ ids: Set<[UInt8]>) throws -> [[UInt8]: String] {
+        guard !ids.isEmpty else { return [:] }
+        let locations = try catalog.locations(Array(ids))
+        var out: [[UInt8]: String] = [:]
+        for id in ids where locations[id] == nil { out[id] = "chunk \(Hex.encode(id.prefix(8)))… is in no pack" }
+        let decoder = ChunkDecoder()
+        for (pack, chunks) in Dictionary(grouping: locations, by: { $0.value.pack }) {
+            let reader: PackReader
+            do { reader = try PackReader(path: layout.packPath(for: pack), keys: keys) } catch {
+                for (id, _) in chunks { out[id] = "pack \(pack): \(error)" }
+                continue
+            }
+            for (id, at) in chunks.sorted(by: { $0.value.offset < $1.value.offset }) {
+                do {
+                    _ = try decoder.decode(try reader.blob(PackFormat.Entry(id: id, offset: at.offset, stored: at.stored, raw: at.raw)), verify: true)
+                } catch {
+                    out[id] = "chunk \(Hex.encode(id.prefix(8)))… in pack \(pack) at \(at.offset): \(error)"
+                }
+            }
+        }
+        return out
     }
 
     static func same(_ file: ColdFile, _ st: stat) -> Bool {

@@ -333,6 +333,54 @@ struct ColdStoreTests {
         #expect(try store.catalog.file("bad.bin") == bad)
     }
 
+    /// A file whose chunks are already stored (dedup) is demoted only if those older blobs read
+    /// back whole: one damaged since it was written leaves the new file hot, named as damage, so
+    /// its hot copy, the only whole one, is kept. Before, the demotion removed it (a reading
+    /// review, h4 of session 48). The same file demoted again after a repair goes cold.
+    @Test func aFileDedupedAgainstADamagedBlobStaysHot() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let bytes = try s.file("first.bin", SampleData.generate(.float64, bytes: 2 << 20, seed: 41))
+        _ = try store.demote(["first.bin"], root: s.root, encoder: archiveEncoder())
+        let first = try #require(try store.catalog.file("first.bin"))
+        let location = try #require(try store.catalog.locations([first.chunks[1].id])[first.chunks[1].id])
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: store.layout.packPath(for: location.pack)))
+        try handle.seek(toOffset: location.offset + 60)
+        let old = try handle.read(upToCount: 1)!
+        try handle.seek(toOffset: location.offset + 60)
+        try handle.write(contentsOf: Data([old[0] ^ 0x01]))
+        try handle.close()
+
+        try s.file("second.bin", bytes)
+        let outcome = try store.demote(["second.bin"], root: s.root, encoder: archiveEncoder())
+        #expect(outcome.files.isEmpty, "\(outcome.files.map(\.path))")
+        #expect(outcome.skipped.map(\.path) == ["second.bin"] && outcome.skipped[0].reason.hasPrefix(ColdStoreError.damagedPrefix), "\(outcome.skipped)")
+        #expect(s.read("second.bin") == bytes)
+        #expect(try store.catalog.file("second.bin") == nil)
+    }
+
+    /// A demotion's commit leaves out a file one of whose chunks is no longer listed
+    /// (`verify --repair` forgot it as damaged, holding the store's lock shared as a demotion
+    /// does): the file is not made cold. Before, its row named a chunk the store did not have,
+    /// and its hot copy was removed.
+    @Test func aCommitLeavesOutAFileWhoseChunkWasForgotten() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        try s.file("a.bin", SampleData.generate(.float64, bytes: 2 << 20, seed: 42))
+        _ = try store.demote(["a.bin"], root: s.root, encoder: archiveEncoder())
+        let a = try #require(try store.catalog.file("a.bin"))
+        try store.catalog.forgetChunk(a.chunks[0].id)
+        var copy = a
+        copy.path = "b.bin"
+        var whole = a
+        whole.path = "c.bin"
+        whole.chunks = [a.chunks[1]]
+        whole.size = UInt64(a.chunks[1].length)
+        let left = try store.catalog.commit(packs: [], files: [copy, whole])
+        #expect(left == ["b.bin"])
+        #expect(try store.catalog.file("b.bin") == nil && store.catalog.file("c.bin") == whole)
+    }
+
     /// A catalog row another process changed (the catalog is in the shared cold directory, meant
     /// to be read without Barge) makes its file damaged, named, not a trap: chunks that do not
     /// make up the file's size read past the chunk list, and a negative size, mode or mtime
