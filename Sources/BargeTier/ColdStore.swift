@@ -667,7 +667,13 @@ public final class ColdStore {
         if let tmp = opendir(layout.temporaryDirectory) {
             while let e = readdir(tmp) {
                 let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name.hasPrefix("pack-"), unlink(layout.temporaryDirectory + "/" + name) == 0 { outcome.temporaryRemoved += 1 }
+                let path = layout.temporaryDirectory + "/" + name
+                if name.hasPrefix("pack-"), unlink(path) == 0 { outcome.temporaryRemoved += 1 }
+                // A config a start left before its link (killed then): once the store has its
+                // config, and not one being linked now.
+                var st = stat()
+                if name.hasPrefix("config-"), name.hasSuffix(".json"), access(layout.configPath, F_OK) == 0,
+                   stat(path, &st) == 0, st.st_mtim.tv_sec < time(nil) - 60, unlink(path) == 0 { outcome.temporaryRemoved += 1 }
             }
             closedir(tmp)
         }

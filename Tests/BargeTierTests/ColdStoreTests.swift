@@ -247,13 +247,21 @@ struct ColdStoreTests {
         #expect(try store.packsOnDisk().count == 2)
         // Left by a crash: a temporary pack, and a sealed pack the catalog never recorded.
         FileManager.default.createFile(atPath: store.layout.temporaryDirectory + "/pack-0123.tmp", contents: Data([1, 2, 3]))
+        // And a config a start wrote before it was killed, before its link; one being linked now
+        // (written within the last minute) stays.
+        let stray = store.layout.temporaryDirectory + "/config-00ff.json"
+        FileManager.default.createFile(atPath: stray, contents: Data("{}".utf8))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -600)], ofItemAtPath: stray)
+        let recent = store.layout.temporaryDirectory + "/config-11ee.json"
+        FileManager.default.createFile(atPath: recent, contents: Data("{}".utf8))
         let orphan = try PackWriter(layout: store.layout, keys: nil)
         try ChunkEncoder().encode([1, 2, 3], as: .none).withUnsafeBytes { try orphan.append(id: Array(repeating: 9, count: 32), encoded: $0, rawLength: 3) }
         _ = try orphan.seal()
         #expect(try store.packsOnDisk().count == 3)
 
         let nothing = try store.gc()
-        #expect(nothing.packsRemoved == 1 && nothing.packsKept == 2 && nothing.temporaryRemoved == 1, "\(nothing)")
+        #expect(nothing.packsRemoved == 1 && nothing.packsKept == 2 && nothing.temporaryRemoved == 2, "\(nothing)")
+        #expect(!FileManager.default.fileExists(atPath: stray) && FileManager.default.fileExists(atPath: recent))
         _ = try store.promote(["a.bin"], root: s.root)
         let one = try store.gc()
         #expect(one.packsRemoved == 1 && one.packsKept == 1, "\(one)")

@@ -615,22 +615,34 @@ public final class DestinationFiles: Sendable {
         for (i, error) in intake.finish(arrived) {
             failures[i] = error is ColdIntake.Missing ? Incomplete(description: "\(error)") : error
         }
-        var touched = Set<PathKey>()
+        // The hot copies removed, by directory: each directory synced once.
+        var touched: [PathKey: [Int]] = [:]
         for (i, b) in batch.enumerated() where failures[i] == nil {
             var st = stat()
             if b.target.lstat(&st) == 0, st.st_mode & S_IFMT == S_IFREG {
-                if DestinationEntries.removeFile(b.target) == 0, let slash = PathKey.lastSlash(b.target.absolute) { touched.insert(PathKey(b.target.absolute[..<slash])) }
+                if DestinationEntries.removeFile(b.target) == 0, let slash = PathKey.lastSlash(b.target.absolute) {
+                    touched[PathKey(b.target.absolute[..<slash]), default: []].append(i)
+                }
             }
             let key = JobFile(job: job, path: b.target.relative)
             coldFiles.withLockedValue { _ = $0.remove(key) }
             recentlyCold.withLockedValue { $0.insert(key) }
         }
-        for directory in touched {
-            let fd = Glibc.open(directory.string, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd >= 0 {
-                fsync(fd)
+        // Opened beneath the root, as the removal was. A removal not made durable fails its
+        // files (sent again): after a power cut the old hot copy came back beside the cold one,
+        // and was read first. Before, the fsync's result was ignored (a reading review).
+        for (_, indices) in touched {
+            let target = batch[indices[0]].target
+            var code: Int32 = 0
+            do {
+                let fd = try RootDirectory.open(target.root).openDirectory(target.components.dropLast(), create: false, display: target.relative, throughLinks: false, lifting: false)
+                if fsync(fd) != 0 { code = errno }
                 Glibc.close(fd)
+            } catch {
+                if case .system(_, _, let e) = error { code = e } else { code = ENOTDIR }
             }
+            guard code != 0 else { continue }
+            for i in indices { failures[i] = StoreError.system(operation: "fsync the directory of", path: batch[i].target.relative, errno: code) }
         }
         return failures
     }

@@ -83,6 +83,13 @@ public final class APITokens: Sendable {
             unlink(temporary)
             throw APITokenError.io("cannot write \(path): \(String(cString: strerror(errno)))")
         }
+        // The name durable before the journal holds its hash: after a power cut the journal
+        // could hold it with `admin.token` gone, and no token to give (a reading review).
+        let parent = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let parentSynced = parent >= 0 && fsync(parent) == 0
+        let code = errno
+        if parent >= 0 { close(parent) }
+        guard parentSynced else { throw APITokenError.io("cannot sync \(directory) after writing \(path): \(String(cString: strerror(code)))") }
         let entry = Entry(name: "admin", role: .admin, createdAt: Date().timeIntervalSince1970)
         try journal.insertAPIToken(entry, hash: Self.hash(secret))
         byHash.withLock { $0[Self.hash(secret)] = entry }
