@@ -41,6 +41,10 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// buffered and made durable in batches.
     private var directFD: Int32 = -1
     private var directTried = false
+    /// The file's identity while it is parked (`park`): its descriptor closed, to be opened
+    /// again by name, and checked to be the same file, when it is next written or sealed.
+    private var parked: (device: UInt64, inode: UInt64, ctime: timespec)?
+    private var unparkFailure: StoreError?
     /// Alignment O_DIRECT needs here: offset, length and memory address.
     public static let directAlignment = 4096
     /// Writes shorter than this are buffered.
@@ -170,9 +174,52 @@ public final class PartialFileWriter: @unchecked Sendable {
         if directFD >= 0 { close(directFD) }
     }
 
+    /// Closes the descriptors of a copy whose bytes have all been written and that waits for its
+    /// batch's finish: an agent near its open-file limit (`ulimit -n`) with a thousand small files
+    /// of a batch open failed with EMFILE, and so did its units' retries. The next `prepare`,
+    /// `write` or `seal` opens it again by name, beneath the root, and refuses another file
+    /// found under the name.
+    public func park() {
+        guard fd >= 0, parked == nil else { return }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return }
+        parked = (UInt64(st.st_dev), UInt64(st.st_ino), st.st_ctim)
+        close(fd)
+        fd = -1
+        if directFD >= 0 { close(directFD); directFD = -1 }
+        directTried = false
+    }
+
+    /// Whether the copy is parked (`park`).
+    public var isParked: Bool { parked != nil }
+
+    /// Opens a parked copy again (`park`).
+    private func unpark() throws(StoreError) {
+        guard let identity = parked else { return }
+        let display = final.relative + Self.suffix
+        let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: display, throughLinks: false, lifting: true)
+        defer { close(parent) }
+        let partialName = partialName
+        let reopened = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        guard reopened >= 0 else { throw .system(operation: "open again", path: display, errno: errno, on: parent) }
+        var st = stat()
+        // Its ctime too: a file made under the name after this one was removed may get its inode
+        // number at once.
+        guard fstat(reopened, &st) == 0, UInt64(st.st_dev) == identity.device, UInt64(st.st_ino) == identity.inode,
+              st.st_ctim.tv_sec == identity.ctime.tv_sec, st.st_ctim.tv_nsec == identity.ctime.tv_nsec else {
+            close(reopened)
+            throw .invalidPath(path: display, reason: "another file is under the partial copy's name since its bytes were written; it is sent again")
+        }
+        fd = reopened
+        parked = nil
+    }
+
     /// Writes `bytes` at `offset`, all of them. Each aligned stretch of `holeMinimum` zeros among
     /// them is left as a hole (`sparse`); the rest is written by `place`.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
+        // Writes run side by side, so a parked copy is opened again by `prepare` (serialised
+        // against them), never here.
+        if parked != nil { throw unparkFailure ?? .invalidPath(path: final.relative, reason: "its partial copy was not opened again for the write") }
         let h = Self.holeMinimum
         var i = (h - Int(offset % UInt64(h))) % h, placed = 0
         while i + h <= bytes.count {
@@ -252,6 +299,9 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// write large enough to use it. Writes to different offsets may then run side by side, as long
     /// as the caller serialises `prepare`, `seal` and `abandon` against them.
     public func prepare(forWriteOf count: Int) {
+        // Opened again here, where writes are serialised against: a failure is the write's.
+        unparkFailure = nil
+        do { try unpark() } catch { unparkFailure = error }
         #if os(Linux)
         guard count >= Self.directMinimum, !directTried, fd >= 0 else { return }
         directTried = true
@@ -292,6 +342,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// some other way passes false), then sets the mode and mtime and closes the file.
     public func seal(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, sync: Bool) throws(StoreError) {
         let name = final.relative + Self.suffix
+        try unpark()
         guard fd >= 0 else { throw .invalidPath(path: final.relative, reason: "its partial copy is already closed") }
         if sync { guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name, errno: errno) } }
         guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: name, errno: errno) }
@@ -302,8 +353,17 @@ public final class PartialFileWriter: @unchecked Sendable {
         if directFD >= 0 { close(directFD); directFD = -1 }
     }
 
-    /// The descriptor, for a batch's `syncfs`; -1 once sealed.
+    /// The descriptor, for a batch's `syncfs`; -1 once sealed, or while parked.
     public var descriptor: Int32 { fd }
+
+    /// A new descriptor on the copy's file system, for a batch's `syncfs` (the caller closes it):
+    /// a copy of the file's own, or, while it is parked, its directory opened beneath the root.
+    /// -1 when there is none (sealed, or EMFILE).
+    public func fileSystemDescriptor() -> Int32 {
+        if fd >= 0 { return dup(fd) }
+        guard parked != nil else { return -1 }
+        return (try? directory.openDirectory(final.components.dropLast(), create: false, display: final.relative, throughLinks: false, lifting: false)) ?? -1
+    }
 
     /// The second half: renames the sealed partial copy to its final name inside `parent` (a
     /// descriptor of its directory, opened beneath the root). The rename is durable once the
@@ -366,6 +426,7 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Removes the partial file (a cancelled job, a file that changed at the source).
     public func abandon() {
+        parked = nil
         if fd >= 0 { close(fd); fd = -1 }
         if directFD >= 0 { close(directFD); directFD = -1 }
         // Beneath the root, by the partial copy's own name, lifted in a read-only directory.

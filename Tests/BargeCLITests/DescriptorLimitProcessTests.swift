@@ -44,4 +44,35 @@ struct DescriptorLimitProcessTests {
         let job = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
         #expect(job.status == 0, "\(job.stderr)")
     }
+
+    /// A destination agent whose hard limit is low (`ulimit -n 256`) takes thousands of small
+    /// files: a batch's files whose bytes have all arrived give back their descriptors until the
+    /// batch's finish (`PartialFileWriter.park`). Before, it held one per file of every batch in
+    /// flight (1,064 at the peak for 20,000 files), and the job failed with EMFILE, its resumes
+    /// too (a black-box review, h2 of session 47). Or the agent died of SIGILL: libdispatch
+    /// stops the process when its thread-pool monitor cannot open `/proc/self/task/N/stat`
+    /// (EMFILE), and the job then waited for it for ever (seen with this test before the fix).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "needs prlimit (util-linux)"), .timeLimit(.minutes(4)))
+    func aDestinationWithALowHardLimitTakesManySmallFiles() async throws {
+        let cluster = try TestCluster()
+        let (c, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try RunningBarge(["agent", "--coordinator", agents, "--name", "b1", "--site", "b", "--root", cluster.dir.path + "/root-b"],
+                                  environment: cluster.environment, log: cluster.dir.url.appendingPathComponent("b1.log"),
+                                  launcher: ["/usr/bin/prlimit", "--nofile=256:256"])
+        defer { withExtendedLifetime((c, a1, b1)) {} }
+        #expect(try await cluster.agentsRegister(2, http))
+        let source = cluster.dir.url.appendingPathComponent("root-a/ds")
+        var generator = SystemRandomNumberGenerator()
+        for d in 0..<16 {
+            let dir = source.appendingPathComponent("d\(d)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            for f in 0..<500 { try Data((0..<100).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: dir.appendingPathComponent("f\(f)")) }
+        }
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--wait"], http: http)
+        #expect(job.status == 0, "\(job.stdout)\(job.stderr)")
+        let (got, want) = (try TreeSupport.snapshot(cluster.dir.url.appendingPathComponent("root-b/copy")), try TreeSupport.snapshot(source))
+        #expect(got == want, "\(got.count) entries of \(want.count)")
+        #expect(b1.process.isRunning, "b1 stopped: \(b1.output.suffix(2000))")
+    }
 }

@@ -35,6 +35,38 @@ struct PartialFileWriterTests {
         #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 123_456_789)
     }
 
+    /// A parked copy (its descriptor given back while it waits for its batch's finish) is opened
+    /// again for a later write and for its seal, and finishes whole; one replaced under its name
+    /// meanwhile is refused at its seal, and the other file is left as it is.
+    @Test func aParkedCopyIsOpenedAgainOnlyIfItIsStillTheSameFile() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("out/a.txt", under: s.root)
+        let writer = try PartialFileWriter(target, size: 12)
+        try Array("hello ".utf8).withUnsafeBytes { try writer.write($0, at: 0) }
+        writer.park()
+        #expect(writer.isParked && writer.descriptor == -1)
+        let device = writer.fileSystemDescriptor()
+        #expect(device >= 0)
+        close(device)
+        writer.prepare(forWriteOf: 6)
+        #expect(!writer.isParked)
+        try Array("world!".utf8).withUnsafeBytes { try writer.write($0, at: 6) }
+        writer.park()
+        try writer.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5)
+        #expect(try String(contentsOfFile: target.absolute, encoding: .utf8) == "hello world!")
+
+        let other = try RootedPath.resolve("out/b.txt", under: s.root)
+        let replaced = try PartialFileWriter(other, size: 3)
+        try Array("abc".utf8).withUnsafeBytes { try replaced.write($0, at: 0) }
+        replaced.park()
+        let partial = other.absolute + ".barge-partial"
+        try FileManager.default.removeItem(atPath: partial)
+        try Data("xyz".utf8).write(to: URL(fileURLWithPath: partial))
+        #expect(throws: StoreError.self) { try replaced.seal(mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0, sync: true) }
+        #expect(try String(contentsOfFile: partial, encoding: .utf8) == "xyz")
+        #expect(!FileManager.default.fileExists(atPath: other.absolute))
+    }
+
     /// The files of a batch, created through its held directory, land each in its own directory
     /// when the batch moves from one to another and back (by bytes: "é" and "e\u{301}" are two),
     /// and a link where a directory should be is still refused on the way.

@@ -161,6 +161,15 @@ public final class DestinationFiles: Sendable {
     /// Files currently open (for tests and metrics).
     public var openCount: Int { open.withLockedValue { $0.count } }
 
+    /// Open partial copies past which a batch's files give back their descriptors once written
+    /// (`PartialFileWriter.park`): a quarter of the open-file limit (the data port's connections
+    /// may take another quarter). 262,144 with the usual hard limit, so they rarely do.
+    static let parkAbove: Int = {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1 << 18 }
+        return max(16, Int(min(limit.rlim_cur, 1 << 20)) / 4)
+    }()
+
     private func file(job: String, target: RootedPath, size: UInt64, parents: BatchParent? = nil) throws -> OpenFile {
         let key = JobFile(job: job, path: target.relative)
         if finishedLately(key, target, size: size) { throw AlreadyFinished(path: target.relative) }
@@ -264,9 +273,13 @@ public final class DestinationFiles: Sendable {
             }
             throw error
         }
+        // Near the open-file limit, a batch's file whose bytes have all arrived gives back its
+        // descriptor until its batch's finish (`PartialFileWriter.park`).
+        let pressed = batch != nil && openCount > Self.parkAbove
         f.lock.withLock {
             f.writers -= 1
             f.cover(offset, UInt64(bytes.count))
+            if pressed, f.writers == 0, f.covered == f.size { f.writer.park() }
         }
         guard index != nil, !id.isEmpty else { return }
         let entry = ChunkIndex.Entry(path: target.relative, offset: offset, length: bytes.count, fileSize: size, id: id, xxh: xxh)
@@ -692,7 +705,7 @@ public final class DestinationFiles: Sendable {
                 var st = stat()
                 // A copy of the descriptor: another finish of the same file (a batch sent again)
                 // may seal it, closing its own, while this one syncs.
-                let fd = f.lock.withLock { f.sealed ? -1 : dup(f.writer.descriptor) }
+                let fd = f.lock.withLock { f.sealed ? -1 : f.writer.fileSystemDescriptor() }
                 guard fd >= 0 else { continue }
                 if fstat(fd, &st) == 0 {
                     deviceOf[Self.parentKey(f.writer.final)] = UInt64(st.st_dev)
