@@ -163,7 +163,7 @@ public struct CoordinatorClient: Sendable {
                             // own clock saw (a paused VM's may see no gap).
                             if e.code == .markedDown { work?.fence.markedDown() }
                             throw CoordinatorConnectionError.dropped(e)
-                        case .drain(let d): work?.drain(d)
+                        case .drain(let d): work?.drain(d, coordinatorVersion: session.version)
                         default:
                             guard work?.handle(message) == true else {
                                 throw CoordinatorConnectionError.protocolViolation("unexpected \(frame.type)")

@@ -51,6 +51,40 @@ struct RollingUpdateProcessTests {
         #expect(unknown.status != 0 && unknown.stderr.contains("zz"), "\(unknown.stderr)")
     }
 
+    /// A destination agent drained mid-job says `drained` only once the coordinator holds none
+    /// of its units, as a source or a destination (protocol 20): stopped then, nothing is sent
+    /// again. Before, it knew only the units it sent, said "drained" at once while it still
+    /// received three, and stopping it then sent them back to pending (h4 of session 49).
+    @Test func aDrainedDestinationSaysDrainedOnlyOnceItHoldsNoUnits() async throws {
+        let cluster = try TestCluster(roots: ["root-a", "root-b"])
+        let source = cluster.dir.url.appendingPathComponent("root-a/ds")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<8 {
+            try Data(SampleData.generate(.random, bytes: 3 << 20, seed: UInt64(i))).write(to: source.appendingPathComponent("f\(i)"))
+        }
+        let (coordinator, agents, http) = try await cluster.startCoordinator(extra: ["--unit-size", "1MiB", "--agent-timeout", "10"])
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((coordinator, a1, b2)) {} }
+        #expect(try await cluster.agentsRegister(3, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "3MiB/s"], http: http).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func status() throws -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(try cluster.cli(["status", job, "--json"], http: http).stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        #expect(try await cluster.eventually(30) { (try status()["bytes_done"] as? Int ?? 0) > 0 })
+        let drain = try cluster.cli(["drain", "b1"], http: http)
+        #expect(drain.status == 0, "\(drain.stdout)\(drain.stderr)")
+        #expect(try await cluster.eventually(90) { b1.output.contains("drained: no units left, as a source or a destination") }, "\(b1.output)")
+        #expect(!b1.output.contains("drained: no units left; this agent can be stopped"), "\(b1.output)")
+        b1.kill(SIGTERM)
+        b1.process.waitUntilExit()
+        #expect(try await cluster.eventually(120) { try status()["state"] as? String == "succeeded" }, "\(coordinator.output)")
+        let final = try status()
+        #expect(final["retries"] as? Int == 0, "a drained agent's units are finished, not retried: \(final)\n\(coordinator.output)")
+        #expect(try TreeSupport.snapshot(cluster.dir.url.appendingPathComponent("root-b/copy")) == TreeSupport.snapshot(source))
+    }
+
     /// A cluster that encrypts (version 8, the default) refuses an agent that cannot, and both
     /// sides say how to go on; nothing is sent in clear.
     @Test func anEncryptingClusterRefusesAClearTextAgentAndSaysWhy() async throws {
@@ -62,7 +96,7 @@ struct RollingUpdateProcessTests {
         #expect(try await cluster.eventually(20) { old.output.contains("--insecure-plaintext") }, "\(old.output)")
         #expect(try await cluster.eventually(20) { coordinator.output.contains("--insecure-plaintext") }, "\(coordinator.output)")
         #expect(try await cluster.eventually { try cluster.agents(http).map { $0["name"] as? String } == ["b1"] })
-        #expect(b1.output.contains("protocol versions 8...19"), "\(b1.output)")
+        #expect(b1.output.contains("protocol versions 8...20"), "\(b1.output)")
     }
 
     /// A destination agent of version 16 during an update to 17: the source marks no file

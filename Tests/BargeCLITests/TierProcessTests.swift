@@ -379,6 +379,7 @@ struct TierProcessTests {
         try #require(placedByTheJob ? !packs.isEmpty : packs.count == 1)
         func size(_ pack: String) -> Int { ((try? fm.attributesOfItem(atPath: cold + "/packs/" + pack))?[.size] as? Int) ?? 0 }
         let largest = try #require(packs.max { size($0) < size($1) })
+        let backup = try Data(contentsOf: URL(fileURLWithPath: cold + "/packs/" + largest))
         try flipByte(inBlobOf: cold + "/packs/" + largest)
         func storedBytes() throws -> Int {
             let stats = try cluster.cli(["tier", "stats", "b", "--json"], http: http)
@@ -387,6 +388,12 @@ struct TierProcessTests {
         let storedBefore = try storedBytes()
         let damaged = try cluster.cli(["verify", job], http: http)
         #expect(damaged.status == 1, "\(damaged.stdout)\(damaged.stderr)")
+        // A plain verification only reads: the pack put back whole (from a backup) verifies
+        // clean. Before, it forgot the damaged chunk, and only a repair from the source helped.
+        try backup.write(to: URL(fileURLWithPath: cold + "/packs/" + largest))
+        let restored = try cluster.cli(["verify", job], http: http)
+        #expect(restored.status == 0, "\(restored.stdout)\(restored.stderr)")
+        try flipByte(inBlobOf: cold + "/packs/" + largest)
         let repaired = try cluster.cli(["verify", job, "--repair"], http: http)
         #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)\n\(coordinator.output)")
         // The file was sent again and stays cold: only the damaged chunk is stored anew (at most

@@ -93,6 +93,8 @@ public final class AgentWork: Sendable {
     private let logger: Logger
     private let running = NIOLockedValueBox<(units: [UnitRef: Running], runs: UInt64)>(([:], 0))
     private let draining = NIOLockedValueBox(false)
+    /// The coordinator says when this draining agent is drained (`drain`).
+    private let drainedByCoordinator = NIOLockedValueBox(false)
 
     /// `sources` makes each worker's chunk source (with the fault injection, if any).
     public init(settings: Settings, sources: SourcePool, receiving: DestinationFiles? = nil, tiers: TierWork? = nil,
@@ -205,11 +207,20 @@ public final class AgentWork: Sendable {
     }
 
     /// The coordinator gives this agent no new units; it says when the last one it holds ends.
-    public func drain(_ drain: Drain) {
+    /// A coordinator of protocol 20 (`coordinatorVersion`) says so itself (`Drain.finished`),
+    /// since it alone knows the units this agent receives as a destination; an older one's
+    /// agent says it when the units it sends have ended.
+    public func drain(_ drain: Drain, coordinatorVersion: UInt8) {
+        if drain.finished {
+            logger.notice("drained: no units left, as a source or a destination; this agent can be stopped")
+            return
+        }
         let held = inFlight
-        logger.notice("draining (\(drain.reason)): finishing \(held) units, taking no new ones")
+        let told = coordinatorVersion >= WireVersion.drained
+        drainedByCoordinator.withLockedValue { $0 = told }
+        logger.notice("draining (\(drain.reason)): finishing the \(held) units it sends, taking no new ones\(told ? "; 'drained' follows once it holds none as a destination either" : "")")
         draining.withLockedValue { $0 = true }
-        if held == 0 { logger.notice("drained: no units left; this agent can be stopped") }
+        if held == 0 && !told { logger.notice("drained: no units left; this agent can be stopped") }
     }
 
     /// How this agent opens data-plane streams to `peer` for a job in `mode`. A scavenger job's
@@ -232,6 +243,7 @@ public final class AgentWork: Sendable {
                             fixedLinkRate: settings.linkRate, budget: budget, fence: fence.ticket())
         let sender = UnitSender(task: task, client: client, sources: sources, settings: settings.sender, progress: progress, flow: flow, pool: pool)
         let outbox = outbox, logger = logger, running = running, draining = draining, lanes = lanes, afterReport = settings.afterReport
+        let drainedByCoordinator = drainedByCoordinator
         let superseded = running.withLockedValue { r -> Running? in
             // The same unit assigned again while it runs (a report crossed a reconnect, or a
             // retry): the running one answers the newest assignment. Given to another destination
@@ -287,7 +299,9 @@ public final class AgentWork: Sendable {
                 // lane at the coordinator forever: a job stayed `running` with every file done,
                 // its directories never set, after an agent missed its heartbeats under load.
                 if let newer { outbox.send(Self.answering(report, assignment: newer)) }
-                if left == 0 && draining.withLockedValue({ $0 }) { logger.notice("drained: no units left; this agent can be stopped") }
+                if left == 0 && draining.withLockedValue({ $0 }) && !drainedByCoordinator.withLockedValue({ $0 }) {
+                    logger.notice("drained: no units left; this agent can be stopped")
+                }
             }
             r.units[key] = Running(run: run, task: work, progress: progress, lane: lane, assignment: task.assignment, peer: task.destination)
             return superseded

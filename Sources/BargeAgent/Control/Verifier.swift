@@ -13,8 +13,11 @@ import Darwin
 /// SHA-256 compared with the journal's id. A missing file, or one of the wrong size, is one
 /// mismatch covering the whole file. A file that was demoted is read from the cold tier instead
 /// (`cold`): its chunks are opened, decoded and checked against their ids on the way, and a chunk
-/// that cannot be read whole is first looked for in another pack (`ColdStore.verify` with
-/// repair); one that stays damaged makes the whole file a mismatch, which `--repair` sends again.
+/// that cannot be read whole makes the whole file a mismatch. Only a repairing verification
+/// (`VerifyRequest.repair`) changes the cold catalog for it: it is first looked for whole in
+/// another pack (`ColdStore.verify` with repair), and one that stays damaged is forgotten, so
+/// that `--repair`'s sending it again stores it anew. A plain one only reads (it forgot such a
+/// chunk, and a pack put back whole from a backup no longer counted: h3 of session 49).
 /// Synchronous disk and CPU work: run it off the event loop.
 enum Verifier {
     static func reply(to request: VerifyRequest, root: String, cold: ColdStore? = nil) -> VerifyReply {
@@ -46,7 +49,7 @@ enum Verifier {
             guard fd >= 0 else {
                 let reason = "cannot open: \(String(cString: strerror(errno)))"
                 if errno == ENOENT, let cold, let reader = try? cold.reader(for: RootedPath.lexical(file.path, under: root).relative) {
-                    checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, into: &mismatches)
+                    checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, repair: request.repair, into: &mismatches)
                 } else {
                     whole(reason)
                 }
@@ -79,7 +82,7 @@ enum Verifier {
 
     /// Checks a cold file's chunks; returns the bytes checked.
     private static func verifyCold(_ reader: ColdStore.FileReader, cold: ColdStore, chunks: [ChunkReport], size: UInt64, index: UInt32,
-                                   into mismatches: inout [VerifyReply.Mismatch]) -> UInt64 {
+                                   repair: Bool, into mismatches: inout [VerifyReply.Mismatch]) -> UInt64 {
         guard reader.file.size == size else {
             mismatches.append(.init(file: index, offset: 0, length: size, reason: "its cold copy is \(reader.file.size) bytes, expected \(size)"))
             return 0
@@ -97,7 +100,7 @@ enum Verifier {
                 }
             } catch {
                 // Another pack may hold the chunk whole: point the catalog there and read again.
-                if !repaired, (try? cold.verify(under: reader.file.path, repair: true))?.repaired ?? 0 > 0,
+                if repair, !repaired, (try? cold.verify(under: reader.file.path, repair: true))?.repaired ?? 0 > 0,
                    let again = try? cold.reader(for: reader.file.path) {
                     repaired = true
                     reader = again

@@ -130,7 +130,7 @@ extension Scheduler {
             let first: Found
             (page, first) = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked") {
                 let page = try await verifyPage(units, job: job)
-                return (page, try await check(page.requests))
+                return (page, try await check(page.requests, repair: v.repair))
             }
             found = first
             for c in page.ids { merkle.add(c) }
@@ -157,7 +157,7 @@ extension Scheduler {
                 try await repair(found.mismatches, job: job, done: &done, count: &repaired)
             }
             let again = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked a second time") {
-                try await check(try await verifyPage(units, job: job).requests).mismatches
+                try await check(try await verifyPage(units, job: job).requests, repair: true).mismatches
             }
             v.remainingCount += Int64(again.count)
             v.remaining += again.prefix(VerificationRecord.listed - v.remaining.count).map(\.report)
@@ -290,14 +290,15 @@ extension Scheduler {
         let length: UInt64
     }
 
-    private func check(_ requests: [String: VerifyBatch], timeout: Duration = .seconds(600)) async throws -> Found {
+    /// `repair`: the agents may change their cold catalogs for a damaged chunk (`VerifyRequest.repair`).
+    private func check(_ requests: [String: VerifyBatch], repair: Bool, timeout: Duration = .seconds(600)) async throws -> Found {
         var found = Found()
         for (agent, batch) in requests.sorted(by: { $0.key < $1.key }) {
             guard let link = links[agent] else { throw SchedulerError.connectionLost("agent '\(agent)' is not connected during the verification") }
             let request = nextRequest
             nextRequest += 1
             let message = Message.verifyRequest(VerifyRequest(request: request, files: batch.files.map { .init(path: $0.entry.path, size: $0.entry.size) },
-                                                              chunks: batch.chunks))
+                                                              chunks: batch.chunks, repair: repair && link.version >= WireVersion.verifyRepair))
             let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
             guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
             found.bytes = found.bytes.addingSaturated(reply.bytesChecked)

@@ -91,6 +91,8 @@ public actor Scheduler {
     /// Wire bytes of assignments that failed or were released, journaled from their progress
     /// (`journalRelease`, `failed`): an assignment's late `task done` counts only what it adds.
     var wireJournaled: [AssignmentKey: UInt64] = [:]
+    /// Draining agents (of protocol 20) not yet told that they hold no units (`tellDrained`).
+    var drainsUnderWay: Set<String> = []
     /// Quick checks waiting for their destination agent, by request.
     var compares: [UInt64: Compare] = [:]
     /// Agents with scan pages waiting for a quick check, and how many: their connections may
@@ -161,6 +163,7 @@ public actor Scheduler {
         if version >= WireVersion.acks { heldAtAttach[agent.name] = assignments(heldBy: agent.name) }
         // An agent that registers again (restarted after an upgrade) takes work again.
         policy.agentUp(agent.name, site: agent.site, bound: Int(max(1, agent.maxInFlight)))
+        drainsUnderWay.remove(agent.name)
         knownSites.insert(agent.site)
         // A scan it was running is asked again from its mark: an agent that registers again may
         // have restarted and lost it (pages of the old request are then ignored).
@@ -224,6 +227,8 @@ public actor Scheduler {
         let holding = policy.load(of: name)
         logger.notice("agent \(name) draining: it finishes its \(holding) units and takes no new ones")
         if link.version >= WireVersion.drain { link.sink.yield(.drain(Drain(reason: "barge drain \(name)"))) }
+        if link.version >= WireVersion.drained { drainsUnderWay.insert(name) }
+        tellDrained()
         return holding
     }
 
@@ -715,6 +720,23 @@ public actor Scheduler {
         // Also when nothing was scheduled: a cancel lets go of its units without a pass (the
         // gauge said 1 unit in flight after one, while the agents held none).
         metrics.update(unitsInFlight: policy.heldCount)
+        tellDrained()
+    }
+
+    /// Tells each draining agent that holds no unit any more, as a source or as a destination,
+    /// that it is drained (protocol 20): an agent knows only the units it sends, and said
+    /// "drained" while it still received three (h4 of session 49).
+    func tellDrained() {
+        for name in drainsUnderWay {
+            guard let link = links[name] else {
+                drainsUnderWay.remove(name)
+                continue
+            }
+            guard policy.load(of: name) == 0 else { continue }
+            drainsUnderWay.remove(name)
+            logger.notice("agent \(name) drained: it holds no units; it can be stopped")
+            link.sink.yield(.drain(Drain(reason: "barge drain \(name)", finished: true)))
+        }
     }
 
     /// Keeps a unit's row as the journal read it, with the count of its assignments kept here: that

@@ -160,8 +160,13 @@ public enum WireVersion {
     /// identity as the scan saw it (`FileIdentity`): a source reads a file's ranges only from
     /// that file, and leaves out one replaced or written since.
     public static let sourceIdentity: UInt8 = 19
+    /// `verify request` says whether the verification repairs (only then does an agent change
+    /// its cold catalog for a damaged chunk), and `drain` comes again, `finished`, once the
+    /// agent holds no unit as a source or a destination.
+    public static let verifyRepair: UInt8 = 20
+    public static let drained: UInt8 = 20
 
-    /// This build speaks 8 to 19, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 20, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -172,8 +177,8 @@ public enum WireVersion {
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
-        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...sourceIdentity).contains(v) { return sealed...v }
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...drained).contains(v) { return sealed...v }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...sourceIdentity
+        return sealed...drained
     }()
 }

@@ -142,14 +142,25 @@ public struct ChunkRef: Hashable, Sendable, PayloadCodable {
 
 /// Coordinator → agent (protocol version 2): this agent is draining. It finishes the units it
 /// holds and gets no new ones; it logs when it holds none, so that it can be stopped.
+/// From version 20 the coordinator sends it again with `finished` once the agent holds no unit
+/// as a source or as a destination (an agent knows only the units it sends): the agent logs
+/// `drained` then, and not before.
 public struct Drain: Hashable, Sendable, PayloadCodable {
     public var reason: String
+    public var finished: Bool
 
-    public init(reason: String) { self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength) }
+    public init(reason: String, finished: Bool = false) {
+        self.reason = reason.truncatedUTF8(ErrorMessage.maxReasonLength)
+        self.finished = finished
+    }
 
     init(from r: inout PayloadReader) throws(WireError) {
         reason = try r.reason("reason")
+        finished = r.buffer.readableBytes > 0 ? try r.flag("finished") : false
     }
 
-    func write(to b: inout ByteBuffer) { b.writeWireString(reason) }
+    func write(to b: inout ByteBuffer) {
+        b.writeWireString(reason)
+        if finished { b.writeFlag(true) }
+    }
 }

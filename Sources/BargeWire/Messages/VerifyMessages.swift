@@ -16,11 +16,18 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
     public var request: UInt64
     public var files: [File]
     public var chunks: [ChunkReport]
+    /// Protocol version 20: the verification repairs what differs (`verify --repair`). Only
+    /// then may the agent change its cold store's catalog for a damaged chunk (point it at a
+    /// whole copy in another pack, or forget it so that the repair stores it anew); a plain
+    /// verification only reads. Before, every verification forgot such a chunk, and a pack put
+    /// back whole from a backup no longer counted.
+    public var repair: Bool
 
-    public init(request: UInt64, files: [File], chunks: [ChunkReport]) {
+    public init(request: UInt64, files: [File], chunks: [ChunkReport], repair: Bool = false) {
         self.request = request
         self.files = files
         self.chunks = chunks
+        self.repair = repair
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -34,6 +41,7 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
             guard Int(c.file) < fileCount else { throw .malformed(r.type, "chunk names file \(c.file) of \(fileCount)") }
             return c
         }
+        repair = r.buffer.readableBytes > 0 ? try r.flag("repair") : false
     }
 
     func write(to b: inout ByteBuffer) {
@@ -43,6 +51,7 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
             b.writeInteger(f.size)
         }
         b.writeList(chunks) { b, c in c.write(to: &b) }
+        if repair { b.writeFlag(true) }
     }
 }
 
