@@ -25,6 +25,24 @@ struct JournalTests {
         #expect(FileManager.default.fileExists(atPath: dir.path + "-wal"))
     }
 
+    /// A journal a newer build migrated is refused, named, with nothing written to it: an older
+    /// coordinator ran on one and lost what the newer schema held (h4 of session 49).
+    @Test func aJournalANewerBuildMigratedIsRefused() throws {
+        let dir = try StateDirectory()
+        do {
+            let journal = try Journal(path: dir.path)
+            try journal.insert(job("j1"))
+        }
+        try DatabaseQueue(path: dir.path).write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99: from a newer build')") }
+        func migrations() throws -> [String] { try DatabaseQueue(path: dir.path).read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations") } }
+        let before = try migrations()
+        #expect { try Journal(path: dir.path) } throws: { error in
+            guard case JournalError.newer(_, let unknown, _) = error else { return false }
+            return unknown == ["v99: from a newer build"] && "\(error)".contains("a newer Barge")
+        }
+        #expect(try migrations() == before)
+    }
+
     @Test func stateSurvivesReopening() throws {
         let dir = try StateDirectory()
         do {

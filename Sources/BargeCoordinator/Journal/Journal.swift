@@ -39,8 +39,15 @@ public final class Journal: Sendable {
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0")
         }
+        // A journal a newer build has migrated is refused before anything is written to it: run
+        // on it, an older build wrote rows without what the newer schema holds (the names of
+        // entries left out were lost for good after a downgrade; h4 of session 49).
+        let migrator = Self.migrator
+        let applied = try pool.read { db in try migrator.appliedIdentifiers(db) }
+        let unknown = applied.subtracting(migrator.migrations)
+        if !unknown.isEmpty { throw JournalError.newer(path: path, unknown: unknown.sorted(), newest: migrator.migrations.last ?? "") }
         try Self.reclaimingFreePages(pool)
-        try Self.migrator.migrate(pool)
+        try migrator.migrate(pool)
         checkpointer = try WALCheckpointer(path: path)
         let columns = try pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM pragma_table_info('units') ORDER BY cid") }
         guard columns.starts(with: UnitRecord.columnOrder) else {
@@ -673,9 +680,14 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The manifest files beside the journal cannot be written (a full disk, say): what, and
     /// the errno.
     case manifests(String, errno: Int32)
+    /// The journal was migrated by a newer build (`unknown`: its migrations this build does not
+    /// have; `newest`: this build's last).
+    case newer(path: String, unknown: [String], newest: String)
 
     public var description: String {
         switch self {
+        case .newer(let path, let unknown, let newest):
+            "the journal \(path) was upgraded by a newer Barge: its schema has \(unknown.count == 1 ? "a migration" : "migrations") this build does not know (\(unknown.map { "'\($0)'" }.joined(separator: ", "))), and this build knows up to '\(newest)'. Run the newer build (a journal is never downgraded), or restore the state directory from a copy made before the upgrade"
         case .unknownJob(let id): "no job \(id)"
         case .unknownUnit(let id, let u): "job \(id) has no unit \(u)"
         case .unitNotPending(let id, let u, let s): "unit \(u) of job \(id) is \(s.rawValue), not pending"
