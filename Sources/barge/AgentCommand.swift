@@ -257,6 +257,13 @@ struct AgentCommand: AsyncParsableCommand {
                 logger.notice("agent \(name): stopped by a signal")
                 return
             }
+            // The cluster's token changed in its file since this agent read it (a rotation): the
+            // agent keeps the one it read at start, so the words say so, not "different token
+            // files" (h4 of session 49).
+            if let failure = error as? HandshakeFailure, failure.error.code == .authenticationFailed, let path = tokenOptions.path,
+               let now = try? ClusterToken(contentsOf: path), now != token {
+                throw Failure("agent \(name): the cluster token in \(path) has changed since this agent started, and the agent uses the one it read then; restart it to use the new one (\(error))")
+            }
             throw Failure("agent \(name): \(error)")
         }
     }

@@ -8,8 +8,14 @@ struct TokenOptions: ParsableArguments {
     @Option(help: ArgumentHelp("File holding the cluster's shared token (or set BARGE_TOKEN_FILE).", valueName: "file"))
     var tokenFile: String?
 
+    /// The token file's path, from the flag or the environment.
+    var path: String? {
+        guard let path = tokenFile ?? ProcessInfo.processInfo.environment["BARGE_TOKEN_FILE"], !path.isEmpty else { return nil }
+        return path
+    }
+
     func token() throws -> ClusterToken {
-        guard let path = tokenFile ?? ProcessInfo.processInfo.environment["BARGE_TOKEN_FILE"], !path.isEmpty else {
+        guard let path else {
             throw Failure("a cluster token is required: pass --token-file FILE or set BARGE_TOKEN_FILE (make one with: (umask 077; head -c 32 /dev/urandom | base64 > token))")
         }
         let token: ClusterToken

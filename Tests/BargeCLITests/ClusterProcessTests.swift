@@ -165,6 +165,26 @@ struct ClusterProcessTests {
         #expect(try await cluster.eventually(5) { coordinator.output.contains("refused connection from 127.0.0.1") }, "\(coordinator.output)")
     }
 
+    /// The cluster's token changed in its file while an agent ran (a rotation), and the
+    /// coordinator restarted with it: the agent, refused, says that the file changed since it
+    /// started and that a restart takes the new token. Before, it blamed "different token files"
+    /// given to the two sides (h4 of session 49).
+    @Test func anAgentRefusedAfterTheTokenFileChangedSaysToRestartIt() async throws {
+        let listen = "127.0.0.1:\(try TestCluster.freePort())", httpAddress = "127.0.0.1:\(try TestCluster.freePort())"
+        let (first, agents, http) = try await cluster.startCoordinator(listen: listen, http: httpAddress)
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        #expect(try await cluster.agentsRegister(1, http))
+        let tokenFile = try #require(environment["BARGE_TOKEN_FILE"])
+        try Data("a-rotated-cluster-token-\(UUID().uuidString)\n".utf8).write(to: URL(fileURLWithPath: tokenFile))
+        first.kill(SIGTERM)
+        first.process.waitUntilExit()
+        let (second, _, _) = try await cluster.startCoordinator(listen: listen, http: httpAddress, log: "coordinator2.log")
+        defer { withExtendedLifetime(second) {} }
+        #expect(try await cluster.eventually(30) { !a1.process.isRunning }, "\(a1.output)")
+        #expect(a1.process.terminationStatus != 0)
+        #expect(a1.output.contains("the cluster token in \(tokenFile) has changed since this agent started") && a1.output.contains("restart it"), "\(a1.output)")
+    }
+
     @Test func clearErrorsForBadInput() async throws {
         let (coordinator, _, http) = try await cluster.startCoordinator()
         defer { withExtendedLifetime(coordinator) {} }
