@@ -140,6 +140,11 @@ final class PackReader {
     init(path: String, keys: ColdKeys?) throws {
         self.path = path
         fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // A pack that is gone is damage to the store, as one cut short is: a promotion leaves
+        // the files that need it cold, named, and goes on with the rest. Taken for a failure of
+        // the system, it failed the whole job, with the files after it never promoted (h3 of
+        // session 49).
+        guard fd >= 0 || errno != ENOENT else { throw ColdStoreError.damaged("pack \(path) is missing") }
         guard fd >= 0 else { throw ColdStoreError.system("open a pack", path, errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {

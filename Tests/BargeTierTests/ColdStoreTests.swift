@@ -341,6 +341,26 @@ struct ColdStoreTests {
         #expect(try store.catalog.file("bad.bin") == bad)
     }
 
+    /// A pack that is gone is damage: the files that need it stay cold, named as damaged, and
+    /// the others are promoted. Before, the missing pack failed the whole promotion, and the
+    /// files after it were never promoted (h3 of session 49).
+    @Test func aMissingPackLeavesItsFilesColdAndTheRestArePromoted() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let a = try s.file("a.bin", SampleData.generate(.random, bytes: 1 << 20, seed: 51))
+        try s.file("m.bin", SampleData.generate(.random, bytes: 1 << 20, seed: 52))
+        let z = try s.file("z.bin", SampleData.generate(.random, bytes: 1 << 20, seed: 53))
+        _ = try store.demote(["m.bin"], root: s.root, encoder: archiveEncoder())
+        _ = try store.demote(["a.bin", "z.bin"], root: s.root, encoder: archiveEncoder())
+        let m = try #require(try store.catalog.file("m.bin"))
+        let pack = try #require(try store.catalog.locations([m.chunks[0].id])[m.chunks[0].id]?.pack)
+        try FileManager.default.removeItem(atPath: store.layout.packPath(for: pack))
+        let outcome = try store.promote(["a.bin", "m.bin", "z.bin"], root: s.root)
+        #expect(outcome.files.map(\.path) == ["a.bin", "z.bin"], "\(outcome.files.map(\.path))")
+        #expect(outcome.skipped.map(\.path) == ["m.bin"] && outcome.skipped[0].reason.hasPrefix(ColdStoreError.damagedPrefix), "\(outcome.skipped)")
+        #expect(s.read("a.bin") == a && s.read("z.bin") == z && s.read("m.bin") == nil)
+    }
+
     /// A file whose chunks are already stored (dedup) is demoted only if those older blobs read
     /// back whole: one damaged since it was written leaves the new file hot, named as damage, so
     /// its hot copy, the only whole one, is kept. Before, the demotion removed it (a reading
