@@ -34,7 +34,7 @@ struct JobWaitingTests {
     @Test func soonAfterAStartASiteWithNoAgentYetIsWaitingForThemToReconnect() {
         let b = [Self.agent("b1", "b", .up)]
         #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: b, coordinatorAge: 3.4)
-            == "waiting: source site 'a' has no agent up yet: none has registered since the coordinator started 3 s ago (running agents reconnect within seconds; if none does: barge agent --site a …)")
+            == "waiting: source site 'a' has no agent up yet: the coordinator started 3 s ago, and running agents reconnect within seconds (if none does: barge agent --site a …)")
         #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: b, coordinatorAge: 45)
             == "waiting: source site 'a' has no agent up; the job goes on when one is back: barge agent --site a …")
         #expect(JobWaiting.reason(state: .running, source: "a", destination: "b", agents: b + [Self.agent("a1", "a", .down)], coordinatorAge: 3)?

@@ -44,7 +44,9 @@ public enum JobWaiting {
             let ofSite = sites.bySite[site] ?? []
             guard !ofSite.contains(where: { $0.state == .up }) else { return nil }
             if ofSite.isEmpty, let age = coordinatorAge, age < reconnecting {
-                return "\(role) site '\(site)' has no agent up yet: none has registered since the coordinator started \(Int(age)) s ago (running agents reconnect within seconds; if none does: barge agent --site \(site) …)"
+                // Not "none has registered since": one may have, and been drained and stopped
+                // (a retired agent is forgotten), which the words denied (h4 of session 49).
+                return "\(role) site '\(site)' has no agent up yet: the coordinator started \(Int(age)) s ago, and running agents reconnect within seconds (if none does: barge agent --site \(site) …)"
             }
             let known = ofSite.prefix(named).map { "\($0.name) \($0.state.rawValue)" }.joined(separator: ", ")
                 + (ofSite.count > named ? ", …" : "")
