@@ -466,6 +466,29 @@ struct ResilienceProcessTests {
         #expect(watcher.output.contains("succeeded"), "\(watcher.output)")
     }
 
+    /// A job whose cap holds its streams longer than the stall timeout fails nothing: a stream
+    /// whose peer's TCP still takes its paced bytes, or that has nothing outstanding while it
+    /// waits on the cap, is not stalled (`ChunkStream.watch`). Before, the connection's read
+    /// timer took each for a silent peer: with 1 MiB/s and a 5 s stall timeout a 19 MiB job
+    /// took 161 s with 7 retries, or failed (h1 of session 49). A stopped peer is still found
+    /// (`UnitSenderTests`).
+    @Test func aCapSlowerThanTheStallTimeoutFailsNothing() async throws {
+        try FileManager.default.createDirectory(at: source.appendingPathComponent("small"), withIntermediateDirectories: true)
+        for i in 0..<2 { try Data(SampleData.generate(.random, bytes: 4 << 20, seed: UInt64(90 + i))).write(to: source.appendingPathComponent("big\(i).bin")) }
+        for i in 0..<300 { try Data(SampleData.generate(.random, bytes: 3000 + i, seed: UInt64(i))).write(to: source.appendingPathComponent("small/f\(i)")) }
+        let (coordinator, agents, http) = try await cluster.startCoordinator()
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents, arguments: ["--stall-timeout", "2"])
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents, arguments: ["--stall-timeout", "2"])
+        defer { withExtendedLifetime((coordinator, a1, b1)) {} }
+        #expect(try await cluster.agentsRegister(2, http))
+        let job = try cluster.cli(["submit", "a:ds", "b:copy", "--bwlimit", "1MiB/s", "--codec", "none", "--wait", "--json"], http: http)
+        #expect(job.status == 0, "\(job.stdout)\(job.stderr)")
+        let outcome = (try? JSONSerialization.jsonObject(with: Data(job.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect(outcome["retries"] as? Int == 0, "\(outcome)\n\(a1.output)")
+        #expect(!a1.output.contains("stall timeout"), "\(a1.output)")
+        #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
+    }
+
     /// A destination agent stopped (SIGSTOP: a hung node) with units in hand: once the coordinator
     /// takes it for down (2 s here), its units go to the other destination agent of the site and
     /// the job succeeds while it is still stopped. Before, the source found each unit given back

@@ -154,8 +154,11 @@ public final class ChunkStream: Sendable {
 
     /// Runs `body` with a stream over the connection: a writer task sends the queued frames, a
     /// reader task hands each reply to its request. Both end with `body`.
+    /// `stall`: requests that wait this long with no reply, and with none of this side's bytes
+    /// acknowledged by the peer's TCP meanwhile, close the connection (`watch`).
     static func serve<Result: Sendable>(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<Frame>,
-                                        version: UInt8, probe: TCPProbe?, _ body: (ChunkStream) async throws -> Result) async throws -> Result {
+                                        version: UInt8, probe: TCPProbe?, stall: Duration? = nil,
+                                        _ body: (ChunkStream) async throws -> Result) async throws -> Result {
         let (frames, writes) = AsyncStream<Outgoing>.makeStream()
         let stream = ChunkStream(version: version, probe: probe, writes: writes)
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -182,6 +185,7 @@ public final class ChunkStream: Sendable {
                     stream.fail(error)
                 }
             }
+            if let stall { group.addTask { await stream.watch(stall: stall) } }
             defer {
                 writes.finish()
                 group.cancelAll()
@@ -193,7 +197,32 @@ public final class ChunkStream: Sendable {
 
     /// Fails the stream with `Unanswered` before its connection is closed, so that its requests
     /// say why (the first failure is the one kept).
-    func failUnanswered(_ quiet: Duration) { fail(Unanswered(quiet: quiet)) }
+    func failUnanswered(_ quiet: Duration, stalled: Bool = false) { fail(Unanswered(quiet: quiet, stalled: stalled)) }
+
+    /// Closes the connection once requests have waited `stall` with no reply and with none of
+    /// this side's bytes acknowledged by the peer's TCP meanwhile: a peer that stopped (SIGSTOP,
+    /// a hung host) or a path gone without a reset. Bytes still being acknowledged are a peer
+    /// that reads what a paced socket sends: not a stall. Before, the connection's read timer
+    /// closed it after `stall` with nothing received, and a job capped at 1 MiB/s with a 5 s
+    /// stall timeout failed, each stream waiting on the cap taken for a silent peer (h1 of
+    /// session 49). Ends when the stream does.
+    func watch(stall: Duration) async {
+        let period = min(.seconds(1), stall / 4)
+        var acked: UInt64?
+        while !isFailed {
+            do { try await Task.sleep(for: period) } catch { return }
+            let now = await probe?.sample()?.bytesAcked
+            if let now, let before = acked, now != before {
+                state.withLockedValue { s in if s.outstanding { s.quietSince = .now } }
+            }
+            acked = now ?? acked
+            if unanswered(for: stall) {
+                failUnanswered(stall, stalled: true)
+                probe?.close()
+                return
+            }
+        }
+    }
 
     /// The stream has failed (its connection closed or broke): nothing more can be sent on it.
     public var isFailed: Bool { state.withLockedValue { $0.failure != nil } }
@@ -455,8 +484,12 @@ public struct ClosedHere: Error, CustomStringConvertible {
 /// its destination for down (`StreamPool.closeUnanswered`).
 public struct Unanswered: Error, CustomStringConvertible {
     public let quiet: Duration
+    /// Closed by the stream's own watch (`ChunkStream.watch`), not for the coordinator.
+    public var stalled = false
     public var description: String {
-        "no answer from the peer agent for \(quiet.components.seconds) s while the coordinator took it for down: this agent closed the connection"
+        stalled
+            ? "nothing came from the peer agent for \(quiet.components.seconds) s while requests waited, and its TCP took none of this agent's bytes meanwhile (the stall timeout, --stall-timeout): this agent closed the connection"
+            : "no answer from the peer agent for \(quiet.components.seconds) s while the coordinator took it for down: this agent closed the connection"
     }
 }
 
@@ -487,10 +520,13 @@ public struct DataPlaneClient: Sendable {
     public static let notSentLowat = 128 * 1024
 
     public func withStream<Result: Sendable>(_ body: (ChunkStream) async throws -> Result) async throws -> Result {
+        // Its stalls are found by `ChunkStream.watch`; the read timer only closes a connection
+        // on which nothing at all has come for long (a unit held by a tiny cap; the pool closes
+        // idle ones at 45 s).
         try await BargeConnection.withProbedConnection(host: host, port: port, token: token, name: name, role: .peer,
-                                                       idleTimeout: stallTimeout.timeAmount,
+                                                       idleTimeout: max(stallTimeout * 2, .seconds(120)).timeAmount,
                                                        notSentLowat: Self.notSentLowat, congestionControl: congestionControl) { session, probe, inbound, outbound in
-            try await ChunkStream.serve(inbound: inbound, outbound: outbound, version: session.version, probe: probe, body)
+            try await ChunkStream.serve(inbound: inbound, outbound: outbound, version: session.version, probe: probe, stall: stallTimeout, body)
         }
     }
 }

@@ -131,9 +131,8 @@ public final class StreamPool: Sendable {
     /// socket's window. A unit ending does not close the connections it used.
     private let closed: @Sendable (ObjectIdentifier) -> Void
 
-    /// `idleTimeout` 45 s by default: a connection handed out then still has 15 s for its first
-    /// reply before the client's own read timer (`DataPlaneClient.stallTimeout`, 60 s since the
-    /// last read) would take it for a stalled one. A connection kept
+    /// `idleTimeout` 45 s by default, well before either end's read timer (120 s, or twice the
+    /// stall timeout) closes a connection nothing came on. A connection kept
     /// keeps what TCP learnt of the path: through the delay bed at 1 Gbit/s and 100 ms a 1 GiB job
     /// on new connections took 11.2-11.5 s, and on connections a job before had used, 10.3-10.7 s
     /// (slow start from ten segments to a quarter of the path's bandwidth-delay product each is

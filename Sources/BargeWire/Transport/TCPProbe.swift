@@ -22,6 +22,9 @@ public struct TCPSample: Sendable, Equatable {
     public var notSent: UInt32
     /// BBR's model of the path (`TCP_CC_INFO`); nil for other algorithms.
     public var bbr: BBRModel?
+    /// Bytes the peer's TCP has acknowledged since the connection opened (`tcpi_bytes_acked`):
+    /// it grows while the peer reads, however slowly this side sends.
+    public var bytesAcked: UInt64
 
     /// What BBR believes of the path: the bottleneck's rate (the most it delivered over the last
     /// ten round trips or so) and the least RTT of the last ten seconds.
@@ -32,13 +35,14 @@ public struct TCPSample: Sendable, Equatable {
         public init(rate: Double, minRTT: UInt64) { (self.rate, self.minRTT) = (rate, minRTT) }
     }
 
-    public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32, notSent: UInt32 = 0, bbr: BBRModel? = nil) {
+    public init(rtt: UInt64, minRTT: UInt64?, window: Double, retransmits: UInt32, notSent: UInt32 = 0, bbr: BBRModel? = nil, bytesAcked: UInt64 = 0) {
         self.rtt = rtt
         self.minRTT = minRTT
         self.window = window
         self.retransmits = retransmits
         self.notSent = notSent
         self.bbr = bbr
+        self.bytesAcked = bytesAcked
     }
 
     /// The bytes the socket's TCP would keep in flight on its own. A loss-based algorithm (cubic,
@@ -147,7 +151,7 @@ public struct TCPProbe: Sendable {
         }
         return TCPSample(rtt: UInt64(info.tcpi_rtt) * 1000, minRTT: info.tcpi_min_rtt > 0 ? UInt64(info.tcpi_min_rtt) * 1000 : nil,
                          window: Double(info.tcpi_snd_cwnd) * Double(info.tcpi_snd_mss), retransmits: info.tcpi_total_retrans,
-                         notSent: info.tcpi_notsent_bytes, bbr: bbr)
+                         notSent: info.tcpi_notsent_bytes, bbr: bbr, bytesAcked: info.tcpi_bytes_acked)
         #else
         return nil
         #endif
