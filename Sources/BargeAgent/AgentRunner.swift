@@ -25,6 +25,11 @@ public struct AgentRunner: Sendable {
         case CoordinatorConnectionError.refused(let e) where e.code == .nameInUse:
             // Maybe this agent's own previous run, not yet seen gone: worth another try.
             return false
+        case CoordinatorConnectionError.refused(let e) where e.code == .timedOut || Self.isLegacyHandshakeTimeout(e):
+            // The coordinator closed a connection whose handshake a slow path held past its
+            // limit (10 s): the path's, and the next connection may be quicker. Taken for a
+            // refusal of the registration, it stopped the agent for good (h1 of session 49).
+            return false
         case CoordinatorConnectionError.refused(let e) where e.code.isDamageOnTheWire:
             // The registration was damaged on its way (a bit flipped on the network): the next
             // connection sends it again. Before, one flipped bit in it stopped the agent for good.
@@ -34,6 +39,11 @@ public struct AgentRunner: Sendable {
         default:
             return false
         }
+    }
+
+    /// A coordinator before 0.12.0 says a handshake took too long with `unexpectedMessage`.
+    static func isLegacyHandshakeTimeout(_ e: ErrorMessage) -> Bool {
+        e.code == .unexpectedMessage && e.reason.hasPrefix("handshake not finished within")
     }
 
     public func run() async throws {

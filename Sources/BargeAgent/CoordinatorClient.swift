@@ -25,6 +25,8 @@ public enum CoordinatorConnectionError: Error, Hashable, Sendable, CustomStringC
 
     public var description: String {
         switch self {
+        case .refused(let e) where e.code == .timedOut || AgentRunner.isLegacyHandshakeTimeout(e):
+            return "coordinator closed the connection: \(e.reason) (a slow or stalled network between them)"
         case .refused(let e): return "coordinator refused: \(e.reason)"
         case .dropped(let e): return "coordinator closed the connection: \(e.reason)"
         case .closed: return "coordinator closed the connection"

@@ -250,6 +250,10 @@ struct AgentRunnerTests {
         for code in [ErrorCode.sealBroken, .checksumMismatch, .badMagic, .malformedFrame, .frameTooLarge] {
             #expect(!AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: code, reason: "sealed register frame rejected"))), "\(code)")
         }
+        // A handshake a slow path held past the coordinator's limit: connected again, not the
+        // agent's end (h1 of session 49); and so from a coordinator before the code existed.
+        #expect(!AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: .timedOut, reason: "handshake not finished within 10000 ms"))))
+        #expect(!AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: .unexpectedMessage, reason: "handshake not finished within 10000 ms"))))
     }
 }
 

@@ -141,6 +141,6 @@ struct HandshakeChannelTests {
         (s.channel.eventLoop as! EmbeddedEventLoop).advanceTime(by: .seconds(2))
         #expect(!s.channel.isActive)
         guard case .error(let e)? = try sentMessages(s).first else { Issue.record("no error frame"); return }
-        #expect(e.reason.contains("handshake not finished"))
+        #expect(e.reason.contains("handshake not finished") && e.code == .timedOut)
     }
 }

@@ -473,7 +473,7 @@ public struct ClosedHere: Error, CustomStringConvertible {
     public let error: ErrorMessage
     public init(_ error: ErrorMessage) { self.error = error }
     public var description: String {
-        if error.code == .unexpectedMessage, error.reason.hasPrefix("nothing received") {
+        if error.code == .timedOut || (error.code == .unexpectedMessage && error.reason.hasPrefix("nothing received")) {
             return "nothing came from the peer agent for the stall timeout (--stall-timeout): this agent closed the connection"
         }
         return "this agent closed the connection: \(error.reason)\(error.code.isDamageOnTheWire ? " (damaged on the network between the agents)" : "")"

@@ -250,11 +250,11 @@ public struct UnitSender: Sendable {
     /// its 10 given back and 3 counted: minutes, not seconds.
     static func isLaneFailure(_ error: any Error) -> Bool {
         switch error {
-        case let refused as HandshakeFailure: refused.error.code == .busy
+        case let refused as HandshakeFailure: refused.error.code == .busy || refused.error.code == .timedOut
         // Also a frame the destination found damaged on its way (its seal or checksum did not
         // hold): the path's fault, as a connection cut is. Counted, three flipped bits on a
         // network failed a whole job, its chunks never fetched again.
-        case let refused as PeerRefused: [ErrorCode.busy, .stopping, .markedDown].contains(refused.error.code) || refused.error.code.isDamageOnTheWire
+        case let refused as PeerRefused: [ErrorCode.busy, .stopping, .markedDown, .timedOut].contains(refused.error.code) || refused.error.code.isDamageOnTheWire
         default: true
         }
     }

@@ -80,6 +80,12 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// The agent is stopping (SIGTERM, SIGINT): sent by an agent to its coordinator as it closes
     /// the connection, so that it is taken for down at once, not after its timeout.
     public static let stopping = ErrorCode(rawValue: 15)
+    /// The connection was closed for taking too long: its handshake did not finish in time, or
+    /// nothing came on it for its idle timeout. A slow or stalled path's, not a refusal of the
+    /// peer or of what it sent: worth another connection. (Before, this was `unexpectedMessage`,
+    /// and an agent whose handshake a 20 B/s link slowed past 10 s took it for a refusal of its
+    /// registration, and exited for good: h1 of session 49.)
+    public static let timedOut = ErrorCode(rawValue: 16)
 
     /// Codes that say the bytes on the wire were damaged (or cut, or duplicated) on their way:
     /// a frame whose seal, checksum, magic, header or length did not hold. The path's fault, not
@@ -105,6 +111,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .nameInUse: "name in use"
         case .busy: "busy"
         case .stopping: "stopping"
+        case .timedOut: "timed out"
         default: "error \(rawValue)"
         }
     }

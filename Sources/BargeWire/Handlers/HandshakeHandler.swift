@@ -45,7 +45,7 @@ public final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHand
         let timeout = self.timeout
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             guard !done else { return }
-            carryOut(.fail(ErrorMessage(code: .unexpectedMessage, reason: "handshake not finished within \(timeout.nanoseconds / 1_000_000) ms"),
+            carryOut(.fail(ErrorMessage(code: .timedOut, reason: "handshake not finished within \(timeout.nanoseconds / 1_000_000) ms"),
                            notifyPeer: true), context: context)
         }
         if case .client(var client) = side {

@@ -25,7 +25,7 @@ public final class ProtocolErrorHandler: ChannelInboundHandler, RemovableChannel
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            fail(context, ErrorMessage(code: .unexpectedMessage, reason: "nothing received for too long; closing the connection"))
+            fail(context, ErrorMessage(code: .timedOut, reason: "nothing received for too long; closing the connection"))
             return
         }
         context.fireUserInboundEventTriggered(event)
