@@ -248,7 +248,7 @@ public struct UnitRecord: Codable, Hashable, Sendable, FetchableRecord, Persista
     /// What the scheduling policy needs of it.
     public var planned: PlannedUnit {
         PlannedUnit(id: UInt64(unitId), kind: kind, finish: finishUnit.map { UInt64($0) }, depth: Int(depth),
-                    waitsFor: kind == .finish ? Int(rangesTotal - rangesDone) : 0)
+                    waitsFor: kind == .finish ? Int(rangesTotal - rangesDone) : 0, files: max(1, files.count))
     }
 
     /// The `index`th range of this finish unit's file, as a unit with id `id`.
