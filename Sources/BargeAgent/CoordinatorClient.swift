@@ -155,11 +155,23 @@ public struct CoordinatorClient: Sendable {
                     defer { beats.cancel() }
                     if let work { tasks.addTask { await work.reportProgress() } }
                     defer { tasks.cancelAll() }
+                    // The last echo of a recent heartbeat: frames that keep coming but are all
+                    // old (a link that drains a backlog a few bytes a second) are not a live
+                    // coordinator. Such a backlog held an agent on a dead connection for over
+                    // eight minutes, its coordinator long gone (h1 of session 49). Checked once
+                    // the coordinator has echoed a heartbeat on this connection.
+                    var freshEcho: ContinuousClock.Instant?
+                    // An echo is recent while it answers one of the heartbeats of the last half
+                    // silence limit: a slow coordinator's late echoes still count.
+                    let lagLimit = UInt64(max(3, silence / interval / 2))
                     while let frame = try await nextFrame(&frames, writerStopped) {
                         heard = .now
+                        if let fresh = freshEcho, heard - fresh >= silence { throw CoordinatorConnectionError.silent(silence) }
                         let message = try Message(frame: frame)
                         switch message {
-                        case .heartbeat(let echo): await onHeartbeatEcho(echo.sequence)
+                        case .heartbeat(let echo):
+                            if sequence.withLockedValue({ $0 }) &- echo.sequence <= lagLimit { freshEcho = heard }
+                            await onHeartbeatEcho(echo.sequence)
                         case .error(let e):
                             // Certain evidence that this agent's units went to others, whatever its
                             // own clock saw (a paused VM's may see no gap).

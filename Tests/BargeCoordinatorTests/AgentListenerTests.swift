@@ -128,6 +128,39 @@ final class AgentListenerTests: Sendable {
         _ = await serving.result
     }
 
+    /// A coordinator link that keeps delivering frames, but only old ones (a backlog drained a
+    /// few bytes a second long after the coordinator went): the agent takes it for silence once
+    /// no echo of a recent heartbeat has come for its silence limit, and connects again. Before,
+    /// every frame counted as hearing the coordinator, and an agent sat on such a connection for
+    /// over eight minutes (h1 of session 49).
+    @Test(.timeLimit(.minutes(1))) func echoesOfOldHeartbeatsAloneAreSilence() async throws {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "coordinator")
+        let serving = Task {
+            try await server.serve(session: { _, inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                guard let first = try await frames.next(), case .register = try Message(frame: first) else { return }
+                try await outbound.write(Message.registered(Registered(heartbeatIntervalMillis: 100, agentTimeoutMillis: 1000)).frame())
+                // One echo of its first heartbeat, then that echo again and again: old news.
+                while let frame = try await frames.next() {
+                    if case .heartbeat(let beat) = try Message(frame: frame), beat.sequence == 1 { break }
+                }
+                while !Task.isCancelled {
+                    try await outbound.write(Message.heartbeat(Heartbeat(sequence: 1, inFlight: 0)).frame())
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }, onError: { _, _ in })
+        }
+        defer { serving.cancel() }
+        let client = CoordinatorClient(host: "127.0.0.1", port: server.localAddress!.port!, token: Self.token,
+                                       identity: AgentIdentity(name: "a1", site: "site-a", root: "/data", dataHost: "127.0.0.1", dataPort: 7501))
+        let started = ContinuousClock.now
+        await #expect { try await client.run() } throws: { error in
+            guard case CoordinatorConnectionError.silent = error else { return false }
+            return true
+        }
+        #expect(ContinuousClock.now - started < .seconds(30))
+    }
+
     @Test func aWrongTokenIsRefusedAndTheListenerServesTheNextAgent() async throws {
         let listener = try await listener(clock: ManualClock())
         let serving = Task { try await listener.run() }
