@@ -86,6 +86,7 @@ public struct CoordinatorClient: Sendable {
             case .error(let e): throw CoordinatorConnectionError.refused(e)
             default: throw CoordinatorConnectionError.protocolViolation("expected registered, got \(reply.type)")
             }
+            work?.connected(version: session.version)
             work?.fence.registered(timeout: .milliseconds(Int(registered.agentTimeoutMillis)),
                                    interval: .milliseconds(Int(registered.heartbeatIntervalMillis)))
             // Every heartbeat is echoed: a coordinator silent for twice the agent timeout has

@@ -44,7 +44,6 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// The file's identity while it is parked (`park`): its descriptor closed, to be opened
     /// again by name, and checked to be the same file, when it is next written or sealed.
     private var parked: (device: UInt64, inode: UInt64, ctime: timespec)?
-    private var unparkFailure: StoreError?
     /// Alignment O_DIRECT needs here: offset, length and memory address.
     public static let directAlignment = 4096
     /// Writes shorter than this are buffered.
@@ -205,10 +204,13 @@ public final class PartialFileWriter: @unchecked Sendable {
         var st = stat()
         // Its ctime too: a file made under the name after this one was removed may get its inode
         // number at once.
+        // Any change is taken for another file (its bytes may not be those written here): the
+        // write or seal fails retryable (ESTALE), and the caller opens the copy afresh, keeping
+        // only what still hashes right (a changed ctime that is the same file costs one retry).
         guard fstat(reopened, &st) == 0, UInt64(st.st_dev) == identity.device, UInt64(st.st_ino) == identity.inode,
               st.st_ctim.tv_sec == identity.ctime.tv_sec, st.st_ctim.tv_nsec == identity.ctime.tv_nsec else {
             close(reopened)
-            throw .invalidPath(path: display, reason: "another file is under the partial copy's name since its bytes were written; it is sent again")
+            throw .system(operation: "open again (changed under its name since its bytes were written)", path: display, errno: ESTALE)
         }
         fd = reopened
         parked = nil
@@ -218,8 +220,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// them is left as a hole (`sparse`); the rest is written by `place`.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         // Writes run side by side, so a parked copy is opened again by `prepare` (serialised
-        // against them), never here.
-        if parked != nil { throw unparkFailure ?? .invalidPath(path: final.relative, reason: "its partial copy was not opened again for the write") }
+        // against them), never here: its caller does not write when that failed.
         let h = Self.holeMinimum
         var i = (h - Int(offset % UInt64(h))) % h, placed = 0
         while i + h <= bytes.count {
@@ -298,17 +299,19 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// Readies the file for a write of `count` bytes: opens the O_DIRECT descriptor at the first
     /// write large enough to use it. Writes to different offsets may then run side by side, as long
     /// as the caller serialises `prepare`, `seal` and `abandon` against them.
-    public func prepare(forWriteOf count: Int) {
-        // Opened again here, where writes are serialised against: a failure is the write's.
-        unparkFailure = nil
-        do { try unpark() } catch { unparkFailure = error }
+    /// A parked copy is opened again here (`park`); the error when that fails, and the caller
+    /// then writes nothing.
+    @discardableResult
+    public func prepare(forWriteOf count: Int) -> StoreError? {
+        do { try unpark() } catch { return error }
         #if os(Linux)
-        guard count >= Self.directMinimum, !directTried, fd >= 0 else { return }
+        guard count >= Self.directMinimum, !directTried, fd >= 0 else { return nil }
         directTried = true
         // The descriptor already open, reopened through /proc: the same file, whatever happened
         // to its name since.
         directFD = open("/proc/self/fd/\(fd)", O_WRONLY | O_CLOEXEC | Self.oDirect)
         #endif
+        return nil
     }
 
     private func write(_ target: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {

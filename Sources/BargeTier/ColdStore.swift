@@ -249,6 +249,7 @@ public final class ColdStore {
         outcome.storedBytes = sealed.reduce(0) { $0 + $1.bytes }
 
         var parents = DirectoryTimes(catalog: catalog, root: ColdStore.realRoot(root))
+        var hotCopiesStay: String?
         willRemoveHotCopies?()
         for (file, rooted, inode) in opened {
             // The hot copy goes only if it is still the file that was stored, looked at and
@@ -283,7 +284,18 @@ public final class ColdStore {
                 if try catalog.file(file.path)?.chunks == file.chunks { try catalog.remove(file.path) }
                 continue
             }
-            try parents.remember(parentOf: rooted)
+            // The directory's time is recorded before the removal moves it. A catalog that cannot
+            // take the record (its disk full) stops the removals here: this file and the rest
+            // stay hot beside their cold copies (the next demotion removes them, a promotion
+            // keeps them), and the files already moved are counted. Thrown, the page's moves went
+            // uncounted, and its job said "0 files moved" with them cold (h3 of session 49).
+            if hotCopiesStay == nil {
+                do { try parents.remember(parentOf: rooted) } catch { hotCopiesStay = "\(error)" }
+            }
+            if let why = hotCopiesStay {
+                outcome.skipped.append(Skipped(path: file.path, reason: "its hot copy stays beside its cold one: \(why)"))
+                continue
+            }
             // In a read-only directory of the agent's own user, lifted for the removal (`DirectoryLift`).
             guard DirectoryLift.retrying(in: parent, { unlinkat(parent, name, 0) }) == 0 || errno == ENOENT else {
                 throw ColdStoreError.system("remove the hot copy of", file.path, errno)
@@ -291,7 +303,9 @@ public final class ColdStore {
             outcome.files.append(file)
             outcome.logicalBytes += file.size
         }
-        try parents.restoreAndSync()
+        // Not thrown either: the rows of times not put back stay, and the next page, or run,
+        // under this path puts them back first (`restoreDirectoryTimes`).
+        try? parents.restoreAndSync()
         return outcome
     }
 
@@ -305,13 +319,17 @@ public final class ColdStore {
         let decoder = ChunkDecoder()
         for (pack, chunks) in Dictionary(grouping: locations, by: { $0.value.pack }) {
             let reader: PackReader
-            do { reader = try PackReader(path: layout.packPath(for: pack), keys: keys) } catch {
+            // A pack missing or cut short is damage; one the agent cannot open now (EACCES,
+            // EMFILE) fails the demotion, before anything hot is removed.
+            do { reader = try PackReader(path: layout.packPath(for: pack), keys: keys) } catch let error as ColdStoreError where error.description.hasPrefix(ColdStoreError.damagedPrefix) {
                 for (id, _) in chunks { out[id] = "pack \(pack): \(error)" }
                 continue
             }
             for (id, at) in chunks.sorted(by: { $0.value.offset < $1.value.offset }) {
                 do {
-                    _ = try decoder.decode(try reader.blob(PackFormat.Entry(id: id, offset: at.offset, stored: at.stored, raw: at.raw)), verify: true)
+                    let raw = try decoder.decode(try reader.blob(PackFormat.Entry(id: id, offset: at.offset, stored: at.stored, raw: at.raw)), verify: true)
+                    // As `verify` checks it: the chunk its id names, not only a blob that decodes.
+                    guard storedID(SHA256.hash(raw)) == id else { throw ColdStoreError.damaged("it is not the chunk stored under its id") }
                 } catch {
                     out[id] = "chunk \(Hex.encode(id.prefix(8)))… in pack \(pack) at \(at.offset): \(error)"
                 }

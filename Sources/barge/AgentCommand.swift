@@ -82,7 +82,7 @@ struct AgentCommand: AsyncParsableCommand {
         do { return try ByteQuantity.parseRate(linkRate) } catch { throw ValidationError("--link-rate: \(error)") }
     }
 
-    @Option(help: ArgumentHelp("Seconds without an answer after which a data-plane stream is dropped and its unit retried (0.5 to 3600).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds a data-plane stream's requests may wait with no answer, and none of its bytes taken by the peer's TCP, before the stream is dropped and its unit retried (0.5 to 3600). A stream waiting on a --bwlimit, or sending slowly to a peer that takes its bytes, is not stalled.", valueName: "seconds"))
     var stallTimeout = 60.0
 
     @Option(help: ArgumentHelp("Where this agent keeps its chunk index (the chunks it has verified, for restarts and dedup) and what each path it sends on is known to carry (paths.json, the starting window of its lanes after a restart). Default: <root>/.barge/<name>, which scans of the whole root leave out.", valueName: "dir"))

@@ -370,7 +370,7 @@ struct TierProcessTests {
         #expect(listed.compactMap { $0["path"] as? String }.sorted() == ["ds/field.f32", "ds/log.txt"])
 
         let clean = try cluster.cli(["verify", job, "--json"], http: http)
-        #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+        #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)\n\(b1.output)")
         let outcome = try #require(try json(clean) as? [String: Any])
         #expect(outcome["ok"] as? Bool == true && (outcome["chunks_checked"] as? Int ?? 0) >= 4, "\(outcome)")
 

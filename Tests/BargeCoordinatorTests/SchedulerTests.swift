@@ -368,6 +368,11 @@ extension SchedulerTests {
             return again
         }
 
+        /// The value of the metric `name` (a family without labels), as rendered.
+        func metric(_ name: String) async -> String? {
+            await scheduler.metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
+        }
+
         /// `t`'s `task done`, answering `assignment` (by default its own).
         static func done(_ t: TaskAssign, wireBytes: UInt64, assignment: UInt32? = nil) -> Message {
             .taskDone(TaskDone(job: t.job, unit: t.unit, bytes: t.files[0].length, wireBytes: wireBytes, refetched: 0, codecs: [], chunks: [],
@@ -654,9 +659,7 @@ extension SchedulerTests {
         var a1 = f.a1
         let job = try await f.submitOneLargeFile("j-m", &a1)
         func done(_ t: TaskAssign) -> Message { LargeFiles.done(t, wireBytes: 1000) }
-        func metric(_ name: String) async -> String? {
-            await scheduler.metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
-        }
+        func metric(_ name: String) async -> String? { await f.metric(name) }
         guard case .taskAssign(let r0) = await Self.task(&a1), case .taskAssign(let r1) = await Self.task(&a1) else { Issue.record("no ranges"); return }
         // Wire bytes count as a unit reports them moving; its end adds only the rest.
         await scheduler.received(.taskProgress(TaskProgress(job: job, unit: r0.unit, bytesDone: 1 << 19, wireBytes: 400)), from: "a1")
@@ -693,9 +696,7 @@ extension SchedulerTests {
         let scheduler = f.scheduler
         var a1 = f.a1
         let job = try await f.submitOneLargeFile("j-w", &a1)
-        func metric(_ name: String) async -> String? {
-            await scheduler.metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
-        }
+        func metric(_ name: String) async -> String? { await f.metric(name) }
         guard case .taskAssign(let r0) = await Self.task(&a1), case .taskAssign(let r1) = await Self.task(&a1) else { Issue.record("no ranges"); return }
         await scheduler.received(.taskProgress(TaskProgress(job: job, unit: r1.unit, bytesDone: 1 << 19, wireBytes: 600)), from: "a1")
         let r1again = try await f.stallAndAssignAgain(r1, &a1)

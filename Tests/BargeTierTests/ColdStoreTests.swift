@@ -51,6 +51,17 @@ final class ColdSandbox {
 
 func archiveEncoder() -> AdaptiveEncoder { AdaptiveEncoder(sendRate: ColdStore.archiveRate) }
 
+/// Flips one byte inside the blob of the chunk `id` where the store's catalog points it.
+func flipByte(inChunk id: [UInt8], of store: ColdStore) throws {
+    let location = try #require(try store.catalog.locations([id])[id])
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: store.layout.packPath(for: location.pack)))
+    try handle.seek(toOffset: location.offset + 60)
+    let old = try #require(try handle.read(upToCount: 1))
+    try handle.seek(toOffset: location.offset + 60)
+    try handle.write(contentsOf: Data([old[0] ^ 0x01]))
+    try handle.close()
+}
+
 struct ColdStoreTests {
     /// Packs sealed in the background come back in the order given, each whole and named by its
     /// bytes; a seal that fails is reported by `wait` and leaves no temporary file.
@@ -324,13 +335,7 @@ struct ColdStoreTests {
         try s.file("bad.bin", SampleData.generate(.float64, bytes: 2 << 20, seed: 32))
         _ = try store.demote(["good.txt", "bad.bin"], root: s.root, encoder: archiveEncoder())
         let bad = try #require(try store.catalog.file("bad.bin"))
-        let location = try #require(try store.catalog.locations([bad.chunks[1].id])[bad.chunks[1].id])
-        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: store.layout.packPath(for: location.pack)))
-        try handle.seek(toOffset: location.offset + 60)
-        let old = try handle.read(upToCount: 1)!
-        try handle.seek(toOffset: location.offset + 60)
-        try handle.write(contentsOf: Data([old[0] ^ 0x01]))
-        try handle.close()
+        try flipByte(inChunk: bad.chunks[1].id, of: store)
 
         let promoted = try store.promote(["bad.bin", "good.txt"], root: s.root)
         #expect(promoted.files.map(\.path) == ["good.txt"] && s.read("good.txt") == good)
@@ -371,13 +376,7 @@ struct ColdStoreTests {
         let bytes = try s.file("first.bin", SampleData.generate(.float64, bytes: 2 << 20, seed: 41))
         _ = try store.demote(["first.bin"], root: s.root, encoder: archiveEncoder())
         let first = try #require(try store.catalog.file("first.bin"))
-        let location = try #require(try store.catalog.locations([first.chunks[1].id])[first.chunks[1].id])
-        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: store.layout.packPath(for: location.pack)))
-        try handle.seek(toOffset: location.offset + 60)
-        let old = try handle.read(upToCount: 1)!
-        try handle.seek(toOffset: location.offset + 60)
-        try handle.write(contentsOf: Data([old[0] ^ 0x01]))
-        try handle.close()
+        try flipByte(inChunk: first.chunks[1].id, of: store)
 
         try s.file("second.bin", bytes)
         let outcome = try store.demote(["second.bin"], root: s.root, encoder: archiveEncoder())

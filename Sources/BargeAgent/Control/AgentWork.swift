@@ -95,6 +95,11 @@ public final class AgentWork: Sendable {
     private let draining = NIOLockedValueBox(false)
     /// The coordinator says when this draining agent is drained (`drain`).
     private let drainedByCoordinator = NIOLockedValueBox(false)
+    /// The protocol version of the coordinator connection (`connected`).
+    private let coordinatorVersion = NIOLockedValueBox<UInt8>(0)
+
+    /// The coordinator connection registered at protocol `version`.
+    public func connected(version: UInt8) { coordinatorVersion.withLockedValue { $0 = version } }
 
     /// `sources` makes each worker's chunk source (with the fault injection, if any).
     public init(settings: Settings, sources: SourcePool, receiving: DestinationFiles? = nil, tiers: TierWork? = nil,
@@ -128,8 +133,13 @@ public final class AgentWork: Sendable {
         case .scanRequest(let request):
             let pause = settings.scanPageDelay, connection = outbox.connection
             Task.detached { await TreeListing.send(request, root: root, outbox: outbox, on: connection, pageDelay: pause) }
-        case .verifyRequest(let request):
+        case .verifyRequest(var request):
             let cold = tiers?.store
+            // A coordinator before protocol 20 does not say whether a verification repairs: its
+            // requests are taken as repairing, as every one was before (its `verify --repair`
+            // could not otherwise fix a damaged cold chunk).
+            if coordinatorVersion.withLockedValue({ $0 }) < WireVersion.verifyRepair { request.repair = true }
+            let request = request
             Task.detached {
                 // Reads and hashes whole files: on a blocking thread, not the cooperative pool.
                 if let reply = try? await BlockingWork.run({ Verifier.reply(to: request, root: root, cold: cold?.store) }) { outbox.send(.verifyReply(reply)) }

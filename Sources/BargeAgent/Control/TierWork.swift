@@ -94,9 +94,12 @@ public final class TierWork: Sendable {
 
     /// Records what the page did, then answers it.
     private func recorded(_ r: TierRequest, _ store: ColdStore, _ reply: TierReply, skipped: [ColdStore.Skipped]) throws -> TierReply {
+        // Not recorded (the catalog's disk full), the page still answers with what it did: only
+        // a page asked again after a lost reply needs the record, and it would count less.
+        // Thrown, the job failed with the page's moves uncounted (h3 of session 49).
         if !r.job.isEmpty {
-            try store.catalog.record(ColdCatalog.PageOutcome(next: reply.next, files: reply.counters.files, logicalBytes: reply.counters.logicalBytes,
-                                                             packBytes: reply.counters.packBytes, skipped: skipped), job: r.job, after: r.after)
+            try? store.catalog.record(ColdCatalog.PageOutcome(next: reply.next, files: reply.counters.files, logicalBytes: reply.counters.logicalBytes,
+                                                              packBytes: reply.counters.packBytes, skipped: skipped), job: r.job, after: r.after)
         }
         return reply
     }

@@ -254,10 +254,18 @@ public final class DestinationFiles: Sendable {
         if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
         let f = try file(job: job, target: target, size: size, parents: batch)
         // The lock covers the bookkeeping only; the `pwrite` itself runs beside other chunks'.
-        try f.lock.withLock {
-            guard !f.sealed else { throw StoreError.system(operation: "write", path: target.relative, errno: EBADF) }
-            f.writers += 1
-            f.writer.prepare(forWriteOf: bytes.count)
+        do {
+            try f.lock.withLock {
+                guard !f.sealed else { throw StoreError.system(operation: "write", path: target.relative, errno: EBADF) }
+                // A parked copy opened again, or not: then nothing is written.
+                if let failure = f.writer.prepare(forWriteOf: bytes.count) { throw failure }
+                f.writers += 1
+            }
+        } catch StoreError.system(let operation, let path, ESTALE) {
+            // Another file under the name since it was parked: this copy is let go, and the
+            // retry opens what is there afresh.
+            letGo(job: job, f)
+            throw StoreError.system(operation: operation, path: path, errno: ESTALE)
         }
         do {
             try f.writer.write(bytes, at: offset)
@@ -452,6 +460,15 @@ public final class DestinationFiles: Sendable {
     /// the page cache (up to date after a failed writeback, but not on disk), found them whole,
     /// and a new `fsync`, which no longer sees the old error, let the file be renamed: its blocks
     /// on disk could be stale or zero (a reading review).
+    /// Lets go of an open copy whose file was replaced under its name while it was parked
+    /// (`PartialFileWriter.park`): nothing on disk is touched, and the next write or finish of
+    /// the file opens what is there, keeping what still hashes right (`restore`).
+    private func letGo(job: String, _ f: OpenFile) {
+        let key = JobFile(job: job, path: f.writer.final.relative)
+        open.withLockedValue { files in if files[key] === f { files.removeValue(forKey: key) } }
+        f.lock.withLock { f.sealed = true }
+    }
+
     private func distrust(job: String, _ f: OpenFile) {
         let target = f.writer.final
         open.withLockedValue { files in
@@ -628,15 +645,14 @@ public final class DestinationFiles: Sendable {
         for (i, error) in intake.finish(arrived) {
             failures[i] = error is ColdIntake.Missing ? Incomplete(description: "\(error)") : error
         }
-        // The hot copies removed, by directory: each directory synced once.
+        // The directories of the files placed, each synced once: every one, not only those a
+        // hot copy was removed from here, since a finish that failed on its fsync after the
+        // removal comes again with nothing left to remove (a review).
         var touched: [PathKey: [Int]] = [:]
         for (i, b) in batch.enumerated() where failures[i] == nil {
             var st = stat()
-            if b.target.lstat(&st) == 0, st.st_mode & S_IFMT == S_IFREG {
-                if DestinationEntries.removeFile(b.target) == 0, let slash = PathKey.lastSlash(b.target.absolute) {
-                    touched[PathKey(b.target.absolute[..<slash]), default: []].append(i)
-                }
-            }
+            if b.target.lstat(&st) == 0, st.st_mode & S_IFMT == S_IFREG { _ = DestinationEntries.removeFile(b.target) }
+            if let slash = PathKey.lastSlash(b.target.absolute) { touched[PathKey(b.target.absolute[..<slash]), default: []].append(i) }
             let key = JobFile(job: job, path: b.target.relative)
             coldFiles.withLockedValue { _ = $0.remove(key) }
             recentlyCold.withLockedValue { $0.insert(key) }
@@ -648,13 +664,14 @@ public final class DestinationFiles: Sendable {
             let target = batch[indices[0]].target
             var code: Int32 = 0
             do {
-                let fd = try RootDirectory.open(target.root).openDirectory(target.components.dropLast(), create: false, display: target.relative, throughLinks: false, lifting: false)
+                let fd = try RootDirectory.open(target.root).openDirectory(target.components.dropLast(), create: false, display: target.relative, throughLinks: false, lifting: true)
                 if fsync(fd) != 0 { code = errno }
                 Glibc.close(fd)
             } catch {
                 if case .system(_, _, let e) = error { code = e } else { code = ENOTDIR }
             }
-            guard code != 0 else { continue }
+            // No such directory: a file placed cold makes none, and had no hot copy there.
+            guard code != 0, code != ENOENT else { continue }
             for i in indices { failures[i] = StoreError.system(operation: "fsync the directory of", path: batch[i].target.relative, errno: code) }
         }
         return failures
@@ -756,6 +773,7 @@ public final class DestinationFiles: Sendable {
             } catch {
                 failures[i] = error
                 if case StoreError.system("fsync", _, _) = error { distrust(job: job, f) }
+                if case StoreError.system(_, _, ESTALE) = error { letGo(job: job, f) }
                 return false
             }
         }

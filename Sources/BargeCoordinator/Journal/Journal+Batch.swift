@@ -403,10 +403,20 @@ extension Journal {
     private static func page(_ refill: SchedulingPolicy.Refill, _ finishFiles: FinishFiles, _ db: Database) throws -> [UnitRecord] {
         switch refill.kind {
         case .work(let after):
-            var units = try UnitRecord.fetchAll(db.cachedStatement(sql: """
+            // Read one at a time, and ended once the units list `refill.files` files: the rest
+            // are not even decoded.
+            var units: [UnitRecord] = []
+            var files = 0
+            let cursor = try UnitRecord.fetchCursor(db.cachedStatement(sql: """
                 SELECT * FROM units WHERE jobId = ? AND state = 'pending' AND unitId > ? AND kind != 'directories' ORDER BY unitId LIMIT ?
                 """), arguments: [refill.job, after.map { Int64($0) } ?? -1, refill.limit])
-            if units.count < refill.limit { units += try makeRanges(job: refill.job, count: refill.limit - units.count, files: refill.spread, finishFiles, db) }
+            while files < refill.files, let unit = try cursor.next() {
+                units.append(unit)
+                files += max(1, unit.files.count)
+            }
+            if units.count < refill.limit && files < refill.files {
+                units += try makeRanges(job: refill.job, count: min(refill.limit - units.count, refill.files - files), files: refill.spread, finishFiles, db)
+            }
             return units
 
         case .directories(let after):

@@ -54,6 +54,7 @@ struct LaneTable: Sendable {
     }
 
     func isUp(_ name: String) -> Bool { agents[name]?.up == true }
+    func isDraining(_ name: String) -> Bool { agents[name]?.draining == true }
     func hasAgents(at site: String) -> Bool { (upPerSite[site] ?? 0) > 0 }
     /// Agents of `site` that are up.
     func agentsUp(at site: String) -> Int { upPerSite[site] ?? 0 }

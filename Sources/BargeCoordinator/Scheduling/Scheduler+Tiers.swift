@@ -61,11 +61,12 @@ extension Scheduler {
     }
 
     private func runTier(_ id: String) async {
-        var startAgain = false
+        var startAgain = false, runAgain = false
         defer {
             tiering.remove(id)
             // The jobs that waited for it may start (or it, again).
             if startAgain || overlapWaits.withLock({ $0.values.contains(id) }) { startQueuedJobs() }
+            if runAgain { launchTier(id) }
         }
         var job: JobRecord
         do { job = try journal.startTier(id, now: now()) } catch {
@@ -74,7 +75,9 @@ extension Scheduler {
             // actor until the journal had room.
             logger.error("job \(id): cannot start (\(error)); tried again in \(Self.tierStartPause)")
             try? await Task.sleep(for: Self.tierStartPause)
-            startAgain = true
+            // A queued one waits its turn again; one running already (resumed after a restart,
+            // or by `barge resume`) has no one else to run it (a review).
+            if (try? journal.job(id))?.state == .running { runAgain = true } else { startAgain = true }
             return
         }
         guard job.state == .running else { return }
@@ -90,7 +93,8 @@ extension Scheduler {
                 let reply: TierReply
                 do {
                     let agent: String
-                    if let kept = sticky, links[kept] != nil { agent = kept } else {
+                    // Not one draining: its pages would keep it from being drained.
+                    if let kept = sticky, links[kept] != nil, !policy.isDraining(kept) { agent = kept } else {
                         agent = try await tierAgent(at: job.destinationSite, wait: Self.verifyAgentWait)
                     }
                     sticky = agent

@@ -732,7 +732,11 @@ public actor Scheduler {
                 drainsUnderWay.remove(name)
                 continue
             }
-            guard policy.load(of: name) == 0 else { continue }
+            // Nor a request in its hands: a scan, a quick check, a verification or a tier page (a
+            // tier job keeps its pages with one agent; a review). A few each, looked through.
+            guard policy.load(of: name) == 0, !scans.values.contains(where: { $0.agent == name }),
+                  !compares.values.contains(where: { $0.agent == name }), !replies.values.contains(where: { $0.agent == name }),
+                  !tierReplies.values.contains(where: { $0.agent == name }) else { continue }
             drainsUnderWay.remove(name)
             logger.notice("agent \(name) drained: it holds no units; it can be stopped")
             link.sink.yield(.drain(Drain(reason: "barge drain \(name)", finished: true)))

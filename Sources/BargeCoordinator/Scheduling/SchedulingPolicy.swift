@@ -75,6 +75,9 @@ public struct SchedulingPolicy: Sendable {
         public var job: String
         public var kind: Kind
         public var limit: Int
+        /// Files the page may list at most, about: the journal ends a page of work early once its
+        /// units list this many (at least one unit), and such a page is not the end.
+        public var files: Int
         /// Large files whose ranges the page may take from at once: each file's ranges go to one
         /// destination agent (its partial copy), so a page spread over fewer files than the
         /// site has agents leaves the others idle.
@@ -85,10 +88,11 @@ public struct SchedulingPolicy: Sendable {
 
         public static let minimumSpread = 4
 
-        public init(job: String, kind: Kind, limit: Int, spread: Int = Refill.minimumSpread, run: Int = 0) {
+        public init(job: String, kind: Kind, limit: Int, files: Int = .max, spread: Int = Refill.minimumSpread, run: Int = 0) {
             self.job = job
             self.kind = kind
             self.limit = limit
+            self.files = files
             self.spread = spread
             self.run = run
         }
@@ -112,10 +116,10 @@ public struct SchedulingPolicy: Sendable {
         /// A window shorter than this asks for the next page; half a page, so the next one comes
         /// before the window runs dry (the page arrives a commit or two later).
         public var lowWater: Int = 512
-        /// Files a job's page lists at most, about: a page of units of a thousand small files
-        /// each is fewer units (`pageLimit`). A window of 1,536 such units held their file lists,
-        /// 1.5 million files, in the coordinator's memory: 534 MB at 1.2 million files (h2 of
-        /// session 49).
+        /// Files a job's page lists at most, about (`Refill.files`): a page of units of a
+        /// thousand small files each is fewer units. The window holds its units' file lists, and
+        /// 1,536 such units, 1.5 million files, took 534 MB of the coordinator's memory at 1.2
+        /// million files (h2 of session 49).
         public var pageFiles: Int = 65_536
         /// After a restart, how long a large file waits for the destination agent that holds its
         /// partial copy to register again (agents reconnect within a second or two) before it
@@ -159,8 +163,6 @@ public struct SchedulingPolicy: Sendable {
         /// Units other than directories held by lanes: directories wait until none runs (a unit
         /// done by an earlier assignment's report may still run again under its current one).
         var heldWork = 0
-        /// Files per unit of the last page read (`pageLimit`).
-        var filesPerUnit = 1
 
         var inDirectoryPhase: Bool { planned && openWork == 0 && heldWork == 0 }
     }
@@ -207,6 +209,8 @@ public struct SchedulingPolicy: Sendable {
         }
     }
     public mutating func drain(_ name: String) { lanes.drain(name) }
+    /// Whether `name` is draining (`barge drain`): it is given nothing new.
+    public func isDraining(_ name: String) -> Bool { lanes.isDraining(name) }
     /// Its connection dropped: no new work until it registers again; it keeps what it holds.
     public mutating func disconnected(_ name: String) { lanes.down(name) }
     public func hasAgents(at site: String) -> Bool { lanes.hasAgents(at: site) }
@@ -292,14 +296,13 @@ public struct SchedulingPolicy: Sendable {
         for job in order {
             guard var q = jobs[job] else { continue }
             let parked = q.pinWait.values.reduce(0) { $0 + $1.count }
-            let limit = pageLimit(q.filesPerUnit)
-            if !q.loading && !q.exhausted && q.ready.count < min(parameters.lowWater, limit / 2) && parked < parameters.page {
+            if !q.loading && !q.exhausted && q.ready.count < parameters.lowWater && parked < parameters.page {
                 q.loading = true
                 q.plannedSinceAsked = false
                 // One file per destination agent (at least a few, so that a page of one agent
                 // still alternates between files).
                 let spread = min(parameters.page, max(Refill.minimumSpread, lanes.agentsUp(at: q.destination)))
-                out.append(Refill(job: job, kind: .work(after: q.cursor), limit: limit, spread: spread, run: q.run))
+                out.append(Refill(job: job, kind: .work(after: q.cursor), limit: parameters.page, files: parameters.pageFiles, spread: spread, run: q.run))
             }
             if q.inDirectoryPhase && !q.directoriesLoading && !q.directoriesExhausted && q.directories.count < parameters.lowWater {
                 q.directoriesLoading = true
@@ -321,25 +324,19 @@ public struct SchedulingPolicy: Sendable {
     }
 
     /// A page read for `refill`: pending units in its order. Fewer than asked means the end.
-    /// Units a job's next page may hold: `page`, or fewer when its units list many files each, so
-    /// that a page lists about `pageFiles` files (at least 16 units).
-    func pageLimit(_ filesPerUnit: Int) -> Int {
-        min(parameters.page, max(16, parameters.pageFiles / max(1, filesPerUnit)))
-    }
-
     public mutating func loaded(_ refill: Refill, units: [PlannedUnit]) {
         guard jobs[refill.job]?.run == refill.run, var q = jobs.removeValue(forKey: refill.job) else { return }
         switch refill.kind {
         case .work:
             q.loading = false
-            if !units.isEmpty { q.filesPerUnit = max(1, units.reduce(0) { $0 + $1.files } / units.count) }
             for u in units where held[UnitKey(job: refill.job, unit: u.id)] == nil && retrying[UnitKey(job: refill.job, unit: u.id)] == nil {
                 if q.doneLately.remove(u.id) != nil { continue }
                 if u.kind == .finish && u.waitsFor > 0 { q.openRanges[u.id] = u.waitsFor }
                 q.enqueue(u)
             }
             if let last = units.last { q.cursor = max(q.cursor ?? 0, last.id) }
-            if units.count < refill.limit && !q.plannedSinceAsked { q.exhausted = true }
+            // A page the journal ended early for its files is not the end either.
+            if units.count < refill.limit && units.reduce(0, { $0 + $1.files }) < refill.files && !q.plannedSinceAsked { q.exhausted = true }
         case .directories:
             q.directoriesLoading = false
             for u in units where held[UnitKey(job: refill.job, unit: u.id)] == nil && retrying[UnitKey(job: refill.job, unit: u.id)] == nil {
