@@ -27,6 +27,14 @@ struct UnitSenderTests {
 
     /// A connection that closed under a request is said in words (a review read NIO's "I/O on
     /// closed channel" as the reason a job failed after a network outage).
+    /// A destination out of descriptors (EMFILE, ENFILE) is the lane's moment, given back; other
+    /// write failures (a full disk) count as the unit's (h7 of session 49).
+    @Test func aDestinationOutOfDescriptorsIsTheLanesMoment() {
+        #expect(UnitSender.isOutOfDescriptors("create ds/d1/f1.barge-partial: errno 24 (Too many open files)"))
+        #expect(UnitSender.isOutOfDescriptors("open directory ds/d2: errno 23 (Too many open files in system)"))
+        #expect(!UnitSender.isOutOfDescriptors("write ds/f.barge-partial: ENOSPC (No space left on device)"))
+    }
+
     @Test func aDataPlaneThatClosedIsSaidInWords() {
         let said = UnitSender.dataPlaneFailure(ChannelError.ioOnClosedChannel, to: "b1", at: "10.0.0.2:7471")
         #expect(said == "data plane to b1 at 10.0.0.2:7471: the connection closed (the network between the agents, or b1, went away)", "\(said)")

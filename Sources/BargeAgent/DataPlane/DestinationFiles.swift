@@ -162,12 +162,13 @@ public final class DestinationFiles: Sendable {
     public var openCount: Int { open.withLockedValue { $0.count } }
 
     /// Open partial copies past which a batch's files give back their descriptors once written
-    /// (`PartialFileWriter.park`): a quarter of the open-file limit (the data port's connections
-    /// may take another quarter). 262,144 with the usual hard limit, so they rarely do.
+    /// (`PartialFileWriter.park`): an eighth of the open-file limit (the data port's connections
+    /// may take a quarter, and a batch's directories, the indexes and a failover's burst of
+    /// units the rest). 131,072 with the usual hard limit, so they rarely do.
     static let parkAbove: Int = {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1 << 18 }
-        return max(16, Int(min(limit.rlim_cur, 1 << 20)) / 4)
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1 << 17 }
+        return max(16, Int(min(limit.rlim_cur, 1 << 20)) / 8)
     }()
 
     private func file(job: String, target: RootedPath, size: UInt64, parents: BatchParent? = nil) throws -> OpenFile {

@@ -859,7 +859,18 @@ public struct UnitSender: Sendable {
     /// sending again may cure is retryable.
     private func refused(_ file: TaskFile, _ reason: ChunkNack.Reason, _ detail: String) -> UnitFailure {
         let retryable = reason == .corrupt || reason == .writeFailed || reason == .incomplete
-        return UnitFailure(retryable: retryable, description: "\(task.destination.name) refused \(file.entry.path): \(detail)")
+        return UnitFailure(retryable: retryable, description: "\(task.destination.name) refused \(file.entry.path): \(detail)",
+                           lane: reason == .writeFailed && Self.isOutOfDescriptors(detail))
+    }
+
+    /// A write the destination refused because it had no descriptor left (EMFILE, ENFILE: its
+    /// `ulimit -n`, or the system's): the destination's moment, which passes as its other units
+    /// end, so the attempt is given back, with backoff, like a connection lost. Counted, a
+    /// surviving destination agent that took over a stopped one's units failed the job (h7 of
+    /// session 49). Told by the words every store error ends with (`StoreError`), which peers of
+    /// every version send.
+    public static func isOutOfDescriptors(_ detail: String) -> Bool {
+        detail.contains("errno \(EMFILE) (") || detail.contains("errno \(ENFILE) (")
     }
 }
 
