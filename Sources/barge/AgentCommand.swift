@@ -262,7 +262,7 @@ struct AgentCommand: AsyncParsableCommand {
             // files" (h4 of session 49).
             if let failure = error as? HandshakeFailure, failure.error.code == .authenticationFailed, let path = tokenOptions.path,
                let now = try? ClusterToken(contentsOf: path), now != token {
-                throw Failure("agent \(name): the cluster token in \(path) has changed since this agent started, and the agent uses the one it read then; restart it to use the new one (\(error))")
+                throw Failure("agent \(name): the coordinator refused this agent's cluster token: the token in \(path) has changed since this agent started, and the agent uses the one it read then; restart it to use the new one")
             }
             throw Failure("agent \(name): \(error)")
         }

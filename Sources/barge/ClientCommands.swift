@@ -202,9 +202,10 @@ struct DrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drain", abstract: "Let an agent finish its units and give it no new ones, so it can be stopped.",
         discussion: """
-            For rolling updates: drain an agent, wait until `barge agents` shows it holds no units \
-            (the agent also logs "drained"), stop it, upgrade it and start it again. An agent that \
-            registers again takes work again.
+            For rolling updates: drain an agent, wait until the coordinator logs "agent AGENT \
+            drained: it holds no units" (an agent of 0.12 or later logs "drained" then too), stop \
+            it, upgrade it and start it again. 'barge drain AGENT --json' says how many units it \
+            still holds (units_held). An agent that registers again takes work again.
             """)
 
     @Argument(help: ArgumentHelp("The agent's name.", valueName: "agent")) var agent: String
