@@ -309,6 +309,14 @@ public final class ColdStore {
         return outcome
     }
 
+    /// The chunk `id` read from `location` in `reader`'s pack, decoded (XXH3-128) and checked to
+    /// be the chunk its id names (SHA-256); damage is thrown.
+    func storedChunk(_ id: [UInt8], at location: ChunkLocation, in reader: PackReader, decoder: ChunkDecoder) throws -> [UInt8] {
+        let raw = try decoder.decode(try reader.blob(PackFormat.Entry(id: id, offset: location.offset, stored: location.stored, raw: location.raw)), verify: true)
+        guard storedID(SHA256.hash(raw)) == id else { throw ColdStoreError.damaged("it is not the chunk stored under its id (its SHA-256 differs)") }
+        return raw
+    }
+
     /// Which of `ids`, chunks stored by earlier demotions, do not read back whole (or are in no
     /// pack), with why: each is read, opened and decoded to its XXH3-128, one pack at a time.
     func unreadable(_ ids: Set<[UInt8]>) throws -> [[UInt8]: String] {
@@ -327,9 +335,8 @@ public final class ColdStore {
             }
             for (id, at) in chunks.sorted(by: { $0.value.offset < $1.value.offset }) {
                 do {
-                    let raw = try decoder.decode(try reader.blob(PackFormat.Entry(id: id, offset: at.offset, stored: at.stored, raw: at.raw)), verify: true)
                     // As `verify` checks it: the chunk its id names, not only a blob that decodes.
-                    guard storedID(SHA256.hash(raw)) == id else { throw ColdStoreError.damaged("it is not the chunk stored under its id") }
+                    _ = try storedChunk(id, at: at, in: reader, decoder: decoder)
                 } catch {
                     out[id] = "chunk \(Hex.encode(id.prefix(8)))… in pack \(pack) at \(at.offset): \(error)"
                 }
@@ -601,9 +608,7 @@ public final class ColdStore {
                 }
                 do {
                     if readers[location.pack] == nil { readers[location.pack] = try PackReader(path: layout.packPath(for: location.pack), keys: keys) }
-                    let blob = try readers[location.pack]!.blob(PackFormat.Entry(id: id, offset: location.offset, stored: location.stored, raw: location.raw))
-                    let raw = try decoder.decode(blob, verify: true)
-                    guard storedID(SHA256.hash(raw)) == id else { throw ColdStoreError.damaged("hash differs") }
+                    let raw = try storedChunk(id, at: location, in: readers[location.pack]!, decoder: decoder)
                     outcome.chunksChecked += 1
                     outcome.bytesChecked += UInt64(raw.count)
                 } catch {
