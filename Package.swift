@@ -117,8 +117,8 @@ let package = Package(
         .testTarget(name: "BargeCodecTests", dependencies: ["BargeCodec", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeChunkTests", dependencies: ["BargeChunk", "BargeDigest", "BargeBench"]),
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
-        .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore"]),
-        .testTarget(name: "BargeTierTests", dependencies: ["BargeTier", "BargeStore", "BargeCodec", "BargeDigest", "BargeBench"]),
+        .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "BargeTierTests", dependencies: ["BargeTier", "BargeStore", "BargeCodec", "BargeDigest", "BargeBench", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeCodec", "BargeStore", "BargeBench", "BargeDigest", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "BargeCoordinatorTests",

@@ -58,6 +58,8 @@ public final class ChunkIndex: Sendable {
         self.path = path
         readOnly = false
         pool = try DatabasePool(path: path)
+        // One a newer build migrated is refused before anything is written to it.
+        try Self.migrator.refuseNewer(pool, what: "the chunk index", path: path)
         try Self.migrator.migrate(pool)
     }
 

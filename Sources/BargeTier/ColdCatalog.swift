@@ -117,7 +117,11 @@ public final class ColdCatalog: Sendable {
             // The site's agents may open a new store at once: each migration is its own
             // transaction, so one that lost the race ("table already exists") is rolled back and
             // tried again, and then finds it applied.
+            // One a newer build migrated is refused before anything is written to it.
+            try Self.migrator.refuseNewer(pool, what: "the cold-store catalog", path: path)
             try Self.retrying(20) { try Self.migrator.migrate(pool) }
+        } catch let error as NewerSchema {
+            throw ColdStoreError("\(error)")
         } catch { throw ColdStoreError("cannot open the cold-store catalog \(path): \(error)") }
     }
 
@@ -388,17 +392,34 @@ public final class ColdCatalog: Sendable {
     }
 
     /// Files that arrived cold become cold files, in one transaction: their rows go in, and
-    /// their incoming chunks go.
-    public func finishIncoming(_ files: [ColdFile]) throws {
+    /// their incoming chunks go. Returns the paths of files left out because a chunk of theirs
+    /// is no longer listed (`forgetChunk` ran since they were assembled, as `commit` checks):
+    /// their incoming rows for such chunks go, so that those bytes are sent again.
+    @discardableResult
+    public func finishIncoming(_ files: [ColdFile]) throws -> Set<String> {
         try write { db in
             let insert = try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO files (path, size, mode, mtimeSeconds, mtimeNanoseconds, chunks) VALUES (?, ?, ?, ?, ?, ?)
                 """)
             let drop = try db.cachedStatement(sql: "DELETE FROM incoming WHERE path = ?")
+            let listed = try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?")
+            let dropChunk = try db.cachedStatement(sql: "DELETE FROM incoming WHERE path = ? AND id = ?")
+            var checked = Set<[UInt8]>()
+            var left = Set<String>()
             for f in files {
+                var unlisted: [[UInt8]] = []
+                for c in f.chunks where !checked.contains(c.id) {
+                    if try Bool.fetchOne(listed, arguments: [Data(c.id)]) != nil { checked.insert(c.id) } else { unlisted.append(c.id) }
+                }
+                guard unlisted.isEmpty else {
+                    left.insert(f.path)
+                    for id in Set(unlisted) { try dropChunk.execute(arguments: [f.path, Data(id)]) }
+                    continue
+                }
                 try insert.execute(arguments: [f.path, Int64(f.size), Int64(f.mode), f.mtimeSeconds, Int64(f.mtimeNanoseconds), Data(f.encodedChunks)])
                 try drop.execute(arguments: [f.path])
             }
+            return left
         }
     }
 

@@ -53,7 +53,7 @@ public final class ColdIntake: @unchecked Sendable {
         let sha = SHA256.hash(bytes)
         let id = store.storedID(sha)
         let row = IncomingChunk(path: path, fileSize: fileSize, offset: offset, length: UInt32(bytes.count), id: id, sha: sha.bytes)
-        let held = try state.withLock({ pendingIDs.contains(id) }) || !store.catalog.known([id]).isEmpty
+        let held = try state.withLock({ pendingIDs.contains(id) }) || storedWhole(id)
         if held {
             state.withLock { rows.append(row) }
             return
@@ -96,11 +96,41 @@ public final class ColdIntake: @unchecked Sendable {
         if try store.catalog.incoming(path, at: offset) == row { return true }
         let pending = state.withLock { pendingIDs.contains(id) }
         if !pending {
-            guard let location = try store.catalog.locations([id])[id], location.raw == UInt32(length) else { return false }
+            guard let location = try store.catalog.locations([id])[id], location.raw == UInt32(length), try storedWhole(id) else { return false }
         }
         state.withLock { rows.append(row) }
         return true
     }
+
+    /// Whether the store holds chunk `id` whole, so that a file arriving may take it without its
+    /// bytes: listed, and read back (decoded, its SHA-256 its id), once per intake. One that does
+    /// not read back is forgotten, so that the bytes in hand are stored again, in a pack of
+    /// their own: the cold files that share it are whole again. Before, a file arriving took
+    /// the damaged blob, and its transfer succeeded with a cold copy that could not be read.
+    func storedWhole(_ id: [UInt8]) throws -> Bool {
+        if state.withLock({ readBack.contains(id) }) { return true }
+        guard try !store.catalog.known([id]).isEmpty else { return false }
+        if let damage = try store.unreadable([id])[id] {
+            try store.catalog.forgetChunk(id)
+            state.withLock { if damaged.count < 100 { damaged.append(damage) } }
+            return false
+        }
+        state.withLock {
+            if readBack.count >= Self.readBackLimit { readBack.removeAll(keepingCapacity: true) }
+            readBack.insert(id)
+        }
+        return true
+    }
+
+    /// Chunks of earlier packs this intake read back whole, up to `readBackLimit` (then it starts
+    /// again): a store of many shared chunks is not read again for each file that takes one.
+    private var readBack = Set<[UInt8]>()
+    static let readBackLimit = 65_536
+    /// What `storedWhole` found damaged (and stored again), for the agent's log (the first 100).
+    private var damaged: [String] = []
+
+    /// The damage found since the last call, once.
+    public func takeDamage() -> [String] { state.withLock { defer { damaged = [] }; return damaged } }
 
     /// Seals the open pack (if any), reads it back, and commits it with the rows gathered so far.
     public func seal() throws {
@@ -205,7 +235,14 @@ public final class ColdIntake: @unchecked Sendable {
         }
         sealing.lock()
         defer { sealing.unlock() }
-        do { try store.catalog.finishIncoming(done) } catch {
+        do {
+            // A chunk `verify --repair` forgot since the file was assembled (it found it
+            // damaged): the file is not cold with it, and its bytes come again.
+            let forgotten = try store.catalog.finishIncoming(done)
+            for (file, i) in zip(done, positions) where forgotten.contains(file.path) {
+                failures[i] = Missing(description: "\(file.path): a chunk of it was found damaged in the cold store meanwhile; it must be sent again")
+            }
+        } catch {
             for i in positions { failures[i] = error }
         }
         return failures

@@ -1,5 +1,6 @@
 @testable import BargeStore
 import Foundation
+import GRDB
 import Testing
 
 /// The destination's chunk index, on a real SQLite file.
@@ -124,5 +125,22 @@ struct ChunkIndexTests {
         #expect(try index.locations(id: id(1)).count == 1 && index.locations(id: id(4)).count == 1)
         #expect(try index.ids(paths: []).isEmpty)
         #expect(try index.ids(paths: ["d/p0010"]) == [id(1)])
+    }
+
+    /// A chunk index a newer build migrated is refused, named, with nothing written to it (as the
+    /// journal is): an older agent would write rows without what the newer schema holds.
+    @Test func anIndexANewerBuildMigratedIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-index-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("index.sqlite").path
+        _ = try ChunkIndex(path: path, root: dir.path)
+        try DatabaseQueue(path: path).write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99: from a newer build')") }
+        func migrations() throws -> [String] { try DatabaseQueue(path: path).read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations") } }
+        let before = try migrations()
+        #expect { try ChunkIndex(path: path, root: dir.path) } throws: { error in
+            (error as? NewerSchema)?.unknown == ["v99: from a newer build"] && "\(error)".contains("the chunk index \(path) was upgraded by a newer Barge")
+        }
+        #expect(try migrations() == before)
     }
 }

@@ -2,6 +2,7 @@ import BargeBench
 import BargeDigest
 @testable import BargeTier
 import Foundation
+import GRDB
 import Testing
 
 /// Files placed cold as they arrive: chunks received by two agents of the site (two intakes on
@@ -84,5 +85,79 @@ struct ColdIntakeTests {
         let all = try box.coldBytes()
         #expect(!all.isEmpty && all.firstRange(of: Array("PLAINTEXT-MARKER".utf8)) == nil)
         #expect(try intake.store.reader(for: "secret.txt")?.read(offset: 0, length: data.count) == data)
+    }
+
+    /// A file arriving whose chunk the store holds in a blob damaged since: the blob is read
+    /// back, found damaged, forgotten, and the bytes received are stored again, so both the new
+    /// file and the older one that shares the chunk read whole; by reference, the damaged chunk
+    /// is not taken (its bytes are asked for). Before, the new file took the damaged blob and
+    /// its transfer succeeded with a cold copy that could not be read.
+    @Test func aChunkSharedWithADamagedBlobIsStoredAgainFromTheBytesReceived() throws {
+        let box = try ColdSandbox()
+        let first = ColdIntake(store: try ColdStore(directory: box.cold))
+        let data = SampleData.generate(.text, bytes: (2 << 20) + 17, seed: 3)
+        try arrive("old/a.txt", data, chunk: 1 << 20, into: [first])
+        #expect(first.finish([arrived("old/a.txt", data.count)]).isEmpty)
+        let damagedID = first.store.storedID(SHA256.hash(Array(data[(1 << 20)..<(2 << 20)])))
+        try flipByte(inChunk: damagedID, of: first.store)
+        #expect(throws: (any Error).self) { try first.store.reader(for: "old/a.txt")?.read(offset: 0, length: data.count) }
+
+        let second = ColdIntake(store: try ColdStore(directory: box.cold))
+        let sha = SHA256.hash(Array(data[(1 << 20)..<(2 << 20)])).bytes
+        #expect(try !second.adopt(path: "new/a.txt", fileSize: UInt64(data.count), offset: 1 << 20, length: 1 << 20, sha: sha))
+        try arrive("new/a.txt", data, chunk: 1 << 20, into: [second])
+        #expect(second.finish([arrived("new/a.txt", data.count)]).isEmpty)
+        let damage = second.takeDamage()
+        #expect(damage.count == 1, "\(damage)")
+        #expect(second.takeDamage().isEmpty)
+        let store = try ColdStore(directory: box.cold)
+        #expect(try store.reader(for: "new/a.txt")?.read(offset: 0, length: data.count) == data)
+        #expect(try store.reader(for: "old/a.txt")?.read(offset: 0, length: data.count) == data)
+        // The whole chunk, read back once, is taken again without reading it.
+        let before = try store.totals()
+        try arrive("third/a.txt", data, chunk: 1 << 20, into: [second])
+        #expect(second.finish([arrived("third/a.txt", data.count)]).isEmpty)
+        #expect(try store.totals().storedBytes == before.storedBytes)
+    }
+
+    /// A file assembled from chunks one of which `verify --repair` forgets before the file is
+    /// finished is left out, and its incoming rows for that chunk go, so that its bytes are
+    /// asked for again; the other files of the finish become cold.
+    @Test func aChunkForgottenBeforeTheFinishLeavesItsFileIncoming() throws {
+        let box = try ColdSandbox()
+        let intake = ColdIntake(store: try ColdStore(directory: box.cold))
+        let a = SampleData.generate(.random, bytes: (1 << 20) + 5, seed: 1), b = SampleData.generate(.random, bytes: 4000, seed: 2)
+        try arrive("a.bin", a, chunk: 1 << 20, into: [intake])
+        try arrive("b.bin", b, chunk: 1 << 20, into: [intake])
+        try intake.seal()
+        let catalog = intake.store.catalog
+        let rows = try catalog.incoming("a.bin")
+        #expect(rows.count == 2)
+        let files = [ColdFile(path: "a.bin", size: UInt64(a.count), mode: 0o640, mtimeSeconds: 1, mtimeNanoseconds: 0,
+                              chunks: rows.map { ColdFile.Chunk(id: $0.id, length: $0.length) }),
+                     ColdFile(path: "b.bin", size: UInt64(b.count), mode: 0o640, mtimeSeconds: 1, mtimeNanoseconds: 0,
+                              chunks: try catalog.incoming("b.bin").map { ColdFile.Chunk(id: $0.id, length: $0.length) })]
+        try catalog.forgetChunk(rows[1].id)
+        #expect(try catalog.finishIncoming(files) == ["a.bin"])
+        #expect(try catalog.file("a.bin") == nil && catalog.file("b.bin") != nil)
+        #expect(try catalog.incoming("a.bin").map(\.offset) == [0])
+        // Its forgotten bytes arrive again, and it is finished.
+        try a[(1 << 20)...].withUnsafeBytes { try intake.store(path: "a.bin", fileSize: UInt64(a.count), offset: 1 << 20, bytes: $0) }
+        #expect(intake.finish([arrived("a.bin", a.count)]).isEmpty)
+        #expect(try intake.store.reader(for: "a.bin")?.read(offset: 0, length: a.count) == a)
+    }
+
+    /// A cold-store catalog a newer build migrated is refused, named, with nothing written to it:
+    /// the site's older agents would write rows without what the newer schema holds.
+    @Test func aCatalogANewerBuildMigratedIsRefused() throws {
+        let box = try ColdSandbox()
+        let path = try ColdStore(directory: box.cold).layout.catalogPath
+        try DatabaseQueue(path: path).write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99: from a newer build')") }
+        func migrations() throws -> [String] { try DatabaseQueue(path: path).read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations") } }
+        let before = try migrations()
+        #expect { try ColdStore(directory: box.cold) } throws: { error in
+            "\(error)".contains("the cold-store catalog \(path) was upgraded by a newer Barge") && "\(error)".contains("'v99: from a newer build'")
+        }
+        #expect(try migrations() == before)
     }
 }

@@ -646,6 +646,9 @@ public final class DestinationFiles: Sendable {
         for (i, error) in intake.finish(arrived) {
             failures[i] = error is ColdIntake.Missing ? Incomplete(description: "\(error)") : error
         }
+        for damage in intake.takeDamage() {
+            logger.error("cold tier: a stored chunk a file arriving shares did not read back, so it was stored again from the bytes received (the cold files that share it read whole again; 'barge verify' checks the rest): \(damage)")
+        }
         // The directories of the files placed, each synced once: every one, not only those a
         // hot copy was removed from here, since a finish that failed on its fsync after the
         // removal comes again with nothing left to remove (a review).
