@@ -818,7 +818,11 @@ struct TransferProcessTests {
         let r = try cluster.cli(["submit", "a:ds", "b:/copy", "--wait", "--json"], http: c.http)
         #expect(r.status == 0, "\(r.stderr)")
         let s = try status(r)
-        #expect((s["chunks_refetched"] as? Int ?? 0) > 0, "\(s)")
+        // Named on failure: what the agents and the coordinator said of attempts (a flaky run in
+        // a full suite saw 0 once, and left nothing to tell why).
+        let said = (c.processes.map(\.output).joined(separator: "\n")).split(separator: "\n")
+            .filter { $0.contains("attempt") || $0.contains("failed") || $0.contains("corrupt") || $0.contains("refetched") }.suffix(40)
+        #expect((s["chunks_refetched"] as? Int ?? 0) > 0, "\(s)\n\(said.joined(separator: "\n"))")
         #expect(try TreeSupport.snapshot(destination) == TreeSupport.snapshot(source))
     }
 

@@ -57,6 +57,17 @@ struct ReportDeliveryTests {
         #expect(ackedAgain)
         let afterRepeat = try #require(try await f.scheduler.journal.job(job))
         #expect(afterRepeat.wireBytes == 1000 && afterRepeat.unitsDone == 1 && afterRepeat.bytesDone == afterFirst.bytesDone)
+        // Another assignment's report of the unit (it was given out again, and both sent it):
+        // its wire bytes and the chunks it sent again count, its bytes do not.
+        var late = done
+        late.assignment = done.assignment + 1
+        late.wireBytes = 500
+        late.refetched = 2
+        await f.scheduler.received(.taskDone(late), from: "a1")
+        await f.scheduler.flush()
+        let afterLate = try #require(try await f.scheduler.journal.job(job))
+        #expect(afterLate.wireBytes == 1500 && afterLate.chunksRefetched == 2 && afterLate.unitsDone == 1 && afterLate.bytesDone == afterFirst.bytesDone,
+                "\(afterLate)")
     }
 
     @Test func anAgentBackWithoutAUnitGetsItAgainAndDropsOneNoLongerItsOwn() async throws {

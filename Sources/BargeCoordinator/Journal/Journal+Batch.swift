@@ -232,13 +232,14 @@ extension Journal {
                 outcome.counted[i] = first != nil
                 var d = deltas[report.job] ?? JobDelta()
                 d.wireBytes = d.wireBytes.addingSaturated(Int64(report.wireBytes))
+                // Chunks sent again happened on the wire too, whichever assignment did the unit.
+                d.chunksRefetched += Int64(report.refetched)
                 if let unit = first {
                     if unit.kind == .range, let finish = unit.finish { rangesDone[report.job, default: [:]][finish, default: 0] += 1 }
                     outcome.firstCompletions[key] = PlannedUnit(id: report.unit, kind: unit.kind, finish: unit.finish.map { UInt64($0) },
                                                                 depth: Int(unit.depth))
                     d.bytesDone = d.bytesDone.addingSaturated(Int64(report.bytes))
                     d.chunksDone += Int64(report.chunks.count)
-                    d.chunksRefetched += Int64(report.refetched)
                     d.dedupBytes = d.dedupBytes.addingSaturated(Int64(report.dedupBytes))
                     // Files gone from the source or changed when the unit came to read them are
                     // not finished: they count with the entries the scan left out (exit status 2).
