@@ -53,7 +53,7 @@ public struct FileChunkReader {
     /// Fixed cuts read nothing. Throws if the file is shorter than the bytes it reads.
     public func forEachSpan(from start: UInt64, length: UInt64, _ body: (ChunkSpan) throws -> Void) throws {
         let end = start + length
-        guard case .fastCDC(let cdc) = strategy else {
+        guard case .fastCDC = strategy else {
             var at = start
             while at < end {
                 let n = Int(min(UInt64(strategy.maxChunkLength), end - at))

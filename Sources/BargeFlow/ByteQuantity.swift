@@ -28,7 +28,8 @@ public enum ByteQuantity {
             if (try? parseSize(String(body))) == 0 { throw QuantityError("'\(text)' is no rate: a cap is above zero; for no cap, write 'off'") }
             throw QuantityError("'\(text)' is an amount, not a rate; write it per second, like \(body)/s")
         }
-        guard var (value, unit) = split(String(body)) else { throw notARate }
+        guard let (value, parsedUnit) = split(String(body)) else { throw notARate }
+        var unit = parsedUnit
         // `MBps` is megabytes a second (rclone, iperf), `Mbps` megabits; `Mb` and `kb` are bits to
         // some and bytes to others, and are refused rather than guessed (`50MBps` was taken for
         // 50 megabits a second, and `50Mb/s` for 50 megabytes).

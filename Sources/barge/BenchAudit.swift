@@ -65,7 +65,7 @@ struct BenchAudit: ParsableCommand {
 
         // A long trail, checked from the file as `barge audit verify` reads it.
         let path = dir + "/long-" + AuditTrail.fileName
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         var prev = AuditRecord.zeroHash
         var pending = ""

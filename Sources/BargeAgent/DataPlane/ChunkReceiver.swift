@@ -307,11 +307,9 @@ public final class ChunkReceiver {
             let target = try RootedPath.resolve(done.place.path, under: root)
             try DestinationEntries.repaired(target, size: done.size, mode: done.mode, mtime: (done.mtimeSeconds, done.mtimeNanoseconds))
             return .chunkAck(ChunkAck(place: done.place))
-        } catch let error as StoreError {
+        } catch {  // a StoreError: both throw only that
             let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
-        } catch {
-            return .chunkNack(ChunkNack(place: done.place, reason: .refusedPath, detail: "\(error)"))
         }
     }
 
