@@ -42,6 +42,13 @@ struct Barge: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("Error: \(reason)\n".utf8))
                 Foundation.exit(ExitCode.validationFailure.rawValue)
             }
+            // A bad value the config file gave: the file and key named (h4 of session 49).
+            let full = fullMessage(for: error)
+            let first = full.prefix { $0 != "\n" }
+            if let line = ConfigFile.attributed(message: String(first), arguments: arguments) {
+                FileHandle.standardError.write(Data((line + full.dropFirst(first.count) + "\n").utf8))
+                Foundation.exit(exitCode(for: error).rawValue)
+            }
             exit(withError: error)
         }
         do {
@@ -53,7 +60,8 @@ struct Barge: AsyncParsableCommand {
             }
         } catch let error as ValidationError {
             let usage = usageString(for: type(of: command))
-            FileHandle.standardError.write(Data("Error: \(error.message)\nUsage: \(usage)\n  See 'barge help \(type(of: command)._commandName)' for more information.\n".utf8))
+            let text = ConfigFile.attributed(message: error.message, arguments: arguments) ?? error.message
+            FileHandle.standardError.write(Data("Error: \(text)\nUsage: \(usage)\n  See 'barge help \(type(of: command)._commandName)' for more information.\n".utf8))
             Foundation.exit(ExitCode.validationFailure.rawValue)
         } catch {
             exit(withError: error)

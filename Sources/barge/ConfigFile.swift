@@ -38,6 +38,26 @@ enum ConfigFile {
         return "--config \(path): unknown key '\(key)'; the keys are the long flags of 'barge \(command) --help', without their dashes"
     }
 
+    /// An error message naming a flag (`--bwlimit: 'fast' is not a rate`) that only the config
+    /// file gave, with the file and key named: the user never typed that flag. Nil when no
+    /// config file is in play or the flags it names were typed too.
+    static func attributed(message: String, arguments: [String]) -> String? {
+        guard let command = arguments.first, commands.contains(command), let path = configPath(arguments),
+              let fromFile = try? flags(from: path) else { return nil }
+        let given = Set(fromFile.filter { $0.hasPrefix("--") }.map { String($0.dropFirst(2)) })
+        let typed = Set(arguments.dropFirst().filter { $0.hasPrefix("--") }.map { String($0.dropFirst(2).prefix { $0 != "=" }) })
+        // The flags the message names, in order: `--name` up to a character no flag has.
+        var named: [String] = []
+        var rest = message[...]
+        while let dashes = rest.range(of: "--") {
+            let name = rest[dashes.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+            if !name.isEmpty, !named.contains(String(name)) { named.append(String(name)) }
+            rest = rest[dashes.upperBound...]
+        }
+        guard let key = named.first(where: { given.contains($0) && !typed.contains($0) }) else { return nil }
+        return "\(message) (from --config \(path), key '\(key)')"
+    }
+
     static func configPath(_ arguments: [String]) -> String? {
         var path: String?
         for (i, a) in arguments.enumerated() {

@@ -323,6 +323,17 @@ struct CLIConventionsProcessTests {
         let unknown = try BargeProcess.run(["agent", "--config", typo.path, "--site", "s", "--root", cluster.dir.path, "--coordinator", "127.0.0.1:1"],
                                            environment: cluster.environment)
         #expect(unknown.status == 64 && unknown.stderr.contains("typo.toml: unknown key 'bandwidth-limit'"), "\(unknown.stderr)")
+        // A value the file gave that does not parse, or is out of range, names the file and its
+        // key (the user never typed --bwlimit); one typed on the command line does not.
+        let values = cluster.dir.url.appendingPathComponent("values.toml")
+        let common = ["--site", "s", "--root", cluster.dir.path, "--coordinator", "127.0.0.1:1", "--name", "x"]
+        for (text, key) in [("bwlimit = \"fast\"\n", "bwlimit"), ("max-units = 999\n", "max-units")] {
+            try Data(text.utf8).write(to: values)
+            let r = try BargeProcess.run(["agent", "--config", values.path] + common, environment: cluster.environment)
+            #expect(r.status == 64 && r.stderr.contains("(from --config \(values.path), key '\(key)')") && r.stderr.contains("Usage: barge agent"), "\(r.stderr)")
+        }
+        let typed = try BargeProcess.run(["agent", "--config", values.path, "--max-units", "300"] + common, environment: cluster.environment)
+        #expect(typed.status == 64 && typed.stderr.contains("--max-units must be 1 to 256") && !typed.stderr.contains("from --config"), "\(typed.stderr)")
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "script(1) from util-linux is missing"))
