@@ -92,6 +92,15 @@ public struct Timetable: Hashable, Sendable {
         self.fallback = fallback
     }
 
+    /// The highest cap at any time of the week; nil when some time has none (so whatever the
+    /// clock, the cap is at most this).
+    public var highest: Double? {
+        var rates: [Double?] = changes.map { $0.revert ? fallback : $0.rate }
+        if changes.isEmpty || changes.contains(where: \.revert) { rates.append(fallback) }
+        guard !rates.contains(where: { $0 == nil }) else { return nil }
+        return rates.compactMap { $0 }.max()
+    }
+
     /// The cap (bytes per second, nil for none) on `day` (0 is Monday) at `minute` after midnight.
     public func rate(day: Int, minute: Int) -> Double? {
         guard !changes.isEmpty else { return fallback }

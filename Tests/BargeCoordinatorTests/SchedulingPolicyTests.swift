@@ -338,4 +338,47 @@ extension SchedulingPolicyTests {
         many.start(job: "j", source: "a", destination: "b", openWork: 0, planned: false)
         #expect(many.refills().map(\.spread) == [3])
     }
+
+    /// A job under a cap holds no more units than its cap needs (`unitsFor(cap:)`): capped at
+    /// 1 MiB/s, two; the job beside it takes every other slot as its units end. Before, the capped
+    /// job's long units took a slot at each of its turns and kept it, until it held nearly all of
+    /// them. Its cap lifted, it takes its turns again.
+    @Test func aCappedJobHoldsOnlyTheUnitsItsCapNeeds() {
+        var p = SchedulingPolicy()
+        p.agentUp("a1", site: "a", bound: 4)
+        p.agentUp("b1", site: "b", bound: 4)
+        #expect(p.unitsFor(cap: nil) == nil && p.unitsFor(cap: 1_048_576) == 2 && p.unitsFor(cap: 100 * 1_048_576) == 13)
+        let slow = Journal(units: (1...20).map { PlannedUnit(id: UInt64($0), kind: .files) })
+        var fast = Journal(units: (1...20).map { PlannedUnit(id: UInt64($0), kind: .files) })
+        func fill() { for r in p.refills() { p.loaded(r, units: (r.job == "slow" ? slow : fast).page(r)) } }
+        p.start(job: "slow", source: "a", destination: "b", openWork: 0, planned: false)
+        p.planned(job: "slow", workUnits: 20, final: true)
+        p.limitUnits(job: "slow", to: p.unitsFor(cap: 1_048_576))
+        p.start(job: "fast", source: "a", destination: "b", openWork: 0, planned: false)
+        p.planned(job: "fast", workUnits: 20, final: true)
+        fill()
+        var held = p.assign(now: 0)
+        #expect(held.filter { $0.key.job == "slow" }.count == 2 && held.count == 4, "\(held.map(\.key))")
+        // The fast job's units end one by one: each freed slot goes to it, never to the slow one.
+        for _ in 0..<8 {
+            guard let a = held.first(where: { $0.key.job == "fast" }) else { break }
+            held.removeAll { $0.key == a.key }
+            Self.finish(&p, &fast, a)
+            fill()
+            held += p.assign(now: 0)
+            #expect(held.filter { $0.key.job == "slow" }.count == 2 && held.count == 4, "\(held.map(\.key))")
+        }
+        // Its cap lifted: the next freed slot may go to it.
+        p.limitUnits(job: "slow", to: nil)
+        var slowHeld = 2
+        for _ in 0..<3 {
+            guard let a = held.first(where: { $0.key.job == "fast" }) else { break }
+            held.removeAll { $0.key == a.key }
+            Self.finish(&p, &fast, a)
+            fill()
+            held += p.assign(now: 0)
+            slowHeld = held.filter { $0.key.job == "slow" }.count
+        }
+        #expect(slowHeld > 2, "\(held.map(\.key))")
+    }
 }

@@ -110,4 +110,15 @@ struct TimetableTests {
             "\(error)".contains(message)
         }
     }
+
+    /// A timetable's highest cap: nil when some time of the week has none.
+    @Test func aTimetablesHighestCap() throws {
+        let mib = 1_048_576.0
+        #expect(try Timetable(parsing: "10MiB/s").highest == 10 * mib)
+        #expect(try Timetable(parsing: "08:00 50MiB/s, 12:00 20MiB/s").highest == 50 * mib)
+        #expect(try Timetable(parsing: "Mon-Fri 08:00-18:00 100MiB/s, 5MiB/s").highest == 100 * mib)
+        #expect(try Timetable(parsing: "Mon-Fri 08:00-18:00 100MiB/s").highest == nil)  // no cap at night
+        #expect(try Timetable(parsing: "Sat,Sun 500MiB/s").highest == nil)
+        #expect(try Timetable(parsing: "08:00 50MiB/s, 23:00 off").highest == nil)
+    }
 }

@@ -15,8 +15,17 @@ extension Scheduler {
         if running[id] != nil {
             running[id]!.record.bwlimit = limit
             shareSettings(id)
+            limitUnits(running[id]!.record)
+            schedule()  // a cap lifted or raised: the job may take more units now
         }
         return updated
+    }
+
+    /// Tells the policy how many units the job's cap needs at once: at its highest, whatever the
+    /// time of day (an agent reads a timetable in its own time zone).
+    func limitUnits(_ job: JobRecord) {
+        let highest = job.bwlimit.flatMap { try? Timetable(parsing: $0) }.map { $0.highest } ?? nil
+        policy.limitUnits(job: job.id, to: policy.unitsFor(cap: highest))
     }
 
     /// Sends each source agent of the job's running units its share, if it changed. `joined` and

@@ -469,6 +469,7 @@ public actor Scheduler {
         running[job.id] = RunningJob(record: job, movedAt: now())
         let open = try journal.openWork(job: job.id)
         policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite, openWork: open, planned: job.planned)
+        limitUnits(job)
         return open
     }
 
@@ -586,6 +587,7 @@ public actor Scheduler {
             record.state = .running
             running[job.id] = RunningJob(record: record, movedAt: now())
             policy.start(job: job.id, source: job.sourceSite, destination: job.destinationSite, openWork: 0, planned: false)
+            limitUnits(record)
         }
         policy.planned(job: scan.job, workUnits: page.workUnits, final: reply.final)
         if reply.final {

@@ -125,6 +125,11 @@ public struct SchedulingPolicy: Sendable {
         /// partial copy to register again (agents reconnect within a second or two) before it
         /// goes to another agent, which means sending the whole file again.
         public var formerDestinationGrace: Double = 10
+        /// What one unit carries at least, for a job under a cap: such a job holds no more units
+        /// at once than its highest cap needs at this rate (`unitsFor(cap:)`). A unit of any kind
+        /// runs several pipelined streams, and carries more than this on any path (bench-link.sh),
+        /// so the cap, not the count, still sets the job's pace.
+        public var cappedRatePerUnit: Double = 8 * 1_048_576
         public init() {}
     }
 
@@ -163,6 +168,9 @@ public struct SchedulingPolicy: Sendable {
         /// Units other than directories held by lanes: directories wait until none runs (a unit
         /// done by an earlier assignment's report may still run again under its current one).
         var heldWork = 0
+        /// At most this many units other than directories held at once (`limitUnits`): a job
+        /// whose cap needs few.
+        var heldLimit = Int.max
 
         var inDirectoryPhase: Bool { planned && openWork == 0 && heldWork == 0 }
     }
@@ -283,6 +291,23 @@ public struct SchedulingPolicy: Sendable {
         for key in keys { release(key) }
         for key in retrying.keys where key.job == job { retrying.removeValue(forKey: key) }
         return keys.sorted { $0.unit < $1.unit }
+    }
+
+    /// A job under a cap holds at most `limit` units other than directories at once (nil: no
+    /// limit). Its units last as long as the cap makes them, so, holding as many as the agents
+    /// took, a job capped at 1 MiB/s came to hold nearly every unit slot of its agents as the
+    /// others' units ended, and the jobs beside it waited behind it.
+    public mutating func limitUnits(job: String, to limit: Int?) {
+        guard jobs[job] != nil else { return }
+        jobs[job]!.heldLimit = max(1, limit ?? .max)
+    }
+
+    /// The units a job under a cap of at most `cap` bytes a second needs at once; nil for none.
+    /// Two at least: one unit's start and end (its have query, its files' finish) then overlap
+    /// the other's sending (with one, 2,000 small files capped at 8 MiB/s made 7.0 MiB/s).
+    public func unitsFor(cap: Double?) -> Int? {
+        guard let cap, cap.isFinite, cap > 0 else { return nil }
+        return max(2, Int((cap / parameters.cappedRatePerUnit).rounded(.up)))
     }
 
     public var runningJobs: [String] { order }
@@ -509,7 +534,7 @@ public struct SchedulingPolicy: Sendable {
             q.directoriesHeld[front.depth, default: 0] += 1
             return hold(job, front, lane)
         }
-        guard lanes.least(at: q.source) != nil else { return nil }
+        guard lanes.least(at: q.source) != nil, q.heldWork < q.heldLimit else { return nil }
         while let u = q.ready.first {
             if q.doneLately.remove(u.id) != nil || held[UnitKey(job: job, unit: u.id)] != nil {
                 q.ready.removeFirst()
