@@ -112,4 +112,36 @@ struct ReportDeliveryTests {
         let unit = try #require(try await f.scheduler.journal.units(job: job).first { UInt64($0.unitId) == assigned[1].unit })
         #expect(unit.attempts == 1 && unit.state == .pending, "\(unit)")
     }
+
+    /// A job under a cap holds only the units its cap needs (two at 1 MiB/s) on agents that take
+    /// eight, and takes more once `barge set --bwlimit off` lifts it.
+    @Test func aCappedJobHoldsTwoUnitsUntilItsCapIsLifted() async throws {
+        let f = try Fixture()
+        var a1 = await f.agent("a1", site: "a", version: WireVersion.acks, maxInFlight: 8)
+        _ = await f.agent("b1", site: "b", version: WireVersion.acks, maxInFlight: 8)
+        var request = SubmitRequest(source: .init(site: "a", path: "ds"), destination: .init(site: "b", path: "ds"))
+        request.bwlimit = "1MiB/s"
+        _ = try await f.scheduler.submit(request, id: "j-capped")
+        guard case .scanRequest(let scan) = await a1.next() else { Issue.record("no scan"); return }
+        // Ten files of 100 MiB: twenty ranges at 64 MiB units.
+        let entries = [FileEntry(path: "", kind: .directory, mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 0)]
+            + (0..<10).map { FileEntry(path: "d\($0)/f", kind: .file, size: 100 << 20, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        await f.scheduler.received(.scanReply(ScanReply(request: scan.request, final: true, entries: entries)), from: "a1")
+        // Planned, read into the window and assigned over a few commits.
+        func held(settlingAt count: Int) async -> Int {
+            for _ in 0..<50 {
+                await f.scheduler.flush()
+                if await f.scheduler.unitsHeld >= count { break }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            for _ in 0..<5 { await f.scheduler.flush() }  // and nothing more comes
+            return await f.scheduler.unitsHeld
+        }
+        guard case .taskAssign = await Self.next(&a1) else { Issue.record("no task"); return }
+        let capped = await held(settlingAt: 2)
+        #expect(capped == 2)
+        _ = try await f.scheduler.setLimit("j-capped", bwlimit: "off")
+        let lifted = await held(settlingAt: 8)
+        #expect(lifted == 8)
+    }
 }

@@ -33,9 +33,9 @@ struct SchedulerTests {
         }
         deinit { try? FileManager.default.removeItem(at: dir) }
 
-        func agent(_ name: String, site: String, version: UInt8 = 1) async -> AsyncStream<Message>.AsyncIterator {
+        func agent(_ name: String, site: String, version: UInt8 = 1, maxInFlight: UInt32 = 2) async -> AsyncStream<Message>.AsyncIterator {
             let (stream, sink) = AsyncStream.makeStream(of: Message.self)
-            _ = await scheduler.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2), sink: sink, version: version)
+            _ = await scheduler.attach(Register(name: name, site: site, root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: maxInFlight), sink: sink, version: version)
             return stream.makeAsyncIterator()
         }
 
