@@ -408,6 +408,55 @@ struct FileBatchTests {
         turns.ended(3, errno: nil)
         #expect(turns.next(for: d) == .done(errno: nil))
     }
+
+    /// A batch's files that arrive by reference (copied from a place this agent holds their
+    /// bytes) are parked near the open-file limit as those sent by value are: each gives back its
+    /// descriptor once written, until its batch's finish. Before, they held one descriptor each,
+    /// and a destination agent that took over a stopped sibling's units (whose files came by
+    /// reference) reached 256 of 256 (h1 of session 50).
+    @Test func filesArrivingByReferenceInABatchAreParkedNearTheLimit() throws {
+        let roots = try Roots()
+        let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
+        let seen = NIOLockedValueBox(0)
+        let descriptors: @Sendable () -> Int = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+        let files = DestinationFiles(index: index, parkAbove: 4)
+        let receiver = ChunkReceiver(root: roots.destination, files: files, mayName: {
+            seen.withLockedValue { $0 = max($0, descriptors()) }
+            return true
+        })
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        let count = 60
+        var batch: [FileBatch.File] = []
+        for i in 0..<count {
+            try write(roots, "d/f\(i)", SampleData.random(bytes: 700 + i, seed: UInt64(900 + i)))
+            batch.append(try file(source, "d/f\(i)", size: 700 + i))
+        }
+        guard case .fileBatchReply(let first) = receiver.handle(.fileBatch(FileBatch(job: "j1", batch: 1, files: batch))), first.refused.isEmpty else {
+            Issue.record("the first batch did not arrive whole")
+            return
+        }
+        // The same files again, under other names, by reference: copied from the first copies.
+        let baseline = descriptors()
+        seen.withLockedValue { $0 = 0 }
+        let again = batch.map { f in
+            var r = f
+            r.done.path = "again/" + f.path
+            r.form = .reference
+            r.encoded = ByteBuffer()
+            return r
+        }
+        guard case .fileBatchReply(let second) = receiver.handle(.fileBatch(FileBatch(job: "j2", batch: 2, files: again))) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(second.refused.isEmpty, "\(second.refused)")
+        for i in 0..<count {
+            #expect(FileManager.default.contents(atPath: roots.destination + "/again/in/d/f\(i)") == FileManager.default.contents(atPath: roots.source + "/d/f\(i)"))
+        }
+        // A few above the baseline (the limit, a held directory, the file being copied), not one per file.
+        let peak = seen.withLockedValue { $0 }
+        #expect(peak - baseline <= 12, "\(peak) descriptors open during the batch, \(baseline) before it")
+    }
 }
 
 /// Distinct pseudo-random values across threads.
@@ -420,4 +469,5 @@ private final class Counter: @unchecked Sendable {
         state = state &* 6364136223846793005 &+ 1442695040888963407
         return state
     }
+
 }

@@ -194,7 +194,7 @@ public final class ChunkReceiver {
                         continue
                     }
                 case .reference:
-                    switch copy(ChunkRef(place: place, fileSize: f.size, length: UInt32(f.size), id: f.id, xxh: f.xxh)) {
+                    switch copy(ChunkRef(place: place, fileSize: f.size, length: UInt32(f.size), id: f.id, xxh: f.xxh), batch: parents) {
                     case .chunkNack(let nack):
                         refuse(i, nack.reason, nack.detail)
                         continue
@@ -262,13 +262,14 @@ public final class ChunkReceiver {
     }
 
     /// A chunk sent by reference: copied from where this agent holds it, or nacked `need`.
-    public func copy(_ ref: ChunkRef) -> Message {
+    /// `batch`: a file of a file batch (its directory held across the batch's files).
+    public func copy(_ ref: ChunkRef, batch: BatchParent? = nil) -> Message {
         let place = ref.place
         do {
             let target = try RootedPath.lexical(place.path, under: root)
             let length = Int(ref.length)
             if try files.copyLocal(job: place.job, target: target, size: ref.fileSize, offset: place.offset, length: length,
-                                   id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset)) {
+                                   id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset), batch: batch) {
                 return .chunkAck(ChunkAck(place: place))
             }
             return .chunkNack(ChunkNack(place: place, reason: .need, detail: "no verified copy of chunk \(Hex.encode(Array(ref.id.prefix(8)))) here"))

@@ -84,10 +84,15 @@ public final class DestinationFiles: Sendable {
         }
     }
 
+    /// Open partial copies past which a batch's written files are parked (`defaultParkAbove`).
+    let parkAbove: Int
+
     /// `inPlaceCopyLimit` and `inPlaceRacyWindow`: `InPlaceFiles`' limits (tests lower them; nil,
-    /// its defaults).
+    /// its defaults); `parkAbove`, likewise.
     public init(index: ChunkIndex? = nil, siblings: SiblingIndexes? = nil, intake: ColdIntake? = nil, sitePolicy: TierPolicy? = nil,
-                logger: Logger = Logger(label: "barge.agent"), inPlaceCopyLimit: UInt64? = nil, inPlaceRacyWindow: Double? = nil) {
+                logger: Logger = Logger(label: "barge.agent"), inPlaceCopyLimit: UInt64? = nil, inPlaceRacyWindow: Double? = nil,
+                parkAbove: Int? = nil) {
+        self.parkAbove = parkAbove ?? Self.defaultParkAbove
         inPlace = InPlaceFiles(copyLimit: inPlaceCopyLimit ?? InPlaceFiles.defaultCopyLimit, racyWindow: inPlaceRacyWindow ?? InPlaceFiles.defaultRacyWindow)
         self.index = index
         self.siblings = siblings
@@ -165,7 +170,7 @@ public final class DestinationFiles: Sendable {
     /// (`PartialFileWriter.park`): an eighth of the open-file limit (the data port's connections
     /// may take a quarter, and a batch's directories, the indexes and a failover's burst of
     /// units the rest). 131,072 with the usual hard limit, so they rarely do.
-    static let parkAbove: Int = {
+    static let defaultParkAbove: Int = {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1 << 17 }
         return max(16, Int(min(limit.rlim_cur, 1 << 20)) / 8)
@@ -284,7 +289,7 @@ public final class DestinationFiles: Sendable {
         }
         // Near the open-file limit, a batch's file whose bytes have all arrived gives back its
         // descriptor until its batch's finish (`PartialFileWriter.park`).
-        let pressed = batch != nil && openCount > Self.parkAbove
+        let pressed = batch != nil && openCount > parkAbove
         f.lock.withLock {
             f.writers -= 1
             f.cover(offset, UInt64(bytes.count))
@@ -342,9 +347,10 @@ public final class DestinationFiles: Sendable {
 
     /// Writes the chunk with this id and XXH3-128 at `offset` of the file, copying it from a place
     /// this agent already holds it (checked by re-hashing). Returns false when no such place
-    /// checks out: then its bytes must be sent. `buffer` must hold `length` bytes.
+    /// checks out: then its bytes must be sent. `buffer` must hold `length` bytes. `batch`: a
+    /// file of a file batch, written as `write` writes one (parked near the open-file limit).
     public func copyLocal(job: String, target: RootedPath, size: UInt64, offset: UInt64, length: Int, id: [UInt8], xxh: [UInt8],
-                          buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+                          buffer: UnsafeMutableRawBufferPointer, batch: BatchParent? = nil) throws -> Bool {
         if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
         let cold = isCold(job: job, path: target.relative)
         if let intake, cold, try intake.adopt(path: target.relative, fileSize: size, offset: offset, length: length, sha: id) { return true }
@@ -354,8 +360,11 @@ public final class DestinationFiles: Sendable {
         var candidates = waiting + (try index.locations(id: id))
         let sibling = (siblings?.indexes() ?? []).flatMap { (try? $0.locations(id: id)) ?? [] }
         // The same place in this file's own partial copy, restored after a restart: already there.
-        if !cold, case let f = try file(job: job, target: target, size: size), f.lock.withLock({ f.written.contains(offset, UInt64(length)) }),
+        if !cold, case let f = try file(job: job, target: target, size: size, parents: batch), f.lock.withLock({ f.written.contains(offset, UInt64(length)) }),
            candidates.contains(where: { !$0.final && PathKey.sameBytes($0.path, target.relative) && $0.offset == offset && $0.xxh == xxh }) {
+            // Parked as a written one is: a failover's units brought thousands of such files by
+            // reference, each holding its descriptor until its batch's finish (h1 of session 50).
+            if batch != nil, openCount > parkAbove { f.lock.withLock { if f.writers == 0, f.covered == f.size { f.writer.park() } } }
             return true
         }
         candidates.removeAll { $0.length != length || $0.xxh != xxh }
@@ -402,7 +411,7 @@ public final class DestinationFiles: Sendable {
                 }
                 continue
             }
-            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
+            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh, batch: batch)
             return true
         }
         return false
