@@ -359,26 +359,21 @@ extension SchedulingPolicyTests {
         fill()
         var held = p.assign(now: 0)
         #expect(held.filter { $0.key.job == "slow" }.count == 2 && held.count == 4, "\(held.map(\.key))")
+        // One of the fast job's units ends, and the freed slot is handed out; the slow job's held.
+        func endAFastUnit() -> Int {
+            if let a = held.first(where: { $0.key.job == "fast" }) {
+                held.removeAll { $0.key == a.key }
+                Self.finish(&p, &fast, a)
+                fill()
+                held += p.assign(now: 0)
+            }
+            return held.filter { $0.key.job == "slow" }.count
+        }
         // The fast job's units end one by one: each freed slot goes to it, never to the slow one.
-        for _ in 0..<8 {
-            guard let a = held.first(where: { $0.key.job == "fast" }) else { break }
-            held.removeAll { $0.key == a.key }
-            Self.finish(&p, &fast, a)
-            fill()
-            held += p.assign(now: 0)
-            #expect(held.filter { $0.key.job == "slow" }.count == 2 && held.count == 4, "\(held.map(\.key))")
-        }
-        // Its cap lifted: the next freed slot may go to it.
+        for _ in 0..<8 { #expect(endAFastUnit() == 2 && held.count == 4, "\(held.map(\.key))") }
+        // Its cap lifted: the next freed slots may go to it.
         p.limitUnits(job: "slow", to: nil)
-        var slowHeld = 2
-        for _ in 0..<3 {
-            guard let a = held.first(where: { $0.key.job == "fast" }) else { break }
-            held.removeAll { $0.key == a.key }
-            Self.finish(&p, &fast, a)
-            fill()
-            held += p.assign(now: 0)
-            slowHeld = held.filter { $0.key.job == "slow" }.count
-        }
+        let slowHeld = (0..<3).map { _ in endAFastUnit() }.last ?? 0
         #expect(slowHeld > 2, "\(held.map(\.key))")
     }
 }
