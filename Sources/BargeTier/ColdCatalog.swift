@@ -114,11 +114,11 @@ public final class ColdCatalog: Sendable {
             // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last commit on
             // power loss: a demotion unlinks hot copies right after its commit, so it must be durable.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            // One a newer build migrated is refused before anything is written to it.
+            try Self.migrator.refuseNewer(pool, what: "the cold-store catalog", path: path)
             // The site's agents may open a new store at once: each migration is its own
             // transaction, so one that lost the race ("table already exists") is rolled back and
             // tried again, and then finds it applied.
-            // One a newer build migrated is refused before anything is written to it.
-            try Self.migrator.refuseNewer(pool, what: "the cold-store catalog", path: path)
             try Self.retrying(20) { try Self.migrator.migrate(pool) }
         } catch let error as NewerSchema {
             throw ColdStoreError("\(error)")
@@ -293,16 +293,10 @@ public final class ColdCatalog: Sendable {
             let statement = try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO files (path, size, mode, mtimeSeconds, mtimeNanoseconds, chunks) VALUES (?, ?, ?, ?, ?, ?)
                 """)
-            let listed = try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?")
-            var checked = Set<[UInt8]>()
+            var listed = ListedChunks(try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?"))
             var left = Set<String>()
             for f in files {
-                var whole = true
-                for c in f.chunks where !checked.contains(c.id) {
-                    guard try Bool.fetchOne(listed, arguments: [Data(c.id)]) != nil else { whole = false; break }
-                    checked.insert(c.id)
-                }
-                guard whole else { left.insert(f.path); continue }
+                guard try listed.unlisted(in: f).isEmpty else { left.insert(f.path); continue }
                 try statement.execute(arguments: [f.path, Int64(f.size), Int64(f.mode), f.mtimeSeconds, Int64(f.mtimeNanoseconds), Data(f.encodedChunks)])
             }
             return left
@@ -402,18 +396,14 @@ public final class ColdCatalog: Sendable {
                 INSERT OR REPLACE INTO files (path, size, mode, mtimeSeconds, mtimeNanoseconds, chunks) VALUES (?, ?, ?, ?, ?, ?)
                 """)
             let drop = try db.cachedStatement(sql: "DELETE FROM incoming WHERE path = ?")
-            let listed = try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?")
+            var listed = ListedChunks(try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?"))
             let dropChunk = try db.cachedStatement(sql: "DELETE FROM incoming WHERE path = ? AND id = ?")
-            var checked = Set<[UInt8]>()
             var left = Set<String>()
             for f in files {
-                var unlisted: [[UInt8]] = []
-                for c in f.chunks where !checked.contains(c.id) {
-                    if try Bool.fetchOne(listed, arguments: [Data(c.id)]) != nil { checked.insert(c.id) } else { unlisted.append(c.id) }
-                }
+                let unlisted = try listed.unlisted(in: f)
                 guard unlisted.isEmpty else {
                     left.insert(f.path)
-                    for id in Set(unlisted) { try dropChunk.execute(arguments: [f.path, Data(id)]) }
+                    for id in unlisted { try dropChunk.execute(arguments: [f.path, Data(id)]) }
                     continue
                 }
                 try insert.execute(arguments: [f.path, Int64(f.size), Int64(f.mode), f.mtimeSeconds, Int64(f.mtimeNanoseconds), Data(f.encodedChunks)])
@@ -536,5 +526,22 @@ public final class ColdCatalog: Sendable {
         return ColdFile(path: row["path"], size: UInt64(clamping: row["size"] as Int64), mode: UInt32(clamping: row["mode"] as Int64) & 0o7777,
                         mtimeSeconds: row["mtimeSeconds"], mtimeNanoseconds: Int32(clamping: min(max(row["mtimeNanoseconds"] as Int64, 0), 999_999_999)),
                         chunks: ColdFile.decodeChunks(Array(chunks)))
+    }
+}
+
+/// Which chunks a file names are not listed in the catalog (`forgetChunk` ran), within one
+/// transaction; a chunk found listed is not looked up again for the next file.
+private struct ListedChunks {
+    let statement: Statement
+    var checked = Set<[UInt8]>()
+
+    init(_ statement: Statement) { self.statement = statement }
+
+    mutating func unlisted(in file: ColdFile) throws -> Set<[UInt8]> {
+        var out = Set<[UInt8]>()
+        for c in file.chunks where !checked.contains(c.id) && !out.contains(c.id) {
+            if try Bool.fetchOne(statement, arguments: [Data(c.id)]) != nil { checked.insert(c.id) } else { out.insert(c.id) }
+        }
+        return out
     }
 }

@@ -96,35 +96,44 @@ public final class ColdIntake: @unchecked Sendable {
         if try store.catalog.incoming(path, at: offset) == row { return true }
         let pending = state.withLock { pendingIDs.contains(id) }
         if !pending {
-            guard let location = try store.catalog.locations([id])[id], location.raw == UInt32(length), try storedWhole(id) else { return false }
+            guard let location = try store.catalog.locations([id])[id], location.raw == UInt32(length), try storedWhole(id, at: location) else { return false }
         }
         state.withLock { rows.append(row) }
         return true
     }
 
     /// Whether the store holds chunk `id` whole, so that a file arriving may take it without its
-    /// bytes: listed, and read back (decoded, its SHA-256 its id), once per intake. One that does
-    /// not read back is forgotten, so that the bytes in hand are stored again, in a pack of
-    /// their own: the cold files that share it are whole again. Before, a file arriving took
-    /// the damaged blob, and its transfer succeeded with a cold copy that could not be read.
-    func storedWhole(_ id: [UInt8]) throws -> Bool {
-        if state.withLock({ readBack.contains(id) }) { return true }
-        guard try !store.catalog.known([id]).isEmpty else { return false }
-        if let damage = try store.unreadable([id])[id] {
+    /// bytes: listed (each time: `verify --repair` may forget it), at `listed` if the caller
+    /// looked it up, and read back (decoded, its SHA-256 its id) once per intake and place. One
+    /// that does not read back is forgotten, so that the bytes in hand are stored again, in a
+    /// pack of their own: the cold files that share it are whole again. Before, a file arriving
+    /// took the damaged blob, and its transfer succeeded with a cold copy that could not be read.
+    func storedWhole(_ id: [UInt8], at listed: ChunkLocation? = nil) throws -> Bool {
+        guard let location = try listed ?? store.catalog.locations([id])[id] else { return false }
+        let place = ReadBack(id: id, pack: location.pack, offset: location.offset)
+        if state.withLock({ readBack.contains(place) }) { return true }
+        if let damage = try store.unreadable(located: [id: location])[id] {
             try store.catalog.forgetChunk(id)
             state.withLock { if damaged.count < 100 { damaged.append(damage) } }
             return false
         }
         state.withLock {
             if readBack.count >= Self.readBackLimit { readBack.removeAll(keepingCapacity: true) }
-            readBack.insert(id)
+            readBack.insert(place)
         }
         return true
     }
 
+    /// A chunk at its place in a pack, read back whole.
+    private struct ReadBack: Hashable {
+        let id: [UInt8]
+        let pack: String
+        let offset: UInt64
+    }
+
     /// Chunks of earlier packs this intake read back whole, up to `readBackLimit` (then it starts
     /// again): a store of many shared chunks is not read again for each file that takes one.
-    private var readBack = Set<[UInt8]>()
+    private var readBack = Set<ReadBack>()
     static let readBackLimit = 65_536
     /// What `storedWhole` found damaged (and stored again), for the agent's log (the first 100).
     private var damaged: [String] = []

@@ -322,8 +322,14 @@ public final class ColdStore {
     func unreadable(_ ids: Set<[UInt8]>) throws -> [[UInt8]: String] {
         guard !ids.isEmpty else { return [:] }
         let locations = try catalog.locations(Array(ids))
-        var out: [[UInt8]: String] = [:]
+        var out = try unreadable(located: locations)
         for id in ids where locations[id] == nil { out[id] = "chunk \(Hex.encode(id.prefix(8)))… is in no pack" }
+        return out
+    }
+
+    /// Which of the chunks at `locations` (the catalog's) do not read back whole, with why.
+    func unreadable(located locations: [[UInt8]: ChunkLocation]) throws -> [[UInt8]: String] {
+        var out: [[UInt8]: String] = [:]
         let decoder = ChunkDecoder()
         for (pack, chunks) in Dictionary(grouping: locations, by: { $0.value.pack }) {
             let reader: PackReader

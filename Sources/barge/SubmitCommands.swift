@@ -44,7 +44,7 @@ struct SubmitCommand: AsyncParsableCommand {
     @Flag(help: "Print the job's status object as JSON (with --wait, the final one).") var json = false
     @Option(help: ArgumentHelp("auto (choose per chunk), none, lz4, zstd-N, or a filter form such as shuffle4+zstd-1.", valueName: "codec"))
     var codec = "auto"
-    @Option(help: ArgumentHelp("Cap on the job's wire bytes, all its agents together: a rate (100MiB/s, 1Gbit/s), 'off', or a weekly timetable in the agents' local time, like 'Mon-Fri 08:00-18:00 100MiB/s, 18:00 off'. 'barge set' changes it while the job runs. A capped job holds only the units its cap needs (two, and one more per 8 MiB/s), so jobs beside it keep the agents' other unit slots.", valueName: "rate"))
+    @Option(help: ArgumentHelp("Cap on the job's wire bytes, all its agents together: a rate (100MiB/s, 1Gbit/s), 'off', or a weekly timetable in the agents' local time, like 'Mon-Fri 08:00-18:00 100MiB/s, 18:00 off'. 'barge set' changes it while the job runs. A capped job holds only the units its cap needs (one per 8 MiB/s of its highest cap, two at least), so jobs beside it keep the agents' other unit slots.", valueName: "rate"))
     var bwlimit = "off"
     @Option(help: ArgumentHelp("Congestion control: fair (keep the queue short; competes like TCP on cubic sockets, gives ground to a flow that fills the queue on BBR ones), scavenger (give way to other traffic), or off (leave it to TCP).", valueName: "mode"))
     var cc = "fair"

@@ -120,6 +120,22 @@ struct ColdIntakeTests {
         #expect(try store.totals().storedBytes == before.storedBytes)
     }
 
+    /// A chunk this intake read back whole, then forgotten (`verify --repair` found it damaged),
+    /// is not taken again from memory: the next file that has it stores its bytes, and reads whole.
+    @Test func aChunkReadBackThenForgottenIsStoredAgain() throws {
+        let box = try ColdSandbox()
+        let intake = ColdIntake(store: try ColdStore(directory: box.cold))
+        let data = SampleData.generate(.random, bytes: 5000, seed: 11)
+        try arrive("first.bin", data, chunk: 1 << 20, into: [intake])
+        #expect(intake.finish([arrived("first.bin", data.count)]).isEmpty)
+        try arrive("second.bin", data, chunk: 1 << 20, into: [intake])  // read back, and remembered
+        #expect(intake.finish([arrived("second.bin", data.count)]).isEmpty)
+        try intake.store.catalog.forgetChunk(intake.store.storedID(SHA256.hash(data)))
+        try arrive("third.bin", data, chunk: 1 << 20, into: [intake])
+        #expect(intake.finish([arrived("third.bin", data.count)]).isEmpty)
+        #expect(try intake.store.reader(for: "third.bin")?.read(offset: 0, length: data.count) == data)
+    }
+
     /// A file assembled from chunks one of which `verify --repair` forgets before the file is
     /// finished is left out, and its incoming rows for that chunk go, so that its bytes are
     /// asked for again; the other files of the finish become cold.

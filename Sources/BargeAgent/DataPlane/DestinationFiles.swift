@@ -50,6 +50,10 @@ public final class DestinationFiles: Sendable {
         }
 
         func cover(_ offset: UInt64, _ length: UInt64) { written.insert(offset, length) }
+
+        /// Gives back its descriptor until its finish (`PartialFileWriter.park`) if every byte has
+        /// arrived and no write runs. Called with `lock` held.
+        func parkIfWhole() { if writers == 0, covered == size { writer.park() } }
     }
 
     public let index: ChunkIndex?
@@ -176,6 +180,10 @@ public final class DestinationFiles: Sendable {
         return max(16, Int(min(limit.rlim_cur, 1 << 20)) / 8)
     }()
 
+    /// Near the open-file limit, a batch's file whose bytes have all arrived gives back its
+    /// descriptor until its batch's finish (`OpenFile.parkIfWhole`).
+    private func pressed(_ batch: BatchParent?) -> Bool { batch != nil && openCount > parkAbove }
+
     private func file(job: String, target: RootedPath, size: UInt64, parents: BatchParent? = nil) throws -> OpenFile {
         let key = JobFile(job: job, path: target.relative)
         if finishedLately(key, target, size: size) { throw AlreadyFinished(path: target.relative) }
@@ -287,13 +295,11 @@ public final class DestinationFiles: Sendable {
             }
             throw error
         }
-        // Near the open-file limit, a batch's file whose bytes have all arrived gives back its
-        // descriptor until its batch's finish (`PartialFileWriter.park`).
-        let pressed = batch != nil && openCount > parkAbove
+        let pressed = pressed(batch)
         f.lock.withLock {
             f.writers -= 1
             f.cover(offset, UInt64(bytes.count))
-            if pressed, f.writers == 0, f.covered == f.size { f.writer.park() }
+            if pressed { f.parkIfWhole() }
         }
         guard index != nil, !id.isEmpty else { return }
         let entry = ChunkIndex.Entry(path: target.relative, offset: offset, length: bytes.count, fileSize: size, id: id, xxh: xxh)
@@ -364,7 +370,7 @@ public final class DestinationFiles: Sendable {
            candidates.contains(where: { !$0.final && PathKey.sameBytes($0.path, target.relative) && $0.offset == offset && $0.xxh == xxh }) {
             // Parked as a written one is: a failover's units brought thousands of such files by
             // reference, each holding its descriptor until its batch's finish (h1 of session 50).
-            if batch != nil, openCount > parkAbove { f.lock.withLock { if f.writers == 0, f.covered == f.size { f.writer.park() } } }
+            if pressed(batch) { f.lock.withLock { f.parkIfWhole() } }
             return true
         }
         candidates.removeAll { $0.length != length || $0.xxh != xxh }

@@ -148,11 +148,12 @@ public final class CoordinatorMetrics: Sendable {
         if let started = assignedAt.withLock({ $0[done.job]?.removeValue(forKey: done.unit) }) {
             unitDuration.record(max(0, now - started))
         }
+        // Chunks sent again crossed the wire whichever assignment sent them, as the journal counts them.
+        chunksRefetched.increment(by: Int64(done.refetched))
+        if done.refetched > 0 { error(.nack, count: Int(done.refetched)) }
         guard first else { return }
         bytesReceived.increment(by: Int64(done.bytes))
         chunksDone.increment(by: Int64(done.chunks.count))
-        chunksRefetched.increment(by: Int64(done.refetched))
-        if done.refetched > 0 { error(.nack, count: Int(done.refetched)) }
         dedupBytes.increment(by: Int64(done.dedupBytes))
         for c in done.codecs {
             counter(.codecRawBytes, c.codec).increment(by: Int64(c.rawBytes))

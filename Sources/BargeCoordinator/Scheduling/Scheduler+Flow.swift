@@ -24,8 +24,8 @@ extension Scheduler {
     /// Tells the policy how many units the job's cap needs at once: at its highest, whatever the
     /// time of day (an agent reads a timetable in its own time zone).
     func limitUnits(_ job: JobRecord) {
-        let highest = job.bwlimit.flatMap { try? Timetable(parsing: $0) }.map { $0.highest } ?? nil
-        policy.limitUnits(job: job.id, to: policy.unitsFor(cap: highest))
+        let timetable = job.bwlimit.flatMap { try? Timetable(parsing: $0) }
+        policy.limitUnits(job: job.id, to: policy.unitsFor(cap: timetable?.highest))
     }
 
     /// Sends each source agent of the job's running units its share, if it changed. `joined` and
