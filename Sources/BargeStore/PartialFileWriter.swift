@@ -1,4 +1,5 @@
 import CBargeFS
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -32,7 +33,11 @@ public final class PartialFileWriter: @unchecked Sendable {
     public let existed: Bool
     /// The file bears the partial copy's mark (`partialMode`), so every write checks it first. A
     /// file system that does not keep the bit, or a partial copy left by a version without the
-    /// mark, goes unchecked, as before.
+    /// mark, goes unchecked, as before. A copy this writer created is marked even when its first
+    /// look finds no mark, where the file system keeps it (`keepsMark`): a writer stopped
+    /// (SIGSTOP) between its create and that look, while another agent sharing the root wrote,
+    /// sealed and renamed the copy, took itself for unmarked, and wrote a chunk into the finished
+    /// file when let go on, moving its mtime (h3 of session 50, 6 of 31 runs).
     private let marked: Bool
     /// The same file opened with O_DIRECT, where the file system allows it (not tmpfs), for large
     /// writes: block-aligned writes from aligned memory go to the device without a copy into the
@@ -82,7 +87,12 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// (sparse). An existing partial file is reopened, so a restarted transfer keeps what arrived.
     /// Every open is confined to the root by the kernel. `parents`: a batch's held directory
     /// (its files come directory by directory), rather than one opened and closed for this file.
-    public init(_ final: RootedPath, size: UInt64, parents: BatchParent? = nil) throws(StoreError) {
+    public convenience init(_ final: RootedPath, size: UInt64, parents: BatchParent? = nil) throws(StoreError) {
+        try self.init(final, size: size, parents: parents, afterCreate: nil)
+    }
+
+    /// `afterCreate`: for tests, run between the create and the first look at the file.
+    init(_ final: RootedPath, size: UInt64, parents: BatchParent?, afterCreate: (() -> Void)?) throws(StoreError) {
         guard let name = final.components.last else { throw .invalidPath(path: final.relative, reason: "the root itself is not a file") }
         self.final = final
         directory = try RootDirectory.open(final.root)
@@ -112,6 +122,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         let create = { DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode) } }
         var fd = create()
         var reopened = fd < 0 && errno == EEXIST
+        if fd >= 0 { afterCreate?() }
         if reopened {
             // Something other than a file under the partial name (a link, a FIFO, a socket, a
             // device): opened for writing, a FIFO would hold the thread until a reader came.
@@ -157,7 +168,7 @@ public final class PartialFileWriter: @unchecked Sendable {
             throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
         }
         self.fd = fd
-        marked = st.st_mode & S_ISVTX != 0
+        marked = st.st_mode & S_ISVTX != 0 || (!reopened && Self.keepsMark(device: UInt64(st.st_dev), in: parent))
         // One left by an earlier run may be longer. A new file large enough to hold a hole is
         // given its size at once: a run of zeros at its end is left as a hole (`write`), and must
         // still count in its size. Every byte must still arrive before `finish`.
@@ -271,6 +282,8 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// blocks: fallocate's PUNCH_HOLE, which also clears what an earlier run left there. False
     /// where the file system makes no holes (the caller writes the zeros instead).
     private func sparse(_ offset: UInt64, count: Int) throws(StoreError) -> Bool {
+        let shared = marked ? try sharing(offset, count) : false
+        defer { if shared { Self.lock(fd, .none, offset, count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
         #if os(Linux)
         guard barge_punch_hole(fd, Int64(offset), Int64(count)) == 0 else {
@@ -315,11 +328,13 @@ public final class PartialFileWriter: @unchecked Sendable {
     }
 
     private func write(_ target: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
-        // Checked before each of a chunk's writes (its head, whole blocks and tail): a writer
-        // paused (SIGSTOP) in the middle of a chunk while another finished the file writes no
-        // more of it once it goes on. Not atomic with the `pwrite`: one paused between the two
-        // can still land that write in the finished file. Its bytes are the same ones (the chunk
-        // was verified against the file's), so only the mtime would move.
+        // Checked before each of a chunk's writes (its head, whole blocks and tail), under a
+        // lock of the bytes written (`sharing`), which a seal elsewhere waits for: a
+        // writer paused (SIGSTOP) anywhere in a chunk while another finished the file writes no
+        // more of it once it goes on, since the seal either came first (the check refuses) or
+        // waited for this write to land.
+        let shared = marked ? try sharing(offset, bytes.count) : false
+        defer { if shared { Self.lock(fd, .none, offset, bytes.count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
         var done = 0
         while done < bytes.count {
@@ -333,8 +348,8 @@ public final class PartialFileWriter: @unchecked Sendable {
     }
 
     /// Makes the file durable and gives it its final name, mode and mtime.
-    public func finish(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) throws(StoreError) {
-        try seal(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds, sync: true)
+    public func finish(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, lockWait: Duration = PartialFileWriter.lockWait) throws(StoreError) {
+        try seal(mode: mode, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds, sync: true, lockWait: lockWait)
         let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: final.relative, throughLinks: false, lifting: true)
         defer { close(parent) }
         try rename(in: parent)
@@ -343,17 +358,170 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// The first half of `finish`: with `sync`, `fsync`s the bytes (a batch that made them durable
     /// some other way passes false), then sets the mode and mtime and closes the file.
-    public func seal(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, sync: Bool) throws(StoreError) {
+    ///
+    /// The mark goes under a lock of the whole file, so that no other writer's write (each under a
+    /// lock of its own bytes, `sharing`) lands after it: such a write would move the finished
+    /// file's mtime. One held past `lockWait` (a writer of another agent sharing the root, stopped
+    /// between its check and its write) is left behind: the bytes are copied into a new file,
+    /// which takes the partial copy's name and is sealed instead (`takeFreshCopy`).
+    public func seal(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, sync: Bool, lockWait: Duration = PartialFileWriter.lockWait) throws(StoreError) {
         let name = final.relative + Self.suffix
         try unpark()
         guard fd >= 0 else { throw .invalidPath(path: final.relative, reason: "its partial copy is already closed") }
+        // Durable first, outside the lock: the bytes are all there, and a write that lands
+        // before the lock below only puts back the same verified bytes.
         if sync { guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name, errno: errno) } }
-        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else { throw .system(operation: "chmod", path: name, errno: errno) }
+        if marked, !(try excluding(within: lockWait)) { try takeFreshCopy(sync: sync) }
+        // Any failure below lets go of the lock (its close), so no writer waits on a copy left open.
+        guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else {
+            let e = errno
+            Self.lock(fd, .none)
+            throw .system(operation: "chmod", path: name, errno: e)
+        }
         var times = [DestinationEntries.omitTime, timespec(tv_sec: Int(mtimeSeconds), tv_nsec: Int(mtimeNanoseconds))]
-        guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: name, errno: errno) }
+        guard futimens(fd, &times) == 0 else {
+            let e = errno
+            Self.lock(fd, .none)
+            throw .system(operation: "set mtime of", path: name, errno: e)
+        }
         close(fd)
         fd = -1
         if directFD >= 0 { close(directFD); directFD = -1 }
+    }
+
+    /// How long a seal waits for other writers' writes into the same copy to land, and a write
+    /// for another writer's seal to end, before going on without them (`seal`, `sharing`).
+    /// A write takes milliseconds; only a stopped process holds its lock longer.
+    public static let lockWait: Duration = .seconds(5)
+
+    /// The locks a writer and a seal take (`barge_ofd_lock`). Both are exclusive locks, a writer's
+    /// on the bytes it writes (writes to other offsets go on beside it) and a seal's on the whole
+    /// file: a shared lock needs a file opened for reading, and a copy is opened write-only.
+    enum LockKind: Int32 { case exclusive = 1, none = 2 }
+
+    /// Takes (or, `.none`, lets go of) an open file description lock on `count` bytes at `offset`
+    /// (0: the whole file), without waiting; false with errno set when it is held elsewhere
+    /// (EAGAIN) or the file system keeps no such locks.
+    @discardableResult
+    static func lock(_ fd: Int32, _ kind: LockKind, _ offset: UInt64 = 0, _ count: Int = 0) -> Bool {
+        barge_ofd_lock(fd, kind.rawValue, Int64(offset), Int64(count), 0) == 0
+    }
+
+    /// Locks the `count` bytes at `offset` about to be written, so that a seal by another writer of
+    /// the same copy waits for the write to land (`seal`). False where the file
+    /// system keeps no such locks. A seal that holds the file longer than `lockWait` (a process
+    /// stopped in the middle of it) fails the write, retryable (EAGAIN).
+    private func sharing(_ offset: UInt64, _ count: Int) throws(StoreError) -> Bool {
+        guard count > 0 else { return false }
+        let deadline = ContinuousClock.now + Self.lockWait
+        while true {
+            if Self.lock(fd, .exclusive, offset, count) { return true }
+            guard errno == EAGAIN || errno == EACCES else { return false }
+            guard ContinuousClock.now < deadline else {
+                throw .system(operation: "write (another writer holds the file while it finishes it)", path: final.relative + Self.suffix, errno: EAGAIN)
+            }
+            usleep(2_000)
+        }
+    }
+
+    /// Takes the exclusive lock of the whole file for its seal: true once held, or where the file
+    /// system keeps no such locks; false when another writer's write held it past `wait`.
+    private func excluding(within wait: Duration) throws(StoreError) -> Bool {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            if Self.lock(fd, .exclusive) { return true }
+            guard errno == EAGAIN || errno == EACCES else { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            usleep(2_000)
+        }
+    }
+
+    /// Gives the copy a new file: its bytes copied into a file made beside it, which then takes
+    /// the partial copy's name. The old file loses its mark first, so a writer still holding it
+    /// refuses its next write, and the one it was stopped in lands in a file no name holds. The
+    /// copy costs a read and a write of the file (a clone where the file system shares blocks),
+    /// paid only for a writer stopped in the middle of a write.
+    private func takeFreshCopy(sync: Bool) throws(StoreError) {
+        let display = final.relative + Self.suffix
+        _ = fchmod(fd, 0o600)
+        let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: display, throughLinks: false, lifting: true)
+        defer { close(parent) }
+        let source = open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC)
+        guard source >= 0 else { throw .system(operation: "read again", path: display, errno: errno) }
+        defer { close(source) }
+        var st = stat()
+        guard fstat(source, &st) == 0 else { throw .system(operation: "stat", path: display, errno: errno) }
+        let freshName = "." + NameHash.hex128(partialName + "/fresh") + Self.suffix
+        _ = DirectoryLift.retrying(in: parent) { unlinkat(parent, freshName, 0) }
+        let fresh = DirectoryLift.retrying(in: parent) { openat(parent, freshName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        guard fresh >= 0 else { throw .system(operation: "create a fresh copy of", path: display, errno: errno, on: parent) }
+        var failure: StoreError?
+        if let e = Self.copyAll(from: source, to: fresh, size: Int64(st.st_size)) {
+            failure = .system(operation: "copy into a fresh copy", path: display, errno: e)
+        } else if sync, fsync(fresh) != 0 {
+            failure = .system(operation: "fsync", path: display, errno: errno)
+        } else if DirectoryLift.retrying(in: parent, { renameat(parent, freshName, parent, partialName) }) != 0 {
+            failure = .system(operation: "rename a fresh copy to", path: display, errno: errno)
+        }
+        if let failure {
+            close(fresh)
+            _ = DirectoryLift.retrying(in: parent) { unlinkat(parent, freshName, 0) }
+            throw failure
+        }
+        close(fd)
+        if directFD >= 0 { close(directFD); directFD = -1 }
+        fd = fresh
+    }
+
+    /// Copies `size` bytes from the start of `source` into `target`: `copy_file_range` (a clone or
+    /// an in-kernel copy), else reads and writes. An errno on failure.
+    static func copyAll(from source: Int32, to target: Int32, size: Int64) -> Int32? {
+        var done: Int64 = 0
+        var inOffset: Int64 = 0, outOffset: Int64 = 0
+        while done < size {
+            let n = barge_copy_file_range(source, &inOffset, target, &outOffset, min(size - done, 1 << 30))
+            if n > 0 { done += n; continue }
+            if n == 0 { return EIO }
+            if errno == EINTR { continue }
+            guard [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(errno) else { return errno }
+            // Read and write the rest.
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { buffer.deallocate() }
+            while done < size {
+                let r = pread(source, buffer.baseAddress!, min(buffer.count, Int(size - done)), off_t(done))
+                if r < 0, errno == EINTR { continue }
+                guard r > 0 else { return r == 0 ? EIO : errno }
+                var w = 0
+                while w < r {
+                    let m = pwrite(target, buffer.baseAddress! + w, r - w, off_t(done) + off_t(w))
+                    if m < 0, errno == EINTR { continue }
+                    guard m > 0 else { return errno }
+                    w += m
+                }
+                done += Int64(r)
+            }
+        }
+        return ftruncate(target, off_t(size)) == 0 ? nil : errno
+    }
+
+    /// File systems by device, as far as this process has seen: whether a file created with the
+    /// partial copy's mark keeps it.
+    private static let markKept = Mutex<[UInt64: Bool]>([:])
+
+    /// Whether the file system of `device` keeps the mark of a new file: a probe file made with
+    /// it in `parent` (a directory of that file system) and looked at, once per file system.
+    /// False where no probe can be made: the copy then goes unchecked, as before.
+    static func keepsMark(device: UInt64, in parent: Int32) -> Bool {
+        if let known = markKept.withLock({ $0[device] }) { return known }
+        let name = ".barge-mark-probe-\(getpid())-\(UInt64.random(in: 0...UInt64.max))" + suffix
+        let probe = DirectoryLift.retrying(in: parent) { openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, partialMode) }
+        guard probe >= 0 else { return false }
+        var st = stat()
+        let kept = fstat(probe, &st) == 0 && st.st_mode & S_ISVTX != 0
+        close(probe)
+        _ = DirectoryLift.retrying(in: parent) { unlinkat(parent, name, 0) }
+        markKept.withLock { $0[device] = kept }
+        return kept
     }
 
     /// The descriptor, for a batch's `syncfs`; -1 once sealed, or while parked.

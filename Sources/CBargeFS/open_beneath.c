@@ -86,3 +86,24 @@ int barge_syncfs(int fd) { return syncfs(fd); }
 int barge_punch_hole(int fd, long long offset, long long length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }
+
+int barge_ofd_lock(int fd, int type, long long start, long long length, int wait) {
+    struct flock lock;
+    memset(&lock, 0, sizeof lock);
+    lock.l_type = type == 0 ? F_RDLCK : type == 1 ? F_WRLCK : F_UNLCK;
+    lock.l_whence = SEEK_SET;
+    lock.l_start = (off_t)start;
+    lock.l_len = (off_t)length;
+    for (;;) {
+        int r = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &lock);
+        if (r == 0 || errno != EINTR) return r;
+    }
+}
+
+long long barge_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, long long length) {
+    off_t a = (off_t)*in_offset, b = (off_t)*out_offset;
+    ssize_t n = copy_file_range(in, &a, out, &b, (size_t)length, 0);
+    *in_offset = a;
+    *out_offset = b;
+    return n;
+}

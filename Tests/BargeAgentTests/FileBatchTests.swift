@@ -35,10 +35,11 @@ struct FileBatchTests {
     @Test func aBatchStoppedMidwayWritesAndNamesNothingMore() throws {
         let roots = try Roots()
         let asked = NIOLockedValueBox(0)
+        // Each file asks twice: before it is written, and once its new partial copy is made.
         let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: {
             asked.withLockedValue { n in
                 n += 1
-                return n <= 4
+                return n <= 8
             }
         })
         let source = ChunkSource(root: roots.source, codec: .fixed(.none))
@@ -55,6 +56,32 @@ struct FileBatchTests {
         #expect(reply.refused.allSatisfy { $0.reason == .writeFailed && $0.detail.contains("stopped") })
         let names = try FileManager.default.subpathsOfDirectory(atPath: roots.destination + "/in").filter { $0.contains("/f") }.sorted()
         #expect(names == ["d0/f0.barge-partial", "d0/f2.barge-partial", "d1/f1.barge-partial", "d1/f3.barge-partial"], "\(names)")
+    }
+
+    /// A file whose message passed the fence, and whose handler was stopped (SIGSTOP) before it
+    /// made the file's partial copy, makes none once it goes on: the fence is asked again once
+    /// the copy is made, and the copy goes. Before, the copy was made and written beside the
+    /// file the agent that took the unit over had finished, and stayed there after the job
+    /// (h3 of session 50, 4 of 31 runs).
+    @Test func aCopyMadeAfterAStopGoesAgain() throws {
+        let roots = try Roots()
+        let asked = NIOLockedValueBox(0)
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: {
+            asked.withLockedValue { n in
+                n += 1
+                return n == 1
+            }
+        })
+        let source = ChunkSource(root: roots.source, codec: .fixed(.none))
+        try write(roots, "d/f", SampleData.random(bytes: 3000, seed: 1))
+        let files = [try file(source, "d/f", size: 3000)]
+        guard case .fileBatchReply(let reply) = receiver.handle(.fileBatch(FileBatch(job: "j", batch: 1, files: files))) else {
+            Issue.record("no file batch reply")
+            return
+        }
+        #expect(reply.refused.map(\.index) == [0] && reply.refused.allSatisfy { $0.reason == .writeFailed && $0.detail.contains("stopped") }, "\(reply.refused)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: roots.destination + "/in/d")
+        #expect(names.isEmpty, "\(names)")
     }
 
     @Test func aBatchWritesWhatChecksOutAndNamesWhatDoesNot() throws {

@@ -1,4 +1,4 @@
-import BargeStore
+@testable import BargeStore
 import Foundation
 import Testing
 
@@ -290,6 +290,85 @@ struct PartialFileWriterTests {
         #expect(st.st_mode & 0o7777 == 0o644)
         #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 5, "the mtime moved to \(st.st_mtim.tv_sec)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(repeating: 7, count: size))
+    }
+
+    /// A writer that created the copy and was stopped (SIGSTOP) before its first look at it,
+    /// while another writer of the same copy wrote, sealed and renamed it, still knows the copy
+    /// was partial: its write lands nowhere. Before, it found no mark, took itself for a writer
+    /// of an unmarked copy, and wrote into the finished file, moving its mtime (h3 of session 50).
+    @Test func aCreatorStoppedBeforeItsFirstLookStillKnowsTheCopyIsPartial() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("shared/small.txt", under: s.root)
+        let bytes = [UInt8](repeating: 7, count: 100)
+        let late = try PartialFileWriter(target, size: 100, parents: nil, afterCreate: {
+            do {
+                let finisher = try PartialFileWriter(target, size: 100)
+                try bytes.withUnsafeBytes { try finisher.write($0, at: 0) }
+                try finisher.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5)
+            } catch { Issue.record("the other writer: \(error)") }
+        })
+        #expect(!late.existed)
+        #expect(throws: StoreError.finishedElsewhere(path: "shared/small.txt")) { try [UInt8](repeating: 9, count: 100).withUnsafeBytes { try late.write($0, at: 0) } }
+        var st = stat()
+        #expect(stat(target.absolute, &st) == 0 && st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 5, "the mtime moved to \(st.st_mtim.tv_sec)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(bytes))
+    }
+
+    /// A seal waits for a write under way into the same copy through another open file (a writer
+    /// of another agent sharing the root, stopped between its check and its `pwrite`): the write
+    /// lands first, and the seal's mtime is the one the file keeps. Before, the write landed in
+    /// the finished file after the seal and moved its mtime to now.
+    @Test func aSealWaitsForAWriteUnderWayElsewhere() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("shared/f.bin", under: s.root)
+        let bytes = [UInt8](repeating: 7, count: 4096)
+        let writer = try PartialFileWriter(target, size: 4096)
+        try bytes.withUnsafeBytes { try writer.write($0, at: 0) }
+        let stale = open(writer.partialPath, O_WRONLY | O_CLOEXEC)
+        #expect(stale >= 0)
+        defer { close(stale) }
+        #expect(PartialFileWriter.lock(stale, .exclusive, 0, 4096), "errno \(errno)")
+        let done = DispatchSemaphore(value: 0)
+        let began = ContinuousClock.now
+        nonisolated(unsafe) var failure: (any Error)?
+        DispatchQueue.global().async {
+            do { try writer.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5) } catch { failure = error }
+            done.signal()
+        }
+        usleep(300_000)
+        #expect(!FileManager.default.fileExists(atPath: target.absolute), "the seal did not wait for the write under way")
+        #expect(bytes.withUnsafeBytes { pwrite(stale, $0.baseAddress!, 4096, 0) } == 4096)
+        PartialFileWriter.lock(stale, .none, 0, 4096)
+        done.wait()
+        #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
+        #expect(ContinuousClock.now - began >= .milliseconds(300))
+        var st = stat()
+        #expect(stat(target.absolute, &st) == 0 && st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 5, "the mtime moved to \(st.st_mtim.tv_sec)")
+    }
+
+    /// A write held past the seal's wait (a writer stopped for good in the middle of it) is left
+    /// behind: the file is sealed as a fresh copy, and the write, when it lands, lands in the old
+    /// file, which no name holds and which bears no mark (its writer's next check refuses).
+    @Test func aSealLeavesBehindAWriteHeldPastItsWait() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("shared/f.bin", under: s.root)
+        var bytes = [UInt8](repeating: 0, count: 300_000)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 9) }
+        let writer = try PartialFileWriter(target, size: UInt64(bytes.count))
+        try bytes.withUnsafeBytes { try writer.write($0, at: 0) }
+        let stale = open(writer.partialPath, O_WRONLY | O_CLOEXEC)
+        #expect(stale >= 0)
+        defer { close(stale) }
+        #expect(PartialFileWriter.lock(stale, .exclusive, 0, 100))
+        try writer.finish(mode: 0o640, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5, lockWait: .milliseconds(200))
+        #expect([UInt8](repeating: 9, count: 100).withUnsafeBytes { pwrite(stale, $0.baseAddress!, 100, 0) } == 100)
+        var st = stat()
+        #expect(fstat(stale, &st) == 0 && st.st_nlink == 0 && st.st_mode & S_ISVTX == 0)
+        #expect(stat(target.absolute, &st) == 0 && st.st_mode & 0o7777 == 0o640)
+        #expect(st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 5, "the mtime moved to \(st.st_mtim.tv_sec)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(bytes))
+        let left = try FileManager.default.contentsOfDirectory(atPath: s.root + "/shared")
+        #expect(left == ["f.bin"], "\(left)")
     }
 
     /// Block-aligned chunks from aligned memory take the O_DIRECT path (where the file system has

@@ -101,7 +101,7 @@ public final class ChunkReceiver {
                         try DestinationEntries.repair(target, size: fileSize, bytes: bytes, at: place.offset)
                     } else {
                         try files.write(job: place.job, target: target, size: fileSize, bytes: bytes, at: place.offset,
-                                        id: id, xxh: header.digest.canonicalBytes, batch: batch)
+                                        id: id, xxh: header.digest.canonicalBytes, batch: batch, mayCreate: mayName)
                     }
                 } catch is DestinationFiles.AlreadyFinished {
                     return nil  // a late duplicate: the finished file holds it
@@ -269,7 +269,7 @@ public final class ChunkReceiver {
             let target = try RootedPath.lexical(place.path, under: root)
             let length = Int(ref.length)
             if try files.copyLocal(job: place.job, target: target, size: ref.fileSize, offset: place.offset, length: length,
-                                   id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset), batch: batch) {
+                                   id: ref.id, xxh: ref.xxh, buffer: staging(length, at: place.offset), batch: batch, mayCreate: mayName) {
                 return .chunkAck(ChunkAck(place: place))
             }
             return .chunkNack(ChunkNack(place: place, reason: .need, detail: "no verified copy of chunk \(Hex.encode(Array(ref.id.prefix(8)))) here"))

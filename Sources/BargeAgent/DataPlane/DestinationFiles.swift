@@ -184,7 +184,12 @@ public final class DestinationFiles: Sendable {
     /// descriptor until its batch's finish (`OpenFile.parkIfWhole`).
     private func pressed(_ batch: BatchParent?) -> Bool { batch != nil && openCount > parkAbove }
 
-    private func file(job: String, target: RootedPath, size: UInt64, parents: BatchParent? = nil) throws -> OpenFile {
+    /// `mayCreate`: asked once a new partial copy is made, which then goes again if it says no (the
+    /// receiver's freeze fence, `ChunkReceiver.mayName`): a handler stopped (SIGSTOP) after its
+    /// message passed the fence and let go on after the job had given the file to another agent,
+    /// which finished it, made a new copy beside the finished file and left it there (h3 of
+    /// session 50, 4 of 31 runs).
+    private func file(job: String, target: RootedPath, size: UInt64, parents: BatchParent? = nil, mayCreate: () -> Bool = { true }) throws -> OpenFile {
         let key = JobFile(job: job, path: target.relative)
         if finishedLately(key, target, size: size) { throw AlreadyFinished(path: target.relative) }
         let (f, opened) = try open.withLockedValue { files in
@@ -195,6 +200,10 @@ public final class DestinationFiles: Sendable {
                 return (f, false)
             }
             let f = OpenFile(writer: try PartialFileWriter(target, size: size, parents: parents), size: size)
+            if !f.writer.existed, !mayCreate() {
+                f.writer.abandon()
+                throw Fenced(path: target.relative)
+            }
             if f.writer.existed { try restore(f, target) }
             files[key] = f
             return (f, true)
@@ -260,13 +269,13 @@ public final class DestinationFiles: Sendable {
     /// files at once), rather than being written with the next 32, and a new file is created in
     /// the batch's held directory.
     public func write(job: String, target: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64,
-                      id: [UInt8] = [], xxh: [UInt8] = [], batch: BatchParent? = nil) throws {
+                      id: [UInt8] = [], xxh: [UInt8] = [], batch: BatchParent? = nil, mayCreate: () -> Bool = { true }) throws {
         if let intake, isCold(job: job, path: target.relative) {
             try intake.store(path: target.relative, fileSize: size, offset: offset, bytes: bytes)
             return
         }
         if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
-        let f = try file(job: job, target: target, size: size, parents: batch)
+        let f = try file(job: job, target: target, size: size, parents: batch, mayCreate: mayCreate)
         // The lock covers the bookkeeping only; the `pwrite` itself runs beside other chunks'.
         do {
             try f.lock.withLock {
@@ -356,17 +365,17 @@ public final class DestinationFiles: Sendable {
     /// checks out: then its bytes must be sent. `buffer` must hold `length` bytes. `batch`: a
     /// file of a file batch, written as `write` writes one (parked near the open-file limit).
     public func copyLocal(job: String, target: RootedPath, size: UInt64, offset: UInt64, length: Int, id: [UInt8], xxh: [UInt8],
-                          buffer: UnsafeMutableRawBufferPointer, batch: BatchParent? = nil) throws -> Bool {
+                          buffer: UnsafeMutableRawBufferPointer, batch: BatchParent? = nil, mayCreate: () -> Bool = { true }) throws -> Bool {
         if recentlyCold.withLockedValue({ $0.contains(JobFile(job: job, path: target.relative)) }) { throw AlreadyFinished(path: target.relative) }
         let cold = isCold(job: job, path: target.relative)
         if let intake, cold, try intake.adopt(path: target.relative, fileSize: size, offset: offset, length: length, sha: id) { return true }
-        if !cold, try foundInPlace(job: job, target: target, size: size, offset: offset, length: length, id: id, xxh: xxh, buffer: buffer) { return true }
+        if !cold, try foundInPlace(job: job, target: target, size: size, offset: offset, length: length, id: id, xxh: xxh, buffer: buffer, mayCreate: mayCreate) { return true }
         guard let index else { return false }
         let waiting = pending.withLockedValue { p in p.filter { $0.id == id } }
         var candidates = waiting + (try index.locations(id: id))
         let sibling = (siblings?.indexes() ?? []).flatMap { (try? $0.locations(id: id)) ?? [] }
         // The same place in this file's own partial copy, restored after a restart: already there.
-        if !cold, case let f = try file(job: job, target: target, size: size, parents: batch), f.lock.withLock({ f.written.contains(offset, UInt64(length)) }),
+        if !cold, case let f = try file(job: job, target: target, size: size, parents: batch, mayCreate: mayCreate), f.lock.withLock({ f.written.contains(offset, UInt64(length)) }),
            candidates.contains(where: { !$0.final && PathKey.sameBytes($0.path, target.relative) && $0.offset == offset && $0.xxh == xxh }) {
             // Parked as a written one is: a failover's units brought thousands of such files by
             // reference, each holding its descriptor until its batch's finish (h1 of session 50).
@@ -417,7 +426,7 @@ public final class DestinationFiles: Sendable {
                 }
                 continue
             }
-            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh, batch: batch)
+            try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh, batch: batch, mayCreate: mayCreate)
             return true
         }
         return false
@@ -429,7 +438,7 @@ public final class DestinationFiles: Sendable {
     /// checked are written into the partial copy instead. False: not there (then it is looked
     /// for elsewhere, as any chunk sent by reference).
     private func foundInPlace(job: String, target: RootedPath, size: UInt64, offset: UInt64, length: Int, id: [UInt8], xxh: [UInt8],
-                              buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+                              buffer: UnsafeMutableRawBufferPointer, mayCreate: () -> Bool) throws -> Bool {
         let key = JobFile(job: job, path: target.relative)
         guard inPlace.isAllowed(key), open.withLockedValue({ $0[key] == nil }), let root = try? RootDirectory.open(target.root) else { return false }
         let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
@@ -441,7 +450,7 @@ public final class DestinationFiles: Sendable {
         // when one was opened meanwhile or the file changed since its other chunks were found.
         let chunk = InPlaceFiles.Chunk(offset: offset, length: length, id: id, xxh: xxh)
         if !inPlace.racilyClean(identity), inPlace.record(key, chunk, as: identity, alone: { open.withLockedValue { $0[key] == nil } }) { return true }
-        try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh)
+        try write(job: job, target: target, size: size, bytes: UnsafeRawBufferPointer(region), at: offset, id: id, xxh: xxh, mayCreate: mayCreate)
         return true
     }
 
@@ -564,6 +573,15 @@ public final class DestinationFiles: Sendable {
     public struct AlreadyFinished: Error, CustomStringConvertible {
         public let path: String
         public var description: String { "\(path) is already finished in this job" }
+    }
+
+    /// This agent was stopped for about its agent timeout since the message that would make a new
+    /// partial copy began, so its unit may be another agent's now: no copy is made (`file`).
+    public struct Fenced: Error, CustomStringConvertible {
+        public let path: String
+        public var description: String {
+            "\(path): this agent was stopped while receiving it, and its unit may be another agent's now; no partial copy is made"
+        }
     }
 
     /// Files this agent finished lately, by job and path, so that a late duplicate of one of their

@@ -25,4 +25,15 @@ int barge_syncfs(int fd);
 /// no blocks. Fails with EOPNOTSUPP where the file system cannot make holes.
 int barge_punch_hole(int fd, long long offset, long long length);
 
+/// An open file description lock (F_OFD_SETLK, or F_OFD_SETLKW with `wait`) on `length` bytes from
+/// `start` (0: to the end and beyond): `type` 0 shared (a read lock), 1 exclusive, 2 unlock. Held by
+/// the open file, not the process: two descriptors opened apart exclude each other even in one
+/// process, and a close releases it. Fails with EAGAIN when held elsewhere and not `wait`; with
+/// EINVAL, ENOLCK or EOPNOTSUPP where the file system keeps no such locks.
+int barge_ofd_lock(int fd, int type, long long start, long long length, int wait);
+
+/// copy_file_range(2), which glibc exports only with _GNU_SOURCE: a clone where the file system
+/// shares blocks, else an in-kernel copy. Advances both offsets.
+long long barge_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, long long length);
+
 #endif
