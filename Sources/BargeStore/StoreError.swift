@@ -1,3 +1,4 @@
+import GRDB
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -88,4 +89,31 @@ public enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         default: "errno \(e)"
         }
     }
+
+    /// The words for any error a store call threw, as a refusal's detail. A chunk index that
+    /// SQLite cannot open (error 14, "unable to open database file") while this process is out
+    /// of descriptors names the errno as a `StoreError` does, so that the source gives the
+    /// attempt back rather than count it (`UnitSender.isOutOfDescriptors`): counted, a job whose
+    /// destination agent took over a stopped sibling's files failed 2 of 2 times (h1 of session 50).
+    /// `outOfDescriptors`: for tests.
+    public static func describing(_ error: any Error, outOfDescriptors: () -> Int32? = StoreError.outOfDescriptors) -> String {
+        if let db = error as? DatabaseError, db.resultCode == .SQLITE_CANTOPEN, let e = outOfDescriptors() {
+            return "\(error): errno \(e) (\(String(cString: strerror(e))))"
+        }
+        return "\(error)"
+    }
+
+    /// EMFILE or ENFILE when no descriptor can be opened now; nil otherwise.
+    public static func outOfDescriptors() -> Int32? {
+        let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            return nil
+        }
+        let e = lastErrno()
+        return e == EMFILE || e == ENFILE ? e : nil
+    }
 }
+
+/// errno, read where `StoreError.errno` does not hide it.
+private func lastErrno() -> Int32 { errno }

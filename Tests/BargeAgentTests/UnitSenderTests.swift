@@ -35,6 +35,21 @@ struct UnitSenderTests {
         #expect(!UnitSender.isOutOfDescriptors("write ds/f.barge-partial: ENOSPC (No space left on device)"))
     }
 
+    /// SQLite's "unable to open database file" (error 14) while the destination is out of
+    /// descriptors names errno 24 as a store error does, so the source gives the attempt back;
+    /// elsewhere (a chunk index that is gone) it stays SQLite's words, and counts. Before, it
+    /// always counted, and a destination that took over a stopped sibling's files at its limit
+    /// failed the job, 2 of 2 times (h1 of session 50).
+    @Test func anIndexThatCannotOpenAtTheLimitIsTheLanesMoment() throws {
+        let error = try #require(throws: (any Error).self) {
+            _ = try ChunkIndex(path: "/nonexistent-\(UInt64.random(in: 0...UInt64.max))/index.sqlite", root: "/tmp")
+        }
+        let atLimit = StoreError.describing(error, outOfDescriptors: { EMFILE })
+        #expect(atLimit.contains("unable to open database file") && UnitSender.isOutOfDescriptors(atLimit), "\(atLimit)")
+        #expect(!UnitSender.isOutOfDescriptors(StoreError.describing(error)), "not out of descriptors now")
+        #expect(StoreError.outOfDescriptors() == nil)
+    }
+
     @Test func aDataPlaneThatClosedIsSaidInWords() {
         let said = UnitSender.dataPlaneFailure(ChannelError.ioOnClosedChannel, to: "b1", at: "10.0.0.2:7471")
         #expect(said == "data plane to b1 at 10.0.0.2:7471: the connection closed (the network between the agents, or b1, went away)", "\(said)")

@@ -113,7 +113,7 @@ public final class ChunkReceiver {
                     default: return (Self.writeFailure(error), error.description)
                     }
                 } catch {
-                    return (.writeFailed, "\(error)")
+                    return (.writeFailed, StoreError.describing(error))
                 }
                 return nil
             }
@@ -230,7 +230,7 @@ public final class ChunkReceiver {
             case is StoreError: .refusedPath
             default: .writeFailed
             }
-            return FilesDoneReply.Refusal(index: UInt32(positions[n]), reason: reason, detail: "\(error)")
+            return FilesDoneReply.Refusal(index: UInt32(positions[n]), reason: reason, detail: StoreError.describing(error))
         }
     }
 
@@ -279,7 +279,7 @@ public final class ChunkReceiver {
             let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: place, reason: reason, detail: error.description))
         } catch {
-            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
+            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: StoreError.describing(error)))
         }
     }
 
@@ -296,7 +296,7 @@ public final class ChunkReceiver {
             let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: done.place, reason: reason, detail: error.description))
         } catch {
-            return .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: "\(error)"))
+            return .chunkNack(ChunkNack(place: done.place, reason: .writeFailed, detail: StoreError.describing(error)))
         }
     }
 
@@ -322,7 +322,7 @@ public final class ChunkReceiver {
         } catch let error as StoreError {
             return .chunkNack(ChunkNack(place: place, reason: error.isSystem ? Self.writeFailure(error) : .refusedPath, detail: error.description))
         } catch {
-            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
+            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: StoreError.describing(error)))
         }
     }
 
@@ -368,7 +368,7 @@ public final class ChunkReceiver {
             let reason: ChunkNack.Reason = error.isSystem ? Self.writeFailure(error) : .refusedPath
             return .chunkNack(ChunkNack(place: place, reason: reason, detail: error.description))
         } catch {
-            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: "\(error)"))
+            return .chunkNack(ChunkNack(place: place, reason: .writeFailed, detail: StoreError.describing(error)))
         }
     }
 }
