@@ -277,6 +277,26 @@ struct StreamPoolTests {
         await listener.close()
     }
 
+    /// An idle connection closes after `idleTimeout` with no unit coming to sweep it: before, it
+    /// stayed open until the destination's read timer closed it at 120 s, which logged "nothing
+    /// received for too long" (h2 of session 50).
+    @Test func anIdleConnectionClosesWithNoUnitComing() async throws {
+        let roots = try Roots()
+        let (listener, serving, client) = try await listening(roots)
+        defer { serving.cancel() }
+        let closed = NIOLockedValueBox<[ObjectIdentifier]>([])
+        let pool = StreamPool(idleTimeout: .milliseconds(300), closed: { id in closed.withLockedValue { $0.append(id) } })
+        let used = try await pool.withStream(client) { stream in
+            _ = try await stream.send(entry(1))
+            return ObjectIdentifier(stream)
+        }
+        #expect(pool.idleCount == 1)
+        #expect(try await eventually { pool.openCount == 0 }, "still open: \(pool.openCount)")
+        #expect(closed.withLockedValue { $0 } == [used])
+        pool.closeAll()
+        await listener.close()
+    }
+
     /// Polls `condition` every 10 ms for up to 10 s.
     func eventually(_ condition: () -> Bool) async throws -> Bool {
         for _ in 0..<1000 {

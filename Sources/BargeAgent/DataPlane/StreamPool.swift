@@ -145,7 +145,25 @@ public final class StreamPool: Sendable {
         self.longPath = longPath.map { max(1, $0) }
         self.closed = closed
         self.measure = measure ?? { await $0.probe?.sample()?.minRTT }
+        // Swept on a timer too, not only as units take and give back connections: after a job,
+        // with no unit to come, the idle ones stayed open until the destination's read timer
+        // closed them at 120 s and logged "nothing received for too long", four times an agent
+        // (h2 of session 50, 6 of 6).
+        let period = max(.milliseconds(10), idleTimeout / 3)
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: period)
+                guard let self else { return }
+                self.sweep()
+            }
+        }
+        sweeper.withLockedValue { $0 = task }
     }
+
+    deinit { sweeper.withLockedValue { $0?.cancel() } }
+
+    /// The timer that sweeps idle connections (`sweep`), every third of `idleTimeout`.
+    private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     /// Connections to a destination at least `longPathRTT` away (nil: `perDestination` to every
     /// destination, as `--streams` asks). Through the delay test bed at 1 Gbit/s, eight
