@@ -193,6 +193,22 @@ struct SchedulerTests {
         }
         #expect(told)
     }
+
+    /// An agent that registers again is told of the jobs that ended while it was cut off: one
+    /// stopped (SIGSTOP) when a job ended missed its `cancel job`, and kept that job's files
+    /// open for good (h1 of session 50).
+    @Test func anAgentThatRegistersAgainIsToldOfJobsThatEndedMeanwhile() async throws {
+        let f = try Fixture()
+        var a1 = try await f.oneFileJob("j-ok")
+        guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
+        await f.scheduler.received(.taskDone(TaskDone(job: "j-ok", unit: task.unit, bytes: 3, wireBytes: 3, refetched: 0, codecs: [], chunks: [],
+                                                      assignment: task.assignment)), from: "a1")
+        await f.scheduler.flush()
+        #expect(try await f.scheduler.status("j-ok")?.state == .succeeded)
+        var b1 = await f.agent("b1", site: "b")
+        guard case .cancelJob(let c) = await b1.next() else { Issue.record("b1 was not told the job ended"); return }
+        #expect(c.job == "j-ok")
+    }
 }
 
 extension SchedulerTests {

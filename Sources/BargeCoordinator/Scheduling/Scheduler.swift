@@ -151,6 +151,9 @@ public actor Scheduler {
 
     // MARK: Agents
 
+    /// How many of the jobs that ended lately an agent that registers is told of (`attach`).
+    static let endedJobsToldAtAttach = 256
+
     /// An agent's connection has registered; returns the connection's id for `detach`.
     public func attach(_ agent: Register, sink: AsyncStream<Message>.Continuation, version: UInt8 = 1) -> UInt64 {
         let id = nextConnection
@@ -159,6 +162,11 @@ public actor Scheduler {
         if links[agent.name] != nil { requestsLost(to: agent.name) }
         links[agent.name]?.sink.finish()
         links[agent.name] = Link(agent: agent, sink: sink, connection: id, version: version)
+        // The jobs that ended lately are told again: an agent cut off when one ended (stopped,
+        // SIGSTOP, or its connection down) missed its `cancel job`, and kept that job's files
+        // open for good (h1 of session 50: 32 descriptors, 3 of 3). An agent forgets a job it
+        // does not know at no cost.
+        for job in endings.latest(Self.endedJobsToldAtAttach) where running[job] == nil { sink.yield(.cancelJob(CancelJob(job: job))) }
         // Its `holding` comes first on the new connection and is checked against these.
         if version >= WireVersion.acks { heldAtAttach[agent.name] = assignments(heldBy: agent.name) }
         // An agent that registers again (restarted after an upgrade) takes work again.

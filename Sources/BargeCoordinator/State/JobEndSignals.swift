@@ -37,6 +37,11 @@ public final class JobEndSignals: Sendable {
         woken.forEach { $0.continuation.resume() }
     }
 
+    /// The last `count` jobs that ended (and have not run again since), oldest first.
+    public func latest(_ count: Int) -> [String] {
+        state.withLockedValue { Array($0.order.suffix(count)) }
+    }
+
     /// The job runs again (`resume`): a wait on it lasts until its next end.
     public func resumed(_ job: String) {
         state.withLockedValue { s in
