@@ -847,24 +847,3 @@ final class PackCheck: @unchecked Sendable {
     var first: String? { slots.lazy.compactMap { $0 }.first }
 }
 
-/// `DIR/lock`, held with `flock`: shared by demotions, exclusive by `gc`.
-struct StoreLock {
-    let fd: Int32
-
-    init(_ path: String, exclusive: Bool) throws {
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ColdStoreError.system("open", path, errno) }
-        while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
-            guard errno == EINTR else {
-                let e = errno
-                close(fd)
-                throw ColdStoreError.system("lock", path, e)
-            }
-        }
-    }
-
-    func release() {
-        flock(fd, LOCK_UN)
-        close(fd)
-    }
-}

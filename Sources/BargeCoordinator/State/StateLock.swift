@@ -1,3 +1,4 @@
+import BargeStore
 import Foundation
 import Logging
 
@@ -38,7 +39,7 @@ public final class StateLock: Sendable {
             let holder = pid.map { "pid \($0)" } ?? "another process"
             // A holder that is stopped (SIGSTOP, a debugger) is not stopping: waiting for it
             // would only delay the same refusal.
-            if let pid, Self.isStopped(pid) {
+            if let pid, LockHolders.isStopped(pid) {
                 close(fd)
                 throw CoordinatorStartError("another coordinator (\(holder)) holds the state directory \(directory) but is stopped (SIGSTOP or a debugger): it would go on handing out units once continued. End it (kill \(pid)) or let it go on (kill -CONT \(pid)), or give this one another --state")
             }
@@ -57,15 +58,6 @@ public final class StateLock: Sendable {
         _ = ftruncate(fd, 0)
         _ = text.utf8CString.withUnsafeBufferPointer { pwrite(fd, $0.baseAddress, $0.count - 1, 0) }
         return StateLock(fd: fd)
-    }
-
-    /// Whether process `pid` is stopped: its state in `/proc/PID/stat` (after the name in
-    /// parentheses, which may hold spaces) is `T` (stopped by a signal) or `t` (by a tracer).
-    static func isStopped(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
-        return state == "T" || state == "t"
     }
 
     /// The pid the holder wrote, if it did.
