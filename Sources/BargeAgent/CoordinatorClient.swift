@@ -78,6 +78,9 @@ public struct CoordinatorClient: Sendable {
             var registration = i
             if session.version < WireVersion.agentBuild { registration.build = nil }
             if session.version < WireVersion.rootIdentity { registration.rootID = nil }
+            // Told to drain on an earlier connection: it stays so (a coordinator that restarted
+            // had forgotten it). A coordinator before 21 is not told, and the agent says so.
+            registration.draining = work?.drainingAgain(coordinatorVersion: session.version) ?? false
             try await outbound.write(Message.register(registration).frame())
             guard let reply = try await frames.next() else { throw CoordinatorConnectionError.closed }
             let registered: Registered

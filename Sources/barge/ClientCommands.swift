@@ -205,7 +205,9 @@ struct DrainCommand: AsyncParsableCommand {
             For rolling updates: drain an agent, wait until the coordinator logs "agent AGENT \
             drained: it holds no units" (an agent of 0.12 or later logs "drained" then too), stop \
             it, upgrade it and start it again. 'barge drain AGENT --json' says how many units it \
-            still holds (units_held). An agent that registers again takes work again.
+            still holds (units_held). An agent restarted takes work again; one that only \
+            reconnects (the coordinator restarted, the network came back) stays draining \
+            (both of 0.13 or later).
             """)
 
     @Argument(help: ArgumentHelp("The agent's name.", valueName: "agent")) var agent: String

@@ -96,7 +96,7 @@ struct RollingUpdateProcessTests {
         #expect(try await cluster.eventually(20) { old.output.contains("--insecure-plaintext") }, "\(old.output)")
         #expect(try await cluster.eventually(20) { coordinator.output.contains("--insecure-plaintext") }, "\(coordinator.output)")
         #expect(try await cluster.eventually { try cluster.agents(http).map { $0["name"] as? String } == ["b1"] })
-        #expect(b1.output.contains("protocol versions 8...20"), "\(b1.output)")
+        #expect(b1.output.contains("protocol versions 8...21"), "\(b1.output)")
     }
 
     /// A destination agent of version 16 during an update to 17: the source marks no file
@@ -128,5 +128,36 @@ struct RollingUpdateProcessTests {
             #expect(before.count == 4 && kept == (site == "b" ? 0 : 4), "site \(site): \(kept) of \(before.count) files kept in place")
         }
     }
-}
 
+    /// A drained agent stays draining when the coordinator restarts (protocol 21: it registers
+    /// again saying so), and a second job goes to the other agent of its site. Before, the
+    /// restarted coordinator took it for up, gave it the next job's units, and the operator's
+    /// wait for `drained` never ended (h3 of session 50).
+    @Test func aDrainOutlivesACoordinatorRestart() async throws {
+        let cluster = try TestCluster(roots: ["root-a", "root-b"])
+        let source = cluster.dir.url.appendingPathComponent("root-a/ds")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        for i in 0..<4 { try Data(SampleData.generate(.random, bytes: 100_000, seed: UInt64(i))).write(to: source.appendingPathComponent("f\(i)")) }
+        let listen = "127.0.0.1:\(try TestCluster.freePort())", httpAddress = "127.0.0.1:\(try TestCluster.freePort())"
+        let (first, agents, http) = try await cluster.startCoordinator(listen: listen, http: httpAddress)
+        let a1 = try cluster.startAgent("a1", site: "a", root: "root-a", coordinator: agents)
+        let b1 = try cluster.startAgent("b1", site: "b", root: "root-b", coordinator: agents)
+        let b2 = try cluster.startAgent("b2", site: "b", root: "root-b", coordinator: agents)
+        defer { withExtendedLifetime((a1, b1, b2)) {} }
+        #expect(try await cluster.agentsRegister(3, http))
+        let drain = try cluster.cli(["drain", "b2"], http: http)
+        #expect(drain.status == 0, "\(drain.stdout)\(drain.stderr)")
+        #expect(try await cluster.eventually(30) { b2.output.contains("drained: no units left") }, "\(b2.output)")
+        first.kill(SIGKILL)
+        first.process.waitUntilExit()
+        let (second, _, _) = try await cluster.startCoordinator(listen: listen, http: httpAddress, log: "coordinator-2.log")
+        defer { withExtendedLifetime(second) {} }
+        #expect(try await cluster.agentsRegister(3, http), "\(second.output)")
+        #expect(try await cluster.eventually(30) { try cluster.agents(http).first { $0["name"] as? String == "b2" }?["state"] as? String == "draining" },
+                "\(second.output)")
+        #expect(second.output.contains("agent b2 registered again draining"), "\(second.output)")
+        let copy = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: http)
+        #expect(copy.status == 0, "\(copy.stdout)\(copy.stderr)")
+        #expect(try TreeSupport.snapshot(cluster.dir.url.appendingPathComponent("root-b/copy")) == TreeSupport.snapshot(source))
+    }
+}

@@ -212,6 +212,31 @@ struct SchedulerTests {
 }
 
 extension SchedulerTests {
+    /// An agent that registers again draining (told to drain before a coordinator restart or a
+    /// lost connection, and not restarted since: protocol 21) stays draining: it is given no
+    /// scan, and is told it is drained once its `holding` shows it holds nothing. Before, the
+    /// registration made it up, the drain was forgotten, and no `drained` ever came (h3 of
+    /// session 50).
+    @Test func anAgentThatRegistersAgainDrainingStaysDraining() async throws {
+        let f = try Fixture()
+        let (stream, sink) = AsyncStream.makeStream(of: Message.self)
+        _ = await f.scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2, draining: true),
+                                     sink: sink, version: WireVersion.drainKept)
+        var a1 = stream.makeAsyncIterator()
+        var a2 = await f.agent("a2", site: "a", version: WireVersion.drainKept)
+        _ = await f.agent("b1", site: "b")
+        _ = try await f.scheduler.submit(SubmitRequest(source: .init(site: "a", path: "f"), destination: .init(site: "b", path: "f")), id: "j-d")
+        guard case .scanRequest = await Self.next(.scanRequest, &a2) else { Issue.record("a2 was not asked to scan"); return }
+        await f.scheduler.tick()
+        await f.scheduler.received(.holding(Holding(units: [])), from: "a1")
+        await f.scheduler.tick()
+        sink.finish()
+        var told: [Message] = []
+        while let m = await a1.next() { told.append(m) }
+        #expect(!told.contains { $0.type == .scanRequest || $0.type == .taskAssign }, "\(told)")
+        #expect(told.contains { if case .drain(let d) = $0 { d.finished } else { false } }, "\(told)")
+    }
+
     /// Jobs into one destination run one at a time in the order they were submitted, whatever
     /// their ids, so the files left are the last one's. Seen before: three jobs submitted within
     /// a second; when the first ended, the third (its id sorted first) started, found every file

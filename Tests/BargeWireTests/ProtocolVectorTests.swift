@@ -32,6 +32,16 @@ struct ProtocolVectorTests {
          "4241524701100000" + "0000004d" + "bd1796d3c371b5bc" + "0002" + "6131" + "0001" + "61" + "0009" + "2f646174612f627267"
             + "0009" + "3132372e302e302e31" + "1d4d" + "00000008" + "0006" + "302e31312e30"
             + "0020" + "3031323334353637383961626364656630313233343536373839616263646566"),
+        // Version 21: then the draining flag, from an agent that was told to drain.
+        (.register(Register(name: "a1", site: "a", root: "/data/brg", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8, build: "0.11.0",
+                            rootID: "0123456789abcdef0123456789abcdef", draining: true)),
+         "4241524701100000" + "0000004e" + "3d3def0f5453c158" + "0002" + "6131" + "0001" + "61" + "0009" + "2f646174612f627267"
+            + "0009" + "3132372e302e302e31" + "1d4d" + "00000008" + "0006" + "302e31312e30"
+            + "0020" + "3031323334353637383961626364656630313233343536373839616263646566" + "01"),
+        // The flag alone: the build and the root's id written empty.
+        (.register(Register(name: "a1", site: "a", root: "/data/brg", dataHost: "127.0.0.1", dataPort: 7501, maxInFlight: 8, draining: true)),
+         "4241524701100000" + "00000028" + "e9dfdbc0f3132abc" + "0002" + "6131" + "0001" + "61" + "0009" + "2f646174612f627267"
+            + "0009" + "3132372e302e302e31" + "1d4d" + "00000008" + "0000" + "0000" + "01"),
         (.registered(Registered(heartbeatIntervalMillis: 1000, agentTimeoutMillis: 15000)),
          "4241524701110000" + "00000008" + "468676611262ca04" + "000003e8" + "00003a98"),
         (.heartbeat(Heartbeat(sequence: 7, inFlight: 2)),

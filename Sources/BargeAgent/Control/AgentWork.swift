@@ -119,6 +119,17 @@ public final class AgentWork: Sendable {
     /// Units in progress.
     public var inFlight: Int { running.withLockedValue { $0.units.count } }
 
+    /// Whether this agent registers again draining: told to drain on an earlier connection, it
+    /// stays so (`WireVersion.drainKept`; a coordinator that restarted had forgotten it). A
+    /// coordinator before 21 cannot be told, and the agent stops draining, saying so.
+    func drainingAgain(coordinatorVersion: UInt8) -> Bool {
+        guard draining.withLockedValue({ $0 }) else { return false }
+        if coordinatorVersion >= WireVersion.drainKept { return true }
+        draining.withLockedValue { $0 = false }
+        logger.warning("this agent was told to drain, but the coordinator (protocol \(coordinatorVersion)) cannot be told so as it registers again, and takes it for up: it takes new units again; run 'barge drain' for it again")
+        return false
+    }
+
     /// The units running and the assignments they answer: the `holding` message.
     public var holding: Holding {
         Holding(units: running.withLockedValue { r in

@@ -37,6 +37,7 @@ struct AgentSession {
             let outcome = try await directory.register(registration, connected: await scheduler.isAttached(registration.name),
                                                        liveWindow: configuration.heartbeatInterval * 3)
             logger.notice("agent '\(registration.name)' of site '\(registration.site)' \(outcome == .new ? "registered" : "registered again"), root \(registration.root), data plane \(registration.dataHost):\(registration.dataPort)")
+            if registration.draining { try await directory.drain(name: registration.name) }
         } catch .connected(let name, let site, let address) {
             logger.warning("refused registration of '\(registration.name)' (root \(registration.root), data plane \(registration.dataHost):\(registration.dataPort)): an agent of that name is connected, data plane \(address)")
             return try await refuse(ErrorMessage(code: .nameInUse, reason: RegistryError.connected(name: name, site: site, address: address).description), outbound)

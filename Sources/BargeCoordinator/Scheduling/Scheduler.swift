@@ -172,6 +172,14 @@ public actor Scheduler {
         // An agent that registers again (restarted after an upgrade) takes work again.
         policy.agentUp(agent.name, site: agent.site, bound: Int(max(1, agent.maxInFlight)))
         drainsUnderWay.remove(agent.name)
+        // Told to drain before, and not restarted since (protocol 21): it stays draining. Before,
+        // a coordinator restart or a lost connection forgot the drain, and the `drained` the
+        // operator waits for never came (h3 of session 50).
+        if agent.draining {
+            policy.drain(agent.name)
+            if version >= WireVersion.drained { drainsUnderWay.insert(agent.name) }
+            logger.notice("agent \(agent.name) registered again draining: it takes no new units")
+        }
         knownSites.insert(agent.site)
         // A scan it was running is asked again from its mark: an agent that registers again may
         // have restarted and lost it (pages of the old request are then ignored).
@@ -742,6 +750,8 @@ public actor Scheduler {
                 drainsUnderWay.remove(name)
                 continue
             }
+            // What it holds is known once its `holding` has come (an agent that registered again).
+            guard heldAtAttach[name] == nil else { continue }
             // Nor a request in its hands: a scan, a quick check, a verification or a tier page (a
             // tier job keeps its pages with one agent; a review). A few each, looked through.
             guard policy.load(of: name) == 0, !scans.values.contains(where: { $0.agent == name }),

@@ -165,8 +165,13 @@ public enum WireVersion {
     /// agent holds no unit as a source or a destination.
     public static let verifyRepair: UInt8 = 20
     public static let drained: UInt8 = 20
+    /// `register` ends with a flag (u8 1) from an agent that was told to drain and registers
+    /// again without having restarted (a coordinator restart, a connection lost): it stays
+    /// draining. Before, every registration made it `up`, the drain was forgotten, and the
+    /// `drained` the operator waits for never came.
+    public static let drainKept: UInt8 = 21
 
-    /// This build speaks 8 to 20, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 21, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -177,8 +182,8 @@ public enum WireVersion {
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
-        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...drained).contains(v) { return sealed...v }
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...drainKept).contains(v) { return sealed...v }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...drained
+        return sealed...drainKept
     }()
 }

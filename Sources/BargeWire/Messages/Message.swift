@@ -139,14 +139,18 @@ public enum Message: Hashable, Sendable {
             let port = try r.integer(UInt16.self, "data port")
             let maxInFlight = try r.integer(UInt32.self, "max in flight")
             let build = r.buffer.readableBytes == 0 ? nil : try r.string("build version", maxLength: Register.maxBuildLength)
-            let rootID = r.buffer.readableBytes == 0 ? nil : try r.string("root id", maxLength: Register.maxRootIDLength)
+            let givenRootID = r.buffer.readableBytes == 0 ? nil : try r.string("root id", maxLength: Register.maxRootIDLength)
+            let flag = r.buffer.readableBytes == 0 ? 0 : try r.integer(UInt8.self, "draining")
+            guard flag <= 1 else { throw .malformed(.register, "draining flag \(flag) (0 or 1)") }
+            // Written empty when only the flag follows.
+            let rootID = givenRootID?.isEmpty == true && flag == 1 ? nil : givenRootID
             guard !name.isEmpty, !site.isEmpty else { throw .malformed(.register, "empty name or site") }
             // Where other agents connect, and how many units it takes: a registration that can
             // never be reached, or takes none (or four billion), was listed as up.
             guard !host.isEmpty, port != 0 else { throw .malformed(.register, "no data-plane address (host '\(ControlCharacters.escaped(host))', port \(port))") }
             guard (1...Register.maxUnits).contains(maxInFlight) else { throw .malformed(.register, "\(maxInFlight) units at once (1 to \(Register.maxUnits))") }
             self = .register(Register(name: name, site: site, root: root, dataHost: host, dataPort: port, maxInFlight: maxInFlight,
-                                      build: build?.isEmpty == true && rootID != nil ? nil : build, rootID: rootID))
+                                      build: build?.isEmpty == true && givenRootID != nil ? nil : build, rootID: rootID, draining: flag == 1))
         case .registered:
             let interval = try r.integer(UInt32.self, "heartbeat interval")
             let timeout = try r.integer(UInt32.self, "agent timeout")
@@ -269,15 +273,17 @@ public enum Message: Hashable, Sendable {
             b.writeWireString(m.dataHost)
             b.writeInteger(m.dataPort)
             b.writeInteger(m.maxInFlight)
-            if m.build != nil || m.rootID != nil {
+            if m.build != nil || m.rootID != nil || m.draining {
                 let build = m.build ?? ""
                 precondition(build.utf8.count <= Register.maxBuildLength)
                 b.writeWireString(build)
             }
-            if let rootID = m.rootID {
+            if m.rootID != nil || m.draining {
+                let rootID = m.rootID ?? ""
                 precondition(rootID.utf8.count <= Register.maxRootIDLength)
                 b.writeWireString(rootID)
             }
+            if m.draining { b.writeInteger(UInt8(1)) }
         case .registered(let m):
             b.writeInteger(m.heartbeatIntervalMillis)
             b.writeInteger(m.agentTimeoutMillis)

@@ -49,6 +49,10 @@ public struct Register: Hashable, Sendable {
     /// other agents share another. Protocol version 14: a trailing string after `build`, on the
     /// wire only when set; nil from older agents, and from an agent that could not make it.
     public var rootID: String?
+    /// The agent was told to drain and has not restarted since: it registers again draining
+    /// (`WireVersion.drainKept`). Version 21: a trailing u8 1 after the root's id, on the wire
+    /// only when set; false from older agents.
+    public var draining: Bool
 
     /// The most units an agent may take at once (`--max-units` allows 256).
     public static let maxUnits: UInt32 = 4096
@@ -57,7 +61,7 @@ public struct Register: Hashable, Sendable {
     public static let maxRootIDLength = 64
 
     public init(name: String, site: String, root: String, dataHost: String, dataPort: UInt16, maxInFlight: UInt32 = 8, build: String? = nil,
-                rootID: String? = nil) {
+                rootID: String? = nil, draining: Bool = false) {
         self.name = name
         self.site = site
         self.root = root
@@ -66,6 +70,7 @@ public struct Register: Hashable, Sendable {
         self.maxInFlight = maxInFlight
         self.build = build
         self.rootID = rootID
+        self.draining = draining
     }
 }
 
