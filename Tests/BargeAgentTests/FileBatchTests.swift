@@ -484,6 +484,33 @@ struct FileBatchTests {
         let peak = seen.withLockedValue { $0 }
         #expect(peak - baseline <= 12, "\(peak) descriptors open during the batch, \(baseline) before it")
     }
+
+    /// Files of several chunks, whose finish waits for their unit's `files done`, are parked
+    /// near the open-file limit once whole, as a batch's are: each held its writer's descriptor
+    /// and its O_DIRECT one until then (h1 of session 50: 227 of 256). They still finish whole.
+    @Test func filesOfChunksAreParkedNearTheLimitOnceWhole() throws {
+        let roots = try Roots()
+        let files = DestinationFiles(parkAbove: 4)
+        let descriptors = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+        let baseline = descriptors()
+        let half = 2 * PartialFileWriter.directMinimum
+        var finishes: [DestinationFiles.Finish] = []
+        var contents: [[UInt8]] = []
+        for i in 0..<40 {
+            let bytes = SampleData.random(bytes: 2 * half, seed: UInt64(500 + i))
+            let target = try RootedPath.lexical("big/f\(i)", under: roots.destination)
+            for offset in [half, 0] {
+                try bytes.withUnsafeBytes { try files.write(job: "j", target: target, size: UInt64(bytes.count), bytes: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + half)]), at: UInt64(offset)) }
+            }
+            finishes.append(DestinationFiles.Finish(target: target, file: FilesDone.File(path: "big/f\(i)", size: UInt64(bytes.count), mode: 0o644,
+                                                                                         mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 0)))
+            contents.append(bytes)
+        }
+        let held = descriptors() - baseline
+        #expect(held <= 12, "\(held) descriptors held by 40 whole files waiting for their finish")
+        #expect(files.finish(job: "j", batch: finishes).isEmpty)
+        for i in 0..<40 { #expect(FileManager.default.contents(atPath: roots.destination + "/big/f\(i)") == Data(contents[i])) }
+    }
 }
 
 /// Distinct pseudo-random values across threads.
