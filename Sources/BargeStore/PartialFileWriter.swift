@@ -371,7 +371,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         // Durable first, outside the lock: the bytes are all there, and a write that lands
         // before the lock below only puts back the same verified bytes.
         if sync { guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name, errno: errno) } }
-        if marked, !(try excluding(within: lockWait)) { try takeFreshCopy(sync: sync) }
+        if marked, !(try excluding(within: lockWait)) { try takeFreshCopy() }
         // Any failure below lets go of the lock (its close), so no writer waits on a copy left open.
         guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else {
             let e = errno
@@ -441,7 +441,9 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// refuses its next write, and the one it was stopped in lands in a file no name holds. The
     /// copy costs a read and a write of the file (a clone where the file system shares blocks),
     /// paid only for a writer stopped in the middle of a write.
-    private func takeFreshCopy(sync: Bool) throws(StoreError) {
+    /// The new file is made durable here, whatever the seal's `sync`: a batch's `syncfs` ran
+    /// before it existed.
+    private func takeFreshCopy() throws(StoreError) {
         let display = final.relative + Self.suffix
         _ = fchmod(fd, 0o600)
         let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: display, throughLinks: false, lifting: true)
@@ -458,7 +460,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         var failure: StoreError?
         if let e = Self.copyAll(from: source, to: fresh, size: Int64(st.st_size)) {
             failure = .system(operation: "copy into a fresh copy", path: display, errno: e)
-        } else if sync, fsync(fresh) != 0 {
+        } else if fsync(fresh) != 0 {
             failure = .system(operation: "fsync", path: display, errno: errno)
         } else if DirectoryLift.retrying(in: parent, { renameat(parent, freshName, parent, partialName) }) != 0 {
             failure = .system(operation: "rename a fresh copy to", path: display, errno: errno)
