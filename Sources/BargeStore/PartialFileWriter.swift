@@ -282,8 +282,8 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// blocks: fallocate's PUNCH_HOLE, which also clears what an earlier run left there. False
     /// where the file system makes no holes (the caller writes the zeros instead).
     private func sparse(_ offset: UInt64, count: Int) throws(StoreError) -> Bool {
-        let shared = marked ? try sharing(offset, count) : false
-        defer { if shared { Self.lock(fd, .none, offset, count) } }
+        let locked = marked ? try lockingBytes(offset, count) : false
+        defer { if locked { Self.lock(fd, .none, offset, count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
         #if os(Linux)
         guard barge_punch_hole(fd, Int64(offset), Int64(count)) == 0 else {
@@ -329,12 +329,12 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     private func write(_ target: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         // Checked before each of a chunk's writes (its head, whole blocks and tail), under a
-        // lock of the bytes written (`sharing`), which a seal elsewhere waits for: a
+        // lock of the bytes written (`lockingBytes`), which a seal elsewhere waits for: a
         // writer paused (SIGSTOP) anywhere in a chunk while another finished the file writes no
         // more of it once it goes on, since the seal either came first (the check refuses) or
         // waited for this write to land.
-        let shared = marked ? try sharing(offset, bytes.count) : false
-        defer { if shared { Self.lock(fd, .none, offset, bytes.count) } }
+        let locked = marked ? try lockingBytes(offset, bytes.count) : false
+        defer { if locked { Self.lock(fd, .none, offset, bytes.count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
         var done = 0
         while done < bytes.count {
@@ -360,7 +360,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// some other way passes false), then sets the mode and mtime and closes the file.
     ///
     /// The mark goes under a lock of the whole file, so that no other writer's write (each under a
-    /// lock of its own bytes, `sharing`) lands after it: such a write would move the finished
+    /// lock of its own bytes, `lockingBytes`) lands after it: such a write would move the finished
     /// file's mtime. One held past `lockWait` (a writer of another agent sharing the root, stopped
     /// between its check and its write) is left behind: the bytes are copied into a new file,
     /// which takes the partial copy's name and is sealed instead (`takeFreshCopy`).
@@ -390,7 +390,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     }
 
     /// How long a seal waits for other writers' writes into the same copy to land, and a write
-    /// for another writer's seal to end, before going on without them (`seal`, `sharing`).
+    /// for another writer's seal to end, before going on without them (`seal`, `lockingBytes`).
     /// A write takes milliseconds; only a stopped process holds its lock longer.
     public static let lockWait: Duration = .seconds(5)
 
@@ -411,7 +411,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// the same copy waits for the write to land (`seal`). False where the file
     /// system keeps no such locks. A seal that holds the file longer than `lockWait` (a process
     /// stopped in the middle of it) fails the write, retryable (EAGAIN).
-    private func sharing(_ offset: UInt64, _ count: Int) throws(StoreError) -> Bool {
+    private func lockingBytes(_ offset: UInt64, _ count: Int) throws(StoreError) -> Bool {
         guard count > 0 else { return false }
         let deadline = ContinuousClock.now + Self.lockWait
         while true {
