@@ -107,3 +107,9 @@ long long barge_copy_file_range(int in, long long *in_offset, int out, long long
     *out_offset = b;
     return n;
 }
+
+#include <malloc.h>
+
+int barge_malloc_trim(void) {
+    return malloc_trim(0);
+}

@@ -1,6 +1,7 @@
 import BargeFlow
 import BargeTier
 import BargeWire
+import BargeStore
 import Logging
 import NIOConcurrencyHelpers
 
@@ -220,6 +221,7 @@ public final class AgentWork: Sendable {
             }
             sources.sent.forget(job: cancel.job)
             jobs.forget(cancel.job)
+            MemoryTrim.soon()
             if !cancelled.isEmpty { logger.notice("job \(cancel.job) cancelled: stopping \(cancelled.count) units") }
         default:
             return false

@@ -971,6 +971,7 @@ public actor Scheduler {
     /// A job that ended: nothing of it stays in memory. Jobs that waited for it may start.
     private func forget(_ job: String) {
         endings.ended(job)
+        MemoryTrim.soon()
         // Its scan's later pages are ignored (the agent's walk goes on to its end unheard).
         for (request, scan) in scans where scan.job == job { scans.removeValue(forKey: request) }
         scansWaiting.remove(job)

@@ -36,4 +36,7 @@ int barge_ofd_lock(int fd, int type, long long start, long long length, int wait
 /// shares blocks, else an in-kernel copy. Advances both offsets.
 long long barge_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, long long length);
 
+/// malloc_trim(3) (glibc): gives the heap's free memory back to the system. Returns 1 when some was.
+int barge_malloc_trim(void);
+
 #endif
