@@ -39,6 +39,18 @@ struct SchedulerTests {
             return stream.makeAsyncIterator()
         }
 
+        /// `oneFileJob`, and its unit reported done: the job has succeeded. Nil (recorded) when it
+        /// did not.
+        func succeededOneFileJob(_ id: String) async throws -> AsyncStream<Message>.AsyncIterator? {
+            var a1 = try await oneFileJob(id)
+            guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return nil }
+            await scheduler.received(.taskDone(TaskDone(job: id, unit: task.unit, bytes: 3, wireBytes: 3, refetched: 0, codecs: [], chunks: [],
+                                                        assignment: task.assignment)), from: "a1")
+            await scheduler.flush()
+            guard try await scheduler.status(id)?.state == .succeeded else { Issue.record("job \(id) did not succeed"); return nil }
+            return a1
+        }
+
         /// a1 (site a) and b1 (site b) attached, and job `id` of one 3-byte file `f` submitted and
         /// scanned by a1: a1's messages from there on.
         func oneFileJob(_ id: String) async throws -> AsyncStream<Message>.AsyncIterator {
@@ -181,12 +193,7 @@ struct SchedulerTests {
     /// agent of its site finished, for as long as it ran.
     @Test func everyAgentIsToldWhenAJobSucceeds() async throws {
         let f = try Fixture()
-        var a1 = try await f.oneFileJob("j-ok")
-        guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
-        await f.scheduler.received(.taskDone(TaskDone(job: "j-ok", unit: task.unit, bytes: 3, wireBytes: 3, refetched: 0, codecs: [], chunks: [],
-                                                      assignment: task.assignment)), from: "a1")
-        await f.scheduler.flush()
-        #expect(try await f.scheduler.status("j-ok")?.state == .succeeded)
+        guard var a1 = try await f.succeededOneFileJob("j-ok") else { return }
         var told = false
         while let m = await Self.task(&a1) {
             if case .cancelJob(let c) = m, c.job == "j-ok" { told = true; break }
@@ -199,12 +206,7 @@ struct SchedulerTests {
     /// open for good (h1 of session 50).
     @Test func anAgentThatRegistersAgainIsToldOfJobsThatEndedMeanwhile() async throws {
         let f = try Fixture()
-        var a1 = try await f.oneFileJob("j-ok")
-        guard case .taskAssign(let task) = await a1.next() else { Issue.record("no task"); return }
-        await f.scheduler.received(.taskDone(TaskDone(job: "j-ok", unit: task.unit, bytes: 3, wireBytes: 3, refetched: 0, codecs: [], chunks: [],
-                                                      assignment: task.assignment)), from: "a1")
-        await f.scheduler.flush()
-        #expect(try await f.scheduler.status("j-ok")?.state == .succeeded)
+        guard try await f.succeededOneFileJob("j-ok") != nil else { return }
         var b1 = await f.agent("b1", site: "b")
         guard case .cancelJob(let c) = await b1.next() else { Issue.record("b1 was not told the job ended"); return }
         #expect(c.job == "j-ok")
