@@ -21,6 +21,12 @@ struct FileBatchTests {
                               form: .bytes, encoded: p.encoded)
     }
 
+    /// A freeze fence that answers its nth question (from 1) with `open(n)`.
+    func fence(_ open: @escaping @Sendable (Int) -> Bool) -> @Sendable () -> Bool {
+        let asked = NIOLockedValueBox(0)
+        return { open(asked.withLockedValue { $0 += 1; return $0 }) }
+    }
+
     func write(_ roots: Roots, _ path: String, _ bytes: [UInt8]) throws {
         let url = URL(fileURLWithPath: roots.source + "/" + path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -34,14 +40,8 @@ struct FileBatchTests {
     /// to the other agent of the site meanwhile, had set (3 to 6 directories in 3 of 5 runs).
     @Test func aBatchStoppedMidwayWritesAndNamesNothingMore() throws {
         let roots = try Roots()
-        let asked = NIOLockedValueBox(0)
         // Each file asks twice: before it is written, and once its new partial copy is made.
-        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: {
-            asked.withLockedValue { n in
-                n += 1
-                return n <= 8
-            }
-        })
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: fence { $0 <= 8 })
         let source = ChunkSource(root: roots.source, codec: .fixed(.none))
         var files: [FileBatch.File] = []
         for i in 0..<8 {
@@ -65,13 +65,7 @@ struct FileBatchTests {
     /// (h3 of session 50, 4 of 31 runs).
     @Test func aCopyMadeAfterAStopGoesAgain() throws {
         let roots = try Roots()
-        let asked = NIOLockedValueBox(0)
-        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: {
-            asked.withLockedValue { n in
-                n += 1
-                return n == 1
-            }
-        })
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: fence { $0 == 1 })
         let source = ChunkSource(root: roots.source, codec: .fixed(.none))
         try write(roots, "d/f", SampleData.random(bytes: 3000, seed: 1))
         let files = [try file(source, "d/f", size: 3000)]
