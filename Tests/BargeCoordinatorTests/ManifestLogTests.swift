@@ -66,6 +66,20 @@ struct ManifestLogTests {
         #expect(files == 2)
     }
 
+    /// The evidence reads a job's units a page at a time (`Journal.evidencePage`, kept small for
+    /// the coordinator's memory): every file of every page, in unit order.
+    @Test func theEvidenceCoversEveryPageInUnitOrder() throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        let n = 2 * Journal.evidencePage + 3
+        try planned(journal, "j1", units: n)
+        _ = try journal.commitNow((0..<n).map { .complete(report("j1", UInt64($0)), now: 2) })
+        var paths: [String] = []
+        let (files, _) = try journal.evidence(job: "j1") { paths.append($0.path) }
+        #expect(files == Int64(n))
+        #expect(paths == (0..<n).map { "in/ds/f\($0)" })
+    }
+
     @Test func aManifestThatCannotBeWrittenFailsTheBatchAndLosesNothing() throws {
         let dir = try StateDirectory()
         let journal = try Journal(path: dir.path)
