@@ -391,8 +391,10 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// How long a seal waits for other writers' writes into the same copy to land, and a write
     /// for another writer's seal to end, before going on without them (`seal`, `lockingBytes`).
-    /// A write takes milliseconds; only a stopped process holds its lock longer.
-    public static let lockWait: Duration = .seconds(5)
+    /// A write takes milliseconds (a write the kernel throttles while it writes back dirty pages,
+    /// a fraction of a second); only a stopped process holds its lock longer. At 5 s, a job whose
+    /// destination agent was stopped mid-write ended that much later (h1 of session 51).
+    public static let lockWait: Duration = .seconds(2)
 
     /// The locks a writer and a seal take (`barge_ofd_lock`). Both are exclusive locks, a writer's
     /// on the bytes it writes (writes to other offsets go on beside it) and a seal's on the whole
@@ -473,7 +475,11 @@ public final class PartialFileWriter: @unchecked Sendable {
         close(fd)
         if directFD >= 0 { close(directFD); directFD = -1 }
         fd = fresh
+        leftBehind = true
     }
+
+    /// The seal left behind a write held past `lockWait` (`takeFreshCopy`), for the caller's log.
+    public private(set) var leftBehind = false
 
     /// Copies `size` bytes from the start of `source` into `target`: `copy_file_range` (a clone or
     /// an in-kernel copy), else reads and writes. An errno on failure.

@@ -342,6 +342,7 @@ struct PartialFileWriterTests {
         done.wait()
         #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
         #expect(ContinuousClock.now - began >= .milliseconds(300))
+        #expect(!writer.leftBehind)
         var st = stat()
         #expect(stat(target.absolute, &st) == 0 && st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 5, "the mtime moved to \(st.st_mtim.tv_sec)")
     }
@@ -361,6 +362,7 @@ struct PartialFileWriterTests {
         defer { close(stale) }
         #expect(PartialFileWriter.lock(stale, .exclusive, 0, 100))
         try writer.finish(mode: 0o640, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5, lockWait: .milliseconds(200))
+        #expect(writer.leftBehind)
         #expect([UInt8](repeating: 9, count: 100).withUnsafeBytes { pwrite(stale, $0.baseAddress!, 100, 0) } == 100)
         var st = stat()
         #expect(fstat(stale, &st) == 0 && st.st_nlink == 0 && st.st_mode & S_ISVTX == 0)
