@@ -119,7 +119,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         // waits; it changes nothing for a regular file.
         // In a read-only directory of the agent's own user, lifted for the create (`DirectoryLift`).
         let partialName = partialName
-        let create = { DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode) } }
+        let create = { DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode) } }
         var fd = create()
         var reopened = fd < 0 && errno == EEXIST
         if fd >= 0 { afterCreate?() }
@@ -131,7 +131,7 @@ public final class PartialFileWriter: @unchecked Sendable {
             if DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) }) == 0, !Self.mayHold(st) {
                 throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
             }
-            fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+            fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
             // A copy sealed by a run that stopped before its rename (`seal` gives it the final
             // mode, 0444 for a read-only source file): the agent's own, so it gives it its write
             // bit back and opens it. Before, every later run failed on it with EACCES, for good,
@@ -144,8 +144,8 @@ public final class PartialFileWriter: @unchecked Sendable {
                 if held >= 0 {
                     defer { close(held) }
                     if fstat(held, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid(),
-                       chmod("/proc/self/fd/\(held)", (st.st_mode & 0o7777) | S_IWUSR) == 0 {
-                        fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+                       chmod("/proc/self/fd/\(held)", (st.st_mode & 0o7777) | S_IRUSR | S_IWUSR) == 0 {
+                        fd = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
                     }
                 }
             }
@@ -210,7 +210,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: display, throughLinks: false, lifting: true)
         defer { close(parent) }
         let partialName = partialName
-        let reopened = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        let reopened = DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
         guard reopened >= 0 else { throw .system(operation: "open again", path: display, errno: errno, on: parent) }
         var st = stat()
         // Its ctime too: a file made under the name after this one was removed may get its inode
@@ -282,7 +282,7 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// blocks: fallocate's PUNCH_HOLE, which also clears what an earlier run left there. False
     /// where the file system makes no holes (the caller writes the zeros instead).
     private func sparse(_ offset: UInt64, count: Int) throws(StoreError) -> Bool {
-        let locked = marked ? try lockingBytes(offset, count) : false
+        let locked = marked ? lockingBytes(offset, count) : false
         defer { if locked { Self.lock(fd, .none, offset, count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
         #if os(Linux)
@@ -333,7 +333,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         // writer paused (SIGSTOP) anywhere in a chunk while another finished the file writes no
         // more of it once it goes on, since the seal either came first (the check refuses) or
         // waited for this write to land.
-        let locked = marked ? try lockingBytes(offset, bytes.count) : false
+        let locked = marked ? lockingBytes(offset, bytes.count) : false
         defer { if locked { Self.lock(fd, .none, offset, bytes.count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
         var done = 0
@@ -396,10 +396,13 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// destination agent was stopped mid-write ended that much later (h1 of session 51).
     public static let lockWait: Duration = .seconds(2)
 
-    /// The locks a writer and a seal take (`barge_ofd_lock`). Both are exclusive locks, a writer's
-    /// on the bytes it writes (writes to other offsets go on beside it) and a seal's on the whole
-    /// file: a shared lock needs a file opened for reading, and a copy is opened write-only.
-    enum LockKind: Int32 { case exclusive = 1, none = 2 }
+    /// The locks a writer and a seal take (`barge_ofd_lock`): a writer's is shared, on the bytes
+    /// it writes, and a seal's exclusive, on the whole file. A copy is opened for reading and
+    /// writing, since a shared lock needs a file open for reading. Writers do not exclude each
+    /// other: exclusive, a live agent that took over a stopped one's unit, and wrote the chunk the
+    /// stopped one held, waited out its lock and failed, three times, and the job with it (h1 of
+    /// session 51).
+    enum LockKind: Int32 { case shared = 0, exclusive = 1, none = 2 }
 
     /// Takes (or, `.none`, lets go of) an open file description lock on `count` bytes at `offset`
     /// (0: the whole file), without waiting; false with errno set when it is held elsewhere
@@ -409,19 +412,19 @@ public final class PartialFileWriter: @unchecked Sendable {
         barge_ofd_lock(fd, kind.rawValue, Int64(offset), Int64(count), 0) == 0
     }
 
-    /// Locks the `count` bytes at `offset` about to be written, so that a seal by another writer of
-    /// the same copy waits for the write to land (`seal`). False where the file
-    /// system keeps no such locks. A seal that holds the file longer than `lockWait` (a process
-    /// stopped in the middle of it) fails the write, retryable (EAGAIN).
-    private func lockingBytes(_ offset: UInt64, _ count: Int) throws(StoreError) -> Bool {
+    /// Locks (shared) the `count` bytes at `offset` about to be written, so that a seal by another
+    /// writer of the same copy waits for the write to land (`seal`). False where the file system
+    /// keeps no such locks, and when a seal holds the file past `lockWait`: a process stopped in
+    /// the middle of its seal, before or after the mark went. The write then goes on unlocked, as
+    /// it did before the lock: its check refuses it once the mark has gone, and before that it
+    /// lands ahead of the stopped seal's mtime. (Failed instead, the write of a live agent that
+    /// took over the stopped one's unit failed, and the job with it.)
+    private func lockingBytes(_ offset: UInt64, _ count: Int) -> Bool {
         guard count > 0 else { return false }
         let deadline = ContinuousClock.now + Self.lockWait
         while true {
-            if Self.lock(fd, .exclusive, offset, count) { return true }
-            guard errno == EAGAIN || errno == EACCES else { return false }
-            guard ContinuousClock.now < deadline else {
-                throw .system(operation: "write (another writer holds the file while it finishes it)", path: final.relative + Self.suffix, errno: EAGAIN)
-            }
+            if Self.lock(fd, .shared, offset, count) { return true }
+            guard errno == EAGAIN || errno == EACCES, ContinuousClock.now < deadline else { return false }
             usleep(2_000)
         }
     }

@@ -324,10 +324,10 @@ struct PartialFileWriterTests {
         let bytes = [UInt8](repeating: 7, count: 4096)
         let writer = try PartialFileWriter(target, size: 4096)
         try bytes.withUnsafeBytes { try writer.write($0, at: 0) }
-        let stale = open(writer.partialPath, O_WRONLY | O_CLOEXEC)
+        let stale = open(writer.partialPath, O_RDWR | O_CLOEXEC)
         #expect(stale >= 0)
         defer { close(stale) }
-        #expect(PartialFileWriter.lock(stale, .exclusive, 0, 4096), "errno \(errno)")
+        #expect(PartialFileWriter.lock(stale, .shared, 0, 4096), "errno \(errno)")
         let done = DispatchSemaphore(value: 0)
         let began = ContinuousClock.now
         nonisolated(unsafe) var failure: (any Error)?
@@ -357,10 +357,10 @@ struct PartialFileWriterTests {
         for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 9) }
         let writer = try PartialFileWriter(target, size: UInt64(bytes.count))
         try bytes.withUnsafeBytes { try writer.write($0, at: 0) }
-        let stale = open(writer.partialPath, O_WRONLY | O_CLOEXEC)
+        let stale = open(writer.partialPath, O_RDWR | O_CLOEXEC)
         #expect(stale >= 0)
         defer { close(stale) }
-        #expect(PartialFileWriter.lock(stale, .exclusive, 0, 100))
+        #expect(PartialFileWriter.lock(stale, .shared, 0, 100))
         try writer.finish(mode: 0o640, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5, lockWait: .milliseconds(200))
         #expect(writer.leftBehind)
         #expect([UInt8](repeating: 9, count: 100).withUnsafeBytes { pwrite(stale, $0.baseAddress!, 100, 0) } == 100)
@@ -371,6 +371,32 @@ struct PartialFileWriterTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(bytes))
         let left = try FileManager.default.contentsOfDirectory(atPath: s.root + "/shared")
         #expect(left == ["f.bin"], "\(left)")
+    }
+
+    /// Writers of one copy do not wait for each other, even on the same bytes: a live agent that
+    /// took over a stopped one's unit writes the chunk the stopped one was writing (h1 of session
+    /// 51: before, it waited out the stopped writer's lock and failed, and the job with it). And a
+    /// write held up by a seal stopped in the middle (its lock of the whole file held past
+    /// `lockWait`) goes on once the wait is over, rather than fail.
+    @Test func writersDoNotWaitForEachOtherAndAStoppedSealDelaysOnly() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("shared/f.bin", under: s.root)
+        let bytes = [UInt8](repeating: 7, count: 4096)
+        let writer = try PartialFileWriter(target, size: 8192)
+        let other = open(writer.partialPath, O_RDWR | O_CLOEXEC)
+        #expect(other >= 0)
+        defer { close(other) }
+        #expect(PartialFileWriter.lock(other, .shared, 0, 4096), "errno \(errno)")
+        var began = ContinuousClock.now
+        try bytes.withUnsafeBytes { try writer.write($0, at: 0) }
+        #expect(ContinuousClock.now - began < .milliseconds(500), "the write waited for another writer's lock")
+        PartialFileWriter.lock(other, .none, 0, 4096)
+        // A seal elsewhere, stopped while it holds the whole file.
+        #expect(PartialFileWriter.lock(other, .exclusive))
+        began = ContinuousClock.now
+        try bytes.withUnsafeBytes { try writer.write($0, at: 4096) }
+        #expect(ContinuousClock.now - began >= PartialFileWriter.lockWait)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: writer.partialPath)) == Data(bytes + bytes))
     }
 
     /// Block-aligned chunks from aligned memory take the O_DIRECT path (where the file system has
