@@ -825,7 +825,7 @@ public final class DestinationFiles: Sendable {
                     let synced = deviceOf[Self.parentKey(f.writer.final)].map { devices[$0] != nil } ?? false
                     try f.writer.seal(mode: FileModes.atDestination(item.mode), mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds, sync: !synced)
                     if f.writer.leftBehind {
-                        logger.notice("\(f.writer.final.relative): another writer of its partial copy (an agent sharing the root, stopped?) held a write in it for \(PartialFileWriter.lockWait); sealed a fresh copy instead, which that write cannot reach")
+                        logger.notice("\(f.writer.final.relative): another writer of its partial copy (an agent sharing the root, stopped?) held a lock on it for \(PartialFileWriter.lockWait); sealed a fresh copy instead, which that writer cannot reach")
                     }
                 }
                 return true
