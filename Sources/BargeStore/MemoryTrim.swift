@@ -9,17 +9,25 @@ import Synchronization
 /// walks the heap: milliseconds, more for a large one).
 public enum MemoryTrim {
     public static let interval: Duration = .seconds(10)
-    private static let last = Mutex<ContinuousClock.Instant?>(nil)
+    /// When the last trim was set to run, and whether one is set to run still.
+    private static let state = Mutex<(last: ContinuousClock.Instant?, pending: Bool)>((nil, false))
 
+    /// A trim two seconds from now; one asked within `interval` of the last is put off until the
+    /// interval has passed, rather than dropped (a job that ended just after another).
     public static func soon() {
         let now = ContinuousClock.now
-        let due = last.withLock { last -> Bool in
-            if let l = last, now - l < interval { return false }
-            last = now
-            return true
+        let delay: Duration? = state.withLock { s in
+            if s.pending { return nil }
+            let at = max(now + .seconds(2), s.last.map { $0 + interval } ?? now)
+            s.last = at
+            s.pending = true
+            return at - now
         }
-        guard due else { return }
-        DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + 2) { trim() }
+        guard let delay else { return }
+        DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) {
+            state.withLock { $0.pending = false }
+            trim()
+        }
     }
 
     /// Trims at once, on the caller's thread; true when memory went back to the system.

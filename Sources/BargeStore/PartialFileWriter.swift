@@ -88,11 +88,12 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// Every open is confined to the root by the kernel. `parents`: a batch's held directory
     /// (its files come directory by directory), rather than one opened and closed for this file.
     public convenience init(_ final: RootedPath, size: UInt64, parents: BatchParent? = nil) throws(StoreError) {
-        try self.init(final, size: size, parents: parents, afterCreate: nil)
+        try self.init(final, size: size, parents: parents, afterOpen: nil)
     }
 
-    /// `afterCreate`: for tests, run between the create and the first look at the file.
-    init(_ final: RootedPath, size: UInt64, parents: BatchParent?, afterCreate: (() -> Void)?) throws(StoreError) {
+    /// `afterOpen`: for tests, run between the open (a create or a reopen) and the first look at
+    /// the file.
+    init(_ final: RootedPath, size: UInt64, parents: BatchParent?, afterOpen: (() -> Void)?) throws(StoreError) {
         guard let name = final.components.last else { throw .invalidPath(path: final.relative, reason: "the root itself is not a file") }
         self.final = final
         directory = try RootDirectory.open(final.root)
@@ -122,7 +123,6 @@ public final class PartialFileWriter: @unchecked Sendable {
         let create = { DirectoryLift.retrying(in: parent) { openat(parent, partialName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, Self.partialMode) } }
         var fd = create()
         var reopened = fd < 0 && errno == EEXIST
-        if fd >= 0 { afterCreate?() }
         if reopened {
             // Something other than a file under the partial name (a link, a FIFO, a socket, a
             // device): opened for writing, a FIFO would hold the thread until a reader came.
@@ -163,19 +163,35 @@ public final class PartialFileWriter: @unchecked Sendable {
         }
         existed = reopened
         guard fd >= 0 else { throw .system(operation: "create", path: display, errno: errno, on: parent) }
+        afterOpen?()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             close(fd)
             throw .invalidPath(path: display, reason: Self.notAFile(st.st_mode))
         }
         self.fd = fd
-        marked = st.st_mode & S_ISVTX != 0 || (!reopened && Self.keepsMark(device: UInt64(st.st_dev), in: parent))
+        // A copy no longer under the partial name was finished (renamed) by another writer since
+        // it was opened here, or removed: a writer stopped between its open and this look (a
+        // stop lands as a system call returns) took such a sealed copy for an unmarked one and
+        // wrote into the finished file. It is taken for finished: marked, so that every write
+        // finds the mark gone and refuses, and not resized.
+        var named = stat()
+        let gone = DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &named, AT_SYMLINK_NOFOLLOW) }) != 0
+            || named.st_dev != st.st_dev || named.st_ino != st.st_ino
+        marked = gone || st.st_mode & S_ISVTX != 0 || (!reopened && Self.keepsMark(device: UInt64(st.st_dev), in: parent))
         // One left by an earlier run may be longer. A new file large enough to hold a hole is
         // given its size at once: a run of zeros at its end is left as a hole (`write`), and must
-        // still count in its size. Every byte must still arrive before `finish`.
-        guard !(existed || size >= UInt64(Self.holeMinimum)) || ftruncate(fd, off_t(size)) == 0 else {
-            let e = errno
-            close(fd)
-            throw .system(operation: "size", path: display, errno: e)
+        // still count in its size. Every byte must still arrive before `finish`. Under the lock
+        // of those bytes, and only while the copy is still partial: resized (even to its own
+        // size) once finished, its mtime would move.
+        if !gone, existed || size >= UInt64(Self.holeMinimum) {
+            let locked = marked ? lockingBytes(0, Int(clamping: size)) : false
+            defer { if locked { Self.lock(fd, .none, 0, Int(clamping: size)) } }
+            guard (marked && Self.isPartial(fd) == false) || ftruncate(fd, off_t(size)) == 0 else {
+                let e = errno
+                close(fd)
+                self.fd = -1
+                throw .system(operation: "size", path: display, errno: e)
+            }
         }
     }
 
@@ -371,7 +387,17 @@ public final class PartialFileWriter: @unchecked Sendable {
         // Durable first, outside the lock: the bytes are all there, and a write that lands
         // before the lock below only puts back the same verified bytes.
         if sync { guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name, errno: errno) } }
-        if marked, !(try excluding(within: lockWait)) { try takeFreshCopy() }
+        if marked {
+            if try excluding(within: lockWait) {
+                // Sealed elsewhere meanwhile (this seal was stopped before its lock): finished.
+                if Self.isPartial(fd) == false {
+                    Self.lock(fd, .none)
+                    throw .finishedElsewhere(path: final.relative)
+                }
+            } else {
+                try takeFreshCopy()
+            }
+        }
         // Any failure below lets go of the lock (its close), so no writer waits on a copy left open.
         guard fchmod(fd, mode_t(mode & 0o7777)) == 0 else {
             let e = errno
@@ -384,6 +410,8 @@ public final class PartialFileWriter: @unchecked Sendable {
             Self.lock(fd, .none)
             throw .system(operation: "set mtime of", path: name, errno: e)
         }
+        var st = stat()
+        if fstat(fd, &st) == 0 { sealed = (UInt64(st.st_dev), UInt64(st.st_ino)) }
         close(fd)
         fd = -1
         if directFD >= 0 { close(directFD); directFD = -1 }
@@ -419,15 +447,27 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// it did before the lock: its check refuses it once the mark has gone, and before that it
     /// lands ahead of the stopped seal's mtime. (Failed instead, the write of a live agent that
     /// took over the stopped one's unit failed, and the job with it.)
+    /// Once a seal held the file past the wait, later writes do not wait for it again (`sealHeld`):
+    /// a stopped seal would otherwise cost every chunk of the file `lockWait`.
     private func lockingBytes(_ offset: UInt64, _ count: Int) -> Bool {
         guard count > 0 else { return false }
-        let deadline = ContinuousClock.now + Self.lockWait
+        let deadline = ContinuousClock.now + (sealHeld.load(ordering: .relaxed) ? .zero : Self.lockWait)
         while true {
-            if Self.lock(fd, .shared, offset, count) { return true }
-            guard errno == EAGAIN || errno == EACCES, ContinuousClock.now < deadline else { return false }
+            if Self.lock(fd, .shared, offset, count) {
+                sealHeld.store(false, ordering: .relaxed)
+                return true
+            }
+            guard errno == EAGAIN || errno == EACCES else { return false }
+            guard ContinuousClock.now < deadline else {
+                sealHeld.store(true, ordering: .relaxed)
+                return false
+            }
             usleep(2_000)
         }
     }
+
+    /// A seal held the file past `lockWait` at the last write that asked (`lockingBytes`).
+    private let sealHeld = Atomic<Bool>(false)
 
     /// Takes the exclusive lock of the whole file for its seal: true once held, or where the file
     /// system keeps no such locks; false when another writer's write held it past `wait`.
@@ -450,18 +490,23 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// before it existed.
     private func takeFreshCopy() throws(StoreError) {
         let display = final.relative + Self.suffix
-        _ = fchmod(fd, 0o600)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .system(operation: "stat", path: display, errno: errno) }
         let parent = try directory.openDirectory(final.components.dropLast(), create: false, display: display, throughLinks: false, lifting: true)
         defer { close(parent) }
         let source = open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC)
         guard source >= 0 else { throw .system(operation: "read again", path: display, errno: errno) }
         defer { close(source) }
-        var st = stat()
-        guard fstat(source, &st) == 0 else { throw .system(operation: "stat", path: display, errno: errno) }
-        let freshName = "." + NameHash.hex128(partialName + "/fresh") + Self.suffix
-        _ = DirectoryLift.retrying(in: parent) { unlinkat(parent, freshName, 0) }
-        let fresh = DirectoryLift.retrying(in: parent) { openat(parent, freshName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        // A name of its own (two seals of one file at once, at two agents, each make one), with
+        // the partial copy's suffix (a crash leaves it to the sweep of stale partial copies) and
+        // its mark, and held under this seal's lock from the start: a writer that opens it under
+        // the partial name checks it and waits for the seal.
+        let freshName = "." + NameHash.hex128(partialName + "/fresh/\(getpid())/\(UInt64.random(in: 0...UInt64.max))") + Self.suffix
+        let fresh = DirectoryLift.retrying(in: parent) { openat(parent, freshName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, Self.partialMode) }
         guard fresh >= 0 else { throw .system(operation: "create a fresh copy of", path: display, errno: errno, on: parent) }
+        Self.lock(fresh, .exclusive)
+        // The old file loses its mark now, and gets it back if the copy fails.
+        _ = fchmod(fd, 0o600)
         var failure: StoreError?
         if let e = Self.copyAll(from: source, to: fresh, size: Int64(st.st_size)) {
             failure = .system(operation: "copy into a fresh copy", path: display, errno: e)
@@ -473,6 +518,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         if let failure {
             close(fresh)
             _ = DirectoryLift.retrying(in: parent) { unlinkat(parent, freshName, 0) }
+            _ = fchmod(fd, st.st_mode & 0o7777)
             throw failure
         }
         close(fd)
@@ -480,6 +526,10 @@ public final class PartialFileWriter: @unchecked Sendable {
         fd = fresh
         leftBehind = true
     }
+
+    /// The file sealed (`seal`), which `rename` gives its final name only while the partial
+    /// copy's name still holds it.
+    private var sealed: (device: UInt64, inode: UInt64)?
 
     /// The seal left behind a write held past `lockWait` (`takeFreshCopy`), for the caller's log.
     public private(set) var leftBehind = false
@@ -492,9 +542,10 @@ public final class PartialFileWriter: @unchecked Sendable {
         while done < size {
             let n = barge_copy_file_range(source, &inOffset, target, &outOffset, min(size - done, 1 << 30))
             if n > 0 { done += n; continue }
-            if n == 0 { return EIO }
-            if errno == EINTR { continue }
-            guard [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(errno) else { return errno }
+            if n < 0, errno == EINTR { continue }
+            // Nothing copied (some FUSE and network file systems answer 0), or no such call
+            // here: read and write the rest.
+            guard n == 0 || [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(errno) else { return errno }
             // Read and write the rest.
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
             defer { buffer.deallocate() }
@@ -550,8 +601,17 @@ public final class PartialFileWriter: @unchecked Sendable {
     /// The second half: renames the sealed partial copy to its final name inside `parent` (a
     /// descriptor of its directory, opened beneath the root). The rename is durable once the
     /// directory is synced.
+    /// A name that holds another file than the one sealed here (a seal stopped and let go on after
+    /// another agent finished the file, and a later job made a new partial copy under the name)
+    /// is not renamed: it fails as a copy gone (ENOENT), which the caller takes for done when the
+    /// final name holds the file as this finish would leave it.
     public func rename(in parent: Int32) throws(StoreError) {
         let name = final.components.last!, partialName = partialName
+        var st = stat()
+        if let sealed, DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) }) == 0,
+           UInt64(st.st_dev) != sealed.device || UInt64(st.st_ino) != sealed.inode {
+            throw .system(operation: "rename (its partial copy's name holds another file now)", path: final.relative, errno: ENOENT)
+        }
         guard DirectoryLift.retrying(in: parent, { renameat(parent, partialName, parent, name) }) == 0 else {
             // A directory under the final name: the partial copy stays, for a run after it is gone.
             if errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST { throw .invalidPath(path: final.relative, reason: Self.directoryInTheWay) }
@@ -604,6 +664,21 @@ public final class PartialFileWriter: @unchecked Sendable {
         guard DirectoryLift.retrying(in: parent, { unlinkat(parent, partial, 0) }) == 0 || errno == ENOENT else {
             throw .system(operation: "remove", path: display, errno: errno)
         }
+    }
+
+    /// Removes the partial copy this writer made, unless another writer has written into it
+    /// since (it holds blocks): an agent sharing the root that took over this one's unit while
+    /// it was stopped may be filling it. Closed either way.
+    public func abandonIfUntouched() {
+        var st = stat()
+        if fd >= 0, fstat(fd, &st) == 0, st.st_blocks > 0 {
+            parked = nil
+            close(fd)
+            fd = -1
+            if directFD >= 0 { close(directFD); directFD = -1 }
+            return
+        }
+        abandon()
     }
 
     /// Removes the partial file (a cancelled job, a file that changed at the source).

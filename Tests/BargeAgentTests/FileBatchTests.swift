@@ -21,6 +21,12 @@ struct FileBatchTests {
                               form: .bytes, encoded: p.encoded)
     }
 
+    /// This process's descriptors open on something below `root` (not those of other tests).
+    static func descriptors(under root: String) -> Int {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return fds.filter { ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) ?? "").hasPrefix(root) }.count
+    }
+
     /// A freeze fence that answers its nth question (from 1) with `open(n)`.
     func fence(_ open: @escaping @Sendable (Int) -> Bool) -> @Sendable () -> Bool {
         let asked = NIOLockedValueBox(0)
@@ -40,8 +46,9 @@ struct FileBatchTests {
     /// to the other agent of the site meanwhile, had set (3 to 6 directories in 3 of 5 runs).
     @Test func aBatchStoppedMidwayWritesAndNamesNothingMore() throws {
         let roots = try Roots()
-        // Each file asks twice: before it is written, and once its new partial copy is made.
-        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: fence { $0 <= 8 })
+        // Each file asks three times: before it is written, before its partial copy is opened,
+        // and once a new one is made.
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: fence { $0 <= 12 })
         let source = ChunkSource(root: roots.source, codec: .fixed(.none))
         var files: [FileBatch.File] = []
         for i in 0..<8 {
@@ -65,7 +72,8 @@ struct FileBatchTests {
     /// (h3 of session 50, 4 of 31 runs).
     @Test func aCopyMadeAfterAStopGoesAgain() throws {
         let roots = try Roots()
-        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: fence { $0 == 1 })
+        // Open before the file is written and before its copy is opened; stopped once it is made.
+        let receiver = ChunkReceiver(root: roots.destination, files: DestinationFiles(), mayName: fence { $0 <= 2 })
         let source = ChunkSource(root: roots.source, codec: .fixed(.none))
         try write(roots, "d/f", SampleData.random(bytes: 3000, seed: 1))
         let files = [try file(source, "d/f", size: 3000)]
@@ -439,7 +447,7 @@ struct FileBatchTests {
         let roots = try Roots()
         let index = try ChunkIndex(path: roots.url.appendingPathComponent("index.sqlite").path, root: roots.destination)
         let seen = NIOLockedValueBox(0)
-        let descriptors: @Sendable () -> Int = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+        let descriptors: @Sendable () -> Int = { [root = roots.destination] in Self.descriptors(under: root) }
         let files = DestinationFiles(index: index, parkAbove: 4)
         let receiver = ChunkReceiver(root: roots.destination, files: files, mayName: {
             seen.withLockedValue { $0 = max($0, descriptors()) }
@@ -485,7 +493,7 @@ struct FileBatchTests {
     @Test func filesOfChunksAreParkedNearTheLimitOnceWhole() throws {
         let roots = try Roots()
         let files = DestinationFiles(parkAbove: 4)
-        let descriptors = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+        let descriptors = { Self.descriptors(under: roots.destination) }
         let baseline = descriptors()
         let half = 2 * PartialFileWriter.directMinimum
         var finishes: [DestinationFiles.Finish] = []

@@ -260,18 +260,20 @@ struct StreamPoolTests {
         let (listener, serving, client) = try await listening(roots)
         defer { serving.cancel() }
         let closed = NIOLockedValueBox<[ObjectIdentifier]>([])
-        let pool = StreamPool(idleTimeout: .milliseconds(200), closed: { id in closed.withLockedValue { $0.append(id) } })
+        // Idle for 2 s before it closes (the pool also sweeps on a timer): a loaded machine's
+        // delay before the first look does not close it.
+        let pool = StreamPool(idleTimeout: .seconds(2), closed: { id in closed.withLockedValue { $0.append(id) } })
         let first = try await pool.withStream(client) { stream in
             _ = try await stream.send(entry(1))
             return ObjectIdentifier(stream)
         }
         #expect(closed.withLockedValue { $0 }.isEmpty, "a unit ending leaves its connection open")
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(3_000))
         let second = try await pool.withStream(client) { stream in
             _ = try await stream.send(entry(2))
             return ObjectIdentifier(stream)
         }
-        #expect(closed.withLockedValue { $0 } == [first], "the idle one closed when the next unit came")
+        #expect(closed.withLockedValue { $0 } == [first], "the idle one closed before the next unit came")
         pool.closeAll()
         #expect(closed.withLockedValue { $0 } == [first, second])
         await listener.close()
@@ -290,7 +292,6 @@ struct StreamPoolTests {
             _ = try await stream.send(entry(1))
             return ObjectIdentifier(stream)
         }
-        #expect(pool.idleCount == 1)
         #expect(try await eventually { pool.openCount == 0 }, "still open: \(pool.openCount)")
         #expect(closed.withLockedValue { $0 } == [used])
         pool.closeAll()

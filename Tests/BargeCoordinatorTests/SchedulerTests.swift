@@ -204,7 +204,7 @@ struct SchedulerTests {
     /// An agent that registers again is told of the jobs that ended while it was cut off: one
     /// stopped (SIGSTOP) when a job ended missed its `cancel job`, and kept that job's files
     /// open for good (h1 of session 50).
-    @Test func anAgentThatRegistersAgainIsToldOfJobsThatEndedMeanwhile() async throws {
+    @Test(.timeLimit(.minutes(1))) func anAgentThatRegistersAgainIsToldOfJobsThatEndedMeanwhile() async throws {
         let f = try Fixture()
         guard try await f.succeededOneFileJob("j-ok") != nil else { return }
         var b1 = await f.agent("b1", site: "b")
@@ -219,7 +219,7 @@ extension SchedulerTests {
     /// scan, and is told it is drained once its `holding` shows it holds nothing. Before, the
     /// registration made it up, the drain was forgotten, and no `drained` ever came (h3 of
     /// session 50).
-    @Test func anAgentThatRegistersAgainDrainingStaysDraining() async throws {
+    @Test(.timeLimit(.minutes(1))) func anAgentThatRegistersAgainDrainingStaysDraining() async throws {
         let f = try Fixture()
         let (stream, sink) = AsyncStream.makeStream(of: Message.self)
         _ = await f.scheduler.attach(Register(name: "a1", site: "a", root: "/r", dataHost: "127.0.0.1", dataPort: 9, maxInFlight: 2, draining: true),

@@ -292,23 +292,29 @@ struct PartialFileWriterTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(repeating: 7, count: size))
     }
 
-    /// A writer that created the copy and was stopped (SIGSTOP) before its first look at it,
-    /// while another writer of the same copy wrote, sealed and renamed it, still knows the copy
-    /// was partial: its write lands nowhere. Before, it found no mark, took itself for a writer
-    /// of an unmarked copy, and wrote into the finished file, moving its mtime (h3 of session 50).
-    @Test func aCreatorStoppedBeforeItsFirstLookStillKnowsTheCopyIsPartial() throws {
+    /// A writer that opened the copy (created it, or reopened one already there) and was stopped
+    /// (SIGSTOP) before its first look at it, while another writer of the same copy wrote,
+    /// sealed and renamed it, writes nothing into the finished file, nor resizes it: its mtime
+    /// stays. Before, a creator found no mark and took itself for a writer of an unmarked copy,
+    /// and one of 64 KiB or more (and every reopener) resized the finished file, which moves its
+    /// mtime (h3 of session 50; the review of session 51).
+    @Test(arguments: [100, 200_000], [false, true])
+    func aWriterStoppedBeforeItsFirstLookFindsTheFileFinished(size: Int, reopening: Bool) throws {
         let s = try Sandbox()
-        let target = try RootedPath.resolve("shared/small.txt", under: s.root)
-        let bytes = [UInt8](repeating: 7, count: 100)
-        let late = try PartialFileWriter(target, size: 100, parents: nil, afterCreate: {
+        let target = try RootedPath.resolve("shared/f.bin", under: s.root)
+        let bytes = [UInt8](repeating: 7, count: size)
+        // A copy already there, begun by an earlier writer, for the reopener.
+        let earlier = reopening ? try PartialFileWriter(target, size: UInt64(size)) : nil
+        let late = try PartialFileWriter(target, size: UInt64(size), parents: nil, afterOpen: {
             do {
-                let finisher = try PartialFileWriter(target, size: 100)
+                let finisher = try PartialFileWriter(target, size: UInt64(size))
                 try bytes.withUnsafeBytes { try finisher.write($0, at: 0) }
                 try finisher.finish(mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 5)
             } catch { Issue.record("the other writer: \(error)") }
         })
-        #expect(!late.existed)
-        #expect(throws: StoreError.finishedElsewhere(path: "shared/small.txt")) { try [UInt8](repeating: 9, count: 100).withUnsafeBytes { try late.write($0, at: 0) } }
+        #expect(late.existed == reopening)
+        _ = earlier
+        #expect(throws: StoreError.finishedElsewhere(path: "shared/f.bin")) { try [UInt8](repeating: 9, count: 100).withUnsafeBytes { try late.write($0, at: 0) } }
         var st = stat()
         #expect(stat(target.absolute, &st) == 0 && st.st_mtim.tv_sec == 1_600_000_000 && st.st_mtim.tv_nsec == 5, "the mtime moved to \(st.st_mtim.tv_sec)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(bytes))

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 /// The cold store's lock against a real holder in another process (`flock(1)`).
+@Suite(.timeLimit(.minutes(1)))
 struct StoreLockTests {
     /// `flock [-s] PATH sleep SECONDS`, returned once it holds the lock.
     func holder(_ path: String, shared: Bool, seconds: String) throws -> Process {

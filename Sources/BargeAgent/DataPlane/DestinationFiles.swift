@@ -204,9 +204,12 @@ public final class DestinationFiles: Sendable {
                 }
                 return (f, false)
             }
+            // Asked before anything is opened too: a handler stopped before this point makes
+            // nothing, and changes no directory's mtime.
+            guard mayCreate() else { throw Fenced(path: target.relative) }
             let f = OpenFile(writer: try PartialFileWriter(target, size: size, parents: parents), size: size)
             if !f.writer.existed, !mayCreate() {
-                f.writer.abandon()
+                f.writer.abandonIfUntouched()
                 throw Fenced(path: target.relative)
             }
             if f.writer.existed { try restore(f, target) }
@@ -754,7 +757,7 @@ public final class DestinationFiles: Sendable {
                 case .no:
                     break
                 }
-                ready.append((i, try complete(job: job, item)))
+                ready.append((i, try complete(job: job, item, mayCreate: mayName)))
             } catch is AlreadyFinished {
                 // Finished since the look above, by another finish of the same file (the batch
                 // sent again): done. It was refused as a failed write, and the unit retried.
@@ -806,6 +809,8 @@ public final class DestinationFiles: Sendable {
             }
             ready = []
         }
+        // Sealed and named by another agent sharing the root meanwhile: done here too.
+        var elsewhere: [Int] = []
         ready = ready.filter { i, f in
             do {
                 let item = batch[i].file
@@ -829,6 +834,20 @@ public final class DestinationFiles: Sendable {
                     }
                 }
                 return true
+            } catch StoreError.finishedElsewhere {
+                // Another agent sharing the root sealed the same copy first (its finish ran at
+                // both). Done once that one named it as this finish would; until then, asked again.
+                var st = stat()
+                if batch[i].target.lstat(&st) == 0, Self.finished(st, as: batch[i].file) {
+                    elsewhere.append(i)
+                } else if access(f.writer.partialPath, F_OK) == 0 {
+                    failures[i] = Incomplete(description: "\(f.writer.final.relative): another writer sharing the root sealed its partial copy and has not named it yet; send its finish again")
+                } else {
+                    // Named, and changed under its final name since: as a rename that finds
+                    // no partial copy fails.
+                    failures[i] = StoreError.system(operation: "rename", path: f.writer.final.relative, errno: ENOENT)
+                }
+                return false
             } catch {
                 failures[i] = error
                 if case StoreError.system("fsync", _, _) = error { distrust(job: job, f) }
@@ -881,7 +900,7 @@ public final class DestinationFiles: Sendable {
                 for i in renamed { failures[i] = StoreError.system(operation: "syncfs after renaming", path: batch[i].target.relative, errno: e) }
             }
         }
-        finished += kept
+        finished += kept + elsewhere
         // Known as finished before its entry goes, so that a late chunk in between finds it so
         // rather than opening a new partial copy.
         recentlyFinished.withLockedValue { recent in
@@ -960,7 +979,7 @@ public final class DestinationFiles: Sendable {
         }
         // Whole, but not to be kept (a hard link whose mode or mtime must change, a file not
         // this agent's to change, or one changed since): written anew from what was found.
-        let f = try file(job: job, target: item.target, size: size)
+        let f = try file(job: job, target: item.target, size: size, mayCreate: mayName)
         try materialize(found, into: f, job: job, target: item.target, size: size)
         return .no
     }
@@ -1002,7 +1021,7 @@ public final class DestinationFiles: Sendable {
     }
 
     /// The open file for `item`, checked complete: every one of its bytes arrived.
-    private func complete(job: String, _ item: Finish) throws -> OpenFile {
+    private func complete(job: String, _ item: Finish, mayCreate: () -> Bool) throws -> OpenFile {
         let target = item.target, size = item.file.size
         let isOpen = open.withLockedValue { $0[JobFile(job: job, path: target.relative)] != nil }
         // A partial copy left by an earlier run may be complete: with an index, it is reopened.
@@ -1010,7 +1029,7 @@ public final class DestinationFiles: Sendable {
         guard size == 0 || isOpen || leftOver else {
             throw Incomplete(description: "\(target.relative): none of its \(size) bytes arrived at this agent")
         }
-        let f = try file(job: job, target: target, size: size)
+        let f = try file(job: job, target: target, size: size, mayCreate: mayCreate)
         if f.lock.withLock({ f.size == size && f.covered < size }) {
             // Another agent that writes into this partial copy records its chunks within half a
             // second (its index flush): while it has some here, wait that long for the rest.
