@@ -197,6 +197,13 @@ public final class DataPlaneListener: Sendable {
                 logger.debug("data-plane connection from \(address) closed as the agent stops")
                 return
             }
+            // Too many handshakes at once from one address: a source opening its streams all at
+            // once under a low descriptor limit (two at `ulimit -n 64`), which asks again on its
+            // own. Said as a warning at every start (h1 of session 50, F8).
+            if let full = error as? BargeServer.ServerFull, full.fromOneAddress {
+                logger.notice("data-plane connection from \(address): \(full); the peer asks again")
+                return
+            }
             logger.warning("data-plane connection from \(address): \(ConnectionFailure.describe(error))")
         })
     }
