@@ -24,7 +24,7 @@ public enum MemoryTrim {
             return at - now
         }
         guard let delay else { return }
-        DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) {
+        DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + .milliseconds(Int(delay / .milliseconds(1)))) {
             state.withLock { $0.pending = false }
             trim()
         }

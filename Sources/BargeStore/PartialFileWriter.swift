@@ -174,6 +174,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         // stop lands as a system call returns) took such a sealed copy for an unmarked one and
         // wrote into the finished file. It is taken for finished: marked, so that every write
         // finds the mark gone and refuses, and not resized.
+        file = (UInt64(st.st_dev), UInt64(st.st_ino))
         var named = stat()
         let gone = DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &named, AT_SYMLINK_NOFOLLOW) }) != 0
             || named.st_dev != st.st_dev || named.st_ino != st.st_ino
@@ -388,7 +389,7 @@ public final class PartialFileWriter: @unchecked Sendable {
         // before the lock below only puts back the same verified bytes.
         if sync { guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: name, errno: errno) } }
         if marked {
-            if try excluding(within: lockWait) {
+            if excluding(within: lockWait) {
                 // Sealed elsewhere meanwhile (this seal was stopped before its lock): finished.
                 if Self.isPartial(fd) == false {
                     Self.lock(fd, .none)
@@ -410,8 +411,6 @@ public final class PartialFileWriter: @unchecked Sendable {
             Self.lock(fd, .none)
             throw .system(operation: "set mtime of", path: name, errno: e)
         }
-        var st = stat()
-        if fstat(fd, &st) == 0 { sealed = (UInt64(st.st_dev), UInt64(st.st_ino)) }
         close(fd)
         fd = -1
         if directFD >= 0 { close(directFD); directFD = -1 }
@@ -471,7 +470,7 @@ public final class PartialFileWriter: @unchecked Sendable {
 
     /// Takes the exclusive lock of the whole file for its seal: true once held, or where the file
     /// system keeps no such locks; false when another writer's write held it past `wait`.
-    private func excluding(within wait: Duration) throws(StoreError) -> Bool {
+    private func excluding(within wait: Duration) -> Bool {
         let deadline = ContinuousClock.now + wait
         while true {
             if Self.lock(fd, .exclusive) { return true }
@@ -524,12 +523,13 @@ public final class PartialFileWriter: @unchecked Sendable {
         close(fd)
         if directFD >= 0 { close(directFD); directFD = -1 }
         fd = fresh
+        if fstat(fresh, &st) == 0 { file = (UInt64(st.st_dev), UInt64(st.st_ino)) }
         leftBehind = true
     }
 
-    /// The file sealed (`seal`), which `rename` gives its final name only while the partial
-    /// copy's name still holds it.
-    private var sealed: (device: UInt64, inode: UInt64)?
+    /// The file this writer writes (the one opened, or its fresh copy), which `rename` gives its
+    /// final name only while the partial copy's name still holds it.
+    private var file: (device: UInt64, inode: UInt64)
 
     /// The seal left behind a write held past `lockWait` (`takeFreshCopy`), for the caller's log.
     public private(set) var leftBehind = false
@@ -546,7 +546,6 @@ public final class PartialFileWriter: @unchecked Sendable {
             // Nothing copied (some FUSE and network file systems answer 0), or no such call
             // here: read and write the rest.
             guard n == 0 || [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(errno) else { return errno }
-            // Read and write the rest.
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
             defer { buffer.deallocate() }
             while done < size {
@@ -608,8 +607,8 @@ public final class PartialFileWriter: @unchecked Sendable {
     public func rename(in parent: Int32) throws(StoreError) {
         let name = final.components.last!, partialName = partialName
         var st = stat()
-        if let sealed, DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) }) == 0,
-           UInt64(st.st_dev) != sealed.device || UInt64(st.st_ino) != sealed.inode {
+        if DirectoryLift.retrying(in: parent, { fstatat(parent, partialName, &st, AT_SYMLINK_NOFOLLOW) }) == 0,
+           UInt64(st.st_dev) != file.device || UInt64(st.st_ino) != file.inode {
             throw .system(operation: "rename (its partial copy's name holds another file now)", path: final.relative, errno: ENOENT)
         }
         guard DirectoryLift.retrying(in: parent, { renameat(parent, partialName, parent, name) }) == 0 else {

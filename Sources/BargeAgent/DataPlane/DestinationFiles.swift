@@ -187,7 +187,7 @@ public final class DestinationFiles: Sendable {
     /// comes with its unit's `files done`. Those held two each (the writer's and the O_DIRECT
     /// one): 1,000 files of 1.01-1.1 MiB took a destination to 227 of 256 with both agents of
     /// its site up (h1 of session 50).
-    private func pressed(_ batch: BatchParent?) -> Bool { openCount > parkAbove }
+    private var pressed: Bool { openCount > parkAbove }
 
     /// `mayCreate`: asked once a new partial copy is made, which then goes again if it says no (the
     /// receiver's freeze fence, `ChunkReceiver.mayName`): a handler stopped (SIGSTOP) after its
@@ -326,7 +326,7 @@ public final class DestinationFiles: Sendable {
             }
             throw error
         }
-        let pressed = pressed(batch)
+        let pressed = self.pressed
         f.lock.withLock {
             f.writers -= 1
             f.cover(offset, UInt64(bytes.count))
@@ -401,7 +401,7 @@ public final class DestinationFiles: Sendable {
            candidates.contains(where: { !$0.final && PathKey.sameBytes($0.path, target.relative) && $0.offset == offset && $0.xxh == xxh }) {
             // Parked as a written one is: a failover's units brought thousands of such files by
             // reference, each holding its descriptor until its batch's finish (h1 of session 50).
-            if pressed(batch) { f.lock.withLock { f.parkIfWhole() } }
+            if pressed { f.lock.withLock { f.parkIfWhole() } }
             return true
         }
         candidates.removeAll { $0.length != length || $0.xxh != xxh }
