@@ -432,7 +432,16 @@ public final class ColdCatalog: Sendable {
 
     /// Takes `path` out of the cold tier (it was promoted); its chunks stay until `gc`.
     public func remove(_ path: String) throws {
-        try write { db in try db.execute(sql: "DELETE FROM files WHERE path = ?", arguments: [path]) }
+        try remove(promoted: [path])
+    }
+
+    /// Takes the files of a promotion's page out of the cold tier, in one transaction.
+    public func remove(promoted paths: [String]) throws {
+        guard !paths.isEmpty else { return }
+        try write { db in
+            let statement = try db.cachedStatement(sql: "DELETE FROM files WHERE path = ?")
+            for p in paths { try statement.execute(arguments: [p]) }
+        }
     }
 
     public func locations(_ ids: [[UInt8]]) throws -> [[UInt8]: ChunkLocation] {

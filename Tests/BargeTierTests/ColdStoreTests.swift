@@ -307,6 +307,33 @@ struct ColdStoreTests {
         #expect(try store.demote(["nope"], root: s.root, encoder: archiveEncoder()).skipped.count == 1)
     }
 
+    /// A page of a promotion cut short (here by an error; in the field, its agent killed) leaves
+    /// the files it promoted listed in the catalog: asked again, the page finds them hot and
+    /// counts them, so the job says every file moved. (They left the catalog one by one before,
+    /// and the page asked again never saw them: h3 of session 50, finding 6.)
+    @Test func aPageCutShortCountsItsPromotedFilesWhenAskedAgain() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let a = try s.file("a.bin", SampleData.generate(.text, bytes: 300_000, seed: 41))
+        let b = try s.file("b.bin", SampleData.generate(.int16, bytes: 200_000, seed: 42))
+        let c = try s.file("z/c.bin", SampleData.generate(.text, bytes: 100_000, seed: 43))
+        let page = ["a.bin", "b.bin", "z/c.bin"]
+        #expect(try store.demote(page, root: s.root, encoder: archiveEncoder()).files.count == 3)
+        // A file where the last one's directory was: its promotion cannot create it.
+        try FileManager.default.removeItem(atPath: s.root + "/z")
+        FileManager.default.createFile(atPath: s.root + "/z", contents: Data("in the way".utf8))
+        #expect(throws: (any Error).self) { try store.promote(page, root: s.root) }
+        #expect(s.read("a.bin") == a && s.read("b.bin") == b)
+        #expect(try store.catalog.file("a.bin") != nil && store.catalog.file("b.bin") != nil)
+
+        try FileManager.default.removeItem(atPath: s.root + "/z")
+        let again = try store.promote(page, root: s.root)
+        #expect(again.files.map(\.path) == page && again.skipped.isEmpty, "\(again.files.map(\.path)) \(again.skipped)")
+        #expect(again.logicalBytes == UInt64(a.count + b.count + c.count))
+        #expect(s.read("z/c.bin") == c)
+        for path in page { #expect(try store.catalog.file(path) == nil, "\(path)") }
+    }
+
     /// A promotion opens only the packs that hold the file's chunks: with another file's pack
     /// gone from the disk, it still promotes, and reads no more than its own stored bytes.
     @Test func aPromotionReadsOnlyThePacksItNeeds() throws {
