@@ -86,9 +86,11 @@ struct VerifyCommand: AsyncParsableCommand {
         abstract: "Re-hash a finished job's destination against the journal's manifest.",
         discussion: """
             The destination agents re-read every file and compare each chunk's SHA-256 with the one \
-            recorded when it arrived. Exits 1 when anything differs. With --repair, only the chunks \
+            recorded when it arrived, then each file's mode and mtime with those it was given \
+            (agents of 0.14 or later). Exits 1 when anything differs. With --repair, only the chunks \
             that differ (or files that are missing or resized) are fetched again from the source, \
-            then checked again; exits 0 once all is repaired. The verification runs in the \
+            a mode or mtime is set again where the file is, and all is checked again; exits 0 once \
+            all is repaired. The verification runs in the \
             coordinator, page by page, and survives its restart; this command follows it, asking a \
             coordinator that stops answering meanwhile (a restart) again for up to 5 minutes \
             (--no-wait only starts it; 'barge status JOB' shows its progress, and 'barge verify JOB' \
@@ -130,7 +132,8 @@ struct VerifyCommand: AsyncParsableCommand {
             if let error = outcome.error { print("\(outcome.id): verification stopped: \(error)") }
             print("\(outcome.id): checked \(outcome.filesChecked) files, \(outcome.chunksChecked) of \(outcome.chunksTotal) chunks, \(outcome.bytesChecked) bytes"
                   + (stopped ? " before it stopped (pages repaired or checked since the last one done are not counted)" : ""))
-            for m in outcome.mismatches { print("  mismatch: \(m.path) at \(m.offset), \(m.length) bytes: \(m.reason)") }
+            // A mode or mtime, or an empty file, is the file's, not a range of it.
+            for m in outcome.mismatches { print("  mismatch: \(m.path)\(m.length == 0 ? "" : " at \(m.offset), \(m.length) bytes"): \(m.reason)") }
             if outcome.mismatchCount > outcome.mismatches.count { print("  … \(outcome.mismatchCount) mismatches in all") }
             if repair && !outcome.mismatches.isEmpty {
                 print("  repaired \(outcome.repaired); \(outcome.remainingCount) still differ")

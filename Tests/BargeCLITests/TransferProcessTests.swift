@@ -993,6 +993,40 @@ struct TransferProcessTests {
         #expect(try cluster.cli(["status", job], http: c.http).stdout.contains("verification passed: "))
     }
 
+    /// A file whose mode changed after the job, and one whose mtime did (their bytes as sent):
+    /// `verify` reports both (protocol 22), and `--repair` sets them again at the destination
+    /// without sending a byte. Before, both passed `verify` (h3 of session 50).
+    @Test func verifyFindsAChangedModeOrMtimeAndRepairSetsThemAgain() async throws {
+        let (c, job, before) = try await sentEdgeCaseTree()
+        let small = destination.appendingPathComponent("small/1/f1.dat").path
+        var st = stat()
+        #expect(stat(small, &st) == 0)
+        let mode = st.st_mode & 0o7777
+        #expect(chmod(small, mode == 0o600 ? 0o640 : 0o600) == 0)
+        TreeSupport.setMtime(destination.appendingPathComponent("big/field.f32").path, seconds: 1_234_567_890, nanoseconds: 5)
+
+        let found = try cluster.cli(["verify", job, "--json"], http: c.http)
+        #expect(found.status == 1, "\(found.stdout)\(found.stderr)")
+        let mismatches = try #require(try status(found)["mismatches"] as? [[String: Any]])
+        let byPath = Dictionary(mismatches.map { ($0["path"] as? String ?? "", $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(mismatches.count == 2 && byPath.count == 2, "\(mismatches)")
+        let modeReason = byPath["copy/small/1/f1.dat"]?["reason"] as? String ?? ""
+        #expect(modeReason.hasPrefix("mode or mtime differs: mode 06") && modeReason.contains(", expected 0") && !modeReason.contains("mtime 2"), "\(modeReason)")
+        let timeReason = byPath["copy/big/field.f32"]?["reason"] as? String ?? ""
+        #expect(timeReason.hasPrefix("mode or mtime differs: mtime 2009-02-13T23:31:30.000000005Z, expected "), "\(timeReason)")
+        #expect(mismatches.allSatisfy { $0["length"] as? Int == 0 }, "\(mismatches)")
+        let words = try cluster.cli(["verify", job], http: c.http)
+        #expect(words.status == 1 && words.stdout.contains("  mismatch: copy/big/field.f32: mode or mtime differs: mtime 2009-02-13T23:31:30.000000005Z"), "\(words.stdout)")
+
+        let repaired = try cluster.cli(["verify", job, "--repair", "--json"], http: c.http)
+        #expect(repaired.status == 0, "\(repaired.stdout)\(repaired.stderr)")
+        #expect(try status(repaired)["repaired"] as? Int == 2 && status(repaired)["remaining_count"] as? Int == 0, "\(repaired.stdout)")
+        #expect(try TreeSupport.snapshot(destination) == before)
+        // Set again where they are: nothing was sent.
+        #expect(try status(try cluster.cli(["status", job, "--json"], http: c.http))["chunks_refetched"] as? Int == 0)
+        #expect(try cluster.cli(["verify", job], http: c.http).status == 0)
+    }
+
     @Test func badSubmissionsGetClearErrorsAndWriteNothing() async throws {
         try TreeSupport.makeEdgeCaseTree(at: source, smallFiles: 1)
         let c = try await start()

@@ -342,6 +342,27 @@ struct FrameTests {
         }
     }
 
+    /// A verification's attributes (version 22) round-trip with and without the repair flag; one
+    /// naming a file the request does not list, or nanoseconds past a second, is malformed.
+    @Test func verifyAttributesNameOnlyListedFilesAndWholeTimes() throws {
+        let id = [UInt8](repeating: 0xAB, count: 32)
+        func request(_ a: VerifyRequest.Attributes, repair: Bool = false) -> VerifyRequest {
+            VerifyRequest(request: 1, files: [.init(path: "d/f", size: 10)], chunks: [ChunkReport(file: 0, offset: 0, length: 10, id: id)], repair: repair, attributes: [a])
+        }
+        let good = VerifyRequest.Attributes(file: 0, mode: 0o100644, mtimeSeconds: -5, mtimeNanoseconds: 999_999_999)
+        for repair in [false, true] {
+            #expect(try Message(frame: Message.verifyRequest(request(good, repair: repair)).frame()) == .verifyRequest(request(good, repair: repair)))
+        }
+        let plain = VerifyRequest(request: 1, files: [.init(path: "d/f", size: 10)], chunks: [])
+        #expect(Message.verifyRequest(plain).frame().payload.readableBytes == 8 + 4 + 2 + 3 + 8 + 4)
+        var far = good
+        far.file = 1
+        #expect(throws: WireError.malformed(.verifyRequest, "attributes name file 1 of 1")) { try Message(frame: Message.verifyRequest(request(far)).frame()) }
+        var long = good
+        long.mtimeNanoseconds = 1_000_000_000
+        #expect(throws: WireError.malformed(.verifyRequest, "mtime nanoseconds 1000000000")) { try Message(frame: Message.verifyRequest(request(long)).frame()) }
+    }
+
     @Test func errorReasonsAreCutToTheirLimit() throws {
         let long = ErrorMessage(code: .malformedMessage, reason: String(repeating: "é", count: 2000))
         #expect(long.reason.utf8.count <= ErrorMessage.maxReasonLength)

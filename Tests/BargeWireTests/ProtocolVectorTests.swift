@@ -81,6 +81,11 @@ struct ProtocolVectorTests {
          "4241524701340000" + "00000004" + "04e0416db3920671" + "00026a31"),
         (.verifyRequest(VerifyRequest(request: 5, files: [.init(path: "d/f", size: 4096)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)])),
          "4241524701380000" + "0000004d" + "401ccac564600016" + "0000000000000005000000010003642f6600000000000010000000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab"),
+        // Version 22: then the repair flag (written 0), and the finished file's mode and mtime.
+        (.verifyRequest(VerifyRequest(request: 5, files: [.init(path: "d/f", size: 4096)], chunks: [ChunkReport(file: 0, offset: 0, length: 4096, id: id)],
+                                      attributes: [.init(file: 0, mode: 0o644, mtimeSeconds: 1_600_000_000, mtimeNanoseconds: 7)])),
+         "4241524701380000" + "00000066" + "606977d593f9b987" + "0000000000000005000000010003642f6600000000000010000000000100000000000000000000000000001000abababababababababababababababababababababababababababababababab"
+            + "00" + "00000001" + "00000000" + "000001a4" + "000000005f5e1000" + "00000007"),
         (.verifyReply(VerifyReply(request: 5, bytesChecked: 4096, mismatches: [.init(file: 0, offset: 0, length: 4096, reason: VerifyReply.chunkDiffers)])),
          "4241524701390000" + "0000003b" + "85a985ea8b452118" + "000000000000000500000000000000001000000000010000000000000000000000000000000000001000000f5348412d3235362064696666657273"),
         (.makeEntry(MakeEntry(job: "j1", entry: link)),

@@ -27,6 +27,8 @@ enum Verifier {
         var buffer: [UInt8] = []
         var chunksByFile = [[ChunkReport]](repeating: [], count: request.files.count)
         for c in request.chunks { chunksByFile[Int(c.file)].append(c) }
+        var attributes = [VerifyRequest.Attributes?](repeating: nil, count: request.files.count)
+        for a in request.attributes { attributes[Int(a.file)] = a }
         for (i, file) in request.files.enumerated() {
             let index = UInt32(i)
             func whole(_ reason: String) { mismatches.append(.init(file: index, offset: 0, length: file.size, reason: reason)) }
@@ -49,7 +51,14 @@ enum Verifier {
             guard fd >= 0 else {
                 let reason = "cannot open: \(String(cString: strerror(errno)))"
                 if errno == ENOENT, let cold, let reader = try? cold.reader(for: RootedPath.lexical(file.path, under: root).relative) {
+                    let before = mismatches.count
                     checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, repair: request.repair, into: &mismatches)
+                    if mismatches.count == before, let a = attributes[i],
+                       let differs = AttributesCheck.differences(mode: reader.file.mode, mtimeSeconds: reader.file.mtimeSeconds,
+                                                                 mtimeNanoseconds: reader.file.mtimeNanoseconds, expected: a) {
+                        // Kept in the catalog: a promotion gives them to the file.
+                        mismatches.append(.init(file: index, offset: 0, length: 0, reason: VerifyReply.attributesDiffer + differs + " (its cold copy's)"))
+                    }
                 } else {
                     whole(reason)
                 }
@@ -59,6 +68,7 @@ enum Verifier {
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { whole("not a regular file"); continue }
             guard UInt64(st.st_size) == file.size else { whole("size \(st.st_size), expected \(file.size)"); continue }
+            let before = mismatches.count
             for c in chunksByFile[i] {
                 let length = Int(c.length)
                 if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
@@ -75,6 +85,15 @@ enum Verifier {
                 }
                 checked += UInt64(length)
                 if !ok { mismatches.append(.init(file: index, offset: c.offset, length: UInt64(length), reason: VerifyReply.chunkDiffers)) }
+            }
+            // The mode and mtime, once the bytes match (a repair of the bytes sets them again).
+            if let a = attributes[i], mismatches.count == before,
+               let differs = AttributesCheck.differences(mode: UInt32(st.st_mode), mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec), expected: a) {
+                var reason = VerifyReply.attributesDiffer + differs
+                if request.repair {
+                    if let failed = AttributesCheck.set(fd, expected: a) { reason += "; could not set them again: \(failed)" } else { reason += VerifyReply.attributesSetAgain }
+                }
+                mismatches.append(.init(file: index, offset: 0, length: 0, reason: reason))
             }
         }
         return VerifyReply(request: request.request, bytesChecked: checked, mismatches: mismatches)
@@ -114,5 +133,45 @@ enum Verifier {
             }
         }
         return checked
+    }
+}
+
+/// A finished file's mode and mtime against what its finish set (`VerifyRequest.attributes`).
+enum AttributesCheck {
+    /// What differs ("mode 0600, expected 0644; mtime …, expected …"), or nil when nothing does.
+    /// The mode is compared as a transfer's finish sets it (`FileModes.atDestination`: the
+    /// permission bits and the sticky bit), the mtime to the nanosecond.
+    static func differences(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, expected a: VerifyRequest.Attributes) -> String? {
+        var out: [String] = []
+        let have = mode & 0o7777, want = FileModes.atDestination(a.mode) & 0o7777
+        if have != want { out.append("mode \(octal(have)), expected \(octal(want))") }
+        if mtimeSeconds != a.mtimeSeconds || mtimeNanoseconds != a.mtimeNanoseconds {
+            out.append("mtime \(timestamp(mtimeSeconds, mtimeNanoseconds)), expected \(timestamp(a.mtimeSeconds, a.mtimeNanoseconds))")
+        }
+        return out.isEmpty ? nil : out.joined(separator: "; ")
+    }
+
+    /// Sets the expected mode and mtime on the open file; nil when done, else why not.
+    static func set(_ fd: Int32, expected a: VerifyRequest.Attributes) -> String? {
+        guard fchmod(fd, mode_t(FileModes.atDestination(a.mode) & 0o7777)) == 0 else { return "chmod: \(String(cString: strerror(errno)))" }
+        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(a.mtimeSeconds), tv_nsec: Int(a.mtimeNanoseconds))]
+        guard futimens(fd, &times) == 0 else { return "set mtime: \(String(cString: strerror(errno)))" }
+        return nil
+    }
+
+    static func octal(_ mode: UInt32) -> String {
+        let digits = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    /// UTC, to the nanosecond: 2023-11-14T22:13:20.250000000Z.
+    static func timestamp(_ seconds: Int64, _ nanoseconds: Int32) -> String {
+        var t = time_t(seconds)
+        var parts = tm()
+        guard gmtime_r(&t, &parts) != nil else { return "\(seconds).\(nanoseconds)" }
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let fraction = String(nanoseconds)
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))."
+            + String(repeating: "0", count: max(0, 9 - fraction.count)) + fraction + "Z"
     }
 }

@@ -147,14 +147,14 @@ extension Scheduler {
             }
         }
         if v.repair && !found.mismatches.isEmpty {
-            var repaired = 0
+            var repaired = 0, setAgain = 0
             var done: Set<String> = []
             defer {
-                v.repaired += Int64(repaired)
+                v.repaired += Int64(repaired + setAgain)
                 try? journal.addRefetched(job.id, repaired)
             }
             try await againIfConnectionLost(job.id, "the repair of the page at unit \(at) goes on") {
-                try await repair(found.mismatches, job: job, done: &done, count: &repaired)
+                try await repair(found.mismatches, job: job, done: &done, count: &repaired, setAgain: &setAgain)
             }
             let again = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked a second time") {
                 try await check(try await verifyPage(units, job: job).requests, repair: true).mismatches
@@ -266,7 +266,10 @@ extension Scheduler {
             let length: UInt64
             let reason: String
             var report: VerifyOutcome.Mismatch { .init(path: file.entry.path, offset: offset, length: length, reason: reason) }
-            var wholeFile: Bool { reason != VerifyReply.chunkDiffers }
+            /// The file's mode or mtime differs, and its bytes match: nothing to send again. A
+            /// repairing verification's agent set them again itself (the reason says so).
+            var attributesOnly: Bool { reason.hasPrefix(VerifyReply.attributesDiffer) }
+            var wholeFile: Bool { reason != VerifyReply.chunkDiffers && !attributesOnly }
         }
         var bytes: UInt64 = 0
         var mismatches: [Mismatch] = []
@@ -297,8 +300,14 @@ extension Scheduler {
             guard let link = links[agent] else { throw SchedulerError.connectionLost("agent '\(agent)' is not connected during the verification") }
             let request = nextRequest
             nextRequest += 1
+            // The mode and mtime of the files these units finished (another unit's range of a
+            // large file is only its bytes), to an agent that checks them.
+            let attributes = link.version < WireVersion.verifyAttributes ? [] : batch.files.enumerated().compactMap { i, f in
+                f.finish ? VerifyRequest.Attributes(file: UInt32(i), mode: f.entry.mode, mtimeSeconds: f.entry.mtimeSeconds, mtimeNanoseconds: f.entry.mtimeNanoseconds) : nil
+            }
             let message = Message.verifyRequest(VerifyRequest(request: request, files: batch.files.map { .init(path: $0.entry.path, size: $0.entry.size) },
-                                                              chunks: batch.chunks, repair: repair && link.version >= WireVersion.verifyRepair))
+                                                              chunks: batch.chunks, repair: repair && link.version >= WireVersion.verifyRepair,
+                                                              attributes: attributes))
             let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
             guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
             found.bytes = found.bytes.addingSaturated(reply.bytesChecked)
@@ -338,12 +347,17 @@ extension Scheduler {
     /// name, which changes its directory's mtime (and its parent's, when the directory is made
     /// anew too): those directories get theirs back from the job's `directories` units, in a
     /// second unit once the files are in.
-    private func repair(_ mismatches: [Found.Mismatch], job: JobRecord, done: inout Set<String>, count: inout Int) async throws {
+    /// A mode or mtime the agent set again as it checked adds to `setAgain`, and sends nothing.
+    private func repair(_ mismatches: [Found.Mismatch], job: JobRecord, done: inout Set<String>, count: inout Int, setAgain: inout Int) async throws {
         for (agent, list) in Dictionary(grouping: mismatches, by: \.agent).sorted(by: { $0.key < $1.key }) where !done.contains(agent) {
             var files: [TaskFile] = []
             var parents = Set<String>()
             for m in list {
-                if m.wholeFile {
+                if m.attributesOnly {
+                    // Set again by the agent as it checked (a cold copy's are not: it stays counted
+                    // as still differing when checked a second time).
+                    if m.reason.hasSuffix(VerifyReply.attributesSetAgain) { setAgain += 1 }
+                } else if m.wholeFile {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: 0, length: m.file.entry.size, finish: true))
                     // Its directory, and theirs: a directory made anew for it changes its own
                     // parent's mtime too. Only the job's own directories are found.
@@ -356,7 +370,7 @@ extension Scheduler {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: m.offset, length: m.length, finish: false, repair: true))
                 }
             }
-            count += try await repairUnit(files, job: job, agent: agent)
+            if !files.isEmpty { count += try await repairUnit(files, job: job, agent: agent) }
             let directories = try journal.directoryEntries(job: job.id, paths: parents)
             if !directories.isEmpty { _ = try await repairUnit(directories, job: job, agent: agent) }
             done.insert(agent)

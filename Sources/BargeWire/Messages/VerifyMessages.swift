@@ -23,11 +23,34 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
     /// back whole from a backup no longer counted.
     public var repair: Bool
 
-    public init(request: UInt64, files: [File], chunks: [ChunkReport], repair: Bool = false) {
+    /// A finished file's mode and mtime, as its finish set them (`file` indexes `files`).
+    public struct Attributes: Hashable, Sendable {
+        public var file: UInt32
+        /// The mode the file was sent with; the agent expects it as a finish sets it
+        /// (`FileModes.atDestination`).
+        public var mode: UInt32
+        public var mtimeSeconds: Int64
+        public var mtimeNanoseconds: Int32
+        public init(file: UInt32, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32) {
+            self.file = file
+            self.mode = mode
+            self.mtimeSeconds = mtimeSeconds
+            self.mtimeNanoseconds = mtimeNanoseconds
+        }
+        static let size = 20
+    }
+
+    /// Protocol version 22: the mode and mtime of each file the request's units finished, which
+    /// the agent checks once the file's bytes match. Before, a file whose mode or mtime was
+    /// changed after its transfer passed `verify` (h3 of session 50).
+    public var attributes: [Attributes]
+
+    public init(request: UInt64, files: [File], chunks: [ChunkReport], repair: Bool = false, attributes: [Attributes] = []) {
         self.request = request
         self.files = files
         self.chunks = chunks
         self.repair = repair
+        self.attributes = attributes
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -42,6 +65,13 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
             return c
         }
         repair = r.buffer.readableBytes > 0 ? try r.flag("repair") : false
+        attributes = r.buffer.readableBytes == 0 ? [] : try r.list("attributes", minimumSize: Attributes.size) { (r: inout PayloadReader) throws(WireError) in
+            let a = Attributes(file: try r.integer(UInt32.self, "file"), mode: try r.integer(UInt32.self, "mode"),
+                               mtimeSeconds: try r.integer(Int64.self, "mtime seconds"), mtimeNanoseconds: try r.integer(Int32.self, "mtime nanoseconds"))
+            guard Int(a.file) < fileCount else { throw .malformed(r.type, "attributes name file \(a.file) of \(fileCount)") }
+            guard (0..<1_000_000_000).contains(a.mtimeNanoseconds) else { throw .malformed(r.type, "mtime nanoseconds \(a.mtimeNanoseconds)") }
+            return a
+        }
     }
 
     func write(to b: inout ByteBuffer) {
@@ -51,7 +81,16 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
             b.writeInteger(f.size)
         }
         b.writeList(chunks) { b, c in c.write(to: &b) }
-        if repair { b.writeFlag(true) }
+        // The flag is written when set, or when the attributes follow it.
+        if repair || !attributes.isEmpty { b.writeFlag(repair) }
+        if !attributes.isEmpty {
+            b.writeList(attributes) { b, a in
+                b.writeInteger(a.file)
+                b.writeInteger(a.mode)
+                b.writeInteger(a.mtimeSeconds)
+                b.writeInteger(a.mtimeNanoseconds)
+            }
+        }
     }
 }
 
@@ -60,6 +99,11 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
 public struct VerifyReply: Hashable, Sendable, PayloadCodable {
     /// The reason of a mismatch that concerns one chunk; any other reason concerns the whole file.
     public static let chunkDiffers = "SHA-256 differs"
+    /// How the reason of a mismatch of a file's mode or mtime begins (its bytes match; offset 0,
+    /// length 0). A repairing verification sets them again itself, and says so in the reason.
+    public static let attributesDiffer = "mode or mtime differs: "
+    /// How such a reason ends when the agent set them again.
+    public static let attributesSetAgain = "; set again"
 
     public struct Mismatch: Hashable, Sendable {
         public var file: UInt32
