@@ -9,7 +9,7 @@ import Darwin
 /// under a temporary name and renamed into place, so a half-made link never shows.
 public enum DestinationEntries {
     /// Access time left alone: UTIME_OMIT, a macro Swift cannot import ((1 << 30) - 2 on Linux).
-    static let omitTime = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)
+    public static let omitTime = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)
     /// How long a partial copy must have gone unwritten before a later job's directory removes
     /// it (`removeStalePartials`), in seconds.
     public static let stalePartialAge = 3600

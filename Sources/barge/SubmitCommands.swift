@@ -87,10 +87,11 @@ struct VerifyCommand: AsyncParsableCommand {
         discussion: """
             The destination agents re-read every file and compare each chunk's SHA-256 with the one \
             recorded when it arrived, then each file's mode and mtime with those it was given \
-            (agents of 0.14 or later). Exits 1 when anything differs. With --repair, only the chunks \
-            that differ (or files that are missing or resized) are fetched again from the source, \
-            a mode or mtime is set again where the file is, and all is checked again; exits 0 once \
-            all is repaired. The verification runs in the \
+            (agents of 0.14 or later; not when a later job wrote to an overlapping destination, \
+            which may have given the files others). Exits 1 when anything differs. With --repair, \
+            only the chunks that differ (or files that are missing or resized) are fetched again \
+            from the source, a mode or mtime is set again where the file is (not on a file with \
+            other names: hard links), and all is checked again; exits 0 once all is repaired. The verification runs in the \
             coordinator, page by page, and survives its restart; this command follows it, asking a \
             coordinator that stops answering meanwhile (a restart) again for up to 5 minutes \
             (--no-wait only starts it; 'barge status JOB' shows its progress, and 'barge verify JOB' \
@@ -98,7 +99,7 @@ struct VerifyCommand: AsyncParsableCommand {
             """)
 
     @Argument(help: ArgumentHelp("The job id.", valueName: "job")) var job: String
-    @Flag(help: "Fetch the mismatching chunks again from the source.") var repair = false
+    @Flag(help: "Fetch the mismatching chunks again from the source, and set a mode or mtime that differs again.") var repair = false
     @Flag(help: "Print the result as JSON.") var json = false
     @Flag(help: "Start the verification and return; do not follow it.") var noWait = false
     @OptionGroup var coordinator: CoordinatorURLOptions
@@ -137,7 +138,7 @@ struct VerifyCommand: AsyncParsableCommand {
             if outcome.mismatchCount > outcome.mismatches.count { print("  … \(outcome.mismatchCount) mismatches in all") }
             if repair && !outcome.mismatches.isEmpty {
                 print("  repaired \(outcome.repaired); \(outcome.remainingCount) still differ")
-                for m in outcome.remaining { print("  still differs: \(m.path) at \(m.offset): \(m.reason)") }
+                for m in outcome.remaining { print("  still differs: \(m.path)\(m.length == 0 ? "" : " at \(m.offset)"): \(m.reason)") }
             }
             if stopped {
                 print("INCOMPLETE: run 'barge verify \(outcome.id)\(repair ? " --repair" : "")' again to go on from where it stopped")

@@ -49,13 +49,15 @@ public final class TierWork: Sendable {
     /// cut in transit.
     let contentDefinedAbove: UInt64?
 
+    /// `promoteFileDelay`: a pause after each file a promotion moves (fault injection, tests only).
     public init(root: String, name: String, cold: String?, keyMaterial: [UInt8]?, sitePolicy: TierPolicy?,
-                contentDefinedAbove: UInt64? = UnitSender.Settings.defaultContentDefinedAbove) throws {
+                contentDefinedAbove: UInt64? = UnitSender.Settings.defaultContentDefinedAbove, promoteFileDelay: Double? = nil) throws {
         self.root = root
         self.contentDefinedAbove = contentDefinedAbove
         self.name = name
         self.sitePolicy = sitePolicy
         let opened = try cold.map { try ColdStore(directory: $0, keyMaterial: keyMaterial) }
+        opened?.pauseAfterEachPromotedFile = promoteFileDelay
         store = opened.map { ColdStoreBox($0) }
         intake = opened.map { ColdIntake(store: $0) }
     }

@@ -29,6 +29,13 @@ enum Verifier {
         for c in request.chunks { chunksByFile[Int(c.file)].append(c) }
         var attributes = [VerifyRequest.Attributes?](repeating: nil, count: request.files.count)
         for a in request.attributes { attributes[Int(a.file)] = a }
+        // Both values in the reason for the first of them; past that, only what differs: a
+        // `chmod -R` over 131,072 files of a page made a reply past the frame limit.
+        var detailedLeft = AttributesCheck.detailedPerReply
+        func detailed() -> Bool {
+            defer { detailedLeft -= 1 }
+            return detailedLeft > 0
+        }
         for (i, file) in request.files.enumerated() {
             let index = UInt32(i)
             func whole(_ reason: String) { mismatches.append(.init(file: index, offset: 0, length: file.size, reason: reason)) }
@@ -55,8 +62,8 @@ enum Verifier {
                     checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, repair: request.repair, into: &mismatches)
                     if mismatches.count == before, let a = attributes[i],
                        let differs = AttributesCheck.differences(mode: reader.file.mode, mtimeSeconds: reader.file.mtimeSeconds,
-                                                                 mtimeNanoseconds: reader.file.mtimeNanoseconds, expected: a) {
-                        // Kept in the catalog: a promotion gives them to the file.
+                                                                 mtimeNanoseconds: reader.file.mtimeNanoseconds, expected: a, detailed: detailed()) {
+                        // Kept in the catalog, which a promotion gives the file: not set here.
                         mismatches.append(.init(file: index, offset: 0, length: 0, reason: VerifyReply.attributesDiffer + differs + " (its cold copy's)"))
                     }
                 } else {
@@ -87,11 +94,21 @@ enum Verifier {
                 if !ok { mismatches.append(.init(file: index, offset: c.offset, length: UInt64(length), reason: VerifyReply.chunkDiffers)) }
             }
             // The mode and mtime, once the bytes match (a repair of the bytes sets them again).
+            // Set only when asked to, by a repair's own step: never while checking.
             if let a = attributes[i], mismatches.count == before,
-               let differs = AttributesCheck.differences(mode: UInt32(st.st_mode), mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec), expected: a) {
+               let differs = AttributesCheck.differences(mode: UInt32(st.st_mode), mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int32(st.st_mtim.tv_nsec),
+                                                         expected: a, detailed: detailed()) {
                 var reason = VerifyReply.attributesDiffer + differs
-                if request.repair {
-                    if let failed = AttributesCheck.set(fd, expected: a) { reason += "; could not set them again: \(failed)" } else { reason += VerifyReply.attributesSetAgain }
+                if request.setAttributes {
+                    if st.st_nlink > 1 {
+                        // As a re-sync's quick check leaves such a file's mode alone: a change
+                        // would reach its other names too.
+                        reason += "; not set again: it has other names (hard links)"
+                    } else if let failed = AttributesCheck.set(fd, expected: a) {
+                        reason += "; could not set them again: \(failed)"
+                    } else {
+                        reason += VerifyReply.attributesSetAgain
+                    }
                 }
                 mismatches.append(.init(file: index, offset: 0, length: 0, reason: reason))
             }
@@ -138,23 +155,36 @@ enum Verifier {
 
 /// A finished file's mode and mtime against what its finish set (`VerifyRequest.attributes`).
 enum AttributesCheck {
-    /// What differs ("mode 0600, expected 0644; mtime …, expected …"), or nil when nothing does.
-    /// The mode is compared as a transfer's finish sets it (`FileModes.atDestination`: the
-    /// permission bits and the sticky bit), the mtime to the nanosecond.
-    static func differences(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, expected a: VerifyRequest.Attributes) -> String? {
+    /// Mismatches of a reply whose reason names both values; the rest say only what differs.
+    static let detailedPerReply = 256
+
+    /// What differs ("mode 0600, expected 0644; mtime …, expected …"; without `detailed`, "mode;
+    /// mtime"), or nil when nothing does. The mode is compared as a transfer's finish sets it
+    /// (`FileModes.atDestination`: the permission bits and the sticky bit), the mtime to the
+    /// nanosecond, or to what the file system keeps (`sameTime`).
+    static func differences(mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: Int32, expected a: VerifyRequest.Attributes, detailed: Bool = true) -> String? {
         var out: [String] = []
         let have = mode & 0o7777, want = FileModes.atDestination(a.mode) & 0o7777
-        if have != want { out.append("mode \(octal(have)), expected \(octal(want))") }
-        if mtimeSeconds != a.mtimeSeconds || mtimeNanoseconds != a.mtimeNanoseconds {
-            out.append("mtime \(timestamp(mtimeSeconds, mtimeNanoseconds)), expected \(timestamp(a.mtimeSeconds, a.mtimeNanoseconds))")
+        if have != want { out.append(detailed ? "mode \(octal(have)), expected \(octal(want))" : "mode") }
+        if !sameTime(mtimeSeconds, mtimeNanoseconds, as: a.mtimeSeconds, a.mtimeNanoseconds) {
+            out.append(detailed ? "mtime \(timestamp(mtimeSeconds, mtimeNanoseconds)), expected \(timestamp(a.mtimeSeconds, a.mtimeNanoseconds))" : "mtime")
         }
         return out.isEmpty ? nil : out.joined(separator: "; ")
+    }
+
+    /// The same time, or the expected one cut to what a coarser file system keeps: whole
+    /// microseconds or whole seconds (ext4 with small inodes, some network file systems). There,
+    /// every file of a source with nanoseconds differed, and setting them again changed nothing.
+    static func sameTime(_ seconds: Int64, _ nanoseconds: Int32, as wantSeconds: Int64, _ wantNanoseconds: Int32) -> Bool {
+        guard seconds == wantSeconds else { return false }
+        if nanoseconds == wantNanoseconds || nanoseconds == 0 { return true }
+        return nanoseconds % 1_000 == 0 && nanoseconds == wantNanoseconds / 1_000 * 1_000
     }
 
     /// Sets the expected mode and mtime on the open file; nil when done, else why not.
     static func set(_ fd: Int32, expected a: VerifyRequest.Attributes) -> String? {
         guard fchmod(fd, mode_t(FileModes.atDestination(a.mode) & 0o7777)) == 0 else { return "chmod: \(String(cString: strerror(errno)))" }
-        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: Int(a.mtimeSeconds), tv_nsec: Int(a.mtimeNanoseconds))]
+        var times = [DestinationEntries.omitTime, timespec(tv_sec: Int(a.mtimeSeconds), tv_nsec: Int(a.mtimeNanoseconds))]
         guard futimens(fd, &times) == 0 else { return "set mtime: \(String(cString: strerror(errno)))" }
         return nil
     }
@@ -166,12 +196,14 @@ enum AttributesCheck {
 
     /// UTC, to the nanosecond: 2023-11-14T22:13:20.250000000Z.
     static func timestamp(_ seconds: Int64, _ nanoseconds: Int32) -> String {
+        func padded(_ v: some BinaryInteger, _ width: Int) -> String {
+            let digits = String(v)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
         var t = time_t(seconds)
         var parts = tm()
-        guard gmtime_r(&t, &parts) != nil else { return "\(seconds).\(nanoseconds)" }
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let fraction = String(nanoseconds)
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))."
-            + String(repeating: "0", count: max(0, 9 - fraction.count)) + fraction + "Z"
+        guard gmtime_r(&t, &parts) != nil else { return "\(seconds).\(padded(nanoseconds, 9)) s" }
+        return "\(padded(parts.tm_year + 1900, 4))-\(padded(parts.tm_mon + 1, 2))-\(padded(parts.tm_mday, 2))T\(padded(parts.tm_hour, 2)):\(padded(parts.tm_min, 2)):\(padded(parts.tm_sec, 2))."
+            + padded(nanoseconds, 9) + "Z"
     }
 }

@@ -386,6 +386,17 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Transfers into `site` submitted after `job` (`verify`: one whose destination overlaps
+    /// may have given the files other modes and mtimes since).
+    public func transfers(into site: String, after job: String) throws -> [JobRecord] {
+        try pool.read { db in
+            guard let mark = try Row.fetchOne(db, sql: "SELECT createdAt, rowid FROM jobs WHERE id = ?", arguments: [job]) else { return [] }
+            return try JobRecord.fetchAll(db, sql: """
+                SELECT * FROM jobs WHERE destinationSite = ? AND operation = 'transfer' AND (createdAt, rowid) > (?, ?) ORDER BY createdAt, rowid
+                """, arguments: [site, mark[0] as Int64, mark[1] as Int64])
+        }
+    }
+
     /// Jobs in these states, in submission order (`createdAt` has whole seconds; the row id
     /// orders jobs submitted within one).
     public func jobs(in states: [JobState]) throws -> [JobRecord] {

@@ -85,10 +85,14 @@ extension Scheduler {
         var merkle = MerkleAccumulator(encoded: [UInt8](v.merkle)) ?? MerkleAccumulator()
         var wholeFiles: Set<PathKey> = []
         do {
+            let attributes = try laterWriter(of: job).map { later in
+                logger.notice("job \(id): modes and mtimes are not checked: job \(later) wrote to an overlapping destination since, and may have given the files others")
+                return false
+            } ?? true
             while true {
                 let units = try journal.doneUnits(job: id, from: v.cursor, limit: Self.verifyPage)
                 guard let last = units.last else { break }
-                (v, merkle, wholeFiles) = try await verify(page: units, job: job, into: (v, merkle, wholeFiles))
+                (v, merkle, wholeFiles) = try await verify(page: units, job: job, attributes: attributes, into: (v, merkle, wholeFiles))
                 v.cursor = last.unitId + 1
                 v.merkle = Data(merkle.encoded)
                 try journal.save(v)
@@ -114,7 +118,7 @@ extension Scheduler {
     /// what an earlier step found or repaired stays counted. Before a repair begins, the page's
     /// first pass is journaled (`pageRepairs`): a coordinator restarted during the repair sends
     /// those mismatches again rather than check anew a page that is partly repaired already.
-    private func verify(page units: [UnitRecord], job: JobRecord,
+    private func verify(page units: [UnitRecord], job: JobRecord, attributes: Bool,
                         into state: (VerificationRecord, MerkleAccumulator, Set<PathKey>)) async throws -> (VerificationRecord, MerkleAccumulator, Set<PathKey>) {
         var (v, merkle, wholeFiles) = state
         let at = v.cursor
@@ -130,7 +134,7 @@ extension Scheduler {
             let first: Found
             (page, first) = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked") {
                 let page = try await verifyPage(units, job: job)
-                return (page, try await check(page.requests, repair: v.repair))
+                return (page, try await check(page.requests, repair: v.repair, attributes: attributes))
             }
             found = first
             for c in page.ids { merkle.add(c) }
@@ -157,7 +161,7 @@ extension Scheduler {
                 try await repair(found.mismatches, job: job, done: &done, count: &repaired, setAgain: &setAgain)
             }
             let again = try await againIfConnectionLost(job.id, "the page at unit \(at) is checked a second time") {
-                try await check(try await verifyPage(units, job: job).requests, repair: true).mismatches
+                try await check(try await verifyPage(units, job: job).requests, repair: true, attributes: attributes).mismatches
             }
             v.remainingCount += Int64(again.count)
             v.remaining += again.prefix(VerificationRecord.listed - v.remaining.count).map(\.report)
@@ -294,35 +298,82 @@ extension Scheduler {
     }
 
     /// `repair`: the agents may change their cold catalogs for a damaged chunk (`VerifyRequest.repair`).
-    private func check(_ requests: [String: VerifyBatch], repair: Bool, timeout: Duration = .seconds(600)) async throws -> Found {
+    /// `attributes`: the finished files' modes and mtimes are checked too, by agents of 22 on;
+    /// `setAttributes` (a repair's step, never a check) sets those that differ.
+    private func check(_ requests: [String: VerifyBatch], repair: Bool, attributes: Bool, setAttributes: Bool = false,
+                       timeout: Duration = .seconds(600)) async throws -> Found {
         var found = Found()
         for (agent, batch) in requests.sorted(by: { $0.key < $1.key }) {
             guard let link = links[agent] else { throw SchedulerError.connectionLost("agent '\(agent)' is not connected during the verification") }
-            let request = nextRequest
-            nextRequest += 1
-            // The mode and mtime of the files these units finished (another unit's range of a
-            // large file is only its bytes), to an agent that checks them.
-            let attributes = link.version < WireVersion.verifyAttributes ? [] : batch.files.enumerated().compactMap { i, f in
-                f.finish ? VerifyRequest.Attributes(file: UInt32(i), mode: f.entry.mode, mtimeSeconds: f.entry.mtimeSeconds, mtimeNanoseconds: f.entry.mtimeNanoseconds) : nil
-            }
-            let message = Message.verifyRequest(VerifyRequest(request: request, files: batch.files.map { .init(path: $0.entry.path, size: $0.entry.size) },
-                                                              chunks: batch.chunks, repair: repair && link.version >= WireVersion.verifyRepair,
-                                                              attributes: attributes))
-            let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
-            guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
-            found.bytes = found.bytes.addingSaturated(reply.bytesChecked)
-            // A chunk that differs is one the request named: its range is what a repair reads
-            // at the source, whole, so a range the agent made up is not sent on.
-            let asked = Set(batch.chunks.map { AskedChunk(file: $0.file, offset: $0.offset, length: UInt64($0.length)) })
-            for m in reply.mismatches where Int(m.file) < batch.files.count {
-                guard m.reason != VerifyReply.chunkDiffers || asked.contains(AskedChunk(file: m.file, offset: m.offset, length: m.length)) else {
-                    logger.warning("agent \(agent) reported a chunk the verification did not ask about (\(batch.files[Int(m.file)].entry.path) at \(m.offset), \(m.length) bytes): left out")
-                    continue
+            let withAttributes = attributes && link.version >= WireVersion.verifyAttributes
+            guard withAttributes || !setAttributes else { continue }
+            for slice in Self.slices(of: batch, attributes: withAttributes) {
+                let files = Array(batch.files[slice.files])
+                let first = UInt32(slice.files.lowerBound)
+                let chunks = batch.chunks[slice.chunks].map { c in var c = c; c.file -= first; return c }
+                let request = nextRequest
+                nextRequest += 1
+                // The mode and mtime of the files these units finished (another unit's range of a
+                // large file is only its bytes).
+                let given = !withAttributes ? [] : files.enumerated().compactMap { i, f in
+                    f.finish ? VerifyRequest.Attributes(file: UInt32(i), mode: f.entry.mode, mtimeSeconds: f.entry.mtimeSeconds, mtimeNanoseconds: f.entry.mtimeNanoseconds) : nil
                 }
-                found.mismatches.append(.init(agent: agent, file: batch.files[Int(m.file)], offset: m.offset, length: m.length, reason: m.reason))
+                let message = Message.verifyRequest(VerifyRequest(request: request, files: files.map { .init(path: $0.entry.path, size: $0.entry.size) },
+                                                                  chunks: chunks, repair: repair && link.version >= WireVersion.verifyRepair,
+                                                                  attributes: given, setAttributes: setAttributes))
+                let reply = try await awaitReply(request, from: agent, timeout: timeout) { link.sink.yield(message) }
+                guard reply.error.isEmpty else { throw SchedulerError.agentUnavailable("agent '\(agent)' could not verify: \(reply.error)") }
+                found.bytes = found.bytes.addingSaturated(reply.bytesChecked)
+                // A chunk that differs is one the request named: its range is what a repair reads
+                // at the source, whole, so a range the agent made up is not sent on.
+                let asked = Set(chunks.map { AskedChunk(file: $0.file, offset: $0.offset, length: UInt64($0.length)) })
+                for m in reply.mismatches where Int(m.file) < files.count {
+                    guard m.reason != VerifyReply.chunkDiffers || asked.contains(AskedChunk(file: m.file, offset: m.offset, length: m.length)) else {
+                        logger.warning("agent \(agent) reported a chunk the verification did not ask about (\(files[Int(m.file)].entry.path) at \(m.offset), \(m.length) bytes): left out")
+                        continue
+                    }
+                    found.mismatches.append(.init(agent: agent, file: files[Int(m.file)], offset: m.offset, length: m.length, reason: m.reason))
+                }
             }
         }
         return found
+    }
+
+    /// Encoded bytes of a `verify request`, about: the rest of an agent's share goes in the next.
+    /// A page's share could hold 131,072 files of 1,024-file units, and past the frame limit
+    /// (16 MiB) with paths of 70 bytes on average; a reply to a `chmod -R` of them as well.
+    static let verifyRequestBytes = 4 << 20
+
+    /// An agent's share of a page cut into requests of about `verifyRequestBytes`: runs of its
+    /// files, each with the chunks that follow it (`verifyPage` lists a file's chunks right
+    /// after it).
+    static func slices(of batch: VerifyBatch, attributes: Bool) -> [(files: Range<Int>, chunks: Range<Int>)] {
+        var out: [(files: Range<Int>, chunks: Range<Int>)] = []
+        var fileStart = 0, chunkStart = 0, bytes = 0, c = 0
+        for (i, f) in batch.files.enumerated() {
+            var end = c
+            while end < batch.chunks.count && batch.chunks[end].file == UInt32(i) { end += 1 }
+            let cost = 2 + f.entry.path.utf8.count + 8 + (attributes ? 20 : 0) + (end - c) * 48  // a chunk: file, offset, length, id
+            if bytes > 0 && bytes + cost > verifyRequestBytes {
+                out.append((fileStart..<i, chunkStart..<c))
+                (fileStart, chunkStart, bytes) = (i, c, 0)
+            }
+            bytes += cost
+            c = end
+        }
+        // Chunks not in file order (none are): all in one request, as before.
+        guard c == batch.chunks.count else { return [(0..<batch.files.count, 0..<batch.chunks.count)] }
+        out.append((fileStart..<batch.files.count, chunkStart..<batch.chunks.count))
+        return out
+    }
+
+    /// A transfer submitted after `job` whose destination overlaps its destination, if any: it
+    /// may have given the files other modes and mtimes (a `touch` or `chmod` at the source, then
+    /// a re-sync), which this job's verification would report and its repair set back.
+    func laterWriter(of job: JobRecord) throws -> String? {
+        try journal.transfers(into: job.destinationSite, after: job.id).first {
+            JobPath.overlaps(site: job.destinationSite, job.destinationPath, withSite: $0.destinationSite, $0.destinationPath)
+        }?.id
     }
 
     private func awaitReply(_ request: UInt64, from agent: String, timeout: Duration, send: () -> Void) async throws -> VerifyReply {
@@ -352,11 +403,10 @@ extension Scheduler {
         for (agent, list) in Dictionary(grouping: mismatches, by: \.agent).sorted(by: { $0.key < $1.key }) where !done.contains(agent) {
             var files: [TaskFile] = []
             var parents = Set<String>()
+            var attributes = VerifyBatch()
             for m in list {
                 if m.attributesOnly {
-                    // Set again by the agent as it checked (a cold copy's are not: it stays counted
-                    // as still differing when checked a second time).
-                    if m.reason.hasSuffix(VerifyReply.attributesSetAgain) { setAgain += 1 }
+                    attributes.files.append(m.file)
                 } else if m.wholeFile {
                     files.append(TaskFile(sourcePath: m.file.sourcePath, entry: m.file.entry, offset: 0, length: m.file.entry.size, finish: true))
                     // Its directory, and theirs: a directory made anew for it changes its own
@@ -371,6 +421,14 @@ extension Scheduler {
                 }
             }
             if !files.isEmpty { count += try await repairUnit(files, job: job, agent: agent) }
+            // Modes and mtimes, set where the files are by an agent of the site, now that the
+            // page's mismatches are journaled. A cold copy's are not set: it stays counted as
+            // still differing when checked a second time.
+            if !attributes.files.isEmpty {
+                let checker = links[agent] != nil ? agent : (policy.anyAgent(at: job.destinationSite) ?? agent)
+                let set = try await check([checker: attributes], repair: true, attributes: true, setAttributes: true)
+                setAgain += set.mismatches.filter { $0.reason.hasSuffix(VerifyReply.attributesSetAgain) }.count
+            }
             let directories = try journal.directoryEntries(job: job.id, paths: parents)
             if !directories.isEmpty { _ = try await repairUnit(directories, job: job, agent: agent) }
             done.insert(agent)

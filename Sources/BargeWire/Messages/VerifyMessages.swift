@@ -44,13 +44,19 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
     /// the agent checks once the file's bytes match. Before, a file whose mode or mtime was
     /// changed after its transfer passed `verify` (h3 of session 50).
     public var attributes: [Attributes]
+    /// Version 22: the agent sets the attributes that differ (a repair's step, sent once the
+    /// coordinator has journaled what the check found). A check never changes them: set while
+    /// checking, a check made again (a connection lost, a restart) found them clean, and the
+    /// verification said nothing had differed.
+    public var setAttributes: Bool
 
-    public init(request: UInt64, files: [File], chunks: [ChunkReport], repair: Bool = false, attributes: [Attributes] = []) {
+    public init(request: UInt64, files: [File], chunks: [ChunkReport], repair: Bool = false, attributes: [Attributes] = [], setAttributes: Bool = false) {
         self.request = request
         self.files = files
         self.chunks = chunks
         self.repair = repair
         self.attributes = attributes
+        self.setAttributes = setAttributes
     }
 
     init(from r: inout PayloadReader) throws(WireError) {
@@ -72,6 +78,7 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
             guard (0..<1_000_000_000).contains(a.mtimeNanoseconds) else { throw .malformed(r.type, "mtime nanoseconds \(a.mtimeNanoseconds)") }
             return a
         }
+        setAttributes = r.buffer.readableBytes > 0 ? try r.flag("set attributes") : false
     }
 
     func write(to b: inout ByteBuffer) {
@@ -81,9 +88,9 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
             b.writeInteger(f.size)
         }
         b.writeList(chunks) { b, c in c.write(to: &b) }
-        // The flag is written when set, or when the attributes follow it.
-        if repair || !attributes.isEmpty { b.writeFlag(repair) }
-        if !attributes.isEmpty {
+        // Each trailing field is written when it is set, or when one after it is.
+        if repair || !attributes.isEmpty || setAttributes { b.writeFlag(repair) }
+        if !attributes.isEmpty || setAttributes {
             b.writeList(attributes) { b, a in
                 b.writeInteger(a.file)
                 b.writeInteger(a.mode)
@@ -91,6 +98,7 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
                 b.writeInteger(a.mtimeNanoseconds)
             }
         }
+        if setAttributes { b.writeFlag(true) }
     }
 }
 
@@ -99,8 +107,8 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
 public struct VerifyReply: Hashable, Sendable, PayloadCodable {
     /// The reason of a mismatch that concerns one chunk; any other reason concerns the whole file.
     public static let chunkDiffers = "SHA-256 differs"
-    /// How the reason of a mismatch of a file's mode or mtime begins (its bytes match; offset 0,
-    /// length 0). A repairing verification sets them again itself, and says so in the reason.
+    /// How the reason of a mismatch of a file's mode or mtime begins (offset 0, length 0). Asked
+    /// to (`VerifyRequest.setAttributes`), the agent sets them again, and says so in the reason.
     public static let attributesDiffer = "mode or mtime differs: "
     /// How such a reason ends when the agent set them again.
     public static let attributesSetAgain = "; set again"
