@@ -1025,6 +1025,19 @@ struct TransferProcessTests {
         // Set again where they are: nothing was sent.
         #expect(try status(try cluster.cli(["status", job, "--json"], http: c.http))["chunks_refetched"] as? Int == 0)
         #expect(try cluster.cli(["verify", job], http: c.http).status == 0)
+
+        // A later job into the same destination may have given the files other modes and mtimes
+        // (a `touch` at the source, then a re-sync): the first job's verification checks only
+        // bytes from then on, and the later one's sees the change.
+        TreeSupport.setMtime(source.appendingPathComponent("small/1/f1.dat").path, seconds: 1_500_000_000, nanoseconds: 0)
+        let later = try cluster.cli(["submit", "a:ds", "b:copy", "--wait", "--json"], http: c.http)
+        let laterJob = try #require(try status(later)["id"] as? String)
+        let first = try cluster.cli(["verify", job], http: c.http)
+        #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
+        #expect(chmod(small, 0o604) == 0)
+        let second = try cluster.cli(["verify", laterJob], http: c.http)
+        #expect(second.status == 1 && second.stdout.contains("mismatch: copy/small/1/f1.dat: mode or mtime differs: mode 0604"), "\(second.stdout)")
+        #expect(c.coordinator.output.contains("job \(job): modes and mtimes are not checked: job \(laterJob) wrote to an overlapping destination since"))
     }
 
     @Test func badSubmissionsGetClearErrorsAndWriteNothing() async throws {
