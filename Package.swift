@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(name: "BargeFlowTests", dependencies: ["BargeFlow"]),
         .testTarget(name: "BargeStoreTests", dependencies: ["BargeStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BargeTierTests", dependencies: ["BargeTier", "BargeStore", "BargeCodec", "BargeDigest", "BargeBench", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeCodec", "BargeStore", "BargeBench", "BargeDigest", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "BargeAgentTests", dependencies: ["BargeAgent", "BargeWire", "BargeCodec", "BargeStore", "BargeTier", "BargeBench", "BargeDigest", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "BargeCoordinatorTests",
             dependencies: [

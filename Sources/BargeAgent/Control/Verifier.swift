@@ -57,7 +57,16 @@ enum Verifier {
             }
             guard fd >= 0 else {
                 let reason = "cannot open: \(String(cString: strerror(errno)))"
-                if errno == ENOENT, let cold, let reader = try? cold.reader(for: RootedPath.lexical(file.path, under: root).relative) {
+                // Not hot: cold, if the catalog lists it. A row or catalog that cannot be read is
+                // named as the cold copy's damage, not taken for a missing file (h1 of session 52).
+                var coldReader: ColdStore.FileReader?
+                if errno == ENOENT, let cold {
+                    do { coldReader = try cold.reader(for: RootedPath.lexical(file.path, under: root).relative) } catch {
+                        whole("not hot, and its cold copy cannot be read: \(error)")
+                        continue
+                    }
+                }
+                if let cold, let reader = coldReader {
                     let before = mismatches.count
                     checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, repair: request.repair, into: &mismatches)
                     if mismatches.count == before, let a = attributes[i],
