@@ -200,13 +200,17 @@ public final class ColdCatalog: Sendable {
         public var logicalBytes: UInt64
         public var packBytes: UInt64
         public var skipped: [ColdStore.Skipped]
+        /// A demotion's page whose catalog is committed and whose hot copies are still being
+        /// removed: the files to remove (`ColdStore.finishRemovals`). Nil once the page ended.
+        public var removing: [String]?
 
-        public init(next: String, files: UInt64, logicalBytes: UInt64, packBytes: UInt64, skipped: [ColdStore.Skipped]) {
+        public init(next: String, files: UInt64, logicalBytes: UInt64, packBytes: UInt64, skipped: [ColdStore.Skipped], removing: [String]? = nil) {
             self.next = next
             self.files = files
             self.logicalBytes = logicalBytes
             self.packBytes = packBytes
             self.skipped = skipped
+            self.removing = removing
         }
     }
 
@@ -276,8 +280,11 @@ public final class ColdCatalog: Sendable {
     /// Records sealed packs and the files whose chunks they (or earlier packs) hold, in one
     /// transaction: after it, the files are cold. Returns the paths of files left out because a
     /// chunk of theirs is no longer listed (`forgetChunk` ran meanwhile): they are not cold.
+    /// `page`: a demotion's page, recorded in the same transaction as under way, with the files
+    /// committed as those whose hot copies it removes next (`PageOutcome.removing`).
     @discardableResult
-    public func commit(packs: [SealedPack], files: [ColdFile], incoming: [IncomingChunk] = []) throws -> Set<String> {
+    public func commit(packs: [SealedPack], files: [ColdFile], incoming: [IncomingChunk] = [],
+                       page: (job: String, after: String, outcome: PageOutcome)? = nil) throws -> Set<String> {
         try write { db in
             let arriving = try db.cachedStatement(sql: "INSERT OR REPLACE INTO incoming (path, offset, size, length, id, sha) VALUES (?, ?, ?, ?, ?, ?)")
             for c in incoming {
@@ -298,6 +305,14 @@ public final class ColdCatalog: Sendable {
             for f in files {
                 guard try listed.unlisted(in: f).isEmpty else { left.insert(f.path); continue }
                 try statement.execute(arguments: [f.path, Int64(f.size), Int64(f.mode), f.mtimeSeconds, Int64(f.mtimeNanoseconds), Data(f.encodedChunks)])
+            }
+            if let (job, after, outcome) = page {
+                var pending = outcome
+                pending.removing = files.map(\.path).filter { !left.contains($0) }
+                pending.skipped += files.filter { left.contains($0.path) }.map { ColdStore.Skipped(path: $0.path, reason: ColdStore.forgottenMeanwhile) }
+                let text = String(decoding: try JSONEncoder().encode(pending), as: UTF8.self)
+                try db.execute(sql: "INSERT OR REPLACE INTO tier_pages (job, after, outcome, at) VALUES (?, ?, ?, ?)",
+                               arguments: [job, after, text, Date().timeIntervalSince1970])
             }
             return left
         }

@@ -11,6 +11,7 @@ import Glibc
 ///     DIR/packs/XX/<id>.pack   sealed packs, named by their SHA-256 (XX: its first two digits)
 ///     DIR/tmp/                 packs being written
 ///     DIR/lock                 writers hold it shared, `gc` exclusive (flock)
+///     DIR/locks/<hash>.lock    a tier job's pages run one at a time, whichever agent (flock)
 public struct ColdLayout: Sendable {
     public let directory: String
 
@@ -25,6 +26,12 @@ public struct ColdLayout: Sendable {
     public var packsDirectory: String { directory + "/packs" }
     public var temporaryDirectory: String { directory + "/tmp" }
     public var lockPath: String { directory + "/lock" }
+    public var locksDirectory: String { directory + "/locks" }
+    /// The lock of a tier job's pages: named by the SHA-256 of the job's id, which comes from the
+    /// coordinator.
+    public func pageLockPath(job: String) -> String {
+        locksDirectory + "/" + SHA256.hash(Array(job.utf8)).bytes.prefix(16).map { String(format: "%02x", $0) }.joined() + ".lock"
+    }
     public func packDirectory(for id: String) -> String { packsDirectory + "/" + String(id.prefix(2)) }
     public func packPath(for id: String) -> String { packDirectory(for: id) + "/" + id + ".pack" }
 

@@ -170,12 +170,12 @@ struct AgentCommand: AsyncParsableCommand {
                 // A cold store inside the root is not data either.
                 try StatePaths.protect(cold)
             }
-            let promotePause = try faultSeconds("BARGE_FAULT_PROMOTE_FILE_DELAY")
-            if promotePause > 0 {
-                logger.warning("agent \(name): fault injection on: BARGE_FAULT_PROMOTE_FILE_DELAY=\(promotePause), so this agent pauses \(promotePause) s after each file it promotes (tests only)")
+            let tierPause = try faultSeconds("BARGE_FAULT_TIER_FILE_DELAY")
+            if tierPause > 0 {
+                logger.warning("agent \(name): fault injection on: BARGE_FAULT_TIER_FILE_DELAY=\(tierPause), so this agent pauses \(tierPause) s after each file a tier page moves (tests only)")
             }
             tiers = try TierWork(root: rootPath, name: name, cold: cold, keyMaterial: key, sitePolicy: policy,
-                                 contentDefinedAbove: try contentDefinedAbove(), promoteFileDelay: promotePause > 0 ? promotePause : nil)
+                                 contentDefinedAbove: try contentDefinedAbove(), fileDelay: tierPause > 0 ? tierPause : nil)
             if let cold { logger.notice("agent \(name): cold tier in \(cold)\(key != nil ? ", encrypted" : "")\(policy.map { ", site policy \($0)" } ?? "")") }
         } catch let error as TierPolicyError {
             throw ValidationError("--tier-policy: \(error.description)")
@@ -284,7 +284,7 @@ func faultFraction(_ variable: String) throws -> Double {
 
 /// A fault-injection pause from the environment (tests only), in seconds from 0 to 10:
 /// `BARGE_FAULT_SCAN_PAGE_DELAY=S`, the pause after each page of a scan;
-/// `BARGE_FAULT_PROMOTE_FILE_DELAY=S`, the pause after each file a promotion moves.
+/// `BARGE_FAULT_TIER_FILE_DELAY=S`, the pause after each file a tier page moves.
 func faultSeconds(_ variable: String) throws -> Double {
     guard let raw = ProcessInfo.processInfo.environment[variable], !raw.isEmpty else { return 0 }
     guard let s = Double(raw), (0...10).contains(s) else { throw ValidationError("\(variable) must be seconds from 0 to 10, not '\(raw)'") }

@@ -3,6 +3,7 @@ import BargeCodec
 import BargeDigest
 @testable import BargeTier
 import Foundation
+import Synchronization
 import Testing
 
 /// A root and a cold store in a temporary directory.
@@ -331,6 +332,31 @@ struct ColdStoreTests {
         let again = try store.promote(["z/c.bin"], root: s.root)
         #expect(again.files.map(\.path) == ["z/c.bin"] && again.logicalBytes == UInt64(c.count), "\(again.files.map(\.path)) \(again.skipped)")
         #expect(try s.read("z/c.bin") == c && store.catalog.file("z/c.bin") == nil)
+    }
+
+    /// A tier job's pages run one at a time, whoever asks (the lock is a file in the store, so
+    /// the other agent of the site waits too): a page asked again while a run of it still goes
+    /// waits for it. Another job's page does not wait.
+    @Test func aJobsPagesRunOneAtATime() throws {
+        let s = try ColdSandbox()
+        let store = try ColdStore(directory: s.cold)
+        let other = try ColdStore(directory: s.cold)  // another agent's, as far as locks go
+        let events = Mutex<[String]>([])
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) let first = store
+        Thread.detachNewThread {
+            try? first.withPageLock(job: "j-1") {
+                events.withLock { $0.append("first in") }
+                usleep(300_000)
+                events.withLock { $0.append("first out") }
+            }
+            done.signal()
+        }
+        usleep(80_000)
+        try other.withPageLock(job: "j-2") { events.withLock { $0.append("other job") } }
+        try other.withPageLock(job: "j-1") { events.withLock { $0.append("again in") } }
+        done.wait()
+        #expect(events.withLock { $0 } == ["first in", "other job", "first out", "again in"])
     }
 
     /// A file promoted before a crash whose catalog row stayed (the page's rows go at its end)

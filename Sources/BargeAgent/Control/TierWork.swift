@@ -49,15 +49,15 @@ public final class TierWork: Sendable {
     /// cut in transit.
     let contentDefinedAbove: UInt64?
 
-    /// `promoteFileDelay`: a pause after each file a promotion moves (fault injection, tests only).
+    /// `fileDelay`: a pause after each file a page moves (fault injection, tests only).
     public init(root: String, name: String, cold: String?, keyMaterial: [UInt8]?, sitePolicy: TierPolicy?,
-                contentDefinedAbove: UInt64? = UnitSender.Settings.defaultContentDefinedAbove, promoteFileDelay: Double? = nil) throws {
+                contentDefinedAbove: UInt64? = UnitSender.Settings.defaultContentDefinedAbove, fileDelay: Double? = nil) throws {
         self.root = root
         self.contentDefinedAbove = contentDefinedAbove
         self.name = name
         self.sitePolicy = sitePolicy
         let opened = try cold.map { try ColdStore(directory: $0, keyMaterial: keyMaterial) }
-        opened?.pauseAfterEachPromotedFile = promoteFileDelay
+        opened?.pauseAfterEachFile = fileDelay
         store = opened.map { ColdStoreBox($0) }
         intake = opened.map { ColdIntake(store: $0) }
     }
@@ -68,8 +68,8 @@ public final class TierWork: Sendable {
             case .list: return try list(r)
             case .stats: return try stats(r)
             case .gc: return try gc(r)
-            case .demote: return try demote(r)
-            case .promote: return try promote(r)
+            case .demote: return try onePageAtATime(r) { try demote(r) }
+            case .promote: return try onePageAtATime(r) { try promote(r) }
             }
         } catch {
             return TierReply(request: r.request, error: "agent \(name): \(error)")
@@ -84,9 +84,25 @@ public final class TierWork: Sendable {
     /// The request's path under the root (`a:/x`, `a:x` and `a:` alike).
     private func relative(_ path: String) throws -> String { try RootedPath.lexical(path, under: root).relative }
 
-    /// A page of `r`'s job that ended already (its reply was lost), answered as it was.
+    /// `page`, holding the lock of its job's pages (`ColdStore.withPageLock`): a page asked again
+    /// while a run of it still goes waits for that run, and answers what it recorded.
+    private func onePageAtATime(_ r: TierRequest, _ page: () throws -> TierReply) throws -> TierReply {
+        try coldStore().withPageLock(job: r.job, page)
+    }
+
+    /// A page of `r`'s job that ended already (its reply was lost), answered as it was. A
+    /// demotion's page cut short after its catalog commit (`PageOutcome.removing`) first
+    /// finishes its removals, then answers with every file it moved.
     private func answered(_ r: TierRequest, _ store: ColdStore) throws -> TierReply? {
-        guard !r.job.isEmpty, let done = try store.catalog.pageOutcome(job: r.job, after: r.after) else { return nil }
+        guard !r.job.isEmpty, var done = try store.catalog.pageOutcome(job: r.job, after: r.after) else { return nil }
+        if let removing = done.removing {
+            let finished = try store.finishRemovals(removing, root: root)
+            done.files = UInt64(finished.files.count)
+            done.logicalBytes = finished.logicalBytes
+            done.skipped += finished.skipped
+            done.removing = nil
+            try? store.catalog.record(done, job: r.job, after: r.after)
+        }
         var counters = TierCounters()
         counters.files = done.files
         counters.logicalBytes = done.logicalBytes
@@ -147,13 +163,13 @@ public final class TierWork: Sendable {
             }
             walk = w
         }
+        let next = exhausted ? "" : (paths.last ?? r.after) + "#\(r.after.count + paths.count)"
         let outcome = try store.demote(paths, root: root, encoders: ColdStore.archiveEncoders(selector: selector),
-                                       contentDefinedAbove: contentDefinedAbove)
+                                       contentDefinedAbove: contentDefinedAbove, page: r.job.isEmpty ? nil : (r.job, r.after, next))
         var counters = TierCounters()
         counters.files = UInt64(outcome.files.count)
         counters.logicalBytes = outcome.logicalBytes
         counters.packBytes = outcome.storedBytes
-        let next = exhausted ? "" : (paths.last ?? r.after) + "#\(r.after.count + paths.count)"
         if !exhausted, var walk {
             walk.after = next
             walks.withLockedValue { $0[r.job] = walk }
