@@ -43,7 +43,7 @@ public func buildRoutes(directory: AgentDirectory, scheduler: Scheduler, tokens:
         let after = query["after"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
         // One more than the page: `next` only when there is a job after it (with exactly a page
         // left, it named the last job, and following it gave an empty page).
-        let jobs = try await httpErrors { try scheduler.statuses(limit: limit + 1, after: after) }
+        let jobs = try await httpErrors { try await scheduler.statuses(limit: limit + 1, after: after) }
         let page = Array(jobs.prefix(limit))
         return JobList(jobs: page.map(JobStatus.init), next: jobs.count > limit ? page.last?.id : nil)
     }

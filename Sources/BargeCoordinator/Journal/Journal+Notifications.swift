@@ -49,7 +49,7 @@ extension Journal {
 
     /// The oldest events not yet expanded into deliveries.
     public func pendingEvents(limit: Int = 100) async throws -> [NotifiedEvent] {
-        try await pool.read { db in
+        try await read { db in
             try Row.fetchAll(db, sql: "SELECT seq, jobId, type, at FROM job_events ORDER BY seq LIMIT ?", arguments: [limit]).map {
                 NotifiedEvent(seq: $0[0], jobId: $0[1], type: $0[2], at: $0[3])
             }
@@ -58,7 +58,7 @@ extension Journal {
 
     /// The job an event is about, as it stands now.
     public func eventJob(_ event: NotifiedEvent) async throws -> JobRecord? {
-        try await pool.read { db in try JobRecord.fetchOne(db, key: event.jobId) }
+        try await read { db in try JobRecord.fetchOne(db, key: event.jobId) }
     }
 
     /// Replaces an event by its deliveries (none when nobody is to be told), in one transaction.
@@ -73,7 +73,7 @@ extension Journal {
 
     /// Deliveries due at `now`, oldest first.
     public func dueDeliveries(now: Double, limit: Int = 32) async throws -> [Delivery] {
-        try await pool.read { db in
+        try await read { db in
             try Row.fetchAll(db, sql: "SELECT seq, url, body, attempts FROM deliveries WHERE nextAt <= ? ORDER BY nextAt, seq LIMIT ?",
                              arguments: [now, limit]).map { Delivery(seq: $0[0], url: $0[1], body: $0[2], attempts: $0[3]) }
         }

@@ -29,7 +29,7 @@ extension Journal {
     /// page before; nil: from the first). `next` is nil on the last page.
     /// `named`: how many the job names in all (at most `namedLimit`).
     public func untransferable(job: String, limit: Int, after cursor: Int64?) async throws -> (named: Int64, entries: [String], next: Int64?) {
-        try await pool.read { db in
+        try await read { db in
             let named = try Int64.fetchOne(db, sql: "SELECT COUNT(*) FROM untransferable WHERE jobId = ?", arguments: [job]) ?? 0
             let rows = try Row.fetchAll(db, sql: """
                 SELECT rowid, entry FROM untransferable WHERE jobId = ? AND rowid > ? ORDER BY rowid LIMIT ?

@@ -30,6 +30,11 @@ public final class Journal: Sendable {
         // keeps the references itself: units are planned only for a job it has just read, and
         // `prune` deletes a job's units, chunks and verifications before the job.
         configuration.foreignKeysEnabled = false
+        // Fault injection (tests only): fewer reader connections than GRDB's 5, so that a test
+        // runs out of them at once (`Journal.read`).
+        if let raw = getenv("BARGE_FAULT_JOURNAL_READERS"), let n = Int(String(cString: raw)), (1...5).contains(n) {
+            configuration.maximumReaderCount = n
+        }
         pool = try DatabasePool(path: path, configuration: configuration)
         // GRDB's WAL set-up leaves synchronous at NORMAL, which can lose the last transactions on
         // power loss. The writer connection is the only one that commits, so FULL is set there.
@@ -341,7 +346,7 @@ public final class Journal: Sendable {
 
     /// `job`, awaited on the journal's reader queue rather than blocking the caller's thread.
     public func readJob(_ id: String) async throws -> JobRecord? {
-        try await pool.read { db in try Self.job(id, db) }
+        try await read { db in try Self.job(id, db) }
     }
 
     /// Through a cached statement: `fetchOne(key:)` compiled its SQL on every status poll.
@@ -419,7 +424,7 @@ public final class Journal: Sendable {
     /// whose units were partly gone, for ever.
     @discardableResult
     public func prune(endedBefore before: Double) async throws -> [String] {
-        let ids = try await pool.read { db in
+        let ids = try await read { db in
             try String.fetchAll(db, sql: """
                 SELECT id FROM jobs WHERE finishedAt IS NOT NULL AND finishedAt < ? AND state IN ('succeeded', 'failed', 'cancelled')
                 """, arguments: [before])
@@ -441,7 +446,7 @@ public final class Journal: Sendable {
                 }
             }
         }
-        let pending = try await pool.read { db in try String.fetchAll(db, sql: "SELECT jobId FROM pruning") }
+        let pending = try await read { db in try String.fetchAll(db, sql: "SELECT jobId FROM pruning") }
         for id in pending {
             for table in ["units", "chunks", "untransferable"] {
                 while try await pool.write({ db -> Int in
@@ -458,6 +463,17 @@ public final class Journal: Sendable {
         }
         finishFiles.forget(jobs: Set(pending))
         return pruned
+    }
+
+    /// A read for an async caller: synchronous, on a Dispatch thread (`offPool`). GRDB's own
+    /// async read keeps its reader connection until the awaiting task resumes on the cooperative
+    /// pool; with that pool's threads (two here) blocked in synchronous reads waiting for a
+    /// reader, no task resumed, no reader came back, and the coordinator answered nothing more,
+    /// its agents' connections included, until killed (h2 of session 52: 500 `GET /v1/jobs` and
+    /// `GET /v1/jobs/ID` a second over 20 connections, 4 of 4). Here a reader is held only while
+    /// its statement runs, on a thread of its own.
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await offPool { journal in try journal.pool.read(body) }
     }
 
     /// Runs journal work on a Dispatch thread, in the caller's audit context: the caller (the
@@ -639,7 +655,7 @@ public final class Journal: Sendable {
 
     /// `verification`, awaited on the journal's reader queue.
     public func readVerification(_ job: String) async throws -> VerificationRecord? {
-        try await pool.read { db in
+        try await read { db in
             try VerificationRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM verifications WHERE jobId = ?"), arguments: [job])
         }
     }

@@ -414,10 +414,11 @@ public actor Scheduler {
         return (job, page.named, page.entries, page.next)
     }
 
-    /// A page of jobs in submission order, after the job `after`.
-    public nonisolated func statuses(limit: Int = 1000, after: String? = nil) throws -> [JobRecord] {
+    /// A page of jobs in submission order, after the job `after`: read on a Dispatch thread, not
+    /// on the cooperative pool (`Journal.read`).
+    public nonisolated func statuses(limit: Int = 1000, after: String? = nil) async throws -> [JobRecord] {
         do {
-            return try journal.jobs(limit: limit, after: after).map { job in
+            return try await journal.offPool { try $0.jobs(limit: limit, after: after) }.map { job in
                 var j = job
                 addLive(&j)
                 return j
