@@ -79,7 +79,13 @@ public final class AgentListener: Sendable {
                 logger.debug("agent connection from \(address) closed as the coordinator stops")
                 return
             }
-            logger.warning(error is HandshakeFailure ? "refused connection from \(address): \(error)" : "connection from \(address) ended: \(error)")
+            // Too many handshakes at once from one address: the agent asks again on its own (as
+            // an agent's data port says it).
+            if let full = error as? BargeServer.ServerFull, full.fromOneAddress {
+                logger.notice("connection from \(address) refused: \(full); the agent asks again")
+                return
+            }
+            logger.warning(error is HandshakeFailure || error is RefusedHandshake ? "refused connection from \(address): \(error)" : "connection from \(address) ended: \(error)")
         })
     }
 

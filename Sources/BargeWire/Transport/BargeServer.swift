@@ -148,6 +148,7 @@ public final class BargeServer: Sendable {
         session: @escaping @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
         onError: @escaping @Sendable (String, Error) -> Void
     ) async throws {
+        let refusals = RefusalLog()
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
                 // Refusals are reported once per 10 s, with how many more there were: a flood
@@ -170,7 +171,7 @@ public final class BargeServer: Sendable {
                         continue
                     }
                     group.addTask { [active] in
-                        await Self.handle(connection, session: session, onError: onError,
+                        await Self.handle(connection, session: session, onError: onError, refusals: refusals,
                                           handshakeEnded: {
                                               active.withLockedValue { n in
                                                   n.handshaking -= 1
@@ -238,6 +239,7 @@ public final class BargeServer: Sendable {
         _ connection: Connection,
         session run: @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
         onError: @Sendable (String, Error) -> Void,
+        refusals: RefusalLog,
         handshakeEnded: @Sendable () -> Void
     ) async {
         let address = connection.address
@@ -252,8 +254,9 @@ public final class BargeServer: Sendable {
                 ended = true
                 handshakeEnded()
             } catch {
-                // The handshake handler has already told the peer and closed the connection.
-                onError(address, error)
+                // The handshake handler has already told the peer and closed the connection. The
+                // listener hears of the first from an address, then of one every 10 s with a count.
+                if let unsaid = refusals.admit(connection.ip) { onError(address, RefusedHandshake(failure: error, alsoRefused: unsaid)) }
                 return
             }
             do {
