@@ -472,6 +472,15 @@ public final class ColdCatalog: Sendable {
         }
     }
 
+    /// The chunks the catalog places in pack `id`, as its index should list them.
+    public func chunks(inPack id: String) throws -> [PackFormat.Entry] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, offset, stored, raw FROM chunks WHERE pack = ?", arguments: [id]).map {
+                PackFormat.Entry(id: [UInt8]($0[0] as Data), offset: UInt64($0[1] as Int64), stored: UInt32($0[2] as Int64), raw: UInt32($0[3] as Int64))
+            }
+        }
+    }
+
     /// Whether the catalog records this pack (committed by a demotion).
     public func hasPack(_ id: String) throws -> Bool {
         try read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM packs WHERE id = ?", arguments: [id]) != nil }

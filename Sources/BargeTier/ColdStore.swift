@@ -657,6 +657,29 @@ public final class ColdStore {
     }
 
     /// A reader of the cold file at `path` (relative to the root), or nil when it is not cold.
+    /// What is wrong with pack `id` beyond its blobs, or nil: its trailer and index must read,
+    /// and list every chunk the catalog places in it where the catalog says. `verify` reads blobs
+    /// by the catalog's offsets, so a pack whose index was damaged, or whose end was cut off,
+    /// passed it and promoted well, and `gc` removed it without a word; the index is the only
+    /// record inside the store of what a pack holds (h1 of session 52, 3 of 3).
+    public func indexProblem(ofPack id: String) -> String? {
+        do {
+            let listed = Set(try PackReader(path: layout.packPath(for: id), keys: keys).index())
+            let placed = try catalog.chunks(inPack: id)
+            if let missing = placed.first(where: { !listed.contains($0) }) {
+                return "pack \(id)'s index does not list the chunk the catalog places at offset \(missing.offset) (\(placed.count) placed there)"
+            }
+            return nil
+        } catch {
+            return "pack \(id): \(error)"
+        }
+    }
+
+    /// The packs holding `file`'s chunks, by the catalog.
+    public func packs(of file: ColdFile) throws -> Set<String> {
+        Set(try catalog.locations(file.chunks.map(\.id)).values.map(\.pack))
+    }
+
     public func reader(for path: String) throws -> FileReader? {
         guard let file = try catalog.file(path) else { return nil }
         return try FileReader(store: self, file: file)

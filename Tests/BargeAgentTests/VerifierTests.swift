@@ -32,4 +32,40 @@ struct VerifierTests {
         let reason = reply.mismatches.first?.reason ?? ""
         #expect(reason.hasPrefix("not hot, and its cold copy cannot be read: ") && reason.contains("its chunks in the catalog make"), "\(reason)")
     }
+
+    /// A pack whose end was cut off, or whose index was damaged, while every blob still reads: the
+    /// cold file is a mismatch naming the pack. `verify` read blobs by the catalog's offsets only,
+    /// and passed it (h1 of session 52, finding 3, 3 of 3).
+    @Test(arguments: ["cut one byte", "flip a byte of the index"])
+    func aPackWhoseIndexIsDamagedIsFound(_ damage: String) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("barge-verifier-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.path + "/root"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let bytes = SampleData.generate(.text, bytes: 2 << 20, seed: 6)
+        try Data(bytes).write(to: URL(fileURLWithPath: root + "/f.txt"))
+        let store = try ColdStore(directory: dir.path + "/cold")
+        _ = try store.demote(["f.txt"], root: root, encoder: AdaptiveEncoder(sendRate: ColdStore.archiveRate))
+        let request = VerifyRequest(request: 1, files: [.init(path: "f.txt", size: UInt64(bytes.count))], chunks: [])
+        #expect(Verifier.reply(to: request, root: root, cold: store).mismatches.isEmpty)
+
+        let file = try #require(try store.catalog.file("f.txt"))
+        let pack = try #require(try store.packs(of: file).first)
+        let path = store.layout.packPath(for: pack)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        if damage == "cut one byte" {
+            try handle.truncate(atOffset: UInt64(size - 1))
+        } else {
+            // The index lies just before the 24-byte trailer.
+            try handle.seek(toOffset: UInt64(size - 24 - 3))
+            let byte = try #require(try handle.read(upToCount: 1)).first!
+            try handle.seek(toOffset: UInt64(size - 24 - 3))
+            try handle.write(contentsOf: Data([byte ^ 0x5A]))
+        }
+        try handle.close()
+        let reply = Verifier.reply(to: request, root: root, cold: store)
+        let reason = reply.mismatches.first?.reason ?? ""
+        #expect(reply.mismatches.count == 1 && reason.hasPrefix("its cold copy reads back whole, but pack \(pack)"), "\(damage): \(reason)")
+    }
 }

@@ -27,6 +27,8 @@ enum Verifier {
         var buffer: [UInt8] = []
         var chunksByFile = [[ChunkReport]](repeating: [], count: request.files.count)
         for c in request.chunks { chunksByFile[Int(c.file)].append(c) }
+        // Each pack's index looked at once per request (`ColdStore.indexProblem`).
+        var packProblems: [String: String?] = [:]
         var attributes = [VerifyRequest.Attributes?](repeating: nil, count: request.files.count)
         for a in request.attributes { attributes[Int(a.file)] = a }
         // Both values in the reason for the first of them; past that, only what differs: a
@@ -69,6 +71,17 @@ enum Verifier {
                 if let cold, let reader = coldReader {
                     let before = mismatches.count
                     checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, repair: request.repair, into: &mismatches)
+                    // Its bytes read back whole; the packs that hold them must still say so.
+                    if mismatches.count == before {
+                        let packs = (try? cold.packs(of: reader.file)) ?? []
+                        for pack in packs.sorted() {
+                            if packProblems[pack] == nil { packProblems[pack] = .some(cold.indexProblem(ofPack: pack)) }
+                            if let problem = packProblems[pack] ?? nil {
+                                whole("its cold copy reads back whole, but \(problem)")
+                                break
+                            }
+                        }
+                    }
                     if mismatches.count == before, let a = attributes[i],
                        let differs = AttributesCheck.differences(mode: reader.file.mode, mtimeSeconds: reader.file.mtimeSeconds,
                                                                  mtimeNanoseconds: reader.file.mtimeNanoseconds, expected: a, detailed: detailed()) {
