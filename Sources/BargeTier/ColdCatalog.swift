@@ -227,12 +227,16 @@ public final class ColdCatalog: Sendable {
 
     /// Records what the page of `job` after `after` did, and forgets pages older than a week.
     public func record(_ outcome: PageOutcome, job: String, after: String, now: Double = Date().timeIntervalSince1970) throws {
-        let text = String(decoding: try JSONEncoder().encode(outcome), as: UTF8.self)
         try write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO tier_pages (job, after, outcome, at) VALUES (?, ?, ?, ?)", arguments: [job, after, text, now])
+            try Self.record(outcome, job: job, after: after, now: now, in: db)
             // By the index of `at`: this ran at every page, and scanned a week of pages.
             try db.execute(sql: "DELETE FROM tier_pages WHERE at < ?", arguments: [now - Self.pageOutcomesKept])
         }
+    }
+
+    private static func record(_ outcome: PageOutcome, job: String, after: String, now: Double, in db: Database) throws {
+        let text = String(decoding: try JSONEncoder().encode(outcome), as: UTF8.self)
+        try db.execute(sql: "INSERT OR REPLACE INTO tier_pages (job, after, outcome, at) VALUES (?, ?, ?, ?)", arguments: [job, after, text, now])
     }
 
     /// Records a directory's mtime unless one is recorded already (the original wins).
@@ -310,9 +314,7 @@ public final class ColdCatalog: Sendable {
                 var pending = outcome
                 pending.removing = files.map(\.path).filter { !left.contains($0) }
                 pending.skipped += files.filter { left.contains($0.path) }.map { ColdStore.Skipped(path: $0.path, reason: ColdStore.forgottenMeanwhile) }
-                let text = String(decoding: try JSONEncoder().encode(pending), as: UTF8.self)
-                try db.execute(sql: "INSERT OR REPLACE INTO tier_pages (job, after, outcome, at) VALUES (?, ?, ?, ?)",
-                               arguments: [job, after, text, Date().timeIntervalSince1970])
+                try Self.record(pending, job: job, after: after, now: Date().timeIntervalSince1970, in: db)
             }
             return left
         }

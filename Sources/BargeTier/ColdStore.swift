@@ -613,6 +613,9 @@ public final class ColdStore {
             locations = try store.catalog.locations(file.chunks.map(\.id))
         }
 
+        /// The packs holding the file's chunks, by the catalog as it was read.
+        public var packs: Set<String> { Set(locations.values.map(\.pack)) }
+
         /// `length` bytes at `offset`, or an error naming the damaged chunk.
         public func read(offset: UInt64, length: Int) throws -> [UInt8] {
             guard offset + UInt64(length) <= file.size else { throw ColdStoreError("\(file.path): range past its end") }
@@ -673,11 +676,6 @@ public final class ColdStore {
         } catch {
             return "pack \(id): \(error)"
         }
-    }
-
-    /// The packs holding `file`'s chunks, by the catalog.
-    public func packs(of file: ColdFile) throws -> Set<String> {
-        Set(try catalog.locations(file.chunks.map(\.id)).values.map(\.pack))
     }
 
     public func reader(for path: String) throws -> FileReader? {

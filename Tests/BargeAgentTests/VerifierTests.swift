@@ -49,8 +49,7 @@ struct VerifierTests {
         let request = VerifyRequest(request: 1, files: [.init(path: "f.txt", size: UInt64(bytes.count))], chunks: [])
         #expect(Verifier.reply(to: request, root: root, cold: store).mismatches.isEmpty)
 
-        let file = try #require(try store.catalog.file("f.txt"))
-        let pack = try #require(try store.packs(of: file).first)
+        let pack = try #require(try store.reader(for: "f.txt")?.packs.first)
         let path = store.layout.packPath(for: pack)
         let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
         let handle = try #require(FileHandle(forUpdatingAtPath: path))

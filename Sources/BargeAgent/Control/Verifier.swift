@@ -68,13 +68,12 @@ enum Verifier {
                         continue
                     }
                 }
-                if let cold, let reader = coldReader {
+                if let cold, var reader = coldReader {
                     let before = mismatches.count
-                    checked += verifyCold(reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, repair: request.repair, into: &mismatches)
+                    checked += verifyCold(&reader, cold: cold, chunks: chunksByFile[i], size: file.size, index: index, repair: request.repair, into: &mismatches)
                     // Its bytes read back whole; the packs that hold them must still say so.
                     if mismatches.count == before {
-                        let packs = (try? cold.packs(of: reader.file)) ?? []
-                        for pack in packs.sorted() {
+                        for pack in reader.packs.sorted() {
                             if packProblems[pack] == nil { packProblems[pack] = .some(cold.indexProblem(ofPack: pack)) }
                             if let problem = packProblems[pack] ?? nil {
                                 whole("its cold copy reads back whole, but \(problem)")
@@ -139,14 +138,15 @@ enum Verifier {
     }
 
     /// Checks a cold file's chunks; returns the bytes checked.
-    private static func verifyCold(_ reader: ColdStore.FileReader, cold: ColdStore, chunks: [ChunkReport], size: UInt64, index: UInt32,
+    /// `reader` ends as the one that read the chunks (another, when a repair pointed the catalog
+    /// at a whole copy in another pack).
+    private static func verifyCold(_ reader: inout ColdStore.FileReader, cold: ColdStore, chunks: [ChunkReport], size: UInt64, index: UInt32,
                                    repair: Bool, into mismatches: inout [VerifyReply.Mismatch]) -> UInt64 {
         guard reader.file.size == size else {
             mismatches.append(.init(file: index, offset: 0, length: size, reason: "its cold copy is \(reader.file.size) bytes, expected \(size)"))
             return 0
         }
         var checked: UInt64 = 0
-        var reader = reader
         var repaired = false
         for c in chunks {
             do {
@@ -211,17 +211,16 @@ enum AttributesCheck {
         return nil
     }
 
-    static func octal(_ mode: UInt32) -> String {
-        let digits = String(mode, radix: 8)
-        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    static func octal(_ mode: UInt32) -> String { padded(mode, 4, radix: 8) }
+
+    /// `v`'s digits, with zeros before them up to `width`.
+    static func padded(_ v: some BinaryInteger, _ width: Int, radix: Int = 10) -> String {
+        let digits = String(v, radix: radix)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
     /// UTC, to the nanosecond: 2023-11-14T22:13:20.250000000Z.
     static func timestamp(_ seconds: Int64, _ nanoseconds: Int32) -> String {
-        func padded(_ v: some BinaryInteger, _ width: Int) -> String {
-            let digits = String(v)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
         var t = time_t(seconds)
         var parts = tm()
         guard gmtime_r(&t, &parts) != nil else { return "\(seconds).\(padded(nanoseconds, 9)) s" }

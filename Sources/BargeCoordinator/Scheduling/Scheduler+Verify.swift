@@ -353,7 +353,7 @@ extension Scheduler {
         for (i, f) in batch.files.enumerated() {
             var end = c
             while end < batch.chunks.count && batch.chunks[end].file == UInt32(i) { end += 1 }
-            let cost = 2 + f.entry.path.utf8.count + 8 + (attributes ? 20 : 0) + (end - c) * 48  // a chunk: file, offset, length, id
+            let cost = 2 + f.entry.path.utf8.count + 8 + (attributes ? VerifyRequest.Attributes.size : 0) + (end - c) * ChunkReport.size
             if bytes > 0 && bytes + cost > verifyRequestBytes {
                 out.append((fileStart..<i, chunkStart..<c))
                 (fileStart, chunkStart, bytes) = (i, c, 0)

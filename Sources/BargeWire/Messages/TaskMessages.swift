@@ -323,7 +323,8 @@ public struct ChunkReport: Hashable, Sendable {
         self.id = id
     }
 
-    static let size = 4 + 8 + 4 + 32
+    /// Encoded bytes: file index, offset, length, id.
+    public static let size = 4 + 8 + 4 + 32
 
     init(from r: inout PayloadReader) throws(WireError) {
         file = try r.integer(UInt32.self, "chunk file")

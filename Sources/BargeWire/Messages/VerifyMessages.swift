@@ -37,7 +37,8 @@ public struct VerifyRequest: Hashable, Sendable, PayloadCodable {
             self.mtimeSeconds = mtimeSeconds
             self.mtimeNanoseconds = mtimeNanoseconds
         }
-        static let size = 20
+        /// Encoded bytes: file index, mode, mtime seconds and nanoseconds.
+        public static let size = 20
     }
 
     /// Protocol version 22: the mode and mtime of each file the request's units finished, which
