@@ -199,6 +199,62 @@ struct HostileListenerTests {
         try await honestClientIsServed(port)
     }
 
+    /// Idle connections from three addresses, each opened again as soon as it was closed, held
+    /// every handshake slot, and no agent or peer got in while they went on (h2 of session 52,
+    /// F2: the limit per address is half the slots). Now a newcomer takes the slot of the oldest
+    /// connection from the address holding the most, which is told `busy`.
+    @Test func aFloodFromSeveralAddressesKeepsNoPeerOut() async throws {
+        let server = try await BargeServer.bind(host: "127.0.0.1", port: 0, token: Self.token, name: "listener",
+                                                handshakeTimeout: .seconds(30), maxConnections: 64)
+        let (errors, serving) = echoing(server)
+        defer { serving.cancel() }
+        let port = server.localAddress!.port!
+        let flood = Flood(port: port, addresses: ["127.0.0.2", "127.0.0.3", "127.0.0.4"], each: server.maxHandshakesPerAddress)
+        defer { flood.stop() }
+        #expect(try await eventually { server.handshakingConnections == server.maxHandshakes && flood.reopened > 20 })
+        // Each is served at once (before, each was refused `busy` for as long as the flood went on).
+        for _ in 0..<5 { try await honestClientIsServed(port) }
+        #expect(errors.contains("its slot went to a newer connection"))
+        // The flood still holds the rest.
+        #expect(try await eventually { server.handshakingConnections == server.maxHandshakes }, "\(server.handshakingConnections)")
+    }
+
+    /// Silent connections from `addresses`, `each` from every one, each opened again as soon as
+    /// the listener closes it (a refusal, a slot given away), from a thread of its own until
+    /// `stop()`.
+    final class Flood: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stopped = false, reopens = 0
+        private let done = DispatchSemaphore(value: 0)
+
+        var reopened: Int { lock.withLock { reopens } }
+
+        init(port: Int, addresses: [String], each: Int) {
+            Thread.detachNewThread { [self] in
+                var peers = addresses.flatMap { address in (0..<each).map { _ in (address, try? RawPeer(port: port, from: address)) } }
+                while !lock.withLock({ stopped }) {
+                    for i in peers.indices {
+                        if let peer = peers[i].1 {
+                            var polled = pollfd(fd: peer.fd, events: Int16(POLLIN), revents: 0)
+                            if poll(&polled, 1, 0) == 0 { continue }  // still held open
+                        }
+                        peers[i].1 = try? RawPeer(port: port, from: peers[i].0)
+                        lock.withLock { reopens += 1 }
+                    }
+                    usleep(5_000)
+                }
+                peers.removeAll()
+                done.signal()
+            }
+        }
+
+        /// Stops the flood and closes its connections.
+        func stop() {
+            lock.withLock { stopped = true }
+            done.wait()
+        }
+    }
+
     /// Handshakes that fail (a client with another token) are reported once per address, then
     /// once per 10 s with how many more there were: each was a warning of its own, 36,681 lines
     /// in 30 s from 50 clients without the token (h2 of session 52).

@@ -12,8 +12,9 @@ import Glibc
 public final class BargeServer: Sendable {
     /// `refusal`: the listener was full when it came; it was told `busy` and closed, with no
     /// handshake.
+    /// `id`: the connection's number, as `HandshakeSlots` knows it.
     typealias Connection = (channel: NIOAsyncChannel<Frame, Frame>, session: EventLoopFuture<Session>, faults: ProtocolFaults, address: String,
-                            ip: String, refusal: ServerFull?)
+                            ip: String, id: Int, refusal: ServerFull?)
 
     /// A connection after its handshake.
     public struct Peer: Sendable {
@@ -32,15 +33,24 @@ public final class BargeServer: Sendable {
     public let maxHandshakes: Int
     /// Of those, from any one address: half. A single client that held every handshake slot
     /// (128 silent connections, each opened again as soon as it was closed) kept every peer out:
-    /// a 0.4 s transfer took 39 s, and an agent could not register for 24 s.
+    /// a 0.4 s transfer took 39 s, and an agent could not register for 24 s. When every slot is
+    /// held, a newcomer takes one from the address holding the most (`HandshakeSlots`).
     public var maxHandshakesPerAddress: Int { max(1, maxHandshakes / 2) }
     private let active: NIOLockedValueBox<Active>
 
     struct Active {
         var served = 0
-        var handshaking = 0
-        /// Connections in their handshake, by the peer's IP address.
-        var handshakingFrom: [String: Int] = [:]
+        var slots: HandshakeSlots
+        /// The channels of connections in their handshake, by id, to close one whose slot is
+        /// given to a newcomer.
+        var channels: [Int: Channel] = [:]
+        var lastID = 0
+
+        /// Connection `id`'s handshake ended; true when it had given its slot away.
+        mutating func handshakeEnded(_ id: Int, from ip: String) -> Bool {
+            channels.removeValue(forKey: id)
+            return slots.end(id, from: ip)
+        }
     }
 
     /// The address actually bound (port 0 binds a free port).
@@ -67,7 +77,7 @@ public final class BargeServer: Sendable {
     public var activeConnections: Int { active.withLockedValue { $0.served } }
 
     /// Connections in their handshake now.
-    public var handshakingConnections: Int { active.withLockedValue { $0.handshaking } }
+    public var handshakingConnections: Int { active.withLockedValue { $0.slots.held } }
 
     public static func bind(host: String, port: Int, token: ClusterToken, name: String, maxPayloadLength: Int = Frame.defaultMaxPayload,
                             handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .seconds(120),
@@ -78,8 +88,8 @@ public final class BargeServer: Sendable {
         // Counted as each connection is set up, before its handshake can begin: a connection
         // refused later, once its handshake had run (it is quick), looked established to the
         // peer, which then saw a bare close.
-        let active = NIOLockedValueBox(Active())
         let perAddress = max(1, maxHandshakes / 2)
+        let active = NIOLockedValueBox(Active(slots: HandshakeSlots(limit: maxHandshakes, perAddress: perAddress)))
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -92,15 +102,19 @@ public final class BargeServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let address = Self.describe(channel.remoteAddress)
                     let ip = channel.remoteAddress?.ipAddress ?? "?"
-                    let refusal = active.withLockedValue { n -> ServerFull? in
-                        guard n.served < maxConnections else { return ServerFull(limit: maxConnections, handshaking: false) }
-                        guard n.handshaking < maxHandshakes else { return ServerFull(limit: maxHandshakes, handshaking: true) }
-                        guard n.handshakingFrom[ip, default: 0] < perAddress else { return ServerFull(limit: perAddress, handshaking: true, fromOneAddress: true) }
-                        n.served += 1
-                        n.handshaking += 1
-                        n.handshakingFrom[ip, default: 0] += 1
-                        return nil
+                    let (id, refusal, evicted) = active.withLockedValue { n -> (Int, ServerFull?, Channel?) in
+                        n.lastID += 1
+                        guard n.served < maxConnections else { return (n.lastID, ServerFull(limit: maxConnections, handshaking: false), nil) }
+                        switch n.slots.arrive(n.lastID, from: ip) {
+                        case .refuse(let fromOneAddress):
+                            return (n.lastID, ServerFull(limit: fromOneAddress ? perAddress : maxHandshakes, handshaking: true, fromOneAddress: fromOneAddress), nil)
+                        case .admit(let evicting):
+                            n.served += 1
+                            n.channels[n.lastID] = channel
+                            return (n.lastID, nil, evicting.flatMap { n.channels.removeValue(forKey: $0) })
+                        }
                     }
+                    if let evicted { Self.giveWay(evicted, limit: maxHandshakes) }
                     if let refusal {
                         // Told in words (`busy`), so the peer waits and tries again rather than
                         // fail its unit on a closed connection; nothing it sends is read.
@@ -109,7 +123,7 @@ public final class BargeServer: Sendable {
                         let session = channel.eventLoop.makePromise(of: Session.self)
                         session.fail(refusal)
                         return (channel: try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session: session.futureResult,
-                                faults: ProtocolFaults(), address: address, ip: ip, refusal: Optional(refusal))
+                                faults: ProtocolFaults(), address: address, ip: ip, id: id, refusal: Optional(refusal))
                     }
                     let session = channel.eventLoop.makePromise(of: Session.self)
                     let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
@@ -124,9 +138,7 @@ public final class BargeServer: Sendable {
                         // Never served (the peer closed at once): counted out again.
                         active.withLockedValue { n in
                             n.served -= 1
-                            n.handshaking -= 1
-                            n.handshakingFrom[ip, default: 1] -= 1
-                            if n.handshakingFrom[ip] == 0 { n.handshakingFrom.removeValue(forKey: ip) }
+                            _ = n.handshakeEnded(id, from: ip)
                         }
                         session.fail(error)
                         throw error
@@ -134,7 +146,7 @@ public final class BargeServer: Sendable {
                     // The address is read at accept: once the peer has closed (a client that gave
                     // up its handshake at once), the channel no longer knows it, and the refusal
                     // was logged as from an "unknown peer".
-                    return (channel: async, session: session.futureResult, faults: faults, address: address, ip: ip, refusal: nil)
+                    return (channel: async, session: session.futureResult, faults: faults, address: address, ip: ip, id: id, refusal: nil)
                 }
             }
         return BargeServer(server: server, maxConnections: maxConnections, maxHandshakes: maxHandshakes, active: active)
@@ -173,11 +185,7 @@ public final class BargeServer: Sendable {
                     group.addTask { [active] in
                         await Self.handle(connection, session: session, onError: onError, refusals: refusals,
                                           handshakeEnded: {
-                                              active.withLockedValue { n in
-                                                  n.handshaking -= 1
-                                                  n.handshakingFrom[connection.ip, default: 1] -= 1
-                                                  if n.handshakingFrom[connection.ip] == 0 { n.handshakingFrom.removeValue(forKey: connection.ip) }
-                                              }
+                                              active.withLockedValue { $0.handshakeEnded(connection.id, from: connection.ip) }
                                           })
                         active.withLockedValue { $0.served -= 1 }
                     }
@@ -214,6 +222,25 @@ public final class BargeServer: Sendable {
         try? await server.channel.close()
     }
 
+    /// A connection still in its handshake gives its slot to a newcomer: it is told `busy`, as a
+    /// connection refused on arrival is (a peer waits and tries again), and closed.
+    static func giveWay(_ channel: Channel, limit: Int) {
+        channel.eventLoop.execute {
+            let reason = "all \(limit) handshake slots are held, most by your address; this connection's slot went to a newer one"
+            channel.writeAndFlush(Message.error(ErrorMessage(code: .busy, reason: reason)).frame(allocator: channel.allocator)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// A connection closed in its handshake because its slot went to a newer connection
+    /// (`HandshakeSlots`).
+    public struct GaveWay: Error, Sendable, CustomStringConvertible {
+        public var description: String {
+            "closed in its handshake: every handshake slot was held, most by this address, and its slot went to a newer connection"
+        }
+    }
+
     /// The whole pipeline of a connection refused on arrival: it says `busy` with the reason,
     /// closes, and reads nothing the peer sends.
     final class BusyRefusal: ChannelInboundHandler {
@@ -240,23 +267,26 @@ public final class BargeServer: Sendable {
         session run: @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
         onError: @Sendable (String, Error) -> Void,
         refusals: RefusalLog,
-        handshakeEnded: @Sendable () -> Void
+        handshakeEnded: @Sendable () -> Bool
     ) async {
         let address = connection.address
         // Everything happens inside executeThenClose, which closes the connection and finishes its
         // writer on every path (an NIOAsyncChannel left without it traps when released).
         var ended = false
-        defer { if !ended { handshakeEnded() } }
+        defer { if !ended { _ = handshakeEnded() } }
         try? await connection.channel.executeThenClose { inbound, outbound in
             let session: Session
             do {
                 session = try await connection.session.get()
                 ended = true
-                handshakeEnded()
+                _ = handshakeEnded()
             } catch {
-                // The handshake handler has already told the peer and closed the connection. The
-                // listener hears of the first from an address, then of one every 10 s with a count.
-                if let unsaid = refusals.admit(connection.ip) { onError(address, RefusedHandshake(failure: error, alsoRefused: unsaid)) }
+                // The handshake handler has already told the peer and closed the connection (or
+                // the connection gave its slot away). The listener hears of the first from an
+                // address, then of one every 10 s with a count.
+                ended = true
+                let failure: Error = handshakeEnded() ? GaveWay() : error
+                if let unsaid = refusals.admit(connection.ip) { onError(address, RefusedHandshake(failure: failure, alsoRefused: unsaid)) }
                 return
             }
             do {
