@@ -49,6 +49,10 @@ struct APIConformanceTests {
         try await post(f, "/v1/jobs", submit + #","checksum":"yes"}"#, status: .badRequest, contains: "checksum")
         try await post(f, "/v1/jobs", "[1,2]", status: .badRequest, contains: "JSON object")
         try await post(f, "/v1/jobs", "{", status: .badRequest, contains: "not JSON")
+        // JSON that is not an object is told so (`null` was "not JSON"), and no body is told that.
+        try await post(f, "/v1/jobs", "null", status: .badRequest, contains: "must be a JSON object")
+        try await post(f, "/v1/jobs", "3", status: .badRequest, contains: "must be a JSON object")
+        try await post(f, "/v1/jobs", "", status: .badRequest, contains: "the body is empty")
         try await post(f, "/v1/jobs", #"{"pad":""# + String(repeating: "x", count: 2 << 20) + #""}"#, status: .contentTooLarge)
         try await post(f, "/v1/jobs/j-1/verify?repair=null", "", status: .badRequest, contains: "repair must be true or false")
 

@@ -36,8 +36,11 @@ enum RequestChecks {
             return buffer
         }
         let data = Data(collected.readableBytesView)
+        guard !data.isEmpty else { throw HTTPError(.badRequest, message: "the body is empty; it must be \(shape)") }
         let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+        // Fragments allowed: `null`, `3` or `"x"` are JSON, only not an object (they were
+        // answered "not JSON").
+        do { object = try JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) } catch {
             throw HTTPError(.badRequest, message: "the body is not JSON; it must be \(shape)")
         }
         guard let members = object as? [String: Any] else { throw HTTPError(.badRequest, message: "the body must be a JSON object: \(shape)") }
