@@ -25,6 +25,16 @@ public enum JobPath {
         return normalized
     }
 
+    /// Why a job may not name `path` (normalized), nil when it may: a component named as a
+    /// destination names its unfinished copies (`x.barge-partial`). A scan leaves such entries
+    /// out, but a single file so named was sent, and the next job into its directory took it
+    /// for its own partial copy of `x` and replaced it (h2 of session 53, F5).
+    public static func partialCopyName(_ path: String) -> String? {
+        let suffix = PartialFileWriter.suffix
+        guard let part = PathKey.components(path).first(where: { $0.utf8.count > suffix.utf8.count && $0.hasSuffix(suffix) }) else { return nil }
+        return "'\(ControlCharacters.escaped(String(part.prefix(80))))' is named as Barge names its unfinished copies (\(suffix)); a job may not read or write it"
+    }
+
     /// The longest path a job may name, or an entry under it have, in bytes: the agents' walk's
     /// own limit (`TreeScanner.longestPath`, one less than `PATH_MAX`), so both ends agree.
     public static let longest = TreeScanner.longestPath
