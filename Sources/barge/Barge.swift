@@ -34,6 +34,10 @@ struct Barge: AsyncParsableCommand {
     /// As ArgumentParser's, except that a `ValidationError` thrown while a command runs shows that
     /// command's usage line (ArgumentParser would show the root's) and exits 64.
     static func main() async {
+        if let why = RawArguments.notUTF8() {
+            FileHandle.standardError.write(Data("Error: \(why)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
         let command: ParsableCommand
         let arguments = Array(CommandLine.arguments.dropFirst())
         do { command = try parseAsRoot(try ConfigFile.expand(arguments)) } catch {

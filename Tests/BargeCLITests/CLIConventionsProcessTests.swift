@@ -21,6 +21,11 @@ struct CLIConventionsProcessTests {
 
         let rate = try BargeProcess.run(["submit", "a:x", "b:y", "--bwlimit", "40MiB"])
         #expect(rate.status == 64 && rate.stderr.contains("40MiB/s") && rate.stderr.contains("Usage: barge submit"), "\(rate.stderr)")
+        // An argument that is not UTF-8 is refused in words: Swift made `bad\xff` into
+        // `bad\u{FFFD}`, and another file of that name was sent.
+        let bytes = try BargeProcess.run(["-c", #"exec "$0" submit "a:/argv/bad$(printf '\377')" b:/out"#, BargeProcess.executable.path],
+                                         executable: URL(fileURLWithPath: "/bin/sh"))
+        #expect(bytes.status == 64 && bytes.stderr.contains(#"argument 2 ('a:/argv/bad\xff') is not UTF-8"#), "\(bytes.stderr)")
         let unknown = try BargeProcess.run(["jobs", "--no-such-flag"])
         #expect(unknown.status == 64, "\(unknown.stderr)")
         // --prune-before: a time to come, or an age of 0, would delete every ended job; refused
