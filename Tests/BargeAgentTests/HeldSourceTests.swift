@@ -49,10 +49,28 @@ struct HeldSourceTests {
         usleep(20_000)  // past a coarse clock's tick
         #expect(rename(next, path) == 0)
         // The file first opened lost its name (its ctime moves with its link count): the file is
-        // found changed, and left out rather than finished mixed.
-        #expect(throws: SourceChanged.self) { _ = try chunk(1, held: kept) }
+        // found changed, and left out rather than finished mixed; the reason says it has no name.
+        let replaced = #expect(throws: SourceChanged.self) { _ = try chunk(1, held: kept) }
+        #expect(replaced?.what.contains("deleted, or another file renamed over it") == true, "\(String(describing: replaced))")
         // Opened again for the chunk (as before), it reads the new file: the mix that passed.
         #expect(try chunk(1, held: nil) == SHA256.hash(Array(new[(1 << 20)..<(2 << 20)])).bytes)
+    }
+
+    /// A file deleted while its unit reads it is said to be deleted ("written to, or its
+    /// attributes changed" before: the last name's removal moves the ctime too).
+    @Test func aFileDeletedMidwayIsSaidToBeDeleted() throws {
+        let roots = try Roots()
+        let size = 2 << 20
+        try Data(SampleData.random(bytes: size, seed: 4)).write(to: URL(fileURLWithPath: roots.source + "/f"))
+        let (source, kept, mtime) = try holding("f", in: roots)
+        defer { close(kept.fd) }
+        let place = ChunkPlace(job: "j", path: "f", offset: 0)
+        _ = try source.prepare(sourcePath: "f", held: kept, offset: 0, length: 1 << 20, fileSize: UInt64(size), mtime: mtime, destination: place)
+        #expect(unlink(roots.source + "/f") == 0)
+        let deleted = #expect(throws: SourceChanged.self) {
+            _ = try source.prepare(sourcePath: "f", held: kept, offset: 1 << 20, length: 1 << 20, fileSize: UInt64(size), mtime: mtime, destination: place)
+        }
+        #expect(deleted?.what.hasPrefix("it was deleted") == true, "\(String(describing: deleted))")
     }
 
     @Test func aWriteInPlaceWhoseMtimeWasPutBackIsFoundByTheCtime() throws {

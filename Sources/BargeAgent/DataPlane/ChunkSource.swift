@@ -222,6 +222,9 @@ public final class ChunkSource: @unchecked Sendable {
                                ctime: timespec? = nil, identity: FileIdentity? = nil) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: sourcePath, errno: errno) }
+        // Before the ctime, which the last name's removal moves too: a deleted file was
+        // reported as "written to, or its attributes changed" (h2 of session 53, F2).
+        if st.st_nlink == 0 { throw SourceChanged(path: sourcePath, what: "it was deleted, or another file renamed over it, since the scan: the file read has no name left") }
         if let identity {
             if UInt64(st.st_ino) != identity.inode { throw SourceChanged(path: sourcePath, what: "another file has its name since the scan (replaced, by a rename over it or a copy): its inode is not the scan's") }
             if Int64(st.st_ctim.tv_sec) != identity.ctimeSeconds || Int32(st.st_ctim.tv_nsec) != identity.ctimeNanoseconds {
