@@ -225,7 +225,8 @@ public struct CoordinatorClient: Sendable {
 
     /// A report as a coordinator of an older protocol version reads it: version 1 has no dedup
     /// bytes in `task done`, versions before 3 no lane figures in `task progress`, versions
-    /// before 13 no files left out (the unit fails instead).
+    /// before 13 no files left out (the unit fails instead), versions before 23 no reason but the
+    /// first's.
     static func downgrade(_ message: Message, to version: UInt8) -> Message {
         switch message {
         case .taskDone(let done) where version < WireVersion.leftOut && !done.leftOut.isEmpty:
@@ -234,6 +235,10 @@ public struct CoordinatorClient: Sendable {
             let failure = UnitSender.leftOutFailure(done.firstLeftOut)
             return downgrade(.taskFailed(TaskFailed(job: done.job, unit: done.unit, retryable: false, reason: failure.description,
                                                     assignment: done.assignment)), to: version)
+        case .taskDone(var done) where version < WireVersion.leftOutReasons && !done.laterLeftOut.isEmpty:
+            // Why the others were left out would be trailing bytes to it.
+            done.laterLeftOut = []
+            return downgrade(.taskDone(done), to: version)
         case .taskDone(var done) where version < WireVersion.assignments && (done.assignment != 0 || (version < WireVersion.dedup && done.dedupBytes > 0)):
             done.assignment = 0
             if version < WireVersion.dedup { done.dedupBytes = 0 }

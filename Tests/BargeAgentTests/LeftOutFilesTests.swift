@@ -38,6 +38,26 @@ struct ReportDowngradeTests {
             == .taskFailed(TaskFailed(job: "j1", unit: 3, retryable: true, reason: "peer closed", assignment: 0)))
     }
 
+    /// Why each file after the first was left out goes only to a coordinator of 23, which
+    /// reads it; an older one would refuse the trailing list.
+    @Test func theOtherFilesReasonsGoOnlyToACoordinatorThatReadsThem() throws {
+        var done = Self.done
+        done.laterLeftOut = ["'ds/d' was deleted"]
+        #expect(CoordinatorClient.downgrade(.taskDone(done), to: WireVersion.leftOutReasons) == .taskDone(done))
+        #expect(CoordinatorClient.downgrade(.taskDone(done), to: WireVersion.verifyAttributes) == .taskDone(Self.done))
+        #expect(try Message(frame: Message.taskDone(done).frame()) == .taskDone(done))
+        // A version 22 report (no list) still reads; more reasons than files does not.
+        #expect(try Message(frame: Message.taskDone(Self.done).frame()) == .taskDone(Self.done))
+        var many = done
+        many.laterLeftOut = ["a", "b"]
+        #expect(many.laterLeftOut.count == 2)
+        #expect(throws: WireError.malformed(.taskDone, "2 reasons for 1 files left out after the first")) { try Message(frame: Message.taskDone(many).frame()) }
+        // The init keeps one per file after the first, each of at most 512 bytes.
+        let long = TaskDone(job: "j1", unit: 3, bytes: 0, wireBytes: 0, refetched: 0, codecs: [], chunks: [], leftOut: [0, 1], firstLeftOut: "x",
+                            laterLeftOut: [String(repeating: "y", count: 2000), "z"])
+        #expect(long.laterLeftOut == [String(repeating: "y", count: TaskDone.laterReasonLength)])
+    }
+
     @Test func aUnitThatLeftNothingOutIsDoneAtEveryVersion() {
         var done = Self.done
         done.leftOut = []

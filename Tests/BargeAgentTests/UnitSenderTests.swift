@@ -162,6 +162,9 @@ struct UnitSenderTests {
         let done = try await send(files, roots: roots, listener: listener)
         #expect(done.leftOut == [0, 1, 2], "\(done.firstLeftOut)")
         #expect(done.firstLeftOut.contains("'fifo' is no longer a regular file at the source"), "\(done.firstLeftOut)")
+        // The others say why too (protocol 23; before, only the first did).
+        #expect(done.laterLeftOut.count == 2 && done.laterLeftOut[0].contains("'socket' is no longer a regular file at the source")
+            && done.laterLeftOut[1].contains("'d/moved' is no longer below the source"), "\(done.laterLeftOut)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: roots.destination + "/out/kept")) == Data(contentsOf: URL(fileURLWithPath: roots.source + "/kept")))
         for name in ["fifo", "socket", "d/moved"] { #expect(!fm.fileExists(atPath: roots.destination + "/out/" + name), "\(name) never under its final name") }
         // Each alone says why.

@@ -96,7 +96,7 @@ struct RollingUpdateProcessTests {
         #expect(try await cluster.eventually(20) { old.output.contains("--insecure-plaintext") }, "\(old.output)")
         #expect(try await cluster.eventually(20) { coordinator.output.contains("--insecure-plaintext") }, "\(coordinator.output)")
         #expect(try await cluster.eventually { try cluster.agents(http).map { $0["name"] as? String } == ["b1"] })
-        #expect(b1.output.contains("protocol versions 8...22"), "\(b1.output)")
+        #expect(b1.output.contains("protocol versions 8...23"), "\(b1.output)")
     }
 
     /// A destination agent of version 16 during an update to 17: the source marks no file

@@ -284,6 +284,28 @@ extension JournalTests {
         #expect(try journal.units(job: "j1").first?.planned.waitsFor == 3)
     }
 
+    /// Each file a unit left out is named with the agent's reason (protocol 23); a report that
+    /// gives the first's alone (an agent before 23) names the others by path.
+    @Test func filesLeftOutAreNamedWithEachReason() async throws {
+        let dir = try StateDirectory()
+        let journal = try Journal(path: dir.path)
+        try journal.insert(job("j1"))
+        let entries = (0..<6).map { FileEntry(path: "f\($0)", kind: .file, size: 10, mode: 0o644, mtimeSeconds: 1, mtimeNanoseconds: 0) }
+        let page = Planner(unitBytes: 1 << 20, chunkSize: 1 << 20, maxFilesPerUnit: 3).plan(entries: entries, sourcePath: "ds", destinationPath: "in/ds", job: "j1")
+        try journal.plan("j1", units: page.units, totals: page.totals, now: 5)
+        let units = try journal.commitNow([], refills: [SchedulingPolicy.Refill(job: "j1", kind: .work(after: nil), limit: 8)]).pages[0].units
+        #expect(units.count == 2 && units.allSatisfy { $0.files.count == 3 })
+        _ = try journal.complete(TaskDone(job: "j1", unit: UInt64(units[0].unitId), bytes: 10, wireBytes: 10, refetched: 0, codecs: [], chunks: [],
+                                          leftOut: [0, 2], firstLeftOut: "'ds/f0' vanished", laterLeftOut: ["'ds/f2' was deleted"]), now: 6)
+        _ = try journal.complete(TaskDone(job: "j1", unit: UInt64(units[1].unitId), bytes: 10, wireBytes: 10, refetched: 0, codecs: [], chunks: [],
+                                          leftOut: [1, 2], firstLeftOut: "'ds/f4' vanished"), now: 6)
+        let named = try await journal.untransferable(job: "j1", limit: 10, after: nil)
+        #expect(named.entries.count == 4)
+        #expect(Array(named.entries.prefix(3)) == ["'ds/f0' vanished", "'ds/f2' was deleted", "'ds/f4' vanished"], "\(named.entries)")
+        #expect(named.entries[3].hasPrefix("'ds/f5' was left out at the source during the transfer"), "\(named.entries)")
+        #expect(try journal.job("j1")?.untransferableEntries == 4)
+    }
+
     /// Ranges done are counted per file once per batch; a resend in the same batch sees the
     /// completions before it, and a completion after it counts again.
     @Test func aBatchCountsItsRangesDoneAroundAResend() throws {

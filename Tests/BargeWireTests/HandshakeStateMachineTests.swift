@@ -38,7 +38,7 @@ struct HandshakeStateMachineTests {
     /// This build speaks 8 only (every frame sealed), so an older peer is refused, with the way
     /// out in the reason, whichever side it is on; nobody can talk it down to clear text.
     @Test func anEncryptingBuildRefusesOlderPeersAndSaysWhy() throws {
-        #expect(WireVersion.supported == 8...22)
+        #expect(WireVersion.supported == 8...23)
         for old: ClosedRange<UInt8> in [1...1, 1...7] {
             for (c, s) in [(old, WireVersion.supported), (WireVersion.supported, old)] {
                 var (client, server) = pair(clientVersions: c, serverVersions: s)

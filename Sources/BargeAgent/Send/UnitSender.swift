@@ -961,7 +961,8 @@ public final class UnitProgress: Sendable {
             TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
                      codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) },
                      dedupBytes: s.dedupBytes, leftOut: s.leftOut.keys.sorted().map { UInt32($0) },
-                     firstLeftOut: s.leftOut.min { $0.key < $1.key }?.value ?? "")
+                     firstLeftOut: s.leftOut.min { $0.key < $1.key }?.value ?? "",
+                     laterLeftOut: s.leftOut.sorted { $0.key < $1.key }.dropFirst().map(\.value))
         }
     }
 }

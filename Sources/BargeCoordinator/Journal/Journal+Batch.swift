@@ -248,14 +248,17 @@ extension Journal {
                     d.filesDone += unit.finishedFiles - leftOut
                     d.unitsDone += 1
                     if leftOut > 0 {
-                        // Named: the first in the agent's words, the others by path (read from
-                        // the unit's files, only for a unit that left some out).
-                        let files = try DatabaseValue.fetchOne(db.cachedStatement(sql: "SELECT files FROM units WHERE jobId = ? AND unitId = ?"),
-                                                               arguments: [report.job, Int64(report.unit)]).map(UnitRecord.files(from:)) ?? []
+                        // Named in the agent's words (each from version 23, the first alone before),
+                        // the others by path (read from the unit's files, only for a unit that
+                        // left some out and did not say why).
+                        var why: [UInt32: String] = [:]
+                        for (i, reason) in zip(report.leftOut, [report.firstLeftOut] + report.laterLeftOut) where !reason.isEmpty { why[i] = why[i] ?? reason }
                         let indices = Set(report.leftOut).sorted().prefix(Int(leftOut))
-                        let names = indices.enumerated().map { k, i in
-                            k == 0 && !report.firstLeftOut.isEmpty ? report.firstLeftOut
-                                : Journal.leftOutByUnit(Int(i) < files.count ? files[Int(i)].sourcePath : "file \(i) of unit \(report.unit)")
+                        let files = indices.allSatisfy({ why[$0] != nil }) ? []
+                            : try DatabaseValue.fetchOne(db.cachedStatement(sql: "SELECT files FROM units WHERE jobId = ? AND unitId = ?"),
+                                                         arguments: [report.job, Int64(report.unit)]).map(UnitRecord.files(from:)) ?? []
+                        let names = indices.map { i in
+                            why[i] ?? Journal.leftOutByUnit(Int(i) < files.count ? files[Int(i)].sourcePath : "file \(i) of unit \(report.unit)")
                         }
                         try Journal.addUntransferable(job: report.job, count: leftOut, names: names, in: db)
                     }

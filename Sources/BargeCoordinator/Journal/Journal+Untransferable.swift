@@ -39,8 +39,9 @@ extension Journal {
         }
     }
 
-    /// The words for a file a unit left out, when the agent's `task done` named only the first.
+    /// The words for a file a unit left out, when the agent's `task done` named only the first
+    /// (an agent before protocol 23).
     static func leftOutByUnit(_ path: String) -> String {
-        "'\(path)' was left out at the source during the transfer (gone, changed or unreadable there; the source agent's log says which)"
+        "'\(path)' was left out at the source during the transfer (gone, changed or unreadable there; an agent before 0.15 says why for the first file of a unit alone)"
     }
 }

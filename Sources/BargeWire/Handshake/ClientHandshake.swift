@@ -173,8 +173,12 @@ public enum WireVersion {
     /// `verify request` ends with the mode and mtime of each file its units finished, and the
     /// agent checks them once the bytes match (`VerifyRequest.attributes`).
     public static let verifyAttributes: UInt8 = 22
+    /// `task done` ends with why each file after the first was left out (`TaskDone.laterLeftOut`):
+    /// before, only the first had its reason, and `status` sent the others to a log that did not
+    /// name them either.
+    public static let leftOutReasons: UInt8 = 23
 
-    /// This build speaks 8 to 22, all sealed: every connection is encrypted and authenticated,
+    /// This build speaks 8 to 23, all sealed: every connection is encrypted and authenticated,
     /// so an older peer (1 to 7, clear text) is refused with `noCommonVersion`, and a peer cannot
     /// be talked down to clear text. A peer at 8 works, without tiers; one at 9 without placement at transfer time. `BARGE_INSECURE_PLAINTEXT=1`
     /// (`--insecure-plaintext`, for benchmarks and rolling updates from 7) speaks 1 to 7 instead,
@@ -185,8 +189,8 @@ public enum WireVersion {
         if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (1..<sealed).contains(v) {
             return 1...v
         }
-        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...verifyAttributes).contains(v) { return sealed...v }
+        if let raw = getenv("BARGE_WIRE_MAX_VERSION"), let v = UInt8(String(cString: raw)), (sealed...leftOutReasons).contains(v) { return sealed...v }
         if let raw = getenv("BARGE_INSECURE_PLAINTEXT"), String(cString: raw) == "1" { return 1...(sealed - 1) }
-        return sealed...verifyAttributes
+        return sealed...leftOutReasons
     }()
 }
