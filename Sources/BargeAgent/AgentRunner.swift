@@ -22,6 +22,11 @@ public struct AgentRunner: Sendable {
         switch error {
         case let failure as HandshakeFailure:
             return failure.error.code == .authenticationFailed || failure.error.code == .noCommonVersion
+        case CoordinatorConnectionError.refused(let e) where e.code == .busy:
+            // The coordinator's listener gave this connection's handshake slot to a newer one
+            // (`HandshakeSlots`) just after this agent sent its `auth`, or was full: the next
+            // connection may get in.
+            return false
         case CoordinatorConnectionError.refused(let e) where e.code == .nameInUse:
             // Maybe this agent's own previous run, not yet seen gone: worth another try.
             return false

@@ -8,8 +8,8 @@ enum RawArguments {
     /// exit 0, when one is so named (h2 of session 53, F4).
     static func notUTF8(_ argv: [[UInt8]] = fromArgv()) -> String? {
         for (n, bytes) in argv.enumerated().dropFirst() where String(validating: bytes, as: UTF8.self) == nil {
-            return "argument \(n) ('\(escaped(bytes))') is not UTF-8: Barge names files by UTF-8 paths, so a file whose name is not "
-                + "UTF-8 cannot be named, nor transferred (convmv renames it)"
+            return "argument \(n) ('\(escaped(bytes))') is not UTF-8: Barge takes names, sites and paths in UTF-8 only; a file whose "
+                + "name is not UTF-8 cannot be named, nor transferred (convmv renames it)"
         }
         return nil
     }

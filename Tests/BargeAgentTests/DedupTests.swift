@@ -244,6 +244,9 @@ struct AgentRunnerTests {
         let idle = ErrorMessage(code: .unexpectedMessage, reason: "nothing received for too long; closing the connection")
         #expect(!AgentRunner.isFatal(CoordinatorConnectionError.dropped(idle)), "a registered connection closed by the coordinator is retried")
         #expect(!AgentRunner.isFatal(CoordinatorConnectionError.closed))
+        // A listener that gave the connection's handshake slot away after the agent sent its
+        // `auth` says busy in reply to `register`: the agent stopped for good (review of session 53).
+        #expect(!AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: .busy, reason: "all 128 handshake slots are held"))))
         #expect(AgentRunner.isFatal(CoordinatorConnectionError.refused(ErrorMessage(code: .unexpectedMessage, reason: "name in use"))))
         #expect(AgentRunner.isFatal(HandshakeFailure(error: ErrorMessage(code: .authenticationFailed, reason: "wrong token"))))
         // A registration damaged on its way (one flipped bit): sent again, not the agent's end.

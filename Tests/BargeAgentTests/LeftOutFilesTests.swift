@@ -4,6 +4,7 @@ import BargeChunk
 import BargeStore
 import BargeWire
 import Foundation
+import NIOCore
 import Testing
 
 /// Reports as a coordinator of an older protocol version reads them. A unit done without files it
@@ -51,11 +52,18 @@ struct ReportDowngradeTests {
         var many = done
         many.laterLeftOut = ["a", "b"]
         #expect(many.laterLeftOut.count == 2)
-        #expect(throws: WireError.malformed(.taskDone, "2 reasons for 1 files left out after the first")) { try Message(frame: Message.taskDone(many).frame()) }
-        // The init keeps one per file after the first, each of at most 512 bytes.
+        #expect(throws: WireError.malformed(.taskDone, "2 reasons for the files left out after the first, more than 1")) { try Message(frame: Message.taskDone(many).frame()) }
+        // The init keeps one per file after the first, each of at most 1,024 bytes.
         let long = TaskDone(job: "j1", unit: 3, bytes: 0, wireBytes: 0, refetched: 0, codecs: [], chunks: [], leftOut: [0, 1], firstLeftOut: "x",
                             laterLeftOut: [String(repeating: "y", count: 2000), "z"])
-        #expect(long.laterLeftOut == [String(repeating: "y", count: TaskDone.laterReasonLength)])
+        #expect(long.laterLeftOut == [String(repeating: "y", count: ErrorMessage.maxReasonLength)])
+        // A list of files left out that is present but empty (with an empty reason) still reads,
+        // as it did before 23.
+        let plain = TaskDone(job: "j1", unit: 3, bytes: 0, wireBytes: 0, refetched: 0, codecs: [], chunks: [], assignment: 2)
+        var payload = Message.taskDone(plain).frame().payload
+        payload.writeInteger(UInt32(0))  // no files
+        payload.writeInteger(UInt16(0))  // no reason
+        #expect(try Message(frame: Frame(type: .taskDone, payload: payload)) == .taskDone(plain))
     }
 
     @Test func aUnitThatLeftNothingOutIsDoneAtEveryVersion() {

@@ -228,13 +228,15 @@ struct RouterTests {
             }
             // A name ending as a destination's unfinished copies do, at either end: a single file so
             // named was sent, and the next job into its directory replaced it as its partial copy.
-            for (source, destination) in [("/ds/x.barge-partial", "/x"), ("/ds", "/out/y.barge-partial"), ("/d.barge-partial/x", "/x")] {
+            for (source, destination) in [("/ds/x.barge-partial", "/x"), ("/ds", "/out/y.barge-partial"), ("/ds", "/d.barge-partial/x")] {
                 try await client.execute(uri: "/v1/jobs", method: .post, headers: f.admin, body: submitBody("a", source, "a", destination)) { response in
                     #expect(response.status == .badRequest, "\(source) → \(destination)")
                     #expect(String(buffer: response.body).contains("is named as Barge names its unfinished copies"), "\(String(buffer: response.body))")
                 }
             }
             #expect(JobPath.partialCopyName("ds/.barge-partial") == nil && JobPath.partialCopyName("ds/a.barge-partial.txt") == nil)
+            // Above a source, such a directory collides with nothing.
+            #expect(JobPath.partialCopyName("d.barge-partial/x", lastOnly: true) == nil && JobPath.partialCopyName("d.barge-partial/x") != nil)
             // A destination at or inside the source at the same site (one root) would be scanned
             // while it fills; beside it, or holding it, is fine.
             for (source, destination, refused) in [("/ds", "ds/", "the source itself"), ("ds", "/ds/./copy", "inside the source a:/ds"),

@@ -292,7 +292,10 @@ public final class AgentWork: Sendable {
                 do throws(UnitFailure) {
                     let done = try await sender.run()
                     if !done.leftOut.isEmpty {
+                        // Each file with its reason, as rsync names each that vanished: a
+                        // coordinator before protocol 23 sends its users here for the others.
                         logger.warning("unit \(task.unit) of job \(task.job): \(done.leftOut.count) file(s) left out, gone from the source or changed since the scan; the first: \(done.firstLeftOut)")
+                        for reason in done.laterLeftOut { logger.warning("unit \(task.unit) of job \(task.job), also left out: \(reason)") }
                     }
                     report = .taskDone(done)
                 } catch {

@@ -222,22 +222,28 @@ public final class ChunkSource: @unchecked Sendable {
                                ctime: timespec? = nil, identity: FileIdentity? = nil) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError.system(operation: "stat", path: sourcePath, errno: errno) }
-        // Before the ctime, which the last name's removal moves too: a deleted file was
-        // reported as "written to, or its attributes changed" (h2 of session 53, F2).
+        guard let what = change(st, fileSize: fileSize, mtime: mtime, ctime: ctime, identity: identity) else { return }
+        // A file with no name left was deleted, or another renamed over it: that removal moved
+        // its ctime, and it was reported as "written to, or its attributes changed" (h2 of
+        // session 53, F2). The link count only words a change found; it finds none by itself.
         if st.st_nlink == 0 { throw SourceChanged(path: sourcePath, what: "it was deleted, or another file renamed over it, since the scan: the file read has no name left") }
+        throw SourceChanged(path: sourcePath, what: what)
+    }
+
+    /// How the open file `st` differs from what the scan saw, nil when it does not.
+    private static func change(_ st: stat, fileSize: UInt64, mtime: (seconds: Int64, nanoseconds: Int32)?, ctime: timespec?, identity: FileIdentity?) -> String? {
         if let identity {
-            if UInt64(st.st_ino) != identity.inode { throw SourceChanged(path: sourcePath, what: "another file has its name since the scan (replaced, by a rename over it or a copy): its inode is not the scan's") }
+            if UInt64(st.st_ino) != identity.inode { return "another file has its name since the scan (replaced, by a rename over it or a copy): its inode is not the scan's" }
             if Int64(st.st_ctim.tv_sec) != identity.ctimeSeconds || Int32(st.st_ctim.tv_nsec) != identity.ctimeNanoseconds {
-                throw SourceChanged(path: sourcePath, what: "it was written to, or its attributes changed, since the scan: its ctime moved")
+                return "it was written to, or its attributes changed, since the scan: its ctime moved"
             }
         }
-        if UInt64(st.st_size) != fileSize { throw SourceChanged(path: sourcePath, what: "size \(st.st_size), the scan saw \(fileSize)") }
-        if let mtime, Int64(st.st_mtim.tv_sec) != mtime.seconds || Int32(st.st_mtim.tv_nsec) != mtime.nanoseconds {
-            throw SourceChanged(path: sourcePath, what: "its mtime moved")
-        }
+        if UInt64(st.st_size) != fileSize { return "size \(st.st_size), the scan saw \(fileSize)" }
+        if let mtime, Int64(st.st_mtim.tv_sec) != mtime.seconds || Int32(st.st_mtim.tv_nsec) != mtime.nanoseconds { return "its mtime moved" }
         if let ctime, st.st_ctim.tv_sec != ctime.tv_sec || st.st_ctim.tv_nsec != ctime.tv_nsec {
-            throw SourceChanged(path: sourcePath, what: "it was replaced, written to, or its attributes changed while it was read: its ctime moved")
+            return "it was replaced, written to, or its attributes changed while it was read: its ctime moved"
         }
+        return nil
     }
 }
 

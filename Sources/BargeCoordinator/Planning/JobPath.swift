@@ -29,9 +29,12 @@ public enum JobPath {
     /// destination names its unfinished copies (`x.barge-partial`). A scan leaves such entries
     /// out, but a single file so named was sent, and the next job into its directory took it
     /// for its own partial copy of `x` and replaced it (h2 of session 53, F5).
-    public static func partialCopyName(_ path: String) -> String? {
+    /// `lastOnly`: only the last component counts (a source: a directory so named above it
+    /// collides with nothing, its contents landing under the destination).
+    public static func partialCopyName(_ path: String, lastOnly: Bool = false) -> String? {
         let suffix = PartialFileWriter.suffix
-        guard let part = PathKey.components(path).first(where: { $0.utf8.count > suffix.utf8.count && $0.hasSuffix(suffix) }) else { return nil }
+        let parts = PathKey.components(path)
+        guard let part = (lastOnly ? Array(parts.suffix(1)) : Array(parts)).first(where: { $0.utf8.count > suffix.utf8.count && $0.hasSuffix(suffix) }) else { return nil }
         return "'\(ControlCharacters.escaped(String(part.prefix(80))))' is named as Barge names its unfinished copies (\(suffix)); a job may not read or write it"
     }
 

@@ -307,7 +307,7 @@ public actor Scheduler {
 
     public func submit(_ request: SubmitRequest, id: String) async throws -> JobRecord {
         let source = try Self.path(request.source.path), destination = try Self.path(request.destination.path)
-        if let why = JobPath.partialCopyName(source) ?? JobPath.partialCopyName(destination) { throw SchedulerError.invalid(why) }
+        if let why = JobPath.partialCopyName(source, lastOnly: true) ?? JobPath.partialCopyName(destination) { throw SchedulerError.invalid(why) }
         let codec = request.codec ?? "auto"
         guard codec.utf8.count <= 64, !codec.isEmpty else { throw SchedulerError.invalid("codec name is empty or too long") }
         // Checked as the CLI checks it: a name the agents would not know is refused here.

@@ -370,9 +370,9 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
     public var firstLeftOut: String
     /// Why each of `leftOut` after the first was left out, in its order (protocol version 23; a
     /// trailing list, written only when there are any): before, `status` had words for the first
-    /// alone. Each at most `laterReasonLength` bytes (a unit finishes at most 1,024 files).
+    /// alone. Each at most 1,024 bytes, as the first (a unit finishes at most 1,024 files: about
+    /// 1 MiB in all; each reason names its file's path, which may be 4,095 bytes long).
     public var laterLeftOut: [String]
-    public static let laterReasonLength = 512
 
     public init(job: String, unit: UInt64, bytes: UInt64, wireBytes: UInt64, refetched: UInt32, codecs: [CodecUsage], chunks: [ChunkReport],
                 dedupBytes: UInt64 = 0, assignment: UInt32 = 0, leftOut: [UInt32] = [], firstLeftOut: String = "", laterLeftOut: [String] = []) {
@@ -380,7 +380,7 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
         self.assignment = assignment
         self.leftOut = leftOut
         self.firstLeftOut = leftOut.isEmpty ? "" : firstLeftOut.truncatedUTF8(ErrorMessage.maxReasonLength)
-        self.laterLeftOut = leftOut.count < 2 ? [] : laterLeftOut.prefix(leftOut.count - 1).map { $0.truncatedUTF8(Self.laterReasonLength) }
+        self.laterLeftOut = leftOut.count < 2 ? [] : laterLeftOut.prefix(leftOut.count - 1).map { $0.truncatedUTF8(ErrorMessage.maxReasonLength) }
         self.job = job
         self.unit = unit
         self.bytes = bytes
@@ -407,12 +407,12 @@ public struct TaskDone: Hashable, Sendable, PayloadCodable {
             leftOut = try r.list("files left out", minimumSize: 4) { (r: inout PayloadReader) throws(WireError) in try r.integer(UInt32.self, "file left out") }
             firstLeftOut = try r.reason("why the first was left out")
             if leftOut.isEmpty != firstLeftOut.isEmpty { throw .malformed(.taskDone, "files left out without why, or why without files") }
+            // At most one fewer than the files, refused on its count before any is read.
             laterLeftOut = r.buffer.readableBytes > 0
-                ? try r.list("why the others were left out", minimumSize: 2) { (r: inout PayloadReader) throws(WireError) in
-                    ControlCharacters.escaped(try r.string("why one was left out", maxLength: Self.laterReasonLength))
+                ? try r.list("reasons for the files left out after the first", minimumSize: 2, maxCount: max(0, leftOut.count - 1)) {
+                    (r: inout PayloadReader) throws(WireError) in try r.reason("why one was left out")
                 }
                 : []
-            if laterLeftOut.count > leftOut.count - 1 { throw .malformed(.taskDone, "\(laterLeftOut.count) reasons for \(leftOut.count - 1) files left out after the first") }
         } else {
             leftOut = []
             firstLeftOut = ""

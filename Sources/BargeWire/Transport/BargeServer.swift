@@ -43,13 +43,15 @@ public final class BargeServer: Sendable {
         var slots: HandshakeSlots
         /// The channels of connections in their handshake, by id, to close one whose slot is
         /// given to a newcomer.
-        var channels: [Int: Channel] = [:]
+        var channels: [Int: (channel: Channel, ended: NIOLockedValueBox<Bool>)] = [:]
         var lastID = 0
 
-        /// Connection `id`'s handshake ended; true when it had given its slot away.
-        mutating func handshakeEnded(_ id: Int, from ip: String) -> Bool {
+        /// Connection `id`'s handshake ended: its slot is free. Run on its event loop as the
+        /// handshake ends, not when its task next runs: a slot held meanwhile could be given
+        /// away, its client, past its `auth`, connected already.
+        mutating func handshakeEnded(_ id: Int, from ip: String) {
             channels.removeValue(forKey: id)
-            return slots.end(id, from: ip)
+            slots.end(id, from: ip)
         }
     }
 
@@ -102,7 +104,9 @@ public final class BargeServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let address = Self.describe(channel.remoteAddress)
                     let ip = channel.remoteAddress?.ipAddress ?? "?"
-                    let (id, refusal, evicted) = active.withLockedValue { n -> (Int, ServerFull?, Channel?) in
+                    let session = channel.eventLoop.makePromise(of: Session.self)
+                    let ended = NIOLockedValueBox(false)
+                    let (id, refusal, evicted) = active.withLockedValue { n -> (Int, ServerFull?, (channel: Channel, ended: NIOLockedValueBox<Bool>)?) in
                         n.lastID += 1
                         guard n.served < maxConnections else { return (n.lastID, ServerFull(limit: maxConnections, handshaking: false), nil) }
                         switch n.slots.arrive(n.lastID, from: ip) {
@@ -110,27 +114,26 @@ public final class BargeServer: Sendable {
                             return (n.lastID, ServerFull(limit: fromOneAddress ? perAddress : maxHandshakes, handshaking: true, fromOneAddress: fromOneAddress), nil)
                         case .admit(let evicting):
                             n.served += 1
-                            n.channels[n.lastID] = channel
+                            n.channels[n.lastID] = (channel, ended)
                             return (n.lastID, nil, evicting.flatMap { n.channels.removeValue(forKey: $0) })
                         }
                     }
-                    if let evicted { Self.giveWay(evicted, limit: maxHandshakes) }
+                    if let evicted { Self.giveWay(evicted.channel, ended: evicted.ended, limit: maxHandshakes) }
                     if let refusal {
                         // Told in words (`busy`), so the peer waits and tries again rather than
                         // fail its unit on a closed connection; nothing it sends is read.
                         try channel.pipeline.syncOperations.addHandler(FrameWriter())
                         try channel.pipeline.syncOperations.addHandler(BusyRefusal(refusal.description))
-                        let session = channel.eventLoop.makePromise(of: Session.self)
                         session.fail(refusal)
                         return (channel: try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel), session: session.futureResult,
                                 faults: ProtocolFaults(), address: address, ip: ip, id: id, refusal: Optional(refusal))
                     }
-                    let session = channel.eventLoop.makePromise(of: Session.self)
                     let handshake = ServerHandshake(token: token, name: name, maxPayloadLength: maxPayloadLength, nonce: freshNonce())
                     let faults = ProtocolFaults()
                     let async: NIOAsyncChannel<Frame, Frame>
                     do {
                         try channel.pipeline.syncOperations.addBargeHandlers(.server(handshake), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout)
+                        try channel.pipeline.syncOperations.addHandler(FirstByte { active.withLockedValue { $0.slots.heard(id, from: ip) } }, position: .first)
                         try channel.pipeline.syncOperations.addHandler(SessionStartHandler(promise: session))
                         try channel.pipeline.syncOperations.addHandler(faults)
                         async = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
@@ -138,10 +141,15 @@ public final class BargeServer: Sendable {
                         // Never served (the peer closed at once): counted out again.
                         active.withLockedValue { n in
                             n.served -= 1
-                            _ = n.handshakeEnded(id, from: ip)
+                            n.handshakeEnded(id, from: ip)
+                            _ = n.slots.forget(id)
                         }
                         session.fail(error)
                         throw error
+                    }
+                    session.futureResult.whenComplete { _ in
+                        ended.withLockedValue { $0 = true }
+                        active.withLockedValue { $0.handshakeEnded(id, from: ip) }
                     }
                     // The address is read at accept: once the peer has closed (a client that gave
                     // up its handshake at once), the channel no longer knows it, and the refusal
@@ -184,8 +192,8 @@ public final class BargeServer: Sendable {
                     }
                     group.addTask { [active] in
                         await Self.handle(connection, session: session, onError: onError, refusals: refusals,
-                                          handshakeEnded: {
-                                              active.withLockedValue { $0.handshakeEnded(connection.id, from: connection.ip) }
+                                          gaveWay: {
+                                              active.withLockedValue { $0.slots.forget(connection.id) }
                                           })
                         active.withLockedValue { $0.served -= 1 }
                     }
@@ -223,13 +231,31 @@ public final class BargeServer: Sendable {
     }
 
     /// A connection still in its handshake gives its slot to a newcomer: it is told `busy`, as a
-    /// connection refused on arrival is (a peer waits and tries again), and closed.
-    static func giveWay(_ channel: Channel, limit: Int) {
+    /// connection refused on arrival is (a peer waits and tries again), and closed. One whose
+    /// handshake ended meanwhile (on its own event loop, where this runs) is left alone.
+    static func giveWay(_ channel: Channel, ended: NIOLockedValueBox<Bool>, limit: Int) {
         channel.eventLoop.execute {
+            guard !ended.withLockedValue({ $0 }) else { return }
             let reason = "all \(limit) handshake slots are held, most by your address; this connection's slot went to a newer one"
             channel.writeAndFlush(Message.error(ErrorMessage(code: .busy, reason: reason)).frame(allocator: channel.allocator)).whenComplete { _ in
                 channel.close(promise: nil)
             }
+        }
+    }
+
+    /// Tells the listener that a connection's first byte arrived (`HandshakeSlots.heard`: a
+    /// connection that has sent nothing is the first to give its slot away), then steps aside.
+    final class FirstByte: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        private let heard: () -> Void
+
+        init(_ heard: @escaping () -> Void) { self.heard = heard }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            heard()
+            context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
     }
 
@@ -267,25 +293,24 @@ public final class BargeServer: Sendable {
         session run: @Sendable (Peer, NIOAsyncChannelInboundStream<Frame>, NIOAsyncChannelOutboundWriter<Frame>) async throws -> Void,
         onError: @Sendable (String, Error) -> Void,
         refusals: RefusalLog,
-        handshakeEnded: @Sendable () -> Bool
+        gaveWay: @Sendable () -> Bool
     ) async {
         let address = connection.address
+        // Asked once on every path: a connection that gave its slot away is marked until then.
+        var asked = false
+        defer { if !asked { _ = gaveWay() } }
         // Everything happens inside executeThenClose, which closes the connection and finishes its
         // writer on every path (an NIOAsyncChannel left without it traps when released).
-        var ended = false
-        defer { if !ended { _ = handshakeEnded() } }
         try? await connection.channel.executeThenClose { inbound, outbound in
             let session: Session
             do {
                 session = try await connection.session.get()
-                ended = true
-                _ = handshakeEnded()
             } catch {
                 // The handshake handler has already told the peer and closed the connection (or
                 // the connection gave its slot away). The listener hears of the first from an
                 // address, then of one every 10 s with a count.
-                ended = true
-                let failure: Error = handshakeEnded() ? GaveWay() : error
+                asked = true
+                let failure: Error = gaveWay() ? GaveWay() : error
                 if let unsaid = refusals.admit(connection.ip) { onError(address, RefusedHandshake(failure: failure, alsoRefused: unsaid)) }
                 return
             }
