@@ -1,3 +1,4 @@
+import CBargeFS
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -144,19 +145,12 @@ public enum DestinationEntries {
     /// puts its mtime back, unless the mtime changed since the write (another agent's `repair
     /// done` gave the file the scan's mtime meanwhile: an agent stopped in the `fsync` and let go
     /// on later put the damage's mtime back over it, 7 of 10 runs in h3 of session 50). The file
-    /// must exist with exactly `size` bytes; it is never created.
+    /// must exist with exactly `size` bytes; it is never created. Aligned stretches of zeros are
+    /// left as holes, as a transfer leaves them (`writeSparse`).
     public static func repair(_ path: RootedPath, size: UInt64, bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         let (fd, st) = try openFinished(path, size: size, flags: O_WRONLY, refusal: "it cannot be repaired in place")
         defer { close(fd) }
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .system(operation: "write", path: path.relative, errno: errno)
-            }
-            done += n
-        }
+        try writeSparse(fd, bytes, at: offset, path: path)
         var written = stat()
         guard fstat(fd, &written) == 0 else { throw .system(operation: "stat", path: path.relative, errno: errno) }
         guard fsync(fd) == 0 else { throw .system(operation: "fsync", path: path.relative, errno: errno) }
@@ -165,6 +159,39 @@ public enum DestinationEntries {
         guard now.st_mtim.tv_sec == written.st_mtim.tv_sec, now.st_mtim.tv_nsec == written.st_mtim.tv_nsec else { return }
         var times = [omitTime, st.st_mtim]
         guard futimens(fd, &times) == 0 else { throw .system(operation: "set mtime of", path: path.relative, errno: errno) }
+    }
+
+    /// Writes `bytes` at `offset`, all of them, each aligned stretch of
+    /// `PartialFileWriter.holeMinimum` zeros punched as a hole (written where the file system
+    /// makes none), as `PartialFileWriter.write` leaves them: a repaired chunk of zeros was written
+    /// out, and the file stopped being sparse there (h2 of session 53, F6).
+    static func writeSparse(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, path: RootedPath) throws(StoreError) {
+        func put(_ from: Int, _ to: Int) throws(StoreError) {
+            var done = from
+            while done < to {
+                let n = pwrite(fd, bytes.baseAddress! + done, to - done, off_t(offset) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .system(operation: "write", path: path.relative, errno: errno)
+                }
+                done += n
+            }
+        }
+        let h = PartialFileWriter.holeMinimum
+        var i = (h - Int(offset % UInt64(h))) % h, placed = 0
+        while i + h <= bytes.count {
+            guard PartialFileWriter.allZero(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + h)])) else { i += h; continue }
+            var end = i + h
+            while end + h <= bytes.count, PartialFileWriter.allZero(UnsafeRawBufferPointer(rebasing: bytes[end..<(end + h)])) { end += h }
+            if barge_punch_hole(fd, Int64(offset) + Int64(i), Int64(end - i)) == 0 {
+                try put(placed, i)
+                placed = end
+            } else if errno != EOPNOTSUPP && errno != ENOSYS {
+                throw .system(operation: "punch a hole in", path: path.relative, errno: errno)
+            }
+            i = end
+        }
+        try put(placed, bytes.count)
     }
 
     /// A file repaired in place gets its mode and mtime (`repair done`, protocol version 15).

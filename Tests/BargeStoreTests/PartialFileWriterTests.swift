@@ -612,4 +612,28 @@ final class NIOLockedOutcome: @unchecked Sendable {
     private var text = ""
     func set(_ value: String) { lock.lock(); text = value; lock.unlock() }
     var value: String { lock.lock(); defer { lock.unlock() }; return text }
+
+    /// A repair of a chunk of zeros leaves a hole, as the transfer did: it was written out, and
+    /// the repaired file stopped being sparse there (h2 of session 53, F6). Other bytes are
+    /// written, and the bytes read back are the repair's.
+    @Test func aRepairedStretchOfZerosIsAHoleAgain() throws {
+        let s = try Sandbox()
+        let target = try RootedPath.resolve("f", under: s.root)
+        let size = 1 << 20
+        var data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+        try Data(data).write(to: URL(fileURLWithPath: target.absolute))
+        var before = stat()
+        #expect(stat(target.absolute, &before) == 0)
+        // A chunk of 512 KiB at 256 KiB: zeros, but for its last 1,000 bytes.
+        var chunk = [UInt8](repeating: 0, count: 512 << 10)
+        for k in (chunk.count - 1000)..<chunk.count { chunk[k] = 9 }
+        try chunk.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws -> Void in try DestinationEntries.repair(target, size: UInt64(size), bytes: b, at: 256 << 10) }
+        data.replaceSubrange((256 << 10)..<(768 << 10), with: chunk)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target.absolute)) == Data(data))
+        var after = stat()
+        #expect(stat(target.absolute, &after) == 0)
+        // 448 KiB of whole 64 KiB stretches of zeros hold no blocks now (512-byte units).
+        #expect(before.st_blocks - after.st_blocks >= (448 << 10) / 512, "\(before.st_blocks) → \(after.st_blocks) blocks")
+        #expect(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec)
+    }
 }
