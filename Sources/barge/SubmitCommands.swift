@@ -91,7 +91,9 @@ struct VerifyCommand: AsyncParsableCommand {
             which may have given the files others). Exits 1 when anything differs. With --repair, \
             only the chunks that differ (or files that are missing or resized) are fetched again \
             from the source, a mode or mtime is set again where the file is (not on a file with \
-            other names: hard links), and all is checked again; exits 0 once all is repaired. The verification runs in the \
+            other names: hard links), and all is checked again; exits 0 once all is repaired. A job \
+            whose destination a later job wrote to is not repaired (its older files would go back over \
+            the later job's): repair the later job. The verification runs in the \
             coordinator, page by page, and survives its restart; this command follows it, asking a \
             coordinator that stops answering meanwhile (a restart) again for up to 5 minutes \
             (--no-wait only starts it; 'barge status JOB' shows its progress, and 'barge verify JOB' \

@@ -1038,6 +1038,10 @@ struct TransferProcessTests {
         let second = try cluster.cli(["verify", laterJob], http: c.http)
         #expect(second.status == 1 && second.stdout.contains("mismatch: copy/small/1/f1.dat: mode or mtime differs: mode 0604"), "\(second.stdout)")
         #expect(c.coordinator.output.contains("job \(job): modes and mtimes are not checked: job \(laterJob) wrote to an overlapping destination since"))
+        // Nor is the first job repaired: its files would go back over the later job's.
+        let rollback = try cluster.cli(["verify", job, "--repair"], http: c.http)
+        #expect(rollback.status == 1 && rollback.stderr.contains("job \(laterJob) wrote to an overlapping destination since job \(job)")
+            && rollback.stderr.contains("barge verify \(laterJob) --repair"), "\(rollback.stdout)\(rollback.stderr)")
     }
 
     @Test func badSubmissionsGetClearErrorsAndWriteNothing() async throws {

@@ -31,6 +31,12 @@ extension Scheduler {
         guard job.operation == .transfer else {
             throw SchedulerError.conflict("job \(id) is a \(job.operation.rawValue), which moves files between tiers and has no chunks of its own to check: verify the transfer that sent them (barge jobs); its verification reads cold files from the store")
         }
+        // A repair sends the job's own files again: after a later job wrote to an overlapping
+        // destination, that put the older files back over the later job's, and said repaired
+        // (279 files rolled back, and the later job's verify failed; h1 of session 53, F1).
+        if repair, let later = try laterWriter(of: job) {
+            throw SchedulerError.conflict(Self.repairRefusal(id, later: later))
+        }
         if let running = try journal.verification(id), running.state == .running || (running.state == .failed && running.repair == repair) {
             var v = running
             if v.state == .failed {
@@ -90,6 +96,9 @@ extension Scheduler {
                 return false
             } ?? true
             while true {
+                // A transfer into an overlapping destination submitted while this repair goes on:
+                // it stops at the page's end, as it would not have started.
+                if v.repair, let later = try laterWriter(of: job) { throw SchedulerError.conflict(Self.repairRefusal(id, later: later)) }
                 let units = try journal.doneUnits(job: id, from: v.cursor, limit: Self.verifyPage)
                 guard let last = units.last else { break }
                 (v, merkle, wholeFiles) = try await verify(page: units, job: job, attributes: attributes, into: (v, merkle, wholeFiles))
@@ -365,6 +374,11 @@ extension Scheduler {
         guard c == batch.chunks.count else { return [(0..<batch.files.count, 0..<batch.chunks.count)] }
         out.append((fileStart..<batch.files.count, chunkStart..<batch.chunks.count))
         return out
+    }
+
+    static func repairRefusal(_ id: String, later: String) -> String {
+        "job \(later) wrote to an overlapping destination since job \(id): a repair of \(id) would put its older files back over those of \(later). "
+            + "Verify or repair \(later) instead (barge verify \(later) --repair); barge verify \(id), without --repair, still checks the files against what \(id) sent"
     }
 
     /// A transfer submitted after `job` whose destination overlaps its destination, if any: it
