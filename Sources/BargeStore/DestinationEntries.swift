@@ -177,21 +177,11 @@ public enum DestinationEntries {
                 done += n
             }
         }
-        let h = PartialFileWriter.holeMinimum
-        var i = (h - Int(offset % UInt64(h))) % h, placed = 0
-        while i + h <= bytes.count {
-            guard PartialFileWriter.allZero(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + h)])) else { i += h; continue }
-            var end = i + h
-            while end + h <= bytes.count, PartialFileWriter.allZero(UnsafeRawBufferPointer(rebasing: bytes[end..<(end + h)])) { end += h }
-            if barge_punch_hole(fd, Int64(offset) + Int64(i), Int64(end - i)) == 0 {
-                try put(placed, i)
-                placed = end
-            } else if errno != EOPNOTSUPP && errno != ENOSYS {
-                throw .system(operation: "punch a hole in", path: path.relative, errno: errno)
-            }
-            i = end
-        }
-        try put(placed, bytes.count)
+        try PartialFileWriter.leavingHoles(bytes, at: offset, hole: { i, end throws(StoreError) in
+            guard barge_punch_hole(fd, Int64(offset) + Int64(i), Int64(end - i)) != 0 else { return true }
+            guard errno == EOPNOTSUPP || errno == ENOSYS else { throw .system(operation: "punch a hole in", path: path.relative, errno: errno) }
+            return false
+        }, write: put)
     }
 
     /// A file repaired in place gets its mode and mtime (`repair done`, protocol version 15).

@@ -249,19 +249,28 @@ public final class PartialFileWriter: @unchecked Sendable {
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(StoreError) {
         // Writes run side by side, so a parked copy is opened again by `prepare` (serialised
         // against them), never here: its caller does not write when that failed.
-        let h = Self.holeMinimum
+        try Self.leavingHoles(bytes, at: offset, hole: { i, end throws(StoreError) in try sparse(offset + UInt64(i), count: end - i) },
+                              write: { from, to throws(StoreError) in try place(UnsafeRawBufferPointer(rebasing: bytes[from..<to]), at: offset + UInt64(from)) })
+    }
+
+    /// Walks `bytes`, to be written at `offset`: each aligned stretch of `holeMinimum` zeros
+    /// among them (`from..<to`, indices into `bytes`) is offered to `hole`, which makes it a hole
+    /// or answers false (the file system makes none), and `write` is given the rest, in order.
+    static func leavingHoles(_ bytes: UnsafeRawBufferPointer, at offset: UInt64, hole: (Int, Int) throws(StoreError) -> Bool,
+                             write: (Int, Int) throws(StoreError) -> Void) throws(StoreError) {
+        let h = holeMinimum
         var i = (h - Int(offset % UInt64(h))) % h, placed = 0
         while i + h <= bytes.count {
-            guard Self.allZero(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + h)])) else { i += h; continue }
+            guard allZero(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + h)])) else { i += h; continue }
             var end = i + h
-            while end + h <= bytes.count, Self.allZero(UnsafeRawBufferPointer(rebasing: bytes[end..<(end + h)])) { end += h }
-            if try sparse(offset + UInt64(i), count: end - i) {
-                if i > placed { try place(UnsafeRawBufferPointer(rebasing: bytes[placed..<i]), at: offset + UInt64(placed)) }
+            while end + h <= bytes.count, allZero(UnsafeRawBufferPointer(rebasing: bytes[end..<(end + h)])) { end += h }
+            if try hole(i, end) {
+                if i > placed { try write(placed, i) }
                 placed = end
             }
             i = end
         }
-        if placed < bytes.count { try place(UnsafeRawBufferPointer(rebasing: bytes[placed...]), at: offset + UInt64(placed)) }
+        if placed < bytes.count { try write(placed, bytes.count) }
     }
 
     /// Writes `bytes` at `offset`. The whole blocks among them bypass the page cache when the
