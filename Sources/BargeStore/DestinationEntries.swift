@@ -1,4 +1,3 @@
-import CBargeFS
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -166,22 +165,11 @@ public enum DestinationEntries {
     /// makes none), as `PartialFileWriter.write` leaves them: a repaired chunk of zeros was written
     /// out, and the file stopped being sparse there (h2 of session 53, F6).
     static func writeSparse(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, path: RootedPath) throws(StoreError) {
-        func put(_ from: Int, _ to: Int) throws(StoreError) {
-            var done = from
-            while done < to {
-                let n = pwrite(fd, bytes.baseAddress! + done, to - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw .system(operation: "write", path: path.relative, errno: errno)
-                }
-                done += n
-            }
-        }
         try PartialFileWriter.leavingHoles(bytes, at: offset, hole: { i, end throws(StoreError) in
-            guard barge_punch_hole(fd, Int64(offset) + Int64(i), Int64(end - i)) != 0 else { return true }
-            guard errno == EOPNOTSUPP || errno == ENOSYS else { throw .system(operation: "punch a hole in", path: path.relative, errno: errno) }
-            return false
-        }, write: put)
+            try PartialFileWriter.punchHole(fd, offset + UInt64(i), count: end - i, display: path.relative)
+        }, write: { from, to throws(StoreError) in
+            try PartialFileWriter.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[from..<to]), at: offset + UInt64(from), display: path.relative)
+        })
     }
 
     /// A file repaired in place gets its mode and mtime (`repair done`, protocol version 15).

@@ -311,11 +311,16 @@ public final class PartialFileWriter: @unchecked Sendable {
         let locked = marked ? lockingBytes(offset, count) : false
         defer { if locked { Self.lock(fd, .none, offset, count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
+        return try Self.punchHole(fd, offset, count: count, display: final.relative + Self.suffix)
+    }
+
+    /// `count` bytes at `offset` of `fd` made a hole; false where the file system makes none.
+    static func punchHole(_ fd: Int32, _ offset: UInt64, count: Int, display: String) throws(StoreError) -> Bool {
         #if os(Linux)
         guard barge_punch_hole(fd, Int64(offset), Int64(count)) == 0 else {
             // A file system without holes answers so each time; one call per stretch of zeros
             // costs nothing beside the write that follows.
-            guard errno == EOPNOTSUPP || errno == ENOSYS else { throw .system(operation: "punch a hole in", path: final.relative + Self.suffix, errno: errno) }
+            guard errno == EOPNOTSUPP || errno == ENOSYS else { throw .system(operation: "punch a hole in", path: display, errno: errno) }
             return false
         }
         return true
@@ -362,12 +367,17 @@ public final class PartialFileWriter: @unchecked Sendable {
         let locked = marked ? lockingBytes(offset, bytes.count) : false
         defer { if locked { Self.lock(fd, .none, offset, bytes.count) } }
         if marked, Self.isPartial(fd) == false { throw .finishedElsewhere(path: final.relative) }
+        try Self.writeAll(target, bytes, at: offset, display: final.relative + Self.suffix)
+    }
+
+    /// All of `bytes` written at `offset` of `fd` (pwrite until done, past EINTR).
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, display: String) throws(StoreError) {
         var done = 0
         while done < bytes.count {
-            let n = pwrite(target, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .system(operation: "write", path: final.relative + Self.suffix, errno: errno)
+                throw .system(operation: "write", path: display, errno: errno)
             }
             done += n
         }

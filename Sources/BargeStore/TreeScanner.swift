@@ -185,7 +185,7 @@ public enum TreeScanner {
     }
 
     /// Printable ASCII as is, everything else as \xNN.
-    static func escape(_ bytes: [UInt8]) -> String {
+    public static func escape(_ bytes: [UInt8]) -> String {
         bytes.map { $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16).leftPadded(2) }.joined()
     }
 }

@@ -659,7 +659,6 @@ public final class ColdStore {
         }
     }
 
-    /// A reader of the cold file at `path` (relative to the root), or nil when it is not cold.
     /// What is wrong with pack `id` beyond its blobs, or nil: its trailer and index must read,
     /// and list every chunk the catalog places in it where the catalog says. `verify` reads blobs
     /// by the catalog's offsets, so a pack whose index was damaged, or whose end was cut off,
@@ -678,6 +677,7 @@ public final class ColdStore {
         }
     }
 
+    /// A reader of the cold file at `path` (relative to the root), or nil when it is not cold.
     public func reader(for path: String) throws -> FileReader? {
         guard let file = try catalog.file(path) else { return nil }
         return try FileReader(store: self, file: file)

@@ -1,3 +1,4 @@
+import BargeStore
 import Foundation
 
 /// The command line's bytes, before Swift makes strings of them.
@@ -8,7 +9,7 @@ enum RawArguments {
     /// exit 0, when one is so named (h2 of session 53, F4).
     static func notUTF8(_ argv: [[UInt8]] = fromArgv()) -> String? {
         for (n, bytes) in argv.enumerated().dropFirst() where String(validating: bytes, as: UTF8.self) == nil {
-            return "argument \(n) ('\(escaped(bytes))') is not UTF-8: Barge takes names, sites and paths in UTF-8 only; a file whose "
+            return "argument \(n) ('\(TreeScanner.escape(bytes))') is not UTF-8: Barge takes names, sites and paths in UTF-8 only; a file whose "
                 + "name is not UTF-8 cannot be named, nor transferred (convmv renames it)"
         }
         return nil
@@ -21,8 +22,4 @@ enum RawArguments {
         }
     }
 
-    /// Printable ASCII as is, every other byte as \xNN.
-    static func escaped(_ bytes: [UInt8]) -> String {
-        bytes.map { (0x20..<0x7F).contains($0) && $0 != UInt8(ascii: "\\") ? String(UnicodeScalar($0)) : String(format: "\\x%02x", $0) }.joined()
-    }
 }

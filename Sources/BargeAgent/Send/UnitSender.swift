@@ -958,11 +958,11 @@ public final class UnitProgress: Sendable {
 
     func done(_ task: TaskAssign) -> TaskDone {
         state.withLockedValue { s in
-            TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
-                     codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) },
-                     dedupBytes: s.dedupBytes, leftOut: s.leftOut.keys.sorted().map { UInt32($0) },
-                     firstLeftOut: s.leftOut.min { $0.key < $1.key }?.value ?? "",
-                     laterLeftOut: s.leftOut.sorted { $0.key < $1.key }.dropFirst().map(\.value))
+            let leftOut = s.leftOut.sorted { $0.key < $1.key }
+            return TaskDone(job: task.job, unit: task.unit, bytes: s.bytesDone, wireBytes: s.wireBytes, refetched: s.refetched,
+                            codecs: s.codecs.values.sorted { $0.codec < $1.codec }, chunks: s.chunks.sorted { ($0.file, $0.offset) < ($1.file, $1.offset) },
+                            dedupBytes: s.dedupBytes, leftOut: leftOut.map { UInt32($0.key) },
+                            firstLeftOut: leftOut.first?.value ?? "", laterLeftOut: leftOut.dropFirst().map(\.value))
         }
     }
 }
